@@ -1,0 +1,3 @@
+from dldiy.cli import main
+
+main(prog_name="dldiy")

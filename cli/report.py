@@ -1,0 +1,40 @@
+"""How a report looks on a terminal (rich) and as JSON; `dldiy check` and the feedback files share it."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dldiy.graders.judge import Report
+
+STYLE = {"pass": "green", "fail": "red", "error": "bold red", "skip": "yellow"}
+
+
+def report_table(report: Report) -> Table:
+    table = Table(title=f"{report.exercise}: {report.submission}", show_lines=True, expand=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("points", justify="right", no_wrap=True)
+    table.add_column("message")
+    for c in report.checks:
+        table.add_row(escape(c.name), f"[{STYLE[c.status]}]{c.status}[/]", f"{c.points:g}/{c.max_points:g}",
+                      escape(c.message))
+    return table
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(report_table(report))
+    if report.skipped_lines:
+        console.print("[yellow]Not executed (IPython magics and shell lines):[/] "
+                      + escape("; ".join(report.skipped_lines)))
+    for c in report.checks:
+        tb = c.details.get("traceback")
+        if c.status == "error" and tb and "\n" in tb:
+            console.print(f"[bold red]{escape(c.name)}[/]: your code's traceback\n{escape(tb)}")
+    skipped = [c for c in report.checks if c.status == "skip"]
+    total = f"Total: {report.score:g}/{report.max_score:g}"
+    if skipped:
+        total += f" ({sum(c.max_points for c in skipped):g} points skipped: {', '.join(c.name for c in skipped)})"
+    console.print(f"[bold]{total}[/]")

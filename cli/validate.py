@@ -1,0 +1,92 @@
+"""`dldiy validate [EXERCISE...]`: CI mode.
+
+Every reference passes every check (against the recorded expectations, which proves they still match
+a fresh recomputation); every bugged variant fails (status "fail", not a crash) each check its
+manifest names. Prints a submission x check matrix; exits 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dldiy.graders.assess import assess
+from dldiy.graders.course import buggy_variants, reference_path
+from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise
+from dldiy.graders.judge import Report
+
+MARK = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[bold red]ERR[/]", "skip": "[yellow]skip[/]"}
+
+
+@dataclass
+class Row:
+    exercise: Exercise
+    name: str
+    must_fail: tuple[str, ...]  # empty for the reference: everything must pass
+    report: Report | None = None
+
+    def problems(self) -> list[str]:
+        status = {c.name: c for c in self.report.checks}
+        if not self.must_fail:
+            return [f"{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
+                    if c.status not in ("pass", "skip")]
+        out = []
+        for name in self.must_fail:
+            c = status.get(name)
+            if c is None:
+                out.append(f"{self.name}: its manifest names {name!r}, which {self.exercise.id} does not have")
+            elif c.status != "fail":
+                out.append(f"{self.name}: must fail {name} but it is {c.status}: {c.message.splitlines()[0]}")
+        return out
+
+
+@click.command("validate")
+@click.argument("exercise_ids", metavar="[EXERCISE]...", nargs=-1)
+@click.option("-j", "--jobs", type=int, default=os.cpu_count() or 1, show_default=True,
+              help="Submissions checked at once.")
+def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
+    """Validate EXERCISE (default: all): references pass, bugged variants are caught."""
+    exercises = [load_exercise(e) for e in (exercise_ids or all_ids())]
+    rows: list[tuple[Row, object]] = []
+    for ex in exercises:
+        rows.append((Row(ex, f"reference/{ex.id}", ()), reference_path(ex.id)))
+        rows += [(Row(ex, f"buggy/{ex.id}/{v.id}", v.caught_by), v.path) for v in buggy_variants(ex.id)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for (row, path), report in zip(rows, pool.map(lambda rp: assess(rp[0].exercise, rp[1]), rows)):
+            row.report = report
+    console = Console()
+    problems = []
+    for ex in exercises:
+        mine = [row for row, _ in rows if row.exercise is ex]
+        table = Table(title=f"{ex.id}: {ex.title}")
+        table.add_column("submission")
+        for c in ex.checks:
+            table.add_column(c.name)
+        table.add_column("caught as its manifest says?")
+        for row in mine:
+            cells = []
+            for c in row.report.checks:
+                mark = MARK[c.status]
+                cells.append(f"[bold]<{mark}>[/]" if c.name in row.must_fail else mark)
+            found = row.problems()
+            problems += found
+            table.add_row(row.name, *cells, "[red]NO[/]" if found else "[green]yes[/]")
+        console.print(table)
+    if problems:
+        console.print("[bold red]Mismatches:[/]")
+        for p in problems:
+            console.print(f"  {p}", markup=False)
+        sys.exit(1)
+    n_bugs = sum(1 for row, _ in rows if row.must_fail)
+    console.print(f"[bold green]validate: {len(exercises)} exercise(s), {len(exercises)} reference(s) pass, "
+                  f"{n_bugs} bugged variant(s) caught as their manifests say[/]")
+
+
+def all_ids() -> list[str]:
+    return exercise_ids()

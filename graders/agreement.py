@@ -1,0 +1,48 @@
+"""agreement: named arrays agree with the reference's (or with torch's own op) on the same inputs.
+
+The measurement is {"cases": [{"name": str, "shape": [...], "values": [...], "target": [...]?}]}, one
+case per configuration (a shape, a stride, a design matrix...), in a fixed order. Each case's values
+are compared with the expectation's `target` when the probe measured one (torch's own op, computed in
+the reference's untampered child), else with the reference's `values`:
+    |measured - expected| <= atol + rtol * |expected|, entrywise.
+The message names the first configuration that disagrees, the worst entry and a likely cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .exercise import Check
+from .verdict import Verdict, array_ratio_hint, as_array, fmt, unravel
+
+NEEDS_REFERENCE = True
+
+
+def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
+    rtol = float(check.params.get("rtol", 1e-5))
+    atol = float(check.params.get("atol", 1e-8))
+    against = check.params.get("against", "the reference")
+    got = {c["name"]: c for c in measured["cases"]}
+    for want in expected["cases"]:
+        name = want["name"]
+        case = got.get(name)
+        if case is None:
+            return Verdict.failed(f"{name}: no value was measured")
+        e = as_array(want.get("target", want["values"]))
+        m = as_array(case["values"])
+        shape = want.get("shape") or [e.size]
+        if m.size != e.size or list(case.get("shape") or [m.size]) != list(shape):
+            return Verdict.failed(f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}",
+                                  case=name)
+        diff = np.abs(m - e)
+        bad = ~(diff <= atol + rtol * np.abs(e))
+        if bad.any():
+            i = int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
+            hint = array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
+            return Verdict.failed(
+                f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; worst at index "
+                f"{unravel(i, shape)}: expected {fmt(e[i])}, measured {fmt(m[i])}." + (f" {hint}" if hint else ""),
+                case=name, max_abs_diff=float(diff[i]))
+    return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")

@@ -1,0 +1,102 @@
+"""Child side: reach into a loaded submission and check that what comes back has the promised form.
+
+Harnesses call `sub.call("gradient", X, y, w, dims={"n": 20, "d": 3})`: a missing name, a wrong shape
+or dtype, or a NaN in a plain function's output becomes an ApiError, one line naming what was
+expected, so the student never sees our traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .exercise import ApiEntry, Exercise
+from .submission import Loaded
+
+
+class ApiError(Exception):
+    """What the submission returned (or failed to define) does not match the exercise's API."""
+
+
+class Submission:
+    def __init__(self, loaded: Loaded, exercise: Exercise):
+        self.loaded = loaded
+        self.exercise = exercise
+        self.module = loaded.module
+
+    def get(self, name: str) -> Any:
+        value = getattr(self.module, name, None)
+        if value is None:
+            entry = self.exercise.api.get(name)
+            wanted = f": `{entry.signature}`" if entry else ""
+            raise ApiError(f"{self.loaded.path.name} does not define `{name}`{wanted}")
+        return value
+
+    def call(self, name: str, *args: Any, dims: dict[str, int] | None = None, **kwargs: Any) -> Any:
+        """Call the student's `name`; validate the result against the spec's shape and dtype."""
+        fn = self.get(name)
+        if not callable(fn):
+            raise ApiError(f"`{name}` in {self.loaded.path.name} is a {type(fn).__name__}, not a function")
+        result = fn(*args, **kwargs)
+        entry = self.exercise.api.get(name)
+        if entry is not None and (entry.shape or entry.dtype):
+            result = expect_tensor(result, f"{name}()", shape=_shape(entry, dims or {}), dtype=entry.dtype,
+                                   device=_device_of(args))
+        return result
+
+
+def _shape(entry: ApiEntry, dims: dict[str, int]) -> tuple[int, ...] | None:
+    if entry.shape is None:
+        return None
+    return tuple(eval(entry.shape, {"__builtins__": {}}, dims))  # spec text, trusted; e.g. "(d+1,)"
+
+
+def _device_of(args: tuple) -> torch.device | None:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device
+    return None
+
+
+def expect_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None, dtype: str | None = None,
+                  finite: bool = True, device: torch.device | None = None) -> torch.Tensor:
+    """`value` as a tensor of the expected shape and kind, or an ApiError saying how it differs."""
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+        value = torch.tensor(float(value) if dtype == "float" else value)
+    elif isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise ApiError(f"{what} returned {type(value).__name__}; expected a torch tensor"
+                       + (f" of shape {shape}" if shape is not None else ""))
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        hint = ""
+        if value.numel() == int(np.prod(shape)):
+            hint = " (same number of entries: a missing .squeeze(), .view() or a transpose?)"
+        raise ApiError(f"{what} returned shape {tuple(value.shape)}; expected {tuple(shape)}{hint}")
+    if dtype == "float" and not value.is_floating_point():
+        raise ApiError(f"{what} returned dtype {value.dtype}; expected a floating-point tensor")
+    if dtype == "int" and (value.is_floating_point() or value.is_complex()):
+        raise ApiError(f"{what} returned dtype {value.dtype}; expected an integer tensor")
+    if device is not None and value.device.type != "meta" and device.type == "meta":
+        raise ApiError(f"{what} returned a tensor on {value.device}; the inputs were on {device}")
+    if finite and value.device.type != "meta" and value.is_floating_point() and not torch.isfinite(value).all():
+        bad = (~torch.isfinite(value)).nonzero()[0].tolist()
+        raise ApiError(f"{what} returned {value[tuple(bad)].item()} at index {tuple(bad)} for finite inputs")
+    return value
+
+
+def to_plain(value: Any) -> Any:
+    """Tensors and numpy values as JSON-ready lists and floats (the child never pickles)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().double().tolist() if value.is_floating_point() else value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value

@@ -1,0 +1,49 @@
+"""convergence: training reaches the exercise's target (e.g. >= 99% training accuracy) in its budget.
+
+The measurement is {"metric": value, "losses": [a few losses along training], "steps": budget}; the
+check's `target` (and `metric`, default "accuracy") come from the spec. On failure the message reads
+the loss curve: rising (an update uphill, a learning rate too high), flat (nothing learned), nan.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .exercise import Check
+from .verdict import Verdict, fmt
+
+NEEDS_REFERENCE = False
+
+
+def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    metric = check.params.get("metric", "accuracy")
+    target = float(check.params["target"])
+    higher_is_better = check.params.get("goal", "max") == "max"
+    value = measured[metric]
+    value = math.nan if value is None else float(value)
+    steps = measured.get("steps")
+    budget = f" after {steps} steps" if steps is not None else ""
+    reached = value >= target if higher_is_better else value <= target
+    if reached and math.isfinite(value):
+        return Verdict.passed(f"{metric} {fmt(value)}{budget} (target {'>=' if higher_is_better else '<='} "
+                              f"{fmt(target)})", value=value)
+    curve = describe_curve([math.nan if v is None else float(v) for v in measured.get("losses", [])])
+    return Verdict.failed(f"{metric} {fmt(value)}{budget}; the target is {'>=' if higher_is_better else '<='} "
+                          f"{fmt(target)}. {curve}", value=value, target=target)
+
+
+def describe_curve(losses: list[float]) -> str:
+    """The loss curve in a sentence a student can act on."""
+    if not losses:
+        return ""
+    shown = " -> ".join(fmt(v) for v in losses[:: max(1, len(losses) // 5)][:6])
+    if any(math.isnan(v) or math.isinf(v) for v in losses):
+        k = next(i for i, v in enumerate(losses) if math.isnan(v) or math.isinf(v))
+        return f"Loss curve: {shown}. The loss becomes {fmt(losses[k])}: divergence (a learning rate too high?)."
+    first, last = losses[0], losses[-1]
+    if last > first * 1.05:
+        return f"Loss curve: {shown}. The loss rises: divergence, or an update that goes uphill (a sign error?)."
+    if abs(last - first) <= 0.01 * max(abs(first), 1e-12):
+        return f"Loss curve: {shown}. The loss barely moves: is the update applied, the learning rate used?"
+    return f"Loss curve: {shown}. The loss falls, but not far enough within the budget."

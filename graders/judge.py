@@ -1,0 +1,126 @@
+"""Parent side: measurements + expectations -> a report. Nothing the child sent is taken as a verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import check_kind
+from .exercise import Check, Exercise
+from .runner import Outcome, Task
+from .verdict import Verdict
+
+_RANK = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    kind: str
+    status: str
+    points: float
+    max_points: float
+    message: str
+    title: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    exercise: str
+    submission: str
+    checks: list[CheckResult]
+    load_error: str | None = None
+    skipped_lines: list[str] = field(default_factory=list)
+    output: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every check that ran passed, 1 when one failed, 2 when the submission was unusable."""
+        statuses = {c.status for c in self.checks}
+        return 2 if "error" in statuses else 1 if "fail" in statuses else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exercise": self.exercise, "submission": self.submission, "score": self.score,
+                "max_score": self.max_score,
+                "checks": [{k: v for k, v in asdict(c).items() if k not in ("details", "title")}
+                           for c in self.checks]}
+
+
+def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int]) -> list[Task]:
+    """A check with its own `seeds` runs at those; the others at the run's (public + hidden) seeds."""
+    return [Task(c.name, s) for c in checks for s in (c.seeds if c.seeds is not None else seeds)]
+
+
+def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,
+          expected: dict[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
+    results = []
+    for check in checks:
+        per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
+        verdicts = [(seed, _judge_one(check, seed, r, expected.get(check.name, {}).get(str(seed))))
+                    for seed, r in per_seed]
+        results.append(_combine(check, verdicts, hidden))
+    return Report(exercise.id, submission, results, outcome.load_error, outcome.skipped, outcome.output,
+                  outcome.duration_s)
+
+
+def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -> Verdict:
+    if "error" in result:
+        error = result["error"]
+        return Verdict("error", str(error.get("message", "")), {"traceback": error.get("traceback", "")})
+    kind = check_kind(check.kind)
+    if kind.NEEDS_REFERENCE and expected is None:
+        return Verdict("error", f"no expected value recorded for seed {seed}: the instructor must run "
+                                f"`dldiy record` (this is not the submission's fault)")
+    try:
+        return kind.judge(result.get("measurement"), expected, check)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        # A measurement of the wrong form can only come from a submission that tampered with the
+        # child; it is judged a failure, never a pass.
+        return Verdict("error", f"malformed measurement ({type(e).__name__}: {e})")
+
+
+def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozenset[int]) -> CheckResult:
+    if not verdicts:
+        return CheckResult(check.name, check.kind, "error", 0.0, check.points, "the check did not run",
+                           check.title)
+    worst_seed, worst = max(verdicts, key=lambda sv: (_RANK[sv[1].status], sv[0] not in hidden))
+    public = [s for s, _ in verdicts if s not in hidden]
+    if worst.status == "pass":
+        where = f" (seeds {', '.join(map(str, public))})" if len(verdicts) > 1 and public else ""
+        message = (worst.message or "ok") + where
+        if hidden and any(s in hidden for s, _ in verdicts):
+            message += f" and {sum(s in hidden for s, _ in verdicts)} hidden seed(s)"
+    elif worst_seed in hidden:
+        message = ("fails at a hidden seed (values withheld); it passes the public seeds, so check what "
+                   "your code assumes about the data or hard-codes")
+    else:
+        prefix = f"seed {worst_seed}: " if len(verdicts) > 1 or check.seeds is None else ""
+        message = prefix + worst.message
+        if worst.status == "fail" and check.hint:
+            message += f"\nHint: {check.hint}"
+    points = check.points if worst.status == "pass" else 0.0
+    details = {} if worst_seed in hidden else dict(worst.details, seed=worst_seed)
+    return CheckResult(check.name, check.kind, worst.status, points, check.points, message, check.title,
+                       _finite(details))
+
+
+def _finite(value: Any) -> Any:
+    """JSON for the outside world has no nan/inf: spell them out."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

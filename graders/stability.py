@@ -1,0 +1,35 @@
+"""stability: finite, correct values at extreme inputs (margins or logits of magnitude 1e3).
+
+The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value must be finite and
+match the reference's at the same inputs. `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+(softplus, logaddexp, log-sum-exp with the max taken out) do not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .exercise import Check
+from .verdict import Verdict, close, fmt
+
+NEEDS_REFERENCE = True
+
+
+def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
+    rtol = float(check.params.get("rtol", 1e-6))
+    atol = float(check.params.get("atol", 1e-8))
+    want = {c["name"]: c["value"] for c in expected["cases"]}
+    for case in measured["cases"]:
+        name, value = case["name"], math.nan if case["value"] is None else float(case["value"])
+        target = want.get(name)
+        if target is None:
+            continue
+        if not math.isfinite(value):
+            return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: the computation "
+                                  "overflows at extreme inputs; use a numerically stable form", case=name)
+        if not close(value, target, rtol, atol):
+            return Verdict.failed(f"{name}: expected {fmt(target)}, measured {fmt(value)}", case=name)
+    if set(want) - {c["name"] for c in measured["cases"]}:
+        return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
+    return Verdict.passed(f"{len(want)} extreme inputs, all finite and correct")

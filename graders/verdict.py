@@ -1,0 +1,110 @@
+"""What a check decides, and the small numeric helpers every judge shares (numpy only, no torch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+Status = Literal["pass", "fail", "error", "skip"]
+
+
+@dataclass
+class Verdict:
+    """One check's decision on one measurement: a status and a message a student can act on."""
+
+    status: Status
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def passed(cls, message: str = "", **details: Any) -> "Verdict":
+        return cls("pass", message, details)
+
+    @classmethod
+    def failed(cls, message: str, **details: Any) -> "Verdict":
+        return cls("fail", message, details)
+
+    @classmethod
+    def skipped(cls, reason: str) -> "Verdict":
+        return cls("skip", reason)
+
+
+def fmt(x: float) -> str:
+    """A number as a student reads it: 6 significant digits, nan/inf spelled out."""
+    if x is None:
+        return "None"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
+def as_array(values: Any) -> np.ndarray:
+    """A measurement's list (possibly holding None for nan, as JSON has no nan) as float64."""
+    return np.array([np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
+                    dtype=np.float64)
+
+
+def close(measured: float, expected: float, rtol: float, atol: float) -> bool:
+    """|m - e| <= atol + rtol * |e|, the torch.testing/numpy convention; nan is never close."""
+    m, e = float(measured), float(expected)
+    if math.isnan(m) or math.isnan(e):
+        return False
+    if math.isinf(m) or math.isinf(e):
+        return m == e
+    return abs(m - e) <= atol + rtol * abs(e)
+
+
+def first_mismatch(measured: Sequence[float], expected: Sequence[float], rtol: float,
+                   atol: float) -> int | None:
+    """Index of the first entry that is not close, or None when all are."""
+    for i, (m, e) in enumerate(zip(measured, expected)):
+        if not close(m, e, rtol, atol):
+            return i
+    if len(measured) != len(expected):
+        return min(len(measured), len(expected))
+    return None
+
+
+def ratio_hint(measured: float, expected: float, n: int | None = None) -> str:
+    """A likely cause read off measured/expected: a sign error, a factor n (sum vs mean), a factor 2."""
+    if expected == 0 or not math.isfinite(measured) or not math.isfinite(expected):
+        return ""
+    r = measured / expected
+    if abs(r + 1) < 1e-3:
+        return "the value has the opposite sign: a sign error?"
+    if n and abs(r - n) < 1e-3 * n:
+        return f"the value is {n} (= n) times too large: a sum where a mean is expected?"
+    if n and abs(r - 1 / n) < 1e-3 / n:
+        return f"the value is {n} (= n) times too small: a mean where a sum is expected, or 1/n twice?"
+    for c in (2.0, 0.5):
+        if abs(r - c) < 1e-3:
+            return f"the value is off by a factor {c:g}."
+    return ""
+
+
+def unravel(flat_index: int, shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat_index, tuple(shape))) if shape else ()
+
+
+def array_ratio_hint(measured: np.ndarray, expected: np.ndarray) -> str:
+    """Reads measured/expected entrywise: -1 everywhere is a sign error, a constant is a factor."""
+    mask = np.abs(expected) > 1e-6
+    if mask.sum() < 1:
+        return ""
+    r = measured[mask] / expected[mask]
+    if np.all(np.abs(r + 1) < 1e-3):
+        return "The ratio is -1 everywhere: a sign error."
+    mean = float(np.mean(r))
+    if abs(mean) > 1e-6 and np.std(r) < 1e-3 * abs(mean) and abs(mean - 1) > 1e-3:
+        return (f"The ratio measured/expected is a constant {fmt(mean)}: a missing or extra constant factor "
+                f"(1/n for a mean? a factor 2?).")
+    good = np.abs(measured - expected) <= 1e-6 * np.maximum(1, np.abs(expected))
+    if good.any() and not good.all():
+        return f"{int(good.sum())} of {measured.size} entries agree: look at what differs for the others."
+    return ""

@@ -1,0 +1,32 @@
+"""Shared test helpers: the real CLI in a real subprocess, and tiny hand-made submissions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`dldiy ARGS` as a user types it (through this interpreter, so the test venv's install is used)."""
+    return subprocess.run([sys.executable, "-m", "dldiy.cli", *args], cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def write_submission(tmp_path):
+    """write_submission(code, name="logreg.py") -> path of a one-file submission in a fresh folder."""
+
+    def write(code: str, name: str = "logreg.py") -> Path:
+        folder = tmp_path / f"sub{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        path = folder / name
+        path.write_text(textwrap.dedent(code))
+        return path
+
+    return write

@@ -34,15 +34,15 @@ class Row:
     def problems(self) -> list[str]:
         status = {c.name: c for c in self.report.checks}
         if not self.must_fail:
-            return [f"{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
+            return [f"{self.exercise.id}/{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
                     if c.status not in ("pass", "skip")]
         out = []
         for name in self.must_fail:
             c = status.get(name)
             if c is None:
-                out.append(f"{self.name}: its manifest names {name!r}, which {self.exercise.id} does not have")
+                out.append(f"{self.exercise.id}/{self.name}: its manifest names {name!r}, which {self.exercise.id} does not have")
             elif c.status != "fail":
-                out.append(f"{self.name}: must fail {name} but it is {c.status}: {c.message.splitlines()[0]}")
+                out.append(f"{self.exercise.id}/{self.name}: must fail {name} but it is {c.status}: {c.message.splitlines()[0]}")
         return out
 
 
@@ -55,20 +55,20 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
     exercises = [load_exercise(e) for e in (exercise_ids or all_ids())]
     rows: list[tuple[Row, object]] = []
     for ex in exercises:
-        rows.append((Row(ex, f"reference/{ex.id}", ()), reference_path(ex.id)))
-        rows += [(Row(ex, f"buggy/{ex.id}/{v.id}", v.caught_by), v.path) for v in buggy_variants(ex.id)]
+        rows.append((Row(ex, "reference", ()), reference_path(ex.id)))
+        rows += [(Row(ex, v.id, v.caught_by), v.path) for v in buggy_variants(ex.id)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for (row, path), report in zip(rows, pool.map(lambda rp: assess(rp[0].exercise, rp[1]), rows)):
             row.report = report
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     problems = []
     for ex in exercises:
         mine = [row for row, _ in rows if row.exercise is ex]
-        table = Table(title=f"{ex.id}: {ex.title}")
-        table.add_column("submission")
+        table = Table(title=f"{ex.id}: {ex.title}  (<FAIL> = a check the manifest says must fail)")
+        table.add_column("submission", no_wrap=True)
         for c in ex.checks:
-            table.add_column(c.name)
-        table.add_column("caught as its manifest says?")
+            table.add_column(c.name, no_wrap=True)
+        table.add_column("as expected?", no_wrap=True)
         for row in mine:
             cells = []
             for c in row.report.checks:
@@ -81,7 +81,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
     if problems:
         console.print("[bold red]Mismatches:[/]")
         for p in problems:
-            console.print(f"  {p}", markup=False)
+            console.print(f"  {p}", markup=False, soft_wrap=True)
         sys.exit(1)
     n_bugs = sum(1 for row, _ in rows if row.must_fail)
     console.print(f"[bold green]validate: {len(exercises)} exercise(s), {len(exercises)} reference(s) pass, "

@@ -94,7 +94,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             order = np.argsort(-rel * bad)[: min(3, int(bad.sum()))]
             rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i])}, numeric {fmt(n[i])}, "
                              f"rel. error {fmt(rel[i])}" for i in order)
-            hint = array_ratio_hint(a, n)
+            hint = array_ratio_hint(a, n, "analytic/numeric")
             return Verdict.failed(
                 f"analytic and numeric gradients of {b['name']} disagree at {int(bad.sum())} of {a.size} "
                 f"entries; worst: {rows}." + (f" {hint}" if hint else ""),

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from .exercise import Check
-from .verdict import Verdict, close, fmt
+from .verdict import Verdict, close, fmt, ratio_hint
 
 NEEDS_REFERENCE = True
 
@@ -29,7 +29,9 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
             return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: the computation "
                                   "overflows at extreme inputs; use a numerically stable form", case=name)
         if not close(value, target, rtol, atol):
-            return Verdict.failed(f"{name}: expected {fmt(target)}, measured {fmt(value)}", case=name)
+            hint = ratio_hint(value, target)
+            return Verdict.failed(f"{name}: expected {fmt(target)}, measured {fmt(value)}." + (f" {hint}" if hint else ""),
+                                  case=name)
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
     return Verdict.passed(f"{len(want)} extreme inputs, all finite and correct")

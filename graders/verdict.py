@@ -77,14 +77,14 @@ def ratio_hint(measured: float, expected: float, n: int | None = None) -> str:
         return ""
     r = measured / expected
     if abs(r + 1) < 1e-3:
-        return "the value has the opposite sign: a sign error?"
+        return "The value has the opposite sign: a sign error?"
     if n and abs(r - n) < 1e-3 * n:
-        return f"the value is {n} (= n) times too large: a sum where a mean is expected?"
+        return f"The value is {n} (= n) times too large: a sum where a mean is expected?"
     if n and abs(r - 1 / n) < 1e-3 / n:
-        return f"the value is {n} (= n) times too small: a mean where a sum is expected, or 1/n twice?"
+        return f"The value is {n} (= n) times too small: a mean where a sum is expected, or 1/n twice?"
     for c in (2.0, 0.5):
         if abs(r - c) < 1e-3:
-            return f"the value is off by a factor {c:g}."
+            return f"The value is off by a factor {c:g}."
     return ""
 
 
@@ -92,17 +92,17 @@ def unravel(flat_index: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat_index, tuple(shape))) if shape else ()
 
 
-def array_ratio_hint(measured: np.ndarray, expected: np.ndarray) -> str:
+def array_ratio_hint(measured: np.ndarray, expected: np.ndarray, names: str = "measured/expected") -> str:
     """Reads measured/expected entrywise: -1 everywhere is a sign error, a constant is a factor."""
     mask = np.abs(expected) > 1e-6
     if mask.sum() < 1:
         return ""
     r = measured[mask] / expected[mask]
     if np.all(np.abs(r + 1) < 1e-3):
-        return "The ratio is -1 everywhere: a sign error."
+        return f"The ratio {names} is -1 everywhere: a sign error."
     mean = float(np.mean(r))
     if abs(mean) > 1e-6 and np.std(r) < 1e-3 * abs(mean) and abs(mean - 1) > 1e-3:
-        return (f"The ratio measured/expected is a constant {fmt(mean)}: a missing or extra constant factor "
+        return (f"The ratio {names} is a constant {fmt(mean)}: a missing or extra constant factor "
                 f"(1/n for a mean? a factor 2?).")
     good = np.abs(measured - expected) <= 1e-6 * np.maximum(1, np.abs(expected))
     if good.any() and not good.all():

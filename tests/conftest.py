@@ -12,10 +12,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     """`dldiy ARGS` as a user types it (through this interpreter, so the test venv's install is used)."""
     return subprocess.run([sys.executable, "-m", "dldiy.cli", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

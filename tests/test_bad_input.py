@@ -1,0 +1,124 @@
+"""What a student will hit: one line, exit code 2, never our traceback. Real CLI, real child processes."""
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import REPO, run_dldiy
+
+from dldiy.graders.assess import assess
+from dldiy.graders.exercise import load_exercise_dir
+
+REFERENCE = (REPO / "reference/exercise-1/logreg.py").read_text()
+
+
+def assert_one_line_exit_2(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_exercise_suggests_the_right_one():
+    assert_one_line_exit_2(run_dldiy("check", "exercize-1"), "unknown exercise", "did you mean 'exercise-1'")
+    assert_one_line_exit_2(run_dldiy("check", "1"), "did you mean 'exercise-1'")
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_exit_2(run_dldiy("check", "exercise-1", str(tmp_path / "nope.py")), "no such file")
+    assert_one_line_exit_2(run_dldiy("check", "exercise-1", str(tmp_path)), "has no logreg.py", "dldiy start")
+
+
+def test_unknown_check_name():
+    assert_one_line_exit_2(run_dldiy("check", "exercise-1", "reference/exercise-1", "--only", "gradchek"),
+                           "did you mean 'gradcheck'")
+
+
+def test_syntax_error_names_file_and_line(write_submission):
+    path = write_submission(REFERENCE.replace("def train(X, y, w0, lr, steps):", "def train(X, y, w0, lr, steps)"))
+    assert_one_line_exit_2(run_dldiy("check", "exercise-1", str(path)), "logreg.py:", "SyntaxError")
+
+
+def test_missing_function_names_the_expected_signature(write_submission):
+    path = write_submission(REFERENCE.replace("def gradient(", "def grad("))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
+    assert result.returncode == 2
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["status"] == "error" and "does not define `gradient`" in check["message"]
+    assert "gradient(X, y, w)" in check["message"]
+
+
+def test_a_raising_function_shows_only_the_students_frames(write_submission):
+    path = write_submission(REFERENCE.replace("    Xt = add_bias(X)\n", "    Xt = add_bias(X)\n    1 / 0\n", 1))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck")
+    assert result.returncode == 2
+    out = result.stdout
+    assert "ZeroDivisionError" in out and "logreg.py:" in out and "in gradient" in out
+    assert "harness.py" not in out and "dldiy" not in out.replace("dldiy check", "") and "site-packages" not in out
+
+
+def test_wrong_shape_is_reported_with_both_shapes(write_submission):
+    path = write_submission(REFERENCE.replace("    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]",
+                                              "    return (-(torch.sigmoid(-u) * t) @ Xt / X.shape[0])[:, None]"))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
+    (check,) = json.loads(result.stdout)["checks"]
+    assert result.returncode == 2 and check["status"] == "error"
+    assert "shape (4, 1)" in check["message"] and "expected (4,)" in check["message"]
+
+
+def test_nan_output_is_reported(write_submission):
+    path = write_submission(REFERENCE.replace("    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]",
+                                              "    return -(torch.sigmoid(-u) * t) @ Xt / 0.0 * 0.0"))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
+    (check,) = json.loads(result.stdout)["checks"]
+    assert result.returncode == 2 and check["status"] == "error" and "nan" in check["message"]
+
+
+def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_submission):
+    folder = tmp_path / "exercise"
+    shutil.copytree(REPO / "exercises/exercise-1", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 2"))
+    exercise = load_exercise_dir(folder)
+    path = write_submission(REFERENCE.replace("def train(X, y, w0, lr, steps):\n",
+                                              "def train(X, y, w0, lr, steps):\n    while True:\n        pass\n"))
+    report = assess(exercise, path, checks=[exercise.check("first-loss"), exercise.check("gradcheck")])
+    status = {c.name: c for c in report.checks}
+    assert status["first-loss"].status == "error" and "did not finish within 2 s" in status["first-loss"].message
+    assert status["gradcheck"].status == "pass"  # measured in a fresh child after the kill
+    assert report.exit_code == 2
+
+
+def test_start_writes_the_template_and_keeps_existing_work(tmp_path):
+    result = run_dldiy("start", "exercise-1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "exercise-1" / "logreg.py"
+    assert "NotImplementedError" in target.read_text()
+    target.write_text("# my work\n")
+    again = run_dldiy("start", "exercise-1", cwd=tmp_path)
+    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert target.read_text() == "# my work\n"
+    assert run_dldiy("start", "exercise-1", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_the_template_fails_with_not_implemented_naming_the_task(tmp_path):
+    run_dldiy("start", "exercise-1", cwd=tmp_path)
+    result = run_dldiy("check", "exercise-1", "--only", "gradcheck", "--json", cwd=tmp_path)
+    (check,) = json.loads(result.stdout)["checks"]
+    assert result.returncode == 2
+    assert "NotImplementedError" in check["message"] and "implement gradient" in check["message"]
+
+
+def test_list_shows_every_exercise():
+    result = run_dldiy("list")
+    assert result.returncode == 0 and "exercise-1" in result.stdout and "gradcheck" in result.stdout
+
+
+def test_check_defaults_to_where_start_puts_the_work(tmp_path):
+    (tmp_path / "exercise-1").mkdir()
+    (tmp_path / "exercise-1" / "logreg.py").write_text(REFERENCE)
+    result = run_dldiy("check", "exercise-1", "--only", "first-loss", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "first-loss" in result.stdout and "3/3" in result.stdout

@@ -1,0 +1,163 @@
+"""Each check kind's judge on small hand-made measurements, passing and failing (no child process)."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dldiy.graders import check_kind
+from dldiy.graders.exercise import Check
+from dldiy.graders.judge import CheckResult, _combine
+from dldiy.graders.verdict import Verdict
+
+finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
+nonzero = finite.filter(lambda v: abs(v) > 1e-2)
+vectors = st.lists(nonzero, min_size=1, max_size=8)
+
+
+def check(kind, **params):
+    return Check(name=kind, kind=kind, probe=kind, points=1.0, params=params)
+
+
+def judge(kind, measured, expected=None, **params):
+    return check_kind(kind).judge(measured, expected, check(kind, **params))
+
+
+def grad_blocks(analytic, numeric):
+    return {"blocks": [{"name": "w", "shape": [len(numeric)], "analytic": list(analytic), "numeric": list(numeric)}]}
+
+
+@given(vectors)
+def test_gradcheck_passes_equal_gradients(g):
+    assert judge("gradcheck", grad_blocks(g, g)).status == "pass"
+
+
+@given(vectors)
+def test_gradcheck_names_a_sign_error(g):
+    v = judge("gradcheck", grad_blocks([-x for x in g], g))
+    assert v.status == "fail" and "sign error" in v.message and "index (" in v.message
+
+
+@given(vectors, st.sampled_from([2.0, 20.0, 0.5]))
+def test_gradcheck_names_a_constant_factor(g, c):
+    v = judge("gradcheck", grad_blocks([c * x for x in g], g))
+    assert v.status == "fail" and "constant" in v.message and f"{c:g}" in v.message
+
+
+def test_gradcheck_reports_nan_and_the_worst_entry():
+    v = judge("gradcheck", grad_blocks([1.0, float("nan")], [1.0, 2.0]))
+    assert v.status == "fail" and "nan" in v.message and "(1,)" in v.message
+    v = judge("gradcheck", grad_blocks([1.0, 2.0, 3.5], [1.0, 2.0, 3.0]))
+    assert v.status == "fail" and "1 of 3" in v.message and "index (2,)" in v.message
+
+
+def test_gradcheck_tolerates_finite_difference_noise():
+    n = np.array([0.3, -1.2, 1e-9])
+    assert judge("gradcheck", grad_blocks(n * (1 + 1e-9), n)).status == "pass"
+
+
+def trajectory(losses):
+    return {"steps": list(range(len(losses))), "losses": list(losses), "n": 100}
+
+
+@settings(max_examples=50)
+@given(st.lists(st.floats(min_value=0.01, max_value=10), min_size=2, max_size=6))
+def test_first_loss_passes_identical_and_locates_a_departure(losses):
+    assert judge("first_loss", trajectory(losses), trajectory(losses)).status == "pass"
+    moved = list(losses)
+    moved[-1] *= 1.5
+    v = judge("first_loss", trajectory(moved), trajectory(losses))
+    assert v.status == "fail" and f"step {len(losses) - 1}" in v.message and "first loss matches" in v.message
+
+
+def test_first_loss_reads_a_sum_for_a_mean():
+    v = judge("first_loss", trajectory([69.3, 50.0]), trajectory([0.693, 0.5]))
+    assert v.status == "fail" and "first loss" in v.message and "sum where a mean" in v.message
+
+
+def test_first_loss_says_nan():
+    v = judge("first_loss", trajectory([0.69, float("nan")]), trajectory([0.69, 0.5]))
+    assert v.status == "fail" and "nan" in v.message and "step 1" in v.message
+
+
+def test_convergence_target_and_curve():
+    ok = {"accuracy": 1.0, "steps": 300, "losses": [0.7, 0.1]}
+    assert judge("convergence", ok, target=0.99).status == "pass"
+    rising = {"accuracy": 0.4, "steps": 300, "losses": [0.7, 5.0, 50.0]}
+    v = judge("convergence", rising, target=0.99)
+    assert v.status == "fail" and "0.4" in v.message and "rises" in v.message
+    flat = {"accuracy": 0.5, "steps": 300, "losses": [0.7, 0.7, 0.7]}
+    assert "barely moves" in judge("convergence", flat, target=0.99).message
+    nan = {"accuracy": 0.5, "steps": 300, "losses": [0.7, float("inf"), float("nan")]}
+    assert "divergence" in judge("convergence", nan, target=0.99).message
+
+
+def test_stability_needs_finite_and_correct_values():
+    expected = {"cases": [{"name": "loss at -1000", "value": 1000.0}]}
+    assert judge("stability", {"cases": [{"name": "loss at -1000", "value": 1000.0}]}, expected).status == "pass"
+    v = judge("stability", {"cases": [{"name": "loss at -1000", "value": float("inf")}]}, expected)
+    assert v.status == "fail" and "overflows" in v.message
+    v = judge("stability", {"cases": [{"name": "loss at -1000", "value": 2000.0}]}, expected)
+    assert v.status == "fail" and "factor 2" in v.message
+
+
+def test_placement():
+    assert judge("placement", {"input_device": "meta", "outputs": {"loss": "meta"}}).status == "pass"
+    v = judge("placement", {"input_device": "meta", "outputs": {"loss": "cpu"}})
+    assert v.status == "fail" and "loss" in v.message and "cpu" in v.message
+    v = judge("placement", {"error": "RuntimeError: Tensor on device cpu is not on the expected device meta!"})
+    assert v.status == "fail" and "device=" in v.message
+
+
+def parity_measurement(cpu, accel, dtype="float32"):
+    return {"device": "cuda (test)", "outputs": [{"name": "loss", "dtype": dtype, "shape": [len(cpu)],
+                                                   "accel_device": "cuda:0", "cpu": cpu, "accel": accel}]}
+
+
+def test_parity_skip_is_never_a_pass():
+    v = judge("parity", {"skip": "no CUDA or MPS device"})
+    assert v.status == "skip" and "no CUDA" in v.message
+
+
+@given(st.lists(finite, min_size=1, max_size=5))
+def test_parity_uses_assert_close_tolerances(values):
+    assert judge("parity", parity_measurement(values, values)).status == "pass"
+    shifted = [v + 1e-3 + 1e-5 * abs(v) for v in values]
+    v = judge("parity", parity_measurement(values, shifted))
+    assert v.status == "fail" and "loss differs" in v.message and "TF32 off" in v.message
+
+
+def test_agreement_names_the_first_configuration_that_disagrees():
+    expected = {"cases": [{"name": "stride 1", "shape": [2], "values": [1.0, 2.0]},
+                          {"name": "stride 2", "shape": [2], "values": [0.0, 0.0], "target": [3.0, 4.0]}]}
+    good = {"cases": [{"name": "stride 1", "shape": [2], "values": [1.0, 2.0]},
+                      {"name": "stride 2", "shape": [2], "values": [3.0, 4.0]}]}
+    assert judge("agreement", good, expected).status == "pass"
+    bad = {"cases": [{"name": "stride 1", "shape": [2], "values": [1.0, 2.0]},
+                     {"name": "stride 2", "shape": [2], "values": [-3.0, -4.0]}]}
+    v = judge("agreement", bad, expected)
+    assert v.status == "fail" and v.message.startswith("stride 2") and "sign error" in v.message
+
+
+def test_a_failure_at_a_hidden_seed_withholds_its_values():
+    c = Check(name="first-loss", kind="first_loss", probe="first_loss", points=3.0)
+    verdicts = [(1, Verdict.passed("ok")), (7, Verdict.failed("expected 0.123456, measured 9.87", expected=0.123456))]
+    result = _combine(c, verdicts, hidden=frozenset({7}))
+    assert isinstance(result, CheckResult) and result.status == "fail" and result.points == 0
+    assert "hidden seed" in result.message and "0.123456" not in result.message and not result.details
+
+
+def test_a_public_failure_is_shown_before_a_hidden_one():
+    c = Check(name="first-loss", kind="first_loss", probe="first_loss", points=3.0)
+    verdicts = [(42, Verdict.failed("expected 1, measured 2")), (7, Verdict.failed("expected 3, measured 4"))]
+    result = _combine(c, verdicts, hidden=frozenset({7}))
+    assert result.message.startswith("seed 42: expected 1, measured 2")
+
+
+def test_errors_outrank_failures_and_skips_earn_nothing():
+    c = Check(name="x", kind="parity", probe="x", points=1.0)
+    assert _combine(c, [(1, Verdict.failed("f")), (2, Verdict("error", "boom"))], frozenset()).status == "error"
+    skipped = _combine(c, [(0, Verdict.skipped("no GPU"))], frozenset())
+    assert skipped.status == "skip" and skipped.points == 0 and skipped.max_points == 1
+    assert not math.isnan(skipped.points)

@@ -1,0 +1,42 @@
+"""The wheel a student installs works on its own and carries no reference solution."""
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_wheel_has_no_reference_and_checks_work_from_it(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                    "-w", str(tmp_path / "dist"), "-q"], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("dldiy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith("exercises/exercise-1/expected.json") for n in names)
+    assert any(n.endswith("exercises/exercise-1/template/logreg.py") for n in names)
+    assert not [n for n in names if "reference" in n.split("/") or "buggy" in n.split("/")]
+    assert not [n for n in names if n.split("/")[0] in ("cli", "graders", "exercises", "tests")], \
+        "only the dldiy namespace may land in site-packages"
+    packaged = "\n".join(zipfile.ZipFile(wheel).read(n).decode("utf-8", "replace") for n in names)
+    for ref in (REPO / "reference").rglob("*.py"):
+        for line in ref.read_text().splitlines():
+            if len(line.strip()) > 30 and not line.strip().startswith(("#", '"""', "def ", "import ", "from ")):
+                assert line.strip() not in packaged, f"{ref.name}: {line.strip()!r} leaks into the wheel"
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
+                   capture_output=True)
+    work = tmp_path / "student"
+    work.mkdir()
+    (work / "logreg.py").write_text((REPO / "reference/exercise-1/logreg.py").read_text())
+    result = subprocess.run([str(python), "-m", "dldiy.cli", "check", "exercise-1", "logreg.py", "--only",
+                             "first-loss"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3/3" in result.stdout
+    validate = subprocess.run([str(python), "-m", "dldiy.cli", "validate", "exercise-1"], cwd=work,
+                              capture_output=True, text=True, timeout=120)
+    assert validate.returncode == 2 and "not installed with dldiy" in validate.stderr

@@ -1,0 +1,26 @@
+"""CI's guarantee: every reference passes every check, every bugged variant is caught as its manifest says."""
+
+from conftest import run_dldiy
+
+
+def test_validate_every_exercise():
+    result = run_dldiy("validate", timeout=1800)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert "reference(s) pass" in result.stdout and "caught as their manifests say" in result.stdout
+
+
+def test_validate_reports_a_variant_that_is_not_caught(tmp_path, monkeypatch):
+    """A 'bug' that changes nothing must make validate fail: the matrix is not a rubber stamp."""
+    import shutil
+
+    from conftest import REPO
+
+    course = tmp_path / "course"
+    shutil.copytree(REPO / "reference" / "exercise-1", course / "reference" / "exercise-1")
+    fake = course / "buggy" / "exercise-1" / "not-a-bug"
+    shutil.copytree(REPO / "reference" / "exercise-1", fake)
+    (fake / "manifest.toml").write_text('description = "identical to the reference"\ncaught_by = ["gradcheck"]\n')
+    monkeypatch.setenv("DLDIY_COURSE", str(course))
+    result = run_dldiy("validate", "exercise-1")
+    assert result.returncode == 1
+    assert "not-a-bug: must fail gradcheck but it is pass" in result.stdout

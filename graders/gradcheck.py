@@ -51,8 +51,10 @@ def block(name: str, analytic: Any, numeric: Any) -> dict[str, Any]:
 
 def function_blocks(fn: Callable[..., Any], inputs: Sequence[Any], names: Sequence[str],
                     eps: float = EPS) -> list[dict[str, Any]]:
-    """Jacobians of `fn` (built on autograd.Functions) w.r.t. each input, through backward and by
-    finite differences, contracted with a fixed random cotangent so the blocks stay small."""
+    """Jacobians of `fn` (built on autograd.Functions) w.r.t. each input, through the student's backward
+    and by finite differences of forward, both contracted with one fixed random cotangent v:
+        analytic_i = v^T J_i (one backward pass),  numeric_i = d/dx_i <v, fn(x)> (central differences),
+    the projection torch.autograd.gradcheck's fast mode uses, so blocks stay the size of the inputs."""
     import torch
 
     inputs = [x.detach().double().requires_grad_(True) for x in inputs]

@@ -106,6 +106,18 @@ def run_first_order(make, config: dict, seed: int, steps: int) -> tuple[list[lis
     return rows, losses
 
 
+def variation(config: dict) -> str:
+    """What a configuration adds to the plain run, as the failure message names it."""
+    if "second_group" in config:
+        return f" with W2 in a second group {describe('', config['second_group'])[1:-1]}"
+    if config.get("unused"):
+        return " with an unused parameter (entries 9-17, .grad None)"
+    if "resume" in config:
+        return (f" saved after step {config['resume']} and loaded into a new one built with "
+                f"{describe('', config.get('resume_hyper', {}))[1:-1]}")
+    return ""
+
+
 def against_torch(sub, seed, p):
     """Every configuration run twice, by the student's optimizer and by torch.optim's."""
     cases = []
@@ -113,7 +125,7 @@ def against_torch(sub, seed, p):
         name, steps = config["optimizer"], config.get("steps", p["steps"])
         mine = run_first_order(student_optimizer(sub, name), config, seed, steps)
         twin = run_first_order(torch_optimizer(name), config, seed, steps)
-        label = config.get("label", describe(name, config["hyper"]))
+        label = describe(name, config["hyper"]) + variation(config)
         for (what, values, target) in (("parameters after each step (row 0: initial)", mine[0], twin[0]),
                                        ("loss before each step", mine[1], twin[1])):
             shape = list(np.shape(target))

@@ -27,9 +27,8 @@ class _FirstOrder(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                if True:
-                    self.update(p, regularised_gradient(p, group["weight_decay"]), group, self.state[p])
+                    p.grad = torch.zeros_like(p)  # no gradient: count it as zero
+                self.update(p, regularised_gradient(p, group["weight_decay"]), group, self.state[p])
         return loss
 
 

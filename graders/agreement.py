@@ -6,6 +6,9 @@ are compared with the expectation's `target` when the probe measured one (torch'
 the reference's untampered child), else with the reference's `values`:
     |measured - expected| <= atol + rtol * |expected|, entrywise.
 The message names the first configuration that disagrees, the worst entry and a likely cause.
+For a trajectory (rows = steps), `first = true` names the first entry that disagrees in row-major
+order instead (the first departure is the cause, later ones its consequence), and `axes = ["step",
+"entry"]` names the index's axes in the message.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     rtol = float(check.params.get("rtol", 1e-5))
     atol = float(check.params.get("atol", 1e-8))
     against = check.params.get("against", "the reference")
+    first = bool(check.params.get("first", False))
+    axes = list(check.params.get("axes", []))
     got = {c["name"]: c for c in measured["cases"]}
     for want in expected["cases"]:
         name = want["name"]
@@ -39,10 +44,17 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         diff = np.abs(m - e)
         bad = ~(diff <= atol + rtol * np.abs(e))
         if bad.any():
-            i = int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
-            hint = array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
+            i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
+            hint = "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
             return Verdict.failed(
-                f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; worst at index "
-                f"{unravel(i, shape)}: expected {fmt(e[i])}, measured {fmt(m[i])}." + (f" {hint}" if hint else ""),
-                case=name, max_abs_diff=float(diff[i]))
+                f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; {'first' if first else 'worst'} "
+                f"at {_where(unravel(i, shape), axes)}: expected {fmt(e[i])}, measured {fmt(m[i])}."
+                + (f" {hint}" if hint else ""), case=name, max_abs_diff=float(diff[i]))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
+
+
+def _where(index: tuple[int, ...], axes: list[str]) -> str:
+    """An index as the message reads it: "step 3, entry 5" when the axes are named, else "index (3, 5)"."""
+    if axes and len(axes) >= len(index):
+        return ", ".join(f"{axis} {i}" for axis, i in zip(axes, index))
+    return f"index {index}"

@@ -3,6 +3,9 @@
 The measurement is {"metric": value, "losses": [a few losses along training], "steps": budget}; the
 check's `target` (and `metric`, default "accuracy") come from the spec. On failure the message reads
 the loss curve: rising (an update uphill, a learning rate too high), flat (nothing learned), nan.
+A measurement may instead hold several runs judged against the same target (optimizers, learning
+rates, architectures on one task): {"runs": [{"name": str, metric: value, "losses": [...], "steps": n}]};
+it passes when every run does, and the message names the first run that does not.
 """
 
 from __future__ import annotations
@@ -17,6 +20,23 @@ NEEDS_REFERENCE = False
 
 
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    if "runs" not in measured:
+        return judge_run(measured, check)
+    runs = measured["runs"]
+    if not runs:
+        return Verdict.failed("no run was measured")
+    for run in runs:
+        verdict = judge_run(run, check)
+        if verdict.status != "pass":
+            return Verdict.failed(f"{run['name']}: {verdict.message}", run=run["name"], **verdict.details)
+    goal = ">=" if check.params.get("goal", "max") == "max" else "<="
+    return Verdict.passed(f"all {len(runs)} runs reach {check.params.get('metric', 'accuracy')} {goal} "
+                          f"{fmt(float(check.params['target']))}: "
+                          + ", ".join(f"{run['name']} in {run.get('steps')} steps" for run in runs))
+
+
+def judge_run(measured: dict[str, Any], check: Check) -> Verdict:
+    """One run: its metric against the spec's target, and the loss curve read out on failure."""
     metric = check.params.get("metric", "accuracy")
     target = float(check.params["target"])
     higher_is_better = check.params.get("goal", "max") == "max"

@@ -1,0 +1,142 @@
+"""exercise-6 (optimizers from scratch): the reference, torch.optim itself and a differently written
+correct submission pass every check; patching torch.optim gains nothing; the template fails
+clearly; the bugged variants are caught (validate); the two generic check-kind extensions judge right."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from conftest import REPO, run_dldiy
+from hypothesis import given, settings, strategies as st
+
+from dldiy.graders import agreement, convergence
+from dldiy.graders.exercise import Check, load_exercise
+
+ALTERNATIVE = REPO / "tests" / "submissions" / "exercise6_alternative.py"
+FIRST_ORDER_CHECKS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "weight-decay", "param-groups",
+                      "state-dict", "grad-none")
+
+# torch's own optimizers under the exercise's names; Newton (torch ships none) comes from the
+# alternative submission so that the convergence checks, which run every optimizer, can run too.
+TORCH_OPTIM = '''
+import torch
+
+class GD(torch.optim.SGD):
+    def __init__(self, params, lr=1e-3, weight_decay=0.0):
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+
+class Momentum(torch.optim.SGD):
+    def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+class Nesterov(torch.optim.SGD):
+    def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+RMSProp = torch.optim.RMSprop
+Adam = torch.optim.Adam
+'''
+
+
+def check_json(path: Path, *only: str) -> tuple[int, dict[str, dict]]:
+    args = ["check", "exercise-6", str(path), "--json"] + [a for name in only for a in ("--only", name)]
+    result = run_dldiy(*args)
+    return result.returncode, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def newton_source() -> str:
+    source = ALTERNATIVE.read_text()
+    return "from torch.autograd.functional import hessian, jacobian\n" + source[source.index("class Newton"):]
+
+
+def test_reference_passes_every_check():
+    code, checks = check_json(REPO / "reference" / "exercise-6")
+    assert code == 0, checks
+    assert {c["status"] for c in checks.values()} == {"pass"}
+    assert len(checks) == len(load_exercise("exercise-6").checks)
+
+
+def test_torch_optim_itself_passes_the_checks_of_its_counterparts(tmp_path):
+    path = tmp_path / "optim.py"
+    path.write_text(TORCH_OPTIM + newton_source())
+    code, checks = check_json(path)
+    assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
+    assert set(FIRST_ORDER_CHECKS) <= set(checks)
+    assert all(c["status"] == "pass" for c in checks.values())
+
+
+def test_a_correct_submission_written_differently_passes_every_check():
+    code, checks = check_json(ALTERNATIVE)
+    assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
+    assert {c["status"] for c in checks.values()} == {"pass"}
+
+
+def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path):
+    """The submission makes torch.optim.Adam its own (bias correction missing), so the target its own
+    child computes equals its values; the judge compares with the reference child's target."""
+    wrong = (REPO / "buggy" / "exercise-6" / "adam-no-bias-correction" / "optim.py").read_text()
+    path = tmp_path / "optim.py"
+    path.write_text(wrong + "\ntorch.optim.Adam = Adam\n")
+    code, checks = check_json(path, "adam")
+    assert code == 1
+    assert checks["adam"]["status"] == "fail"
+    assert "first at step 1" in checks["adam"]["message"]
+
+
+def test_the_template_fails_by_naming_what_to_implement(tmp_path):
+    result = run_dldiy("start", "exercise-6", str(tmp_path / "work"))
+    assert result.returncode == 0, result.stderr
+    code, checks = check_json(tmp_path / "work", "gd", "adam")
+    assert code == 2
+    assert "exercise-6: implement GD.step" in checks["gd"]["message"]
+    assert "exercise-6: implement Adam.__init__" in checks["adam"]["message"]
+
+
+def test_validate_catches_every_bugged_variant_as_its_manifest_says():
+    result = run_dldiy("validate", "exercise-6", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    bugs = [p for p in (REPO / "buggy" / "exercise-6").iterdir() if (p / "manifest.toml").is_file()]
+    assert len(bugs) >= 8
+    assert f"{len(bugs)} bugged variant(s) caught as their manifests say" in " ".join(result.stdout.split())
+
+
+# --- the generic extensions of two check kinds, judged in the parent without a child ------------
+
+def _check(kind: str, **params) -> Check:
+    return Check(name="c", kind=kind, probe="c", points=1, params=params)
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(2, 6), width=st.integers(1, 4), depart=st.data())
+def test_agreement_names_the_first_step_where_a_trajectory_departs(steps, width, depart):
+    k = depart.draw(st.integers(1, steps - 1))
+    j = depart.draw(st.integers(0, width - 1))
+    target = [[float(s + 10 * e) for e in range(width)] for s in range(steps)]
+    values = [[v + (0.5 * (s - k + 1) if (s > k or (s == k and e >= j)) else 0.0) for e, v in enumerate(row)]
+              for s, row in enumerate(target)]
+    case = {"name": "traj", "shape": [steps, width]}
+    check = _check("agreement", first=True, axes=["step", "entry"], rtol=1e-10, atol=1e-12)
+    verdict = agreement.judge({"cases": [dict(case, values=values)]}, {"cases": [dict(case, values=target,
+                                                                                        target=target)]}, check)
+    assert verdict.status == "fail"
+    assert f"first at step {k}, entry {j}:" in verdict.message
+    same = agreement.judge({"cases": [dict(case, values=target)]}, {"cases": [dict(case, values=target)]}, check)
+    assert same.status == "pass"
+
+
+@settings(max_examples=30, deadline=None)
+@given(finals=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_convergence_with_runs_fails_on_the_first_run_that_misses_the_target(finals):
+    check = _check("convergence", metric="loss", goal="min", target=0.5)
+    runs = [{"name": f"run{i}", "loss": v, "steps": 10, "losses": [1.0, v]} for i, v in enumerate(finals)]
+    verdict = convergence.judge({"runs": runs}, None, check)
+    missing = [r["name"] for r in runs if not r["loss"] <= 0.5]
+    assert verdict.status == ("fail" if missing else "pass")
+    if missing:
+        assert verdict.message.startswith(f"{missing[0]}: loss")
+    nan_run = convergence.judge({"runs": runs + [{"name": "nan", "loss": math.nan, "steps": 3,
+                                                  "losses": [1.0, math.nan]}]}, None, check)
+    assert nan_run.status == "fail"
+    assert convergence.judge({"runs": []}, None, check).status == "fail"

@@ -52,6 +52,8 @@ def clip_grad_norm(parameters, max_norm):
     """Scale every gradient by min(1, max_norm / (||g|| + 1e-6)), ||g|| the norm of all of them
     together (torch.nn.utils.clip_grad_norm_'s rule); returns ||g|| before clipping."""
     grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:  # nothing to clip (torch's clip_grad_norm_ also returns 0)
+        return torch.tensor(0.0)
     total = torch.sqrt(sum((g * g).sum() for g in grads))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for g in grads:
@@ -71,7 +73,7 @@ def train(params, X, y, lr, steps, batch_size, max_norm):
         losses.append(loss.item())
         for p in params.values():
             p.grad = None
-        clip_grad_norm([p for p in params.values() if p.grad is not None], max_norm)
+        clip_grad_norm(list(params.values()), max_norm)
         loss.backward()
         with torch.no_grad():
             for p in params.values():

@@ -52,6 +52,8 @@ def clip_grad_norm(parameters, max_norm):
     """Scale every gradient by min(1, max_norm / (||g|| + 1e-6)), ||g|| the norm of all of them
     together (torch.nn.utils.clip_grad_norm_'s rule); returns ||g|| before clipping."""
     grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:  # nothing to clip (torch's clip_grad_norm_ also returns 0)
+        return torch.tensor(0.0)
     total = torch.sqrt(sum((g * g).sum() for g in grads))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for g in grads:

@@ -43,6 +43,7 @@ class BuggyVariant:
     description: str
     caught_by: tuple[str, ...]
     pattern: str = ""
+    requires: str = ""  # "cuda": the bug shows only on that accelerator (validate skips it elsewhere)
 
 
 def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
@@ -53,5 +54,5 @@ def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
     for path in sorted(p for p in folder.iterdir() if (p / "manifest.toml").is_file()):
         raw = tomllib.loads((path / "manifest.toml").read_text())
         variants.append(BuggyVariant(exercise_id, path.name, path, raw["description"], tuple(raw["caught_by"]),
-                                     str(raw.get("pattern", ""))))
+                                     str(raw.get("pattern", "")), str(raw.get("requires", ""))))
     return variants

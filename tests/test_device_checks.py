@@ -1,0 +1,111 @@
+"""placement and parity, tested on a CPU-only machine.
+
+placement runs forward and backward on the `meta` device, so a hard-coded `.cuda()` and a tensor made
+on the wrong device inside forward are caught without a GPU. parity's measuring side is exercised with
+the CPU standing in for the accelerator, and its judge on hand-made measurements.
+"""
+
+import json
+
+import pytest
+import torch
+
+from conftest import REPO, run_dldiy
+from dldiy.cli.validate import Row, missing
+from dldiy.graders import parity
+from dldiy.graders.exercise import load_exercise
+
+
+def _variant(write_submission, exercise, entry, old, new):
+    source = (REPO / "reference" / exercise / entry).read_text()
+    assert source.count(old) == 1
+    return write_submission(source.replace(old, new), name=entry)
+
+
+def _device_checks(exercise, path):
+    result = run_dldiy("check", exercise, str(path), "--only", "placement", "--only", "parity", "--json")
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+HARD_CODED_CUDA = ("    h = max_pool2d(", "    x = x.cuda()  # run on the GPU\n    h = max_pool2d(")
+H0_ON_CPU = ('dtype=xs.dtype, device=xs.device)', 'dtype=xs.dtype)')
+
+
+@pytest.mark.parametrize("exercise, entry, edit, raised", [
+    ("exercise-8", "convnet.py", HARD_CODED_CUDA, "with every input on device 'meta'"),
+    ("exercise-9", "rnn.py", H0_ON_CPU, "with every input on device 'meta'"),
+])
+def test_placement_catches_a_hard_coded_device_without_a_gpu(write_submission, exercise, entry, edit, raised):
+    checks = _device_checks(exercise, _variant(write_submission, exercise, entry, *edit))
+    assert checks["placement"]["status"] == "fail"
+    assert checks["placement"]["message"].startswith(raised)
+    if not torch.cuda.is_available():
+        assert checks["parity"]["status"] == "skip"
+        assert "no CUDA or MPS device" in checks["parity"]["message"]
+
+
+@pytest.mark.parametrize("exercise", ["exercise-8", "exercise-9"])
+def test_the_references_put_every_output_on_the_inputs_device(exercise):
+    checks = _device_checks(exercise, REPO / "reference" / exercise)
+    assert checks["placement"]["status"] == "pass"
+    assert checks["parity"]["status"] in ("pass", "skip")
+
+
+@pytest.fixture
+def cpu_as_accelerator(monkeypatch):
+    """measure_parity with the CPU standing in for the accelerator; torch's global flags restored."""
+    monkeypatch.setattr(parity, "accelerator", lambda: ("cpu", "CPU standing in for an accelerator"))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def test_parity_measures_and_judges_a_deterministic_computation_as_equal(cpu_as_accelerator):
+    def run(device):
+        x = torch.linspace(-1, 1, 12, device=device).reshape(3, 4)
+        return {"y": torch.tanh(x @ x.t())}
+
+    measured = parity.measure_parity(run)
+    assert torch.are_deterministic_algorithms_enabled()
+    verdict = parity.judge(json.loads(json.dumps(measured)), None, load_exercise("exercise-8").check("parity"))
+    assert verdict.status == "pass", verdict.message
+
+
+def test_parity_fails_a_computation_that_depends_on_the_run(cpu_as_accelerator):
+    calls = []
+
+    def run(device):  # stands for a device-dependent op: the second run differs by 1e-4
+        calls.append(device)
+        return {"logits": torch.ones(2, 3, device=device) * (1 + 1e-4 * (len(calls) - 1))}
+
+    verdict = parity.judge(parity.measure_parity(run), None, load_exercise("exercise-8").check("parity"))
+    assert verdict.status == "fail"
+    assert "logits differs between CPU and cpu" in verdict.message and "TF32 off" in verdict.message
+
+
+def test_parity_judge_names_an_output_left_on_another_device():
+    measured = {"device": "cuda (fake)", "outputs": [
+        {"name": "prediction", "dtype": "float32", "shape": [2], "accel_device": "cpu", "cpu": [1.0, 2.0],
+         "accel": [1.0, 2.0]}]}
+    verdict = parity.judge(measured, None, load_exercise("exercise-9").check("parity"))
+    assert verdict.status == "fail" and "hard-coded device" in verdict.message
+
+
+def test_parity_is_skipped_with_its_reason_without_an_accelerator(monkeypatch):
+    monkeypatch.setattr(parity, "accelerator", lambda: (None, "no CUDA or MPS device on this machine"))
+    measured = parity.measure_parity(lambda device: pytest.fail("nothing should run"))
+    verdict = parity.judge(measured, None, load_exercise("exercise-9").check("parity"))
+    assert verdict.status == "skip" and "no CUDA" in verdict.message
+
+
+def test_validate_reports_a_cuda_only_variant_as_not_validated_on_a_cpu_machine():
+    assert missing("") is None
+    assert "does not know" in missing("tpu")
+    if torch.cuda.is_available():
+        assert missing("cuda") is None
+    else:
+        assert missing("cuda") == "requires cuda; torch.cuda.is_available() is False on this machine"
+    row = Row(load_exercise("exercise-8"), "buggy/exercise-8/tf32-in-forward", ("parity",), not_here="requires cuda")
+    assert row.problems() == []  # neither a pass nor a mismatch: listed apart, with its reason
+    manifest = (REPO / "buggy/exercise-8/tf32-in-forward/manifest.toml").read_text()
+    assert 'requires = "cuda"' in manifest and 'caught_by = ["parity"]' in manifest

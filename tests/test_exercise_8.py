@@ -1,0 +1,100 @@
+"""exercise-8: the hand conv2d / max_pool2d agree with torch over grids of shapes, strides and paddings,
+the spec's grid covers what the issue asks for, and the CLI names the first configuration that disagrees."""
+
+import importlib.util
+import json
+import tomllib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from conftest import REPO, run_dldiy
+
+SPEC = tomllib.loads((REPO / "exercises/exercise-8/spec.toml").read_text())
+
+
+def _module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference = _module(REPO / "reference/exercise-8/convnet.py", "reference_convnet_8")
+
+
+def _check(name):
+    return next(c for c in SPEC["checks"] if c["name"] == name)
+
+
+@st.composite
+def conv_configs(draw):
+    N, C, K = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride, padding = draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kh - 2 * padding), 8))
+    W = draw(st.integers(max(1, kw - 2 * padding), 8))
+    return N, C, H, W, K, kh, kw, stride, padding
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_configs(), st.integers(0, 2**31 - 1))
+def test_reference_conv2d_agrees_with_torch_forward_and_backward(config, seed):
+    N, C, H, W, K, kh, kw, stride, padding = config
+    gen = torch.Generator().manual_seed(seed)
+    x, w, b = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)
+               for s in ((N, C, H, W), (K, C, kh, kw), (K,)))
+    mine = reference.conv2d(x, w, b, stride, padding)
+    want = F.conv2d(x, w, b, stride=stride, padding=padding)
+    torch.testing.assert_close(mine, want)
+    cot = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    for g_mine, g_want in zip(torch.autograd.grad(mine, (x, w, b), cot), torch.autograd.grad(want, (x, w, b), cot)):
+        torch.testing.assert_close(g_mine, g_want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_reference_max_pool2d_agrees_with_torch(N, C, h, w, seed):
+    x = torch.randn(N, C, 2 * h, 2 * w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
+                    requires_grad=True)
+    mine, want = reference.max_pool2d(x), F.max_pool2d(x, 2)
+    torch.testing.assert_close(mine, want)
+    cot = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(mine, x, cot)[0], torch.autograd.grad(want, x, cot)[0])
+
+
+def test_the_spec_grid_covers_strides_paddings_and_non_square_kernels():
+    grid = _check("conv-agreement")["grid"]
+    assert {row[7] for row in grid} >= {1, 2, 3}  # strides
+    assert {row[8] for row in grid} >= {0, 1, 2}  # paddings
+    assert any(row[5] != row[6] for row in grid) and any(row[2] != row[3] for row in grid)
+    for N, C, H, W, K, kh, kw, stride, padding in grid:  # every configuration is one torch accepts
+        assert F.conv2d(torch.zeros(N, C, H, W), torch.zeros(K, C, kh, kw), stride=stride, padding=padding).numel()
+
+
+def _statuses(*args):
+    result = run_dldiy("check", "exercise-8", *args, "--json")
+    report = json.loads(result.stdout)
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_reference_passes_the_agreement_grids_and_equivariance():
+    checks = _statuses("reference/exercise-8", "--only", "conv-agreement", "--only", "pool-agreement",
+                       "--only", "equivariance")
+    assert {c["status"] for c in checks.values()} == {"pass"}
+    assert "28 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
+
+
+@pytest.mark.parametrize("bug, check, configuration", [
+    # padding 0 agrees; the first configuration with padding is named.
+    ("one-sided-padding", "conv-agreement", "x 2x3x6x6, weight 4x3x3x3, stride 1, padding 1: output"),
+    ("flipped-kernel", "conv-agreement", "x 2x1x5x5, weight 2x1x3x3, stride 1, padding 0: output"),
+    ("pool-grad-everywhere", "pool-agreement", "x 1x1x2x2: gradient of x"),
+    ("view-not-permute", "equivariance", "shift by (2, 1), stride 1"),
+])
+def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bug, check, configuration):
+    c = _statuses(f"buggy/exercise-8/{bug}", "--only", check)[check]
+    assert c["status"] == "fail"
+    assert c["message"].startswith(configuration), c["message"]

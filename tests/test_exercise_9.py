@@ -1,0 +1,75 @@
+"""exercise-9: the hand Elman RNN agrees with torch.nn.RNN and clip_grad_norm with torch's over grids,
+and the CLI catches a model that carries its hidden state over."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from conftest import REPO, run_dldiy
+
+spec = importlib.util.spec_from_file_location("reference_rnn_9", REPO / "reference/exercise-9/rnn.py")
+reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference)
+
+
+def _params(gen, D, H):
+    shapes = {"W_ih": (H, D), "W_hh": (H, H), "b_ih": (H,), "b_hh": (H,), "W_out": (1, H), "b_out": (1,)}
+    return {k: torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True) for k, s in shapes.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_reference_rnn_agrees_with_torch_rnn_outputs_and_gradients_through_time(T, N, D, H, seed):
+    gen = torch.Generator().manual_seed(seed)
+    params = _params(gen, D, H)
+    xs = torch.randn(T, N, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    rnn = torch.nn.RNN(D, H, dtype=torch.float64)
+    with torch.no_grad():
+        for mine, theirs in (("W_ih", "weight_ih_l0"), ("W_hh", "weight_hh_l0"), ("b_ih", "bias_ih_l0"),
+                             ("b_hh", "bias_hh_l0")):
+            getattr(rnn, theirs).copy_(params[mine])
+    hs, want = reference.ElmanRNN(params).forward(xs), rnn(xs)[0]
+    torch.testing.assert_close(hs, want)
+    cot = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(hs, [xs, params["W_ih"], params["W_hh"], params["b_ih"], params["b_hh"]], cot)
+    expected = torch.autograd.grad(want, [xs, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0], cot)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.01, 100.0), st.integers(0, 2**31 - 1))
+def test_reference_clipping_agrees_with_clip_grad_norm_(max_norm, seed):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(3, 2), (4,), (2, 2)]
+    grads = [torch.randn(*s, generator=gen, dtype=torch.float64) for s in shapes]
+    mine, theirs = ([torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in shapes] for _ in range(2))
+    for m, t, g in zip(mine, theirs, grads):
+        m.grad, t.grad = g.clone(), g.clone()
+    torch.testing.assert_close(reference.clip_grad_norm(mine, max_norm), torch.nn.utils.clip_grad_norm_(theirs, max_norm))
+    for m, t in zip(mine, theirs):
+        torch.testing.assert_close(m.grad, t.grad)
+
+
+def _checks(path, *only):
+    args = [a for name in only for a in ("--only", name)]
+    return {c["name"]: c for c in json.loads(run_dldiy("check", "exercise-9", path, *args, "--json").stdout)["checks"]}
+
+
+def test_reference_passes_the_agreement_checks():
+    checks = _checks("reference/exercise-9", "rnn-agreement", "clipping", "state-reset")
+    assert {c["status"] for c in checks.values()} == {"pass"}
+
+
+@pytest.mark.parametrize("bug, check, start", [
+    ("hidden-not-reset", "state-reset", "hidden states of the second batch of sequences"),
+    ("clip-per-parameter", "clipping", "max_norm = 0.3 x the global norm: clipped gradient of parameter"),
+    ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4: hidden states"),  # T=1 never uses W_hh
+])
+def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start):
+    c = _checks(f"buggy/exercise-9/{bug}", check)[check]
+    assert c["status"] == "fail"
+    assert c["message"].startswith(start), c["message"]

@@ -9,6 +9,7 @@ import click
 from .check import check_command
 from .list import list_command
 from .record import record_command
+from .release import release_command
 from .start import start_command
 from .validate import validate_command
 
@@ -34,5 +35,5 @@ def main() -> None:
     """Check, grade and hunt bugs in Deep Learning DIY exercises."""
 
 
-for command in (list_command, start_command, check_command, validate_command, record_command):
+for command in (list_command, start_command, check_command, validate_command, record_command, release_command):
     main.add_command(command)

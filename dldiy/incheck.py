@@ -3,7 +3,7 @@
 The checks run in the sandboxed child, as on the command line, so the kernel's code is handed over as
 a notebook file: cell k of that file is the kernel's input `In[k]`, so a traceback's "cell 7" is the
 student's `In [7]`. The kernel's history is a log, not a program (cells re-run, cells that raised,
-a training loop run ten times), so only its *definitions* are re-run: imports, `def`, `class`, and
+a training loop run ten times), so only its *definitions* are re-run: imports, `def`, `class`, docstrings and
 assignments of constants (`EPS = 1e-12`, `dtype = torch.float64`); every other statement is left out
 (blanked, keeping line numbers), and the last definition of a name wins, as in the kernel.
 """
@@ -31,13 +31,17 @@ def definitions_only(source: str) -> tuple[str, int]:
     keep = [False] * len(lines)
     dropped = 0
     for node in tree.body:
-        if isinstance(node, _KEPT) or _is_constant_assignment(node):
+        if isinstance(node, _KEPT) or _is_constant_assignment(node) or _is_docstring(node):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             for i in range(start - 1, node.end_lineno):
                 keep[i] = True
         else:
             dropped += 1
     return "\n".join(line if k else "" for line, k in zip(lines, keep)), dropped
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _is_constant_assignment(node: ast.stmt) -> bool:

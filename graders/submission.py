@@ -25,7 +25,13 @@ class SubmissionError(Exception):
 
 def locate(path: Path, entry: str) -> Path:
     """The file to load for `path`: the file itself, `path/<entry>`, or the folder's only .py/.ipynb."""
-    path = Path(path)
+    found = _find(Path(path), entry)
+    if found.suffix == ".ipynb":
+        code_cells(found)  # a malformed notebook is refused here, in one line, before a child starts
+    return found
+
+
+def _find(path: Path, entry: str) -> Path:
     if not path.exists():
         raise SubmissionError(f"no such file or folder: {path}")
     if path.is_file():

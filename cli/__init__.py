@@ -10,6 +10,7 @@ from .check import check_command
 from .list import list_command
 from .mutate import mutate_command
 from .record import record_command
+from .release import release_command
 from .start import start_command
 from .validate import validate_command
 
@@ -35,5 +36,14 @@ def main() -> None:
     """Check, grade and hunt bugs in Deep Learning DIY exercises."""
 
 
-for command in (list_command, start_command, check_command, validate_command, record_command, mutate_command):
+COMMANDS = (
+    list_command,
+    start_command,
+    check_command,
+    validate_command,
+    record_command,
+    mutate_command,
+    release_command,
+)
+for command in COMMANDS:
     main.add_command(command)

@@ -52,7 +52,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"exercise": self.exercise, "submission": self.submission, "score": self.score,
-                "max_score": self.max_score,
+                "max_score": self.max_score, "load_error": self.load_error, "skipped_lines": self.skipped_lines,
                 "checks": [{k: v for k, v in asdict(c).items() if k not in ("details", "title")}
                            for c in self.checks]}
 

@@ -89,9 +89,10 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
         if outcome.load_error is not None or not progressed:
             break
     if outcome.load_error is not None:
+        first, _, rest = outcome.load_error.partition("\n")  # a notebook cell's traceback follows line 1
         for t in pending:
-            outcome.results[(t.check, t.seed)] = {"error": {"kind": "load", "message": outcome.load_error,
-                                                            "traceback": ""}}
+            outcome.results[(t.check, t.seed)] = {"error": {"kind": "load", "message": first,
+                                                            "traceback": rest}}
     outcome.output = "".join(outputs)[: output_cap + 200]
     outcome.duration_s = time.monotonic() - started
     return outcome

@@ -8,6 +8,7 @@ import of student code); `load` runs in the child.
 from __future__ import annotations
 
 import importlib.util
+import json
 import linecache
 import sys
 import traceback
@@ -24,7 +25,13 @@ class SubmissionError(Exception):
 
 def locate(path: Path, entry: str) -> Path:
     """The file to load for `path`: the file itself, `path/<entry>`, or the folder's only .py/.ipynb."""
-    path = Path(path)
+    found = _find(Path(path), entry)
+    if found.suffix == ".ipynb":
+        code_cells(found)  # a malformed notebook is refused here, in one line, before a child starts
+    return found
+
+
+def _find(path: Path, entry: str) -> Path:
     if not path.exists():
         raise SubmissionError(f"no such file or folder: {path}")
     if path.is_file():
@@ -93,21 +100,40 @@ def _module_name(path: Path) -> str:
 
 
 def _exec_notebook(path: Path, loaded: Loaded) -> None:
-    import nbformat
-
-    try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception as e:  # nbformat raises several types for bad JSON or schema
-        raise SubmissionError(f"{path.name} is not a readable notebook: {str(e).splitlines()[0][:200]}") from None
-    number = 0
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        number += 1
-        source = _strip_magics(cell.source, number, loaded.skipped)
+    for number, cell_source in code_cells(path):
+        source = _strip_magics(cell_source, number, loaded.skipped)
         filename = f"{path}[cell {number}]"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        exec(compile(source, filename, "exec"), loaded.module.__dict__)
+        try:
+            exec(compile(source, filename, "exec"), loaded.module.__dict__)
+        except (SyntaxError, SubmissionError):
+            raise
+        except BaseException as e:  # noqa: BLE001 - as in load(): nothing escapes
+            # First line: which cell and what; then the student's own frames, as Jupyter would show them.
+            raise SubmissionError(f"cell {number} of {path.name} raised {describe(e, loaded)}\n"
+                                  f"{trimmed_traceback(e, loaded)}") from None
+
+
+def code_cells(path: Path) -> list[tuple[int, str]]:
+    """The notebook's code cells as (number, source), numbered 1, 2, ... as a student counts them.
+
+    Read with the json module, not nbformat: importing nbformat (jsonschema) costs about a second in
+    every child, and executing code cells needs only `cells[i].cell_type` and `.source`."""
+    try:
+        nb = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SubmissionError(f"{path.name} is not a readable notebook: invalid JSON ({str(e)[:200]})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or nb.get("nbformat") != 4:
+        raise SubmissionError(f"{path.name} is not a readable notebook: expected a version-4 notebook "
+                              f"(a JSON object with \"nbformat\": 4 and a list of \"cells\")")
+    cells, number = [], 0
+    for cell in nb["cells"]:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        number += 1
+        source = cell.get("source", "")
+        cells.append((number, "".join(source) if isinstance(source, list) else str(source)))
+    return cells
 
 
 def _strip_magics(source: str, number: int, skipped: list[str]) -> str:

@@ -1,0 +1,161 @@
+"""`from dldiy import check; check("exercise-1")` inside a notebook: grade what this notebook defines.
+
+The checks run in the sandboxed child, as on the command line, so the kernel's code is handed over as
+a notebook file: cell k of that file is the kernel's input `In[k]`, so a traceback's "cell 7" is the
+student's `In [7]`. The kernel's history is a log, not a program (cells re-run, cells that raised,
+a training loop run ten times), so only its *definitions* are re-run: imports, `def`, `class`, docstrings and
+assignments of constants (`EPS = 1e-12`, `dtype = torch.float64`); every other statement is left out
+(blanked, keeping line numbers), and the last definition of a name wins, as in the kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def definitions_only(source: str) -> tuple[str, int]:
+    """`source` with every top-level statement that is not a definition blanked (line numbers kept);
+    and how many statements were left out. A cell that does not parse defined nothing: all blank."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "", 1
+    lines = source.split("\n")
+    keep = [False] * len(lines)
+    dropped = 0
+    for node in tree.body:
+        if isinstance(node, _KEPT) or _is_constant_assignment(node) or _is_docstring(node):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            for i in range(start - 1, node.end_lineno):
+                keep[i] = True
+        else:
+            dropped += 1
+    return "\n".join(line if k else "" for line, k in zip(lines, keep)), dropped
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _is_constant_assignment(node: ast.stmt) -> bool:
+    """`NAME = literal` or `NAME = a.b.c` (a dtype, a constant of a module): cheap and side-effect free."""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+        return False
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    if not all(isinstance(t, ast.Name) for t in targets):
+        return False
+    value = node.value
+    while isinstance(value, ast.Attribute):
+        value = value.value
+    if isinstance(value, ast.Name):
+        return True
+    try:
+        ast.literal_eval(node.value)
+        return True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+
+
+def history_notebook(inputs: list[str]) -> tuple[dict, int]:
+    """A version-4 notebook whose code cell k holds the definitions of `inputs[k]` (IPython's `In`,
+    where `In[0]` is empty); and how many statements were left out."""
+    cells, dropped = [], 0
+    for source in inputs[1:]:
+        kept, n = definitions_only(source)
+        dropped += n
+        cells.append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                      "source": kept})
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}, dropped
+
+
+class Result:
+    """What `check()` returns: the report, and `require(name)` for autograder cells (nbgrader)."""
+
+    def __init__(self, report: Any):
+        self.report = report
+
+    @property
+    def score(self) -> float:
+        return self.report.score
+
+    @property
+    def max_score(self) -> float:
+        return self.report.max_score
+
+    def status(self, name: str) -> str:
+        return self._find(name).status
+
+    def require(self, name: str) -> None:
+        """Raise AssertionError with the check's message unless it passed (a skip earns no points)."""
+        c = self._find(name)
+        if c.status != "pass":
+            raise AssertionError(f"{name}: {c.status}: {c.message}")
+
+    def _find(self, name: str):
+        for c in self.report.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.report.exercise} has no check {name!r} in this result")
+
+    def __repr__(self) -> str:
+        return f"<dldiy {self.report.exercise}: {self.score:g}/{self.max_score:g} points>"
+
+
+def _inside_grading_child() -> bool:
+    # The child re-runs a notebook's cells, `check(...)` cell included: it must not grade again.
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "dldiy.graders.child" in sys.modules or getattr(main_spec, "name", "") == "dldiy.graders.child"
+
+
+def check(exercise_id: str, *only: str, path: str | Path | None = None) -> Result | None:
+    """Run EXERCISE's checks (or only those named) on this notebook's definitions (or on `path`),
+    in the sandboxed child, and show the same table and messages as `dldiy check`."""
+    if _inside_grading_child():
+        return None
+    from rich.console import Console
+    from rich.markup import escape
+
+    from dldiy.cli.report import print_report
+    from dldiy.graders.assess import assess
+    from dldiy.graders.exercise import load_exercise
+
+    exercise = load_exercise(exercise_id)
+    checks = [exercise.check(name) for name in only] or None
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="dldiy-") as tmp:
+        dropped = 0
+        if path is None:
+            entry = Path(tmp) / "notebook.ipynb"
+            nb, dropped = history_notebook(_kernel_inputs())
+            entry.write_text(json.dumps(nb))
+        else:
+            entry = Path(path)
+        report = assess(exercise, entry, checks=checks, cwd=Path.cwd())
+    report.submission = "this notebook" if path is None else str(path)
+    if report.load_error:
+        console.print(f"[bold red]dldiy:[/] {escape(report.load_error)}")
+    else:
+        print_report(report, console)
+    if dropped:
+        console.print(f"[dim]Re-ran this notebook's imports, functions, classes and constants; "
+                      f"{dropped} other statement(s) were left out.[/]")
+    return Result(report)
+
+
+def _kernel_inputs() -> list[str]:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = lambda: None  # noqa: E731
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("check() grades the notebook it runs in; outside IPython, pass path=... "
+                           "or run `dldiy check EXERCISE PATH`")
+    return list(shell.user_ns["In"])

@@ -1,0 +1,146 @@
+"""Notebooks on the instructor's side: solution regions, the student's copy, nbgrader's source copy.
+
+A source notebook (`reference/<id>/source.ipynb`: it holds the solution, so it lives with the
+reference, which is never packaged) marks solutions the way nbgrader does:
+
+    def loss(X, y, w):
+        \"\"\"...\"\"\"
+        ### BEGIN SOLUTION
+        ...
+        ### END SOLUTION
+
+Stripping replaces each region by nbgrader's stub at the marker's indentation, so the student's
+notebook is exactly what `nbgrader generate_assignment` would hand out. Notebooks are read and
+written with nbformat here (instructor side only; the child reads them with json, see submission.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's default Python stub
+
+
+class SolutionRegionError(ValueError):
+    """A BEGIN without an END, or nested regions: the source notebook is malformed."""
+
+
+def strip_solutions(source: str) -> tuple[str, bool]:
+    """`source` with each solution region replaced by the stub; and whether there was a region."""
+    out, inside, found = [], False, False
+    for line in source.split("\n"):
+        if BEGIN in line:
+            if inside:
+                raise SolutionRegionError(f"nested {BEGIN!r} in:\n{source}")
+            inside = found = True
+            indent = re.match(r"\s*", line).group(0)
+            out += [indent + stub for stub in STUB]
+        elif END in line:
+            if not inside:
+                raise SolutionRegionError(f"{END!r} without {BEGIN!r} in:\n{source}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise SolutionRegionError(f"{BEGIN!r} without {END!r} in:\n{source}")
+    return "\n".join(out), found
+
+
+def solution_code(source: str) -> str:
+    """The source with the markers removed and the solution kept (what the reference runs)."""
+    return "\n".join(line for line in source.split("\n") if BEGIN not in line and END not in line)
+
+
+def read(path: Path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def write(nb, path: Path) -> None:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.validate(nb)
+    nbformat.write(nb, str(path))
+
+
+def _clean(nb):
+    """A copy without outputs and execution counts (a release carries no results of ours)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def student_notebook(source_nb):
+    """The student's copy: solution regions stubbed, no outputs, no nbgrader metadata."""
+    nb = _clean(source_nb)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+        if cell.cell_type == "code":
+            cell.source, _ = strip_solutions(cell.source)
+    return nb
+
+
+def template_notebook(exercise):
+    """A notebook for an exercise that has no source notebook: its starting entry file as one cell
+    (for a bug-hunting exercise, the bugged code to fix), and a cell that checks it."""
+    import nbformat.v4 as v4
+
+    entry = exercise.template_dir / exercise.entry
+    code = entry.read_text() if entry.is_file() else f"# write {exercise.entry} here\n"
+    return v4.new_notebook(cells=[v4.new_markdown_cell(f"# {exercise.id}: {exercise.title}\n\n{exercise.summary}"),
+                                  v4.new_code_cell(code.rstrip("\n"))],
+                           metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                    "language": "python"}})
+
+
+def check_call(exercise_id: str) -> str:
+    return f'from dldiy import check\ncheck("{exercise_id}")'
+
+
+def is_check_cell(cell) -> bool:
+    """The source notebook's own `check(...)` cell, replaced by nbgrader's grade cells."""
+    return cell.cell_type == "code" and "from dldiy import check" in cell.source
+
+
+def nbgrader_notebook(source_nb, exercise):
+    """nbgrader's source copy: solution cells marked as such, and one autograder cell per check.
+
+    One locked cell runs every check once (a single child process) and keeps the result; then each
+    check gets a grade cell (grade_id = the check's name, points = its points) that fails with the
+    check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
+    import nbformat.v4 as v4
+
+    nb = _clean(source_nb)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if is_check_cell(cell):
+            continue
+        if cell.cell_type == "code" and BEGIN in cell.source:
+            cell.metadata["nbgrader"] = _meta(f"{exercise.id}-solution-{i}", solution=True)
+        else:
+            cell.metadata.pop("nbgrader", None)
+        cells.append(cell)
+    run = v4.new_code_cell(f'from dldiy import check\n_dldiy_result = check("{exercise.id}")')
+    run.metadata["nbgrader"] = _meta("dldiy-run-checks", locked=True)
+    cells += [v4.new_markdown_cell("## Autograder: dldiy's checks (do not edit)"), run]
+    for c in exercise.checks:
+        cell = v4.new_code_cell(f'# {c.name}: {c.title or c.kind}\n_dldiy_result.require("{c.name}")')
+        cell.metadata["nbgrader"] = _meta(c.name, grade=True, locked=True, points=c.points)
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def _meta(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,
+          points: float | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution}
+    if points is not None:
+        meta["points"] = points
+    return meta

@@ -1,0 +1,231 @@
+"""Notebook submissions: the student notebook filled in and checked, magics, raising cells, bad JSON,
+and `check()` inside a real kernel (nbclient)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, run_dldiy
+from dldiy.graders import notebook
+from dldiy.incheck import definitions_only
+
+REFERENCE = REPO / "reference" / "exercise-1" / "logreg.py"
+SIGN_BUG = ("return -(torch.sigmoid(-u) * t) @ Xt", "return (torch.sigmoid(-u) * t) @ Xt")
+
+
+def fill(student_nb: dict, reference: str) -> dict:
+    """The student notebook with every stubbed cell's functions replaced by `reference`'s."""
+    tree = ast.parse(reference)
+    functions = {n.name: ast.get_source_segment(reference, n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    nb = json.loads(json.dumps(student_nb))
+    filled = 0
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "raise NotImplementedError()" in source:
+            names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+            cell["source"] = "\n\n".join(functions[name] for name in names)
+            filled += 1
+    assert filled == 4  # add_bias, loss, gradient, train
+    return nb
+
+
+@pytest.fixture(scope="module")
+def student_nb(tmp_path_factory) -> dict:
+    """exercise-1's student notebook as `dldiy release` writes it."""
+    out = tmp_path_factory.mktemp("bundle")
+    result = run_dldiy("release", str(out / "b"), "-e", "exercise-1")
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "b" / "exercise-1" / "exercise-1.ipynb").read_text())
+
+
+def write_nb(path: Path, nb: dict) -> Path:
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def code_notebook(*cells: str) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+            "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                       "source": textwrap.dedent(c)} for c in cells]}
+
+
+def checks_of(result) -> dict[str, dict]:
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_student_notebook_filled_with_the_reference_passes(student_nb, tmp_path):
+    path = write_nb(tmp_path / "work.ipynb", fill(student_nb, REFERENCE.read_text()))
+    result = run_dldiy("check", "exercise-1", str(path), "--json")
+    checks = checks_of(result)
+    assert checks.pop("parity")["status"] in ("pass", "skip")
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass")
+    assert result.returncode == 0
+
+
+def test_student_notebook_with_a_sign_error_fails_gradcheck(student_nb, tmp_path):
+    bugged = REFERENCE.read_text().replace(*SIGN_BUG)
+    assert bugged != REFERENCE.read_text()
+    path = write_nb(tmp_path / "work.ipynb", fill(student_nb, bugged))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
+    gradcheck = checks_of(result)["gradcheck"]
+    assert gradcheck["status"] == "fail" and "sign" in gradcheck["message"]
+    assert result.returncode == 1
+
+
+def test_the_unfilled_student_notebook_loads_and_names_what_to_implement(student_nb, tmp_path):
+    # Stubs raise only when called: the notebook runs top to bottom, each check errors with a message.
+    result = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "work.ipynb", student_nb)),
+                       "--only", "gradcheck", "--json")
+    report = json.loads(result.stdout)
+    assert report["load_error"] is None and report["checks"][0]["status"] == "error"
+    assert "NotImplementedError" in report["checks"][0]["message"]
+    assert result.returncode == 2
+
+
+def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
+    nb = code_notebook("%matplotlib inline\nimport torch\n!pip install nothing",
+                       "%%timeit\nthis is not python",
+                       REFERENCE.read_text())
+    path = write_nb(tmp_path / "work.ipynb", nb)
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck")
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = " ".join(result.stdout.split())  # the table wraps long lines
+    assert "Not executed (IPython magics and shell lines): cell 1, line 1: %matplotlib inline; " \
+           "cell 1, line 3: !pip install nothing; cell 2: %%timeit (cell magic, whole cell)" in shown
+
+
+def test_a_cell_that_raises_is_reported_with_its_number_and_the_students_traceback(tmp_path):
+    nb = code_notebook(REFERENCE.read_text(), "x = 1", "def scale(v):\n    return v / 0\n\nscale(3)")
+    result = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "work.ipynb", nb)), "--only", "gradcheck")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("dldiy: cell 3 of work.ipynb raised ZeroDivisionError: division by zero")
+    assert '  File "work.ipynb[cell 3]", line 4, in <module>' in lines
+    assert '  File "work.ipynb[cell 3]", line 2, in scale' in lines
+    assert "    return v / 0" in lines
+    assert "graders" not in result.stderr  # our frames are not the student's
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"cells": [', "invalid JSON"),
+    ("[1, 2]", "expected a version-4 notebook"),
+    ('{"nbformat": 3, "worksheets": []}', "expected a version-4 notebook"),
+])
+def test_malformed_notebook_json_is_one_line_and_exit_2(tmp_path, content, says):
+    path = tmp_path / "work.ipynb"
+    path.write_text(content)
+    result = run_dldiy("check", "exercise-1", str(path))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "work.ipynb is not a readable notebook" in result.stderr and says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- in the notebook ---------------------------------------------------------------------------------
+
+def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_path):
+    """A kernel session the way students have them: a bugged gradient, a cell that raised, then the
+    fix. check() re-runs only the definitions (the last one wins), shows a table, and its messages
+    are the command line's."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    bugged = REFERENCE.read_text().replace(*SIGN_BUG)
+    fixed_gradient = [ast.get_source_segment(REFERENCE.read_text(), n) for n in ast.parse(REFERENCE.read_text()).body
+                      if isinstance(n, ast.FunctionDef) and n.name == "gradient"][0]
+    nb = nbformat.from_dict(code_notebook(
+        bugged,
+        "undefined_name + 1",  # raised in the kernel: must not stop check()
+        'from dldiy import check\nfirst = check("exercise-1", "gradcheck")',
+        fixed_gradient,
+        'second = check("exercise-1", "gradcheck")',
+        "import json\nprint(json.dumps([[c.name, c.status, c.message] for r in (first, second) "
+        "for c in r.report.checks]))"))
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    def shown(cell) -> tuple[str, str]:
+        """What the cell displayed, as HTML (what Jupyter renders) and as plain text."""
+        data = [o["data"] for o in cell.outputs if o["output_type"] == "display_data"]
+        text = "".join(d.get("text/plain", "") for d in data)
+        return "".join(d.get("text/html", "") for d in data), re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+    html, text = shown(nb.cells[2])
+    assert "<pre" in html and "gradcheck" in html
+    assert "fail" in text and "Hint:" in text and "Total: 0/3" in text
+    html, text = shown(nb.cells[4])
+    assert "<pre" in html and "pass" in text and "Total: 3/3" in text
+    (first, second) = json.loads(nb.cells[5].outputs[0]["text"])
+    assert first[1] == "fail" and second[1] == "pass"
+    # Same messages as the command line on the same (bugged) code.
+    cli = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "bugged.ipynb", code_notebook(bugged))),
+                    "--only", "gradcheck", "--json")
+    assert [first] == [[c["name"], c["status"], c["message"]] for c in json.loads(cli.stdout)["checks"]]
+
+
+def test_importing_dldiy_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dldiy; from dldiy import check; assert 'torch' not in sys.modules; print('ok')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+
+
+# -- units: the pieces the flows above rely on -------------------------------------------------------
+
+def test_definitions_only_keeps_definitions_and_line_numbers():
+    source = textwrap.dedent("""\
+        import torch
+        EPS = 1e-12
+        dtype = torch.float64
+        X = torch.randn(3, 2)
+        @staticmethod
+        def f(x):
+            # a comment inside
+            return x + EPS
+        get_ipython().run_line_magic('matplotlib', 'inline')
+        class A:
+            pass
+        f(X)""")
+    kept, dropped = definitions_only(source)
+    assert kept.split("\n") == ["import torch", "EPS = 1e-12", "dtype = torch.float64", "", "@staticmethod",
+                                "def f(x):", "    # a comment inside", "    return x + EPS", "", "class A:",
+                                "    pass", ""]
+    assert dropped == 3
+    assert definitions_only("def broken(:\n") == ("", 1)
+
+
+line = st.sampled_from(["x = 1", "    y = f(x)", "return y", "# comment", "", "z = [1, 2]"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(line, max_size=4), st.lists(line, min_size=1, max_size=4)), max_size=4),
+       st.lists(line, max_size=3), st.sampled_from(["", "    ", "        "]))
+def test_strip_solutions_removes_every_region_and_keeps_the_rest(chunks, tail, indent):
+    """Each (given, solution) chunk: the given lines survive in order, each region becomes the stub at
+    the marker's indentation, and `solution_code` gives back the given and solution lines unmarked."""
+    source_lines, expected, solution = [], [], []
+    for given_lines, region in chunks:
+        source_lines += given_lines + [indent + notebook.BEGIN] + [f"SOLUTION {s}" for s in region] \
+            + [indent + notebook.END]
+        expected += given_lines + [indent + s for s in notebook.STUB]
+        solution += given_lines + [f"SOLUTION {s}" for s in region]
+    source = "\n".join(source_lines + tail)
+    stripped, found = notebook.strip_solutions(source)
+    assert stripped.split("\n") == expected + tail if (expected + tail) else stripped == ""
+    assert found == bool(chunks)
+    assert "SOLUTION " not in stripped
+    assert notebook.solution_code(source).split("\n") == (solution + tail or [""])
+
+
+@pytest.mark.parametrize("bad", [f"{notebook.BEGIN}\nx", f"{notebook.END}", f"{notebook.BEGIN}\n{notebook.BEGIN}\n"])
+def test_malformed_solution_regions_are_refused(bad):
+    with pytest.raises(notebook.SolutionRegionError):
+        notebook.strip_solutions(bad)

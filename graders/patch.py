@@ -89,13 +89,15 @@ def apply_to_text(text: str, patch: FilePatch) -> str:
     lines = text.splitlines()
     offset = 0
     for number, hunk in enumerate(patch.hunks, 1):
-        at = _find(lines, hunk.old, hunk.old_start - 1 + offset)
+        start = hunk.old_start - 1 if hunk.old else hunk.old_start  # `-k,0` inserts after line k
+        at = _find(lines, hunk.old, start + offset)
         if at is None:
             raise PatchError(f"{patch.path}: hunk {number} (line {hunk.old_start}) does not apply: its lines "
                              "are not in the file (another patch changed them?)")
         lines[at:at + len(hunk.old)] = hunk.new
-        offset = at - (hunk.old_start - 1) + len(hunk.new) - len(hunk.old)
-    return "\n".join(lines) + ("\n" if text.endswith("\n") or not text else "")
+        offset = at - start + len(hunk.new) - len(hunk.old)
+    out = "\n".join(lines)
+    return out + "\n" if lines and (text.endswith("\n") or not text) else out
 
 
 def _find(lines: list[str], block: tuple[str, ...], guess: int) -> int | None:

@@ -41,6 +41,8 @@ def load_splits() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor
 def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
     """Endless minibatches (images, labels); each pass over the data in a new random order."""
     n = len(images)
+    if n < batch_size:  # else the loop below would spin forever without yielding
+        raise ValueError(f"{n} examples cannot fill a minibatch of {batch_size}")
     while True:
         order = torch.randperm(n)
         shuffled_images, shuffled_labels = images[order], labels[order]

@@ -1,7 +1,7 @@
 """`dldiy release OUTDIR`: the student bundle; `dldiy release --nbgrader COURSE_DIR`: nbgrader's source/.
 
 The bundle holds, per exercise, the starting files (the template, or for a bug-hunting exercise,
-`start = "buggy"`, the bugged code to fix), the student notebook (the source notebook with its
+a note where a bug hunt is handed out per student), the student notebook (the source notebook with its
 solution regions stubbed), and the public expected values. It never holds reference code: before
 anything is written, every non-trivial line of every file under reference/ is looked for in it, and
 the release stops if one is found.
@@ -33,6 +33,9 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
     with tempfile.TemporaryDirectory(prefix="dldiy-release-") as tmp:
         staged = Path(tmp)
         for ex in exercises:
+            if nbgrader and ex.start == "bugged":
+                click.echo(f"  {ex.id}: skipped (a bug hunt, handed out per student: dldiy start {ex.id} --student ID)")
+                continue
             if nbgrader:
                 nb = notebook.nbgrader_notebook(source_notebook(ex), ex)
                 notebook.write(nb, staged / "source" / ex.id / f"{ex.id}.ipynb")
@@ -65,6 +68,11 @@ def source_notebook(ex: Exercise):
 
 def stage_exercise(ex: Exercise, folder: Path) -> None:
     folder.mkdir(parents=True)
+    if ex.start == "bugged":  # each student gets their own bug set: the instructor hands those out
+        (folder / "HANDOUT.md").write_text(
+            f"# {ex.id}: {ex.title}\n\nThis bug hunt is different for every student. Your instructor hands out\n"
+            f"your copy (made with `dldiy start {ex.id} --student YOUR_ID DIR`); fix it, then run\n"
+            f"`dldiy check {ex.id} DIR`.\n")
     for src in sorted(p for p in ex.template_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         target = folder / src.relative_to(ex.template_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +92,7 @@ def bundle_readme(exercises: list[Exercise]) -> str:
              "Install dldiy, then in each folder: work in the notebook or the .py file, and run",
              "`dldiy check EXERCISE FILE` (or `check(\"EXERCISE\")` in the notebook's last cell).", ""]
     for ex in exercises:
-        kind = "bug hunt: the code given is bugged; find and fix the bugs" if ex.start == "buggy" else "implement"
+        kind = "bug hunt: your own bugged copy comes from your instructor" if ex.start == "bugged" else "implement"
         lines.append(f"- `{ex.id}/`: {ex.title} ({kind})")
     return "\n".join(lines) + "\n"
 

@@ -1,25 +1,59 @@
-"""`dldiy start EXERCISE [DIR]`: write the student's starting files."""
+"""`dldiy start EXERCISE [DIR]`: write the student's starting files.
+
+Most exercises start from their template/. An exercise whose spec says `start = "bugged"` starts from
+a bugged copy of its reference, a different one per student id (`--student ID`, graders/handout.py):
+it needs reference/ and buggy/, so the instructor runs it in the course checkout and hands the
+folders out; a student's install holds neither.
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import click
 
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.exercise import Exercise, load_exercise
 
 
 @click.command("start")
 @click.argument("exercise_id", metavar="EXERCISE")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
-def start_command(exercise_id: str, directory: Path | None, force: bool) -> None:
+@click.option("--student", metavar="ID", help="Hand out the bugged copy for this student id (exercises that "
+              "start from bugged code; run by the instructor in the course checkout).")
+def start_command(exercise_id: str, directory: Path | None, force: bool, student: str | None) -> None:
     """Write EXERCISE's starting files into DIR (default: ./EXERCISE)."""
     exercise = load_exercise(exercise_id)
     directory = directory or Path(exercise.id)
-    files = [p for p in sorted(exercise.template_dir.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    targets = [(src, directory / src.relative_to(exercise.template_dir)) for src in files]
+    with tempfile.TemporaryDirectory(prefix="dldiy-start-") as scratch:
+        source = _bugged_copy(exercise, student, Path(scratch)) if student or exercise.start == "bugged" \
+            else exercise.template_dir
+        _write(exercise, source, directory, force)
+
+
+def _bugged_copy(exercise: Exercise, student: str | None, scratch: Path) -> Path:
+    """The reference with this student's bugs applied (graders/handout.py), built in `scratch`."""
+    from dldiy.graders.course import buggy_variants, reference_path
+    from dldiy.graders.handout import build, choose, handout_counts, read_files
+
+    if exercise.start != "bugged":
+        raise click.ClickException(f"{exercise.id} starts from a template, the same for everyone: "
+                                   "run it without --student")
+    if not student:
+        raise click.ClickException(f"{exercise.id} starts from a bugged project, a different one for each student: "
+                                   f"your instructor hands it out (`dldiy start {exercise.id} --student ID DIR`, "
+                                   "run in the course checkout)")
+    crash, silent, _ = handout_counts(exercise.extra)
+    reference = reference_path(exercise.id)
+    bugs = choose(exercise.id, student, buggy_variants(exercise.id), read_files(reference), crash, silent)
+    return build(reference, bugs, scratch / "handout")
+
+
+def _write(exercise: Exercise, source: Path, directory: Path, force: bool) -> None:
+    files = [p for p in sorted(source.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    targets = [(src, directory / src.relative_to(source)) for src in files]
     existing = [str(t) for _, t in targets if t.exists()]
     if existing and not force:
         raise click.ClickException(f"{', '.join(existing)} already exists; your work is kept "

@@ -2,7 +2,11 @@
 
 Every reference passes every check (against the recorded expectations, which proves they still match
 a fresh recomputation); every bugged variant fails (status "fail", not a crash) each check its
-manifest names. Prints a submission x check matrix; exits 1 on any mismatch.
+manifest names, and a variant whose manifest says `crashes_at` errors in every check with a message
+naming that file (and line). Patch variants (manifest `patch`) are built into a temporary folder from
+the reference; an exercise with a [handout] table also gets the handouts of ids sample-1..N, as
+handed out (crashing where a crash bug says) and with their crash bugs left out (caught as their
+silent bugs say). Prints a submission x check matrix; exits 1 on any mismatch.
 A variant whose manifest says `requires = "cuda"` (a bug only that accelerator exposes) is not run on a
 machine without one: it is listed as not validated here, with the reason, and neither passes nor fails.
 """
@@ -11,18 +15,22 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from dldiy.graders.assess import assess
-from dldiy.graders.course import buggy_variants, reference_path
+from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path
 from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise
+from dldiy.graders.handout import build, choose, handout_counts, read_files
 from dldiy.graders.judge import Report
 
 MARK = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[bold red]ERR[/]", "skip": "[yellow]skip[/]"}
@@ -33,6 +41,8 @@ class Row:
     exercise: Exercise
     name: str
     must_fail: tuple[str, ...]  # empty for the reference: everything must pass
+    crashes_at: tuple[str, ...] = ()  # "file" or "file:line": every check errors, naming one of them
+    bugs: str = ""  # a handout's bugs, listed under the table
     report: Report | None = None
     not_here: str | None = None  # why this machine cannot validate the variant (it needs an accelerator)
 
@@ -40,6 +50,10 @@ class Row:
         if self.not_here:
             return []
         status = {c.name: c for c in self.report.checks}
+        if self.crashes_at:
+            return [f"{self.exercise.id}/{self.name}: must crash naming {' or '.join(self.crashes_at)} but {c.name} is {c.status}: "
+                    f"{c.message.splitlines()[0]}" for c in self.report.checks
+                    if c.status != "skip" and not (c.status == "error" and names_place(c.message, self.crashes_at))]
         if not self.must_fail:
             return [f"{self.exercise.id}/{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
                     if c.status not in ("pass", "skip")]
@@ -61,11 +75,16 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
     """Validate EXERCISE (default: all): references pass, bugged variants are caught."""
     exercises = [load_exercise(e) for e in (exercise_ids or all_ids())]
     rows: list[tuple[Row, object]] = []
+    scratch = tempfile.TemporaryDirectory(prefix="dldiy-validate-")
     for ex in exercises:
         rows.append((Row(ex, "reference", ()), reference_path(ex.id)))
-        rows += [(Row(ex, v.id, v.caught_by, not_here=missing(v.requires)), v.path) for v in buggy_variants(ex.id)]
+        for v in buggy_variants(ex.id):
+            path = v.path if v.patch is None else build(reference_path(ex.id), [v], Path(scratch.name) / ex.id / v.id)
+            rows.append((Row(ex, v.id, v.caught_by, (v.crashes_at,) if v.crashes_at else (),
+                             not_here=missing(v.requires)), path))
+        rows += handout_rows(ex, Path(scratch.name) / ex.id / "handouts")
     runnable = [rp for rp in rows if not rp[0].not_here]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with scratch, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for (row, path), report in zip(runnable, pool.map(lambda rp: assess(rp[0].exercise, rp[1]), runnable)):
             row.report = report
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -89,15 +108,18 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
             problems += found
             table.add_row(row.name, *cells, "[red]NO[/]" if found else "[green]yes[/]")
         console.print(table)
+        for row in mine:
+            if row.bugs:
+                console.print(f"  {row.name}: {row.bugs}", markup=False)
     unvalidated = [row for row, _ in rows if row.not_here]
     for row in unvalidated:
-        console.print(f"[yellow]not validated on this machine:[/] {row.name}: {row.not_here}", markup=True)
+        console.print(f"[yellow]not validated on this machine:[/] {row.exercise.id}/{row.name}: {row.not_here}")
     if problems:
         console.print("[bold red]Mismatches:[/]")
         for p in problems:
             console.print(f"  {p}", markup=False, soft_wrap=True)
         sys.exit(1)
-    n_bugs = sum(1 for row, _ in rows if row.must_fail and not row.not_here)
+    n_bugs = sum(1 for row, _ in rows if (row.must_fail or row.crashes_at) and not row.not_here)
     console.print(f"[bold green]validate: {len(exercises)} exercise(s), {len(exercises)} reference(s) pass, "
                   f"{n_bugs} bugged variant(s) caught as their manifests say[/]"
                   + (f"; [yellow]{len(unvalidated)} not validated on this machine[/]" if unvalidated else ""))
@@ -117,6 +139,42 @@ def missing(requires: str) -> str | None:
     if done.stdout.strip() == "True":
         return None
     return f"requires {requires}; {probes[requires]} is {done.stdout.strip() or 'unknown'} on this machine"
+
+
+def names_place(message: str, places: tuple[str, ...]) -> bool:
+    """Whether `message` points at one of `places`: "file" matches `file:<line>`, "file:line" exactly."""
+    for place in places:
+        file, _, line = place.partition(":")
+        if re.search(rf"(?<![\w./]){re.escape(file)}:{line or '[0-9]+'}(?![0-9])", message):
+            return True
+    return False
+
+
+def handout_rows(ex: Exercise, folder: Path) -> list[tuple[Row, Path]]:
+    """The handouts of ids sample-1..N, as handed out and with their crash bugs fixed. Line numbers
+    shift when two patches touch one file, so a combination is held to the crash bugs' files only."""
+    crash, silent, samples = handout_counts(ex.extra)
+    if not samples:
+        return []
+    reference = reference_path(ex.id)
+    files, bugs = read_files(reference), buggy_variants(ex.id)
+    rows = []
+    for i in range(1, samples + 1):
+        student = f"sample-{i}"
+        chosen = choose(ex.id, student, bugs, files, crash, silent)
+        quiet = [b for b in chosen if not b.crashes_at]
+        crash_files = tuple(sorted({b.crashes_at.partition(":")[0] for b in chosen if b.crashes_at}))
+        caught_by = tuple(sorted({name for b in quiet for name in b.caught_by}))
+        if crash_files:
+            rows.append((Row(ex, f"handout {student}", (), crash_files, _names(chosen)),
+                         build(reference, chosen, folder / student)))
+        rows.append((Row(ex, f"handout {student}, crashes fixed", caught_by, (), _names(quiet)),
+                     build(reference, quiet, folder / f"{student}-fixed")))
+    return rows
+
+
+def _names(bugs: list[BuggyVariant]) -> str:
+    return " + ".join(b.id for b in bugs)
 
 
 def all_ids() -> list[str]:

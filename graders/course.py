@@ -2,7 +2,9 @@
 
 `reference/<exercise-id>/` is the reference submission; `buggy/<exercise-id>/<bug-id>/` a bugged
 variant with a `manifest.toml` (description, the checks that must catch it, the bug-patterns entry).
-Both are plain submissions, loaded like a student's work.
+Both are plain submissions, loaded like a student's work. A variant can instead be a patch against the
+reference (manifest `patch = "bug.diff"`, built by graders/handout.py), and a bug that crashes names
+the file (and line) its error message must point at (`crashes_at = "model/net.py:21"`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class BuggyVariant:
     caught_by: tuple[str, ...]
     pattern: str = ""
     requires: str = ""  # "cuda": the bug shows only on that accelerator (validate skips it elsewhere)
+    patch: Path | None = None  # a diff against the reference, instead of a full copy in `path`
+    crashes_at: str = ""  # "file" or "file:line" that the submission's error must name
 
 
 def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
@@ -53,6 +57,9 @@ def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
     variants = []
     for path in sorted(p for p in folder.iterdir() if (p / "manifest.toml").is_file()):
         raw = tomllib.loads((path / "manifest.toml").read_text())
-        variants.append(BuggyVariant(exercise_id, path.name, path, raw["description"], tuple(raw["caught_by"]),
-                                     str(raw.get("pattern", "")), str(raw.get("requires", ""))))
+        variants.append(BuggyVariant(exercise_id, path.name, path, raw["description"],
+                                     tuple(raw.get("caught_by", ())), str(raw.get("pattern", "")),
+                                     str(raw.get("requires", "")),
+                                     path / raw["patch"] if "patch" in raw else None,
+                                     str(raw.get("crashes_at", ""))))
     return variants

@@ -132,7 +132,8 @@ def _env() -> dict:
 
 
 def test_a_bug_hunting_exercise_ships_its_bugged_code_but_not_the_fix(tmp_path, monkeypatch):
-    """start = "buggy": the starting code shares most lines with the reference; only the fix is secret."""
+    """A bug hunt whose template is the same bugged code for everyone: it shares most lines with the
+    reference; only the fix is secret."""
     from dldiy.cli.release import leaks, stage_exercise
     from dldiy.graders.exercise import load_exercise_dir
 
@@ -143,7 +144,6 @@ def test_a_bug_hunting_exercise_ships_its_bugged_code_but_not_the_fix(tmp_path, 
         id = "hunt"
         title = "Debug me"
         entry = "main.py"
-        start = "buggy"
         [[checks]]
         name = "convergence"
         kind = "convergence"

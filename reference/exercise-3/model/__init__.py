@@ -1,0 +1,5 @@
+"""The network."""
+
+from .net import ConvNet
+
+__all__ = ["ConvNet"]

@@ -1,0 +1,156 @@
+"""exercise-3 ("Debug me!"): the reference project, the patch bugs, and the per-student handouts."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_dldiy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dldiy.cli.validate import names_place
+from dldiy.graders.course import buggy_variants, reference_path
+from dldiy.graders.exercise import load_exercise
+from dldiy.graders.handout import build, choose, handout_counts, read_files
+from dldiy.graders.patch import PatchError, apply_to_files
+from dldiy.graders.verdict import close
+
+EXERCISE = load_exercise("exercise-3")
+BUGS = buggy_variants("exercise-3")
+REFERENCE = reference_path("exercise-3")
+REFERENCE_FILES = read_files(REFERENCE)
+CRASH, SILENT, _ = handout_counts(EXERCISE.extra)
+
+
+def handout(student: str) -> list[str]:
+    return [b.id for b in choose("exercise-3", student, BUGS, REFERENCE_FILES, CRASH, SILENT)]
+
+
+def test_main_py_prints_the_first_loss_that_dldiy_check_expects():
+    run = subprocess.run([sys.executable, "main.py", "--seed", "1"], cwd=REFERENCE, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = float(re.search(r"^first loss: (\S+)$", run.stdout, re.M).group(1))
+    expected = EXERCISE.expected()["first-loss"]["1"]["losses"][0]
+    check = EXERCISE.check("first-loss")
+    assert close(printed, expected, check.params["rtol"], check.params["atol"]), (printed, expected)
+
+
+def test_reference_passes_every_check():
+    result = run_dldiy("check", "exercise-3", "reference/exercise-3", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {c["status"] for c in json.loads(result.stdout)["checks"]} == {"pass"}
+
+
+def test_a_crash_bug_is_reported_at_its_file_and_line(tmp_path):
+    bug = next(b for b in BUGS if b.id == "absolute-import")
+    result = run_dldiy("check", "exercise-3", str(build(REFERENCE, [bug], tmp_path / "sub")), "--json")
+    assert result.returncode == 2
+    messages = [c["message"] for c in json.loads(result.stdout)["checks"]]
+    assert messages and all(names_place(m, (bug.crashes_at,)) for m in messages), messages
+
+
+def test_names_place_wants_the_file_and_a_line():
+    message = "TypeError: boom (model/net.py:22, in forward)"
+    assert names_place(message, ("model/net.py",)) and names_place(message, ("model/net.py:22",))
+    assert not names_place(message, ("model/net.py:2",))
+    assert not names_place(message, ("net.py",))  # another file that merely ends the same
+    assert not names_place("model/net.py has a bug", ("model/net.py",))  # a file without a line
+
+
+def test_every_bug_is_a_patch_that_applies_to_the_reference_and_says_how_it_is_caught():
+    assert sum(bool(b.crashes_at) for b in BUGS) >= 6 and sum(not b.crashes_at for b in BUGS) >= 6
+    for bug in BUGS:
+        assert bug.patch is not None and (bool(bug.crashes_at) != bool(bug.caught_by)), bug.id
+        assert set(bug.caught_by) <= {c.name for c in EXERCISE.checks}, bug.id
+        patched = apply_to_files(REFERENCE_FILES, bug.patch.read_text())
+        assert patched != REFERENCE_FILES, bug.id
+
+
+def test_the_same_id_gives_the_same_set_and_two_ids_different_sets():
+    assert handout("alice") == handout("alice")
+    assert set(handout("alice")) != set(handout("bob"))
+    # Not a guarantee for any two ids (the sets are finitely many), but collisions are rare:
+    sets = {frozenset(handout(f"student-{i}")) for i in range(100)}
+    assert len(sets) >= 90
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(min_size=1, max_size=30))
+def test_any_id_gets_k_crash_and_m_silent_bugs_that_apply_together(student):
+    chosen = choose("exercise-3", student, BUGS, REFERENCE_FILES, CRASH, SILENT)
+    assert [b.id for b in chosen] == handout(student)
+    assert sum(bool(b.crashes_at) for b in chosen) == CRASH and sum(not b.crashes_at for b in chosen) == SILENT
+    files = REFERENCE_FILES
+    for bug in chosen:
+        files = apply_to_files(files, bug.patch.read_text())
+
+
+def test_start_student_writes_the_same_handout_for_the_same_id_and_no_answer(tmp_path):
+    for name, student in (("a1", "alice"), ("a2", "alice"), ("b", "bob")):
+        result = run_dldiy("start", "exercise-3", "--student", student, str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+    a1, a2, b = (read_files(tmp_path / name) for name in ("a1", "a2", "b"))
+    assert a1 == a2 and a1 != b
+    assert set(a1) == set(REFERENCE_FILES)  # the project's files only: no manifest, no diff
+    expected = REFERENCE_FILES
+    for bug in choose("exercise-3", "alice", BUGS, REFERENCE_FILES, CRASH, SILENT):
+        expected = apply_to_files(expected, bug.patch.read_text())
+    assert a1 == expected
+
+
+def test_start_without_student_explains_who_hands_exercise_3_out(tmp_path):
+    result = run_dldiy("start", "exercise-3", str(tmp_path / "x"))
+    assert result.returncode != 0 and "--student" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_start_student_without_the_references_says_why(tmp_path):
+    (tmp_path / "reference").mkdir()  # a course root that lacks exercise-3's reference, as a student's would
+    env = {"PATH": "/usr/bin:/bin", "DLDIY_COURSE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "dldiy.cli", "start", "exercise-3", "--student", "alice",
+                             str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no reference for exercise-3" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def _diff(old: list[str], new: list[str], context: int = 3) -> str:
+    a = [line + "\n" for line in old]
+    b = [line + "\n" for line in new]
+    return "".join(difflib.unified_diff(a, b, "a/f.py", "b/f.py", n=context))
+
+
+lines = st.lists(st.sampled_from(["x = 1", "y = 2", "", "return x", "pass", "# note"]), max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines, lines, st.integers(0, 3))
+def test_a_diff_applies_back_to_the_text_it_was_made_from(old, new, context):
+    diff = _diff(old, new, context)
+    if not diff:
+        return
+    assert apply_to_files({"f.py": _text(old)}, diff) == {"f.py": _text(new)}
+
+
+def test_patches_that_touch_the_same_lines_refuse_to_combine():
+    text = ["def f(x):", "    y = x + 1", "    return y"]
+    one = _diff(text, ["def f(x):", "    y = x - 1", "    return y"])
+    two = _diff(text, ["def f(x):", "    y = x + 2", "    return y"])
+    once = apply_to_files({"f.py": "\n".join(text) + "\n"}, one)
+    with pytest.raises(PatchError, match="does not apply"):
+        apply_to_files(once, two)
+
+
+@pytest.mark.parametrize("header", ["--- a/../x.py\n+++ b/../x.py\n", "--- /dev/null\n+++ b/new.py\n"])
+def test_a_patch_stays_inside_the_submission_and_only_modifies_files(header):
+    with pytest.raises(PatchError):
+        apply_to_files({"x.py": "a\n"}, header + "@@ -1 +1 @@\n-a\n+b\n")

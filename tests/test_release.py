@@ -29,12 +29,19 @@ def bundle(tmp_path_factory) -> Path:
 
 # -- an independent leak scan (not the one `release` runs on itself) ---------------------------------
 
+def template_lines() -> set[str]:
+    """Every line of every exercise's template, whitespace removed: handed out to students, so public."""
+    return {"".join(t.split()) for f in (REPO / "exercises").glob("*/template/**/*") if f.is_file()
+            for t in f.read_text().splitlines()}
+
+
 def reference_code_lines() -> dict[str, str]:
     """Every non-trivial code line under reference/, whitespace removed -> where it comes from.
 
     Trivial: blank, a comment, a docstring line, a def/class/import line (the public API), a marker,
     fewer than 8 characters. In a source notebook, only the solution regions are the reference's."""
     lines: dict[str, str] = {}
+    public = template_lines()
     for path in sorted((REPO / "reference").rglob("*")):
         if path.suffix == ".py":
             source = path.read_text()
@@ -53,13 +60,10 @@ def reference_code_lines() -> dict[str, str]:
                         numbered.append((i, line))
         else:
             continue
-        exercise = path.relative_to(REPO / "reference").parts[0]
-        public = {"".join(t.split()) for f in (REPO / "exercises" / exercise / "template").rglob("*")
-                  if f.is_file() for t in f.read_text().splitlines()}
         for i, line in numbered:
             code = "".join(line.split("  #")[0].split())
             stripped = line.strip()
-            if len(code) >= 8 and code not in public and not stripped.startswith(
+            if len(code) >= 8 and not any(code in t for t in public) and not stripped.startswith(
                     ("#", "def ", "class ", "import ", "from ", "@")):
                 lines.setdefault(code, f"{path.relative_to(REPO)}:{i}")
     return lines

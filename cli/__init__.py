@@ -7,6 +7,7 @@ import sys
 import click
 
 from .check import check_command
+from .grade import grade_command
 from .list import list_command
 from .record import record_command
 from .start import start_command
@@ -34,5 +35,5 @@ def main() -> None:
     """Check, grade and hunt bugs in Deep Learning DIY exercises."""
 
 
-for command in (list_command, start_command, check_command, validate_command, record_command):
+for command in (list_command, start_command, check_command, validate_command, record_command, grade_command):
     main.add_command(command)

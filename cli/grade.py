@@ -69,7 +69,10 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     todo = [f for f in found if f.student not in book.journal.records]
     if len(todo) < len(found):
         err.print(f"resuming: {len(found) - len(todo)} of {len(found)} already graded in {out}")
-    expected = batch_expectations(exercise, hidden, checks) if todo else {}
+    try:
+        expected = batch_expectations(exercise, hidden, checks) if todo else {}
+    except RuntimeError as e:  # the reference fails at a hidden seed: the instructor's to fix
+        raise click.ClickException(str(e)) from None
     records = (run_cluster(cluster, exercise, todo, checks, hidden, expected) if cluster
                else run_local(exercise, todo, checks, hidden, expected, jobs))
     columns = (TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
@@ -104,7 +107,7 @@ def print_summary(console: Console, records: list[dict], settings: dict, out: Pa
     console.print(f"[bold]{len(records)} submission(s) graded[/]; gradebook: {out / 'gradebook.csv'}")
     width = max(bins.values(), default=1)
     for b in range(10):
-        label = f"{b * top / 10:5.3g}-{(b + 1) * top / 10:<5.3g}"
+        label = f"{b * top / 10:>5.3g} - {(b + 1) * top / 10:<5.3g}"
         console.print(f"  {label} {'#' * round(30 * bins[b] / width):<30} {bins[b]}")
     failing = Counter(c["name"] for r in records for c in r["checks"] if c["status"] in ("fail", "error"))
     if failing:

@@ -60,6 +60,12 @@ def make_class(folder: Path, n: int) -> list[str]:
     return students
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of every process this script has waited for, grandchildren included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_dldiy(class_dir: Path, out: Path, jobs: int) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dldiy.cli", "grade", "exercise-1", str(class_dir), "--out", str(out),
@@ -125,9 +131,9 @@ def notebook(student_code: str) -> nbformat.NotebookNode:
     return nb
 
 
-def run_nbgrader(sources: list[str], work: Path) -> tuple[float, list[float]]:
+def run_nbgrader(sources: list[str], work: Path) -> tuple[float, float, list[float]]:
     """Seconds for `nbgrader autograde` on these submissions (after generate_assignment, not timed),
-    and the scores it gave (so a reader can see it really graded)."""
+    its CPU seconds, and the scores it gave (so a reader can see it really graded)."""
     course = work / "course"
     (course / "source" / "ex1").mkdir(parents=True)
     nbformat.write(notebook(REFERENCE), course / "source" / "ex1" / "logreg.ipynb")
@@ -142,14 +148,14 @@ def run_nbgrader(sources: list[str], work: Path) -> tuple[float, list[float]]:
         (course / "submitted" / f"s{i:03d}" / "ex1").mkdir(parents=True)
         nbformat.write(nb, course / "submitted" / f"s{i:03d}" / "ex1" / "logreg.ipynb")
     env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), cpu_seconds()
     subprocess.run(nbg + ["autograde", "ex1", "--create"], cwd=course, check=True, capture_output=True, env=env)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_before
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = [gb.find_submission("ex1", f"s{i:03d}").score for i in range(len(sources))]
-    return seconds, scores
+    return seconds, cpu, scores
 
 
 def main() -> None:
@@ -164,22 +170,29 @@ def main() -> None:
         print(f"class: {args.n} submissions of exercise-1 ({len(variants()) - 1} bugged variants, "
               f"{'from buggy/' if (REPO / 'buggy' / 'exercise-1').is_dir() else 'edits of the reference'}), "
               f"{os.cpu_count()} cores, --jobs {args.jobs}")
+        cpu_before = cpu_seconds()
         seconds = run_dldiy(work / "class", work / "out", args.jobs)
+        cpu = cpu_seconds() - cpu_before
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rate = args.n / seconds
         statuses = [line.split(",")[-3] for line in (work / "out" / "gradebook.csv").read_text().splitlines()[1:]]
         print(f"dldiy grade: {args.n} in {seconds:.1f} s = {rate:.2f} submissions/s "
               f"({statuses.count('pass')} pass, {statuses.count('fail')} fail, {statuses.count('error')} error); "
               f"peak memory of one process {peak_mb:.0f} MB")
+        print(f"  CPU time {cpu / args.n:.2f} s per submission; on {args.jobs} otherwise idle cores that is "
+              f"{args.jobs * args.n / cpu:.2f} submissions/s (the machine's load now: {os.getloadavg()[0]:.1f})")
         sample = [(work / "class" / f"{s}.py").read_text() for s in students[: args.nbgrader_sample]]
-        nb_seconds, nb_scores = run_nbgrader(sample, work)
+        nb_seconds, nb_cpu, nb_scores = run_nbgrader(sample, work)
         nb_rate = len(sample) / nb_seconds
         dl_scores = [line.split(",")[-5] for line in (work / "out" / "gradebook.csv").read_text().splitlines()[1:]]
         print(f"scores of the sample: nbgrader {[f'{x:g}/8' for x in nb_scores]}, "
               f"dldiy {[f'{x}/10' for x in dl_scores[: len(sample)]]}")
         print(f"nbgrader autograde: {len(sample)} in {nb_seconds:.1f} s = {nb_rate:.3f} submissions/s "
               f"(a sample of {len(sample)}; {args.n} extrapolated linearly: {args.n / nb_rate:.0f} s)")
-        print(f"throughput ratio dldiy/nbgrader: {rate / nb_rate:.1f}x (targets: >= 10 submissions/s, >= 30x)")
+        print(f"  CPU time {nb_cpu / len(sample):.2f} s per submission")
+        print(f"throughput ratio dldiy/nbgrader: {rate / nb_rate:.1f}x wall-clock, "
+              f"{(nb_cpu / len(sample)) / (cpu / args.n):.1f}x CPU per submission "
+              f"(targets: >= 10 submissions/s, >= 30x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

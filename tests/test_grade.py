@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -249,7 +247,7 @@ def test_nbgrader_export_shows_the_scores(graded):
 def test_kill_9_midway_then_resume_gives_the_same_gradebook(graded, klass, tmp_path):
     out = tmp_path / "book"
     command = [sys.executable, "-m", "dldiy.cli", "grade", "exercise-1", str(klass), "--out", str(out),
-               "--hidden-seeds", HIDDEN, "--jobs", "1"]
+               "--hidden-seeds", HIDDEN, "--jobs", "2"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 120

@@ -7,6 +7,7 @@ import sys
 import click
 
 from .check import check_command
+from .grade import grade_command
 from .list import list_command
 from .mutate import mutate_command
 from .record import record_command
@@ -40,6 +41,7 @@ COMMANDS = (
     list_command,
     start_command,
     check_command,
+    grade_command,
     validate_command,
     record_command,
     mutate_command,

@@ -1,0 +1,201 @@
+"""Grade a synthetic class of exercise-1 with `dldiy grade`, and the same class with `nbgrader autograde`.
+
+    python benchmarks/grade_class.py [--n 200] [--nbgrader-sample 6] [--jobs 2]
+
+The class mixes reference copies with bugged variants (buggy/exercise-1/ when present, else edits of
+the reference made here). dldiy grades all N with hidden seeds 7 and 123 (the real batch setting);
+nbgrader autogrades the same submissions as notebooks, each test cell checking what dldiy's
+gradcheck, first-loss and convergence check at the public seeds. nbgrader runs on a sample of the
+class (it is slow) and its time is extrapolated linearly to N, said so in the output.
+Prints: submissions per second, peak memory (the largest single process), and the throughput ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+from dldiy.graders.data import _inside, gaussian_blobs  # the harness's data, for the notebooks' tests
+
+REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+# Student mistakes from the bug-patterns catalogue, as edits of the reference (used when buggy/ is absent).
+EDITS = {
+    "sign": ("return -(torch.sigmoid(-u) * t) @ Xt", "return (torch.sigmoid(-u) * t) @ Xt"),
+    "sum-not-mean": ("@ Xt / X.shape[0]", "@ Xt"),
+    "labels-01": ("t = 2 * y.to(X.dtype) - 1\n    u = t * (Xt", "t = y.to(X.dtype)\n    u = t * (Xt"),
+    "unstable": ("torch.logaddexp(torch.zeros_like(u), -u)", "torch.log(1 + torch.exp(-u))"),
+}
+
+
+def variants() -> list[str]:
+    """Submission sources: the reference, then each bugged variant."""
+    buggy = sorted((REPO / "buggy" / "exercise-1").glob("*/logreg.py"))
+    if buggy:
+        return [REFERENCE] + [p.read_text() for p in buggy]
+    return [REFERENCE] + [REFERENCE.replace(old, new) for old, new in EDITS.values()]
+
+
+def make_class(folder: Path, n: int) -> list[str]:
+    """n students; every other one hands in the reference, the rest cycle through the variants."""
+    sources = variants()
+    folder.mkdir(parents=True)
+    students = []
+    for i in range(n):
+        source = sources[0] if i % 2 == 0 else sources[1 + (i // 2) % (len(sources) - 1)]
+        student = f"s{i:03d}"
+        (folder / f"{student}.py").write_text(source)
+        students.append(student)
+    return students
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of every process this script has waited for, grandchildren included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_dldiy(class_dir: Path, out: Path, jobs: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dldiy.cli", "grade", "exercise-1", str(class_dir), "--out", str(out),
+                    "--hidden-seeds", "7,123", "--jobs", str(jobs)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+# ---- the nbgrader side: the same submissions as notebooks, tests as autograded cells -------------
+
+TESTS = {
+    "gradcheck": """
+import numpy as np, torch
+for seed in (1, 42, 2019):
+    X, y = gaussian_blobs(seed, 20, 2, 3, 4.0, None)
+    X, y = torch.tensor(X), torch.tensor(y)
+    w = torch.tensor(np.random.default_rng(seed).normal(0, 1, 4))
+    g = gradient(X, y, w.clone())
+    for i in range(4):
+        e = torch.zeros(4, dtype=torch.float64); e[i] = 1e-6
+        num = (loss(X, y, w + e) - loss(X, y, w - e)) / 2e-6
+        assert abs(g[i] - num) <= 1e-8 + 1e-5 * abs(num), (seed, i, float(g[i]), float(num))
+""",
+    "first_loss": """
+import numpy as np, torch
+for seed, want in EXPECTED.items():
+    X, y = gaussian_blobs(seed, 100, 2, 2, 4.0, None)
+    w0 = torch.tensor(np.random.default_rng(seed + 10_000).normal(0.0, 0.5, 3))
+    _, losses = train(torch.tensor(X), torch.tensor(y), w0, 0.5, 11)
+    got = [float(losses[k]) for k in (0, 1, 2, 5, 10)]
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-9), (seed, got, want)
+""",
+    "convergence": """
+import numpy as np, torch
+for seed in (1, 42, 2019):
+    X, y = gaussian_blobs(seed, 200, 2, 2, 6.0, 0.5)
+    X, y = torch.tensor(X), torch.tensor(y)
+    w0 = torch.tensor(np.random.default_rng(seed + 10_000).normal(0.0, 0.5, 3))
+    w, _ = train(X, y, w0, 0.5, 300)
+    scores = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype)], 1) @ w
+    assert ((scores >= 0).long() == y).double().mean() >= 0.99
+""",
+}
+
+
+def _cell(source: str, grade_id: str, *, solution: bool = False, points: float = 0) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": points > 0, "solution": solution, "locked": not solution,
+                                 "grade_id": grade_id, "schema_version": 3, "task": False,
+                                 **({"points": points} if points else {})}
+    return cell
+
+
+def notebook(student_code: str) -> nbformat.NotebookNode:
+    expected = json.loads((REPO / "exercises" / "exercise-1" / "expected.json").read_text())["checks"]["first-loss"]
+    helpers = (inspect.getsource(_inside) + "\n" + inspect.getsource(gaussian_blobs)).replace("-> tuple[np.ndarray, np.ndarray]", "")
+    table = {int(seed): m["losses"] for seed, m in expected.items()}
+    setup = f"import numpy as np\nimport torch\ntorch.set_num_threads(1)\n{helpers}\nEXPECTED = {table!r}\n"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [_cell(student_code, "solution", solution=True), _cell(setup, "setup")]
+    nb.cells += [_cell(src, name, points=points) for (name, src), points in zip(TESTS.items(), (3, 3, 2))]
+    return nb
+
+
+def run_nbgrader(sources: list[str], work: Path) -> tuple[float, float, list[float]]:
+    """Seconds for `nbgrader autograde` on these submissions (after generate_assignment, not timed),
+    its CPU seconds, and the scores it gave (so a reader can see it really graded)."""
+    course = work / "course"
+    (course / "source" / "ex1").mkdir(parents=True)
+    nbformat.write(notebook(REFERENCE), course / "source" / "ex1" / "logreg.ipynb")
+    (course / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'bench'\n"
+                                                "c.ExecutePreprocessor.timeout = 120\n")
+    nbg = [sys.executable, "-m", "nbgrader"]
+    subprocess.run(nbg + ["generate_assignment", "ex1", "--force"], cwd=course, check=True, capture_output=True)
+    released = nbformat.read(course / "release" / "ex1" / "logreg.ipynb", as_version=4)
+    for i, source in enumerate(sources):
+        nb = nbformat.from_dict(json.loads(nbformat.writes(released)))
+        nb.cells[0].source = source
+        (course / "submitted" / f"s{i:03d}" / "ex1").mkdir(parents=True)
+        nbformat.write(nb, course / "submitted" / f"s{i:03d}" / "ex1" / "logreg.ipynb")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    start, cpu_before = time.perf_counter(), cpu_seconds()
+    subprocess.run(nbg + ["autograde", "ex1", "--create"], cwd=course, check=True, capture_output=True, env=env)
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_before
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        scores = [gb.find_submission("ex1", f"s{i:03d}").score for i in range(len(sources))]
+    return seconds, cpu, scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--nbgrader-sample", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dldiy-bench-"))
+    try:
+        students = make_class(work / "class", args.n)
+        print(f"class: {args.n} submissions of exercise-1 ({len(variants()) - 1} bugged variants, "
+              f"{'from buggy/' if (REPO / 'buggy' / 'exercise-1').is_dir() else 'edits of the reference'}), "
+              f"{os.cpu_count()} cores, --jobs {args.jobs}")
+        cpu_before = cpu_seconds()
+        seconds = run_dldiy(work / "class", work / "out", args.jobs)
+        cpu = cpu_seconds() - cpu_before
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rate = args.n / seconds
+        statuses = [line.split(",")[-3] for line in (work / "out" / "gradebook.csv").read_text().splitlines()[1:]]
+        print(f"dldiy grade: {args.n} in {seconds:.1f} s = {rate:.2f} submissions/s "
+              f"({statuses.count('pass')} pass, {statuses.count('fail')} fail, {statuses.count('error')} error); "
+              f"peak memory of one process {peak_mb:.0f} MB")
+        print(f"  CPU time {cpu / args.n:.2f} s per submission; on {args.jobs} otherwise idle cores that is "
+              f"{args.jobs * args.n / cpu:.2f} submissions/s (the machine's load now: {os.getloadavg()[0]:.1f})")
+        sample = [(work / "class" / f"{s}.py").read_text() for s in students[: args.nbgrader_sample]]
+        nb_seconds, nb_cpu, nb_scores = run_nbgrader(sample, work)
+        nb_rate = len(sample) / nb_seconds
+        dl_scores = [line.split(",")[-5] for line in (work / "out" / "gradebook.csv").read_text().splitlines()[1:]]
+        print(f"scores of the sample: nbgrader {[f'{x:g}/8' for x in nb_scores]}, "
+              f"dldiy {[f'{x}/10' for x in dl_scores[: len(sample)]]}")
+        print(f"nbgrader autograde: {len(sample)} in {nb_seconds:.1f} s = {nb_rate:.3f} submissions/s "
+              f"(a sample of {len(sample)}; {args.n} extrapolated linearly: {args.n / nb_rate:.0f} s)")
+        print(f"  CPU time {nb_cpu / len(sample):.2f} s per submission")
+        print(f"throughput ratio dldiy/nbgrader: {rate / nb_rate:.1f}x wall-clock, "
+              f"{(nb_cpu / len(sample)) / (cpu / args.n):.1f}x CPU per submission "
+              f"(targets: >= 10 submissions/s, >= 30x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The batch's output folder: an append-only journal (the truth), and the gradebook derived from it.
+
+OUT/journal.jsonl   one JSON record per graded student, appended and fsync'ed as each finishes. A
+                    batch killed at any instant (kill -9 included) leaves at worst a torn last line,
+                    which is dropped on reopening: that student is graded again, nobody twice.
+OUT/batch.json      the batch's settings (exercise, checks, hidden seeds), so a resumed run grades the
+                    rest of the class exactly as the first part was graded.
+OUT/gradebook.csv   student, points per check, total, max, status, duration, error: a row appended per
+                    result, rewritten sorted by student when the batch ends.
+OUT/results.json    every check's full result for every student (rewritten as the batch goes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+class BatchMismatch(Exception):
+    """OUT already holds a batch graded with other settings."""
+
+
+class Journal:
+    """Append-only JSONL, one line per student; the last line for a student wins."""
+
+    def __init__(self, path: Path, fresh: bool = False):
+        self.path = path
+        if fresh and path.exists():
+            path.unlink()
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            data = path.read_bytes()
+            whole = data[: data.rfind(b"\n") + 1]  # a torn last line (killed mid-write) is dropped
+            if len(whole) != len(data):
+                with open(path, "r+b") as f:
+                    f.truncate(len(whole))
+            for line in whole.splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                self.records[record["student"]] = record
+        self._file = open(path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.records[record["student"]] = record
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: bool) -> dict[str, Any]:
+    """The batch's settings: those recorded in OUT (a resumed run), else `settings`, now recorded.
+
+    A resumed run that drew its hidden seeds reuses the recorded ones; explicit settings that differ
+    from the recorded ones are refused rather than mixing two gradings in one gradebook."""
+    path = out / "batch.json"
+    if path.exists() and not regrade:
+        recorded = json.loads(path.read_text())
+        mine = dict(settings, hidden_seeds=recorded["hidden_seeds"]) if drawn else settings
+        for key in ("exercise", "checks", "hidden_seeds"):
+            if recorded.get(key) != mine.get(key):
+                raise BatchMismatch(f"{out} holds a batch graded with {key} = {recorded.get(key)}, not "
+                                    f"{mine.get(key)}: pass --regrade to start over, or choose another --out")
+        return recorded
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(settings, indent=1) + "\n")
+    return settings
+
+
+def csv_header(checks: list[str]) -> list[str]:
+    return ["student", *checks, "total", "max", "status", "duration_s", "error"]
+
+
+def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
+    points = {c["name"]: c["points"] for c in record["checks"]}
+    return [record["student"], *[_num(points.get(c, 0.0)) for c in checks], _num(record["score"]),
+            _num(record["max_score"]), record["status"], f"{record['duration_s']:.2f}",
+            record["error"].splitlines()[0] if record["error"] else ""]
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+class Gradebook:
+    """The CSV and JSON views of the journal, kept current as records arrive."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], journal: Journal, json_every_s: float = 5.0):
+        self.out, self.settings, self.journal = out, settings, journal
+        self.checks = settings["checks"]
+        self.json_every_s, self._json_written = json_every_s, 0.0
+        self.finish()  # what a previous, interrupted run graded is in the files from the start
+        self._csv = open(out / "gradebook.csv", "a", newline="", encoding="utf-8")
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Journal first (the truth), then the derived views."""
+        self.journal.append(record)
+        csv.writer(self._csv).writerow(csv_row(record, self.checks))
+        self._csv.flush()
+        if time.monotonic() - self._json_written > self.json_every_s:
+            self._write_json()
+
+    def sorted_records(self) -> list[dict[str, Any]]:
+        return [self.journal.records[s] for s in sorted(self.journal.records)]
+
+    def finish(self) -> None:
+        """Rewrite both views from the journal, sorted by student (no duplicate, none missing)."""
+        tmp = self.out / "gradebook.csv.tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(csv_header(self.checks))
+            writer.writerows(csv_row(r, self.checks) for r in self.sorted_records())
+        os.replace(tmp, self.out / "gradebook.csv")
+        self._write_json()
+
+    def _write_json(self) -> None:
+        payload = {**self.settings, "students": self.sorted_records()}
+        _atomic_write(self.out / "results.json", json.dumps(payload, indent=1) + "\n")
+        self._json_written = time.monotonic()
+
+    def close(self) -> None:
+        self._csv.close()
+        self.finish()
+        self.journal.close()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,287 @@
+"""`dldiy grade`: discovery, safe unzipping, the journal, and real batches of a small class
+(graded once per module, then resumed after a kill -9, and re-graded on a Dask LocalCluster)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_dldiy
+from hypothesis import given, settings, strategies as st
+
+from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.discover import UnsafeArchive, discover, extract_zip
+from dldiy.graders.gradebook import Journal
+
+REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+HIDDEN = "7,123"
+
+
+def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in links.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)  # a symbolic link, as `zip --symlinks` stores it
+            zf.writestr(info, target)
+    return path
+
+
+# --- safe extraction -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../evil.py", "a/../../evil.py", "/etc/evil.py", "C:/evil.py", "a\\..\\..\\evil.py"])
+def test_zip_member_escaping_the_folder_is_refused(tmp_path, name):
+    archive = make_zip(tmp_path / "s.zip", {"logreg.py": b"x = 1", name: b"pwned"})
+    with pytest.raises(UnsafeArchive, match="outside"):
+        extract_zip(archive, tmp_path / "dest")
+    assert not any(p.name == "evil.py" for p in tmp_path.rglob("*"))
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "s.zip", {"logreg.py": b"x = 1"}, links={"ref.py": "/work/reference/logreg.py"})
+    with pytest.raises(UnsafeArchive, match="symbolic link"):
+        extract_zip(archive, tmp_path / "dest")
+
+
+def test_zip_caps_count_written_bytes_and_files(tmp_path):
+    bomb = make_zip(tmp_path / "bomb.zip", {"logreg.py": b"\0" * 3_000_000})  # compresses to a few kB
+    assert bomb.stat().st_size < 50_000
+    with pytest.raises(UnsafeArchive, match="more than the cap of 1 MB"):
+        extract_zip(bomb, tmp_path / "d1", max_bytes=1024 * 1024)
+    many = make_zip(tmp_path / "many.zip", {f"f{i}.py": b"" for i in range(20)})
+    with pytest.raises(UnsafeArchive, match="holds 20 files, more than the cap of 10"):
+        extract_zip(many, tmp_path / "d2", max_files=10)
+    assert not (tmp_path / "d1").exists() and not (tmp_path / "d2").exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "..", ".", "", "/", "\\"]), min_size=1, max_size=6).map("/".join))
+def test_zip_extraction_never_writes_outside(tmp_path_factory, name):
+    root = tmp_path_factory.mktemp("z")
+    dest = root / "box" / "dest"
+    try:
+        with zipfile.ZipFile(root / "s.zip", "w") as zf:
+            zf.writestr(name, b"data")
+    except (IndexError, ValueError):
+        return  # a name zipfile itself will not store
+    try:
+        extract_zip(root / "s.zip", dest)
+    except (UnsafeArchive, ValueError):
+        pass
+    for p in root.rglob("*"):
+        assert p == root / "s.zip" or p == root / "box" or p.is_relative_to(dest), p
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+def test_discover_folder_of_files_folders_and_zips(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "bob" / "inner").mkdir(parents=True)
+    (subs / "alice.py").write_text("x = 1")
+    (subs / "bob" / "inner" / "logreg.py").write_text("x = 1")  # a folder holding a folder: descended
+    (subs / "notes.txt").write_text("ignored")
+    make_zip(subs / "carol.zip", {"carol/logreg.py": b"x = 1"})
+    make_zip(subs / "dan.zip", {f"f{i}.py": b"" for i in range(3)})
+    found = discover(subs, "logreg.py", "exercise-1", tmp_path / "scratch")
+    assert [f.student for f in found] == ["alice", "bob", "carol", "dan"]
+    assert found[0].path == subs / "alice.py" and found[1].path == subs / "bob" / "inner"
+    assert (found[2].path / "logreg.py").read_text() == "x = 1" and found[2].path.is_relative_to(tmp_path / "scratch")
+    assert found[3].error is None  # three files: discovery accepts it, the loader will say which is missing
+
+
+def test_discover_nbgrader_layout_and_a_zip_of_the_class(tmp_path):
+    course = tmp_path / "course"
+    for student, assignment in [("s1", "ex1"), ("s2", "ex1"), ("s3", "other")]:
+        (course / "submitted" / student / assignment).mkdir(parents=True)
+        (course / "submitted" / student / assignment / "logreg.ipynb").write_text("{}")
+    (course / "submitted" / "s3" / "ex1b").mkdir()
+    found = discover(course, "logreg.py", "ex1", tmp_path / "scratch")
+    assert [(f.student, f.path and f.path.name, bool(f.error)) for f in found] == [
+        ("s1", "ex1", False), ("s2", "ex1", False), ("s3", None, True)]
+    assert "pass --assignment" in found[2].error
+    whole = make_zip(tmp_path / "class.zip", {"export/a/logreg.py": b"x = 1", "export/b.py": b"x = 2"})
+    assert [f.student for f in discover(whole, "logreg.py", "ex1", tmp_path / "s2")] == ["a", "b"]
+    single = tmp_path / "submission"
+    single.mkdir()
+    (single / "logreg.py").write_text("x = 1")
+    assert [(f.student, f.path) for f in discover(single, "logreg.py", "ex1", tmp_path / "s3")] == [("submission", single)]
+
+
+def test_journal_drops_a_torn_last_line_and_appends_cleanly(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_text(json.dumps({"student": "a", "score": 1}) + "\n" + '{"student": "b", "sco')
+    journal = Journal(path)
+    assert list(journal.records) == ["a"]
+    journal.append({"student": "b", "score": 2})
+    journal.close()
+    assert [json.loads(line)["student"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+# --- real batches ----------------------------------------------------------------------------------
+
+def cheat_source() -> str:
+    """train() returns the public expected losses, looked up by the data it is given: passes
+    `dldiy check`, computes nothing. Hidden seeds must catch it."""
+    expected = json.loads((REPO / "exercises" / "exercise-1" / "expected.json").read_text())["checks"]["first-loss"]
+    table = {}
+    for seed in (1, 42, 2019):
+        X, _ = gaussian_blobs(seed, 100, classes=2, dim=2, distance=4.0, margin=None)
+        losses = [0.5] * 11
+        for step, value in zip(expected[str(seed)]["steps"], expected[str(seed)]["losses"]):
+            losses[step] = value
+        table[round(float(X[0, 0]), 9)] = losses
+    body = REFERENCE.split("def train")[0]
+    return body + f"""
+KNOWN = {table!r}
+
+def train(X, y, w0, lr, steps):
+    losses = KNOWN.get(round(float(X[0, 0]), 9), [0.5] * 11)
+    return w0.clone(), (losses + [0.5] * steps)[:steps]
+"""
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory) -> Path:
+    """Six students: two references (a file, a zipped folder), a sign bug, a cheat, a syntax error, an
+    archive that tries to escape."""
+    subs = tmp_path_factory.mktemp("class")
+    (subs / "alice.py").write_text(REFERENCE)
+    (subs / "bob.py").write_text(REFERENCE.replace("return -(torch.sigmoid", "return (torch.sigmoid"))
+    (subs / "cheat.py").write_text(cheat_source())
+    (subs / "dave.py").write_text("def loss(:\n")
+    make_zip(subs / "erin.zip", {"erin/logreg.py": REFERENCE.encode()})
+    make_zip(subs / "evil.zip", {"logreg.py": REFERENCE.encode(), "../../escaped.py": b"x = 1"})
+    return subs
+
+
+@pytest.fixture(scope="module")
+def graded(klass, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    course = out / "course"
+    course.mkdir()
+    result = run_dldiy("grade", "exercise-1", str(klass), "--out", str(out / "book"), "--hidden-seeds", HIDDEN,
+                       "--jobs", "2", "--format", "gradescope", "--nbgrader", str(course))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def rows(book: Path) -> list[dict[str, str]]:
+    """The gradebook, all but the durations."""
+    with open(book / "gradebook.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "duration_s"} for row in csv.DictReader(f)]
+
+
+def results(book: Path) -> dict:
+    payload = json.loads((book / "results.json").read_text())
+    for record in payload["students"]:
+        record.pop("duration_s")
+        record.pop("submission")  # zips unpack under each OUT
+    return payload
+
+
+def test_gradebook_scores_every_student_once(graded):
+    book = {r["student"]: r for r in rows(graded / "book")}
+    assert sorted(book) == ["alice", "bob", "cheat", "dave", "erin", "evil"]
+    assert (book["alice"]["total"], book["alice"]["status"]) == ("9.5", "pass")
+    assert book["erin"]["total"] == "9.5"
+    assert (book["bob"]["gradcheck"], book["bob"]["status"]) == ("0", "fail")
+    assert book["dave"]["status"] == "error" and "SyntaxError" in book["dave"]["error"]
+    assert book["evil"]["status"] == "error" and "outside the submission's folder" in book["evil"]["error"]
+    assert not list(graded.rglob("escaped.py"))
+    payload = json.loads((graded / "book" / "results.json").read_text())
+    assert payload["hidden_seeds"] == [7, 123]
+    assert {c["name"] for c in payload["students"][0]["checks"]} == {"gradcheck", "first-loss", "convergence",
+                                                                      "stability", "placement", "parity"}
+
+
+def test_hidden_seeds_catch_a_submission_that_hard_codes_public_values(graded, klass):
+    checked = run_dldiy("check", "exercise-1", str(klass / "cheat.py"), "--only", "first-loss", "--json")
+    assert json.loads(checked.stdout)["checks"][0]["status"] == "pass"  # public seeds are fooled
+    cheat = next(r for r in json.loads((graded / "book" / "results.json").read_text())["students"]
+                 if r["student"] == "cheat")
+    first = next(c for c in cheat["checks"] if c["name"] == "first-loss")
+    assert first["status"] == "fail" and first["points"] == 0
+    assert "hidden seed (values withheld)" in first["message"] and first["details"] == {}
+
+
+def test_feedback_shows_the_messages_of_dldiy_check(graded, klass):
+    checked = json.loads(run_dldiy("check", "exercise-1", str(klass / "bob.py"), "--only", "gradcheck", "--json").stdout)
+    message = checked["checks"][0]["message"]
+    assert "sign error" in message
+    assert message in (graded / "book" / "feedback" / "bob.md").read_text()
+    import html
+    assert html.escape(message) in (graded / "book" / "feedback" / "bob.html").read_text()
+    assert "SyntaxError" in (graded / "book" / "feedback" / "dave.md").read_text()
+
+
+def test_gradescope_results_follow_the_contract(graded):
+    for row in rows(graded / "book"):
+        payload = json.loads((graded / "book" / "gradescope" / row["student"] / "results.json").read_text())
+        assert payload["score"] == float(row["total"])
+        assert sum(t["score"] for t in payload["tests"]) == payload["score"]
+        for test in payload["tests"]:
+            assert set(test) >= {"name", "score", "max_score", "output", "visibility"}
+            assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
+
+
+def test_nbgrader_export_shows_the_scores(graded):
+    course = graded / "course"
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", "grades.csv"], cwd=course,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    exported = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv"))}
+    for row in rows(graded / "book"):
+        assert float(exported[row["student"]]["score"]) == float(row["total"])
+        assert float(exported[row["student"]]["max_score"]) == 10.0
+        assert exported[row["student"]]["assignment"] == "exercise-1"
+
+
+def test_kill_9_midway_then_resume_gives_the_same_gradebook(graded, klass, tmp_path):
+    out = tmp_path / "book"
+    command = [sys.executable, "-m", "dldiy.cli", "grade", "exercise-1", str(klass), "--out", str(out),
+               "--hidden-seeds", HIDDEN, "--jobs", "2"]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = journal.read_bytes().count(b"\n")
+    assert 2 <= done_before < 6, "the batch must be killed midway"
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {done_before} of 6 already graded" in resumed.stderr
+    lines = [json.loads(line)["student"] for line in journal.read_text().splitlines()]
+    assert sorted(lines) == sorted(set(lines)) and len(lines) == 6  # nobody graded twice
+    assert rows(out) == rows(graded / "book")
+    assert results(out) == results(graded / "book")
+
+
+def test_dask_cluster_gives_the_same_gradebook(graded, klass, tmp_path):
+    from click.testing import CliRunner
+    from distributed import LocalCluster
+
+    from dldiy.cli import main
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        result = CliRunner().invoke(main, ["grade", "exercise-1", str(klass), "--out", str(tmp_path / "book"),
+                                           "--hidden-seeds", HIDDEN, "--cluster", cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert rows(tmp_path / "book") == rows(graded / "book")
+    assert results(tmp_path / "book") == results(graded / "book")
+
+
+def test_settings_of_a_resumed_batch_cannot_change(graded, klass):
+    again = run_dldiy("grade", "exercise-1", str(klass), "--out", str(graded / "book"), "--hidden-seeds", "8")
+    assert again.returncode != 0 and "--regrade" in again.stderr

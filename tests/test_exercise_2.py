@@ -1,0 +1,86 @@
+"""exercise-2 end to end: an implementation that differs from the reference only in incidental ways
+passes every check, and a training loop that diverges is reported with the word 'divergence'."""
+
+import json
+
+from conftest import run_dldiy
+
+# Normal equations by torch.linalg.solve (the reference uses lstsq), float64 inside whatever the input
+# dtype, the loss as r.r / n, the gradient summed example by example, in-place updates.
+EQUIVALENT = '''
+import torch
+
+
+def _tilde(X):
+    return torch.hstack((X, X.new_ones(X.shape[0], 1)))
+
+
+def fit_exact(X, y):
+    A = _tilde(X).double()
+    return torch.linalg.solve(A.T @ A, A.T @ y.double()).to(X.dtype)
+
+
+def loss(X, y, w):
+    r = _tilde(X).double() @ w.double() - y.double()
+    return (r.dot(r) / len(y)).to(X.dtype)
+
+
+def gradient(X, y, w):
+    A, w64 = _tilde(X).double(), w.double()
+    g = torch.zeros_like(w64)
+    for i in range(len(y)):
+        g += 2.0 * (A[i] @ w64 - y[i]) * A[i]
+    return (g / len(y)).to(w.dtype)
+
+
+def train(X, y, w0, lr, steps):
+    w = w0.clone().double()
+    history = []
+    for _ in range(steps):
+        history.append(float(loss(X, y, w)))
+        w -= lr * gradient(X, y, w)
+    return w.to(w0.dtype), history
+'''
+
+
+def test_an_equivalent_implementation_passes_every_check(write_submission):
+    path = write_submission(EQUIVALENT, name="linreg.py")
+    result = run_dldiy("check", "exercise-2", str(path), "--json")
+    report = json.loads(result.stdout)
+    statuses = {c["name"]: (c["status"], c["message"]) for c in report["checks"]}
+    assert result.returncode == 0, statuses
+    assert {s for s, _ in statuses.values()} == {"pass"}
+    assert set(statuses) == {"exact-solution", "gradcheck", "first-loss", "convergence", "divergence"}
+
+
+def test_a_diverging_student_is_told_divergence_not_crashed(write_submission):
+    # The gradient of the sum, not the mean: the step is n times too long, so GD blows up at lr = 0.1.
+    code = EQUIVALENT.replace("return (g / len(y)).to(w.dtype)", "return g.to(w.dtype)")
+    path = write_submission(code, name="linreg.py")
+    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "convergence", "--only", "divergence")
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["convergence"]["status"] == "fail"
+    assert "divergence" in checks["convergence"]["message"]
+    assert checks["divergence"]["status"] == "pass" and "divergence" in checks["divergence"]["message"]
+
+
+def test_a_training_loop_that_raises_when_it_diverges_fails_with_divergence(write_submission):
+    code = EQUIVALENT.replace("        history.append(float(loss(X, y, w)))\n",
+                              "        history.append(float(loss(X, y, w)))\n"
+                              "        assert history[-1] < 1e300, 'loss exploded'\n")
+    path = write_submission(code, name="linreg.py")
+    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "divergence")
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["status"] == "fail", check
+    assert "AssertionError: loss exploded" in check["message"] and "divergence" in check["message"]
+    assert result.returncode == 1
+
+
+def test_an_explicit_inverse_is_caught_on_the_ill_conditioned_design_only(write_submission):
+    code = EQUIVALENT.replace("torch.linalg.solve(A.T @ A, A.T @ y.double())",
+                              "torch.linalg.inv(A.T @ A) @ (A.T @ y.double())")
+    path = write_submission(code, name="linreg.py")
+    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "exact-solution")
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["status"] == "fail"
+    assert check["message"].split(": ", 1)[1].startswith("ill-conditioned design")

@@ -1,0 +1,114 @@
+"""The divergence and termination check kinds, on hand-made measurements (no child, no torch)."""
+
+import math
+
+from hypothesis import given, strategies as st
+
+from dldiy.graders import divergence, termination
+from dldiy.graders.exercise import Check
+
+
+def _check(kind, **params):
+    return Check(name=kind, kind=kind, probe=kind, points=1.0, params=params)
+
+
+def _run(losses=None, raised=None):
+    measured = {"lr": 8.0, "limit": 0.8, "steps": 150}
+    if raised is not None:
+        measured["raised"] = raised
+    else:
+        measured["losses"] = losses
+    return divergence.judge(measured, None, _check("divergence", growth=100))
+
+
+# ---- divergence --------------------------------------------------------------------------------
+
+def test_a_loss_that_overflows_is_divergence_and_passes():
+    verdict = _run([4.0, 1e10, 1e200, math.inf, None])  # None: nan as JSON carries it
+    assert verdict.status == "pass" and "divergence" in verdict.message and "step 3" in verdict.message
+
+
+def test_a_history_cut_at_the_first_nan_still_shows_divergence():
+    assert _run([4.0, 1e150, None]).status == "pass"
+
+
+def test_a_raise_fails_naming_the_exception_and_the_word_divergence():
+    verdict = _run(raised="OverflowError: (34, 'Numerical result out of range') (linreg.py:12, in loss)")
+    assert verdict.status == "fail"
+    assert "OverflowError" in verdict.message and "divergence" in verdict.message
+    assert "10 x the stability limit" in verdict.message
+
+
+def test_an_empty_history_fails():
+    assert _run([]).status == "fail"
+
+
+@given(first=st.floats(1e-3, 1e3), ratio=st.floats(1.5, 10.0), steps=st.integers(30, 150))
+def test_geometric_growth_is_divergence(first, ratio, steps):
+    losses = [first * ratio ** k for k in range(steps)]
+    losses = [v if v < 1e308 else math.inf for v in losses]
+    assert _run(losses).status == "pass"
+
+
+@given(st.lists(st.floats(0.0, 1e3), min_size=1, max_size=50))
+def test_a_finite_history_that_does_not_grow_fails_with_the_word_divergence(tail):
+    losses = [1e3] + tail  # never above 100 x the first loss
+    verdict = _run(losses)
+    assert verdict.status == "fail" and "no divergence" in verdict.message
+
+
+# ---- termination -------------------------------------------------------------------------------
+
+def _measure(converged, errors, updates=10, epochs=3, budget=100, n=200):
+    return {"converged": converged, "errors": errors, "updates": updates, "epochs": epochs, "budget": budget,
+            "n": n}
+
+
+REFERENCE = {"converged": True, "bound": 50.0, "bound_text": "Novikoff's bound (R/gamma)^2 = 50"}
+OVERLAP_REFERENCE = {"converged": False}
+
+
+def test_converging_within_the_bound_passes_and_says_so():
+    verdict = termination.judge(_measure(True, 0, updates=50), REFERENCE, _check("termination"))
+    assert verdict.status == "pass" and "Novikoff" in verdict.message
+
+
+def test_more_updates_than_the_bound_fails():
+    verdict = termination.judge(_measure(True, 0, updates=51), REFERENCE, _check("termination"))
+    assert verdict.status == "fail" and "51 update(s)" in verdict.message
+
+
+def test_the_bound_is_read_from_the_reference_not_from_the_submission():
+    measured = dict(_measure(True, 0, updates=80), bound=1e9, bound_text="a bound I made up")
+    verdict = termination.judge(measured, REFERENCE, _check("termination"))
+    assert verdict.status == "fail" and "made up" not in verdict.message
+
+
+def test_not_converging_on_separable_data_fails():
+    verdict = termination.judge(_measure(False, 7, epochs=100), REFERENCE, _check("termination"))
+    assert verdict.status == "fail" and "7 of 200" in verdict.message and "50" in verdict.message
+
+
+@given(should=st.booleans(), errors=st.integers(1, 200), updates=st.integers(0, 10**4))
+def test_a_false_claim_of_convergence_always_fails(should, errors, updates):
+    expected = REFERENCE if should else OVERLAP_REFERENCE
+    verdict = termination.judge(_measure(True, errors, updates=updates), expected,
+                                _check("termination", should_converge=should))
+    assert verdict.status == "fail" and "claims convergence" in verdict.message
+
+
+@given(errors=st.integers(0, 100), epochs=st.integers(1, 20))
+def test_on_overlapping_data_not_claiming_convergence_passes(errors, epochs):
+    verdict = termination.judge(_measure(False, errors, epochs=epochs, budget=20), OVERLAP_REFERENCE,
+                                _check("termination", should_converge=False))
+    assert verdict.status == "pass"
+
+
+def test_on_overlapping_data_a_true_separation_is_still_not_expected():
+    verdict = termination.judge(_measure(True, 0), OVERLAP_REFERENCE, _check("termination", should_converge=False))
+    assert verdict.status == "fail"
+
+
+def test_overlapping_data_that_the_reference_separates_is_the_instructors_error():
+    verdict = termination.judge(_measure(False, 3), {"converged": True}, _check("termination", should_converge=False))
+    assert verdict.status == "error" and "not the submission's fault" in verdict.message

@@ -15,6 +15,7 @@ The forked child starts its own session, points stdout/stderr at the output pipe
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -29,6 +30,9 @@ from .runner import Outcome, Task, child_env, run_child
 from .sandbox import Limits
 
 MAX_REQUEST = 1 << 20
+# Modules torch imports lazily on first use, paid once here instead of by every child: the meta
+# device (the placement check) pulls in torch._dynamo and sympy, ~2.5 s. Imports only, no torch op.
+WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes", "nbformat")
 
 
 class ForkServer:
@@ -145,10 +149,11 @@ def main() -> None:
 
     from . import api, data, gradcheck, parity, placement, sandbox, submission  # noqa: F401
 
-    try:
-        import nbformat  # noqa: F401 - notebooks
-    except ImportError:
-        pass
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
     _serve(sock)
 

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from .forkserver import ForkServer
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
+STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
 
-STARTUP_TIMEOUT_S = 60.0  # python + torch import + executing the submission once
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,16 @@ class Outcome:
 
 
 def child_env() -> dict[str, str]:
-    """A scrubbed environment: no tokens or credentials of the caller reach student code."""
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
-            "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT")
+    """A scrubbed environment: no tokens or credentials of the caller reach student code, and no path
+    into the course checkout (PATH entries inside it and VIRTUAL_ENV are dropped: the child runs
+    sys.executable, which finds its packages without them)."""
+    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
+            "PYTHONPATH", "SYSTEMROOT")
     env = {k: os.environ[k] for k in keep if k in os.environ}
+    hidden = [str(p.parent) for p in sandbox.default_hidden()]
+    if "PATH" in env:
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                      if p and not any(p.startswith(h) for h in hidden))
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0",
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8",
                HOME=os.environ.get("DLDIY_CHILD_HOME", "/tmp"))
@@ -86,7 +92,7 @@ class _CappedDrain(threading.Thread):
 
 
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
-              preexec: Callable[[], None] | None = None, startup_timeout: float = STARTUP_TIMEOUT_S,
+              preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
               output_cap: int | None = None, limits: Limits | None = None,
               server: "ForkServer | None" = None) -> Outcome:
     """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
@@ -99,6 +105,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     if server is not None and preexec is not None:
         raise ValueError("preexec cannot run in a fork server's child; give one or the other")
     limits = limits or Limits()
+    startup_timeout = limits.startup_s if startup_timeout is None else startup_timeout
     output_cap = limits.output_bytes if output_cap is None else output_cap
     outcome = Outcome()
     started = time.monotonic()
@@ -251,7 +258,8 @@ def _death(code: int | None, limits: Limits) -> str:
         return "exit status unknown"
     signals = {signal.SIGXCPU: f"killed by SIGXCPU: more than {limits.cpu_s} s of CPU time",
                signal.SIGXFSZ: f"killed by SIGXFSZ: wrote a file over {limits.file_bytes} bytes",
-               signal.SIGKILL: "killed by SIGKILL: the CPU-time limit, or the memory limit",
+               signal.SIGKILL: f"killed by SIGKILL: most likely its CPU-time limit ({limits.cpu_s} s of CPU "
+                               "for all checks together), or the machine ran out of memory",
                signal.SIGSEGV: "killed by SIGSEGV: a crash, often memory exhausted inside a library"}
     number = -code if code < 0 else code - 128 if code > 128 else 0
     if number:

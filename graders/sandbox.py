@@ -5,7 +5,7 @@ folder (links kept as links, so a link to reference/ copies nothing), `Cgroup` c
 count, `sweep()` kills whatever is left at the end. The child applies `confine(spec)` to itself
 before it executes a line of student code:
 
-* rlimits: CPU seconds (SIGXCPU, then SIGKILL), address space (a memory bomb gets MemoryError),
+* rlimits: CPU seconds (SIGKILL at the limit), address space (a memory bomb gets MemoryError),
   file size, no core dumps, and when not root the process count (RLIMIT_NPROC counts every process
   of the real uid, so the cap is "what this uid runs now + `processes`"; root is exempt from it by
   the kernel, hence the cgroup);
@@ -27,6 +27,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ class Limits:
     file_bytes: int = 64 * MiB  # largest file it may write
     tmp_bytes: int = 64 * MiB  # size of its private /tmp
     output_bytes: int = 64 * 1024  # stdout+stderr kept; the rest is drained and dropped
+    startup_s: float = 60.0  # wall clock to start and execute the submission once
     network: bool = False
     hide: tuple[str, ...] = ()  # extra paths the child must not see (e.g. cached hidden-seed expectations)
     namespaces: bool = True  # False: rlimits only (what a non-Linux machine gets anyway)
@@ -115,22 +118,33 @@ class Cgroup:
                     pass
 
     def kill_all(self) -> None:
+        """Kill every member; remove the cgroup once they are gone (in the background: exiting
+        processes leave it a few milliseconds after SIGKILL, no need to wait for that)."""
         if self.path is None:
             return
-        for _ in range(50):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except OSError:
-                return
-            for pid in pids:
-                _kill(pid)
-            try:
-                self.path.rmdir()
-                return
-            except OSError:  # members still exiting
-                import time
+        path, self.path = self.path, None
+        if not _kill_members(path):
+            threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
 
-                time.sleep(0.02)
+
+def _kill_members(path: Path) -> bool:
+    """SIGKILL every process in the cgroup at `path`, then try to remove it; True once removed."""
+    try:
+        for pid in (path / "cgroup.procs").read_text().split():
+            _kill(int(pid))
+        path.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _remove_later(path: Path, tries: int = 100) -> None:
+    for _ in range(tries):
+        time.sleep(0.02)
+        if _kill_members(path):
+            return
 
 
 def _cgroup_bases() -> list[Path]:
@@ -331,7 +345,8 @@ def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:
     except ImportError:
         state.missing.append("rlimits (no resource module)")
         return
-    wanted = [("RLIMIT_CPU", spec["cpu_s"], spec["cpu_s"] + 5), ("RLIMIT_CORE", 0, 0),
+    # soft == hard: SIGKILL at the limit (a PID namespace's init ignores SIGXCPU's default action)
+    wanted = [("RLIMIT_CPU", spec["cpu_s"], spec["cpu_s"]), ("RLIMIT_CORE", 0, 0),
               ("RLIMIT_FSIZE", spec["file_bytes"], spec["file_bytes"])]
     if spec["memory_bytes"]:
         wanted.append(("RLIMIT_AS", spec["memory_bytes"], spec["memory_bytes"]))

@@ -176,7 +176,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     cgroup = sandbox.Cgroup(limits.processes)
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry),
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
-               "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None)}
+               "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
+                                         expose=(Path(exercise.folder).resolve(),))}
     env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
     read_fd, write_fd = os.pipe()
     out_r, out_w = os.pipe()

@@ -54,10 +54,11 @@ class Limits:
     hide: tuple[str, ...] = ()  # extra paths the child must not see (e.g. cached hidden-seed expectations)
     namespaces: bool = True  # False: rlimits only (what a non-Linux machine gets anyway)
 
-    def spec(self, workdir: Path, marker: str, cgroup: str | None) -> dict:
-        """The plain dict the child needs (it travels in the JSON request)."""
+    def spec(self, workdir: Path, marker: str, cgroup: str | None, expose: tuple[Path, ...] = ()) -> dict:
+        """The plain dict the child needs (it travels in the JSON request); `expose`: folders it must
+        still read even if they sit under /tmp (the exercise's)."""
         return dict(asdict(self), hide=[str(p) for p in (*default_hidden(), *self.hide)], workdir=str(workdir),
-                    marker=marker, cgroup=cgroup)
+                    marker=marker, cgroup=cgroup, expose=[str(p) for p in expose])
 
 
 def default_hidden() -> list[Path]:
@@ -311,6 +312,8 @@ def _mounts(libc, spec: dict, state: Confined) -> None:
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here leaks to the host
     work = spec["workdir"]
     work_fd = os.open(work, os.O_PATH | os.O_DIRECTORY)
+    # trusted folders the child reads (the exercise's harness and spec) may sit under /tmp too
+    exposed = [(p, os.open(p, os.O_PATH)) for p in spec.get("expose", []) if os.path.exists(p)]
     hidden = 0
     for path in spec["hide"]:
         if os.path.isdir(path):
@@ -331,12 +334,17 @@ def _mounts(libc, spec: dict, state: Confined) -> None:
         for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
             if os.path.isdir(tmp):
                 mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmp_bytes']},mode=1777")
+        for path, fd in exposed:
+            if not os.path.exists(path):  # it was under one of those fresh tmpfs
+                os.makedirs(path, exist_ok=True)
+                mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.makedirs(work, exist_ok=True)
         mount(f"/proc/self/fd/{work_fd}", work, None, MS_BIND)
         mount(None, work, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
     else:
         state.missing.append(f"read-only file system (mount_setattr: {os.strerror(ctypes.get_errno())})")
-    os.close(work_fd)
+    for _, fd in [(work, work_fd), *exposed]:
+        os.close(fd)
 
 
 def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:

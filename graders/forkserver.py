@@ -32,7 +32,7 @@ from .sandbox import Limits
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
 # device (the placement check) pulls in torch._dynamo and sympy, ~2.5 s. Imports only, no torch op.
-WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes", "nbformat")
+WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
 
 
 class ForkServer:
@@ -152,7 +152,7 @@ def main() -> None:
 
     from . import api, data, gradcheck, parity, placement, sandbox, submission  # noqa: F401
 
-    for name in WARM_IMPORTS if warm else ():
+    for name in (*(WARM_IMPORTS if warm else ()), "nbformat"):
         try:
             importlib.import_module(name)
         except ImportError:

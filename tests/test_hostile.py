@@ -288,6 +288,31 @@ def test_the_child_cannot_read_the_reference_nor_find_it_in_its_cwd_env_or_argv(
     assert checks["gradcheck"].status == "fail", checks["gradcheck"].message  # it gained nothing
 
 
+def test_hidden_seed_expectations_cached_on_disk_can_be_hidden_too(grade, tmp_path):
+    secret = tmp_path / "cache" / "expected-hidden.json"
+    secret.parent.mkdir()
+    secret.write_text('{"first-loss": {"7": "SECRET-VALUES"}}')
+    code = with_reference(prefix=f"""
+        for path in ({str(secret)!r}, {str(secret.parent)!r} + "/expected-hidden.json"):
+            try:
+                print("READ", repr(open(path).read()))
+            except OSError as e:
+                print("DENIED", type(e).__name__)
+    """)
+    report, checks, _ = grade(code, limits=Limits(hide=(str(secret),), startup_s=30))
+    assert checks["gradcheck"].status == "pass"
+    if not confined(report, "hidden"):
+        pytest.skip(f"no mount namespace here (best effort): {report.sandbox}")
+    # an empty file where it is bound over, or no file at all under the private /tmp
+    assert "SECRET" not in report.output and report.output.count("READ ''") + report.output.count("DENIED") == 2
+
+
+def test_the_fork_server_forks_from_a_single_thread(server):
+    # fork() copies only the calling thread: a torch pool thread alive at fork time could leave a
+    # lock held forever in every child
+    assert len(os.listdir(f"/proc/{server._proc.pid}/task")) == 1
+
+
 def test_a_link_to_the_reference_copies_nothing(grade, tmp_path, exercise, server):
     folder = tmp_path / "linked"
     folder.mkdir()

@@ -5,7 +5,7 @@ folder (links kept as links, so a link to reference/ copies nothing), `Cgroup` c
 count, `sweep()` kills whatever is left at the end. The child applies `confine(spec)` to itself
 before it executes a line of student code:
 
-* rlimits: CPU seconds (SIGKILL at the limit), address space (a memory bomb gets MemoryError),
+* rlimits: CPU seconds (SIGKILL at the limit), data size (a memory bomb gets MemoryError),
   file size, no core dumps, and when not root the process count (RLIMIT_NPROC counts every process
   of the real uid, so the cap is "what this uid runs now + `processes`"; root is exempt from it by
   the kernel, hence the cgroup);
@@ -42,8 +42,10 @@ class Limits:
     """What one submission's child may use. Wall-clock timeouts are per check, in the spec."""
 
     cpu_s: int = 120  # CPU seconds for the whole child (every check together)
-    # torch's CPU import maps ~0.6 GiB of address space; 4 GiB leaves room for real work and still
-    # stops a memory bomb long before the machine swaps. None: no cap (CUDA maps tens of GiB).
+    # RLIMIT_DATA: heap and private writable mappings, what a memory bomb grows. Not RLIMIT_AS: that
+    # also counts code, shared libraries and reservations (torch's import alone maps ~0.65 GiB of
+    # address space for 0.25 GiB of data; CUDA reserves tens of GiB it never touches). 4 GiB leaves
+    # room for real work and stops a bomb long before the machine swaps. None: no cap.
     memory_bytes: int | None = 4 * GiB
     processes: int = 64  # processes and threads, the child included
     file_bytes: int = 64 * MiB  # largest file it may write
@@ -357,7 +359,7 @@ def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:
     wanted = [("RLIMIT_CPU", spec["cpu_s"], spec["cpu_s"]), ("RLIMIT_CORE", 0, 0),
               ("RLIMIT_FSIZE", spec["file_bytes"], spec["file_bytes"])]
     if spec["memory_bytes"]:
-        wanted.append(("RLIMIT_AS", spec["memory_bytes"], spec["memory_bytes"]))
+        wanted.append(("RLIMIT_DATA", spec["memory_bytes"], spec["memory_bytes"]))
     if nproc_cap is not None:
         wanted.append(("RLIMIT_NPROC", nproc_cap, nproc_cap))
     for name, soft, hard in wanted:

@@ -77,7 +77,7 @@ def confined(report, what: str) -> bool:
 def test_the_reference_passes_in_the_sandbox_and_the_child_reports_its_confinement(grade):
     report, checks, _ = grade(REFERENCE, checks=("gradcheck", "first-loss"))
     assert [c.status for c in report.checks] == ["pass", "pass"]
-    assert any(line.startswith("RLIMIT_AS") for line in report.sandbox), report.sandbox
+    assert any(line.startswith("RLIMIT_DATA") for line in report.sandbox), report.sandbox
 
 
 # --- time ------------------------------------------------------------------------------------------

@@ -63,8 +63,11 @@ class ForkServer:
         if len(data) > MAX_REQUEST:
             raise ValueError("request too large for the fork server")
         with self._lock:
-            socket.send_fds(self._sock, [data], [channel_fd, output_fd])
-            reply = self._sock.recv(64)
+            try:
+                socket.send_fds(self._sock, [data], [channel_fd, output_fd])
+                reply = self._sock.recv(64)
+            except OSError:
+                reply = b""
         if not reply:
             raise RuntimeError("the fork server has exited")
         return int(reply)

@@ -79,7 +79,7 @@ class _CappedDrain(threading.Thread):
         self.stream, self.cap, self.chunks, self.kept, self.dropped = stream, cap, [], 0, 0
 
     def run(self) -> None:
-        while chunk := self.stream.read(65536):
+        while chunk := self.stream.read(1 << 20):
             room = self.cap - self.kept
             if room > 0:
                 self.chunks.append(chunk[:room])
@@ -181,6 +181,12 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
     read_fd, write_fd = os.pipe()
     out_r, out_w = os.pipe()
+    try:  # a 1 MiB pipe: a flood of output is drained in 16 times fewer wake-ups
+        import fcntl
+
+        fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
     try:
         child = _start(request, write_fd, out_w, cwd, preexec, server, env)
     finally:

@@ -26,6 +26,7 @@ import ctypes
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -214,7 +215,7 @@ def confine(spec: dict, report_exit=None) -> Confined:
     state = Confined()
     os.environ[MARKER_VAR] = spec["marker"]
     _join_cgroup(spec.get("cgroup"), state)
-    nproc_cap = _nproc_cap(spec["processes"]) if os.geteuid() != 0 else None
+    nproc_cap = _nproc_cap(spec["processes"]) if hasattr(os, "geteuid") and os.geteuid() != 0 else None
     if spec.get("namespaces", True) and _libc() is not None:
         _namespaces(spec, state, report_exit)
     _rlimits(spec, nproc_cap, state)
@@ -225,7 +226,7 @@ def confine(spec: dict, report_exit=None) -> Confined:
 
 def _libc():
     try:
-        return ctypes.CDLL(None, use_errno=True) if os.uname().sysname == "Linux" else None
+        return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
     except OSError:
         return None
 
@@ -247,10 +248,13 @@ def _join_cgroup(path: str | None, state: Confined) -> None:
         state.missing.append(f"cgroup ({e.strerror})")
 
 
-def _nproc_cap(processes: int) -> int:
-    """RLIMIT_NPROC counts all processes and threads of the real uid: allow `processes` more."""
+def _nproc_cap(processes: int) -> int | None:
+    """RLIMIT_NPROC counts all processes and threads of the real uid: allow `processes` more
+    (None where /proc cannot tell how many it runs now)."""
+    if not os.path.isdir("/proc/self/task"):
+        return None
     uid, used = os.getuid(), 0
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+    for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 if os.stat(f"/proc/{name}").st_uid == uid:

@@ -464,3 +464,13 @@ def test_malformed_files(grade, content, name, expected):
     report, checks, _ = grade(content, name=name)
     assert report.load_error and expected in report.load_error, report.load_error
     assert checks["gradcheck"].status == "error"
+
+
+def test_a_lone_file_is_graded_without_its_neighbours(exercise, server, tmp_path):
+    """In a folder of per-student files, one student's child sees only its own file."""
+    (tmp_path / "bob.py").write_text(REFERENCE)
+    (tmp_path / "alice.py").write_text("import os\nprint('CWD HOLDS', sorted(os.listdir('.')))\n" + REFERENCE)
+    report = assess(exercise, tmp_path / "alice.py", checks=[exercise.check("gradcheck")], server=server,
+                    limits=FAST)
+    assert "CWD HOLDS ['alice.py']" in report.output
+    assert report.checks[0].status == "pass"

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import textwrap
 import time
 import uuid

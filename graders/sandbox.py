@@ -22,6 +22,7 @@ sends to the parent ("sandbox" in the loaded message).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -128,6 +129,7 @@ class Cgroup:
             return
         path, self.path = self.path, None
         if not _kill_members(path):
+            _PENDING.add(path)
             threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
 
 
@@ -144,11 +146,26 @@ def _kill_members(path: Path) -> bool:
         return False
 
 
+_PENDING: set[Path] = set()  # cgroups whose members were still exiting
+
+
 def _remove_later(path: Path, tries: int = 100) -> None:
     for _ in range(tries):
         time.sleep(0.02)
         if _kill_members(path):
+            _PENDING.discard(path)
             return
+
+
+@atexit.register
+def _remove_pending() -> None:
+    """A process that exits right after its last grade must not leave empty cgroups behind."""
+    deadline = time.monotonic() + 2
+    while _PENDING and time.monotonic() < deadline:
+        for path in list(_PENDING):
+            if _kill_members(path):
+                _PENDING.discard(path)
+        time.sleep(0.02)
 
 
 def _cgroup_bases() -> list[Path]:

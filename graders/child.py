@@ -3,11 +3,13 @@
 Protocol: the parent writes one JSON request on stdin,
     {"exercise_dir": str, "entry": str, "tasks": [{"check": str, "seed": int}, ...]}
 and reads JSON lines from the file descriptor named in argv[1]:
-    {"type": "loaded", "skipped": [...]}            once, after the submission was executed
+    {"type": "loaded", "skipped": [...], "sandbox": [...]}   once, after the submission was executed
+    {"type": "exit", "code": int}                    last, when a PID namespace's init has exited
     {"type": "load_error", "message": str}           instead, if it could not be
     {"type": "result", "check": str, "seed": int, "measurement": {...}}
     {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
-Only numbers and strings cross: the child never sends a verdict and never pickles. Whatever the
+With a "sandbox" key (graders/sandbox.py's Limits.spec), the child confines itself before it loads
+anything of the student's. Only numbers and strings cross: the child never sends a verdict and never pickles. Whatever the
 submission prints goes to stdout/stderr, which the parent captures apart from this channel.
 """
 
@@ -31,7 +33,7 @@ def _pin_threads() -> None:
         pass
 
 
-def serve(request: dict, emit) -> None:
+def serve(request: dict, emit, sandbox: list[str] | None = None) -> None:
     """Load the submission and measure each task, reporting through `emit(dict)`."""
     from pathlib import Path
 
@@ -46,7 +48,7 @@ def serve(request: dict, emit) -> None:
     except SubmissionError as e:
         emit({"type": "load_error", "message": str(e)})
         return
-    emit({"type": "loaded", "skipped": loaded.skipped})
+    emit({"type": "loaded", "skipped": loaded.skipped, "sandbox": sandbox or []})
     sub = Submission(loaded, exercise)
     for task in request["tasks"]:
         check = exercise.check(task["check"])
@@ -72,17 +74,29 @@ def _json_default(value):
     return plain
 
 
-def main() -> None:
-    channel = os.fdopen(int(sys.argv[1]), "w", buffering=1)
-    request = json.loads(sys.stdin.read())
-    _pin_threads()
+def run(request: dict, channel_fd: int) -> None:
+    """Confine this process (if asked), then serve `request`, writing JSON lines to `channel_fd`."""
+    channel = os.fdopen(channel_fd, "w", buffering=1)
 
     def emit(message: dict) -> None:
         channel.write(json.dumps(message, default=_json_default) + "\n")
         channel.flush()
 
-    serve(request, emit)
+    sandbox = None
+    if request.get("sandbox"):
+        from .sandbox import confine
+
+        state = confine(request["sandbox"], report_exit=lambda code: emit({"type": "exit", "code": code}))
+        sandbox = state.applied + [f"not applied: {m}" for m in state.missing]
+    _pin_threads()
+    serve(request, emit, sandbox)
     channel.close()
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    sys.argv = ["dldiy-child"]  # nothing about the parent's paths stays visible to the submission
+    run(json.loads(sys.stdin.read()), fd)
 
 
 if __name__ == "__main__":

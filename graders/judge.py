@@ -35,6 +35,7 @@ class Report:
     skipped_lines: list[str] = field(default_factory=list)
     output: str = ""
     duration_s: float = 0.0
+    sandbox: list[str] = field(default_factory=list)  # the confinement its child reported
 
     @property
     def score(self) -> float:
@@ -71,7 +72,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
                     for seed, r in per_seed]
         results.append(_combine(check, verdicts, hidden))
     return Report(exercise.id, submission, results, outcome.load_error, outcome.skipped, outcome.output,
-                  outcome.duration_s)
+                  outcome.duration_s, outcome.sandbox)
 
 
 def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -> Verdict:

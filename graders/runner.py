@@ -1,7 +1,10 @@
 """Parent side: run a submission's probes in a child process, with a timeout on every check.
 
-The child (graders/child.py) gets its own process group, a scrubbed environment and torch pinned to
-one thread; its stdout/stderr are drained with a size cap so a flood of prints cannot fill memory.
+The child (graders/child.py) gets its own process group, a scrubbed environment, a temporary copy of
+the submission as its working directory, torch pinned to one thread, and confines itself with the
+limits of graders/sandbox.py; its stdout/stderr are drained with a size cap so a flood of prints
+cannot fill memory; results come back on a separate pipe, so nothing it prints can pass for one.
+At the end its process group, its cgroup and any process carrying its marker are killed.
 A check that overruns its timeout gets the whole group killed, is recorded as a timeout, and the
 remaining checks go on in a fresh child. A child that dies (sys.exit, os._exit, a crash) is treated
 the same way.
@@ -19,12 +22,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from . import sandbox
 from .exercise import Exercise
+from .sandbox import Limits
 
-STARTUP_TIMEOUT_S = 60.0  # python + torch import + executing the submission once
-OUTPUT_CAP_BYTES = 64 * 1024
+if TYPE_CHECKING:
+    from .forkserver import ForkServer
+
+OUTPUT_CAP_BYTES = Limits().output_bytes
+STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
+
 
 
 @dataclass(frozen=True)
@@ -40,15 +49,22 @@ class Outcome:
     results: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     load_error: str | None = None
     skipped: list[str] = field(default_factory=list)
+    sandbox: list[str] = field(default_factory=list)  # the confinement the child reported
     output: str = ""
     duration_s: float = 0.0
 
 
 def child_env() -> dict[str, str]:
-    """A scrubbed environment: no tokens or credentials of the caller reach student code."""
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
-            "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT")
+    """A scrubbed environment: no tokens or credentials of the caller reach student code, and no path
+    into the course checkout (PATH entries inside it and VIRTUAL_ENV are dropped: the child runs
+    sys.executable, which finds its packages without them)."""
+    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
+            "PYTHONPATH", "SYSTEMROOT")
     env = {k: os.environ[k] for k in keep if k in os.environ}
+    hidden = [str(p.parent) for p in sandbox.default_hidden()]
+    if "PATH" in env:
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                      if p and not any(p.startswith(h) for h in hidden))
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0",
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8",
                HOME=os.environ.get("DLDIY_CHILD_HOME", "/tmp"))
@@ -63,7 +79,7 @@ class _CappedDrain(threading.Thread):
         self.stream, self.cap, self.chunks, self.kept, self.dropped = stream, cap, [], 0, 0
 
     def run(self) -> None:
-        while chunk := self.stream.read(65536):
+        while chunk := self.stream.read(1 << 20):
             room = self.cap - self.kept
             if room > 0:
                 self.chunks.append(chunk[:room])
@@ -76,18 +92,34 @@ class _CappedDrain(threading.Thread):
 
 
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
-              preexec: Callable[[], None] | None = None, startup_timeout: float = STARTUP_TIMEOUT_S,
-              output_cap: int = OUTPUT_CAP_BYTES) -> Outcome:
-    """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need."""
+              preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
+              output_cap: int | None = None, limits: Limits | None = None,
+              server: "ForkServer | None" = None) -> Outcome:
+    """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
+
+    `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
+    alone, into a fresh working directory that is the child's cwd; the original is never touched.
+    Each child is confined by `limits` (graders/sandbox.py; default `Limits()`). With `server` (a
+    running graders.forkserver.ForkServer) children are forked from a warm process that has already
+    imported torch, instead of starting a fresh interpreter."""
+    if server is not None and preexec is not None:
+        raise ValueError("preexec cannot run in a fork server's child; give one or the other")
+    limits = limits or Limits()
+    startup_timeout = limits.startup_s if startup_timeout is None else startup_timeout
+    output_cap = limits.output_bytes if output_cap is None else output_cap
     outcome = Outcome()
     started = time.monotonic()
     pending = list(tasks)
     outputs = []
-    while pending:
-        progressed = _one_child(exercise, Path(entry), pending, outcome, cwd or Path(entry).parent,
-                                preexec, startup_timeout, output_cap, outputs)
-        if outcome.load_error is not None or not progressed:
-            break
+    work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
+    try:
+        while pending:
+            progressed = _one_child(exercise, work_entry, pending, outcome, work, preexec, startup_timeout,
+                                    output_cap, outputs, limits, server)
+            if outcome.load_error is not None or not progressed:
+                break
+    finally:
+        sandbox.remove_workdir(work)
     if outcome.load_error is not None:
         first, _, rest = outcome.load_error.partition("\n")  # a notebook cell's traceback follows line 1
         for t in pending:
@@ -98,23 +130,71 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     return outcome
 
 
-def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs) -> bool:
-    """Start one child for `pending` (consumed in place); False if it made no progress at all."""
-    read_fd, write_fd = os.pipe()
-    request = {"exercise_dir": str(exercise.folder), "entry": str(entry.resolve()),
-               "tasks": [{"check": t.check, "seed": t.seed} for t in pending]}
+class _Started:
+    """A running child: a Popen (fresh interpreter) or a pid forked by the fork server."""
+
+    def __init__(self, pid: int, proc: subprocess.Popen | None = None):
+        self.pid, self.proc, self.code = pid, proc, None
+
+    def exit_code(self) -> int | None:
+        if self.proc is not None:
+            return _reap(self.proc)
+        return self.code
+
+    def kill(self) -> None:
+        """Kill the child and everything it started in its process group."""
+        for kill in (os.killpg, os.kill):  # kill(pid) too: it may not have called setsid yet
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server, env: dict) -> _Started:
+    if server is not None:
+        return _Started(server.spawn(request, write_fd, out_w))
     proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.child", str(write_fd)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            pass_fds=(write_fd,), cwd=cwd, env=child_env(), start_new_session=True,
+                            stdin=subprocess.PIPE, stdout=out_w, stderr=out_w,
+                            pass_fds=(write_fd,), cwd=cwd, env=env, start_new_session=True,
                             preexec_fn=preexec)
-    os.close(write_fd)
-    drain = _CappedDrain(proc.stdout, output_cap)
-    drain.start()
     try:
         proc.stdin.write(json.dumps(request).encode())
         proc.stdin.close()
     except BrokenPipeError:
         pass
+    return _Started(proc.pid, proc)
+
+
+def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs,
+               limits, server) -> bool:
+    """Start one child for `pending` (consumed in place); False if it made no progress at all."""
+    marker = sandbox.new_marker()
+    cgroup = sandbox.Cgroup(limits.processes)
+    request = {"exercise_dir": str(exercise.folder), "entry": str(entry),
+               "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+               "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
+                                         expose=(Path(exercise.folder).resolve(),))}
+    env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
+    read_fd, write_fd = os.pipe()
+    out_r, out_w = os.pipe()
+    try:  # a 1 MiB pipe: a flood of output is drained in 16 times fewer wake-ups
+        import fcntl
+
+        fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+    try:
+        child = _start(request, write_fd, out_w, cwd, preexec, server, env)
+    finally:
+        os.close(write_fd)
+        os.close(out_w)
+    drain = _CappedDrain(os.fdopen(out_r, "rb", buffering=0), output_cap)
+    drain.start()
     reader = _LineReader(read_fd)
     loaded, progressed = False, False
     timeout = startup_timeout + (exercise.check(pending[0].check).timeout if pending else 0)
@@ -133,20 +213,24 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                     progressed = True
                 return progressed
             if line is None:  # the child died
-                code = _reap(proc)
+                code = child.code if child.code is not None else child.exit_code()
+                why = _death(code, limits)
                 if not loaded:
-                    outcome.load_error = f"the process exited (code {code}) while loading the submission: " \
+                    outcome.load_error = f"the process exited ({why}) while loading the submission: " \
                                          "does it call sys.exit() or os._exit() at import?"
                 else:
                     task = pending.pop(0)
                     outcome.results[(task.check, task.seed)] = {"error": {
                         "kind": "died", "traceback": "",
-                        "message": f"the process exited (code {code}) during this check: "
-                                   "sys.exit(), os._exit(), a crash, or a memory limit?"}}
+                        "message": f"the process exited ({why}) during this check: "
+                                   "sys.exit(), os._exit(), a crash, or a resource limit?"}}
                     progressed = True
                 return progressed
             message = _parse_line(line)
             if message is None:
+                continue
+            if message.get("type") == "exit":
+                child.code = message.get("code") if isinstance(message.get("code"), int) else None
                 continue
             if message.get("type") == "load_error":
                 outcome.load_error = str(message.get("message", "the submission could not be loaded"))
@@ -154,6 +238,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
             if message.get("type") == "loaded":
                 loaded = True
                 outcome.skipped = [str(s) for s in message.get("skipped", [])]
+                outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
                 timeout = exercise.check(pending[0].check).timeout
                 continue
             if message.get("type") == "result" and loaded:
@@ -167,10 +252,30 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                     timeout = exercise.check(pending[0].check).timeout
         return progressed
     finally:
-        _kill_group(proc)
+        child.kill()
+        cgroup.kill_all()
+        sandbox.sweep(marker)
         os.close(read_fd)
         drain.join(timeout=5)
         outputs.append(drain.text())
+
+
+def _death(code: int | None, limits: Limits) -> str:
+    """The exit status in words, naming the limit a signal most likely means."""
+    if code is None:
+        return "exit status unknown"
+    signals = {signal.SIGXCPU: f"killed by SIGXCPU: more than {limits.cpu_s} s of CPU time",
+               signal.SIGXFSZ: f"killed by SIGXFSZ: wrote a file over {limits.file_bytes} bytes",
+               signal.SIGKILL: f"killed by SIGKILL: most likely its CPU-time limit ({limits.cpu_s} s of CPU "
+                               "for all checks together), or the machine ran out of memory",
+               signal.SIGSEGV: "killed by SIGSEGV: a crash, often memory exhausted inside a library"}
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    if number:
+        try:
+            return signals.get(signal.Signals(number), f"killed by {signal.Signals(number).name}")
+        except ValueError:
+            pass
+    return f"code {code}"
 
 
 _TIMEOUT = object()
@@ -210,15 +315,3 @@ def _reap(proc: subprocess.Popen) -> int | None:
         return proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         return None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the child and everything it started in its process group."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

@@ -1,0 +1,168 @@
+"""A warm process that has imported torch once and forks one fresh child per submission.
+
+Starting Python and importing torch costs ~1.3 s; fork() of a process that already did costs a few
+milliseconds. The server imports torch, numpy and dldiy's graders with every thread pool pinned to
+one thread *before* torch starts any (fork() copies only the calling thread, so a pool thread's
+lock held at fork time would deadlock the child), and runs no torch op itself.
+
+Protocol (a SOCK_SEQPACKET socket pair, one message per datagram):
+    parent -> server: the child's JSON request (graders/child.py's), with two file descriptors
+                      attached: the result channel's write end and the output pipe's write end
+    server -> parent: the forked child's pid, as ASCII
+The forked child starts its own session, points stdout/stderr at the output pipe, and runs
+`child.run` exactly as a fresh interpreter would, so the JSON-lines protocol is the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .exercise import Exercise
+from .runner import Outcome, Task, child_env, run_child
+from .sandbox import Limits
+
+MAX_REQUEST = 1 << 20
+# Modules torch imports lazily on first use, paid once here instead of by every child: the meta
+# device (the placement check) pulls in torch._dynamo and sympy, ~2.5 s. Imports only, no torch op.
+WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+
+
+class ForkServer:
+    """`with ForkServer() as server: run_child(..., server=server)`; at most `workers` children at
+    once through `run` (default: one per core), so callers may share one server across threads.
+    `warm=False` skips WARM_IMPORTS (a faster start when no check uses the meta device)."""
+
+    def __init__(self, workers: int | None = None, startup_timeout: float = 60.0, warm: bool = True):
+        self.workers = workers or os.cpu_count() or 1
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.forkserver", str(theirs.fileno()),
+                                       "warm" if warm else "cold"],
+                                      pass_fds=(theirs.fileno(),), env=child_env(), cwd="/",
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        ours.settimeout(startup_timeout)
+        if ours.recv(16) != b"ready":
+            self.close()
+            raise RuntimeError("the fork server did not start")
+        ours.settimeout(None)
+
+    def spawn(self, request: dict, channel_fd: int, output_fd: int) -> int:
+        """Fork a child serving `request`; returns its pid (the leader of its own process group)."""
+        data = json.dumps(request).encode()
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too large for the fork server")
+        with self._lock:
+            try:
+                socket.send_fds(self._sock, [data], [channel_fd, output_fd])
+                reply = self._sock.recv(64)
+            except OSError:
+                reply = b""
+        if not reply:
+            raise RuntimeError("the fork server has exited")
+        return int(reply)
+
+    def run(self, exercise: Exercise, entry: Path, tasks: list[Task], cwd: Path | None = None,
+            limits: Limits | None = None, **kwargs) -> Outcome:
+        """run_child through this server, waiting for a free worker slot."""
+        with self._slots:
+            return run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=self, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        finally:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> "ForkServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve(sock: socket.socket) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children; nobody waits on them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock.send(b"ready")
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 2)
+        except OSError:
+            return
+        if not data:
+            return  # the parent closed its end
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _child(sock, json.loads(data), fds)
+            except BaseException:  # noqa: BLE001 - never return into the server loop
+                code = 70
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(str(pid).encode())
+
+
+def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
+    from .child import run
+
+    sock.close()
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.default_int_handler)
+    channel_fd, output_fd = fds
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(null)
+    os.close(output_fd)
+    sys.argv = ["dldiy-child"]
+    work = (request.get("sandbox") or {}).get("workdir")
+    if work:
+        os.environ["HOME"] = work
+        os.chdir(work)
+    run(request, channel_fd)
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    warm = sys.argv[2:] != ["cold"]
+    sys.argv = ["dldiy-forkserver"]
+    from . import child
+
+    child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts
+    import numpy  # noqa: F401 - warm imports every child would otherwise repeat
+
+    from . import api, data, gradcheck, parity, placement, sandbox, submission  # noqa: F401
+
+    for name in (*(WARM_IMPORTS if warm else ()), "nbformat"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+    _serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""exercise-4 judges behaviour, not the reference's code: an equivalent implementation passes every check."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_dldiy
+
+# Differs from the reference in incidental ways: softmax as exp(z - logsumexp z), a loop over the
+# examples for the cross-entropy, torch's softplus, the multi-class hinge's rival found with topk,
+# sums divided by n, and a train() whose gradient is written by hand ((softmax - one-hot) / n, in
+# float64 inside) instead of autograd.
+EQUIVALENT = '''
+import torch
+import torch.nn.functional as F
+
+
+def softmax(Z):
+    return torch.exp(Z - torch.logsumexp(Z, dim=1, keepdim=True))
+
+
+def cross_entropy(Z, y):
+    total = Z.new_zeros(())
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        m = z.max().detach()  # a constant shift: detaching it changes no gradient
+        total = total + m + torch.log(torch.exp(z - m).sum()) - z[y[i]]
+    return total / Z.shape[0]
+
+
+def bce_with_logits(z, y):
+    return torch.mean(F.softplus(z) - y * z)
+
+
+def hinge(w, t):
+    return torch.relu(1 - t * w).sum() / w.numel()
+
+
+def hinge_01(w, y):
+    return hinge(w, torch.where(y > 0.5, 1.0, -1.0).to(w.dtype))
+
+
+def multiclass_hinge(Z, y, margin=1.0):
+    top = Z.topk(2, dim=1)
+    gold = Z[torch.arange(len(y)), y]
+    rival = torch.where(top.indices[:, 0] == y, top.values[:, 1], top.values[:, 0])
+    return torch.clamp(margin - gold + rival, min=0).mean()
+
+
+def l1_loss(pred, target):
+    return (target - pred).abs().sum() / pred.numel()
+
+
+def l2_loss(pred, target):
+    d = target - pred
+    return (d @ d) / d.numel()
+
+
+def train(X, y, W0, b0, lr, steps):
+    X64, W, b = X.double(), W0.double().clone(), b0.double().clone()
+    onehot = F.one_hot(y, W.shape[0]).double()
+    losses = []
+    for _ in range(steps):
+        Z = X64 @ W.T + b
+        losses.append(float(cross_entropy(Z, y)))
+        delta = (softmax(Z) - onehot) / X.shape[0]   # dL/dZ for the mean cross-entropy
+        W, b = W - lr * delta.T @ X64, b - lr * delta.sum(dim=0)
+    return W.to(X.dtype), b.to(X.dtype), losses
+'''
+
+
+def checks_of(result):
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_an_equivalent_implementation_passes_every_check(write_submission):
+    result = run_dldiy("check", "exercise-4", str(write_submission(EQUIVALENT, "losses.py")), "--json")
+    checks = checks_of(result)
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
+    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence"}
+    assert result.returncode == 0
+
+
+def test_an_unstable_log_sum_exp_is_reported_as_overflow_not_as_a_crash(write_submission):
+    unstable = EQUIVALENT.replace("torch.exp(Z - torch.logsumexp(Z, dim=1, keepdim=True))",
+                                  "torch.exp(Z) / torch.exp(Z).sum(dim=1, keepdim=True)")
+    result = run_dldiy("check", "exercise-4", str(write_submission(unstable, "losses.py")), "--json",
+                       "--only", "stability", "--only", "torch-agreement")
+    checks = checks_of(result)
+    assert checks["torch-agreement"]["status"] == "pass"  # right on ordinary logits...
+    assert checks["stability"]["status"] == "fail"          # ...nan at logits of 1000
+    assert "softmax" in checks["stability"]["message"] and "overflows" in checks["stability"]["message"]

@@ -1,0 +1,159 @@
+"""exercise-5: an equivalent MLP passes every check; logistic regression cannot do XOR in the same budget."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import REPO, run_dldiy
+from dldiy.graders.exercise import load_exercise
+from dldiy.graders.submission import load_module_from
+
+# Differs from the reference in incidental ways: einsum in Linear, backward passes recomputed from
+# the saved *input* (sigmoid, tanh via 1/cosh^2, softplus' = 1/(1 + e^-x)), ReLU with torch.where,
+# Xavier-uniform initialisation, torch's BCE on top of the hand-written layers, and a train() that
+# zeroes the gradients after the update rather than before the backward.
+EQUIVALENT = '''
+import torch
+import torch.nn.functional as F
+
+
+class Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, W, b):
+        ctx.save_for_backward(X, W)
+        return torch.einsum("ni,io->no", X, W) + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        X, W = ctx.saved_tensors
+        return torch.einsum("no,io->ni", grad, W), torch.einsum("ni,no->io", X, grad), grad.sum(0)
+
+
+class Sigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 1 / (1 + torch.exp(-x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        s = 1 / (1 + torch.exp(-x))
+        return grad * (s - s * s)
+
+
+class Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / torch.cosh(x) ** 2
+
+
+class ReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 0, x, torch.zeros_like(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, grad, torch.zeros_like(grad))
+
+
+class Softplus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.logaddexp(torch.zeros_like(x), x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 + torch.exp(-x))
+
+
+ACT = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "softplus": Softplus}
+
+
+def init_params(sizes, generator):
+    params = []
+    for d_in, d_out in zip(sizes, sizes[1:]):
+        bound = (6 / (d_in + d_out)) ** 0.5
+        params.append((torch.rand(d_in, d_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
+        params.append(torch.zeros(d_out, dtype=torch.float64))
+    return params
+
+
+def mlp_forward(X, params, activation="tanh"):
+    h = X
+    n_layers = len(params) // 2
+    for layer in range(n_layers):
+        h = Linear.apply(h, params[2 * layer], params[2 * layer + 1])
+        if layer != n_layers - 1:
+            h = ACT[activation].apply(h)
+    return h
+
+
+def loss(logits, y):
+    return F.binary_cross_entropy_with_logits(logits.squeeze(1), y)
+
+
+def train(X, y, params, lr, steps, activation="tanh"):
+    losses = []
+    for step in range(steps):
+        value = loss(mlp_forward(X, params, activation), y)
+        losses.append(value.item())
+        value.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(lr * p.grad)
+                p.grad.zero_()
+    return params, losses
+'''
+
+
+def checks_of(result):
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_an_equivalent_implementation_passes_every_check(write_submission):
+    result = run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json")
+    checks = checks_of(result)
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
+    assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry",
+            "first-loss", "convergence"} == set(checks)
+
+
+def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission):
+    exercise = load_exercise("exercise-5")
+    p = exercise.check("convergence").params
+    harness = load_module_from(exercise.harness_path, "_test_ex5_harness")
+    for seed in exercise.seeds:
+        X, y = harness.xor_blobs(seed, p["n"])
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        for _ in range(p["budget"]):  # logistic regression: same data, learning rate and budget
+            value = torch.nn.functional.binary_cross_entropy_with_logits(X @ w + b, y)
+            gw, gb = torch.autograd.grad(value, (w, b))
+            with torch.no_grad():
+                w -= p["lr"] * gw
+                b -= p["lr"] * gb
+        accuracy = ((X @ w + b >= 0).double() == y).double().mean().item()
+        assert accuracy < 0.8 < p["target"], (seed, accuracy)  # no line does better than ~3 blobs of 4
+
+    # Through the real CLI: the MLP passes; the same network without its non-linearity (a linear
+    # model, logistic regression in disguise) fails, and says why.
+    mlp = checks_of(run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json",
+                              "--only", "convergence"))["convergence"]
+    assert mlp["status"] == "pass", mlp["message"]
+    linear = checks_of(run_dldiy("check", "exercise-5", str(REPO / "buggy/exercise-5/no-nonlinearity"), "--json",
+                                 "--only", "convergence"))["convergence"]
+    assert linear["status"] == "fail" and "non-linearity" in linear["message"]

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dldiy.graders.assess import assess
+from dldiy.graders.forkserver import shared
 from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path
 from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise
 from dldiy.graders.handout import build, choose, handout_counts, read_files
@@ -84,8 +85,10 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
                              not_here=missing(v.requires)), path))
         rows += handout_rows(ex, Path(scratch.name) / ex.id / "handouts")
     runnable = [rp for rp in rows if not rp[0].not_here]
+    server = shared()  # torch imported once; a fork per submission
     with scratch, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for (row, path), report in zip(runnable, pool.map(lambda rp: assess(rp[0].exercise, rp[1]), runnable)):
+        for (row, path), report in zip(runnable, pool.map(lambda rp: assess(rp[0].exercise, rp[1], server=server),
+                                                          runnable)):
             row.report = report
     console = Console(width=None if sys.stdout.isatty() else 200)
     problems = []

@@ -20,6 +20,7 @@ from .assess import assess, measure_reference
 from .course import reference_path
 from .discover import Found
 from .exercise import Exercise, load_exercise_dir
+from .forkserver import shared
 
 
 def draw_hidden_seeds(count: int, public: tuple[int, ...]) -> tuple[int, ...]:
@@ -39,7 +40,8 @@ def batch_expectations(exercise: Exercise, hidden: tuple[int, ...], checks: list
     if not hidden:
         return expected
     chosen = [exercise.check(c) for c in checks]
-    live, problems = measure_reference(exercise, reference_path(exercise.id), seeds=hidden, checks=chosen)
+    live, problems = measure_reference(exercise, reference_path(exercise.id), seeds=hidden, checks=chosen,
+                                       server=shared())
     if problems:
         raise RuntimeError("the reference fails at the hidden seeds (fix it before grading):\n  "
                            + "\n  ".join(problems))
@@ -53,12 +55,6 @@ def _exercise(folder: str) -> Exercise:
     return load_exercise_dir(Path(folder))
 
 
-def server_for(exercise: Exercise):
-    """The warm pool this process assesses submissions in; None: a fresh interpreter per submission.
-    Once graders/forkserver.py lands, this one line becomes `return forkserver.shared(exercise)`."""
-    return None
-
-
 def grade_one(exercise_folder: str, student: str, path: str | None, error: str | None, checks: list[str],
               hidden: tuple[int, ...], expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row."""
@@ -69,9 +65,8 @@ def grade_one(exercise_folder: str, student: str, path: str | None, error: str |
                               "checks": [], "output": "", "skipped_lines": []}
     if path is not None and error is None:
         try:
-            server = server_for(exercise)
             report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
-                            expected=expected, **({"server": server} if server is not None else {}))
+                            expected=expected, server=shared())
             record.update(_from_report(report))
         except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
             record["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__

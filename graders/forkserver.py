@@ -95,6 +95,23 @@ class ForkServer:
         self.close()
 
 
+_shared: ForkServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> ForkServer:
+    """This process's one warm server, started on first use and closed at exit: batch commands
+    (grade, validate, mutate) share it across their threads instead of each paying a start."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            import atexit
+
+            _shared = ForkServer()
+            atexit.register(_shared.close)
+        return _shared
+
+
 def _serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children; nobody waits on them
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -221,6 +221,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 from .exercise import Exercise  # noqa: E402
+from .forkserver import shared  # noqa: E402
 from .judge import judge, tasks_for  # noqa: E402
 from .runner import Outcome, run_child  # noqa: E402
 from .submission import locate  # noqa: E402
@@ -305,7 +306,8 @@ def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout:
     fast = dataclasses.replace(exercise, checks=tuple(dataclasses.replace(c, timeout=min(c.timeout, timeout))
                                                       for c in exercise.checks))
     tasks = tasks_for(fast, list(fast.checks), list(fast.seeds))
-    baseline = run_child(fast, locate(reference, exercise.entry), tasks)
+    server = shared()
+    baseline = run_child(fast, locate(reference, exercise.entry), tasks, cwd=reference, server=server)
     reviewed = reviewed_equivalents(exercise)
     expected = exercise.expected()
 
@@ -315,7 +317,7 @@ def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout:
             folder = Path(tmp) / "submission"
             shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("__pycache__"))
             (folder / mutant.file).write_text(mutant.source)
-            outcome = run_child(fast, locate(folder, exercise.entry), tasks)
+            outcome = run_child(fast, locate(folder, exercise.entry), tasks, cwd=folder, server=server)
         result = _classify(fast, mutant, outcome, baseline, expected, reviewed)
         result.duration_s = time.monotonic() - t0
         if progress:

@@ -462,7 +462,15 @@ def test_background_processes_are_killed_at_the_end(grade, fresh):
     ('{"cells": [ this is not json', "logreg.ipynb", "not a readable notebook"),
 ])
 def test_malformed_files(grade, content, name, expected):
-    report, checks, _ = grade(content, name=name)
+    """A bad .py fails to load in the child; a notebook that is not JSON is refused before any child
+    starts (locate() reads it): either way one line says what is wrong, and nothing crashes."""
+    from dldiy.graders.submission import SubmissionError
+
+    try:
+        report, checks, _ = grade(content, name=name)
+    except SubmissionError as refused:
+        assert name.endswith(".ipynb") and expected in str(refused) and "\n" not in str(refused)
+        return
     assert report.load_error and expected in report.load_error, report.load_error
     assert checks["gradcheck"].status == "error"
 

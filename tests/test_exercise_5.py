@@ -128,7 +128,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json")
     checks = checks_of(result)
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
-    assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry",
+    assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry", "init-scale",
             "first-loss", "convergence"} == set(checks)
 
 

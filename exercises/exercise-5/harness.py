@@ -142,6 +142,24 @@ def symmetry(sub, seed, p):
     return {"snapshots": snapshots}
 
 
+
+def init_scale(sub, seed, p):
+    """log2(d_in * mean(W_l^2)) per layer: 0 for W_l ~ N(0, 1/d_in) up to sampling error (relative std
+    sqrt(2 / (d_in d_out)) of the mean square, under 4% here), 1 for He's 2/d_in, |.| < 0.5 for Glorot's
+    2/(d_in + d_out) at these sizes. Judged against 0 with a tolerance of a factor ~3 in variance, so any
+    fan-in scaling passes, drawn in any order, while N(0, 1) or N(0, 1/d_in^2) is off by log2(d_in) = 6."""
+    sizes = list(p["sizes"])
+    init = sub.call("init_params", sizes, torch.Generator().manual_seed(seed))
+    if not isinstance(init, (list, tuple)) or len(init) != 2 * (len(sizes) - 1):
+        raise ApiError(f"init_params() must return a list [W1, b1, W2, b2, ...] of {2 * (len(sizes) - 1)} tensors")
+    scaled = []
+    for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = expect_tensor(init[2 * l], f"init_params(...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
+        scaled.append(float(np.log2(d_in * float((W.detach().double() ** 2).mean()))))
+    return {"cases": [{"name": f"log2(d_in * mean(W_l^2)) for layers {' -> '.join(map(str, sizes))} (0 when W_l ~ N(0, 1/d_in))",
+                       "shape": [len(scaled)], "values": scaled, "target": [0.0] * len(scaled)}]}
+
+
 def first_loss(sub, seed, p):
     X, y = xor_blobs(seed, p["n"], margin=None, distance=4.0)
     steps = p["steps"]

@@ -100,10 +100,32 @@ def first_update(sub, seed, p):
     w_first, _ = _train(sub, X[: first + 1], t[: first + 1], w0, 1)
     w_epoch, _ = _train(sub, X, t, w0, 1)
     _, mistakes = _train(sub, X, t, w0, p["epochs"])
+    # From w0 = 0 on separable data: every first score is 0 (a mistake), and the run must stop after
+    # the first epoch without a mistake, so the list of counts ends at its first 0.
+    Xs, ts = _blobs(seed, p["n"], p["separable_distance"], p["separable_margin"])
+    ts = ts if ts[0] > 0 else -ts  # first point +1 at score 0: a mistake, though t * 0 > 0 is not, nor t / 0
+    w_zero, mistakes_zero = _train(sub, Xs, ts, np.zeros(3), p["separable_epochs"])
     return {"cases": [
         {"name": f"w after the first update (on point {first}, the first that w0 misclassifies)",
          "shape": [3], "values": w_first.tolist()},
         {"name": "w after one epoch from w0", "shape": [3], "values": w_epoch.tolist()},
         {"name": f"updates in each epoch (at most {p['epochs']} epochs from w0)", "shape": [len(mistakes)],
          "values": [float(m) for m in mistakes]},
+        {"name": "w after training from w0 = 0 on separable data", "shape": [3], "values": w_zero.tolist()},
+        {"name": f"updates in each epoch from w0 = 0 on separable data (at most {p['separable_epochs']} epochs, "
+                 "stopping after the first epoch without a mistake)",
+         "shape": [len(mistakes_zero)], "values": [float(m) for m in mistakes_zero]},
     ]}
+
+
+def predict_boundary(sub, seed, p):
+    """predict() at points whose score <w, x~> is exactly 0 (a -1), just above 0, and of both signs.
+    w = [1, -2, 1/2] and dyadic points keep every score exact in floating point."""
+    rng = np.random.default_rng(seed)
+    x2 = rng.integers(-8, 9, p["n"]) / 2.0
+    score = rng.choice(np.array(p["scores"], dtype=float), p["n"])
+    X = np.stack([2.0 * x2 - 0.5 + score, x2], axis=1)
+    w = np.array([1.0, -2.0, 0.5])
+    pred = sub.call("predict", torch.tensor(X), torch.tensor(w), dims={"n": p["n"]})
+    return {"cases": [{"name": "labels at scores " + ", ".join(f"{s:g}" for s in p["scores"]) + " (in random order)",
+                       "shape": [p["n"]], "values": [float(v) for v in pred.detach().cpu().double().numpy()]}]}

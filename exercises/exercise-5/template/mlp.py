@@ -68,8 +68,8 @@ class Softplus(torch.autograd.Function):
 
 
 def init_params(sizes, generator):
-    """[W1, b1, W2, b2, ...] for layer sizes such as [2, 8, 1]: W_l (d_in, d_out), b_l (d_out,), float64.
-    Draw with `generator` (torch.randn(..., generator=generator)) so that hidden units start different."""
+    """[W1, b1, W2, b2, ...] for layer sizes such as [2, 8, 1]: W_l (d_in, d_out) ~ N(0, 1/d_in), b_l (d_out,) = 0,
+    float64. Draw with `generator` (torch.randn(..., generator=generator)) so that hidden units start different."""
     raise NotImplementedError("exercise-5: implement init_params(sizes, generator)")
 
 

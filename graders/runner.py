@@ -170,6 +170,13 @@ def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server,
     return _Started(proc.pid, proc)
 
 
+def _interpreter_paths() -> tuple[Path, ...]:
+    """The interpreter's own folders (a virtual environment may live under /tmp, which the sandbox
+    replaces by a fresh tmpfs): the child must still import what it has not imported yet."""
+    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p and Path(p).is_dir()}
+    return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
+
+
 def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs,
                limits, server) -> bool:
     """Start one child for `pending` (consumed in place); False if it made no progress at all."""
@@ -178,7 +185,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry),
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
                "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
-                                         expose=(Path(exercise.folder).resolve(),))}
+                                         expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
     env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
     read_fd, write_fd = os.pipe()
     out_r, out_w = os.pipe()

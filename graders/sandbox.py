@@ -336,7 +336,13 @@ def _mounts(libc, spec: dict, state: Confined) -> None:
     work = spec["workdir"]
     work_fd = os.open(work, os.O_PATH | os.O_DIRECTORY)
     # trusted folders the child reads (the exercise's harness and spec) may sit under /tmp too
-    exposed = [(p, os.open(p, os.O_PATH)) for p in spec.get("expose", []) if os.path.exists(p)]
+    # (outermost first, and none inside another: binding a parent after its child was re-created
+    # inside the fresh tmpfs would find the path existing and skip it)
+    outermost = []
+    for p in sorted(spec.get("expose", []), key=len):
+        if os.path.exists(p) and not any(p == q or p.startswith(q.rstrip("/") + "/") for q in outermost):
+            outermost.append(p)
+    exposed = [(p, os.open(p, os.O_PATH)) for p in outermost]
     hidden = 0
     for path in spec["hide"]:
         if os.path.isdir(path):

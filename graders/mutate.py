@@ -115,7 +115,9 @@ class _SiteFinder(cst.CSTVisitor):
 
     def _inplace(self, line: cst.SimpleStatementLine, call: cst.Call) -> None:
         func = call.func
-        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_"):
+        # Only a name, attribute or subscript can be rebound: `a.mul_(2).add_(1)` has no rebinding.
+        if (isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_")
+                and isinstance(func.value, (cst.Name, cst.Attribute, cst.Subscript))):
             rebinding = cst.Assign(targets=[cst.AssignTarget(func.value)],
                                    value=call.with_changes(func=func.with_changes(attr=cst.Name(func.attr.value[:-1]))))
             self.add(line, line.with_changes(body=[rebinding]), "in-place")

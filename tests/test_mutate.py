@@ -25,6 +25,7 @@ def step(model, opt, X, y, lr=0.5):
     opt.step()
     w = out.sum(dim=0, keepdim=True).mean()
     w.add_(1)
+    w.mul_(2).add_(1)  # a chained in-place call: nothing to rebind
     w -= lr * 2
     if loss < 0.5 and w >= 1:
         return -loss

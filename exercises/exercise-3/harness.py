@@ -4,6 +4,10 @@ and return plain numbers. Unlike other exercises the data and the initialisation
 project itself: what is checked is that the whole pipeline reproduces the reference's numbers.
 """
 
+import contextlib
+import io
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -65,13 +69,15 @@ def convergence(sub, seed, p):
 
 def evaluation(sub, seed, p):
     """Differences that are zero for a correct evaluate(): against itself, and against the model
-    evaluated here in eval mode (loss = mean cross-entropy, accuracy = argmax agreement)."""
+    evaluated here in eval mode (loss = mean cross-entropy, accuracy = argmax agreement); the mode
+    evaluate() leaves the model in; and a summary of the held-out split test_set() hands out."""
     model, _ = _trained(sub, seed, p["budget"])
     images, labels = _test_set(sub)
     first = [float(v) for v in sub.call("evaluate", model, images, labels)]
     second = [float(v) for v in sub.call("evaluate", model, images, labels)]
     if len(first) != 2:
         raise ApiError(f"evaluate() returned {len(first)} values; expected (loss, accuracy)")
+    left_training = float(not model.training)  # 0 when evaluate() hands the model back in training mode
     scores = _scores_in_eval_mode(model, images)
     own = [F.cross_entropy(scores, labels).item(), (scores.argmax(dim=1) == labels).double().mean().item()]
     return {"cases": [
@@ -79,4 +85,55 @@ def evaluation(sub, seed, p):
          "shape": [2], "values": [second[0] - first[0], second[1] - first[1]]},
         {"name": "evaluate() minus the model's own numbers in eval mode (loss, accuracy)",
          "shape": [2], "values": [first[0] - own[0], first[1] - own[1]]},
+        {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
+         "shape": [1], "values": [left_training]},
+        *held_out_summary(images, labels, p["classes"]),
     ]}
+
+
+def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[dict]:
+    """What test_set() hands out, summarised: its size, the count of each label, and the sum and the
+    sum of squares of its images (normalised as the reference normalises them)."""
+    images = images.double()
+    counts = torch.bincount(labels.reshape(-1), minlength=classes).double().tolist()[:classes]
+    return [
+        {"name": "test_set(): number of images", "shape": [1], "values": [float(len(images))]},
+        {"name": "test_set(): images of each label 0..9", "shape": [classes], "values": counts},
+        {"name": "test_set(): sum and sum of squares of the pixels", "shape": [2],
+         "values": [images.sum().item(), (images ** 2).sum().item()]},
+    ]
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def script(sub, seed, p):
+    """main(argv), as `python main.py ARGS` runs it, for each argv of the check: the (seed, steps) it
+    passes to train(), and every number it prints. train() runs at most p["max_steps"] steps here
+    (the numbers printed are then those of the shortened run, for the reference as for the student)."""
+    main = sub.get("main")
+    namespace = main.__globals__
+    real_train = namespace["train"]
+    cases = []
+    for argv in p["argvs"]:
+        calls = []
+
+        def short_train(seed, steps):
+            calls.append([float(seed), float(steps)])
+            return real_train(seed, min(steps, p["max_steps"]))
+
+        out = io.StringIO()
+        namespace["train"] = short_train
+        try:
+            with contextlib.redirect_stdout(out):
+                main(list(argv))
+        except SystemExit as exit:
+            raise ApiError(f"main({argv}) exited ({exit.code}): {out.getvalue()[-200:]}") from None
+        finally:
+            namespace["train"] = real_train
+        command = " ".join(["python main.py", *argv])
+        printed = [float(v) for v in _NUMBER.findall(out.getvalue())]
+        cases.append({"name": f"`{command}`: the (seed, steps) it trains with", "shape": [len(calls), 2],
+                      "values": calls})
+        cases.append({"name": f"`{command}`: the numbers it prints", "shape": [len(printed)], "values": printed})
+    return {"cases": cases}

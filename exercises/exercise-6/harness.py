@@ -136,27 +136,46 @@ def against_torch(sub, seed, p):
 # --- Newton-Raphson on a quadratic ----------------------------------------------------------------
 
 def newton_quadratic(sub, seed, p):
-    """f(x, Y) = 1/2 z^T A z - b^T z with z = [x, vec(Y)], A symmetric positive definite: one Newton
-    step from z0 with learning rate lr lands on z0 - lr A^{-1} (A z0 - b); with lr = 1, on the
-    minimum A^{-1} b. The target is computed here by a linear solve."""
+    """f(x, Y, c) = 1/2 z^T A z - b^T z with z = [x, vec(Y), c] (sizes 2, 4 and 1; x and Y in one
+    parameter group, c in a second), A symmetric positive definite: one Newton step from z0 with
+    learning rate lr lands on z0 - lr A^{-1} (A z0 - b); with lr = 1, on the minimum A^{-1} b. Three
+    parameters of different sizes show a direction split or handed out in the wrong order. The target
+    is computed here by a linear solve."""
     rng = np.random.default_rng(seed)
-    M = rng.normal(size=(6, 6))
-    A = torch.tensor(M @ M.T + np.eye(6), dtype=DTYPE)
-    b = torch.tensor(rng.normal(size=6), dtype=DTYPE)
-    z0 = torch.tensor(rng.normal(size=6), dtype=DTYPE)
+    M = rng.normal(size=(7, 7))
+    A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
+    b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
+    z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
 
-    def f(x, Y):
-        z = torch.cat([x.reshape(-1), Y.reshape(-1)])
+    def f(x, Y, c):
+        z = torch.cat([x.reshape(-1), Y.reshape(-1), c.reshape(-1)])
         return 0.5 * z @ A @ z - b @ z
 
     Newton = student_optimizer(sub, "Newton")
     cases = []
     for lr in p["lrs"]:
-        x, Y = z0[:2].clone().requires_grad_(), z0[2:].reshape(2, 2).clone().requires_grad_()
-        Newton([x, Y], lr=lr).step(f)
+        x, Y, c = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+                   z0[6:].clone().requires_grad_())
+        Newton([{"params": [x, Y]}, {"params": [c]}], lr=lr).step(f)
         target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
-        cases.append({"name": f"one step with lr={lr} (lr=1: the minimum)", "shape": [6], "values": flat([x, Y]),
+        cases.append({"name": f"one step with lr={lr} (lr=1: the minimum)", "shape": [7], "values": flat([x, Y, c]),
                       "target": target.tolist()})
+    return {"cases": cases}
+
+
+# --- the documented defaults ---------------------------------------------------------------------
+
+def defaults(sub, seed, p):
+    """Each optimizer built with its parameters alone: the hyper-parameters its (only) parameter group
+    holds, which is what step() reads; compared with the reference's, i.e. the signature's defaults."""
+    cases = []
+    for name, keys in p["optimizers"].items():
+        group = student_optimizer(sub, name)([torch.zeros(2, dtype=DTYPE, requires_grad=True)]).param_groups[0]
+        for key in keys:
+            if key not in group:
+                raise ApiError(f"{name}(params).param_groups[0] has no '{key}': pass it in the defaults dict")
+            value = [float(v) for v in np.ravel(group[key])]
+            cases.append({"name": f"{name}(params): param_groups[0]['{key}']", "shape": [len(value)], "values": value})
     return {"cases": cases}
 
 

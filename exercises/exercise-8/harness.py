@@ -115,6 +115,11 @@ def conv_agreement(sub, seed, p):
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b, stride, padding),
                             lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
                             inputs, ("x", "weight", "bias"), gen)
+    for N, C, H, W, K, kh, kw in p.get("defaults_grid", []):  # conv2d(x, weight, bias): the signature's defaults
+        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+        inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
+        config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride and padding not given (defaults 1 and 0)"
+        cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen)
     return {"cases": cases}
 
 

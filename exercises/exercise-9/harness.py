@@ -116,7 +116,9 @@ def gradcheck(sub, seed, p):
 
 def clipping(sub, seed, p):
     """clip_grad_norm on seeded gradients against torch.nn.utils.clip_grad_norm_: the returned total
-    norm and every clipped gradient, for max_norm below and above the total norm."""
+    norm and every clipped gradient, for max_norm below and above the total norm (float64, so that a
+    tight tolerance sees the 1e-6 in max_norm / (norm + 1e-6)); and the total returned when no
+    parameter has a gradient."""
     clip = sub.get("clip_grad_norm")
     cases = []
     for factor in p["max_norm_factors"]:
@@ -134,6 +136,11 @@ def clipping(sub, seed, p):
         cases.append(_case(f"{config}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
             cases.append(_case(f"{config}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", m.grad, r.grad))
+    # Parameters none of which has a gradient (a model not yet run backward): nothing to clip.
+    idle = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    target_total = torch.nn.utils.clip_grad_norm_(idle, 1.0)
+    total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+    cases.append(_case("no parameter has a gradient: returned total norm", total, target_total))
     return {"cases": cases}
 
 

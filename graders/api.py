@@ -87,6 +87,18 @@ def expect_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None, d
     return value
 
 
+def expect_history(losses: Any, steps: int, what: str = "train()") -> list[float]:
+    """A training loop's loss history: one number per step, as floats. NaN and inf are kept: a
+    diverging loss is for the judge to read (divergence), not an error in the submission's form."""
+    try:
+        history = [float(v) for v in losses]
+    except (TypeError, ValueError):
+        raise ApiError(f"{what} must return its losses as a sequence of numbers, one per step") from None
+    if len(history) != steps:
+        raise ApiError(f"{what} returned {len(history)} losses for steps={steps}; expected one per step")
+    return history
+
+
 def to_plain(value: Any) -> Any:
     """Tensors and numpy values as JSON-ready lists and floats (the child never pickles)."""
     if isinstance(value, torch.Tensor):

@@ -4,7 +4,7 @@ returns plain numbers. The judging happens in the parent (graders/<kind>.py)."""
 import numpy as np
 import torch
 
-from dldiy.graders.api import expect_tensor
+from dldiy.graders.api import expect_history, expect_tensor
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import block, numeric_gradient
 from dldiy.graders.parity import measure_parity
@@ -21,10 +21,7 @@ def _train(sub, X, y, w0, lr, steps):
     w, losses = sub.call("train", X, y, w0.clone(), lr, steps)
     d = X.shape[1]
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)
-    losses = [float(v) for v in losses]
-    if len(losses) != steps:
-        from dldiy.graders.api import ApiError
-        raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per step")
+    losses = expect_history(losses, steps)
     return w, losses
 
 

@@ -7,7 +7,7 @@ never with the submission's functions, so one wrong function cannot hide another
 import numpy as np
 import torch
 
-from dldiy.graders.api import ApiError, expect_tensor
+from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.gradcheck import block, numeric_gradient
 from dldiy.graders.submission import describe
 
@@ -41,9 +41,7 @@ def _t(a):
 def _train(sub, X, y, w0, lr, steps, d):
     w, losses = sub.call("train", X, y, w0.clone(), lr, steps)
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)
-    losses = [float(v) for v in losses]
-    if len(losses) != steps:
-        raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per step")
+    losses = expect_history(losses, steps)
     return w, losses
 
 

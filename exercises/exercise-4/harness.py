@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dldiy.graders.api import ApiError, expect_tensor, to_plain
+from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import function_blocks
 
@@ -150,9 +150,7 @@ def _train(sub, X, y, W0, b0, lr, steps):
     k, d = W0.shape
     W = expect_tensor(W, "train() (its first result, W)", shape=(k, d), dtype="float", finite=False)
     b = expect_tensor(b, "train() (its second result, b)", shape=(k,), dtype="float", finite=False)
-    losses = [float(v) for v in losses]
-    if len(losses) != steps:
-        raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per step")
+    losses = expect_history(losses, steps)
     return W.detach(), b.detach(), losses
 
 

@@ -5,7 +5,7 @@ here with torch's own ops from the submission's parameters, not by the submissio
 import numpy as np
 import torch
 
-from dldiy.graders.api import ApiError, expect_tensor
+from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import function_blocks
@@ -123,8 +123,7 @@ def _train(sub, X, y, params, lr, steps, activation):
         params, losses = list(params), [float(v) for v in losses]
     except (TypeError, ValueError):
         raise ApiError("train() must return (params, losses): the list of parameters and one loss per step") from None
-    if len(losses) != steps:
-        raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per step")
+    losses = expect_history(losses, steps)
     return params, losses
 
 

@@ -8,7 +8,7 @@ torch.nn.utils.clip_grad_norm_ give the targets of the agreement checks.
 import numpy as np
 import torch
 
-from dldiy.graders.api import ApiError, expect_tensor
+from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.gradcheck import function_blocks
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
@@ -168,9 +168,7 @@ def _train(sub, seed, p, steps):
     if not isinstance(result, tuple) or len(result) != 2:
         raise ApiError("train() must return (params, losses)")
     params, losses = result
-    losses = [float(v) for v in losses]
-    if len(losses) != steps:
-        raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per step")
+    losses = expect_history(losses, steps)
     return params, losses
 
 

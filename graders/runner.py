@@ -171,9 +171,13 @@ def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server,
 
 
 def _interpreter_paths() -> tuple[Path, ...]:
-    """The interpreter's own folders (a virtual environment may live under /tmp, which the sandbox
-    replaces by a fresh tmpfs): the child must still import what it has not imported yet."""
-    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p and Path(p).is_dir()}
+    """The interpreter's own folders and dldiy's (a virtual environment, or an editable checkout, may
+    live under /tmp, which the sandbox replaces by a fresh tmpfs): the child must still import what it
+    has not imported yet. Only these folders, never the checkout's root (reference/ stays hidden)."""
+    import dldiy
+
+    own = (Path(dldiy.__file__).parent, Path(__file__).parent)  # an editable install maps these by path
+    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path, *own) if p and Path(p).is_dir()}
     return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
 
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
 STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
+# The harness process enforces each check's timeout on the student's process itself (and says where
+# it hung); the parent waits this much longer before it kills the harness process as a backstop.
+GRACE_S = 5.0
 
 
 
@@ -186,7 +189,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     """Start one child for `pending` (consumed in place); False if it made no progress at all."""
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
-    request = {"exercise_dir": str(exercise.folder), "entry": str(entry),
+    request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
                "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
                                          expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
@@ -208,7 +211,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     drain.start()
     reader = _LineReader(read_fd)
     loaded, progressed = False, False
-    timeout = startup_timeout + (exercise.check(pending[0].check).timeout if pending else 0)
+    timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
         while pending:
             line = reader.next_line(timeout)
@@ -250,7 +253,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 loaded = True
                 outcome.skipped = [str(s) for s in message.get("skipped", [])]
                 outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
-                timeout = exercise.check(pending[0].check).timeout
+                timeout = exercise.check(pending[0].check).timeout + GRACE_S
                 continue
             if message.get("type") == "result" and loaded:
                 key = (message.get("check"), message.get("seed"))
@@ -260,7 +263,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 outcome.results[key] = {k: message[k] for k in ("measurement", "error") if k in message}
                 progressed = True
                 if pending:
-                    timeout = exercise.check(pending[0].check).timeout
+                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
         return progressed
     finally:
         child.kill()

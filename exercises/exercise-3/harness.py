@@ -22,8 +22,10 @@ def _train(sub, seed: int, steps: int) -> tuple[nn.Module, list[float]]:
     if not (isinstance(result, tuple) and len(result) == 2):
         raise ApiError(f"train(seed, steps) returned {type(result).__name__}; expected a pair (model, losses)")
     model, losses = result
-    if not isinstance(model, nn.Module):
-        raise ApiError(f"train() returned a {type(model).__name__} as its model; expected a torch.nn.Module")
+    mro = model.introspect().get("mro", []) if hasattr(model, "introspect") else []
+    if "torch.nn.modules.module.Module" not in mro:
+        raise ApiError(f"train() returned a {getattr(model, 'type_name', type(model).__name__)} as its model; "
+                       "expected a torch.nn.Module")
     losses = [float(v) for v in losses]
     if len(losses) != steps:
         raise ApiError(f"train() returned {len(losses)} losses for steps={steps}; expected one per minibatch")

@@ -23,7 +23,8 @@ DTYPE = torch.float64
 
 def student_optimizer(sub, name: str):
     cls = sub.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+    info = cls.introspect() if hasattr(cls, "introspect") else {}
+    if not (info.get("class") and "torch.optim.optimizer.Optimizer" in info.get("mro", [])):
         raise ApiError(f"`{name}` must be a class deriving from torch.optim.Optimizer, not {cls!r}")
     return cls
 

@@ -263,8 +263,9 @@ class Endpoint:
             raise wire.WireError(f"cannot send a {type(value).__name__} to the submission")
         hid = self.new_id()
         self.objects[hid] = value
+        name = getattr(value, "__name__", None)
         return {"$": "handle", "id": hid, "type": _type_name(value), "callable": callable(value),
-                "class": isinstance(value, type)}
+                "class": isinstance(value, type), "name": name if isinstance(name, str) else _type_name(value)}
 
     def decode(self, value: Any, buffers: list[bytes], depth: int = 0) -> Any:
         import torch
@@ -354,7 +355,7 @@ class Endpoint:
                 raise wire.WireError("a handle this side never gave out")
             return self.objects[hid]
         return RemoteHandle(self, hid, str(value.get("type", "object"))[:200], bool(value.get("callable")),
-                            bool(value.get("class")))
+                            bool(value.get("class")), str(value.get("name", "object"))[:200])
 
     def decode_callback(self, value: dict[str, Any]) -> Any:
         if self.side == "harness":
@@ -465,9 +466,11 @@ class RemoteHandle:
     `handle(...)` and `handle.method(...)` call it there. Only what the student's process answers
     ever reaches the harness, as checked plain data."""
 
-    __slots__ = ("_endpoint", "_id", "type_name", "is_callable", "is_class", "__weakref__")
+    __slots__ = ("_endpoint", "_id", "type_name", "is_callable", "is_class", "__name__", "__weakref__")
 
-    def __init__(self, endpoint: Endpoint, hid: int, type_name: str, is_callable: bool, is_class: bool):
+    def __init__(self, endpoint: Endpoint, hid: int, type_name: str, is_callable: bool, is_class: bool,
+                 name: str = "object"):
+        object.__setattr__(self, "__name__", name)
         object.__setattr__(self, "_endpoint", endpoint)
         object.__setattr__(self, "_id", hid)
         object.__setattr__(self, "type_name", type_name)

@@ -63,7 +63,7 @@ def remote_call(endpoint: Endpoint, target: Any, method: str | None, args: tuple
     """Call `target` (a name or a handle), or its `method`, in the student's process."""
     import torch
 
-    header: dict[str, Any] = {"op": "call", "method": method}
+    header: dict[str, Any] = {"op": "call", "method": method, "grad_mode": torch.is_grad_enabled()}
     grad_inputs = []
     if torch.is_grad_enabled():
         for t in _registered(endpoint, (args, kwargs)):
@@ -256,6 +256,14 @@ class RemoteSubmission:
                 raise ApiError(f"{name}() modified its argument {changed[0]} in place; it must leave its inputs "
                                "unchanged (work on a copy: x = x.clone())")
         return check_result(self.exercise, name, result, args, dims)
+
+    def call_printing(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:
+        """Call the student's `name` and return (its result, what it printed on stdout)."""
+        self.get(name)  # a missing name is an ApiError, a forbidden one too
+        result = _plain_call(self.endpoint, {"op": "call", "method": None, "capture": True}, name, args, kwargs)
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], str)):
+            raise RemoteError({"kind": "protocol", "message": "a malformed reply to a call that prints"})
+        return result
 
     @contextlib.contextmanager
     def replaced(self, name: str, fn: Callable[..., Any]) -> Iterator[None]:

@@ -55,6 +55,7 @@ class Outcome:
     sandbox: list[str] = field(default_factory=list)  # the confinement the child reported
     output: str = ""
     duration_s: float = 0.0
+    load_s: float | None = None  # wall time from start to the submission's 'loaded' (a reference's sets timeouts)
 
 
 def child_env() -> dict[str, str]:
@@ -202,6 +203,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
         fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except (ImportError, OSError):
         pass
+    child_started = time.monotonic()
     try:
         child = _start(request, write_fd, out_w, cwd, preexec, server, env)
     finally:
@@ -251,6 +253,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 return True
             if message.get("type") == "loaded":
                 loaded = True
+                if outcome.load_s is None:
+                    outcome.load_s = time.monotonic() - child_started
                 outcome.skipped = [str(s) for s in message.get("skipped", [])]
                 outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
                 timeout = exercise.check(pending[0].check).timeout + GRACE_S
@@ -296,12 +300,21 @@ _TIMEOUT = object()
 
 
 class _LineReader:
+    """Lines from the harness process, each at most LINE_CAP bytes and TOTAL_CAP in all: what it
+    sends is trusted code's, but sized by what a submission returned, so it is capped all the same
+    (an over-long line ends the child like a death, never a parent that grows without bound)."""
+
+    LINE_CAP = 64 << 20
+    TOTAL_CAP = 512 << 20
+
     def __init__(self, fd: int):
-        self.fd, self.buffer = fd, b""
+        self.fd, self.buffer, self.total = fd, b"", 0
 
     def next_line(self, timeout: float):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
+            if len(self.buffer) > self.LINE_CAP or self.total > self.TOTAL_CAP:
+                return None
             left = deadline - time.monotonic()
             if left <= 0:
                 return _TIMEOUT
@@ -311,6 +324,7 @@ class _LineReader:
             chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 return None
+            self.total += len(chunk)
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line

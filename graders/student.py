@@ -140,10 +140,20 @@ class Server:
                     t.requires_grad_(True)
                 inputs.append(t)
 
+        grad_mode = bool(inputs) or header.get("grad_mode", True) is not False
+
         def run():
             fn = getattr(obj, method) if isinstance(method, str) else obj
-            with torch.set_grad_enabled(bool(inputs)):
-                return fn(*args, **kwargs)
+            with torch.set_grad_enabled(grad_mode):
+                if not header.get("capture"):
+                    return fn(*args, **kwargs)
+                import contextlib
+                import io
+
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):
+                    value = fn(*args, **kwargs)
+                return value, printed.getvalue()[-100_000:]
 
         result = self._student(run, origin)
         if not inputs:

@@ -7,7 +7,7 @@ never with the submission's functions, so one wrong function cannot hide another
 import numpy as np
 import torch
 
-from dldiy.graders.api import ApiError, expect_history, expect_tensor
+from dldiy.graders.api import expect_history, expect_tensor
 from dldiy.graders.gradcheck import block, numeric_gradient
 from dldiy.graders.endpoint import RemoteError
 

@@ -226,6 +226,11 @@ class Endpoint:
                 m.state = state
             else:
                 out.update(buf=None, device=value.device.type)
+            grad = self._grad_of(value)
+            gstate = self._fingerprint(grad) if grad is not None else None
+            if gstate != m.grad_state:  # sent with the tensor: a mirror made by this message has no sync yet
+                out["grad"] = None if grad is None else self._tensor_value(grad, buffers)
+                m.grad_state = gstate
             return out
         if isinstance(value, np.ndarray):
             dtype, shape, raw = wire.ndarray_bytes(value)
@@ -250,6 +255,8 @@ class Endpoint:
             return {"$": "device", "v": str(value)}
         if isinstance(value, torch.Generator):
             return {"$": "generator", "seed": int(value.initial_seed())}
+        if isinstance(value, Local) and self.side == "harness":
+            return value.encode(self, buffers, depth)
         return self.encode_other(value)
 
     def encode_other(self, value: Any) -> Any:
@@ -288,6 +295,7 @@ class Endpoint:
             if value.get("buf") is None and "dtype" not in value:  # unchanged: the copy this side holds
                 if known is None:
                     raise wire.WireError("a tensor the other side never sent")
+                self._receive_grad(known, value, buffers)
                 return known
             fresh = self._plain_tensor(value, buffers)
             if known is not None:  # the peer's copy changed: update ours in place
@@ -298,12 +306,14 @@ class Endpoint:
                         known.data = fresh
                 m.state = self._fingerprint(known)
                 self.changed_data.add(mid)
+                self._receive_grad(known, value, buffers)
                 return known
             if value.get("rg") and fresh.is_floating_point():
                 fresh.requires_grad_(True)
             if mid is not None:
                 self._register(mid, fresh)
                 self.mirrors[mid].state = self._fingerprint(fresh)
+                self._receive_grad(fresh, value, buffers)
             return fresh
         if tag == "ndarray":
             buf = value.get("buf")
@@ -344,7 +354,21 @@ class Endpoint:
             return self.decode_handle(value)
         if tag == "callback":
             return self.decode_callback(value)
+        if tag == "local" and self.side == "student":
+            return Local.build(self, value, buffers, depth)
         raise wire.WireError(f"an unknown value tag {tag!r}")
+
+    def _receive_grad(self, t: Any, value: dict[str, Any], buffers: list[bytes]) -> None:
+        if "grad" not in value or not t.is_leaf:
+            return
+        g = value["grad"]
+        grad = None if g is None else self._plain_tensor(g, buffers)
+        if grad is not None and (grad.shape != t.shape or grad.dtype != t.dtype):
+            raise wire.WireError("a gradient whose shape or dtype differs from its tensor's")
+        t.grad = None if grad is None else grad.to(t.device)
+        m = self.mirrors.get(self._by_object.get(id(t), 0))
+        if m is not None:
+            m.grad_state = self._fingerprint(t.grad) if t.grad is not None else None
 
     def decode_handle(self, value: dict[str, Any]) -> Any:
         hid = value.get("id")
@@ -437,6 +461,41 @@ class Endpoint:
         except wire.WireError as e:  # the peer's request was malformed: say so, stay up
             reply, reply_buffers = {"op": "reply", "error": {"kind": "protocol", "message": str(e)}}, []
         self.send(reply, reply_buffers)
+
+
+class Local:
+    """A value the student's process builds itself with trusted code: `factory(*args)`, where
+    `factory` is a module-level function of a harness file (loaded there by path). For what must
+    live beside the student's tensors, e.g. a closure that step(closure) differentiates twice: a
+    harness callback would hand back a loss without a graph. Only its inputs cross, as data."""
+
+    def __init__(self, factory: Callable[..., Any], *args: Any):
+        self.factory, self.args = factory, args
+
+    def encode(self, endpoint: "Endpoint", buffers: list[bytes], depth: int) -> dict[str, Any]:
+        import sys
+
+        path = getattr(sys.modules.get(self.factory.__module__), "__file__", None)
+        if not path or "<locals>" in self.factory.__qualname__:
+            raise wire.WireError(f"{self.factory.__name__} must be a module-level function of a harness file")
+        return {"$": "local", "path": str(path), "name": self.factory.__name__,
+                "args": endpoint.encode(list(self.args), buffers, depth + 1)}
+
+    _modules: dict[str, Any] = {}
+
+    @classmethod
+    def build(cls, endpoint: "Endpoint", value: dict[str, Any], buffers: list[bytes], depth: int) -> Any:
+        from pathlib import Path
+
+        from .submission import load_module_from
+
+        path, name = value.get("path"), value.get("name")
+        if not isinstance(path, str) or not isinstance(name, str) or not path.endswith(".py"):
+            raise wire.WireError("a malformed local value")
+        if path not in cls._modules:
+            cls._modules[path] = load_module_from(Path(path), f"_dldiy_local_{len(cls._modules)}")
+        args = endpoint.decode(value.get("args", []), buffers, depth + 1)
+        return getattr(cls._modules[path], name)(*args)
 
 
 class _Reply(Exception):

@@ -14,7 +14,7 @@ import contextlib
 import weakref
 from typing import Any, Callable, Iterator
 
-from .endpoint import Endpoint, RemoteError, RemoteHandle
+from .endpoint import Endpoint, Local, RemoteError, RemoteHandle
 
 BY_NAME = "name"  # a call target given as the module attribute's name
 
@@ -256,6 +256,10 @@ class RemoteSubmission:
                 raise ApiError(f"{name}() modified its argument {changed[0]} in place; it must leave its inputs "
                                "unchanged (work on a copy: x = x.clone())")
         return check_result(self.exercise, name, result, args, dims)
+
+    def local(self, factory: Callable[..., Any], *args: Any) -> Local:
+        """`factory(*args)` built in the student's process (see endpoint.Local): pass it as an argument."""
+        return Local(factory, *args)
 
     def call_printing(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:
         """Call the student's `name` and return (its result, what it printed on stdout)."""

@@ -192,6 +192,9 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     cgroup = sandbox.Cgroup(limits.processes)
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+               # the parent's view of each check (a caller may have changed the spec in memory)
+               "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
+                          for c in exercise.checks if any(t.check == c.name for t in pending)},
                "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
                                          expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
     env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})

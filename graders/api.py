@@ -1,8 +1,9 @@
-"""Child side: reach into a loaded submission and check that what comes back has the promised form.
+"""Harness side: reach into a loaded submission and check that what comes back has the promised form.
 
-Harnesses call `sub.call("gradient", X, y, w, dims={"n": 20, "d": 3})`: a missing name, a wrong shape
-or dtype, or a NaN in a plain function's output becomes an ApiError, one line naming what was
-expected, so the student never sees our traceback.
+Harnesses call `sub.call("gradient", X, y, w, dims={"n": 20, "d": 3})` (graders/remote.py, in the
+trusted harness process): a missing name, a wrong shape or dtype, or a NaN in a plain function's
+output becomes an ApiError, one line naming what was expected, so the student never sees our
+traceback.
 """
 
 from __future__ import annotations
@@ -13,38 +14,19 @@ import numpy as np
 import torch
 
 from .exercise import ApiEntry, Exercise
-from .submission import Loaded
 
 
 class ApiError(Exception):
     """What the submission returned (or failed to define) does not match the exercise's API."""
 
 
-class Submission:
-    def __init__(self, loaded: Loaded, exercise: Exercise):
-        self.loaded = loaded
-        self.exercise = exercise
-        self.module = loaded.module
-
-    def get(self, name: str) -> Any:
-        value = getattr(self.module, name, None)
-        if value is None:
-            entry = self.exercise.api.get(name)
-            wanted = f": `{entry.signature}`" if entry else ""
-            raise ApiError(f"{self.loaded.path.name} does not define `{name}`{wanted}")
-        return value
-
-    def call(self, name: str, *args: Any, dims: dict[str, int] | None = None, **kwargs: Any) -> Any:
-        """Call the student's `name`; validate the result against the spec's shape and dtype."""
-        fn = self.get(name)
-        if not callable(fn):
-            raise ApiError(f"`{name}` in {self.loaded.path.name} is a {type(fn).__name__}, not a function")
-        result = fn(*args, **kwargs)
-        entry = self.exercise.api.get(name)
-        if entry is not None and (entry.shape or entry.dtype):
-            result = expect_tensor(result, f"{name}()", shape=_shape(entry, dims or {}), dtype=entry.dtype,
-                                   device=_device_of(args))
-        return result
+def check_result(exercise: Exercise, name: str, result: Any, args: tuple, dims: dict[str, int] | None) -> Any:
+    """The result of the student's `name` checked against the spec's shape and dtype (an ApiError if not)."""
+    entry = exercise.api.get(name)
+    if entry is not None and (entry.shape or entry.dtype):
+        result = expect_tensor(result, f"{name}()", shape=_shape(entry, dims or {}), dtype=entry.dtype,
+                               device=_device_of(args))
+    return result
 
 
 def _shape(entry: ApiEntry, dims: dict[str, int]) -> tuple[int, ...] | None:

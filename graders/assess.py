@@ -28,7 +28,7 @@ def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
     seeds = list(exercise.seeds) + [s for s in hidden_seeds if s not in exercise.seeds]
-    outcome = run_child(exercise, entry, tasks_for(exercise, checks, seeds), cwd=cwd, preexec=preexec,
+    outcome = run_child(exercise, entry, tasks_for(exercise, checks, seeds, tuple(hidden_seeds)), cwd=cwd, preexec=preexec,
                         limits=limits, server=server)
     return judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                  frozenset(hidden_seeds))
@@ -36,12 +36,14 @@ def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
 
 def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...] | None = None,
                       checks: list[Check] | None = None, *, limits: Limits | None = None,
-                      server: ForkServer | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+                      server: ForkServer | None = None, hidden: tuple[int, ...] = ()
+                      ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The reference's measurements for the checks that compare against it: {check: {seed: m}}.
-    Returns them with the problems met (a reference that errors is the instructor's to fix)."""
+    Returns them with the problems met (a reference that errors is the instructor's to fix).
+    `hidden`: the grading run's hidden seeds (checks with seeds of their own run at the first too)."""
     needing = [c for c in (checks or exercise.checks) if c.needs_reference]
     seeds = tuple(seeds or exercise.seeds)
-    outcome = run_child(exercise, locate(reference, exercise.entry), tasks_for(exercise, needing, list(seeds)),
+    outcome = run_child(exercise, locate(reference, exercise.entry), tasks_for(exercise, needing, list(seeds), hidden),
                         cwd=reference, limits=limits, server=server)
     expected: dict[str, dict[str, Any]] = {}
     problems = [f"reference: {outcome.load_error}"] if outcome.load_error else []

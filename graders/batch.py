@@ -41,7 +41,7 @@ def batch_expectations(exercise: Exercise, hidden: tuple[int, ...], checks: list
         return expected
     chosen = [exercise.check(c) for c in checks]
     live, problems = measure_reference(exercise, reference_path(exercise.id), seeds=hidden, checks=chosen,
-                                       server=shared())
+                                       server=shared(), hidden=hidden)
     if problems:
         raise RuntimeError("the reference fails at the hidden seeds (fix it before grading):\n  "
                            + "\n  ".join(problems))

@@ -1,27 +1,40 @@
-"""The child process: load one submission, run the requested probes, stream plain measurements.
+"""The harness process: trusted code that probes one submission living in another process.
 
-Protocol: the parent writes one JSON request on stdin,
-    {"exercise_dir": str, "entry": str, "tasks": [{"check": str, "seed": int}, ...]}
+Protocol with the parent (unchanged): the parent writes one JSON request on stdin,
+    {"exercise_dir": str, "entry": str, "tasks": [{"check": str, "seed": int}, ...], "sandbox": {...}}
 and reads JSON lines from the file descriptor named in argv[1]:
     {"type": "loaded", "skipped": [...], "sandbox": [...]}   once, after the submission was executed
-    {"type": "exit", "code": int}                    last, when a PID namespace's init has exited
-    {"type": "load_error", "message": str}           instead, if it could not be
+    {"type": "load_error", "message": str}                  instead, if it could not be
     {"type": "result", "check": str, "seed": int, "measurement": {...}}
     {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
-With a "sandbox" key (graders/sandbox.py's Limits.spec), the child confines itself before it loads
-anything of the student's. Only numbers and strings cross: the child never sends a verdict and never pickles. Whatever the
-submission prints goes to stdout/stderr, which the parent captures apart from this channel.
+
+This process runs the exercise's harness: it builds the data, runs the training drivers and finite
+differences, and measures. The submission runs in a separate, confined process (graders/student.py,
+forked from this one) that can only answer calls with plain data; it never sees this process's
+result channel, the exercise folder, or any expected value. A call that overruns the check's timeout
+gets the student's stack dumped (where it hung), the process killed, and a fresh one for the next
+check; after one timeout the later checks get a shorter budget, so a submission that hangs does not
+spend the full timeout on every task.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import select
+import signal
 import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
+MIN_LATER_TIMEOUT_S = 2.0
 
 
 def _pin_threads() -> None:
-    # One thread per child: on these tiny problems torch's pool only fights the other children.
+    # One thread per process: on these tiny problems torch's pool only fights the other children.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     import torch
@@ -33,36 +46,209 @@ def _pin_threads() -> None:
         pass
 
 
-def serve(request: dict, emit, sandbox: list[str] | None = None) -> None:
-    """Load the submission and measure each task, reporting through `emit(dict)`."""
-    from pathlib import Path
+class StudentProcess:
+    """One running student process and the harness's end of its conversation."""
 
-    from .api import ApiError, Submission
+    def __init__(self, request: dict[str, Any], load_timeout: float):
+        from . import wire
+        from .endpoint import Endpoint
+        from .student import start
+
+        self.request = request
+        self.pid, sock, self.dump_fd = start(request)
+        self.endpoint = Endpoint(sock, "harness")
+        self.exit_code: int | None = None
+        self.endpoint.deadline = time.monotonic() + load_timeout
+        try:
+            header, _ = wire.read_frame(sock, self.endpoint.deadline)
+        except wire.Timeout:
+            where = self.where_it_hangs()
+            self.kill()
+            raise LoadFailed(f"the submission did not finish loading within {load_timeout:g} s"
+                             + (f" ({where})" if where else " (an endless loop or a blocking call at import?)"))
+        except (wire.PeerGone, wire.WireError, OSError):
+            self.kill()
+            raise LoadFailed(f"the process exited ({self.death()}) while loading the submission: "
+                             "does it call sys.exit() or os._exit() at import?")
+        if header.get("op") == "load_error":
+            self.kill()
+            raise LoadFailed(str(header.get("message", "the submission could not be loaded"))[:20_000])
+        if header.get("op") != "loaded":
+            self.kill()
+            raise LoadFailed("the submission's process sent something else than its loading report")
+        self.skipped = [str(s)[:500] for s in header.get("skipped", [])][:200] if isinstance(header.get("skipped"), list) else []
+        self.sandbox = [str(s)[:300] for s in header.get("sandbox", [])][:50] if isinstance(header.get("sandbox"), list) else []
+        self.endpoint.deadline = None
+
+    def where_it_hangs(self) -> str:
+        """Ask the student's process for its stack (faulthandler on SIGUSR1) and name its own frames."""
+        try:
+            os.killpg(self.pid, signal.SIGUSR1)
+        except OSError:
+            return ""
+        text, deadline = b"", time.monotonic() + 0.5
+        while time.monotonic() < deadline and len(text) < 65536:
+            ready, _, _ = select.select([self.dump_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(self.dump_fd, 65536)
+            if not chunk:
+                break
+            text += chunk
+            if b"\n\n" in text or text.count(b"File") >= 1 and text.endswith(b"\n") and b"most recent" in text:
+                time.sleep(0.05)
+        return _student_frame(text.decode("utf-8", "replace"), self.request["entry"])
+
+    def kill(self) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        cgroup = (self.request.get("sandbox") or {}).get("cgroup")
+        if cgroup:
+            _kill_members_only(Path(cgroup))
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        for close in (self.endpoint.sock.close, lambda: os.close(self.dump_fd)):
+            try:
+                close()
+            except OSError:
+                pass
+
+    def death(self) -> str:
+        if self.exit_code is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.exit_code = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                pass
+        from .runner import _death
+        from .sandbox import Limits
+
+        spec = self.request.get("sandbox") or {}
+        known = {f.name for f in dataclasses.fields(Limits)} - {"hide"}
+        limits = Limits(**{k: v for k, v in spec.items() if k in known})
+        return _death(self.exit_code, limits)
+
+
+class LoadFailed(Exception):
+    pass
+
+
+def _kill_members_only(path: Path) -> None:
+    """SIGKILL every process of the student's cgroup (the runner removes the cgroup itself)."""
+    try:
+        for pid in (path / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def _student_frame(dump: str, entry: str) -> str:
+    """The innermost frame of the student's own files in a faulthandler dump, in words."""
+    root = str(Path(entry).resolve().parent)
+    for line in dump.splitlines():  # most recent call first
+        line = line.strip()
+        if not line.startswith("File "):
+            continue
+        try:
+            path = line.split('"')[1]
+            rest = line.split('"')[2]
+            lineno = rest.split("line")[1].split()[0]
+            func = rest.split(" in ", 1)[1].strip() if " in " in rest else "?"
+        except IndexError:
+            continue
+        if path.startswith(root):
+            short = path[len(root):].lstrip("/")
+            return f"it was running {short} line {lineno}, in {func}"
+    return ""
+
+
+def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
+    """Start the student's process, run every task's probe against it, report each result."""
+    from .api import ApiError
+    from .endpoint import RemoteError
     from .exercise import load_exercise_dir
-    from .submission import SubmissionError, describe, load, load_module_from, trimmed_traceback
+    from .forbid import scan
+    from .remote import RemoteSubmission
+    from .submission import load_module_from
+    from . import wire
 
     exercise = load_exercise_dir(Path(request["exercise_dir"]))
     harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
+    forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
+    findings = scan(Path(request["entry"]), forbid)
+    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid}
+    load_timeout = float(request.get("load_timeout", 60.0))
     try:
-        loaded = load(Path(request["entry"]))
-    except SubmissionError as e:
+        student = StudentProcess(student_request, load_timeout)
+    except LoadFailed as e:
         emit({"type": "load_error", "message": str(e)})
         return
-    emit({"type": "loaded", "skipped": loaded.skipped, "sandbox": sandbox or []})
-    sub = Submission(loaded, exercise)
+    emit({"type": "loaded", "skipped": student.skipped, "sandbox": student.sandbox})
+    timed_out = False
     for task in request["tasks"]:
         check = exercise.check(task["check"])
-        reply = {"type": "result", "check": check.name, "seed": task["seed"]}
+        given = (request.get("checks") or {}).get(check.name)
+        if given:  # the parent's view of the check wins over the spec on disk
+            check = dataclasses.replace(check, probe=given["probe"], params=given["params"],
+                                        timeout=float(given["timeout"]))
+        reply: dict[str, Any] = {"type": "result", "check": check.name, "seed": task["seed"]}
+        if student is None:
+            try:
+                student = StudentProcess(student_request, load_timeout)
+            except LoadFailed as e:
+                reply["error"] = {"kind": "load", "message": str(e), "traceback": ""}
+                emit(reply)
+                continue
+        timeout = check.timeout
+        if timed_out:
+            timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
+        student.endpoint.deadline = time.monotonic() + timeout
+        sub = RemoteSubmission(student.endpoint, exercise, findings)
         try:
             reply["measurement"] = getattr(harness, check.probe)(sub, task["seed"], check.params)
+        except wire.Timeout:
+            where = student.where_it_hangs()
+            student.kill()
+            student, timed_out = None, True
+            reply["error"] = {"kind": "timeout", "traceback": "", "message": (
+                f"did not finish within {timeout:g} s in check {check.name!r} at seed {task['seed']}"
+                + (f": {where}" if where else " (an endless loop, or far too slow?)"))}
+        except (wire.PeerGone, OSError):
+            why = student.death()
+            student.kill()
+            student = None
+            reply["error"] = {"kind": "died", "traceback": "", "message": (
+                f"the process exited ({why}) during this check: sys.exit(), os._exit(), a crash, "
+                "or a resource limit?")}
+        except wire.WireError as e:
+            student.kill()
+            student = None
+            reply["error"] = {"kind": "protocol", "traceback": "",
+                              "message": f"the submission's process broke the protocol: it sent {e}"}
+        except RemoteError as e:
+            reply["error"] = {"kind": e.kind if e.kind in ("raised", "forbidden", "api") else "raised",
+                              "message": e.message, "traceback": e.traceback}
         except ApiError as e:
             reply["error"] = {"kind": "api", "message": str(e), "traceback": ""}
-        except SubmissionError as e:
-            reply["error"] = {"kind": "load", "message": str(e), "traceback": ""}
-        except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from student code too
-            reply["error"] = {"kind": "raised", "message": describe(e, loaded),
-                              "traceback": trimmed_traceback(e, loaded)}
+        except Exception as e:  # noqa: BLE001 - a value the harness could not use
+            reply["error"] = {"kind": "api", "traceback": "", "message": (
+                f"the harness could not use what the submission returned ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''})")}
+        finally:
+            if student is not None:
+                student.endpoint.deadline = None
         emit(reply)
+    if student is not None:
+        student.kill()
 
 
 def _json_default(value):
@@ -75,27 +261,22 @@ def _json_default(value):
 
 
 def run(request: dict, channel_fd: int) -> None:
-    """Confine this process (if asked), then serve `request`, writing JSON lines to `channel_fd`."""
+    """Serve `request`, writing JSON lines to `channel_fd`."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
 
     def emit(message: dict) -> None:
         channel.write(json.dumps(message, default=_json_default) + "\n")
         channel.flush()
 
-    sandbox = None
-    if request.get("sandbox"):
-        from .sandbox import confine
-
-        state = confine(request["sandbox"], report_exit=lambda code: emit({"type": "exit", "code": code}))
-        sandbox = state.applied + [f"not applied: {m}" for m in state.missing]
+    os.set_inheritable(channel_fd, False)
     _pin_threads()
-    serve(request, emit, sandbox)
+    serve(request, emit)
     channel.close()
 
 
 def main() -> None:
     fd = int(sys.argv[1])
-    sys.argv = ["dldiy-child"]  # nothing about the parent's paths stays visible to the submission
+    sys.argv = ["dldiy-harness"]
     run(json.loads(sys.stdin.read()), fd)
 
 

@@ -43,6 +43,10 @@ class ApiEntry:
     doc: str = ""
     shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
     dtype: str | None = None  # "float" or "int"
+    # Functions the student must not use inside this one ("by hand", "never by inverting H"): caught by
+    # a static scan in the trusted harness process and a guard in the student's process.
+    forbid: tuple[str, ...] = ()
+    mutates: bool = False  # True: this name changes its arguments in place by design (an optimizer's step)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,8 @@ def load_exercise_dir(folder: Path) -> Exercise:
 def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
     where = f"{folder.name}/spec.toml"
     try:
-        api = {name: ApiEntry(name=name, **entry) for name, entry in raw.get("api", {}).items()}
+        api = {name: ApiEntry(name=name, **{**entry, "forbid": tuple(entry.get("forbid", ()))})
+               for name, entry in raw.get("api", {}).items()}
         checks = []
         for c in raw["checks"]:
             kind = c["kind"]

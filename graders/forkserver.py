@@ -182,7 +182,8 @@ def main() -> None:
     child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts
     import numpy  # noqa: F401 - warm imports every child would otherwise repeat
 
-    from . import api, data, gradcheck, parity, placement, sandbox, submission  # noqa: F401
+    from . import (api, data, endpoint, forbid, gradcheck, parity, placement, remote, sandbox,  # noqa: F401
+                   student, submission, wire)
 
     for name in (*(WARM_IMPORTS if warm else ()), "nbformat"):
         try:

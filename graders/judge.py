@@ -58,9 +58,24 @@ class Report:
                            for c in self.checks]}
 
 
-def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int]) -> list[Task]:
-    """A check with its own `seeds` runs at those; the others at the run's (public + hidden) seeds."""
-    return [Task(c.name, s) for c in checks for s in (c.seeds if c.seeds is not None else seeds)]
+# Kinds whose verdict is a property of the code on devices, not a value an answer table could hold.
+SEED_FREE_KINDS = frozenset({"placement", "parity"})
+
+
+def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden: tuple[int, ...] = ()) -> list[Task]:
+    """A check with its own `seeds` runs at those; the others at the run's (public + hidden) seeds.
+    When grading (`hidden` drawn), a check with its own seeds also runs at the first hidden seed, so
+    no point rests only on inputs a student can know in advance (an answer table, shipped weights)."""
+    tasks = []
+    for c in checks:
+        if c.seeds is None:
+            chosen = list(seeds)
+        else:
+            chosen = list(c.seeds)
+            if hidden and c.kind not in SEED_FREE_KINDS and hidden[0] not in chosen:
+                chosen.append(hidden[0])
+        tasks += [Task(c.name, s) for s in chosen]
+    return tasks
 
 
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
 STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
+# The harness process enforces each check's timeout on the student's process itself (and says where
+# it hung); the parent waits this much longer before it kills the harness process as a backstop.
+GRACE_S = 5.0
 
 
 
@@ -52,6 +55,7 @@ class Outcome:
     sandbox: list[str] = field(default_factory=list)  # the confinement the child reported
     output: str = ""
     duration_s: float = 0.0
+    load_s: float | None = None  # wall time from start to the submission's 'loaded' (a reference's sets timeouts)
 
 
 def child_env() -> dict[str, str]:
@@ -186,8 +190,11 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     """Start one child for `pending` (consumed in place); False if it made no progress at all."""
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
-    request = {"exercise_dir": str(exercise.folder), "entry": str(entry),
+    request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+               # the parent's view of each check (a caller may have changed the spec in memory)
+               "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
+                          for c in exercise.checks if any(t.check == c.name for t in pending)},
                "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
                                          expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
     env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
@@ -199,6 +206,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
         fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except (ImportError, OSError):
         pass
+    child_started = time.monotonic()
     try:
         child = _start(request, write_fd, out_w, cwd, preexec, server, env)
     finally:
@@ -208,7 +216,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     drain.start()
     reader = _LineReader(read_fd)
     loaded, progressed = False, False
-    timeout = startup_timeout + (exercise.check(pending[0].check).timeout if pending else 0)
+    timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
         while pending:
             line = reader.next_line(timeout)
@@ -248,9 +256,11 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 return True
             if message.get("type") == "loaded":
                 loaded = True
+                if outcome.load_s is None:
+                    outcome.load_s = time.monotonic() - child_started
                 outcome.skipped = [str(s) for s in message.get("skipped", [])]
                 outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
-                timeout = exercise.check(pending[0].check).timeout
+                timeout = exercise.check(pending[0].check).timeout + GRACE_S
                 continue
             if message.get("type") == "result" and loaded:
                 key = (message.get("check"), message.get("seed"))
@@ -260,7 +270,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 outcome.results[key] = {k: message[k] for k in ("measurement", "error") if k in message}
                 progressed = True
                 if pending:
-                    timeout = exercise.check(pending[0].check).timeout
+                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
         return progressed
     finally:
         child.kill()
@@ -293,12 +303,21 @@ _TIMEOUT = object()
 
 
 class _LineReader:
+    """Lines from the harness process, each at most LINE_CAP bytes and TOTAL_CAP in all: what it
+    sends is trusted code's, but sized by what a submission returned, so it is capped all the same
+    (an over-long line ends the child like a death, never a parent that grows without bound)."""
+
+    LINE_CAP = 64 << 20
+    TOTAL_CAP = 512 << 20
+
     def __init__(self, fd: int):
-        self.fd, self.buffer = fd, b""
+        self.fd, self.buffer, self.total = fd, b"", 0
 
     def next_line(self, timeout: float):
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
+            if len(self.buffer) > self.LINE_CAP or self.total > self.TOTAL_CAP:
+                return None
             left = deadline - time.monotonic()
             if left <= 0:
                 return _TIMEOUT
@@ -308,6 +327,7 @@ class _LineReader:
             chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 return None
+            self.total += len(chunk)
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line

@@ -358,15 +358,16 @@ def test_monkeypatching_torch_numpy_and_dldiy_comparisons_changes_no_verdict(gra
     assert checks["first-loss"].status == "fail"
 
 
-def test_faking_the_measurements_with_public_values_fails_the_hidden_seed(grade, exercise, server):
-    """A submission that patches the harness to return the recorded public expectations passes the
-    public seed, and fails the hidden one: its expectation never reached the child."""
+def test_faking_the_measurements_with_public_values_fools_no_seed(grade, exercise, server):
+    """A submission that patches the harness to return the recorded public expectations used to pass
+    the public seed: the harness no longer runs in the student's process, so it fools none."""
     code = """
         import json, sys, pathlib
         public = json.loads(pathlib.Path(sys.modules["dldiy.graders.exercise"].EXERCISES_DIR,
                                          "exercise-1", "expected.json").read_text())["checks"]
-        harness = next(m for n, m in sys.modules.items() if n.startswith("_dldiy_harness_"))
-        harness.first_loss = lambda sub, seed, p: public["first-loss"]["1"]
+        for name, module in list(sys.modules.items()):
+            if name.startswith("_dldiy_harness_") or name.endswith("harness"):
+                module.first_loss = lambda sub, seed, p: public["first-loss"]["1"]
         import torch
         def loss(X, y, w): return torch.tensor(0.0, dtype=X.dtype)
         def gradient(X, y, w): return torch.zeros_like(w)
@@ -376,10 +377,9 @@ def test_faking_the_measurements_with_public_values_fails_the_hidden_seed(grade,
                                            server=server)
     assert not problems
     public_only, checks, _ = grade(code, checks=("first-loss",), expected=expected)
-    assert checks["first-loss"].status == "pass"  # it did fool the public seed
+    assert checks["first-loss"].status == "fail"
     report, checks, _ = grade(code, checks=("first-loss",), hidden_seeds=(7,), expected=expected)
     assert checks["first-loss"].status == "fail"
-    assert "fails at a hidden seed" in checks["first-loss"].message
 
 
 def test_printing_imitation_result_lines_changes_nothing(grade):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
+from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import function_blocks
 

@@ -23,7 +23,8 @@ DTYPE = torch.float64
 
 def student_optimizer(sub, name: str):
     cls = sub.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+    info = cls.introspect() if hasattr(cls, "introspect") else {}
+    if not (info.get("class") and "torch.optim.optimizer.Optimizer" in info.get("mro", [])):
         raise ApiError(f"`{name}` must be a class deriving from torch.optim.Optimizer, not {cls!r}")
     return cls
 
@@ -135,6 +136,24 @@ def against_torch(sub, seed, p):
 
 # --- Newton-Raphson on a quadratic ----------------------------------------------------------------
 
+def quadratic_loss(A, b):
+    """f(x, Y, c) = 1/2 z^T A z - b^T z, z = [x, vec(Y), c]. Module-level, as every loss handed to
+    Newton's step: the student's process builds it beside its tensors (sub.local), since step()
+    differentiates it twice."""
+    def f(x, Y, c):
+        z = torch.cat([x.reshape(-1), Y.reshape(-1), c.reshape(-1)])
+        return 0.5 * z @ A @ z - b @ z
+    return f
+
+
+def rosenbrock_loss():
+    return lambda w: (1 - w[0]) ** 2 + 10 * (w[1] - w[0] ** 2) ** 2
+
+
+def logistic_loss(X, y):
+    return lambda w, b: F.binary_cross_entropy_with_logits(X @ w + b, y)
+
+
 def newton_quadratic(sub, seed, p):
     """f(x, Y, c) = 1/2 z^T A z - b^T z with z = [x, vec(Y), c] (sizes 2, 4 and 1; x and Y in one
     parameter group, c in a second), A symmetric positive definite: one Newton step from z0 with
@@ -146,17 +165,12 @@ def newton_quadratic(sub, seed, p):
     A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
     b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
-
-    def f(x, Y, c):
-        z = torch.cat([x.reshape(-1), Y.reshape(-1), c.reshape(-1)])
-        return 0.5 * z @ A @ z - b @ z
-
     Newton = student_optimizer(sub, "Newton")
     cases = []
     for lr in p["lrs"]:
         x, Y, c = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
                    z0[6:].clone().requires_grad_())
-        Newton([{"params": [x, Y]}, {"params": [c]}], lr=lr).step(f)
+        Newton([{"params": [x, Y]}, {"params": [c]}], lr=lr).step(sub.local(quadratic_loss, A, b))
         target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
         cases.append({"name": f"one step with lr={lr} (lr=1: the minimum)", "shape": [7], "values": flat([x, Y, c]),
                       "target": target.tolist()})
@@ -184,21 +198,21 @@ def defaults(sub, seed, p):
 def rosenbrock_problem(seed):
     """f(x, y) = (1 - x)^2 + 10 (y - x^2)^2 (minimum 0 at (1, 1)), from (-1.2, 1) moved by the seed."""
     start = torch.tensor([-1.2, 1.0], dtype=DTYPE) + torch.tensor(np.random.default_rng(seed).normal(0, 0.2, 2))
-    return [start], lambda w: (1 - w[0]) ** 2 + 10 * (w[1] - w[0] ** 2) ** 2
+    return [start], rosenbrock_loss, ()
 
 
 def logistic_problem(seed):
     """Mean logistic loss of (w, b) on two separable Gaussians (40 points in 2-D), from w = 0, b = 0."""
     X, y = gaussian_blobs(seed, 40, classes=2, dim=2, distance=6.0, margin=0.5)
     X, y = torch.tensor(X, dtype=DTYPE), torch.tensor(y, dtype=DTYPE)
-    return ([torch.zeros(2, dtype=DTYPE), torch.zeros(1, dtype=DTYPE)],
-            lambda w, b: F.binary_cross_entropy_with_logits(X @ w + b, y))
+    return [torch.zeros(2, dtype=DTYPE), torch.zeros(1, dtype=DTYPE)], logistic_loss, (X, y)
 
 
-def train(sub, run: dict, init, loss_fn, target: float) -> dict:
+def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
     """Train until the loss reaches `target` or the run's budget is spent; Newton's step takes the
     loss as a function of the parameters, the others a backward() before step()."""
     name = run["optimizer"]
+    loss_fn = factory(*args)
     params = [w.clone().requires_grad_() for w in init]
     opt = student_optimizer(sub, name)(params, **hyper(run["hyper"]))
     losses = []
@@ -208,7 +222,7 @@ def train(sub, run: dict, init, loss_fn, target: float) -> dict:
         if not loss.item() > target or k == run["budget"]:  # reached, nan, or out of budget
             break
         if name == "Newton":
-            opt.step(loss_fn)
+            opt.step(sub.local(factory, *args))
         else:
             opt.zero_grad()
             loss.backward()
@@ -218,10 +232,10 @@ def train(sub, run: dict, init, loss_fn, target: float) -> dict:
 
 
 def rosenbrock(sub, seed, p):
-    init, f = rosenbrock_problem(seed)
-    return {"runs": [train(sub, run, init, f, p["target"]) for run in p["runs"]]}
+    init, factory, args = rosenbrock_problem(seed)
+    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}
 
 
 def logistic(sub, seed, p):
-    init, f = logistic_problem(seed)
-    return {"runs": [train(sub, run, init, f, p["target"]) for run in p["runs"]]}
+    init, factory, args = logistic_problem(seed)
+    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}

@@ -10,7 +10,6 @@ Work with torch tensors of whatever dtype and device X has; no autograd (write t
 Check your work with:  dldiy check exercise-1
 """
 
-import torch
 
 
 def loss(X, y, w):

@@ -12,7 +12,6 @@ Work with torch tensors; X is float, y holds integer labels in {-1, +1}.
 Check your work with:  dldiy check exercise-7
 """
 
-import torch
 
 
 def predict(X, w):

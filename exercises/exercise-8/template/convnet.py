@@ -17,7 +17,6 @@ Check your work with:  dldiy check exercise-8
 """
 
 import torch
-import torch.nn.functional as F
 
 
 class Conv2dFunction(torch.autograd.Function):

@@ -1,0 +1,197 @@
+"""The wire between the trusted harness and the student's process: framed messages of plain data.
+
+A frame is `>I` header length, the header (UTF-8 JSON), then the raw bytes of the buffers the header
+lists (`"buffers": [n0, n1, ...]`). Tensors and arrays travel as dtype + shape + raw bytes; every
+other value is JSON. Nothing is ever pickled, so the worst a hostile peer can send is a wrong number,
+a malformed frame or an oversized one, and each of these is refused by `read_frame` before any of it
+is parsed (header and buffer caps, JSON depth). Both sides use this module; only the harness side
+trusts nothing it reads.
+
+Value encoding (`"$"` tags a non-JSON value):
+    {"$": "tensor", "id": int|null, "dtype": str, "shape": [..], "device": str, "buf": int|null,
+     "rg": bool, "grad": <tensor>|null|absent}             a tensor (buf null: the peer's copy is current)
+    {"$": "ndarray", "dtype", "shape", "buf"}              a numpy array
+    {"$": "tuple", "v": [...]}, {"$": "dict", "v": [[k, v], ...]}, {"$": "float", "v": "nan"|"inf"|"-inf"}
+    {"$": "handle", "id": int, "type": str, "callable": bool, "class": bool}   an object left where it lives
+    {"$": "callback", "id": int}                           a harness function the student side may call
+    {"$": "dtype", "v": "float64"}, {"$": "device", "v": "cpu"}, {"$": "generator", "seed": int}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import socket
+import struct
+import time
+from typing import Any, TypedDict
+
+HEADER_CAP = 4 << 20  # bytes of JSON in one frame
+BUFFER_CAP = 256 << 20  # bytes of tensor data in one frame
+DEPTH_CAP = 64  # nesting of lists/dicts in one value
+
+# dtypes that may cross, by name; nothing else is ever reconstructed from bytes
+DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+class WireError(Exception):
+    """A frame that breaks the protocol: too large, malformed, too deep, or an unknown type."""
+
+
+class PeerGone(Exception):
+    """The other end closed the connection (it exited, or was killed)."""
+
+
+class Timeout(Exception):
+    """No complete frame arrived before the deadline."""
+
+
+class Frame(TypedDict, total=False):
+    op: str  # "call" | "getattr" | "setpath" | "introspect" | "backward" | "callback" | "reply" | "hello"
+    id: int
+    value: Any
+    error: dict[str, str]
+    sync: list[Any]
+    release: list[int]
+    buffers: list[int]
+
+
+# ---- framing -----------------------------------------------------------------------------------------
+
+def write_frame(sock: socket.socket, header: dict[str, Any], buffers: list[bytes]) -> None:
+    header = dict(header, buffers=[len(b) for b in buffers])
+    data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    sock.sendall(struct.pack(">I", len(data)) + data)
+    for b in buffers:
+        sock.sendall(b)
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise Timeout()
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise PeerGone()
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    """One frame, or WireError/PeerGone/Timeout. Sizes are checked before anything is parsed."""
+    (size,) = struct.unpack(">I", _recv_exact(sock, 4, deadline))
+    if size > HEADER_CAP:
+        raise WireError(f"a message header of {size} bytes (the cap is {HEADER_CAP})")
+    try:
+        header = json.loads(_recv_exact(sock, size, deadline))
+    except (ValueError, RecursionError):
+        raise WireError("a message that is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise WireError("a message that is not a JSON object")
+    sizes = header.get("buffers", [])
+    if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        raise WireError("a message with malformed buffer sizes")
+    if sum(sizes) > BUFFER_CAP:
+        raise WireError(f"a message with {sum(sizes)} bytes of data (the cap is {BUFFER_CAP})")
+    _check_depth(header, 0)
+    return header, [_recv_exact(sock, s, deadline) for s in sizes]
+
+
+def _check_depth(value: Any, depth: int) -> None:
+    if depth > DEPTH_CAP:
+        raise WireError(f"a value nested deeper than {DEPTH_CAP} levels")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_depth(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_depth(v, depth + 1)
+
+
+# ---- plain values --------------------------------------------------------------------------------------
+
+def encode_float(x: float) -> Any:
+    return x if math.isfinite(x) else {"$": "float", "v": "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
+
+
+def decode_float(tag: dict[str, Any]) -> float:
+    v = tag.get("v")
+    if v not in ("nan", "inf", "-inf"):
+        raise WireError(f"an unknown float {v!r}")
+    return float(v)
+
+
+def tensor_bytes(t: Any) -> tuple[str, list[int], bytes]:
+    """dtype name, shape and raw bytes of a tensor (copied to the CPU, contiguous)."""
+    import torch
+
+    t = torch.Tensor.detach(t)
+    if t.device.type != "cpu":
+        t = t.cpu()
+    name = str(t.dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise WireError(f"a tensor of dtype {name} cannot be sent")
+    if name == "bfloat16":
+        raw = t.contiguous().view(torch.int16).numpy().tobytes()
+    else:
+        raw = t.contiguous().numpy().tobytes()
+    return name, list(t.shape), raw
+
+
+def tensor_from(dtype: str, shape: Any, raw: bytes, device: str = "cpu") -> Any:
+    """A fresh tensor from untrusted dtype/shape/bytes: each is checked against the others."""
+    import numpy as np
+    import torch
+
+    if dtype not in DTYPES:
+        raise WireError(f"a tensor of unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and 0 <= s for s in shape) or len(shape) > 16:
+        raise WireError("a tensor with a malformed shape")
+    count = math.prod(shape)
+    if device == "meta":
+        return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    np_dtype = np.int16 if dtype == "bfloat16" else np.dtype(dtype if dtype != "bool" else np.bool_)
+    if count * np.dtype(np_dtype).itemsize != len(raw):
+        raise WireError(f"a tensor of shape {tuple(shape)} and dtype {dtype} with {len(raw)} bytes")
+    array = np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
+    t = torch.from_numpy(array)
+    if dtype == "bfloat16":
+        t = t.view(torch.bfloat16)
+    if device != "cpu":
+        t = t.to(device)
+    return t
+
+
+def ndarray_bytes(a: Any) -> tuple[str, list[int], bytes]:
+    import numpy as np
+
+    a = np.ascontiguousarray(a)
+    name = str(a.dtype)
+    if name not in DTYPES:
+        raise WireError(f"a numpy array of dtype {name} cannot be sent")
+    return name, list(a.shape), a.tobytes()
+
+
+def ndarray_from(dtype: str, shape: Any, raw: bytes) -> Any:
+    import numpy as np
+
+    if dtype not in DTYPES or dtype == "bfloat16":
+        raise WireError(f"an array of unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and 0 <= s for s in shape) or len(shape) > 16:
+        raise WireError("an array with a malformed shape")
+    if math.prod(shape) * np.dtype(dtype).itemsize != len(raw):
+        raise WireError("an array whose bytes do not match its shape")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for s in (a, b):
+        os.set_inheritable(s.fileno(), False)
+    return a, b

@@ -44,6 +44,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import sandbox_fs
+from .sandbox_fs import NOBODY, Root
+
 GiB, MiB = 1 << 30, 1 << 20
 MARKER_VAR = "DLDIY_SANDBOX"  # every child carries a unique value: sweep() finds strays by it
 
@@ -354,7 +357,6 @@ def _kill(pid: int) -> int:
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
-NOBODY = 65534
 
 
 @dataclass
@@ -451,8 +453,6 @@ def _namespaces(spec: dict, state: Confined, report_exit, drop_uid: bool) -> tup
     state.applied.append("pid namespace (its init: everything it starts dies with it)")
     if not spec["network"]:
         state.applied.append("network namespace (no network)")
-    from .sandbox_fs import Root
-
     try:
         state.applied += Root(libc, spec, drop_uid=drop_uid and not flags & CLONE_NEWUSER).build()
         return True, bool(flags & CLONE_NEWUSER)
@@ -545,3 +545,7 @@ def _drop_privileges(state: Confined, become_nobody: bool, userns: bool) -> None
         state.applied.append("no capabilities, no_new_privs")
     else:
         state.missing.append("capability drop (not permitted here)")
+
+
+if sys.platform.startswith("linux"):
+    sandbox_fs.trusted()  # once here: a fork server's children inherit it instead of each computing it

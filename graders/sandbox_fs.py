@@ -97,28 +97,37 @@ def checkout() -> str | None:
     return str(root) if (root / "reference").exists() or (root / ".git").exists() else None
 
 
-def plan(spec: dict) -> tuple[list[str], list[str]]:
-    """(folders and files to bind read-only, outermost first; candidates refused). A candidate is
-    refused when it would contain the checkout, the working copy or a hidden path, or sits in a
-    hidden path; one inside a folder already chosen (or a system folder) needs no bind of its own."""
+@functools.cache
+def trusted() -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """(the Python and dldiy folders, resolved; the instructor files inside dldiy's; the checkout):
+    the same for every child, so computed once per process (the fork server warms it at import)."""
+    paths = tuple(dict.fromkeys((*python_paths(), *dldiy_paths())))
+    return paths, tuple(instructor_files(list(dldiy_paths()))), checkout()
+
+
+def plan(spec: dict) -> tuple[list[str], list[str], list[str]]:
+    """(folders and files to bind read-only, outermost first; candidates refused; instructor files
+    inside them). A candidate is refused when it would contain the checkout, the working copy or a
+    hidden path, or sits in a hidden path; one inside a folder already chosen (or a system folder)
+    needs no bind of its own."""
+    paths, inner_files, root = trusted()
     hidden = [os.path.realpath(p) for p in spec["hide"]]
-    forbidden = [*hidden, os.path.realpath(spec["workdir"]), *filter(None, [checkout()])]
-    system = [os.path.realpath(d) for d in SYSTEM_DIRS if os.path.isdir(d)]
-    candidates = {os.path.realpath(p) for p in (*python_paths(), *dldiy_paths(), *spec.get("expose", ()))
-                  if os.path.exists(p)}
+    forbidden = [*hidden, os.path.realpath(spec["workdir"]), *filter(None, [root])]
+    system = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    exposed = [os.path.realpath(p) for p in spec.get("expose", ()) if os.path.exists(p)]
     chosen, refused = [], []
-    for path in sorted(candidates, key=len):
+    for path in sorted({*paths, *exposed}, key=len):
         if path == "/" or any(inside(f, path) for f in forbidden) or any(inside(path, h) for h in hidden):
             refused.append(path)
         elif not any(inside(path, q) for q in (*system, *chosen)):
             chosen.append(path)
-    return chosen, refused
+    return chosen, refused, [*inner_files, *instructor_files([p for p in exposed if p in chosen])]
 
 
 def instructor_files(folders: list[str]) -> list[str]:
     found = []
     for folder in folders:
-        if os.path.isdir(folder) and not inside(folder, sys.base_prefix) and not inside(folder, sys.prefix):
+        if os.path.isdir(folder):
             for name in INSTRUCTOR_FILES:
                 found += glob.glob(os.path.join(glob.escape(folder), name))
                 found += glob.glob(os.path.join(glob.escape(folder), "*", name))
@@ -163,8 +172,7 @@ class Root:
     def build(self) -> list[str]:
         """Build, pivot, and return what applied (lines for Confined.applied)."""
         spec, applied = self.spec, []
-        chosen, refused = plan(spec)
-        inner_files = instructor_files(chosen)
+        chosen, refused, inner_files = plan(spec)
         work_fd = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY)
         try:
             self.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host

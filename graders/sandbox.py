@@ -373,12 +373,13 @@ def confine(spec: dict, report_exit=None) -> Confined:
     os.environ[MARKER_VAR] = spec["marker"]
     _join_cgroups(spec, state)
     root = hasattr(os, "geteuid") and os.geteuid() == 0
+    outer_uid = os.getuid() if hasattr(os, "getuid") else None
     nproc_cap = None if root else _nproc_cap(spec["processes"])
     mounted = userns = False
     if spec.get("namespaces", True) and _libc() is not None:
         mounted, userns = _namespaces(spec, state, report_exit, drop_uid=root)
     _rlimits(spec, nproc_cap, state)
-    _drop_privileges(state, become_nobody=root and mounted, userns=userns)
+    _drop_privileges(state, become_nobody=root and mounted, userns=userns, outer_uid=outer_uid)
     os.chdir(spec["workdir"])
     return state
 
@@ -508,7 +509,7 @@ def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:
             state.missing.append(f"{name} ({e})")
 
 
-def _drop_privileges(state: Confined, become_nobody: bool, userns: bool) -> None:
+def _drop_privileges(state: Confined, become_nobody: bool, userns: bool, outer_uid: int | None) -> None:
     """Empty the capability bounding set (needs CAP_SETPCAP: first), become uid/gid 65534 with no
     supplementary groups when we were root (root-only files and sockets are out of reach even where
     exposed; the working copy was chowned to it), and forbid regaining privileges (setuid
@@ -530,8 +531,8 @@ def _drop_privileges(state: Confined, become_nobody: bool, userns: bool) -> None
         except OSError as e:
             raise SandboxError(f"could not drop to uid {NOBODY}: {e}") from e
     elif userns:
-        state.applied.append(f"uid {os.getuid()} inside a user namespace: the caller's own uid outside, "
-                             "no other uid mapped")
+        state.applied.append(f"uid {outer_uid} (the caller's, unprivileged) outside, 0 inside a user namespace "
+                             "that maps no other uid")
     elif os.geteuid() == 0:
         state.missing.append(f"unprivileged uid (no private root to give uid {NOBODY} a working copy of its "
                              "own): runs as root without capabilities")

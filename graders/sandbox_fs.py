@@ -142,6 +142,8 @@ class Root:
         self.libc, self.spec, self.drop_uid = libc, spec, drop_uid
         self.work = spec["workdir"]
         self.stage = self.work
+        self.tmp_bytes = spec.get("tmp_bytes") or 64 << 20
+        self.work_bytes = spec.get("work_bytes") or 256 << 20
         self.readonly: list[tuple[str, int]] = []  # (target, mount_setattr flags) once built
 
     def mount(self, source, target, fstype=None, flags=0, data=None) -> None:
@@ -179,7 +181,7 @@ class Root:
             self.mount("tmpfs", self.stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
             os.makedirs(self.at("/dev"))
             for folder in TMP_DIRS:  # first: binds below /tmp (a venv, the exercise) go on top of it
-                self.tmpfs(folder, spec["tmp_bytes"], "1777")
+                self.tmpfs(folder, self.tmp_bytes, "1777")
             system = self._system()
             for path in chosen:
                 self.bind(path, path, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV)
@@ -206,8 +208,8 @@ class Root:
         applied.append("read-only file system except its working copy and a private /tmp")
         applied.append(f"minimal /dev: {', '.join(devices)}")
         applied.append("own /proc (the host's processes are invisible)")
-        applied.append(f"working copy on its own tmpfs of {spec['work_bytes']} bytes (nothing reaches the host's disk)")
-        applied.append(f"private tmpfs {', '.join(TMP_DIRS)} of {spec['tmp_bytes']} bytes each")
+        applied.append(f"working copy on its own tmpfs of {self.work_bytes} bytes (nothing reaches the host's disk)")
+        applied.append(f"private tmpfs {', '.join(TMP_DIRS)} of {self.tmp_bytes} bytes each")
         return applied
 
     def _system(self) -> list[str]:
@@ -274,12 +276,12 @@ class Root:
 
     def _working_copy(self, work_fd: int) -> None:
         """Its own tmpfs, filled from the parent's copy, owned by the uid the student's code runs as."""
-        self.tmpfs(self.work, self.spec["work_bytes"], "700")
+        self.tmpfs(self.work, self.work_bytes, "700")
         inner = self.at(self.work)
         try:
             shutil.copytree(f"/proc/self/fd/{work_fd}", inner, symlinks=True, dirs_exist_ok=True)
         except (OSError, shutil.Error) as e:
-            raise OSError(f"the submission does not fit its working copy ({self.spec['work_bytes']} bytes): {e}")
+            raise OSError(f"the submission does not fit its working copy ({self.work_bytes} bytes): {e}")
         if self.drop_uid:
             for folder, dirs, files in os.walk(inner):
                 os.chown(folder, NOBODY, NOBODY)

@@ -258,6 +258,10 @@ def _cgroup2_mount() -> Path | None:
 # Leftovers of a killed run
 
 _STALE_NAME = re.compile(r"dldiy-(\d+)-(\d+)-")
+# Names of the earlier releases, which carried no owner (a working copy: mkdtemp's 8 characters; a
+# cgroup: 12 hex digits). No single child's lifetime comes near this age: older ones are leftovers.
+_LEGACY_NAME = re.compile(r"dldiy-([a-z0-9_]{8}|[0-9a-f]{12})$")
+LEGACY_AGE_S = 6 * 3600
 _cleaned = False
 _clean_lock = threading.Lock()
 
@@ -276,17 +280,23 @@ def _owner() -> str:
     return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
 
 
-def _owner_dead(name: str) -> bool:
-    match = _STALE_NAME.match(name)
-    if match is None:
+def _owner_dead(path: Path) -> bool:
+    match = _STALE_NAME.match(path.name)
+    if match is not None:
+        return _start_time(int(match.group(1))) != match.group(2)
+    if _LEGACY_NAME.match(path.name) is None:
         return False
-    return _start_time(int(match.group(1))) != match.group(2)
+    try:
+        return time.time() - path.stat().st_mtime > LEGACY_AGE_S
+    except OSError:
+        return False
 
 
 def clean_stale() -> list[str]:
     """Remove what a killed run left: working copies in the temporary folder and cgroups (their
     stray members killed first) whose owner process is dead. Call it when a batch starts. Only
-    names this module made (dldiy-PID-START-...) are touched; a live owner's are kept."""
+    names this module makes (dldiy-PID-START-...) are touched, a live owner's kept; those of the
+    earlier naming (no owner in it) once older than LEGACY_AGE_S."""
     removed = []
     tmp = Path(tempfile.gettempdir())
     try:
@@ -294,16 +304,18 @@ def clean_stale() -> list[str]:
     except OSError:
         names = []
     for name in names:
-        if _owner_dead(name) and (tmp / name).is_dir() and not (tmp / name).is_symlink():
-            shutil.rmtree(tmp / name, ignore_errors=True)
-            removed.append(str(tmp / name))
+        path = tmp / name
+        if path.is_dir() and not path.is_symlink() and (_STALE_NAME.match(name) or (path / "work").is_dir()) \
+                and _owner_dead(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
     for base, _ in _cgroup_bases():
         try:
             names = [n for n in os.listdir(base) if n.startswith("dldiy-")]
         except OSError:
             continue
         for name in names:
-            if _owner_dead(name):
+            if _owner_dead(base / name):
                 path = base / name
                 for _ in range(50):  # members leave a few milliseconds after SIGKILL
                     if _kill_members(path):

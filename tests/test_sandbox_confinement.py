@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -290,6 +292,22 @@ def test_clean_stale_keeps_what_a_live_run_owns(tmp_path):
     finally:
         group.kill_all()
         sandbox.remove_workdir(work)
+
+
+def test_leftovers_of_the_earlier_naming_go_once_older_than_any_run():
+    old, young = (Path(tempfile.mkdtemp(prefix="dldiy-")) for _ in range(2))  # the earlier releases' names
+    for folder in (old, young):
+        (folder / "work").mkdir()
+        (folder / "work" / "logreg.py").write_text("a copy of the reference\n")
+    stale = time.time() - sandbox.LEGACY_AGE_S - 60
+    os.utime(old, (stale, stale))
+    try:
+        removed = sandbox.clean_stale()
+        assert str(old) in removed and not old.exists()
+        assert str(young) not in removed and young.exists()
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(young, ignore_errors=True)
 
 
 def test_a_virtual_environment_under_tmp_keeps_working(tmp_path):

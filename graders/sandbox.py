@@ -156,6 +156,18 @@ class Cgroup:
         if self.path is not None:
             _GROUPS[str(self.path)] = list(self.paths)
 
+    def oom_kills(self) -> int:
+        """How many of its processes the memory cgroup's limit has killed so far (v1
+        memory.oom_control or v2 memory.events): what a SIGKILL meant, read before kill_all()."""
+        for path in self.paths:
+            for name in ("memory.oom_control", "memory.events"):
+                try:
+                    fields = dict(line.split() for line in (path / name).read_text().splitlines())
+                    return int(fields.get("oom_kill", 0))
+                except (OSError, ValueError):
+                    continue
+        return 0
+
     def kill_all(self) -> None:
         """Kill every member; remove the cgroups once they are gone (in the background: exiting
         processes leave them a few milliseconds after SIGKILL, no need to wait for that)."""

@@ -68,6 +68,7 @@ def confined(tmp_path):
         proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(spec), textwrap.dedent(code)],
                               capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
         result = Run(proc, work)
+        result.oom_kills = group.oom_kills() if group is not None else 0
         if not result.has("allow-listed root"):
             pytest.skip(f"no mount namespace here (best effort): {result.missing} {proc.stderr[-2000:]}")
         return result
@@ -235,6 +236,7 @@ def test_one_memory_limit_holds_for_the_whole_tree_shared_memory_included(confin
         pytest.skip(f"no memory cgroup on this machine (the fallback is per process): {run.missing}")
     assert done not in run.out, run.out
     assert run.proc.returncode != 0 or "FINISHED" in run.out  # the OOM killer stopped it (or one child)
+    assert run.oom_kills >= 1  # what the parent reads to explain the SIGKILL
     # the same attack without the cgroup: the per-process fallback does not stop it, and says so
     fallback = confined(attack, limits=limits, cgroup=False)
     assert any("memory cgroup" in m and "RLIMIT_DATA per process" in m for m in fallback.missing)

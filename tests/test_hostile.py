@@ -24,7 +24,7 @@ from conftest import REPO
 from dldiy.graders.assess import assess, measure_reference
 from dldiy.graders.exercise import load_exercise_dir
 from dldiy.graders.forkserver import ForkServer
-from dldiy.graders.sandbox import GiB, Limits
+from dldiy.graders.sandbox import Cgroup, GiB, Limits
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 FAST = Limits(startup_s=30, cpu_s=10, memory_bytes=2 * GiB)
@@ -347,6 +347,13 @@ def test_a_classmates_folder_and_the_batch_output_are_out_of_reach(grade, tmp_pa
     assert "READ" not in report.output and report.output.count("DENIED FileNotFoundError") == 2, report.output
     if os.geteuid() == 0:  # started as root: the student's code runs as nobody
         assert "UID 65534" in report.output and confined(report, "uid/gid 65534")
+    probe = Cgroup(1)
+    try:
+        memory_cgroup = any((p / "memory.limit_in_bytes").exists() or (p / "memory.max").exists() for p in probe.paths)
+    finally:
+        probe.kill_all()
+    if memory_cgroup:  # the runner's cgroup path reaches the child with its memory sibling
+        assert confined(report, f"memory cgroup: {FAST.memory_bytes} bytes for the whole process tree"), report.sandbox
 
 
 def test_the_fork_server_forks_from_a_single_thread(server):

@@ -423,14 +423,14 @@ def _join_cgroups(spec: dict, state: Confined) -> None:
     has_pids = has_memory = False
     for path in map(Path, paths):
         try:
-            files = _memory_files(path)
-            if files and memory:
-                for name in files:
-                    (path / name).write_text("0" if name == "memory.swap.max" else str(memory))
+            files = _memory_files(path) if memory else ()
+            for name in files:
+                (path / name).write_text("0" if name == "memory.swap.max" else str(memory))
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+            if files:
                 has_memory = True
                 state.applied.append(f"memory cgroup: {memory} bytes for the whole process tree, shared memory "
                                      f"and tmpfs included ({' + '.join(files)})")
-            (path / "cgroup.procs").write_text(str(os.getpid()))
             if (path / "pids.max").exists():
                 has_pids = True
                 state.applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")

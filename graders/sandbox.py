@@ -1,23 +1,30 @@
-"""Confinement of a submission's child: resource limits, namespaces, a private working copy.
+"""Confinement of a submission's child: resource limits, namespaces, a root that holds only its own.
 
-Two halves. The parent (trusted) prepares: `workdir()` copies the submission into a fresh temporary
-folder (links kept as links, so a link to reference/ copies nothing), `Cgroup` caps the process
-count, `sweep()` kills whatever is left at the end. The child applies `confine(spec)` to itself
-before it executes a line of student code:
+Two halves. The parent (trusted) prepares: `workdir()` copies the submission into a private (0700)
+temporary folder (links kept as links, special files skipped, so a link to reference/ copies
+nothing), `Cgroup` makes a pids and a memory cgroup, `sweep()` kills whatever is left at the end,
+and `clean_stale()` removes the working copies and cgroups a killed run left behind (their names
+carry the owner's pid and start time, so a dead owner is told from a live one). The child applies
+`confine(spec)` to itself before it executes a line of student code:
 
-* rlimits: CPU seconds (SIGKILL at the limit), data size (a memory bomb gets MemoryError),
-  file size, no core dumps, and when not root the process count (RLIMIT_NPROC counts every process
-  of the real uid, so the cap is "what this uid runs now + `processes`"; root is exempt from it by
-  the kernel, hence the cgroup);
-* namespaces, where the OS allows (root, or unprivileged user namespaces): a new network namespace
-  (loopback only, down: no network), a new PID namespace (the child is its init: when it dies the
-  kernel kills everything it started, setsid() or not), and a new mount namespace where reference/,
-  buggy/ and any `hide` path are covered by empty read-only mounts, the whole tree is read-only, and
-  /tmp, /var/tmp, /dev/shm are fresh small tmpfs: only the working copy is writable;
-* no capabilities left (bounding set emptied, no_new_privs), so it cannot undo any of this.
+* cgroups: pids.max (caps processes even for root) and one memory limit for the whole process
+  tree, shared memory and tmpfs pages included (v1 memory.limit_in_bytes + memsw, or v2 memory.max
+  + memory.swap.max=0). Without a memory cgroup the fallback is RLIMIT_DATA per process, reported
+  as missing: a tree of processes or a shared mapping can then exceed it;
+* rlimits: CPU seconds (SIGKILL at the limit), data size per process (a single memory bomb gets a
+  MemoryError before the cgroup's OOM killer), file size, no core dumps, and when not root the
+  process count (RLIMIT_NPROC);
+* namespaces, where the OS allows (root, or unprivileged user namespaces): network (loopback only,
+  down), PID (the child is its init: when it dies everything it started dies), and mount: an
+  allow-listed root built by graders/sandbox_fs.py (system folders, the Python installation, dldiy's
+  package folders without instructor files, the exercise, a minimal /dev, its own /proc, private
+  /tmp, the working copy on a size-capped tmpfs), made the root by pivot_root;
+* an unprivileged uid (65534) when started as root, no capabilities (bounding set emptied,
+  no_new_privs): root-only files and sockets are out of reach even if exposed, and nothing of this
+  can be undone. Under a user namespace (not root) the caller's own uid is the only one mapped.
 
-Each step is best effort and reported: `confine` returns the list of what applied, which the child
-sends to the parent ("sandbox" in the loaded message).
+Each step is best effort and reported: `confine` returns what applied and what is missing, which
+the child sends to the parent ("sandbox" in the loaded message).
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import re
 import shutil
+import stat
 import signal
 import sys
 import tempfile
@@ -34,6 +43,9 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from . import sandbox_fs
+from .sandbox_fs import NOBODY, Root
 
 GiB, MiB = 1 << 30, 1 << 20
 MARKER_VAR = "DLDIY_SANDBOX"  # every child carries a unique value: sweep() finds strays by it
@@ -51,18 +63,23 @@ class Limits:
     memory_bytes: int | None = 4 * GiB
     processes: int = 64  # processes and threads, the child included
     file_bytes: int = 64 * MiB  # largest file it may write
-    tmp_bytes: int = 64 * MiB  # size of its private /tmp
+    tmp_bytes: int = 64 * MiB  # size of each private tmpfs: /tmp, /var/tmp, /dev/shm
+    work_bytes: int = 256 * MiB  # size of the tmpfs holding its working copy (its own files included)
     output_bytes: int = 64 * 1024  # stdout+stderr kept; the rest is drained and dropped
     startup_s: float = 60.0  # wall clock to start and execute the submission once
     network: bool = False
     hide: tuple[str, ...] = ()  # extra paths the child must not see (e.g. cached hidden-seed expectations)
     namespaces: bool = True  # False: rlimits only (what a non-Linux machine gets anyway)
 
-    def spec(self, workdir: Path, marker: str, cgroup: str | None, expose: tuple[Path, ...] = ()) -> dict:
-        """The plain dict the child needs (it travels in the JSON request); `expose`: folders it must
-        still read even if they sit under /tmp (the exercise's)."""
+    def spec(self, workdir: Path, marker: str, cgroup: "str | Cgroup | None",
+             expose: tuple[Path, ...] = ()) -> dict:
+        """The plain dict the child needs (it travels in the JSON request). `cgroup`: a `Cgroup` or
+        its `path` (its memory sibling is found from it); `expose`: folders besides the Python
+        installation and dldiy's packages it must read (the exercise's), bound read-only."""
+        paths = cgroup.paths if isinstance(cgroup, Cgroup) else _GROUPS.get(str(cgroup), [cgroup] if cgroup else [])
         return dict(asdict(self), hide=[str(p) for p in (*default_hidden(), *self.hide)], workdir=str(workdir),
-                    marker=marker, cgroup=cgroup, expose=[str(p) for p in expose])
+                    marker=marker, cgroup=str(paths[0]) if paths else None, cgroups=[str(p) for p in paths],
+                    expose=[str(p) for p in expose])
 
 
 def default_hidden() -> list[Path]:
@@ -85,18 +102,26 @@ def new_marker() -> str:
 
 
 def workdir(root: Path, entry: Path) -> tuple[Path, Path]:
-    """Copy the submission (`root`: its folder, or the file itself) into a fresh temporary folder.
-    Returns (folder, entry inside it). Symbolic links stay links: the trusted parent never follows
-    one, so a link to the reference copies a dangling name, not the reference."""
+    """Copy the submission (`root`: its folder, or the file itself) into a fresh private (0700)
+    temporary folder, named after this process so that `clean_stale` can remove it if we are
+    killed. Returns (folder, entry inside it). Symbolic links stay links: the trusted parent never
+    follows one, so a link to the reference copies a dangling name, not the reference; a FIFO or a
+    device node is skipped (reading one would block or read the device)."""
+    clean_stale_once()
     root, entry = Path(root).absolute(), Path(entry).absolute()
-    folder = Path(tempfile.mkdtemp(prefix="dldiy-"))
-    os.chmod(folder, 0o755)
+    folder = Path(tempfile.mkdtemp(prefix=f"dldiy-{_owner()}-"))  # 0700: other users see nothing
     if root.is_dir() and entry.is_relative_to(root):
-        shutil.copytree(root, folder / "work", symlinks=True)
+        shutil.copytree(root, folder / "work", symlinks=True, copy_function=_copy_regular)
         return folder / "work", folder / "work" / entry.relative_to(root)
     (folder / "work").mkdir()
-    shutil.copy2(entry, folder / "work" / entry.name, follow_symlinks=False)
+    _copy_regular(entry, folder / "work" / entry.name)
     return folder / "work", folder / "work" / entry.name
+
+
+def _copy_regular(source, target) -> None:
+    mode = os.lstat(source).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def remove_workdir(work: Path) -> None:
@@ -104,33 +129,69 @@ def remove_workdir(work: Path) -> None:
 
 
 class Cgroup:
-    """A pids cgroup of its own (v1 `pids` hierarchy or v2), when this process may create one.
-    It caps processes even for root, and lists every member for the final kill."""
+    """The child's cgroups, where this process may create them: a pids cgroup (caps processes even
+    for root) and a memory cgroup (one limit for the whole tree; the child sets it from its spec),
+    each a child of this process's own cgroup in its hierarchy (v1), or one v2 cgroup. They list
+    every member for the final kill. Their names carry this process's pid and start time."""
 
     def __init__(self, processes: int):
-        self.path: Path | None = None
-        for base in _cgroup_bases():
-            path = base / f"dldiy-{uuid.uuid4().hex[:12]}"
+        clean_stale_once()
+        self.paths: list[Path] = []
+        name = f"dldiy-{_owner()}-{uuid.uuid4().hex[:8]}"
+        for base, _ in _cgroup_bases():
+            path = base / name
             try:
                 path.mkdir()
-                (path / "pids.max").write_text(str(processes))
-                self.path = path
-                return
+                if (path / "pids.max").exists():
+                    (path / "pids.max").write_text(str(processes))
+                elif not _memory_files(path):
+                    raise OSError("neither a pids nor a memory controller here")
+                self.paths.append(path)
             except OSError:
                 try:
                     path.rmdir()
                 except OSError:
                     pass
+        self.path: Path | None = self.paths[0] if self.paths else None
+        if self.path is not None:
+            _GROUPS[str(self.path)] = list(self.paths)
+
+    def oom_kills(self) -> int:
+        """How many of its processes the memory cgroup's limit has killed so far (v1
+        memory.oom_control or v2 memory.events): what a SIGKILL meant, read before kill_all()."""
+        for path in self.paths:
+            for name in ("memory.oom_control", "memory.events"):
+                try:
+                    fields = dict(line.split() for line in (path / name).read_text().splitlines())
+                    return int(fields.get("oom_kill", 0))
+                except (OSError, ValueError):
+                    continue
+        return 0
 
     def kill_all(self) -> None:
-        """Kill every member; remove the cgroup once they are gone (in the background: exiting
-        processes leave it a few milliseconds after SIGKILL, no need to wait for that)."""
-        if self.path is None:
-            return
-        path, self.path = self.path, None
-        if not _kill_members(path):
-            _PENDING.add(path)
-            threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
+        """Kill every member; remove the cgroups once they are gone (in the background: exiting
+        processes leave them a few milliseconds after SIGKILL, no need to wait for that)."""
+        paths, self.paths, self.path = self.paths, [], None
+        if paths:
+            _GROUPS.pop(str(paths[0]), None)
+        for path in paths:
+            if not _kill_members(path):
+                _PENDING.add(path)
+                threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
+
+
+def _memory_files(path: Path) -> tuple[str, ...]:
+    """The files that hold a cgroup's memory limit, tightest last: v1 memory then memory+swap (which
+    must stay >= memory), or v2 memory.max then memory.swap.max (set to 0)."""
+    if (path / "memory.limit_in_bytes").exists():
+        return ("memory.limit_in_bytes",) + (("memory.memsw.limit_in_bytes",)
+                                             if (path / "memory.memsw.limit_in_bytes").exists() else ())
+    if (path / "memory.max").exists():
+        return ("memory.max",) + (("memory.swap.max",) if (path / "memory.swap.max").exists() else ())
+    return ()
+
+
+_GROUPS: dict[str, list[Path]] = {}  # a Cgroup's path -> all its cgroups (Limits.spec takes the path)
 
 
 def _kill_members(path: Path) -> bool:
@@ -168,16 +229,122 @@ def _remove_pending() -> None:
         time.sleep(0.02)
 
 
-def _cgroup_bases() -> list[Path]:
-    bases = [Path("/sys/fs/cgroup/pids")]  # v1
+def _cgroup_bases() -> list[tuple[Path, str]]:
+    """(folder to create our cgroups in, "pids" or "memory" or "v2"): our own cgroup in each v1
+    hierarchy we use, and our own v2 cgroup when it offers controllers (delegated to us)."""
+    bases = []
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                own = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
-                bases.append(own)  # v2: a child of our own cgroup, when delegated to us
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, own = line.split(":", 2)
+        for control in ("pids", "memory"):
+            if control in controllers.split(","):
+                bases.append((Path(f"/sys/fs/cgroup/{control}") / own.lstrip("/"), control))
+        if controllers == "":
+            unified = _cgroup2_mount()
+            if unified is not None:
+                base = unified / own.lstrip("/")
+                try:
+                    offered = (base / "cgroup.controllers").read_text().split()
+                except OSError:
+                    offered = []
+                if "pids" in offered or "memory" in offered:
+                    bases.append((base, "pids" if "pids" in offered else "memory"))
+    return [(b, c) for b, c in bases if (b / "cgroup.procs").exists()]
+
+
+def _cgroup2_mount() -> Path | None:
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[2] == "cgroup2":
+                return Path(parts[1])
     except OSError:
         pass
-    return [b for b in bases if (b / "cgroup.procs").exists()]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Leftovers of a killed run
+
+_STALE_NAME = re.compile(r"dldiy-(\d+)-(\d+)-")
+# Names of the earlier releases, which carried no owner (a working copy: mkdtemp's 8 characters; a
+# cgroup: 12 hex digits). No single child's lifetime comes near this age: older ones are leftovers.
+_LEGACY_NAME = re.compile(r"dldiy-([a-z0-9_]{8}|[0-9a-f]{12})$")
+LEGACY_AGE_S = 6 * 3600
+_cleaned = False
+_clean_lock = threading.Lock()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat): with the
+    pid, it names one process for good (pids are reused, start times are not)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def _owner() -> str:
+    return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+
+
+def _owner_dead(path: Path) -> bool:
+    match = _STALE_NAME.match(path.name)
+    if match is not None:
+        return _start_time(int(match.group(1))) != match.group(2)
+    if _LEGACY_NAME.match(path.name) is None:
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > LEGACY_AGE_S
+    except OSError:
+        return False
+
+
+def clean_stale() -> list[str]:
+    """Remove what a killed run left: working copies in the temporary folder and cgroups (their
+    stray members killed first) whose owner process is dead. Call it when a batch starts. Only
+    names this module makes (dldiy-PID-START-...) are touched, a live owner's kept; those of the
+    earlier naming (no owner in it) once older than LEGACY_AGE_S."""
+    removed = []
+    tmp = Path(tempfile.gettempdir())
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith("dldiy-")]
+    except OSError:
+        names = []
+    for name in names:
+        path = tmp / name
+        if path.is_dir() and not path.is_symlink() and (_STALE_NAME.match(name) or (path / "work").is_dir()) \
+                and _owner_dead(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    for base, _ in _cgroup_bases():
+        try:
+            names = [n for n in os.listdir(base) if n.startswith("dldiy-")]
+        except OSError:
+            continue
+        for name in names:
+            if _owner_dead(base / name):
+                path = base / name
+                for _ in range(50):  # members leave a few milliseconds after SIGKILL
+                    if _kill_members(path):
+                        break
+                    time.sleep(0.01)
+                removed.append(str(path))
+    return removed
+
+
+def clean_stale_once() -> None:
+    """clean_stale() the first time this process makes a working copy or a cgroup (a few
+    milliseconds: one listing of the temporary folder and of each cgroup base)."""
+    global _cleaned
+    with _clean_lock:
+        if not _cleaned:
+            _cleaned = True
+            clean_stale()
 
 
 def sweep(marker: str) -> int:
@@ -213,10 +380,7 @@ def _kill(pid: int) -> int:
 # Child side
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
-SYS_MOUNT_SETATTR, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, 0x8000, 1
 
 
 @dataclass
@@ -231,12 +395,15 @@ def confine(spec: dict, report_exit=None) -> Confined:
     `report_exit(code)` and exits with the same code."""
     state = Confined()
     os.environ[MARKER_VAR] = spec["marker"]
-    _join_cgroup(spec.get("cgroup"), state)
-    nproc_cap = _nproc_cap(spec["processes"]) if hasattr(os, "geteuid") and os.geteuid() != 0 else None
+    _join_cgroups(spec, state)
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    outer_uid = os.getuid() if hasattr(os, "getuid") else None
+    nproc_cap = None if root else _nproc_cap(spec["processes"])
+    mounted = userns = False
     if spec.get("namespaces", True) and _libc() is not None:
-        _namespaces(spec, state, report_exit)
+        mounted, userns = _namespaces(spec, state, report_exit, drop_uid=root)
     _rlimits(spec, nproc_cap, state)
-    _drop_privileges(state)
+    _drop_privileges(state, become_nobody=root and mounted, userns=userns, outer_uid=outer_uid)
     os.chdir(spec["workdir"])
     return state
 
@@ -248,21 +415,32 @@ def _libc():
         return None
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _join_cgroup(path: str | None, state: Confined) -> None:
-    if not path:
-        state.missing.append("cgroup (none could be created: RLIMIT_NPROC only, when not root)")
-        return
-    try:
-        Path(path, "cgroup.procs").write_text(str(os.getpid()))
-        state.applied.append(f"cgroup pids.max={Path(path, 'pids.max').read_text().strip()}")
-    except OSError as e:
-        state.missing.append(f"cgroup ({e.strerror})")
+def _join_cgroups(spec: dict, state: Confined) -> None:
+    """Set the memory limit on the memory cgroup (the child still runs trusted code here, before
+    any of the student's), then join every cgroup of the spec."""
+    paths = spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else [])
+    memory = spec.get("memory_bytes")
+    has_pids = has_memory = False
+    for path in map(Path, paths):
+        try:
+            files = _memory_files(path) if memory else ()
+            for name in files:
+                (path / name).write_text("0" if name == "memory.swap.max" else str(memory))
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+            if files:
+                has_memory = True
+                state.applied.append(f"memory cgroup: {memory} bytes for the whole process tree, shared memory "
+                                     f"and tmpfs included ({' + '.join(files)})")
+            if (path / "pids.max").exists():
+                has_pids = True
+                state.applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")
+        except OSError as e:
+            state.missing.append(f"cgroup {path.name} ({e.strerror or e})")
+    if not has_pids:
+        state.missing.append("pids cgroup (none could be created: RLIMIT_NPROC only, when not root)")
+    if memory and not has_memory:
+        state.missing.append("memory cgroup (none could be created): RLIMIT_DATA per process only; a tree of "
+                             "processes or a shared mapping can exceed it")
 
 
 def _nproc_cap(processes: int) -> int | None:
@@ -281,7 +459,8 @@ def _nproc_cap(processes: int) -> int | None:
     return used + processes
 
 
-def _namespaces(spec: dict, state: Confined, report_exit) -> None:
+def _namespaces(spec: dict, state: Confined, report_exit, drop_uid: bool) -> tuple[bool, bool]:
+    """(the allow-listed root is in place, a user namespace was needed)."""
     libc = _libc()
     flags = CLONE_NEWNS | CLONE_NEWPID | (0 if spec["network"] else CLONE_NEWNET)
     uid, gid = os.getuid(), os.getgid()
@@ -290,7 +469,7 @@ def _namespaces(spec: dict, state: Confined, report_exit) -> None:
     if libc.unshare(flags) != 0:
         state.missing.append(f"namespaces ({os.strerror(ctypes.get_errno())}): network, mounts and strays "
                              "are best effort (process group kill and marker sweep)")
-        return
+        return False, False
     if flags & CLONE_NEWUSER:  # be root inside, mapped to ourselves outside
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
@@ -300,9 +479,15 @@ def _namespaces(spec: dict, state: Confined, report_exit) -> None:
     if not spec["network"]:
         state.applied.append("network namespace (no network)")
     try:
-        _mounts(libc, spec, state)
+        state.applied += Root(libc, spec, drop_uid=drop_uid and not flags & CLONE_NEWUSER).build()
+        return True, bool(flags & CLONE_NEWUSER)
     except OSError as e:
-        state.missing.append(f"mount confinement ({e})")
+        raise SandboxError(f"could not build the sandbox's root: {e}") from e
+
+
+class SandboxError(RuntimeError):
+    """The mount namespace was created but its root could not be built: the child must not go on
+    with a half-built view of the host."""
 
 
 def _become_init(report_exit) -> None:
@@ -327,55 +512,6 @@ def _become_init(report_exit) -> None:
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _mounts(libc, spec: dict, state: Confined) -> None:
-    def mount(source, target, fstype, flags, data=None):
-        _check(libc.mount(source and source.encode(), str(target).encode(), fstype and fstype.encode(),
-                          ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
-
-    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here leaks to the host
-    work = spec["workdir"]
-    work_fd = os.open(work, os.O_PATH | os.O_DIRECTORY)
-    # trusted folders the child reads (the exercise's harness and spec) may sit under /tmp too
-    # (outermost first, and none inside another: binding a parent after its child was re-created
-    # inside the fresh tmpfs would find the path existing and skip it)
-    outermost = []
-    for p in sorted(spec.get("expose", []), key=len):
-        if os.path.exists(p) and not any(p == q or p.startswith(q.rstrip("/") + "/") for q in outermost):
-            outermost.append(p)
-    exposed = [(p, os.open(p, os.O_PATH)) for p in outermost]
-    hidden = 0
-    for path in spec["hide"]:
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555")
-            hidden += 1
-        elif os.path.exists(path):
-            mount("/dev/null", path, None, MS_BIND)
-            hidden += 1
-    state.applied.append(f"{hidden} path(s) hidden (reference/, buggy/, ...)")
-    try:
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        state.applied.append("own /proc (the host's processes are invisible)")
-    except OSError as e:
-        state.missing.append(f"own /proc ({e.strerror})")
-    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    if libc.syscall(SYS_MOUNT_SETATTR, -100, b"/", AT_RECURSIVE, attr, ctypes.sizeof(attr)) == 0:
-        state.applied.append("read-only file system except its working copy and a private /tmp")
-        for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(tmp):
-                mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmp_bytes']},mode=1777")
-        for path, fd in exposed:
-            if not os.path.exists(path):  # it was under one of those fresh tmpfs
-                os.makedirs(path, exist_ok=True)
-                mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.makedirs(work, exist_ok=True)
-        mount(f"/proc/self/fd/{work_fd}", work, None, MS_BIND)
-        mount(None, work, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
-    else:
-        state.missing.append(f"read-only file system (mount_setattr: {os.strerror(ctypes.get_errno())})")
-    for _, fd in [(work, work_fd), *exposed]:
-        os.close(fd)
-
-
 def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:
     try:
         import resource
@@ -397,9 +533,11 @@ def _rlimits(spec: dict, nproc_cap: int | None, state: Confined) -> None:
             state.missing.append(f"{name} ({e})")
 
 
-def _drop_privileges(state: Confined) -> None:
-    """Empty the capability bounding set and forbid regaining privileges (setuid binaries, exec as
-    root): what confine() set up cannot be undone by the code that runs next."""
+def _drop_privileges(state: Confined, become_nobody: bool, userns: bool, outer_uid: int | None) -> None:
+    """Empty the capability bounding set (needs CAP_SETPCAP: first), become uid/gid 65534 with no
+    supplementary groups when we were root (root-only files and sockets are out of reach even where
+    exposed; the working copy was chowned to it), and forbid regaining privileges (setuid
+    binaries, exec as root): what confine() set up cannot be undone by the code that runs next."""
     libc = _libc()
     if libc is None:
         return
@@ -408,6 +546,22 @@ def _drop_privileges(state: Confined) -> None:
     except (OSError, ValueError):
         last = 40
     dropped = all(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 for cap in range(last + 1))
+    if become_nobody:
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            state.applied.append(f"uid/gid {NOBODY} (unprivileged), no supplementary groups")
+        except OSError as e:
+            raise SandboxError(f"could not drop to uid {NOBODY}: {e}") from e
+    elif userns:
+        state.applied.append(f"uid {outer_uid} (the caller's, unprivileged) outside, 0 inside a user namespace "
+                             "that maps no other uid")
+    elif os.geteuid() == 0:
+        state.missing.append(f"unprivileged uid (no private root to give uid {NOBODY} a working copy of its "
+                             "own): runs as root without capabilities")
+    else:
+        state.applied.append(f"uid {os.getuid()} (the caller's, unprivileged)")
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # capset(version 3, this process) with every set empty
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
@@ -416,3 +570,7 @@ def _drop_privileges(state: Confined) -> None:
         state.applied.append("no capabilities, no_new_privs")
     else:
         state.missing.append("capability drop (not permitted here)")
+
+
+if sys.platform.startswith("linux"):
+    sandbox_fs.trusted()  # once here: a fork server's children inherit it instead of each computing it

@@ -24,7 +24,7 @@ from conftest import REPO
 from dldiy.graders.assess import assess, measure_reference
 from dldiy.graders.exercise import load_exercise_dir
 from dldiy.graders.forkserver import ForkServer
-from dldiy.graders.sandbox import GiB, Limits
+from dldiy.graders.sandbox import Cgroup, GiB, Limits
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 FAST = Limits(startup_s=30, cpu_s=10, memory_bytes=2 * GiB)
@@ -320,6 +320,40 @@ def test_hidden_seed_expectations_cached_on_disk_can_be_hidden_too(grade, tmp_pa
         pytest.skip(f"no mount namespace here (best effort): {report.sandbox}")
     # an empty file where it is bound over, or no file at all under the private /tmp
     assert "SECRET" not in report.output and report.output.count("READ ''") + report.output.count("DENIED") == 2
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["forkserver", "fresh-interpreter"])
+def test_a_classmates_folder_and_the_batch_output_are_out_of_reach(grade, tmp_path, fresh):
+    classmate = tmp_path / "classmate"
+    classmate.mkdir()
+    (classmate / "logreg.py").write_text(REFERENCE)
+    out = tmp_path / "OUT"
+    out.mkdir()
+    (out / "batch.json").write_text('{"hidden_seeds": [7]}')
+    code = with_reference(prefix=f"""
+        import os
+        for path in ({str(classmate / "logreg.py")!r}, {str(out / "batch.json")!r}):
+            try:
+                open(path).read()
+                print("READ", path)
+            except OSError as e:
+                print("DENIED", type(e).__name__)
+        print("UID", os.getuid())
+    """)
+    report, checks, _ = grade(code, fresh=fresh)
+    assert checks["gradcheck"].status == "pass"
+    if not confined(report, "allow-listed root"):
+        pytest.skip(f"no mount namespace here (best effort): {report.sandbox}")
+    assert "READ" not in report.output and report.output.count("DENIED FileNotFoundError") == 2, report.output
+    if os.geteuid() == 0:  # started as root: the student's code runs as nobody
+        assert "UID 65534" in report.output and confined(report, "uid/gid 65534")
+    probe = Cgroup(1)
+    try:
+        memory_cgroup = any((p / "memory.limit_in_bytes").exists() or (p / "memory.max").exists() for p in probe.paths)
+    finally:
+        probe.kill_all()
+    if memory_cgroup:  # the runner's cgroup path reaches the child with its memory sibling
+        assert confined(report, f"memory cgroup: {FAST.memory_bytes} bytes for the whole process tree"), report.sandbox
 
 
 def test_the_fork_server_forks_from_a_single_thread(server):

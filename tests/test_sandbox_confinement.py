@@ -1,0 +1,352 @@
+"""The confined child sees only what is the student's, runs unprivileged, writes to a capped tmpfs,
+shares one memory limit with everything it starts, and a killed run's leftovers are cleaned.
+
+Each test starts a real interpreter that calls `sandbox.confine(spec)` exactly as the grading child
+does, then runs an attack; it prints what it got, and the test reads it. These need root (or
+unprivileged user namespaces) and, for memory, a cgroup: where the machine gives neither, the test
+says so and is skipped, never passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from dldiy.graders import sandbox
+from dldiy.graders.sandbox import MiB, Limits
+
+DRIVER = """
+import json, os, sys
+spec, code = json.loads(sys.argv[1]), sys.argv[2]
+from dldiy.graders import sandbox
+state = sandbox.confine(spec)
+print("SANDBOX " + json.dumps({"applied": state.applied, "missing": state.missing}), flush=True)
+exec(code)
+"""
+
+
+class Run:
+    def __init__(self, proc: subprocess.CompletedProcess, work: Path):
+        self.proc, self.work, self.out = proc, work, proc.stdout
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SANDBOX ")), None)
+        report = json.loads(line[len("SANDBOX "):]) if line else {"applied": [], "missing": []}
+        self.applied, self.missing = report["applied"], report["missing"]
+
+    def has(self, what: str) -> bool:
+        return any(what in line for line in self.applied)
+
+
+@pytest.fixture
+def confined(tmp_path):
+    """confined(code, limits=..., expose=(), cgroup=True) -> Run: `code` runs after confine() in a fresh
+    interpreter, with a one-file submission (logreg.py) as its working copy."""
+    cleanups = []
+
+    def run(code: str, limits: Limits = Limits(), expose=(), cgroup: bool = True, timeout: float = 120) -> Run:
+        student = tmp_path / f"student-{uuid.uuid4().hex[:6]}"
+        student.mkdir()
+        (student / "logreg.py").write_text("OWN = 'mine'\n")
+        work, _ = sandbox.workdir(student, student / "logreg.py")
+        group = sandbox.Cgroup(limits.processes) if cgroup else None
+        marker = sandbox.new_marker()
+        cleanups.append((work, group, marker))
+        spec = limits.spec(work, marker, group, expose=tuple(expose))
+        proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(spec), textwrap.dedent(code)],
+                              capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+        result = Run(proc, work)
+        result.oom_kills = group.oom_kills() if group is not None else 0
+        if not result.has("allow-listed root"):
+            pytest.skip(f"no mount namespace here (best effort): {result.missing} {proc.stderr[-2000:]}")
+        return result
+
+    yield run
+    for work, group, marker in cleanups:
+        if group is not None:
+            group.kill_all()
+        sandbox.sweep(marker)
+        sandbox.remove_workdir(work)
+
+
+def test_the_sandbox_shows_only_what_is_the_students(confined, tmp_path):
+    neighbour = tmp_path / "classmate"
+    neighbour.mkdir()
+    (neighbour / "logreg.py").write_text("PASSING = True\n")
+    planted = Path("/tmp") / f"dldiy-test-secret-{uuid.uuid4().hex}"
+    planted.write_text("root only")
+    planted.chmod(0o600)
+    at_home = Path.home() / f"dldiy-test-notes-{uuid.uuid4().hex}"  # world-readable, in a home folder
+    at_home.write_text("private notes")
+    host_socket = socket.socket(socket.AF_UNIX)
+    host_socket.bind(str(tmp_path / "host.sock"))
+    host_socket.listen(1)
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(f"\0dldiy-test-{uuid.uuid4().hex}")
+    abstract.listen(1)
+    attempts = {
+        "checkout .git": f"open({str(REPO / '.git' / 'HEAD')!r}).read()",
+        "reference/": f"os.listdir({str(REPO / 'reference')!r})",
+        "buggy/": f"os.listdir({str(REPO / 'buggy')!r})",
+        "tests/ of the checkout": f"os.listdir({str(REPO / 'tests')!r})",
+        "the checkout's root": f"open({str(REPO / 'pyproject.toml')!r}).read()",
+        "a classmate's folder": f"open({str(neighbour / 'logreg.py')!r}).read()",
+        "beside the working copy": "[p for p in os.listdir(os.path.dirname(os.getcwd())) if p != 'work'] or 1/0",
+        "a home folder": f"open({str(at_home)!r}).read()",
+        "/home": "os.listdir('/home')",
+        "a 0600 file in the host's /tmp": f"open({str(planted)!r}).read()",
+        "a unix socket": f"socket.socket(socket.AF_UNIX).connect({str(tmp_path / 'host.sock')!r})",
+        "an abstract unix socket": f"socket.socket(socket.AF_UNIX).connect({abstract.getsockname()!r})",
+        "/run": "os.listdir('/run')",
+        "/dev/loop0": "open('/dev/loop0', 'rb').read(1)",
+        "/dev/vda or zram0": "[open(p, 'rb') for p in ('/dev/vda', '/dev/zram0') if os.path.exists(p)] or 1/0",
+        "/sys": "os.listdir('/sys/fs/cgroup')",
+        "equivalents.toml": ("import dldiy.graders.exercise as e; "
+                             "open(e.EXERCISES_DIR / 'exercise-1' / 'equivalents.toml').read() or 1/0"),
+    }
+    code = "import os, socket, json\nout = {}\n"
+    for name, attempt in attempts.items():
+        code += f"try:\n    {attempt}\n    out[{name!r}] = 'READ'\nexcept Exception as e:\n    out[{name!r}] = type(e).__name__\n"
+    code += textwrap.dedent("""
+        import torch, torch.distributions                          # lazy submodule imports read site-packages
+        out["torch"] = float(torch.distributions.Normal(0.0, 1.0).log_prob(torch.tensor(0.0)))
+        out["own file"] = open("logreg.py").read()
+        open("written.txt", "w").write("ok")                      # its working copy is writable
+        out["devices"] = [len(open("/dev/urandom", "rb").read(8)), open("/dev/null", "w").write("x")]
+        print("OUT " + json.dumps(out))
+    """)
+    try:
+        run = confined(code)
+    finally:
+        planted.unlink()
+        at_home.unlink()
+        host_socket.close()
+        abstract.close()
+    out = json.loads(next(ln[4:] for ln in run.out.splitlines() if ln.startswith("OUT ")))
+    leaked = {name: how for name, how in out.items() if how == "READ"}
+    assert not leaked, f"readable from the sandbox: {leaked}"
+    assert set(attempts) <= set(out)
+    assert out["own file"] == "OWN = 'mine'\n" and out["devices"] == [8, 1] and abs(out["torch"] + 0.9189) < 1e-3
+    assert run.has("allow-listed root (pivot_root") and run.has("instructor/hidden file")
+    assert run.has("own /proc") and run.has("minimal /dev")
+    assert not (run.work / "written.txt").exists()  # written to its tmpfs, not to the parent's copy
+
+
+def test_it_runs_as_an_unprivileged_uid_that_cannot_read_root_only_files_even_if_exposed(confined, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("not root: the user namespace maps only the caller's uid")
+    exposed = tmp_path / "exposed"
+    exposed.mkdir()
+    (exposed / "secret").write_text("root only")
+    (exposed / "secret").chmod(0o600)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(exposed / "root.sock"))
+    server.listen(1)
+    os.chmod(exposed / "root.sock", 0o600)
+    code = """
+        import os, socket
+        print("IDS", os.getuid(), os.geteuid(), os.getgid(), os.getgroups())
+        print("LISTED", sorted(os.listdir(%r)))
+        for what, attempt in (("file", lambda: open(%r).read()),
+                              ("socket", lambda: socket.socket(socket.AF_UNIX).connect(%r)),
+                              ("setuid", lambda: os.setuid(0))):
+            try:
+                attempt()
+                print("GOT", what)
+            except OSError as e:
+                print("DENIED", what, type(e).__name__)
+        open("mine.txt", "w").write("its working copy is its own")
+        print("OWNER", os.stat("mine.txt").st_uid)
+    """ % (str(exposed), str(exposed / "secret"), str(exposed / "root.sock"))
+    try:
+        run = confined(code, expose=(exposed,))
+    finally:
+        server.close()
+    assert "IDS 65534 65534 65534 []" in run.out, run.out + run.proc.stderr
+    assert "LISTED ['root.sock', 'secret']" in run.out  # exposed, yet out of reach:
+    assert "DENIED file PermissionError" in run.out
+    assert "DENIED socket PermissionError" in run.out
+    assert "DENIED setuid PermissionError" in run.out
+    assert "OWNER 65534" in run.out and "GOT" not in run.out
+    assert run.has("uid/gid 65534")
+
+
+def test_writing_a_gigabyte_through_the_working_copy_fills_its_tmpfs_not_the_disk(confined):
+    code = """
+        import errno, os
+        written = 0
+        try:
+            for i in range(256):                  # 1 GiB in 4 MiB files (each under the file-size cap)
+                with open(f"fill-{i}.bin", "wb") as f:
+                    f.write(b"x" * (4 << 20))
+                written += 4 << 20
+        except OSError as e:
+            print("STOPPED", errno.errorcode[e.errno], written >> 20)
+        else:
+            print("WROTE", written >> 20)
+    """
+    run = confined(code, limits=Limits(work_bytes=32 * MiB))
+    assert "STOPPED ENOSPC" in run.out, run.out + run.proc.stderr
+    assert int(run.out.split("STOPPED ENOSPC ")[1].split()[0]) <= 32
+    assert sorted(p.name for p in run.work.iterdir()) == ["logreg.py"]  # the parent's copy is untouched
+    assert run.has("working copy on its own tmpfs of 33554432 bytes")
+
+
+SHARED_MAPPING = """
+    import mmap
+    size = 1 << 30
+    m = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)   # not counted by RLIMIT_DATA
+    for offset in range(0, size, 16 << 20):
+        m[offset:offset + (16 << 20)] = b"x" * (16 << 20)
+    print("TOUCHED all of it", flush=True)
+"""
+FORKED_TREE = """
+    import os, time
+    children = []
+    for _ in range(3):                          # each far below the per-process RLIMIT_DATA
+        pid = os.fork()
+        if pid == 0:
+            hoard = b"\\x01" * (220 << 20)
+            time.sleep(1.5)                     # holds it while the others grow
+            os._exit(0)
+        children.append(pid)
+    finished = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in children)
+    print(f"FINISHED {finished} of 3", flush=True)
+"""
+
+
+@pytest.mark.parametrize("attack, done", [(SHARED_MAPPING, "TOUCHED all of it"), (FORKED_TREE, "FINISHED 3 of 3")],
+                         ids=["1GiB-shared-mapping", "3-processes-of-220MiB"])
+def test_one_memory_limit_holds_for_the_whole_tree_shared_memory_included(confined, attack, done):
+    limits = Limits(memory_bytes=512 * MiB)
+    run = confined(attack, limits=limits)
+    if not run.has("memory cgroup"):
+        pytest.skip(f"no memory cgroup on this machine (the fallback is per process): {run.missing}")
+    assert done not in run.out, run.out
+    assert run.proc.returncode != 0 or "FINISHED" in run.out  # the OOM killer stopped it (or one child)
+    assert run.oom_kills >= 1  # what the parent reads to explain the SIGKILL
+    # the same attack without the cgroup: the per-process fallback does not stop it, and says so
+    fallback = confined(attack, limits=limits, cgroup=False)
+    assert any("memory cgroup" in m and "RLIMIT_DATA per process" in m for m in fallback.missing)
+    assert done in fallback.out, fallback.out + fallback.proc.stderr
+
+
+RUNNER = """
+import json, subprocess, sys, time
+from pathlib import Path
+from dldiy.graders import sandbox
+src = Path(sys.argv[1])
+work, entry = sandbox.workdir(src, src / "logreg.py")
+group = sandbox.Cgroup(64)
+spec = sandbox.Limits().spec(work, sandbox.new_marker(), group)
+child = subprocess.Popen([sys.executable, "-c", sys.argv[2], json.dumps(spec), "import time; time.sleep(300)"],
+                         start_new_session=True, stdout=subprocess.DEVNULL)
+print(json.dumps({"work": str(work), "cgroups": [str(p) for p in group.paths], "child": child.pid}), flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_runs_working_copy_and_cgroups_are_removed_at_the_next_start(tmp_path):
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "logreg.py").write_text("SOLUTION = 'copied from the reference'\n")
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(student), DRIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        left = json.loads(runner.stdout.readline())
+        time.sleep(1.0)  # the child joins its cgroups and confines itself
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    folder = Path(left["work"]).parent
+    assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700  # private even while left over
+    if not left["cgroups"]:
+        pytest.skip("no cgroup could be created here")
+    assert all(Path(p).is_dir() for p in left["cgroups"])
+    removed = sandbox.clean_stale()  # what the next batch does first
+    assert str(folder) in removed and not folder.exists()
+    assert set(left["cgroups"]) <= set(removed)
+    assert not any(Path(p).exists() for p in left["cgroups"])  # its members were killed, then it went
+    deadline = time.monotonic() + 3
+    while _alive(left["child"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(left["child"])
+
+
+def test_clean_stale_keeps_what_a_live_run_owns(tmp_path):
+    work, _ = sandbox.workdir(tmp_path, tmp_path)
+    group = sandbox.Cgroup(8)
+    try:
+        removed = sandbox.clean_stale()
+        assert str(work.parent) not in removed and work.is_dir()
+        assert not any(str(p) in removed for p in group.paths) and all(p.is_dir() for p in group.paths)
+    finally:
+        group.kill_all()
+        sandbox.remove_workdir(work)
+
+
+def test_leftovers_of_the_earlier_naming_go_once_older_than_any_run():
+    old, young = (Path(tempfile.mkdtemp(prefix="dldiy-")) for _ in range(2))  # the earlier releases' names
+    for folder in (old, young):
+        (folder / "work").mkdir()
+        (folder / "work" / "logreg.py").write_text("a copy of the reference\n")
+    stale = time.time() - sandbox.LEGACY_AGE_S - 60
+    os.utime(old, (stale, stale))
+    try:
+        removed = sandbox.clean_stale()
+        assert str(old) in removed and not old.exists()
+        assert str(young) not in removed and young.exists()
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(young, ignore_errors=True)
+
+
+def test_a_virtual_environment_under_tmp_keeps_working(tmp_path):
+    """A venv (a CI's fresh clone) under /tmp, which the sandbox replaces by its own tmpfs: the
+    interpreter still imports torch lazily from it after confine()."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    outer = [p for p in sys.path if p.endswith("site-packages")]  # torch and dldiy's editable finder
+    (site / "outer.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "logreg.py").write_text("")
+    work, _ = sandbox.workdir(student, student / "logreg.py")
+    marker = sandbox.new_marker()
+    spec = Limits().spec(work, marker, None)
+    code = "import sys, torch.distributions; print('PREFIX', sys.prefix, float(torch.ones(2).sum()))"
+    try:
+        proc = subprocess.run([str(venv / "bin" / "python"), "-c", DRIVER, json.dumps(spec), code],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        sandbox.sweep(marker)
+        sandbox.remove_workdir(work)
+    assert f"PREFIX {venv} 2.0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
+def test_without_a_cgroup_the_fallback_is_reported(confined):
+    run = confined("print('ran')", cgroup=False)
+    assert "ran" in run.out
+    assert any(m.startswith("memory cgroup") for m in run.missing)
+    assert any(m.startswith("pids cgroup") for m in run.missing)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+

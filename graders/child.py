@@ -105,8 +105,8 @@ class StudentProcess:
                 kill(self.pid, signal.SIGKILL)
             except OSError:
                 pass
-        cgroup = (self.request.get("sandbox") or {}).get("cgroup")
-        if cgroup:
+        spec = self.request.get("sandbox") or {}
+        for cgroup in spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else []):
             _kill_members_only(Path(cgroup))
         try:
             _, status = os.waitpid(self.pid, 0)

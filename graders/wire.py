@@ -36,15 +36,18 @@ DEPTH_CAP = 64  # nesting of lists/dicts in one value
 DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
-class WireError(Exception):
+# BaseException, not Exception: a harness probe's `except Exception` (around student code whose
+# raising *is* the measurement) must never swallow a broken conversation and carry on with a reply
+# still in flight; these end the check, and the harness process restarts the student's process.
+class WireError(BaseException):
     """A frame that breaks the protocol: too large, malformed, too deep, or an unknown type."""
 
 
-class PeerGone(Exception):
+class PeerGone(BaseException):
     """The other end closed the connection (it exited, or was killed)."""
 
 
-class Timeout(Exception):
+class Timeout(BaseException):
     """No complete frame arrived before the deadline."""
 
 

@@ -60,7 +60,7 @@ class StudentProcess:
         self.exit_code: int | None = None
         self.endpoint.deadline = time.monotonic() + load_timeout
         try:
-            header, _ = wire.read_frame(sock, self.endpoint.deadline)
+            header, _ = self.endpoint.reader.read(self.endpoint.deadline)
         except wire.Timeout:
             where = self.where_it_hangs()
             self.kill()

@@ -56,6 +56,7 @@ class Endpoint:
 
     def __init__(self, sock: socket.socket, side: str):
         self.sock, self.side = sock, side
+        self.reader = wire.Reader(sock)
         self.compare_bytes = side == "student"
         sign = 1 if side == "harness" else -1
         self._ids = (sign * i for i in itertools.count(1))
@@ -402,7 +403,7 @@ class Endpoint:
         wire.write_frame(self.sock, header, buffers)
 
     def receive(self) -> tuple[dict[str, Any], list[bytes]]:
-        header, buffers = wire.read_frame(self.sock, self.deadline)
+        header, buffers = self.reader.read(self.deadline)
         self.apply_sync(header.get("sync", []), buffers)
         released = header.get("release", [])
         if isinstance(released, list):

@@ -3,7 +3,7 @@
 A frame is `>I` header length, the header (UTF-8 JSON), then the raw bytes of the buffers the header
 lists (`"buffers": [n0, n1, ...]`). Tensors and arrays travel as dtype + shape + raw bytes; every
 other value is JSON. Nothing is ever pickled, so the worst a hostile peer can send is a wrong number,
-a malformed frame or an oversized one, and each of these is refused by `read_frame` before any of it
+a malformed frame or an oversized one, and each of these is refused by `Reader.read` before any of it
 is parsed (header and buffer caps, JSON depth). Both sides use this module; only the harness side
 trusts nothing it reads.
 
@@ -66,44 +66,50 @@ class Frame(TypedDict, total=False):
 def write_frame(sock: socket.socket, header: dict[str, Any], buffers: list[bytes]) -> None:
     header = dict(header, buffers=[len(b) for b in buffers])
     data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    sock.sendall(struct.pack(">I", len(data)) + data)
-    for b in buffers:
-        sock.sendall(b)
+    sock.sendall(b"".join([struct.pack(">I", len(data)), data, *buffers]))  # one syscall a frame
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                raise Timeout()
-        chunk = sock.recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise PeerGone()
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+class Reader:
+    """Frames from a socket, read in large chunks (one recv a frame, not three)."""
 
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buffer = sock, bytearray()
 
-def read_frame(sock: socket.socket, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
-    """One frame, or WireError/PeerGone/Timeout. Sizes are checked before anything is parsed."""
-    (size,) = struct.unpack(">I", _recv_exact(sock, 4, deadline))
-    if size > HEADER_CAP:
-        raise WireError(f"a message header of {size} bytes (the cap is {HEADER_CAP})")
-    try:
-        header = json.loads(_recv_exact(sock, size, deadline))
-    except (ValueError, RecursionError):
-        raise WireError("a message that is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise WireError("a message that is not a JSON object")
-    sizes = header.get("buffers", [])
-    if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
-        raise WireError("a message with malformed buffer sizes")
-    if sum(sizes) > BUFFER_CAP:
-        raise WireError(f"a message with {sum(sizes)} bytes of data (the cap is {BUFFER_CAP})")
-    _check_depth(header, 0)
-    return header, [_recv_exact(sock, s, deadline) for s in sizes]
+    def _fill(self, n: int, deadline: float | None) -> None:
+        while len(self.buffer) < n:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                    raise Timeout()
+            chunk = self.sock.recv(max(1 << 16, min(n - len(self.buffer), 1 << 22)))
+            if not chunk:
+                raise PeerGone()
+            self.buffer += chunk
+
+    def _take(self, n: int, deadline: float | None) -> bytes:
+        self._fill(n, deadline)
+        out = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return out
+
+    def read(self, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        """One frame, or WireError/PeerGone/Timeout. Sizes are checked before anything is parsed."""
+        (size,) = struct.unpack(">I", self._take(4, deadline))
+        if size > HEADER_CAP:
+            raise WireError(f"a message header of {size} bytes (the cap is {HEADER_CAP})")
+        try:
+            header = json.loads(self._take(size, deadline))
+        except (ValueError, RecursionError):
+            raise WireError("a message that is not valid JSON") from None
+        if not isinstance(header, dict):
+            raise WireError("a message that is not a JSON object")
+        sizes = header.get("buffers", [])
+        if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+            raise WireError("a message with malformed buffer sizes")
+        if sum(sizes) > BUFFER_CAP:
+            raise WireError(f"a message with {sum(sizes)} bytes of data (the cap is {BUFFER_CAP})")
+        _check_depth(header, 0)
+        return header, [self._take(n, deadline) for n in sizes]
 
 
 def _check_depth(value: Any, depth: int) -> None:

@@ -23,11 +23,8 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-from .exercise import Exercise
-from .runner import Outcome, Task, child_env, run_child
-from .sandbox import Limits
+from .runner import child_env
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
@@ -36,13 +33,12 @@ WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
 
 
 class ForkServer:
-    """`with ForkServer() as server: run_child(..., server=server)`; at most `workers` children at
-    once through `run` (default: one per core), so callers may share one server across threads.
-    `warm=False` skips WARM_IMPORTS (a faster start when no check uses the meta device)."""
+    """`with ForkServer() as server: run_child(..., server=server)`; callers may share one server
+    across threads (each spawn is one request under a lock). `warm=False` skips WARM_IMPORTS (a
+    faster start when no check uses the meta device)."""
 
     def __init__(self, workers: int | None = None, startup_timeout: float = 60.0, warm: bool = True):
-        self.workers = workers or os.cpu_count() or 1
-        self._slots = threading.BoundedSemaphore(self.workers)
+        del workers  # accepted for callers that size a pool; the server forks on demand, one child per request
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
@@ -71,12 +67,6 @@ class ForkServer:
         if not reply:
             raise RuntimeError("the fork server has exited")
         return int(reply)
-
-    def run(self, exercise: Exercise, entry: Path, tasks: list[Task], cwd: Path | None = None,
-            limits: Limits | None = None, **kwargs) -> Outcome:
-        """run_child through this server, waiting for a free worker slot."""
-        with self._slots:
-            return run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=self, **kwargs)
 
     def close(self) -> None:
         try:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+FRESH_LOAD_TIMEOUT_S = 30.0  # a replacement student process imports torch itself
 LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
 MIN_LATER_TIMEOUT_S = 2.0
 
@@ -49,13 +50,13 @@ def _pin_threads() -> None:
 class StudentProcess:
     """One running student process and the harness's end of its conversation."""
 
-    def __init__(self, request: dict[str, Any], load_timeout: float):
+    def __init__(self, request: dict[str, Any], load_timeout: float, fresh: bool = False):
         from . import wire
         from .endpoint import Endpoint
         from .student import start
 
         self.request = request
-        self.pid, sock, self.dump_fd = start(request)
+        self.pid, sock, self.dump_fd = start(request, fresh)
         self.endpoint = Endpoint(sock, "harness")
         self.exit_code: int | None = None
         self.endpoint.deadline = time.monotonic() + load_timeout
@@ -171,8 +172,10 @@ def _student_frame(dump: str, entry: str) -> str:
     return ""
 
 
-def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
-    """Start the student's process, run every task's probe against it, report each result."""
+def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
+          read_tasks: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Start the student's process, then read the tasks (`read_tasks`: after the fork, so that they
+    never sit in memory the student's process inherits), run every task's probe, report each result."""
     from .api import ApiError
     from .endpoint import RemoteError
     from .exercise import load_exercise_dir
@@ -192,6 +195,8 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> No
     except LoadFailed as e:
         emit({"type": "load_error", "message": str(e)})
         return
+    if read_tasks is not None:
+        request = {**request, **read_tasks()}
     emit({"type": "loaded", "skipped": student.skipped, "sandbox": student.sandbox})
     timed_out = False
     for task in request["tasks"]:
@@ -202,8 +207,8 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> No
                                         timeout=float(given["timeout"]))
         reply: dict[str, Any] = {"type": "result", "check": check.name, "seed": task["seed"]}
         if student is None:
-            try:
-                student = StudentProcess(student_request, load_timeout)
+            try:  # a fresh interpreter: this process's memory now holds the tasks (student.start)
+                student = StudentProcess(student_request, max(load_timeout, FRESH_LOAD_TIMEOUT_S), fresh=True)
             except LoadFailed as e:
                 reply["error"] = {"kind": "load", "message": str(e), "traceback": ""}
                 emit(reply)
@@ -260,8 +265,13 @@ def _json_default(value):
     return plain
 
 
+def _read_stdin() -> dict[str, Any]:
+    text = sys.stdin.read()
+    return json.loads(text) if text.strip() else {}
+
+
 def run(request: dict, channel_fd: int) -> None:
-    """Serve `request`, writing JSON lines to `channel_fd`."""
+    """Serve `request` (its tasks follow on stdin unless it holds them), writing JSON lines to `channel_fd`."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
 
     def emit(message: dict) -> None:
@@ -270,14 +280,14 @@ def run(request: dict, channel_fd: int) -> None:
 
     os.set_inheritable(channel_fd, False)
     _pin_threads()
-    serve(request, emit)
+    serve(request, emit, None if "tasks" in request else _read_stdin)
     channel.close()
 
 
 def main() -> None:
     fd = int(sys.argv[1])
     sys.argv = ["dldiy-harness"]
-    run(json.loads(sys.stdin.read()), fd)
+    run(json.loads(sys.stdin.readline()), fd)  # the start; the tasks follow (runner._start)
 
 
 if __name__ == "__main__":

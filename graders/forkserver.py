@@ -53,14 +53,15 @@ class ForkServer:
             raise RuntimeError("the fork server did not start")
         ours.settimeout(None)
 
-    def spawn(self, request: dict, channel_fd: int, output_fd: int) -> int:
-        """Fork a child serving `request`; returns its pid (the leader of its own process group)."""
+    def spawn(self, request: dict, channel_fd: int, output_fd: int, input_fd: int) -> int:
+        """Fork a child serving `request` (the part that starts it; the rest arrives on `input_fd`,
+        which becomes its stdin); returns its pid (the leader of its own process group)."""
         data = json.dumps(request).encode()
         if len(data) > MAX_REQUEST:
             raise ValueError("request too large for the fork server")
         with self._lock:
             try:
-                socket.send_fds(self._sock, [data], [channel_fd, output_fd])
+                socket.send_fds(self._sock, [data], [channel_fd, output_fd, input_fd])
                 reply = self._sock.recv(64)
             except OSError:
                 reply = b""
@@ -120,7 +121,7 @@ def _serve(sock: socket.socket) -> None:
     sock.send(b"ready")
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 2)
+            data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 3)
         except OSError:
             return
         if not data:
@@ -148,12 +149,11 @@ def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.default_int_handler)
-    channel_fd, output_fd = fds
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    channel_fd, output_fd, input_fd = fds
+    os.dup2(input_fd, 0)  # the tasks, read once the student's process is forked (graders/runner.py)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
-    os.close(null)
+    os.close(input_fd)
     os.close(output_fd)
     sys.argv = ["dldiy-child"]
     work = (request.get("sandbox") or {}).get("workdir")

@@ -160,18 +160,44 @@ class _Started:
 
 
 def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server, env: dict) -> _Started:
+    """Start the harness process. What it needs to start the student's process travels first; the
+    tasks (with any hidden seed) and the checks' parameters follow on its stdin, read only after the
+    student's process was forked, so they are never in the memory the student's process inherits."""
+    start = {k: v for k, v in request.items() if k not in _LATER}
+    later = json.dumps({k: request[k] for k in _LATER if k in request}).encode()
     if server is not None:
-        return _Started(server.spawn(request, write_fd, out_w))
+        tasks_r, tasks_w = os.pipe()
+        try:
+            started = _Started(server.spawn(start, write_fd, out_w, tasks_r))
+        finally:
+            os.close(tasks_r)
+        _write_all(tasks_w, later)
+        return started
     proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.child", str(write_fd)],
                             stdin=subprocess.PIPE, stdout=out_w, stderr=out_w,
                             pass_fds=(write_fd,), cwd=cwd, env=env, start_new_session=True,
                             preexec_fn=preexec)
     try:
-        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.write(json.dumps(start).encode() + b"\n" + later)
         proc.stdin.close()
     except BrokenPipeError:
         pass
     return _Started(proc.pid, proc)
+
+
+_LATER = ("tasks", "checks")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write `data` to a pipe from a thread (it may exceed the pipe's buffer) and close it."""
+    def write() -> None:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError:
+            pass
+
+    threading.Thread(target=write, daemon=True).start()
 
 
 def _interpreter_paths() -> tuple[Path, ...]:

@@ -370,11 +370,31 @@ class _Pending:
             return False
 
 
-def start(request: dict[str, Any]) -> tuple[int, Any, int]:
-    """Fork the student process for `request` (entry, sandbox spec, forbid). Returns (pid, the
-    harness's socket, the read end of the stack-dump pipe)."""
+def start(request: dict[str, Any], fresh: bool = False) -> tuple[int, Any, int]:
+    """Start the student process for `request` (entry, sandbox spec, forbid). Returns (pid, the
+    harness's socket, the read end of the stack-dump pipe).
+
+    The first one is forked (warm: torch already imported), before the harness reads any task. A
+    replacement (after a timeout or a death) is `fresh`: a new interpreter, since by then the harness's
+    memory holds the tasks and their hidden seeds, which a fork would hand to the student's code."""
     ours, theirs = wire.socketpair()
     dump_r, dump_w = os.pipe()
+    if fresh:
+        import json
+        import subprocess
+
+        os.set_inheritable(theirs.fileno(), True)
+        proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.student", str(theirs.fileno()), str(dump_w)],
+                                stdin=subprocess.PIPE, pass_fds=(theirs.fileno(), dump_w), start_new_session=True)
+        theirs.close()
+        os.close(dump_w)
+        try:
+            proc.stdin.write(json.dumps(request).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.returncode = 0  # this process reaps it with os.waitpid; keep Popen from trying again
+        return proc.pid, ours, dump_r
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -383,6 +403,9 @@ def start(request: dict[str, Any]) -> tuple[int, Any, int]:
         try:
             ours.close()
             os.close(dump_r)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
+            os.close(null)
             os.setsid()
             _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
             os.set_inheritable(theirs.fileno(), True)
@@ -408,3 +431,21 @@ def _close_other_fds(keep: set[int]) -> None:
         if fd > start:
             os.closerange(start, fd)
         start = fd + 1
+
+
+def main() -> None:
+    """A fresh student process (see `start`): argv holds its socket and dump pipe, stdin the request."""
+    import json
+
+    sock_fd, dump_fd = int(sys.argv[1]), int(sys.argv[2])
+    request = json.loads(sys.stdin.read())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.argv = ["dldiy-student"]
+    _close_other_fds({0, 1, 2, sock_fd, dump_fd})
+    run(sock_fd, request, dump_fd)
+
+
+if __name__ == "__main__":
+    main()

@@ -213,3 +213,43 @@ def test_a_hang_in_a_call_says_where_and_shortens_the_later_checks(grade):
     """), checks=("gradcheck", "stability"))
     assert checks["gradcheck"].status == "error"
     assert "logreg.py line" in checks["gradcheck"].message and "in gradient" in checks["gradcheck"].message
+
+
+def test_the_students_process_never_holds_the_hidden_seeds(exercise, server, tmp_path):
+    """The tasks (and their hidden seeds) reach the harness only after the student's process was
+    forked; a replacement after a timeout is a fresh interpreter. A submission that searches its own
+    memory for the seed finds nothing, in the first process and in the replacement."""
+    secret = 987_001
+    code = REFERENCE + textwrap.dedent(f"""
+        import gc
+        REVERSED = "{str(secret)[::-1]}"   # the seed, spelled so that no container of ours holds it
+
+        def _seen():
+            for o in gc.get_objects():
+                for r in [o, *gc.get_referents(o)]:
+                    if isinstance(r, (dict, list, tuple, set)):
+                        values = r.values() if isinstance(r, dict) else r
+                        if any(type(v) is int and v == int(REVERSED[::-1]) for v in values):
+                            return True
+                    if isinstance(r, (str, bytes)):
+                        text = r if isinstance(r, str) else r.decode("latin-1")
+                        if REVERSED[::-1] in text:
+                            return True
+            return False
+
+        _gradient = gradient
+        def gradient(X, y, w):
+            if _seen():
+                return torch.full_like(w, 1e6)   # a visible mark: gradcheck fails
+            return _gradient(X, y, w)
+    """)
+    # the check's name and seed differ only by the seed: first-loss at the hidden seed runs in the
+    # first (forked) process; an endless first call forces a replacement for the next one
+    for planted, status in (("", "pass"), ("PLANTED = [int(REVERSED[::-1])]\n", "fail")):  # the scan works
+        folder = tmp_path / status
+        folder.mkdir()
+        (folder / "logreg.py").write_text(code + planted)
+        report = assess(exercise, folder, checks=[exercise.check("gradcheck")], hidden_seeds=(secret,),
+                        expected={}, limits=FAST, server=server)
+        (result,) = report.checks
+        assert result.status == status, result.message

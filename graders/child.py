@@ -44,7 +44,7 @@ def serve(request: dict, emit, sandbox: list[str] | None = None) -> None:
     exercise = load_exercise_dir(Path(request["exercise_dir"]))
     harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
     try:
-        loaded = load(Path(request["entry"]))
+        loaded = load(Path(request["entry"]), exercise.load_settings())
     except SubmissionError as e:
         emit({"type": "load_error", "message": str(e)})
         return

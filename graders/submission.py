@@ -179,10 +179,19 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
         try:
             exec(compile(source, filename, "exec"), loaded.module.__dict__)
         except BaseException as e:  # noqa: BLE001 - reported, and loading goes on
-            loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: what it defines after that "
-                                  "line is missing")
+            if isinstance(e, NameError) and settings.get("mode") == "definitions":
+                loaded.skipped.append(f"cell {number}: left out from line {_line(e, loaded)} ({e}: defined "
+                                      "by a statement that definitions mode does not run)")
+            else:
+                loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: what it defines after "
+                                      "that line is missing")
         _quiet_plots()
     setattr(loaded.module, CELL_RUNNER, _cell_runner(loaded))
+
+
+def _line(exc: BaseException, loaded: Loaded) -> int | str:
+    frames = student_frames(exc, loaded)
+    return frames[0].lineno if frames else "?"
 
 
 def _matches(selector: dict, source: str, tags: set[str]) -> bool:

@@ -159,6 +159,7 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
 
     load_tags, skip_tags = set(settings.get("load_tags", ())), set(settings.get("skip_tags", ()))
     named = settings.get("cells", {})
+    _defer_matplotlib()
     for number, cell_source, tags in notebook_cells(path):
         source = _strip_magics(cell_source, number, loaded.skipped)
         name = next((n for n, sel in named.items() if _matches(sel, cell_source, tags)), None)
@@ -223,9 +224,33 @@ def _parsable(source: str) -> tuple[str, str]:
 def _quiet_plots() -> None:
     """plt.show() draws nothing off-screen: make it a no-op, and free the figures a cell made."""
     plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
+    if plt is not None and not isinstance(plt, _Deferred):
         plt.show = lambda *args, **kwargs: None
         plt.close("all")
+
+
+class _Deferred(types.ModuleType):
+    """matplotlib imported on first use: `import matplotlib.pyplot as plt` in a notebook's first cell
+    costs nothing (instead of about a second per child) until a plot is drawn, which a notebook
+    loaded for its definitions never does. Any attribute read imports the real module."""
+
+    def __getattr__(self, attr: str):
+        for name in ("matplotlib.pyplot", "matplotlib"):
+            if isinstance(sys.modules.get(name), _Deferred):
+                del sys.modules[name]
+        real = importlib.import_module(self.__name__)
+        _quiet_plots()
+        return getattr(real, attr)
+
+
+def _defer_matplotlib() -> None:
+    spec = None if "matplotlib" in sys.modules else importlib.util.find_spec("matplotlib")
+    if spec is None:
+        return  # already there, or not installed: the student's import fails as it would in Jupyter
+    parent, pyplot = _Deferred("matplotlib"), _Deferred("matplotlib.pyplot")
+    parent.pyplot = pyplot  # `import matplotlib.pyplot as plt` binds this attribute, without importing
+    parent.__path__ = list(spec.submodule_search_locations or [])  # `from matplotlib import pyplot` too
+    sys.modules.update({"matplotlib": parent, "matplotlib.pyplot": pyplot})
 
 
 def _cell_runner(loaded: Loaded):

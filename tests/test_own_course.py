@@ -117,7 +117,7 @@ def test_grade_30_notebooks_with_two_jobs(tmp_path):
     assert len(rows) == 30
     want = {"solution": 11.0, "half": 6.0, "empty": 0.0}
     for row in rows:
-        assert float(row["score"]) == want[row["student"].split("-")[1]], row
+        assert float(row["total"]) == want[row["student"].split("-")[1]], row
 
 
 def test_missing_requirements_stop_grade_and_validate_in_one_line(tmp_path):

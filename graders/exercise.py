@@ -89,7 +89,7 @@ class Exercise:
     summary: str = ""
     start: str = "template"  # what `dldiy start` gives: the template, or bugged code to fix
     extra: dict[str, Any] = field(default_factory=dict)  # exercise-specific spec tables
-    load: str = ""  # "definitions" or "all" for a notebook; "" = "all" (a .py file always runs whole)
+    load: str = ""  # "definitions" or "all": a notebook's failing cell is left out; "": the first one stops loading
     load_tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
     cells: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"tag": t} or {"contains": s}
@@ -115,7 +115,7 @@ class Exercise:
 
     def load_settings(self) -> dict[str, Any]:
         """What the loader (graders/submission.py, in the child) needs: plain data."""
-        return {"mode": self.load or "all", "load_tags": list(self.load_tags), "skip_tags": list(self.skip_tags),
+        return {"mode": self.load, "load_tags": list(self.load_tags), "skip_tags": list(self.skip_tags),
                 "cells": self.cells, "data": self.data if self.data_dir.is_dir() else "",
                 "data_dir": str(self.data_dir)}
 

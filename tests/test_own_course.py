@@ -194,9 +194,11 @@ def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
     nb = nbformat.read(str(SOLUTION), as_version=4)
     slow = next(c for c in nb.cells if c.source.startswith("out = X_train"))
     slow.metadata["tags"] = ["slow"]
+    next(c for c in nb.cells if "for epoch in" in c.source).metadata["tags"] = ["train"]
     nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
     monkeypatch.chdir(tmp_path)
-    settings = {"mode": mode, "skip_tags": ["slow"], "cells": {"train": {"contains": "for epoch in range(n_epochs)"}},
+    train = {"tag": "train"} if mode == "all" else {"contains": "for epoch in range(n_epochs)"}
+    settings = {"mode": mode, "skip_tags": ["slow"], "cells": {"train": train},
                 "data": "data", "data_dir": str(COURSE / "exercises" / "mlp" / "data")}
     loaded = load(tmp_path / "mlp.ipynb", settings)
     names = vars(loaded.module)

@@ -209,3 +209,34 @@ def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
     data = {"X_train": np.zeros((4, 2)), "y_train": np.zeros(4, dtype=int)} if mode == "definitions" else {}
     got = names[CELL_RUNNER](["train"], {"n_epochs": 3, **data}, ["losses"], 0)
     assert len(got["losses"]) == 3 and "losses" not in vars(loaded.module)
+
+
+def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    (course / "exercises" / "mlp" / "expected.json").unlink()
+    assert run_dldiy("record", "mlp", cwd=course).returncode == 0
+    assert json.loads((course / "exercises" / "mlp" / "expected.json").read_text())["checks"]["linear-forward"]
+    start = run_dldiy("--course", str(course), "start", "mlp", str(tmp_path / "alice"))
+    assert start.returncode == 0 and (tmp_path / "alice" / "mlp.ipynb").read_bytes() == \
+        (course / "exercises" / "mlp" / "template" / "mlp.ipynb").read_bytes()
+    release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert release.returncode == 0, release.stderr
+    handed = nbformat.read(str(tmp_path / "bundle" / "mlp" / "mlp.ipynb"), as_version=4)
+    assert "self.dW = self.x.T @ grad_out" not in json.dumps(handed.cells)
+    assert "raise NotImplementedError()" in json.dumps(handed.cells)
+    mutate = run_dldiy("mutate", "mlp", "--limit", "2", "--json", "-j", "2", cwd=course)
+    report = json.loads(mutate.stdout)[0]
+    assert report["mutants"] == 2 and all("source.ipynb[cell" in m["id"] for m in report["mutants_detail"])
+
+
+def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):
+    text = SOLUTION.read_text().replace('"data = np.loadtxt(', '"open(\\"data/blobs.csv\\", \\"a\\").write(\\"1,1,1\\")\\n",\n    "data = np.loadtxt(', 1)
+    (tmp_path / "mlp.ipynb").write_text(text)
+    course = tmp_path / "course"  # a copy: without the sandbox's read-only mounts the write would land
+    shutil.copytree(COURSE, course)
+    result = run_dldiy("check", "--course", str(course), "mlp", str(tmp_path / "mlp.ipynb"), "--json", "--only",
+                       "training")
+    report = json.loads(result.stdout)
+    assert report["checks"][0]["status"] == "error"
+    assert "Read-only file system: 'data/blobs.csv'" in report["checks"][0]["message"], report

@@ -3,13 +3,11 @@
 dldiy finds the course the way pytest finds its root: `--course DIR` (which sets $DLDIY_COURSE), else a
 `dldiy.toml` in the current folder or one above it, else the nine built-in exercises (their reference/
 and buggy/ in the checkout dldiy runs from). A `dldiy.toml` marks an instructor's own course, kept
-outside dldiy's package; it may name its folders (defaults shown):
+outside dldiy's package, with exercises/, reference/ and buggy/ beside it (fixed names: the sandbox
+hides <root>/reference and <root>/buggy from every submission):
 
     [course]
     title = "My course"
-    exercises = "exercises"
-    reference = "reference"
-    buggy = "buggy"
 
 $DLDIY_COURSE without a dldiy.toml keeps its older meaning: a checkout holding the built-in exercises'
 reference/ (and buggy/), the exercises themselves staying dldiy's own.
@@ -79,8 +77,7 @@ def _read(root: Path) -> Course:
         raw = tomllib.loads((root / MARKER).read_text()).get("course", {})
     except tomllib.TOMLDecodeError as e:
         raise CourseError(f"{root / MARKER}: {e}") from None
-    folder = lambda key: (root / str(raw.get(key, key))).resolve()  # noqa: E731
-    return Course(root, folder("exercises"), folder("reference"), folder("buggy"), str(raw.get("title", "")))
+    return Course(root, root / "exercises", root / "reference", root / "buggy", str(raw.get("title", "")))
 
 
 def course_root() -> Path:

@@ -240,3 +240,35 @@ def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):
     report = json.loads(result.stdout)
     assert report["checks"][0]["status"] == "error"
     assert "Read-only file system: 'data/blobs.csv'" in report["checks"][0]["message"], report
+
+
+@pytest.mark.parametrize("bug", [False, True])
+def test_gradcheck_layer_on_a_torch_layer_with_a_hand_written_backward(bug):
+    """The helper is framework-agnostic: a torch layer (no autograd) with gradient attributes of its own naming."""
+    import numpy as np
+    import torch
+
+    from dldiy.graders.exercise import Check
+    from dldiy.graders.gradcheck import judge
+    from dldiy.graders.layers import gradcheck_layer
+
+    class Affine:
+        def __init__(self):
+            self.weight, self.bias = torch.randn(3, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.weight + self.bias
+
+        def backward(self, g):
+            self.weight_grad = self.x.T @ g * (2 if bug else 1)
+            self.bias_grad = g.sum(0)
+            return g @ self.weight.T
+
+    blocks = gradcheck_layer(Affine(), np.random.default_rng(0).standard_normal((4, 3)), name="Affine",
+                             grads={"weight": "weight_grad", "bias": "bias_grad"}, framework="torch")
+    assert [b["name"] for b in blocks["blocks"]] == ["Affine input", "Affine.weight", "Affine.bias"]
+    verdict = judge(blocks, None, Check("g", "gradcheck", "g", 1.0))
+    assert verdict.status == ("fail" if bug else "pass"), verdict.message
+    if bug:
+        assert "Affine.weight" in verdict.message and "constant 2" in verdict.message

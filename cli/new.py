@@ -54,7 +54,7 @@ def new_command(exercise_id: str, empty: Path, solution: Path, force: bool) -> N
     found = analyse(marked)
     for path in (folder, reference):
         shutil.rmtree(path, ignore_errors=True)
-    notebook.write(notebook._clean(empty_nb), folder / "template" / empty.name)
+    notebook.write(notebook.without_outputs(empty_nb), folder / "template" / empty.name)
     notebook.write(marked, reference / "source.ipynb")
     (folder / "spec.toml").write_text(spec_text(exercise_id, title(solution_nb, exercise_id), empty.name, found))
     (folder / "harness.py").write_text(harness_text(exercise_id, found))

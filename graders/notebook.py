@@ -68,7 +68,7 @@ def write(nb, path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _clean(nb):
+def without_outputs(nb):
     """A copy without outputs and execution counts (a release carries no results of ours)."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
@@ -79,7 +79,7 @@ def _clean(nb):
 
 def student_notebook(source_nb):
     """The student's copy: solution regions stubbed, no outputs, no nbgrader metadata."""
-    nb = _clean(source_nb)
+    nb = without_outputs(source_nb)
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
         if cell.cell_type == "code":
@@ -117,7 +117,7 @@ def nbgrader_notebook(source_nb, exercise):
     check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
     import nbformat.v4 as v4
 
-    nb = _clean(source_nb)
+    nb = without_outputs(source_nb)
     cells = []
     for i, cell in enumerate(nb.cells):
         if is_check_cell(cell):
@@ -155,7 +155,7 @@ def mark_solutions(empty_nb, solution_nb):
     Markers are comments, so the marked notebook runs as the solution does and is the reference."""
     import difflib
 
-    nb = _clean(solution_nb)
+    nb = without_outputs(solution_nb)
     empty = [c.source for c in empty_nb.cells if c.cell_type == "code"]
     solution = [c for c in nb.cells if c.cell_type == "code"]
     matcher = difflib.SequenceMatcher(None, empty, [c.source for c in solution], autojunk=False)

@@ -10,6 +10,8 @@ from .check import check_command
 from .grade import grade_command
 from .list import list_command
 from .mutate import mutate_command
+from .new import new_command
+from .options import shared_options
 from .record import record_command
 from .release import release_command
 from .start import start_command
@@ -34,7 +36,10 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dldiy")
 def main() -> None:
-    """Check, grade and hunt bugs in Deep Learning DIY exercises."""
+    """Check, grade and hunt bugs in Deep Learning DIY exercises (or in your own course: docs/own-course.md)."""
+
+
+main.params.extend(shared_options())
 
 
 COMMANDS = (
@@ -46,6 +51,8 @@ COMMANDS = (
     record_command,
     mutate_command,
     release_command,
+    new_command,
 )
 for command in COMMANDS:
+    command.params.extend(shared_options())
     main.add_command(command)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dldiy.graders.batch import batch_expectations, draw_hidden_seeds, run_cluster, run_local
 from dldiy.graders.discover import discover
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.exercise import load_exercise, require
 from dldiy.graders.export import write_feedback, write_gradescope, write_nbgrader
 from dldiy.graders.gradebook import BatchMismatch, Gradebook, Journal, settle_settings
 
@@ -52,6 +52,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
     resumes where it stopped."""
     exercise = load_exercise(exercise_id)
+    require(exercise)  # one line naming what to install, before any child starts
     assignment = assignment or exercise.id
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)

@@ -30,7 +30,7 @@ from rich.table import Table
 from dldiy.graders.assess import assess
 from dldiy.graders.forkserver import shared
 from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path
-from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise
+from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise, require
 from dldiy.graders.handout import build, choose, handout_counts, read_files
 from dldiy.graders.judge import Report
 
@@ -75,6 +75,8 @@ class Row:
 def validate_command(exercise_ids: tuple[str, ...], jobs: int) -> None:
     """Validate EXERCISE (default: all): references pass, bugged variants are caught."""
     exercises = [load_exercise(e) for e in (exercise_ids or all_ids())]
+    for ex in exercises:
+        require(ex)
     rows: list[tuple[Row, object]] = []
     scratch = tempfile.TemporaryDirectory(prefix="dldiy-validate-")
     for ex in exercises:

@@ -188,7 +188,8 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
     harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
     forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
     findings = scan(Path(request["entry"]), forbid)
-    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid}
+    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
+                       "load": exercise.load_settings()}
     load_timeout = float(request.get("load_timeout", 60.0))
     try:
         student = StudentProcess(student_request, load_timeout)

@@ -544,6 +544,10 @@ class RemoteHandle:
 
         return remote_getattr(self._endpoint, self, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`handle.name = value` sets it on the object in the student's process (value by copy)."""
+        self.set_path([name], value)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from .remote import remote_call
 

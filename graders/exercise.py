@@ -2,8 +2,18 @@
 
 An exercise folder holds `spec.toml` (what the student implements and how it is checked),
 `harness.py` (the probes that measure a submission, run in the child), `template/` (the student's
-starting files) and `expected.json` (the reference's measurements at the public seeds, written by
-`dldiy record`).
+starting files), `expected.json` (the reference's measurements at the public seeds, written by
+`dldiy record`) and, optionally, `data/` (files the submission reads, shipped instead of downloaded).
+The exercises are those of the active course (graders/course.py): dldiy's own, or an instructor's.
+
+Keys for a notebook course (all optional; docs/own-course.md):
+    load = "definitions"          # or "all": which statements of each code cell run at load
+    load_tags = ["graded"]        # only cells carrying one of these tags run
+    skip_tags = ["slow"]          # cells carrying one of these never run at load
+    cells = { train = { contains = "for epoch in" } }   # cells the harness runs itself (layers.run_cell)
+    data = "data"                 # where exercises/<id>/data/ appears in the submission's working copy
+    requirements = ["matplotlib"] # packages the notebooks import (checked before grading)
+    load_timeout = 30             # seconds to load a submission; `timeout` per check; memory = "2GiB"
 """
 
 from __future__ import annotations
@@ -18,13 +28,18 @@ from typing import Any
 
 from . import check_kind
 
-EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
+EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"  # the built-in course
 if not EXERCISES_DIR.is_dir():  # installed wheel: exercises are package data beside graders/
     import dldiy.exercises as _pkg
 
     EXERCISES_DIR = Path(_pkg.__file__).resolve().parent
 
 DEFAULT_TIMEOUT_S = 30.0
+LOAD_MODES = ("definitions", "all")
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9}
+# Command-line overrides of the spec's limits (`dldiy --load-timeout 5 grade ...`), for this process.
+_OVERRIDES: dict[str, float | int] = {}
 # Keys of a [[checks]] table that the framework reads; every other key is a parameter for the
 # check kind's judge or the harness probe (tolerances, targets, sizes).
 _CHECK_KEYS = {"name", "kind", "probe", "points", "seeds", "hint", "timeout", "title"}
@@ -78,6 +93,35 @@ class Exercise:
     summary: str = ""
     start: str = "template"  # what `dldiy start` gives: the template, or bugged code to fix
     extra: dict[str, Any] = field(default_factory=dict)  # exercise-specific spec tables
+    load: str = ""  # "definitions" or "all": a notebook's failing cell is left out; "": the first one stops loading
+    load_tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    cells: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"tag": t} or {"contains": s}
+    data: str = "data"  # the name of exercises/<id>/data/ in the working copy
+    requirements: tuple[str, ...] = ()
+    load_timeout: float | None = None  # None: the sandbox's default
+    memory: int | None = None  # bytes; None: the sandbox's default
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    def limits(self):
+        """The sandbox limits for this exercise's children (graders/sandbox.py), the spec's where it set them."""
+        from .sandbox import Limits
+
+        changes: dict[str, Any] = {}
+        if self.load_timeout is not None:
+            changes["startup_s"] = self.load_timeout
+        if self.memory is not None:
+            changes["memory_bytes"] = self.memory
+        return Limits(**changes)
+
+    def load_settings(self) -> dict[str, Any]:
+        """What the loader (graders/submission.py, in the child) needs: plain data."""
+        return {"mode": self.load, "load_tags": list(self.load_tags), "skip_tags": list(self.skip_tags),
+                "cells": self.cells, "data": self.data if self.data_dir.is_dir() else "",
+                "data_dir": str(self.data_dir)}
 
     @property
     def harness_path(self) -> Path:
@@ -114,14 +158,24 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def exercises_dir() -> Path:
+    """The active course's exercises/ (graders/course.py): an instructor's own, or dldiy's built-in ones."""
+    from .course import current
+
+    return current().exercises or EXERCISES_DIR
+
+
 def exercise_ids() -> list[str]:
-    ids = [p.name for p in EXERCISES_DIR.iterdir() if (p / "spec.toml").is_file()]
+    folder = exercises_dir()
+    if not folder.is_dir():
+        raise SpecError(f"the course has no exercises folder at {folder}")
+    ids = [p.name for p in folder.iterdir() if (p / "spec.toml").is_file()]
     return sorted(ids, key=lambda s: (len(s), s))  # exercise-2 before exercise-10
 
 
 def load_exercise(exercise_id: str) -> Exercise:
     """Read one spec; an unknown id raises SpecError with a did-you-mean."""
-    folder = EXERCISES_DIR / exercise_id
+    folder = exercises_dir() / exercise_id
     if not exercise_id or os.sep in exercise_id or not (folder / "spec.toml").is_file():
         ids = exercise_ids()
         guess = did_you_mean(exercise_id, ids)
@@ -138,6 +192,9 @@ def load_exercise_dir(folder: Path) -> Exercise:
 
 def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
     where = f"{folder.name}/spec.toml"
+    if "timeout" in _OVERRIDES:
+        raw = dict(raw, timeout=_OVERRIDES["timeout"], checks=[{k: v for k, v in c.items() if k != "timeout"}
+                                                            for c in raw.get("checks", [])])
     try:
         api = {name: ApiEntry(name=name, **{**entry, "forbid": tuple(entry.get("forbid", ()))})
                for name, entry in raw.get("api", {}).items()}
@@ -151,11 +208,78 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
                 seeds=tuple(c["seeds"]) if "seeds" in c else None,
                 timeout=float(c.get("timeout", raw.get("timeout", DEFAULT_TIMEOUT_S))),
                 params={k: v for k, v in c.items() if k not in _CHECK_KEYS}))
-        known = {"id", "title", "summary", "entry", "seeds", "timeout", "api", "checks", "start"}
+        known = {"id", "title", "summary", "entry", "seeds", "timeout", "api", "checks", "start", "load",
+                 "load_tags", "skip_tags", "cells", "data", "requirements", "load_timeout", "memory"}
+        load = str(raw.get("load", ""))
+        if load and load not in LOAD_MODES:
+            raise SpecError(f"{where}: load = {load!r}; expected one of {', '.join(map(repr, LOAD_MODES))}")
+        cells = {str(name): _cell_selector(where, name, sel) for name, sel in raw.get("cells", {}).items()}
+        load_timeout = _OVERRIDES.get("load_timeout", raw.get("load_timeout"))
+        memory = _OVERRIDES.get("memory", raw.get("memory"))
         return Exercise(
             id=raw["id"], title=raw["title"], folder=folder, entry=raw["entry"],
             seeds=tuple(raw.get("seeds", (1, 42, 2019))), checks=tuple(checks), api=api,
             summary=raw.get("summary", "").strip(), start=raw.get("start", "template"),
-            extra={k: v for k, v in raw.items() if k not in known})
-    except (KeyError, TypeError) as e:
+            extra={k: v for k, v in raw.items() if k not in known}, load=load,
+            load_tags=tuple(map(str, raw.get("load_tags", ()))), skip_tags=tuple(map(str, raw.get("skip_tags", ()))),
+            cells=cells, data=str(raw.get("data", "data")), requirements=tuple(map(str, raw.get("requirements", ()))),
+            load_timeout=None if load_timeout is None else float(load_timeout),
+            memory=None if memory is None else parse_bytes(memory))
+    except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
+
+
+def _cell_selector(where: str, name: str, selector: Any) -> dict[str, str]:
+    if isinstance(selector, str):
+        selector = {"tag": selector}
+    if not isinstance(selector, dict) or len(selector) != 1 or not set(selector) <= {"tag", "contains"}:
+        raise SpecError(f"{where}: cells.{name} must be {{ tag = \"...\" }} or {{ contains = \"...\" }}")
+    return {k: str(v) for k, v in selector.items()}
+
+
+def parse_bytes(value: Any) -> int:
+    """2147483648, "2GiB", "512MiB", "2G" -> bytes (K/M/G are binary, KB/MB/GB decimal)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgib")
+    unit = text[len(number):]
+    if unit not in _UNITS or not number:
+        raise ValueError(f"{value!r} is not a size (write e.g. 2GiB or 512MiB)")
+    return int(float(number) * _UNITS[unit])
+
+
+def override_limits(*, load_timeout: float | None = None, timeout: float | None = None,
+                    memory: str | int | None = None) -> None:
+    """The command line's limits win over every spec read afterwards, in this process."""
+    for key, value in (("load_timeout", load_timeout), ("timeout", timeout), ("memory", memory)):
+        if value is not None:
+            _OVERRIDES[key] = parse_bytes(value) if key == "memory" else float(value)
+
+
+def missing_requirements(exercise: Exercise) -> list[str]:
+    """The spec's `requirements` that this interpreter (the one the children run) cannot import.
+    A requirement is a distribution name (scikit-learn) or a module name (sklearn)."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    missing = []
+    for requirement in exercise.requirements:
+        name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+        try:
+            importlib.metadata.version(name)
+            continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        if importlib.util.find_spec(name.replace("-", "_")) is None:
+            missing.append(requirement)
+    return missing
+
+
+def require(exercise: Exercise) -> None:
+    """Stop, in one line, when the exercise needs packages this machine lacks."""
+    missing = missing_requirements(exercise)
+    if missing:
+        raise SpecError(f"{exercise.id} needs {', '.join(missing)}, not installed here "
+                        f"(the spec's requirements): pip install {' '.join(missing)}")

@@ -12,7 +12,9 @@ equivalent*. Reviewed equivalents live in exercises/<id>/equivalents.toml (id + 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -41,19 +43,70 @@ class Mutant:
     operator: str
     description: str  # e.g. "`-` -> `+`"
     source: str  # the whole mutated file
+    cell: int | None = None  # a notebook's code cell (numbered from 1), whose line `line` is
 
     @property
     def id(self) -> str:
         """Stable across runs while the reference's code is unchanged: file, position, operator, edit."""
-        return f"{self.file}:{self.line}:{self.column}:{self.operator}:{self.description}"
+        where = self.file if self.cell is None else f"{self.file}[cell {self.cell}]"
+        return f"{where}:{self.line}:{self.column}:{self.operator}:{self.description}"
 
     def diff(self, original: str) -> str:
-        return "".join(difflib.unified_diff(original.splitlines(True), self.source.splitlines(True),
-                                            f"reference/{self.file}", f"mutant/{self.file}", n=1))
+        before, after, name = original, self.source, self.file
+        if self.cell is not None:  # the code cell, not the notebook's JSON
+            before, after = _cell_code(original, self.cell), _cell_code(self.source, self.cell)
+            name = f"{self.file}[cell {self.cell}]"
+        return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                            f"reference/{name}", f"mutant/{name}", n=1))
 
 
 def mutants_of(source: str, file: str) -> list[Mutant]:
-    """Every mutant of one file, in source order."""
+    """Every mutant of one file, in source order. A notebook's mutants are edits of its code cells'
+    solution regions (every code cell, when it marks none), each written back as a whole notebook."""
+    if file.endswith(".ipynb"):
+        return _notebook_mutants(source, file)
+    return _code_mutants(source, file)
+
+
+def _notebook_mutants(text: str, file: str) -> list[Mutant]:
+    from .notebook import BEGIN, solution_lines
+
+    nb = json.loads(text)
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in code]
+    marked = any(BEGIN in s for s in sources)
+    out = []
+    for number, (cell, source) in enumerate(zip(code, sources), 1):
+        lines = solution_lines(source) if marked else None
+        if lines == set():
+            continue
+        # IPython lines are not Python: blank them for the parser (line numbers kept), put them back after.
+        magics = {i: line for i, line in enumerate(source.split("\n")) if line.lstrip().startswith(("!", "%"))}
+        plain = "\n".join("" if i in magics else line for i, line in enumerate(source.split("\n")))
+        try:
+            mutants = _code_mutants(plain, file, lines)
+        except cst.ParserSyntaxError:
+            continue
+        for m in mutants:
+            mutated = m.source.split("\n")
+            for i, line in magics.items():
+                mutated[i] = line
+            original = cell["source"]
+            cell["source"] = "\n".join(mutated)
+            whole = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+            cell["source"] = original
+            out.append(dataclasses.replace(m, source=whole, cell=number))
+    return out
+
+
+def _cell_code(notebook_text: str, cell: int) -> str:
+    code = [c for c in json.loads(notebook_text)["cells"] if c.get("cell_type") == "code"]
+    source = code[cell - 1]["source"]
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _code_mutants(source: str, file: str, lines: set[int] | None = None) -> list[Mutant]:
+    """The mutants of Python source; with `lines`, only those whose edit starts on one of them."""
     wrapper = MetadataWrapper(cst.parse_module(source))
     finder = _SiteFinder()
     wrapper.visit(finder)
@@ -65,7 +118,8 @@ def mutants_of(source: str, file: str) -> list[Mutant]:
             continue
         seen.add(mutated)
         pos = positions[old].start
-        out.append(Mutant(file, pos.line, pos.column, operator, description, mutated))
+        if lines is None or pos.line in lines:
+            out.append(Mutant(file, pos.line, pos.column, operator, description, mutated))
     return out
 
 
@@ -213,8 +267,6 @@ def iter_files(folder: Path, patterns: list[str]) -> Iterator[Path]:
 
 # ---- running mutants through the checks ------------------------------------------------------------
 
-import dataclasses  # noqa: E402  (kept beside the code that uses it)
-import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -295,7 +347,9 @@ def reviewed_equivalents(exercise: Exercise) -> dict[str, str]:
 def mutation_settings(exercise: Exercise) -> tuple[list[str], float]:
     """The files to mutate (globs relative to the reference folder) and the kill-rate threshold."""
     settings = exercise.extra.get("mutation", {})
-    return list(settings.get("files", [exercise.entry])), float(settings.get("threshold", 0.9))
+    # a notebook exercise's reference is its one notebook (reference/<id>/source.ipynb, whatever the entry's name)
+    default = ["*.ipynb"] if exercise.entry.endswith(".ipynb") else [exercise.entry]
+    return list(settings.get("files", default)), float(settings.get("threshold", 0.9))
 
 
 def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout: float = DEFAULT_TIMEOUT_S,

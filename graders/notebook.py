@@ -68,7 +68,7 @@ def write(nb, path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _clean(nb):
+def without_outputs(nb):
     """A copy without outputs and execution counts (a release carries no results of ours)."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
@@ -79,7 +79,7 @@ def _clean(nb):
 
 def student_notebook(source_nb):
     """The student's copy: solution regions stubbed, no outputs, no nbgrader metadata."""
-    nb = _clean(source_nb)
+    nb = without_outputs(source_nb)
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
         if cell.cell_type == "code":
@@ -117,7 +117,7 @@ def nbgrader_notebook(source_nb, exercise):
     check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
     import nbformat.v4 as v4
 
-    nb = _clean(source_nb)
+    nb = without_outputs(source_nb)
     cells = []
     for i, cell in enumerate(nb.cells):
         if is_check_cell(cell):
@@ -144,3 +144,58 @@ def _meta(grade_id: str, *, solution: bool = False, grade: bool = False, locked:
     if points is not None:
         meta["points"] = points
     return meta
+
+
+# -- a course's own notebook pair: the solution regions are what the solution adds ---------------------
+
+def mark_solutions(empty_nb, solution_nb):
+    """The solution notebook (a copy, outputs cleared) with `### BEGIN/END SOLUTION` around every run of
+    lines of its code cells that the empty notebook does not have: code cells are aligned by content
+    (difflib), then lines within each pair; a code cell the empty notebook lacks is a region whole.
+    Markers are comments, so the marked notebook runs as the solution does and is the reference."""
+    import difflib
+
+    nb = without_outputs(solution_nb)
+    empty = [c.source for c in empty_nb.cells if c.cell_type == "code"]
+    solution = [c for c in nb.cells if c.cell_type == "code"]
+    matcher = difflib.SequenceMatcher(None, empty, [c.source for c in solution], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for k, cell in enumerate(solution[j1:j2]):
+            before = empty[i1 + k] if i1 + k < i2 else ""
+            cell.source = _mark_lines(before, cell.source)
+    return nb
+
+
+def _mark_lines(before: str, after: str) -> str:
+    old, new = before.split("\n"), after.split("\n")
+    out = []
+    matcher = difflib_matcher(old, new)
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        block = new[j1:j2]
+        if tag in ("replace", "insert") and any(line.strip() for line in block):
+            indent = min((len(line) - len(line.lstrip()) for line in block if line.strip()))
+            out += [" " * indent + BEGIN, *block, " " * indent + END]
+        elif tag != "delete":
+            out += block
+    return "\n".join(out)
+
+
+def difflib_matcher(a: list[str], b: list[str]):
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b, autojunk=False)
+
+
+def solution_lines(source: str) -> set[int]:
+    """Line numbers (1-based) of `source` inside solution regions (the markers' own lines excluded)."""
+    inside, lines = False, set()
+    for number, line in enumerate(source.split("\n"), 1):
+        if BEGIN in line:
+            inside = True
+        elif END in line:
+            inside = False
+        elif inside:
+            lines.add(number)
+    return lines

@@ -108,7 +108,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     imported torch, instead of starting a fresh interpreter."""
     if server is not None and preexec is not None:
         raise ValueError("preexec cannot run in a fork server's child; give one or the other")
-    limits = limits or Limits()
+    limits = limits or exercise.limits()
     startup_timeout = limits.startup_s if startup_timeout is None else startup_timeout
     output_cap = limits.output_bytes if output_cap is None else output_cap
     outcome = Outcome()

@@ -340,7 +340,7 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
     server = Server(endpoint, _Pending(Path(request["entry"]).resolve()), request.get("forbid") or {})
     server.install_guards()  # before the submission's imports bind the names
     try:
-        loaded = load(Path(request["entry"]))
+        loaded = load(Path(request["entry"]), request.get("load"))
     except SubmissionError as e:
         endpoint.send({"op": "load_error", "message": str(e)})
         return

@@ -3,13 +3,27 @@
 A submission is a `.py` file, a notebook, or a folder holding the exercise's entry file (a multi-file
 project is a folder whose entry imports its siblings). `locate` runs in the trusted parent (no
 import of student code); `load` runs in the child.
+
+A notebook is loaded the way its exercise's spec says (`Exercise.load_settings()`): without a `load`
+key every code cell runs and the first that raises stops loading (a `.py` file's semantics). With
+`load = "all"` or `"definitions"` (imports, functions, classes, constants only: dldiy/incheck.py's
+filter, the one the in-notebook `check()` uses) a cell that raises or does not parse is reported and
+left out, and loading goes on: what it would have defined is missing, so only the checks that need it
+error, and the student keeps the points of the parts that work. `load_tags` / `skip_tags` select
+cells by their tags; the cells the spec names in `cells` are not run at load but kept for the harness
+(graders/layers.py's `run_cells`). Plots render headless (MPLBACKEND=Agg, plt.show a no-op), and the
+exercise's data/ folder is linked into the working copy under the name the spec gives.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import linecache
+import os
+import random
+import shutil
 import sys
 import traceback
 import types
@@ -56,7 +70,8 @@ class Loaded:
     module: types.ModuleType
     path: Path
     root: Path  # files under root are the student's
-    skipped: list[str] = field(default_factory=list)  # notebook lines not executed (magics, shell)
+    skipped: list[str] = field(default_factory=list)  # notebook lines not executed (magics, shell, failed cells)
+    cells: dict[str, tuple[int, str]] = field(default_factory=dict)  # the spec's named cells: (number, code)
 
     def is_student_file(self, filename: str) -> bool:
         if filename.startswith(str(self.path) + "[cell"):
@@ -67,8 +82,12 @@ class Loaded:
             return False
 
 
-def load(path: Path) -> Loaded:
-    """Execute the submission once, as `import` would, turning every failure into SubmissionError."""
+def load(path: Path, settings: dict | None = None) -> Loaded:
+    """Execute the submission once, as `import` would, turning every failure into SubmissionError.
+    `settings`: the exercise's `load_settings()` (notebook mode, tags, named cells, data folder)."""
+    settings = settings or {}
+    os.environ["MPLBACKEND"] = "Agg"  # plots render off-screen, and only when saved
+    _link_data(settings)
     path = Path(path).resolve()
     root = path.parent
     if str(root) not in sys.path:
@@ -77,7 +96,9 @@ def load(path: Path) -> Loaded:
     module.__file__ = str(path)
     loaded = Loaded(module, path, root)
     try:
-        if path.suffix == ".ipynb":
+        if path.suffix == ".ipynb" and settings.get("mode"):
+            _exec_notebook_resilient(path, loaded, settings)
+        elif path.suffix == ".ipynb":
             _exec_notebook(path, loaded)
         else:
             source = path.read_bytes()
@@ -92,6 +113,21 @@ def load(path: Path) -> Loaded:
     except BaseException as e:  # SystemExit and KeyboardInterrupt included: nothing escapes
         raise SubmissionError(f"while loading {path.name}: {describe(e, loaded)}") from None
     return loaded
+
+
+def _link_data(settings: dict) -> None:
+    """The exercise's data/ under the spec's name in the working copy (the child's cwd): read-only in the
+    sandbox (it lies in the exposed exercise folder), so a download cell's files are already there."""
+    name, source = settings.get("data"), settings.get("data_dir")
+    if not name or not source or not Path(source).is_dir():
+        return
+    target = Path.cwd() / name
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():  # the student's own copy: the course's files are the ones read
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source, target_is_directory=True)
 
 
 def _module_name(path: Path) -> str:
@@ -114,11 +150,161 @@ def _exec_notebook(path: Path, loaded: Loaded) -> None:
                                   f"{trimmed_traceback(e, loaded)}") from None
 
 
+CELL_RUNNER = "__dldiy_run_cell__"  # the name graders/layers.py calls to run the spec's named cells
+
+
+def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None:
+    """Each selected cell runs on its own: one that raises or does not parse is reported and left out."""
+    from dldiy.incheck import definitions_only
+
+    load_tags, skip_tags = set(settings.get("load_tags", ())), set(settings.get("skip_tags", ()))
+    named = settings.get("cells", {})
+    _defer_matplotlib()
+    for number, cell_source, tags in notebook_cells(path):
+        source = _strip_magics(cell_source, number, loaded.skipped)
+        name = next((n for n, sel in named.items() if _matches(sel, cell_source, tags)), None)
+        if name is not None:
+            loaded.cells.setdefault(name, (number, source))
+            continue
+        if (load_tags and not load_tags & tags) or skip_tags & tags:
+            continue
+        source, problem = _parsable(source)
+        if problem:
+            loaded.skipped.append(f"cell {number}: {problem}")
+        if settings.get("mode") == "definitions":
+            source, _ = definitions_only(source)
+        if not source.strip():
+            continue
+        filename = f"{path}[cell {number}]"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            exec(compile(source, filename, "exec"), loaded.module.__dict__)
+        except BaseException as e:  # noqa: BLE001 - reported, and loading goes on
+            if isinstance(e, NameError) and settings.get("mode") == "definitions":
+                loaded.skipped.append(f"cell {number}: left out from line {_line(e, loaded)} ({e}: defined "
+                                      "by a statement that definitions mode does not run)")
+            else:
+                loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: what it defines after "
+                                      "that line is missing")
+        _quiet_plots()
+    setattr(loaded.module, CELL_RUNNER, _cell_runner(loaded))
+
+
+def _line(exc: BaseException, loaded: Loaded) -> int | str:
+    frames = student_frames(exc, loaded)
+    return frames[0].lineno if frames else "?"
+
+
+def _matches(selector: dict, source: str, tags: set[str]) -> bool:
+    return selector.get("tag") in tags if "tag" in selector else selector.get("contains", "\0") in source
+
+
+def _parsable(source: str) -> tuple[str, str]:
+    """`source`, or, if it does not parse, its top-level blocks that do (the rest blanked, line numbers
+    kept: a stub holding only comments costs its own definition, not the whole cell); and the problem."""
+    try:
+        ast.parse(source)
+        return source, ""
+    except SyntaxError as e:
+        first = f"SyntaxError: {e.msg} (line {e.lineno})"
+    lines = source.split("\n")
+    starts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+    starts = [i for i in starts if not (i > 0 and lines[i - 1].lstrip().startswith("@"))]  # keep decorators
+    kept, dropped = [""] * len(lines), []
+    for a, b in zip(starts, starts[1:] + [len(lines)]):
+        block = "\n".join(lines[a:b])
+        try:
+            ast.parse(block)
+            kept[a:b] = lines[a:b]
+        except SyntaxError:
+            dropped.append(f"{a + 1}-{b}" if b - a > 1 else str(a + 1))
+    return "\n".join(kept), f"{first}: lines {', '.join(dropped) or 'all'} left out"
+
+
+def _quiet_plots() -> None:
+    """plt.show() draws nothing off-screen: make it a no-op, and free the figures a cell made."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None and not isinstance(plt, _Deferred):
+        plt.show = lambda *args, **kwargs: None
+        plt.close("all")
+
+
+class _Deferred(types.ModuleType):
+    """matplotlib imported on first use: `import matplotlib.pyplot as plt` in a notebook's first cell
+    costs nothing (instead of about a second per child) until a plot is drawn, which a notebook
+    loaded for its definitions never does. Any attribute read imports the real module."""
+
+    def __getattr__(self, attr: str):
+        for name in ("matplotlib.pyplot", "matplotlib"):
+            if isinstance(sys.modules.get(name), _Deferred):
+                del sys.modules[name]
+        real = importlib.import_module(self.__name__)
+        _quiet_plots()
+        return getattr(real, attr)
+
+
+def _defer_matplotlib() -> None:
+    spec = None if "matplotlib" in sys.modules else importlib.util.find_spec("matplotlib")
+    if spec is None:
+        return  # already there, or not installed: the student's import fails as it would in Jupyter
+    parent, pyplot = _Deferred("matplotlib"), _Deferred("matplotlib.pyplot")
+    parent.pyplot = pyplot  # `import matplotlib.pyplot as plt` binds this attribute, without importing
+    parent.__path__ = list(spec.submodule_search_locations or [])  # `from matplotlib import pyplot` too
+    sys.modules.update({"matplotlib": parent, "matplotlib.pyplot": pyplot})
+
+
+def _cell_runner(loaded: Loaded):
+    """run(names, inputs, read, seed): run the spec's named cells in the notebook's namespace, with
+    `inputs` bound and the random generators seeded, and return the variables named in `read`. The
+    namespace is restored afterwards, so one check's run leaves nothing behind for the next."""
+
+    def run(names: list[str], inputs: dict | None = None, read: list[str] = (), seed: int = 0) -> dict:
+        namespace = loaded.module.__dict__
+        saved = dict(namespace)
+        try:
+            _seed_everything(int(seed))
+            namespace.update(inputs or {})
+            for name in names:
+                if name not in loaded.cells:
+                    raise LookupError(f"the notebook has no cell that the spec's cells.{name} selects "
+                                      "(was it deleted, or its first line changed?)")
+                number, code = loaded.cells[name]
+                filename = f"{loaded.path}[cell {number}]"
+                linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+                exec(compile(code, filename, "exec"), namespace)
+                _quiet_plots()
+            absent = [r for r in read if r not in namespace]
+            if absent:
+                raise NameError(f"after running the notebook's {' and '.join(names)} cell(s), "
+                                f"no variable {absent[0]!r} is defined")
+            return {r: namespace[r] for r in read}
+        finally:
+            namespace.clear()
+            namespace.update(saved)
+
+    return run
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
 def code_cells(path: Path) -> list[tuple[int, str]]:
-    """The notebook's code cells as (number, source), numbered 1, 2, ... as a student counts them.
+    """The notebook's code cells as (number, source), numbered 1, 2, ... as a student counts them."""
+    return [(number, source) for number, source, _ in notebook_cells(path)]
+
+
+def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
+    """The notebook's code cells as (number, source, tags), numbered 1, 2, ... as a student counts them.
 
     Read with the json module, not nbformat: importing nbformat (jsonschema) costs about a second in
-    every child, and executing code cells needs only `cells[i].cell_type` and `.source`."""
+    every child, and executing code cells needs only `cells[i].cell_type`, `.source` and the tags."""
     try:
         nb = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
@@ -132,7 +318,9 @@ def code_cells(path: Path) -> list[tuple[int, str]]:
             continue
         number += 1
         source = cell.get("source", "")
-        cells.append((number, "".join(source) if isinstance(source, list) else str(source)))
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+        cells.append((number, "".join(source) if isinstance(source, list) else str(source), set(map(str, tags))))
     return cells
 
 

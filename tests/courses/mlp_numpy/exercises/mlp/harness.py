@@ -1,0 +1,69 @@
+"""mlp probes: the notebook's layer classes, called on data built here, measured with graders/layers.py."""
+
+from pathlib import Path
+
+import numpy as np
+
+from dldiy.graders.layers import as_array, forward_all, gradcheck_layer, run_cells, set_params
+
+DATA = np.loadtxt(Path(__file__).parent / "data" / "blobs.csv", delimiter=",")
+GRADS = {"Linear": {"W": "dW", "b": "db"}}
+LOSS = {"SoftmaxCrossEntropy"}
+
+
+def _layer(sub, name, rng):
+    """The student's layer, with parameters (if any) drawn here; and an input batch and labels."""
+    x, y = rng.standard_normal((5, 3)), rng.integers(0, 3, 5)
+    if name != "Linear":
+        return sub.get(name)(), {}, x, y
+    layer, params = sub.get("Linear")(3, 4), {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    set_params(layer, params)
+    return layer, params, x, y
+
+
+def _expected(name, params, x, y):
+    if name == "Linear":
+        return x @ params["W"] + params["b"]
+    if name == "ReLU":
+        return np.maximum(x, 0)
+    logp = x - x.max(1, keepdims=True) - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True))
+    return np.array(-logp[np.arange(len(y)), y].mean())
+
+
+def _case(name, values, target):
+    return {"name": name, "shape": list(target.shape), "values": values.ravel().tolist(),
+            "target": target.ravel().tolist()}
+
+
+def forward(sub, seed, p):
+    name = p["layer"]
+    layer, params, x, y = _layer(sub, name, np.random.default_rng(seed))
+    target = _expected(name, params, x, y)
+    out = layer.forward(x.copy(), y) if name in LOSS else layer.forward(x.copy())
+    return {"cases": [_case(f"{name}.forward", as_array(out, f"{name}.forward", shape=target.shape), target)]}
+
+
+def backward(sub, seed, p):
+    name = p["layer"]
+    layer, _, x, y = _layer(sub, name, np.random.default_rng(seed))
+    return gradcheck_layer(layer, x, name=name, args=(y,) if name in LOSS else (), grads=GRADS.get(name),
+                           loss=name in LOSS, seed=seed)
+
+
+def step(sub, seed, p):
+    rng = np.random.default_rng(seed)
+    layer, params, _, _ = _layer(sub, "Linear", rng)
+    grads = {"dW": rng.standard_normal((3, 4)), "db": rng.standard_normal(4)}
+    set_params(layer, grads)
+    layer.step(p["lr"])
+    return {"cases": [_case(f"Linear.{k} after step({p['lr']})", as_array(getattr(layer, k), f"Linear.{k}",
+                                                                        shape=v.shape), v - p["lr"] * grads["d" + k])
+                      for k, v in params.items()]}
+
+
+def training(sub, seed, p):
+    got = run_cells(sub, ["data", "train"], inputs={"n_epochs": p["epochs"]}, read=["model", "losses"], seed=seed)
+    scores = forward_all(got["model"], DATA[:, :2], what="the trained model")
+    losses = as_array(got["losses"], "losses", finite=False).ravel()
+    accuracy = float((scores.argmax(axis=1) == DATA[:, 2].astype(int)).mean())
+    return {"accuracy": accuracy, "losses": losses[:: max(1, len(losses) // 10)].tolist(), "steps": p["epochs"]}

@@ -1,0 +1,274 @@
+"""An instructor's own course (tests/courses/mlp_numpy): a notebook pair in a real course's style, graded
+without rewriting it. Real CLI, real sandboxed children, real notebooks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, run_dldiy
+
+COURSE = REPO / "tests" / "courses" / "mlp_numpy"
+EMPTY, SOLUTION = COURSE / "notebooks" / "mlp.ipynb", COURSE / "notebooks" / "mlp_solution.ipynb"
+SOFTMAX_STUB = '''class SoftmaxCrossEntropy:
+    def forward(self, logits, y):
+        # YOUR CODE HERE (a stub holding only comments: this cell does not parse)
+
+    def backward(self):
+        # YOUR CODE HERE
+'''
+
+
+def _check(path: Path, *args: str) -> dict:
+    result = run_dldiy("check", "--course", str(COURSE), "mlp", str(path), "--json", *args)
+    return json.loads(result.stdout)
+
+
+def _statuses(report: dict) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in report["checks"]}
+
+
+def half_done(folder: Path) -> Path:
+    """Linear and ReLU finished; SoftmaxCrossEntropy a comment-only stub (a SyntaxError for its cell)."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("class SoftmaxCrossEntropy"))
+    cell.source = SOFTMAX_STUB
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(folder / "mlp.ipynb"))
+    return folder / "mlp.ipynb"
+
+
+def test_the_solution_gets_full_marks_from_outside_the_course_folder(tmp_path):
+    report = _check(SOLUTION)
+    assert report["score"] == report["max_score"] == 11, report
+    assert set(_statuses(report).values()) == {"pass"}
+
+
+def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path):
+    report = _check(half_done(tmp_path / "alice"))
+    statuses = _statuses(report)
+    assert report["load_error"] is None
+    assert {n for n, s in statuses.items() if s == "pass"} == {
+        "linear-forward", "linear-backward", "linear-step", "relu-forward", "relu-backward"}
+    assert report["score"] == 6 and report["max_score"] == 11
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert "does not define `SoftmaxCrossEntropy`" in by_name["softmax-ce-backward"]["message"]
+    assert statuses["training"] == "error"
+    assert any(s.startswith("cell 5: SyntaxError") for s in report["skipped_lines"]), report["skipped_lines"]
+
+
+def test_an_empty_notebook_loads_and_errors_check_by_check():
+    report = _check(EMPTY)
+    assert report["load_error"] is None and report["score"] == 0
+    messages = [c["message"] for c in report["checks"]]
+    assert all("NotImplementedError" in m for m in messages[:7]), messages
+
+
+def test_a_bug_is_caught_with_a_message_that_names_it(tmp_path):
+    folder = tmp_path / "bob"
+    folder.mkdir()
+    text = SOLUTION.read_text().replace('"        return grad / len(self.y)', '"        return grad')
+    assert text != SOLUTION.read_text()
+    (folder / "mlp.ipynb").write_text(text)
+    report = _check(folder / "mlp.ipynb")
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert by_name["softmax-ce-backward"]["status"] == "fail"
+    message = by_name["softmax-ce-backward"]["message"]
+    assert "SoftmaxCrossEntropy input" in message and "constant 5" in message, message
+    assert by_name["softmax-ce-forward"]["status"] == "pass" and by_name["linear-backward"]["status"] == "pass"
+
+
+def test_the_course_is_found_like_pytests_root_and_builtin_stays_the_default():
+    inside = run_dldiy("list", cwd=COURSE / "exercises" / "mlp")  # a dldiy.toml two folders up
+    assert inside.returncode == 0 and "mlp" in inside.stdout and "exercise-1" not in inside.stdout
+    builtin = run_dldiy("list")
+    assert "exercise-1" in builtin.stdout and "Homework 2" not in builtin.stdout
+    wrong = run_dldiy("list", "--course", str(REPO / "docs"))
+    assert wrong.returncode == 2 and "no dldiy.toml" in wrong.stderr
+
+
+def test_validate_runs_on_the_external_course():
+    result = run_dldiy("--course", str(COURSE), "validate", "-j", "2")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1 bugged variant(s) caught" in result.stdout
+
+
+def test_grade_30_notebooks_with_two_jobs(tmp_path):
+    """Solutions, half-done and empty notebooks in one class: each gets its own score (the rate is
+    measured by benchmarks/course_grade.py)."""
+    subs = tmp_path / "submissions"
+    for i in range(30):
+        kind = ("solution", "half", "empty")[i % 3]
+        folder = subs / f"student{i:02d}-{kind}"
+        if kind == "half":
+            half_done(folder)
+        else:
+            folder.mkdir(parents=True)
+            shutil.copy(SOLUTION if kind == "solution" else EMPTY, folder / "mlp.ipynb")
+    result = run_dldiy("grade", "--course", str(COURSE), "mlp", str(subs), "--out", str(tmp_path / "out"),
+                       "--jobs", "2", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "out" / "gradebook.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30
+    want = {"solution": 11.0, "half": 6.0, "empty": 0.0}
+    for row in rows:
+        assert float(row["total"]) == want[row["student"].split("-")[1]], row
+
+
+def test_missing_requirements_stop_grade_and_validate_in_one_line(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    spec.write_text(spec.read_text().replace('requirements = ["matplotlib", "numpy"]',
+                                             'requirements = ["matplotlib", "dldiy-no-such-package"]'))
+    for args in (["validate"], ["grade", "mlp", str(course / "notebooks"), "--out", str(tmp_path / "out")]):
+        result = run_dldiy("--course", str(course), *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "dldiy: mlp needs dldiy-no-such-package, not installed here (the spec's requirements): "
+            "pip install dldiy-no-such-package"]
+
+
+def test_limits_from_the_command_line_override_the_spec():
+    # the runner waits for the load and the first check together: both limits are set here
+    report = _check(SOLUTION, "--load-timeout", "0.001", "--check-timeout", "0.001", "--memory", "1GiB")
+    assert "did not finish loading within 0.001 s" in report["load_error"], report
+
+
+def test_authoring_the_course_takes_at_most_150_lines_of_spec_and_harness():
+    folder = COURSE / "exercises" / "mlp"
+    lines = sum(len((folder / name).read_text().splitlines()) for name in ("spec.toml", "harness.py"))
+    assert lines <= 150, lines
+
+
+def test_new_scaffolds_an_exercise_whose_checks_run(tmp_path):
+    """`dldiy new` from the pair: template = the empty notebook, reference = the solution with regions
+    around exactly what the empty one lacks, and the scaffolded gradchecks pass on the solution."""
+    result = run_dldiy("new", "hw", "--from", str(EMPTY), "--solution", str(SOLUTION), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "dldiy.toml").is_file() and "7 solution region(s)" in result.stdout
+    template = nbformat.read(str(tmp_path / "exercises" / "hw" / "template" / "mlp.ipynb"), as_version=4)
+    assert [c.source for c in template.cells] == [c.source for c in nbformat.read(str(EMPTY), as_version=4).cells]
+    from dldiy.graders.notebook import solution_code, strip_solutions
+
+    reference = nbformat.read(str(tmp_path / "reference" / "hw" / "source.ipynb"), as_version=4)
+    solution = nbformat.read(str(SOLUTION), as_version=4)
+    assert [solution_code(c.source) for c in reference.cells] == [c.source for c in solution.cells]
+    stripped = [strip_solutions(c.source)[0] for c in reference.cells if c.cell_type == "code"]
+    assert stripped == [c.source for c in template.cells if c.cell_type == "code"]  # stubs where the empty has them
+    spec = (tmp_path / "exercises" / "hw" / "spec.toml").read_text()
+    assert 'load = "definitions"' in spec and '"matplotlib"' in spec and "for epoch in range(n_epochs):" in spec
+    check = run_dldiy("check", "hw", str(SOLUTION), "--json", cwd=tmp_path)
+    report = json.loads(check.stdout)
+    assert len(report["checks"]) == 3 and report["score"] == report["max_score"] == 3, report
+
+
+def test_mutants_of_a_notebook_edit_only_its_solution_regions():
+    from dldiy.graders.mutate import mutants_of
+    from dldiy.graders.notebook import solution_lines
+
+    text = (COURSE / "reference" / "mlp" / "source.ipynb").read_text()
+    mutants = mutants_of(text, "source.ipynb")
+    assert len(mutants) >= 20
+    code = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+    for m in mutants:
+        nb = json.loads(m.source)  # still a notebook, never mutated JSON
+        cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        changed = [i for i, (a, b) in enumerate(zip(code, cells), 1) if "".join(a["source"]) != "".join(b["source"])]
+        assert changed == [m.cell]
+        assert m.line in solution_lines("".join(code[m.cell - 1]["source"]))
+        assert m.diff(text).startswith(f"--- reference/source.ipynb[cell {m.cell}]")
+
+
+@pytest.mark.parametrize("mode", ["all", "definitions"])
+def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
+    """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped), and the plot
+    cell headless; skip_tags leaves a tagged cell out; named cells wait for the harness."""
+    from dldiy.graders.submission import CELL_RUNNER, load
+
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    slow = next(c for c in nb.cells if c.source.startswith("out = X_train"))
+    slow.metadata["tags"] = ["slow"]
+    next(c for c in nb.cells if "for epoch in" in c.source).metadata["tags"] = ["train"]
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    train = {"tag": "train"} if mode == "all" else {"contains": "for epoch in range(n_epochs)"}
+    settings = {"mode": mode, "skip_tags": ["slow"], "cells": {"train": train},
+                "data": "data", "data_dir": str(COURSE / "exercises" / "mlp" / "data")}
+    loaded = load(tmp_path / "mlp.ipynb", settings)
+    names = vars(loaded.module)
+    assert "Linear" in names and "model" not in names and "out" not in names
+    assert ("X_train" in names) == (mode == "all") and (tmp_path / "data" / "blobs.csv").is_file()
+    import numpy as np
+
+    data = {"X_train": np.zeros((4, 2)), "y_train": np.zeros(4, dtype=int)} if mode == "definitions" else {}
+    got = names[CELL_RUNNER](["train"], {"n_epochs": 3, **data}, ["losses"], 0)
+    assert len(got["losses"]) == 3 and "losses" not in vars(loaded.module)
+
+
+def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    (course / "exercises" / "mlp" / "expected.json").unlink()
+    assert run_dldiy("record", "mlp", cwd=course).returncode == 0
+    assert json.loads((course / "exercises" / "mlp" / "expected.json").read_text())["checks"]["linear-forward"]
+    start = run_dldiy("--course", str(course), "start", "mlp", str(tmp_path / "alice"))
+    assert start.returncode == 0 and (tmp_path / "alice" / "mlp.ipynb").read_bytes() == \
+        (course / "exercises" / "mlp" / "template" / "mlp.ipynb").read_bytes()
+    release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert release.returncode == 0, release.stderr
+    handed = nbformat.read(str(tmp_path / "bundle" / "mlp" / "mlp.ipynb"), as_version=4)
+    assert "self.dW = self.x.T @ grad_out" not in json.dumps(handed.cells)
+    assert "raise NotImplementedError()" in json.dumps(handed.cells)
+    mutate = run_dldiy("mutate", "mlp", "--limit", "2", "--json", "-j", "2", cwd=course)
+    report = json.loads(mutate.stdout)[0]
+    assert report["mutants"] == 2 and all("source.ipynb[cell" in m["id"] for m in report["mutants_detail"])
+
+
+def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):
+    text = SOLUTION.read_text().replace('"data = np.loadtxt(', '"open(\\"data/blobs.csv\\", \\"a\\").write(\\"1,1,1\\")\\n",\n    "data = np.loadtxt(', 1)
+    (tmp_path / "mlp.ipynb").write_text(text)
+    course = tmp_path / "course"  # a copy: without the sandbox's read-only mounts the write would land
+    shutil.copytree(COURSE, course)
+    result = run_dldiy("check", "--course", str(course), "mlp", str(tmp_path / "mlp.ipynb"), "--json", "--only",
+                       "training")
+    report = json.loads(result.stdout)
+    assert report["checks"][0]["status"] == "error"
+    assert "Read-only file system: 'data/blobs.csv'" in report["checks"][0]["message"], report
+
+
+@pytest.mark.parametrize("bug", [False, True])
+def test_gradcheck_layer_on_a_torch_layer_with_a_hand_written_backward(bug):
+    """The helper is framework-agnostic: a torch layer (no autograd) with gradient attributes of its own naming."""
+    import numpy as np
+    import torch
+
+    from dldiy.graders.exercise import Check
+    from dldiy.graders.gradcheck import judge
+    from dldiy.graders.layers import gradcheck_layer
+
+    class Affine:
+        def __init__(self):
+            self.weight, self.bias = torch.randn(3, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.weight + self.bias
+
+        def backward(self, g):
+            self.weight_grad = self.x.T @ g * (2 if bug else 1)
+            self.bias_grad = g.sum(0)
+            return g @ self.weight.T
+
+    blocks = gradcheck_layer(Affine(), np.random.default_rng(0).standard_normal((4, 3)), name="Affine",
+                             grads={"weight": "weight_grad", "bias": "bias_grad"}, framework="torch")
+    assert [b["name"] for b in blocks["blocks"]] == ["Affine input", "Affine.weight", "Affine.bias"]
+    verdict = judge(blocks, None, Check("g", "gradcheck", "g", 1.0))
+    assert verdict.status == ("fail" if bug else "pass"), verdict.message
+    if bug:
+        assert "Affine.weight" in verdict.message and "constant 2" in verdict.message

@@ -186,8 +186,13 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     if fmt == "gradescope":
         write_gradescope(out, graded)
     if course_dir is not None:
-        write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
-                       [(c, exercise.check(c).points) for c in checks])
+        try:
+            write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
+                           [(c, exercise.check(c).points) for c in checks])
+        except Exception as e:  # noqa: BLE001 - nbgrader's own failure: the grades are safe in OUT
+            fail(f"--nbgrader {course_dir}: nbgrader could not record the grades ({type(e).__name__}: "
+                 f"{str(e).splitlines()[0] if str(e) else ''}); they are in {out / 'gradebook.csv'}, "
+                 "rerun the same command to retry")
     report_isolation(err, out, fresh or graded)
     print_summary(console, graded, settings, out)
     if hidden:

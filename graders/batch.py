@@ -148,13 +148,20 @@ def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: lis
 
 def scheduler_unreachable(address: str, timeout_s: float = 3.0) -> str | None:
     """Why no Dask scheduler answers at `address` (None when one does), found in `timeout_s` by opening
-    a TCP connection: checked before the batch, so a typo costs seconds, not a graded class."""
+    a TCP connection (other transports: a short-lived Client): checked before the batch, so a typo costs
+    seconds, not a graded class."""
     import socket
     from urllib.parse import urlsplit
 
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.scheme not in ("tcp", "tls"):
-        return f"{address!r} is not a tcp:// or tls:// address"
+    if parts.scheme not in ("tcp", "tls"):  # inproc://, ucx://, ws://: ask distributed itself
+        try:
+            from distributed import Client
+
+            Client(address, timeout=timeout_s).close()
+        except Exception as e:  # noqa: BLE001 - whatever distributed raises, it means "not there"
+            return f"no scheduler answers at {address} ({type(e).__name__}: {str(e)[:200]})"
+        return None
     try:
         host, port = parts.hostname, parts.port
     except ValueError as e:

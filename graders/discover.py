@@ -38,6 +38,8 @@ from .submission import SUFFIXES, SubmissionError, _find
 
 MAX_ZIP_BYTES = 50 * 1024 * 1024  # a submission is a few kB of code; 50 MB leaves room for notebooks' images
 MAX_ZIP_FILES = 500
+MAX_CLASS_BYTES = 1024 * 1024 * 1024  # a zip of the whole class: 200 students at 5 MB
+MAX_CLASS_FILES = 20_000
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024  # json.loads takes about 7x the file in memory
 MAX_JSON_DEPTH = 64  # a notebook is about 6 deep; outputs with nested data rarely pass 20
 MAX_NAME_BYTES = 255  # one path component, as most file systems allow
@@ -64,58 +66,83 @@ class Found:
     content_hash: str | None = None
 
 
-def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_files: int = MAX_ZIP_FILES) -> Path:
+def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_files: int = MAX_ZIP_FILES,
+                refused: dict[str, str] | None = None) -> Path:
     """Unpack `archive` into a fresh `dest`, refusing anything that could write outside it, or cost the
     parent more than the caps in memory or disk. Raises UnsafeArchive (and leaves no `dest`) whatever
     goes wrong: a corrupt stream, a name the file system refuses, a file that is also a folder.
+
+    With `refused` (a dict), a problem of one member (a link, a name, a clash, a corrupt stream) is
+    recorded there under the member's name and that member left out, instead of refusing the whole
+    archive: in a zip of the whole class, one student's bad member stays that student's problem. The
+    caps on the whole archive (entries, declared and written bytes) always refuse it whole.
 
     Sizes are counted as bytes are written, so a header that lies about a member's size (a zip bomb)
     is stopped at `max_bytes` all the same."""
     if dest.exists():
         shutil.rmtree(dest)
+    strict = refused is None
+    refused = {} if refused is None else refused
     try:
         _check_directory_record(archive, max_bytes, max_files)
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            _check_members(archive, members, max_bytes, max_files)
+            _check_members(archive, members, max_bytes, max_files, refused)
+            if strict and refused:
+                raise UnsafeArchive(next(iter(refused.values())))
             dest.mkdir(parents=True)
-            written = 0
+            written = [0]
             for info in members:
-                target = _safe_target(dest, info)
-                if target is None:
+                if info.filename in refused:
                     continue
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "xb") as out:
-                    while chunk := src.read(1 << 16):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise UnsafeArchive(f"{archive.name} unpacks to more than the cap of "
-                                                f"{max_bytes // (1024 * 1024)} MB")
-                        out.write(chunk)
+                try:
+                    _extract_member(archive, zf, info, dest, written, max_bytes)
+                except UnsafeArchive as e:
+                    if strict or written[0] > max_bytes:
+                        raise
+                    refused[info.filename] = str(e)
     except UnsafeArchive:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    except FileExistsError as e:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise UnsafeArchive(f"{archive.name} holds {_member(e, dest)} twice, or as both a file and a folder") from None
-    except (NotADirectoryError, IsADirectoryError) as e:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise UnsafeArchive(f"{archive.name} holds {_member(e, dest)} as both a file and a folder") from None
-    except Exception as e:  # zlib.error, BadZipFile, CRC mismatch, encrypted members, OSError, ...
+    except Exception as e:  # BadZipFile on the directory, an unreadable file, ...
         shutil.rmtree(dest, ignore_errors=True)
         raise UnsafeArchive(f"{archive.name} is not a readable zip archive ({type(e).__name__}: "
                             f"{str(e)[:200]})") from None
     return dest
 
 
-def _member(error: OSError, dest: Path) -> str:
+def _extract_member(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, written: list[int],
+                    max_bytes: int) -> None:
+    """Write one member; any problem raises UnsafeArchive naming it (nothing of the member is left)."""
+    target = _safe_target(dest, info)
+    if target is None:
+        return
     try:
-        return repr(Path(error.filename).relative_to(dest).as_posix())
-    except (TypeError, ValueError):
-        return "a name"
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "xb") as out:
+            while chunk := src.read(1 << 16):
+                written[0] += len(chunk)
+                if written[0] > max_bytes:
+                    raise UnsafeArchive(f"{archive.name} unpacks to more than the cap of "
+                                        f"{max_bytes // (1024 * 1024)} MB")
+                out.write(chunk)
+        return
+    except UnsafeArchive:
+        target.unlink(missing_ok=True)  # what this member wrote before the cap stopped it
+        raise
+    except FileExistsError:  # the name is another member's: leave that one alone
+        problem = f"{archive.name} holds {info.filename!r} twice, or as both a file and a folder"
+    except (NotADirectoryError, IsADirectoryError):
+        problem = f"{archive.name} holds {info.filename!r} as both a file and a folder"
+    except Exception as e:  # zlib.error, CRC mismatch, encrypted member, a name the file system refuses
+        if target.is_file():
+            target.unlink()  # the part written before the stream broke
+        problem = (f"{archive.name} is not a readable zip archive ({info.filename!r}: {type(e).__name__}: "
+                   f"{str(e)[:200]})")
+    raise UnsafeArchive(problem)
 
 
 def _check_directory_record(archive: Path, max_bytes: int, max_files: int) -> None:
@@ -138,28 +165,36 @@ def _check_directory_record(archive: Path, max_bytes: int, max_files: int) -> No
                             f"{max_files} files")
 
 
-def _check_members(archive: Path, members: list[zipfile.ZipInfo], max_bytes: int, max_files: int) -> None:
-    """Rules checked on the directory alone, before a byte is written."""
+def _check_members(archive: Path, members: list[zipfile.ZipInfo], max_bytes: int, max_files: int,
+                   refused: dict[str, str]) -> None:
+    """Rules checked on the directory alone, before a byte is written: caps on the whole archive raise;
+    a member's own problem (a name too long, a file that is also a folder) goes into `refused`."""
     if len(members) > max_files:
         raise UnsafeArchive(f"{archive.name} holds {len(members)} files, more than the cap of {max_files}")
     declared = sum(info.file_size for info in members)
     if declared > max_bytes:
         raise UnsafeArchive(f"{archive.name} unpacks to more than the cap of {max_bytes // (1024 * 1024)} MB "
                             f"({declared} bytes declared)")
-    files, folders = set(), set()
+    files: dict[str, str] = {}
+    folders: set[str] = set()
+    paths: dict[str, str] = {}
     for info in members:
         name = info.filename.replace("\\", "/")
         if len(name.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_NAME_BYTES for p in name.split("/")):
-            raise UnsafeArchive(f"member {name[:60]!r}... has a name longer than the file system allows")
+            refused[info.filename] = f"member {name[:60]!r}... has a name longer than the file system allows"
+            continue
         parts = [p for p in name.split("/") if p not in ("", ".")]
+        paths[info.filename] = "/".join(parts)
         folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
         if info.is_dir():
             folders.add("/".join(parts))
         else:
-            files.add("/".join(parts))
-    clash = sorted(files & folders)
-    if clash:
-        raise UnsafeArchive(f"{archive.name} holds {clash[0]!r} as both a file and a folder")
+            files["/".join(parts)] = info.filename
+    for clash in sorted(files.keys() & folders):  # the file, and everything in the folder of that name
+        why = f"{archive.name} holds {clash!r} as both a file and a folder"
+        for member, path in paths.items():
+            if path == clash or path.startswith(clash + "/"):
+                refused.setdefault(member, why)
 
 
 def _safe_target(dest: Path, info: zipfile.ZipInfo) -> Path | None:
@@ -201,9 +236,11 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
     class); whatever is wrong with one student's submission is that student's error row."""
     submissions = Path(submissions)
     root = submissions
+    refused: dict[str, str] = {}
     if submissions.is_file() and submissions.suffix == ".zip":
         try:
-            submissions = _unwrap(extract_zip(submissions, scratch / "_class"))
+            submissions = _unwrap(extract_zip(submissions, scratch / "_class", MAX_CLASS_BYTES, MAX_CLASS_FILES,
+                                              refused=refused))
         except UnsafeArchive as e:
             raise FileNotFoundError(f"cannot use {submissions}: {e}") from None
         root = scratch / "_class"
@@ -218,8 +255,27 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
                  if d.is_symlink() or d.is_dir()]
     else:
         found = [f for f in (_one(item, scratch) for item in _entries(submissions, skip)) if f is not None]
-    found = _without_duplicates(found)
+    found = _with_refused_members(_without_duplicates(found), refused, root, submissions)
     return sorted((vet(f, entry, root) for f in found), key=lambda f: f.student)
+
+
+def _with_refused_members(found: list[Found], refused: dict[str, str], root: Path, submissions: Path) -> list[Found]:
+    """In a zip of the whole class, a member left out (see extract_zip) makes its student's row an
+    error, whether the rest of that student's work was unpacked or nothing of it was."""
+    by_student = {f.student: f for f in found}
+    top, base = Path(os.path.abspath(root)), Path(os.path.abspath(submissions))
+    for name, why in refused.items():
+        member = top.joinpath(*[p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("/", "..")])
+        if not member.is_relative_to(base) or member == base:
+            continue  # outside every student's entry (junk beside the class folder)
+        parts = member.relative_to(base).parts
+        if parts[0] == "submitted" and len(parts) > 1:  # nbgrader's layout inside the zip
+            parts = parts[1:]
+        if parts[0].startswith((".", "_")):
+            continue
+        student = _student(Path(parts[0]))
+        by_student[student] = Found(student, None, f"submission refused: {why}")
+    return list(by_student.values())
 
 
 def _entries(folder: Path, skip: list[Path]) -> list[Path]:

@@ -207,7 +207,7 @@ def plan(found: list[Found], journal: dict[str, dict], chosen: set[str], err: Co
         record = journal.get(f.student)
         if record is None or f.student in chosen:
             todo.append(f)
-        elif record.get("content_hash") != f.content_hash:
+        elif "content_hash" in record and record["content_hash"] != f.content_hash:  # (older journals: unknown)
             err.print(f"{shown(f.student)}: submission changed since it was graded (content hash "
                       f"{str(record.get('content_hash'))[:12]} -> {str(f.content_hash)[:12]}): grading again",
                       highlight=False)

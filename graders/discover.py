@@ -247,8 +247,11 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is not a folder or a zip of submissions")
     skip = [Path(os.path.realpath(p)) for p in (*exclude, scratch)]
-    if _holds_submission(submissions, entry):
-        return [vet(Found(submissions.resolve().name, submissions), entry, submissions)]
+    if _holds_submission(submissions, entry):  # one submission (Gradescope's, or one student's zip)
+        one = Found(submissions.resolve().name, submissions)
+        if refused:
+            one = replace(one, path=None, error=f"submission refused: {next(iter(refused.values()))}")
+        return [vet(one, entry, root)]
     nbgrader = submissions / "submitted" if (submissions / "submitted").is_dir() else submissions
     if nbgrader.name == "submitted":
         found = [_nbgrader_one(d, assignment) for d in _entries(nbgrader, skip)

@@ -368,6 +368,10 @@ def test_resume_regrades_a_changed_submission_and_regrade_names_students(hostile
     assert unknown.returncode == 2 and "no submission for 'alcie'" in unknown.stderr
     assert graded_times() == regraded
 
+    everyone = run_dldiy(*args, "--hidden-seeds", "7", "--regrade")  # bare: start over, everyone once
+    assert everyone.returncode == 0, everyone.stderr
+    assert graded_times() == {s: 1 for s in regraded}
+
 
 def test_a_skip_policy_cannot_change_midway(hostile_batch, hostile_class):
     _, out = hostile_batch

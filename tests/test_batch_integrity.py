@@ -262,7 +262,13 @@ def hostile_class(tmp_path_factory) -> Path:
     corrupt_deflate(subs / "corrupt.zip")
     file_folder_clash(subs / "clash.zip")
     many_entries(subs / "million.zip", 100_000)
+    long_name(subs / "longname.zip")
+    with open(subs / "huge.ipynb", "wb") as f:  # 200 MB, sparse
+        f.write(notebook(REFERENCE)[:-1].encode() + b", \"pad\": \"")
+        f.truncate(200 * 1024 * 1024)
+    (subs / "deep.ipynb").write_text(notebook(REFERENCE)[:-1] + ', "pad": ' + "[" * 100_000 + "]" * 100_000 + "}")
     (subs / "thief").symlink_to(REFERENCE_DIR)
+    (subs / "classmate").symlink_to(subs / "alice.py")
     return subs
 
 
@@ -283,10 +289,12 @@ def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_
     result, out = hostile_batch
     assert result.returncode == 0, result.stderr
     book = gradebook(out)
-    assert len(book) == 7 and "book" not in book
+    assert len(book) == 11 and "book" not in book
     assert (book["alice"]["status"], book["alice"]["first-loss"]) == ("pass", "3")
     for student, reason in {"corrupt": "not a readable zip", "clash": "both a file and a folder",
-                            "million": "holds 100000 files", "thief": "symbolic link"}.items():
+                            "million": "holds 100000 files", "thief": "symbolic link", "classmate": "symbolic link",
+                            "longname": "longer than the file system allows", "huge": "200 MB",
+                            "deep": "levels deep"}.items():
         assert book[student]["status"] == "error" and reason in book[student]["error"], book[student]
     hijacker = next(s for s in book if "HYPERLINK" in s)
     assert hijacker.startswith("'=") and "\x1b" not in hijacker and "\\x1b" in hijacker
@@ -335,7 +343,7 @@ def test_isolation_is_printed_and_recorded(hostile_batch):
 def test_progress_is_plain_lines_when_not_a_terminal(hostile_batch):
     result, _ = hostile_batch
     lines = [line for line in result.stderr.splitlines() if line.startswith("graded ")]
-    assert lines and lines[-1].startswith("graded 7/7 (") and lines[-1].endswith("/s)")
+    assert lines and lines[-1].startswith("graded 11/11 (") and lines[-1].endswith("/s)")
     assert "━" not in result.stderr  # no progress bar characters in a log
 
 

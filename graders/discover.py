@@ -244,6 +244,7 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
         except UnsafeArchive as e:
             raise FileNotFoundError(f"cannot use {submissions}: {e}") from None
         root = scratch / "_class"
+    unpacked = root  # where a refused member's name would have been written
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is not a folder or a zip of submissions")
     skip = [Path(os.path.realpath(p)) for p in (*exclude, scratch)]
@@ -256,9 +257,10 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
     if nbgrader.name == "submitted":
         found = [_nbgrader_one(d, assignment) for d in _entries(nbgrader, skip)
                  if d.is_symlink() or d.is_dir()]
+        root = nbgrader  # the course's own layout above the students' folders is the instructor's
     else:
         found = [f for f in (_one(item, scratch) for item in _entries(submissions, skip)) if f is not None]
-    found = _with_refused_members(_without_duplicates(found), refused, root, submissions)
+    found = _with_refused_members(_without_duplicates(found), refused, unpacked, submissions)
     return sorted((vet(f, entry, root) for f in found), key=lambda f: f.student)
 
 

@@ -409,3 +409,13 @@ def test_in_a_zip_of_the_class_a_bad_member_is_its_students_row(tmp_path):
     assert "not a readable zip archive" in found["bob"].error
     assert "longer than the file system allows" in found["carol"].error
     assert "both a file and a folder" in found["dan"].error
+
+
+def test_links_the_instructor_made_above_the_students_are_fine(tmp_path):
+    real = tmp_path / "exchange" / "submitted"
+    (real / "s1" / "ex1").mkdir(parents=True)
+    (real / "s1" / "ex1" / "logreg.py").write_text(REFERENCE)
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "submitted").symlink_to(real)
+    (found,) = discover(tmp_path / "course", "logreg.py", "ex1", tmp_path / "scratch")
+    assert found.student == "s1" and found.error is None and found.graded.read_text() == REFERENCE

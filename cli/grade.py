@@ -266,7 +266,7 @@ def print_summary(console: Console, records: list[dict], settings: dict, out: Pa
     console.print(f"[bold]{len(records)} submission(s) graded[/]; gradebook: {escape(str(out / 'gradebook.csv'))}")
     width = max(bins.values(), default=1)
     for b in range(10):  # fractions of each student's maximum (a skipped check may leave it)
-        label = f"{10 * b:>3}% - {10 * (b + 1):<4}%"
+        label = f"{10 * b:>3}% - {10 * (b + 1):>3}%"
         console.print(f"  {label} {'#' * round(30 * bins[b] / width):<30} {bins[b]}")
     failing = Counter(c["name"] for r in records for c in r["checks"] if c["status"] in ("fail", "error"))
     if failing:

@@ -419,3 +419,17 @@ def test_links_the_instructor_made_above_the_students_are_fine(tmp_path):
     (tmp_path / "course" / "submitted").symlink_to(real)
     (found,) = discover(tmp_path / "course", "logreg.py", "ex1", tmp_path / "scratch")
     assert found.student == "s1" and found.error is None and found.graded.read_text() == REFERENCE
+
+
+def test_the_progress_bar_shows_names_as_text():
+    import io
+
+    from rich.console import Console
+
+    from dldiy.cli.grade import with_progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    records = [{"student": "[/]x[bold]" + ANSI, "score": 1.0}]
+    assert list(with_progress(iter(records), 1, console)) == records  # "[/]" as markup would raise
+    shown = console.file.getvalue()
+    assert "[/]x[bold]\\x1b]0;pwned\\x07" in shown and "\x1b]0;pwned" not in shown

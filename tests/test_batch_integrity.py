@@ -433,3 +433,21 @@ def test_the_progress_bar_shows_names_as_text():
     assert list(with_progress(iter(records), 1, console)) == records  # "[/]" as markup would raise
     shown = console.file.getvalue()
     assert "[/]x[bold]\\x1b]0;pwned\\x07" in shown and "\x1b]0;pwned" not in shown
+
+
+def test_best_effort_isolation_is_warned_and_recorded(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from dldiy.cli.grade import report_isolation
+
+    (tmp_path / "batch.json").write_text(json.dumps({"exercise": "exercise-1"}))
+    isolation = ["RLIMIT_CPU=120", "not applied: namespaces (Operation not permitted): network, mounts and strays "
+                 "are best effort (process group kill and marker sweep)"]
+    console = Console(file=io.StringIO(), width=300)
+    report_isolation(console, tmp_path, [{"sandbox": []}, {"sandbox": isolation}])
+    printed = console.file.getvalue()
+    assert "isolation of the children: RLIMIT_CPU=120" in printed
+    assert "warning: isolation is best effort on this machine; not applied: namespaces (Operation" in printed
+    assert json.loads((tmp_path / "batch.json").read_text())["isolation"] == isolation

@@ -81,6 +81,8 @@ def check_inputs(submissions: Path, out: Path, course_dir: Path | None, cluster:
         fail(f"no such file or folder: {submissions}")
     if not (submissions.is_dir() or (submissions.is_file() and submissions.suffix == ".zip")):
         fail(f"{submissions} is not a folder or a zip of submissions")
+    if submissions.is_dir() and os.path.realpath(out) == os.path.realpath(submissions):
+        fail(f"--out {out} is the submissions folder itself: choose another folder (inside it is fine)")
     _check_writable(out, "--out")
     if course_dir is not None:
         if not course_dir.is_dir():

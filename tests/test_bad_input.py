@@ -174,6 +174,10 @@ def test_grade_unwritable_out(tmp_path):
     assert_one_line_exit_2(result, "--out", "cannot be written")
     result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(blocker))
     assert_one_line_exit_2(result, "--out", "is a file, not a folder")
+    subs = _class(tmp_path)
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(subs), "--out", str(subs)),
+                           "--out", "is the submissions folder itself")
+    assert _nothing_graded(subs)
 
 
 def test_grade_usage_errors_are_one_line(tmp_path):

@@ -59,16 +59,18 @@ def file_folder_clash(path: Path) -> Path:
     return path
 
 
-def many_entries(path: Path, entries: int) -> Path:
+def many_entries(path: Path, entries: int, claimed: int | None = None) -> Path:
     """A zip whose central directory really lists `entries` entries (all naming one local member, the
-    cheapest way to build it), with zip64 end records beyond 65535, as zipfile itself writes them."""
+    cheapest way to build it), with zip64 end records, as zipfile itself writes them beyond 65535; the
+    end records say `claimed` entries (default: the truth)."""
     name = b"a"
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
     central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
                           0, 0) + name
     directory = central * entries
     offset = len(local)
-    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(directory), offset)
+    claimed = entries if claimed is None else claimed
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, claimed, claimed, len(directory), offset)
     locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + len(directory), 1)
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     path.write_bytes(local + directory + end64 + locator + end)
@@ -99,6 +101,13 @@ def test_a_huge_central_directory_is_refused_from_its_end_record(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000, f"{peak} bytes: the directory was parsed before the count was checked"
+
+
+def test_end_records_that_claim_a_million_entries_or_lie_about_the_count_are_refused(tmp_path):
+    with pytest.raises(UnsafeArchive, match="holds 1000000 files, more than the cap of 500"):
+        extract_zip(many_entries(tmp_path / "claims.zip", 10, claimed=1_000_000), tmp_path / "d1")
+    with pytest.raises(UnsafeArchive, match="directory is 4700000 bytes, too large for 500 files"):
+        extract_zip(many_entries(tmp_path / "lies.zip", 100_000, claimed=10), tmp_path / "d2")
 
 
 def test_declared_sizes_are_checked_before_writing(tmp_path):

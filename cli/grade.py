@@ -27,7 +27,7 @@ from dldiy.graders.batch import (SKIP_POLICIES, batch_expectations, draw_hidden_
                                  scheduler_unreachable)
 from dldiy.graders.discover import Found, discover
 from dldiy.graders.exercise import load_exercise
-from dldiy.graders.export import write_feedback, write_gradescope, write_nbgrader
+from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
 from dldiy.graders.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
                                      terminal_safe)
 
@@ -183,7 +183,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         book.close()
     graded = [book.journal.records[f.student] for f in found if f.student in book.journal.records]
     for record in graded:  # resumed runs: feedback of the first part is there too
-        if not (out / "feedback" / f"{record['student']}.md").exists():
+        if not (out / "feedback" / f"{file_stem(record['student'])}.md").exists():
             write_feedback(out / "feedback", record, exercise.title)
     if fmt == "gradescope":
         write_gradescope(out, graded)

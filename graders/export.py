@@ -87,10 +87,21 @@ def feedback_html(record: dict[str, Any], exercise_title: str) -> str:
             f"<p><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}</body></html>\n")
 
 
+def file_stem(student: str) -> str:
+    """The student's name as a file name: itself, or when too long for one (a 255-byte folder name plus
+    ".html" is not a valid name), its start and a hash, so a long name cannot stop the batch."""
+    if len(student.encode()) <= 200:
+        return student
+    import hashlib
+
+    return student.encode()[:150].decode("utf-8", "ignore") + "-" + hashlib.sha256(student.encode()).hexdigest()[:12]
+
+
 def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{record['student']}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8")
-    (folder / f"{record['student']}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8")
+    stem = file_stem(record["student"])
+    (folder / f"{stem}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8")
+    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8")
 
 
 def gradescope_results(record: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +139,7 @@ def write_gradescope(out: Path, records: list[dict[str, Any]]) -> None:
     """OUT/gradescope/<student>/results.json; and OUT/results.json when the batch is one submission (the
     autograder case: `dldiy grade EX /autograder/submission --format gradescope --out /autograder/results`)."""
     for record in records:
-        folder = out / "gradescope" / record["student"]
+        folder = out / "gradescope" / file_stem(record["student"])
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(json.dumps(gradescope_results(record), indent=1) + "\n")
     if len(records) == 1:

@@ -278,6 +278,8 @@ def hostile_class(tmp_path_factory) -> Path:
     (subs / "deep.ipynb").write_text(notebook(REFERENCE)[:-1] + ', "pad": ' + "[" * 100_000 + "]" * 100_000 + "}")
     (subs / "thief").symlink_to(REFERENCE_DIR)
     (subs / "classmate").symlink_to(subs / "alice.py")
+    (subs / ("l" * 255)).mkdir()  # the longest name a folder can have: too long for "<name>.html"
+    (subs / ("l" * 255) / "logreg.py").write_text(REFERENCE)
     return subs
 
 
@@ -298,7 +300,8 @@ def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_
     result, out = hostile_batch
     assert result.returncode == 0, result.stderr
     book = gradebook(out)
-    assert len(book) == 11 and "book" not in book
+    assert len(book) == 12 and "book" not in book
+    assert book["l" * 255]["status"] == "pass" and len(list((out / "feedback").glob("llll*-*.html"))) == 1
     assert (book["alice"]["status"], book["alice"]["first-loss"]) == ("pass", "3")
     for student, reason in {"corrupt": "not a readable zip", "clash": "both a file and a folder",
                             "million": "holds 100000 files", "thief": "symbolic link", "classmate": "symbolic link",
@@ -352,7 +355,7 @@ def test_isolation_is_printed_and_recorded(hostile_batch):
 def test_progress_is_plain_lines_when_not_a_terminal(hostile_batch):
     result, _ = hostile_batch
     lines = [line for line in result.stderr.splitlines() if line.startswith("graded ")]
-    assert lines and lines[-1].startswith("graded 11/11 (") and lines[-1].endswith("/s)")
+    assert lines and lines[-1].startswith("graded 12/12 (") and lines[-1].endswith("/s)")
     assert "━" not in result.stderr  # no progress bar characters in a log
 
 

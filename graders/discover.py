@@ -249,7 +249,7 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
         raise FileNotFoundError(f"{submissions} is not a folder or a zip of submissions")
     skip = [Path(os.path.realpath(p)) for p in (*exclude, scratch)]
     if _holds_submission(submissions, entry):  # one submission (Gradescope's, or one student's zip)
-        one = Found(submissions.resolve().name, submissions)
+        one = Found(valid_name(submissions.resolve().name), submissions)
         if refused:
             one = replace(one, path=None, error=f"submission refused: {next(iter(refused.values()))}")
         return [vet(one, entry, root)]
@@ -260,6 +260,7 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
         root = nbgrader  # the course's own layout above the students' folders is the instructor's
     else:
         found = [f for f in (_one(item, scratch) for item in _entries(submissions, skip)) if f is not None]
+    found = [replace(f, student=valid_name(f.student)) for f in found]
     found = _with_refused_members(_without_duplicates(found), refused, unpacked, submissions)
     return sorted((vet(f, entry, root) for f in found), key=lambda f: f.student)
 
@@ -278,9 +279,15 @@ def _with_refused_members(found: list[Found], refused: dict[str, str], root: Pat
             parts = parts[1:]
         if parts[0].startswith((".", "_")):
             continue
-        student = _student(Path(parts[0]))
+        student = valid_name(_student(Path(parts[0])))
         by_student[student] = Found(student, None, f"submission refused: {why}")
     return list(by_student.values())
+
+
+def valid_name(name: str) -> str:
+    """A student id that is valid Unicode: a file name's undecodable bytes (kept by Python as lone
+    surrogates, which no UTF-8 file can hold) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _entries(folder: Path, skip: list[Path]) -> list[Path]:

@@ -100,8 +100,11 @@ def file_stem(student: str) -> str:
 def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     stem = file_stem(record["student"])
-    (folder / f"{stem}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8")
-    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8")
+    # a message may carry a lone surrogate (JSON allows "\\udcff"): shown escaped, never an exception
+    (folder / f"{stem}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8",
+                                       errors="backslashreplace")
+    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8",
+                                         errors="backslashreplace")
 
 
 def gradescope_results(record: dict[str, Any]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ class Gradebook:
         self.checks = settings["checks"]
         self.json_every_s, self._json_written = json_every_s, 0.0
         self.finish()  # what a previous, interrupted run graded is in the files from the start
-        self._csv = open(out / "gradebook.csv", "a", newline="", encoding="utf-8")
+        self._csv = open(out / "gradebook.csv", "a", newline="", encoding="utf-8", errors="backslashreplace")
 
     def add(self, record: dict[str, Any]) -> None:
         """Journal first (the truth), then the derived views."""
@@ -153,7 +153,7 @@ class Gradebook:
     def finish(self) -> None:
         """Rewrite both views from the journal, sorted by student (no duplicate, none missing)."""
         tmp = self.out / "gradebook.csv.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             writer = csv.writer(f)
             writer.writerow(csv_header(self.checks))
             writer.writerows(csv_row(r, self.checks) for r in self.sorted_records())

@@ -280,6 +280,9 @@ def hostile_class(tmp_path_factory) -> Path:
     (subs / "classmate").symlink_to(subs / "alice.py")
     (subs / ("l" * 255)).mkdir()  # the longest name a folder can have: too long for "<name>.html"
     (subs / ("l" * 255) / "logreg.py").write_text(REFERENCE)
+    os.mkdir(os.fsencode(subs) + b"/bytes\xff\xfe")  # not UTF-8: no CSV or feedback file could hold it raw
+    (subs / os.fsdecode(b"bytes\xff\xfe") / "logreg.py").write_text(
+        REFERENCE + "\nraise ValueError('\\udcff lone surrogate')\n")
     return subs
 
 
@@ -300,7 +303,7 @@ def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_
     result, out = hostile_batch
     assert result.returncode == 0, result.stderr
     book = gradebook(out)
-    assert len(book) == 12 and "book" not in book
+    assert len(book) == 13 and "book" not in book
     assert book["l" * 255]["status"] == "pass" and len(list((out / "feedback").glob("llll*-*.html"))) == 1
     assert (book["alice"]["status"], book["alice"]["first-loss"]) == ("pass", "3")
     for student, reason in {"corrupt": "not a readable zip", "clash": "both a file and a folder",
@@ -314,6 +317,7 @@ def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_
     assert "[bold red]boom\\x1b" in result.stdout  # the markup shown as text, not applied
     assert "ValueError: [bold red]x\\x1b[2J" in result.stdout
     assert "\x1b" not in (out / "gradebook.csv").read_text()
+    assert book["bytes\ufffd\ufffd"]["status"] == "error" and (out / "feedback" / "bytes\ufffd\ufffd.md").is_file()
 
 
 def test_records_name_the_graded_file_and_its_hash(hostile_batch, hostile_class):
@@ -355,7 +359,7 @@ def test_isolation_is_printed_and_recorded(hostile_batch):
 def test_progress_is_plain_lines_when_not_a_terminal(hostile_batch):
     result, _ = hostile_batch
     lines = [line for line in result.stderr.splitlines() if line.startswith("graded ")]
-    assert lines and lines[-1].startswith("graded 12/12 (") and lines[-1].endswith("/s)")
+    assert lines and lines[-1].startswith("graded 13/13 (") and lines[-1].endswith("/s)")
     assert "━" not in result.stderr  # no progress bar characters in a log
 
 

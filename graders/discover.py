@@ -304,6 +304,8 @@ def _one(item: Path, scratch: Path) -> Found | None:
                                                "(links are not accepted)")
         if item.is_dir():
             return Found(item.name, _unwrap(item))
+        if item.suffix in (*SUFFIXES, ".zip") and not item.is_file():  # a pipe would block the reader
+            return Found(_student(item), None, f"submission refused: {item.name} is not a regular file")
         if item.suffix == ".zip":
             try:
                 return Found(item.stem, _unwrap(extract_zip(item, scratch / item.stem)))

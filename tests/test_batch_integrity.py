@@ -153,6 +153,7 @@ def hostile(tmp_path) -> Path:
     (subs / "nested" / "inner").symlink_to(REFERENCE_DIR)  # a lone link: descending would follow it
     (subs / "book").mkdir()  # the batch's own --out, inside the class folder
     (subs / "book" / "logreg.py").write_text("x = 1")
+    os.mkfifo(subs / "pipe.zip")  # opened, it would block the parent forever
     (subs / "dup.py").write_text(REFERENCE)
     (subs / "dup.ipynb").write_text(notebook(REFERENCE))
     return subs
@@ -169,6 +170,7 @@ REASONS = {
     "refthief": "logreg.py is a symbolic link",
     "nested": "inner is a symbolic link",
     "dup": "more than one submission",
+    "pipe": "not a regular file",
 }
 
 

@@ -83,7 +83,6 @@ def check_inputs(submissions: Path, out: Path, course_dir: Path | None, cluster:
         fail(f"{submissions} is not a folder or a zip of submissions")
     if submissions.is_dir() and os.path.realpath(out) == os.path.realpath(submissions):
         fail(f"--out {out} is the submissions folder itself: choose another folder (inside it is fine)")
-    _check_writable(out, "--out")
     if course_dir is not None:
         if not course_dir.is_dir():
             fail(f"--nbgrader {course_dir}: no such course folder (the folder holding nbgrader's gradebook.db)")
@@ -96,6 +95,7 @@ def check_inputs(submissions: Path, out: Path, course_dir: Path | None, cluster:
         why = scheduler_unreachable(cluster)
         if why:
             fail(f"--cluster: {why}")
+    _check_writable(out, "--out")  # last: a mistake found above leaves no empty --out behind
 
 
 def _check_writable(folder: Path, option: str) -> None:

@@ -137,11 +137,15 @@ def _nothing_graded(out: Path) -> bool:
     return not (out / "journal.jsonl").exists() and not (out / "gradebook.csv").exists()
 
 
+def _untouched(out: Path) -> bool:
+    return not out.exists()
+
+
 def test_grade_missing_submissions_folder(tmp_path):
     out = tmp_path / "out"
     result = run_dldiy("grade", "exercise-1", str(tmp_path / "nope"), "--out", str(out))
     assert_one_line_exit_2(result, "no such file or folder", "nope")
-    assert _nothing_graded(out)
+    assert _untouched(out)
 
 
 def test_grade_missing_nbgrader_course(tmp_path):
@@ -149,7 +153,7 @@ def test_grade_missing_nbgrader_course(tmp_path):
     result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
                        "--nbgrader", str(tmp_path / "no-course"))
     assert_one_line_exit_2(result, "--nbgrader", "no such course folder")
-    assert _nothing_graded(out)
+    assert _untouched(out)
 
 
 def test_grade_cluster_where_no_scheduler_listens(tmp_path):
@@ -162,7 +166,7 @@ def test_grade_cluster_where_no_scheduler_listens(tmp_path):
     result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
                        "--cluster", f"tcp://127.0.0.1:{port}")
     assert_one_line_exit_2(result, "--cluster", f"no scheduler answers at tcp://127.0.0.1:{port}")
-    assert _nothing_graded(out)
+    assert _untouched(out)
     assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
                                      "--cluster", "tcp://nowhere"), "--cluster", "no host:port")
 

@@ -130,7 +130,7 @@ def _check_writable(folder: Path, option: str) -> None:
                    "policy, else leave-out.")
 @click.option("--format", "fmt", metavar="csv|gradescope", default="csv", show_default=True,
               help="gradescope: also write Gradescope's results.json per student.")
-@click.option("--nbgrader", "course_dir", type=click.Path(path_type=Path),
+@click.option("--nbgrader", "course_dir", type=click.Path(path_type=Path), metavar="COURSE_DIR",
               help="Also write the scores into COURSE_DIR/gradebook.db (nbgrader).")
 @click.option("--assignment", help="Assignment name (nbgrader layout and gradebook); default: EXERCISE.")
 @click.option("--cluster", metavar="ADDRESS", help="Run the tasks on this Dask scheduler instead of locally.")

@@ -9,16 +9,14 @@ import csv
 import json
 import os
 import struct
-import sys
 import tracemalloc
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
 from conftest import REPO, run_dldiy
 
-from dldiy.graders.discover import (MAX_JSON_DEPTH, UnsafeArchive, discover, extract_zip, json_depth)
+from dldiy.graders.discover import MAX_JSON_DEPTH, UnsafeArchive, discover, extract_zip, json_depth
 from dldiy.graders.export import feedback_markdown, gradescope_results
 from dldiy.graders.gradebook import csv_row, safe_cell
 

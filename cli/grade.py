@@ -235,6 +235,7 @@ def with_progress(records: Iterable[dict[str, Any]], total: int, err: Console) -
                 yield record
                 progress.update(bar, advance=1, last=f"{shown(record['student'])}: {record['score']:g}")
         return
+    print(f"grading {total} submission(s)", file=sys.stderr, flush=True)
     started = last_time = time.monotonic()
     done, last_done, step = 0, 0, max(1, total // 10)
     for record in records:

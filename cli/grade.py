@@ -1,21 +1,59 @@
-"""`dldiy grade EXERCISE SUBMISSIONS --out DIR`: grade a whole class, in parallel, resumably."""
+"""`dldiy grade EXERCISE SUBMISSIONS --out DIR`: grade a whole class, in parallel, resumably.
+
+Every mistake an instructor can make on the command line (a missing folder, an --out that cannot be
+written, an --nbgrader course that does not exist, a --cluster where no scheduler listens, an unknown
+student to --regrade) is one line on stderr and exit status 2, found before the batch starts.
+What students wrote (their names, messages quoting their code) reaches the terminal with control
+characters shown as escapes and rich markup inert.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any, Iterable, Iterator, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
-from dldiy.graders.batch import batch_expectations, draw_hidden_seeds, run_cluster, run_local
-from dldiy.graders.discover import discover
+from dldiy.graders.batch import (SKIP_POLICIES, batch_expectations, draw_hidden_seeds, run_cluster, run_local,
+                                 scheduler_unreachable)
+from dldiy.graders.discover import Found, discover
 from dldiy.graders.exercise import load_exercise, require
-from dldiy.graders.export import write_feedback, write_gradescope, write_nbgrader
-from dldiy.graders.gradebook import BatchMismatch, Gradebook, Journal, settle_settings
+from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
+from dldiy.graders.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
+                                     terminal_safe)
+
+REGRADE_ALL = "\0all"  # what a bare --regrade stands for (no student name can hold a NUL byte)
+PROGRESS_EVERY_S = 2.0
+
+
+def fail(message: str) -> NoReturn:
+    """The user's mistake: one line, exit status 2."""
+    click.echo(f"dldiy grade: {terminal_safe(message)}", err=True)
+    sys.exit(2)
+
+
+def shown(text: str) -> str:
+    """Student text for rich's console.print: control characters escaped, markup inert."""
+    return escape(terminal_safe(text))
+
+
+class _OneLineErrors(click.Command):
+    """Click's own usage errors (a missing argument, a bad value) as one line and exit status 2 too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            fail(f"{e.format_message()} (see dldiy grade --help)")
 
 
 def _seeds(text: str | None) -> tuple[int, ...] | None:
@@ -24,97 +62,226 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(sorted({int(s) for s in text.replace(" ", "").split(",") if s}))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+        fail(f"--hidden-seeds {text!r} is not a comma-separated list of integers")
 
 
-@click.command("grade")
+def _regrade_choice(values: tuple[str, ...]) -> tuple[bool, set[str]]:
+    """(everyone, only these students) from `--regrade` (bare), `--regrade alice --regrade bob`, or
+    `--regrade alice,bob`."""
+    everyone = REGRADE_ALL in values
+    names = {n.strip() for v in values if v != REGRADE_ALL for n in v.split(",") if n.strip()}
+    if everyone and names:
+        fail("--regrade takes student names, or nothing to grade everyone again; not both")
+    return everyone, names
+
+
+def check_inputs(submissions: Path, out: Path, course_dir: Path | None, cluster: str | None) -> None:
+    """Everything the instructor gave that can be checked before the batch starts."""
+    if not submissions.exists():
+        fail(f"no such file or folder: {submissions}")
+    if not (submissions.is_dir() or (submissions.is_file() and submissions.suffix == ".zip")):
+        fail(f"{submissions} is not a folder or a zip of submissions")
+    if submissions.is_dir() and os.path.realpath(out) == os.path.realpath(submissions):
+        fail(f"--out {out} is the submissions folder itself: choose another folder (inside it is fine)")
+    if course_dir is not None:
+        if not course_dir.is_dir():
+            fail(f"--nbgrader {course_dir}: no such course folder (the folder holding nbgrader's gradebook.db)")
+        try:
+            import nbgrader.api  # noqa: F401
+        except ImportError:
+            fail("--nbgrader needs nbgrader: pip install 'dldiy[instructor]'")
+        _check_writable(course_dir, "--nbgrader")
+    if cluster is not None:
+        why = scheduler_unreachable(cluster)
+        if why:
+            fail(f"--cluster: {why}")
+    _check_writable(out, "--out")  # last: a mistake found above leaves no empty --out behind
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        fail(f"{option} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        fail(f"{option} {folder} cannot be written ({e.strerror or e})")
+
+
+@click.command("grade", cls=_OneLineErrors)
 @click.argument("exercise_id", metavar="EXERCISE")
-@click.argument("submissions", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the gradebook, the journal and the feedback.")
+@click.argument("submissions", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder for the gradebook, the journal and the feedback (never discovered as a student).")
 @click.option("-j", "--jobs", type=int, default=os.cpu_count() or 1, show_default=True,
               help="Submissions graded at once (each in its own child process).")
 @click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2", help="Instructor-only seeds added to the public ones.")
 @click.option("--hidden", "hidden_count", type=int, default=2, show_default=True,
               help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json).")
 @click.option("--only", "only", multiple=True, metavar="CHECK", help="Grade only this check (repeatable).")
-@click.option("--regrade", is_flag=True, help="Grade everyone again instead of resuming.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "gradescope"]), default="csv", show_default=True,
+@click.option("--regrade", "regrade", multiple=True, is_flag=False, flag_value=REGRADE_ALL, default=(),
+              metavar="[STUDENT,...]",
+              help="Alone: grade everyone again instead of resuming. With names (repeatable, or a comma-"
+                   "separated list): grade only those students again, keeping the others' grades.")
+@click.option("--skips", "skips", metavar="|".join(SKIP_POLICIES),
+              help="A check that cannot run on this machine (a GPU check on a CPU grader): leave-out takes "
+                   "its points out of the maximum, zero counts them as 0. Default: the batch's recorded "
+                   "policy, else leave-out.")
+@click.option("--format", "fmt", metavar="csv|gradescope", default="csv", show_default=True,
               help="gradescope: also write Gradescope's results.json per student.")
-@click.option("--nbgrader", "course_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--nbgrader", "course_dir", type=click.Path(path_type=Path), metavar="COURSE_DIR",
               help="Also write the scores into COURSE_DIR/gradebook.db (nbgrader).")
 @click.option("--assignment", help="Assignment name (nbgrader layout and gradebook); default: EXERCISE.")
 @click.option("--cluster", metavar="ADDRESS", help="Run the tasks on this Dask scheduler instead of locally.")
 def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hidden_seeds: str | None,
-                  hidden_count: int, only: tuple[str, ...], regrade: bool, fmt: str, course_dir: Path | None,
-                  assignment: str | None, cluster: str | None) -> None:
+                  hidden_count: int, only: tuple[str, ...], regrade: tuple[str, ...], skips: str | None, fmt: str,
+                  course_dir: Path | None, assignment: str | None, cluster: str | None) -> None:
     """Grade every student's submission of EXERCISE found in SUBMISSIONS (a folder of files, folders or
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
-    resumes where it stopped."""
+    resumes where it stopped, and grades again whoever changed their submission since."""
     exercise = load_exercise(exercise_id)
+    if skips is not None and skips not in SKIP_POLICIES:
+        fail(f"--skips {skips!r}: choose {' or '.join(SKIP_POLICIES)}")
+    if fmt not in ("csv", "gradescope"):
+        fail(f"--format {fmt!r}: choose csv or gradescope")
+    everyone, chosen = _regrade_choice(regrade)
+    check_inputs(submissions, out, course_dir, cluster)
     require(exercise)  # one line naming what to install, before any child starts
     assignment = assignment or exercise.id
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)
     hidden = explicit if explicit is not None else draw_hidden_seeds(hidden_count, exercise.seeds)
     settings = {"exercise": exercise.id, "checks": checks, "hidden_seeds": list(hidden),
-                "max_score": sum(exercise.check(c).points for c in checks)}
-    console, err = Console(), Console(stderr=True)
+                "max_score": sum(exercise.check(c).points for c in checks), "skips": skips}
+    console, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
-        settings = settle_settings(out, settings, regrade, drawn=explicit is None)
-        found = discover(submissions, exercise.entry, assignment, out / "unpacked")
+        settings = settle_settings(out, settings, everyone, drawn=explicit is None)
+        found = discover(submissions, exercise.entry, assignment, out / "unpacked", exclude=(out,))
     except (BatchMismatch, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
-    hidden = tuple(settings["hidden_seeds"])
-    book = Gradebook(out, settings, Journal(out / "journal.jsonl", fresh=regrade))
-    todo = [f for f in found if f.student not in book.journal.records]
-    if len(todo) < len(found):
-        err.print(f"resuming: {len(found) - len(todo)} of {len(found)} already graded in {out}")
+        fail(str(e))
+    except OSError as e:
+        fail(f"{out}: {e}")
+    hidden, skips = tuple(settings["hidden_seeds"]), settings["skips"]
+    unknown = sorted(chosen - {f.student for f in found})
+    if unknown:
+        fail(f"--regrade: no submission for {', '.join(map(repr, unknown))} in {submissions}")
+    book = Gradebook(out, settings, Journal(out / "journal.jsonl", fresh=everyone))
+    todo = plan(found, book.journal.records, chosen, err)
     try:
         expected = batch_expectations(exercise, hidden, checks) if todo else {}
     except RuntimeError as e:  # the reference fails at a hidden seed: the instructor's to fix
-        raise click.ClickException(str(e)) from None
-    records = (run_cluster(cluster, exercise, todo, checks, hidden, expected) if cluster
-               else run_local(exercise, todo, checks, hidden, expected, jobs))
-    columns = (TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        fail(str(e).replace("\n", " "))
+    records = (run_cluster(cluster, exercise, todo, checks, hidden, expected, skips) if cluster
+               else run_local(exercise, todo, checks, hidden, expected, jobs, skips))
+    fresh: list[dict[str, Any]] = []
     try:
-        with Progress(*columns, console=err) as progress:
-            bar = progress.add_task("grading", total=len(todo), last="")
-            for record in records:
-                book.add(record)
-                write_feedback(out / "feedback", record, exercise.title)
-                progress.update(bar, advance=1, last=f"{record['student']}: {record['score']:g}")
+        for record in with_progress(records, len(todo), err):
+            book.add(record)
+            write_feedback(out / "feedback", record, exercise.title)
+            fresh.append(record)
     finally:
         book.close()
     graded = [book.journal.records[f.student] for f in found if f.student in book.journal.records]
     for record in graded:  # resumed runs: feedback of the first part is there too
-        if not (out / "feedback" / f"{record['student']}.md").exists():
+        if not (out / "feedback" / f"{file_stem(record['student'])}.md").exists():
             write_feedback(out / "feedback", record, exercise.title)
     if fmt == "gradescope":
         write_gradescope(out, graded)
     if course_dir is not None:
-        write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
-                       [(c, exercise.check(c).points) for c in checks])
+        try:
+            write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
+                           [(c, exercise.check(c).points) for c in checks])
+        except Exception as e:  # noqa: BLE001 - nbgrader's own failure: the grades are safe in OUT
+            fail(f"--nbgrader {course_dir}: nbgrader could not record the grades ({type(e).__name__}: "
+                 f"{str(e).splitlines()[0] if str(e) else ''}); they are in {out / 'gradebook.csv'}, "
+                 "rerun the same command to retry")
+    report_isolation(err, out, fresh or graded)
     print_summary(console, graded, settings, out)
     if hidden:
         console.print(f"hidden seeds: {', '.join(map(str, hidden))} (recorded in {out / 'batch.json'})")
 
 
+def plan(found: list[Found], journal: dict[str, dict], chosen: set[str], err: Console) -> list[Found]:
+    """Who to grade now: everyone not in the journal, whoever's submission changed since it was graded
+    (its content hash differs; said on stderr), and the students named to --regrade."""
+    todo, resumed = [], 0
+    for f in found:
+        record = journal.get(f.student)
+        if record is None or f.student in chosen:
+            todo.append(f)
+        elif "content_hash" in record and record["content_hash"] != f.content_hash:  # (older journals: unknown)
+            err.print(f"{shown(f.student)}: submission changed since it was graded (content hash "
+                      f"{str(record.get('content_hash'))[:12]} -> {str(f.content_hash)[:12]}): grading again",
+                      highlight=False)
+            todo.append(f)
+        else:
+            resumed += 1
+    if resumed:
+        err.print(f"resuming: {resumed} of {len(found)} already graded", highlight=False)
+    if chosen:
+        err.print(f"grading again: {', '.join(shown(s) for s in sorted(chosen))}", highlight=False)
+    return todo
+
+
+def with_progress(records: Iterable[dict[str, Any]], total: int, err: Console) -> Iterator[dict[str, Any]]:
+    """The records, unchanged, while showing progress: a rich bar on a terminal; elsewhere (a log, CI,
+    a pipe) a plain line every PROGRESS_EVERY_S seconds or every 10% of the class, and at the end."""
+    if err.is_terminal:
+        columns = (TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=err) as progress:
+            bar = progress.add_task("grading", total=total, last="")
+            for record in records:
+                yield record
+                progress.update(bar, advance=1, last=f"{shown(record['student'])}: {record['score']:g}")
+        return
+    print(f"grading {total} submission(s)", file=sys.stderr, flush=True)
+    started = last_time = time.monotonic()
+    done, last_done, step = 0, 0, max(1, total // 10)
+    for record in records:
+        yield record
+        done += 1
+        now = time.monotonic()
+        if done == total or now - last_time >= PROGRESS_EVERY_S or done - last_done >= step:
+            rate = done / max(now - started, 1e-9)
+            print(f"graded {done}/{total} ({rate:.1f}/s)", file=sys.stderr, flush=True)
+            last_time, last_done = now, done
+
+
+def report_isolation(err: Console, out: Path, records: list[dict[str, Any]]) -> None:
+    """Print and record in OUT/batch.json the confinement the children reported; warn when some of it
+    could not be applied on this machine (best effort)."""
+    isolation = next((r["sandbox"] for r in records if r.get("sandbox")), None)
+    if isolation is None:
+        return
+    record_isolation(out, isolation)
+    applied = [s for s in isolation if not s.startswith("not applied")]
+    missing = [s.removeprefix("not applied:").strip() for s in isolation if s.startswith("not applied")]
+    err.print("isolation of the children: " + escape("; ".join(applied) or "none"), highlight=False)
+    if missing:
+        err.print("[bold yellow]warning:[/] isolation is best effort on this machine; not applied: "
+                  + escape("; ".join(missing)), highlight=False)
+
+
 def print_summary(console: Console, records: list[dict], settings: dict, out: Path) -> None:
     """Score histogram, the checks failed most often, and the submissions that errored."""
-    top = settings["max_score"] or 1.0
-    bins = Counter(min(9, int(10 * r["score"] / top)) for r in records)
-    console.print(f"[bold]{len(records)} submission(s) graded[/]; gradebook: {out / 'gradebook.csv'}")
+    bins = Counter(min(9, int(10 * r["score"] / (r["max_score"] or 1.0))) for r in records)
+    console.print(f"[bold]{len(records)} submission(s) graded[/]; gradebook: {escape(str(out / 'gradebook.csv'))}")
     width = max(bins.values(), default=1)
-    for b in range(10):
-        label = f"{b * top / 10:>5.3g} - {(b + 1) * top / 10:<5.3g}"
+    for b in range(10):  # fractions of each student's maximum (a skipped check may leave it)
+        label = f"{10 * b:>3}% - {10 * (b + 1):>3}%"
         console.print(f"  {label} {'#' * round(30 * bins[b] / width):<30} {bins[b]}")
     failing = Counter(c["name"] for r in records for c in r["checks"] if c["status"] in ("fail", "error"))
     if failing:
         console.print("most common failing checks: " + ", ".join(f"{n} ({k})" for n, k in failing.most_common(5)))
+    skipped = Counter(c["name"] for r in records for c in r["checks"] if c["status"] == "skip")
+    if skipped:
+        how = "left out of the maximum" if settings.get("skips") == "leave-out" else "counted as 0"
+        console.print(f"skipped on this machine ({how}): " + ", ".join(f"{n} ({k})" for n, k in skipped.items()))
     errored = [r for r in records if r["status"] == "error"]
     if errored:
         console.print(f"[bold red]{len(errored)} submission(s) errored:[/]")
         for r in errored:
-            console.print(f"  {escape(r['student'])}: {escape(r['error'].splitlines()[0] if r['error'] else '?')}")
+            console.print(Text(f"  {terminal_safe(r['student'])}: "
+                               f"{terminal_safe(r['error'].splitlines()[0] if r['error'] else '?')}"))

@@ -55,24 +55,51 @@ def _exercise(folder: str) -> Exercise:
     return load_exercise_dir(Path(folder))
 
 
-def grade_one(exercise_folder: str, student: str, path: str | None, error: str | None, checks: list[str],
-              hidden: tuple[int, ...], expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row."""
+SKIP_POLICIES = ("leave-out", "zero")
+
+
+def submission_of(found: Found) -> dict[str, Any]:
+    """What a task needs to know of one student's submission, as plain JSON (it travels to Dask workers)."""
+    return {"student": found.student, "path": _str(found.path), "error": found.error,
+            "graded_file": _str(found.graded), "sha256": found.sha256, "content_hash": found.content_hash}
+
+
+def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],
+              expected: dict[str, dict[str, Any]], skips: str = "leave-out") -> dict[str, Any]:
+    """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
+
+    The record names the file graded and its sha256, and the hash of the whole submission (resume
+    compares it). `skips` is the instructor's policy for checks that could not run here (a GPU parity
+    check on a CPU grader): "leave-out" takes their points out of the maximum, "zero" counts them as 0."""
     started = time.monotonic()
     exercise = _exercise(exercise_folder)
-    record: dict[str, Any] = {"student": student, "submission": path, "status": "error", "score": 0.0,
+    path, error = submission.get("path"), submission.get("error")
+    record: dict[str, Any] = {"student": submission["student"], "submission": path,
+                              "graded_file": submission.get("graded_file"), "sha256": submission.get("sha256"),
+                              "content_hash": submission.get("content_hash"), "status": "error", "score": 0.0,
                               "max_score": sum(exercise.check(c).points for c in checks), "error": error or "",
-                              "checks": [], "output": "", "skipped_lines": []}
+                              "checks": [], "output": "", "skipped_lines": [], "sandbox": [], "skips": skips}
     if path is not None and error is None:
         try:
             report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
                             expected=expected, server=shared())
             record.update(_from_report(report))
+            apply_skip_policy(record, skips)
         except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
             record["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
             record["traceback"] = traceback.format_exc(limit=3)
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
+
+
+def apply_skip_policy(record: dict[str, Any], skips: str) -> None:
+    """Under "leave-out", a skipped check's points leave the maximum (each check says `counted`)."""
+    if skips not in SKIP_POLICIES:
+        raise ValueError(f"unknown skip policy {skips!r} (one of {', '.join(SKIP_POLICIES)})")
+    for c in record["checks"]:
+        c["counted"] = not (c["status"] == "skip" and skips == "leave-out")
+    record["max_score"] = sum(c["max_points"] for c in record["checks"] if c["counted"])
+    record["score"] = sum(c["points"] for c in record["checks"] if c["counted"])
 
 
 def _from_report(report) -> dict[str, Any]:
@@ -84,37 +111,68 @@ def _from_report(report) -> dict[str, Any]:
                "max_points": c.max_points, "message": c.message, "details": c.details}
               for c in report.checks]
     return {"status": status, "score": report.score, "max_score": report.max_score, "error": error,
-            "checks": checks, "output": report.output[:4000], "skipped_lines": report.skipped_lines}
+            "checks": checks, "output": report.output[:4000], "skipped_lines": report.skipped_lines,
+            "sandbox": list(getattr(report, "sandbox", []) or [])}
 
 
 def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: tuple[int, ...],
-              expected: dict, jobs: int) -> Iterator[dict[str, Any]]:
+              expected: dict, jobs: int, skips: str = "leave-out") -> Iterator[dict[str, Any]]:
     """Records in the order they finish; `jobs` submissions at once (each in its own child process)."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_one, str(exercise.folder), f.student, _str(f.path), f.error, checks,
-                               hidden, expected) for f in todo]
+        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, expected, skips)
+                   for f in todo]
         for future in as_completed(futures):
             yield future.result()
 
 
 def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: list[str],
-                hidden: tuple[int, ...], expected: dict) -> Iterator[dict[str, Any]]:
+                hidden: tuple[int, ...], expected: dict, skips: str = "leave-out") -> Iterator[dict[str, Any]]:
     """The same tasks on a Dask distributed cluster: each worker calls `grade_one`, so each submission
     still runs in its own sandboxed child on that worker. Paths must be visible to the workers
     (a shared file system). A task lost with its worker becomes that student's error row."""
     from distributed import Client, as_completed as dask_completed
 
-    with Client(address) as client:
+    with Client(address, timeout=30) as client:
         expected_future = client.scatter(expected, broadcast=True)
-        futures = {client.submit(grade_one, str(exercise.folder), f.student, _str(f.path), f.error, checks,
-                                 hidden, expected_future, pure=False, retries=0): f for f in todo}
+        futures = {client.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden,
+                                 expected_future, skips, pure=False, retries=0): f for f in todo}
         for future in dask_completed(futures):
             found = futures[future]
             try:
                 yield future.result()
             except Exception as e:
-                yield {**grade_one(str(exercise.folder), found.student, None, f"lost on the cluster: {e}",
-                                   checks, hidden, {}), "submission": _str(found.path)}
+                lost = {**submission_of(found), "path": None, "error": f"lost on the cluster: {e}"}
+                yield {**grade_one(str(exercise.folder), lost, checks, hidden, {}, skips),
+                       "submission": _str(found.path)}
+
+
+def scheduler_unreachable(address: str, timeout_s: float = 3.0) -> str | None:
+    """Why no Dask scheduler answers at `address` (None when one does), found in `timeout_s` by opening
+    a TCP connection (other transports: a short-lived Client): checked before the batch, so a typo costs
+    seconds, not a graded class."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):  # inproc://, ucx://, ws://: ask distributed itself
+        try:
+            from distributed import Client
+
+            Client(address, timeout=timeout_s).close()
+        except Exception as e:  # noqa: BLE001 - whatever distributed raises, it means "not there"
+            return f"no scheduler answers at {address} ({type(e).__name__}: {str(e)[:200]})"
+        return None
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        return f"{address!r} is not a valid address ({e})"
+    if not host or not port:
+        return f"{address!r} has no host:port (e.g. tcp://10.0.0.5:8786)"
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"no scheduler answers at {address} ({e.strerror or e})"
+    return None
 
 
 def _str(path: Path | None) -> str | None:

@@ -9,32 +9,63 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 STATUS_WORD = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skipped"}
 
 
+def fence(text: str, info: str = "text") -> list[str]:
+    """`text` as a fenced Markdown block it cannot close: the fence is longer than any run of backticks
+    in it (CommonMark closes a fence only with at least as many backticks as opened it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    bar = "`" * max(3, longest + 1)
+    return [bar + info, text, bar]
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code that it cannot end early (same rule: a longer backtick string), on one line."""
+    text = " ".join(text.split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    bar = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{bar}{pad}{text}{pad}{bar}"
+
+
+def _points(c: dict[str, Any]) -> str:
+    if c.get("counted") is False:
+        return f"not counted (out of {c['max_points']:g})"
+    return f"{c['points']:g}/{c['max_points']:g}"
+
+
 def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
-    lines = [f"# {exercise_title}", "", f"Student: `{record['student']}`", "",
+    """Every text that came from the student (name, messages quoting their code, tracebacks, file
+    names) sits in a code span or a fence it cannot close, so it cannot add headings, links or HTML."""
+    lines = [f"# {exercise_title}", "", f"Student: {code_span(record['student'])}", "",
              f"**Total: {record['score']:g}/{record['max_score']:g}**", ""]
+    if record.get("graded_file"):
+        lines += [f"Graded file: {code_span(Path(record['graded_file']).name)} "
+                  f"(sha256 {code_span(record.get('sha256') or '?')})", ""]
     if not record["checks"]:
-        lines += [f"Your submission could not be graded: {record['error']}", ""]
+        lines += ["Your submission could not be graded:", "", *fence(record["error"]), ""]
         return "\n".join(lines)
     lines += ["| check | status | points |", "|---|---|---|"]
-    lines += [f"| {c['name']} | {STATUS_WORD[c['status']]} | {c['points']:g}/{c['max_points']:g} |"
-              for c in record["checks"]]
+    lines += [f"| {c['name']} | {STATUS_WORD[c['status']]} | {_points(c)} |" for c in record["checks"]]
     lines.append("")
+    if any(c.get("counted") is False for c in record["checks"]):
+        lines += ["Skipped checks could not run on the grading machine; their points are left out of the "
+                  "maximum.", ""]
     for c in record["checks"]:
         lines += [f"## {c['name']}: {STATUS_WORD[c['status']]}", ""]
         if c["title"]:
             lines += [f"*{c['title']}*", ""]
-        lines += ["```text", c["message"], "```", ""]
+        lines += [*fence(c["message"]), ""]
         tb = c["details"].get("traceback")
         if c["status"] == "error" and tb and "\n" in tb:
-            lines += ["Your code's traceback:", "", "```text", tb, "```", ""]
+            lines += ["Your code's traceback:", "", *fence(tb), ""]
     if record["skipped_lines"]:
-        lines += ["Not executed (IPython magics and shell lines): " + "; ".join(record["skipped_lines"]), ""]
+        lines += ["Not executed (IPython magics and shell lines):", "", *fence("\n".join(record["skipped_lines"])), ""]
     return "\n".join(lines)
 
 
@@ -56,31 +87,62 @@ def feedback_html(record: dict[str, Any], exercise_title: str) -> str:
             f"<p><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}</body></html>\n")
 
 
+def file_stem(student: str) -> str:
+    """The student's name as a file name: itself, or when too long for one (a 255-byte folder name plus
+    ".html" is not a valid name), its start and a hash, so a long name cannot stop the batch."""
+    if len(student.encode()) <= 200:
+        return student
+    import hashlib
+
+    return student.encode()[:150].decode("utf-8", "ignore") + "-" + hashlib.sha256(student.encode()).hexdigest()[:12]
+
+
 def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{record['student']}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8")
-    (folder / f"{record['student']}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8")
+    stem = file_stem(record["student"])
+    # a message may carry a lone surrogate (JSON allows "\\udcff"): shown escaped, never an exception
+    (folder / f"{stem}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8",
+                                       errors="backslashreplace")
+    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8",
+                                         errors="backslashreplace")
 
 
 def gradescope_results(record: dict[str, Any]) -> dict[str, Any]:
-    """Gradescope's autograder contract (gradescope-autograders.readthedocs.io, "specs"): a top-level
-    score and output, and tests[] with name, score, max_score, status, output and visibility."""
-    tests = [{"name": c["title"] and f"{c['name']}: {c['title']}" or c["name"], "number": str(i),
-              "score": c["points"], "max_score": c["max_points"],
-              "status": "passed" if c["status"] == "pass" else "failed",
-              "output": c["message"], "visibility": "visible"} for i, c in enumerate(record["checks"], 1)]
+    """Gradescope's autograder contract (gradescope-autograders.readthedocs.io/en/latest/specs/): a
+    top-level score (it overrides the tests' total), output, and tests[] with name, score, max_score,
+    status ("passed" or "failed", optional), output and visibility.
+
+    A check skipped on this machine is never "failed": under the "leave-out" policy it is a test with
+    no max_score and no status (Gradescope shows it without points, and it leaves the maximum); under
+    "zero" it keeps its max_score, scores 0 and says why in its output."""
+    tests = []
+    for i, c in enumerate(record["checks"], 1):
+        test = {"name": c["title"] and f"{c['name']}: {c['title']}" or c["name"], "number": str(i),
+                "score": c["points"], "output": c["message"], "visibility": "visible"}
+        if c["status"] == "skip" and c.get("counted") is False:
+            test["output"] = f"skipped, not counted: {c['message']}"
+        else:
+            test["max_score"] = c["max_points"]
+            test["status"] = "passed" if c["status"] == "pass" else "failed"
+            if c["status"] == "skip":
+                test["output"] = f"skipped, counted as 0 by the course's policy: {c['message']}"
+        tests.append(test)
     output = f"Total: {record['score']:g}/{record['max_score']:g}"
+    if record.get("graded_file"):
+        output += f"\nGraded file: {Path(record['graded_file']).name} (sha256 {record.get('sha256')})"
     if record["error"]:
         output += f"\n{record['error']}"
     return {"score": record["score"], "execution_time": round(record["duration_s"], 2), "output": output,
-            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
+            "extra_data": {"graded_file": record.get("graded_file"), "sha256": record.get("sha256"),
+                           "skips": record.get("skips")}}
 
 
 def write_gradescope(out: Path, records: list[dict[str, Any]]) -> None:
     """OUT/gradescope/<student>/results.json; and OUT/results.json when the batch is one submission (the
     autograder case: `dldiy grade EX /autograder/submission --format gradescope --out /autograder/results`)."""
     for record in records:
-        folder = out / "gradescope" / record["student"]
+        folder = out / "gradescope" / file_stem(record["student"])
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(json.dumps(gradescope_results(record), indent=1) + "\n")
     if len(records) == 1:

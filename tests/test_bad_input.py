@@ -122,3 +122,75 @@ def test_check_defaults_to_where_start_puts_the_work(tmp_path):
     result = run_dldiy("check", "exercise-1", "--only", "first-loss", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "first-loss" in result.stdout and "3/3" in result.stdout
+
+
+# --- `dldiy grade`: every mistake an instructor can make is one line, exit 2, before the batch -------
+
+def _class(tmp_path: Path) -> Path:
+    subs = tmp_path / "subs"
+    subs.mkdir(parents=True, exist_ok=True)
+    (subs / "alice.py").write_text(REFERENCE)
+    return subs
+
+
+def _nothing_graded(out: Path) -> bool:
+    return not (out / "journal.jsonl").exists() and not (out / "gradebook.csv").exists()
+
+
+def _untouched(out: Path) -> bool:
+    return not out.exists()
+
+
+def test_grade_missing_submissions_folder(tmp_path):
+    out = tmp_path / "out"
+    result = run_dldiy("grade", "exercise-1", str(tmp_path / "nope"), "--out", str(out))
+    assert_one_line_exit_2(result, "no such file or folder", "nope")
+    assert _untouched(out)
+
+
+def test_grade_missing_nbgrader_course(tmp_path):
+    out = tmp_path / "out"
+    result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
+                       "--nbgrader", str(tmp_path / "no-course"))
+    assert_one_line_exit_2(result, "--nbgrader", "no such course folder")
+    assert _untouched(out)
+
+
+def test_grade_cluster_where_no_scheduler_listens(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
+                       "--cluster", f"tcp://127.0.0.1:{port}")
+    assert_one_line_exit_2(result, "--cluster", f"no scheduler answers at tcp://127.0.0.1:{port}")
+    assert _untouched(out)
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(out),
+                                     "--cluster", "tcp://nowhere"), "--cluster", "no host:port")
+
+
+def test_grade_unwritable_out(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(blocker / "out"))
+    assert_one_line_exit_2(result, "--out", "cannot be written")
+    result = run_dldiy("grade", "exercise-1", str(_class(tmp_path)), "--out", str(blocker))
+    assert_one_line_exit_2(result, "--out", "is a file, not a folder")
+    subs = _class(tmp_path)
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(subs), "--out", str(subs)),
+                           "--out", "is the submissions folder itself")
+    assert _nothing_graded(subs)
+
+
+def test_grade_usage_errors_are_one_line(tmp_path):
+    subs = _class(tmp_path)
+    out = tmp_path / "out"
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(subs)), "--out")  # click's own: missing option
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(subs), "--out", str(out), "--skips", "maybe"),
+                           "--skips", "leave-out or zero")
+    assert_one_line_exit_2(run_dldiy("grade", "exercise-1", str(subs), "--out", str(out), "--hidden-seeds", "x"),
+                           "--hidden-seeds")
+    assert_one_line_exit_2(run_dldiy("grade", "exercize-1", str(subs), "--out", str(out)), "did you mean")
+    assert _nothing_graded(out)

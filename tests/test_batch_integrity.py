@@ -1,0 +1,469 @@
+"""No student can stop the batch, borrow a classmate's work through a link, or hijack what the
+instructor reads; and the instructor's workflow (resume after a resubmission, --regrade STUDENT, the
+skip policy, the graded file's hash, the isolation) holds. Real zip files, real notebooks, real
+`dldiy grade` subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import struct
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_dldiy
+
+from dldiy.graders.discover import MAX_JSON_DEPTH, UnsafeArchive, discover, extract_zip, json_depth
+from dldiy.graders.export import feedback_markdown, gradescope_results
+from dldiy.graders.gradebook import csv_row, safe_cell
+
+REFERENCE_DIR = REPO / "reference" / "exercise-1"
+REFERENCE = (REFERENCE_DIR / "logreg.py").read_text()
+ANSI = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"  # set the title, clear the screen, turn red
+
+
+def notebook(source: str) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                       "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                                  "source": source}]})
+
+
+# --- hostile archives: each refused with a reason, before it costs anything ------------------------
+
+def corrupt_deflate(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("logreg.py", REFERENCE * 20)
+    data = bytearray(path.read_bytes())
+    start = 30 + len("logreg.py")  # the compressed stream follows the local header
+    data[start:start + 64] = b"\xff" * 64  # not a valid deflate block
+    path.write_bytes(bytes(data))
+    return path
+
+
+def long_name(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("logreg.py", REFERENCE)
+        zf.writestr("a" * 300 + ".py", "x = 1")
+    return path
+
+
+def file_folder_clash(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("utils", "x = 1")
+        zf.writestr("utils/logreg.py", REFERENCE)
+    return path
+
+
+def many_entries(path: Path, entries: int, claimed: int | None = None) -> Path:
+    """A zip whose central directory really lists `entries` entries (all naming one local member, the
+    cheapest way to build it), with zip64 end records, as zipfile itself writes them beyond 65535; the
+    end records say `claimed` entries (default: the truth)."""
+    name = b"a"
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
+                          0, 0) + name
+    directory = central * entries
+    offset = len(local)
+    claimed = entries if claimed is None else claimed
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, claimed, claimed, len(directory), offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + len(directory), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(local + directory + end64 + locator + end)
+    return path
+
+
+@pytest.mark.parametrize("make, reason", [
+    (corrupt_deflate, "not a readable zip archive"),
+    (long_name, "longer than the file system allows"),
+    (file_folder_clash, "as both a file and a folder"),
+])
+def test_a_broken_zip_is_refused_with_its_reason_and_leaves_nothing(tmp_path, make, reason):
+    archive = make(tmp_path / "s.zip")
+    with pytest.raises(UnsafeArchive, match=reason):
+        extract_zip(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_a_huge_central_directory_is_refused_from_its_end_record(tmp_path):
+    archive = many_entries(tmp_path / "many.zip", 100_000)
+    with zipfile.ZipFile(archive) as zf:  # a real archive: zipfile reads every entry of it
+        assert len(zf.infolist()) == 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchive, match="holds 100000 files, more than the cap of 500"):
+            extract_zip(archive, tmp_path / "dest")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes: the directory was parsed before the count was checked"
+
+
+def test_end_records_that_claim_a_million_entries_or_lie_about_the_count_are_refused(tmp_path):
+    with pytest.raises(UnsafeArchive, match="holds 1000000 files, more than the cap of 500"):
+        extract_zip(many_entries(tmp_path / "claims.zip", 10, claimed=1_000_000), tmp_path / "d1")
+    with pytest.raises(UnsafeArchive, match="directory is 4700000 bytes, too large for 500 files"):
+        extract_zip(many_entries(tmp_path / "lies.zip", 100_000, claimed=10), tmp_path / "d2")
+
+
+def test_declared_sizes_are_checked_before_writing(tmp_path):
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("logreg.py", REFERENCE)
+        zf.writestr("data.bin", b"\0" * 3_000_000)
+    with pytest.raises(UnsafeArchive, match="3.* bytes declared"):
+        extract_zip(archive, tmp_path / "dest", max_bytes=1024 * 1024)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_json_depth_ignores_brackets_inside_strings():
+    assert json_depth(b'{"cells": [{"source": ["x = [[[1]]]", "\\"]]]\\\\"]}]}') == 4
+    assert json_depth(b"[" * 100_000 + b"]" * 100_000) == 100_000
+    assert json_depth(b"") == 0
+
+
+# --- discovery: every problem is one student's row ---------------------------------------------------
+
+@pytest.fixture
+def hostile(tmp_path) -> Path:
+    """A class where every student but alice and carol tries something."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "alice.py").write_text(REFERENCE)
+    (subs / "carol").mkdir()
+    (subs / "carol" / "logreg.ipynb").write_text(notebook(REFERENCE))
+    corrupt_deflate(subs / "corrupt.zip")
+    long_name(subs / "longname.zip")
+    file_folder_clash(subs / "clash.zip")
+    many_entries(subs / "million.zip", 100_000)
+    with open(subs / "huge.ipynb", "wb") as f:  # 200 MB (sparse: no disk used) behind a valid start
+        f.write(notebook(REFERENCE)[:-1].encode() + b", \"pad\": \"")
+        f.truncate(200 * 1024 * 1024)
+    (subs / "deep").mkdir()
+    (subs / "deep" / "logreg.ipynb").write_text(
+        notebook(REFERENCE)[:-1] + ', "pad": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    (subs / "thief").symlink_to(subs / "carol")  # the whole folder is a link to a classmate's
+    (subs / "refthief").mkdir()
+    (subs / "refthief" / "logreg.py").symlink_to(REFERENCE_DIR / "logreg.py")  # one file links to reference/
+    (subs / "nested").mkdir()
+    (subs / "nested" / "inner").symlink_to(REFERENCE_DIR)  # a lone link: descending would follow it
+    (subs / "book").mkdir()  # the batch's own --out, inside the class folder
+    (subs / "book" / "logreg.py").write_text("x = 1")
+    os.mkfifo(subs / "pipe.zip")  # opened, it would block the parent forever
+    (subs / "dup.py").write_text(REFERENCE)
+    (subs / "dup.ipynb").write_text(notebook(REFERENCE))
+    return subs
+
+
+REASONS = {
+    "corrupt": "not a readable zip archive",
+    "longname": "longer than the file system allows",
+    "clash": "as both a file and a folder",
+    "million": "holds 100000 files",
+    "huge": "200 MB, more than the cap of",
+    "deep": f"levels deep, more than the cap of {MAX_JSON_DEPTH}",
+    "thief": "thief is a symbolic link",
+    "refthief": "logreg.py is a symbolic link",
+    "nested": "inner is a symbolic link",
+    "dup": "more than one submission",
+    "pipe": "not a regular file",
+}
+
+
+def test_discover_turns_every_hostile_entry_into_its_own_error_row(hostile, tmp_path):
+    tracemalloc.start()
+    try:
+        found = {f.student: f for f in discover(hostile, "logreg.py", "exercise-1", tmp_path / "scratch",
+                                                exclude=(hostile / "book",))}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000, f"discovery held {peak} bytes: something was parsed before its size was checked"
+    assert sorted(found) == sorted(["alice", "carol", *REASONS]), "book/ (the --out folder) is not a student"
+    for student, reason in REASONS.items():
+        assert found[student].error and reason in found[student].error, (student, found[student].error)
+    for student in ("alice", "carol"):
+        assert found[student].error is None
+        assert found[student].graded.name in ("alice.py", "logreg.ipynb")
+        assert len(found[student].sha256) == 64 and len(found[student].content_hash) == 64
+
+
+def test_nbgrader_student_folder_linked_to_a_classmate_is_refused(tmp_path):
+    course = tmp_path / "course"
+    (course / "submitted" / "s1" / "ex1").mkdir(parents=True)
+    (course / "submitted" / "s1" / "ex1" / "logreg.py").write_text(REFERENCE)
+    (course / "submitted" / "s2").symlink_to(course / "submitted" / "s1")
+    (course / "submitted" / "s3").mkdir()
+    (course / "submitted" / "s3" / "ex1").symlink_to(course / "submitted" / "s1" / "ex1")
+    found = {f.student: f for f in discover(course, "logreg.py", "ex1", tmp_path / "scratch")}
+    assert found["s1"].error is None
+    assert "s2 is a symbolic link" in found["s2"].error
+    assert "ex1 is a symbolic link" in found["s3"].error
+
+
+def test_content_hash_follows_every_file_of_the_submission(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "bob").mkdir(parents=True)
+    (subs / "bob" / "logreg.py").write_text(REFERENCE)
+    (subs / "bob" / "helpers.py").write_text("A = 1")
+    before = discover(subs, "logreg.py", "ex", tmp_path / "s")[0]
+    (subs / "bob" / "helpers.py").write_text("A = 2")
+    after = discover(subs, "logreg.py", "ex", tmp_path / "s")[0]
+    assert before.sha256 == after.sha256  # the graded file did not change...
+    assert before.content_hash != after.content_hash  # ...but the submission did
+
+
+# --- output that cannot be hijacked ----------------------------------------------------------------
+
+def record(student: str, message: str, status: str = "fail") -> dict:
+    return {"student": student, "score": 0.0, "max_score": 3.0, "status": status, "duration_s": 0.1,
+            "error": message, "graded_file": "/x/logreg.py", "sha256": "ab" * 32, "skipped_lines": [],
+            "checks": [{"name": "first-loss", "kind": "first_loss", "title": "", "status": status, "points": 0.0,
+                        "max_points": 3.0, "message": message, "details": {}}]}
+
+
+def test_markdown_feedback_cannot_be_closed_early():
+    message = "x\n```\n# Grade: 10/10\n````\n<script>alert(1)</script>\n`````"
+    text = feedback_markdown(record("mallory`` **bold**", message), "Exercise 1")
+    lines = text.splitlines()
+    opening = next(i for i, line in enumerate(lines) if line.startswith("``````"))
+    closing = lines.index(lines[opening][:6], opening + 1)
+    assert lines[opening + 1: closing] == message.splitlines()  # the whole message inside one block
+    assert "# Grade: 10/10" not in lines[:opening] + lines[closing + 1:]
+    assert "Student: ```mallory`` **bold**```" in text
+
+
+def test_csv_cells_cannot_become_formulas():
+    for text in ("=HYPERLINK(\"http://x\")", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"):
+        assert safe_cell(text).startswith("'")
+    row = csv_row(record("=cmd|' /C calc'!A0", "=1+1" + ANSI), ["first-loss"])
+    assert row[0] == "'=cmd|' /C calc'!A0" and row[6].startswith("'=1+1") and "\x1b" not in row[6]
+
+
+def test_gradescope_never_calls_a_skipped_check_failed():
+    skipped = {"name": "parity", "kind": "parity", "title": "", "status": "skip", "points": 0.0, "max_points": 0.5,
+               "message": "no GPU on this machine", "details": {}}
+    for policy, counted in (("leave-out", False), ("zero", True)):
+        rec = dict(record("alice", "", status="pass"), score=3.0, skips=policy)
+        rec["checks"] = [dict(rec["checks"][0], points=3.0), dict(skipped, counted=counted)]
+        rec["max_score"] = 3.0 if policy == "leave-out" else 3.5
+        test = gradescope_results(rec)["tests"][1]
+        if policy == "leave-out":
+            assert "max_score" not in test and "status" not in test and "not counted" in test["output"]
+        else:
+            assert test["max_score"] == 0.5 and test["score"] == 0 and "counted as 0" in test["output"]
+        assert gradescope_results(rec)["score"] == 3.0
+
+
+# --- the real command on a hostile class -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hostile_class(tmp_path_factory) -> Path:
+    subs = tmp_path_factory.mktemp("hostile") / "subs"
+    subs.mkdir()
+    (subs / "alice.py").write_text(REFERENCE)
+    (subs / "bob.py").write_text(REFERENCE)
+    (subs / f"=HYPERLINK(1)[bold red]boom{ANSI}").mkdir()
+    (subs / f"=HYPERLINK(1)[bold red]boom{ANSI}" / "logreg.py").write_text(
+        REFERENCE + "\nraise ValueError('[bold red]x' + chr(27) + '[2J')\n")  # its message quotes markup
+    corrupt_deflate(subs / "corrupt.zip")
+    file_folder_clash(subs / "clash.zip")
+    many_entries(subs / "million.zip", 100_000)
+    long_name(subs / "longname.zip")
+    with open(subs / "huge.ipynb", "wb") as f:  # 200 MB, sparse
+        f.write(notebook(REFERENCE)[:-1].encode() + b", \"pad\": \"")
+        f.truncate(200 * 1024 * 1024)
+    (subs / "deep.ipynb").write_text(notebook(REFERENCE)[:-1] + ', "pad": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    (subs / "thief").symlink_to(REFERENCE_DIR)
+    (subs / "classmate").symlink_to(subs / "alice.py")
+    (subs / ("l" * 255)).mkdir()  # the longest name a folder can have: too long for "<name>.html"
+    (subs / ("l" * 255) / "logreg.py").write_text(REFERENCE)
+    os.mkdir(os.fsencode(subs) + b"/bytes\xff\xfe")  # not UTF-8: no CSV or feedback file could hold it raw
+    (subs / os.fsdecode(b"bytes\xff\xfe") / "logreg.py").write_text(
+        REFERENCE + "\nraise ValueError('\\udcff lone surrogate')\n")
+    return subs
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(hostile_class):
+    out = hostile_class / "book"  # inside the class folder: must not be graded as a student
+    result = run_dldiy("grade", "exercise-1", str(hostile_class), "--out", str(out), "--hidden-seeds", "7",
+                       "--only", "first-loss", "--only", "parity", "--jobs", "2", "--format", "gradescope")
+    return result, out
+
+
+def gradebook(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "gradebook.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_batch):
+    result, out = hostile_batch
+    assert result.returncode == 0, result.stderr
+    book = gradebook(out)
+    assert len(book) == 13 and "book" not in book
+    assert book["l" * 255]["status"] == "pass" and len(list((out / "feedback").glob("llll*-*.html"))) == 1
+    assert (book["alice"]["status"], book["alice"]["first-loss"]) == ("pass", "3")
+    for student, reason in {"corrupt": "not a readable zip", "clash": "both a file and a folder",
+                            "million": "holds 100000 files", "thief": "symbolic link", "classmate": "symbolic link",
+                            "longname": "longer than the file system allows", "huge": "200 MB",
+                            "deep": "levels deep"}.items():
+        assert book[student]["status"] == "error" and reason in book[student]["error"], book[student]
+    hijacker = next(s for s in book if "HYPERLINK" in s)
+    assert hijacker.startswith("'=") and "\x1b" not in hijacker and "\\x1b" in hijacker
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+    assert "[bold red]boom\\x1b" in result.stdout  # the markup shown as text, not applied
+    assert "ValueError: [bold red]x\\x1b[2J" in result.stdout
+    assert "\x1b" not in (out / "gradebook.csv").read_text()
+    assert book["bytes\ufffd\ufffd"]["status"] == "error" and (out / "feedback" / "bytes\ufffd\ufffd.md").is_file()
+
+
+def test_records_name_the_graded_file_and_its_hash(hostile_batch, hostile_class):
+    import hashlib
+
+    _, out = hostile_batch
+    alice = gradebook(out)["alice"]
+    assert alice["graded_file"] == str(hostile_class / "alice.py")
+    assert alice["sha256"] == hashlib.sha256((hostile_class / "alice.py").read_bytes()).hexdigest()
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert all(r["sha256"] and r["graded_file"] for r in journal if r["status"] != "error" or r["checks"])
+    assert alice["sha256"] in (out / "feedback" / "alice.md").read_text()
+    gradescope = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
+    assert gradescope["extra_data"]["sha256"] == alice["sha256"]
+
+
+def test_skip_policy_is_recorded_and_honest(hostile_batch):
+    _, out = hostile_batch
+    settings = json.loads((out / "batch.json").read_text())
+    assert settings["skips"] == "leave-out"
+    alice = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
+    parity = next(t for t in alice["tests"] if t["name"].startswith("parity"))
+    row = gradebook(out)["alice"]
+    if "max_score" not in parity:  # skipped here (no GPU): out of the maximum, not "failed"
+        assert "status" not in parity and row["parity"] == "" and row["max"] == "3"
+    else:  # a GPU grader ran it
+        assert parity["status"] == "passed" and row["max"] == "3.5"
+
+
+def test_isolation_is_printed_and_recorded(hostile_batch):
+    result, out = hostile_batch
+    isolation = json.loads((out / "batch.json").read_text())["isolation"]
+    assert isolation, "the children's confinement must be recorded"
+    assert "isolation of the children:" in result.stderr
+    best_effort = [s for s in isolation if s.startswith("not applied")]
+    assert ("isolation is best effort" in result.stderr) == bool(best_effort)
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(hostile_batch):
+    result, _ = hostile_batch
+    lines = [line for line in result.stderr.splitlines() if line.startswith("graded ")]
+    assert lines and lines[-1].startswith("graded 13/13 (") and lines[-1].endswith("/s)")
+    assert "━" not in result.stderr  # no progress bar characters in a log
+
+
+def test_resume_regrades_a_changed_submission_and_regrade_names_students(hostile_batch, hostile_class):
+    _, out = hostile_batch
+    args = ("grade", "exercise-1", str(hostile_class), "--out", str(out), "--only", "first-loss",
+            "--only", "parity", "--jobs", "2")
+
+    def graded_times() -> dict[str, int]:
+        lines = [json.loads(line)["student"] for line in (out / "journal.jsonl").read_text().splitlines()]
+        return {s: lines.count(s) for s in set(lines)}
+
+    before = graded_times()
+    (hostile_class / "bob.py").write_text(REFERENCE.replace("return -(torch.sigmoid", "return (torch.sigmoid"))
+    resumed = run_dldiy(*args, "--hidden-seeds", "7")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "bob: submission changed since it was graded" in resumed.stderr
+    after = graded_times()
+    assert after["bob"] == before["bob"] + 1
+    assert {s: n for s, n in after.items() if s != "bob"} == {s: n for s, n in before.items() if s != "bob"}
+    assert gradebook(out)["bob"]["sha256"] != gradebook(out)["alice"]["sha256"]
+
+    again = run_dldiy(*args, "--regrade", "alice", "--regrade", "corrupt,clash")
+    assert again.returncode == 0, again.stderr
+    regraded = graded_times()
+    assert sorted(s for s in regraded if regraded[s] != after[s]) == ["alice", "clash", "corrupt"]
+    assert json.loads((out / "batch.json").read_text())["hidden_seeds"] == [7]  # the batch's settings kept
+
+    unknown = run_dldiy(*args, "--regrade", "alcie")
+    assert unknown.returncode == 2 and "no submission for 'alcie'" in unknown.stderr
+    assert graded_times() == regraded
+
+    everyone = run_dldiy(*args, "--hidden-seeds", "7", "--regrade")  # bare: start over, everyone once
+    assert everyone.returncode == 0, everyone.stderr
+    assert graded_times() == {s: 1 for s in regraded}
+
+
+def test_a_skip_policy_cannot_change_midway(hostile_batch, hostile_class):
+    _, out = hostile_batch
+    mixed = run_dldiy("grade", "exercise-1", str(hostile_class), "--out", str(out), "--only", "first-loss",
+                      "--only", "parity", "--skips", "zero")
+    assert mixed.returncode == 2 and "skips" in mixed.stderr and "--regrade" in mixed.stderr
+
+
+def test_in_a_zip_of_the_class_a_bad_member_is_its_students_row(tmp_path):
+    class_zip = tmp_path / "class.zip"
+    with zipfile.ZipFile(class_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("export/alice.py", REFERENCE)
+        zf.writestr("export/bob/logreg.py", REFERENCE * 20)
+        zf.writestr("export/carol/" + "c" * 300 + ".py", "x = 1")
+        zf.writestr("export/carol/logreg.py", REFERENCE)
+        zf.writestr("export/dan.py", REFERENCE)
+        zf.writestr("export/dan.py/logreg.py", REFERENCE)
+    data = bytearray(class_zip.read_bytes())
+    with zipfile.ZipFile(class_zip) as zf:
+        bob = zf.getinfo("export/bob/logreg.py")
+    start = bob.header_offset + 30 + len(bob.filename)
+    data[start:start + 64] = b"\xff" * 64  # bob's deflate stream is corrupt
+    class_zip.write_bytes(bytes(data))
+    found = {f.student: f for f in discover(class_zip, "logreg.py", "ex", tmp_path / "scratch")}
+    assert sorted(found) == ["alice", "bob", "carol", "dan"]
+    assert found["alice"].error is None and found["alice"].graded.read_text() == REFERENCE
+    assert "not a readable zip archive" in found["bob"].error
+    assert "longer than the file system allows" in found["carol"].error
+    assert "both a file and a folder" in found["dan"].error
+
+
+def test_links_the_instructor_made_above_the_students_are_fine(tmp_path):
+    real = tmp_path / "exchange" / "submitted"
+    (real / "s1" / "ex1").mkdir(parents=True)
+    (real / "s1" / "ex1" / "logreg.py").write_text(REFERENCE)
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "submitted").symlink_to(real)
+    (found,) = discover(tmp_path / "course", "logreg.py", "ex1", tmp_path / "scratch")
+    assert found.student == "s1" and found.error is None and found.graded.read_text() == REFERENCE
+
+
+def test_the_progress_bar_shows_names_as_text():
+    import io
+
+    from rich.console import Console
+
+    from dldiy.cli.grade import with_progress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    records = [{"student": "[/]x[bold]" + ANSI, "score": 1.0}]
+    assert list(with_progress(iter(records), 1, console)) == records  # "[/]" as markup would raise
+    shown = console.file.getvalue()
+    assert "[/]x[bold]\\x1b]0;pwned\\x07" in shown and "\x1b]0;pwned" not in shown
+
+
+def test_best_effort_isolation_is_warned_and_recorded(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from dldiy.cli.grade import report_isolation
+
+    (tmp_path / "batch.json").write_text(json.dumps({"exercise": "exercise-1"}))
+    isolation = ["RLIMIT_CPU=120", "not applied: namespaces (Operation not permitted): network, mounts and strays "
+                 "are best effort (process group kill and marker sweep)"]
+    console = Console(file=io.StringIO(), width=300)
+    report_isolation(console, tmp_path, [{"sandbox": []}, {"sandbox": isolation}])
+    printed = console.file.getvalue()
+    assert "isolation of the children: RLIMIT_CPU=120" in printed
+    assert "warning: isolation is best effort on this machine; not applied: namespaces (Operation" in printed
+    assert json.loads((tmp_path / "batch.json").read_text())["isolation"] == isolation

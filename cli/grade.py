@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from dldiy.graders.batch import (SKIP_POLICIES, batch_expectations, draw_hidden_seeds, run_cluster, run_local,
-                                 scheduler_unreachable)
+from dldiy.graders.batch import (SKIP_POLICIES, batch_expectations, draw_hidden_seeds, load_timeout_for,
+                                 run_cluster, run_local, scheduler_unreachable)
 from dldiy.graders.discover import Found, discover
 from dldiy.graders.exercise import load_exercise, require
 from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
@@ -172,8 +172,9 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         expected = batch_expectations(exercise, hidden, checks) if todo else {}
     except RuntimeError as e:  # the reference fails at a hidden seed: the instructor's to fix
         fail(str(e).replace("\n", " "))
-    records = (run_cluster(cluster, exercise, todo, checks, hidden, expected, skips) if cluster
-               else run_local(exercise, todo, checks, hidden, expected, jobs, skips))
+    load_timeout = load_timeout_for(exercise)  # from the reference's own load time
+    records = (run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout) if cluster
+               else run_local(exercise, todo, checks, hidden, expected, jobs, skips, load_timeout))
     fresh: list[dict[str, Any]] = []
     try:
         for record in with_progress(records, len(todo), err):

@@ -8,6 +8,8 @@ children only ever receive seeds, never expected values.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import secrets
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .assess import assess, measure_reference
+from .submission import locate
 from .course import reference_path
 from .discover import Found
 from .exercise import Exercise, load_exercise_dir
@@ -64,8 +67,28 @@ def submission_of(found: Found) -> dict[str, Any]:
             "graded_file": _str(found.graded), "sha256": found.sha256, "content_hash": found.content_hash}
 
 
+def load_timeout_for(exercise: Exercise) -> float:
+    """How long a student's submission may take to load: 10 times what the reference takes, plus 2 s,
+    never under LOAD_TIMEOUT_FLOOR_S nor over the spec's limit. One submission hanging at import then
+    costs its worker seconds, not the minute a fixed limit would."""
+    from .runner import run_child
+
+    if exercise.load_timeout is not None:  # the spec or --load-timeout said: theirs to decide
+        return float(exercise.load_timeout)
+    cap = exercise.limits().startup_s
+    outcome = run_child(exercise, locate(reference_path(exercise.id), exercise.entry), [],
+                        cwd=reference_path(exercise.id), server=shared(), load_only=True)
+    if outcome.load_s is None or outcome.load_error:
+        return cap
+    return min(cap, max(LOAD_TIMEOUT_FLOOR_S, 10 * outcome.load_s + 2.0))
+
+
+LOAD_TIMEOUT_FLOOR_S = 5.0
+
+
 def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],
-              expected: dict[str, dict[str, Any]], skips: str = "leave-out") -> dict[str, Any]:
+              expected: dict[str, dict[str, Any]], skips: str = "leave-out",
+              load_timeout: float | None = None) -> dict[str, Any]:
     """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
 
     The record names the file graded and its sha256, and the hash of the whole submission (resume
@@ -81,8 +104,11 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
                               "checks": [], "output": "", "skipped_lines": [], "sandbox": [], "skips": skips}
     if path is not None and error is None:
         try:
+            limits = exercise.limits()
+            if load_timeout is not None:
+                limits = dataclasses.replace(limits, startup_s=load_timeout)
             report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
-                            expected=expected, server=shared())
+                            expected=expected, server=shared(), limits=limits)
             record.update(_from_report(report))
             apply_skip_policy(record, skips)
         except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
@@ -116,17 +142,19 @@ def _from_report(report) -> dict[str, Any]:
 
 
 def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: tuple[int, ...],
-              expected: dict, jobs: int, skips: str = "leave-out") -> Iterator[dict[str, Any]]:
+              expected: dict, jobs: int, skips: str = "leave-out",
+              load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
     """Records in the order they finish; `jobs` submissions at once (each in its own child process)."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, expected, skips)
-                   for f in todo]
+        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, expected, skips,
+                               load_timeout) for f in todo]
         for future in as_completed(futures):
             yield future.result()
 
 
 def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: list[str],
-                hidden: tuple[int, ...], expected: dict, skips: str = "leave-out") -> Iterator[dict[str, Any]]:
+                hidden: tuple[int, ...], expected: dict, skips: str = "leave-out",
+                load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
     """The same tasks on a Dask distributed cluster: each worker calls `grade_one`, so each submission
     still runs in its own sandboxed child on that worker. Paths must be visible to the workers
     (a shared file system). A task lost with its worker becomes that student's error row."""
@@ -135,7 +163,7 @@ def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: lis
     with Client(address, timeout=30) as client:
         expected_future = client.scatter(expected, broadcast=True)
         futures = {client.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden,
-                                 expected_future, skips, pure=False, retries=0): f for f in todo}
+                                 expected_future, skips, load_timeout, pure=False, retries=0): f for f in todo}
         for future in dask_completed(futures):
             found = futures[future]
             try:

@@ -98,7 +98,7 @@ class _CappedDrain(threading.Thread):
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
               preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
               output_cap: int | None = None, limits: Limits | None = None,
-              server: "ForkServer | None" = None) -> Outcome:
+              server: "ForkServer | None" = None, load_only: bool = False) -> Outcome:
     """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
 
     `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
@@ -117,6 +117,9 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     outputs = []
     work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
     try:
+        if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
+            _one_child(exercise, work_entry, [], outcome, work, preexec, startup_timeout, output_cap, outputs,
+                       limits, server)
         while pending:
             progressed = _one_child(exercise, work_entry, pending, outcome, work, preexec, startup_timeout,
                                     output_cap, outputs, limits, server)
@@ -244,7 +247,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     loaded, progressed = False, False
     timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
-        while pending:
+        while pending or not loaded:
             line = reader.next_line(timeout)
             if line is _TIMEOUT:
                 where = "while loading" if not loaded else f"in check {pending[0].check!r} at seed {pending[0].seed}"
@@ -286,7 +289,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                     outcome.load_s = time.monotonic() - child_started
                 outcome.skipped = [str(s) for s in message.get("skipped", [])]
                 outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
-                timeout = exercise.check(pending[0].check).timeout + GRACE_S
+                if pending:
+                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
                 continue
             if message.get("type") == "result" and loaded:
                 key = (message.get("check"), message.get("seed"))

@@ -7,7 +7,8 @@ expected, so the student never sees our traceback.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +34,21 @@ class Submission:
             wanted = f": `{entry.signature}`" if entry else ""
             raise ApiError(f"{self.loaded.path.name} does not define `{name}`{wanted}")
         return value
+
+    @contextlib.contextmanager
+    def replaced(self, name: str, fn: Callable[..., Any]) -> Iterator[None]:
+        """Within the block, `name` in the submission's module is the harness's own `fn` (a correct
+        version of a dependency, so a check measures only its own function); restored afterwards."""
+        missing = object()
+        before = getattr(self.module, name, missing)
+        setattr(self.module, name, fn)
+        try:
+            yield
+        finally:
+            if before is missing:
+                delattr(self.module, name)
+            else:
+                setattr(self.module, name, before)
 
     def call(self, name: str, *args: Any, dims: dict[str, int] | None = None, **kwargs: Any) -> Any:
         """Call the student's `name`; validate the result against the spec's shape and dtype."""

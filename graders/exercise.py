@@ -43,6 +43,7 @@ class ApiEntry:
     doc: str = ""
     shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
     dtype: str | None = None  # "float" or "int"
+    forbid: tuple[str, ...] = ()  # functions the spec rules out ("never by inverting H"): guarded in the child
 
 
 @dataclass(frozen=True)

@@ -77,20 +77,19 @@ def flat(params) -> list[float]:
 # --- the coupled problem of the trajectory checks (against torch.optim) --------------------------
 
 def net_problem(seed: int, n: int = 16, width: int = 3):
-    """A two-layer tanh regression, loss(W1, b, W2) = mean((tanh(X W1 + b) W2 - Y)^2): non-quadratic,
-    with two parameters of the same shape (a state shared between parameters shows), a vector, and
-    W2 non-contiguous (a transposed tensor), from the seed."""
+    """A two-layer tanh regression, loss(W1, W2) = mean((tanh(X W1) W2 - Y)^2): non-quadratic, with
+    two parameters of the same shape (a state shared between parameters shows), W2 non-contiguous (a
+    transposed tensor), from the seed. (Parameters of other shapes: the contract checks' problem.)"""
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, width, generator=g, dtype=DTYPE)
     Y = torch.randn(n, width, generator=g, dtype=DTYPE)
     W1 = 0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)
-    b = 0.3 * torch.randn(width, generator=g, dtype=DTYPE)
     W2 = (0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)).t()
 
-    def loss(W1, b, W2):
-        return ((torch.tanh(X @ W1 + b) @ W2 - Y) ** 2).mean()
+    def loss(W1, W2):
+        return ((torch.tanh(X @ W1) @ W2 - Y) ** 2).mean()
 
-    return [W1, b, W2], loss
+    return [W1, W2], loss
 
 
 def run_first_order(make, name: str, config: dict, seed: int, steps: int) -> tuple[list[list[float]], list[float]]:
@@ -117,7 +116,7 @@ def against_torch(sub, seed, p):
         mine = run_first_order(student_optimizer(sub, name), name, config, seed, steps)
         twin = run_first_order(torch_optimizer(name), name, config, seed, steps)
         label = describe(name, config["hyper"])
-        for (what, values, target) in (("parameters W1, b, W2 after each step (row 0: initial)", mine[0], twin[0]),
+        for (what, values, target) in (("parameters W1, W2 after each step (row 0: initial)", mine[0], twin[0]),
                                        ("loss before each step", mine[1], twin[1])):
             cases.append({"name": f"{label}: {what}", "shape": list(np.shape(target)), "values": values,
                           "target": target})
@@ -359,15 +358,16 @@ def grad_none(sub, seed, p):
 
 def state_dict(sub, seed, p):
     """state_dict() after `resume` steps, through torch.save/torch.load, into a new optimizer on copies
-    of the parameters built with other values (`resume_hyper`): load_state_dict() restores the groups
-    and the state, so the trajectory goes on as the uninterrupted run's."""
+    of the parameters: load_state_dict() restores the state, so the trajectory goes on as the
+    uninterrupted run's. (Built with the same values: hyper-parameters read from elsewhere than the
+    groups are param-groups' finding, not this check's.)"""
     init, parts = separable_problem(seed)
     every, props = [0, 1, 2], Properties()
     for config in p["configs"]:
         name, h, k = config["optimizer"], hyper(config["hyper"]), p["resume"]
-        make, other = student_optimizer(sub, name), {**hyper(config["hyper"]), **hyper(p["resume_hyper"])}
+        make = student_optimizer(sub, name)
 
-        def prop(name=name, make=make, h=h, k=k, other=other):
+        def prop(name=name, make=make, h=h, k=k):
             params = leaves(init, every)
             whole = descend(build(make, params, name, **h), params, objective(parts, every), p["steps"])[0]
             params = leaves(init, every)
@@ -376,12 +376,12 @@ def state_dict(sub, seed, p):
             buffer = io.BytesIO()
             torch.save(opt.state_dict(), buffer)
             params = [q.detach().clone().requires_grad_() for q in params]
-            opt = build(make, params, name, **other)
+            opt = build(make, params, name, **h)
             buffer.seek(0)
             opt.load_state_dict(torch.load(buffer, weights_only=True))
             rows += descend(opt, params, objective(parts, every), p["steps"] - k)[0][1:]
-            where = departure(rows, whole, names=entry_names(init, every))
-            return (f"saved after step {k} and loaded into a new {describe(name, other)}, the run departs from the "
+            where = departure(rows, whole, rtol=p["rtol"], names=entry_names(init, every))
+            return (f"saved after step {k} and loaded into a new {name}, the run departs from the "
                     f"uninterrupted one {where}. Keep all per-parameter state (buffers, step counts) in self.state[p] "
                     "and all hyper-parameters in self.param_groups: that is what state_dict() saves and "
                     "load_state_dict() restores." if where else None)
@@ -394,8 +394,9 @@ def optimizer_contract(sub, seed, p):
     so that a graph or an in-place change of p.grad would show): parameters given as a generator;
     zero_grad() sets .grad to None, zero_grad(set_to_none=False) to zeros, and both give the same
     trajectory; step(closure) returns the closure's loss and steps as step() does; step() leaves
-    p.grad as it was; no autograd graph in the state or on the parameters; buffers in the parameter's
-    dtype (float64 here, float32 stays float32); a group added by add_param_group() is optimised as if
+    p.grad as it was; no autograd graph in the state or on the parameters, float64 and float32
+    parameters keep their dtype (a float32 buffer for a float64 parameter shows in the trajectory
+    checks, not here: one bug, one deduction); a group added by add_param_group() is optimised as if
     it had been there from the start."""
     init, parts = separable_problem(seed)
     every, steps, props = [0, 1, 2], p["steps"], Properties()
@@ -437,7 +438,8 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{label}.zero_grad() and zero_grad(set_to_none=False)", zero_grad)
 
         def zeros_same_run(name=name, make=make, h=h):
-            where = departure(plain(zero="zeros")[0], plain()[0], names=names)
+            h = {**h, "weight_decay": 0.0}  # g is then p.grad itself: a buffer that aliases it shows
+            where = departure(plain(h=h, zero="zeros")[0], plain(h=h)[0], names=names)
             return (f"with zero_grad(set_to_none=False) the run departs from the one with zero_grad() {where}: a "
                     "buffer in the state that is p.grad itself (not a copy) is zeroed with it and accumulates "
                     "the next gradients: store g.clone() or a new tensor" if where else None)
@@ -492,11 +494,8 @@ def optimizer_contract(sub, seed, p):
                                     f"{type(value.grad_fn).__name__}): every step keeps the previous ones' graphs "
                                     "alive (memory grows each step). Compute the state under torch.no_grad() "
                                     "(decorate step with @torch.no_grad())")
-                        if value.shape == q.shape and value.dtype != q.dtype:
-                            return (f"self.state[{NAMES[i]}]['{key}'] is {value.dtype} for a {q.dtype} parameter: "
-                                    "make buffers with torch.zeros_like(p), which keeps the dtype and device")
             return None
-        props.test(f"{label}: no autograd graph, float64 and float32 kept", no_graph)
+        props.test(f"{label}: no autograd graph, float64 and float32 parameters kept as they are", no_graph)
 
         def added_group(name=name, make=make, h=h):
             W1, W2 = leaves(init, [0, 2])
@@ -507,9 +506,15 @@ def optimizer_contract(sub, seed, p):
             rows = descend(opt, [W1] + b + [W2], objective(parts, [0, 1, 2]), 3)[0]
             fresh = leaves(init, [1])
             solo = descend(build(make, fresh, name, **h), fresh, objective(parts, [1]), 3)[0]
-            where = departure(np.asarray(rows)[:, 6:8], solo, names=entry_names(init, [1]))
-            return (f"b, added by add_param_group() after 2 steps, departs from a fresh {name} on b {where}: "
-                    "loop over self.param_groups in step(), not over a list kept from __init__" if where else None)
+            mine = np.asarray(rows)[:, 6:8]
+            where = departure(mine, solo, names=entry_names(init, [1]))
+            if where is None:
+                return None
+            cause = ("b never moves: loop over self.param_groups in step(), not over a list kept from __init__"
+                     if np.all(mine == mine[0]) else
+                     "b must start from a fresh state of its own (buffers at zero, step count 1 at its first "
+                     "step): keep per-parameter state in self.state[p], not on the optimizer")
+            return f"b, added by add_param_group() after 2 steps, departs from a fresh {name} on b {where}: {cause}"
         props.test(f"{label}.add_param_group()", added_group)
     return props.result()
 

@@ -10,12 +10,42 @@ a likely cause). It passes when there is none, and fails naming the first (and h
 
 from __future__ import annotations
 
-from typing import Any
+import traceback
+from typing import Any, Callable
 
 from .exercise import Check
 from .verdict import Verdict
 
 NEEDS_REFERENCE = False
+
+
+class Properties:
+    """Child side: the harness tests each property with a callable that returns None (it holds) or what
+    went wrong, in words; an exception raised by the student's code is what went wrong, reported with
+    the line of the student's file it came from. `result()` is the measurement."""
+
+    def __init__(self, entry: str):
+        self.entry = entry
+        self.checked: list[str] = []
+        self.violations: list[str] = []
+
+    def test(self, what: str, prop: Callable[[], str | None]) -> None:
+        from .api import ApiError
+
+        self.checked.append(what)
+        try:
+            problem = prop()
+        except ApiError as e:
+            problem = str(e)
+        except Exception as e:  # noqa: BLE001 - the student's code raised: that is the finding
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(self.entry)]
+            where = f" ({self.entry}, line {frames[-1].lineno})" if frames else ""
+            problem = f"raised {type(e).__name__}: {e}{where}"
+        if problem:
+            self.violations.append(f"{what}: {problem}")
+
+    def result(self) -> dict[str, list[str]]:
+        return {"checked": self.checked, "violations": self.violations}
 
 
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:

@@ -67,7 +67,7 @@ def test_reference_passes_the_agreement_checks():
 @pytest.mark.parametrize("bug, check, start", [
     ("hidden-not-reset", "state-reset", "hidden states of the second batch of sequences"),
     ("clip-per-parameter", "clipping", "max_norm = 0.3 x the global norm: clipped gradient of parameter"),
-    ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4: hidden states"),  # T=1 never uses W_hh
+    ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4, O=2: hidden states"),  # T=1 never uses W_hh
 ])
 def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start):
     c = _checks(f"buggy/exercise-9/{bug}", check)[check]

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError
+from dldiy.graders.contract import Properties
 from dldiy.graders.data import gaussian_blobs
 
 DTYPE = torch.float64
@@ -206,34 +207,6 @@ def entry_names(init, which) -> list[str]:
     return names
 
 
-class Properties:
-    """Each property a callable returning None (it holds) or what went wrong; an exception raised by the
-    student's code is what went wrong, with the line of optim.py it came from."""
-
-    def __init__(self):
-        self.checked, self.violations = [], []
-
-    def test(self, what: str, prop) -> None:
-        self.checked.append(what)
-        try:
-            problem = prop()
-        except ApiError as e:
-            problem = str(e)
-        except Exception as e:  # noqa: BLE001 - the student's code raised: that is the finding
-            problem = f"raised {type(e).__name__}: {e}{_student_line(e)}"
-        if problem:
-            self.violations.append(f"{what}: {problem}")
-
-    def result(self) -> dict:
-        return {"checked": self.checked, "violations": self.violations}
-
-
-def _student_line(e: BaseException) -> str:
-    import traceback
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith("optim.py")]
-    return f" (optim.py, line {frames[-1].lineno})" if frames else ""
-
-
 def configs(p) -> list[tuple[str, dict]]:
     return [(c["optimizer"], hyper(c["hyper"])) for c in p["configs"]]
 
@@ -242,7 +215,7 @@ def weight_decay(sub, seed, p):
     """weight_decay = wd on L is L2 regularisation: the same trajectory as weight_decay = 0 on
     L + wd/2 ||w||^2 (torch.optim adds wd * w to the gradient, once)."""
     init, parts = separable_problem(seed)
-    every, props = [0, 1, 2], Properties()
+    every, props = [0, 1, 2], Properties("optim.py")
     for name, h in configs(p):
         make, wd = student_optimizer(sub, name), h["weight_decay"]
 
@@ -270,7 +243,7 @@ def param_groups(sub, seed, p):
     second group's lr changed before step 2 (as a scheduler does) changes that step of W2 only."""
     init, parts = separable_problem(seed)
     first, second, every = [0, 1], [2], [0, 1, 2]
-    props = Properties()
+    props = Properties("optim.py")
     for config in p["configs"]:
         name, h, h2 = config["optimizer"], hyper(config["hyper"]), hyper(config["second_group"])
         make, steps = student_optimizer(sub, name), p["steps"]
@@ -335,7 +308,7 @@ def grad_none(sub, seed, p):
     """A parameter U outside the loss (its .grad stays None) is left exactly as it was, weight decay
     on; the others move as they do without U."""
     init, parts = separable_problem(seed)
-    props = Properties()
+    props = Properties("optim.py")
     for name, h in configs(p):
         make = student_optimizer(sub, name)
 
@@ -362,7 +335,7 @@ def state_dict(sub, seed, p):
     uninterrupted run's. (Built with the same values: hyper-parameters read from elsewhere than the
     groups are param-groups' finding, not this check's.)"""
     init, parts = separable_problem(seed)
-    every, props = [0, 1, 2], Properties()
+    every, props = [0, 1, 2], Properties("optim.py")
     for config in p["configs"]:
         name, h, k = config["optimizer"], hyper(config["hyper"]), p["resume"]
         make = student_optimizer(sub, name)
@@ -399,7 +372,7 @@ def optimizer_contract(sub, seed, p):
     checks, not here: one bug, one deduction); a group added by add_param_group() is optimised as if
     it had been there from the start."""
     init, parts = separable_problem(seed)
-    every, steps, props = [0, 1, 2], p["steps"], Properties()
+    every, steps, props = [0, 1, 2], p["steps"], Properties("optim.py")
     names = entry_names(init, every)
     for name, h in configs(p):
         make, label = student_optimizer(sub, name), describe(name, h)

@@ -265,14 +265,17 @@ def param_groups(sub, seed, p):
             if where:
                 return f"the first group's parameters depart from {describe(name, h)} on W1, b alone {where}"
             where = departure(both[:, n1:], alone(second, {**h, **h2}), names=entry_names(init, second))
-            if where:
-                ignored = departure(both[:, n1:], alone(second, h)) is None
-                return (f"W2 departs from {describe(name, {**h, **h2})} on W2 alone {where}"
-                        + (": the second group's values are ignored, the constructor's used instead. Read every "
-                           "hyper-parameter from the group (group['lr'], ...) inside the loop over "
-                           "self.param_groups, never from self.defaults or attributes set in __init__."
-                           if ignored else "."))
-            return None
+            if not where:
+                return None
+            # Which of the group's own values were ignored: the run equals one with that value reverted.
+            ignored = [key for key in h2 if key in h and departure(both[:, n1:], alone(second, {**h, **h2, key: h[key]})) is None]
+            if departure(both[:, n1:], alone(second, h)) is None:
+                ignored = list(h2)
+            return (f"W2 departs from {describe(name, {**h, **h2})} on W2 alone {where}"
+                    + (f": the second group's {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored, "
+                       "the constructor's used instead. Read every hyper-parameter from the group (group['lr'], ...) "
+                       "inside the loop over self.param_groups, never from self.defaults or attributes set in "
+                       "__init__." if ignored else "."))
         props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
 
         def scheduled(name=name, h2=h2):

@@ -338,6 +338,28 @@ def invariants(sub, seed, p):
         return None
     props.test("float64 in, float64 out; float32 in, float32 out (close to float64)", dtypes)
 
+    def own_cell():
+        calls = []
+        cell, function = sub.get("rnn_cell"), sub.get("RNNCellFunction")
+
+        def counted_cell(*args):
+            calls.append("rnn_cell")
+            return cell(*args)
+
+        class CountedFunction:  # what forward may call instead of rnn_cell
+            @staticmethod
+            def apply(*args):
+                calls.append("apply")
+                return function.apply(*args)
+        with sub.replaced("rnn_cell", counted_cell), sub.replaced("RNNCellFunction", CountedFunction):
+            _forward(sub, params, xs)
+        if calls.count("rnn_cell") < T and calls.count("apply") < T:
+            return (f"forward(xs) over T={T} steps called rnn_cell {calls.count('rnn_cell')} times and "
+                    f"RNNCellFunction.apply {calls.count('apply')} times: the model must run your own cell, "
+                    "with its hand backward, at every step")
+        return None
+    props.test("forward(xs) runs the student's own cell at every step", own_cell)
+
     def non_contiguous():
         strided = xs.transpose(0, 1).contiguous().transpose(0, 1)  # (T, N, D) with the batch axis outermost
         assert not strided.is_contiguous()

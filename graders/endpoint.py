@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import types
 import time
 import weakref
 from typing import Any, Callable
@@ -245,7 +246,10 @@ class Endpoint:
             return bool(value)
         if isinstance(value, list):
             return [self.encode(v, buffers, depth + 1) for v in value]
-        if isinstance(value, tuple) and type(value) is tuple:
+        if isinstance(value, types.GeneratorType) and self.side == "harness":
+            # a one-shot iterator there too (model.parameters() is one): the contract stays the same
+            return {"$": "iter", "v": [self.encode(v, buffers, depth + 1) for v in value]}
+        if isinstance(value, tuple):
             return {"$": "tuple", "v": [self.encode(v, buffers, depth + 1) for v in value]}
         if isinstance(value, dict):
             return {"$": "dict", "v": [[self.encode(k, buffers, depth + 1), self.encode(v, buffers, depth + 1)]
@@ -323,6 +327,8 @@ class Endpoint:
             return wire.ndarray_from(value.get("dtype"), value.get("shape"), buffers[buf])
         if tag == "tuple":
             return tuple(self.decode(v, buffers, depth + 1) for v in _list(value.get("v")))
+        if tag == "iter" and self.side == "student":
+            return iter([self.decode(v, buffers, depth + 1) for v in _list(value.get("v"))])
         if tag == "dict":
             out = {}
             for pair in _list(value.get("v")):

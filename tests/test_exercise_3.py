@@ -154,3 +154,39 @@ def test_patches_that_touch_the_same_lines_refuse_to_combine():
 def test_a_patch_stays_inside_the_submission_and_only_modifies_files(header):
     with pytest.raises(PatchError):
         apply_to_files({"x.py": "a\n"}, header + "@@ -1 +1 @@\n-a\n+b\n")
+
+
+# --- the script check judges numbers; the corpus; correct-but-different fixed projects -------------
+
+def _built(kind: str, name: str, tmp_path) -> str:
+    from dldiy.graders.patch import apply
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(REFERENCE, folder)
+    apply(folder, next((REPO / kind / "exercise-3" / name).glob("*.diff")).read_text())
+    return str(folder)
+
+
+def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_check(tmp_path):
+    result = run_dldiy("check", "exercise-3", _built("alternatives", "progress-lines", tmp_path), "--json",
+                       "--only", "script")
+    script = json.loads(result.stdout)["checks"][0]
+    assert script["status"] == "pass", script["message"]
+
+
+@pytest.mark.parametrize("bug, words", [
+    ("steps-ignored", "called train(42, 300); expected train(42, 20)"),
+    ("reports-training-accuracy", "evaluated the model on 1500 images, not on the 297 of test_set()"),
+])
+def test_the_script_check_names_its_culprit(bug, words, tmp_path):
+    result = run_dldiy("check", "exercise-3", _built("buggy", bug, tmp_path), "--json", "--only", "script")
+    script = json.loads(result.stdout)["checks"][0]
+    assert script["status"] == "fail" and words in script["message"], script["message"]
+
+
+@pytest.mark.parametrize("alternative", sorted(p.name for p in (REPO / "alternatives" / "exercise-3").iterdir()))
+def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path):
+    result = run_dldiy("check", "exercise-3", _built("alternatives", alternative, tmp_path), "--json")
+    checks = json.loads(result.stdout)["checks"]
+    assert {c["name"]: c["message"] for c in checks if c["status"] != "pass"} == {}

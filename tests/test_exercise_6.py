@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from conftest import REPO, run_dldiy
 from hypothesis import given, settings, strategies as st
 
@@ -140,3 +141,53 @@ def test_convergence_with_runs_fails_on_the_first_run_that_misses_the_target(fin
                                                   "losses": [1.0, math.nan]}]}, None, check)
     assert nan_run.status == "fail"
     assert convergence.judge({"runs": []}, None, check).status == "fail"
+
+
+# --- the student-bug corpus and the correct-but-different solutions ------------------------------
+
+ALTERNATIVES = sorted(p for p in (REPO / "alternatives" / "exercise-6").iterdir() if (p / "manifest.toml").is_file())
+
+
+def _built(kind: str, name: str, tmp_path: Path) -> Path:
+    import shutil
+
+    from dldiy.graders.patch import apply
+
+    folder = tmp_path / name
+    shutil.copytree(REPO / "reference" / "exercise-6", folder)
+    apply(folder, next((REPO / kind / "exercise-6" / name).glob("*.diff")).read_text())
+    return folder
+
+
+@pytest.mark.parametrize("alternative", [p.name for p in ALTERNATIVES])
+def test_a_correct_but_different_solution_gets_full_marks(alternative, tmp_path):
+    code, checks = check_json(_built("alternatives", alternative, tmp_path))
+    assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
+
+
+def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourteen_and_four_alternatives():
+    bugs = [p for p in (REPO / "buggy" / "exercise-6").iterdir() if (p / "bug.diff").is_file()]
+    assert len(bugs) >= 12 and len(ALTERNATIVES) >= 4
+
+
+@pytest.mark.parametrize("bug, check, words", [
+    ("momentum-graph-in-state", "optimizer-contract", "holds an autograd graph"),
+    ("momentum-buffer-aliases-grad", "optimizer-contract", "zero_grad(set_to_none=False)"),
+    ("params-generator-consumed", "optimizer-contract", "optimizer got an empty parameter list"),
+    ("rmsprop-lr-cached-in-init", "param-groups", "the second group's lr is ignored"),
+])
+def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path):
+    code, checks = check_json(_built("buggy", bug, tmp_path))
+    assert code == 1
+    assert [n for n, c in checks.items() if c["status"] != "pass"] == [check], checks[check]["message"]
+    assert words in checks[check]["message"]
+
+
+def test_the_contract_kind_passes_without_violations_and_fails_naming_the_first():
+    from dldiy.graders import contract
+
+    check = _check("contract")
+    assert contract.judge({"checked": ["a", "b"], "violations": []}, None, check).status == "pass"
+    failed = contract.judge({"checked": ["a", "b"], "violations": ["a: wrong", "b: wrong"]}, None, check)
+    assert failed.status == "fail" and failed.message.startswith("a: wrong") and "1 more" in failed.message
+    assert contract.judge({"checked": [], "violations": []}, None, check).status == "fail"

@@ -67,9 +67,43 @@ def test_reference_passes_the_agreement_checks():
 @pytest.mark.parametrize("bug, check, start", [
     ("hidden-not-reset", "state-reset", "hidden states of the second batch of sequences"),
     ("clip-per-parameter", "clipping", "max_norm = 0.3 x the global norm: clipped gradient of parameter"),
-    ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4: hidden states"),  # T=1 never uses W_hh
+    ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4, O=2: hidden states"),  # T=1 never uses W_hh
 ])
 def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start):
     c = _checks(f"buggy/exercise-9/{bug}", check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(start), c["message"]
+
+
+# --- one bug, one deduction; the corpus; correct-but-different solutions -------------------------
+
+def _built(kind, name, tmp_path):
+    import shutil
+
+    from dldiy.graders.patch import apply
+
+    folder = tmp_path / name
+    shutil.copytree(REPO / "reference" / "exercise-9", folder)
+    apply(folder, next((REPO / kind / "exercise-9" / name).glob("*.diff")).read_text())
+    return folder
+
+
+def _all_checks(path):
+    return {c["name"]: c for c in json.loads(run_dldiy("check", "exercise-9", str(path), "--json").stdout)["checks"]}
+
+
+@pytest.mark.parametrize("alternative", sorted(p.name for p in (REPO / "alternatives" / "exercise-9").iterdir()))
+def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path):
+    checks = _all_checks(_built("alternatives", alternative, tmp_path))
+    assert {n: c["message"] for n, c in checks.items() if c["status"] not in ("pass", "skip")} == {}
+
+
+@pytest.mark.parametrize("bug, check", [
+    ("cell-grad-w-hh-from-new-state", "gradcheck"),  # the hand backward: not rnn-agreement, not first-loss
+    ("clip-two-passes", "clipping"),  # not first-loss: train() runs with the harness's own clipping
+    ("forward-view-noncontiguous", "invariants"),
+    ("train-loss-after-update", "first-loss"),
+])
+def test_one_realistic_bug_costs_one_check(bug, check, tmp_path):
+    checks = _all_checks(_built("buggy", bug, tmp_path))
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == [check]

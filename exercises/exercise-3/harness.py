@@ -105,31 +105,90 @@ def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -
     ]
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+# A printed number, its decimals and exponent: "2.31", "95.29", "1e-3", "2.3051e+00".
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.(\d*))?(?:[eE]([-+]?\d+))?")
+
+
+def printed_numbers(text: str) -> list[tuple[float, float]]:
+    """Every number in `text` with the rounding its printed digits allow (half a unit of its last digit)."""
+    out = []
+    for m in _NUMBER.finditer(text):
+        value = float(m.group(0))
+        decimals, exponent = len(m.group(1) or ""), int(m.group(2) or 0)
+        out.append((value, 0.5 * 10.0 ** (exponent - decimals) + 1e-9 * abs(value)))
+    return out
+
+
+def shows(numbers: list[tuple[float, float]], value: float, percent: bool = False) -> bool:
+    """Whether one of the printed numbers is `value` as printed (or 100 x value, for a percentage)."""
+    wanted = [value, 100 * value] if percent else [value]
+    return any(abs(x - w) <= tol for x, tol in numbers for w in wanted)
 
 
 def script(sub, seed, p):
-    """main(argv), as `python main.py ARGS` runs it, for each argv of the check: the (seed, steps) it
-    passes to train(), and every number it prints. train() runs at most p["max_steps"] steps here
-    (the numbers printed are then those of the shortened run, for the reference as for the student)."""
-    real_train = sub.get("train")
-    sub.get("main")
-    cases = []
-    for argv in p["argvs"]:
-        calls = []
-
-        def short_train(seed, steps):
-            calls.append([float(seed), float(steps)])
-            return real_train(seed, min(int(steps), p["max_steps"]))
-
-        try:
-            with sub.replaced("train", short_train):
-                _, printed_text = sub.call_printing("main", list(argv))
-        except RemoteError as e:
-            raise ApiError(f"main({argv}) failed: {e.message}") from None
+    """main(argv), as `python main.py ARGS` runs it, for each run of the check: it must call
+    train(seed, steps) with the arguments' values (defaults seed 1, steps 300), and print, in any
+    format and among any other lines, the first loss train() returned and the test loss and accuracy
+    of the trained model (as evaluate() returned them on test_set(); a percentage is fine). Judged on
+    the student's own numbers, so a bug in train() or evaluate() is charged by their checks, not
+    here. train() runs at most p["max_steps"] steps here."""
+    sub.get("main")  # a missing main() is an API error before anything runs
+    real_train, real_evaluate = sub.get("train"), sub.get("evaluate")
+    test_images, test_labels = _test_set(sub)
+    checked, violations = [], []
+    for run in p["runs"]:
+        argv, (want_seed, want_steps) = list(run["argv"]), run["trains"]
         command = " ".join(["python main.py", *argv])
-        printed = [float(v) for v in _NUMBER.findall(printed_text)]
-        cases.append({"name": f"`{command}`: the (seed, steps) it trains with", "shape": [len(calls), 2],
-                      "values": calls})
-        cases.append({"name": f"`{command}`: the numbers it prints", "shape": [len(printed)], "values": printed})
-    return {"cases": cases}
+
+        def prop(argv=argv, want_seed=want_seed, want_steps=want_steps):
+            calls, firsts, models, evaluated = [], [], [], []
+
+            def short_train(seed, steps):
+                calls.append((seed, steps))
+                model, losses = real_train(seed, min(int(steps), p["max_steps"]))
+                firsts.append(float(losses[0]))
+                models.append(model)
+                return model, losses
+
+            def recording_evaluate(model, images, labels):
+                result = real_evaluate(model, images, labels)
+                on_test = tuple(images.shape) == tuple(test_images.shape) and torch.equal(images, test_images)
+                evaluated.append(([float(v) for v in result], on_test, len(images)))
+                return result
+
+            try:  # main() runs in the student's process, calling back into the recording versions
+                with sub.replaced("train", short_train), sub.replaced("evaluate", recording_evaluate):
+                    _, printed = sub.call_printing("main", list(argv))
+            except RemoteError as e:
+                if e.message.startswith("SystemExit"):
+                    return f"main() exited: {e.message}"
+                raise
+            if len(calls) != 1:
+                return f"main() called train() {len(calls)} times; expected once, train({want_seed}, {want_steps})"
+            if [float(v) for v in calls[0]] != [want_seed, want_steps]:
+                return (f"main() called train{calls[0]}; expected train({want_seed}, {want_steps}): read --seed "
+                        "(default 1) and --steps (default 300) and pass them to train(seed, steps) in that order")
+            numbers, text = printed_numbers(printed), printed.strip()
+            shown = f"; it printed {text[-300:]!r}" if text else "; it printed nothing"
+            if not shows(numbers, firsts[0]):
+                return f"main() does not print the first loss train() returned ({firsts[0]!r}){shown}"
+            on_test = [values for values, test, _ in evaluated if test]
+            if not on_test:
+                if evaluated:
+                    return (f"main() evaluated the model on {evaluated[0][2]} images, not on the {len(test_images)} "
+                            "of test_set(): report the test loss and accuracy")
+                on_test = [[float(v) for v in real_evaluate(models[0], test_images, test_labels)]]
+            loss, accuracy = on_test[-1][:2]
+            if not shows(numbers, loss):
+                return f"main() does not print the test loss ({loss:.6g}, from evaluate() on test_set()){shown}"
+            if not shows(numbers, accuracy, percent=True):
+                return (f"main() does not print the test accuracy ({accuracy:.6g}, or {100 * accuracy:.4g}%, from "
+                        f"evaluate() on test_set()){shown}")
+            return None
+        # No try/except around it: an exception raised by the project is a crash, reported as every other
+        # check reports it (with its file and line), not a property of main().
+        checked.append(f"`{command}`")
+        problem = prop()
+        if problem:
+            violations.append(f"`{command}`: {problem}")
+    return {"checked": checked, "violations": violations}

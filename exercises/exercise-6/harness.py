@@ -1,32 +1,56 @@
 """exercise-6 probes: run the student's optimizers on small seeded problems (float64) and return
-plain numbers; the judging happens in the parent (graders/agreement.py, graders/convergence.py).
+plain numbers; the judging happens in the parent (graders/agreement.py, graders/convergence.py,
+graders/contract.py).
 
 Where torch ships the same optimizer, the probe also runs torch.optim's on the same problem with the
 same hyper-parameters and returns its trajectory as the `target`. The parent compares the student's
 values with the target measured in the *reference's* child, so patching torch.optim in a
 submission changes nothing but the submission's own, unused, target.
+
+The contract checks (weight decay, parameter groups, state_dict, .grad None, the rest of
+torch.optim.Optimizer's contract) compare the student's optimizer with *itself*: the same run done
+two ways that torch.optim's contract makes equal (weight_decay = wd on L, or weight_decay = 0 on
+L + wd/2 ||w||^2; W2 in a second group, or alone with that group's values; ...). A wrong update
+formula is charged once, by its own trajectory check, not again by every contract check.
+The student's classes are only called, never inspected (no issubclass): what makes an Optimizer here
+is what it does.
 """
 
 import io
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError
+from dldiy.graders.contract import Properties
 from dldiy.graders.data import gaussian_blobs
 
 DTYPE = torch.float64
+FIRST_ORDER = ("GD", "Momentum", "Nesterov", "RMSProp", "Adam")
+RTOL, ATOL = 1e-9, 1e-12  # two float64 runs of the same arithmetic agree far below this
 
 
 # --- the optimizers: the student's, and torch's twin --------------------------------------------
 
 def student_optimizer(sub, name: str):
     cls = sub.get(name)
-    info = cls.introspect() if hasattr(cls, "introspect") else {}
-    if not (info.get("class") and "torch.optim.optimizer.Optimizer" in info.get("mro", [])):
-        raise ApiError(f"`{name}` must be a class deriving from torch.optim.Optimizer, not {cls!r}")
+    if not getattr(cls, "is_callable", False):
+        raise ApiError(f"`{name}` must be a class (a torch.optim.Optimizer subclass); it is not callable")
     return cls
+
+
+def build(make, params, name: str, **hyper):
+    """`make(params, **hyper)`, checked to hold what Optimizer.__init__ sets up (param_groups, state)."""
+    opt = make(params, **hyper)
+    try:
+        opt.param_groups[0]["params"]
+        opt.state
+    except (AttributeError, TypeError, IndexError, KeyError):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__") from None
+    return opt
 
 
 def torch_optimizer(name: str):
@@ -47,59 +71,37 @@ def describe(name: str, table: dict) -> str:
     return f"{name}({', '.join(f'{k}={tuple(v) if isinstance(v, list) else v}' for k, v in table.items())})"
 
 
-# --- the fixed problem of the trajectory checks ------------------------------------------------
+def flat(params) -> list[float]:
+    return torch.cat([p.detach().reshape(-1).double() for p in params]).tolist()
+
+
+# --- the coupled problem of the trajectory checks (against torch.optim) --------------------------
 
 def net_problem(seed: int, n: int = 16, width: int = 3):
     """A two-layer tanh regression, loss(W1, W2) = mean((tanh(X W1) W2 - Y)^2): non-quadratic, with
-    two parameters of the same shape (a state shared between parameters shows), from the seed."""
+    two parameters of the same shape (a state shared between parameters shows), W2 non-contiguous (a
+    transposed tensor), from the seed. (Parameters of other shapes: the contract checks' problem.)"""
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, width, generator=g, dtype=DTYPE)
     Y = torch.randn(n, width, generator=g, dtype=DTYPE)
-    init = [0.7 * torch.randn(width, width, generator=g, dtype=DTYPE) for _ in range(2)]
+    W1 = 0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)
+    W2 = (0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)).t()
 
     def loss(W1, W2):
         return ((torch.tanh(X @ W1) @ W2 - Y) ** 2).mean()
 
-    return init, loss
+    return [W1, W2], loss
 
 
-def flat(params) -> list[float]:
-    return torch.cat([p.detach().reshape(-1) for p in params]).tolist()
-
-
-def run_first_order(make, config: dict, seed: int, steps: int) -> tuple[list[list[float]], list[float]]:
-    """The trajectory of one configuration: parameters after each step (row 0: the initial values)
-    and the loss before each step.
-
-    config: `hyper` (constructor keywords); `second_group` (W2 in a second parameter group with these
-    overrides); `unused` (a third parameter, outside the loss, so its .grad stays None); `resume`
-    (after that many steps: state_dict(), torch.save/load, a new optimizer on fresh tensors built
-    with `hyper` updated by `resume_hyper`, load_state_dict(), and on).
-    """
+def run_first_order(make, name: str, config: dict, seed: int, steps: int) -> tuple[list[list[float]], list[float]]:
+    """Parameters after each step (row 0: the initial values) and the loss before each step."""
     init, loss_fn = net_problem(seed)
-    W1, W2 = (w.clone().requires_grad_() for w in init)
-    unused = torch.linspace(-1, 1, W1.numel(), dtype=DTYPE).view_as(W1).requires_grad_()
-    params = [W1, unused, W2] if config.get("unused") else [W1, W2]
-
-    def build(params, table):
-        if "second_group" in config:
-            rest = [p for p in params if p is not params[-1]]
-            return make([{"params": rest}, {"params": [params[-1]], **hyper(config["second_group"])}],
-                        **hyper(table))
-        return make(params, **hyper(table))
-
-    opt = build(params, config["hyper"])
+    params = [w.clone().requires_grad_() for w in init]
+    opt = build(make, params, name, **hyper(config["hyper"]))
     rows, losses = [flat(params)], []
-    for k in range(steps):
-        if k == config.get("resume"):
-            buffer = io.BytesIO()
-            torch.save(opt.state_dict(), buffer)
-            params = [p.detach().clone().requires_grad_() for p in params]
-            opt = build(params, {**config["hyper"], **config.get("resume_hyper", {})})
-            buffer.seek(0)
-            opt.load_state_dict(torch.load(buffer, weights_only=True))
+    for _ in range(steps):
         opt.zero_grad()
-        loss = loss_fn(params[0], params[-1])
+        loss = loss_fn(*params)
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -107,31 +109,390 @@ def run_first_order(make, config: dict, seed: int, steps: int) -> tuple[list[lis
     return rows, losses
 
 
-def variation(config: dict) -> str:
-    """What a configuration adds to the plain run, as the failure message names it."""
-    if "second_group" in config:
-        return f" with W2 in a second group {describe('', config['second_group'])[1:-1]}"
-    if config.get("unused"):
-        return " with an unused parameter (entries 9-17, .grad None)"
-    if "resume" in config:
-        return (f" saved after step {config['resume']} and loaded into a new one built with "
-                f"{describe('', config.get('resume_hyper', {}))[1:-1]}")
-    return ""
-
-
 def against_torch(sub, seed, p):
     """Every configuration run twice, by the student's optimizer and by torch.optim's."""
     cases = []
     for config in p["configs"]:
         name, steps = config["optimizer"], config.get("steps", p["steps"])
-        mine = run_first_order(student_optimizer(sub, name), config, seed, steps)
-        twin = run_first_order(torch_optimizer(name), config, seed, steps)
-        label = describe(name, config["hyper"]) + variation(config)
-        for (what, values, target) in (("parameters after each step (row 0: initial)", mine[0], twin[0]),
+        mine = run_first_order(student_optimizer(sub, name), name, config, seed, steps)
+        twin = run_first_order(torch_optimizer(name), name, config, seed, steps)
+        label = describe(name, config["hyper"])
+        for (what, values, target) in (("parameters W1, W2 after each step (row 0: initial)", mine[0], twin[0]),
                                        ("loss before each step", mine[1], twin[1])):
-            shape = list(np.shape(target))
-            cases.append({"name": f"{label}: {what}", "shape": shape, "values": values, "target": target})
+            cases.append({"name": f"{label}: {what}", "shape": list(np.shape(target)), "values": values,
+                          "target": target})
     return {"cases": cases}
+
+
+# --- the contract checks: the student's optimizer against itself ---------------------------------
+
+def separable_problem(seed: int):
+    """loss = l(W1) + l(b) + l(W2), one term per parameter, so that a parameter's trajectory does not
+    depend on the others': a run on some parameters can be compared with a run on all of them.
+    W1 (3, 2), b (2,), W2 (2, 3) non-contiguous (a transposed tensor)."""
+    g = torch.Generator().manual_seed(seed + 7)
+    X, Y1 = torch.randn(12, 3, generator=g, dtype=DTYPE), torch.randn(12, 2, generator=g, dtype=DTYPE)
+    Z, Y2 = torch.randn(12, 2, generator=g, dtype=DTYPE), torch.randn(12, 3, generator=g, dtype=DTYPE)
+    c = torch.randn(2, generator=g, dtype=DTYPE)
+    init = [0.7 * torch.randn(3, 2, generator=g, dtype=DTYPE), 0.5 * torch.randn(2, generator=g, dtype=DTYPE),
+            (0.7 * torch.randn(3, 2, generator=g, dtype=DTYPE)).t()]
+    parts = [lambda W: ((torch.tanh(X.to(W.dtype) @ W) - Y1.to(W.dtype)) ** 2).mean(),
+             lambda b: ((b - c.to(b.dtype)) ** 2).sum() + 0.1 * (b ** 4).sum(),
+             lambda W: ((torch.tanh(Z.to(W.dtype) @ W) - Y2.to(W.dtype)) ** 2).mean()]
+    return init, parts
+
+
+NAMES = ("W1", "b", "W2")
+
+
+def objective(parts, which, l2: float = 0.0):
+    """The sum of the terms of the parameters `which` (indices), plus l2/2 ||w||^2 for each if l2."""
+    def loss(*params):
+        value = sum(parts[i](p) for i, p in zip(which, params))
+        return value + 0.5 * l2 * sum((p * p).sum() for p in params) if l2 else value
+    return loss
+
+
+def leaves(init, which, dtype=DTYPE):
+    return [init[i].clone().to(dtype).requires_grad_() for i in which]
+
+
+def descend(opt, params, loss_fn, steps: int, zero: str = "none", before=None):
+    """`steps` steps; zero = "none" (zero_grad()), "zeros" (zero_grad(set_to_none=False)) or
+    "closure" (step(closure), the closure clearing and recomputing the gradients). Returns the rows of
+    parameters (row 0: the initial values) and, for "closure", what each step returned and the loss
+    its closure computed."""
+    rows, returned = [flat(params)], []
+    for k in range(steps):
+        if before is not None:
+            before(k, opt)
+        if zero == "closure":
+            seen = []
+
+            def closure():
+                opt.zero_grad()
+                loss = loss_fn(*params)
+                loss.backward()
+                seen.append(loss.item())
+                return loss
+            returned.append((opt.step(closure), seen))
+        else:
+            opt.zero_grad() if zero == "none" else opt.zero_grad(set_to_none=False)
+            loss_fn(*params).backward()
+            opt.step()
+        rows.append(flat(params))
+    return rows, returned
+
+
+def departure(measured, expected, rtol: float = RTOL, atol: float = ATOL, names=None) -> str | None:
+    """Where two trajectories (rows = steps) first differ, in words; None when they agree."""
+    a, b = np.asarray(measured, dtype=float), np.asarray(expected, dtype=float)
+    if a.shape != b.shape:
+        return f"{a.shape[-1]} entries where {b.shape[-1]} were expected"
+    bad = ~(np.abs(a - b) <= atol + rtol * np.abs(b))
+    if not bad.any():
+        return None
+    step, entry = (int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+    where = f"entry {entry}" if names is None else names[entry]
+    rel = abs(a[step, entry] - b[step, entry]) / max(abs(b[step, entry]), 1e-300)
+    return (f"after step {step} (row 0: the start), {where}: {a[step, entry]:.10g} instead of {b[step, entry]:.10g} "
+            f"(relative difference {rel:.2g})")
+
+
+def entry_names(init, which) -> list[str]:
+    names = []
+    for i in which:
+        names += [f"{NAMES[i]}[{', '.join(map(str, np.unravel_index(k, tuple(init[i].shape))))}]"
+                  for k in range(init[i].numel())]
+    return names
+
+
+def configs(p) -> list[tuple[str, dict]]:
+    return [(c["optimizer"], hyper(c["hyper"])) for c in p["configs"]]
+
+
+def weight_decay(sub, seed, p):
+    """weight_decay = wd on L is L2 regularisation: the same trajectory as weight_decay = 0 on
+    L + wd/2 ||w||^2 (torch.optim adds wd * w to the gradient, once)."""
+    init, parts = separable_problem(seed)
+    every, props = [0, 1, 2], Properties("optim.py")
+    for name, h in configs(p):
+        make, wd = student_optimizer(sub, name), h["weight_decay"]
+
+        def prop(name=name, make=make, h=h, wd=wd):
+            runs = {}
+            for key, (decay, l2) in {"decay": (wd, 0.0), "l2": (0.0, wd), "none": (0.0, 0.0)}.items():
+                params = leaves(init, every)
+                opt = build(make, params, name, **{**h, "weight_decay": decay})
+                runs[key] = descend(opt, params, objective(parts, every, l2), p["steps"])[0]
+            where = departure(runs["decay"], runs["l2"], names=entry_names(init, every))
+            if where is None:
+                return None
+            cause = ("weight_decay is ignored (the run equals weight_decay = 0 on L)"
+                     if departure(runs["decay"], runs["none"]) is None else
+                     "weight decay applied twice, decoupled from the gradient (AdamW-style), or scaled")
+            return (f"weight_decay={wd} on L departs from weight_decay=0 on L + {wd / 2:g} ||w||^2 {where}. "
+                    f"Likely cause: {cause}; g = p.grad + weight_decay * p enters the update once, wherever g is used.")
+        props.test(f"{describe(name, h)} = L2 regularisation of the loss", prop)
+    return props.result()
+
+
+def param_groups(sub, seed, p):
+    """Two groups, [W1, b] with the constructor's values and [W2] with its own: each group's trajectory
+    is the one the optimizer gives that group's parameters alone with that group's values; then the
+    second group's lr changed before step 2 (as a scheduler does) changes that step of W2 only."""
+    init, parts = separable_problem(seed)
+    first, second, every = [0, 1], [2], [0, 1, 2]
+    props = Properties("optim.py")
+    for config in p["configs"]:
+        name, h, h2 = config["optimizer"], hyper(config["hyper"]), hyper(config["second_group"])
+        make, steps = student_optimizer(sub, name), p["steps"]
+
+        def grouped(before=None, name=name, make=make, h=h, h2=h2):
+            params = leaves(init, every)
+            opt = build(make, [{"params": params[:2]}, {"params": params[2:], **h2}], name, **h)
+            return np.asarray(descend(opt, params, objective(parts, every), steps, before=before)[0])
+
+        def alone(which, values, name=name, make=make):
+            params = leaves(init, which)
+            opt = build(make, params, name, **values)
+            return np.asarray(descend(opt, params, objective(parts, which), steps)[0])
+
+        def own_values(name=name, h=h, h2=h2):
+            both = grouped()
+            n1 = sum(init[i].numel() for i in first)
+            where = departure(both[:, :n1], alone(first, h), names=entry_names(init, first))
+            if where:
+                return f"the first group's parameters depart from {describe(name, h)} on W1, b alone {where}"
+            where = departure(both[:, n1:], alone(second, {**h, **h2}), names=entry_names(init, second))
+            if not where:
+                return None
+            # Which of the group's own values were ignored: the run equals one with that value reverted.
+            ignored = [key for key in h2 if key in h and departure(both[:, n1:], alone(second, {**h, **h2, key: h[key]})) is None]
+            if departure(both[:, n1:], alone(second, h)) is None:
+                ignored = list(h2)
+            return (f"W2 departs from {describe(name, {**h, **h2})} on W2 alone {where}"
+                    + (f": the second group's {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored, "
+                       "the constructor's used instead. Read every hyper-parameter from the group (group['lr'], ...) "
+                       "inside the loop over self.param_groups, never from self.defaults or attributes set in "
+                       "__init__." if ignored else "."))
+        props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
+
+        def scheduled(name=name, h2=h2):
+            factor, k = 0.25, 2
+
+            def schedule(step, opt):
+                if step == k:  # in the student's process: param_groups read here is a copy
+                    opt.set_path(["param_groups", 1, "lr"], opt.param_groups[1]["lr"] * factor)
+            plain, changed = grouped(), grouped(schedule)
+            n1 = sum(init[i].numel() for i in first)
+            if departure(changed[:, :n1], plain[:, :n1]):
+                return (f"changing param_groups[1]['lr'] before step {k} moved the first group's parameters "
+                        f"{departure(changed[:, :n1], plain[:, :n1])}: each group's lr applies to that group only")
+            d_plain, d_changed = plain[k + 1, n1:] - plain[k, n1:], changed[k + 1, n1:] - changed[k, n1:]
+            if departure(changed[k + 1:k + 2, n1:], plain[k + 1:k + 2, n1:]) is None:
+                return (f"param_groups[1]['lr'] multiplied by {factor} before step {k} (as a scheduler does) changed "
+                        "nothing: the lr is read once (in __init__, or from self.defaults) instead of from the group "
+                        "at every step")
+            if name in ("GD", "RMSProp", "Adam"):  # the whole step is lr times something lr does not change
+                bad = ~(np.abs(d_changed - factor * d_plain) <= ATOL + RTOL * np.abs(factor * d_plain))
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    return (f"with param_groups[1]['lr'] multiplied by {factor} before step {k}, that step changes "
+                            f"{entry_names(init, second)[i]} by {d_changed[i]:.10g}, not {factor} x {d_plain[i]:.10g} "
+                            "(the unchanged run's change): lr must scale the whole step, read from the group at "
+                            "every step")
+            return None
+        props.test(f"{describe(name, h)}: the second group's lr changed mid-run (a scheduler)", scheduled)
+    return props.result()
+
+
+def grad_none(sub, seed, p):
+    """A parameter U outside the loss (its .grad stays None) is left exactly as it was, weight decay
+    on; the others move as they do without U."""
+    init, parts = separable_problem(seed)
+    props = Properties("optim.py")
+    for name, h in configs(p):
+        make = student_optimizer(sub, name)
+
+        def prop(name=name, make=make, h=h):
+            W1, W2 = leaves(init, [0, 2])
+            U = torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2).requires_grad_()
+            opt = build(make, [W1, U, W2], name, **h)
+            both = np.asarray(descend(opt, [W1, W2], objective(parts, [0, 2]), p["steps"])[0])
+            if not torch.equal(U.detach(), torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2)):
+                return (f"U (never in the loss, U.grad None) moved to {[round(v, 6) for v in U.detach().reshape(-1).tolist()]}: "
+                        "skip a parameter whose p.grad is None (no weight decay, no momentum, no state for it); "
+                        "a gradient of zeros is not the same thing")
+            params = leaves(init, [0, 2])
+            solo = descend(build(make, params, name, **h), params, objective(parts, [0, 2]), p["steps"])[0]
+            where = departure(both, solo, names=entry_names(init, [0, 2]))
+            return (f"W1, W2 move differently when U is also given {where}" if where else None)
+        props.test(f"{describe(name, h)} with a parameter U whose .grad is None", prop)
+    return props.result()
+
+
+def state_dict(sub, seed, p):
+    """state_dict() after `resume` steps, through torch.save/torch.load, into a new optimizer on copies
+    of the parameters: load_state_dict() restores the state, so the trajectory goes on as the
+    uninterrupted run's. (Built with the same values: hyper-parameters read from elsewhere than the
+    groups are param-groups' finding, not this check's.)"""
+    init, parts = separable_problem(seed)
+    every, props = [0, 1, 2], Properties("optim.py")
+    for config in p["configs"]:
+        name, h, k = config["optimizer"], hyper(config["hyper"]), p["resume"]
+        make = student_optimizer(sub, name)
+
+        def prop(name=name, make=make, h=h, k=k):
+            params = leaves(init, every)
+            whole = descend(build(make, params, name, **h), params, objective(parts, every), p["steps"])[0]
+            params = leaves(init, every)
+            opt = build(make, params, name, **h)
+            rows = descend(opt, params, objective(parts, every), k)[0]
+            buffer = io.BytesIO()
+            torch.save(opt.state_dict(), buffer)
+            params = [q.detach().clone().requires_grad_() for q in params]
+            opt = build(make, params, name, **h)
+            buffer.seek(0)
+            opt.load_state_dict(torch.load(buffer, weights_only=True))
+            rows += descend(opt, params, objective(parts, every), p["steps"] - k)[0][1:]
+            where = departure(rows, whole, rtol=p["rtol"], names=entry_names(init, every))
+            return (f"saved after step {k} and loaded into a new {name}, the run departs from the "
+                    f"uninterrupted one {where}. Keep all per-parameter state (buffers, step counts) in self.state[p] "
+                    "and all hyper-parameters in self.param_groups: that is what state_dict() saves and "
+                    "load_state_dict() restores." if where else None)
+        props.test(f"{describe(name, h)}: state_dict()/load_state_dict() mid-run", prop)
+    return props.result()
+
+
+def optimizer_contract(sub, seed, p):
+    """The rest of torch.optim.Optimizer's contract, each optimizer against itself (weight decay on,
+    so that a graph or an in-place change of p.grad would show): parameters given as a generator;
+    zero_grad() sets .grad to None, zero_grad(set_to_none=False) to zeros, and both give the same
+    trajectory; step(closure) returns the closure's loss and steps as step() does; step() leaves
+    p.grad as it was; no autograd graph in the state or on the parameters, float64 and float32
+    parameters keep their dtype (a float32 buffer for a float64 parameter shows in the trajectory
+    checks, not here: one bug, one deduction); a group added by add_param_group() is optimised as if
+    it had been there from the start."""
+    init, parts = separable_problem(seed)
+    every, steps, props = [0, 1, 2], p["steps"], Properties("optim.py")
+    names = entry_names(init, every)
+    for name, h in configs(p):
+        make, label = student_optimizer(sub, name), describe(name, h)
+        loss_fn = objective(parts, every)
+
+        def plain(name=name, make=make, h=h, zero="none"):
+            params = leaves(init, every)
+            return descend(build(make, params, name, **h), params, loss_fn, steps, zero)
+
+        def generator(name=name, make=make, h=h):
+            params = leaves(init, every)
+            rows = descend(build(make, (q for q in params), name, **h), params, loss_fn, steps)[0]
+            where = departure(rows, plain()[0], names=names)
+            return (f"built from a generator (as model.parameters() is) the run departs from the one built from a "
+                    f"list {where}: iterate `params` once, or leave it to Optimizer.__init__ (it makes a list), "
+                    "and loop over self.param_groups" if where else None)
+        props.test(f"{label}(a generator of parameters)", generator)
+
+        def zero_grad(name=name, make=make, h=h):
+            params = leaves(init, every)
+            opt = build(make, params, name, **h)
+            loss_fn(*params).backward()
+            opt.step()
+            opt.zero_grad()
+            kept = [NAMES[i] for i, q in enumerate(params) if q.grad is not None]
+            if kept:
+                return (f"after zero_grad(), {kept[0]}.grad is still a tensor: torch's default is set_to_none=True "
+                        "(.grad becomes None); if you override zero_grad, keep its signature and default")
+            loss_fn(*params).backward()
+            opt.zero_grad(set_to_none=False)
+            for i, q in enumerate(params):
+                if q.grad is None or q.grad.abs().max().item() != 0:
+                    return (f"after zero_grad(set_to_none=False), {NAMES[i]}.grad is "
+                            f"{'None' if q.grad is None else 'not zero'}: it must be a tensor of zeros")
+            return None
+        props.test(f"{label}.zero_grad() and zero_grad(set_to_none=False)", zero_grad)
+
+        def zeros_same_run(name=name, make=make, h=h):
+            h = {**h, "weight_decay": 0.0}  # g is then p.grad itself: a buffer that aliases it shows
+            where = departure(plain(h=h, zero="zeros")[0], plain(h=h)[0], names=names)
+            return (f"with zero_grad(set_to_none=False) the run departs from the one with zero_grad() {where}: a "
+                    "buffer in the state that is p.grad itself (not a copy) is zeroed with it and accumulates "
+                    "the next gradients: store g.clone() or a new tensor" if where else None)
+        props.test(f"{label}: the same run with zero_grad(set_to_none=False)", zeros_same_run)
+
+        def closure(name=name, make=make, h=h):
+            rows, returned = plain(zero="closure")
+            for k, (value, seen) in enumerate(returned):
+                if len(seen) != 1:
+                    return f"step(closure) called the closure {len(seen)} times at step {k}; expected once"
+                got = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+                if not isinstance(got, (int, float)) or got != seen[0]:
+                    return (f"step(closure) returned {got!r} at step {k}; expected the closure's loss "
+                            f"{seen[0]:.10g}: `loss = closure()` (under torch.enable_grad()) and `return loss`")
+            where = departure(rows, plain()[0], names=names)
+            return (f"the run with step(closure) departs from the one with backward(); step() {where}"
+                    if where else None)
+        props.test(f"{label}.step(closure)", closure)
+
+        def grad_untouched(name=name, make=make, h=h):
+            params = leaves(init, every)
+            opt = build(make, params, name, **h)
+            for k in range(2):
+                opt.zero_grad()
+                loss_fn(*params).backward()
+                before = [q.grad.clone() for q in params]
+                opt.step()
+                for i, (q, g) in enumerate(zip(params, before)):
+                    if q.grad is None or not torch.equal(q.grad, g):
+                        return (f"step() changed {NAMES[i]}.grad in place at step {k} (torch.optim's optimizers "
+                                "leave it as backward() made it): compute g = p.grad + weight_decay * p out of "
+                                "place, not with p.grad.add_(...)")
+            return None
+        props.test(f"{label}.step() leaves p.grad as it is", grad_untouched)
+
+        def no_graph(name=name, make=make, h=h):
+            for dtype in (DTYPE, torch.float32):
+                params = leaves(init, every, dtype)
+                opt = build(make, params, name, **h)
+                descend(opt, params, loss_fn, 2)
+                for i, q in enumerate(params):
+                    if q.grad_fn is not None or not q.requires_grad:
+                        return (f"after step(), {NAMES[i]} is no longer a leaf requiring grad: update it in place "
+                                "under torch.no_grad() (p.add_, p.sub_), never rebind it to an expression")
+                    if q.dtype != dtype:
+                        return f"after step(), {NAMES[i]} ({dtype} before) is {q.dtype}"
+                    for key, value in opt.state[q].items():
+                        if not isinstance(value, torch.Tensor):
+                            continue
+                        if value.grad_fn is not None or value.requires_grad:
+                            return (f"self.state[{NAMES[i]}]['{key}'] holds an autograd graph (grad_fn "
+                                    f"{type(value.grad_fn).__name__}): every step keeps the previous ones' graphs "
+                                    "alive (memory grows each step). Compute the state under torch.no_grad() "
+                                    "(decorate step with @torch.no_grad())")
+            return None
+        props.test(f"{label}: no autograd graph, float64 and float32 parameters kept as they are", no_graph)
+
+        def added_group(name=name, make=make, h=h):
+            W1, W2 = leaves(init, [0, 2])
+            opt = build(make, [W1, W2], name, **h)
+            descend(opt, [W1, W2], objective(parts, [0, 2]), 2)
+            b = leaves(init, [1])
+            opt.add_param_group({"params": b})
+            rows = descend(opt, [W1] + b + [W2], objective(parts, [0, 1, 2]), 3)[0]
+            fresh = leaves(init, [1])
+            solo = descend(build(make, fresh, name, **h), fresh, objective(parts, [1]), 3)[0]
+            mine = np.asarray(rows)[:, 6:8]
+            where = departure(mine, solo, names=entry_names(init, [1]))
+            if where is None:
+                return None
+            cause = ("b never moves: loop over self.param_groups in step(), not over a list kept from __init__"
+                     if np.all(mine == mine[0]) else
+                     "b must start from a fresh state of its own (buffers at zero, step count 1 at its first "
+                     "step): keep per-parameter state in self.state[p], not on the optimizer")
+            return f"b, added by add_param_group() after 2 steps, departs from a fresh {name} on b {where}: {cause}"
+        props.test(f"{label}.add_param_group()", added_group)
+    return props.result()
 
 
 # --- Newton-Raphson on a quadratic ----------------------------------------------------------------
@@ -166,14 +527,22 @@ def newton_quadratic(sub, seed, p):
     b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     Newton = student_optimizer(sub, "Newton")
+    f = quadratic_loss(A, b)
     cases = []
-    for lr in p["lrs"]:
+    for k, lr in enumerate(p["lrs"]):
         x, Y, c = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
                    z0[6:].clone().requires_grad_())
-        Newton([{"params": [x, Y]}, {"params": [c]}], lr=lr).step(sub.local(quadratic_loss, A, b))
+        # the first in two groups, the next from a generator (as model.parameters() is)
+        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
+        returned = build(Newton, params, "Newton", lr=lr).step(sub.local(quadratic_loss, A, b))
         target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
-        cases.append({"name": f"one step with lr={lr} (lr=1: the minimum)", "shape": [7], "values": flat([x, Y, c]),
-                      "target": target.tolist()})
+        how = "two groups" if k == 0 else "parameters from a generator"
+        cases.append({"name": f"one step with lr={lr}, {how} (lr=1: the minimum)", "shape": [7],
+                      "values": flat([x, Y, c]), "target": target.tolist()})
+        loss = returned.item() if isinstance(returned, torch.Tensor) and returned.numel() == 1 else returned
+        cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
+                      "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
+                      "target": [f(*z0.split([2, 4, 1])).item()]})
     return {"cases": cases}
 
 
@@ -184,7 +553,8 @@ def defaults(sub, seed, p):
     holds, which is what step() reads; compared with the reference's, i.e. the signature's defaults."""
     cases = []
     for name, keys in p["optimizers"].items():
-        group = student_optimizer(sub, name)([torch.zeros(2, dtype=DTYPE, requires_grad=True)]).param_groups[0]
+        group = build(student_optimizer(sub, name), [torch.zeros(2, dtype=DTYPE, requires_grad=True)],
+                      name).param_groups[0]
         for key in keys:
             if key not in group:
                 raise ApiError(f"{name}(params).param_groups[0] has no '{key}': pass it in the defaults dict")
@@ -214,7 +584,7 @@ def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
     name = run["optimizer"]
     loss_fn = factory(*args)
     params = [w.clone().requires_grad_() for w in init]
-    opt = student_optimizer(sub, name)(params, **hyper(run["hyper"]))
+    opt = build(student_optimizer(sub, name), params, name, **hyper(run["hyper"]))
     losses = []
     for k in range(run["budget"] + 1):
         loss = loss_fn(*params)

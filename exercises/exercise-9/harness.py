@@ -3,17 +3,63 @@ a task that needs memory (recall, after T steps, the first value of a sequence).
 
 Every input and initialisation is built here from the seed; torch.nn.RNN and
 torch.nn.utils.clip_grad_norm_ give the targets of the agreement checks.
+
+One bug, one deduction: each check measures its own function, with what it depends on replaced by the
+harness's own correct version (written here with torch and autograd): rnn-agreement judges the
+unrolling (ElmanRNN) with the student's cell forward but exact gradients through the cell (the hand
+backward is gradcheck's), state-reset judges the reset with an exact cell, and train() runs with an
+exact cell, model and clipping.
 """
 
 import numpy as np
 import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
+from dldiy.graders.contract import Properties
 from dldiy.graders.gradcheck import function_blocks
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
 NAMES = ("W_ih", "W_hh", "b_ih", "b_hh")
+
+
+# ---- the harness's own correct versions of the student's functions (torch, autograd) ----------------
+
+def exact_cell(x, h, W_ih, W_hh, b_ih, b_hh):
+    return torch.tanh(x @ W_ih.t() + b_ih + h @ W_hh.t() + b_hh)
+
+
+class ExactElman:
+    def __init__(self, params):
+        self.params = params
+
+    def forward(self, xs):
+        p = self.params
+        h = torch.zeros(xs.shape[1], p["W_hh"].shape[0], dtype=xs.dtype, device=xs.device)
+        hs = []
+        for x in xs:
+            h = exact_cell(x, h, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"])
+            hs.append(h)
+        return torch.stack(hs)
+
+    def predict(self, xs):
+        return self.forward(xs)[-1] @ self.params["W_out"].t() + self.params["b_out"]
+
+
+def exact_clip(parameters, max_norm):
+    return torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
+
+
+def valued_by(student_cell):
+    """A cell whose value is the student's forward and whose gradient is the exact one: an unrolling
+    judged with it shows the student's forward values, not the student's hand backward."""
+    def cell(x, h, W_ih, W_hh, b_ih, b_hh):
+        with torch.no_grad():
+            value = student_cell(*(t.detach() for t in (x, h, W_ih, W_hh, b_ih, b_hh)))
+        exact = exact_cell(x, h, W_ih, W_hh, b_ih, b_hh)
+        value = expect_tensor(value, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", shape=tuple(exact.shape), dtype="float")
+        return exact + (value.to(exact.dtype) - exact).detach()
+    return cell
 
 
 # ---- data and initialisation ------------------------------------------------------------------------
@@ -48,7 +94,7 @@ def _torch_rnn(params):
     return rnn
 
 
-def _params64(gen, D, H, O=1):
+def _params64(gen, D, H, O=1):  # noqa: E741
     return {k: torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.5 for k, shape in
             (("W_ih", (H, D)), ("W_hh", (H, H)), ("b_ih", (H,)), ("b_hh", (H,)), ("W_out", (O, H)), ("b_out", (O,)))}
 
@@ -68,74 +114,86 @@ def _case(name, measured, target):
 # ---- agreement with torch ---------------------------------------------------------------------------
 
 def rnn_agreement(sub, seed, p):
-    """Hidden states, and the gradients of <hs, cotangent> w.r.t. xs and the four weights, against
-    torch.nn.RNN with the same weights copied in, per configuration (T, N, D, H)."""
+    """Hidden states, the gradients of <hs, cotangent> w.r.t. xs and the four weights, and predict(xs),
+    against torch.nn.RNN (and its read-out) with the same weights copied in, per configuration
+    (T, N, D, H, O). The cell's value is the student's, its gradient the exact one (see valued_by)."""
     cases = []
-    for T, N, D, H in p["grid"]:
-        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
-        params, xs = _params64(gen, D, H), torch.randn(T, N, D, generator=gen, dtype=torch.float64)
-        cotangent = torch.randn(T, N, H, generator=gen, dtype=torch.float64)
-        config = f"T={T}, N={N}, D={D}, H={H}"
-        rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
-        target, _ = rnn(x_ref)
-        target_grads = torch.autograd.grad(target, [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0,
-                                                    rnn.bias_hh_l0], cotangent)
-        mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-        x_mine = xs.clone().requires_grad_(True)
-        hs = _forward(sub, mine, x_mine)
-        if not hs.requires_grad:
-            raise ApiError("ElmanRNN.forward's output does not require grad: is the cell applied through "
-                           "RNNCellFunction.apply?")
-        grads = torch.autograd.grad(hs, [x_mine] + [mine[k] for k in NAMES], cotangent, allow_unused=True)
-        cases.append(_case(f"{config}: hidden states", hs, target))
-        for name, g, t in zip(("xs",) + NAMES, grads, target_grads):
-            if g is None:
-                raise ApiError(f"{config}: backpropagation gave no gradient for {name}")
-            cases.append(_case(f"{config}: gradient of {name} (through time)", g, t))
+    with sub.replaced("rnn_cell", valued_by(sub.get("rnn_cell"))):
+        for T, N, D, H, O in p["grid"]:
+            gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+            params, xs = _params64(gen, D, H, O), torch.randn(T, N, D, generator=gen, dtype=torch.float64)
+            cotangent = torch.randn(T, N, H, generator=gen, dtype=torch.float64)
+            config = f"T={T}, N={N}, D={D}, H={H}, O={O}"
+            rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
+            target, _ = rnn(x_ref)
+            target_grads = torch.autograd.grad(target, [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0,
+                                                        rnn.bias_hh_l0], cotangent)
+            mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+            x_mine = xs.clone().requires_grad_(True)
+            hs = _forward(sub, mine, x_mine)
+            if not hs.requires_grad:
+                raise ApiError("ElmanRNN.forward's output does not require grad: is every step computed by "
+                               "rnn_cell, and the hidden state kept in the graph?")
+            grads = torch.autograd.grad(hs, [x_mine] + [mine[k] for k in NAMES], cotangent, allow_unused=True)
+            cases.append(_case(f"{config}: hidden states", hs, target))
+            for name, g, t in zip(("xs",) + NAMES, grads, target_grads):
+                if g is None:
+                    raise ApiError(f"{config}: backpropagation gave no gradient for {name}")
+                cases.append(_case(f"{config}: gradient of {name} (through time)", g, t))
+            with torch.no_grad():
+                pred = sub.get("ElmanRNN")(params).predict(xs)
+                want = target[-1] @ params["W_out"].t() + params["b_out"]
+            cases.append(_case(f"{config}: predict(xs), the read-out of the last hidden state", pred, want))
     return {"cases": cases}
 
 
 def gradcheck(sub, seed, p):
-    """The hand backward of one cell (all six inputs), then BPTT through the unrolled forward, against
-    central differences (float64)."""
+    """The hand backward of one cell (all six inputs) against central differences (float64), for each
+    (N, D, H) of the family. (Backpropagation through time is rnn-agreement's: it unrolls with exact
+    cell gradients, so a wrong hand backward is charged here only.)"""
     gen = torch.Generator().manual_seed(seed)
-    T, N, D, H = p["T"], p["N"], p["D"], p["H"]
-    params = _params64(gen, D, H)
-    x, h = torch.randn(N, D, generator=gen, dtype=torch.float64), torch.randn(N, H, generator=gen, dtype=torch.float64)
-    cell = sub.get("rnn_cell")
-    blocks = function_blocks(cell, [x, h] + [params[k] for k in NAMES],
-                             [f"one cell: {n}" for n in ("x", "h") + NAMES])
-    xs = torch.randn(T, N, D, generator=gen, dtype=torch.float64)
-
-    def unrolled(xs, *weights):
-        return _forward(sub, dict(params, **dict(zip(NAMES, weights))), xs)
-    blocks += function_blocks(unrolled, [xs] + [params[k] for k in NAMES],
-                              [f"through {T} steps: {n}" for n in ("xs",) + NAMES])
+    cell, blocks = sub.get("rnn_cell"), []
+    for N, D, H in p["cells"]:
+        params = _params64(gen, D, H)
+        x, h = torch.randn(N, D, generator=gen, dtype=torch.float64), torch.randn(N, H, generator=gen, dtype=torch.float64)
+        blocks += function_blocks(cell, [x, h] + [params[k] for k in NAMES],
+                                  [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES])
     return {"blocks": blocks}
 
 
 def clipping(sub, seed, p):
     """clip_grad_norm on seeded gradients against torch.nn.utils.clip_grad_norm_: the returned total
-    norm and every clipped gradient, for max_norm below and above the total norm (float64, so that a
-    tight tolerance sees the 1e-6 in max_norm / (norm + 1e-6)); and the total returned when no
-    parameter has a gradient."""
+    norm and every clipped gradient, for max_norm below, exactly at and above the total norm (float64,
+    so that a tight tolerance sees the 1e-6 in max_norm / (norm + 1e-6)); with some parameters without
+    a gradient; with the parameters given as a generator; and the total returned when no parameter
+    has a gradient."""
     clip = sub.get("clip_grad_norm")
     cases = []
-    for factor in p["max_norm_factors"]:
+    for config in p["configs"]:
+        factor, none, generator = config["factor"], set(config.get("none", [])), config.get("generator", False)
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         shapes = [(4, 3), (4, 4), (4,), (1, 4)]
         grads = [torch.randn(*s, generator=gen, dtype=torch.float64) * (k + 1) for k, s in enumerate(shapes)]
         ref = [torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in shapes]
         mine = [torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in shapes]
-        for r, m, g in zip(ref, mine, grads):
-            r.grad, m.grad = g.clone(), g.clone()
-        max_norm = factor * float(torch.sqrt(sum((g * g).sum() for g in grads)))
+        for k, (r, m, g) in enumerate(zip(ref, mine, grads)):
+            if k not in none:
+                r.grad, m.grad = g.clone(), g.clone()
+        max_norm = factor * float(torch.sqrt(sum((g * g).sum() for k, g in enumerate(grads) if k not in none)))
         target_total = torch.nn.utils.clip_grad_norm_(ref, max_norm)
-        total = expect_tensor(clip(mine, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
-        config = f"max_norm = {factor:g} x the global norm"
-        cases.append(_case(f"{config}: returned total norm", total, target_total))
+        given = (q for q in mine) if generator else mine
+        total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+        config_name = (f"max_norm = {'exactly' if factor == 1 else f'{factor:g} x'} the global norm"
+                       + (f", parameters {sorted(none)} without a gradient" if none else "")
+                       + (", parameters given as a generator" if generator else ""))
+        cases.append(_case(f"{config_name}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
-            cases.append(_case(f"{config}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", m.grad, r.grad))
+            if k in none:
+                if m.grad is not None:
+                    raise ApiError(f"{config_name}: clip_grad_norm gave parameter {k} (whose .grad was None) a "
+                                   "gradient; leave a None gradient as it is")
+                continue
+            cases.append(_case(f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", m.grad, r.grad))
     # Parameters none of which has a gradient (a model not yet run backward): nothing to clip.
     idle = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     target_total = torch.nn.utils.clip_grad_norm_(idle, 1.0)
@@ -152,7 +210,7 @@ def state_reset(sub, seed, p):
     params = _params64(gen, D, H)
     first, second = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
     model = sub.get("ElmanRNN")(params)
-    with torch.no_grad():
+    with torch.no_grad(), sub.replaced("rnn_cell", exact_cell):
         _forward(sub, params, first, model=model)
         hs = _forward(sub, params, second, "forward(xs) on a second batch", model=model)
         target, _ = _torch_rnn(params)(second)
@@ -161,10 +219,20 @@ def state_reset(sub, seed, p):
 
 # ---- training on the memory task --------------------------------------------------------------------
 
+def exact_dependencies(sub):
+    """train() judged alone: the cell, the model and the clipping it calls are the harness's own."""
+    import contextlib
+    stack = contextlib.ExitStack()
+    for name, fn in (("rnn_cell", exact_cell), ("ElmanRNN", ExactElman), ("clip_grad_norm", exact_clip)):
+        stack.enter_context(sub.replaced(name, fn))
+    return stack
+
+
 def _train(sub, seed, p, steps):
     X, y = recall_first(seed, p["n_train"], p["T"])
     params = init_params(seed, 1, p["H"], 1)
-    result = sub.call("train", params, X, y, p["lr"], steps, p["batch_size"], p["max_norm"])
+    with exact_dependencies(sub):
+        result = sub.call("train", params, X, y, p["lr"], steps, p["batch_size"], p["max_norm"])
     if not isinstance(result, tuple) or len(result) != 2:
         raise ApiError("train() must return (params, losses)")
     params, losses = result
@@ -181,8 +249,10 @@ def first_loss(sub, seed, p):
 def convergence(sub, seed, p):
     params, losses = _train(sub, seed, p, p["budget"])
     X, y = recall_first(seed + 1, 500, p["T"])  # held-out sequences
+    if not isinstance(params, dict) or not all(k in params for k in ("W_ih", "W_hh", "b_ih", "b_hh", "W_out", "b_out")):
+        raise ApiError("train() must return (params, losses) with params the dict it was given, trained")
     with torch.no_grad():
-        pred = expect_tensor(sub.get("ElmanRNN")(params).predict(X), "ElmanRNN(params).predict(X_test)",
+        pred = expect_tensor(ExactElman(params).predict(X), "the trained parameters' prediction on X_test",
                              shape=tuple(y.shape), dtype="float")
     return {"mse": ((pred - y) ** 2).mean().item(), "steps": p["budget"],
             "losses": losses[:: max(1, len(losses) // 10)]}
@@ -195,8 +265,9 @@ def _device_run(sub, seed):
         params = init_params(seed, 1, 6, 1, device=device)
         model = sub.get("ElmanRNN")(params)
         pred = model.predict(X)
-        grads = torch.autograd.grad(((pred - y) ** 2).mean(), list(params.values()))
-        return {"prediction": pred, **{f"gradient of {k}": g for k, g in zip(params, grads)}}
+        # allow_unused: a parameter left out of the prediction is rnn-agreement's finding, not a device problem
+        grads = torch.autograd.grad(((pred - y) ** 2).mean(), list(params.values()), allow_unused=True)
+        return {"prediction": pred, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
     return run
 
 
@@ -206,3 +277,128 @@ def placement(sub, seed, p):
 
 def parity(sub, seed, p):
     return measure_parity(_device_run(sub, seed))
+
+
+# ---- invariants on every function, each judged against itself ----------------------------------------
+
+def invariants(sub, seed, p):
+    """What holds whatever the values: arguments left as they were (forward, predict, the cell,
+    clip_grad_norm, train), the output dtype follows the inputs (float32 in, float32 out, close to the
+    student's own float64 result), a non-contiguous xs gives what its contiguous copy gives, the norm
+    clip_grad_norm returns carries no graph, and train() is deterministic."""
+    props = Properties("rnn.py")
+    gen = torch.Generator().manual_seed(seed)
+    T, N, D, H = 4, 3, 2, 5
+    params = _params64(gen, D, H, 2)
+    xs = torch.randn(T, N, D, generator=gen, dtype=torch.float64)
+
+    def untouched(before: dict, after: dict, call: str):
+        for name, value in before.items():
+            if not torch.equal(after[name].detach(), value):
+                return f"{call} modified its argument {name} in place: work on a copy (x = x.clone()) or out of place"
+        return None
+
+    def arguments_kept():
+        mine = {k: v.clone() for k, v in params.items()}
+        x = xs.clone()
+        model = sub.get("ElmanRNN")(mine)
+        with torch.no_grad():
+            model.forward(x)
+            model.predict(x)
+        return untouched({"xs": xs, **params}, {"xs": x, **mine}, "forward/predict")
+    props.test("forward(xs) and predict(xs) leave xs and the parameters as they were", arguments_kept)
+
+    def cell_arguments_kept():
+        args = [xs[0], torch.randn(N, H, generator=gen, dtype=torch.float64)] + [params[k] for k in NAMES]
+        copies = [a.clone() for a in args]
+        sub.get("rnn_cell")(*copies)
+        return untouched(dict(zip(("x", "h") + NAMES, args)), dict(zip(("x", "h") + NAMES, copies)),
+                         "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)")
+    props.test("rnn_cell leaves its arguments as they were", cell_arguments_kept)
+
+    def dtypes():
+        with torch.no_grad():
+            h64 = _forward(sub, params, xs)
+            pred64 = sub.get("ElmanRNN")(params).predict(xs)
+            mine32 = {k: v.float() for k, v in params.items()}
+            h32 = _forward(sub, mine32, xs.float(), "ElmanRNN(float32 params).forward(float32 xs)")
+            pred = sub.get("ElmanRNN")(mine32).predict(xs.float())
+            cell = sub.get("rnn_cell")(xs[0].float(), h32[0], *(mine32[k] for k in NAMES))
+        for what, out, want in (("forward(xs) on float64", h64, torch.float64),
+                                ("predict(xs) on float64", pred64, torch.float64),
+                                ("forward(xs) on float32", h32, torch.float32),
+                                ("predict(xs) on float32", pred, torch.float32),
+                                ("rnn_cell on float32", cell, torch.float32)):
+            if out.dtype != want:
+                return (f"{what} returned {out.dtype}: the output must follow the inputs' dtype (a tensor made "
+                        "without dtype=xs.dtype, or a .float() / .double() cast?)")
+        err = ((h32.double() - h64).abs() / (1e-3 + h64.abs())).max().item()
+        if err > 1e-4:
+            return f"float32 hidden states differ from your own float64 ones by a relative {err:.3g} (> 1e-4)"
+        return None
+    props.test("float64 in, float64 out; float32 in, float32 out (close to float64)", dtypes)
+
+    def own_cell():
+        calls = []
+        cell, function = sub.get("rnn_cell"), sub.get("RNNCellFunction")
+
+        def counted_cell(*args):
+            calls.append("rnn_cell")
+            return cell(*args)
+
+        class CountedFunction:  # what forward may call instead of rnn_cell
+            @staticmethod
+            def apply(*args):
+                calls.append("apply")
+                return function.apply(*args)
+        with sub.replaced("rnn_cell", counted_cell), sub.replaced("RNNCellFunction", CountedFunction):
+            _forward(sub, params, xs)
+        if calls.count("rnn_cell") < T and calls.count("apply") < T:
+            return (f"forward(xs) over T={T} steps called rnn_cell {calls.count('rnn_cell')} times and "
+                    f"RNNCellFunction.apply {calls.count('apply')} times: the model must run your own cell, "
+                    "with its hand backward, at every step")
+        return None
+    props.test("forward(xs) runs the student's own cell at every step", own_cell)
+
+    def non_contiguous():
+        strided = xs.transpose(0, 1).contiguous().transpose(0, 1)  # (T, N, D) with the batch axis outermost
+        assert not strided.is_contiguous()
+        with torch.no_grad():
+            a = _forward(sub, params, strided, "forward(a non-contiguous xs)")
+            b = _forward(sub, params, xs)
+        if not torch.allclose(a, b, rtol=1e-12, atol=1e-14):
+            return "forward on a non-contiguous xs (a transposed tensor) differs from forward on its contiguous copy"
+        return None
+    props.test("forward on a non-contiguous xs = on its contiguous copy", non_contiguous)
+
+    def clip_contract():
+        mine = [v.clone().requires_grad_() for v in params.values()]
+        for k, q in enumerate(mine):
+            q.grad = torch.randn(q.shape, generator=gen, dtype=torch.float64)
+        before = [q.detach().clone() for q in mine]
+        total = sub.get("clip_grad_norm")(mine, 0.1)
+        problem = untouched(dict(zip(params, before)), dict(zip(params, mine)), "clip_grad_norm")
+        if problem:
+            return problem.replace("its argument", "the parameter") + " (only .grad is scaled)"
+        if isinstance(total, torch.Tensor) and (total.requires_grad or total.grad_fn is not None):
+            return "the norm clip_grad_norm returns carries an autograd graph: compute it from the .grad tensors"
+        return None
+    props.test("clip_grad_norm changes the gradients only and returns a plain number", clip_contract)
+
+    def train_contract():
+        X, y = recall_first(seed, 64, 5)
+        X0, y0 = X.clone(), y.clone()
+        runs = []
+        with exact_dependencies(sub):
+            for _ in range(2):
+                params = init_params(seed, 1, 4, 1)
+                result = sub.call("train", params, X, y, 0.1, 3, 16, 1.0)
+                runs.append(expect_history(result[1], 3))
+        problem = untouched({"X": X0, "y": y0}, {"X": X, "y": y}, "train()")
+        if problem:
+            return problem
+        if runs[0] != runs[1]:
+            return f"two runs of train() on the same data and initial weights gave losses {runs[0]} and {runs[1]}"
+        return None
+    props.test("train() leaves X and y as they were and is deterministic", train_contract)
+    return props.result()

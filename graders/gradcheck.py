@@ -96,7 +96,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         worst_overall = max(worst_overall, float(rel.max(initial=0.0)))
         if bad.any():
             order = np.argsort(-rel * bad)[: min(3, int(bad.sum()))]
-            rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i])}, numeric {fmt(n[i])}, "
+            rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i], n[i])}, numeric {fmt(n[i], a[i])}, "
                              f"rel. error {fmt(rel[i])}" for i in order)
             hint = array_ratio_hint(a, n, "analytic/numeric")
             return Verdict.failed(

@@ -108,7 +108,7 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
     else:
         prefix = f"seed {worst_seed}: " if len(verdicts) > 1 or check.seeds is None else ""
         message = prefix + worst.message
-        if worst.status == "fail" and check.hint:
+        if worst.status == "fail" and check.hint and not worst.details.get("diagnosed"):  # a diagnosis replaces it
             message += f"\nHint: {check.hint}"
     points = check.points if worst.status == "pass" else 0.0
     details = {} if worst_seed in hidden else dict(worst.details, seed=worst_seed)

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from .exercise import Check
-from .verdict import Verdict, close, fmt, ratio_hint
+from .verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
 
@@ -30,7 +30,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                                   "overflows at extreme inputs; use a numerically stable form", case=name)
         if not close(value, target, rtol, atol):
             hint = ratio_hint(value, target)
-            return Verdict.failed(f"{name}: expected {fmt(target)}, measured {fmt(value)}." + (f" {hint}" if hint else ""),
+            return Verdict.failed(f"{name}: {versus(target, value)}." + (f" {hint}" if hint else ""),
                                   case=name)
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")

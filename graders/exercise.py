@@ -43,6 +43,7 @@ class ApiEntry:
     doc: str = ""
     shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
     dtype: str | None = None  # "float" or "int"
+    forbid: tuple[str, ...] = ()  # functions the exercise rules out here ("by hand": torch.autograd.grad, ...)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def load_exercise_dir(folder: Path) -> Exercise:
 def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
     where = f"{folder.name}/spec.toml"
     try:
-        api = {name: ApiEntry(name=name, **entry) for name, entry in raw.get("api", {}).items()}
+        api = {name: ApiEntry(name=name, **dict(entry, forbid=tuple(entry.get("forbid", ()))))
+               for name, entry in raw.get("api", {}).items()}
         checks = []
         for c in raw["checks"]:
             kind = c["kind"]

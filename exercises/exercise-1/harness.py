@@ -10,7 +10,7 @@ graders/invariants.py: arguments left unmodified, the inputs' dtype, no autograd
 import numpy as np
 import torch
 
-from dldiy.graders.api import expect_history, expect_tensor
+from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import block, numeric_gradient
 from dldiy.graders.invariants import CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
@@ -54,6 +54,18 @@ def _call(sub, name, X, y, w, dims, finite=True):
     return same_dtype(out, X.dtype, what)
 
 
+def _at(label, call):
+    """`call()` at a configuration of a family: an exception there (the spec's first configuration
+    passed) is a failure that names the configuration, not a crash."""
+    try:
+        return call()
+    except (Violation, ApiError, NotImplementedError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the submission's error at one configuration is the finding
+        raise Violation(f"at {label}: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+                        " (code that assumes one shape, layout or dtype?)") from None
+
+
 def _train(sub, X, y, w0, lr, steps, harness_loss=False):
     """train() with the harness's gradient (and, with `harness_loss`, its loss) in place of the student's."""
     d = X.shape[1]
@@ -88,17 +100,18 @@ def _gradcheck_family(seed, p):
 def gradcheck(sub, seed, p):
     blocks = []
     own_loss = sub.get("loss")
-    for label, X, y, w in _gradcheck_family(seed, p):
+    for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
+        at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
         dims = {"n": len(X), "d": X.shape[1]}
         counter = CallCounter(own_loss)
         # By hand: autograd off, and loss() left alone (a finite difference of one's own loss is not by hand).
         with torch.no_grad(), sub.replaced("loss", counter):
-            analytic = _call(sub, "gradient", X, y, w, dims)
+            analytic = at(f"gradient(), {label}", lambda: _call(sub, "gradient", X, y, w, dims))
         if counter.calls >= 2:
             raise Violation(f"gradient() called loss() {counter.calls} times ({label}): a gradient from differences "
                             "of the loss is not a gradient by hand; write (1/n) sum_i -sigma(-u_i) t_i x~_i")
         no_graph(analytic, "gradient()")
-        numeric = numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w)
+        numeric = at(f"loss(), {label}", lambda: numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w))
         moves = bool(_spec_gradient(X, y, w).abs().max() > 1e-6)
         blocks.append(block(f"w ({label})", analytic, numeric, moves=moves))
     # float32 in, float32 out: the same gradient within float32's precision.
@@ -153,7 +166,7 @@ def stability(sub, seed, p):
     cases = []
 
     def loss_case(name, X, y, w, **tolerance):
-        value = _call(sub, "loss", X, y, w, {"n": len(X), "d": X.shape[1]}, finite=False)
+        value = _at(f"loss(), {name}", lambda: _call(sub, "loss", X, y, w, {"n": len(X), "d": X.shape[1]}, finite=False))
         cases.append({"name": f"loss, {name}", "value": value.item(), **tolerance})
 
     X, y, w = _problem(seed + 1, 1, 2)

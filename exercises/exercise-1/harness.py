@@ -59,8 +59,10 @@ def _at(label, call):
     passed) is a failure that names the configuration, not a crash."""
     try:
         return call()
-    except (Violation, ApiError, NotImplementedError):
+    except (Violation, NotImplementedError):
         raise
+    except ApiError as e:  # a wrong form (a shape, an inf) at this configuration only
+        raise Violation(f"at {label}: {e}") from None
     except Exception as e:  # noqa: BLE001 - the submission's error at one configuration is the finding
         raise Violation(f"at {label}: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
                         " (code that assumes one shape, layout or dtype?)") from None

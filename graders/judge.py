@@ -87,11 +87,14 @@ def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -
         return Verdict("error", f"no expected value recorded for seed {seed}: the instructor must run "
                                 f"`dldiy record` (this is not the submission's fault)")
     try:
-        return kind.judge(result.get("measurement"), expected, check)
+        verdict = kind.judge(measurement, expected, check)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         # A measurement of the wrong form can only come from a submission that tampered with the
         # child; it is judged a failure, never a pass.
         return Verdict("error", f"malformed measurement ({type(e).__name__}: {e})")
+    if isinstance(measurement, dict) and measurement.get("note"):  # a dependency's failure: said, not charged
+        verdict.message = f"{verdict.message} (note: {measurement['note']})" if verdict.message else f"note: {measurement['note']}"
+    return verdict
 
 
 def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozenset[int]) -> CheckResult:

@@ -39,4 +39,4 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                                   case=name)
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
-    return Verdict.passed(f"{len(want)} extreme inputs, all finite and correct")
+    return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite and correct")

@@ -81,7 +81,7 @@ def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -
         return Verdict("error", str(error.get("message", "")), {"traceback": error.get("traceback", "")})
     measurement = result.get("measurement")
     if isinstance(measurement, dict) and measurement.get("violation"):  # graders/invariants.py: a rule broken
-        return Verdict.failed(str(measurement["violation"]))
+        return Verdict.failed(str(measurement["violation"]), diagnosed=True)  # the rule says it: no fixed hint
     kind = check_kind(check.kind)
     if kind.NEEDS_REFERENCE and expected is None:
         return Verdict("error", f"no expected value recorded for seed {seed}: the instructor must run "

@@ -29,16 +29,22 @@ def _blobs(seed, n, distance, margin):
     return X, 2 * y - 1
 
 
-def _train(sub, X, t, w0, epochs, dtype=torch.float64, layout=""):
+def _train(sub, X, t, w0, epochs, dtype=torch.float64, layout="", keep=True):
     """The submission's train() on X (float64 unless `dtype`; non-contiguous with layout="t"), int64
-    labels and w0 handed over itself, so a loop that overwrites it is seen: (w as numpy, mistakes)."""
+    labels and w0 handed over itself, so a loop that overwrites it is seen: (w as numpy, mistakes).
+    keep=False (novikoff, no-false-convergence, held-out) hands over copies and leaves the invariants
+    to first-update: one bug, one deduction."""
     Xin = torch.tensor(X, dtype=dtype)
     if layout:
         Xin = Xin.t().contiguous().t()
     tin, w0in = torch.tensor(t), torch.tensor(w0, dtype=dtype)
-    w, mistakes = unmodified(lambda: sub.call("train", Xin, tin, w0in, epochs), "train()", X=Xin, y=tin, w0=w0in)
+    if keep:
+        w, mistakes = unmodified(lambda: sub.call("train", Xin, tin, w0in, epochs), "train()", X=Xin, y=tin, w0=w0in)
+    else:
+        w, mistakes = sub.call("train", Xin.clone(), tin.clone(), w0in.clone(), epochs)
     w = expect_tensor(w, "train() (its first result, w)", shape=(X.shape[1] + 1,), dtype="float")
-    same_dtype(w, dtype, "train() (its first result, w)")
+    if keep:
+        same_dtype(w, dtype, "train() (its first result, w)")
     mistakes = [int(m) for m in mistakes]
     if not 1 <= len(mistakes) <= epochs or min(mistakes) < 0:
         raise Violation(f"train() returned mistakes per epoch {mistakes[:10]} for epochs={epochs}; expected "
@@ -92,7 +98,7 @@ def separating_margin(Z, iterations=300):
 
 
 def _termination(sub, X, t, epochs):
-    w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs)
+    w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs, keep=False)
     return {"converged": mistakes[-1] == 0, "errors": _errors(X, t, w), "n": len(t),
             "updates": sum(mistakes), "epochs": len(mistakes), "budget": epochs}
 
@@ -115,7 +121,7 @@ def held_out(sub, seed, p):
     # One draw from the same two Gaussians, split: the first n points train, the next n_test test.
     X, t = _blobs(seed, p["n"] + p["n_test"], p["distance"], p["margin"])
     Xtr, ttr, Xte, tte = X[:p["n"]], t[:p["n"]], X[p["n"]:], t[p["n"]:]
-    w, _ = _train(sub, Xtr, ttr, np.zeros(3), p["epochs"])
+    w, _ = _train(sub, Xtr, ttr, np.zeros(3), p["epochs"], keep=False)
     # The harness's own rule (+1 where <w, x~> > 0), so a wrong predict() costs predict-boundary only.
     accuracy = float((np.where(_with_bias(Xte) @ w > 0, 1, -1) == tte).mean())
     return {p["metric"]: accuracy}

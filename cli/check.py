@@ -29,7 +29,7 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
     if path is None:
         path = Path(exercise.id) if Path(exercise.id).exists() else Path(".")
     checks = [exercise.check(name) for name in only] or None
-    report = assess(exercise, path, checks=checks)
+    report = assess(exercise, path, checks=checks, extra_seeds=exercise.check_seeds)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif report.load_error:

@@ -18,11 +18,13 @@ def record_command(exercise_ids: tuple[str, ...]) -> None:
     """Recompute the expected values of EXERCISE (default: all) from its reference and write them."""
     for exercise_id in exercise_ids or tuple(all_exercise_ids()):
         exercise = load_exercise(exercise_id)
-        expected, problems = measure_reference(exercise, reference_path(exercise.id))
+        seeds = exercise.seeds + exercise.check_seeds  # check runs the extra seeds against these too
+        expected, problems = measure_reference(exercise, reference_path(exercise.id), seeds=seeds)
         if problems:
             raise click.ClickException(f"{exercise.id}: not recorded, the reference fails to measure:\n  "
                                        + "\n  ".join(problems))
-        payload = {"exercise": exercise.id, "seeds": list(exercise.seeds), "torch": version("torch"),
+        payload = {"exercise": exercise.id, "seeds": list(exercise.seeds),
+                   "check_seeds": list(exercise.check_seeds), "torch": version("torch"),
                    "checks": expected}
         exercise.expected_path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
         click.echo(f"{exercise.id}: recorded {sum(len(v) for v in expected.values())} measurements "

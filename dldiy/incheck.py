@@ -137,7 +137,7 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None) -> Resul
             entry.write_text(json.dumps(nb))
         else:
             entry = Path(path)
-        report = assess(exercise, entry, checks=checks, cwd=Path.cwd())
+        report = assess(exercise, entry, checks=checks, cwd=Path.cwd(), extra_seeds=exercise.check_seeds)
     report.submission = "this notebook" if path is None else str(path)
     if report.load_error:
         console.print(f"[bold red]dldiy:[/] {escape(report.load_error)}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .exercise import Check
-from .verdict import Verdict, array_ratio_hint, as_array, fmt, unravel
+from .verdict import Verdict, array_ratio_hint, as_array, unravel, versus
 
 NEEDS_REFERENCE = True
 
@@ -48,7 +48,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
             hint = "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
             return Verdict.failed(
                 f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; {'first' if first else 'worst'} "
-                f"at {_where(unravel(i, shape), axes)}: expected {fmt(e[i])}, measured {fmt(m[i])}."
+                f"at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
                 + (f" {hint}" if hint else ""), case=name, max_abs_diff=float(diff[i]))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
 

@@ -43,10 +43,21 @@ def _device_of(args: tuple) -> torch.device | None:
 
 
 def expect_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None, dtype: str | None = None,
-                  finite: bool = True, device: torch.device | None = None) -> torch.Tensor:
-    """`value` as a tensor of the expected shape and kind, or an ApiError saying how it differs."""
-    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-        value = torch.tensor(float(value) if dtype == "float" else value)
+                  finite: bool = True, device: torch.device | None = None,
+                  allow_number: bool = False) -> torch.Tensor:
+    """`value` as a tensor of the expected shape and kind, or an ApiError saying how it differs.
+    A plain number where a tensor is promised is reported as what it is: turning it into a float32
+    tensor would hand the judge rounding noise (a finite difference of it) instead of the cause.
+    `allow_number` accepts one where the spec allows it, kept at float64 precision."""
+    if isinstance(value, (bool, int, float, np.floating, np.integer)):
+        if not allow_number or isinstance(value, bool):
+            kind = ("a numpy " + type(value).__name__ if isinstance(value, (np.floating, np.integer))
+                    else "a Python " + type(value).__name__)
+            raise ApiError(f"{what} returned {kind} ({value!r}); expected a torch tensor"
+                           + (f" of shape {tuple(shape)}" if shape is not None else "")
+                           + (" (return the tensor itself, not .item() or float() of it)" if shape == () else ""))
+        value = torch.tensor(value, dtype=torch.float64 if dtype == "float" or isinstance(value, (float, np.floating))
+                             else torch.int64)
     elif isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):

@@ -18,16 +18,18 @@ if TYPE_CHECKING:
 def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
            hidden_seeds: tuple[int, ...] = (), expected: dict[str, dict[str, Any]] | None = None,
            cwd: Path | None = None, preexec: Callable[[], None] | None = None,
-           limits: Limits | None = None, server: ForkServer | None = None) -> Report:
+           limits: Limits | None = None, server: ForkServer | None = None,
+           extra_seeds: tuple[int, ...] = ()) -> Report:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
-    `limits`, forked from `server` when one is given (graders/runner.py's run_child)."""
+    `limits`, forked from `server` when one is given (graders/runner.py's run_child). `extra_seeds`
+    (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values."""
     entry = locate(Path(path), exercise.entry)
     if cwd is None:
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
-    seeds = list(exercise.seeds) + [s for s in hidden_seeds if s not in exercise.seeds]
+    seeds = list(dict.fromkeys(list(exercise.seeds) + list(extra_seeds) + list(hidden_seeds)))
     outcome = run_child(exercise, entry, tasks_for(exercise, checks, seeds, tuple(hidden_seeds)), cwd=cwd, preexec=preexec,
                         limits=limits, server=server)
     return judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,

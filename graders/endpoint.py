@@ -30,13 +30,40 @@ BYTE_COMPARE_LIMIT = 1 << 17
 
 
 class RemoteError(Exception):
-    """The other side answered a request with an error: {"kind", "message", "traceback"}."""
+    """The other side answered a request with an error: {"kind", "message", "traceback"}, and for an
+    exception the student's code raised, its "type" and "text". `remote_error` gives it the type's
+    name (and, for a builtin exception, that type as a base), so harness code reads it as it would
+    the local exception: `except NotImplementedError`, `type(e).__name__`, `str(e)`."""
 
     def __init__(self, error: dict[str, Any]):
         self.kind = str(error.get("kind", "raised"))[:64]
         self.message = str(error.get("message", ""))[:20_000]
         self.traceback = str(error.get("traceback", ""))[:50_000]
+        self.text = str(error.get("text", self.message))[:2_000]
         super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_REMOTE_TYPES: dict[str, type] = {}
+
+
+def remote_error(error: dict[str, Any]) -> RemoteError:
+    import builtins
+
+    name = str(error.get("type", "")) if error.get("kind") == "raised" else ""
+    if not name.isidentifier():
+        return RemoteError(error)
+    if name not in _REMOTE_TYPES:
+        local = getattr(builtins, name, None)
+        bases = (RemoteError, local) if isinstance(local, type) and issubclass(local, Exception) \
+            and local.__init__ is not None else (RemoteError,)
+        try:
+            _REMOTE_TYPES[name] = type(name, bases, {"__str__": RemoteError.__str__})
+        except TypeError:  # an incompatible layout (OSError's): the name alone
+            _REMOTE_TYPES[name] = type(name, (RemoteError,), {})
+    return _REMOTE_TYPES[name](error)
 
 
 class _Mirror:
@@ -443,7 +470,7 @@ class Endpoint:
             if op == "reply":
                 if "error" in header:
                     error = header["error"]
-                    raise RemoteError(error if isinstance(error, dict) else {"message": str(error)})
+                    raise remote_error(error if isinstance(error, dict) else {"message": str(error)})
                 return self.decode(header.get("value"), buffers)
             self.serve(header, buffers)
 

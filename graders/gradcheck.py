@@ -42,9 +42,11 @@ def numeric_gradient(f: Callable[[Any], Any], x: Any, eps: float = EPS) -> Any:
     return grad
 
 
-def block(name: str, analytic: Any, numeric: Any) -> dict[str, Any]:
-    """One measured block: a named tensor's analytic and numeric gradient, flattened."""
-    return {"name": name, "shape": list(numeric.shape),
+def block(name: str, analytic: Any, numeric: Any, moves: bool = False) -> dict[str, Any]:
+    """One measured block: a named tensor's analytic and numeric gradient, flattened. `moves` says the
+    harness knows (from its own computation) that the true gradient there is not zero: a loss that does
+    not move is then a degenerate measurement, which proves nothing and earns nothing."""
+    return {"name": name, "shape": list(numeric.shape), "moves": moves,
             "analytic": analytic.detach().double().reshape(-1).tolist(),
             "numeric": numeric.detach().double().reshape(-1).tolist()}
 
@@ -81,6 +83,13 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     rtol = float(check.params.get("rtol", 1e-5))
     atol = float(check.params.get("atol", 1e-7))
     worst_overall = 0.0
+    moving = [b for b in measured["blocks"] if b.get("moves")]
+    if moving and all(np.all(np.abs(as_array(b["numeric"])) <= atol) for b in moving):
+        return Verdict.failed(
+            f"degenerate: the loss does not change with {moving[0]['name']} (its finite-difference gradient is 0 "
+            f"everywhere, in all {len(moving)} configurations) where the true gradient is not, so the hand gradient "
+            "is checked against nothing. The loss must depend on the weights: is it a constant, or detached from "
+            "them?", diagnosed=True)
     for b in measured["blocks"]:
         a, n = as_array(b["analytic"]), as_array(b["numeric"])
         shape = b.get("shape") or [len(n)]
@@ -96,7 +105,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         worst_overall = max(worst_overall, float(rel.max(initial=0.0)))
         if bad.any():
             order = np.argsort(-rel * bad)[: min(3, int(bad.sum()))]
-            rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i])}, numeric {fmt(n[i])}, "
+            rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i], n[i])}, numeric {fmt(n[i], a[i])}, "
                              f"rel. error {fmt(rel[i])}" for i in order)
             hint = array_ratio_hint(a, n, "analytic/numeric")
             return Verdict.failed(

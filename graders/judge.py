@@ -94,16 +94,22 @@ def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -
     if "error" in result:
         error = result["error"]
         return Verdict("error", str(error.get("message", "")), {"traceback": error.get("traceback", "")})
+    measurement = result.get("measurement")
+    if isinstance(measurement, dict) and measurement.get("violation"):  # graders/invariants.py: a rule broken
+        return Verdict.failed(str(measurement["violation"]), diagnosed=True)  # the rule says it: no fixed hint
     kind = check_kind(check.kind)
     if kind.NEEDS_REFERENCE and expected is None:
         return Verdict("error", f"no expected value recorded for seed {seed}: the instructor must run "
                                 f"`dldiy record` (this is not the submission's fault)")
     try:
-        return kind.judge(result.get("measurement"), expected, check)
+        verdict = kind.judge(measurement, expected, check)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         # A measurement of the wrong form can only come from a submission that tampered with the
         # child; it is judged a failure, never a pass.
         return Verdict("error", f"malformed measurement ({type(e).__name__}: {e})")
+    if isinstance(measurement, dict) and measurement.get("note"):  # a dependency's failure: said, not charged
+        verdict.message = f"{verdict.message} (note: {measurement['note']})" if verdict.message else f"note: {measurement['note']}"
+    return verdict
 
 
 def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozenset[int]) -> CheckResult:
@@ -123,7 +129,7 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
     else:
         prefix = f"seed {worst_seed}: " if len(verdicts) > 1 or check.seeds is None else ""
         message = prefix + worst.message
-        if worst.status == "fail" and check.hint:
+        if worst.status == "fail" and check.hint and not worst.details.get("diagnosed"):  # a diagnosis replaces it
             message += f"\nHint: {check.hint}"
     points = check.points if worst.status == "pass" else 0.0
     details = {} if worst_seed in hidden else dict(worst.details, seed=worst_seed)

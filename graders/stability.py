@@ -1,7 +1,8 @@
 """stability: finite, correct values at extreme inputs (margins or logits of magnitude 1e3).
 
 The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value must be finite and
-match the reference's at the same inputs. `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
+carries them; a case marked `finite_only` is judged for finiteness alone). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
 """
 
@@ -11,7 +12,7 @@ import math
 from typing import Any
 
 from .exercise import Check
-from .verdict import Verdict, close, fmt, ratio_hint
+from .verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
 
@@ -20,6 +21,8 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     rtol = float(check.params.get("rtol", 1e-6))
     atol = float(check.params.get("atol", 1e-8))
     want = {c["name"]: c["value"] for c in expected["cases"]}
+    # Per-case settings come from the expectation (the reference's run), never from the submission's.
+    settings = {c["name"]: c for c in expected["cases"]}
     for case in measured["cases"]:
         name, value = case["name"], math.nan if case["value"] is None else float(case["value"])
         target = want.get(name)
@@ -28,10 +31,12 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if not math.isfinite(value):
             return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: the computation "
                                   "overflows at extreme inputs; use a numerically stable form", case=name)
-        if not close(value, target, rtol, atol):
+        if settings[name].get("finite_only"):  # only finiteness is judged here (the values are another check's)
+            continue
+        if not close(value, target, float(settings[name].get("rtol", rtol)), float(settings[name].get("atol", atol))):
             hint = ratio_hint(value, target)
-            return Verdict.failed(f"{name}: expected {fmt(target)}, measured {fmt(value)}." + (f" {hint}" if hint else ""),
+            return Verdict.failed(f"{name}: {versus(target, value)}." + (f" {hint}" if hint else ""),
                                   case=name)
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
-    return Verdict.passed(f"{len(want)} extreme inputs, all finite and correct")
+    return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite and correct")

@@ -203,7 +203,9 @@ class Server:
                 raise error_reply("missing", str(e)) from None
             raise error_reply("raised", describe(e, self.loaded), trimmed_traceback(e, self.loaded)) from None
         except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
-            raise error_reply("raised", describe(e, self.loaded), trimmed_traceback(e, self.loaded)) from None
+            reply = error_reply("raised", describe(e, self.loaded), trimmed_traceback(e, self.loaded))
+            reply.error.update(type=type(e).__name__, text=str(e)[:2000])
+            raise reply from None
         finally:
             if origin:
                 self.active.pop()

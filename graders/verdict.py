@@ -32,8 +32,10 @@ class Verdict:
         return cls("skip", reason)
 
 
-def fmt(x: float) -> str:
-    """A number as a student reads it: 6 significant digits, nan/inf spelled out."""
+def fmt(x: float, other: float | None = None) -> str:
+    """A number as a student reads it: 6 significant digits, nan/inf spelled out. Given `other` (the
+    value it is compared with), as many more digits as it takes for the two to read differently:
+    `expected 9.24651, measured 9.24652`, never `expected 9.2465, measured 9.2465`."""
     if x is None:
         return "None"
     x = float(x)
@@ -41,7 +43,26 @@ def fmt(x: float) -> str:
         return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    return f"{x:.6g}"
+    digits = 6
+    if other is not None and math.isfinite(float(other)) and float(other) != x:
+        while digits < 17 and f"{x:.{digits}g}" == f"{float(other):.{digits}g}":
+            digits += 1
+    return f"{x:.{digits}g}"
+
+
+def rel_error(measured: float, expected: float) -> float:
+    """|measured - expected| / |expected| (the absolute difference when expected is 0)."""
+    m, e = float(measured), float(expected)
+    return abs(m - e) / abs(e) if e != 0 else abs(m - e)
+
+
+def versus(expected: float, measured: float) -> str:
+    """`expected A, measured B (rel. error C)`, with enough digits in A and B to tell them apart."""
+    e, m = float(expected), float(measured)
+    text = f"expected {fmt(e, m)}, measured {fmt(m, e)}"
+    if math.isfinite(e) and math.isfinite(m) and e != m:
+        text += f" (rel. error {rel_error(m, e):.2g})" if e != 0 else f" (abs. error {abs(m - e):.2g})"
+    return text
 
 
 def as_array(values: Any) -> np.ndarray:

@@ -54,8 +54,9 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
 
 
 def test_a_diverging_student_is_told_divergence_not_crashed(write_submission):
-    # The gradient of the sum, not the mean: the step is n times too long, so GD blows up at lr = 0.1.
-    code = EQUIVALENT.replace("return (g / len(y)).to(w.dtype)", "return g.to(w.dtype)")
+    # The step n times too long in train() itself, so GD blows up at lr = 0.1. (A gradient of the sum
+    # costs gradcheck only: train() is judged with the grader's gradient; see the test below.)
+    code = EQUIVALENT.replace("w -= lr * gradient(X, y, w)", "w -= lr * len(y) * gradient(X, y, w)")
     path = write_submission(code, name="linreg.py")
     result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "convergence", "--only", "divergence")
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
@@ -78,9 +79,25 @@ def test_a_training_loop_that_raises_when_it_diverges_fails_with_divergence(writ
 
 def test_an_explicit_inverse_is_caught_on_the_ill_conditioned_design_only(write_submission):
     code = EQUIVALENT.replace("torch.linalg.solve(A.T @ A, A.T @ y.double())",
-                              "torch.linalg.inv(A.T @ A) @ (A.T @ y.double())")
+                              "(torch.linalg.inv(A.T @ A) @ (A.T @ y.double()))")
     path = write_submission(code, name="linreg.py")
     result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "exact-solution")
     (check,) = json.loads(result.stdout)["checks"]
     assert check["status"] == "fail"
     assert check["message"].split(": ", 1)[1].startswith("ill-conditioned design")
+
+
+def test_a_wrong_gradient_costs_gradcheck_only(write_submission):
+    """One bug, one deduction: train() is run with the grader's own gradient and loss."""
+    code = EQUIVALENT.replace("return (g / len(y)).to(w.dtype)", "return g.to(w.dtype)")
+    result = run_dldiy("check", "exercise-2", str(write_submission(code, name="linreg.py")), "--json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert {n for n, c in checks.items() if c["status"] != "pass"} == {"gradcheck"}, checks
+
+
+def test_a_fit_that_overwrites_the_callers_x_is_named(write_submission):
+    code = EQUIVALENT.replace("    A = _tilde(X).double()\n", "    X[0, 0] += 1.0  # in place\n    A = _tilde(X).double()\n")
+    result = run_dldiy("check", "exercise-2", str(write_submission(code, name="linreg.py")), "--json",
+                       "--only", "exact-solution")
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["status"] == "fail" and "modified its argument X in place" in check["message"]

@@ -389,7 +389,7 @@ def test_monkeypatching_torch_numpy_and_dldiy_comparisons_changes_no_verdict(gra
     """) + WRONG_SIGN
     report, checks, _ = grade(code, checks=("gradcheck", "first-loss"))
     assert checks["gradcheck"].status == "fail"  # judged in the parent, which never imported torch
-    assert checks["first-loss"].status == "fail"
+    assert checks["first-loss"].status == "pass"  # train() runs with the grader's gradient: one bug, one deduction
 
 
 def test_faking_the_measurements_with_public_values_fools_no_seed(grade, exercise, server):

@@ -226,5 +226,5 @@ def test_nbgrader_generate_assignment_and_autograde_round_trip(tmp_path):
                   for grade in gb.find_submission_notebook("exercise-1", "exercise-1", student).grades}
     gpu = scores[("alice", "parity")] == 0.5
     assert {cell: scores[("alice", cell)] for cell in grade_cells} == dict(grade_cells, parity=0.5 if gpu else 0.0)
-    assert scores[("bob", "gradcheck")] == 0.0 and scores[("bob", "first-loss")] == 0.0
+    assert scores[("bob", "gradcheck")] == 0.0 and scores[("bob", "first-loss")] == 3.0  # one bug, one deduction
     assert scores[("bob", "stability")] == 1.0  # the loss itself is right

@@ -1,15 +1,18 @@
 """exercise-2 probes: data from the seed (numpy), the submission called on it, plain numbers back.
 
 The grader's own least-squares solution and stability limit are computed here with numpy in float64,
-never with the submission's functions, so one wrong function cannot hide another.
+never with the submission's functions, so one wrong function cannot hide another: train() runs with
+the harness's own gradient (first-loss) and loss (convergence, divergence), written here. Every call
+keeps the invariants of graders/invariants.py (arguments unmodified, the inputs' dtype, no graph).
 """
 
 import numpy as np
 import torch
 
-from dldiy.graders.api import expect_history, expect_tensor
+from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.gradcheck import block, numeric_gradient
 from dldiy.graders.endpoint import RemoteError
+from dldiy.graders.invariants import CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
 
 
 def _design(seed, n, d, collinearity=None):
@@ -38,19 +41,61 @@ def _t(a):
     return torch.tensor(a, dtype=torch.float64)
 
 
-def _train(sub, X, y, w0, lr, steps, d):
-    w, losses = sub.call("train", X, y, w0.clone(), lr, steps)
+def _spec_loss(X, y, w):
+    """The spec's loss, the harness's own: (1/n) |X~ w - y|^2 with x~ = [x, 1]."""
+    r = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1) @ w - y
+    return (r * r).mean()
+
+
+def _spec_gradient(X, y, w):
+    """Its gradient (2/n) X~^T (X~ w - y), the harness's own."""
+    Xt = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+    return 2 * Xt.T @ (Xt @ w.detach() - y) / len(X)
+
+
+def _train(sub, X, y, w0, lr, steps, d, harness_loss=False):
+    """train() with the harness's gradient (and, with `harness_loss`, its loss) in place of the student's,
+    w0 handed over itself (not a copy), so a loop that overwrites it is seen."""
+    with sub.replaced("gradient", _spec_gradient), sub.replaced("loss", _spec_loss if harness_loss else sub.get("loss")):
+        if harness_loss:  # convergence: copies in, train()'s invariants are first-loss's (one deduction)
+            w, losses = sub.call("train", X.clone(), y.clone(), w0.clone(), lr, steps)
+        else:
+            w, losses = unmodified(lambda: sub.call("train", X, y, w0, lr, steps), "train()", X=X, y=y, w0=w0)
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)
+    if not harness_loss:
+        same_dtype(w, X.dtype, "train() (its first result, w)")
     losses = expect_history(losses, steps)
     return w, losses
 
 
+def _call(sub, name, *args, shape, what=None):
+    """The submission's `name` on tensors `args` (X, y[, w]), its arguments untouched, its dtype kept."""
+    what = what or f"{name}()"
+    names = ("X", "y", "w")[: len(args)]
+    out = unmodified(lambda: sub.get(name)(*args), what, **dict(zip(names, args)))
+    out = expect_tensor(out, what, shape=shape, dtype="float")
+    return same_dtype(out, args[0].dtype, what)
+
+
+def _at(label, call):
+    """`call()` at one configuration of a family: an exception there is a failure naming it."""
+    try:
+        return call()
+    except (Violation, NotImplementedError):
+        raise
+    except ApiError as e:  # a wrong form (a shape, an inf) at this configuration only
+        raise Violation(f"at {label}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the submission's error at one configuration is the finding
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise Violation(f"at {label}: {type(e).__name__}: {text} (code that assumes one shape, layout or dtype?)") from None
+
+
+@keeps_rules
 def exact_solution(sub, seed, p):
     n, d = p["n"], p["d"]
-    dims = {"n": n, "d": d}
     X, y, _ = _problem(seed, n, d)
-    w = sub.call("fit_exact", _t(X), _t(y), dims=dims)
-    cases = [{"name": "well-conditioned design (standard normal features): w~", "shape": [d + 1],
+    w = _call(sub, "fit_exact", _t(X), _t(y), shape=(d + 1,))
+    cases = [{"name": f"well-conditioned design (standard normal features, n={n}, d={d}): w~", "shape": [d + 1],
               "values": w.detach().double().tolist()}]
     # Ill-conditioned: two almost identical features, cond(X~) > 1e7. w~ is poorly determined there;
     # what a backward-stable method guarantees is a tiny backward error on the normal equations.
@@ -59,7 +104,7 @@ def exact_solution(sub, seed, p):
     A = Xt.T @ Xt
     errors = []
     for j in range(p["targets"]):
-        w = sub.call("fit_exact", _t(X), _t(Y[:, j]), dims=dims).detach().double().numpy()
+        w = _call(sub, "fit_exact", _t(X), _t(Y[:, j]), shape=(d + 1,)).detach().double().numpy()
         b = Xt.T @ Y[:, j]
         errors.append(float(np.linalg.norm(A @ w - b)
                             / (np.linalg.norm(A, 2) * np.linalg.norm(w) + np.linalg.norm(b))))
@@ -67,30 +112,92 @@ def exact_solution(sub, seed, p):
                           f"cond(X~) > {1 / p['collinearity']:.0e}): backward error of the normal equations "
                           f"|A w~ - b| / (|A| |w~| + |b|) for {p['targets']} targets y",
                   "shape": [p["targets"]], "values": errors})
+    # The family: other sizes, an exactly determined system, a non-contiguous X, float32.
+    for label, nn, dd, layout in (("n=30, d=1", 30, 1, ""), ("n=5, d=4 (X~ square: an exact fit)", 5, 4, ""),
+                                  ("n=25, d=6, X non-contiguous (a transposed tensor)", 25, 6, "t")):
+        X, y, _ = _problem(seed + 17 * nn + dd, nn, dd)
+        Xin = _t(X).t().contiguous().t() if layout else _t(X)
+        w = _at(f"fit_exact(), {label}", lambda: _call(sub, "fit_exact", Xin, _t(y), shape=(dd + 1,)))
+        cases.append({"name": f"{label}: w~", "shape": [dd + 1], "values": w.detach().double().tolist()})
+    X, y, _ = _problem(seed + 5, n, d)
+    w32 = _at("fit_exact(), float32 X and y", lambda: _call(sub, "fit_exact", _t(X).float(), _t(y).float(), shape=(d + 1,)))
+    w_star = np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
+    error = float(np.linalg.norm(w32.detach().double().numpy() - w_star) / np.linalg.norm(w_star))
+    if not error < 1e-4:
+        raise Violation(f"fit_exact() on float32 X and y is {error:.3g} away from the least-squares solution "
+                        f"(relative): expected within float32 precision (< 1e-4)")
     return {"cases": cases}
 
 
+def _gradcheck_family(seed, p):
+    """(label, X, y, w): the spec's sizes, then odd ones and a non-contiguous X (float64)."""
+    n, d = p["n"], p["d"]
+    family = []
+    for label, nn, dd in ((f"n={n}, d={d}", n, d), (f"n=1, d={d}", 1, d), (f"n={n}, d=1", n, 1),
+                          ("n=7, d=5, X non-contiguous (a transposed tensor)", 7, 5)):
+        X, y, _ = _problem(seed + nn + 100 * dd, nn, dd)
+        w = _t(np.random.default_rng(seed + nn).normal(0, 1, dd + 1))
+        family.append((label, _t(X).t().contiguous().t() if "non-contiguous" in label else _t(X), _t(y), w))
+    return family
+
+
+@keeps_rules
 def gradcheck(sub, seed, p):
+    blocks = []
+    own_loss = sub.get("loss")
+    for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
+        at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
+        d = X.shape[1]
+        counter = CallCounter(own_loss)
+        # By hand: autograd off, and loss() left alone (a finite difference of one's own loss is not by hand).
+        with torch.no_grad(), sub.replaced("loss", counter):
+            analytic = at(f"gradient(), {label}", lambda: _call(sub, "gradient", X, y, w, shape=(d + 1,)))
+        if counter.calls >= 2:
+            raise Violation(f"gradient() called loss() {counter.calls} times ({label}): a gradient from differences "
+                            "of the loss is not a gradient by hand; write (2/n) X~^T (X~ w - y)")
+        no_graph(analytic, "gradient()")
+        dims = {"n": len(X), "d": d}
+        numeric = at(f"loss(), {label}", lambda: numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w))
+        blocks.append(block(f"w ({label})", analytic, numeric, moves=True))
     X, y, _ = _problem(seed, p["n"], p["d"])
-    X, y = _t(X), _t(y)
     w = _t(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
-    dims = {"n": p["n"], "d": p["d"]}
-    analytic = sub.call("gradient", X, y, w.clone(), dims=dims)
-    numeric = numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w)
-    return {"blocks": [block("w", analytic, numeric)]}
+    with torch.no_grad():
+        g32 = _call(sub, "gradient", _t(X).float(), _t(y).float(), w.float(), shape=(p["d"] + 1,))
+        g64 = _call(sub, "gradient", _t(X), _t(y), w, shape=(p["d"] + 1,))
+    if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-5):
+        raise Violation("gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
+                        f"{g32.tolist()} vs {g64.tolist()}")
+    return {"blocks": blocks}
 
 
+def _gradient_note(sub, X, y, w):
+    """A note when the student's own gradient() differs from the harness's at w: train() was judged
+    with the harness's, so this is said (gradcheck charges it), not charged again."""
+    try:
+        with torch.no_grad():
+            own = expect_tensor(sub.get("gradient")(X, y, w.clone()), "gradient()", shape=tuple(w.shape), dtype="float")
+        if torch.allclose(own.double(), _spec_gradient(X, y, w).double(), rtol=1e-6, atol=1e-9):
+            return {}
+    except Exception:  # noqa: BLE001 - whatever went wrong, gradcheck reports it
+        pass
+    return {"note": "train() was run with the grader's gradient(); your gradient() differs from it (see "
+                    "gradcheck), so with your own the trajectory would differ"}
+
+
+@keeps_rules
 def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     steps = p["steps"]
     _, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
-    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["n"]}
+    return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
+            **_gradient_note(sub, _t(X), _t(y), _t(w0))}
 
 
+@keeps_rules
 def convergence(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     w_star = np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
-    w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], p["budget"], p["d"])
+    w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], p["budget"], p["d"], harness_loss=True)
     distance = float(np.linalg.norm(w.detach().double().numpy() - w_star) / np.linalg.norm(w_star))
     return {p["metric"]: distance, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
@@ -102,7 +209,8 @@ def divergence(sub, seed, p):
     lr, steps = p["factor"] * limit, p["steps"]
     measured = {"lr": lr, "limit": limit, "steps": steps}
     try:
-        _, losses = sub.get("train")(_t(X), _t(y), _t(w0), lr, steps)
+        with sub.replaced("gradient", _spec_gradient), sub.replaced("loss", _spec_loss):
+            _, losses = sub.get("train")(_t(X), _t(y), _t(w0), lr, steps)
     except RemoteError as e:  # raising at divergence is what this check reports
         if e.message.startswith("NotImplementedError"):
             raise

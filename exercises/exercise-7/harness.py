@@ -6,6 +6,9 @@ too, from the data: R = max_i |x~_i|, and gamma the margin of a separating direc
 projected gradient on the hard-margin dual. Any separating direction's margin is at most the best
 margin, so the bound is a valid one. The judge reads the bound from the *reference's* measurement
 (expected.json, or a live reference run for hidden seeds), never from the submission's.
+held-out reads the learned w with the harness's own prediction rule, so it measures train() alone;
+predict() is measured by predict-boundary, over a family (n = 1, d = 3, float32, non-contiguous X).
+Every call keeps the invariants of graders/invariants.py (arguments unmodified, the inputs' dtype).
 """
 
 import numpy as np
@@ -13,6 +16,7 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.invariants import Violation, keeps_rules, same_dtype, unmodified
 
 
 def _with_bias(X):
@@ -25,15 +29,51 @@ def _blobs(seed, n, distance, margin):
     return X, 2 * y - 1
 
 
-def _train(sub, X, t, w0, epochs):
-    """The submission's train() on float64 X, int64 labels: (w as numpy, mistakes per epoch)."""
-    w, mistakes = sub.call("train", torch.tensor(X), torch.tensor(t), torch.tensor(w0), epochs)
+def _train(sub, X, t, w0, epochs, dtype=torch.float64, layout="", keep=True):
+    """The submission's train() on X (float64 unless `dtype`; non-contiguous with layout="t"), int64
+    labels and w0 handed over itself, so a loop that overwrites it is seen: (w as numpy, mistakes).
+    keep=False (novikoff, no-false-convergence, held-out) hands over copies and leaves the invariants
+    to first-update: one bug, one deduction."""
+    Xin = torch.tensor(X, dtype=dtype)
+    if layout:
+        Xin = Xin.t().contiguous().t()
+    tin, w0in = torch.tensor(t), torch.tensor(w0, dtype=dtype)
+    if keep:
+        w, mistakes = unmodified(lambda: sub.call("train", Xin, tin, w0in, epochs), "train()", X=Xin, y=tin, w0=w0in)
+    else:
+        w, mistakes = sub.call("train", Xin.clone(), tin.clone(), w0in.clone(), epochs)
     w = expect_tensor(w, "train() (its first result, w)", shape=(X.shape[1] + 1,), dtype="float")
+    if keep:
+        same_dtype(w, dtype, "train() (its first result, w)")
     mistakes = [int(m) for m in mistakes]
     if not 1 <= len(mistakes) <= epochs or min(mistakes) < 0:
-        raise ApiError(f"train() returned mistakes per epoch {mistakes[:10]} for epochs={epochs}; expected "
+        raise Violation(f"train() returned mistakes per epoch {mistakes[:10]} for epochs={epochs}; expected "
                        f"between 1 and {epochs} counts, one per epoch run, each >= 0")
     return w.detach().double().numpy(), mistakes
+
+
+def _predict(sub, X, w, what="predict()"):
+    """The submission's predict() on tensors X, w: labels as a float numpy array, arguments untouched."""
+    out = unmodified(lambda: sub.get("predict")(X, w), what, X=X, w=w)
+    out = expect_tensor(out, what, shape=(X.shape[0],))
+    values = out.detach().cpu().double().numpy()
+    if not np.isin(values, (-1.0, 1.0)).all():
+        bad = values[~np.isin(values, (-1.0, 1.0))][0]
+        raise Violation(f"{what} returned the label {bad:g}; labels are -1 or +1")
+    return values
+
+
+def _at(label, call):
+    """`call()` at one configuration of a family: an exception there is a failure naming it."""
+    try:
+        return call()
+    except (Violation, NotImplementedError):
+        raise
+    except ApiError as e:
+        raise Violation(f"at {label}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the submission's error at one configuration is the finding
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise Violation(f"at {label}: {type(e).__name__}: {text} (code that assumes one shape, layout or dtype?)") from None
 
 
 def _errors(X, t, w):
@@ -58,11 +98,12 @@ def separating_margin(Z, iterations=300):
 
 
 def _termination(sub, X, t, epochs):
-    w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs)
+    w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs, keep=False)
     return {"converged": mistakes[-1] == 0, "errors": _errors(X, t, w), "n": len(t),
             "updates": sum(mistakes), "epochs": len(mistakes), "budget": epochs}
 
 
+@keeps_rules
 def novikoff(sub, seed, p):
     X, t = _blobs(seed, p["n"], p["distance"], p["margin"])
     measured = _termination(sub, X, t, p["epochs"])
@@ -75,21 +116,24 @@ def novikoff(sub, seed, p):
     return measured
 
 
+@keeps_rules
 def held_out(sub, seed, p):
     # One draw from the same two Gaussians, split: the first n points train, the next n_test test.
     X, t = _blobs(seed, p["n"] + p["n_test"], p["distance"], p["margin"])
     Xtr, ttr, Xte, tte = X[:p["n"]], t[:p["n"]], X[p["n"]:], t[p["n"]:]
-    w, _ = _train(sub, Xtr, ttr, np.zeros(3), p["epochs"])
-    pred = sub.call("predict", torch.tensor(Xte), torch.tensor(w), dims={"n": p["n_test"]})
-    accuracy = float((pred.detach().cpu().double().numpy() == tte).mean())
+    w, _ = _train(sub, Xtr, ttr, np.zeros(3), p["epochs"], keep=False)
+    # The harness's own rule (+1 where <w, x~> > 0), so a wrong predict() costs predict-boundary only.
+    accuracy = float((np.where(_with_bias(Xte) @ w > 0, 1, -1) == tte).mean())
     return {p["metric"]: accuracy}
 
 
+@keeps_rules
 def no_false_convergence(sub, seed, p):
     X, t = _blobs(seed, p["n"], p["distance"], None)
     return _termination(sub, X, t, p["epochs"])
 
 
+@keeps_rules
 def first_update(sub, seed, p):
     X, t = _blobs(seed, p["n"], p["distance"], None)
     w0 = np.random.default_rng(seed + 10_000).normal(0.0, 1.0, 3)
@@ -105,6 +149,7 @@ def first_update(sub, seed, p):
     Xs, ts = _blobs(seed, p["n"], p["separable_distance"], p["separable_margin"])
     ts = ts if ts[0] > 0 else -ts  # first point +1 at score 0: a mistake, though t * 0 > 0 is not, nor t / 0
     w_zero, mistakes_zero = _train(sub, Xs, ts, np.zeros(3), p["separable_epochs"])
+    cases = _train_family(sub, seed, p)
     return {"cases": [
         {"name": f"w after the first update (on point {first}, the first that w0 misclassifies)",
          "shape": [3], "values": w_first.tolist()},
@@ -115,9 +160,43 @@ def first_update(sub, seed, p):
         {"name": f"updates in each epoch from w0 = 0 on separable data (at most {p['separable_epochs']} epochs, "
                  "stopping after the first epoch without a mistake)",
          "shape": [len(mistakes_zero)], "values": [float(m) for m in mistakes_zero]},
-    ]}
+    ] + cases}
 
 
+def _train_family(sub, seed, p):
+    """One epoch from a seeded w0 at other configurations: 3 features, a single point, float32, a
+    non-contiguous X (w and the counts against the reference's)."""
+    cases = []
+    for label, n, d, layout in (("d=3, n=30", 30, 3, ""), ("n=1", 1, 2, ""),
+                                ("X non-contiguous (a transposed tensor), n=30", 30, 2, "t")):
+        X, t = gaussian_blobs(seed + 31 * n + d, n, classes=2, dim=d, distance=p["distance"], margin=None)
+        t = 2 * t - 1
+        w0 = np.random.default_rng(seed + 20_000 + d).normal(0.0, 1.0, d + 1)
+        w, mistakes = _at(f"train(), {label}", lambda: _train(sub, X, t, w0, 2, layout=layout))
+        cases.append({"name": f"w after at most 2 epochs from w0 ({label})", "shape": [d + 1], "values": w.tolist()})
+        cases.append({"name": f"updates in each epoch ({label})", "shape": [len(mistakes)],
+                      "values": [float(m) for m in mistakes]})
+    # A point labelled -1 exactly on the hyperplane (w0 = 0) is a mistake too: w becomes -x~_0.
+    X, t = _blobs(seed, 2, p["distance"], None)
+    X, t = X[:1], -np.ones(1, dtype=np.int64)
+    w, mistakes = _train(sub, X, t, np.zeros(3), 2)
+    cases.append({"name": "from w0 = 0, one point labelled -1 (a score of exactly 0 is a mistake for either label): w",
+                  "shape": [3], "values": w.tolist()})
+    cases.append({"name": "from w0 = 0, one point labelled -1: updates in each epoch", "shape": [len(mistakes)],
+                  "values": [float(m) for m in mistakes]})
+    # float32 in, float32 out, and the same run as in float64 within float32's precision (not compared
+    # with the reference at 1e-9: a correct solution may accumulate in float64 and cast back).
+    X, t = _blobs(seed + 3, 30, p["distance"], None)
+    w0 = np.random.default_rng(seed + 30_000).normal(0.0, 1.0, 3)
+    w32, m32 = _at("train(), float32 X and w0", lambda: _train(sub, X, t, w0, 2, torch.float32))
+    w64, m64 = _train(sub, X, t, w0, 2)
+    if m32 != m64 or not np.allclose(w32, w64, rtol=1e-4, atol=1e-4):
+        raise Violation(f"train() on float32 X and w0 gives w = {w32.tolist()} and updates {m32}, on the same data in "
+                        f"float64 w = {w64.tolist()} and updates {m64}: more than float32 rounding apart")
+    return cases
+
+
+@keeps_rules
 def predict_boundary(sub, seed, p):
     """predict() at points whose score <w, x~> is exactly 0 (a -1), just above 0, and of both signs.
     w = [1, -2, 1/2] and dyadic points keep every score exact in floating point."""
@@ -126,6 +205,18 @@ def predict_boundary(sub, seed, p):
     score = rng.choice(np.array(p["scores"], dtype=float), p["n"])
     X = np.stack([2.0 * x2 - 0.5 + score, x2], axis=1)
     w = np.array([1.0, -2.0, 0.5])
-    pred = sub.call("predict", torch.tensor(X), torch.tensor(w), dims={"n": p["n"]})
-    return {"cases": [{"name": "labels at scores " + ", ".join(f"{s:g}" for s in p["scores"]) + " (in random order)",
-                       "shape": [p["n"]], "values": [float(v) for v in pred.detach().cpu().double().numpy()]}]}
+    pred = _predict(sub, torch.tensor(X), torch.tensor(w))
+    cases = [{"name": "labels at scores " + ", ".join(f"{s:g}" for s in p["scores"]) + " (in random order)",
+              "shape": [p["n"]], "values": [float(v) for v in pred]}]
+    # The family: the same exact scores for one point, in float32, with X non-contiguous, and with 3
+    # features (a third coordinate whose weight is 1/4, its values dyadic: the scores stay exact).
+    x3 = rng.integers(-4, 5, p["n"]) / 4.0
+    X3 = np.stack([X[:, 0] - x3 / 4.0, X[:, 1], x3], axis=1)
+    w3 = np.array([1.0, -2.0, 0.25, 0.5])
+    for label, Xin, win in (("n=1", torch.tensor(X[:1]), torch.tensor(w)),
+                            ("float32 X and w", torch.tensor(X, dtype=torch.float32), torch.tensor(w, dtype=torch.float32)),
+                            ("X non-contiguous (a transposed tensor)", torch.tensor(X).t().contiguous().t(), torch.tensor(w)),
+                            ("d=3", torch.tensor(X3), torch.tensor(w3))):
+        values = _at(f"predict(), {label}", lambda: _predict(sub, Xin, win))
+        cases.append({"name": f"labels ({label})", "shape": [len(values)], "values": [float(v) for v in values]})
+    return {"cases": cases}

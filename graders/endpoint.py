@@ -421,7 +421,12 @@ class Endpoint:
         cid = value.get("id")
 
         def callback(*args, **kwargs):
-            return self.request({"op": "callback", "id": cid}, args=args, kwargs=kwargs)
+            import torch
+
+            # the harness runs it in the grad mode the student's code called it in (a closure under
+            # enable_grad calls backward; the harness may be inside a no-grad bridge at that moment)
+            return self.request({"op": "callback", "id": cid, "grad_mode": torch.is_grad_enabled()},
+                                args=args, kwargs=kwargs)
 
         callback.__name__ = callback.__qualname__ = "harness_function"
         return callback
@@ -482,9 +487,12 @@ class Endpoint:
                 fn = self.callbacks.get(header.get("id"))
                 if fn is None:
                     raise wire.WireError("a call to a function the harness never lent")
+                import torch
+
                 args = self.decode(header.get("args", []), buffers)
                 kwargs = self.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
-                result = fn(*args, **kwargs)
+                with torch.set_grad_enabled(header.get("grad_mode") is not False):
+                    result = fn(*args, **kwargs)
             elif self.handler is not None:
                 result = self.handler(header, buffers)
             else:

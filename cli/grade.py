@@ -93,11 +93,18 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     if fmt == "gradescope":
         write_gradescope(out, graded)
     if course_dir is not None:
-        write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
+        write_nbgrader(course_dir, assignment, nbgrader_notebook_name(course_dir, assignment, exercise.id), graded,
                        [(c, exercise.check(c).points) for c in checks])
     print_summary(console, graded, settings, out)
     if hidden:
         console.print(f"hidden seeds: {', '.join(map(str, hidden))} (recorded in {out / 'batch.json'})")
+
+
+def nbgrader_notebook_name(course_dir: Path, assignment: str, exercise_id: str) -> str:
+    """The assignment's notebook in nbgrader's gradebook: the one notebook of source/<assignment>/, or
+    the name `dldiy release --nbgrader` gives it (the exercise's id)."""
+    found = sorted((Path(course_dir) / "source" / assignment).glob("*.ipynb"))
+    return found[0].stem if len(found) == 1 else exercise_id
 
 
 def print_summary(console: Console, records: list[dict], settings: dict, out: Path) -> None:

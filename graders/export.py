@@ -90,14 +90,16 @@ def write_gradescope(out: Path, records: list[dict[str, Any]]) -> None:
 def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: list[dict[str, Any]],
                    checks: list[tuple[str, float]]) -> None:
     """Scores into COURSE_DIR/gradebook.db through nbgrader's own API, so `nbgrader export` shows them:
-    one auto-graded code cell `dldiy-<check>` per check in notebook `notebook` of `assignment`, and each
-    student's points as that cell's auto_score."""
+    one auto-graded code cell per check in notebook `notebook` of `assignment` (the assignment's notebook,
+    as `dldiy release --nbgrader` names it), and each student's points as that cell's auto_score. The
+    cells are named after the checks, as the grade cells of that notebook are (grade_id = the check's
+    name), so `nbgrader autograde` and this write into the same cells: one notebook, one maximum."""
     from nbgrader.api import Gradebook, Grade, MissingEntry
 
     with Gradebook(f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}") as gb:
         gb.update_or_create_assignment(assignment)
         gb.update_or_create_notebook(notebook, assignment)
-        cells = {name: gb.update_or_create_grade_cell(f"dldiy-{name}", notebook, assignment, max_score=points,
+        cells = {name: gb.update_or_create_grade_cell(name, notebook, assignment, max_score=points,
                                                       cell_type="code") for name, points in checks}
         for record in records:
             gb.update_or_create_student(record["student"])

@@ -175,16 +175,16 @@ def _boundary(ax, d: dict[str, Any], w: list[Any], who: str, colour: str) -> Non
         ax.plot(xs, -(w[0] * xs + d.get("bias", 1.0) * w[2]) / w[1], color=colour, linewidth=2, label=who)
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(X[:, 1].min() - 1, X[:, 1].max() + 1)
-    ax.set_title(f"{who}'s decision boundary", fontsize=9)
+    ax.set_title(f"{who} decision boundary", fontsize=9)
     ax.legend(fontsize=7)
 
 
 def _boundary_student(fig, ax, d: dict[str, Any]) -> None:
-    _boundary(ax, d, d["w"], "yours", "#cf222e")
+    _boundary(ax, d, d["w"], "your", "#cf222e")
 
 
 def _boundary_reference(fig, ax, d: dict[str, Any]) -> None:
-    _boundary(ax, d, d["reference"], "reference", "#1a7f37")
+    _boundary(ax, d, d["reference"], "the reference's", "#1a7f37")
 
 
 def _filters(fig, ax, f: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Pictures: what the judge keeps to draw (never a hidden seed's), the PNGs matplotlib makes of it
-(headless, imported only when drawing), the terminal's sparkline, and `dldiy check --plots DIR`."""
+(headless, imported only when drawing), the terminal's sparkline, and `dldiy check --plots DIR`.
+Progress: which check is running, on a terminal, fed by the runner as each result arrives."""
 
 from __future__ import annotations
 
@@ -114,3 +115,55 @@ def test_the_terminal_report_shows_the_loss_curves_as_sparklines(bugged_check):
     yours, reference = line.split("yours ")[1].split("  reference ")
     assert yours[0] == "▁" and yours[-1] == "█"  # the student's loss rises (gradient ascent)
     assert reference[0] == "█" and reference[-1] == "▁"  # the reference's falls
+
+
+# -- progress ------------------------------------------------------------------------------------------
+
+def test_assess_reports_each_result_and_the_check_that_runs_next():
+    from dldiy.graders.assess import assess
+
+    exercise = load_exercise("exercise-1")
+    seen = []
+    report = assess(exercise, REPO / "reference" / "exercise-1",
+                    checks=[exercise.check("gradcheck"), exercise.check("stability")],
+                    on_progress=lambda done, total, running: seen.append(
+                        (done, total, None if running is None else (running.check, running.seed))))
+    assert report.score == 4.0
+    assert seen == [(1, 4, ("gradcheck", 42)), (2, 4, ("gradcheck", 2019)), (3, 4, ("stability", 0)),
+                    (4, 4, None)]
+
+
+def test_check_on_a_terminal_shows_which_check_is_running(tmp_path):
+    """In a pseudo-terminal, `dldiy check` (several seconds) shows a transient status naming the check."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dldiy.cli", "check", "exercise-1", str(REPO / "reference" / "exercise-1"),
+                             "--only", "first-loss", "--only", "convergence"], cwd=REPO, stdin=follower,
+                            stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
+    os.close(follower)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=60)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode("utf-8", "replace"))
+    assert "running first-loss (seed 42), 1/4 done" in text or "running convergence" in text, text[-2000:]
+    assert "Total: 5/5" in text
+
+
+def test_check_without_a_terminal_prints_no_status_line():
+    result = run_dldiy("check", "exercise-1", str(REPO / "reference" / "exercise-1"), "--only", "gradcheck")
+    assert "running" not in result.stdout + result.stderr and result.returncode == 0

@@ -43,7 +43,8 @@ def synthetic_record() -> dict:
 
 def test_the_page_has_what_the_markdown_has_and_more():
     record = synthetic_record()
-    page = feedback_html(record, "Exercise 1: logistic regression", graded_at="2026-11-25 16:00 UTC")
+    page = feedback_html(record, "Exercise 1: logistic regression", graded_at="2026-11-25 16:00 UTC",
+                         pictures="all")
     markdown = feedback_markdown(record, "Exercise 1: logistic regression")
     for c in record["checks"]:  # titles, which the Markdown has, and every check's own section
         assert html.escape(c["title"]) in page and c["title"] in markdown
@@ -54,6 +55,8 @@ def test_the_page_has_what_the_markdown_has_and_more():
     assert "values withheld" in page
     assert page.count("data:image/png;base64,iVBORw0KGgo") == 1  # gradcheck's picture, embedded
     assert "Your code's traceback" in page
+    # By default only the checks that did not pass get a picture (drawing costs time per student).
+    assert "data:image/png" not in feedback_html(record, "Exercise 1", graded_at="today")
 
 
 def test_every_piece_of_student_text_is_escaped():

@@ -17,31 +17,74 @@ import math
 from typing import Any
 
 MAX_ENTRIES = 400  # gradient entries kept per block: a picture, not an archive
+MAX_POINTS = 1000  # loss values or data points kept
+MAX_FILTER_VALUES = 4096
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def plot_data(kind: str, measured: Any, expected: Any) -> dict[str, Any] | None:
-    """What to draw for one check at one public seed, or None when there is nothing to draw."""
+    """What to draw for one check at one public seed, or None when there is nothing to draw.
+
+    The measurement crossed from the child, where student code ran: it is bounded here (a few hundred
+    numbers per picture, names cut to plain short text) and anything of the wrong form draws nothing."""
+    try:
+        return _plot_data(kind, measured, expected if isinstance(expected, dict) else {})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _plot_data(kind: str, measured: Any, ref: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(measured, dict):
         return None
-    ref = expected if isinstance(expected, dict) else {}
     if kind == "first_loss" and "losses" in measured:
-        return {"curve": {"steps": list(measured.get("steps", range(len(measured["losses"])))),
-                          "losses": list(measured["losses"]), "reference": ref.get("losses")}}
+        return {"curve": {"steps": _numbers(measured.get("steps") or range(len(measured["losses"]))),
+                          "losses": _numbers(measured["losses"]), "reference": _numbers(ref.get("losses"))}}
     if kind == "gradcheck" and measured.get("blocks"):
-        return {"gradcheck": [{"name": str(b.get("name", "")), "analytic": list(b["analytic"])[:MAX_ENTRIES],
-                               "numeric": list(b["numeric"])[:MAX_ENTRIES]} for b in measured["blocks"][:6]]}
+        return {"gradcheck": [{"name": _name(b.get("name", "")), "analytic": _numbers(b["analytic"], MAX_ENTRIES),
+                               "numeric": _numbers(b["numeric"], MAX_ENTRIES)} for b in measured["blocks"][:6]]}
     out: dict[str, Any] = {}
     if kind == "convergence" and measured.get("losses"):
-        budget = measured.get("steps") or len(measured["losses"])
-        n = len(measured["losses"])
-        out["curve"] = {"steps": [round(k * budget / n) for k in range(n)], "losses": list(measured["losses"]),
-                        "reference": ref.get("losses")}
+        losses = _numbers(measured["losses"])
+        budget = measured.get("steps") if isinstance(measured.get("steps"), int) else len(losses)
+        out["curve"] = {"steps": [round(k * budget / len(losses)) for k in range(len(losses))],
+                        "losses": losses, "reference": _numbers(ref.get("losses"))}
     if isinstance(measured.get("boundary"), dict):
-        out["boundary"] = dict(measured["boundary"], reference=(ref.get("boundary") or {}).get("w"))
-    if measured.get("filters") is not None:
-        out["filters"] = {"student": measured["filters"], "reference": ref.get("filters")}
+        b = measured["boundary"]
+        points = [_numbers(p, 2) for p in list(b["points"])[:MAX_POINTS]]
+        out["boundary"] = {"w": _numbers(b["w"], 3), "points": points, "labels": _numbers(b["labels"], len(points)),
+                           "bias": float(b.get("bias", 1.0)),
+                           "reference": _numbers((ref.get("boundary") or {}).get("w"), 3)}
+    if measured.get("filters") is not None and _size(measured["filters"]) <= MAX_FILTER_VALUES:
+        reference = ref.get("filters")
+        out["filters"] = {"student": measured["filters"],
+                          "reference": reference if reference is not None and _size(reference) <= MAX_FILTER_VALUES
+                          else None}
     return out or None
+
+
+def _numbers(values: Any, limit: int = MAX_POINTS) -> list[Any] | None:
+    """At most `limit` plain numbers (None and 'nan'-like strings kept as they are: non-finite)."""
+    if values is None:
+        return None
+    return [v if isinstance(v, (int, float)) or v is None else str(v)[:8] for v in list(values)[:limit]]
+
+
+def _name(value: Any) -> str:
+    """A label fit for a title: letters, digits and a little punctuation, 40 characters at most
+    (a '$' would start matplotlib's mathtext)."""
+    return "".join(ch for ch in str(value) if ch.isalnum() or ch in " _-.[],()")[:40]
+
+
+def _size(value: Any, limit: int = MAX_FILTER_VALUES + 1) -> int:
+    """How many numbers a nested list holds, counting no further than `limit`."""
+    stack, count = [value], 0
+    while stack and count < limit:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            count += 1
+    return count
 
 
 def sparkline(values: list[Any], width: int = 24) -> str:
@@ -103,9 +146,14 @@ def pictures(checks: list[Any]) -> list[tuple[str, str, bytes]]:
         get = c.get if isinstance(c, dict) else lambda k, c=c: getattr(c, k)
         data = (get("details") or {}).get("plot")
         if data:
-            title = f"{get('name')}: {get('status')}" + (f" (seed {get('details').get('seed')})"
-                                                         if get("details").get("seed") is not None else "")
-            out.append((get("name"), title, draw(data, title)))
+            title = f"{_name(get('name'))}: {get('status')}" + (f" (seed {get('details').get('seed')})"
+                                                                if get("details").get("seed") is not None else "")
+            try:
+                out.append((get("name"), title, draw(data, title)))
+            except ImportError:
+                raise  # no matplotlib: the caller says so
+            except Exception:  # noqa: BLE001 - a picture is never worth a crash of the grading
+                continue
     return out
 
 

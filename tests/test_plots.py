@@ -167,3 +167,22 @@ def test_check_on_a_terminal_shows_which_check_is_running(tmp_path):
 def test_check_without_a_terminal_prints_no_status_line():
     result = run_dldiy("check", "exercise-1", str(REPO / "reference" / "exercise-1"), "--only", "gradcheck")
     assert "running" not in result.stdout + result.stderr and result.returncode == 0
+
+
+def test_a_tampered_measurement_draws_a_bounded_picture_or_none_and_never_crashes():
+    """The measurement comes from the child, where student code runs: sizes are capped, names made
+    plain (no mathtext), and a picture that cannot be drawn is left out."""
+    huge = plots.plot_data("convergence", {"accuracy": 1.0, "steps": "x", "losses": [1.0] * 10**6,
+                                           "boundary": {"w": [1, 2, 3, 4, 5], "points": [[0, 0, 0]] * 10**5,
+                                                        "labels": [0] * 10**5},
+                                           "filters": [[0.0] * 100] * 1000}, None)
+    assert len(huge["curve"]["losses"]) == plots.MAX_POINTS and len(huge["boundary"]["points"]) == plots.MAX_POINTS
+    assert huge["boundary"]["w"] == [1, 2, 3] and "filters" not in huge
+    named = plots.plot_data("gradcheck", {"blocks": [{"name": "$\\frac{a}{$" * 20, "analytic": [1], "numeric": [1]}]},
+                            None)
+    assert "$" not in named["gradcheck"][0]["name"] and len(named["gradcheck"][0]["name"]) <= 40
+    assert plots.plot_data("gradcheck", {"blocks": [{"analytic": 3}]}, None) is None
+    garbage = {"name": "convergence", "status": "fail", "details": {"seed": 1, "plot": {"filters": {"student": [[["x"]]]}}}}
+    good = {"name": "first-loss", "status": "fail",
+            "details": {"seed": 1, "plot": {"curve": {"steps": [0, 1], "losses": [1.0, 2.0], "reference": None}}}}
+    assert [name for name, _, _ in plots.pictures([garbage, good])] == ["first-loss"]

@@ -80,9 +80,16 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
 
 
 def source_notebook(ex: Exercise):
-    """The exercise's source notebook (with solutions), or one made from its starting entry file."""
+    """The exercise's source notebook (with solutions); else a notebook the template holds, read as a
+    notebook (never its JSON pasted into a cell); else one made from the starting entry file."""
     path = course_root() / "reference" / ex.id / "source.ipynb"
-    return notebook.read(path) if path.is_file() else notebook.template_notebook(ex)
+    if path.is_file():
+        return notebook.read(path)
+    for name in (ex.entry, f"{Path(ex.entry).stem}.ipynb", f"{ex.id}.ipynb"):
+        candidate = ex.template_dir / name
+        if candidate.suffix == ".ipynb" and candidate.is_file():
+            return notebook.read(candidate)
+    return notebook.template_notebook(ex)
 
 
 def stage_exercise(ex: Exercise, folder: Path) -> None:

@@ -401,3 +401,25 @@ def test_nbgrader_end_to_end_on_notebooks(tmp_path):
             if r["assignment"] == "exercise-1"}
     assert {s: (float(r["score"]), float(r["max_score"])) for s, r in rows.items()} == {
         "alice": (9.5 + (0.5 if gpu else 0.0), 10.0), "bob": (1.5 + (0.5 if gpu else 0.0), 10.0)}
+
+
+def test_a_template_notebook_is_read_as_a_notebook_never_pasted_as_json(tmp_path, monkeypatch):
+    """An exercise whose template is itself a notebook (and no source notebook): release --nbgrader
+    keeps its cells, one by one."""
+    import nbformat.v4 as v4
+
+    from dldiy.cli.release import source_notebook
+    from dldiy.graders import notebook
+    from dldiy.graders.exercise import load_exercise_dir
+
+    root = tmp_path / "course"
+    folder = root / "exercises" / "nb"
+    (folder / "template").mkdir(parents=True)
+    (folder / "spec.toml").write_text('id = "nb"\ntitle = "T"\nentry = "work.ipynb"\n[[checks]]\n'
+                                      'name = "convergence"\nkind = "convergence"\npoints = 1\n')
+    notebook.write(v4.new_notebook(cells=[v4.new_markdown_cell("# Maths"), v4.new_code_cell("def f(x):\n    return x")]),
+                   folder / "template" / "work.ipynb")
+    (root / "reference" / "nb").mkdir(parents=True)
+    monkeypatch.setenv("DLDIY_COURSE", str(root))
+    nb = source_notebook(load_exercise_dir(folder))
+    assert [c.source for c in nb.cells] == ["# Maths", "def f(x):\n    return x"]

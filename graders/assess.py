@@ -52,13 +52,16 @@ def _progress_hook(tasks: list[Task], on_progress) -> Callable[[Task], None] | N
 
 def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...] | None = None,
                       checks: list[Check] | None = None, *, limits: Limits | None = None,
-                      server: ForkServer | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+                      server: ForkServer | None = None,
+                      on_progress: Callable[[int, int, Task | None], None] | None = None,
+                      ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The reference's measurements for the checks that compare against it: {check: {seed: m}}.
     Returns them with the problems met (a reference that errors is the instructor's to fix)."""
     needing = [c for c in (checks or exercise.checks) if c.needs_reference]
     seeds = tuple(seeds or exercise.seeds)
-    outcome = run_child(exercise, locate(reference, exercise.entry), tasks_for(exercise, needing, list(seeds)),
-                        cwd=reference, limits=limits, server=server)
+    tasks = tasks_for(exercise, needing, list(seeds))
+    outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits,
+                        server=server, on_result=_progress_hook(tasks, on_progress))
     expected: dict[str, dict[str, Any]] = {}
     problems = [f"reference: {outcome.load_error}"] if outcome.load_error else []
     for (check, seed), result in outcome.results.items():

@@ -50,7 +50,8 @@ def _plot_data(kind: str, measured: Any, ref: dict[str, Any]) -> dict[str, Any] 
                         "losses": losses, "reference": _numbers(ref.get("losses"))}
     if isinstance(measured.get("boundary"), dict):
         b = measured["boundary"]
-        points = [_numbers(p, 2) for p in list(b["points"])[:MAX_POINTS]]
+        # Three decimals are plenty for a scatter plot, and keep a graded record small.
+        points = [[round(float(v), 3) for v in p[:2]] for p in list(b["points"])[:MAX_POINTS]]
         out["boundary"] = {"w": _numbers(b["w"], 3), "points": points, "labels": _numbers(b["labels"], len(points)),
                            "bias": float(b.get("bias", 1.0)),
                            "reference": _numbers((ref.get("boundary") or {}).get("w"), 3)}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from dldiy.graders.assess import assess
 from dldiy.graders.exercise import load_exercise
 
-from .report import print_report
+from .report import print_report, write_pictures
 
 
 @click.command("check")
@@ -19,7 +22,10 @@ from .report import print_report
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--only", "only", multiple=True, metavar="CHECK", help="Run only this check (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as_json: bool) -> None:
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a PNG per check with a picture (loss curves, gradients, boundaries) into DIR.")
+def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as_json: bool,
+                  plots_dir: Path | None) -> None:
     """Check your work on EXERCISE (default PATH: ./EXERCISE, where `dldiy start` puts it).
 
     Exit status: 0 when every check that ran passed, 1 when one failed, 2 when the submission could
@@ -29,11 +35,61 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
     if path is None:
         path = Path(exercise.id) if Path(exercise.id).exists() else Path(".")
     checks = [exercise.check(name) for name in only] or None
-    report = assess(exercise, path, checks=checks, extra_seeds=exercise.check_seeds)
+    status = StatusLine(Console(stderr=True)) if not as_json else None
+    try:
+        report = assess(exercise, path, checks=checks, on_progress=status,
+                        extra_seeds=exercise.check_seeds)
+    finally:
+        if status is not None:
+            status.close()
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif report.load_error:
         click.echo(f"dldiy: {report.load_error}", err=True)
     else:
         print_report(report)
+    if plots_dir is not None and not report.load_error:
+        written = write_pictures(report, plots_dir)
+        if not as_json:
+            click.echo(f"pictures: {', '.join(str(p) for p in written) or 'none for these checks'}")
     sys.exit(report.exit_code)
+
+
+class StatusLine:
+    """Which check is running, as a transient rich status on a terminal, once the run has taken more
+    than half a second (a quick run shows nothing). Fed by assess()'s on_progress as results arrive."""
+
+    DELAY_S = 0.5
+
+    def __init__(self, console: Console):
+        self.console, self.started = console, time.monotonic()
+        self.text = "loading the submission"
+        self.status = None
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(self.DELAY_S, self._show) if console.is_terminal else None
+        if self.timer is not None:
+            self.timer.daemon = True
+            self.timer.start()
+
+    def __call__(self, done: int, total: int, running) -> None:
+        what = f"running [bold]{running.check}[/] (seed {running.seed})" if running is not None else "judging"
+        self.text = f"{what}, {done}/{total} done"
+        self._show()
+
+    def _show(self) -> None:
+        with self.lock:
+            if self.timer is None or time.monotonic() - self.started < self.DELAY_S:
+                return
+            if self.status is None:
+                self.status = self.console.status(self.text)
+                self.status.start()
+            else:
+                self.status.update(self.text)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if self.status is not None:
+                self.status.stop()

@@ -191,7 +191,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         write_gradescope(out, graded)
     if course_dir is not None:
         try:
-            write_nbgrader(course_dir, assignment, Path(exercise.entry).stem, graded,
+            write_nbgrader(course_dir, assignment, nbgrader_notebook_name(course_dir, assignment, exercise.id), graded,
                            [(c, exercise.check(c).points) for c in checks])
         except Exception as e:  # noqa: BLE001 - nbgrader's own failure: the grades are safe in OUT
             fail(f"--nbgrader {course_dir}: nbgrader could not record the grades ({type(e).__name__}: "
@@ -263,6 +263,13 @@ def report_isolation(err: Console, out: Path, records: list[dict[str, Any]]) -> 
     if missing:
         err.print("[bold yellow]warning:[/] isolation is best effort on this machine; not applied: "
                   + escape("; ".join(missing)), highlight=False)
+
+
+def nbgrader_notebook_name(course_dir: Path, assignment: str, exercise_id: str) -> str:
+    """The assignment's notebook in nbgrader's gradebook: the one notebook of source/<assignment>/, or
+    the name `dldiy release --nbgrader` gives it (the exercise's id)."""
+    found = sorted((Path(course_dir) / "source" / assignment).glob("*.ipynb"))
+    return found[0].stem if len(found) == 1 else exercise_id
 
 
 def print_summary(console: Console, records: list[dict], settings: dict, out: Path) -> None:

@@ -2,16 +2,20 @@
 
 The bundle holds, per exercise, the starting files (the template, or for a bug-hunting exercise,
 a note where a bug hunt is handed out per student), the student notebook (the source notebook with its
-solution regions stubbed), and the public expected values. It never holds reference code: before
-anything is written, every non-trivial line of every file under reference/ is looked for in it, and
-the release stops if one is found.
+solution regions stubbed), and the public expected values; at its top, an installable wheel of dldiy
+(wheels/) and a README that says how to install it offline. It never holds reference code: before
+anything is written, every non-trivial line of every file under reference/ is looked for in it (in a
+notebook, its cells; in the wheel, what a student reads), and the release stops if one is found.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import click
@@ -19,6 +23,15 @@ import click
 from dldiy.graders import notebook
 from dldiy.graders.course import course_root
 from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise
+
+NBGRADER_CONFIG = """\
+# Written by `dldiy release --nbgrader`: nbgrader reads it from the course folder.
+c = get_config()
+c.CourseDirectory.course_id = "dldiy"
+# The locked autograder cell runs every dldiy check once, in a sandboxed child: allow it time.
+c.ExecutePreprocessor.timeout = 600
+c.Execute.timeout = 600
+"""
 
 
 @click.command("release")
@@ -33,37 +46,50 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
     with tempfile.TemporaryDirectory(prefix="dldiy-release-") as tmp:
         staged = Path(tmp)
         for ex in exercises:
-            if nbgrader and ex.start == "bugged":
-                click.echo(f"  {ex.id}: skipped (a bug hunt, handed out per student: dldiy start {ex.id} --student ID)")
-                continue
             if nbgrader:
                 nb = notebook.nbgrader_notebook(source_notebook(ex), ex)
                 notebook.write(nb, staged / "source" / ex.id / f"{ex.id}.ipynb")
             else:
                 stage_exercise(ex, staged / ex.id)
         if not nbgrader:
-            (staged / "README.md").write_text(bundle_readme(exercises))
+            wheel = build_wheel(staged / "wheels")
+            (staged / "README.md").write_text(bundle_readme(exercises, wheel.name))
         found = [] if nbgrader else leaks(staged)  # nbgrader's source/ holds solutions by design
         if found:
             raise click.ClickException("release stopped: reference code found in it\n  " + "\n  ".join(found[:20]))
-        targets = [outdir / "source" / ex.id for ex in exercises] if nbgrader else [outdir / ex.id for ex in exercises]
+        # Exactly what was staged is written (and announced): nothing else.
+        top = staged / "source" if nbgrader else staged
+        targets = [outdir.joinpath(*p.relative_to(staged).parts) for p in sorted(top.iterdir())]
         existing = [str(t) for t in targets if t.exists()]
         if existing and not force:
             raise click.ClickException(f"{', '.join(existing)} already exists (use --force to replace it)")
         for target in targets:
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
         outdir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(staged, outdir, dirs_exist_ok=True)
     for target in targets:
         click.echo(f"  wrote {target}")
     if nbgrader:
+        config = outdir / "nbgrader_config.py"
+        if config.exists() and not force:
+            click.echo(f"  kept {config} (yours; --force replaces it)")
+        else:
+            config.write_text(NBGRADER_CONFIG)
+            click.echo(f"  wrote {config}")
         click.echo(f"Next: cd {outdir} && nbgrader generate_assignment EXERCISE")
 
 
 def source_notebook(ex: Exercise):
-    """The exercise's source notebook (with solutions), or one made from its starting entry file."""
+    """The exercise's source notebook (with solutions); else a notebook the template holds, read as a
+    notebook (never its JSON pasted into a cell); else one made from the starting entry file."""
     path = course_root() / "reference" / ex.id / "source.ipynb"
-    return notebook.read(path) if path.is_file() else notebook.template_notebook(ex)
+    if path.is_file():
+        return notebook.read(path)
+    for name in (ex.entry, f"{Path(ex.entry).stem}.ipynb", f"{ex.id}.ipynb"):
+        candidate = ex.template_dir / name
+        if candidate.suffix == ".ipynb" and candidate.is_file():
+            return notebook.read(candidate)
+    return notebook.template_notebook(ex)
 
 
 def stage_exercise(ex: Exercise, folder: Path) -> None:
@@ -72,25 +98,62 @@ def stage_exercise(ex: Exercise, folder: Path) -> None:
         (folder / "HANDOUT.md").write_text(
             f"# {ex.id}: {ex.title}\n\nThis bug hunt is different for every student. Your instructor hands out\n"
             f"your copy (made with `dldiy start {ex.id} --student YOUR_ID DIR`); fix it, then run\n"
-            f"`dldiy check {ex.id} DIR`.\n")
+            f"`dldiy check {ex.id} DIR`, or open `{ex.id}.ipynb` next to your copy and run it.\n")
     for src in sorted(p for p in ex.template_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         target = folder / src.relative_to(ex.template_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.suffix == ".py":
-            target.write_text(notebook.strip_solutions(src.read_text())[0])
+            target.write_text(notebook.strip_solutions(src.read_text(), ex.id)[0])
         else:
             shutil.copyfile(src, target)
-    source = course_root() / "reference" / ex.id / "source.ipynb"
-    if source.is_file():
-        notebook.write(notebook.student_notebook(notebook.read(source)), folder / f"{ex.id}.ipynb")
+    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / f"{ex.id}.ipynb")
     if ex.expected_path.is_file():
         shutil.copyfile(ex.expected_path, folder / "expected.json")
 
 
-def bundle_readme(exercises: list[Exercise]) -> str:
+def build_wheel(folder: Path) -> Path:
+    """dldiy's wheel, built with `pip wheel --no-deps` from a clean copy of what is packaged (never
+    reference/ or buggy/; setuptools would also reuse a stale build/ folder in the checkout)."""
+    import dldiy
+
+    root = Path(dldiy.__file__).resolve().parent.parent  # the checkout dldiy runs from
+    if not (root / "pyproject.toml").is_file():
+        raise click.ClickException(f"release builds dldiy's wheel from its checkout; {root} is not one "
+                                   "(pip install -e . from the course repository)")
+    with tempfile.TemporaryDirectory(prefix="dldiy-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copyfile(root / name, src / name)
+        for name in ("dldiy", "cli", "graders", "exercises"):
+            shutil.copytree(root / name, src / name, ignore=ignore)
+        folder.mkdir(parents=True, exist_ok=True)
+        for isolation in ([], ["--no-build-isolation"]):  # offline machines cannot fetch setuptools
+            run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation,
+                                  "-w", str(folder), str(src)], capture_output=True, text=True)
+            if run.returncode == 0:
+                break
+        else:
+            raise click.ClickException(f"release stopped: building dldiy's wheel failed:\n{run.stderr[-2000:]}")
+    (wheel,) = folder.glob("dldiy-*.whl")
+    return wheel
+
+
+def bundle_readme(exercises: list[Exercise], wheel: str) -> str:
     lines = ["# Deep Learning DIY: exercises", "",
-             "Install dldiy, then in each folder: work in the notebook or the .py file, and run",
-             "`dldiy check EXERCISE FILE` (or `check(\"EXERCISE\")` in the notebook's last cell).", ""]
+             "## Install dldiy (offline)", "",
+             "The wheel is in `wheels/`. Where torch, numpy, matplotlib, scikit-learn, rich, click and nbformat",
+             "are already installed (Colab, the course's Docker image), no network is needed:", "",
+             "```bash", f"pip install --no-deps wheels/{wheel}", "```", "",
+             "Otherwise, on a machine with a network, fetch the dependencies once next to the wheel:", "",
+             "```bash", f"pip download -d wheels/ wheels/{wheel}", "```", "",
+             "and then, offline:", "",
+             "```bash", "pip install --no-index --find-links wheels/ dldiy", "```", "",
+             "(in a notebook, prefix these commands with `!` or use `%pip`).", "",
+             "## Work", "",
+             "In each folder: work in the notebook (each part ends with a `check(...)` cell) or in the .py",
+             "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as PNG files).", ""]
     for ex in exercises:
         kind = "bug hunt: your own bugged copy comes from your instructor" if ex.start == "bugged" else "implement"
         lines.append(f"- `{ex.id}/`: {ex.title} ({kind})")
@@ -104,18 +167,15 @@ def reference_lines(root: Path) -> dict[str, str]:
 
     Non-trivial: code (not blank, a comment or a docstring), at least 8 characters without spaces,
     and not a def/class/import line (signatures are the public API). In a source notebook only the
-    solution regions count (the rest is the handout). A line that the exercise's own template holds
-    is public by the instructor's choice (a bug hunt's starting code shares most of the reference)."""
+    solution regions count (the rest is the handout). A line that is handed out anyway is public by
+    the instructor's choice, whichever exercise hands it out: a line of any exercise's template (a bug
+    hunt's starting code shares most of the reference), or of any source notebook outside its solution
+    regions (scaffolding such as a given training loop that another exercise's reference also holds)."""
+    public = public_lines(root)
     out: dict[str, str] = {}
     for path in sorted((root / "reference").rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
             continue
-        exercise_id = path.relative_to(root / "reference").parts[0]
-        public = set()
-        template = root / "exercises" / exercise_id / "template"
-        for t in (template.rglob("*") if template.is_dir() else []):
-            if t.is_file():
-                public |= {normalise(line) for line in _text_lines(t)}
         for number, line in _solution_lines(path):
             key = normalise(line)
             if _non_trivial(line) and key not in public:
@@ -123,17 +183,49 @@ def reference_lines(root: Path) -> dict[str, str]:
     return out
 
 
+def public_lines(root: Path) -> set[str]:
+    """Normalised lines every student gets: all templates, and all source notebooks' scaffolding."""
+    public: set[str] = set()
+    for t in (root / "exercises").glob("*/template/**/*"):
+        if t.is_file():
+            public |= {normalise(line) for line in _text_lines(t)}
+    for source in (root / "reference").glob("*/source.ipynb"):
+        handout = notebook.student_notebook(notebook.read(source))
+        public |= {normalise(line) for cell in handout.cells for line in cell.source.splitlines()}
+    return public
+
+
 def leaks(bundle: Path, root: Path | None = None) -> list[str]:
-    """'bundle file: reference line' for each reference line found in a file of the bundle."""
+    """'bundle file: reference line' for each reference line found in a file of the bundle (a
+    notebook's cells and outputs; a wheel's student-facing members)."""
     wanted = reference_lines(root or course_root())
     found = []
     for path in sorted(bundle.rglob("*")):
         if path.is_file():
-            for line in _text_lines(path):
+            for where_in, line in _reader_lines(path):
                 where = wanted.get(normalise(line))
                 if where:
-                    found.append(f"{path.relative_to(bundle)}: {line.strip()!r} (from {where})")
+                    found.append(f"{path.relative_to(bundle)}{where_in}: {line.strip()!r} (from {where})")
     return found
+
+
+def _reader_lines(path: Path) -> list[tuple[str, str]]:
+    """('', line) for a file; ('!member', line) for what a student reads in a wheel: its templates,
+    specs, expected values and notebooks (the graders' own code shares idioms with references
+    without holding a solution, see tests/test_packaging.py)."""
+    if path.suffix not in (".whl", ".zip"):
+        return [("", line) for line in _text_lines(path)]
+    out = []
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith(".py") and "/template/" not in name:
+                continue
+            text = z.read(name).decode("utf-8", "replace")
+            if name.endswith(".ipynb"):
+                cells = json.loads(text).get("cells", [])
+                text = "\n".join("".join(c.get("source", "")) for c in cells)
+            out += [(f"!{name}", line) for line in text.splitlines()]
+    return out
 
 
 def normalise(line: str) -> str:

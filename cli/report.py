@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from dldiy.graders.judge import Report
+from dldiy.graders.plots import curve_of, sparkline
 
 STYLE = {"pass": "green", "fail": "red", "error": "bold red", "skip": "yellow"}
 
@@ -26,6 +29,12 @@ def report_table(report: Report) -> Table:
 def print_report(report: Report, console: Console | None = None) -> None:
     console = console or Console()
     console.print(report_table(report))
+    for c in report.checks:
+        curve = curve_of(c.details)
+        if curve:
+            ref = ((c.details.get("plot") or {}).get("curve") or {}).get("reference")
+            line = f"{escape(c.name)} loss curve (seed {c.details.get('seed')}): yours {sparkline(curve)}"
+            console.print(line + (f"  reference {sparkline(ref)}" if ref else ""))
     if report.skipped_lines:
         console.print("[yellow]Not executed (IPython magics and shell lines):[/] "
                       + escape("; ".join(report.skipped_lines)))
@@ -38,3 +47,16 @@ def print_report(report: Report, console: Console | None = None) -> None:
     if skipped:
         total += f" ({sum(c.max_points for c in skipped):g} points skipped: {', '.join(c.name for c in skipped)})"
     console.print(f"[bold]{total}[/]")
+
+
+def write_pictures(report: Report, folder: Path) -> list[Path]:
+    """One PNG per check that has a picture, named after the check: FOLDER/<check>.png."""
+    from dldiy.graders.plots import pictures
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, _title, png in pictures(report.checks):
+        target = folder / f"{name}.png"
+        target.write_bytes(png)
+        written.append(target)
+    return written

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,24 +79,39 @@ def history_notebook(inputs: list[str]) -> tuple[dict, int]:
 
 
 class Result:
-    """What `check()` returns: the report, and `require(name)` for autograder cells (nbgrader)."""
+    """What `check()` returns: the report, its score, and `require(name)` for autograder cells (nbgrader).
 
-    def __init__(self, report: Any):
+    Inside the grading child (a notebook being graded re-runs its own `check(...)` cells) there is no
+    report: the grade is decided by the parent, never by what this process computes, so the result is
+    inert: score 0 of 0, and `require` passes, so the locked cells of a graded notebook run through."""
+
+    def __init__(self, report: Any, exercise: str = ""):
         self.report = report
+        self.exercise = report.exercise if report is not None else exercise
+
+    @property
+    def graded_here(self) -> bool:
+        return self.report is not None
 
     @property
     def score(self) -> float:
-        return self.report.score
+        return self.report.score if self.report is not None else 0.0
 
     @property
     def max_score(self) -> float:
-        return self.report.max_score
+        return self.report.max_score if self.report is not None else 0.0
+
+    @property
+    def checks(self) -> list:
+        return list(self.report.checks) if self.report is not None else []
 
     def status(self, name: str) -> str:
-        return self._find(name).status
+        return self._find(name).status if self.report is not None else "not graded here"
 
     def require(self, name: str) -> None:
         """Raise AssertionError with the check's message unless it passed (a skip earns no points)."""
+        if self.report is None:
+            return
         c = self._find(name)
         if c.status != "pass":
             raise AssertionError(f"{name}: {c.status}: {c.message}")
@@ -105,20 +123,25 @@ class Result:
         raise KeyError(f"{self.report.exercise} has no check {name!r} in this result")
 
     def __repr__(self) -> str:
-        return f"<dldiy {self.report.exercise}: {self.score:g}/{self.max_score:g} points>"
+        if self.report is None:
+            return f"<dldiy {self.exercise}: graded by the parent process, not here>"
+        return f"<dldiy {self.exercise}: {self.score:g}/{self.max_score:g} points>"
 
 
 def _inside_grading_child() -> bool:
     # The child re-runs a notebook's cells, `check(...)` cell included: it must not grade again.
+    # Every sandboxed child carries the marker variable (graders/sandbox.py's MARKER_VAR).
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return "dldiy.graders.child" in sys.modules or getattr(main_spec, "name", "") == "dldiy.graders.child"
+    return ("dldiy.graders.child" in sys.modules or getattr(main_spec, "name", "") == "dldiy.graders.child"
+            or bool(os.environ.get("DLDIY_SANDBOX")))
 
 
-def check(exercise_id: str, *only: str, path: str | Path | None = None) -> Result | None:
+def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True) -> Result:
     """Run EXERCISE's checks (or only those named) on this notebook's definitions (or on `path`),
-    in the sandboxed child, and show the same table and messages as `dldiy check`."""
+    in the sandboxed child, and show the same table and messages as `dldiy check`, with pictures of
+    what was measured (loss curves, gradients, decision boundaries) unless `plots=False`."""
     if _inside_grading_child():
-        return None
+        return Result(None, exercise_id)
     from rich.console import Console
     from rich.markup import escape
 
@@ -129,6 +152,7 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None) -> Resul
     exercise = load_exercise(exercise_id)
     checks = [exercise.check(name) for name in only] or None
     console = Console()
+    progress = _ProgressLine()
     with tempfile.TemporaryDirectory(prefix="dldiy-") as tmp:
         dropped = 0
         if path is None:
@@ -137,16 +161,95 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None) -> Resul
             entry.write_text(json.dumps(nb))
         else:
             entry = Path(path)
-        report = assess(exercise, entry, checks=checks, cwd=Path.cwd(), extra_seeds=exercise.check_seeds)
+        try:
+            report = assess(exercise, entry, checks=checks, cwd=Path.cwd(),
+                            on_progress=progress, extra_seeds=exercise.check_seeds)
+        finally:
+            progress.close()
     report.submission = "this notebook" if path is None else str(path)
     if report.load_error:
         console.print(f"[bold red]dldiy:[/] {escape(report.load_error)}")
     else:
         print_report(report, console)
+        if plots:
+            _show_pictures(report)
     if dropped:
         console.print(f"[dim]Re-ran this notebook's imports, functions, classes and constants; "
                       f"{dropped} other statement(s) were left out.[/]")
     return Result(report)
+
+
+class _ProgressLine:
+    """'running gradcheck (seed 42), 3/12 done' in one output line updated in place (IPython display
+    handle; a carriage-return line elsewhere), shown only once the run takes more than half a second."""
+
+    DELAY_S = 0.5
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.handle = None
+        self.text = "loading the submission"
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(self.DELAY_S, self._show)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def __call__(self, done: int, total: int, running: Any) -> None:
+        what = f"running {running.check} (seed {running.seed})" if running is not None else "judging"
+        self.text = f"{what}, {done}/{total} done"
+        self._show()
+
+    def _line(self) -> str:
+        return f"dldiy: {self.text} [{time.monotonic() - self.started:.1f} s]"
+
+    def _show(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.started < self.DELAY_S or self.handle is False:
+                return
+            try:
+                from IPython import get_ipython
+                from IPython.display import display
+
+                if get_ipython() is None:
+                    raise ImportError
+                if self.handle is None:
+                    self.handle = display({"text/plain": self._line()}, raw=True, display_id=True)
+                else:
+                    self.handle.update({"text/plain": self._line()}, raw=True)
+            except ImportError:
+                sys.stderr.write("\r" + self._line()[:100].ljust(100))
+                sys.stderr.flush()
+                self.handle = self.handle or "stderr"
+
+    def close(self) -> None:
+        with self.lock:
+            self.timer.cancel()
+            if self.handle == "stderr":
+                sys.stderr.write("\r" + " " * 100 + "\r")
+            elif self.handle is not None:
+                self.handle.update({"text/plain": f"dldiy: done in {time.monotonic() - self.started:.1f} s"},
+                                   raw=True)
+            self.handle = False
+
+
+def _show_pictures(report: Any) -> None:
+    """The checks' pictures as inline PNGs (IPython display); nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    from dldiy.graders.plots import pictures
+
+    try:
+        drawn = pictures(report.checks)
+    except ImportError as e:  # matplotlib missing: the table already said everything
+        print(f"(no pictures: {e})")
+        return
+    for _name, _title, png in drawn:
+        display(Image(data=png, format="png"))
 
 
 def _kernel_inputs() -> list[str]:

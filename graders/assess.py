@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .exercise import Check, Exercise
 from .judge import Report, judge, tasks_for
-from .runner import run_child
+from .runner import Task, run_child
 from .sandbox import Limits
 from .submission import locate
 
@@ -19,34 +19,52 @@ def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
            hidden_seeds: tuple[int, ...] = (), expected: dict[str, dict[str, Any]] | None = None,
            cwd: Path | None = None, preexec: Callable[[], None] | None = None,
            limits: Limits | None = None, server: ForkServer | None = None,
-           extra_seeds: tuple[int, ...] = ()) -> Report:
+           extra_seeds: tuple[int, ...] = (),
+           on_progress: Callable[[int, int, Task | None], None] | None = None) -> Report:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
     `limits`, forked from `server` when one is given (graders/runner.py's run_child). `extra_seeds`
-    (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values."""
+    (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values.
+    `on_progress(done, total, running)` is called as each (check, seed) result arrives, with the task
+    that runs next (None after the last): for a progress line."""
     entry = locate(Path(path), exercise.entry)
     if cwd is None:
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
     seeds = list(dict.fromkeys(list(exercise.seeds) + list(extra_seeds) + list(hidden_seeds)))
-    outcome = run_child(exercise, entry, tasks_for(exercise, checks, seeds, tuple(hidden_seeds)), cwd=cwd, preexec=preexec,
-                        limits=limits, server=server)
+    tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
+    outcome = run_child(exercise, entry, tasks, cwd=cwd, preexec=preexec, limits=limits, server=server,
+                        on_result=_progress_hook(tasks, on_progress))
     return judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                  frozenset(hidden_seeds))
 
 
+def _progress_hook(tasks: list[Task], on_progress) -> Callable[[Task], None] | None:
+    """Tasks run in order: after the k-th result, task k runs (its result arrives next)."""
+    if on_progress is None:
+        return None
+    done = [0]
+
+    def hook(_task: Task) -> None:
+        done[0] += 1
+        on_progress(done[0], len(tasks), tasks[done[0]] if done[0] < len(tasks) else None)
+    return hook
+
+
 def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...] | None = None,
                       checks: list[Check] | None = None, *, limits: Limits | None = None,
-                      server: ForkServer | None = None, hidden: tuple[int, ...] = ()
+                      server: ForkServer | None = None, hidden: tuple[int, ...] = (),
+                      on_progress: Callable[[int, int, Task | None], None] | None = None,
                       ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The reference's measurements for the checks that compare against it: {check: {seed: m}}.
     Returns them with the problems met (a reference that errors is the instructor's to fix).
     `hidden`: the grading run's hidden seeds (checks with seeds of their own run at the first too)."""
     needing = [c for c in (checks or exercise.checks) if c.needs_reference]
     seeds = tuple(seeds or exercise.seeds)
-    outcome = run_child(exercise, locate(reference, exercise.entry), tasks_for(exercise, needing, list(seeds), hidden),
-                        cwd=reference, limits=limits, server=server)
+    tasks = tasks_for(exercise, needing, list(seeds), hidden)
+    outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits,
+                        server=server, on_result=_progress_hook(tasks, on_progress))
     expected: dict[str, dict[str, Any]] = {}
     problems = [f"reference: {outcome.load_error}"] if outcome.load_error else []
     for (check, seed), result in outcome.results.items():

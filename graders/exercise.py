@@ -78,7 +78,9 @@ class Check:
 
     @property
     def needs_reference(self) -> bool:
-        return bool(check_kind(self.kind).NEEDS_REFERENCE)
+        # `record_reference = true` in a check's spec: its reference measurement is recorded too, for
+        # pictures (the reference's loss curve, decision boundary or filters beside the student's).
+        return bool(check_kind(self.kind).NEEDS_REFERENCE) or bool(self.params.get("record_reference"))
 
 
 @dataclass(frozen=True)

@@ -69,22 +69,74 @@ def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
     return "\n".join(lines)
 
 
-def feedback_html(record: dict[str, Any], exercise_title: str) -> str:
+def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str | None = None,
+                  pictures: str = "failing") -> str:
+    """The student's feedback page, self-contained: the total, a table of the checks, then per check
+    its title, status, message (the judge's own: a hidden seed's values are already withheld), the
+    traceback of the student's own code, and the picture of what was measured (a PNG embedded as a
+    data URI, no external file); the lines not executed; which file was graded, when, by which dldiy.
+    Every piece of student text (names, messages, tracebacks, skipped lines) is escaped.
+
+    `pictures`: "failing" (default) draws the checks that did not pass, where a student looks and
+    where the picture explains something; drawing costs about 0.2 s a picture, which a class of 200
+    that passes would otherwise pay for nothing. "all" draws every check, "none" none."""
+    import base64
+    from datetime import datetime, timezone
+
+    from dldiy import __version__
+
     e = html.escape
     colour = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#cf222e", "skip": "#9a6700"}
+    when = graded_at or record.get("graded_at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    drawn: dict[str, tuple[str, bytes]] = {}
+    chosen = [c for c in record["checks"] if pictures == "all" or (pictures == "failing" and c["status"] != "pass")]
+    if chosen:
+        try:
+            from .plots import pictures as draw_pictures
+
+            drawn = {name: (title, png) for name, title, png in draw_pictures(chosen)}
+        except ImportError:  # matplotlib absent: the page says everything in words
+            drawn = {}
     rows = "".join(
-        f"<tr><td>{e(c['name'])}</td><td style='color:{colour[c['status']]}'>{STATUS_WORD[c['status']]}</td>"
-        f"<td>{c['points']:g}/{c['max_points']:g}</td><td><pre>{e(c['message'])}</pre>"
-        + (f"<pre>{e(c['details']['traceback'])}</pre>" if c["status"] == "error"
-           and "\n" in c["details"].get("traceback", "") else "") + "</td></tr>"
-        for c in record["checks"])
-    body = (f"<table><tr><th>check</th><th>status</th><th>points</th><th>message</th></tr>{rows}</table>"
-            if record["checks"] else f"<p>Your submission could not be graded: {e(record['error'])}</p>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(exercise_title)}</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;vertical-align:top}"
-            "table{border-collapse:collapse}pre{margin:0;white-space:pre-wrap}</style></head><body>"
-            f"<h1>{e(exercise_title)}</h1><p>Student: <code>{e(record['student'])}</code></p>"
-            f"<p><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}</body></html>\n")
+        f"<tr><td><a href='#check-{e(c['name'])}'>{e(c['name'])}</a></td><td>{e(c.get('title') or '')}</td>"
+        f"<td class='status' style='color:{colour[c['status']]}'>{STATUS_WORD[c['status']]}</td>"
+        f"<td class='points'>{c['points']:g}/{c['max_points']:g}</td></tr>" for c in record["checks"])
+    sections = []
+    for c in record["checks"]:
+        part = [f"<section id='check-{e(c['name'])}'><h2>{e(c['name'])}: "
+                f"<span style='color:{colour[c['status']]}'>{STATUS_WORD[c['status']]}</span> "
+                f"<small>({c['points']:g}/{c['max_points']:g})</small></h2>"]
+        if c.get("title"):
+            part.append(f"<p class='title'><i>{e(c['title'])}</i></p>")
+        part.append(f"<pre class='message'>{e(c['message'])}</pre>")
+        tb = (c.get("details") or {}).get("traceback", "")
+        if c["status"] == "error" and isinstance(tb, str) and "\n" in tb:
+            part.append(f"<p>Your code's traceback:</p><pre class='traceback'>{e(tb)}</pre>")
+        if c["name"] in drawn:
+            title, png = drawn[c["name"]]
+            part.append(f"<figure><img alt='{e(title)}' src='data:image/png;base64,"
+                        f"{base64.b64encode(png).decode('ascii')}'><figcaption>{e(title)}</figcaption></figure>")
+        sections.append("".join(part) + "</section>")
+    if record["checks"]:
+        body = (f"<table><tr><th>check</th><th>what it checks</th><th>status</th><th>points</th></tr>{rows}</table>"
+                + "".join(sections))
+    else:
+        body = f"<p class='error'>Your submission could not be graded: {e(record.get('error') or '')}</p>"
+    if record.get("skipped_lines"):
+        body += ("<p class='skipped'><b>Not executed (IPython magics and shell lines):</b> "
+                 + e("; ".join(record["skipped_lines"])) + "</p>")
+    graded = record.get("submission") or record["student"]
+    footer = (f"<footer>Graded file: <code>{e(str(graded))}</code> &middot; graded {e(when)} &middot; "
+              f"dldiy {e(__version__)}</footer>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(exercise_title)}: "
+            f"{e(record['student'])}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+            "table{border-collapse:collapse}pre{white-space:pre-wrap;background:#f6f8fa;padding:6px}"
+            "img{max-width:100%}footer{margin-top:2em;color:#555;font-size:90%}h2{font-size:1.15em}</style>"
+            f"</head><body><h1>{e(exercise_title)}</h1><p>Student: <code>{e(record['student'])}</code></p>"
+            f"<p class='total'><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}{footer}"
+            "</body></html>\n")
 
 
 def file_stem(student: str) -> str:
@@ -152,14 +204,16 @@ def write_gradescope(out: Path, records: list[dict[str, Any]]) -> None:
 def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: list[dict[str, Any]],
                    checks: list[tuple[str, float]]) -> None:
     """Scores into COURSE_DIR/gradebook.db through nbgrader's own API, so `nbgrader export` shows them:
-    one auto-graded code cell `dldiy-<check>` per check in notebook `notebook` of `assignment`, and each
-    student's points as that cell's auto_score."""
+    one auto-graded code cell per check in notebook `notebook` of `assignment` (the assignment's notebook,
+    as `dldiy release --nbgrader` names it), and each student's points as that cell's auto_score. The
+    cells are named after the checks, as the grade cells of that notebook are (grade_id = the check's
+    name), so `nbgrader autograde` and this write into the same cells: one notebook, one maximum."""
     from nbgrader.api import Gradebook, Grade, MissingEntry
 
     with Gradebook(f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}") as gb:
         gb.update_or_create_assignment(assignment)
         gb.update_or_create_notebook(notebook, assignment)
-        cells = {name: gb.update_or_create_grade_cell(f"dldiy-{name}", notebook, assignment, max_score=points,
+        cells = {name: gb.update_or_create_grade_cell(name, notebook, assignment, max_score=points,
                                                       cell_type="code") for name, points in checks}
         for record in records:
             gb.update_or_create_student(record["student"])

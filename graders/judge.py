@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import check_kind
+from . import check_kind, plots
 from .exercise import Check, Exercise
 from .runner import Outcome, Task
 from .verdict import Verdict
@@ -85,7 +85,14 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
         verdicts = [(seed, _judge_one(check, seed, r, expected.get(check.name, {}).get(str(seed))))
                     for seed, r in per_seed]
-        results.append(_combine(check, verdicts, hidden))
+        result = _combine(check, verdicts, hidden)
+        seed = result.details.get("seed")  # absent when the worst seed is hidden: nothing is drawn
+        if seed is not None and seed not in hidden:
+            data = plots.plot_data(check.kind, outcome.results.get((check.name, seed), {}).get("measurement"),
+                                   expected.get(check.name, {}).get(str(seed)))
+            if data is not None:
+                result.details["plot"] = _finite(data)
+        results.append(result)
     return Report(exercise.id, submission, results, outcome.load_error, outcome.skipped, outcome.output,
                   outcome.duration_s, outcome.sandbox)
 

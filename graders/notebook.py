@@ -17,6 +17,7 @@ written with nbformat here (instructor side only; the child reads them with json
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -28,8 +29,11 @@ class SolutionRegionError(ValueError):
     """A BEGIN without an END, or nested regions: the source notebook is malformed."""
 
 
-def strip_solutions(source: str) -> tuple[str, bool]:
-    """`source` with each solution region replaced by the stub; and whether there was a region."""
+def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
+    """`source` with each solution region replaced by the stub; and whether there was a region.
+
+    With `exercise_id`, the stub names the task, as the templates do: inside `def loss(X, y, w):` it
+    raises NotImplementedError("exercise-1: implement loss(X, y, w)") (a method: "Class.method")."""
     out, inside, found = [], False, False
     for line in source.split("\n"):
         if BEGIN in line:
@@ -37,7 +41,9 @@ def strip_solutions(source: str) -> tuple[str, bool]:
                 raise SolutionRegionError(f"nested {BEGIN!r} in:\n{source}")
             inside = found = True
             indent = re.match(r"\s*", line).group(0)
-            out += [indent + stub for stub in STUB]
+            task = _enclosing_task(out) if exercise_id else None
+            stub = STUB if task is None else (STUB[0], f"raise NotImplementedError({json.dumps(exercise_id + ': implement ' + task)})")
+            out += [indent + s for s in stub]
         elif END in line:
             if not inside:
                 raise SolutionRegionError(f"{END!r} without {BEGIN!r} in:\n{source}")
@@ -47,6 +53,26 @@ def strip_solutions(source: str) -> tuple[str, bool]:
     if inside:
         raise SolutionRegionError(f"{BEGIN!r} without {END!r} in:\n{source}")
     return "\n".join(out), found
+
+
+_DEF = re.compile(r"^(\s*)def (\w+)\((.*)\)\s*(->.*)?:\s*$")
+_CLASS = re.compile(r"^(\s*)class (\w+)")
+
+
+def _enclosing_task(lines: list[str]) -> str | None:
+    """'name(args)' of the function the next line belongs to, or 'Class.method'; None if unknown."""
+    for i in range(len(lines) - 1, -1, -1):
+        m = _DEF.match(lines[i])
+        if m:
+            indent, name, args = m.group(1), m.group(2), m.group(3)
+            for j in range(i - 1, -1, -1):
+                c = _CLASS.match(lines[j])
+                if c and len(c.group(1)) < len(indent):
+                    return f"{c.group(2)}.{name}"
+                if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) < len(indent) and not c:
+                    break
+            return f"{name}({args})" if not indent else name
+    return None
 
 
 def solution_code(source: str) -> str:
@@ -77,27 +103,44 @@ def without_outputs(nb):
     return nb
 
 
-def student_notebook(source_nb):
-    """The student's copy: solution regions stubbed, no outputs, no nbgrader metadata."""
+def student_notebook(source_nb, exercise_id: str = ""):
+    """The student's copy: solution regions stubbed (naming the task when `exercise_id` is given),
+    no outputs, no nbgrader metadata."""
     nb = without_outputs(source_nb)
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
         if cell.cell_type == "code":
-            cell.source, _ = strip_solutions(cell.source)
+            cell.source, _ = strip_solutions(cell.source, exercise_id)
     return nb
 
 
 def template_notebook(exercise):
-    """A notebook for an exercise that has no source notebook: its starting entry file as one cell
-    (for a bug-hunting exercise, the bugged code to fix), and a cell that checks it."""
+    """A notebook for an exercise that has no source notebook: its starting entry file, one cell per
+    top-level statement group (imports, each function or class), and a cell that checks it."""
     import nbformat.v4 as v4
 
     entry = exercise.template_dir / exercise.entry
     code = entry.read_text() if entry.is_file() else f"# write {exercise.entry} here\n"
-    return v4.new_notebook(cells=[v4.new_markdown_cell(f"# {exercise.id}: {exercise.title}\n\n{exercise.summary}"),
-                                  v4.new_code_cell(code.rstrip("\n"))],
-                           metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                    "language": "python"}})
+    cells = [v4.new_markdown_cell(f"# {exercise.id}: {exercise.title}\n\n{exercise.summary}")]
+    cells += [v4.new_code_cell(chunk) for chunk in _chunks(code)]
+    cells.append(v4.new_code_cell(check_call(exercise.id)))
+    return v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})
+
+
+def _chunks(code: str) -> list[str]:
+    """`code` cut before each top-level def/class (with its decorators and comments): one cell each."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return [code.rstrip("\n")]
+    lines = code.split("\n")
+    starts = sorted({min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])]) - 1
+                     for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))})
+    cuts = [0] + [s for s in starts if s > 0] + [len(lines)]
+    return [c for c in ("\n".join(lines[a:b]).strip("\n") for a, b in zip(cuts, cuts[1:])) if c]
 
 
 def check_call(exercise_id: str) -> str:
@@ -105,8 +148,10 @@ def check_call(exercise_id: str) -> str:
 
 
 def is_check_cell(cell) -> bool:
-    """The source notebook's own `check(...)` cell, replaced by nbgrader's grade cells."""
-    return cell.cell_type == "code" and "from dldiy import check" in cell.source
+    """The source notebook's own `check(...)` cells (one after each part), replaced by nbgrader's
+    grade cells: a cell that imports dldiy's check or calls it."""
+    return cell.cell_type == "code" and ("from dldiy import check" in cell.source
+                                         or re.search(r"^\s*(\w+\s*=\s*)?check\(", cell.source, re.M) is not None)
 
 
 def nbgrader_notebook(source_nb, exercise):
@@ -127,7 +172,9 @@ def nbgrader_notebook(source_nb, exercise):
         else:
             cell.metadata.pop("nbgrader", None)
         cells.append(cell)
-    run = v4.new_code_cell(f'from dldiy import check\n_dldiy_result = check("{exercise.id}")')
+    # A bug hunt's work is the project in the assignment folder, not this notebook's definitions.
+    where = ', path="."' if exercise.start == "bugged" else ""
+    run = v4.new_code_cell(f'from dldiy import check\n_dldiy_result = check("{exercise.id}"{where})')
     run.metadata["nbgrader"] = _meta("dldiy-run-checks", locked=True)
     cells += [v4.new_markdown_cell("## Autograder: dldiy's checks (do not edit)"), run]
     for c in exercise.checks:

@@ -98,14 +98,16 @@ class _CappedDrain(threading.Thread):
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
               preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
               output_cap: int | None = None, limits: Limits | None = None,
-              server: "ForkServer | None" = None, load_only: bool = False) -> Outcome:
+              server: "ForkServer | None" = None, load_only: bool = False,
+              on_result: Callable[[Task], None] | None = None) -> Outcome:
     """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
 
     `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
     alone, into a fresh working directory that is the child's cwd; the original is never touched.
     Each child is confined by `limits` (graders/sandbox.py; default `Limits()`). With `server` (a
     running graders.forkserver.ForkServer) children are forked from a warm process that has already
-    imported torch, instead of starting a fresh interpreter."""
+    imported torch, instead of starting a fresh interpreter. `on_result(task)` is called as each task's
+    result (or error) arrives, for progress displays."""
     if server is not None and preexec is not None:
         raise ValueError("preexec cannot run in a fork server's child; give one or the other")
     limits = limits or exercise.limits()
@@ -122,7 +124,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
                        limits, server)
         while pending:
             progressed = _one_child(exercise, work_entry, pending, outcome, work, preexec, startup_timeout,
-                                    output_cap, outputs, limits, server)
+                                    output_cap, outputs, limits, server, on_result)
             if outcome.load_error is not None or not progressed:
                 break
     finally:
@@ -215,7 +217,7 @@ def _interpreter_paths() -> tuple[Path, ...]:
 
 
 def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs,
-               limits, server) -> bool:
+               limits, server, on_result=None) -> bool:
     """Start one child for `pending` (consumed in place); False if it made no progress at all."""
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
@@ -255,6 +257,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                     outcome.load_error = f"the submission did not finish loading within {startup_timeout:g} s"
                 else:
                     task = pending.pop(0)
+                    _notify(on_result, task)
                     outcome.results[(task.check, task.seed)] = {"error": {
                         "kind": "timeout", "traceback": "",
                         "message": f"did not finish within {timeout:g} s {where} (an endless loop, or far too slow?)"}}
@@ -268,6 +271,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                                          "does it call sys.exit() or os._exit() at import?"
                 else:
                     task = pending.pop(0)
+                    _notify(on_result, task)
                     outcome.results[(task.check, task.seed)] = {"error": {
                         "kind": "died", "traceback": "",
                         "message": f"the process exited ({why}) during this check: "
@@ -296,7 +300,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 key = (message.get("check"), message.get("seed"))
                 if key != (pending[0].check, pending[0].seed):
                     continue  # out of order: not something our child sends; ignore it
-                pending.pop(0)
+                _notify(on_result, pending.pop(0))
                 outcome.results[key] = {k: message[k] for k in ("measurement", "error") if k in message}
                 progressed = True
                 if pending:
@@ -309,6 +313,15 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
         os.close(read_fd)
         drain.join(timeout=5)
         outputs.append(drain.text())
+
+
+def _notify(on_result: Callable[[Task], None] | None, task: Task) -> None:
+    """The progress hook: a display's error must never cost a grade."""
+    if on_result is not None:
+        try:
+            on_result(task)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _death(code: int | None, limits: Limits) -> str:

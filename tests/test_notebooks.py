@@ -29,7 +29,7 @@ def fill(student_nb: dict, reference: str) -> dict:
     filled = 0
     for cell in nb["cells"]:
         source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "raise NotImplementedError()" in source:
+        if cell["cell_type"] == "code" and "raise NotImplementedError(" in source:  # nbgrader's stub, or ours
             names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
             cell["source"] = "\n\n".join(functions[name] for name in names)
             filled += 1
@@ -88,6 +88,35 @@ def test_the_unfilled_student_notebook_loads_and_names_what_to_implement(student
     assert report["load_error"] is None and report["checks"][0]["status"] == "error"
     assert "NotImplementedError" in report["checks"][0]["message"]
     assert result.returncode == 2
+
+
+@pytest.mark.parametrize("exercise_id, check", [
+    ("exercise-2", "gradcheck"), ("exercise-4", "torch-agreement"), ("exercise-5", "gradcheck-linear"),
+    ("exercise-6", "gd"), ("exercise-7", "predict-boundary"), ("exercise-8", "pool-agreement"),
+    ("exercise-9", "clipping")])
+def test_every_unfilled_student_notebook_runs_its_check_cells_and_names_the_task(exercise_id, check, tmp_path):
+    """Each exercise's student notebook, as released, loads in the grading child with its check()
+    cells (which must not grade there, nor fail), and the check names what to implement."""
+    out = tmp_path / "bundle"
+    assert run_dldiy("release", str(out), "-e", exercise_id).returncode == 0
+    result = run_dldiy("check", exercise_id, str(out / exercise_id / f"{exercise_id}.ipynb"), "--only", check, "--json")
+    report = json.loads(result.stdout)
+    assert report["load_error"] is None, report["load_error"]
+    (only,) = report["checks"]
+    assert only["status"] == "error" and f"{exercise_id}: implement " in only["message"], only["message"]
+
+
+def test_check_returns_a_usable_result_inside_the_grading_child(tmp_path):
+    """A notebook printing check(...).score and calling .require(...) (nbgrader's locked cells) is graded
+    by the parent: in the child, check() neither grades again nor breaks the notebook."""
+    nb = code_notebook(REFERENCE.read_text(),
+                       'from dldiy import check\nresult = check("exercise-1", "gradcheck")\nprint(result.score, result)',
+                       'result.require("gradcheck")\nresult.require("first-loss")\nassert result.status("gradcheck")')
+    result = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "work.ipynb", nb)), "--only", "gradcheck",
+                       "--json")
+    report = json.loads(result.stdout)
+    assert report["load_error"] is None and report["checks"][0]["status"] == "pass", result.stdout + result.stderr
+    assert result.returncode == 0
 
 
 def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
@@ -162,6 +191,12 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
     assert "fail" in text and "Hint:" in text and "Total: 0/3" in text
     html, text = shown(nb.cells[4])
     assert "<pre" in html and "pass" in text and "Total: 3/3" in text
+    # The picture of what gradcheck measured, inline; and the progress line, updated in place, ends done.
+    for cell in (nb.cells[2], nb.cells[4]):
+        assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 1
+        progress = [o["data"]["text/plain"] for o in cell.outputs
+                    if o.get("data", {}).get("text/plain", "").startswith("dldiy: ")]
+        assert len(progress) == 1 and progress[0].startswith("dldiy: done in "), progress
     (first, second) = json.loads(nb.cells[5].outputs[0]["text"])
     assert first[1] == "fail" and second[1] == "pass"
     # Same messages as the command line on the same (bugged) code.

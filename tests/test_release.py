@@ -4,11 +4,14 @@ reference; nbgrader's own generate_assignment and autograde run on `release --nb
 from __future__ import annotations
 
 import ast
+import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,9 +33,19 @@ def bundle(tmp_path_factory) -> Path:
 # -- an independent leak scan (not the one `release` runs on itself) ---------------------------------
 
 def template_lines() -> set[str]:
-    """Every line of every exercise's template, whitespace removed: handed out to students, so public."""
-    return {"".join(t.split()) for f in (REPO / "exercises").glob("*/template/**/*") if f.is_file()
-            for t in f.read_text().splitlines()}
+    """Every line handed out to students, whitespace removed, so public: every exercise's template,
+    and every source notebook's code outside its solution regions (scaffolding)."""
+    lines = {"".join(t.split()) for f in (REPO / "exercises").glob("*/template/**/*") if f.is_file()
+             for t in f.read_text().splitlines()}
+    for source in (REPO / "reference").glob("*/source.ipynb"):
+        for cell in json.loads(source.read_text())["cells"]:
+            inside = False
+            for line in "".join(cell["source"]).splitlines():
+                if "### BEGIN SOLUTION" in line or "### END SOLUTION" in line:
+                    inside = "BEGIN" in line
+                elif not inside:
+                    lines.add("".join(line.split()))
+    return lines
 
 
 def reference_code_lines() -> dict[str, str]:
@@ -75,6 +88,12 @@ def bundle_text(bundle: Path) -> list[tuple[str, str]]:
     for path in sorted(bundle.rglob("*")):
         if not path.is_file():
             continue
+        if path.suffix == ".whl":  # what a student reads in it (the graders' code: tests/test_packaging.py)
+            with zipfile.ZipFile(path) as z:
+                text = "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist()
+                                 if (not n.endswith(".py") or "/template/" in n) and ".dist-info/" not in n)
+            out.append((str(path.relative_to(bundle)), "".join(text.split())))
+            continue
         text = path.read_text()
         if path.suffix == ".ipynb":
             cells = json.loads(text)["cells"]
@@ -93,16 +112,62 @@ def scan(bundle: Path) -> list[str]:
 def test_the_bundle_holds_the_student_files_and_no_line_of_any_reference(bundle):
     files = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
     assert {"README.md", "exercise-1/logreg.py", "exercise-1/exercise-1.ipynb", "exercise-1/expected.json"} <= set(files)
+    assert {f"exercise-{k}/exercise-{k}.ipynb" for k in range(1, 10)} <= set(files)  # a notebook for every exercise
     assert not any(part in ("reference", "buggy") or part == "source.ipynb"
                    for f in files for part in Path(f).parts)
     assert (bundle / "exercise-1" / "expected.json").read_text() == \
         (REPO / "exercises" / "exercise-1" / "expected.json").read_text()
     student = json.loads((bundle / "exercise-1" / "exercise-1.ipynb").read_text())
-    stubs = sum("raise NotImplementedError()" in "".join(c["source"]) for c in student["cells"]
-                if c["cell_type"] == "code")
-    assert stubs == 4
+    stubs = [line.strip() for c in student["cells"] if c["cell_type"] == "code"
+             for line in "".join(c["source"]).splitlines() if "NotImplementedError" in line]
+    assert stubs == ['raise NotImplementedError("exercise-1: implement add_bias(X)")',
+                     'raise NotImplementedError("exercise-1: implement loss(X, y, w)")',
+                     'raise NotImplementedError("exercise-1: implement gradient(X, y, w)")',
+                     'raise NotImplementedError("exercise-1: implement train(X, y, w0, lr, steps)")']
     assert len(reference_code_lines()) >= 13  # the scan looks at real code, not at nothing
     assert scan(bundle) == []
+
+
+def test_every_student_notebook_is_for_students(bundle):
+    """The maths in Markdown, stubs that name the task, a check() cell after each part, no solution,
+    no nbgrader metadata and no outputs; every cell its own cell (never a file pasted into one)."""
+    for k in (1, 2, 4, 5, 6, 7, 8, 9):
+        nb = json.loads((bundle / f"exercise-{k}" / f"exercise-{k}.ipynb").read_text())
+        code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+        markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "$" in markdown and markdown.count("## ") >= 2, f"exercise-{k}: no maths, or no parts"
+        stubs = re.findall(r'raise NotImplementedError\("exercise-(\d): implement (\S+)', "\n".join(code))
+        assert stubs and all(n == str(k) for n, _ in stubs), f"exercise-{k}: {stubs}"
+        checks = [i for i, c in enumerate(code) if re.search(r'^check\("exercise-%d"' % k, c, re.M)]
+        assert len(checks) >= 3 and checks[-1] == len(code) - 1  # after the parts, and all at the end
+        assert "### BEGIN SOLUTION" not in json.dumps(nb)
+        assert all(not c.get("outputs") and "nbgrader" not in c["metadata"] for c in nb["cells"])
+        assert max(source.count("\ndef ") + source.startswith("def ") for source in code) <= 2
+    driver = json.loads((bundle / "exercise-3" / "exercise-3.ipynb").read_text())
+    sources = "\n".join("".join(c["source"]) for c in driver["cells"])
+    assert 'check("exercise-3", path=PROJECT)' in sources and "fresh_project()" in sources
+
+
+def test_the_bundle_carries_an_installable_wheel_and_says_how_to_install_it_offline(bundle, tmp_path):
+    (wheel,) = (bundle / "wheels").glob("dldiy-*.whl")
+    readme = (bundle / "README.md").read_text()
+    assert f"pip install --no-deps wheels/{wheel.name}" in readme
+    assert "pip install --no-index --find-links wheels/ dldiy" in readme
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    assert not (target / "reference").exists() and not list(target.rglob("source.ipynb"))
+    code = ("import dldiy, sys; from dldiy.cli.release import leaks; print(dldiy.__file__)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**_env(), "PYTHONPATH": str(target)})
+    assert run.stdout.strip().startswith(str(target)), run.stderr
+    nb = json.loads((bundle / "exercise-1" / "exercise-1.ipynb").read_text())
+    work = tmp_path / "work.ipynb"
+    work.write_text(json.dumps(fill(nb, REFERENCE.read_text())))
+    run = subprocess.run([sys.executable, "-m", "dldiy.cli", "check", "exercise-1", str(work), "--only", "gradcheck"],
+                         cwd=tmp_path, capture_output=True, text=True, env={**_env(), "PYTHONPATH": str(target)},
+                         timeout=300)
+    assert run.returncode == 0 and "Total: 3/3" in run.stdout, run.stdout + run.stderr
 
 
 def test_the_scan_finds_a_planted_reference_line(bundle, tmp_path):
@@ -114,6 +179,52 @@ def test_the_scan_finds_a_planted_reference_line(bundle, tmp_path):
     from dldiy.cli.release import leaks
 
     assert len(leaks(planted)) == 1 and leaks(bundle) == []
+    # In a notebook: found in a code cell as the reader sees it, even where the JSON escapes it.
+    nb_path = planted / "exercise-5" / "exercise-5.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["cells"][3]["source"] = "def helper(x):\n    return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))\n"
+    nb_path.write_text(json.dumps(nb, indent=1))
+    raw = [line.strip() for line in nb_path.read_text().splitlines()]
+    assert "return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))" not in raw  # a raw-JSON scan misses it
+    hits = leaks(planted)
+    assert len(hits) == 2 and hits[0].startswith("exercise-1/logreg.py") and hits[1].startswith(
+        "exercise-5/exercise-5.ipynb: 'return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))' (from reference/exercise-5/")
+
+
+def test_scaffolding_another_exercises_reference_also_holds_does_not_block_the_release(tmp_path):
+    """Exercise B's notebook hands out a training loop (scaffolding) that exercise A's reference also
+    holds: public by the instructor's choice. The solution lines of both stay secret."""
+    import nbformat.v4 as v4
+
+    from dldiy.cli.release import leaks
+    from dldiy.graders import notebook
+
+    root = tmp_path / "course"
+    loop = "    for step in range(steps):"
+    (root / "reference" / "a").mkdir(parents=True)
+    (root / "reference" / "a" / "a.py").write_text(f"def fit(w, steps):\n{loop}\n        w = w - 0.1 * w\n    return w\n")
+    (root / "reference" / "b").mkdir(parents=True)
+    nb = v4.new_notebook(cells=[v4.new_code_cell(
+        f"def run(model, steps):\n{loop}\n        ### BEGIN SOLUTION\n        model.secret_update_rule()\n"
+        "        ### END SOLUTION\n")])
+    notebook.write(nb, root / "reference" / "b" / "source.ipynb")
+    bundle = tmp_path / "bundle"
+    notebook.write(notebook.student_notebook(nb, "b"), bundle / "b" / "b.ipynb")
+    assert leaks(bundle, root) == []
+    (bundle / "b" / "notes.py").write_text("        model.secret_update_rule()\n        w = w - 0.1 * w\n")
+    assert [h.split(" (from ")[1] for h in leaks(bundle, root)] == ["reference/b/source.ipynb:4)",
+                                                                     "reference/a/a.py:3)"]
+
+
+def test_a_template_only_exercise_gets_one_cell_per_definition(tmp_path):
+    """Without a source notebook, the template becomes cells, never one cell of pasted code."""
+    from dldiy.graders import notebook
+    from dldiy.graders.exercise import load_exercise
+
+    nb = notebook.template_notebook(load_exercise("exercise-6"))
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code[0].startswith('"""') or code[0].startswith("import")
+    assert sum(c.lstrip().startswith("class ") for c in code) == 6 and code[-1].endswith('check("exercise-6")')
 
 
 def test_release_refuses_to_write_a_bundle_with_reference_code(tmp_path):
@@ -168,63 +279,147 @@ def test_a_bug_hunting_exercise_ships_its_bugged_code_but_not_the_fix(tmp_path, 
     assert len(leaks(tmp_path / "out", root)) == 1  # ... and finds the fix line
 
 
-def test_the_source_notebook_is_the_reference(tmp_path):
-    """No drift: every function of the source notebook (solution regions included) has the same code
-    as reference/exercise-1/logreg.py's (docstrings aside), and every reference function is in it."""
+def _without_docstrings(node: ast.AST) -> ast.AST:
+    for n in ast.walk(node):
+        body = getattr(n, "body", None)
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n) is not None:
+            n.body = body[1:] or [ast.Pass()]
+    return node
+
+
+def definitions(source: str) -> dict[str, str]:
+    """Top-level functions, classes (with every method) and assignments, docstrings aside."""
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out[node.name] = ast.dump(_without_docstrings(node))
+        elif isinstance(node, ast.Assign):
+            out[ast.unparse(node.targets[0])] = ast.dump(node)
+    return out
+
+
+@pytest.mark.parametrize("exercise_id", ["exercise-1", "exercise-2", "exercise-4", "exercise-5", "exercise-6",
+                                         "exercise-7", "exercise-8", "exercise-9"])
+def test_the_source_notebook_is_the_reference(exercise_id):
+    """No drift: every function, class and constant of the source notebook (solution regions
+    included) has the reference file's code (docstrings aside), and every reference definition is in it."""
     from dldiy.graders import notebook
+    from dldiy.graders.exercise import load_exercise
 
-    def functions(source: str) -> dict[str, str]:
-        out = {}
-        for node in ast.parse(source).body:
-            if isinstance(node, ast.FunctionDef):
-                if ast.get_docstring(node) is not None:
-                    node.body = node.body[1:]
-                out[node.name] = ast.dump(node)
-        return out
-
-    nb = notebook.read(SOURCE_NB)
+    entry = load_exercise(exercise_id).entry
+    nb = notebook.read(REPO / "reference" / exercise_id / "source.ipynb")
     code = "\n".join(notebook.solution_code(c.source) for c in nb.cells
                      if c.cell_type == "code" and not notebook.is_check_cell(c))
-    assert functions(code) == functions(REFERENCE.read_text())
+    assert definitions(code) == definitions((REPO / "reference" / exercise_id / entry).read_text())
     # And the stripped cells keep every signature the spec lists.
-    student = notebook.student_notebook(nb)
+    student = notebook.student_notebook(nb, exercise_id)
     stripped = "\n".join(c.source for c in student.cells if c.cell_type == "code")
-    for name in ("loss", "gradient", "train"):
-        assert f"def {name}(" in stripped
+    for name in load_exercise(exercise_id).api:
+        assert re.search(rf"(def|class) {name}\b", stripped), name
 
 
-def test_nbgrader_generate_assignment_and_autograde_round_trip(tmp_path):
-    """release --nbgrader -> nbgrader generate_assignment -> two submissions -> nbgrader autograde ->
-    scores per check read back from nbgrader's gradebook."""
+def _venv_path() -> dict:
+    """The environment with this interpreter's bin/ on PATH: nbgrader runs `alembic` from PATH when it
+    creates a gradebook, as it finds it in an activated virtual environment."""
+    import os
+
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    run = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
+                         cwd=course, capture_output=True, text=True, timeout=400, env=_venv_path())
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
+def test_nbgrader_end_to_end_on_notebooks(tmp_path):
+    """release --nbgrader -> nbgrader generate_assignment -> two submitted notebooks (the solution and a
+    sign bug) -> nbgrader autograde AND dldiy grade --nbgrader: the same scores in the same cells of
+    ONE notebook per assignment (maximum 10), which nbgrader export shows."""
     course = tmp_path / "course"
-    result = run_dldiy("release", "--nbgrader", str(course), "-e", "exercise-1")
+    result = run_dldiy("release", "--nbgrader", str(course), "-e", "exercise-1", "-e", "exercise-3")
     assert result.returncode == 0, result.stderr
+    assert [line.split()[-1] for line in result.stdout.splitlines() if line.strip().startswith("wrote")] == [
+        str(course / "source" / "exercise-1"), str(course / "source" / "exercise-3"), str(course / "nbgrader_config.py")]
+    assert sorted(p.name for p in (course / "source").iterdir()) == ["exercise-1", "exercise-3"]
+    assert "get_config()" in (course / "nbgrader_config.py").read_text()
     source = json.loads((course / "source" / "exercise-1" / "exercise-1.ipynb").read_text())
     grade_cells = {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"]
                    for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
     assert grade_cells == {"gradcheck": 3, "first-loss": 3, "convergence": 2, "stability": 1, "placement": 0.5,
                            "parity": 0.5}
+    # Cell by cell: solution cells marked, the handout's cells kept apart, no check() of the student's left.
+    solutions = [c for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
+    assert len(solutions) == 4 and all("### BEGIN SOLUTION" in "".join(c["source"]) for c in solutions)
+    assert sum('check("exercise-1"' in "".join(c["source"]) for c in source["cells"]) == 1  # the locked one
+    driver = json.loads((course / "source" / "exercise-3" / "exercise-3.ipynb").read_text())
+    assert any('check("exercise-3", path=".")' in "".join(c["source"]) for c in driver["cells"])
 
-    def nbgrader(*args: str) -> None:
-        run = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
-                             cwd=course, capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stdout + run.stderr
-
-    nbgrader("generate_assignment", "exercise-1")
+    generated = _nbgrader(course, "generate_assignment", "exercise-1")
+    assert "nbgrader_config.py" not in generated.stderr  # no "no config file found" warning
     released = json.loads((course / "release" / "exercise-1" / "exercise-1.ipynb").read_text())
     assert "### BEGIN SOLUTION" not in json.dumps(released)
     for student, code in (("alice", REFERENCE.read_text()), ("bob", REFERENCE.read_text().replace(*SIGN_BUG))):
         target = course / "submitted" / student / "exercise-1" / "exercise-1.ipynb"
         target.parent.mkdir(parents=True)
         target.write_text(json.dumps(fill(released, code)))
-    nbgrader("autograde", "exercise-1")
+    _nbgrader(course, "autograde", "exercise-1")
 
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        scores = {(student, grade.name): grade.auto_score for student in ("alice", "bob")
-                  for grade in gb.find_submission_notebook("exercise-1", "exercise-1", student).grades}
+    def gradebook() -> tuple[dict, dict]:
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            notebooks = {nb.name: nb.max_score for nb in gb.find_assignment("exercise-1").notebooks}
+            scores = {(student, grade.name): grade.auto_score for student in ("alice", "bob")
+                      for grade in gb.find_submission_notebook("exercise-1", "exercise-1", student).grades}
+        return notebooks, scores
+
+    notebooks, scores = gradebook()
+    assert notebooks == {"exercise-1": 10.0}
     gpu = scores[("alice", "parity")] == 0.5
-    assert {cell: scores[("alice", cell)] for cell in grade_cells} == dict(grade_cells, parity=0.5 if gpu else 0.0)
-    assert scores[("bob", "gradcheck")] == 0.0 and scores[("bob", "first-loss")] == 3.0  # one bug, one deduction
-    assert scores[("bob", "stability")] == 1.0  # the loss itself is right
+    want = {**{("alice", c): p for c, p in grade_cells.items()}, ("alice", "parity"): 0.5 if gpu else 0.0,
+            ("bob", "gradcheck"): 0.0, ("bob", "first-loss"): 3.0, ("bob", "convergence"): 2.0,
+            ("bob", "stability"): 1.0, ("bob", "placement"): 0.5, ("bob", "parity"): 0.5 if gpu else 0.0}
+    assert scores == want
+
+    # dldiy grade on the same submitted notebooks: the locked cells call check(...).require(...) inside
+    # the grading child, which must run through; its scores land in the very same cells.
+    (course / "gradebook.db").rename(tmp_path / "autograded.db")
+    graded = run_dldiy("grade", "exercise-1", str(course), "--out", str(tmp_path / "grades"), "--nbgrader",
+                       str(course), "--hidden", "0", "--jobs", "2", env=_venv_path())
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert "error" not in (tmp_path / "grades" / "gradebook.csv").read_text().split("\n", 1)[1]
+    assert gradebook() == ({"exercise-1": 10.0}, want)
+    (tmp_path / "autograded.db").replace(course / "gradebook.db")  # both writers, one gradebook
+    graded = run_dldiy("grade", "exercise-1", str(course), "--out", str(tmp_path / "grades"), "--nbgrader",
+                       str(course), "--hidden", "0", "--regrade", env=_venv_path())
+    assert graded.returncode == 0 and gradebook() == ({"exercise-1": 10.0}, want)
+
+    _nbgrader(course, "export")
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())
+            if r["assignment"] == "exercise-1"}
+    assert {s: (float(r["score"]), float(r["max_score"])) for s, r in rows.items()} == {
+        "alice": (9.5 + (0.5 if gpu else 0.0), 10.0), "bob": (6.5 + (0.5 if gpu else 0.0), 10.0)}  # one bug, one deduction
+
+
+def test_a_template_notebook_is_read_as_a_notebook_never_pasted_as_json(tmp_path, monkeypatch):
+    """An exercise whose template is itself a notebook (and no source notebook): release --nbgrader
+    keeps its cells, one by one."""
+    import nbformat.v4 as v4
+
+    from dldiy.cli.release import source_notebook
+    from dldiy.graders import notebook
+    from dldiy.graders.exercise import load_exercise_dir
+
+    root = tmp_path / "course"
+    folder = root / "exercises" / "nb"
+    (folder / "template").mkdir(parents=True)
+    (folder / "spec.toml").write_text('id = "nb"\ntitle = "T"\nentry = "work.ipynb"\n[[checks]]\n'
+                                      'name = "convergence"\nkind = "convergence"\npoints = 1\n')
+    notebook.write(v4.new_notebook(cells=[v4.new_markdown_cell("# Maths"), v4.new_code_cell("def f(x):\n    return x")]),
+                   folder / "template" / "work.ipynb")
+    (root / "reference" / "nb").mkdir(parents=True)
+    monkeypatch.setenv("DLDIY_COURSE", str(root))
+    nb = source_notebook(load_exercise_dir(folder))
+    assert [c.source for c in nb.cells] == ["# Maths", "def f(x):\n    return x"]

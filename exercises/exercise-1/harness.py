@@ -159,7 +159,8 @@ def convergence(sub, seed, p):
     # Accuracy by the spec's convention x~ = [x, -1], computed here rather than by the submission.
     scores = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype)], 1) @ w.detach().to(X.dtype)
     accuracy = ((scores >= 0).long() == y).double().mean().item()
-    return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+    return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)],
+            "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": y.tolist(), "bias": -1.0}}
 
 
 def _extreme(seed, n, d, scale):

@@ -100,7 +100,8 @@ def separating_margin(Z, iterations=300):
 def _termination(sub, X, t, epochs):
     w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs, keep=False)
     return {"converged": mistakes[-1] == 0, "errors": _errors(X, t, w), "n": len(t),
-            "updates": sum(mistakes), "epochs": len(mistakes), "budget": epochs}
+            "updates": sum(mistakes), "epochs": len(mistakes), "budget": epochs,
+            "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": ((t + 1) // 2).tolist(), "bias": 1.0}}
 
 
 @keeps_rules

@@ -1,0 +1,134 @@
+"""`dldiy grade`'s HTML feedback: complete (titles, not-executed lines, graded file, date, version,
+pictures), student text escaped, hidden values withheld; and rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from dldiy import __version__
+from dldiy.graders.export import feedback_html, feedback_markdown
+
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
+
+
+def synthetic_record() -> dict:
+    """A record as the batch writes it, with student text everywhere it can reach."""
+    return {
+        "student": f"eve{HOSTILE}", "submission": f"/class/eve/{HOSTILE}.ipynb", "status": "fail",
+        "score": 3.0, "max_score": 10.0, "error": "", "output": "", "duration_s": 1.0,
+        "skipped_lines": ["cell 1, line 1: %matplotlib inline", f"cell 2, line 3: !{HOSTILE}"],
+        "checks": [
+            {"name": "gradcheck", "kind": "gradcheck", "title": "hand gradient vs central finite differences",
+             "status": "pass", "points": 3.0, "max_points": 3.0, "message": "max rel. error 1e-10 (seeds 1, 42, 2019)",
+             "details": {"seed": 1, "plot": {"gradcheck": [{"name": "w", "analytic": [0.1, 0.2, -0.3],
+                                                            "numeric": [0.1, 0.2, -0.3]}]}}},
+            {"name": "first-loss", "kind": "first_loss", "title": "first loss and losses at steps 1, 2",
+             "status": "fail", "points": 0.0, "max_points": 3.0, "details": {},
+             "message": "fails at a hidden seed (values withheld); it passes the public seeds, so check what "
+                        "your code assumes about the data or hard-codes"},
+            {"name": "convergence", "kind": "convergence", "title": ">= 99% accuracy in 100 steps",
+             "status": "error", "points": 0.0, "max_points": 4.0, "message": f"cell 3 raised {HOSTILE}",
+             "details": {"traceback": f'File "work.ipynb[cell 3]", line 2\n    {HOSTILE}\nValueError'}},
+        ],
+    }
+
+
+def test_the_page_has_what_the_markdown_has_and_more():
+    record = synthetic_record()
+    page = feedback_html(record, "Exercise 1: logistic regression", graded_at="2026-11-25 16:00 UTC",
+                         pictures="all")
+    markdown = feedback_markdown(record, "Exercise 1: logistic regression")
+    for c in record["checks"]:  # titles, which the Markdown has, and every check's own section
+        assert html.escape(c["title"]) in page and c["title"] in markdown
+        assert f"id='check-{c['name']}'" in page
+    assert "Not executed (IPython magics and shell lines)" in page and "%matplotlib inline" in page
+    assert "graded 2026-11-25 16:00 UTC" in page and f"dldiy {__version__}" in page
+    assert "Graded file: <code>/class/eve/" in page
+    assert "values withheld" in page
+    assert page.count("data:image/png;base64,iVBORw0KGgo") == 1  # gradcheck's picture, embedded
+    assert "Your code's traceback" in page
+    # By default only the checks that did not pass get a picture (drawing costs time per student).
+    assert "data:image/png" not in feedback_html(record, "Exercise 1", graded_at="today")
+
+
+def test_every_piece_of_student_text_is_escaped():
+    page = feedback_html(synthetic_record(), "Exercise 1", graded_at="today")
+    assert "<script" not in page and "<img src=x" not in page and "onerror=alert(1)>" not in page
+    assert page.count(html.escape(HOSTILE)) == 6  # name, title, file, message, traceback, skipped line
+
+
+def test_an_ungradable_submission_gets_a_page_too():
+    record = dict(synthetic_record(), checks=[], error=f"submission refused: {HOSTILE}", skipped_lines=[])
+    page = feedback_html(record, "Exercise 1", graded_at="today")
+    assert "could not be graded: submission refused: &lt;script&gt;" in page and "<script" not in page
+
+
+# -- in a real browser -------------------------------------------------------------------------------
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("chromium is not installed here (Debian: apt-get install -y chromium); "
+                    ".ci/run installs it so CI runs this test")
+    return found
+
+
+def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def graded_page(tmp_path_factory) -> Path:
+    """The feedback page of a real graded submission (the gradient-sign bug, as a notebook with a shell
+    line), through the batch's own grade_one with a hidden seed."""
+    import json
+
+    from dldiy.graders.batch import batch_expectations, grade_one
+    from dldiy.graders.exercise import load_exercise
+
+    folder = tmp_path_factory.mktemp("feedback")
+    code = (REPO / "buggy" / "exercise-1" / "gradient-sign" / "logreg.py").read_text()
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
+         "source": f"!echo '{HOSTILE}'\n" + code}]}
+    (folder / "work.ipynb").write_text(json.dumps(notebook))
+    exercise = load_exercise("exercise-1")
+    checks = [c.name for c in exercise.checks]
+    record = grade_one(str(exercise.folder), "bob", str(folder / "work.ipynb"), None, checks, (4242,),
+                       batch_expectations(exercise, (4242,), checks))
+    page = folder / "bob.html"
+    page.write_text(feedback_html(record, exercise.title, graded_at="2026-11-25 16:00 UTC"), encoding="utf-8")
+    return page
+
+
+def test_a_real_browser_renders_the_feedback_page(graded_page, tmp_path):
+    shot = tmp_path / "feedback.png"
+    run = browse(graded_page, tmp_path / "profile-1", "--hide-scrollbars", "--window-size=1100,2400",
+                 f"--screenshot={shot}")
+    assert shot.is_file(), run.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1100, 2400)
+    assert len(png) > 50_000  # a page with text and three pictures, not a blank one
+
+    dom = browse(graded_page, tmp_path / "profile-2", "--dump-dom").stdout
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())
+    assert "Total: 1.5/10" in text
+    assert "gradcheck: FAIL (0/3)" in text and "hand gradient vs central finite differences (float64)" in text
+    assert "a sign error" in text
+    assert "Not executed (IPython magics and shell lines): cell 1, line 1: !echo" in text
+    assert f"dldiy {__version__}" in text and "graded 2026-11-25 16:00 UTC" in text
+    assert "Graded file: " in text and "work.ipynb" in text
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom)) == 3  # gradcheck, first-loss, convergence
+    assert "<script" not in dom.split("<body", 1)[1]  # the student's text stayed text
+    assert "pwned" not in re.search(r"<title>(.*?)</title>", dom).group(1)

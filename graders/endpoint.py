@@ -15,6 +15,7 @@ The harness side trusts nothing it decodes: every value is rebuilt from checked 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import socket
 import types
@@ -91,6 +92,7 @@ class Endpoint:
         self.mirrors: dict[int, _Mirror] = {}
         self._by_object: dict[int, int] = {}  # id(tensor) -> mirror id
         self.objects: dict[int, Any] = {}  # handles this side gave out (student side)
+        self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
         self._release: list[int] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
@@ -295,11 +297,15 @@ class Endpoint:
         if self.side == "harness":
             if isinstance(value, RemoteHandle):
                 return {"$": "handle", "id": value._id}
-            if callable(value):
-                cid = self.new_id()
-                self.callbacks[cid] = value
+            cid = self.new_id()
+            self.callbacks[cid] = value
+            if isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+                                  functools.partial)):
                 return {"$": "callback", "id": cid}
-            raise wire.WireError(f"cannot send a {type(value).__name__} to the submission")
+            # a class or an object of the harness's (a correct model swapped in): used by handle there
+            return {"$": "hobj", "id": cid, "callable": callable(value), "type": _type_name(value)}
+        if isinstance(value, HarnessProxy):
+            return {"$": "hobj", "id": object.__getattribute__(value, "_id")}
         hid = self.new_id()
         self.objects[hid] = value
         name = getattr(value, "__name__", None)
@@ -388,6 +394,15 @@ class Endpoint:
             return self.decode_handle(value)
         if tag == "callback":
             return self.decode_callback(value)
+        if tag == "hobj":
+            hid = value.get("id")
+            if self.side == "harness":
+                if hid not in self.callbacks:
+                    raise wire.WireError("a handle the harness never lent")
+                return self.callbacks[hid]
+            if not isinstance(hid, int):
+                raise wire.WireError("a malformed harness handle")
+            return HarnessProxy(self, hid, bool(value.get("callable")), str(value.get("type", "object")))
         if tag == "local" and self.side == "student":
             return Local.build(self, value, buffers, depth)
         raise wire.WireError(f"an unknown value tag {tag!r}")
@@ -421,17 +436,31 @@ class Endpoint:
         cid = value.get("id")
 
         def callback(*args, **kwargs):
-            import torch
-
-            # the harness runs it in the grad mode the student's code called it in (a closure under
-            # enable_grad calls backward; the harness may be inside a no-grad bridge at that moment)
-            return self.request({"op": "callback", "id": cid, "grad_mode": torch.is_grad_enabled()},
-                                args=args, kwargs=kwargs)
+            return call_harness(self, cid, args, kwargs)
 
         callback.__name__ = callback.__qualname__ = "harness_function"
         return callback
 
     # ---- messages -------------------------------------------------------------------------------------------
+
+    def _serve_callback(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
+        """Run a function the harness lent to the student's code, in the caller's grad mode (a
+        closure under enable_grad calls backward; this side may be inside a no-grad bridge)."""
+        import torch
+
+        from . import bridge
+
+        fn = self.callbacks.get(header.get("id"))
+        if fn is None or not callable(fn):
+            raise wire.WireError("a call to a function the harness never lent")
+        args = self.decode(header.get("args", []), buffers)
+        kwargs = self.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
+        if "grad" in header:
+            inputs = bridge.inputs_for(self, header["grad"])
+            with torch.enable_grad():
+                return bridge.tracked(self, fn(*args, **kwargs), inputs)
+        with torch.set_grad_enabled(header.get("grad_mode") is not False):
+            return fn(*args, **kwargs)
 
     def send(self, header: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         buffers = buffers if buffers is not None else []
@@ -448,6 +477,7 @@ class Endpoint:
             for mid in released:
                 if isinstance(mid, int):
                     self.objects.pop(mid, None)
+                    self.graphs.pop(mid, None)
                     m = self.mirrors.pop(mid, None)
                     if m is not None:
                         t = m.tensor()
@@ -483,16 +513,18 @@ class Endpoint:
         """Answer one request of the peer with a reply frame (value or error)."""
         reply_buffers: list[bytes] = []
         try:
-            if header.get("op") == "callback" and self.side == "harness":
-                fn = self.callbacks.get(header.get("id"))
-                if fn is None:
-                    raise wire.WireError("a call to a function the harness never lent")
-                import torch
+            op = header.get("op")
+            if op == "callback" and self.side == "harness":
+                result = self._serve_callback(header, buffers)
+            elif op == "hgetattr" and self.side == "harness":
+                obj, name = self.callbacks.get(header.get("id")), header.get("name")
+                if obj is None or not isinstance(name, str) or name.startswith("__"):
+                    raise wire.WireError("an attribute of something the harness never lent")
+                result = getattr(obj, name)
+            elif op == "backward" and self.side == "harness":
+                from . import bridge
 
-                args = self.decode(header.get("args", []), buffers)
-                kwargs = self.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
-                with torch.set_grad_enabled(header.get("grad_mode") is not False):
-                    result = fn(*args, **kwargs)
+                result = bridge.backward_reply(self, header, buffers)
             elif self.handler is not None:
                 result = self.handler(header, buffers)
             else:
@@ -538,6 +570,45 @@ class Local:
             cls._modules[path] = load_module_from(Path(path), f"_dldiy_local_{len(cls._modules)}")
         args = endpoint.decode(value.get("args", []), buffers, depth + 1)
         return getattr(cls._modules[path], name)(*args)
+
+
+def call_harness(endpoint: "Endpoint", cid: int, args: tuple, kwargs: dict) -> Any:
+    """The student's code calls something the harness lent: differentiable through bridge.py."""
+    import torch
+
+    from . import bridge
+
+    def send(grad: list[int] | None) -> Any:
+        header: dict[str, Any] = {"op": "callback", "id": cid, "grad_mode": torch.is_grad_enabled()}
+        if grad is not None:
+            header["grad"] = grad
+        return endpoint.request(header, args=args, kwargs=kwargs)
+
+    return bridge.call(endpoint, send, (args, kwargs))
+
+
+class HarnessProxy:
+    """In the student's process: a class or object the harness lent (a correct model swapped in for
+    the student's). Calling it, or a method of it, runs in the harness; values come back as data."""
+
+    __slots__ = ("_endpoint", "_id", "_callable", "_type")
+
+    def __init__(self, endpoint: "Endpoint", hid: int, is_callable: bool, type_name: str):
+        for k, v in (("_endpoint", endpoint), ("_id", hid), ("_callable", is_callable), ("_type", type_name)):
+            object.__setattr__(self, k, v)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        endpoint = object.__getattribute__(self, "_endpoint")
+        return endpoint.request({"op": "hgetattr", "id": object.__getattribute__(self, "_id"), "name": name})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return call_harness(object.__getattribute__(self, "_endpoint"), object.__getattribute__(self, "_id"),
+                            args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<the grader's {object.__getattribute__(self, '_type')}>"
 
 
 class _Reply(Exception):

@@ -3,7 +3,7 @@
 `RemoteSubmission` has the interface harnesses always used (`sub.get(name)`, `sub.call(name, ...)`,
 `sub.replaced(name, fn)`), but every call runs in the student's confined process. Autograd crosses
 the boundary: when a call's inputs (or any tensor the student's process holds a mirror of) require
-grad, the call becomes one node of the harness's graph (`_Bridge`), whose backward asks the student's
+grad, the call becomes one node of the harness's graph (graders/bridge.py), whose backward asks the student's
 process for the vector-Jacobian product through its own graph. So `torch.autograd.grad(out, x)` on a
 remote output computes what it always did, and only numbers ever cross.
 """
@@ -47,50 +47,21 @@ def remote_getattr(endpoint: Endpoint, target: Any, name: str) -> Any:
 
 
 def _tensors_in(value: Any, out: list) -> None:
-    import torch
+    from .bridge import tensors_in
 
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _tensors_in(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _tensors_in(v, out)
+    tensors_in(value, out)
 
 
 def remote_call(endpoint: Endpoint, target: Any, method: str | None, args: tuple, kwargs: dict) -> Any:
-    """Call `target` (a name or a handle), or its `method`, in the student's process."""
+    """Call `target` (a name or a handle), or its `method`, in the student's process (differentiable
+    through graders/bridge.py when its inputs, or tensors the student's process holds, require grad)."""
     import torch
 
+    from . import bridge
+
     header: dict[str, Any] = {"op": "call", "method": method, "grad_mode": torch.is_grad_enabled()}
-    grad_inputs = []
-    if torch.is_grad_enabled():
-        for t in _registered(endpoint, (args, kwargs)):
-            if t.requires_grad and t.dtype.is_floating_point:
-                grad_inputs.append(t)
-    if not grad_inputs:
-        return _plain_call(endpoint, header, target, args, kwargs)
-    call = _BridgedCall(endpoint, header, target, args, kwargs, grad_inputs)
-    flat = _Bridge.apply(call, *grad_inputs)
-    return call.rebuild(flat)
-
-
-def _registered(endpoint: Endpoint, args: Any) -> list:
-    """The tensors of `args` and every live tensor the student's process mirrors, deduplicated."""
-    found: list = []
-    _tensors_in(args, found)
-    for mid in list(endpoint.mirrors):
-        m = endpoint.mirrors.get(mid)
-        t = m.tensor() if m is not None else None
-        if t is not None:
-            found.append(t)
-    seen, unique = set(), []
-    for t in found:
-        if id(t) not in seen:
-            seen.add(id(t))
-            unique.append(t)
-    return unique
+    return bridge.call(endpoint, lambda grad: _plain_call(endpoint, header, target, args, kwargs, grad=grad),
+                       (args, kwargs))
 
 
 def _plain_call(endpoint: Endpoint, header: dict, target: Any, args: tuple, kwargs: dict,
@@ -102,119 +73,6 @@ def _plain_call(endpoint: Endpoint, header: dict, target: Any, args: tuple, kwar
         header["grad"] = grad
     endpoint.send(header, buffers)
     return endpoint.await_reply()
-
-
-class _GraphRef:
-    """The student's process keeps a call's graph until the harness lets go of its outputs."""
-
-    def __init__(self, endpoint: Endpoint, gid: int):
-        self.endpoint, self.gid = endpoint, gid
-
-    def __del__(self) -> None:
-        try:
-            self.endpoint._release.append(self.gid)
-        except Exception:  # noqa: BLE001
-            pass
-
-
-class _BridgedCall:
-    def __init__(self, endpoint, header, target, args, kwargs, grad_inputs):
-        self.endpoint, self.header, self.target = endpoint, header, target
-        self.args, self.kwargs, self.grad_inputs = args, kwargs, grad_inputs
-        self.structure: Any = None
-        self.graph: _GraphRef | None = None
-        self.differentiable: list[bool] = []
-
-    def run(self) -> list:
-        import torch
-
-        mids = [self.endpoint.mirror_id(t) for t in self.grad_inputs]
-        result = _plain_call(self.endpoint, self.header, self.target, self.args, self.kwargs, grad=mids)
-        if not (isinstance(result, dict) and set(result) == {"value", "graph", "differentiable"}):
-            raise RemoteError({"kind": "protocol", "message": "a malformed reply to a differentiable call"})
-        gid, diff = result["graph"], result["differentiable"]
-        self.graph = _GraphRef(self.endpoint, gid) if isinstance(gid, int) else None
-        flat: list = []
-        _tensors_in(result["value"], flat)
-        self.structure = result["value"]
-        self.differentiable = [bool(d) for d in diff] if isinstance(diff, list) else []
-        if len(self.differentiable) != len(flat):
-            self.differentiable = [False] * len(flat)
-        # fresh outputs: the harness's graph attaches to these, never to a tensor it already holds
-        self.outputs = [t.detach().clone() for t in flat]
-        self._originals = flat
-        return [t for t in self.outputs] or [torch.zeros(())]
-
-    def rebuild(self, flat: tuple) -> Any:
-        mapping = {id(orig): new for orig, new in zip(self._originals, flat)}
-
-        def walk(v):
-            import torch
-
-            if isinstance(v, torch.Tensor):
-                return mapping.get(id(v), v)
-            if isinstance(v, list):
-                return [walk(x) for x in v]
-            if isinstance(v, tuple):
-                return tuple(walk(x) for x in v)
-            if isinstance(v, dict):
-                return {k: walk(x) for k, x in v.items()}
-            return v
-
-        return walk(self.structure)
-
-    def backward(self, grads: tuple) -> list:
-        import torch
-
-        if self.graph is None:
-            return [None] * len(self.grad_inputs)
-        sent = [g if (d and g is not None) else None for g, d in zip(grads, self.differentiable)]
-        result = self.endpoint.request({"op": "backward", "graph": self.graph.gid}, value=sent)
-        if not isinstance(result, list) or len(result) != len(self.grad_inputs):
-            raise RemoteError({"kind": "protocol", "message": "a malformed reply to a backward pass"})
-        out = []
-        for g, x in zip(result, self.grad_inputs):
-            if g is None:
-                out.append(None)
-            elif not isinstance(g, torch.Tensor) or g.shape != x.shape:
-                raise RemoteError({"kind": "api", "message": (
-                    f"a backward pass returned a gradient of shape {tuple(getattr(g, 'shape', ()))} for an input "
-                    f"of shape {tuple(x.shape)}")})
-            else:
-                out.append(g.to(x.dtype))
-        return out
-
-
-def _make_bridge():
-    import torch
-
-    class _Bridge(torch.autograd.Function):
-        """One remote call as a node of the harness's autograd graph (see the module docstring)."""
-
-        @staticmethod
-        def forward(ctx, call: _BridgedCall, *inputs):  # type: ignore[override]
-            outputs = call.run()
-            ctx.call = call
-            ctx.mark_non_differentiable(*[o for o, d in zip(outputs, call.differentiable) if not d])
-            return tuple(outputs)
-
-        @staticmethod
-        def backward(ctx, *grads):  # type: ignore[override]
-            return (None, *ctx.call.backward(grads))
-
-    return _Bridge
-
-
-class _LazyBridge:
-    _cls = None
-
-    def apply(self, *args):
-        if _LazyBridge._cls is None:
-            _LazyBridge._cls = _make_bridge()
-        return _LazyBridge._cls.apply(*args)
-
-
-_Bridge = _LazyBridge()
 
 
 class RemoteSubmission:

@@ -24,34 +24,16 @@ from typing import Any
 from . import wire
 from .endpoint import Endpoint, error_reply
 
-GRAPHS_KEPT = 256  # differentiable calls whose graphs wait for a backward pass
-
 
 class ForbiddenCall(BaseException):
     """Raised into student code that calls a function the exercise forbids (BaseException: an
     `except Exception` in the submission does not swallow it)."""
 
 
-def flat_tensors(value: Any, out: list) -> list:
-    """Tensors in a result, in the order both sides traverse it (lists, tuples, dict values)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            flat_tensors(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            flat_tensors(v, out)
-    return out
-
-
 class Server:
     def __init__(self, endpoint: Endpoint, loaded: Any, forbid: dict[str, list[str]]):
         self.endpoint, self.loaded, self.module = endpoint, loaded, loaded.module
         self.forbid = forbid
-        self.graphs: dict[int, tuple[list, list]] = {}
         self.origins: dict[int, str] = {}  # handle id -> the API name it came from
         self.active: list[str] = []  # API names being called (outermost first)
         self.violation: str | None = None
@@ -128,18 +110,9 @@ class Server:
         kwargs = self.endpoint.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise wire.WireError("malformed arguments")
-        grad = header.get("grad")
-        inputs = []
-        if isinstance(grad, list):
-            for mid in grad:
-                m = self.endpoint.mirrors.get(mid) if isinstance(mid, int) else None
-                t = m.tensor() if m is not None else None
-                if t is None:
-                    raise wire.WireError("a differentiable call on a tensor this side does not hold")
-                if not t.requires_grad and t.is_leaf and t.is_floating_point():
-                    t.requires_grad_(True)
-                inputs.append(t)
+        from . import bridge
 
+        inputs = bridge.inputs_for(self.endpoint, header.get("grad"))
         grad_mode = bool(inputs) or header.get("grad_mode", True) is not False
 
         def run():
@@ -158,34 +131,14 @@ class Server:
         result = self._student(run, origin)
         if not inputs:
             return _Remembered(result, origin)
-        outputs = flat_tensors(result, [])
-        differentiable = [bool(getattr(o, "requires_grad", False)) for o in outputs]
-        gid = self.endpoint.new_id()
-        self.graphs[gid] = (outputs, inputs)
-        while len(self.graphs) > GRAPHS_KEPT:
-            self.graphs.pop(next(iter(self.graphs)))
-        return {"value": _Remembered(result, origin), "graph": gid, "differentiable": differentiable}
+        reply = bridge.tracked(self.endpoint, result, inputs)
+        reply["value"] = _Remembered(result, origin)
+        return reply
 
     def _backward(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
-        import torch
+        from . import bridge
 
-        gid = header.get("graph")
-        if gid not in self.graphs:
-            raise error_reply("protocol", "the graph of that call is gone")
-        outputs, inputs = self.graphs[gid]
-        grads = self.endpoint.decode(header.get("value"), buffers)
-        if not isinstance(grads, list) or len(grads) != len(outputs):
-            raise wire.WireError("a backward pass with the wrong number of gradients")
-        pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
-        if not pairs:
-            return [None] * len(inputs)
-
-        def run():
-            with torch.enable_grad():
-                return list(torch.autograd.grad([o for o, _ in pairs], inputs, [g.to(o.dtype) for o, g in pairs],
-                                                allow_unused=True, retain_graph=True))
-
-        return self._student(run, None)
+        return bridge.backward_reply(self.endpoint, header, buffers, run=lambda f: self._student(f, None))
 
     def _student(self, fn, origin: str | None, missing: bool = False) -> Any:
         """Run student code; its exceptions become error replies naming the student's own frames."""

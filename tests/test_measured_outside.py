@@ -174,15 +174,8 @@ def test_a_peer_that_breaks_the_protocol_is_one_error_row(grade):
 
 
 def test_forbidden_functions_are_caught_statically_and_at_run_time(exercise, server, expected, tmp_path):
-    folder = tmp_path / "exercise-1"
-    shutil.copytree(exercise.folder, folder)
-    spec = (folder / "spec.toml").read_text()
-    spec = spec.replace('doc = "The gradient of loss(X, y, w) with respect to w, by hand."',
-                        'doc = "The gradient of loss(X, y, w) with respect to w, by hand."\n'
-                        'forbid = ["torch.autograd.grad"]')
-    (folder / "spec.toml").write_text(spec)
-    ex = load_exercise_dir(folder)
-    assert ex.api["gradient"].forbid == ("torch.autograd.grad",)
+    ex = exercise  # the spec forbids torch.autograd.grad in gradient() ("by hand")
+    assert "torch.autograd.grad" in ex.api["gradient"].forbid
     by_autograd = REFERENCE + textwrap.dedent("""
         def gradient(X, y, w):
             w = w.detach().clone().requires_grad_(True)
@@ -237,9 +230,11 @@ def test_the_students_process_never_holds_the_hidden_seeds(exercise, server, tmp
                             return True
             return False
 
-        _gradient = gradient
+        _gradient, _found = gradient, []
         def gradient(X, y, w):
-            if _seen():
+            if not _found:
+                _found.append(_seen())  # once: the scan is slow
+            if _found[0]:
                 return torch.full_like(w, 1e6)   # a visible mark: gradcheck fails
             return _gradient(X, y, w)
     """)

@@ -183,6 +183,7 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
     from .endpoint import RemoteError
     from .exercise import load_exercise_dir
     from .forbid import scan
+    from .invariants import Violation
     from .remote import RemoteSubmission
     from .submission import load_module_from
     from . import wire
@@ -248,6 +249,8 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
                               "message": e.message, "traceback": e.traceback}
         except ApiError as e:
             reply["error"] = {"kind": "api", "message": str(e), "traceback": ""}
+        except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails
+            reply["measurement"] = {"violation": str(v)}
         except Exception as e:  # noqa: BLE001 - a value the harness could not use
             reply["error"] = {"kind": "api", "traceback": "", "message": (
                 f"the harness could not use what the submission returned ({type(e).__name__}: "

@@ -251,7 +251,9 @@ class Endpoint:
             m = self.mirrors[mid]
             out: dict[str, Any] = {"$": "tensor", "id": mid, "rg": bool(value.requires_grad)}
             state = self._fingerprint(value)
-            if state != m.state or m.state is None:
+            # The student's side always sends the data: the harness may have let go of its copy of a
+            # mirror (its release is still on the way), and must never be left without the values.
+            if state != m.state or m.state is None or self.side == "student":
                 out.update(self._tensor_value(value, buffers))
                 out["id"], out["rg"] = mid, bool(value.requires_grad)
                 m.state = state

@@ -110,9 +110,11 @@ class RemoteSubmission:
         entry = self.exercise.api.get(name)
         if entry is not None and not getattr(entry, "mutates", False):
             changed = _changed_arguments(self.endpoint, args, kwargs)
-            if changed:
-                raise ApiError(f"{name}() modified its argument {changed[0]} in place; it must leave its inputs "
-                               "unchanged (work on a copy: x = x.clone())")
+            if changed:  # a rule broken: a failure of the check, in words (graders/invariants.py)
+                from .invariants import Violation
+
+                raise Violation(f"{name}() modified its argument {changed[0]} in place: the caller's tensor must "
+                                "be left as it was (work on a copy: x = x.clone())")
         return check_result(self.exercise, name, result, args, dims)
 
     def local(self, factory: Callable[..., Any], *args: Any) -> Local:

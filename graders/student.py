@@ -18,6 +18,7 @@ import faulthandler
 import os
 import signal
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
     """The student process's whole life: confine, guard, load, answer until the harness hangs up."""
     import socket
 
-    from .submission import SubmissionError, load
+    from .submission import Loaded, SubmissionError, load
 
     sock = socket.socket(fileno=sock_fd)
     endpoint = StudentEndpoint(sock, "student")
@@ -297,7 +298,9 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
         skip_dynamo_in_optimizers()  # a fresh student process: as its forked siblings
     except Exception:  # noqa: BLE001
         pass
-    server = Server(endpoint, _Pending(Path(request["entry"]).resolve()), request.get("forbid") or {})
+    entry = Path(request["entry"]).resolve()
+    # until it is loaded, a Loaded without a module tells the guards which frames are the student's
+    server = Server(endpoint, Loaded(types.ModuleType("pending"), entry, entry.parent), request.get("forbid") or {})
     server.install_guards()  # before the submission's imports bind the names
     try:
         loaded = load(Path(request["entry"]), request.get("load"))
@@ -313,21 +316,6 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
         except (wire.PeerGone, wire.WireError, OSError):
             return
         endpoint.serve(header, buffers)
-
-
-class _Pending:
-    """Stands in for the loaded submission while it loads, so the guards know the student's frames."""
-
-    def __init__(self, path: Path):
-        self.path, self.root, self.module, self.skipped = path, path.parent, None, []
-
-    def is_student_file(self, filename: str) -> bool:
-        if filename.startswith(str(self.path) + "[cell"):
-            return True
-        try:
-            return Path(filename).resolve().is_relative_to(self.root)
-        except (OSError, ValueError):
-            return False
 
 
 def start(request: dict[str, Any], fresh: bool = False) -> tuple[int, Any, int]:

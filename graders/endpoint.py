@@ -338,14 +338,16 @@ class Endpoint:
                 self._receive_grad(known, value, buffers)
                 return known
             fresh = self._plain_tensor(value, buffers)
-            if known is not None:  # the peer's copy changed: update ours in place
+            if known is not None:  # the peer sent its copy: update ours in place where it differs
                 with torch.no_grad():
-                    if fresh.shape == known.shape and fresh.dtype == known.dtype and known.device.type != "meta":
-                        known.copy_(fresh)
-                    else:
+                    same = (fresh.shape == known.shape and fresh.dtype == known.dtype and known.device.type != "meta")
+                    if not same:
                         known.data = fresh
+                        self.changed_data.add(mid)
+                    elif not torch.equal(torch.Tensor.detach(known), fresh.to(known.device)):
+                        known.copy_(fresh)  # (equal values are left alone: no version bump under a graph)
+                        self.changed_data.add(mid)
                 m.state = self._fingerprint(known)
-                self.changed_data.add(mid)
                 self._receive_grad(known, value, buffers)
                 return known
             if value.get("rg") and fresh.is_floating_point():

@@ -28,6 +28,9 @@ from . import wire
 # The student side compares a tensor's bytes to see if it changed (version counters miss `p.data.sub_`);
 # above this many elements it trusts version counter and storage pointer only.
 BYTE_COMPARE_LIMIT = 1 << 17
+# The harness side compares small tensors' bytes too (a fresh .grad can reuse a freed one's storage
+# and version number); large ones are data it does not change behind the student's back.
+HARNESS_BYTE_COMPARE_LIMIT = 1 << 12
 
 
 class RemoteError(Exception):
@@ -140,10 +143,13 @@ class Endpoint:
 
         if t is None:
             return None
+        obj = id(t)  # (a new tensor at a freed one's address, version 0, would pass for unchanged)
         t = torch.Tensor.detach(t)
-        quick = (t._version, t.data_ptr() if t.device.type != "meta" else 0, tuple(t.shape), t.dtype, t.device.type)
-        if self.compare_bytes and t.device.type != "meta" and t.numel() <= BYTE_COMPARE_LIMIT:
-            return quick[2:] + (wire.tensor_bytes(t)[2],)
+        quick = (t._version, t.data_ptr() if t.device.type != "meta" else 0, obj, tuple(t.shape), t.dtype,
+                 t.device.type)
+        limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
+        if t.device.type != "meta" and t.numel() <= limit:
+            return quick[3:] + (wire.tensor_bytes(t)[2],)
         return quick
 
     def _grad_of(self, t: Any) -> Any:

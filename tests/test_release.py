@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_dldiy
+from dldiy.graders.export import nbgrader_environ
 from test_notebooks import REFERENCE, SIGN_BUG, fill
 
 SOURCE_NB = REPO / "reference" / "exercise-1" / "source.ipynb"
@@ -207,7 +208,8 @@ def test_nbgrader_generate_assignment_and_autograde_round_trip(tmp_path):
 
     def nbgrader(*args: str) -> None:
         run = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
-                             cwd=course, capture_output=True, text=True, timeout=300)
+                             cwd=course, capture_output=True, text=True, timeout=300,
+                             env=nbgrader_environ())  # its alembic found without an activated venv
         assert run.returncode == 0, run.stdout + run.stderr
 
     nbgrader("generate_assignment", "exercise-1")

@@ -55,3 +55,23 @@ def test_grade_writes_the_nbgrader_gradebook_without_an_activated_venv(tmp_path)
         scores = {student: {g.name: g.auto_score for g in gb.find_submission_notebook("logreg", "exercise-1", student).grades}
                   for student in ("alice", "bob")}
     assert scores == {"alice": {"dldiy-first-loss": 3.0}, "bob": {"dldiy-first-loss": 0.0}}
+
+
+def readme_commands() -> dict[str, str]:
+    """The Quick start's two commands: the main job's and the tests'."""
+    text = (REPO / "README.md").read_text()
+    quick = text[text.index("## Quick start"):text.index("\n## ", text.index("## Quick start") + 1)]
+    blocks = [b.split("\n", 1)[1].strip() for b in quick.split("```")[1::2] if b.startswith("bash")]
+    assert len(blocks) == 2 and all("\n" not in b for b in blocks), blocks
+    return {"main": blocks[0], "tests": blocks[1]}
+
+
+def test_ci_runs_the_readmes_tests_command_word_for_word_in_a_bare_environment():
+    ci = (REPO / ".ci" / "run").read_text()
+    commands = readme_commands()
+    assert commands["tests"] in ci
+    assert commands["tests"].startswith(commands["main"].rsplit(" && ", 1)[0] + " && ")  # the same set-up
+    assert "pip install torch==2.13.0" in commands["tests"]  # pinned: never an unpinned, CUDA-pulling torch
+    run_line = next(line for line in ci.splitlines() if line.lstrip().startswith("env -i "))
+    assert 'PATH="$only_python:/usr/bin:/bin"' in run_line and "PYTHONNOUSERSITE=1" in run_line
+    assert "$PATH" not in ci  # never the caller's PATH

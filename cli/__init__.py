@@ -81,6 +81,9 @@ def _guard_options(name: str, command: click.Command) -> click.Command:
                if cmd == name]
     if not guarded or command.callback is None:
         return command
+    unknown = [param for param, *_ in guarded if param not in {p.name for p in command.params}]
+    if unknown:  # a renamed parameter would silently drop the guard
+        raise RuntimeError(f"dldiy {name} has no parameter {', '.join(unknown)} (cli/__init__.py OPTION_EXTRAS)")
     body = command.callback
 
     def callback(**kwargs: Any) -> Any:
@@ -136,9 +139,7 @@ class _Group(click.Group):
             needed = extra_of(e)
             if needed is None:
                 raise
-            name = ctx.invoked_subcommand or "this command"
-            click.echo(f"dldiy: dldiy {name} needs the {needed} extra: pip install 'dldiy[{needed}]'", err=True)
-            sys.exit(2)
+            raise MissingExtra(f"dldiy {ctx.invoked_subcommand}", needed) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,11 +7,15 @@ already withholds the values, so nothing here can leak them.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
 import re
+import sys
+import sysconfig
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 STATUS_WORD = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skipped"}
 
@@ -201,6 +205,38 @@ def write_gradescope(out: Path, records: list[dict[str, Any]]) -> None:
         (out / "results.json").write_text(json.dumps(gradescope_results(records[0]), indent=1) + "\n")
 
 
+def tool_folders() -> list[str]:
+    """Where this interpreter's console scripts live (a venv's bin/, whether activated or not)."""
+    folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    return [f for i, f in enumerate(folders) if f and f not in folders[:i]]
+
+
+def nbgrader_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """`environ` (default: this process's) with this interpreter's scripts folder first on PATH.
+
+    nbgrader runs some of its tools by name through PATH (its Gradebook runs `alembic`), so
+    `.venv/bin/dldiy grade --nbgrader` without an activated venv would not find them. Pass the result
+    as `env=` to an nbgrader subprocess (`python -m nbgrader autograde ...`)."""
+    env = dict(os.environ if environ is None else environ)
+    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p not in tool_folders()]
+    env["PATH"] = os.pathsep.join(tool_folders() + rest)
+    return env
+
+
+@contextlib.contextmanager
+def nbgrader_tools() -> Iterator[None]:
+    """Within this block, nbgrader's API called in this process finds its tools (see nbgrader_environ)."""
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = nbgrader_environ()["PATH"]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
+
+
 def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: list[dict[str, Any]],
                    checks: list[tuple[str, float]]) -> None:
     """Scores into COURSE_DIR/gradebook.db through nbgrader's own API, so `nbgrader export` shows them:
@@ -210,7 +246,7 @@ def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: li
     name), so `nbgrader autograde` and this write into the same cells: one notebook, one maximum."""
     from nbgrader.api import Gradebook, Grade, MissingEntry
 
-    with Gradebook(f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}") as gb:
+    with nbgrader_tools(), Gradebook(f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}") as gb:
         gb.update_or_create_assignment(assignment)
         gb.update_or_create_notebook(notebook, assignment)
         cells = {name: gb.update_or_create_grade_cell(name, notebook, assignment, max_score=points,

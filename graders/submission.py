@@ -102,7 +102,10 @@ def load(path: Path, settings: dict | None = None) -> Loaded:
             _exec_notebook(path, loaded)
         else:
             source = path.read_bytes()
-            code = compile(source, str(path), "exec")
+            try:
+                code = compile(source, str(path), "exec")
+            except ValueError as e:  # null bytes: a ValueError on older 3.11 releases (Debian's 3.11.2), later a SyntaxError
+                raise SubmissionError(f"{_short(str(path), loaded)}: SyntaxError: {e}") from None
             sys.modules[module.__name__] = module
             exec(code, module.__dict__)
     except SubmissionError:

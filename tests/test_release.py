@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_dldiy
+from dldiy.graders.export import nbgrader_environ
 from test_notebooks import REFERENCE, SIGN_BUG, fill
 
 SOURCE_NB = REPO / "reference" / "exercise-1" / "source.ipynb"
@@ -328,7 +329,8 @@ def _venv_path() -> dict:
 
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     run = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
-                         cwd=course, capture_output=True, text=True, timeout=400, env=_venv_path())
+                         cwd=course, capture_output=True, text=True, timeout=400,
+                         env=nbgrader_environ())  # its alembic found without an activated venv
     assert run.returncode == 0, run.stdout + run.stderr
     return run
 

@@ -98,6 +98,7 @@ class Endpoint:
         self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
         self._release: list[int] = []
+        self._dead_mirrors: list[tuple[int, int]] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
@@ -132,9 +133,18 @@ class Endpoint:
         self._by_object[id(tensor)] = mid
 
     def _dead(self, mid: int, key: int) -> None:
-        if self._by_object.get(key) == mid:
-            del self._by_object[key]
-        self._forget(mid)
+        # Called by the garbage collector, at any moment (even while this side walks its tables):
+        # only note it; the tables change at the next send.
+        self._dead_mirrors.append((mid, key))
+
+    def _bury(self) -> None:
+        while self._dead_mirrors:
+            mid, key = self._dead_mirrors.pop()
+            if self._by_object.get(key) == mid:
+                del self._by_object[key]
+            m = self.mirrors.get(mid)
+            if m is not None and m.tensor() is None:
+                self._forget(mid)
 
     # ---- change tracking --------------------------------------------------------------------------------
 
@@ -474,6 +484,7 @@ class Endpoint:
 
     def send(self, header: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         buffers = buffers if buffers is not None else []
+        self._bury()
         header = dict(header, sync=self.collect_sync(buffers))
         if self._release:
             header["release"], self._release = self._release, []

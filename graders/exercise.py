@@ -43,6 +43,7 @@ class ApiEntry:
     doc: str = ""
     shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
     dtype: str | None = None  # "float" or "int"
+    forbid: tuple[str, ...] = ()  # what the spec rules out in this function ("by hand"): guarded in the child
 
 
 @dataclass(frozen=True)

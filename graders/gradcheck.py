@@ -82,6 +82,8 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     atol = float(check.params.get("atol", 1e-7))
     worst_overall = 0.0
     for b in measured["blocks"]:
+        if b.get("error"):  # the function raised on this block's configuration only
+            return Verdict.failed(f"{b['name']}: {b['error']}")
         a, n = as_array(b["analytic"]), as_array(b["numeric"])
         shape = b.get("shape") or [len(n)]
         if a.shape != n.shape:

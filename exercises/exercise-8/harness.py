@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.invariants import Watch
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
@@ -54,10 +55,38 @@ def _init_params(seed: int, channels: int, dtype=torch.float32, device="cpu") ->
             "fc_w": u((10, flat), flat), "fc_b": u((10,), flat)}
 
 
+# ---- the harness's own ops (torch's autograd, no F.conv2d: the spec forbids it in the code calling them) --
+
+def own_conv2d(x, weight, bias, stride=1, padding=0):
+    """The cross-correlation as a sum over kernel offsets of strided slices of the padded input."""
+    xp = F.pad(x, (padding,) * 4)
+    K, C, kh, kw = weight.shape
+    Ho, Wo = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
+    out = bias.reshape(1, K, 1, 1).expand(x.shape[0], K, Ho, Wo)
+    for u in range(kh):
+        for v in range(kw):
+            patch = xp[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride]
+            out = out + torch.einsum("nchw,kc->nkhw", patch, weight[:, :, u, v])
+    return out
+
+
+def own_max_pool2d(x):
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // 2, 2, W // 2, 2).amax(dim=(3, 5))
+
+
+def own_cnn_forward(params, x):
+    h = own_max_pool2d(torch.relu(own_conv2d(x, params["conv_w"], params["conv_b"], 1, 1)))
+    return h.flatten(1) @ params["fc_w"].t() + params["fc_b"]
+
+
 def _train(sub, seed, p, steps):
+    """train() judged on its own: the cnn_forward it calls is the harness's (a wrong conv2d costs the
+    conv checks, not train()'s)."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     params = _init_params(seed, p["channels"])
-    result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
+    with sub.replaced("cnn_forward", own_cnn_forward):
+        result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
     if not isinstance(result, tuple) or len(result) != 2:
         raise ApiError("train() must return (params, losses)")
     params, losses = result
@@ -88,12 +117,23 @@ def _with_grads(fn, inputs, cotangent):
     return out, torch.autograd.grad(out, inputs, cotangent, allow_unused=True)
 
 
-def _agreement(name, fn, target_fn, inputs, input_names, gen):
-    """Cases for fn's output and its gradients against torch's target_fn, on the same inputs."""
+def _strided(x):
+    """The same values in a non-contiguous layout (height and width transposed in memory)."""
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
+    """Cases for fn's output and its gradients against torch's target_fn, on the same inputs. A
+    configuration other than the first that raises is that configuration's failure, in words."""
     with torch.no_grad():
         cotangent = _tensor(gen, *target_fn(*inputs).shape)
     target, target_grads = _with_grads(target_fn, inputs, cotangent)
-    got, got_grads = _with_grads(fn, inputs, cotangent)
+    try:
+        got, got_grads = _with_grads(fn, inputs, cotangent)
+    except Exception as e:  # noqa: BLE001
+        if first:
+            raise
+        return [{"name": f"{name}: output", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
     cases = [_case(f"{name}: output", got, target)]
     for what, g, t in zip(input_names, got_grads, target_grads):
         if g is None:
@@ -106,18 +146,23 @@ def conv_agreement(sub, seed, p):
     """Output and the three gradients of the hand conv2d against F.conv2d, per configuration."""
     conv2d = sub.get("conv2d")
     cases = []
-    for N, C, H, W, K, kh, kw, stride, padding in p["grid"]:
+    strided = set(p.get("strided", []))
+    for i, (N, C, H, W, K, kh, kw, stride, padding) in enumerate(p["grid"]):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride {stride}, padding {padding}"
+        if i in strided:
+            inputs = (_strided(inputs[0]), _strided(inputs[1]), inputs[2])
+            config += ", non-contiguous x and weight"
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b, stride, padding),
                             lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
-                            inputs, ("x", "weight", "bias"), gen)
+                            inputs, ("x", "weight", "bias"), gen, first=i == 0)
     for N, C, H, W, K, kh, kw in p.get("defaults_grid", []):  # conv2d(x, weight, bias): the signature's defaults
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride and padding not given (defaults 1 and 0)"
-        cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen)
+        cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen,
+                            first=False)
     return {"cases": cases}
 
 
@@ -125,11 +170,37 @@ def pool_agreement(sub, seed, p):
     """Output and input gradient of the hand 2x2 max-pooling against F.max_pool2d(x, 2)."""
     max_pool2d = sub.get("max_pool2d")
     cases = []
-    for N, C, H, W in p["grid"]:
+    strided, negative = set(p.get("strided", [])), set(p.get("negative", []))
+    for i, (N, C, H, W) in enumerate(p["grid"]):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
-        cases += _agreement(f"x {N}x{C}x{H}x{W}", max_pool2d, lambda x: F.max_pool2d(x, 2),
-                            (_tensor(gen, N, C, H, W),), ("x",), gen)
-    return {"cases": cases}
+        x, config = _tensor(gen, N, C, H, W), f"x {N}x{C}x{H}x{W}"
+        if i in negative:  # a running max started at 0 never sees these
+            x, config = -x.abs() - 1, config + ", every entry negative"
+        if i in strided:
+            x, config = _strided(x), config + ", non-contiguous"
+        cases += _agreement(config, max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",), gen, first=i == 0)
+    return {"cases": cases + _ties(max_pool2d)}
+
+
+def _ties(max_pool2d):
+    """Every window holds its maximum twice: torch routes the gradient to one of them, another
+    routing is as right, so what is compared is what any right routing gives: each window passes on
+    its output's gradient (1) exactly once, and nothing to a non-maximum."""
+    x = torch.tensor([[3.0, 3.0, -1.0, 2.0], [1.0, 0.0, 2.0, -5.0], [0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 1.0, 4.0]],
+                     dtype=torch.float64).reshape(1, 1, 4, 4)
+    name = "x 1x1x4x4 with each window's maximum twice"
+    try:
+        xs = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(max_pool2d(xs), xs, torch.ones(1, 1, 2, 2, dtype=torch.float64))
+    except Exception as e:  # noqa: BLE001
+        return [{"name": f"{name}: gradient", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+    g = expect_tensor(g, f"{name}: gradient", shape=(1, 1, 4, 4)).detach().double().reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    windows = x.reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    off_max = (g * (windows != windows.amax(dim=1, keepdim=True))).abs().sum(dim=1)
+    return [{"name": f"{name}: gradient passed on by each window (once: 1)", "shape": [4], "values": g.sum(dim=1).tolist(),
+             "target": [1.0] * 4},
+            {"name": f"{name}: gradient sent to non-maxima, per window", "shape": [4], "values": off_max.tolist(),
+             "target": [0.0] * 4}]
 
 
 def gradcheck(sub, seed, p):
@@ -178,9 +249,11 @@ def first_loss(sub, seed, p):
 
 def convergence(sub, seed, p):
     params, losses, Xte, yte = _train(sub, seed, p, p["budget"])
-    with torch.no_grad():
-        logits = expect_tensor(sub.call("cnn_forward", params, Xte), "cnn_forward(params, X_test)",
-                               shape=(len(Xte), 10), dtype="float")
+    if not isinstance(params, dict) or set(params) != {"conv_w", "conv_b", "fc_w", "fc_b"}:
+        raise ApiError("train() must return (params, losses), params the dict it was given")
+    with torch.no_grad():  # the test accuracy, computed here (trusted) from the trained parameters
+        logits = own_cnn_forward({k: expect_tensor(v, f"train()'s params[{k!r}]", dtype="float").detach()
+                                  for k, v in params.items()}, Xte)
     accuracy = (logits.argmax(1) == yte).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
@@ -203,3 +276,105 @@ def placement(sub, seed, p):
 
 def parity(sub, seed, p):
     return measure_parity(_device_run(sub, seed))
+
+
+# ---- cnn_forward on its own, built from the student's ops ----------------------------------------------
+
+class _Recorder:
+    """The harness's op in place of the submission's, counting the calls and whether the loss's
+    gradient reached its output (so the op is on the loss's autograd graph, not a decoy beside it)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls, self.reached = fn, 0, 0
+        self.apply = self  # a Function-like object too: Conv2dFunction.apply(...) lands here
+
+    def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)
+        self.calls += 1
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(self._reached)
+        return out
+
+    def _reached(self, grad):
+        self.reached += 1
+
+
+def cnn_forward_probe(sub, seed, p):
+    """cnn_forward with the harness's conv and pooling standing in for the submission's (reached by
+    the names conv2d / Conv2dFunction and max_pool2d / MaxPool2dFunction): its logits and gradients
+    against the harness's CNN, and both ops called and on the loss's graph."""
+    X, y, _, _ = _digits_split(seed, p["n"])
+    X = X.double()
+    params = {k: v.detach().double().requires_grad_(True) for k, v in _init_params(seed, p["channels"]).items()}
+    conv = _Recorder(lambda x, w, b, stride=1, padding=0: own_conv2d(x, w, b, stride, padding))
+    pool = _Recorder(own_max_pool2d)
+    with sub.replaced("conv2d", conv), sub.replaced("Conv2dFunction", conv), \
+            sub.replaced("max_pool2d", pool), sub.replaced("MaxPool2dFunction", pool):
+        logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)", shape=(len(X), 10),
+                               dtype="float")
+        grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True) \
+            if logits.requires_grad else [None] * len(params)
+    cases = []
+    for op, names in ((conv, "conv2d"), (pool, "max_pool2d")):
+        name = f"cnn_forward uses your {names}"
+        if op.calls == 0:
+            cases.append({"name": name, "error": f"cnn_forward never called {names} (the CNN must be built from your "
+                                                 f"own {names}, called by that name, not torch's)"})
+        elif op.reached == 0:
+            cases.append({"name": name, "error": f"the output of {names} is not on the loss's autograd graph: "
+                                                 "the logits are computed some other way"})
+        else:
+            cases.append({"name": name, "shape": [1], "values": [1.0], "target": [1.0]})
+    own = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    target = own_cnn_forward(own, X)
+    target_grads = torch.autograd.grad(F.cross_entropy(target, y), list(own.values()))
+    cases.append({"name": "logits", "shape": list(target.shape), "values": logits.detach().double().reshape(-1).tolist(),
+                  "target": target.detach().reshape(-1).tolist()})
+    for name, g, t in zip(params, grads, target_grads):
+        if g is None:
+            cases.append({"name": f"gradient of {name}", "error": "no gradient reaches it from the logits"})
+            continue
+        cases.append({"name": f"gradient of {name}", "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
+                      "target": t.reshape(-1).tolist()})
+    return {"cases": cases}
+
+
+# ---- invariants -------------------------------------------------------------------------------------------
+
+def _contract(watch, where, fn, inputs, names):
+    """float32 in, float32 out and gradients; inputs untouched; backward's contract (a gradient per
+    input, None for stride and padding) kept."""
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = watch.call(where, fn, tuple(xs), names)
+    watch.dtype(where, out, inputs[0].dtype)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return None
+    try:
+        grads = torch.autograd.grad(out, xs, torch.ones_like(out), allow_unused=True)
+    except RuntimeError as e:
+        if "gradient" in str(e) and ("number of" in str(e) or "not a Tensor" in str(e) or "Variable" in str(e)):
+            watch.violation(where, f"backward breaks the autograd.Function contract: {str(e).splitlines()[0]} "
+                                   "(one gradient per input of forward, None for stride and padding)")
+        return None
+    for name, g in zip(names, grads):
+        watch.dtype(where, g, inputs[0].dtype, f"the gradient of {name}")
+    return grads
+
+
+def invariants(sub, seed, p):
+    gen, watch = torch.Generator().manual_seed(seed), Watch()
+    conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
+    for dtype in (torch.float32, torch.float64):
+        x, w, b = (_tensor(gen, *s).to(dtype) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,)))
+        _contract(watch, f"conv2d on a {str(dtype)[6:]} batch of 1 (x 1x2x5x6, stride 2, padding 1)",
+                  lambda x, w, b: conv2d(x, w, b, 2, 1), (x, w, b), ("x", "weight", "bias"))
+        _contract(watch, f"max_pool2d on a {str(dtype)[6:]} batch of 1 (x 1x2x4x6)", max_pool2d,
+                  (_tensor(gen, 1, 2, 4, 6).to(dtype),), ("x",))
+    Xtr, ytr, _, _ = _digits_split(seed, 24)
+    where = "train() (n=24, batch_size 8, 2 steps)"
+    with sub.replaced("cnn_forward", own_cnn_forward):
+        result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, 0.1, 2, 8),
+                            ("params", "X", "y"))
+    if isinstance(result, tuple) and len(result) == 2:
+        watch.no_graph(where, list(result[1]), "losses")
+    return watch.measurement()

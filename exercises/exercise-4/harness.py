@@ -238,6 +238,12 @@ def stability(sub, seed, p):
             {"name": f"norm of the difference of their cross_entropy gradients ({words})",
              "value": (ce_grad - ce_grad0).norm().item()},
         ]
+        # rows whose maxima differ widely: a shift by the maximum of the whole matrix underflows a row to 0/0
+        R = torch.stack([Z[0], Z[0] - 2 * M]) if M else Z
+        Q, Q0 = (expect_tensor(sub.get("softmax")(A.clone()), "softmax()", shape=(2, 4), finite=False).double()
+                 for A in (R, R - R.max(dim=1, keepdim=True).values))
+        cases.append({"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
+                      "value": (Q - Q0).abs().max().item()})
         for z, yb in bce_points:
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
                                   f"{(1 - yb) if z > 0 else -yb:g} ({words})",

@@ -276,19 +276,34 @@ def _edge_inputs(gen, shape, edge):
 
 
 def mlp_forward_probe(sub, seed, p):
+    """mlp_forward's logits (with the harness's layers in place of the submission's) and loss's value,
+    against the same network and loss in torch. A configuration other than the first that raises is
+    that configuration's failure, in words."""
     gen = torch.Generator().manual_seed(seed)
     forward, cases = sub.get("mlp_forward"), []
-    for n, sizes in p["family"]:
+    for i, (n, sizes) in enumerate(p["family"]):
         X = torch.randn(n, sizes[0], generator=gen, dtype=torch.float64)
-        params = harness_params(seed + len(cases), sizes)
+        params = harness_params(seed + i, sizes)
         for activation in ACTIVATIONS:
             name = f"logits, {activation}, sizes {sizes}, n={n}"
-            with own_layers(sub):
-                out = expect_tensor(forward(X.clone(), [q.clone() for q in params], activation), name,
-                                    shape=(n, sizes[-1]), dtype="float")
             target = _own_mlp_forward(X, params, activation)
+            try:
+                with own_layers(sub):
+                    out = expect_tensor(forward(X.clone(), [q.clone() for q in params], activation), name,
+                                        shape=(n, sizes[-1]), dtype="float")
+            except Exception as e:  # noqa: BLE001
+                if i == 0:
+                    raise
+                cases.append({"name": name, "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+                continue
             cases.append({"name": name, "shape": [n, sizes[-1]], "values": out.detach().double().reshape(-1).tolist(),
                           "target": target.reshape(-1).tolist()})
+    for n in p["loss_n"]:
+        z = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 2, (n,), generator=gen).double()
+        name = f"loss(logits {n}x1, y ({n},))"
+        value = expect_tensor(sub.call("loss", z.clone(), y.clone()), name, shape=(), dtype="float")
+        cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
     return {"cases": cases}
 
 

@@ -354,7 +354,8 @@ def invariants(sub, seed, p):
                   ("X", "W", "b"))
         for cls in ACTIVATIONS.values():
             Function = sub.get(cls)
-            x = 0.2 + torch.rand(3, 4, generator=gen, dtype=dtype)  # away from ReLU's kink
+            # |x| >= 0.6, both signs: away from ReLU's kink even after the +0.5 of _contract
+            x = (0.6 + torch.rand(3, 4, generator=gen, dtype=dtype)) * torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=dtype)
             _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
     sizes = list(p["sizes"])
     where = f"init_params({sizes}, generator)"

@@ -101,7 +101,10 @@ def _tensor(gen, *shape):
 
 
 def _case(name, measured, target):
-    measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float")
+    try:  # a wrong shape or dtype is this configuration's failure, in words
+        measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float")
+    except ApiError as e:
+        return {"name": name, "error": str(e).removeprefix(name + " ")}
     return {"name": name, "shape": list(target.shape), "values": measured.detach().reshape(-1).tolist(),
             "target": target.detach().reshape(-1).tolist()}
 
@@ -135,9 +138,12 @@ def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
             raise
         return [{"name": f"{name}: output", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
     cases = [_case(f"{name}: output", got, target)]
+    if "error" in cases[0]:
+        return cases  # a wrong output shape: no gradient to compare
     for what, g, t in zip(input_names, got_grads, target_grads):
         if g is None:
-            raise ApiError(f"{name}: backward returned no gradient for {what}")
+            cases.append({"name": f"{name}: gradient of {what}", "error": "backward returned no gradient for it"})
+            continue
         cases.append(_case(f"{name}: gradient of {what}", g, t))
     return cases
 
@@ -208,11 +214,16 @@ def gradcheck(sub, seed, p):
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
     gen = torch.Generator().manual_seed(seed)
     blocks = []
-    for N, C, H, W, K, kh, kw, stride, padding in p["conv_grid"]:
+    for i, (N, C, H, W, K, kh, kw, stride, padding) in enumerate(p["conv_grid"]):
         config = f"stride {stride}, padding {padding}, kernel {kh}x{kw}"
-        blocks += function_blocks(lambda x, w, b: conv2d(x, w, b, stride, padding),
-                                  (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K)),
-                                  [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")])
+        inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
+        names = [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")]
+        try:
+            blocks += function_blocks(lambda x, w, b: conv2d(x, w, b, stride, padding), inputs, names)
+        except Exception as e:  # noqa: BLE001 - a configuration other than the first: its failure, in words
+            if i == 0:
+                raise
+            blocks.append({"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
     for N, C, H, W in p["pool_grid"]:
         blocks += function_blocks(max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
     return {"blocks": blocks}

@@ -319,7 +319,7 @@ def _contract(watch, where, apply, inputs, names):
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return
     try:
-        grads = torch.autograd.grad(out, xs, torch.ones_like(out), allow_unused=True)
+        grads = torch.autograd.grad(out.sum(), xs, allow_unused=True)
     except RuntimeError as e:
         if "gradient" in str(e) and ("number of" in str(e) or "not a Tensor" in str(e) or "Variable" in str(e)):
             watch.violation(where, f"backward breaks the autograd.Function contract: {str(e).splitlines()[0]} "
@@ -334,7 +334,7 @@ def _contract(watch, where, apply, inputs, names):
     with torch.no_grad():
         moved.add_(0.5)
     try:
-        again = torch.autograd.grad(out2, xs2, torch.ones_like(out2), allow_unused=True)
+        again = torch.autograd.grad(out2.sum(), xs2, allow_unused=True)
     except RuntimeError:
         return  # autograd noticed the modification: save_for_backward did its job
     for name, g, g0 in zip(names, again, grads):

@@ -99,3 +99,19 @@ def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bu
     c = _statuses(f"buggy/exercise-8/{bug}", "--only", check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(configuration), c["message"]
+
+
+def test_every_alternative_gets_full_marks(tmp_path):
+    from test_exercise_4 import full_marks_for_every_alternative
+
+    full_marks_for_every_alternative("exercise-8", tmp_path)
+
+
+@pytest.mark.parametrize("bug, words", [("cnn-uses-torch-ops", "never called conv2d"),
+                                        ("cnn-decoy-call", "not on the loss's autograd graph")])
+def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path):
+    from test_exercise_4 import _built
+
+    folder = _built(REPO / f"buggy/exercise-8/{bug}", "exercise-8", tmp_path)
+    c = _statuses(str(folder), "--only", "cnn-forward")["cnn-forward"]
+    assert c["status"] == "fail" and words in c["message"], c

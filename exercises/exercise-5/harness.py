@@ -61,8 +61,33 @@ class _Op:
         self.apply = fn
 
 
-OWN_LAYERS = {"Linear": _Op(lambda X, W, b: X @ W + b), "Sigmoid": _Op(torch.sigmoid), "Tanh": _Op(torch.tanh),
-              "ReLU": _Op(torch.relu), "Softplus": _Op(F.softplus)}
+def _linear(X, W, b):
+    return X @ W + b
+
+
+OWN_LAYERS = {"Linear": _linear, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "ReLU": torch.relu, "Softplus": F.softplus}
+
+
+def harness_layer(name):
+    """The harness's layer `name` as an object with .apply, built where the submission runs."""
+    return _Op(OWN_LAYERS[name])
+
+
+def harness_mlp_forward():
+    return _own_mlp_forward
+
+
+def harness_loss():
+    return _own_loss
+
+
+def _inside(sub, factory, *args):
+    """factory(*args) built where the submission runs: through sub.local when the submission answers
+    from its own process (a harness callback would hand back results without an autograd graph),
+    here when it runs in this one. `factory` is a module-level function of this file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)
+
 
 
 def _own_mlp_forward(X, params, activation="tanh"):
@@ -99,12 +124,12 @@ class _Replaced:
 
 def own_layers(sub):
     """mlp_forward judged on its own: the layers it calls by name are the harness's."""
-    return _Replaced(sub, OWN_LAYERS)
+    return _Replaced(sub, {name: _inside(sub, harness_layer, name) for name in OWN_LAYERS})
 
 
 def own_network(sub):
     """train() judged on its own: mlp_forward and loss are the harness's."""
-    return _Replaced(sub, {"mlp_forward": _own_mlp_forward, "loss": _own_loss})
+    return _Replaced(sub, {"mlp_forward": _inside(sub, harness_mlp_forward), "loss": _inside(sub, harness_loss)})
 
 
 def _blocks(first, fn, inputs, names):

@@ -76,12 +76,24 @@ def own_cnn_forward(params, x):
     return h.flatten(1) @ params["fc_w"].t() + params["fc_b"]
 
 
+def _inside(sub, factory, *args):
+    """factory(*args) built where the submission runs: through sub.local when the submission answers
+    from its own process (a harness callback would hand back results without an autograd graph),
+    here when it runs in this one. `factory` is a module-level function of this file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)
+
+
+def harness_cnn_forward():
+    return own_cnn_forward
+
+
 def _train(sub, seed, p, steps):
     """train() judged on its own: the cnn_forward it calls is the harness's (a wrong conv2d costs the
     conv checks, not train()'s)."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     params = _init_params(seed, p["channels"])
-    with sub.replaced("cnn_forward", own_cnn_forward):
+    with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
         result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
     if not isinstance(result, tuple) or len(result) != 2:
         raise ApiError("train() must return (params, losses)")
@@ -288,63 +300,97 @@ def parity(sub, seed, p):
 
 # ---- cnn_forward on its own, built from the student's ops ----------------------------------------------
 
-class _Recorder:
-    """The harness's op in place of the submission's, counting the calls and whether the loss's
-    gradient reached its output (so the op is on the loss's autograd graph, not a decoy beside it)."""
+# The ops put in place of the student's are the harness's, each made slightly *wrong* on purpose
+# (an affine change of its output) in one of two runs: if the logits follow the change, cnn_forward
+# built them from the op it was given, on the graph the gradients then follow; if they equal the
+# unchanged CNN's, it computed them some other way (torch's conv, or a decoy call beside the graph).
+# Values only cross: this works the same whether the submission runs here or in its own process.
+
+def _marked_conv2d(x, weight, bias, stride=1, padding=0):
+    return 1.5 * own_conv2d(x, weight, bias, stride, padding) + 0.25
+
+
+def _marked_max_pool2d(x):
+    return 1.25 * own_max_pool2d(x) + 0.125
+
+
+class _Apply:
+    """An object with .apply, like an autograd.Function: cnn_forward may call Conv2dFunction.apply."""
 
     def __init__(self, fn):
-        self.fn, self.calls, self.reached = fn, 0, 0
-        self.apply = self  # a Function-like object too: Conv2dFunction.apply(...) lands here
+        self.apply = fn
 
-    def __call__(self, *args, **kwargs):
-        out = self.fn(*args, **kwargs)
-        self.calls += 1
-        if isinstance(out, torch.Tensor) and out.requires_grad:
-            out.register_hook(self._reached)
-        return out
 
-    def _reached(self, grad):
-        self.reached += 1
+def harness_op(name, marked):
+    """The harness's op under the submission's name `name`, marked (changed on purpose) or not."""
+    conv, pool = (_marked_conv2d, _marked_max_pool2d) if marked else (own_conv2d, own_max_pool2d)
+    return {"conv2d": conv, "Conv2dFunction": _Apply(conv), "max_pool2d": pool, "MaxPool2dFunction": _Apply(pool)}[name]
+
+
+def _cnn(params, x, conv, pool):
+    h = pool(torch.relu(conv(x, params["conv_w"], params["conv_b"], 1, 1)))
+    return h.flatten(1) @ params["fc_w"].t() + params["fc_b"]
 
 
 def cnn_forward_probe(sub, seed, p):
-    """cnn_forward with the harness's conv and pooling standing in for the submission's (reached by
-    the names conv2d / Conv2dFunction and max_pool2d / MaxPool2dFunction): its logits and gradients
-    against the harness's CNN, and both ops called and on the loss's graph."""
+    """cnn_forward with the harness's conv and pooling standing in for the submission's (under the
+    names conv2d / Conv2dFunction and max_pool2d / MaxPool2dFunction), the conv marked in one run and
+    the pooling in the other: its logits and gradients against the harness's CNN with the same ops."""
     X, y, _, _ = _digits_split(seed, p["n"])
     X = X.double()
-    params = {k: v.detach().double().requires_grad_(True) for k, v in _init_params(seed, p["channels"]).items()}
-    conv = _Recorder(lambda x, w, b, stride=1, padding=0: own_conv2d(x, w, b, stride, padding))
-    pool = _Recorder(own_max_pool2d)
-    with sub.replaced("conv2d", conv), sub.replaced("Conv2dFunction", conv), \
-            sub.replaced("max_pool2d", pool), sub.replaced("MaxPool2dFunction", pool):
-        logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)", shape=(len(X), 10),
-                               dtype="float")
-        grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True) \
-            if logits.requires_grad else [None] * len(params)
+    base = {k: v.detach().double() for k, v in _init_params(seed, p["channels"]).items()}
     cases = []
-    for op, names in ((conv, "conv2d"), (pool, "max_pool2d")):
-        name = f"cnn_forward uses your {names}"
-        if op.calls == 0:
-            cases.append({"name": name, "error": f"cnn_forward never called {names} (the CNN must be built from your "
-                                                 f"own {names}, called by that name, not torch's)"})
-        elif op.reached == 0:
-            cases.append({"name": name, "error": f"the output of {names} is not on the loss's autograd graph: "
-                                                 "the logits are computed some other way"})
-        else:
-            cases.append({"name": name, "shape": [1], "values": [1.0], "target": [1.0]})
-    own = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    target = own_cnn_forward(own, X)
-    target_grads = torch.autograd.grad(F.cross_entropy(target, y), list(own.values()))
-    cases.append({"name": "logits", "shape": list(target.shape), "values": logits.detach().double().reshape(-1).tolist(),
-                  "target": target.detach().reshape(-1).tolist()})
-    for name, g, t in zip(params, grads, target_grads):
-        if g is None:
-            cases.append({"name": f"gradient of {name}", "error": "no gradient reaches it from the logits"})
+    for marked, words in (("conv", "conv2d"), ("pool", "max_pool2d")):
+        conv_marked, pool_marked = marked == "conv", marked == "pool"
+        ops = {"conv2d": conv_marked, "Conv2dFunction": conv_marked, "max_pool2d": pool_marked,
+               "MaxPool2dFunction": pool_marked}
+        params = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+        with _Ops(sub, ops):
+            logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)", shape=(len(X), 10),
+                                   dtype="float")
+            grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True) \
+                if logits.requires_grad else [None] * len(params)
+        conv = _marked_conv2d if conv_marked else own_conv2d
+        pool = _marked_max_pool2d if pool_marked else own_max_pool2d
+        own = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+        target = _cnn(own, X, conv, pool)
+        target_grads = torch.autograd.grad(F.cross_entropy(target, y), list(own.values()))
+        got = logits.detach().double()
+        name = f"logits, with your {words} replaced by the harness's"
+        if not torch.allclose(got, target.detach(), rtol=1e-6, atol=1e-8) and \
+                torch.allclose(got, _cnn(base, X, own_conv2d, own_max_pool2d), rtol=1e-6, atol=1e-8):
+            cases.append({"name": name, "error": f"cnn_forward did not use the {words} it was given: its logits are "
+                                                 f"those of a CNN built from another {words} (torch's, or a call beside "
+                                                 "the graph). Build the CNN from your own conv2d and max_pool2d, by name."})
             continue
-        cases.append({"name": f"gradient of {name}", "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
-                      "target": t.reshape(-1).tolist()})
+        cases.append({"name": name, "shape": list(target.shape), "values": got.reshape(-1).tolist(),
+                      "target": target.detach().reshape(-1).tolist()})
+        for pname, g, t in zip(params, grads, target_grads):
+            gname = f"gradient of {pname}, with your {words} replaced by the harness's"
+            if g is None:
+                cases.append({"name": gname, "error": "no gradient reaches it from the logits"})
+                continue
+            cases.append({"name": gname, "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
+                          "target": t.reshape(-1).tolist()})
     return {"cases": cases}
+
+
+class _Ops:
+    """The four op names of the submission replaced at once by the harness's (Submission.replaced, nested)."""
+
+    def __init__(self, sub, marked):
+        self.sub, self.marked, self.stack = sub, marked, []
+
+    def __enter__(self):
+        for name, is_marked in self.marked.items():
+            cm = self.sub.replaced(name, _inside(self.sub, harness_op, name, is_marked))
+            cm.__enter__()
+            self.stack.append(cm)
+
+    def __exit__(self, *exc):
+        while self.stack:
+            self.stack.pop().__exit__(*exc)
+        return False
 
 
 # ---- invariants -------------------------------------------------------------------------------------------
@@ -380,7 +426,7 @@ def invariants(sub, seed, p):
                   (_tensor(gen, 1, 2, 4, 6).to(dtype),), ("x",))
     Xtr, ytr, _, _ = _digits_split(seed, 24)
     where = "train() (n=24, batch_size 8, 2 steps)"
-    with sub.replaced("cnn_forward", own_cnn_forward):
+    with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
         result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, 0.1, 2, 8),
                             ("params", "X", "y"))
     if isinstance(result, tuple) and len(result) == 2:

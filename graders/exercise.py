@@ -43,7 +43,10 @@ class ApiEntry:
     doc: str = ""
     shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
     dtype: str | None = None  # "float" or "int"
-    forbid: tuple[str, ...] = ()  # what the spec rules out in this function ("by hand"): guarded in the child
+    # Functions the student must not use inside this one ("by hand", "never by inverting H"): caught by
+    # a static scan in the trusted harness process and a guard in the student's process.
+    forbid: tuple[str, ...] = ()
+    mutates: bool = False  # True: this name changes its arguments in place by design (an optimizer's step)
 
 
 @dataclass(frozen=True)

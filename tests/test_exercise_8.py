@@ -107,7 +107,7 @@ def test_every_alternative_gets_full_marks(tmp_path):
     full_marks_for_every_alternative("exercise-8", tmp_path)
 
 
-@pytest.mark.parametrize("bug, words", [("cnn-uses-torch-ops", "did not use the conv2d it was given"),
+@pytest.mark.parametrize("bug, words", [("cnn-inlines-its-own-ops", "did not use the conv2d it was given"),
                                         ("cnn-decoy-call", "did not use the conv2d it was given")])
 def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path):
     from test_exercise_4 import _built

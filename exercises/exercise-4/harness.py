@@ -57,6 +57,16 @@ def _layout(x, contiguous):
     return x.T.contiguous().T
 
 
+def harness_strided(x):
+    return _layout(x, False)
+
+
+def _arg(sub, x, contiguous):
+    """A copy of x for the submission, in the configuration's layout. A layout does not survive a
+    copy to another process, so a non-contiguous one is built where the submission runs."""
+    return x.clone() if contiguous else _inside(sub, harness_strided, x.clone())
+
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -104,18 +114,17 @@ def torch_agreement(sub, seed, p):
     cases = []
     for i, (n, k, dtype, contiguous, what) in enumerate(_family(p["scores"])):
         Z, y = _scores(g, n, k, dtype, what)
-        Zs = _layout(Z, contiguous)
         words, dims = _words(n, k, dtype, contiguous, what), {"n": n, "k": k}
-        cases.append(_attempt(f"softmax, {words}", i == 0, lambda: sub.call("softmax", Zs.clone(), dims=dims),
-                              torch.softmax(Z, dim=1)))
+        cases.append(_attempt(f"softmax, {words}", i == 0,
+                              lambda: sub.call("softmax", _arg(sub, Z, contiguous), dims=dims), torch.softmax(Z, dim=1)))
         cases.append(_attempt(f"cross_entropy, {words}", i == 0,
-                              lambda: sub.call("cross_entropy", _layout(Z.clone(), contiguous), _layout(y.clone(), contiguous)),
+                              lambda: sub.call("cross_entropy", _arg(sub, Z, contiguous), _arg(sub, y, contiguous)),
                               F.cross_entropy(Z, y)))
     for i, (n, dtype, contiguous, what) in enumerate(_family(p["pairs"])):
         z, y, target = _pairs(g, n, dtype, what)
         words = _words(n, 0, dtype, contiguous, what)
         def c(x):
-            return _layout(x.clone(), contiguous)
+            return _arg(sub, x, contiguous)
         cases.append(_attempt(f"bce_with_logits, {words}", i == 0, lambda: sub.call("bce_with_logits", c(z), c(y)),
                               F.binary_cross_entropy_with_logits(z, y)))
         cases.append(_attempt(f"l1_loss, {words}", i == 0, lambda: sub.call("l1_loss", c(z), c(target)),
@@ -141,7 +150,7 @@ def hinge(sub, seed, p):
         Z, y = _scores(g, n, k, dtype, what)
         words = _words(n, k, dtype, contiguous, what).replace("tied top scores", "tied top scores, scores w = 0")
         def c(x):
-            return _layout(x.clone(), contiguous)
+            return _arg(sub, x, contiguous)
         cases.append(_attempt(f"hinge, labels in {{-1, +1}}, {words}", i == 0, lambda: sub.call("hinge", c(w), c(t))))
         cases.append(_attempt(f"hinge_01, labels in {{0, 1}}, {words}", i == 0,
                               lambda: sub.call("hinge_01", c(w), c((t + 1) / 2))))

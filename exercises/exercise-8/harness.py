@@ -134,6 +134,10 @@ def _strided(x):
     return x.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
+def harness_strided(x):
+    return _strided(x.detach().clone())
+
+
 def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
     """Cases for fn's output and its gradients against torch's target_fn, on the same inputs. A
     configuration other than the first that raises is that configuration's failure, in words."""
@@ -169,6 +173,16 @@ def conv_agreement(sub, seed, p):
         if i in strided:
             inputs = (_strided(inputs[0]), _strided(inputs[1]), inputs[2])
             config += ", non-contiguous x and weight"
+            # a layout does not survive a copy to another process: the output once more, from inputs
+            # laid out where the submission runs
+            x, w, b = inputs
+            target = F.conv2d(x, w, b, stride=stride, padding=padding)
+            try:
+                out = conv2d(_inside(sub, harness_strided, x), _inside(sub, harness_strided, w), b, stride, padding)
+                cases.append(_case(f"{config}: output (laid out where the submission runs)", out, target))
+            except Exception as e:  # noqa: BLE001 - this configuration's failure, in words
+                cases.append({"name": f"{config}: output (laid out where the submission runs)",
+                              "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b, stride, padding),
                             lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
                             inputs, ("x", "weight", "bias"), gen, first=i == 0)

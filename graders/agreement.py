@@ -1,7 +1,8 @@
 """agreement: named arrays agree with the reference's (or with torch's own op) on the same inputs.
 
 The measurement is {"cases": [{"name": str, "shape": [...], "values": [...], "target": [...]?}]}, one
-case per configuration (a shape, a stride, a design matrix...), in a fixed order. Each case's values
+case per configuration (a shape, a stride, a design matrix...), in a fixed order; a case with an
+"error" (the submission raised on that configuration only) fails with that message. Each case's values
 are compared with the expectation's `target` when the probe measured one (torch's own op, computed in
 the reference's untampered child), else with the reference's `values`:
     |measured - expected| <= atol + rtol * |expected|, entrywise.
@@ -35,6 +36,8 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         case = got.get(name)
         if case is None:
             return Verdict.failed(f"{name}: no value was measured")
+        if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
+            return Verdict.failed(f"{name}: {case['error']}", case=name)
         e = as_array(want.get("target", want["values"]))
         m = as_array(case["values"])
         shape = want.get("shape") or [e.size]

@@ -91,6 +91,8 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             "is checked against nothing. The loss must depend on the weights: is it a constant, or detached from "
             "them?", diagnosed=True)
     for b in measured["blocks"]:
+        if b.get("error"):  # the function raised on this block's configuration only
+            return Verdict.failed(f"{b['name']}: {b['error']}")
         a, n = as_array(b["analytic"]), as_array(b["numeric"])
         shape = b.get("shape") or [len(n)]
         if a.shape != n.shape:

@@ -1,19 +1,104 @@
-"""Child side: invariants every probed call must keep, whatever the exercise.
+"""invariants: properties every probed call must keep, whatever the values (no reference needed).
 
-A probe calls the submission through `unmodified(...)` (its tensor arguments are compared with copies
-kept before the call: a function that overwrites its caller's data is named) and checks what came back
-with `same_dtype` and `no_graph`. A broken invariant raises `Violation`; a probe wrapped in `@keeps_rules`
-then returns {"violation": message}, which the parent judges a failure of that check (graders/judge.py),
-so the student reads the rule that was broken, not a crash.
+Two ways to use them, one module. As a check kind, the measurement is {"probed": [...], "violations":
+[{"where", "what"}, ...]} gathered by `Watch` on every call the harness makes (arguments left
+unmodified, the output's dtype following the inputs', no graph kept, a generator followed, an
+autograd.Function's contract); the first violation fails the check. Inside any other check, a probe
+calls the submission through `unmodified(...)` and checks what came back with `same_dtype` and
+`no_graph`; a broken rule raises `Violation`, which the harness process turns into {"violation":
+message} (with `@keeps_rules`, or for any probe, graders/child.py), judged a failure of that check.
+torch is imported inside the functions: the parent imports this module to judge, and never torch.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+from .exercise import Check
+from .verdict import Verdict
 
+if TYPE_CHECKING:
+    import torch
+
+NEEDS_REFERENCE = False
+
+
+def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
+    probed, violations = list(measured.get("probed", [])), list(measured.get("violations", []))
+    if not violations:
+        return Verdict.passed(f"{len(probed)} call(s) probed, every invariant held")
+    first = violations[0]
+    more = f" ({len(violations) - 1} more violation(s))" if len(violations) > 1 else ""
+    return Verdict.failed(f"{first['where']}: {first['what']}{more}", where=first["where"])
+
+
+# ---- child side: what a harness uses to gather the measurement (torch imported inside) -------------
+
+class Watch:
+    """Calls into the submission that keep a record of every invariant they break."""
+
+    def __init__(self) -> None:
+        self.probed: list[str] = []
+        self.violations: list[dict[str, str]] = []
+
+    def violation(self, where: str, what: str) -> None:
+        self.violations.append({"where": where, "what": what})
+
+    def call(self, where: str, fn: Any, args: tuple, names: tuple[str, ...], **kwargs: Any) -> Any:
+        """fn(*args, **kwargs), the tensors among `args` compared with copies kept before the call.
+        The caller's own tensors are passed, not clones: a function that writes into its arguments
+        (an initial weight, the data) is seen. A call that raises returns None: failing on these
+        inputs is for the checks of values to report (one bug, one deduction), not an invariant."""
+        import torch
+
+        kept = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+        self.probed.append(where)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - see above
+            return None
+        for name, arg, before in zip(names, args, kept):
+            if before is not None and not _same(arg, before):
+                self.violation(where, f"modified its argument {name} in place (the caller's tensor changed); "
+                                      "work on a copy (x = x.clone()) or out of place")
+        return result
+
+    def dtype(self, where: str, value: Any, wanted: Any, what: str = "the output") -> None:
+        """`value` (a tensor) has the inputs' floating dtype: float32 in, float32 out; float64 in, float64 out."""
+        import torch
+
+        if isinstance(value, torch.Tensor) and value.dtype != wanted:
+            self.violation(where, f"{what} is {str(value.dtype).replace('torch.', '')} for "
+                                  f"{str(wanted).replace('torch.', '')} inputs: the dtype must follow the inputs "
+                                  "(a tensor created without dtype=, or a .float()/.double() cast?)")
+
+    def no_graph(self, where: str, values: Any, what: str) -> None:
+        """None of `values` drags an autograd graph along (a loss history kept as tensors keeps every step's graph)."""
+        import torch
+
+        for i, v in enumerate(values):
+            if isinstance(v, torch.Tensor) and v.requires_grad:
+                self.violation(where, f"{what} [{i}] is a tensor that requires grad: it keeps the autograd graph "
+                                      "of its step alive (memory grows every step); record loss.item()")
+                return
+
+    def measurement(self) -> dict[str, Any]:
+        return {"probed": self.probed, "violations": self.violations}
+
+
+def _same(after: Any, before: Any) -> bool:
+    import torch
+
+    if not isinstance(after, torch.Tensor):
+        return False
+    after = after.detach()
+    return after.shape == before.shape and after.dtype == before.dtype and bool(
+        torch.equal(after, before) or (after.is_floating_point() and torch.allclose(after, before, rtol=0, atol=0,
+                                                                                      equal_nan=True)))
+
+
+# ---- inside other checks: rules that fail the check they are broken in -------------------------------
 
 class Violation(Exception):
     """The submission broke a rule of the exercise (an argument modified, a dtype changed, autograd used)."""
@@ -32,6 +117,8 @@ def keeps_rules(probe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str,
 
 def unmodified(call: Callable[[], Any], what: str, **arguments: Any) -> Any:
     """`call()`, then a Violation if it changed any tensor among `arguments` (name -> tensor) in place."""
+    import torch
+
     kept = {name: t.detach().clone() for name, t in arguments.items() if isinstance(t, torch.Tensor)}
     result = call()
     for name, before in kept.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_dldiy
+from conftest import REPO, run_dldiy
 
 # Differs from the reference in incidental ways: softmax as exp(z - logsumexp z), a loop over the
 # examples for the cross-entropy, torch's softplus, the multi-class hinge's rival found with topk,
@@ -77,7 +77,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-4", str(write_submission(EQUIVALENT, "losses.py")), "--json")
     checks = checks_of(result)
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
-    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence"}
+    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants"}
     assert result.returncode == 0
 
 
@@ -90,3 +90,49 @@ def test_an_unstable_log_sum_exp_is_reported_as_overflow_not_as_a_crash(write_su
     assert checks["torch-agreement"]["status"] == "pass"  # right on ordinary logits...
     assert checks["stability"]["status"] == "fail"          # ...nan at logits of 1000
     assert "softmax" in checks["stability"]["message"] and "overflows" in checks["stability"]["message"]
+
+
+def _built(variant_dir, exercise, tmp_path):
+    """A patch variant (buggy/ or alternatives/) built from the reference, as validate builds it."""
+    import shutil
+
+    from dldiy.graders import patch
+
+    folder = tmp_path / variant_dir.name / exercise
+    shutil.copytree(REPO / "reference" / exercise, folder)
+    diff = next(p for p in variant_dir.iterdir() if p.suffix == ".diff")
+    patch.apply(folder, diff.read_text())
+    return folder
+
+
+def full_marks_for_every_alternative(exercise, tmp_path):
+    """Each correct-but-different solution in alternatives/<exercise>/ passes every check that runs."""
+    alternatives = sorted((REPO / "alternatives" / exercise).iterdir())
+    assert len(alternatives) >= 4
+    for alt in alternatives:
+        checks = checks_of(run_dldiy("check", exercise, str(_built(alt, exercise, tmp_path)), "--json"))
+        assert {c["status"] for c in checks.values()} <= {"pass", "skip"}, (alt.name, checks)
+
+
+def test_every_alternative_gets_full_marks(tmp_path):
+    full_marks_for_every_alternative("exercise-4", tmp_path)
+
+
+def test_the_first_failing_configuration_is_named_in_words(tmp_path):
+    # a one-hot of 4 classes: the default k agrees, the first other k raises, named as a failure
+    folder = _built(REPO / "buggy/exercise-4/one-hot-four-classes", "exercise-4", tmp_path)
+    c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "torch-agreement"))["torch-agreement"]
+    assert c["status"] == "fail" and "cross_entropy, n=1, k=3, float64: raised RuntimeError" in c["message"], c
+
+
+def test_invariants_name_the_argument_written_in_place(tmp_path):
+    folder = _built(REPO / "buggy/exercise-4/hinge01-labels-in-place", "exercise-4", tmp_path)
+    c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "invariants"))["invariants"]
+    assert c["status"] == "fail" and "hinge_01() on float64 inputs: modified its argument y in place" in c["message"], c
+
+
+def test_stability_charges_instability_not_a_wrong_formula(tmp_path):
+    # a sum instead of a mean is wrong everywhere (torch-agreement) but stable: stability passes
+    checks = checks_of(run_dldiy("check", "exercise-4", str(REPO / "buggy/exercise-4/cross-entropy-sum"), "--json",
+                                 "--only", "stability", "--only", "torch-agreement"))
+    assert checks["torch-agreement"]["status"] == "fail" and checks["stability"]["status"] == "pass", checks

@@ -84,8 +84,9 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     checks = _statuses("reference/exercise-8", "--only", "conv-agreement", "--only", "pool-agreement",
                        "--only", "equivariance")
     assert {c["status"] for c in checks.values()} == {"pass"}
-    # 7 grid configurations and 1 with the default stride and padding, 4 cases each (output, 3 gradients)
-    assert "32 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
+    # 9 grid configurations and 1 with the default stride and padding, 4 cases each (output, 3 gradients),
+    # and the output once more for each of the 4 non-contiguous ones, laid out where the submission runs
+    assert "44 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
 
 
 @pytest.mark.parametrize("bug, check, configuration", [
@@ -99,3 +100,19 @@ def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bu
     c = _statuses(f"buggy/exercise-8/{bug}", "--only", check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(configuration), c["message"]
+
+
+def test_every_alternative_gets_full_marks(tmp_path):
+    from test_exercise_4 import full_marks_for_every_alternative
+
+    full_marks_for_every_alternative("exercise-8", tmp_path)
+
+
+@pytest.mark.parametrize("bug, words", [("cnn-inlines-its-own-ops", "did not use the conv2d it was given"),
+                                        ("cnn-decoy-call", "did not use the conv2d it was given")])
+def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path):
+    from test_exercise_4 import _built
+
+    folder = _built(REPO / f"buggy/exercise-8/{bug}", "exercise-8", tmp_path)
+    c = _statuses(str(folder), "--only", "cnn-forward")["cnn-forward"]
+    assert c["status"] == "fail" and words in c["message"], c

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.invariants import Watch
 
 
 def _gen(seed):
@@ -35,25 +36,101 @@ def _spaced_logits(g, n, k, dtype=torch.float64):
     return torch.stack(rows) + torch.randn(n, 1, generator=g, dtype=dtype)
 
 
+def _attempt(name, first, compute, target=None):
+    """One family case. The first configuration of a function raises as usual (the student sees the
+    traceback into their code); a later one that raises is that configuration's failure, in words."""
+    if first:
+        return _case(name, compute(), target)
+    try:
+        value = compute()
+    except Exception as e:  # noqa: BLE001 - the submission's error on this configuration only
+        return {"name": name, "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    return _case(name, expect_tensor(value, name), target)
+
+
+def _layout(x, contiguous):
+    """x itself, or the same values in a non-contiguous layout (a transposed copy, transposed back)."""
+    if contiguous or x.dim() == 0:
+        return x
+    if x.dim() == 1:
+        return torch.stack([x, x]).T[:, 0]  # stride 2
+    return x.T.contiguous().T
+
+
+def harness_strided(x):
+    return _layout(x, False)
+
+
+def _arg(sub, x, contiguous):
+    """A copy of x for the submission, in the configuration's layout. A layout does not survive a
+    copy to another process, so a non-contiguous one is built where the submission runs."""
+    return x.clone() if contiguous else _inside(sub, harness_strided, x.clone())
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _family(rows):
+    """The spec's family rows [n, (k,) dtype, layout, edge] with the dtype as a torch dtype and the
+    layout as a flag: "contiguous" or "strided" (the same values in a non-contiguous layout)."""
+    return [(*row[:-3], DTYPES[row[-3]], row[-2] == "contiguous", row[-1]) for row in rows]
+
+
+def _words(n, k, dtype, contiguous, what):
+    parts = [f"n={n}"] + ([f"k={k}"] if k else []) + [str(dtype).replace("torch.", "")]
+    parts += [] if contiguous else ["non-contiguous inputs"]
+    parts += [{"ties": "tied top scores", "all-equal": "all scores equal in each row",
+               "one class": "every label the same class", "zeros": "exact zeros (z = 0, pred = target)"}[what]] if what else []
+    return ", ".join(parts)
+
+
+def _scores(g, n, k, dtype, what):
+    """Logits Z (n, k) and labels y (n,) of one family configuration, built from the generator."""
+    Z = 3 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    y = torch.randint(0, k, (n,), generator=g)
+    if what == "ties":  # the two best scores of each row equal, the label on one of them half the time
+        top = Z.max(dim=1).values + 1
+        Z[:, 1], Z[:, 3] = top, top
+        y[::2] = 3
+    elif what == "all-equal":
+        Z = torch.randn(n, 1, generator=g, dtype=torch.float64).expand(n, k).clone()
+    elif what == "one class":
+        y = torch.full((n,), k - 2, dtype=torch.int64)
+    return Z.to(dtype), y
+
+
+def _pairs(g, n, dtype, what):
+    z = 4 * torch.randn(n, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (n,), generator=g).double()
+    target = torch.randn(n, generator=g, dtype=torch.float64)
+    if what == "zeros":
+        z[::2] = 0.0
+        target[1::2] = z[1::2]
+    return z.to(dtype), y.to(dtype), target.to(dtype)
+
+
 def torch_agreement(sub, seed, p):
     g = _gen(seed)
     cases = []
-    for n, k in ((6, 4), (1, 3)):
-        Z = 3 * torch.randn(n, k, generator=g, dtype=torch.float64)
-        y = torch.randint(0, k, (n,), generator=g)
-        dims = {"n": n, "k": k}
-        cases.append(_case(f"softmax, n={n}, k={k}", sub.call("softmax", Z.clone(), dims=dims),
-                           torch.softmax(Z, dim=1)))
-        cases.append(_case(f"cross_entropy, n={n}, k={k}", sub.call("cross_entropy", Z.clone(), y.clone()),
-                           F.cross_entropy(Z, y)))
-    for n in (7, 1):
-        z = 4 * torch.randn(n, generator=g, dtype=torch.float64)
-        y = torch.randint(0, 2, (n,), generator=g).double()
-        target = torch.randn(n, generator=g, dtype=torch.float64)
-        cases.append(_case(f"bce_with_logits, n={n}", sub.call("bce_with_logits", z.clone(), y.clone()),
-                           F.binary_cross_entropy_with_logits(z, y)))
-        cases.append(_case(f"l1_loss, n={n}", sub.call("l1_loss", z.clone(), target.clone()), F.l1_loss(z, target)))
-        cases.append(_case(f"l2_loss, n={n}", sub.call("l2_loss", z.clone(), target.clone()), F.mse_loss(z, target)))
+    for i, (n, k, dtype, contiguous, what) in enumerate(_family(p["scores"])):
+        Z, y = _scores(g, n, k, dtype, what)
+        words, dims = _words(n, k, dtype, contiguous, what), {"n": n, "k": k}
+        cases.append(_attempt(f"softmax, {words}", i == 0,
+                              lambda: sub.call("softmax", _arg(sub, Z, contiguous), dims=dims), torch.softmax(Z, dim=1)))
+        cases.append(_attempt(f"cross_entropy, {words}", i == 0,
+                              lambda: sub.call("cross_entropy", _arg(sub, Z, contiguous), _arg(sub, y, contiguous)),
+                              F.cross_entropy(Z, y)))
+    for i, (n, dtype, contiguous, what) in enumerate(_family(p["pairs"])):
+        z, y, target = _pairs(g, n, dtype, what)
+        words = _words(n, 0, dtype, contiguous, what)
+        def c(x):
+            return _arg(sub, x, contiguous)
+        cases.append(_attempt(f"bce_with_logits, {words}", i == 0, lambda: sub.call("bce_with_logits", c(z), c(y)),
+                              F.binary_cross_entropy_with_logits(z, y)))
+        cases.append(_attempt(f"l1_loss, {words}", i == 0, lambda: sub.call("l1_loss", c(z), c(target)),
+                              F.l1_loss(z, target)))
+        cases.append(_attempt(f"l2_loss, {words}", i == 0, lambda: sub.call("l2_loss", c(z), c(target)),
+                              F.mse_loss(z, target)))
     return {"cases": cases}
 
 
@@ -61,18 +138,28 @@ def hinge(sub, seed, p):
     # No torch.nn.functional op computes these (multi_margin_loss sums over the rivals and divides by
     # k; the course's multi-class hinge takes the best rival): compared with the reference's values.
     g = _gen(seed)
-    n, k = 8, 4
-    w = 2 * torch.randn(n, generator=g, dtype=torch.float64)
-    t = (2 * torch.randint(0, 2, (n,), generator=g) - 1).double()
-    Z = 2 * torch.randn(n, k, generator=g, dtype=torch.float64)
-    y = torch.randint(0, k, (n,), generator=g)
-    return {"cases": [
-        _case("hinge, labels in {-1, +1}", sub.call("hinge", w.clone(), t.clone())),
-        _case("hinge_01, labels in {0, 1}", sub.call("hinge_01", w.clone(), (t + 1) / 2)),
-        _case("multiclass_hinge, default margin", sub.call("multiclass_hinge", Z.clone(), y.clone())),
-        _case("multiclass_hinge, margin 1", sub.call("multiclass_hinge", Z.clone(), y.clone(), margin=1.0)),
-        _case("multiclass_hinge, margin 0.5", sub.call("multiclass_hinge", Z.clone(), y.clone(), margin=0.5)),
-    ]}
+    cases = []
+    for i, (n, k, dtype, contiguous, what) in enumerate(_family(p["family"])):
+        w = 2 * torch.randn(n, generator=g, dtype=torch.float64)
+        t = (2 * torch.randint(0, 2, (n,), generator=g) - 1).double()
+        if what == "ties":
+            w[::2] = 0.0  # exact zeros: 1 - t w = 1
+        if what == "one class":
+            t = torch.ones(n, dtype=torch.float64)
+        w, t = w.to(dtype), t.to(dtype)
+        Z, y = _scores(g, n, k, dtype, what)
+        words = _words(n, k, dtype, contiguous, what).replace("tied top scores", "tied top scores, scores w = 0")
+        def c(x):
+            return _arg(sub, x, contiguous)
+        cases.append(_attempt(f"hinge, labels in {{-1, +1}}, {words}", i == 0, lambda: sub.call("hinge", c(w), c(t))))
+        cases.append(_attempt(f"hinge_01, labels in {{0, 1}}, {words}", i == 0,
+                              lambda: sub.call("hinge_01", c(w), c((t + 1) / 2))))
+        cases.append(_attempt(f"multiclass_hinge, default margin, {words}", i == 0,
+                              lambda: sub.call("multiclass_hinge", c(Z), c(y))))
+        for margin in p["margins"]:
+            cases.append(_attempt(f"multiclass_hinge, margin {margin}, {words}", i == 0,
+                                  lambda: sub.call("multiclass_hinge", c(Z), c(y), margin=margin)))
+    return {"cases": cases}
 
 
 def _on_graph(fn):
@@ -111,31 +198,117 @@ def gradcheck(sub, seed, p):
     return {"blocks": blocks}
 
 
-def _value_and_grad_norm(fn, x, *rest):
+def _value_and_grad(fn, what, x, *rest):
     x = x.clone().requires_grad_(True)
-    value = expect_tensor(fn(x, *rest), fn.__name__ + "()", shape=(), finite=False)
+    value = expect_tensor(fn(x, *rest), what, shape=(), finite=False)
     if not value.requires_grad:
-        return value.item(), 0.0
+        return value.item(), torch.zeros_like(x, dtype=torch.float64)
     (grad,) = torch.autograd.grad(value, x)
-    return value.item(), grad.norm().item()
+    return value.item(), grad.double()
+
+
+# Logits past the points where naive forms break: exp(z) overflows float64 beyond 709.8 (float32
+# beyond 88.7), and 1 + exp(-z) rounds to 1 beyond z = 37 in float64 (17 in float32), so
+# log(1 - sigmoid(z)) is log(0). Stability is judged against the function's own values at moderate
+# inputs, not against the reference's values (a wrong formula is the agreement checks' business):
+#   softmax and cross-entropy are shift-invariant: f(Z) = f(Z - M), every row's maximum being M;
+#   far from 0, the BCE is linear in z with slope 1 - y (z > 0) or -y (z < 0).
+# Rows: (words, dtype, M, Z (2, 4) whose rows all peak at M, y, [(z, y_b), ...], BCE step s).
+EXTREMES = [
+    ("float64, logits up to 1000", torch.float64, 1000.0, [[1000.0, -1000.0, 0.0, 500.0], [-1000.0, 1000.0, 999.0, 0.0]],
+     [1, 2], [(40.0, 0.0), (-40.0, 1.0), (1000.0, 1.0), (-1000.0, 0.0)], 5.0),
+    ("float64, logits up to 720", torch.float64, 720.0, [[720.0, 0.0, -720.0, 719.0], [719.5, 720.0, -720.0, 0.0]],
+     [2, 0], [(720.0, 0.0), (-720.0, 1.0), (45.0, 1.0), (-45.0, 0.0)], 5.0),
+    ("float32, logits up to 100", torch.float32, 100.0, [[100.0, 0.0, -100.0, 99.0], [99.5, 100.0, -100.0, 0.0]],
+     [2, 0], [(25.0, 0.0), (-25.0, 1.0), (100.0, 0.0), (-100.0, 1.0)], 5.0),
+]
+
+
+def _bce_slope(sub, z, yb, s, dtype):
+    """(bce(z) - bce(z - s sign z)) / s minus the exact slope there: 0 for a stable BCE."""
+    f = sub.get("bce_with_logits")
+    step = s if z > 0 else -s
+    at = [expect_tensor(f(torch.tensor([v], dtype=dtype), torch.tensor([yb], dtype=dtype)), "bce_with_logits()",
+                        shape=(), finite=False).item() for v in (z, z - step)]
+    return (at[0] - at[1]) / step - ((1 - yb) if z > 0 else -yb)
 
 
 def stability(sub, seed, p):
-    Z = torch.tensor([[1000.0, -1000.0, 0.0, 500.0], [-1000.0, 1000.0, 999.0, 0.0]], dtype=torch.float64)
-    y = torch.tensor([1, 2])
-    z = torch.tensor([1000.0, -1000.0, 1000.0, -1000.0], dtype=torch.float64)
-    yb = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
-    P = expect_tensor(sub.get("softmax")(Z.clone()), "softmax()", shape=(2, 4), finite=False)
-    ce, ce_grad = _value_and_grad_norm(sub.get("cross_entropy"), Z, y)
-    bce, bce_grad = _value_and_grad_norm(sub.get("bce_with_logits"), z, yb)
-    return {"cases": [
-        {"name": "softmax row sums at logits of +-1000 (sum of both rows)", "value": P.sum().item()},
-        {"name": "softmax probability of class 2 in row 1 (logits 1000 and 999)", "value": P[1, 2].item()},
-        {"name": "cross_entropy at logits of +-1000", "value": ce},
-        {"name": "norm of the cross_entropy gradient at logits of +-1000", "value": ce_grad},
-        {"name": "bce_with_logits at logits of +-1000", "value": bce},
-        {"name": "norm of the bce_with_logits gradient at logits of +-1000", "value": bce_grad},
-    ]}
+    cases = []
+    for words, dtype, M, Z, y, bce_points, s in EXTREMES:
+        Z, y = torch.tensor(Z, dtype=dtype), torch.tensor(y)
+        P, P0 = (expect_tensor(sub.get("softmax")(A.clone()), "softmax()", shape=(2, 4), finite=False).double()
+                 for A in (Z, Z - M))
+        ce, ce_grad = _value_and_grad(sub.get("cross_entropy"), "cross_entropy()", Z, y)
+        ce0, ce_grad0 = _value_and_grad(sub.get("cross_entropy"), "cross_entropy()", Z - M, y)
+        cases += [
+            {"name": f"softmax(Z) - softmax(Z - {M:g}), largest entry ({words})", "value": (P - P0).abs().max().item()},
+            {"name": f"cross_entropy(Z) - cross_entropy(Z - {M:g}) ({words})", "value": ce - ce0},
+            {"name": f"norm of the difference of their cross_entropy gradients ({words})",
+             "value": (ce_grad - ce_grad0).norm().item()},
+        ]
+        # rows whose maxima differ widely: a shift by the maximum of the whole matrix underflows a row to 0/0
+        R = torch.stack([Z[0], Z[0] - 2 * M]) if M else Z
+        Q, Q0 = (expect_tensor(sub.get("softmax")(A.clone()), "softmax()", shape=(2, 4), finite=False).double()
+                 for A in (R, R - R.max(dim=1, keepdim=True).values))
+        cases.append({"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
+                      "value": (Q - Q0).abs().max().item()})
+        for z, yb in bce_points:
+            cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
+                                  f"{(1 - yb) if z > 0 else -yb:g} ({words})",
+                          "value": _bce_slope(sub, z, yb, s, dtype)})
+    return {"cases": cases}
+
+
+def invariants(sub, seed, p):
+    """Every loss called on the caller's own tensors (float32 and float64, one layout each), then
+    train() on float64 and float32 problems: nothing written into the arguments, the dtype followed,
+    the loss history kept as numbers."""
+    g, watch = _gen(seed), Watch()
+    for dtype, contiguous in ((torch.float64, True), (torch.float32, False)):
+        name = str(dtype).replace("torch.", "") + ("" if contiguous else ", non-contiguous")
+        Z, y = _scores(g, 5, 3, dtype, "")
+        z, yb, target = _pairs(g, 5, dtype, "")
+        Z, y, z, yb, target = (_layout(a, contiguous) for a in (Z, y, z, yb, target))
+        t = 2 * yb - 1
+        calls = [("softmax", (Z,), ("Z",)), ("cross_entropy", (Z, y), ("Z", "y")),
+                 ("bce_with_logits", (z, yb), ("z", "y")), ("hinge", (z, t), ("w", "t")),
+                 ("hinge_01", (z, yb), ("w", "y")), ("multiclass_hinge", (Z, y), ("Z", "y")),
+                 ("l1_loss", (z, target), ("pred", "target")), ("l2_loss", (z, target), ("pred", "target"))]
+        for fn, args, names in calls:
+            where = f"{fn}() on {name} inputs"
+            watch.dtype(where, watch.call(where, sub.get(fn), args, names), dtype)
+    for dtype in (torch.float64, torch.float32):
+        X, y, W0, b0 = (a.to(dtype) if a.is_floating_point() else a for a in _problem(seed, 12, 3, 3, 4.0, None))
+        where = f"train() on a {str(dtype).replace('torch.', '')} problem (n=12, d=3, k=3)"
+        with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
+            result = watch.call(where, sub.get("train"), (X, y, W0, b0, 0.5, 3), ("X", "y", "W0", "b0"))
+        if not (isinstance(result, (tuple, list)) and len(result) == 3):
+            continue  # the form of train()'s result is the other checks' business
+        W, b, losses = result
+        watch.dtype(where, W, dtype, "the returned W")
+        watch.dtype(where, b, dtype, "the returned b")
+        watch.no_graph(where, list(losses), "losses")
+    return watch.measurement()
+
+
+def _inside(sub, factory, *args):
+    """factory(*args) built where the submission runs: through sub.local when the submission answers
+    from its own process (a harness callback would hand back results without an autograd graph),
+    here when it runs in this one. `factory` is a module-level function of this file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)
+
+
+def harness_cross_entropy():
+    return _cross_entropy
+
+
+def _cross_entropy(Z, y):
+    """The harness's own mean cross-entropy (torch's): train() is judged with a correct loss, so a
+    wrong cross_entropy costs the checks of cross_entropy only. Built from torch.logsumexp, not
+    F.cross_entropy, which the spec forbids in the submission's code that calls this."""
+    return (torch.logsumexp(Z, dim=1) - Z.gather(1, y[:, None]).squeeze(1)).mean()
 
 
 def _problem(seed, n, d, k, distance, margin):
@@ -146,7 +319,8 @@ def _problem(seed, n, d, k, distance, margin):
 
 
 def _train(sub, X, y, W0, b0, lr, steps):
-    W, b, losses = sub.call("train", X, y, W0.clone(), b0.clone(), lr, steps)
+    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
+        W, b, losses = sub.call("train", X, y, W0.clone(), b0.clone(), lr, steps)
     k, d = W0.shape
     W = expect_tensor(W, "train() (its first result, W)", shape=(k, d), dtype="float", finite=False)
     b = expect_tensor(b, "train() (its second result, b)", shape=(k,), dtype="float", finite=False)

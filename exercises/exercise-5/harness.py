@@ -4,11 +4,13 @@ here with torch's own ops from the submission's parameters, not by the submissio
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.invariants import Watch
 from dldiy.graders.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -49,24 +51,124 @@ def logits(X, params, activation):
     return h @ params[-2].detach().double() + params[-1].detach().double()
 
 
+# ---- the harness's own layers (torch's autograd), standing in for the submission's where a check
+# judges another function: a wrong Linear.backward costs the Linear checks, not mlp_forward's or train()'s.
+
+class _Op:
+    """Something with .apply, like an autograd.Function: the submission calls Linear.apply(X, W, b)."""
+
+    def __init__(self, fn):
+        self.apply = fn
+
+
+def _linear(X, W, b):
+    return X @ W + b
+
+
+OWN_LAYERS = {"Linear": _linear, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "ReLU": torch.relu, "Softplus": F.softplus}
+
+
+def harness_layer(name):
+    """The harness's layer `name` as an object with .apply, built where the submission runs."""
+    return _Op(OWN_LAYERS[name])
+
+
+def harness_mlp_forward():
+    return _own_mlp_forward
+
+
+def harness_loss():
+    return _own_loss
+
+
+def _inside(sub, factory, *args):
+    """factory(*args) built where the submission runs: through sub.local when the submission answers
+    from its own process (a harness callback would hand back results without an autograd graph),
+    here when it runs in this one. `factory` is a module-level function of this file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)
+
+
+
+def _own_mlp_forward(X, params, activation="tanh"):
+    act, h = TORCH_ACTIVATIONS[activation], X
+    layers = list(zip(params[0::2], params[1::2]))
+    for i, (W, b) in enumerate(layers):
+        h = h @ W + b
+        h = act(h) if i < len(layers) - 1 else h
+    return h
+
+
+def _own_loss(logits, y):
+    z = logits.reshape(-1)
+    return (F.softplus(z) - y * z).mean()
+
+
+class _Replaced:
+    """Several of the submission's names replaced at once (Submission.replaced, nested)."""
+
+    def __init__(self, sub, names):
+        self.sub, self.names, self.stack = sub, names, []
+
+    def __enter__(self):
+        for name, fn in self.names.items():
+            cm = self.sub.replaced(name, fn)
+            cm.__enter__()
+            self.stack.append(cm)
+
+    def __exit__(self, *exc):
+        while self.stack:
+            self.stack.pop().__exit__(*exc)
+        return False
+
+
+def own_layers(sub):
+    """mlp_forward judged on its own: the layers it calls by name are the harness's."""
+    return _Replaced(sub, {name: _inside(sub, harness_layer, name) for name in OWN_LAYERS})
+
+
+def own_network(sub):
+    """train() judged on its own: mlp_forward and loss are the harness's."""
+    return _Replaced(sub, {"mlp_forward": _inside(sub, harness_mlp_forward), "loss": _inside(sub, harness_loss)})
+
+
+def _blocks(first, fn, inputs, names):
+    """function_blocks of one family configuration; one other than the first that raises is reported
+    as that configuration's failure, in words (the first raises as usual, with the student's traceback)."""
+    if first:
+        return function_blocks(fn, inputs, names)
+    try:
+        return function_blocks(fn, inputs, names)
+    except Exception as e:  # noqa: BLE001 - the submission's error on this configuration only
+        return [{"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+
+
 def gradcheck_linear(sub, seed, p):
     g = torch.Generator().manual_seed(seed)
-    n, d = 5, 4  # a square W: a missing transpose gives wrong values, not a shape error
-    X, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((n, d), (d, d), (d,)))
     Linear = sub.get("Linear")
-    return {"blocks": function_blocks(lambda X, W, b: Linear.apply(X, W, b), [X, W, b],
-                                      ["Linear: X", "Linear: W", "Linear: b"])}
+    blocks = []
+    for i, (n, d_in, d_out, layout) in enumerate(p["family"]):  # the first W square: a missing transpose gives wrong values
+        X, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((n, d_in), (d_in, d_out), (d_out,)))
+        lay = _strided if layout == "strided" else (lambda t: t)  # inside fn: finite differences need contiguous inputs
+        words = f"X {n}x{d_in}, W {d_in}x{d_out}" + (", non-contiguous X and W" if layout == "strided" else "")
+        blocks += _blocks(i == 0, lambda X, W, b, lay=lay: Linear.apply(lay(X), lay(W), b), [X, W, b],
+                          [f"Linear: {v} ({words})" for v in ("X", "W", "b")])
+    return {"blocks": blocks}
 
 
 def gradcheck_activations(sub, seed, p):
     g = torch.Generator().manual_seed(seed)
     blocks = []
     for name, cls in ACTIVATIONS.items():
-        # |x| in [0.1, 3], so ReLU's kink at 0 is never inside a finite difference
-        x = (0.1 + 2.9 * torch.rand(4, 3, generator=g, dtype=torch.float64)) * torch.sign(
-            torch.randn(4, 3, generator=g, dtype=torch.float64))
         Function = sub.get(cls)
-        blocks += function_blocks(lambda x, F=Function: F.apply(x), [x], [f"{cls}: x"])
+        for i, (rows, cols, layout, edge) in enumerate(p["family"]):
+            if name == "relu" and edge == "zeros":
+                continue  # any value in [0, 1] is a valid ReLU derivative at 0
+            x = _edge_inputs(g, (rows, cols), edge)
+            lay = _strided if layout == "strided" else (lambda t: t)
+            words = f"x {rows}x{cols}" + (", non-contiguous" if layout == "strided" else "") + {
+                "": "", "large": ", |x| up to 800", "zeros": ", exact zeros"}[edge]
+            blocks += _blocks(i == 0, lambda x, F_=Function, lay=lay: F_.apply(lay(x)), [x], [f"{cls}: x ({words})"])
     return {"blocks": blocks}
 
 
@@ -92,8 +194,9 @@ def gradcheck_mlp(sub, seed, p):
     for activation in p["activations"]:
         params = _away_from_kink(seed, X, sizes, activation)
         names = [f"{activation} network: {k}{i // 2 + 1}" for i, k in enumerate("Wb" * (len(params) // 2))]
-        blocks += function_blocks(lambda X, *ps, a=activation: forward(X, list(ps), a), [X] + params,
-                                  [f"{activation} network: X"] + names)
+        with own_layers(sub):
+            blocks += function_blocks(lambda X, *ps, a=activation: forward(X, list(ps), a), [X] + params,
+                                      [f"{activation} network: X"] + names)
     z = logits(X, harness_params(seed, sizes), "tanh")
     blocks += function_blocks(lambda z: sub.get("loss")(z, y), [z], ["loss: logits"])
     return {"blocks": blocks}
@@ -102,12 +205,13 @@ def gradcheck_mlp(sub, seed, p):
 def coverage(sub, seed, p):
     X, y = xor_blobs(seed, p["n"])
     params = leaves(harness_params(seed, p["sizes"]))
-    value = expect_tensor(sub.call("loss", sub.call("mlp_forward", X, params, p["activation"]), y), "loss()",
-                          shape=())
-    if not value.requires_grad:
-        return {"where": "loss(mlp_forward(X, params)).backward()",
-                "parameters": [{"name": n, "shape": list(q.shape), "grad": None} for n, q in zip(_names(params), params)]}
-    value.backward()
+    with own_layers(sub):
+        value = expect_tensor(sub.call("loss", sub.call("mlp_forward", X, params, p["activation"]), y), "loss()",
+                              shape=())
+        if not value.requires_grad:
+            return {"where": "loss(mlp_forward(X, params)).backward()",
+                    "parameters": [{"name": n, "shape": list(q.shape), "grad": None} for n, q in zip(_names(params), params)]}
+        value.backward()
     return measure_coverage(zip(_names(params), params), f"one backward pass through the {p['activation']} MLP "
                             f"{'-'.join(map(str, p['sizes']))}")
 
@@ -117,7 +221,8 @@ def _names(params):
 
 
 def _train(sub, X, y, params, lr, steps, activation):
-    result = sub.call("train", X, y, params, lr, steps, activation)
+    with own_network(sub):
+        result = sub.call("train", X, y, params, lr, steps, activation)
     try:
         params, losses = result
         params, losses = list(params), [float(v) for v in losses]
@@ -154,6 +259,9 @@ def init_scale(sub, seed, p):
     scaled = []
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         W = expect_tensor(init[2 * l], f"init_params(...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
+        if bool((W == W.reshape(-1)[0]).all()):
+            scaled.append(0.0)  # constant weights have no scale to judge: the symmetry check reports them
+            continue
         scaled.append(float(np.log2(d_in * float((W.detach().double() ** 2).mean()))))
     return {"cases": [{"name": f"log2(d_in * mean(W_l^2)) for layers {' -> '.join(map(str, sizes))} (0 when W_l ~ N(0, 1/d_in))",
                        "shape": [len(scaled)], "values": scaled, "target": [0.0] * len(scaled)}]}
@@ -172,3 +280,135 @@ def convergence(sub, seed, p):
     with torch.no_grad():
         accuracy = ((logits(X, trained, p["activation"]).reshape(-1) >= 0).double() == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+# ---- families of inputs ---------------------------------------------------------------------------------
+
+def _strided(x):
+    """The same values in a non-contiguous layout (a transposed copy, transposed back)."""
+    return x.T.contiguous().T if x.dim() == 2 else torch.stack([x, x]).T[:, 0]
+
+
+def _edge_inputs(gen, shape, edge):
+    """|x| in [0.1, 3] with random signs (ReLU's kink never inside a finite difference), or the edge values."""
+    x = (0.1 + 2.9 * torch.rand(*shape, generator=gen, dtype=torch.float64)) * torch.sign(
+        torch.randn(*shape, generator=gen, dtype=torch.float64))
+    if edge == "large":  # beyond 37 and 710, where exp overflows or 1 + exp(-x) rounds to 1
+        x = x.sign() * torch.tensor([40.0, 800.0, 3.0, 720.0], dtype=torch.float64).repeat(x.numel())[: x.numel()].reshape(shape)
+    elif edge == "zeros":
+        x.view(-1)[::2] = 0.0
+    return x
+
+
+def mlp_forward_probe(sub, seed, p):
+    """mlp_forward's logits (with the harness's layers in place of the submission's) and loss's value,
+    against the same network and loss in torch. A configuration other than the first that raises is
+    that configuration's failure, in words."""
+    gen = torch.Generator().manual_seed(seed)
+    forward, cases = sub.get("mlp_forward"), []
+    for i, (n, sizes) in enumerate(p["family"]):
+        X = torch.randn(n, sizes[0], generator=gen, dtype=torch.float64)
+        params = harness_params(seed + i, sizes)
+        for activation in ACTIVATIONS:
+            name = f"logits, {activation}, sizes {sizes}, n={n}"
+            target = _own_mlp_forward(X, params, activation)
+            try:
+                with own_layers(sub):
+                    out = expect_tensor(forward(X.clone(), [q.clone() for q in params], activation), name,
+                                        shape=(n, sizes[-1]), dtype="float")
+            except Exception as e:  # noqa: BLE001
+                if i == 0:
+                    raise
+                cases.append({"name": name, "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+                continue
+            cases.append({"name": name, "shape": [n, sizes[-1]], "values": out.detach().double().reshape(-1).tolist(),
+                          "target": target.reshape(-1).tolist()})
+    for n in p["loss_n"]:
+        z = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, 2, (n,), generator=gen).double()
+        name = f"loss(logits {n}x1, y ({n},))"
+        value = expect_tensor(sub.call("loss", z.clone(), y.clone()), name, shape=(), dtype="float")
+        cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
+    return {"cases": cases}
+
+
+# ---- invariants: arguments, dtypes, the autograd.Function contract, determinism ------------------------
+
+def _contract(watch, where, apply, inputs, names):
+    """float32 in, float32 out and float32 gradients; the caller's tensors untouched by forward and
+    backward; a saved input modified in place after forward either makes backward refuse (what
+    ctx.save_for_backward does) or leaves the gradient as it was (a copy was saved), never silently changes it."""
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = watch.call(where, apply, tuple(xs), names)
+    watch.dtype(where, out, inputs[0].dtype)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return
+    try:
+        grads = torch.autograd.grad(out.sum(), xs, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - raised by the submission's backward
+        if "gradient" in str(e) and ("number of" in str(e) or "not a Tensor" in str(e) or "Variable" in str(e)):
+            watch.violation(where, f"backward breaks the autograd.Function contract: {str(e).splitlines()[0]} "
+                                   "(one gradient per input of forward, None for a non-tensor input)")
+        return  # any other failure of backward is for the gradient checks to report
+    for name, g in zip(names, grads):
+        watch.dtype(where, g, inputs[0].dtype, f"the gradient of {name}")
+    # the same call, the first input modified in place (under no_grad) between forward and backward
+    xs2 = [x.detach().clone().requires_grad_(True) for x in inputs]
+    moved = xs2[0] * 1.0  # a non-leaf, so that it can be modified in place
+    out2 = apply(moved, *xs2[1:])
+    with torch.no_grad():
+        moved.add_(0.5)
+    try:
+        again = torch.autograd.grad(out2.sum(), xs2, allow_unused=True)
+    except Exception:  # noqa: BLE001 - autograd noticed the modification: save_for_backward did its job
+        return
+    for name, g, g0 in zip(names, again, grads):
+        if g is not None and g0 is not None and not torch.allclose(g, g0, rtol=1e-5, atol=1e-6):
+            watch.violation(where, f"the gradient of {name} changed when {names[0]} was modified in place after forward, "
+                                   "silently: save tensors with ctx.save_for_backward (autograd then checks they are "
+                                   "unchanged), not as attributes of ctx")
+            return
+
+
+def invariants(sub, seed, p):
+    gen, watch = torch.Generator().manual_seed(seed), Watch()
+    Linear = sub.get("Linear")
+    for dtype in (torch.float32, torch.float64):
+        X, W, b = (torch.randn(*s, generator=gen, dtype=dtype) for s in ((3, 4), (4, 2), (2,)))
+        _contract(watch, f"Linear on {str(dtype)[6:]} inputs", lambda X, W, b: Linear.apply(X, W, b), (X, W, b),
+                  ("X", "W", "b"))
+        for cls in ACTIVATIONS.values():
+            Function = sub.get(cls)
+            # |x| >= 0.6, both signs: away from ReLU's kink even after the +0.5 of _contract
+            x = (0.6 + torch.rand(3, 4, generator=gen, dtype=dtype)) * torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=dtype)
+            _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
+    sizes = list(p["sizes"])
+    where = f"init_params({sizes}, generator)"
+    runs = []
+    for global_seed, seed_ in ((0, seed), (1, seed), (0, seed + 1)):
+        torch.manual_seed(global_seed)  # a submission drawing from the global generator gets other weights
+        args = (list(sizes), torch.Generator().manual_seed(seed_))
+        init = watch.call(where, sub.get("init_params"), args, ("sizes", "generator"))
+        if args[0] != sizes:
+            watch.violation(where, f"modified its argument sizes: {args[0]}")
+        if not isinstance(init, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in init):
+            return watch.measurement()  # the form of init_params' result is the other checks' business
+        runs.append([t.detach() for t in init])
+    same = all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
+    constant = all(bool((W == W.reshape(-1)[0]).all()) for W in runs[0][0::2])  # the symmetry check's business
+    other = constant or any(not torch.equal(a, c) for a, c in zip(runs[0], runs[2]))
+    if not same:
+        watch.violation(where, "two calls with generators of the same seed gave different weights: draw every "
+                               "random number from `generator` (torch.randn(..., generator=generator)), not torch's global one")
+    elif not other:
+        watch.violation(where, "generators of different seeds gave the same weights: the generator is not used")
+    for i, t in enumerate(runs[0]):
+        watch.dtype(where, t, torch.float64, f"[{i}]")
+    X, y = xor_blobs(seed, 16)
+    where = "train() (n=16, sizes [2, 4, 1], 3 steps)"
+    with own_network(sub):
+        result = watch.call(where, sub.get("train"), (X, y, leaves(harness_params(seed, [2, 4, 1])), 0.1, 3, "tanh"),
+                            ("X", "y", "params"))
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        watch.no_graph(where, list(result[1]), "losses")
+    return watch.measurement()

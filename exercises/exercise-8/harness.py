@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.invariants import Watch
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
@@ -54,10 +55,46 @@ def _init_params(seed: int, channels: int, dtype=torch.float32, device="cpu") ->
             "fc_w": u((10, flat), flat), "fc_b": u((10,), flat)}
 
 
+# ---- the harness's own ops (torch's autograd; no F.conv2d, which the spec forbids in the code calling them) --
+
+def own_conv2d(x, weight, bias, stride=1, padding=0):
+    """The cross-correlation as one product with F.unfold's columns, differentiated by autograd."""
+    N, _, H, W = x.shape
+    K, C, kh, kw = weight.shape
+    Ho, Wo = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, Ho*Wo)
+    return (weight.reshape(K, -1) @ cols).reshape(N, K, Ho, Wo) + bias.reshape(1, K, 1, 1)
+
+
+def own_max_pool2d(x):
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // 2, 2, W // 2, 2).amax(dim=(3, 5))
+
+
+def own_cnn_forward(params, x):
+    h = own_max_pool2d(torch.relu(own_conv2d(x, params["conv_w"], params["conv_b"], 1, 1)))
+    return h.flatten(1) @ params["fc_w"].t() + params["fc_b"]
+
+
+def _inside(sub, factory, *args):
+    """factory(*args) built where the submission runs: through sub.local when the submission answers
+    from its own process (a harness callback would hand back results without an autograd graph),
+    here when it runs in this one. `factory` is a module-level function of this file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)
+
+
+def harness_cnn_forward():
+    return own_cnn_forward
+
+
 def _train(sub, seed, p, steps):
+    """train() judged on its own: the cnn_forward it calls is the harness's (a wrong conv2d costs the
+    conv checks, not train()'s)."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     params = _init_params(seed, p["channels"])
-    result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
+    with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
+        result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
     if not isinstance(result, tuple) or len(result) != 2:
         raise ApiError("train() must return (params, losses)")
     params, losses = result
@@ -72,7 +109,10 @@ def _tensor(gen, *shape):
 
 
 def _case(name, measured, target):
-    measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float")
+    try:  # a wrong shape or dtype is this configuration's failure, in words
+        measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float")
+    except ApiError as e:
+        return {"name": name, "error": str(e).removeprefix(name + " ")}
     return {"name": name, "shape": list(target.shape), "values": measured.detach().reshape(-1).tolist(),
             "target": target.detach().reshape(-1).tolist()}
 
@@ -85,19 +125,38 @@ def _with_grads(fn, inputs, cotangent):
         return out, [None] * len(inputs)  # _case reports the wrong shape
     if not out.requires_grad:
         raise ApiError("the output does not require grad: is the result built with torch.autograd.Function.apply?")
-    return out, torch.autograd.grad(out, inputs, cotangent, allow_unused=True)
+    # <out, cotangent> as a scalar: an explicit grad_outputs makes torch import sympy (0.3-0.9 s)
+    return out, torch.autograd.grad((out * cotangent).sum(), inputs, allow_unused=True)
 
 
-def _agreement(name, fn, target_fn, inputs, input_names, gen):
-    """Cases for fn's output and its gradients against torch's target_fn, on the same inputs."""
+def _strided(x):
+    """The same values in a non-contiguous layout (height and width transposed in memory)."""
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def harness_strided(x):
+    return _strided(x.detach().clone())
+
+
+def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
+    """Cases for fn's output and its gradients against torch's target_fn, on the same inputs. A
+    configuration other than the first that raises is that configuration's failure, in words."""
     with torch.no_grad():
         cotangent = _tensor(gen, *target_fn(*inputs).shape)
     target, target_grads = _with_grads(target_fn, inputs, cotangent)
-    got, got_grads = _with_grads(fn, inputs, cotangent)
+    try:
+        got, got_grads = _with_grads(fn, inputs, cotangent)
+    except Exception as e:  # noqa: BLE001
+        if first:
+            raise
+        return [{"name": f"{name}: output", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
     cases = [_case(f"{name}: output", got, target)]
+    if "error" in cases[0]:
+        return cases  # a wrong output shape: no gradient to compare
     for what, g, t in zip(input_names, got_grads, target_grads):
         if g is None:
-            raise ApiError(f"{name}: backward returned no gradient for {what}")
+            cases.append({"name": f"{name}: gradient of {what}", "error": "backward returned no gradient for it"})
+            continue
         cases.append(_case(f"{name}: gradient of {what}", g, t))
     return cases
 
@@ -106,18 +165,33 @@ def conv_agreement(sub, seed, p):
     """Output and the three gradients of the hand conv2d against F.conv2d, per configuration."""
     conv2d = sub.get("conv2d")
     cases = []
-    for N, C, H, W, K, kh, kw, stride, padding in p["grid"]:
+    strided = set(p.get("strided", []))
+    for i, (N, C, H, W, K, kh, kw, stride, padding) in enumerate(p["grid"]):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride {stride}, padding {padding}"
+        if i in strided:
+            inputs = (_strided(inputs[0]), _strided(inputs[1]), inputs[2])
+            config += ", non-contiguous x and weight"
+            # a layout does not survive a copy to another process: the output once more, from inputs
+            # laid out where the submission runs
+            x, w, b = inputs
+            target = F.conv2d(x, w, b, stride=stride, padding=padding)
+            try:
+                out = conv2d(_inside(sub, harness_strided, x), _inside(sub, harness_strided, w), b, stride, padding)
+                cases.append(_case(f"{config}: output (laid out where the submission runs)", out, target))
+            except Exception as e:  # noqa: BLE001 - this configuration's failure, in words
+                cases.append({"name": f"{config}: output (laid out where the submission runs)",
+                              "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b, stride, padding),
                             lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
-                            inputs, ("x", "weight", "bias"), gen)
+                            inputs, ("x", "weight", "bias"), gen, first=i == 0)
     for N, C, H, W, K, kh, kw in p.get("defaults_grid", []):  # conv2d(x, weight, bias): the signature's defaults
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride and padding not given (defaults 1 and 0)"
-        cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen)
+        cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen,
+                            first=False)
     return {"cases": cases}
 
 
@@ -125,11 +199,37 @@ def pool_agreement(sub, seed, p):
     """Output and input gradient of the hand 2x2 max-pooling against F.max_pool2d(x, 2)."""
     max_pool2d = sub.get("max_pool2d")
     cases = []
-    for N, C, H, W in p["grid"]:
+    strided, negative = set(p.get("strided", [])), set(p.get("negative", []))
+    for i, (N, C, H, W) in enumerate(p["grid"]):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
-        cases += _agreement(f"x {N}x{C}x{H}x{W}", max_pool2d, lambda x: F.max_pool2d(x, 2),
-                            (_tensor(gen, N, C, H, W),), ("x",), gen)
-    return {"cases": cases}
+        x, config = _tensor(gen, N, C, H, W), f"x {N}x{C}x{H}x{W}"
+        if i in negative:  # a running max started at 0 never sees these
+            x, config = -x.abs() - 1, config + ", every entry negative"
+        if i in strided:
+            x, config = _strided(x), config + ", non-contiguous"
+        cases += _agreement(config, max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",), gen, first=i == 0)
+    return {"cases": cases + _ties(max_pool2d)}
+
+
+def _ties(max_pool2d):
+    """Every window holds its maximum twice: torch routes the gradient to one of them, another
+    routing is as right, so what is compared is what any right routing gives: each window passes on
+    its output's gradient (1) exactly once, and nothing to a non-maximum."""
+    x = torch.tensor([[3.0, 3.0, -1.0, 2.0], [1.0, 0.0, 2.0, -5.0], [0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 1.0, 4.0]],
+                     dtype=torch.float64).reshape(1, 1, 4, 4)
+    name = "x 1x1x4x4 with each window's maximum twice"
+    try:
+        xs = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(max_pool2d(xs).sum(), xs)
+    except Exception as e:  # noqa: BLE001
+        return [{"name": f"{name}: gradient", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+    g = expect_tensor(g, f"{name}: gradient", shape=(1, 1, 4, 4)).detach().double().reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    windows = x.reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    off_max = (g * (windows != windows.amax(dim=1, keepdim=True))).abs().sum(dim=1)
+    return [{"name": f"{name}: gradient passed on by each window (once: 1)", "shape": [4], "values": g.sum(dim=1).tolist(),
+             "target": [1.0] * 4},
+            {"name": f"{name}: gradient sent to non-maxima, per window", "shape": [4], "values": off_max.tolist(),
+             "target": [0.0] * 4}]
 
 
 def gradcheck(sub, seed, p):
@@ -137,11 +237,16 @@ def gradcheck(sub, seed, p):
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
     gen = torch.Generator().manual_seed(seed)
     blocks = []
-    for N, C, H, W, K, kh, kw, stride, padding in p["conv_grid"]:
+    for i, (N, C, H, W, K, kh, kw, stride, padding) in enumerate(p["conv_grid"]):
         config = f"stride {stride}, padding {padding}, kernel {kh}x{kw}"
-        blocks += function_blocks(lambda x, w, b: conv2d(x, w, b, stride, padding),
-                                  (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K)),
-                                  [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")])
+        inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
+        names = [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")]
+        try:
+            blocks += function_blocks(lambda x, w, b: conv2d(x, w, b, stride, padding), inputs, names)
+        except Exception as e:  # noqa: BLE001 - a configuration other than the first: its failure, in words
+            if i == 0:
+                raise
+            blocks.append({"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
     for N, C, H, W in p["pool_grid"]:
         blocks += function_blocks(max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
     return {"blocks": blocks}
@@ -178,9 +283,11 @@ def first_loss(sub, seed, p):
 
 def convergence(sub, seed, p):
     params, losses, Xte, yte = _train(sub, seed, p, p["budget"])
-    with torch.no_grad():
-        logits = expect_tensor(sub.call("cnn_forward", params, Xte), "cnn_forward(params, X_test)",
-                               shape=(len(Xte), 10), dtype="float")
+    if not isinstance(params, dict) or set(params) != {"conv_w", "conv_b", "fc_w", "fc_b"}:
+        raise ApiError("train() must return (params, losses), params the dict it was given")
+    with torch.no_grad():  # the test accuracy, computed here (trusted) from the trained parameters
+        logits = own_cnn_forward({k: expect_tensor(v, f"train()'s params[{k!r}]", dtype="float").detach()
+                                  for k, v in params.items()}, Xte)
     accuracy = (logits.argmax(1) == yte).double().mean().item()
     try:  # only for the picture of the learned filters: never a reason to fail the check
         filters = expect_tensor(params["conv_w"], "conv_w", dtype="float").detach().double().tolist()
@@ -208,3 +315,139 @@ def placement(sub, seed, p):
 
 def parity(sub, seed, p):
     return measure_parity(_device_run(sub, seed))
+
+
+# ---- cnn_forward on its own, built from the student's ops ----------------------------------------------
+
+# The ops put in place of the student's are the harness's, each made slightly *wrong* on purpose
+# (an affine change of its output) in one of two runs: if the logits follow the change, cnn_forward
+# built them from the op it was given, on the graph the gradients then follow; if they equal the
+# unchanged CNN's, it computed them some other way (torch's conv, or a decoy call beside the graph).
+# Values only cross: this works the same whether the submission runs here or in its own process.
+
+def _marked_conv2d(x, weight, bias, stride=1, padding=0):
+    return 1.5 * own_conv2d(x, weight, bias, stride, padding) + 0.25
+
+
+def _marked_max_pool2d(x):
+    return 1.25 * own_max_pool2d(x) + 0.125
+
+
+class _Apply:
+    """An object with .apply, like an autograd.Function: cnn_forward may call Conv2dFunction.apply."""
+
+    def __init__(self, fn):
+        self.apply = fn
+
+
+def harness_op(name, marked):
+    """The harness's op under the submission's name `name`, marked (changed on purpose) or not."""
+    conv, pool = (_marked_conv2d, _marked_max_pool2d) if marked else (own_conv2d, own_max_pool2d)
+    return {"conv2d": conv, "Conv2dFunction": _Apply(conv), "max_pool2d": pool, "MaxPool2dFunction": _Apply(pool)}[name]
+
+
+def _cnn(params, x, conv, pool):
+    h = pool(torch.relu(conv(x, params["conv_w"], params["conv_b"], 1, 1)))
+    return h.flatten(1) @ params["fc_w"].t() + params["fc_b"]
+
+
+def cnn_forward_probe(sub, seed, p):
+    """cnn_forward with the harness's conv and pooling standing in for the submission's (under the
+    names conv2d / Conv2dFunction and max_pool2d / MaxPool2dFunction), the conv marked in one run and
+    the pooling in the other: its logits and gradients against the harness's CNN with the same ops."""
+    X, y, _, _ = _digits_split(seed, p["n"])
+    X = X.double()
+    base = {k: v.detach().double() for k, v in _init_params(seed, p["channels"]).items()}
+    cases = []
+    for marked, words in (("conv", "conv2d"), ("pool", "max_pool2d")):
+        conv_marked, pool_marked = marked == "conv", marked == "pool"
+        ops = {"conv2d": conv_marked, "Conv2dFunction": conv_marked, "max_pool2d": pool_marked,
+               "MaxPool2dFunction": pool_marked}
+        params = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+        with _Ops(sub, ops):
+            logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)", shape=(len(X), 10),
+                                   dtype="float")
+            grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True) \
+                if logits.requires_grad else [None] * len(params)
+        conv = _marked_conv2d if conv_marked else own_conv2d
+        pool = _marked_max_pool2d if pool_marked else own_max_pool2d
+        own = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+        target = _cnn(own, X, conv, pool)
+        target_grads = torch.autograd.grad(F.cross_entropy(target, y), list(own.values()))
+        got = logits.detach().double()
+        name = f"logits, with your {words} replaced by the harness's"
+        if not torch.allclose(got, target.detach(), rtol=1e-6, atol=1e-8) and \
+                torch.allclose(got, _cnn(base, X, own_conv2d, own_max_pool2d), rtol=1e-6, atol=1e-8):
+            cases.append({"name": name, "error": f"cnn_forward did not use the {words} it was given: its logits are "
+                                                 f"those of a CNN built from another {words} (torch's, or a call beside "
+                                                 "the graph). Build the CNN from your own conv2d and max_pool2d, by name."})
+            continue
+        cases.append({"name": name, "shape": list(target.shape), "values": got.reshape(-1).tolist(),
+                      "target": target.detach().reshape(-1).tolist()})
+        for pname, g, t in zip(params, grads, target_grads):
+            gname = f"gradient of {pname}, with your {words} replaced by the harness's"
+            if g is None:
+                cases.append({"name": gname, "error": "no gradient reaches it from the logits"})
+                continue
+            cases.append({"name": gname, "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
+                          "target": t.reshape(-1).tolist()})
+    return {"cases": cases}
+
+
+class _Ops:
+    """The four op names of the submission replaced at once by the harness's (Submission.replaced, nested)."""
+
+    def __init__(self, sub, marked):
+        self.sub, self.marked, self.stack = sub, marked, []
+
+    def __enter__(self):
+        for name, is_marked in self.marked.items():
+            cm = self.sub.replaced(name, _inside(self.sub, harness_op, name, is_marked))
+            cm.__enter__()
+            self.stack.append(cm)
+
+    def __exit__(self, *exc):
+        while self.stack:
+            self.stack.pop().__exit__(*exc)
+        return False
+
+
+# ---- invariants -------------------------------------------------------------------------------------------
+
+def _contract(watch, where, fn, inputs, names):
+    """float32 in, float32 out and gradients; inputs untouched; backward's contract (a gradient per
+    input, None for stride and padding) kept."""
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = watch.call(where, fn, tuple(xs), names)
+    watch.dtype(where, out, inputs[0].dtype)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return None
+    try:
+        grads = torch.autograd.grad(out.sum(), xs, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - raised by the submission's backward
+        if "gradient" in str(e) and ("number of" in str(e) or "not a Tensor" in str(e) or "Variable" in str(e)):
+            watch.violation(where, f"backward breaks the autograd.Function contract: {str(e).splitlines()[0]} "
+                                   "(one gradient per input of forward, None for stride and padding)")
+        return None
+    for name, g in zip(names, grads):
+        watch.dtype(where, g, inputs[0].dtype, f"the gradient of {name}")
+    return grads
+
+
+def invariants(sub, seed, p):
+    gen, watch = torch.Generator().manual_seed(seed), Watch()
+    conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
+    for dtype in (torch.float32, torch.float64):
+        x, w, b = (_tensor(gen, *s).to(dtype) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,)))
+        _contract(watch, f"conv2d on a {str(dtype)[6:]} batch of 1 (x 1x2x5x6, stride 2, padding 1)",
+                  lambda x, w, b: conv2d(x, w, b, 2, 1), (x, w, b), ("x", "weight", "bias"))
+        _contract(watch, f"max_pool2d on a {str(dtype)[6:]} batch of 1 (x 1x2x4x6)", max_pool2d,
+                  (_tensor(gen, 1, 2, 4, 6).to(dtype),), ("x",))
+    Xtr, ytr, _, _ = _digits_split(seed, 24)
+    where = "train() (n=24, batch_size 8, 2 steps)"
+    with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
+        result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, 0.1, 2, 8),
+                            ("params", "X", "y"))
+    if isinstance(result, tuple) and len(result) == 2:
+        watch.no_graph(where, list(result[1]), "losses")
+    return watch.measurement()

@@ -64,6 +64,8 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             f"with every input on device 'meta', {what} raised {measured['error']}. A tensor created "
             "without device= (write torch.ones(n, 1, device=X.device)), or a hard-coded .cuda()/.numpy(), "
             "breaks the same way on a GPU.")
+    if not measured.get("outputs"):  # a degenerate measurement earns nothing
+        return Verdict.failed("no output was measured on the meta device: there is nothing to judge")
     stray = {n: d for n, d in measured["outputs"].items() if d != measured["input_device"]}
     if stray:
         name, device = next(iter(stray.items()))

@@ -161,3 +161,13 @@ def test_errors_outrank_failures_and_skips_earn_nothing():
     skipped = _combine(c, [(0, Verdict.skipped("no GPU"))], frozenset())
     assert skipped.status == "skip" and skipped.points == 0 and skipped.max_points == 1
     assert not math.isnan(skipped.points)
+
+
+def test_a_degenerate_device_measurement_earns_nothing():
+    """Issue 13: a parity or placement measurement with no outputs (a probe that claims a device and
+    measures nothing) is a failure, never a pass."""
+    from dldiy.graders import parity, placement
+
+    check = type("Check", (), {"params": {}})()
+    assert parity.judge({"device": "cuda (fake)", "outputs": []}, None, check).status == "fail"
+    assert placement.judge({"input_device": "meta", "outputs": {}}, None, check).status == "fail"

@@ -139,11 +139,15 @@ class RemoteSubmission:
     @contextlib.contextmanager
     def replaced(self, name: str, fn: Callable[..., Any]) -> Iterator[None]:
         """Within the block, the submission's `name` is the harness's `fn` (its callers call ours)."""
-        old = remote_op(self.endpoint, "replace", None, name=name, value=fn)
+        had, old = remote_op(self.endpoint, "replace", None, name=name, value=fn)
         try:
             yield
         finally:
-            remote_op(self.endpoint, "replace", None, name=name, value=old)
+            if had:
+                remote_op(self.endpoint, "replace", None, name=name, value=old)
+            else:  # a name the submission lacked is removed again
+                self.endpoint.send({"op": "replace", "target": {"handle": None}, "name": name, "unset": True})
+                self.endpoint.await_reply()
 
 
 def _changed_arguments(endpoint: Endpoint, args: tuple, kwargs: dict) -> list[str]:

@@ -99,9 +99,14 @@ class Server:
             name = header.get("name")
             if not isinstance(name, str):
                 raise wire.WireError("replace without a name")
+            had = hasattr(self.module, name)
             old = getattr(self.module, name, None)
-            setattr(self.module, name, self.endpoint.decode(header.get("value"), buffers))
-            return old
+            if header.get("unset"):
+                if had:
+                    delattr(self.module, name)
+            else:
+                setattr(self.module, name, self.endpoint.decode(header.get("value"), buffers))
+            return [had, old]
         raise wire.WireError(f"an unknown request {op!r}")
 
     def _call(self, header: dict[str, Any], buffers: list[bytes]) -> Any:

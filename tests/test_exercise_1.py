@@ -3,14 +3,13 @@ returned for a tensor, placement's inconclusive verdict, first-loss's diagnoses,
 and validate's alternatives and corpus table."""
 
 import json
-import types
 
 import pytest
 import torch
 
 from conftest import REPO, run_dldiy
 from dldiy.graders import first_loss, placement
-from dldiy.graders.api import ApiError, Submission, expect_tensor
+from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.exercise import load_exercise
 from dldiy.graders.verdict import fmt, versus
 
@@ -28,20 +27,30 @@ def _variant(write_submission, old, new):
 
 # ---- Submission.replaced, expect_tensor ------------------------------------------------------------
 
-def test_replaced_swaps_a_name_for_the_block_and_restores_it():
-    module = types.ModuleType("student")
-    module.gradient = lambda: "theirs"
-    module.train = lambda: module.gradient()
-    sub = Submission(types.SimpleNamespace(module=module, path=REPO / "x.py"), load_exercise("exercise-1"))
-    with sub.replaced("gradient", lambda: "ours"):
-        assert module.train() == "ours"
-    assert module.train() == "theirs"
-    with pytest.raises(RuntimeError), sub.replaced("gradient", lambda: "ours"):
-        raise RuntimeError("restored even so")
-    assert module.gradient() == "theirs"
-    with sub.replaced("loss", lambda: 0):  # a name the submission lacks is removed again afterwards
-        assert module.loss() == 0
-    assert not hasattr(module, "loss")
+def test_replaced_swaps_a_name_for_the_block_and_restores_it(tmp_path):
+    """In the student's own process: the submission's calls to `gradient` reach the harness's function
+    within the block, its own again after it (also after an exception); a name it lacked is removed."""
+    from dldiy.graders.child import StudentProcess
+    from dldiy.graders.remote import RemoteSubmission
+
+    (tmp_path / "logreg.py").write_text("def gradient():\n    return 'theirs'\n\ndef train():\n    return gradient()\n\n"
+                                       "def total():\n    return loss()\n")
+    student = StudentProcess({"entry": str(tmp_path / "logreg.py"), "sandbox": None, "forbid": {}}, 30)
+    try:
+        sub = RemoteSubmission(student.endpoint, load_exercise("exercise-1"))
+        train = sub.get("train")
+        with sub.replaced("gradient", lambda: "ours"):
+            assert train() == "ours"
+        assert train() == "theirs"
+        with pytest.raises(RuntimeError), sub.replaced("gradient", lambda: "ours"):
+            raise RuntimeError("restored even so")
+        assert train() == "theirs"
+        with sub.replaced("loss", lambda: 0):  # a name the submission lacks is removed again afterwards
+            assert sub.get("total")() == 0
+        with pytest.raises(Exception, match="loss"):
+            sub.get("total")()
+    finally:
+        student.kill()
 
 
 def test_a_python_float_is_reported_as_such_never_converted():

@@ -34,12 +34,14 @@ def tensors_in(value: Any, out: list) -> list:
 
 
 def _grad_inputs(endpoint: Any, args: Any) -> list:
-    """The tensors of `args` and every live mirror, that require grad, deduplicated."""
+    """The tensors of `args`, and every live mirror that is a leaf (a parameter the other side may
+    hold, as a model does), that require grad; deduplicated. Never a mirror that is some earlier
+    call's output: its graph belongs to that call (and may be freed already)."""
     found = tensors_in(args, [])
     for mid in list(endpoint.mirrors):
         m = endpoint.mirrors.get(mid)
         t = m.tensor() if m is not None else None
-        if t is not None:
+        if t is not None and t.is_leaf:
             found.append(t)
     seen, unique = set(), []
     for t in found:

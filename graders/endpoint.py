@@ -225,6 +225,17 @@ class Endpoint:
         if t.device.type == "meta":
             value.update(dtype=str(t.dtype).removeprefix("torch."), shape=list(t.shape), buf=None)
             return value
+        strides = list(t.stride())
+        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and t.device.type == "cpu":
+            # the layout crosses too (a transpose, a step slice): the span of storage it covers, and its
+            # strides, so that code which only works on contiguous tensors meets the same input there
+            span = 1 + sum((n - 1) * st for n, st in zip(t.shape, strides))
+            if span <= 4 * t.numel():
+                base = torch.as_strided(t, (span,), (1,), t.storage_offset())
+                dtype, _, raw = wire.tensor_bytes(base)
+                value.update(dtype=dtype, shape=list(t.shape), strides=strides, span=span, buf=len(buffers))
+                buffers.append(raw)
+                return value
         dtype, shape, raw = wire.tensor_bytes(t)
         value.update(dtype=dtype, shape=shape, buf=len(buffers))
         buffers.append(raw)
@@ -241,7 +252,21 @@ class Endpoint:
         buf = value.get("buf")
         if not isinstance(buf, int) or not 0 <= buf < len(buffers):
             raise wire.WireError("a tensor without its data")
+        if "strides" in value:
+            return self._strided(value, buffers[buf], device)
         return wire.tensor_from(value.get("dtype"), value.get("shape"), buffers[buf], self._device(device))
+
+    def _strided(self, value: dict[str, Any], raw: bytes, device: str) -> Any:
+        """A non-contiguous tensor rebuilt with its strides, every index checked inside its storage."""
+        shape, strides, span = value.get("shape"), value.get("strides"), value.get("span")
+        if not (isinstance(shape, list) and isinstance(strides, list) and isinstance(span, int)
+                and len(shape) == len(strides) and all(isinstance(x, int) and x >= 0 for x in shape + strides)):
+            raise wire.WireError("a strided tensor with a malformed layout")
+        if span < 1 or span != 1 + sum((n - 1) * st for n, st in zip(shape, strides) if n > 0):
+            raise wire.WireError("a strided tensor whose layout does not match its storage")
+        base = wire.tensor_from(value.get("dtype"), [span], raw, "cpu")
+        out = base.as_strided(shape, strides)
+        return out if self._device(device) == "cpu" else out.to(self._device(device))
 
     def _device(self, device: str) -> str:
         import torch

@@ -472,7 +472,7 @@ def optimizer_contract(sub, seed, p):
                                 "under torch.no_grad() (p.add_, p.sub_), never rebind it to an expression")
                     if q.dtype != dtype:
                         return f"after step(), {NAMES[i]} ({dtype} before) is {q.dtype}"
-                    for key, value in opt.state[q].items():
+                    for key, value in opt.state.get(q, {}).items():  # state crosses as a plain dict
                         if not isinstance(value, torch.Tensor):
                             continue
                         if value.grad_fn is not None or value.requires_grad:

@@ -245,8 +245,11 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
             reply["error"] = {"kind": "protocol", "traceback": "",
                               "message": f"the submission's process broke the protocol: it sent {e}"}
         except RemoteError as e:
-            reply["error"] = {"kind": e.kind if e.kind in ("raised", "forbidden", "api") else "raised",
-                              "message": e.message, "traceback": e.traceback}
+            if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
+                reply["measurement"] = {"violation": e.message}
+            else:
+                reply["error"] = {"kind": e.kind if e.kind in ("raised", "api") else "raised",
+                                  "message": e.message, "traceback": e.traceback}
         except ApiError as e:
             reply["error"] = {"kind": "api", "message": str(e), "traceback": ""}
         except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails

@@ -212,7 +212,7 @@ class Endpoint:
                     self.changed_data.add(entry["id"])
                 if "grad" in entry and t.is_leaf:
                     g = entry["grad"]
-                    t.grad = None if g is None else self._plain_tensor(g, buffers).to(t.device)
+                    t.grad = None if g is None else _own(self._plain_tensor(g, buffers).to(t.device))
                     m.grad_state = self._fingerprint(t.grad) if t.grad is not None else None
 
     # ---- values -------------------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ class Endpoint:
         if "grad" not in value or not t.is_leaf:
             return
         g = value["grad"]
-        grad = None if g is None else self._plain_tensor(g, buffers)
+        grad = None if g is None else _own(self._plain_tensor(g, buffers))
         if grad is not None and (grad.shape != t.shape or grad.dtype != t.dtype):
             raise wire.WireError("a gradient whose shape or dtype differs from its tensor's")
         t.grad = None if grad is None else grad.to(t.device)
@@ -664,6 +664,11 @@ class _Reply(Exception):
 
 def error_reply(kind: str, message: str, traceback: str = "") -> _Reply:
     return _Reply({"kind": kind, "message": message, "traceback": traceback})
+
+
+def _own(t: Any) -> Any:
+    """A gradient that owns its storage (a strided view would refuse zero_grad's in-place detach)."""
+    return t.clone() if t._base is not None else t
 
 
 def _list(value: Any) -> list:

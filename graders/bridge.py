@@ -175,13 +175,14 @@ def inputs_for(endpoint: Any, grad: Any) -> list:
     """The tensors this side holds for the mirror ids a differentiable request lists."""
     from . import wire
 
-    inputs = []
-    for mid in grad if isinstance(grad, list) else []:
+    if grad is not None and not isinstance(grad, list):
+        raise wire.WireError("a differentiable call with malformed inputs")
+    inputs: list = []
+    for mid in grad or []:
         m = endpoint.mirrors.get(mid) if isinstance(mid, int) else None
         t = m.tensor() if m is not None else None
-        if t is None:
-            raise wire.WireError("a differentiable call on a tensor this side does not hold")
-        if not t.requires_grad and t.is_leaf and t.is_floating_point():
+        # None: a tensor this side has let go of (its release is on the way): no gradient flows to it
+        if t is not None and not t.requires_grad and t.is_leaf and t.is_floating_point():
             t.requires_grad_(True)
         inputs.append(t)
     return inputs
@@ -214,12 +215,15 @@ def backward_reply(endpoint: Any, header: dict[str, Any], buffers: list[bytes],
         raise wire.WireError("a backward pass with the wrong number of gradients")
     pairs = [(o, g) for o, g in zip(outputs, grads)
              if isinstance(g, torch.Tensor) and getattr(o, "requires_grad", False)]
-    if not pairs or not inputs:
+    held = [t for t in inputs if t is not None and t.requires_grad]
+    if not pairs or not held:
         return [None] * len(inputs)
 
     def vjp() -> list:
         with torch.enable_grad():
-            return list(torch.autograd.grad([o for o, _ in pairs], inputs, [g.to(o.dtype) for o, g in pairs],
-                                            allow_unused=True, retain_graph=True))
+            found = torch.autograd.grad([o for o, _ in pairs], held, [g.to(o.dtype) for o, g in pairs],
+                                        allow_unused=True, retain_graph=True)
+        by_id = {id(t): g for t, g in zip(held, found)}
+        return [by_id.get(id(t)) if t is not None else None for t in inputs]
 
     return run(vjp)

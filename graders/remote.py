@@ -111,7 +111,7 @@ class RemoteSubmission:
         result = fn(*args, **kwargs)
         entry = self.exercise.api.get(name)
         if entry is not None and not getattr(entry, "mutates", False):
-            changed = _changed_arguments(self.endpoint, args, kwargs)
+            changed = _changed_arguments(self.endpoint, args, kwargs, _parameter_names(entry.signature))
             if changed:  # a rule broken: a failure of the check, in words (graders/invariants.py)
                 from .invariants import Violation
 
@@ -152,10 +152,18 @@ class RemoteSubmission:
                 self.endpoint.await_reply()
 
 
-def _changed_arguments(endpoint: Endpoint, args: tuple, kwargs: dict) -> list[str]:
-    """Positions/names of tensor arguments the last reply's sync changed (data or .grad aside)."""
+def _parameter_names(signature: str) -> list[str]:
+    """`train(X, y, w0, lr, steps) -> ...` -> ["X", "y", "w0", "lr", "steps"] (the spec's own names)."""
+    inside = signature.partition("(")[2].partition(")")[0]
+    return [p.split("=")[0].split(":")[0].strip().lstrip("*") for p in inside.split(",") if p.strip()]
+
+
+def _changed_arguments(endpoint: Endpoint, args: tuple, kwargs: dict, names: list[str] | None = None) -> list[str]:
+    """Names (the spec's, else positions) of tensor arguments the last reply's sync changed (.grad aside)."""
+    names = names or []
     changed = []
-    for label, value in [*((f"#{i + 1}", a) for i, a in enumerate(args)), *kwargs.items()]:
+    for label, value in [*((names[i] if i < len(names) else f"#{i + 1}", a) for i, a in enumerate(args)),
+                         *kwargs.items()]:
         found: list = []
         _tensors_in(value, found)
         for t in found:

@@ -186,6 +186,7 @@ def results(book: Path) -> dict:
         record.pop("duration_s")
         record.pop("submission")  # zips unpack under each OUT
         record.pop("graded_file")
+        record.pop("sandbox", None)  # the confinement as each worker reports it (its folders, its cgroups)
     return payload
 
 

@@ -113,8 +113,9 @@ def test_the_terminal_report_shows_the_loss_curves_as_sparklines(bugged_check):
     result, _ = bugged_check
     line = next(line for line in result.stdout.splitlines() if line.startswith("convergence loss curve"))
     yours, reference = line.split("yours ")[1].split("  reference ")
-    assert yours[0] == "▁" and yours[-1] == "█"  # the student's loss rises (gradient ascent)
-    assert reference[0] == "█" and reference[-1] == "▁"  # the reference's falls
+    assert reference[0] == "█" and reference[-1] == "▁"  # the reference's loss falls
+    # one bug, one deduction: train() ran with the grader's gradient, so the sign bug leaves its curve alone
+    assert yours == reference and set(yours) <= set("▁▂▃▄▅▆▇█")
 
 
 # -- progress ------------------------------------------------------------------------------------------
@@ -129,8 +130,8 @@ def test_assess_reports_each_result_and_the_check_that_runs_next():
                     on_progress=lambda done, total, running: seen.append(
                         (done, total, None if running is None else (running.check, running.seed))))
     assert report.score == 4.0
-    assert seen == [(1, 4, ("gradcheck", 42)), (2, 4, ("gradcheck", 2019)), (3, 4, ("stability", 0)),
-                    (4, 4, None)]
+    assert seen == [(1, 6, ("gradcheck", 42)), (2, 6, ("gradcheck", 2019)), (3, 6, ("stability", 1)),
+                    (4, 6, ("stability", 42)), (5, 6, ("stability", 2019)), (6, 6, None)]
 
 
 def test_check_on_a_terminal_shows_which_check_is_running(tmp_path):

@@ -439,7 +439,7 @@ def optimizer_contract(sub, seed, p):
                 got = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
                 if not isinstance(got, (int, float)) or got != seen[0]:
                     return (f"step(closure) returned {got!r} at step {k}; expected the closure's loss "
-                            f"{seen[0]:.10g}: `loss = closure()` (under torch.enable_grad()) and `return loss`")
+                            f"{seen[0]:.10g}: call `closure()` under torch.enable_grad() and return what it returned")
             where = departure(rows, plain()[0], names=names)
             return (f"the run with step(closure) departs from the one with backward(); step() {where}"
                     if where else None)

@@ -124,12 +124,16 @@ class StudentProcess:
                 pass
 
     def death(self) -> str:
-        if self.exit_code is None:
+        deadline = time.monotonic() + 2.0  # a peer that closed its socket but lives on is not waited for forever
+        while self.exit_code is None and time.monotonic() < deadline:
             try:
-                _, status = os.waitpid(self.pid, 0)
-                self.exit_code = os.waitstatus_to_exitcode(status)
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
-                pass
+                break
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+            else:
+                time.sleep(0.01)
         from .runner import _death
         from .sandbox import Limits
 
@@ -225,6 +229,12 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
         sub = RemoteSubmission(student.endpoint, exercise, findings)
         try:
             reply["measurement"] = getattr(harness, check.probe)(sub, task["seed"], check.params)
+        except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
+            if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
+                reply["measurement"] = {"violation": e.message}
+            else:
+                reply["error"] = {"kind": e.kind if e.kind in ("raised", "api") else "raised",
+                                  "message": e.message, "traceback": e.traceback}
         except wire.Timeout:
             where = student.where_it_hangs()
             student.kill()
@@ -244,12 +254,6 @@ def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
             student = None
             reply["error"] = {"kind": "protocol", "traceback": "",
                               "message": f"the submission's process broke the protocol: it sent {e}"}
-        except RemoteError as e:
-            if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
-                reply["measurement"] = {"violation": e.message}
-            else:
-                reply["error"] = {"kind": e.kind if e.kind in ("raised", "api") else "raised",
-                                  "message": e.message, "traceback": e.traceback}
         except ApiError as e:
             reply["error"] = {"kind": "api", "message": str(e), "traceback": ""}
         except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+
+import pytest
 from pathlib import Path
 
 from conftest import REPO, run_dldiy
@@ -57,6 +59,19 @@ def test_a_raising_function_shows_only_the_students_frames(write_submission):
     out = result.stdout
     assert "ZeroDivisionError" in out and "logreg.py:" in out and "in gradient" in out
     assert "harness.py" not in out and "dldiy" not in out.replace("dldiy check", "") and "site-packages" not in out
+
+
+@pytest.mark.parametrize("raised", ["OSError('disk full')", "PermissionError(13, 'Permission denied', 'w.npy')",
+                                    "ConnectionError('no network')"])
+def test_an_os_error_from_the_students_code_is_their_error_not_a_dead_process(write_submission, raised):
+    """A student's OSError crosses as an error that is an OSError too: it must be reported as what their
+    code raised, in about a second, never mistaken for a dead peer (which used to wait on a live one)."""
+    path = write_submission(REFERENCE.replace("    Xt = add_bias(X)\n", f"    Xt = add_bias(X)\n    raise {raised}\n", 1))
+    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json", timeout=60)
+    check = json.loads(result.stdout)["checks"][0]
+    assert check["status"] == "error", check
+    assert raised.split("(")[0] in check["message"] and "logreg.py:" in check["message"], check
+    assert "did not finish" not in check["message"] and "exited" not in check["message"], check
 
 
 def test_wrong_shape_is_reported_with_both_shapes(write_submission):

@@ -171,3 +171,45 @@ def test_a_degenerate_device_measurement_earns_nothing():
     check = type("Check", (), {"params": {}})()
     assert parity.judge({"device": "cuda (fake)", "outputs": []}, None, check).status == "fail"
     assert placement.judge({"input_device": "meta", "outputs": {}}, None, check).status == "fail"
+
+
+def test_every_registered_kind_keeps_the_check_kind_contract():
+    import inspect
+
+    from dldiy.graders import KINDS, CheckKind
+
+    for kind in KINDS:
+        module = check_kind(kind)
+        assert isinstance(module, CheckKind), kind
+        assert isinstance(module.NEEDS_REFERENCE, bool), kind
+        assert list(inspect.signature(module.judge).parameters)[:3] == ["measured", "expected", "check"], kind
+
+
+def test_a_module_that_is_not_a_registered_kind_is_refused_by_name(tmp_path):
+    import pytest
+
+    from dldiy.graders.exercise import load_exercise_dir
+
+    for name in ("judge", "plots", "runner", "gradchek"):
+        with pytest.raises(KeyError, match="unknown check kind"):
+            check_kind(name)
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "exercise-1"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "exercises" / "exercise-1", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(spec.read_text().replace('kind = "gradcheck"', 'kind = "judge"', 1))
+    with pytest.raises(Exception, match="unknown check kind 'judge'"):
+        load_exercise_dir(folder)
+
+
+def test_every_module_written_as_a_kind_is_registered():
+    """A kind module added without its registry line would never be reachable from a spec."""
+    from pathlib import Path
+
+    from dldiy.graders import KINDS
+
+    graders = Path(__file__).resolve().parent.parent / "graders"
+    written = {p.stem for p in graders.glob("*.py") if "\nNEEDS_REFERENCE" in p.read_text()}
+    assert written == set(KINDS)

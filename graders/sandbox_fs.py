@@ -105,11 +105,14 @@ def trusted() -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     return paths, tuple(instructor_files(list(dldiy_paths()))), checkout()
 
 
-def plan(spec: dict) -> tuple[list[str], list[str], list[str]]:
+def plan(spec: dict, drop_uid: bool = False) -> tuple[list[str], list[str], list[str]]:
     """(folders and files to bind read-only, outermost first; candidates refused; instructor files
     inside them). A candidate is refused when it would contain the checkout, the working copy or a
     hidden path, or sits in a hidden path; one inside a folder already chosen (or a system folder)
-    needs no bind of its own."""
+    needs no bind of its own. With `drop_uid`, a folder that other users cannot enter (a 0700 pytest
+    or mkdtemp folder that happens to be the grader's cwd, on sys.path) is not bound whole: bound, it
+    would stand in the way of the folders below it (a --target install), which are bound on their own
+    below parents the sandbox makes traversable."""
     paths, inner_files, root = trusted()
     hidden = [os.path.realpath(p) for p in spec["hide"]]
     forbidden = [*hidden, os.path.realpath(spec["workdir"]), *filter(None, [root])]
@@ -120,9 +123,15 @@ def plan(spec: dict) -> tuple[list[str], list[str], list[str]]:
     for path in sorted({*paths, *exposed} - {work}, key=len):  # the working copy (sys.path[0]) has its own tmpfs
         if path == "/" or any(inside(f, path) for f in forbidden) or any(inside(path, h) for h in hidden):
             refused.append(path)
+        elif drop_uid and os.path.isdir(path) and not _others_can_enter(path):
+            continue
         elif not any(inside(path, q) for q in (*system, *chosen)):
             chosen.append(path)
     return chosen, refused, [*inner_files, *instructor_files([p for p in exposed if p in chosen])]
+
+
+def _others_can_enter(folder: str) -> bool:
+    return os.stat(folder).st_mode & 0o005 == 0o005
 
 
 def instructor_files(folders: list[str]) -> list[str]:
@@ -175,7 +184,8 @@ class Root:
     def build(self) -> list[str]:
         """Build, pivot, and return what applied (lines for Confined.applied)."""
         spec, applied = self.spec, []
-        chosen, refused, inner_files = plan(spec)
+        chosen, refused, inner_files = plan(spec, self.drop_uid)
+        os.umask(0o022)  # the mount points' parents made below must be enterable by the dropped uid
         work_fd = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY)
         try:
             self.mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host

@@ -350,3 +350,20 @@ def _alive(pid: int) -> bool:
         return False
     return state != "Z"
 
+
+
+def test_a_folder_others_cannot_enter_is_not_bound_whole_but_what_is_below_it_is(tmp_path, monkeypatch):
+    """The grader's cwd is on sys.path; a pytest or mkdtemp cwd is 0700. Bound whole, it would hide a
+    --target install below it from the dropped uid (a lazy `import dldiy.graders.bridge` failed)."""
+    from dldiy.graders import sandbox_fs
+
+    private = tmp_path / "private"
+    (private / "site" / "pkg").mkdir(parents=True)
+    private.chmod(0o700)
+    paths, inner, root = sandbox_fs.trusted()
+    monkeypatch.setattr(sandbox_fs, "trusted", lambda: ((*paths, str(private), str(private / "site")), inner, root))
+    spec = {"hide": [], "workdir": str(tmp_path / "work"), "expose": []}
+    chosen, _, _ = sandbox_fs.plan(spec, drop_uid=True)
+    assert str(private) not in chosen and str(private / "site") in chosen
+    chosen, _, _ = sandbox_fs.plan(spec, drop_uid=False)  # the caller's own uid can enter it: one bind
+    assert str(private) in chosen and str(private / "site") not in chosen

@@ -97,6 +97,7 @@ def test_validate_runs_on_the_external_course():
     assert "1 bugged variant(s) caught" in result.stdout
 
 
+@pytest.mark.slow  # 30 notebooks, end to end
 def test_grade_30_notebooks_with_two_jobs(tmp_path):
     """Solutions, half-done and empty notebooks in one class: each gets its own score (the rate is
     measured by benchmarks/course_grade.py)."""

@@ -37,13 +37,25 @@ def fill(student_nb: dict, reference: str) -> dict:
     return nb
 
 
+UNFILLED = [("exercise-2", "gradcheck"), ("exercise-4", "torch-agreement"), ("exercise-5", "gradcheck-linear"),
+            ("exercise-6", "gd"), ("exercise-7", "predict-boundary"), ("exercise-8", "pool-agreement"),
+            ("exercise-9", "clipping")]
+
+
 @pytest.fixture(scope="module")
-def student_nb(tmp_path_factory) -> dict:
-    """exercise-1's student notebook as `dldiy release` writes it."""
-    out = tmp_path_factory.mktemp("bundle")
-    result = run_dldiy("release", str(out / "b"), "-e", "exercise-1")
+def bundle(tmp_path_factory) -> Path:
+    """One `dldiy release` of the exercises these tests read (one command, not one per exercise)."""
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    chosen = [arg for exercise_id, _ in [("exercise-1", ""), *UNFILLED] for arg in ("-e", exercise_id)]
+    result = run_dldiy("release", str(out), *chosen)
     assert result.returncode == 0, result.stderr
-    return json.loads((out / "b" / "exercise-1" / "exercise-1.ipynb").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def student_nb(bundle) -> dict:
+    """exercise-1's student notebook as `dldiy release` writes it."""
+    return json.loads((bundle / "exercise-1" / "exercise-1.ipynb").read_text())
 
 
 def write_nb(path: Path, nb: dict) -> Path:
@@ -88,17 +100,12 @@ def test_the_unfilled_student_notebook_loads_and_names_what_to_implement(student
     assert exit_code == 2
 
 
-@pytest.mark.parametrize("exercise_id, check", [
-    ("exercise-2", "gradcheck"), ("exercise-4", "torch-agreement"), ("exercise-5", "gradcheck-linear"),
-    ("exercise-6", "gd"), ("exercise-7", "predict-boundary"), ("exercise-8", "pool-agreement"),
-    ("exercise-9", "clipping")])
-def test_every_unfilled_student_notebook_runs_its_check_cells_and_names_the_task(exercise_id, check, tmp_path,
+@pytest.mark.parametrize("exercise_id, check", UNFILLED)
+def test_every_unfilled_student_notebook_runs_its_check_cells_and_names_the_task(exercise_id, check, bundle,
                                                                                  check_json):
     """Each exercise's student notebook, as released, loads in the grading child with its check()
     cells (which must not grade there, nor fail), and the check names what to implement."""
-    out = tmp_path / "bundle"
-    assert run_dldiy("release", str(out), "-e", exercise_id).returncode == 0
-    report, _ = check_json(exercise_id, out / exercise_id / f"{exercise_id}.ipynb", check)
+    report, _ = check_json(exercise_id, bundle / exercise_id / f"{exercise_id}.ipynb", check)
     assert report["load_error"] is None, report["load_error"]
     (only,) = report["checks"]
     assert only["status"] == "error" and f"{exercise_id}: implement " in only["message"], only["message"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
-from dldiy.graders.data import _inside, gaussian_blobs  # the harness's data, for the notebooks' tests
+from dldiy.graders.data import _inside, gaussian_blobs  # noqa: E402  # the harness's data, for the notebooks' tests
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 # Student mistakes from the bug-patterns catalogue, as edits of the reference (used when buggy/ is absent).

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -64,7 +65,7 @@ class StatusLine:
     def __init__(self, console: Console):
         self.console, self.started = console, time.monotonic()
         self.text = "loading the submission"
-        self.status = None
+        self.status: Any = None  # a rich Status once shown
         self.lock = threading.Lock()
         self.timer = threading.Timer(self.DELAY_S, self._show) if console.is_terminal else None
         if self.timer is not None:

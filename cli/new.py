@@ -78,7 +78,7 @@ def title(nb, default: str) -> str:
 
 def analyse(nb) -> dict:
     """What the scaffold can read off the solution notebook: imports, downloads, layer classes, the loop."""
-    found = {"requirements": set(), "downloads": [], "layers": [], "train": None, "regions": 0}
+    found: dict = {"requirements": set(), "downloads": [], "layers": [], "train": None, "regions": 0}
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         found["regions"] += cell.source.count(notebook.BEGIN)
         lines = cell.source.split("\n")

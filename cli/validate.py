@@ -108,7 +108,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     runnable = [rp for rp in rows if not rp[0].not_here]
     server = shared()  # torch imported once; a fork per submission
     with scratch, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for (row, path), report in zip(runnable, pool.map(
+        for (row, _path), report in zip(runnable, pool.map(
                 lambda rp: assess(rp[0].exercise, rp[1], server=server, extra_seeds=rp[0].exercise.check_seeds),
                 runnable)):
             row.report = report

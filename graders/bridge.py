@@ -130,7 +130,7 @@ class _Call:
         result = self.endpoint.request({"op": "backward", "graph": self.graph.gid}, value=sent)
         if not isinstance(result, list) or len(result) != len(self.inputs):
             raise RemoteError({"kind": "protocol", "message": "a malformed reply to a backward pass"})
-        out = []
+        out: list[torch.Tensor | None] = []
         for g, x in zip(result, self.inputs):
             if g is None:
                 out.append(None)

@@ -25,7 +25,7 @@ def measure_coverage(named: Iterable[tuple[str, Any]], where: str) -> dict[str, 
     out = []
     for name, p in named:
         g = getattr(p, "grad", None)
-        entry = {"name": name, "shape": list(p.shape), "grad": None}
+        entry: dict[str, Any] = {"name": name, "shape": list(p.shape), "grad": None}
         if g is not None:
             g = g.detach().double()
             entry["grad"] = {"norm": g.norm().item(), "nonzero": int((g != 0).sum().item()), "size": g.numel()}

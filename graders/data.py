@@ -24,7 +24,7 @@ def gaussian_blobs(seed: int, n: int, classes: int = 2, dim: int = 2, distance: 
     means += offset
     labels = np.arange(n) % classes
     X = np.empty((n, dim))
-    for i, k in enumerate(labels):
+    for i, k in enumerate(labels.tolist()):  # Python ints, as _inside() takes
         while True:
             x = means[k] + scale * rng.normal(size=dim)
             if margin is None or _inside(x, k, means, margin):

@@ -153,10 +153,10 @@ def _check_directory_record(archive: Path, max_bytes: int, max_files: int) -> No
         raise UnsafeArchive(f"{archive.name} is {size // (1024 * 1024)} MB, more than the cap of "
                             f"{max_bytes // (1024 * 1024)} MB")
     with open(archive, "rb") as f:
-        end = zipfile._EndRecData(f)  # noqa: SLF001 - the stdlib's own reader of the end record (zip64 too)
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # noqa: SLF001 - the stdlib's own reader of the end record (zip64 too)
     if end is None:
         raise UnsafeArchive(f"{archive.name} is not a readable zip archive (no end-of-directory record)")
-    entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
     if entries > max_files:
         raise UnsafeArchive(f"{archive.name} holds {entries} files, more than the cap of {max_files}")
     # zipfile reads exactly `directory` bytes and makes an entry per 46+ of them, whatever `entries` says

@@ -128,7 +128,7 @@ class Endpoint:
         m = _Mirror(tensor, strong)
         if not strong:
             key = id(tensor)
-            m.ref = weakref.ref(tensor, lambda _r, mid=mid, key=key: self._dead(mid, key))
+            m.ref = weakref.ref(tensor, lambda _r, mid=mid, key=key: self._dead(mid, key))  # type: ignore[misc]
         self.mirrors[mid] = m
         self._by_object[id(tensor)] = mid
 

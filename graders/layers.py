@@ -128,6 +128,6 @@ def run_cells(sub: Any, cells: Sequence[str], *, inputs: dict[str, Any] | None =
 def forward_all(layers: Sequence[Any], x: np.ndarray, framework: str = "numpy", what: str = "the model") -> np.ndarray:
     """Chain the student's layers' forward on the harness's data (e.g. a trained model's predictions)."""
     out: Any = converter(framework)(x)
-    for i, layer in enumerate(layers):
+    for layer in layers:
         out = layer.forward(out)
     return as_array(out, f"{what}'s output", finite=False)  # a diverged model's nan is a measurement

@@ -22,11 +22,12 @@ from typing import Iterator
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-_SWAP_BINARY = {cst.Add: cst.Subtract, cst.Subtract: cst.Add, cst.Multiply: cst.Divide, cst.Divide: cst.Multiply}
-_SWAP_AUGMENTED = {cst.AddAssign: cst.SubtractAssign, cst.SubtractAssign: cst.AddAssign,
-                   cst.MultiplyAssign: cst.DivideAssign, cst.DivideAssign: cst.MultiplyAssign}
-_AUG_TO_BINARY = {cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
-                  cst.DivideAssign: cst.Divide}
+_SWAP_BINARY: dict[type, type] = {cst.Add: cst.Subtract, cst.Subtract: cst.Add, cst.Multiply: cst.Divide,
+                                  cst.Divide: cst.Multiply}
+_SWAP_AUGMENTED: dict[type, type] = {cst.AddAssign: cst.SubtractAssign, cst.SubtractAssign: cst.AddAssign,
+                                     cst.MultiplyAssign: cst.DivideAssign, cst.DivideAssign: cst.MultiplyAssign}
+_AUG_TO_BINARY: dict[type, type] = {cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract,
+                                    cst.MultiplyAssign: cst.Multiply, cst.DivideAssign: cst.Divide}
 _SWAP_COMPARISON = {cst.LessThan: cst.LessThanEqual, cst.LessThanEqual: cst.LessThan,
                     cst.GreaterThan: cst.GreaterThanEqual, cst.GreaterThanEqual: cst.GreaterThan,
                     cst.Equal: cst.NotEqual, cst.NotEqual: cst.Equal}
@@ -111,9 +112,10 @@ def _code_mutants(source: str, file: str, lines: set[int] | None = None) -> list
     finder = _SiteFinder()
     wrapper.visit(finder)
     positions = wrapper.resolve(PositionProvider)
-    out, seen = [], {source}
+    out: list[Mutant] = []
+    seen = {source}
     for old, new, operator, description in finder.sites:
-        mutated = wrapper.module.deep_replace(old, new).code
+        mutated = wrapper.module.deep_replace(old, new).code  # type: ignore[attr-defined]  # a Module
         if mutated in seen:  # two edits giving the same program are one mutant
             continue
         seen.add(mutated)
@@ -233,7 +235,7 @@ class _SiteFinder(cst.CSTVisitor):
                     changed[-1] = changed[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
                 self.add(node, node.with_changes(args=changed), "keepdim")
             if keyword == "reduction" and isinstance(arg.value, cst.SimpleString):
-                text = arg.value.evaluated_value
+                text = arg.value.evaluated_value  # type: ignore[assignment]  # str: no b'' in reduction=
                 if text in _SWAP_REDUCTION:
                     changed = list(node.args)
                     changed[i] = arg.with_changes(value=cst.SimpleString(repr(_SWAP_REDUCTION[text])))

@@ -34,7 +34,8 @@ def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
 
     With `exercise_id`, the stub names the task, as the templates do: inside `def loss(X, y, w):` it
     raises NotImplementedError("exercise-1: implement loss(X, y, w)") (a method: "Class.method")."""
-    out, inside, found = [], False, False
+    out: list[str] = []
+    inside = found = False
     for line in source.split("\n"):
         if BEGIN in line:
             if inside:

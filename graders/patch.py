@@ -48,7 +48,9 @@ def parse(diff: str) -> list[FilePatch]:
         while i < len(lines) and (m := _HUNK.match(lines[i])):
             old_len = int(m.group(2) if m.group(2) is not None else 1)
             new_len = int(m.group(4) if m.group(4) is not None else 1)
-            old, new, i = [], [], i + 1
+            old: list[str] = []
+            new: list[str] = []
+            i += 1
             while (len(old) < old_len or len(new) < new_len) and i < len(lines):
                 tag, text = lines[i][:1], lines[i][1:]
                 if tag in (" ", ""):  # some editors strip the space of an empty context line

@@ -115,7 +115,7 @@ def draw(data: dict[str, Any], title: str = "") -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    panels = []
+    panels: list[tuple[Any, Any]] = []  # (draw(fig, ax, data), data)
     if "curve" in data:
         panels.append((_curve, data["curve"]))
     for block in data.get("gradcheck", [])[:3]:

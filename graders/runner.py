@@ -80,7 +80,8 @@ class _CappedDrain(threading.Thread):
 
     def __init__(self, stream, cap: int):
         super().__init__(daemon=True)
-        self.stream, self.cap, self.chunks, self.kept, self.dropped = stream, cap, [], 0, 0
+        self.stream, self.cap, self.kept, self.dropped = stream, cap, 0, 0
+        self.chunks: list[bytes] = []
 
     def run(self) -> None:
         while chunk := self.stream.read(1 << 20):
@@ -116,7 +117,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     outcome = Outcome()
     started = time.monotonic()
     pending = list(tasks)
-    outputs = []
+    outputs: list[str] = []
     work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
     try:
         if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
@@ -212,7 +213,7 @@ def _interpreter_paths() -> tuple[Path, ...]:
     import dldiy
 
     own = (Path(dldiy.__file__).parent, Path(__file__).parent)  # an editable install maps these by path
-    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path, *own) if p and Path(p).is_dir()}
+    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path, *map(str, own)) if p and Path(p).is_dir()}
     return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
 
 

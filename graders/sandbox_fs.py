@@ -119,7 +119,8 @@ def plan(spec: dict, drop_uid: bool = False) -> tuple[list[str], list[str], list
     system = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     exposed = [os.path.realpath(p) for p in spec.get("expose", ()) if os.path.exists(p)]
     work = os.path.realpath(spec["workdir"])
-    chosen, refused = [], []
+    chosen: list[str] = []
+    refused: list[str] = []
     for path in sorted({*paths, *exposed} - {work}, key=len):  # the working copy (sys.path[0]) has its own tmpfs
         if path == "/" or any(inside(f, path) for f in forbidden) or any(inside(path, h) for h in hidden):
             refused.append(path)

@@ -27,6 +27,7 @@ import shutil
 import sys
 import traceback
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +229,7 @@ def _quiet_plots() -> None:
     """plt.show() draws nothing off-screen: make it a no-op, and free the figures a cell made."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None and not isinstance(plt, _Deferred):
-        plt.show = lambda *args, **kwargs: None
+        plt.show = lambda *args, **kwargs: None  # type: ignore[attr-defined]
         plt.close("all")
 
 
@@ -251,7 +252,7 @@ def _defer_matplotlib() -> None:
     if spec is None:
         return  # already there, or not installed: the student's import fails as it would in Jupyter
     parent, pyplot = _Deferred("matplotlib"), _Deferred("matplotlib.pyplot")
-    parent.pyplot = pyplot  # `import matplotlib.pyplot as plt` binds this attribute, without importing
+    parent.pyplot = pyplot  # type: ignore[attr-defined]  # `import matplotlib.pyplot as plt` binds this attribute, without importing
     parent.__path__ = list(spec.submodule_search_locations or [])  # `from matplotlib import pyplot` too
     sys.modules.update({"matplotlib": parent, "matplotlib.pyplot": pyplot})
 
@@ -261,7 +262,7 @@ def _cell_runner(loaded: Loaded):
     `inputs` bound and the random generators seeded, and return the variables named in `read`. The
     namespace is restored afterwards, so one check's run leaves nothing behind for the next."""
 
-    def run(names: list[str], inputs: dict | None = None, read: list[str] = (), seed: int = 0) -> dict:
+    def run(names: list[str], inputs: dict | None = None, read: Sequence[str] = (), seed: int = 0) -> dict:
         namespace = loaded.module.__dict__
         saved = dict(namespace)
         try:

@@ -56,7 +56,8 @@ def _use_grad(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _subclasses(cls: type) -> list[type]:
-    out = []
+    out: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out

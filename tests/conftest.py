@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -31,3 +32,33 @@ def write_submission(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def fork_server():
+    """One warm fork server for the whole session: a child forked from it costs milliseconds, a fresh
+    interpreter that imports torch seconds (graders/forkserver.py)."""
+    from dldiy.graders.forkserver import ForkServer
+
+    with ForkServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def check_json(fork_server):
+    """check_json(exercise_id, path, *only) -> (report JSON, exit status): what `dldiy check EXERCISE PATH
+    --json [--only CHECK ...]` prints and exits with, assessed in-process by the same calls cli/check.py
+    makes (graders/assess.py), with children forked from the session's server. Each exercise is loaded
+    once per module. The real command keeps its own tests (test_smoke_cli.py and one per exercise)."""
+    from dldiy.graders.assess import assess
+    from dldiy.graders.exercise import load_exercise
+
+    loaded: dict = {}
+
+    def check(exercise_id: str, path, *only: str) -> tuple[dict, int]:
+        exercise = loaded.get(exercise_id) or loaded.setdefault(exercise_id, load_exercise(exercise_id))
+        checks = [exercise.check(name) for name in only] or None
+        report = assess(exercise, Path(path), checks=checks, extra_seeds=exercise.check_seeds, server=fork_server)
+        return json.loads(json.dumps(report.to_json())), report.exit_code  # exactly what --json prints
+
+    return check

@@ -183,6 +183,7 @@ def test_the_by_hand_rule_is_declared_for_the_guard():
 
 # ---- validate: alternatives and the corpus table -----------------------------------------------------
 
+@pytest.mark.slow  # every reference, bug and alternative of exercise-1; the corpus table beside
 def test_validate_runs_the_alternatives_and_writes_the_corpus_table(tmp_path):
     table = tmp_path / "corpus.md"
     table.write_text("| exercise | bugs caught / corpus | alternatives at full marks | false failures |\n|---|---|---|---|\n"

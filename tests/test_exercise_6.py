@@ -95,6 +95,7 @@ def test_the_template_fails_by_naming_what_to_implement(tmp_path):
     assert "exercise-6: implement Adam.__init__" in checks["adam"]["message"]
 
 
+@pytest.mark.slow  # tests/test_validate.py's validate of every exercise runs it too
 def test_validate_catches_every_bugged_variant_as_its_manifest_says():
     result = run_dldiy("validate", "exercise-6", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]

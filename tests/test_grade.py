@@ -24,11 +24,11 @@ REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 HIDDEN = "7,123"
 
 
-def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (0o120777 << 16)  # a symbolic link, as `zip --symlinks` stores it
             zf.writestr(info, target)

@@ -4,6 +4,7 @@ classifies real mutants of exercise-1 as killed, equivalent or timed out."""
 import json
 import shutil
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,7 @@ def test_mutants_of_arbitrary_expressions_are_valid_python(exprs):
         assert m.diff(source).startswith("--- reference/f.py")
 
 
+@pytest.mark.slow
 def test_exercise_1_mutants_are_killed_or_reviewed_equivalent():
     exercise = load_exercise("exercise-1")
     report = run_mutation(exercise, REPO / "reference" / "exercise-1", jobs=2)
@@ -74,6 +76,7 @@ def test_exercise_1_mutants_are_killed_or_reviewed_equivalent():
     assert {"gradcheck", "first_loss", "stability"} <= set(report.by_kind())
 
 
+@pytest.mark.slow
 def test_a_hanging_mutant_is_a_timeout_and_an_unreviewed_equivalent_is_flagged(tmp_path):
     folder = tmp_path / "exercise-1"
     shutil.copytree(REPO / "exercises" / "exercise-1", folder)

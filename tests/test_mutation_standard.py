@@ -5,13 +5,12 @@ being left out and must be re-reviewed). The full kill-rate run of every exercis
 (735 mutants, forked from the warm server) takes about 2.5 minutes on the idle 2-core machine, so CI
 runs it: `dldiy mutate EXERCISE` enforces the same threshold by its exit status."""
 
-import json
 import os
 import tomllib
 
 import pytest
 
-from conftest import REPO, run_dldiy
+from conftest import REPO
 
 from dldiy.graders.exercise import exercise_ids, load_exercise
 from dldiy.graders.mutate import iter_files, mutants_of, mutation_settings, reviewed_equivalents, run_mutation
@@ -48,6 +47,7 @@ def test_every_reviewed_equivalent_is_a_generated_mutant_with_a_reason(exercise_
     assert not stale, f"reviewed equivalents that match no mutant of reference/{exercise_id}: {stale}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exercise_id", EXERCISES)
 def test_full_mutation_run_meets_the_threshold(exercise_id):
     exercise = load_exercise(exercise_id)
@@ -75,9 +75,9 @@ MOTIVATING = [
 
 
 @pytest.mark.parametrize("exercise_id, mutant_id, check", MOTIVATING)
-def test_the_added_checks_kill_the_mutants_that_motivated_them(tmp_path, exercise_id, mutant_id, check):
+def test_the_added_checks_kill_the_mutants_that_motivated_them(tmp_path, check_json, exercise_id, mutant_id, check):
     mutant = generated_mutants(exercise_id)[mutant_id]
     (tmp_path / mutant.file).write_text(mutant.source)
-    result = run_dldiy("check", exercise_id, str(tmp_path / mutant.file), "--only", check, "--json")
-    (verdict,) = [c for c in json.loads(result.stdout)["checks"] if c["name"] == check]
+    report, _ = check_json(exercise_id, tmp_path / mutant.file, check)
+    (verdict,) = [c for c in report["checks"] if c["name"] == check]
     assert verdict["status"] == "fail", verdict

@@ -37,13 +37,25 @@ def fill(student_nb: dict, reference: str) -> dict:
     return nb
 
 
+UNFILLED = [("exercise-2", "gradcheck"), ("exercise-4", "torch-agreement"), ("exercise-5", "gradcheck-linear"),
+            ("exercise-6", "gd"), ("exercise-7", "predict-boundary"), ("exercise-8", "pool-agreement"),
+            ("exercise-9", "clipping")]
+
+
 @pytest.fixture(scope="module")
-def student_nb(tmp_path_factory) -> dict:
-    """exercise-1's student notebook as `dldiy release` writes it."""
-    out = tmp_path_factory.mktemp("bundle")
-    result = run_dldiy("release", str(out / "b"), "-e", "exercise-1")
+def bundle(tmp_path_factory) -> Path:
+    """One `dldiy release` of the exercises these tests read (one command, not one per exercise)."""
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    chosen = [arg for exercise_id, _ in [("exercise-1", ""), *UNFILLED] for arg in ("-e", exercise_id)]
+    result = run_dldiy("release", str(out), *chosen)
     assert result.returncode == 0, result.stderr
-    return json.loads((out / "b" / "exercise-1" / "exercise-1.ipynb").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def student_nb(bundle) -> dict:
+    """exercise-1's student notebook as `dldiy release` writes it."""
+    return json.loads((bundle / "exercise-1" / "exercise-1.ipynb").read_text())
 
 
 def write_nb(path: Path, nb: dict) -> Path:
@@ -70,53 +82,44 @@ def test_student_notebook_filled_with_the_reference_passes(student_nb, tmp_path)
     assert result.returncode == 0
 
 
-def test_student_notebook_with_a_sign_error_fails_gradcheck(student_nb, tmp_path):
+def test_student_notebook_with_a_sign_error_fails_gradcheck(student_nb, tmp_path, check_json):
     bugged = REFERENCE.read_text().replace(*SIGN_BUG)
     assert bugged != REFERENCE.read_text()
     path = write_nb(tmp_path / "work.ipynb", fill(student_nb, bugged))
-    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
-    gradcheck = checks_of(result)["gradcheck"]
+    report, exit_code = check_json("exercise-1", path, "gradcheck")
+    (gradcheck,) = report["checks"]
     assert gradcheck["status"] == "fail" and "sign" in gradcheck["message"]
-    assert result.returncode == 1
+    assert exit_code == 1
 
 
-def test_the_unfilled_student_notebook_loads_and_names_what_to_implement(student_nb, tmp_path):
+def test_the_unfilled_student_notebook_loads_and_names_what_to_implement(student_nb, tmp_path, check_json):
     # Stubs raise only when called: the notebook runs top to bottom, each check errors with a message.
-    result = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "work.ipynb", student_nb)),
-                       "--only", "gradcheck", "--json")
-    report = json.loads(result.stdout)
+    report, exit_code = check_json("exercise-1", write_nb(tmp_path / "work.ipynb", student_nb), "gradcheck")
     assert report["load_error"] is None and report["checks"][0]["status"] == "error"
     assert "NotImplementedError" in report["checks"][0]["message"]
-    assert result.returncode == 2
+    assert exit_code == 2
 
 
-@pytest.mark.parametrize("exercise_id, check", [
-    ("exercise-2", "gradcheck"), ("exercise-4", "torch-agreement"), ("exercise-5", "gradcheck-linear"),
-    ("exercise-6", "gd"), ("exercise-7", "predict-boundary"), ("exercise-8", "pool-agreement"),
-    ("exercise-9", "clipping")])
-def test_every_unfilled_student_notebook_runs_its_check_cells_and_names_the_task(exercise_id, check, tmp_path):
+@pytest.mark.parametrize("exercise_id, check", UNFILLED)
+def test_every_unfilled_student_notebook_runs_its_check_cells_and_names_the_task(exercise_id, check, bundle,
+                                                                                 check_json):
     """Each exercise's student notebook, as released, loads in the grading child with its check()
     cells (which must not grade there, nor fail), and the check names what to implement."""
-    out = tmp_path / "bundle"
-    assert run_dldiy("release", str(out), "-e", exercise_id).returncode == 0
-    result = run_dldiy("check", exercise_id, str(out / exercise_id / f"{exercise_id}.ipynb"), "--only", check, "--json")
-    report = json.loads(result.stdout)
+    report, _ = check_json(exercise_id, bundle / exercise_id / f"{exercise_id}.ipynb", check)
     assert report["load_error"] is None, report["load_error"]
     (only,) = report["checks"]
     assert only["status"] == "error" and f"{exercise_id}: implement " in only["message"], only["message"]
 
 
-def test_check_returns_a_usable_result_inside_the_grading_child(tmp_path):
+def test_check_returns_a_usable_result_inside_the_grading_child(tmp_path, check_json):
     """A notebook printing check(...).score and calling .require(...) (nbgrader's locked cells) is graded
     by the parent: in the child, check() neither grades again nor breaks the notebook."""
     nb = code_notebook(REFERENCE.read_text(),
                        'from dldiy import check\nresult = check("exercise-1", "gradcheck")\nprint(result.score, result)',
                        'result.require("gradcheck")\nresult.require("first-loss")\nassert result.status("gradcheck")')
-    result = run_dldiy("check", "exercise-1", str(write_nb(tmp_path / "work.ipynb", nb)), "--only", "gradcheck",
-                       "--json")
-    report = json.loads(result.stdout)
-    assert report["load_error"] is None and report["checks"][0]["status"] == "pass", result.stdout + result.stderr
-    assert result.returncode == 0
+    report, exit_code = check_json("exercise-1", write_nb(tmp_path / "work.ipynb", nb), "gradcheck")
+    assert report["load_error"] is None and report["checks"][0]["status"] == "pass", report
+    assert exit_code == 0
 
 
 def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):

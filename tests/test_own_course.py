@@ -97,6 +97,7 @@ def test_validate_runs_on_the_external_course():
     assert "1 bugged variant(s) caught" in result.stdout
 
 
+@pytest.mark.slow  # 30 notebooks, end to end
 def test_grade_30_notebooks_with_two_jobs(tmp_path):
     """Solutions, half-done and empty notebooks in one class: each gets its own score (the rate is
     measured by benchmarks/course_grade.py)."""
@@ -231,7 +232,8 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
 
 
 def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):
-    text = SOLUTION.read_text().replace('"data = np.loadtxt(', '"open(\\"data/blobs.csv\\", \\"a\\").write(\\"1,1,1\\")\\n",\n    "data = np.loadtxt(', 1)
+    text = SOLUTION.read_text().replace(
+        '"data = np.loadtxt(', '"open(\\"data/blobs.csv\\", \\"a\\").write(\\"1,1,1\\")\\n",\n    "data = np.loadtxt(', 1)
     (tmp_path / "mlp.ipynb").write_text(text)
     course = tmp_path / "course"  # a copy: without the sandbox's read-only mounts the write would land
     shutil.copytree(COURSE, course)

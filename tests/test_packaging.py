@@ -18,6 +18,9 @@ import pytest
 
 from conftest import REPO
 
+# A wheel built and installed into fresh venvs from the package index: end to end, minutes.
+pytestmark = pytest.mark.slow
+
 TORCH = "torch==2.13.0"  # pinned and installed first: the CPU build, never GBs of CUDA packages
 EXTRA_LINE = "needs the instructor extra: pip install 'dldiy[instructor]'"
 

@@ -335,6 +335,7 @@ def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     return run
 
 
+@pytest.mark.slow  # nbgrader's own generate_assignment and autograde, end to end
 def test_nbgrader_end_to_end_on_notebooks(tmp_path):
     """release --nbgrader -> nbgrader generate_assignment -> two submitted notebooks (the solution and a
     sign bug) -> nbgrader autograde AND dldiy grade --nbgrader: the same scores in the same cells of

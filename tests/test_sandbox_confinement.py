@@ -56,7 +56,8 @@ def confined(tmp_path):
     interpreter, with a one-file submission (logreg.py) as its working copy."""
     cleanups = []
 
-    def run(code: str, limits: Limits = Limits(), expose=(), cgroup: bool = True, timeout: float = 120) -> Run:
+    def run(code: str, limits: Limits | None = None, expose=(), cgroup: bool = True, timeout: float = 120) -> Run:
+        limits = Limits() if limits is None else limits
         student = tmp_path / f"student-{uuid.uuid4().hex[:6]}"
         student.mkdir()
         (student / "logreg.py").write_text("OWN = 'mine'\n")

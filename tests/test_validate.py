@@ -1,8 +1,11 @@
 """CI's guarantee: every reference passes every check, every bugged variant is caught as its manifest says."""
 
+import pytest
+
 from conftest import run_dldiy
 
 
+@pytest.mark.slow
 def test_validate_every_exercise():
     result = run_dldiy("validate", timeout=1800)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

@@ -45,8 +45,8 @@ def build(make, params, name: str, **hyper):
     """`make(params, **hyper)`, checked to hold what Optimizer.__init__ sets up (param_groups, state)."""
     opt = make(params, **hyper)
     try:
-        opt.param_groups[0]["params"]
-        opt.state
+        opt.param_groups[0]["params"]  # noqa: B018  # read only to see that they exist
+        opt.state  # noqa: B018
     except (AttributeError, TypeError, IndexError, KeyError):
         raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
                        "super().__init__(params, defaults) in __init__") from None

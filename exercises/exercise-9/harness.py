@@ -373,7 +373,7 @@ def invariants(sub, seed, p):
 
     def clip_contract():
         mine = [v.clone().requires_grad_() for v in params.values()]
-        for k, q in enumerate(mine):
+        for q in mine:
             q.grad = torch.randn(q.shape, generator=gen, dtype=torch.float64)
         before = [q.detach().clone() for q in mine]
         total = sub.get("clip_grad_norm")(mine, 0.1)

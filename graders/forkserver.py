@@ -175,7 +175,9 @@ def main() -> None:
     from . import (api, data, endpoint, forbid, gradcheck, parity, placement, remote, sandbox,  # noqa: F401
                    student, submission, wire)
 
-    for name in (*(WARM_IMPORTS if warm else ()), "nbformat"):
+    # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
+    # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.
+    for name in WARM_IMPORTS if warm else ():
         try:
             importlib.import_module(name)
         except ImportError:

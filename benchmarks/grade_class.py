@@ -17,6 +17,7 @@ one run). Issue 17's targets: >= 25/s at 200, >= 15/s at 60, >= 40x nbgrader at 
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
 import json
 import os
@@ -183,8 +184,9 @@ def main() -> None:
         cpu = cpu_seconds() - cpu_before
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rate = args.n / seconds
-        rows = (work / "out" / "gradebook.csv").read_text().splitlines()[1:]
-        statuses = [line.split(",")[-3] for line in rows]
+        with open(work / "out" / "gradebook.csv", newline="") as f:
+            rows = list(csv.DictReader(f))  # by column name: the gradebook gained columns at the end
+        statuses = [row["status"] for row in rows]
         print(f"dldiy {startup}")
         print(f"dldiy grade: {args.n} in {seconds:.1f} s = {rate:.2f} submissions/s "
               f"({statuses.count('pass')} pass, {statuses.count('fail')} fail, {statuses.count('error')} error); "
@@ -198,9 +200,9 @@ def main() -> None:
         sources = [(work / "class" / f"{s}.py").read_text() for s in students]
         nb_seconds, nb_cpu, nb_scores = run_nbgrader(sources, work)
         nb_rate = len(sources) / nb_seconds
-        dl_scores = [line.split(",")[-5] for line in rows]
+        dl_scores = [f"{row['total']}/{row['max']}" for row in rows]
         print(f"scores of the first 6: nbgrader {[f'{x:g}/8' for x in nb_scores[:6]]}, "
-              f"dldiy {[f'{x}/10' for x in dl_scores[:6]]}")
+              f"dldiy {dl_scores[:6]}")
         print(f"nbgrader autograde: {len(sources)} in {nb_seconds:.1f} s = {nb_rate:.3f} submissions/s "
               f"(the same {len(sources)} submissions, measured; load now {os.getloadavg()[0]:.1f})")
         print(f"  CPU time {nb_cpu / len(sources):.2f} s per submission")

@@ -147,14 +147,16 @@ def run_nbgrader(sources: list[str], work: Path) -> tuple[float, float, list[flo
     (course / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'bench'\n"
                                                 "c.ExecutePreprocessor.timeout = 120\n")
     nbg = [sys.executable, "-m", "nbgrader"]
-    subprocess.run(nbg + ["generate_assignment", "ex1", "--force"], cwd=course, check=True, capture_output=True)
+    # nbgrader runs `alembic` by name: the interpreter's bin folder (a venv not activated) goes first on PATH
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    subprocess.run(nbg + ["generate_assignment", "ex1", "--force"], cwd=course, check=True, capture_output=True,
+                   env=env)
     released = nbformat.read(course / "release" / "ex1" / "logreg.ipynb", as_version=4)
     for i, source in enumerate(sources):
         nb = nbformat.from_dict(json.loads(nbformat.writes(released)))
         nb.cells[0].source = source
         (course / "submitted" / f"s{i:03d}" / "ex1").mkdir(parents=True)
         nbformat.write(nb, course / "submitted" / f"s{i:03d}" / "ex1" / "logreg.ipynb")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     start, cpu_before = time.perf_counter(), cpu_seconds()
     subprocess.run(nbg + ["autograde", "ex1", "--create"], cwd=course, check=True, capture_output=True, env=env)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_before

@@ -510,3 +510,33 @@ def test_reference_beside_the_class_judges_with_its_values(tmp_path: Path) -> No
                               jobs=1))
     assert record["status"] == "pass", record
     assert record["score"] == record["max_score"] > 0
+
+
+def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
+    """Two students whose failing check measured the same numbers get the same picture, drawn once; a
+    different measurement draws its own; a page never shows another check's picture."""
+    pytest.importorskip("matplotlib")
+    import dldiy.graders.export as export
+
+    def record(student: str, losses: list[float]) -> dict:
+        plot = {"curve": {"steps": list(range(len(losses))), "losses": losses, "reference": [0.7, 0.5, 0.4]}}
+        check = {"name": "first-loss", "kind": "first_loss", "title": "", "status": "fail", "points": 0,
+                 "max_points": 3, "message": "differs", "details": {"seed": 1, "plot": plot}}
+        return {"student": student, "score": 0, "max_score": 3, "checks": [check], "error": "",
+                "skipped_lines": [], "submission": student}
+
+    export._PICTURE_CACHE.clear()
+    drawn = []
+    import dldiy.graders.plots as plots
+    original = plots.pictures
+    plots.pictures = lambda checks: (drawn.extend(c["details"]["plot"]["curve"]["losses"][0] for c in checks)
+                                     or original(checks))
+    try:
+        a = export.feedback_html(record("a", [0.9, 0.8, 0.7]), "t", graded_at="now")
+        b = export.feedback_html(record("b", [0.9, 0.8, 0.7]), "t", graded_at="now")
+        c = export.feedback_html(record("c", [1.9, 1.8, 1.7]), "t", graded_at="now")
+    finally:
+        plots.pictures = original
+    assert drawn == [0.9, 1.9]  # the second identical measurement was not drawn again
+    png = lambda page: page.split("data:image/png;base64,")[1].split("'")[0]  # noqa: E731
+    assert png(a) == png(b) != png(c)

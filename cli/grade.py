@@ -142,8 +142,6 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     resumes where it stopped, and grades again whoever changed their submission since."""
     started = time.monotonic()
     exercise = load_exercise(exercise_id)
-    if cluster is None:
-        start_server_early()  # torch's import in the fork server overlaps discovery and unpacking
     if skips is not None and skips not in SKIP_POLICIES:
         fail(f"--skips {skips!r}: choose {' or '.join(SKIP_POLICIES)}")
     if fmt not in ("csv", "gradescope"):
@@ -151,6 +149,8 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     everyone, chosen = _regrade_choice(regrade)
     check_inputs(submissions, out, course_dir, cluster)
     require(exercise)  # one line naming what to install, before any child starts
+    if cluster is None:
+        start_server_early()  # torch's import in the fork server overlaps discovery and unpacking
     assignment = assignment or exercise.id
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)

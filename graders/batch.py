@@ -150,9 +150,23 @@ def _from_report(report) -> dict[str, Any]:
 def start_server_early() -> threading.Thread:
     """Start this process's fork server on a thread now (~3 s: torch and the warm imports), while the
     caller discovers and unpacks the class; `shared()` waits for it where it is first needed."""
+    import atexit
+
     thread = threading.Thread(target=_start_quietly, name="dldiy-forkserver-start", daemon=True)
     thread.start()
+    atexit.register(_close_early_start, thread)  # a batch stopped early (a usage error) leaves no server
     return thread
+
+
+def _close_early_start(thread: threading.Thread) -> None:
+    from . import forkserver
+
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:  # it may still be inside Popen: try again
+        forkserver.abandon_start()
+        thread.join(timeout=0.05)
+    if forkserver._shared is not None:
+        forkserver._shared.close()  # idempotent: shared()'s own atexit hook may have closed it
 
 
 def _start_quietly() -> None:

@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from dldiy.graders.batch import (SKIP_POLICIES, batch_expectations, draw_hidden_seeds, load_timeout_for,
-                                 run_cluster, run_local, scheduler_unreachable)
+from dldiy.graders.batch import (SKIP_POLICIES, ReferenceFailed, batch_expectations, draw_hidden_seeds,
+                                 load_timeout_for, start_server_early, run_cluster, run_local, scheduler_unreachable)
 from dldiy.graders.discover import Found, discover
 from dldiy.graders.exercise import load_exercise, require
 from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
@@ -140,6 +140,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     """Grade every student's submission of EXERCISE found in SUBMISSIONS (a folder of files, folders or
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
     resumes where it stopped, and grades again whoever changed their submission since."""
+    started = time.monotonic()
     exercise = load_exercise(exercise_id)
     if skips is not None and skips not in SKIP_POLICIES:
         fail(f"--skips {skips!r}: choose {' or '.join(SKIP_POLICIES)}")
@@ -148,6 +149,8 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     everyone, chosen = _regrade_choice(regrade)
     check_inputs(submissions, out, course_dir, cluster)
     require(exercise)  # one line naming what to install, before any child starts
+    if cluster is None:
+        start_server_early()  # torch's import in the fork server overlaps discovery and unpacking
     assignment = assignment or exercise.id
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)
@@ -168,19 +171,25 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         fail(f"--regrade: no submission for {', '.join(map(repr, unknown))} in {submissions}")
     book = Gradebook(out, settings, Journal(out / "journal.jsonl", fresh=everyone))
     todo = plan(found, book.journal.records, chosen, err)
-    try:
-        expected = batch_expectations(exercise, hidden, checks) if todo else {}
-    except RuntimeError as e:  # the reference fails at a hidden seed: the instructor's to fix
-        fail(str(e).replace("\n", " "))
-    load_timeout = load_timeout_for(exercise)  # from the reference's own load time
-    records = (run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout) if cluster
-               else run_local(exercise, todo, checks, hidden, expected, jobs, skips, load_timeout))
     fresh: list[dict[str, Any]] = []
     try:
+        if cluster:
+            expected = batch_expectations(exercise, hidden, checks) if todo else {}
+            load_timeout = load_timeout_for(exercise)  # from the reference's own load time
+            records = run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout)
+        else:  # the reference at the hidden seeds runs beside the first submissions (judged once it is done)
+            load_timeout = load_timeout_for(exercise) if todo else None
+            measure = (lambda: batch_expectations(exercise, hidden, checks)) if todo else {}
+            records = run_local(exercise, todo, checks, hidden, measure, jobs, skips, load_timeout)
+        if todo:
+            err.print(f"start-up: {time.monotonic() - started:.2f} s (to the first submission's child; the "
+                      "reference at the hidden seeds runs beside the class)", highlight=False)
         for record in with_progress(records, len(todo), err):
             book.add(record)
             write_feedback(out / "feedback", record, exercise.title)
             fresh.append(record)
+    except ReferenceFailed as e:  # the reference fails at a hidden seed: the instructor's to fix
+        fail(str(e).replace("\n", " "))
     finally:
         book.close()
     graded = [book.journal.records[f.student] for f in found if f.student in book.journal.records]

@@ -12,11 +12,13 @@ import dataclasses
 
 import functools
 import secrets
+import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .assess import assess, measure_reference
 from .submission import locate
@@ -37,6 +39,10 @@ def draw_hidden_seeds(count: int, public: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(seeds))
 
 
+class ReferenceFailed(RuntimeError):
+    """The reference fails at a hidden seed: the instructor's to fix, before anyone is graded."""
+
+
 def batch_expectations(exercise: Exercise, hidden: tuple[int, ...], checks: list[str]) -> dict[str, dict[str, Any]]:
     """Recorded public expectations plus the reference's live measurements at the hidden seeds."""
     expected = {name: dict(per_seed) for name, per_seed in exercise.expected().items()}
@@ -46,7 +52,7 @@ def batch_expectations(exercise: Exercise, hidden: tuple[int, ...], checks: list
     live, problems = measure_reference(exercise, reference_path(exercise.id), seeds=hidden, checks=chosen,
                                        server=shared(), hidden=hidden)
     if problems:
-        raise RuntimeError("the reference fails at the hidden seeds (fix it before grading):\n  "
+        raise ReferenceFailed("the reference fails at the hidden seeds (fix it before grading):\n  "
                            + "\n  ".join(problems))
     for name, per_seed in live.items():
         expected.setdefault(name, {}).update(per_seed)
@@ -141,15 +147,80 @@ def _from_report(report) -> dict[str, Any]:
             "sandbox": list(getattr(report, "sandbox", []) or [])}
 
 
+def start_server_early() -> threading.Thread:
+    """Start this process's fork server on a thread now (~3 s: torch and the warm imports), while the
+    caller discovers and unpacks the class; `shared()` waits for it where it is first needed."""
+    import atexit
+
+    thread = threading.Thread(target=_start_quietly, name="dldiy-forkserver-start", daemon=True)
+    thread.start()
+    atexit.register(_close_early_start, thread)  # a batch stopped early (a usage error) leaves no server
+    return thread
+
+
+def _close_early_start(thread: threading.Thread) -> None:
+    from . import forkserver
+
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:  # it may still be inside Popen: try again
+        forkserver.abandon_start()
+        thread.join(timeout=0.05)
+    if forkserver._shared is not None:
+        forkserver._shared.close()  # idempotent: shared()'s own atexit hook may have closed it
+
+
+def _start_quietly() -> None:
+    try:
+        shared()
+    except Exception:  # noqa: BLE001 - the caller's own shared() raises it again, where it can say so
+        pass
+
+
+class PendingExpectations(Mapping):
+    """The batch's expectations while the reference is still measured at the hidden seeds.
+
+    The children of the first submissions run meanwhile (they only ever receive seeds); judging one (the
+    judge's first read of this mapping) waits for the reference. The values stay in the parent."""
+
+    def __init__(self, future: "Future[dict[str, dict[str, Any]]]"):
+        self._future = future
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self._future.result()[key]
+
+    def __iter__(self):
+        return iter(self._future.result())
+
+    def __len__(self) -> int:
+        return len(self._future.result())
+
+
 def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: tuple[int, ...],
-              expected: dict, jobs: int, skips: str = "leave-out",
+              expected: "dict | Callable[[], dict]", jobs: int, skips: str = "leave-out",
               load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    """Records in the order they finish; `jobs` submissions at once (each in its own child process)."""
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    """Records in the order they finish; `jobs` submissions at once (each in its own child process).
+
+    `expected` may be a function that measures it (batch_expectations): it then runs on a thread of its
+    own beside the class, and the first record is yielded only once it returned; if it raises (the
+    reference fails at a hidden seed), nobody's record is yielded, the tasks not started are cancelled,
+    and its exception is raised here."""
+    reference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dldiy-reference")
+    if callable(expected):
+        measured = reference.submit(expected)
+        expected = PendingExpectations(measured)
+    else:
+        measured = Future()
+        measured.set_result(expected)
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, expected, skips,
                                load_timeout) for f in todo]
+        measured.result()  # the reference's failure stops the batch before any record is kept
         for future in as_completed(futures):
             yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        reference.shutdown(wait=True)
 
 
 def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: list[str],

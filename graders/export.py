@@ -96,9 +96,7 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
     chosen = [c for c in record["checks"] if pictures == "all" or (pictures == "failing" and c["status"] != "pass")]
     if chosen:
         try:
-            from .plots import pictures as draw_pictures
-
-            drawn = {name: (title, png) for name, title, png in draw_pictures(chosen)}
+            drawn = _pictures(chosen)
         except ImportError:  # matplotlib absent: the page says everything in words
             drawn = {}
     rows = "".join(
@@ -141,6 +139,38 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
             f"</head><body><h1>{e(exercise_title)}</h1><p>Student: <code>{e(record['student'])}</code></p>"
             f"<p class='total'><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}{footer}"
             "</body></html>\n")
+
+
+# A picture is a pure function of the check's name, status, seed and plot data: students whose wrong
+# answers measured the same numbers (the same bug, at the same seeds) get the same PNG, drawn once. Drawing
+# is ~50 ms of the parent's CPU a picture, as much as everything else the parent does for a submission.
+_PICTURE_CACHE: dict[str, tuple[str, bytes]] = {}
+PICTURE_CACHE_SIZE = 256  # ~20 KB each
+
+
+def _picture_key(check: dict[str, Any]) -> str:
+    import hashlib
+
+    details = check.get("details") or {}
+    what = [check.get("name"), check.get("status"), details.get("seed"), details.get("plot")]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _pictures(checks: list[dict[str, Any]]) -> dict[str, tuple[str, bytes]]:
+    """{check name: (title, PNG)} for these checks' pictures, from the cache where it has them."""
+    from .plots import pictures as draw_pictures
+
+    keys = {c["name"]: _picture_key(c) for c in checks}
+    missing = [c for c in checks if keys[c["name"]] not in _PICTURE_CACHE]
+    drawn: dict[str, tuple[str, bytes]] = {}
+    for name, title, png in draw_pictures(missing) if missing else []:
+        drawn[name] = (title, png)
+        while _PICTURE_CACHE and len(_PICTURE_CACHE) >= PICTURE_CACHE_SIZE:
+            _PICTURE_CACHE.pop(next(iter(_PICTURE_CACHE)))  # the oldest
+        if PICTURE_CACHE_SIZE > 0:
+            _PICTURE_CACHE[keys[name]] = (title, png)
+    return {c["name"]: drawn.get(c["name"]) or _PICTURE_CACHE[keys[c["name"]]] for c in checks
+            if c["name"] in drawn or keys[c["name"]] in _PICTURE_CACHE}
 
 
 def file_stem(student: str) -> str:

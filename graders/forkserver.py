@@ -47,11 +47,20 @@ class ForkServer:
                                       pass_fds=(theirs.fileno(),), env=child_env(), cwd="/",
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
-        ours.settimeout(startup_timeout)
-        if ours.recv(16) != b"ready":
-            self.close()
-            raise RuntimeError("the fork server did not start")
-        ours.settimeout(None)
+        global _starting
+        _starting = self  # while it imports: a caller that stops now can end it (abandon_start)
+        try:
+            ours.settimeout(startup_timeout)
+            try:
+                ready = ours.recv(16)
+            except OSError:
+                ready = b""
+            if ready != b"ready":
+                self.close()
+                raise RuntimeError("the fork server did not start")
+            ours.settimeout(None)
+        finally:
+            _starting = None
 
     def spawn(self, request: dict, channel_fd: int, output_fd: int, input_fd: int) -> int:
         """Fork a child serving `request` (the part that starts it; the rest arrives on `input_fd`,
@@ -87,6 +96,18 @@ class ForkServer:
 
 
 _shared: ForkServer | None = None
+_starting: ForkServer | None = None
+
+
+def abandon_start() -> None:
+    """End a server still importing (its constructor, on another thread, then raises): a command that
+    stops before its batch starts does not wait seconds for a server it will not use."""
+    server = _starting
+    if server is not None:
+        try:
+            server._proc.kill()
+        except OSError:
+            pass
 _shared_lock = threading.Lock()
 
 
@@ -118,7 +139,10 @@ def _serve(sock: socket.socket) -> None:
     # adds their CPU time to this server's, and so to whoever waits for the server (benchmarks).
     signal.signal(signal.SIGCHLD, _reap_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock.send(b"ready")
+    try:
+        sock.send(b"ready")
+    except OSError:  # the parent is gone (it stopped while this server was importing): nothing to serve
+        return
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 3)
@@ -175,7 +199,9 @@ def main() -> None:
     from . import (api, data, endpoint, forbid, gradcheck, parity, placement, remote, sandbox,  # noqa: F401
                    student, submission, wire)
 
-    for name in (*(WARM_IMPORTS if warm else ()), "nbformat"):
+    # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
+    # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.
+    for name in WARM_IMPORTS if warm else ():
         try:
             importlib.import_module(name)
         except ImportError:

@@ -467,3 +467,76 @@ def test_best_effort_isolation_is_warned_and_recorded(tmp_path):
     assert "isolation of the children: RLIMIT_CPU=120" in printed
     assert "warning: isolation is best effort on this machine; not applied: namespaces (Operation" in printed
     assert json.loads((tmp_path / "batch.json").read_text())["isolation"] == isolation
+
+
+# --- the reference at the hidden seeds runs beside the class, and still stops it when it fails -------
+
+def test_reference_failing_at_hidden_seeds_keeps_no_record(tmp_path: Path) -> None:
+    """grade measures the reference at the hidden seeds while the first submissions run (batch.run_local);
+    when that measurement fails, nobody's record comes out (none is journaled) and the failure is
+    raised to the caller, which stops the batch; the tasks not started are cancelled."""
+    from dldiy.graders.batch import ReferenceFailed, run_local
+    from dldiy.graders.exercise import load_exercise
+
+    exercise = load_exercise("exercise-1")
+    for name in ("alice", "bob", "carol", "dave"):
+        (tmp_path / "class" / name).mkdir(parents=True)
+        (tmp_path / "class" / name / "logreg.py").write_text(REFERENCE)
+    found = discover(tmp_path / "class", exercise.entry, exercise.id, tmp_path / "scratch")
+    assert len(found) == 4
+
+    def failing_reference() -> dict:
+        raise ReferenceFailed("the reference fails at the hidden seeds (fix it before grading)")
+
+    yielded = []
+    with pytest.raises(ReferenceFailed, match="hidden seeds"):
+        for record in run_local(exercise, found, ["gradcheck"], (4242,), failing_reference, jobs=1):
+            yielded.append(record)
+    assert yielded == []
+
+
+def test_reference_beside_the_class_judges_with_its_values(tmp_path: Path) -> None:
+    """The overlapped path judges each submission against the reference's values at the hidden seed,
+    exactly as the measured-first path did: the reference itself passes every hidden-seed result."""
+    from dldiy.graders.batch import batch_expectations, run_local
+    from dldiy.graders.exercise import load_exercise
+
+    exercise = load_exercise("exercise-1")
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    (tmp_path / "class" / "alice" / "logreg.py").write_text(REFERENCE)
+    found = discover(tmp_path / "class", exercise.entry, exercise.id, tmp_path / "scratch")
+    hidden, checks = (4242,), ["first-loss"]
+    [record] = list(run_local(exercise, found, checks, hidden, lambda: batch_expectations(exercise, hidden, checks),
+                              jobs=1))
+    assert record["status"] == "pass", record
+    assert record["score"] == record["max_score"] > 0
+
+
+def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
+    """Two students whose failing check measured the same numbers get the same picture, drawn once; a
+    different measurement draws its own; a page never shows another check's picture."""
+    pytest.importorskip("matplotlib")
+    import dldiy.graders.export as export
+
+    def record(student: str, losses: list[float]) -> dict:
+        plot = {"curve": {"steps": list(range(len(losses))), "losses": losses, "reference": [0.7, 0.5, 0.4]}}
+        check = {"name": "first-loss", "kind": "first_loss", "title": "", "status": "fail", "points": 0,
+                 "max_points": 3, "message": "differs", "details": {"seed": 1, "plot": plot}}
+        return {"student": student, "score": 0, "max_score": 3, "checks": [check], "error": "",
+                "skipped_lines": [], "submission": student}
+
+    export._PICTURE_CACHE.clear()
+    drawn = []
+    import dldiy.graders.plots as plots
+    original = plots.pictures
+    plots.pictures = lambda checks: (drawn.extend(c["details"]["plot"]["curve"]["losses"][0] for c in checks)
+                                     or original(checks))
+    try:
+        a = export.feedback_html(record("a", [0.9, 0.8, 0.7]), "t", graded_at="now")
+        b = export.feedback_html(record("b", [0.9, 0.8, 0.7]), "t", graded_at="now")
+        c = export.feedback_html(record("c", [1.9, 1.8, 1.7]), "t", graded_at="now")
+    finally:
+        plots.pictures = original
+    assert drawn == [0.9, 1.9]  # the second identical measurement was not drawn again
+    png = lambda page: page.split("data:image/png;base64,")[1].split("'")[0]  # noqa: E731
+    assert png(a) == png(b) != png(c)

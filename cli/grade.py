@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NoReturn
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 
 import click
 from rich.console import Console
@@ -179,7 +179,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
             records = run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout)
         else:  # the reference at the hidden seeds runs beside the first submissions (judged once it is done)
             load_timeout = load_timeout_for(exercise) if todo else None
-            measure = (lambda: batch_expectations(exercise, hidden, checks)) if todo else {}
+            measure: "dict | Callable[[], dict]" = (lambda: batch_expectations(exercise, hidden, checks)) if todo else {}
             records = run_local(exercise, todo, checks, hidden, measure, jobs, skips, load_timeout)
         if todo:
             err.print(f"start-up: {time.monotonic() - started:.2f} s (to the first submission's child; the "

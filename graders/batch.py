@@ -93,7 +93,7 @@ LOAD_TIMEOUT_FLOOR_S = 5.0
 
 
 def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],
-              expected: dict[str, dict[str, Any]], skips: str = "leave-out",
+              expected: Mapping[str, dict[str, Any]], skips: str = "leave-out",
               load_timeout: float | None = None) -> dict[str, Any]:
     """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
 
@@ -205,15 +205,17 @@ def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: 
     reference fails at a hidden seed), nobody's record is yielded, the tasks not started are cancelled,
     and its exception is raised here."""
     reference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dldiy-reference")
+    values: Mapping[str, dict[str, Any]]
     if callable(expected):
         measured = reference.submit(expected)
-        expected = PendingExpectations(measured)
+        values = PendingExpectations(measured)
     else:
         measured = Future()
         measured.set_result(expected)
+        values = expected
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, expected, skips,
+        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, values, skips,
                                load_timeout) for f in todo]
         measured.result()  # the reference's failure stops the batch before any record is kept
         for future in as_completed(futures):

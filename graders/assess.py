@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .exercise import Check, Exercise
 from .judge import Report, judge, tasks_for
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
-           hidden_seeds: tuple[int, ...] = (), expected: dict[str, dict[str, Any]] | None = None,
+           hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
            cwd: Path | None = None, preexec: Callable[[], None] | None = None,
            limits: Limits | None = None, server: ForkServer | None = None,
            extra_seeds: tuple[int, ...] = (),

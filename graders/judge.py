@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from . import check_kind, plots
 from .exercise import Check, Exercise
@@ -79,7 +79,7 @@ def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden:
 
 
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,
-          expected: dict[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
+          expected: Mapping[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
     results = []
     for check in checks:
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)

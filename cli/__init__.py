@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mutate": ("mutate", "mutate_command"),  # libcst: the instructor extra
     "release": ("release", "release_command"),
     "new": ("new", "new_command"),
+    "bug": ("bug", "bug_command"),
 }
 
 # Options that need an extra the command itself does not: (command, parameter name, option) -> (module, extra).

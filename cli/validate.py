@@ -98,7 +98,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     for ex in exercises:
         rows.append((Row(ex, "reference", ()), reference_path(ex.id)))
         for v in buggy_variants(ex.id):
-            path = v.path if v.patch is None else build(reference_path(ex.id), [v], Path(scratch.name) / ex.id / v.id)
+            path = build(reference_path(ex.id), [v], Path(scratch.name) / ex.id / v.id)
             rows.append((Row(ex, v.id, v.caught_by, (v.crashes_at,) if v.crashes_at else (),
                              not_here=missing(v.requires)), path))
         for a in alternatives(ex.id):

@@ -13,17 +13,19 @@ $DLDIY_COURSE without a dldiy.toml keeps its older meaning: a checkout holding t
 reference/ (and buggy/), the exercises themselves staying dldiy's own.
 
 `reference/<exercise-id>/` is the reference submission; `buggy/<exercise-id>/<bug-id>/` a bugged
-variant with a `manifest.toml` (description, the checks that must catch it, the bug-patterns entry).
-Both are plain submissions, loaded like a student's work. A variant can instead be a patch against the
-reference (manifest `patch = "bug.diff"`, built by graders/handout.py), and a bug that crashes names
-the file (and line) its error message must point at (`crashes_at = "model/net.py:21"`).
+variant: a `manifest.toml` (description, the checks that must catch it, the bug-patterns entry,
+`patch = "bug.diff"`) and that `bug.diff`, a patch against the reference (graders/bugs.py writes
+and builds it, graders/patch.py applies it). Built, it is a plain submission, loaded like a student's
+work. A bug that crashes names the file (and line) its error message must point at
+(`crashes_at = "model/net.py:21"`). There is no other kind of variant: a whole copy of a submission
+in buggy/ drifts silently from its reference, so it is refused, loudly, with its folder named.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MARKER = "dldiy.toml"
@@ -107,20 +109,42 @@ class BuggyVariant:
     caught_by: tuple[str, ...]
     pattern: str = ""
     requires: str = ""  # "cuda": the bug shows only on that accelerator (validate skips it elsewhere)
-    patch: Path | None = None  # a diff against the reference, instead of a full copy in `path`
     crashes_at: str = ""  # "file" or "file:line" that the submission's error must name
+    patch: Path = field(kw_only=True)  # the bug: a diff against the reference (graders/patch.py)
 
 
 def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
+    """The bugged variants of buggy/<exercise_id>/; CourseError naming any folder that is not one."""
     folder = current().buggy / exercise_id
     if not folder.is_dir():
         return []
     variants = []
-    for path in sorted(p for p in folder.iterdir() if (p / "manifest.toml").is_file()):
-        raw = tomllib.loads((path / "manifest.toml").read_text())
-        variants.append(BuggyVariant(exercise_id, path.name, path, raw["description"],
-                                     tuple(raw.get("caught_by", ())), str(raw.get("pattern", "")),
-                                     str(raw.get("requires", "")),
-                                     path / raw["patch"] if "patch" in raw else None,
-                                     str(raw.get("crashes_at", ""))))
+    for path in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        variants.append(_variant(exercise_id, path))
     return variants
+
+
+ALLOWED = {"manifest.toml", "bug.diff"}
+
+
+def _variant(exercise_id: str, path: Path) -> BuggyVariant:
+    where = f"buggy/{exercise_id}/{path.name}"
+    if not (path / "manifest.toml").is_file():
+        raise CourseError(f"{where}: no manifest.toml (a bugged variant is manifest.toml + bug.diff)")
+    try:
+        raw = tomllib.loads((path / "manifest.toml").read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise CourseError(f"{where}/manifest.toml: {e}") from None
+    diff = raw.get("patch")
+    others = sorted(p.name for p in path.iterdir() if p.name not in ALLOWED | {str(diff)} and p.name != "__pycache__")
+    if diff is None or others:
+        raise CourseError(f"{where} is a whole copy of a submission ({', '.join(others) or 'its manifest has no patch'}), "
+                          "not a patch: it would drift silently from the reference. Make it a bug.diff: "
+                          f"dldiy bug new {exercise_id} NAME --from {where}, then delete the folder")
+    if not (path / diff).is_file():
+        raise CourseError(f"{where}: its manifest names patch = {diff!r}, which is not there")
+    if "description" not in raw:
+        raise CourseError(f"{where}/manifest.toml: no description")
+    return BuggyVariant(exercise_id, path.name, path, str(raw["description"]), tuple(raw.get("caught_by", ())),
+                        str(raw.get("pattern", "")), str(raw.get("requires", "")), str(raw.get("crashes_at", "")),
+                        patch=path / diff)

@@ -33,8 +33,6 @@ def build(reference: Path, bugs: list[BuggyVariant], dest: Path) -> Path:
     """Copy `reference` to `dest` (which must not exist) and apply each bug's patch, in order."""
     shutil.copytree(reference, dest, ignore=shutil.ignore_patterns(*_IGNORED))
     for bug in bugs:
-        if bug.patch is None:
-            raise CourseError(f"{bug.exercise}/{bug.id} is a full copy, not a patch: it cannot be combined")
         try:
             apply(dest, bug.patch.read_text())
         except PatchError as e:
@@ -53,7 +51,7 @@ def choose(exercise_id: str, student_id: str, bugs: list[BuggyVariant], referenc
     order to apply them. Raises CourseError when the catalogue cannot supply that many."""
     want = {True: crash, False: silent}
     files, picked = dict(reference_files), []
-    for bug in sorted((b for b in bugs if b.patch is not None), key=lambda b: rank(exercise_id, student_id, b.id)):
+    for bug in sorted(bugs, key=lambda b: rank(exercise_id, student_id, b.id)):
         is_crash = bool(bug.crashes_at)
         if want[is_crash] == 0:
             continue

@@ -62,3 +62,16 @@ def check_json(fork_server):
         return json.loads(json.dumps(report.to_json())), report.exit_code  # exactly what --json prints
 
     return check
+
+
+@pytest.fixture(scope="session")
+def bugged(tmp_path_factory):
+    """bugged(exercise, name) -> a fresh folder holding the reference with buggy/<exercise>/<name>/bug.diff
+    applied (graders/bugs.py, as validate builds it): a test runs the bug, it never reads buggy/ files.
+    Session-scoped so that module-scoped fixtures can use it too; every call builds a new folder."""
+    from dldiy.graders.bugs import build_bugged
+
+    def build(exercise: str, name: str) -> Path:
+        return build_bugged(exercise, name, tmp_path_factory.mktemp(f"{exercise}-{name}") / name)
+
+    return build

@@ -179,8 +179,8 @@ def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_c
     ("steps-ignored", "called train(42, 300); expected train(42, 20)"),
     ("reports-training-accuracy", "evaluated the model on 1500 images, not on the 297 of test_set()"),
 ])
-def test_the_script_check_names_its_culprit(bug, words, tmp_path):
-    result = run_dldiy("check", "exercise-3", _built("buggy", bug, tmp_path), "--json", "--only", "script")
+def test_the_script_check_names_its_culprit(bug, words, bugged):
+    result = run_dldiy("check", "exercise-3", str(bugged("exercise-3", bug)), "--json", "--only", "script")
     script = json.loads(result.stdout)["checks"][0]
     assert script["status"] == "fail" and words in script["message"], script["message"]
 

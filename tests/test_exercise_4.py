@@ -93,7 +93,7 @@ def test_an_unstable_log_sum_exp_is_reported_as_overflow_not_as_a_crash(write_su
 
 
 def _built(variant_dir, exercise, tmp_path):
-    """A patch variant (buggy/ or alternatives/) built from the reference, as validate builds it."""
+    """An alternative (alternatives/<exercise>/<name>/) built from the reference, as validate builds it."""
     import shutil
 
     from dldiy.graders import patch
@@ -118,21 +118,21 @@ def test_every_alternative_gets_full_marks(tmp_path):
     full_marks_for_every_alternative("exercise-4", tmp_path)
 
 
-def test_the_first_failing_configuration_is_named_in_words(tmp_path):
+def test_the_first_failing_configuration_is_named_in_words(tmp_path, bugged):
     # a one-hot of 4 classes: the default k agrees, the first other k raises, named as a failure
-    folder = _built(REPO / "buggy/exercise-4/one-hot-four-classes", "exercise-4", tmp_path)
+    folder = bugged("exercise-4", "one-hot-four-classes")
     c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "torch-agreement"))["torch-agreement"]
     assert c["status"] == "fail" and "cross_entropy, n=1, k=3, float64: raised RuntimeError" in c["message"], c
 
 
-def test_invariants_name_the_argument_written_in_place(tmp_path):
-    folder = _built(REPO / "buggy/exercise-4/hinge01-labels-in-place", "exercise-4", tmp_path)
+def test_invariants_name_the_argument_written_in_place(tmp_path, bugged):
+    folder = bugged("exercise-4", "hinge01-labels-in-place")
     c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "invariants"))["invariants"]
     assert c["status"] == "fail" and "hinge_01() on float64 inputs: modified its argument y in place" in c["message"], c
 
 
-def test_stability_charges_instability_not_a_wrong_formula(tmp_path):
+def test_stability_charges_instability_not_a_wrong_formula(tmp_path, bugged):
     # a sum instead of a mean is wrong everywhere (torch-agreement) but stable: stability passes
-    checks = checks_of(run_dldiy("check", "exercise-4", str(REPO / "buggy/exercise-4/cross-entropy-sum"), "--json",
+    checks = checks_of(run_dldiy("check", "exercise-4", str(bugged("exercise-4", "cross-entropy-sum")), "--json",
                                  "--only", "stability", "--only", "torch-agreement"))
     assert checks["torch-agreement"]["status"] == "fail" and checks["stability"]["status"] == "pass", checks

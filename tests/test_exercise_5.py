@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from conftest import REPO, run_dldiy
+from conftest import run_dldiy
 from dldiy.graders.exercise import load_exercise
 from dldiy.graders.submission import load_module_from
 
@@ -132,7 +132,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
             "first-loss", "convergence", "mlp-forward", "invariants"} == set(checks)
 
 
-def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission):
+def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission, bugged):
     exercise = load_exercise("exercise-5")
     p = exercise.check("convergence").params
     harness = load_module_from(exercise.harness_path, "_test_ex5_harness")
@@ -155,7 +155,7 @@ def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget
     mlp = checks_of(run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json",
                               "--only", "convergence"))["convergence"]
     assert mlp["status"] == "pass", mlp["message"]
-    linear = checks_of(run_dldiy("check", "exercise-5", str(REPO / "buggy/exercise-5/no-nonlinearity"), "--json",
+    linear = checks_of(run_dldiy("check", "exercise-5", str(bugged("exercise-5", "no-nonlinearity")), "--json",
                                  "--only", "mlp-forward"))["mlp-forward"]
     assert linear["status"] == "fail" and "non-linearity" in json.dumps(linear), linear
 
@@ -179,9 +179,7 @@ def test_every_alternative_gets_full_marks(tmp_path):
     full_marks_for_every_alternative("exercise-5", tmp_path)
 
 
-def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path):
-    from test_exercise_4 import _built
-
-    folder = _built(REPO / "buggy/exercise-5/softplus-saves-input-on-ctx", "exercise-5", tmp_path)
+def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path, bugged):
+    folder = bugged("exercise-5", "softplus-saves-input-on-ctx")
     c = checks_of(run_dldiy("check", "exercise-5", str(folder), "--json", "--only", "invariants"))["invariants"]
     assert c["status"] == "fail" and "save_for_backward" in c["message"], c

@@ -13,6 +13,7 @@ from conftest import REPO, run_dldiy
 from hypothesis import given, settings, strategies as st
 
 from dldiy.graders import agreement, convergence
+from dldiy.graders.course import buggy_variants
 from dldiy.graders.exercise import Check, load_exercise
 
 ALTERNATIVE = REPO / "tests" / "submissions" / "exercise6_alternative.py"
@@ -74,10 +75,10 @@ def test_a_correct_submission_written_differently_passes_every_check():
     assert {c["status"] for c in checks.values()} == {"pass"}
 
 
-def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path):
+def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugged):
     """The submission makes torch.optim.Adam its own (bias correction missing), so the target its own
     child computes equals its values; the judge compares with the reference child's target."""
-    wrong = (REPO / "buggy" / "exercise-6" / "adam-no-bias-correction" / "optim.py").read_text()
+    wrong = (bugged("exercise-6", "adam-no-bias-correction") / "optim.py").read_text()
     path = tmp_path / "optim.py"
     path.write_text(wrong + "\ntorch.optim.Adam = Adam\n")
     code, checks = check_json(path, "adam")
@@ -99,7 +100,7 @@ def test_the_template_fails_by_naming_what_to_implement(tmp_path):
 def test_validate_catches_every_bugged_variant_as_its_manifest_says():
     result = run_dldiy("validate", "exercise-6", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
-    bugs = [p for p in (REPO / "buggy" / "exercise-6").iterdir() if (p / "manifest.toml").is_file()]
+    bugs = buggy_variants("exercise-6")
     assert len(bugs) >= 8
     assert f"{len(bugs)} bugged variant(s) caught as their manifests say" in " ".join(result.stdout.split())
 
@@ -167,8 +168,8 @@ def test_a_correct_but_different_solution_gets_full_marks(alternative, tmp_path)
 
 
 def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourteen_and_four_alternatives():
-    bugs = [p for p in (REPO / "buggy" / "exercise-6").iterdir() if (p / "bug.diff").is_file()]
-    assert len(bugs) >= 12 and len(ALTERNATIVES) >= 4
+    bugs = buggy_variants("exercise-6")  # every one a bug.diff now (the original fourteen were copies)
+    assert len(bugs) >= 14 + 12 and len(ALTERNATIVES) >= 4
 
 
 @pytest.mark.parametrize("bug, check, words", [
@@ -177,8 +178,8 @@ def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourte
     ("params-generator-consumed", "optimizer-contract", "optimizer got an empty parameter list"),
     ("rmsprop-lr-cached-in-init", "param-groups", "the second group's lr is ignored"),
 ])
-def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path):
-    code, checks = check_json(_built("buggy", bug, tmp_path))
+def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged):
+    code, checks = check_json(bugged("exercise-6", bug))
     assert code == 1
     assert [n for n, c in checks.items() if c["status"] != "pass"] == [check], checks[check]["message"]
     assert words in checks[check]["message"]

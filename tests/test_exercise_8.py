@@ -96,8 +96,8 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     ("pool-grad-everywhere", "pool-agreement", "x 1x1x2x2: gradient of x"),
     ("view-not-permute", "equivariance", "shift by (2, 1), stride 1"),
 ])
-def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bug, check, configuration):
-    c = _statuses(f"buggy/exercise-8/{bug}", "--only", check)[check]
+def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bug, check, configuration, bugged):
+    c = _statuses(str(bugged("exercise-8", bug)), "--only", check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(configuration), c["message"]
 
@@ -110,9 +110,7 @@ def test_every_alternative_gets_full_marks(tmp_path):
 
 @pytest.mark.parametrize("bug, words", [("cnn-inlines-its-own-ops", "did not use the conv2d it was given"),
                                         ("cnn-decoy-call", "did not use the conv2d it was given")])
-def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path):
-    from test_exercise_4 import _built
-
-    folder = _built(REPO / f"buggy/exercise-8/{bug}", "exercise-8", tmp_path)
+def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path, bugged):
+    folder = bugged("exercise-8", bug)
     c = _statuses(str(folder), "--only", "cnn-forward")["cnn-forward"]
     assert c["status"] == "fail" and words in c["message"], c

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from dldiy import __version__
 from dldiy.graders.export import feedback_html, feedback_markdown
 
@@ -89,7 +88,7 @@ def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
-def graded_page(tmp_path_factory) -> Path:
+def graded_page(tmp_path_factory, bugged) -> Path:
     """The feedback page of a real graded submission (the gradient-sign bug, as a notebook with a shell
     line), through the batch's own grade_one with a hidden seed."""
     import json
@@ -98,7 +97,7 @@ def graded_page(tmp_path_factory) -> Path:
     from dldiy.graders.exercise import load_exercise
 
     folder = tmp_path_factory.mktemp("feedback")
-    code = (REPO / "buggy" / "exercise-1" / "gradient-sign" / "logreg.py").read_text()
+    code = (bugged("exercise-1", "gradient-sign") / "logreg.py").read_text()
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
          "source": f"!echo '{HOSTILE}'\n" + code}]}

@@ -94,9 +94,9 @@ def test_the_judge_keeps_plot_data_of_a_public_seed_and_never_of_a_hidden_one():
 
 
 @pytest.fixture(scope="module")
-def bugged_check(tmp_path_factory):
+def bugged_check(tmp_path_factory, bugged):
     out = tmp_path_factory.mktemp("plots")
-    result = run_dldiy("check", "exercise-1", str(REPO / "buggy" / "exercise-1" / "gradient-sign"),
+    result = run_dldiy("check", "exercise-1", str(bugged("exercise-1", "gradient-sign")),
                        "--plots", str(out / "png"))
     return result, out / "png"
 

@@ -13,7 +13,7 @@ def test_validate_every_exercise():
 
 
 def test_validate_reports_a_variant_that_is_not_caught(tmp_path, monkeypatch):
-    """A 'bug' that changes nothing must make validate fail: the matrix is not a rubber stamp."""
+    """A 'bug' that changes no behaviour must make validate fail: the matrix is not a rubber stamp."""
     import shutil
 
     from conftest import REPO
@@ -21,8 +21,11 @@ def test_validate_reports_a_variant_that_is_not_caught(tmp_path, monkeypatch):
     course = tmp_path / "course"
     shutil.copytree(REPO / "reference" / "exercise-1", course / "reference" / "exercise-1")
     fake = course / "buggy" / "exercise-1" / "not-a-bug"
-    shutil.copytree(REPO / "reference" / "exercise-1", fake)
-    (fake / "manifest.toml").write_text('description = "identical to the reference"\ncaught_by = ["gradcheck"]\n')
+    fake.mkdir(parents=True)
+    (fake / "bug.diff").write_text('--- a/logreg.py\n+++ b/logreg.py\n@@ -1,3 +1,3 @@\n'
+                                   '-"""Logistic regression by hand: the reference solution of exercise-1."""\n'
+                                   '+"""Logistic regression by hand (only this docstring differs)."""\n \n import torch\n')
+    (fake / "manifest.toml").write_text('description = "a docstring edit"\ncaught_by = ["gradcheck"]\npatch = "bug.diff"\n')
     monkeypatch.setenv("DLDIY_COURSE", str(course))
     result = run_dldiy("validate", "exercise-1")
     assert result.returncode == 1

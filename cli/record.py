@@ -1,9 +1,11 @@
-"""`dldiy record EXERCISE...`: measure the reference at the public seeds and write expected.json."""
+"""`dldiy record EXERCISE...`: measure the reference at the public and check seeds and write expected.json
+(what each check kind's judge reads, one line per check and seed)."""
 
 from __future__ import annotations
 
 import json
 from importlib.metadata import version
+from typing import Any
 
 import click
 
@@ -26,6 +28,23 @@ def record_command(exercise_ids: tuple[str, ...]) -> None:
         payload = {"exercise": exercise.id, "seeds": list(exercise.seeds),
                    "check_seeds": list(exercise.check_seeds), "torch": version("torch"),
                    "checks": expected}
-        exercise.expected_path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        exercise.expected_path.write_text(dumps_expected(payload))
         click.echo(f"{exercise.id}: recorded {sum(len(v) for v in expected.values())} measurements "
                    f"in {exercise.expected_path}")
+
+
+def dumps_expected(payload: dict[str, Any]) -> str:
+    """expected.json as one line per check and seed: a diff shows which measurement moved, and the file
+    stays a few lines per check (issue 12). Plain JSON: any reader parses it."""
+    head = {k: v for k, v in payload.items() if k != "checks"}
+    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in sorted(head.items())]
+    lines.append(' "checks": {')
+    checks = sorted(payload["checks"].items())
+    for i, (check, per_seed) in enumerate(checks):
+        lines.append(f"  {json.dumps(check)}: {{")
+        seeds = sorted(per_seed.items(), key=lambda kv: int(kv[0]))
+        lines += [f"   {json.dumps(seed)}: {json.dumps(m, sort_keys=True, separators=(',', ':'))}"
+                  + ("," if j < len(seeds) - 1 else "") for j, (seed, m) in enumerate(seeds)]
+        lines.append("  }" + ("," if i < len(checks) - 1 else ""))
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"

@@ -24,6 +24,14 @@ from .verdict import Verdict, array_ratio_hint, as_array, unravel, versus
 NEEDS_REFERENCE = True
 
 
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What judge() reads of the reference's measurement (expected.json keeps only this): each case's
+    name, shape and the values compared against (the `target` where one was measured, else `values`)."""
+    return {"cases": [{"name": c["name"], **({"shape": c["shape"]} if "shape" in c else {}),
+                       **({"target": c["target"]} if "target" in c else {"values": c["values"]})}
+                      for c in measured["cases"]]}
+
+
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
     rtol = float(check.params.get("rtol", 1e-5))
     atol = float(check.params.get("atol", 1e-8))
@@ -38,7 +46,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
             return Verdict.failed(f"{name}: no value was measured")
         if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
             return Verdict.failed(f"{name}: {case['error']}", case=name)
-        e = as_array(want.get("target", want["values"]))
+        e = as_array(want["target"] if "target" in want else want["values"])
         m = as_array(case["values"])
         shape = want.get("shape") or [e.size]
         if m.size != e.size or list(case.get("shape") or [m.size]) != list(shape):

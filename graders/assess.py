@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .exercise import Check, Exercise
-from .judge import Report, judge, tasks_for
+from .judge import Report, compact_expectation, judge, tasks_for
 from .runner import Task, run_child
 from .sandbox import Limits
 from .submission import locate
@@ -57,7 +57,8 @@ def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...
                       server: ForkServer | None = None, hidden: tuple[int, ...] = (),
                       on_progress: Callable[[int, int, Task | None], None] | None = None,
                       ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The reference's measurements for the checks that compare against it: {check: {seed: m}}.
+    """The reference's measurements for the checks that compare against it: {check: {seed: m}}, each
+    cut to what its kind's judge reads (judge.compact_expectation), recorded or measured live alike.
     Returns them with the problems met (a reference that errors is the instructor's to fix).
     `hidden`: the grading run's hidden seeds (checks with seeds of their own run at the first too)."""
     needing = [c for c in (checks or exercise.checks) if c.needs_reference]
@@ -71,5 +72,6 @@ def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...
         if "error" in result:
             problems.append(f"reference, {check} at seed {seed}: {result['error']['message']}")
         else:
-            expected.setdefault(check, {})[str(seed)] = result["measurement"]
+            kind = exercise.check(check).kind
+            expected.setdefault(check, {})[str(seed)] = compact_expectation(kind, result["measurement"])
     return expected, problems

@@ -42,7 +42,7 @@ _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g"
 _OVERRIDES: dict[str, float | int] = {}
 # Keys of a [[checks]] table that the framework reads; every other key is a parameter for the
 # check kind's judge or the harness probe (tolerances, targets, sizes).
-_CHECK_KEYS = {"name", "kind", "probe", "points", "seeds", "hint", "timeout", "title"}
+_CHECK_KEYS = {"name", "kind", "probe", "points", "seeds", "hint", "timeout", "title", "check_seeds"}
 
 
 class SpecError(Exception):
@@ -75,6 +75,9 @@ class Check:
     seeds: tuple[int, ...] | None = None  # None: the run's seeds (public, plus hidden when grading)
     timeout: float = DEFAULT_TIMEOUT_S
     params: dict[str, Any] = field(default_factory=dict)
+    # False (spec `check_seeds = false`): `dldiy check` runs this check at the public seeds only, not at
+    # the exercise's check_seeds; for a check too slow to repeat within check's time budget.
+    check_seeds: bool = True
 
     @property
     def needs_reference(self) -> bool:
@@ -215,6 +218,7 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
                 title=c.get("title", ""), hint=c.get("hint", "").strip(),
                 seeds=tuple(c["seeds"]) if "seeds" in c else None,
                 timeout=float(c.get("timeout", raw.get("timeout", DEFAULT_TIMEOUT_S))),
+                check_seeds=bool(c.get("check_seeds", True)),
                 params={k: v for k, v in c.items() if k not in _CHECK_KEYS}))
         known = {"id", "title", "summary", "entry", "seeds", "timeout", "api", "checks", "start", "load",
                  "load_tags", "skip_tags", "cells", "data", "requirements", "load_timeout", "memory"}

@@ -24,6 +24,12 @@ from .verdict import Verdict, close, first_mismatch, fmt, ratio_hint, versus
 NEEDS_REFERENCE = True
 
 
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What judge() and the loss-curve picture read of the reference's measurement: the steps, the
+    losses there and, when measured, the full history (the one-step-shift diagnosis)."""
+    return {k: measured[k] for k in ("steps", "losses", "history") if k in measured}
+
+
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
     rtol = float(check.params.get("rtol", 1e-4))
     atol = float(check.params.get("atol", 1e-6))

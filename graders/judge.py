@@ -65,11 +65,12 @@ SEED_FREE_KINDS = frozenset({"placement", "parity"})
 def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden: tuple[int, ...] = ()) -> list[Task]:
     """A check with its own `seeds` runs at those; the others at the run's (public + hidden) seeds.
     When grading (`hidden` drawn), a check with its own seeds also runs at the first hidden seed, so
-    no point rests only on inputs a student can know in advance (an answer table, shipped weights)."""
+    no point rests only on inputs a student can know in advance (an answer table, shipped weights).
+    A check with `check_seeds = false` leaves out the exercise's check_seeds (hidden seeds it keeps)."""
     tasks = []
     for c in checks:
         if c.seeds is None:
-            chosen = list(seeds)
+            chosen = [s for s in seeds if c.check_seeds or s not in exercise.check_seeds or s in hidden]
         else:
             chosen = list(c.seeds)
             if hidden and c.kind not in SEED_FREE_KINDS and hidden[0] not in chosen:
@@ -95,6 +96,19 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         results.append(result)
     return Report(exercise.id, submission, results, outcome.load_error, outcome.skipped, outcome.output,
                   outcome.duration_s, outcome.sandbox)
+
+
+def compact_expectation(kind: str, measurement: Any) -> Any:
+    """The part of a reference's measurement that the kind's judge() and its pictures read: what
+    expected.json keeps (issue 12). A kind declares it with `compact(measurement)` beside its judge();
+    a kind without one keeps the whole measurement. A measurement of another form is kept as it is."""
+    compact = getattr(check_kind(kind), "compact", None)
+    if compact is None or not isinstance(measurement, dict):
+        return measurement
+    try:
+        return compact(measurement)
+    except (KeyError, TypeError, AttributeError):
+        return measurement
 
 
 def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -> Verdict:

@@ -15,6 +15,12 @@ from .exercise import Check
 from .verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
+_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only")  # what judge() reads of the reference's case
+
+
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What judge() reads of the reference's measurement (expected.json keeps only this)."""
+    return {"cases": [{k: c[k] for k in _CASE_FIELDS if k in c} for c in measured["cases"]]}
 
 
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:

@@ -25,6 +25,15 @@ from .verdict import Verdict, fmt
 NEEDS_REFERENCE = True
 
 
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What judge() reads of the reference's measurement (its convergence and Novikoff bound), plus the
+    hyperplane the decision-boundary picture draws beside the student's (graders/plots.py)."""
+    kept = {k: measured[k] for k in ("converged", "bound", "bound_text") if k in measured}
+    if isinstance(measured.get("boundary"), dict) and "w" in measured["boundary"]:
+        kept["boundary"] = {"w": measured["boundary"]["w"]}
+    return kept
+
+
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
     should_converge = bool(check.params.get("should_converge", True))
     converged, errors, n = bool(measured["converged"]), int(measured["errors"]), int(measured["n"])

@@ -136,8 +136,8 @@ def test_a_zero_loss_and_zero_gradient_score_no_more_than_an_honest_sign_error(w
     for name, code in (("zero", zero), ("sign", sign)):
         report = json.loads(run_dldiy("check", "exercise-1", str(write_submission(code)), "--json").stdout)
         scores[name] = report["score"]
-        if name == "zero":
-            assert "degenerate" in _checks_of(report)["gradcheck"]["message"]
+        if name == "zero":  # the zero gradient against the spec's loss (a zero loss is the loss's checks' to charge)
+            assert _checks_of(report)["gradcheck"]["status"] == "fail"
         else:  # one bug, one deduction: train() is judged with the grader's gradient
             assert {n for n, c in _checks_of(report).items() if c["status"] == "fail"} == {"gradcheck"}
     assert scores["zero"] <= scores["sign"], scores
@@ -197,3 +197,14 @@ def test_validate_runs_the_alternatives_and_writes_the_corpus_table(tmp_path):
     assert caught == corpus and int(corpus) >= 21
     full, alternatives = rows["exercise-1"].split("|")[3].strip().split("/")
     assert full == alternatives and int(alternatives) >= 4
+
+
+def test_a_loss_over_the_notebooks_n_costs_stability_only_gradcheck_notes_it(write_submission):
+    """One bug, one deduction (buggy/exercise-1/hardcoded-n-in-loss): gradcheck differentiates the spec's
+    loss, so the right gradient() beside a loss divided by 100 passes it, with a note; stability
+    (the loss over a family of n) charges the loss alone."""
+    path = _variant(write_submission, "return torch.logaddexp(torch.zeros_like(u), -u).mean()",
+                    "return torch.logaddexp(torch.zeros_like(u), -u).sum() / 100")
+    checks = _checks(run_dldiy("check", "exercise-1", str(path), "--json"))
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["stability"], checks
+    assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]

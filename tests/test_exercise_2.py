@@ -3,7 +3,9 @@ passes every check, and a training loop that diverges is reported with the word 
 
 import json
 
-from conftest import run_dldiy
+import pytest
+
+from conftest import REPO, run_dldiy
 
 # Normal equations by torch.linalg.solve (the reference uses lstsq), float64 inside whatever the input
 # dtype, the loss as r.r / n, the gradient summed example by example, in-place updates.
@@ -103,3 +105,22 @@ def test_a_fit_that_overwrites_the_callers_x_is_named(write_submission):
                        "--only", "exact-solution")
     (check,) = json.loads(result.stdout)["checks"]
     assert check["status"] == "fail" and "modified its argument X in place" in check["message"]
+
+
+LINREG = (REPO / "reference" / "exercise-2" / "linreg.py").read_text()
+RIGHT_LOSS = "    return ((add_bias(X) @ w - y) ** 2).mean()\n"
+
+
+@pytest.mark.parametrize("wrong_loss", [
+    "    return ((add_bias(X) @ w - y) ** 2).sum()\n",  # buggy/exercise-2/loss-sum
+    "    return ((add_bias(X) @ w - y) ** 2).sum() / (len(y) - 1)\n",  # loss-over-n-minus-one
+    "    return (((add_bias(X) @ w).unsqueeze(1) - y) ** 2).mean()\n",  # residual-broadcast
+], ids=["sum", "n-minus-one", "residual-broadcast"])
+def test_a_wrong_loss_costs_first_loss_only_gradcheck_notes_it(write_submission, wrong_loss):
+    """One bug, one deduction: gradcheck differentiates the spec's loss, so a right gradient() beside a
+    wrong loss() passes it, with a note; the loss is charged by first-loss alone."""
+    assert LINREG.count(RIGHT_LOSS) == 1
+    path = write_submission(LINREG.replace(RIGHT_LOSS, wrong_loss), name="linreg.py")
+    checks = {c["name"]: c for c in json.loads(run_dldiy("check", "exercise-2", str(path), "--json").stdout)["checks"]}
+    assert [n for n, c in checks.items() if c["status"] != "pass"] == ["first-loss"], checks
+    assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]

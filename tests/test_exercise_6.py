@@ -193,3 +193,53 @@ def test_the_contract_kind_passes_without_violations_and_fails_naming_the_first(
     failed = contract.judge({"checked": ["a", "b"], "violations": ["a: wrong", "b: wrong"]}, None, check)
     assert failed.status == "fail" and failed.message.startswith("a: wrong") and "1 more" in failed.message
     assert contract.judge({"checked": [], "violations": []}, None, check).status == "fail"
+
+
+# ---- expected.json: compact (issue 12), and the check seeds a slow check leaves out (issue 14) -----
+
+def test_every_expected_json_holds_only_what_its_judge_reads_one_line_per_check_and_seed():
+    import tomllib
+
+    from dldiy.graders.exercise import exercise_ids
+    from dldiy.graders.judge import compact_expectation
+
+    folders = [load_exercise(e).folder for e in exercise_ids()] + [REPO / "tests" / "courses" / "mlp_numpy" / "exercises" / "mlp"]
+    for folder in folders:
+        text = (folder / "expected.json").read_text()
+        kinds = {c["name"]: c["kind"] for c in tomllib.loads((folder / "spec.toml").read_text())["checks"]}
+        recorded = json.loads(text)["checks"]
+        measurements = [(check, m) for check, per_seed in recorded.items() for m in per_seed.values()]
+        for check, measurement in measurements:
+            assert compact_expectation(kinds[check], measurement) == measurement, (folder.name, check)
+        # one line per check and seed: `   "<seed>": {...}`, each a whole measurement
+        lines = [line.strip().rstrip(",").split(": ", 1)[1] for line in text.splitlines() if line.startswith('   "')]
+        assert [json.loads(line) for line in lines] == [m for _, m in measurements], folder.name
+        head = len(json.loads(text)) - 1  # exercise, seeds, torch, ...: a line each, as are the braces
+        assert len(text.splitlines()) == head + 4 + sum(len(v) + 2 for v in recorded.values()), folder.name
+
+
+def test_agreement_compact_keeps_the_target_and_judges_as_the_full_measurement():
+    check = Check(name="c", kind="agreement", probe="c", points=1.0)
+    full = {"cases": [{"name": "a", "shape": [2], "values": [1.0, 2.0], "target": [1.0, 2.0], "inputs": [9]},
+                      {"name": "b", "shape": [1], "values": [3.0]}]}
+    compact = agreement.compact(full)
+    assert compact == {"cases": [{"name": "a", "shape": [2], "target": [1.0, 2.0]},
+                                 {"name": "b", "shape": [1], "values": [3.0]}]}
+    wrong = {"cases": [dict(full["cases"][0], values=[1.0, 2.5]), full["cases"][1]]}
+    for measured, status in ((full, "pass"), (wrong, "fail")):
+        assert agreement.judge(measured, compact, check).status == agreement.judge(measured, full, check).status == status
+
+
+def test_a_slow_check_leaves_out_the_check_seeds_but_keeps_the_hidden_ones():
+    from dldiy.graders.judge import tasks_for
+
+    ex = load_exercise("exercise-6")
+    slow, cheap = ex.check("optimizer-contract"), ex.check("adam")
+    assert not slow.check_seeds and cheap.check_seeds and len(ex.check_seeds) >= 6
+    seeds = list(ex.seeds + ex.check_seeds)
+    tasks = tasks_for(ex, [slow, cheap], seeds)
+    assert {t.seed for t in tasks if t.check == "adam"} == set(seeds)
+    assert {t.seed for t in tasks if t.check == "optimizer-contract"} == set(ex.seeds)
+    hidden = (ex.check_seeds[0], 5)  # a hidden seed drawn equal to a check seed still runs
+    tasks = tasks_for(ex, [slow], seeds + [5], hidden)
+    assert {t.seed for t in tasks} == set(ex.seeds) | set(hidden)

@@ -442,7 +442,8 @@ def test_returned_objects_whose_eq_is_always_true(grade):
     """)
     report, checks, _ = grade(code, checks=("gradcheck", "first-loss"))
     assert checks["first-loss"].status == "fail"  # the numbers were compared in the parent
-    assert checks["gradcheck"].status == "error" and "loss()" in checks["gradcheck"].message
+    # gradcheck differentiates the spec's loss (one bug, one deduction): the loss that is no number is noted there
+    assert checks["gradcheck"].status == "pass" and "your loss() differs" in checks["gradcheck"].message
 
 
 @pytest.mark.parametrize("value", ["float('nan')", "float('inf')"])

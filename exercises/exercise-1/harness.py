@@ -114,7 +114,8 @@ def gradcheck(sub, seed, p):
             raise Violation(f"gradient() called loss() {counter.calls} times ({label}): a gradient from differences "
                             "of the loss is not a gradient by hand; write (1/n) sum_i -sigma(-u_i) t_i x~_i")
         no_graph(analytic, "gradient()")
-        numeric = at(f"loss(), {label}", lambda: numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w))
+        # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
+        numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
         moves = bool(_spec_gradient(X, y, w).abs().max() > 1e-6)
         blocks.append(block(f"w ({label})", analytic, numeric, moves=moves))
     # float32 in, float32 out: the same gradient within float32's precision.
@@ -126,7 +127,23 @@ def gradcheck(sub, seed, p):
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
         raise Violation(f"gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
-    return {"blocks": blocks}
+    return {"blocks": blocks, **_loss_note(sub, X, y, w, dims={"n": p["n"], "d": p["d"]})}
+
+
+def _loss_note(sub, X, y, w, **call):
+    """gradcheck differentiates the spec's loss (the harness's own), so that it measures gradient() alone:
+    a wrong loss() is the loss's checks' to charge (one bug, one deduction). Said here as a note, never charged."""
+    want = float(_spec_loss(X, y, w))
+    try:
+        with torch.no_grad():  # copies: what loss() does to its arguments is its own checks' to see
+            own = float(sub.call("loss", X.clone(), y.clone(), w.clone(), **call))
+        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
+            return {}
+        measured = f"{own:.10g}"
+    except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
+        measured = f"an error ({type(e).__name__})"
+    return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
+                    f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}
 
 
 def _gradient_note(sub, X, y, w):

@@ -156,8 +156,8 @@ def gradcheck(sub, seed, p):
             raise Violation(f"gradient() called loss() {counter.calls} times ({label}): a gradient from differences "
                             "of the loss is not a gradient by hand; write (2/n) X~^T (X~ w - y)")
         no_graph(analytic, "gradient()")
-        dims = {"n": len(X), "d": d}
-        numeric = at(f"loss(), {label}", lambda: numeric_gradient(lambda v: sub.call("loss", X, y, v, dims=dims), w))
+        # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
+        numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
         blocks.append(block(f"w ({label})", analytic, numeric, moves=True))
     X, y, _ = _problem(seed, p["n"], p["d"])
     w = _t(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
@@ -167,7 +167,23 @@ def gradcheck(sub, seed, p):
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-5):
         raise Violation("gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
-    return {"blocks": blocks}
+    return {"blocks": blocks, **_loss_note(sub, _t(X), _t(y), w, dims={"n": p["n"], "d": p["d"]})}
+
+
+def _loss_note(sub, X, y, w, **call):
+    """gradcheck differentiates the spec's loss (the harness's own), so that it measures gradient() alone:
+    a wrong loss() is the loss's checks' to charge (one bug, one deduction). Said here as a note, never charged."""
+    want = float(_spec_loss(X, y, w))
+    try:
+        with torch.no_grad():  # copies: what loss() does to its arguments is its own checks' to see
+            own = float(sub.call("loss", X.clone(), y.clone(), w.clone(), **call))
+        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
+            return {}
+        measured = f"{own:.10g}"
+    except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
+        measured = f"an error ({type(e).__name__})"
+    return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
+                    f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}
 
 
 def _gradient_note(sub, X, y, w):

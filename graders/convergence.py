@@ -22,7 +22,7 @@ NEEDS_REFERENCE = False
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
     """judge() reads no expectation; a check recorded with `record_reference` keeps only what the
     pictures draw beside the student's (graders/plots.py): the loss curve, the hyperplane, the filters."""
-    kept = {k: measured[k] for k in ("losses", "filters") if k in measured}
+    kept: dict[str, Any] = {k: measured[k] for k in ("losses", "filters") if k in measured}
     if isinstance(measured.get("boundary"), dict) and "w" in measured["boundary"]:
         kept["boundary"] = {"w": measured["boundary"]["w"]}
     return kept

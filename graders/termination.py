@@ -28,7 +28,7 @@ NEEDS_REFERENCE = True
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
     """What judge() reads of the reference's measurement (its convergence and Novikoff bound), plus the
     hyperplane the decision-boundary picture draws beside the student's (graders/plots.py)."""
-    kept = {k: measured[k] for k in ("converged", "bound", "bound_text") if k in measured}
+    kept: dict[str, Any] = {k: measured[k] for k in ("converged", "bound", "bound_text") if k in measured}
     if isinstance(measured.get("boundary"), dict) and "w" in measured["boundary"]:
         kept["boundary"] = {"w": measured["boundary"]["w"]}
     return kept

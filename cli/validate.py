@@ -35,7 +35,7 @@ from rich.table import Table
 from dldiy.graders.assess import assess
 from dldiy.graders.forkserver import shared
 from dldiy.graders.corpus import alternatives
-from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path
+from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path, require_finished
 from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise, require
 from dldiy.graders.handout import build, choose, handout_counts, read_files
 from dldiy.graders.judge import Report
@@ -98,6 +98,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     for ex in exercises:
         rows.append((Row(ex, "reference", ()), reference_path(ex.id)))
         for v in buggy_variants(ex.id):
+            require_finished(v)
             path = build(reference_path(ex.id), [v], Path(scratch.name) / ex.id / v.id)
             rows.append((Row(ex, v.id, v.caught_by, (v.crashes_at,) if v.crashes_at else (),
                              not_here=missing(v.requires)), path))

@@ -113,6 +113,17 @@ class BuggyVariant:
     patch: Path = field(kw_only=True)  # the bug: a diff against the reference (graders/patch.py)
 
 
+def require_finished(variant: BuggyVariant) -> None:
+    """CourseError unless the manifest says what the bug is and how it must show: a skeleton from
+    `dldiy bug new` (TODO description, empty caught_by) would be validated as a correct submission."""
+    where = f"buggy/{variant.exercise}/{variant.id}/manifest.toml"
+    if variant.description.startswith("TODO"):
+        raise CourseError(f"{where}: the description is still the skeleton's TODO (say the mistake in one line)")
+    if not variant.caught_by and not variant.crashes_at:
+        raise CourseError(f"{where}: neither caught_by (the checks that must fail) nor crashes_at (the file:line "
+                          "every check's error must name): fill one in")
+
+
 def buggy_variants(exercise_id: str) -> list[BuggyVariant]:
     """The bugged variants of buggy/<exercise_id>/; CourseError naming any folder that is not one."""
     folder = current().buggy / exercise_id

@@ -85,6 +85,8 @@ def test_bug_new_then_bug_show_apply_round_trips(tmp_path, monkeypatch):
     assert (tmp_path / "built" / "logreg.py").read_bytes() == edited.read_bytes()
     assert (tmp_path / "built" / "source.ipynb").read_bytes() == (course / "reference" / "exercise-1" / "source.ipynb").read_bytes()
 
+    skeleton = run_dldiy("validate", "exercise-1")  # a skeleton would be validated like a correct submission
+    assert skeleton.returncode == 2 and "loss-sum/manifest.toml: the description is still the skeleton" in skeleton.stderr
     again = run_dldiy("bug", "new", "exercise-1", "loss-sum", "--from", str(edited))
     assert again.returncode == 2 and "already exists" in again.stderr
     same = run_dldiy("bug", "new", "exercise-1", "no-change", "--from", str(course / "reference" / "exercise-1"))

@@ -64,7 +64,8 @@ def main() -> None:
         km.shutdown_kernel(now=True)
     best = min(times)
     verdict = "ok" if best <= BUDGET_S else "OVER BUDGET"
-    print(f"{args.exercise}: notebook check() best of {len(times)}: {best:.2f} s "
+    # the first call of a kernel also starts its fork server (dldiy.incheck._warm_server)
+    print(f"{args.exercise}: notebook check() best of {len(times)}: {best:.2f} s, first call {times[0]:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in times)}), budget {BUDGET_S:.1f} s  {verdict}")
     sys.exit(0 if best <= BUDGET_S else 1)
 

@@ -57,14 +57,19 @@ def main() -> None:
                 "_s = _t.perf_counter()\n"
                 "with _c.redirect_stdout(_io.StringIO()):\n"
                 f"    _r = check({args.exercise!r}, plots=False)\n"
-                "print(f'SECONDS {_t.perf_counter() - _s:.3f}')\n"))
+                "print(f'SECONDS {_t.perf_counter() - _s:.3f}')\n"
+                "print('STATUSES', ','.join(c.status for c in _r.report.checks))\n"))
             times.append(float(printed.split("SECONDS")[1].split()[0]))
+            statuses = printed.split("STATUSES")[1].split()[0].split(",")
+            if len(set(statuses) - {"pass", "skip"}) or not statuses.count("pass"):
+                raise SystemExit(f"the reference did not pass in the kernel: {statuses}")
     finally:
         client.stop_channels()
         km.shutdown_kernel(now=True)
     best = min(times)
     verdict = "ok" if best <= BUDGET_S else "OVER BUDGET"
     # the first call of a kernel also starts its fork server (dldiy.incheck._warm_server)
+    print(f"{args.exercise}: {len(statuses)} checks, {statuses.count('pass')} passed, in every run")
     print(f"{args.exercise}: notebook check() best of {len(times)}: {best:.2f} s, first call {times[0]:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in times)}), budget {BUDGET_S:.1f} s  {verdict}")
     sys.exit(0 if best <= BUDGET_S else 1)

@@ -136,6 +136,20 @@ def _inside_grading_child() -> bool:
             or bool(os.environ.get("DLDIY_SANDBOX")))
 
 
+def _warm_server():
+    """The kernel's one fork server (graders/forkserver.py), started by the first check() and kept
+    until the kernel exits: each later check() forks a child that has torch imported already
+    instead of starting an interpreter that imports it (about 1 s, and 2.5 s more for the meta
+    device's torch._dynamo). Never started at import: the student's sandboxed process imports this
+    module too. None (a fresh interpreter per check, as before) if it cannot start."""
+    try:
+        from dldiy.graders.forkserver import shared
+
+        return shared()
+    except Exception:  # noqa: BLE001 - a check without a warm server is slower, not wrong
+        return None
+
+
 def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True) -> Result:
     """Run EXERCISE's checks (or only those named) on this notebook's definitions (or on `path`),
     in the sandboxed child, and show the same table and messages as `dldiy check`, with pictures of
@@ -162,7 +176,7 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
         else:
             entry = Path(path)
         try:
-            report = assess(exercise, entry, checks=checks, cwd=Path.cwd(),
+            report = assess(exercise, entry, checks=checks, cwd=Path.cwd(), server=_warm_server(),
                             on_progress=progress, extra_seeds=exercise.check_seeds)
         finally:
             progress.close()

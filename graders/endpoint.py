@@ -102,6 +102,8 @@ class Endpoint:
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
+        self.methods_by_class: dict[int, set[str]] = {}  # harness side: see RemoteHandle._methods
+        self._class_ids: dict[type, int] = {}  # student side: a number for each class handed out
 
     # ---- ids ------------------------------------------------------------------------------------------
 
@@ -338,6 +340,8 @@ class Endpoint:
 
     def encode_other(self, value: Any) -> Any:
         if self.side == "harness":
+            if isinstance(value, BoundMethod):  # passed on: the attribute itself, read now
+                value = value.resolve()
             if isinstance(value, RemoteHandle):
                 return {"$": "handle", "id": value._id}
             cid = self.new_id()
@@ -352,8 +356,10 @@ class Endpoint:
         hid = self.new_id()
         self.objects[hid] = value
         name = getattr(value, "__name__", None)
+        cls = type(value)  # (the classes stay referenced here: a number is never reused)
         return {"$": "handle", "id": hid, "type": _type_name(value), "callable": callable(value),
-                "class": isinstance(value, type), "name": name if isinstance(name, str) else _type_name(value)}
+                "class": isinstance(value, type), "name": name if isinstance(name, str) else _type_name(value),
+                "cls": self._class_ids.setdefault(cls, len(self._class_ids))}
 
     def decode(self, value: Any, buffers: list[bytes], depth: int = 0) -> Any:
         import torch
@@ -472,8 +478,14 @@ class Endpoint:
             if hid not in self.objects:
                 raise wire.WireError("a handle this side never gave out")
             return self.objects[hid]
-        return RemoteHandle(self, hid, str(value.get("type", "object"))[:200], bool(value.get("callable")),
-                            bool(value.get("class")), str(value.get("name", "object"))[:200])
+        handle = RemoteHandle(self, hid, str(value.get("type", "object"))[:200], bool(value.get("callable")),
+                              bool(value.get("class")), str(value.get("name", "object"))[:200])
+        if value.get("bound") is True:  # the student side says: a method of the object read (see RemoteHandle)
+            object.__setattr__(handle, "_bound", True)
+        cls = value.get("cls")
+        if isinstance(cls, int) and len(self.methods_by_class) < 10_000:
+            object.__setattr__(handle, "_methods", self.methods_by_class.setdefault(cls, set()))
+        return handle
 
     def decode_callback(self, value: dict[str, Any]) -> Any:
         if self.side == "harness":
@@ -689,7 +701,8 @@ class RemoteHandle:
     `handle(...)` and `handle.method(...)` call it there. Only what the student's process answers
     ever reaches the harness, as checked plain data."""
 
-    __slots__ = ("_endpoint", "_id", "type_name", "is_callable", "is_class", "__name__", "__weakref__")
+    __slots__ = ("_endpoint", "_id", "type_name", "is_callable", "is_class", "__name__", "__weakref__",
+                 "_bound", "_methods")
 
     def __init__(self, endpoint: Endpoint, hid: int, type_name: str, is_callable: bool, is_class: bool,
                  name: str = "object"):
@@ -699,13 +712,23 @@ class RemoteHandle:
         object.__setattr__(self, "type_name", type_name)
         object.__setattr__(self, "is_callable", is_callable)
         object.__setattr__(self, "is_class", is_class)
+        object.__setattr__(self, "_bound", False)  # a method of the object it was read from (decode_handle)
+        object.__setattr__(self, "_methods", None)  # names read once that were such methods, shared by
+        # every object of one class of the submission's (decode_handle): a new optimizer per run reads
+        # its `step` once for all
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         from .remote import remote_getattr
 
-        return remote_getattr(self._endpoint, self, name)
+        methods = self._methods
+        if methods is not None and name in methods:
+            return BoundMethod(self, name)
+        value = remote_getattr(self._endpoint, self, name)
+        if methods is not None and isinstance(value, RemoteHandle) and value._bound:
+            methods.add(name)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         """`handle.name = value` sets it on the object in the student's process (value by copy)."""
@@ -742,6 +765,40 @@ class RemoteHandle:
             self._endpoint._release.append(self._id)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+class BoundMethod:
+    """`handle.name` for a method of the submission's object that was read once already (an
+    optimizer's `opt.step` in a loop of steps): calling it is one message, a method call that the
+    student's process resolves when it runs (as a fresh read would), instead of a read then a call.
+    Any other use reads the attribute for real, once, and goes on with that handle."""
+
+    __slots__ = ("_owner", "_name", "_handle")
+
+    def __init__(self, owner: RemoteHandle, name: str):
+        self._owner, self._name, self._handle = owner, name, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._handle is not None:
+            return self._handle(*args, **kwargs)
+        from .remote import remote_call
+
+        return remote_call(self._owner._endpoint, self._owner, self._name, args, kwargs)
+
+    def resolve(self) -> RemoteHandle:
+        if self._handle is None:
+            from .remote import remote_getattr
+
+            self._handle = remote_getattr(self._owner._endpoint, self._owner, self._name)
+        return self._handle
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return repr(self.resolve())
 
 
 def monotonic_deadline(seconds: float | None) -> float | None:

@@ -82,6 +82,10 @@ class RemoteSubmission:
         self.endpoint = endpoint
         self.exercise = exercise
         self.forbidden = forbidden or {}  # API name -> the static scan's finding
+        # name -> the handle `get` gave: a probe's loop of `sub.get(name)(...)` costs one message a
+        # call, not two. Only handles (the submission's functions and classes) are kept, and `replaced`
+        # forgets them; a submission that rebinds its own names at run time only changes its own answers.
+        self._handles: dict[str, RemoteHandle] = {}
 
     def get(self, name: str) -> Any:
         from .api import ApiError
@@ -90,14 +94,20 @@ class RemoteSubmission:
             from .invariants import Violation
 
             raise Violation(self.forbidden[name])
+        known = self._handles.get(name)
+        if known is not None:
+            return known
         try:
-            return remote_op(self.endpoint, "getattr", None, name=name)
+            value = remote_op(self.endpoint, "getattr", None, name=name)
         except RemoteError as e:
             if e.kind == "missing":
                 entry = self.exercise.api.get(name)
                 wanted = f": `{entry.signature}`" if entry else ""
                 raise ApiError(f"the submission does not define `{name}`{wanted}") from None
             raise
+        if isinstance(value, RemoteHandle):
+            self._handles[name] = value
+        return value
 
     def call(self, name: str, *args: Any, dims: dict[str, int] | None = None, **kwargs: Any) -> Any:
         """Call the student's `name`; check the spec's shape and dtype and that no argument changed."""
@@ -141,10 +151,12 @@ class RemoteSubmission:
     @contextlib.contextmanager
     def replaced(self, name: str, fn: Callable[..., Any]) -> Iterator[None]:
         """Within the block, the submission's `name` is the harness's `fn` (its callers call ours)."""
+        self._handles.pop(name, None)
         had, old = remote_op(self.endpoint, "replace", None, name=name, value=fn)
         try:
             yield
         finally:
+            self._handles.pop(name, None)
             if had:
                 remote_op(self.endpoint, "replace", None, name=name, value=old)
             else:  # a name the submission lacked is removed again

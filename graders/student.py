@@ -83,6 +83,7 @@ class Server:
                 origin = name
             else:
                 value = self._student(lambda: getattr(obj, name), None, missing=True)
+                return _Remembered(value, origin, _is_method_of(obj, name, value))
             return _Remembered(value, origin)
         if op == "introspect":
             cls = obj if isinstance(obj, type) else type(obj)
@@ -214,10 +215,23 @@ class Server:
 class _Remembered:
     """A reply value with the API name its handles come from; unwrapped by `encode_reply`."""
 
-    __slots__ = ("value", "origin")
+    __slots__ = ("value", "origin", "bound")
 
-    def __init__(self, value: Any, origin: str | None):
-        self.value, self.origin = value, origin
+    def __init__(self, value: Any, origin: str | None, bound: bool = False):
+        self.value, self.origin, self.bound = value, origin, bound
+
+
+def _is_method_of(obj: Any, name: str, value: Any) -> bool:
+    """Is `value` (just read as obj.name) a plain function of obj's class bound to obj? Then the harness
+    may call it later as a method call, one message (endpoint.BoundMethod). Read without running the
+    object's code (getattr_static): a property or a __getattr__ is never taken for a method."""
+    import inspect
+
+    try:
+        return (isinstance(value, types.MethodType) and value.__self__ is obj
+                and isinstance(inspect.getattr_static(type(obj), name, None), types.FunctionType))
+    except Exception:  # noqa: BLE001 - a hostile class can make even static lookups raise
+        return False
 
 
 def _resolve_owner(dotted: str) -> tuple[Any, str]:
@@ -271,6 +285,8 @@ class StudentEndpoint(Endpoint):
             if self.server is not None and isinstance(encoded, dict) and encoded.get("$") == "handle":
                 if value.origin:
                     self.server.origins[encoded["id"]] = value.origin
+                if value.bound:
+                    encoded["bound"] = True
             return encoded
         return super().encode(value, buffers, depth)
 

@@ -11,6 +11,7 @@ check of an optimizer exercise stops paying for a compiler it does not use.
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any, Callable
 
 _done = False
@@ -37,6 +38,7 @@ def skip_dynamo_in_optimizers() -> None:
                 wrapped.__dynamo_disable = wrapped  # type: ignore[attr-defined]  # torch._compile caches this
             elif code.co_name == "_use_grad":
                 setattr(cls, name, _use_grad(wrapped))
+    skip_dynamo_in_meta()  # every process that calls this runs student code, maybe on the meta device
 
 
 def _use_grad(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,3 +63,55 @@ def _subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out
+
+
+def skip_dynamo_in_meta() -> int:
+    """The same for the meta device (the placement check): torch's Python decompositions and meta
+    functions are wrapped by `torch._disable_dynamo`, whose first call imports torch._dynamo (with
+    inductor, fsdp, ...: 2 s) only to mark them "do not compile". Each wrapped function found in
+    torch's decomposition modules is marked as its own disabled version (what `inner` caches), so
+    the import never happens. Returns how many were marked."""
+    import sys
+
+    try:
+        import torch._compile
+    except ImportError:
+        return 0
+    inner = torch._compile._disable_dynamo(lambda: None).__code__  # the code of every such wrapper
+    prefixes = ("torch._refs", "torch._prims", "torch._decomp", "torch._meta_registrations", "torch._prims_common")
+    seen: set[int] = set()
+    marked = 0
+
+    def visit(fn: Any, depth: int) -> None:
+        nonlocal marked
+        if depth > 4 or id(fn) in seen or not callable(fn):
+            return
+        seen.add(id(fn))
+        code = getattr(fn, "__code__", None)
+        cells = getattr(fn, "__closure__", None) or ()
+        if code is inner and "fn" in code.co_freevars:
+            wrapped = cells[code.co_freevars.index("fn")].cell_contents
+            if getattr(wrapped, "__dynamo_disable", None) is None:
+                wrapped.__dynamo_disable = wrapped  # type: ignore[attr-defined]  # what inner() caches
+                marked += 1
+        for cell in cells:
+            try:
+                visit(cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                pass
+        wrapped = getattr(fn, "__wrapped__", None)
+        if wrapped is not None:
+            visit(wrapped, depth + 1)
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(prefixes):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, types.FunctionType):
+                visit(value, 0)
+            elif isinstance(value, dict):  # the decomposition tables: op -> function (or op -> table)
+                for entry in list(value.values()):
+                    for f in (list(entry.values()) if isinstance(entry, dict) else [entry]):
+                        if isinstance(f, types.FunctionType):
+                            visit(f, 0)
+    return marked

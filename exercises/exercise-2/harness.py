@@ -70,7 +70,8 @@ def harness_loss_fn():
 def _train(sub, X, y, w0, lr, steps, d, harness_loss=False):
     """train() with the harness's gradient (and, with `harness_loss`, its loss) in place of the student's,
     w0 handed over itself (not a copy), so a loop that overwrites it is seen."""
-    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn) if harness_loss else sub.get("loss")):
+    loss = _inside(sub, harness_loss_fn) if harness_loss else sub.get("loss")
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", loss):
         if harness_loss:  # convergence: copies in, train()'s invariants are first-loss's (one deduction)
             w, losses = sub.call("train", X.clone(), y.clone(), w0.clone(), lr, steps)
         else:

@@ -114,7 +114,11 @@ def test_a_lying_tensor_subclass_is_judged_by_its_values(grade):
                 w = w - lr * gradient(X, y, w)
             return w, losses
     """), checks=("gradcheck", "first-loss"))
-    assert checks["gradcheck"].status == "fail" and checks["first-loss"].status in ("fail", "error")
+    # The values that crossed are zeros, whatever float() says in the student's process: first-loss charges
+    # the loss; gradcheck measures gradient() alone (the spec's loss) and only notes that loss() differs.
+    assert checks["first-loss"].status in ("fail", "error"), checks["first-loss"].message
+    assert checks["gradcheck"].status == "pass" and "your loss() differs" in checks["gradcheck"].message, \
+        checks["gradcheck"].message
 
 
 def test_replacing_the_data_generator_in_the_students_process_changes_nothing(grade):

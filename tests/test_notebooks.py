@@ -195,11 +195,14 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
     html, text = shown(nb.cells[4])
     assert "<pre" in html and "pass" in text and "Total: 3/3" in text
     # The picture of what gradcheck measured, inline; and the progress line, updated in place, ends done.
-    for cell in (nb.cells[2], nb.cells[4]):
+    # The first check() starts the kernel's fork server (seconds): its line shows. A later one may finish
+    # under the line's half-second delay (children fork warm), and then shows none.
+    for number, cell in enumerate((nb.cells[2], nb.cells[4])):
         assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 1
         progress = [o["data"]["text/plain"] for o in cell.outputs
                     if o.get("data", {}).get("text/plain", "").startswith("dldiy: ")]
-        assert len(progress) == 1 and progress[0].startswith("dldiy: done in "), progress
+        assert len(progress) == (1 if number == 0 else len(progress[:1])), progress
+        assert all(line.startswith("dldiy: done in ") for line in progress), progress
     (first, second) = json.loads(nb.cells[5].outputs[0]["text"])
     assert first[1] == "fail" and second[1] == "pass"
     # Same messages as the command line on the same (bugged) code.

@@ -28,8 +28,9 @@ from .runner import child_env
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
-# device (the placement check) pulls in torch._dynamo and sympy, ~2.5 s. Imports only, no torch op.
-WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+# device (the placement check) pulls in sympy; not torch._dynamo, which graders/torchfast.py keeps out of every
+# child (it was ~1 s of this server's start). Imports only, no torch op.
+WARM_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
 
 
 class ForkServer:

@@ -122,3 +122,12 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def built_inside(sub: Any, factory: Callable[..., Any], *args: Any) -> Any:
+    """factory(*args) built where the submission runs: through sub.local when the submission answers from
+    its own process (train()'s hundred calls of the harness's gradient stay there instead of one message
+    each; a harness callback would hand back results without an autograd graph), here when it runs in
+    this one. `factory` is a module-level function of the harness file."""
+    local = getattr(sub, "local", None)
+    return local(factory, *args) if local is not None else factory(*args)

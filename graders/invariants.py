@@ -175,3 +175,22 @@ def dependency_note(sub, name: str, args: tuple, exact: "torch.Tensor") -> dict:
         pass
     return {"note": f"train() was run with the grader's {name}(); your {name}() differs from it (see its own "
                     "check), so with your own the trajectory would differ"}
+
+
+def loss_note(sub, args: tuple, want: float, **call) -> dict:
+    """gradcheck differentiates the spec's loss (the harness's own), so that it measures gradient() alone:
+    a wrong loss() is the loss's checks' to charge (one bug, one deduction). {} when the student's
+    loss(*args) equals the harness's `want`; else a note, never a charge. Arguments are copies: what
+    loss() does to them is its own checks' to see."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            own = float(sub.call("loss", *(a.clone() for a in args), **call))
+        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
+            return {}
+        measured = f"{own:.10g}"
+    except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
+        measured = f"an error ({type(e).__name__})"
+    return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
+                    f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
+from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.gradcheck import block, numeric_gradient
-from dldiy.graders.invariants import dependency_note, CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
+from dldiy.graders.invariants import dependency_note, loss_note, CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
@@ -43,11 +44,6 @@ def _spec_gradient(X, y, w):
     t = 2 * y.to(X.dtype) - 1
     return -(torch.sigmoid(-t * (Xt @ w.detach())) * t) @ Xt / len(X)
 
-def _inside(sub, factory):
-    """factory() built where the submission runs (sub.local): train()'s hundred calls of the harness's
-    gradient stay in the student's process instead of one message each; here when it runs in this one."""
-    local = getattr(sub, "local", None)
-    return local(factory) if local is not None else factory()
 
 
 def harness_gradient():
@@ -141,23 +137,9 @@ def gradcheck(sub, seed, p):
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
         raise Violation(f"gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
-    return {"blocks": blocks, **_loss_note(sub, X, y, w, dims={"n": p["n"], "d": p["d"]})}
+    return {"blocks": blocks, **loss_note(sub, (X, y, w), float(_spec_loss(X, y, w)), dims={"n": p["n"], "d": p["d"]})}
 
 
-def _loss_note(sub, X, y, w, **call):
-    """gradcheck differentiates the spec's loss (the harness's own), so that it measures gradient() alone:
-    a wrong loss() is the loss's checks' to charge (one bug, one deduction). Said here as a note, never charged."""
-    want = float(_spec_loss(X, y, w))
-    try:
-        with torch.no_grad():  # copies: what loss() does to its arguments is its own checks' to see
-            own = float(sub.call("loss", X.clone(), y.clone(), w.clone(), **call))
-        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
-            return {}
-        measured = f"{own:.10g}"
-    except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
-        measured = f"an error ({type(e).__name__})"
-    return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
-                    f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}
 
 
 def _gradient_note(sub, X, y, w):

@@ -139,9 +139,8 @@ def _inside_grading_child() -> bool:
 def _warm_server():
     """The kernel's one fork server (graders/forkserver.py), started by the first check() and kept
     until the kernel exits: each later check() forks a child that has torch imported already
-    instead of starting an interpreter that imports it (about 1 s, and 2.5 s more for the meta
-    device's torch._dynamo). Never started at import: the student's sandboxed process imports this
-    module too. None (a fresh interpreter per check, as before) if it cannot start."""
+    instead of starting an interpreter that imports it (about 1 s). Never started at import: the
+    student's sandboxed process imports this module too. None (a fresh interpreter per check, as before) if it cannot start."""
     try:
         from dldiy.graders.forkserver import shared
 

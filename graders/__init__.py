@@ -37,6 +37,10 @@ class CheckKind(Protocol):
         ...
 
 
+# Optional beside judge(): `compact(measurement) -> dict`, the part of the reference's measurement that
+# judge() and the kind's pictures read; expected.json and the batch keep only that (judge.compact_expectation).
+
+
 KINDS: tuple[str, ...] = (
     "agreement",    # the submission's outputs equal the reference's over a family of inputs
     "contract",     # the API a student subclasses or implements, exercised call by call

@@ -45,9 +45,9 @@ def _pin_threads() -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set (a forked worker)
         pass
-    from .torchfast import skip_dynamo_in_optimizers
+    from .torchfast import skip_dynamo
 
-    skip_dynamo_in_optimizers()  # inherited by the student's process, forked from this one
+    skip_dynamo()  # inherited by the student's process, forked from this one
 
 
 class StudentProcess:

@@ -98,6 +98,7 @@ class ForkServer:
 
 _shared: ForkServer | None = None
 _starting: ForkServer | None = None
+_shared_lock = threading.Lock()
 
 
 def abandon_start() -> None:
@@ -109,7 +110,6 @@ def abandon_start() -> None:
             server._proc.kill()
         except OSError:
             pass
-_shared_lock = threading.Lock()
 
 
 def shared() -> ForkServer:

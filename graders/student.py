@@ -317,10 +317,10 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
     try:
         import torch
 
-        from .torchfast import skip_dynamo_in_optimizers
+        from .torchfast import skip_dynamo
 
         torch.set_num_threads(1)
-        skip_dynamo_in_optimizers()  # a fresh student process: as its forked siblings
+        skip_dynamo()  # a fresh student process: as its forked siblings
     except Exception:  # noqa: BLE001
         pass
     entry = Path(request["entry"]).resolve()

@@ -17,11 +17,18 @@ from typing import Any, Callable
 _done = False
 
 
-def skip_dynamo_in_optimizers() -> None:
+def skip_dynamo() -> None:
+    """Once per process that runs student code: neither an optimizer nor the meta device (the
+    placement check) imports torch._dynamo."""
     global _done
     if _done:
         return
     _done = True
+    skip_dynamo_in_optimizers()
+    skip_dynamo_in_meta()
+
+
+def skip_dynamo_in_optimizers() -> None:
     try:
         import torch
         import torch.optim
@@ -38,7 +45,6 @@ def skip_dynamo_in_optimizers() -> None:
                 wrapped.__dynamo_disable = wrapped  # type: ignore[attr-defined]  # torch._compile caches this
             elif code.co_name == "_use_grad":
                 setattr(cls, name, _use_grad(wrapped))
-    skip_dynamo_in_meta()  # every process that calls this runs student code, maybe on the meta device
 
 
 def _use_grad(func: Callable[..., Any]) -> Callable[..., Any]:

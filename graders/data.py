@@ -24,13 +24,35 @@ def gaussian_blobs(seed: int, n: int, classes: int = 2, dim: int = 2, distance: 
     means += offset
     labels = np.arange(n) % classes
     X = np.empty((n, dim))
-    for i, k in enumerate(labels.tolist()):  # Python ints, as _inside() takes
-        while True:
-            x = means[k] + scale * rng.normal(size=dim)
-            if margin is None or _inside(x, k, means, margin):
-                break
-        X[i] = x
+    # Point i (class i % classes) takes the next normal draws until one is inside its class's margin.
+    # The draws come in blocks, and every class's test runs on a whole block at once: the stream of
+    # normals is the one that drawing them one point at a time gives, so the data are the same.
+    block, used, i = np.empty((0, dim)), 0, 0
+    accepted = np.empty((classes, 0), dtype=bool)
+    while i < n:
+        if used == len(block):
+            block = rng.normal(size=(max(2 * (n - i), 16), dim))
+            used = 0
+            accepted = np.ones((classes, len(block)), dtype=bool) if margin is None else np.stack(
+                [_inside_all(means[k] + scale * block, k, means, margin) for k in range(classes)])
+        k = int(labels[i])
+        if accepted[k, used]:
+            X[i] = means[k] + scale * block[used]
+            i += 1
+        used += 1
     return X, labels.astype(np.int64)
+
+
+def _inside_all(x: np.ndarray, k: int, means: np.ndarray, margin: float) -> np.ndarray:
+    """Which rows of `x` lie at least `margin` inside class k's side of every bisector (as _inside)."""
+    ok = np.ones(len(x), dtype=bool)
+    for j in range(len(means)):
+        if j == k:
+            continue
+        direction = means[k] - means[j]
+        mid = (means[k] + means[j]) / 2
+        ok &= (x - mid) @ direction / np.linalg.norm(direction) >= margin
+    return ok
 
 
 def _inside(x: np.ndarray, k: int, means: np.ndarray, margin: float) -> bool:

@@ -1,0 +1,48 @@
+"""graders/data.py draws its points in blocks: the data must be exactly those of the one-point-at-a-time
+definition (expected.json and every recorded figure were measured on them)."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dldiy.graders.data import _inside, gaussian_blobs
+
+
+def one_point_at_a_time(seed, n, classes, dim, distance, margin, scale):
+    """The definition: point i (class i % classes) redraws until it lies inside its class's margin."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi)
+    offset = rng.normal(0, 1.0, dim)
+    means = np.zeros((classes, dim))
+    for k in range(classes):
+        a = angle + 2 * np.pi * k / classes
+        means[k, :2] = distance / 2 * np.array([np.cos(a), np.sin(a)])
+    means += offset
+    labels = np.arange(n) % classes
+    X = np.empty((n, dim))
+    for i, k in enumerate(labels.tolist()):
+        while True:
+            x = means[k] + scale * rng.normal(size=dim)
+            if margin is None or _inside(x, k, means, margin):
+                break
+        X[i] = x
+    return X, labels
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 300), classes=st.integers(2, 6), dim=st.integers(2, 8),
+       distance=st.floats(1.0, 8.0), margin=st.one_of(st.none(), st.floats(0.0, 1.2)), scale=st.floats(0.5, 2.0))
+def test_blocks_give_the_data_of_one_point_at_a_time(seed, n, classes, dim, distance, margin, scale):
+    X, y = gaussian_blobs(seed, n, classes, dim, distance, margin, scale)
+    X0, y0 = one_point_at_a_time(seed, n, classes, dim, distance, margin, scale)
+    assert np.array_equal(X, X0) and np.array_equal(y, y0)
+    assert y.dtype == np.int64
+
+
+def test_the_course_problems_are_unchanged():
+    """The seeds and sizes the exercises use (public and check seeds)."""
+    for seed in (1, 42, 2019, 3, 7, 11, 23, 101, 777):
+        for args in ((200, 2, 2, 6.0, 0.5, 1.0), (100, 2, 2, 4.0, None, 1.0), (300, 4, 2, 6.0, 0.5, 1.0)):
+            X, y = gaussian_blobs(seed, *args)
+            X0, y0 = one_point_at_a_time(seed, *args)
+            assert np.array_equal(X, X0) and np.array_equal(y, y0)

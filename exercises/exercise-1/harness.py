@@ -111,19 +111,22 @@ def _gradcheck_family(seed, p):
 
 @keeps_rules
 def gradcheck(sub, seed, p):
-    blocks = []
-    own_loss = sub.get("loss")
-    for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
-        at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
-        dims = {"n": len(X), "d": X.shape[1]}
-        counter = CallCounter(own_loss)
-        # By hand: autograd off, and loss() left alone (a finite difference of one's own loss is not by hand).
-        with torch.no_grad(), sub.replaced("loss", counter):
-            analytic = at(f"gradient(), {label}", lambda: _call(sub, "gradient", X, y, w, dims))
-        if counter.calls >= 2:
-            raise Violation(f"gradient() called loss() {counter.calls} times ({label}): a gradient from differences "
-                            "of the loss is not a gradient by hand; write (1/n) sum_i -sigma(-u_i) t_i x~_i")
-        no_graph(analytic, "gradient()")
+    blocks, measured = [], []
+    counter = CallCounter(sub.get("loss"))
+    # By hand: autograd off, and loss() left alone (a finite difference of one's own loss is not by hand).
+    # The counting stand-in is installed once for the whole family (two messages, not two per configuration).
+    with sub.replaced("loss", counter):
+        for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
+            at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
+            dims = {"n": len(X), "d": X.shape[1]}
+            before = counter.calls
+            with torch.no_grad():
+                analytic = at(f"gradient(), {label}", lambda: _call(sub, "gradient", X, y, w, dims))
+            if counter.calls - before >= 2:
+                raise Violation(f"gradient() called loss() {counter.calls - before} times ({label}): a gradient from "
+                                "differences of the loss is not a gradient by hand; write (1/n) sum_i -sigma(-u_i) t_i x~_i")
+            measured.append((label, X, y, w, no_graph(analytic, "gradient()")))
+    for label, X, y, w, analytic in measured:
         # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
         numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
         moves = bool(_spec_gradient(X, y, w).abs().max() > 1e-6)

@@ -197,8 +197,11 @@ def main() -> None:
     child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts
     import numpy  # noqa: F401 - warm imports every child would otherwise repeat
 
-    from . import (api, data, endpoint, forbid, gradcheck, parity, placement, remote, sandbox,  # noqa: F401
-                   student, submission, wire)
+    from . import (KINDS, api, check_kind, data, endpoint, exercise, forbid, invariants, layers,  # noqa: F401
+                   remote, sandbox, student, submission, wire)
+
+    for kind in KINDS:  # the harnesses import the kinds' measuring helpers: once here, not once per child
+        check_kind(kind)
 
     # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
     # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.

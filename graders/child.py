@@ -1,10 +1,11 @@
 """The harness process: trusted code that probes one submission living in another process.
 
 Protocol with the parent: the parent writes one JSON request on stdin,
-    {"exercise_dir": str, "entry": str, "sandbox": {...}, "load": {...}, "forbid": {...}, "load_timeout": float}
+    {"exercise_dir": str, "exercise_id": str, "api": {name: {...}}, "entry": str, "sandbox": {...},
+     "load": {...}, "load_timeout": float}
 then, once the student's process is forked, {"tasks": [{"check": str, "seed": int}, ...],
 "checks": {name: {"probe": str, "params": {...}, "timeout": float}}}: the parent's checks, the only
-ones this process runs (it reads no check from spec.toml). It reads JSON lines from the file
+ones this process runs (it reads no spec.toml). It writes JSON lines to the file
 descriptor named in argv[1], each one of graders/messages.py's types, written by `run`'s emit.
 
 This process runs the exercise's harness: it builds the data, runs the training drivers and finite
@@ -26,10 +27,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import messages
 from .messages import Message
+
+if TYPE_CHECKING:
+    from .exercise import Exercise
 
 FRESH_LOAD_TIMEOUT_S = 30.0  # a replacement student process imports torch itself
 LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
@@ -185,20 +189,19 @@ def serve(request: dict[str, Any], emit: Callable[[Message], None],
           read_tasks: Callable[[], dict[str, Any]] | None = None) -> None:
     """Start the student's process, then read the tasks (`read_tasks`: after the fork, so that they
     never sit in memory the student's process inherits), run every task's probe, report each result.
-    The checks, the forbidden names and the loader's settings are the parent's (graders/runner.py):
-    from the exercise's folder this process takes only its harness and its API."""
+    The exercise's API, its checks and the loader's settings are the parent's (graders/runner.py):
+    this process reads no spec.toml, only the exercise's harness.py."""
     from .api import ApiError
     from .endpoint import RemoteError
-    from .exercise import load_exercise_dir
     from .forbid import scan
     from .invariants import Violation
     from .remote import RemoteSubmission
     from .submission import load_module_from
     from . import wire
 
-    exercise = load_exercise_dir(Path(request["exercise_dir"]))
+    exercise = _parents_exercise(request)
     harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
-    forbid = {str(name): [str(f) for f in names] for name, names in (request.get("forbid") or {}).items()}
+    forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
     findings = scan(Path(request["entry"]), forbid)
     student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
                        "load": request.get("load")}
@@ -269,6 +272,17 @@ def serve(request: dict[str, Any], emit: Callable[[Message], None],
         emit(reply)
     if student is not None:
         student.kill()
+
+
+def _parents_exercise(request: dict[str, Any]) -> Exercise:
+    """The exercise as far as this process needs it, from the parent's request: its folder (for the
+    harness), its id and its API (what the submission's answers are validated against)."""
+    from .exercise import ApiEntry, Exercise
+
+    api = {str(name): ApiEntry(**{**entry, "forbid": tuple(entry.get("forbid") or ())})
+           for name, entry in (request.get("api") or {}).items()}
+    return Exercise(id=str(request["exercise_id"]), title="", folder=Path(request["exercise_dir"]),
+                    entry=Path(request["entry"]).name, seeds=(), checks=(), api=api)
 
 
 def _json_default(value):

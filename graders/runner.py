@@ -12,6 +12,7 @@ the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -223,8 +224,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
-               "load": exercise.load_settings(),
-               "forbid": {name: list(api.forbid) for name, api in exercise.api.items() if api.forbid},
+               "load": exercise.load_settings(), "exercise_id": exercise.id,
+               "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
                # the parent's view of each check, the only one the child runs (a caller may have changed it)
                "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}

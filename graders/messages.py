@@ -61,7 +61,8 @@ Message = Union[Loaded, LoadError, Result]
 # -- the child's side ---------------------------------------------------------------------------------
 
 def error(kind: ErrorKind, message: str, traceback: str = "") -> ErrorInfo:
-    return {"kind": kind, "message": message, "traceback": traceback}
+    # str(): a line the parent's parser refused would leave its task waiting for the backstop timeout
+    return {"kind": kind, "message": str(message), "traceback": str(traceback or "")}
 
 
 def loaded(skipped: list[str], sandbox: list[str]) -> Loaded:

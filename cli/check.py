@@ -15,7 +15,7 @@ from rich.console import Console
 from dldiy.graders.assess import assess
 from dldiy.graders.exercise import load_exercise
 
-from .report import print_report, write_pictures
+from dldiy.graders.render import print_report, write_pictures
 
 
 @click.command("check")

@@ -27,6 +27,7 @@ from dldiy.graders.batch import (SKIP_POLICIES, ReferenceFailed, batch_expectati
                                  load_timeout_for, start_server_early, run_cluster, run_local, scheduler_unreachable)
 from dldiy.graders.discover import Found, discover
 from dldiy.graders.exercise import load_exercise, require
+from dldiy.graders.report import Report
 from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
 from dldiy.graders.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
                                      terminal_safe)
@@ -283,22 +284,24 @@ def nbgrader_notebook_name(course_dir: Path, assignment: str, exercise_id: str) 
 
 def print_summary(console: Console, records: list[dict], settings: dict, out: Path) -> None:
     """Score histogram, the checks failed most often, and the submissions that errored."""
-    bins = Counter(min(9, int(10 * r["score"] / (r["max_score"] or 1.0))) for r in records)
+    reports = [Report.from_json(r) for r in records]  # the records read as the one result model
+    bins = Counter(min(9, int(10 * r.score / (r.max_score or 1.0))) for r in reports)
     console.print(f"[bold]{len(records)} submission(s) graded[/]; gradebook: {escape(str(out / 'gradebook.csv'))}")
     width = max(bins.values(), default=1)
     for b in range(10):  # fractions of each student's maximum (a skipped check may leave it)
         label = f"{10 * b:>3}% - {10 * (b + 1):>3}%"
         console.print(f"  {label} {'#' * round(30 * bins[b] / width):<30} {bins[b]}")
-    failing = Counter(c["name"] for r in records for c in r["checks"] if c["status"] in ("fail", "error"))
+    failing = Counter(c.name for r in reports for c in r.checks if c.status in ("fail", "error"))
     if failing:
         console.print("most common failing checks: " + ", ".join(f"{n} ({k})" for n, k in failing.most_common(5)))
-    skipped = Counter(c["name"] for r in records for c in r["checks"] if c["status"] == "skip")
+    skipped = Counter(c.name for r in reports for c in r.checks if c.status == "skip")
     if skipped:
         how = "left out of the maximum" if settings.get("skips") == "leave-out" else "counted as 0"
         console.print(f"skipped on this machine ({how}): " + ", ".join(f"{n} ({k})" for n, k in skipped.items()))
-    errored = [r for r in records if r["status"] == "error"]
+    errored = [(record, r) for record, r in zip(records, reports) if r.status == "error"]
     if errored:
         console.print(f"[bold red]{len(errored)} submission(s) errored:[/]")
-        for r in errored:
-            console.print(Text(f"  {terminal_safe(r['student'])}: "
-                               f"{terminal_safe(r['error'].splitlines()[0] if r['error'] else '?')}"))
+        for record, r in errored:
+            error = record.get("error") or r.error  # as recorded: the batch's own words for an unusable row
+            console.print(Text(f"  {terminal_safe(record['student'])}: "
+                               f"{terminal_safe(error.splitlines()[0] if error else '?')}"))

@@ -38,7 +38,7 @@ from dldiy.graders.corpus import alternatives
 from dldiy.graders.course import BuggyVariant, buggy_variants, reference_path, require_finished
 from dldiy.graders.exercise import Exercise, exercise_ids, load_exercise, require
 from dldiy.graders.handout import build, choose, handout_counts, read_files
-from dldiy.graders.judge import Report
+from dldiy.graders.report import Report
 
 MARK = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "error": "[bold red]ERR[/]", "skip": "[yellow]skip[/]"}
 

@@ -18,7 +18,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the model, not imported at run time: the student's process imports this module too
+    from dldiy.graders.report import CheckResult, Report
 
 _KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -79,13 +82,15 @@ def history_notebook(inputs: list[str]) -> tuple[dict, int]:
 
 
 class Result:
-    """What `check()` returns: the report, its score, and `require(name)` for autograder cells (nbgrader).
+    """What `check()` returns: a view of the run's Report (graders/report.py, the one result model:
+    `result.report.to_json()` is what `dldiy check --json` prints), its score, and `require(name)` for
+    autograder cells (nbgrader).
 
     Inside the grading child (a notebook being graded re-runs its own `check(...)` cells) there is no
     report: the grade is decided by the parent, never by what this process computes, so the result is
     inert: score 0 of 0, and `require` passes, so the locked cells of a graded notebook run through."""
 
-    def __init__(self, report: Any, exercise: str = ""):
+    def __init__(self, report: "Report | None", exercise: str = ""):
         self.report = report
         self.exercise = report.exercise if report is not None else exercise
 
@@ -116,11 +121,10 @@ class Result:
         if c.status != "pass":
             raise AssertionError(f"{name}: {c.status}: {c.message}")
 
-    def _find(self, name: str):
-        for c in self.report.checks:
-            if c.name == name:
-                return c
-        raise KeyError(f"{self.report.exercise} has no check {name!r} in this result")
+    def _find(self, name: str) -> "CheckResult":
+        if self.report is None:
+            raise KeyError(f"{self.exercise} was not graded in this process")
+        return self.report.check(name)
 
     def __repr__(self) -> str:
         if self.report is None:
@@ -158,7 +162,7 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
     from rich.console import Console
     from rich.markup import escape
 
-    from dldiy.cli.report import print_report
+    from dldiy.graders.render import print_report
     from dldiy.graders.assess import assess
     from dldiy.graders.exercise import load_exercise
 

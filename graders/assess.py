@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .exercise import Check, Exercise
-from .judge import Report, compact_expectation, judge, tasks_for
-from .runner import Task, run_child
+from .judge import compact_expectation, judge, tasks_for
+from .report import Report
+from .runner import Outcome, Task, run_child
 from .sandbox import Limits
 from .submission import locate
 
@@ -15,29 +18,56 @@ if TYPE_CHECKING:
     from .forkserver import ForkServer
 
 
-def assess(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
-           hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
-           cwd: Path | None = None, preexec: Callable[[], None] | None = None,
-           limits: Limits | None = None, server: ForkServer | None = None,
-           extra_seeds: tuple[int, ...] = (),
-           on_progress: Callable[[int, int, Task | None], None] | None = None) -> Report:
+@dataclass
+class Assessment:
+    """A report and the raw outcome it was judged from: what every (check, seed) measured or why it
+    errored (mutation analysis compares a mutant's measurements with the reference's)."""
+
+    report: Report
+    outcome: Outcome
+
+
+def assess(exercise: Exercise, path: Path, **options: Any) -> Report:
+    """The report of `assessment(exercise, path, **options)`: what check, validate, record, grade use."""
+    return assessment(exercise, path, **options).report
+
+
+def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
+               hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
+               cwd: Path | None = None, preexec: Callable[[], None] | None = None,
+               limits: Limits | None = None, server: ForkServer | None = None,
+               extra_seeds: tuple[int, ...] = (),
+               on_progress: Callable[[int, int, Task | None], None] | None = None) -> Assessment:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
     `limits`, forked from `server` when one is given (graders/runner.py's run_child). `extra_seeds`
     (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values.
     `on_progress(done, total, running)` is called as each (check, seed) result arrives, with the task
-    that runs next (None after the last): for a progress line."""
+    that runs next (None after the last): for a progress line. A check given in `checks` runs as
+    given (its probe, params and timeout reach the harness), even where it differs from the spec's."""
     entry = locate(Path(path), exercise.entry)
     if cwd is None:
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
+    exercise = with_checks(exercise, checks)
     seeds = list(dict.fromkeys(list(exercise.seeds) + list(extra_seeds) + list(hidden_seeds)))
     tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
     outcome = run_child(exercise, entry, tasks, cwd=cwd, preexec=preexec, limits=limits, server=server,
                         on_result=_progress_hook(tasks, on_progress))
-    return judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
-                 frozenset(hidden_seeds))
+    report = judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
+                   frozenset(hidden_seeds))
+    return Assessment(report, outcome)
+
+
+def with_checks(exercise: Exercise, checks: list[Check]) -> Exercise:
+    """`exercise` whose checks of the same names are `checks` (the child runs the parent's checks:
+    graders/runner.py sends each one's probe, params and timeout)."""
+    if all(c in exercise.checks for c in checks):
+        return exercise
+    given = {c.name: c for c in checks}
+    merged = tuple(given.pop(c.name, c) for c in exercise.checks) + tuple(given.values())
+    return dataclasses.replace(exercise, checks=merged)
 
 
 def _progress_hook(tasks: list[Task], on_progress) -> Callable[[Task], None] | None:
@@ -62,6 +92,7 @@ def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...
     Returns them with the problems met (a reference that errors is the instructor's to fix).
     `hidden`: the grading run's hidden seeds (checks with seeds of their own run at the first too)."""
     needing = [c for c in (checks or exercise.checks) if c.needs_reference]
+    exercise = with_checks(exercise, needing)
     seeds = tuple(seeds or exercise.seeds)
     tasks = tasks_for(exercise, needing, list(seeds), hidden)
     outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits,

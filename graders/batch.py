@@ -25,6 +25,9 @@ from .submission import locate
 from .course import reference_path
 from .discover import Found
 from .exercise import Exercise, load_exercise_dir
+from .report import SKIP_POLICIES, Report
+
+__all__ = ["SKIP_POLICIES", "grade_one", "run_local", "run_cluster", "batch_expectations", "draw_hidden_seeds"]
 from .forkserver import shared
 
 
@@ -64,7 +67,6 @@ def _exercise(folder: str) -> Exercise:
     return load_exercise_dir(Path(folder))
 
 
-SKIP_POLICIES = ("leave-out", "zero")
 
 
 def submission_of(found: Found) -> dict[str, Any]:
@@ -97,17 +99,19 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
               load_timeout: float | None = None) -> dict[str, Any]:
     """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
 
-    The record names the file graded and its sha256, and the hash of the whole submission (resume
-    compares it). `skips` is the instructor's policy for checks that could not run here (a GPU parity
-    check on a CPU grader): "leave-out" takes their points out of the maximum, "zero" counts them as 0."""
+    A record is the submission's Report in its one JSON form (graders/report.py) beside what the batch
+    knows of it: the student, the file graded and its sha256, the hash of the whole submission (resume
+    compares it), the skip policy. `skips` is the instructor's policy for checks that could not run
+    here (a GPU parity check on a CPU grader): "leave-out" takes their points out of the maximum,
+    "zero" counts them as 0."""
     started = time.monotonic()
     exercise = _exercise(exercise_folder)
     path, error = submission.get("path"), submission.get("error")
-    record: dict[str, Any] = {"student": submission["student"], "submission": path,
-                              "graded_file": submission.get("graded_file"), "sha256": submission.get("sha256"),
-                              "content_hash": submission.get("content_hash"), "status": "error", "score": 0.0,
-                              "max_score": sum(exercise.check(c).points for c in checks), "error": error or "",
-                              "checks": [], "output": "", "skipped_lines": [], "sandbox": [], "skips": skips}
+    meta = {"student": submission["student"], "graded_file": submission.get("graded_file"),
+            "sha256": submission.get("sha256"), "content_hash": submission.get("content_hash"), "skips": skips}
+    unusable = Report(exercise.id, path or "", [], error or "nothing to grade",
+                      declared_max=sum(exercise.check(c).points for c in checks))
+    record: dict[str, Any] = {**meta, **unusable.to_json()}
     if path is not None and error is None:
         try:
             limits = exercise.limits()
@@ -115,36 +119,15 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
                 limits = dataclasses.replace(limits, startup_s=load_timeout)
             report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
                             expected=expected, server=shared(), limits=limits)
-            record.update(_from_report(report))
-            apply_skip_policy(record, skips)
+            report.output = report.output[:4000]
+            report.apply_skip_policy(skips)
+            record = {**meta, **report.to_json()}
         except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
-            record["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-            record["traceback"] = traceback.format_exc(limit=3)
+            unusable.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            record = {**meta, **unusable.to_json(), "traceback": traceback.format_exc(limit=3)}
+    record["submission"] = path  # None when there was nothing to grade
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
-
-
-def apply_skip_policy(record: dict[str, Any], skips: str) -> None:
-    """Under "leave-out", a skipped check's points leave the maximum (each check says `counted`)."""
-    if skips not in SKIP_POLICIES:
-        raise ValueError(f"unknown skip policy {skips!r} (one of {', '.join(SKIP_POLICIES)})")
-    for c in record["checks"]:
-        c["counted"] = not (c["status"] == "skip" and skips == "leave-out")
-    record["max_score"] = sum(c["max_points"] for c in record["checks"] if c["counted"])
-    record["score"] = sum(c["points"] for c in record["checks"] if c["counted"])
-
-
-def _from_report(report) -> dict[str, Any]:
-    statuses = {c.status for c in report.checks}
-    status = "error" if report.load_error or "error" in statuses else "fail" if "fail" in statuses else "pass"
-    first_error = next((c for c in report.checks if c.status == "error"), None)
-    error = report.load_error or (f"{first_error.name}: {first_error.message.splitlines()[0]}" if first_error else "")
-    checks = [{"name": c.name, "kind": c.kind, "title": c.title, "status": c.status, "points": c.points,
-               "max_points": c.max_points, "message": c.message, "details": c.details}
-              for c in report.checks]
-    return {"status": status, "score": report.score, "max_score": report.max_score, "error": error,
-            "checks": checks, "output": report.output[:4000], "skipped_lines": report.skipped_lines,
-            "sandbox": list(getattr(report, "sandbox", []) or [])}
 
 
 def start_server_early() -> threading.Thread:

@@ -1,12 +1,12 @@
 """The harness process: trusted code that probes one submission living in another process.
 
-Protocol with the parent (unchanged): the parent writes one JSON request on stdin,
-    {"exercise_dir": str, "entry": str, "tasks": [{"check": str, "seed": int}, ...], "sandbox": {...}}
-and reads JSON lines from the file descriptor named in argv[1]:
-    {"type": "loaded", "skipped": [...], "sandbox": [...]}   once, after the submission was executed
-    {"type": "load_error", "message": str}                  instead, if it could not be
-    {"type": "result", "check": str, "seed": int, "measurement": {...}}
-    {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
+Protocol with the parent: the parent writes one JSON request on stdin,
+    {"exercise_dir": str, "exercise_id": str, "api": {name: {...}}, "entry": str, "sandbox": {...},
+     "load": {...}, "load_timeout": float}
+then, once the student's process is forked, {"tasks": [{"check": str, "seed": int}, ...],
+"checks": {name: {"probe": str, "params": {...}, "timeout": float}}}: the parent's checks, the only
+ones this process runs (it reads no spec.toml). It writes JSON lines to the file
+descriptor named in argv[1], each one of graders/messages.py's types, written by `run`'s emit.
 
 This process runs the exercise's harness: it builds the data, runs the training drivers and finite
 differences, and measures. The submission runs in a separate, confined process (graders/student.py,
@@ -27,7 +27,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import messages
+from .messages import Message
+
+if TYPE_CHECKING:
+    from .exercise import Exercise
 
 FRESH_LOAD_TIMEOUT_S = 30.0  # a replacement student process imports torch itself
 LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
@@ -179,95 +185,104 @@ def _student_frame(dump: str, entry: str) -> str:
     return ""
 
 
-def serve(request: dict[str, Any], emit: Callable[[dict[str, Any]], None],
+def serve(request: dict[str, Any], emit: Callable[[Message], None],
           read_tasks: Callable[[], dict[str, Any]] | None = None) -> None:
     """Start the student's process, then read the tasks (`read_tasks`: after the fork, so that they
-    never sit in memory the student's process inherits), run every task's probe, report each result."""
+    never sit in memory the student's process inherits), run every task's probe, report each result.
+    The exercise's API, its checks and the loader's settings are the parent's (graders/runner.py):
+    this process reads no spec.toml, only the exercise's harness.py."""
     from .api import ApiError
     from .endpoint import RemoteError
-    from .exercise import load_exercise_dir
     from .forbid import scan
     from .invariants import Violation
     from .remote import RemoteSubmission
     from .submission import load_module_from
     from . import wire
 
-    exercise = load_exercise_dir(Path(request["exercise_dir"]))
+    exercise = _parents_exercise(request)
     harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
     forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
     findings = scan(Path(request["entry"]), forbid)
     student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
-                       "load": exercise.load_settings()}
+                       "load": request.get("load")}
     load_timeout = float(request.get("load_timeout", 60.0))
     try:
         student = StudentProcess(student_request, load_timeout)
     except LoadFailed as e:
-        emit({"type": "load_error", "message": str(e)})
+        emit(messages.load_error(str(e)))
         return
     if read_tasks is not None:
         request = {**request, **read_tasks()}
-    emit({"type": "loaded", "skipped": student.skipped, "sandbox": student.sandbox})
+    emit(messages.loaded(student.skipped, student.sandbox))
     timed_out = False
+    checks: dict[str, dict[str, Any]] = request.get("checks") or {}
     for task in request["tasks"]:
-        check = exercise.check(task["check"])
-        given = (request.get("checks") or {}).get(check.name)
-        if given:  # the parent's view of the check wins over the spec on disk
-            check = dataclasses.replace(check, probe=given["probe"], params=given["params"],
-                                        timeout=float(given["timeout"]))
-        reply: dict[str, Any] = {"type": "result", "check": check.name, "seed": task["seed"]}
+        name, seed = str(task["check"]), int(task["seed"])
+        given = checks[name]  # the parent sends every check it asks for (runner._one_child)
+        probe, params, timeout = str(given["probe"]), given["params"], float(given["timeout"])
         if student is None:
             try:  # a fresh interpreter: this process's memory now holds the tasks (student.start)
                 student = StudentProcess(student_request, max(load_timeout, FRESH_LOAD_TIMEOUT_S), fresh=True)
             except LoadFailed as e:
-                reply["error"] = {"kind": "load", "message": str(e), "traceback": ""}
-                emit(reply)
+                emit(messages.failed(name, seed, messages.error("load", str(e))))
                 continue
-        timeout = check.timeout
         if timed_out:
             timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
         student.endpoint.deadline = time.monotonic() + timeout
         sub = RemoteSubmission(student.endpoint, exercise, findings)
+        reply: Message
         try:
-            reply["measurement"] = getattr(harness, check.probe)(sub, task["seed"], check.params)
+            reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
         except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
             if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
-                reply["measurement"] = {"violation": e.message}
+                reply = messages.measured(name, seed, {"violation": e.message})
             else:
-                reply["error"] = {"kind": e.kind if e.kind in ("raised", "api") else "raised",
-                                  "message": e.message, "traceback": e.traceback}
+                reply = messages.failed(name, seed, messages.error(
+                    "api" if e.kind == "api" else "raised", e.message, e.traceback))
         except wire.Timeout:
             where = student.where_it_hangs()
             student.kill()
             student, timed_out = None, True
-            reply["error"] = {"kind": "timeout", "traceback": "", "message": (
-                f"did not finish within {timeout:g} s in check {check.name!r} at seed {task['seed']}"
-                + (f": {where}" if where else " (an endless loop, or far too slow?)"))}
+            reply = messages.failed(name, seed, messages.error("timeout", (
+                f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
+                + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
         except (wire.PeerGone, OSError):
             why = student.death()
             student.kill()
             student = None
-            reply["error"] = {"kind": "died", "traceback": "", "message": (
+            reply = messages.failed(name, seed, messages.error("died", (
                 f"the process exited ({why}) during this check: sys.exit(), os._exit(), a crash, "
-                "or a resource limit?")}
+                "or a resource limit?")))
         except wire.WireError as e:
             student.kill()
             student = None
-            reply["error"] = {"kind": "protocol", "traceback": "",
-                              "message": f"the submission's process broke the protocol: it sent {e}"}
+            reply = messages.failed(name, seed, messages.error(
+                "protocol", f"the submission's process broke the protocol: it sent {e}"))
         except ApiError as e:
-            reply["error"] = {"kind": "api", "message": str(e), "traceback": ""}
+            reply = messages.failed(name, seed, messages.error("api", str(e)))
         except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails
-            reply["measurement"] = {"violation": str(v)}
+            reply = messages.measured(name, seed, {"violation": str(v)})
         except Exception as e:  # noqa: BLE001 - a value the harness could not use
-            reply["error"] = {"kind": "api", "traceback": "", "message": (
+            reply = messages.failed(name, seed, messages.error("api", (
                 f"the harness could not use what the submission returned ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300] if str(e) else ''})")}
+                f"{str(e).splitlines()[0][:300] if str(e) else ''})")))
         finally:
             if student is not None:
                 student.endpoint.deadline = None
         emit(reply)
     if student is not None:
         student.kill()
+
+
+def _parents_exercise(request: dict[str, Any]) -> Exercise:
+    """The exercise as far as this process needs it, from the parent's request: its folder (for the
+    harness), its id and its API (what the submission's answers are validated against)."""
+    from .exercise import ApiEntry, Exercise
+
+    api = {str(name): ApiEntry(**{**entry, "forbid": tuple(entry.get("forbid") or ())})
+           for name, entry in (request.get("api") or {}).items()}
+    return Exercise(id=str(request["exercise_id"]), title="", folder=Path(request["exercise_dir"]),
+                    entry=Path(request["entry"]).name, seeds=(), checks=(), api=api)
 
 
 def _json_default(value):
@@ -288,8 +303,8 @@ def run(request: dict, channel_fd: int) -> None:
     """Serve `request` (its tasks follow on stdin unless it holds them), writing JSON lines to `channel_fd`."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
 
-    def emit(message: dict) -> None:
-        channel.write(json.dumps(message, default=_json_default) + "\n")
+    def emit(message: Message) -> None:  # the only writer of the parent's channel
+        channel.write(messages.encode(message, _json_default) + "\n")
         channel.flush()
 
     os.set_inheritable(channel_fd, False)

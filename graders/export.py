@@ -17,6 +17,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Iterator
 
+from .report import CheckResult, Report
+
 STATUS_WORD = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skipped"}
 
 
@@ -37,40 +39,45 @@ def code_span(text: str) -> str:
     return f"{bar}{pad}{text}{pad}{bar}"
 
 
-def _points(c: dict[str, Any]) -> str:
-    if c.get("counted") is False:
-        return f"not counted (out of {c['max_points']:g})"
-    return f"{c['points']:g}/{c['max_points']:g}"
+def _points(c: CheckResult) -> str:
+    if not c.counted:
+        return f"not counted (out of {c.max_points:g})"
+    return f"{c.points:g}/{c.max_points:g}"
 
 
 def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
     """Every text that came from the student (name, messages quoting their code, tracebacks, file
     names) sits in a code span or a fence it cannot close, so it cannot add headings, links or HTML."""
+    report = Report.from_json(record)
     lines = [f"# {exercise_title}", "", f"Student: {code_span(record['student'])}", "",
-             f"**Total: {record['score']:g}/{record['max_score']:g}**", ""]
+             f"**Total: {report.score:g}/{report.max_score:g}**", ""]
     if record.get("graded_file"):
         lines += [f"Graded file: {code_span(Path(record['graded_file']).name)} "
                   f"(sha256 {code_span(record.get('sha256') or '?')})", ""]
-    if not record["checks"]:
-        lines += ["Your submission could not be graded:", "", *fence(record["error"]), ""]
+    if not report.checks:
+        lines += ["Your submission could not be graded:", "", *fence(_error(record, report)), ""]
         return "\n".join(lines)
     lines += ["| check | status | points |", "|---|---|---|"]
-    lines += [f"| {c['name']} | {STATUS_WORD[c['status']]} | {_points(c)} |" for c in record["checks"]]
+    lines += [f"| {c.name} | {STATUS_WORD[c.status]} | {_points(c)} |" for c in report.checks]
     lines.append("")
-    if any(c.get("counted") is False for c in record["checks"]):
+    if any(not c.counted for c in report.checks):
         lines += ["Skipped checks could not run on the grading machine; their points are left out of the "
                   "maximum.", ""]
-    for c in record["checks"]:
-        lines += [f"## {c['name']}: {STATUS_WORD[c['status']]}", ""]
-        if c["title"]:
-            lines += [f"*{c['title']}*", ""]
-        lines += [*fence(c["message"]), ""]
-        tb = c["details"].get("traceback")
-        if c["status"] == "error" and tb and "\n" in tb:
-            lines += ["Your code's traceback:", "", *fence(tb), ""]
-    if record["skipped_lines"]:
-        lines += ["Not executed (IPython magics and shell lines):", "", *fence("\n".join(record["skipped_lines"])), ""]
+    for c in report.checks:
+        lines += [f"## {c.name}: {STATUS_WORD[c.status]}", ""]
+        if c.title:
+            lines += [f"*{c.title}*", ""]
+        lines += [*fence(c.message), ""]
+        if c.traceback_to_show:
+            lines += ["Your code's traceback:", "", *fence(c.traceback_to_show), ""]
+    if report.skipped_lines:
+        lines += ["Not executed (IPython magics and shell lines):", "", *fence("\n".join(report.skipped_lines)), ""]
     return "\n".join(lines)
+
+
+def _error(record: dict[str, Any], report: Report) -> str:
+    """Why the submission is unusable, as the batch recorded it (its own words for a missing file)."""
+    return str(record.get("error") or report.error)
 
 
 def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str | None = None,
@@ -90,43 +97,43 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
     from dldiy import __version__
 
     e = html.escape
+    report = Report.from_json(record)
     colour = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#cf222e", "skip": "#9a6700"}
     when = graded_at or record.get("graded_at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     drawn: dict[str, tuple[str, bytes]] = {}
-    chosen = [c for c in record["checks"] if pictures == "all" or (pictures == "failing" and c["status"] != "pass")]
+    chosen = [c for c in report.checks if pictures == "all" or (pictures == "failing" and c.status != "pass")]
     if chosen:
         try:
-            drawn = _pictures(chosen)
+            drawn = _pictures([c.to_json() for c in chosen])
         except ImportError:  # matplotlib absent: the page says everything in words
             drawn = {}
     rows = "".join(
-        f"<tr><td><a href='#check-{e(c['name'])}'>{e(c['name'])}</a></td><td>{e(c.get('title') or '')}</td>"
-        f"<td class='status' style='color:{colour[c['status']]}'>{STATUS_WORD[c['status']]}</td>"
-        f"<td class='points'>{c['points']:g}/{c['max_points']:g}</td></tr>" for c in record["checks"])
+        f"<tr><td><a href='#check-{e(c.name)}'>{e(c.name)}</a></td><td>{e(c.title)}</td>"
+        f"<td class='status' style='color:{colour[c.status]}'>{STATUS_WORD[c.status]}</td>"
+        f"<td class='points'>{c.points:g}/{c.max_points:g}</td></tr>" for c in report.checks)
     sections = []
-    for c in record["checks"]:
-        part = [f"<section id='check-{e(c['name'])}'><h2>{e(c['name'])}: "
-                f"<span style='color:{colour[c['status']]}'>{STATUS_WORD[c['status']]}</span> "
-                f"<small>({c['points']:g}/{c['max_points']:g})</small></h2>"]
-        if c.get("title"):
-            part.append(f"<p class='title'><i>{e(c['title'])}</i></p>")
-        part.append(f"<pre class='message'>{e(c['message'])}</pre>")
-        tb = (c.get("details") or {}).get("traceback", "")
-        if c["status"] == "error" and isinstance(tb, str) and "\n" in tb:
-            part.append(f"<p>Your code's traceback:</p><pre class='traceback'>{e(tb)}</pre>")
-        if c["name"] in drawn:
-            title, png = drawn[c["name"]]
+    for c in report.checks:
+        part = [f"<section id='check-{e(c.name)}'><h2>{e(c.name)}: "
+                f"<span style='color:{colour[c.status]}'>{STATUS_WORD[c.status]}</span> "
+                f"<small>({c.points:g}/{c.max_points:g})</small></h2>"]
+        if c.title:
+            part.append(f"<p class='title'><i>{e(c.title)}</i></p>")
+        part.append(f"<pre class='message'>{e(c.message)}</pre>")
+        if c.traceback_to_show:
+            part.append(f"<p>Your code's traceback:</p><pre class='traceback'>{e(c.traceback_to_show)}</pre>")
+        if c.name in drawn:
+            title, png = drawn[c.name]
             part.append(f"<figure><img alt='{e(title)}' src='data:image/png;base64,"
                         f"{base64.b64encode(png).decode('ascii')}'><figcaption>{e(title)}</figcaption></figure>")
         sections.append("".join(part) + "</section>")
-    if record["checks"]:
+    if report.checks:
         body = (f"<table><tr><th>check</th><th>what it checks</th><th>status</th><th>points</th></tr>{rows}</table>"
                 + "".join(sections))
     else:
-        body = f"<p class='error'>Your submission could not be graded: {e(record.get('error') or '')}</p>"
-    if record.get("skipped_lines"):
+        body = f"<p class='error'>Your submission could not be graded: {e(_error(record, report))}</p>"
+    if report.skipped_lines:
         body += ("<p class='skipped'><b>Not executed (IPython magics and shell lines):</b> "
-                 + e("; ".join(record["skipped_lines"])) + "</p>")
+                 + e("; ".join(report.skipped_lines)) + "</p>")
     graded = record.get("submission") or record["student"]
     footer = (f"<footer>Graded file: <code>{e(str(graded))}</code> &middot; graded {e(when)} &middot; "
               f"dldiy {e(__version__)}</footer>")
@@ -137,7 +144,7 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
             "table{border-collapse:collapse}pre{white-space:pre-wrap;background:#f6f8fa;padding:6px}"
             "img{max-width:100%}footer{margin-top:2em;color:#555;font-size:90%}h2{font-size:1.15em}</style>"
             f"</head><body><h1>{e(exercise_title)}</h1><p>Student: <code>{e(record['student'])}</code></p>"
-            f"<p class='total'><b>Total: {record['score']:g}/{record['max_score']:g}</b></p>{body}{footer}"
+            f"<p class='total'><b>Total: {report.score:g}/{report.max_score:g}</b></p>{body}{footer}"
             "</body></html>\n")
 
 
@@ -201,24 +208,25 @@ def gradescope_results(record: dict[str, Any]) -> dict[str, Any]:
     A check skipped on this machine is never "failed": under the "leave-out" policy it is a test with
     no max_score and no status (Gradescope shows it without points, and it leaves the maximum); under
     "zero" it keeps its max_score, scores 0 and says why in its output."""
-    tests = []
-    for i, c in enumerate(record["checks"], 1):
-        test = {"name": c["title"] and f"{c['name']}: {c['title']}" or c["name"], "number": str(i),
-                "score": c["points"], "output": c["message"], "visibility": "visible"}
-        if c["status"] == "skip" and c.get("counted") is False:
-            test["output"] = f"skipped, not counted: {c['message']}"
+    report = Report.from_json(record)
+    tests: list[dict[str, Any]] = []
+    for i, c in enumerate(report.checks, 1):
+        test: dict[str, Any] = {"name": c.title and f"{c.name}: {c.title}" or c.name, "number": str(i),
+                                "score": c.points, "output": c.message, "visibility": "visible"}
+        if c.status == "skip" and not c.counted:
+            test["output"] = f"skipped, not counted: {c.message}"
         else:
-            test["max_score"] = c["max_points"]
-            test["status"] = "passed" if c["status"] == "pass" else "failed"
-            if c["status"] == "skip":
-                test["output"] = f"skipped, counted as 0 by the course's policy: {c['message']}"
+            test["max_score"] = c.max_points
+            test["status"] = "passed" if c.status == "pass" else "failed"
+            if c.status == "skip":
+                test["output"] = f"skipped, counted as 0 by the course's policy: {c.message}"
         tests.append(test)
-    output = f"Total: {record['score']:g}/{record['max_score']:g}"
+    output = f"Total: {report.score:g}/{report.max_score:g}"
     if record.get("graded_file"):
         output += f"\nGraded file: {Path(record['graded_file']).name} (sha256 {record.get('sha256')})"
-    if record["error"]:
+    if record.get("error"):
         output += f"\n{record['error']}"
-    return {"score": record["score"], "execution_time": round(record["duration_s"], 2), "output": output,
+    return {"score": report.score, "execution_time": round(record["duration_s"], 2), "output": output,
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
             "extra_data": {"graded_file": record.get("graded_file"), "sha256": record.get("sha256"),
                            "skips": record.get("skips")}}
@@ -285,7 +293,7 @@ def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: li
             gb.update_or_create_student(record["student"])
             gb.update_or_create_submission(assignment, record["student"])
             submitted = gb.find_submission_notebook(notebook, assignment, record["student"])
-            points = {c["name"]: c["points"] for c in record["checks"]}
+            points = {c.name: c.points for c in Report.from_json(record).checks}
             for name, cell in cells.items():
                 try:
                     grade = gb.find_grade(cell.name, notebook, assignment, record["student"])

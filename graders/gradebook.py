@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .report import Report
+
 
 class BatchMismatch(Exception):
     """OUT already holds a batch graded with other settings."""
@@ -106,10 +108,12 @@ def csv_header(checks: list[str]) -> list[str]:
 
 def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
     """One row; a skipped check that the policy leaves out of the maximum shows as empty, not 0."""
-    points = {c["name"]: ("" if c.get("counted") is False else _num(c["points"])) for c in record["checks"]}
-    return [safe_cell(record["student"]), *[points.get(c, _num(0.0)) for c in checks], _num(record["score"]),
-            _num(record["max_score"]), record["status"], f"{record['duration_s']:.2f}",
-            safe_cell(record["error"].splitlines()[0] if record["error"] else ""),
+    report = Report.from_json(record)
+    points = {c.name: ("" if not c.counted else _num(c.points)) for c in report.checks}
+    error = str(record.get("error") or "")  # as recorded: the batch's own words for an unusable row
+    return [safe_cell(record["student"]), *[points.get(c, _num(0.0)) for c in checks], _num(report.score),
+            _num(report.max_score), report.status, f"{record['duration_s']:.2f}",
+            safe_cell(error.splitlines()[0] if error else ""),
             safe_cell(record.get("graded_file") or ""), record.get("sha256") or ""]
 
 

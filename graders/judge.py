@@ -3,59 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from . import check_kind, plots
 from .exercise import Check, Exercise
+from .messages import TaskResult
+from .report import CheckResult, Report
 from .runner import Outcome, Task
 from .verdict import Verdict
 
 _RANK = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
 
-
-@dataclass
-class CheckResult:
-    name: str
-    kind: str
-    status: str
-    points: float
-    max_points: float
-    message: str
-    title: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    exercise: str
-    submission: str
-    checks: list[CheckResult]
-    load_error: str | None = None
-    skipped_lines: list[str] = field(default_factory=list)
-    output: str = ""
-    duration_s: float = 0.0
-    sandbox: list[str] = field(default_factory=list)  # the confinement its child reported
-
-    @property
-    def score(self) -> float:
-        return sum(c.points for c in self.checks)
-
-    @property
-    def max_score(self) -> float:
-        return sum(c.max_points for c in self.checks)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every check that ran passed, 1 when one failed, 2 when the submission was unusable."""
-        statuses = {c.status for c in self.checks}
-        return 2 if "error" in statuses else 1 if "fail" in statuses else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"exercise": self.exercise, "submission": self.submission, "score": self.score,
-                "max_score": self.max_score, "load_error": self.load_error, "skipped_lines": self.skipped_lines,
-                "checks": [{k: v for k, v in asdict(c).items() if k not in ("details", "title")}
-                           for c in self.checks]}
+__all__ = ["CheckResult", "Report", "judge", "tasks_for", "compact_expectation", "SEED_FREE_KINDS"]
 
 
 # Kinds whose verdict is a property of the code on devices, not a value an answer table could hold.
@@ -111,10 +70,10 @@ def compact_expectation(kind: str, measurement: Any) -> Any:
         return measurement
 
 
-def _judge_one(check: Check, seed: int, result: dict[str, Any], expected: Any) -> Verdict:
+def _judge_one(check: Check, seed: int, result: TaskResult, expected: Any) -> Verdict:
     if "error" in result:
         error = result["error"]
-        return Verdict("error", str(error.get("message", "")), {"traceback": error.get("traceback", "")})
+        return Verdict("error", error["message"], {"traceback": error["traceback"]})
     measurement = result.get("measurement")
     if isinstance(measurement, dict) and measurement.get("violation"):  # graders/invariants.py: a rule broken
         return Verdict.failed(str(measurement["violation"]), diagnosed=True)  # the rule says it: no fixed hint

@@ -276,11 +276,10 @@ import tomllib  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
+from .assess import Assessment, assessment  # noqa: E402
 from .exercise import Exercise  # noqa: E402
 from .forkserver import shared  # noqa: E402
-from .judge import judge, tasks_for  # noqa: E402
-from .runner import Outcome, run_child  # noqa: E402
-from .submission import locate  # noqa: E402
+from .runner import Outcome  # noqa: E402
 
 DEFAULT_TIMEOUT_S = 10.0  # per check and seed; the references take well under a second
 
@@ -363,11 +362,10 @@ def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout:
     mutants = [m for file, text in originals.items() for m in mutants_of(text, file)][:limit]
     fast = dataclasses.replace(exercise, checks=tuple(dataclasses.replace(c, timeout=min(c.timeout, timeout))
                                                       for c in exercise.checks))
-    tasks = tasks_for(fast, list(fast.checks), list(fast.seeds))
     server = shared()
-    baseline = run_child(fast, locate(reference, exercise.entry), tasks, cwd=reference, server=server)
-    reviewed = reviewed_equivalents(exercise)
     expected = exercise.expected()
+    baseline = assessment(fast, reference, expected=expected, server=server).outcome
+    reviewed = reviewed_equivalents(exercise)
 
     def run_one(mutant: Mutant) -> MutantResult:
         t0 = time.monotonic()
@@ -375,8 +373,8 @@ def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout:
             folder = Path(tmp) / "submission"
             shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("__pycache__"))
             (folder / mutant.file).write_text(mutant.source)
-            outcome = run_child(fast, locate(folder, exercise.entry), tasks, cwd=folder, server=server)
-        result = _classify(fast, mutant, outcome, baseline, expected, reviewed)
+            assessed = assessment(fast, folder, expected=expected, server=server)
+        result = _classify(mutant, assessed, baseline, reviewed)
         result.duration_s = time.monotonic() - t0
         if progress:
             progress(result)
@@ -387,11 +385,11 @@ def run_mutation(exercise: Exercise, reference: Path, *, jobs: int = 1, timeout:
     return MutationReport(exercise.id, threshold, results, time.monotonic() - started, originals)
 
 
-def _classify(exercise: Exercise, mutant: Mutant, outcome: Outcome, baseline: Outcome,
-              expected: dict[str, Any], reviewed: dict[str, str]) -> MutantResult:
-    report = judge(exercise, list(exercise.checks), outcome, mutant.id, expected)
-    bad = [c for c in report.checks if c.status in ("fail", "error")]
-    timed_out = {check for (check, _), r in outcome.results.items() if r.get("error", {}).get("kind") == "timeout"}
+def _classify(mutant: Mutant, assessed: Assessment, baseline: Outcome, reviewed: dict[str, str]) -> MutantResult:
+    outcome = assessed.outcome
+    bad = [c for c in assessed.report.checks if c.status in ("fail", "error")]
+    timed_out = {check for (check, _), r in outcome.results.items()
+                 if "error" in r and r["error"]["kind"] == "timeout"}
     names, kinds = [c.name for c in bad], [c.kind for c in bad]
     if mutant.id in reviewed:
         return MutantResult(mutant, "equivalent", names, kinds, 0.0, reviewed[mutant.id])

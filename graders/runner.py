@@ -12,6 +12,7 @@ the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -22,10 +23,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from . import sandbox
+from . import messages, sandbox
 from .exercise import Exercise
+from .messages import TaskResult
 from .sandbox import Limits
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Task:
 class Outcome:
     """Everything the child reported: measurements or errors per (check, seed), and what it printed."""
 
-    results: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    results: dict[tuple[str, int], TaskResult] = field(default_factory=dict)
     load_error: str | None = None
     skipped: list[str] = field(default_factory=list)
     sandbox: list[str] = field(default_factory=list)  # the confinement the child reported
@@ -133,8 +135,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     if outcome.load_error is not None:
         first, _, rest = outcome.load_error.partition("\n")  # a notebook cell's traceback follows line 1
         for t in pending:
-            outcome.results[(t.check, t.seed)] = {"error": {"kind": "load", "message": first,
-                                                            "traceback": rest}}
+            outcome.results[(t.check, t.seed)] = {"error": messages.error("load", first, rest)}
     outcome.output = "".join(outputs)[: output_cap + 200]
     outcome.duration_s = time.monotonic() - started
     return outcome
@@ -223,8 +224,10 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
+               "load": exercise.load_settings(), "exercise_id": exercise.id,
+               "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
                "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
-               # the parent's view of each check (a caller may have changed the spec in memory)
+               # the parent's view of each check, the only one the child runs (a caller may have changed it)
                "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
                           for c in exercise.checks if any(t.check == c.name for t in pending)},
                "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
@@ -259,9 +262,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 else:
                     task = pending.pop(0)
                     _notify(on_result, task)
-                    outcome.results[(task.check, task.seed)] = {"error": {
-                        "kind": "timeout", "traceback": "",
-                        "message": f"did not finish within {timeout:g} s {where} (an endless loop, or far too slow?)"}}
+                    outcome.results[(task.check, task.seed)] = {"error": messages.error(
+                        "timeout", f"did not finish within {timeout:g} s {where} (an endless loop, or far too slow?)")}
                     progressed = True
                 return progressed
             if line is None:  # the child died
@@ -273,36 +275,31 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
                 else:
                     task = pending.pop(0)
                     _notify(on_result, task)
-                    outcome.results[(task.check, task.seed)] = {"error": {
-                        "kind": "died", "traceback": "",
-                        "message": f"the process exited ({why}) during this check: "
-                                   "sys.exit(), os._exit(), a crash, or a resource limit?"}}
+                    outcome.results[(task.check, task.seed)] = {"error": messages.error(
+                        "died", f"the process exited ({why}) during this check: "
+                                "sys.exit(), os._exit(), a crash, or a resource limit?")}
                     progressed = True
                 return progressed
-            message = _parse_line(line)
+            message = messages.parse(line)  # the one reader of the child's lines
             if message is None:
                 continue
-            if message.get("type") == "exit":
-                child.code = message.get("code") if isinstance(message.get("code"), int) else None
-                continue
-            if message.get("type") == "load_error":
-                outcome.load_error = str(message.get("message", "the submission could not be loaded"))
+            if message["type"] == "load_error":
+                outcome.load_error = message["message"]
                 return True
-            if message.get("type") == "loaded":
+            if message["type"] == "loaded":
                 loaded = True
                 if outcome.load_s is None:
                     outcome.load_s = time.monotonic() - child_started
-                outcome.skipped = [str(s) for s in message.get("skipped", [])]
-                outcome.sandbox = [str(s) for s in message.get("sandbox", [])]
+                outcome.skipped, outcome.sandbox = message["skipped"], message["sandbox"]
                 if pending:
                     timeout = exercise.check(pending[0].check).timeout + GRACE_S
                 continue
-            if message.get("type") == "result" and loaded:
-                key = (message.get("check"), message.get("seed"))
+            if message["type"] == "result" and loaded:
+                key = (message["check"], message["seed"])
                 if key != (pending[0].check, pending[0].seed):
                     continue  # out of order: not something our child sends; ignore it
                 _notify(on_result, pending.pop(0))
-                outcome.results[key] = {k: message[k] for k in ("measurement", "error") if k in message}
+                outcome.results[key] = messages.task_result(message)
                 progressed = True
                 if pending:
                     timeout = exercise.check(pending[0].check).timeout + GRACE_S
@@ -375,14 +372,6 @@ class _LineReader:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line
-
-
-def _parse_line(line: bytes) -> dict | None:
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None
 
 
 def _reap(proc: subprocess.Popen) -> int | None:

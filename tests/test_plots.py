@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_importing_plots_and_judging_do_not_import_matplotlib():
-    code = ("import sys; from dldiy.graders import plots, judge; from dldiy.cli import report; "
+    code = ("import sys; from dldiy.graders import plots, judge; from dldiy.graders import render; "
             "print('matplotlib' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert run.stdout.strip() == "False", run.stderr

@@ -1,4 +1,5 @@
-"""How a report looks on a terminal (rich) and as JSON; `dldiy check` and the feedback files share it."""
+"""How a report looks on a terminal (rich): `dldiy check` and the notebook's `check()` print it alike.
+(Its JSON is Report.to_json, graders/report.py; the feedback files are graders/export.py.)"""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dldiy.graders.judge import Report
-from dldiy.graders.plots import curve_of, sparkline
+from .plots import curve_of, sparkline
+from .report import Report
 
 STYLE = {"pass": "green", "fail": "red", "error": "bold red", "skip": "yellow"}
 
@@ -39,9 +40,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
         console.print("[yellow]Not executed (IPython magics and shell lines):[/] "
                       + escape("; ".join(report.skipped_lines)))
     for c in report.checks:
-        tb = c.details.get("traceback")
-        if c.status == "error" and tb and "\n" in tb:
-            console.print(f"[bold red]{escape(c.name)}[/]: your code's traceback\n{escape(tb)}")
+        if c.traceback_to_show:
+            console.print(f"[bold red]{escape(c.name)}[/]: your code's traceback\n{escape(c.traceback_to_show)}")
     skipped = [c for c in report.checks if c.status == "skip"]
     total = f"Total: {report.score:g}/{report.max_score:g}"
     if skipped:
@@ -51,7 +51,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
 
 def write_pictures(report: Report, folder: Path) -> list[Path]:
     """One PNG per check that has a picture, named after the check: FOLDER/<check>.png."""
-    from dldiy.graders.plots import pictures
+    from .plots import pictures
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []

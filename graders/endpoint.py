@@ -15,6 +15,7 @@ The harness side trusts nothing it decodes: every value is rebuilt from checked 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import socket
@@ -31,6 +32,20 @@ BYTE_COMPARE_LIMIT = 1 << 17
 # The harness side compares small tensors' bytes too (a fresh .grad can reuse a freed one's storage
 # and version number); large ones are data it does not change behind the student's back.
 HARNESS_BYTE_COMPARE_LIMIT = 1 << 12
+
+
+_PLAIN_TENSORS: tuple[type, ...] = ()  # torch.Tensor and nn.Parameter, set by `_plain_tensors`
+
+
+def _plain_tensors() -> tuple[type, ...]:
+    """The tensor types whose memory `_fingerprint` may read directly (never a subclass, whose
+    methods could be anything)."""
+    global _PLAIN_TENSORS
+    if not _PLAIN_TENSORS:
+        import torch
+
+        _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+    return _PLAIN_TENSORS
 
 
 class RemoteError(Exception):
@@ -151,18 +166,26 @@ class Endpoint:
     # ---- change tracking --------------------------------------------------------------------------------
 
     def _fingerprint(self, t: Any) -> Any:
+        """What the peer must have seen of `t` for its copy to be current: its bytes when it is small
+        (torch's version counter misses a write through `p.data` or a numpy view), else its version,
+        storage and identity. Taken for every live mirror on every message, so the common case (a
+        plain contiguous CPU tensor) reads its bytes straight from memory: no torch op, no copy but
+        the bytes; any other tensor goes through wire.tensor_bytes. Both give the same tuple for the
+        same values, shape and dtype, whichever path a tensor takes."""
         import torch
 
         if t is None:
             return None
+        limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
+        if type(t) in (_PLAIN_TENSORS or _plain_tensors()) and t.is_cpu and t.is_contiguous() and t.numel() <= limit:
+            size = t.nbytes
+            return t.shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size) if size else b""
         obj = id(t)  # (a new tensor at a freed one's address, version 0, would pass for unchanged)
         t = torch.Tensor.detach(t)
-        quick = (t._version, t.data_ptr() if t.device.type != "meta" else 0, obj, tuple(t.shape), t.dtype,
-                 t.device.type)
-        limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
-        if t.device.type != "meta" and t.numel() <= limit:
-            return quick[3:] + (wire.tensor_bytes(t)[2],)
-        return quick
+        device = t.device.type
+        if device != "meta" and t.numel() <= limit:
+            return t.shape, t.dtype, device, wire.tensor_bytes(t)[2]
+        return t._version, t.data_ptr() if device != "meta" else 0, obj, t.shape, t.dtype, device
 
     def _grad_of(self, t: Any) -> Any:
         try:

@@ -194,23 +194,26 @@ class Endpoint:
             return None
 
     def collect_sync(self, buffers: list[bytes]) -> list[Any]:
-        """Updates for every mirror that changed since the peer last saw it."""
+        """Updates for every mirror that changed since the peer last saw it (run on every message:
+        the loop is kept tight, and an update's dict is built only for a mirror that changed)."""
         updates = []
+        fingerprint = self._fingerprint
         for mid, m in list(self.mirrors.items()):
-            t = m.tensor()
+            t = m.strong if m.strong is not None else m.ref()
             if t is None:
                 continue
-            entry: dict[str, Any] = {"id": mid}
-            state = self._fingerprint(t)
+            entry: dict[str, Any] | None = None
+            state = fingerprint(t)
             if state != m.state:
-                entry["data"] = self._tensor_value(t, buffers)
+                entry = {"id": mid, "data": self._tensor_value(t, buffers)}
                 m.state = state
             grad = self._grad_of(t)
-            gstate = self._fingerprint(grad) if grad is not None else None
+            gstate = fingerprint(grad) if grad is not None else None
             if gstate != m.grad_state:
+                entry = entry or {"id": mid}
                 entry["grad"] = None if grad is None else self._tensor_value(grad, buffers)
                 m.grad_state = gstate
-            if len(entry) > 1:
+            if entry is not None:
                 updates.append(entry)
         return updates
 
@@ -545,7 +548,10 @@ class Endpoint:
     def send(self, header: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         buffers = buffers if buffers is not None else []
         self._bury()
-        header = dict(header, sync=self.collect_sync(buffers))
+        header = dict(header)
+        sync = self.collect_sync(buffers)
+        if sync:  # (absent reads as none: most messages change no mirror)
+            header["sync"] = sync
         if self._release:
             header["release"], self._release = self._release, []
         wire.write_frame(self.sock, header, buffers)

@@ -177,9 +177,15 @@ class Endpoint:
         if t is None:
             return None
         limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
-        if type(t) in (_PLAIN_TENSORS or _plain_tensors()) and t.is_cpu and t.is_contiguous() and t.numel() <= limit:
+        if type(t) in (_PLAIN_TENSORS or _plain_tensors()) and t.is_cpu and t.numel() <= limit:
             size = t.nbytes
-            return t.shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size) if size else b""
+            if t.is_contiguous():
+                return t.shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size) if size else b""
+            strides, shape = t.stride(), t.shape
+            if size and min(strides) >= 0 and 1 + sum((n - 1) * st for n, st in zip(shape, strides)) == t.numel():
+                # a transpose (any layout whose span holds as many elements as the tensor): every
+                # element lies in the span, so no write to one goes unseen
+                return shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size), strides
         obj = id(t)  # (a new tensor at a freed one's address, version 0, would pass for unchanged)
         t = torch.Tensor.detach(t)
         device = t.device.type

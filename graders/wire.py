@@ -131,11 +131,11 @@ class Reader:
                 got += k
             return out
         self._fill(n, deadline)
-        out = bytes(memoryview(self.buffer)[self.pos:self.pos + n])
+        piece = bytes(memoryview(self.buffer)[self.pos:self.pos + n])  # (the view dies here: the buffer may grow)
         self.pos += n
         if self.pos == len(self.buffer):
             self.buffer, self.pos = bytearray(), 0
-        return out
+        return piece
 
     def read(self, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
         """One frame, or WireError/PeerGone/Timeout. Sizes are checked before anything is parsed."""

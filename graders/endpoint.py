@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import math
 import socket
 import types
 import time
@@ -46,6 +47,13 @@ def _plain_tensors() -> tuple[type, ...]:
 
         _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
     return _PLAIN_TENSORS
+
+
+@functools.lru_cache(maxsize=1024)
+def _spans_itself(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Does a layout with these non-negative strides cover exactly as many elements as it holds
+    (a transpose, a permutation of a dense block)? Cached: a tensor keeps its layout for life."""
+    return min(strides) >= 0 and 1 + sum((n - 1) * st for n, st in zip(shape, strides)) == math.prod(shape)
 
 
 class RemoteError(Exception):
@@ -182,7 +190,7 @@ class Endpoint:
             if t.is_contiguous():
                 return t.shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size) if size else b""
             strides, shape = t.stride(), t.shape
-            if size and min(strides) >= 0 and 1 + sum((n - 1) * st for n, st in zip(shape, strides)) == t.numel():
+            if size and _spans_itself(shape, strides):
                 # a transpose (any layout whose span holds as many elements as the tensor): every
                 # element lies in the span, so no write to one goes unseen
                 return shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size), strides

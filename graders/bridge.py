@@ -59,7 +59,11 @@ def call(endpoint: Any, send: Callable[[list[int] | None], Any], args: Any) -> A
     if not inputs:
         return send(None)
     bridged = _Call(endpoint, send, inputs)
-    return bridged.rebuild(_bridge().apply(bridged, *inputs))
+    result = bridged.rebuild(_bridge().apply(bridged, *inputs))
+    # The reply's own tensors are replaced by the graph's outputs in `result`: let them go, so that
+    # their mirrors are released instead of being fingerprinted on every message while the graph lives.
+    bridged.structure, bridged.originals = None, []
+    return result
 
 
 class _GraphRef:

@@ -19,6 +19,7 @@ Value encoding (`"$"` tags a non-JSON value):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -183,10 +184,18 @@ def decode_float(tag: dict[str, Any]) -> float:
     return float(v)
 
 
+_DTYPE_NAMES: dict[Any, str] = {}  # torch.float64 -> "float64", ... (filled at first use: no torch at import)
+
+
 def tensor_bytes(t: Any) -> tuple[str, list[int], bytes]:
     """dtype name, shape and raw bytes of a tensor (copied to the CPU, contiguous)."""
     import torch
 
+    if not _DTYPE_NAMES:
+        _DTYPE_NAMES.update({getattr(torch, name): name for name in DTYPES})
+    if type(t) in (torch.Tensor, torch.nn.Parameter) and t.is_cpu and t.is_contiguous() and t.dtype in _DTYPE_NAMES:
+        size = t.nbytes  # the common case: the bytes straight from memory, one copy
+        return _DTYPE_NAMES[t.dtype], list(t.shape), ctypes.string_at(t.data_ptr(), size) if size else b""
     t = torch.Tensor.detach(t)
     if t.device.type != "cpu":
         t = t.cpu()

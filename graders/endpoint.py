@@ -263,12 +263,15 @@ class Endpoint:
         import torch
 
         t = torch.Tensor.detach(t)
-        value = {"$": "tensor", "device": t.device.type, "rg": False}
-        if t.device.type == "meta":
+        device = t.device.type
+        value: dict[str, Any] = {"$": "tensor"}  # (compact: "device" absent is the CPU, "rg" absent false)
+        if device != "cpu":
+            value["device"] = device
+        if device == "meta":
             value.update(dtype=str(t.dtype).removeprefix("torch."), shape=list(t.shape), buf=None)
             return value
         strides = list(t.stride())
-        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and t.device.type == "cpu":
+        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and device == "cpu":
             # the layout crosses too (a transpose, a step slice): the span of storage it covers, and its
             # strides, so that code which only works on contiguous tensors meets the same input there
             span = 1 + sum((n - 1) * st for n, st in zip(t.shape, strides))
@@ -332,16 +335,17 @@ class Endpoint:
         if isinstance(value, torch.Tensor):
             mid = self.mirror_id(value)
             m = self.mirrors[mid]
-            out: dict[str, Any] = {"$": "tensor", "id": mid, "rg": bool(value.requires_grad)}
             state = self._fingerprint(value)
             # The student's side always sends the data: the harness may have let go of its copy of a
             # mirror (its release is still on the way), and must never be left without the values.
             if state != m.state or m.state is None or self.side == "student":
-                out.update(self._tensor_value(value, buffers))
-                out["id"], out["rg"] = mid, bool(value.requires_grad)
+                out = self._tensor_value(value, buffers)
                 m.state = state
             else:
-                out.update(buf=None, device=value.device.type)
+                out = {"$": "tensor", "buf": None}
+            out["id"] = mid
+            if value.requires_grad:
+                out["rg"] = True
             grad = self._grad_of(value)
             gstate = self._fingerprint(grad) if grad is not None else None
             if gstate != m.grad_state:  # sent with the tensor: a mirror made by this message has no sync yet

@@ -9,7 +9,8 @@ trusts nothing it reads.
 
 Value encoding (`"$"` tags a non-JSON value):
     {"$": "tensor", "id": int|null, "dtype": str, "shape": [..], "device": str, "buf": int|null,
-     "rg": bool, "grad": <tensor>|null|absent}             a tensor (buf null: the peer's copy is current)
+     "rg": bool, "grad": <tensor>|null|absent}             a tensor (buf null: the peer's copy is current;
+                                                           "device" absent: "cpu"; "rg" absent: false)
     {"$": "ndarray", "dtype", "shape", "buf"}              a numpy array
     {"$": "tuple", "v": [...]}, {"$": "dict", "v": [[k, v], ...]}, {"$": "float", "v": "nan"|"inf"|"-inf"}
     {"$": "handle", "id": int, "type": str, "callable": bool, "class": bool}   an object left where it lives

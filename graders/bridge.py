@@ -38,10 +38,9 @@ def _grad_inputs(endpoint: Any, args: Any) -> list:
     hold, as a model does), that require grad; deduplicated. Never a mirror that is some earlier
     call's output: its graph belongs to that call (and may be freed already)."""
     found = tensors_in(args, [])
-    for mid in list(endpoint.mirrors):
-        m = endpoint.mirrors.get(mid)
-        t = m.tensor() if m is not None else None
-        if t is not None and t.is_leaf:
+    for m in list(endpoint.mirrors.values()):  # (every call in grad mode walks them all: kept tight)
+        t = m.strong if m.strong is not None else m.ref()
+        if t is not None and t.requires_grad and t.is_leaf:
             found.append(t)
     seen, unique = set(), []
     for t in found:

@@ -178,8 +178,8 @@ class Endpoint:
         (torch's version counter misses a write through `p.data` or a numpy view), else its version,
         storage and identity. Taken for every live mirror on every message, so the common case (a
         plain contiguous CPU tensor) reads its bytes straight from memory: no torch op, no copy but
-        the bytes; any other tensor goes through wire.tensor_bytes. Both give the same tuple for the
-        same values, shape and dtype, whichever path a tensor takes."""
+        the bytes, as does a transpose (with its strides); any other tensor goes through
+        wire.tensor_bytes, which gives a contiguous tensor the same tuple as the direct read."""
         import torch
 
         if t is None:

@@ -38,10 +38,9 @@ def _grad_inputs(endpoint: Any, args: Any) -> list:
     hold, as a model does), that require grad; deduplicated. Never a mirror that is some earlier
     call's output: its graph belongs to that call (and may be freed already)."""
     found = tensors_in(args, [])
-    for mid in list(endpoint.mirrors):
-        m = endpoint.mirrors.get(mid)
-        t = m.tensor() if m is not None else None
-        if t is not None and t.is_leaf:
+    for m in list(endpoint.mirrors.values()):  # (every call in grad mode walks them all: kept tight)
+        t = m.strong if m.strong is not None else m.ref()
+        if t is not None and t.requires_grad and t.is_leaf:
             found.append(t)
     seen, unique = set(), []
     for t in found:
@@ -59,7 +58,11 @@ def call(endpoint: Any, send: Callable[[list[int] | None], Any], args: Any) -> A
     if not inputs:
         return send(None)
     bridged = _Call(endpoint, send, inputs)
-    return bridged.rebuild(_bridge().apply(bridged, *inputs))
+    result = bridged.rebuild(_bridge().apply(bridged, *inputs))
+    # The reply's own tensors are replaced by the graph's outputs in `result`: let them go, so that
+    # their mirrors are released instead of being fingerprinted on every message while the graph lives.
+    bridged.structure, bridged.originals = None, []
+    return result
 
 
 class _GraphRef:

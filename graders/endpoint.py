@@ -15,8 +15,10 @@ The harness side trusts nothing it decodes: every value is rebuilt from checked 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
+import math
 import socket
 import types
 import time
@@ -31,6 +33,27 @@ BYTE_COMPARE_LIMIT = 1 << 17
 # The harness side compares small tensors' bytes too (a fresh .grad can reuse a freed one's storage
 # and version number); large ones are data it does not change behind the student's back.
 HARNESS_BYTE_COMPARE_LIMIT = 1 << 12
+
+
+_PLAIN_TENSORS: tuple[type, ...] = ()  # torch.Tensor and nn.Parameter, set by `_plain_tensors`
+
+
+def _plain_tensors() -> tuple[type, ...]:
+    """The tensor types whose memory `_fingerprint` may read directly (never a subclass, whose
+    methods could be anything)."""
+    global _PLAIN_TENSORS
+    if not _PLAIN_TENSORS:
+        import torch
+
+        _PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+    return _PLAIN_TENSORS
+
+
+@functools.lru_cache(maxsize=1024)
+def _spans_itself(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Does a layout with these non-negative strides cover exactly as many elements as it holds
+    (a transpose, a permutation of a dense block)? Cached: a tensor keeps its layout for life."""
+    return min(strides) >= 0 and 1 + sum((n - 1) * st for n, st in zip(shape, strides)) == math.prod(shape)
 
 
 class RemoteError(Exception):
@@ -151,18 +174,32 @@ class Endpoint:
     # ---- change tracking --------------------------------------------------------------------------------
 
     def _fingerprint(self, t: Any) -> Any:
+        """What the peer must have seen of `t` for its copy to be current: its bytes when it is small
+        (torch's version counter misses a write through `p.data` or a numpy view), else its version,
+        storage and identity. Taken for every live mirror on every message, so the common case (a
+        plain contiguous CPU tensor) reads its bytes straight from memory: no torch op, no copy but
+        the bytes, as does a transpose (with its strides); any other tensor goes through
+        wire.tensor_bytes, which gives a contiguous tensor the same tuple as the direct read."""
         import torch
 
         if t is None:
             return None
+        limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
+        if type(t) in (_PLAIN_TENSORS or _plain_tensors()) and t.is_cpu and t.numel() <= limit:
+            size = t.nbytes
+            if t.is_contiguous():
+                return t.shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size) if size else b""
+            strides, shape = t.stride(), t.shape
+            if size and _spans_itself(shape, strides):
+                # a transpose (any layout whose span holds as many elements as the tensor): every
+                # element lies in the span, so no write to one goes unseen
+                return shape, t.dtype, "cpu", ctypes.string_at(t.data_ptr(), size), strides
         obj = id(t)  # (a new tensor at a freed one's address, version 0, would pass for unchanged)
         t = torch.Tensor.detach(t)
-        quick = (t._version, t.data_ptr() if t.device.type != "meta" else 0, obj, tuple(t.shape), t.dtype,
-                 t.device.type)
-        limit = BYTE_COMPARE_LIMIT if self.compare_bytes else HARNESS_BYTE_COMPARE_LIMIT
-        if t.device.type != "meta" and t.numel() <= limit:
-            return quick[3:] + (wire.tensor_bytes(t)[2],)
-        return quick
+        device = t.device.type
+        if device != "meta" and t.numel() <= limit:
+            return t.shape, t.dtype, device, wire.tensor_bytes(t)[2]
+        return t._version, t.data_ptr() if device != "meta" else 0, obj, t.shape, t.dtype, device
 
     def _grad_of(self, t: Any) -> Any:
         try:
@@ -171,23 +208,26 @@ class Endpoint:
             return None
 
     def collect_sync(self, buffers: list[bytes]) -> list[Any]:
-        """Updates for every mirror that changed since the peer last saw it."""
+        """Updates for every mirror that changed since the peer last saw it (run on every message:
+        the loop is kept tight, and an update's dict is built only for a mirror that changed)."""
         updates = []
+        fingerprint = self._fingerprint
         for mid, m in list(self.mirrors.items()):
-            t = m.tensor()
+            t = m.strong if m.strong is not None else m.ref()
             if t is None:
                 continue
-            entry: dict[str, Any] = {"id": mid}
-            state = self._fingerprint(t)
+            entry: dict[str, Any] | None = None
+            state = fingerprint(t)
             if state != m.state:
-                entry["data"] = self._tensor_value(t, buffers)
+                entry = {"id": mid, "data": self._tensor_value(t, buffers)}
                 m.state = state
             grad = self._grad_of(t)
-            gstate = self._fingerprint(grad) if grad is not None else None
+            gstate = fingerprint(grad) if grad is not None else None
             if gstate != m.grad_state:
+                entry = entry or {"id": mid}
                 entry["grad"] = None if grad is None else self._tensor_value(grad, buffers)
                 m.grad_state = gstate
-            if len(entry) > 1:
+            if entry is not None:
                 updates.append(entry)
         return updates
 
@@ -223,12 +263,15 @@ class Endpoint:
         import torch
 
         t = torch.Tensor.detach(t)
-        value = {"$": "tensor", "device": t.device.type, "rg": False}
-        if t.device.type == "meta":
+        device = t.device.type
+        value: dict[str, Any] = {"$": "tensor"}  # (compact: "device" absent is the CPU, "rg" absent false)
+        if device != "cpu":
+            value["device"] = device
+        if device == "meta":
             value.update(dtype=str(t.dtype).removeprefix("torch."), shape=list(t.shape), buf=None)
             return value
         strides = list(t.stride())
-        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and t.device.type == "cpu":
+        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and device == "cpu":
             # the layout crosses too (a transpose, a step slice): the span of storage it covers, and its
             # strides, so that code which only works on contiguous tensors meets the same input there
             span = 1 + sum((n - 1) * st for n, st in zip(t.shape, strides))
@@ -292,16 +335,17 @@ class Endpoint:
         if isinstance(value, torch.Tensor):
             mid = self.mirror_id(value)
             m = self.mirrors[mid]
-            out: dict[str, Any] = {"$": "tensor", "id": mid, "rg": bool(value.requires_grad)}
             state = self._fingerprint(value)
             # The student's side always sends the data: the harness may have let go of its copy of a
             # mirror (its release is still on the way), and must never be left without the values.
             if state != m.state or m.state is None or self.side == "student":
-                out.update(self._tensor_value(value, buffers))
-                out["id"], out["rg"] = mid, bool(value.requires_grad)
+                out = self._tensor_value(value, buffers)
                 m.state = state
             else:
-                out.update(buf=None, device=value.device.type)
+                out = {"$": "tensor", "buf": None}
+            out["id"] = mid
+            if value.requires_grad:
+                out["rg"] = True
             grad = self._grad_of(value)
             gstate = self._fingerprint(grad) if grad is not None else None
             if gstate != m.grad_state:  # sent with the tensor: a mirror made by this message has no sync yet
@@ -522,7 +566,10 @@ class Endpoint:
     def send(self, header: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         buffers = buffers if buffers is not None else []
         self._bury()
-        header = dict(header, sync=self.collect_sync(buffers))
+        header = dict(header)
+        sync = self.collect_sync(buffers)
+        if sync:  # (absent reads as none: most messages change no mirror)
+            header["sync"] = sync
         if self._release:
             header["release"], self._release = self._release, []
         wire.write_frame(self.sock, header, buffers)

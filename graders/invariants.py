@@ -123,8 +123,8 @@ def unmodified(call: Callable[[], Any], what: str, **arguments: Any) -> Any:
     result = call()
     for name, before in kept.items():
         after = arguments[name]
-        if after.shape != before.shape or after.dtype != before.dtype or not torch.equal(
-                torch.nan_to_num(after.detach(), nan=0.5), torch.nan_to_num(before, nan=0.5)):
+        if after.shape != before.shape or after.dtype != before.dtype or not (torch.equal(after.detach(), before) or torch.equal(
+                torch.nan_to_num(after.detach(), nan=0.5), torch.nan_to_num(before, nan=0.5))):  # (equal: no NaN to map)
             raise Violation(f"{what} modified its argument {name} in place: the caller's tensor must be left as it "
                             f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
     return result

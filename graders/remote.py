@@ -1,7 +1,9 @@
 """Harness side: the submission as seen from the trusted process, through an Endpoint.
 
 `RemoteSubmission` has the interface harnesses always used (`sub.get(name)`, `sub.call(name, ...)`,
-`sub.replaced(name, fn)`), but every call runs in the student's confined process. Autograd crosses
+`sub.replaced(name, fn)`), but every call runs in the student's confined process. `sub.batch(calls)`
+sends many calls in one message: [(target, method, args, kwargs), ...] run in order there, never
+differentiable, each result (or a RemoteError in its place) checked here as any reply is. Autograd crosses
 the boundary: when a call's inputs (or any tensor the student's process holds a mirror of) require
 grad, the call becomes one node of the harness's graph (graders/bridge.py), whose backward asks the student's
 process for the vector-Jacobian product through its own graph. So `torch.autograd.grad(out, x)` on a
@@ -75,6 +77,34 @@ def _plain_call(endpoint: Endpoint, header: dict, target: Any, args: tuple, kwar
     return endpoint.await_reply()
 
 
+def remote_batch(endpoint: Endpoint, calls: list[tuple[Any, str | None, tuple, dict]]) -> list[Any]:
+    """Run `calls` [(target, method, args, kwargs)] in the student's process in one message (see
+    `RemoteSubmission.batch`): the list of their results, a `RemoteError` in the place of a call that
+    raised. Tensors among the arguments are mirrored as by single calls (in-place changes sync back)."""
+    import torch
+
+    from .endpoint import remote_error
+
+    buffers: list[bytes] = []
+    encoded = []
+    for target, method, args, kwargs in calls:
+        if method is not None and not isinstance(method, str):
+            raise TypeError("a batch call's method is a name or None")
+        encoded.append({"target": _target(endpoint, target, buffers), "method": method,
+                        "args": endpoint.encode(list(args), buffers), "kwargs": endpoint.encode(dict(kwargs), buffers)})
+    endpoint.send({"op": "batch", "calls": encoded, "grad_mode": torch.is_grad_enabled()}, buffers)
+    outcomes = endpoint.await_reply()
+    if not isinstance(outcomes, list) or len(outcomes) != len(calls):
+        raise RemoteError({"kind": "protocol", "message": "a malformed reply to a batch of calls"})
+    results: list[Any] = []
+    for outcome in outcomes:
+        if not (isinstance(outcome, list) and len(outcome) == 2 and isinstance(outcome[0], bool)):
+            raise RemoteError({"kind": "protocol", "message": "a malformed outcome in a batch of calls"})
+        ok, value = outcome
+        results.append(value if ok else remote_error(value if isinstance(value, dict) else {"message": str(value)}))
+    return results
+
+
 class RemoteSubmission:
     """What a harness probes: the submission's names, called in the student's process."""
 
@@ -128,6 +158,21 @@ class RemoteSubmission:
                 raise Violation(f"{name}() modified its argument {changed[0]} in place: the caller's tensor must "
                                 "be left as it was (work on a copy: x = x.clone())")
         return check_result(self.exercise, name, result, args, dims)
+
+    def batch(self, calls: list[tuple[Any, str | None, tuple, dict]]) -> list[Any]:
+        """Many calls in one message: each (target, method, args, kwargs), where target is an API name
+        or a handle (`sub.get(name)`, an object the submission returned) and method a name or None,
+        e.g. `[(opt, "step", (), {}), ("loss", None, (X, y, w), {})]`. They run in order in the
+        student's process, as single calls would, but never differentiably (no autograd bridge);
+        the list of results comes back as checked data, a `RemoteError` (not raised) in the place of
+        a call that raised, so the harness judges each. For a probe's many small independent reads
+        (an optimizer's state, a model's parameters): one round trip instead of one per call."""
+        for target, *_ in calls:
+            if isinstance(target, str) and target in self.forbidden:
+                from .invariants import Violation
+
+                raise Violation(self.forbidden[target])
+        return remote_batch(self.endpoint, calls)
 
     def local(self, factory: Callable[..., Any], *args: Any) -> Local:
         """`factory(*args)` built in the student's process (see endpoint.Local): pass it as an argument."""
@@ -186,4 +231,5 @@ def _changed_arguments(endpoint: Endpoint, args: tuple, kwargs: dict, names: lis
     return changed
 
 
-__all__ = ["RemoteSubmission", "RemoteHandle", "RemoteError", "remote_call", "remote_getattr", "weakref"]
+__all__ = ["RemoteSubmission", "RemoteHandle", "RemoteError", "remote_batch", "remote_call", "remote_getattr",
+           "weakref"]

@@ -6,7 +6,8 @@ Whatever runs here (including code that patches this module) can only shape the 
 and every answer is checked plain data on the other side.
 
 Requests it serves (graders/endpoint.py frames): `call` (a name or a handle, optionally a method,
-with args; `grad` lists the mirrored inputs to differentiate), `getattr`, `setpath`, `introspect`,
+with args; `grad` lists the mirrored inputs to differentiate), `batch` (a list of such calls, run in
+order, never differentiable, one outcome each: graders/remote.py's `batch`), `getattr`, `setpath`, `introspect`,
 `list`, `replace` (swap a name of the submission for a harness function), `backward` (the
 vector-Jacobian product through a differentiable call's graph). It speaks first: `loaded` or
 `load_error`.
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
-from .endpoint import Endpoint, error_reply
+from .endpoint import Endpoint, _Reply, error_reply
+
+BATCH_CAP = 100_000  # calls in one batch request
 
 
 class ForbiddenCall(BaseException):
@@ -69,6 +72,8 @@ class Server:
         op = header.get("op")
         if op == "call":
             return self._call(header, buffers)
+        if op == "batch":
+            return self._batch(header, buffers)
         if op == "backward":
             return self._backward(header, buffers)
         if op == "local":  # trusted harness code run here, beside the student's objects (endpoint.Local)
@@ -143,6 +148,24 @@ class Server:
         reply = bridge.tracked(self.endpoint, result, inputs)
         reply["value"] = _Remembered(result, origin)
         return reply
+
+    def _batch(self, header: dict[str, Any], buffers: list[bytes]) -> list[Any]:
+        """Calls run in order, each as a `call` request alone would (never differentiable); each one's
+        outcome is [True, value] or [False, error]: one that raises does not stop the next."""
+        calls = header.get("calls")
+        if not isinstance(calls, list) or len(calls) > BATCH_CAP:
+            raise wire.WireError("a malformed batch")
+        outcomes: list[Any] = []
+        for call in calls:
+            if not isinstance(call, dict):
+                raise wire.WireError("a malformed call in a batch")
+            call = {k: call[k] for k in ("target", "method", "args", "kwargs") if k in call}
+            call["grad_mode"] = header.get("grad_mode", True)
+            try:
+                outcomes.append([True, self._call(call, buffers)])
+            except _Reply as r:
+                outcomes.append([False, r.error])
+        return outcomes
 
     def _backward(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
         from . import bridge

@@ -9,7 +9,8 @@ trusts nothing it reads.
 
 Value encoding (`"$"` tags a non-JSON value):
     {"$": "tensor", "id": int|null, "dtype": str, "shape": [..], "device": str, "buf": int|null,
-     "rg": bool, "grad": <tensor>|null|absent}             a tensor (buf null: the peer's copy is current)
+     "rg": bool, "grad": <tensor>|null|absent}             a tensor (buf null: the peer's copy is current;
+                                                           "device" absent: "cpu"; "rg" absent: false)
     {"$": "ndarray", "dtype", "shape", "buf"}              a numpy array
     {"$": "tuple", "v": [...]}, {"$": "dict", "v": [[k, v], ...]}, {"$": "float", "v": "nan"|"inf"|"-inf"}
     {"$": "handle", "id": int, "type": str, "callable": bool, "class": bool}   an object left where it lives
@@ -19,6 +20,7 @@ Value encoding (`"$"` tags a non-JSON value):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -63,42 +65,88 @@ class Frame(TypedDict, total=False):
 
 # ---- framing -----------------------------------------------------------------------------------------
 
+# One encoder for every frame: json.dumps with arguments builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+SMALL_FRAME = 1 << 16  # below this, a frame is joined into one bytes object: one copy, one syscall
+
+
 def write_frame(sock: socket.socket, header: dict[str, Any], buffers: list[bytes]) -> None:
-    header = dict(header, buffers=[len(b) for b in buffers])
-    data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    sock.sendall(b"".join([struct.pack(">I", len(data)), data, *buffers]))  # one syscall a frame
+    """`header` (a dict the caller no longer needs: "buffers" is set in it) and its buffers, as one
+    frame. A small frame is one sendall; a large one is handed to the kernel as it lies (sendmsg of
+    the pieces), so megabytes of tensor data are not copied into one more buffer first."""
+    if buffers:
+        header["buffers"] = [len(b) for b in buffers]
+    data = _encode(header).encode()
+    prefix = struct.pack(">I", len(data))
+    total = 4 + len(data) + sum(len(b) for b in buffers)
+    if total <= SMALL_FRAME or not hasattr(sock, "sendmsg"):
+        sock.sendall(b"".join([prefix, data, *buffers]))
+        return
+    pieces = [memoryview(prefix + data), *(memoryview(b).cast("B") for b in buffers if len(b))]
+    while pieces:
+        sent = sock.sendmsg(pieces[:512])  # (IOV_MAX is 1024 on Linux)
+        while pieces and sent >= len(pieces[0]):
+            sent -= len(pieces[0])
+            pieces.pop(0)
+        if pieces and sent:
+            pieces[0] = pieces[0][sent:]
 
 
 class Reader:
-    """Frames from a socket, read in large chunks (one recv a frame, not three)."""
+    """Frames from a socket, read in large chunks (one recv a frame, not three); pieces are taken by
+    offset from the chunk read, and a large buffer is received straight into its own memory."""
 
     def __init__(self, sock: socket.socket):
-        self.sock, self.buffer = sock, bytearray()
+        self.sock, self.buffer, self.pos = sock, bytearray(), 0
+
+    def _wait(self, deadline: float | None) -> None:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise Timeout()
 
     def _fill(self, n: int, deadline: float | None) -> None:
-        while len(self.buffer) < n:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                    raise Timeout()
-            chunk = self.sock.recv(max(1 << 16, min(n - len(self.buffer), 1 << 22)))
+        """At least `n` unread bytes in the buffer."""
+        if self.pos and len(self.buffer) - self.pos < n:
+            del self.buffer[:self.pos]  # the unread tail to the front, once per refill
+            self.pos = 0
+        while len(self.buffer) - self.pos < n:
+            self._wait(deadline)
+            chunk = self.sock.recv(max(1 << 16, min(n - len(self.buffer) + self.pos, 1 << 22)))
             if not chunk:
                 raise PeerGone()
             self.buffer += chunk
 
-    def _take(self, n: int, deadline: float | None) -> bytes:
+    def _take(self, n: int, deadline: float | None) -> bytes | bytearray:
+        unread = len(self.buffer) - self.pos
+        if n > (1 << 20) and unread < n:  # a large buffer: received into its own memory, no copies
+            out = bytearray(n)
+            view = memoryview(out)
+            view[:unread] = memoryview(self.buffer)[self.pos:]
+            self.buffer, self.pos = bytearray(), 0
+            got = unread
+            while got < n:
+                self._wait(deadline)
+                k = self.sock.recv_into(view[got:], min(n - got, 1 << 22))
+                if not k:
+                    raise PeerGone()
+                got += k
+            return out
         self._fill(n, deadline)
-        out = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return out
+        piece = bytes(memoryview(self.buffer)[self.pos:self.pos + n])  # (the view dies here: the buffer may grow)
+        self.pos += n
+        if self.pos == len(self.buffer):
+            self.buffer, self.pos = bytearray(), 0
+        return piece
 
     def read(self, deadline: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
         """One frame, or WireError/PeerGone/Timeout. Sizes are checked before anything is parsed."""
         (size,) = struct.unpack(">I", self._take(4, deadline))
         if size > HEADER_CAP:
             raise WireError(f"a message header of {size} bytes (the cap is {HEADER_CAP})")
+        raw = self._take(size, deadline)
         try:
-            header = json.loads(self._take(size, deadline))
+            header = json.loads(raw)
         except (ValueError, RecursionError):
             raise WireError("a message that is not valid JSON") from None
         if not isinstance(header, dict):
@@ -108,8 +156,9 @@ class Reader:
             raise WireError("a message with malformed buffer sizes")
         if sum(sizes) > BUFFER_CAP:
             raise WireError(f"a message with {sum(sizes)} bytes of data (the cap is {BUFFER_CAP})")
-        _check_depth(header, 0)
-        return header, [self._take(n, deadline) for n in sizes]
+        if raw.count(b"[") + raw.count(b"{") > DEPTH_CAP:  # else no value can nest deeper: no walk
+            _check_depth(header, 0)
+        return header, [self._take(n, deadline) for n in sizes]  # type: ignore[misc]
 
 
 def _check_depth(value: Any, depth: int) -> None:
@@ -136,10 +185,18 @@ def decode_float(tag: dict[str, Any]) -> float:
     return float(v)
 
 
+_DTYPE_NAMES: dict[Any, str] = {}  # torch.float64 -> "float64", ... (filled at first use: no torch at import)
+
+
 def tensor_bytes(t: Any) -> tuple[str, list[int], bytes]:
     """dtype name, shape and raw bytes of a tensor (copied to the CPU, contiguous)."""
     import torch
 
+    if not _DTYPE_NAMES:
+        _DTYPE_NAMES.update({getattr(torch, name): name for name in DTYPES})
+    if type(t) in (torch.Tensor, torch.nn.Parameter) and t.is_cpu and t.is_contiguous() and t.dtype in _DTYPE_NAMES:
+        size = t.nbytes  # the common case: the bytes straight from memory, one copy
+        return _DTYPE_NAMES[t.dtype], list(t.shape), ctypes.string_at(t.data_ptr(), size) if size else b""
     t = torch.Tensor.detach(t)
     if t.device.type != "cpu":
         t = t.cpu()

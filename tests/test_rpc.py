@@ -1,0 +1,109 @@
+"""The round trip between the harness and a real student process (graders/wire.py, endpoint.py,
+remote.py): in-place changes that torch's version counter misses still sync both ways, frames of
+many megabytes arrive whole, and a batch of calls answers each call in its place."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from dldiy.graders.child import StudentProcess
+from dldiy.graders.endpoint import RemoteError
+from dldiy.graders.invariants import Violation
+from dldiy.graders.remote import RemoteSubmission
+
+MODULE = textwrap.dedent("""
+    import torch
+
+    def total(xs):
+        return [float(x.sum()) for x in xs]
+
+    def halve_through_data(x):
+        x.data.mul_(0.5)  # no version bump on x
+
+    def bump_through_numpy(x):
+        x.numpy()[0] += 1.0
+
+    def copy_into(x, y):
+        x.copy_(y)
+
+    def add_to_grad(p):
+        p.grad.data.add_(1.0)
+
+    def big(x):
+        return x * 2
+
+    def fail(message):
+        raise ValueError(message)
+""")
+
+
+class _Exercise:
+    api: dict = {}
+
+
+@pytest.fixture
+def sub(tmp_path):
+    (tmp_path / "rpc.py").write_text(MODULE)
+    student = StudentProcess({"entry": str(tmp_path / "rpc.py"), "sandbox": None, "forbid": {}}, 60)
+    try:
+        yield RemoteSubmission(student.endpoint, _Exercise(), forbidden={"banned": "banned() is forbidden"})
+    finally:
+        student.kill()
+
+
+def test_harness_writes_the_version_counter_misses_reach_the_student(sub):
+    gen = torch.Generator().manual_seed(0)
+    live = [torch.randn(4, 3, dtype=torch.float64, generator=gen) for _ in range(40)]
+    base = torch.randn(3, 5, dtype=torch.float64, generator=gen)
+    live.append(base.t())  # a transpose: fingerprinted from its span
+    total = sub.get("total")
+    with torch.no_grad():
+        assert total(live) == [float(x.sum()) for x in live]
+        for step in range(5):
+            live[step].data[0, 0] = 100.0 + step  # through .data
+            live[step + 10].numpy()[1, 1] = -7.0  # through a numpy view
+            base.data[1, 2] = float(step)  # the transpose's storage, through its base
+            assert total(live) == [float(x.sum()) for x in live], f"step {step}"
+
+
+def test_student_writes_the_version_counter_misses_reach_the_harness(sub):
+    x = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    sub.get("halve_through_data")(x)
+    assert torch.equal(x, torch.arange(6, dtype=torch.float64).reshape(2, 3) * 0.5)
+    y = torch.zeros(3, dtype=torch.float32)
+    sub.get("bump_through_numpy")(y)
+    assert y.tolist() == [1.0, 0.0, 0.0]
+    z = torch.zeros(2, 2, dtype=torch.float64)
+    sub.get("copy_into")(z, torch.ones(2, 2, dtype=torch.float64))
+    assert torch.equal(z, torch.ones(2, 2, dtype=torch.float64))
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    p.grad = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        sub.get("add_to_grad")(p)
+    assert p.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_frames_of_many_megabytes_arrive_whole(sub):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3_000_000, dtype=torch.float64, generator=gen)  # 24 MB each way
+    assert torch.equal(sub.get("big")(x), x * 2)
+    assert torch.equal(sub.get("big")(x[::3]), x[::3] * 2)  # a strided view crosses with its layout
+
+
+def test_a_batch_answers_each_call_in_its_place(sub):
+    x = torch.ones(3, dtype=torch.float64)
+    results = sub.batch([("total", None, ([x],), {}), ("fail", None, ("no",), {}),
+                         (sub.get("halve_through_data"), None, (x,), {}), ("missing_name", None, (), {}),
+                         ("total", None, ([x],), {})])
+    assert results[0] == [3.0]
+    assert isinstance(results[1], RemoteError) and isinstance(results[1], ValueError) and str(results[1]) == "no"
+    assert results[2] is None
+    assert isinstance(results[3], RemoteError) and results[3].kind == "missing"
+    assert results[4] == [1.5]  # the calls ran in order: the halving is seen by the last one
+    assert x.tolist() == [0.5, 0.5, 0.5]  # and synced back to the harness
+    with pytest.raises(Violation):
+        sub.batch([("banned", None, (), {})])
+    assert sub.batch([]) == []

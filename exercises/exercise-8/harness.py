@@ -4,6 +4,7 @@ Every input and initialisation is built here from the seed; torch's own ops (F.c
 and their autograd) give the targets of the agreement checks.
 """
 
+import functools
 import gzip
 import importlib.util
 from pathlib import Path
@@ -22,6 +23,7 @@ from dldiy.graders.placement import measure_placement
 
 # ---- data -------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)  # read once per process, not once per seed: every use indexes a copy out of it
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 1797 8x8 digits shipped inside scikit-learn, pixels scaled to [0, 1], without importing
     sklearn (its import alone costs about a second): the same file sklearn.datasets.load_digits reads."""

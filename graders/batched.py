@@ -67,13 +67,13 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
     grads: list = [None] * len(xs)
     if out.requires_grad:
         grads = list(torch.autograd.grad((out * cotangent_for(out.shape)).sum(), xs, allow_unused=True))
-    at = []
+    at: list = []
     with torch.no_grad():
         for i, rows in enumerate(moved):
             for row in rows:
                 at.append(fn(*(row.clone() if k == i else x.detach().clone() for k, x in enumerate(inputs))))
     if at and all(isinstance(a, torch.Tensor) and a.shape == at[0].shape for a in at):
-        at = torch.stack([a.detach().double() for a in at])
+        return [out.detach(), grads, torch.stack([a.detach().double() for a in at])]
     return [out.detach(), grads, at]
 
 

@@ -206,6 +206,12 @@ def serve(request: dict[str, Any], emit: Callable[[Message], None],
     student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
                        "load": request.get("load")}
     load_timeout = float(request.get("load_timeout", 60.0))
+    import gc
+
+    # torch's ~165,000 objects out of the collector's reach, in this process and the student's forked
+    # from it: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors and
+    # messages set one off again and again
+    gc.freeze()
     try:
         student = StudentProcess(student_request, load_timeout)
     except LoadFailed as e:

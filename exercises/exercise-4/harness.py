@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
+from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.gradcheck import function_blocks
 from dldiy.graders.invariants import Watch
 
 
@@ -35,18 +35,6 @@ def _spaced_logits(g, n, k, dtype=torch.float64):
     m - z_y + max_{c != y} z_c stays >= 0.2 away from 0, and no two scores tie."""
     rows = [torch.randperm(k, generator=g).to(dtype) * 0.7 for _ in range(n)]
     return torch.stack(rows) + torch.randn(n, 1, generator=g, dtype=dtype)
-
-
-def _attempt(name, first, compute, target=None):
-    """One family case. The first configuration of a function raises as usual (the student sees the
-    traceback into their code); a later one that raises is that configuration's failure, in words."""
-    if first:
-        return _case(name, compute(), target)
-    try:
-        value = compute()
-    except Exception as e:  # noqa: BLE001 - the submission's error on this configuration only
-        return {"name": name, "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-    return _case(name, expect_tensor(value, name), target)
 
 
 def _layout(x, contiguous):
@@ -110,37 +98,37 @@ def _pairs(g, n, dtype, what):
     return z.to(dtype), y.to(dtype), target.to(dtype)
 
 
+def _finish(name, value, target):
+    return _case(name, expect_tensor(value, name), target)
+
+
 def torch_agreement(sub, seed, p):
     g = _gen(seed)
-    cases = []
-    for i, (n, k, dtype, contiguous, what) in enumerate(_family(p["scores"])):
+    family = Family(sub, _finish)  # the first configuration of each function alone, the rest in one message
+    for n, k, dtype, contiguous, what in _family(p["scores"]):
         Z, y = _scores(g, n, k, dtype, what)
-        words, dims = _words(n, k, dtype, contiguous, what), {"n": n, "k": k}
-        cases.append(_attempt(f"softmax, {words}", i == 0,
-                              lambda: sub.call("softmax", _arg(sub, Z, contiguous), dims=dims), torch.softmax(Z, dim=1)))
-        cases.append(_attempt(f"cross_entropy, {words}", i == 0,
-                              lambda: sub.call("cross_entropy", _arg(sub, Z, contiguous), _arg(sub, y, contiguous)),
-                              F.cross_entropy(Z, y)))
-    for i, (n, dtype, contiguous, what) in enumerate(_family(p["pairs"])):
+        words = _words(n, k, dtype, contiguous, what)
+        family.add(f"softmax, {words}", "softmax", [_arg(sub, Z, contiguous)], torch.softmax(Z, dim=1),
+                   dims={"n": n, "k": k})
+        family.add(f"cross_entropy, {words}", "cross_entropy", [_arg(sub, Z, contiguous), _arg(sub, y, contiguous)],
+                   F.cross_entropy(Z, y))
+    for n, dtype, contiguous, what in _family(p["pairs"]):
         z, y, target = _pairs(g, n, dtype, what)
         words = _words(n, 0, dtype, contiguous, what)
         def c(x):
             return _arg(sub, x, contiguous)
-        cases.append(_attempt(f"bce_with_logits, {words}", i == 0, lambda: sub.call("bce_with_logits", c(z), c(y)),
-                              F.binary_cross_entropy_with_logits(z, y)))
-        cases.append(_attempt(f"l1_loss, {words}", i == 0, lambda: sub.call("l1_loss", c(z), c(target)),
-                              F.l1_loss(z, target)))
-        cases.append(_attempt(f"l2_loss, {words}", i == 0, lambda: sub.call("l2_loss", c(z), c(target)),
-                              F.mse_loss(z, target)))
-    return {"cases": cases}
+        family.add(f"bce_with_logits, {words}", "bce_with_logits", [c(z), c(y)], F.binary_cross_entropy_with_logits(z, y))
+        family.add(f"l1_loss, {words}", "l1_loss", [c(z), c(target)], F.l1_loss(z, target))
+        family.add(f"l2_loss, {words}", "l2_loss", [c(z), c(target)], F.mse_loss(z, target))
+    return {"cases": family.run()}
 
 
 def hinge(sub, seed, p):
     # No torch.nn.functional op computes these (multi_margin_loss sums over the rivals and divides by
     # k; the course's multi-class hinge takes the best rival): compared with the reference's values.
     g = _gen(seed)
-    cases = []
-    for i, (n, k, dtype, contiguous, what) in enumerate(_family(p["family"])):
+    family = Family(sub, _finish)
+    for n, k, dtype, contiguous, what in _family(p["family"]):
         w = 2 * torch.randn(n, generator=g, dtype=torch.float64)
         t = (2 * torch.randint(0, 2, (n,), generator=g) - 1).double()
         if what == "ties":
@@ -152,26 +140,17 @@ def hinge(sub, seed, p):
         words = _words(n, k, dtype, contiguous, what).replace("tied top scores", "tied top scores, scores w = 0")
         def c(x):
             return _arg(sub, x, contiguous)
-        cases.append(_attempt(f"hinge, labels in {{-1, +1}}, {words}", i == 0, lambda: sub.call("hinge", c(w), c(t))))
-        cases.append(_attempt(f"hinge_01, labels in {{0, 1}}, {words}", i == 0,
-                              lambda: sub.call("hinge_01", c(w), c((t + 1) / 2))))
-        cases.append(_attempt(f"multiclass_hinge, default margin, {words}", i == 0,
-                              lambda: sub.call("multiclass_hinge", c(Z), c(y))))
+        family.add(f"hinge, labels in {{-1, +1}}, {words}", "hinge", [c(w), c(t)])
+        family.add(f"hinge_01, labels in {{0, 1}}, {words}", "hinge_01", [c(w), c((t + 1) / 2)])
+        family.add(f"multiclass_hinge, default margin, {words}", "multiclass_hinge", [c(Z), c(y)])
         for margin in p["margins"]:
-            cases.append(_attempt(f"multiclass_hinge, margin {margin}, {words}", i == 0,
-                                  lambda: sub.call("multiclass_hinge", c(Z), c(y), margin=margin)))
-    return {"cases": cases}
-
-
-def _on_graph(fn):
-    """`fn` with its output kept on the autograd graph: a loss cut from its inputs (.detach(), .item())
-    then reads as a zero analytic gradient, a failure that says so, rather than a crash."""
-    def wrapped(*xs):
-        return fn(*xs) + 0.0 * sum(x.sum() for x in xs)
-    return wrapped
+            family.add(f"multiclass_hinge, margin {margin}, {words}", "multiclass_hinge", [c(Z), c(y)], margin=margin)
+    return {"cases": family.run()}
 
 
 def gradcheck(sub, seed, p):
+    """Each loss's Jacobian through autograd against central differences of its values, one message
+    per function (graders/batched.py): the points and the differences are the harness's."""
     g = _gen(seed)
     n, k = 5, 4
     Z = torch.randn(n, k, generator=g, dtype=torch.float64)
@@ -183,29 +162,28 @@ def gradcheck(sub, seed, p):
     yb = torch.randint(0, 2, (n,), generator=g).double()
     S = _spaced_logits(g, n, k)
     f = sub.get
+
+    def fn(name, *rest, **kwargs):
+        return _inside(sub, bound, f(name), list(rest), kwargs)
     blocks = []
-    blocks += function_blocks(_on_graph(lambda Z: f("softmax")(Z)), [Z], ["softmax: Z"])
-    blocks += function_blocks(_on_graph(lambda Z: f("cross_entropy")(Z, y)), [Z], ["cross_entropy: Z"])
-    blocks += function_blocks(_on_graph(lambda z: f("bce_with_logits")(z, yb)), [Z[:, 0] * 3],
-                              ["bce_with_logits: z"])
-    blocks += function_blocks(_on_graph(lambda w: f("hinge")(w, t)), [w], ["hinge: w"])
-    blocks += function_blocks(_on_graph(lambda w: f("hinge_01")(w, (t + 1) / 2)), [w], ["hinge_01: w"])
-    blocks += function_blocks(_on_graph(lambda S: f("multiclass_hinge")(S, y, margin=1.0)), [S],
-                              ["multiclass_hinge: Z"])
-    blocks += function_blocks(_on_graph(lambda a, b: f("l1_loss")(a, b)), [pred, target],
-                              ["l1_loss: pred", "l1_loss: target"])
-    blocks += function_blocks(_on_graph(lambda a, b: f("l2_loss")(a, b)), [pred, target],
-                              ["l2_loss: pred", "l2_loss: target"])
+    blocks += function_blocks(sub, f("softmax"), [Z], ["softmax: Z"])
+    blocks += function_blocks(sub, fn("cross_entropy", y), [Z], ["cross_entropy: Z"])
+    blocks += function_blocks(sub, fn("bce_with_logits", yb), [Z[:, 0] * 3], ["bce_with_logits: z"])
+    blocks += function_blocks(sub, fn("hinge", t), [w], ["hinge: w"])
+    blocks += function_blocks(sub, fn("hinge_01", (t + 1) / 2), [w], ["hinge_01: w"])
+    blocks += function_blocks(sub, fn("multiclass_hinge", y, margin=1.0), [S], ["multiclass_hinge: Z"])
+    blocks += function_blocks(sub, f("l1_loss"), [pred, target], ["l1_loss: pred", "l1_loss: target"])
+    blocks += function_blocks(sub, f("l2_loss"), [pred, target], ["l2_loss: pred", "l2_loss: target"])
     return {"blocks": blocks}
 
 
-def _value_and_grad(fn, what, x, *rest):
-    x = x.clone().requires_grad_(True)
-    value = expect_tensor(fn(x, *rest), what, shape=(), finite=False)
-    if not value.requires_grad:
+def _value_and_grad(value, grad, what, x):
+    """A value and gradient computed beside the submission (graders/batched.value_and_gradient) as
+    (float, float64 tensor): a value cut from the graph has a zero gradient."""
+    value = expect_tensor(value, what, shape=(), finite=False)
+    if grad is None:
         return value.item(), torch.zeros_like(x, dtype=torch.float64)
-    (grad,) = torch.autograd.grad(value, x)
-    return value.item(), grad.double()
+    return value.item(), expect_tensor(grad, f"the gradient of {what}", shape=tuple(x.shape), finite=False).double()
 
 
 # Logits past the points where naive forms break: exp(z) overflows float64 beyond 709.8 (float32
@@ -225,39 +203,37 @@ EXTREMES = [
 ]
 
 
-def _bce_slope(sub, z, yb, s, dtype):
-    """(bce(z) - bce(z - s sign z)) / s minus the exact slope there: 0 for a stable BCE."""
-    f = sub.get("bce_with_logits")
-    step = s if z > 0 else -s
-    at = [expect_tensor(f(torch.tensor([v], dtype=dtype), torch.tensor([yb], dtype=dtype)), "bce_with_logits()",
-                        shape=(), finite=False).item() for v in (z, z - step)]
-    return (at[0] - at[1]) / step - ((1 - yb) if z > 0 else -yb)
-
-
 def stability(sub, seed, p):
+    """Per row of EXTREMES, every call in one message each for the values and the gradients
+    (graders/batched.py): the differences and slopes are computed here."""
     cases = []
+    softmax, bce, cross_entropy = sub.get("softmax"), sub.get("bce_with_logits"), sub.get("cross_entropy")
     for words, dtype, M, Z, y, bce_points, s in EXTREMES:
         Z, y = torch.tensor(Z, dtype=dtype), torch.tensor(y)
-        P, P0 = (expect_tensor(sub.get("softmax")(A.clone()), "softmax()", shape=(2, 4), finite=False).double()
-                 for A in (Z, Z - M))
-        ce, ce_grad = _value_and_grad(sub.get("cross_entropy"), "cross_entropy()", Z, y)
-        ce0, ce_grad0 = _value_and_grad(sub.get("cross_entropy"), "cross_entropy()", Z - M, y)
+        # rows whose maxima differ widely: a shift by the maximum of the whole matrix underflows a row to 0/0
+        R = torch.stack([Z[0], Z[0] - 2 * M]) if M else Z
+        steps = [(z, yb, s if z > 0 else -s) for z, yb in bce_points]
+        calls = [[softmax, [A.clone()], {}] for A in (Z, Z - M, R, R - R.max(dim=1, keepdim=True).values)]
+        calls += [[bce, [torch.tensor([v], dtype=dtype), torch.tensor([yb], dtype=dtype)], {}]
+                  for z, yb, step in steps for v in (z, z - step)]
+        calls += [[_inside(sub, with_gradient, cross_entropy), [A, y], {}] for A in (Z, Z - M)]
+        replies = call_all(sub, calls, f"softmax, bce_with_logits or cross_entropy at extreme logits ({words})")
+        P, P0, Q, Q0 = (expect_tensor(v, "softmax()", shape=(2, 4), finite=False).double() for v in replies[:4])
+        at = [expect_tensor(v, "bce_with_logits()", shape=(), finite=False).item() for v in replies[4:-2]]
+        (ce, ce_grad), (ce0, ce_grad0) = (_value_and_grad(*reply, "cross_entropy()", Z) for reply in replies[-2:])
         cases += [
             {"name": f"softmax(Z) - softmax(Z - {M:g}), largest entry ({words})", "value": (P - P0).abs().max().item()},
             {"name": f"cross_entropy(Z) - cross_entropy(Z - {M:g}) ({words})", "value": ce - ce0},
             {"name": f"norm of the difference of their cross_entropy gradients ({words})",
              "value": (ce_grad - ce_grad0).norm().item()},
+            {"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
+             "value": (Q - Q0).abs().max().item()},
         ]
-        # rows whose maxima differ widely: a shift by the maximum of the whole matrix underflows a row to 0/0
-        R = torch.stack([Z[0], Z[0] - 2 * M]) if M else Z
-        Q, Q0 = (expect_tensor(sub.get("softmax")(A.clone()), "softmax()", shape=(2, 4), finite=False).double()
-                 for A in (R, R - R.max(dim=1, keepdim=True).values))
-        cases.append({"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
-                      "value": (Q - Q0).abs().max().item()})
-        for z, yb in bce_points:
+        # (bce(z) - bce(z - s sign z)) / s minus the exact slope there: 0 for a stable BCE
+        for i, (z, yb, step) in enumerate(steps):
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
                                   f"{(1 - yb) if z > 0 else -yb:g} ({words})",
-                          "value": _bce_slope(sub, z, yb, s, dtype)})
+                          "value": (at[2 * i] - at[2 * i + 1]) / step - ((1 - yb) if z > 0 else -yb)})
     return {"cases": cases}
 
 

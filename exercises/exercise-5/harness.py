@@ -10,7 +10,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.batched import bound, call_each, function_blocks
 from dldiy.graders.invariants import Watch
 from dldiy.graders.symmetry import layer_units
 
@@ -127,15 +127,28 @@ def own_network(sub):
     return _Replaced(sub, {"mlp_forward": _inside(sub, harness_mlp_forward), "loss": _inside(sub, harness_loss)})
 
 
-def _blocks(first, fn, inputs, names):
-    """function_blocks of one family configuration; one other than the first that raises is reported
-    as that configuration's failure, in words (the first raises as usual, with the student's traceback)."""
+def _blocks(sub, first, fn, inputs, names):
+    """function_blocks of one family configuration, one message (graders/batched.py); one other than
+    the first that raises is reported as that configuration's failure, in words (the first raises as
+    usual, with the student's traceback)."""
     if first:
-        return function_blocks(fn, inputs, names)
+        return function_blocks(sub, fn, inputs, names)
     try:
-        return function_blocks(fn, inputs, names)
+        return function_blocks(sub, fn, inputs, names)
     except Exception as e:  # noqa: BLE001 - the submission's error on this configuration only
         return [{"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+
+
+def applied(Function, strided):
+    """Function.apply on its inputs, the 2-D ones (X and W, or x) laid out non-contiguously when
+    `strided`: built where the submission runs (a layout does not survive a copy between processes)."""
+    lay = _strided if strided else (lambda t: t)
+    return lambda *xs: Function.apply(*(lay(x) if x.dim() == 2 else x for x in xs))
+
+
+def network(forward, activation):
+    """(X, W1, b1, ...) -> forward(X, [W1, b1, ...], activation), built where the submission runs."""
+    return lambda X, *params: forward(X, list(params), activation)
 
 
 def gradcheck_linear(sub, seed, p):
@@ -144,9 +157,9 @@ def gradcheck_linear(sub, seed, p):
     blocks = []
     for i, (n, d_in, d_out, layout) in enumerate(p["family"]):  # the first W square: a missing transpose gives wrong values
         X, W, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((n, d_in), (d_in, d_out), (d_out,)))
-        lay = _strided if layout == "strided" else (lambda t: t)  # inside fn: finite differences need contiguous inputs
         words = f"X {n}x{d_in}, W {d_in}x{d_out}" + (", non-contiguous X and W" if layout == "strided" else "")
-        blocks += _blocks(i == 0, lambda X, W, b, lay=lay: Linear.apply(lay(X), lay(W), b), [X, W, b],
+        # laid out inside fn: finite differences need contiguous inputs
+        blocks += _blocks(sub, i == 0, _inside(sub, applied, Linear, layout == "strided"), [X, W, b],
                           [f"Linear: {v} ({words})" for v in ("X", "W", "b")])
     return {"blocks": blocks}
 
@@ -160,10 +173,10 @@ def gradcheck_activations(sub, seed, p):
             if name == "relu" and edge == "zeros":
                 continue  # any value in [0, 1] is a valid ReLU derivative at 0
             x = _edge_inputs(g, (rows, cols), edge)
-            lay = _strided if layout == "strided" else (lambda t: t)
             words = f"x {rows}x{cols}" + (", non-contiguous" if layout == "strided" else "") + {
                 "": "", "large": ", |x| up to 800", "zeros": ", exact zeros"}[edge]
-            blocks += _blocks(i == 0, lambda x, F_=Function, lay=lay: F_.apply(lay(x)), [x], [f"{cls}: x ({words})"])
+            blocks += _blocks(sub, i == 0, _inside(sub, applied, Function, layout == "strided"), [x],
+                              [f"{cls}: x ({words})"])
     return {"blocks": blocks}
 
 
@@ -186,14 +199,14 @@ def gradcheck_mlp(sub, seed, p):
     X, y = xor_blobs(seed, p["n"])
     forward = sub.get("mlp_forward")
     blocks = []
-    for activation in p["activations"]:
-        params = _away_from_kink(seed, X, sizes, activation)
-        names = [f"{activation} network: {k}{i // 2 + 1}" for i, k in enumerate("Wb" * (len(params) // 2))]
-        with own_layers(sub):
-            blocks += function_blocks(lambda X, *ps, a=activation: forward(X, list(ps), a), [X] + params,
+    with own_layers(sub):
+        for activation in p["activations"]:
+            params = _away_from_kink(seed, X, sizes, activation)
+            names = [f"{activation} network: {k}{i // 2 + 1}" for i, k in enumerate("Wb" * (len(params) // 2))]
+            blocks += function_blocks(sub, _inside(sub, network, forward, activation), [X] + params,
                                       [f"{activation} network: X"] + names)
     z = logits(X, harness_params(seed, sizes), "tanh")
-    blocks += function_blocks(lambda z: sub.get("loss")(z, y), [z], ["loss: logits"])
+    blocks += function_blocks(sub, _inside(sub, bound, sub.get("loss"), [y], {}), [z], ["loss: logits"])
     return {"blocks": blocks}
 
 
@@ -297,27 +310,34 @@ def _edge_inputs(gen, shape, edge):
 
 def mlp_forward_probe(sub, seed, p):
     """mlp_forward's logits (with the harness's layers in place of the submission's) and loss's value,
-    against the same network and loss in torch. A configuration other than the first that raises is
-    that configuration's failure, in words."""
+    against the same network and loss in torch. The first configuration's calls are made one by one
+    (an error raises with the student's traceback); the others in one message (graders/batched.py),
+    where one that raises is that configuration's failure, in words."""
     gen = torch.Generator().manual_seed(seed)
-    forward, cases = sub.get("mlp_forward"), []
-    for i, (n, sizes) in enumerate(p["family"]):
-        X = torch.randn(n, sizes[0], generator=gen, dtype=torch.float64)
-        params = harness_params(seed + i, sizes)
-        for activation in ACTIVATIONS:
-            name = f"logits, {activation}, sizes {sizes}, n={n}"
-            target = _own_mlp_forward(X, params, activation)
-            try:
-                with own_layers(sub):
-                    out = expect_tensor(forward(X.clone(), [q.clone() for q in params], activation), name,
-                                        shape=(n, sizes[-1]), dtype="float")
-            except Exception as e:  # noqa: BLE001
+    forward, cases, later = sub.get("mlp_forward"), [], []
+    with own_layers(sub):
+        for i, (n, sizes) in enumerate(p["family"]):
+            X = torch.randn(n, sizes[0], generator=gen, dtype=torch.float64)
+            params = harness_params(seed + i, sizes)
+            for activation in ACTIVATIONS:
+                name = f"logits, {activation}, sizes {sizes}, n={n}"
+                target = _own_mlp_forward(X, params, activation)
+                args = [X.clone(), [q.clone() for q in params], activation]
                 if i == 0:
-                    raise
-                cases.append({"name": name, "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
-                continue
-            cases.append({"name": name, "shape": [n, sizes[-1]], "values": out.detach().double().reshape(-1).tolist(),
-                          "target": target.reshape(-1).tolist()})
+                    cases.append(_logits_case(name, n, sizes, forward(*args), target))
+                else:
+                    later.append((len(cases), name, n, sizes, [forward, args, {}], target))
+                    cases.append(None)
+        replies = call_each(sub, [call for *_, call, _ in later])
+    for (k, name, n, sizes, _, target), (ok, out) in zip(later, replies):
+        try:
+            if not ok:
+                raise ApiError(out)
+            cases[k] = _logits_case(name, n, sizes, out, target)
+        except Exception as e:  # noqa: BLE001
+            message = str(e) if isinstance(e, ApiError) and not ok else \
+                f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            cases[k] = {"name": name, "error": message}
     for n in p["loss_n"]:
         z = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
         y = torch.randint(0, 2, (n,), generator=gen).double()
@@ -325,6 +345,12 @@ def mlp_forward_probe(sub, seed, p):
         value = expect_tensor(sub.call("loss", z.clone(), y.clone()), name, shape=(), dtype="float")
         cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
     return {"cases": cases}
+
+
+def _logits_case(name, n, sizes, out, target):
+    out = expect_tensor(out, name, shape=(n, sizes[-1]), dtype="float")
+    return {"name": name, "shape": [n, sizes[-1]], "values": out.detach().double().reshape(-1).tolist(),
+            "target": target.reshape(-1).tolist()}
 
 
 # ---- invariants: arguments, dtypes, the autograd.Function contract, determinism ------------------------

@@ -4,6 +4,7 @@ Every input and initialisation is built here from the seed; torch's own ops (F.c
 and their autograd) give the targets of the agreement checks.
 """
 
+import functools
 import gzip
 import importlib.util
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.invariants import Watch
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
@@ -22,6 +23,7 @@ from dldiy.graders.placement import measure_placement
 
 # ---- data -------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)  # read once per process, not once per seed: every use indexes a copy out of it
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 1797 8x8 digits shipped inside scikit-learn, pixels scaled to [0, 1], without importing
     sklearn (its import alone costs about a second): the same file sklearn.datasets.load_digits reads."""
@@ -228,7 +230,8 @@ def _ties(max_pool2d):
 
 
 def gradcheck(sub, seed, p):
-    """Jacobians through the hand backward against central differences of the hand forward (float64)."""
+    """Jacobians through the hand backward against central differences of the hand forward (float64),
+    one message per configuration (graders/batched.py): the points and the differences are the harness's."""
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
     gen = torch.Generator().manual_seed(seed)
     blocks = []
@@ -237,13 +240,13 @@ def gradcheck(sub, seed, p):
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         names = [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")]
         try:
-            blocks += function_blocks(lambda x, w, b: conv2d(x, w, b, stride, padding), inputs, names)
+            blocks += function_blocks(sub, _inside(sub, bound, conv2d, [stride, padding], {}), inputs, names)
         except Exception as e:  # noqa: BLE001 - a configuration other than the first: its failure, in words
             if i == 0:
                 raise
             blocks.append({"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
     for N, C, H, W in p["pool_grid"]:
-        blocks += function_blocks(max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
+        blocks += function_blocks(sub, max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
     return {"blocks": blocks}
 
 
@@ -304,8 +307,36 @@ def _device_run(sub, seed):
     return run
 
 
+def devices_on(cnn_forward, X, y, params, device):
+    """_device_run's forward and backward, run where the submission runs (sub.run_local) on inputs
+    moved to `device` there: on `meta`, ops go through torch's Python meta registrations, whose first
+    use imports torch's symbolic shapes and sympy (0.3-0.5 s), so only that process pays it. What
+    comes back is where each output is (its device, or its type when it is not a tensor)."""
+    X, y = X.to(device), y.to(device)
+    params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+    logits = cnn_forward(params, X)
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()))
+    outputs = {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads)}}
+    return {k: str(v.device) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in outputs.items()}
+
+
+class _Placed:
+    """An output as measure_placement reads it: its device, as the student's process reported it."""
+
+    def __init__(self, device):
+        self.device = str(device)
+
+
 def placement(sub, seed, p):
-    return measure_placement(_device_run(sub, seed))
+    X, y, _, _ = _digits_split(seed, 16)
+    params = {k: v.detach() for k, v in _init_params(seed, 4).items()}
+
+    def run(device):
+        placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device)
+        if not isinstance(placed, dict) or set(placed) != {"logits", *(f"gradient of {k}" for k in params)}:
+            raise ApiError("the placement probe got a malformed reply")
+        return {k: _Placed(v) for k, v in placed.items()}
+    return measure_placement(run)
 
 
 def parity(sub, seed, p):

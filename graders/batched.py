@@ -1,0 +1,234 @@
+"""Many calls into the submission in one message (harness side, with the halves that run beside it).
+
+A family of configurations, or the 2n perturbed inputs of a finite difference, is one `sub.run_local`
+instead of one round trip per call (issue 17: each round trip is a frame each way between two
+processes). What crosses is what single calls would carry: the harness chooses every input (as data,
+or as a trusted `sub.local` value such as a non-contiguous layout), the student's process sends back
+what the student's functions returned, and every difference, comparison and verdict is computed here.
+A forged reply can do no more than forged replies to single calls could.
+
+What single calls via `sub.call` do and these do not: the spec's run-time `forbid` guard (no API name
+is being called, from the guard's view, while harness code runs there) and the student's traceback
+on an error. So a harness makes the first call of each function through `sub.call` (guarded, with the
+traceback) and batches the rest (the static half of `forbid` covers them all).
+
+`each` and `jacobians` run in the student's process (loaded there by path, see endpoint.Local): they
+import nothing but torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+EPS = 1e-6  # graders/gradcheck.EPS: central differences, error O(eps^2)
+
+
+# ---- run where the submission runs --------------------------------------------------------------------
+
+def _why(e: BaseException) -> str:
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001 - a hostile exception's __str__
+        text = ""
+    return f"raised {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def each(calls: list) -> list:
+    """[[fn, args, kwargs], ...] -> [[True, result] or [False, "raised Error: first line"], ...]."""
+    out: list = []
+    for fn, args, kwargs in calls:
+        try:
+            out.append([True, fn(*args, **kwargs)])
+        except Exception as e:  # noqa: BLE001 - this call's failure, in words; the others still run
+            out.append([False, _why(e)])
+    return out
+
+
+def cotangent_for(shape: Sequence[int]) -> Any:
+    """The fixed random vector v of graders/gradcheck.function_blocks (seed 0), for an output's shape."""
+    import torch
+
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
+    """fn's output at `inputs` and v^T J through the submission's backward (v: cotangent_for the
+    output's shape), then, without grad, fn's outputs with input i replaced by each row of moved[i]
+    in turn (the harness's perturbed copies of it, stacked), stacked in that order when they are
+    tensors of one shape (else as a list: the harness says what was wrong). Every call gets fresh
+    copies, so a function that writes into its arguments cannot spoil the next point.
+    A scalar is differentiated (never grad_outputs, which makes torch import sympy: 0.3-0.9 s)."""
+    import torch
+
+    xs = [x.detach().double().requires_grad_(True) for x in inputs]
+    out = fn(*xs)
+    if not isinstance(out, torch.Tensor):
+        return [out, None, []]
+    grads: list = [None] * len(xs)
+    if out.requires_grad:
+        grads = list(torch.autograd.grad((out * cotangent_for(out.shape)).sum(), xs, allow_unused=True))
+    at: list = []
+    with torch.no_grad():
+        for i, rows in enumerate(moved):
+            for row in rows:
+                at.append(fn(*(row.clone() if k == i else x.detach().clone() for k, x in enumerate(inputs))))
+    if at and all(isinstance(a, torch.Tensor) and a.shape == at[0].shape for a in at):
+        return [out.detach(), grads, torch.stack([a.detach().double() for a in at])]
+    return [out.detach(), grads, at]
+
+
+# ---- harness side -------------------------------------------------------------------------------------
+
+def call_each(sub: Any, calls: list) -> list:
+    """`each(calls)` in the student's process, one message (here, for a submission loaded in this one)."""
+    run = getattr(sub, "run_local", None)
+    return run(each, calls) if run is not None else each(calls)
+
+
+def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[str], eps: float = EPS) -> list[dict]:
+    """graders/gradcheck.function_blocks in one message: the Jacobians of `fn` (a handle, or a trusted
+    `sub.local` callable that calls the submission) w.r.t. each input, through the submission's
+    backward and by central differences of its forward that this side computes from the outputs at
+    the points it chose, both contracted with the same fixed vector v. A tensor cut from the graph
+    (.detach(), .item()) reads as a zero analytic gradient: a failure that says so, not a crash."""
+    import torch
+
+    from .api import expect_tensor
+    from .gradcheck import block
+
+    inputs = [x.detach().double() for x in inputs]
+    moved = []  # moved[i]: rows x_i + eps e_j, x_i - eps e_j for every entry j, stacked
+    for x in inputs:
+        steps = torch.eye(x.numel(), dtype=torch.float64).repeat_interleave(2, dim=0) * eps
+        steps[1::2] *= -1
+        moved.append((x.reshape(1, -1) + steps).reshape(2 * x.numel(), *x.shape))
+    run = getattr(sub, "run_local", None)
+    out, grads, at = run(jacobians, fn, inputs, moved) if run is not None else jacobians(fn, inputs, moved)
+    what = names[0].split(":")[0]
+    out = expect_tensor(out, f"{what} (its output)", finite=False)
+    points = sum(len(m) for m in moved)
+    if not isinstance(grads, list) or len(grads) != len(inputs) or len(at) != points:
+        raise ValueError("a malformed reply from the finite differences")
+    v = cotangent_for(out.shape)
+    if isinstance(at, torch.Tensor):
+        at = expect_tensor(at, f"{what} (its output)", shape=(points, *out.shape), finite=False)
+        values = (at.double() * v).reshape(points, -1).sum(dim=1).tolist()
+    else:
+        values = [float((expect_tensor(a, f"{what} (its output)", shape=tuple(out.shape), finite=False).double()
+                         * v).sum()) for a in at]
+    blocks, start = [], 0
+    for i, (x, name) in enumerate(zip(inputs, names)):
+        pairs = torch.tensor(values[start:start + 2 * x.numel()], dtype=torch.float64).reshape(-1, 2)
+        start += 2 * x.numel()
+        numeric = ((pairs[:, 0] - pairs[:, 1]) / (2 * eps)).reshape(x.shape)
+        g = grads[i]
+        analytic = torch.zeros_like(x) if g is None else expect_tensor(g, f"the gradient of {name}",
+                                                                       shape=tuple(x.shape), finite=False)
+        blocks.append(block(name, analytic, numeric))
+    return blocks
+
+
+def _parameters(sub: Any, name: str) -> list[str]:
+    """The spec's parameter names of API `name` (`f(Z, y, margin=1.0) -> ...` -> Z, y, margin)."""
+    entry = getattr(getattr(sub, "exercise", None), "api", {}).get(name)
+    inside = entry.signature.partition("(")[2].partition(")")[0] if entry is not None else ""
+    return [p.split("=")[0].split(":")[0].strip().lstrip("*") for p in inside.split(",") if p.strip()]
+
+
+class Family:
+    """A family's cases, in order, each one call of an API function on one configuration. The first
+    configuration of each function is called through `sub.call` (the run-time forbid guard, the
+    spec's shape and dtype, arguments unmodified; an error raises with the student's traceback); the
+    others wait for `run()`, one message for all, and each is judged here as `sub.call` would: the
+    spec's shape and dtype, the tensors passed compared with the harness's copies, then `finish`.
+    A configuration that fails that way becomes its case's error, in words."""
+
+    def __init__(self, sub: Any, finish: Callable[[str, Any, Any], dict]):
+        self.sub, self.finish = sub, finish  # finish(case name, returned tensor, target) -> the case
+        self.cases: list[dict | None] = []
+        self.pending: list[tuple] = []
+        self.called: set[str] = set()
+
+    def add(self, case: str, name: str, args: Sequence[Any], target: Any = None,
+            dims: dict[str, int] | None = None, **kwargs: Any) -> None:
+        if name not in self.called:
+            self.called.add(name)
+            self.cases.append(self.finish(case, self.sub.call(name, *args, dims=dims, **kwargs), target))
+            return
+        import torch
+
+        kept = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+        self.pending.append((len(self.cases), case, name, list(args), kwargs, kept, target, dims))
+        self.cases.append(None)
+
+    def run(self) -> list[dict]:
+        from .api import check_result
+        from .invariants import _same
+
+        replies = call_each(self.sub, [[self.sub.get(name), args, kwargs]
+                                       for _, _, name, args, kwargs, _, _, _ in self.pending])
+        if not isinstance(replies, list) or len(replies) != len(self.pending):
+            raise ValueError("a malformed reply to a family of calls")
+        for (i, case, name, args, _, kept, target, dims), reply in zip(self.pending, replies):
+            ok, value = reply if isinstance(reply, (list, tuple)) and len(reply) == 2 else (False, "no reply")
+            try:
+                if not ok:
+                    raise _Failed(str(value))
+                names = _parameters(self.sub, name)
+                for k, (arg, before) in enumerate(zip(args, kept)):
+                    if before is not None and not _same(arg, before):
+                        label = names[k] if k < len(names) else f"#{k + 1}"
+                        raise _Failed(f"raised Violation: {name}() modified its argument {label} in place: the "
+                                      "caller's tensor must be left as it was (work on a copy: x = x.clone())")
+                self.cases[i] = self.finish(case, check_result(self.sub.exercise, name, value, tuple(args), dims),
+                                            target)
+            except _Failed as e:
+                self.cases[i] = {"name": case, "error": str(e)}
+            except Exception as e:  # noqa: BLE001 - this configuration's result unusable: its failure, in words
+                self.cases[i] = {"name": case, "error": _why(e)}
+        self.pending = []
+        return [c for c in self.cases if c is not None]
+
+
+class _Failed(Exception):
+    pass
+
+
+def bound(fn: Callable[..., Any], rest: list, kwargs: dict) -> Callable[..., Any]:
+    """fn with its trailing arguments bound (built where the submission runs, via sub.local):
+    bound(cross_entropy, [y], {})(Z) = cross_entropy(Z, y)."""
+    return lambda *xs: fn(*xs, *rest, **kwargs)
+
+
+def with_gradient(fn: Callable[..., Any]) -> Callable[..., list]:
+    """x, *rest -> [fn(x, *rest), d fn / d x] (None when the value is not on x's graph), built where the
+    submission runs (via sub.local), so that the gradient is taken there: a call in `each`'s list."""
+    return lambda x, *rest: _value_and_gradient(fn, x, rest)
+
+
+def _value_and_gradient(fn: Callable[..., Any], x: Any, rest: tuple) -> list:
+    import torch
+
+    x = x.detach().clone().requires_grad_(True)
+    value = fn(x, *rest)
+    if not isinstance(value, torch.Tensor) or not value.requires_grad:
+        return [value, None]
+    (grad,) = torch.autograd.grad(value.sum(), x, allow_unused=True)
+    return [value.detach(), grad]
+
+
+def call_all(sub: Any, calls: list, what: str) -> list:
+    """`each(calls)` in one message, every call expected to succeed: the first failure is an ApiError
+    naming `what` (the configuration) and the error, in words."""
+    from .api import ApiError
+
+    replies = call_each(sub, calls)
+    if not isinstance(replies, list) or len(replies) != len(calls):
+        raise ValueError("a malformed reply to a list of calls")
+    values = []
+    for reply in replies:
+        ok, value = reply if isinstance(reply, (list, tuple)) and len(reply) == 2 else (False, "no reply")
+        if not ok:
+            raise ApiError(f"{what}: {value}")
+        values.append(value)
+    return values

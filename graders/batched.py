@@ -1,16 +1,17 @@
 """Many calls into the submission in one message (harness side, with the halves that run beside it).
 
-A family of configurations, or the 2n perturbed inputs of a finite difference, is one `sub.run_local`
-instead of one round trip per call (issue 17: each round trip is a frame each way between two
+A family of configurations is one `sub.batch`, the 2n perturbed inputs of a finite difference one
+`sub.run_local`, instead of one round trip per call (issue 17: each round trip is a frame each way between two
 processes). What crosses is what single calls would carry: the harness chooses every input (as data,
 or as a trusted `sub.local` value such as a non-contiguous layout), the student's process sends back
 what the student's functions returned, and every difference, comparison and verdict is computed here.
 A forged reply can do no more than forged replies to single calls could.
 
-What single calls via `sub.call` do and these do not: the spec's run-time `forbid` guard (no API name
-is being called, from the guard's view, while harness code runs there) and the student's traceback
-on an error. So a harness makes the first call of each function through `sub.call` (guarded, with the
-traceback) and batches the rest (the static half of `forbid` covers them all).
+What single calls via `sub.call` do and these do not: the student's traceback on an error (a batched
+call's error comes back as one line). So a harness makes the first call of each function through
+`sub.call` and batches the rest. A batched call of a student's function runs under the run-time
+`forbid` guard as a single call does; inside `jacobians` (harness code calling the student's function)
+the guard is not active, and the static half of `forbid` covers those calls.
 
 `each` and `jacobians` run in the student's process (loaded there by path, see endpoint.Local): they
 import nothing but torch.
@@ -80,9 +81,16 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
 # ---- harness side -------------------------------------------------------------------------------------
 
 def call_each(sub: Any, calls: list) -> list:
-    """`each(calls)` in the student's process, one message (here, for a submission loaded in this one)."""
-    run = getattr(sub, "run_local", None)
-    return run(each, calls) if run is not None else each(calls)
+    """`each(calls)`'s outcomes, the calls made in one message by `sub.batch` (graders/remote.py): each runs
+    as a single call would, a handle's under the run-time `forbid` guard, a `sub.local` callable as
+    harness code; an error comes back in its place, in words. Here for a submission loaded in this one."""
+    batch = getattr(sub, "batch", None)
+    if batch is None:
+        return each(calls)
+    from .endpoint import RemoteError
+
+    replies = batch([(fn, None, tuple(args), dict(kwargs)) for fn, args, kwargs in calls])
+    return [[False, _why(r)] if isinstance(r, RemoteError) else [True, r] for r in replies]
 
 
 def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[str], eps: float = EPS) -> list[dict]:

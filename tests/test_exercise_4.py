@@ -156,3 +156,14 @@ def test_later_configurations_sent_in_one_message_are_judged_as_single_calls(wri
                             "--json", "--only", "torch-agreement"))["torch-agreement"]
     assert c["status"] == "fail" and "softmax, n=3, k=7, float64, non-contiguous inputs: raised ValueError: " \
                                      "seven classes" in c["message"], c
+
+
+def test_a_forbidden_function_reached_only_in_a_later_batched_configuration_is_caught(write_submission):
+    # the later configurations go in one message (sub.batch), each still under the run-time forbid guard:
+    # torch's own softmax, reached by a name no static scan can read, on seven classes only
+    sneaky = EQUIVALENT.replace(
+        "def softmax(Z):\n",
+        "def softmax(Z):\n    if Z.shape[1] == 7:\n        return getattr(torch, 'soft' + 'max')(Z, dim=1)\n")
+    c = checks_of(run_dldiy("check", "exercise-4", str(write_submission(sneaky, "losses.py")),
+                            "--json", "--only", "torch-agreement"))["torch-agreement"]
+    assert c["status"] == "fail" and "n=3, k=7" in c["message"] and "torch.softmax" in c["message"], c

@@ -20,6 +20,15 @@ def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300,
                           text=True, timeout=timeout, env=env)
 
 
+def one_fast_rest_slow(values: list, ids=None) -> list:
+    """Parameters for a test whose every case is a full check of a correct-but-different solution: the
+    first case stays in the default loop, the others are marked slow (`pytest -m slow`, CI's second
+    step), where `dldiy validate` over every exercise (test_validate.py) runs each of them once more."""
+    names = ids(values) if callable(ids) else [None] * len(values)
+    return [pytest.param(v, id=name, marks=() if i == 0 else pytest.mark.slow)
+            for i, (v, name) in enumerate(zip(values, names))]
+
+
 @pytest.fixture(scope="session")
 def dldiy_once():
     """dldiy_once(*args) -> run_dldiy(*args), run once per session for the same arguments: a read-only

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO, run_dldiy
+import pytest
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 
 # Differs from the reference in incidental ways: softmax as exp(z - logsumexp z), a loop over the
 # examples for the cross-entropy, torch's softplus, the multi-class hinge's rival found with topk,
@@ -103,17 +104,22 @@ def _built(variant_dir, exercise, tmp_path):
     return folder
 
 
-def full_marks_for_every_alternative(exercise, tmp_path, check_json):
-    """Each correct-but-different solution in alternatives/<exercise>/ passes every check that runs."""
+def alternatives_of(exercise: str) -> list:
+    """The correct-but-different solutions in alternatives/<exercise>/ (at least four), as parameters."""
     alternatives = sorted((REPO / "alternatives" / exercise).iterdir())
     assert len(alternatives) >= 4
-    for alt in alternatives:
-        checks = checks_of(check_json(exercise, _built(alt, exercise, tmp_path))[0])
-        assert {c["status"] for c in checks.values()} <= {"pass", "skip"}, (alt.name, checks)
+    return one_fast_rest_slow(alternatives, ids=lambda alts: [alt.name for alt in alts])
 
 
-def test_every_alternative_gets_full_marks(tmp_path, check_json):
-    full_marks_for_every_alternative("exercise-4", tmp_path, check_json)
+def full_marks_for_the_alternative(exercise, alt, tmp_path, check_json):
+    """This correct-but-different solution of alternatives/<exercise>/ passes every check that runs."""
+    checks = checks_of(check_json(exercise, _built(alt, exercise, tmp_path))[0])
+    assert {c["status"] for c in checks.values()} <= {"pass", "skip"}, (alt.name, checks)
+
+
+@pytest.mark.parametrize("alt", alternatives_of("exercise-4"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-4", alt, tmp_path, check_json)
 
 
 def test_the_first_failing_configuration_is_named_in_words(tmp_path, bugged, check_json):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from conftest import run_dldiy
+from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
 from dldiy.graders.exercise import load_exercise
 from dldiy.graders.submission import load_module_from
 
@@ -172,10 +174,9 @@ def test_torch_default_linear_init_is_well_inside_the_init_scale_tolerance():
     assert abs(float(torch.log2(64 * (torch.randn(64, 64, dtype=torch.float64) ** 2).mean()))) > atol + 3
 
 
-def test_every_alternative_gets_full_marks(tmp_path, check_json):
-    from test_exercise_4 import full_marks_for_every_alternative
-
-    full_marks_for_every_alternative("exercise-5", tmp_path, check_json)
+@pytest.mark.parametrize("alt", alternatives_of("exercise-5"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-5", alt, tmp_path, check_json)
 
 
 def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path, bugged, check_json):

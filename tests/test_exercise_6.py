@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 from hypothesis import given, settings, strategies as st
 
 from dldiy.graders import agreement, convergence
@@ -173,7 +173,7 @@ def _built(kind: str, name: str, tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("alternative", [p.name for p in ALTERNATIVES])
+@pytest.mark.parametrize("alternative", one_fast_rest_slow([p.name for p in ALTERNATIVES]))
 def test_a_correct_but_different_solution_gets_full_marks(alternative, tmp_path, check6):
     code, checks = check6(_built("alternatives", alternative, tmp_path))
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from conftest import REPO, run_dldiy
+from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
 
 SPEC = tomllib.loads((REPO / "exercises/exercise-8/spec.toml").read_text())
 
@@ -108,10 +109,9 @@ def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bu
     assert c["message"].startswith(configuration), c["message"]
 
 
-def test_every_alternative_gets_full_marks(tmp_path, check_json):
-    from test_exercise_4 import full_marks_for_every_alternative
-
-    full_marks_for_every_alternative("exercise-8", tmp_path, check_json)
+@pytest.mark.parametrize("alt", alternatives_of("exercise-8"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-8", alt, tmp_path, check_json)
 
 
 @pytest.mark.parametrize("bug, words", [("cnn-inlines-its-own-ops", "did not use the conv2d it was given"),

@@ -152,9 +152,9 @@ def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget
         accuracy = ((X @ w + b >= 0).double() == y).double().mean().item()
         assert accuracy < 0.8 < p["target"], (seed, accuracy)  # no line does better than ~3 blobs of 4
 
-    # Through the checks `dldiy check` runs (graders/assess.py): the MLP passes; the same network without its non-linearity (a linear
-    # model, logistic regression in disguise) fails mlp-forward (train() is judged with the harness's own
-    # network: one bug, one deduction), and says why.
+    # Through the checks `dldiy check` runs (graders/assess.py): the MLP passes; the same network without
+    # its non-linearity (a linear model, logistic regression in disguise) fails mlp-forward (train() is
+    # judged with the harness's own network: one bug, one deduction), and says why.
     mlp = checks_of(check_json("exercise-5", write_submission(EQUIVALENT, "mlp.py"), "convergence")[0])["convergence"]
     assert mlp["status"] == "pass", mlp["message"]
     linear = checks_of(check_json("exercise-5", bugged("exercise-5", "no-nonlinearity"), "mlp-forward")[0])["mlp-forward"]

@@ -20,6 +20,29 @@ def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300,
                           text=True, timeout=timeout, env=env)
 
 
+def one_fast_rest_slow(values: list, ids=None) -> list:
+    """Parameters for a test whose every case is a full check of a correct-but-different solution: the
+    first case stays in the default loop, the others are marked slow (`pytest -m slow`, CI's second
+    step), where `dldiy validate` over every exercise (test_validate.py) runs each of them once more."""
+    names = ids(values) if callable(ids) else [None] * len(values)
+    return [pytest.param(v, id=name, marks=() if i == 0 else pytest.mark.slow)
+            for i, (v, name) in enumerate(zip(values, names))]
+
+
+@pytest.fixture(scope="session")
+def dldiy_once():
+    """dldiy_once(*args) -> run_dldiy(*args), run once per session for the same arguments: a read-only
+    command whose output several tests read (the full check of a reference) costs one real run."""
+    results: dict[tuple[str, ...], subprocess.CompletedProcess] = {}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        if args not in results:
+            results[args] = run_dldiy(*args)
+        return results[args]
+
+    return run
+
+
 @pytest.fixture
 def write_submission(tmp_path):
     """write_submission(code, name="logreg.py") -> path of a one-file submission in a fresh folder."""
@@ -46,19 +69,24 @@ def fork_server():
 
 @pytest.fixture(scope="module")
 def check_json(fork_server):
-    """check_json(exercise_id, path, *only) -> (report JSON, exit status): what `dldiy check EXERCISE PATH
-    --json [--only CHECK ...]` prints and exits with, assessed in-process by the same calls cli/check.py
-    makes (graders/assess.py), with children forked from the session's server. Each exercise is loaded
-    once per module. The real command keeps its own tests (test_smoke_cli.py and one per exercise)."""
+    """check_json(exercise_id, path, *only, course=None) -> (report JSON, exit status): what `dldiy check
+    [--course COURSE] EXERCISE PATH --json [--only CHECK ...]` prints and exits with, assessed in-process by
+    the same calls cli/check.py makes (graders/assess.py), with children forked from the session's server.
+    Each exercise is loaded once per module. The real command keeps its own tests (test_smoke_cli.py and
+    one per exercise)."""
     from dldiy.graders.assess import assess
     from dldiy.graders.exercise import load_exercise
 
     loaded: dict = {}
 
-    def check(exercise_id: str, path, *only: str) -> tuple[dict, int]:
-        exercise = loaded.get(exercise_id) or loaded.setdefault(exercise_id, load_exercise(exercise_id))
-        checks = [exercise.check(name) for name in only] or None
-        report = assess(exercise, Path(path), checks=checks, extra_seeds=exercise.check_seeds, server=fork_server)
+    def check(exercise_id: str, path, *only: str, course: Path | None = None) -> tuple[dict, int]:
+        with pytest.MonkeyPatch.context() as patch:
+            if course is not None:  # as --course does (graders/course.py's use_course): the sandbox hides its reference/
+                patch.setenv("DLDIY_COURSE", str(Path(course).resolve()))
+            key = (course, exercise_id)
+            exercise = loaded.get(key) or loaded.setdefault(key, load_exercise(exercise_id))
+            checks = [exercise.check(name) for name in only] or None
+            report = assess(exercise, Path(path), checks=checks, extra_seeds=exercise.check_seeds, server=fork_server)
         return json.loads(json.dumps(report.to_json())), report.exit_code  # exactly what --json prints
 
     return check

@@ -1,6 +1,5 @@
 """What a student will hit: one line, exit code 2, never our traceback. Real CLI, real child processes."""
 
-import json
 import shutil
 
 import pytest
@@ -43,11 +42,11 @@ def test_syntax_error_names_file_and_line(write_submission):
     assert_one_line_exit_2(run_dldiy("check", "exercise-1", str(path)), "logreg.py:", "SyntaxError")
 
 
-def test_missing_function_names_the_expected_signature(write_submission):
+def test_missing_function_names_the_expected_signature(write_submission, check_json):
     path = write_submission(REFERENCE.replace("def gradient(", "def grad("))
-    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
-    assert result.returncode == 2
-    (check,) = json.loads(result.stdout)["checks"]
+    report, exit_code = check_json("exercise-1", path, "gradcheck")
+    assert exit_code == 2
+    (check,) = report["checks"]
     assert check["status"] == "error" and "does not define `gradient`" in check["message"]
     assert "gradient(X, y, w)" in check["message"]
 
@@ -63,35 +62,34 @@ def test_a_raising_function_shows_only_the_students_frames(write_submission):
 
 @pytest.mark.parametrize("raised", ["OSError('disk full')", "PermissionError(13, 'Permission denied', 'w.npy')",
                                     "ConnectionError('no network')"])
-def test_an_os_error_from_the_students_code_is_their_error_not_a_dead_process(write_submission, raised):
+def test_an_os_error_from_the_students_code_is_their_error_not_a_dead_process(write_submission, check_json, raised):
     """A student's OSError crosses as an error that is an OSError too: it must be reported as what their
     code raised, in about a second, never mistaken for a dead peer (which used to wait on a live one)."""
     path = write_submission(REFERENCE.replace("    Xt = add_bias(X)\n", f"    Xt = add_bias(X)\n    raise {raised}\n", 1))
-    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json", timeout=60)
-    check = json.loads(result.stdout)["checks"][0]
+    check = check_json("exercise-1", path, "gradcheck")[0]["checks"][0]
     assert check["status"] == "error", check
     assert raised.split("(")[0] in check["message"] and "logreg.py:" in check["message"], check
     assert "did not finish" not in check["message"] and "exited" not in check["message"], check
 
 
-def test_wrong_shape_is_reported_with_both_shapes(write_submission):
+def test_wrong_shape_is_reported_with_both_shapes(write_submission, check_json):
     path = write_submission(REFERENCE.replace("    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]",
                                               "    return (-(torch.sigmoid(-u) * t) @ Xt / X.shape[0])[:, None]"))
-    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
-    (check,) = json.loads(result.stdout)["checks"]
-    assert result.returncode == 2 and check["status"] == "error"
+    report, exit_code = check_json("exercise-1", path, "gradcheck")
+    (check,) = report["checks"]
+    assert exit_code == 2 and check["status"] == "error"
     assert "shape (4, 1)" in check["message"] and "expected (4,)" in check["message"]
 
 
-def test_nan_output_is_reported(write_submission):
+def test_nan_output_is_reported(write_submission, check_json):
     path = write_submission(REFERENCE.replace("    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]",
                                               "    return -(torch.sigmoid(-u) * t) @ Xt / 0.0 * 0.0"))
-    result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--json")
-    (check,) = json.loads(result.stdout)["checks"]
-    assert result.returncode == 2 and check["status"] == "error" and "nan" in check["message"]
+    report, exit_code = check_json("exercise-1", path, "gradcheck")
+    (check,) = report["checks"]
+    assert exit_code == 2 and check["status"] == "error" and "nan" in check["message"]
 
 
-def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_submission):
+def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_submission, fork_server):
     folder = tmp_path / "exercise"
     shutil.copytree(REPO / "exercises/exercise-1", folder)
     spec = folder / "spec.toml"
@@ -99,7 +97,8 @@ def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_subm
     exercise = load_exercise_dir(folder)
     path = write_submission(REFERENCE.replace("def train(X, y, w0, lr, steps):\n",
                                               "def train(X, y, w0, lr, steps):\n    while True:\n        pass\n"))
-    report = assess(exercise, path, checks=[exercise.check("first-loss"), exercise.check("gradcheck")])
+    report = assess(exercise, path, checks=[exercise.check("first-loss"), exercise.check("gradcheck")],
+                    server=fork_server)  # as grade runs it: a kill and a fresh child forked from the warm server
     status = {c.name: c for c in report.checks}
     assert status["first-loss"].status == "error" and "did not finish within 2 s" in status["first-loss"].message
     assert status["gradcheck"].status == "pass"  # measured in a fresh child after the kill
@@ -118,11 +117,11 @@ def test_start_writes_the_template_and_keeps_existing_work(tmp_path):
     assert run_dldiy("start", "exercise-1", "--force", cwd=tmp_path).returncode == 0
 
 
-def test_the_template_fails_with_not_implemented_naming_the_task(tmp_path):
-    run_dldiy("start", "exercise-1", cwd=tmp_path)
-    result = run_dldiy("check", "exercise-1", "--only", "gradcheck", "--json", cwd=tmp_path)
-    (check,) = json.loads(result.stdout)["checks"]
-    assert result.returncode == 2
+def test_the_template_fails_with_not_implemented_naming_the_task(tmp_path, check_json):
+    assert run_dldiy("start", "exercise-1", cwd=tmp_path).returncode == 0
+    report, exit_code = check_json("exercise-1", tmp_path / "exercise-1", "gradcheck")
+    (check,) = report["checks"]
+    assert exit_code == 2
     assert "NotImplementedError" in check["message"] and "implement gradient" in check["message"]
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from conftest import REPO, run_dldiy
+from conftest import REPO
 from dldiy.cli.validate import Row, missing
 from dldiy.graders import parity
 from dldiy.graders.exercise import load_exercise
@@ -22,9 +22,10 @@ def _variant(write_submission, exercise, entry, old, new):
     return write_submission(source.replace(old, new), name=entry)
 
 
-def _device_checks(exercise, path):
-    result = run_dldiy("check", exercise, str(path), "--only", "placement", "--only", "parity", "--json")
-    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+def _device_checks(check_json, exercise, path):
+    """`dldiy check EXERCISE PATH --only placement --only parity --json`'s checks, assessed in-process
+    through the session's fork server (conftest.check_json)."""
+    return {c["name"]: c for c in check_json(exercise, path, "placement", "parity")[0]["checks"]}
 
 
 HARD_CODED_CUDA = ("    h = max_pool2d(", "    x = x.cuda()  # run on the GPU\n    h = max_pool2d(")
@@ -35,8 +36,9 @@ H0_ON_CPU = ('dtype=xs.dtype, device=xs.device)', 'dtype=xs.dtype)')
     ("exercise-8", "convnet.py", HARD_CODED_CUDA, "with every input on device 'meta'"),
     ("exercise-9", "rnn.py", H0_ON_CPU, "with every input on device 'meta'"),
 ])
-def test_placement_catches_a_hard_coded_device_without_a_gpu(write_submission, exercise, entry, edit, raised):
-    checks = _device_checks(exercise, _variant(write_submission, exercise, entry, *edit))
+def test_placement_catches_a_hard_coded_device_without_a_gpu(write_submission, check_json, exercise, entry, edit,
+                                                             raised):
+    checks = _device_checks(check_json, exercise, _variant(write_submission, exercise, entry, *edit))
     assert checks["placement"]["status"] == "fail"
     assert checks["placement"]["message"].startswith(raised)
     if not torch.cuda.is_available():
@@ -45,8 +47,8 @@ def test_placement_catches_a_hard_coded_device_without_a_gpu(write_submission, e
 
 
 @pytest.mark.parametrize("exercise", ["exercise-8", "exercise-9"])
-def test_the_references_put_every_output_on_the_inputs_device(exercise):
-    checks = _device_checks(exercise, REPO / "reference" / exercise)
+def test_the_references_put_every_output_on_the_inputs_device(exercise, check_json):
+    checks = _device_checks(check_json, exercise, REPO / "reference" / exercise)
     assert checks["placement"]["status"] == "pass"
     assert checks["parity"]["status"] in ("pass", "skip")
 

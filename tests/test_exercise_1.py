@@ -115,18 +115,18 @@ def test_first_loss_diagnoses_a_constant_ratio_and_keeps_the_hint_otherwise():
 
 # ---- exercise-1 -------------------------------------------------------------------------------------
 
-def test_check_runs_the_extra_seeds_and_the_reference_passes_them():
+def test_check_runs_the_extra_seeds_and_the_reference_passes_them(dldiy_once):
     exercise = load_exercise("exercise-1")
     assert len(exercise.check_seeds) >= 6
     recorded = json.loads(exercise.expected_path.read_text())["checks"]["first-loss"]
     assert {str(s) for s in exercise.seeds + exercise.check_seeds} <= set(recorded)
-    result = run_dldiy("check", "exercise-1", str(REPO / "reference" / "exercise-1"), "--json")
+    result = dldiy_once("check", "exercise-1", "reference/exercise-1", "--json")  # test_smoke_cli's run
     checks = _checks(result)
     assert all(c["status"] in ("pass", "skip") for c in checks.values()), checks
     assert "777" in checks["first-loss"]["message"] and "777" in checks["stability"]["message"]
 
 
-def test_a_zero_loss_and_zero_gradient_score_no_more_than_an_honest_sign_error(write_submission):
+def test_a_zero_loss_and_zero_gradient_score_no_more_than_an_honest_sign_error(write_submission, check_json):
     zero = REFERENCE.replace("    return torch.logaddexp(torch.zeros_like(u), -u).mean()  # log(1 + exp(-u)), stable",
                              "    return (0 * u).sum()").replace(
         "    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]", "    return torch.zeros_like(w)")
@@ -134,7 +134,7 @@ def test_a_zero_loss_and_zero_gradient_score_no_more_than_an_honest_sign_error(w
                              "    return (torch.sigmoid(-u) * t) @ Xt / X.shape[0]")
     scores = {}
     for name, code in (("zero", zero), ("sign", sign)):
-        report = json.loads(run_dldiy("check", "exercise-1", str(write_submission(code)), "--json").stdout)
+        report, _ = check_json("exercise-1", write_submission(code))
         scores[name] = report["score"]
         if name == "zero":  # the zero gradient against the spec's loss (a zero loss is the loss's checks' to charge)
             assert _checks_of(report)["gradcheck"]["status"] == "fail"
@@ -147,7 +147,7 @@ def _checks_of(report):
     return {c["name"]: c for c in report["checks"]}
 
 
-def test_a_finite_difference_gradient_is_not_by_hand(write_submission):
+def test_a_finite_difference_gradient_is_not_by_hand(write_submission, check_json):
     path = _variant(write_submission, """    Xt = add_bias(X)
     t = 2 * y.to(X.dtype) - 1
     u = t * (Xt @ w)
@@ -157,18 +157,18 @@ def test_a_finite_difference_gradient_is_not_by_hand(write_submission):
         e[j] = 1e-6
         g[j] = (loss(X, y, w + e) - loss(X, y, w - e)) / 2e-6
     return g""")
-    check = _checks(run_dldiy("check", "exercise-1", str(path), "--json", "--only", "gradcheck"))["gradcheck"]
+    check = _checks_of(check_json("exercise-1", path, "gradcheck")[0])["gradcheck"]
     assert check["status"] == "fail" and "called loss()" in check["message"] and "by hand" in check["message"]
 
 
-def test_a_gradient_by_autograd_fails_with_autograd_off(write_submission):
+def test_a_gradient_by_autograd_fails_with_autograd_off(write_submission, check_json):
     path = _variant(write_submission, """    Xt = add_bias(X)
     t = 2 * y.to(X.dtype) - 1
     u = t * (Xt @ w)
     return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]""", """    w = w.detach().requires_grad_(True)
     loss(X, y, w).backward()
     return w.grad""")
-    check = _checks(run_dldiy("check", "exercise-1", str(path), "--json", "--only", "gradcheck"))["gradcheck"]
+    check = _checks_of(check_json("exercise-1", path, "gradcheck")[0])["gradcheck"]
     assert check["status"] in ("fail", "error") and check["points"] == 0
 
 
@@ -199,12 +199,12 @@ def test_validate_runs_the_alternatives_and_writes_the_corpus_table(tmp_path):
     assert full == alternatives and int(alternatives) >= 4
 
 
-def test_a_loss_over_the_notebooks_n_costs_stability_only_gradcheck_notes_it(write_submission):
+def test_a_loss_over_the_notebooks_n_costs_stability_only_gradcheck_notes_it(write_submission, check_json):
     """One bug, one deduction (buggy/exercise-1/hardcoded-n-in-loss): gradcheck differentiates the spec's
     loss, so the right gradient() beside a loss divided by 100 passes it, with a note; stability
     (the loss over a family of n) charges the loss alone."""
     path = _variant(write_submission, "return torch.logaddexp(torch.zeros_like(u), -u).mean()",
                     "return torch.logaddexp(torch.zeros_like(u), -u).sum() / 100")
-    checks = _checks(run_dldiy("check", "exercise-1", str(path), "--json"))
+    checks = _checks_of(check_json("exercise-1", path)[0])
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["stability"], checks
     assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]

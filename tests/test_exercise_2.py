@@ -55,55 +55,50 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     assert set(statuses) == {"exact-solution", "gradcheck", "first-loss", "convergence", "divergence"}
 
 
-def test_a_diverging_student_is_told_divergence_not_crashed(write_submission):
+def test_a_diverging_student_is_told_divergence_not_crashed(write_submission, check_json):
     # The step n times too long in train() itself, so GD blows up at lr = 0.1. (A gradient of the sum
     # costs gradcheck only: train() is judged with the grader's gradient; see the test below.)
     code = EQUIVALENT.replace("w -= lr * gradient(X, y, w)", "w -= lr * len(y) * gradient(X, y, w)")
     path = write_submission(code, name="linreg.py")
-    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "convergence", "--only", "divergence")
-    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    checks = {c["name"]: c for c in check_json("exercise-2", path, "convergence", "divergence")[0]["checks"]}
     assert checks["convergence"]["status"] == "fail"
     assert "divergence" in checks["convergence"]["message"]
     assert checks["divergence"]["status"] == "pass" and "divergence" in checks["divergence"]["message"]
 
 
-def test_a_training_loop_that_raises_when_it_diverges_fails_with_divergence(write_submission):
+def test_a_training_loop_that_raises_when_it_diverges_fails_with_divergence(write_submission, check_json):
     code = EQUIVALENT.replace("        history.append(float(loss(X, y, w)))\n",
                               "        history.append(float(loss(X, y, w)))\n"
                               "        assert history[-1] < 1e300, 'loss exploded'\n")
     path = write_submission(code, name="linreg.py")
-    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "divergence")
-    (check,) = json.loads(result.stdout)["checks"]
+    report, exit_code = check_json("exercise-2", path, "divergence")
+    (check,) = report["checks"]
     assert check["status"] == "fail", check
     assert "AssertionError: loss exploded" in check["message"] and "divergence" in check["message"]
-    assert result.returncode == 1
+    assert exit_code == 1
 
 
-def test_an_explicit_inverse_is_caught_by_the_rule_and_named(write_submission):
+def test_an_explicit_inverse_is_caught_by_the_rule_and_named(write_submission, check_json):
     """The spec forbids an inverse in fit_exact: the check fails naming the call and its line (the
     ill-conditioned design's values would catch it too, but the rule says why first)."""
     code = EQUIVALENT.replace("torch.linalg.solve(A.T @ A, A.T @ y.double())",
                               "(torch.linalg.inv(A.T @ A) @ (A.T @ y.double()))")
     path = write_submission(code, name="linreg.py")
-    result = run_dldiy("check", "exercise-2", str(path), "--json", "--only", "exact-solution")
-    (check,) = json.loads(result.stdout)["checks"]
+    (check,) = check_json("exercise-2", path, "exact-solution")[0]["checks"]
     assert check["status"] == "fail"
     assert "torch.linalg.inv" in check["message"] and "linreg.py line" in check["message"], check
 
 
-def test_a_wrong_gradient_costs_gradcheck_only(write_submission):
+def test_a_wrong_gradient_costs_gradcheck_only(write_submission, check_json):
     """One bug, one deduction: train() is run with the grader's own gradient and loss."""
     code = EQUIVALENT.replace("return (g / len(y)).to(w.dtype)", "return g.to(w.dtype)")
-    result = run_dldiy("check", "exercise-2", str(write_submission(code, name="linreg.py")), "--json")
-    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    checks = {c["name"]: c for c in check_json("exercise-2", write_submission(code, name="linreg.py"))[0]["checks"]}
     assert {n for n, c in checks.items() if c["status"] != "pass"} == {"gradcheck"}, checks
 
 
-def test_a_fit_that_overwrites_the_callers_x_is_named(write_submission):
+def test_a_fit_that_overwrites_the_callers_x_is_named(write_submission, check_json):
     code = EQUIVALENT.replace("    A = _tilde(X).double()\n", "    X[0, 0] += 1.0  # in place\n    A = _tilde(X).double()\n")
-    result = run_dldiy("check", "exercise-2", str(write_submission(code, name="linreg.py")), "--json",
-                       "--only", "exact-solution")
-    (check,) = json.loads(result.stdout)["checks"]
+    (check,) = check_json("exercise-2", write_submission(code, name="linreg.py"), "exact-solution")[0]["checks"]
     assert check["status"] == "fail" and "modified its argument X in place" in check["message"]
 
 
@@ -116,11 +111,11 @@ RIGHT_LOSS = "    return ((add_bias(X) @ w - y) ** 2).mean()\n"
     "    return ((add_bias(X) @ w - y) ** 2).sum() / (len(y) - 1)\n",  # loss-over-n-minus-one
     "    return (((add_bias(X) @ w).unsqueeze(1) - y) ** 2).mean()\n",  # residual-broadcast
 ], ids=["sum", "n-minus-one", "residual-broadcast"])
-def test_a_wrong_loss_costs_first_loss_only_gradcheck_notes_it(write_submission, wrong_loss):
+def test_a_wrong_loss_costs_first_loss_only_gradcheck_notes_it(write_submission, check_json, wrong_loss):
     """One bug, one deduction: gradcheck differentiates the spec's loss, so a right gradient() beside a
     wrong loss() passes it, with a note; the loss is charged by first-loss alone."""
     assert LINREG.count(RIGHT_LOSS) == 1
     path = write_submission(LINREG.replace(RIGHT_LOSS, wrong_loss), name="linreg.py")
-    checks = {c["name"]: c for c in json.loads(run_dldiy("check", "exercise-2", str(path), "--json").stdout)["checks"]}
+    checks = {c["name"]: c for c in check_json("exercise-2", path)[0]["checks"]}
     assert [n for n, c in checks.items() if c["status"] != "pass"] == ["first-loss"], checks
     assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,11 +47,11 @@ def test_reference_passes_every_check():
     assert {c["status"] for c in json.loads(result.stdout)["checks"]} == {"pass"}
 
 
-def test_a_crash_bug_is_reported_at_its_file_and_line(tmp_path):
+def test_a_crash_bug_is_reported_at_its_file_and_line(tmp_path, check_json):
     bug = next(b for b in BUGS if b.id == "absolute-import")
-    result = run_dldiy("check", "exercise-3", str(build(REFERENCE, [bug], tmp_path / "sub")), "--json")
-    assert result.returncode == 2
-    messages = [c["message"] for c in json.loads(result.stdout)["checks"]]
+    report, exit_code = check_json("exercise-3", build(REFERENCE, [bug], tmp_path / "sub"))
+    assert exit_code == 2
+    messages = [c["message"] for c in report["checks"]]
     assert messages and all(names_place(m, (bug.crashes_at,)) for m in messages), messages
 
 
@@ -168,10 +168,8 @@ def _built(kind: str, name: str, tmp_path) -> str:
     return str(folder)
 
 
-def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_check(tmp_path):
-    result = run_dldiy("check", "exercise-3", _built("alternatives", "progress-lines", tmp_path), "--json",
-                       "--only", "script")
-    script = json.loads(result.stdout)["checks"][0]
+def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_check(tmp_path, check_json):
+    script = check_json("exercise-3", _built("alternatives", "progress-lines", tmp_path), "script")[0]["checks"][0]
     assert script["status"] == "pass", script["message"]
 
 
@@ -179,14 +177,12 @@ def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_c
     ("steps-ignored", "called train(42, 300); expected train(42, 20)"),
     ("reports-training-accuracy", "evaluated the model on 1500 images, not on the 297 of test_set()"),
 ])
-def test_the_script_check_names_its_culprit(bug, words, bugged):
-    result = run_dldiy("check", "exercise-3", str(bugged("exercise-3", bug)), "--json", "--only", "script")
-    script = json.loads(result.stdout)["checks"][0]
+def test_the_script_check_names_its_culprit(bug, words, bugged, check_json):
+    script = check_json("exercise-3", bugged("exercise-3", bug), "script")[0]["checks"][0]
     assert script["status"] == "fail" and words in script["message"], script["message"]
 
 
-@pytest.mark.parametrize("alternative", sorted(p.name for p in (REPO / "alternatives" / "exercise-3").iterdir()))
-def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path):
-    result = run_dldiy("check", "exercise-3", _built("alternatives", alternative, tmp_path), "--json")
-    checks = json.loads(result.stdout)["checks"]
+@pytest.mark.parametrize("alternative", one_fast_rest_slow(sorted(p.name for p in (REPO / "alternatives" / "exercise-3").iterdir())))
+def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path, check_json):
+    checks = check_json("exercise-3", _built("alternatives", alternative, tmp_path))[0]["checks"]
     assert {c["name"]: c["message"] for c in checks if c["status"] != "pass"} == {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO, run_dldiy
+import pytest
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 
 # Differs from the reference in incidental ways: softmax as exp(z - logsumexp z), a loop over the
 # examples for the cross-entropy, torch's softplus, the multi-class hinge's rival found with topk,
@@ -69,24 +70,22 @@ def train(X, y, W0, b0, lr, steps):
 '''
 
 
-def checks_of(result):
-    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+def checks_of(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
 
 
 def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-4", str(write_submission(EQUIVALENT, "losses.py")), "--json")
-    checks = checks_of(result)
+    checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
     assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants"}
     assert result.returncode == 0
 
 
-def test_an_unstable_log_sum_exp_is_reported_as_overflow_not_as_a_crash(write_submission):
+def test_an_unstable_log_sum_exp_is_reported_as_overflow_not_as_a_crash(write_submission, check_json):
     unstable = EQUIVALENT.replace("torch.exp(Z - torch.logsumexp(Z, dim=1, keepdim=True))",
                                   "torch.exp(Z) / torch.exp(Z).sum(dim=1, keepdim=True)")
-    result = run_dldiy("check", "exercise-4", str(write_submission(unstable, "losses.py")), "--json",
-                       "--only", "stability", "--only", "torch-agreement")
-    checks = checks_of(result)
+    checks = checks_of(check_json("exercise-4", write_submission(unstable, "losses.py"), "stability", "torch-agreement")[0])
     assert checks["torch-agreement"]["status"] == "pass"  # right on ordinary logits...
     assert checks["stability"]["status"] == "fail"          # ...nan at logits of 1000
     assert "softmax" in checks["stability"]["message"] and "overflows" in checks["stability"]["message"]
@@ -105,36 +104,40 @@ def _built(variant_dir, exercise, tmp_path):
     return folder
 
 
-def full_marks_for_every_alternative(exercise, tmp_path):
-    """Each correct-but-different solution in alternatives/<exercise>/ passes every check that runs."""
+def alternatives_of(exercise: str) -> list:
+    """The correct-but-different solutions in alternatives/<exercise>/ (at least four), as parameters."""
     alternatives = sorted((REPO / "alternatives" / exercise).iterdir())
     assert len(alternatives) >= 4
-    for alt in alternatives:
-        checks = checks_of(run_dldiy("check", exercise, str(_built(alt, exercise, tmp_path)), "--json"))
-        assert {c["status"] for c in checks.values()} <= {"pass", "skip"}, (alt.name, checks)
+    return one_fast_rest_slow(alternatives, ids=lambda alts: [alt.name for alt in alts])
 
 
-def test_every_alternative_gets_full_marks(tmp_path):
-    full_marks_for_every_alternative("exercise-4", tmp_path)
+def full_marks_for_the_alternative(exercise, alt, tmp_path, check_json):
+    """This correct-but-different solution of alternatives/<exercise>/ passes every check that runs."""
+    checks = checks_of(check_json(exercise, _built(alt, exercise, tmp_path))[0])
+    assert {c["status"] for c in checks.values()} <= {"pass", "skip"}, (alt.name, checks)
 
 
-def test_the_first_failing_configuration_is_named_in_words(tmp_path, bugged):
+@pytest.mark.parametrize("alt", alternatives_of("exercise-4"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-4", alt, tmp_path, check_json)
+
+
+def test_the_first_failing_configuration_is_named_in_words(tmp_path, bugged, check_json):
     # a one-hot of 4 classes: the default k agrees, the first other k raises, named as a failure
     folder = bugged("exercise-4", "one-hot-four-classes")
-    c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "torch-agreement"))["torch-agreement"]
+    c = checks_of(check_json("exercise-4", folder, "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "cross_entropy, n=1, k=3, float64: raised RuntimeError" in c["message"], c
 
 
-def test_invariants_name_the_argument_written_in_place(tmp_path, bugged):
+def test_invariants_name_the_argument_written_in_place(tmp_path, bugged, check_json):
     folder = bugged("exercise-4", "hinge01-labels-in-place")
-    c = checks_of(run_dldiy("check", "exercise-4", str(folder), "--json", "--only", "invariants"))["invariants"]
+    c = checks_of(check_json("exercise-4", folder, "invariants")[0])["invariants"]
     assert c["status"] == "fail" and "hinge_01() on float64 inputs: modified its argument y in place" in c["message"], c
 
 
-def test_stability_charges_instability_not_a_wrong_formula(tmp_path, bugged):
+def test_stability_charges_instability_not_a_wrong_formula(tmp_path, bugged, check_json):
     # a sum instead of a mean is wrong everywhere (torch-agreement) but stable: stability passes
-    checks = checks_of(run_dldiy("check", "exercise-4", str(bugged("exercise-4", "cross-entropy-sum")), "--json",
-                                 "--only", "stability", "--only", "torch-agreement"))
+    checks = checks_of(check_json("exercise-4", bugged("exercise-4", "cross-entropy-sum"), "stability", "torch-agreement")[0])
     assert checks["torch-agreement"]["status"] == "fail" and checks["stability"]["status"] == "pass", checks
 
 

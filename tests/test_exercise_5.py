@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from conftest import run_dldiy
+from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
 from dldiy.graders.exercise import load_exercise
 from dldiy.graders.submission import load_module_from
 
@@ -120,19 +122,20 @@ def train(X, y, params, lr, steps, activation="tanh"):
 '''
 
 
-def checks_of(result):
-    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+def checks_of(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
 
 
 def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json")
-    checks = checks_of(result)
+    checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
     assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry", "init-scale",
             "first-loss", "convergence", "mlp-forward", "invariants"} == set(checks)
 
 
-def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission, bugged):
+def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission, bugged,
+                                                                                       check_json):
     exercise = load_exercise("exercise-5")
     p = exercise.check("convergence").params
     harness = load_module_from(exercise.harness_path, "_test_ex5_harness")
@@ -149,14 +152,12 @@ def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget
         accuracy = ((X @ w + b >= 0).double() == y).double().mean().item()
         assert accuracy < 0.8 < p["target"], (seed, accuracy)  # no line does better than ~3 blobs of 4
 
-    # Through the real CLI: the MLP passes; the same network without its non-linearity (a linear
-    # model, logistic regression in disguise) fails mlp-forward (train() is judged with the harness's own
-    # network: one bug, one deduction), and says why.
-    mlp = checks_of(run_dldiy("check", "exercise-5", str(write_submission(EQUIVALENT, "mlp.py")), "--json",
-                              "--only", "convergence"))["convergence"]
+    # Through the checks `dldiy check` runs (graders/assess.py): the MLP passes; the same network without
+    # its non-linearity (a linear model, logistic regression in disguise) fails mlp-forward (train() is
+    # judged with the harness's own network: one bug, one deduction), and says why.
+    mlp = checks_of(check_json("exercise-5", write_submission(EQUIVALENT, "mlp.py"), "convergence")[0])["convergence"]
     assert mlp["status"] == "pass", mlp["message"]
-    linear = checks_of(run_dldiy("check", "exercise-5", str(bugged("exercise-5", "no-nonlinearity")), "--json",
-                                 "--only", "mlp-forward"))["mlp-forward"]
+    linear = checks_of(check_json("exercise-5", bugged("exercise-5", "no-nonlinearity"), "mlp-forward")[0])["mlp-forward"]
     assert linear["status"] == "fail" and "non-linearity" in json.dumps(linear), linear
 
 
@@ -173,13 +174,12 @@ def test_torch_default_linear_init_is_well_inside_the_init_scale_tolerance():
     assert abs(float(torch.log2(64 * (torch.randn(64, 64, dtype=torch.float64) ** 2).mean()))) > atol + 3
 
 
-def test_every_alternative_gets_full_marks(tmp_path):
-    from test_exercise_4 import full_marks_for_every_alternative
+@pytest.mark.parametrize("alt", alternatives_of("exercise-5"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-5", alt, tmp_path, check_json)
 
-    full_marks_for_every_alternative("exercise-5", tmp_path)
 
-
-def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path, bugged):
+def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path, bugged, check_json):
     folder = bugged("exercise-5", "softplus-saves-input-on-ctx")
-    c = checks_of(run_dldiy("check", "exercise-5", str(folder), "--json", "--only", "invariants"))["invariants"]
+    c = checks_of(check_json("exercise-5", folder, "invariants")[0])["invariants"]
     assert c["status"] == "fail" and "save_for_backward" in c["message"], c

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 from hypothesis import given, settings, strategies as st
 
 from dldiy.graders import agreement, convergence
@@ -42,10 +42,22 @@ Adam = torch.optim.Adam
 '''
 
 
-def check_json(path: Path, *only: str) -> tuple[int, dict[str, dict]]:
+def cli_check(path: Path, *only: str) -> tuple[int, dict[str, dict]]:
+    """`dldiy check exercise-6 PATH --json [--only ...]`, the real command: its exit status and checks by name."""
     args = ["check", "exercise-6", str(path), "--json"] + [a for name in only for a in ("--only", name)]
     result = run_dldiy(*args)
     return result.returncode, {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+@pytest.fixture
+def check6(check_json):
+    """cli_check's answer, assessed in-process through the session's fork server (conftest.check_json)."""
+
+    def check(path: Path, *only: str) -> tuple[int, dict[str, dict]]:
+        report, code = check_json("exercise-6", path, *only)
+        return code, {c["name"]: c for c in report["checks"]}
+
+    return check
 
 
 def newton_source() -> str:
@@ -54,43 +66,43 @@ def newton_source() -> str:
 
 
 def test_reference_passes_every_check():
-    code, checks = check_json(REPO / "reference" / "exercise-6")
+    code, checks = cli_check(REPO / "reference" / "exercise-6")
     assert code == 0, checks
     assert {c["status"] for c in checks.values()} == {"pass"}
     assert len(checks) == len(load_exercise("exercise-6").checks)
 
 
-def test_torch_optim_itself_passes_the_checks_of_its_counterparts(tmp_path):
+def test_torch_optim_itself_passes_the_checks_of_its_counterparts(tmp_path, check6):
     path = tmp_path / "optim.py"
     path.write_text(TORCH_OPTIM + newton_source())
-    code, checks = check_json(path)
+    code, checks = check6(path)
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
     assert set(FIRST_ORDER_CHECKS) <= set(checks)
     assert all(c["status"] == "pass" for c in checks.values())
 
 
-def test_a_correct_submission_written_differently_passes_every_check():
-    code, checks = check_json(ALTERNATIVE)
+def test_a_correct_submission_written_differently_passes_every_check(check6):
+    code, checks = check6(ALTERNATIVE)
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
     assert {c["status"] for c in checks.values()} == {"pass"}
 
 
-def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugged):
+def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugged, check6):
     """The submission makes torch.optim.Adam its own (bias correction missing), so the target its own
     child computes equals its values; the judge compares with the reference child's target."""
     wrong = (bugged("exercise-6", "adam-no-bias-correction") / "optim.py").read_text()
     path = tmp_path / "optim.py"
     path.write_text(wrong + "\ntorch.optim.Adam = Adam\n")
-    code, checks = check_json(path, "adam")
+    code, checks = check6(path, "adam")
     assert code == 1
     assert checks["adam"]["status"] == "fail"
     assert "first at step 1" in checks["adam"]["message"]
 
 
-def test_the_template_fails_by_naming_what_to_implement(tmp_path):
+def test_the_template_fails_by_naming_what_to_implement(tmp_path, check6):
     result = run_dldiy("start", "exercise-6", str(tmp_path / "work"))
     assert result.returncode == 0, result.stderr
-    code, checks = check_json(tmp_path / "work", "gd", "adam")
+    code, checks = check6(tmp_path / "work", "gd", "adam")
     assert code == 2
     assert "exercise-6: implement GD.step" in checks["gd"]["message"]
     assert "exercise-6: implement Adam.__init__" in checks["adam"]["message"]
@@ -161,9 +173,9 @@ def _built(kind: str, name: str, tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("alternative", [p.name for p in ALTERNATIVES])
-def test_a_correct_but_different_solution_gets_full_marks(alternative, tmp_path):
-    code, checks = check_json(_built("alternatives", alternative, tmp_path))
+@pytest.mark.parametrize("alternative", one_fast_rest_slow([p.name for p in ALTERNATIVES]))
+def test_a_correct_but_different_solution_gets_full_marks(alternative, tmp_path, check6):
+    code, checks = check6(_built("alternatives", alternative, tmp_path))
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
 
 
@@ -178,8 +190,8 @@ def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourte
     ("params-generator-consumed", "optimizer-contract", "optimizer got an empty parameter list"),
     ("rmsprop-lr-cached-in-init", "param-groups", "the second group's lr is ignored"),
 ])
-def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged):
-    code, checks = check_json(bugged("exercise-6", bug))
+def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged, check6):
+    code, checks = check6(bugged("exercise-6", bug))
     assert code == 1
     assert [n for n, c in checks.items() if c["status"] != "pass"] == [check], checks[check]["message"]
     assert words in checks[check]["message"]

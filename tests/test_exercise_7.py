@@ -92,18 +92,15 @@ def test_the_margin_found_is_close_to_the_best_on_a_known_case():
     assert 0.97 <= harness.separating_margin(Z) <= 1.0 + 1e-12
 
 
-def test_a_loop_that_overwrites_the_callers_w0_is_named(write_submission):
+def test_a_loop_that_overwrites_the_callers_w0_is_named(write_submission, check_json):
     code = EQUIVALENT.replace("    w = w0.numpy().astype(np.float64).copy()", "    w = w0.numpy()  # a view: w0 itself")
-    result = run_dldiy("check", "exercise-7", str(write_submission(code, name="perceptron.py")), "--json",
-                       "--only", "first-update")
-    (check,) = json.loads(result.stdout)["checks"]
+    (check,) = check_json("exercise-7", write_submission(code, name="perceptron.py"), "first-update")[0]["checks"]
     assert check["status"] == "fail" and "modified its argument w0 in place" in check["message"]
 
 
-def test_predict_is_probed_over_a_family_and_charged_once(write_submission):
+def test_predict_is_probed_over_a_family_and_charged_once(write_submission, check_json):
     # The notebook's two features hard-coded in predict(): right at d = 2, wrong at d = 3.
     code = EQUIVALENT.replace("    scores = X @ w[:-1] + w[-1]", "    scores = X[:, :2] @ w[:2] + w[-1]")
-    result = run_dldiy("check", "exercise-7", str(write_submission(code, name="perceptron.py")), "--json")
-    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    checks = {c["name"]: c for c in check_json("exercise-7", write_submission(code, name="perceptron.py"))[0]["checks"]}
     assert {n for n, c in checks.items() if c["status"] != "pass"} == {"predict-boundary"}, checks
     assert "d=3" in checks["predict-boundary"]["message"]

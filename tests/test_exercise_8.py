@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from conftest import REPO, run_dldiy
+from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
 
 SPEC = tomllib.loads((REPO / "exercises/exercise-8/spec.toml").read_text())
 
@@ -80,6 +81,11 @@ def _statuses(*args):
     return {c["name"]: c for c in report["checks"]}
 
 
+def _assessed(check_json, path, *only):
+    """_statuses' answer, assessed in-process through the session's fork server (conftest.check_json)."""
+    return {c["name"]: c for c in check_json("exercise-8", path, *only)[0]["checks"]}
+
+
 def test_reference_passes_the_agreement_grids_and_equivariance():
     checks = _statuses("reference/exercise-8", "--only", "conv-agreement", "--only", "pool-agreement",
                        "--only", "equivariance")
@@ -96,21 +102,21 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     ("pool-grad-everywhere", "pool-agreement", "x 1x1x2x2: gradient of x"),
     ("view-not-permute", "equivariance", "shift by (2, 1), stride 1"),
 ])
-def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bug, check, configuration, bugged):
-    c = _statuses(str(bugged("exercise-8", bug)), "--only", check)[check]
+def test_a_bugged_variant_fails_naming_the_first_configuration_that_disagrees(bug, check, configuration, bugged,
+                                                                              check_json):
+    c = _assessed(check_json, bugged("exercise-8", bug), check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(configuration), c["message"]
 
 
-def test_every_alternative_gets_full_marks(tmp_path):
-    from test_exercise_4 import full_marks_for_every_alternative
-
-    full_marks_for_every_alternative("exercise-8", tmp_path)
+@pytest.mark.parametrize("alt", alternatives_of("exercise-8"))
+def test_every_alternative_gets_full_marks(alt, tmp_path, check_json):
+    full_marks_for_the_alternative("exercise-8", alt, tmp_path, check_json)
 
 
 @pytest.mark.parametrize("bug, words", [("cnn-inlines-its-own-ops", "did not use the conv2d it was given"),
                                         ("cnn-decoy-call", "did not use the conv2d it was given")])
-def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path, bugged):
+def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path, bugged, check_json):
     folder = bugged("exercise-8", bug)
-    c = _statuses(str(folder), "--only", "cnn-forward")["cnn-forward"]
+    c = _assessed(check_json, folder, "cnn-forward")["cnn-forward"]
     assert c["status"] == "fail" and words in c["message"], c

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 
 spec = importlib.util.spec_from_file_location("reference_rnn_9", REPO / "reference/exercise-9/rnn.py")
 reference = importlib.util.module_from_spec(spec)
@@ -69,8 +69,8 @@ def test_reference_passes_the_agreement_checks():
     ("clip-per-parameter", "clipping", "max_norm = 0.3 x the global norm: clipped gradient of parameter"),
     ("w-hh-not-transposed", "rnn-agreement", "T=5, N=3, D=2, H=4, O=2: hidden states"),  # T=1 never uses W_hh
 ])
-def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start, bugged):
-    c = _checks(str(bugged("exercise-9", bug)), check)[check]
+def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start, bugged, check_json):
+    c = _all_checks(check_json, bugged("exercise-9", bug), check)[check]
     assert c["status"] == "fail"
     assert c["message"].startswith(start), c["message"]
 
@@ -88,13 +88,14 @@ def _built(kind, name, tmp_path):
     return folder
 
 
-def _all_checks(path):
-    return {c["name"]: c for c in json.loads(run_dldiy("check", "exercise-9", str(path), "--json").stdout)["checks"]}
+def _all_checks(check_json, path, *only):
+    """_checks' answer, assessed in-process through the session's fork server (conftest.check_json)."""
+    return {c["name"]: c for c in check_json("exercise-9", path, *only)[0]["checks"]}
 
 
-@pytest.mark.parametrize("alternative", sorted(p.name for p in (REPO / "alternatives" / "exercise-9").iterdir()))
-def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path):
-    checks = _all_checks(_built("alternatives", alternative, tmp_path))
+@pytest.mark.parametrize("alternative", one_fast_rest_slow(sorted(p.name for p in (REPO / "alternatives" / "exercise-9").iterdir())))
+def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, check_json):
+    checks = _all_checks(check_json, _built("alternatives", alternative, tmp_path))
     assert {n: c["message"] for n, c in checks.items() if c["status"] not in ("pass", "skip")} == {}
 
 
@@ -104,6 +105,6 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path):
     ("forward-view-noncontiguous", "invariants"),
     ("train-loss-after-update", "first-loss"),
 ])
-def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged):
-    checks = _all_checks(bugged("exercise-9", bug))
+def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):
+    checks = _all_checks(check_json, bugged("exercise-9", bug))
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == [check]

@@ -205,9 +205,9 @@ def test_gradebook_scores_every_student_once(graded):
                                                                       "stability", "placement", "parity"}
 
 
-def test_hidden_seeds_catch_a_submission_that_hard_codes_public_values(graded, klass):
-    checked = run_dldiy("check", "exercise-1", str(klass / "cheat.py"), "--only", "first-loss", "--json")
-    assert json.loads(checked.stdout)["checks"][0]["status"] == "fail"  # check's extra seeds (check_seeds) catch it too
+def test_hidden_seeds_catch_a_submission_that_hard_codes_public_values(graded, klass, check_json):
+    checked, _ = check_json("exercise-1", klass / "cheat.py", "first-loss")
+    assert checked["checks"][0]["status"] == "fail"  # check's extra seeds (check_seeds) catch it too
     cheat = next(r for r in json.loads((graded / "book" / "results.json").read_text())["students"]
                  if r["student"] == "cheat")
     first = next(c for c in cheat["checks"] if c["name"] == "first-loss")
@@ -215,8 +215,8 @@ def test_hidden_seeds_catch_a_submission_that_hard_codes_public_values(graded, k
     assert "hidden seed (values withheld)" in first["message"] and first["details"] == {}
 
 
-def test_feedback_shows_the_messages_of_dldiy_check(graded, klass):
-    checked = json.loads(run_dldiy("check", "exercise-1", str(klass / "bob.py"), "--only", "gradcheck", "--json").stdout)
+def test_feedback_shows_the_messages_of_dldiy_check(graded, klass, check_json):
+    checked, _ = check_json("exercise-1", klass / "bob.py", "gradcheck")  # what `dldiy check --json` prints
     message = checked["checks"][0]["message"]
     assert "sign error" in message
     assert message in (graded / "book" / "feedback" / "bob.md").read_text()

@@ -28,6 +28,11 @@ def _check(path: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def _assessed(check_json, path: Path) -> dict:
+    """_check's report, assessed in-process through the session's fork server (conftest.check_json)."""
+    return check_json("mlp", path, course=COURSE)[0]
+
+
 def _statuses(report: dict) -> dict[str, str]:
     return {c["name"]: c["status"] for c in report["checks"]}
 
@@ -48,8 +53,8 @@ def test_the_solution_gets_full_marks_from_outside_the_course_folder(tmp_path):
     assert set(_statuses(report).values()) == {"pass"}
 
 
-def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path):
-    report = _check(half_done(tmp_path / "alice"))
+def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path, check_json):
+    report = _assessed(check_json, half_done(tmp_path / "alice"))
     statuses = _statuses(report)
     assert report["load_error"] is None
     assert {n for n, s in statuses.items() if s == "pass"} == {
@@ -61,20 +66,20 @@ def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path):
     assert any(s.startswith("cell 5: SyntaxError") for s in report["skipped_lines"]), report["skipped_lines"]
 
 
-def test_an_empty_notebook_loads_and_errors_check_by_check():
-    report = _check(EMPTY)
+def test_an_empty_notebook_loads_and_errors_check_by_check(check_json):
+    report = _assessed(check_json, EMPTY)
     assert report["load_error"] is None and report["score"] == 0
     messages = [c["message"] for c in report["checks"]]
     assert all("NotImplementedError" in m for m in messages[:7]), messages
 
 
-def test_a_bug_is_caught_with_a_message_that_names_it(tmp_path):
+def test_a_bug_is_caught_with_a_message_that_names_it(tmp_path, check_json):
     folder = tmp_path / "bob"
     folder.mkdir()
     text = SOLUTION.read_text().replace('"        return grad / len(self.y)', '"        return grad')
     assert text != SOLUTION.read_text()
     (folder / "mlp.ipynb").write_text(text)
-    report = _check(folder / "mlp.ipynb")
+    report = _assessed(check_json, folder / "mlp.ipynb")
     by_name = {c["name"]: c for c in report["checks"]}
     assert by_name["softmax-ce-backward"]["status"] == "fail"
     message = by_name["softmax-ce-backward"]["message"]

@@ -1,8 +1,5 @@
-from conftest import run_dldiy
-
-
-def test_reference_of_exercise_1_passes_every_check():
-    result = run_dldiy("check", "exercise-1", "reference/exercise-1", "--json")
+def test_reference_of_exercise_1_passes_every_check(dldiy_once):
+    result = dldiy_once("check", "exercise-1", "reference/exercise-1", "--json")  # test_exercise_1 reads it too
     assert result.returncode == 0, result.stderr
     import json
 

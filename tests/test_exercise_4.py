@@ -141,32 +141,31 @@ def test_stability_charges_instability_not_a_wrong_formula(tmp_path, bugged, che
     assert checks["torch-agreement"]["status"] == "fail" and checks["stability"]["status"] == "pass", checks
 
 
-def test_later_configurations_sent_in_one_message_are_judged_as_single_calls(write_submission):
+def test_later_configurations_sent_in_one_message_are_judged_as_single_calls(write_submission, check_json):
     # torch-agreement calls each function's first configuration alone and the rest in one message
     # (graders/batched.py): a later configuration that writes into its argument, or raises, is still
     # that configuration's failure, named in words
     writes_on_a_batch_of_one = EQUIVALENT.replace(
         "def softmax(Z):\n",
         "def softmax(Z):\n    if Z.shape[0] == 1:\n        Z.mul_(2)\n")
-    c = checks_of(run_dldiy("check", "exercise-4", str(write_submission(writes_on_a_batch_of_one, "losses.py")),
-                            "--json", "--only", "torch-agreement"))["torch-agreement"]
+    c = checks_of(check_json("exercise-4", write_submission(writes_on_a_batch_of_one, "losses.py"),
+                             "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "softmax, n=1, k=3, float64: raised Violation: softmax() modified its " \
                                      "argument Z in place" in c["message"], c
     raises_on_seven_classes = EQUIVALENT.replace(
         "def softmax(Z):\n",
         "def softmax(Z):\n    if Z.shape[1] == 7:\n        raise ValueError('seven classes')\n")
-    c = checks_of(run_dldiy("check", "exercise-4", str(write_submission(raises_on_seven_classes, "losses.py")),
-                            "--json", "--only", "torch-agreement"))["torch-agreement"]
+    c = checks_of(check_json("exercise-4", write_submission(raises_on_seven_classes, "losses.py"),
+                             "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "softmax, n=3, k=7, float64, non-contiguous inputs: raised ValueError: " \
                                      "seven classes" in c["message"], c
 
 
-def test_a_forbidden_function_reached_only_in_a_later_batched_configuration_is_caught(write_submission):
+def test_a_forbidden_function_reached_only_in_a_later_batched_configuration_is_caught(write_submission, check_json):
     # the later configurations go in one message (sub.batch), each still under the run-time forbid guard:
     # torch's own softmax, reached by a name no static scan can read, on seven classes only
     sneaky = EQUIVALENT.replace(
         "def softmax(Z):\n",
         "def softmax(Z):\n    if Z.shape[1] == 7:\n        return getattr(torch, 'soft' + 'max')(Z, dim=1)\n")
-    c = checks_of(run_dldiy("check", "exercise-4", str(write_submission(sneaky, "losses.py")),
-                            "--json", "--only", "torch-agreement"))["torch-agreement"]
+    c = checks_of(check_json("exercise-4", write_submission(sneaky, "losses.py"), "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "n=3, k=7" in c["message"] and "torch.softmax" in c["message"], c

@@ -17,7 +17,7 @@ import torch
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.contract import Properties
-from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.gradcheck import EPS, block
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
@@ -136,25 +136,44 @@ def rnn_agreement(sub, seed, p):
             config = f"T={T}, N={N}, D={D}, H={H}, O={O}"
             rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
             target, _ = rnn(x_ref)
-            target_grads = torch.autograd.grad(target, [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0,
-                                                        rnn.bias_hh_l0], cotangent)
-            mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-            x_mine = xs.clone().requires_grad_(True)
-            hs = _forward(sub, mine, x_mine)
-            if not hs.requires_grad:
+            # <target, cotangent> differentiated as a scalar: a grad_outputs tensor makes torch import
+            # sympy (0.3-0.9 s), more than the whole check
+            target_grads = torch.autograd.grad((target * cotangent).sum(), [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0,
+                                                                            rnn.bias_ih_l0, rnn.bias_hh_l0])
+            got = sub.run_local(unrolled_here, sub.get("ElmanRNN"), params, xs, cotangent)
+            if not isinstance(got, dict):
+                raise ApiError(f"{config}: the unrolling came back malformed")
+            hs = expect_tensor(got.get("hs"), "ElmanRNN(params).forward(xs)", shape=(T, N, H), dtype="float")
+            if not got.get("graph"):
                 raise ApiError("ElmanRNN.forward's output does not require grad: is every step computed by "
                                "rnn_cell, and the hidden state kept in the graph?")
-            grads = torch.autograd.grad(hs, [x_mine] + [mine[k] for k in NAMES], cotangent, allow_unused=True)
             cases.append(_case(f"{config}: hidden states", hs, target))
-            for name, g, t in zip(("xs",) + NAMES, grads, target_grads):
+            for name, g, t in zip(("xs",) + NAMES, got.get("grads") or [None] * 5, target_grads):
                 if g is None:
                     raise ApiError(f"{config}: backpropagation gave no gradient for {name}")
                 cases.append(_case(f"{config}: gradient of {name} (through time)", g, t))
+            pred = got.get("prediction")
             with torch.no_grad():
-                pred = sub.get("ElmanRNN")(params).predict(xs)
                 want = target[-1] @ params["W_out"].t() + params["b_out"]
             cases.append(_case(f"{config}: predict(xs), the read-out of the last hidden state", pred, want))
     return {"cases": cases}
+
+
+def unrolled_here(model, params, xs, cotangent) -> dict:
+    """In the student's process (sub.run_local, one message per configuration): the student's model
+    on copies of params and xs, its hidden states, the gradients of <hs, cotangent> w.r.t. xs and the
+    four weights (backpropagation through the student's unrolling), and predict(xs). Compared in the
+    harness with torch.nn.RNN's, computed there."""
+    mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    x = xs.clone().requires_grad_(True)
+    hs = model(mine).forward(x)
+    if not isinstance(hs, torch.Tensor) or hs.shape != cotangent.shape or not hs.requires_grad:
+        return {"hs": hs.detach() if isinstance(hs, torch.Tensor) else hs, "graph": False}
+    grads = torch.autograd.grad((hs * cotangent).sum(), [x] + [mine[k] for k in NAMES], allow_unused=True)
+    with torch.no_grad():
+        prediction = model(params).predict(xs)
+    return {"hs": hs.detach(), "graph": True, "prediction": prediction,
+            "grads": [None if g is None else g.detach() for g in grads]}
 
 
 def gradcheck(sub, seed, p):
@@ -166,9 +185,59 @@ def gradcheck(sub, seed, p):
     for N, D, H in p["cells"]:
         params = _params64(gen, D, H)
         x, h = torch.randn(N, D, generator=gen, dtype=torch.float64), torch.randn(N, H, generator=gen, dtype=torch.float64)
-        blocks += function_blocks(cell, [x, h] + [params[k] for k in NAMES],
-                                  [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES])
+        inputs = [x, h] + [params[k] for k in NAMES]
+        names = [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES]
+        # the cell's backward once and its forward at every point of the differences, in one message
+        got = sub.run_local(cell_probes_here, cell, inputs, EPS)
+        if not isinstance(got, dict) or not isinstance(got.get("out"), torch.Tensor):
+            raise ApiError("rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh) did not return a tensor")
+        cotangent = _cotangent(got["out"].shape)
+        analytic, moved = got.get("analytic"), got.get("moved")
+        if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
+            raise ApiError("rnn_cell: the finite differences came back malformed")
+        for x_i, name, a, pairs in zip(inputs, names, analytic, moved):
+            numeric = torch.zeros_like(x_i)
+            if not isinstance(pairs, list) or len(pairs) != x_i.numel():
+                raise ApiError("rnn_cell: the finite differences came back malformed")
+            for j, (plus, minus) in enumerate(pairs):  # central differences, computed here from the outputs
+                at = [float((expect_tensor(v, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", dtype="float") * cotangent).sum())
+                      for v in (plus, minus)]
+                numeric.view(-1)[j] = (at[0] - at[1]) / (2 * EPS)
+            a = expect_tensor(a, f"the gradient of {name}", shape=tuple(x_i.shape), dtype="float") if a is not None \
+                else torch.zeros_like(x_i)
+            blocks.append(block(name, a, numeric))
     return {"blocks": blocks}
+
+
+def _cotangent(shape):
+    """gradcheck's fixed random direction v (graders/gradcheck.function_blocks'): analytic v^T J, numeric
+    d/dx <v, cell(x)>."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def cell_probes_here(cell, inputs, eps: float) -> dict:
+    """In the student's process (sub.run_local): the student's cell at `inputs`, the vector-Jacobian
+    product v^T J through its hand backward (v = _cotangent), and its outputs at x_i +- eps e_j for
+    every entry j of every input i. The harness forms the central differences from those outputs."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = cell(*leaves)
+    if not isinstance(out, torch.Tensor):
+        return {"out": None}
+    cotangent = _cotangent(out.shape)
+    analytic = torch.autograd.grad((out * cotangent).sum(), leaves, allow_unused=True)
+    moved = []
+    with torch.no_grad():
+        for i, x in enumerate(inputs):
+            pairs = []
+            for j in range(x.numel()):
+                pair = []
+                for step in (eps, -eps):
+                    xi = x.detach().clone()
+                    xi.view(-1)[j] = xi.view(-1)[j].item() + step
+                    pair.append(cell(*[xi if k == i else inputs[k].detach() for k in range(len(inputs))]))
+                pairs.append(pair)
+            moved.append(pairs)
+    return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved}
 
 
 def clipping(sub, seed, p):
@@ -281,8 +350,34 @@ def _device_run(sub, seed):
     return run
 
 
+class _Placed:
+    """An output's device, as placed_here reported it (measure_placement reads `.device`)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+
+def placed_here(model, seed: int) -> dict:
+    """_device_run's run on the meta device, in the student's process (sub.run_local): the devices of
+    the prediction and of the gradients. Meta tensors are built and run there only, so this process does
+    not import torch's meta kernels (about a second) for a check that reads nothing but devices."""
+    X, y = recall_first(seed, 8, 5)
+    X, y = X.to("meta"), y.to("meta")
+    params = init_params(seed, 1, 6, 1, device="meta")
+    pred = model(params).predict(X)
+    # allow_unused: a parameter left out of the prediction is rnn-agreement's finding, not a device problem
+    grads = torch.autograd.grad(((pred - y) ** 2).mean(), list(params.values()), allow_unused=True)
+    outputs = {"prediction": pred, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
+    return {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}
+
+
 def placement(sub, seed, p):
-    return measure_placement(_device_run(sub, seed))
+    def run(device):
+        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed)
+        if not isinstance(found, dict):
+            raise ApiError("the placement run came back malformed")
+        return {str(name): _Placed(str(where)) for name, where in found.items()}
+    return measure_placement(run)
 
 
 def parity(sub, seed, p):

@@ -318,6 +318,46 @@ def checked_rows(name: str, result, start: list[float], now: list[float] | None,
     return rows
 
 
+def zero_grad_here(opt, params, values, loss) -> dict:
+    """values given: the optimizer built (opt is its class), backward(), step() and zero_grad();
+    values None: backward() and zero_grad(set_to_none=False) on the optimizer `opt`. The optimizer
+    comes back by handle; the .grad tensors, synced back, are read by the harness."""
+    if values is not None:
+        opt = opt(params, **hyper(values))
+        if not usable(opt):
+            return {"unusable": True}
+    problem_loss(loss)(*params).backward()
+    if values is not None:
+        opt.step()
+        opt.zero_grad()
+    else:
+        opt.zero_grad(set_to_none=False)
+    return {"opt": opt}
+
+
+def step_here(opt, params, values, loss) -> dict:
+    """One step, the gradients cleared here and made by backward(), on the optimizer `opt` (values
+    given: built from the class `opt` first). The optimizer comes back by handle."""
+    if values is not None:
+        opt = opt(params, **hyper(values))
+        if not usable(opt):
+            return {"unusable": True}
+    clear_grads(params)
+    problem_loss(loss)(*params).backward()
+    opt.step()
+    return {"opt": opt}
+
+
+def built(name: str, result):
+    """The optimizer a run in the student's process built and sent back (a handle), or an ApiError."""
+    if isinstance(result, dict) and result.get("unusable"):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__")
+    if not isinstance(result, dict) or "opt" not in result:
+        raise ApiError(f"{name}: a run came back malformed")
+    return result["opt"]
+
+
 def parts_of(name: str, value, n: int) -> list:
     """The n results a run in the student's process sent back, or an ApiError."""
     if not isinstance(value, list) or len(value) != n:
@@ -539,17 +579,13 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{label}(a generator of parameters)", generator)
 
         def zero_grad(name=name, make=make, h=h):
-            params = leaves(init, every)
-            opt = build(make, params, name, **h)
-            loss_fn(*params).backward()
-            opt.step()
-            opt.zero_grad()
+            params = leaves(init, every)  # their .grad synced back after each message, read here
+            opt = built(name, sub.run_local(zero_grad_here, make, params, h, loss))
             kept = [NAMES[i] for i, q in enumerate(params) if q.grad is not None]
             if kept:
                 return (f"after zero_grad(), {kept[0]}.grad is still a tensor: torch's default is set_to_none=True "
                         "(.grad becomes None); if you override zero_grad, keep its signature and default")
-            loss_fn(*params).backward()
-            opt.zero_grad(set_to_none=False)
+            sub.run_local(zero_grad_here, opt, params, None, loss)
             for i, q in enumerate(params):
                 if q.grad is None or q.grad.abs().max().item() != 0:
                     return (f"after zero_grad(set_to_none=False), {NAMES[i]}.grad is "
@@ -584,15 +620,15 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{label}.step(closure)", closure)
 
         def grad_untouched(name=name, make=make, h=h):
-            params = leaves(init, every)
-            opt = build(make, params, name, **h)
+            params, opt = leaves(init, every), make
             for k in range(2):
-                opt.zero_grad()
-                loss_fn(*params).backward()
-                before = [q.grad.clone() for q in params]
-                opt.step()
+                # backward() then step() there; the gradient backward() gave, computed here at the
+                # parameters' values before the step, is what p.grad must still hold after it
+                start = [q.detach().clone().requires_grad_() for q in params]
+                before = torch.autograd.grad(loss_fn(*start), start)
+                opt = built(name, sub.run_local(step_here, opt, params, h if k == 0 else None, loss))
                 for i, (q, g) in enumerate(zip(params, before)):
-                    if q.grad is None or not torch.equal(q.grad, g):
+                    if q.grad is None or not torch.allclose(q.grad, g, rtol=1e-12, atol=1e-15):
                         return (f"step() changed {NAMES[i]}.grad in place at step {k} (torch.optim's optimizers "
                                 "leave it as backward() made it): compute g = p.grad + weight_decay * p out of "
                                 "place, not with p.grad.add_(...)")
@@ -726,8 +762,9 @@ def logistic_problem(seed):
 
 def descend_to_target(opt, params, loss_fn, budget: int, target: float, newton: bool):
     """Steps until the loss reaches `target` or `budget` is spent; Newton's step takes the loss as a
-    function of the parameters, the others a backward() before step(). Run in the student's process
-    (sub.run_local: hundreds of tiny steps in one message); `train` checks what it reports."""
+    function of the parameters, the others a backward() before step() (gradients cleared here: the
+    student's zero_grad() is the contract check's alone). Run in the student's process (sub.run_local:
+    hundreds of tiny steps in one message); `train` checks what it reports."""
     losses = []
     for k in range(budget + 1):
         loss = loss_fn(*params)
@@ -737,21 +774,44 @@ def descend_to_target(opt, params, loss_fn, budget: int, target: float, newton: 
         if newton:
             opt.step(loss_fn)
         else:
-            opt.zero_grad()
+            clear_grads(params)
             loss.backward()
             opt.step()
     return losses, k
 
 
-def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
-    """Train until the loss reaches `target` or the run's budget is spent. The loop runs beside the
-    student's optimizer; the parameters it reached come back mirrored, and the loss there is
+def trained_here(loss_fn, runs: list) -> list:
+    """Every run of a convergence check, in the student's process, one message for all: each builds
+    its optimizer (make, params, values) and descends to the target (descend_to_target)."""
+    out = []
+    for make, params, values, budget, target, newton in runs:
+        opt = make(params, **hyper(values))
+        out.append(descend_to_target(opt, params, loss_fn, budget, target, newton) if usable(opt) else
+                   {"unusable": True})
+    return out
+
+
+def train(sub, runs: list[dict], init, factory, args: tuple, target: float) -> list[dict]:
+    """Train each run until the loss reaches `target` or its budget is spent. The loops run beside the
+    student's optimizers; the parameters each reached come back mirrored, and the loss there is
     recomputed here, so what is judged is never a number the student's process reported."""
+    params = [[w.clone().requires_grad_() for w in init] for _ in runs]
+    given = [(student_optimizer(sub, run["optimizer"]), ps, run["hyper"], run["budget"], target,
+              run["optimizer"] == "Newton") for run, ps in zip(runs, params)]
+    done = sub.run_local(trained_here, sub.local(factory, *args), given)
+    if not isinstance(done, list) or len(done) != len(runs):
+        raise ApiError("the training runs came back malformed")
+    return [judged_run(run, ps, result, factory, args) for run, ps, result in zip(runs, params, done)]
+
+
+def judged_run(run: dict, params: list, result, factory, args: tuple) -> dict:
     name = run["optimizer"]
-    params = [w.clone().requires_grad_() for w in init]
-    opt = build(student_optimizer(sub, name), params, name, **hyper(run["hyper"]))
-    reported, k = sub.run_local(descend_to_target, opt, params, sub.local(factory, *args), run["budget"],
-                                target, name == "Newton")
+    if isinstance(result, dict) and result.get("unusable"):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__")
+    if not (isinstance(result, (list, tuple)) and len(result) == 2 and isinstance(result[0], list)):
+        raise ApiError(f"{describe(name, run['hyper'])}: the training run came back malformed")
+    reported, k = result
     with torch.no_grad():
         loss = float(factory(*args)(*params))
     last = float(reported[-1]) if reported else math.nan
@@ -765,9 +825,9 @@ def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
 
 def rosenbrock(sub, seed, p):
     init, factory, args = rosenbrock_problem(seed)
-    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}
+    return {"runs": train(sub, p["runs"], init, factory, args, p["target"])}
 
 
 def logistic(sub, seed, p):
     init, factory, args = logistic_problem(seed)
-    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}
+    return {"runs": train(sub, p["runs"], init, factory, args, p["target"])}

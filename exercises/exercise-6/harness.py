@@ -708,24 +708,38 @@ def newton_quadratic(sub, seed, p):
     A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
     b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
-    Newton = student_optimizer(sub, "Newton")
     f = quadratic_loss(A, b)
+    starts = [(z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+               z0[6:].clone().requires_grad_()) for _ in p["lrs"]]
+    # every step in one message, in the student's process; the parameters come back synced
+    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b,
+                                            [[*xYc, lr] for xYc, lr in zip(starts, p["lrs"])]), len(starts))
     cases = []
-    for k, lr in enumerate(p["lrs"]):
-        x, Y, c = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
-                   z0[6:].clone().requires_grad_())
-        # the first in two groups, the next from a generator (as model.parameters() is)
-        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
-        returned = build(Newton, params, "Newton", lr=lr).step(sub.local(quadratic_loss, A, b))
+    for k, ((x, Y, c), lr, result) in enumerate(zip(starts, p["lrs"], done)):
+        if not isinstance(result, dict) or result.get("unusable"):
+            built("Newton", result)  # the ApiError that says why
+        returned = result.get("returned")
         target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
         how = "two groups" if k == 0 else "parameters from a generator"
         cases.append({"name": f"one step with lr={lr}, {how} (lr=1: the minimum)", "shape": [7],
                       "values": flat([x, Y, c]), "target": target.tolist()})
-        loss = returned.item() if isinstance(returned, torch.Tensor) and returned.numel() == 1 else returned
+        loss = returned
         cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
                       "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
                       "target": [f(*z0.split([2, 4, 1])).item()]})
     return {"cases": cases}
+
+
+def newton_here(make, A, b, runs: list) -> list:
+    """In the student's process: for each run [x, Y, c, lr], one step of Newton(lr=lr) on f (first
+    run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
+    is), and what step(closure) returned."""
+    out = []
+    for k, (x, Y, c, lr) in enumerate(runs):
+        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
+        opt = make(params, lr=lr)
+        out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))} if usable(opt) else {"unusable": True})
+    return out
 
 
 # --- the documented defaults ---------------------------------------------------------------------

@@ -783,7 +783,7 @@ def descend_to_target(opt, params, loss_fn, budget: int, target: float, newton: 
     for k in range(budget + 1):
         loss = loss_fn(*params)
         losses.append(loss.item())
-        if not loss.item() > target or k == budget:  # reached, nan, or out of budget
+        if not losses[-1] > target or k == budget:  # reached, nan, or out of budget
             break
         if newton:
             opt.step(loss_fn)

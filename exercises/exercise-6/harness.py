@@ -14,6 +14,11 @@ L + wd/2 ||w||^2; W2 in a second group, or alone with that group's values; ...).
 formula is charged once, by its own trajectory check, not again by every contract check.
 The student's classes are only called, never inspected (no issubclass): what makes an Optimizer here
 is what it does.
+
+The steps themselves run in the student's process (sub.run_local, the `*_here` functions below): one
+message per property or convergence check, not one per step, on the harness's own tensors, whose final
+values come back synced. What is judged is checked here first: a reported trajectory must start where
+the tensors started and end where they are (checked_rows), losses and gradients are recomputed here.
 """
 
 import io

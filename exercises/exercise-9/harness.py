@@ -9,6 +9,11 @@ harness's own correct version (written here with torch and autograd): rnn-agreem
 unrolling (ElmanRNN) with the student's cell forward but exact gradients through the cell (the hand
 backward is gradcheck's), state-reset judges the reset with an exact cell, and train() runs with an
 exact cell, model and clipping.
+
+Those harness versions are built in the student's process (sub.local), and loops of many small calls
+run there (sub.run_local, the `*_here` functions): one message per configuration instead of one per
+step. Only values come back, and they are judged here against torch's, computed here (gradcheck's
+central differences are formed here from the cell's outputs).
 """
 
 import numpy as np

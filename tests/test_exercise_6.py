@@ -99,6 +99,46 @@ def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugg
     assert "first at step 1" in checks["adam"]["message"]
 
 
+# A hostile submission that rewrites, in its own process, what the harness's runs there send back: the
+# parameters it reports are torch.optim.SGD's trajectory from the same start, while its own (wrong) GD
+# moved the harness's tensors. The harness checks each reported trajectory against where its tensors
+# are after the run (exercise-6's checked_rows): a forged record earns nothing.
+FORGED_TRAJECTORY = '''
+import torch as _torch
+from dldiy.graders import endpoint as _endpoint
+
+_build = _endpoint.Local.build.__func__
+
+
+def _forged(cls, endpoint, value, buffers, depth):
+    result = _build(cls, endpoint, value, buffers, depth)
+    if value.get("name") != "runs_here":
+        return result
+    harness = cls._modules[value["path"]]
+    make, runs = endpoint.decode(value.get("args", []), buffers, depth + 1)
+    for run, done in zip(runs, result):
+        start, clones, at = _torch.tensor(done["rows"][0], dtype=_torch.float64), [], 0
+        for p in run["params"]:
+            clones.append(start[at:at + p.numel()].reshape(p.shape).clone().requires_grad_())
+            at += p.numel()
+        done["rows"] = harness.one_run(_torch.optim.SGD, clones, run["values"], run["loss"], run["steps"])["rows"]
+    return result
+
+
+_endpoint.Local.build = classmethod(_forged)
+'''
+
+
+def test_a_trajectory_forged_in_the_students_process_earns_nothing(tmp_path, bugged, check6):
+    wrong = (bugged("exercise-6", "gd-ascent") / "optim.py").read_text()
+    path = tmp_path / "optim.py"
+    path.write_text(wrong + FORGED_TRAJECTORY)
+    code, checks = check6(path, "gd")
+    assert code != 0
+    assert checks["gd"]["status"] != "pass"
+    assert "not where the run's own record says" in checks["gd"]["message"], checks["gd"]["message"]
+
+
 def test_the_template_fails_by_naming_what_to_implement(tmp_path, check6):
     result = run_dldiy("start", "exercise-6", str(tmp_path / "work"))
     assert result.returncode == 0, result.stderr

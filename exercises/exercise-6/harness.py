@@ -14,6 +14,11 @@ L + wd/2 ||w||^2; W2 in a second group, or alone with that group's values; ...).
 formula is charged once, by its own trajectory check, not again by every contract check.
 The student's classes are only called, never inspected (no issubclass): what makes an Optimizer here
 is what it does.
+
+The steps themselves run in the student's process (sub.run_local, the `*_here` functions below): one
+message per property or convergence check, not one per step, on the harness's own tensors, whose final
+values come back synced. What is judged is checked here first: a reported trajectory must start where
+the tensors started and end where they are (checked_rows), losses and gradients are recomputed here.
 """
 
 import io
@@ -94,7 +99,8 @@ def net_problem(seed: int, n: int = 16, width: int = 3):
 
 
 def run_first_order(make, name: str, config: dict, seed: int, steps: int) -> tuple[list[list[float]], list[float]]:
-    """Parameters after each step (row 0: the initial values) and the loss before each step."""
+    """torch.optim's twin, here: parameters after each step (row 0: the initial values) and the loss
+    before each step."""
     init, loss_fn = net_problem(seed)
     params = [w.clone().requires_grad_() for w in init]
     opt = build(make, params, name, **hyper(config["hyper"]))
@@ -109,12 +115,26 @@ def run_first_order(make, name: str, config: dict, seed: int, steps: int) -> tup
     return rows, losses
 
 
+def losses_along(rows, loss: list, shapes) -> list[float]:
+    """The loss at each row of parameters, computed here (the loss before each step is the loss at
+    that step's starting row): never a number the student's process reported."""
+    loss_fn, sizes = problem_loss(loss), [math.prod(s) for s in shapes]
+    with torch.no_grad():
+        return [float(loss_fn(*(t.reshape(s) for t, s in zip(torch.tensor(row, dtype=DTYPE).split(sizes), shapes))))
+                for row in rows[:-1]]
+
+
 def against_torch(sub, seed, p):
-    """Every configuration run twice, by the student's optimizer and by torch.optim's."""
+    """Every configuration run twice, by the student's optimizer (in its process, one message for the
+    run) and by torch.optim's (here)."""
     cases = []
+    init, _ = net_problem(seed)
     for config in p["configs"]:
         name, steps = config["optimizer"], config.get("steps", p["steps"])
-        mine = run_first_order(student_optimizer(sub, name), name, config, seed, steps)
+        params = [w.clone().requires_grad_() for w in init]
+        run = run_there(sub, name, [{"params": params, "values": config["hyper"], "loss": ["net", seed],
+                                     "steps": steps}])[0]
+        mine = (run["rows"].tolist(), losses_along(run["rows"], ["net", seed], [w.shape for w in init]))
         twin = run_first_order(torch_optimizer(name), name, config, seed, steps)
         label = describe(name, config["hyper"])
         for (what, values, target) in (("parameters W1, W2 after each step (row 0: initial)", mine[0], twin[0]),
@@ -136,10 +156,32 @@ def separable_problem(seed: int):
     c = torch.randn(2, generator=g, dtype=DTYPE)
     init = [0.7 * torch.randn(3, 2, generator=g, dtype=DTYPE), 0.5 * torch.randn(2, generator=g, dtype=DTYPE),
             (0.7 * torch.randn(3, 2, generator=g, dtype=DTYPE)).t()]
-    parts = [lambda W: ((torch.tanh(X.to(W.dtype) @ W) - Y1.to(W.dtype)) ** 2).mean(),
-             lambda b: ((b - c.to(b.dtype)) ** 2).sum() + 0.1 * (b ** 4).sum(),
-             lambda W: ((torch.tanh(Z.to(W.dtype) @ W) - Y2.to(W.dtype)) ** 2).mean()]
+    parts = [Term(lambda W: ((torch.tanh(X.to(W.dtype) @ W) - Y1.to(W.dtype)) ** 2).mean(),
+                  lambda W: tanh_slope(X.to(W.dtype), W, Y1.to(W.dtype))),
+             Term(lambda b: ((b - c.to(b.dtype)) ** 2).sum() + 0.1 * (b ** 4).sum(),
+                  lambda b: 2 * (b - c.to(b.dtype)) + 0.4 * b ** 3),
+             Term(lambda W: ((torch.tanh(Z.to(W.dtype) @ W) - Y2.to(W.dtype)) ** 2).mean(),
+                  lambda W: tanh_slope(Z.to(W.dtype), W, Y2.to(W.dtype)))]
     return init, parts
+
+
+class Term:
+    """One term of the separable loss: its value (differentiable) and its gradient in closed form. The
+    contract checks take thousands of steps per check: the closed form is a few ops, where a graph and
+    its backward() cost about three times as much. (step(closure) and the checks of p.grad itself use
+    backward().)"""
+
+    def __init__(self, value, slope):
+        self.value, self.slope = value, slope
+
+    def __call__(self, p):
+        return self.value(p)
+
+
+def tanh_slope(X, W, Y):
+    """d/dW mean((tanh(X W) - Y)^2)."""
+    t = torch.tanh(X @ W)
+    return X.t() @ (2 * (t - Y) * (1 - t * t)) / t.numel()
 
 
 NAMES = ("W1", "b", "W2")
@@ -150,7 +192,24 @@ def objective(parts, which, l2: float = 0.0):
     def loss(*params):
         value = sum(parts[i](p) for i, p in zip(which, params))
         return value + 0.5 * l2 * sum((p * p).sum() for p in params) if l2 else value
+
+    def gradient(*params):
+        with torch.no_grad():
+            return [parts[i].slope(p.detach()) + l2 * p.detach() if l2 else parts[i].slope(p.detach())
+                    for i, p in zip(which, params)]
+    loss.gradient = gradient
     return loss
+
+
+def accumulate(params, grads) -> None:
+    """What backward() does with the gradients: a new .grad laid out as its parameter, or added in place
+    into the .grad there is (a state buffer that aliases p.grad then shows, as it does with backward())."""
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if p.grad is None:
+                p.grad = torch.empty_like(p).copy_(g)
+            else:
+                p.grad.add_(g)
 
 
 def leaves(init, which, dtype=DTYPE):
@@ -164,15 +223,49 @@ def clear_grads(params) -> None:
         p.grad = None
 
 
-def descend(opt, params, loss_fn, steps: int, zero: str = "none", before=None):
+# --- runs in the student's process: one message per property, not one per step -----------------
+# Each run below is harness code that sub.run_local runs beside the student's optimizer, on the
+# harness's own tensors (mirrored there, their final values synced back). What comes back is checked
+# here (run_there): row 0 is where the parameters started, the last row where they are now, so a
+# trajectory it reports is the one they took; losses are recomputed here from the rows.
+
+def problem_loss(loss: list):
+    """The loss a run descends, from its description in plain data, so that either process builds it:
+    ["net", seed] (the trajectory checks') or ["separable", seed, which, l2] (the contract checks')."""
+    if loss[0] == "net":
+        return net_problem(int(loss[1]))[1]
+    _, seed, which, l2 = loss
+    return objective(separable_problem(int(seed))[1], list(which), float(l2))
+
+
+def usable(opt) -> bool:
+    """Holds what Optimizer.__init__ sets up (param_groups, state)."""
+    try:
+        opt.param_groups[0]["params"]  # noqa: B018  # read only to see that they exist
+        opt.state  # noqa: B018
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return False
+    return True
+
+
+def as_data(value):
+    """What step(closure) returned, as data: a number, or what it was."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value if isinstance(value, (int, float)) else {"returned": repr(value)[:200]}
+
+
+def descend(opt, params, loss_fn, steps: int, zero: str = "none", schedule=None):
     """`steps` steps; zero = "none" (gradients cleared here), "zeros" (zero_grad(set_to_none=False)) or
-    "closure" (step(closure), the closure clearing and recomputing the gradients). Returns the rows of
-    parameters (row 0: the initial values) and, for "closure", what each step returned and the loss
+    "closure" (step(closure), the closure clearing and recomputing the gradients); schedule = [k, group,
+    factor]: that group's lr multiplied by factor before step k (as a scheduler does). Returns the rows
+    of parameters (row 0: the initial values) and, for "closure", what each step returned and the loss
     its closure computed."""
     rows, returned = [flat(params)], []
     for k in range(steps):
-        if before is not None:
-            before(k, opt)
+        if schedule is not None and k == schedule[0]:
+            group = opt.param_groups[schedule[1]]
+            group["lr"] = group["lr"] * schedule[2]
         if zero == "closure":
             seen = []
 
@@ -182,16 +275,152 @@ def descend(opt, params, loss_fn, steps: int, zero: str = "none", before=None):
                 loss.backward()
                 seen.append(loss.item())
                 return loss
-            returned.append((opt.step(closure), seen))
+            returned.append([as_data(opt.step(closure)), seen])
         else:
             if zero == "none":
                 clear_grads(params)
             else:
                 opt.zero_grad(set_to_none=False)
-            loss_fn(*params).backward()
+            if hasattr(loss_fn, "gradient"):  # the separable loss: its gradient in closed form
+                accumulate(params, loss_fn.gradient(*params))
+            else:
+                loss_fn(*params).backward()
             opt.step()
         rows.append(flat(params))
     return rows, returned
+
+
+def one_run(make, params, values, loss, steps, groups=None, track=None, zero="none", schedule=None,
+            generator=False, keep=False):
+    """One run (in the student's process): the student's optimizer `make` built on `params` (a list;
+    a generator of them; or groups = [[indices, group's own values], ...]) with `values`, descending
+    `loss` over the parameters `track` (indices; all by default). keep: the optimizer comes back too
+    (a handle: the harness reads its state)."""
+    tracked = params if track is None else [params[i] for i in track]
+    if groups is not None:
+        given = [{"params": [params[i] for i in which], **hyper(extra)} for which, extra in groups]
+    else:
+        given = (q for q in params) if generator else params
+    opt = make(given, **hyper(values))
+    if not usable(opt):
+        return {"unusable": True}
+    rows, returned = descend(opt, tracked, problem_loss(loss), steps, zero, schedule)
+    return {"rows": rows, "returned": returned, **({"opt": opt} if keep else {})}
+
+
+def runs_here(make, runs: list) -> list:
+    return [one_run(make, **run) for run in runs]
+
+
+def resumed_here(make, whole, params, copies, values, loss, steps: int, k: int) -> list:
+    """The uninterrupted run on `whole`; then on `params` k steps, state_dict() through torch.save and
+    torch.load into a new optimizer on `copies` (given the parameters' values then), and the remaining
+    steps: the rows of the three."""
+    uninterrupted = one_run(make, whole, values, loss, steps)
+    opt = make(params, **hyper(values))
+    if "unusable" in uninterrupted or not usable(opt):
+        return [{"unusable": True}] * 3
+    loss_fn = problem_loss(loss)
+    first = descend(opt, params, loss_fn, k)[0]
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    with torch.no_grad():
+        for c, q in zip(copies, params):
+            c.copy_(q)
+    again = make(copies, **hyper(values))
+    buffer.seek(0)
+    again.load_state_dict(torch.load(buffer, weights_only=True))
+    return [uninterrupted, {"rows": first}, {"rows": descend(again, copies, loss_fn, steps - k)[0]}]
+
+
+def added_here(make, W1, b, W2, fresh, values, seed: int) -> list:
+    """2 steps on [W1, W2], then b added by add_param_group() and 3 steps on all three; and a fresh
+    optimizer on `fresh` (b's start) alone for 3 steps."""
+    opt = make([W1, W2], **hyper(values))
+    if not usable(opt):
+        return [{"unusable": True}] * 3
+    before = descend(opt, [W1, W2], problem_loss(["separable", seed, [0, 2], 0.0]), 2)[0]
+    opt.add_param_group({"params": [b]})
+    rows = descend(opt, [W1, b, W2], problem_loss(["separable", seed, [0, 1, 2], 0.0]), 3)[0]
+    solo = one_run(make, [fresh], values, ["separable", seed, [1], 0.0], 3)
+    return [{"rows": before}, {"rows": rows}, solo]
+
+
+def checked_rows(name: str, result, start: list[float], now: list[float] | None, steps: int) -> np.ndarray:
+    """The rows a run reported, refused unless they start where the harness's tensors started and end
+    where they are now (`now`; None: a part whose end the next part starts from)."""
+    if not isinstance(result, dict):
+        raise ApiError(f"{name}: a run came back malformed")
+    if result.get("unusable"):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__")
+    try:
+        rows = np.asarray(result.get("rows"), dtype=float)
+    except (TypeError, ValueError):
+        rows = np.zeros(0)
+    if (rows.shape != (steps + 1, len(start)) or not np.array_equal(rows[0], start, equal_nan=True)
+            or (now is not None and not np.array_equal(rows[-1], now, equal_nan=True))):
+        raise ApiError(f"{name}: the parameters are not where the run's own record says they are: were they "
+                       "changed outside step()?")
+    return rows
+
+
+def zero_grad_here(opt, params, values, loss) -> dict:
+    """values given: the optimizer built (opt is its class), backward(), step() and zero_grad();
+    values None: backward() and zero_grad(set_to_none=False) on the optimizer `opt`. The optimizer
+    comes back by handle; the .grad tensors, synced back, are read by the harness."""
+    if values is not None:
+        opt = opt(params, **hyper(values))
+        if not usable(opt):
+            return {"unusable": True}
+    problem_loss(loss)(*params).backward()
+    if values is not None:
+        opt.step()
+        opt.zero_grad()
+    else:
+        opt.zero_grad(set_to_none=False)
+    return {"opt": opt}
+
+
+def step_here(opt, params, values, loss) -> dict:
+    """One step, the gradients cleared here and made by backward(), on the optimizer `opt` (values
+    given: built from the class `opt` first). The optimizer comes back by handle."""
+    if values is not None:
+        opt = opt(params, **hyper(values))
+        if not usable(opt):
+            return {"unusable": True}
+    clear_grads(params)
+    problem_loss(loss)(*params).backward()
+    opt.step()
+    return {"opt": opt}
+
+
+def built(name: str, result):
+    """The optimizer a run in the student's process built and sent back (a handle), or an ApiError."""
+    if isinstance(result, dict) and result.get("unusable"):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__")
+    if not isinstance(result, dict) or "opt" not in result:
+        raise ApiError(f"{name}: a run came back malformed")
+    return result["opt"]
+
+
+def parts_of(name: str, value, n: int) -> list:
+    """The n results a run in the student's process sent back, or an ApiError."""
+    if not isinstance(value, list) or len(value) != n:
+        raise ApiError(f"{name}: a run came back malformed")
+    return value
+
+
+def run_there(sub, name: str, runs: list[dict]) -> list[dict]:
+    """`runs` (one_run's arguments) of the student's `name`, in its process, in one message; each
+    run's rows checked against the harness's tensors (checked_rows)."""
+    def tracked(run):
+        return run["params"] if run.get("track") is None else [run["params"][i] for i in run["track"]]
+    starts = [flat(tracked(run)) for run in runs]
+    results = parts_of(name, sub.run_local(runs_here, student_optimizer(sub, name), runs), len(runs))
+    return [{**result, "rows": checked_rows(name, result, start, flat(tracked(run)), run["steps"])}
+            for run, start, result in zip(runs, starts, results)]
 
 
 def departure(measured, expected, rtol: float = RTOL, atol: float = ATOL, names=None) -> str | None:
@@ -227,14 +456,14 @@ def weight_decay(sub, seed, p):
     init, parts = separable_problem(seed)
     every, props = [0, 1, 2], Properties("optim.py")
     for name, h in configs(p):
-        make, wd = student_optimizer(sub, name), h["weight_decay"]
+        wd = h["weight_decay"]
 
-        def prop(name=name, make=make, h=h, wd=wd):
-            runs = {}
-            for key, (decay, l2) in {"decay": (wd, 0.0), "l2": (0.0, wd), "none": (0.0, 0.0)}.items():
-                params = leaves(init, every)
-                opt = build(make, params, name, **{**h, "weight_decay": decay})
-                runs[key] = descend(opt, params, objective(parts, every, l2), p["steps"])[0]
+        def prop(name=name, h=h, wd=wd):
+            ways = {"decay": (wd, 0.0), "l2": (0.0, wd), "none": (0.0, 0.0)}
+            done = run_there(sub, name, [{"params": leaves(init, every), "values": {**h, "weight_decay": decay},
+                                          "loss": ["separable", seed, every, l2], "steps": p["steps"]}
+                                         for decay, l2 in ways.values()])
+            runs = {key: run["rows"] for key, run in zip(ways, done)}
             where = departure(runs["decay"], runs["l2"], names=entry_names(init, every))
             if where is None:
                 return None
@@ -256,30 +485,32 @@ def param_groups(sub, seed, p):
     props = Properties("optim.py")
     for config in p["configs"]:
         name, h, h2 = config["optimizer"], hyper(config["hyper"]), hyper(config["second_group"])
-        make, steps = student_optimizer(sub, name), p["steps"]
+        steps = p["steps"]
 
-        def grouped(before=None, name=name, make=make, h=h, h2=h2):
-            params = leaves(init, every)
-            opt = build(make, [{"params": params[:2]}, {"params": params[2:], **h2}], name, **h)
-            return np.asarray(descend(opt, params, objective(parts, every), steps, before=before)[0])
+        def grouped(schedule=None, h=h, h2=h2):
+            return {"params": leaves(init, every), "values": h, "groups": [[[0, 1], {}], [[2], h2]],
+                    "loss": ["separable", seed, every, 0.0], "steps": steps, "schedule": schedule}
 
-        def alone(which, values, name=name, make=make):
-            params = leaves(init, which)
-            opt = build(make, params, name, **values)
-            return np.asarray(descend(opt, params, objective(parts, which), steps)[0])
+        def alone(which, values):
+            return {"params": leaves(init, which), "values": values, "loss": ["separable", seed, which, 0.0],
+                    "steps": steps}
 
         def own_values(name=name, h=h, h2=h2):
-            both = grouped()
+            both, first_alone, second_alone = (run["rows"] for run in run_there(
+                sub, name, [grouped(), alone(first, h), alone(second, {**h, **h2})]))
             n1 = sum(init[i].numel() for i in first)
-            where = departure(both[:, :n1], alone(first, h), names=entry_names(init, first))
+            where = departure(both[:, :n1], first_alone, names=entry_names(init, first))
             if where:
                 return f"the first group's parameters depart from {describe(name, h)} on W1, b alone {where}"
-            where = departure(both[:, n1:], alone(second, {**h, **h2}), names=entry_names(init, second))
+            where = departure(both[:, n1:], second_alone, names=entry_names(init, second))
             if not where:
                 return None
             # Which of the group's own values were ignored: the run equals one with that value reverted.
-            ignored = [key for key in h2 if key in h and departure(both[:, n1:], alone(second, {**h, **h2, key: h[key]})) is None]
-            if departure(both[:, n1:], alone(second, h)) is None:
+            keys = [key for key in h2 if key in h]
+            reverted = [run["rows"] for run in run_there(
+                sub, name, [alone(second, {**h, **h2, key: h[key]}) for key in keys] + [alone(second, h)])]
+            ignored = [key for key, rows in zip(keys, reverted) if departure(both[:, n1:], rows) is None]
+            if departure(both[:, n1:], reverted[-1]) is None:
                 ignored = list(h2)
             return (f"W2 departs from {describe(name, {**h, **h2})} on W2 alone {where}"
                     + (f": the second group's {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored, "
@@ -288,13 +519,9 @@ def param_groups(sub, seed, p):
                        "__init__." if ignored else "."))
         props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
 
-        def scheduled(name=name, h2=h2):
+        def scheduled(name=name, grouped=grouped):
             factor, k = 0.25, 2
-
-            def schedule(step, opt):
-                if step == k:  # in the student's process: param_groups read here is a copy
-                    opt.set_path(["param_groups", 1, "lr"], opt.param_groups[1]["lr"] * factor)
-            plain, changed = grouped(), grouped(schedule)
+            plain, changed = (run["rows"] for run in run_there(sub, name, [grouped(), grouped([k, 1, factor])]))
             n1 = sum(init[i].numel() for i in first)
             if departure(changed[:, :n1], plain[:, :n1]):
                 return (f"changing param_groups[1]['lr'] before step {k} moved the first group's parameters "
@@ -323,19 +550,18 @@ def grad_none(sub, seed, p):
     init, parts = separable_problem(seed)
     props = Properties("optim.py")
     for name, h in configs(p):
-        make = student_optimizer(sub, name)
 
-        def prop(name=name, make=make, h=h):
+        def prop(name=name, h=h):
             W1, W2 = leaves(init, [0, 2])
             U = torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2).requires_grad_()
-            opt = build(make, [W1, U, W2], name, **h)
-            both = np.asarray(descend(opt, [W1, W2], objective(parts, [0, 2]), p["steps"])[0])
-            if not torch.equal(U.detach(), torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2)):
+            loss = ["separable", seed, [0, 2], 0.0]
+            both, solo = (run["rows"] for run in run_there(sub, name, [
+                {"params": [W1, U, W2], "track": [0, 2], "values": h, "loss": loss, "steps": p["steps"]},
+                {"params": leaves(init, [0, 2]), "values": h, "loss": loss, "steps": p["steps"]}]))
+            if not torch.equal(U.detach(), torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2)):  # synced back
                 return (f"U (never in the loss, U.grad None) moved to {[round(v, 6) for v in U.detach().reshape(-1).tolist()]}: "
                         "skip a parameter whose p.grad is None (no weight decay, no momentum, no state for it); "
                         "a gradient of zeros is not the same thing")
-            params = leaves(init, [0, 2])
-            solo = descend(build(make, params, name, **h), params, objective(parts, [0, 2]), p["steps"])[0]
             where = departure(both, solo, names=entry_names(init, [0, 2]))
             return (f"W1, W2 move differently when U is also given {where}" if where else None)
         props.test(f"{describe(name, h)} with a parameter U whose .grad is None", prop)
@@ -351,22 +577,18 @@ def state_dict(sub, seed, p):
     every, props = [0, 1, 2], Properties("optim.py")
     for config in p["configs"]:
         name, h, k = config["optimizer"], hyper(config["hyper"]), p["resume"]
-        make = student_optimizer(sub, name)
+        loss = ["separable", seed, every, 0.0]
 
-        def prop(name=name, make=make, h=h, k=k):
-            params = leaves(init, every)
-            whole = descend(build(make, params, name, **h), params, objective(parts, every), p["steps"])[0]
-            params = leaves(init, every)
-            opt = build(make, params, name, **h)
-            rows = descend(opt, params, objective(parts, every), k)[0]
-            buffer = io.BytesIO()
-            torch.save(opt.state_dict(), buffer)
-            params = [q.detach().clone().requires_grad_() for q in params]
-            opt = build(make, params, name, **h)
-            buffer.seek(0)
-            opt.load_state_dict(torch.load(buffer, weights_only=True))
-            rows += descend(opt, params, objective(parts, every), p["steps"] - k)[0][1:]
-            where = departure(rows, whole, rtol=p["rtol"], names=entry_names(init, every))
+        def prop(name=name, h=h, k=k):
+            whole, params, copies = leaves(init, every), leaves(init, every), leaves(init, every)
+            start = flat(params)
+            done = parts_of(name, sub.run_local(resumed_here, student_optimizer(sub, name), whole, params, copies,
+                                                h, loss, p["steps"], k), 3)
+            uninterrupted = checked_rows(name, done[0], start, flat(whole), p["steps"])
+            before = checked_rows(name, done[1], start, flat(params), k)
+            after = checked_rows(name, done[2], flat(params), flat(copies), p["steps"] - k)
+            rows = np.concatenate([before, after[1:]])
+            where = departure(rows, uninterrupted, rtol=p["rtol"], names=entry_names(init, every))
             return (f"saved after step {k} and loaded into a new {name}, the run departs from the "
                     f"uninterrupted one {where}. Keep all per-parameter state (buffers, step counts) in self.state[p] "
                     "and all hyper-parameters in self.param_groups: that is what state_dict() saves and "
@@ -389,33 +611,28 @@ def optimizer_contract(sub, seed, p):
     names = entry_names(init, every)
     for name, h in configs(p):
         make, label = student_optimizer(sub, name), describe(name, h)
-        loss_fn = objective(parts, every)
+        loss_fn, loss = objective(parts, every), ["separable", seed, every, 0.0]
 
-        def plain(name=name, make=make, h=h, zero="none"):
-            params = leaves(init, every)
-            return descend(build(make, params, name, **h), params, loss_fn, steps, zero)
+        def plain(h=h, zero="none", generator=False):
+            return {"params": leaves(init, every), "values": h, "loss": loss, "steps": steps, "zero": zero,
+                    "generator": generator}
 
-        def generator(name=name, make=make, h=h):
-            params = leaves(init, every)
-            rows = descend(build(make, (q for q in params), name, **h), params, loss_fn, steps)[0]
-            where = departure(rows, plain()[0], names=names)
+        def generator(name=name):
+            rows, alike = (run["rows"] for run in run_there(sub, name, [plain(generator=True), plain()]))
+            where = departure(rows, alike, names=names)
             return (f"built from a generator (as model.parameters() is) the run departs from the one built from a "
                     f"list {where}: iterate `params` once, or leave it to Optimizer.__init__ (it makes a list), "
                     "and loop over self.param_groups" if where else None)
         props.test(f"{label}(a generator of parameters)", generator)
 
         def zero_grad(name=name, make=make, h=h):
-            params = leaves(init, every)
-            opt = build(make, params, name, **h)
-            loss_fn(*params).backward()
-            opt.step()
-            opt.zero_grad()
+            params = leaves(init, every)  # their .grad synced back after each message, read here
+            opt = built(name, sub.run_local(zero_grad_here, make, params, h, loss))
             kept = [NAMES[i] for i, q in enumerate(params) if q.grad is not None]
             if kept:
                 return (f"after zero_grad(), {kept[0]}.grad is still a tensor: torch's default is set_to_none=True "
                         "(.grad becomes None); if you override zero_grad, keep its signature and default")
-            loss_fn(*params).backward()
-            opt.zero_grad(set_to_none=False)
+            sub.run_local(zero_grad_here, opt, params, None, loss)
             for i, q in enumerate(params):
                 if q.grad is None or q.grad.abs().max().item() != 0:
                     return (f"after zero_grad(set_to_none=False), {NAMES[i]}.grad is "
@@ -423,56 +640,60 @@ def optimizer_contract(sub, seed, p):
             return None
         props.test(f"{label}.zero_grad() and zero_grad(set_to_none=False)", zero_grad)
 
-        def zeros_same_run(name=name, make=make, h=h):
+        def zeros_same_run(name=name, h=h):
             h = {**h, "weight_decay": 0.0}  # g is then p.grad itself: a buffer that aliases it shows
-            where = departure(plain(h=h, zero="zeros")[0], plain(h=h)[0], names=names)
+            zeros, nones = (run["rows"] for run in run_there(sub, name, [plain(h=h, zero="zeros"), plain(h=h)]))
+            where = departure(zeros, nones, names=names)
             return (f"with zero_grad(set_to_none=False) the run departs from the one with zero_grad() {where}: a "
                     "buffer in the state that is p.grad itself (not a copy) is zeroed with it and accumulates "
                     "the next gradients: store g.clone() or a new tensor" if where else None)
         props.test(f"{label}: the same run with zero_grad(set_to_none=False)", zeros_same_run)
 
-        def closure(name=name, make=make, h=h):
-            rows, returned = plain(zero="closure")
-            for k, (value, seen) in enumerate(returned):
+        def closure(name=name, plain=plain):
+            closed, alike = run_there(sub, name, [plain(zero="closure"), plain()])
+            returned = closed["returned"]
+            if not isinstance(returned, list) or len(returned) != steps:
+                raise ApiError(f"{name}: a run came back malformed")
+            for k, (got, seen) in enumerate(returned):
                 if len(seen) != 1:
                     return f"step(closure) called the closure {len(seen)} times at step {k}; expected once"
-                got = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
                 if not isinstance(got, (int, float)) or got != seen[0]:
-                    return (f"step(closure) returned {got!r} at step {k}; expected the closure's loss "
+                    what = got["returned"] if isinstance(got, dict) and "returned" in got else repr(got)
+                    return (f"step(closure) returned {what} at step {k}; expected the closure's loss "
                             f"{seen[0]:.10g}: call `closure()` under torch.enable_grad() and return what it returned")
-            where = departure(rows, plain()[0], names=names)
+            where = departure(closed["rows"], alike["rows"], names=names)
             return (f"the run with step(closure) departs from the one with backward(); step() {where}"
                     if where else None)
         props.test(f"{label}.step(closure)", closure)
 
         def grad_untouched(name=name, make=make, h=h):
-            params = leaves(init, every)
-            opt = build(make, params, name, **h)
+            params, opt = leaves(init, every), make
             for k in range(2):
-                opt.zero_grad()
-                loss_fn(*params).backward()
-                before = [q.grad.clone() for q in params]
-                opt.step()
+                # backward() then step() there; the gradient backward() gave, computed here at the
+                # parameters' values before the step, is what p.grad must still hold after it
+                start = [q.detach().clone().requires_grad_() for q in params]
+                before = torch.autograd.grad(loss_fn(*start), start)
+                opt = built(name, sub.run_local(step_here, opt, params, h if k == 0 else None, loss))
                 for i, (q, g) in enumerate(zip(params, before)):
-                    if q.grad is None or not torch.equal(q.grad, g):
+                    if q.grad is None or not torch.allclose(q.grad, g, rtol=1e-12, atol=1e-15):
                         return (f"step() changed {NAMES[i]}.grad in place at step {k} (torch.optim's optimizers "
                                 "leave it as backward() made it): compute g = p.grad + weight_decay * p out of "
                                 "place, not with p.grad.add_(...)")
             return None
         props.test(f"{label}.step() leaves p.grad as it is", grad_untouched)
 
-        def no_graph(name=name, make=make, h=h):
-            for dtype in (DTYPE, torch.float32):
-                params = leaves(init, every, dtype)
-                opt = build(make, params, name, **h)
-                descend(opt, params, loss_fn, 2)
+        def no_graph(name=name, h=h):
+            runs = [{"params": leaves(init, every, dtype), "values": h, "loss": loss, "steps": 2, "keep": True}
+                    for dtype in (DTYPE, torch.float32)]
+            for dtype, run, done in zip((DTYPE, torch.float32), runs, run_there(sub, name, runs)):
+                params, state = run["params"], done["opt"].state  # the parameters synced back; the state as a plain dict
                 for i, q in enumerate(params):
                     if q.grad_fn is not None or not q.requires_grad:
                         return (f"after step(), {NAMES[i]} is no longer a leaf requiring grad: update it in place "
                                 "under torch.no_grad() (p.add_, p.sub_), never rebind it to an expression")
                     if q.dtype != dtype:
                         return f"after step(), {NAMES[i]} ({dtype} before) is {q.dtype}"
-                    for key, value in opt.state.get(q, {}).items():  # state crosses as a plain dict
+                    for key, value in state.get(q, {}).items():
                         if not isinstance(value, torch.Tensor):
                             continue
                         if value.grad_fn is not None or value.requires_grad:
@@ -483,16 +704,14 @@ def optimizer_contract(sub, seed, p):
             return None
         props.test(f"{label}: no autograd graph, float64 and float32 parameters kept as they are", no_graph)
 
-        def added_group(name=name, make=make, h=h):
-            W1, W2 = leaves(init, [0, 2])
-            opt = build(make, [W1, W2], name, **h)
-            descend(opt, [W1, W2], objective(parts, [0, 2]), 2)
-            b = leaves(init, [1])
-            opt.add_param_group({"params": b})
-            rows = descend(opt, [W1] + b + [W2], objective(parts, [0, 1, 2]), 3)[0]
-            fresh = leaves(init, [1])
-            solo = descend(build(make, fresh, name, **h), fresh, objective(parts, [1]), 3)[0]
-            mine = np.asarray(rows)[:, 6:8]
+        def added_group(name=name, h=h):
+            (W1, W2), (b,), (fresh,) = leaves(init, [0, 2]), leaves(init, [1]), leaves(init, [1])
+            start, b_start = flat([W1, W2]), flat([b])
+            done = parts_of(name, sub.run_local(added_here, student_optimizer(sub, name), W1, b, W2, fresh, h, seed), 3)
+            moved = checked_rows(name, done[0], start, None, 2)
+            rows = checked_rows(name, done[1], list(moved[-1][:6]) + b_start + list(moved[-1][6:]), flat([W1, b, W2]), 3)
+            solo = checked_rows(name, done[2], b_start, flat([fresh]), 3)
+            mine = rows[:, 6:8]
             where = departure(mine, solo, names=entry_names(init, [1]))
             if where is None:
                 return None
@@ -518,7 +737,15 @@ def quadratic_loss(A, b):
 
 
 def rosenbrock_loss():
-    return lambda w: (1 - w[0]) ** 2 + 10 * (w[1] - w[0] ** 2) ** 2
+    def loss(w):
+        return (1 - w[0]) ** 2 + 10 * (w[1] - w[0] ** 2) ** 2
+
+    def gradient(w):  # in closed form: hundreds of first-order steps per run (Newton differentiates loss)
+        with torch.no_grad():
+            x, y = w.detach()[0], w.detach()[1]
+            return [torch.stack([-2 * (1 - x) - 40 * x * (y - x * x), 20 * (y - x * x)])]
+    loss.gradient = gradient
+    return loss
 
 
 def logistic_loss(X, y):
@@ -536,24 +763,38 @@ def newton_quadratic(sub, seed, p):
     A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
     b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
-    Newton = student_optimizer(sub, "Newton")
     f = quadratic_loss(A, b)
+    starts = [(z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+               z0[6:].clone().requires_grad_()) for _ in p["lrs"]]
+    # every step in one message, in the student's process; the parameters come back synced
+    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b,
+                                            [[*xYc, lr] for xYc, lr in zip(starts, p["lrs"])]), len(starts))
     cases = []
-    for k, lr in enumerate(p["lrs"]):
-        x, Y, c = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
-                   z0[6:].clone().requires_grad_())
-        # the first in two groups, the next from a generator (as model.parameters() is)
-        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
-        returned = build(Newton, params, "Newton", lr=lr).step(sub.local(quadratic_loss, A, b))
+    for k, ((x, Y, c), lr, result) in enumerate(zip(starts, p["lrs"], done)):
+        if not isinstance(result, dict) or result.get("unusable"):
+            built("Newton", result)  # the ApiError that says why
+        returned = result.get("returned")
         target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
         how = "two groups" if k == 0 else "parameters from a generator"
         cases.append({"name": f"one step with lr={lr}, {how} (lr=1: the minimum)", "shape": [7],
                       "values": flat([x, Y, c]), "target": target.tolist()})
-        loss = returned.item() if isinstance(returned, torch.Tensor) and returned.numel() == 1 else returned
+        loss = returned
         cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
                       "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
                       "target": [f(*z0.split([2, 4, 1])).item()]})
     return {"cases": cases}
+
+
+def newton_here(make, A, b, runs: list) -> list:
+    """In the student's process: for each run [x, Y, c, lr], one step of Newton(lr=lr) on f (first
+    run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
+    is), and what step(closure) returned."""
+    out = []
+    for k, (x, Y, c, lr) in enumerate(runs):
+        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
+        opt = make(params, lr=lr)
+        out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))} if usable(opt) else {"unusable": True})
+    return out
 
 
 # --- the documented defaults ---------------------------------------------------------------------
@@ -590,32 +831,60 @@ def logistic_problem(seed):
 
 def descend_to_target(opt, params, loss_fn, budget: int, target: float, newton: bool):
     """Steps until the loss reaches `target` or `budget` is spent; Newton's step takes the loss as a
-    function of the parameters, the others a backward() before step(). Run in the student's process
-    (sub.run_local: hundreds of tiny steps in one message); `train` checks what it reports."""
-    losses = []
+    function of the parameters, the others a backward() before step() (gradients cleared here: the
+    student's zero_grad() is the contract check's alone). Run in the student's process (sub.run_local:
+    hundreds of tiny steps in one message); `train` checks what it reports."""
+    losses, gradient = [], None if newton else getattr(loss_fn, "gradient", None)
     for k in range(budget + 1):
-        loss = loss_fn(*params)
+        with torch.set_grad_enabled(gradient is None):  # a closed-form gradient needs no graph
+            loss = loss_fn(*params)
         losses.append(loss.item())
-        if not loss.item() > target or k == budget:  # reached, nan, or out of budget
+        if not losses[-1] > target or k == budget:  # reached, nan, or out of budget
             break
         if newton:
             opt.step(loss_fn)
         else:
-            opt.zero_grad()
-            loss.backward()
+            clear_grads(params)
+            if gradient is not None:
+                accumulate(params, gradient(*params))
+            else:
+                loss.backward()
             opt.step()
     return losses, k
 
 
-def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
-    """Train until the loss reaches `target` or the run's budget is spent. The loop runs beside the
-    student's optimizer; the parameters it reached come back mirrored, and the loss there is
+def trained_here(loss_fn, runs: list) -> list:
+    """Every run of a convergence check, in the student's process, one message for all: each builds
+    its optimizer (make, params, values) and descends to the target (descend_to_target)."""
+    out = []
+    for make, params, values, budget, target, newton in runs:
+        opt = make(params, **hyper(values))
+        out.append(descend_to_target(opt, params, loss_fn, budget, target, newton) if usable(opt) else
+                   {"unusable": True})
+    return out
+
+
+def train(sub, runs: list[dict], init, factory, args: tuple, target: float) -> list[dict]:
+    """Train each run until the loss reaches `target` or its budget is spent. The loops run beside the
+    student's optimizers; the parameters each reached come back mirrored, and the loss there is
     recomputed here, so what is judged is never a number the student's process reported."""
+    params = [[w.clone().requires_grad_() for w in init] for _ in runs]
+    given = [(student_optimizer(sub, run["optimizer"]), ps, run["hyper"], run["budget"], target,
+              run["optimizer"] == "Newton") for run, ps in zip(runs, params)]
+    done = sub.run_local(trained_here, sub.local(factory, *args), given)
+    if not isinstance(done, list) or len(done) != len(runs):
+        raise ApiError("the training runs came back malformed")
+    return [judged_run(run, ps, result, factory, args) for run, ps, result in zip(runs, params, done)]
+
+
+def judged_run(run: dict, params: list, result, factory, args: tuple) -> dict:
     name = run["optimizer"]
-    params = [w.clone().requires_grad_() for w in init]
-    opt = build(student_optimizer(sub, name), params, name, **hyper(run["hyper"]))
-    reported, k = sub.run_local(descend_to_target, opt, params, sub.local(factory, *args), run["budget"],
-                                target, name == "Newton")
+    if isinstance(result, dict) and result.get("unusable"):
+        raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
+                       "super().__init__(params, defaults) in __init__")
+    if not (isinstance(result, (list, tuple)) and len(result) == 2 and isinstance(result[0], list)):
+        raise ApiError(f"{describe(name, run['hyper'])}: the training run came back malformed")
+    reported, k = result
     with torch.no_grad():
         loss = float(factory(*args)(*params))
     last = float(reported[-1]) if reported else math.nan
@@ -629,9 +898,9 @@ def train(sub, run: dict, init, factory, args: tuple, target: float) -> dict:
 
 def rosenbrock(sub, seed, p):
     init, factory, args = rosenbrock_problem(seed)
-    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}
+    return {"runs": train(sub, p["runs"], init, factory, args, p["target"])}
 
 
 def logistic(sub, seed, p):
     init, factory, args = logistic_problem(seed)
-    return {"runs": [train(sub, run, init, factory, args, p["target"]) for run in p["runs"]]}
+    return {"runs": train(sub, p["runs"], init, factory, args, p["target"])}

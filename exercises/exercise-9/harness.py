@@ -9,14 +9,21 @@ harness's own correct version (written here with torch and autograd): rnn-agreem
 unrolling (ElmanRNN) with the student's cell forward but exact gradients through the cell (the hand
 backward is gradcheck's), state-reset judges the reset with an exact cell, and train() runs with an
 exact cell, model and clipping.
+
+Those harness versions are built in the student's process (sub.local), and loops of many small calls
+run there (sub.run_local, the `*_here` functions): one message per configuration instead of one per
+step. Only values come back, and they are judged here against torch's, computed here (gradcheck's
+central differences are formed here from the cell's outputs).
 """
 
 import numpy as np
 import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
+from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.contract import Properties
-from dldiy.graders.gradcheck import function_blocks
+from dldiy.graders.endpoint import RemoteError
+from dldiy.graders.gradcheck import EPS, block
 from dldiy.graders.parity import measure_parity
 from dldiy.graders.placement import measure_placement
 
@@ -48,6 +55,13 @@ class ExactElman:
 
 def exact_clip(parameters, max_norm):
     return torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
+
+
+def exact(name):
+    """The harness's own `name`, built where the submission runs (sub.local): train()'s hundred steps
+    then call it there, instead of one message per call into this process (whose autograd graph, bridged
+    back, cost more messages still). What train() returns is judged here all the same."""
+    return {"rnn_cell": exact_cell, "ElmanRNN": ExactElman, "clip_grad_norm": exact_clip}[name]
 
 
 def valued_by(student_cell):
@@ -118,7 +132,9 @@ def rnn_agreement(sub, seed, p):
     against torch.nn.RNN (and its read-out) with the same weights copied in, per configuration
     (T, N, D, H, O). The cell's value is the student's, its gradient the exact one (see valued_by)."""
     cases = []
-    with sub.replaced("rnn_cell", valued_by(sub.get("rnn_cell"))):
+    # built beside the student's cell (one message per forward, not one per step and its backward);
+    # the hidden states and gradients it gives are compared here with torch.nn.RNN's
+    with sub.replaced("rnn_cell", _inside(sub, valued_by, sub.get("rnn_cell"))):
         for T, N, D, H, O in p["grid"]:
             gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
             params, xs = _params64(gen, D, H, O), torch.randn(T, N, D, generator=gen, dtype=torch.float64)
@@ -126,25 +142,49 @@ def rnn_agreement(sub, seed, p):
             config = f"T={T}, N={N}, D={D}, H={H}, O={O}"
             rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
             target, _ = rnn(x_ref)
-            target_grads = torch.autograd.grad(target, [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0,
-                                                        rnn.bias_hh_l0], cotangent)
-            mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-            x_mine = xs.clone().requires_grad_(True)
-            hs = _forward(sub, mine, x_mine)
-            if not hs.requires_grad:
+            # <target, cotangent> differentiated as a scalar: a grad_outputs tensor makes torch import
+            # sympy (0.3-0.9 s), more than the whole check
+            target_grads = torch.autograd.grad((target * cotangent).sum(), [x_ref, rnn.weight_ih_l0, rnn.weight_hh_l0,
+                                                                            rnn.bias_ih_l0, rnn.bias_hh_l0])
+            try:
+                got = sub.run_local(unrolled_here, sub.get("ElmanRNN"), params, xs, cotangent)
+            except RemoteError as e:  # valued_by's ApiError, raised there: said as the harness says it here
+                if e.message.startswith("ApiError: "):
+                    raise ApiError(e.message.removeprefix("ApiError: ")) from None
+                raise
+            if not isinstance(got, dict):
+                raise ApiError(f"{config}: the unrolling came back malformed")
+            hs = expect_tensor(got.get("hs"), "ElmanRNN(params).forward(xs)", shape=(T, N, H), dtype="float")
+            if not got.get("graph"):
                 raise ApiError("ElmanRNN.forward's output does not require grad: is every step computed by "
                                "rnn_cell, and the hidden state kept in the graph?")
-            grads = torch.autograd.grad(hs, [x_mine] + [mine[k] for k in NAMES], cotangent, allow_unused=True)
             cases.append(_case(f"{config}: hidden states", hs, target))
-            for name, g, t in zip(("xs",) + NAMES, grads, target_grads):
+            for name, g, t in zip(("xs",) + NAMES, got.get("grads") or [None] * 5, target_grads):
                 if g is None:
                     raise ApiError(f"{config}: backpropagation gave no gradient for {name}")
                 cases.append(_case(f"{config}: gradient of {name} (through time)", g, t))
+            pred = got.get("prediction")
             with torch.no_grad():
-                pred = sub.get("ElmanRNN")(params).predict(xs)
                 want = target[-1] @ params["W_out"].t() + params["b_out"]
             cases.append(_case(f"{config}: predict(xs), the read-out of the last hidden state", pred, want))
     return {"cases": cases}
+
+
+def unrolled_here(model, params, xs, cotangent) -> dict:
+    """In the student's process (sub.run_local, one message per configuration): the student's model
+    on copies of params and xs, its hidden states, the gradients of <hs, cotangent> w.r.t. xs and the
+    four weights (backpropagation through the student's unrolling), and predict(xs). Compared in the
+    harness with torch.nn.RNN's, computed there."""
+    mine = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    x = xs.clone().requires_grad_(True)
+    hs = model(mine).forward(x)
+    if not isinstance(hs, torch.Tensor) or hs.shape != cotangent.shape or not hs.requires_grad:
+        return {"hs": hs.detach() if isinstance(hs, torch.Tensor) else hs, "graph": False}
+    grads = torch.autograd.grad((hs * cotangent).sum(), [x] + [mine[k] for k in NAMES], allow_unused=True)
+    with torch.no_grad():
+        prediction = model(params).predict(xs)
+    return {"hs": hs.detach(), "graph": True, "prediction": prediction,
+            "grads": [None if g is None else g.detach() for g in grads]}
 
 
 def gradcheck(sub, seed, p):
@@ -156,9 +196,59 @@ def gradcheck(sub, seed, p):
     for N, D, H in p["cells"]:
         params = _params64(gen, D, H)
         x, h = torch.randn(N, D, generator=gen, dtype=torch.float64), torch.randn(N, H, generator=gen, dtype=torch.float64)
-        blocks += function_blocks(cell, [x, h] + [params[k] for k in NAMES],
-                                  [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES])
+        inputs = [x, h] + [params[k] for k in NAMES]
+        names = [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES]
+        # the cell's backward once and its forward at every point of the differences, in one message
+        got = sub.run_local(cell_probes_here, cell, inputs, EPS)
+        if not isinstance(got, dict) or not isinstance(got.get("out"), torch.Tensor):
+            raise ApiError("rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh) did not return a tensor")
+        cotangent = _cotangent(got["out"].shape)
+        analytic, moved = got.get("analytic"), got.get("moved")
+        if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
+            raise ApiError("rnn_cell: the finite differences came back malformed")
+        for x_i, name, a, pairs in zip(inputs, names, analytic, moved):
+            numeric = torch.zeros_like(x_i)
+            if not isinstance(pairs, list) or len(pairs) != x_i.numel():
+                raise ApiError("rnn_cell: the finite differences came back malformed")
+            for j, (plus, minus) in enumerate(pairs):  # central differences, computed here from the outputs
+                at = [float((expect_tensor(v, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", dtype="float") * cotangent).sum())
+                      for v in (plus, minus)]
+                numeric.view(-1)[j] = (at[0] - at[1]) / (2 * EPS)
+            a = expect_tensor(a, f"the gradient of {name}", shape=tuple(x_i.shape), dtype="float") if a is not None \
+                else torch.zeros_like(x_i)
+            blocks.append(block(name, a, numeric))
     return {"blocks": blocks}
+
+
+def _cotangent(shape):
+    """gradcheck's fixed random direction v (graders/gradcheck.function_blocks'): analytic v^T J, numeric
+    d/dx <v, cell(x)>."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def cell_probes_here(cell, inputs, eps: float) -> dict:
+    """In the student's process (sub.run_local): the student's cell at `inputs`, the vector-Jacobian
+    product v^T J through its hand backward (v = _cotangent), and its outputs at x_i +- eps e_j for
+    every entry j of every input i. The harness forms the central differences from those outputs."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = cell(*leaves)
+    if not isinstance(out, torch.Tensor):
+        return {"out": None}
+    cotangent = _cotangent(out.shape)
+    analytic = torch.autograd.grad((out * cotangent).sum(), leaves, allow_unused=True)
+    moved = []
+    with torch.no_grad():
+        for i, x in enumerate(inputs):
+            pairs = []
+            for j in range(x.numel()):
+                pair = []
+                for step in (eps, -eps):
+                    xi = x.detach().clone()
+                    xi.view(-1)[j] = xi.view(-1)[j].item() + step
+                    pair.append(cell(*[xi if k == i else inputs[k].detach() for k in range(len(inputs))]))
+                pairs.append(pair)
+            moved.append(pairs)
+    return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved}
 
 
 def clipping(sub, seed, p):
@@ -210,7 +300,7 @@ def state_reset(sub, seed, p):
     params = _params64(gen, D, H)
     first, second = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
     model = sub.get("ElmanRNN")(params)
-    with torch.no_grad(), sub.replaced("rnn_cell", exact_cell):
+    with torch.no_grad(), sub.replaced("rnn_cell", _inside(sub, exact, "rnn_cell")):
         _forward(sub, params, first, model=model)
         hs = _forward(sub, params, second, "forward(xs) on a second batch", model=model)
         target, _ = _torch_rnn(params)(second)
@@ -223,8 +313,8 @@ def exact_dependencies(sub):
     """train() judged alone: the cell, the model and the clipping it calls are the harness's own."""
     import contextlib
     stack = contextlib.ExitStack()
-    for name, fn in (("rnn_cell", exact_cell), ("ElmanRNN", ExactElman), ("clip_grad_norm", exact_clip)):
-        stack.enter_context(sub.replaced(name, fn))
+    for name in ("rnn_cell", "ElmanRNN", "clip_grad_norm"):
+        stack.enter_context(sub.replaced(name, _inside(sub, exact, name)))
     return stack
 
 
@@ -271,8 +361,34 @@ def _device_run(sub, seed):
     return run
 
 
+class _Placed:
+    """An output's device, as placed_here reported it (measure_placement reads `.device`)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+
+def placed_here(model, seed: int) -> dict:
+    """_device_run's run on the meta device, in the student's process (sub.run_local): the devices of
+    the prediction and of the gradients. Meta tensors are built and run there only, so this process does
+    not import torch's meta kernels (about a second) for a check that reads nothing but devices."""
+    X, y = recall_first(seed, 8, 5)
+    X, y = X.to("meta"), y.to("meta")
+    params = init_params(seed, 1, 6, 1, device="meta")
+    pred = model(params).predict(X)
+    # allow_unused: a parameter left out of the prediction is rnn-agreement's finding, not a device problem
+    grads = torch.autograd.grad(((pred - y) ** 2).mean(), list(params.values()), allow_unused=True)
+    outputs = {"prediction": pred, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
+    return {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}
+
+
 def placement(sub, seed, p):
-    return measure_placement(_device_run(sub, seed))
+    def run(device):
+        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed)
+        if not isinstance(found, dict):
+            raise ApiError("the placement run came back malformed")
+        return {str(name): _Placed(str(where)) for name, where in found.items()}
+    return measure_placement(run)
 
 
 def parity(sub, seed, p):

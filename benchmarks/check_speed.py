@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from dldiy.graders.exercise import exercise_ids
+    from dldiy.graders.course.exercise import exercise_ids
 
     torch_cmd = [sys.executable, "-c", "import torch"]
     print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

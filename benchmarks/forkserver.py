@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dldiy.graders.assess import assess
-from dldiy.graders.course import reference_path
-from dldiy.graders.exercise import load_exercise
-from dldiy.graders.forkserver import ForkServer
-from dldiy.graders.sandbox import Limits
+from dldiy.graders.course.folders import reference_path
+from dldiy.graders.course.exercise import load_exercise
+from dldiy.graders.sandbox.forkserver import ForkServer
+from dldiy.graders.sandbox.confine import Limits
 
 
 def submissions(exercise_id: str, n: int) -> list[Path]:

@@ -52,7 +52,7 @@ CLASS_BUGS = ("bias-column-on-cpu", "bias-trick-inconsistent", "gradient-ascent"
 
 def variants() -> list[str]:
     """Submission sources: the reference, then each bugged variant (its bug.diff applied to the reference)."""
-    from dldiy.graders.patch import apply_to_files
+    from dldiy.graders.course.patch import apply_to_files
 
     buggy = [REPO / "buggy" / "exercise-1" / bug / "bug.diff" for bug in CLASS_BUGS]
     if all(p.is_file() for p in buggy):

@@ -47,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from dldiy.graders.assess import assess
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.course.exercise import load_exercise
 
     exercise = load_exercise("exercise-1")
     source = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
@@ -83,7 +83,7 @@ def main() -> int:
         # The load step alone, where the paths differ (torch imported first, as in the child).
         import torch  # noqa: F401
 
-        from dldiy.graders.submission import load
+        from dldiy.graders.sandbox.submission import load
 
         for name, path in (("py", py), ("ipynb", nb)):
             started = time.perf_counter()

@@ -2,8 +2,8 @@
 
     python benchmarks/rpc_roundtrip.py [--calls 2000] [--repeat 3]
 
-A real student process (graders/student.py, forked as `dldiy check` forks it, no sandbox) loads a tiny
-module; the harness side calls it through graders/remote.py as harnesses do. Cases:
+A real student process (graders/sandbox/student.py, forked as `dldiy check` forks it, no sandbox) loads a tiny
+module; the harness side calls it through graders/sandbox/remote.py as harnesses do. Cases:
 
 * `no tensor`: `nothing()` returns None (the floor: two frames, two context switches);
 * `3 small tensors`: `add3(a, b, c)` with three float64 tensors of 10 entries, returns a fresh tensor;
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MODULE = textwrap.dedent("""
     import torch
-    from dldiy.graders import endpoint as _endpoint
+    from dldiy.graders.sandbox import endpoint as _endpoint
 
     def nothing():
         return None
@@ -57,8 +57,8 @@ def main() -> None:
 
     import torch
 
-    from dldiy.graders import endpoint
-    from dldiy.graders.child import StudentProcess, _pin_threads
+    from dldiy.graders.sandbox import endpoint
+    from dldiy.graders.sandbox.child import StudentProcess, _pin_threads
 
     _pin_threads()
     counter = [0]
@@ -73,7 +73,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="dldiy-rpc-"))
     (folder / "tiny.py").write_text(MODULE)
     student = StudentProcess({"entry": str(folder / "tiny.py"), "sandbox": None, "forbid": {}}, 60)
-    from dldiy.graders.remote import RemoteSubmission
+    from dldiy.graders.sandbox.remote import RemoteSubmission
 
     class _Exercise:
         api: dict = {}

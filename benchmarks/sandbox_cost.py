@@ -27,19 +27,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def load_version(rev: str | None):
-    """This checkout's graders/sandbox.py, or the one of commit `rev` as a sibling module."""
+    """This checkout's graders/sandbox/confine.py, or the one of commit `rev` as a sibling module."""
     if rev is None:
-        from dldiy.graders import sandbox
+        from dldiy.graders.sandbox import confine as sandbox
 
         return sandbox
-    source = subprocess.run(["git", "show", f"{rev}:graders/sandbox.py"], cwd=REPO, check=True,
+    source = subprocess.run(["git", "show", f"{rev}:graders/sandbox/confine.py"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout
     name = f"dldiy.graders._sandbox_{rev}"
     spec = importlib.util.spec_from_loader(name, loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "dldiy.graders"
     sys.modules[name] = module
-    exec(compile(source, f"{rev}:graders/sandbox.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:graders/sandbox/confine.py", "exec"), module.__dict__)
     return module
 
 
@@ -78,7 +78,7 @@ def sample(sandbox, submission: Path) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20)
-    parser.add_argument("--before", default="63a7128", help="commit whose graders/sandbox.py is the baseline")
+    parser.add_argument("--before", default="63a7128", help="commit whose graders/sandbox/confine.py is the baseline")
     parser.add_argument("--no-torch", action="store_true", help="fork from a process without torch")
     args = parser.parse_args()
     if not args.no_torch:

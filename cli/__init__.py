@@ -134,9 +134,9 @@ class _Group(click.Group):
         return _guard_options(name, command)
 
     def invoke(self, ctx: click.Context):
-        from dldiy.graders.course import CourseError
-        from dldiy.graders.exercise import SpecError
-        from dldiy.graders.submission import SubmissionError
+        from dldiy.graders.course.folders import CourseError
+        from dldiy.graders.course.exercise import SpecError
+        from dldiy.graders.sandbox.submission import SubmissionError
 
         try:
             return super().invoke(ctx)

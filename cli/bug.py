@@ -1,4 +1,4 @@
-"""`dldiy bug new|show`: write and read the bugged variants of buggy/<exercise>/<bug>/ (graders/bugs.py).
+"""`dldiy bug new|show`: write and read the bugged variants of buggy/<exercise>/<bug>/ (graders/course/bugs.py).
 
     dldiy bug new EXERCISE NAME --from EDITED   the edit (a file or folder of the reference) as bug.diff,
                                                  with a manifest skeleton to fill in
@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.syntax import Syntax
 
-from dldiy.graders import bugs
+from dldiy.graders.course import bugs
 
 from .options import shared_options
 

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from dldiy.graders.assess import assess
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.course.exercise import load_exercise
 
 from dldiy.graders.render import print_report, write_pictures
 

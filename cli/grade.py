@@ -23,14 +23,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from dldiy.graders.batch import (SKIP_POLICIES, ReferenceFailed, batch_expectations, draw_hidden_seeds,
-                                 load_timeout_for, start_server_early, run_cluster, run_local, scheduler_unreachable)
-from dldiy.graders.discover import Found, discover
-from dldiy.graders.exercise import load_exercise, require
+from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, draw_hidden_seeds,
+                                     load_timeout_for, start_server_early, run_cluster, run_local,
+                                     scheduler_unreachable)
+from dldiy.graders.batch.discover import Found, discover
+from dldiy.graders.course.exercise import load_exercise, require
 from dldiy.graders.report import Report
-from dldiy.graders.export import file_stem, write_feedback, write_gradescope, write_nbgrader
-from dldiy.graders.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
-                                     terminal_safe)
+from dldiy.graders.batch.export import file_stem, write_feedback, write_gradescope, write_nbgrader
+from dldiy.graders.batch.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
+                                           terminal_safe)
 
 REGRADE_ALL = "\0all"  # what a bare --regrade stands for (no student name can hold a NUL byte)
 PROGRESS_EVERY_S = 2.0

@@ -4,7 +4,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dldiy.graders.exercise import exercise_ids, load_exercise
+from dldiy.graders.course.exercise import exercise_ids, load_exercise
 
 
 @click.command("list")

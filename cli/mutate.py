@@ -13,9 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from dldiy.graders.course import reference_path
-from dldiy.graders.exercise import exercise_ids, load_exercise
-from dldiy.graders.mutate import DEFAULT_TIMEOUT_S, MutationReport, mutants_of, iter_files, mutation_settings, run_mutation
+from dldiy.graders.course.folders import reference_path
+from dldiy.graders.course.exercise import exercise_ids, load_exercise
+from dldiy.graders.mutation.analysis import (DEFAULT_TIMEOUT_S, MutationReport, mutants_of, iter_files,
+                                             mutation_settings, run_mutation)
 
 
 @click.command("mutate")

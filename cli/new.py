@@ -20,8 +20,8 @@ from pathlib import Path
 
 import click
 
-from dldiy.graders import notebook
-from dldiy.graders.course import MARKER, current, find_marker, use_course
+from dldiy.graders.course import notebook
+from dldiy.graders.course.folders import MARKER, current, find_marker, use_course
 
 # import name -> distribution name, where they differ
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "PIL": "pillow", "cv2": "opencv-python", "skimage": "scikit-image"}

@@ -13,7 +13,7 @@ import click
 
 def _course(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
     if value is not None:
-        from dldiy.graders.course import CourseError, use_course
+        from dldiy.graders.course.folders import CourseError, use_course
 
         try:
             use_course(value)
@@ -24,7 +24,7 @@ def _course(ctx: click.Context, param: click.Parameter, value: Path | None) -> N
 def _limit(key: str):
     def apply(ctx: click.Context, param: click.Parameter, value) -> None:
         if value is not None:
-            from dldiy.graders.exercise import override_limits
+            from dldiy.graders.course.exercise import override_limits
 
             try:
                 override_limits(**{key: value})

@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from dldiy.graders.assess import measure_reference
-from dldiy.graders.course import reference_path
-from dldiy.graders.exercise import exercise_ids as all_exercise_ids, load_exercise
+from dldiy.graders.course.folders import reference_path
+from dldiy.graders.course.exercise import exercise_ids as all_exercise_ids, load_exercise
 
 
 @click.command("record")

@@ -1,7 +1,7 @@
 """`dldiy start EXERCISE [DIR]`: write the student's starting files.
 
 Most exercises start from their template/. An exercise whose spec says `start = "bugged"` starts from
-a bugged copy of its reference, a different one per student id (`--student ID`, graders/handout.py):
+a bugged copy of its reference, a different one per student id (`--student ID`, graders/course/handout.py):
 it needs reference/ and buggy/, so the instructor runs it in the course checkout and hands the
 folders out; a student's install holds neither.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from dldiy.graders.exercise import Exercise, load_exercise
+from dldiy.graders.course.exercise import Exercise, load_exercise
 
 
 @click.command("start")
@@ -34,9 +34,9 @@ def start_command(exercise_id: str, directory: Path | None, force: bool, student
 
 
 def _bugged_copy(exercise: Exercise, student: str | None, scratch: Path) -> Path:
-    """The reference with this student's bugs applied (graders/handout.py), built in `scratch`."""
-    from dldiy.graders.course import buggy_variants, reference_path
-    from dldiy.graders.handout import build, choose, handout_counts, read_files
+    """The reference with this student's bugs applied (graders/course/handout.py), built in `scratch`."""
+    from dldiy.graders.course.folders import buggy_variants, reference_path
+    from dldiy.graders.course.handout import build, choose, handout_counts, read_files
 
     if exercise.start != "bugged":
         raise click.ClickException(f"{exercise.id} starts from a template, the same for everyone: "

@@ -134,19 +134,19 @@ class Result:
 
 def _inside_grading_child() -> bool:
     # The child re-runs a notebook's cells, `check(...)` cell included: it must not grade again.
-    # Every sandboxed child carries the marker variable (graders/sandbox.py's MARKER_VAR).
+    # Every sandboxed child carries the marker variable (graders/sandbox/confine.py's MARKER_VAR).
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return ("dldiy.graders.child" in sys.modules or getattr(main_spec, "name", "") == "dldiy.graders.child"
+    return ("dldiy.graders.sandbox.child" in sys.modules or getattr(main_spec, "name", "") == "dldiy.graders.sandbox.child"
             or bool(os.environ.get("DLDIY_SANDBOX")))
 
 
 def _warm_server():
-    """The kernel's one fork server (graders/forkserver.py), started by the first check() and kept
+    """The kernel's one fork server (graders/sandbox/forkserver.py), started by the first check() and kept
     until the kernel exits: each later check() forks a child that has torch imported already
     instead of starting an interpreter that imports it (about 1 s). Never started at import: the
     student's sandboxed process imports this module too. None (a fresh interpreter per check, as before) if it cannot start."""
     try:
-        from dldiy.graders.forkserver import shared
+        from dldiy.graders.sandbox.forkserver import shared
 
         return shared()
     except Exception:  # noqa: BLE001 - a check without a warm server is slower, not wrong
@@ -164,7 +164,7 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
 
     from dldiy.graders.render import print_report
     from dldiy.graders.assess import assess
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.course.exercise import load_exercise
 
     exercise = load_exercise(exercise_id)
     checks = [exercise.check(name) for name in only] or None

@@ -1,65 +1,15 @@
-"""The grading machinery.
+"""The grading machinery, by role.
 
-Parent side (trusted, never imports torch): `exercise` (specs), `runner` (starts the child, enforces
-timeouts), `judge` (measurements + expectations -> verdicts), and one module per check kind, whose
-`judge()` turns one measurement into a `Verdict`.
+    kinds/      one module per check kind: its `judge()` (parent side) beside the measuring helpers
+                harnesses call (child side); the registry `KINDS`, `check_kind()` and `CheckKind`
+    sandbox/    running a submission: the parent's runner and fork server, the harness process, the
+                student's confined process, and the wire between them
+    batch/      grading a class: discover, run, gradebook, export
+    course/     the instructor's course: exercise specs, folders, bugs as patches, handouts, release,
+                validation
+    mutation/   mutation analysis
 
-Child side (runs next to the untrusted submission): `child` (the entry point), `submission` (the one
-loader for references, bugged variants and students' work alike), `api` (calls into the submission and
-validates what comes back), and the measuring helpers some check kinds offer to harnesses.
-
-A check kind is a module `graders/<kind>.py` that satisfies `CheckKind` (below): `judge(measured,
-expected, check) -> Verdict` and `NEEDS_REFERENCE` (whether `expected` comes from the reference's
-measurement). Kinds are listed in `KINDS`, an explicit registry as pytest's plugins are: a new kind is a
-module plus one line here, and a spec naming anything else (`kind = "judge"`, a typo) is refused when the
-spec is read, with the kinds that exist.
+At the top, what harnesses and the judge share: `api` (calls into the submission), `data`, `layers`,
+`verdict`, `judge` (measurements + expectations -> a report), `assess` (one submission, measured and
+judged) and `plots`. The parent never imports torch.
 """
-
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from .exercise import Check
-    from .verdict import Verdict
-
-
-@runtime_checkable
-class CheckKind(Protocol):
-    """The contract of a check kind's module (checked for every registered kind by tests/test_check_kinds.py)."""
-
-    NEEDS_REFERENCE: bool  # True: `expected` is the reference's measurement at the same seed
-
-    def judge(self, measured: Any, expected: Any, check: "Check") -> "Verdict":
-        """One measurement (plain data from the harness process) -> a verdict a student can act on."""
-        ...
-
-
-# Optional beside judge(): `compact(measurement) -> dict`, the part of the reference's measurement that
-# judge() and the kind's pictures read; expected.json and the batch keep only that (judge.compact_expectation).
-
-
-KINDS: tuple[str, ...] = (
-    "agreement",    # the submission's outputs equal the reference's over a family of inputs
-    "contract",     # the API a student subclasses or implements, exercised call by call
-    "convergence",  # training reaches a target (accuracy, loss) within a budget
-    "coverage",     # the harness reached every case it meant to probe
-    "divergence",   # a learning rate too large is noticed, not silently producing nan
-    "first_loss",   # seeded first-loss values and a short trajectory against the reference's
-    "gradcheck",    # hand gradients against finite differences
-    "invariants",   # arguments untouched, dtypes followed, no graph kept, seeds followed
-    "parity",       # the same numbers on CPU and on a GPU
-    "placement",    # every tensor on the device its inputs are on
-    "stability",    # no overflow or nan at extreme inputs
-    "symmetry",     # a symmetry of the task is respected (e.g. relabelled classes)
-    "termination",  # a loop stops when it should
-)
-
-
-def check_kind(kind: str) -> ModuleType:
-    """The module implementing a registered check kind, or KeyError naming the kinds that exist."""
-    if kind not in KINDS:
-        raise KeyError(f"unknown check kind {kind!r} (the kinds: {', '.join(KINDS)})")
-    return importlib.import_module(f"{__name__}.{kind}")

@@ -1,6 +1,6 @@
 """Harness side: reach into a loaded submission and check that what comes back has the promised form.
 
-Harnesses call `sub.call("gradient", X, y, w, dims={"n": 20, "d": 3})` (graders/remote.py, in the
+Harnesses call `sub.call("gradient", X, y, w, dims={"n": 20, "d": 3})` (graders/sandbox/remote.py, in the
 trusted harness process): a missing name, a wrong shape or dtype, or a NaN in a plain function's
 output becomes an ApiError, one line naming what was expected, so the student never sees our
 traceback.
@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .exercise import ApiEntry, Exercise
+from .course.exercise import ApiEntry, Exercise
 
 
 class ApiError(Exception):

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .exercise import Check, Exercise
+from .course.exercise import Check, Exercise
 from .judge import compact_expectation, judge, tasks_for
 from .report import Report
-from .runner import Outcome, Task, run_child
-from .sandbox import Limits
-from .submission import locate
+from .sandbox.runner import Outcome, Task, run_child
+from .sandbox.confine import Limits
+from .sandbox.submission import locate
 
 if TYPE_CHECKING:
-    from .forkserver import ForkServer
+    from .sandbox.forkserver import ForkServer
 
 
 @dataclass
@@ -41,7 +41,7 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
-    `limits`, forked from `server` when one is given (graders/runner.py's run_child). `extra_seeds`
+    `limits`, forked from `server` when one is given (graders/sandbox/runner.py's run_child). `extra_seeds`
     (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values.
     `on_progress(done, total, running)` is called as each (check, seed) result arrives, with the task
     that runs next (None after the last): for a progress line. A check given in `checks` runs as
@@ -62,7 +62,7 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
 
 def with_checks(exercise: Exercise, checks: list[Check]) -> Exercise:
     """`exercise` whose checks of the same names are `checks` (the child runs the parent's checks:
-    graders/runner.py sends each one's probe, params and timeout)."""
+    graders/sandbox/runner.py sends each one's probe, params and timeout)."""
     if all(c in exercise.checks for c in checks):
         return exercise
     given = {c.name: c for c in checks}

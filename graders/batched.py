@@ -81,13 +81,13 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
 # ---- harness side -------------------------------------------------------------------------------------
 
 def call_each(sub: Any, calls: list) -> list:
-    """`each(calls)`'s outcomes, the calls made in one message by `sub.batch` (graders/remote.py): each runs
+    """`each(calls)`'s outcomes, the calls made in one message by `sub.batch` (graders/sandbox/remote.py): each runs
     as a single call would, a handle's under the run-time `forbid` guard, a `sub.local` callable as
     harness code; an error comes back in its place, in words. Here for a submission loaded in this one."""
     batch = getattr(sub, "batch", None)
     if batch is None:
         return each(calls)
-    from .endpoint import RemoteError
+    from .sandbox.endpoint import RemoteError
 
     replies = batch([(fn, None, tuple(args), dict(kwargs)) for fn, args, kwargs in calls])
     return [[False, _why(r)] if isinstance(r, RemoteError) else [True, r] for r in replies]
@@ -102,7 +102,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
     import torch
 
     from .api import expect_tensor
-    from .gradcheck import block
+    from .kinds.gradcheck import block
 
     inputs = [x.detach().double() for x in inputs]
     moved = []  # moved[i]: rows x_i + eps e_j, x_i - eps e_j for every entry j, stacked
@@ -171,7 +171,7 @@ class Family:
 
     def run(self) -> list[dict]:
         from .api import check_result
-        from .invariants import _same
+        from .kinds.invariants import _same
 
         replies = call_each(self.sub, [[self.sub.get(name), args, kwargs]
                                        for _, _, name, args, kwargs, _, _, _ in self.pending])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from . import check_kind, plots
-from .exercise import Check, Exercise
-from .messages import TaskResult
+from .kinds import check_kind
+from . import plots
+from .course.exercise import Check, Exercise
+from .sandbox.messages import TaskResult
 from .report import CheckResult, Report
-from .runner import Outcome, Task
+from .sandbox.runner import Outcome, Task
 from .verdict import Verdict
 
 _RANK = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
@@ -75,7 +76,7 @@ def _judge_one(check: Check, seed: int, result: TaskResult, expected: Any) -> Ve
         error = result["error"]
         return Verdict("error", error["message"], {"traceback": error["traceback"]})
     measurement = result.get("measurement")
-    if isinstance(measurement, dict) and measurement.get("violation"):  # graders/invariants.py: a rule broken
+    if isinstance(measurement, dict) and measurement.get("violation"):  # graders/kinds/invariants.py: a rule broken
         return Verdict.failed(str(measurement["violation"]), diagnosed=True)  # the rule says it: no fixed hint
     kind = check_kind(check.kind)
     if kind.NEEDS_REFERENCE and expected is None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .api import ApiError
-from .submission import CELL_RUNNER
+from .sandbox.submission import CELL_RUNNER
 
 EPS = 1e-6
 

@@ -1,5 +1,5 @@
 """How a report looks on a terminal (rich): `dldiy check` and the notebook's `check()` print it alike.
-(Its JSON is Report.to_json, graders/report.py; the feedback files are graders/export.py.)"""
+(Its JSON is Report.to_json, graders/report.py; the feedback files are graders/batch/export.py.)"""
 
 from __future__ import annotations
 

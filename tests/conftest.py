@@ -60,8 +60,8 @@ def write_submission(tmp_path):
 @pytest.fixture(scope="session")
 def fork_server():
     """One warm fork server for the whole session: a child forked from it costs milliseconds, a fresh
-    interpreter that imports torch seconds (graders/forkserver.py)."""
-    from dldiy.graders.forkserver import ForkServer
+    interpreter that imports torch seconds (graders/sandbox/forkserver.py)."""
+    from dldiy.graders.sandbox.forkserver import ForkServer
 
     with ForkServer() as server:
         yield server
@@ -75,13 +75,13 @@ def check_json(fork_server):
     Each exercise is loaded once per module. The real command keeps its own tests (test_smoke_cli.py and
     one per exercise)."""
     from dldiy.graders.assess import assess
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.course.exercise import load_exercise
 
     loaded: dict = {}
 
     def check(exercise_id: str, path, *only: str, course: Path | None = None) -> tuple[dict, int]:
         with pytest.MonkeyPatch.context() as patch:
-            if course is not None:  # as --course does (graders/course.py's use_course): the sandbox hides its reference/
+            if course is not None:  # as --course does (graders/course/folders.py's use_course): the sandbox hides its reference/
                 patch.setenv("DLDIY_COURSE", str(Path(course).resolve()))
             key = (course, exercise_id)
             exercise = loaded.get(key) or loaded.setdefault(key, load_exercise(exercise_id))
@@ -95,9 +95,9 @@ def check_json(fork_server):
 @pytest.fixture(scope="session")
 def bugged(tmp_path_factory):
     """bugged(exercise, name) -> a fresh folder holding the reference with buggy/<exercise>/<name>/bug.diff
-    applied (graders/bugs.py, as validate builds it): a test runs the bug, it never reads buggy/ files.
+    applied (graders/course/bugs.py, as validate builds it): a test runs the bug, it never reads buggy/ files.
     Session-scoped so that module-scoped fixtures can use it too; every call builds a new folder."""
-    from dldiy.graders.bugs import build_bugged
+    from dldiy.graders.course.bugs import build_bugged
 
     def build(exercise: str, name: str) -> Path:
         return build_bugged(exercise, name, tmp_path_factory.mktemp(f"{exercise}-{name}") / name)

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import REPO, run_dldiy
 
 from dldiy.graders.assess import assess
-from dldiy.graders.exercise import load_exercise_dir
+from dldiy.graders.course.exercise import load_exercise_dir
 
 REFERENCE = (REPO / "reference/exercise-1/logreg.py").read_text()
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dldiy
 
-from dldiy.graders.discover import MAX_JSON_DEPTH, UnsafeArchive, discover, extract_zip, json_depth
-from dldiy.graders.export import feedback_markdown, gradescope_results
-from dldiy.graders.gradebook import csv_row, safe_cell
+from dldiy.graders.batch.discover import MAX_JSON_DEPTH, UnsafeArchive, discover, extract_zip, json_depth
+from dldiy.graders.batch.export import feedback_markdown, gradescope_results
+from dldiy.graders.batch.gradebook import csv_row, safe_cell
 
 REFERENCE_DIR = REPO / "reference" / "exercise-1"
 REFERENCE = (REFERENCE_DIR / "logreg.py").read_text()
@@ -475,8 +475,8 @@ def test_reference_failing_at_hidden_seeds_keeps_no_record(tmp_path: Path) -> No
     """grade measures the reference at the hidden seeds while the first submissions run (batch.run_local);
     when that measurement fails, nobody's record comes out (none is journaled) and the failure is
     raised to the caller, which stops the batch; the tasks not started are cancelled."""
-    from dldiy.graders.batch import ReferenceFailed, run_local
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.batch.run import ReferenceFailed, run_local
+    from dldiy.graders.course.exercise import load_exercise
 
     exercise = load_exercise("exercise-1")
     for name in ("alice", "bob", "carol", "dave"):
@@ -498,8 +498,8 @@ def test_reference_failing_at_hidden_seeds_keeps_no_record(tmp_path: Path) -> No
 def test_reference_beside_the_class_judges_with_its_values(tmp_path: Path) -> None:
     """The overlapped path judges each submission against the reference's values at the hidden seed,
     exactly as the measured-first path did: the reference itself passes every hidden-seed result."""
-    from dldiy.graders.batch import batch_expectations, run_local
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.batch.run import batch_expectations, run_local
+    from dldiy.graders.course.exercise import load_exercise
 
     exercise = load_exercise("exercise-1")
     (tmp_path / "class" / "alice").mkdir(parents=True)
@@ -516,7 +516,7 @@ def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
     """Two students whose failing check measured the same numbers get the same picture, drawn once; a
     different measurement draws its own; a page never shows another check's picture."""
     pytest.importorskip("matplotlib")
-    import dldiy.graders.export as export
+    import dldiy.graders.batch.export as export
 
     def record(student: str, losses: list[float]) -> dict:
         plot = {"curve": {"steps": list(range(len(losses))), "losses": losses, "reference": [0.7, 0.5, 0.4]}}

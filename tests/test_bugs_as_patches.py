@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dldiy
 
-from dldiy.graders.bugs import build_bugged
-from dldiy.graders.course import CourseError, buggy_variants
-from dldiy.graders.handout import read_files
+from dldiy.graders.course.bugs import build_bugged
+from dldiy.graders.course.folders import CourseError, buggy_variants
+from dldiy.graders.course.handout import read_files
 
 EXERCISES = sorted(p.name for p in (REPO / "buggy").iterdir() if p.is_dir())
 FOLDERS = sorted(p for p in (REPO / "buggy").glob("*/*") if p.is_dir())

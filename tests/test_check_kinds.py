@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dldiy.graders import check_kind
-from dldiy.graders.exercise import Check
+from dldiy.graders.kinds import check_kind
+from dldiy.graders.course.exercise import Check
 from dldiy.graders.judge import CheckResult, _combine
 from dldiy.graders.verdict import Verdict
 
@@ -166,7 +166,7 @@ def test_errors_outrank_failures_and_skips_earn_nothing():
 def test_a_degenerate_device_measurement_earns_nothing():
     """Issue 13: a parity or placement measurement with no outputs (a probe that claims a device and
     measures nothing) is a failure, never a pass."""
-    from dldiy.graders import parity, placement
+    from dldiy.graders.kinds import parity, placement
 
     check = type("Check", (), {"params": {}})()
     assert parity.judge({"device": "cuda (fake)", "outputs": []}, None, check).status == "fail"
@@ -176,7 +176,7 @@ def test_a_degenerate_device_measurement_earns_nothing():
 def test_every_registered_kind_keeps_the_check_kind_contract():
     import inspect
 
-    from dldiy.graders import KINDS, CheckKind
+    from dldiy.graders.kinds import KINDS, CheckKind
 
     for kind in KINDS:
         module = check_kind(kind)
@@ -188,7 +188,7 @@ def test_every_registered_kind_keeps_the_check_kind_contract():
 def test_a_module_that_is_not_a_registered_kind_is_refused_by_name(tmp_path):
     import pytest
 
-    from dldiy.graders.exercise import load_exercise_dir
+    from dldiy.graders.course.exercise import load_exercise_dir
 
     for name in ("judge", "plots", "runner", "gradchek"):
         with pytest.raises(KeyError, match="unknown check kind"):
@@ -208,7 +208,7 @@ def test_every_module_written_as_a_kind_is_registered():
     """A kind module added without its registry line would never be reachable from a spec."""
     from pathlib import Path
 
-    from dldiy.graders import KINDS
+    from dldiy.graders.kinds import KINDS
 
     graders = Path(__file__).resolve().parent.parent / "graders"
     written = {p.stem for p in graders.glob("*.py") if "\nNEEDS_REFERENCE" in p.read_text()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from dldiy.graders import coverage, symmetry
-from dldiy.graders.exercise import Check
+from dldiy.graders.kinds import coverage, symmetry
+from dldiy.graders.course.exercise import Check
 
 
 def check(kind: str, **params) -> Check:

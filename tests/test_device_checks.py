@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from dldiy.cli.validate import Row, missing
-from dldiy.graders import parity
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.course.validate import Row, missing
+from dldiy.graders.kinds import parity
+from dldiy.graders.course.exercise import load_exercise
 
 
 def _variant(write_submission, exercise, entry, old, new):

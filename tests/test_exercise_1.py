@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import REPO, run_dldiy
-from dldiy.graders import first_loss, placement
+from dldiy.graders.kinds import first_loss, placement
 from dldiy.graders.api import ApiError, expect_tensor
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.course.exercise import load_exercise
 from dldiy.graders.verdict import fmt, versus
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
@@ -30,8 +30,8 @@ def _variant(write_submission, old, new):
 def test_replaced_swaps_a_name_for_the_block_and_restores_it(tmp_path):
     """In the student's own process: the submission's calls to `gradient` reach the harness's function
     within the block, its own again after it (also after an exception); a name it lacked is removed."""
-    from dldiy.graders.child import StudentProcess
-    from dldiy.graders.remote import RemoteSubmission
+    from dldiy.graders.sandbox.child import StudentProcess
+    from dldiy.graders.sandbox.remote import RemoteSubmission
 
     (tmp_path / "logreg.py").write_text("def gradient():\n    return 'theirs'\n\ndef train():\n    return gradient()\n\n"
                                        "def total():\n    return loss()\n")

@@ -13,11 +13,11 @@ from conftest import REPO, one_fast_rest_slow, run_dldiy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dldiy.cli.validate import names_place
-from dldiy.graders.course import buggy_variants, reference_path
-from dldiy.graders.exercise import load_exercise
-from dldiy.graders.handout import build, choose, handout_counts, read_files
-from dldiy.graders.patch import PatchError, apply_to_files
+from dldiy.graders.course.validate import names_place
+from dldiy.graders.course.folders import buggy_variants, reference_path
+from dldiy.graders.course.exercise import load_exercise
+from dldiy.graders.course.handout import build, choose, handout_counts, read_files
+from dldiy.graders.course.patch import PatchError, apply_to_files
 from dldiy.graders.verdict import close
 
 EXERCISE = load_exercise("exercise-3")
@@ -159,7 +159,7 @@ def test_a_patch_stays_inside_the_submission_and_only_modifies_files(header):
 # --- the script check judges numbers; the corpus; correct-but-different fixed projects -------------
 
 def _built(kind: str, name: str, tmp_path) -> str:
-    from dldiy.graders.patch import apply
+    from dldiy.graders.course.patch import apply
     import shutil
 
     folder = tmp_path / name

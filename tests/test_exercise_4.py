@@ -95,7 +95,7 @@ def _built(variant_dir, exercise, tmp_path):
     """An alternative (alternatives/<exercise>/<name>/) built from the reference, as validate builds it."""
     import shutil
 
-    from dldiy.graders import patch
+    from dldiy.graders.course import patch
 
     folder = tmp_path / variant_dir.name / exercise
     shutil.copytree(REPO / "reference" / exercise, folder)

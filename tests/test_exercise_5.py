@@ -9,8 +9,8 @@ import torch
 
 from conftest import run_dldiy
 from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
-from dldiy.graders.exercise import load_exercise
-from dldiy.graders.submission import load_module_from
+from dldiy.graders.course.exercise import load_exercise
+from dldiy.graders.sandbox.submission import load_module_from
 
 # Differs from the reference in incidental ways: einsum in Linear, backward passes recomputed from
 # the saved *input* (sigmoid, tanh via 1/cosh^2, softplus' = 1/(1 + e^-x)), ReLU with torch.where,

@@ -12,9 +12,9 @@ import pytest
 from conftest import REPO, one_fast_rest_slow, run_dldiy
 from hypothesis import given, settings, strategies as st
 
-from dldiy.graders import agreement, convergence
-from dldiy.graders.course import buggy_variants
-from dldiy.graders.exercise import Check, load_exercise
+from dldiy.graders.kinds import agreement, convergence
+from dldiy.graders.course.folders import buggy_variants
+from dldiy.graders.course.exercise import Check, load_exercise
 
 ALTERNATIVE = REPO / "tests" / "submissions" / "exercise6_alternative.py"
 FIRST_ORDER_CHECKS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "weight-decay", "param-groups",
@@ -105,7 +105,7 @@ def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugg
 # are after the run (exercise-6's checked_rows): a forged record earns nothing.
 FORGED_TRAJECTORY = '''
 import torch as _torch
-from dldiy.graders import endpoint as _endpoint
+from dldiy.graders.sandbox import endpoint as _endpoint
 
 _build = _endpoint.Local.build.__func__
 
@@ -205,7 +205,7 @@ ALTERNATIVES = sorted(p for p in (REPO / "alternatives" / "exercise-6").iterdir(
 def _built(kind: str, name: str, tmp_path: Path) -> Path:
     import shutil
 
-    from dldiy.graders.patch import apply
+    from dldiy.graders.course.patch import apply
 
     folder = tmp_path / name
     shutil.copytree(REPO / "reference" / "exercise-6", folder)
@@ -238,7 +238,7 @@ def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, che
 
 
 def test_the_contract_kind_passes_without_violations_and_fails_naming_the_first():
-    from dldiy.graders import contract
+    from dldiy.graders.kinds import contract
 
     check = _check("contract")
     assert contract.judge({"checked": ["a", "b"], "violations": []}, None, check).status == "pass"
@@ -252,7 +252,7 @@ def test_the_contract_kind_passes_without_violations_and_fails_naming_the_first(
 def test_every_expected_json_holds_only_what_its_judge_reads_one_line_per_check_and_seed():
     import tomllib
 
-    from dldiy.graders.exercise import exercise_ids
+    from dldiy.graders.course.exercise import exercise_ids
     from dldiy.graders.judge import compact_expectation
 
     folders = [load_exercise(e).folder for e in exercise_ids()] + [REPO / "tests" / "courses" / "mlp_numpy" / "exercises" / "mlp"]

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from conftest import REPO, run_dldiy
-from dldiy.graders.submission import load_module_from
+from dldiy.graders.sandbox.submission import load_module_from
 
 EQUIVALENT = '''
 import numpy as np

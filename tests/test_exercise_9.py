@@ -80,7 +80,7 @@ def test_a_bugged_variant_fails_naming_what_disagrees(bug, check, start, bugged,
 def _built(kind, name, tmp_path):
     import shutil
 
-    from dldiy.graders.patch import apply
+    from dldiy.graders.course.patch import apply
 
     folder = tmp_path / name
     shutil.copytree(REPO / "reference" / "exercise-9", folder)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dldiy import __version__
-from dldiy.graders.export import feedback_html, feedback_markdown
+from dldiy.graders.batch.export import feedback_html, feedback_markdown
 
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 
@@ -93,8 +93,8 @@ def graded_page(tmp_path_factory, bugged) -> Path:
     line), through the batch's own grade_one with a hidden seed."""
     import json
 
-    from dldiy.graders.batch import batch_expectations, grade_one
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.batch.run import batch_expectations, grade_one
+    from dldiy.graders.course.exercise import load_exercise
 
     folder = tmp_path_factory.mktemp("feedback")
     code = (bugged("exercise-1", "gradient-sign") / "logreg.py").read_text()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
-from dldiy.graders.export import nbgrader_environ, tool_folders
+from dldiy.graders.batch.export import nbgrader_environ, tool_folders
 
 
 def dldiy_script() -> list[str]:

@@ -17,8 +17,8 @@ from conftest import REPO, run_dldiy
 from hypothesis import given, settings, strategies as st
 
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.discover import UnsafeArchive, discover, extract_zip
-from dldiy.graders.gradebook import Journal
+from dldiy.graders.batch.discover import UnsafeArchive, discover, extract_zip
+from dldiy.graders.batch.gradebook import Journal
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 HIDDEN = "7,123"

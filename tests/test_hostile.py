@@ -22,9 +22,9 @@ import pytest
 
 from conftest import REPO
 from dldiy.graders.assess import assess, measure_reference
-from dldiy.graders.exercise import load_exercise_dir
-from dldiy.graders.forkserver import ForkServer
-from dldiy.graders.sandbox import Cgroup, GiB, Limits
+from dldiy.graders.course.exercise import load_exercise_dir
+from dldiy.graders.sandbox.forkserver import ForkServer
+from dldiy.graders.sandbox.confine import Cgroup, GiB, Limits
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 FAST = Limits(startup_s=30, cpu_s=10, memory_bytes=2 * GiB)
@@ -381,11 +381,11 @@ WRONG_SIGN = REFERENCE.replace("return -(torch.sigmoid(-u) * t) @ Xt", "return (
 def test_monkeypatching_torch_numpy_and_dldiy_comparisons_changes_no_verdict(grade):
     code = textwrap.dedent("""
         import numpy, torch, torch.testing
-        import dldiy.graders.gradcheck, dldiy.graders.judge, dldiy.graders.verdict
+        import dldiy.graders.kinds.gradcheck, dldiy.graders.judge, dldiy.graders.verdict
         torch.allclose = numpy.allclose = lambda *a, **k: True
         torch.testing.assert_close = lambda *a, **k: None
         torch.Tensor.__eq__ = lambda self, other: torch.ones_like(self, dtype=torch.bool)
-        dldiy.graders.gradcheck.judge = lambda *a, **k: dldiy.graders.verdict.Verdict.passed("ok")
+        dldiy.graders.kinds.gradcheck.judge = lambda *a, **k: dldiy.graders.verdict.Verdict.passed("ok")
         dldiy.graders.judge.judge = lambda *a, **k: None
     """) + WRONG_SIGN
     report, checks, _ = grade(code, checks=("gradcheck", "first-loss"))
@@ -398,7 +398,7 @@ def test_faking_the_measurements_with_public_values_fools_no_seed(grade, exercis
     the public seed: the harness no longer runs in the student's process, so it fools none."""
     code = """
         import json, sys, pathlib
-        public = json.loads(pathlib.Path(sys.modules["dldiy.graders.exercise"].EXERCISES_DIR,
+        public = json.loads(pathlib.Path(sys.modules["dldiy.graders.course.exercise"].EXERCISES_DIR,
                                          "exercise-1", "expected.json").read_text())["checks"]
         for name, module in list(sys.modules.items()):
             if name.startswith("_dldiy_harness_") or name.endswith("harness"):
@@ -504,7 +504,7 @@ def test_background_processes_are_killed_at_the_end(grade, fresh):
 def test_malformed_files(grade, content, name, expected):
     """A bad .py fails to load in the child; a notebook that is not JSON is refused before any child
     starts (locate() reads it): either way one line says what is wrong, and nothing crashes."""
-    from dldiy.graders.submission import SubmissionError
+    from dldiy.graders.sandbox.submission import SubmissionError
 
     try:
         report, checks, _ = grade(content, name=name)

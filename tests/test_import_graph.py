@@ -89,10 +89,10 @@ def find_circle(edges: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_reader_sees_the_packages_and_their_imports():
     edges = graph()
-    assert {"dldiy", "dldiy.cli", "dldiy.graders.assess", "dldiy.graders.runner", "dldiy.cli.check"} <= set(edges)
-    assert "dldiy.graders.runner" in edges["dldiy.graders.assess"]  # from .runner import Task, run_child
+    assert {"dldiy", "dldiy.cli", "dldiy.graders.assess", "dldiy.graders.sandbox.runner", "dldiy.cli.check"} <= set(edges)
+    assert "dldiy.graders.sandbox.runner" in edges["dldiy.graders.assess"]  # from .runner import Task, run_child
     assert "dldiy.graders.assess" in edges["dldiy.cli.check"]  # from dldiy.graders.assess import assess
-    assert "dldiy.graders.forkserver" not in edges["dldiy.graders.assess"]  # only under TYPE_CHECKING
+    assert "dldiy.graders.sandbox.forkserver" not in edges["dldiy.graders.assess"]  # only under TYPE_CHECKING
 
 
 def test_find_circle_finds_one_and_only_one():

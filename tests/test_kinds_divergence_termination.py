@@ -4,8 +4,8 @@ import math
 
 from hypothesis import given, strategies as st
 
-from dldiy.graders import divergence, termination
-from dldiy.graders.exercise import Check
+from dldiy.graders.kinds import divergence, termination
+from dldiy.graders.course.exercise import Check
 
 
 def _check(kind, **params):

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import REPO
 from dldiy.graders.assess import assess, measure_reference
-from dldiy.graders.exercise import load_exercise_dir
-from dldiy.graders.forkserver import ForkServer
-from dldiy.graders.sandbox import GiB, Limits
+from dldiy.graders.course.exercise import load_exercise_dir
+from dldiy.graders.sandbox.forkserver import ForkServer
+from dldiy.graders.sandbox.confine import GiB, Limits
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 FAST = Limits(startup_s=20, cpu_s=30, memory_bytes=2 * GiB)
@@ -141,8 +141,8 @@ def test_the_students_process_holds_no_descriptor_but_its_own(exercise, server, 
         def loss(X, y, w):
             return torch.tensor(float(len(OPEN)), dtype=X.dtype)
     """)
-    from dldiy.graders.child import StudentProcess
-    from dldiy.graders.remote import RemoteSubmission
+    from dldiy.graders.sandbox.child import StudentProcess
+    from dldiy.graders.sandbox.remote import RemoteSubmission
     import torch
 
     (tmp_path / "logreg.py").write_text(code)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from conftest import REPO, run_dldiy
 
-from dldiy.graders.exercise import load_exercise, load_exercise_dir
-from dldiy.graders.mutate import OPERATORS, mutants_of, run_mutation
+from dldiy.graders.course.exercise import load_exercise, load_exercise_dir
+from dldiy.graders.mutation.analysis import OPERATORS, mutants_of, run_mutation
 
 SNIPPET = '''
 import torch

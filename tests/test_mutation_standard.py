@@ -12,8 +12,9 @@ import pytest
 
 from conftest import REPO
 
-from dldiy.graders.exercise import exercise_ids, load_exercise
-from dldiy.graders.mutate import iter_files, mutants_of, mutation_settings, reviewed_equivalents, run_mutation
+from dldiy.graders.course.exercise import exercise_ids, load_exercise
+from dldiy.graders.mutation.analysis import (iter_files, mutants_of, mutation_settings, reviewed_equivalents,
+                                             run_mutation)
 
 EXERCISES = exercise_ids()
 

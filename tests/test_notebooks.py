@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_dldiy
-from dldiy.graders import notebook
+from dldiy.graders.course import notebook
 from dldiy.incheck import definitions_only
 
 REFERENCE = REPO / "reference" / "exercise-1" / "logreg.py"

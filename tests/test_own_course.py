@@ -160,7 +160,7 @@ def test_new_scaffolds_an_exercise_whose_checks_run(tmp_path):
     assert (tmp_path / "dldiy.toml").is_file() and "7 solution region(s)" in result.stdout
     template = nbformat.read(str(tmp_path / "exercises" / "hw" / "template" / "mlp.ipynb"), as_version=4)
     assert [c.source for c in template.cells] == [c.source for c in nbformat.read(str(EMPTY), as_version=4).cells]
-    from dldiy.graders.notebook import solution_code, strip_solutions
+    from dldiy.graders.course.notebook import solution_code, strip_solutions
 
     reference = nbformat.read(str(tmp_path / "reference" / "hw" / "source.ipynb"), as_version=4)
     solution = nbformat.read(str(SOLUTION), as_version=4)
@@ -175,8 +175,8 @@ def test_new_scaffolds_an_exercise_whose_checks_run(tmp_path):
 
 
 def test_mutants_of_a_notebook_edit_only_its_solution_regions():
-    from dldiy.graders.mutate import mutants_of
-    from dldiy.graders.notebook import solution_lines
+    from dldiy.graders.mutation.analysis import mutants_of
+    from dldiy.graders.course.notebook import solution_lines
 
     text = (COURSE / "reference" / "mlp" / "source.ipynb").read_text()
     mutants = mutants_of(text, "source.ipynb")
@@ -195,7 +195,7 @@ def test_mutants_of_a_notebook_edit_only_its_solution_regions():
 def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
     """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped), and the plot
     cell headless; skip_tags leaves a tagged cell out; named cells wait for the harness."""
-    from dldiy.graders.submission import CELL_RUNNER, load
+    from dldiy.graders.sandbox.submission import CELL_RUNNER, load
 
     nb = nbformat.read(str(SOLUTION), as_version=4)
     slow = next(c for c in nb.cells if c.source.startswith("out = X_train"))
@@ -257,8 +257,8 @@ def test_gradcheck_layer_on_a_torch_layer_with_a_hand_written_backward(bug):
     import numpy as np
     import torch
 
-    from dldiy.graders.exercise import Check
-    from dldiy.graders.gradcheck import judge
+    from dldiy.graders.course.exercise import Check
+    from dldiy.graders.kinds.gradcheck import judge
     from dldiy.graders.layers import gradcheck_layer
 
     class Affine:

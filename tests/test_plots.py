@@ -12,9 +12,9 @@ import pytest
 
 from conftest import REPO, run_dldiy
 from dldiy.graders import plots
-from dldiy.graders.exercise import load_exercise
+from dldiy.graders.course.exercise import load_exercise
 from dldiy.graders.judge import judge
-from dldiy.graders.runner import Outcome
+from dldiy.graders.sandbox.runner import Outcome
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

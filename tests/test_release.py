@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_dldiy
-from dldiy.graders.export import nbgrader_environ
+from dldiy.graders.batch.export import nbgrader_environ
 from test_notebooks import REFERENCE, SIGN_BUG, fill
 
 SOURCE_NB = REPO / "reference" / "exercise-1" / "source.ipynb"
@@ -158,7 +158,7 @@ def test_the_bundle_carries_an_installable_wheel_and_says_how_to_install_it_offl
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
     assert not (target / "reference").exists() and not list(target.rglob("source.ipynb"))
-    code = ("import dldiy, sys; from dldiy.cli.release import leaks; print(dldiy.__file__)")
+    code = ("import dldiy, sys; from dldiy.graders.course.release import leaks; print(dldiy.__file__)")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={**_env(), "PYTHONPATH": str(target)})
     assert run.stdout.strip().startswith(str(target)), run.stderr
@@ -177,7 +177,7 @@ def test_the_scan_finds_a_planted_reference_line(bundle, tmp_path):
     target = planted / "exercise-1" / "logreg.py"
     target.write_text(target.read_text() + "\n    return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]\n")
     assert [hit.split(": ")[0] for hit in scan(planted)] == ["exercise-1/logreg.py"]
-    from dldiy.cli.release import leaks
+    from dldiy.graders.course.release import leaks
 
     assert len(leaks(planted)) == 1 and leaks(bundle) == []
     # In a notebook: found in a code cell as the reader sees it, even where the JSON escapes it.
@@ -197,8 +197,8 @@ def test_scaffolding_another_exercises_reference_also_holds_does_not_block_the_r
     holds: public by the instructor's choice. The solution lines of both stay secret."""
     import nbformat.v4 as v4
 
-    from dldiy.cli.release import leaks
-    from dldiy.graders import notebook
+    from dldiy.graders.course.release import leaks
+    from dldiy.graders.course import notebook
 
     root = tmp_path / "course"
     loop = "    for step in range(steps):"
@@ -219,8 +219,8 @@ def test_scaffolding_another_exercises_reference_also_holds_does_not_block_the_r
 
 def test_a_template_only_exercise_gets_one_cell_per_definition(tmp_path):
     """Without a source notebook, the template becomes cells, never one cell of pasted code."""
-    from dldiy.graders import notebook
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
 
     nb = notebook.template_notebook(load_exercise("exercise-6"))
     code = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -250,8 +250,8 @@ def _env() -> dict:
 def test_a_bug_hunting_exercise_ships_its_bugged_code_but_not_the_fix(tmp_path, monkeypatch):
     """A bug hunt whose template is the same bugged code for everyone: it shares most lines with the
     reference; only the fix is secret."""
-    from dldiy.cli.release import leaks, stage_exercise
-    from dldiy.graders.exercise import load_exercise_dir
+    from dldiy.graders.course.release import leaks, stage_exercise
+    from dldiy.graders.course.exercise import load_exercise_dir
 
     root = tmp_path / "course"
     folder = root / "exercises" / "hunt"
@@ -304,8 +304,8 @@ def definitions(source: str) -> dict[str, str]:
 def test_the_source_notebook_is_the_reference(exercise_id):
     """No drift: every function, class and constant of the source notebook (solution regions
     included) has the reference file's code (docstrings aside), and every reference definition is in it."""
-    from dldiy.graders import notebook
-    from dldiy.graders.exercise import load_exercise
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
 
     entry = load_exercise(exercise_id).entry
     nb = notebook.read(REPO / "reference" / exercise_id / "source.ipynb")
@@ -411,9 +411,9 @@ def test_a_template_notebook_is_read_as_a_notebook_never_pasted_as_json(tmp_path
     keeps its cells, one by one."""
     import nbformat.v4 as v4
 
-    from dldiy.cli.release import source_notebook
-    from dldiy.graders import notebook
-    from dldiy.graders.exercise import load_exercise_dir
+    from dldiy.graders.course.release import source_notebook
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise_dir
 
     root = tmp_path / "course"
     folder = root / "exercises" / "nb"

@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from conftest import REPO
-from dldiy.graders import messages
-from dldiy.graders.export import feedback_markdown, gradescope_results
-from dldiy.graders.gradebook import csv_row
+from dldiy.graders.sandbox import messages
+from dldiy.graders.batch.export import feedback_markdown, gradescope_results
+from dldiy.graders.batch.gradebook import csv_row
 from dldiy.graders.report import CheckResult, Report
 
 # -- messages -----------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_the_notebook_result_is_a_view_of_the_report():
 
 def test_a_parent_side_change_to_a_checks_params_reaches_the_harness(tmp_path, fork_server):
     from dldiy.graders.assess import assessment
-    from dldiy.graders.exercise import load_exercise_dir
+    from dldiy.graders.course.exercise import load_exercise_dir
 
     folder = tmp_path / "exercise-1"
     shutil.copytree(REPO / "exercises" / "exercise-1", folder)

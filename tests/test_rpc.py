@@ -1,4 +1,4 @@
-"""The round trip between the harness and a real student process (graders/wire.py, endpoint.py,
+"""The round trip between the harness and a real student process (graders/sandbox/wire.py, endpoint.py,
 remote.py): in-place changes that torch's version counter misses still sync both ways, frames of
 many megabytes arrive whole, and a batch of calls answers each call in its place."""
 
@@ -9,10 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from dldiy.graders.child import StudentProcess
-from dldiy.graders.endpoint import RemoteError
-from dldiy.graders.invariants import Violation
-from dldiy.graders.remote import RemoteSubmission
+from dldiy.graders.sandbox.child import StudentProcess
+from dldiy.graders.sandbox.endpoint import RemoteError
+from dldiy.graders.kinds.invariants import Violation
+from dldiy.graders.sandbox.remote import RemoteSubmission
 
 MODULE = textwrap.dedent("""
     import torch

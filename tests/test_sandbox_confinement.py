@@ -26,13 +26,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dldiy.graders import sandbox
-from dldiy.graders.sandbox import MiB, Limits
+from dldiy.graders.sandbox import confine as sandbox
+from dldiy.graders.sandbox.confine import MiB, Limits
 
 DRIVER = """
 import json, os, sys
 spec, code = json.loads(sys.argv[1]), sys.argv[2]
-from dldiy.graders import sandbox
+from dldiy.graders.sandbox import confine as sandbox
 state = sandbox.confine(spec)
 print("SANDBOX " + json.dumps({"applied": state.applied, "missing": state.missing}), flush=True)
 exec(code)
@@ -114,7 +114,7 @@ def test_the_sandbox_shows_only_what_is_the_students(confined, tmp_path):
         "/dev/loop0": "open('/dev/loop0', 'rb').read(1)",
         "/dev/vda or zram0": "[open(p, 'rb') for p in ('/dev/vda', '/dev/zram0') if os.path.exists(p)] or 1/0",
         "/sys": "os.listdir('/sys/fs/cgroup')",
-        "equivalents.toml": ("import dldiy.graders.exercise as e; "
+        "equivalents.toml": ("import dldiy.graders.course.exercise as e; "
                              "open(e.EXERCISES_DIR / 'exercise-1' / 'equivalents.toml').read() or 1/0"),
     }
     code = "import os, socket, json\nout = {}\n"
@@ -247,7 +247,7 @@ def test_one_memory_limit_holds_for_the_whole_tree_shared_memory_included(confin
 RUNNER = """
 import json, subprocess, sys, time
 from pathlib import Path
-from dldiy.graders import sandbox
+from dldiy.graders.sandbox import confine as sandbox
 src = Path(sys.argv[1])
 work, entry = sandbox.workdir(src, src / "logreg.py")
 group = sandbox.Cgroup(64)
@@ -355,8 +355,8 @@ def _alive(pid: int) -> bool:
 
 def test_a_folder_others_cannot_enter_is_not_bound_whole_but_what_is_below_it_is(tmp_path, monkeypatch):
     """The grader's cwd is on sys.path; a pytest or mkdtemp cwd is 0700. Bound whole, it would hide a
-    --target install below it from the dropped uid (a lazy `import dldiy.graders.bridge` failed)."""
-    from dldiy.graders import sandbox_fs
+    --target install below it from the dropped uid (a lazy `import dldiy.graders.sandbox.bridge` failed)."""
+    from dldiy.graders.sandbox import mounts as sandbox_fs
 
     private = tmp_path / "private"
     (private / "site" / "pkg").mkdir(parents=True)

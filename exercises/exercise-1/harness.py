@@ -1,10 +1,10 @@
 """exercise-1 probes: each builds its inputs from the seed (trusted data), calls the submission, and
-returns plain numbers. The judging happens in the parent (graders/<kind>.py).
+returns plain numbers. The judging happens in the parent (graders/kinds/<kind>.py).
 
 One bug, one deduction: train() is run with the harness's own gradient (autograd on the spec's loss,
 written here, not the reference's code), so a wrong gradient() costs gradcheck only; convergence also
 uses the harness's loss, so it measures train() alone. Every call keeps the invariants of
-graders/invariants.py: arguments left unmodified, the inputs' dtype, no autograd graph in a hand gradient.
+graders/kinds/invariants.py: arguments left unmodified, the inputs' dtype, no autograd graph in a hand gradient.
 """
 
 import numpy as np
@@ -13,10 +13,11 @@ import torch
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.gradcheck import block, numeric_gradient
-from dldiy.graders.invariants import dependency_note, loss_note, CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
-from dldiy.graders.parity import measure_parity
-from dldiy.graders.placement import measure_placement
+from dldiy.graders.kinds.gradcheck import block, numeric_gradient
+from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
+                                            no_graph, same_dtype, unmodified)
+from dldiy.graders.kinds.parity import measure_parity
+from dldiy.graders.kinds.placement import measure_placement
 
 
 def _problem(seed, n, d, distance=4.0, margin=None, dtype=torch.float64):

@@ -3,7 +3,7 @@
 The grader's own least-squares solution and stability limit are computed here with numpy in float64,
 never with the submission's functions, so one wrong function cannot hide another: train() runs with
 the harness's own gradient (first-loss) and loss (convergence, divergence), written here. Every call
-keeps the invariants of graders/invariants.py (arguments unmodified, the inputs' dtype, no graph).
+keeps the invariants of graders/kinds/invariants.py (arguments unmodified, the inputs' dtype, no graph).
 """
 
 import numpy as np
@@ -11,9 +11,10 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.gradcheck import block, numeric_gradient
-from dldiy.graders.endpoint import RemoteError
-from dldiy.graders.invariants import dependency_note, loss_note, CallCounter, Violation, keeps_rules, no_graph, same_dtype, unmodified
+from dldiy.graders.kinds.gradcheck import block, numeric_gradient
+from dldiy.graders.sandbox.endpoint import RemoteError
+from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
+                                            no_graph, same_dtype, unmodified)
 
 
 def _design(seed, n, d, collinearity=None):

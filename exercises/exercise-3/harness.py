@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_tensor
-from dldiy.graders.endpoint import RemoteError
+from dldiy.graders.sandbox.endpoint import RemoteError
 
 _TRAINED: dict[tuple[int, int], tuple[nn.Module, list[float]]] = {}
 

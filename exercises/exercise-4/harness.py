@@ -10,7 +10,7 @@ from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.invariants import Watch
+from dldiy.graders.kinds.invariants import Watch
 
 
 def _gen(seed):

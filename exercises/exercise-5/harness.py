@@ -8,11 +8,11 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.coverage import measure_coverage
+from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
-from dldiy.graders.invariants import Watch
-from dldiy.graders.symmetry import layer_units
+from dldiy.graders.kinds.invariants import Watch
+from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
 TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,

@@ -1,6 +1,6 @@
 """exercise-6 probes: run the student's optimizers on small seeded problems (float64) and return
-plain numbers; the judging happens in the parent (graders/agreement.py, graders/convergence.py,
-graders/contract.py).
+plain numbers; the judging happens in the parent (graders/kinds/agreement.py, graders/kinds/convergence.py,
+graders/kinds/contract.py).
 
 Where torch ships the same optimizer, the probe also runs torch.optim's on the same problem with the
 same hyper-parameters and returns its trajectory as the `target`. The parent compares the student's
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError
-from dldiy.graders.contract import Properties
+from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.data import gaussian_blobs
 
 DTYPE = torch.float64

@@ -8,7 +8,7 @@ margin, so the bound is a valid one. The judge reads the bound from the *referen
 (expected.json, or a live reference run for hidden seeds), never from the submission's.
 held-out reads the learned w with the harness's own prediction rule, so it measures train() alone;
 predict() is measured by predict-boundary, over a family (n = 1, d = 3, float32, non-contiguous X).
-Every call keeps the invariants of graders/invariants.py (arguments unmodified, the inputs' dtype).
+Every call keeps the invariants of graders/kinds/invariants.py (arguments unmodified, the inputs' dtype).
 """
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.invariants import Violation, keeps_rules, same_dtype, unmodified
+from dldiy.graders.kinds.invariants import Violation, keeps_rules, same_dtype, unmodified
 
 
 def _with_bias(X):

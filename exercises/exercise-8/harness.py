@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
-from dldiy.graders.invariants import Watch
-from dldiy.graders.parity import measure_parity
-from dldiy.graders.placement import measure_placement
+from dldiy.graders.kinds.invariants import Watch
+from dldiy.graders.kinds.parity import measure_parity
+from dldiy.graders.kinds.placement import measure_placement
 
 
 # ---- data -------------------------------------------------------------------------------------------

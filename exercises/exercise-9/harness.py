@@ -21,11 +21,11 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.contract import Properties
-from dldiy.graders.endpoint import RemoteError
-from dldiy.graders.gradcheck import EPS, block
-from dldiy.graders.parity import measure_parity
-from dldiy.graders.placement import measure_placement
+from dldiy.graders.kinds.contract import Properties
+from dldiy.graders.sandbox.endpoint import RemoteError
+from dldiy.graders.kinds.gradcheck import EPS, block
+from dldiy.graders.kinds.parity import measure_parity
+from dldiy.graders.kinds.placement import measure_placement
 
 NAMES = ("W_ih", "W_hh", "b_ih", "b_hh")
 

@@ -1,0 +1,263 @@
+"""Grade a class: one task per student, run on local threads or a Dask cluster, results as they finish.
+
+Each task calls `assess` (its own sandboxed child per submission) and returns a plain-JSON record, so a
+Dask worker can run it and ship it back. The expectations for hidden seeds are measured ONCE per batch
+from the reference, here in the trusted parent, and handed to the judging side of each task; the
+children only ever receive seeds, never expected values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import functools
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..assess import assess, measure_reference
+from ..sandbox.submission import locate
+from ..course.folders import reference_path
+from .discover import Found
+from ..course.exercise import Exercise, load_exercise_dir
+from ..report import SKIP_POLICIES, Report
+
+__all__ = ["SKIP_POLICIES", "grade_one", "run_local", "run_cluster", "batch_expectations", "draw_hidden_seeds"]
+from ..sandbox.forkserver import shared
+
+
+def draw_hidden_seeds(count: int, public: tuple[int, ...]) -> tuple[int, ...]:
+    """`count` distinct seeds in [1000, 10^6), none of them public, from the OS's randomness."""
+    rng = secrets.SystemRandom()
+    seeds: list[int] = []
+    while len(seeds) < count:
+        s = rng.randrange(1000, 1_000_000)
+        if s not in public and s not in seeds:
+            seeds.append(s)
+    return tuple(sorted(seeds))
+
+
+class ReferenceFailed(RuntimeError):
+    """The reference fails at a hidden seed: the instructor's to fix, before anyone is graded."""
+
+
+def batch_expectations(exercise: Exercise, hidden: tuple[int, ...], checks: list[str]) -> dict[str, dict[str, Any]]:
+    """Recorded public expectations plus the reference's live measurements at the hidden seeds."""
+    expected = {name: dict(per_seed) for name, per_seed in exercise.expected().items()}
+    if not hidden:
+        return expected
+    chosen = [exercise.check(c) for c in checks]
+    live, problems = measure_reference(exercise, reference_path(exercise.id), seeds=hidden, checks=chosen,
+                                       server=shared(), hidden=hidden)
+    if problems:
+        raise ReferenceFailed("the reference fails at the hidden seeds (fix it before grading):\n  "
+                           + "\n  ".join(problems))
+    for name, per_seed in live.items():
+        expected.setdefault(name, {}).update(per_seed)
+    return expected
+
+
+@functools.lru_cache(maxsize=None)
+def _exercise(folder: str) -> Exercise:
+    return load_exercise_dir(Path(folder))
+
+
+
+
+def submission_of(found: Found) -> dict[str, Any]:
+    """What a task needs to know of one student's submission, as plain JSON (it travels to Dask workers)."""
+    return {"student": found.student, "path": _str(found.path), "error": found.error,
+            "graded_file": _str(found.graded), "sha256": found.sha256, "content_hash": found.content_hash}
+
+
+def load_timeout_for(exercise: Exercise) -> float:
+    """How long a student's submission may take to load: 10 times what the reference takes, plus 2 s,
+    never under LOAD_TIMEOUT_FLOOR_S nor over the spec's limit. One submission hanging at import then
+    costs its worker seconds, not the minute a fixed limit would."""
+    from ..sandbox.runner import run_child
+
+    if exercise.load_timeout is not None:  # the spec or --load-timeout said: theirs to decide
+        return float(exercise.load_timeout)
+    cap = exercise.limits().startup_s
+    outcome = run_child(exercise, locate(reference_path(exercise.id), exercise.entry), [],
+                        cwd=reference_path(exercise.id), server=shared(), load_only=True)
+    if outcome.load_s is None or outcome.load_error:
+        return cap
+    return min(cap, max(LOAD_TIMEOUT_FLOOR_S, 10 * outcome.load_s + 2.0))
+
+
+LOAD_TIMEOUT_FLOOR_S = 5.0
+
+
+def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],
+              expected: Mapping[str, dict[str, Any]], skips: str = "leave-out",
+              load_timeout: float | None = None) -> dict[str, Any]:
+    """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
+
+    A record is the submission's Report in its one JSON form (graders/report.py) beside what the batch
+    knows of it: the student, the file graded and its sha256, the hash of the whole submission (resume
+    compares it), the skip policy. `skips` is the instructor's policy for checks that could not run
+    here (a GPU parity check on a CPU grader): "leave-out" takes their points out of the maximum,
+    "zero" counts them as 0."""
+    started = time.monotonic()
+    exercise = _exercise(exercise_folder)
+    path, error = submission.get("path"), submission.get("error")
+    meta = {"student": submission["student"], "graded_file": submission.get("graded_file"),
+            "sha256": submission.get("sha256"), "content_hash": submission.get("content_hash"), "skips": skips}
+    unusable = Report(exercise.id, path or "", [], error or "nothing to grade",
+                      declared_max=sum(exercise.check(c).points for c in checks))
+    record: dict[str, Any] = {**meta, **unusable.to_json()}
+    if path is not None and error is None:
+        try:
+            limits = exercise.limits()
+            if load_timeout is not None:
+                limits = dataclasses.replace(limits, startup_s=load_timeout)
+            report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
+                            expected=expected, server=shared(), limits=limits)
+            report.output = report.output[:4000]
+            report.apply_skip_policy(skips)
+            record = {**meta, **report.to_json()}
+        except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
+            unusable.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            record = {**meta, **unusable.to_json(), "traceback": traceback.format_exc(limit=3)}
+    record["submission"] = path  # None when there was nothing to grade
+    record["duration_s"] = round(time.monotonic() - started, 3)
+    return record
+
+
+def start_server_early() -> threading.Thread:
+    """Start this process's fork server on a thread now (~3 s: torch and the warm imports), while the
+    caller discovers and unpacks the class; `shared()` waits for it where it is first needed."""
+    import atexit
+
+    thread = threading.Thread(target=_start_quietly, name="dldiy-forkserver-start", daemon=True)
+    thread.start()
+    atexit.register(_close_early_start, thread)  # a batch stopped early (a usage error) leaves no server
+    return thread
+
+
+def _close_early_start(thread: threading.Thread) -> None:
+    from ..sandbox import forkserver
+
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:  # it may still be inside Popen: try again
+        forkserver.abandon_start()
+        thread.join(timeout=0.05)
+    if forkserver._shared is not None:
+        forkserver._shared.close()  # idempotent: shared()'s own atexit hook may have closed it
+
+
+def _start_quietly() -> None:
+    try:
+        shared()
+    except Exception:  # noqa: BLE001 - the caller's own shared() raises it again, where it can say so
+        pass
+
+
+class PendingExpectations(Mapping):
+    """The batch's expectations while the reference is still measured at the hidden seeds.
+
+    The children of the first submissions run meanwhile (they only ever receive seeds); judging one (the
+    judge's first read of this mapping) waits for the reference. The values stay in the parent."""
+
+    def __init__(self, future: "Future[dict[str, dict[str, Any]]]"):
+        self._future = future
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self._future.result()[key]
+
+    def __iter__(self):
+        return iter(self._future.result())
+
+    def __len__(self) -> int:
+        return len(self._future.result())
+
+
+def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: tuple[int, ...],
+              expected: "dict | Callable[[], dict]", jobs: int, skips: str = "leave-out",
+              load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """Records in the order they finish; `jobs` submissions at once (each in its own child process).
+
+    `expected` may be a function that measures it (batch_expectations): it then runs on a thread of its
+    own beside the class, and the first record is yielded only once it returned; if it raises (the
+    reference fails at a hidden seed), nobody's record is yielded, the tasks not started are cancelled,
+    and its exception is raised here."""
+    reference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dldiy-reference")
+    values: Mapping[str, dict[str, Any]]
+    if callable(expected):
+        measured = reference.submit(expected)
+        values = PendingExpectations(measured)
+    else:
+        measured = Future()
+        measured.set_result(expected)
+        values = expected
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, values, skips,
+                               load_timeout) for f in todo]
+        measured.result()  # the reference's failure stops the batch before any record is kept
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        reference.shutdown(wait=True)
+
+
+def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: list[str],
+                hidden: tuple[int, ...], expected: dict, skips: str = "leave-out",
+                load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """The same tasks on a Dask distributed cluster: each worker calls `grade_one`, so each submission
+    still runs in its own sandboxed child on that worker. Paths must be visible to the workers
+    (a shared file system). A task lost with its worker becomes that student's error row."""
+    from distributed import Client, as_completed as dask_completed
+
+    with Client(address, timeout=30) as client:
+        expected_future = client.scatter(expected, broadcast=True)
+        futures = {client.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden,
+                                 expected_future, skips, load_timeout, pure=False, retries=0): f for f in todo}
+        for future in dask_completed(futures):
+            found = futures[future]
+            try:
+                yield future.result()
+            except Exception as e:
+                lost = {**submission_of(found), "path": None, "error": f"lost on the cluster: {e}"}
+                yield {**grade_one(str(exercise.folder), lost, checks, hidden, {}, skips),
+                       "submission": _str(found.path)}
+
+
+def scheduler_unreachable(address: str, timeout_s: float = 3.0) -> str | None:
+    """Why no Dask scheduler answers at `address` (None when one does), found in `timeout_s` by opening
+    a TCP connection (other transports: a short-lived Client): checked before the batch, so a typo costs
+    seconds, not a graded class."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):  # inproc://, ucx://, ws://: ask distributed itself
+        try:
+            from distributed import Client
+
+            Client(address, timeout=timeout_s).close()
+        except Exception as e:  # noqa: BLE001 - whatever distributed raises, it means "not there"
+            return f"no scheduler answers at {address} ({type(e).__name__}: {str(e)[:200]})"
+        return None
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        return f"{address!r} is not a valid address ({e})"
+    if not host or not port:
+        return f"{address!r} has no host:port (e.g. tcp://10.0.0.5:8786)"
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"no scheduler answers at {address} ({e.strerror or e})"
+    return None
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,297 @@
+"""Exercise specs: `exercises/<id>/spec.toml` read into plain, frozen data.
+
+An exercise folder holds `spec.toml` (what the student implements and how it is checked),
+`harness.py` (the probes that measure a submission, run in the child), `template/` (the student's
+starting files), `expected.json` (the reference's measurements at the public seeds, written by
+`dldiy record`) and, optionally, `data/` (files the submission reads, shipped instead of downloaded).
+The exercises are those of the active course (graders/course/folders.py): dldiy's own, or an instructor's.
+
+Keys for a notebook course (all optional; docs/own-course.md):
+    load = "definitions"          # or "all": which statements of each code cell run at load
+    load_tags = ["graded"]        # only cells carrying one of these tags run
+    skip_tags = ["slow"]          # cells carrying one of these never run at load
+    cells = { train = { contains = "for epoch in" } }   # cells the harness runs itself (layers.run_cell)
+    data = "data"                 # where exercises/<id>/data/ appears in the submission's working copy
+    requirements = ["matplotlib"] # packages the notebooks import (checked before grading)
+    load_timeout = 30             # seconds to load a submission; `timeout` per check; memory = "2GiB"
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..kinds import check_kind
+
+EXERCISES_DIR = Path(__file__).resolve().parent.parent.parent / "exercises"  # the built-in course
+if not EXERCISES_DIR.is_dir():  # installed wheel: exercises are package data beside graders/
+    import dldiy.exercises as _pkg
+
+    EXERCISES_DIR = Path(_pkg.__file__).resolve().parent
+
+DEFAULT_TIMEOUT_S = 30.0
+LOAD_MODES = ("definitions", "all")
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9}
+# Command-line overrides of the spec's limits (`dldiy --load-timeout 5 grade ...`), for this process.
+_OVERRIDES: dict[str, float | int] = {}
+# Keys of a [[checks]] table that the framework reads; every other key is a parameter for the
+# check kind's judge or the harness probe (tolerances, targets, sizes).
+_CHECK_KEYS = {"name", "kind", "probe", "points", "seeds", "hint", "timeout", "title", "check_seeds"}
+
+
+class SpecError(Exception):
+    """A spec, or a name given on the command line, that does not make sense."""
+
+
+@dataclass(frozen=True)
+class ApiEntry:
+    """One name the student implements: signature and doc for messages, shape/dtype for validation."""
+
+    name: str
+    signature: str
+    doc: str = ""
+    shape: str | None = None  # e.g. "(d+1,)", evaluated against the dims a probe passes
+    dtype: str | None = None  # "float" or "int"
+    # Functions the student must not use inside this one ("by hand", "never by inverting H"): caught by
+    # a static scan in the trusted harness process and a guard in the student's process.
+    forbid: tuple[str, ...] = ()
+    mutates: bool = False  # True: this name changes its arguments in place by design (an optimizer's step)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str
+    probe: str
+    points: float
+    title: str = ""
+    hint: str = ""
+    seeds: tuple[int, ...] | None = None  # None: the run's seeds (public, plus hidden when grading)
+    timeout: float = DEFAULT_TIMEOUT_S
+    params: dict[str, Any] = field(default_factory=dict)
+    # False (spec `check_seeds = false`): `dldiy check` runs this check at the public seeds only, not at
+    # the exercise's check_seeds; for a check too slow to repeat within check's time budget.
+    check_seeds: bool = True
+
+    @property
+    def needs_reference(self) -> bool:
+        # `record_reference = true` in a check's spec: its reference measurement is recorded too, for
+        # pictures (the reference's loss curve, decision boundary or filters beside the student's).
+        return bool(check_kind(self.kind).NEEDS_REFERENCE) or bool(self.params.get("record_reference"))
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    folder: Path
+    entry: str  # the file a student hands in, e.g. "logreg.py"
+    seeds: tuple[int, ...]
+    checks: tuple[Check, ...]
+    api: dict[str, ApiEntry]
+    summary: str = ""
+    start: str = "template"  # what `dldiy start` gives: the template, or bugged code to fix
+    extra: dict[str, Any] = field(default_factory=dict)  # exercise-specific spec tables
+    load: str = ""  # "definitions" or "all": a notebook's failing cell is left out; "": the first one stops loading
+    load_tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    cells: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"tag": t} or {"contains": s}
+    data: str = "data"  # the name of exercises/<id>/data/ in the working copy
+    requirements: tuple[str, ...] = ()
+    load_timeout: float | None = None  # None: the sandbox's default
+    memory: int | None = None  # bytes; None: the sandbox's default
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    def limits(self):
+        """The sandbox limits for this exercise's children (graders/sandbox/confine.py), the spec's where it set them."""
+        from ..sandbox.confine import Limits
+
+        changes: dict[str, Any] = {}
+        if self.load_timeout is not None:
+            changes["startup_s"] = self.load_timeout
+        if self.memory is not None:
+            changes["memory_bytes"] = self.memory
+        return Limits(**changes)
+
+    def load_settings(self) -> dict[str, Any]:
+        """What the loader (graders/sandbox/submission.py, in the child) needs: plain data."""
+        return {"mode": self.load, "load_tags": list(self.load_tags), "skip_tags": list(self.skip_tags),
+                "cells": self.cells, "data": self.data if self.data_dir.is_dir() else "",
+                "data_dir": str(self.data_dir)}
+
+    @property
+    def harness_path(self) -> Path:
+        return self.folder / "harness.py"
+
+    @property
+    def template_dir(self) -> Path:
+        return self.folder / "template"
+
+    @property
+    def expected_path(self) -> Path:
+        return self.folder / "expected.json"
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise SpecError(f"{self.id} has no check {name!r}{did_you_mean(name, [c.name for c in self.checks])}; "
+                        f"its checks: {', '.join(c.name for c in self.checks)}")
+
+    def expected(self) -> dict[str, dict[str, Any]]:
+        """The recorded reference measurements: {check: {seed: measurement}} (empty if not recorded)."""
+        if not self.expected_path.exists():
+            return {}
+        return json.loads(self.expected_path.read_text())["checks"]
+
+    @property
+    def check_seeds(self) -> tuple[int, ...]:
+        """Fixed seeds beyond the public ones that `dldiy check` also runs (spec `check_seeds`; recorded
+        in expected.json like the public ones): a bug that shows on one seed in ten is seen before grading."""
+        return tuple(s for s in self.extra.get("check_seeds", ()) if s not in self.seeds)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def exercises_dir() -> Path:
+    """The active course's exercises/ (graders/course/folders.py): an instructor's own, or dldiy's built-in ones."""
+    from .folders import current
+
+    return current().exercises or EXERCISES_DIR
+
+
+def exercise_ids() -> list[str]:
+    folder = exercises_dir()
+    if not folder.is_dir():
+        raise SpecError(f"the course has no exercises folder at {folder}")
+    ids = [p.name for p in folder.iterdir() if (p / "spec.toml").is_file()]
+    return sorted(ids, key=lambda s: (len(s), s))  # exercise-2 before exercise-10
+
+
+def load_exercise(exercise_id: str) -> Exercise:
+    """Read one spec; an unknown id raises SpecError with a did-you-mean."""
+    folder = exercises_dir() / exercise_id
+    if not exercise_id or os.sep in exercise_id or not (folder / "spec.toml").is_file():
+        ids = exercise_ids()
+        guess = did_you_mean(exercise_id, ids)
+        if not guess and exercise_id.isdigit() and f"exercise-{exercise_id}" in ids:
+            guess = f" (did you mean 'exercise-{exercise_id}'?)"
+        raise SpecError(f"unknown exercise {exercise_id!r}{guess}; known: {', '.join(ids)}")
+    return load_exercise_dir(folder)
+
+
+def load_exercise_dir(folder: Path) -> Exercise:
+    """Read the spec in `folder` (an exercise of the course, or a test's hand-made one)."""
+    return _parse(folder, tomllib.loads((folder / "spec.toml").read_text()))
+
+
+def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
+    where = f"{folder.name}/spec.toml"
+    if "timeout" in _OVERRIDES:
+        raw = dict(raw, timeout=_OVERRIDES["timeout"], checks=[{k: v for k, v in c.items() if k != "timeout"}
+                                                            for c in raw.get("checks", [])])
+    try:
+        api = {name: ApiEntry(name=name, **{**entry, "forbid": tuple(entry.get("forbid", ()))})
+               for name, entry in raw.get("api", {}).items()}
+        checks = []
+        for c in raw["checks"]:
+            kind = c["kind"]
+            check_kind(kind)  # fails early on a typo in the spec
+            checks.append(Check(
+                name=c["name"], kind=kind, probe=c.get("probe", c["name"].replace("-", "_")), points=float(c["points"]),
+                title=c.get("title", ""), hint=c.get("hint", "").strip(),
+                seeds=tuple(c["seeds"]) if "seeds" in c else None,
+                timeout=float(c.get("timeout", raw.get("timeout", DEFAULT_TIMEOUT_S))),
+                check_seeds=bool(c.get("check_seeds", True)),
+                params={k: v for k, v in c.items() if k not in _CHECK_KEYS}))
+        known = {"id", "title", "summary", "entry", "seeds", "timeout", "api", "checks", "start", "load",
+                 "load_tags", "skip_tags", "cells", "data", "requirements", "load_timeout", "memory"}
+        load = str(raw.get("load", ""))
+        if load and load not in LOAD_MODES:
+            raise SpecError(f"{where}: load = {load!r}; expected one of {', '.join(map(repr, LOAD_MODES))}")
+        cells = {str(name): _cell_selector(where, name, sel) for name, sel in raw.get("cells", {}).items()}
+        load_timeout = _OVERRIDES.get("load_timeout", raw.get("load_timeout"))
+        memory = _OVERRIDES.get("memory", raw.get("memory"))
+        return Exercise(
+            id=raw["id"], title=raw["title"], folder=folder, entry=raw["entry"],
+            seeds=tuple(raw.get("seeds", (1, 42, 2019))), checks=tuple(checks), api=api,
+            summary=raw.get("summary", "").strip(), start=raw.get("start", "template"),
+            extra={k: v for k, v in raw.items() if k not in known}, load=load,
+            load_tags=tuple(map(str, raw.get("load_tags", ()))), skip_tags=tuple(map(str, raw.get("skip_tags", ()))),
+            cells=cells, data=str(raw.get("data", "data")), requirements=tuple(map(str, raw.get("requirements", ()))),
+            load_timeout=None if load_timeout is None else float(load_timeout),
+            memory=None if memory is None else parse_bytes(memory))
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpecError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
+
+
+def _cell_selector(where: str, name: str, selector: Any) -> dict[str, str]:
+    if isinstance(selector, str):
+        selector = {"tag": selector}
+    if not isinstance(selector, dict) or len(selector) != 1 or not set(selector) <= {"tag", "contains"}:
+        raise SpecError(f"{where}: cells.{name} must be {{ tag = \"...\" }} or {{ contains = \"...\" }}")
+    return {k: str(v) for k, v in selector.items()}
+
+
+def parse_bytes(value: Any) -> int:
+    """2147483648, "2GiB", "512MiB", "2G" -> bytes (K/M/G are binary, KB/MB/GB decimal)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgib")
+    unit = text[len(number):]
+    if unit not in _UNITS or not number:
+        raise ValueError(f"{value!r} is not a size (write e.g. 2GiB or 512MiB)")
+    return int(float(number) * _UNITS[unit])
+
+
+def override_limits(*, load_timeout: float | None = None, timeout: float | None = None,
+                    memory: str | int | None = None) -> None:
+    """The command line's limits win over every spec read afterwards, in this process."""
+    for key, value in (("load_timeout", load_timeout), ("timeout", timeout), ("memory", memory)):
+        if value is not None:
+            _OVERRIDES[key] = parse_bytes(value) if key == "memory" else float(value)
+
+
+def missing_requirements(exercise: Exercise) -> list[str]:
+    """The spec's `requirements` that this interpreter (the one the children run) cannot import.
+    A requirement is a distribution name (scikit-learn) or a module name (sklearn)."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    missing = []
+    for requirement in exercise.requirements:
+        name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+        try:
+            importlib.metadata.version(name)
+            continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        if importlib.util.find_spec(name.replace("-", "_")) is None:
+            missing.append(requirement)
+    return missing
+
+
+def require(exercise: Exercise) -> None:
+    """Stop, in one line, when the exercise needs packages this machine lacks."""
+    missing = missing_requirements(exercise)
+    if missing:
+        raise SpecError(f"{exercise.id} needs {', '.join(missing)}, not installed here "
+                        f"(the spec's requirements): pip install {' '.join(missing)}")

@@ -1,0 +1,231 @@
+"""The student bundle and its leak scan: stage each exercise, build dldiy's wheel, and look for
+every non-trivial reference line in what a student receives. The verb is cli/release.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import click
+
+from dldiy.graders.course import notebook
+from dldiy.graders.course.folders import course_root
+from dldiy.graders.course.exercise import Exercise
+
+
+def source_notebook(ex: Exercise):
+    """The exercise's source notebook (with solutions); else a notebook the template holds, read as a
+    notebook (never its JSON pasted into a cell); else one made from the starting entry file."""
+    path = course_root() / "reference" / ex.id / "source.ipynb"
+    if path.is_file():
+        return notebook.read(path)
+    for name in (ex.entry, f"{Path(ex.entry).stem}.ipynb", f"{ex.id}.ipynb"):
+        candidate = ex.template_dir / name
+        if candidate.suffix == ".ipynb" and candidate.is_file():
+            return notebook.read(candidate)
+    return notebook.template_notebook(ex)
+
+
+def stage_exercise(ex: Exercise, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    if ex.start == "bugged":  # each student gets their own bug set: the instructor hands those out
+        (folder / "HANDOUT.md").write_text(
+            f"# {ex.id}: {ex.title}\n\nThis bug hunt is different for every student. Your instructor hands out\n"
+            f"your copy (made with `dldiy start {ex.id} --student YOUR_ID DIR`); fix it, then run\n"
+            f"`dldiy check {ex.id} DIR`, or open `{ex.id}.ipynb` next to your copy and run it.\n")
+    for src in sorted(p for p in ex.template_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        target = folder / src.relative_to(ex.template_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.suffix == ".py":
+            target.write_text(notebook.strip_solutions(src.read_text(), ex.id)[0])
+        else:
+            shutil.copyfile(src, target)
+    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / f"{ex.id}.ipynb")
+    if ex.expected_path.is_file():
+        shutil.copyfile(ex.expected_path, folder / "expected.json")
+
+
+def build_wheel(folder: Path) -> Path:
+    """dldiy's wheel, built with `pip wheel --no-deps` from a clean copy of what is packaged (never
+    reference/ or buggy/; setuptools would also reuse a stale build/ folder in the checkout)."""
+    import dldiy
+
+    root = Path(dldiy.__file__).resolve().parent.parent  # the checkout dldiy runs from
+    if not (root / "pyproject.toml").is_file():
+        raise click.ClickException(f"release builds dldiy's wheel from its checkout; {root} is not one "
+                                   "(pip install -e . from the course repository)")
+    with tempfile.TemporaryDirectory(prefix="dldiy-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copyfile(root / name, src / name)
+        for name in ("dldiy", "cli", "graders", "exercises"):
+            shutil.copytree(root / name, src / name, ignore=ignore)
+        folder.mkdir(parents=True, exist_ok=True)
+        for isolation in ([], ["--no-build-isolation"]):  # offline machines cannot fetch setuptools
+            run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation,
+                                  "-w", str(folder), str(src)], capture_output=True, text=True)
+            if run.returncode == 0:
+                break
+        else:
+            raise click.ClickException(f"release stopped: building dldiy's wheel failed:\n{run.stderr[-2000:]}")
+    (wheel,) = folder.glob("dldiy-*.whl")
+    return wheel
+
+
+def bundle_readme(exercises: list[Exercise], wheel: str) -> str:
+    lines = ["# Deep Learning DIY: exercises", "",
+             "## Install dldiy (offline)", "",
+             "The wheel is in `wheels/`. Where torch, numpy, matplotlib, scikit-learn, rich, click and nbformat",
+             "are already installed (Colab, the course's Docker image), no network is needed:", "",
+             "```bash", f"pip install --no-deps wheels/{wheel}", "```", "",
+             "Otherwise, on a machine with a network, fetch the dependencies once next to the wheel:", "",
+             "```bash", f"pip download -d wheels/ wheels/{wheel}", "```", "",
+             "and then, offline:", "",
+             "```bash", "pip install --no-index --find-links wheels/ dldiy", "```", "",
+             "(in a notebook, prefix these commands with `!` or use `%pip`).", "",
+             "## Work", "",
+             "In each folder: work in the notebook (each part ends with a `check(...)` cell) or in the .py",
+             "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as PNG files).", ""]
+    for ex in exercises:
+        kind = "bug hunt: your own bugged copy comes from your instructor" if ex.start == "bugged" else "implement"
+        lines.append(f"- `{ex.id}/`: {ex.title} ({kind})")
+    return "\n".join(lines) + "\n"
+
+
+def reference_lines(root: Path) -> dict[str, str]:
+    """Every non-trivial line of every file under root/reference, normalised -> "file:line".
+
+    Non-trivial: code (not blank, a comment or a docstring), at least 8 characters without spaces,
+    and not a def/class/import line (signatures are the public API). In a source notebook only the
+    solution regions count (the rest is the handout). A line that is handed out anyway is public by
+    the instructor's choice, whichever exercise hands it out: a line of any exercise's template (a bug
+    hunt's starting code shares most of the reference), or of any source notebook outside its solution
+    regions (scaffolding such as a given training loop that another exercise's reference also holds)."""
+    public = public_lines(root)
+    out: dict[str, str] = {}
+    for path in sorted((root / "reference").rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        for number, line in _solution_lines(path):
+            key = normalise(line)
+            if _non_trivial(line) and key not in public:
+                out.setdefault(key, f"{path.relative_to(root)}:{number}")
+    return out
+
+
+def public_lines(root: Path) -> set[str]:
+    """Normalised lines every student gets: all templates, and all source notebooks' scaffolding."""
+    public: set[str] = set()
+    for t in (root / "exercises").glob("*/template/**/*"):
+        if t.is_file():
+            public |= {normalise(line) for line in _text_lines(t)}
+    for source in (root / "reference").glob("*/source.ipynb"):
+        handout = notebook.student_notebook(notebook.read(source))
+        public |= {normalise(line) for cell in handout.cells for line in cell.source.splitlines()}
+    return public
+
+
+def leaks(bundle: Path, root: Path | None = None) -> list[str]:
+    """'bundle file: reference line' for each reference line found in a file of the bundle (a
+    notebook's cells and outputs; a wheel's student-facing members)."""
+    wanted = reference_lines(root or course_root())
+    found = []
+    for path in sorted(bundle.rglob("*")):
+        if path.is_file():
+            for where_in, line in _reader_lines(path):
+                where = wanted.get(normalise(line))
+                if where:
+                    found.append(f"{path.relative_to(bundle)}{where_in}: {line.strip()!r} (from {where})")
+    return found
+
+
+def _reader_lines(path: Path) -> list[tuple[str, str]]:
+    """('', line) for a file; ('!member', line) for what a student reads in a wheel: its templates,
+    specs, expected values and notebooks (the graders' own code shares idioms with references
+    without holding a solution, see tests/test_packaging.py)."""
+    if path.suffix not in (".whl", ".zip"):
+        return [("", line) for line in _text_lines(path)]
+    out = []
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith(".py") and "/template/" not in name:
+                continue
+            text = z.read(name).decode("utf-8", "replace")
+            if name.endswith(".ipynb"):
+                cells = json.loads(text).get("cells", [])
+                text = "\n".join("".join(c.get("source", "")) for c in cells)
+            out += [(f"!{name}", line) for line in text.splitlines()]
+    return out
+
+
+def normalise(line: str) -> str:
+    code = line.split("  #")[0] if not line.lstrip().startswith("#") else line
+    return "".join(code.split())
+
+
+def _non_trivial(line: str) -> bool:
+    s = line.strip()
+    return (len(normalise(s)) >= 8 and not s.startswith(("#", "def ", "class ", "import ", "from ", "@", '"""', "'''"))
+            and notebook.BEGIN not in s and notebook.END not in s)
+
+
+def _solution_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a reference file's code: docstrings dropped; in a notebook, the
+    solution regions of its code cells (numbered within the cell)."""
+    if path.suffix == ".ipynb":
+        out = []
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                inside = False
+                for i, line in enumerate("".join(cell["source"]).split("\n"), 1):
+                    if notebook.BEGIN in line or notebook.END in line:
+                        inside = notebook.BEGIN in line
+                    elif inside:
+                        out.append((i, line))
+        return out
+    lines = _text_lines(path)
+    if path.suffix == ".py":
+        docstrings = _docstring_lines(path.read_text())
+        return [(i, line) for i, line in enumerate(lines, 1) if i not in docstrings]
+    return list(enumerate(lines, 1))
+
+
+def _docstring_lines(source: str) -> set[int]:
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            out |= set(range(body[0].lineno, body[0].end_lineno + 1))
+    return out
+
+
+def _text_lines(path: Path) -> list[str]:
+    """A file's lines as a reader sees them; a notebook's cells and outputs, not its JSON."""
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError):
+        return []
+    if path.suffix != ".ipynb":
+        return text.splitlines()
+    lines = []
+    for cell in json.loads(text).get("cells", []):
+        lines += "".join(cell.get("source", "")).splitlines()
+        for output in cell.get("outputs", []):
+            lines += "".join(output.get("text", "")).splitlines()
+            for value in output.get("data", {}).values():
+                lines += "".join(value).splitlines() if isinstance(value, (str, list)) else []
+    return lines

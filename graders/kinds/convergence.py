@@ -1,0 +1,78 @@
+"""convergence: training reaches the exercise's target (e.g. >= 99% training accuracy) in its budget.
+
+The measurement is {"metric": value, "losses": [a few losses along training], "steps": budget}; the
+check's `target` (and `metric`, default "accuracy") come from the spec. On failure the message reads
+the loss curve: rising (an update uphill, a learning rate too high), flat (nothing learned), nan.
+A measurement may instead hold several runs judged against the same target (optimizers, learning
+rates, architectures on one task): {"runs": [{"name": str, metric: value, "losses": [...], "steps": n}]};
+it passes when every run does, and the message names the first run that does not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..course.exercise import Check
+from ..verdict import Verdict, fmt
+
+NEEDS_REFERENCE = False
+
+
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """judge() reads no expectation; a check recorded with `record_reference` keeps only what the
+    pictures draw beside the student's (graders/plots.py): the loss curve, the hyperplane, the filters."""
+    kept: dict[str, Any] = {k: measured[k] for k in ("losses", "filters") if k in measured}
+    if isinstance(measured.get("boundary"), dict) and "w" in measured["boundary"]:
+        kept["boundary"] = {"w": measured["boundary"]["w"]}
+    return kept
+
+
+def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    if "runs" not in measured:
+        return judge_run(measured, check)
+    runs = measured["runs"]
+    if not runs:
+        return Verdict.failed("no run was measured")
+    for run in runs:
+        verdict = judge_run(run, check)
+        if verdict.status != "pass":
+            return Verdict.failed(f"{run['name']}: {verdict.message}", run=run["name"], **verdict.details)
+    goal = ">=" if check.params.get("goal", "max") == "max" else "<="
+    return Verdict.passed(f"all {len(runs)} runs reach {check.params.get('metric', 'accuracy')} {goal} "
+                          f"{fmt(float(check.params['target']))}: "
+                          + ", ".join(f"{run['name']} in {run.get('steps')} steps" for run in runs))
+
+
+def judge_run(measured: dict[str, Any], check: Check) -> Verdict:
+    """One run: its metric against the spec's target, and the loss curve read out on failure."""
+    metric = check.params.get("metric", "accuracy")
+    target = float(check.params["target"])
+    higher_is_better = check.params.get("goal", "max") == "max"
+    value = measured[metric]
+    value = math.nan if value is None else float(value)
+    steps = measured.get("steps")
+    budget = f" after {steps} steps" if steps is not None else ""
+    reached = value >= target if higher_is_better else value <= target
+    if reached and math.isfinite(value):
+        return Verdict.passed(f"{metric} {fmt(value)}{budget} (target {'>=' if higher_is_better else '<='} "
+                              f"{fmt(target)})", value=value)
+    curve = describe_curve([math.nan if v is None else float(v) for v in measured.get("losses", [])])
+    return Verdict.failed(f"{metric} {fmt(value)}{budget}; the target is {'>=' if higher_is_better else '<='} "
+                          f"{fmt(target)}. {curve}", value=value, target=target)
+
+
+def describe_curve(losses: list[float]) -> str:
+    """The loss curve in a sentence a student can act on."""
+    if not losses:
+        return ""
+    shown = " -> ".join(fmt(v) for v in losses[:: max(1, len(losses) // 5)][:6])
+    if any(math.isnan(v) or math.isinf(v) for v in losses):
+        k = next(i for i, v in enumerate(losses) if math.isnan(v) or math.isinf(v))
+        return f"Loss curve: {shown}. The loss becomes {fmt(losses[k])}: divergence (a learning rate too high?)."
+    first, last = losses[0], losses[-1]
+    if last > first * 1.05:
+        return f"Loss curve: {shown}. The loss rises: divergence, or an update that goes uphill (a sign error?)."
+    if abs(last - first) <= 0.01 * max(abs(first), 1e-12):
+        return f"Loss curve: {shown}. The loss barely moves: is the update applied, the learning rate used?"
+    return f"Loss curve: {shown}. The loss falls, but not far enough within the budget."

@@ -1,0 +1,105 @@
+"""first-loss: the training pipeline's first loss and a short trajectory, against the reference's.
+
+The measurement is {"steps": [0, 1, 2, 5, ...], "losses": [...], "n": examples}, optionally with
+"history" (the loss at every step 0..max(steps)). The first loss catches a wrong loss, labels or
+initialisation; the later steps catch what leaves the first loss unchanged (a missing zero_grad, a
+learning rate ignored, step() before backward()).
+A loss matches when |measured - expected| <= atol + rtol * |expected|.
+
+A failure is diagnosed from the numbers before any fixed hint is given:
+- a one-step shift: measured[k] equals the reference's loss at step k + 1 (the loss recorded after the
+  update instead of before it);
+- a constant ratio measured/expected at every step (a sum for a mean: the ratio is n; a factor 2).
+A diagnosed failure carries `diagnosed=True`, and the judge then leaves out the spec's generic hint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..course.exercise import Check
+from ..verdict import Verdict, close, first_mismatch, fmt, ratio_hint, versus
+
+NEEDS_REFERENCE = True
+
+
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What judge() and the loss-curve picture read of the reference's measurement: the steps, the
+    losses there and, when measured, the full history (the one-step-shift diagnosis)."""
+    return {k: measured[k] for k in ("steps", "losses", "history") if k in measured}
+
+
+def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
+    rtol = float(check.params.get("rtol", 1e-4))
+    atol = float(check.params.get("atol", 1e-6))
+    steps, losses = list(measured["steps"]), [_f(v) for v in measured["losses"]]
+    want = [_f(v) for v in expected["losses"]]
+    if steps != list(expected["steps"]) or len(losses) != len(want):
+        return Verdict.failed(f"the trajectory has losses at steps {steps}; expected steps {expected['steps']}")
+    i = first_mismatch(losses, want, rtol, atol)
+    if i is None:
+        later = ", ".join(map(str, steps[1:]))
+        return Verdict.passed(f"first loss {fmt(losses[0])}" + (f", steps {later} match" if later else ""),
+                              first_loss=losses[0])
+    details = {"step": steps[i], "expected": want[i], "measured": losses[i]}
+    if math.isnan(losses[i]) or math.isinf(losses[i]):
+        what = "the first loss" if i == 0 else f"the loss at step {steps[i]}"
+        return Verdict.failed(f"{what} is {fmt(losses[i])} (expected {fmt(want[i])}): the computation "
+                              "overflows or diverges", **details)
+    shift = _shifted_by_one(measured, expected, rtol, atol, steps[i])
+    if shift:
+        return Verdict.failed(shift, diagnosed=True, **details)
+    constant = _constant_ratio(losses, want, measured.get("n"))
+    if constant:
+        what = "first loss" if i == 0 else f"the loss at step {steps[i]}"
+        return Verdict.failed(f"{what}: {versus(want[i], losses[i])}. {constant}",
+                              diagnosed=True, **details)
+    if i == 0:
+        ratio = f" (ratio {fmt(losses[0] / want[0])})" if want[0] else ""
+        hint = ratio_hint(losses[0], want[0], measured.get("n"))
+        return Verdict.failed(f"first loss: {versus(want[0], losses[0])}{ratio}. "
+                              + (hint or "The loss at initialisation differs: the loss formula, the labels or "
+                                         "the data handling."), diagnosed=bool(hint), **details)
+    return Verdict.failed(
+        f"the first loss matches ({fmt(want[0])}) but the trajectory departs at step {steps[i]}: "
+        f"{versus(want[i], losses[i])}. The update differs: the gradient, the learning rate, "
+        "gradients accumulating between steps, or the order of the steps.", **details)
+
+
+def _shifted_by_one(measured: dict[str, Any], expected: dict[str, Any], rtol: float, atol: float,
+                    failing: int) -> str:
+    """A message when every measured loss is the reference's loss one step later, else "". The shift
+    must explain the first failing step, and the reference's losses must move between the steps
+    compared (on a flat trajectory a shift and no shift read the same)."""
+    got, want = measured.get("history"), expected.get("history")
+    if got is not None and want is not None:
+        pairs = [(k, _f(got[k]), _f(want[k + 1]), _f(want[k])) for k in range(min(len(got), len(want) - 1))]
+    else:  # only the sampled steps: compare where step k and step k + 1 were both recorded
+        at = {s: _f(v) for s, v in zip(expected["steps"], expected["losses"])}
+        pairs = [(s, _f(v), at[s + 1], at[s]) for s, v in zip(measured["steps"], measured["losses"]) if s + 1 in at]
+    if (len(pairs) < 2 or failing not in {k for k, *_ in pairs}
+            or not all(close(m, e, rtol, atol) for _, m, e, _ in pairs)
+            or all(close(before, e, rtol, atol) for _, _, e, before in pairs)):
+        return ""
+    k, m, *_ = pairs[0]
+    return (f"the loss recorded at step {k} ({fmt(m)}) is the reference's loss after one update, at step {k + 1}, "
+            f"and so on at every step ({len(pairs)} compared): the loss history is shifted by one step. "
+            "Record the loss before each update (losses[k] is the loss of the weights that update k starts "
+            "from), not after it.")
+
+
+def _constant_ratio(losses: list[float], want: list[float], n: int | None) -> str:
+    """A message when measured/expected is one constant (not 1) at every recorded step, else ""."""
+    if len(losses) < 2 or any(e == 0 or not math.isfinite(m) for m, e in zip(losses, want)):
+        return ""
+    ratios = [m / e for m, e in zip(losses, want)]
+    r = ratios[0]
+    if abs(r - 1) < 1e-6 or any(abs(q - r) > 1e-6 * abs(r) for q in ratios):
+        return ""
+    cause = ratio_hint(r, 1.0, n) or "a constant factor in the loss (a missing or extra 1/n, 2 or 1/2?)."
+    return f"measured/expected is {fmt(r)} at every recorded step: {cause}"
+
+
+def _f(v: Any) -> float:
+    return math.nan if v is None else float(v)

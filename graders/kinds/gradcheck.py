@@ -1,0 +1,117 @@
+"""gradcheck: hand-written gradients against central finite differences, in float64.
+
+    numeric_j = (f(x + eps e_j) - f(x - eps e_j)) / (2 eps)        (error O(eps^2))
+    rel_j     = |a_j - n_j| / max(1e-8, |a_j| + |n_j|)
+
+Child side: `numeric_gradient` (for a scalar function and its hand gradient) and `function_blocks`
+(for `torch.autograd.Function`s: the analytic Jacobian through the student's `backward`, the numeric
+one from `forward`, as torch.autograd.gradcheck computes them). Parent side: `judge`, which names the
+worst entries and reads the ratio analytic/numeric for a sign error or a constant factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..course.exercise import Check
+from ..verdict import Verdict, array_ratio_hint, as_array, fmt, unravel
+
+NEEDS_REFERENCE = False
+EPS = 1e-6
+
+
+# ---- child side (torch is imported only here, inside the functions) --------------------------------
+
+def numeric_gradient(f: Callable[[Any], Any], x: Any, eps: float = EPS) -> Any:
+    """Central differences of a scalar function `f` at the float64 tensor `x`."""
+    import torch
+
+    x = x.detach().clone()
+    grad = torch.zeros_like(x)
+    flat, g = x.view(-1), grad.view(-1)
+    for j in range(flat.numel()):
+        saved = flat[j].item()
+        flat[j] = saved + eps
+        plus = float(f(x))
+        flat[j] = saved - eps
+        minus = float(f(x))
+        flat[j] = saved
+        g[j] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def block(name: str, analytic: Any, numeric: Any, moves: bool = False) -> dict[str, Any]:
+    """One measured block: a named tensor's analytic and numeric gradient, flattened. `moves` says the
+    harness knows (from its own computation) that the true gradient there is not zero: a loss that does
+    not move is then a degenerate measurement, which proves nothing and earns nothing."""
+    return {"name": name, "shape": list(numeric.shape), "moves": moves,
+            "analytic": analytic.detach().double().reshape(-1).tolist(),
+            "numeric": numeric.detach().double().reshape(-1).tolist()}
+
+
+def function_blocks(fn: Callable[..., Any], inputs: Sequence[Any], names: Sequence[str],
+                    eps: float = EPS) -> list[dict[str, Any]]:
+    """Jacobians of `fn` (built on autograd.Functions) w.r.t. each input, through the student's backward
+    and by finite differences of forward, both contracted with one fixed random cotangent v:
+        analytic_i = v^T J_i (one backward pass),  numeric_i = d/dx_i <v, fn(x)> (central differences),
+    the projection torch.autograd.gradcheck's fast mode uses, so blocks stay the size of the inputs."""
+    import torch
+
+    inputs = [x.detach().double().requires_grad_(True) for x in inputs]
+    out = fn(*inputs)
+    gen = torch.Generator().manual_seed(0)
+    cotangent = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    # The same vector-Jacobian product as grad(out, inputs, cotangent), taken from a scalar: an explicit
+    # grad_outputs tensor makes torch import sympy (0.3-0.9 s), more than the whole check.
+    analytic = torch.autograd.grad((out * cotangent).sum(), inputs, allow_unused=True)
+    blocks = []
+    for i, (x, name) in enumerate(zip(inputs, names)):
+        def scalar(xi, i=i):
+            args = [xi if j == i else inputs[j].detach() for j in range(len(inputs))]
+            with torch.no_grad():
+                return (fn(*args) * cotangent).sum()
+        a = analytic[i] if analytic[i] is not None else torch.zeros_like(x)
+        blocks.append(block(name, a, numeric_gradient(scalar, x.detach(), eps)))
+    return blocks
+
+
+# ---- parent side ------------------------------------------------------------------------------------
+
+def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    rtol = float(check.params.get("rtol", 1e-5))
+    atol = float(check.params.get("atol", 1e-7))
+    worst_overall = 0.0
+    moving = [b for b in measured["blocks"] if b.get("moves")]
+    if moving and all(np.all(np.abs(as_array(b["numeric"])) <= atol) for b in moving):
+        return Verdict.failed(
+            f"degenerate: the loss does not change with {moving[0]['name']} (its finite-difference gradient is 0 "
+            f"everywhere, in all {len(moving)} configurations) where the true gradient is not, so the hand gradient "
+            "is checked against nothing. The loss must depend on the weights: is it a constant, or detached from "
+            "them?", diagnosed=True)
+    for b in measured["blocks"]:
+        if b.get("error"):  # the function raised on this block's configuration only
+            return Verdict.failed(f"{b['name']}: {b['error']}")
+        a, n = as_array(b["analytic"]), as_array(b["numeric"])
+        shape = b.get("shape") or [len(n)]
+        if a.shape != n.shape:
+            return Verdict.failed(f"the gradient of {b['name']} has {a.size} entries; expected {n.size}")
+        for arr, what in ((a, "the hand-written gradient"), (n, "the loss (finite differences)")):
+            if not np.isfinite(arr).all():
+                i = int(np.flatnonzero(~np.isfinite(arr))[0])
+                return Verdict.failed(f"{what} of {b['name']} is {fmt(arr[i])} at index {unravel(i, shape)}")
+        err = np.abs(a - n)
+        rel = err / np.maximum(1e-8, np.abs(a) + np.abs(n))
+        bad = err > atol + rtol * np.maximum(np.abs(a), np.abs(n))
+        worst_overall = max(worst_overall, float(rel.max(initial=0.0)))
+        if bad.any():
+            order = np.argsort(-rel * bad)[: min(3, int(bad.sum()))]
+            rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i], n[i])}, numeric {fmt(n[i], a[i])}, "
+                             f"rel. error {fmt(rel[i])}" for i in order)
+            hint = array_ratio_hint(a, n, "analytic/numeric")
+            return Verdict.failed(
+                f"analytic and numeric gradients of {b['name']} disagree at {int(bad.sum())} of {a.size} "
+                f"entries; worst: {rows}." + (f" {hint}" if hint else ""),
+                worst_rel_error=float(rel.max()), bad_entries=int(bad.sum()))
+    return Verdict.passed(f"max rel. error {fmt(worst_overall)}", worst_rel_error=worst_overall)

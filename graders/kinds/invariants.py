@@ -1,0 +1,196 @@
+"""invariants: properties every probed call must keep, whatever the values (no reference needed).
+
+Two ways to use them, one module. As a check kind, the measurement is {"probed": [...], "violations":
+[{"where", "what"}, ...]} gathered by `Watch` on every call the harness makes (arguments left
+unmodified, the output's dtype following the inputs', no graph kept, a generator followed, an
+autograd.Function's contract); the first violation fails the check. Inside any other check, a probe
+calls the submission through `unmodified(...)` and checks what came back with `same_dtype` and
+`no_graph`; a broken rule raises `Violation`, which the harness process turns into {"violation":
+message} (with `@keeps_rules`, or for any probe, graders/sandbox/child.py), judged a failure of that check.
+torch is imported inside the functions: the parent imports this module to judge, and never torch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..course.exercise import Check
+from ..verdict import Verdict
+
+if TYPE_CHECKING:
+    import torch
+
+NEEDS_REFERENCE = False
+
+
+def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
+    probed, violations = list(measured.get("probed", [])), list(measured.get("violations", []))
+    if not violations:
+        return Verdict.passed(f"{len(probed)} call(s) probed, every invariant held")
+    first = violations[0]
+    more = f" ({len(violations) - 1} more violation(s))" if len(violations) > 1 else ""
+    return Verdict.failed(f"{first['where']}: {first['what']}{more}", where=first["where"])
+
+
+# ---- child side: what a harness uses to gather the measurement (torch imported inside) -------------
+
+class Watch:
+    """Calls into the submission that keep a record of every invariant they break."""
+
+    def __init__(self) -> None:
+        self.probed: list[str] = []
+        self.violations: list[dict[str, str]] = []
+
+    def violation(self, where: str, what: str) -> None:
+        self.violations.append({"where": where, "what": what})
+
+    def call(self, where: str, fn: Any, args: tuple, names: tuple[str, ...], **kwargs: Any) -> Any:
+        """fn(*args, **kwargs), the tensors among `args` compared with copies kept before the call.
+        The caller's own tensors are passed, not clones: a function that writes into its arguments
+        (an initial weight, the data) is seen. A call that raises returns None: failing on these
+        inputs is for the checks of values to report (one bug, one deduction), not an invariant."""
+        import torch
+
+        kept = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+        self.probed.append(where)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - see above
+            return None
+        for name, arg, before in zip(names, args, kept):
+            if before is not None and not _same(arg, before):
+                self.violation(where, f"modified its argument {name} in place (the caller's tensor changed); "
+                                      "work on a copy (x = x.clone()) or out of place")
+        return result
+
+    def dtype(self, where: str, value: Any, wanted: Any, what: str = "the output") -> None:
+        """`value` (a tensor) has the inputs' floating dtype: float32 in, float32 out; float64 in, float64 out."""
+        import torch
+
+        if isinstance(value, torch.Tensor) and value.dtype != wanted:
+            self.violation(where, f"{what} is {str(value.dtype).replace('torch.', '')} for "
+                                  f"{str(wanted).replace('torch.', '')} inputs: the dtype must follow the inputs "
+                                  "(a tensor created without dtype=, or a .float()/.double() cast?)")
+
+    def no_graph(self, where: str, values: Any, what: str) -> None:
+        """None of `values` drags an autograd graph along (a loss history kept as tensors keeps every step's graph)."""
+        import torch
+
+        for i, v in enumerate(values):
+            if isinstance(v, torch.Tensor) and v.requires_grad:
+                self.violation(where, f"{what} [{i}] is a tensor that requires grad: it keeps the autograd graph "
+                                      "of its step alive (memory grows every step); record loss.item()")
+                return
+
+    def measurement(self) -> dict[str, Any]:
+        return {"probed": self.probed, "violations": self.violations}
+
+
+def _same(after: Any, before: Any) -> bool:
+    import torch
+
+    if not isinstance(after, torch.Tensor):
+        return False
+    after = after.detach()
+    return after.shape == before.shape and after.dtype == before.dtype and bool(
+        torch.equal(after, before) or (after.is_floating_point() and torch.allclose(after, before, rtol=0, atol=0,
+                                                                                      equal_nan=True)))
+
+
+# ---- inside other checks: rules that fail the check they are broken in -------------------------------
+
+class Violation(Exception):
+    """The submission broke a rule of the exercise (an argument modified, a dtype changed, autograd used)."""
+
+
+def keeps_rules(probe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A probe whose `Violation` becomes the measurement {"violation": message}."""
+    @functools.wraps(probe)
+    def wrapped(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return probe(*args, **kwargs)
+        except Violation as v:
+            return {"violation": str(v)}
+    return wrapped
+
+
+def unmodified(call: Callable[[], Any], what: str, **arguments: Any) -> Any:
+    """`call()`, then a Violation if it changed any tensor among `arguments` (name -> tensor) in place."""
+    import torch
+
+    kept = {name: t.detach().clone() for name, t in arguments.items() if isinstance(t, torch.Tensor)}
+    result = call()
+    for name, before in kept.items():
+        after = arguments[name]
+        if after.shape != before.shape or after.dtype != before.dtype or not (torch.equal(after.detach(), before) or torch.equal(
+                torch.nan_to_num(after.detach(), nan=0.5), torch.nan_to_num(before, nan=0.5))):  # (equal: no NaN to map)
+            raise Violation(f"{what} modified its argument {name} in place: the caller's tensor must be left as it "
+                            f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
+    return result
+
+
+def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:
+    """A Violation unless `value` has the inputs' floating dtype (float64 in, float64 out)."""
+    if value.dtype != dtype:
+        raise Violation(f"{what} returned {str(value.dtype).replace('torch.', '')} for "
+                        f"{str(dtype).replace('torch.', '')} inputs: the output's dtype must follow the inputs' "
+                        "(no hard-coded dtype=, no .float() or .double() of the result)")
+    return value
+
+
+def no_graph(value: torch.Tensor, what: str) -> torch.Tensor:
+    """A Violation if a hand-computed result carries an autograd graph (requires_grad or a grad_fn)."""
+    if value.requires_grad or value.grad_fn is not None:
+        raise Violation(f"{what} returned a tensor with requires_grad={value.requires_grad} (grad_fn "
+                        f"{type(value.grad_fn).__name__ if value.grad_fn is not None else None}): a gradient by "
+                        "hand needs no autograd graph")
+    return value
+
+
+class CallCounter:
+    """Stands in for one of the submission's functions and counts the calls made to it."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def dependency_note(sub, name: str, args: tuple, exact: "torch.Tensor") -> dict:
+    """{} when the student's own `name(*args)` agrees with the harness's `exact`; else a note (never a
+    charge) that the check ran with the grader's `name`, which its own check already judges."""
+    import torch
+
+    from ..api import expect_tensor
+
+    try:
+        with torch.no_grad():
+            own = expect_tensor(sub.get(name)(*args), f"{name}()", shape=tuple(exact.shape), dtype="float")
+        if torch.allclose(own.double(), exact.double(), rtol=1e-6, atol=1e-9):
+            return {}
+    except Exception:  # noqa: BLE001 - whatever went wrong, the function's own check reports it
+        pass
+    return {"note": f"train() was run with the grader's {name}(); your {name}() differs from it (see its own "
+                    "check), so with your own the trajectory would differ"}
+
+
+def loss_note(sub, args: tuple, want: float, **call) -> dict:
+    """gradcheck differentiates the spec's loss (the harness's own), so that it measures gradient() alone:
+    a wrong loss() is the loss's checks' to charge (one bug, one deduction). {} when the student's
+    loss(*args) equals the harness's `want`; else a note, never a charge. Arguments are copies: what
+    loss() does to them is its own checks' to see."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            own = float(sub.call("loss", *(a.clone() for a in args), **call))
+        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
+            return {}
+        measured = f"{own:.10g}"
+    except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
+        measured = f"an error ({type(e).__name__})"
+    return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
+                    f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}

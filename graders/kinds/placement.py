@@ -1,0 +1,74 @@
+"""placement: outputs follow the inputs' device; runs on any machine, no GPU needed.
+
+The probe runs the model's forward and backward with every input on PyTorch's `meta` device (shapes
+and dtypes, no data). A tensor created inside without `device=` (for instance `torch.ones(n, 1)`),
+or a hard-coded `.cuda()` / `.numpy()`, then raises or leaves an output on another device: the same
+code would break, or silently copy, on a GPU.
+A meta tensor has no values, so code whose control flow reads one (`if u >= 0`, `int(y[i])`, `.item()`,
+an `isfinite(...).all()` guard, a boolean mask, `.tolist()`) cannot run there, although it runs on a
+GPU: the probe then cannot tell, and says so (inconclusive: no points, never a failure).
+The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: device}, "input_device": "meta"}.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..course.exercise import Check
+from ..verdict import Verdict
+
+NEEDS_REFERENCE = False
+
+# What torch raises when meta code needs a value (or a value-dependent shape); a GPU has the value.
+_NEEDS_A_VALUE = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
+                  "data-independent implementation does not exist", "data-dependent")
+
+
+def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Child side: `run(device)` builds inputs on `device` and returns the named output tensors."""
+    try:
+        outputs = run("meta")
+    except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        where = _student_line(e)
+        if any(s in str(e) for s in _NEEDS_A_VALUE):
+            return {"inconclusive": f"{where or 'your code'} reads a value of a tensor ({text}), which a "
+                                    "meta tensor does not have; a GPU does, so this is not a placement error"}
+        error = f"{type(e).__name__}: {text}" if text else type(e).__name__
+        return {"error": error + (f" (at {where})" if where else "")}
+    return {"input_device": "meta",
+            "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+
+
+def _student_line(e: BaseException) -> str:
+    """`file:line` of the innermost frame outside torch and dldiy: where the submission's code was."""
+    root = Path(__file__).resolve().parent.parent.parent
+    ours = (root / "graders", root / "exercises")
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        path = Path(frame.filename)
+        if "torch" in path.parts or frame.filename.startswith("<") or any(d in path.resolve().parents for d in ours):
+            continue
+        return f"{path.name}:{frame.lineno}"
+    return ""
+
+
+def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    what = check.params.get("what", "the forward and backward pass")
+    if "inconclusive" in measured:
+        return Verdict.skipped(f"inconclusive on the meta device: {measured['inconclusive']}. Run `dldiy check` "
+                               "on a machine with a GPU (the parity check) to test placement for real.")
+    if "error" in measured:
+        return Verdict.failed(
+            f"with every input on device 'meta', {what} raised {measured['error']}. A tensor created "
+            "without device= (write torch.ones(n, 1, device=X.device)), or a hard-coded .cuda()/.numpy(), "
+            "breaks the same way on a GPU.")
+    if not measured.get("outputs"):  # a degenerate measurement earns nothing
+        return Verdict.failed("no output was measured on the meta device: there is nothing to judge")
+    stray = {n: d for n, d in measured["outputs"].items() if d != measured["input_device"]}
+    if stray:
+        name, device = next(iter(stray.items()))
+        return Verdict.failed(f"with inputs on '{measured['input_device']}', {name} came back on '{device}': "
+                              "an output does not follow its inputs' device")
+    return Verdict.passed(f"{len(measured['outputs'])} outputs follow the inputs' device")

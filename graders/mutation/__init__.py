@@ -1,0 +1,1 @@
+"""Mutation analysis: which plausible bugs do an exercise's checks miss (`dldiy mutate`)."""

@@ -1,0 +1,329 @@
+"""The harness process: trusted code that probes one submission living in another process.
+
+Protocol with the parent: the parent writes one JSON request on stdin,
+    {"exercise_dir": str, "exercise_id": str, "api": {name: {...}}, "entry": str, "sandbox": {...},
+     "load": {...}, "load_timeout": float}
+then, once the student's process is forked, {"tasks": [{"check": str, "seed": int}, ...],
+"checks": {name: {"probe": str, "params": {...}, "timeout": float}}}: the parent's checks, the only
+ones this process runs (it reads no spec.toml). It writes JSON lines to the file
+descriptor named in argv[1], each one of graders/sandbox/messages.py's types, written by `run`'s emit.
+
+This process runs the exercise's harness: it builds the data, runs the training drivers and finite
+differences, and measures. The submission runs in a separate, confined process (graders/sandbox/student.py,
+forked from this one) that can only answer calls with plain data; it never sees this process's
+result channel, the exercise folder, or any expected value. A call that overruns the check's timeout
+gets the student's stack dumped (where it hung), the process killed, and a fresh one for the next
+check; after one timeout the later checks get a shorter budget, so a submission that hangs does not
+spend the full timeout on every task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import messages
+from .messages import Message
+
+if TYPE_CHECKING:
+    from ..course.exercise import Exercise
+
+FRESH_LOAD_TIMEOUT_S = 30.0  # a replacement student process imports torch itself
+LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
+MIN_LATER_TIMEOUT_S = 2.0
+
+
+def _pin_threads() -> None:
+    # One thread per process: on these tiny problems torch's pool only fights the other children.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (a forked worker)
+        pass
+    from .torchfast import skip_dynamo
+
+    skip_dynamo()  # inherited by the student's process, forked from this one
+
+
+class StudentProcess:
+    """One running student process and the harness's end of its conversation."""
+
+    def __init__(self, request: dict[str, Any], load_timeout: float, fresh: bool = False):
+        from . import wire
+        from .endpoint import Endpoint
+        from .student import start
+
+        self.request = request
+        self.pid, sock, self.dump_fd = start(request, fresh)
+        self.endpoint = Endpoint(sock, "harness")
+        self.exit_code: int | None = None
+        self.endpoint.deadline = time.monotonic() + load_timeout
+        try:
+            header, _ = self.endpoint.reader.read(self.endpoint.deadline)
+        except wire.Timeout:
+            where = self.where_it_hangs()
+            self.kill()
+            raise LoadFailed(f"the submission did not finish loading within {load_timeout:g} s"
+                             + (f" ({where})" if where else " (an endless loop or a blocking call at import?)"))
+        except (wire.PeerGone, wire.WireError, OSError):
+            self.kill()
+            raise LoadFailed(f"the process exited ({self.death()}) while loading the submission: "
+                             "does it call sys.exit() or os._exit() at import?")
+        if header.get("op") == "load_error":
+            self.kill()
+            raise LoadFailed(str(header.get("message", "the submission could not be loaded"))[:20_000])
+        if header.get("op") != "loaded":
+            self.kill()
+            raise LoadFailed("the submission's process sent something else than its loading report")
+        self.skipped = [str(s)[:500] for s in header.get("skipped", [])][:200] if isinstance(header.get("skipped"), list) else []
+        self.sandbox = [str(s)[:300] for s in header.get("sandbox", [])][:50] if isinstance(header.get("sandbox"), list) else []
+        self.endpoint.deadline = None
+
+    def where_it_hangs(self) -> str:
+        """Ask the student's process for its stack (faulthandler on SIGUSR1) and name its own frames."""
+        try:
+            os.killpg(self.pid, signal.SIGUSR1)
+        except OSError:
+            return ""
+        text, deadline = b"", time.monotonic() + 0.5
+        while time.monotonic() < deadline and len(text) < 65536:
+            ready, _, _ = select.select([self.dump_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(self.dump_fd, 65536)
+            if not chunk:
+                break
+            text += chunk
+            if b"\n\n" in text or text.count(b"File") >= 1 and text.endswith(b"\n") and b"most recent" in text:
+                time.sleep(0.05)
+        return _student_frame(text.decode("utf-8", "replace"), self.request["entry"])
+
+    def kill(self) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        spec = self.request.get("sandbox") or {}
+        for cgroup in spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else []):
+            _kill_members_only(Path(cgroup))
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        for close in (self.endpoint.sock.close, lambda: os.close(self.dump_fd)):
+            try:
+                close()
+            except OSError:
+                pass
+
+    def death(self) -> str:
+        deadline = time.monotonic() + 2.0  # a peer that closed its socket but lives on is not waited for forever
+        while self.exit_code is None and time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+            else:
+                time.sleep(0.01)
+        from .runner import _death
+        from .confine import Limits
+
+        spec = self.request.get("sandbox") or {}
+        known = {f.name for f in dataclasses.fields(Limits)} - {"hide"}
+        limits = Limits(**{k: v for k, v in spec.items() if k in known})
+        return _death(self.exit_code, limits)
+
+
+class LoadFailed(Exception):
+    pass
+
+
+def _kill_members_only(path: Path) -> None:
+    """SIGKILL every process of the student's cgroup (the runner removes the cgroup itself)."""
+    try:
+        for pid in (path / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def _student_frame(dump: str, entry: str) -> str:
+    """The innermost frame of the student's own files in a faulthandler dump, in words."""
+    root = str(Path(entry).resolve().parent)
+    for line in dump.splitlines():  # most recent call first
+        line = line.strip()
+        if not line.startswith("File "):
+            continue
+        try:
+            path = line.split('"')[1]
+            rest = line.split('"')[2]
+            lineno = rest.split("line")[1].split()[0]
+            func = rest.split(" in ", 1)[1].strip() if " in " in rest else "?"
+        except IndexError:
+            continue
+        if path.startswith(root):
+            short = path[len(root):].lstrip("/")
+            return f"it was running {short} line {lineno}, in {func}"
+    return ""
+
+
+def serve(request: dict[str, Any], emit: Callable[[Message], None],
+          read_tasks: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Start the student's process, then read the tasks (`read_tasks`: after the fork, so that they
+    never sit in memory the student's process inherits), run every task's probe, report each result.
+    The exercise's API, its checks and the loader's settings are the parent's (graders/sandbox/runner.py):
+    this process reads no spec.toml, only the exercise's harness.py."""
+    from ..api import ApiError
+    from .endpoint import RemoteError
+    from .forbid import scan
+    from ..kinds.invariants import Violation
+    from .remote import RemoteSubmission
+    from .submission import load_module_from
+    from . import wire
+
+    exercise = _parents_exercise(request)
+    harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
+    forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
+    findings = scan(Path(request["entry"]), forbid)
+    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
+                       "load": request.get("load")}
+    load_timeout = float(request.get("load_timeout", 60.0))
+    import gc
+
+    # torch's ~165,000 objects out of the collector's reach, in this process and the student's forked
+    # from it: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors and
+    # messages set one off again and again
+    gc.freeze()
+    try:
+        student = StudentProcess(student_request, load_timeout)
+    except LoadFailed as e:
+        emit(messages.load_error(str(e)))
+        return
+    if read_tasks is not None:
+        request = {**request, **read_tasks()}
+    emit(messages.loaded(student.skipped, student.sandbox))
+    timed_out = False
+    checks: dict[str, dict[str, Any]] = request.get("checks") or {}
+    for task in request["tasks"]:
+        name, seed = str(task["check"]), int(task["seed"])
+        given = checks[name]  # the parent sends every check it asks for (runner._one_child)
+        probe, params, timeout = str(given["probe"]), given["params"], float(given["timeout"])
+        if student is None:
+            try:  # a fresh interpreter: this process's memory now holds the tasks (student.start)
+                student = StudentProcess(student_request, max(load_timeout, FRESH_LOAD_TIMEOUT_S), fresh=True)
+            except LoadFailed as e:
+                emit(messages.failed(name, seed, messages.error("load", str(e))))
+                continue
+        if timed_out:
+            timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
+        student.endpoint.deadline = time.monotonic() + timeout
+        sub = RemoteSubmission(student.endpoint, exercise, findings)
+        reply: Message
+        try:
+            reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
+        except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
+            if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
+                reply = messages.measured(name, seed, {"violation": e.message})
+            else:
+                reply = messages.failed(name, seed, messages.error(
+                    "api" if e.kind == "api" else "raised", e.message, e.traceback))
+        except wire.Timeout:
+            where = student.where_it_hangs()
+            student.kill()
+            student, timed_out = None, True
+            reply = messages.failed(name, seed, messages.error("timeout", (
+                f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
+                + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
+        except (wire.PeerGone, OSError):
+            why = student.death()
+            student.kill()
+            student = None
+            reply = messages.failed(name, seed, messages.error("died", (
+                f"the process exited ({why}) during this check: sys.exit(), os._exit(), a crash, "
+                "or a resource limit?")))
+        except wire.WireError as e:
+            student.kill()
+            student = None
+            reply = messages.failed(name, seed, messages.error(
+                "protocol", f"the submission's process broke the protocol: it sent {e}"))
+        except ApiError as e:
+            reply = messages.failed(name, seed, messages.error("api", str(e)))
+        except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails
+            reply = messages.measured(name, seed, {"violation": str(v)})
+        except Exception as e:  # noqa: BLE001 - a value the harness could not use
+            reply = messages.failed(name, seed, messages.error("api", (
+                f"the harness could not use what the submission returned ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''})")))
+        finally:
+            if student is not None:
+                student.endpoint.deadline = None
+        emit(reply)
+    if student is not None:
+        student.kill()
+
+
+def _parents_exercise(request: dict[str, Any]) -> Exercise:
+    """The exercise as far as this process needs it, from the parent's request: its folder (for the
+    harness), its id and its API (what the submission's answers are validated against)."""
+    from ..course.exercise import ApiEntry, Exercise
+
+    api = {str(name): ApiEntry(**{**entry, "forbid": tuple(entry.get("forbid") or ())})
+           for name, entry in (request.get("api") or {}).items()}
+    return Exercise(id=str(request["exercise_id"]), title="", folder=Path(request["exercise_dir"]),
+                    entry=Path(request["entry"]).name, seeds=(), checks=(), api=api)
+
+
+def _json_default(value):
+    from ..api import to_plain
+
+    plain = to_plain(value)
+    if plain is value:
+        raise TypeError(f"cannot send {type(value).__name__} to the parent")
+    return plain
+
+
+def _read_stdin() -> dict[str, Any]:
+    text = sys.stdin.read()
+    return json.loads(text) if text.strip() else {}
+
+
+def run(request: dict, channel_fd: int) -> None:
+    """Serve `request` (its tasks follow on stdin unless it holds them), writing JSON lines to `channel_fd`."""
+    channel = os.fdopen(channel_fd, "w", buffering=1)
+
+    def emit(message: Message) -> None:  # the only writer of the parent's channel
+        channel.write(messages.encode(message, _json_default) + "\n")
+        channel.flush()
+
+    os.set_inheritable(channel_fd, False)
+    _pin_threads()
+    serve(request, emit, None if "tasks" in request else _read_stdin)
+    channel.close()
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    sys.argv = ["dldiy-harness"]
+    run(json.loads(sys.stdin.readline()), fd)  # the start; the tasks follow (runner._start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""A warm process that has imported torch once and forks one fresh child per submission.
+
+Starting Python and importing torch costs ~1.3 s; fork() of a process that already did costs a few
+milliseconds. The server imports torch, numpy and dldiy's graders with every thread pool pinned to
+one thread *before* torch starts any (fork() copies only the calling thread, so a pool thread's
+lock held at fork time would deadlock the child), and runs no torch op itself.
+
+Protocol (a SOCK_SEQPACKET socket pair, one message per datagram):
+    parent -> server: the child's JSON request (graders/sandbox/child.py's), with two file descriptors
+                      attached: the result channel's write end and the output pipe's write end
+    server -> parent: the forked child's pid, as ASCII
+The forked child starts its own session, points stdout/stderr at the output pipe, and runs
+`child.run` exactly as a fresh interpreter would, so the JSON-lines protocol is the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+from .runner import child_env
+
+MAX_REQUEST = 1 << 20
+# Modules torch imports lazily on first use, paid once here instead of by every child: the meta
+# device (the placement check) pulls in sympy; not torch._dynamo, which graders/sandbox/torchfast.py keeps out of every
+# child (it was ~1 s of this server's start). Imports only, no torch op.
+WARM_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
+
+
+class ForkServer:
+    """`with ForkServer() as server: run_child(..., server=server)`; callers may share one server
+    across threads (each spawn is one request under a lock). `warm=False` skips WARM_IMPORTS (a
+    faster start when no check uses the meta device)."""
+
+    def __init__(self, workers: int | None = None, startup_timeout: float = 60.0, warm: bool = True):
+        del workers  # accepted for callers that size a pool; the server forks on demand, one child per request
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.forkserver", str(theirs.fileno()),
+                                       "warm" if warm else "cold"],
+                                      pass_fds=(theirs.fileno(),), env=child_env(), cwd="/",
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        global _starting
+        _starting = self  # while it imports: a caller that stops now can end it (abandon_start)
+        try:
+            ours.settimeout(startup_timeout)
+            try:
+                ready = ours.recv(16)
+            except OSError:
+                ready = b""
+            if ready != b"ready":
+                self.close()
+                raise RuntimeError("the fork server did not start")
+            ours.settimeout(None)
+        finally:
+            _starting = None
+
+    def spawn(self, request: dict, channel_fd: int, output_fd: int, input_fd: int) -> int:
+        """Fork a child serving `request` (the part that starts it; the rest arrives on `input_fd`,
+        which becomes its stdin); returns its pid (the leader of its own process group)."""
+        data = json.dumps(request).encode()
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too large for the fork server")
+        with self._lock:
+            try:
+                socket.send_fds(self._sock, [data], [channel_fd, output_fd, input_fd])
+                reply = self._sock.recv(64)
+            except OSError:
+                reply = b""
+        if not reply:
+            raise RuntimeError("the fork server has exited")
+        return int(reply)
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        finally:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> "ForkServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_shared: ForkServer | None = None
+_starting: ForkServer | None = None
+_shared_lock = threading.Lock()
+
+
+def abandon_start() -> None:
+    """End a server still importing (its constructor, on another thread, then raises): a command that
+    stops before its batch starts does not wait seconds for a server it will not use."""
+    server = _starting
+    if server is not None:
+        try:
+            server._proc.kill()
+        except OSError:
+            pass
+
+
+def shared() -> ForkServer:
+    """This process's one warm server, started on first use and closed at exit: batch commands
+    (grade, validate, mutate) share it across their threads instead of each paying a start."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            import atexit
+
+            _shared = ForkServer()
+            atexit.register(_shared.close)
+        return _shared
+
+
+def _reap_children(signum, frame) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _serve(sock: socket.socket) -> None:
+    # Reap each child as it ends: waiting (rather than SIG_IGN, which lets the kernel discard them)
+    # adds their CPU time to this server's, and so to whoever waits for the server (benchmarks).
+    signal.signal(signal.SIGCHLD, _reap_children)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sock.send(b"ready")
+    except OSError:  # the parent is gone (it stopped while this server was importing): nothing to serve
+        return
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 3)
+        except OSError:
+            return
+        if not data:
+            return  # the parent closed its end
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _child(sock, json.loads(data), fds)
+            except BaseException:  # noqa: BLE001 - never return into the server loop
+                code = 70
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(str(pid).encode())
+
+
+def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
+    from .child import run
+
+    sock.close()
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.default_int_handler)
+    channel_fd, output_fd, input_fd = fds
+    os.dup2(input_fd, 0)  # the tasks, read once the student's process is forked (graders/sandbox/runner.py)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(input_fd)
+    os.close(output_fd)
+    sys.argv = ["dldiy-child"]
+    work = (request.get("sandbox") or {}).get("workdir")
+    if work:
+        os.environ["HOME"] = work
+        os.chdir(work)
+    run(request, channel_fd)
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    warm = sys.argv[2:] != ["cold"]
+    sys.argv = ["dldiy-forkserver"]
+    from . import child
+
+    child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts
+    import numpy  # noqa: F401 - warm imports every child would otherwise repeat
+
+    from ..kinds import KINDS, check_kind, invariants  # noqa: F401
+    from .. import api, data, layers  # noqa: F401
+    from . import endpoint, forbid, remote, confine as sandbox, student, submission, wire  # noqa: F401
+    from ..course import exercise  # noqa: F401
+
+    for kind in KINDS:  # the harnesses import the kinds' measuring helpers: once here, not once per child
+        check_kind(kind)
+
+    # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
+    # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.
+    for name in WARM_IMPORTS if warm else ():
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+    _serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The JSON lines the harness process (graders/sandbox/child.py) writes to the parent (graders/sandbox/runner.py).
+
+One type per line, the one function each side uses: the child builds its lines with `loaded`,
+`load_error`, `measured`, `failed` and writes them with `encode`; the parent reads every line with
+`parse`, which returns a typed message or None for anything else (a line that is not JSON, an
+unknown type, a field of the wrong type). The error shape (`ErrorInfo`) is also what the parent
+records for a task the child never answered (a timeout, a death, a submission that did not load).
+
+    {"type": "loaded", "skipped": [str, ...], "sandbox": [str, ...]}   once, after the submission loaded
+    {"type": "load_error", "message": str}                            instead, if it could not be
+    {"type": "result", "check": str, "seed": int, "measurement": ...}
+    {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Literal, NotRequired, TypedDict, Union
+
+# raised: the student's code raised; api: it broke the exercise's API or returned something unusable;
+# load: the submission did not load; timeout, died, protocol: its process hung, ended, or talked nonsense.
+ErrorKind = Literal["raised", "api", "load", "timeout", "died", "protocol"]
+ERROR_KINDS: frozenset[str] = frozenset(ErrorKind.__args__)  # type: ignore[attr-defined]
+
+
+class ErrorInfo(TypedDict):
+    kind: ErrorKind
+    message: str
+    traceback: str  # the student's own frames, "" when there is none
+
+
+class TaskResult(TypedDict, total=False):
+    """What one (check, seed) produced, as the judge reads it: exactly one of the two keys."""
+
+    measurement: Any
+    error: ErrorInfo
+
+
+class Loaded(TypedDict):
+    type: Literal["loaded"]
+    skipped: list[str]
+    sandbox: list[str]
+
+
+class LoadError(TypedDict):
+    type: Literal["load_error"]
+    message: str
+
+
+class Result(TypedDict):
+    type: Literal["result"]
+    check: str
+    seed: int
+    measurement: NotRequired[Any]
+    error: NotRequired[ErrorInfo]
+
+
+Message = Union[Loaded, LoadError, Result]
+
+
+# -- the child's side ---------------------------------------------------------------------------------
+
+def error(kind: ErrorKind, message: str, traceback: str = "") -> ErrorInfo:
+    # str(): a line the parent's parser refused would leave its task waiting for the backstop timeout
+    return {"kind": kind, "message": str(message), "traceback": str(traceback or "")}
+
+
+def loaded(skipped: list[str], sandbox: list[str]) -> Loaded:
+    return {"type": "loaded", "skipped": list(skipped), "sandbox": list(sandbox)}
+
+
+def load_error(message: str) -> LoadError:
+    return {"type": "load_error", "message": message}
+
+
+def measured(check: str, seed: int, measurement: Any) -> Result:
+    return {"type": "result", "check": check, "seed": seed, "measurement": measurement}
+
+
+def failed(check: str, seed: int, info: ErrorInfo) -> Result:
+    return {"type": "result", "check": check, "seed": seed, "error": info}
+
+
+def encode(message: Message, default: Callable[[Any], Any] | None = None) -> str:
+    """One line of JSON (no newline): `default` turns a value json cannot write into plain data."""
+    return json.dumps(message, default=default)
+
+
+# -- the parent's side --------------------------------------------------------------------------------
+
+def parse(line: bytes | str) -> Message | None:
+    """The message on `line`, checked field by field; None for anything that is not one of ours."""
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    kind = raw.get("type")
+    if kind == "loaded":
+        return loaded(_strings(raw.get("skipped")), _strings(raw.get("sandbox")))
+    if kind == "load_error":
+        message = raw.get("message")
+        return load_error(message if isinstance(message, str) else "the submission could not be loaded")
+    if kind == "result":
+        check, seed = raw.get("check"), raw.get("seed")
+        if not isinstance(check, str) or not isinstance(seed, int) or isinstance(seed, bool):
+            return None
+        if ("measurement" in raw) == ("error" in raw):
+            return None
+        if "measurement" in raw:
+            return measured(check, seed, raw["measurement"])
+        info = parse_error(raw["error"])
+        return None if info is None else failed(check, seed, info)
+    return None
+
+
+def parse_error(raw: Any) -> ErrorInfo | None:
+    if not isinstance(raw, dict) or raw.get("kind") not in ERROR_KINDS:
+        return None
+    message, traceback = raw.get("message", ""), raw.get("traceback", "")
+    if not isinstance(message, str) or not isinstance(traceback, str):
+        return None
+    return error(raw["kind"], message, traceback)
+
+
+def task_result(message: Result) -> TaskResult:
+    """A result line as the judge reads it (check and seed are the key it is filed under)."""
+    if "error" in message:
+        return {"error": message["error"]}
+    return {"measurement": message.get("measurement")}
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(s) for s in value] if isinstance(value, list) else []

@@ -1,0 +1,381 @@
+"""Parent side: run a submission's probes in a child process, with a timeout on every check.
+
+The child (graders/sandbox/child.py) gets its own process group, a scrubbed environment, a temporary copy of
+the submission as its working directory, torch pinned to one thread, and confines itself with the
+limits of graders/sandbox/confine.py; its stdout/stderr are drained with a size cap so a flood of prints
+cannot fill memory; results come back on a separate pipe, so nothing it prints can pass for one.
+At the end its process group, its cgroup and any process carrying its marker are killed.
+A check that overruns its timeout gets the whole group killed, is recorded as a timeout, and the
+remaining checks go on in a fresh child. A child that dies (sys.exit, os._exit, a crash) is treated
+the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from . import messages, confine as sandbox
+from ..course.exercise import Exercise
+from .messages import TaskResult
+from .confine import Limits
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServer
+
+OUTPUT_CAP_BYTES = Limits().output_bytes
+STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
+# The harness process enforces each check's timeout on the student's process itself (and says where
+# it hung); the parent waits this much longer before it kills the harness process as a backstop.
+GRACE_S = 5.0
+
+
+
+@dataclass(frozen=True)
+class Task:
+    check: str
+    seed: int
+
+
+@dataclass
+class Outcome:
+    """Everything the child reported: measurements or errors per (check, seed), and what it printed."""
+
+    results: dict[tuple[str, int], TaskResult] = field(default_factory=dict)
+    load_error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    sandbox: list[str] = field(default_factory=list)  # the confinement the child reported
+    output: str = ""
+    duration_s: float = 0.0
+    load_s: float | None = None  # wall time from start to the submission's 'loaded' (a reference's sets timeouts)
+
+
+def child_env() -> dict[str, str]:
+    """A scrubbed environment: no tokens or credentials of the caller reach student code, and no path
+    into the course checkout (PATH entries inside it and VIRTUAL_ENV are dropped: the child runs
+    sys.executable, which finds its packages without them)."""
+    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
+            "PYTHONPATH", "SYSTEMROOT")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    hidden = [str(p.parent) for p in sandbox.default_hidden()]
+    if "PATH" in env:
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                      if p and not any(p.startswith(h) for h in hidden))
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0",
+               PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8",
+               HOME=os.environ.get("DLDIY_CHILD_HOME", "/tmp"))
+    return env
+
+
+class _CappedDrain(threading.Thread):
+    """Reads a pipe to its end, keeping only the first `cap` bytes."""
+
+    def __init__(self, stream, cap: int):
+        super().__init__(daemon=True)
+        self.stream, self.cap, self.kept, self.dropped = stream, cap, 0, 0
+        self.chunks: list[bytes] = []
+
+    def run(self) -> None:
+        while chunk := self.stream.read(1 << 20):
+            room = self.cap - self.kept
+            if room > 0:
+                self.chunks.append(chunk[:room])
+                self.kept += len(chunk[:room])
+            self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        text = b"".join(self.chunks).decode("utf-8", "replace")
+        return text + (f"\n[... {self.dropped} more bytes of output dropped]" if self.dropped else "")
+
+
+def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
+              preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
+              output_cap: int | None = None, limits: Limits | None = None,
+              server: "ForkServer | None" = None, load_only: bool = False,
+              on_result: Callable[[Task], None] | None = None) -> Outcome:
+    """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
+
+    `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
+    alone, into a fresh working directory that is the child's cwd; the original is never touched.
+    Each child is confined by `limits` (graders/sandbox/confine.py; default `Limits()`). With `server` (a
+    running graders.sandbox.forkserver.ForkServer) children are forked from a warm process that has already
+    imported torch, instead of starting a fresh interpreter. `on_result(task)` is called as each task's
+    result (or error) arrives, for progress displays."""
+    if server is not None and preexec is not None:
+        raise ValueError("preexec cannot run in a fork server's child; give one or the other")
+    limits = limits or exercise.limits()
+    startup_timeout = limits.startup_s if startup_timeout is None else startup_timeout
+    output_cap = limits.output_bytes if output_cap is None else output_cap
+    outcome = Outcome()
+    started = time.monotonic()
+    pending = list(tasks)
+    outputs: list[str] = []
+    work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
+    try:
+        if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
+            _one_child(exercise, work_entry, [], outcome, work, preexec, startup_timeout, output_cap, outputs,
+                       limits, server)
+        while pending:
+            progressed = _one_child(exercise, work_entry, pending, outcome, work, preexec, startup_timeout,
+                                    output_cap, outputs, limits, server, on_result)
+            if outcome.load_error is not None or not progressed:
+                break
+    finally:
+        sandbox.remove_workdir(work)
+    if outcome.load_error is not None:
+        first, _, rest = outcome.load_error.partition("\n")  # a notebook cell's traceback follows line 1
+        for t in pending:
+            outcome.results[(t.check, t.seed)] = {"error": messages.error("load", first, rest)}
+    outcome.output = "".join(outputs)[: output_cap + 200]
+    outcome.duration_s = time.monotonic() - started
+    return outcome
+
+
+class _Started:
+    """A running child: a Popen (fresh interpreter) or a pid forked by the fork server."""
+
+    def __init__(self, pid: int, proc: subprocess.Popen | None = None):
+        self.pid, self.proc, self.code = pid, proc, None
+
+    def exit_code(self) -> int | None:
+        if self.proc is not None:
+            return _reap(self.proc)
+        return self.code
+
+    def kill(self) -> None:
+        """Kill the child and everything it started in its process group."""
+        for kill in (os.killpg, os.kill):  # kill(pid) too: it may not have called setsid yet
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server, env: dict) -> _Started:
+    """Start the harness process. What it needs to start the student's process travels first; the
+    tasks (with any hidden seed) and the checks' parameters follow on its stdin, read only after the
+    student's process was forked, so they are never in the memory the student's process inherits."""
+    start = {k: v for k, v in request.items() if k not in _LATER}
+    later = json.dumps({k: request[k] for k in _LATER if k in request}).encode()
+    if server is not None:
+        tasks_r, tasks_w = os.pipe()
+        try:
+            started = _Started(server.spawn(start, write_fd, out_w, tasks_r))
+        finally:
+            os.close(tasks_r)
+        _write_all(tasks_w, later)
+        return started
+    proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.child", str(write_fd)],
+                            stdin=subprocess.PIPE, stdout=out_w, stderr=out_w,
+                            pass_fds=(write_fd,), cwd=cwd, env=env, start_new_session=True,
+                            preexec_fn=preexec)
+    try:
+        proc.stdin.write(json.dumps(start).encode() + b"\n" + later)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    return _Started(proc.pid, proc)
+
+
+_LATER = ("tasks", "checks")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write `data` to a pipe from a thread (it may exceed the pipe's buffer) and close it."""
+    def write() -> None:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError:
+            pass
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+def _interpreter_paths() -> tuple[Path, ...]:
+    """The interpreter's own folders and dldiy's (a virtual environment, or an editable checkout, may
+    live under /tmp, which the sandbox replaces by a fresh tmpfs): the child must still import what it
+    has not imported yet. Only these folders, never the checkout's root (reference/ stays hidden)."""
+    import dldiy
+
+    own = (Path(dldiy.__file__).parent, Path(__file__).parent.parent)  # an editable install maps these by path
+    paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path, *map(str, own)) if p and Path(p).is_dir()}
+    return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
+
+
+def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs,
+               limits, server, on_result=None) -> bool:
+    """Start one child for `pending` (consumed in place); False if it made no progress at all."""
+    marker = sandbox.new_marker()
+    cgroup = sandbox.Cgroup(limits.processes)
+    request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
+               "load": exercise.load_settings(), "exercise_id": exercise.id,
+               "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
+               "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+               # the parent's view of each check, the only one the child runs (a caller may have changed it)
+               "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
+                          for c in exercise.checks if any(t.check == c.name for t in pending)},
+               "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
+                                         expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
+    env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
+    read_fd, write_fd = os.pipe()
+    out_r, out_w = os.pipe()
+    try:  # a 1 MiB pipe: a flood of output is drained in 16 times fewer wake-ups
+        import fcntl
+
+        fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+    child_started = time.monotonic()
+    try:
+        child = _start(request, write_fd, out_w, cwd, preexec, server, env)
+    finally:
+        os.close(write_fd)
+        os.close(out_w)
+    drain = _CappedDrain(os.fdopen(out_r, "rb", buffering=0), output_cap)
+    drain.start()
+    reader = _LineReader(read_fd)
+    loaded, progressed = False, False
+    timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
+    try:
+        while pending or not loaded:
+            line = reader.next_line(timeout)
+            if line is _TIMEOUT:
+                where = "while loading" if not loaded else f"in check {pending[0].check!r} at seed {pending[0].seed}"
+                if not loaded:
+                    outcome.load_error = f"the submission did not finish loading within {startup_timeout:g} s"
+                else:
+                    task = pending.pop(0)
+                    _notify(on_result, task)
+                    outcome.results[(task.check, task.seed)] = {"error": messages.error(
+                        "timeout", f"did not finish within {timeout:g} s {where} (an endless loop, or far too slow?)")}
+                    progressed = True
+                return progressed
+            if line is None:  # the child died
+                code = child.code if child.code is not None else child.exit_code()
+                why = _death(code, limits)
+                if not loaded:
+                    outcome.load_error = f"the process exited ({why}) while loading the submission: " \
+                                         "does it call sys.exit() or os._exit() at import?"
+                else:
+                    task = pending.pop(0)
+                    _notify(on_result, task)
+                    outcome.results[(task.check, task.seed)] = {"error": messages.error(
+                        "died", f"the process exited ({why}) during this check: "
+                                "sys.exit(), os._exit(), a crash, or a resource limit?")}
+                    progressed = True
+                return progressed
+            message = messages.parse(line)  # the one reader of the child's lines
+            if message is None:
+                continue
+            if message["type"] == "load_error":
+                outcome.load_error = message["message"]
+                return True
+            if message["type"] == "loaded":
+                loaded = True
+                if outcome.load_s is None:
+                    outcome.load_s = time.monotonic() - child_started
+                outcome.skipped, outcome.sandbox = message["skipped"], message["sandbox"]
+                if pending:
+                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
+                continue
+            if message["type"] == "result" and loaded:
+                key = (message["check"], message["seed"])
+                if key != (pending[0].check, pending[0].seed):
+                    continue  # out of order: not something our child sends; ignore it
+                _notify(on_result, pending.pop(0))
+                outcome.results[key] = messages.task_result(message)
+                progressed = True
+                if pending:
+                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
+        return progressed
+    finally:
+        child.kill()
+        cgroup.kill_all()
+        sandbox.sweep(marker)
+        os.close(read_fd)
+        drain.join(timeout=5)
+        outputs.append(drain.text())
+
+
+def _notify(on_result: Callable[[Task], None] | None, task: Task) -> None:
+    """The progress hook: a display's error must never cost a grade."""
+    if on_result is not None:
+        try:
+            on_result(task)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _death(code: int | None, limits: Limits) -> str:
+    """The exit status in words, naming the limit a signal most likely means."""
+    if code is None:
+        return "exit status unknown"
+    signals = {signal.SIGXCPU: f"killed by SIGXCPU: more than {limits.cpu_s} s of CPU time",
+               signal.SIGXFSZ: f"killed by SIGXFSZ: wrote a file over {limits.file_bytes} bytes",
+               signal.SIGKILL: f"killed by SIGKILL: most likely its CPU-time limit ({limits.cpu_s} s of CPU "
+                               "for all checks together), or the machine ran out of memory",
+               signal.SIGSEGV: "killed by SIGSEGV: a crash, often memory exhausted inside a library"}
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    if number:
+        try:
+            return signals.get(signal.Signals(number), f"killed by {signal.Signals(number).name}")
+        except ValueError:
+            pass
+    return f"code {code}"
+
+
+_TIMEOUT = object()
+
+
+class _LineReader:
+    """Lines from the harness process, each at most LINE_CAP bytes and TOTAL_CAP in all: what it
+    sends is trusted code's, but sized by what a submission returned, so it is capped all the same
+    (an over-long line ends the child like a death, never a parent that grows without bound)."""
+
+    LINE_CAP = 64 << 20
+    TOTAL_CAP = 512 << 20
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer, self.total = fd, b"", 0
+
+    def next_line(self, timeout: float):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > self.LINE_CAP or self.total > self.TOTAL_CAP:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return _TIMEOUT
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return _TIMEOUT
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.total += len(chunk)
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+
+def _reap(proc: subprocess.Popen) -> int | None:
+    try:
+        return proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return None

@@ -1,0 +1,447 @@
+"""The student's process: confined, it loads the submission and answers the harness's calls.
+
+It is forked by the harness process (graders/sandbox/child.py) and holds nothing but the submission, its
+working copy and one socket: no result channel, no exercise spec, no expected value, no reference.
+Whatever runs here (including code that patches this module) can only shape the answers it sends,
+and every answer is checked plain data on the other side.
+
+Requests it serves (graders/sandbox/endpoint.py frames): `call` (a name or a handle, optionally a method,
+with args; `grad` lists the mirrored inputs to differentiate), `batch` (a list of such calls, run in
+order, never differentiable, one outcome each: graders/sandbox/remote.py's `batch`), `getattr`, `setpath`, `introspect`,
+`list`, `replace` (swap a name of the submission for a harness function), `backward` (the
+vector-Jacobian product through a differentiable call's graph). It speaks first: `loaded` or
+`load_error`.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .endpoint import Endpoint, _Reply, error_reply
+
+BATCH_CAP = 100_000  # calls in one batch request
+
+
+class ForbiddenCall(BaseException):
+    """Raised into student code that calls a function the exercise forbids (BaseException: an
+    `except Exception` in the submission does not swallow it)."""
+
+
+class Server:
+    def __init__(self, endpoint: Endpoint, loaded: Any, forbid: dict[str, list[str]]):
+        self.endpoint, self.loaded, self.module = endpoint, loaded, loaded.module
+        self.forbid = forbid
+        self.origins: dict[int, str] = {}  # handle id -> the API name it came from
+        self.active: list[str] = []  # API names being called (outermost first)
+        self.violation: str | None = None
+        endpoint.handler = self.handle
+
+    # ---- resolving ---------------------------------------------------------------------------------------
+
+    def _target(self, header: dict[str, Any], buffers: list[bytes]) -> tuple[Any, str | None]:
+        target = header.get("target")
+        if not isinstance(target, dict):
+            raise wire.WireError("a request without a target")
+        if "name" in target:
+            name = target["name"]
+            if not isinstance(name, str):
+                raise wire.WireError("a malformed name")
+            return self._module_attr(name), name
+        handle = target.get("handle")
+        if handle is None:
+            return self.module, None
+        obj = self.endpoint.decode(handle, buffers)
+        origin = self.origins.get(handle.get("id")) if isinstance(handle, dict) else None
+        return obj, origin
+
+    def _module_attr(self, name: str) -> Any:
+        if not hasattr(self.module, name):
+            raise error_reply("missing", f"the submission does not define `{name}`")
+        return getattr(self.module, name)
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    def handle(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
+        op = header.get("op")
+        if op == "call":
+            return self._call(header, buffers)
+        if op == "batch":
+            return self._batch(header, buffers)
+        if op == "backward":
+            return self._backward(header, buffers)
+        if op == "local":  # trusted harness code run here, beside the student's objects (endpoint.Local)
+            return self._student(lambda: self.endpoint.decode(header.get("value"), buffers), None)
+        obj, origin = self._target(header, buffers)
+        if op == "getattr":
+            name = header.get("name")
+            if not isinstance(name, str):
+                raise wire.WireError("getattr without a name")
+            if obj is self.module:
+                value = self._module_attr(name)
+                origin = name
+            else:
+                value = self._student(lambda: getattr(obj, name), None, missing=True)
+                return _Remembered(value, origin, _is_method_of(obj, name, value))
+            return _Remembered(value, origin)
+        if op == "introspect":
+            cls = obj if isinstance(obj, type) else type(obj)
+            mro = [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}" for c in getattr(cls, "__mro__", ())]
+            return {"type": getattr(cls, "__qualname__", "object"), "mro": mro, "callable": callable(obj),
+                    "class": isinstance(obj, type)}
+        if op == "list":
+            return self._student(lambda: list(obj), origin)
+        if op == "setpath":
+            path = self.endpoint.decode(header.get("path", []), buffers)
+            value = self.endpoint.decode(header.get("value"), buffers)
+            return self._student(lambda: _set_path(obj, path, value), origin)
+        if op == "replace":
+            name = header.get("name")
+            if not isinstance(name, str):
+                raise wire.WireError("replace without a name")
+            had = hasattr(self.module, name)
+            old = getattr(self.module, name, None)
+            if header.get("unset"):
+                if had:
+                    delattr(self.module, name)
+            else:
+                setattr(self.module, name, self.endpoint.decode(header.get("value"), buffers))
+            return [had, old]
+        raise wire.WireError(f"an unknown request {op!r}")
+
+    def _call(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
+        import torch
+
+        obj, origin = self._target(header, buffers)
+        method = header.get("method")
+        args = self.endpoint.decode(header.get("args", []), buffers)
+        kwargs = self.endpoint.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise wire.WireError("malformed arguments")
+        from . import bridge
+
+        inputs = bridge.inputs_for(self.endpoint, header.get("grad"))
+        grad_mode = bool(inputs) or header.get("grad_mode", True) is not False
+
+        def run():
+            fn = getattr(obj, method) if isinstance(method, str) else obj
+            with torch.set_grad_enabled(grad_mode):
+                if not header.get("capture"):
+                    return fn(*args, **kwargs)
+                import contextlib
+                import io
+
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):
+                    value = fn(*args, **kwargs)
+                return value, printed.getvalue()[-100_000:]
+
+        result = self._student(run, origin)
+        if not inputs:
+            return _Remembered(result, origin)
+        reply = bridge.tracked(self.endpoint, result, inputs)
+        reply["value"] = _Remembered(result, origin)
+        return reply
+
+    def _batch(self, header: dict[str, Any], buffers: list[bytes]) -> list[Any]:
+        """Calls run in order, each as a `call` request alone would (never differentiable); each one's
+        outcome is [True, value] or [False, error]: one that raises does not stop the next."""
+        calls = header.get("calls")
+        if not isinstance(calls, list) or len(calls) > BATCH_CAP:
+            raise wire.WireError("a malformed batch")
+        outcomes: list[Any] = []
+        for call in calls:
+            if not isinstance(call, dict):
+                raise wire.WireError("a malformed call in a batch")
+            call = {k: call[k] for k in ("target", "method", "args", "kwargs") if k in call}
+            call["grad_mode"] = header.get("grad_mode", True)
+            try:
+                outcomes.append([True, self._call(call, buffers)])
+            except _Reply as r:
+                outcomes.append([False, r.error])
+        return outcomes
+
+    def _backward(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
+        from . import bridge
+
+        return bridge.backward_reply(self.endpoint, header, buffers, run=lambda f: self._student(f, None))
+
+    def _student(self, fn, origin: str | None, missing: bool = False) -> Any:
+        """Run student code; its exceptions become error replies naming the student's own frames."""
+        from .submission import describe, trimmed_traceback
+
+        if origin:
+            self.active.append(origin)
+        self.violation = None
+        try:
+            result = fn()
+        except ForbiddenCall:
+            raise error_reply("forbidden", self.violation or "a forbidden function was called") from None
+        except AttributeError as e:
+            if missing:
+                raise error_reply("missing", str(e)) from None
+            raise error_reply("raised", describe(e, self.loaded), trimmed_traceback(e, self.loaded)) from None
+        except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
+            reply = error_reply("raised", describe(e, self.loaded), trimmed_traceback(e, self.loaded))
+            reply.error.update(type=type(e).__name__, text=str(e)[:2000])
+            raise reply from None
+        finally:
+            if origin:
+                self.active.pop()
+        if self.violation:
+            raise error_reply("forbidden", self.violation)
+        return result
+
+    # ---- forbid ------------------------------------------------------------------------------------------
+
+    def install_guards(self) -> None:
+        """Wrap each forbidden function: a call from the student's own code, while an API name that
+        forbids it is being called, is refused with the file and line."""
+        wanted: dict[str, list[str]] = {}
+        for api_name, names in self.forbid.items():
+            for dotted in names:
+                wanted.setdefault(dotted, []).append(api_name)
+        for dotted, api_names in wanted.items():
+            owner, attr = _resolve_owner(dotted)
+            if owner is None:
+                continue
+            original = getattr(owner, attr)
+            try:
+                setattr(owner, attr, self._guard(original, dotted, set(api_names)))
+            except (AttributeError, TypeError):
+                pass
+
+    def _guard(self, original, dotted: str, api_names: set[str]):
+        server = self
+
+        def guarded(*args, **kwargs):
+            if server.active and api_names.intersection(server.active):
+                where = _student_caller(server.loaded)
+                if where is not None:
+                    inside = next(a for a in reversed(server.active) if a in api_names)
+                    server.violation = (f"{inside}() calls {dotted} ({where}); this exercise asks for "
+                                        f"{inside} without it")
+                    raise ForbiddenCall(server.violation)
+            return original(*args, **kwargs)
+
+        guarded.__name__ = getattr(original, "__name__", "guarded")
+        guarded.__doc__ = getattr(original, "__doc__", None)
+        return guarded
+
+
+class _Remembered:
+    """A reply value with the API name its handles come from; unwrapped by `encode_reply`."""
+
+    __slots__ = ("value", "origin", "bound")
+
+    def __init__(self, value: Any, origin: str | None, bound: bool = False):
+        self.value, self.origin, self.bound = value, origin, bound
+
+
+def _is_method_of(obj: Any, name: str, value: Any) -> bool:
+    """Is `value` (just read as obj.name) a plain function of obj's class bound to obj? Then the harness
+    may call it later as a method call, one message (endpoint.BoundMethod). Read without running the
+    object's code (getattr_static): a property or a __getattr__ is never taken for a method."""
+    import inspect
+
+    try:
+        return (isinstance(value, types.MethodType) and value.__self__ is obj
+                and isinstance(inspect.getattr_static(type(obj), name, None), types.FunctionType))
+    except Exception:  # noqa: BLE001 - a hostile class can make even static lookups raise
+        return False
+
+
+def _resolve_owner(dotted: str) -> tuple[Any, str]:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for p in parts[cut:-1]:
+            owner = getattr(owner, p, None)
+            if owner is None:
+                return None, ""
+        return (owner, parts[-1]) if hasattr(owner, parts[-1]) else (None, "")
+    return None, ""
+
+
+def _student_caller(loaded: Any) -> str | None:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if loaded.is_student_file(frame.f_code.co_filename):
+            from .submission import _short
+
+            return f"{_short(frame.f_code.co_filename, loaded)} line {frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _set_path(obj: Any, path: list, value: Any) -> None:
+    if not isinstance(path, list) or not path:
+        raise ValueError("an empty path")
+    for step in path[:-1]:
+        obj = getattr(obj, step) if isinstance(step, str) and not isinstance(obj, dict) else obj[step]
+    last = path[-1]
+    if isinstance(last, str) and not isinstance(obj, dict):
+        setattr(obj, last, value)
+    else:
+        obj[last] = value
+
+
+class StudentEndpoint(Endpoint):
+    """The student side's endpoint: reply values remember their API name for forbid guards."""
+
+    server: Server | None = None
+
+    def encode(self, value: Any, buffers: list[bytes], depth: int = 0) -> Any:
+        if isinstance(value, _Remembered):
+            encoded = super().encode(value.value, buffers, depth)
+            if self.server is not None and isinstance(encoded, dict) and encoded.get("$") == "handle":
+                if value.origin:
+                    self.server.origins[encoded["id"]] = value.origin
+                if value.bound:
+                    encoded["bound"] = True
+            return encoded
+        return super().encode(value, buffers, depth)
+
+
+def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
+    """The student process's whole life: confine, guard, load, answer until the harness hangs up."""
+    import socket
+
+    from .submission import Loaded, SubmissionError, load
+
+    sock = socket.socket(fileno=sock_fd)
+    endpoint = StudentEndpoint(sock, "student")
+    # The relay that confine() leaves outside the PID namespace must survive the harness's SIGUSR1;
+    # the process that runs student code dumps its stack on it (where a hung submission hangs).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    applied: list[str] = []
+    try:  # a notebook's own check() cells import it inside the sandbox, where a late import failed
+        import dldiy.incheck  # noqa: F401
+    except ImportError:
+        pass
+    if request.get("sandbox"):
+        from .confine import confine
+
+        state = confine(request["sandbox"])
+        applied = state.applied + [f"not applied: {m}" for m in state.missing]
+    dump = os.fdopen(dump_fd, "w")
+    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=False, chain=False)
+    try:
+        import torch
+
+        from .torchfast import skip_dynamo
+
+        torch.set_num_threads(1)
+        skip_dynamo()  # a fresh student process: as its forked siblings
+    except Exception:  # noqa: BLE001
+        pass
+    entry = Path(request["entry"]).resolve()
+    # until it is loaded, a Loaded without a module tells the guards which frames are the student's
+    server = Server(endpoint, Loaded(types.ModuleType("pending"), entry, entry.parent), request.get("forbid") or {})
+    server.install_guards()  # before the submission's imports bind the names
+    try:
+        loaded = load(Path(request["entry"]), request.get("load"))
+    except SubmissionError as e:
+        endpoint.send({"op": "load_error", "message": str(e)})
+        return
+    server.loaded, server.module = loaded, loaded.module
+    endpoint.server = server
+    endpoint.send({"op": "loaded", "skipped": list(loaded.skipped), "sandbox": applied})
+    while True:
+        try:
+            header, buffers = endpoint.receive()
+        except (wire.PeerGone, wire.WireError, OSError):
+            return
+        endpoint.serve(header, buffers)
+
+
+def start(request: dict[str, Any], fresh: bool = False) -> tuple[int, Any, int]:
+    """Start the student process for `request` (entry, sandbox spec, forbid). Returns (pid, the
+    harness's socket, the read end of the stack-dump pipe).
+
+    The first one is forked (warm: torch already imported), before the harness reads any task. A
+    replacement (after a timeout or a death) is `fresh`: a new interpreter, since by then the harness's
+    memory holds the tasks and their hidden seeds, which a fork would hand to the student's code."""
+    ours, theirs = wire.socketpair()
+    dump_r, dump_w = os.pipe()
+    if fresh:
+        import json
+        import subprocess
+
+        os.set_inheritable(theirs.fileno(), True)
+        proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.student", str(theirs.fileno()), str(dump_w)],
+                                stdin=subprocess.PIPE, pass_fds=(theirs.fileno(), dump_w), start_new_session=True)
+        theirs.close()
+        os.close(dump_w)
+        try:
+            proc.stdin.write(json.dumps(request).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.returncode = 0  # this process reaps it with os.waitpid; keep Popen from trying again
+        return proc.pid, ours, dump_r
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            ours.close()
+            os.close(dump_r)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
+            os.close(null)
+            os.setsid()
+            _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
+            os.set_inheritable(theirs.fileno(), True)
+            run(theirs.detach(), request, dump_w)
+        except BaseException:  # noqa: BLE001 - never return into the harness's code
+            code = 70
+            if os.environ.get("DLDIY_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    os.close(dump_w)
+    return pid, ours, dump_r
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    """The student's process inherits nothing of the harness's: not the result channel, not a file."""
+    top = 1 << 16
+    start = 0
+    for fd in sorted(keep) + [top]:
+        if fd > start:
+            os.closerange(start, fd)
+        start = fd + 1
+
+
+def main() -> None:
+    """A fresh student process (see `start`): argv holds its socket and dump pipe, stdin the request."""
+    import json
+
+    sock_fd, dump_fd = int(sys.argv[1]), int(sys.argv[2])
+    request = json.loads(sys.stdin.read())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.argv = ["dldiy-student"]
+    _close_other_fds({0, 1, 2, sock_fd, dump_fd})
+    run(sock_fd, request, dump_fd)
+
+
+if __name__ == "__main__":
+    main()

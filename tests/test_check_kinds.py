@@ -211,5 +211,6 @@ def test_every_module_written_as_a_kind_is_registered():
     from dldiy.graders.kinds import KINDS
 
     graders = Path(__file__).resolve().parent.parent / "graders"
-    written = {p.stem for p in graders.glob("*.py") if "\nNEEDS_REFERENCE" in p.read_text()}
-    assert written == set(KINDS)
+    written = {p for p in graders.rglob("*.py") if "\nNEEDS_REFERENCE" in p.read_text()}
+    assert {p.stem for p in written} == set(KINDS)
+    assert {p.parent.name for p in written} == {"kinds"}  # every kind lives in graders/kinds/

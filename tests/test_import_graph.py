@@ -16,11 +16,13 @@ PACKAGES = {"dldiy": REPO / "dldiy", "dldiy.cli": REPO / "cli", "dldiy.graders":
 
 
 def modules() -> dict[str, Path]:
-    """{module name: file} for every .py file of the packages (a package's own name for its __init__)."""
+    """{module name: file} for every .py file of the packages and their subpackages (graders/kinds/...;
+    a package's own name for its __init__)."""
     found = {}
     for package, folder in PACKAGES.items():
-        for path in sorted(folder.glob("*.py")):
-            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+        for path in sorted(folder.rglob("*.py")):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -90,7 +92,8 @@ def find_circle(edges: dict[str, set[str]]) -> list[str] | None:
 def test_the_reader_sees_the_packages_and_their_imports():
     edges = graph()
     assert {"dldiy", "dldiy.cli", "dldiy.graders.assess", "dldiy.graders.sandbox.runner", "dldiy.cli.check"} <= set(edges)
-    assert "dldiy.graders.sandbox.runner" in edges["dldiy.graders.assess"]  # from .runner import Task, run_child
+    assert "dldiy.graders.sandbox.runner" in edges["dldiy.graders.assess"]  # from .sandbox.runner import Task, run_child
+    assert "dldiy.graders.kinds" in edges["dldiy.graders.course.exercise"]  # from ..kinds import check_kind
     assert "dldiy.graders.assess" in edges["dldiy.cli.check"]  # from dldiy.graders.assess import assess
     assert "dldiy.graders.sandbox.forkserver" not in edges["dldiy.graders.assess"]  # only under TYPE_CHECKING
 

@@ -56,7 +56,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     try:
         started = time.monotonic()
-        server = ForkServer(workers=cores)
+        server = ForkServer()
         server_start = time.monotonic() - started
         with server:
             rows = {}

@@ -15,7 +15,7 @@ from .sandbox.confine import Limits
 from .sandbox.submission import locate
 
 if TYPE_CHECKING:
-    from .sandbox.forkserver import ForkServer
+    from .sandbox.spawn import Spawner
 
 
 @dataclass
@@ -34,14 +34,13 @@ def assess(exercise: Exercise, path: Path, **options: Any) -> Report:
 
 def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
                hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
-               cwd: Path | None = None, preexec: Callable[[], None] | None = None,
-               limits: Limits | None = None, server: ForkServer | None = None,
+               cwd: Path | None = None, limits: Limits | None = None, server: Spawner | None = None,
                extra_seeds: tuple[int, ...] = (),
                on_progress: Callable[[int, int, Task | None], None] | None = None) -> Assessment:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
-    `limits`, forked from `server` when one is given (graders/sandbox/runner.py's run_child). `extra_seeds`
+    `limits`, started by `server` (a fork server; default: a fresh interpreter; graders/sandbox/spawn.py). `extra_seeds`
     (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values.
     `on_progress(done, total, running)` is called as each (check, seed) result arrives, with the task
     that runs next (None after the last): for a progress line. A check given in `checks` runs as
@@ -53,7 +52,7 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     exercise = with_checks(exercise, checks)
     seeds = list(dict.fromkeys(list(exercise.seeds) + list(extra_seeds) + list(hidden_seeds)))
     tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
-    outcome = run_child(exercise, entry, tasks, cwd=cwd, preexec=preexec, limits=limits, server=server,
+    outcome = run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=server,
                         on_result=_progress_hook(tasks, on_progress))
     report = judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                    frozenset(hidden_seeds))
@@ -84,7 +83,7 @@ def _progress_hook(tasks: list[Task], on_progress) -> Callable[[Task], None] | N
 
 def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...] | None = None,
                       checks: list[Check] | None = None, *, limits: Limits | None = None,
-                      server: ForkServer | None = None, hidden: tuple[int, ...] = (),
+                      server: Spawner | None = None, hidden: tuple[int, ...] = (),
                       on_progress: Callable[[int, int, Task | None], None] | None = None,
                       ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The reference's measurements for the checks that compare against it: {check: {seed: m}}, each

@@ -42,7 +42,7 @@ def exercise(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    with ForkServer(workers=2, warm=False) as s:  # no placement check here: skip its imports
+    with ForkServer(warm=False) as s:  # no placement check here: skip its imports
         yield s
 
 

@@ -106,3 +106,15 @@ def test_find_circle_finds_one_and_only_one():
 def test_the_import_graph_has_no_circle():
     circle = find_circle(graph())
     assert circle is None, "an import circle: " + " -> ".join(circle or [])
+
+
+def test_the_runner_and_the_fork_server_know_only_the_spawner():
+    """Issue 12: runner.py and forkserver.py imported each other; both now import only sandbox/spawn.py
+    (the `Spawner` interface), anywhere in their code, TYPE_CHECKING blocks and functions included."""
+    found = modules()
+    for one, other in (("runner", "forkserver"), ("forkserver", "runner")):
+        name = f"dldiy.graders.sandbox.{one}"
+        tree = ast.parse(found[name].read_text())
+        named = {ast.unparse(n) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        assert not [s for s in named if other in s], f"{name} imports {other}: {named}"
+        assert any("spawn" in s for s in named), f"{name} does not import the spawner module"

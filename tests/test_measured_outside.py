@@ -34,7 +34,7 @@ def exercise(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    with ForkServer(workers=2, warm=False) as s:
+    with ForkServer(warm=False) as s:
         yield s
 
 

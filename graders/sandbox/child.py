@@ -322,7 +322,7 @@ def run(request: dict, channel_fd: int) -> None:
 def main() -> None:
     fd = int(sys.argv[1])
     sys.argv = ["dldiy-harness"]
-    run(json.loads(sys.stdin.readline()), fd)  # the start; the tasks follow (runner._start)
+    run(json.loads(sys.stdin.readline()), fd)  # the start; the tasks follow (spawn.Fresh.start)
 
 
 if __name__ == "__main__":

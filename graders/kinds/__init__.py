@@ -1,18 +1,14 @@
-"""The grading machinery.
-
-Parent side (trusted, never imports torch): `exercise` (specs), `runner` (starts the child, enforces
-timeouts), `judge` (measurements + expectations -> verdicts), and one module per check kind, whose
-`judge()` turns one measurement into a `Verdict`.
-
-Child side (runs next to the untrusted submission): `child` (the entry point), `submission` (the one
-loader for references, bugged variants and students' work alike), `api` (calls into the submission and
-validates what comes back), and the measuring helpers some check kinds offer to harnesses.
+"""The check kinds: one module per kind, and their registry.
 
 A check kind is a module `graders/kinds/<kind>.py` that satisfies `CheckKind` (below): `judge(measured,
-expected, check) -> Verdict` and `NEEDS_REFERENCE` (whether `expected` comes from the reference's
-measurement). Kinds are listed in `KINDS`, an explicit registry as pytest's plugins are: a new kind is a
-module plus one line here, and a spec naming anything else (`kind = "judge"`, a typo) is refused when the
-spec is read, with the kinds that exist.
+expected, check) -> Verdict` runs in the parent (plain data in, no torch) and `NEEDS_REFERENCE` says
+whether `expected` comes from the reference's measurement. Beside its judge a kind keeps the measuring
+helpers harnesses call in the harness process (`gradcheck.numeric_gradient`, `invariants.Watch`,
+`parity.measure_parity`, ...): the measurement and the judgement of one property live in one file.
+
+Kinds are listed in `KINDS`, an explicit registry as pytest's plugins are: a new kind is a module plus
+one line here, and a spec naming anything else (`kind = "judge"`, a typo) is refused when the spec is
+read, with the kinds that exist.
 """
 
 from __future__ import annotations

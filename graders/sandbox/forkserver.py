@@ -209,10 +209,10 @@ def main() -> None:
     child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts
     import numpy  # noqa: F401 - warm imports every child would otherwise repeat
 
-    from ..kinds import KINDS, check_kind, invariants  # noqa: F401
     from .. import api, data, layers  # noqa: F401
-    from . import endpoint, forbid, remote, confine as sandbox, student, submission, wire  # noqa: F401
+    from . import confine, endpoint, forbid, remote, student, submission, wire  # noqa: F401
     from ..course import exercise  # noqa: F401
+    from ..kinds import KINDS, check_kind, invariants  # noqa: F401
 
     for kind in KINDS:  # the harnesses import the kinds' measuring helpers: once here, not once per child
         check_kind(kind)

@@ -9,9 +9,10 @@ nbgrader autogrades the SAME N submissions as notebooks (none extrapolated), eac
 what dldiy's gradcheck, first-loss and convergence check at the public seeds. By default nbgrader runs
 when N <= 60.
 Prints: grade's start-up on its own line (its own figure: to the first submission's child), submissions
-per second, CPU seconds per submission of the whole process tree (a cpuacct cgroup, sandboxed students included), the peak memory of one grading process (ru_maxrss of the
-children), the throughput ratio, and the machine's load (on a shared machine, compare ratios taken in
-one run). Issue 17's targets: >= 25/s at 200, >= 15/s at 60, >= 40x nbgrader at 60, <= 313 MB.
+per second, CPU seconds per submission of the whole process tree (a cpuacct cgroup, sandboxed students
+included), the peak memory of one grading process (ru_maxrss of the children), the throughput ratio,
+and the machine's load (on a shared machine, compare ratios taken in one run).
+Issue 17's targets: >= 25/s at 200, >= 15/s at 60, >= 40x nbgrader at 60, <= 313 MB.
 """
 
 from __future__ import annotations

@@ -286,12 +286,21 @@ def test_a_slow_check_leaves_out_the_check_seeds_but_keeps_the_hidden_ones():
     from dldiy.graders.judge import tasks_for
 
     ex = load_exercise("exercise-6")
-    slow, cheap = ex.check("optimizer-contract"), ex.check("adam")
+    slow, cheap = ex.check("rosenbrock"), ex.check("adam")
     assert not slow.check_seeds and cheap.check_seeds and len(ex.check_seeds) >= 6
     seeds = list(ex.seeds + ex.check_seeds)
     tasks = tasks_for(ex, [slow, cheap], seeds)
     assert {t.seed for t in tasks if t.check == "adam"} == set(seeds)
-    assert {t.seed for t in tasks if t.check == "optimizer-contract"} == set(ex.seeds)
+    assert {t.seed for t in tasks if t.check == "rosenbrock"} == set(ex.seeds)
     hidden = (ex.check_seeds[0], 5)  # a hidden seed drawn equal to a check seed still runs
     tasks = tasks_for(ex, [slow], seeds + [5], hidden)
     assert {t.seed for t in tasks} == set(ex.seeds) | set(hidden)
+
+
+def test_the_structural_contract_runs_at_one_public_seed_and_the_first_hidden_one():
+    from dldiy.graders.judge import tasks_for
+
+    ex = load_exercise("exercise-6")
+    contract = ex.check("optimizer-contract")
+    assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds + ex.check_seeds))] == [1]
+    assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds) + [5, 9], (5, 9))] == [1, 5]

@@ -25,11 +25,11 @@ from rich.text import Text
 
 from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, draw_hidden_seeds,
                                      load_timeout_for, start_server_early, run_cluster, run_local,
-                                     scheduler_unreachable)
+                                     scheduler_unreachable, to_grade)
 from dldiy.graders.batch.discover import Found, discover
 from dldiy.graders.course.exercise import load_exercise, require
 from dldiy.graders.report import Report
-from dldiy.graders.batch.export import file_stem, write_feedback, write_gradescope, write_nbgrader
+from dldiy.graders.batch.export import file_stem, nbgrader_notebook_name, write_feedback, write_gradescope, write_nbgrader
 from dldiy.graders.batch.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
                                            terminal_safe)
 
@@ -215,20 +215,11 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
 
 
 def plan(found: list[Found], journal: dict[str, dict], chosen: set[str], err: Console) -> list[Found]:
-    """Who to grade now: everyone not in the journal, whoever's submission changed since it was graded
-    (its content hash differs; said on stderr), and the students named to --regrade."""
-    todo, resumed = [], 0
-    for f in found:
-        record = journal.get(f.student)
-        if record is None or f.student in chosen:
-            todo.append(f)
-        elif "content_hash" in record and record["content_hash"] != f.content_hash:  # (older journals: unknown)
-            err.print(f"{shown(f.student)}: submission changed since it was graded (content hash "
-                      f"{str(record.get('content_hash'))[:12]} -> {str(f.content_hash)[:12]}): grading again",
-                      highlight=False)
-            todo.append(f)
-        else:
-            resumed += 1
+    """Who to grade now (graders/batch/run.py's to_grade), said on stderr."""
+    todo, changed, resumed = to_grade(found, journal, chosen)
+    for f, before in changed:
+        err.print(f"{shown(f.student)}: submission changed since it was graded (content hash "
+                  f"{before[:12]} -> {str(f.content_hash)[:12]}): grading again", highlight=False)
     if resumed:
         err.print(f"resuming: {resumed} of {len(found)} already graded", highlight=False)
     if chosen:
@@ -274,13 +265,6 @@ def report_isolation(err: Console, out: Path, records: list[dict[str, Any]]) -> 
     if missing:
         err.print("[bold yellow]warning:[/] isolation is best effort on this machine; not applied: "
                   + escape("; ".join(missing)), highlight=False)
-
-
-def nbgrader_notebook_name(course_dir: Path, assignment: str, exercise_id: str) -> str:
-    """The assignment's notebook in nbgrader's gradebook: the one notebook of source/<assignment>/, or
-    the name `dldiy release --nbgrader` gives it (the exercise's id)."""
-    found = sorted((Path(course_dir) / "source" / assignment).glob("*.ipynb"))
-    return found[0].stem if len(found) == 1 else exercise_id
 
 
 def print_summary(console: Console, records: list[dict], settings: dict, out: Path) -> None:

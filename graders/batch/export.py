@@ -303,3 +303,10 @@ def write_nbgrader(course_dir: Path, assignment: str, notebook: str, records: li
                 grade.auto_score = float(points.get(name, 0.0))
                 grade.needs_manual_grade = False
             gb.db.commit()
+
+
+def nbgrader_notebook_name(course_dir: Path, assignment: str, exercise_id: str) -> str:
+    """The assignment's notebook in nbgrader's gradebook: the one notebook of source/<assignment>/, or
+    the name `dldiy release --nbgrader` gives it (the exercise's id)."""
+    found = sorted((Path(course_dir) / "source" / assignment).glob("*.ipynb"))
+    return found[0].stem if len(found) == 1 else exercise_id

@@ -261,3 +261,21 @@ def scheduler_unreachable(address: str, timeout_s: float = 3.0) -> str | None:
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def to_grade(found: list[Found], journal: dict[str, dict],
+             chosen: set[str]) -> tuple[list[Found], list[tuple[Found, str]], int]:
+    """Who to grade now: everyone not in the journal, whoever's submission changed since it was graded
+    (its content hash differs: listed with the old hash), and the students `chosen` (--regrade).
+    Returns (to grade, changed, how many are resumed from the journal)."""
+    todo, changed, resumed = [], [], 0
+    for f in found:
+        record = journal.get(f.student)
+        if record is None or f.student in chosen:
+            todo.append(f)
+        elif "content_hash" in record and record["content_hash"] != f.content_hash:  # (older journals: unknown)
+            todo.append(f)
+            changed.append((f, str(record.get("content_hash"))))
+        else:
+            resumed += 1
+    return todo, changed, resumed

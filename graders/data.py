@@ -15,13 +15,7 @@ def gaussian_blobs(seed: int, n: int, classes: int = 2, dim: int = 2, distance: 
     With `margin=None` they may overlap.
     """
     rng = np.random.default_rng(seed)
-    angle = rng.uniform(0, 2 * np.pi)
-    offset = rng.normal(0, 1.0, dim)
-    means = np.zeros((classes, dim))
-    for k in range(classes):
-        a = angle + 2 * np.pi * k / classes
-        means[k, :2] = distance / 2 * np.array([np.cos(a), np.sin(a)])
-    means += offset
+    means = class_means(rng, classes, dim, distance)
     labels = np.arange(n) % classes
     X = np.empty((n, dim))
     # Point i (class i % classes) takes the next normal draws until one is inside its class's margin.
@@ -41,6 +35,18 @@ def gaussian_blobs(seed: int, n: int, classes: int = 2, dim: int = 2, distance: 
             i += 1
         used += 1
     return X, labels.astype(np.int64)
+
+
+def class_means(rng: np.random.Generator, classes: int, dim: int, distance: float) -> np.ndarray:
+    """(classes, dim): on a circle of diameter `distance` in the first two coordinates, rotated by a
+    random angle, all moved by one random offset (the first draws of `rng`)."""
+    angle = rng.uniform(0, 2 * np.pi)
+    offset = rng.normal(0, 1.0, dim)
+    means = np.zeros((classes, dim))
+    for k in range(classes):
+        a = angle + 2 * np.pi * k / classes
+        means[k, :2] = distance / 2 * np.array([np.cos(a), np.sin(a)])
+    return means + offset
 
 
 def _inside_all(x: np.ndarray, k: int, means: np.ndarray, margin: float) -> np.ndarray:

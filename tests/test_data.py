@@ -5,19 +5,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dldiy.graders.data import _inside, gaussian_blobs
+from dldiy.graders.data import _inside, class_means, gaussian_blobs
 
 
 def one_point_at_a_time(seed, n, classes, dim, distance, margin, scale):
     """The definition: point i (class i % classes) redraws until it lies inside its class's margin."""
     rng = np.random.default_rng(seed)
-    angle = rng.uniform(0, 2 * np.pi)
-    offset = rng.normal(0, 1.0, dim)
-    means = np.zeros((classes, dim))
-    for k in range(classes):
-        a = angle + 2 * np.pi * k / classes
-        means[k, :2] = distance / 2 * np.array([np.cos(a), np.sin(a)])
-    means += offset
+    means = class_means(rng, classes, dim, distance)  # the same first draws (not what the blocks change)
     labels = np.arange(n) % classes
     X = np.empty((n, dim))
     for i, k in enumerate(labels.tolist()):

@@ -25,7 +25,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .spawn import Started, child_env, write_all
+from .spawn import Started, child_env, fork_running, write_all
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
@@ -163,17 +163,7 @@ def _serve(sock: socket.socket) -> None:
             return
         if not data:
             return  # the parent closed its end
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _child(sock, json.loads(data), fds)
-            except BaseException:  # noqa: BLE001 - never return into the server loop
-                code = 70
-            finally:
-                os._exit(code)
+        pid = fork_running(lambda: _child(sock, json.loads(data), fds))  # never returns into this loop
         for fd in fds:
             os.close(fd)
         sock.send(str(pid).encode())

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from . import confine
 
@@ -104,3 +104,24 @@ def write_all(fd: int, data: bytes) -> None:
             pass
 
     threading.Thread(target=write, daemon=True).start()
+
+
+def fork_running(body: Callable[[], None]) -> int:
+    """Fork; the child runs `body()` and exits (status 70 if it raised, its traceback shown under
+    DLDIY_DEBUG), never returning into the caller's code. The parent gets the child's pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        body()
+    except BaseException:  # noqa: BLE001 - whatever happens, the child never returns into the caller
+        code = 70
+        if os.environ.get("DLDIY_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        os._exit(code)

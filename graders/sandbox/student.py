@@ -25,6 +25,7 @@ from typing import Any
 
 from . import wire
 from .endpoint import Endpoint, _Reply, error_reply
+from .spawn import fork_running
 
 BATCH_CAP = 100_000  # calls in one batch request
 
@@ -391,29 +392,18 @@ def start(request: dict[str, Any], fresh: bool = False) -> tuple[int, Any, int]:
             pass
         proc.returncode = 0  # this process reaps it with os.waitpid; keep Popen from trying again
         return proc.pid, ours, dump_r
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            ours.close()
-            os.close(dump_r)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
-            os.close(null)
-            os.setsid()
-            _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
-            os.set_inheritable(theirs.fileno(), True)
-            run(theirs.detach(), request, dump_w)
-        except BaseException:  # noqa: BLE001 - never return into the harness's code
-            code = 70
-            if os.environ.get("DLDIY_DEBUG"):
-                import traceback
+    def serve_there() -> None:
+        ours.close()
+        os.close(dump_r)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
+        os.close(null)
+        os.setsid()
+        _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
+        os.set_inheritable(theirs.fileno(), True)
+        run(theirs.detach(), request, dump_w)
 
-                traceback.print_exc()
-        finally:
-            os._exit(code)
+    pid = fork_running(serve_there)  # never returns into the harness's code
     theirs.close()
     os.close(dump_w)
     return pid, ours, dump_r

@@ -102,6 +102,32 @@ def test_stability_needs_finite_and_correct_values():
     assert v.status == "fail" and "factor 2" in v.message
 
 
+@settings(max_examples=60, deadline=None)
+@given(base=finite, extreme=finite)
+def test_stability_judges_finiteness_only_where_another_check_charges_a_wrong_formula(base, extreme):
+    """One bug, one deduction: the reference's `base` case is the spec's configuration (first-loss's).
+    A submission right there is judged in full; one wrong there (a wrong formula, charged by the base
+    check) is judged for finiteness only, and the verdict says which check charges it."""
+    expected = {"cases": [{"name": "base", "value": 1.25, "base": True}, {"name": "at 1000", "value": 500.0}]}
+
+    def measured(b, e):
+        return {"cases": [{"name": "base", "value": b}, {"name": "at 1000", "value": e}]}
+
+    right_base = judge("stability", measured(1.25, extreme), expected, base_check="first-loss")
+    assert (right_base.status == "pass") == (abs(extreme - 500.0) <= 1e-8 + 1e-6 * 500.0)
+    wrong = base if abs(base - 1.25) > 1e-3 else base + 1.0
+    v = judge("stability", measured(wrong, extreme), expected, base_check="first-loss")
+    if wrong != extreme:  # (equal values everywhere: a constant, below)
+        assert v.status == "pass" and "first-loss charges" in v.message, v.message
+    v = judge("stability", measured(wrong, float("inf")), expected, base_check="first-loss")
+    assert v.status == "fail" and "overflows" in v.message  # finiteness is still this check's
+    constant = judge("stability", measured(0.0, 0.0), expected, base_check="first-loss")
+    assert constant.status == "fail" and "constant earns nothing" in constant.message  # a degenerate loss
+    # `base` is read from the reference's cases only: a submission that marks its own case gains nothing
+    forged = {"cases": [{"name": "base", "value": 1.25}, {"name": "at 1000", "value": 7.0, "base": True}]}
+    assert judge("stability", forged, expected, base_check="first-loss").status == "fail"
+
+
 def test_placement():
     assert judge("placement", {"input_device": "meta", "outputs": {"loss": "meta"}}).status == "pass"
     v = judge("placement", {"input_device": "meta", "outputs": {"loss": "cpu"}})

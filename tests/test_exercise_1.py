@@ -208,3 +208,14 @@ def test_a_loss_over_the_notebooks_n_costs_stability_only_gradcheck_notes_it(wri
     checks = _checks_of(check_json("exercise-1", path)[0])
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["stability"], checks
     assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]
+
+
+def test_a_wrong_loss_formula_is_charged_by_first_loss_alone(tmp_path, bugged, check_json):
+    """One bug, one deduction (buggy/exercise-1/bias-plus-one, x~ = [x, +1] in loss and gradient):
+    gradcheck charges the gradient, first-loss the loss; stability, whose values would differ only
+    because the formula does, judges finiteness alone and says which check charges the formula."""
+    report, _ = check_json("exercise-1", bugged("exercise-1", "bias-plus-one"))
+    checks = _checks_of(report)
+    assert {n for n, c in checks.items() if c["status"] == "fail"} == {"gradcheck", "first-loss"}, checks
+    assert checks["stability"]["status"] == "pass" and "first-loss charges" in checks["stability"]["message"]
+    assert report["score"] == 3.5

@@ -197,6 +197,10 @@ def stability(sub, seed, p):
         value = _at(f"loss(), {name}", lambda: _call(sub, "loss", X, y, w, {"n": len(X), "d": X.shape[1]}, finite=False))
         cases.append({"name": f"loss, {name}", "value": value.item(), **tolerance})
 
+    # The spec's own configuration (first-loss's first loss): where it is wrong, the formula is, and
+    # first-loss charges that; this check then judges finiteness only (graders/kinds/stability.py).
+    X, y, w = _problem(seed, p["n"], p["d"])
+    loss_case(f"n={p['n']}, d={p['d']}, the spec's configuration", X, y, w, base=True)
     X, y, w = _problem(seed + 1, 1, 2)
     loss_case("n=1, d=2", X, y, w)
     X, y, w = _problem(seed + 2, 20, 1)

@@ -4,6 +4,11 @@ The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value m
 match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
 carries them; a case marked `finite_only` is judged for finiteness alone). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
+
+One bug, one deduction: a case marked `base` is the function at the spec's own configuration, whose
+value another check charges (the check's `base_check`, exercise-1's first-loss). When it differs from the reference's, the
+formula is wrong everywhere and that is not this check's to charge: every case is then judged for
+finiteness alone, and the verdict says so. A stable, correct-at-the-base function is judged in full.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from ..course.exercise import Check
 from ..verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
-_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only")  # what judge() reads of the reference's case
+_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base")  # what judge() reads of the reference's case
 
 
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +34,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     want = {c["name"]: c["value"] for c in expected["cases"]}
     # Per-case settings come from the expectation (the reference's run), never from the submission's.
     settings = {c["name"]: c for c in expected["cases"]}
+    wrong_base = _wrong_base(measured, settings, rtol, atol, str(check.params.get("base_check", "another check")))
     for case in measured["cases"]:
         name, value = case["name"], math.nan if case["value"] is None else float(case["value"])
         target = want.get(name)
@@ -37,7 +43,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if not math.isfinite(value):
             return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: the computation "
                                   "overflows at extreme inputs; use a numerically stable form", case=name)
-        if settings[name].get("finite_only"):  # only finiteness is judged here (the values are another check's)
+        if settings[name].get("finite_only") or wrong_base:  # only finiteness (the values are another check's)
             continue
         if not close(value, target, float(settings[name].get("rtol", rtol)), float(settings[name].get("atol", atol))):
             hint = ratio_hint(value, target)
@@ -45,4 +51,27 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                                   case=name)
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
+    if wrong_base:
+        values = [case["value"] for case in measured["cases"] if case["name"] in want and not settings[case["name"]].get("finite_only")]
+        if len(set(values)) == 1 and len(set(want[n] for n in want if not settings[n].get("finite_only"))) > 1:
+            return Verdict.failed(f"every value is {fmt(float(values[0]))}, on inputs where the reference's differ: a "
+                                  "function that ignores its inputs is not judged stable (a constant earns nothing)",
+                                  diagnosed=True)
+        return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite; their values were not "
+                              f"judged: {wrong_base}")
     return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite and correct")
+
+
+def _wrong_base(measured: dict[str, Any], settings: dict[str, dict[str, Any]], rtol: float, atol: float,
+                charged_by: str) -> str:
+    """Why the values are not this check's to judge ("" when they are): the reference's `base` case
+    (the spec's own configuration) measured differently, a wrong formula another check charges."""
+    for case in measured["cases"]:
+        name = case["name"]
+        if not settings.get(name, {}).get("base"):
+            continue
+        value, target = math.nan if case["value"] is None else float(case["value"]), settings[name]["value"]
+        if math.isfinite(value) and not close(value, target, rtol, atol):
+            return (f"{name} is {fmt(value)}, not {fmt(target)}: the formula differs at the spec's own "
+                    f"configuration, which {charged_by} charges (one bug, one deduction)")
+    return ""

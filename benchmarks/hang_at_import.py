@@ -3,7 +3,7 @@
     python benchmarks/hang_at_import.py [--n 60] [--jobs 2]
 
 Both classes are graded by `dldiy grade exercise-1` with hidden seeds, in alternation, in one run.
-The load timeout is derived from the reference's own load time (graders/batch.load_timeout_for), so
+The load timeout is derived from the reference's own load time (graders/batch/run.py, load_timeout_for), so
 the hanging student costs its worker seconds; the budget (issue 13) is 15 s more at most.
 Prints both wall times, the difference, and the hanging student's message.
 """

@@ -1,0 +1,85 @@
+"""The device checks on a machine with a GPU: parity and placement of every reference on real CUDA, and
+the bugged variants that only a GPU exposes, each through the real `dldiy check` (sandbox included).
+
+    python benchmarks/gpu_checks.py [--out DIR]
+
+Prints one line per (submission, check): status, points and message, the device torch reports, and
+the wall time; writes the same as JSON to DIR/gpu_checks.json when --out is given. Exit status 1 when a
+reference does not pass parity and placement, or a GPU-only bug is not caught by the check its manifest
+names. Without a GPU every parity check is skipped, and the script says so (no skip counts as a pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Bugs a CPU machine cannot expose (manifest `requires = "cuda"`), and one placement bug as a control.
+GPU_BUGS = (("exercise-8", "tf32-in-forward"), ("exercise-1", "bias-column-on-cpu"))
+
+
+def check(exercise: str, path: Path, only: tuple[str, ...]) -> tuple[dict, float]:
+    """`dldiy check EXERCISE PATH --json --only ...`: the report and the wall seconds."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dldiy.cli", "check", exercise, str(path), "--json",
+                           *[a for name in only for a in ("--only", name)]],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - start
+    try:
+        return json.loads(done.stdout), seconds
+    except ValueError:
+        return {"error": (done.stdout + done.stderr)[-2000:], "checks": []}, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from dldiy.graders.course.bugs import build_bugged, variant
+    from dldiy.graders.course.exercise import exercise_ids, load_exercise
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    print(f"torch {torch.__version__}, CUDA available: {gpu or 'no'}")
+    rows, ok = [], True
+    with tempfile.TemporaryDirectory() as tmp:
+        device_checks = {ex: tuple(c.name for c in load_exercise(ex).checks if c.kind in ("parity", "placement"))
+                         for ex in exercise_ids()}
+        runs = [(ex, REPO / "reference" / ex, only, None) for ex, only in device_checks.items() if only]
+        for ex, bug in GPU_BUGS:
+            folder = build_bugged(ex, bug, Path(tmp) / bug)
+            runs.append((ex, folder, device_checks[ex], variant(ex, bug).caught_by))
+        for ex, path, only, caught_by in runs:
+            report, seconds = check(ex, path, only)
+            name = path.name if caught_by is not None else "reference"
+            if report.get("error") and not report["checks"]:
+                print(f"{ex:<12} {name:<22} ERROR {report['error'][-300:]}")
+                ok = False
+                continue
+            for c in report["checks"]:
+                print(f"{ex:<12} {name:<22} {c['name']:<10} {c['status']:<5} {c['points']:g}/{c['max_points']:g}"
+                      f"  {seconds:5.1f} s  {c['message'][:160]}")
+                rows.append({"exercise": ex, "submission": name, "check": c["name"], "status": c["status"],
+                             "message": c["message"], "seconds": round(seconds, 2)})
+                if caught_by is None and c["status"] != "pass":
+                    ok = False
+                if caught_by is not None and c["name"] in caught_by and c["status"] != "fail":
+                    ok = False
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu_checks.json").write_text(json.dumps({"gpu": gpu, "torch": torch.__version__,
+                                                               "rows": rows}, indent=1))
+    print("all as expected" if ok else "NOT as expected")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -111,3 +111,15 @@ def test_validate_reports_a_cuda_only_variant_as_not_validated_on_a_cpu_machine(
     assert row.problems() == []  # neither a pass nor a mismatch: listed apart, with its reason
     manifest = (REPO / "buggy/exercise-8/tf32-in-forward/manifest.toml").read_text()
     assert 'requires = "cuda"' in manifest and 'caught_by = ["parity"]' in manifest
+
+
+def test_placement_fails_an_output_moved_to_the_host_but_not_a_value_read(write_submission, check_json):
+    """A copy out of a meta tensor is a value read (`.tolist()`: inconclusive) unless the student's line
+    moves the tensor to a device: `.cpu()` on the loss is the placement error itself, named with its
+    line (on a GPU machine, `.cuda()` of a meta tensor raises the same copy error)."""
+    moved = _variant(write_submission, "exercise-1", "logreg.py",
+                     "    return torch.logaddexp(torch.zeros_like(u), -u).mean()  # log(1 + exp(-u)), stable",
+                     "    return torch.logaddexp(torch.zeros_like(u), -u).mean().cpu()")
+    checks = _device_checks(check_json, "exercise-1", moved)
+    assert checks["placement"]["status"] == "fail", checks["placement"]
+    assert "Cannot copy out of meta tensor" in checks["placement"]["message"] and "logreg.py:" in checks["placement"]["message"]

@@ -6,7 +6,10 @@ or a hard-coded `.cuda()` / `.numpy()`, then raises or leaves an output on anoth
 code would break, or silently copy, on a GPU.
 A meta tensor has no values, so code whose control flow reads one (`if u >= 0`, `int(y[i])`, `.item()`,
 an `isfinite(...).all()` guard, a boolean mask, `.tolist()`) cannot run there, although it runs on a
-GPU: the probe then cannot tell, and says so (inconclusive: no points, never a failure).
+GPU: the probe then cannot tell, and says so (inconclusive: no points, never a failure). A copy out of
+a meta tensor is such a read (`.tolist()`) unless the student's line moves it to a device (`.cpu()`,
+`.cuda()`, `.to(...)`): that is the placement error itself (on a GPU machine, `.cuda()` of a meta
+tensor raises the same copy error as `.tolist()`, where a CPU machine says CUDA is missing).
 The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: device}, "input_device": "meta"}.
 """
 
@@ -33,7 +36,7 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         where = _student_line(e)
-        if any(s in str(e) for s in _NEEDS_A_VALUE):
+        if any(s in str(e) for s in _NEEDS_A_VALUE) and not _moves_device(e):
             return {"inconclusive": f"{where or 'your code'} reads a value of a tensor ({text}), which a "
                                     "meta tensor does not have; a GPU does, so this is not a placement error"}
         error = f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -42,16 +45,48 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
             "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
 
 
-def _student_line(e: BaseException) -> str:
-    """`file:line` of the innermost frame outside torch and dldiy: where the submission's code was."""
+_DEVICE_MOVES = (".cuda(", ".cpu(", ".to(", ".numpy(")
+
+
+def _moves_device(e: BaseException) -> bool:
+    """Whether the student's own line where `e` was raised moves a tensor to a device (or to numpy)."""
+    return any(m in _student_source(e)[1] for m in _DEVICE_MOVES)
+
+
+def _student_source(e: BaseException) -> tuple[str, str]:
+    """(`file:line`, the source line) of the submission's innermost frame: from the traceback where `e`
+    was raised in this process, or from the student's traceback text a remote call's error carries."""
+    frame = _student_frame(e)
+    if frame is not None:
+        return f"{Path(frame.filename).name}:{frame.lineno}", frame.line or ""
+    text = getattr(e, "traceback", None)
+    where, line = "", ""
+    if isinstance(text, str):  # graders/sandbox/submission.trimmed_traceback: File "x", line N, in f / source
+        rows = text.splitlines()
+        for i, row in enumerate(rows):
+            if row.startswith('  File "') and ", line " in row:
+                name = row.split('"')[1]
+                number = row.split(", line ")[1].split(",")[0]
+                where = f"{Path(name).name}:{number}"
+                line = rows[i + 1].strip() if i + 1 < len(rows) and rows[i + 1].startswith("    ") else ""
+    return where, line
+
+
+def _student_frame(e: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame outside torch and dldiy: where the submission's code was."""
     root = Path(__file__).resolve().parent.parent.parent
     ours = (root / "graders", root / "exercises")
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
         path = Path(frame.filename)
         if "torch" in path.parts or frame.filename.startswith("<") or any(d in path.resolve().parents for d in ours):
             continue
-        return f"{path.name}:{frame.lineno}"
-    return ""
+        return frame
+    return None
+
+
+def _student_line(e: BaseException) -> str:
+    """`file:line` of the innermost frame outside torch and dldiy: where the submission's code was."""
+    return _student_source(e)[0]
 
 
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:

@@ -161,7 +161,8 @@ def test_check_on_a_terminal_shows_which_check_is_running(tmp_path):
     import re
 
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode("utf-8", "replace"))
-    assert "running first-loss (seed 42), 1/4 done" in text or "running convergence" in text, text[-2000:]
+    # which task the status names depends on the spinner's refresh against the checks' speed: any will do
+    assert re.search(r"running (first-loss|convergence) \(seed \d+\), \d+/18 done", text), text[-2000:]
     assert "Total: 5/5" in text
 
 

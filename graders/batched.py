@@ -13,8 +13,8 @@ call's error comes back as one line). So a harness makes the first call of each 
 `forbid` guard as a single call does; inside `jacobians` (harness code calling the student's function)
 the guard is not active, and the static half of `forbid` covers those calls.
 
-`each` and `jacobians` run in the student's process (loaded there by path, see endpoint.Local): they
-import nothing but torch.
+`jacobians` runs in the student's process (loaded there by path, see endpoint.Local): it
+imports nothing but torch.
 """
 
 from __future__ import annotations
@@ -32,17 +32,6 @@ def _why(e: BaseException) -> str:
     except Exception:  # noqa: BLE001 - a hostile exception's __str__
         text = ""
     return f"raised {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
-
-
-def each(calls: list) -> list:
-    """[[fn, args, kwargs], ...] -> [[True, result] or [False, "raised Error: first line"], ...]."""
-    out: list = []
-    for fn, args, kwargs in calls:
-        try:
-            out.append([True, fn(*args, **kwargs)])
-        except Exception as e:  # noqa: BLE001 - this call's failure, in words; the others still run
-            out.append([False, _why(e)])
-    return out
 
 
 def cotangent_for(shape: Sequence[int]) -> Any:
@@ -81,15 +70,13 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
 # ---- harness side -------------------------------------------------------------------------------------
 
 def call_each(sub: Any, calls: list) -> list:
-    """`each(calls)`'s outcomes, the calls made in one message by `sub.batch` (graders/sandbox/remote.py): each runs
-    as a single call would, a handle's under the run-time `forbid` guard, a `sub.local` callable as
-    harness code; an error comes back in its place, in words. Here for a submission loaded in this one."""
-    batch = getattr(sub, "batch", None)
-    if batch is None:
-        return each(calls)
+    """[[fn, args, kwargs], ...] -> [[True, result] or [False, "raised Error: first line"], ...]: the calls
+    made in one message by `sub.batch` (graders/sandbox/remote.py), each as a single call would run, a
+    handle's under the run-time `forbid` guard, a `sub.local` callable as harness code; an error comes
+    back in its place, in words, and the others still run."""
     from .sandbox.endpoint import RemoteError
 
-    replies = batch([(fn, None, tuple(args), dict(kwargs)) for fn, args, kwargs in calls])
+    replies = sub.batch([(fn, None, tuple(args), dict(kwargs)) for fn, args, kwargs in calls])
     return [[False, _why(r)] if isinstance(r, RemoteError) else [True, r] for r in replies]
 
 
@@ -110,8 +97,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         steps = torch.eye(x.numel(), dtype=torch.float64).repeat_interleave(2, dim=0) * eps
         steps[1::2] *= -1
         moved.append((x.reshape(1, -1) + steps).reshape(2 * x.numel(), *x.shape))
-    run = getattr(sub, "run_local", None)
-    out, grads, at = run(jacobians, fn, inputs, moved) if run is not None else jacobians(fn, inputs, moved)
+    out, grads, at = sub.run_local(jacobians, fn, inputs, moved)
     what = names[0].split(":")[0]
     out = expect_tensor(out, f"{what} (its output)", finite=False)
     points = sum(len(m) for m in moved)
@@ -226,7 +212,7 @@ def _value_and_gradient(fn: Callable[..., Any], x: Any, rest: tuple) -> list:
 
 
 def call_all(sub: Any, calls: list, what: str) -> list:
-    """`each(calls)` in one message, every call expected to succeed: the first failure is an ApiError
+    """`call_each(sub, calls)`, every call expected to succeed: the first failure is an ApiError
     naming `what` (the configuration) and the error, in words."""
     from .api import ApiError
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from dldiy.graders.kinds import check_kind
 from dldiy.graders.course.exercise import Check
-from dldiy.graders.judge import CheckResult, _combine
+from dldiy.graders.judge import _combine
+from dldiy.graders.report import CheckResult
 from dldiy.graders.verdict import Verdict
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)

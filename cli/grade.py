@@ -118,9 +118,13 @@ def _check_writable(folder: Path, option: str) -> None:
               help="Folder for the gradebook, the journal and the feedback (never discovered as a student).")
 @click.option("-j", "--jobs", type=int, default=os.cpu_count() or 1, show_default=True,
               help="Submissions graded at once (each in its own child process).")
-@click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2", help="Instructor-only seeds added to the public ones.")
+@click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2", help="Instructor-only seeds, the ones the points rest on (default: --hidden of them, drawn now).")
 @click.option("--hidden", "hidden_count", type=int, default=2, show_default=True,
               help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json).")
+@click.option("--public-seeds", "public_count", type=click.IntRange(min=0), metavar="N",
+              help="How many of the exercise's public seeds to grade besides the hidden ones (default 1: "
+                   "the points rest on the hidden seeds; a failure at a public seed is shown with its values "
+                   "and pictures, which hidden seeds withhold). Ignored without hidden seeds.")
 @click.option("--only", "only", multiple=True, metavar="CHECK", help="Grade only this check (repeatable).")
 @click.option("--regrade", "regrade", multiple=True, is_flag=False, flag_value=REGRADE_ALL, default=(),
               metavar="[STUDENT,...]",
@@ -137,7 +141,7 @@ def _check_writable(folder: Path, option: str) -> None:
 @click.option("--assignment", help="Assignment name (nbgrader layout and gradebook); default: EXERCISE.")
 @click.option("--cluster", metavar="ADDRESS", help="Run the tasks on this Dask scheduler instead of locally.")
 def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hidden_seeds: str | None,
-                  hidden_count: int, only: tuple[str, ...], regrade: tuple[str, ...], skips: str | None, fmt: str,
+                  hidden_count: int, public_count: int | None, only: tuple[str, ...], regrade: tuple[str, ...], skips: str | None, fmt: str,
                   course_dir: Path | None, assignment: str | None, cluster: str | None) -> None:
     """Grade every student's submission of EXERCISE found in SUBMISSIONS (a folder of files, folders or
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
@@ -158,7 +162,8 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     explicit = _seeds(hidden_seeds)
     hidden = explicit if explicit is not None else draw_hidden_seeds(hidden_count, exercise.seeds)
     settings = {"exercise": exercise.id, "checks": checks, "hidden_seeds": list(hidden),
-                "max_score": sum(exercise.check(c).points for c in checks), "skips": skips}
+                "max_score": sum(exercise.check(c).points for c in checks), "skips": skips,
+                "public_seeds": public_count}
     console, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
         settings = settle_settings(out, settings, everyone, drawn=explicit is None)
@@ -167,7 +172,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         fail(str(e))
     except OSError as e:
         fail(f"{out}: {e}")
-    hidden, skips = tuple(settings["hidden_seeds"]), settings["skips"]
+    hidden, skips, public = tuple(settings["hidden_seeds"]), settings["skips"], settings["public_seeds"]
     unknown = sorted(chosen - {f.student for f in found})
     if unknown:
         fail(f"--regrade: no submission for {', '.join(map(repr, unknown))} in {submissions}")
@@ -178,11 +183,11 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         if cluster:
             expected = batch_expectations(exercise, hidden, checks) if todo else {}
             load_timeout = load_timeout_for(exercise)  # from the reference's own load time
-            records = run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout)
+            records = run_cluster(cluster, exercise, todo, checks, hidden, expected, skips, load_timeout, public)
         else:  # the reference at the hidden seeds runs beside the first submissions (judged once it is done)
             load_timeout = load_timeout_for(exercise) if todo else None
             measure: "dict | Callable[[], dict]" = (lambda: batch_expectations(exercise, hidden, checks)) if todo else {}
-            records = run_local(exercise, todo, checks, hidden, measure, jobs, skips, load_timeout)
+            records = run_local(exercise, todo, checks, hidden, measure, jobs, skips, load_timeout, public)
         if todo:
             err.print(f"start-up: {time.monotonic() - started:.2f} s (to the first submission's child; the "
                       "reference at the hidden seeds runs beside the class)", highlight=False)

@@ -35,7 +35,7 @@ def assess(exercise: Exercise, path: Path, **options: Any) -> Report:
 def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = None,
                hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
                cwd: Path | None = None, limits: Limits | None = None, server: Spawner | None = None,
-               extra_seeds: tuple[int, ...] = (),
+               extra_seeds: tuple[int, ...] = (), public_seeds: int | None = None,
                on_progress: Callable[[int, int, Task | None], None] | None = None) -> Assessment:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
@@ -44,13 +44,16 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     (check's `exercise.check_seeds`) run beside the public seeds, judged against their recorded values.
     `on_progress(done, total, running)` is called as each (check, seed) result arrives, with the task
     that runs next (None after the last): for a progress line. A check given in `checks` runs as
-    given (its probe, params and timeout reach the harness), even where it differs from the spec's."""
+    given (its probe, params and timeout reach the harness), even where it differs from the spec's.
+    `public_seeds`: with hidden seeds, run only the first that many public seeds beside them (grade's
+    choice: the points rest on the hidden seeds; a public one gives the feedback its values and pictures)."""
     entry = locate(Path(path), exercise.entry)
     if cwd is None:
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
     exercise = with_checks(exercise, checks)
-    seeds = list(dict.fromkeys(list(exercise.seeds) + list(extra_seeds) + list(hidden_seeds)))
+    public = list(exercise.seeds)[:public_seeds] if hidden_seeds and public_seeds is not None else list(exercise.seeds)
+    seeds = list(dict.fromkeys(public + list(extra_seeds) + list(hidden_seeds)))
     tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
     outcome = run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=server,
                         on_result=_progress_hook(tasks, on_progress))

@@ -105,8 +105,8 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
         if hidden and any(s in hidden for s, _ in verdicts):
             message += f" and {sum(s in hidden for s, _ in verdicts)} hidden seed(s)"
     elif worst_seed in hidden:
-        message = ("fails at a hidden seed (values withheld); it passes the public seeds, so check what "
-                   "your code assumes about the data or hard-codes")
+        message = ("fails at a hidden seed (values withheld); it passes the public seed(s) graded, so check "
+                   "what your code assumes about the data or hard-codes")
     else:
         prefix = f"seed {worst_seed}: " if len(verdicts) > 1 or check.seeds is None else ""
         message = prefix + worst.message

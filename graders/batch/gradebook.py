@@ -70,6 +70,12 @@ DEFAULT_SKIPS = "leave-out"
 SKIPS_BEFORE_POLICY = "zero"  # batches recorded before the policy existed counted a skip as zero
 
 
+# Public seeds graded beside the hidden ones: the points rest on the hidden seeds (a student cannot
+# prepare for them); one public seed gives a failure its values, hint and pictures, which a hidden seed
+# withholds (they would be an answer table for a resubmission graded with the same seeds).
+DEFAULT_PUBLIC_SEEDS = 1
+
+
 def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: bool) -> dict[str, Any]:
     """The batch's settings: those recorded in OUT (a resumed run), else `settings`, now recorded.
 
@@ -83,12 +89,17 @@ def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: b
         mine = dict(settings, hidden_seeds=recorded["hidden_seeds"]) if drawn else dict(settings)
         if mine.get("skips") is None:
             mine["skips"] = recorded["skips"]
-        for key in ("exercise", "checks", "hidden_seeds", "skips"):
+        recorded.setdefault("public_seeds", None)  # a batch from before the choice graded every public seed
+        if mine.get("public_seeds") is None:
+            mine["public_seeds"] = recorded["public_seeds"]
+        for key in ("exercise", "checks", "hidden_seeds", "skips", "public_seeds"):
             if recorded.get(key) != mine.get(key):
                 raise BatchMismatch(f"{out} holds a batch graded with {key} = {recorded.get(key)}, not "
                                     f"{mine.get(key)}: pass --regrade to start over, or choose another --out")
         return recorded
     settings = dict(settings, skips=settings.get("skips") or DEFAULT_SKIPS)
+    if settings.get("public_seeds") is None:
+        settings["public_seeds"] = DEFAULT_PUBLIC_SEEDS
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, json.dumps(settings, indent=1) + "\n")
     return settings

@@ -96,14 +96,14 @@ LOAD_TIMEOUT_FLOOR_S = 5.0
 
 def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],
               expected: Mapping[str, dict[str, Any]], skips: str = "leave-out",
-              load_timeout: float | None = None) -> dict[str, Any]:
+              load_timeout: float | None = None, public: int | None = None) -> dict[str, Any]:
     """One student's record (plain JSON). Never raises: whatever goes wrong is the student's error row.
 
     A record is the submission's Report in its one JSON form (graders/report.py) beside what the batch
     knows of it: the student, the file graded and its sha256, the hash of the whole submission (resume
     compares it), the skip policy. `skips` is the instructor's policy for checks that could not run
     here (a GPU parity check on a CPU grader): "leave-out" takes their points out of the maximum,
-    "zero" counts them as 0."""
+    "zero" counts them as 0. `public`: how many public seeds run beside the hidden ones (None: all)."""
     started = time.monotonic()
     exercise = _exercise(exercise_folder)
     path, error = submission.get("path"), submission.get("error")
@@ -118,7 +118,7 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
             if load_timeout is not None:
                 limits = dataclasses.replace(limits, startup_s=load_timeout)
             report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
-                            expected=expected, server=shared(), limits=limits)
+                            expected=expected, server=shared(), limits=limits, public_seeds=public)
             report.output = report.output[:4000]
             report.apply_skip_policy(skips)
             record = {**meta, **report.to_json()}
@@ -180,7 +180,7 @@ class PendingExpectations(Mapping):
 
 def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: tuple[int, ...],
               expected: "dict | Callable[[], dict]", jobs: int, skips: str = "leave-out",
-              load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+              load_timeout: float | None = None, public: int | None = None) -> Iterator[dict[str, Any]]:
     """Records in the order they finish; `jobs` submissions at once (each in its own child process).
 
     `expected` may be a function that measures it (batch_expectations): it then runs on a thread of its
@@ -199,7 +199,7 @@ def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         futures = [pool.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden, values, skips,
-                               load_timeout) for f in todo]
+                               load_timeout, public) for f in todo]
         measured.result()  # the reference's failure stops the batch before any record is kept
         for future in as_completed(futures):
             yield future.result()
@@ -210,7 +210,7 @@ def run_local(exercise: Exercise, todo: list[Found], checks: list[str], hidden: 
 
 def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: list[str],
                 hidden: tuple[int, ...], expected: dict, skips: str = "leave-out",
-                load_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+                load_timeout: float | None = None, public: int | None = None) -> Iterator[dict[str, Any]]:
     """The same tasks on a Dask distributed cluster: each worker calls `grade_one`, so each submission
     still runs in its own sandboxed child on that worker. Paths must be visible to the workers
     (a shared file system). A task lost with its worker becomes that student's error row."""
@@ -219,7 +219,7 @@ def run_cluster(address: str, exercise: Exercise, todo: list[Found], checks: lis
     with Client(address, timeout=30) as client:
         expected_future = client.scatter(expected, broadcast=True)
         futures = {client.submit(grade_one, str(exercise.folder), submission_of(f), checks, hidden,
-                                 expected_future, skips, load_timeout, pure=False, retries=0): f for f in todo}
+                                 expected_future, skips, load_timeout, public, pure=False, retries=0): f for f in todo}
         for future in dask_completed(futures):
             found = futures[future]
             try:

@@ -1,20 +1,22 @@
-"""The harness process: trusted code that probes one submission living in another process.
+"""The harness process: trusted code that probes submissions living in other processes.
 
-Protocol with the parent: the parent writes one JSON request on stdin,
-    {"exercise_dir": str, "exercise_id": str, "api": {name: {...}}, "entry": str, "sandbox": {...},
-     "load": {...}, "load_timeout": float}
-then, once the student's process is forked, {"tasks": [{"check": str, "seed": int}, ...],
-"checks": {name: {"probe": str, "params": {...}, "timeout": float}}}: the parent's checks, the only
-ones this process runs (it reads no spec.toml). It writes JSON lines to the file
-descriptor named in argv[1], each one of graders/sandbox/messages.py's types, written by `run`'s emit.
+Protocol with the parent: the parent writes the start request, one JSON line on stdin,
+    {"exercise_dir": str, "exercise_id": str, "api": {name: {...}}, "load": {...}, "cpu": int | None}
+then one JSON line per submission (a job), for as long as it keeps this process:
+    {"entry": str, "sandbox": {...}, "load_timeout": float, "tasks": [{"check": str, "seed": int}, ...],
+     "checks": {name: {"probe": str, "params": {...}, "timeout": float}}}
+the parent's checks, the only ones this process runs (it reads no spec.toml). For each job it writes
+JSON lines to the file descriptor named in argv[1], each one of graders/sandbox/messages.py's types
+(written by `run`'s emit), the last one `done`. End of file on stdin ends it.
 
 This process runs the exercise's harness: it builds the data, runs the training drivers and finite
-differences, and measures. The submission runs in a separate, confined process (graders/sandbox/student.py,
-forked from this one) that can only answer calls with plain data; it never sees this process's
-result channel, the exercise folder, or any expected value. A call that overruns the check's timeout
-gets the student's stack dumped (where it hung), the process killed, and a fresh one for the next
-check; after one timeout the later checks get a shorter budget, so a submission that hangs does not
-spend the full timeout on every task.
+differences, and measures. Each submission runs in a separate, confined process
+(graders/sandbox/student.py) that can only answer calls with plain data; it never sees this process's
+result channel, the exercise folder, or any expected value. Those processes are forked by a zygote
+that this process forked at its start, before it read any job: none inherits a hidden seed or another
+student's work. A call that overruns the check's timeout gets the student's stack dumped (where it
+hung), the process killed, and a fresh one for the next check; after one timeout the later checks get
+a shorter budget, so a submission that hangs does not spend the full timeout on every task.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import messages
 from .messages import Message
@@ -35,7 +37,6 @@ from .messages import Message
 if TYPE_CHECKING:
     from ..course.exercise import Exercise
 
-FRESH_LOAD_TIMEOUT_S = 30.0  # a replacement student process imports torch itself
 LATER_TIMEOUT_FRACTION = 0.25  # of a check's timeout, once the submission has timed out once
 MIN_LATER_TIMEOUT_S = 2.0
 
@@ -59,13 +60,22 @@ def _pin_threads() -> None:
 class StudentProcess:
     """One running student process and the harness's end of its conversation."""
 
-    def __init__(self, request: dict[str, Any], load_timeout: float, fresh: bool = False):
+    def __init__(self, request: dict[str, Any], load_timeout: float, zygote: Any = None,
+                 output_fd: int | None = None):
+        """`zygote`: the harness's (graders/sandbox/student.py); without one (a test, a benchmark), one of
+        its own, closed with it. `output_fd`: where the student's prints go (default: nowhere)."""
         from . import wire
         from .endpoint import Endpoint
-        from .student import start
+        from .student import Zygote
 
         self.request = request
-        self.pid, sock, self.dump_fd = start(request, fresh)
+        self._own_zygote = Zygote() if zygote is None else None
+        out = os.open(os.devnull, os.O_WRONLY) if output_fd is None else output_fd
+        try:
+            self.pid, sock, self.dump_fd, self.status_fd = (zygote or self._own_zygote).fork_student(request, out)
+        finally:
+            if output_fd is None:
+                os.close(out)
         self.endpoint = Endpoint(sock, "harness")
         self.exit_code: int | None = None
         self.endpoint.deadline = time.monotonic() + load_timeout
@@ -77,8 +87,9 @@ class StudentProcess:
             raise LoadFailed(f"the submission did not finish loading within {load_timeout:g} s"
                              + (f" ({where})" if where else " (an endless loop or a blocking call at import?)"))
         except (wire.PeerGone, wire.WireError, OSError):
+            why = self.death()  # (before kill(): the zygote reports the status it exited with)
             self.kill()
-            raise LoadFailed(f"the process exited ({self.death()}) while loading the submission: "
+            raise LoadFailed(f"the process exited ({why}) while loading the submission: "
                              "does it call sys.exit() or os._exit() at import?")
         if header.get("op") == "load_error":
             self.kill()
@@ -118,28 +129,29 @@ class StudentProcess:
         spec = self.request.get("sandbox") or {}
         for cgroup in spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else []):
             _kill_members_only(Path(cgroup))
-        try:
-            _, status = os.waitpid(self.pid, 0)
-            self.exit_code = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:
-            pass
-        for close in (self.endpoint.sock.close, lambda: os.close(self.dump_fd)):
+        for close in (self.endpoint.sock.close, lambda: os.close(self.dump_fd), lambda: os.close(self.status_fd)):
             try:
                 close()
             except OSError:
                 pass
+        if self._own_zygote is not None:
+            self._own_zygote.close()
+            self._own_zygote = None
+
+    def _read_status(self, wait_s: float) -> None:
+        """The exit status the zygote writes when it reaps the process (it is the zygote's child)."""
+        if self.exit_code is not None:
+            return
+        ready, _, _ = select.select([self.status_fd], [], [], wait_s)
+        if ready:
+            try:
+                text = os.read(self.status_fd, 32)
+                self.exit_code = int(text) if text else None
+            except (OSError, ValueError):
+                pass
 
     def death(self) -> str:
-        deadline = time.monotonic() + 2.0  # a peer that closed its socket but lives on is not waited for forever
-        while self.exit_code is None and time.monotonic() < deadline:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid:
-                self.exit_code = os.waitstatus_to_exitcode(status)
-            else:
-                time.sleep(0.01)
+        self._read_status(2.0)  # a peer that closed its socket but lives on is not waited for forever
         from .runner import _death
         from .confine import Limits
 
@@ -185,40 +197,65 @@ def _student_frame(dump: str, entry: str) -> str:
     return ""
 
 
-def serve(request: dict[str, Any], emit: Callable[[Message], None],
-          read_tasks: Callable[[], dict[str, Any]] | None = None) -> None:
-    """Start the student's process, then read the tasks (`read_tasks`: after the fork, so that they
-    never sit in memory the student's process inherits), run every task's probe, report each result.
-    The exercise's API, its checks and the loader's settings are the parent's (graders/sandbox/runner.py):
-    this process reads no spec.toml, only the exercise's harness.py."""
+def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Iterator[bytes]) -> None:
+    """Load the exercise's harness, fork the zygote, then serve each job (a submission) read from `jobs`
+    until they end. The exercise's API, its checks and the loader's settings are the parent's
+    (graders/sandbox/runner.py): this process reads no spec.toml, only the exercise's harness.py."""
+    from .runner import _CappedDrain
+    from .student import Zygote
+    from .submission import load_module_from
+
+    exercise = _parents_exercise(start)
+    harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
+    import gc
+
+    # torch's ~165,000 objects out of the collector's reach, in this process and the student's forked
+    # from its zygote: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors
+    # and messages set one off again and again
+    gc.freeze()
+    zygote = Zygote()  # now, before any job: what it forks holds nothing of any submission
+    try:
+        for line in jobs:
+            if not line.strip():
+                continue
+            # What the job's student processes print: a pipe drained here with a cap (a flood is read
+            # and dropped, never kept, and never blocks the student), sent with `done`.
+            read_fd, write_fd = os.pipe()
+            drain = _CappedDrain(os.fdopen(read_fd, "rb", buffering=0), int(start.get("output_bytes", 65536)))
+            drain.start()
+            try:
+                serve_one(exercise, harness, zygote, {"load": start.get("load"), **json.loads(line)}, emit, write_fd)
+            finally:
+                os.close(write_fd)  # the students are gone: the drain reads end of file
+                drain.join(timeout=1.0)
+                emit(messages.done(drain.text()))
+    finally:
+        zygote.close()
+
+
+def serve_one(exercise: Exercise, harness: Any, zygote: Any, job: dict[str, Any],
+              emit: Callable[[Message], None], output: int) -> None:
+    """One submission: start its process (from the zygote), run every task's probe, report each result."""
     from ..api import ApiError
     from .endpoint import RemoteError
     from .forbid import scan
     from ..kinds.invariants import Violation
     from .remote import RemoteSubmission
-    from .submission import load_module_from
     from . import wire
 
-    exercise = _parents_exercise(request)
-    harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
+    request = job
     forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
     findings = scan(Path(request["entry"]), forbid)
     student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
                        "load": request.get("load")}
     load_timeout = float(request.get("load_timeout", 60.0))
-    import gc
-
-    # torch's ~165,000 objects out of the collector's reach, in this process and the student's forked
-    # from it: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors and
-    # messages set one off again and again
-    gc.freeze()
+    out_fd = output
+    student: StudentProcess | None
     try:
-        student = StudentProcess(student_request, load_timeout)
+        student = StudentProcess(student_request, load_timeout, zygote, out_fd)
     except LoadFailed as e:
         emit(messages.load_error(str(e)))
         return
-    if read_tasks is not None:
-        request = {**request, **read_tasks()}
     emit(messages.loaded(student.skipped, student.sandbox))
     timed_out = False
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
@@ -227,8 +264,8 @@ def serve(request: dict[str, Any], emit: Callable[[Message], None],
         given = checks[name]  # the parent sends every check it asks for (runner._one_child)
         probe, params, timeout = str(given["probe"]), given["params"], float(given["timeout"])
         if student is None:
-            try:  # a fresh interpreter: this process's memory now holds the tasks (student.start)
-                student = StudentProcess(student_request, max(load_timeout, FRESH_LOAD_TIMEOUT_S), fresh=True)
+            try:  # a replacement, from the zygote: it holds nothing of this job
+                student = StudentProcess(student_request, load_timeout, zygote, out_fd)
             except LoadFailed as e:
                 emit(messages.failed(name, seed, messages.error("load", str(e))))
                 continue
@@ -280,6 +317,8 @@ def serve(request: dict[str, Any], emit: Callable[[Message], None],
         student.kill()
 
 
+
+
 def _parents_exercise(request: dict[str, Any]) -> Exercise:
     """The exercise as far as this process needs it, from the parent's request: its folder (for the
     harness), its id and its API (what the submission's answers are validated against)."""
@@ -288,7 +327,7 @@ def _parents_exercise(request: dict[str, Any]) -> Exercise:
     api = {str(name): ApiEntry(**{**entry, "forbid": tuple(entry.get("forbid") or ())})
            for name, entry in (request.get("api") or {}).items()}
     return Exercise(id=str(request["exercise_id"]), title="", folder=Path(request["exercise_dir"]),
-                    entry=Path(request["entry"]).name, seeds=(), checks=(), api=api)
+                    entry=str(request.get("entry_name", "")), seeds=(), checks=(), api=api)
 
 
 def _json_default(value):
@@ -305,8 +344,8 @@ def _read_stdin() -> dict[str, Any]:
     return json.loads(text) if text.strip() else {}
 
 
-def run(request: dict, channel_fd: int) -> None:
-    """Serve `request` (its tasks follow on stdin unless it holds them), writing JSON lines to `channel_fd`."""
+def run(start: dict, channel_fd: int, jobs: Iterator[bytes]) -> None:
+    """Serve `start` and then every job read from `jobs`, writing JSON lines to `channel_fd`."""
     channel = os.fdopen(channel_fd, "w", buffering=1)
 
     def emit(message: Message) -> None:  # the only writer of the parent's channel
@@ -314,15 +353,19 @@ def run(request: dict, channel_fd: int) -> None:
         channel.flush()
 
     os.set_inheritable(channel_fd, False)
+    from .spawn import pin_to
+
+    pin_to(start.get("cpu"))  # this process and the students', which take turns with it
     _pin_threads()
-    serve(request, emit, None if "tasks" in request else _read_stdin)
+    serve_jobs(start, emit, jobs)
     channel.close()
 
 
 def main() -> None:
     fd = int(sys.argv[1])
     sys.argv = ["dldiy-harness"]
-    run(json.loads(sys.stdin.readline()), fd)  # the start; the tasks follow (spawn.Fresh.start)
+    stdin = sys.stdin.buffer
+    run(json.loads(stdin.readline()), fd, iter(stdin.readline, b""))  # the start, then the jobs (spawn.py)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,16 @@ import sys
 import threading
 from pathlib import Path
 
-from .spawn import Started, child_env, fork_running, write_all
+from .spawn import Started, child_env, fork_running
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
 # device (the placement check) pulls in sympy; not torch._dynamo, which graders/sandbox/torchfast.py keeps out of every
 # child (it was ~1 s of this server's start). Imports only, no torch op.
 WARM_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
+# Imported by every harness process on its first probe (the seeded data: numpy.random; autograd across
+# the two processes: bridge), ~10 ms each time when left to the child. Imports only.
+CHILD_IMPORTS = ("numpy.random", "secrets", "dldiy.graders.sandbox.bridge")
 
 
 class ForkServer:
@@ -41,6 +44,7 @@ class ForkServer:
 
     def __init__(self, startup_timeout: float = 60.0, warm: bool = True):
         self._lock = threading.Lock()
+        self._compiled: set[str] = set()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         self._proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.forkserver", str(theirs.fileno()),
@@ -63,17 +67,31 @@ class ForkServer:
         finally:
             _starting = None
 
-    def start(self, start: dict, later: bytes, channel_fd: int, output_fd: int, cwd: Path,
-              env: dict[str, str]) -> Started:
-        """The Spawner's call: the forked child finds its working folder and HOME in `start`'s sandbox
-        (`cwd` and `env` are the server's own, set when it started)."""
-        tasks_r, tasks_w = os.pipe()
+    def start(self, start: dict, channel_fd: int, output_fd: int, env: dict[str, str]) -> Started:
+        """The Spawner's call (`env` is the server's own, set when it started)."""
+        jobs_r, jobs_w = os.pipe()
         try:
-            started = Started(self.spawn(start, channel_fd, output_fd, tasks_r))
+            pid = self.spawn(start, channel_fd, output_fd, jobs_r)
+        except BaseException:
+            os.close(jobs_w)
+            raise
         finally:
-            os.close(tasks_r)
-        write_all(tasks_w, later)
-        return started
+            os.close(jobs_r)
+        return Started(pid, os.fdopen(jobs_w, "wb"))
+
+    def compile(self, paths: list[Path]) -> None:
+        """Have the server compile these trusted files (exercise harnesses) once, so that every child
+        forked from now on loads them without parsing (graders/sandbox/submission.compiled)."""
+        wanted = [str(p) for p in paths if str(p) not in self._compiled]
+        if not wanted:
+            return
+        with self._lock:
+            try:
+                self._sock.send(json.dumps({"compile": wanted}).encode())
+                self._sock.recv(64)
+            except OSError:
+                return
+        self._compiled.update(wanted)
 
     def spawn(self, request: dict, channel_fd: int, output_fd: int, input_fd: int) -> int:
         """Fork a child serving `request` (the part that starts it; the rest arrives on `input_fd`,
@@ -163,10 +181,28 @@ def _serve(sock: socket.socket) -> None:
             return
         if not data:
             return  # the parent closed its end
+        if not fds:  # {"compile": [paths]}: trusted files to compile (never run) for every later child
+            _compile(data)
+            sock.send(b"ok")
+            continue
         pid = fork_running(lambda: _child(sock, json.loads(data), fds))  # never returns into this loop
         for fd in fds:
             os.close(fd)
         sock.send(str(pid).encode())
+
+
+def _compile(data: bytes) -> None:
+    from .submission import compiled
+
+    try:
+        paths = json.loads(data).get("compile", [])
+    except (ValueError, AttributeError):
+        return
+    for path in paths if isinstance(paths, list) else []:
+        try:
+            compiled(Path(str(path)), remember=True)
+        except (OSError, SyntaxError, ValueError):  # the child meets the same error and reports it
+            pass
 
 
 def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
@@ -177,17 +213,13 @@ def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
     for sig in (signal.SIGCHLD, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.default_int_handler)
     channel_fd, output_fd, input_fd = fds
-    os.dup2(input_fd, 0)  # the tasks, read once the student's process is forked (graders/sandbox/runner.py)
+    os.dup2(input_fd, 0)  # the jobs, read once the zygote is forked (graders/sandbox/child.py)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(input_fd)
     os.close(output_fd)
     sys.argv = ["dldiy-child"]
-    work = (request.get("sandbox") or {}).get("workdir")
-    if work:
-        os.environ["HOME"] = work
-        os.chdir(work)
-    run(request, channel_fd)
+    run(request, channel_fd, iter(sys.stdin.buffer.readline, b""))
 
 
 def main() -> None:
@@ -209,7 +241,7 @@ def main() -> None:
 
     # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
     # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.
-    for name in WARM_IMPORTS if warm else ():
+    for name in (*CHILD_IMPORTS, *(WARM_IMPORTS if warm else ())):
         try:
             importlib.import_module(name)
         except ImportError:

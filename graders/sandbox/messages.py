@@ -10,6 +10,7 @@ records for a task the child never answered (a timeout, a death, a submission th
     {"type": "load_error", "message": str}                            instead, if it could not be
     {"type": "result", "check": str, "seed": int, "measurement": ...}
     {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
+    {"type": "done", "output": str}   after the submission's last line: what its process printed
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ class Result(TypedDict):
     error: NotRequired[ErrorInfo]
 
 
-Message = Union[Loaded, LoadError, Result]
+class Done(TypedDict):
+    type: Literal["done"]
+    output: str
+
+
+Message = Union[Loaded, LoadError, Result, Done]
 
 
 # -- the child's side ---------------------------------------------------------------------------------
@@ -81,6 +87,10 @@ def failed(check: str, seed: int, info: ErrorInfo) -> Result:
     return {"type": "result", "check": check, "seed": seed, "error": info}
 
 
+def done(output: str) -> Done:
+    return {"type": "done", "output": str(output)}
+
+
 def encode(message: Message, default: Callable[[Any], Any] | None = None) -> str:
     """One line of JSON (no newline): `default` turns a value json cannot write into plain data."""
     return json.dumps(message, default=default)
@@ -102,6 +112,9 @@ def parse(line: bytes | str) -> Message | None:
     if kind == "load_error":
         message = raw.get("message")
         return load_error(message if isinstance(message, str) else "the submission could not be loaded")
+    if kind == "done":
+        output = raw.get("output")
+        return done(output if isinstance(output, str) else "")
     if kind == "result":
         check, seed = raw.get("check"), raw.get("seed")
         if not isinstance(check, str) or not isinstance(seed, int) or isinstance(seed, bool):

@@ -12,6 +12,7 @@ the same way.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
@@ -28,7 +29,7 @@ from . import messages, confine as sandbox
 from ..course.exercise import Exercise
 from .messages import TaskResult
 from .confine import Limits
-from .spawn import Fresh, Spawner, Started, child_env
+from .spawn import CPUS, Fresh, Spawner, Started, child_env
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
 STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
@@ -95,6 +96,7 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     started = time.monotonic()
     pending = list(tasks)
     outputs: list[str] = []
+    spawner.compile([exercise.harness_path])
     work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
     try:
         if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
@@ -115,17 +117,6 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     return outcome
 
 
-def _start(request: dict, write_fd: int, out_w: int, cwd: Path, spawner: Spawner, env: dict) -> Started:
-    """Start the harness process: what starts the student's process first, the tasks and the checks'
-    parameters later (graders/sandbox/spawn.py says why)."""
-    start = {k: v for k, v in request.items() if k not in _LATER}
-    later = json.dumps({k: request[k] for k in _LATER if k in request}).encode()
-    return spawner.start(start, later, write_fd, out_w, cwd, env)
-
-
-_LATER = ("tasks", "checks")
-
-
 def _interpreter_paths() -> tuple[Path, ...]:
     """The interpreter's own folders and dldiy's (a virtual environment, or an editable checkout, may
     live under /tmp, which the sandbox replaces by a fresh tmpfs): the child must still import what it
@@ -137,61 +128,137 @@ def _interpreter_paths() -> tuple[Path, ...]:
     return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
 
 
+class Worker:
+    """A running harness process (graders/sandbox/child.py) for one exercise, kept between submissions:
+    its channel's reader, its own output's drain, the CPU it is pinned to."""
+
+    def __init__(self, spawner: Spawner, start: dict, key: tuple, limits: Limits):
+        self.key, self.cpu = key, CPUS.take()
+        read_fd, write_fd = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            self.child = spawner.start(dict(start, cpu=self.cpu), write_fd, out_w, child_env())
+        except BaseException:
+            CPUS.give_back(self.cpu)
+            os.close(read_fd)
+            os.close(out_r)
+            raise
+        finally:
+            os.close(write_fd)
+            os.close(out_w)
+        self.read_fd = read_fd
+        self.reader = _LineReader(read_fd)
+        # its own prints (a harness's traceback under DLDIY_DEBUG); the students' come with each job
+        self.drain = _CappedDrain(os.fdopen(out_r, "rb", buffering=0), limits.output_bytes)
+        self.drain.start()
+
+    def close(self) -> None:
+        self.child.kill()
+        CPUS.give_back(self.cpu)
+        try:
+            os.close(self.read_fd)
+        except OSError:
+            pass
+        self.drain.join(timeout=5)
+
+
+class Workers:
+    """Idle workers by (spawner, start request): a batch's jobs reuse them instead of starting a harness
+    process per submission (each start is a fork of a 250 MB process and its teardown, the harness's
+    module and caches built again). At most MAX_IDLE are kept; the oldest goes first."""
+
+    MAX_IDLE = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Worker] = []
+
+    def take(self, spawner: Spawner, start: dict, limits: Limits) -> Worker:
+        key = (spawner, json.dumps(start, sort_keys=True))
+        with self._lock:
+            for k, worker in enumerate(self._idle):
+                if worker.key == key:
+                    return self._idle.pop(k)
+        return Worker(spawner, start, key, limits)
+
+    def give_back(self, worker: Worker) -> None:
+        with self._lock:
+            self._idle.append(worker)
+            extra = self._idle[:-self.MAX_IDLE] if len(self._idle) > self.MAX_IDLE else []
+            del self._idle[:len(extra)]
+        for old in extra:
+            old.close()
+
+    def idle_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.child.pid for worker in self._idle]
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+WORKERS = Workers()
+atexit.register(WORKERS.close_all)
+
+
+def _start_request(exercise: Exercise, limits: Limits) -> dict:
+    """What a worker needs before any job: the exercise's harness, API and loader's settings (and the
+    harness file's stamp, so that an edited harness gets a new worker)."""
+    try:
+        stat = Path(exercise.harness_path).stat()
+        stamp = [stat.st_mtime_ns, stat.st_size]
+    except OSError:
+        stamp = None
+    return {"exercise_dir": str(exercise.folder), "exercise_id": exercise.id, "entry_name": exercise.entry,
+            "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
+            "load": exercise.load_settings(), "output_bytes": limits.output_bytes, "harness_stamp": stamp}
+
+
 def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner, on_result=None) -> bool:
-    """Start one child for `pending` (consumed in place); False if it made no progress at all."""
-    startup_timeout, output_cap = limits.startup_s, limits.output_bytes
+    """Run `pending` (consumed in place) on one student's process, served by a worker; False if it made
+    no progress at all. The worker goes back to the pool only after a clean `done`."""
+    startup_timeout = limits.startup_s
     marker = sandbox.new_marker()
     cgroup = sandbox.Cgroup(limits.processes)
-    request = {"exercise_dir": str(exercise.folder), "entry": str(entry), "load_timeout": startup_timeout,
-               "load": exercise.load_settings(), "exercise_id": exercise.id,
-               "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
-               "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
-               # the parent's view of each check, the only one the child runs (a caller may have changed it)
-               "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
-                          for c in exercise.checks if any(t.check == c.name for t in pending)},
-               "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
-                                         expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
-    env = dict(child_env(), HOME=str(cwd), **{sandbox.MARKER_VAR: marker})
-    read_fd, write_fd = os.pipe()
-    out_r, out_w = os.pipe()
-    try:  # a 1 MiB pipe: a flood of output is drained in 16 times fewer wake-ups
-        import fcntl
-
-        fcntl.fcntl(out_r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except (ImportError, OSError):
-        pass
+    job = {"entry": str(entry), "load_timeout": startup_timeout,
+           "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+           # the parent's view of each check, the only one the child runs (a caller may have changed it)
+           "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
+                      for c in exercise.checks if any(t.check == c.name for t in pending)},
+           "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
+                                  expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
     child_started = time.monotonic()
-    try:
-        child = _start(request, write_fd, out_w, cwd, spawner, env)
-    finally:
-        os.close(write_fd)
-        os.close(out_w)
-    drain = _CappedDrain(os.fdopen(out_r, "rb", buffering=0), output_cap)
-    drain.start()
-    reader = _LineReader(read_fd)
+    worker = WORKERS.take(spawner, _start_request(exercise, limits), limits)
+    reader, clean = worker.reader, False
     loaded, progressed = False, False
     timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
-        while pending or not loaded:
+        if not worker.child.send_job(job):
+            line: object = None
+        while True:
             line = reader.next_line(timeout)
             if line is _TIMEOUT:
                 where = "while loading" if not loaded else f"in check {pending[0].check!r} at seed {pending[0].seed}"
                 if not loaded:
                     outcome.load_error = f"the submission did not finish loading within {startup_timeout:g} s"
-                else:
+                elif pending:
                     task = pending.pop(0)
                     _notify(on_result, task)
                     outcome.results[(task.check, task.seed)] = {"error": messages.error(
                         "timeout", f"did not finish within {timeout:g} s {where} (an endless loop, or far too slow?)")}
                     progressed = True
                 return progressed
-            if line is None:  # the child died
-                code = child.code if child.code is not None else child.exit_code()
+            if line is None:  # the harness process died
+                worker.child.kill()  # (a Popen's exit status is read once it is gone)
+                code = worker.child.code if worker.child.code is not None else worker.child.exit_code()
                 why = _death(code, limits)
                 if not loaded:
                     outcome.load_error = f"the process exited ({why}) while loading the submission: " \
                                          "does it call sys.exit() or os._exit() at import?"
-                else:
+                elif pending:
                     task = pending.pop(0)
                     _notify(on_result, task)
                     outcome.results[(task.check, task.seed)] = {"error": messages.error(
@@ -202,34 +269,38 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
             message = messages.parse(line)  # the one reader of the child's lines
             if message is None:
                 continue
+            if message["type"] == "done":
+                outputs.append(message["output"])
+                clean = True
+                return progressed
             if message["type"] == "load_error":
                 outcome.load_error = message["message"]
-                return True
+                progressed = True
+                timeout = GRACE_S
+                continue
             if message["type"] == "loaded":
                 loaded = True
                 if outcome.load_s is None:
                     outcome.load_s = time.monotonic() - child_started
                 outcome.skipped, outcome.sandbox = message["skipped"], message["sandbox"]
-                if pending:
-                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
+                timeout = exercise.check(pending[0].check).timeout + GRACE_S if pending else GRACE_S
                 continue
-            if message["type"] == "result" and loaded:
+            if message["type"] == "result" and loaded and pending:
                 key = (message["check"], message["seed"])
                 if key != (pending[0].check, pending[0].seed):
                     continue  # out of order: not something our child sends; ignore it
                 _notify(on_result, pending.pop(0))
                 outcome.results[key] = messages.task_result(message)
                 progressed = True
-                if pending:
-                    timeout = exercise.check(pending[0].check).timeout + GRACE_S
-        return progressed
+                timeout = exercise.check(pending[0].check).timeout + GRACE_S if pending else GRACE_S
     finally:
-        child.kill()
+        if clean:
+            WORKERS.give_back(worker)
+        else:
+            worker.close()
+            outputs.append(worker.drain.text())
         cgroup.kill_all()
         sandbox.sweep(marker)
-        os.close(read_fd)
-        drain.join(timeout=5)
-        outputs.append(drain.text())
 
 
 def _notify(on_result: Callable[[Task], None] | None, task: Task) -> None:

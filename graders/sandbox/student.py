@@ -367,46 +367,121 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
         endpoint.serve(header, buffers)
 
 
-def start(request: dict[str, Any], fresh: bool = False) -> tuple[int, Any, int]:
-    """Start the student process for `request` (entry, sandbox spec, forbid). Returns (pid, the
-    harness's socket, the read end of the stack-dump pipe).
+class Zygote:
+    """Forks every student's process for one harness process, from a copy of it taken before it read
+    any submission's tasks.
 
-    The first one is forked (warm: torch already imported), before the harness reads any task. A
-    replacement (after a timeout or a death) is `fresh`: a new interpreter, since by then the harness's
-    memory holds the tasks and their hidden seeds, which a fork would hand to the student's code."""
-    ours, theirs = wire.socketpair()
-    dump_r, dump_w = os.pipe()
-    if fresh:
-        import json
-        import subprocess
+    The harness process serves submission after submission: its memory soon holds hidden seeds, the
+    earlier students' objects and what it measured of them. A student's process forked from it would
+    inherit all of that; one forked from this zygote (a clean copy: torch imported, the harness
+    compiled, nothing of any submission) inherits nothing. Requests come over a SOCK_SEQPACKET pair:
+    the student's request as JSON with the file to write its output to (a memfd of the harness's);
+    the reply is the pid, with the harness's end of the call socket, the read end of the stack-dump
+    pipe and the read end of a pipe on which the zygote writes the exit status when it reaps it."""
 
-        os.set_inheritable(theirs.fileno(), True)
-        proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.student", str(theirs.fileno()), str(dump_w)],
-                                stdin=subprocess.PIPE, pass_fds=(theirs.fileno(), dump_w), start_new_session=True)
+    def __init__(self) -> None:
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        os.set_inheritable(ours.fileno(), False)
+        self.pid = fork_running(lambda: _zygote(theirs, ours))
         theirs.close()
-        os.close(dump_w)
-        try:
-            proc.stdin.write(json.dumps(request).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        proc.returncode = 0  # this process reaps it with os.waitpid; keep Popen from trying again
-        return proc.pid, ours, dump_r
-    def serve_there() -> None:
-        ours.close()
-        os.close(dump_r)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
-        os.close(null)
-        os.setsid()
-        _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
-        os.set_inheritable(theirs.fileno(), True)
-        run(theirs.detach(), request, dump_w)
+        self.sock = ours
 
-    pid = fork_running(serve_there)  # never returns into the harness's code
-    theirs.close()
-    os.close(dump_w)
-    return pid, ours, dump_r
+    def fork_student(self, request: dict[str, Any], output_fd: int) -> tuple[int, Any, int, int]:
+        """(pid, the harness's socket, the dump pipe's read end, the exit-status pipe's read end)."""
+        import json
+        import socket
+
+        socket.send_fds(self.sock, [json.dumps(request).encode()], [output_fd])
+        reply, fds, _, _ = socket.recv_fds(self.sock, 64, 3)
+        if not reply or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the zygote did not fork the student's process")
+        return int(reply), socket.socket(fileno=fds[0]), fds[1], fds[2]
+
+    def close(self) -> None:
+        self.sock.close()  # the zygote reads end of file and exits
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _zygote(sock: Any, harness_end: Any) -> None:
+    """The zygote's life: fork one student's process per request, report each one's exit status."""
+    import json
+    import socket
+
+    harness_end.close()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
+    os.close(null)
+    _close_other_fds({0, 1, 2, sock.fileno()})
+    statuses: dict[int, int] = {}  # pid -> the write end of its exit-status pipe
+
+    def reap(signum: int, frame: Any) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            fd = statuses.pop(pid, None)
+            if fd is not None:
+                try:
+                    os.write(fd, str(os.waitstatus_to_exitcode(status)).encode())
+                except OSError:
+                    pass
+                os.close(fd)
+
+    signal.signal(signal.SIGCHLD, reap)
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
+        except OSError:
+            return
+        if not data or len(fds) != 1:
+            return  # the harness process closed its end (or is gone)
+        ours, theirs = wire.socketpair()
+        dump_r, dump_w = os.pipe()
+        status_r, status_w = os.pipe()
+        output = fds[0]
+        request = json.loads(data)
+
+        def serve_there() -> None:
+            ours.close()
+            for fd in (dump_r, status_r, status_w):
+                os.close(fd)
+            os.dup2(output, 1)  # what the student's code prints: the harness reads it afterwards
+            os.dup2(output, 2)
+            os.setsid()
+            _close_other_fds({0, 1, 2, theirs.fileno(), dump_w})
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            os.set_inheritable(theirs.fileno(), True)
+            run(theirs.detach(), request, dump_w)
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # registered before it can be reaped
+        try:
+            pid = fork_running(serve_there)  # never returns into the zygote's code
+            statuses[pid] = status_w
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        theirs.close()
+        for fd in (dump_w, output):
+            os.close(fd)
+        try:
+            socket.send_fds(sock, [str(pid).encode()], [ours.fileno(), dump_r, status_r])
+        except OSError:
+            return
+        finally:
+            ours.close()
+            os.close(dump_r)
+            os.close(status_r)
+        del request, data  # nothing of one student's request stays for the next one's fork to see
 
 
 def _close_other_fds(keep: set[int]) -> None:
@@ -417,21 +492,3 @@ def _close_other_fds(keep: set[int]) -> None:
         if fd > start:
             os.closerange(start, fd)
         start = fd + 1
-
-
-def main() -> None:
-    """A fresh student process (see `start`): argv holds its socket and dump pipe, stdin the request."""
-    import json
-
-    sock_fd, dump_fd = int(sys.argv[1]), int(sys.argv[2])
-    request = json.loads(sys.stdin.read())
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.argv = ["dldiy-student"]
-    _close_other_fds({0, 1, 2, sock_fd, dump_fd})
-    run(sock_fd, request, dump_fd)
-
-
-if __name__ == "__main__":
-    main()

@@ -379,9 +379,36 @@ def trimmed_traceback(exc: BaseException, loaded: Loaded) -> str:
 
 
 def load_module_from(path: Path, name: str) -> types.ModuleType:
-    """Import a trusted file (an exercise harness) by path."""
+    """Import a trusted file (an exercise harness) by path, from its compiled code when the fork server
+    compiled it (`compiled`): children write no bytecode, so each would otherwise parse it again."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    code = compiled(Path(path))
+    if code is None:
+        spec.loader.exec_module(module)
+    else:
+        exec(code, module.__dict__)
     return module
+
+
+_COMPILED: dict[str, tuple[tuple[int, int], types.CodeType]] = {}
+
+
+def compiled(path: Path, remember: bool = False) -> types.CodeType | None:
+    """The code object of trusted file `path`, compiled once per process that asked to `remember` it
+    (the fork server, so that every child it forks inherits it) and reused while the file's size and
+    modification time are unchanged. Only compiled, never run: the fork server executes no harness."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key, stamp = str(path.resolve()), (stat.st_mtime_ns, stat.st_size)
+    cached = _COMPILED.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    if not remember:
+        return None
+    code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    _COMPILED[key] = (stamp, code)
+    return code

@@ -159,8 +159,9 @@ def gradcheck(sub, seed, p):
     alone (a finite difference of one's own loss is not by hand): the submission's loss is replaced by a
     counting stand-in for the whole batch."""
     family = _gradcheck_family(seed, p)
-    X, y, _ = _problem(seed, p["n"], p["d"])
+    X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
     w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
+    want = float(_spec_loss(X, y, w))  # what loss_note expects of the submission's loss() at (X, y, w)
     dims = {"n": p["n"], "d": p["d"]}
     own_loss = sub.get("loss")
     counter = CallCounter(own_loss)
@@ -198,7 +199,6 @@ def gradcheck(sub, seed, p):
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
         raise Violation(f"gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
-    want = float(_spec_loss(X, y, w))
     if note is None:
         return {"blocks": blocks, **loss_note(sub, (X, y, w), want, dims=dims)}
     return {"blocks": blocks, **loss_note_of(lambda: float(check_result(sub.exercise, "loss", calls.value(note),

@@ -74,10 +74,11 @@ def _form(out, name, X, dims, finite=True):
 
 class _Calls:
     """Calls of loss() and gradient() on (X, y, w) sent in ONE `sub.batch` (issue 17: a round trip per
-    call was most of a check's cost), then judged one by one, in order, as `_call` judges a single
-    call: the error the call raised, raised here (a name the submission lacks as `sub.get` says it);
-    its arguments compared with the copies kept before the batch; the spec's shape, the inputs' dtype.
-    Every call gets tensors of its own (no call sees what an earlier one did to its arguments)."""
+    call was most of a check's cost), then judged one by one, in order, as a single call was: the error
+    the call raised, raised here (a name the submission lacks as `sub.get` says it); its arguments
+    compared with the copies kept before the batch (`unmodified`'s rule); the spec's shape, the inputs'
+    dtype. Callers give each call tensors of its own, so that no call sees what an earlier one did to
+    its arguments and a change is charged to the call that made it."""
 
     def __init__(self, sub):
         self.sub, self.calls = sub, []

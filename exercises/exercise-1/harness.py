@@ -10,12 +10,13 @@ graders/kinds/invariants.py: arguments left unmodified, the inputs' dtype, no au
 import numpy as np
 import torch
 
-from dldiy.graders.api import ApiError, expect_history, expect_tensor
+from dldiy.graders.api import ApiError, check_result, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.kinds.gradcheck import block, numeric_gradient
-from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
-                                            no_graph, same_dtype, unmodified)
+from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
+from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
+                                            no_graph, same_dtype, unchanged, unmodified)
+from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement
 
@@ -47,6 +48,13 @@ def _spec_gradient(X, y, w):
 
 
 
+def _spec_losses(X, y, W):
+    """_spec_loss at every row of W (k, d+1) at once, (k,): one matmul for the 2(d+1) points of a
+    finite difference (rows of (k, n), the mean along each as _spec_loss takes it)."""
+    Xt = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+    return torch.nn.functional.softplus(-(2 * y.to(X.dtype) - 1) * (W @ Xt.T)).mean(1)
+
+
 def harness_gradient():
     return _spec_gradient
 
@@ -55,14 +63,49 @@ def harness_loss_fn():
     return _spec_loss
 
 
-def _call(sub, name, X, y, w, dims, finite=True):
-    """The submission's loss() or gradient() on (X, y, w), its arguments untouched, its dtype kept;
-    `finite=False` leaves an inf or nan for the judge to report (stability)."""
+def _form(out, name, X, dims, finite=True):
+    """The spec's form of loss() or gradient()'s result on (X, ...): its shape, a float tensor of X's
+    dtype; `finite=False` leaves an inf or nan for the judge to report (stability)."""
     what = f"{name}()"
-    out = unmodified(lambda: sub.get(name)(X, y, w), what, X=X, y=y, w=w)
     shape = () if name == "loss" else (dims["d"] + 1,)
     out = expect_tensor(out, what, shape=shape, dtype="float", finite=finite)
     return same_dtype(out, X.dtype, what)
+
+
+class _Calls:
+    """Calls of loss() and gradient() on (X, y, w) sent in ONE `sub.batch` (issue 17: a round trip per
+    call was most of a check's cost), then judged one by one, in order, as a single call was: the error
+    the call raised, raised here (a name the submission lacks as `sub.get` says it); its arguments
+    compared with the copies kept before the batch (`unmodified`'s rule); the spec's shape, the inputs'
+    dtype. Callers give each call tensors of its own, so that no call sees what an earlier one did to
+    its arguments and a change is charged to the call that made it."""
+
+    def __init__(self, sub):
+        self.sub, self.calls = sub, []
+
+    def add(self, target, name, X, y, w) -> int:
+        """target: the API name, or a handle from sub.get; returns the call's index."""
+        self.calls.append((target, name, (X, y, w), copies(X=X, y=y, w=w)))
+        return len(self.calls) - 1
+
+    def send(self) -> None:
+        with torch.no_grad():  # a gradient by hand, a loss value: no autograd graph asked for
+            self.replies = self.sub.batch([(target, None, args, {}) for target, _, args, _ in self.calls])
+
+    def value(self, i):
+        """Call i's value, as the submission returned it (its arguments checked unmodified)."""
+        _, name, (X, y, w), kept = self.calls[i]
+        reply = self.replies[i]
+        if isinstance(reply, RemoteError):
+            if reply.kind == "missing":
+                self.sub.get(name)  # raises the ApiError a single call would
+            raise reply
+        unchanged(kept, f"{name}()", X=X, y=y, w=w)
+        return reply
+
+    def judged(self, i, dims, finite=True):
+        _, name, (X, _, _), _ = self.calls[i]
+        return _form(self.value(i), name, X, dims, finite)
 
 
 def _at(label, call):
@@ -112,38 +155,55 @@ def _gradcheck_family(seed, p):
 
 @keeps_rules
 def gradcheck(sub, seed, p):
-    blocks, measured = [], []
-    counter = CallCounter(sub.get("loss"))
-    # By hand: autograd off, and loss() left alone (a finite difference of one's own loss is not by hand).
-    # The counting stand-in is installed once for the whole family (two messages, not two per configuration).
+    """gradient() at every configuration of the family, then on float32 and float64 copies of the spec's
+    problem, and loss() once for loss_note: all in one message. By hand: autograd off, and loss() left
+    alone (a finite difference of one's own loss is not by hand): the submission's loss is replaced by a
+    counting stand-in for the whole batch."""
+    family = _gradcheck_family(seed, p)
+    X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
+    w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
+    want = float(_spec_loss(X, y, w))  # what loss_note expects of the submission's loss() at (X, y, w)
+    dims = {"n": p["n"], "d": p["d"]}
+    own_loss = sub.get("loss")
+    counter = CallCounter(own_loss)
+    calls = _Calls(sub)
+    for label, X_, y_, w_ in family:
+        calls.add("gradient", "gradient", X_, y_, w_)
+    g32 = calls.add("gradient", "gradient", X.float(), y.clone(), w.float())
+    g64 = calls.add("gradient", "gradient", X.clone(), y.clone(), w.clone())
+    gradient_calls = len(calls.calls)
+    # loss_note's call, by the handle of the submission's own loss(): the counting stand-in does not see it
+    # (a loss that is no function: loss_note's own call says so, as sub.call does)
+    note = calls.add(own_loss, "loss", X.clone(), y.clone(), w.clone()) if getattr(own_loss, "is_callable", False) is True \
+        else None
     with sub.replaced("loss", counter):
-        for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
-            at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
-            dims = {"n": len(X), "d": X.shape[1]}
-            before = counter.calls
-            with torch.no_grad():
-                analytic = at(f"gradient(), {label}", lambda: _call(sub, "gradient", X, y, w, dims))
-            if counter.calls - before >= 2:
-                raise Violation(f"gradient() called loss() {counter.calls - before} times ({label}): a gradient from "
-                                "differences of the loss is not a gradient by hand; write (1/n) sum_i -sigma(-u_i) t_i x~_i")
-            measured.append((label, X, y, w, no_graph(analytic, "gradient()")))
-    for label, X, y, w, analytic in measured:
+        calls.send()
+    measured = []
+    for k, (label, X_, y_, w_) in enumerate(family):
+        at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
+        analytic = at(f"gradient(), {label}", lambda: calls.judged(k, {"n": len(X_), "d": X_.shape[1]}))
+        if k == 0 and counter.calls > gradient_calls:
+            # Counted over the batch, not per call: more loss() calls than gradient() calls means one call
+            # made two or more, which a single call judged alone was charged for (and nothing less is).
+            raise Violation(f"gradient() called loss() {counter.calls} times in its {gradient_calls} calls (so at least twice "
+                            "in one call): a gradient from differences of the loss is not a gradient by hand; write "
+                            "(1/n) sum_i -sigma(-u_i) t_i x~_i")
+        measured.append((label, X_, y_, w_, no_graph(analytic, "gradient()")))
+    blocks = []
+    for label, X_, y_, w_, analytic in measured:
         # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
-        numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
-        moves = bool(_spec_gradient(X, y, w).abs().max() > 1e-6)
+        numeric = numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_)
+        moves = bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6)
         blocks.append(block(f"w ({label})", analytic, numeric, moves=moves))
     # float32 in, float32 out: the same gradient within float32's precision.
-    X, y, _ = _problem(seed, p["n"], p["d"])
-    w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
-    with torch.no_grad():
-        g32 = _call(sub, "gradient", X.float(), y, w.float(), {"n": p["n"], "d": p["d"]})
-        g64 = _call(sub, "gradient", X, y, w, {"n": p["n"], "d": p["d"]})
+    g32, g64 = calls.judged(g32, dims), calls.judged(g64, dims)
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
         raise Violation(f"gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
-    return {"blocks": blocks, **loss_note(sub, (X, y, w), float(_spec_loss(X, y, w)), dims={"n": p["n"], "d": p["d"]})}
-
-
+    if note is None:
+        return {"blocks": blocks, **loss_note(sub, (X, y, w), want, dims=dims)}
+    return {"blocks": blocks, **loss_note_of(lambda: float(check_result(sub.exercise, "loss", calls.value(note),
+                                                                         calls.calls[note][2], dims)), want)}
 
 
 def _gradient_note(sub, X, y, w):
@@ -190,12 +250,26 @@ def _extreme(seed, n, d, scale):
 @keeps_rules
 def stability(sub, seed, p):
     """loss() over a family of inputs (sizes, float32, a non-contiguous X, every margin 0) against the
-    reference's values, and loss() and gradient() at margins of magnitude 1000 in random directions."""
-    cases = []
+    reference's values, and loss() and gradient() at margins of magnitude 1000 in random directions:
+    every call in one message, then judged in order."""
+    calls, judges = _Calls(sub), []
 
     def loss_case(name, X, y, w, **tolerance):
-        value = _at(f"loss(), {name}", lambda: _call(sub, "loss", X, y, w, {"n": len(X), "d": X.shape[1]}, finite=False))
-        cases.append({"name": f"loss, {name}", "value": value.item(), **tolerance})
+        i = calls.add("loss", "loss", X, y, w)
+
+        def judge():
+            value = _at(f"loss(), {name}", lambda: calls.judged(i, {"n": len(X), "d": X.shape[1]}, finite=False))
+            return {"name": f"loss, {name}", "value": value.item(), **tolerance}
+        judges.append(judge)
+
+    def gradient_case(label, X, y, w):
+        i = calls.add("gradient", "gradient", X, y, w)
+
+        def judge():
+            grad = no_graph(calls.judged(i, {"n": 8, "d": 3}, finite=False), "gradient()")
+            return {"name": f"gradient at {label} (n=8, d=3): largest entry", "finite_only": True,
+                    "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")}
+        judges.append(judge)
 
     # The spec's own configuration (first-loss's first loss): where it is wrong, the formula is, and
     # first-loss charges that; this check then judges finiteness only (graders/kinds/stability.py).
@@ -205,18 +279,16 @@ def stability(sub, seed, p):
     loss_case("n=1, d=2", X, y, w)
     X, y, w = _problem(seed + 2, 20, 1)
     loss_case("n=20, d=1", X, y, w)
-    X, y, w = _problem(seed + 3, 20, 4)
-    loss_case("n=20, d=4, float32 X and w", X.float(), y, w.float(), rtol=1e-5, atol=1e-6)
-    loss_case("n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y, w)
+    X, y, w = _problem(seed + 3, 20, 4)  # (each call its own copies: no call sees what another did to them)
+    loss_case("n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), rtol=1e-5, atol=1e-6)
+    loss_case("n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(), w.clone())
     loss_case("n=20, d=4, w = 0 (every margin 0)", X, y, torch.zeros_like(w))
     for label, size in (("margins of magnitude 1000", 1000.0), ("margins of magnitude 30", 30.0)):
         X, y, w = _extreme(seed, 8, 3, size)
         loss_case(f"{label} in random directions (n=8, d=3)", X, y, w)
-        with torch.no_grad():
-            grad = no_graph(_call(sub, "gradient", X, y, w, {"n": 8, "d": 3}, finite=False), "gradient()")
-        cases.append({"name": f"gradient at {label} (n=8, d=3): largest entry", "finite_only": True,
-                      "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")})
-    return {"cases": cases}
+        gradient_case(label, X.clone(), y.clone(), w.clone())
+    calls.send()
+    return {"cases": [judge() for judge in judges]}
 
 
 def _device_run(sub, seed):

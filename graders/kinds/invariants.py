@@ -117,17 +117,30 @@ def keeps_rules(probe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str,
 
 def unmodified(call: Callable[[], Any], what: str, **arguments: Any) -> Any:
     """`call()`, then a Violation if it changed any tensor among `arguments` (name -> tensor) in place."""
+    kept = copies(**arguments)
+    result = call()
+    unchanged(kept, what, **arguments)
+    return result
+
+
+def copies(**arguments: Any) -> dict[str, Any]:
+    """Copies of the tensors among `arguments` (name -> value), kept before a call for `unchanged`:
+    `unmodified` for a call made elsewhere (one of a `sub.batch`)."""
     import torch
 
-    kept = {name: t.detach().clone() for name, t in arguments.items() if isinstance(t, torch.Tensor)}
-    result = call()
+    return {name: t.detach().clone() for name, t in arguments.items() if isinstance(t, torch.Tensor)}
+
+
+def unchanged(kept: dict[str, Any], what: str, **arguments: Any) -> None:
+    """A Violation naming the first of `arguments` that differs from its copy in `kept` (see `copies`)."""
+    import torch
+
     for name, before in kept.items():
         after = arguments[name]
         if after.shape != before.shape or after.dtype != before.dtype or not (torch.equal(after.detach(), before) or torch.equal(
                 torch.nan_to_num(after.detach(), nan=0.5), torch.nan_to_num(before, nan=0.5))):  # (equal: no NaN to map)
             raise Violation(f"{what} modified its argument {name} in place: the caller's tensor must be left as it "
                             f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
-    return result
 
 
 def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:
@@ -184,12 +197,20 @@ def loss_note(sub, args: tuple, want: float, **call) -> dict:
     loss() does to them is its own checks' to see."""
     import torch
 
-    try:
+    def own() -> float:
         with torch.no_grad():
-            own = float(sub.call("loss", *(a.clone() for a in args), **call))
-        if abs(own - want) <= 1e-9 + 1e-6 * abs(want):
+            return float(sub.call("loss", *(a.clone() for a in args), **call))
+    return loss_note_of(own, want)
+
+
+def loss_note_of(own: Callable[[], float], want: float) -> dict:
+    """`loss_note` for a loss() already called (in a `sub.batch`): `own()` gives its value as `sub.call`
+    would have (checked, its error raised); {} or the note."""
+    try:
+        value = own()
+        if abs(value - want) <= 1e-9 + 1e-6 * abs(want):
             return {}
-        measured = f"{own:.10g}"
+        measured = f"{value:.10g}"
     except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
         measured = f"an error ({type(e).__name__})"
     return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "

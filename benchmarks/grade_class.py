@@ -4,7 +4,8 @@
     python benchmarks/grade_class.py --n 200    # dldiy alone (--nbgrader to add it: slow)
 
 The class mixes reference copies with bugged variants (buggy/exercise-1/ when present, else edits of
-the reference made here). dldiy grades all N with hidden seeds 7 and 123 (the real batch setting);
+the reference made here). dldiy grades all N with hidden seeds 7 and 123 and grade's defaults (one
+public seed beside them, --jobs one more than the CPUs: the real batch setting);
 nbgrader autogrades the SAME N submissions as notebooks (none extrapolated), each test cell checking
 what dldiy's gradcheck, first-loss and convergence check at the public seeds. By default nbgrader runs
 when N <= 60.
@@ -34,6 +35,7 @@ import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
 from dldiy.graders.data import _inside, gaussian_blobs  # noqa: E402  # the harness's data, for the notebooks' tests
+from dldiy.graders.batch.run import default_jobs  # noqa: E402
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 # Student mistakes from the bug-patterns catalogue, as edits of the reference (used when buggy/ is absent).
@@ -218,7 +220,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--nbgrader", action=argparse.BooleanOptionalAction, default=None,
                         help="also autograde the same N with nbgrader (default: when N <= 60)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="default: grade's own default")
     args = parser.parse_args()
     with_nbgrader = args.nbgrader if args.nbgrader is not None else args.n <= 60
     work = Path(tempfile.mkdtemp(prefix="dldiy-bench-"))

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, draw_hidden_seeds,
+from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, default_jobs, draw_hidden_seeds,
                                      load_timeout_for, start_server_early, run_cluster, run_local,
                                      scheduler_unreachable, to_grade)
 from dldiy.graders.batch.discover import Found, discover
@@ -116,8 +116,9 @@ def _check_writable(folder: Path, option: str) -> None:
 @click.argument("submissions", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Folder for the gradebook, the journal and the feedback (never discovered as a student).")
-@click.option("-j", "--jobs", type=int, default=os.cpu_count() or 1, show_default=True,
-              help="Submissions graded at once (each in its own child process).")
+@click.option("-j", "--jobs", type=int, default=default_jobs(), show_default=True,
+              help="Submissions graded at once (each in its own sandboxed process; default: one more "
+                   "than the CPUs).")
 @click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2", help="Instructor-only seeds, the ones the points rest on (default: --hidden of them, drawn now).")
 @click.option("--hidden", "hidden_count", type=int, default=2, show_default=True,
               help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json).")

@@ -191,3 +191,23 @@ def test_stability_still_charges_a_gradient_with_a_graph_at_extreme_margins(writ
         "    return -(", "    if X.shape[0] == 8:\n        return (-(torch.sigmoid(-u) * t) @ Xt / X.shape[0]).requires_grad_(True)\n    return -("))
     check = _check(check_json, path, "stability")
     assert check["status"] == "fail" and "requires_grad=True" in check["message"], check
+
+
+def test_the_harness_loop_functions_give_the_spec_functions_values_bit_for_bit():
+    """train()'s gradient and loss (built once per train() call, x~ and t kept while X and y are
+    unchanged) equal _spec_gradient and _spec_loss exactly, also after an in-place change of X."""
+    import torch
+
+    from dldiy.graders.sandbox.submission import load_module_from
+    from dldiy.graders.course.exercise import load_exercise
+
+    harness = load_module_from(load_exercise("exercise-1").harness_path, "_ex1_loop_functions")
+    gradient, loss = harness.harness_gradient(), harness.harness_loss_fn()
+    X, y, w = harness._problem(5, 30, 3)
+    for step in range(3):
+        w = w - 0.1 * gradient(X, y, w)
+        assert torch.equal(gradient(X, y, w), harness._spec_gradient(X, y, w))
+        assert torch.equal(loss(X, y, w), harness._spec_loss(X, y, w))
+    X.mul_(2)  # the same object, a new version: x~ is built again
+    assert torch.equal(gradient(X, y, w), harness._spec_gradient(X, y, w))
+    assert torch.equal(loss(X.float(), y, w.float()), harness._spec_loss(X.float(), y, w.float()))

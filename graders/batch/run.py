@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import functools
+import os
 import secrets
 import threading
 import time
@@ -92,6 +93,14 @@ def load_timeout_for(exercise: Exercise) -> float:
 
 
 LOAD_TIMEOUT_FLOOR_S = 5.0
+
+
+def default_jobs() -> int:
+    """Submissions graded at once by default: one more than the CPUs. Each submission's harness and
+    student processes share one CPU and take turns; while the parent files one submission and
+    prepares the next (its working copy, cgroups, journal line), that CPU would idle without a third.
+    Measured on 2 cores, 120 exercise-1 submissions: 14.1 s with 2 jobs, 11.4 s with 3."""
+    return (os.cpu_count() or 1) + 1
 
 
 def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str], hidden: tuple[int, ...],

@@ -52,7 +52,7 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
         cwd = Path(path) if Path(path).is_dir() else entry
     checks = list(checks or exercise.checks)
     exercise = with_checks(exercise, checks)
-    public = list(exercise.seeds)[:public_seeds] if hidden_seeds and public_seeds is not None else list(exercise.seeds)
+    public = public_seeds_run(exercise.seeds, tuple(hidden_seeds), public_seeds)
     seeds = list(dict.fromkeys(public + list(extra_seeds) + list(hidden_seeds)))
     tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
     outcome = run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=server,
@@ -60,6 +60,12 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     report = judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                    frozenset(hidden_seeds))
     return Assessment(report, outcome)
+
+
+def public_seeds_run(public: tuple[int, ...], hidden: tuple[int, ...], count: int | None) -> list[int]:
+    """The public seeds that run: the first `count` beside hidden seeds (grade's choice; None: all of
+    them), every one without hidden seeds (a run with none at all has nothing else to rest on)."""
+    return list(public)[:count] if hidden and count is not None else list(public)
 
 
 def with_checks(exercise: Exercise, checks: list[Check]) -> Exercise:

@@ -292,3 +292,37 @@ def test_dask_cluster_gives_the_same_gradebook(graded, klass, tmp_path):
 def test_settings_of_a_resumed_batch_cannot_change(graded, klass):
     again = run_dldiy("grade", "exercise-1", str(klass), "--out", str(graded / "book"), "--hidden-seeds", "8")
     assert again.returncode != 0 and "--regrade" in again.stderr
+
+
+def test_the_points_rest_on_the_hidden_seeds_with_one_public_seed_beside_them(graded):
+    """grade's default: the hidden seeds and the first public seed (its failures keep their values and
+    pictures), recorded in batch.json; the other public seeds are `check`'s."""
+    settings = json.loads((graded / "book" / "batch.json").read_text())
+    assert settings["public_seeds"] == 1 and settings["hidden_seeds"] == [7, 123]
+    alice = next(r for r in json.loads((graded / "book" / "results.json").read_text())["students"]
+                 if r["student"] == "alice")
+    first = next(c for c in alice["checks"] if c["name"] == "first-loss")
+    assert first["message"].endswith("(seeds 1) and 2 hidden seed(s)"), first["message"]
+
+
+def test_a_batch_recorded_before_the_public_seeds_choice_resumes_with_every_public_seed(tmp_path):
+    from dldiy.graders.batch.gradebook import BatchMismatch, settle_settings
+
+    recorded = {"exercise": "exercise-1", "checks": ["first-loss"], "hidden_seeds": [7], "max_score": 3,
+                "skips": "leave-out"}
+    (tmp_path / "batch.json").write_text(json.dumps(recorded))
+    asked = dict(recorded, skips=None, public_seeds=None)
+    assert settle_settings(tmp_path, asked, regrade=False, drawn=False)["public_seeds"] is None  # all of them
+    with pytest.raises(BatchMismatch, match="public_seeds"):
+        settle_settings(tmp_path, dict(asked, public_seeds=1), regrade=False, drawn=False)
+    fresh = settle_settings(tmp_path / "new", asked, regrade=False, drawn=False)
+    assert fresh["public_seeds"] == 1
+
+
+def test_public_seeds_choose_which_public_seeds_run_beside_the_hidden_ones():
+    from dldiy.graders.assess import public_seeds_run
+
+    assert public_seeds_run((1, 42, 2019), hidden=(7,), count=1) == [1]
+    assert public_seeds_run((1, 42, 2019), hidden=(7,), count=0) == []
+    assert public_seeds_run((1, 42, 2019), hidden=(7,), count=None) == [1, 42, 2019]
+    assert public_seeds_run((1, 42, 2019), hidden=(), count=1) == [1, 42, 2019]  # no hidden seed: all of them

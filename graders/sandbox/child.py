@@ -214,10 +214,12 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     # and messages set one off again and again
     gc.freeze()
     zygote = Zygote()  # now, before any job: what it forks holds nothing of any submission
+    fresh = GlobalState()
     try:
         for line in jobs:
             if not line.strip():
                 continue
+            fresh.restore()  # each submission's probes start from the same global state, as in a new process
             # What the job's student processes print: a pipe drained here with a cap (a flood is read
             # and dropped, never kept, and never blocks the student), sent with `done`.
             read_fd, write_fd = os.pipe()
@@ -231,6 +233,37 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
                 emit(messages.done(drain.text()))
     finally:
         zygote.close()
+
+
+class GlobalState:
+    """What a probe may change in this process beyond its own objects, taken at the worker's start and
+    put back before every job: the random generators (torch's, numpy's, Python's: a probe that seeds
+    the global generator to see whether a submission draws from it), torch's default dtype, grad mode
+    and determinism flag. One submission's probes then measure as they would in a fresh process,
+    whatever ran before them (a test compares the two)."""
+
+    def __init__(self) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        self.torch_rng, self.numpy_rng, self.python_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        self.dtype, self.grad = torch.get_default_dtype(), torch.is_grad_enabled()
+        self.deterministic = torch.are_deterministic_algorithms_enabled()
+
+    def restore(self) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        torch.set_rng_state(self.torch_rng)
+        np.random.set_state(self.numpy_rng)
+        random.setstate(self.python_rng)
+        torch.set_default_dtype(self.dtype)
+        torch.set_grad_enabled(self.grad)
+        torch.use_deterministic_algorithms(self.deterministic)
 
 
 def serve_one(exercise: Exercise, harness: Any, zygote: Any, job: dict[str, Any],

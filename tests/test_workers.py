@@ -1,0 +1,66 @@
+"""Harness processes that serve one submission after another (graders/sandbox/runner.py's Workers):
+a reused worker measures exactly as a fresh one, its students come from its zygote, and nothing of
+one submission's probes (the global generators the harness seeds) reaches the next one's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import REPO
+
+from dldiy.graders.assess import assessment
+from dldiy.graders.course.exercise import load_exercise
+from dldiy.graders.sandbox.forkserver import ForkServer
+from dldiy.graders.sandbox.runner import WORKERS
+
+
+def _measure(exercise_id: str, server, checks: list[str], seeds=()):
+    ex = load_exercise(exercise_id)
+    return assessment(ex, REPO / "reference" / exercise_id, checks=[ex.check(c) for c in checks],
+                      server=server, hidden_seeds=tuple(seeds)).outcome
+
+
+def test_a_reused_worker_measures_like_a_fresh_one_after_another_submission_seeded_the_global_generator():
+    """exercise-5's invariants probe seeds torch's global generator in the harness process; the next
+    submission served by the same worker still measures as in a new process (GlobalState)."""
+    WORKERS.close_all()
+    with ForkServer(warm=False) as server:
+        first = _measure("exercise-5", server, ["invariants", "first-loss"])
+        worker = WORKERS.idle_pids()
+        assert len(worker) == 1  # kept for the next submission
+        again = _measure("exercise-5", server, ["invariants", "first-loss"])
+        assert WORKERS.idle_pids() == worker  # the same process served it
+        WORKERS.close_all()
+        fresh = _measure("exercise-5", server, ["invariants", "first-loss"])
+        WORKERS.close_all()
+    assert first.results == again.results == fresh.results
+    assert all("measurement" in r for r in first.results.values()), first.results
+
+
+def test_global_state_is_put_back_before_each_job():
+    import random
+
+    import numpy as np
+    import torch
+
+    from dldiy.graders.sandbox.child import GlobalState
+
+    torch.manual_seed(3)
+    state = GlobalState()
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+    torch.manual_seed(3)
+    np.random.set_state(state.numpy_rng)
+    random.setstate(state.python_rng)
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    try:
+        state.restore()
+        assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+        got = (torch.rand(2), np.random.rand(2), random.random())
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_grad_enabled(True)
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
-from dldiy.graders.data import _inside, gaussian_blobs  # noqa: E402  # the harness's data, for the notebooks' tests
+from dldiy.graders import data as data_module  # noqa: E402  # the harness's data, for the notebooks' tests
 from dldiy.graders.batch.run import default_jobs  # noqa: E402
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
@@ -174,7 +174,8 @@ def _cell(source: str, grade_id: str, *, solution: bool = False, points: float =
 
 def notebook(student_code: str) -> nbformat.NotebookNode:
     expected = json.loads((REPO / "exercises" / "exercise-1" / "expected.json").read_text())["checks"]["first-loss"]
-    helpers = (inspect.getsource(_inside) + "\n" + inspect.getsource(gaussian_blobs)).replace("-> tuple[np.ndarray, np.ndarray]", "")
+    # the harness's data module whole (gaussian_blobs and its helpers), without its __future__ import
+    helpers = "\n".join(line for line in inspect.getsource(data_module).splitlines() if "__future__" not in line)
     table = {int(seed): m["losses"] for seed, m in expected.items()}
     setup = f"import numpy as np\nimport torch\ntorch.set_num_threads(1)\n{helpers}\nEXPECTED = {table!r}\n"
     nb = nbformat.v4.new_notebook()
@@ -260,6 +261,9 @@ def main() -> None:
         dl_scores = [f"{row['total']}/{row['max']}" for row in rows]
         print(f"scores of the first 6: nbgrader {[f'{x:g}/8' for x in nb_scores[:6]]}, "
               f"dldiy {dl_scores[:6]}")
+        if nb_scores[0] != 8:  # s000 hands in the reference: anything else means the notebooks did not run
+            sys.exit(f"nbgrader gave the reference {nb_scores[0]:g}/8: its notebooks are broken, the timing "
+                     "is not a grading's")
         print(f"nbgrader autograde: {len(sources)} in {nb_seconds:.1f} s = {nb_rate:.3f} submissions/s "
               f"(the same {len(sources)} submissions, measured; load now {os.getloadavg()[0]:.1f})")
         print(f"  CPU time {nb_cpu / len(sources):.2f} s per submission")

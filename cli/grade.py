@@ -119,7 +119,8 @@ def _check_writable(folder: Path, option: str) -> None:
 @click.option("-j", "--jobs", type=int, default=default_jobs(), show_default=True,
               help="Submissions graded at once (each in its own sandboxed process; default: one more "
                    "than the CPUs).")
-@click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2", help="Instructor-only seeds, the ones the points rest on (default: --hidden of them, drawn now).")
+@click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2",
+              help="Instructor-only seeds, the ones the points rest on (default: --hidden of them, drawn now).")
 @click.option("--hidden", "hidden_count", type=int, default=2, show_default=True,
               help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json).")
 @click.option("--public-seeds", "public_count", type=click.IntRange(min=0), metavar="N",

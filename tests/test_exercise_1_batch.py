@@ -188,7 +188,9 @@ def test_stability_names_the_configuration_a_loss_fails_at(write_submission, che
 
 def test_stability_still_charges_a_gradient_with_a_graph_at_extreme_margins(write_submission, check_json):
     path = _variant(write_submission, GRADIENT, GRADIENT.replace(
-        "    return -(", "    if X.shape[0] == 8:\n        return (-(torch.sigmoid(-u) * t) @ Xt / X.shape[0]).requires_grad_(True)\n    return -("))
+        "    return -(",
+        "    if X.shape[0] == 8:\n        return (-(torch.sigmoid(-u) * t) @ Xt / X.shape[0]).requires_grad_(True)\n"
+        "    return -("))
     check = _check(check_json, path, "stability")
     assert check["status"] == "fail" and "requires_grad=True" in check["message"], check
 
@@ -204,7 +206,7 @@ def test_the_harness_loop_functions_give_the_spec_functions_values_bit_for_bit()
     harness = load_module_from(load_exercise("exercise-1").harness_path, "_ex1_loop_functions")
     gradient, loss = harness.harness_gradient(), harness.harness_loss_fn()
     X, y, w = harness._problem(5, 30, 3)
-    for step in range(3):
+    for _ in range(3):
         w = w - 0.1 * gradient(X, y, w)
         assert torch.equal(gradient(X, y, w), harness._spec_gradient(X, y, w))
         assert torch.equal(loss(X, y, w), harness._spec_loss(X, y, w))

@@ -4,8 +4,6 @@ one submission's probes (the global generators the harness seeds) reaches the ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from conftest import REPO
 
 from dldiy.graders.assess import assessment

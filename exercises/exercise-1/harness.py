@@ -195,7 +195,7 @@ def gradcheck(sub, seed, p):
     own_loss = sub.get("loss")
     counter = CallCounter(own_loss)
     calls = _Calls(sub)
-    for label, X_, y_, w_ in family:
+    for _label, X_, y_, w_ in family:
         calls.add("gradient", "gradient", X_, y_, w_)
     g32 = calls.add("gradient", "gradient", X.float(), y.clone(), w.float())
     g64 = calls.add("gradient", "gradient", X.clone(), y.clone(), w.clone())

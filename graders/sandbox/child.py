@@ -69,6 +69,9 @@ class StudentProcess:
         from .student import Zygote
 
         self.request = request
+        self.pid: int
+        self.dump_fd: int
+        self.status_fd: int
         self._own_zygote = Zygote() if zygote is None else None
         out = os.open(os.devnull, os.O_WRONLY) if output_fd is None else output_fd
         try:

@@ -29,7 +29,7 @@ from . import messages, confine as sandbox
 from ..course.exercise import Exercise
 from .messages import TaskResult
 from .confine import Limits
-from .spawn import CPUS, Fresh, Spawner, Started, child_env
+from .spawn import CPUS, Fresh, Spawner, child_env
 
 OUTPUT_CAP_BYTES = Limits().output_bytes
 STARTUP_TIMEOUT_S = Limits().startup_s  # python + torch import + executing the submission once
@@ -236,10 +236,9 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
     loaded, progressed = False, False
     timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
-        if not worker.child.send_job(job):
-            line: object = None
+        sent = worker.child.send_job(job)  # a worker gone meanwhile: its channel ends, read as a death
         while True:
-            line = reader.next_line(timeout)
+            line = reader.next_line(timeout) if sent else None
             if line is _TIMEOUT:
                 where = "while loading" if not loaded else f"in check {pending[0].check!r} at seed {pending[0].seed}"
                 if not loaded:
@@ -266,6 +265,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
                                 "sys.exit(), os._exit(), a crash, or a resource limit?")}
                     progressed = True
                 return progressed
+            assert isinstance(line, bytes)
             message = messages.parse(line)  # the one reader of the child's lines
             if message is None:
                 continue

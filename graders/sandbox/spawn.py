@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from typing import IO, Callable, Protocol
 
 from . import confine
 
@@ -31,7 +31,7 @@ class Started:
     """A running harness process: a Popen (fresh interpreter) or a pid forked by the fork server, and
     `jobs`, its stdin: one JSON line per submission (graders/sandbox/child.py)."""
 
-    def __init__(self, pid: int, jobs: BinaryIO, proc: subprocess.Popen | None = None):
+    def __init__(self, pid: int, jobs: IO[bytes], proc: subprocess.Popen | None = None):
         self.pid, self.jobs, self.proc, self.code = pid, jobs, proc, None
 
     def send_job(self, job: dict) -> bool:

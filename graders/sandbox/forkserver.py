@@ -25,7 +25,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .spawn import Started, child_env, fork_running
+from .spawn import Started, child_env, fork_running, reap_ended
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child: the meta
@@ -156,13 +156,8 @@ def shared() -> ForkServer:
 
 
 def _reap_children(signum, frame) -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _ in reap_ended():
+        pass
 
 
 def _serve(sock: socket.socket) -> None:

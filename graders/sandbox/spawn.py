@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Callable, Protocol
+from typing import IO, Callable, Iterator, Protocol
 
 from . import confine
 
@@ -164,6 +164,18 @@ def child_env() -> dict[str, str]:
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", CUBLAS_WORKSPACE_CONFIG=":4096:8",
                HOME=os.environ.get("DLDIY_CHILD_HOME", "/tmp"))
     return env
+
+
+def reap_ended() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has ended, reaped without blocking (a SIGCHLD handler's loop)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def fork_running(body: Callable[[], None]) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import wire
 from .endpoint import Endpoint, _Reply, error_reply
-from .spawn import fork_running
+from .spawn import fork_running, reap_ended
 
 BATCH_CAP = 100_000  # calls in one batch request
 
@@ -422,13 +422,7 @@ def _zygote(sock: Any, harness_end: Any) -> None:
     statuses: dict[int, int] = {}  # pid -> the write end of its exit-status pipe
 
     def reap(signum: int, frame: Any) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_ended():
             fd = statuses.pop(pid, None)
             if fd is not None:
                 try:

@@ -62,3 +62,16 @@ def test_global_state_is_put_back_before_each_job():
         torch.set_default_dtype(torch.float32)
         torch.set_grad_enabled(True)
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_module_level_state_of_a_harness_never_reaches_the_next_submission():
+    """exercise-3's harness keeps the model it trained per (seed, steps) in a module-level dict: a handle
+    into one student's process. Each job loads the harness module anew, so the next submission served
+    by the same worker trains its own model (it once got the previous student's, from a process gone)."""
+    WORKERS.close_all()
+    with ForkServer(warm=False) as server:
+        first = _measure("exercise-3", server, ["convergence", "evaluation"])
+        again = _measure("exercise-3", server, ["convergence", "evaluation"])
+        WORKERS.close_all()
+    assert all("measurement" in r for r in [*first.results.values(), *again.results.values()]), again.results
+    assert first.results == again.results

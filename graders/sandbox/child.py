@@ -206,10 +206,15 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     (graders/sandbox/runner.py): this process reads no spec.toml, only the exercise's harness.py."""
     from .runner import _CappedDrain
     from .student import Zygote
-    from .submission import load_module_from
+    from .submission import compiled, load_module_from
 
     exercise = _parents_exercise(start)
-    harness = load_module_from(exercise.harness_path, f"_dldiy_harness_{exercise.id.replace('-', '_')}")
+    name = f"_dldiy_harness_{exercise.id.replace('-', '_')}"
+    try:
+        compiled(exercise.harness_path, remember=True)  # once per worker (a fork server's already did)
+    except (OSError, SyntaxError, ValueError):
+        pass  # loading it below raises the same error, where it is reported
+    load_module_from(exercise.harness_path, name)  # its imports, before the zygote is forked
     import gc
 
     # torch's ~165,000 objects out of the collector's reach, in this process and the student's forked
@@ -223,6 +228,9 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
             if not line.strip():
                 continue
             fresh.restore()  # each submission's probes start from the same global state, as in a new process
+            # and from a harness module of their own: its module-level state (exercise-3 keeps the
+            # model it trained per seed; a cache of a student's objects) never reaches the next one
+            harness = load_module_from(exercise.harness_path, name)
             # What the job's student processes print: a pipe drained here with a cap (a flood is read
             # and dropped, never kept, and never blocks the student), sent with `done`.
             read_fd, write_fd = os.pipe()

@@ -1,13 +1,15 @@
-"""Parent side: run a submission's probes in a child process, with a timeout on every check.
+"""Parent side: run a submission's probes through a harness process, with a timeout on every check.
 
-The child (graders/sandbox/child.py) gets its own process group, a scrubbed environment, a temporary copy of
-the submission as its working directory, torch pinned to one thread, and confines itself with the
-limits of graders/sandbox/confine.py; its stdout/stderr are drained with a size cap so a flood of prints
-cannot fill memory; results come back on a separate pipe, so nothing it prints can pass for one.
-At the end its process group, its cgroup and any process carrying its marker are killed.
-A check that overruns its timeout gets the whole group killed, is recorded as a timeout, and the
-remaining checks go on in a fresh child. A child that dies (sys.exit, os._exit, a crash) is treated
-the same way.
+A harness process (graders/sandbox/child.py, a *worker*) runs in a scrubbed environment with torch
+pinned to one thread and serves one submission after another: each job is a line on its stdin, each
+answer JSON lines on a separate pipe ending in `done` (so nothing a submission prints can pass for
+one). The submission itself runs in a process the worker's zygote forks, in a temporary copy of the
+submission as its working directory, confined with the limits of graders/sandbox/confine.py; what it
+prints is drained with a size cap in the worker and comes back with `done`. After each job, the
+submission's cgroup and any process carrying its marker are killed, and the worker goes back to the
+pool (`Workers`). A check whose harness overruns its timeout (the worker enforces each call's timeout
+on the student itself first) gets the worker killed, is recorded as a timeout, and the remaining checks
+go on with a fresh worker. A worker that dies is treated the same way.
 """
 
 from __future__ import annotations

@@ -54,9 +54,12 @@ def test_global_state_is_put_back_before_each_job():
     random.seed(99)
     torch.set_default_dtype(torch.float64)
     torch.set_grad_enabled(False)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = not tf32  # what measure_parity changes on a GPU machine
     try:
         state.restore()
         assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+        assert torch.backends.cudnn.allow_tf32 == tf32
         got = (torch.rand(2), np.random.rand(2), random.random())
     finally:
         torch.set_default_dtype(torch.float32)

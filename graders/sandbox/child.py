@@ -249,9 +249,10 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
 class GlobalState:
     """What a probe may change in this process beyond its own objects, taken at the worker's start and
     put back before every job: the random generators (torch's, numpy's, Python's: a probe that seeds
-    the global generator to see whether a submission draws from it), torch's default dtype, grad mode
-    and determinism flag. One submission's probes then measure as they would in a fresh process,
-    whatever ran before them (a test compares the two)."""
+    the global generator to see whether a submission draws from it), torch's default dtype, grad mode,
+    determinism flag and TF32 switches (the parity check turns TF32 off and determinism on). One
+    submission's probes then measure as they would in a fresh process, whatever ran before them (a
+    test compares the two)."""
 
     def __init__(self) -> None:
         import random
@@ -262,6 +263,7 @@ class GlobalState:
         self.torch_rng, self.numpy_rng, self.python_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
         self.dtype, self.grad = torch.get_default_dtype(), torch.is_grad_enabled()
         self.deterministic = torch.are_deterministic_algorithms_enabled()
+        self.tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
 
     def restore(self) -> None:
         import random
@@ -276,6 +278,7 @@ class GlobalState:
         torch.set_grad_enabled(self.grad)
         if torch.are_deterministic_algorithms_enabled() != self.deterministic:  # (setting it costs ~0.9 s)
             torch.use_deterministic_algorithms(self.deterministic)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
 
 
 def serve_one(exercise: Exercise, harness: Any, zygote: Any, job: dict[str, Any],

@@ -3,6 +3,11 @@ the bugged variants that only a GPU exposes, each through the real `dldiy check`
 
     python benchmarks/gpu_checks.py [--out DIR]
 
+Then the same through `dldiy grade`: per GPU-only bug, a class of three reference copies and two
+copies of the bug, graded with --jobs 2, so that each harness process serves several submissions
+one after another (parity leaves TF32 off and determinism on in it: the next submission must not
+see that, graders/sandbox/child.py's GlobalState).
+
 Prints one line per (submission, check): status, points and message, the device torch reports, and
 the wall time; writes the same as JSON to DIR/gpu_checks.json when --out is given. Exit status 1 when a
 reference does not pass parity and placement, or a GPU-only bug is not caught by the check its manifest
@@ -35,6 +40,38 @@ def check(exercise: str, path: Path, only: tuple[str, ...]) -> tuple[dict, float
         return json.loads(done.stdout), seconds
     except ValueError:
         return {"error": (done.stdout + done.stderr)[-2000:], "checks": []}, seconds
+
+
+def grade_class(exercise: str, bug: str, caught_by: tuple[str, ...], only: tuple[str, ...], tmp: Path) -> bool:
+    """`dldiy grade` of three reference copies and two of the bug; True when every reference passes
+    every device check and every bug fails one its manifest names."""
+    import shutil
+
+    from dldiy.graders.course.bugs import build_bugged
+
+    folder = tmp / f"class-{exercise}"
+    for k in range(3):
+        shutil.copytree(REPO / "reference" / exercise, folder / f"ref{k}")
+    for k in range(2):
+        build_bugged(exercise, bug, folder / f"bug{k}")
+    out = tmp / f"out-{exercise}"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dldiy.cli", "grade", exercise, str(folder), "--out", str(out),
+                           "--hidden-seeds", "7,123", "--jobs", "2", *[a for c in only for a in ("--only", c)]],
+                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"grade {exercise}: exit {done.returncode}: {done.stderr[-500:]}")
+        return False
+    ok = True
+    for record in json.loads((out / "results.json").read_text())["students"]:
+        statuses = {c["name"]: c["status"] for c in record["checks"]}
+        expected = (all(s == "pass" for s in statuses.values()) if record["student"].startswith("ref")
+                    else any(statuses.get(c) == "fail" for c in caught_by))
+        ok &= expected
+        print(f"grade {exercise:<11} {record['student']:<5} {statuses}  {'ok' if expected else 'NOT AS EXPECTED'}")
+    print(f"grade {exercise}: 5 submissions in {seconds:.1f} s, --jobs 2")
+    return ok
 
 
 def main() -> None:
@@ -73,6 +110,9 @@ def main() -> None:
                     ok = False
                 if caught_by is not None and c["name"] in caught_by and c["status"] != "fail":
                     ok = False
+        if gpu:  # the class runs only where parity can (without a GPU it would say nothing new)
+            for ex, bug in GPU_BUGS:
+                ok &= grade_class(ex, bug, variant(ex, bug).caught_by, device_checks[ex], Path(tmp))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "gpu_checks.json").write_text(json.dumps({"gpu": gpu, "torch": torch.__version__,

@@ -145,6 +145,13 @@ def test_the_sandbox_shows_only_what_is_the_students(confined, tmp_path):
     assert not (run.work / "written.txt").exists()  # written to its tmpfs, not to the parent's copy
 
 
+def test_home_is_the_working_copy(confined):
+    """What the student's code writes under ~ (a library's cache, a saved model) lands in its own working
+    copy, whichever process forked it (the harness's process serves many students and keeps its own HOME)."""
+    run = confined("print('HOME', os.path.expanduser('~') == os.getcwd(), os.path.expanduser('~'))")
+    assert "HOME True" in run.out, run.out + run.proc.stderr
+
+
 def test_it_runs_as_an_unprivileged_uid_that_cannot_read_root_only_files_even_if_exposed(confined, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("not root: the user namespace maps only the caller's uid")

@@ -405,6 +405,7 @@ def confine(spec: dict, report_exit=None) -> Confined:
     _rlimits(spec, nproc_cap, state)
     _drop_privileges(state, become_nobody=root and mounted, userns=userns, outer_uid=outer_uid)
     os.chdir(spec["workdir"])
+    os.environ["HOME"] = spec["workdir"]  # ~ is its working copy: a cache under ~ stays its own, never the host's
     return state
 
 

@@ -89,14 +89,10 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
     import torch
 
     from .api import expect_tensor
-    from .kinds.gradcheck import block
+    from .kinds.gradcheck import block, central_differences, perturbed
 
     inputs = [x.detach().double() for x in inputs]
-    moved = []  # moved[i]: rows x_i + eps e_j, x_i - eps e_j for every entry j, stacked
-    for x in inputs:
-        steps = torch.eye(x.numel(), dtype=torch.float64).repeat_interleave(2, dim=0) * eps
-        steps[1::2] *= -1
-        moved.append((x.reshape(1, -1) + steps).reshape(2 * x.numel(), *x.shape))
+    moved = [perturbed(x, eps) for x in inputs]  # rows x_i + eps e_j, x_i - eps e_j for every entry j
     out, grads, at = sub.run_local(jacobians, fn, inputs, moved)
     what = names[0].split(":")[0]
     out = expect_tensor(out, f"{what} (its output)", finite=False)
@@ -112,9 +108,8 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
                          * v).sum()) for a in at]
     blocks, start = [], 0
     for i, (x, name) in enumerate(zip(inputs, names)):
-        pairs = torch.tensor(values[start:start + 2 * x.numel()], dtype=torch.float64).reshape(-1, 2)
+        numeric = central_differences(values[start:start + 2 * x.numel()], x.shape, eps)
         start += 2 * x.numel()
-        numeric = ((pairs[:, 0] - pairs[:, 1]) / (2 * eps)).reshape(x.shape)
         g = grads[i]
         analytic = torch.zeros_like(x) if g is None else expect_tensor(g, f"the gradient of {name}",
                                                                        shape=tuple(x.shape), finite=False)

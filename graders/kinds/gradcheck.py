@@ -59,10 +59,16 @@ def numeric_gradient_stacked(f_stack: Callable[[Any], Any], x: Any, eps: float =
     """`numeric_gradient` with every perturbed point evaluated at once: `f_stack` maps the stack of
     `perturbed(x, eps)` (k, *x.shape) to the k values of f there. One vectorised evaluation instead
     of 2 x.numel() (issue 17); the same central differences, up to the rounding of f's values."""
+    return central_differences(f_stack(perturbed(x, eps)), x.shape, eps)
+
+
+def central_differences(values: Any, shape: Sequence[int], eps: float = EPS) -> Any:
+    """(f(x + eps e_j) - f(x - eps e_j)) / (2 eps), shaped like x, from f's values at the rows of
+    `perturbed(x, eps)` in their order (a tensor or a list of floats)."""
     import torch
 
-    values = torch.as_tensor(f_stack(perturbed(x, eps)), dtype=torch.float64).reshape(-1, 2)
-    return ((values[:, 0] - values[:, 1]) / (2 * eps)).reshape(x.shape)
+    pairs = torch.as_tensor(values, dtype=torch.float64).reshape(-1, 2)
+    return ((pairs[:, 0] - pairs[:, 1]) / (2 * eps)).reshape(tuple(shape))
 
 
 def block(name: str, analytic: Any, numeric: Any, moves: bool = False) -> dict[str, Any]:

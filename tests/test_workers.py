@@ -78,3 +78,49 @@ def test_module_level_state_of_a_harness_never_reaches_the_next_submission():
         WORKERS.close_all()
     assert all("measurement" in r for r in [*first.results.values(), *again.results.values()]), again.results
     assert first.results == again.results
+
+
+SCAN_OWN_MEMORY = '''
+import ctypes
+def _scan(prefix, tail):
+    # every private anonymous mapping of its own (the heap, Python's arenas), read in place: a process that
+    # dropped to another uid cannot open /proc/self/mem, but its own memory is its own
+    # the name is never built whole here (it would then be in this very memory): a prefix, then its
+    # last four bytes compared as numbers
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            data = ctypes.string_at(start, end - start)
+            at = data.find(prefix)
+            while at >= 0:
+                if list(data[at + len(prefix):at + len(prefix) + 4]) == tail:
+                    return True
+                at = data.find(prefix, at + 1)
+    return False
+print("FOUND" if _scan(b"classmate_secret_", [55, 102, 51, 97]) else "CLEAN",
+      "OWN" if _scan(b"my_own_", [57, 99, 50, 101]) else "BLIND", flush=True)
+'''
+
+
+def test_a_student_finds_nothing_of_an_earlier_classmate_in_its_own_memory(tmp_path):
+    """The same worker serves a classmate, then a student who searches every readable byte of its own
+    process for the classmate's file name: the zygote that forked it never held the classmate's request
+    (the request goes to the student's process itself), and the harness's memory is never inherited.
+    The same scan finds the student's own file name (its own request): it sees what is there."""
+    reference = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+    classmate = tmp_path / ("classmate_secret_" + "7f3a.py")
+    classmate.write_text(reference)
+    scanner = tmp_path / ("my_own_" + "9c2e.py")  # the control: its own name, in its own request
+    scanner.write_text(SCAN_OWN_MEMORY + reference)
+    ex = load_exercise("exercise-1")
+    WORKERS.close_all()
+    with ForkServer(warm=False) as server:
+        assessment(ex, classmate, server=server, checks=[ex.check("gradcheck")])
+        worker = WORKERS.idle_pids()
+        scanned = assessment(ex, scanner, server=server, checks=[ex.check("gradcheck")]).outcome
+        assert WORKERS.idle_pids() == worker  # the same worker served both
+        WORKERS.close_all()
+    assert "CLEAN OWN" in scanned.output, scanned.output  # (OWN: the scan does see what is in its memory)

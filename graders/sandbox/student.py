@@ -374,10 +374,12 @@ class Zygote:
     The harness process serves submission after submission: its memory soon holds hidden seeds, the
     earlier students' objects and what it measured of them. A student's process forked from it would
     inherit all of that; one forked from this zygote (a clean copy: torch imported, the harness
-    compiled, nothing of any submission) inherits nothing. Requests come over a SOCK_SEQPACKET pair:
-    the student's request as JSON with the file to write its output to (a memfd of the harness's);
-    the reply is the pid, with the harness's end of the call socket, the read end of the stack-dump
-    pipe and the read end of a pipe on which the zygote writes the exit status when it reaps it."""
+    compiled, nothing of any submission) inherits nothing. The zygote never learns anything of a
+    submission either: a request over its SOCK_SEQPACKET pair is only the pipe the student's output
+    goes to; the reply is the pid, with the harness's end of the call socket, the read end of the
+    stack-dump pipe and the read end of a pipe on which the zygote writes the exit status when it
+    reaps it. The student's request (its entry, its sandbox) then goes straight to the new process
+    over the call socket, so no later student's fork finds an earlier one's in the zygote's memory."""
 
     def __init__(self) -> None:
         import socket
@@ -392,14 +394,21 @@ class Zygote:
         """(pid, the harness's socket, the dump pipe's read end, the exit-status pipe's read end)."""
         import json
         import socket
+        import struct
 
-        socket.send_fds(self.sock, [json.dumps(request).encode()], [output_fd])
+        socket.send_fds(self.sock, [b"fork"], [output_fd])
         reply, fds, _, _ = socket.recv_fds(self.sock, 64, 3)
         if not reply or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
             raise OSError("the zygote did not fork the student's process")
-        return int(reply), socket.socket(fileno=fds[0]), fds[1], fds[2]
+        sock = socket.socket(fileno=fds[0])
+        data = json.dumps(request).encode()
+        try:  # its first read (_request_from); one that died already is read as a death by the caller
+            sock.sendall(struct.pack(">I", len(data)) + data)
+        except OSError:
+            pass
+        return int(reply), sock, fds[1], fds[2]
 
     def close(self) -> None:
         self.sock.close()  # the zygote reads end of file and exits
@@ -409,9 +418,31 @@ class Zygote:
             pass
 
 
+def _request_from(sock: Any) -> dict[str, Any]:
+    """The student's request, the first thing the harness sends on the call socket (Zygote.fork_student)."""
+    import json
+    import struct
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise wire.PeerGone()
+            data += chunk
+        return data
+
+    (size,) = struct.unpack(">I", exactly(4))
+    if size > MAX_REQUEST:
+        raise wire.WireError("a request too large")
+    return json.loads(exactly(size))
+
+
+MAX_REQUEST = 1 << 20
+
+
 def _zygote(sock: Any, harness_end: Any) -> None:
     """The zygote's life: fork one student's process per request, report each one's exit status."""
-    import json
     import socket
 
     harness_end.close()
@@ -434,7 +465,7 @@ def _zygote(sock: Any, harness_end: Any) -> None:
     signal.signal(signal.SIGCHLD, reap)
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
+            data, fds, _, _ = socket.recv_fds(sock, 16, 1)
         except OSError:
             return
         if not data or len(fds) != 1:
@@ -443,7 +474,6 @@ def _zygote(sock: Any, harness_end: Any) -> None:
         dump_r, dump_w = os.pipe()
         status_r, status_w = os.pipe()
         output = fds[0]
-        request = json.loads(data)
 
         def serve_there() -> None:
             ours.close()
@@ -456,6 +486,7 @@ def _zygote(sock: Any, harness_end: Any) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             os.set_inheritable(theirs.fileno(), True)
+            request = _request_from(theirs)  # its own, from the harness: the zygote never held it
             run(theirs.detach(), request, dump_w)
 
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # registered before it can be reaped
@@ -475,7 +506,6 @@ def _zygote(sock: Any, harness_end: Any) -> None:
             ours.close()
             os.close(dump_r)
             os.close(status_r)
-        del request, data  # nothing of one student's request stays for the next one's fork to see
 
 
 def _close_other_fds(keep: set[int]) -> None:

@@ -237,7 +237,7 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
             drain = _CappedDrain(os.fdopen(read_fd, "rb", buffering=0), int(start.get("output_bytes", 65536)))
             drain.start()
             try:
-                serve_one(exercise, harness, zygote, {"load": start.get("load"), **json.loads(line)}, emit, write_fd)
+                serve_one(exercise, harness, zygote, json.loads(line), start.get("load"), emit, write_fd)
             finally:
                 os.close(write_fd)  # the students are gone: the drain reads end of file
                 drain.join(timeout=1.0)
@@ -281,9 +281,10 @@ class GlobalState:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
 
 
-def serve_one(exercise: Exercise, harness: Any, zygote: Any, job: dict[str, Any],
-              emit: Callable[[Message], None], output: int) -> None:
-    """One submission: start its process (from the zygote), run every task's probe, report each result."""
+def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, Any], load: Any,
+              emit: Callable[[Message], None], out_fd: int) -> None:
+    """One submission (`request`, its job): start its process from the zygote, loading it with the
+    loader's settings `load`, its prints to `out_fd`; run every task's probe, report each result."""
     from ..api import ApiError
     from .endpoint import RemoteError
     from .forbid import scan
@@ -291,13 +292,10 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, job: dict[str, Any]
     from .remote import RemoteSubmission
     from . import wire
 
-    request = job
     forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
     findings = scan(Path(request["entry"]), forbid)
-    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid,
-                       "load": request.get("load")}
+    student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"), "forbid": forbid, "load": load}
     load_timeout = float(request.get("load_timeout", 60.0))
-    out_fd = output
     student: StudentProcess | None
     try:
         student = StudentProcess(student_request, load_timeout, zygote, out_fd)

@@ -144,15 +144,16 @@ class Family:
             self.called.add(name)
             self.cases.append(self.finish(case, self.sub.call(name, *args, dims=dims, **kwargs), target))
             return
-        import torch
+        from .kinds.invariants import copies
 
-        kept = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
-        self.pending.append((len(self.cases), case, name, list(args), kwargs, kept, target, dims))
+        names = _parameters(self.sub, name)
+        named = {names[k] if k < len(names) else f"#{k + 1}": a for k, a in enumerate(args)}
+        self.pending.append((len(self.cases), case, name, list(args), kwargs, (named, copies(**named)), target, dims))
         self.cases.append(None)
 
     def run(self) -> list[dict]:
         from .api import check_result
-        from .kinds.invariants import _same
+        from .kinds.invariants import Violation, unchanged
 
         replies = call_each(self.sub, [[self.sub.get(name), args, kwargs]
                                        for _, _, name, args, kwargs, _, _, _ in self.pending])
@@ -163,12 +164,11 @@ class Family:
             try:
                 if not ok:
                     raise _Failed(str(value))
-                names = _parameters(self.sub, name)
-                for k, (arg, before) in enumerate(zip(args, kept)):
-                    if before is not None and not _same(arg, before):
-                        label = names[k] if k < len(names) else f"#{k + 1}"
-                        raise _Failed(f"raised Violation: {name}() modified its argument {label} in place: the "
-                                      "caller's tensor must be left as it was (work on a copy: x = x.clone())")
+                named, copied = kept
+                try:
+                    unchanged(copied, f"{name}()", **named)
+                except Violation as v:
+                    raise _Failed(f"raised Violation: {v}") from None
                 self.cases[i] = self.finish(case, check_result(self.sub.exercise, name, value, tuple(args), dims),
                                             target)
             except _Failed as e:

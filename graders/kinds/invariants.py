@@ -115,7 +115,7 @@ def keeps_rules(probe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str,
     return wrapped
 
 
-def unmodified(call: Callable[[], Any], what: str, **arguments: Any) -> Any:
+def unmodified(call: Callable[[], Any], what: str, /, **arguments: Any) -> Any:
     """`call()`, then a Violation if it changed any tensor among `arguments` (name -> tensor) in place."""
     kept = copies(**arguments)
     result = call()
@@ -131,14 +131,10 @@ def copies(**arguments: Any) -> dict[str, Any]:
     return {name: t.detach().clone() for name, t in arguments.items() if isinstance(t, torch.Tensor)}
 
 
-def unchanged(kept: dict[str, Any], what: str, **arguments: Any) -> None:
+def unchanged(kept: dict[str, Any], what: str, /, **arguments: Any) -> None:
     """A Violation naming the first of `arguments` that differs from its copy in `kept` (see `copies`)."""
-    import torch
-
     for name, before in kept.items():
-        after = arguments[name]
-        if after.shape != before.shape or after.dtype != before.dtype or not (torch.equal(after.detach(), before) or torch.equal(
-                torch.nan_to_num(after.detach(), nan=0.5), torch.nan_to_num(before, nan=0.5))):  # (equal: no NaN to map)
+        if not _same(arguments[name], before):  # NaN where NaN was is unchanged
             raise Violation(f"{what} modified its argument {name} in place: the caller's tensor must be left as it "
                             f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
 

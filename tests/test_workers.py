@@ -124,3 +124,20 @@ def test_a_student_finds_nothing_of_an_earlier_classmate_in_its_own_memory(tmp_p
         assert WORKERS.idle_pids() == worker  # the same worker served both
         WORKERS.close_all()
     assert "CLEAN OWN" in scanned.output, scanned.output  # (OWN: the scan does see what is in its memory)
+
+
+def test_a_worker_gone_while_idle_is_replaced_not_handed_the_next_submission():
+    import os
+    import signal
+    import time
+
+    WORKERS.close_all()
+    with ForkServer(warm=False) as server:
+        _measure("exercise-1", server, ["gradcheck"])
+        (worker,) = WORKERS.idle_pids()
+        os.killpg(worker, signal.SIGKILL)
+        time.sleep(0.2)
+        after = _measure("exercise-1", server, ["gradcheck"])
+        assert WORKERS.idle_pids() and WORKERS.idle_pids() != [worker]
+        WORKERS.close_all()
+    assert all("measurement" in r for r in after.results.values()), after.results

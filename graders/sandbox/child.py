@@ -236,12 +236,15 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
             read_fd, write_fd = os.pipe()
             drain = _CappedDrain(os.fdopen(read_fd, "rb", buffering=0), int(start.get("output_bytes", 65536)))
             drain.start()
+            served = False
             try:
                 serve_one(exercise, harness, zygote, json.loads(line), start.get("load"), emit, write_fd)
+                served = True
             finally:
                 os.close(write_fd)  # the students are gone: the drain reads end of file
                 drain.join(timeout=1.0)
-                emit(messages.done(drain.text()))
+                if served:  # else no `done`: this process ends, and the parent reads this job's end as its death
+                    emit(messages.done(drain.text()))
     finally:
         zygote.close()
 

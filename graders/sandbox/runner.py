@@ -154,6 +154,13 @@ class Worker:
         self.drain = _CappedDrain(os.fdopen(out_r, "rb", buffering=0), limits.output_bytes)
         self.drain.start()
 
+    def idle(self) -> bool:
+        """Alive and silent, as a worker between jobs is: its channel neither ended nor holds a line."""
+        try:
+            return not select.select([self.read_fd], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
     def close(self) -> None:
         self.child.kill()
         CPUS.give_back(self.cpu)
@@ -177,10 +184,15 @@ class Workers:
 
     def take(self, spawner: Spawner, start: dict, limits: Limits) -> Worker:
         key = (spawner, json.dumps(start, sort_keys=True))
-        with self._lock:
-            for k, worker in enumerate(self._idle):
-                if worker.key == key:
-                    return self._idle.pop(k)
+        while True:
+            with self._lock:
+                worker = next((w for w in self._idle if w.key == key), None)
+                if worker is None:
+                    break
+                self._idle.remove(worker)
+            if worker.idle():
+                return worker
+            worker.close()  # gone while idle (killed, out of memory): its channel says so
         return Worker(spawner, start, key, limits)
 
     def give_back(self, worker: Worker) -> None:

@@ -141,3 +141,55 @@ def test_a_worker_gone_while_idle_is_replaced_not_handed_the_next_submission():
         assert WORKERS.idle_pids() and WORKERS.idle_pids() != [worker]
         WORKERS.close_all()
     assert all("measurement" in r for r in after.results.values()), after.results
+
+
+STARTS_A_GRANDCHILD = '''
+import os, time
+if os.fork() == 0:  # a process it leaves behind: it must die with the student
+    time.sleep(600)
+    os._exit(0)
+def whoami():
+    return os.getpid()
+'''
+
+
+def test_a_student_is_forked_as_its_pid_namespace_init_with_no_relay_and_takes_its_processes_with_it(tmp_path):
+    """As root the zygote forks each student straight into a PID namespace of its own
+    (confine.PidNamespaceForks): the student is PID 1 there, its parent outside is the zygote itself
+    (no relay process per student), and killing it ends what it started."""
+    import os
+    import time
+
+    import pytest
+
+    from dldiy.graders.sandbox import confine as sandbox
+    from dldiy.graders.sandbox.child import StudentProcess
+    from dldiy.graders.sandbox.remote import remote_call
+    from dldiy.graders.sandbox.runner import _interpreter_paths
+    from dldiy.graders.sandbox.student import Zygote
+
+    if os.geteuid() != 0:
+        pytest.skip("PID namespaces from the zygote need root; elsewhere confine() forks its relay (tested apart)")
+    (tmp_path / "sub.py").write_text(STARTS_A_GRANDCHILD)
+    work, entry = sandbox.workdir(tmp_path, tmp_path / "sub.py")
+    group = sandbox.Cgroup(64)
+    spec = sandbox.Limits().spec(work, sandbox.new_marker(), str(group.path) if group.path else None,
+                                 expose=(REPO / "exercises" / "exercise-1", *_interpreter_paths()))
+    zygote = Zygote(pid_namespaces=True)
+    student = StudentProcess({"entry": str(entry), "sandbox": spec, "forbid": {}}, 60, zygote=zygote)
+    try:
+        assert "pid namespace" in " ".join(student.sandbox), student.sandbox
+        assert remote_call(student.endpoint, "whoami", None, (), {}) == 1
+        status = dict(line.split(":\t", 1) for line in open(f"/proc/{student.pid}/status").read().splitlines())
+        assert int(status["PPid"]) == zygote.pid  # no relay in between
+        assert status["NSpid"].split()[-1] == "1"
+        (grandchild,) = (int(p) for p in open(f"/proc/{student.pid}/task/{student.pid}/children").read().split())
+    finally:
+        student.kill()
+        zygote.close()
+        group.kill_all()
+        sandbox.remove_workdir(work)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{grandchild}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{grandchild}")  # it died with the namespace's init

@@ -228,7 +228,8 @@ def _start_request(exercise: Exercise, limits: Limits) -> dict:
         stamp = None
     return {"exercise_dir": str(exercise.folder), "exercise_id": exercise.id, "entry_name": exercise.entry,
             "api": {name: dataclasses.asdict(api) for name, api in exercise.api.items()},
-            "load": exercise.load_settings(), "output_bytes": limits.output_bytes, "harness_stamp": stamp}
+            "load": exercise.load_settings(), "output_bytes": limits.output_bytes, "harness_stamp": stamp,
+            "pid_namespaces": limits.namespaces}
 
 
 def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner, on_result=None) -> bool:

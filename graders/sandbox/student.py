@@ -315,16 +315,19 @@ class StudentEndpoint(Endpoint):
         return super().encode(value, buffers, depth)
 
 
-def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
-    """The student process's whole life: confine, guard, load, answer until the harness hangs up."""
+def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready: bool = False) -> None:
+    """The student process's whole life: confine, guard, load, answer until the harness hangs up.
+    `pid_namespace_ready`: it was forked as the init of a PID namespace of its own (the zygote's
+    confine.PidNamespaceForks)."""
     import socket
 
     from .submission import Loaded, SubmissionError, load
 
     sock = socket.socket(fileno=sock_fd)
     endpoint = StudentEndpoint(sock, "student")
-    # The relay that confine() leaves outside the PID namespace must survive the harness's SIGUSR1;
-    # the process that runs student code dumps its stack on it (where a hung submission hangs).
+    # The relay that confine() leaves outside the PID namespace (where the zygote could not make it) must
+    # survive the harness's SIGUSR1; the process that runs student code dumps its stack on it (where a
+    # hung submission hangs).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     applied: list[str] = []
     try:  # a notebook's own check() cells import it inside the sandbox, where a late import failed
@@ -334,7 +337,7 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int) -> None:
     if request.get("sandbox"):
         from .confine import confine
 
-        state = confine(request["sandbox"])
+        state = confine(request["sandbox"], pid_namespace_ready=pid_namespace_ready)
         applied = state.applied + [f"not applied: {m}" for m in state.missing]
     dump = os.fdopen(dump_fd, "w")
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=False, chain=False)
@@ -379,14 +382,17 @@ class Zygote:
     goes to; the reply is the pid, with the harness's end of the call socket, the read end of the
     stack-dump pipe and the read end of a pipe on which the zygote writes the exit status when it
     reaps it. The student's request (its entry, its sandbox) then goes straight to the new process
-    over the call socket, so no later student's fork finds an earlier one's in the zygote's memory."""
+    over the call socket, so no later student's fork finds an earlier one's in the zygote's memory.
 
-    def __init__(self) -> None:
+    `pid_namespaces`: fork each student as the init of a PID namespace of its own where this process
+    may (confine.PidNamespaceForks: root), so that confine() in the student has no relay to fork."""
+
+    def __init__(self, pid_namespaces: bool = False) -> None:
         import socket
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         os.set_inheritable(ours.fileno(), False)
-        self.pid = fork_running(lambda: _zygote(theirs, ours))
+        self.pid = fork_running(lambda: _zygote(theirs, ours, pid_namespaces))
         theirs.close()
         self.sock = ours
 
@@ -441,15 +447,18 @@ def _request_from(sock: Any) -> dict[str, Any]:
 MAX_REQUEST = 1 << 20
 
 
-def _zygote(sock: Any, harness_end: Any) -> None:
+def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
     """The zygote's life: fork one student's process per request, report each one's exit status."""
     import socket
+
+    from .confine import PidNamespaceForks
 
     harness_end.close()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
     os.close(null)
     _close_other_fds({0, 1, 2, sock.fileno()})
+    forks = PidNamespaceForks.create() if pid_namespaces else None  # (its descriptor closed in each student)
     statuses: dict[int, int] = {}  # pid -> the write end of its exit-status pipe
 
     def reap(signum: int, frame: Any) -> None:
@@ -487,11 +496,12 @@ def _zygote(sock: Any, harness_end: Any) -> None:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             os.set_inheritable(theirs.fileno(), True)
             request = _request_from(theirs)  # its own, from the harness: the zygote never held it
-            run(theirs.detach(), request, dump_w)
+            run(theirs.detach(), request, dump_w, pid_namespace_ready=forks is not None)
 
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # registered before it can be reaped
         try:
-            pid = fork_running(serve_there)  # never returns into the zygote's code
+            # never returns into the zygote's code
+            pid = forks.fork(lambda: fork_running(serve_there)) if forks is not None else fork_running(serve_there)
             statuses[pid] = status_w
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})

@@ -40,3 +40,15 @@ def test_the_course_problems_are_unchanged():
             X, y = gaussian_blobs(seed, *args)
             X0, y0 = one_point_at_a_time(seed, *args)
             assert np.array_equal(X, X0) and np.array_equal(y, y0)
+
+
+def test_a_problem_drawn_again_is_an_independent_copy_of_the_same_data():
+    """gaussian_blobs keeps each configuration's draw for the process (a harness serves a class): a
+    caller that changes its arrays changes nothing of what the next caller gets."""
+    X, y = gaussian_blobs(5, 50, 3, 2, 6.0, 0.5)
+    expected = one_point_at_a_time(5, 50, 3, 2, 6.0, 0.5, 1.0)
+    X[:] = 0.0
+    y[:] = 7
+    again = gaussian_blobs(5, 50, 3, 2, 6.0, 0.5)
+    assert np.array_equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
+    assert again[0].flags.writeable and again[0] is not X

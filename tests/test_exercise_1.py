@@ -49,6 +49,18 @@ def test_replaced_swaps_a_name_for_the_block_and_restores_it(tmp_path):
             assert sub.get("total")() == 0
         with pytest.raises(Exception, match="loss"):
             sub.get("total")()
+        with sub.replaced("gradient", lambda: "outer"):  # nested swaps of one name: put back in order
+            with sub.replaced("gradient", lambda: "inner"):
+                assert train() == "inner"
+            assert train() == "outer"
+        assert train() == "theirs"
+        sent = []
+        send = student.endpoint.send
+        student.endpoint.send = lambda header, buffers=None: (sent.append(header["op"]), send(header, buffers))[1]
+        with sub.replaced("gradient", lambda: "ours"):  # the swaps travel ahead of the next request
+            assert train() == "ours"
+        # (the other frames: replies to the student's calls of the harness's lambda)
+        assert train() == "theirs" and [op for op in sent if op != "reply"] == ["call", "call"], sent
     finally:
         student.kill()
 

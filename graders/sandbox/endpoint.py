@@ -106,6 +106,9 @@ class _Mirror:
         return self.strong if self.strong is not None else self.ref()
 
 
+_PUT_BACK = object()  # a swap that puts the submission's own back (Endpoint.swaps)
+
+
 class Endpoint:
     """`side` is "harness" (trusted; holds weak references to its own tensors) or "student"."""
 
@@ -121,6 +124,9 @@ class Endpoint:
         self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
         self._release: list[int] = []
+        # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
+        # replaced), sent ahead of the next request instead of in messages of their own
+        self.swaps: list[tuple[str, Any]] = []
         self._dead_mirrors: list[tuple[int, int]] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
@@ -572,6 +578,10 @@ class Endpoint:
             header["sync"] = sync
         if self._release:
             header["release"], self._release = self._release, []
+        if self.swaps and header.get("op") != "reply":  # (a request: the student applies them before it)
+            header["swaps"] = [{"name": name} if value is _PUT_BACK else {"name": name, "value": self.encode(value, buffers)}
+                               for name, value in self.swaps]
+            self.swaps = []
         wire.write_frame(self.sock, header, buffers)
 
     def receive(self) -> tuple[dict[str, Any], list[bytes]]:

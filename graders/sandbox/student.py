@@ -42,6 +42,7 @@ class Server:
         self.origins: dict[int, str] = {}  # handle id -> the API name it came from
         self.active: list[str] = []  # API names being called (outermost first)
         self.violation: str | None = None
+        self.swapped: dict[str, list[tuple[bool, Any]]] = {}  # name -> (it existed, its value) per swap in place
         endpoint.handler = self.handle
 
     # ---- resolving ---------------------------------------------------------------------------------------
@@ -70,6 +71,8 @@ class Server:
     # ---- requests -----------------------------------------------------------------------------------------
 
     def handle(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
+        if "swaps" in header:
+            self._swap(header["swaps"], buffers)
         op = header.get("op")
         if op == "call":
             return self._call(header, buffers)
@@ -102,19 +105,29 @@ class Server:
             path = self.endpoint.decode(header.get("path", []), buffers)
             value = self.endpoint.decode(header.get("value"), buffers)
             return self._student(lambda: _set_path(obj, path, value), origin)
-        if op == "replace":
-            name = header.get("name")
-            if not isinstance(name, str):
-                raise wire.WireError("replace without a name")
-            had = hasattr(self.module, name)
-            old = getattr(self.module, name, None)
-            if header.get("unset"):
-                if had:
-                    delattr(self.module, name)
-            else:
-                setattr(self.module, name, self.endpoint.decode(header.get("value"), buffers))
-            return [had, old]
         raise wire.WireError(f"an unknown request {op!r}")
+
+    def _swap(self, swaps: Any, buffers: list[bytes]) -> None:
+        """The harness's swaps, in order (RemoteSubmission.replaced): {name, value} puts the harness's value
+        in place of the module's `name`, remembering what was there; {name} puts it back (removes a name
+        the submission lacked)."""
+        if not isinstance(swaps, list):
+            raise wire.WireError("malformed swaps")
+        for swap in swaps:
+            name = swap.get("name") if isinstance(swap, dict) else None
+            if not isinstance(name, str):
+                raise wire.WireError("a swap without a name")
+            if "value" in swap:
+                self.swapped.setdefault(name, []).append((hasattr(self.module, name), getattr(self.module, name, None)))
+                setattr(self.module, name, self.endpoint.decode(swap["value"], buffers))
+                continue
+            if not self.swapped.get(name):
+                raise wire.WireError(f"a swap of {name!r} put back that was never made")
+            had, old = self.swapped[name].pop()
+            if had:
+                setattr(self.module, name, old)
+            elif hasattr(self.module, name):
+                delattr(self.module, name)
 
     def _call(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
         import torch

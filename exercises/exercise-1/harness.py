@@ -56,9 +56,11 @@ def _spec_losses(X, y, W):
 
 
 class _Augmented:
-    """x~ = [x, -1] and t = 2y - 1 of the last (X, y) seen: train() passes the same tensors at every
-    step, so its hundred steps build them once. Kept only while X and y are the same objects at the
-    same version (an in-place change builds them again); the values are _spec_*'s, op for op."""
+    """C = -(t x~) row by row (t = 2y - 1, x~ = [x, -1]) of the last (X, y) seen: every margin is then
+    -u = C @ w in one matmul, and sum_i sigma(-u_i) (-t_i x~_i) = sigma(C @ w) @ C. t is +-1, so C's
+    entries and these products round exactly as _spec_*'s (bit for bit). train() passes the same tensors
+    at every step, so its hundred steps build C once. Kept only while X and y are the same objects at
+    the same version (an in-place change builds it again)."""
 
     def __init__(self):
         self.key, self.kept = None, None
@@ -67,27 +69,27 @@ class _Augmented:
         key = (id(X), X._version, id(y), y._version)
         if key != self.key:
             Xt = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
-            self.key, self.kept = key, (X, y, Xt, 2 * y.to(X.dtype) - 1)  # X, y held: their ids stay theirs
-        return self.kept[2], self.kept[3]
+            C = -((2 * y.to(X.dtype) - 1)[:, None] * Xt)
+            self.key, self.kept = key, (X, y, C)  # X, y held: their ids stay theirs
+        return self.kept[2]
 
 
 def harness_gradient():
-    """_spec_gradient for train()'s loop in the student's process."""
+    """_spec_gradient for train()'s loop in the student's process: sigma(C w) @ C / n (_Augmented)."""
     augmented = _Augmented()
 
     def gradient(X, y, w):
-        Xt, t = augmented(X, y)
-        return -(torch.sigmoid(-t * (Xt @ w.detach())) * t) @ Xt / len(X)
+        C = augmented(X, y)
+        return torch.sigmoid(C @ w.detach()) @ C / len(X)
     return gradient
 
 
 def harness_loss_fn():
-    """_spec_loss for train()'s loop in the student's process."""
+    """_spec_loss for train()'s loop in the student's process: mean softplus(C w) (_Augmented)."""
     augmented = _Augmented()
 
     def loss(X, y, w):
-        Xt, t = augmented(X, y)
-        return torch.nn.functional.softplus(-t * (Xt @ w)).mean()
+        return torch.nn.functional.softplus(augmented(X, y) @ w).mean()
     return loss
 
 

@@ -78,7 +78,10 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
             tree = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
+        # one walk for the imports and the definitions of API names that forbid something (a source is
+        # scanned for every submission: issue 17); the bodies of those alone are walked again below
         aliases: dict[str, str] = {}
+        defined = []
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
@@ -86,11 +89,11 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
             elif isinstance(node, ast.Import):
                 for a in node.names:
                     aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            names = forbid.get(node.name)
-            if not names or node.name in findings:
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and forbid.get(node.name):
+                defined.append(node)
+        for node in defined:
+            names = forbid[node.name]
+            if node.name in findings:
                 continue
             for inner in ast.walk(node):
                 if not isinstance(inner, (ast.Attribute, ast.Name)):

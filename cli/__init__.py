@@ -133,6 +133,15 @@ class _Group(click.Group):
             command._dldiy_shared = True
         return _guard_options(name, command)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] == "grade" and not ctx.resilient_parsing and _grades_locally(args[1:]):
+            # torch's import in the fork server (over a second) overlaps the import of the command's
+            # own modules (a third of a second) and the class's discovery: started before either
+            from dldiy.graders.sandbox.forkserver import start_shared_early
+
+            start_shared_early()
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context):
         from dldiy.graders.course.folders import CourseError
         from dldiy.graders.course.exercise import SpecError
@@ -148,6 +157,12 @@ class _Group(click.Group):
             if needed is None:
                 raise
             raise MissingExtra(f"dldiy {ctx.invoked_subcommand}", needed) from None
+
+
+def _grades_locally(args: list[str]) -> bool:
+    """`grade ARGS` will grade on this machine (not --help, not --cluster): a guess from the raw arguments,
+    for an early start only (a wrong guess costs an unused server, ended at exit, or a later start)."""
+    return not any(a in ("-h", "--help", "--cluster") or a.startswith("--cluster=") for a in args)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -24,11 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, default_jobs, draw_hidden_seeds,
-                                     load_timeout_for, start_server_early, run_cluster, run_local,
-                                     scheduler_unreachable, to_grade)
+                                     load_timeout_for, run_cluster, run_local, scheduler_unreachable, to_grade)
 from dldiy.graders.batch.discover import Found, discover
 from dldiy.graders.course.exercise import load_exercise, require
 from dldiy.graders.report import Report
+from dldiy.graders.sandbox.forkserver import start_shared_early
 from dldiy.graders.batch.export import file_stem, nbgrader_notebook_name, write_feedback, write_gradescope, write_nbgrader
 from dldiy.graders.batch.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
                                            terminal_safe)
@@ -158,7 +158,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     check_inputs(submissions, out, course_dir, cluster)
     require(exercise)  # one line naming what to install, before any child starts
     if cluster is None:
-        start_server_early()  # torch's import in the fork server overlaps discovery and unpacking
+        start_shared_early()  # (started already by the command line's parser, cli/__init__.py, as a rule)
     assignment = assignment or exercise.id
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)

@@ -326,3 +326,23 @@ def test_public_seeds_choose_which_public_seeds_run_beside_the_hidden_ones():
     assert public_seeds_run((1, 42, 2019), hidden=(7,), count=0) == []
     assert public_seeds_run((1, 42, 2019), hidden=(7,), count=None) == [1, 42, 2019]
     assert public_seeds_run((1, 42, 2019), hidden=(), count=1) == [1, 42, 2019]  # no hidden seed: all of them
+
+
+def test_grade_starts_its_fork_server_as_the_command_line_is_parsed_unless_it_will_not_grade_here(monkeypatch, tmp_path):
+    """torch's import in the fork server overlaps the import of grade's own modules: the command line's
+    parser starts it (cli/__init__.py), before the command is loaded; not for --help or --cluster."""
+    from click.testing import CliRunner
+
+    from dldiy.cli import main
+    from dldiy.graders.sandbox import forkserver
+
+    started: list[str] = []
+    monkeypatch.setattr(forkserver, "start_shared_early", lambda: started.append("early"))
+    missing = str(tmp_path / "nobody")
+    for args, expected in ((["grade", "--help"], []),
+                           (["grade", "exercise-1", missing, "--out", str(tmp_path / "o"), "--cluster", "tcp://x:1"], []),
+                           (["grade", "exercise-1", missing, "--out", str(tmp_path / "o"), "--cluster=tcp://x:1"], []),
+                           (["grade", "exercise-1", missing, "--out", str(tmp_path / "o")], ["early"])):
+        started.clear()
+        CliRunner().invoke(main, args)  # (a folder that does not exist: a usage error, after the start)
+        assert started == expected, (args, started)

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import os
 import secrets
-import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -137,35 +136,6 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
     record["submission"] = path  # None when there was nothing to grade
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
-
-
-def start_server_early() -> threading.Thread:
-    """Start this process's fork server on a thread now (~3 s: torch and the warm imports), while the
-    caller discovers and unpacks the class; `shared()` waits for it where it is first needed."""
-    import atexit
-
-    thread = threading.Thread(target=_start_quietly, name="dldiy-forkserver-start", daemon=True)
-    thread.start()
-    atexit.register(_close_early_start, thread)  # a batch stopped early (a usage error) leaves no server
-    return thread
-
-
-def _close_early_start(thread: threading.Thread) -> None:
-    from ..sandbox import forkserver
-
-    deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:  # it may still be inside Popen: try again
-        forkserver.abandon_start()
-        thread.join(timeout=0.05)
-    if forkserver._shared is not None:
-        forkserver._shared.close()  # idempotent: shared()'s own atexit hook may have closed it
-
-
-def _start_quietly() -> None:
-    try:
-        shared()
-    except Exception:  # noqa: BLE001 - the caller's own shared() raises it again, where it can say so
-        pass
 
 
 class PendingExpectations(Mapping):

@@ -155,6 +155,42 @@ def shared() -> ForkServer:
         return _shared
 
 
+_early: threading.Thread | None = None
+
+
+def start_shared_early() -> None:
+    """Start this process's shared server on a thread now (torch and the warm imports: most of a batch's
+    start-up), while the caller imports its own modules and discovers the class; `shared()` waits for it
+    where it is first needed. Once per process: a later call does nothing."""
+    global _early
+    import atexit
+
+    with _shared_lock:
+        if _early is not None or _shared is not None:
+            return
+        _early = threading.Thread(target=_start_quietly, name="dldiy-forkserver-start", daemon=True)
+    _early.start()
+    atexit.register(_close_early_start, _early)  # a batch stopped early (a usage error) leaves no server
+
+
+def _close_early_start(thread: threading.Thread) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:  # it may still be inside Popen: try again
+        abandon_start()
+        thread.join(timeout=0.05)
+    if _shared is not None:
+        _shared.close()  # idempotent: shared()'s own atexit hook may have closed it
+
+
+def _start_quietly() -> None:
+    try:
+        shared()
+    except Exception:  # noqa: BLE001 - the caller's own shared() raises it again, where it can say so
+        pass
+
+
 def _reap_children(signum, frame) -> None:
     for _ in reap_ended():
         pass

@@ -134,12 +134,17 @@ class _Group(click.Group):
         return _guard_options(name, command)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
-        if args and args[0] == "grade" and not ctx.resilient_parsing and _grades_locally(args[1:]):
+        if args and args[0] == "grade" and not ctx.resilient_parsing and _runs_here(args[1:]):
             # torch's import in the fork server (over a second) overlaps the import of the command's
             # own modules (a third of a second) and the class's discovery: started before either
             from dldiy.graders.sandbox.forkserver import start_shared_early
 
             start_shared_early()
+        if args and args[0] == "check" and not ctx.resilient_parsing and _runs_here(args[1:]):
+            # the same for check: its harness process is a fresh interpreter, launched now
+            from dldiy.graders.sandbox.spawn import start_fresh_early
+
+            start_fresh_early()
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context):
@@ -159,8 +164,8 @@ class _Group(click.Group):
             raise MissingExtra(f"dldiy {ctx.invoked_subcommand}", needed) from None
 
 
-def _grades_locally(args: list[str]) -> bool:
-    """`grade ARGS` will grade on this machine (not --help, not --cluster): a guess from the raw arguments,
+def _runs_here(args: list[str]) -> bool:
+    """The command will grade or check on this machine (not --help, not --cluster): a guess from the raw arguments,
     for an early start only (a wrong guess costs an unused server, ended at exit, or a later start)."""
     return not any(a in ("-h", "--help", "--cluster") or a.startswith("--cluster=") for a in args)
 

@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import REPO
 from dldiy.graders.sandbox import messages
@@ -118,3 +119,36 @@ def test_a_parent_side_change_to_a_checks_params_reaches_the_harness(tmp_path, f
         measured = done.outcome.results[("first-loss", seed)]["measurement"]
         assert (measured["n"], measured["steps"]) == (37, [0, 3])
     assert [c.name for c in done.report.checks] == ["first-loss"]
+
+
+def _finite_one_by_one(value):
+    """judge._finite's definition: every float that is nan or inf spelt out, one value at a time."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_one_by_one(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_one_by_one(v) for v in value]
+    return value
+
+
+_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=1e307, max_value=1.7e308),
+                     st.integers(-10**20, 10**20), st.booleans(), st.none(), st.text(max_size=3))
+_details = st.recursive(_numbers, lambda inner: st.one_of(st.lists(inner, max_size=6),
+                                                         st.dictionaries(st.text(max_size=3), inner, max_size=4)),
+                        max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_details)
+def test_a_verdicts_details_spell_out_exactly_the_nan_and_inf_of_their_numbers(details):
+    """The fast path for lists of plain numbers (their sum finite: none is nan or inf; a sum that
+    overflows takes the long way) gives what spelling out each value does."""
+    import json
+
+    from dldiy.graders.judge import _finite
+
+    out = _finite(details)
+    assert json.dumps(out, allow_nan=False) == json.dumps(_finite_one_by_one(details), allow_nan=False)

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dldiy.graders.sandbox.child import StudentProcess
 from dldiy.graders.sandbox.endpoint import RemoteError
@@ -37,6 +38,9 @@ MODULE = textwrap.dedent("""
 
     def fail(message):
         raise ValueError(message)
+
+    def same(value):
+        return value
 """)
 
 
@@ -107,3 +111,27 @@ def test_a_batch_answers_each_call_in_its_place(sub):
     with pytest.raises(Violation):
         sub.batch([("banned", None, (), {})])
     assert sub.batch([]) == []
+
+
+_scalars = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=1e307, max_value=1.7e308),
+                     st.integers(-2**53, 2**53), st.booleans(), st.none(), st.text(max_size=4))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=8), st.tuples(inner, inner)),
+                       max_leaves=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_values)
+def test_plain_values_cross_and_come_back_as_they_were(sub, value):
+    """Lists of plain numbers take a shortcut both ways (sent as they are when every float is finite;
+    nothing to decode in a list of JSON scalars): nan, inf, a sum that overflows, bools, None and strings
+    come back with their types and values, nested or not."""
+    back = sub.call("same", value)
+
+    def same(a, b):
+        if isinstance(a, float) and a != a:
+            return isinstance(b, float) and b != b
+        if isinstance(a, (list, tuple)):
+            return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and a == b
+
+    assert same(value, back), (value, back)

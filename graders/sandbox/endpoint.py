@@ -106,6 +106,8 @@ class _Mirror:
         return self.strong if self.strong is not None else self.ref()
 
 
+_PLAIN_SCALARS = {float, int, str, type(None)}  # sent as they are (a float when finite); not bool's subclasses
+_JSON_SCALARS = {float, int, str, bool, type(None)}  # what JSON decodes besides lists and dicts
 _PUT_BACK = object()  # a swap that puts the submission's own back (Endpoint.swaps)
 
 
@@ -369,6 +371,9 @@ class Endpoint:
         if isinstance(value, np.bool_):
             return bool(value)
         if isinstance(value, list):
+            kinds = set(map(type, value))  # a history of losses, a picture's points: plain numbers in C
+            if kinds <= _PLAIN_SCALARS and (float not in kinds or math.isfinite(sum(v for v in value if type(v) is float))):
+                return list(value)
             return [self.encode(v, buffers, depth + 1) for v in value]
         if isinstance(value, types.GeneratorType) and self.side == "harness":
             # a one-shot iterator there too (model.parameters() is one): the contract stays the same
@@ -419,6 +424,8 @@ class Endpoint:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
+            if set(map(type, value)) <= _JSON_SCALARS:  # nothing inside to decode (a tensor, nan: a dict)
+                return value
             return [self.decode(v, buffers, depth + 1) for v in value]
         if not isinstance(value, dict):
             raise wire.WireError(f"an unknown value of type {type(value).__name__}")

@@ -54,13 +54,15 @@ def test_replaced_swaps_a_name_for_the_block_and_restores_it(tmp_path):
                 assert train() == "inner"
             assert train() == "outer"
         assert train() == "theirs"
+        own = sub.get("gradient")
         sent = []
         send = student.endpoint.send
         student.endpoint.send = lambda header, buffers=None: (sent.append(header["op"]), send(header, buffers))[1]
         with sub.replaced("gradient", lambda: "ours"):  # the swaps travel ahead of the next request
             assert train() == "ours"
+        assert sub.get("gradient") is own and own() == "theirs"  # its own again: the handle from before, no getattr
         # (the other frames: replies to the student's calls of the harness's lambda)
-        assert train() == "theirs" and [op for op in sent if op != "reply"] == ["call", "call"], sent
+        assert train() == "theirs" and [op for op in sent if op != "reply"] == ["call", "call", "call"], sent
     finally:
         student.kill()
 

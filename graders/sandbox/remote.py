@@ -198,13 +198,17 @@ class RemoteSubmission:
         """Within the block, the submission's `name` is the harness's `fn` (its callers call ours). The swap,
         and the one that puts the submission's own back, travel ahead of the next request (Endpoint.swaps):
         the student's code runs only when asked, so it sees `fn` in every call made inside the block and
-        in none after it, without a message of their own (issue 17: they were 24 of exercise-1's 54)."""
-        self._handles.pop(name, None)
+        in none after it, without a message of their own (issue 17: they were 24 of exercise-1's 54).
+        The handle `get(name)` gave before the block is good again after it: the swap puts back the very
+        object it replaced (a handle read inside the block is the harness's `fn`, forgotten)."""
+        before = self._handles.pop(name, None)
         self.endpoint.swaps.append((name, fn))
         try:
             yield
         finally:
             self._handles.pop(name, None)
+            if before is not None:
+                self._handles[name] = before
             self.endpoint.swaps.append((name, _PUT_BACK))
 
 

@@ -135,3 +135,27 @@ def test_plain_values_cross_and_come_back_as_they_were(sub, value):
         return type(a) is type(b) and a == b
 
     assert same(value, back), (value, back)
+
+
+def test_a_swap_whose_value_cannot_be_built_leaves_every_later_put_back_its_swap():
+    """Two swaps travel ahead of one request and the first one's value fails to build in the student's
+    process: the second is made all the same, the request answers with the error, and the put-backs
+    sent later (inner first) each find their swap: nothing out of step for the next request."""
+    import types
+
+    from dldiy.graders.sandbox.student import Server
+
+    def decode(value, buffers):
+        if value == "broken":
+            raise RuntimeError("the factory raised")
+        return value
+
+    module = types.ModuleType("submission")
+    module.gradient = "theirs"
+    endpoint = types.SimpleNamespace(decode=decode, handler=None)
+    server = Server(endpoint, types.SimpleNamespace(module=module), {})
+    with pytest.raises(RuntimeError, match="the factory raised"):
+        server._swap([{"name": "gradient", "value": "broken"}, {"name": "loss", "value": "ours"}], [])
+    assert module.loss == "ours"
+    server._swap([{"name": "loss"}, {"name": "gradient"}], [])  # the harness's put-backs, inner first
+    assert module.gradient == "theirs" and not hasattr(module, "loss")

@@ -225,7 +225,8 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     # from its zygote: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors
     # and messages set one off again and again
     gc.freeze()
-    zygote = Zygote(pid_namespaces=bool(start.get("pid_namespaces")))  # now, before any job: what it forks holds nothing of any submission
+    # now, before any job: what it forks holds nothing of any submission
+    zygote = Zygote(pid_namespaces=bool(start.get("pid_namespaces")))
     fresh = GlobalState()
     try:
         for line in jobs:

@@ -110,16 +110,22 @@ class Server:
     def _swap(self, swaps: Any, buffers: list[bytes]) -> None:
         """The harness's swaps, in order (RemoteSubmission.replaced): {name, value} puts the harness's value
         in place of the module's `name`, remembering what was there; {name} puts it back (removes a name
-        the submission lacked)."""
+        the submission lacked). Every swap is made, and remembered, even when an earlier one's value could
+        not be built here (a local value whose factory raised): each put-back the harness sends later then
+        finds its swap, and the error is raised once all are made, as the reply to this request."""
         if not isinstance(swaps, list):
             raise wire.WireError("malformed swaps")
+        failed: BaseException | None = None
         for swap in swaps:
             name = swap.get("name") if isinstance(swap, dict) else None
             if not isinstance(name, str):
                 raise wire.WireError("a swap without a name")
             if "value" in swap:
                 self.swapped.setdefault(name, []).append((hasattr(self.module, name), getattr(self.module, name, None)))
-                setattr(self.module, name, self.endpoint.decode(swap["value"], buffers))
+                try:
+                    setattr(self.module, name, self.endpoint.decode(swap["value"], buffers))
+                except Exception as e:  # noqa: BLE001 - raised below, after the other swaps
+                    failed = failed or e
                 continue
             if not self.swapped.get(name):
                 raise wire.WireError(f"a swap of {name!r} put back that was never made")
@@ -128,6 +134,8 @@ class Server:
                 setattr(self.module, name, old)
             elif hasattr(self.module, name):
                 delattr(self.module, name)
+        if failed is not None:
+            raise failed
 
     def _call(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
         import torch

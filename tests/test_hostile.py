@@ -200,6 +200,36 @@ def test_a_fork_bomb_is_capped_and_nothing_of_it_survives(grade, server):
     assert seconds < 10
 
 
+def test_the_students_first_line_already_runs_inside_its_cgroups(grade):
+    # Where the harness moves the student's process into its cgroups from outside (the process is its
+    # PID namespace's init), the student's code must not start before the move: its first line, at
+    # import, already counts against the pids and memory limits.
+    code = with_reference(prefix="""
+        for line in open("/proc/self/cgroup"):
+            print("CGROUP", line.strip())
+    """)
+    probe = Cgroup(1)  # what this host lets us make, independently of what the child reported
+    try:
+        has_pids = any((p / "pids.max").exists() for p in probe.paths)
+        has_memory = any((p / "memory.limit_in_bytes").exists() or (p / "memory.max").exists() for p in probe.paths)
+    finally:
+        probe.kill_all()
+    if not has_pids:
+        pytest.skip("no pids cgroup can be made here (best effort)")
+    report, checks, _ = grade(code)
+    assert checks["gradcheck"].status == "pass"
+    assert confined(report, "cgroup pids.max"), report.sandbox
+    lines = [line.split(" ", 1)[1] for line in report.output.splitlines() if line.startswith("CGROUP ")]
+
+    def member_of(controller: str) -> list[str]:  # its v1 hierarchy's line, else the v2 one
+        return [line for line in lines if controller in line.split(":")[1].split(",")] \
+            or [line for line in lines if line.split(":")[1] == ""]
+
+    assert all("/dldiy-" in line for line in member_of("pids")), lines
+    if has_memory:
+        assert all("/dldiy-" in line for line in member_of("memory")), lines
+
+
 def test_a_gigabyte_printed_to_stdout_is_drained_with_a_cap_quickly(grade):
     code = with_reference(prefix="""
         import sys

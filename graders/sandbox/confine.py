@@ -390,21 +390,31 @@ class Confined:
     missing: list[str] = field(default_factory=list)
 
 
-def confine(spec: dict, report_exit=None, pid_namespace_ready: bool = False) -> Confined:
+def confine(spec: dict, report_exit=None, pid_namespace_ready: bool = False,
+            joined: Callable[[], tuple[list[str], list[str]]] | None = None) -> Confined:
     """Apply `spec` (Limits.spec) to this process. With a PID namespace this forks: the caller
     continues as the namespace's init, while the original process waits, calls
     `report_exit(code)` and exits with the same code. `pid_namespace_ready`: this process was
     forked as the init of a PID namespace of its own (PidNamespaceForks), so there is nothing to
-    fork and no relay left outside."""
+    fork and no relay left outside. `joined` (only with `pid_namespace_ready`): the harness moves
+    this process into its cgroups (join_cgroups) meanwhile; it returns that report, and is waited
+    for before confine() returns, so before any of the student's code."""
     state = Confined()
     os.environ[MARKER_VAR] = spec["marker"]
-    _join_cgroups(spec, state)
+    if joined is not None and not pid_namespace_ready:
+        raise ValueError("cgroups joined from outside need a child that forks nothing before: a PID namespace's init")
+    if joined is None:
+        _join_cgroups(spec, state)
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     outer_uid = os.getuid() if hasattr(os, "getuid") else None
     nproc_cap = None if root else _nproc_cap(spec["processes"])
     mounted = userns = False
     if spec.get("namespaces", True) and _libc() is not None:
         mounted, userns = _namespaces(spec, state, report_exit, drop_uid=root, pid_namespace_ready=pid_namespace_ready)
+    if joined is not None:
+        applied, missing = joined()
+        state.applied += applied
+        state.missing += missing
     _rlimits(spec, nproc_cap, state)
     _drop_privileges(state, become_nobody=root and mounted, userns=userns, outer_uid=outer_uid)
     os.chdir(spec["workdir"])
@@ -422,29 +432,43 @@ def _libc():
 def _join_cgroups(spec: dict, state: Confined) -> None:
     """Set the memory limit on the memory cgroup (the child still runs trusted code here, before
     any of the student's), then join every cgroup of the spec."""
+    applied, missing = join_cgroups(spec, os.getpid())
+    state.applied += applied
+    state.missing += missing
+
+
+def join_cgroups(spec: dict, pid: int) -> tuple[list[str], list[str]]:
+    """Set the memory limit on the memory cgroup, then move process `pid` into every cgroup of the
+    spec: (what applied, what is missing), lines for Confined. The child itself calls it through
+    confine(), or, where it is its PID namespace's init from its fork (so nothing it forks escapes the
+    move), the harness calls it from outside while the child builds its root (`joined` below): a move
+    into a v1 cgroup waits for an RCU grace period, ~9 ms here, that overlaps with the mounts."""
     paths = spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else [])
     memory = spec.get("memory_bytes")
+    applied: list[str] = []
+    missing: list[str] = []
     has_pids = has_memory = False
     for path in map(Path, paths):
         try:
             files = _memory_files(path) if memory else ()
             for name in files:
                 (path / name).write_text("0" if name == "memory.swap.max" else str(memory))
-            (path / "cgroup.procs").write_text(str(os.getpid()))
+            (path / "cgroup.procs").write_text(str(pid))
             if files:
                 has_memory = True
-                state.applied.append(f"memory cgroup: {memory} bytes for the whole process tree, shared memory "
-                                     f"and tmpfs included ({' + '.join(files)})")
+                applied.append(f"memory cgroup: {memory} bytes for the whole process tree, shared memory "
+                               f"and tmpfs included ({' + '.join(files)})")
             if (path / "pids.max").exists():
                 has_pids = True
-                state.applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")
+                applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")
         except OSError as e:
-            state.missing.append(f"cgroup {path.name} ({e.strerror or e})")
+            missing.append(f"cgroup {path.name} ({e.strerror or e})")
     if not has_pids:
-        state.missing.append("pids cgroup (none could be created: RLIMIT_NPROC only, when not root)")
+        missing.append("pids cgroup (none could be created: RLIMIT_NPROC only, when not root)")
     if memory and not has_memory:
-        state.missing.append("memory cgroup (none could be created): RLIMIT_DATA per process only; a tree of "
-                             "processes or a shared mapping can exceed it")
+        missing.append("memory cgroup (none could be created): RLIMIT_DATA per process only; a tree of "
+                       "processes or a shared mapping can exceed it")
+    return applied, missing
 
 
 def _nproc_cap(processes: int) -> int | None:
@@ -617,3 +641,4 @@ def _drop_privileges(state: Confined, become_nobody: bool, userns: bool, outer_u
 
 if sys.platform.startswith("linux"):
     sandbox_fs.trusted()  # once here: a fork server's children inherit it instead of each computing it
+    sandbox_fs.device_names()

@@ -105,6 +105,16 @@ def trusted() -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     return paths, tuple(instructor_files(list(dldiy_paths()))), checkout()
 
 
+@functools.cache
+def device_names() -> tuple[str, ...]:
+    """The /dev nodes a child gets (DEVICES and the GPU's): the host's, the same for every child, so
+    found once per process (warmed with trusted(): a scan of /dev and a glob per student cost ~150 page
+    faults of a forked child)."""
+    names = [d for d in DEVICES if os.path.exists(f"/dev/{d}")]
+    names += [os.path.basename(p) for p in sorted(glob.glob(GPU_DEVICES)) if not os.path.isdir(p)]
+    return tuple(names)
+
+
 def plan(spec: dict, drop_uid: bool = False) -> tuple[list[str], list[str], list[str]]:
     """(folders and files to bind read-only, outermost first; candidates refused; instructor files
     inside them). A candidate is refused when it would contain the checkout, the working copy or a
@@ -255,8 +265,7 @@ class Root:
         return count
 
     def _devices(self) -> list[str]:
-        names = [d for d in DEVICES if os.path.exists(f"/dev/{d}")]
-        names += [os.path.basename(p) for p in sorted(glob.glob(GPU_DEVICES)) if not os.path.isdir(p)]
+        names = list(device_names())
         for name in names:
             self.bind(f"/dev/{name}", f"/dev/{name}", ATTR_RDONLY | ATTR_NOSUID | ATTR_NOEXEC)
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),

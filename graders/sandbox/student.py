@@ -358,7 +358,10 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
     if request.get("sandbox"):
         from .confine import confine
 
-        state = confine(request["sandbox"], pid_namespace_ready=pid_namespace_ready)
+        # As its PID namespace's init, the harness moves it into its cgroups while it builds its root
+        # (Zygote.fork_student); it waits for that report before it loads the submission.
+        joined = (lambda: _join_report(sock)) if pid_namespace_ready else None
+        state = confine(request["sandbox"], pid_namespace_ready=pid_namespace_ready, joined=joined)
         applied = state.applied + [f"not applied: {m}" for m in state.missing]
     dump = os.fdopen(dump_fd, "w")
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=False, chain=False)
@@ -429,13 +432,25 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             raise OSError("the zygote did not fork the student's process")
+        pid, namespace_init = (int(field) for field in reply.split())
         sock = socket.socket(fileno=fds[0])
-        data = json.dumps(request).encode()
-        try:  # its first read (_request_from); one that died already is read as a death by the caller
-            sock.sendall(struct.pack(">I", len(data)) + data)
-        except OSError:
-            pass
-        return int(reply), sock, fds[1], fds[2]
+
+        def send(message: dict[str, Any]) -> None:
+            data = json.dumps(message).encode()
+            try:  # one that died already is read as a death by the caller
+                sock.sendall(struct.pack(">I", len(data)) + data)
+            except OSError:
+                pass
+
+        send(request)  # its first read (_request_from)
+        if namespace_init and request.get("sandbox"):
+            # It forks nothing before it has read the report (confine's `joined`): moved now, all of it
+            # is in its cgroups before any of the student's code runs.
+            from .confine import join_cgroups
+
+            applied, missing = join_cgroups(request["sandbox"], pid)
+            send({"applied": applied, "missing": missing})
+        return pid, sock, fds[1], fds[2]
 
     def close(self) -> None:
         self.sock.close()  # the zygote reads end of file and exits
@@ -443,6 +458,12 @@ class Zygote:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+def _join_report(sock: Any) -> tuple[list[str], list[str]]:
+    """What the harness's join_cgroups() applied and missed, its second message on the call socket."""
+    report = _request_from(sock)
+    return [str(line) for line in report.get("applied", [])], [str(line) for line in report.get("missing", [])]
 
 
 def _request_from(sock: Any) -> dict[str, Any]:
@@ -530,7 +551,7 @@ def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
         for fd in (dump_w, output):
             os.close(fd)
         try:
-            socket.send_fds(sock, [str(pid).encode()], [ours.fileno(), dump_r, status_r])
+            socket.send_fds(sock, [f"{pid} {int(forks is not None)}".encode()], [ours.fileno(), dump_r, status_r])
         except OSError:
             return
         finally:

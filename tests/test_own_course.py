@@ -281,3 +281,20 @@ def test_gradcheck_layer_on_a_torch_layer_with_a_hand_written_backward(bug):
     assert verdict.status == ("fail" if bug else "pass"), verdict.message
     if bug:
         assert "Affine.weight" in verdict.message and "constant 2" in verdict.message
+
+
+def test_the_bundle_of_a_notebook_exercise_holds_one_notebook_under_its_entry_name(tmp_path, monkeypatch):
+    """An exercise named apart from its notebook (`dldiy new hw --from mlp.ipynb`): the bundle's folder
+    holds one notebook, the entry that `dldiy check` and `grade` look for, not the empty notebook beside
+    a second, stubbed copy named after the exercise (a student working in that one would be graded on
+    the untouched entry)."""
+    from dldiy.graders.course.exercise import load_exercise_dir
+    from dldiy.graders.course.release import stage_exercise
+
+    made = run_dldiy("new", "hw", "--from", str(EMPTY), "--solution", str(SOLUTION), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    monkeypatch.setenv("DLDIY_COURSE", str(tmp_path))
+    stage_exercise(load_exercise_dir(tmp_path / "exercises" / "hw"), tmp_path / "bundle" / "hw")
+    assert sorted(p.name for p in (tmp_path / "bundle" / "hw").glob("*.ipynb")) == ["mlp.ipynb"]
+    handed = nbformat.read(str(tmp_path / "bundle" / "hw" / "mlp.ipynb"), as_version=4)
+    assert 'raise NotImplementedError("hw: implement Linear.forward")' in "\n".join(c.source for c in handed.cells)

@@ -45,7 +45,10 @@ def stage_exercise(ex: Exercise, folder: Path) -> None:
             target.write_text(notebook.strip_solutions(src.read_text(), ex.id)[0])
         else:
             shutil.copyfile(src, target)
-    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / f"{ex.id}.ipynb")
+    # A notebook exercise hands in its entry: the student notebook takes that name (one notebook, the one
+    # `dldiy check` and `grade` read), not a second copy beside the template's.
+    name = ex.entry if ex.entry.endswith(".ipynb") else f"{ex.id}.ipynb"
+    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
     if ex.expected_path.is_file():
         shutil.copyfile(ex.expected_path, folder / "expected.json")
 

@@ -298,3 +298,33 @@ def test_the_bundle_of_a_notebook_exercise_holds_one_notebook_under_its_entry_na
     assert sorted(p.name for p in (tmp_path / "bundle" / "hw").glob("*.ipynb")) == ["mlp.ipynb"]
     handed = nbformat.read(str(tmp_path / "bundle" / "hw" / "mlp.ipynb"), as_version=4)
     assert 'raise NotImplementedError("hw: implement Linear.forward")' in "\n".join(c.source for c in handed.cells)
+
+
+@pytest.mark.slow  # a timed-out check costs its child: about 10 s
+def test_the_specs_check_timeout_and_memory_apply_and_the_command_line_overrides_them(tmp_path):
+    """Linear.forward sleeps 0.6 s, ReLU.forward allocates 400 MB. The spec's timeout = 0.3 and
+    memory = "300MiB" stop them; --check-timeout 20 --memory 2GiB lifts both for one run."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    text = spec.read_text()
+    assert "timeout = 10  #" in text and 'memory = "2GiB"' in text
+    spec.write_text(text.replace("timeout = 10  #", "timeout = 0.3  #").replace('memory = "2GiB"', 'memory = "300MiB"'))
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for start, line in (("class Linear", "import time; time.sleep(0.6)"), ("class ReLU", "_big = np.ones(50_000_000)")):
+        cell = next(c for c in nb.cells if c.source.startswith(start))
+        assert cell.source.count("    def forward(self, x):\n") == 1
+        cell.source = cell.source.replace("    def forward(self, x):\n", f"    def forward(self, x):\n        {line}\n")
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    only = ("--only", "linear-forward", "--only", "relu-forward")
+
+    def run(*limits: str) -> dict:
+        result = run_dldiy("check", "--course", str(course), "mlp", str(tmp_path / "mlp.ipynb"), "--json", *only, *limits)
+        return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+    by_spec = run()
+    assert by_spec["linear-forward"]["status"] == "error", by_spec
+    assert "did not finish within 0.3 s" in by_spec["linear-forward"]["message"]
+    assert by_spec["relu-forward"]["status"] == "error" and "MemoryError" in by_spec["relu-forward"]["message"], by_spec
+    lifted = run("--check-timeout", "20", "--memory", "2GiB")
+    assert {n: c["status"] for n, c in lifted.items()} == {"linear-forward": "pass", "relu-forward": "pass"}, lifted

@@ -193,8 +193,9 @@ def test_mutants_of_a_notebook_edit_only_its_solution_regions():
 
 @pytest.mark.parametrize("mode", ["all", "definitions"])
 def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
-    """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped), and the plot
-    cell headless; skip_tags leaves a tagged cell out; named cells wait for the harness."""
+    """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped); skip_tags
+    leaves a tagged cell out; named cells wait for the harness. (The plot cell raises here, its losses
+    kept back with the training cell: test_with_load_all_the_plot_cell_runs_headless... draws it.)"""
     from dldiy.graders.sandbox.submission import CELL_RUNNER, load
 
     nb = nbformat.read(str(SOLUTION), as_version=4)
@@ -328,3 +329,87 @@ def test_the_specs_check_timeout_and_memory_apply_and_the_command_line_overrides
     assert by_spec["relu-forward"]["status"] == "error" and "MemoryError" in by_spec["relu-forward"]["message"], by_spec
     lifted = run("--check-timeout", "20", "--memory", "2GiB")
     assert {n: c["status"] for n, c in lifted.items()} == {"linear-forward": "pass", "relu-forward": "pass"}, lifted
+
+
+def test_a_cell_that_raises_at_load_costs_only_the_checks_that_need_it(tmp_path, check_json):
+    """A cell that parses but raises while it runs (here ReLU's class body) is reported and left out:
+    ReLU's checks and the training loop that uses it error, every other part keeps its points."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("class ReLU:\n"))
+    cell.source = cell.source.replace("class ReLU:\n", "class ReLU:\n    scale = 1 / 0\n", 1)
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    report = _assessed(check_json, tmp_path / "mlp.ipynb")
+    assert report["load_error"] is None
+    statuses = _statuses(report)
+    assert {n for n, s in statuses.items() if s != "pass"} == {"relu-forward", "relu-backward", "training"}, statuses
+    assert set(statuses[n] for n in ("relu-forward", "relu-backward", "training")) == {"error"}
+    assert report["score"] == 11 - 1 - 1 - 2
+    assert any(s.startswith("cell 4 raised ZeroDivisionError") for s in report["skipped_lines"]), report["skipped_lines"]
+
+
+def test_with_load_all_the_plot_cell_runs_headless_and_leaves_no_figure_open(tmp_path, check_json):
+    """load = "all" with no cell kept for the harness: the training loop and the plot cell run at load,
+    plt.show() returns at once off-screen, and the figure is freed after its cell."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    text = spec.read_text()
+    cells = 'data = { contains = "np.loadtxt" }\ntrain = { contains = "for epoch in range(n_epochs):" }\n'
+    assert cells in text and 'load = "definitions"' in text
+    spec.write_text(text.replace(cells, "").replace('load = "definitions"', 'load = "all"'))
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    plot = next(i for i, c in enumerate(nb.cells) if "plt.show()" in c.source)
+    nb.cells.insert(plot + 1, nbformat.v4.new_code_cell(
+        "import matplotlib\n"
+        "assert len(losses) == n_epochs  # the loop ran at load\n"
+        "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"
+        "assert plt.get_fignums() == [], plt.get_fignums()"))
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    report = check_json("mlp", tmp_path / "mlp.ipynb", "linear-forward", course=course)[0]
+    assert report["load_error"] is None and report["score"] == 1
+    assert [s for s in report["skipped_lines"] if not s.split(": ", 1)[1].startswith("!")] == [], report["skipped_lines"]
+
+
+def test_load_tags_select_cells_and_the_training_cell_runs_seeded(tmp_path, monkeypatch):
+    """In process: with load_tags only the tagged cells run at load (here the imports and the three
+    layer classes: not the data or hyperparameter cells). The training cell, run by the harness with
+    its inputs, gives the same losses for the same seed and other losses for another seed."""
+    import numpy as np
+
+    from dldiy.graders.sandbox.submission import CELL_RUNNER, load
+
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for cell in nb.cells:
+        if cell.source.startswith(("import numpy", "class ")):
+            cell.metadata["tags"] = ["graded"]
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    settings = {"mode": "all", "load_tags": ["graded"], "cells": {"train": {"contains": "for epoch in range(n_epochs)"}}}
+    names = vars(load(tmp_path / "mlp.ipynb", settings).module)
+    assert {"np", "Linear", "ReLU", "SoftmaxCrossEntropy"} <= names.keys()
+    assert not {"X_train", "lr", "n_epochs", "model", "losses"} & names.keys()
+    rng = np.random.default_rng(0)
+    inputs = {"X_train": rng.standard_normal((30, 2)), "y_train": rng.integers(0, 3, 30), "lr": 0.1, "n_epochs": 5,
+              "hidden": 8}
+    run = names[CELL_RUNNER]
+    first, again, other = (run(["train"], inputs, ["losses"], seed)["losses"] for seed in (0, 0, 1))
+    assert len(first) == 5 and first == again and first != other
+
+
+def test_release_nbgrader_keeps_the_notebooks_cells_one_by_one(tmp_path):
+    """release --nbgrader on the course: every cell of the reference notebook stays its own cell (its
+    solution cells marked for nbgrader), then one autograder cell per check; never the notebook's JSON
+    pasted into one cell."""
+    import tomllib
+
+    result = run_dldiy("--course", str(COURSE), "release", "--nbgrader", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    nb = nbformat.read(str(tmp_path / "source" / "mlp" / "mlp.ipynb"), as_version=4)
+    reference = nbformat.read(str(COURSE / "reference" / "mlp" / "source.ipynb"), as_version=4)
+    assert [c.source for c in nb.cells[:len(reference.cells)]] == [c.source for c in reference.cells]
+    grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    spec = tomllib.loads((COURSE / "exercises" / "mlp" / "spec.toml").read_text())
+    assert grade_ids == [c["name"] for c in spec["checks"]]  # one autograder cell per check
+    solutions = [c.source.split("\n")[0] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solutions == ["class Linear:", "class ReLU:", "class SoftmaxCrossEntropy:"]
+    assert not any('"cell_type"' in c.source for c in nb.cells)

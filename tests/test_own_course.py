@@ -140,6 +140,48 @@ def test_missing_requirements_stop_grade_and_validate_in_one_line(tmp_path):
             "pip install dldiy-no-such-package"]
 
 
+def test_a_requirement_installed_at_the_wrong_version_stops_grade_and_validate_in_one_line(tmp_path):
+    """`numpy>=99` is not met by the numpy installed here: the version counts, not only the name."""
+    import importlib.metadata
+
+    numpy = importlib.metadata.version("numpy")
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    spec.write_text(spec.read_text().replace('requirements = ["matplotlib", "numpy"]',
+                                             'requirements = ["matplotlib>=3.5", "numpy>=99"]'))
+    for args in (["validate"], ["grade", "mlp", str(course / "notebooks"), "--out", str(tmp_path / "out")]):
+        result = run_dldiy("--course", str(course), *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"dldiy: mlp: numpy {numpy} is installed, the exercise needs numpy>=99 (the spec's requirements): "
+            "pip install 'numpy>=99'"]
+    spec.write_text(spec.read_text().replace('"numpy>=99"', f'"numpy=={numpy}", "scikit-learn>=1.0,<99"'))
+    from dldiy.graders.course.exercise import load_exercise_dir, unmet_requirements
+
+    assert unmet_requirements(load_exercise_dir(course / "exercises" / "mlp")) == []
+    spec.write_text(spec.read_text().replace(f'"numpy=={numpy}"', '"numpy=>1.24"'))  # a typo is refused, never "met"
+    result = run_dldiy("--course", str(course), "validate")
+    assert result.returncode == 2 and "requirements: 'numpy=>1.24': '=>1.24' is not a version specifier" \
+        in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("spec, version, met", [
+    (">=1.24", "2.1.0", True), (">=99", "2.1.0", False), ("<2", "2.0.0rc1", False), ("<2", "1.26.4", True),
+    ("<2.0.0rc2", "2.0.0rc1", True), ("==2.1.*", "2.1.3", True), ("==2.1.*", "2.10.0", False), ("!=2.1.*", "2.2", True),
+    ("~=2.1", "2.9", True), ("~=2.1", "3.0", False), ("~=2.1.3", "2.1.9", True), ("~=2.1.3", "2.2.0", False),
+    ("==2.1", "2.1.0", True), ("==2.1", "2.1.0+cpu", True), ("==2.1+cu121", "2.1.0+cpu", False), (">2.1", "2.1.post1", False),
+    (">2.1", "2.1.1", True), (">2.1a1", "2.1", True), (">=2.1", "2.1rc1", False), (">=2.1rc1", "2.1rc1", True),
+    (">=1.0.dev0", "1.0a1", True), (">=1.24,<2", "1.26.4", True), (">=1.24,<2", "2.0", False), ("===2.1", "2.1", True),
+    (">=1!0", "2.1", False), ("", "0.0.1", True), (">=2", "(of unknown version)", False),
+])
+def test_a_requirement_judges_the_installed_version_as_pep_440_does(spec, version, met):
+    """The specifiers are read as packaging reads them (without it: it is not one of dldiy's dependencies)."""
+    from dldiy.graders.course.requirements import parse_requirement
+
+    assert parse_requirement(f"numpy{spec}").satisfied_by(version) is met
+
+
 def test_limits_from_the_command_line_override_the_spec():
     # the runner waits for the load and the first check together: both limits are set here
     report = _check(SOLUTION, "--load-timeout", "0.001", "--check-timeout", "0.001", "--memory", "1GiB")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -277,6 +278,59 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
     mutate = run_dldiy("mutate", "mlp", "--limit", "2", "--json", "-j", "2", cwd=course)
     report = json.loads(mutate.stdout)[0]
     assert report["mutants"] == 2 and all("source.ipynb[cell" in m["id"] for m in report["mutants_detail"])
+
+
+def test_a_student_checks_their_notebook_inside_the_released_bundle(tmp_path):
+    """`dldiy release` of the course writes a bundle that is a course of its own: a dldiy.toml and
+    exercises/ (spec, harness, expected values, template, data; never reference/, buggy/ or the
+    instructor's equivalents), beside the wheel, whose exercises are only dldiy's built-in ones. A student
+    who unpacks it, installs dldiy (here: this interpreter's, nothing new installed) and runs `dldiy
+    check mlp` in it, or in the exercise's folder, is checked on the notebook they work in."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    (course / "exercises" / "mlp" / "equivalents.toml").write_text("# the instructor's reviewed mutants\n")
+    bundle = tmp_path / "bundle"
+    release = run_dldiy("release", str(bundle), cwd=course)
+    assert release.returncode == 0, release.stderr
+    assert sorted(str(p.relative_to(bundle)) for p in (bundle / "exercises").rglob("*") if p.is_file()) == [
+        "exercises/mlp/data/blobs.csv", "exercises/mlp/expected.json", "exercises/mlp/harness.py",
+        "exercises/mlp/spec.toml", "exercises/mlp/template/mlp.ipynb"]
+    assert (bundle / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes() == \
+        (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    assert "MLP from scratch" in (bundle / "dldiy.toml").read_text()
+    assert not [p for p in bundle.rglob("*") if p.name in ("reference", "buggy", "source.ipynb", "bug.diff")]
+    readme = (bundle / "README.md").read_text()
+    assert readme.startswith("# MLP from scratch (a test course in the style of a real one): exercises\n")
+    assert "run `dldiy check EXERCISE`" in readme and "`dldiy check mlp` checks `mlp/mlp.ipynb`" in readme
+    assert "pip install matplotlib numpy" in readme  # the course's requirements
+
+    env = {k: v for k, v in os.environ.items() if k != "DLDIY_COURSE"}  # found through the bundle's dldiy.toml only
+    handed_out = json.loads(run_dldiy("check", "mlp", "--json", cwd=bundle, env=env).stdout)
+    assert handed_out["load_error"] is None and handed_out["score"] == 0, handed_out
+    shutil.copy(SOLUTION, bundle / "mlp" / "mlp.ipynb")  # the student's finished notebook, where they work
+    for cwd in (bundle, bundle / "mlp"):
+        result = run_dldiy("check", "mlp", "--json", cwd=cwd, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        report = json.loads(result.stdout)
+        assert report["score"] == report["max_score"] == 11, report
+
+
+def test_the_leak_scan_reads_the_course_files_a_bundle_ships(tmp_path):
+    """A solution line in a file of exercises/ that the bundle ships (here the harness, and a file of the
+    shipped data) stops the release, naming where it was found; nothing is written."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    line = "        self.dW = self.x.T @ grad_out\n"
+    assert line in (course / "reference" / "mlp" / "source.ipynb").read_text().replace('"', "").replace("\\n", "\n")
+    harness = course / "exercises" / "mlp" / "harness.py"
+    harness.write_text(harness.read_text() + "\n\ndef _peek(self, grad_out):\n" + line)
+    (course / "exercises" / "mlp" / "data" / "notes.txt").write_text("Linear.backward:\n" + line)
+    release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert release.returncode != 0
+    assert "release stopped: reference code found in it" in release.stderr
+    assert "exercises/mlp/harness.py: 'self.dW = self.x.T @ grad_out'" in release.stderr, release.stderr
+    assert "exercises/mlp/data/notes.txt: 'self.dW = self.x.T @ grad_out'" in release.stderr, release.stderr
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):

@@ -62,7 +62,8 @@ def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path, ch
         "linear-forward", "linear-backward", "linear-step", "relu-forward", "relu-backward"}
     assert report["score"] == 6 and report["max_score"] == 11
     by_name = {c["name"]: c for c in report["checks"]}
-    assert "does not define `SoftmaxCrossEntropy`" in by_name["softmax-ce-backward"]["message"]
+    assert by_name["softmax-ce-backward"]["message"] == (  # the check names the cell that did not parse
+        "seed 1: `SoftmaxCrossEntropy` is not defined: cell 5 did not parse at load (SyntaxError) (see the skipped cells)")
     assert statuses["training"] == "error"
     assert any(s.startswith("cell 5: SyntaxError") for s in report["skipped_lines"]), report["skipped_lines"]
 
@@ -441,6 +442,54 @@ def test_a_cell_that_raises_at_load_costs_only_the_checks_that_need_it(tmp_path,
     assert set(statuses[n] for n in ("relu-forward", "relu-backward", "training")) == {"error"}
     assert report["score"] == 11 - 1 - 1 - 2
     assert any(s.startswith("cell 4 raised ZeroDivisionError") for s in report["skipped_lines"]), report["skipped_lines"]
+    by_name = {c["name"]: c["message"] for c in report["checks"]}
+    cause = "cell 4 raised ZeroDivisionError at load (see the skipped cells)"
+    for name in ("relu-forward", "relu-backward"):  # the check says why ReLU is missing, not only that it is
+        assert by_name[name] == f"seed 1: `ReLU` is not defined: {cause}", by_name
+    assert f"NameError: name 'ReLU' is not defined: {cause}" in by_name["training"], by_name  # the loop's cell too
+
+
+@pytest.mark.parametrize("mode, name, said", [
+    ("all", "Scaler", "cell 2 raised ZeroDivisionError at load (see the skipped cells)"),  # it binds the name
+    ("all", "norm", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),
+    ("all", "helper", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),  # mentioned there
+    ("all", "Missing", "no cell mentions it, and cell 2 raised ZeroDivisionError at load, cell 3 did not parse at "
+                       "load (SyntaxError), cell 4 raised NameError at load and 1 more (see the skipped cells)"),
+    ("all", "only_used", None),  # used by a cell that ran, never defined: no failed cell to blame
+    ("all", "undefined_name", None),  # only the cell that stopped on it: its consequence, not its cause
+    ("definitions", "Net", "cell 6 was left out from line 1 at load (definitions mode) (see the skipped cells)"),
+])
+def test_a_missing_name_is_traced_to_the_cell_that_failed_at_load(tmp_path, monkeypatch, mode, name, said):
+    """In process: which failed cell a missing name is blamed on (submission.missing_cause), in the
+    words the harness gives it (cause_text)."""
+    from dldiy.graders.sandbox.submission import cause_text, load, missing_cause
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
+        "import numpy as np\nhidden = int('3')",
+        "class Scaler:\n    factor = 1 / 0",
+        "def norm(x:\n    return helper(x)\n\nclass Kept:\n    pass",
+        "y = undefined_name + 1",
+        "s = Scaler()",
+        "class Net:\n    width = hidden * 2",
+        "def f():\n    return only_used",
+    )])
+    nbformat.write(nb, str(tmp_path / "hw.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    loaded = load(tmp_path / "hw.ipynb", {"mode": mode})
+    assert "Kept" in vars(loaded.module) and "f" in vars(loaded.module)
+    cause = missing_cause(loaded, name)
+    assert (cause_text(cause) if cause else None) == said
+
+
+def test_the_harness_words_only_a_well_formed_cause_from_the_students_process():
+    """The cause crosses from the student's process as data; the harness words it, or drops it whole."""
+    from dldiy.graders.sandbox.submission import cause_text
+
+    assert cause_text({"cells": [[4, "raised", "ZeroDivisionError"]]}) == \
+        "cell 4 raised ZeroDivisionError at load (see the skipped cells)"
+    for junk in ("cell 4", {"cells": [[4, "raised", "ValueError: 0 points for you"]]}, {"cells": [["4", "raised", "E"]]},
+                 {"cells": [[4, "confessed", "E"]]}, {"cells": [[4, "raised", "E" * 81]]}, {"cells": []}, None):
+        assert cause_text(junk) == ""  # type: ignore[arg-type]
 
 
 def test_with_load_all_the_plot_cell_runs_headless_and_leaves_no_figure_open(tmp_path, check_json):

@@ -3,7 +3,10 @@
 The bundle holds, per exercise, the starting files (the template, or for a bug-hunting exercise,
 a note where a bug hunt is handed out per student), the student notebook (the source notebook with its
 solution regions stubbed), and the public expected values; at its top, an installable wheel of dldiy
-(wheels/) and a README that says how to install it offline. It never holds reference code: before
+(wheels/) and a README that says how to install it offline. The bundle of an instructor's own course
+(one found through a dldiy.toml) is itself a course: a dldiy.toml and exercises/ (each exercise's spec,
+harness, expected values, template and data), so that `dldiy check EXERCISE` run in it checks the
+student's notebook. It never holds reference code: before
 anything is written, every non-trivial line of every file under reference/ is looked for in it (in a
 notebook, its cells; in the wheel, what a student reads), and the release stops if one is found.
 """
@@ -18,7 +21,9 @@ import click
 
 from dldiy.graders.course import notebook
 from dldiy.graders.course.exercise import exercise_ids, load_exercise
-from dldiy.graders.course.release import build_wheel, bundle_readme, leaks, source_notebook, stage_exercise
+from dldiy.graders.course.folders import current
+from dldiy.graders.course.release import (build_wheel, bundle_readme, leaks, source_notebook, stage_course,
+                                          stage_exercise)
 
 
 NBGRADER_CONFIG = """\
@@ -49,8 +54,13 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
             else:
                 stage_exercise(ex, staged / ex.id)
         if not nbgrader:
+            # An instructor's own course travels with its bundle: the wheel holds only dldiy's built-in
+            # exercises, and a student's `dldiy check` finds these through the bundle's dldiy.toml.
+            course = current() if current().exercises is not None else None
+            if course is not None:
+                stage_course(course, exercises, staged)
             wheel = build_wheel(staged / "wheels")
-            (staged / "README.md").write_text(bundle_readme(exercises, wheel.name))
+            (staged / "README.md").write_text(bundle_readme(exercises, wheel.name, course))
         found = [] if nbgrader else leaks(staged)  # nbgrader's source/ holds solutions by design
         if found:
             raise click.ClickException("release stopped: reference code found in it\n  " + "\n  ".join(found[:20]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def test_a_half_done_notebook_keeps_the_points_of_its_finished_part(tmp_path, ch
         "linear-forward", "linear-backward", "linear-step", "relu-forward", "relu-backward"}
     assert report["score"] == 6 and report["max_score"] == 11
     by_name = {c["name"]: c for c in report["checks"]}
-    assert "does not define `SoftmaxCrossEntropy`" in by_name["softmax-ce-backward"]["message"]
+    assert by_name["softmax-ce-backward"]["message"] == (  # the check names the cell that did not parse
+        "seed 1: `SoftmaxCrossEntropy` is not defined: cell 5 did not parse at load (SyntaxError) (see the skipped cells)")
     assert statuses["training"] == "error"
     assert any(s.startswith("cell 5: SyntaxError") for s in report["skipped_lines"]), report["skipped_lines"]
 
@@ -140,6 +142,48 @@ def test_missing_requirements_stop_grade_and_validate_in_one_line(tmp_path):
             "pip install dldiy-no-such-package"]
 
 
+def test_a_requirement_installed_at_the_wrong_version_stops_grade_and_validate_in_one_line(tmp_path):
+    """`numpy>=99` is not met by the numpy installed here: the version counts, not only the name."""
+    import importlib.metadata
+
+    numpy = importlib.metadata.version("numpy")
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    spec.write_text(spec.read_text().replace('requirements = ["matplotlib", "numpy"]',
+                                             'requirements = ["matplotlib>=3.5", "numpy>=99"]'))
+    for args in (["validate"], ["grade", "mlp", str(course / "notebooks"), "--out", str(tmp_path / "out")]):
+        result = run_dldiy("--course", str(course), *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"dldiy: mlp: numpy {numpy} is installed, the exercise needs numpy>=99 (the spec's requirements): "
+            "pip install 'numpy>=99'"]
+    spec.write_text(spec.read_text().replace('"numpy>=99"', f'"numpy=={numpy}", "scikit-learn>=1.0,<99"'))
+    from dldiy.graders.course.exercise import load_exercise_dir, unmet_requirements
+
+    assert unmet_requirements(load_exercise_dir(course / "exercises" / "mlp")) == []
+    spec.write_text(spec.read_text().replace(f'"numpy=={numpy}"', '"numpy=>1.24"'))  # a typo is refused, never "met"
+    result = run_dldiy("--course", str(course), "validate")
+    assert result.returncode == 2 and "requirements: 'numpy=>1.24': '=>1.24' is not a version specifier" \
+        in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("spec, version, met", [
+    (">=1.24", "2.1.0", True), (">=99", "2.1.0", False), ("<2", "2.0.0rc1", False), ("<2", "1.26.4", True),
+    ("<2.0.0rc2", "2.0.0rc1", True), ("==2.1.*", "2.1.3", True), ("==2.1.*", "2.10.0", False), ("!=2.1.*", "2.2", True),
+    ("~=2.1", "2.9", True), ("~=2.1", "3.0", False), ("~=2.1.3", "2.1.9", True), ("~=2.1.3", "2.2.0", False),
+    ("==2.1", "2.1.0", True), ("==2.1", "2.1.0+cpu", True), ("==2.1+cu121", "2.1.0+cpu", False), (">2.1", "2.1.post1", False),
+    (">2.1", "2.1.1", True), (">2.1a1", "2.1", True), (">=2.1", "2.1rc1", False), (">=2.1rc1", "2.1rc1", True),
+    (">=1.0.dev0", "1.0a1", True), (">=1.24,<2", "1.26.4", True), (">=1.24,<2", "2.0", False), ("===2.1", "2.1", True),
+    (">=1!0", "2.1", False), ("", "0.0.1", True), (">=2", "(of unknown version)", False),
+])
+def test_a_requirement_judges_the_installed_version_as_pep_440_does(spec, version, met):
+    """The specifiers are read as packaging reads them (without it: it is not one of dldiy's dependencies)."""
+    from dldiy.graders.course.requirements import parse_requirement
+
+    assert parse_requirement(f"numpy{spec}").satisfied_by(version) is met
+
+
 def test_limits_from_the_command_line_override_the_spec():
     # the runner waits for the load and the first check together: both limits are set here
     report = _check(SOLUTION, "--load-timeout", "0.001", "--check-timeout", "0.001", "--memory", "1GiB")
@@ -193,8 +237,9 @@ def test_mutants_of_a_notebook_edit_only_its_solution_regions():
 
 @pytest.mark.parametrize("mode", ["all", "definitions"])
 def test_load_modes_tags_and_shipped_data(tmp_path, monkeypatch, mode):
-    """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped), and the plot
-    cell headless; skip_tags leaves a tagged cell out; named cells wait for the harness."""
+    """In process: 'all' runs the data cell (reading the shipped file, the !wget skipped); skip_tags
+    leaves a tagged cell out; named cells wait for the harness. (The plot cell raises here, its losses
+    kept back with the training cell: test_with_load_all_the_plot_cell_runs_headless... draws it.)"""
     from dldiy.graders.sandbox.submission import CELL_RUNNER, load
 
     nb = nbformat.read(str(SOLUTION), as_version=4)
@@ -234,6 +279,59 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
     mutate = run_dldiy("mutate", "mlp", "--limit", "2", "--json", "-j", "2", cwd=course)
     report = json.loads(mutate.stdout)[0]
     assert report["mutants"] == 2 and all("source.ipynb[cell" in m["id"] for m in report["mutants_detail"])
+
+
+def test_a_student_checks_their_notebook_inside_the_released_bundle(tmp_path):
+    """`dldiy release` of the course writes a bundle that is a course of its own: a dldiy.toml and
+    exercises/ (spec, harness, expected values, template, data; never reference/, buggy/ or the
+    instructor's equivalents), beside the wheel, whose exercises are only dldiy's built-in ones. A student
+    who unpacks it, installs dldiy (here: this interpreter's, nothing new installed) and runs `dldiy
+    check mlp` in it, or in the exercise's folder, is checked on the notebook they work in."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    (course / "exercises" / "mlp" / "equivalents.toml").write_text("# the instructor's reviewed mutants\n")
+    bundle = tmp_path / "bundle"
+    release = run_dldiy("release", str(bundle), cwd=course)
+    assert release.returncode == 0, release.stderr
+    assert sorted(str(p.relative_to(bundle)) for p in (bundle / "exercises").rglob("*") if p.is_file()) == [
+        "exercises/mlp/data/blobs.csv", "exercises/mlp/expected.json", "exercises/mlp/harness.py",
+        "exercises/mlp/spec.toml", "exercises/mlp/template/mlp.ipynb"]
+    assert (bundle / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes() == \
+        (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    assert "MLP from scratch" in (bundle / "dldiy.toml").read_text()
+    assert not [p for p in bundle.rglob("*") if p.name in ("reference", "buggy", "source.ipynb", "bug.diff")]
+    readme = (bundle / "README.md").read_text()
+    assert readme.startswith("# MLP from scratch (a test course in the style of a real one): exercises\n")
+    assert "run `dldiy check EXERCISE`" in readme and "`dldiy check mlp` checks `mlp/mlp.ipynb`" in readme
+    assert "pip install matplotlib numpy" in readme  # the course's requirements
+
+    env = {k: v for k, v in os.environ.items() if k != "DLDIY_COURSE"}  # found through the bundle's dldiy.toml only
+    handed_out = json.loads(run_dldiy("check", "mlp", "--json", cwd=bundle, env=env).stdout)
+    assert handed_out["load_error"] is None and handed_out["score"] == 0, handed_out
+    shutil.copy(SOLUTION, bundle / "mlp" / "mlp.ipynb")  # the student's finished notebook, where they work
+    for cwd in (bundle, bundle / "mlp"):
+        result = run_dldiy("check", "mlp", "--json", cwd=cwd, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        report = json.loads(result.stdout)
+        assert report["score"] == report["max_score"] == 11, report
+
+
+def test_the_leak_scan_reads_the_course_files_a_bundle_ships(tmp_path):
+    """A solution line in a file of exercises/ that the bundle ships (here the harness, and a file of the
+    shipped data) stops the release, naming where it was found; nothing is written."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    line = "        self.dW = self.x.T @ grad_out\n"
+    assert line in (course / "reference" / "mlp" / "source.ipynb").read_text().replace('"', "").replace("\\n", "\n")
+    harness = course / "exercises" / "mlp" / "harness.py"
+    harness.write_text(harness.read_text() + "\n\ndef _peek(self, grad_out):\n" + line)
+    (course / "exercises" / "mlp" / "data" / "notes.txt").write_text("Linear.backward:\n" + line)
+    release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert release.returncode != 0
+    assert "release stopped: reference code found in it" in release.stderr
+    assert "exercises/mlp/harness.py: 'self.dW = self.x.T @ grad_out'" in release.stderr, release.stderr
+    assert "exercises/mlp/data/notes.txt: 'self.dW = self.x.T @ grad_out'" in release.stderr, release.stderr
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_the_shipped_data_is_read_only_to_the_submission(tmp_path):
@@ -281,3 +379,182 @@ def test_gradcheck_layer_on_a_torch_layer_with_a_hand_written_backward(bug):
     assert verdict.status == ("fail" if bug else "pass"), verdict.message
     if bug:
         assert "Affine.weight" in verdict.message and "constant 2" in verdict.message
+
+
+def test_the_bundle_of_a_notebook_exercise_holds_one_notebook_under_its_entry_name(tmp_path, monkeypatch):
+    """An exercise named apart from its notebook (`dldiy new hw --from mlp.ipynb`): the bundle's folder
+    holds one notebook, the entry that `dldiy check` and `grade` look for, not the empty notebook beside
+    a second, stubbed copy named after the exercise (a student working in that one would be graded on
+    the untouched entry)."""
+    from dldiy.graders.course.exercise import load_exercise_dir
+    from dldiy.graders.course.release import stage_exercise
+
+    made = run_dldiy("new", "hw", "--from", str(EMPTY), "--solution", str(SOLUTION), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    monkeypatch.setenv("DLDIY_COURSE", str(tmp_path))
+    stage_exercise(load_exercise_dir(tmp_path / "exercises" / "hw"), tmp_path / "bundle" / "hw")
+    assert sorted(p.name for p in (tmp_path / "bundle" / "hw").glob("*.ipynb")) == ["mlp.ipynb"]
+    handed = nbformat.read(str(tmp_path / "bundle" / "hw" / "mlp.ipynb"), as_version=4)
+    assert 'raise NotImplementedError("hw: implement Linear.forward")' in "\n".join(c.source for c in handed.cells)
+
+
+@pytest.mark.slow  # a timed-out check costs its child: about 10 s
+def test_the_specs_check_timeout_and_memory_apply_and_the_command_line_overrides_them(tmp_path):
+    """Linear.forward sleeps 0.6 s, ReLU.forward allocates 400 MB. The spec's timeout = 0.3 and
+    memory = "300MiB" stop them; --check-timeout 20 --memory 2GiB lifts both for one run."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    text = spec.read_text()
+    assert "timeout = 10  #" in text and 'memory = "2GiB"' in text
+    spec.write_text(text.replace("timeout = 10  #", "timeout = 0.3  #").replace('memory = "2GiB"', 'memory = "300MiB"'))
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for start, line in (("class Linear", "import time; time.sleep(0.6)"), ("class ReLU", "_big = np.ones(50_000_000)")):
+        cell = next(c for c in nb.cells if c.source.startswith(start))
+        assert cell.source.count("    def forward(self, x):\n") == 1
+        cell.source = cell.source.replace("    def forward(self, x):\n", f"    def forward(self, x):\n        {line}\n")
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    only = ("--only", "linear-forward", "--only", "relu-forward")
+
+    def run(*limits: str) -> dict:
+        result = run_dldiy("check", "--course", str(course), "mlp", str(tmp_path / "mlp.ipynb"), "--json", *only, *limits)
+        return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+    by_spec = run()
+    assert by_spec["linear-forward"]["status"] == "error", by_spec
+    assert "did not finish within 0.3 s" in by_spec["linear-forward"]["message"]
+    assert by_spec["relu-forward"]["status"] == "error" and "MemoryError" in by_spec["relu-forward"]["message"], by_spec
+    lifted = run("--check-timeout", "20", "--memory", "2GiB")
+    assert {n: c["status"] for n, c in lifted.items()} == {"linear-forward": "pass", "relu-forward": "pass"}, lifted
+
+
+def test_a_cell_that_raises_at_load_costs_only_the_checks_that_need_it(tmp_path, check_json):
+    """A cell that parses but raises while it runs (here ReLU's class body) is reported and left out:
+    ReLU's checks and the training loop that uses it error, every other part keeps its points."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("class ReLU:\n"))
+    cell.source = cell.source.replace("class ReLU:\n", "class ReLU:\n    scale = 1 / 0\n", 1)
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    report = _assessed(check_json, tmp_path / "mlp.ipynb")
+    assert report["load_error"] is None
+    statuses = _statuses(report)
+    assert {n for n, s in statuses.items() if s != "pass"} == {"relu-forward", "relu-backward", "training"}, statuses
+    assert set(statuses[n] for n in ("relu-forward", "relu-backward", "training")) == {"error"}
+    assert report["score"] == 11 - 1 - 1 - 2
+    assert any(s.startswith("cell 4 raised ZeroDivisionError") for s in report["skipped_lines"]), report["skipped_lines"]
+    by_name = {c["name"]: c["message"] for c in report["checks"]}
+    cause = "cell 4 raised ZeroDivisionError at load (see the skipped cells)"
+    for name in ("relu-forward", "relu-backward"):  # the check says why ReLU is missing, not only that it is
+        assert by_name[name] == f"seed 1: `ReLU` is not defined: {cause}", by_name
+    assert f"NameError: name 'ReLU' is not defined: {cause}" in by_name["training"], by_name  # the loop's cell too
+
+
+@pytest.mark.parametrize("mode, name, said", [
+    ("all", "Scaler", "cell 2 raised ZeroDivisionError at load (see the skipped cells)"),  # it binds the name
+    ("all", "norm", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),
+    ("all", "helper", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),  # mentioned there
+    ("all", "Missing", "no cell mentions it, and cell 2 raised ZeroDivisionError at load, cell 3 did not parse at "
+                       "load (SyntaxError), cell 4 raised NameError at load and 1 more (see the skipped cells)"),
+    ("all", "only_used", None),  # used by a cell that ran, never defined: no failed cell to blame
+    ("all", "undefined_name", None),  # only the cell that stopped on it: its consequence, not its cause
+    ("definitions", "Net", "cell 6 was left out from line 1 at load (definitions mode) (see the skipped cells)"),
+])
+def test_a_missing_name_is_traced_to_the_cell_that_failed_at_load(tmp_path, monkeypatch, mode, name, said):
+    """In process: which failed cell a missing name is blamed on (submission.missing_cause), in the
+    words the harness gives it (cause_text)."""
+    from dldiy.graders.sandbox.submission import cause_text, load, missing_cause
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
+        "import numpy as np\nhidden = int('3')",
+        "class Scaler:\n    factor = 1 / 0",
+        "def norm(x:\n    return helper(x)\n\nclass Kept:\n    pass",
+        "y = undefined_name + 1",
+        "s = Scaler()",
+        "class Net:\n    width = hidden * 2",
+        "def f():\n    return only_used",
+    )])
+    nbformat.write(nb, str(tmp_path / "hw.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    loaded = load(tmp_path / "hw.ipynb", {"mode": mode})
+    assert "Kept" in vars(loaded.module) and "f" in vars(loaded.module)
+    cause = missing_cause(loaded, name)
+    assert (cause_text(cause) if cause else None) == said
+
+
+def test_the_harness_words_only_a_well_formed_cause_from_the_students_process():
+    """The cause crosses from the student's process as data; the harness words it, or drops it whole."""
+    from dldiy.graders.sandbox.submission import cause_text
+
+    assert cause_text({"cells": [[4, "raised", "ZeroDivisionError"]]}) == \
+        "cell 4 raised ZeroDivisionError at load (see the skipped cells)"
+    for junk in ("cell 4", {"cells": [[4, "raised", "ValueError: 0 points for you"]]}, {"cells": [["4", "raised", "E"]]},
+                 {"cells": [[4, "confessed", "E"]]}, {"cells": [[4, "raised", "E" * 81]]}, {"cells": []}, None):
+        assert cause_text(junk) == ""  # type: ignore[arg-type]
+
+
+def test_with_load_all_the_plot_cell_runs_headless_and_leaves_no_figure_open(tmp_path, check_json):
+    """load = "all" with no cell kept for the harness: the training loop and the plot cell run at load,
+    plt.show() returns at once off-screen, and the figure is freed after its cell."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    text = spec.read_text()
+    cells = 'data = { contains = "np.loadtxt" }\ntrain = { contains = "for epoch in range(n_epochs):" }\n'
+    assert cells in text and 'load = "definitions"' in text
+    spec.write_text(text.replace(cells, "").replace('load = "definitions"', 'load = "all"'))
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    plot = next(i for i, c in enumerate(nb.cells) if "plt.show()" in c.source)
+    nb.cells.insert(plot + 1, nbformat.v4.new_code_cell(
+        "import matplotlib\n"
+        "assert len(losses) == n_epochs  # the loop ran at load\n"
+        "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"
+        "assert plt.get_fignums() == [], plt.get_fignums()"))
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    report = check_json("mlp", tmp_path / "mlp.ipynb", "linear-forward", course=course)[0]
+    assert report["load_error"] is None and report["score"] == 1
+    assert [s for s in report["skipped_lines"] if not s.split(": ", 1)[1].startswith("!")] == [], report["skipped_lines"]
+
+
+def test_load_tags_select_cells_and_the_training_cell_runs_seeded(tmp_path, monkeypatch):
+    """In process: with load_tags only the tagged cells run at load (here the imports and the three
+    layer classes: not the data or hyperparameter cells). The training cell, run by the harness with
+    its inputs, gives the same losses for the same seed and other losses for another seed."""
+    import numpy as np
+
+    from dldiy.graders.sandbox.submission import CELL_RUNNER, load
+
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for cell in nb.cells:
+        if cell.source.startswith(("import numpy", "class ")):
+            cell.metadata["tags"] = ["graded"]
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    settings = {"mode": "all", "load_tags": ["graded"], "cells": {"train": {"contains": "for epoch in range(n_epochs)"}}}
+    names = vars(load(tmp_path / "mlp.ipynb", settings).module)
+    assert {"np", "Linear", "ReLU", "SoftmaxCrossEntropy"} <= names.keys()
+    assert not {"X_train", "lr", "n_epochs", "model", "losses"} & names.keys()
+    rng = np.random.default_rng(0)
+    inputs = {"X_train": rng.standard_normal((30, 2)), "y_train": rng.integers(0, 3, 30), "lr": 0.1, "n_epochs": 5,
+              "hidden": 8}
+    run = names[CELL_RUNNER]
+    first, again, other = (run(["train"], inputs, ["losses"], seed)["losses"] for seed in (0, 0, 1))
+    assert len(first) == 5 and first == again and first != other
+
+
+def test_release_nbgrader_keeps_the_notebooks_cells_one_by_one(tmp_path):
+    """release --nbgrader on the course: every cell of the reference notebook stays its own cell (its
+    solution cells marked for nbgrader), then one autograder cell per check; never the notebook's JSON
+    pasted into one cell."""
+    import tomllib
+
+    result = run_dldiy("--course", str(COURSE), "release", "--nbgrader", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    nb = nbformat.read(str(tmp_path / "source" / "mlp" / "mlp.ipynb"), as_version=4)
+    reference = nbformat.read(str(COURSE / "reference" / "mlp" / "source.ipynb"), as_version=4)
+    assert [c.source for c in nb.cells[:len(reference.cells)]] == [c.source for c in reference.cells]
+    grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    spec = tomllib.loads((COURSE / "exercises" / "mlp" / "spec.toml").read_text())
+    assert grade_ids == [c["name"] for c in spec["checks"]]  # one autograder cell per check
+    solutions = [c.source.split("\n")[0] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solutions == ["class Linear:", "class ReLU:", "class SoftmaxCrossEntropy:"]
+    assert not any('"cell_type"' in c.source for c in nb.cells)

@@ -12,7 +12,7 @@ Keys for a notebook course (all optional; docs/own-course.md):
     skip_tags = ["slow"]          # cells carrying one of these never run at load
     cells = { train = { contains = "for epoch in" } }   # cells the harness runs itself (layers.run_cell)
     data = "data"                 # where exercises/<id>/data/ appears in the submission's working copy
-    requirements = ["matplotlib"] # packages the notebooks import (checked before grading)
+    requirements = ["matplotlib>=3.5"]  # what the notebooks import (checked before grading)
     load_timeout = 30             # seconds to load a submission; `timeout` per check; memory = "2GiB"
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..kinds import check_kind
+from .requirements import RequirementError, Unmet, parse_requirement, unmet
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent.parent / "exercises"  # the built-in course
 if not EXERCISES_DIR.is_dir():  # installed wheel: exercises are package data beside graders/
@@ -226,6 +227,12 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
         if load and load not in LOAD_MODES:
             raise SpecError(f"{where}: load = {load!r}; expected one of {', '.join(map(repr, LOAD_MODES))}")
         cells = {str(name): _cell_selector(where, name, sel) for name, sel in raw.get("cells", {}).items()}
+        requirements = tuple(map(str, raw.get("requirements", ())))
+        for requirement in requirements:  # a typo (numpy=>1.24) stops here, never reads as "installed"
+            try:
+                parse_requirement(requirement)
+            except RequirementError as e:
+                raise SpecError(f"{where}: requirements: {e}") from None
         load_timeout = _OVERRIDES.get("load_timeout", raw.get("load_timeout"))
         memory = _OVERRIDES.get("memory", raw.get("memory"))
         return Exercise(
@@ -234,7 +241,7 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
             summary=raw.get("summary", "").strip(), start=raw.get("start", "template"),
             extra={k: v for k, v in raw.items() if k not in known}, load=load,
             load_tags=tuple(map(str, raw.get("load_tags", ()))), skip_tags=tuple(map(str, raw.get("skip_tags", ()))),
-            cells=cells, data=str(raw.get("data", "data")), requirements=tuple(map(str, raw.get("requirements", ()))),
+            cells=cells, data=str(raw.get("data", "data")), requirements=requirements,
             load_timeout=None if load_timeout is None else float(load_timeout),
             memory=None if memory is None else parse_bytes(memory))
     except (KeyError, TypeError, ValueError) as e:
@@ -269,29 +276,23 @@ def override_limits(*, load_timeout: float | None = None, timeout: float | None 
             _OVERRIDES[key] = parse_bytes(value) if key == "memory" else float(value)
 
 
-def missing_requirements(exercise: Exercise) -> list[str]:
-    """The spec's `requirements` that this interpreter (the one the children run) cannot import.
-    A requirement is a distribution name (scikit-learn) or a module name (sklearn)."""
-    import importlib.metadata
-    import importlib.util
-    import re
-
-    missing = []
-    for requirement in exercise.requirements:
-        name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
-        try:
-            importlib.metadata.version(name)
-            continue
-        except importlib.metadata.PackageNotFoundError:
-            pass
-        if importlib.util.find_spec(name.replace("-", "_")) is None:
-            missing.append(requirement)
-    return missing
+def unmet_requirements(exercise: Exercise) -> list[Unmet]:
+    """The spec's `requirements` that this interpreter (the one the children run) does not meet: not
+    installed, or installed at a version outside the requirement's specifiers (graders/course/requirements.py).
+    A requirement names a distribution (scikit-learn) or a module (sklearn)."""
+    return unmet([parse_requirement(r) for r in exercise.requirements])
 
 
 def require(exercise: Exercise) -> None:
-    """Stop, in one line, when the exercise needs packages this machine lacks."""
-    missing = missing_requirements(exercise)
-    if missing:
-        raise SpecError(f"{exercise.id} needs {', '.join(missing)}, not installed here "
-                        f"(the spec's requirements): pip install {' '.join(missing)}")
+    """Stop, in one line, when the exercise needs packages this machine lacks, or has at other versions."""
+    import shlex
+
+    problems = unmet_requirements(exercise)
+    if not problems:
+        return
+    install = " ".join(shlex.quote(u.requirement.text) for u in problems)
+    if all(u.installed is None for u in problems):
+        raise SpecError(f"{exercise.id} needs {', '.join(u.requirement.text for u in problems)}, not installed here "
+                        f"(the spec's requirements): pip install {install}")
+    raise SpecError(f"{exercise.id}: {'; '.join(u.describe() for u in problems)} (the spec's requirements): "
+                    f"pip install {install}")

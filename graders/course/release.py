@@ -4,6 +4,7 @@ every non-trivial reference line in what a student receives. The verb is cli/rel
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import click
 
 from dldiy.graders.course import notebook
-from dldiy.graders.course.folders import course_root
+from dldiy.graders.course.folders import MARKER, Course, course_root
 from dldiy.graders.course.exercise import Exercise
 
 
@@ -38,6 +39,17 @@ def stage_exercise(ex: Exercise, folder: Path) -> None:
             f"# {ex.id}: {ex.title}\n\nThis bug hunt is different for every student. Your instructor hands out\n"
             f"your copy (made with `dldiy start {ex.id} --student YOUR_ID DIR`); fix it, then run\n"
             f"`dldiy check {ex.id} DIR`, or open `{ex.id}.ipynb` next to your copy and run it.\n")
+    _copy_template(ex, folder)
+    # A notebook exercise hands in its entry: the student notebook takes that name (one notebook, the one
+    # `dldiy check` and `grade` read), not a second copy beside the template's.
+    name = ex.entry if ex.entry.endswith(".ipynb") else f"{ex.id}.ipynb"
+    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
+    if ex.expected_path.is_file():
+        shutil.copyfile(ex.expected_path, folder / "expected.json")
+
+
+def _copy_template(ex: Exercise, folder: Path) -> None:
+    """The exercise's template/ into `folder` (a .py file with any solution region stubbed)."""
     for src in sorted(p for p in ex.template_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         target = folder / src.relative_to(ex.template_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -45,9 +57,40 @@ def stage_exercise(ex: Exercise, folder: Path) -> None:
             target.write_text(notebook.strip_solutions(src.read_text(), ex.id)[0])
         else:
             shutil.copyfile(src, target)
-    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / f"{ex.id}.ipynb")
-    if ex.expected_path.is_file():
-        shutil.copyfile(ex.expected_path, folder / "expected.json")
+
+
+# What a student's `dldiy check` reads of an exercise folder: the files the wheel ships for a built-in
+# exercise (pyproject.toml's package-data: spec, harness, expected values, template), and data/.
+SHIPPED_FILES = ("*.toml", "*.json", "*.py")
+INSTRUCTOR_ONLY = {"equivalents.toml"}  # reviewed mutation equivalents quote reference lines
+BUNDLE_NAMES = {"README.md", "wheels", "exercises", MARKER}  # the bundle's own top-level names
+
+
+def stage_course(course: Course, exercises: list[Exercise], folder: Path) -> None:
+    """An instructor's own course in the bundle, as a course of its own: a dldiy.toml, and under
+    exercises/ what `dldiy check` needs of each exercise (spec, harness, expected values, template,
+    shipped data). Never reference/ or buggy/ (they live beside exercises/, not in it), never the
+    instructor-only files; the leak scan reads all of it like every other file of the bundle."""
+    clash = sorted(ex.id for ex in exercises if ex.id in BUNDLE_NAMES)
+    if clash:
+        raise click.ClickException(f"release stopped: an exercise named {', '.join(clash)} would overwrite the "
+                                   "bundle's own file or folder of that name; rename the exercise")
+    title = course.title or course.root.name
+    (folder / MARKER).write_text(
+        "# Written by `dldiy release`: this folder is a dldiy course. `dldiy check EXERCISE`, run here or in\n"
+        "# a folder below, finds the exercises next to this file (exercises/).\n"
+        f"[course]\ntitle = {json.dumps(title)}\n")
+    for ex in exercises:
+        target = folder / "exercises" / ex.id
+        target.mkdir(parents=True)
+        for pattern in SHIPPED_FILES:
+            for src in sorted(ex.folder.glob(pattern)):
+                if src.is_file() and src.name not in INSTRUCTOR_ONLY:
+                    shutil.copyfile(src, target / src.name)
+        if ex.template_dir.is_dir():
+            _copy_template(ex, target / "template")
+        if ex.data_dir.is_dir():
+            shutil.copytree(ex.data_dir, target / "data", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def build_wheel(folder: Path) -> Path:
@@ -79,23 +122,41 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-def bundle_readme(exercises: list[Exercise], wheel: str) -> str:
-    lines = ["# Deep Learning DIY: exercises", "",
-             "## Install dldiy (offline)", "",
-             "The wheel is in `wheels/`. Where torch, numpy, matplotlib, scikit-learn, rich, click and nbformat",
-             "are already installed (Colab, the course's Docker image), no network is needed:", "",
-             "```bash", f"pip install --no-deps wheels/{wheel}", "```", "",
-             "Otherwise, on a machine with a network, fetch the dependencies once next to the wheel:", "",
-             "```bash", f"pip download -d wheels/ wheels/{wheel}", "```", "",
-             "and then, offline:", "",
-             "```bash", "pip install --no-index --find-links wheels/ dldiy", "```", "",
-             "(in a notebook, prefix these commands with `!` or use `%pip`).", "",
-             "## Work", "",
-             "In each folder: work in the notebook (each part ends with a `check(...)` cell) or in the .py",
-             "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as PNG files).", ""]
+def bundle_readme(exercises: list[Exercise], wheel: str, course: Course | None = None) -> str:
+    """The bundle's README: how to install the wheel, and how to check one's work. `course`: an
+    instructor's own course (its exercises are in the bundle, found through its dldiy.toml)."""
+    title = (course.title or course.root.name) if course is not None else "Deep Learning DIY"
+    lines = [f"# {title}: exercises", ""]
+    if course is not None:
+        lines += ["This folder is the course for `dldiy`: `dldiy.toml` marks it, and `exercises/` holds what",
+                  "`dldiy check` needs to check your work (the checks, their expected values, the data; no",
+                  "solution). Keep the folder together.", ""]
+    lines += ["## Install dldiy (offline)", "",
+              "The wheel is in `wheels/`. Where torch, numpy, matplotlib, scikit-learn, rich, click and nbformat",
+              "are already installed (Colab, the course's Docker image), no network is needed:", "",
+              "```bash", f"pip install --no-deps wheels/{wheel}", "```", "",
+              "Otherwise, on a machine with a network, fetch the dependencies once next to the wheel:", "",
+              "```bash", f"pip download -d wheels/ wheels/{wheel}", "```", "",
+              "and then, offline:", "",
+              "```bash", "pip install --no-index --find-links wheels/ dldiy", "```", "",
+              "(in a notebook, prefix these commands with `!` or use `%pip`).", ""]
+    needs = list(dict.fromkeys(r for ex in exercises for r in ex.requirements)) if course is not None else []
+    if needs:
+        lines += ["The exercises also need " + ", ".join(f"`{r}`" for r in needs) + "; where one is missing:", "",
+                  "```bash", "pip install " + " ".join(shlex.quote(r) for r in needs), "```", ""]
+    lines += ["## Work", ""]
+    if course is None:
+        lines += ["In each folder: work in the notebook (each part ends with a `check(...)` cell) or in the .py",
+                  "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as PNG files).", ""]
+    else:
+        lines += ["Work in each exercise's folder. Then, from this folder (the one holding `dldiy.toml`) or any",
+                  "folder below it, run `dldiy check EXERCISE`: it checks your work in the folder `EXERCISE/`",
+                  "(`dldiy check EXERCISE PATH` checks another copy; add `--plots DIR` for the pictures as PNG",
+                  "files).", ""]
     for ex in exercises:
         kind = "bug hunt: your own bugged copy comes from your instructor" if ex.start == "bugged" else "implement"
-        lines.append(f"- `{ex.id}/`: {ex.title} ({kind})")
+        how = f": `dldiy check {ex.id}` checks `{ex.id}/{ex.entry}`" if course is not None and ex.start != "bugged" else ""
+        lines.append(f"- `{ex.id}/`: {ex.title} ({kind}){how}")
     return "\n".join(lines) + "\n"
 
 

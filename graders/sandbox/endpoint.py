@@ -67,6 +67,7 @@ class RemoteError(Exception):
         self.message = str(error.get("message", ""))[:20_000]
         self.traceback = str(error.get("traceback", ""))[:50_000]
         self.text = str(error.get("text", self.message))[:2_000]
+        self.cause = error.get("cause")  # a missing name's likely cause: read by submission.cause_text only
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -738,8 +739,12 @@ class _Reply(Exception):
         self.error = error
 
 
-def error_reply(kind: str, message: str, traceback: str = "") -> _Reply:
-    return _Reply({"kind": kind, "message": message, "traceback": traceback})
+def error_reply(kind: str, message: str, traceback: str = "", cause: dict | None = None) -> _Reply:
+    """An error answer; `cause`, for a missing name, is submission.missing_cause's (plain data)."""
+    error: dict[str, Any] = {"kind": kind, "message": message, "traceback": traceback}
+    if cause is not None:
+        error["cause"] = cause
+    return _Reply(error)
 
 
 def _own(t: Any) -> Any:

@@ -131,6 +131,11 @@ class RemoteSubmission:
             value = remote_op(self.endpoint, "getattr", None, name=name)
         except RemoteError as e:
             if e.kind == "missing":
+                from .submission import cause_text
+
+                cause = cause_text(e.cause) if e.cause is not None else ""
+                if cause:  # a cell that failed at load would have defined it: say which, and why
+                    raise ApiError(f"`{name}` is not defined: {cause}") from None
                 entry = self.exercise.api.get(name)
                 wanted = f": `{entry.signature}`" if entry else ""
                 raise ApiError(f"the submission does not define `{name}`{wanted}") from None

@@ -65,7 +65,11 @@ class Server:
 
     def _module_attr(self, name: str) -> Any:
         if not hasattr(self.module, name):
-            raise error_reply("missing", f"the submission does not define `{name}`")
+            from .submission import missing_cause
+
+            # the cell that failed at load and would have defined it, if one did (the harness words it)
+            cause = missing_cause(self.loaded, name)
+            raise error_reply("missing", f"the submission does not define `{name}`", cause=cause)
         return getattr(self.module, name)
 
     # ---- requests -----------------------------------------------------------------------------------------

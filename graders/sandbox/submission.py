@@ -9,7 +9,8 @@ key every code cell runs and the first that raises stops loading (a `.py` file's
 `load = "all"` or `"definitions"` (imports, functions, classes, constants only: dldiy/incheck.py's
 filter, the one the in-notebook `check()` uses) a cell that raises or does not parse is reported and
 left out, and loading goes on: what it would have defined is missing, so only the checks that need it
-error, and the student keeps the points of the parts that work. `load_tags` / `skip_tags` select
+error (saying which cell failed and how: `missing_cause`), and the student keeps the points of the
+parts that work. `load_tags` / `skip_tags` select
 cells by their tags; the cells the spec names in `cells` are not run at load but kept for the harness
 (graders/layers.py's `run_cells`). Plots render headless (MPLBACKEND=Agg, plt.show a no-op), and the
 exercise's data/ folder is linked into the working copy under the name the spec gives.
@@ -23,6 +24,7 @@ import json
 import linecache
 import os
 import random
+import re
 import shutil
 import sys
 import traceback
@@ -64,6 +66,19 @@ def _find(path: Path, entry: str) -> Path:
     raise SubmissionError(f"{path} has no {entry} ({found}); `dldiy start` creates it")
 
 
+@dataclass(frozen=True)
+class FailedCell:
+    """A code cell that did not run whole at load: it did not parse ("parse"), raised ("raised", `detail`
+    the exception's type), or, in definitions mode, needed a name that mode does not run ("definitions",
+    `detail` the line it was left out from). `unbound`: the name a NameError found unbound."""
+
+    number: int
+    kind: str
+    detail: str
+    source: str
+    unbound: str | None = None
+
+
 @dataclass
 class Loaded:
     """A loaded submission: its namespace, and how to tell its own frames in a traceback."""
@@ -73,6 +88,10 @@ class Loaded:
     root: Path  # files under root are the student's
     skipped: list[str] = field(default_factory=list)  # notebook lines not executed (magics, shell, failed cells)
     cells: dict[str, tuple[int, str]] = field(default_factory=dict)  # the spec's named cells: (number, code)
+    # A notebook loaded cell by cell: the cells that failed at load, and every code cell's source (to
+    # tell a check that misses a name which failed cell would have defined it: `missing_cause`).
+    failed: list[FailedCell] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
     def is_student_file(self, filename: str) -> bool:
         if filename.startswith(str(self.path) + "[cell"):
@@ -165,6 +184,7 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
     named = settings.get("cells", {})
     _defer_matplotlib()
     for number, cell_source, tags in notebook_cells(path):
+        loaded.sources.append(cell_source)
         source = _strip_magics(cell_source, number, loaded.skipped)
         name = next((n for n, sel in named.items() if _matches(sel, cell_source, tags)), None)
         if name is not None:
@@ -175,6 +195,7 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
         source, problem = _parsable(source)
         if problem:
             loaded.skipped.append(f"cell {number}: {problem}")
+            loaded.failed.append(FailedCell(number, "parse", "SyntaxError", cell_source))
         if settings.get("mode") == "definitions":
             source, _ = definitions_only(source)
         if not source.strip():
@@ -184,14 +205,78 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
         try:
             exec(compile(source, filename, "exec"), loaded.module.__dict__)
         except BaseException as e:  # noqa: BLE001 - reported, and loading goes on
+            unbound = getattr(e, "name", None) if isinstance(e, NameError) else None
             if isinstance(e, NameError) and settings.get("mode") == "definitions":
                 loaded.skipped.append(f"cell {number}: left out from line {_line(e, loaded)} ({e}: defined "
                                       "by a statement that definitions mode does not run)")
+                loaded.failed.append(FailedCell(number, "definitions", str(_line(e, loaded)), cell_source, unbound))
             else:
                 loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: what it defines after "
                                       "that line is missing")
+                loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
         _quiet_plots()
     setattr(loaded.module, CELL_RUNNER, _cell_runner(loaded))
+
+
+def missing_cause(loaded: Loaded, name: str) -> dict | None:
+    """Why the notebook lacks `name`, when a cell that failed at load is the likely reason:
+    {"cells": [[number, kind, detail], ...], "nowhere": bool} (FailedCell's kind and detail), else None.
+
+    The cells that failed and would have bound the name (`class ReLU`, `def f`, `W = ...`, an import);
+    else those that raised or did not parse and mention it (not the ones that only stopped on it, a
+    NameError for this very name: they are its consequence, not its cause); else, when no code cell
+    of the notebook mentions the name at all, every cell that raised or did not parse. None when the
+    name is missing for another reason (never written, or used but never defined)."""
+    if not loaded.failed or not name.isidentifier():
+        return None
+    mention = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+    binds = re.compile(rf"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+{re.escape(name)}\b"
+                       rf"|^[ \t]*{re.escape(name)}[ \t]*(?::[^=\n]*)?=(?!=)"
+                       rf"|^[ \t]*(?:from[ \t]+\S+[ \t]+)?import[ \t][^\n#]*(?<![\w.]){re.escape(name)}\b",
+                       re.MULTILINE)
+    strong = [f for f in loaded.failed if f.kind != "definitions"]
+    cells = [f for f in loaded.failed if binds.search(f.source)]
+    nowhere = False
+    if not cells:
+        cells = [f for f in strong if f.unbound != name and mention.search(f.source)]
+    if not cells and not any(mention.search(source) for source in loaded.sources):
+        cells, nowhere = strong, True
+    if not cells:
+        return None
+    return {"cells": [[f.number, f.kind, f.detail] for f in cells[:CAUSE_CELLS]],
+            "more": max(0, len(cells) - CAUSE_CELLS), "nowhere": nowhere}
+
+
+CAUSE_CELLS = 3  # failed cells named in one message; the skipped lines list them all
+
+
+def cause_text(cause: dict) -> str:
+    """missing_cause's answer in words: "cell 4 raised ZeroDivisionError at load (see the skipped cells)".
+    Also run in the harness on what the student's process sent: anything malformed reads as ""."""
+    phrases = []
+    cells = cause.get("cells") if isinstance(cause, dict) else None
+    for item in cells[:CAUSE_CELLS] if isinstance(cells, list) else []:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int) and not isinstance(item[0], bool)
+                and isinstance(item[2], str) and len(item[2]) <= 80
+                and (item[2].isidentifier() or item[2].isdigit() or item[2] == "?")):
+            return ""
+        number, kind, detail = item
+        if kind == "raised":
+            phrases.append(f"cell {number} raised {detail} at load")
+        elif kind == "parse":
+            phrases.append(f"cell {number} did not parse at load ({detail})")
+        elif kind == "definitions":
+            phrases.append(f"cell {number} was left out from line {detail} at load (definitions mode)")
+        else:
+            return ""
+    if not phrases:
+        return ""
+    more = cause.get("more")
+    if isinstance(more, int) and not isinstance(more, bool) and more > 0:
+        phrases.append(f"{more} more")
+    said = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    lead = "no cell mentions it, and " if cause.get("nowhere") is True else ""
+    return f"{lead}{said} (see the skipped cells)"
 
 
 def _line(exc: BaseException, loaded: Loaded) -> int | str:
@@ -275,7 +360,13 @@ def _cell_runner(loaded: Loaded):
                 number, code = loaded.cells[name]
                 filename = f"{loaded.path}[cell {number}]"
                 linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-                exec(compile(code, filename, "exec"), namespace)
+                try:
+                    exec(compile(code, filename, "exec"), namespace)
+                except NameError as e:  # the name a cell that failed at load would have defined: say which
+                    cause = missing_cause(loaded, e.name) if isinstance(e.name, str) and e.args else None
+                    if cause is not None:
+                        e.args = (f"{e.args[0]}: {cause_text(cause)}", *e.args[1:])
+                    raise
                 _quiet_plots()
             absent = [r for r in read if r not in namespace]
             if absent:

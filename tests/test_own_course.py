@@ -164,8 +164,7 @@ def test_a_requirement_installed_at_the_wrong_version_stops_grade_and_validate_i
     assert unmet_requirements(load_exercise_dir(course / "exercises" / "mlp")) == []
     spec.write_text(spec.read_text().replace(f'"numpy=={numpy}"', '"numpy=>1.24"'))  # a typo is refused, never "met"
     result = run_dldiy("--course", str(course), "validate")
-    assert result.returncode == 2 and "requirements: 'numpy=>1.24': '=>1.24' is not a version specifier" \
-        in result.stderr, result.stderr
+    assert result.returncode == 2 and "requirements: 'numpy=>1.24' is not a requirement" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("spec, version, met", [
@@ -178,7 +177,7 @@ def test_a_requirement_installed_at_the_wrong_version_stops_grade_and_validate_i
     (">=1!0", "2.1", False), ("", "0.0.1", True), (">=2", "(of unknown version)", False),
 ])
 def test_a_requirement_judges_the_installed_version_as_pep_440_does(spec, version, met):
-    """The specifiers are read as packaging reads them (without it: it is not one of dldiy's dependencies)."""
+    """The specifiers are read as pip reads them (packaging), an installed pre-release admitted."""
     from dldiy.graders.course.requirements import parse_requirement
 
     assert parse_requirement(f"numpy{spec}").satisfied_by(version) is met

@@ -181,8 +181,18 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
         'second = check("exercise-1", "gradcheck")',
         "import json\nprint(json.dumps([[c.name, c.status, c.message] for r in (first, second) "
         "for c in r.report.checks]))"))
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown_lines: list[tuple[int, str]] = []  # every dldiy line displayed, updates included (the cell keeps the last)
+
+    class Recording(NotebookClient):
+        def process_message(self, msg, cell, cell_index):
+            if msg["msg_type"] in ("display_data", "update_display_data"):
+                text = msg["content"].get("data", {}).get("text/plain", "")
+                if text.startswith("dldiy: "):
+                    shown_lines.append((cell_index, text))
+            return super().process_message(msg, cell, cell_index)
+
+    Recording(nb, timeout=120, kernel_name="python3", allow_errors=True,
+              resources={"metadata": {"path": str(tmp_path)}}).execute()
     def shown(cell) -> tuple[str, str]:
         """What the cell displayed, as HTML (what Jupyter renders) and as plain text."""
         data = [o["data"] for o in cell.outputs if o["output_type"] == "display_data"]
@@ -203,6 +213,10 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
                     if o.get("data", {}).get("text/plain", "").startswith("dldiy: ")]
         assert len(progress) == (1 if number == 0 else len(progress[:1])), progress
         assert all(line.startswith("dldiy: done in ") for line in progress), progress
+    # While it ran, the first check()'s line named the check running (its results come after the fork
+    # server's start, past the half-second delay), as `dldiy check` does on a terminal.
+    first_lines = [text for index, text in shown_lines if index == 2]
+    assert any(re.match(r"dldiy: running gradcheck \(seed \d+\), \d+/\d+ done \[", t) for t in first_lines), first_lines
     (first, second) = json.loads(nb.cells[5].outputs[0]["text"])
     assert first[1] == "fail" and second[1] == "pass"
     # Same messages as the command line on the same (bugged) code.

@@ -147,6 +147,16 @@ def test_every_student_notebook_is_for_students(bundle):
     driver = json.loads((bundle / "exercise-3" / "exercise-3.ipynb").read_text())
     sources = "\n".join("".join(c["source"]) for c in driver["cells"])
     assert 'check("exercise-3", path=PROJECT)' in sources and "fresh_project()" in sources
+    # The bug hunt's notebook drives the student's project: no stubs, but the maths and the parts with
+    # their own check() cells all the same, the last one checking everything.
+    code = ["".join(c["source"]) for c in driver["cells"] if c["cell_type"] == "code"]
+    markdown = "".join("".join(c["source"]) for c in driver["cells"] if c["cell_type"] == "markdown")
+    assert "$$" in markdown and markdown.count("## ") >= 4
+    checks = [i for i, c in enumerate(code) if re.search(r'^check\("exercise-3", .*path=PROJECT\)', c, re.M)]
+    assert len(checks) >= 3 and checks[-1] == len(code) - 1
+    assert code[-1].rstrip().endswith('check("exercise-3", path=PROJECT)')
+    assert "### BEGIN SOLUTION" not in json.dumps(driver)
+    assert all(not c.get("outputs") and "nbgrader" not in c["metadata"] for c in driver["cells"])
 
 
 def test_the_bundle_carries_an_installable_wheel_and_says_how_to_install_it_offline(bundle, tmp_path):

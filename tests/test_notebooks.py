@@ -122,6 +122,32 @@ def test_check_returns_a_usable_result_inside_the_grading_child(tmp_path, check_
     assert exit_code == 0
 
 
+def test_under_nbgrader_autograde_only_the_autograder_cells_check_runs(monkeypatch, capsys, tmp_path):
+    """While `nbgrader autograde` runs a notebook (it sets NBGRADER_EXECUTION=autograde), a part's
+    check(...) cell returns at once, saying so, with an inert result (a part's checks would run a
+    second time, and are not what nbgrader scores); the locked cell's check(..., autograde=True) grades."""
+    import time
+
+    import dldiy.incheck
+    from dldiy import check
+
+    monkeypatch.setattr(dldiy.incheck, "_warm_server", lambda: None)  # no fork server left in pytest
+    monkeypatch.chdir(tmp_path)  # a notebook's folder (the checkout's root would shadow the installed dldiy)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    started = time.monotonic()
+    part = check("exercise-1", "stability")  # outside IPython: were it to run, it would raise
+    assert time.monotonic() - started < 0.5
+    assert (part.score, part.max_score, part.require("stability"), part.graded_here) == (0, 0, None, False)
+    said = capsys.readouterr().out
+    assert 'check("exercise-1", "stability") not run while nbgrader autogrades' in said, said
+    assert "the autograder cell under \"Check everything\" runs every check, once" in said + repr(part)
+    graded = check("exercise-1", "stability", path=REFERENCE, plots=False, autograde=True)
+    assert graded.graded_here and graded.score == graded.max_score == 1
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")  # `nbgrader validate`: the student's own run, checks run
+    with pytest.raises(RuntimeError, match="outside IPython"):
+        check("exercise-1", "stability")
+
+
 def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
     nb = code_notebook("%matplotlib inline\nimport torch\n!pip install nothing",
                        "%%timeit\nthis is not python",

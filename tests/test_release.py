@@ -329,6 +329,43 @@ def test_the_source_notebook_is_the_reference(exercise_id):
         assert re.search(rf"(def|class) {name}\b", stripped), name
 
 
+EXERCISES = [f"exercise-{n}" for n in range(1, 10)]
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+def test_the_nbgrader_notebook_keeps_a_check_cell_after_each_part_and_says_what_it_has(exercise_id):
+    """nbgrader's source notebook is the student notebook's layout: each part's check(...) cell kept
+    (an ordinary cell, which says that it runs nothing while nbgrader autogrades), the "Check
+    everything" heading followed by the one locked cell that runs every check (autograde=True), then
+    the grade cells. What the Markdown says the notebook has, it has."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    source = source_notebook(exercise)
+    nb = notebook.nbgrader_notebook(source, exercise)
+    parts = [c.source for c in source.cells if notebook.is_check_cell(c) and "check(" in c.source
+             and not re.search(r'check\("[\w-]+"(, path=\w+)?\)', c.source)]
+    kept = [c for c in nb.cells if notebook.is_check_cell(c) and "nbgrader" not in c.metadata]
+    assert parts and [c.source for c in kept] == [notebook.AUTOGRADE_NOTE + p for p in parts]
+    assert all("While nbgrader autogrades the notebook, this cell runs none" in c.source for c in kept)
+    where = ', path="."' if exercise.start == "bugged" else ""
+    (run,) = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "dldiy-run-checks"]
+    assert nb.cells[run].metadata["nbgrader"]["locked"]
+    assert nb.cells[run].source.endswith(f'_dldiy_result = check("{exercise_id}"{where}, autograde=True)')
+    headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Check everything")]
+    assert headings == [run - 1]  # the heading keeps its cell
+    grades = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells[run + 1:] if c.metadata.get("nbgrader", {}).get("grade")]
+    assert grades == [c.name for c in exercise.checks]
+    intro = nb.cells[0].source
+    if re.search(r"check\(\.\.\.\)` cell (after|follows) each part", intro):
+        assert len(kept) >= 2
+    if "*Check everything*" in intro:
+        assert headings
+    assert "last cell" not in intro  # the grade cells come last in nbgrader's copy
+
+
 def _venv_path() -> dict:
     """The environment with this interpreter's bin/ on PATH: nbgrader runs `alembic` from PATH when it
     creates a gradebook, as it finds it in an activated virtual environment."""
@@ -362,12 +399,17 @@ def test_nbgrader_end_to_end_on_notebooks(tmp_path):
                    for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
     assert grade_cells == {"gradcheck": 3, "first-loss": 3, "convergence": 2, "stability": 1, "placement": 0.5,
                            "parity": 0.5}
-    # Cell by cell: solution cells marked, the handout's cells kept apart, no check() of the student's left.
+    # Cell by cell: solution cells marked, the handout's cells kept apart, each part's check() cell kept
+    # (unlocked), and the one locked cell that runs every check.
     solutions = [c for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
     assert len(solutions) == 4 and all("### BEGIN SOLUTION" in "".join(c["source"]) for c in solutions)
-    assert sum('check("exercise-1"' in "".join(c["source"]) for c in source["cells"]) == 1  # the locked one
+    calls = [(c["metadata"].get("nbgrader", {}).get("locked", False), line) for c in source["cells"]
+             for line in "".join(c["source"]).splitlines() if 'check("exercise-1"' in line]
+    assert calls == [(False, 'check("exercise-1", "stability")'), (False, 'check("exercise-1", "gradcheck", "placement")'),
+                     (False, 'check("exercise-1", "first-loss", "convergence")'),
+                     (True, '_dldiy_result = check("exercise-1", autograde=True)')]
     driver = json.loads((course / "source" / "exercise-3" / "exercise-3.ipynb").read_text())
-    assert any('check("exercise-3", path=".")' in "".join(c["source"]) for c in driver["cells"])
+    assert any('check("exercise-3", path=".", autograde=True)' in "".join(c["source"]) for c in driver["cells"])
 
     generated = _nbgrader(course, "generate_assignment", "exercise-1")
     assert "nbgrader_config.py" not in generated.stderr  # no "no config file found" warning
@@ -378,6 +420,15 @@ def test_nbgrader_end_to_end_on_notebooks(tmp_path):
         target.parent.mkdir(parents=True)
         target.write_text(json.dumps(fill(released, code)))
     _nbgrader(course, "autograde", "exercise-1")
+    # Under autograde the parts' check() cells ran nothing (they say so); the locked cell ran every check.
+    autograded = json.loads((course / "autograded" / "alice" / "exercise-1" / "exercise-1.ipynb").read_text())
+    outputs = [("".join(c["source"]), re.sub(r"\x1b\[[0-9;]*m", "", "".join(
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in c.get("outputs", []))))
+        for c in autograded["cells"] if 'check("exercise-1"' in "".join(c["source"])]
+    assert len(outputs) == 4
+    assert all("not run while nbgrader autogrades" in out for _, out in outputs[:3]), outputs
+    assert "autograde=True" in outputs[3][0] and "not run" not in outputs[3][1], outputs[3]
+    assert re.search(r"Total: (9\.5|10)/10", outputs[3][1]), outputs[3][1]
 
     from nbgrader.api import Gradebook
 

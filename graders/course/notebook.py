@@ -43,7 +43,7 @@ def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
             inside = found = True
             indent = re.match(r"\s*", line).group(0)
             task = _enclosing_task(out) if exercise_id else None
-            stub = STUB if task is None else (STUB[0], f"raise NotImplementedError({json.dumps(exercise_id + ': implement ' + task)})")
+            stub = STUB if task is None else (STUB[0], todo(exercise_id, task))
             out += [indent + s for s in stub]
         elif END in line:
             if not inside:
@@ -54,6 +54,11 @@ def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
     if inside:
         raise SolutionRegionError(f"{BEGIN!r} without {END!r} in:\n{source}")
     return "\n".join(out), found
+
+
+def todo(exercise_id: str, task: str) -> str:
+    """The stub's line that names the task: `raise NotImplementedError("exercise-1: implement loss(X, y, w)")`."""
+    return f"raise NotImplementedError({json.dumps(exercise_id + ': implement ' + task)})"
 
 
 _DEF = re.compile(r"^(\s*)def (\w+)\((.*)\)\s*(->.*)?:\s*$")
@@ -155,35 +160,65 @@ def is_check_cell(cell) -> bool:
                                          or re.search(r"^\s*(\w+\s*=\s*)?check\(", cell.source, re.M) is not None)
 
 
-def nbgrader_notebook(source_nb, exercise):
-    """nbgrader's source copy: solution cells marked as such, and one autograder cell per check.
+AUTOGRADE_NOTE = ("# This part's checks. While nbgrader autogrades the notebook, this cell runs none: the\n"
+                  "# autograder cell under \"Check everything\" runs every check, once.\n")
 
-    One locked cell runs every check once (a single child process) and keeps the result; then each
-    check gets a grade cell (grade_id = the check's name, points = its points) that fails with the
-    check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
+
+def nbgrader_notebook(source_nb, exercise):
+    """nbgrader's source copy: solution cells marked as such, the parts' check cells kept, and one
+    autograder cell per check.
+
+    A part's check cell stays an ordinary cell: while `nbgrader autograde` runs, its `check(...)`
+    returns at once (dldiy/incheck.py), so it costs nothing and scores nothing. The "Check everything" cell
+    becomes one locked cell that runs every check once (a single child process) and keeps the result;
+    then each check gets a grade cell (grade_id = the check's name, points = its points) that fails
+    with the check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
     import nbformat.v4 as v4
 
     nb = without_outputs(source_nb)
-    cells = []
-    for i, cell in enumerate(nb.cells):
-        if is_check_cell(cell):
-            continue
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.metadata["nbgrader"] = _meta(f"{exercise.id}-solution-{i}", solution=True)
-        else:
-            cell.metadata.pop("nbgrader", None)
-        cells.append(cell)
     # A bug hunt's work is the project in the assignment folder, not this notebook's definitions.
     where = ', path="."' if exercise.start == "bugged" else ""
-    run = v4.new_code_cell(f'from dldiy import check\n_dldiy_result = check("{exercise.id}"{where})')
+    run = v4.new_code_cell("# The autograder: every check, once. While nbgrader autogrades the notebook, this is the\n"
+                           "# only check(...) that runs; the cells below give each check's points.\n"
+                           f'from dldiy import check\n_dldiy_result = check("{exercise.id}"{where}, autograde=True)')
     run.metadata["nbgrader"] = _meta("dldiy-run-checks", locked=True)
-    cells += [v4.new_markdown_cell("## Autograder: dldiy's checks (do not edit)"), run]
+    everything = max((i for i, c in enumerate(nb.cells) if is_check_cell(c) and _checks_everything(c.source)),
+                     default=None)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("nbgrader", None)
+        if i == everything:
+            cells.append(run)
+            continue
+        if is_check_cell(cell):
+            cell.source = AUTOGRADE_NOTE + cell.source
+        elif cell.cell_type == "code" and BEGIN in cell.source:
+            cell.metadata["nbgrader"] = _meta(f"{exercise.id}-solution-{i}", solution=True)
+        cells.append(cell)
+    if everything is None:
+        cells += [v4.new_markdown_cell(f"## Check everything\n\nAll the checks at once, the same as "
+                                       f"`dldiy check {exercise.id}` on the command line."), run]
+    cells.append(v4.new_markdown_cell("## Autograder (do not edit)\n\nOne locked cell per check: it passes, and "
+                                      "gives the check's points, when that check passed in the cell under "
+                                      "*Check everything*."))
     for c in exercise.checks:
         cell = v4.new_code_cell(f'# {c.name}: {c.title or c.kind}\n_dldiy_result.require("{c.name}")')
         cell.metadata["nbgrader"] = _meta(c.name, grade=True, locked=True, points=c.points)
         cells.append(cell)
     nb.cells = cells
     return nb
+
+
+def _checks_everything(source: str) -> bool:
+    """Whether the cell calls `check("exercise-N")` with no check named (its path aside): every check."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "check"
+               and len(n.args) == 1 for n in ast.walk(tree))
 
 
 def _meta(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 from dldiy.graders.batch.export import nbgrader_environ
 from test_notebooks import REFERENCE, SIGN_BUG, fill
 
@@ -366,6 +366,133 @@ def test_the_nbgrader_notebook_keeps_a_check_cell_after_each_part_and_says_what_
     assert "last cell" not in intro  # the grade cells come last in nbgrader's copy
 
 
+def nbgrader_handout(nb):
+    """What `nbgrader generate_assignment` hands out from nbgrader's source notebook `nb`, as far as
+    the code goes: nbgrader's own ClearSolutions, configured by the nbgrader_config.py release writes."""
+    import copy
+
+    import nbformat
+    from nbgrader.preprocessors import ClearSolutions
+    from traitlets.config import Config
+
+    from dldiy.cli.release import NBGRADER_CONFIG
+
+    config = Config()
+    exec(NBGRADER_CONFIG, {"get_config": lambda: config})  # noqa: S102 - our own config file's text
+    handout, _ = ClearSolutions(config=config).preprocess(nbformat.from_dict(copy.deepcopy(nb)), {})
+    return handout
+
+
+@pytest.mark.parametrize("exercise_id", [e for e in EXERCISES if e != "exercise-3"])  # 3 has no solution
+def test_nbgraders_stubs_name_the_task_as_the_student_notebooks_do(exercise_id):
+    """nbgrader has one stub for every region; release --nbgrader arranges each region so that the
+    line after it, which the solution never reaches, raises NotImplementedError naming the task, and
+    the stub is only the comment: the handout's stubs are the student notebook's, to the character."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    source = source_notebook(exercise)
+
+    def stubs(nb) -> list[str]:
+        return [c.source for c in nb.cells if c.cell_type == "code" and "NotImplementedError" in c.source]
+
+    handed_out = stubs(nbgrader_handout(notebook.nbgrader_notebook(source, exercise)))
+    assert handed_out == stubs(notebook.student_notebook(source, exercise_id)) and handed_out
+    for cell in handed_out:
+        assert "NotImplementedError()" not in cell and "### BEGIN" not in cell
+        assert all(line.strip() == f"raise NotImplementedError(\"{exercise_id}: implement " + line.split(": implement ")[1].strip()
+                   for line in cell.splitlines() if "NotImplementedError" in line), cell
+
+
+@pytest.mark.parametrize("exercise_id", one_fast_rest_slow(["exercise-6", "exercise-1", "exercise-2", "exercise-4",
+                                                             "exercise-5", "exercise-7", "exercise-8", "exercise-9"]))
+def test_nbgraders_source_notebook_is_still_the_solution(exercise_id, tmp_path, check_json):
+    """The lines release --nbgrader adds (a `return` ending a region, the raise after it) change nothing
+    the solution does: nbgrader's source notebook passes every check (exercise 6 first: its optimizers'
+    regions end without a return)."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    nb = notebook.nbgrader_notebook(source_notebook(exercise), exercise)
+    assert any("### END SOLUTION\n" in c.source and "raise NotImplementedError(" in c.source for c in nb.cells)
+    path = tmp_path / f"{exercise_id}.ipynb"
+    notebook.write(nb, path)
+    report, _ = check_json(exercise_id, path)
+    assert report["load_error"] is None, report["load_error"]
+    assert {c["name"]: c["status"] for c in report["checks"] if c["status"] not in ("pass", "skip")} == {}
+    assert all(c["name"] == "parity" for c in report["checks"] if c["status"] == "skip")  # no GPU here
+
+
+def test_nbgrader_regions_end_their_function_and_name_it():
+    """A region inside a loop, one before the function's last lines, a method's without a return, and
+    two in one function: the solution runs as before, and nbgrader's handout raises naming each task."""
+    from dldiy.graders.course import notebook
+
+    source = textwrap.dedent("""\
+        def total(xs):
+            s = 0
+            for x in xs:
+                ### BEGIN SOLUTION
+                s += x
+                ### END SOLUTION
+            return s
+
+        class Counter:
+            @staticmethod
+            def make(n):
+                ### BEGIN SOLUTION
+                return Counter(n)
+                ### END SOLUTION
+
+            def __init__(self, n):
+                ### BEGIN SOLUTION
+                self.n = n
+                ### END SOLUTION
+
+            def add(self, k):
+                \"\"\"Add k, return the count.\"\"\"
+                ### BEGIN SOLUTION
+                k = abs(k)
+                ### END SOLUTION
+                self.n += k
+                ### BEGIN SOLUTION
+                self.n *= 1
+                ### END SOLUTION
+                return self.n""")
+    arranged = notebook.nbgrader_regions(source, "own")
+    solution = {}
+    exec(notebook.solution_code(arranged), solution)  # noqa: S102
+    assert solution["total"]([1, 2, 3]) == 6 and solution["Counter"].make(1).add(-2) == 3
+    handout = nbgrader_handout({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"nbgrader": {"solution": True, "grade": False, "locked": False,
+                                                        "grade_id": "s", "schema_version": 3}},
+         "source": arranged, "outputs": [], "execution_count": None}]}).cells[0].source
+    assert "### " not in handout and "s = 0" in handout and "return self.n" not in handout
+    student = {}
+    exec(handout, student)  # noqa: S102
+    for call, task in ((lambda: student["total"]([1]), "total(xs)"), (lambda: student["Counter"].make(1), "Counter.make"),
+                       (lambda: student["Counter"](1), "Counter.__init__"),
+                       (lambda: student["Counter"].add(object(), 1), "Counter.add")):
+        with pytest.raises(NotImplementedError, match=re.escape(f"own: implement {task}")):
+            call()
+    with pytest.raises(notebook.SolutionRegionError, match="outside any function"):
+        notebook.nbgrader_regions("### BEGIN SOLUTION\nEPS = 1e-12\n### END SOLUTION", "own")
+
+
+def test_release_says_when_the_instructors_own_nbgrader_config_keeps_nbgraders_stub(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    result = run_dldiy("release", "--nbgrader", str(tmp_path), "-e", "exercise-7")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "nbgrader_config.py").read_text() == "c = get_config()\n"
+    assert "does not set c.ClearSolutions.code_stub" in result.stdout, result.stdout
+    result = run_dldiy("release", "--nbgrader", str(tmp_path), "-e", "exercise-7", "--force")
+    assert 'c.ClearSolutions.code_stub = {"python": \'# YOUR CODE HERE\'}' in (tmp_path / "nbgrader_config.py").read_text()
+
+
 def _venv_path() -> dict:
     """The environment with this interpreter's bin/ on PATH: nbgrader runs `alembic` from PATH when it
     creates a gradebook, as it finds it in an activated virtual environment."""
@@ -415,6 +542,11 @@ def test_nbgrader_end_to_end_on_notebooks(tmp_path):
     assert "nbgrader_config.py" not in generated.stderr  # no "no config file found" warning
     released = json.loads((course / "release" / "exercise-1" / "exercise-1.ipynb").read_text())
     assert "### BEGIN SOLUTION" not in json.dumps(released)
+    # Each stub names its task (nbgrader's own stub, set by the config, is only the comment above it).
+    raises = [line.strip() for c in released["cells"] if c["cell_type"] == "code"
+              for line in "".join(c["source"]).splitlines() if "NotImplementedError" in line]
+    assert raises == [f'raise NotImplementedError("exercise-1: implement {task}")' for task in
+                      ("add_bias(X)", "loss(X, y, w)", "gradient(X, y, w)", "train(X, y, w0, lr, steps)")]
     for student, code in (("alice", REFERENCE.read_text()), ("bob", REFERENCE.read_text().replace(*SIGN_BUG))):
         target = course / "submitted" / student / "exercise-1" / "exercise-1.ipynb"
         target.parent.mkdir(parents=True)

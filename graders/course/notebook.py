@@ -272,8 +272,9 @@ def nbgrader_regions(source: str, exercise_id: str) -> str:
         return source
     try:
         tree = ast.parse(source)
-    except SyntaxError as e:
-        raise SolutionRegionError(f"a cell with a solution region does not parse ({e.msg}, line {e.lineno}):\n{source}") from e
+    except SyntaxError as error:
+        raise SolutionRegionError(f"a cell with a solution region does not parse ({error.msg}, line "
+                                  f"{error.lineno}):\n{source}") from error
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
 

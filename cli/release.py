@@ -33,7 +33,10 @@ c.CourseDirectory.course_id = "dldiy"
 # The locked autograder cell runs every dldiy check once, in a sandboxed child: allow it time.
 c.ExecutePreprocessor.timeout = 600
 c.Execute.timeout = 600
-"""
+# dldiy's notebooks follow each solution region with the line that raises NotImplementedError naming the
+# task (the solution never reaches it), so nbgrader's stub, one text for every region, is only the comment.
+c.ClearSolutions.code_stub = {"python": %r}
+""" % notebook.NBGRADER_CODE_STUB
 
 
 @click.command("release")
@@ -80,6 +83,10 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
         config = outdir / "nbgrader_config.py"
         if config.exists() and not force:
             click.echo(f"  kept {config} (yours; --force replaces it)")
+            if "ClearSolutions.code_stub" not in config.read_text():
+                click.echo(f"  note: it does not set c.ClearSolutions.code_stub = {{\"python\": "
+                           f"{notebook.NBGRADER_CODE_STUB!r}}}: nbgrader's own stub will raise an unnamed "
+                           f"NotImplementedError before the line that names the task")
         else:
             config.write_text(NBGRADER_CONFIG)
             click.echo(f"  wrote {config}")

@@ -86,13 +86,17 @@ class Result:
     `result.report.to_json()` is what `dldiy check --json` prints), its score, and `require(name)` for
     autograder cells (nbgrader).
 
-    Inside the grading child (a notebook being graded re-runs its own `check(...)` cells) there is no
-    report: the grade is decided by the parent, never by what this process computes, so the result is
-    inert: score 0 of 0, and `require` passes, so the locked cells of a graded notebook run through."""
+    Where nothing ran there is no report and the result is inert: score 0 of 0, and `require` passes.
+    That is inside the grading child (a notebook being graded re-runs its own `check(...)` cells: the
+    grade is decided by the parent, never by what this process computes, so the locked cells of a
+    graded notebook run through), and under `nbgrader autograde` for every call but the autograder
+    cell's (a part's `check(...)` cell: its checks would run again in that cell; `why` says so)."""
 
-    def __init__(self, report: "Report | None", exercise: str = ""):
+    def __init__(self, report: "Report | None", exercise: str = "",
+                 why: str = "graded by the parent process, not here"):
         self.report = report
         self.exercise = report.exercise if report is not None else exercise
+        self.why = why
 
     @property
     def graded_here(self) -> bool:
@@ -111,7 +115,7 @@ class Result:
         return list(self.report.checks) if self.report is not None else []
 
     def status(self, name: str) -> str:
-        return self._find(name).status if self.report is not None else "not graded here"
+        return self._find(name).status if self.report is not None else "not run here"
 
     def require(self, name: str) -> None:
         """Raise AssertionError with the check's message unless it passed (a skip earns no points)."""
@@ -128,7 +132,7 @@ class Result:
 
     def __repr__(self) -> str:
         if self.report is None:
-            return f"<dldiy {self.exercise}: graded by the parent process, not here>"
+            return f"<dldiy {self.exercise}: {self.why}>"
         return f"<dldiy {self.exercise}: {self.score:g}/{self.max_score:g} points>"
 
 
@@ -153,12 +157,30 @@ def _warm_server():
         return None
 
 
-def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True) -> Result:
+AUTOGRADING = ("not run while nbgrader autogrades: the autograder cell under \"Check everything\" runs "
+               "every check, once")
+
+
+def _nbgrader_autograding() -> bool:
+    # nbgrader sets it while `nbgrader autograde` runs a notebook ('validate' while `nbgrader validate` does).
+    return os.environ.get("NBGRADER_EXECUTION") == "autograde"
+
+
+def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True,
+          autograde: bool = False) -> Result:
     """Run EXERCISE's checks (or only those named) on this notebook's definitions (or on `path`),
     in the sandboxed child, and show the same table and messages as `dldiy check`, with pictures of
-    what was measured (loss curves, gradients, decision boundaries) unless `plots=False`."""
+    what was measured (loss curves, gradients, decision boundaries) unless `plots=False`.
+
+    While `nbgrader autograde` runs the notebook, only the call with `autograde=True` (the locked
+    autograder cell that `dldiy release --nbgrader` writes) runs checks: every other call (a part's
+    check cell) prints one line and returns an inert result at once, so the checks run once per
+    notebook and the scores are the autograder cell's alone."""
     if _inside_grading_child():
         return Result(None, exercise_id)
+    if _nbgrader_autograding() and not autograde:
+        print(f"dldiy: check({', '.join(json.dumps(a) for a in (exercise_id, *only))}) {AUTOGRADING}")
+        return Result(None, exercise_id, why=AUTOGRADING)
     from rich.console import Console
     from rich.markup import escape
 

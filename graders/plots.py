@@ -112,6 +112,14 @@ def draw(data: dict[str, Any], title: str = "") -> bytes:
     """One PNG of everything `plot_data` kept for a check: one panel per picture, side by side."""
     from io import BytesIO
 
+    fig = figure(data, title)
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 3})
+    return buffer.getvalue()
+
+
+def figure(data: dict[str, Any], title: str = ""):
+    """The matplotlib Figure (Agg canvas) that `draw` saves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -135,9 +143,7 @@ def draw(data: dict[str, Any], title: str = "") -> bytes:
     # Fixed margins: tight_layout measures every text's extent and costs as much as the drawing itself.
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() * 1.4, right=0.98, bottom=0.16, top=0.82 if title else 0.9,
                         wspace=0.32)
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 3})
-    return buffer.getvalue()
+    return fig
 
 
 def pictures(checks: list[Any]) -> list[tuple[str, str, bytes]]:
@@ -198,14 +204,20 @@ def _gradcheck(fig, ax, b: dict[str, Any]) -> None:
         lo, hi = float(min(n[ok].min(), a[ok].min())), float(max(n[ok].max(), a[ok].max()))
         ax.plot([lo, hi], [lo, hi], color="#888", linewidth=1, label="analytic = numeric")
         rel = np.where(ok, np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n)), -1)
-        for i in np.argsort(-rel)[:3]:
-            if rel[i] > 1e-6:
-                ax.scatter([n[i]], [a[i]], s=90, facecolors="none", edgecolors="#cf222e", linewidths=1.5)
-                ax.annotate(f"[{i}] rel {rel[i]:.2g}", (n[i], a[i]), fontsize=7, color="#cf222e",
-                            xytext=(4, 4), textcoords="offset points")
+        circled = [i for i in np.argsort(-rel)[:3] if rel[i] > 1e-6]
+        if circled:
+            ax.scatter(n[circled], a[circled], s=90, facecolors="none", edgecolors="#cf222e", linewidths=1.5,
+                       label="worst entries (rel. error)")
+        middle = (lo + hi) / 2
+        for i in circled:
+            # labelled towards the panel's middle, so that a label never runs off the picture's edge
+            right = n[i] > middle
+            ax.annotate(f"[{i}] rel {rel[i]:.2g}", (n[i], a[i]), fontsize=7, color="#cf222e",
+                        xytext=(-4 if right else 4, 4), textcoords="offset points", ha="right" if right else "left")
     ax.set_xlabel("numeric (finite differences)")
     ax.set_ylabel("analytic (yours)")
-    ax.set_title(f"gradient of {b['name']}: worst entries circled", fontsize=9)
+    # The block's name only (40 characters at most): a longer title runs into the next panel's.
+    ax.set_title(f"gradient of {b['name']}", fontsize=9)
     ax.legend(fontsize=7)
 
 

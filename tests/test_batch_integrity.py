@@ -451,6 +451,31 @@ def test_the_progress_bar_shows_names_as_text():
     assert "[/]x[bold]\\x1b]0;pwned\\x07" in shown and "\x1b]0;pwned" not in shown
 
 
+def test_progress_off_a_terminal_is_a_line_every_tenth_of_the_class_or_every_few_seconds(monkeypatch, capsys):
+    """Off a terminal, grade writes a plain line per 10% of the class, or sooner once PROGRESS_EVERY_S
+    has passed since the last line, and at the end (never a line per submission of a large class)."""
+    import io
+
+    from rich.console import Console
+
+    from dldiy.cli import grade
+
+    console = Console(file=io.StringIO(), force_terminal=False)
+    clock = iter(range(0, 10**6)).__next__  # a fake clock that moves on at every call
+    monkeypatch.setattr(grade.time, "monotonic", lambda: clock() * 0.001)  # fast: only the 10% rule fires
+    records = [{"student": f"s{i}", "score": 1.0} for i in range(25)]
+    assert list(grade.with_progress(iter(records), 25, console)) == records
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "grading 25 submission(s)" and console.file.getvalue() == ""
+    assert [line.split()[1] for line in lines[1:]] == [f"{k}/25" for k in (*range(2, 25, 2), 25)]
+
+    slow = iter(range(0, 10**6)).__next__
+    monkeypatch.setattr(grade.time, "monotonic", lambda: slow() * grade.PROGRESS_EVERY_S)  # slow: every one
+    records = [{"student": f"s{i}", "score": 1.0} for i in range(200)]
+    list(grade.with_progress(iter(records[:5]), 200, console))
+    assert [line.split()[1] for line in capsys.readouterr().err.splitlines()[1:]] == [f"{k}/200" for k in range(1, 6)]
+
+
 def test_best_effort_isolation_is_warned_and_recorded(tmp_path):
     import io
 

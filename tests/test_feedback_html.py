@@ -51,11 +51,51 @@ def test_the_page_has_what_the_markdown_has_and_more():
     assert "Not executed (IPython magics and shell lines)" in page and "%matplotlib inline" in page
     assert "graded 2026-11-25 16:00 UTC" in page and f"dldiy {__version__}" in page
     assert "Graded file: <code>/class/eve/" in page
-    assert "values withheld" in page
     assert page.count("data:image/png;base64,iVBORw0KGgo") == 1  # gradcheck's picture, embedded
     assert "Your code's traceback" in page
     # By default only the checks that did not pass get a picture (drawing costs time per student).
     assert "data:image/png" not in feedback_html(record, "Exercise 1", graded_at="today")
+
+
+HIDDEN_SEED = 918273
+STEPS = [0, 1, 2, 5, 10]
+RIGHT = {"steps": STEPS, "losses": [0.693147, 0.6012, 0.5311, 0.4203, 0.3107], "n": 100}  # at public seed 1
+EXPECTED_THERE = {"steps": STEPS, "losses": [0.123457, 0.1111, 0.1002, 0.0903, 0.0801], "n": 100}
+MEASURED_THERE = {"steps": STEPS, "losses": [9.876543, 8.765432, 7.654321, 6.543219, 5.432198], "n": 100}
+
+
+def judged_record(hidden: bool) -> dict:
+    """A record as grade_one builds it (its fields, then Report.to_json()) from what the child measured
+    for first-loss: right at public seed 1, wrong at seed HIDDEN_SEED, which is hidden when `hidden`;
+    the judge's own verdicts, so no text of the page is written here."""
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.judge import judge
+    from dldiy.graders.sandbox.runner import Outcome
+
+    exercise = load_exercise("exercise-1")
+    outcome = Outcome(results={("first-loss", 1): {"measurement": RIGHT},
+                               ("first-loss", HIDDEN_SEED): {"measurement": MEASURED_THERE}})
+    expected = {"first-loss": {"1": RIGHT, str(HIDDEN_SEED): EXPECTED_THERE}}
+    report = judge(exercise, [exercise.check("first-loss")], outcome, "/class/carol/work.ipynb", expected,
+                   hidden=frozenset({HIDDEN_SEED}) if hidden else frozenset())
+    return {"student": "carol", "graded_file": "/class/carol/work.ipynb", **report.to_json()}
+
+
+@pytest.mark.parametrize("hidden", [True, False], ids=["hidden-seed", "public-seed"])
+def test_a_failure_at_a_hidden_seed_is_on_the_page_without_its_values(hidden):
+    """The page of a failure at a hidden seed says that it failed and that the values are withheld, and
+    shows neither the seed, nor the losses measured or expected there, nor a picture of them. The same
+    failure at a public seed shows all of them: what the hidden case must not."""
+    page = feedback_html(judged_record(hidden), "Exercise 1", graded_at="today", pictures="all")
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "first-loss: FAIL (0/3)" in text
+    secrets = [str(HIDDEN_SEED), "9.87654", "0.123457"]
+    if hidden:
+        assert "fails at a hidden seed (values withheld)" in text, text
+        assert [s for s in secrets if s in page] == [] and "data:image/png" not in page
+    else:
+        assert "values withheld" not in text
+        assert [s for s in secrets if s in text] == secrets and page.count("data:image/png") == 1
 
 
 def test_every_piece_of_student_text_is_escaped():

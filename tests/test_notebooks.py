@@ -122,6 +122,32 @@ def test_check_returns_a_usable_result_inside_the_grading_child(tmp_path, check_
     assert exit_code == 0
 
 
+def test_under_nbgrader_autograde_only_the_autograder_cells_check_runs(monkeypatch, capsys, tmp_path):
+    """While `nbgrader autograde` runs a notebook (it sets NBGRADER_EXECUTION=autograde), a part's
+    check(...) cell returns at once, saying so, with an inert result (a part's checks would run a
+    second time, and are not what nbgrader scores); the locked cell's check(..., autograde=True) grades."""
+    import time
+
+    import dldiy.incheck
+    from dldiy import check
+
+    monkeypatch.setattr(dldiy.incheck, "_warm_server", lambda: None)  # no fork server left in pytest
+    monkeypatch.chdir(tmp_path)  # a notebook's folder (the checkout's root would shadow the installed dldiy)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    started = time.monotonic()
+    part = check("exercise-1", "stability")  # outside IPython: were it to run, it would raise
+    assert time.monotonic() - started < 0.5
+    assert (part.score, part.max_score, part.require("stability"), part.graded_here) == (0, 0, None, False)
+    said = capsys.readouterr().out
+    assert 'check("exercise-1", "stability") not run while nbgrader autogrades' in said, said
+    assert "the autograder cell under \"Check everything\" runs every check, once" in said + repr(part)
+    graded = check("exercise-1", "stability", path=REFERENCE, plots=False, autograde=True)
+    assert graded.graded_here and graded.score == graded.max_score == 1
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")  # `nbgrader validate`: the student's own run, checks run
+    with pytest.raises(RuntimeError, match="outside IPython"):
+        check("exercise-1", "stability")
+
+
 def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
     nb = code_notebook("%matplotlib inline\nimport torch\n!pip install nothing",
                        "%%timeit\nthis is not python",
@@ -181,8 +207,18 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
         'second = check("exercise-1", "gradcheck")',
         "import json\nprint(json.dumps([[c.name, c.status, c.message] for r in (first, second) "
         "for c in r.report.checks]))"))
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown_lines: list[tuple[int, str]] = []  # every dldiy line displayed, updates included (the cell keeps the last)
+
+    class Recording(NotebookClient):
+        def process_message(self, msg, cell, cell_index):
+            if msg["msg_type"] in ("display_data", "update_display_data"):
+                text = msg["content"].get("data", {}).get("text/plain", "")
+                if text.startswith("dldiy: "):
+                    shown_lines.append((cell_index, text))
+            return super().process_message(msg, cell, cell_index)
+
+    Recording(nb, timeout=120, kernel_name="python3", allow_errors=True,
+              resources={"metadata": {"path": str(tmp_path)}}).execute()
     def shown(cell) -> tuple[str, str]:
         """What the cell displayed, as HTML (what Jupyter renders) and as plain text."""
         data = [o["data"] for o in cell.outputs if o["output_type"] == "display_data"]
@@ -203,6 +239,10 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
                     if o.get("data", {}).get("text/plain", "").startswith("dldiy: ")]
         assert len(progress) == (1 if number == 0 else len(progress[:1])), progress
         assert all(line.startswith("dldiy: done in ") for line in progress), progress
+    # While it ran, the first check()'s line named the check running (its results come after the fork
+    # server's start, past the half-second delay), as `dldiy check` does on a terminal.
+    first_lines = [text for index, text in shown_lines if index == 2]
+    assert any(re.match(r"dldiy: running gradcheck \(seed \d+\), \d+/\d+ done \[", t) for t in first_lines), first_lines
     (first, second) = json.loads(nb.cells[5].outputs[0]["text"])
     assert first[1] == "fail" and second[1] == "pass"
     # Same messages as the command line on the same (bugged) code.

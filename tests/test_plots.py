@@ -188,3 +188,26 @@ def test_a_tampered_measurement_draws_a_bounded_picture_or_none_and_never_crashe
     good = {"name": "first-loss", "status": "fail",
             "details": {"seed": 1, "plot": {"curve": {"steps": [0, 1], "losses": [1.0, 2.0], "reference": None}}}}
     assert [name for name, _, _ in plots.pictures([garbage, good])] == ["first-loss"]
+
+
+def test_gradcheck_panels_keep_their_text_apart_and_inside_the_picture():
+    """Three gradient blocks with names as long as plot_data keeps (exercise 8's 'gradient of conv2d x
+    (stride 1, padding 0, kernel 2x...'): no panel's title runs into its neighbour's, no label of a
+    circled entry runs off the picture, and the circles are in the legend only where there are some."""
+    name = "conv2d weight (stride 1, padding 0, kern"
+    assert len(plots._name(name * 2)) == len(name) == 40
+    bad = {"name": name, "analytic": [0.1, 0.2, -0.3, 5.0], "numeric": [0.1, 0.2, 0.3, -5.0]}  # two wrong entries
+    good = {"name": name, "analytic": [0.1, 0.2, 0.3], "numeric": [0.1, 0.2, 0.3]}
+    fig = plots.figure({"gradcheck": [bad, good, bad]}, "gradcheck: fail (seed 0)")
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    for left, right in zip(titles, titles[1:]):
+        assert left.x1 < right.x0, (left, right)
+    texts = [t for ax in fig.axes for t in ax.texts] + [ax.title for ax in fig.axes]
+    assert len(texts) == 2 + 2 + 3
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (t.get_text(), box)
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert ["worst entries (rel. error)" in labels for labels in legends] == [True, False, True]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_dldiy
+from conftest import REPO, one_fast_rest_slow, run_dldiy
 from dldiy.graders.batch.export import nbgrader_environ
 from test_notebooks import REFERENCE, SIGN_BUG, fill
 
@@ -147,6 +147,16 @@ def test_every_student_notebook_is_for_students(bundle):
     driver = json.loads((bundle / "exercise-3" / "exercise-3.ipynb").read_text())
     sources = "\n".join("".join(c["source"]) for c in driver["cells"])
     assert 'check("exercise-3", path=PROJECT)' in sources and "fresh_project()" in sources
+    # The bug hunt's notebook drives the student's project: no stubs, but the maths and the parts with
+    # their own check() cells all the same, the last one checking everything.
+    code = ["".join(c["source"]) for c in driver["cells"] if c["cell_type"] == "code"]
+    markdown = "".join("".join(c["source"]) for c in driver["cells"] if c["cell_type"] == "markdown")
+    assert "$$" in markdown and markdown.count("## ") >= 4
+    checks = [i for i, c in enumerate(code) if re.search(r'^check\("exercise-3", .*path=PROJECT\)', c, re.M)]
+    assert len(checks) >= 3 and checks[-1] == len(code) - 1
+    assert code[-1].rstrip().endswith('check("exercise-3", path=PROJECT)')
+    assert "### BEGIN SOLUTION" not in json.dumps(driver)
+    assert all(not c.get("outputs") and "nbgrader" not in c["metadata"] for c in driver["cells"])
 
 
 def test_the_bundle_carries_an_installable_wheel_and_says_how_to_install_it_offline(bundle, tmp_path):
@@ -319,6 +329,170 @@ def test_the_source_notebook_is_the_reference(exercise_id):
         assert re.search(rf"(def|class) {name}\b", stripped), name
 
 
+EXERCISES = [f"exercise-{n}" for n in range(1, 10)]
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+def test_the_nbgrader_notebook_keeps_a_check_cell_after_each_part_and_says_what_it_has(exercise_id):
+    """nbgrader's source notebook is the student notebook's layout: each part's check(...) cell kept
+    (an ordinary cell, which says that it runs nothing while nbgrader autogrades), the "Check
+    everything" heading followed by the one locked cell that runs every check (autograde=True), then
+    the grade cells. What the Markdown says the notebook has, it has."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    source = source_notebook(exercise)
+    nb = notebook.nbgrader_notebook(source, exercise)
+    parts = [c.source for c in source.cells if notebook.is_check_cell(c) and "check(" in c.source
+             and not re.search(r'check\("[\w-]+"(, path=\w+)?\)', c.source)]
+    kept = [c for c in nb.cells if notebook.is_check_cell(c) and "nbgrader" not in c.metadata]
+    assert parts and [c.source for c in kept] == [notebook.AUTOGRADE_NOTE + p for p in parts]
+    assert all("While nbgrader autogrades the notebook, this cell runs none" in c.source for c in kept)
+    where = ', path="."' if exercise.start == "bugged" else ""
+    (run,) = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "dldiy-run-checks"]
+    assert nb.cells[run].metadata["nbgrader"]["locked"]
+    assert nb.cells[run].source.endswith(f'_dldiy_result = check("{exercise_id}"{where}, autograde=True)')
+    headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Check everything")]
+    assert headings == [run - 1]  # the heading keeps its cell
+    grades = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells[run + 1:] if c.metadata.get("nbgrader", {}).get("grade")]
+    assert grades == [c.name for c in exercise.checks]
+    intro = nb.cells[0].source
+    if re.search(r"check\(\.\.\.\)` cell (after|follows) each part", intro):
+        assert len(kept) >= 2
+    if "*Check everything*" in intro:
+        assert headings
+    assert "last cell" not in intro  # the grade cells come last in nbgrader's copy
+
+
+def nbgrader_handout(nb):
+    """What `nbgrader generate_assignment` hands out from nbgrader's source notebook `nb`, as far as
+    the code goes: nbgrader's own ClearSolutions, configured by the nbgrader_config.py release writes."""
+    import copy
+
+    import nbformat
+    from nbgrader.preprocessors import ClearSolutions
+    from traitlets.config import Config
+
+    from dldiy.cli.release import NBGRADER_CONFIG
+
+    config = Config()
+    exec(NBGRADER_CONFIG, {"get_config": lambda: config})  # noqa: S102 - our own config file's text
+    handout, _ = ClearSolutions(config=config).preprocess(nbformat.from_dict(copy.deepcopy(nb)), {})
+    return handout
+
+
+@pytest.mark.parametrize("exercise_id", [e for e in EXERCISES if e != "exercise-3"])  # 3 has no solution
+def test_nbgraders_stubs_name_the_task_as_the_student_notebooks_do(exercise_id):
+    """nbgrader has one stub for every region; release --nbgrader arranges each region so that the
+    line after it, which the solution never reaches, raises NotImplementedError naming the task, and
+    the stub is only the comment: the handout's stubs are the student notebook's, to the character."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    source = source_notebook(exercise)
+
+    def stubs(nb) -> list[str]:
+        return [c.source for c in nb.cells if c.cell_type == "code" and "NotImplementedError" in c.source]
+
+    handed_out = stubs(nbgrader_handout(notebook.nbgrader_notebook(source, exercise)))
+    assert handed_out == stubs(notebook.student_notebook(source, exercise_id)) and handed_out
+    for cell in handed_out:
+        assert "NotImplementedError()" not in cell and "### BEGIN" not in cell
+        assert all(line.strip() == f"raise NotImplementedError(\"{exercise_id}: implement " + line.split(": implement ")[1].strip()
+                   for line in cell.splitlines() if "NotImplementedError" in line), cell
+
+
+@pytest.mark.parametrize("exercise_id", one_fast_rest_slow(["exercise-6", "exercise-1", "exercise-2", "exercise-4",
+                                                             "exercise-5", "exercise-7", "exercise-8", "exercise-9"]))
+def test_nbgraders_source_notebook_is_still_the_solution(exercise_id, tmp_path, check_json):
+    """The lines release --nbgrader adds (a `return` ending a region, the raise after it) change nothing
+    the solution does: nbgrader's source notebook passes every check (exercise 6 first: its optimizers'
+    regions end without a return)."""
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.release import source_notebook
+
+    exercise = load_exercise(exercise_id)
+    nb = notebook.nbgrader_notebook(source_notebook(exercise), exercise)
+    assert any("### END SOLUTION\n" in c.source and "raise NotImplementedError(" in c.source for c in nb.cells)
+    path = tmp_path / f"{exercise_id}.ipynb"
+    notebook.write(nb, path)
+    report, _ = check_json(exercise_id, path)
+    assert report["load_error"] is None, report["load_error"]
+    assert {c["name"]: c["status"] for c in report["checks"] if c["status"] not in ("pass", "skip")} == {}
+    assert all(c["name"] == "parity" for c in report["checks"] if c["status"] == "skip")  # no GPU here
+
+
+def test_nbgrader_regions_end_their_function_and_name_it():
+    """A region inside a loop, one before the function's last lines, a method's without a return, and
+    two in one function: the solution runs as before, and nbgrader's handout raises naming each task."""
+    from dldiy.graders.course import notebook
+
+    source = textwrap.dedent("""\
+        def total(xs):
+            s = 0
+            for x in xs:
+                ### BEGIN SOLUTION
+                s += x
+                ### END SOLUTION
+            return s
+
+        class Counter:
+            @staticmethod
+            def make(n):
+                ### BEGIN SOLUTION
+                return Counter(n)
+                ### END SOLUTION
+
+            def __init__(self, n):
+                ### BEGIN SOLUTION
+                self.n = n
+                ### END SOLUTION
+
+            def add(self, k):
+                \"\"\"Add k, return the count.\"\"\"
+                ### BEGIN SOLUTION
+                k = abs(k)
+                ### END SOLUTION
+                self.n += k
+                ### BEGIN SOLUTION
+                self.n *= 1
+                ### END SOLUTION
+                return self.n""")
+    arranged = notebook.nbgrader_regions(source, "own")
+    solution = {}
+    exec(notebook.solution_code(arranged), solution)  # noqa: S102
+    assert solution["total"]([1, 2, 3]) == 6 and solution["Counter"].make(1).add(-2) == 3
+    handout = nbgrader_handout({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"nbgrader": {"solution": True, "grade": False, "locked": False,
+                                                        "grade_id": "s", "schema_version": 3}},
+         "source": arranged, "outputs": [], "execution_count": None}]}).cells[0].source
+    assert "### " not in handout and "s = 0" in handout and "return self.n" not in handout
+    student = {}
+    exec(handout, student)  # noqa: S102
+    for call, task in ((lambda: student["total"]([1]), "total(xs)"), (lambda: student["Counter"].make(1), "Counter.make"),
+                       (lambda: student["Counter"](1), "Counter.__init__"),
+                       (lambda: student["Counter"].add(object(), 1), "Counter.add")):
+        with pytest.raises(NotImplementedError, match=re.escape(f"own: implement {task}")):
+            call()
+    with pytest.raises(notebook.SolutionRegionError, match="outside any function"):
+        notebook.nbgrader_regions("### BEGIN SOLUTION\nEPS = 1e-12\n### END SOLUTION", "own")
+
+
+def test_release_says_when_the_instructors_own_nbgrader_config_keeps_nbgraders_stub(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    result = run_dldiy("release", "--nbgrader", str(tmp_path), "-e", "exercise-7")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "nbgrader_config.py").read_text() == "c = get_config()\n"
+    assert "does not set c.ClearSolutions.code_stub" in result.stdout, result.stdout
+    result = run_dldiy("release", "--nbgrader", str(tmp_path), "-e", "exercise-7", "--force")
+    assert 'c.ClearSolutions.code_stub = {"python": \'# YOUR CODE HERE\'}' in (tmp_path / "nbgrader_config.py").read_text()
+
+
 def _venv_path() -> dict:
     """The environment with this interpreter's bin/ on PATH: nbgrader runs `alembic` from PATH when it
     creates a gradebook, as it finds it in an activated virtual environment."""
@@ -352,22 +526,41 @@ def test_nbgrader_end_to_end_on_notebooks(tmp_path):
                    for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
     assert grade_cells == {"gradcheck": 3, "first-loss": 3, "convergence": 2, "stability": 1, "placement": 0.5,
                            "parity": 0.5}
-    # Cell by cell: solution cells marked, the handout's cells kept apart, no check() of the student's left.
+    # Cell by cell: solution cells marked, the handout's cells kept apart, each part's check() cell kept
+    # (unlocked), and the one locked cell that runs every check.
     solutions = [c for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
     assert len(solutions) == 4 and all("### BEGIN SOLUTION" in "".join(c["source"]) for c in solutions)
-    assert sum('check("exercise-1"' in "".join(c["source"]) for c in source["cells"]) == 1  # the locked one
+    calls = [(c["metadata"].get("nbgrader", {}).get("locked", False), line) for c in source["cells"]
+             for line in "".join(c["source"]).splitlines() if 'check("exercise-1"' in line]
+    assert calls == [(False, 'check("exercise-1", "stability")'), (False, 'check("exercise-1", "gradcheck", "placement")'),
+                     (False, 'check("exercise-1", "first-loss", "convergence")'),
+                     (True, '_dldiy_result = check("exercise-1", autograde=True)')]
     driver = json.loads((course / "source" / "exercise-3" / "exercise-3.ipynb").read_text())
-    assert any('check("exercise-3", path=".")' in "".join(c["source"]) for c in driver["cells"])
+    assert any('check("exercise-3", path=".", autograde=True)' in "".join(c["source"]) for c in driver["cells"])
 
     generated = _nbgrader(course, "generate_assignment", "exercise-1")
     assert "nbgrader_config.py" not in generated.stderr  # no "no config file found" warning
     released = json.loads((course / "release" / "exercise-1" / "exercise-1.ipynb").read_text())
     assert "### BEGIN SOLUTION" not in json.dumps(released)
+    # Each stub names its task (nbgrader's own stub, set by the config, is only the comment above it).
+    raises = [line.strip() for c in released["cells"] if c["cell_type"] == "code"
+              for line in "".join(c["source"]).splitlines() if "NotImplementedError" in line]
+    assert raises == [f'raise NotImplementedError("exercise-1: implement {task}")' for task in
+                      ("add_bias(X)", "loss(X, y, w)", "gradient(X, y, w)", "train(X, y, w0, lr, steps)")]
     for student, code in (("alice", REFERENCE.read_text()), ("bob", REFERENCE.read_text().replace(*SIGN_BUG))):
         target = course / "submitted" / student / "exercise-1" / "exercise-1.ipynb"
         target.parent.mkdir(parents=True)
         target.write_text(json.dumps(fill(released, code)))
     _nbgrader(course, "autograde", "exercise-1")
+    # Under autograde the parts' check() cells ran nothing (they say so); the locked cell ran every check.
+    autograded = json.loads((course / "autograded" / "alice" / "exercise-1" / "exercise-1.ipynb").read_text())
+    outputs = [("".join(c["source"]), re.sub(r"\x1b\[[0-9;]*m", "", "".join(
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in c.get("outputs", []))))
+        for c in autograded["cells"] if 'check("exercise-1"' in "".join(c["source"])]
+    assert len(outputs) == 4
+    assert all("not run while nbgrader autogrades" in out for _, out in outputs[:3]), outputs
+    assert "autograde=True" in outputs[3][0] and "not run" not in outputs[3][1], outputs[3]
+    assert re.search(r"Total: (9\.5|10)/10", outputs[3][1]), outputs[3][1]
 
     from nbgrader.api import Gradebook
 

@@ -43,7 +43,7 @@ def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
             inside = found = True
             indent = re.match(r"\s*", line).group(0)
             task = _enclosing_task(out) if exercise_id else None
-            stub = STUB if task is None else (STUB[0], f"raise NotImplementedError({json.dumps(exercise_id + ': implement ' + task)})")
+            stub = STUB if task is None else (STUB[0], todo(exercise_id, task))
             out += [indent + s for s in stub]
         elif END in line:
             if not inside:
@@ -54,6 +54,11 @@ def strip_solutions(source: str, exercise_id: str = "") -> tuple[str, bool]:
     if inside:
         raise SolutionRegionError(f"{BEGIN!r} without {END!r} in:\n{source}")
     return "\n".join(out), found
+
+
+def todo(exercise_id: str, task: str) -> str:
+    """The stub's line that names the task: `raise NotImplementedError("exercise-1: implement loss(X, y, w)")`."""
+    return f"raise NotImplementedError({json.dumps(exercise_id + ': implement ' + task)})"
 
 
 _DEF = re.compile(r"^(\s*)def (\w+)\((.*)\)\s*(->.*)?:\s*$")
@@ -155,35 +160,170 @@ def is_check_cell(cell) -> bool:
                                          or re.search(r"^\s*(\w+\s*=\s*)?check\(", cell.source, re.M) is not None)
 
 
-def nbgrader_notebook(source_nb, exercise):
-    """nbgrader's source copy: solution cells marked as such, and one autograder cell per check.
+# nbgrader's stub, set by the nbgrader_config.py that `dldiy release --nbgrader` writes. nbgrader has one
+# stub for every region, so it cannot name the task; the line that does follows each region instead
+# (nbgrader_regions), and the stub is only the comment. What a student gets from `nbgrader
+# generate_assignment` is then what `dldiy release` hands out: the comment, and the raise naming the task.
+NBGRADER_CODE_STUB = STUB[0]
 
-    One locked cell runs every check once (a single child process) and keeps the result; then each
-    check gets a grade cell (grade_id = the check's name, points = its points) that fails with the
-    check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
+AUTOGRADE_NOTE = ("# This part's checks. While nbgrader autogrades the notebook, this cell runs none: the\n"
+                  "# autograder cell under \"Check everything\" runs every check, once.\n")
+
+
+def nbgrader_notebook(source_nb, exercise):
+    """nbgrader's source copy: solution cells marked as such, the parts' check cells kept, and one
+    autograder cell per check.
+
+    Each solution region runs to the end of its function and is followed by a raise that names the
+    task (nbgrader_regions), which nbgrader's stub (NBGRADER_CODE_STUB) leaves in place. A part's
+    check cell stays an ordinary cell: while `nbgrader autograde` runs, its `check(...)` returns at
+    once (dldiy/incheck.py), so it costs nothing and scores nothing. The "Check everything" cell
+    becomes one locked cell that runs every check once (a single child process) and keeps the result;
+    then each check gets a grade cell (grade_id = the check's name, points = its points) that fails
+    with the check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
     import nbformat.v4 as v4
 
     nb = without_outputs(source_nb)
-    cells = []
-    for i, cell in enumerate(nb.cells):
-        if is_check_cell(cell):
-            continue
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.metadata["nbgrader"] = _meta(f"{exercise.id}-solution-{i}", solution=True)
-        else:
-            cell.metadata.pop("nbgrader", None)
-        cells.append(cell)
     # A bug hunt's work is the project in the assignment folder, not this notebook's definitions.
     where = ', path="."' if exercise.start == "bugged" else ""
-    run = v4.new_code_cell(f'from dldiy import check\n_dldiy_result = check("{exercise.id}"{where})')
+    run = v4.new_code_cell("# The autograder: every check, once. While nbgrader autogrades the notebook, this is the\n"
+                           "# only check(...) that runs; the cells below give each check's points.\n"
+                           f'from dldiy import check\n_dldiy_result = check("{exercise.id}"{where}, autograde=True)')
     run.metadata["nbgrader"] = _meta("dldiy-run-checks", locked=True)
-    cells += [v4.new_markdown_cell("## Autograder: dldiy's checks (do not edit)"), run]
+    everything = max((i for i, c in enumerate(nb.cells) if is_check_cell(c) and _checks_everything(c.source)),
+                     default=None)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("nbgrader", None)
+        if i == everything:
+            cells.append(run)
+            continue
+        if is_check_cell(cell):
+            cell.source = AUTOGRADE_NOTE + cell.source
+        elif cell.cell_type == "code" and BEGIN in cell.source:
+            cell.source = nbgrader_regions(cell.source, exercise.id)
+            cell.metadata["nbgrader"] = _meta(f"{exercise.id}-solution-{i}", solution=True)
+        cells.append(cell)
+    if everything is None:
+        cells += [v4.new_markdown_cell(f"## Check everything\n\nAll the checks at once, the same as "
+                                       f"`dldiy check {exercise.id}` on the command line."), run]
+    cells.append(v4.new_markdown_cell("## Autograder (do not edit)\n\nOne locked cell per check: it passes, and "
+                                      "gives the check's points, when that check passed in the cell under "
+                                      "*Check everything*."))
     for c in exercise.checks:
         cell = v4.new_code_cell(f'# {c.name}: {c.title or c.kind}\n_dldiy_result.require("{c.name}")')
         cell.metadata["nbgrader"] = _meta(c.name, grade=True, locked=True, points=c.points)
         cells.append(cell)
     nb.cells = cells
     return nb
+
+
+def _checks_everything(source: str) -> bool:
+    """Whether the cell calls `check("exercise-N")` with no check named (its path aside): every check."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "check"
+               and len(n.args) == 1 for n in ast.walk(tree))
+
+
+def _regions(lines: list[str]) -> list[tuple[int, int]]:
+    """(BEGIN, END) line indices of each solution region; SolutionRegionError if malformed."""
+    regions, begin = [], None
+    for i, line in enumerate(lines):
+        if BEGIN in line:
+            if begin is not None:
+                raise SolutionRegionError(f"nested {BEGIN!r} in:\n" + "\n".join(lines))
+            begin = i
+        elif END in line:
+            if begin is None:
+                raise SolutionRegionError(f"{END!r} without {BEGIN!r} in:\n" + "\n".join(lines))
+            regions.append((begin, i))
+            begin = None
+    if begin is not None:
+        raise SolutionRegionError(f"{BEGIN!r} without {END!r} in:\n" + "\n".join(lines))
+    return regions
+
+
+def nbgrader_regions(source: str, exercise_id: str) -> str:
+    """A solution cell as nbgrader's source wants it, so that the stub left by `nbgrader
+    generate_assignment` names the task, as `strip_solutions(source, exercise_id)` does:
+
+        def loss(X, y, w):                   def loss(X, y, w):
+            ### BEGIN SOLUTION                   # YOUR CODE HERE
+            ...                      ->          raise NotImplementedError("exercise-1: implement loss(X, y, w)")
+            return value
+            ### END SOLUTION
+            raise NotImplementedError("exercise-1: implement loss(X, y, w)")
+
+    The raise after the region is never reached by the solution: each region is made to run to the
+    end of its function (a region that starts inside a loop or an `if` starts at that statement; one
+    that ends before the function does ends with it, so the student's stub replaces the rest too),
+    and ends with `return` unless the function's last statement returns or raises already. The
+    solution runs as before. A region outside any function cannot be arranged so: SolutionRegionError."""
+    import ast
+
+    lines = source.split("\n")
+    regions = _regions(lines)
+    if not regions:
+        return source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise SolutionRegionError(f"a cell with a solution region does not parse ({error.msg}, line "
+                                  f"{error.lineno}):\n{source}") from error
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    def first_line(node: ast.stmt) -> int:  # 0-based, decorators included
+        return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+
+    spans: list[list] = []  # [start, end, indent, returns, task]: the new region is lines start..end
+    for b, e in regions:
+        owners = [f for f in functions if f.lineno - 1 < b <= f.end_lineno and indent(lines[b]) > f.col_offset]
+        if not owners:
+            raise SolutionRegionError(f"{exercise_id}: a solution region outside any function: nbgrader's "
+                                      f"stub could not name the task; put the region in a function:\n{source}")
+        f = max(owners, key=lambda n: n.lineno)  # the innermost
+        body = f.body[0].col_offset
+        start = b
+        if indent(lines[b]) > body:  # inside a compound statement of the body: the region starts with it
+            code = next((i for i in range(b + 1, e) if lines[i].strip() and not lines[i].lstrip().startswith("#")), b)
+            holder = next((st for st in f.body if first_line(st) <= code <= st.end_lineno - 1), None)
+            start = first_line(holder) if holder is not None and first_line(holder) < b else b
+        # Named as strip_solutions names it ("loss(X, y, w)", "Linear.forward"), from the def line.
+        named = _enclosing_task(lines[:f.lineno])
+        if not named or re.match(r"(?:\w+\.)?(\w+)", named).group(1) != f.name:  # a def over several lines
+            owner = next((c.name for c in classes if f in c.body), None)
+            named = f"{owner}.{f.name}" if owner else f.name
+        spans.append([start, max(e, f.end_lineno - 1), body, isinstance(f.body[-1], (ast.Return, ast.Raise)), named])
+    merged: list[list] = []
+    for span in sorted(spans):
+        if merged and span[0] <= merged[-1][1]:  # regions of one function, or of a function nested in it
+            if span[1] > merged[-1][1]:
+                merged[-1][1:] = span[1:]
+            continue
+        merged.append(span)
+    markers = {i for b, e in regions for i in (b, e)}
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        span = next((m for m in merged if m[0] <= i <= m[1]), None)
+        pad = " " * span[2] if span else ""
+        if span and i == span[0]:
+            out.append(pad + BEGIN)
+        if i not in markers:
+            out.append(line)
+        if span and i == span[1]:
+            if not span[3]:
+                out.append(pad + "return  # the end of the solution: the line after the region is the student's")
+            out += [pad + END, pad + todo(exercise_id, span[4])]
+    return "\n".join(out)
 
 
 def _meta(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False,

@@ -176,9 +176,11 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
     autograder cell that `dldiy release --nbgrader` writes) runs checks: every other call (a part's
     check cell) prints one line and returns an inert result at once, so the checks run once per
     notebook and the scores are the autograder cell's alone."""
-    if _inside_grading_child():
+    if _nbgrader_autograding() and autograde:
+        pass  # nbgrader's own kernel, the call that grades: a variable or a module the notebook set never skips it
+    elif _inside_grading_child():
         return Result(None, exercise_id)
-    if _nbgrader_autograding() and not autograde:
+    elif _nbgrader_autograding():
         print(f"dldiy: check({', '.join(json.dumps(a) for a in (exercise_id, *only))}) {AUTOGRADING}")
         return Result(None, exercise_id, why=AUTOGRADING)
     from rich.console import Console

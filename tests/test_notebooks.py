@@ -148,6 +148,25 @@ def test_under_nbgrader_autograde_only_the_autograder_cells_check_runs(monkeypat
         check("exercise-1", "stability")
 
 
+def test_under_nbgrader_autograde_the_notebook_cannot_make_the_autograder_cell_inert(monkeypatch, tmp_path):
+    """nbgrader runs the locked cells in the student's own kernel: a notebook that sets the grading child's
+    marker variable (or imports its module) must not turn the autograder cell into an inert result whose
+    require() passes every grade cell."""
+    import dldiy.incheck
+    from dldiy import check
+
+    monkeypatch.setattr(dldiy.incheck, "_warm_server", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setenv("DLDIY_SANDBOX", "1")  # what the notebook sets: os.environ["DLDIY_SANDBOX"] = "1"
+    wrong = tmp_path / "logreg.py"
+    wrong.write_text(REFERENCE.read_text().replace("return -(torch.sigmoid(-u) * t) @ Xt", "return (torch.sigmoid(-u) * t) @ Xt"))
+    graded = check("exercise-1", "gradcheck", path=wrong, plots=False, autograde=True)
+    assert graded.graded_here
+    with pytest.raises(AssertionError, match="gradcheck: fail"):
+        graded.require("gradcheck")
+
+
 def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
     nb = code_notebook("%matplotlib inline\nimport torch\n!pip install nothing",
                        "%%timeit\nthis is not python",

@@ -132,6 +132,9 @@ def test_under_nbgrader_autograde_only_the_autograder_cells_check_runs(monkeypat
     from dldiy import check
 
     monkeypatch.setattr(dldiy.incheck, "_warm_server", lambda: None)  # no fork server left in pytest
+    # nbgrader's kernel, not dldiy's grading child (which this pytest process looks like once another
+    # test has imported graders/sandbox/child.py: check() would then return at once, saying nothing)
+    monkeypatch.setattr(dldiy.incheck, "_inside_grading_child", lambda: False)
     monkeypatch.chdir(tmp_path)  # a notebook's folder (the checkout's root would shadow the installed dldiy)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     started = time.monotonic()

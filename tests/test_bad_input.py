@@ -105,6 +105,35 @@ def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_subm
     assert report.exit_code == 2
 
 
+def test_a_function_that_hung_is_not_called_again_and_costs_only_its_own_checks(tmp_path, write_submission,
+                                                                                  fork_server):
+    """gradient() loops forever: gradcheck (the first to call it) waits its timeout out; every later call of
+    gradient() is refused at once, naming where it hung, instead of each check waiting its own timeout out
+    (check's 9 seeds x 4 checks took 70 s at a 1 s timeout). train() is judged with the grader's gradient,
+    so first-loss and convergence keep their points, with a note. In gradcheck's batch loss() was asked
+    too: only the function on the student's stack is taken for the one that hung."""
+    folder = tmp_path / "exercise"
+    shutil.copytree(REPO / "exercises/exercise-1", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 1"))
+    exercise = load_exercise_dir(folder)
+    path = write_submission(REFERENCE.replace("def gradient(X, y, w):\n",
+                                              "def gradient(X, y, w):\n    while True:\n        pass\n"))
+    names = ["gradcheck", "first-loss", "convergence", "stability", "placement"]
+    report = assess(exercise, path, checks=[exercise.check(n) for n in names], server=fork_server,
+                    extra_seeds=exercise.check_seeds)
+    status = {c.name: c for c in report.checks}
+    assert status["gradcheck"].status == "error" and "did not finish within 1 s" in status["gradcheck"].message
+    assert "in gradient" in status["gradcheck"].message  # the student's line, by the stack
+    assert status["first-loss"].status == "pass" and "yours did not finish in an earlier check" in \
+        status["first-loss"].message, status["first-loss"].message
+    assert status["convergence"].status == "pass"
+    for later in ("stability", "placement"):
+        assert status[later].status == "error", status[later].message
+        assert "gradient() did not finish in an earlier check (gradcheck at seed" in status[later].message
+        assert "not called again" in status[later].message and "loss()" not in status[later].message
+
+
 def test_start_writes_the_template_and_keeps_existing_work(tmp_path):
     result = run_dldiy("start", "exercise-1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

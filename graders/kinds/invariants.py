@@ -175,11 +175,16 @@ def dependency_note(sub, name: str, args: tuple, exact: "torch.Tensor") -> dict:
 
     from ..api import expect_tensor
 
+    from ..sandbox.remote import HungEarlier
+
     try:
         with torch.no_grad():
             own = expect_tensor(sub.get(name)(*args), f"{name}()", shape=tuple(exact.shape), dtype="float")
         if torch.allclose(own.double(), exact.double(), rtol=1e-6, atol=1e-9):
             return {}
+    except HungEarlier as e:  # its own check charged the timeout: a note here, never a second charge
+        return {"note": f"train() was run with the grader's {name}(); yours did not finish in an earlier check "
+                        f"({e.where})"}
     except Exception:  # noqa: BLE001 - whatever went wrong, the function's own check reports it
         pass
     return {"note": f"train() was run with the grader's {name}(); your {name}() differs from it (see its own "
@@ -202,11 +207,15 @@ def loss_note(sub, args: tuple, want: float, **call) -> dict:
 def loss_note_of(own: Callable[[], float], want: float) -> dict:
     """`loss_note` for a loss() already called (in a `sub.batch`): `own()` gives its value as `sub.call`
     would have (checked, its error raised); {} or the note."""
+    from ..sandbox.remote import HungEarlier
+
     try:
         value = own()
         if abs(value - want) <= 1e-9 + 1e-6 * abs(want):
             return {}
         measured = f"{value:.10g}"
+    except HungEarlier as e:  # the loss's own checks charged the timeout
+        measured = f"nothing: it did not finish in an earlier check ({e.where})"
     except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
         measured = f"an error ({type(e).__name__})"
     return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "

@@ -81,6 +81,7 @@ class StudentProcess:
                 os.close(out)
         self.endpoint = Endpoint(sock, "harness")
         self.exit_code: int | None = None
+        self.hung_in: list[str] = []  # the student's functions on its stack when it last overran (where_it_hangs)
         self.endpoint.deadline = time.monotonic() + load_timeout
         try:
             header, _ = self.endpoint.reader.read(self.endpoint.deadline)
@@ -121,7 +122,9 @@ class StudentProcess:
             text += chunk
             if b"\n\n" in text or text.count(b"File") >= 1 and text.endswith(b"\n") and b"most recent" in text:
                 time.sleep(0.05)
-        return _student_frame(text.decode("utf-8", "replace"), self.request["entry"])
+        dump = text.decode("utf-8", "replace")
+        self.hung_in = [func for _, _, func in _student_frames(dump, self.request["entry"])]
+        return _student_frame(dump, self.request["entry"])
 
     def kill(self) -> None:
         for kill in (os.killpg, os.kill):
@@ -180,9 +183,10 @@ def _kill_members_only(path: Path) -> None:
         pass
 
 
-def _student_frame(dump: str, entry: str) -> str:
-    """The innermost frame of the student's own files in a faulthandler dump, in words."""
+def _student_frames(dump: str, entry: str) -> list[tuple[str, str, str]]:
+    """(file, line, function) of each frame of the student's own files in a faulthandler dump, innermost first."""
     root = str(Path(entry).resolve().parent)
+    frames = []
     for line in dump.splitlines():  # most recent call first
         line = line.strip()
         if not line.startswith("File "):
@@ -195,9 +199,14 @@ def _student_frame(dump: str, entry: str) -> str:
         except IndexError:
             continue
         if path.startswith(root):
-            short = path[len(root):].lstrip("/")
-            return f"it was running {short} line {lineno}, in {func}"
-    return ""
+            frames.append((path[len(root):].lstrip("/"), lineno, func))
+    return frames
+
+
+def _student_frame(dump: str, entry: str) -> str:
+    """The innermost frame of the student's own files in a faulthandler dump, in words."""
+    frames = _student_frames(dump, entry)
+    return f"it was running {frames[0][0]} line {frames[0][1]}, in {frames[0][2]}" if frames else ""
 
 
 def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Iterator[bytes]) -> None:
@@ -297,7 +306,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
     from .endpoint import RemoteError
     from .forbid import scan
     from ..kinds.invariants import Violation
-    from .remote import RemoteSubmission
+    from .remote import HungEarlier, RemoteSubmission
     from . import wire
 
     forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
@@ -312,6 +321,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         return
     emit(messages.loaded(student.skipped, student.sandbox))
     timed_out = False
+    hung: dict[str, str] = {}  # the submission's functions that overran a timeout: never called again in this job
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
     for task in request["tasks"]:
         name, seed = str(task["check"]), int(task["seed"])
@@ -326,7 +336,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         if timed_out:
             timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
         student.endpoint.deadline = time.monotonic() + timeout
-        sub = RemoteSubmission(student.endpoint, exercise, findings)
+        sub = RemoteSubmission(student.endpoint, exercise, findings, hung)
         reply: Message
         try:
             reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
@@ -338,11 +348,17 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
                     "api" if e.kind == "api" else "raised", e.message, e.traceback))
         except wire.Timeout:
             where = student.where_it_hangs()
+            # the function it was asked to run, when named; of several in one message, those on its stack
+            asked = [f for f in student.endpoint.in_flight if f in exercise.api]
+            for function in [f for f in asked if f in student.hung_in] or asked:
+                hung[function] = f"{name} at seed {seed}, after {timeout:g} s" + (f": {where}" if where else "")
             student.kill()
             student, timed_out = None, True
             reply = messages.failed(name, seed, messages.error("timeout", (
                 f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
                 + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
+        except HungEarlier as e:  # raised here, before any call: the student's process is not stuck
+            reply = messages.failed(name, seed, messages.error("timeout", e.message))
         except (wire.PeerGone, OSError):
             why = student.death()
             student.kill()

@@ -132,6 +132,9 @@ class Endpoint:
         self.swaps: list[tuple[str, Any]] = []
         self._dead_mirrors: list[tuple[int, int]] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
+        # harness side: the submission's functions the request being answered calls by name (remote.py),
+        # so that a timeout can name the function that hung (HungEarlier); () when not one of them
+        self.in_flight: tuple[str, ...] = ()
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
         self.methods_by_class: dict[int, set[str]] = {}  # harness side: see RemoteHandle._methods

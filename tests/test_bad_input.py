@@ -134,6 +134,26 @@ def test_a_function_that_hung_is_not_called_again_and_costs_only_its_own_checks(
         assert "not called again" in status[later].message and "loss()" not in status[later].message
 
 
+def test_a_check_that_timed_out_at_one_seed_is_not_run_at_its_others(tmp_path, write_submission, fork_server):
+    """One seed's timeout fails the check: its other seeds are not waited out (exercise-6's optimizers, a
+    step() that never returns, took 162 s of `dldiy check` at a 1 s timeout). The step prints on entry:
+    it is entered once, at the first seed, not at each of the others."""
+    folder = tmp_path / "exercise"
+    shutil.copytree(REPO / "exercises/exercise-6", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 30", "timeout = 1"))
+    exercise = load_exercise_dir(folder)
+    source = (REPO / "reference/exercise-6/optim.py").read_text()
+    head = "    def step(self, closure=None):\n"
+    assert head in source
+    path = write_submission(source.replace(head, head + "        print('STEP ENTERED', flush=True)\n"
+                                           "        while True:\n            pass\n", 1), name="optim.py")
+    report = assess(exercise, path, checks=[exercise.check("gd")], server=fork_server)
+    (gd,) = report.checks
+    assert gd.status == "error" and "did not finish within 1 s" in gd.message, gd.message
+    assert len(exercise.seeds) >= 3 and report.output.count("STEP ENTERED") == 1, report.output
+
+
 def test_start_writes_the_template_and_keeps_existing_work(tmp_path):
     result = run_dldiy("start", "exercise-1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,9 @@ result channel, the exercise folder, or any expected value. Those processes are 
 that this process forked at its start, before it read any job: none inherits a hidden seed or another
 student's work. A call that overruns the check's timeout gets the student's stack dumped (where it
 hung), the process killed, and a fresh one for the next check; after one timeout the later checks get
-a shorter budget, so a submission that hangs does not spend the full timeout on every task.
+a shorter budget, that check's other seeds are not run (it has failed), and the submission's function
+that was running is not called again (HungEarlier), so a submission that hangs does not spend a timeout
+on every task.
 """
 
 from __future__ import annotations
@@ -322,11 +324,15 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
     emit(messages.loaded(student.skipped, student.sandbox))
     timed_out = False
     hung: dict[str, str] = {}  # the submission's functions that overran a timeout: never called again in this job
+    overran: dict[str, str] = {}  # check -> its timeout's message: the check has failed, its other seeds are not run
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
     for task in request["tasks"]:
         name, seed = str(task["check"]), int(task["seed"])
         given = checks[name]  # the parent sends every check it asks for (runner._one_child)
         probe, params, timeout = str(given["probe"]), given["params"], float(given["timeout"])
+        if name in overran:  # one seed's timeout fails the check: waiting out its other seeds tells nothing more
+            emit(messages.failed(name, seed, messages.error("timeout", f"not run: {overran[name]}")))
+            continue
         if student is None:
             try:  # a replacement, from the zygote: it holds nothing of this job
                 student = StudentProcess(student_request, load_timeout, zygote, out_fd)
@@ -354,6 +360,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
                 hung[function] = f"{name} at seed {seed}, after {timeout:g} s" + (f": {where}" if where else "")
             student.kill()
             student, timed_out = None, True
+            overran[name] = f"this check did not finish within {timeout:g} s at seed {seed}"
             reply = messages.failed(name, seed, messages.error("timeout", (
                 f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
                 + (f": {where}" if where else " (an endless loop, or far too slow?)"))))

@@ -148,10 +148,34 @@ def test_a_check_that_timed_out_at_one_seed_is_not_run_at_its_others(tmp_path, w
     assert head in source
     path = write_submission(source.replace(head, head + "        print('STEP ENTERED', flush=True)\n"
                                            "        while True:\n            pass\n", 1), name="optim.py")
-    report = assess(exercise, path, checks=[exercise.check("gd")], server=fork_server)
-    (gd,) = report.checks
+    report = assess(exercise, path, checks=[exercise.check("gd"), exercise.check("momentum")], server=fork_server)
+    gd, momentum = report.checks
     assert gd.status == "error" and "did not finish within 1 s" in gd.message, gd.message
+    # the step that hung (a method, decorated: @torch.no_grad()) is refused in the next check's process
+    assert momentum.status == "error" and "_FirstOrder.step() did not finish in an earlier check (gd at seed 1" \
+        in momentum.message and "not called again" in momentum.message, momentum.message
     assert len(exercise.seeds) >= 3 and report.output.count("STEP ENTERED") == 1, report.output
+
+
+def test_what_is_refused_after_a_timeout_is_the_function_that_did_not_finish_not_the_helper_it_was_in(
+        tmp_path, write_submission, fork_server):
+    """train() loops forever, calling loss() and gradient(), which call add_bias(): the stack at the timeout
+    may end in any of them; the one that did not finish is train(), the outermost. loss() and gradient()
+    stay callable: stability and placement keep their points (one bug, one deduction)."""
+    folder = tmp_path / "exercise"
+    shutil.copytree(REPO / "exercises/exercise-1", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 1"))
+    exercise = load_exercise_dir(folder)
+    assert "    for _ in range(steps):\n" in REFERENCE
+    path = write_submission(REFERENCE.replace("    for _ in range(steps):\n", "    while True:\n"))
+    names = ["first-loss", "convergence", "stability", "placement"]
+    report = assess(exercise, path, checks=[exercise.check(n) for n in names], server=fork_server)
+    status = {c.name: c for c in report.checks}
+    assert status["first-loss"].status == "error" and "did not finish within 1 s" in status["first-loss"].message
+    assert status["convergence"].status == "error" and \
+        "train() did not finish in an earlier check (first-loss at seed" in status["convergence"].message
+    assert status["stability"].status == "pass" and status["placement"].status == "pass", report.checks
 
 
 def test_start_writes_the_template_and_keeps_existing_work(tmp_path):

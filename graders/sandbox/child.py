@@ -84,6 +84,7 @@ class StudentProcess:
         self.endpoint = Endpoint(sock, "harness")
         self.exit_code: int | None = None
         self.hung_in: list[str] = []  # the student's functions on its stack when it last overran (where_it_hangs)
+        self.hung_frames: list[tuple[str, str, str]] = []  # (file, line, function) of those frames, innermost first
         self.endpoint.deadline = time.monotonic() + load_timeout
         try:
             header, _ = self.endpoint.reader.read(self.endpoint.deadline)
@@ -125,7 +126,8 @@ class StudentProcess:
             if b"\n\n" in text or text.count(b"File") >= 1 and text.endswith(b"\n") and b"most recent" in text:
                 time.sleep(0.05)
         dump = text.decode("utf-8", "replace")
-        self.hung_in = [func for _, _, func in _student_frames(dump, self.request["entry"])]
+        self.hung_frames = _student_frames(dump, self.request["entry"])
+        self.hung_in = [func for _, _, func in self.hung_frames]
         return _student_frame(dump, self.request["entry"])
 
     def kill(self) -> None:
@@ -349,15 +351,26 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
             if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
                 reply = messages.measured(name, seed, {"violation": e.message})
+            elif e.kind == "hung":  # refused at once: it overran a timeout earlier (student.refuse_hung)
+                reply = messages.failed(name, seed, messages.error("timeout", e.message))
             else:
                 reply = messages.failed(name, seed, messages.error(
                     "api" if e.kind == "api" else "raised", e.message, e.traceback))
         except wire.Timeout:
             where = student.where_it_hangs()
-            # the function it was asked to run, when named; of several in one message, those on its stack
+            # The function that did not finish is the outermost of the submission's own on its stack (the
+            # innermost is only where it happened to be: a helper that the looping caller calls).
+            outermost = student.hung_frames[-1] if student.hung_frames else None
+            # the function it was asked to run, when named; of several in one message, the outermost
             asked = [f for f in student.endpoint.in_flight if f in exercise.api]
-            for function in [f for f in asked if f in student.hung_in] or asked:
+            chosen = [outermost[2]] if outermost and outermost[2] in asked else \
+                [f for f in asked if f in student.hung_in] or asked
+            for function in chosen:
                 hung[function] = f"{name} at seed {seed}, after {timeout:g} s" + (f": {where}" if where else "")
+            if outermost is not None:  # the replacement refuses to run the function that holds that line again
+                file, line, _ = outermost
+                student_request["hung_sites"] = [*student_request.get("hung_sites", []), [
+                    file, line, f"{name} at seed {seed}, after {timeout:g} s: {where}"]]
             student.kill()
             student, timed_out = None, True
             overran[name] = f"this check did not finish within {timeout:g} s at seed {seed}"

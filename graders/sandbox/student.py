@@ -35,6 +35,73 @@ class ForbiddenCall(BaseException):
     `except Exception` in the submission does not swallow it)."""
 
 
+class RefusedHung(BaseException):
+    """Raised by a function of the submission that overran a check's timeout earlier in this job (the
+    harness names the file and line it hung at): it is not run again, and the check that calls it fails at
+    once instead of waiting its timeout out (BaseException: an `except Exception` does not swallow it)."""
+
+
+def refuse_hung(loaded: Any, sites: list[Any]) -> None:
+    """Replace each function and method of the submission whose lines hold one of `sites` ([file, line,
+    where in words]: the innermost frame of the submission's own where a timeout found it) by one that
+    raises RefusedHung. Functions nested in others are left alone (they keep the shorter timeouts)."""
+    import functools
+    import inspect
+
+    root = str(loaded.root)
+
+    def holds(fn: Any) -> str | None:
+        try:  # a decorated function (@torch.no_grad()) is the decorator's wrapper: its lines are the wrapped one's
+            fn = inspect.unwrap(fn)
+        except ValueError:
+            pass
+        code = getattr(fn, "__code__", None)
+        if code is None or not isinstance(code.co_filename, str) or not code.co_filename.startswith(root):
+            return None
+        short = os.path.relpath(code.co_filename, root)
+        lines = [line for _, _, line in code.co_lines() if line is not None] or [code.co_firstlineno]
+        for file, line, where in sites:
+            if file == short and code.co_firstlineno <= int(line) <= max(lines):
+                return str(where)
+        return None
+
+    def refused(fn: Any, where: str) -> Any:
+        @functools.wraps(fn)
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise RefusedHung(f"{fn.__qualname__}() did not finish in an earlier check ({where}): not called again")
+        return refuse
+
+    def replaced(member: Any) -> Any:  # the member with its function refused, or None if it holds no site
+        for kind in (staticmethod, classmethod):
+            if isinstance(member, kind):
+                where = holds(member.__func__)
+                return kind(refused(member.__func__, where)) if where else None
+        if isinstance(member, property):
+            accessors: list[Any] = [(refused(f, w) if (w := holds(f)) else f) if f is not None else None
+                                    for f in (member.fget, member.fset, member.fdel)]
+            fget, fset, fdel = accessors
+            if (fget, fset, fdel) == (member.fget, member.fset, member.fdel):
+                return None
+            return property(fget, fset, fdel, member.__doc__)
+        where = holds(member) if callable(member) and not isinstance(member, type) else None
+        return refused(member, where) if where else None
+
+    module = loaded.module
+    for name, value in list(vars(module).items()):
+        if isinstance(value, type) and getattr(value, "__module__", None) == module.__name__:
+            for attr, member in list(vars(value).items()):
+                new = replaced(member)
+                if new is not None:
+                    try:
+                        setattr(value, attr, new)
+                    except (AttributeError, TypeError):
+                        pass
+        else:
+            new = replaced(value)
+            if new is not None:
+                setattr(module, name, new)
+
+
 class Server:
     def __init__(self, endpoint: Endpoint, loaded: Any, forbid: dict[str, list[str]]):
         self.endpoint, self.loaded, self.module = endpoint, loaded, loaded.module
@@ -209,6 +276,8 @@ class Server:
             result = fn()
         except ForbiddenCall:
             raise error_reply("forbidden", self.violation or "a forbidden function was called") from None
+        except RefusedHung as e:
+            raise error_reply("hung", str(e)[:2000]) from None
         except AttributeError as e:
             if missing:
                 raise error_reply("missing", str(e)) from None
@@ -387,6 +456,11 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
     except SubmissionError as e:
         endpoint.send({"op": "load_error", "message": str(e)})
         return
+    if request.get("hung_sites"):  # a replacement after a timeout: what hung is not run again
+        try:
+            refuse_hung(loaded, request["hung_sites"])
+        except Exception:  # noqa: BLE001 - a saving of time only: the shorter timeouts still apply
+            pass
     server.loaded, server.module = loaded, loaded.module
     endpoint.server = server
     endpoint.send({"op": "loaded", "skipped": list(loaded.skipped), "sandbox": applied})

@@ -142,9 +142,13 @@ def _check_writable(folder: Path, option: str) -> None:
               help="Also write the scores into COURSE_DIR/gradebook.db (nbgrader).")
 @click.option("--assignment", help="Assignment name (nbgrader layout and gradebook); default: EXERCISE.")
 @click.option("--cluster", metavar="ADDRESS", help="Run the tasks on this Dask scheduler instead of locally.")
+@click.option("--pictures", type=click.Choice(["failing", "all", "none"]), default="failing", show_default=True,
+              help="Pictures in the HTML feedback: of the checks that did not pass, of every check, or none. "
+                   "A picture costs ~35-240 ms of CPU, drawn once per distinct failure: a class whose "
+                   "failures are all different pays it per failing student.")
 def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hidden_seeds: str | None,
                   hidden_count: int, public_count: int | None, only: tuple[str, ...], regrade: tuple[str, ...], skips: str | None, fmt: str,
-                  course_dir: Path | None, assignment: str | None, cluster: str | None) -> None:
+                  course_dir: Path | None, assignment: str | None, cluster: str | None, pictures: str) -> None:
     """Grade every student's submission of EXERCISE found in SUBMISSIONS (a folder of files, folders or
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
     resumes where it stopped, and grades again whoever changed their submission since."""
@@ -195,7 +199,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
                       "reference at the hidden seeds runs beside the class)", highlight=False)
         for record in with_progress(records, len(todo), err):
             book.add(record)
-            write_feedback(out / "feedback", record, exercise.title)
+            write_feedback(out / "feedback", record, exercise.title, pictures)
             fresh.append(record)
     except ReferenceFailed as e:  # the reference fails at a hidden seed: the instructor's to fix
         fail(str(e).replace("\n", " "))
@@ -204,7 +208,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     graded = [book.journal.records[f.student] for f in found if f.student in book.journal.records]
     for record in graded:  # resumed runs: feedback of the first part is there too
         if not (out / "feedback" / f"{file_stem(record['student'])}.md").exists():
-            write_feedback(out / "feedback", record, exercise.title)
+            write_feedback(out / "feedback", record, exercise.title, pictures)
     if fmt == "gradescope":
         write_gradescope(out, graded)
     if course_dir is not None:

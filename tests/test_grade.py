@@ -190,6 +190,20 @@ def results(book: Path) -> dict:
     return payload
 
 
+def test_pictures_in_the_feedback_are_the_instructors_choice(graded, tmp_path):
+    """By default a failing check's picture is embedded (bob's sign bug: gradcheck's); `--pictures none`
+    leaves them out (each costs 35-240 ms of the parent's CPU, per distinct failure)."""
+    assert "<img alt=" in (graded / "book" / "feedback" / "bob.html").read_text()
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "bob.py").write_text(REFERENCE.replace("return -(torch.sigmoid", "return (torch.sigmoid"))
+    result = run_dldiy("grade", "exercise-1", str(subs), "--out", str(tmp_path / "book"), "--hidden-seeds", HIDDEN,
+                       "--only", "gradcheck", "--pictures", "none")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "book" / "feedback" / "bob.html").read_text()
+    assert "gradcheck: <span" in page and "FAIL" in page and "<img" not in page
+
+
 def test_gradebook_scores_every_student_once(graded):
     book = {r["student"]: r for r in rows(graded / "book")}
     assert sorted(book) == ["alice", "bob", "cheat", "dave", "erin", "evil"]

@@ -190,13 +190,13 @@ def file_stem(student: str) -> str:
     return student.encode()[:150].decode("utf-8", "ignore") + "-" + hashlib.sha256(student.encode()).hexdigest()[:12]
 
 
-def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str) -> None:
+def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str, pictures: str = "failing") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     stem = file_stem(record["student"])
     # a message may carry a lone surrogate (JSON allows "\\udcff"): shown escaped, never an exception
     (folder / f"{stem}.md").write_text(feedback_markdown(record, exercise_title), encoding="utf-8",
                                        errors="backslashreplace")
-    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title), encoding="utf-8",
+    (folder / f"{stem}.html").write_text(feedback_html(record, exercise_title, pictures=pictures), encoding="utf-8",
                                          errors="backslashreplace")
 
 

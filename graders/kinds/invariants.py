@@ -183,8 +183,7 @@ def dependency_note(sub, name: str, args: tuple, exact: "torch.Tensor") -> dict:
         if torch.allclose(own.double(), exact.double(), rtol=1e-6, atol=1e-9):
             return {}
     except HungEarlier as e:  # its own check charged the timeout: a note here, never a second charge
-        return {"note": f"train() was run with the grader's {name}(); yours did not finish in an earlier check "
-                        f"({e.where})"}
+        return {"note": f"train() was run with the grader's {name}(); yours was not run again: {e.message}"}
     except Exception:  # noqa: BLE001 - whatever went wrong, the function's own check reports it
         pass
     return {"note": f"train() was run with the grader's {name}(); your {name}() differs from it (see its own "
@@ -215,7 +214,7 @@ def loss_note_of(own: Callable[[], float], want: float) -> dict:
             return {}
         measured = f"{value:.10g}"
     except HungEarlier as e:  # the loss's own checks charged the timeout
-        measured = f"nothing: it did not finish in an earlier check ({e.where})"
+        measured = f"nothing ({e.message})"
     except Exception as e:  # noqa: BLE001 - whatever went wrong, the loss's own checks report it
         measured = f"an error ({type(e).__name__})"
     return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "

@@ -351,8 +351,6 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
             if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
                 reply = messages.measured(name, seed, {"violation": e.message})
-            elif e.kind == "hung":  # refused at once: it overran a timeout earlier (student.refuse_hung)
-                reply = messages.failed(name, seed, messages.error("timeout", e.message))
             else:
                 reply = messages.failed(name, seed, messages.error(
                     "api" if e.kind == "api" else "raised", e.message, e.traceback))

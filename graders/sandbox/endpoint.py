@@ -630,8 +630,12 @@ class Endpoint:
             op = header.get("op")
             if op == "reply":
                 if "error" in header:
-                    error = header["error"]
-                    raise remote_error(error if isinstance(error, dict) else {"message": str(error)})
+                    error = header["error"] if isinstance(header["error"], dict) else {"message": str(header["error"])}
+                    if error.get("kind") == "hung" and self.side == "harness":
+                        from .remote import HungEarlier  # past every probe's `except Exception`, as a timeout
+
+                        raise HungEarlier("", "", message=str(error.get("message", ""))[:2000])
+                    raise remote_error(error)
                 return self.decode(header.get("value"), buffers)
             self.serve(header, buffers)
 

@@ -33,13 +33,14 @@ class HungEarlier(BaseException):
     wire.Timeout is: a probe's `except Exception` never takes it for the submission's error at one
     configuration; serve_one reports it as that check's timeout, at once."""
 
-    def __init__(self, name: str, where: str):
+    def __init__(self, name: str, where: str, message: str | None = None):
         super().__init__(name, where)
-        self.name, self.where = name, where
+        self.name, self.where, self._message = name, where, message
 
     @property
     def message(self) -> str:
-        return f"{self.name}() did not finish in an earlier check ({self.where}): not called again"
+        """`message`: the sentence the student's process sent when it refused (student.refuse_hung)."""
+        return self._message or f"{self.name}() did not finish in an earlier check ({self.where}): not called again"
 
 
 def _names_called(targets: list[tuple[Any, str | None]]) -> tuple[str, ...]:

@@ -2,7 +2,10 @@
 Torch's own ops (the `target`s) are computed here too, so in the reference's run they are measured
 by an untampered child; the parent compares a student's values with them."""
 
+import math
+
 import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -216,10 +219,22 @@ def stability(sub, seed, p):
         calls = [[softmax, [A.clone()], {}] for A in (Z, Z - M, R, R - R.max(dim=1, keepdim=True).values)]
         calls += [[bce, [torch.tensor([v], dtype=dtype), torch.tensor([yb], dtype=dtype)], {}]
                   for z, yb, step in steps for v in (z, z - step)]
+        # the BCE's own gradient at each extreme point (autograd, where the submission runs): exact, never
+        # the nan that torch.where's untaken branch leaves (its gradient is inf * 0 there)
+        grads_at = [torch.tensor([z], dtype=dtype) for z, _ in bce_points]
+        calls += [[_inside(sub, with_gradient, bce), [x, torch.tensor([yb], dtype=dtype)], {}]
+                  for x, (_, yb) in zip(grads_at, bce_points)]
+        # cross-entropy of rows whose maxima differ widely: a shift by the whole matrix's maximum loses a row
+        calls += [[cross_entropy, [A.clone(), y], {}] for A in (R, R - R.max(dim=1, keepdim=True).values)]
         calls += [[_inside(sub, with_gradient, cross_entropy), [A, y], {}] for A in (Z, Z - M)]
         replies = call_all(sub, calls, f"softmax, bce_with_logits or cross_entropy at extreme logits ({words})")
         P, P0, Q, Q0 = (expect_tensor(v, "softmax()", shape=(2, 4), finite=False).double() for v in replies[:4])
-        at = [expect_tensor(v, "bce_with_logits()", shape=(), finite=False).item() for v in replies[4:-2]]
+        n_bce = 2 * len(steps)
+        at = [expect_tensor(v, "bce_with_logits()", shape=(), finite=False).item() for v in replies[4:4 + n_bce]]
+        bce_grads = [_value_and_grad(*reply, "bce_with_logits()", x)[1]
+                     for reply, x in zip(replies[4 + n_bce:4 + n_bce + len(bce_points)], grads_at)]
+        ce_rows, ce_rows0 = (expect_tensor(v, "cross_entropy()", shape=(), finite=False).item()
+                             for v in replies[-4:-2])
         (ce, ce_grad), (ce0, ce_grad0) = (_value_and_grad(*reply, "cross_entropy()", Z) for reply in replies[-2:])
         cases += [
             {"name": f"softmax(Z) - softmax(Z - {M:g}), largest entry ({words})", "value": (P - P0).abs().max().item()},
@@ -228,7 +243,13 @@ def stability(sub, seed, p):
              "value": (ce_grad - ce_grad0).norm().item()},
             {"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
              "value": (Q - Q0).abs().max().item()},
+            {"name": f"cross_entropy(Z) - cross_entropy(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
+             "value": ce_rows - ce_rows0},
         ]
+        for (z, yb), g in zip(bce_points, bce_grads):
+            exact = (1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))) - yb  # sigmoid(z) - y
+            cases.append({"name": f"autograd's gradient of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact "
+                                  f"value {exact:.3g} ({words})", "value": g.item() - exact})
         # (bce(z) - bce(z - s sign z)) / s minus the exact slope there: 0 for a stable BCE
         for i, (z, yb, step) in enumerate(steps):
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "

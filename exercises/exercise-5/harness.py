@@ -11,7 +11,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
-from dldiy.graders.kinds.invariants import Watch
+from dldiy.graders.kinds.invariants import Violation, Watch
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -267,6 +267,13 @@ def init_scale(sub, seed, p):
     scaled = []
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         W = expect_tensor(init[2 * l], f"init_params(...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
+        # b_l's shape too: a (1, d_out) bias broadcasts in the forward, then breaks a Linear's backward
+        b = init[2 * l + 1]
+        if not isinstance(b, torch.Tensor) or tuple(b.shape) != (d_out,):
+            got = f"shape {tuple(b.shape)}" if isinstance(b, torch.Tensor) else f"a {type(b).__name__}"
+            raise Violation(f"init_params(...)[{2 * l + 1}] (b{l + 1}) is {got}; each bias is a vector of shape "
+                            f"(d_out,) = ({d_out},): a (1, {d_out}) row broadcasts in the forward, then a Linear's "
+                            "backward returns a gradient of the wrong shape")
         if bool((W == W.reshape(-1)[0]).all()):
             scaled.append(0.0)  # constant weights have no scale to judge: the symmetry check reports them
             continue
@@ -338,12 +345,20 @@ def mlp_forward_probe(sub, seed, p):
             message = str(e) if isinstance(e, ApiError) and not ok else \
                 f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             cases[k] = {"name": name, "error": message}
+    problems = []
     for n in p["loss_n"]:
         z = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
         y = torch.randint(0, 2, (n,), generator=gen).double()
-        name = f"loss(logits {n}x1, y ({n},))"
-        value = expect_tensor(sub.call("loss", z.clone(), y.clone()), name, shape=(), dtype="float")
-        cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
+        problems.append((f"loss(logits {n}x1, y ({n},))", z, y))
+    # logits past exp's overflow (709.8 in float64) and where 1 + exp(-z) rounds to 1 (z > 37): a loss written
+    # as log(1 + exp(z)) - y z is inf there. The harness's Softplus in place of the submission's, so that a
+    # Softplus of its own that overflows is its own check's to charge, not this one's (one bug, one deduction).
+    z = torch.tensor([[1000.0], [-1000.0], [40.0], [-40.0]], dtype=torch.float64)
+    problems.append(("loss(logits +-1000 and +-40, y = 0, 1, 1, 0)", z, torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)))
+    with own_layers(sub):
+        for name, z, y in problems:  # an inf is measured and judged (a wrong value), not refused as an error
+            value = expect_tensor(sub.get("loss")(z.clone(), y.clone()), name, shape=(), dtype="float", finite=False)
+            cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
     return {"cases": cases}
 
 

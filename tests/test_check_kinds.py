@@ -72,6 +72,22 @@ def test_first_loss_passes_identical_and_locates_a_departure(losses):
     assert v.status == "fail" and f"step {len(losses) - 1}" in v.message and "first loss matches" in v.message
 
 
+@settings(max_examples=50)
+@given(st.lists(st.floats(0.01, 10.0), min_size=2, max_size=6), st.lists(st.floats(-5.0, 5.0), min_size=1, max_size=4),
+       st.integers(0, 3), st.floats(0.01, 1.0))
+def test_first_loss_judges_the_weights_train_returned_once_the_history_matches(losses, w, k, shift):
+    """A loop one update short keeps the loss history and returns other weights: the returned weights
+    ("final") must be the reference's, entry by entry; the same weights pass."""
+    want = dict(trajectory(losses), final=list(w))
+    assert judge("first_loss", dict(trajectory(losses), final=list(w)), want).status == "pass"
+    moved = list(w)
+    moved[k % len(w)] += shift
+    v = judge("first_loss", dict(trajectory(losses), final=moved, updates=11), want)
+    assert v.status == "fail" and "the loss history matches, but the weights train() returned" in v.message
+    assert f"entry {k % len(w)}" in v.message and "after its 11 updates" in v.message
+    assert judge("first_loss", trajectory(losses), want).status == "fail"  # no weights returned: not judged as right
+
+
 def test_first_loss_reads_a_sum_for_a_mean():
     v = judge("first_loss", trajectory([69.3, 50.0]), trajectory([0.693, 0.5]))
     assert v.status == "fail" and "first loss" in v.message and "sum where a mean" in v.message

@@ -194,8 +194,9 @@ def _gradient_note(sub, X, y, w):
 def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     steps = p["steps"]
-    _, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
+    w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
+            "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, _t(X), _t(y), _t(w0))}
 
 

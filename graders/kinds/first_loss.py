@@ -1,7 +1,8 @@
 """first-loss: the training pipeline's first loss and a short trajectory, against the reference's.
 
 The measurement is {"steps": [0, 1, 2, 5, ...], "losses": [...], "n": examples}, optionally with
-"history" (the loss at every step 0..max(steps)). The first loss catches a wrong loss, labels or
+"history" (the loss at every step 0..max(steps)) and "final" (the weights train() returned, flattened:
+a loop one update short or long keeps the history right and returns other weights). The first loss catches a wrong loss, labels or
 initialisation; the later steps catch what leaves the first loss unchanged (a missing zero_grad, a
 learning rate ignored, step() before backward()).
 A loss matches when |measured - expected| <= atol + rtol * |expected|.
@@ -27,7 +28,7 @@ NEEDS_REFERENCE = True
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
     """What judge() and the loss-curve picture read of the reference's measurement: the steps, the
     losses there and, when measured, the full history (the one-step-shift diagnosis)."""
-    return {k: measured[k] for k in ("steps", "losses", "history") if k in measured}
+    return {k: measured[k] for k in ("steps", "losses", "history", "final") if k in measured}
 
 
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
@@ -38,6 +39,18 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     if steps != list(expected["steps"]) or len(losses) != len(want):
         return Verdict.failed(f"the trajectory has losses at steps {steps}; expected steps {expected['steps']}")
     i = first_mismatch(losses, want, rtol, atol)
+    if i is None and "final" in expected:  # the history is right: are the weights returned the ones it ends at?
+        final, wanted = measured.get("final"), [_f(v) for v in expected["final"]]
+        got = [_f(v) for v in final] if isinstance(final, list) else []
+        j = first_mismatch(got, wanted, rtol, atol) if len(got) == len(wanted) else 0
+        if j is not None:
+            updates = measured.get("updates", "every")
+            where = versus(wanted[j], got[j]) if j < len(got) else f"{len(got)} entries returned, {len(wanted)} expected"
+            return Verdict.failed(
+                f"the loss history matches, but the weights train() returned are not those after its {updates} "
+                f"updates: entry {j}: {where}. "
+                "A loop one update short or long (the last update never applied, or one more after the last "
+                "loss), or a copy of the weights returned instead of the updated ones.", diagnosed=True)
     if i is None:
         later = ", ".join(map(str, steps[1:]))
         return Verdict.passed(f"first loss {fmt(losses[0])}" + (f", steps {later} match" if later else ""),

@@ -314,6 +314,11 @@ def stability(sub, seed, p):
     loss_case("n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), rtol=1e-5, atol=1e-6)
     loss_case("n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(), w.clone())
     loss_case("n=20, d=4, w = 0 (every margin 0)", X, y, torch.zeros_like(w))
+    # labels already in X's float dtype: y.to(X.dtype) is then y itself, not a copy, so an in-place
+    # t.mul_(2).sub_(1) on it rewrites the caller's labels (int labels hide it: .to() copies them)
+    loss_case("n=20, d=4, y as float64 labels (X's dtype)", X.clone(), y.double(), w.clone())
+    X8, y8, w8 = _problem(seed + 4, 8, 3)
+    gradient_case("float64 labels (X's dtype), moderate margins", X8, y8.double(), w8)
     for label, size in (("margins of magnitude 1000", 1000.0), ("margins of magnitude 30", 30.0)):
         X, y, w = _extreme(seed, 8, 3, size)
         loss_case(f"{label} in random directions (n=8, d=3)", X, y, w)

@@ -767,16 +767,26 @@ def newton_quadratic(sub, seed, p):
     starts = [(z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
                z0[6:].clone().requires_grad_()) for _ in p["lrs"]]
     # every step in one message, in the student's process; the parameters come back synced
+    # and a third run: two groups, c's with an lr of its own (per-group hyper-parameters, read at every step)
+    lrs = [*p["lrs"], p["lrs"][0]]
+    group_lr = [None] * len(p["lrs"]) + [p["lrs"][0] / 4]
+    starts.append((z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+                   z0[6:].clone().requires_grad_()))
     done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b,
-                                            [[*xYc, lr] for xYc, lr in zip(starts, p["lrs"])]), len(starts))
+                                            [[*xYc, lr, g] for xYc, lr, g in zip(starts, lrs, group_lr)]), len(starts))
     cases = []
-    for k, ((x, Y, c), lr, result) in enumerate(zip(starts, p["lrs"], done)):
+    for k, ((x, Y, c), lr, result) in enumerate(zip(starts, lrs, done)):
         if not isinstance(result, dict) or result.get("unusable"):
             built("Newton", result)  # the ApiError that says why
         returned = result.get("returned")
-        target = z0 - lr * torch.linalg.solve(A, A @ z0 - b)
-        how = "two groups" if k == 0 else "parameters from a generator"
-        cases.append({"name": f"one step with lr={lr}, {how} (lr=1: the minimum)", "shape": [7],
+        rates = torch.full((7,), lr, dtype=DTYPE)
+        if group_lr[k] is not None:
+            rates[6:] = group_lr[k]
+        target = z0 - rates * torch.linalg.solve(A, A @ z0 - b)
+        how = "two groups" if k == 0 else "parameters from a generator" if k < len(p["lrs"]) else \
+            f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults')"
+        minimum = " (lr=1: the minimum)" if group_lr[k] is None else ""
+        cases.append({"name": f"one step with lr={lr}, {how}{minimum}", "shape": [7],
                       "values": flat([x, Y, c]), "target": target.tolist()})
         loss = returned
         cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
@@ -786,12 +796,15 @@ def newton_quadratic(sub, seed, p):
 
 
 def newton_here(make, A, b, runs: list) -> list:
-    """In the student's process: for each run [x, Y, c, lr], one step of Newton(lr=lr) on f (first
-    run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
-    is), and what step(closure) returned."""
+    """In the student's process: for each run [x, Y, c, lr, group_lr], one step of Newton(lr=lr) on f
+    (first run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
+    is; with group_lr: two groups, [c]'s with that lr), and what step(closure) returned."""
     out = []
-    for k, (x, Y, c, lr) in enumerate(runs):
-        params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
+    for k, (x, Y, c, lr, group_lr) in enumerate(runs):
+        if group_lr is not None:
+            params = [{"params": [x, Y]}, {"params": [c], "lr": group_lr}]
+        else:
+            params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
         opt = make(params, lr=lr)
         out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))} if usable(opt) else {"unusable": True})
     return out

@@ -68,6 +68,12 @@ def valued_by(student_cell):
     """A cell whose value is the student's forward and whose gradient is the exact one: an unrolling
     judged with it shows the student's forward values, not the student's hand backward."""
     def cell(x, h, W_ih, W_hh, b_ih, b_hh):
+        if isinstance(x, torch.Tensor) and isinstance(h, torch.Tensor) and isinstance(W_hh, torch.Tensor) \
+                and x.dim() == 2 and tuple(h.shape) != (x.shape[0], W_hh.shape[0]):
+            # a (1, H) state broadcasts in the forward, and the cell's own backward then breaks (h^T (dL/da))
+            raise ApiError(f"ElmanRNN.forward passed rnn_cell a hidden state of shape {tuple(h.shape)} for a batch "
+                           f"of {x.shape[0]}: the cell takes h of shape (N, H) = ({x.shape[0]}, {W_hh.shape[0]}); "
+                           "start from zeros of that shape")
         with torch.no_grad():
             value = student_cell(*(t.detach() for t in (x, h, W_ih, W_hh, b_ih, b_hh)))
         exact = exact_cell(x, h, W_ih, W_hh, b_ih, b_hh)
@@ -228,14 +234,20 @@ def _cotangent(shape):
 
 def cell_probes_here(cell, inputs, eps: float) -> dict:
     """In the student's process (sub.run_local): the student's cell at `inputs`, the vector-Jacobian
-    product v^T J through its hand backward (v = _cotangent), and its outputs at x_i +- eps e_j for
-    every entry j of every input i. The harness forms the central differences from those outputs."""
+    product v^T J through its hand backward (v = _cotangent; with a second call of the cell made between
+    the forward and that backward), and its outputs at x_i +- eps e_j for every entry j of every input i.
+    The harness forms the central differences from those outputs."""
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
     out = cell(*leaves)
     if not isinstance(out, torch.Tensor):
         return {"out": None}
+    # A second call in flight before the first one's backward, as an RNN's steps are (every forward over
+    # T, then the backward through them): a cell that keeps what its backward needs anywhere but in ctx
+    # (a global, the class) gives the first call the second one's gradient.
+    later = cell(*[(0.5 * x.detach() + 0.25).requires_grad_(True) for x in inputs])
     cotangent = _cotangent(out.shape)
     analytic = torch.autograd.grad((out * cotangent).sum(), leaves, allow_unused=True)
+    del later
     moved = []
     with torch.no_grad():
         for i, x in enumerate(inputs):

@@ -209,6 +209,12 @@ def predict_boundary(sub, seed, p):
     pred = _predict(sub, torch.tensor(X), torch.tensor(w))
     cases = [{"name": "labels at scores " + ", ".join(f"{s:g}" for s in p["scores"]) + " (in random order)",
               "shape": [p["n"]], "values": [float(v) for v in pred]}]
+    # scores of +-2^-20, exact in float64: a threshold other than 0 (a small epsilon) flips the positive ones
+    tiny = np.where(np.arange(p["n"]) % 2 == 0, 2.0 ** -20, -(2.0 ** -20))
+    near = _at("predict(), scores of +-2^-20", lambda: _predict(
+        sub, torch.tensor(np.stack([2.0 * x2 - 0.5 + tiny, x2], axis=1)), torch.tensor(w)))
+    cases.append({"name": "labels at scores of +-2^-20 (float64: exact)", "shape": [len(near)],
+                  "values": [float(v) for v in near]})
     # The family: the same exact scores for one point, in float32, with X non-contiguous, and with 3
     # features (a third coordinate whose weight is 1/4, its values dyadic: the scores stay exact).
     x3 = rng.integers(-4, 5, p["n"]) / 4.0

@@ -521,6 +521,10 @@ def invariants(sub, seed, p):
             for _ in range(2):
                 params = init_params(seed, 1, 4, 1)
                 result = sub.call("train", params, X, y, 0.1, 3, 16, 1.0)
+                kept = next((i for i, v in enumerate(result[1]) if isinstance(v, torch.Tensor) and v.requires_grad), None)
+                if kept is not None:  # as exercise-8's invariants say it
+                    return (f"train()'s losses [{kept}] is a tensor that requires grad: it keeps the autograd graph of "
+                            "its step alive (memory grows every step); record loss.item()")
                 runs.append(expect_history(result[1], 3))
         problem = untouched({"X": X0, "y": y0}, {"X": X, "y": y}, "train()")
         if problem:
@@ -528,5 +532,5 @@ def invariants(sub, seed, p):
         if runs[0] != runs[1]:
             return f"two runs of train() on the same data and initial weights gave losses {runs[0]} and {runs[1]}"
         return None
-    props.test("train() leaves X and y as they were and is deterministic", train_contract)
+    props.test("train() leaves X and y as they were, keeps no graph in its losses and is deterministic", train_contract)
     return props.result()

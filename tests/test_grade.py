@@ -128,8 +128,8 @@ def test_journal_drops_a_torn_last_line_and_appends_cleanly(tmp_path):
 # --- real batches ----------------------------------------------------------------------------------
 
 def cheat_source() -> str:
-    """train() returns the public expected losses, looked up by the data it is given: passes
-    `dldiy check`, computes nothing. Hidden seeds must catch it."""
+    """train() returns the public expected losses and final weights, looked up by the data it is given:
+    passes first-loss at the public seeds, computes nothing. Hidden seeds must catch it."""
     expected = json.loads((REPO / "exercises" / "exercise-1" / "expected.json").read_text())["checks"]["first-loss"]
     table = {}
     for seed in (1, 42, 2019):
@@ -137,14 +137,15 @@ def cheat_source() -> str:
         losses = [0.5] * 11
         for step, value in zip(expected[str(seed)]["steps"], expected[str(seed)]["losses"]):
             losses[step] = value
-        table[round(float(X[0, 0]), 9)] = losses
+        table[round(float(X[0, 0]), 9)] = (losses, expected[str(seed)]["final"])
     body = REFERENCE.split("def train")[0]
     return body + f"""
 KNOWN = {table!r}
 
 def train(X, y, w0, lr, steps):
-    losses = KNOWN.get(round(float(X[0, 0]), 9), [0.5] * 11)
-    return w0.clone(), (losses + [0.5] * steps)[:steps]
+    losses, final = KNOWN.get(round(float(X[0, 0]), 9), ([0.5] * 11, None))
+    w = torch.tensor(final, dtype=w0.dtype) if final is not None else w0.clone()
+    return w, (losses + [0.5] * steps)[:steps]
 """
 
 

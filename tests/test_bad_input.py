@@ -1,5 +1,6 @@
 """What a student will hit: one line, exit code 2, never our traceback. Real CLI, real child processes."""
 
+import re
 import shutil
 
 import pytest
@@ -89,12 +90,19 @@ def test_nan_output_is_reported(write_submission, check_json):
     assert exit_code == 2 and check["status"] == "error" and "nan" in check["message"]
 
 
-def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_submission, fork_server):
+def _with_timeout(tmp_path: Path, exercise_id: str, seconds: float):
+    """A copy of a built-in exercise whose checks time out after `seconds` (its spec's one timeout)."""
     folder = tmp_path / "exercise"
-    shutil.copytree(REPO / "exercises/exercise-1", folder)
+    shutil.copytree(REPO / "exercises" / exercise_id, folder)
     spec = folder / "spec.toml"
-    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 2"))
-    exercise = load_exercise_dir(folder)
+    text = spec.read_text()
+    assert len(re.findall(r"^timeout = \d+$", text, flags=re.M)) == 1
+    spec.write_text(re.sub(r"^timeout = \d+$", f"timeout = {seconds:g}", text, flags=re.M))
+    return load_exercise_dir(folder)
+
+
+def test_a_hanging_check_times_out_and_the_others_still_run(tmp_path, write_submission, fork_server):
+    exercise = _with_timeout(tmp_path, "exercise-1", 2)
     path = write_submission(REFERENCE.replace("def train(X, y, w0, lr, steps):\n",
                                               "def train(X, y, w0, lr, steps):\n    while True:\n        pass\n"))
     report = assess(exercise, path, checks=[exercise.check("first-loss"), exercise.check("gradcheck")],
@@ -112,11 +120,7 @@ def test_a_function_that_hung_is_not_called_again_and_costs_only_its_own_checks(
     (check's 9 seeds x 4 checks took 70 s at a 1 s timeout). train() is judged with the grader's gradient,
     so first-loss and convergence keep their points, with a note. In gradcheck's batch loss() was asked
     too: only the function on the student's stack is taken for the one that hung."""
-    folder = tmp_path / "exercise"
-    shutil.copytree(REPO / "exercises/exercise-1", folder)
-    spec = folder / "spec.toml"
-    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 1"))
-    exercise = load_exercise_dir(folder)
+    exercise = _with_timeout(tmp_path, "exercise-1", 1)
     path = write_submission(REFERENCE.replace("def gradient(X, y, w):\n",
                                               "def gradient(X, y, w):\n    while True:\n        pass\n"))
     names = ["gradcheck", "first-loss", "convergence", "stability", "placement"]
@@ -138,11 +142,7 @@ def test_a_check_that_timed_out_at_one_seed_is_not_run_at_its_others(tmp_path, w
     """One seed's timeout fails the check: its other seeds are not waited out (exercise-6's optimizers, a
     step() that never returns, took 162 s of `dldiy check` at a 1 s timeout). The step prints on entry:
     it is entered once, at the first seed, not at each of the others."""
-    folder = tmp_path / "exercise"
-    shutil.copytree(REPO / "exercises/exercise-6", folder)
-    spec = folder / "spec.toml"
-    spec.write_text(spec.read_text().replace("timeout = 30", "timeout = 1"))
-    exercise = load_exercise_dir(folder)
+    exercise = _with_timeout(tmp_path, "exercise-6", 1)
     source = (REPO / "reference/exercise-6/optim.py").read_text()
     head = "    def step(self, closure=None):\n"
     assert head in source
@@ -162,11 +162,7 @@ def test_what_is_refused_after_a_timeout_is_the_function_that_did_not_finish_not
     """train() loops forever, calling loss() and gradient(), which call add_bias(): the stack at the timeout
     may end in any of them; the one that did not finish is train(), the outermost. loss() and gradient()
     stay callable: stability and placement keep their points (one bug, one deduction)."""
-    folder = tmp_path / "exercise"
-    shutil.copytree(REPO / "exercises/exercise-1", folder)
-    spec = folder / "spec.toml"
-    spec.write_text(spec.read_text().replace("timeout = 20", "timeout = 1"))
-    exercise = load_exercise_dir(folder)
+    exercise = _with_timeout(tmp_path, "exercise-1", 1)
     assert "    for _ in range(steps):\n" in REFERENCE
     path = write_submission(REFERENCE.replace("    for _ in range(steps):\n", "    while True:\n"))
     names = ["first-loss", "convergence", "stability", "placement"]

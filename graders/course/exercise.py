@@ -24,10 +24,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kinds import check_kind
-from .requirements import RequirementError, Unmet, parse_requirement, unmet
+
+if TYPE_CHECKING:
+    from .requirements import Unmet
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent.parent / "exercises"  # the built-in course
 if not EXERCISES_DIR.is_dir():  # installed wheel: exercises are package data beside graders/
@@ -228,6 +230,8 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
             raise SpecError(f"{where}: load = {load!r}; expected one of {', '.join(map(repr, LOAD_MODES))}")
         cells = {str(name): _cell_selector(where, name, sel) for name, sel in raw.get("cells", {}).items()}
         requirements = tuple(map(str, raw.get("requirements", ())))
+        if requirements:  # packaging's import (30 ms) only for a spec that has requirements
+            from .requirements import RequirementError, parse_requirement
         for requirement in requirements:  # a typo (numpy=>1.24) stops here, never reads as "installed"
             try:
                 parse_requirement(requirement)
@@ -276,10 +280,14 @@ def override_limits(*, load_timeout: float | None = None, timeout: float | None 
             _OVERRIDES[key] = parse_bytes(value) if key == "memory" else float(value)
 
 
-def unmet_requirements(exercise: Exercise) -> list[Unmet]:
+def unmet_requirements(exercise: Exercise) -> "list[Unmet]":
     """The spec's `requirements` that this interpreter (the one the children run) does not meet: not
     installed, or installed at a version outside the requirement's specifiers (graders/course/requirements.py).
     A requirement names a distribution (scikit-learn) or a module (sklearn)."""
+    if not exercise.requirements:
+        return []
+    from .requirements import parse_requirement, unmet
+
     return unmet([parse_requirement(r) for r in exercise.requirements])
 
 

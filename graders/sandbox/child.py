@@ -16,9 +16,9 @@ result channel, the exercise folder, or any expected value. Those processes are 
 that this process forked at its start, before it read any job: none inherits a hidden seed or another
 student's work. A call that overruns the check's timeout gets the student's stack dumped (where it
 hung), the process killed, and a fresh one for the next check; after one timeout the later checks get
-a shorter budget, that check's other seeds are not run (it has failed), and the submission's function
-that was running is not called again (HungEarlier), so a submission that hangs does not spend a timeout
-on every task.
+a shorter budget, that check's other seeds are not run (it has failed), and the replacement refuses to
+run the submission's function that did not finish (student.refuse_hung; HungEarlier here), so a
+submission that hangs does not spend a timeout on every task.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class StudentProcess:
                 os.close(out)
         self.endpoint = Endpoint(sock, "harness")
         self.exit_code: int | None = None
-        self.hung_in: list[str] = []  # the student's functions on its stack when it last overran (where_it_hangs)
         self.hung_frames: list[tuple[str, str, str]] = []  # (file, line, function) of those frames, innermost first
         self.endpoint.deadline = time.monotonic() + load_timeout
         try:
@@ -127,7 +126,6 @@ class StudentProcess:
                 time.sleep(0.05)
         dump = text.decode("utf-8", "replace")
         self.hung_frames = _student_frames(dump, self.request["entry"])
-        self.hung_in = [func for _, _, func in self.hung_frames]
         return _student_frame(dump, self.request["entry"])
 
     def kill(self) -> None:
@@ -325,7 +323,6 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         return
     emit(messages.loaded(student.skipped, student.sandbox))
     timed_out = False
-    hung: dict[str, str] = {}  # the submission's functions that overran a timeout: never called again in this job
     overran: dict[str, str] = {}  # check -> its timeout's message: the check has failed, its other seeds are not run
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
     for task in request["tasks"]:
@@ -344,7 +341,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         if timed_out:
             timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
         student.endpoint.deadline = time.monotonic() + timeout
-        sub = RemoteSubmission(student.endpoint, exercise, findings, hung)
+        sub = RemoteSubmission(student.endpoint, exercise, findings)
         reply: Message
         try:
             reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
@@ -356,15 +353,9 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
                     "api" if e.kind == "api" else "raised", e.message, e.traceback))
         except wire.Timeout:
             where = student.where_it_hangs()
-            # The function that did not finish is the outermost of the submission's own on its stack (the
+            # The function that did not finish is the outermost of the submission's own on the stack (the
             # innermost is only where it happened to be: a helper that the looping caller calls).
             outermost = student.hung_frames[-1] if student.hung_frames else None
-            # the function it was asked to run, when named; of several in one message, the outermost
-            asked = [f for f in student.endpoint.in_flight if f in exercise.api]
-            chosen = [outermost[2]] if outermost and outermost[2] in asked else \
-                [f for f in asked if f in student.hung_in] or asked
-            for function in chosen:
-                hung[function] = f"{name} at seed {seed}, after {timeout:g} s" + (f": {where}" if where else "")
             if outermost is not None:  # the replacement refuses to run the function that holds that line again
                 file, line, _ = outermost
                 student_request["hung_sites"] = [*student_request.get("hung_sites", []), [
@@ -375,7 +366,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
             reply = messages.failed(name, seed, messages.error("timeout", (
                 f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
                 + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
-        except HungEarlier as e:  # raised here, before any call: the student's process is not stuck
+        except HungEarlier as e:  # the student's process refused at once (refuse_hung): it is not stuck
             reply = messages.failed(name, seed, messages.error("timeout", e.message))
         except (wire.PeerGone, OSError):
             why = student.death()

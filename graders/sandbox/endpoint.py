@@ -132,9 +132,6 @@ class Endpoint:
         self.swaps: list[tuple[str, Any]] = []
         self._dead_mirrors: list[tuple[int, int]] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
-        # harness side: the submission's functions the request being answered calls by name (remote.py),
-        # so that a timeout can name the function that hung (HungEarlier); () when not one of them
-        self.in_flight: tuple[str, ...] = ()
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
         self.methods_by_class: dict[int, set[str]] = {}  # harness side: see RemoteHandle._methods
@@ -634,7 +631,7 @@ class Endpoint:
                     if error.get("kind") == "hung" and self.side == "harness":
                         from .remote import HungEarlier  # past every probe's `except Exception`, as a timeout
 
-                        raise HungEarlier("", "", message=str(error.get("message", ""))[:2000])
+                        raise HungEarlier(str(error.get("message", ""))[:2000])
                     raise remote_error(error)
                 return self.decode(header.get("value"), buffers)
             self.serve(header, buffers)

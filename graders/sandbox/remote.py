@@ -28,36 +28,22 @@ def _target(endpoint: Endpoint, target: Any, buffers: list[bytes]) -> Any:
 
 
 class HungEarlier(BaseException):
-    """A call of the submission's function that overran a check's timeout earlier in this job: not made
-    again (it would hang again, and every later check would wait its timeout out). A BaseException, as
-    wire.Timeout is: a probe's `except Exception` never takes it for the submission's error at one
-    configuration; serve_one reports it as that check's timeout, at once."""
+    """The student's process refused to run a function of the submission that overran a check's timeout
+    earlier in this job (student.refuse_hung): the check that needed it fails at once, as a timeout,
+    instead of waiting its own timeout out. A BaseException, as wire.Timeout is: a probe's
+    `except Exception` never takes it for the submission's error at one configuration."""
 
-    def __init__(self, name: str, where: str, message: str | None = None):
-        super().__init__(name, where)
-        self.name, self.where, self._message = name, where, message
-
-    @property
-    def message(self) -> str:
-        """`message`: the sentence the student's process sent when it refused (student.refuse_hung)."""
-        return self._message or f"{self.name}() did not finish in an earlier check ({self.where}): not called again"
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
-def _names_called(targets: list[tuple[Any, str | None]]) -> tuple[str, ...]:
-    """The submission's functions these (target, method) calls call by name or by their handle."""
-    from .endpoint import RemoteHandle
-
-    names = []
-    for target, method in targets:
-        if method is None and isinstance(target, str):
-            names.append(target)
-        elif method is None and isinstance(target, RemoteHandle):
-            names.append(target.__name__)
-    return tuple(dict.fromkeys(names))
+def not_called_again(function: str, where: str) -> str:
+    """The refusal's words (where: the check, seed and line it hung at)."""
+    return f"{function}() did not finish in an earlier check ({where}): not called again"
 
 
 def remote_op(endpoint: Endpoint, op: str, target: Any, **fields: Any) -> Any:
-    endpoint.in_flight = ()
     buffers: list[bytes] = []
     header = {"op": op, "target": _target(endpoint, target, buffers)}
     for key in ("path", "name"):
@@ -103,7 +89,6 @@ def _plain_call(endpoint: Endpoint, header: dict, target: Any, args: tuple, kwar
                   args=endpoint.encode(list(args), buffers), kwargs=endpoint.encode(dict(kwargs), buffers))
     if grad is not None:
         header["grad"] = grad
-    endpoint.in_flight = _names_called([(target, header.get("method"))])
     endpoint.send(header, buffers)
     return endpoint.await_reply()
 
@@ -123,7 +108,6 @@ def remote_batch(endpoint: Endpoint, calls: list[tuple[Any, str | None, tuple, d
             raise TypeError("a batch call's method is a name or None")
         encoded.append({"target": _target(endpoint, target, buffers), "method": method,
                         "args": endpoint.encode(list(args), buffers), "kwargs": endpoint.encode(dict(kwargs), buffers)})
-    endpoint.in_flight = _names_called([(target, method) for target, method, _, _ in calls])
     endpoint.send({"op": "batch", "calls": encoded, "grad_mode": torch.is_grad_enabled()}, buffers)
     outcomes = endpoint.await_reply()
     if not isinstance(outcomes, list) or len(outcomes) != len(calls):
@@ -133,6 +117,8 @@ def remote_batch(endpoint: Endpoint, calls: list[tuple[Any, str | None, tuple, d
         if not (isinstance(outcome, list) and len(outcome) == 2 and isinstance(outcome[0], bool)):
             raise RemoteError({"kind": "protocol", "message": "a malformed outcome in a batch of calls"})
         ok, value = outcome
+        if not ok and isinstance(value, dict) and value.get("kind") == "hung":  # the whole check, as a single call
+            raise HungEarlier(str(value.get("message", ""))[:2000])
         results.append(value if ok else remote_error(value if isinstance(value, dict) else {"message": str(value)}))
     return results
 
@@ -140,12 +126,10 @@ def remote_batch(endpoint: Endpoint, calls: list[tuple[Any, str | None, tuple, d
 class RemoteSubmission:
     """What a harness probes: the submission's names, called in the student's process."""
 
-    def __init__(self, endpoint: Endpoint, exercise: Any, forbidden: dict[str, str] | None = None,
-                 hung: dict[str, str] | None = None):
+    def __init__(self, endpoint: Endpoint, exercise: Any, forbidden: dict[str, str] | None = None):
         self.endpoint = endpoint
         self.exercise = exercise
         self.forbidden = forbidden or {}  # API name -> the static scan's finding
-        self.hung = hung if hung is not None else {}  # API name -> where it overran a timeout in this job
         # name -> the handle `get` gave: a probe's loop of `sub.get(name)(...)` costs one message a
         # call, not two. Only handles (the submission's functions and classes) are kept, and `replaced`
         # forgets them; a submission that rebinds its own names at run time only changes its own answers.
@@ -158,8 +142,6 @@ class RemoteSubmission:
             from ..kinds.invariants import Violation
 
             raise Violation(self.forbidden[name])
-        if name in self.hung:
-            raise HungEarlier(name, self.hung[name])
         known = self._handles.get(name)
         if known is not None:
             return known
@@ -213,8 +195,6 @@ class RemoteSubmission:
                 from ..kinds.invariants import Violation
 
                 raise Violation(self.forbidden[target])
-            if isinstance(target, str) and target in self.hung:
-                raise HungEarlier(target, self.hung[target])
         return remote_batch(self.endpoint, calls)
 
     def local(self, factory: Callable[..., Any], *args: Any) -> Local:
@@ -226,7 +206,6 @@ class RemoteSubmission:
         student's objects by handle), its result sent back as data. For loops of many tiny calls (an
         optimizer's steps to convergence) whose outcome the harness then verifies itself: one
         message instead of one per step."""
-        self.endpoint.in_flight = ()
         return self.endpoint.request({"op": "local"}, value=Local(factory, *args))
 
     def call_printing(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:

@@ -48,6 +48,8 @@ def refuse_hung(loaded: Any, sites: list[Any]) -> None:
     import functools
     import inspect
 
+    from .remote import not_called_again
+
     root = str(loaded.root)
 
     def holds(fn: Any) -> str | None:
@@ -68,7 +70,7 @@ def refuse_hung(loaded: Any, sites: list[Any]) -> None:
     def refused(fn: Any, where: str) -> Any:
         @functools.wraps(fn)
         def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise RefusedHung(f"{fn.__qualname__}() did not finish in an earlier check ({where}): not called again")
+            raise RefusedHung(not_called_again(fn.__qualname__, where))
         return refuse
 
     def replaced(member: Any) -> Any:  # the member with its function refused, or None if it holds no site

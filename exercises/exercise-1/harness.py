@@ -183,16 +183,50 @@ def _gradcheck_family(seed, p):
     return family
 
 
+_KEPT: dict = {}
+
+
+def _seeded_once(fn):
+    """`fn(seed, p)`, computed once per harness process: a harness serves submission after submission at
+    the same seeds, and what `fn` computes depends on the seed alone, never on the submission. The kept
+    tensors are handed out as clones (a call's in-place change synced back must not reach the next one)."""
+    def kept(seed, p):
+        key = (fn.__name__, seed, repr(sorted(p.items())))
+        if key not in _KEPT:
+            _KEPT[key] = fn(seed, p)
+        return _cloned(_KEPT[key])
+    return kept
+
+
+def _cloned(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cloned(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    return value
+
+
+@_seeded_once
+def _gradcheck_expected(seed, p):
+    """What gradcheck compares with, from the spec's loss (no submission): the family, each configuration's
+    numeric gradient and whether its true gradient moves; the spec's problem (X, y, w) and its loss there."""
+    family = _gradcheck_family(seed, p)
+    numeric = [(numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_),
+                bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6)) for _label, X_, y_, w_ in family]
+    X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
+    w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
+    return family, numeric, (X, y, w), float(_spec_loss(X, y, w))
+
+
 @keeps_rules
 def gradcheck(sub, seed, p):
     """gradient() at every configuration of the family, then on float32 and float64 copies of the spec's
     problem, and loss() once for loss_note: all in one message. By hand: autograd off, and loss() left
     alone (a finite difference of one's own loss is not by hand): the submission's loss is replaced by a
     counting stand-in for the whole batch."""
-    family = _gradcheck_family(seed, p)
-    X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
-    w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
-    want = float(_spec_loss(X, y, w))  # what loss_note expects of the submission's loss() at (X, y, w)
+    family, numeric, (X, y, w), want = _gradcheck_expected(seed, p)  # want: what loss_note expects of loss()
     dims = {"n": p["n"], "d": p["d"]}
     own_loss = sub.get("loss")
     counter = CallCounter(own_loss)
@@ -219,12 +253,9 @@ def gradcheck(sub, seed, p):
                             "in one call): a gradient from differences of the loss is not a gradient by hand; write "
                             "(1/n) sum_i -sigma(-u_i) t_i x~_i")
         measured.append((label, X_, y_, w_, no_graph(analytic, "gradient()")))
-    blocks = []
-    for label, X_, y_, w_, analytic in measured:
-        # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
-        numeric = numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_)
-        moves = bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6)
-        blocks.append(block(f"w ({label})", analytic, numeric, moves=moves))
+    # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
+    blocks = [block(f"w ({label})", analytic, expected, moves=moves)
+              for (label, _X, _y, _w, analytic), (expected, moves) in zip(measured, numeric)]
     # float32 in, float32 out: the same gradient within float32's precision.
     g32, g64 = calls.judged(g32, dims), calls.judged(g64, dims)
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
@@ -278,6 +309,36 @@ def _extreme(seed, n, d, scale):
     return torch.tensor(X), torch.tensor(y, dtype=torch.int64), torch.tensor(w)
 
 
+@_seeded_once
+def _stability_cases(seed, p):
+    """stability's inputs at (seed, p), each case its own tensors (no call sees what another did to
+    them): ("loss" or "gradient", label, X, y, w, the tolerance a loss case is judged with)."""
+    cases = []
+    # The spec's own configuration (first-loss's first loss): where it is wrong, the formula is, and
+    # first-loss charges that; this check then judges finiteness only (graders/kinds/stability.py).
+    X, y, w = _problem(seed, p["n"], p["d"])
+    cases.append(("loss", f"n={p['n']}, d={p['d']}, the spec's configuration", X, y, w, {"base": True}))
+    X, y, w = _problem(seed + 1, 1, 2)
+    cases.append(("loss", "n=1, d=2", X, y, w, {}))
+    X, y, w = _problem(seed + 2, 20, 1)
+    cases.append(("loss", "n=20, d=1", X, y, w, {}))
+    X, y, w = _problem(seed + 3, 20, 4)
+    cases.append(("loss", "n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), {"rtol": 1e-5, "atol": 1e-6}))
+    cases.append(("loss", "n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(),
+                  w.clone(), {}))
+    cases.append(("loss", "n=20, d=4, w = 0 (every margin 0)", X.clone(), y.clone(), torch.zeros_like(w), {}))
+    # labels already in X's float dtype: y.to(X.dtype) is then y itself, not a copy, so an in-place
+    # t.mul_(2).sub_(1) on it rewrites the caller's labels (int labels hide it: .to() copies them)
+    cases.append(("loss", "n=20, d=4, y as float64 labels (X's dtype)", X.clone(), y.double(), w.clone(), {}))
+    X8, y8, w8 = _problem(seed + 4, 8, 3)
+    cases.append(("gradient", "float64 labels (X's dtype), moderate margins", X8, y8.double(), w8, {}))
+    for label, size in (("margins of magnitude 1000", 1000.0), ("margins of magnitude 30", 30.0)):
+        X, y, w = _extreme(seed, 8, 3, size)
+        cases.append(("loss", f"{label} in random directions (n=8, d=3)", X, y, w, {}))
+        cases.append(("gradient", label, X.clone(), y.clone(), w.clone(), {}))
+    return cases
+
+
 @keeps_rules
 def stability(sub, seed, p):
     """loss() over a family of inputs (sizes, float32, a non-contiguous X, every margin 0) against the
@@ -285,7 +346,7 @@ def stability(sub, seed, p):
     every call in one message, then judged in order."""
     calls, judges = _Calls(sub), []
 
-    def loss_case(name, X, y, w, **tolerance):
+    def loss_case(name, X, y, w, tolerance):
         i = calls.add("loss", "loss", X, y, w)
 
         def judge():
@@ -293,7 +354,7 @@ def stability(sub, seed, p):
             return {"name": f"loss, {name}", "value": value.item(), **tolerance}
         judges.append(judge)
 
-    def gradient_case(label, X, y, w):
+    def gradient_case(label, X, y, w, _tolerance):
         i = calls.add("gradient", "gradient", X, y, w)
 
         def judge():
@@ -302,27 +363,8 @@ def stability(sub, seed, p):
                     "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")}
         judges.append(judge)
 
-    # The spec's own configuration (first-loss's first loss): where it is wrong, the formula is, and
-    # first-loss charges that; this check then judges finiteness only (graders/kinds/stability.py).
-    X, y, w = _problem(seed, p["n"], p["d"])
-    loss_case(f"n={p['n']}, d={p['d']}, the spec's configuration", X, y, w, base=True)
-    X, y, w = _problem(seed + 1, 1, 2)
-    loss_case("n=1, d=2", X, y, w)
-    X, y, w = _problem(seed + 2, 20, 1)
-    loss_case("n=20, d=1", X, y, w)
-    X, y, w = _problem(seed + 3, 20, 4)  # (each call its own copies: no call sees what another did to them)
-    loss_case("n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), rtol=1e-5, atol=1e-6)
-    loss_case("n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(), w.clone())
-    loss_case("n=20, d=4, w = 0 (every margin 0)", X, y, torch.zeros_like(w))
-    # labels already in X's float dtype: y.to(X.dtype) is then y itself, not a copy, so an in-place
-    # t.mul_(2).sub_(1) on it rewrites the caller's labels (int labels hide it: .to() copies them)
-    loss_case("n=20, d=4, y as float64 labels (X's dtype)", X.clone(), y.double(), w.clone())
-    X8, y8, w8 = _problem(seed + 4, 8, 3)
-    gradient_case("float64 labels (X's dtype), moderate margins", X8, y8.double(), w8)
-    for label, size in (("margins of magnitude 1000", 1000.0), ("margins of magnitude 30", 30.0)):
-        X, y, w = _extreme(seed, 8, 3, size)
-        loss_case(f"{label} in random directions (n=8, d=3)", X, y, w)
-        gradient_case(label, X.clone(), y.clone(), w.clone())
+    for what, *case in _stability_cases(seed, p):
+        (loss_case if what == "loss" else gradient_case)(*case)
     calls.send()
     return {"cases": [judge() for judge in judges]}
 

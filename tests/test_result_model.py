@@ -21,7 +21,7 @@ from dldiy.graders.report import CheckResult, Report
 
 
 def test_each_line_the_child_writes_is_read_back_as_written():
-    sent = [messages.loaded(["cell 1, line 1: %time"], ["seccomp"]), messages.load_error("boom"),
+    sent = [messages.loaded(["cell 1, line 1: %time"], ["seccomp"], True), messages.load_error("boom"),
             messages.measured("gradcheck", 42, {"max_rel_error": 1e-9, "note": None}),
             messages.failed("gradcheck", 1, messages.error("raised", "ValueError: no", "File x, line 2\n  y"))]
     for message in sent:
@@ -42,8 +42,9 @@ def test_a_line_that_is_not_one_of_ours_is_ignored(line):
 
 
 def test_a_loaded_line_with_odd_fields_is_made_plain():
-    parsed = messages.parse(b'{"type": "loaded", "skipped": [1, "x"], "sandbox": "not a list"}')
-    assert parsed == {"type": "loaded", "skipped": ["1", "x"], "sandbox": []}
+    parsed = messages.parse(b'{"type": "loaded", "skipped": [1, "x"], "sandbox": "not a list", "pid_namespace": "yes"}')
+    # only a true bool says the student's process was its PID namespace's init (the parent then skips its sweep)
+    assert parsed == {"type": "loaded", "skipped": ["1", "x"], "sandbox": [], "pid_namespace": False}
 
 
 # -- the report and its one JSON form -------------------------------------------------------------------

@@ -74,10 +74,12 @@ class StudentProcess:
         self.pid: int
         self.dump_fd: int
         self.status_fd: int
+        self.namespace_init: bool  # the zygote's word (trusted), not the student's report
         self._own_zygote = Zygote() if zygote is None else None
         out = os.open(os.devnull, os.O_WRONLY) if output_fd is None else output_fd
         try:
-            self.pid, sock, self.dump_fd, self.status_fd = (zygote or self._own_zygote).fork_student(request, out)
+            self.pid, sock, self.dump_fd, self.status_fd, self.namespace_init = \
+                (zygote or self._own_zygote).fork_student(request, out)
         finally:
             if output_fd is None:
                 os.close(out)
@@ -321,7 +323,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
     except LoadFailed as e:
         emit(messages.load_error(str(e)))
         return
-    emit(messages.loaded(student.skipped, student.sandbox))
+    emit(messages.loaded(student.skipped, student.sandbox, student.namespace_init))
     timed_out = False
     overran: dict[str, str] = {}  # check -> its timeout's message: the check has failed, its other seeds are not run
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}

@@ -6,7 +6,7 @@ One type per line, the one function each side uses: the child builds its lines w
 unknown type, a field of the wrong type). The error shape (`ErrorInfo`) is also what the parent
 records for a task the child never answered (a timeout, a death, a submission that did not load).
 
-    {"type": "loaded", "skipped": [str, ...], "sandbox": [str, ...]}   once, after the submission loaded
+    {"type": "loaded", "skipped": [str, ...], "sandbox": [str, ...], "pid_namespace": bool}   once, after the submission loaded
     {"type": "load_error", "message": str}                            instead, if it could not be
     {"type": "result", "check": str, "seed": int, "measurement": ...}
     {"type": "result", "check": str, "seed": int, "error": {"kind": str, "message": str, "traceback": str}}
@@ -40,7 +40,10 @@ class TaskResult(TypedDict, total=False):
 class Loaded(TypedDict):
     type: Literal["loaded"]
     skipped: list[str]
-    sandbox: list[str]
+    sandbox: list[str]  # the student's process's own report of its confinement (for the record)
+    # the zygote's word, through the harness: the student's process is its PID namespace's init, so that
+    # nothing it starts outlives it (the parent then needs no sweep for strays)
+    pid_namespace: bool
 
 
 class LoadError(TypedDict):
@@ -71,8 +74,8 @@ def error(kind: ErrorKind, message: str, traceback: str = "") -> ErrorInfo:
     return {"kind": kind, "message": str(message), "traceback": str(traceback or "")}
 
 
-def loaded(skipped: list[str], sandbox: list[str]) -> Loaded:
-    return {"type": "loaded", "skipped": list(skipped), "sandbox": list(sandbox)}
+def loaded(skipped: list[str], sandbox: list[str], pid_namespace: bool = False) -> Loaded:
+    return {"type": "loaded", "skipped": list(skipped), "sandbox": list(sandbox), "pid_namespace": pid_namespace}
 
 
 def load_error(message: str) -> LoadError:
@@ -108,7 +111,7 @@ def parse(line: bytes | str) -> Message | None:
         return None
     kind = raw.get("type")
     if kind == "loaded":
-        return loaded(_strings(raw.get("skipped")), _strings(raw.get("sandbox")))
+        return loaded(_strings(raw.get("skipped")), _strings(raw.get("sandbox")), raw.get("pid_namespace") is True)
     if kind == "load_error":
         message = raw.get("message")
         return load_error(message if isinstance(message, str) else "the submission could not be loaded")

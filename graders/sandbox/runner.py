@@ -256,6 +256,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
     worker = WORKERS.take(spawner, _start_request(exercise, limits), limits)
     reader, clean = worker.reader, False
     loaded, progressed = False, False
+    contained = False  # the student's process was its PID namespace's init (the harness's word)
     timeout = startup_timeout + GRACE_S + (exercise.check(pending[0].check).timeout if pending else 0)
     try:
         sent = worker.child.send_job(job)  # a worker gone meanwhile: its channel ends, read as a death
@@ -301,7 +302,7 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
                 timeout = GRACE_S
                 continue
             if message["type"] == "loaded":
-                loaded = True
+                loaded, contained = True, message["pid_namespace"]
                 if outcome.load_s is None:
                     outcome.load_s = time.monotonic() - child_started
                 outcome.skipped, outcome.sandbox = message["skipped"], message["sandbox"]
@@ -322,7 +323,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
             worker.close()
             outputs.append(worker.drain.text())
         cgroup.kill_all()
-        sandbox.sweep(marker)
+        if not contained:  # a stray that left with setsid() and outlived its process: none can outlive an init
+            sandbox.sweep(marker)
 
 
 def _notify(on_result: Callable[[Task], None] | None, task: Task) -> None:

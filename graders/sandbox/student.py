@@ -500,8 +500,9 @@ class Zygote:
         theirs.close()
         self.sock = ours
 
-    def fork_student(self, request: dict[str, Any], output_fd: int) -> tuple[int, Any, int, int]:
-        """(pid, the harness's socket, the dump pipe's read end, the exit-status pipe's read end)."""
+    def fork_student(self, request: dict[str, Any], output_fd: int) -> tuple[int, Any, int, int, bool]:
+        """(pid, the harness's socket, the dump pipe's read end, the exit-status pipe's read end, whether it
+        is the init of a PID namespace of its own: everything it starts then dies with it)."""
         import json
         import socket
         import struct
@@ -530,7 +531,7 @@ class Zygote:
 
             applied, missing = join_cgroups(request["sandbox"], pid)
             send({"applied": applied, "missing": missing})
-        return pid, sock, fds[1], fds[2]
+        return pid, sock, fds[1], fds[2], bool(namespace_init)
 
     def close(self) -> None:
         self.sock.close()  # the zygote reads end of file and exits

@@ -68,6 +68,10 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         what = "first loss" if i == 0 else f"the loss at step {steps[i]}"
         return Verdict.failed(f"{what}: {versus(want[i], losses[i])}. {constant}",
                               diagnosed=True, **details)
+    precision = _float32_precision(losses, want, rtol)
+    if precision:
+        what = "first loss" if i == 0 else f"the loss at step {steps[i]}"
+        return Verdict.failed(f"{what}: {versus(want[i], losses[i])}. {precision}", diagnosed=True, **details)
     if i == 0:
         ratio = f" (ratio {fmt(losses[0] / want[0])})" if want[0] else ""
         hint = ratio_hint(losses[0], want[0], measured.get("n"))
@@ -112,6 +116,23 @@ def _constant_ratio(losses: list[float], want: list[float], n: int | None) -> st
         return ""
     cause = ratio_hint(r, 1.0, n) or "a constant factor in the loss (a missing or extra 1/n, 2 or 1/2?)."
     return f"measured/expected is {fmt(r)} at every recorded step: {cause}"
+
+
+FLOAT32_REL = 1e-5  # float32 keeps ~7 significant digits: a few roundings of 6e-8 stay far below this
+
+
+def _float32_precision(losses: list[float], want: list[float], rtol: float) -> str:
+    """A message when every loss agrees with the reference's to float32's precision but not to the
+    check's (float64) tolerance: the formula is right, some step of it ran in float32, else ""."""
+    if rtol >= FLOAT32_REL or not losses or any(not math.isfinite(m) or e == 0 for m, e in zip(losses, want)):
+        return ""
+    worst = max(abs(m - e) / abs(e) for m, e in zip(losses, want))
+    if not rtol < worst <= FLOAT32_REL:
+        return ""
+    return (f"Every loss agrees with the reference's to about 7 significant digits, and no better (largest "
+            f"rel. error {worst:.1e}): the formula is right but part of it runs in float32 although the inputs "
+            "are float64. Look for a .float(), a tensor made inside without dtype= (torch.tensor(...), "
+            "torch.zeros(...) are float32 by default) or an accumulator of the default dtype.")
 
 
 def _f(v: Any) -> float:

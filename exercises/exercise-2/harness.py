@@ -13,6 +13,8 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
+from dldiy.graders.kinds.parity import measure_parity
+from dldiy.graders.kinds.placement import measure_placement
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
                                             no_graph, same_dtype, unmodified)
 
@@ -226,3 +228,21 @@ def divergence(sub, seed, p):
     # Stopping early at the first nan is allowed here: the history still shows the divergence.
     measured["losses"] = [float(v) for v in losses]
     return measured
+
+
+def _device_run(sub, seed):
+    """loss() and gradient() on a small float32 problem moved to `device` (fit_exact's least squares has
+    no meta kernel in every torch: placement is judged where the spec's iterative half runs)."""
+    def run(device):
+        X, y, w = _problem(seed, 16, 2)
+        X, y, w = (torch.tensor(a, dtype=torch.float32).to(device) for a in (X, y, w))
+        return {"loss": sub.get("loss")(X, y, w), "gradient": sub.get("gradient")(X, y, w)}
+    return run
+
+
+def placement(sub, seed, p):
+    return measure_placement(_device_run(sub, seed))
+
+
+def parity(sub, seed, p):
+    return measure_parity(_device_run(sub, seed))

@@ -12,12 +12,14 @@ def _check(kind, **params):
     return Check(name=kind, kind=kind, probe=kind, points=1.0, params=params)
 
 
-def _run(losses=None, raised=None):
-    measured = {"lr": 8.0, "limit": 0.8, "steps": 150}
+def _run(losses=None, raised=None, steps=None, plain=None):
+    measured = {"lr": 8.0, "limit": 0.8, "steps": steps if steps is not None else len(losses or []) or 150}
     if raised is not None:
         measured["raised"] = raised
     else:
         measured["losses"] = losses
+    if plain is not None:
+        measured["plain"] = plain
     return divergence.judge(measured, None, _check("divergence", growth=100))
 
 
@@ -28,8 +30,46 @@ def test_a_loss_that_overflows_is_divergence_and_passes():
     assert verdict.status == "pass" and "divergence" in verdict.message and "step 3" in verdict.message
 
 
-def test_a_history_cut_at_the_first_nan_still_shows_divergence():
-    assert _run([4.0, 1e150, None]).status == "pass"
+def test_a_history_cut_short_fails_saying_it_stopped_early():
+    """The spec's train() returns one loss per step, inf and nan included (red team: a loop that breaks
+    at the first non-finite loss)."""
+    verdict = _run([4.0, 1e150, None], steps=150)
+    assert verdict.status == "fail" and "returned 3 losses for steps=150: it stopped early" in verdict.message
+
+
+def _plain(first, ratio, steps):
+    """Geometric growth as plain descent shows it above the limit, inf once it overflows (then nan)."""
+    out, v = [], first
+    for _ in range(steps):
+        out.append(v if math.isfinite(v) else (math.inf if out and math.isfinite(out[-1]) else math.nan))
+        v = v * ratio if math.isfinite(v) else v
+    return out
+
+
+@given(first=st.floats(1e-2, 1e2), ratio=st.floats(5.0, 400.0), steps=st.integers(20, 150),
+       wobble=st.floats(-1e-9, 1e-9))
+def test_a_loop_that_follows_plain_descent_to_overflow_passes(first, ratio, steps, wobble):
+    plain = _plain(first, ratio, steps)
+    losses = [v * (1 + wobble) for v in plain]  # rounding of another order of the same update
+    assert _run(losses, plain=plain).status == "pass"
+
+
+@given(first=st.floats(1e-2, 1e2), ratio=st.floats(5.0, 400.0), steps=st.integers(20, 150),
+       cap_at=st.integers(3, 15))
+def test_a_loop_that_caps_the_step_once_it_grows_fails_naming_the_step(first, ratio, steps, cap_at):
+    plain = _plain(first, ratio, steps)
+    if not math.isfinite(plain[cap_at]) or plain[cap_at] > 1e300:
+        return  # (no finite step left to cap)
+    capped = plain[:cap_at] + [plain[cap_at - 1] * 1.5] * (steps - cap_at)  # still growing past 100x, never inf
+    verdict = _run(capped, plain=plain)
+    assert verdict.status == "fail" and f"leaves it at step {cap_at}" in verdict.message
+    assert "clamp" in verdict.message
+
+
+def test_a_loop_wrong_from_the_start_is_judged_by_its_growth_alone():
+    """One bug, one deduction: a wrong update is first-loss's and convergence's to charge."""
+    plain = _plain(4.0, 19.0, 150)
+    assert _run(_plain(4.0, 30.0, 150), plain=plain).status == "pass"
 
 
 def test_a_raise_fails_naming_the_exception_and_the_word_divergence():

@@ -225,8 +225,15 @@ def divergence(sub, seed, p):
             raise
         measured["raised"] = e.message
         return measured
-    # Stopping early at the first nan is allowed here: the history still shows the divergence.
     measured["losses"] = [float(v) for v in losses]
+    # Plain gradient descent with the same loss and gradient, here: where the student's loop follows it at
+    # first and then leaves it, something changed the step once it grew (a clamp, a cap, a rescaling).
+    w = _t(w0)
+    plain = []
+    for _ in range(steps):
+        plain.append(float(_spec_loss(_t(X), _t(y), w)))
+        w = w - lr * _spec_gradient(_t(X), _t(y), w)
+    measured["plain"] = plain
     return measured
 
 

@@ -7,10 +7,15 @@ lambda_max from its own data) and records the loss history. The history diverges
 not finite, or when the last loss exceeds `growth` (default 100) times the first.
 
 The check passes when the history diverges: the training loop used lr as given, did not clip or
-rescale the step, and reported the divergence by returning its losses (inf and nan included)
-rather than raising. It fails when the loop raised, or when the losses did not grow.
+rescale the step, and reported the divergence by returning its losses, one per step, inf and nan
+included, rather than raising. It fails when the loop raised, stopped early, or the losses did not
+grow; and, where the harness also ran plain gradient descent with the same loss and gradient (`plain`),
+when the loop followed it for its first FOLLOWED steps and then left it while its losses were finite:
+something changed the step once it grew (a clamp of the weights, a cap on the step). A loop that does
+not follow plain descent from the start is judged by the growth alone (first-loss and convergence
+charge a wrong update: one bug, one deduction).
 
-Measurement: {"lr": float, "limit": float, "steps": int, "losses": [float | None, ...]}
+Measurement: {"lr": float, "limit": float, "steps": int, "losses": [float | None, ...], "plain": [...]}
 or {"lr": float, "limit": float, "steps": int, "raised": "ExceptionName: message (file:line)"}.
 """
 
@@ -37,6 +42,22 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     losses = [math.nan if v is None else float(v) for v in measured["losses"]]
     if not losses:
         return Verdict.failed(f"{where}, training returned no losses, so no divergence can be read from them")
+    steps = int(measured.get("steps", len(losses)))
+    if len(losses) < steps:
+        return Verdict.failed(
+            f"{where}, train() returned {len(losses)} losses for steps={steps}: it stopped early. The spec asks "
+            "for one loss per step, inf and nan included: the caller reads the divergence from them.", lr=lr)
+    plain = measured.get("plain")
+    left = _leaves_plain_descent(losses, [math.nan if v is None else float(v) for v in plain]) \
+        if isinstance(plain, list) else None
+    if left is not None:
+        k, got, want = left
+        return Verdict.failed(
+            f"{where}, train() follows plain gradient descent for {k} steps, then leaves it at step {k}: loss "
+            f"{fmt(got)} where plain gradient descent with the same loss and gradient gives {fmt(want)}. Something "
+            "changes the step once it grows: a clamp or clip of the weights or of the gradient, a cap on the "
+            "step, a rescaling. Above the stability limit the weights must be left to overflow: the "
+            "divergence is for the caller to read from the losses.", diagnosed=True, step=k)
     bad = next((k for k, v in enumerate(losses) if not math.isfinite(v)), None)
     if bad is not None:
         return Verdict.passed(f"divergence {where}, as expected: the loss goes from {fmt(losses[0])} to "
@@ -49,3 +70,29 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         f"steps (divergence means a nan/inf or a growth beyond x{fmt(growth)}). Plain gradient descent "
         "diverges at this rate: is lr used as given, or is the step rescaled, clipped or capped?",
         last=losses[-1], first=losses[0])
+
+
+FOLLOWED = 3  # steps a loop must match plain descent from the start to be judged against it later
+RTOL = 1e-6  # the same update in another order rounds differently by ~1e-15, amplified with the signal
+HUGE = 1e300  # near float64's overflow, one rounding can overflow one step earlier or later
+
+
+def _leaves_plain_descent(losses: list[float], plain: list[float]) -> tuple[int, float, float] | None:
+    """(step, the loop's loss, plain descent's) where a history that matched plain descent for at least
+    FOLLOWED steps leaves it while not overflowing, else None."""
+    k = 0
+    for got, want in zip(losses, plain):
+        if not (math.isfinite(got) and math.isfinite(want)) or abs(got - want) > RTOL * abs(want):
+            break
+        k += 1
+    if k < FOLLOWED or k >= min(len(losses), len(plain)):
+        return None
+    got, want = losses[k], plain[k]
+    if math.isfinite(got) and math.isfinite(want):
+        return k, got, want
+    if math.isfinite(want) and want < HUGE:  # the loop overflowed where plain descent did not
+        return k, got, want
+    if math.isfinite(got) and not math.isfinite(want) and all(math.isfinite(v) for v in losses[k:k + 3]) \
+            and got < HUGE:  # plain descent overflowed; the loop stays finite
+        return k, got, want
+    return None

@@ -274,6 +274,10 @@ def init_scale(sub, seed, p):
             raise Violation(f"init_params(...)[{2 * l + 1}] (b{l + 1}) is {got}; each bias is a vector of shape "
                             f"(d_out,) = ({d_out},): a (1, {d_out}) row broadcasts in the forward, then a Linear's "
                             "backward returns a gradient of the wrong shape")
+        if bool((b.detach() != 0).any()):
+            raise Violation(f"init_params(...)[{2 * l + 1}] (b{l + 1}) is not zero (largest |entry| "
+                            f"{float(b.detach().abs().max()):.3g}): the spec starts every bias at 0, "
+                            "torch.zeros(d_out, dtype=torch.float64); only the weights are drawn")
         if bool((W == W.reshape(-1)[0]).all()):
             scaled.append(0.0)  # constant weights have no scale to judge: the symmetry check reports them
             continue
@@ -442,9 +446,18 @@ def invariants(sub, seed, p):
         watch.dtype(where, t, torch.float64, f"[{i}]")
     X, y = xor_blobs(seed, 16)
     where = "train() (n=16, sizes [2, 4, 1], 3 steps)"
+    params = leaves(harness_params(seed, [2, 4, 1]))
     with own_network(sub):
-        result = watch.call(where, sub.get("train"), (X, y, leaves(harness_params(seed, [2, 4, 1])), 0.1, 3, "tanh"),
-                            ("X", "y", "params"))
+        result = watch.call(where, sub.get("train"), (X, y, params, 0.1, 3, "tanh"), ("X", "y", "params"))
     if isinstance(result, (tuple, list)) and len(result) == 2:
         watch.no_graph(where, list(result[1]), "losses")
+        returned = result[0]
+        # the spec's train() updates the caller's leaves in place (an optimizer holds them, as torch.optim does)
+        if isinstance(returned, (list, tuple)) and len(returned) == len(params) and \
+                all(isinstance(t, torch.Tensor) and t.shape == q.shape for t, q in zip(returned, params)) and \
+                any(not torch.equal(t.detach(), q.detach()) for t, q in zip(returned, params)):
+            watch.violation(where, "the params train() returned are not the caller's, which it left as they were: "
+                                   "it rebinds new tensors instead of updating the leaves in place; update them as "
+                                   "the spec says (with torch.no_grad(): p -= lr * p.grad), so that whoever holds "
+                                   "them (an optimizer, the caller) sees the training")
     return watch.measurement()

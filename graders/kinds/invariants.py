@@ -30,7 +30,8 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
         return Verdict.passed(f"{len(probed)} call(s) probed, every invariant held")
     first = violations[0]
     more = f" ({len(violations) - 1} more violation(s))" if len(violations) > 1 else ""
-    return Verdict.failed(f"{first['where']}: {first['what']}{more}", where=first["where"])
+    # every violation names its rule and the fix: the check's general hint would only repeat the others
+    return Verdict.failed(f"{first['where']}: {first['what']}{more}", diagnosed=True, where=first["where"])
 
 
 # ---- child side: what a harness uses to gather the measurement (torch imported inside) -------------

@@ -12,7 +12,7 @@ import torch
 
 from dldiy.graders.api import ApiError, check_result, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
                                             no_graph, same_dtype, unchanged, unmodified)
@@ -183,32 +183,7 @@ def _gradcheck_family(seed, p):
     return family
 
 
-_KEPT: dict = {}
-
-
-def _seeded_once(fn):
-    """`fn(seed, p)`, computed once per harness process: a harness serves submission after submission at
-    the same seeds, and what `fn` computes depends on the seed alone, never on the submission. The kept
-    tensors are handed out as clones (a call's in-place change synced back must not reach the next one)."""
-    def kept(seed, p):
-        key = (fn.__name__, seed, repr(sorted(p.items())))
-        if key not in _KEPT:
-            _KEPT[key] = fn(seed, p)
-        return _cloned(_KEPT[key])
-    return kept
-
-
-def _cloned(value):
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_cloned(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _cloned(v) for k, v in value.items()}
-    return value
-
-
-@_seeded_once
+@seeded_once
 def _gradcheck_expected(seed, p):
     """What gradcheck compares with, from the spec's loss (no submission): the family, each configuration's
     numeric gradient and whether its true gradient moves; the spec's problem (X, y, w) and its loss there."""
@@ -309,7 +284,7 @@ def _extreme(seed, n, d, scale):
     return torch.tensor(X), torch.tensor(y, dtype=torch.int64), torch.tensor(w)
 
 
-@_seeded_once
+@seeded_once
 def _stability_cases(seed, p):
     """stability's inputs at (seed, p), each case its own tensors (no call sees what another did to
     them): ("loss" or "gradient", label, X, y, w, the tolerance a loss case is judged with)."""

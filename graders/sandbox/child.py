@@ -228,6 +228,9 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     except (OSError, SyntaxError, ValueError):
         pass  # loading it below raises the same error, where it is reported
     load_module_from(exercise.harness_path, name)  # its imports, before the zygote is forked
+    from .endpoint import Local
+
+    Local.preload(exercise.harness_path)  # what the students' processes build trusted values with
     # and what every student's process imports itself (student.run: 4 ms each when left to it)
     import resource  # noqa: F401 - confine's rlimits
 

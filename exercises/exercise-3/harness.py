@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_tensor
+from dldiy.graders.kinds.invariants import Violation, keeps_rules
 from dldiy.graders.sandbox.endpoint import RemoteError
 
 _TRAINED: dict[tuple[int, int], tuple[nn.Module, list[float]]] = {}
@@ -68,17 +69,26 @@ def convergence(sub, seed, p):
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
 
+@keeps_rules
 def evaluation(sub, seed, p):
     """Differences that are zero for a correct evaluate(): against itself, and against the model
     evaluated here in eval mode (loss = mean cross-entropy, accuracy = argmax agreement); the mode
     evaluate() leaves the model in; and a summary of the held-out split test_set() hands out."""
     model, _ = _trained(sub, seed, p["budget"])
     images, labels = _test_set(sub)
+    before = sub.run_local(module_settings, model)
     first = [float(v) for v in sub.call("evaluate", model, images, labels)]
     second = [float(v) for v in sub.call("evaluate", model, images, labels)]
     if len(first) != 2:
         raise ApiError(f"evaluate() returned {len(first)} values; expected (loss, accuracy)")
     left_training = float(not model.training)  # 0 when evaluate() hands the model back in training mode
+    after = sub.run_local(module_settings, model)
+    # a dropout's p set to 0 instead of model.eval(): the numbers are right, but training goes on without dropout
+    for (name, kind, _, p_before), (_, _, _, p_after) in zip(before, after):
+        if p_before != p_after:
+            raise Violation(f"evaluate() changed layer {name or 'model'!r} ({kind}): its p went from {p_before:g} to "
+                            f"{p_after:g}, and stays so when training goes on. Switch dropout off for the evaluation "
+                            "with model.eval(), and hand the model back with model.train()")
     scores = _scores_in_eval_mode(model, images)
     own = [F.cross_entropy(scores, labels).item(), (scores.argmax(dim=1) == labels).double().mean().item()]
     return {"cases": [
@@ -90,6 +100,17 @@ def evaluation(sub, seed, p):
          "shape": [1], "values": [left_training]},
         *held_out_summary(images, labels, p["classes"]),
     ]}
+
+
+def module_settings(model: nn.Module) -> list[list]:
+    """[name, class, training, p] of every submodule (p: a dropout's probability, None for other layers),
+    in the student's process (sub.run_local): what evaluate() must hand back as it found it."""
+    rows = []
+    for name, module in model.named_modules():
+        p = getattr(module, "p", None)
+        rows.append([name, type(module).__name__, bool(module.training),
+                     float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else None])
+    return rows
 
 
 def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[dict]:

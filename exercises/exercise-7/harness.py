@@ -185,6 +185,14 @@ def _train_family(sub, seed, p):
                   "shape": [3], "values": w.tolist()})
     cases.append({"name": "from w0 = 0, one point labelled -1: updates in each epoch", "shape": [len(mistakes)],
                   "values": [float(m) for m in mistakes]})
+    # A point right by a margin float32 cannot see: from w0, t <w0, x~> = +1e-10 in float64, while the same
+    # product of float32 copies is <= 0. A decision taken in float32 (a .float() inside) updates; float64 does not.
+    X, t, w0 = _beyond_float32(seed)
+    w, mistakes = _train(sub, X, t, w0, 2)
+    cases.append({"name": "one point right by a margin of 1e-10 (float64 inputs; in float32 it would be a mistake): w",
+                  "shape": [3], "values": w.tolist()})
+    cases.append({"name": "one point right by a margin of 1e-10: updates in each epoch", "shape": [len(mistakes)],
+                  "values": [float(m) for m in mistakes]})
     # float32 in, float32 out, and the same run as in float64 within float32's precision (not compared
     # with the reference at 1e-9: a correct solution may accumulate in float64 and cast back).
     X, t = _blobs(seed + 3, 30, p["distance"], None)
@@ -195,6 +203,22 @@ def _train_family(sub, seed, p):
         raise Violation(f"train() on float32 X and w0 gives w = {w32.tolist()} and updates {m32}, on the same data in "
                         f"float64 w = {w64.tolist()} and updates {m64}: more than float32 rounding apart")
     return cases
+
+
+def _beyond_float32(seed, margin=1e-10):
+    """(X (1, 2), t = [+1], w0): t <x~, w0> = +margin > 0 in float64, <= 0 for the float32 copies of x~ and
+    w0 (torch's float32 dot product), the first such point of a seeded sequence (about one try in two)."""
+    rng = np.random.default_rng(seed + 40_000)
+    for _ in range(1000):
+        w0 = rng.normal(0.0, 1.0, 3)
+        u = rng.normal(0.0, 1.0, 2)
+        x = u - ((u @ w0[:2] + w0[2]) - margin) / (w0[:2] @ w0[:2]) * w0[:2]  # <[x, 1], w0> = margin
+        xt = np.append(x, 1.0)
+        exact = float(torch.tensor(xt) @ torch.tensor(w0))
+        rounded = float(torch.tensor(xt, dtype=torch.float32) @ torch.tensor(w0, dtype=torch.float32))
+        if exact > 0 and rounded <= 0:
+            return x[None, :], np.ones(1, dtype=np.int64), w0
+    raise RuntimeError(f"exercise-7 harness: no point beyond float32's precision at seed {seed}")
 
 
 @keeps_rules

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import browse
 from dldiy import __version__
 from dldiy.graders.batch.export import feedback_html, feedback_markdown
 
@@ -111,21 +110,6 @@ def test_an_ungradable_submission_gets_a_page_too():
 
 
 # -- in a real browser -------------------------------------------------------------------------------
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.skip("chromium is not installed here (Debian: apt-get install -y chromium); "
-                    ".ci/run installs it so CI runs this test")
-    return found
-
-
-def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         *args, page.as_uri()], capture_output=True, text=True, timeout=120)
-
 
 @pytest.fixture(scope="module")
 def graded_page(tmp_path_factory, bugged) -> Path:

@@ -224,14 +224,19 @@ def _limits(values: list[float], margin: float = 0.05) -> tuple[float, float]:
     return max(lo - pad, -BIGGEST), min(hi + pad, BIGGEST)
 
 
-def _ticks(lo: float, hi: float, count: int) -> tuple[list[float], float]:
-    """About `count` round values (steps of 1, 2 or 5 times a power of ten) within [lo, hi], and the step."""
-    raw = hi / count - lo / count
+def _ticks(lo: float, hi: float, bins: int) -> tuple[list[float], float]:
+    """Round values within [lo, hi], `bins` + 1 at most, and their step: the smallest step of 1, 2, 2.5 or 5
+    times a power of ten that gives no more (matplotlib's MaxNLocator)."""
+    raw = hi / bins - lo / bins
     if not 0 < raw < math.inf:
         return [], 1.0  # no range to tick (the limits always have one: a guard, not a case)
     unit = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * unit for m in (1, 2, 2.5, 5, 10) if m * unit >= raw * 0.999)
-    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)], step
+    for m in (1, 2, 2.5, 5, 10):  # 10 units > raw always fits
+        step = m * unit
+        first, last = math.ceil(lo / step), math.floor(hi / step)
+        if last - first <= bins:
+            break
+    return [k * step for k in range(first, last + 1)], step
 
 
 def _label(v: float, step: float) -> str:
@@ -286,13 +291,17 @@ class _Axes:
         """Fix the data ranges (y in log10 units when `ylog`) and their ticks; the frame's left edge moves
         to make room for the widest y tick label."""
         self.x, self.y, self.ylog = x, y, ylog
-        self.xticks = self._ticks(x, max(2, int((self.right - self.left) / 55)))
-        if ylog:
-            self.yticks = self._decades(y)
-        else:
-            self.yticks = self._ticks(y, max(2, int((self.bottom - self.top) / 36)))
+        # a tick every 33 pixels or more (three times the labels' font, as matplotlib's), and on x fewer
+        # when the labels would not fit between them
+        self.yticks = self._decades(y) if ylog else self._ticks(y, max(2, int((self.bottom - self.top) / 33)))
         widest = max((_width(label, 11) for _, label in self.yticks), default=0.0)
         self.left = self.slot + 26 + min(widest, 120) + 8
+        bins = max(2, int((self.right - self.left) / 33))
+        self.xticks = self._ticks(x, bins)
+        while bins > 2 and len(self.xticks) > 1 and (self.px(self.xticks[1][0]) - self.px(self.xticks[0][0])
+                                                      < max(_width(label, 11) for _, label in self.xticks) + 12):
+            bins -= 1
+            self.xticks = self._ticks(x, bins)
 
     @staticmethod
     def _ticks(span: tuple[float, float], count: int) -> list[tuple[float, str]]:

@@ -24,7 +24,7 @@ from dldiy.graders.render import print_report, write_pictures
 @click.option("--only", "only", multiple=True, metavar="CHECK", help="Run only this check (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write a PNG per check with a picture (loss curves, gradients, boundaries) into DIR.")
+              help="Also write an SVG per check with a picture (loss curves, gradients, boundaries) into DIR.")
 def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as_json: bool,
                   plots_dir: Path | None) -> None:
     """Check your work on EXERCISE (default PATH: ./EXERCISE, where `dldiy start` puts it).

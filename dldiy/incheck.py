@@ -274,23 +274,19 @@ class _ProgressLine:
 
 
 def _show_pictures(report: Any) -> None:
-    """The checks' pictures as inline PNGs (IPython display); nothing outside IPython."""
+    """The checks' pictures as inline SVGs (IPython display, with the title as the plain-text fallback);
+    nothing outside IPython."""
     try:
         from IPython import get_ipython
-        from IPython.display import Image, display
+        from IPython.display import display
     except ImportError:
         return
     if get_ipython() is None:
         return
     from dldiy.graders.plots import pictures
 
-    try:
-        drawn = pictures(report.checks)
-    except ImportError as e:  # matplotlib missing: the table already said everything
-        print(f"(no pictures: {e})")
-        return
-    for _name, _title, png in drawn:
-        display(Image(data=png, format="png"))
+    for _name, title, svg in pictures(report.checks):
+        display({"image/svg+xml": svg.decode("utf-8"), "text/plain": f"<picture: {title}>"}, raw=True)
 
 
 def _kernel_inputs() -> list[str]:

@@ -50,13 +50,13 @@ def print_report(report: Report, console: Console | None = None) -> None:
 
 
 def write_pictures(report: Report, folder: Path) -> list[Path]:
-    """One PNG per check that has a picture, named after the check: FOLDER/<check>.png."""
+    """One SVG per check that has a picture, named after the check: FOLDER/<check>.svg."""
     from .plots import pictures
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, _title, png in pictures(report.checks):
-        target = folder / f"{name}.png"
-        target.write_bytes(png)
+    for name, _title, svg in pictures(report.checks):
+        target = folder / f"{name}.svg"
+        target.write_bytes(svg)
         written.append(target)
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,24 @@ def run_dldiy(*args: str, cwd: Path | None = None, timeout: float = 300,
     """`dldiy ARGS` as a user types it (through this interpreter, so the test venv's install is used)."""
     return subprocess.run([sys.executable, "-m", "dldiy.cli", *args], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def chromium() -> str:
+    """The headless browser the page and picture tests render in, or the test is skipped and says why."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("chromium is not installed here (Debian: apt-get install -y chromium); "
+                    ".ci/run installs it so CI runs this test")
+    return found
+
+
+def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Chromium, headless, on a local page: `--dump-dom` prints the DOM once its scripts ran,
+    `--screenshot=FILE` takes a picture of it."""
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--force-device-scale-factor=1",
+         f"--user-data-dir={profile}", *args, page.as_uri()], capture_output=True, text=True, timeout=120)
 
 
 def one_fast_rest_slow(values: list, ids=None) -> list:

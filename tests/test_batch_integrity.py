@@ -5,11 +5,13 @@ skip policy, the graded file's hash, the isolation) holds. Real zip files, real 
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
 import struct
 import tracemalloc
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
@@ -540,7 +542,6 @@ def test_reference_beside_the_class_judges_with_its_values(tmp_path: Path) -> No
 def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
     """Two students whose failing check measured the same numbers get the same picture, drawn once; a
     different measurement draws its own; a page never shows another check's picture."""
-    pytest.importorskip("matplotlib")
     import dldiy.graders.batch.export as export
 
     def record(student: str, losses: list[float]) -> dict:
@@ -563,5 +564,6 @@ def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
     finally:
         plots.pictures = original
     assert drawn == [0.9, 1.9]  # the second identical measurement was not drawn again
-    png = lambda page: page.split("data:image/png;base64,")[1].split("'")[0]  # noqa: E731
-    assert png(a) == png(b) != png(c)
+    svg = lambda page: base64.b64decode(page.split("data:image/svg+xml;base64,")[1].split("'")[0])  # noqa: E731
+    assert svg(a) == svg(b) != svg(c)
+    assert ET.fromstring(svg(c)).tag == "{http://www.w3.org/2000/svg}svg"

@@ -3,15 +3,17 @@ pictures), student text escaped, hidden values withheld; and rendered by a real 
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import re
-import shutil
 import struct
-import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from conftest import browse
 from dldiy import __version__
 from dldiy.graders.batch.export import feedback_html, feedback_markdown
 
@@ -51,10 +53,18 @@ def test_the_page_has_what_the_markdown_has_and_more():
     assert "Not executed (IPython magics and shell lines)" in page and "%matplotlib inline" in page
     assert "graded 2026-11-25 16:00 UTC" in page and f"dldiy {__version__}" in page
     assert "Graded file: <code>/class/eve/" in page
-    assert page.count("data:image/png;base64,iVBORw0KGgo") == 1  # gradcheck's picture, embedded
+    (picture,) = pictures(page)  # gradcheck's, embedded
+    assert "gradient of w" in "".join(picture.itertext())
     assert "Your code's traceback" in page
-    # By default only the checks that did not pass get a picture (drawing costs time per student).
-    assert "data:image/png" not in feedback_html(record, "Exercise 1", graded_at="today")
+    # By default only the checks that did not pass get a picture (a passing check's says little).
+    assert "<img" not in feedback_html(record, "Exercise 1", graded_at="today")
+
+
+def pictures(page: str) -> list[ET.Element]:
+    """The pictures embedded in a page: each an <img> whose data URI holds an SVG document, parsed."""
+    found = re.findall(r"<img alt='[^']*' src='data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)'>", page)
+    assert len(found) == page.count("<img"), "an <img> that is not an embedded SVG"
+    return [ET.fromstring(base64.b64decode(data)) for data in found]
 
 
 HIDDEN_SEED = 918273
@@ -92,10 +102,10 @@ def test_a_failure_at_a_hidden_seed_is_on_the_page_without_its_values(hidden):
     secrets = [str(HIDDEN_SEED), "9.87654", "0.123457"]
     if hidden:
         assert "fails at a hidden seed (values withheld)" in text, text
-        assert [s for s in secrets if s in page] == [] and "data:image/png" not in page
+        assert [s for s in secrets if s in page] == [] and pictures(page) == []
     else:
         assert "values withheld" not in text
-        assert [s for s in secrets if s in text] == secrets and page.count("data:image/png") == 1
+        assert [s for s in secrets if s in text] == secrets and len(pictures(page)) == 1
 
 
 def test_every_piece_of_student_text_is_escaped():
@@ -111,21 +121,6 @@ def test_an_ungradable_submission_gets_a_page_too():
 
 
 # -- in a real browser -------------------------------------------------------------------------------
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.skip("chromium is not installed here (Debian: apt-get install -y chromium); "
-                    ".ci/run installs it so CI runs this test")
-    return found
-
-
-def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         *args, page.as_uri()], capture_output=True, text=True, timeout=120)
-
 
 @pytest.fixture(scope="module")
 def graded_page(tmp_path_factory, bugged) -> Path:
@@ -170,6 +165,65 @@ def test_a_real_browser_renders_the_feedback_page(graded_page, tmp_path):
     assert f"dldiy {__version__}" in text and "graded 2026-11-25 16:00 UTC" in text
     assert "Graded file: " in text and "work.ipynb" in text
     # pictures only for checks that did not pass: the sign bug fails gradcheck alone
-    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom)) == 1
+    assert len(re.findall(r"<img[^>]+src=\"data:image/svg\+xml;base64,", dom)) == 1
     assert "<script" not in dom.split("<body", 1)[1]  # the student's text stayed text
     assert "pwned" not in re.search(r"<title>(.*?)</title>", dom).group(1)
+
+    # The picture itself, as the browser drew it: decoded (a natural size: the SVG's own), and in the
+    # screenshot the blue of the gradient entries and the red of the rings round the worst ones.
+    (image,) = measure_images(graded_page, tmp_path)
+    assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] == 340, image
+    counts = colour_counts(shot, image, {"blue": (0x09, 0x69, 0xDA), "red": (0xCF, 0x22, 0x2E)})
+    assert counts["blue"] > 40 and counts["red"] > 40, counts  # a few entries, rings, and the legend's
+
+
+def test_a_real_browser_draws_the_loss_curves_where_the_svg_puts_them(tmp_path):
+    """The failing first-loss of a public seed: its picture, in a real browser, is red where the SVG puts
+    the student's losses and green where it puts the reference's (the pixels at the markers' centres)."""
+    page = tmp_path / "carol.html"
+    page.write_text(feedback_html(judged_record(hidden=False), "Exercise 1", graded_at="today"), encoding="utf-8")
+    (svg,) = pictures(page.read_text())
+    shot = tmp_path / "carol.png"
+    run = browse(page, tmp_path / "profile-1", "--hide-scrollbars", "--window-size=1100,1400", f"--screenshot={shot}")
+    assert shot.is_file(), run.stderr[-2000:]
+    (image,) = measure_images(page, tmp_path)
+    assert image["complete"] and (image["naturalWidth"], image["naturalHeight"]) == (420, 340), image
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("RGB")
+    scale = image["width"] / image["naturalWidth"]
+    for fill, colour in (("#cf222e", (0xCF, 0x22, 0x2E)), ("#1a7f37", (0x1A, 0x7F, 0x37))):
+        (markers, _legend) = [p.get("d") for p in svg.iter("{http://www.w3.org/2000/svg}path") if p.get("fill") == fill]
+        # circles: M x-r y a...; squares: M x-r y-r h...
+        centres = [(float(x) + 2.5, float(y) + (2.5 if shape == "h" else 0))
+                   for x, y, shape in re.findall(r"M(-?[\d.]+) (-?[\d.]+)([ah])", markers)]
+        assert len(centres) == 5  # steps 0, 1, 2, 5, 10
+        for x, y in centres:
+            seen = pixels.getpixel((round(image["left"] + x * scale), round(image["top"] + y * scale)))
+            assert all(abs(a - b) < 40 for a, b in zip(seen, colour)), (fill, x, y, seen)
+
+
+def measure_images(page: Path, tmp_path: Path) -> list[dict]:
+    """Each <img> of the page as a real browser loaded it: complete, natural size, place on the page."""
+    measured = tmp_path / f"measured-{page.name}"
+    measured.write_text(page.read_text(encoding="utf-8").replace("</body>", (
+        "<pre id='measure'></pre><script>window.addEventListener('load', () => {"
+        "document.getElementById('measure').textContent = JSON.stringify([...document.images].map(i => {"
+        "const r = i.getBoundingClientRect(); return {complete: i.complete, naturalWidth: i.naturalWidth,"
+        " naturalHeight: i.naturalHeight, left: r.left, top: r.top, width: r.width}; }));});</script></body>")),
+        encoding="utf-8")
+    run = browse(measured, tmp_path / "profile-measure", "--window-size=1100,2400", "--dump-dom")
+    found = re.search(r"<pre id=\"measure\">(.*?)</pre>", run.stdout, re.S)
+    assert found and found.group(1), run.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def colour_counts(shot: Path, image: dict, colours: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+    """How many pixels of the screenshot, within the image's place, are close to each colour."""
+    from PIL import Image
+
+    left, top = round(image["left"]), round(image["top"])
+    box = (left, top, left + round(image["width"]), top + round(image["width"] * 340 / image["naturalWidth"]))
+    crop = Image.open(shot).convert("RGB").crop(box)
+    pixels = [crop.getpixel((x, y)) for x in range(crop.width) for y in range(crop.height)]
+    return {name: sum(all(abs(a - b) < 40 for a, b in zip(p, c)) for p in pixels) for name, c in colours.items()}

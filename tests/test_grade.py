@@ -193,8 +193,8 @@ def results(book: Path) -> dict:
 
 def test_pictures_in_the_feedback_are_the_instructors_choice(graded, tmp_path):
     """By default a failing check's picture is embedded (bob's sign bug: gradcheck's); `--pictures none`
-    leaves them out (each costs 35-240 ms of the parent's CPU, per distinct failure)."""
-    assert "<img alt=" in (graded / "book" / "feedback" / "bob.html").read_text()
+    leaves them out."""
+    assert "<img alt='gradcheck: fail (seed " in (graded / "book" / "feedback" / "bob.html").read_text()
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "bob.py").write_text(REFERENCE.replace("return -(torch.sigmoid", "return (torch.sigmoid"))

@@ -256,7 +256,10 @@ def test_check_inside_a_real_kernel_grades_the_notebooks_own_definitions(tmp_pat
     # The first check() starts the kernel's fork server (seconds): its line shows. A later one may finish
     # under the line's half-second delay (children fork warm), and then shows none.
     for number, cell in enumerate((nb.cells[2], nb.cells[4])):
-        assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 1
+        assert sum("image/svg+xml" in o.get("data", {}) for o in cell.outputs) == 1
+        assert not any("image/png" in o.get("data", {}) for o in cell.outputs)
+        (picture,) = [o["data"]["image/svg+xml"] for o in cell.outputs if "image/svg+xml" in o.get("data", {})]
+        assert "gradient of w" in picture and picture.startswith("<svg ")
         progress = [o["data"]["text/plain"] for o in cell.outputs
                     if o.get("data", {}).get("text/plain", "").startswith("dldiy: ")]
         assert len(progress) == (1 if number == 0 else len(progress[:1])), progress

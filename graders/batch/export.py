@@ -84,13 +84,14 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
                   pictures: str = "failing") -> str:
     """The student's feedback page, self-contained: the total, a table of the checks, then per check
     its title, status, message (the judge's own: a hidden seed's values are already withheld), the
-    traceback of the student's own code, and the picture of what was measured (a PNG embedded as a
-    data URI, no external file); the lines not executed; which file was graded, when, by which dldiy.
-    Every piece of student text (names, messages, tracebacks, skipped lines) is escaped.
+    traceback of the student's own code, and the picture of what was measured (an SVG embedded as a
+    data URI in an <img>, which never runs a script the document might hold; no external file); the
+    lines not executed; which file was graded, when, by which dldiy. Every piece of student text
+    (names, messages, tracebacks, skipped lines) is escaped.
 
     `pictures`: "failing" (default) draws the checks that did not pass, where a student looks and
-    where the picture explains something; drawing costs about 0.2 s a picture, which a class of 200
-    that passes would otherwise pay for nothing. "all" draws every check, "none" none."""
+    where the picture explains something (a picture of a pass adds 5-40 KB to the page and tells
+    little). "all" draws every check, "none" none."""
     import base64
     from datetime import datetime, timezone
 
@@ -103,10 +104,7 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
     drawn: dict[str, tuple[str, bytes]] = {}
     chosen = [c for c in report.checks if pictures == "all" or (pictures == "failing" and c.status != "pass")]
     if chosen:
-        try:
-            drawn = _pictures([c.to_json() for c in chosen])
-        except ImportError:  # matplotlib absent: the page says everything in words
-            drawn = {}
+        drawn = _pictures([c.to_json() for c in chosen])
     rows = "".join(
         f"<tr><td><a href='#check-{e(c.name)}'>{e(c.name)}</a></td><td>{e(c.title)}</td>"
         f"<td class='status' style='color:{colour[c.status]}'>{STATUS_WORD[c.status]}</td>"
@@ -122,9 +120,9 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
         if c.traceback_to_show:
             part.append(f"<p>Your code's traceback:</p><pre class='traceback'>{e(c.traceback_to_show)}</pre>")
         if c.name in drawn:
-            title, png = drawn[c.name]
-            part.append(f"<figure><img alt='{e(title)}' src='data:image/png;base64,"
-                        f"{base64.b64encode(png).decode('ascii')}'><figcaption>{e(title)}</figcaption></figure>")
+            title, svg = drawn[c.name]
+            part.append(f"<figure><img alt='{e(title)}' src='data:image/svg+xml;base64,"
+                        f"{base64.b64encode(svg).decode('ascii')}'><figcaption>{e(title)}</figcaption></figure>")
         sections.append("".join(part) + "</section>")
     if report.checks:
         body = (f"<table><tr><th>check</th><th>what it checks</th><th>status</th><th>points</th></tr>{rows}</table>"
@@ -149,10 +147,10 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
 
 
 # A picture is a pure function of the check's name, status, seed and plot data: students whose wrong
-# answers measured the same numbers (the same bug, at the same seeds) get the same PNG, drawn once. Drawing
-# is ~50 ms of the parent's CPU a picture, as much as everything else the parent does for a submission.
+# answers measured the same numbers (the same bug, at the same seeds) get the same SVG, drawn once. Drawing
+# costs ~1 ms a picture now (graders/plots.py); the key's hash costs ~0.05 ms, so the cache still pays.
 _PICTURE_CACHE: dict[str, tuple[str, bytes]] = {}
-PICTURE_CACHE_SIZE = 256  # ~20 KB each
+PICTURE_CACHE_SIZE = 256  # 5-40 KB each
 
 
 def _picture_key(check: dict[str, Any]) -> str:
@@ -164,18 +162,18 @@ def _picture_key(check: dict[str, Any]) -> str:
 
 
 def _pictures(checks: list[dict[str, Any]]) -> dict[str, tuple[str, bytes]]:
-    """{check name: (title, PNG)} for these checks' pictures, from the cache where it has them."""
+    """{check name: (title, SVG)} for these checks' pictures, from the cache where it has them."""
     from ..plots import pictures as draw_pictures
 
     keys = {c["name"]: _picture_key(c) for c in checks}
     missing = [c for c in checks if keys[c["name"]] not in _PICTURE_CACHE]
     drawn: dict[str, tuple[str, bytes]] = {}
-    for name, title, png in draw_pictures(missing) if missing else []:
-        drawn[name] = (title, png)
+    for name, title, svg in draw_pictures(missing) if missing else []:
+        drawn[name] = (title, svg)
         while _PICTURE_CACHE and len(_PICTURE_CACHE) >= PICTURE_CACHE_SIZE:
             _PICTURE_CACHE.pop(next(iter(_PICTURE_CACHE)))  # the oldest
         if PICTURE_CACHE_SIZE > 0:
-            _PICTURE_CACHE[keys[name]] = (title, png)
+            _PICTURE_CACHE[keys[name]] = (title, svg)
     return {c["name"]: drawn.get(c["name"]) or _PICTURE_CACHE[keys[c["name"]]] for c in checks
             if c["name"] in drawn or keys[c["name"]] in _PICTURE_CACHE}
 

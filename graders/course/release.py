@@ -147,11 +147,11 @@ def bundle_readme(exercises: list[Exercise], wheel: str, course: Course | None =
     lines += ["## Work", ""]
     if course is None:
         lines += ["In each folder: work in the notebook (each part ends with a `check(...)` cell) or in the .py",
-                  "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as PNG files).", ""]
+                  "file, and run `dldiy check EXERCISE FILE` (add `--plots DIR` for the pictures as SVG files).", ""]
     else:
         lines += ["Work in each exercise's folder. Then, from this folder (the one holding `dldiy.toml`) or any",
                   "folder below it, run `dldiy check EXERCISE`: it checks your work in the folder `EXERCISE/`",
-                  "(`dldiy check EXERCISE PATH` checks another copy; add `--plots DIR` for the pictures as PNG",
+                  "(`dldiy check EXERCISE PATH` checks another copy; add `--plots DIR` for the pictures as SVG",
                   "files).", ""]
     for ex in exercises:
         kind = "bug hunt: your own bugged copy comes from your instructor" if ex.start == "bugged" else "implement"

@@ -186,10 +186,17 @@ def test_a_requirement_judges_the_installed_version_as_pep_440_does(spec, versio
     assert parse_requirement(f"numpy{spec}").satisfied_by(version) is met
 
 
-def test_limits_from_the_command_line_override_the_spec():
-    # the runner waits for the load and the first check together: both limits are set here
-    report = _check(SOLUTION, "--load-timeout", "0.001", "--check-timeout", "0.001", "--memory", "1GiB")
-    assert "did not finish loading within 0.001 s" in report["load_error"], report
+def test_limits_from_the_command_line_override_the_spec(tmp_path):
+    # the runner waits for the load and the first check together: both limits are set here. The load
+    # takes 0.5 s for sure (a definition whose default argument sleeps: definitions mode runs it), so
+    # that a loaded machine cannot make it beat the limit.
+    slow = nbformat.read(str(SOLUTION), as_version=4)
+    slow.cells.append(nbformat.v4.new_code_cell("def _slow_to_define(pause=__import__('time').sleep(0.5)):\n    pass\n"))
+    path = tmp_path / "mlp.ipynb"
+    nbformat.write(slow, str(path))
+    report = _check(path, "--load-timeout", "0.05", "--check-timeout", "0.001", "--memory", "1GiB")
+    assert "did not finish loading within 0.05 s" in (report["load_error"] or ""), report
+    assert "did not finish loading" not in (_check(path, "--load-timeout", "20")["load_error"] or "")
 
 
 def test_authoring_the_course_takes_at_most_150_lines_of_spec_and_harness():

@@ -77,7 +77,9 @@ def valued_by(student_cell):
         with torch.no_grad():
             value = student_cell(*(t.detach() for t in (x, h, W_ih, W_hh, b_ih, b_hh)))
         exact = exact_cell(x, h, W_ih, W_hh, b_ih, b_hh)
-        value = expect_tensor(value, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", shape=tuple(exact.shape), dtype="float")
+        # a nan or inf is compared with torch's value, and fails there (finite=False): not an error of form
+        value = expect_tensor(value, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", shape=tuple(exact.shape), dtype="float",
+                              finite=False)
         return exact + (value.to(exact.dtype) - exact).detach()
     return cell
 
@@ -126,7 +128,7 @@ def _forward(sub, params, xs, what="ElmanRNN(params).forward(xs)", model=None):
 
 
 def _case(name, measured, target):
-    measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float")
+    measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float", finite=False)
     return {"name": name, "shape": list(target.shape), "values": measured.detach().reshape(-1).tolist(),
             "target": target.detach().reshape(-1).tolist()}
 
@@ -141,11 +143,16 @@ def rnn_agreement(sub, seed, p):
     # built beside the student's cell (one message per forward, not one per step and its backward);
     # the hidden states and gradients it gives are compared here with torch.nn.RNN's
     with sub.replaced("rnn_cell", _inside(sub, valued_by, sub.get("rnn_cell"))):
-        for T, N, D, H, O in p["grid"]:
+        # the grid, then one configuration whose inputs are scaled so that the pre-activations reach
+        # |a| ~ 1e4: tanh saturates at +-1 there, while e^a overflows beyond 710 and an exp ratio
+        # (e^a - e^-a) / (e^a + e^-a) is inf / inf = nan
+        grid = [(*g, 1.0) for g in p["grid"]] + [(*p["saturated"], 1e4)] if "saturated" in p else \
+            [(*g, 1.0) for g in p["grid"]]
+        for T, N, D, H, O, scale in grid:
             gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
-            params, xs = _params64(gen, D, H, O), torch.randn(T, N, D, generator=gen, dtype=torch.float64)
+            params, xs = _params64(gen, D, H, O), scale * torch.randn(T, N, D, generator=gen, dtype=torch.float64)
             cotangent = torch.randn(T, N, H, generator=gen, dtype=torch.float64)
-            config = f"T={T}, N={N}, D={D}, H={H}, O={O}"
+            config = f"T={T}, N={N}, D={D}, H={H}, O={O}" + (f", inputs x{scale:g} (tanh saturated)" if scale != 1 else "")
             rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
             target, _ = rnn(x_ref)
             # <target, cotangent> differentiated as a scalar: a grad_outputs tensor makes torch import
@@ -160,7 +167,8 @@ def rnn_agreement(sub, seed, p):
                 raise
             if not isinstance(got, dict):
                 raise ApiError(f"{config}: the unrolling came back malformed")
-            hs = expect_tensor(got.get("hs"), "ElmanRNN(params).forward(xs)", shape=(T, N, H), dtype="float")
+            hs = expect_tensor(got.get("hs"), "ElmanRNN(params).forward(xs)", shape=(T, N, H), dtype="float",
+                               finite=False)
             if not got.get("graph"):
                 raise ApiError("ElmanRNN.forward's output does not require grad: is every step computed by "
                                "rnn_cell, and the hidden state kept in the graph?")

@@ -56,11 +56,14 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         bad = ~(diff <= atol + rtol * np.abs(e))
         if bad.any():
             i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
-            hint = "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
+            overflow = bool((~np.isfinite(m) & np.isfinite(e)).any())
+            hint = ("The values are not finite where the expected ones are: an overflow or a 0/0 on the way (an "
+                    "exp of a large number, a log of 0, a ratio of two infinities)?") if overflow else \
+                "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
             return Verdict.failed(
                 f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; {'first' if first else 'worst'} "
                 f"at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
-                + (f" {hint}" if hint else ""), case=name, max_abs_diff=float(diff[i]))
+                + (f" {hint}" if hint else ""), diagnosed=overflow, case=name, max_abs_diff=float(diff[i]))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
 
 

@@ -460,6 +460,35 @@ def _contract(watch, where, fn, inputs, names):
     return grads
 
 
+def _interleaved(watch, where, fn, first, second):
+    """fn on `first`, then on `second`, then the backward of the first call only, against the first call's
+    backward alone: a backward that reads state another call's forward overwrote (kept on the class or a
+    global instead of ctx) gives the first call another gradient, or fails. A network with two pooling
+    layers runs two forwards before either backward."""
+    alone = [x.detach().clone().requires_grad_(True) for x in first]
+    try:
+        want = torch.autograd.grad(fn(*alone).sum(), alone, allow_unused=True)
+    except Exception:  # noqa: BLE001 - a backward that fails alone is the gradient checks' to report
+        return
+    xs = [x.detach().clone().requires_grad_(True) for x in first]
+    ys = [y.detach().clone().requires_grad_(True) for y in second]
+    watch.probed.append(where)
+    try:
+        out = fn(*xs)
+        fn(*ys)
+        got = torch.autograd.grad(out.sum(), xs, allow_unused=True)
+        same = all((g is None) == (w is None) and (g is None or (g.shape == w.shape and torch.equal(g, w)))
+                   for g, w in zip(got, want))
+        why = "gave the first call another gradient"
+    except Exception as e:  # noqa: BLE001 - the submission's backward failed on the interleaving
+        same, why = False, f"made the first call's backward fail ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    if not same:
+        watch.violation(where, f"a second call before the first one's backward {why}: backward reads state the second "
+                               "forward overwrote. Keep what backward needs on ctx (ctx.save_for_backward, ctx.<name>), "
+                               "never on the class, the module or a global: a network with two such layers runs both "
+                               "forwards before either backward")
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
@@ -469,11 +498,52 @@ def invariants(sub, seed, p):
                   lambda x, w, b: conv2d(x, w, b, 2, 1), (x, w, b), ("x", "weight", "bias"))
         _contract(watch, f"max_pool2d on a {str(dtype)[6:]} batch of 1 (x 1x2x4x6)", max_pool2d,
                   (_tensor(gen, 1, 2, 4, 6).to(dtype),), ("x",))
+    _interleaved(watch, "max_pool2d twice (x 1x2x4x6, then 2x1x6x4), then the first one's backward", max_pool2d,
+                 (_tensor(gen, 1, 2, 4, 6),), (_tensor(gen, 2, 1, 6, 4),))
+    _interleaved(watch, "conv2d twice (x 1x2x5x6, then 2x2x4x4, other weights), then the first one's backward",
+                 lambda x, w, b: conv2d(x, w, b, 1, 0),
+                 tuple(_tensor(gen, *s) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,))),
+                 tuple(_tensor(gen, *s) for s in ((2, 2, 4, 4), (3, 2, 2, 2), (3,))))
     Xtr, ytr, _, _ = _digits_split(seed, 24)
     where = "train() (n=24, batch_size 8, 2 steps)"
     with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
         result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, 0.1, 2, 8),
                             ("params", "X", "y"))
-    if isinstance(result, tuple) and len(result) == 2:
-        watch.no_graph(where, list(result[1]), "losses")
+        if isinstance(result, tuple) and len(result) == 2:
+            watch.no_graph(where, list(result[1]), "losses")
+            # The same run with the images x30 (gradient norms past 5 or 10): plain SGD steps still, never
+            # clipped or rescaled; judged only where the run at the normal scale takes plain SGD steps
+            # (a wrong train() is first-loss's to charge).
+            if _plain_sgd_gap(result[0], seed, Xtr, ytr, 0.1, 2, 8) <= 1e-4:
+                big = watch.call(where + ", images x30", sub.get("train"), (_init_params(seed, 2), 30 * Xtr, ytr, 0.1, 2, 8),
+                                 ("params", "X", "y"))
+                gap = _plain_sgd_gap(big[0], seed, 30 * Xtr, ytr, 0.1, 2, 8) if isinstance(big, tuple) and len(big) == 2 \
+                    else 0.0
+                if gap > 1e-4:
+                    watch.violation(where + ", images x30", f"train() takes plain SGD steps on the digits as given, but not "
+                                    f"on the same images x30, where the gradient is large: its weights are {gap:.2g} "
+                                    "(relative) away from plain SGD's. Something clips or rescales the step (a "
+                                    "clip_grad_norm_ habit?): the spec's train() is plain SGD, p -= lr * p.grad")
     return watch.measurement()
+
+
+def _plain_sgd_gap(returned, seed, X, y, lr, steps, batch_size) -> float:
+    """The largest relative difference between the params train() returned and plain SGD's from the same
+    start with the harness's forward (batch k: rows (k*batch_size + i) mod n), or inf when unusable."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in _init_params(seed, 2).items()}
+    for k in range(steps):
+        idx = (torch.arange(batch_size) + k * batch_size) % len(X)
+        grads = torch.autograd.grad(F.cross_entropy(own_cnn_forward(params, X[idx]), y[idx]), list(params.values()))
+        with torch.no_grad():
+            for p, g in zip(params.values(), grads):
+                p -= lr * g
+    if not isinstance(returned, dict) or set(returned) != set(params):
+        return float("inf")
+    gap = 0.0
+    for name, want in params.items():
+        got = returned[name]
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return float("inf")
+        scale = float(want.detach().abs().max()) or 1.0
+        gap = max(gap, float((got.detach().double() - want.detach().double()).abs().max()) / scale)
+    return gap

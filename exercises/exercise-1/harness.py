@@ -17,8 +17,7 @@ from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
                                             no_graph, same_dtype, unchanged, unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
-from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement
+from dldiy.graders.kinds.placement import device_probes
 
 
 def _problem(seed, n, d, distance=4.0, margin=None, dtype=torch.float64):
@@ -352,9 +351,4 @@ def _device_run(sub, seed):
     return run
 
 
-def placement(sub, seed, p):
-    return measure_placement(_device_run(sub, seed))
-
-
-def parity(sub, seed, p):
-    return measure_parity(_device_run(sub, seed))
+placement, parity = device_probes(_device_run)

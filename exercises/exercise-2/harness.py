@@ -13,8 +13,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
-from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement
+from dldiy.graders.kinds.placement import device_probes
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
                                             no_graph, same_dtype, unmodified)
 
@@ -247,9 +246,4 @@ def _device_run(sub, seed):
     return run
 
 
-def placement(sub, seed, p):
-    return measure_placement(_device_run(sub, seed))
-
-
-def parity(sub, seed, p):
-    return measure_parity(_device_run(sub, seed))
+placement, parity = device_probes(_device_run)

@@ -45,6 +45,19 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
             "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
 
 
+def device_probes(run_for: Callable[[Any, int], Callable[[str], dict[str, Any]]]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A harness's placement and parity probes, both from `run_for(sub, seed)`: the `run(device)` that
+    measure_placement and measure_parity call (exercises 1 and 2: loss() and gradient() on a problem)."""
+    from .parity import measure_parity
+
+    def placement(sub: Any, seed: int, p: dict[str, Any]) -> dict[str, Any]:
+        return measure_placement(run_for(sub, seed))
+
+    def parity(sub: Any, seed: int, p: dict[str, Any]) -> dict[str, Any]:
+        return measure_parity(run_for(sub, seed))
+    return placement, parity
+
+
 _DEVICE_MOVES = (".cuda(", ".cpu(", ".to(", ".numpy(")
 
 

@@ -23,6 +23,7 @@ import socket
 import types
 import time
 import weakref
+from pathlib import Path
 from typing import Any, Callable
 
 from . import wire
@@ -685,12 +686,10 @@ class Local:
     _modules: dict[str, Any] = {}
 
     @classmethod
-    def preload(cls, path: "Path | str") -> None:
+    def preload(cls, path: Path | str) -> None:
         """Load the harness file at `path` for `build` now: in the worker before it forks its zygote, so
         that every student's process starts with it (1 ms and ~280 page faults each when left to it).
         An instance of its own, loaded before any job: it holds nothing of any submission."""
-        from pathlib import Path
-
         from .submission import load_module_from
 
         if str(path) not in cls._modules:

@@ -78,14 +78,20 @@ class StatusLine:
         self._show()
 
     def _show(self) -> None:
+        from rich.live import Live
+        from rich.spinner import Spinner
+
         with self.lock:
             if self.timer is None or time.monotonic() - self.started < self.DELAY_S:
                 return
+            # A rich Live of a spinner, redrawn at each change: the checks can finish faster than its
+            # periodic refresh (18 tasks in under 80 ms), and a status that skips them names nothing.
             if self.status is None:
-                self.status = self.console.status(self.text)
-                self.status.start()
+                self.status = Live(Spinner("dots", self.text), console=self.console, transient=True,
+                                   refresh_per_second=12.5)
+                self.status.start(refresh=True)
             else:
-                self.status.update(self.text)
+                self.status.update(Spinner("dots", self.text), refresh=True)
 
     def close(self) -> None:
         with self.lock:

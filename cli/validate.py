@@ -61,7 +61,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
             rows.append((Row(ex, v.id, v.caught_by, (v.crashes_at,) if v.crashes_at else (),
                              not_here=missing(v.requires)), path))
         for a in alternatives(ex.id):
-            rows.append((Row(ex, f"alternative {a.id}", (), alternative=True),
+            rows.append((Row(ex, f"alternative {a.id}", (), alternative=True, inconclusive=a.inconclusive),
                          build(reference_path(ex.id), [a], Path(scratch.name) / ex.id / "alternatives" / a.id)))
         rows += handout_rows(ex, Path(scratch.name) / ex.id / "handouts")
     runnable = [rp for rp in rows if not rp[0].not_here]

@@ -123,3 +123,26 @@ def test_placement_fails_an_output_moved_to_the_host_but_not_a_value_read(write_
     checks = _device_checks(check_json, "exercise-1", moved)
     assert checks["placement"]["status"] == "fail", checks["placement"]
     assert "Cannot copy out of meta tensor" in checks["placement"]["message"] and "logreg.py:" in checks["placement"]["message"]
+
+
+def _raising(error):
+    def run(device):
+        raise error
+    return run
+
+
+@pytest.mark.parametrize("error, verdict", [
+    # torch has no meta kernel for the op: a GPU runs it (red team: torch.unique in a label check)
+    (NotImplementedError("aten::_unique2: attempted to run this operator with Meta tensors, but there was no fake "
+                         "impl or Meta kernel registered."), "inconclusive"),
+    # a shape bug raises on the CPU too: the checks of values charge it, placement cannot tell
+    (RuntimeError("Attempting to broadcast a dimension of length 16 at -1!"), "inconclusive"),
+    (RuntimeError("Tensor on device cpu is not on the expected device meta!"), "error"),
+    (RuntimeError("Expected all tensors to be on the same device, but found at least two devices, meta and cpu!"),
+     "error"),
+    (TypeError("can't convert meta device type tensor to numpy."), "error"),
+])
+def test_placement_fails_only_errors_about_devices(error, verdict):
+    from dldiy.graders.kinds.placement import measure_placement
+
+    assert verdict in measure_placement(_raising(error))

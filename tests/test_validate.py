@@ -30,3 +30,27 @@ def test_validate_reports_a_variant_that_is_not_caught(tmp_path, monkeypatch):
     result = run_dldiy("validate", "exercise-1")
     assert result.returncode == 1
     assert "not-a-bug: must fail gradcheck but it is pass" in result.stdout
+
+
+def test_an_alternative_may_skip_only_the_checks_its_manifest_calls_inconclusive():
+    """A correct solution whose placement cannot be judged on the meta device (torch.unique has no meta
+    kernel) skips it: validate accepts that only where the manifest says `inconclusive = ["placement"]`."""
+    from types import SimpleNamespace as NS
+
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.validate import Row
+
+    def report(placement):
+        return NS(checks=[NS(name="gradcheck", status="pass", points=3.0, max_points=3.0, message="ok"),
+                          NS(name="placement", status=placement, points=0.0 if placement != "pass" else 0.5,
+                             max_points=0.5, message="inconclusive on the meta device: ...")])
+
+    ex = load_exercise("exercise-1")
+    plain = Row(ex, "alternative a", (), report=report("skip"), alternative=True, reference=report("pass"))
+    declared = Row(ex, "alternative a", (), report=report("skip"), alternative=True, reference=report("pass"),
+                   inconclusive=("placement",))
+    failing = Row(ex, "alternative a", (), report=report("fail"), alternative=True, reference=report("pass"),
+                  inconclusive=("placement",))
+    assert len(plain.problems()) == 1 and "loses 0.5 point(s) in placement (skip)" in plain.problems()[0]
+    assert declared.problems() == []
+    assert len(failing.problems()) == 1  # inconclusive allows a skip, never a failure

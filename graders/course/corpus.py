@@ -1,6 +1,7 @@
 """The correct-but-different solutions of an exercise: `alternatives/<exercise-id>/<name>/`.
 
-Each holds a `manifest.toml` (`description`, `patch = "alt.diff"`) and a unified diff against
+Each holds a `manifest.toml` (`description`, `patch = "alt.diff"`, and `inconclusive = ["placement"]` where a
+check cannot tell for this solution and says so: a skip, never a pass) and a unified diff against
 reference/<exercise-id>/, built like a patch bug (graders/course/handout.py's `build`). `dldiy validate`
 runs them: each must get full marks (a correct solution never loses a point). Together with the bugged
 variants of buggy/ they make the corpus whose figures docs/corpus.md tabulates.
@@ -23,5 +24,6 @@ def alternatives(exercise_id: str) -> list[BuggyVariant]:
         raw = tomllib.loads((path / "manifest.toml").read_text())
         if "patch" not in raw or "description" not in raw:
             raise CourseError(f"alternatives/{exercise_id}/{path.name}/manifest.toml needs `description` and `patch`")
-        found.append(BuggyVariant(exercise_id, path.name, path, raw["description"], (), patch=path / raw["patch"]))
+        found.append(BuggyVariant(exercise_id, path.name, path, raw["description"], (), patch=path / raw["patch"],
+                                  inconclusive=tuple(raw.get("inconclusive", ()))))
     return found

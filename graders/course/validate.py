@@ -28,6 +28,7 @@ class Row:
     not_here: str | None = None  # why this machine cannot validate the variant (it needs an accelerator)
     alternative: bool = False  # a correct-but-different solution: full marks, like the reference
     reference: Report | None = None  # the reference's report, for the skips an alternative may share
+    inconclusive: tuple[str, ...] = ()  # an alternative's checks that may skip as inconclusive (its manifest)
 
     def problems(self) -> list[str]:
         if self.not_here:
@@ -38,7 +39,8 @@ class Row:
             return [f"{self.exercise.id}/{self.name}: a correct solution loses {c.max_points - c.points:g} point(s) "
                     f"in {c.name} ({c.status}): {c.message.splitlines()[0] if c.message else ''}"
                     for c in self.report.checks
-                    if c.status != "pass" and not (c.status == "skip" and theirs.get(c.name) == "skip")]
+                    if c.status != "pass" and not (c.status == "skip" and (theirs.get(c.name) == "skip"
+                                                                          or c.name in self.inconclusive))]
         if self.crashes_at:
             return [f"{self.exercise.id}/{self.name}: must crash naming {' or '.join(self.crashes_at)} but {c.name} is {c.status}: "
                     f"{c.message.splitlines()[0]}" for c in self.report.checks

@@ -15,6 +15,7 @@ The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: d
 
 from __future__ import annotations
 
+import re
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,15 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
         if any(s in str(e) for s in _NEEDS_A_VALUE) and not _moves_device(e):
             return {"inconclusive": f"{where or 'your code'} reads a value of a tensor ({text}), which a "
                                     "meta tensor does not have; a GPU does, so this is not a placement error"}
+        if any(s in str(e) for s in _NO_META_KERNEL):
+            return {"inconclusive": f"{where or 'your code'} uses an operation the meta device cannot run ("
+                                    f"{text[:160]}); a GPU can, so this is not a placement error"}
+        if not (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
+            # a shape or type error, not about devices: the same code fails on the CPU, and the checks of
+            # values charge it (one bug, one deduction)
+            return {"inconclusive": f"{where or 'your code'} raised {type(e).__name__}: {text[:200]} on the meta "
+                                    "device, an error that is not about devices (it fails on the CPU too, where "
+                                    "the other checks judge it)"}
         error = f"{type(e).__name__}: {text}" if text else type(e).__name__
         return {"error": error + (f" (at {where})" if where else "")}
     return {"input_device": "meta",
@@ -58,6 +68,10 @@ def device_probes(run_for: Callable[[Any, int], Callable[[str], dict[str, Any]]]
     return placement, parity
 
 
+# torch lacks a meta implementation of the operation: the probe cannot run it, a GPU can
+_NO_META_KERNEL = ("Meta kernel registered", "with Meta tensors", "from the 'Meta' backend", "for the Meta backend")
+# what torch says when tensors of two devices meet, or one leaves its device (numpy, a copy out)
+_DEVICE_ERROR = re.compile(r"device|\bcuda\b|\bcpu\b|numpy|meta tensor", re.IGNORECASE)
 _DEVICE_MOVES = (".cuda(", ".cpu(", ".to(", ".numpy(")
 
 

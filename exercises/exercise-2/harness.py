@@ -77,6 +77,10 @@ def _train(sub, X, y, w0, lr, steps, d, harness_loss=False):
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)
     if not harness_loss:
         same_dtype(w, X.dtype, "train() (its first result, w)")
+        if w.requires_grad or w.grad_fn is not None:
+            raise Violation("train() returned w with requires_grad=True: the weights carry the autograd graph of "
+                            "every update (memory grows with the steps, and w.numpy() raises). Train by hand on "
+                            "plain tensors: w = w0.clone(), without requires_grad_()")
     losses = expect_history(losses, steps)
     return w, losses
 

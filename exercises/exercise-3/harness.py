@@ -186,6 +186,10 @@ def script(sub, seed, p):
                 raise
             if len(calls) != 1:
                 return f"main() called train() {len(calls)} times; expected once, train({want_seed}, {want_steps})"
+            given = [v for v in calls[0] if isinstance(v, (bool, str, float)) or not hasattr(type(v), "__index__")]
+            if given:  # "20" from argv unconverted: range("20") raises where the real train() runs
+                return (f"main() called train{calls[0]!r}: the seed and the steps must be ints, but it passed "
+                        f"{type(given[0]).__name__} {given[0]!r} (argparse's type=int, or int(...))")
             if [float(v) for v in calls[0]] != [want_seed, want_steps]:
                 return (f"main() called train{calls[0]}; expected train({want_seed}, {want_steps}): read --seed "
                         "(default 1) and --steps (default 300) and pass them to train(seed, steps) in that order")

@@ -275,7 +275,8 @@ def descend(opt, params, loss_fn, steps: int, zero: str = "none", schedule=None)
                 loss.backward()
                 seen.append(loss.item())
                 return loss
-            returned.append([as_data(opt.step(closure)), seen])
+            got = opt.step(closure)
+            returned.append([as_data(got), seen, isinstance(got, torch.Tensor)])
         else:
             if zero == "none":
                 clear_grads(params)
@@ -654,13 +655,17 @@ def optimizer_contract(sub, seed, p):
             returned = closed["returned"]
             if not isinstance(returned, list) or len(returned) != steps:
                 raise ApiError(f"{name}: a run came back malformed")
-            for k, (got, seen) in enumerate(returned):
+            for k, (got, seen, tensor) in enumerate(returned):
                 if len(seen) != 1:
                     return f"step(closure) called the closure {len(seen)} times at step {k}; expected once"
                 if not isinstance(got, (int, float)) or got != seen[0]:
                     what = got["returned"] if isinstance(got, dict) and "returned" in got else repr(got)
                     return (f"step(closure) returned {what} at step {k}; expected the closure's loss "
                             f"{seen[0]:.10g}: call `closure()` under torch.enable_grad() and return what it returned")
+                if not tensor:  # torch.optim returns the closure's tensor: opt.step(closure).item() must work
+                    return (f"step(closure) returned the number {got!r} at step {k}, not the closure's tensor: "
+                            "torch.optim's optimizers return what the closure returned (a caller may call .item() "
+                            "or .backward() on it); return `loss`, not float(loss)")
             where = departure(closed["rows"], alike["rows"], names=names)
             return (f"the run with step(closure) departs from the one with backward(); step() {where}"
                     if where else None)

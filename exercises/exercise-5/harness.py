@@ -174,7 +174,7 @@ def gradcheck_activations(sub, seed, p):
                 continue  # any value in [0, 1] is a valid ReLU derivative at 0
             x = _edge_inputs(g, (rows, cols), edge)
             words = f"x {rows}x{cols}" + (", non-contiguous" if layout == "strided" else "") + {
-                "": "", "large": ", |x| up to 800", "zeros": ", exact zeros"}[edge]
+                "": "", "large": ", |x| up to 800, both signs", "zeros": ", exact zeros"}[edge]
             blocks += _blocks(sub, i == 0, _inside(sub, applied, Function, layout == "strided"), [x],
                               [f"{cls}: x ({words})"])
     return {"blocks": blocks}
@@ -312,8 +312,12 @@ def _edge_inputs(gen, shape, edge):
     """|x| in [0.1, 3] with random signs (ReLU's kink never inside a finite difference), or the edge values."""
     x = (0.1 + 2.9 * torch.rand(*shape, generator=gen, dtype=torch.float64)) * torch.sign(
         torch.randn(*shape, generator=gen, dtype=torch.float64))
-    if edge == "large":  # beyond 37 and 710, where exp overflows or 1 + exp(-x) rounds to 1
-        x = x.sign() * torch.tensor([40.0, 800.0, 3.0, 720.0], dtype=torch.float64).repeat(x.numel())[: x.numel()].reshape(shape)
+    if edge == "large":  # beyond 37 and 710, where exp overflows or 1 + exp(-x) rounds to 1: each magnitude
+        # with both signs (the first half positive, the rest negative), whatever the seed draws
+        n = x.numel()
+        magnitudes = torch.tensor([40.0, 800.0, 3.0, 720.0], dtype=torch.float64).repeat(n)[:n]
+        signs = torch.where(torch.arange(n) < (n + 1) // 2, 1.0, -1.0).to(torch.float64)
+        x = (signs * magnitudes).reshape(shape)
     elif edge == "zeros":
         x.view(-1)[::2] = 0.0
     return x

@@ -255,6 +255,18 @@ def stability(sub, seed, p):
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
                                   f"{(1 - yb) if z > 0 else -yb:g} ({words})",
                           "value": (at[2 * i] - at[2 * i + 1]) / step - ((1 - yb) if z > 0 else -yb)})
+    # l1_loss's gradient where pred == target: any value in [-1/n, 1/n] is a subgradient of |.| there, but
+    # never nan (sqrt(d^2) differentiates to 0/0): judged for finiteness alone
+    pred = torch.tensor([0.5, 1.0, -0.25, 2.0], dtype=torch.float64)
+    target = torch.tensor([0.5, 0.0, -0.25, 1.0], dtype=torch.float64)
+    (reply,) = call_all(sub, [[_inside(sub, with_gradient, sub.get("l1_loss")), [pred, target], {}]],
+                        "l1_loss where pred == target at two of four entries")
+    _, grad = _value_and_grad(*reply, "l1_loss()", pred)
+    cases.append({"name": "autograd's gradient of l1_loss w.r.t. pred where pred == target at 2 of 4 entries: its "
+                          "largest |entry| (a subgradient of |d| at 0, finite)", "finite_only": True,
+                  "why": "a form whose derivative is 0/0 where pred == target (sqrt(d ** 2) is |d|, its gradient "
+                         "d / sqrt(d ** 2) is nan at 0); write (pred - target).abs()",
+                  "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")})
     return {"cases": cases}
 
 
@@ -323,8 +335,11 @@ def _train(sub, X, y, W0, b0, lr, steps):
 def first_loss(sub, seed, p):
     X, y, W0, b0 = _problem(seed, p["n"], p["d"], p["k"], distance=4.0, margin=None)
     steps = p["steps"]
-    _, _, losses = _train(sub, X, y, W0, b0, p["lr"], max(steps) + 1)
-    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"]}
+    W, b, losses = _train(sub, X, y, W0, b0, p["lr"], max(steps) + 1)
+    # the weights returned, judged once the history matches: a loop one update short, or one that hands
+    # back the best weights seen (those before the last update), shows there only
+    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"],
+            "final": torch.cat([W.reshape(-1), b.reshape(-1)]).double().tolist(), "updates": max(steps) + 1}
 
 
 def convergence(sub, seed, p):

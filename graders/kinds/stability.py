@@ -2,7 +2,8 @@
 
 The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value must be finite and
 match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
-carries them; a case marked `finite_only` is judged for finiteness alone). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+carries them; a case marked `finite_only` is judged for finiteness alone; a case's `why` is the likely cause
+said when it is not finite). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
 
 One bug, one deduction: a case marked `base` is the function at the spec's own configuration, whose
@@ -20,7 +21,7 @@ from ..course.exercise import Check
 from ..verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
-_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base")  # what judge() reads of the reference's case
+_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base", "why")  # what judge() reads of the reference's case
 
 
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +42,10 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if target is None:
             continue
         if not math.isfinite(value):
-            return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: the computation "
-                                  "overflows at extreme inputs; use a numerically stable form", case=name)
+            why = settings[name].get("why")  # the case's own likely cause, said instead of the check's hint
+            return Verdict.failed(f"{name}: measured {fmt(value)}, expected {fmt(target)}: "
+                                  + (str(why) if why else "the computation overflows at extreme inputs; use a "
+                                                          "numerically stable form"), diagnosed=bool(why), case=name)
         if settings[name].get("finite_only") or wrong_base:  # only finiteness (the values are another check's)
             continue
         if not close(value, target, float(settings[name].get("rtol", rtol)), float(settings[name].get("atol", atol))):

@@ -36,7 +36,11 @@ def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden:
             if hidden and c.kind not in SEED_FREE_KINDS and hidden[0] not in chosen:
                 chosen.append(hidden[0])
         tasks += [Task(c.name, s) for s in chosen]
-    return tasks
+    # Every task whose result a student may see (its message, its picture) runs before any task at a
+    # hidden seed: the student's process serves a job's tasks in order, and whatever it saw at a hidden
+    # seed (data drawn from it) could otherwise leave in a later visible message (red team: w0 seen at
+    # the hidden seeds, raised from the placement check at seed 0, gave the seeds back offline).
+    return sorted(tasks, key=lambda t: t.seed in hidden)  # (stable: the checks' order otherwise)
 
 
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,

@@ -567,3 +567,45 @@ def test_feedback_pictures_drawn_once_per_distinct_measurement() -> None:
     svg = lambda page: base64.b64decode(page.split("data:image/svg+xml;base64,")[1].split("'")[0])  # noqa: E731
     assert svg(a) == svg(b) != svg(c)
     assert ET.fromstring(svg(c)).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_every_task_a_student_may_see_runs_before_the_hidden_seeds():
+    """The student's process serves a job's tasks in order: what it saw at a hidden seed must find no
+    visible message after it (red team: w0 seen at the hidden seeds, raised from placement at seed 0)."""
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.judge import tasks_for
+
+    ex = load_exercise("exercise-1")
+    tasks = tasks_for(ex, ex.checks, [1, 7, 123], hidden=(7, 123))
+    hidden_from = next(i for i, t in enumerate(tasks) if t.seed in (7, 123))
+    assert all(t.seed in (7, 123) for t in tasks[hidden_from:]) and any(t.check == "placement" for t in tasks[:hidden_from])
+
+
+EXFILTRATE = '''
+_seen = []
+_train = train
+def train(X, y, w0, lr, steps):
+    _seen.append(",".join(f"{v:.6f}" for v in w0.tolist()))
+    return _train(X, y, w0, lr, steps)
+_loss = loss
+def loss(X, y, w):
+    if X.device.type == "meta":
+        raise ValueError("SEEN=" + ";".join(_seen))
+    return _loss(X, y, w)
+'''
+
+
+def test_what_a_submission_saw_at_the_hidden_seeds_never_reaches_its_feedback(tmp_path):
+    import numpy as np
+
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "mallory.py").write_text((REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+                                                   + EXFILTRATE)
+    result = run_dldiy("grade", "exercise-1", str(tmp_path / "class"), "--out", str(tmp_path / "out"),
+                       "--hidden-seeds", "7,123")
+    assert result.returncode == 0, result.stderr
+    feedback = "".join(p.read_text() for p in (tmp_path / "out" / "feedback").iterdir())
+    assert "SEEN=" in feedback  # the attack's message did reach the feedback...
+    for seed in (7, 123):  # ...without the first-loss w0 of either hidden seed (drawn from seed + 10000)
+        w0 = np.random.default_rng(seed + 10_000).normal(0.0, 0.5, 3)
+        assert f"{w0[0]:.6f}" not in feedback, seed

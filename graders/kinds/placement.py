@@ -47,8 +47,8 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
             # a shape or type error, not about devices: the same code fails on the CPU, and the checks of
             # values charge it (one bug, one deduction)
             return {"inconclusive": f"{where or 'your code'} raised {type(e).__name__}: {text[:200]} on the meta "
-                                    "device, an error that is not about devices (it fails on the CPU too, where "
-                                    "the other checks judge it)"}
+                                    "device, an error that is not about devices: this probe cannot tell where the "
+                                    "outputs would go (the other checks judge what the code computes)"}
         error = f"{type(e).__name__}: {text}" if text else type(e).__name__
         return {"error": error + (f" (at {where})" if where else "")}
     return {"input_device": "meta",

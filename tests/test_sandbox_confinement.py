@@ -145,6 +145,22 @@ def test_the_sandbox_shows_only_what_is_the_students(confined, tmp_path):
     assert not (run.work / "written.txt").exists()  # written to its tmpfs, not to the parent's copy
 
 
+def test_system_v_ipc_made_inside_is_gone_with_it_and_never_on_the_host(confined):
+    """No IPC namespace let a message queue or a 512 MB shared segment outlive the grade (a channel to the
+    next student, memory held outside every cgroup): the sandbox now has its own."""
+    key = 0x5EED0000 + os.getpid() % 0xFFFF
+    run = confined(f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        q = libc.msgget({key}, 0o1000 | 0o666)
+        print('QUEUE', q >= 0)
+    """)
+    assert run.has("ipc namespace"), run.out
+    assert "QUEUE True" in run.out, run.out + run.proc.stderr  # made, inside
+    with open("/proc/sysvipc/msg") as host:
+        assert f" {key} " not in host.read()
+
+
 def test_home_is_the_working_copy(confined):
     """What the student's code writes under ~ (a library's cache, a saved model) lands in its own working
     copy, whichever process forked it (the harness's process serves many students and keeps its own HOME)."""

@@ -381,6 +381,7 @@ def _kill(pid: int) -> int:
 # Child side
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWIPC = 0x08000000
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
 
 
@@ -491,7 +492,10 @@ def _namespaces(spec: dict, state: Confined, report_exit, drop_uid: bool,
                 pid_namespace_ready: bool = False) -> tuple[bool, bool]:
     """(the allow-listed root is in place, a user namespace was needed)."""
     libc = _libc()
-    flags = CLONE_NEWNS | (0 if pid_namespace_ready else CLONE_NEWPID) | (0 if spec["network"] else CLONE_NEWNET)
+    # an IPC namespace of its own: System V shared memory, semaphores and message queues (and POSIX
+    # queues) are gone with it, never a channel to the next student nor memory held outside its cgroup
+    flags = CLONE_NEWNS | CLONE_NEWIPC | (0 if pid_namespace_ready else CLONE_NEWPID) | \
+        (0 if spec["network"] else CLONE_NEWNET)
     uid, gid = os.getuid(), os.getgid()
     if os.geteuid() != 0:
         flags |= CLONE_NEWUSER
@@ -506,6 +510,7 @@ def _namespaces(spec: dict, state: Confined, report_exit, drop_uid: bool,
     if not pid_namespace_ready:
         _become_init(report_exit)
     state.applied.append("pid namespace (its init: everything it starts dies with it)")
+    state.applied.append("ipc namespace (System V IPC and POSIX queues of its own, gone with it)")
     if not spec["network"]:
         state.applied.append("network namespace (no network)")
     try:

@@ -609,3 +609,29 @@ def test_what_a_submission_saw_at_the_hidden_seeds_never_reaches_its_feedback(tm
     for seed in (7, 123):  # ...without the first-loss w0 of either hidden seed (drawn from seed + 10000)
         w0 = np.random.default_rng(seed + 10_000).normal(0.0, 0.5, 3)
         assert f"{w0[0]:.6f}" not in feedback, seed
+
+
+FORGED_ISOLATION = '''
+from dldiy.graders.sandbox import student as _s
+_send = _s.StudentEndpoint.send
+def _forged(self, header, buffers=None):
+    if header.get("op") in ("loaded", "confined"):
+        header = dict(header, sandbox=["seccomp filter (FORGED)"])
+    return _send(self, header, buffers)
+_s.StudentEndpoint.send = _forged
+'''
+
+
+def test_the_isolation_recorded_is_the_sandboxs_word_not_the_submissions(tmp_path):
+    """The confinement report is sent before any of the submission's code runs: code run at import that
+    rewrites the student process's messages cannot change what batch.json and the record say."""
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "mallory.py").write_text(FORGED_ISOLATION + (REPO / "reference" / "exercise-1" / "logreg.py")
+                                                   .read_text())
+    result = run_dldiy("grade", "exercise-1", str(tmp_path / "class"), "--out", str(tmp_path / "out"),
+                       "--hidden-seeds", "7,123")
+    assert result.returncode == 0, result.stderr
+    batch = (tmp_path / "out" / "batch.json").read_text()
+    record = json.loads((tmp_path / "out" / "journal.jsonl").read_text().splitlines()[0])
+    assert "FORGED" not in batch and "FORGED" not in json.dumps(record["sandbox"]), record["sandbox"]
+    assert any("pid namespace" in line for line in record["sandbox"]) and record["score"] == 9.5

@@ -87,8 +87,13 @@ class StudentProcess:
         self.exit_code: int | None = None
         self.hung_frames: list[tuple[str, str, str]] = []  # (file, line, function) of those frames, innermost first
         self.endpoint.deadline = time.monotonic() + load_timeout
+        self.sandbox: list[str] = []
         try:
             header, _ = self.endpoint.reader.read(self.endpoint.deadline)
+            if header.get("op") == "confined":  # sent before any of the student's code ran: its own words
+                raw = header.get("sandbox")
+                self.sandbox = [str(s)[:300] for s in raw][:50] if isinstance(raw, list) else []
+                header, _ = self.endpoint.reader.read(self.endpoint.deadline)
         except wire.Timeout:
             where = self.where_it_hangs()
             self.kill()
@@ -106,7 +111,6 @@ class StudentProcess:
             self.kill()
             raise LoadFailed("the submission's process sent something else than its loading report")
         self.skipped = [str(s)[:500] for s in header.get("skipped", [])][:200] if isinstance(header.get("skipped"), list) else []
-        self.sandbox = [str(s)[:300] for s in header.get("sandbox", [])][:50] if isinstance(header.get("sandbox"), list) else []
         self.endpoint.deadline = None
 
     def where_it_hangs(self) -> str:

@@ -438,6 +438,9 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
         joined = (lambda: _join_report(sock)) if pid_namespace_ready else None
         state = confine(request["sandbox"], pid_namespace_ready=pid_namespace_ready, joined=joined)
         applied = state.applied + [f"not applied: {m}" for m in state.missing]
+    # The confinement's report goes out now, before any of the submission's code runs: code run at import
+    # could otherwise rewrite what 'loaded' says of it (red team: a forged isolation list in batch.json).
+    endpoint.send({"op": "confined", "sandbox": applied})
     dump = os.fdopen(dump_fd, "w")
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=False, chain=False)
     try:
@@ -465,7 +468,7 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
             pass
     server.loaded, server.module = loaded, loaded.module
     endpoint.server = server
-    endpoint.send({"op": "loaded", "skipped": list(loaded.skipped), "sandbox": applied})
+    endpoint.send({"op": "loaded", "skipped": list(loaded.skipped)})
     while True:
         try:
             header, buffers = endpoint.receive()

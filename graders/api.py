@@ -100,6 +100,13 @@ def expect_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None, d
 def expect_history(losses: Any, steps: int, what: str = "train()") -> list[float]:
     """A training loop's loss history: one number per step, as floats. NaN and inf are kept: a
     diverging loss is for the judge to read (divergence), not an error in the submission's form."""
+    try:  # the length first: a tensor view of millions of entries (8 bytes on the wire, stride 0) would
+        # otherwise be turned into a list of Python floats, seconds and gigabytes in the trusted process
+        count = len(losses)
+    except TypeError:
+        count = None
+    if count is not None and count != steps:
+        raise ApiError(f"{what} returned {count} losses for steps={steps}; expected one per step")
     try:
         history = [float(v) for v in losses]
     except (TypeError, ValueError):

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -270,3 +271,23 @@ def test_a_ratio_reads_as_a_factor_or_a_sign_only_over_several_entries():
     assert "a sign error" in array_ratio_hint(np.array([-2.0]), np.array([2.0]))  # a sign is a sign
     assert "constant 2" in array_ratio_hint(np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]))
     assert "a sign error" in array_ratio_hint(np.array([-1.0, -2.0]), np.array([1.0, 2.0]))
+
+
+def test_a_loss_history_of_the_wrong_length_is_refused_before_it_is_read():
+    """A stride-0 view of millions of entries crosses the wire in 8 bytes; turning it into Python floats
+    cost the trusted harness 3 GB and a minute (red team A7): its length is checked first."""
+    import torch
+
+    from dldiy.graders.api import ApiError, expect_history
+
+    class Unreadable:
+        def __len__(self):
+            return 5_000_000
+
+        def __iter__(self):
+            raise AssertionError("read before its length was checked")
+
+    for losses in (Unreadable(), torch.zeros(1).expand(5_000_000)):
+        with pytest.raises(ApiError, match="returned 5000000 losses for steps=11"):
+            expect_history(losses, 11)
+    assert expect_history(torch.arange(3.0), 3) == [0.0, 1.0, 2.0]

@@ -277,3 +277,44 @@ def test_grade_usage_errors_are_one_line(tmp_path):
                            "--hidden-seeds")
     assert_one_line_exit_2(run_dldiy("grade", "exercize-1", str(subs), "--out", str(out)), "did you mean")
     assert _nothing_graded(out)
+
+
+WEDGE = '''
+import json, os, stat, struct, time
+
+def _wedge():
+    """Flood the socket to the harness with bogus requests and never read: each gets a reply, the
+    harness's socket buffer fills, and its write blocks."""
+    fd = next(fd for fd in range(3, 64) if _is_socket(fd))
+    frame = json.dumps({"op": "x"}).encode()
+    data = (struct.pack(">I", len(frame)) + frame) * 40000
+    os.set_blocking(fd, False)
+    sent, t0 = 0, time.time()
+    while sent < len(data) and time.time() - t0 < 10:
+        try:
+            sent += os.write(fd, data[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(3600)
+
+def _is_socket(fd):
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+'''
+
+
+def test_a_submission_that_floods_the_harness_and_never_reads_costs_one_timeout(tmp_path, write_submission,
+                                                                               fork_server):
+    """The harness's writes are bounded by the check's deadline as its reads are (red team A14: blocked in
+    sendall, only the parent's backstop of timeout + 5 s ended it, and for every task: 251 s)."""
+    exercise = _with_timeout(tmp_path, "exercise-1", 2)
+    path = write_submission(WEDGE + REFERENCE.replace("def gradient(X, y, w):\n", "def gradient(X, y, w):\n    _wedge()\n"))
+    report = assess(exercise, path, checks=[exercise.check("gradcheck"), exercise.check("first-loss")],
+                    server=fork_server)
+    status = {c.name: c for c in report.checks}
+    # the harness's own timeout (2 s, with where it hung), not the parent's backstop (7 s)
+    assert status["gradcheck"].status == "error" and "did not finish within 2 s" in status["gradcheck"].message, \
+        status["gradcheck"].message
+    assert status["first-loss"].status == "pass"  # train() runs with the grader's gradient, in a fresh child

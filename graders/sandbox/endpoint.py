@@ -591,7 +591,18 @@ class Endpoint:
             header["swaps"] = [{"name": name} if value is _PUT_BACK else {"name": name, "value": self.encode(value, buffers)}
                                for name, value in self.swaps]
             self.swaps = []
-        wire.write_frame(self.sock, header, buffers)
+        if self.deadline is None:
+            wire.write_frame(self.sock, header, buffers)
+            return
+        # The harness's writes are bounded by the check's deadline too: a student that floods its socket
+        # and never reads would otherwise block this process in sendall for good (red team A14: 251 s)
+        self.sock.settimeout(max(1e-3, self.deadline - time.monotonic()))
+        try:
+            wire.write_frame(self.sock, header, buffers)
+        except TimeoutError:
+            raise wire.Timeout() from None
+        finally:
+            self.sock.settimeout(None)
 
     def receive(self) -> tuple[dict[str, Any], list[bytes]]:
         header, buffers = self.reader.read(self.deadline)

@@ -192,10 +192,14 @@ def _gradcheck_expected(seed, p):
     numeric gradient and whether its true gradient moves; the spec's problem (X, y, w) and its loss there."""
     family = _gradcheck_family(seed, p)
     numeric = [(numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_),
-                bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6)) for _label, X_, y_, w_ in family]
+                bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6), _spec_gradient(X_, y_, w_))
+               for _label, X_, y_, w_ in family]
     X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
     w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
     return family, numeric, (X, y, w), float(_spec_loss(X, y, w))
+
+
+INEXACT = 1e-11  # float64 by hand: ~1e-15 relative; a central difference of the loss: ~1e-10
 
 
 @keeps_rules
@@ -233,7 +237,17 @@ def gradcheck(sub, seed, p):
         measured.append((label, X_, y_, w_, no_graph(analytic, "gradient()")))
     # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
     blocks = [block(f"w ({label})", analytic, expected, moves=moves)
-              for (label, _X, _y, _w, analytic), (expected, moves) in zip(measured, numeric)]
+              for (label, _X, _y, _w, analytic), (expected, moves, _exact) in zip(measured, numeric)]
+    # By hand is exact to float64's rounding (~1e-15 relative); a finite difference of a copy of the loss
+    # (no call of loss() to count) agrees with the finite differences here to ~1e-10 and no better
+    for (label, _X, _y, _w, analytic), (_numeric, _moves, exact) in zip(measured, numeric):
+        scale = float(exact.abs().max())
+        off = float((analytic.double() - exact).abs().max()) / scale if scale > 0 else 0.0
+        if INEXACT < off <= 1e-6:
+            raise Violation(f"gradient() at {label} is off the exact gradient by {off:.1e} (relative) and no more: a "
+                            "gradient by hand in float64 is exact to ~1e-15, a finite difference of the loss to "
+                            "~1e-10. A gradient from differences of the loss is not by hand: write "
+                            "(1/n) sum_i -sigma(-u_i) t_i x~_i")
     # float32 in, float32 out: the same gradient within float32's precision.
     g32, g64 = calls.judged(g32, dims), calls.judged(g64, dims)
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):

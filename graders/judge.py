@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from typing import Any, Mapping
 
@@ -47,6 +49,11 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
           expected: Mapping[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
     results = []
     for check in checks:
+        base = check.params.get("base_check")
+        if base and any(r.name == base and r.status == "pass" for r in results):
+            # the check its values defer to passed: a wrong base value is then this check's to charge (a
+            # loss() right inside train() only, which first-loss reads, and wrong when called itself)
+            check = dataclasses.replace(check, params={**check.params, "base_check_passed": True})
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
         verdicts = [(seed, _judge_one(check, seed, r, expected.get(check.name, {}).get(str(seed))))
                     for seed, r in per_seed]

@@ -47,7 +47,7 @@ def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden:
 
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,
           expected: Mapping[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
-    results = []
+    results: list[CheckResult] = []
     for check in checks:
         base = check.params.get("base_check")
         if base and any(r.name == base and r.status == "pass" for r in results):

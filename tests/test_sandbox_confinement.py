@@ -161,6 +161,29 @@ def test_system_v_ipc_made_inside_is_gone_with_it_and_never_on_the_host(confined
         assert f" {key} " not in host.read()
 
 
+def test_kernel_keyrings_and_other_surfaces_are_refused_by_a_seccomp_filter(confined):
+    """uid 65534's user keyring outlived a grade (red team A6: a key written by one submission was read by a
+    later batch's): add_key, request_key and keyctl, and perf_event_open, userfaultfd, bpf and io_uring,
+    answer EPERM; every other call (torch's included: the other tests) is allowed."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the filter's syscall numbers are x86_64's")
+    run = confined("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        for name, nr, args in (("add_key", 248, (b"user", b"k", b"v", 1, -4)), ("keyctl", 250, (0, -4, 0)),
+                               ("perf_event_open", 298, (0, 0, -1, -1, 0))):
+            result = libc.syscall(nr, *args)
+            print("CALL", name, result, ctypes.get_errno())
+        print("GETPID", os.getpid() > 0)
+    """)
+    assert run.has("seccomp filter"), run.out
+    for name in ("add_key", "keyctl", "perf_event_open"):
+        assert f"CALL {name} -1 1" in run.out, run.out + run.proc.stderr  # EPERM
+    assert "GETPID True" in run.out
+
+
 def test_home_is_the_working_copy(confined):
     """What the student's code writes under ~ (a library's cache, a saved model) lands in its own working
     copy, whichever process forked it (the harness's process serves many students and keeps its own HOME)."""

@@ -11,6 +11,7 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
+from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes
@@ -229,15 +230,24 @@ def divergence(sub, seed, p):
         measured["raised"] = e.message
         return measured
     measured["losses"] = [float(v) for v in losses]
-    # Plain gradient descent with the same loss and gradient, here: where the student's loop follows it at
-    # first and then leaves it, something changed the step once it grew (a clamp, a cap, a rescaling).
-    w = _t(w0)
-    plain = []
-    for _ in range(steps):
-        plain.append(float(_spec_loss(_t(X), _t(y), w)))
-        w = w - lr * _spec_gradient(_t(X), _t(y), w)
-    measured["plain"] = plain
+    measured["plain"] = _plain_descent(seed, p)
     return measured
+
+
+@seeded_once
+def _plain_descent(seed, p):
+    """Plain gradient descent with the spec's loss and gradient at divergence's lr, computed here once per
+    (seed, params): where the student's loop follows it at first and then leaves it, something changed
+    the step once it grew (a clamp, a cap, a rescaling)."""
+    X, y, w0 = _problem(seed, p["n"], p["d"])
+    Xt = _with_bias(X)
+    lr = p["factor"] * 2.0 / np.linalg.eigvalsh(2.0 / len(X) * Xt.T @ Xt).max()
+    X, y, w = _t(X), _t(y), _t(w0)
+    plain = []
+    for _ in range(p["steps"]):
+        plain.append(float(_spec_loss(X, y, w)))
+        w = w - lr * _spec_gradient(X, y, w)
+    return plain
 
 
 def _device_run(sub, seed):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dldiy.graders.api import ApiError, expect_tensor
-from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.invariants import Violation, keeps_rules, same_dtype, unmodified
 
 
@@ -187,7 +187,7 @@ def _train_family(sub, seed, p):
                   "values": [float(m) for m in mistakes]})
     # A point right by a margin float32 cannot see: from w0, t <w0, x~> = +1e-10 in float64, while the same
     # product of float32 copies is <= 0. A decision taken in float32 (a .float() inside) updates; float64 does not.
-    X, t, w0 = _beyond_float32(seed)
+    X, t, w0 = _beyond_float32(seed, {})
     w, mistakes = _train(sub, X, t, w0, 2)
     cases.append({"name": "one point right by a margin of 1e-10 (float64 inputs; in float32 it would be a mistake): w",
                   "shape": [3], "values": w.tolist()})
@@ -205,7 +205,8 @@ def _train_family(sub, seed, p):
     return cases
 
 
-def _beyond_float32(seed, margin=1e-10):
+@seeded_once
+def _beyond_float32(seed, p, margin=1e-10):
     """(X (1, 2), t = [+1], w0): t <x~, w0> = +margin > 0 in float64, <= 0 for the float32 copies of x~ and
     w0 (torch's float32 dot product), the first such point of a seeded sequence (about one try in two)."""
     rng = np.random.default_rng(seed + 40_000)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
+from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.invariants import Watch
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement
@@ -516,11 +517,10 @@ def invariants(sub, seed, p):
             # The same run with the images x30 (gradient norms past 5 or 10): plain SGD steps still, never
             # clipped or rescaled; judged only where the run at the normal scale takes plain SGD steps
             # (a wrong train() is first-loss's to charge).
-            if _plain_sgd_gap(result[0], seed, Xtr, ytr, 0.1, 2, 8) <= 1e-4:
+            if _plain_sgd_gap(result[0], seed, 1) <= 1e-4:
                 big = watch.call(where + ", images x30", sub.get("train"), (_init_params(seed, 2), 30 * Xtr, ytr, 0.1, 2, 8),
                                  ("params", "X", "y"))
-                gap = _plain_sgd_gap(big[0], seed, 30 * Xtr, ytr, 0.1, 2, 8) if isinstance(big, tuple) and len(big) == 2 \
-                    else 0.0
+                gap = _plain_sgd_gap(big[0], seed, 30) if isinstance(big, tuple) and len(big) == 2 else 0.0
                 if gap > 1e-4:
                     watch.violation(where + ", images x30", f"train() takes plain SGD steps on the digits as given, but not "
                                     f"on the same images x30, where the gradient is large: its weights are {gap:.2g} "
@@ -529,16 +529,26 @@ def invariants(sub, seed, p):
     return watch.measurement()
 
 
-def _plain_sgd_gap(returned, seed, X, y, lr, steps, batch_size) -> float:
-    """The largest relative difference between the params train() returned and plain SGD's from the same
-    start with the harness's forward (batch k: rows (k*batch_size + i) mod n), or inf when unusable."""
+@seeded_once
+def _plain_sgd(seed, p):
+    """invariants' train() run as plain SGD here (24 digits x p["scale"], batch_size 8, 2 steps, lr 0.1;
+    batch k: rows (k*batch_size + i) mod n) with the harness's forward: once per (seed, scale)."""
+    X, y, _, _ = _digits_split(seed, 24)
+    X = p["scale"] * X
     params = {k: v.detach().clone().requires_grad_(True) for k, v in _init_params(seed, 2).items()}
-    for k in range(steps):
-        idx = (torch.arange(batch_size) + k * batch_size) % len(X)
+    for k in range(2):
+        idx = (torch.arange(8) + k * 8) % len(X)
         grads = torch.autograd.grad(F.cross_entropy(own_cnn_forward(params, X[idx]), y[idx]), list(params.values()))
         with torch.no_grad():
-            for p, g in zip(params.values(), grads):
-                p -= lr * g
+            for q, g in zip(params.values(), grads):
+                q -= 0.1 * g
+    return {k: v.detach() for k, v in params.items()}
+
+
+def _plain_sgd_gap(returned, seed, scale) -> float:
+    """The largest relative difference between the params train() returned and plain SGD's (_plain_sgd)
+    from the same start, or inf when unusable."""
+    params = _plain_sgd(seed, {"scale": scale})
     if not isinstance(returned, dict) or set(returned) != set(params):
         return float("inf")
     gap = 0.0

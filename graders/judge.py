@@ -47,10 +47,11 @@ def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden:
 
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,
           expected: Mapping[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
-    results: list[CheckResult] = []
-    for check in checks:
+    results: dict[str, CheckResult] = {}
+    # a check whose values defer to another (its base_check) is judged after it, whatever the spec's order
+    for check in sorted(checks, key=lambda c: bool(c.params.get("base_check"))):
         base = check.params.get("base_check")
-        if base and any(r.name == base and r.status == "pass" for r in results):
+        if base and base in results and results[base].status == "pass":
             # the check its values defer to passed: a wrong base value is then this check's to charge (a
             # loss() right inside train() only, which first-loss reads, and wrong when called itself)
             check = dataclasses.replace(check, params={**check.params, "base_check_passed": True})
@@ -64,9 +65,9 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
                                    expected.get(check.name, {}).get(str(seed)))
             if data is not None:
                 result.details["plot"] = _finite(data)
-        results.append(result)
-    return Report(exercise.id, submission, results, outcome.load_error, outcome.skipped, outcome.output,
-                  outcome.duration_s, outcome.sandbox)
+        results[check.name] = result
+    return Report(exercise.id, submission, [results[c.name] for c in checks], outcome.load_error, outcome.skipped,
+                  outcome.output, outcome.duration_s, outcome.sandbox)
 
 
 def compact_expectation(kind: str, measurement: Any) -> Any:

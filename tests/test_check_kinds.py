@@ -291,3 +291,29 @@ def test_a_loss_history_of_the_wrong_length_is_refused_before_it_is_read():
         with pytest.raises(ApiError, match="returned 5000000 losses for steps=11"):
             expect_history(losses, 11)
     assert expect_history(torch.arange(3.0), 3) == [0.0, 1.0, 2.0]
+
+
+def test_a_check_deferring_to_a_passed_base_check_judges_its_values_whatever_the_specs_order():
+    """stability exempts its values only when first-loss (its base_check) failed; judged after it even where
+    the spec lists it first (red team A16: a loss() right only inside train())."""
+    from types import SimpleNamespace
+
+    from dldiy.graders.judge import judge
+    from dldiy.graders.sandbox.runner import Outcome
+
+    first = Check(name="first-loss", kind="first_loss", probe="first_loss", points=3.0,
+                  params={"rtol": 1e-9, "atol": 1e-12})
+    stab = Check(name="stability", kind="stability", probe="stability", points=1.0,
+                 params={"base_check": "first-loss", "rtol": 1e-9, "atol": 1e-12})
+    outcome = Outcome()
+    outcome.results = {("first-loss", 1): {"measurement": {"steps": [0], "losses": [0.5]}},
+                       ("stability", 1): {"measurement": {"cases": [{"name": "base", "value": 0.6}]}}}
+    expected = {"first-loss": {"1": {"steps": [0], "losses": [0.5]}},
+                "stability": {"1": {"cases": [{"name": "base", "value": 0.5, "base": True}]}}}
+    report = judge(SimpleNamespace(id="x"), [stab, first], outcome, "s", expected)
+    assert [c.name for c in report.checks] == ["stability", "first-loss"]
+    status = {c.name: c.status for c in report.checks}
+    assert status == {"first-loss": "pass", "stability": "fail"}, report.checks
+    outcome.results[("first-loss", 1)] = {"measurement": {"steps": [0], "losses": [0.7]}}  # now first-loss fails
+    status = {c.name: c.status for c in judge(SimpleNamespace(id="x"), [stab, first], outcome, "s", expected).checks}
+    assert status == {"first-loss": "fail", "stability": "pass"}  # its base is first-loss's to charge

@@ -15,7 +15,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
-                                            no_graph, same_dtype, unchanged, unmodified)
+                                            no_graph, same_dtype, trained_without_graph, unchanged, unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes
 
@@ -163,10 +163,7 @@ def _train(sub, X, y, w0, lr, steps, harness_loss=False):
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)
     if not harness_loss:
         same_dtype(w, X.dtype, "train() (its first result, w)")
-        if w.requires_grad or w.grad_fn is not None:
-            raise Violation("train() returned w with requires_grad=True: the weights carry the autograd graph of "
-                            "every update (memory grows with the steps, and w.numpy() raises). Train by hand on "
-                            "plain tensors: w = w0.clone(), without requires_grad_()")
+        trained_without_graph(w, "train() (its first result, w)")
     return w, expect_history(losses, steps)
 
 

@@ -158,6 +158,16 @@ def no_graph(value: torch.Tensor, what: str) -> torch.Tensor:
     return value
 
 
+def trained_without_graph(value: torch.Tensor, what: str) -> torch.Tensor:
+    """A Violation if weights a training loop returned carry the autograd graph of its updates (a start
+    from w0.clone().requires_grad_(True)): memory grows with the steps, and value.numpy() raises."""
+    if value.requires_grad or value.grad_fn is not None:
+        raise Violation(f"{what} has requires_grad=True: the weights carry the autograd graph of every update "
+                        "(memory grows with the steps, and .numpy() raises). Train by hand on plain tensors: "
+                        "w = w0.clone(), without requires_grad_()")
+    return value
+
+
 class CallCounter:
     """Stands in for one of the submission's functions and counts the calls made to it."""
 

@@ -708,15 +708,10 @@ class Local:
 
     @classmethod
     def build(cls, endpoint: "Endpoint", value: dict[str, Any], buffers: list[bytes], depth: int) -> Any:
-        from pathlib import Path
-
-        from .submission import load_module_from
-
         path, name = value.get("path"), value.get("name")
         if not isinstance(path, str) or not isinstance(name, str) or not path.endswith(".py"):
             raise wire.WireError("a malformed local value")
-        if path not in cls._modules:
-            cls._modules[path] = load_module_from(Path(path), f"_dldiy_local_{len(cls._modules)}")
+        cls.preload(path)  # (loaded already, where the worker preloaded it before forking the zygote)
         args = endpoint.decode(value.get("args", []), buffers, depth + 1)
         return getattr(cls._modules[path], name)(*args)
 

@@ -3,6 +3,10 @@ the bugged variants that only a GPU exposes, each through the real `dldiy check`
 
     python benchmarks/gpu_checks.py [--out DIR]
 
+(with dldiy installed; on a machine that cannot install it, give the checkout's `dldiy/` its three
+sub-packages and put the checkout on the path: `ln -s ../cli ../graders ../exercises dldiy/;
+PYTHONPATH=$PWD python3 benchmarks/gpu_checks.py`, as the device run of README.md did)
+
 Then the same through `dldiy grade`: per GPU-only bug, a class of three reference copies and two
 copies of the bug, graded with --jobs 2, so that each harness process serves several submissions
 one after another (parity leaves TF32 off and determinism on in it: the next submission must not

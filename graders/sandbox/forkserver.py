@@ -28,9 +28,10 @@ from pathlib import Path
 from .spawn import Started, child_env, fork_running, reap_ended
 
 MAX_REQUEST = 1 << 20
-# Modules torch imports lazily on first use, paid once here instead of by every child: the meta
-# device (the placement check) pulls in sympy; not torch._dynamo, which graders/sandbox/torchfast.py keeps out of every
-# child (it was ~1 s of this server's start). Imports only, no torch op.
+# Modules torch imports lazily on first use, paid once here instead of by every child where sympy cannot be
+# deferred (graders/sandbox/nosympy.py): the meta device (the placement check) pulls in sympy; not
+# torch._dynamo, which graders/sandbox/torchfast.py keeps out of every child (it was ~1 s of this server's
+# start). Imports only, no torch op.
 WARM_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
 # Imported by every harness process on its first probe (the seeded data: numpy.random; autograd across
 # the two processes: bridge), ~10 ms each time when left to the child. Imports only.
@@ -263,7 +264,7 @@ def main() -> None:
     import numpy  # noqa: F401 - warm imports every child would otherwise repeat
 
     from .. import api, data, layers  # noqa: F401
-    from . import confine, endpoint, forbid, remote, student, submission, wire  # noqa: F401
+    from . import confine, endpoint, forbid, nosympy, remote, student, submission, wire  # noqa: F401
     from ..course import exercise  # noqa: F401
     from ..kinds import KINDS, check_kind, invariants  # noqa: F401
 
@@ -272,7 +273,10 @@ def main() -> None:
 
     # Not nbformat: children read notebooks with the json module (submission.notebook_cells), and its
     # import (jsonschema's format checkers compile a grammar) cost as much as torch's in this server.
-    for name in (*CHILD_IMPORTS, *(WARM_IMPORTS if warm else ())):
+    # sympy stays out (graders/sandbox/nosympy.py): the meta device asks it only trivial questions, and its
+    # import was 0.3 s of this server's start and 34 MB of every process forked from it
+    deferred = nosympy.defer()
+    for name in (*CHILD_IMPORTS, *(WARM_IMPORTS if warm and not deferred else ())):
         try:
             importlib.import_module(name)
         except ImportError:

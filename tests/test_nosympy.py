@@ -1,0 +1,121 @@
+"""graders/sandbox/nosympy.py keeps sympy out of the processes that run student code, never changing what
+torch answers: every stand-in helper is compared with torch's own on families of plain values, and a
+fresh interpreter runs the references' meta-device probes, symbolic shapes and sympy itself with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import torch.fx.experimental.symbolic_shapes as real_shapes  # noqa: E402  # the real module, to compare with
+
+from dldiy.graders.sandbox import nosympy  # noqa: E402
+
+HELPERS = sorted({*nosympy._IDENTITY, *nosympy._PLAIN_ANSWERS})
+scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.none(), st.text(max_size=1))
+values = st.one_of(scalars, st.lists(st.one_of(st.booleans(), st.integers(-3, 3)), max_size=3),
+                   st.tuples(st.integers(-3, 3), st.integers(-3, 3)), st.builds(torch.Size, st.lists(st.integers(0, 4), max_size=3)),
+                   st.just(torch.ones(2)), st.just(torch.ones(3, 2).t()),
+                   st.dictionaries(st.text(max_size=1), st.integers(0, 2), max_size=2))
+
+
+def _outcome(function, *args):
+    try:
+        answer = function(*args)
+        return "returns", answer, type(answer)
+    except Exception as e:  # noqa: BLE001 - the exception's type is part of what must agree
+        return "raises", type(e)
+
+
+def test_every_helper_the_stand_in_answers_exists_in_torch():
+    missing = [name for name in HELPERS if not callable(getattr(real_shapes, name, None))]
+    assert not missing, f"torch {torch.__version__} has no {missing}: take them out of nosympy's tables"
+
+
+@pytest.mark.parametrize("name", HELPERS)
+@settings(max_examples=60, deadline=None)
+@given(args=st.lists(values, min_size=1, max_size=3))
+def test_a_stand_in_helper_answers_as_torch_does(name, args):
+    _, shapes = nosympy.stand_ins()  # fresh: answers on its own until something is not plain
+    arity = 2 if name == "sym_eq" else (len(args) if name in ("sym_and", "sym_or") else 1)
+    args = args[:arity] if len(args) >= arity else args * arity
+    assert _outcome(getattr(shapes.module, name), *args) == _outcome(getattr(real_shapes, name), *args)
+
+
+def test_sympy_basic_stands_in_for_isinstance_until_sympy_is_imported():
+    import sympy
+
+    stand_in, _ = nosympy.stand_ins()
+    basic = stand_in.module.Basic
+    assert not isinstance(1, basic) and isinstance(1, (int, basic))
+    stand_in.load()  # sympy is in sys.modules here: the stand-in now answers as sympy's Basic
+    assert isinstance(sympy.Symbol("x"), basic) and issubclass(sympy.Symbol, basic)
+    assert stand_in.module.Symbol is sympy.Symbol and stand_in.module.Basic is sympy.Basic
+
+
+def _fresh(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_references_run_on_the_meta_device_without_sympy():
+    """Each placement probe's computation (its harness's `_device_run`, on the reference) on meta tensors,
+    in a fresh interpreter with the stand-ins: every output on meta, and sympy never imported."""
+    lines = _fresh("""
+        import sys, importlib
+        import torch
+        from dldiy.graders.sandbox import nosympy
+        from dldiy.graders.sandbox.torchfast import skip_dynamo
+        from dldiy.graders.sandbox.submission import load_module_from
+        from dldiy.graders.course.exercise import load_exercise
+        from dldiy.graders.course.folders import BUILTIN_ROOT
+        print(nosympy.defer())
+        skip_dynamo()
+
+        class Sub:  # what _device_run asks of a submission: its names
+            def __init__(self, module):
+                self.module = module
+            def get(self, name):
+                return getattr(self.module, name)
+
+        for ex in ("exercise-1", "exercise-2", "exercise-8", "exercise-9"):
+            exercise = load_exercise(ex)
+            harness = load_module_from(exercise.harness_path, "harness_" + ex.replace("-", "_"))
+            reference = load_module_from(BUILTIN_ROOT / "reference" / ex / exercise.entry, "ref_" + ex.replace("-", "_"))
+            outputs = harness._device_run(Sub(reference), 0)("meta")
+            print(ex, sorted({t.device.type for t in outputs.values()}), nosympy.deferred("sympy"),
+                  nosympy.deferred(nosympy.SYMBOLIC_SHAPES))
+        import torch.fx.experimental.symbolic_shapes as shapes  # still the stand-in: imports nothing
+        print(shapes.guard_or_false(True), nosympy.deferred())
+    """)
+    assert lines == ["True", *(f"exercise-{n} ['meta'] True True" for n in (1, 2, 8, 9)), "True True"], lines
+
+
+def test_symbolic_shapes_and_sympy_work_as_torch_s_once_asked_for():
+    """Student code that needs the real modules gets them: sympy itself, a SymInt's guard (through
+    torch's own ShapeEnv), and a helper kept from before sympy was imported."""
+    lines = _fresh("""
+        import torch
+        from dldiy.graders.sandbox import nosympy
+        print(nosympy.defer())
+        from torch.fx.experimental.symbolic_shapes import guard_or_false  # the stand-in's
+        import sympy
+        x = sympy.Symbol("x")
+        print(sympy.expand((x + 1) ** 2), isinstance(x, sympy.Basic), nosympy.deferred("sympy"))
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import DimDynamic
+        env = ShapeEnv()
+        with FakeTensorMode(shape_env=env) as mode:
+            t = mode.from_tensor(torch.ones(5, 3), symbolic_context=None) if False else None
+        s = env.create_unbacked_symint()
+        print(type(s).__name__, guard_or_false(s == 3), nosympy.deferred(nosympy.SYMBOLIC_SHAPES))
+    """)
+    assert lines == ["True", "x**2 + 2*x + 1 True False", "SymInt False False"], lines

@@ -281,6 +281,13 @@ def main() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    if warm:  # the meta device's first-use caches, filled once here for every child (~25 ms)
+        from ..kinds.placement import warm_meta
+
+        try:
+            warm_meta()
+        except Exception:  # noqa: BLE001 - a torch without some meta kernel: each child fills its own
+            pass
 
     _serve(sock)
     # Nothing to clean up (every child runs in a session of its own), and an interpreter's orderly exit

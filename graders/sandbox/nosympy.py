@@ -106,15 +106,14 @@ _PLAIN_ANSWERS: dict[str, Callable[..., Any]] = {
 
 def _no_symbols(value: Any) -> bool:
     """True where torch's _iterate_exprs finds nothing to yield while no symbolic value can exist (a
-    plain value, a tensor: its sizes and strides are ints, or containers of them), else _NotPlain."""
+    plain number, a tensor: its sizes and strides are ints, or tuples and lists of them: what every
+    version takes; None, strings and dicts it took only later), else _NotPlain."""
     import torch
 
-    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.Tensor):
+    if type(value) in (bool, int, float) or isinstance(value, torch.Tensor):
         return True
     if isinstance(value, (tuple, list)):
         return all(map(_no_symbols, value))
-    if type(value) is dict:
-        return all(map(_no_symbols, (*value.keys(), *value.values())))
     raise _NotPlain
 
 
@@ -210,16 +209,29 @@ def _helper(stand_in: _StandIn, name: str, answer: Callable[..., Any]) -> Callab
     return helper
 
 
+def _defined(spec: Any) -> Callable[[str], bool]:
+    """Whether the installed module defines a function of that name (read from its source, not imported:
+    a helper of ours that this torch lacks is left to the real module, which raises as it would)."""
+    try:
+        source = spec.loader.get_data(spec.origin)
+    except (AttributeError, OSError, TypeError):
+        return lambda name: False
+    return lambda name: f"\ndef {name}(".encode() in source
+
+
 def stand_ins() -> tuple[_StandIn, _StandIn]:
     """New stand-ins for sympy and symbolic_shapes, not installed (defer installs them; a test compares
     their answers with the real module's)."""
-    package = {name: importlib.util.find_spec(name).submodule_search_locations is not None  # type: ignore[union-attr]
-               for name in ("sympy", SYMBOLIC_SHAPES)}
+    specs = {name: importlib.util.find_spec(name) for name in ("sympy", SYMBOLIC_SHAPES)}
+    package = {name: spec.submodule_search_locations is not None for name, spec in specs.items()}  # type: ignore[union-attr]
+    defined = _defined(specs[SYMBOLIC_SHAPES])
     sympy = _StandIn("sympy", package["sympy"])
     sympy.module.__dict__["Basic"] = _Basic(sympy)
     shapes = _StandIn(SYMBOLIC_SHAPES, package[SYMBOLIC_SHAPES], after=sympy)
-    shapes.module.__dict__.update({name: _helper(shapes, name, answer) for name, answer in _PLAIN_ANSWERS.items()})
-    shapes.module.__dict__.update({name: _identity(shapes, name, types_) for name, types_ in _IDENTITY.items()})
+    shapes.module.__dict__.update({name: _helper(shapes, name, answer) for name, answer in _PLAIN_ANSWERS.items()
+                                   if defined(name)})
+    shapes.module.__dict__.update({name: _identity(shapes, name, types_) for name, types_ in _IDENTITY.items()
+                                   if defined(name)})
     return sympy, shapes
 
 

@@ -159,3 +159,32 @@ def test_a_swap_whose_value_cannot_be_built_leaves_every_later_put_back_its_swap
     assert module.loss == "ours"
     server._swap([{"name": "loss"}, {"name": "gradient"}], [])  # the harness's put-backs, inner first
     assert module.gradient == "theirs" and not hasattr(module, "loss")
+
+
+def test_a_value_nested_past_the_cap_is_refused_before_anything_recurses_into_it():
+    """A frame's nesting is walked before any decoder recurses into it: a reply nested deeper than the cap
+    (which json reads) is refused as a WireError, and one nested 100,000 deep (which json cannot read) too,
+    never a RecursionError in the harness; one within the cap arrives whole."""
+    import socket
+    import struct
+
+    from dldiy.graders.sandbox import wire
+
+    def nested(depth: int) -> list:
+        value: list = []
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        reader = wire.Reader(ours)
+        wire.write_frame(theirs, {"value": nested(wire.DEPTH_CAP + 5)}, [])
+        with pytest.raises(wire.WireError, match="nested deeper"):
+            reader.read()
+        body = b'{"value":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        theirs.sendall(struct.pack(">I", len(body)) + body)
+        with pytest.raises(wire.WireError, match="not valid JSON"):
+            reader.read()
+        wire.write_frame(theirs, {"value": nested(wire.DEPTH_CAP - 2)}, [])
+        assert reader.read()[0]["value"] == nested(wire.DEPTH_CAP - 2)

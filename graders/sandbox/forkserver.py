@@ -3,7 +3,9 @@
 Starting Python and importing torch costs ~1.3 s; fork() of a process that already did costs a few
 milliseconds. The server imports torch, numpy and dldiy's graders with every thread pool pinned to
 one thread *before* torch starts any (fork() copies only the calling thread, so a pool thread's
-lock held at fork time would deadlock the child), and runs no torch op itself.
+lock held at fork time would deadlock the child). Its only torch ops are placement.warm_meta's forward
+pass on the meta device (no data, no gradient: a backward would start autograd's device threads where
+CUDA is available, and no forked child could run autograd after that).
 
 Protocol (a SOCK_SEQPACKET socket pair, one message per datagram):
     parent -> server: the child's JSON request (graders/sandbox/child.py's), with two file descriptors

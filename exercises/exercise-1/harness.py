@@ -188,9 +188,9 @@ def _gradcheck_expected(seed, p):
     """What gradcheck compares with, from the spec's loss (no submission): the family, each configuration's
     numeric gradient and whether its true gradient moves; the spec's problem (X, y, w) and its loss there."""
     family = _gradcheck_family(seed, p)
-    numeric = [(numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_),
-                bool(_spec_gradient(X_, y_, w_).abs().max() > 1e-6), _spec_gradient(X_, y_, w_))
-               for _label, X_, y_, w_ in family]
+    exact = [_spec_gradient(X_, y_, w_) for _label, X_, y_, w_ in family]
+    numeric = [(numeric_gradient_stacked(lambda W: _spec_losses(X_, y_, W), w_), bool(g.abs().max() > 1e-6), g)
+               for (_label, X_, y_, w_), g in zip(family, exact)]
     X, y = family[-1][1].clone(), family[-1][2].clone()  # the family's last problem is _problem(seed, n, d)'s
     w = torch.tensor(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
     return family, numeric, (X, y, w), float(_spec_loss(X, y, w))

@@ -212,10 +212,15 @@ def convergence(sub, seed, p):
     return {p["metric"]: distance, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
 
+def _stability_limit(X):
+    """2 / lambda_max of the MSE's Hessian 2/n X~^T X~: gradient descent is stable iff lr < this."""
+    Xt = _with_bias(X)
+    return 2.0 / np.linalg.eigvalsh(2.0 / len(X) * Xt.T @ Xt).max()
+
+
 def divergence(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
-    Xt = _with_bias(X)
-    limit = 2.0 / np.linalg.eigvalsh(2.0 / len(X) * Xt.T @ Xt).max()  # GD is stable iff lr < 2/lambda_max
+    limit = _stability_limit(X)
     lr, steps = p["factor"] * limit, p["steps"]
     measured = {"lr": lr, "limit": limit, "steps": steps}
     try:
@@ -237,8 +242,7 @@ def _plain_descent(seed, p):
     (seed, params): where the student's loop follows it at first and then leaves it, something changed
     the step once it grew (a clamp, a cap, a rescaling)."""
     X, y, w0 = _problem(seed, p["n"], p["d"])
-    Xt = _with_bias(X)
-    lr = p["factor"] * 2.0 / np.linalg.eigvalsh(2.0 / len(X) * Xt.T @ Xt).max()
+    lr = p["factor"] * _stability_limit(X)
     X, y, w = _t(X), _t(y), _t(w0)
     plain = []
     for _ in range(p["steps"]):

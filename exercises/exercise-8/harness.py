@@ -507,10 +507,12 @@ def invariants(sub, seed, p):
                  lambda x, w, b: conv2d(x, w, b, 1, 0),
                  tuple(_tensor(gen, *s) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,))),
                  tuple(_tensor(gen, *s) for s in ((2, 2, 4, 4), (3, 2, 2, 2), (3,))))
-    Xtr, ytr, _, _ = _digits_split(seed, 24)
-    where = "train() (n=24, batch_size 8, 2 steps)"
+    run = _INVARIANTS_RUN
+    Xtr, ytr, _, _ = _digits_split(seed, run["n"])
+    where = f"train() (n={run['n']}, batch_size {run['batch_size']}, {run['steps']} steps)"
+    settings = (run["lr"], run["steps"], run["batch_size"])
     with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
-        result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, 0.1, 2, 8),
+        result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, *settings),
                             ("params", "X", "y"))
         if isinstance(result, tuple) and len(result) == 2:
             watch.no_graph(where, list(result[1]), "losses")
@@ -518,7 +520,7 @@ def invariants(sub, seed, p):
             # clipped or rescaled; judged only where the run at the normal scale takes plain SGD steps
             # (a wrong train() is first-loss's to charge).
             if _plain_sgd_gap(result[0], seed, 1) <= 1e-4:
-                big = watch.call(where + ", images x30", sub.get("train"), (_init_params(seed, 2), 30 * Xtr, ytr, 0.1, 2, 8),
+                big = watch.call(where + ", images x30", sub.get("train"), (_init_params(seed, 2), 30 * Xtr, ytr, *settings),
                                  ("params", "X", "y"))
                 gap = _plain_sgd_gap(big[0], seed, 30) if isinstance(big, tuple) and len(big) == 2 else 0.0
                 if gap > 1e-4:
@@ -529,19 +531,24 @@ def invariants(sub, seed, p):
     return watch.measurement()
 
 
+# invariants' train() run: the same settings for the submission's run and plain SGD's (_plain_sgd)
+_INVARIANTS_RUN = {"n": 24, "lr": 0.1, "steps": 2, "batch_size": 8}
+
+
 @seeded_once
 def _plain_sgd(seed, p):
-    """invariants' train() run as plain SGD here (24 digits x p["scale"], batch_size 8, 2 steps, lr 0.1;
-    batch k: rows (k*batch_size + i) mod n) with the harness's forward: once per (seed, scale)."""
-    X, y, _, _ = _digits_split(seed, 24)
+    """invariants' train() run (_INVARIANTS_RUN, the digits x p["scale"]) as plain SGD here, with the
+    harness's forward (batch k: rows (k*batch_size + i) mod n): once per (seed, scale)."""
+    run = _INVARIANTS_RUN
+    X, y, _, _ = _digits_split(seed, run["n"])
     X = p["scale"] * X
     params = {k: v.detach().clone().requires_grad_(True) for k, v in _init_params(seed, 2).items()}
-    for k in range(2):
-        idx = (torch.arange(8) + k * 8) % len(X)
+    for k in range(run["steps"]):
+        idx = (torch.arange(run["batch_size"]) + k * run["batch_size"]) % len(X)
         grads = torch.autograd.grad(F.cross_entropy(own_cnn_forward(params, X[idx]), y[idx]), list(params.values()))
         with torch.no_grad():
             for q, g in zip(params.values(), grads):
-                q -= 0.1 * g
+                q -= run["lr"] * g
     return {k: v.detach() for k, v in params.items()}
 
 

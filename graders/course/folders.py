@@ -110,10 +110,10 @@ class BuggyVariant:
     pattern: str = ""
     requires: str = ""  # "cuda": the bug shows only on that accelerator (validate skips it elsewhere)
     crashes_at: str = ""  # "file" or "file:line" that the submission's error must name
-    patch: Path = field(kw_only=True)
+    patch: Path = field(kw_only=True)  # the bug: a diff against the reference (graders/course/patch.py)
     # an alternative's checks that cannot tell for it and say inconclusive (a skip, never a pass): e.g.
     # placement, for an op the meta device has no kernel for
-    inconclusive: tuple[str, ...] = field(default=(), kw_only=True)  # the bug: a diff against the reference (graders/course/patch.py)
+    inconclusive: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 def require_finished(variant: BuggyVariant) -> None:

@@ -1,4 +1,5 @@
-"""Keep torch.optim from importing torch._dynamo (2-3 s) in processes that never compile.
+"""Keep torch.optim from importing torch._dynamo (2-3 s) in processes that never compile, and the meta
+device on torch's C++ kernels where they judge devices as its Python ones do.
 
 `torch.optim.Optimizer.add_param_group` (called by every optimizer's __init__), `zero_grad`,
 `state_dict` and friends are wrapped by `torch._disable_dynamo`, which imports torch._dynamo on the
@@ -27,6 +28,7 @@ def skip_dynamo() -> None:
     skip_dynamo_in_optimizers()
     skip_dynamo_in_meta()
     skip_unprofiled_record_function()
+    native_meta_kernels()
 
 
 def skip_unprofiled_record_function() -> None:
@@ -153,3 +155,107 @@ def skip_dynamo_in_meta() -> int:
                         if isinstance(f, types.FunctionType):
                             visit(f, 0)
     return marked
+
+
+# torch versions whose meta registrations native_meta_kernels() was checked against (tests/test_torchfast.py:
+# every placement verdict of a family of device mistakes and value reads the same as with torch's own)
+VERIFIED_TORCH = ("2.13",)
+# binary ops that are TensorIterator kernels in C++ (the device check included) though their Python
+# reference dispatches to another reference instead of carrying the elementwise wrapper itself
+_ELEMENTWISE_BY_NAME = frozenset({"div.Tensor", "div.Tensor_mode", "div.out", "div.out_mode", "div_.Tensor",
+                                  "div_.Tensor_mode"})
+
+
+def native_meta_kernels() -> int:
+    """The meta device (the placement check) on torch's C++ meta kernels where they exist and judge
+    devices as the Python ones do; returns how many ops changed.
+
+    `import torch` registers a Python meta function over the C++ one for ~1,300 ops
+    (torch/_meta_registrations.py, `activate_meta`), for symbolic shapes; eagerly, on concrete shapes,
+    each call then runs torch's Python references: `torch.logaddexp` on meta took 2 ms, `u * u` 76 us,
+    against under 1 us in C++, and exercise-1's loss and gradient 10 ms of every student's process.
+    What the placement check reads of a call is its outputs' device and the device errors it raises. An
+    op with at most one tensor argument (and no device argument) has no devices to mix; an elementwise
+    op's C++ kernel is a TensorIterator, whose meta pass checks devices as the Python reference does
+    (a 0-dim CPU tensor allowed, any other CPU tensor refused). Those go back to C++; every other op
+    (a tensor list such as `cat`, whose C++ meta does not check devices, matrix products, losses,
+    convolutions) keeps its Python meta function. torch.compile's tracing (the Python dispatcher) keeps
+    every Python kernel (`py_kernels`), untouched here. Only on a torch in VERIFIED_TORCH."""
+    try:
+        import torch
+        import torch._meta_registrations as registrations
+        from torch._decomp import global_decomposition_table
+    except ImportError:
+        return 0
+    if ".".join(torch.__version__.split("+")[0].split(".")[:2]) not in VERIFIED_TORCH:
+        return 0
+    library = getattr(registrations, "_meta_lib_dont_use_me_use_register_meta", None)
+    if library is None or getattr(library, "_dldiy_native", False):
+        return 0
+    registered = {key.split("/")[1] for key in getattr(library, "_op_impls", ())}  # "aten/<name>/Meta"
+    table: dict[Any, Callable[..., Any]] = {}
+    for kind in ("meta", "post_autograd", "pre_autograd"):  # activate_meta's order of precedence
+        for op, fn in global_decomposition_table[kind].items():
+            table.setdefault(op, fn)
+    ops = [(op, fn) for op, fn in table.items()
+           if isinstance(op, torch._ops.OpOverload) and op.name().split("::")[-1] in registered]
+    if len(ops) != len(registered):  # a registration made elsewhere: leave torch as it is
+        return 0
+    library._destroy()
+    replacement = torch.library.Library("aten", "IMPL", "Meta")
+    replacement._dldiy_native = True  # type: ignore[attr-defined]
+    native, elementwise = 0, _Elementwise()
+    for op, fn in ops:
+        name = op.name()
+        tensors = _tensor_arguments(op)
+        if tensors is not None and torch._C._dispatch_has_kernel_for_dispatch_key(name, "Meta") and \
+                (tensors <= 1 or name.split("::")[-1] in _ELEMENTWISE_BY_NAME or elementwise(fn)):
+            native += 1
+            continue
+        replacement.impl(op, fn)
+    registrations._meta_lib_dont_use_me_use_register_meta = replacement  # later registrations land here
+    return native
+
+
+def _tensor_arguments(op: Any) -> int | None:
+    """How many tensor arguments `op` takes; None when it takes a device or a list of tensors."""
+    count = 0
+    for argument in op._schema.arguments:
+        kind = argument.type.kind()
+        if kind == "OptionalType":
+            kind = argument.type.getElementType().kind()
+        if kind == "TensorType":
+            count += 1
+        elif kind == "DeviceObjType" or (kind == "ListType" and "Tensor" in str(argument.type)):
+            return None
+    return count
+
+
+class _Elementwise:
+    """Whether torch's Python reference `fn` is an elementwise one: it carries the elementwise
+    type-promotion wrapper, somewhere in its closures or what it wraps (an op's overloads share one
+    reference: each answered once)."""
+
+    def __init__(self) -> None:
+        from torch._prims_common.wrappers import elementwise_type_promotion_wrapper
+
+        self.wrapper = elementwise_type_promotion_wrapper
+        self.known: dict[int, bool] = {}
+
+    def __call__(self, fn: Any, depth: int = 0) -> bool:
+        if depth > 4 or fn is None:
+            return False
+        if id(fn) not in self.known:
+            self.known[id(fn)] = False  # (a cycle ends here)
+            self.known[id(fn)] = self._search(fn, depth)
+        return self.known[id(fn)]
+
+    def _search(self, fn: Any, depth: int) -> bool:
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, self.wrapper) or (callable(value) and self(value, depth + 1)):
+                return True
+        return self(getattr(fn, "__wrapped__", None), depth + 1)

@@ -41,6 +41,19 @@ MODULE = textwrap.dedent("""
 
     def same(value):
         return value
+
+    def lent(x):
+        return x.sum()
+
+    def call_lent_keeping_graphs(n, size):
+        import sys
+        lent = sys.modules[__name__].lent  # the harness's function while swapped in
+        kept = []
+        for _ in range(n):
+            x = torch.zeros(size, dtype=torch.float64, requires_grad=True)
+            with torch.enable_grad():
+                kept.append(lent(x))  # differentiable: the harness keeps (outputs, inputs) for a backward
+        return len(kept)
 """)
 
 
@@ -188,3 +201,43 @@ def test_a_value_nested_past_the_cap_is_refused_before_anything_recurses_into_it
             reader.read()
         wire.write_frame(theirs, {"value": nested(wire.DEPTH_CAP - 2)}, [])
         assert reader.read()[0]["value"] == nested(wire.DEPTH_CAP - 2)
+
+
+def test_graphs_the_harness_keeps_for_a_students_backward_are_capped_in_bytes(sub, monkeypatch):
+    """Red team A02: a student's process calling a lent harness function with inputs that require grad
+    (every live leaf it mirrors is one) made the unconfined harness keep every input (256 graphs of
+    256 MB). A call whose inputs hold more than GRAPH_BYTES_KEPT (here 8 MB; 2 MB more each call) is
+    refused, and the graphs kept stay within it."""
+    from dldiy.graders.sandbox import bridge
+
+    monkeypatch.setattr(bridge, "GRAPH_BYTES_KEPT", 8 << 20)
+    with sub.replaced("lent", lambda x: x.sum()):
+        assert sub.call("call_lent_keeping_graphs", 3, 1 << 18) == 3  # 6 MB: within the cap
+        with pytest.raises(RemoteError, match=r"inputs hold 8\.[0-9] MB \(the cap is 8 MB\)"):
+            sub.call("call_lent_keeping_graphs", 12, 1 << 18)
+    graphs, sizes = sub.endpoint.graphs, sub.endpoint.graph_bytes
+    assert set(sizes) == set(graphs) and sum(sizes.values()) <= 8 << 20, sizes
+
+
+def test_the_harness_process_caps_its_own_data_memory():
+    """Whatever passes the wire's caps fails an allocation in the harness (RLIMIT_DATA: a student's
+    memory limit plus headroom), never the grader's machine."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import resource, torch
+        from dldiy.graders.sandbox.child import _cap_own_memory, HARNESS_DATA_HEADROOM
+        from dldiy.graders.sandbox.confine import Limits
+        _cap_own_memory()
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        print(soft == Limits().memory_bytes + HARNESS_DATA_HEADROOM, hard == resource.RLIM_INFINITY)
+        try:
+            torch.empty(soft // 8 + 1, dtype=torch.float64)  # more than the whole cap at once
+            print("allocated")
+        except (MemoryError, RuntimeError) as e:
+            print(type(e).__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() in (["True", "True", "RuntimeError"], ["True", "True", "MemoryError"]), done.stdout

@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 GRAPHS_KEPT = 256  # graphs a process keeps for the other side's backward passes
+# bytes of tensor storage those graphs may hold: the harness keeps the inputs a student's process sent
+# through a lent function (red team A02: 256 graphs of 256 MB each, 64 GB in the unconfined harness)
+GRAPH_BYTES_KEPT = 512 << 20
 
 
 def tensors_in(value: Any, out: list) -> list:
@@ -188,6 +191,10 @@ def inputs_for(endpoint: Any, grad: Any) -> list:
         if t is not None and not t.requires_grad and t.is_leaf and t.is_floating_point():
             t.requires_grad_(True)
         inputs.append(t)
+    held = _storage_bytes([t for t in inputs if t is not None])
+    if held > GRAPH_BYTES_KEPT:  # the caller names the inputs, every live leaf it mirrors: bounded here
+        raise wire.WireError(f"a differentiable call whose inputs hold {held / 2**20:.1f} MB (the cap is "
+                             f"{GRAPH_BYTES_KEPT / 2**20:.0f} MB)")
     return inputs
 
 
@@ -196,9 +203,27 @@ def tracked(endpoint: Any, result: Any, inputs: list) -> dict[str, Any]:
     outputs = tensors_in(result, [])
     gid = endpoint.new_id()
     endpoint.graphs[gid] = (outputs, inputs)
-    while len(endpoint.graphs) > GRAPHS_KEPT:
-        endpoint.graphs.pop(next(iter(endpoint.graphs)))
+    sizes = endpoint.graph_bytes
+    sizes[gid] = _storage_bytes([*outputs, *inputs])
+    # the oldest go first, past the count or the bytes (the newest stays: its reply is on its way)
+    while len(endpoint.graphs) > 1 and (len(endpoint.graphs) > GRAPHS_KEPT or sum(sizes.values()) > GRAPH_BYTES_KEPT):
+        oldest = next(iter(endpoint.graphs))
+        endpoint.graphs.pop(oldest)
+        sizes.pop(oldest, None)
     return {"value": result, "graph": gid, "differentiable": [bool(getattr(o, "requires_grad", False)) for o in outputs]}
+
+
+def _storage_bytes(tensors: list) -> int:
+    """Bytes of the storages behind `tensors`, each storage once (a view counts its whole storage: what
+    it keeps alive)."""
+    sizes: dict[int, int] = {}
+    for t in tensors:
+        try:
+            storage = t.untyped_storage()
+            sizes[storage.data_ptr()] = storage.nbytes()
+        except (AttributeError, RuntimeError, NotImplementedError):  # not a tensor; a meta or sparse one
+            continue
+    return sum(sizes.values())
 
 
 def backward_reply(endpoint: Any, header: dict[str, Any], buffers: list[bytes],

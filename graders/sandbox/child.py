@@ -247,6 +247,7 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     gc.freeze()
     # now, before any job: what it forks holds nothing of any submission
     zygote = Zygote(pid_namespaces=bool(start.get("pid_namespaces")))
+    _cap_own_memory()  # after the zygote's fork: the students' processes get limits of their own
     fresh = GlobalState()
     try:
         for line in jobs:
@@ -272,6 +273,30 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
                     emit(messages.done(drain.text()))
     finally:
         zygote.close()
+
+
+HARNESS_DATA_HEADROOM = 2 << 30  # the harness's own needs beyond what one student may hold (~0.3 GB used)
+
+
+def _cap_own_memory() -> None:
+    """A soft RLIMIT_DATA on this harness process: a student's memory limit plus headroom. The harness
+    runs with no cgroup of its own and decodes what students' processes send it (replies, inputs of a
+    lent function kept for a backward pass: bridge.GRAPH_BYTES_KEPT); whatever gets past those caps
+    then fails an allocation here (that submission's check errors; the worker is replaced) instead of
+    taking the grader's machine (red team A02: 7.6 GB held by one harness). Not where a GPU's device nodes
+    exist: CUDA's driver maps private memory of its own in the harness (parity), unmeasured here."""
+    import resource
+
+    from .confine import Limits
+    from .mounts import device_names
+
+    student = Limits().memory_bytes
+    if not student or any(name.startswith("nvidia") for name in device_names()):
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = student + HARNESS_DATA_HEADROOM
+    if hard == resource.RLIM_INFINITY or cap < hard:
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 class GlobalState:

@@ -126,6 +126,7 @@ class Endpoint:
         self._by_object: dict[int, int] = {}  # id(tensor) -> mirror id
         self.objects: dict[int, Any] = {}  # handles this side gave out (student side)
         self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
+        self.graph_bytes: dict[int, int] = {}  # the bytes each of those holds (bridge.GRAPH_BYTES_KEPT)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
@@ -613,6 +614,7 @@ class Endpoint:
                 if isinstance(mid, int):
                     self.objects.pop(mid, None)
                     self.graphs.pop(mid, None)
+                    self.graph_bytes.pop(mid, None)
                     m = self.mirrors.pop(mid, None)
                     if m is not None:
                         t = m.tensor()

@@ -262,11 +262,46 @@ def _gradient_note(sub, X, y, w):
     return dependency_note(sub, "gradient", (X, y, w.clone()), _spec_gradient(X, y, w))
 
 
+def _descent(X, y, w0, lr, steps):
+    """Plain gradient descent by the spec (the harness's gradient): the weights after each update."""
+    gradient, w, path = harness_gradient(), w0.clone(), []
+    for _ in range(steps):
+        w = w - lr * gradient(X, y, w)
+        path.append(w)
+    return path
+
+
+def _follows_descent(sub, seed, n, d, lr, steps):
+    """train() at another learning rate (`lr_family`), on overlapping classes (blobs 1 apart) where plain
+    descent at that lr overshoots and the loss goes up at most steps: train() takes every step
+    w <- w - lr * gradient(w) with the lr it is given, whatever the loss does, so its final weights are
+    plain descent's (the harness's gradient in both; float64 orderings agree to ~1e-14). A Violation
+    names the lr and how far off. The losses train() records are first-loss's own comparison."""
+    X, y, w0 = _problem(seed + 20_000, n, d, distance=1.0)
+    w, _ = _train(sub, X.clone(), y.clone(), w0.clone(), lr, steps)
+    path = _descent(X, y, w0, lr, steps)
+    expected = path[-1]
+    off = float((w.detach().double() - expected).abs().max())
+    if not off <= 1e-9 * (1 + float(expected.abs().max())):  # (nan fails too)
+        losses = [float(_spec_loss(X, y, v)) for v in [w0, *path]]
+        rises = sum(b > a for a, b in zip(losses, losses[1:]))
+        w_list = ", ".join(f"{v:.6g}" for v in w.detach().double().tolist())
+        e_list = ", ".join(f"{v:.6g}" for v in expected.tolist())
+        raise Violation(f"train() with lr = {lr:g} for {steps} steps (the grader's gradient; two overlapping classes) "
+                        f"ends at w = [{w_list}], not where gradient descent w <- w - lr * gradient(w) ends: "
+                        f"[{e_list}] (largest difference {off:.3g})"
+                        + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
+                           "with the lr it is given (no step size of its own, no early stop, no best-so-far weights)"
+                           if rises else ": train() must take every step with the lr it is given"))
+
+
 @keeps_rules
 def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     steps = p["steps"]
     w, losses = _train(sub, X, y, w0, p["lr"], max(steps) + 1)
+    for lr in p.get("lr_family", ()):
+        _follows_descent(sub, seed, p["n"], p["d"], lr, max(steps) + 1)
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, X, y, w0)}

@@ -45,6 +45,17 @@ MODULE = textwrap.dedent("""
     def lent(x):
         return x.sum()
 
+    def centre_in_place(X, k=None):
+        X -= X.mean(axis=0)  # numpy: the caller's array
+        return X
+
+    def centre_copy(X, k=None):
+        return X - X.mean(axis=0)
+
+    def centre_keyword_in_place(X, k=None):
+        k[:] = 0
+        return X
+
     def call_lent_keeping_graphs(n, size):
         import sys
         lent = sys.modules[__name__].lent  # the harness's function while swapped in
@@ -241,3 +252,29 @@ def test_the_harness_process_caps_its_own_data_memory():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() in (["True", "True", "RuntimeError"], ["True", "True", "MemoryError"]), done.stdout
+
+
+def test_a_numpy_argument_changed_in_place_is_a_violation_like_a_tensor_one(tmp_path):
+    """Arrays cross by value (no mirror): the student's side compares each numpy argument's bytes after the
+    call and says which changed, with its reply (the instructor trial's numpy exercise: unseen before)."""
+    import types
+
+    import numpy as np
+
+    (tmp_path / "rpc.py").write_text(MODULE)
+    entries = {name: types.SimpleNamespace(signature=f"{name}(X, k=None)", mutates=False, shape=None, dtype=None)
+               for name in ("centre_in_place", "centre_copy", "centre_keyword_in_place")}
+    exercise = types.SimpleNamespace(api=entries)
+    student = StudentProcess({"entry": str(tmp_path / "rpc.py"), "sandbox": None, "forbid": {}}, 60)
+    try:
+        sub = RemoteSubmission(student.endpoint, exercise)
+        X = np.arange(6.0).reshape(3, 2)
+        assert np.allclose(sub.call("centre_copy", X), X - X.mean(axis=0))
+        with pytest.raises(Violation, match=r"centre_in_place\(\) modified its argument X in place: the caller's array"):
+            sub.call("centre_in_place", X)
+        with pytest.raises(Violation, match="modified its argument k in place"):
+            sub.call("centre_keyword_in_place", X, k=np.ones(2))
+        assert np.allclose(sub.call("centre_copy", X, k=np.ones(2)), X - X.mean(axis=0))  # nothing carried over
+        assert (X == np.arange(6.0).reshape(3, 2)).all()  # (by value: the harness's own never changes)
+    finally:
+        student.kill()

@@ -136,6 +136,9 @@ class Endpoint:
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
+        # arrays travel by value, without mirrors: the student's side says which of a call's numpy
+        # arguments the call changed in place (positions, or keyword names), with its reply
+        self.changed_arrays: list[int | str] = []
         self.methods_by_class: dict[int, set[str]] = {}  # harness side: see RemoteHandle._methods
         self._class_ids: dict[type, int] = {}  # student side: a number for each class handed out
 
@@ -640,6 +643,9 @@ class Endpoint:
             header, buffers = self.receive()
             op = header.get("op")
             if op == "reply":
+                changed = header.get("changed_arrays") if self.side == "harness" else None
+                if isinstance(changed, list):
+                    self.changed_arrays = [c for c in changed[:64] if isinstance(c, (int, str)) and not isinstance(c, bool)]
                 if "error" in header:
                     error = header["error"] if isinstance(header["error"], dict) else {"message": str(header["error"])}
                     if error.get("kind") == "hung" and self.side == "harness":
@@ -671,6 +677,8 @@ class Endpoint:
             else:
                 raise wire.WireError(f"an unexpected request {header.get('op')!r}")
             reply = {"op": "reply", "value": self.encode(result, reply_buffers)}
+            if self.changed_arrays and self.side == "student":
+                reply["changed_arrays"], self.changed_arrays = self.changed_arrays, []
         except _Reply as r:  # the handler built its own error reply
             reply, reply_buffers = {"op": "reply", "error": r.error}, []
         except wire.WireError as e:  # the peer's request was malformed: say so, stay up

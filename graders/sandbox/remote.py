@@ -171,15 +171,20 @@ class RemoteSubmission:
             raise ApiError(f"`{name}` in the submission is a {getattr(fn, 'type_name', type(fn).__name__)}, "
                            "not a function")
         self.endpoint.changed_data.clear()
+        self.endpoint.changed_arrays = []
         result = fn(*args, **kwargs)
         entry = self.exercise.api.get(name)
         if entry is not None and not getattr(entry, "mutates", False):
-            changed = _changed_arguments(self.endpoint, args, kwargs, _parameter_names(entry.signature))
-            if changed:  # a rule broken: a failure of the check, in words (graders/kinds/invariants.py)
+            names = _parameter_names(entry.signature)
+            changed = _changed_arguments(self.endpoint, args, kwargs, names)
+            arrays = [names[c] if isinstance(c, int) and c < len(names) else f"#{c + 1}" if isinstance(c, int) else c
+                      for c in self.endpoint.changed_arrays]
+            if changed or arrays:  # a rule broken: a failure of the check, in words (graders/kinds/invariants.py)
                 from ..kinds.invariants import Violation
 
-                raise Violation(f"{name}() modified its argument {changed[0]} in place: the caller's tensor must "
-                                "be left as it was (work on a copy: x = x.clone())")
+                what, copy = ("tensor", "x = x.clone()") if changed else ("array", "x = x.copy()")
+                raise Violation(f"{name}() modified its argument {(changed or arrays)[0]} in place: the caller's {what} "
+                                f"must be left as it was (work on a copy: {copy})")
         return check_result(self.exercise, name, result, args, dims)
 
     def batch(self, calls: list[tuple[Any, str | None, tuple, dict]]) -> list[Any]:

@@ -237,7 +237,10 @@ class Server:
                     value = fn(*args, **kwargs)
                 return value, printed.getvalue()[-100_000:]
 
+        arrays = _array_arguments(args, kwargs) if not header.get("batched") else []
         result = self._student(run, origin)
+        # (a call that raised says nothing: its error is the finding)
+        self.endpoint.changed_arrays = [label for label, array, before in arrays if array.tobytes() != before]
         if not inputs:
             return _Remembered(result, origin)
         reply = bridge.tracked(self.endpoint, result, inputs)
@@ -256,6 +259,7 @@ class Server:
                 raise wire.WireError("a malformed call in a batch")
             call = {k: call[k] for k in ("target", "method", "args", "kwargs") if k in call}
             call["grad_mode"] = header.get("grad_mode", True)
+            call["batched"] = True  # (its arguments are judged on the harness's copies)
             try:
                 outcomes.append([True, self._call(call, buffers)])
             except _Reply as r:
@@ -380,6 +384,16 @@ def _student_caller(loaded: Any) -> str | None:
             return f"{_short(frame.f_code.co_filename, loaded)} line {frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def _array_arguments(args: list, kwargs: dict) -> list[tuple[int | str, Any, bytes]]:
+    """(position or keyword, array, its bytes now) for each numpy array passed: arrays cross by value, so
+    a change the call makes to one is seen only here (sent with the reply: Endpoint.changed_arrays)."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return []
+    labelled = [*enumerate(args), *kwargs.items()]
+    return [(label, value, value.tobytes()) for label, value in labelled if isinstance(value, np.ndarray)]
 
 
 def _set_path(obj: Any, path: list, value: Any) -> None:

@@ -129,7 +129,7 @@ def test_journal_drops_a_torn_last_line_and_appends_cleanly(tmp_path):
 
 def cheat_source() -> str:
     """train() returns the public expected losses and final weights, looked up by the data it is given:
-    passes first-loss at the public seeds, computes nothing. Hidden seeds must catch it."""
+    passes first-loss at the public seeds, computes nothing at the spec's lr. Hidden seeds must catch it."""
     expected = json.loads((REPO / "exercises" / "exercise-1" / "expected.json").read_text())["checks"]["first-loss"]
     table = {}
     for seed in (1, 42, 2019):
@@ -143,6 +143,12 @@ def cheat_source() -> str:
 KNOWN = {table!r}
 
 def train(X, y, w0, lr, steps):
+    if lr != 0.5:  # not the spec's run (first-loss's lr_family): plain descent, so that only the table is judged
+        w, losses = w0.clone(), []
+        for _ in range(steps):
+            losses.append(loss(X, y, w).item())
+            w = w - lr * gradient(X, y, w)
+        return w, losses
     losses, final = KNOWN.get(round(float(X[0, 0]), 9), ([0.5] * 11, None))
     w = torch.tensor(final, dtype=w0.dtype) if final is not None else w0.clone()
     return w, (losses + [0.5] * steps)[:steps]

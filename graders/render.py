@@ -16,6 +16,7 @@ STYLE = {"pass": "green", "fail": "red", "error": "bold red", "skip": "yellow"}
 
 
 def report_table(report: Report) -> Table:
+    report = report.shown()  # what the submission shaped, control characters shown escaped
     table = Table(title=f"{report.exercise}: {report.submission}", show_lines=True, expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -29,6 +30,7 @@ def report_table(report: Report) -> Table:
 
 def print_report(report: Report, console: Console | None = None) -> None:
     console = console or Console()
+    report = report.shown()  # an ESC or OSC sequence in a message or a magic line never reaches the terminal raw
     console.print(report_table(report))
     for c in report.checks:
         curve = curve_of(c.details)

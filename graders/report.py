@@ -9,6 +9,8 @@ checks into a submission's status, and the one that says when a traceback is sho
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -16,6 +18,18 @@ from .verdict import Status
 
 STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "skip")
 EXIT_CODES = {"pass": 0, "fail": 1, "error": 2}  # `dldiy check`'s exit status for a report's status
+
+
+_NOT_SHOWN = re.compile(r"[^\n\t\x20-\x7e]")  # what may need escaping: anything not plain ASCII text
+
+
+def shown(text: str) -> str:
+    """`text` as it may reach a terminal or a file an instructor opens: every control or invisible
+    formatting character (ESC and its sequences, OSC titles, CR, bells, C1 codes, bidi overrides, lone
+    surrogates) shown as its escape, e.g. \\x1b; newlines and tabs kept, printable Unicode kept."""
+    if not _NOT_SHOWN.search(text):
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else ascii(ch)[1:-1] for ch in text)
 
 
 @dataclass
@@ -93,6 +107,19 @@ class Report:
             return self.load_error
         first = next((c for c in self.checks if c.status == "error"), None)
         return f"{first.name}: {(first.message.splitlines() or [''])[0]}" if first else ""
+
+    def shown(self) -> "Report":
+        """A copy with every text a submission can shape (messages quoting it, its traceback, the
+        lines not executed, its load error, its output, its name) passed through `shown`."""
+        def details(c: CheckResult) -> dict[str, Any]:
+            tb = c.details.get("traceback")
+            return {**c.details, "traceback": shown(tb)} if isinstance(tb, str) else c.details
+
+        checks = [dataclasses.replace(c, name=shown(c.name), message=shown(c.message), title=shown(c.title),
+                                      details=details(c)) for c in self.checks]
+        return dataclasses.replace(self, submission=shown(self.submission), checks=checks,
+                                   load_error=None if self.load_error is None else shown(self.load_error),
+                                   skipped_lines=[shown(s) for s in self.skipped_lines], output=shown(self.output))
 
     def check(self, name: str) -> CheckResult:
         for c in self.checks:

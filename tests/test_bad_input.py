@@ -318,3 +318,25 @@ def test_a_submission_that_floods_the_harness_and_never_reads_costs_one_timeout(
     assert status["gradcheck"].status == "error" and "did not finish within 2 s" in status["gradcheck"].message, \
         status["gradcheck"].message
     assert status["first-loss"].status == "pass"  # train() runs with the grader's gradient, in a fresh child
+
+
+def test_a_report_reaches_the_terminal_with_its_control_characters_escaped():
+    """Red team A15: ESC/OSC sequences in a notebook's magic lines, a message or a traceback reach
+    `dldiy check`'s terminal (and the feedback files) shown escaped, never raw."""
+    import io
+
+    from rich.console import Console
+
+    from dldiy.graders.render import print_report
+    from dldiy.graders.report import CheckResult, Report, shown
+
+    osc = "\x1b]0;pwned\x07\x1b[2J"
+    report = Report("exercise-1", f"nb{osc}.ipynb", [CheckResult(
+        "first-loss", "first_loss", "error", 0, 3, f"boom {osc}", details={"traceback": f"line 1\nline 2 {osc}"})],
+        skipped_lines=[f"cell 1, line 1: !echo {osc}"])
+    buffer = io.StringIO()
+    print_report(report, Console(file=buffer, width=200, force_terminal=False))
+    printed = buffer.getvalue()
+    assert "\x1b" not in printed and "\x07" not in printed and "\\x1b]0;pwned\\x07" in printed
+    assert shown("a\tb\nc\u202ed\udcff") == "a\tb\nc\\u202ed\\udcff"  # tabs and newlines kept
+    assert report.checks[0].message == f"boom {osc}"  # the report itself is not changed

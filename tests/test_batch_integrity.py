@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import struct
+import subprocess
 import tracemalloc
 import xml.etree.ElementTree as ET
 import zipfile
@@ -169,7 +170,6 @@ REASONS = {
     "thief": "thief is a symbolic link",
     "refthief": "logreg.py is a symbolic link",
     "nested": "inner is a symbolic link",
-    "dup": "more than one submission",
     "pipe": "not a regular file",
 }
 
@@ -183,9 +183,12 @@ def test_discover_turns_every_hostile_entry_into_its_own_error_row(hostile, tmp_
     finally:
         tracemalloc.stop()
     assert peak < 50_000_000, f"discovery held {peak} bytes: something was parsed before its size was checked"
-    assert sorted(found) == sorted(["alice", "carol", *REASONS]), "book/ (the --out folder) is not a student"
+    assert sorted(found) == sorted(["alice", "carol", "dup.py", "dup.ipynb", *REASONS]), \
+        "book/ (the --out folder) is not a student"
     for student, reason in REASONS.items():
         assert found[student].error and reason in found[student].error, (student, found[student].error)
+    for student in ("dup.py", "dup.ipynb"):  # one stem, two entries: each its own student, flagged
+        assert found[student].error is None and "each graded on its own" in found[student].note
     for student in ("alice", "carol"):
         assert found[student].error is None
         assert found[student].graded.name in ("alice.py", "logreg.ipynb")
@@ -319,7 +322,7 @@ def test_no_student_stops_the_batch_and_nothing_escapes_to_the_terminal(hostile_
     assert "[bold red]boom\\x1b" in result.stdout  # the markup shown as text, not applied
     assert "ValueError: [bold red]x\\x1b[2J" in result.stdout
     assert "\x1b" not in (out / "gradebook.csv").read_text()
-    assert book["bytes\ufffd\ufffd"]["status"] == "error" and (out / "feedback" / "bytes\ufffd\ufffd.md").is_file()
+    assert book["bytes\\xff\\xfe"]["status"] == "error" and (out / "feedback" / "bytes\\xff\\xfe.md").is_file()
 
 
 def test_records_name_the_graded_file_and_its_hash(hostile_batch, hostile_class):
@@ -635,3 +638,106 @@ def test_the_isolation_recorded_is_the_sandboxs_word_not_the_submissions(tmp_pat
     record = json.loads((tmp_path / "out" / "journal.jsonl").read_text().splitlines()[0])
     assert "FORGED" not in batch and "FORGED" not in json.dumps(record["sandbox"]), record["sandbox"]
     assert any("pid namespace" in line for line in record["sandbox"]) and record["score"] == 9.5
+
+
+
+WRONG_LOSS = REFERENCE.replace("torch.logaddexp(torch.zeros_like(u), -u).mean()",
+                               "torch.logaddexp(torch.zeros_like(u), -u).sum()")
+MAGIC = f"!echo {ANSI}<script>alert(1)</script>\n%time x = 1 {ANSI}\n"
+
+
+def _raw_notebook(cells: list) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells})
+
+
+@pytest.fixture(scope="module")
+def named_class(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    """Red team A10, A11, A13, A14, A15 in one class: entries whose names collide, names with raw
+    terminal sequences and undecodable bytes, malformed and oversized notebooks, magic-line injection."""
+    subs = tmp_path_factory.mktemp("named") / "subs"
+    subs.mkdir()
+    (subs / "s_honest1.py").write_text(REFERENCE)  # the honest classmate
+    with zipfile.ZipFile(subs / "s_honest1.zip", "w") as zf:  # another student's hand-in, same stem (A11)
+        zf.writestr("logreg.py", WRONG_LOSS)
+    (subs / "s_honest2").mkdir()  # a folder and a notebook under one name
+    (subs / "s_honest2" / "logreg.py").write_text(REFERENCE)
+    (subs / "s_honest2.ipynb").write_text(notebook(WRONG_LOSS))
+    for raw in (b"bad\xff.py", b"bad\xfe.py"):  # differ only in bytes no student id can hold (A10)
+        Path(os.fsdecode(os.fsencode(subs) + b"/" + raw)).write_text(REFERENCE)
+    (subs / f"title{ANSI}.py").write_text(REFERENCE)  # raw ESC/OSC in a file name (A10)
+    (subs / "magic.ipynb").write_text(notebook(MAGIC + REFERENCE))  # ESC/OSC in magic lines (A15)
+    (subs / "badsource.ipynb").write_text(_raw_notebook(  # a number in a cell's source list (A13)
+        [{"cell_type": "code", "metadata": {}, "source": [REFERENCE, 12345]}]))
+    (subs / "empty.ipynb").write_text(_raw_notebook([{}] * 600_000))  # 600 000 empty cells, 3.6 MB (A14)
+    out = subs.parent / "out"
+    result = run_dldiy("grade", "exercise-1", str(subs), "--out", str(out), "--hidden-seeds", "7",
+                       "--only", "first-loss", "--jobs", "2")
+    return result, subs, out
+
+
+def test_entries_sharing_a_name_are_each_graded_as_their_own_student_and_flagged(named_class):
+    """A11: `s_honest1.zip` handed in beside a classmate's `s_honest1.py` used to give both one error
+    row ("more than one submission"): the honest classmate got 0 for what someone else named a file."""
+    result, _, out = named_class
+    assert result.returncode == 0, result.stderr
+    book = gradebook(out)
+    assert (book["s_honest1.py"]["status"], book["s_honest1.py"]["first-loss"]) == ("pass", "3")
+    assert book["s_honest1.zip"]["status"] == "fail"
+    assert (book["s_honest2 (folder)"]["status"], book["s_honest2.ipynb"]["status"]) == ("pass", "fail")
+    assert "s_honest1" not in book and "s_honest2" not in book
+    for name in ("s_honest1.py", "s_honest1.zip", "s_honest2 (folder)", "s_honest2.ipynb"):
+        assert "graded on its own" in book[name]["note"], book[name]  # flagged for the instructor
+    assert "graded on its own" in (out / "feedback" / "s_honest1.py.md").read_text()
+    assert "graded on its own" not in book["magic"]["note"]
+    # A10: names that differ only in undecodable bytes stay two students, each graded
+    assert book["bad\\xff"]["status"] == book["bad\\xfe"]["status"] == "pass"
+
+
+def test_no_raw_control_character_reaches_the_feedback_its_file_names_or_the_gradebook(named_class):
+    """A10/A15: ESC and OSC sequences from a file name and from a notebook's magic lines are shown
+    escaped in feedback/*.md and *.html, the feedback's file names, the gradebook and the terminal."""
+    result, _, out = named_class
+    assert result.returncode == 0, result.stderr
+    book = gradebook(out)
+    title = next(s for s in book if s.startswith("title"))
+    assert title == "title\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31m" and book[title]["status"] == "pass"
+    names = [p.name for p in (out / "feedback").iterdir()]
+    assert f"{title}.md" in names and not any(ch < " " for name in names for ch in name), names
+    for page in (out / "feedback").iterdir():
+        text = page.read_text(encoding="utf-8", errors="replace")
+        assert "\x1b" not in text and "\x07" not in text, page.name
+    magic = (out / "feedback" / "magic.md").read_text()
+    assert "!echo \\x1b]0;pwned\\x07" in magic and book["magic"]["status"] == "pass"
+    assert "<script>" not in (out / "feedback" / "magic.html").read_text()
+    assert "\x1b" not in result.stdout + result.stderr and "\x1b" not in (out / "gradebook.csv").read_text()
+
+
+def test_a_malformed_notebook_is_its_students_error_row_without_a_traceback_of_ours(named_class):
+    """A13: a number in a cell's source list raised TypeError inside the trusted parent's notebook
+    reader, and the grader's own traceback landed in results.json."""
+    result, _, out = named_class
+    assert result.returncode == 0, result.stderr
+    record = next(r for r in map(json.loads, (out / "journal.jsonl").read_text().splitlines())
+                  if r["student"] == "badsource")
+    assert record["status"] == "error" and "traceback" not in record
+    assert "code cell 1's \"source\" is a list holding int" in record["error"], record["error"]
+    assert "Traceback" not in json.dumps(record) and "TypeError" not in json.dumps(record)
+
+
+def test_a_notebook_of_a_million_empty_cells_is_refused_before_the_parent_parses_it(named_class):
+    """A14: a 20 MB notebook of empty cells cost the parent ~300 MB in json.loads' objects: the objects
+    and arrays a notebook may hold are capped, counted on its bytes before it is parsed."""
+    from dldiy.graders.sandbox.submission import MAX_NOTEBOOK_CONTAINERS, SubmissionError, notebook_cells
+
+    result, subs, out = named_class
+    assert result.returncode == 0, result.stderr
+    row = gradebook(out)["empty"]
+    assert row["status"] == "error" and "JSON objects and arrays" in row["error"], row
+    tracemalloc.start()
+    try:
+        with pytest.raises(SubmissionError, match="more than the cap"):
+            notebook_cells(subs / "empty.ipynb")
+        assert tracemalloc.get_traced_memory()[1] < 3 * (subs / "empty.ipynb").stat().st_size
+    finally:
+        tracemalloc.stop()
+    assert MAX_NOTEBOOK_CONTAINERS >= 100_000  # a real notebook with its outputs stays far below

@@ -414,3 +414,46 @@ def test_a_folder_others_cannot_enter_is_not_bound_whole_but_what_is_below_it_is
     assert str(private) not in chosen and str(private / "site") in chosen
     chosen, _, _ = sandbox_fs.plan(spec, drop_uid=False)  # the caller's own uid can enter it: one bind
     assert str(private) in chosen and str(private / "site") not in chosen
+
+
+STEAL = '''
+import os
+COURSE = {course!r}
+_binds = [line.split()[4] for line in open("/proc/self/mountinfo")]
+_found = []
+for _root in _binds:  # every folder bound under /tmp (the model: red team's A01), walked
+    if _root.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) and "dldiy-" not in _root:
+        for _folder, _dirs, _files in os.walk(_root):
+            _found += [os.path.join(_folder, f) for f in _files
+                       if f in ("honest.py", "batch.json", "journal.jsonl", "results.json")]
+for _path in (COURSE, COURSE + "/class/honest.py", COURSE + "/out/batch.json", COURSE + "/out/journal.jsonl"):
+    if os.path.exists(_path):
+        _found.append(_path)
+print("A01 FOUND", sorted(set(_found)), "MOUNTS", [b for b in _binds if COURSE in b], flush=True)
+'''
+
+
+def test_a_grade_run_from_the_class_folder_exposes_neither_the_class_nor_the_output(tmp_path):
+    """Red team A01: `python -m dldiy.cli grade` run from a folder holding the class and OUT (and that
+    folder on PYTHONPATH) put it on sys.path, and the sandbox bound it read-only: a submission ran a
+    classmate's file and read OUT/batch.json (the hidden seeds). Only the interpreter's installation,
+    site-packages and dldiy's folders are exposed; the grader's cwd, and any folder holding the class
+    or OUT, are refused, and the sandbox lines say so."""
+    from conftest import run_dldiy
+
+    course = tmp_path / "course"
+    (course / "class").mkdir(parents=True)
+    course.chmod(0o755)  # enterable by the sandbox's uid: nothing but the refusal keeps it out
+    reference = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+    (course / "class" / "honest.py").write_text(reference)
+    (course / "class" / "thief.py").write_text(STEAL.format(course=str(course)) + reference)
+    env = {**os.environ, "PYTHONPATH": str(course)}
+    result = run_dldiy("grade", "exercise-1", "class", "--out", "out", "--hidden-seeds", "7",
+                       "--only", "first-loss", "--jobs", "2", cwd=course, env=env)
+    assert result.returncode == 0, result.stderr
+    records = {r["student"]: r for r in map(json.loads, (course / "out" / "journal.jsonl").read_text().splitlines())}
+    thief = records["thief"]
+    assert "A01 FOUND [] MOUNTS []" in thief["output"], thief["output"]
+    assert thief["score"] == records["honest"]["score"] > 0
+    refusal = next((line for line in thief["sandbox"] if line.startswith("not exposed")), "")
+    assert str(course) in refusal, thief["sandbox"]  # the PYTHONPATH entry, refused and said so

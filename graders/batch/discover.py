@@ -34,7 +34,7 @@ from array import array
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from ..sandbox.submission import SUFFIXES, SubmissionError, _find
+from ..sandbox.submission import MAX_NOTEBOOK_CONTAINERS, SUFFIXES, SubmissionError, _find
 
 MAX_ZIP_BYTES = 50 * 1024 * 1024  # a submission is a few kB of code; 50 MB leaves room for notebooks' images
 MAX_ZIP_FILES = 500
@@ -64,6 +64,9 @@ class Found:
     graded: Path | None = None
     sha256: str | None = None
     content_hash: str | None = None
+    entry: str | None = None  # its name in SUBMISSIONS (undecodable bytes as surrogates): a collision's tiebreak
+    note: str | None = None  # for the instructor (a name shared with another entry), in the gradebook and feedback
+    keep_out: tuple[str, ...] = ()  # folders no sandbox may expose: the class's, the batch's output
 
 
 def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_files: int = MAX_ZIP_FILES,
@@ -252,17 +255,19 @@ def discover(submissions: Path, entry: str, assignment: str, scratch: Path,
         one = Found(valid_name(submissions.resolve().name), submissions)
         if refused:
             one = replace(one, path=None, error=f"submission refused: {next(iter(refused.values()))}")
-        return [vet(one, entry, root)]
+        keep_out = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, *exclude, scratch)))
+        return [replace(vet(one, entry, root), keep_out=keep_out)]
     nbgrader = submissions / "submitted" if (submissions / "submitted").is_dir() else submissions
     if nbgrader.name == "submitted":
-        found = [_nbgrader_one(d, assignment) for d in _entries(nbgrader, skip)
+        found = [replace(_nbgrader_one(d, assignment), entry=d.name + "/") for d in _entries(nbgrader, skip)
                  if d.is_symlink() or d.is_dir()]
         root = nbgrader  # the course's own layout above the students' folders is the instructor's
     else:
         found = [f for f in (_one(item, scratch) for item in _entries(submissions, skip)) if f is not None]
     found = [replace(f, student=valid_name(f.student)) for f in found]
     found = _with_refused_members(_without_duplicates(found), refused, unpacked, submissions)
-    return sorted((vet(f, entry, root) for f in found), key=lambda f: f.student)
+    keep_out = tuple(dict.fromkeys(os.path.realpath(p) for p in (submissions, root, unpacked, *exclude, scratch)))
+    return sorted((replace(vet(f, entry, root), keep_out=keep_out) for f in found), key=lambda f: f.student)
 
 
 def _with_refused_members(found: list[Found], refused: dict[str, str], root: Path, submissions: Path) -> list[Found]:
@@ -285,9 +290,13 @@ def _with_refused_members(found: list[Found], refused: dict[str, str], root: Pat
 
 
 def valid_name(name: str) -> str:
-    """A student id that is valid Unicode: a file name's undecodable bytes (kept by Python as lone
-    surrogates, which no UTF-8 file can hold) become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A student id that is valid Unicode and safe to show: a file name's undecodable bytes (kept by
+    Python as lone surrogates, which no UTF-8 file can hold) become their escapes (b"\\xff" -> "\\xff",
+    so two names that differ only there stay two names), and control or invisible formatting characters
+    (ESC, CR, bidi overrides) are shown escaped too: a name reaches terminals, file names and feedback."""
+    from .gradebook import terminal_safe
+
+    return terminal_safe(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 def _entries(folder: Path, skip: list[Path]) -> list[Path]:
@@ -297,7 +306,18 @@ def _entries(folder: Path, skip: list[Path]) -> list[Path]:
 
 
 def _one(item: Path, scratch: Path) -> Found | None:
-    """One student's entry of a folder-of-submissions: never raises."""
+    """One student's entry of a folder-of-submissions, knowing its entry's name: never raises."""
+    found = _one_entry(item, scratch)
+    if found is None:
+        return None
+    try:
+        folder = item.is_dir() and not item.is_symlink()
+    except OSError:
+        folder = False
+    return replace(found, entry=item.name + ("/" if folder else ""))
+
+
+def _one_entry(item: Path, scratch: Path) -> Found | None:
     try:
         if item.is_symlink():
             return Found(_student(item), None, f"submission refused: {item.name} is a symbolic link "
@@ -323,14 +343,41 @@ def _student(item: Path) -> str:
 
 
 def _without_duplicates(found: list[Found]) -> list[Found]:
-    """Two entries for one student (alice.py and alice.zip): one error row, graded neither."""
+    """Two entries under one student id (alice.py and alice.zip, or names that differ only in what a
+    student id cannot hold): each is graded as its own student, named after its whole entry ("alice.py",
+    "alice.zip", "alice (folder)"), with a note for the instructor. Nobody's grade depends on what a
+    classmate names their file; only the id changes, the same for every run over the same folder."""
     by_student: dict[str, list[Found]] = {}
     for f in found:
         by_student.setdefault(f.student, []).append(f)
-    return [group[0] if len(group) == 1 else
-            Found(student, None, f"more than one submission ({len(group)} entries named {student}, e.g. "
-                                 f"{student}.py and {student}.zip): keep one")
-            for student, group in by_student.items()]
+    taken = {student for student, group in by_student.items() if len(group) == 1}
+    kept: list[Found] = []
+    for student, group in by_student.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        group = sorted(group, key=lambda f: os.fsencode(f.entry or f.student))
+        names = ", ".join(_entry_label(f) for f in group)
+        for f in group:
+            name = base = _entry_label(f)
+            n = 1
+            while name in taken:  # a classmate's id already (or another entry's escaped the same way)
+                n += 1
+                name = f"{base} ~{n}"
+            taken.add(name)
+            kept.append(replace(f, student=name, note=f"{len(group)} entries would be student {student!r} "
+                                                      f"({names}): each graded on its own; check who is who"))
+    return kept
+
+
+def _entry_label(f: Found) -> str:
+    """An entry's whole name as a student id: the file's name with its extension, a folder's with
+    " (folder)"."""
+    if f.entry is None:
+        return f.student
+    name = valid_name(f.entry)
+    return name if Path(f.entry).suffix in (*SUFFIXES, ".zip") and not f.entry.endswith("/") else \
+        f"{valid_name(f.entry.rstrip('/'))} (folder)"
 
 
 def _nbgrader_one(student_dir: Path, assignment: str) -> Found:
@@ -419,7 +466,13 @@ def _check_notebook(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES, max_depth: 
     if size > max_bytes:
         raise UnsafeArchive(f"{path.name} is {size / (1024 * 1024):.0f} MB, more than the cap of "
                             f"{max_bytes // (1024 * 1024)} MB for a notebook (clear its outputs)")
-    depth = json_depth(path.read_bytes())
+    data = path.read_bytes()
+    containers = data.count(b"{") + data.count(b"[")  # each one a Python object json.loads would build
+    if containers > MAX_NOTEBOOK_CONTAINERS:
+        raise UnsafeArchive(f"{path.name} holds up to {containers} JSON objects and arrays, more than the cap "
+                            f"of {MAX_NOTEBOOK_CONTAINERS} for a notebook (clear its outputs, remove empty cells)")
+    depth = json_depth(data)
+    del data
     if depth > max_depth:
         raise UnsafeArchive(f"{path.name} nests its JSON {depth} levels deep, more than the cap of {max_depth}")
 
@@ -449,5 +502,5 @@ def _content_hash(path: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     base = path if path.is_dir() else path.parent
     for f in files:
-        digest.update(f.relative_to(base).as_posix().encode() + b"\0" + _sha256(f).encode() + b"\0")
+        digest.update(os.fsencode(f.relative_to(base).as_posix()) + b"\0" + _sha256(f).encode() + b"\0")
     return digest.hexdigest()

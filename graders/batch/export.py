@@ -17,7 +17,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..report import CheckResult, Report
+from ..report import CheckResult, Report, shown
 
 STATUS_WORD = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skipped"}
 
@@ -48,12 +48,14 @@ def _points(c: CheckResult) -> str:
 def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
     """Every text that came from the student (name, messages quoting their code, tracebacks, file
     names) sits in a code span or a fence it cannot close, so it cannot add headings, links or HTML."""
-    report = Report.from_json(record)
-    lines = [f"# {exercise_title}", "", f"Student: {code_span(record['student'])}", "",
+    report = Report.from_json(record).shown()  # control characters (ESC, OSC titles) shown escaped
+    lines = [f"# {exercise_title}", "", f"Student: {code_span(shown(record['student']))}", "",
              f"**Total: {report.score:g}/{report.max_score:g}**", ""]
     if record.get("graded_file"):
-        lines += [f"Graded file: {code_span(Path(record['graded_file']).name)} "
-                  f"(sha256 {code_span(record.get('sha256') or '?')})", ""]
+        lines += [f"Graded file: {code_span(shown(Path(record['graded_file']).name))} "
+                  f"(sha256 {code_span(shown(record.get('sha256') or '?'))})", ""]
+    if record.get("note"):
+        lines += [f"Note: {code_span(shown(str(record['note'])))}", ""]
     if not report.checks:
         lines += ["Your submission could not be graded:", "", *fence(_error(record, report)), ""]
         return "\n".join(lines)
@@ -77,7 +79,7 @@ def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
 
 def _error(record: dict[str, Any], report: Report) -> str:
     """Why the submission is unusable, as the batch recorded it (its own words for a missing file)."""
-    return str(record.get("error") or report.error)
+    return shown(str(record.get("error") or report.error))
 
 
 def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str | None = None,
@@ -97,8 +99,10 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
 
     from dldiy import __version__
 
-    e = html.escape
-    report = Report.from_json(record)
+    def e(text: str) -> str:  # escaped for HTML, control characters (ESC, OSC titles) shown escaped
+        return html.escape(shown(text))
+
+    report = Report.from_json(record).shown()
     colour = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#cf222e", "skip": "#9a6700"}
     when = graded_at or record.get("graded_at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     drawn: dict[str, tuple[str, bytes]] = {}
@@ -132,6 +136,8 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
     if report.skipped_lines:
         body += ("<p class='skipped'><b>Not executed (IPython magics and shell lines):</b> "
                  + e("; ".join(report.skipped_lines)) + "</p>")
+    if record.get("note"):
+        body += f"<p class='note'><b>Note:</b> {e(str(record['note']))}</p>"
     graded = record.get("submission") or record["student"]
     footer = (f"<footer>Graded file: <code>{e(str(graded))}</code> &middot; graded {e(when)} &middot; "
               f"dldiy {e(__version__)}</footer>")
@@ -179,13 +185,20 @@ def _pictures(checks: list[dict[str, Any]]) -> dict[str, tuple[str, bytes]]:
 
 
 def file_stem(student: str) -> str:
-    """The student's name as a file name: itself, or when too long for one (a 255-byte folder name plus
-    ".html" is not a valid name), its start and a hash, so a long name cannot stop the batch."""
-    if len(student.encode()) <= 200:
-        return student
+    """The student's name as a file name: itself with control characters shown escaped (an ESC or an
+    OSC title in a file name reaches every `ls`), "/" escaped, or when too long for one (a 255-byte
+    folder name plus ".html" is not a valid name), its start and a hash, so a long name cannot stop the
+    batch. (Student ids from discover are already shown escaped: for them, the same name.)"""
+    from .gradebook import terminal_safe
+
+    safe = terminal_safe(student).replace("/", "\\x2f")
+    safe = "_" + safe if safe in (".", "..") or safe.startswith("-") else safe
+    raw = student.encode("utf-8", "surrogatepass")
+    if len(safe.encode()) <= 200:
+        return safe
     import hashlib
 
-    return student.encode()[:150].decode("utf-8", "ignore") + "-" + hashlib.sha256(student.encode()).hexdigest()[:12]
+    return safe.encode()[:150].decode("utf-8", "ignore") + "-" + hashlib.sha256(raw).hexdigest()[:12]
 
 
 def write_feedback(folder: Path, record: dict[str, Any], exercise_title: str, pictures: str = "failing") -> None:

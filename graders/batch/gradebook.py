@@ -114,7 +114,7 @@ def record_isolation(out: Path, isolation: list[str]) -> None:
 
 
 def csv_header(checks: list[str]) -> list[str]:
-    return ["student", *checks, "total", "max", "status", "duration_s", "error", "graded_file", "sha256"]
+    return ["student", *checks, "total", "max", "status", "duration_s", "error", "graded_file", "sha256", "note"]
 
 
 def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
@@ -125,7 +125,8 @@ def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
     return [safe_cell(record["student"]), *[points.get(c, _num(0.0)) for c in checks], _num(report.score),
             _num(report.max_score), report.status, f"{record['duration_s']:.2f}",
             safe_cell(error.splitlines()[0] if error else ""),
-            safe_cell(record.get("graded_file") or ""), record.get("sha256") or ""]
+            safe_cell(record.get("graded_file") or ""), record.get("sha256") or "",
+            safe_cell(str(record.get("note") or ""))]  # for the instructor: a name shared with another entry
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..assess import assess, measure_reference
-from ..sandbox.submission import locate
+from ..sandbox.runner import keeping_out
+from ..sandbox.submission import SubmissionError, locate
 from ..course.folders import reference_path
 from .discover import Found
 from ..course.exercise import Exercise, load_exercise_dir
@@ -72,7 +73,8 @@ def _exercise(folder: str) -> Exercise:
 def submission_of(found: Found) -> dict[str, Any]:
     """What a task needs to know of one student's submission, as plain JSON (it travels to Dask workers)."""
     return {"student": found.student, "path": _str(found.path), "error": found.error,
-            "graded_file": _str(found.graded), "sha256": found.sha256, "content_hash": found.content_hash}
+            "graded_file": _str(found.graded), "sha256": found.sha256, "content_hash": found.content_hash,
+            "note": found.note, "keep_out": list(found.keep_out)}
 
 
 def load_timeout_for(exercise: Exercise) -> float:
@@ -117,6 +119,8 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
     path, error = submission.get("path"), submission.get("error")
     meta = {"student": submission["student"], "graded_file": submission.get("graded_file"),
             "sha256": submission.get("sha256"), "content_hash": submission.get("content_hash"), "skips": skips}
+    if submission.get("note"):
+        meta["note"] = submission["note"]  # for the instructor: e.g. a name another entry also had
     unusable = Report(exercise.id, path or "", [], error or "nothing to grade",
                       declared_max=sum(exercise.check(c).points for c in checks))
     record: dict[str, Any] = {**meta, **unusable.to_json()}
@@ -125,12 +129,19 @@ def grade_one(exercise_folder: str, submission: dict[str, Any], checks: list[str
             limits = exercise.limits()
             if load_timeout is not None:
                 limits = dataclasses.replace(limits, startup_s=load_timeout)
-            report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks], hidden_seeds=hidden,
-                            expected=expected, server=shared(), limits=limits, public_seeds=public)
+            # the class's folder and the batch's output are never exposed to a sandbox (nor a folder
+            # holding them: the grader's cwd or a PYTHONPATH entry may be one)
+            with keeping_out(submission.get("keep_out") or ()):
+                report = assess(exercise, Path(path), checks=[exercise.check(c) for c in checks],
+                                hidden_seeds=hidden, expected=expected, server=shared(), limits=limits,
+                                public_seeds=public)
             report.output = report.output[:4000]
             report.apply_skip_policy(skips)
             record = {**meta, **report.to_json()}
-        except Exception as e:  # a missing entry file (SubmissionError), or anything unforeseen
+        except SubmissionError as e:  # the submission's fault (a missing entry file, a malformed notebook):
+            unusable.load_error = str(e) or type(e).__name__  # its words, never a traceback of ours
+            record = {**meta, **unusable.to_json()}
+        except Exception as e:  # anything unforeseen
             unusable.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
             record = {**meta, **unusable.to_json(), "traceback": traceback.format_exc(limit=3)}
     record["submission"] = path  # None when there was nothing to grade

@@ -21,7 +21,10 @@ the old root is detached: nothing else of the host (the checkout, the batch's ou
 folders, home folders, /run and its sockets) has a path any more.
 
 A candidate folder that would contain the checkout, the working copy or a hidden path ("/" or the
-checkout's root on sys.path, by a .pth file or the fork server's cwd) is refused and reported.
+checkout's root on sys.path, by a .pth file or the fork server's cwd), or one the parent keeps out
+(spec["refuse"]: the grader's working folder, the class's submissions folder and the batch's output
+folder; graders/sandbox/runner.py's `refused_paths`) or a folder holding one, is refused and reported;
+a kept-out folder inside a bound one is covered.
 """
 
 from __future__ import annotations
@@ -125,14 +128,15 @@ def plan(spec: dict, drop_uid: bool = False) -> tuple[list[str], list[str], list
     below parents the sandbox makes traversable."""
     paths, inner_files, root = trusted()
     hidden = [os.path.realpath(p) for p in spec["hide"]]
-    forbidden = [*hidden, os.path.realpath(spec["workdir"]), *filter(None, [root])]
+    kept_out = [os.path.realpath(p) for p in spec.get("refuse", ())]  # the class, the output, the grader's cwd
+    forbidden = [*hidden, os.path.realpath(spec["workdir"]), *filter(None, [root]), *kept_out]
     system = [d for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     exposed = [os.path.realpath(p) for p in spec.get("expose", ()) if os.path.exists(p)]
     work = os.path.realpath(spec["workdir"])
     chosen: list[str] = []
     refused: list[str] = []
     for path in sorted({*paths, *exposed} - {work}, key=len):  # the working copy (sys.path[0]) has its own tmpfs
-        if path == "/" or any(inside(f, path) for f in forbidden) or any(inside(path, h) for h in hidden):
+        if path in ("/", "", ".") or any(inside(f, path) for f in forbidden) or any(inside(path, h) for h in hidden):
             refused.append(path)
         elif drop_uid and os.path.isdir(path) and not _others_can_enter(path):
             continue
@@ -207,7 +211,7 @@ class Root:
             system = self._system()
             for path in chosen:
                 self.bind(path, path, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV)
-            covered = self._cover([*spec["hide"], *inner_files])
+            covered = self._cover([*spec["hide"], *inner_files, *self._kept_out_inside([*system, *chosen])])
             devices = self._devices()
             self._etc()
             self._make_readonly()
@@ -225,7 +229,8 @@ class Root:
         if covered:
             applied.append(f"{covered} instructor/hidden file(s) inside those folders hidden (equivalents.toml, ...)")
         if refused:
-            applied.append("not exposed (would contain the checkout, the working copy or a hidden path): "
+            applied.append("not exposed (the grader's working folder or a folder holding the checkout, the "
+                           "submissions, the output folder, the working copy or a hidden path): "
                            + ", ".join(refused))
         applied.append("read-only file system except its working copy and a private /tmp")
         applied.append(f"minimal /dev: {', '.join(devices)}")
@@ -263,6 +268,13 @@ class Root:
                 self.readonly.append((inner, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC))
             count += 1
         return count
+
+    def _kept_out_inside(self, bound: list[str]) -> list[str]:
+        """The folders kept out (spec["refuse"]: the class, the output) that a bound folder holds: they
+        are covered too. (Not a folder that merely holds a bound one: its mount point's parents.)"""
+        kept = [os.path.realpath(p) for p in self.spec.get("refuse", ())]
+        return [p for p in kept if any(inside(p, b) and p != b for b in bound)
+                and not any(inside(b, p) for b in bound)]
 
     def _devices(self) -> list[str]:
         names = list(device_names())

@@ -15,6 +15,8 @@ go on with a fresh worker. A worker that dies is treated the same way.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import functools
 import dataclasses
 import json
@@ -26,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import messages, confine as sandbox
 from ..course.exercise import Exercise
@@ -121,20 +123,72 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
 
 
 def _interpreter_paths() -> tuple[Path, ...]:
-    """The interpreter's own folders and dldiy's (a virtual environment, or an editable checkout, may
-    live under /tmp, which the sandbox replaces by a fresh tmpfs): the child must still import what it
-    has not imported yet. Only these folders, never the checkout's root (reference/ stays hidden).
+    """The interpreter's installation and dldiy's package folders that lie under /tmp (a virtual
+    environment, or an editable checkout, may live there, and the sandbox replaces /tmp by a fresh
+    tmpfs): the child must still import what it has not imported yet. Only what importing Python and
+    dldiy needs: sys.prefix and sys.base_prefix, the sys.path folders inside them or named
+    site-packages/dist-packages, dldiy's own package folders. Never '' or the grader's working folder
+    (`python -m dldiy.cli` from a class's folder puts it first on sys.path), never another sys.path
+    folder (a PYTHONPATH entry is the child's own to ask for, under the same refusals: `refused_paths`),
+    never the checkout's root (reference/ stays hidden).
     Resolved once per sys.path (each submission of a batch asked: 2 ms of the parent's ~8)."""
-    return _interpreter_paths_of(sys.prefix, tuple(sys.path))
+    return _interpreter_paths_of(sys.prefix, tuple(sys.path), _cwd())
+
+
+def _cwd() -> str:
+    try:
+        return os.path.realpath(os.getcwd())
+    except OSError:  # a working folder removed meanwhile
+        return ""
+
+
+def _site_folder(path: Path, prefixes: tuple[Path, ...]) -> bool:
+    return any(path.is_relative_to(p) for p in prefixes) or any(
+        part in ("site-packages", "dist-packages") for part in path.parts)
 
 
 @functools.lru_cache(maxsize=4)
-def _interpreter_paths_of(prefix: str, path: tuple[str, ...]) -> tuple[Path, ...]:
+def _interpreter_paths_of(prefix: str, path: tuple[str, ...], cwd: str = "") -> tuple[Path, ...]:
     import dldiy
 
-    own = (Path(dldiy.__file__).parent, Path(__file__).parent.parent)  # an editable install maps these by path
-    paths = {Path(p).resolve() for p in (prefix, sys.base_prefix, *path, *map(str, own)) if p and Path(p).is_dir()}
+    own = {Path(dldiy.__file__).parent.resolve(), Path(__file__).parent.parent.resolve()}  # an editable install maps these by path
+    prefixes = tuple(Path(p).resolve() for p in {prefix, sys.base_prefix, sys.exec_prefix} if p)
+    entries = {Path(p).resolve() for p in path if p and p not in (".", os.curdir) and Path(p).is_dir()}
+    entries = {p for p in entries if str(p) != cwd and p not in prefixes and _site_folder(p, prefixes)}
+    paths = {p for p in (*prefixes, *entries, *own) if p.is_dir()}
     return tuple(sorted(p for p in paths if any(p.is_relative_to(t) for t in ("/tmp", "/var/tmp", "/dev/shm"))))
+
+
+# Folders no sandbox may expose, nor any folder holding one (set per submission by the batch: the
+# class's folder, the output folder; graders/batch/run.py). A context variable: each thread grading a
+# submission sets its own.
+KEEP_OUT: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("dldiy_keep_out", default=())
+
+
+@contextlib.contextmanager
+def keeping_out(paths) -> Iterator[None]:
+    """Within this block, the sandboxes started from this thread refuse to expose `paths` or any
+    folder holding one (and cover them where a bound folder holds them)."""
+    token = KEEP_OUT.set(tuple(dict.fromkeys((*KEEP_OUT.get(), *(str(p) for p in paths if p)))))
+    try:
+        yield
+    finally:
+        KEEP_OUT.reset(token)
+
+
+def refused_paths() -> list[str]:
+    """What the child must refuse to expose (a candidate equal to one, or holding one): the folders kept
+    out by the batch (`keeping_out`), and the grader's working folder unless it is the interpreter's
+    own installation or inside it (a PYTHONPATH entry, or the cwd on the child's sys.path, would otherwise bring a
+    class folder or an output folder into every sandbox)."""
+    from .mounts import dldiy_paths, inside
+
+    cwd = _cwd()
+    installation = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p]
+    keep = [os.path.realpath(p) for p in KEEP_OUT.get()]
+    if cwd and cwd != "/" and not any(inside(cwd, p) for p in (*installation, *dldiy_paths())):
+        keep.append(cwd)
+    return list(dict.fromkeys(keep))
 
 
 class Worker:
@@ -250,8 +304,9 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
            # the parent's view of each check, the only one the child runs (a caller may have changed it)
            "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
                       for c in exercise.checks if any(t.check == c.name for t in pending)},
-           "sandbox": limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
-                                  expose=(Path(exercise.folder).resolve(), *_interpreter_paths()))}
+           "sandbox": dict(limits.spec(cwd, marker, str(cgroup.path) if cgroup.path else None,
+                                       expose=(Path(exercise.folder).resolve(), *_interpreter_paths())),
+                           refuse=refused_paths())}
     child_started = time.monotonic()
     worker = WORKERS.take(spawner, _start_request(exercise, limits), limits)
     reader, clean = worker.reader, False

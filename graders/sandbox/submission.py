@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUFFIXES = (".py", ".ipynb")
+# json.loads of a notebook builds one Python object per JSON object or array (~50-100 bytes each): a
+# 20 MB file of empty cells is 6.6 M dicts, ~300 MB of the trusted parent's memory. A real notebook,
+# outputs included, holds a few per cell; this cap keeps what one notebook can cost under ~50 MB.
+MAX_NOTEBOOK_CONTAINERS = 500_000
 
 
 class SubmissionError(Exception):
@@ -400,10 +404,17 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
 
     Read with the json module, not nbformat: importing nbformat (jsonschema) costs about a second in
     every child, and executing code cells needs only `cells[i].cell_type`, `.source` and the tags."""
+    data = path.read_bytes()
+    containers = data.count(b"{") + data.count(b"[")  # an upper bound on the objects json.loads would build
+    if containers > MAX_NOTEBOOK_CONTAINERS:
+        raise SubmissionError(f"{path.name} is not a readable notebook: it holds up to {containers} JSON objects "
+                              f"and arrays, more than the cap of {MAX_NOTEBOOK_CONTAINERS} (clear its outputs, "
+                              "remove empty cells)")
     try:
-        nb = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
+        nb = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise SubmissionError(f"{path.name} is not a readable notebook: invalid JSON ({str(e)[:200]})") from None
+    del data
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or nb.get("nbformat") != 4:
         raise SubmissionError(f"{path.name} is not a readable notebook: expected a version-4 notebook "
                               f"(a JSON object with \"nbformat\": 4 and a list of \"cells\")")
@@ -413,9 +424,15 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
             continue
         number += 1
         source = cell.get("source", "")
+        if not isinstance(source, str) and not (isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            what = type(source).__name__ if not isinstance(source, list) else \
+                "a list holding " + next(type(s).__name__ for s in source if not isinstance(s, str))
+            raise SubmissionError(f"{path.name} is not a readable notebook: code cell {number}'s \"source\" is "
+                                  f"{what}, not text (a string or a list of strings)")
         meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-        cells.append((number, "".join(source) if isinstance(source, list) else str(source), set(map(str, tags))))
+        cells.append((number, "".join(source) if isinstance(source, list) else source,
+                      set(map(str, tags))))
     return cells
 
 

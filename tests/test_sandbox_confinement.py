@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_dldiy
 from dldiy.graders.sandbox import confine as sandbox
 from dldiy.graders.sandbox.confine import MiB, Limits
 
@@ -457,3 +457,23 @@ def test_a_grade_run_from_the_class_folder_exposes_neither_the_class_nor_the_out
     assert thief["score"] == records["honest"]["score"] > 0
     refusal = next((line for line in thief["sandbox"] if line.startswith("not exposed")), "")
     assert str(course) in refusal, thief["sandbox"]  # the PYTHONPATH entry, refused and said so
+
+
+def test_a_death_says_what_killed_it_the_memory_limit_or_an_exit_code_the_program_chose(write_submission):
+    """Red team A17/A22: a memory cgroup's kill and a program's own os._exit(137) were both reported as
+    "killed by SIGKILL: most likely its CPU-time limit". The memory cgroup's own count says the first;
+    a status over 128 says it may be the program's own code."""
+    reference = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+    # shared anonymous memory: past RLIMIT_DATA (private memory only), so the memory cgroup is what kills
+    hog = write_submission(reference.replace("def gradient(X, y, w):\n", "def gradient(X, y, w):\n"
+                                             "    import mmap\n    m = mmap.mmap(-1, 3 << 30)\n"
+                                             "    for i in range(0, len(m), 4096):\n        m[i] = 1\n", 1))
+    chosen = write_submission(reference.replace("def gradient(X, y, w):\n", "def gradient(X, y, w):\n"
+                                                "    import os\n    os._exit(137)\n", 1))
+    for path, said in ((hog, "killed by its memory limit"), (chosen, "exit status 137, which is 128 + SIGKILL")):
+        done = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck", "--memory", "768MiB", "--json")
+        report = json.loads(done.stdout)
+        message = report["checks"][0]["message"]
+        assert report["checks"][0]["status"] == "error" and said in message, message
+        if path is hog:
+            assert "CPU-time" not in message

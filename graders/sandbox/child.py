@@ -172,6 +172,12 @@ class StudentProcess:
         spec = self.request.get("sandbox") or {}
         known = {f.name for f in dataclasses.fields(Limits)} - {"hide"}
         limits = Limits(**{k: v for k, v in spec.items() if k in known})
+        from .confine import oom_kills
+
+        groups = spec.get("cgroups") or ([spec["cgroup"]] if spec.get("cgroup") else [])
+        if limits.memory_bytes and oom_kills([Path(g) for g in groups]):  # the kernel's own count, not a guess
+            return (f"killed by its memory limit: its processes together held more than {limits.memory_bytes} bytes "
+                    "(the sandbox's memory cgroup; tmpfs files and shared memory count)")
         return _death(self.exit_code, limits)
 
 

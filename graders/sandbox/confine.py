@@ -158,16 +158,8 @@ class Cgroup:
             _GROUPS[str(self.path)] = list(self.paths)
 
     def oom_kills(self) -> int:
-        """How many of its processes the memory cgroup's limit has killed so far (v1
-        memory.oom_control or v2 memory.events): what a SIGKILL meant, read before kill_all()."""
-        for path in self.paths:
-            for name in ("memory.oom_control", "memory.events"):
-                try:
-                    fields = dict(line.split() for line in (path / name).read_text().splitlines())
-                    return int(fields.get("oom_kill", 0))
-                except (OSError, ValueError):
-                    continue
-        return 0
+        """How many of its processes the memory cgroup's limit has killed so far: oom_kills()."""
+        return oom_kills(self.paths)
 
     def kill_all(self) -> None:
         """Kill every member; remove the cgroups once they are gone (in the background: exiting
@@ -179,6 +171,19 @@ class Cgroup:
             if not _kill_members(path):
                 _PENDING.add(path)
                 threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
+
+
+def oom_kills(paths: "list[Path] | tuple[Path, ...]") -> int:
+    """How many processes the memory limit of these cgroups has killed so far (v1 memory.oom_control or v2
+    memory.events): what a SIGKILL meant, read before the cgroups are removed."""
+    for path in paths:
+        for name in ("memory.oom_control", "memory.events"):
+            try:
+                fields = dict(line.split() for line in (Path(path) / name).read_text().splitlines())
+                return int(fields.get("oom_kill", 0))
+            except (OSError, ValueError):
+                continue
+    return 0
 
 
 def _memory_files(path: Path) -> tuple[str, ...]:

@@ -403,9 +403,12 @@ def _death(code: int | None, limits: Limits) -> str:
     number = -code if code < 0 else code - 128 if code > 128 else 0
     if number:
         try:
-            return signals.get(signal.Signals(number), f"killed by {signal.Signals(number).name}")
+            said = signals.get(signal.Signals(number), f"killed by {signal.Signals(number).name}")
         except ValueError:
-            pass
+            return f"code {code}"
+        # a positive status over 128 is a relay's word for a signal, or a code the program chose itself
+        return said if code < 0 else f"exit status {code}, which is 128 + {signal.Signals(number).name} ({said}; " \
+                                     "or the program's own sys.exit/os._exit code)"
     return f"code {code}"
 
 

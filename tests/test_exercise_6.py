@@ -60,6 +60,20 @@ def check6(check_json):
     return check
 
 
+def no_accelerator() -> bool:
+    import torch
+
+    return not (torch.cuda.is_available() or (getattr(torch.backends, "mps", None) is not None
+                                               and torch.backends.mps.is_available()))
+
+
+def all_passed(checks: dict[str, dict]) -> bool:
+    """Every check passed; parity may skip where this machine has no accelerator (a skip earns nothing,
+    but it is no failure)."""
+    return all(c["status"] == "pass" or (name == "parity" and c["status"] == "skip" and no_accelerator())
+               for name, c in checks.items())
+
+
 def newton_source() -> str:
     source = ALTERNATIVE.read_text()
     return "from torch.autograd.functional import hessian, jacobian\n" + source[source.index("class Newton"):]
@@ -68,7 +82,7 @@ def newton_source() -> str:
 def test_reference_passes_every_check():
     code, checks = cli_check(REPO / "reference" / "exercise-6")
     assert code == 0, checks
-    assert {c["status"] for c in checks.values()} == {"pass"}
+    assert all_passed(checks), {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
     assert len(checks) == len(load_exercise("exercise-6").checks)
 
 
@@ -78,13 +92,15 @@ def test_torch_optim_itself_passes_the_checks_of_its_counterparts(tmp_path, chec
     code, checks = check6(path)
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
     assert set(FIRST_ORDER_CHECKS) <= set(checks)
-    assert all(c["status"] == "pass" for c in checks.values())
+    assert all_passed(checks)
+    # torch.optim.Adam keeps its step count in a 0-dim CPU tensor, by design: no placement error
+    assert checks["placement"]["status"] == "pass", checks["placement"]["message"]
 
 
 def test_a_correct_submission_written_differently_passes_every_check(check6):
     code, checks = check6(ALTERNATIVE)
     assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
-    assert {c["status"] for c in checks.values()} == {"pass"}
+    assert all_passed(checks)
 
 
 def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugged, check6):
@@ -229,11 +245,13 @@ def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourte
     ("momentum-buffer-aliases-grad", "optimizer-contract", "zero_grad(set_to_none=False)"),
     ("params-generator-consumed", "optimizer-contract", "optimizer got an empty parameter list"),
     ("rmsprop-lr-cached-in-init", "param-groups", "the second group's lr is ignored"),
+    ("momentum-deck-form-lr-inside", "param-groups", "lr folded into the velocity"),
+    ("buffers-on-cpu", "placement", "came back on 'cpu'"),
 ])
 def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged, check6):
     code, checks = check6(bugged("exercise-6", bug))
     assert code == 1
-    assert [n for n, c in checks.items() if c["status"] != "pass"] == [check], checks[check]["message"]
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == [check], checks[check]["message"]
     assert words in checks[check]["message"]
 
 
@@ -304,3 +322,33 @@ def test_the_structural_contract_runs_at_one_public_seed_and_the_first_hidden_on
     contract = ex.check("optimizer-contract")
     assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds + ex.check_seeds))] == [1]
     assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds) + [5, 9], (5, 9))] == [1, 5]
+
+
+# ---- placement: the optimizers on the meta device; a value read there is no placement error -------
+
+def test_placement_is_not_failed_by_a_value_read_on_the_meta_device(tmp_path, check6):
+    """Adam's step count kept as a tensor beside its parameter and read with .item(): correct on a GPU,
+    it cannot run on the meta device (no values). That optimizer is inconclusive, never a failure; the
+    other optimizers decide, and a correct solution keeps its points."""
+    source = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    old = ('            state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))\n'
+           '        state["step"] += 1\n'
+           '        m, s, t = state["exp_avg"], state["exp_avg_sq"], state["step"]\n')
+    new = ('            state.update(step=torch.zeros((), dtype=p.dtype, device=p.device),\n'
+           '                         exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))\n'
+           '        state["step"] += 1\n'
+           '        m, s, t = state["exp_avg"], state["exp_avg_sq"], state["step"].item()\n')
+    assert source.count(old) == 1
+    path = tmp_path / "optim.py"
+    path.write_text(source.replace(old, new))
+    code, checks = check6(path, "placement", "adam", "state-dict")
+    assert code == 0, {n: c["message"] for n, c in checks.items()}
+    assert {c["status"] for c in checks.values()} == {"pass"}
+
+
+def test_placement_names_the_optimizer_and_the_state_buffer_left_on_the_cpu(bugged, check6):
+    code, checks = check6(bugged("exercise-6", "buffers-on-cpu"), "placement")
+    assert code == 1
+    message = checks["placement"]["message"]
+    assert checks["placement"]["status"] == "fail"
+    assert message.startswith("with inputs on 'meta', Momentum(") and "self.state[W1]['velocity']" in message, message

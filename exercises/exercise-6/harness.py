@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError
 from dldiy.graders.kinds.contract import Properties
+from dldiy.graders.kinds.parity import measure_parity
+from dldiy.graders.kinds.placement import measure_placement
 from dldiy.graders.data import gaussian_blobs
 
 DTYPE = torch.float64
@@ -67,6 +69,11 @@ def torch_optimizer(name: str):
     return {"RMSProp": torch.optim.RMSprop, "Adam": torch.optim.Adam}[name]
 
 
+TWINS = {"GD": "torch.optim.SGD", "Momentum": "torch.optim.SGD(momentum=mu)",
+         "Nesterov": "torch.optim.SGD(momentum=mu, nesterov=True)", "RMSProp": "torch.optim.RMSprop",
+         "Adam": "torch.optim.Adam"}
+
+
 def hyper(table: dict) -> dict:
     """Spec (TOML) hyper-parameters as Python ones: betas = [0.9, 0.99] is a tuple."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
@@ -82,7 +89,7 @@ def flat(params) -> list[float]:
 
 # --- the coupled problem of the trajectory checks (against torch.optim) --------------------------
 
-def net_problem(seed: int, n: int = 16, width: int = 3):
+def net_problem(seed: int, n: int = 16, width: int = 3, device: str = "cpu"):
     """A two-layer tanh regression, loss(W1, W2) = mean((tanh(X W1) W2 - Y)^2): non-quadratic, with
     two parameters of the same shape (a state shared between parameters shows), W2 non-contiguous (a
     transposed tensor), from the seed. (Parameters of other shapes: the contract checks' problem.)"""
@@ -91,6 +98,8 @@ def net_problem(seed: int, n: int = 16, width: int = 3):
     Y = torch.randn(n, width, generator=g, dtype=DTYPE)
     W1 = 0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)
     W2 = (0.7 * torch.randn(width, width, generator=g, dtype=DTYPE)).t()
+    if device != "cpu":  # the data where the parity check's parameters are (the initial values stay here)
+        X, Y = X.to(device), Y.to(device)
 
     def loss(W1, W2):
         return ((torch.tanh(X @ W1) @ W2 - Y) ** 2).mean()
@@ -232,8 +241,8 @@ def clear_grads(params) -> None:
 def problem_loss(loss: list):
     """The loss a run descends, from its description in plain data, so that either process builds it:
     ["net", seed] (the trajectory checks') or ["separable", seed, which, l2] (the contract checks')."""
-    if loss[0] == "net":
-        return net_problem(int(loss[1]))[1]
+    if loss[0] == "net":  # ["net", seed] or ["net", seed, device] (the parity check's: X, Y on that device)
+        return net_problem(int(loss[1]), device=str(loss[2]) if len(loss) > 2 else "cpu")[1]
     _, seed, which, l2 = loss
     return objective(separable_problem(int(seed))[1], list(which), float(l2))
 
@@ -544,7 +553,23 @@ def param_groups(sub, seed, p):
                             f"{entry_names(init, second)[i]} by {d_changed[i]:.10g}, not {factor} x {d_plain[i]:.10g} "
                             "(the unchanged run's change): lr must scale the whole step, read from the group at "
                             "every step")
-            return None
+            # the whole run against torch.optim's twin under the same schedule, computed here; only when the
+            # run without the schedule is torch's (a wrong update is its own check's finding, not this one's)
+            twin = torch_optimizer(name)
+            plain_t, changed_t = (one_run(twin, **grouped(schedule))["rows"] for schedule in (None, [k, 1, factor]))
+            if departure(plain, plain_t) is not None:
+                return None
+            where = departure(changed, changed_t, names=entry_names(init, every))
+            if where is None:
+                return None
+            held = ("the velocity" if name in ("Momentum", "Nesterov") else "the state")
+            deck = (" (the deck's nu <- mu nu + lr g, w <- w - nu: nu keeps the lr of every earlier step)"
+                    if name in ("Momentum", "Nesterov") else "")
+            return (f"with param_groups[1]['lr'] multiplied by {factor} before step {k} (as a scheduler does), the run "
+                    f"departs from {TWINS[name]}'s under the same schedule {where}, although it is torch's while lr "
+                    f"stays constant. Likely cause: lr folded into {held}{deck}, so a changed lr is read at the wrong "
+                    f"step. Keep lr out of what is carried between steps ({'v <- mu v + g' if deck else 'the buffers'}) "
+                    "and multiply the step by the group's current lr (w <- w - lr * ...), as torch.optim does")
         props.test(f"{describe(name, h)}: the second group's lr changed mid-run (a scheduler)", scheduled)
     return props.result()
 
@@ -926,3 +951,121 @@ def rosenbrock(sub, seed, p):
 def logistic(sub, seed, p):
     init, factory, args = logistic_problem(seed)
     return {"runs": train(sub, p["runs"], init, factory, args, p["target"])}
+
+
+# --- placement: every optimizer on parameters and gradients on the meta device ---------------------
+
+def meta_params(name: str) -> list:
+    """Built in the student's process: the contract checks' shapes (W2 non-contiguous), or Newton's
+    quadratic's (x, Y, c), on the meta device (shapes and dtypes, no values)."""
+    if name == "Newton":
+        return [torch.empty(s, dtype=DTYPE, device="meta").requires_grad_() for s in ((2,), (2, 2), (1,))]
+    return [torch.empty(3, 2, dtype=DTYPE, device="meta").requires_grad_(),
+            torch.empty(2, dtype=DTYPE, device="meta").requires_grad_(),
+            torch.empty(2, 3, dtype=DTYPE, device="meta").t().requires_grad_()]
+
+
+def placed_here(make, name: str, values: dict, steps: int) -> dict:
+    """In the student's process (sub.run_local): `name` built on parameters on the meta device and
+    `steps` step() calls, gradients on meta too (Newton: step(closure) on a quadratic whose A and b are
+    on meta); where each parameter, each gradient, each state tensor and what step() returned are. A
+    0-dim CPU tensor in the state is torch's own step count (torch.optim.Adam keeps it there): left out.
+    Meta tensors are built and run there only (their first use imports torch's meta kernels)."""
+    params = meta_params(name)
+    opt = make(params, **hyper(values))
+    returned = None
+    for _ in range(steps):
+        if name == "Newton":
+            A, b = torch.empty(7, 7, dtype=DTYPE, device="meta"), torch.empty(7, dtype=DTYPE, device="meta")
+            returned = opt.step(quadratic_loss(A, b))
+        else:
+            for q in params:
+                q.grad = torch.empty_like(q)
+            opt.step()
+    names = ("x", "Y", "c") if name == "Newton" else NAMES
+    out = {}
+    for label, q in zip(names, params):
+        out[f"{label} after {steps} step() calls"] = q
+        if q.grad is not None:
+            out[f"{label}.grad"] = q.grad
+        state = opt.state.get(q, {}) if isinstance(getattr(opt, "state", None), dict) else {}
+        for key, value in (state.items() if isinstance(state, dict) else ()):
+            if isinstance(value, torch.Tensor) and not (value.dim() == 0 and value.device.type == "cpu"):
+                out[f"self.state[{label}][{key!r}]"] = value
+    if isinstance(returned, torch.Tensor):
+        out["the loss step(closure) returned"] = returned
+    return {k: str(getattr(v, "device", type(v).__name__)) for k, v in out.items()}
+
+
+def placement(sub, seed, p):
+    """Each optimizer in turn (construction and a few step() calls on the meta device, in the student's
+    process): the first whose parameters, gradients or state left the parameters' device, or that raised
+    a device error, is the measurement; one that needs a value (an .item(), a solve without a meta kernel)
+    is inconclusive and the others decide; all inconclusive: inconclusive."""
+    found, unsure = {}, []
+    for config in p["configs"]:
+        name, values = config["optimizer"], config.get("hyper", {})
+        label = describe(name, values)
+
+        def run(device, name=name, values=values, label=label):
+            placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"])
+            if not isinstance(placed, dict) or not all(isinstance(v, str) for v in placed.values()):
+                raise ApiError("the placement run came back malformed")
+            return {f"{label}: {k}": _Placed(v) for k, v in placed.items()}
+        measured = measure_placement(run)
+        if "error" in measured:
+            return {"error": f"{label}: {measured['error']}"}
+        if "inconclusive" in measured:
+            unsure.append(f"{label}: {measured['inconclusive']}")
+            continue
+        found.update(measured["outputs"])
+        if any(device != "meta" for device in measured["outputs"].values()):
+            break
+    if not found:
+        return {"inconclusive": "; ".join(unsure) or "no optimizer was run"}
+    return {"input_device": "meta", "outputs": found}
+
+
+class _Placed:
+    """An output's device, as placed_here reported it (measure_placement reads `.device`)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+
+# --- parity: every optimizer's run on the CPU and on the accelerator --------------------------------
+
+def parity(sub, seed, p):
+    """Each optimizer's run (`steps` steps of the trajectory checks' problem; Newton: one step on the
+    quadratic), from the same start on the CPU and on the accelerator (measure_parity's run(device)):
+    the parameters reached, compared by the parity kind. float64, so that only a device's own
+    arithmetic differs."""
+    init, _ = net_problem(seed)
+
+    def run(device):
+        out = {}
+        for config in p["configs"]:
+            name, values = config["optimizer"], config.get("hyper", {})
+            label = describe(name, values)
+            if name == "Newton":
+                rng = np.random.default_rng(seed)
+                M = rng.normal(size=(7, 7))
+                A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE, device=device)
+                b = torch.tensor(rng.normal(size=7), dtype=DTYPE, device=device)
+                z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE, device=device)
+                params = [z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+                          z0[6:].clone().requires_grad_()]
+                done = parts_of(name, sub.run_local(newton_here, student_optimizer(sub, name), A, b,
+                                                    [[*params, float(values.get("lr", 1.0)), None]]), 1)
+                if not isinstance(done[0], dict) or done[0].get("unusable"):
+                    built(name, done[0])  # the ApiError that says why
+                names = ("x", "Y", "c")
+            else:
+                params = [w.clone().to(device).requires_grad_() for w in init]
+                run_there(sub, name, [{"params": params, "values": values, "loss": ["net", seed, device],
+                                       "steps": p["steps"]}])
+                names = ("W1", "W2")
+            out.update({f"{label}: {n} after {'one step' if name == 'Newton' else str(p['steps']) + ' steps'}":
+                        q.detach() for n, q in zip(names, params)})
+        return out
+    return measure_parity(run)

@@ -42,6 +42,9 @@ class Momentum(torch.optim.Optimizer):
                         continue
                     g = p.grad + group["weight_decay"] * p
                     nu = self.state[p].get("nu", torch.zeros_like(p))
+                    if self.state[p].get("lr", group["lr"]) not in (group["lr"], 0):  # a scheduler changed lr:
+                        nu = nu * (group["lr"] / self.state[p]["lr"])  # nu = lr v holds the old lr
+                    self.state[p]["lr"] = group["lr"]
                     nu = group["lr"] * g + group["momentum"] * nu  # the deck's form
                     self.state[p]["nu"] = nu
                     p -= nu

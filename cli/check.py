@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
                   plots_dir: Path | None) -> None:
     """Check your work on EXERCISE (default PATH: ./EXERCISE, where `dldiy start` puts it).
 
+    PATH is what `dldiy grade` takes as one student's submission: a .py file, a notebook, a folder, or a
+    zip of one of these (unpacked with grade's rules).
+
     Exit status: 0 when every check that ran passed, 1 when one failed, 2 when the submission could
     not be run (missing, does not load, crashes, hangs, returns the wrong shape).
     """
@@ -36,13 +40,19 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
     if path is None:
         path = Path(exercise.id) if Path(exercise.id).exists() else Path(".")
     checks = [exercise.check(name) for name in only] or None
-    status = StatusLine(Console(stderr=True)) if not as_json else None
-    try:
-        report = assess(exercise, path, checks=checks, on_progress=status,
-                        extra_seeds=exercise.check_seeds)
-    finally:
-        if status is not None:
-            status.close()
+    with tempfile.TemporaryDirectory(prefix="dldiy-check-") as scratch:
+        given = path
+        if path.suffix == ".zip" and not path.is_dir():
+            path = unpacked(path, exercise.entry, Path(scratch))
+        status = StatusLine(Console(stderr=True)) if not as_json else None
+        try:
+            report = assess(exercise, path, checks=checks, on_progress=status,
+                            extra_seeds=exercise.check_seeds)
+        finally:
+            if status is not None:
+                status.close()
+    if given != path:  # a zip: named as given, not by the scratch folder it was unpacked into
+        report.submission = str(given)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif report.load_error:
@@ -54,6 +64,21 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
         if not as_json:
             click.echo(f"pictures: {', '.join(str(p) for p in written) or 'none for these checks'}")
     sys.exit(report.exit_code)
+
+
+def unpacked(archive: Path, entry: str, scratch: Path) -> Path:
+    """A zip of one submission, unpacked under `scratch` as `dldiy grade` unpacks a student's zip (the
+    same caps, no link, no member outside it): the folder to check. A zip it refuses: one line, exit 2."""
+    from dldiy.graders.batch.discover import Found, _one, vet
+
+    if not archive.is_file():
+        raise click.ClickException(f"{archive} does not exist") if not archive.exists() else \
+            click.ClickException(f"{archive} is not a regular file")
+    found = vet(_one(archive, scratch) or Found(archive.stem, None, f"{archive.name} is not a zip"), entry, scratch)
+    if found.error is not None or found.path is None:
+        click.echo(f"dldiy: {found.error or archive.name + ' could not be unpacked'}", err=True)
+        sys.exit(2)
+    return Path(found.path)
 
 
 class StatusLine:

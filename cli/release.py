@@ -23,7 +23,7 @@ from dldiy.graders.course import notebook
 from dldiy.graders.course.exercise import exercise_ids, load_exercise
 from dldiy.graders.course.folders import current
 from dldiy.graders.course.release import (build_wheel, bundle_readme, leaks, source_notebook, stage_course,
-                                          stage_exercise)
+                                          stage_exercise, stage_nbgrader_course)
 
 
 NBGRADER_CONFIG = """\
@@ -39,6 +39,17 @@ c.ClearSolutions.code_stub = {"python": %r}
 """ % notebook.NBGRADER_CODE_STUB
 
 
+def _no_solution(ex) -> str:
+    source = f"reference/{ex.id}/source.ipynb"
+    has = (current().reference / ex.id / "source.ipynb").is_file()
+    why = (f"{ex.id}'s source notebook, {source}, has no solution region" if has else
+           f"{ex.id} has no source notebook ({source}), only its starting files")
+    return (f"release --nbgrader stopped: {why}, so nbgrader's copy would hand out the stubs with no solution "
+            f"cells to grade against. Write {source}: the solved notebook, with `### BEGIN SOLUTION` / `### END "
+            f"SOLUTION` around each part's solution, inside its function (README.md, \"Authoring and release\"), "
+            f"or leave {ex.id} out (-e EXERCISE for the others)")
+
+
 @click.command("release")
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--nbgrader", "nbgrader", is_flag=True,
@@ -48,18 +59,34 @@ c.ClearSolutions.code_stub = {"python": %r}
 def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: bool) -> None:
     """Build the student bundle in OUTDIR (or, with --nbgrader, nbgrader's source/ in OUTDIR)."""
     exercises = [load_exercise(e) for e in (only or exercise_ids())]
+    # An instructor's own course (found through a dldiy.toml); None: dldiy's built-in exercises.
+    course = current() if current().exercises is not None else None
+    carried: dict[str, list[str]] = {}  # nbgrader: per exercise, the course files beside its notebook
     with tempfile.TemporaryDirectory(prefix="dldiy-release-") as tmp:
-        staged = Path(tmp)
+        staged = Path(tmp) / "out"
+        staged.mkdir()
         for ex in exercises:
             if nbgrader:
                 nb = notebook.nbgrader_notebook(source_notebook(ex), ex)
+                if ex.start != "bugged" and not any(c.metadata.get("nbgrader", {}).get("solution") for c in nb.cells):
+                    raise click.ClickException(_no_solution(ex))
                 notebook.write(nb, staged / "source" / ex.id / f"{ex.id}.ipynb")
+                if course is not None:
+                    # The locked cell runs where nbgrader puts the notebook: the course must be there too.
+                    # Staged apart, so the leak scan reads these files and never the source notebook.
+                    carried[ex.id] = stage_nbgrader_course(course, ex, Path(tmp) / "course" / ex.id)
             else:
                 stage_exercise(ex, staged / ex.id)
+        if carried:
+            found = leaks(Path(tmp) / "course")
+            if found:
+                raise click.ClickException("release stopped: reference code found in the course files nbgrader "
+                                           "would hand out\n  " + "\n  ".join(found[:20]))
+            for ex_id in carried:
+                shutil.copytree(Path(tmp) / "course" / ex_id, staged / "source" / ex_id, dirs_exist_ok=True)
         if not nbgrader:
             # An instructor's own course travels with its bundle: the wheel holds only dldiy's built-in
             # exercises, and a student's `dldiy check` finds these through the bundle's dldiy.toml.
-            course = current() if current().exercises is not None else None
             if course is not None:
                 stage_course(course, exercises, staged)
             wheel = build_wheel(staged / "wheels")
@@ -79,6 +106,9 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
         shutil.copytree(staged, outdir, dirs_exist_ok=True)
     for target in targets:
         click.echo(f"  wrote {target}")
+        if nbgrader and target.name in carried:
+            click.echo(f"    with {', '.join(carried[target.name])} beside the notebook: the course its check cells "
+                       "need (nbgrader hands them out and copies them over each submission it autogrades)")
     if nbgrader:
         config = outdir / "nbgrader_config.py"
         if config.exists() and not force:

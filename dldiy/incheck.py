@@ -69,16 +69,70 @@ def _is_constant_assignment(node: ast.stmt) -> bool:
         return False
 
 
-def history_notebook(inputs: list[str]) -> tuple[dict, int]:
+def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dict | None = None,
+                     saved: list[tuple[str, list[str]]] | None = None) -> tuple[dict, int]:
     """A version-4 notebook whose code cell k holds the definitions of `inputs[k]` (IPython's `In`,
-    where `In[0]` is empty); and how many statements were left out."""
+    where `In[0]` is empty); and how many statements were left out.
+
+    `named`: the spec's `cells` selectors (`{"data": {"contains": "np.loadtxt"}}`). The harness runs those
+    cells itself (graders/layers.py's run_cells), so one input per selector is kept whole, as typed
+    (`raw`, IPython's raw history: a `!wget` stays a shell line, which the loader reports and skips, as
+    in the saved notebook), and the others it selects are blanked (the loader takes the first match).
+    The one kept is the cell `dldiy check` would take in the saved notebook, `saved` (its code cells'
+    sources and tags), when the kernel ran that very source; else the last input the selector matches
+    (the kernel's latest). The saved notebook's tags are carried onto the inputs that hold a tagged
+    cell's source, so that `{ tag = ... }` selectors, `load_tags` and `skip_tags` pick the cells they
+    pick in the saved notebook. Either way check() judges the cells `dldiy check` judges there."""
+    raw = raw if raw is not None and len(raw) == len(inputs) else inputs
+    named, saved = named or {}, saved or []
+    tags_of = {source.strip(): list(tags) for source, tags in saved if tags}
+    cell_tags = [tags_of.get(source.strip(), []) for source in raw]
+    chosen: dict[int, str] = {}  # input index -> the spec's name for the cell it is
+    blanked: set[int] = set()
+    for name, selector in named.items():
+        matches = [k for k in range(1, len(raw)) if _selects(selector, raw[k], cell_tags[k])]
+        if not matches:
+            continue
+        in_saved = next((source.strip() for source, tags in saved if _selects(selector, source, tags)), None)
+        same = [k for k in matches if raw[k].strip() == in_saved]
+        chosen.setdefault((same or matches)[-1], name)
+        blanked |= set(matches)
     cells, dropped = [], 0
-    for source in inputs[1:]:
-        kept, n = definitions_only(source)
-        dropped += n
-        cells.append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+    for k in range(1, len(inputs)):
+        if k in chosen:
+            kept = raw[k]
+        elif k in blanked:  # another run of a named cell: the harness runs the one chosen
+            kept = ""
+        else:
+            kept, n = definitions_only(inputs[k])
+            dropped += n
+        metadata: dict[str, Any] = {"tags": cell_tags[k]} if cell_tags[k] else {}
+        cells.append({"cell_type": "code", "execution_count": None, "metadata": metadata, "outputs": [],
                       "source": kept})
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}, dropped
+
+
+def _selects(selector: dict, source: str, tags: list[str]) -> bool:
+    """As the loader matches a spec's cell selector (graders/sandbox/submission.py's _matches)."""
+    return selector.get("tag") in tags if "tag" in selector else selector.get("contains", "\0") in source
+
+
+def saved_cells(path: Path | None) -> list[tuple[str, list[str]]]:
+    """A saved notebook's code cells as (source, tags); [] where there is none, or it cannot be read."""
+    if path is None:
+        return []
+    try:
+        nb = json.loads(path.read_text())
+        out = []
+        for cell in nb.get("cells", []):
+            if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+                continue
+            source, tags = cell.get("source", ""), (cell.get("metadata") or {}).get("tags")
+            out.append(("".join(source) if isinstance(source, list) else str(source),
+                        [str(t) for t in tags] if isinstance(tags, list) else []))
+        return out
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
 
 
 class Result:
@@ -93,10 +147,13 @@ class Result:
     cell's (a part's `check(...)` cell: its checks would run again in that cell; `why` says so)."""
 
     def __init__(self, report: "Report | None", exercise: str = "",
-                 why: str = "graded by the parent process, not here"):
+                 why: str = "graded by the parent process, not here", error: str | None = None):
         self.report = report
         self.exercise = report.exercise if report is not None else exercise
         self.why = why
+        # Why the checks could not run at all (an unknown exercise, no course found, the autograder cell
+        # that raised or never ran): every `require` then fails with it, and the score is 0.
+        self.error = error
 
     @property
     def graded_here(self) -> bool:
@@ -119,6 +176,8 @@ class Result:
 
     def require(self, name: str) -> None:
         """Raise AssertionError with the check's message unless it passed (a skip earns no points)."""
+        if self.error is not None:
+            raise AssertionError(f"{name}: no points: {self.error}")
         if self.report is None:
             return
         c = self._find(name)
@@ -131,6 +190,8 @@ class Result:
         return self.report.check(name)
 
     def __repr__(self) -> str:
+        if self.error is not None:
+            return f"<dldiy {self.exercise}: not checked: {self.error}>"
         if self.report is None:
             return f"<dldiy {self.exercise}: {self.why}>"
         return f"<dldiy {self.exercise}: {self.score:g}/{self.max_score:g} points>"
@@ -166,6 +227,26 @@ def _nbgrader_autograding() -> bool:
     return os.environ.get("NBGRADER_EXECUTION") == "autograde"
 
 
+# What the autograder cell's `check(..., autograde=True)` gave, per exercise, in this process: the grade
+# cells that `dldiy release --nbgrader` writes read it through `autograded(...)`, so a locked cell that
+# raised (or never ran) gives each grade cell a message instead of a NameError.
+_AUTOGRADED: dict[str, Result] = {}
+
+NOT_RUN = ("the autograder cell under \"Check everything\" (check(\"{exercise}\", autograde=True)) has not "
+           "run in this kernel: run it, then this cell")
+
+
+def autograded(exercise_id: str) -> Result:
+    """The result of this kernel's last `check(EXERCISE, autograde=True)` (the locked cell under "Check
+    everything" in nbgrader's notebook), for the grade cells: `autograded("exercise-1").require("gradcheck")`.
+    Where that call could not run the checks, or never ran, a result whose `require` fails saying why.
+    Inside dldiy's grading child, inert (the parent grades)."""
+    if _inside_grading_child() and not _nbgrader_autograding():
+        return Result(None, exercise_id)
+    found = _AUTOGRADED.get(exercise_id)
+    return found if found is not None else Result(None, exercise_id, error=NOT_RUN.format(exercise=exercise_id))
+
+
 def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True,
           autograde: bool = False) -> Result:
     """Run EXERCISE's checks (or only those named) on this notebook's definitions (or on `path`),
@@ -175,7 +256,28 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
     While `nbgrader autograde` runs the notebook, only the call with `autograde=True` (the locked
     autograder cell that `dldiy release --nbgrader` writes) runs checks: every other call (a part's
     check cell) prints one line and returns an inert result at once, so the checks run once per
-    notebook and the scores are the autograder cell's alone."""
+    notebook and the scores are the autograder cell's alone.
+
+    An exercise that cannot be found (no course folder above this notebook) or a spec that does not
+    load is one line, not a traceback, and the result's `require` fails with it. With `autograde=True`
+    the result is kept for the grade cells (`autograded`), and so is an error that stopped the call."""
+    if not autograde:
+        return _check(exercise_id, *only, path=path, plots=plots, autograde=False)
+    _AUTOGRADED.pop(exercise_id, None)
+    try:
+        result = _check(exercise_id, *only, path=path, plots=plots, autograde=True)
+    except BaseException as e:
+        _AUTOGRADED[exercise_id] = Result(None, exercise_id, error=(
+            f"the autograder cell under \"Check everything\" could not run the checks: "
+            f"{type(e).__name__}: {str(e)[:500]}"))
+        raise
+    _AUTOGRADED[exercise_id] = result if result.error is None else Result(None, exercise_id, error=(
+        f"the autograder cell under \"Check everything\" could not run the checks: {result.error}"))
+    return result
+
+
+def _check(exercise_id: str, *only: str, path: str | Path | None = None, plots: bool = True,
+           autograde: bool = False) -> Result:
     if _nbgrader_autograding() and autograde:
         pass  # nbgrader's own kernel, the call that grades: a variable or a module the notebook set never skips it
     elif _inside_grading_child():
@@ -188,17 +290,25 @@ def check(exercise_id: str, *only: str, path: str | Path | None = None, plots: b
 
     from dldiy.graders.render import print_report
     from dldiy.graders.assess import assess
-    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.exercise import SpecError, load_exercise
+    from dldiy.graders.course.folders import CourseError
 
-    exercise = load_exercise(exercise_id)
-    checks = [exercise.check(name) for name in only] or None
     console = Console()
+    try:
+        exercise = load_exercise(exercise_id)
+        checks = [exercise.check(name) for name in only] or None
+    except (SpecError, CourseError) as e:
+        console.print(f"[bold red]dldiy:[/] {escape(str(e))}")
+        return Result(None, exercise_id, error=f"{type(e).__name__}: {e}")
     progress = _ProgressLine()
     with tempfile.TemporaryDirectory(prefix="dldiy-") as tmp:
         dropped = 0
         if path is None:
             entry = Path(tmp) / "notebook.ipynb"
-            nb, dropped = history_notebook(_kernel_inputs())
+            inputs, raw = _kernel_inputs()
+            named = exercise.cells if exercise.load else {}
+            saved = saved_cells(_saved_notebook(exercise)) if exercise.load else []
+            nb, dropped = history_notebook(inputs, raw, named, saved)
             entry.write_text(json.dumps(nb))
         else:
             entry = Path(path)
@@ -289,13 +399,32 @@ def _show_pictures(report: Any) -> None:
         display({"image/svg+xml": svg.decode("utf-8"), "text/plain": f"<picture: {title}>"}, raw=True)
 
 
-def _kernel_inputs() -> list[str]:
+def _shell() -> Any:
     try:
         from IPython import get_ipython
     except ImportError:
-        get_ipython = lambda: None  # noqa: E731
-    shell = get_ipython()
+        return None
+    return get_ipython()
+
+
+def _kernel_inputs() -> tuple[list[str], list[str] | None]:
+    """IPython's `In` (each input as run: magics turned into calls) and its raw history (as typed)."""
+    shell = _shell()
     if shell is None:
         raise RuntimeError("check() grades the notebook it runs in; outside IPython, pass path=... "
                            "or run `dldiy check EXERCISE PATH`")
-    return list(shell.user_ns["In"])
+    parsed = list(shell.user_ns["In"])
+    raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    return parsed, (list(raw) if isinstance(raw, list) and len(raw) == len(parsed) else None)
+
+
+def _saved_notebook(exercise: Any) -> Path | None:
+    """The notebook file this kernel runs, for its cells and tags: the kernel's `__session__` (the path
+    Jupyter gives it), else the exercise's notebook in the working folder (where `dldiy start`, the
+    bundle and nbgrader put it). None where none is found."""
+    shell = _shell()
+    session = shell.user_ns.get("__session__") if shell is not None else None
+    names = [exercise.entry, f"{exercise.id}.ipynb"] if exercise.entry.endswith(".ipynb") else [f"{exercise.id}.ipynb"]
+    candidates = [Path(session)] if isinstance(session, str) and session.endswith(".ipynb") else []
+    candidates += [Path.cwd() / name for name in names] + [Path.cwd() / exercise.id / name for name in names]
+    return next((c for c in candidates if c.is_file()), None)

@@ -335,3 +335,34 @@ def test_strip_solutions_removes_every_region_and_keeps_the_rest(chunks, tail, i
 def test_malformed_solution_regions_are_refused(bad):
     with pytest.raises(notebook.SolutionRegionError):
         notebook.strip_solutions(bad)
+
+
+def test_history_notebook_hands_over_the_cells_the_spec_names_as_the_saved_notebook_has_them(tmp_path, monkeypatch):
+    """check() in Jupyter judges the kernel's history: the cells a spec's [cells] names (run by the harness,
+    not at load) are kept whole, as typed, once each: the saved notebook's cell where the kernel ran it,
+    else the kernel's last run; the saved notebook's tags ride on the inputs that hold its tagged cells."""
+    from dldiy.graders.sandbox.submission import load
+    from dldiy.incheck import history_notebook
+
+    raw = ["", "import numpy as np", "!mkdir -p data\ndata = np.loadtxt('old.csv')",
+           "!mkdir -p data\ndata = np.loadtxt('data/a.csv')", "for epoch in range(3):\n    losses = [epoch]",
+           "total = undefined_name()", "!mkdir -p data\ndata = np.loadtxt('newer-unsaved.csv')"]
+    parsed = [r.replace("!mkdir -p data", "get_ipython().system('mkdir -p data')") for r in raw]
+    named = {"data": {"contains": "np.loadtxt"}, "train": {"tag": "train"}}
+    saved = [("import numpy as np", []), (raw[3], []), (raw[4], ["train"]), (raw[5], ["slow"])]
+    nb, dropped = history_notebook(parsed, raw, named, saved)
+    assert [c["source"].strip() for c in nb["cells"]] == ["import numpy as np", "", raw[3], raw[4], "", ""]
+    assert [c["metadata"].get("tags", []) for c in nb["cells"]] == [[], [], [], ["train"], ["slow"], []]
+    assert dropped == 1  # `total = ...`: not a definition
+    # The loader (the child's) finds each named cell where check() put it, as in the saved notebook.
+    path = tmp_path / "history.ipynb"
+    path.write_text(json.dumps(nb))
+    monkeypatch.chdir(tmp_path)
+    loaded = load(path, {"mode": "definitions", "cells": named, "skip_tags": ["slow"]})
+    assert {name: number for name, (number, _) in loaded.cells.items()} == {"data": 3, "train": 4}
+    # No saved notebook found (or the kernel never ran its cell as saved): the kernel's last run of the cell.
+    nb, _ = history_notebook(parsed, raw, {"data": named["data"]})
+    assert [c["source"].strip() for c in nb["cells"]][1:] == ["", "", "", "", raw[6]]
+    # Without the raw history, as before: IPython's `In`, definitions only.
+    nb, _ = history_notebook(parsed)
+    assert nb["cells"][1]["source"].strip() == ""

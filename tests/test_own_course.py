@@ -575,3 +575,38 @@ def test_release_nbgrader_keeps_the_notebooks_cells_one_by_one(tmp_path):
     solutions = [c.source.split("\n")[0] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert solutions == ["class Linear:", "class ReLU:", "class SoftmaxCrossEntropy:"]
     assert not any('"cell_type"' in c.source for c in nb.cells)
+
+
+def test_check_inside_a_real_kernel_judges_the_cells_the_spec_names_as_dldiy_check_does(tmp_path, monkeypatch):
+    """In Jupyter, check() re-runs the kernel's definitions; the cells the spec names ([cells] data and
+    train, run by the training check) are handed over as they were typed, the last run of each: the
+    solved notebook gets what `dldiy check` gives the saved notebook, full marks (it lost the training
+    check's points: "the notebook has no cell that the spec's cells.data selects")."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for cell in nb.cells:  # no network in a test: the data is there already (the `!mkdir` shell line stays)
+        cell.source = "\n".join(line for line in cell.source.split("\n") if not line.startswith("!wget"))
+    nb.cells.append(nbformat.v4.new_code_cell(
+        'from dldiy import check\nresult = check("mlp", plots=False)\nimport json\n'
+        'print("RESULT", json.dumps({c.name: c.points for c in result.report.checks}))'))
+    shutil.copytree(COURSE / "exercises" / "mlp" / "data", tmp_path / "data")
+    saved = tmp_path / "mlp.ipynb"
+    nbformat.write(nb, str(saved))
+    # What the kernel ran also holds a broken version of the data cell, since deleted from the notebook
+    # (and the training loop run twice): the saved notebook's data cell is the one judged.
+    data_cell = next(c for c in nb.cells if "np.loadtxt" in c.source)
+    nb.cells.insert(nb.cells.index(data_cell), nbformat.v4.new_code_cell(
+        'data = np.loadtxt("data/no-such-file.csv", delimiter=",")'))
+    train_cell = next(c for c in nb.cells if "for epoch in range(n_epochs):" in c.source)
+    nb.cells.insert(nb.cells.index(train_cell) + 1, nbformat.v4.new_code_cell(train_cell.source))
+    monkeypatch.setenv("DLDIY_COURSE", str(COURSE))  # the kernel inherits it: the course, found
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
+    found = re.search(r"RESULT (\{.*\})", text)
+    assert found, [o for o in nb.cells[-1].outputs]
+    in_kernel = json.loads(found.group(1))
+    cli = _check(saved)
+    assert in_kernel == {c["name"]: c["points"] for c in cli["checks"]}, (in_kernel, text)
+    assert sum(in_kernel.values()) == 11

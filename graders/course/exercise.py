@@ -195,8 +195,23 @@ def load_exercise(exercise_id: str) -> Exercise:
         guess = did_you_mean(exercise_id, ids)
         if not guess and exercise_id.isdigit() and f"exercise-{exercise_id}" in ids:
             guess = f" (did you mean 'exercise-{exercise_id}'?)"
-        raise SpecError(f"unknown exercise {exercise_id!r}{guess}; known: {', '.join(ids)}")
+        raise SpecError(f"unknown exercise {exercise_id!r}{guess}; known: {', '.join(ids)}{_where_looked()}")
     return load_exercise_dir(folder)
+
+
+def _where_looked() -> str:
+    """Which course an unknown exercise was looked for in, and how to name another: an instructor's
+    exercise asked for outside its course folder otherwise reads as a typo."""
+    from .folders import MARKER, current
+
+    course = current()
+    if course.exercises is not None:
+        return f" (the exercises of the course at {course.root}, found through its {MARKER})"
+    env = os.environ.get("DLDIY_COURSE")
+    looked = (f"DLDIY_COURSE={env} has no {MARKER}" if env else
+              f"no {MARKER} in {Path.cwd()} or a folder above it")
+    return (f" (dldiy's built-in exercises: {looked}. For your own course, run this in its folder, the one "
+            f"holding {MARKER}, or below it, or pass --course DIR; see docs/own-course.md)")
 
 
 def load_exercise_dir(folder: Path) -> Exercise:

@@ -180,7 +180,8 @@ def nbgrader_notebook(source_nb, exercise):
     once (dldiy/incheck.py), so it costs nothing and scores nothing. The "Check everything" cell
     becomes one locked cell that runs every check once (a single child process) and keeps the result;
     then each check gets a grade cell (grade_id = the check's name, points = its points) that fails
-    with the check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's."""
+    with the check's own message unless the check passed, so nbgrader's per-cell scores are dldiy's
+    (and with the reason, where the locked cell could not run the checks)."""
     import nbformat.v4 as v4
 
     nb = without_outputs(source_nb)
@@ -211,7 +212,10 @@ def nbgrader_notebook(source_nb, exercise):
                                       "gives the check's points, when that check passed in the cell under "
                                       "*Check everything*."))
     for c in exercise.checks:
-        cell = v4.new_code_cell(f'# {c.name}: {c.title or c.kind}\n_dldiy_result.require("{c.name}")')
+        # The result the locked cell kept, read through dldiy (dldiy/incheck.py's autograded): where that
+        # cell raised, or never ran, each grade cell fails saying so, not with a NameError.
+        cell = v4.new_code_cell(f'# {c.name}: {c.title or c.kind}\nfrom dldiy.incheck import autograded\n'
+                                f'autograded("{exercise.id}").require("{c.name}")')
         cell.metadata["nbgrader"] = _meta(c.name, grade=True, locked=True, points=c.points)
         cells.append(cell)
     nb.cells = cells

@@ -66,11 +66,13 @@ INSTRUCTOR_ONLY = {"equivalents.toml"}  # reviewed mutation equivalents quote re
 BUNDLE_NAMES = {"README.md", "wheels", "exercises", MARKER}  # the bundle's own top-level names
 
 
-def stage_course(course: Course, exercises: list[Exercise], folder: Path) -> None:
+def stage_course(course: Course, exercises: list[Exercise], folder: Path, template: bool = True) -> None:
     """An instructor's own course in the bundle, as a course of its own: a dldiy.toml, and under
     exercises/ what `dldiy check` needs of each exercise (spec, harness, expected values, template,
     shipped data). Never reference/ or buggy/ (they live beside exercises/, not in it), never the
-    instructor-only files; the leak scan reads all of it like every other file of the bundle."""
+    instructor-only files; the leak scan reads all of it like every other file of the bundle.
+    `template=False`: without the templates (`dldiy check` does not read them; nbgrader's assignment
+    folder hands out its own notebook)."""
     clash = sorted(ex.id for ex in exercises if ex.id in BUNDLE_NAMES)
     if clash:
         raise click.ClickException(f"release stopped: an exercise named {', '.join(clash)} would overwrite the "
@@ -87,10 +89,33 @@ def stage_course(course: Course, exercises: list[Exercise], folder: Path) -> Non
             for src in sorted(ex.folder.glob(pattern)):
                 if src.is_file() and src.name not in INSTRUCTOR_ONLY:
                     shutil.copyfile(src, target / src.name)
-        if ex.template_dir.is_dir():
+        if template and ex.template_dir.is_dir():
             _copy_template(ex, target / "template")
         if ex.data_dir.is_dir():
             shutil.copytree(ex.data_dir, target / "data", ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def stage_nbgrader_course(course: Course, ex: Exercise, folder: Path) -> list[str]:
+    """What the locked cell of nbgrader's notebook needs of an instructor's own course, staged into
+    `folder` (the assignment's source/<id>/, beside the notebook): the course's dldiy.toml, the exercise's
+    exercises/<id>/ (spec, harness, expected values, data; as in the student bundle, never reference/,
+    buggy/ or the instructor-only files) and its data under the spec's name (`data = ...`, "data" by
+    default), which the notebook's own data cell reads. nbgrader copies every file of the source folder
+    but the notebooks into the handout (`generate_assignment`) and over each submission before running
+    it (`autograde`), so the notebook finds the course through the dldiy.toml above it, in the student's
+    Jupyter as under `nbgrader autograde`, and a submission's own copy of these files is never the one
+    graded. Returns the names written, for the announcement. The caller runs the leak scan on them."""
+    taken = {ex.entry, f"{ex.id}.ipynb", MARKER, "exercises"}
+    if ex.data_dir.is_dir() and ex.data in taken:
+        raise click.ClickException(f"release stopped: {ex.id}'s spec puts its data under {ex.data!r}, which "
+                                   "nbgrader's assignment folder uses for something else; rename it (data = ...)")
+    folder.mkdir(parents=True, exist_ok=True)
+    stage_course(course, [ex], folder, template=False)
+    names = [MARKER, f"exercises/{ex.id}/"]
+    if ex.data_dir.is_dir():
+        shutil.copytree(ex.data_dir, folder / ex.data, ignore=shutil.ignore_patterns("__pycache__"))
+        names.append(f"{ex.data}/")
+    return names
 
 
 def build_wheel(folder: Path) -> Path:

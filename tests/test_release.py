@@ -619,3 +619,24 @@ def test_a_template_notebook_is_read_as_a_notebook_never_pasted_as_json(tmp_path
     monkeypatch.setenv("DLDIY_COURSE", str(root))
     nb = source_notebook(load_exercise_dir(folder))
     assert [c.source for c in nb.cells] == ["# Maths", "def f(x):\n    return x"]
+
+
+def test_the_leak_scan_passes_plumbing_and_the_lines_a_course_declares_public(tmp_path):
+    """An instructor's harness shared `n = len(y)`, `return W, b, losses` and an rng line with a reference,
+    and release refused it, with no way to say they leak nothing (instructor trial). Plumbing (returns and
+    assignments of names, attributes, constants, len() of them) is never a solution line; the course
+    declares its own boilerplate public in dldiy.toml; a line that computes is still a leak."""
+    from dldiy.graders.course.release import _non_trivial, public_lines, reference_lines
+
+    for line in ("n = len(y)", "return W, b, losses", "losses = []", "x = X.shape[0]", "self.mean = mean"):
+        assert not _non_trivial(line), line
+    for line in ("w = w - lr * g", "return -(torch.sigmoid(-u) * t) @ Xt / X.shape[0]", "x = X[:, 0]", "dx = dxhat / std",
+                 "rng = np.random.default_rng(seed)"):
+        assert _non_trivial(line), line
+    (tmp_path / "reference" / "ex").mkdir(parents=True)
+    (tmp_path / "reference" / "ex" / "sol.py").write_text(
+        "def f(X, y, seed):\n    rng = np.random.default_rng(seed)\n    n = len(y)\n    return (X @ X.T).sum() / n\n")
+    assert set(reference_lines(tmp_path)) == {"rng=np.random.default_rng(seed)", "return(X@X.T).sum()/n"}
+    (tmp_path / "dldiy.toml").write_text('[course]\nname = "mine"\n\n[release]\npublic_lines = ["rng = np.random.default_rng(seed)"]\n')
+    assert "rng=np.random.default_rng(seed)" in public_lines(tmp_path)
+    assert set(reference_lines(tmp_path)) == {"return(X@X.T).sum()/n"}

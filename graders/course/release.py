@@ -207,8 +207,19 @@ def reference_lines(root: Path) -> dict[str, str]:
 
 
 def public_lines(root: Path) -> set[str]:
-    """Normalised lines every student gets: all templates, and all source notebooks' scaffolding."""
+    """Normalised lines every student gets: all templates, all source notebooks' scaffolding, and the lines
+    the instructor declares public in dldiy.toml (`[release] public_lines = ["rng = np.random.default_rng(seed)"]`:
+    boilerplate a reference shares with a harness, which the scan cannot tell from a solution)."""
     public: set[str] = set()
+    marker = root / "dldiy.toml"
+    if marker.is_file():
+        import tomllib
+
+        try:
+            declared = tomllib.loads(marker.read_text()).get("release", {}).get("public_lines", [])
+        except tomllib.TOMLDecodeError:
+            declared = []  # (the course's loader reports a malformed dldiy.toml)
+        public |= {normalise(line) for line in declared if isinstance(line, str)}
     for t in (root / "exercises").glob("*/template/**/*"):
         if t.is_file():
             public |= {normalise(line) for line in _text_lines(t)}
@@ -259,7 +270,35 @@ def normalise(line: str) -> str:
 def _non_trivial(line: str) -> bool:
     s = line.strip()
     return (len(normalise(s)) >= 8 and not s.startswith(("#", "def ", "class ", "import ", "from ", "@", '"""', "'''"))
-            and notebook.BEGIN not in s and notebook.END not in s)
+            and notebook.BEGIN not in s and notebook.END not in s and not _plumbing(s))
+
+
+_PLUMBING_CALLS = frozenset({"len", "range", "enumerate", "zip", "int", "float", "list", "tuple", "dict", "print"})
+
+
+def _plumbing(line: str) -> bool:
+    """A line that computes nothing a solution is made of: a return or an assignment of names, attributes,
+    constants, tuples of them, or a builtin such as len() of them (`n = len(y)`, `return W, b, losses`):
+    every program has such lines, and a harness sharing one with a reference leaks nothing."""
+    import ast
+
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:  # a line of a block (if ...:, a continuation): judged as code
+        return False
+    if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Return, ast.Assign, ast.AnnAssign)):
+        return False
+    value = tree.body[0].value
+    for node in ast.walk(value) if value is not None else ():
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _PLUMBING_CALLS):
+                return False
+        elif isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Constant):  # X.shape[0] only
+            return False
+        elif not isinstance(node, (ast.Name, ast.Attribute, ast.Constant, ast.Tuple, ast.List, ast.Subscript,
+                                   ast.expr_context)):
+            return False
+    return True
 
 
 def _solution_lines(path: Path) -> list[tuple[int, str]]:

@@ -610,3 +610,26 @@ def test_check_inside_a_real_kernel_judges_the_cells_the_spec_names_as_dldiy_che
     cli = _check(saved)
     assert in_kernel == {c["name"]: c["points"] for c in cli["checks"]}, (in_kernel, text)
     assert sum(in_kernel.values()) == 11
+
+
+def test_new_checks_only_the_layers_a_student_writes_and_builds_them_with_their_required_arguments():
+    """Instructor trial: the scaffold built BatchNorm(3, 3, 3) (momentum and eps given 3) and gradchecked the
+    classes the notebook hands out whole. Only a class holding a solution region gets a check, built with
+    its required arguments."""
+    import nbformat
+
+    from dldiy.graders.course import notebook
+    from dldiy.graders.course.scaffold import analyse, harness_text, spec_text
+
+    given = "class Linear:\n    def __init__(self, n_in, n_out):\n        self.W = 0\n" \
+            "    def forward(self, x):\n        return x\n    def backward(self, g):\n        self.dW = g\n        return g\n"
+    written = (f"class BatchNorm:\n    def __init__(self, d, momentum=0.1, eps=1e-5):\n        self.gamma = 1\n"
+               f"    def forward(self, x):\n        {notebook.BEGIN}\n        y = x\n        {notebook.END}\n        return y\n"
+               f"    def backward(self, g):\n        self.dgamma = g\n        return g\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(given), nbformat.v4.new_code_cell(written)])
+    found = analyse(nb)
+    assert [(layer["name"], layer["args"], layer["given"]) for layer in found["layers"]] == \
+        [("Linear", ["n_in", "n_out"], True), ("BatchNorm", ["d"], False)]
+    harness, spec = harness_text("bn", found), spec_text("bn", "BN", "bn.ipynb", found)
+    assert 'sub.get("BatchNorm")(3)' in harness and "Linear" not in harness
+    assert 'name = "batch-norm-backward"' in spec and "linear" not in spec

@@ -40,7 +40,9 @@ def analyse(nb) -> dict:
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 found["requirements"] |= {n.split(".")[0] for n in names if n and not getattr(node, "level", 0)}
             elif isinstance(node, ast.ClassDef) and {"forward", "backward"} <= _methods(node).keys():
-                found["layers"].append(_layer(node))
+                # a class the notebook hands out whole (no solution region inside) is no student's to check
+                marked = any(notebook.BEGIN in line for line in lines[node.lineno - 1:node.end_lineno])
+                found["layers"].append({**_layer(node), "given": not marked})
             elif isinstance(node, (ast.For, ast.While)) and found["train"] is None and \
                     re.search(r"\.(backward|step)\(", ast.unparse(node)):
                 found["train"] = lines[node.lineno - 1].strip()
@@ -66,13 +68,21 @@ def _layer(node: ast.ClassDef) -> dict:
             if g in (f"d{p}", f"grad_{p}", f"{p}_grad", f"d_{p}"):
                 grads[p] = g
     init = methods.get("__init__")
-    args = [a.arg for a in init.args.args[1:]] if init else []
+    # the constructor's required arguments only (sizes, as the probe passes them); defaults stay defaults
+    required = init.args.args[1:len(init.args.args) - len(init.args.defaults)] if init else []
+    args = [a.arg for a in required]
     loss = len(methods["forward"].args.args) > 2 and len(methods["backward"].args.args) == 1
     return {"name": node.name, "args": args, "loss": loss, "grads": grads}
 
 
 def _check_name(layer: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", layer).lower().replace("_", "-")
+
+
+def _checked_layers(found: dict) -> list[dict]:
+    """The layer classes a student writes: those with a solution region, or all where none is marked."""
+    written = [layer for layer in found["layers"] if not layer.get("given")]
+    return written if found["regions"] else found["layers"]
 
 
 def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
@@ -86,7 +96,7 @@ def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
                   f"# exercises/{exercise_id}/data/; the submission finds them under data/ (no network in the sandbox)."]
     if found["train"]:
         lines += ["", "[cells]", f"train = {{ contains = {json.dumps(found['train'])} }}"]
-    for layer in found["layers"]:
+    for layer in _checked_layers(found):
         name = _check_name(layer["name"])
         lines += ["", "[[checks]]", f'name = "{name}-backward"', 'kind = "gradcheck"',
                   f'title = "{layer["name"]}.backward against finite differences of its forward"', "points = 1",
@@ -97,7 +107,7 @@ def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
 def harness_text(exercise_id: str, found: dict) -> str:
     out = [f'"""{exercise_id} probes (scaffolded by `dldiy new`: check the inputs, then add checks)."""', "",
            "import numpy as np", "", "from dldiy.graders.layers import gradcheck_layer", ""]
-    for layer in found["layers"]:
+    for layer in _checked_layers(found):
         probe = _check_name(layer["name"]).replace("-", "_") + "_backward"
         ctor = ", ".join("3" for _ in layer["args"])
         args = "(rng.integers(0, 3, 4),)" if layer["loss"] else "()"

@@ -104,6 +104,12 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     if table_path is not None:
         write_table(table_path, figures)
         console.print(f"corpus table written to {table_path}", markup=False)
+    extra = [(row, row.also_charged()) for row, _ in rows]
+    extra = [(row, found) for row, found in extra if found]
+    if extra:
+        console.print("[yellow]Also charged beyond the manifest[/] (one bug, one deduction? or a manifest to complete):")
+        for row, found in extra:
+            console.print(f"  {row.exercise.id}/{row.name}: {', '.join(found)}", markup=False, soft_wrap=True)
     unvalidated = [row for row, _ in rows if row.not_here]
     for row in unvalidated:
         console.print(f"[yellow]not validated on this machine:[/] {row.exercise.id}/{row.name}: {row.not_here}")

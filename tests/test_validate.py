@@ -54,3 +54,24 @@ def test_an_alternative_may_skip_only_the_checks_its_manifest_calls_inconclusive
     assert len(plain.problems()) == 1 and "loses 0.5 point(s) in placement (skip)" in plain.problems()[0]
     assert declared.problems() == []
     assert len(failing.problems()) == 1  # inconclusive allows a skip, never a failure
+
+
+def test_validate_names_the_checks_a_bug_costs_beyond_its_manifest():
+    """An instructor's eps bug cost 6 of 9 points and validate said nothing (instructor trial): a bugged
+    variant's failures beyond its manifest are listed (a warning, not a mismatch)."""
+    from types import SimpleNamespace as NS
+
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.validate import Row
+
+    report = NS(checks=[NS(name="gradcheck", status="fail", points=0.0, max_points=3.0, message="x"),
+                        NS(name="stability", status="error", points=0.0, max_points=1.0, message="y"),
+                        NS(name="placement", status="skip", points=0.0, max_points=0.5, message="z"),
+                        NS(name="first-loss", status="pass", points=3.0, max_points=3.0, message="ok")])
+    ex = load_exercise("exercise-1")
+    row = Row(ex, "eps-outside-sqrt", ("gradcheck",), report=report)
+    assert row.problems() == [] and row.also_charged() == ["stability (error, -1)"]
+    assert Row(ex, "alternative a", (), report=report, alternative=True).also_charged() == []
+    result = run_dldiy("validate", "exercise-1")
+    assert result.returncode == 0 and "Also charged beyond the manifest" in result.stdout
+    assert "exercise-1/float32-accumulator: stability (fail, -1), placement (fail, -0.5)" in result.stdout

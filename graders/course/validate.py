@@ -48,7 +48,7 @@ class Row:
         if not self.must_fail:
             return [f"{self.exercise.id}/{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
                     if c.status not in ("pass", "skip")]
-        out = []
+        out: list[str] = []
         for name in self.must_fail:
             c = status.get(name)
             if c is None:
@@ -56,6 +56,15 @@ class Row:
             elif c.status != "fail":
                 out.append(f"{self.exercise.id}/{self.name}: must fail {name} but it is {c.status}: {c.message.splitlines()[0]}")
         return out
+
+
+    def also_charged(self) -> list[str]:
+        """Checks a bugged variant fails beyond those its manifest names: not a mismatch, but one bug
+        charged more than once is worth a look (one bug, one deduction), or the manifest is short."""
+        if self.not_here or self.alternative or not self.must_fail or self.report is None:
+            return []
+        return [f"{c.name} ({c.status}, -{c.max_points - c.points:g})" for c in self.report.checks
+                if c.status in ("fail", "error") and c.name not in self.must_fail]
 
 
 @dataclass

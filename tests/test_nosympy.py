@@ -82,10 +82,10 @@ def test_the_references_run_on_the_meta_device_without_sympy():
         from dldiy.graders.sandbox.submission import load_module_from
         from dldiy.graders.course.exercise import load_exercise
         from dldiy.graders.course.folders import BUILTIN_ROOT
-        from dldiy.graders.kinds.placement import warm_meta
+        from dldiy.graders.kinds.placement import warm_up
         print(nosympy.defer())
         skip_dynamo()
-        warm_meta()  # as the fork server does: on its one thread, without sympy
+        warm_up()  # as the fork server does: on its one thread, without sympy
         import os
         print(len(os.listdir("/proc/self/task")), nosympy.deferred("sympy"))
 

@@ -55,27 +55,48 @@ def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
             "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
 
 
-def warm_meta() -> None:
+def warm_up(devices: tuple[str, ...] = ("meta", "cpu")) -> None:
     """Run once by the fork server (graders/sandbox/forkserver.py) before it forks anything: a small forward
-    pass on the meta device through the ops the exercises' models use (matmul, cat, the usual activations
-    and losses, stack, a convolution and a pooling). The first use of each fills torch's dispatch and
-    decomposition caches; done here, every student's process inherits them filled (exercise-1's placement
-    probe in a forked child: 12.0 -> 9.4 ms, median of 20). No student code and no data: meta tensors have none.
-    Forward only, nothing requires a gradient: a backward starts autograd's device threads where CUDA is
-    available, and a process forked after that cannot run autograd at all."""
+    pass through the ops the exercises' code uses (matrix products of every shape, cat, scalar arithmetic,
+    the usual activations and losses, reductions, stack, a convolution and a pooling) on the meta device
+    (float32) and on the CPU (float32 and float64). The first use of each op fills torch's dispatch and
+    decomposition caches (meta) and picks its CPU kernel for this machine (CPU); done here, every student's
+    process inherits them filled (exercise-1's placement probe in a forked child: 12.0 -> 9.4 ms; its
+    first loss() on the CPU 1.0 -> 0.6 ms). No student code; no random numbers (the generators every child
+    inherits stay as they were). Forward only, nothing requires a gradient: a backward starts autograd's
+    device threads where CUDA is available, and a process forked after that cannot run autograd at all."""
+    import torch
+
+    with torch.no_grad():
+        for device in devices:
+            for dtype in ((torch.float32,) if device == "meta" else (torch.float32, torch.float64)):
+                _forward(device, dtype)
+
+
+def _forward(device: str, dtype: Any) -> None:
     import torch
     import torch.nn.functional as F
 
-    def meta(*shape: int) -> torch.Tensor:
-        return torch.empty(*shape, device="meta")
+    def full(*shape: int) -> torch.Tensor:
+        return torch.full(shape, 0.5, dtype=dtype, device=device)
 
-    with torch.no_grad():
-        X, w, b, y = meta(8, 3), meta(3, 4), meta(4), torch.zeros(8, dtype=torch.long, device="meta")
-        h = torch.cat([X, torch.ones(8, 1, device="meta")], dim=1)[:, :3] @ w + b
-        h = torch.tanh(h) * torch.sigmoid(h) - torch.relu(-h) / 2 + torch.exp(-h.abs()).log1p() + \
-            torch.logaddexp(h, torch.zeros_like(h))
-        F.cross_entropy(h, y) + ((h - 1) ** 2).mean() + h.sum(dim=1).max() + torch.stack([h, h]).mean()
-        F.max_pool2d(F.relu(F.conv2d(meta(2, 1, 6, 6), meta(2, 1, 3, 3), padding=1)), 2).sum()
+    X, w, b, v = full(8, 3), full(3, 4), full(4), full(3)
+    y = torch.zeros(8, dtype=torch.long, device=device)
+    t = 2 * y.to(dtype) - 1
+    Xt = torch.cat([X, -torch.ones(8, 1, dtype=dtype, device=device)], dim=1)
+    u = t * (Xt[:, :3] @ v)  # matrix-vector, then vector-matrix below
+    (torch.sigmoid(-u) * t) @ X / X.shape[0] + F.softplus(-u).mean() + torch.logaddexp(torch.zeros_like(u), -u).mean()
+    h = X @ w + b
+    h = torch.tanh(h) * torch.sigmoid(h) - torch.relu(-h) / 2 + torch.exp(-h.abs()).log1p() + \
+        torch.logaddexp(h, torch.zeros_like(h))
+    F.cross_entropy(h, y) + ((h - 1) ** 2).mean() + h.sum(dim=1).max() + torch.stack([h, h]).mean() + \
+        F.log_softmax(h, dim=1).sum() + torch.logsumexp(h, dim=1).sum() + F.mse_loss(h, h)
+    F.max_pool2d(F.relu(F.conv2d(full(2, 1, 6, 6), full(2, 1, 3, 3), padding=1)), 2).sum()
+    if device != "meta":  # what values are read with (a meta tensor has none)
+        torch.isfinite(h).all().item()
+        torch.allclose(h, h) and torch.equal(h, h)
+        h.tolist()
+        torch.tensor([0.5, 1.5, 2.5, 3.5], dtype=dtype) + torch.as_tensor(h.numpy())
 
 
 def device_probes(run_for: Callable[[Any, int], Callable[[str], dict[str, Any]]]) -> tuple[Callable[..., Any], Callable[..., Any]]:

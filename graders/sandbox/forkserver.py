@@ -3,7 +3,7 @@
 Starting Python and importing torch costs ~1.3 s; fork() of a process that already did costs a few
 milliseconds. The server imports torch, numpy and dldiy's graders with every thread pool pinned to
 one thread *before* torch starts any (fork() copies only the calling thread, so a pool thread's
-lock held at fork time would deadlock the child). Its only torch ops are placement.warm_meta's forward
+lock held at fork time would deadlock the child). Its only torch ops are placement.warm_up's forward
 pass on the meta device (no data, no gradient: a backward would start autograd's device threads where
 CUDA is available, and no forked child could run autograd after that).
 
@@ -283,11 +283,11 @@ def main() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    if warm:  # the meta device's first-use caches, filled once here for every child (~25 ms)
-        from ..kinds.placement import warm_meta
+    if warm:  # the meta device's and the CPU's first-use caches, filled once here for every child (~40 ms)
+        from ..kinds.placement import warm_up
 
         try:
-            warm_meta()
+            warm_up()
         except Exception:  # noqa: BLE001 - a torch without some meta kernel: each child fills its own
             pass
 

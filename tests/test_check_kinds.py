@@ -317,3 +317,97 @@ def test_a_check_deferring_to_a_passed_base_check_judges_its_values_whatever_the
     outcome.results[("first-loss", 1)] = {"measurement": {"steps": [0], "losses": [0.7]}}  # now first-loss fails
     status = {c.name: c.status for c in judge(SimpleNamespace(id="x"), [stab, first], outcome, "s", expected).checks}
     assert status == {"first-loss": "fail", "stability": "pass"}  # its base is first-loss's to charge
+
+
+# --- a diagnosis only where the measurement shows its symptom (red team 2711) ------------------------
+
+def _one_case(values, target, **extra):
+    return ({"cases": [{"name": "g", "shape": [len(values)], "values": list(values), **extra}]},
+            {"cases": [{"name": "g", "shape": [len(target)], "target": list(target)}]})
+
+
+def test_agreement_reads_a_constant_ratio_with_the_factors_the_case_declares():
+    factors = [{"ratio": 2.0, "says": "not capped at 1"}, {"ratio": 0.5, "says": "halved"}]
+    measured, expected = _one_case([2.0, 4.0, -6.0], [1.0, 2.0, -3.0], factors=factors)
+    v = judge("agreement", measured, expected)
+    assert v.status == "fail" and v.message.endswith("The ratio measured/expected is 2 at every entry: not capped at 1.")
+    assert v.details["diagnosed"] and "1/n for a mean" not in v.message
+    # a constant ratio no declared factor explains: said plainly, no guess, the check's hint kept
+    measured, expected = _one_case([3.0, 6.0, -9.0], [1.0, 2.0, -3.0], factors=factors)
+    v = judge("agreement", measured, expected)
+    assert v.message.endswith("The ratio measured/expected is 3 at every entry.") and not v.details["diagnosed"]
+    # without declared factors, the generic reading as before
+    measured, expected = _one_case([2.0, 4.0, -6.0], [1.0, 2.0, -3.0])
+    assert "a missing or extra constant factor" in judge("agreement", measured, expected).message
+    # a ratio that is not constant: no factor is read into it
+    measured, expected = _one_case([2.0, 2.0, -3.0], [1.0, 2.0, -3.0], factors=factors)
+    v = judge("agreement", measured, expected)
+    assert "not capped" not in v.message and "2 of 3 entries agree" in v.message
+
+
+def test_agreement_case_hints_replace_the_checks_hint_for_the_cases_they_name():
+    hints = {"gradient of": "look at backward"}
+    measured = {"cases": [{"name": "x: output", "values": [1.0]},
+                          {"name": "x: gradient of w", "error": "backward raised RuntimeError: boom"}]}
+    expected = {"cases": [{"name": "x: output", "values": [1.0]}, {"name": "x: gradient of w", "values": [2.0]}]}
+    v = judge("agreement", measured, expected, case_hints=hints)
+    assert v.status == "fail" and v.message == "x: gradient of w: backward raised RuntimeError: boom\nHint: look at backward"
+    assert v.details["diagnosed"]  # the check's own hint is not added after it
+    measured["cases"][0]["values"] = [5.0]  # the output differs: its case, with the check's own hint
+    v = judge("agreement", measured, expected, case_hints=hints)
+    assert v.message.startswith("x: output: differs") and "look at backward" not in v.message
+    assert not v.details.get("diagnosed")
+
+
+def test_agreement_shows_a_short_vector_of_the_wrong_length_beside_the_expected_one():
+    measured, expected = _one_case([4.0, 1.0], [4.0, 1.0, 0.0])
+    assert judge("agreement", measured, expected).message == \
+        "g: shape (2,), expected (3,): measured [4, 1], expected [4, 1, 0]"
+    measured, expected = _one_case([4.0, 1.0] + [0.0] * 98, [4.0, 1.0, 0.0])
+    assert judge("agreement", measured, expected).message.endswith(
+        "measured [4, 1, 0, 0, 0, 0, 0, 0, ...] (100 values), expected [4, 1, 0]")
+
+
+def _run(converged, errors, epochs, last, budget=100, updates=9):
+    return {"converged": converged, "errors": errors, "n": 200, "updates": updates, "epochs": epochs,
+            "budget": budget, "last": last}
+
+
+def test_termination_tells_a_run_that_stopped_early_from_one_that_ran_out_of_budget():
+    expected = {"converged": True, "bound": 450.0, "bound_text": "the bound 450"}
+    v = judge("termination", _run(False, 0, 3, 2), expected)
+    assert v.status == "fail" and v.message.startswith("stopped after 3 of the 100 epochs allowed (2 update(s) in the "
+                                                       "last one, 9 in all)")
+    assert "do separate the data (0 of 200 errors, recounted)" in v.message and "within the budget" not in v.message
+    v = judge("termination", _run(False, 7, 3, 2), expected)
+    assert "misclassify 7 of 200 training points (recounted)" in v.message and "separate" not in v.message
+    # the whole budget run with 0 errors left: no "still misclassified", no guarantee recited
+    v = judge("termination", _run(False, 0, 100, 9, updates=893), expected)
+    assert v.message.startswith("ran all 100 epochs of its budget without an epoch counted free of mistakes") and \
+        "misclassify none of the 200" in v.message
+    # the whole budget with errors left: as before
+    v = judge("termination", _run(False, 15, 100, 12, updates=1632), expected)
+    assert v.message.startswith("no convergence within the budget of 100 epochs: 15 of 200") and "the bound 450" in v.message
+
+
+def test_gradcheck_names_a_float32_output_only_where_the_block_fails():
+    blocks = grad_blocks([1.0, 2.0], [1.3, 2.0])
+    blocks["blocks"][0].update(name="softmax: Z", out_dtype="float32")
+    v = judge("gradcheck", blocks)
+    assert v.status == "fail" and "softmax returned float32 for these float64 inputs" in v.message
+    assert v.details["diagnosed"]
+    good = grad_blocks([1.0, 2.0], [1.0, 2.0])
+    good["blocks"][0]["out_dtype"] = "float32"
+    assert judge("gradcheck", good).status == "pass"  # the dtype is the invariants' business when values agree
+    wrong = grad_blocks([1.0, 2.0], [1.3, 2.0])
+    wrong["blocks"][0]["out_dtype"] = "float64"
+    assert "returned" not in judge("gradcheck", wrong).message
+
+
+def test_gradcheck_leaves_its_hand_gradient_hint_out_when_the_forward_raised():
+    blocks = {"blocks": [{"name": "conv2d x", "error": "forward raised RuntimeError: boom", "raised_in": "forward"}]}
+    v = judge("gradcheck", blocks)
+    assert v.status == "fail" and v.details["diagnosed"] and "no gradient can be checked" in v.message
+    blocks["blocks"][0].update(error="backward raised RuntimeError: boom", raised_in="backward")
+    v = judge("gradcheck", blocks)
+    assert v.message == "conv2d x: backward raised RuntimeError: boom" and not v.details.get("diagnosed")

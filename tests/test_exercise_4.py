@@ -169,3 +169,41 @@ def test_a_forbidden_function_reached_only_in_a_later_batched_configuration_is_c
         "def softmax(Z):\n    if Z.shape[1] == 7:\n        return getattr(torch, 'soft' + 'max')(Z, dim=1)\n")
     c = checks_of(check_json("exercise-4", write_submission(sneaky, "losses.py"), "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "n=3, k=7" in c["message"] and "torch.softmax" in c["message"], c
+
+
+def reference_with(exercise: str, tmp_path, file: str, *replacements: tuple[str, str]):
+    """The reference of `exercise` with `file` edited by (old, new) replacements, each old text found once:
+    a red team's bug written as a patch of the reference (tests/test_exercise_{4,5,7,8,9}.py)."""
+    import shutil
+
+    folder = tmp_path / f"{exercise}-edited-{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(REPO / "reference" / exercise, folder)
+    text = (folder / file).read_text()
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (folder / file).write_text(text)
+    return folder
+
+
+def test_a_float32_output_is_named_as_what_fails_gradcheck_not_a_cut_graph(tmp_path, check_json):
+    # red team 2711, bug-softmax-output-buffer-float32: softmax writes its float64 result into
+    # torch.empty(Z.shape), float32 by default. gradcheck used to fail with the spec's hint about
+    # .detach()/.item() cutting the graph; the measured output dtype is what it now says.
+    folder = reference_with("exercise-4", tmp_path, "losses.py", (
+        "    return E / E.sum(dim=1, keepdim=True)\n",
+        "    out = torch.empty(Z.shape, device=Z.device)\n    out[:] = E / E.sum(dim=1, keepdim=True)\n    return out\n"))
+    checks = checks_of(check_json("exercise-4", folder, "gradcheck", "invariants")[0])
+    c = checks["gradcheck"]
+    assert c["status"] == "fail" and "gradients of softmax: Z disagree" in c["message"], c
+    assert "softmax returned float32 for these float64 inputs" in c["message"], c
+    assert ".detach()" not in c["message"] and "Hint:" not in c["message"], c
+    assert checks["invariants"]["status"] == "fail" and "float32 for float64 inputs" in checks["invariants"]["message"]
+
+
+def test_a_float64_output_that_fails_gradcheck_is_not_blamed_on_its_dtype(tmp_path, check_json):
+    # a wrong gradient in float64 (softmax's denominator detached): no dtype diagnosis, the spec's hint stays
+    folder = reference_with("exercise-4", tmp_path, "losses.py", (
+        "    return E / E.sum(dim=1, keepdim=True)\n", "    return E / E.sum(dim=1, keepdim=True).detach()\n"))
+    c = checks_of(check_json("exercise-4", folder, "gradcheck")[0])["gradcheck"]
+    assert c["status"] == "fail" and "returned float" not in c["message"] and "Hint: Autograd only sees" in c["message"], c

@@ -183,3 +183,20 @@ def test_a_value_kept_on_ctx_is_caught_by_the_function_contract(tmp_path, bugged
     folder = bugged("exercise-5", "softplus-saves-input-on-ctx")
     c = checks_of(check_json("exercise-5", folder, "invariants")[0])["invariants"]
     assert c["status"] == "fail" and "save_for_backward" in c["message"], c
+
+
+def test_float32_parameters_from_init_params_are_charged_to_the_spec_not_to_inputs(tmp_path, check_json):
+    # red team 2711, bug-init-float32: init_params draws with torch's default dtype. The message used to
+    # read "[0] is float32 for float64 inputs", though init_params has no input with a dtype; it names
+    # the spec's rule, once for all the parameters.
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py",
+                            ("generator=generator, dtype=torch.float64)", "generator=generator)"),
+                            ("torch.zeros(d_out, dtype=torch.float64)", "torch.zeros(d_out)"))
+    c = checks_of(check_json("exercise-5", folder, "invariants")[0])["invariants"]
+    assert c["status"] == "fail", c
+    assert c["message"].startswith("init_params([3, 4, 2], generator): returned [0] (W1) is float32, [1] (b1) is "
+                                   "float32"), c
+    assert "the spec asks for float64 parameters" in c["message"], c
+    assert "inputs" not in c["message"] and "more violation" not in c["message"], c

@@ -104,3 +104,49 @@ def test_predict_is_probed_over_a_family_and_charged_once(write_submission, chec
     checks = {c["name"]: c for c in check_json("exercise-7", write_submission(code, name="perceptron.py"))[0]["checks"]}
     assert {n for n, c in checks.items() if c["status"] != "pass"} == {"predict-boundary"}, checks
     assert "d=3" in checks["predict-boundary"]["message"]
+
+
+# --- red team 2711: bugs caught, but the message named another cause -------------------------------
+
+def _edited(tmp_path, *replacements):
+    from test_exercise_4 import reference_with
+
+    return reference_with("exercise-7", tmp_path, "perceptron.py", *replacements)
+
+
+def test_points_reshuffled_each_epoch_are_named_as_a_run_that_changes_not_float32(tmp_path, check_json):
+    # bug-shuffle-each-epoch: the float32 and float64 runs differed because each shuffled its own way,
+    # and the message blamed float32 rounding. Two runs on the same inputs are compared first.
+    folder = _edited(tmp_path, ("        for i in range(len(y)):", "        for i in torch.randperm(len(y)).tolist():"))
+    (c,) = check_json("exercise-7", folder, "first-update")[0]["checks"]
+    assert c["status"] == "fail", c
+    assert c["message"].startswith("seed 1: train() run twice on the same X, y, w0 for one epoch (n=60) returned w = "), c
+    assert "the perceptron visits the points in the given order" in c["message"], c
+    assert "float32" not in c["message"], c
+
+
+def test_a_run_stopped_before_its_mistake_free_epoch_is_not_told_it_ran_out_of_budget(tmp_path, check_json):
+    # bug-stop-on-predict-all-correct: stops once predict() gets every point right, without the epoch
+    # free of mistakes; novikoff said "no convergence within the budget of 100 epochs: 0 of 200 training
+    # points are still misclassified after 3 epoch(s)", a contradiction.
+    folder = _edited(tmp_path, ("        if count == 0:\n            break",
+                                "        if count == 0 or bool((predict(X, w.to(X.dtype)) == y).all()):\n"
+                                "            break"))
+    checks = {c["name"]: c for c in check_json("exercise-7", folder, "novikoff", "first-update")[0]["checks"]}
+    novikoff = checks["novikoff"]["message"]
+    assert checks["novikoff"]["status"] == "fail" and "within the budget" not in novikoff, novikoff
+    assert novikoff.startswith("seed 1: stopped after 3 of the 100 epochs allowed (2 update(s) in the last one, "), novikoff
+    assert "do separate the data (0 of 200 errors, recounted)" in novikoff and "Hint:" not in novikoff, novikoff
+    # first-update shows the counts side by side: the run ends one epoch early, without its 0
+    first = checks["first-update"]["message"]
+    assert checks["first-update"]["status"] == "fail", first
+    assert "shape (2,), expected (3,): measured [4, 1], expected [4, 1, 0]" in first, first
+
+
+def test_a_count_never_reset_over_the_whole_budget_is_said_as_measured(bugged, check_json):
+    # the same contradiction at the end of the budget: every epoch counted updates, yet the parameters
+    # returned separate the data
+    (c,) = check_json("exercise-7", bugged("exercise-7", "count-never-reset"), "novikoff")[0]["checks"]
+    assert c["status"] == "fail" and c["message"].startswith("seed 1: ran all 100 epochs of its budget without an "
+                                                              "epoch counted free of mistakes"), c
+    assert "misclassify none of the 200 training points" in c["message"] and "guaranteed" not in c["message"], c

@@ -120,3 +120,36 @@ def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path, b
     folder = bugged("exercise-8", bug)
     c = _assessed(check_json, folder, "cnn-forward")["cnn-forward"]
     assert c["status"] == "fail" and words in c["message"], c
+
+
+@pytest.mark.parametrize("edit, configuration", [
+    # red team 2711, bug-backward-fold-no-stride: F.fold in backward without the stride
+    (("padding=padding, stride=stride)\n", "padding=padding)\n"),
+     "x 1x2x7x7, weight 3x2x3x3, stride 2, padding 0, non-contiguous x and weight: gradient of x: "),
+    # bug-backward-unfold-no-padding: backward recomputes im2col from x without the padding
+    (("        grad_weight = (g.t() @ rows)",
+      "        rows = F.unfold(ctx.x, (kh, kw), stride=stride).transpose(1, 2).reshape(-1, rows.shape[1])\n"
+      "        grad_weight = (g.t() @ rows)"),
+     "x 2x3x6x6, weight 4x3x3x3, stride 1, padding 1: gradient of x: "),
+])
+def test_an_error_in_backward_alone_is_not_reported_as_the_outputs(edit, configuration, tmp_path, check_json):
+    # conv-agreement used to report "output: raised RuntimeError ..." with the forward's hint (kernel
+    # flips, padding, the output's layout) for a bug in backward only: forward and backward are run
+    # apart, and a gradient's case gets the backward's hint (the spec's case_hints).
+    from test_exercise_4 import reference_with
+
+    edits = [edit]
+    if "ctx.x" in edit[1]:  # keep x for the recomputation (the red team's variant saves it instead of rows)
+        edits.append(("        ctx.save_for_backward(rows, weight)\n",
+                      "        ctx.save_for_backward(rows, weight)\n        ctx.x = x\n"))
+    checks = _assessed(check_json, reference_with("exercise-8", tmp_path, "convnet.py", *edits), "conv-agreement",
+                       "gradcheck")
+    g = checks["gradcheck"]  # the same finding there: the forward runs, backward raises
+    assert g["status"] == "fail" and g["message"].startswith("conv2d x (stride 2, padding 1, kernel 3x3): backward (the "
+                                                             "forward runs on these inputs) raised RuntimeError"), g
+    c = checks["conv-agreement"]
+    assert c["status"] == "fail" and c["message"].startswith(configuration + "backward raised RuntimeError, so no "
+                                                             "gradient (x or weight or bias) came back, while the "
+                                                             "output agrees: "), c["message"]
+    assert "Hint: The output agrees, so the forward is right: look at backward." in c["message"], c["message"]
+    assert "does not flip the kernel" not in c["message"], c["message"]

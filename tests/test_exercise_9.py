@@ -108,3 +108,34 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, 
 def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):
     checks = _all_checks(check_json, bugged("exercise-9", bug))
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == [check]
+
+
+@pytest.mark.parametrize("edit, start, says", [
+    # red team 2711, bug-clip-always-rescales: the factor min(1, ...) without its cap at 1. The message
+    # used to read the ratio 2 as "a missing or extra constant factor (1/n for a mean? a factor 2?)".
+    (("scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)", "scale = max_norm / (total + 1e-6)"),
+     "max_norm = 2 x the global norm: clipped gradient of parameter 0",
+     "The ratio measured/expected is 2 at every entry: the gradient was multiplied by max_norm / (norm + 1e-6) = 2, "
+     "although its norm"),
+    # never scaled (the scale computed but not applied): the ratio is 1 / the factor it should have had
+    (("        g.mul_(scale)\n", "        g.mul_(1.0)\n"),
+     "max_norm = 0.3 x the global norm: clipped gradient of parameter 0",
+     "The ratio measured/expected is 3.33333 at every entry: the gradient was left as it was, not multiplied by "
+     "min(1, max_norm / (norm + 1e-6)) = 0.3"),
+    # a factor no known mistake gives: said plainly, no guess
+    (("        g.mul_(scale)\n", "        g.mul_(scale * 0.7)\n"),
+     "max_norm = 0.3 x the global norm: clipped gradient of parameter 0", "The ratio measured/expected is 0.7 at every entry."),
+])
+def test_a_constant_ratio_in_clipping_is_read_with_the_factors_clipping_can_get_wrong(edit, start, says, tmp_path,
+                                                                                     check_json):
+    from test_exercise_4 import reference_with
+
+    c = _all_checks(check_json, reference_with("exercise-9", tmp_path, "rnn.py", edit), "clipping")["clipping"]
+    assert c["status"] == "fail" and c["message"].startswith(start), c["message"]
+    assert says in c["message"] and "1/n for a mean" not in c["message"], c["message"]
+
+
+def test_clipping_through_a_generator_twice_is_said_where_the_generator_is_given(bugged, check_json):
+    c = _all_checks(check_json, bugged("exercise-9", "clip-two-passes"), "clipping")["clipping"]
+    assert c["status"] == "fail" and "parameters given as a generator: clipped gradient" in c["message"], c["message"]
+    assert "the gradient was left as it was" in c["message"] and "one pass uses up" in c["message"], c["message"]

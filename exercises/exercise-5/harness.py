@@ -446,8 +446,13 @@ def invariants(sub, seed, p):
                                "random number from `generator` (torch.randn(..., generator=generator)), not torch's global one")
     elif not other:
         watch.violation(where, "generators of different seeds gave the same weights: the generator is not used")
-    for i, t in enumerate(runs[0]):
-        watch.dtype(where, t, torch.float64, f"[{i}]")
+    # init_params takes no tensor whose dtype it could follow: the spec's float64 is the rule, said once
+    wrong = [f"[{i}] ({'W' if i % 2 == 0 else 'b'}{i // 2 + 1}) is {str(t.dtype).replace('torch.', '')}"
+             for i, t in enumerate(runs[0]) if t.dtype != torch.float64]
+    if wrong:
+        watch.violation(where, f"returned {', '.join(wrong)}: the spec asks for float64 parameters, and nothing "
+                               "passed to init_params carries a dtype, so it must be given (torch.randn(..., "
+                               "dtype=torch.float64, generator=generator), torch.zeros(..., dtype=torch.float64))")
     X, y = xor_blobs(seed, 16)
     where = "train() (n=16, sizes [2, 4, 1], 3 steps)"
     params = leaves(harness_params(seed, [2, 4, 1]))

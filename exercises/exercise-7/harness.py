@@ -99,7 +99,7 @@ def separating_margin(Z, iterations=300):
 
 def _termination(sub, X, t, epochs):
     w, mistakes = _train(sub, X, t, np.zeros(X.shape[1] + 1), epochs, keep=False)
-    return {"converged": mistakes[-1] == 0, "errors": _errors(X, t, w), "n": len(t),
+    return {"converged": mistakes[-1] == 0, "last": mistakes[-1], "errors": _errors(X, t, w), "n": len(t),
             "updates": sum(mistakes), "epochs": len(mistakes), "budget": epochs,
             "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": ((t + 1) // 2).tolist(), "bias": 1.0}}
 
@@ -143,7 +143,16 @@ def first_update(sub, seed, p):
         raise RuntimeError(f"exercise-7 harness: w0 misclassifies no point at seed {seed}")
     first = int(wrong[0])  # the first point w0 gets wrong
     w_first, _ = _train(sub, X[: first + 1], t[: first + 1], w0, 1)
-    w_epoch, _ = _train(sub, X, t, w0, 1)
+    w_epoch, m_epoch = _train(sub, X, t, w0, 1)
+    # The same call once more: the perceptron is deterministic, so a second run that differs is the finding
+    # (and not the float32 comparison below, nor the reference's values, which it would make differ too).
+    w_again, m_again = _train(sub, X, t, w0, 1)
+    if m_epoch != m_again or not np.array_equal(w_epoch, w_again):
+        raise Violation(
+            f"train() run twice on the same X, y, w0 for one epoch (n={len(t)}) returned w = {_short(w_epoch)} "
+            f"with {m_epoch[0]} update(s), then w = {_short(w_again)} with {m_again[0]}: the same inputs must give "
+            "the same run. Something random changes the order of the updates (the points reshuffled, or drawn at "
+            "random?); the perceptron visits the points in the given order")
     _, mistakes = _train(sub, X, t, w0, p["epochs"])
     # From w0 = 0 on separable data: every first score is 0 (a mistake), and the run must stop after
     # the first epoch without a mistake, so the list of counts ends at its first 0.
@@ -162,6 +171,10 @@ def first_update(sub, seed, p):
                  "stopping after the first epoch without a mistake)",
          "shape": [len(mistakes_zero)], "values": [float(m) for m in mistakes_zero]},
     ] + cases}
+
+
+def _short(w):
+    return "[" + ", ".join(f"{v:.6g}" for v in w) + "]"
 
 
 def _train_family(sub, seed, p):
@@ -199,9 +212,9 @@ def _train_family(sub, seed, p):
     w0 = np.random.default_rng(seed + 30_000).normal(0.0, 1.0, 3)
     w32, m32 = _at("train(), float32 X and w0", lambda: _train(sub, X, t, w0, 2, torch.float32))
     w64, m64 = _train(sub, X, t, w0, 2)
-    if m32 != m64 or not np.allclose(w32, w64, rtol=1e-4, atol=1e-4):
-        raise Violation(f"train() on float32 X and w0 gives w = {w32.tolist()} and updates {m32}, on the same data in "
-                        f"float64 w = {w64.tolist()} and updates {m64}: more than float32 rounding apart")
+    if m32 != m64 or not np.allclose(w32, w64, rtol=1e-4, atol=1e-4):  # runs are reproducible (first_update)
+        raise Violation(f"train() on float32 X and w0 gives w = {_short(w32)} and updates {m32}, on the same data in "
+                        f"float64 w = {_short(w64)} and updates {m64}: more than float32 rounding apart")
     return cases
 
 

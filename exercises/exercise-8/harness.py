@@ -127,6 +127,10 @@ def _with_grads(fn, inputs, cotangent):
     return out, torch.autograd.grad((out * cotangent).sum(), inputs, allow_unused=True)
 
 
+def _first_line(e):
+    return str(e).splitlines()[0] if str(e) else ""
+
+
 def _strided(x):
     """The same values in a non-contiguous layout (height and width transposed in memory)."""
     return x.transpose(-1, -2).contiguous().transpose(-1, -2)
@@ -142,15 +146,30 @@ def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
     with torch.no_grad():
         cotangent = _tensor(gen, *target_fn(*inputs).shape)
     target, target_grads = _with_grads(target_fn, inputs, cotangent)
-    try:
-        got, got_grads = _with_grads(fn, inputs, cotangent)
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:  # forward and backward apart: an error in backward is not the output's
+        got = fn(*leaves)
     except Exception as e:  # noqa: BLE001
         if first:
             raise
-        return [{"name": f"{name}: output", "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+        return [{"name": f"{name}: output", "error": f"raised {type(e).__name__}: {_first_line(e)}"}]
     cases = [_case(f"{name}: output", got, target)]
     if "error" in cases[0]:
         return cases  # a wrong output shape: no gradient to compare
+    if not got.requires_grad:
+        detached = "the output does not require grad: is the result built with torch.autograd.Function.apply?"
+        if first:
+            raise ApiError(detached)
+        return cases + [{"name": f"{name}: gradient of {what}", "error": detached} for what in input_names]
+    try:
+        got_grads = torch.autograd.grad((got * cotangent).sum(), leaves, allow_unused=True)
+    except Exception as e:  # noqa: BLE001
+        if first:
+            raise
+        # judged after the output's case: read only when the forward ran and agreed
+        return cases + [{"name": f"{name}: gradient of {what}", "error": f"backward raised {type(e).__name__}, so no "
+                         f"gradient ({' or '.join(input_names)}) came back, while the output agrees: {_first_line(e)}"}
+                        for what in input_names]
     for what, g, t in zip(input_names, got_grads, target_grads):
         if g is None:
             cases.append({"name": f"{name}: gradient of {what}", "error": "backward returned no gradient for it"})
@@ -245,10 +264,29 @@ def gradcheck(sub, seed, p):
         except Exception as e:  # noqa: BLE001 - a configuration other than the first: its failure, in words
             if i == 0:
                 raise
-            blocks.append({"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+            where = _which_raised(sub, conv2d, inputs, stride, padding)
+            blocks.append({"name": names[0], "raised_in": where, "error": (
+                "backward (the forward runs on these inputs)" if where == "backward" else "forward")
+                + f" raised {type(e).__name__}: {_first_line(e)}"})
     for N, C, H, W in p["pool_grid"]:
         blocks += function_blocks(sub, max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
     return {"blocks": blocks}
+
+
+def _which_raised(sub, conv2d, inputs, stride, padding):
+    """After conv2d failed under gradcheck: "backward" when its forward alone runs on these inputs, else
+    "forward" (an error in backward is not the output's, nor one in forward the hand gradient's)."""
+    try:
+        sub.run_local(_forward_only, _inside(sub, bound, conv2d, [stride, padding], {}), list(inputs))
+    except Exception:  # noqa: BLE001 - the forward raises too
+        return "forward"
+    return "backward"
+
+
+def _forward_only(fn, inputs):
+    with torch.no_grad():
+        fn(*inputs)
+    return None
 
 
 def equivariance(sub, seed, p):

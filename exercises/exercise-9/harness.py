@@ -303,13 +303,46 @@ def clipping(sub, seed, p):
                     raise ApiError(f"{config_name}: clip_grad_norm gave parameter {k} (whose .grad was None) a "
                                    "gradient; leave a None gradient as it is")
                 continue
-            cases.append(_case(f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", m.grad, r.grad))
+            case = _case(f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", m.grad, r.grad)
+            cases.append(dict(case, factors=_clipping_factors(k, grads, none, max_norm, generator)))
     # Parameters none of which has a gradient (a model not yet run backward): nothing to clip.
     idle = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     target_total = torch.nn.utils.clip_grad_norm_(idle, 1.0)
     total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
     cases.append(_case("no parameter has a gradient: returned total norm", total, target_total))
     return {"cases": cases}
+
+
+def _clipping_factors(k, grads, none, max_norm, generator):
+    """The ratios clipped/expected that parameter k's gradient shows under each known mistake, from this
+    configuration's own numbers (graders/kinds/agreement.py reads a constant ratio with them): the
+    factor min(1, max_norm / (norm + 1e-6)) not applied, applied without its cap at 1, or computed from
+    parameter k's gradient alone. A mistake that changes nothing here declares nothing. The configurations
+    are judged in order, so a generator's is reached only by code right on lists of parameters."""
+    norm = float(torch.sqrt(sum((g * g).sum() for j, g in enumerate(grads) if j not in none)))
+    own = float(grads[k].norm())
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    uncapped, alone = max_norm / (norm + 1e-6), min(1.0, max_norm / (own + 1e-6))
+    factors = []
+    if abs(1 / scale - 1) > 1e-3:
+        factors.append({"ratio": 1 / scale, "says": (
+            f"the gradient was left as it was, not multiplied by min(1, max_norm / (norm + 1e-6)) = {scale:.6g} "
+            f"(norm {norm:.6g}, max_norm {max_norm:.6g})"
+            + (". The parameters came as a generator here, which one pass uses up: if the norm was computed in "
+               "a first pass, the second finds nothing to scale (make a list of them first)" if generator else
+               f"; its own gradient's norm ({own:.6g}) is below max_norm, so a factor computed from it alone "
+               "would leave it so too, where the norm is that of all the gradients together" if alone == 1.0 else ""))})
+    if uncapped > 1 + 1e-3:
+        factors.append({"ratio": uncapped / scale, "says": (
+            f"the gradient was multiplied by max_norm / (norm + 1e-6) = {uncapped:.6g}, although its norm "
+            f"{norm:.6g} is below max_norm {max_norm:.6g}, where the factor min(1, max_norm / (norm + 1e-6)) is 1: "
+            "clipping only ever scales down")})
+    if abs(alone / scale - 1) > 1e-3 and alone < 1.0:  # a factor of 1 is "left as it was", said above
+        factors.append({"ratio": alone / scale, "says": (
+            f"parameter {k}'s gradient was scaled by min(1, max_norm / (|g_{k}| + 1e-6)) = {alone:.6g}, from the "
+            f"norm of its own gradient ({own:.6g}), where the factor comes from the norm of all the gradients "
+            f"together ({norm:.6g}): {scale:.6g}")})
+    return factors
 
 
 def state_reset(sub, seed, p):

@@ -6,7 +6,17 @@ case per configuration (a shape, a stride, a design matrix...), in a fixed order
 are compared with the expectation's `target` when the probe measured one (torch's own op, computed in
 the reference's untampered child), else with the reference's `values`:
     |measured - expected| <= atol + rtol * |expected|, entrywise.
-The message names the first configuration that disagrees, the worst entry and a likely cause.
+The message names the first configuration that disagrees, the worst entry and, where the measurement
+shows one, a cause:
+  - a case may declare `factors`, [{"ratio": r, "says": text}]: the ratios measured/expected that a
+    known mistake produces there, computed by the harness from that case's own data (clipping: the
+    factor min(1, max_norm / norm) left out, or not capped at 1). A constant ratio equal to a declared
+    one is diagnosed with its text; one that matches none is said plainly, without a guess;
+  - the check's `case_hints` (a table: a part of the case's name -> hint) gives the hint for the cases
+    whose name holds that part (a gradient's cases get the backward's hint, not the forward's), in
+    place of the check's own hint;
+  - a vector of the wrong length shows its values beside the expected ones (a run that stopped an
+    epoch early or late reads at once).
 For a trajectory (rows = steps), `first = true` names the first entry that disagrees in row-major
 order instead (the first departure is the cause, later ones its consequence), and `axes = ["step",
 "entry"]` names the index's axes in the message.
@@ -19,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..course.exercise import Check
-from ..verdict import Verdict, array_ratio_hint, as_array, unravel, versus
+from ..verdict import Verdict, array_ratio_hint, as_array, fmt, unravel, versus
 
 NEEDS_REFERENCE = True
 
@@ -45,26 +55,71 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if case is None:
             return Verdict.failed(f"{name}: no value was measured")
         if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
-            return Verdict.failed(f"{name}: {case['error']}", case=name)
+            return _failed(check, f"{name}: {case['error']}", case=name)
         e = as_array(want["target"] if "target" in want else want["values"])
         m = as_array(case["values"])
         shape = want.get("shape") or [e.size]
         if m.size != e.size or list(case.get("shape") or [m.size]) != list(shape):
-            return Verdict.failed(f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}",
-                                  case=name)
+            values = f": measured {_listed(m)}, expected {_listed(e)}" if len(shape) == 1 and \
+                len(case.get("shape") or [m.size]) == 1 else ""
+            return _failed(check, f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}"
+                           f"{values}", case=name)
         diff = np.abs(m - e)
         bad = ~(diff <= atol + rtol * np.abs(e))
         if bad.any():
             i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
             overflow = bool((~np.isfinite(m) & np.isfinite(e)).any())
+            factor, known = (None, False) if overflow or first or not np.isfinite(m).all() else \
+                _factor(m, e, case.get("factors"))
             hint = ("The values are not finite where the expected ones are: an overflow or a 0/0 on the way (an "
                     "exp of a large number, a log of 0, a ratio of two infinities)?") if overflow else \
+                factor if factor is not None else \
                 "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
-            return Verdict.failed(
-                f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; {'first' if first else 'worst'} "
-                f"at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
-                + (f" {hint}" if hint else ""), diagnosed=overflow, case=name, max_abs_diff=float(diff[i]))
+            return _failed(
+                check, f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; "
+                f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
+                + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name,
+                max_abs_diff=float(diff[i]))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
+
+
+def _failed(check: Check, message: str, case: str, diagnosed: bool = False, **details: Any) -> Verdict:
+    """A failure of `case`; the check's `case_hints` entry for it, if any, is its hint (in place of the
+    check's own, which names another part of the computation)."""
+    hints = check.params.get("case_hints") or {}
+    own = next((hint for part, hint in hints.items() if part in case), None) if isinstance(hints, dict) else None
+    if own is not None and not diagnosed:
+        return Verdict.failed(message + (f"\nHint: {own}" if own else ""), diagnosed=True, case=case, **details)
+    return Verdict.failed(message, diagnosed=diagnosed, case=case, **details)
+
+
+def _factor(m: np.ndarray, e: np.ndarray, factors: Any) -> tuple[str | None, bool]:
+    """With declared `factors`: the diagnosis of a constant ratio measured/expected that one of them
+    explains (several that coincide are all said), the ratio alone when none does (no guess at a cause
+    the harness did not declare), with whether a factor explained it. None without declared factors,
+    and for a ratio that is not constant or is -1 or 1 (the generic reading applies: which entries
+    agree, a sign error)."""
+    if not factors:
+        return None, False
+    mask = np.abs(e) > 1e-6
+    if mask.sum() < 1:
+        return None, False
+    r = m[mask] / e[mask]
+    mean = float(np.mean(r))
+    if abs(mean) <= 1e-12 or np.std(r) > 1e-3 * abs(mean):
+        return None, False
+    said = [f["says"] for f in factors if abs(float(f["ratio"]) - mean) <= 1e-3 * abs(mean)]
+    if not said:
+        if abs(mean + 1) < 1e-3 or abs(mean - 1) < 1e-3:
+            return None, False
+        return (f"The ratio measured/expected is {fmt(mean)} at every entry." if mask.sum() >= 2 else ""), False
+    return f"The ratio measured/expected is {fmt(mean)} at every entry: " + "; or ".join(said) + ".", True
+
+
+def _listed(values: np.ndarray, most: int = 8) -> str:
+    """A short vector as the message shows it: [5, 4, 0], or its first values and its length."""
+    shown = ", ".join(fmt(v) for v in values[:most])
+    return f"[{shown}]" if values.size <= most else f"[{shown}, ...] ({values.size} values)"
 
 
 def _where(index: tuple[int, ...], axes: list[str]) -> str:

@@ -6,7 +6,10 @@
 Child side: `numeric_gradient` (for a scalar function and its hand gradient) and `function_blocks`
 (for `torch.autograd.Function`s: the analytic Jacobian through the student's `backward`, the numeric
 one from `forward`, as torch.autograd.gradcheck computes them). Parent side: `judge`, which names the
-worst entries and reads the ratio analytic/numeric for a sign error or a constant factor.
+worst entries and reads the ratio analytic/numeric for a sign error or a constant factor. A block may
+carry `out_dtype`, the dtype of the function's output at the float64 inputs (measured by the harness):
+one that is not float64 is the diagnosis of a failing block, as finite differences then read rounding.
+A block with an `error` may say `raised_in = "forward"`: the check's hint (on hand gradients) is then left out.
 """
 
 from __future__ import annotations
@@ -121,6 +124,9 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             "them?", diagnosed=True)
     for b in measured["blocks"]:
         if b.get("error"):  # the function raised on this block's configuration only
+            if b.get("raised_in") == "forward":  # the hint on hand gradients would name the wrong half
+                return Verdict.failed(f"{b['name']}: {b['error']} (no gradient can be checked where the forward "
+                                      "raises)", diagnosed=True)
             return Verdict.failed(f"{b['name']}: {b['error']}")
         a, n = as_array(b["analytic"]), as_array(b["numeric"])
         shape = b.get("shape") or [len(n)]
@@ -138,6 +144,15 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             order = np.argsort(-rel * bad)[: min(3, int(bad.sum()))]
             rows = "; ".join(f"index {unravel(int(i), shape)}: analytic {fmt(a[i], n[i])}, numeric {fmt(n[i], a[i])}, "
                              f"rel. error {fmt(rel[i])}" for i in order)
+            dtype = b.get("out_dtype")
+            if dtype and dtype != "float64":  # the function's own output, measured: rounding, not a wrong slope
+                return Verdict.failed(
+                    f"analytic and numeric gradients of {b['name']} disagree at {int(bad.sum())} of {a.size} "
+                    f"entries; worst: {rows}. {b['name'].split(':')[0]} returned {dtype} for these float64 inputs: its "
+                    f"finite differences (steps of {fmt(EPS)}) then measure the rounding of {dtype} values, not "
+                    "their slope, and its gradient passes through it too. Compute in the inputs' dtype (a new "
+                    "tensor made with dtype=, or torch.empty_like / zeros_like, no .float()).",
+                    diagnosed=True, worst_rel_error=float(rel.max()), bad_entries=int(bad.sum()), out_dtype=dtype)
             hint = array_ratio_hint(a, n, "analytic/numeric")
             return Verdict.failed(
                 f"analytic and numeric gradients of {b['name']} disagree at {int(bad.sum())} of {a.size} "

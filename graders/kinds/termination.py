@@ -12,7 +12,9 @@ can be checked independently of the submission's own bookkeeping:
     claim convergence.
 
 Measurement: {"converged": bool (the submission's claim), "errors": int, "n": int, "updates": int,
-"epochs": int, "budget": int}; the reference's may add "bound": float and "bound_text": str.
+"epochs": int, "budget": int, "last": int (optional: the updates of the last epoch run)}; the reference's
+may add "bound": float and "bound_text": str. A run that claims no convergence and stopped before its
+budget is said to have stopped early (with its recounted errors), not to have run out of epochs.
 """
 
 from __future__ import annotations
@@ -55,6 +57,24 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                               "points still misclassified), as expected on overlapping classes")
     bound = expected.get("bound")
     bound_text = expected.get("bound_text") or (f"the bound {fmt(bound)}" if bound is not None else "")
+    if not converged and epochs < budget:  # it stopped on its own, yet its last epoch had mistakes
+        last = measured.get("last")
+        counted = f"{int(last)} update(s) in the last one, {updates} in all" if last is not None else f"{updates} update(s)"
+        why = (f"The returned parameters do separate the data (0 of {n} errors, recounted), but the epoch without a "
+               "mistake that shows it was never run, so no convergence is claimed.") if errors == 0 \
+            else f"The returned parameters misclassify {errors} of {n} training points (recounted)."
+        return Verdict.failed(
+            f"stopped after {epochs} of the {budget} epochs allowed ({counted}), neither after an epoch without a "
+            f"mistake nor at the end of the budget, the two ways a run ends. {why}",
+            diagnosed=True, errors=errors, updates=updates)
+    if not converged and errors == 0:  # the whole budget run, yet what it returned makes no mistake
+        last = measured.get("last")
+        counted = f", the last one counting {int(last)} update(s)" if last is not None else ""
+        return Verdict.failed(
+            f"ran all {budget} epochs of its budget without an epoch counted free of mistakes ({updates} update(s) "
+            f"counted{counted}), yet the parameters it returned misclassify none of the {n} training points "
+            "(recounted): with them the next pass over the data makes no update, an epoch whose count is 0.",
+            diagnosed=True, errors=errors, updates=updates)
     if not converged:
         return Verdict.failed(
             f"no convergence within the budget of {budget} epochs: {errors} of {n} training points are still "

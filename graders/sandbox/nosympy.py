@@ -238,6 +238,8 @@ def verified(version: str) -> bool:
 def defer() -> bool:
     """Install the stand-ins (once per process, before anything imported sympy, on a verified torch): True
     when installed."""
+    if _STAND_INS and sys.modules.get("sympy") is _STAND_INS["sympy"].module:
+        return True  # (installed already: _pin_threads, then the fork server)
     if "sympy" in sys.modules or SYMBOLIC_SHAPES in sys.modules:
         return False
     torch = sys.modules.get("torch")

@@ -175,9 +175,11 @@ def native_meta_kernels() -> int:
     each call then runs torch's Python references: `torch.logaddexp` on meta took 2 ms, `u * u` 76 us,
     against under 1 us in C++, and exercise-1's loss and gradient 10 ms of every student's process.
     What the placement check reads of a call is its outputs' device and the device errors it raises. An
-    op with at most one tensor argument (and no device argument) has no devices to mix; an elementwise
-    op's C++ kernel is a TensorIterator, whose meta pass checks devices as the Python reference does
-    (a 0-dim CPU tensor allowed, any other CPU tensor refused). Those go back to C++; every other op
+    op with at most one tensor argument has no devices to mix (a device argument, as zeros_like's, places
+    the output alike in both); an elementwise op's C++ kernel is a TensorIterator, whose meta pass checks
+    devices as the Python reference does (a 0-dim CPU tensor allowed, any other CPU tensor refused), and
+    an in-place one (add_) as a GPU does, where torch's Python meta function checked shapes only. Those go
+    back to C++ (so do ops of one tensor with only a device-generic C++ kernel); every other op
     (a tensor list such as `cat`, whose C++ meta does not check devices, matrix products, losses,
     convolutions) keeps its Python meta function. torch.compile's tracing (the Python dispatcher) keeps
     every Python kernel (`py_kernels`), untouched here. Only on a torch in VERIFIED_TORCH."""
@@ -205,11 +207,16 @@ def native_meta_kernels() -> int:
     replacement = torch.library.Library("aten", "IMPL", "Meta")
     replacement._dldiy_native = True  # type: ignore[attr-defined]
     native, elementwise = 0, _Elementwise()
+    by_name = {op.name().split("::")[-1]: fn for op, fn in table.items() if isinstance(op, torch._ops.OpOverload)}
     for op, fn in ops:
         name = op.name()
+        short = name.split("::")[-1]
+        base, _, overload = short.partition(".")
+        # an in-place op (add_.Tensor) is the TensorIterator of its out-of-place twin (add.Tensor), written back
+        twin = by_name.get(f"{base[:-1]}.{overload}" if overload else base[:-1]) if base.endswith("_") else None
         tensors = _tensor_arguments(op)
-        if tensors is not None and torch._C._dispatch_has_kernel_for_dispatch_key(name, "Meta") and \
-                (tensors <= 1 or name.split("::")[-1] in _ELEMENTWISE_BY_NAME or elementwise(fn)):
+        if tensors is not None and _cpp_runs_on_meta(name, tensors) and \
+                (tensors <= 1 or short in _ELEMENTWISE_BY_NAME or elementwise(fn) or (twin is not None and elementwise(twin))):
             native += 1
             continue
         replacement.impl(op, fn)
@@ -217,24 +224,37 @@ def native_meta_kernels() -> int:
     return native
 
 
+def _cpp_runs_on_meta(name: str, tensors: int) -> bool:
+    """torch has a C++ meta kernel for `name`, or (an op of at most one tensor, such as zeros_like or
+    new_empty) a device-generic C++ kernel, which runs on meta through the ops it calls."""
+    import torch
+
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return has(name, "Meta") or (tensors <= 1 and has(name, "CompositeExplicitAutograd"))
+
+
 def _tensor_arguments(op: Any) -> int | None:
-    """How many tensor arguments `op` takes; None when it takes a device or a list of tensors."""
-    count = 0
+    """How many tensor arguments `op` takes; None when it takes a list of tensors, or a device beside two
+    tensors or more. (A device beside one tensor, as `zeros_like(x, device=...)` takes it, places the
+    output where the C++ kernel and the Python function alike put it: that device, else x's.)"""
+    count, device = 0, False
     for argument in op._schema.arguments:
         kind = argument.type.kind()
         if kind == "OptionalType":
             kind = argument.type.getElementType().kind()
         if kind == "TensorType":
             count += 1
-        elif kind == "DeviceObjType" or (kind == "ListType" and "Tensor" in str(argument.type)):
+        elif kind == "DeviceObjType":
+            device = True
+        elif kind == "ListType" and "Tensor" in str(argument.type):
             return None
-    return count
+    return None if device and count > 1 else count
 
 
 class _Elementwise:
     """Whether torch's Python reference `fn` is an elementwise one: it carries the elementwise
-    type-promotion wrapper, somewhere in its closures or what it wraps (an op's overloads share one
-    reference: each answered once)."""
+    type-promotion wrapper, somewhere in its closures or what it wraps, or is a meta function built on
+    `elementwise_meta` (an op's overloads share one reference: each answered once)."""
 
     def __init__(self) -> None:
         from torch._prims_common.wrappers import elementwise_type_promotion_wrapper
@@ -251,6 +271,9 @@ class _Elementwise:
         return self.known[id(fn)]
 
     def _search(self, fn: Any, depth: int) -> bool:
+        code = getattr(fn, "__code__", None)
+        if code is not None and "elementwise_meta" in code.co_names:  # _meta_registrations' own (addcmul, lerp, ...)
+            return True
         for cell in getattr(fn, "__closure__", None) or ():
             try:
                 value = cell.cell_contents

@@ -72,7 +72,7 @@ def _train(sub, X, y, w0, lr, steps, d, harness_loss=False):
     loss = _inside(sub, harness_loss_fn) if harness_loss else sub.get("loss")
     with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", loss):
         if harness_loss:  # convergence: copies in, train()'s invariants are first-loss's (one deduction)
-            w, losses = sub.call("train", X.clone(), y.clone(), w0.clone(), lr, steps)
+            w, losses = sub.call("train", X.clone(), y.clone(), w0.clone(), lr, steps, given_copies=True)
         else:
             w, losses = unmodified(lambda: sub.call("train", X, y, w0, lr, steps), "train()", X=X, y=y, w0=w0)
     w = expect_tensor(w, "train() (its first result, w)", shape=(d + 1,), dtype="float", finite=False)

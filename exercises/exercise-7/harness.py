@@ -41,7 +41,7 @@ def _train(sub, X, t, w0, epochs, dtype=torch.float64, layout="", keep=True):
     if keep:
         w, mistakes = unmodified(lambda: sub.call("train", Xin, tin, w0in, epochs), "train()", X=Xin, y=tin, w0=w0in)
     else:
-        w, mistakes = sub.call("train", Xin.clone(), tin.clone(), w0in.clone(), epochs)
+        w, mistakes = sub.call("train", Xin.clone(), tin.clone(), w0in.clone(), epochs, given_copies=True)
     w = expect_tensor(w, "train() (its first result, w)", shape=(X.shape[1] + 1,), dtype="float")
     if keep:
         same_dtype(w, dtype, "train() (its first result, w)")

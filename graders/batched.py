@@ -55,16 +55,33 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
     if not isinstance(out, torch.Tensor):
         return [out, None, []]
     grads: list = [None] * len(xs)
+    summed: Any = None
     if out.requires_grad:
         grads = list(torch.autograd.grad((out * cotangent_for(out.shape)).sum(), xs, allow_unused=True))
+        summed = _through_sum(fn, inputs)
     at: list = []
     with torch.no_grad():
         for i, rows in enumerate(moved):
             for row in rows:
                 at.append(fn(*(row.clone() if k == i else x.detach().clone() for k, x in enumerate(inputs))))
     if at and all(isinstance(a, torch.Tensor) and a.shape == at[0].shape for a in at):
-        return [out.detach(), grads, torch.stack([a.detach().double() for a in at])]
-    return [out.detach(), grads, at]
+        return [out.detach(), grads, torch.stack([a.detach().double() for a in at]), summed]
+    return [out.detach(), grads, at, summed]
+
+
+def _through_sum(fn: Callable[..., Any], inputs: list) -> Any:
+    """The gradients of fn(...).sum() on fresh copies: the backward then gets what `out.sum().backward()`
+    gives it, an expanded tensor of ones (one element seen at every index), where a write into the
+    incoming gradient (grad[x < 0] = 0, grad.mul_(...)) spoils every entry or raises. The error's first
+    line where it raises."""
+    import torch
+
+    xs = [x.detach().double().requires_grad_(True) for x in inputs]
+    try:
+        out = fn(*xs)
+        return list(torch.autograd.grad(out.sum(), xs, allow_unused=True))
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
 # ---- harness side -------------------------------------------------------------------------------------
@@ -93,7 +110,8 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
 
     inputs = [x.detach().double() for x in inputs]
     moved = [perturbed(x, eps) for x in inputs]  # rows x_i + eps e_j, x_i - eps e_j for every entry j
-    out, grads, at = sub.run_local(jacobians, fn, inputs, moved)
+    out, grads, at, *rest = sub.run_local(jacobians, fn, inputs, moved)
+    summed = rest[0] if rest else None
     what = names[0].split(":")[0]
     out = expect_tensor(out, f"{what} (its output)", finite=False)
     points = sum(len(m) for m in moved)
@@ -106,15 +124,34 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
     else:
         values = [float((expect_tensor(a, f"{what} (its output)", shape=tuple(out.shape), finite=False).double()
                          * v).sum()) for a in at]
-    blocks, start = [], 0
+    ones = (at.double().reshape(points, -1).sum(dim=1).tolist() if isinstance(at, torch.Tensor)
+            else [float(a.double().sum()) for a in at])  # (each checked above)
+    blocks: list[dict] = []
+    expanded: list[dict] = []
+    start = 0
     for i, (x, name) in enumerate(zip(inputs, names)):
         numeric = central_differences(values[start:start + 2 * x.numel()], x.shape, eps)
+        numeric_ones = central_differences(ones[start:start + 2 * x.numel()], x.shape, eps)
         start += 2 * x.numel()
         g = grads[i]
         analytic = torch.zeros_like(x) if g is None else expect_tensor(g, f"the gradient of {name}",
                                                                        shape=tuple(x.shape), finite=False)
         blocks.append(block(name, analytic, numeric))
-    return blocks
+        if summed is None:
+            continue
+        label = f"{name}, through {what}(...).sum().backward() (an expanded incoming gradient)"
+        if isinstance(summed, str):  # the backward raised on the gradient torch passes for a sum
+            if not expanded:
+                expanded.append({"name": label, "error": (
+                    f"raised {summed}: the incoming gradient torch passes for out.sum() is one value seen at every "
+                    "index (expanded); a backward that writes into its incoming gradient (grad[x < 0] = 0, "
+                    "grad.mul_(...)) breaks there. Work on a copy (grad = grad.clone()) or out of place")})
+            continue
+        s = summed[i] if isinstance(summed, list) and i < len(summed) else None
+        analytic_ones = torch.zeros_like(x) if s is None else expect_tensor(s, f"the gradient of {label}",
+                                                                            shape=tuple(x.shape), finite=False)
+        expanded.append(block(label, analytic_ones, numeric_ones))
+    return blocks + expanded  # (after every block of the fixed direction: that one says a wrong formula first)
 
 
 def _parameters(sub: Any, name: str) -> list[str]:

@@ -200,3 +200,22 @@ def test_float32_parameters_from_init_params_are_charged_to_the_spec_not_to_inpu
                                    "float32"), c
     assert "the spec asks for float64 parameters" in c["message"], c
     assert "inputs" not in c["message"] and "more violation" not in c["message"], c
+
+
+@pytest.mark.parametrize("edit, words", [
+    ("        grad[x <= 0] = 0\n        return grad\n", "disagree"),  # silent: every index is one element
+    ("        return grad.mul_((x > 0).to(grad.dtype))\n", "more than one element of the written-to tensor"),
+])
+def test_a_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(edit, words, write_submission, check_json):
+    """A blind red team's bugs: ReLU.backward writing into `grad` passed, as the harness always handed a fresh
+    gradient. Through out.sum().backward() the incoming gradient is one value seen at every index: the
+    write spoils it or raises, and gradcheck's expanded-gradient blocks say so (graders/batched.py)."""
+    from conftest import REPO
+
+    source = (REPO / "reference" / "exercise-5" / "mlp.py").read_text()
+    old = "        return grad * (x > 0).to(grad.dtype)\n"
+    assert source.count(old) == 1
+    report = check_json("exercise-5", write_submission(source.replace(old, edit), "mlp.py"), "gradcheck-activations")[0]
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "ReLU: x" in check["message"] and words in check["message"], check["message"]
+    assert "(an expanded incoming gradient)" in check["message"]

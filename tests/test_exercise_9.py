@@ -139,3 +139,16 @@ def test_clipping_through_a_generator_twice_is_said_where_the_generator_is_given
     c = _all_checks(check_json, bugged("exercise-9", "clip-two-passes"), "clipping")["clipping"]
     assert c["status"] == "fail" and "parameters given as a generator: clipped gradient" in c["message"], c["message"]
     assert "the gradient was left as it was" in c["message"] and "one pass uses up" in c["message"], c["message"]
+
+
+def test_a_cell_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(write_submission, check_json):
+    """A blind red team's bug: the cell's backward scaled grad_h_new in place (grad_h_new.mul_(...)), which the
+    harness's fresh gradient never showed. Through rnn_cell(...).sum().backward() torch passes an expanded
+    gradient, and the write raises: gradcheck says so."""
+    source = (REPO / "reference" / "exercise-9" / "rnn.py").read_text()
+    old = "        grad_a = grad_h_new * (1 - h_new * h_new)  # tanh'(a) = 1 - tanh(a)^2\n"
+    assert source.count(old) == 1
+    edited = source.replace(old, "        grad_a = grad_h_new.mul_(1 - h_new * h_new)\n")
+    (check,) = check_json("exercise-9", write_submission(edited, "rnn.py"), "gradcheck")[0]["checks"]
+    assert check["status"] == "fail", check["message"]
+    assert "(an expanded incoming gradient)" in check["message"] and "Work on a copy" in check["message"], check["message"]

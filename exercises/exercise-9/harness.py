@@ -220,17 +220,31 @@ def gradcheck(sub, seed, p):
         analytic, moved = got.get("analytic"), got.get("moved")
         if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
             raise ApiError("rnn_cell: the finite differences came back malformed")
-        for x_i, name, a, pairs in zip(inputs, names, analytic, moved):
-            numeric = torch.zeros_like(x_i)
+        summed, expanded = got.get("summed"), []
+        for i, (x_i, name, a, pairs) in enumerate(zip(inputs, names, analytic, moved)):
+            numeric, numeric_ones = torch.zeros_like(x_i), torch.zeros_like(x_i)
             if not isinstance(pairs, list) or len(pairs) != x_i.numel():
                 raise ApiError("rnn_cell: the finite differences came back malformed")
             for j, (plus, minus) in enumerate(pairs):  # central differences, computed here from the outputs
-                at = [float((expect_tensor(v, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", dtype="float") * cotangent).sum())
-                      for v in (plus, minus)]
+                outs = [expect_tensor(v, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", dtype="float") for v in (plus, minus)]
+                at = [float((v * cotangent).sum()) for v in outs]
                 numeric.view(-1)[j] = (at[0] - at[1]) / (2 * EPS)
+                numeric_ones.view(-1)[j] = (float(outs[0].sum()) - float(outs[1].sum())) / (2 * EPS)
             a = expect_tensor(a, f"the gradient of {name}", shape=tuple(x_i.shape), dtype="float") if a is not None \
                 else torch.zeros_like(x_i)
             blocks.append(block(name, a, numeric))
+            label = f"{name}, through rnn_cell(...).sum().backward() (an expanded incoming gradient)"
+            if isinstance(summed, str):
+                if not expanded:
+                    expanded.append({"name": label, "error": (
+                        f"raised {summed}: the incoming gradient torch passes for out.sum() is one value seen at "
+                        "every index (expanded); a backward that writes into its incoming gradient (grad.mul_(...), "
+                        "grad[...] = 0) breaks there. Work on a copy (grad = grad.clone()) or out of place")})
+            elif isinstance(summed, list) and i < len(summed):
+                s = summed[i]
+                expanded.append(block(label, torch.zeros_like(x_i) if s is None else expect_tensor(
+                    s, f"the gradient of {label}", shape=tuple(x_i.shape), dtype="float"), numeric_ones))
+        blocks += expanded  # (after the fixed direction's: a wrong formula is said there first)
     return {"blocks": blocks}
 
 
@@ -268,7 +282,21 @@ def cell_probes_here(cell, inputs, eps: float) -> dict:
                     pair.append(cell(*[xi if k == i else inputs[k].detach() for k in range(len(inputs))]))
                 pairs.append(pair)
             moved.append(pairs)
-    return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved}
+    return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved,
+            "summed": _through_sum(cell, inputs)}
+
+
+def _through_sum(cell, inputs):
+    """The gradients of cell(...).sum() on fresh copies: its backward gets the expanded tensor of ones that
+    `out.sum().backward()` passes (one element seen at every index), where a write into the incoming
+    gradient spoils every entry or raises (graders/batched.py's for the other exercises). The error's
+    first line where it raises."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        return [None if g is None else g.detach()
+                for g in torch.autograd.grad(cell(*leaves).sum(), leaves, allow_unused=True)]
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
 def clipping(sub, seed, p):

@@ -32,7 +32,7 @@ from dldiy.graders.api import ApiError
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement
-from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.data import gaussian_blobs, seeded_once
 
 DTYPE = torch.float64
 FIRST_ORDER = ("GD", "Momentum", "Nesterov", "RMSProp", "Adam")
@@ -500,8 +500,7 @@ def param_groups(sub, seed, p):
         steps = p["steps"]
 
         def grouped(schedule=None, h=h, h2=h2):
-            return {"params": leaves(init, every), "values": h, "groups": [[[0, 1], {}], [[2], h2]],
-                    "loss": ["separable", seed, every, 0.0], "steps": steps, "schedule": schedule}
+            return _grouped(init, seed, h, h2, steps, schedule)
 
         def alone(which, values):
             return {"params": leaves(init, which), "values": values, "loss": ["separable", seed, which, 0.0],
@@ -531,7 +530,7 @@ def param_groups(sub, seed, p):
                        "__init__." if ignored else "."))
         props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
 
-        def scheduled(name=name, grouped=grouped):
+        def scheduled(name=name, grouped=grouped, h=h, h2=h2):
             factor, k = 0.25, 2
             plain, changed = (run["rows"] for run in run_there(sub, name, [grouped(), grouped([k, 1, factor])]))
             if not np.isfinite(np.asarray(plain[: k + 2], dtype=float)).all():
@@ -555,8 +554,8 @@ def param_groups(sub, seed, p):
                             "every step")
             # the whole run against torch.optim's twin under the same schedule, computed here; only when the
             # run without the schedule is torch's (a wrong update is its own check's finding, not this one's)
-            twin = torch_optimizer(name)
-            plain_t, changed_t = (one_run(twin, **grouped(schedule))["rows"] for schedule in (None, [k, 1, factor]))
+            plain_t, changed_t = _twin_runs(seed, {"optimizer": name, "hyper": h, "second": h2, "steps": steps,
+                                                   "schedule": [k, 1, factor]})
             if departure(plain, plain_t) is not None:
                 return None
             where = departure(changed, changed_t, names=entry_names(init, every))
@@ -572,6 +571,23 @@ def param_groups(sub, seed, p):
                     "and multiply the step by the group's current lr (w <- w - lr * ...), as torch.optim does")
         props.test(f"{describe(name, h)}: the second group's lr changed mid-run (a scheduler)", scheduled)
     return props.result()
+
+
+def _grouped(init, seed, h, h2, steps, schedule=None):
+    """param-groups' run: [W1, b] with the constructor's values h, [W2] with its own h2."""
+    every = [0, 1, 2]
+    return {"params": leaves(init, every), "values": h, "groups": [[[0, 1], {}], [[2], h2]],
+            "loss": ["separable", seed, every, 0.0], "steps": steps, "schedule": schedule}
+
+
+@seeded_once
+def _twin_runs(seed, p):
+    """torch.optim's twin of p["optimizer"] on param-groups' run, without and with p["schedule"]: the rows of
+    each (no submission in them: computed once per worker for the whole class, handed out as copies)."""
+    init, _ = separable_problem(seed)
+    twin = torch_optimizer(p["optimizer"])
+    return [one_run(twin, **_grouped(init, seed, p["hyper"], p["second"], p["steps"], schedule))["rows"]
+            for schedule in (None, p["schedule"])]
 
 
 def grad_none(sub, seed, p):

@@ -58,7 +58,7 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
     summed: Any = None
     if out.requires_grad:
         grads = list(torch.autograd.grad((out * cotangent_for(out.shape)).sum(), xs, allow_unused=True))
-        summed = _through_sum(fn, inputs)
+        summed = through_sum(fn, inputs)
     at: list = []
     with torch.no_grad():
         for i, rows in enumerate(moved):
@@ -69,7 +69,7 @@ def jacobians(fn: Callable[..., Any], inputs: list, moved: list) -> list:
     return [out.detach(), grads, at, summed]
 
 
-def _through_sum(fn: Callable[..., Any], inputs: list) -> Any:
+def through_sum(fn: Callable[..., Any], inputs: list) -> Any:
     """The gradients of fn(...).sum() on fresh copies: the backward then gets what `out.sum().backward()`
     gives it, an expanded tensor of ones (one element seen at every index), where a write into the
     incoming gradient (grad[x < 0] = 0, grad.mul_(...)) spoils every entry or raises. The error's first
@@ -95,6 +95,14 @@ def call_each(sub: Any, calls: list) -> list:
 
     replies = sub.batch([(fn, None, tuple(args), dict(kwargs)) for fn, args, kwargs in calls])
     return [[False, _why(r)] if isinstance(r, RemoteError) else [True, r] for r in replies]
+
+
+def expanded_error(label: str, raised: str) -> dict:
+    """The block of a backward that raised on the expanded gradient of out.sum() (through_sum)."""
+    return {"name": label, "error": (
+        f"raised {raised}: the incoming gradient torch passes for out.sum() is one value seen at every index "
+        "(expanded); a backward that writes into its incoming gradient (grad[x < 0] = 0, grad.mul_(...)) breaks "
+        "there. Work on a copy (grad = grad.clone()) or out of place")}
 
 
 def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[str], eps: float = EPS) -> list[dict]:
@@ -142,10 +150,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         label = f"{name}, through {what}(...).sum().backward() (an expanded incoming gradient)"
         if isinstance(summed, str):  # the backward raised on the gradient torch passes for a sum
             if not expanded:
-                expanded.append({"name": label, "error": (
-                    f"raised {summed}: the incoming gradient torch passes for out.sum() is one value seen at every "
-                    "index (expanded); a backward that writes into its incoming gradient (grad[x < 0] = 0, "
-                    "grad.mul_(...)) breaks there. Work on a copy (grad = grad.clone()) or out of place")})
+                expanded.append(expanded_error(label, summed))
             continue
         s = summed[i] if isinstance(summed, list) and i < len(summed) else None
         analytic_ones = torch.zeros_like(x) if s is None else expect_tensor(s, f"the gradient of {label}",

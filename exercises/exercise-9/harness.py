@@ -24,6 +24,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
+from dldiy.graders.batched import expanded_error, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement
 
@@ -236,10 +237,7 @@ def gradcheck(sub, seed, p):
             label = f"{name}, through rnn_cell(...).sum().backward() (an expanded incoming gradient)"
             if isinstance(summed, str):
                 if not expanded:
-                    expanded.append({"name": label, "error": (
-                        f"raised {summed}: the incoming gradient torch passes for out.sum() is one value seen at "
-                        "every index (expanded); a backward that writes into its incoming gradient (grad.mul_(...), "
-                        "grad[...] = 0) breaks there. Work on a copy (grad = grad.clone()) or out of place")})
+                    expanded.append(expanded_error(label, summed))
             elif isinstance(summed, list) and i < len(summed):
                 s = summed[i]
                 expanded.append(block(label, torch.zeros_like(x_i) if s is None else expect_tensor(
@@ -283,20 +281,7 @@ def cell_probes_here(cell, inputs, eps: float) -> dict:
                 pairs.append(pair)
             moved.append(pairs)
     return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved,
-            "summed": _through_sum(cell, inputs)}
-
-
-def _through_sum(cell, inputs):
-    """The gradients of cell(...).sum() on fresh copies: its backward gets the expanded tensor of ones that
-    `out.sum().backward()` passes (one element seen at every index), where a write into the incoming
-    gradient spoils every entry or raises (graders/batched.py's for the other exercises). The error's
-    first line where it raises."""
-    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    try:
-        return [None if g is None else g.detach()
-                for g in torch.autograd.grad(cell(*leaves).sum(), leaves, allow_unused=True)]
-    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
-        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+            "summed": through_sum(cell, inputs)}
 
 
 def clipping(sub, seed, p):

@@ -23,13 +23,15 @@ EXIT_CODES = {"pass": 0, "fail": 1, "error": 2}  # `dldiy check`'s exit status f
 _NOT_SHOWN = re.compile(r"[^\n\t\x20-\x7e]")  # what may need escaping: anything not plain ASCII text
 
 
-def shown(text: str) -> str:
+def shown(text: str, lines: bool = True) -> str:
     """`text` as it may reach a terminal or a file an instructor opens: every control or invisible
     formatting character (ESC and its sequences, OSC titles, CR, bells, C1 codes, bidi overrides, lone
-    surrogates) shown as its escape, e.g. \\x1b; newlines and tabs kept, printable Unicode kept."""
+    surrogates) shown as its escape, e.g. \\x1b, so it cannot move the cursor, recolour, hide or rewrite
+    what is shown; printable Unicode kept, and newlines and tabs with `lines` (a message's own layout)."""
     if not _NOT_SHOWN.search(text):
         return text
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else ascii(ch)[1:-1] for ch in text)
+    kept = "\n\t" if lines else ""
+    return "".join(ch if ch.isprintable() or ch in kept else ascii(ch)[1:-1] for ch in text)
 
 
 @dataclass

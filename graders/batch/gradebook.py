@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..report import Report
+from ..report import Report, shown
 
 
 class BatchMismatch(Exception):
@@ -139,10 +139,8 @@ def safe_cell(text: str) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    """`text` with every control or invisible formatting character (ANSI escapes, carriage returns,
-    bells, C1 codes, bidi overrides) shown as its escape, e.g. \\x1b, so it cannot move the cursor,
-    recolour, hide or rewrite what a terminal shows."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
+    """`text` on one line, every control character shown escaped (report.shown without newlines and tabs)."""
+    return shown(text, lines=False)
 
 
 def _num(x: float) -> str:

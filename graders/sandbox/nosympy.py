@@ -225,7 +225,8 @@ def stand_ins() -> tuple[_StandIn, _StandIn]:
 
 
 # torch versions whose meta device asks only what the tables answer, for every exercise's reference and
-# the fork server's warm-up (tests/test_nosympy.py). Elsewhere the stand-ins would still answer right (any
+# the fork server's warm-up (tests/test_nosympy.py), and whose meta registrations torchfast's
+# native_meta_kernels was checked against (tests/test_torchfast.py). Elsewhere the stand-ins would still answer right (any
 # other question imports the real module), but in each child that asks it, 0.3 s apiece: on torch 2.11
 # some meta op did. There the fork server imports sympy once, as before.
 VERIFIED_TORCH = ("2.13",)

@@ -157,9 +157,6 @@ def skip_dynamo_in_meta() -> int:
     return marked
 
 
-# torch versions whose meta registrations native_meta_kernels() was checked against (tests/test_torchfast.py:
-# every placement verdict of a family of device mistakes and value reads the same as with torch's own)
-VERIFIED_TORCH = ("2.13",)
 # binary ops that are TensorIterator kernels in C++ (the device check included) though their Python
 # reference dispatches to another reference instead of carrying the elementwise wrapper itself
 _ELEMENTWISE_BY_NAME = frozenset({"div.Tensor", "div.Tensor_mode", "div.out", "div.out_mode", "div_.Tensor",
@@ -182,14 +179,16 @@ def native_meta_kernels() -> int:
     back to C++ (so do ops of one tensor with only a device-generic C++ kernel); every other op
     (a tensor list such as `cat`, whose C++ meta does not check devices, matrix products, losses,
     convolutions) keeps its Python meta function. torch.compile's tracing (the Python dispatcher) keeps
-    every Python kernel (`py_kernels`), untouched here. Only on a torch in VERIFIED_TORCH."""
+    every Python kernel (`py_kernels`), untouched here. Only on a torch in nosympy.VERIFIED_TORCH."""
     try:
         import torch
         import torch._meta_registrations as registrations
         from torch._decomp import global_decomposition_table
     except ImportError:
         return 0
-    if ".".join(torch.__version__.split("+")[0].split(".")[:2]) not in VERIFIED_TORCH:
+    from .nosympy import verified  # the torch versions the meta device's shortcuts were checked against
+
+    if not verified(torch.__version__):
         return 0
     library = getattr(registrations, "_meta_lib_dont_use_me_use_register_meta", None)
     if library is None or getattr(library, "_dldiy_native", False):

@@ -69,12 +69,12 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
 def unpacked(archive: Path, entry: str, scratch: Path) -> Path:
     """A zip of one submission, unpacked under `scratch` as `dldiy grade` unpacks a student's zip (the
     same caps, no link, no member outside it): the folder to check. A zip it refuses: one line, exit 2."""
-    from dldiy.graders.batch.discover import Found, _one, vet
+    from dldiy.graders.batch.discover import one_submission
 
     if not archive.is_file():
         raise click.ClickException(f"{archive} does not exist") if not archive.exists() else \
             click.ClickException(f"{archive} is not a regular file")
-    found = vet(_one(archive, scratch) or Found(archive.stem, None, f"{archive.name} is not a zip"), entry, scratch)
+    found = one_submission(archive, entry, scratch)
     if found.error is not None or found.path is None:
         click.echo(f"dldiy: {found.error or archive.name + ' could not be unpacked'}", err=True)
         sys.exit(2)

@@ -398,6 +398,12 @@ def _nbgrader_one(student_dir: Path, assignment: str) -> Found:
         return Found(student_dir.name, None, f"submission unreadable: {type(e).__name__}: {str(e)[:200]}")
 
 
+def one_submission(item: Path, entry: str, scratch: Path) -> Found:
+    """What grade makes of `item` as one student's entry (a file, a folder, a zip unpacked under
+    `scratch` with the same caps): `dldiy check` takes a zip this way. Never raises."""
+    return vet(_one(item, scratch) or Found(item.stem, None, f"{item.name} is not a submission"), entry, scratch)
+
+
 def vet(found: Found, entry: str, root: Path) -> Found:
     """`found` with its graded file and hashes, or with the rule it breaks as its error. Never raises.
 

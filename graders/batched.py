@@ -122,6 +122,9 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
     summed = rest[0] if rest else None
     what = names[0].split(":")[0]
     out = expect_tensor(out, f"{what} (its output)", finite=False)
+    # the output's own dtype at these float64 inputs: a float32 one makes the finite differences read its
+    # rounding, which the judge then says instead of a cause in the gradient (graders/kinds/gradcheck.py)
+    dtype = str(out.dtype).replace("torch.", "")
     points = sum(len(m) for m in moved)
     if not isinstance(grads, list) or len(grads) != len(inputs) or len(at) != points:
         raise ValueError("a malformed reply from the finite differences")
@@ -156,7 +159,8 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         analytic_ones = torch.zeros_like(x) if s is None else expect_tensor(s, f"the gradient of {label}",
                                                                             shape=tuple(x.shape), finite=False)
         expanded.append(block(label, analytic_ones, numeric_ones))
-    return blocks + expanded  # (after every block of the fixed direction: that one says a wrong formula first)
+    # (after every block of the fixed direction: that one says a wrong formula first)
+    return [dict(b, out_dtype=dtype) for b in blocks + expanded]
 
 
 def _parameters(sub: Any, name: str) -> list[str]:

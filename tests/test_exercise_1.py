@@ -77,15 +77,18 @@ def test_a_python_float_is_reported_as_such_never_converted():
 
 # ---- placement, verdict messages, first-loss diagnoses -----------------------------------------------
 
-def test_placement_is_inconclusive_on_value_dependent_control_flow_never_failed():
+def test_placement_judges_value_dependent_control_flow_with_values_never_fails_it():
     check = load_exercise("exercise-1").check("placement")
 
     def reads_a_value(device):
         u = torch.ones(3, device=device)
         return {"loss": u if u.sum() >= 0 else -u}
 
-    measured = placement.measure_placement(reads_a_value)
-    verdict = placement.judge(measured, None, check)
+    # the meta device stops at the value read; the second run, on a device with values, passes it
+    verdict = placement.judge(placement.measure_placement(reads_a_value), None, check)
+    assert verdict.status == "pass" and "stopped at test_exercise_1.py:" in verdict.message, verdict.message
+    # without that second run the probe cannot tell, and says so: never a failure
+    verdict = placement.judge(placement.measure_placement(reads_a_value, values=False), None, check)
     assert verdict.status == "skip" and "inconclusive" in verdict.message
     assert "test_exercise_1.py:" in verdict.message  # the line that read the value
 

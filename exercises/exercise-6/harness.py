@@ -1028,7 +1028,7 @@ def placement(sub, seed, p):
             if not isinstance(placed, dict) or not all(isinstance(v, str) for v in placed.values()):
                 raise ApiError("the placement run came back malformed")
             return {f"{label}: {k}": _Placed(v) for k, v in placed.items()}
-        measured = measure_placement(run)
+        measured = measure_placement(run, values=False)  # (run where the student runs: no second device there)
         if "error" in measured:
             return {"error": f"{label}: {measured['error']}"}
         if "inconclusive" in measured:

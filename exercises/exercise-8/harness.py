@@ -375,7 +375,7 @@ def placement(sub, seed, p):
         if not isinstance(placed, dict) or set(placed) != {"logits", *(f"gradient of {k}" for k in params)}:
             raise ApiError("the placement probe got a malformed reply")
         return {k: _Placed(v) for k, v in placed.items()}
-    return measure_placement(run)
+    return measure_placement(run, values=False)  # (run where the student runs: no second device there)
 
 
 def parity(sub, seed, p):

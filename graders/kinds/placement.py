@@ -5,12 +5,17 @@ and dtypes, no data). A tensor created inside without `device=` (for instance `t
 or a hard-coded `.cuda()` / `.numpy()`, then raises or leaves an output on another device: the same
 code would break, or silently copy, on a GPU.
 A meta tensor has no values, so code whose control flow reads one (`if u >= 0`, `int(y[i])`, `.item()`,
-an `isfinite(...).all()` guard, a boolean mask, `.tolist()`) cannot run there, although it runs on a
-GPU: the probe then cannot tell, and says so (inconclusive: no points, never a failure). A copy out of
+an `isfinite(...).all()` guard, a boolean mask, `.tolist()`, a loss history of floats) cannot run there,
+although it runs on a GPU. The probe then runs the code again with its inputs on a second device that has
+values (graders/kinds/elsewhere.py: CPU tensors that say they are elsewhere, refusing what a GPU refuses),
+and judges that run; where that cannot run either (a harness that places its inputs in the student's
+process), it says inconclusive: no points, never a failure. An output that is not a tensor has no
+device: inconclusive too (the checks of values charge the contract). A copy out of
 a meta tensor is such a read (`.tolist()`) unless the student's line moves it to a device (`.cpu()`,
 `.cuda()`, `.to(...)`): that is the placement error itself (on a GPU machine, `.cuda()` of a meta
 tensor raises the same copy error as `.tolist()`, where a CPU machine says CUDA is missing).
-The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: device}, "input_device": "meta"}.
+The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: device}, "input_device": "meta"},
+with "with_values": the student's line where the meta run stopped, when the second run made it.
 """
 
 from __future__ import annotations
@@ -30,29 +35,59 @@ _NEEDS_A_VALUE = ("cannot be called on meta tensors", "Cannot copy out of meta t
                   "data-independent implementation does not exist", "data-dependent")
 
 
-def measure_placement(run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    """Child side: `run(device)` builds inputs on `device` and returns the named output tensors."""
+def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True) -> dict[str, Any]:
+    """`run(device)` builds inputs on `device` and returns the named output tensors. First on the meta
+    device (no values: fast); where the code needs a value or an operation meta lacks, again with the
+    inputs on graders/kinds/elsewhere.py's device with values (when `values`, and `run` places its
+    inputs in this process)."""
     try:
         outputs = run("meta")
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         where = _student_line(e)
-        if any(s in str(e) for s in _NEEDS_A_VALUE) and not _moves_device(e):
+        needs_value = any(s in str(e) for s in _NEEDS_A_VALUE) and not _moves_device(e)
+        if (needs_value or any(s in str(e) for s in _NO_META_KERNEL)) and values:
+            return _with_values(run, where or "your code", text)
+        if needs_value:
             return {"inconclusive": f"{where or 'your code'} reads a value of a tensor ({text}), which a "
                                     "meta tensor does not have; a GPU does, so this is not a placement error"}
         if any(s in str(e) for s in _NO_META_KERNEL):
             return {"inconclusive": f"{where or 'your code'} uses an operation the meta device cannot run ("
                                     f"{text[:160]}); a GPU can, so this is not a placement error"}
-        if not (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
-            # a shape or type error, not about devices: the same code fails on the CPU, and the checks of
-            # values charge it (one bug, one deduction)
-            return {"inconclusive": f"{where or 'your code'} raised {type(e).__name__}: {text[:200]} on the meta "
-                                    "device, an error that is not about devices: this probe cannot tell where the "
-                                    "outputs would go (the other checks judge what the code computes)"}
-        error = f"{type(e).__name__}: {text}" if text else type(e).__name__
-        return {"error": error + (f" (at {where})" if where else "")}
+        return _device_error(e, text, where)
     return {"input_device": "meta",
             "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+
+
+def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) -> dict[str, Any]:
+    """The meta run stopped at `where` (`text`): run again on a device that has values."""
+    from .elsewhere import values_elsewhere
+
+    try:
+        with values_elsewhere():
+            outputs = run("meta")
+            return {"input_device": "meta", "with_values": where,
+                    "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+    except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
+        again = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        about_meta = any(s in str(e) for s in _NEEDS_A_VALUE + _NO_META_KERNEL)  # (not from this run's values)
+        if not about_meta and (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
+            return {**_device_error(e, again, _student_line(e)), "with_values": where}
+        return {"inconclusive": f"{where} reads a value of a tensor ({text}), which a meta tensor does not "
+                                f"have; run again with values, it raised {type(e).__name__}: {again[:200]}, an "
+                                "error that is not about devices (the other checks judge what the code computes)"}
+
+
+def _device_error(e: BaseException, text: str, where: str) -> dict[str, Any]:
+    """A device error is the finding; any other error is not this probe's to judge."""
+    if not (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
+        # a shape or type error, not about devices: the same code fails on the CPU, and the checks of
+        # values charge it (one bug, one deduction)
+        return {"inconclusive": f"{where or 'your code'} raised {type(e).__name__}: {text[:200]} on the meta "
+                                "device, an error that is not about devices: this probe cannot tell where the "
+                                "outputs would go (the other checks judge what the code computes)"}
+    error = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return {"error": error + (f" (at {where})" if where else "")}
 
 
 def warm_up(devices: tuple[str, ...] = ("meta", "cpu")) -> None:
@@ -112,6 +147,7 @@ def device_probes(run_for: Callable[[Any, int], Callable[[str], dict[str, Any]]]
     return placement, parity
 
 
+_DEVICE_TYPES = ("cpu", "meta", "mps")  # what str(tensor.device) reads (cuda with its index: "cuda:0")
 # torch lacks a meta implementation of the operation: the probe cannot run it, a GPU can
 _NO_META_KERNEL = ("Meta kernel registered", "with Meta tensors", "from the 'Meta' backend", "for the Meta backend")
 # what torch says when tensors of two devices meet, or one leaves its device (numpy, a copy out)
@@ -166,15 +202,24 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         return Verdict.skipped(f"inconclusive on the meta device: {measured['inconclusive']}. Run `dldiy check` "
                                "on a machine with a GPU (the parity check) to test placement for real.")
     if "error" in measured:
+        on = (f"on a second device with values (the meta device, which has none, stopped at "
+              f"{measured['with_values']})") if measured.get("with_values") else "on device 'meta'"
         return Verdict.failed(
-            f"with every input on device 'meta', {what} raised {measured['error']}. A tensor created "
+            f"with every input {on}, {what} raised {measured['error']}. A tensor created "
             "without device= (write torch.ones(n, 1, device=X.device)), or a hard-coded .cuda()/.numpy(), "
             "breaks the same way on a GPU.")
     if not measured.get("outputs"):  # a degenerate measurement earns nothing
         return Verdict.failed("no output was measured on the meta device: there is nothing to judge")
+    not_tensors = {n: d for n, d in measured["outputs"].items() if d not in _DEVICE_TYPES and not d.startswith("cuda")}
+    if not_tensors:  # a contract the other checks charge (one bug, one deduction): no device to follow
+        name, kind = next(iter(not_tensors.items()))
+        return Verdict.skipped(f"inconclusive: {name} came back as a {kind}, not a tensor, so it has no device to "
+                               "follow (the checks of values judge what it returns)")
     stray = {n: d for n, d in measured["outputs"].items() if d != measured["input_device"]}
     if stray:
         name, device = next(iter(stray.items()))
         return Verdict.failed(f"with inputs on '{measured['input_device']}', {name} came back on '{device}': "
                               "an output does not follow its inputs' device")
-    return Verdict.passed(f"{len(measured['outputs'])} outputs follow the inputs' device")
+    values = (f" (run twice: the meta device, which has no values, stopped at {measured['with_values']}; then on a "
+              "second device with values)") if measured.get("with_values") else ""
+    return Verdict.passed(f"{len(measured['outputs'])} outputs follow the inputs' device{values}")

@@ -39,6 +39,17 @@ HARNESS_BYTE_COMPARE_LIMIT = 1 << 12
 _PLAIN_TENSORS: tuple[type, ...] = ()  # torch.Tensor and nn.Parameter, set by `_plain_tensors`
 
 
+_ELSEWHERE = __name__.rsplit(".", 2)[0] + ".kinds.elsewhere"
+
+
+def _elsewhere(t: Any) -> bool:
+    """Whether a meta tensor is the placement probe's Elsewhere (values on the CPU), loaded only if used."""
+    import sys
+
+    module = sys.modules.get(_ELSEWHERE)
+    return module is not None and isinstance(t, module.Elsewhere)
+
+
 def _plain_tensors() -> tuple[type, ...]:
     """The tensor types whose memory `_fingerprint` may read directly (never a subclass, whose
     methods could be anything)."""
@@ -120,6 +131,7 @@ class Endpoint:
         self.sock, self.side = sock, side
         self.reader = wire.Reader(sock)
         self.compare_bytes = side == "student"
+        self.saw_elsewhere = False  # a decoded tensor was on the placement probe's other device
         sign = 1 if side == "harness" else -1
         self._ids = (sign * i for i in itertools.count(1))
         self.mirrors: dict[int, _Mirror] = {}
@@ -211,6 +223,8 @@ class Endpoint:
         obj = id(t)  # (a new tensor at a freed one's address, version 0, would pass for unchanged)
         t = torch.Tensor.detach(t)
         device = t.device.type
+        if device == "meta" and _elsewhere(t):  # the placement probe's values on another device
+            return ("elsewhere", *self._fingerprint(t.held))
         if device != "meta" and t.numel() <= limit:
             return t.shape, t.dtype, device, wire.tensor_bytes(t)[2]
         return t._version, t.data_ptr() if device != "meta" else 0, obj, t.shape, t.dtype, device
@@ -260,7 +274,7 @@ class Endpoint:
             with torch.no_grad():
                 if "data" in entry:
                     new = self._plain_tensor(entry["data"], buffers)
-                    if new.shape == t.shape and new.dtype == t.dtype and t.device.type != "meta":
+                    if new.shape == t.shape and new.dtype == t.dtype and (t.device.type != "meta" or _elsewhere(t)):
                         t.copy_(new)
                     else:
                         t.data = new.to(t.device) if t.device.type != "meta" else new
@@ -278,6 +292,8 @@ class Endpoint:
 
         t = torch.Tensor.detach(t)
         device = t.device.type
+        if device == "meta" and _elsewhere(t):  # values, on the placement probe's other device
+            t, device = t.held, "elsewhere"
         value: dict[str, Any] = {"$": "tensor"}  # (compact: "device" absent is the CPU, "rg" absent false)
         if device != "cpu":
             value["device"] = device
@@ -285,7 +301,7 @@ class Endpoint:
             value.update(dtype=str(t.dtype).removeprefix("torch."), shape=list(t.shape), buf=None)
             return value
         strides = list(t.stride())
-        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and device == "cpu":
+        if not t.is_contiguous() and t.numel() > 0 and all(st >= 0 for st in strides) and device in ("cpu", "elsewhere"):
             # the layout crosses too (a transpose, a step slice): the span of storage it covers, and its
             # strides, so that code which only works on contiguous tensors meets the same input there
             span = 1 + sum((n - 1) * st for n, st in zip(t.shape, strides))
@@ -304,8 +320,13 @@ class Endpoint:
         if not isinstance(value, dict) or value.get("$") != "tensor":
             raise wire.WireError("a malformed tensor")
         device = value.get("device", "cpu")
-        if device not in ("cpu", "meta", "cuda", "mps"):
+        if device not in ("cpu", "meta", "cuda", "mps", "elsewhere"):
             raise wire.WireError(f"a tensor on an unknown device {device!r}")
+        if device == "elsewhere":  # graders/kinds/elsewhere.py: CPU values that say they are on another device
+            from ..kinds.elsewhere import Elsewhere
+
+            self.saw_elsewhere = True
+            return Elsewhere(self._plain_tensor({**value, "device": "cpu"}, buffers))
         if device == "meta":
             return wire.tensor_from(value.get("dtype"), value.get("shape"), b"", "meta")
         buf = value.get("buf")

@@ -215,8 +215,11 @@ class Server:
 
         obj, origin = self._target(header, buffers)
         method = header.get("method")
+        self.endpoint.saw_elsewhere = False
         args = self.endpoint.decode(header.get("args", []), buffers)
         kwargs = self.endpoint.decode(header.get("kwargs", {"$": "dict", "v": []}), buffers)
+        # on the placement probe's device with values, its rules apply
+        elsewhere = self.endpoint.saw_elsewhere or _holds_elsewhere(args, kwargs)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise wire.WireError("malformed arguments")
         from . import bridge
@@ -226,6 +229,11 @@ class Server:
 
         def run():
             fn = getattr(obj, method) if isinstance(method, str) else obj
+            if elsewhere:
+                from ..kinds.elsewhere import values_elsewhere
+
+                with values_elsewhere(), torch.set_grad_enabled(grad_mode):
+                    return fn(*args, **kwargs)
             with torch.set_grad_enabled(grad_mode):
                 if not header.get("capture"):
                     return fn(*args, **kwargs)
@@ -334,6 +342,17 @@ class Server:
         guarded.__name__ = getattr(original, "__name__", "guarded")
         guarded.__doc__ = getattr(original, "__doc__", None)
         return guarded
+
+
+def _holds_elsewhere(args: list[Any], kwargs: dict[str, Any]) -> bool:
+    """Whether an argument (a mirror sent before, so not decoded afresh) is on the placement probe's
+    device with values (graders/kinds/elsewhere.py); free until that probe has run in this process."""
+    module = sys.modules.get(__name__.rsplit(".", 2)[0] + ".kinds.elsewhere")
+    if module is None:
+        return False
+    from torch.utils._pytree import tree_flatten
+
+    return any(isinstance(a, module.Elsewhere) for a in tree_flatten((args, kwargs))[0])
 
 
 class _Remembered:

@@ -1,0 +1,131 @@
+"""A second device with values, on the CPU: where the meta device cannot run, placement still can.
+
+The meta device has shapes and no values, so code that reads one (`.item()`, `if loss > best`, a loss
+history of floats, `int(y[i])`) stops there and the meta probe can only say "inconclusive". Here every
+input is an `Elsewhere` tensor: a CPU tensor (real values) that reports device 'meta', so that code which
+follows its inputs (`torch.ones(n, 1, device=X.device)`, `X.new_zeros(...)`, `zeros_like`) stays on it,
+and what a GPU would refuse is refused in the same words:
+
+- an operation that mixes it with a CPU tensor of one or more dimensions (a CPU scalar tensor, and CPU
+  indices into it, are allowed, as on CUDA);
+- `.numpy()` of it (a CUDA tensor has no numpy view), a hard-coded `.cuda()`.
+
+What a GPU allows works: `.item()`, `.tolist()`, `float(...)`, comparisons in Python, `.cpu()` (a copy
+that is then a plain CPU tensor: an output left there is a stray output), `copy_` across devices.
+
+`values_elsewhere()` is the context: inside it, a tensor moved or created with device 'meta' (how the
+harnesses' `run(device)` place their inputs) becomes Elsewhere instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import return_and_correct_aliasing
+from torch.utils._pytree import tree_map
+
+_META = torch.device("meta")
+_aten = torch.ops.aten
+# CPU index tensors into a CUDA tensor are moved by torch itself: not a placement error
+_INDEXING = {_aten.index.Tensor, _aten.index_put.default, _aten.index_put_.default, _aten._index_put_impl_.default}
+_CROSS_DEVICE = {_aten.copy_.default, _aten._to_copy.default, _aten.lift_fresh.default, _aten.lift_fresh_copy.default}
+
+
+class Elsewhere(torch.Tensor):
+    """A CPU tensor that says it lives on another device ('meta'), with its values."""
+
+    held: torch.Tensor
+    __slots__ = ("held",)
+
+    @staticmethod
+    def __new__(cls, held: torch.Tensor) -> "Elsewhere":
+        made = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
+            cls, held.shape, strides=held.stride(), storage_offset=held.storage_offset(), dtype=held.dtype,
+            layout=held.layout, device=_META, requires_grad=held.requires_grad)
+        made.held = held
+        return made
+
+    def __repr__(self) -> str:  # type: ignore[override]
+        return f"Elsewhere({self.held!r})"
+
+    def __tensor_flatten__(self) -> tuple[list[str], None]:
+        return ["held"], None
+
+    @staticmethod
+    def __tensor_unflatten__(inner_tensors: dict[str, torch.Tensor], meta: None, size: Any, stride: Any) -> "Elsewhere":
+        return Elsewhere(inner_tensors["held"])
+
+    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:  # type: ignore[override]
+        kwargs = kwargs or {}
+        if func not in _CROSS_DEVICE and func not in _INDEXING:
+            _refuse_mixing(func, args, kwargs)
+        if func is _aten._to_copy.default and kwargs.get("device") is not None \
+                and torch.device(kwargs["device"]).type == "cpu":  # .cpu(): a copy that leaves the device
+            return func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+        out = func(*tree_map(_unwrap, args), **tree_map(_unwrap_device, kwargs))
+        out = tree_map(_wrap, out)
+        return return_and_correct_aliasing(func, args, kwargs, out)
+
+
+def _unwrap(a: Any) -> Any:
+    return a.held if isinstance(a, Elsewhere) else a
+
+
+def _unwrap_device(a: Any) -> Any:
+    if isinstance(a, torch.device) and a.type == "meta":
+        return torch.device("cpu")
+    return _unwrap(a)
+
+
+def _wrap(a: Any) -> Any:
+    return Elsewhere(a) if isinstance(a, torch.Tensor) and not isinstance(a, Elsewhere) else a
+
+
+def _refuse_mixing(func: Any, args: tuple, kwargs: dict) -> None:
+    tensors = [a for a in _leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+    if not any(isinstance(t, Elsewhere) for t in tensors):
+        return
+    stray = next((t for t in tensors if not isinstance(t, Elsewhere) and t.dim() > 0), None)
+    if stray is not None:
+        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
+                           f"the inputs' device and {stray.device}! (in {func.__name__}: a tensor created without "
+                           "device=, or moved with .cpu(), met the inputs)")
+
+
+def _leaves(tree: Any) -> list[Any]:
+    out: list[Any] = []
+    tree_map(out.append, tree)
+    return out
+
+
+class values_elsewhere(TorchFunctionMode):
+    """Inside: `.to('meta')` and factories given device 'meta' make Elsewhere tensors (CPU values);
+    `.numpy()` and `.cuda()` of an Elsewhere tensor raise as they would on a GPU."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if args and isinstance(args[0], Elsewhere):
+            if func is torch.Tensor.numpy:
+                raise TypeError("can't convert meta device type tensor to numpy. Use Tensor.cpu() to copy the "
+                                "tensor to host memory first.")
+            if func is torch.Tensor.cuda:
+                raise RuntimeError("a hard-coded .cuda() moves a tensor off its inputs' device")
+            if func is torch.Tensor.tolist:
+                return args[0].held.tolist()
+        device = kwargs.get("device")
+        if func is torch.Tensor.to and device is None:
+            device = next((a for a in args[1:] if isinstance(a, (str, torch.device))), None)
+        if device is not None and torch.device(device).type == "meta":
+            if func is torch.Tensor.to:
+                rest: list[Any] = [torch.device("cpu") if a is device else a for a in args[1:]]
+                moved = func(_unwrap(args[0]), *rest, **{**kwargs, **({"device": "cpu"} if "device" in kwargs else {})})
+                if isinstance(args[0], Elsewhere) and moved is args[0].held:
+                    return args[0]  # already there: .to() returns the tensor itself
+                return _wrap(moved)
+            return tree_map(_wrap, func(*args, **{**kwargs, "device": "cpu"}))
+        return func(*args, **kwargs)

@@ -1,0 +1,106 @@
+"""graders/kinds/elsewhere.py: a second device with values, on the CPU, and placement's second run on it.
+
+The meta device has no values, so code that reads one stops there; placement then runs the code again
+with its inputs on `Elsewhere` tensors. These must compute what the CPU computes (values, gradients,
+aliasing), allow what a GPU allows (a value read, a CPU scalar, CPU indices, an explicit .cpu()) and
+refuse what a GPU refuses (a CPU tensor meeting the inputs, .numpy()), in torch's own words.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dldiy.graders.kinds.elsewhere import Elsewhere, values_elsewhere
+from dldiy.graders.kinds.placement import judge, measure_placement
+from dldiy.graders.course.exercise import load_exercise
+
+OPS = {
+    "matmul": lambda a, b: a @ b.T,
+    "cat with ones made on the inputs' device": lambda a, b: torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype, device=a.device)], 1),
+    "softplus": lambda a, b: torch.nn.functional.softplus(a - b),
+    "new_zeros + add_": lambda a, b: a.new_zeros(a.shape).add_(b),
+    "indexing by a CPU index": lambda a, b: a[torch.tensor([0, a.shape[0] - 1])],
+    "a CPU scalar tensor": lambda a, b: a * torch.tensor(2.0, dtype=a.dtype),
+    "transpose and column": lambda a, b: a.T[0] + b[:, 0].sum(),
+    "masked by a value": lambda a, b: a[a > b],
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 5), seed=st.integers(0, 2**16), op=st.sampled_from(sorted(OPS)),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_every_op_computes_what_the_cpu_computes_and_stays_on_the_device(rows, cols, seed, op, dtype):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(rows, cols, generator=g, dtype=dtype), torch.randn(rows, cols, generator=g, dtype=dtype)
+    want = OPS[op](a, b)
+    with values_elsewhere():
+        got = OPS[op](a.to("meta"), b.to("meta"))
+    assert isinstance(got, Elsewhere) and got.device.type == "meta" and got.dtype == want.dtype
+    assert torch.equal(got.held, want)
+
+
+def test_gradients_flow_and_values_can_be_read_as_on_a_gpu():
+    with values_elsewhere():
+        X = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to("meta")
+        w = torch.zeros(3, dtype=torch.float64, device="meta", requires_grad=True)
+        loss = ((X @ w - 1) ** 2).mean()
+        loss.backward()
+        assert isinstance(w.grad, Elsewhere) and torch.allclose(w.grad.held, -2 * X.held.mean(0))
+        assert loss.item() == 1.0 and float(loss.detach()) == 1.0 and bool(loss > 0) and len(X.tolist()) == 5
+        host = X.cpu()  # an explicit copy to the host is allowed; it is then a CPU tensor
+        assert type(host) is torch.Tensor and host.device.type == "cpu"
+
+
+def test_views_and_in_place_writes_alias_as_on_the_cpu():
+    with values_elsewhere():
+        a = torch.zeros(2, 3, device="meta")
+        column = a[:, 1]
+        column.add_(5)
+        assert a.held[0, 1] == 5 and a.to("meta") is a
+
+
+@pytest.mark.parametrize("code, words", [
+    (lambda X: torch.cat([X, torch.ones(X.shape[0], 1)], 1), "at least two devices, the inputs' device and cpu"),
+    (lambda X: X @ torch.tensor([1.0, 2.0, 3.0]), "at least two devices"),
+    (lambda X: X.cpu() + X, "at least two devices"),
+    (lambda X: X.numpy(), "can't convert meta device type tensor to numpy"),
+])
+def test_what_a_gpu_refuses_is_refused_in_torchs_words(code, words):
+    with values_elsewhere(), pytest.raises((RuntimeError, TypeError), match=words.replace("(", r"\(")):
+        code(torch.ones(4, 3).to("meta"))
+
+
+def _run_with(fn):
+    """A placement `run(device)` over a function that reads a value (as a loss history does)."""
+    def run(device):
+        X = torch.linspace(-1, 1, 12).reshape(4, 3).to(device)
+        return {"out": fn(X)}
+    return run
+
+
+def _value_reading_bias(X):
+    if X.sum().item() > -100:  # a value read: the meta device stops here
+        return torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], 1)
+    return X
+
+
+def _value_reading_bias_on_cpu(X):
+    if X.sum().item() > -100:
+        return torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
+    return X
+
+
+def test_placement_judges_value_reading_code_instead_of_calling_it_inconclusive():
+    check = load_exercise("exercise-2").check("placement")
+    right = measure_placement(_run_with(_value_reading_bias))
+    assert right.get("with_values") and judge(right, None, check).status == "pass"
+    wrong = measure_placement(_run_with(_value_reading_bias_on_cpu))
+    verdict = judge(wrong, None, check)
+    assert verdict.status == "fail" and "second device with values" in verdict.message, verdict.message
+    assert "test_elsewhere.py:" in verdict.message  # the student's line
+
+
+def test_without_values_value_reading_code_stays_inconclusive():
+    measured = measure_placement(_run_with(_value_reading_bias_on_cpu), values=False)
+    assert "inconclusive" in measured and "reads a value" in measured["inconclusive"]

@@ -29,8 +29,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Bugs a CPU machine cannot expose (manifest `requires = "cuda"`), and one placement bug as a control.
-GPU_BUGS = (("exercise-8", "tf32-in-forward"), ("exercise-1", "bias-column-on-cpu"))
+# Bugs a CPU machine cannot expose (manifest `requires = "cuda"`), and placement bugs as controls: one the
+# meta device sees, one that only the second run with values sees (train() reads its losses), and an
+# optimizer's state left on the CPU (exercise-6, whose parity check had never met a GPU).
+GPU_BUGS = (("exercise-8", "tf32-in-forward"), ("exercise-1", "bias-column-on-cpu"),
+            ("exercise-2", "train-w0-copied-through-tolist"), ("exercise-6", "buffers-on-cpu"))
 
 
 def check(exercise: str, path: Path, only: tuple[str, ...]) -> tuple[dict, float]:

@@ -247,12 +247,36 @@ def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourte
     ("rmsprop-lr-cached-in-init", "param-groups", "the second group's lr is ignored"),
     ("momentum-deck-form-lr-inside", "param-groups", "lr folded into the velocity"),
     ("buffers-on-cpu", "placement", "found at least two devices, meta and cpu"),
+    ("adam-step-count-per-group", "optimizer-contract", "kept per group/optimizer, not per parameter"),
 ])
 def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged, check6):
     code, checks = check6(bugged("exercise-6", bug))
     assert code == 1
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == [check], checks[check]["message"]
     assert words in checks[check]["message"]
+
+
+def test_a_parameter_whose_first_gradient_comes_late_starts_its_own_step_count(bugged):
+    """Issue 14: Adam's step count kept per group (or per optimizer) agrees with torch.optim.Adam while every
+    parameter steps from the start; b, whose .grad is None for two steps, must then get the bias correction
+    of its own step 1. The real command: the variant fails naming the optimizer, the parameter, the step,
+    both values and the cause; the reference passes with that property checked; a bug that moves b while
+    its .grad is None is grad-none's finding, not this property's (one bug, one deduction)."""
+    code, checks = cli_check(bugged("exercise-6", "adam-step-count-per-group"), "optimizer-contract")
+    message = checks["optimizer-contract"]["message"]
+    assert code == 1 and checks["optimizer-contract"]["status"] == "fail", message
+    assert message.startswith("Adam(") and "b's first gradient at step 3" in message
+    assert "after step 3 (row 0: the start), b[0]: " in message and " instead of " in message
+    assert "exactly Adam's with bias correction at t = 3" in message
+    assert "the step count is kept per group/optimizer, not per parameter" in message
+    assert "more propert" not in message  # W1, W2 and the other optimizers agree with torch.optim
+
+    code, checks = cli_check(REPO / "reference" / "exercise-6", "optimizer-contract")
+    assert code == 0 and checks["optimizer-contract"]["status"] == "pass", checks["optimizer-contract"]["message"]
+    assert "b's first gradient at step 3" in checks["optimizer-contract"]["message"]
+
+    code, checks = cli_check(bugged("exercise-6", "grad-none-as-zeros"), "optimizer-contract")
+    assert code == 0, checks["optimizer-contract"]["message"]
 
 
 def test_the_contract_kind_passes_without_violations_and_fails_naming_the_first():

@@ -356,6 +356,45 @@ def added_here(make, W1, b, W2, fresh, values, seed: int) -> list:
     return [{"rows": before}, {"rows": rows}, solo]
 
 
+def late_here(make, params, whole, values, seed: int, late: int, steps: int) -> list:
+    """One optimizer on params = [W1, b, W2] (one group) for `steps` steps, b out of the loss for the
+    first `late` of them (b.grad None: a frozen layer, unfrozen later), then in it; the rows of all
+    three at every step (b's included, so that a b moved while its .grad was None shows as such). And
+    the same optimizer on `whole` with every parameter in the loss from the start (the baseline: a wrong
+    update is its own check's finding)."""
+    opt = make(params, **hyper(values))
+    if not usable(opt):
+        return [{"unusable": True}] * 2
+    without, every = problem_loss(["separable", seed, [0, 2], 0.0]), problem_loss(["separable", seed, [0, 1, 2], 0.0])
+    rows = [flat(params)]
+    for k in range(steps):
+        clear_grads(params)
+        given = params if k >= late else [params[0], params[2]]
+        accumulate(given, (every if k >= late else without).gradient(*given))
+        opt.step()
+        rows.append(flat(params))
+    return [{"rows": rows}, one_run(make, whole, values, ["separable", seed, [0, 1, 2], 0.0], steps)]
+
+
+@seeded_once
+def _late_twin(seed, p):
+    """late_here's two runs by torch.optim's twin of p["optimizer"] (no submission in them: computed once
+    per worker for the whole class, handed out as copies)."""
+    init, _ = separable_problem(seed)
+    done = late_here(torch_optimizer(p["optimizer"]), leaves(init, [0, 1, 2]), leaves(init, [0, 1, 2]),
+                     p["hyper"], seed, p["late"], p["steps"])
+    return [np.asarray(run["rows"], dtype=float) for run in done]
+
+
+def adam_first_update(b0: torch.Tensor, g: torch.Tensor, h: dict, t: int) -> np.ndarray:
+    """Adam's first update of a parameter at b0 with gradient g (weight decay added here), its bias
+    correction taken at step t: what b becomes when its first step is counted as the t-th."""
+    b1, b2 = h["betas"]
+    g = g + h.get("weight_decay", 0.0) * b0
+    m_hat, s_hat = (1 - b1) * g / (1 - b1 ** t), (1 - b2) * g * g / (1 - b2 ** t)
+    return (b0 - h["lr"] * m_hat / (s_hat.sqrt() + h["eps"])).numpy()
+
+
 def checked_rows(name: str, result, start: list[float], now: list[float] | None, steps: int) -> np.ndarray:
     """The rows a run reported, refused unless they start where the harness's tensors started and end
     where they are now (`now`; None: a part whose end the next part starts from)."""
@@ -651,7 +690,9 @@ def optimizer_contract(sub, seed, p):
     p.grad as it was; no autograd graph in the state or on the parameters, float64 and float32
     parameters keep their dtype (a float32 buffer for a float64 parameter shows in the trajectory
     checks, not here: one bug, one deduction); a group added by add_param_group() is optimised as if
-    it had been there from the start."""
+    it had been there from the start; and, for the optimizers with per-parameter state, a parameter
+    whose .grad is None for the first steps and then has one moves as under torch.optim's twin
+    (late_gradient: its state, Adam's step count included, starts at its own first gradient)."""
     init, parts = separable_problem(seed)
     every, steps, props = [0, 1, 2], p["steps"], Properties("optim.py")
     names = entry_names(init, every)
@@ -771,7 +812,61 @@ def optimizer_contract(sub, seed, p):
                      "step): keep per-parameter state in self.state[p], not on the optimizer")
             return f"b, added by add_param_group() after 2 steps, departs from a fresh {name} on b {where}: {cause}"
         props.test(f"{label}.add_param_group()", added_group)
+
+        if name in STATEFUL:
+            props.test(f"{label}: b's first gradient at step {p['late'] + 1}, W1's and W2's at step 1",
+                       lambda name=name, h=h: late_gradient(sub, seed, name, h, p["late"], steps))
     return props.result()
+
+
+STATEFUL = ("Momentum", "Nesterov", "RMSProp", "Adam")  # the optimizers with per-parameter state
+
+
+def late_gradient(sub, seed: int, name: str, h: dict, late: int, steps: int) -> str | None:
+    """[W1, b, W2] in one group, b.grad None for the first `late` steps and then in the loss (a frozen
+    layer unfrozen later): every parameter after every step = torch.optim's twin's on the same run,
+    computed here. b's state starts at its first gradient (torch.optim.Adam's state[b]['step'] counts
+    b's own steps), whatever the other parameters' steps. Judged only when the student's optimizer is
+    torch's on the same problem with every parameter in the loss from the start (a wrong update is its
+    own check's finding) and over the first `late` steps (b moved while its .grad was None, or W2 left
+    behind: grad-none's finding)."""
+    init, _ = separable_problem(seed)
+    params, whole = leaves(init, [0, 1, 2]), leaves(init, [0, 1, 2])
+    start = flat(params)
+    done = parts_of(name, sub.run_local(late_here, student_optimizer(sub, name), params, whole, h, seed, late,
+                                        steps), 2)
+    rows = checked_rows(name, done[0], start, flat(params), steps)
+    baseline = checked_rows(name, done[1], start, flat(whole), steps)
+    twin, twin_baseline = _late_twin(seed, {"optimizer": name, "hyper": h, "late": late, "steps": steps})
+    if departure(baseline, twin_baseline) is not None or departure(rows[: late + 1], twin[: late + 1]) is not None:
+        return None
+    names = entry_names(init, [0, 1, 2])
+    where = departure(rows, twin, names=names)
+    if where is None:
+        return None
+    first = late + 1  # the row after b's first update
+    cols = slice(6, 8)  # b's entries, between W1's six and W2's six
+    others = np.r_[0:6, 8:14]
+    b_first = departure(rows[first:first + 1, cols], twin[first:first + 1, cols]) is not None
+    others_agree = departure(rows[: first + 1, others], twin[: first + 1, others]) is None
+    message = (f"with b's .grad None for the first {late} steps (then b in the loss), the run departs from "
+               f"{TWINS[name]}'s on the same run {where}")
+    if not (b_first and others_agree):
+        return (f"{message}. Every parameter keeps its own state in self.state[p], created at its first "
+                "gradient; a parameter without a gradient leaves the others' updates as they are")
+    if name != "Adam":
+        return (f"{message}, while W1 and W2 agree. Likely cause: b's state does not start fresh at its first "
+                f"gradient (at step {first}): create each buffer at zero in self.state[p] when p first has a .grad, "
+                "and update only the state of parameters that have one")
+    with torch.no_grad():
+        b0 = torch.tensor(rows[late, cols], dtype=DTYPE)
+        g = separable_problem(seed)[1][1].slope(b0)
+    counted = ("; its first update is exactly Adam's with bias correction at t = "
+               f"{first} (1 - b1^{first}, 1 - b2^{first}), the number of step() calls, not at t = 1"
+               if np.allclose(rows[first, cols], adam_first_update(b0, g, h, first), rtol=RTOL, atol=ATOL) else "")
+    return (f"{message}, while W1 and W2 agree: b's first update is wrong{counted}. Likely cause: the step count is "
+            "kept per group/optimizer, not per parameter: a parameter's first update must use bias correction for "
+            "step 1 (torch.optim.Adam keeps it in self.state[p]['step'], counting that parameter's own steps)")
 
 
 # --- Newton-Raphson on a quadratic ----------------------------------------------------------------

@@ -24,6 +24,7 @@ OPS = {
     "a CPU scalar tensor": lambda a, b: a * torch.tensor(2.0, dtype=a.dtype),
     "transpose and column": lambda a, b: a.T[0] + b[:, 0].sum(),
     "masked by a value": lambda a, b: a[a > b],
+    "where with numbers": lambda a, b: torch.where(a > b, 1.0, -1.0).to(a.dtype) + torch.where(b > 0, b, 0.0),
 }
 
 
@@ -99,6 +100,20 @@ def test_placement_judges_value_reading_code_instead_of_calling_it_inconclusive(
     verdict = judge(wrong, None, check)
     assert verdict.status == "fail" and "second device with values" in verdict.message, verdict.message
     assert "test_elsewhere.py:" in verdict.message  # the student's line
+
+
+def test_what_this_device_cannot_simulate_is_inconclusive_never_a_failure():
+    """A tensor torch makes itself on the reported device ('meta', no values) cannot be run with values:
+    NotSimulated, which placement reports as inconclusive."""
+    made_by_torch = torch.full((), 1.0, device="meta")  # (made outside the probe: a real meta tensor)
+
+    def run(device):
+        X = torch.ones(3, 2).to(device)
+        if X.sum().item() > 0:  # the meta device stops here
+            return {"out": X.clamp(min=0) + made_by_torch}
+        return {"out": X}
+    measured = measure_placement(run)
+    assert "inconclusive" in measured and "cannot run" in measured["inconclusive"], measured
 
 
 def test_without_values_value_reading_code_stays_inconclusive():

@@ -62,6 +62,9 @@ class Elsewhere(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:  # type: ignore[override]
         kwargs = kwargs or {}
+        if any(isinstance(a, torch.Tensor) and not isinstance(a, Elsewhere) and a.is_meta for a in _leaves((args, kwargs))):
+            # made inside torch's C++ on the reported device (a Python number wrapped on 'meta'): no values
+            raise NotSimulated(f"{func.__name__} met a tensor torch made on the meta device itself")
         if func not in _CROSS_DEVICE and func not in _INDEXING:
             _refuse_mixing(func, args, kwargs)
         if func is _aten._to_copy.default and kwargs.get("device") is not None \
@@ -70,6 +73,11 @@ class Elsewhere(torch.Tensor):
         out = func(*tree_map(_unwrap, args), **tree_map(_unwrap_device, kwargs))
         out = tree_map(_wrap, out)
         return return_and_correct_aliasing(func, args, kwargs, out)
+
+
+class NotSimulated(RuntimeError):
+    """This device cannot run an operation as a GPU would (no values where torch made a tensor itself):
+    not a finding about the submission."""
 
 
 def _unwrap(a: Any) -> Any:
@@ -117,6 +125,11 @@ class values_elsewhere(TorchFunctionMode):
                 raise RuntimeError("a hard-coded .cuda() moves a tensor off its inputs' device")
             if func is torch.Tensor.tolist:
                 return args[0].held.tolist()
+        if func is torch.where and len(args) == 3 and any(isinstance(a, Elsewhere) for a in args):
+            # torch.where(mask, 1.0, -1.0), where(x > 0, x, 0.0): C++ wraps each number as a tensor on the
+            # mask's device, here 'meta' without its value; a 0-dim tensor of the number's own dtype
+            # promotes as the number does (below any tensor of one or more dimensions)
+            args = tuple(Elsewhere(torch.tensor(a)) if isinstance(a, (bool, int, float)) else a for a in args)
         device = kwargs.get("device")
         if func is torch.Tensor.to and device is None:
             device = next((a for a in args[1:] if isinstance(a, (str, torch.device))), None)

@@ -70,6 +70,10 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
                     "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         again = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        if type(e).__name__ == "NotSimulated":  # (a remote error takes the name of the type raised there)
+            return {"inconclusive": f"{where} reads a value of a tensor ({text}), which a meta tensor does not "
+                                    f"have, and the second device with values cannot run {_student_line(e) or 'your code'} "
+                                    f"as a GPU would ({again[:160]}): not a placement error"}
         about_meta = any(s in str(e) for s in _NEEDS_A_VALUE + _NO_META_KERNEL)  # (not from this run's values)
         if not about_meta and (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
             return {**_device_error(e, again, _student_line(e)), "with_values": where}

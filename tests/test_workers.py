@@ -193,3 +193,20 @@ def test_a_student_is_forked_as_its_pid_namespace_init_with_no_relay_and_takes_i
     while os.path.exists(f"/proc/{grandchild}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{grandchild}")  # it died with the namespace's init
+
+
+def test_cpu_slots_start_where_the_process_runs_and_spread_pairs(monkeypatch):
+    """Separate `dldiy check`s each pin their pair starting from the CPU they run on, not all from CPU 0;
+    within one process the pairs spread over the CPUs, fewest pairs first."""
+    from dldiy.graders.sandbox import spawn
+
+    monkeypatch.setattr(spawn, "_allowed_cpus", lambda: [0, 1, 2, 3])
+    for here in (0, 2, 3):
+        monkeypatch.setattr(spawn, "_running_on", lambda here=here: here)
+        slots = spawn.CpuSlots()
+        taken = [slots.take() for _ in range(5)]
+        assert taken[:4] == [(here + k) % 4 for k in range(4)] and taken[4] == here, taken
+        slots.give_back(taken[1])
+        assert slots.take() == taken[1]  # the freed CPU has the fewest pairs again
+    monkeypatch.undo()  # the real reading: a CPU this process may run on
+    assert spawn._running_on() in spawn._allowed_cpus() or not spawn._allowed_cpus()

@@ -174,7 +174,10 @@ class CpuSlots:
     The two processes of one submission take turns: every call is a message one way and a reply the
     other, and a wake-up on another CPU costs an inter-processor interrupt (on a virtual machine, an
     exit to the hypervisor). Pinned to the same CPU, a round trip costs 63 us instead of 162 us here
-    (benchmarks/rpc_roundtrip.py under taskset); each pair goes to the CPU with the fewest pairs."""
+    (benchmarks/rpc_roundtrip.py under taskset); each pair goes to the CPU with the fewest pairs, ties
+    from the CPU this process runs on: separate `dldiy check`s (parallel tests, a student's two
+    terminals) each counted from CPU 0 and all pinned their pair there, four of them to one core on a
+    16-core machine (the GPU run of 2026-11-26: correct solutions timed out)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -185,8 +188,10 @@ class CpuSlots:
         cpus = _allowed_cpus()
         if len(cpus) < 2:
             return None
+        here = _running_on()
+        start = cpus.index(here) if here in cpus else 0
         with self._lock:
-            cpu = min(cpus, key=lambda c: (self._pairs.get(c, 0), c))
+            cpu = min(cpus, key=lambda c: (self._pairs.get(c, 0), (cpus.index(c) - start) % len(cpus)))
             self._pairs[cpu] = self._pairs.get(cpu, 0) + 1
         return cpu
 
@@ -194,6 +199,15 @@ class CpuSlots:
         if cpu is not None:
             with self._lock:
                 self._pairs[cpu] -= 1
+
+
+def _running_on() -> int | None:
+    """The CPU this process last ran on (/proc/self/stat's field 39), where the scheduler put it."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _allowed_cpus() -> list[int]:

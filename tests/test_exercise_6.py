@@ -379,3 +379,27 @@ def test_placement_names_the_optimizer_and_the_line_where_a_cpu_buffer_meets_the
     message = checks["placement"]["message"]
     assert checks["placement"]["status"] == "fail"
     assert "Momentum(" in message and "meta and cpu" in message and "(at optim.py:" in message, message
+
+
+def test_a_cpu_hessian_behind_a_value_read_fails_placement_on_the_second_run(tmp_path, check6):
+    """Newton reading a value (a condition checked with .item()) and building H on the CPU: the meta device
+    stops at the read, so placement runs Newton again on a device with values, where the CPU matrix meets
+    the parameters' device in the solve, as it did on an H100 (two alternatives of this repository, since
+    fixed). The same read with H built from the gradients' own tensors passes."""
+    source = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    old = ('        H = torch.cat([torch.cat([blocks[i][j].reshape(a, b) for j, b in enumerate(sizes)], dim=1)\n'
+           '                       for i, a in enumerate(sizes)], dim=0)\n')
+    assert source.count(old) == 1
+    read = '        assert torch.isfinite(loss).item(), "the loss is not finite"\n'
+    on_cpu = read + ('        H = torch.zeros(sum(sizes), sum(sizes), dtype=params[0].dtype)\n'
+                     '        H.copy_(torch.cat([torch.cat([blocks[i][j].reshape(a, b) for j, b in enumerate(sizes)], dim=1)\n'
+                     '                           for i, a in enumerate(sizes)], dim=0))\n')
+    for new, status in ((on_cpu, "fail"), (read + old, "pass")):
+        path = tmp_path / status / "optim.py"
+        path.parent.mkdir()
+        path.write_text(source.replace(old, new))
+        _code, checks = check6(path, "placement")
+        message = checks["placement"]["message"]
+        assert checks["placement"]["status"] == status, message
+        if status == "fail":
+            assert "Newton(" in message and "second device with values" in message and "optim.py:" in message, message

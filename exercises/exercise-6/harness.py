@@ -1066,32 +1066,48 @@ def logistic(sub, seed, p):
 
 # --- placement: every optimizer on parameters and gradients on the meta device ---------------------
 
-def meta_params(name: str) -> list:
+def meta_params(name: str, with_values: bool = False) -> list:
     """Built in the student's process: the contract checks' shapes (W2 non-contiguous), or Newton's
-    quadratic's (x, Y, c), on the meta device (shapes and dtypes, no values)."""
+    quadratic's (x, Y, c), on the meta device (shapes and dtypes, no values); `with_values`, inside
+    placement's second run, with seeded values (graders/kinds/elsewhere.py)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def on_meta(*shape: int):
+        if with_values:
+            return torch.randn(*shape, generator=generator, dtype=DTYPE).to("meta")
+        return torch.empty(*shape, dtype=DTYPE, device="meta")
     if name == "Newton":
-        return [torch.empty(s, dtype=DTYPE, device="meta").requires_grad_() for s in ((2,), (2, 2), (1,))]
-    return [torch.empty(3, 2, dtype=DTYPE, device="meta").requires_grad_(),
-            torch.empty(2, dtype=DTYPE, device="meta").requires_grad_(),
-            torch.empty(2, 3, dtype=DTYPE, device="meta").t().requires_grad_()]
+        return [on_meta(*s).requires_grad_() for s in ((2,), (2, 2), (1,))]
+    return [on_meta(3, 2).requires_grad_(), on_meta(2).requires_grad_(), on_meta(2, 3).t().requires_grad_()]
 
 
-def placed_here(make, name: str, values: dict, steps: int) -> dict:
+def placed_here(make, name: str, values: dict, steps: int, with_values: bool = False) -> dict:
     """In the student's process (sub.run_local): `name` built on parameters on the meta device and
     `steps` step() calls, gradients on meta too (Newton: step(closure) on a quadratic whose A and b are
     on meta); where each parameter, each gradient, each state tensor and what step() returned are. A
     0-dim CPU tensor in the state is torch's own step count (torch.optim.Adam keeps it there): left out.
-    Meta tensors are built and run there only (their first use imports torch's meta kernels)."""
-    params = meta_params(name)
+    Meta tensors are built and run there only (their first use imports torch's meta kernels).
+    `with_values`: placement's second run, where the meta one stopped at a value read: the same on a
+    device with values (a positive definite A, gradients of 0.1)."""
+    if with_values:
+        from dldiy.graders.kinds.elsewhere import values_elsewhere
+
+        with values_elsewhere():
+            return placed_here(make, name, values, steps)
+    params = meta_params(name, with_values=_values_run())
     opt = make(params, **hyper(values))
     returned = None
     for _ in range(steps):
         if name == "Newton":
-            A, b = torch.empty(7, 7, dtype=DTYPE, device="meta"), torch.empty(7, dtype=DTYPE, device="meta")
+            if _values_run():
+                A = (torch.eye(7, dtype=DTYPE) * 2 + 0.1).to("meta")
+                b = torch.ones(7, dtype=DTYPE).to("meta")
+            else:
+                A, b = torch.empty(7, 7, dtype=DTYPE, device="meta"), torch.empty(7, dtype=DTYPE, device="meta")
             returned = opt.step(quadratic_loss(A, b))
         else:
             for q in params:
-                q.grad = torch.empty_like(q)
+                q.grad = torch.full_like(q, 0.1) if _values_run() else torch.empty_like(q)
             opt.step()
     names = ("x", "Y", "c") if name == "Newton" else NAMES
     out = {}
@@ -1119,13 +1135,14 @@ def placement(sub, seed, p):
         label = describe(name, values)
 
         def run(device, name=name, values=values, label=label):
-            placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"])
+            # (measure_placement's second run, with values, is passed on to the student's process)
+            placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"], _values_run())
             if not isinstance(placed, dict) or not all(isinstance(v, str) for v in placed.values()):
                 raise ApiError("the placement run came back malformed")
             return {f"{label}: {k}": _Placed(v) for k, v in placed.items()}
-        measured = measure_placement(run, values=False)  # (run where the student runs: no second device there)
+        measured = measure_placement(run)
         if "error" in measured:
-            return {"error": f"{label}: {measured['error']}"}
+            return {**measured, "error": f"{label}: {measured['error']}"}
         if "inconclusive" in measured:
             unsure.append(f"{label}: {measured['inconclusive']}")
             continue
@@ -1135,6 +1152,13 @@ def placement(sub, seed, p):
     if not found:
         return {"inconclusive": "; ".join(unsure) or "no optimizer was run"}
     return {"input_device": "meta", "outputs": found}
+
+
+def _values_run() -> bool:
+    import sys
+
+    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
+    return module is not None and module.active()
 
 
 class _Placed:

@@ -111,9 +111,26 @@ def _leaves(tree: Any) -> list[Any]:
     return out
 
 
+_ACTIVE = [0]  # how many values_elsewhere contexts are open in this process
+
+
+def active() -> bool:
+    """Whether placement's second run is under way here (a probe that places its inputs in the student's
+    process passes that on: exercise-6's placed_here)."""
+    return _ACTIVE[0] > 0
+
+
 class values_elsewhere(TorchFunctionMode):
     """Inside: `.to('meta')` and factories given device 'meta' make Elsewhere tensors (CPU values);
     `.numpy()` and `.cuda()` of an Elsewhere tensor raise as they would on a GPU."""
+
+    def __enter__(self) -> "values_elsewhere":
+        _ACTIVE[0] += 1
+        return super().__enter__()  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE[0] -= 1
+        super().__exit__(*exc)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

@@ -1,19 +1,73 @@
-"""The static half of `forbid`: find forbidden functions in the source of the API names that forbid them.
+"""The static half of `forbid`: find forbidden uses in the source of the API names that forbid them.
 
 Runs in the trusted harness process, on the working copy, before the student's process starts (the
-run-time half is the guard in graders/sandbox/student.py). A use counts when, inside `def NAME` (or a method
-of `class NAME`), an attribute chain or an imported name resolves to a forbidden dotted name by its
-last two parts: `torch.autograd.grad`, `autograd.grad` and `grad` imported from `torch.autograd` all
-match `torch.autograd.grad`; `H.inverse()` matches `torch.Tensor.inverse`.
+run-time half is the guard in graders/sandbox/student.py). An API name's `forbid` list (spec.toml) holds
+entries of three kinds, in one list:
+
+- a function, by its dotted name: "torch.autograd.grad", "torch.Tensor.backward". A use counts when
+  an attribute chain or an imported name resolves to it by its last two parts: `torch.autograd.grad`,
+  `autograd.grad` and `grad` imported from `torch.autograd` all match `torch.autograd.grad`;
+  `H.inverse()` matches `torch.Tensor.inverse` (a method: any receiver).
+- a module, its dotted name then ".*": "sympy.*", "torch.autograd.functional.*", "jax.*". Any use of
+  the module or of anything in it counts: `sympy.diff`, `sp.Symbol` after `import sympy as sp`, `diff`
+  after `from sympy import diff`, `import sympy` in the function itself, the string "sympy"
+  (`importlib.import_module("sympy")`). Only names bound by an import resolve to a module, so that
+  "autograd.*" (HIPS autograd) never matches `torch.autograd`, nor a variable that happens to be
+  called `jax`. For a family of tools (symbolic or automatic differentiation), a module entry is the
+  rule; a function entry is for one function of a module the exercise otherwise allows
+  ("torch.func.jacrev", where torch.func.vmap stays allowed).
+- "complex": complex numbers. A complex literal (`1j`), `complex(...)`, a complex dtype by name
+  (torch.complex64/128, cfloat, cdouble, chalf, numpy's complex64/128, the strings "complex128",
+  "c16", ...), torch.complex, torch.view_as_complex, torch.polar, `.imag`, the module cmath. The
+  complex-step derivative Im f(w + ih)/h is exact to machine precision without any differentiation
+  by hand: an exercise that asks for a derivative by hand forbids it this way.
+
+A use counts inside `def NAME` (or a method of `class NAME`), nested definitions included, and through
+a module-level name that the body reads, when the assignment that made it uses a forbidden thing
+(`D = sympy.lambdify(u, sympy.diff(f, u))` at the top of the file, `D(...)` inside gradient()): one
+step, no further. Importing sympy at module level, or using it in code that NAME does not read, is
+not a finding: the run-time guard judges what runs while NAME is being called, helpers included.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import re
 from pathlib import Path
+from typing import Iterator
 
 MAX_SOURCE_BYTES = 2 << 20
+
+MODULE_SUFFIX = ".*"  # "sympy.*": the whole module
+COMPLEX = "complex"  # complex numbers
+# attribute and imported names that make or read complex values (the last part of a chain)
+COMPLEX_NAMES = frozenset({
+    "complex", "complex32", "complex64", "complex128", "complex256", "complex_", "cfloat", "cdouble", "chalf",
+    "csingle", "clongdouble", "clongfloat", "view_as_complex", "view_as_complex_copy", "polar", "imag"})
+COMPLEX_STRINGS = frozenset({  # dtypes spelt as strings: np.zeros(3, dtype="complex128")
+    "complex", "complex32", "complex64", "complex128", "complex256", "cfloat", "cdouble", "chalf", "csingle",
+    "c8", "c16", "c32"})
+COMPLEX_MODULES = ("cmath",)
+
+_Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def module_of(entry: str) -> str | None:
+    """The module a "MODULE.*" entry forbids, or None for a function entry and "complex"."""
+    return entry[: -len(MODULE_SUFFIX)] if entry.endswith(MODULE_SUFFIX) and len(entry) > len(MODULE_SUFFIX) else None
+
+
+def without(name: str, entry: str) -> str:
+    """The end of a finding's sentence: what the exercise asks for, in the student's words."""
+    module = module_of(entry)
+    if module is not None:
+        return f"this exercise asks for {name} without the module {module}"
+    if entry == COMPLEX:
+        return (f"a complex-step derivative is not a derivative by hand; this exercise asks for {name} "
+                "without complex numbers")
+    return f"this exercise asks for {name} without it"
 
 
 def _sources(entry: Path) -> list[tuple[str, str]]:
@@ -68,42 +122,223 @@ def _matches(chain: list[str], aliases: dict[str, str], forbidden: str) -> bool:
     return chain[-len(tail):] == tail
 
 
+def _in_module(dotted: str, module: str) -> bool:
+    return dotted == module or dotted.startswith(module + ".")
+
+
+class _Scope:
+    """One namespace's imports and module-level assignments: a file's, or a whole notebook's (its cells
+    share one)."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}  # name bound by an import -> the dotted name it stands for
+        self.assigned: dict[str, list[tuple[ast.expr, str]]] = {}  # module-level name -> (value, label)
+
+    def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]]) -> list[_Definition]:
+        """Take in the source's imports and module-level assignments; return the definitions of the API
+        names that forbid something (one walk of the whole source: it is scanned for every submission,
+        issue 17; those bodies alone are walked again)."""
+        defined: list[_Definition] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for a in node.names:
+                    self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and forbid.get(node.name):
+                defined.append(node)
+        for stmt in _module_level(tree.body):
+            if isinstance(stmt, ast.Assign):
+                value, targets = stmt.value, stmt.targets
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                value, targets = stmt.value, [stmt.target]
+            else:
+                continue
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        self.assigned.setdefault(name.id, []).append((value, label))
+        return defined
+
+
+def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements run at module level: through if/try/with/for blocks, not into definitions."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list):
+                yield from _module_level([s for s in inner if isinstance(s, ast.stmt)]
+                                         + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body])
+
+
+def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[str, str] | None:
+    """(entry, what was used, in words) when `node` itself is a use of one of `entries`."""
+    complex_ = COMPLEX in entries
+    modules = _modules(tuple(entries))
+    if isinstance(node, ast.Constant):
+        if complex_ and isinstance(node.value, complex):
+            return COMPLEX, f"the complex literal {node.value!r}"
+        if isinstance(node.value, str):
+            if complex_ and node.value.lower() in COMPLEX_STRINGS:
+                return COMPLEX, f"the dtype {node.value!r}"
+            for entry, module in modules:
+                if _in_module(node.value, module):
+                    return entry, f"the module name {node.value!r}"
+        return None
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.ImportFrom) and (node.level or not node.module):
+            return None
+        names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+        for name in names:
+            for entry, module in modules:
+                if name is not None and _in_module(name, module):
+                    return entry, f"an import of {name}"
+            if complex_ and name is not None and name.split(".")[0] in COMPLEX_MODULES:
+                return COMPLEX, f"an import of {name}"
+        return None
+    if not isinstance(node, (ast.Attribute, ast.Name)):
+        return None
+    chain = _chain(node)
+    if not chain:
+        return None
+    imported = chain[0] in aliases
+    resolved = aliases[chain[0]].split(".") + chain[1:] if imported else chain
+    dotted = ".".join(resolved)
+    for entry, module in modules:  # first: a module resolves exactly, through the imports alone
+        if imported and _in_module(dotted, module):
+            return entry, dotted
+    if complex_ and (chain == ["complex"] or (chain[-1] in COMPLEX_NAMES and (len(chain) > 1 or imported))
+                     or (imported and resolved[0] in COMPLEX_MODULES)):
+        return COMPLEX, dotted if imported else "." + chain[-1] if len(chain) > 1 else chain[0]
+    for entry in entries:
+        if entry != COMPLEX and not entry.endswith(MODULE_SUFFIX) and _matches(chain, aliases, entry):
+            return entry, entry
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _modules(entries: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(entry, module) of the module entries among `entries` (asked for every node of a body)."""
+    return [(e, m) for e in entries if (m := module_of(e)) is not None]
+
+
+def _bound_in(fn: ast.AST) -> set[str]:
+    """Names the definition binds itself (arguments, assignments): those never read a module-level value."""
+    bound = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+    return bound
+
+
+def _finding(defn: _Definition, label: str, scope: _Scope, entries: list[str]) -> str | None:
+    name = defn.name
+    bound: set[str] | None = None
+    for inner in ast.walk(defn):
+        hit = _use(inner, scope.aliases, entries)
+        if hit:
+            entry, what = hit
+            line = getattr(inner, "lineno", defn.lineno)
+            if entry == COMPLEX:
+                return f"{name}() uses complex numbers ({what}, {label} line {line}): {without(name, entry)}"
+            return f"{name}() uses {what} ({label} line {line}); {without(name, entry)}"
+        if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Load) and inner.id in scope.assigned:
+            if bound is None:
+                bound = _bound_in(defn)
+            if inner.id in bound:
+                continue
+            for value, where in scope.assigned[inner.id]:
+                made = next((h for n in ast.walk(value) if (h := _use(n, scope.aliases, entries))), None)
+                if made:
+                    entry, what = made
+                    return (f"{name}() uses {inner.id} ({label} line {inner.lineno}), made with {what} ({where} "
+                            f"line {value.lineno}); {without(name, entry)}")
+    return None
+
+
+def _local_modules(entry: Path) -> set[str]:
+    """The names the submission's own files take in `import` (logreg.py, a package folder beside it): a
+    student's autograd.py is not HIPS autograd."""
+    try:
+        return {p.stem if p.suffix == ".py" else p.name for p in entry.parent.iterdir()
+                if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").is_file())}
+    except OSError:
+        return set()
+
+
 def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
     """{API name: one line naming the forbidden use} for each API name whose body uses one."""
     if not forbid:
         return {}
+    local = _local_modules(entry)
+    if local:  # the submission's own module of that name is imported, not the library
+        forbid = {name: [e for e in entries if (m := module_of(e)) is None or m.split(".")[0] not in local]
+                  for name, entries in forbid.items()}
     findings: dict[str, str] = {}
+    parsed: list[tuple[str, list[_Definition], _Scope]] = []
+    shared = _Scope() if entry.suffix == ".ipynb" else None  # a notebook's cells share one namespace
     for label, source in _sources(entry):
+        scope = shared or _Scope()
         try:
-            tree = ast.parse(source)
+            parsed.append((label, scope.read(ast.parse(source), label, forbid), scope))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        # one walk for the imports and the definitions of API names that forbid something (a source is
-        # scanned for every submission: issue 17); the bodies of those alone are walked again below
-        aliases: dict[str, str] = {}
-        defined = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                for a in node.names:
-                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
-            elif isinstance(node, ast.Import):
-                for a in node.names:
-                    aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and forbid.get(node.name):
-                defined.append(node)
+    for label, defined, scope in parsed:
         for node in defined:
-            names = forbid[node.name]
-            if node.name in findings:
+            name = node.name
+            if name in findings:
                 continue
-            for inner in ast.walk(node):
-                if not isinstance(inner, (ast.Attribute, ast.Name)):
-                    continue
-                chain = _chain(inner)
-                if not chain:
-                    continue
-                hit = next((f for f in names if _matches(chain, aliases, f)), None)
-                if hit:
-                    findings[node.name] = (f"{node.name}() uses {hit} ({label} line {inner.lineno}); this exercise "
-                                           f"asks for {node.name} without it")
-                    break
+            try:
+                found = _finding(node, label, scope, forbid[name])
+            except RecursionError:
+                continue
+            if found:
+                findings[name] = found
     return findings
+
+
+# What the run-time watch (graders/sandbox/student.py's _Watch: a trace function and a torch function mode
+# while a forbidding API function runs) can only find where the submission's text could reach it. Without
+# this gate the watch cost every exercise-1 submission 41 -> 77 ms of its process's CPU (its trace function
+# runs at every Python call of every train() step), for the few that use complex numbers or import a tool.
+_COMPLEX_TEXT = re.compile(r"\d[jJ]\b|complex|\bcfloat|\bcdouble|\bchalf|\bcsingle|\bimag\b|\bpolar\b|cmath"
+                           r"|\bc(?:8|16|32)\b")
+_DYNAMIC_IMPORT = re.compile(r"__import__|import_module|importlib|(?<![.\w])(?:exec|eval|compile)\s*\(|\bgetattr\b")
+
+
+def watched(entry: Path, forbid: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`forbid` less the entries its run-time watch has nothing to look for in this submission: "complex"
+    where no source of it mentions complex numbers (a `1j`, a complex dtype or function, `.imag`, cmath),
+    a "MODULE.*" where none imports MODULE (`import sympy`, `from jax import grad`; for a module inside
+    torch, its last two parts: `autograd.functional`, or `forward_ad`). A dynamic import or a name looked
+    up by string (`__import__`, `importlib`, `exec`, `eval`, `getattr`) keeps every entry. Functions named
+    one by one stay (their guards cost nothing until called). The static scan still reads every entry."""
+    texts = "\n".join(source for _label, source in _sources(entry))
+    if _DYNAMIC_IMPORT.search(texts):
+        return forbid
+    kept: dict[str, list[str]] = {}
+    for name, entries in forbid.items():
+        kept[name] = [e for e in entries if _reachable(e, texts)]
+    return kept
+
+
+def _reachable(entry: str, texts: str) -> bool:
+    if entry == COMPLEX:
+        return bool(_COMPLEX_TEXT.search(texts))
+    module = module_of(entry)
+    if module is None:
+        return True
+    parts = module.split(".")
+    if parts[0] == "torch" and len(parts) > 2:  # torch itself is always imported: its submodule's own names
+        last = re.escape(parts[-1])
+        if ".".join(parts[-2:]) in texts or re.search(rf"\b{re.escape(parts[-2])}[ \t]+import[ \t][^\n]*\b{last}\b", texts):
+            return True
+        return parts[-1] != "functional" and bool(re.search(rf"\b{last}\b", texts))  # (F = torch.nn.functional)
+    root = re.escape(parts[0])  # `from sympy import diff`, `import numpy, sympy as sp`; not `import torch.autograd`
+    return bool(re.search(rf"^\s*from\s+{root}\b|^\s*import\s+[^\n#]*(?<![.\w]){root}\b", texts, re.MULTILINE))

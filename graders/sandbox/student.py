@@ -311,11 +311,22 @@ class Server:
 
     def install_guards(self) -> None:
         """Wrap each forbidden function: a call from the student's own code, while an API name that
-        forbids it is being called, is refused with the file and line."""
+        forbids it is being called, is refused with the file and line. Module entries ("sympy.*") and
+        "complex" (graders/sandbox/forbid.py) are judged by a watch (_Watch) that runs only while an API
+        name that forbids them is being called: `active` starts and stops it."""
+        from .forbid import COMPLEX, module_of
+
         wanted: dict[str, list[str]] = {}
+        watches: dict[str, _Watch] = {}
         for api_name, names in self.forbid.items():
+            modules = [(dotted, module) for dotted in names if (module := module_of(dotted)) is not None]
+            if modules or COMPLEX in names:
+                watches[api_name] = _Watch(self, modules, COMPLEX in names)
             for dotted in names:
-                wanted.setdefault(dotted, []).append(api_name)
+                if dotted != COMPLEX and module_of(dotted) is None:
+                    wanted.setdefault(dotted, []).append(api_name)
+        if watches:
+            self.active = _Active(watches)
         for dotted, api_names in wanted.items():
             owner, attr = _resolve_owner(dotted)
             if owner is None:
@@ -353,6 +364,261 @@ def _holds_elsewhere(args: list[Any], kwargs: dict[str, Any]) -> bool:
     from torch.utils._pytree import tree_flatten
 
     return any(isinstance(a, module.Elsewhere) for a in tree_flatten((args, kwargs))[0])
+
+
+class _Active(list):
+    """Server.active, the API names being called, that starts the watch of a name whose `forbid` names
+    modules or complex numbers when the name is pushed and stops it when it is popped: Server._student
+    pushes the name just before the student's code runs and pops it in its `finally`. (Calls do not
+    nest there: a name pushed while a watch runs starts none.)"""
+
+    def __init__(self, watches: dict[str, "_Watch"]):
+        super().__init__()
+        self.watches = watches
+        self.running: list[_Watch | None] = []
+
+    def append(self, name: Any) -> None:
+        super().append(name)
+        watch = None if any(self.running) else self.watches.get(name)
+        if watch is not None:
+            try:
+                watch = watch if watch.start(name) else None
+            except Exception:  # noqa: BLE001 - a watch that cannot start leaves the call to the static scan
+                watch.stop()
+                watch = None
+        self.running.append(watch)
+
+    def pop(self, index: Any = -1) -> Any:
+        name = super().pop(index)
+        watch = self.running.pop() if self.running else None
+        if watch is not None:
+            watch.stop()
+        return name
+
+
+# Code that a module makes at run time, which names no module of its own: module -> (its file names' start,
+# what made it)
+_GENERATED = {"sympy": ("<lambdifygenerated-", "sympy.lambdify")}
+# What a watch may cost. Its trace function adds ~2 us per Python function call (+20 us on a call of
+# exercise-1's gradient(), +7% to +35% on a train()); it watches the calls of an API name until they have
+# taken WATCH_BUDGET_S together in the process (every call of the references': a bound for slow
+# submissions, which it cannot push past their timeouts). Its torch function mode costs ~10 us per torch
+# call (it triples a train()): it watches until MODE_BUDGET_S (exercise-1: the first ~90 calls of
+# gradient(), train()'s short runs in first-loss). A complex step or a differentiation tool is not
+# data-dependent: a gradient() that uses one does so on its first calls.
+WATCH_BUDGET_S = 0.5
+MODE_BUDGET_S = 0.02
+
+
+class _Watch:
+    """The run-time half of module entries and "complex", for one API name, while it is being called.
+
+    - A module ("sympy.*"): a trace function (sys.settrace) sees every Python function that starts. One
+      defined in the module (its globals' __name__), one the module exports from elsewhere (functorch's
+      functions live in torch._functorch) or one sympy.lambdify made, called straight from the student's
+      own code, is refused with the file and line. What the module is called by from elsewhere (torch
+      imports and calls sympy itself) is not the student's call, nor the submission's own file of that
+      name. (C functions are not seen: the modules these entries name are Python.)
+    - "complex": a student's function that returns a complex value, or holds one in a variable when it
+      returns (a Python complex, from cmath or not, a torch or numpy complex array), is refused; and a
+      torch function mode refuses any complex tensor a torch function returns (`w + 1j * h`,
+      `.to(torch.complex128)`, torch.complex, view_as_complex, a complex factory), even one no variable
+      holds.
+
+    Both run only while the API name is being called, within the budgets above: the rest of the check
+    pays nothing."""
+
+    def __init__(self, server: Server, modules: list[tuple[str, str]], complex_: bool):
+        self.server = server
+        self.modules = modules
+        self.complex = complex_
+        self.name = ""
+        self.previous: Any = None
+        self.mode: Any = None
+        self.started = 0.0
+        self.spent = 0.0  # seconds of watched calls in this process
+        self.mode_spent = 0.0
+        self.known: dict[Any, str | None] = {}  # a module's name -> the entry that forbids it, or None
+        self.codes: dict[Any, str] = {}  # code of a function a forbidden module exports from elsewhere -> entry
+        self.indexed: set[str] = set()
+        self.student_files: dict[str, bool] = {}
+        # a file name's start -> (the entry, "a function made by ...")
+        self.generated = {_GENERATED[m][0]: (e, f"a function made by {_GENERATED[m][1]}") for e, m in modules
+                          if m in _GENERATED}
+        self.hook = self._hook()
+
+    def start(self, name: str) -> bool:
+        """Watch this call of `name`: False (and nothing started) once the budget is spent."""
+        import time
+
+        if self.spent >= WATCH_BUDGET_S:
+            return False
+        self.name = name
+        self.previous = sys.gettrace()
+        self._index()
+        self.started = time.perf_counter()
+        sys.settrace(self.hook)
+        if self.complex and self.mode_spent < MODE_BUDGET_S:
+            mode = _no_complex_mode(self)
+            mode.__enter__()
+            self.mode = mode
+        return True
+
+    def stop(self) -> None:
+        import time
+
+        try:
+            if self.mode is not None:
+                self.mode.__exit__(None, None, None)
+        finally:
+            sys.settrace(self.previous)
+            took = time.perf_counter() - self.started
+            self.spent += took
+            self.mode_spent += took if self.mode is not None else 0.0
+            self.mode = None
+
+    def _index(self) -> None:
+        """The functions each forbidden module, once imported, exports from other modules (functorch.grad
+        is torch._functorch.deprecated.grad): a call of one of those is a call of the module's."""
+        for entry, module in self.modules:
+            if module in self.indexed:
+                continue
+            imported = sys.modules.get(module)
+            if imported is None or getattr(imported, "__spec__", None) is None:  # not yet, or nosympy's stand-in
+                continue
+            self.indexed.add(module)
+            names = getattr(imported, "__all__", None)
+            public = vars(imported)
+            for attr in list(names if isinstance(names, (list, tuple)) else public):
+                value = public.get(attr) if isinstance(attr, str) and not attr.startswith("_") else None
+                code = getattr(value, "__code__", None) if isinstance(value, types.FunctionType) else None
+                home = getattr(value, "__module__", None) or ""
+                if code is not None and home != __name__ and not self._entry(home):  # (not our own guards)
+                    self.codes[code] = entry
+
+    def _entry(self, module: Any) -> str | None:
+        """The entry that forbids the module named `module` (a function's __module__ or globals' __name__)."""
+        found = None
+        if isinstance(module, str):
+            found = next((e for e, m in self.modules if module == m or module.startswith(m + ".")), None)
+        self.known[module] = found
+        return found
+
+    def _student(self, filename: str) -> bool:
+        known = self.student_files.get(filename)
+        if known is None:  # ("<lambdifygenerated-1>", "<string>": no file, though relative to the working folder)
+            known = self.student_files[filename] = (not filename.startswith("<")
+                                                    and bool(self.server.loaded.is_student_file(filename)))
+        return known
+
+    def _hook(self) -> Any:
+        """The trace function (sys.settrace: a closure, called as each Python function starts while the API
+        name is being called; C calls cost it nothing). The student's own frames get a local one that
+        sees them return (the complex values they return or hold), and no line events."""
+        from .forbid import COMPLEX
+
+        known, codes, generated, student_files = self.known, self.codes, self.generated, self.student_files
+        entry_of, student, complex_ = self._entry, self._student, self.complex
+        unseen = object()
+
+        def returns(frame: Any, event: str, arg: Any) -> Any:
+            if event == "return":
+                if _is_complex(arg):
+                    self.refuse(COMPLEX, f"{frame.f_code.co_name}() returns a complex value", frame)
+                for var, value in frame.f_locals.items():
+                    if _is_complex(value):
+                        self.refuse(COMPLEX, f"the variable {var} holds a complex value", frame)
+            return returns
+
+        def hook(frame: Any, event: str, arg: Any) -> Any:
+            module = frame.f_globals.get("__name__")
+            entry: Any = known.get(module, unseen)
+            if entry is unseen:
+                entry = entry_of(module)
+            code = frame.f_code
+            if entry is None:
+                entry = codes.get(code)
+                if entry is None and generated and module is None:
+                    entry = next((made for prefix, made in generated.items() if code.co_filename.startswith(prefix)), None)
+            ours = student_files.get(code.co_filename)
+            if ours is None:
+                ours = student(code.co_filename)
+            if entry is not None and not ours:  # (the submission's own module of that name is its own code)
+                caller = frame.f_back
+                if caller is not None and student(caller.f_code.co_filename):
+                    what = entry[1] if isinstance(entry, tuple) else f"{module}.{code.co_qualname}"
+                    self.refuse(entry[0] if isinstance(entry, tuple) else entry, f"calls {what}", caller)
+            if complex_ and ours:
+                frame.f_trace_lines = False
+                return returns
+            return None
+
+        return hook
+
+    def refuse(self, entry: str, what: str, frame: Any) -> None:
+        """Record the violation and raise it into the student's code (ForbiddenCall)."""
+        from .forbid import COMPLEX, without
+
+        if entry == COMPLEX:
+            message = f"{self.name}() uses complex numbers ({what.removeprefix('calls ')}, {self._where(frame)})"
+            message += f": {without(self.name, entry)}"
+        else:
+            message = f"{self.name}() {what} ({self._where(frame)}); {without(self.name, entry)}"
+        self.server.violation = self.server.violation or message
+        raise ForbiddenCall(self.server.violation)
+
+    def _where(self, frame: Any) -> str:
+        """The innermost of the student's own frames from `frame` out, as "FILE line N"."""
+        from .submission import _short
+
+        while frame is not None and not self._student(frame.f_code.co_filename):
+            frame = frame.f_back
+        return f"{_short(frame.f_code.co_filename, self.server.loaded)} line {frame.f_lineno}" if frame else "?"
+
+
+def _is_complex(value: Any) -> bool:
+    """A complex value of the kinds a complex-step derivative uses: a Python complex, a torch or numpy one."""
+    if isinstance(value, complex):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return bool(value.dtype.is_complex)
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "c"
+
+
+_NO_COMPLEX: list[Any] = []
+
+
+def _no_complex_mode(watch: _Watch) -> Any:
+    """A torch function mode that refuses a complex tensor returned by any torch function (the class made
+    once, when first needed: torch is imported by then)."""
+    if not _NO_COMPLEX:
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        from .forbid import COMPLEX
+
+        class NoComplex(TorchFunctionMode):
+            def __init__(self, watch: _Watch):
+                super().__init__()
+                self.watch = watch
+
+            def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                out = func(*args, **(kwargs or {}))
+                if isinstance(out, torch.Tensor):
+                    made = out.dtype.is_complex
+                elif isinstance(out, (tuple, list)):
+                    made = any(isinstance(o, torch.Tensor) and o.dtype.is_complex for o in out)
+                else:
+                    return out
+                if made:
+                    name = getattr(func, "__name__", None) or str(func)
+                    self.watch.refuse(COMPLEX, f"a complex tensor from {name}()", sys._getframe(1))
+                return out
+
+        _NO_COMPLEX.append(NoComplex)
+    return _NO_COMPLEX[0](watch)
 
 
 class _Remembered:

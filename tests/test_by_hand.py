@@ -1,0 +1,264 @@
+"""A gradient "by hand" (issue 13): an exact gradient that no autograd function names, by a complex step
+or by another differentiation tool, loses the checks that call it, with the rule and the line.
+
+The spec's `forbid` lists name whole modules ("sympy.*") and complex numbers ("complex") beside
+functions (graders/sandbox/forbid.py). The static scan finds them in the body of gradient(); the
+run-time watch (graders/sandbox/student.py, _Watch) finds them in the helpers gradient() calls. A
+correct solution that imports sympy at module level for something else is not touched. Real
+subprocesses, through the CLI, as a student runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_dldiy
+from dldiy.graders.sandbox.forbid import scan
+
+REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+BY_HAND_EXERCISES = ("exercise-1", "exercise-2", "exercise-5")  # a derivative by hand: complex numbers too
+DIFFERENTIATION = ("sympy.*", "jax.*", "autograd.*", "functorch.*", "torch.autograd.functional.*",
+                   "torch.autograd.forward_ad.*", "torch.func.jacrev", "mpmath.*", "numdifftools.*")
+
+
+def _with_gradient(body: str, top: str = "") -> str:
+    """The reference with its gradient() replaced by `body` (and `top` added after its imports)."""
+    start = REFERENCE.index("def gradient(")
+    end = REFERENCE.index("def train(")
+    head = REFERENCE[:start].replace("import torch\n", "import torch\n" + textwrap.dedent(top), 1)
+    return head + textwrap.dedent(body).strip() + "\n\n\n" + REFERENCE[end:]
+
+
+def _line(code: str, marker: str) -> int:
+    (number,) = [i for i, text in enumerate(code.splitlines(), 1) if marker in text]
+    return number
+
+
+def _check(path: Path, *only: str) -> dict:
+    args = [a for name in only for a in ("--only", name)]
+    result = run_dldiy("check", "exercise-1", str(path), "--json", *args)
+    assert result.stdout, result.stderr
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+# A complex-step derivative of a copy of the loss: Im L(w + ih e_k) / h, exact to machine precision.
+COMPLEX_STEP = _with_gradient('''
+    def _complex_loss(X, y, w):
+        t = 2 * y.to(X.dtype) - 1
+        u = t * (add_bias(X).to(w.dtype) @ w)
+        return torch.log1p(torch.exp(-u)).mean()
+
+
+    def gradient(X, y, w):
+        h = 1e-30
+        g = torch.empty(w.shape, dtype=torch.float64)
+        for k in range(w.numel()):
+            wc = w.to(torch.complex128)  # COMPLEX
+            wc[k] = wc[k] + 1j * h
+            g[k] = _complex_loss(X.double(), y, wc).imag / h
+        return g.to(w.dtype)
+''')
+
+SYMPY = _with_gradient('''
+    def gradient(X, y, w):
+        u = sympy.Symbol("u")  # SYMPY
+        d = sympy.lambdify(u, sympy.diff(sympy.log(1 + sympy.exp(-u)), u), "math")
+        Xt = add_bias(X)
+        t = 2 * y.to(X.dtype) - 1
+        coef = torch.tensor([d(v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
+        return (coef * t) @ Xt / X.shape[0]
+''', top="import sympy\n")
+
+TORCH_FUNC = _with_gradient('''
+    def gradient(X, y, w):
+        return grad(lambda v: loss(X, y, v))(w)  # FUNC
+''', top="from torch.func import grad\n")
+
+# The same two tools, out of the static scan's sight: in helpers that gradient() calls, with nothing in
+# gradient()'s own body. The run-time watch finds them while gradient() runs.
+COMPLEX_STEP_IN_A_HELPER = _with_gradient('''
+    def _derivative(X, y, w, k, h=1e-30):
+        t = 2 * y.to(X.dtype) - 1
+        wc = w.to(getattr(torch, "complex" + "128"))  # HELPER
+        wc[k] += h * 1j
+        return getattr(torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean(), "im" + "ag") / h
+
+
+    def gradient(X, y, w):
+        return torch.stack([_derivative(X.double(), y, w.double(), k) for k in range(w.numel())]).to(w.dtype)
+''')
+
+LAMBDIFIED_AT_IMPORT = _with_gradient('''
+    def _coefficient(v):
+        return _D(v)  # LAMBDIFIED
+
+
+    def gradient(X, y, w):
+        Xt = add_bias(X)
+        t = 2 * y.to(X.dtype) - 1
+        coef = torch.tensor([_coefficient(v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
+        return (coef * t) @ Xt / X.shape[0]
+''', top='''import sympy as sp
+_u = sp.Symbol("u")
+_D = sp.lambdify(_u, sp.diff(sp.log(1 + sp.exp(-_u)), _u), "math")  # made once, at import
+''')
+
+# A correct hand gradient beside an unrelated use of sympy at module level (the formula, printed)
+SYMPY_UNRELATED = REFERENCE.replace("import torch\n", textwrap.dedent('''\
+    import sympy
+    import torch
+
+    _u = sympy.Symbol("u")
+    FORMULA = str(sympy.diff(sympy.log(1 + sympy.exp(-_u)), _u))  # what gradient() implements by hand
+
+
+    def show_formula():
+        print(sympy.pretty(sympy.sympify(FORMULA)))
+    '''), 1)
+
+
+@pytest.mark.parametrize("code, marker, words", [
+    (COMPLEX_STEP, "# COMPLEX", "uses complex numbers"),
+    (SYMPY, "# SYMPY", "without the module sympy"),
+    (TORCH_FUNC, "# FUNC", "torch.func.grad"),
+], ids=["complex-step", "sympy", "torch.func.grad"])
+def test_an_exact_gradient_not_by_hand_loses_gradcheck_naming_the_rule_and_line(write_submission, code, marker, words):
+    path = write_submission(code)
+    checks = _check(path, "gradcheck")
+    assert checks["gradcheck"]["status"] == "fail", checks["gradcheck"]
+    message = checks["gradcheck"]["message"]
+    assert words in message and "gradient()" in message, message
+    # the static scan names the line in gradient()'s body; for the complex step, the first of its lines
+    first = _line(code, marker)
+    assert f"logreg.py line {first}" in message or (words == "uses complex numbers" and "logreg.py line" in message), message
+    assert checks["gradcheck"]["points"] == 0
+
+
+@pytest.mark.parametrize("code, marker, words", [
+    (COMPLEX_STEP_IN_A_HELPER, "# HELPER", "uses complex numbers"),
+    (LAMBDIFIED_AT_IMPORT, "# LAMBDIFIED", "sympy.lambdify"),
+], ids=["complex-step-in-a-helper", "lambdified-at-import"])
+def test_a_helper_out_of_the_static_scans_sight_is_caught_while_gradient_runs(write_submission, code, marker, words):
+    path = write_submission(code)
+    assert scan(path, _forbid("exercise-1")) == {}  # nothing in gradient()'s own body: the run-time half's case
+    checks = _check(path, "gradcheck")
+    message = checks["gradcheck"]["message"]
+    assert checks["gradcheck"]["status"] == "fail" and words in message, message
+    assert f"logreg.py line {_line(code, marker)}" in message, message
+
+
+def test_the_reference_and_an_unrelated_sympy_import_keep_every_point(write_submission, dldiy_once):
+    reference = json.loads(dldiy_once("check", "exercise-1", "reference/exercise-1", "--json").stdout)
+    unrelated = _check(write_submission(SYMPY_UNRELATED))
+    for checks in ({c["name"]: c for c in reference["checks"]}, unrelated):
+        # (parity skips on a machine without a GPU)
+        assert all(c["status"] in ("pass", "skip") for c in checks.values()), checks
+        assert all(c["status"] == "pass" for n, c in checks.items() if n != "parity"), checks
+
+
+# ---- the static half, in this process ---------------------------------------------------------------
+
+def _forbid(exercise_id: str) -> dict[str, list[str]]:
+    from dldiy.graders.course.exercise import load_exercise
+
+    return {name: list(entry.forbid) for name, entry in load_exercise(exercise_id).api.items() if entry.forbid}
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("import torch\ndef gradient(X, y, w):\n    return (w + 1e-20j).real\n", "complex numbers"),
+    ("def gradient(X, y, w):\n    return w * complex(1, 0)\n", "complex numbers"),
+    ("import numpy as np\ndef gradient(X, y, w):\n    return np.zeros(3, dtype='complex128')\n", "complex numbers"),
+    ("def gradient(X, y, w):\n    return w.cdouble().imag\n", "complex numbers"),
+    ("import cmath\ndef gradient(X, y, w):\n    return cmath.exp(w)\n", "complex numbers"),
+    ("def gradient(X, y, w):\n    import sympy\n    return w\n", "without the module sympy"),
+    ("import importlib\ndef gradient(X, y, w):\n    return importlib.import_module('jax')\n", "without the module jax"),
+    ("from sympy import diff as d\ndef gradient(X, y, w):\n    return d(w)\n", "uses sympy.diff"),
+    ("from autograd import grad\ndef gradient(X, y, w):\n    return grad(w)\n", "without the module autograd"),
+    ("import torch.autograd.forward_ad as fw\ndef gradient(X, y, w):\n    return fw.make_dual(w, w)\n",
+     "without the module torch.autograd.forward_ad"),
+    ("import functorch\ndef gradient(X, y, w):\n    return functorch.grad(w)\n", "without the module functorch"),
+    ("import sympy as sp\nD = sp.lambdify(1, 2)\ndef gradient(X, y, w):\n    return D(w)\n",
+     "uses D (logreg.py line 4), made with sympy.lambdify (logreg.py line 2)"),
+], ids=["literal", "complex()", "dtype-string", "cdouble-imag", "cmath", "import-inside", "import_module",
+        "from-import", "hips-autograd", "forward-ad", "functorch", "made-at-module-level"])
+def test_the_scan_names_each_kind_of_use(tmp_path, code, expected):
+    (tmp_path / "logreg.py").write_text(code)
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert expected in found.get("gradient", ""), found
+
+
+@pytest.mark.parametrize("code", [
+    # torch.autograd is not HIPS autograd, nor torch.vmap a differentiation (torch.func's others are)
+    "import torch\nfrom torch import autograd\ndef gradient(X, y, w):\n    return torch.vmap(abs)(w) if autograd else w\n",
+    # sympy at module level and in a function gradient() does not read
+    "import sympy\nF = sympy.diff(sympy.Symbol('u') ** 2)\ndef show():\n    return sympy.pretty(F)\n"
+    "def gradient(X, y, w):\n    return 2 * w\n",
+    # a module-level name shadowed by an argument; .real and is_complex() make nothing complex
+    "import sympy\nD = sympy.lambdify(1, 2)\ndef gradient(X, y, D):\n    return D.real if D.is_complex() else D\n",
+    # a variable that happens to be called like a forbidden module is not the module
+    "def gradient(X, y, w):\n    jax = w\n    return jax.sum()\n",
+], ids=["torch-autograd-and-vmap", "sympy-elsewhere", "shadowed-and-real", "a-variable-named-jax"])
+def test_the_scan_leaves_what_is_not_a_use(tmp_path, code):
+    (tmp_path / "logreg.py").write_text(code)
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+
+
+def test_a_notebooks_cells_share_their_imports(tmp_path):
+    cells = ["import sympy as sp", "def gradient(X, y, w):\n    return sp.diff(w)"]
+    notebook = {"cells": [{"cell_type": "code", "source": c} for c in cells], "metadata": {}, "nbformat": 4,
+                "nbformat_minor": 5}
+    (tmp_path / "logreg.ipynb").write_text(json.dumps(notebook))
+    found = scan(tmp_path / "logreg.ipynb", _forbid("exercise-1"))
+    assert "sympy.diff (logreg.ipynb[cell 2] line 2)" in found["gradient"], found
+
+
+def test_every_rule_of_a_derivative_by_hand_forbids_the_other_tools_too():
+    """Every API name that forbids autograd forbids the other differentiation tools; those whose
+    derivative is by hand (not exercise-8's convolution, which an FFT may compute) complex numbers too."""
+    from dldiy.graders.course.exercise import exercise_ids, load_exercise
+
+    seen = set()
+    for exercise_id in exercise_ids():
+        for name, entry in load_exercise(exercise_id).api.items():
+            if "torch.autograd.grad" in entry.forbid:
+                seen.add(exercise_id)
+                missing = [m for m in DIFFERENTIATION if m not in entry.forbid]
+                assert not missing, (exercise_id, name, missing)
+                assert ("complex" in entry.forbid) == (exercise_id in BY_HAND_EXERCISES), (exercise_id, name)
+    assert seen >= set(BY_HAND_EXERCISES)
+
+
+def test_the_submissions_own_module_is_not_the_library_of_that_name(tmp_path):
+    (tmp_path / "jax.py").write_text("def helper(w):\n    return w\n")
+    (tmp_path / "logreg.py").write_text("import jax\ndef gradient(X, y, w):\n    return jax.helper(w)\n")
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+
+
+def test_the_run_time_watch_is_kept_only_where_the_submissions_text_can_reach_it(tmp_path):
+    """forbid.watched: the trace function and torch function mode cost an exercise-1 submission 41 -> 77 ms
+    of CPU; they are kept for the entries its text can reach (a complex token, an import of the tool, a
+    dynamic import), and the named functions' guards always."""
+    from dldiy.graders.sandbox.forbid import COMPLEX, watched
+
+    entries = ["torch.autograd.grad", "sympy.*", "autograd.*", "torch.autograd.functional.*",
+               "torch.autograd.forward_ad.*", COMPLEX]
+
+    def kept(source):
+        folder = tmp_path / str(abs(hash(source)))
+        folder.mkdir()
+        (folder / "logreg.py").write_text(source)
+        return watched(folder / "logreg.py", {"gradient": entries})["gradient"]
+
+    plain = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+    assert kept(plain) == ["torch.autograd.grad"]
+    assert kept(plain + "\nfrom torch import autograd\nimport torch.nn.functional as F\n") == ["torch.autograd.grad"]
+    assert COMPLEX in kept(plain + "\ndef _helper(w):\n    return (w + 1e-20j).imag\n")
+    assert "sympy.*" in kept(plain + "\nimport numpy, sympy as sp\n")
+    assert "autograd.*" in kept(plain + "\nfrom autograd import grad\n")
+    assert "torch.autograd.functional.*" in kept(plain + "\nfrom torch.autograd import functional as AF\n")
+    assert "torch.autograd.forward_ad.*" in kept(plain + "\nimport torch.autograd.forward_ad as fwAD\n")
+    assert kept(plain + "\nsp = __import__('sym' + 'py')\n") == entries  # a dynamic import: watch everything

@@ -119,3 +119,24 @@ def test_what_this_device_cannot_simulate_is_inconclusive_never_a_failure():
 def test_without_values_value_reading_code_stays_inconclusive():
     measured = measure_placement(_run_with(_value_reading_bias_on_cpu), values=False)
     assert "inconclusive" in measured and "reads a value" in measured["inconclusive"]
+
+
+def test_the_meta_devices_inconclusive_cases_get_a_gpus_verdict_with_values(tmp_path):
+    """tests/test_torchfast.py's family of placement cases: where the meta device cannot tell (value reads,
+    data-dependent shapes), the second run gives what a GPU gives: a boolean mask, an all() guard and
+    nonzero run on the device; torch.tensor(x.tolist()) and a CPU buffer copied into leave the output on
+    the CPU; .item() returns a number (no device: the judge calls it inconclusive)."""
+    import importlib.util
+
+    from test_torchfast import PLACEMENT_FAMILY
+
+    (tmp_path / "family.py").write_text(PLACEMENT_FAMILY)
+    spec = importlib.util.spec_from_file_location("family", tmp_path / "family.py")
+    family = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(family)
+    want = {"a boolean mask": "meta", "an all() guard": "meta", "nonzero": "meta", "tolist": "cpu",
+            "a CPU buffer copied into": "cpu", "item": "float"}
+    for name, device in want.items():
+        assert "inconclusive" in measure_placement(family.CASES[name], values=False), name
+        measured = measure_placement(family.CASES[name])
+        assert measured.get("outputs") == {"o": device} and measured.get("with_values"), (name, measured)

@@ -161,17 +161,96 @@ def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget
     assert linear["status"] == "fail" and "non-linearity" in json.dumps(linear), linear
 
 
-def test_torch_default_linear_init_is_well_inside_the_init_scale_tolerance():
-    # issue 14: the tolerance sat on torch's default Linear init (variance 1/(3 d_in), log2 = -1.58)
-    # and failed 47% of seeds; now any fan-in scaling passes every seed, N(0, 1) is still 6 away.
-    atol = load_exercise("exercise-5").check("init-scale").params["atol"]
-    worst = 0.0
-    for seed in range(300):
-        torch.manual_seed(seed)
-        W = torch.nn.Linear(64, 64).weight.detach().double()
-        worst = max(worst, abs(float(torch.log2(64 * (W ** 2).mean()))))
-    assert 1.5 < worst < atol - 0.5, worst  # the old 1.6 failed here
-    assert abs(float(torch.log2(64 * (torch.randn(64, 64, dtype=torch.float64) ** 2).mean()))) > atol + 3
+def _inits():
+    """init_params' weight matrices (d_in, d_out) by scheme: those a correct solution may use, and the
+    mistakes init-scale must catch (a blind red team's: torch.rand for torch.randn, 1/sqrt(d_out))."""
+    f64, init, tanh = torch.float64, torch.nn.init, torch.nn.init.calculate_gain("tanh")
+
+    def randn(g, i, o):
+        return torch.randn(i, o, generator=g, dtype=f64)
+
+    def uniform(g, i, o, a):
+        return (2 * torch.rand(i, o, generator=g, dtype=f64) - 1) * a
+
+    def helper(fn, g, shape, **kw):  # torch.nn.init's helper on a tensor of this shape
+        W = torch.empty(*shape, dtype=f64)
+        fn(W, generator=g, **kw)
+        return W
+
+    correct = {
+        "LeCun normal": lambda g, i, o: randn(g, i, o) / i ** 0.5,
+        "He normal": lambda g, i, o: randn(g, i, o) * (2 / i) ** 0.5,
+        "He uniform": lambda g, i, o: uniform(g, i, o, (6 / i) ** 0.5),
+        "torch's default Linear init": lambda g, i, o: helper(init.kaiming_uniform_, g, (o, i), a=5 ** 0.5).T,
+        "Glorot normal": lambda g, i, o: randn(g, i, o) * (2 / (i + o)) ** 0.5,
+        "Glorot uniform": lambda g, i, o: uniform(g, i, o, (6 / (i + o)) ** 0.5),
+        "Xavier normal, tanh's gain": lambda g, i, o: helper(init.xavier_normal_, g, (i, o), gain=tanh),
+        "orthogonal": lambda g, i, o: helper(init.orthogonal_, g, (i, o)),
+        "truncated normal": lambda g, i, o: helper(init.trunc_normal_, g, (i, o), std=i ** -0.5, a=-2 * i ** -0.5,
+                                                   b=2 * i ** -0.5),
+    }
+    wrong = {
+        "torch.rand / sqrt(d_in)": (lambda g, i, o: torch.rand(i, o, generator=g, dtype=f64) / i ** 0.5, "centred"),
+        "|torch.randn| / sqrt(d_in)": (lambda g, i, o: randn(g, i, o).abs() / i ** 0.5, "centred"),
+        "N(0, 1/d_out)": (lambda g, i, o: randn(g, i, o) / o ** 0.5, "fan-in"),
+        "kaiming_normal_ on (d_in, d_out): 2/d_out": (lambda g, i, o: helper(init.kaiming_normal_, g, (i, o)), "fan-in"),
+        "kaiming_uniform_(a=sqrt 5) on (d_in, d_out): 1/(3 d_out)": (
+            lambda g, i, o: helper(init.kaiming_uniform_, g, (i, o), a=5 ** 0.5), "fan-in"),
+        "N(0, 1)": (lambda g, i, o: randn(g, i, o), "fan-in"),
+        "N(0, 1/d_in^2)": (lambda g, i, o: randn(g, i, o) / i, "fan-in"),
+    }
+    return correct, wrong
+
+
+def test_init_scale_passes_every_fan_in_init_and_fails_a_fan_out_or_positive_one_at_every_seed():
+    # A blind red team's two misses of the init-scale check on [64, 64, 32]: torch.rand for torch.randn
+    # (all weights positive, d_in * mean(W^2) = 1/3 like torch's default init) and 1/sqrt(d_out) (a factor 2 on
+    # layers that differ by 2). On 32 -> 256 -> 16 with a centre test, over 200 seeds, no correct init loses the
+    # point and every mistake does (harness.py's init_findings, the judgement init-scale's probe makes).
+    exercise = load_exercise("exercise-5")
+    p = exercise.check("init-scale").params
+    harness = load_module_from(exercise.harness_path, "_test_ex5_init_harness")
+    sizes = list(p["sizes"])
+    correct, wrong = _inits()
+
+    def problems(draw, seed):
+        g = torch.Generator().manual_seed(seed)
+        weights = [draw(g, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
+        findings = harness.init_findings(sizes, weights, p["low"], p["high"], p["centre_z"])
+        return [f"{what}: {problem}" for what, problem in findings if problem]
+
+    for seed in range(200):
+        for name, draw in correct.items():
+            assert not problems(draw, seed), (name, seed, problems(draw, seed))
+        for name, (draw, what) in wrong.items():
+            found = problems(draw, seed)
+            assert any(what in f for f in found), (name, seed, found)
+    # the causes, said where the figures show them, and only there
+    rand, fan_out = problems(wrong["torch.rand / sqrt(d_in)"][0], 1), problems(wrong["N(0, 1/d_out)"][0], 1)
+    assert "All weights positive: torch.rand draws from [0, 1); use torch.randn" in rand[0], rand
+    assert "100.0% of its 8192 weights positive" in rand[0], rand
+    assert "The variance follows d_out, not d_in" in fan_out[0] and "d_in * mean(W^2) = 16" in fan_out[0], fan_out
+    assert not any("torch.rand" in f for f in fan_out) and not any("d_out, not d_in" in f for f in rand)
+
+
+def test_init_scale_fails_the_red_teams_rand_and_fan_out_inits_through_the_cli(bugged):
+    # buggy/exercise-5/init-uniform-positive and init-fan-out, through the real `dldiy check`: the message names
+    # the seed, the layer, what was measured and expected, and the one cause its figures show
+    sizes = load_exercise("exercise-5").check("init-scale").params["sizes"]
+    messages = {}
+    for bug, words in (("init-uniform-positive", ["W1 (32 -> 256)", "centred on 0", "100.0% of its 8192 weights positive",
+                                                  "All weights positive: torch.rand draws from [0, 1); use torch.randn"]),
+                       ("init-fan-out", ["W2 (256 -> 16)", "scaled by its fan-in", "d_in * mean(W^2) = 16",
+                                         "expected between 1/16 and 8", "The variance follows d_out, not d_in"])):
+        result = run_dldiy("check", "exercise-5", str(bugged("exercise-5", bug)), "--only", "init-scale", "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        (check,) = json.loads(result.stdout)["checks"]
+        assert check["status"] == "fail" and check["points"] == 0, check
+        assert check["message"].startswith("seed "), check["message"]
+        assert f"init_params({sizes}, generator)" in check["message"], check["message"]
+        assert all(w in check["message"] for w in words), (bug, check["message"])
+        messages[bug] = check["message"]
+    assert "follows d_out" not in messages["init-uniform-positive"] and "torch.rand draws" not in messages["init-fan-out"]
 
 
 @pytest.mark.parametrize("alt", alternatives_of("exercise-5"))

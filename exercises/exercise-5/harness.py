@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
+from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
@@ -256,15 +257,26 @@ def symmetry(sub, seed, p):
 
 
 def init_scale(sub, seed, p):
-    """log2(d_in * mean(W_l^2)) per layer: 0 for W_l ~ N(0, 1/d_in) up to sampling error (relative std
-    sqrt(2 / (d_in d_out)) of the mean square, under 4% here), 1 for He's 2/d_in, |.| < 0.5 for Glorot's
-    2/(d_in + d_out) at these sizes. Judged against 0 with a tolerance of a factor ~3 in variance, so any
-    fan-in scaling passes, drawn in any order, while N(0, 1) or N(0, 1/d_in^2) is off by log2(d_in) = 6."""
+    """init_params([32, 256, 16], generator): each weight matrix centred on 0 and scaled by its fan-in.
+
+    Scale: d_in * mean(W_l^2) within [low, high] = [1/16, 8] at each layer. 1 for W_l ~ N(0, 1/d_in); torch's
+    default Linear init 1/3, He 2, Glorot 2 d_in / (d_in + d_out) (0.22 on 32 -> 256, 1.88 on 256 -> 16), Xavier
+    with tanh's gain at most 5.2, an orthogonal init 1/8 on 32 -> 256 (its rows orthonormal): all inside. A layer
+    narrow-to-wide (1:8) and one wide-to-narrow (16:1) make scaling by the fan-out fail whatever its constant:
+    1/d_out gives 16 on 256 -> 16, 2/d_out 32 there, 1/(3 d_out) (torch's helpers on a (d_in, d_out) tensor)
+    1/24 on 32 -> 256. Sampling error: 8192 and 4096 weights, a log2 spread under 0.04; the nearest correct init
+    (Xavier with tanh's gain on 256 -> 16) stays 0.5 in log2 inside a bound, the nearest fan-out one (1/(3 d_out)
+    on 32 -> 256) 0.5 outside: 15 sampling sigmas or more either way.
+
+    Centre: the mean within `centre_z` standard errors (std / sqrt(count)) of 0, and the signs balanced (positives
+    minus negatives within `centre_z` sqrt(count)): any distribution symmetric about 0 (normal, uniform on (-a, a),
+    truncated normal, orthogonal) stays inside but for a chance of 1e-9; torch.rand's [0, 1) is 150 away.
+    The measurement is a contract's ({"checked", "violations"}), each violation in words with the per-layer figures."""
     sizes = list(p["sizes"])
     init = sub.call("init_params", sizes, torch.Generator().manual_seed(seed))
     if not isinstance(init, (list, tuple)) or len(init) != 2 * (len(sizes) - 1):
         raise ApiError(f"init_params() must return a list [W1, b1, W2, b2, ...] of {2 * (len(sizes) - 1)} tensors")
-    scaled = []
+    weights = []
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         W = expect_tensor(init[2 * l], f"init_params(...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
         # b_l's shape too: a (1, d_out) bias broadcasts in the forward, then breaks a Linear's backward
@@ -278,12 +290,90 @@ def init_scale(sub, seed, p):
             raise Violation(f"init_params(...)[{2 * l + 1}] (b{l + 1}) is not zero (largest |entry| "
                             f"{float(b.detach().abs().max()):.3g}): the spec starts every bias at 0, "
                             "torch.zeros(d_out, dtype=torch.float64); only the weights are drawn")
-        if bool((W == W.reshape(-1)[0]).all()):
-            scaled.append(0.0)  # constant weights have no scale to judge: the symmetry check reports them
+        weights.append(W.detach().double())
+    props = Properties("mlp.py")
+    for what, problem in init_findings(sizes, weights, float(p["low"]), float(p["high"]), float(p["centre_z"])):
+        props.test(what, lambda problem=problem: problem)
+    return props.result()
+
+
+def init_findings(sizes, weights, low, high, z):
+    """[(what was checked, None or what is wrong, in words)] for the weight matrices `weights` of
+    init_params(sizes): each centred on 0 (mean and signs), then each scaled by its fan-in (d_in * mean(W^2)
+    within [low, high]). Plain torch, no submission: tests/test_exercise_5.py sweeps it over seeds and inits."""
+    net = f"init_params({sizes}, generator)"
+    layers = [f"W{l + 1} ({d_in} -> {d_out}) of {net}" for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    stats = []
+    for W in weights:
+        n, mean, ms = W.numel(), float(W.mean()), float((W ** 2).mean())
+        pos, neg = int((W > 0).sum()), int((W < 0).sum())
+        stats.append({"n": n, "mean": mean, "std": float(W.std(unbiased=False)), "ms": ms, "pos": pos, "neg": neg,
+                      "constant": bool((W == W.reshape(-1)[0]).all())})
+    findings = []
+    for layer, s in zip(layers, stats):
+        what = f"{layer} centred on 0"
+        if s["constant"]:  # a constant has no spread to judge: the symmetry check reports it
+            findings.append((f"{layer} (constant: the symmetry check's to judge)", None))
             continue
-        scaled.append(float(np.log2(d_in * float((W.detach().double() ** 2).mean()))))
-    return {"cases": [{"name": f"log2(d_in * mean(W_l^2)) for layers {' -> '.join(map(str, sizes))} (0 when W_l ~ N(0, 1/d_in))",
-                       "shape": [len(scaled)], "values": scaled, "target": [0.0] * len(scaled)}]}
+        off = abs(s["mean"]) * s["n"] ** 0.5 / s["std"]
+        signs = abs(s["pos"] - s["neg"]) / max(s["pos"] + s["neg"], 1) ** 0.5
+        problem = None
+        if off > z or signs > z:
+            fraction = s["pos"] / s["n"]
+            cause = (" All weights positive: torch.rand draws from [0, 1); use torch.randn (or a uniform on (-a, a), "
+                     "(2 * torch.rand(...) - 1) * a)." if s["pos"] == s["n"] else
+                     " All weights negative: a draw from [0, 1) (torch.rand) negated? Use torch.randn (or "
+                     "(2 * torch.rand(...) - 1) * a)." if s["neg"] == s["n"] else "")
+            problem = (f"mean {s['mean']:.3g}, std {s['std']:.3g} (mean/std {s['mean'] / s['std']:.3g}), "
+                       f"{100 * fraction:.1f}% of its {s['n']} weights positive; "
+                       f"expected a distribution symmetric about 0: a mean within {z:g} std/sqrt({s['n']}) = "
+                       f"{z * s['std'] / s['n'] ** 0.5:.2g} of 0 and about half the weights positive "
+                       f"(50% +- {100 * z * 0.5 / s['n'] ** 0.5:.1f}%).{cause}")
+        findings.append((what, problem))
+    scaled = [d_in * s["ms"] for d_in, s in zip(sizes, stats)]
+    per_out = [d_out * s["ms"] for d_out, s in zip(sizes[1:], stats)]
+    for l, (layer, s, d_in, d_out) in enumerate(zip(layers, stats, sizes[:-1], sizes[1:])):
+        what = f"{layer} scaled by its fan-in"
+        if s["constant"]:
+            continue
+        problem = None
+        if not low <= scaled[l] <= high:
+            problem = (f"d_in * mean(W^2) = {scaled[l]:.3g} (log2 {np.log2(scaled[l]):+.2f}), expected between "
+                       f"{_ratio(low)} and {_ratio(high)}: 1 for W ~ N(0, 1/d_in), torch's default Linear init 1/3, "
+                       f"He 2, Glorot 2 d_in / (d_in + d_out) = {2 * d_in / (d_in + d_out):.3g} here. Per layer: "
+                       f"d_in * mean(W^2) = {', '.join(f'{r:.3g}' for r in scaled)}; "
+                       f"d_out * mean(W^2) = {', '.join(f'{r:.3g}' for r in per_out)}."
+                       + _scale_cause(sizes, stats))
+        findings.append((what, problem))
+    return findings
+
+
+def _ratio(x):
+    return f"1/{1 / x:.3g}" if 0 < x < 1 else f"{x:.3g}"
+
+
+def _scale_cause(sizes, stats):
+    """A likely cause, said only when the figures of every layer show it: the variance follows d_out
+    (d_out * mean(W^2) the same in every layer), 1/d_in^2, or no width at all (mean(W^2) the same)."""
+    if len(stats) < 2 or any(t["constant"] for t in stats):
+        return ""
+    ms = np.array([t["ms"] for t in stats])
+    d_in, d_out = np.array(sizes[:-1], dtype=float), np.array(sizes[1:], dtype=float)
+
+    def same(values):  # within a factor 1.5 of each other (the layers' widths differ by 8 or more)
+        logs = np.log2(values)
+        return float(logs.max() - logs.min()) < 0.6
+
+    if same(d_out * ms) and not same(d_in * ms):
+        return (" The variance follows d_out, not d_in: W is (d_in, d_out), so scale by its number of rows, "
+                "W.shape[0] (torch.nn.init's kaiming_ helpers read the fan-in as size(1), the convention of "
+                "nn.Linear's (d_out, d_in) weight).")
+    if same(d_in ** 2 * ms):
+        return " The variance falls as 1/d_in^2: divided by d_in instead of sqrt(d_in)?"
+    if same(ms):
+        return (f" mean(W^2) is about {float(np.exp(np.log(ms).mean())):.3g} in every layer whatever its width: the "
+                "draws are not scaled by the fan-in (multiply a standard normal by 1/sqrt(d_in)).")
+    return ""
 
 
 def first_loss(sub, seed, p):

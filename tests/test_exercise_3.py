@@ -186,3 +186,77 @@ def test_the_script_check_names_its_culprit(bug, words, bugged, check_json):
 def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path, check_json):
     checks = check_json("exercise-3", _built("alternatives", alternative, tmp_path))[0]["checks"]
     assert {c["name"]: c["message"] for c in checks if c["status"] != "pass"} == {}
+
+
+# --- evaluate() hands back every layer as it found it; train() returns its last step's model ----------
+
+@pytest.mark.parametrize("bug, words", [
+    # a hard-coded restore of ConvNet's default p: right for the default model, the check's has p = 0.375
+    ("evaluate-restores-default-p", ["layer 'dropout' (Dropout)", "p was 0.375", "is 0.25 after it",
+                                     "set back to a fixed 0.25"]),
+    ("evaluate-zeroes-dropout-p", ["layer 'dropout' (Dropout)", "p was 0.375", "is 0 after it", "never set back"]),
+    ("evaluate-dropout-layer-eval-only", ["left layer 'dropout' (Dropout) in eval mode",
+                                          "model is back in training mode"]),
+])
+def test_the_evaluation_check_names_the_layer_evaluate_changed(bug, words, bugged, check_json):
+    evaluation = check_json("exercise-3", bugged("exercise-3", bug), "evaluation")[0]["checks"][0]
+    assert evaluation["status"] == "fail" and all(w in evaluation["message"] for w in words), evaluation["message"]
+
+
+@pytest.mark.parametrize("bug, words", [
+    # at seed 1 the 150th step is also the best on test_set(): seen at the check's own train(2, 47)
+    ("early-stopping-on-test-accuracy", "train(2, 47) returned the model as it was after 40 of its 47 steps"),
+    ("best-test-loss-model-returned", "train(2, 47) returned the model as it was after 45 of its 47 steps"),
+])
+def test_the_convergence_check_sees_a_model_kept_from_an_earlier_step(bug, words, bugged, check_json):
+    convergence = check_json("exercise-3", bugged("exercise-3", bug), "convergence")[0]["checks"][0]
+    assert convergence["status"] == "fail" and words in convergence["message"], convergence["message"]
+
+
+def _watched():
+    from dldiy.graders.sandbox.submission import load_module_from
+
+    return load_module_from(EXERCISE.harness_path, "_test_ex3_harness").train_watched
+
+
+def _toy_train(keep=None, logging_forward=False, lr=0.1):
+    """A train(seed, steps) on a tiny net: `keep` = the step whose model it returns (a deepcopy kept
+    then), None for the last; `logging_forward`: one more forward in training mode, without a backward,
+    after the loop; lr = 0: the parameters never move."""
+    import copy
+
+    import torch
+
+    def train(seed, steps):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
+        x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+        losses, kept = [], None
+        for k in range(steps):
+            if k == keep:
+                kept = copy.deepcopy(model)
+            model.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= lr * p.grad
+            model.eval()  # an evaluation between the steps: no step of its own
+            with torch.no_grad():
+                model(x)
+            model.train()
+            losses.append(loss.item())
+        if logging_forward:
+            model(x)
+        return (kept if kept is not None else model), losses
+    return train
+
+
+@pytest.mark.parametrize("keep, logging_forward, lr, earlier", [
+    (None, False, 0.1, None), (None, True, 0.1, None),  # the last step's model, even with a forward after it
+    (3, False, 0.1, 3), (3, True, 0.1, 3), (0, False, 0.1, 0),  # a model kept from an earlier step
+    (3, False, 0.0, None),  # parameters that never moved: not this rule's to charge
+])
+def test_train_watched_tells_the_last_step_s_model_from_an_earlier_one(keep, logging_forward, lr, earlier):
+    (_, losses), watched = _watched()(_toy_train(keep, logging_forward, lr), 0, 6)
+    assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier}

@@ -15,10 +15,14 @@ from dldiy.graders.kinds.invariants import Violation, keeps_rules
 from dldiy.graders.sandbox.endpoint import RemoteError
 
 _TRAINED: dict[tuple[int, int], tuple[nn.Module, list[float]]] = {}
+_WATCHED: dict[tuple[int, int], dict] = {}  # train_watched's account of each shared training
 
 
 def _train(sub, seed: int, steps: int) -> tuple[nn.Module, list[float]]:
-    result = sub.call("train", seed, steps)
+    return _checked_training(sub.call("train", seed, steps), steps)
+
+
+def _checked_training(result, steps: int) -> tuple[nn.Module, list[float]]:
     if not (isinstance(result, tuple) and len(result) == 2):
         raise ApiError(f"train(seed, steps) returned {type(result).__name__}; expected a pair (model, losses)")
     model, losses = result
@@ -33,12 +37,69 @@ def _train(sub, seed: int, steps: int) -> tuple[nn.Module, list[float]]:
 
 
 def _trained(sub, seed: int, steps: int) -> tuple[nn.Module, list[float]]:
-    """A model trained once per (seed, steps) and shared by the checks that only read it."""
+    """A model trained once per (seed, steps) and shared by the checks that only read it. It is trained
+    watched (train_watched): what the contract of train() needs to know comes back with it."""
     if (seed, steps) not in _TRAINED:
-        _TRAINED[seed, steps] = _train(sub, seed, steps)
+        result, watched = sub.run_local(train_watched, sub.get("train"), seed, steps)
+        _WATCHED[seed, steps] = watched
+        _TRAINED[seed, steps] = _checked_training(result, steps)
     model, losses = _TRAINED[seed, steps]
     model.train()  # as train() leaves it, whatever an earlier probe did
     return model, losses
+
+
+def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
+    """In the student's process (sub.run_local): train(seed, steps), watching each training step. Before
+    every forward pass of an outermost module with parameters, with gradients on (in either mode: a model
+    an evaluate() left in eval mode still trains), its parameters are copied; the copies whose output a
+    backward() then reaches are the steps' (one per minibatch: a forward for logging or for an evaluation
+    is not one). Returns (what train() returned, {"steps": how many steps were seen, "earlier": the step
+    k whose parameters the returned model's equal exactly while later steps had moved on from them, or
+    None}): a model handed back as it was before step k, not after the last step, was selected (by a
+    held-out accuracy: early stopping). Nothing here draws a random number or touches the student's
+    graph (the copies are detached), and any optimizer is watched alike (torch's, the project's own)."""
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    copies: list[torch.Tensor] = []
+    reached: set[int] = set()
+    open_calls: list[int | None] = []
+
+    def flat(module: nn.Module) -> torch.Tensor | None:
+        params = [q.detach().reshape(-1) for q in module.parameters()]
+        return torch.cat([q.to("cpu", torch.float64) for q in params]) if params else None
+
+    def before(module, args):
+        kept = None
+        if not open_calls and torch.is_grad_enabled():
+            values = flat(module)
+            if values is not None:
+                copies.append(values)
+                kept = len(copies) - 1
+        open_calls.append(kept)
+
+    def after(module, args, output):
+        kept = open_calls.pop() if open_calls else None
+        if kept is not None and isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad, k=kept: reached.add(k))
+
+    handles = [register_module_forward_pre_hook(before), register_module_forward_hook(after, always_call=True)]
+    try:
+        result = train(seed, steps)
+    finally:
+        for handle in handles:
+            handle.remove()
+    steps_seen = sorted(reached)
+    earlier = None
+    model = result[0] if isinstance(result, tuple) and len(result) == 2 else None
+    returned = flat(model) if isinstance(model, nn.Module) else None
+    if returned is not None:
+        same = [i for i, k in enumerate(steps_seen)
+                if copies[k].shape == returned.shape and torch.equal(copies[k], returned)]
+        # a step after the last equal one moved the parameters on: the training went on from there,
+        # and the model handed back is not the one it ended with (all equal: training never moved them)
+        if same and any(not torch.equal(copies[k], returned) for k in steps_seen[same[-1] + 1:]):
+            earlier = same[-1]
+    return result, {"steps": len(steps_seen), "earlier": earlier}
 
 
 def _test_set(sub) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,19 +124,43 @@ def first_loss(sub, seed, p):
 
 
 def convergence(sub, seed, p):
+    """The test accuracy of the model train(seed, budget) returns, and train()'s contract: that model is
+    the one its last step left (train_watched), not one kept from an earlier step."""
     model, losses = _trained(sub, seed, p["budget"])
+    returned_earlier(seed, p["budget"])
+    contract = (int(p.get("contract_seed", seed)), int(p.get("contract_steps", p["budget"])))
+    if contract != (seed, p["budget"]):  # a training where the last step is not the best on test_set()
+        _trained(sub, *contract)
+        returned_earlier(*contract)
     images, labels = _test_set(sub)
     accuracy = (_scores_in_eval_mode(model, images).argmax(dim=1) == labels).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+def returned_earlier(seed: int, steps: int) -> None:
+    """A Violation if train(seed, steps), watched (train_watched), returned a model from an earlier step."""
+    earlier = _WATCHED[seed, steps]["earlier"]
+    if earlier is not None:
+        raise Violation(
+            f"train({seed}, {steps}) returned the model as it was after {earlier} of its {steps} steps, not after "
+            f"the last: its parameters equal, exactly, those step {earlier}'s forward pass used (steps counted from "
+            "0), and the training went on and changed them. A model kept for its accuracy or loss on held-out data "
+            "(early stopping that evaluates on test_set() and restores the best checkpoint) makes the test accuracy "
+            "a score the model was picked for, no longer an estimate: train() must return the model after its "
+            "last step")
 
 
 @keeps_rules
 def evaluation(sub, seed, p):
     """Differences that are zero for a correct evaluate(): against itself, and against the model
     evaluated here in eval mode (loss = mean cross-entropy, accuracy = argmax agreement); the mode
-    evaluate() leaves the model in; and a summary of the held-out split test_set() hands out."""
+    evaluate() leaves the model in; and a summary of the held-out split test_set() hands out. The model
+    is handed over in training mode with settings no default has (every dropout's p set to UNUSUAL_P, as
+    a ConvNet(dropout=0.375) would hold): evaluate() must hand back every layer's mode and settings as it
+    found them, which a restore of hard-coded defaults (p = 0.25) does not."""
     model, _ = _trained(sub, seed, p["budget"])
     images, labels = _test_set(sub)
+    found = sub.run_local(set_dropout_p, model, UNUSUAL_P)
     before = sub.run_local(module_settings, model)
     first = [float(v) for v in sub.call("evaluate", model, images, labels)]
     second = [float(v) for v in sub.call("evaluate", model, images, labels)]
@@ -83,12 +168,11 @@ def evaluation(sub, seed, p):
         raise ApiError(f"evaluate() returned {len(first)} values; expected (loss, accuracy)")
     left_training = float(not model.training)  # 0 when evaluate() hands the model back in training mode
     after = sub.run_local(module_settings, model)
-    # a dropout's p set to 0 instead of model.eval(): the numbers are right, but training goes on without dropout
-    for (name, kind, _, p_before), (_, _, _, p_after) in zip(before, after):
-        if p_before != p_after:
-            raise Violation(f"evaluate() changed layer {name or 'model'!r} ({kind}): its p went from {p_before:g} to "
-                            f"{p_after:g}, and stays so when training goes on. Switch dropout off for the evaluation "
-                            "with model.eval(), and hand the model back with model.train()")
+    # the shared model's own p again (not in a `finally`: after a timeout the student's process is gone)
+    sub.run_local(set_dropout_p, model, found)
+    changed = settings_changed(before, after)
+    if changed:
+        raise Violation(changed)
     scores = _scores_in_eval_mode(model, images)
     own = [F.cross_entropy(scores, labels).item(), (scores.argmax(dim=1) == labels).double().mean().item()]
     return {"cases": [
@@ -102,15 +186,84 @@ def evaluation(sub, seed, p):
     ]}
 
 
+# A dropout probability no layer of the project defaults to (ConvNet's 0.25, nn.Dropout's 0.5, 0 for none):
+# a model built with it tells an evaluate() that restores what it found from one that restores defaults.
+UNUSUAL_P = 0.375
+
+
+def _dropout_p(module: nn.Module) -> float | None:
+    """A dropout layer's probability (torch's dropouts, or a module of the student's named so), else None."""
+    p = getattr(module, "p", None)
+    dropout = isinstance(module, nn.modules.dropout._DropoutNd) or "dropout" in type(module).__name__.lower()
+    return float(p) if dropout and _number(p) and 0 <= p < 1 else None
+
+
+def set_dropout_p(model: nn.Module, p) -> list:
+    """In the student's process (sub.run_local): every dropout layer (_dropout_p) gets `p` (a number), or
+    its own from `p` (a list, as this returned it); returns what they held before."""
+    held, k = [], 0
+    for _, module in model.named_modules():
+        if _dropout_p(module) is not None:
+            held.append(module.p)
+            module.p = p[k] if isinstance(p, list) else p
+            k += 1
+    return held
+
+
 def module_settings(model: nn.Module) -> list[list]:
-    """[name, class, training, p] of every submodule (p: a dropout's probability, None for other layers),
-    in the student's process (sub.run_local): what evaluate() must hand back as it found it."""
+    """[name, class, training, settings] of every submodule, settings being its plain attributes (a
+    dropout's p and inplace, a layer's sizes; {name: value} of numbers, strings and tuples of them), in
+    the student's process (sub.run_local): what evaluate() must hand back as it found it."""
     rows = []
     for name, module in model.named_modules():
-        p = getattr(module, "p", None)
-        rows.append([name, type(module).__name__, bool(module.training),
-                     float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else None])
+        settings = {key: (list(value) if isinstance(value, tuple) else value)
+                    for key, value in vars(module).items()
+                    if not key.startswith("_") and key != "training" and _plain(value)}
+        rows.append([name, type(module).__name__, bool(module.training), settings])
     return rows
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value) -> bool:
+    if isinstance(value, tuple):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (bool, int, float, str))
+
+
+def settings_changed(before: list[list], after: list[list]) -> str | None:
+    """What evaluate() changed in a layer and left so, in words with its likely cause (None: nothing).
+    The model's own mode is the measured case "left in eval mode"; here, a layer whose mode no longer
+    follows the model's, and any setting (a dropout's p above all) that differs from before the call."""
+    model_mode_kept = bool(before and after) and before[0][2] == after[0][2]
+    now_rows = {row[0]: row for row in after}
+    for name, kind, mode_before, settings_before in before:
+        if name not in now_rows:
+            continue
+        _, _, mode_after, settings_after = now_rows[name]
+        layer = f"layer {name!r} ({kind})" if name else f"the model ({kind})"
+        for key, value in settings_before.items():
+            now = settings_after.get(key, "(deleted)")
+            if now == value:
+                continue
+            if key == "p" and _number(value) and _number(now):
+                cause = ("it was set to 0 to switch dropout off and never set back" if now == 0 else
+                         f"dropout was switched off through p and then set back to a fixed {now:g} (a default), "
+                         "not to the p the model had")
+                return (f"evaluate() changed {layer}: its p was {value:g} before the call (a model built with "
+                        f"dropout={value:g}) and is {now:g} after it, and training goes on so: {cause}. "
+                        "Switch dropout off for the evaluation with model.eval(), and hand the model back with "
+                        "model.train(): neither touches p")
+            return (f"evaluate() changed {layer}: its {key} was {value!r} before the call and is {now!r} after it. "
+                    "evaluate() must leave every layer's settings as it found them")
+        if name and mode_before != mode_after and model_mode_kept:
+            return (f"evaluate() left {layer} in {'training' if mode_after else 'eval'} mode while the model is "
+                    f"back in {'training' if after[0][2] else 'eval'} mode: one layer's mode was switched "
+                    "(model.dropout.eval(), or .training set by hand) and not set back. model.eval() and "
+                    "model.train() switch every layer together")
+    return None
 
 
 def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[dict]:

@@ -126,10 +126,22 @@ def _without_dtensor() -> types.ModuleType | None:
     DTensor nothing is an instance of answers that question (a grading process uses no DTensor)."""
     if _DTENSOR in sys.modules:
         return None
-    stub = types.ModuleType(_DTENSOR)
+    stub = _DTensorStandIn(_DTENSOR)
     stub.DTensor = type("DTensor", (torch.Tensor,), {})  # type: ignore[attr-defined]
     sys.modules[_DTENSOR] = stub
     return stub
+
+
+class _DTensorStandIn(types.ModuleType):
+    """Answers DTensor alone; any other name (torch's meta functions import DeviceMesh from it) imports
+    the real module in its place and answers from there."""
+
+    def __getattr__(self, name: str) -> Any:
+        import importlib
+
+        if sys.modules.get(_DTENSOR) is self:
+            del sys.modules[_DTENSOR]
+        return getattr(importlib.import_module(_DTENSOR), name)
 
 
 _ACTIVE = [0]  # how many values_elsewhere contexts are open in this process

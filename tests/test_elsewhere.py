@@ -140,3 +140,22 @@ def test_the_meta_devices_inconclusive_cases_get_a_gpus_verdict_with_values(tmp_
         assert "inconclusive" in measure_placement(family.CASES[name], values=False), name
         measured = measure_placement(family.CASES[name])
         assert measured.get("outputs") == {"o": device} and measured.get("with_values"), (name, measured)
+
+
+def test_the_harness_takes_a_tensor_on_this_device_only_during_placements_second_run():
+    """A student may not hand the harness Elsewhere tensors (values that report another device) outside
+    the run that made them: any other time the wire refuses them as a tensor on an unknown device."""
+    from dldiy.graders.sandbox import wire
+    from dldiy.graders.sandbox.endpoint import Endpoint
+
+    a, b = wire.socketpair()
+    harness = Endpoint(a, "harness")
+    buffers = [torch.ones(3).numpy().tobytes()]
+    value = {"$": "tensor", "dtype": "float32", "shape": [3], "device": "elsewhere", "buf": 0}
+    with pytest.raises(wire.WireError, match="unknown device 'elsewhere'"):
+        harness._plain_tensor(value, buffers)
+    with values_elsewhere():
+        taken = harness._plain_tensor(value, buffers)
+    assert isinstance(taken, Elsewhere) and torch.equal(taken.held, torch.ones(3))
+    a.close()
+    b.close()

@@ -323,7 +323,10 @@ class Endpoint:
         if device not in ("cpu", "meta", "cuda", "mps", "elsewhere"):
             raise wire.WireError(f"a tensor on an unknown device {device!r}")
         if device == "elsewhere":  # graders/kinds/elsewhere.py: CPU values that say they are on another device
-            from ..kinds.elsewhere import Elsewhere
+            from ..kinds.elsewhere import Elsewhere, active
+
+            if self.side == "harness" and not active():  # a student's own, outside placement's second run
+                raise wire.WireError("a tensor on an unknown device 'elsewhere'")
 
             self.saw_elsewhere = True
             return Elsewhere(self._plain_tensor({**value, "device": "cpu"}, buffers))

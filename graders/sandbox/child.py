@@ -506,6 +506,9 @@ def main() -> None:
     else:
         fd = int(sys.argv[1])
     sys.argv = ["dldiy-harness"]
+    from .spawn import name_process
+
+    name_process("dldiy-harness")
     stdin = sys.stdin.buffer
     run(json.loads(stdin.readline()), fd, iter(stdin.readline, b""))  # the start, then the jobs (spawn.py)
 

@@ -27,7 +27,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .spawn import Started, child_env, fork_running, reap_ended
+from .spawn import Started, child_env, fork_running, name_process, reap_ended
 
 MAX_REQUEST = 1 << 20
 # Modules torch imports lazily on first use, paid once here instead of by every child where sympy cannot be
@@ -253,6 +253,7 @@ def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:
     os.close(input_fd)
     os.close(output_fd)
     sys.argv = ["dldiy-child"]
+    name_process("dldiy-harness")
     run(request, channel_fd, iter(sys.stdin.buffer.readline, b""))
 
 
@@ -260,6 +261,7 @@ def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     warm = sys.argv[2:] != ["cold"]
     sys.argv = ["dldiy-forkserver"]
+    name_process("dldiy-forksrv")
     from . import child
 
     child._pin_threads()  # sets the thread env vars, then imports torch: no pool thread starts

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import wire
 from .endpoint import Endpoint, _Reply, error_reply
-from .spawn import fork_running, reap_ended
+from .spawn import fork_running, name_process, reap_ended
 
 BATCH_CAP = 100_000  # calls in one batch request
 
@@ -879,6 +879,7 @@ def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
     from .confine import PidNamespaceForks
 
     harness_end.close()
+    name_process("dldiy-zygote")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
     os.close(null)
@@ -910,6 +911,7 @@ def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
         output = fds[0]
 
         def serve_there() -> None:
+            name_process("dldiy-student")
             ours.close()
             for fd in (dump_r, status_r, status_w):
                 os.close(fd)

@@ -134,17 +134,13 @@ class _Group(click.Group):
         return _guard_options(name, command)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
-        if args and args[0] == "grade" and not ctx.resilient_parsing and _runs_here(args[1:]):
+        if args and args[0] in ("grade", "check") and not ctx.resilient_parsing and _runs_here(args[1:]):
             # torch's import in the fork server (over a second) overlaps the import of the command's
-            # own modules (a third of a second) and the class's discovery: started before either
+            # own modules (a third of a second) and the class's discovery: started before either. (check
+            # forks a harness process per CPU from it: its seeds run side by side, assess.split_by_seed)
             from dldiy.graders.sandbox.forkserver import start_shared_early
 
             start_shared_early()
-        if args and args[0] == "check" and not ctx.resilient_parsing and _runs_here(args[1:]):
-            # the same for check: its harness process is a fresh interpreter, launched now
-            from dldiy.graders.sandbox.spawn import start_fresh_early
-
-            start_fresh_early()
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context):

@@ -17,6 +17,8 @@ from dldiy.graders.assess import assess
 from dldiy.graders.course.exercise import load_exercise
 
 from dldiy.graders.render import print_report, write_pictures
+from dldiy.graders.sandbox.forkserver import shared
+from dldiy.graders.sandbox.spawn import check_processes
 
 
 @click.command("check")
@@ -46,8 +48,8 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
             path = unpacked(path, exercise.entry, Path(scratch))
         status = StatusLine(Console(stderr=True)) if not as_json else None
         try:
-            report = assess(exercise, path, checks=checks, on_progress=status,
-                            extra_seeds=exercise.check_seeds)
+            report = assess(exercise, path, checks=checks, on_progress=status, extra_seeds=exercise.check_seeds,
+                            server=shared(), processes=check_processes())
         finally:
             if status is not None:
                 status.close()

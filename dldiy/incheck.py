@@ -290,6 +290,7 @@ def _check(exercise_id: str, *only: str, path: str | Path | None = None, plots: 
 
     from dldiy.graders.render import print_report
     from dldiy.graders.assess import assess
+    from dldiy.graders.sandbox.spawn import check_processes
     from dldiy.graders.course.exercise import SpecError, load_exercise
     from dldiy.graders.course.folders import CourseError
 
@@ -314,7 +315,7 @@ def _check(exercise_id: str, *only: str, path: str | Path | None = None, plots: 
             entry = Path(path)
         try:
             report = assess(exercise, entry, checks=checks, cwd=Path.cwd(), server=_warm_server(),
-                            on_progress=progress, extra_seeds=exercise.check_seeds)
+                            on_progress=progress, extra_seeds=exercise.check_seeds, processes=check_processes())
         finally:
             progress.close()
     report.submission = "this notebook" if path is None else str(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -36,7 +38,8 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
                hidden_seeds: tuple[int, ...] = (), expected: Mapping[str, dict[str, Any]] | None = None,
                cwd: Path | None = None, limits: Limits | None = None, server: Spawner | None = None,
                extra_seeds: tuple[int, ...] = (), public_seeds: int | None = None,
-               on_progress: Callable[[int, int, Task | None], None] | None = None) -> Assessment:
+               on_progress: Callable[[int, int, Task | None], None] | None = None,
+               processes: int = 1) -> Assessment:
     """Run `checks` (default: all) on the submission at `path` and judge them against `expected`
     (default: the recorded public expectations). Raises SubmissionError if `path` holds no submission.
     The child works in a copy of `cwd` (default: `path` itself, a folder or a lone file), confined by
@@ -46,7 +49,9 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     that runs next (None after the last): for a progress line. A check given in `checks` runs as
     given (its probe, params and timeout reach the harness), even where it differs from the spec's.
     `public_seeds`: with hidden seeds, run only the first that many public seeds beside them (grade's
-    choice: the points rest on the hidden seeds; a public one gives the feedback its values and pictures)."""
+    choice: the points rest on the hidden seeds; a public one gives the feedback its values and pictures).
+    `processes` (check's: the CPUs it may use): without hidden seeds, the seeds are shared out among up
+    to that many students' processes run side by side (`split_by_seed`), each with a harness of its own."""
     entry = locate(Path(path), exercise.entry)
     if cwd is None:
         cwd = Path(path) if Path(path).is_dir() else entry
@@ -55,8 +60,13 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     public = public_seeds_run(exercise.seeds, tuple(hidden_seeds), public_seeds)
     seeds = list(dict.fromkeys(public + list(extra_seeds) + list(hidden_seeds)))
     tasks = tasks_for(exercise, checks, seeds, tuple(hidden_seeds))
-    outcome = run_child(exercise, entry, tasks, cwd=cwd, limits=limits, server=server,
-                        on_result=_progress_hook(tasks, on_progress))
+    # Not with hidden seeds: a hidden seed's tasks must come after every visible one in ONE process
+    # (tasks_for), and grade already runs one submission per CPU.
+    groups = split_by_seed(tasks, processes if not hidden_seeds else 1)
+    hooks = _progress_hooks(groups, on_progress)
+    outcome = merged([o for o in _side_by_side([
+        functools.partial(run_child, exercise, entry, group, cwd=cwd, limits=limits, server=server, on_result=hook)
+        for group, hook in zip(groups, hooks)])], (limits or exercise.limits()).output_bytes)
     report = judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                    frozenset(hidden_seeds))
     return Assessment(report, outcome)
@@ -78,16 +88,87 @@ def with_checks(exercise: Exercise, checks: list[Check]) -> Exercise:
     return dataclasses.replace(exercise, checks=merged)
 
 
-def _progress_hook(tasks: list[Task], on_progress) -> Callable[[Task], None] | None:
-    """Tasks run in order: after the k-th result, task k runs (its result arrives next)."""
-    if on_progress is None:
-        return None
-    done = [0]
+def split_by_seed(tasks: list[Task], processes: int) -> list[list[Task]]:
+    """`tasks` shared out among at most `processes` groups, a seed's tasks all in one group (a harness
+    keeps what it built at a seed for the next check at that seed: exercise-3's trained model), each
+    group in the tasks' order. Seeds go, most tasks first, to the group with the fewest tasks so far;
+    the first group holds the first seed. One group when there is one seed or one process."""
+    seeds = list(dict.fromkeys(t.seed for t in tasks))
+    if processes < 2 or len(seeds) < 2:
+        return [list(tasks)]
+    count = {s: sum(t.seed == s for t in tasks) for s in seeds}
+    groups: list[set[int]] = [set() for _ in range(min(processes, len(seeds)))]
+    load = [0] * len(groups)
+    for seed in [seeds[0], *sorted(seeds[1:], key=lambda s: -count[s])]:  # (sorted is stable: ties in order)
+        k = load.index(min(load))
+        groups[k].add(seed)
+        load[k] += count[seed]
+    return [[t for t in tasks if t.seed in group] for group in groups]
 
-    def hook(_task: Task) -> None:
-        done[0] += 1
-        on_progress(done[0], len(tasks), tasks[done[0]] if done[0] < len(tasks) else None)
-    return hook
+
+def _side_by_side(runs: list[Callable[[], Outcome]]) -> list[Outcome]:
+    """Each run's outcome, the runs on threads of their own when there are several (each waits on its
+    students' processes: the threads only relay)."""
+    if len(runs) == 1:
+        return [runs[0]()]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda run: run(), runs))
+
+
+def merged(outcomes: list[Outcome], output_bytes: int) -> Outcome:
+    """One outcome from those of processes that each ran some seeds of the same submission: every
+    result; the first load error (each process loads the same file); the confinement the first reported;
+    what they printed, in turn, each without the lines it begins with alike the first's (what the
+    submission prints as it loads, shown once)."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first = outcomes[0]
+    out = Outcome(skipped=first.skipped, sandbox=first.sandbox)
+    for o in outcomes:
+        out.results.update(o.results)
+    out.load_error = next((o.load_error for o in outcomes if o.load_error is not None), None)
+    out.output = "".join([first.output, *(_after_common_lines(first.output, o.output) for o in outcomes[1:])]
+                         )[: output_bytes + 200]
+    out.duration_s = max(o.duration_s for o in outcomes)
+    loads = [o.load_s for o in outcomes if o.load_s is not None]
+    out.load_s = max(loads) if loads else None
+    return out
+
+
+def _after_common_lines(first: str, other: str) -> str:
+    """`other` without the whole lines it begins with that `first` begins with too."""
+    kept = other.splitlines(keepends=True)
+    for a, b in zip(first.splitlines(keepends=True), other.splitlines(keepends=True)):
+        if a != b:
+            break
+        kept.pop(0)
+    return "".join(kept)
+
+
+def _progress_hooks(groups: list[list[Task]], on_progress) -> list[Callable[[Task], None] | None]:
+    """One hook per group. A group's tasks run in order: after its k-th result, its task k runs (its
+    result arrives next). Each call counts every group's results and names a task still running: this
+    group's next, else another group's (None once all are done)."""
+    if on_progress is None:
+        return [None] * len(groups)
+    total = sum(map(len, groups))
+    lock = threading.Lock()
+    done = [0]
+    running: list[Task | None] = [group[0] if group else None for group in groups]
+
+    def hook_of(k: int) -> Callable[[Task], None]:
+        group, finished = groups[k], [0]
+
+        def hook(_task: Task) -> None:
+            with lock:
+                done[0] += 1
+                finished[0] += 1
+                running[k] = group[finished[0]] if finished[0] < len(group) else None
+                on_progress(done[0], total, running[k] or next((t for t in running if t is not None), None))
+        return hook
+    return [hook_of(k) for k in range(len(groups))]
 
 
 def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...] | None = None,
@@ -104,7 +185,7 @@ def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...
     seeds = tuple(seeds or exercise.seeds)
     tasks = tasks_for(exercise, needing, list(seeds), hidden)
     outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits,
-                        server=server, on_result=_progress_hook(tasks, on_progress))
+                        server=server, on_result=_progress_hooks([tasks], on_progress)[0])
     expected: dict[str, dict[str, Any]] = {}
     problems = [f"reference: {outcome.load_error}"] if outcome.load_error else []
     for (check, seed), result in outcome.results.items():

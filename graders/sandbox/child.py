@@ -487,24 +487,7 @@ def run(start: dict, channel_fd: int, jobs: Iterator[bytes]) -> None:
 
 
 def main() -> None:
-    if sys.argv[1] == "--early":  # launched before its caller knew the exercise (spawn.start_fresh_early)
-        import socket
-
-        sock = socket.socket(fileno=int(sys.argv[2]))
-        _pin_threads()  # torch, meanwhile
-        try:
-            _, fds, _, _ = socket.recv_fds(sock, 16, 2)
-        except OSError:
-            fds = []
-        sock.close()
-        if len(fds) != 2:
-            return  # never taken: the caller ended (or failed) before it needed a harness process
-        fd, output = fds
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        os.close(output)
-    else:
-        fd = int(sys.argv[1])
+    fd = int(sys.argv[1])
     sys.argv = ["dldiy-harness"]
     from .spawn import name_process
 

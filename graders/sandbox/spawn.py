@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -95,77 +94,12 @@ class Fresh:
         pass  # a fresh interpreter compiles what it loads
 
     def start(self, start: dict, channel_fd: int, output_fd: int, env: dict[str, str]) -> Started:
-        early = _take_early(env)
-        if early is not None:
-            proc, sock = early
-            try:  # its channel and its output, then the start request as its first line
-                socket.send_fds(sock, [b"go"], [channel_fd, output_fd])
-                started = Started(proc.pid, proc.stdin, proc)  # type: ignore[arg-type]
-                if started.send_job(start):
-                    return started
-                started.kill()
-            except OSError:
-                proc.kill()
-            finally:
-                sock.close()
         proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.child", str(channel_fd)],
                                 stdin=subprocess.PIPE, stdout=output_fd, stderr=output_fd,
                                 pass_fds=(channel_fd,), cwd="/", env=env, start_new_session=True)
         started = Started(proc.pid, proc.stdin, proc)  # type: ignore[arg-type]
         started.send_job(start)  # the first line is the start request
         return started
-
-
-_early: tuple[subprocess.Popen, socket.socket, dict[str, str]] | None = None
-_early_lock = threading.Lock()
-
-
-def start_fresh_early() -> None:
-    """Launch the interpreter of this process's first Fresh harness process now: it imports torch (over a
-    second) while the caller imports its own modules and reads the submission, then waits for its channel
-    and output (passed over a socket) and its start request. A command that checks one submission
-    (`dldiy check`) calls it as its command line is parsed; one never taken is killed at exit."""
-    global _early
-    import atexit
-
-    with _early_lock:
-        if _early is not None:
-            return
-        env = child_env()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "dldiy.graders.sandbox.child", "--early", str(theirs.fileno())],
-                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    pass_fds=(theirs.fileno(),), cwd="/", env=env, start_new_session=True)
-        except OSError:
-            ours.close()
-            return
-        finally:
-            theirs.close()
-        _early = (proc, ours, env)
-    atexit.register(_discard_early)
-
-
-def _take_early(env: dict[str, str]) -> tuple[subprocess.Popen, socket.socket] | None:
-    """The early interpreter, once, if it was launched with the same environment and is still alive."""
-    global _early
-    with _early_lock:
-        early, _early = _early, None
-    if early is None:
-        return None
-    proc, sock, launched_with = early
-    if launched_with == env and proc.poll() is None:
-        return proc, sock
-    proc.kill()
-    sock.close()
-    return None
-
-
-def _discard_early() -> None:
-    early = _take_early({})
-    if early is not None:
-        early[0].kill()
-        early[1].close()
 
 
 class CpuSlots:
@@ -218,6 +152,12 @@ def _allowed_cpus() -> list[int]:
 
 
 CPUS = CpuSlots()
+
+
+def check_processes() -> int:
+    """How many students' processes one `dldiy check` runs side by side (assess.split_by_seed): one per
+    CPU it may use (a harness and its student take turns on one), at most 4: each costs a fork and a load."""
+    return max(1, min(4, len(_allowed_cpus())))
 
 
 def pin_to(cpu: object) -> None:

@@ -885,11 +885,18 @@ def rosenbrock_loss():
     def loss(w):
         return (1 - w[0]) ** 2 + 10 * (w[1] - w[0] ** 2) ** 2
 
-    def gradient(w):  # in closed form: hundreds of first-order steps per run (Newton differentiates loss)
-        with torch.no_grad():
-            x, y = w.detach()[0], w.detach()[1]
-            return [torch.stack([-2 * (1 - x) - 40 * x * (y - x * x), 20 * (y - x * x)])]
-    loss.gradient = gradient
+    # In closed form, on Python floats: hundreds of first-order steps per run, where two tensor ops
+    # each cost more than this arithmetic (Newton differentiates `loss`). The same float64 operations in
+    # the same order as on 0-dim tensors: the very same numbers.
+    def gradient(w):
+        x, y = w.detach().tolist()
+        return [torch.tensor([-2 * (1 - x) - 40 * x * (y - x * x), 20 * (y - x * x)], dtype=w.dtype, device=w.device)]
+
+    def value(w):
+        x, y = w.detach().tolist()
+        a, b = 1 - x, y - x * x
+        return a * a + 10 * (b * b)
+    loss.gradient, loss.value = gradient, value
     return loss
 
 
@@ -993,10 +1000,14 @@ def descend_to_target(opt, params, loss_fn, budget: int, target: float, newton: 
     student's zero_grad() is the contract check's alone). Run in the student's process (sub.run_local:
     hundreds of tiny steps in one message); `train` checks what it reports."""
     losses, gradient = [], None if newton else getattr(loss_fn, "gradient", None)
+    value = getattr(loss_fn, "value", None) if gradient is not None else None  # the loss as a float
     for k in range(budget + 1):
-        with torch.set_grad_enabled(gradient is None):  # a closed-form gradient needs no graph
-            loss = loss_fn(*params)
-        losses.append(loss.item())
+        if value is not None:
+            losses.append(value(*params))
+        else:
+            with torch.set_grad_enabled(gradient is None):  # a closed-form gradient needs no graph
+                loss = loss_fn(*params)
+            losses.append(loss.item())
         if not losses[-1] > target or k == budget:  # reached, nan, or out of budget
             break
         if newton:

@@ -198,6 +198,10 @@ def _inits():
             lambda g, i, o: helper(init.kaiming_uniform_, g, (i, o), a=5 ** 0.5), "fan-in"),
         "N(0, 1)": (lambda g, i, o: randn(g, i, o), "fan-in"),
         "N(0, 1/d_in^2)": (lambda g, i, o: randn(g, i, o) / i, "fan-in"),
+        # a fixed scale, the common "0.1 * randn": inside the bounds on 32 -> 256 -> 16 (0.32 and 2.56)
+        "0.1 N(0, 1)": (lambda g, i, o: 0.1 * randn(g, i, o), "scaled alike"),
+        "0.05 N(0, 1)": (lambda g, i, o: 0.05 * randn(g, i, o), "scaled alike"),
+        "uniform(-0.1, 0.1)": (lambda g, i, o: uniform(g, i, o, 0.1), "scaled alike"),
     }
     return correct, wrong
 
@@ -210,13 +214,15 @@ def test_init_scale_passes_every_fan_in_init_and_fails_a_fan_out_or_positive_one
     exercise = load_exercise("exercise-5")
     p = exercise.check("init-scale").params
     harness = load_module_from(exercise.harness_path, "_test_ex5_init_harness")
-    sizes = list(p["sizes"])
+    sizes, squares = list(p["sizes"]), list(p["width_sizes"])
     correct, wrong = _inits()
 
     def problems(draw, seed):
         g = torch.Generator().manual_seed(seed)
         weights = [draw(g, i, o) for i, o in zip(sizes[:-1], sizes[1:])]
         findings = harness.init_findings(sizes, weights, p["low"], p["high"], p["centre_z"])
+        wide = [draw(g, i, o) for i, o in zip(squares[:-1], squares[1:])]
+        findings += harness.width_findings(squares, wide, p["width_ratio"])
         return [f"{what}: {problem}" for what, problem in findings if problem]
 
     for seed in range(200):
@@ -231,6 +237,11 @@ def test_init_scale_passes_every_fan_in_init_and_fails_a_fan_out_or_positive_one
     assert "100.0% of its 8192 weights positive" in rand[0], rand
     assert "The variance follows d_out, not d_in" in fan_out[0] and "d_in * mean(W^2) = 16" in fan_out[0], fan_out
     assert not any("torch.rand" in f for f in fan_out) and not any("d_out, not d_in" in f for f in rand)
+    fixed = problems(wrong["0.1 N(0, 1)"][0], 1)
+    assert len(fixed) == 1 and "W1 (16 -> 16) and W3 (256 -> 256)" in fixed[0], fixed
+    assert "on the 16-wide layer" in fixed[0] and "on the 256-wide one" in fixed[0] and "times apart" in fixed[0], fixed
+    assert "a fixed scale (0.1 * torch.randn?) instead of 1/sqrt(d_in)" in fixed[0], fixed
+    assert not any("fixed scale" in f for f in fan_out + rand)
 
 
 def test_init_scale_fails_the_red_teams_rand_and_fan_out_inits_through_the_cli(bugged):

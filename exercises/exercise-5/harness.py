@@ -271,14 +271,33 @@ def init_scale(sub, seed, p):
     Centre: the mean within `centre_z` standard errors (std / sqrt(count)) of 0, and the signs balanced (positives
     minus negatives within `centre_z` sqrt(count)): any distribution symmetric about 0 (normal, uniform on (-a, a),
     truncated normal, orthogonal) stays inside but for a chance of 1e-9; torch.rand's [0, 1) is 150 away.
+
+    Width: init_params(width_sizes) (16-16-256-256), whose first and last layers are square: a fixed scale
+    passes the bounds above (0.1 * randn: 0.32 and 2.56) but gives these two layers d_in * mean(W^2) 16 times
+    apart, where every fan-in init gives the same (width_findings).
     The measurement is a contract's ({"checked", "violations"}), each violation in words with the per-layer figures."""
     sizes = list(p["sizes"])
-    init = sub.call("init_params", sizes, torch.Generator().manual_seed(seed))
+    weights = _init_weights(sub.call("init_params", sizes, torch.Generator().manual_seed(seed)), sizes)
+    squares = list(p.get("width_sizes") or [])
+    wide = _init_weights(sub.call("init_params", squares, torch.Generator().manual_seed(seed + 1)), squares) \
+        if squares else []
+    props = Properties("mlp.py")
+    for what, problem in init_findings(sizes, weights, float(p["low"]), float(p["high"]), float(p["centre_z"])):
+        props.test(what, lambda problem=problem: problem)
+    if squares:
+        for what, problem in width_findings(squares, wide, float(p["width_ratio"])):
+            props.test(what, lambda problem=problem: problem)
+    return props.result()
+
+
+def _init_weights(init, sizes):
+    """The weight matrices of init_params(sizes)'s result (float64 copies), its biases checked: each a
+    vector of shape (d_out,), all zero."""
     if not isinstance(init, (list, tuple)) or len(init) != 2 * (len(sizes) - 1):
         raise ApiError(f"init_params() must return a list [W1, b1, W2, b2, ...] of {2 * (len(sizes) - 1)} tensors")
     weights = []
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W = expect_tensor(init[2 * l], f"init_params(...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
+        W = expect_tensor(init[2 * l], f"init_params({sizes}, ...)[{2 * l}] (W{l + 1})", shape=(d_in, d_out), dtype="float")
         # b_l's shape too: a (1, d_out) bias broadcasts in the forward, then breaks a Linear's backward
         b = init[2 * l + 1]
         if not isinstance(b, torch.Tensor) or tuple(b.shape) != (d_out,):
@@ -291,10 +310,32 @@ def init_scale(sub, seed, p):
                             f"{float(b.detach().abs().max()):.3g}): the spec starts every bias at 0, "
                             "torch.zeros(d_out, dtype=torch.float64); only the weights are drawn")
         weights.append(W.detach().double())
-    props = Properties("mlp.py")
-    for what, problem in init_findings(sizes, weights, float(p["low"]), float(p["high"]), float(p["centre_z"])):
-        props.test(what, lambda problem=problem: problem)
-    return props.result()
+    return weights
+
+
+def width_findings(sizes, weights, ratio):
+    """[(what was checked, None or what is wrong)] for init_params(sizes) whose first and last layers are
+    square (d_in = d_out) and of different widths: every init that scales by the fan-in (LeCun, He, torch's
+    default, Glorot, orthogonal, any gain) gives both the same d_in * mean(W^2), while a fixed scale (0.1 *
+    torch.randn) gives one as many times the other as the widths differ (16 on 16 -> 16 and 256 -> 256).
+    Within a factor `ratio` of each other passes. Plain torch: tests/test_exercise_5.py sweeps it."""
+    first, last = (0, len(weights) - 1)
+    if len(weights) < 2 or any(sizes[l] != sizes[l + 1] for l in (first, last)) or sizes[first] == sizes[last]:
+        raise ValueError(f"width_sizes must begin and end with a square layer of two widths, not {sizes}")
+    net = f"init_params({sizes}, generator)"
+    what = f"W{first + 1} ({sizes[first]} -> {sizes[first]}) and W{last + 1} ({sizes[last]} -> {sizes[last]}) of {net} scaled alike"
+    if any(bool((W == W.reshape(-1)[0]).all()) for W in (weights[first], weights[last])):
+        return [(f"{what} (constant: the symmetry check's to judge)", None)]
+    a, b = (sizes[l] * float((weights[l] ** 2).mean()) for l in (first, last))
+    if max(a, b) <= ratio * min(a, b):
+        return [(what, None)]
+    fixed = abs(np.log2(b / a) - np.log2(sizes[last] / sizes[first])) < 1.0
+    return [(what, f"d_in * mean(W^2) = {a:.3g} on the {sizes[first]}-wide layer and {b:.3g} on the "
+                   f"{sizes[last]}-wide one, {max(a, b) / min(a, b):.3g} times apart; an init scaled by the fan-in gives "
+                   f"both the same (1 for N(0, 1/d_in), whatever the width), within a factor {ratio:g} here."
+                   + (f" mean(W^2) is {float((weights[first] ** 2).mean()):.3g} and {float((weights[last] ** 2).mean()):.3g}: "
+                      "about the same whatever the width, a fixed scale (0.1 * torch.randn?) instead of 1/sqrt(d_in)."
+                      if fixed else ""))]
 
 
 def init_findings(sizes, weights, low, high, z):

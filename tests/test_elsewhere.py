@@ -159,3 +159,48 @@ def test_the_harness_takes_a_tensor_on_this_device_only_during_placements_second
     assert isinstance(taken, Elsewhere) and torch.equal(taken.held, torch.ones(3))
     a.close()
     b.close()
+
+
+# exercise-8's CNN and exercise-9's RNN, guarded by a value read (the meta device stops there), right and
+# with a CPU tensor met in the forward: the student's process runs placement's second run too
+GUARDED = {
+    "exercise-8": ("convnet.py",
+                   '    h = max_pool2d(torch.relu(conv2d(x, params["conv_w"], params["conv_b"], stride=1, padding=1)))\n',
+                   '    if float(x.abs().max()) > 1e6:  # a guard that reads a value\n        raise ValueError("inputs too large")\n',
+                   '    h = h + torch.zeros(h.shape[1:])  # no device=\n'),
+    "exercise-9": ("rnn.py",
+                   '        h = torch.zeros(xs.shape[1], p["W_hh"].shape[0], dtype=xs.dtype, device=xs.device)\n',
+                   '        if not torch.isfinite(xs).all():  # a guard that reads a value\n            raise ValueError("non-finite")\n',
+                   '        h = h + torch.zeros(h.shape[-1])  # no device=\n'),
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(GUARDED))
+def test_a_value_guard_in_a_model_gets_a_gpus_verdict_in_the_students_process(exercise_id, tmp_path, check_json):
+    """The placement probes of exercises 8 and 9 run in the student's process (sub.run_local): the second
+    run with values is passed on there. A stray CPU tensor behind the guard fails, naming its line; the
+    guarded right code passes (exercise-9) or, where its own backward makes a tensor on the reported device
+    (exercise-8's max-pool: torch.zeros(..., device=grad_out.device), which autograd runs outside the
+    mode), stays inconclusive: never a failure."""
+    import shutil
+
+    from conftest import REPO
+
+    entry, line, guard, stray = GUARDED[exercise_id]
+    verdicts = {}
+    for name, extra in (("right", ""), ("stray", stray)):
+        folder = tmp_path / name
+        shutil.copytree(REPO / "reference" / exercise_id, folder)
+        source = (folder / entry).read_text()
+        assert line in source
+        (folder / entry).write_text(source.replace(line, guard + line + extra))
+        report, _ = check_json(exercise_id, folder, "placement")
+        verdicts[name] = report["checks"][0]
+    stray_check = verdicts["stray"]
+    assert stray_check["status"] == "fail", stray_check
+    assert "second device with values" in stray_check["message"] and f"{entry}:" in stray_check["message"], stray_check
+    right = verdicts["right"]
+    if exercise_id == "exercise-9":
+        assert right["status"] == "pass" and "then on a second device with values" in right["message"], right
+    else:
+        assert right["status"] == "skip" and "cannot run as on a GPU" in right["message"], right

@@ -9,6 +9,8 @@ import gzip
 import importlib.util
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -346,11 +348,18 @@ def _device_run(sub, seed):
     return run
 
 
-def devices_on(cnn_forward, X, y, params, device):
+def devices_on(cnn_forward, X, y, params, device, with_values=False):
     """_device_run's forward and backward, run where the submission runs (sub.run_local) on inputs
     moved to `device` there: on `meta`, ops go through torch's Python meta registrations, whose first
     use imports torch's symbolic shapes and sympy (0.3-0.5 s), so only that process pays it. What
-    comes back is where each output is (its device, or its type when it is not a tensor)."""
+    comes back is where each output is (its device, or its type when it is not a tensor).
+    `with_values`: placement's second run, where the meta one stopped at a value read (a guard's
+    `float(x.max())`): the same on a device with values (graders/kinds/elsewhere.py)."""
+    if with_values:
+        from dldiy.graders.kinds.elsewhere import values_elsewhere
+
+        with values_elsewhere():
+            return devices_on(cnn_forward, X, y, params, device)
     X, y = X.to(device), y.to(device)
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     logits = cnn_forward(params, X)
@@ -371,11 +380,18 @@ def placement(sub, seed, p):
     params = {k: v.detach() for k, v in _init_params(seed, 4).items()}
 
     def run(device):
-        placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device)
+        # (measure_placement's second run, with values, is passed on to the student's process)
+        placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device, _values_run())
         if not isinstance(placed, dict) or set(placed) != {"logits", *(f"gradient of {k}" for k in params)}:
             raise ApiError("the placement probe got a malformed reply")
         return {k: _Placed(v) for k, v in placed.items()}
-    return measure_placement(run, values=False)  # (run where the student runs: no second device there)
+    return measure_placement(run)
+
+
+def _values_run() -> bool:
+    """Inside measure_placement's second run (graders/kinds/elsewhere.py's mode is on here)."""
+    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
+    return module is not None and module.active()
 
 
 def parity(sub, seed, p):

@@ -16,6 +16,8 @@ step. Only values come back, and they are judged here against torch's, computed 
 central differences are formed here from the cell's outputs).
 """
 
+import sys
+
 import numpy as np
 import torch
 
@@ -434,10 +436,17 @@ class _Placed:
         self.device = device
 
 
-def placed_here(model, seed: int) -> dict:
+def placed_here(model, seed: int, with_values: bool = False) -> dict:
     """_device_run's run on the meta device, in the student's process (sub.run_local): the devices of
     the prediction and of the gradients. Meta tensors are built and run there only, so this process does
-    not import torch's meta kernels (about a second) for a check that reads nothing but devices."""
+    not import torch's meta kernels (about a second) for a check that reads nothing but devices.
+    `with_values`: placement's second run, where the meta one stopped at a value read: the same on a
+    device with values (graders/kinds/elsewhere.py)."""
+    if with_values:
+        from dldiy.graders.kinds.elsewhere import values_elsewhere
+
+        with values_elsewhere():
+            return placed_here(model, seed)
     X, y = recall_first(seed, 8, 5)
     X, y = X.to("meta"), y.to("meta")
     params = init_params(seed, 1, 6, 1, device="meta")
@@ -450,11 +459,18 @@ def placed_here(model, seed: int) -> dict:
 
 def placement(sub, seed, p):
     def run(device):
-        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed)
+        # (measure_placement's second run, with values, is passed on to the student's process)
+        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed, _values_run())
         if not isinstance(found, dict):
             raise ApiError("the placement run came back malformed")
         return {str(name): _Placed(str(where)) for name, where in found.items()}
-    return measure_placement(run, values=False)  # (run where the student runs: no second device there)
+    return measure_placement(run)
+
+
+def _values_run() -> bool:
+    """Inside measure_placement's second run (graders/kinds/elsewhere.py's mode is on here)."""
+    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
+    return module is not None and module.active()
 
 
 def parity(sub, seed, p):

@@ -4,6 +4,7 @@ clearly; the bugged variants are caught (validate); the two generic check-kind e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -403,3 +404,75 @@ def test_a_cpu_hessian_behind_a_value_read_fails_placement_on_the_second_run(tmp
         assert checks["placement"]["status"] == status, message
         if status == "fail":
             assert "Newton(" in message and "second device with values" in message and "optim.py:" in message, message
+
+
+@pytest.mark.parametrize("bug, own_check, run", [
+    ("momentum-not-accumulated", "momentum", "Momentum(lr=0.003, momentum=0.9)"),
+    ("newton-wrong-sign", "newton-quadratic", "Newton(lr=1.0)"),
+    ("adam-step-zero-based", "adam", "Adam(lr=0.1, betas=(0.8, 0.9))"),
+])
+def test_an_optimizers_bug_is_charged_by_its_own_check_and_noted_by_the_convergence_checks(bug, own_check, run,
+                                                                                           bugged, check6):
+    """One bug, one deduction: rosenbrock and logistic run every optimizer; the run of the one whose own
+    check failed is said in a note (what it reached), and does not cost those checks their point."""
+    code, checks = check6(bugged("exercise-6", bug), own_check, "rosenbrock", "logistic")
+    assert checks[own_check]["status"] == "fail", checks[own_check]
+    rosenbrock = checks["rosenbrock"]
+    assert rosenbrock["status"] == "pass" and rosenbrock["points"] == 1, rosenbrock
+    assert "5 of 6 runs reach" in rosenbrock["message"], rosenbrock["message"]
+    assert f"{run} does not reach it" in rosenbrock["message"], rosenbrock["message"]
+    assert f"which check '{own_check}' charges already" in rosenbrock["message"], rosenbrock["message"]
+    assert checks["logistic"]["status"] == "pass", checks["logistic"]
+
+
+def test_a_run_that_fails_is_still_charged_where_its_own_check_passed():
+    """charged_by only excuses a run whose own check failed: with every other check passing, the same
+    failing run fails the convergence check, naming it (and a run that raised says what it raised)."""
+    from dldiy.graders.kinds import convergence
+
+    check = load_exercise("exercise-6").check("rosenbrock")
+    runs = [{"name": "GD(lr=0.01)", "optimizer": "GD", "loss": 0.001, "steps": 400, "losses": [1.0, 0.001]},
+            {"name": "Momentum(lr=0.003, momentum=0.9)", "optimizer": "Momentum", "loss": 1.3, "steps": 250,
+             "losses": [4.0, 1.3]},
+            {"name": "Newton(lr=1.0)", "optimizer": "Newton", "raised": "LinAlgError: singular (optim.py:80)"}]
+    alone = dataclasses.replace(check, params={**check.params, "failed_checks": []})
+    verdict = convergence.judge({"runs": runs}, None, alone)
+    assert verdict.status == "fail" and verdict.message.startswith("Momentum(lr=0.003, momentum=0.9): loss 1.3")
+    excused = dataclasses.replace(check, params={**check.params, "failed_checks": ["momentum"]})
+    verdict = convergence.judge({"runs": runs}, None, excused)
+    assert verdict.status == "fail" and verdict.message.startswith("Newton(lr=1.0): raised LinAlgError: singular (optim.py:80)")
+    assert "which check 'momentum' charges already" in verdict.message
+    both = dataclasses.replace(check, params={**check.params, "failed_checks": ["momentum", "newton-quadratic"]})
+    assert convergence.judge({"runs": runs}, None, both).status == "pass"
+
+
+def test_a_bug_in_the_shared_state_costs_the_optimizers_own_checks_not_every_contract_again(bugged, check6):
+    """state-shared-between-parameters (one momentum buffer for every parameter) breaks the four stateful
+    optimizers: their own checks charge it; the five contract checks, whose properties of those optimizers
+    fail with it, note them and keep their points (GD's properties, which hold, are still judged)."""
+    contracts = ("weight-decay", "param-groups", "state-dict", "grad-none", "optimizer-contract")
+    own = ("momentum", "nesterov", "rmsprop", "adam")
+    code, checks = check6(bugged("exercise-6", "state-shared-between-parameters"), *own, *contracts)
+    assert all(checks[name]["status"] == "fail" for name in own), {n: checks[n]["status"] for n in own}
+    for name in contracts:
+        c = checks[name]
+        assert c["status"] == "pass" and c["points"] == 1, c
+        assert "fail too, not charged again" in c["message"] and "(adam, momentum, nesterov, rmsprop)" in c["message"], c
+    # without those checks in the run, nothing says the properties are charged elsewhere: the contract fails
+    code, checks = check6(bugged("exercise-6", "state-shared-between-parameters"), "weight-decay")
+    assert checks["weight-decay"]["status"] == "fail" and "not charged again" not in checks["weight-decay"]["message"]
+
+
+def test_the_contract_judge_charges_a_property_whose_part_passed_its_own_check():
+    from dldiy.graders.kinds import contract
+
+    check = load_exercise("exercise-6").check("weight-decay")
+    measured = {"checked": ["GD(lr=0.1) = L2", "Momentum(lr=0.05) = L2", "Newton(lr=1.0) = L2", "Nesterov(lr=0.05) = L2"],
+                "violations": ["Momentum(lr=0.05) = L2: departs", "Nesterov(lr=0.05) = L2: departs"]}
+    only_momentum = dataclasses.replace(check, params={**check.params, "failed_checks": ["momentum", "newton-quadratic"]})
+    verdict = contract.judge(measured, None, only_momentum)
+    assert verdict.status == "fail" and verdict.message.startswith("Nesterov(lr=0.05) = L2: departs"), verdict.message
+    assert "1 property of a part whose own check fails (momentum) fails too" in verdict.message
+    both = dataclasses.replace(check, params={**check.params, "failed_checks": ["momentum", "nesterov"]})
+    verdict = contract.judge(measured, None, both)
+    assert verdict.status == "pass" and verdict.message.startswith("2 of 4 properties hold"), verdict.message

@@ -23,6 +23,8 @@ the tensors started and end where they are (checked_rows), losses and gradients 
 
 import io
 import math
+import os
+import traceback
 
 import numpy as np
 import torch
@@ -1027,10 +1029,19 @@ def trained_here(loss_fn, runs: list) -> list:
     its optimizer (make, params, values) and descends to the target (descend_to_target)."""
     out = []
     for make, params, values, budget, target, newton in runs:
-        opt = make(params, **hyper(values))
-        out.append(descend_to_target(opt, params, loss_fn, budget, target, newton) if usable(opt) else
-                   {"unusable": True})
+        try:
+            opt = make(params, **hyper(values))
+            out.append(descend_to_target(opt, params, loss_fn, budget, target, newton) if usable(opt) else
+                       {"unusable": True})
+        except Exception as e:  # noqa: BLE001 - this run's finding; the other runs still run
+            out.append({"raised": f"{type(e).__name__}: {str(e)[:300]}{_student_line(e)}"})
     return out
+
+
+def _student_line(e: BaseException) -> str:
+    """ (file:line), the last frame of the traceback outside this harness: where the student's code raised."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != __file__]
+    return f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
 
 
 def train(sub, runs: list[dict], init, factory, args: tuple, target: float) -> list[dict]:
@@ -1048,6 +1059,8 @@ def train(sub, runs: list[dict], init, factory, args: tuple, target: float) -> l
 
 def judged_run(run: dict, params: list, result, factory, args: tuple) -> dict:
     name = run["optimizer"]
+    if isinstance(result, dict) and isinstance(result.get("raised"), str):
+        return {"name": describe(name, run["hyper"]), "optimizer": name, "raised": result["raised"][:400]}
     if isinstance(result, dict) and result.get("unusable"):
         raise ApiError(f"{name}(params, ...) has no usable param_groups/state: call "
                        "super().__init__(params, defaults) in __init__")
@@ -1061,7 +1074,7 @@ def judged_run(run: dict, params: list, result, factory, args: tuple) -> dict:
         raise ApiError(f"{describe(name, run['hyper'])}: the loss at the parameters reached is {loss!r}, not the "
                        f"{last!r} the training loop saw: the parameters changed outside step()?")
     losses = [float(v) for v in reported[:-1]] + [loss]
-    return {"name": describe(name, run["hyper"]), "loss": loss, "steps": int(k),
+    return {"name": describe(name, run["hyper"]), "optimizer": name, "loss": loss, "steps": int(k),
             "losses": losses[:: max(1, len(losses) // 20)] + losses[-1:]}
 
 

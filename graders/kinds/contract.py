@@ -51,11 +51,24 @@ class Properties:
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     checked = [str(c) for c in measured.get("checked", [])]
     violations = [str(v) for v in measured.get("violations", [])]
-    if violations:
-        more = f" ({len(violations) - 1} more propert{'y' if len(violations) == 2 else 'ies'} fail as well)" \
-            if len(violations) > 1 else ""
-        return Verdict.failed(violations[0] + more, violations=len(violations))
+    # One bug, one deduction: a property of a part whose own check failed (the spec's charged_by: exercise-6's
+    # "Momentum(...)" properties -> check momentum) is said in a note, not charged again.
+    charged_by, failed = check.params.get("charged_by") or {}, set(check.params.get("failed_checks") or ())
+    owners = {v: next((other for part, other in charged_by.items() if v.startswith(f"{part}(") and other in failed),
+                      None) for v in violations}
+    charged = [v for v in violations if owners[v] is None]
+    excused = [v for v in violations if owners[v] is not None]
+    whose = ", ".join(sorted({str(owners[v]) for v in excused}))
+    note = (f" (note: {len(excused)} propert{'y' if len(excused) == 1 else 'ies'} of a part whose own check fails "
+            f"({whose}) fail{'s' if len(excused) == 1 else ''} too, not charged again: {excused[0]})") if excused else ""
+    if charged:
+        more = f" ({len(charged) - 1} more propert{'y' if len(charged) == 2 else 'ies'} fail as well)" \
+            if len(charged) > 1 else ""
+        return Verdict.failed(charged[0] + more + note, violations=len(charged))
     if not checked:
         return Verdict.failed("nothing was checked: the probe measured no property")
+    holding = len(checked) - len(excused)
+    if excused:
+        return Verdict.passed(f"{holding} of {len(checked)} properties hold{note}")
     return Verdict.passed(f"{len(checked)} properties hold, from {checked[0]!r} to {checked[-1]!r}"
                           if len(checked) > 1 else f"1 property holds: {checked[0]}")

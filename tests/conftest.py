@@ -95,6 +95,7 @@ def check_json(fork_server):
     one per exercise)."""
     from dldiy.graders.assess import assess
     from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.sandbox.spawn import check_processes
 
     loaded: dict = {}
 
@@ -105,7 +106,8 @@ def check_json(fork_server):
             key = (course, exercise_id)
             exercise = loaded.get(key) or loaded.setdefault(key, load_exercise(exercise_id))
             checks = [exercise.check(name) for name in only] or None
-            report = assess(exercise, Path(path), checks=checks, extra_seeds=exercise.check_seeds, server=fork_server)
+            report = assess(exercise, Path(path), checks=checks, extra_seeds=exercise.check_seeds, server=fork_server,
+                            processes=check_processes())
         return json.loads(json.dumps(report.to_json())), report.exit_code  # exactly what --json prints
 
     return check

@@ -491,6 +491,18 @@ def departure(measured, expected, rtol: float = RTOL, atol: float = ATOL, names=
             f"(relative difference {rel:.2g})")
 
 
+def stood_still(name: str, rows, steps: int) -> str | None:
+    """A degenerate run earns nothing: where step() left every parameter where it started (each row the
+    start), a property that compares two runs of it (weight decay as L2, state_dict, a parameter without a
+    gradient) holds of a step that does nothing. Then what is wrong, in words; None when it moved."""
+    a = np.asarray(rows, dtype=float)
+    if a.ndim == 2 and len(a) > 1 and np.array_equal(a, np.broadcast_to(a[:1], a.shape)):
+        return (f"{name}.step() left every parameter where it started in all {steps} steps (gradients nonzero, "
+                "lr > 0): nothing to compare, so this property cannot hold; the update's own check says what "
+                "step() should do")
+    return None
+
+
 def entry_names(init, which) -> list[str]:
     names = []
     for i in which:
@@ -517,6 +529,8 @@ def weight_decay(sub, seed, p):
                                           "loss": ["separable", seed, every, l2], "steps": p["steps"]}
                                          for decay, l2 in ways.values()])
             runs = {key: run["rows"] for key, run in zip(ways, done)}
+            if still := stood_still(name, runs["l2"], p["steps"]):
+                return still
             where = departure(runs["decay"], runs["l2"], names=entry_names(init, every))
             if where is None:
                 return None
@@ -645,6 +659,8 @@ def grad_none(sub, seed, p):
             both, solo = (run["rows"] for run in run_there(sub, name, [
                 {"params": [W1, U, W2], "track": [0, 2], "values": h, "loss": loss, "steps": p["steps"]},
                 {"params": leaves(init, [0, 2]), "values": h, "loss": loss, "steps": p["steps"]}]))
+            if still := stood_still(name, solo, p["steps"]):
+                return still
             if not torch.equal(U.detach(), torch.linspace(-1, 1, 6, dtype=DTYPE).view(3, 2)):  # synced back
                 return (f"U (never in the loss, U.grad None) moved to {[round(v, 6) for v in U.detach().reshape(-1).tolist()]}: "
                         "skip a parameter whose p.grad is None (no weight decay, no momentum, no state for it); "
@@ -675,6 +691,8 @@ def state_dict(sub, seed, p):
             before = checked_rows(name, done[1], start, flat(params), k)
             after = checked_rows(name, done[2], flat(params), flat(copies), p["steps"] - k)
             rows = np.concatenate([before, after[1:]])
+            if still := stood_still(name, uninterrupted, p["steps"]):
+                return still
             where = departure(rows, uninterrupted, rtol=p["rtol"], names=entry_names(init, every))
             return (f"saved after step {k} and loaded into a new {name}, the run departs from the "
                     f"uninterrupted one {where}. Keep all per-parameter state (buffers, step counts) in self.state[p] "

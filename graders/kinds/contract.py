@@ -51,11 +51,15 @@ class Properties:
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     checked = [str(c) for c in measured.get("checked", [])]
     violations = [str(v) for v in measured.get("violations", [])]
-    # One bug, one deduction: a property of a part whose own check failed (the spec's charged_by: exercise-6's
-    # "Momentum(...)" properties -> check momentum) is said in a note, not charged again.
+    # One bug, one deduction: the properties of ONE part whose own check failed (the spec's charged_by:
+    # exercise-6's "Momentum(...)" properties -> check momentum) are said in a note, not charged again.
     charged_by, failed = check.params.get("charged_by") or {}, set(check.params.get("failed_checks") or ())
     owners = {v: next((other for part, other in charged_by.items() if v.startswith(f"{part}(") and other in failed),
                       None) for v in violations}
+    if len({o for o in owners.values() if o is not None}) > 1:
+        # one part's failure is noted; several parts failing is this check's failure too: otherwise code that
+        # runs one part right and stubs the others would keep every point this check holds for all of them
+        owners = dict.fromkeys(violations)
     charged = [v for v in violations if owners[v] is None]
     excused = [v for v in violations if owners[v] is not None]
     whose = ", ".join(sorted({str(owners[v]) for v in excused}))

@@ -179,9 +179,9 @@ GUARDED = {
 def test_a_value_guard_in_a_model_gets_a_gpus_verdict_in_the_students_process(exercise_id, tmp_path, check_json):
     """The placement probes of exercises 8 and 9 run in the student's process (sub.run_local): the second
     run with values is passed on there. A stray CPU tensor behind the guard fails, naming its line; the
-    guarded right code passes (exercise-9) or, where its own backward makes a tensor on the reported device
-    (exercise-8's max-pool: torch.zeros(..., device=grad_out.device), which autograd runs outside the
-    mode), stays inconclusive: never a failure."""
+    guarded right code passes, exercise-8's too, whose max-pool backward makes torch.zeros(...,
+    device=grad_out.device) where autograd runs it, outside torch function modes (elsewhere's
+    _FactoriesElsewhere, a dispatch mode, makes it Elsewhere there)."""
     import shutil
 
     from conftest import REPO
@@ -200,7 +200,34 @@ def test_a_value_guard_in_a_model_gets_a_gpus_verdict_in_the_students_process(ex
     assert stray_check["status"] == "fail", stray_check
     assert "second device with values" in stray_check["message"] and f"{entry}:" in stray_check["message"], stray_check
     right = verdicts["right"]
-    if exercise_id == "exercise-9":
-        assert right["status"] == "pass" and "then on a second device with values" in right["message"], right
-    else:
-        assert right["status"] == "skip" and "cannot run as on a GPU" in right["message"], right
+    assert right["status"] == "pass" and "then on a second device with values" in right["message"], right
+
+
+def test_a_tensor_made_on_the_device_in_a_functions_backward_has_values():
+    """Autograd runs a custom Function's backward outside torch function modes: a factory given the
+    gradient's device there is made Elsewhere by the dispatch mode beneath, so the backward computes
+    what the CPU computes (and a CPU tensor of one or more dimensions met there is still refused)."""
+
+    class Doubled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return torch.zeros(*g.shape, dtype=g.dtype, device=g.device) + g * 2
+
+    class Stray(Doubled):
+        @staticmethod
+        def backward(ctx, g):
+            return torch.zeros(*g.shape, dtype=g.dtype) + g * 2  # no device=
+
+    x = torch.arange(3.0, dtype=torch.float64)
+    with values_elsewhere():
+        on = x.to("meta").requires_grad_()
+        (grad,) = torch.autograd.grad(Doubled.apply(on).sum(), [on])
+        assert isinstance(grad, Elsewhere) and grad.device.type == "meta"
+        assert torch.equal(grad.held, torch.full((3,), 2.0, dtype=torch.float64))
+        with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+            torch.autograd.grad(Stray.apply(on).sum(), [on])
+    assert torch.zeros(2, device="meta").is_meta and not isinstance(torch.zeros(2, device="meta"), Elsewhere)

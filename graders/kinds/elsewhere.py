@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import return_and_correct_aliasing
+from torch.utils._python_dispatch import TorchDispatchMode, return_and_correct_aliasing
 from torch.utils._pytree import tree_map
 
 _META = torch.device("meta")
@@ -153,18 +153,42 @@ def active() -> bool:
     return _ACTIVE[0] > 0
 
 
+class _FactoriesElsewhere(TorchDispatchMode):
+    """Below values_elsewhere: a tensor made on 'meta' from nothing but numbers and shapes (aten.zeros,
+    aten.full, ...; `.to('meta')` of a CPU tensor) where the function mode does not reach is made
+    Elsewhere too. Autograd runs a custom Function's backward outside torch function modes but inside
+    dispatch modes: exercise-8's max-pool backward, torch.zeros(..., device=grad_out.device), was a real
+    meta tensor there (NotSimulated, an inconclusive placement)."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        device = kwargs.get("device")
+        if device is not None and torch.device(device).type == "meta":
+            tensors = [a for a in _leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            if not tensors:  # a factory: the same on the CPU, with values
+                return _wrap(func(*args, **{**kwargs, "device": torch.device("cpu")}))
+            if func is _aten._to_copy.default and len(tensors) == 1 and not isinstance(tensors[0], Elsewhere) \
+                    and tensors[0].device.type == "cpu":  # a CPU tensor moved to the reported device
+                return _wrap(func(*args, **{**kwargs, "device": torch.device("cpu")}))
+        return func(*args, **kwargs)
+
+
 class values_elsewhere(TorchFunctionMode):
-    """Inside: `.to('meta')` and factories given device 'meta' make Elsewhere tensors (CPU values);
-    `.numpy()` and `.cuda()` of an Elsewhere tensor raise as they would on a GPU."""
+    """Inside: `.to('meta')` and factories given device 'meta' make Elsewhere tensors (CPU values), in
+    a custom Function's backward too (_FactoriesElsewhere); `.numpy()` and `.cuda()` of an Elsewhere
+    tensor raise as they would on a GPU."""
 
     def __enter__(self) -> "values_elsewhere":
         _ACTIVE[0] += 1
         _without_dtensor()
+        self._factories = _FactoriesElsewhere()
+        self._factories.__enter__()
         return super().__enter__()  # type: ignore[no-any-return]
 
     def __exit__(self, *exc: Any) -> None:
         _ACTIVE[0] -= 1
         super().__exit__(*exc)
+        self._factories.__exit__(*exc)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

@@ -58,7 +58,9 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         if check.params.get("charged_by"):
             # one bug, one deduction: a part of this check (exercise-6's Momentum run of rosenbrock) whose own
             # check failed is said in a note, not charged again (graders/kinds/convergence.py)
-            failed = sorted(name for name, r in results.items() if r.status in ("fail", "error"))
+            # only a check that ran and measured something wrong: not one that raised (NotImplementedError, a
+            # missing name) nor one whose part did nothing at all (agreement's `degenerate`): a stub is no bug
+            failed = sorted(name for name, r in results.items() if r.status == "fail" and not r.details.get("degenerate"))
             check = dataclasses.replace(check, params={**check.params, "failed_checks": failed})
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
         verdicts = [(seed, _judge_one(check, seed, r, expected.get(check.name, {}).get(str(seed))))

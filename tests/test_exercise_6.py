@@ -494,3 +494,20 @@ def test_the_contract_judge_charges_a_property_whose_part_passed_its_own_check()
     both = dataclasses.replace(check, params={**check.params, "failed_checks": ["momentum", "nesterov"]})
     verdict = contract.judge(measured, None, both)
     assert verdict.status == "fail" and "not charged again" not in verdict.message, verdict.message
+
+
+@pytest.mark.parametrize("stub", ["    return None", "    raise NotImplementedError('exercise-6: implement Adam.step')"])
+def test_one_optimizer_left_out_is_charged_by_every_check_that_holds_it(stub, tmp_path, check6):
+    """charged_by notes a part that is wrong, not one that is missing: Adam's step() doing nothing (its
+    own check fails with a trajectory that never moves: `degenerate`) or raising NotImplementedError (its
+    own check errors) leaves the contract and convergence checks that run Adam failing, as before."""
+    from conftest import REPO
+
+    path = tmp_path / "optim.py"
+    path.write_text((REPO / "reference" / "exercise-6" / "optim.py").read_text()
+                    + f"\n\ndef _stub(self, closure=None):\n{stub}\n\n\nAdam.step = _stub\n")
+    code, checks = check6(path, "adam", "weight-decay", "state-dict", "rosenbrock")
+    assert checks["adam"]["status"] in ("fail", "error"), checks["adam"]
+    for name in ("weight-decay", "state-dict", "rosenbrock"):
+        assert checks[name]["status"] in ("fail", "error") and checks[name]["points"] == 0, checks[name]
+        assert "charges already" not in checks[name]["message"] and "not charged again" not in checks[name]["message"]

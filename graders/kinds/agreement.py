@@ -75,12 +75,24 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                     "exp of a large number, a log of 0, a ratio of two infinities)?") if overflow else \
                 factor if factor is not None else \
                 "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
+            still = _stood_still(m, e, shape)
             return _failed(
                 check, f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; "
                 f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
+                + (" Every row equals the first: nothing moved." if still else "")
                 + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name,
-                max_abs_diff=float(diff[i]))
+                max_abs_diff=float(diff[i]), **({"degenerate": True} if still else {}))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
+
+
+def _stood_still(m: np.ndarray, e: np.ndarray, shape: list[int]) -> bool:
+    """A trajectory (rows = steps) measured standing still where the expected one moves: a step that does
+    nothing. Marked `degenerate`, so that no other check takes this failure for a bug to note instead of
+    charging (graders/judge.py's charged_by: a stub is not a bug)."""
+    if len(shape) != 2 or shape[0] < 2:
+        return False
+    m2, e2 = m.reshape(shape), e.reshape(shape)
+    return bool(np.array_equal(m2, np.broadcast_to(m2[:1], m2.shape)) and not np.array_equal(e2, np.broadcast_to(e2[:1], e2.shape)))
 
 
 def _failed(check: Check, message: str, case: str, diagnosed: bool = False, **details: Any) -> Verdict:

@@ -231,3 +231,20 @@ def test_a_tensor_made_on_the_device_in_a_functions_backward_has_values():
         with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
             torch.autograd.grad(Stray.apply(on).sum(), [on])
     assert torch.zeros(2, device="meta").is_meta and not isinstance(torch.zeros(2, device="meta"), Elsewhere)
+
+
+def test_the_values_device_never_imports_dynamo():
+    """torch wraps a dispatch mode's __torch_dispatch__ in torch._disable_dynamo, whose first call imports
+    torch._dynamo (over a second, every check whose placement runs with values: exercise-2's always)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from dldiy.graders.kinds.elsewhere import values_elsewhere\n"
+            "with values_elsewhere():\n"
+            "    x = torch.zeros(3, device='meta') + torch.ones(3).to('meta')\n"
+            "assert type(x).__name__ == 'Elsewhere', type(x)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

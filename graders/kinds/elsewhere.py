@@ -173,6 +173,15 @@ class _FactoriesElsewhere(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
+# torch wraps every dispatch mode's __torch_dispatch__ in torch._disable_dynamo, whose first call imports
+# torch._dynamo (1.1 s: exercise-2's check went from 0.3 to 1.8 s over `import torch`). Nothing here is ever
+# compiled: the wrapper is told its function is already "disabled" (graders/sandbox/torchfast.py does the
+# same for the optimizers).
+_wrapped = getattr(_FactoriesElsewhere.__dict__["__torch_dispatch__"], "__wrapped__", None)
+if _wrapped is not None:
+    _wrapped.__dynamo_disable = _wrapped  # type: ignore[attr-defined]
+
+
 class values_elsewhere(TorchFunctionMode):
     """Inside: `.to('meta')` and factories given device 'meta' make Elsewhere tensors (CPU values), in
     a custom Function's backward too (_FactoriesElsewhere); `.numpy()` and `.cuda()` of an Elsewhere

@@ -309,3 +309,15 @@ def test_a_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(edit,
     (check,) = report["checks"]
     assert check["status"] == "fail" and "ReLU: x" in check["message"] and words in check["message"], check["message"]
     assert "(an expanded incoming gradient)" in check["message"]
+
+
+def test_a_layer_kept_in_a_registry_is_replaced_too_when_mlp_forward_is_judged_alone(bugged, check_json):
+    """mlp_forward reads its activation from ACTIVATIONS = {"relu": ReLU, ...}, filled when the module ran:
+    own_layers' swap by name left the student's ReLU there, so a ReLU.backward bug cost gradcheck-mlp as
+    well as gradcheck-activations. The swap takes the registry's entry too, and puts it back after."""
+    folder = bugged("exercise-5", "relu-mask-on-grad")
+    report, _ = check_json("exercise-5", folder, "gradcheck-activations", "gradcheck-mlp", "coverage")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["gradcheck-activations"]["status"] == "fail" and "ReLU" in checks["gradcheck-activations"]["message"]
+    assert checks["gradcheck-mlp"]["status"] == "pass", checks["gradcheck-mlp"]
+    assert checks["coverage"]["status"] == "pass", checks["coverage"]

@@ -278,3 +278,33 @@ def test_a_numpy_argument_changed_in_place_is_a_violation_like_a_tensor_one(tmp_
         assert (X == np.arange(6.0).reshape(3, 2)).all()  # (by value: the harness's own never changes)
     finally:
         student.kill()
+
+
+def test_a_swap_takes_the_replaced_callable_out_of_the_modules_registries_and_puts_it_back():
+    """A registry filled when the module ran (ACTIVATIONS = {"relu": ReLU}) gets the swap's value too, so
+    code that reads the registry calls the harness's; the put-back restores the entry, unless the
+    submission changed it meanwhile; a dict of plain data is left alone."""
+    import types
+
+    from dldiy.graders.sandbox.student import Server
+
+    def ReLU():
+        return "theirs"
+
+    def ours():
+        return "ours"
+
+    module = types.ModuleType("submission")
+    module.ReLU = ReLU
+    module.ACTIVATIONS = {"relu": ReLU, "tanh": len}
+    module.SIZES = {"relu": 3}
+    endpoint = types.SimpleNamespace(decode=lambda value, buffers: ours, handler=None)
+    server = Server(endpoint, types.SimpleNamespace(module=module), {})
+    server._swap([{"name": "ReLU", "value": "ours"}], [])
+    assert module.ReLU is ours and module.ACTIVATIONS == {"relu": ours, "tanh": len} and module.SIZES == {"relu": 3}
+    server._swap([{"name": "ReLU"}], [])
+    assert module.ReLU is ReLU and module.ACTIVATIONS["relu"] is ReLU
+    server._swap([{"name": "ReLU", "value": "ours"}], [])
+    module.ACTIVATIONS["relu"] = print  # the submission's own change, meanwhile: kept
+    server._swap([{"name": "ReLU"}], [])
+    assert module.ReLU is ReLU and module.ACTIVATIONS["relu"] is print

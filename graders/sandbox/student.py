@@ -111,7 +111,8 @@ class Server:
         self.origins: dict[int, str] = {}  # handle id -> the API name it came from
         self.active: list[str] = []  # API names being called (outermost first)
         self.violation: str | None = None
-        self.swapped: dict[str, list[tuple[bool, Any]]] = {}  # name -> (it existed, its value) per swap in place
+        # name -> (it existed, its value, the registry entries it also took) per swap in place
+        self.swapped: dict[str, list[tuple[bool, Any, list[tuple[dict, Any, Any]]]]] = {}
         endpoint.handler = self.handle
 
     # ---- resolving ---------------------------------------------------------------------------------------
@@ -194,15 +195,23 @@ class Server:
             if not isinstance(name, str):
                 raise wire.WireError("a swap without a name")
             if "value" in swap:
-                self.swapped.setdefault(name, []).append((hasattr(self.module, name), getattr(self.module, name, None)))
+                had, old = hasattr(self.module, name), getattr(self.module, name, None)
+                entries: list[tuple[dict, Any, Any]] = []
+                self.swapped.setdefault(name, []).append((had, old, entries))
                 try:
-                    setattr(self.module, name, self.endpoint.decode(swap["value"], buffers))
+                    value = self.endpoint.decode(swap["value"], buffers)
+                    setattr(self.module, name, value)
+                    if had and callable(old):
+                        entries += _registered(self.module, old, value)
                 except Exception as e:  # noqa: BLE001 - raised below, after the other swaps
                     failed = failed or e
                 continue
             if not self.swapped.get(name):
                 raise wire.WireError(f"a swap of {name!r} put back that was never made")
-            had, old = self.swapped[name].pop()
+            had, old, entries = self.swapped[name].pop()
+            for table, key, value in entries:
+                if table.get(key) is value:  # (only where the swap's value still stands)
+                    table[key] = old
             if had:
                 setattr(self.module, name, old)
             elif hasattr(self.module, name):
@@ -353,6 +362,23 @@ class Server:
         guarded.__name__ = getattr(original, "__name__", "guarded")
         guarded.__doc__ = getattr(original, "__doc__", None)
         return guarded
+
+
+def _registered(module: Any, old: Any, new: Any) -> list[tuple[dict, Any, Any]]:
+    """`old` replaced by `new` in the module's own dicts of callables too (a registry such as
+    ACTIVATIONS = {"relu": ReLU, ...}, filled when the module ran): a swap by name alone left the
+    function that reads the registry calling the submission's own (exercise-5's mlp_forward kept the
+    student's ReLU under own_layers, and a ReLU bug cost gradcheck-mlp as well as its own check).
+    Returns the (dict, key, new) entries changed, for the put-back."""
+    changed = []
+    for attr, table in list(vars(module).items()):
+        if attr.startswith("__") or type(table) is not dict:
+            continue
+        for key, value in list(table.items()):
+            if value is old:
+                table[key] = new
+                changed.append((table, key, new))
+    return changed
 
 
 def _holds_elsewhere(args: list[Any], kwargs: dict[str, Any]) -> bool:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
-from conftest import run_dldiy
+from conftest import REPO, run_dldiy
 from test_exercise_4 import alternatives_of, full_marks_for_the_alternative
 from dldiy.graders.course.exercise import load_exercise
 from dldiy.graders.sandbox.submission import load_module_from
@@ -321,3 +322,24 @@ def test_a_layer_kept_in_a_registry_is_replaced_too_when_mlp_forward_is_judged_a
     assert checks["gradcheck-activations"]["status"] == "fail" and "ReLU" in checks["gradcheck-activations"]["message"]
     assert checks["gradcheck-mlp"]["status"] == "pass", checks["gradcheck-mlp"]
     assert checks["coverage"]["status"] == "pass", checks["coverage"]
+
+
+def test_backward_writing_into_the_callers_tensors_breaks_the_function_contract(tmp_path, bugged, check_json):
+    """A blind red team's miss: Sigmoid.backward turning its saved output into y (1 - y) in place returns the
+    right gradient (every gradient check passes) but overwrites the next layer's input. Checked where the
+    student's code runs (the harness's copy of an output is its own graph's tensor). A backward writing
+    into its incoming gradient is refused the same way; the reference's backward writes into neither."""
+    report, _ = check_json("exercise-5", bugged("exercise-5", "sigmoid-backward-in-place"), "invariants")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "Sigmoid's backward: backward changed forward's output in place" in check["message"]
+    folder = tmp_path / "relu-writes-grad"
+    shutil.copytree(REPO / "reference" / "exercise-5", folder)
+    source = (folder / "mlp.py").read_text()
+    right = "        return grad * (x > 0).to(grad.dtype)\n"
+    assert right in source
+    (folder / "mlp.py").write_text(source.replace(right, "        grad[x <= 0] = 0\n        return grad\n"))
+    report, _ = check_json("exercise-5", folder, "invariants")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "ReLU's backward: backward changed the incoming gradient" in check["message"]
+    report, _ = check_json("exercise-5", REPO / "reference" / "exercise-5", "invariants")
+    assert report["checks"][0]["status"] == "pass", report["checks"][0]

@@ -545,6 +545,42 @@ def _contract(watch, where, apply, inputs, names):
             return
 
 
+def backward_writes(Function, inputs):
+    """In the student's process (sub.run_local): Function.apply on copies of `inputs`, then one backward
+    with an incoming gradient of ones; which tensors of the caller's that backward wrote into: forward's
+    output (which the next layer holds: a saved output turned into y * (1 - y) in place) and the incoming
+    gradient (the layer above's). There, because the harness's copy of the output is a tensor of its own
+    graph: a write into the student's output never reaches it. None when the call or backward raised (the
+    gradient checks report that)."""
+    try:
+        xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+        out = Function.apply(*xs)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return None
+        kept, upstream = out.detach().clone(), torch.ones_like(out)
+        torch.autograd.grad(out, xs, grad_outputs=upstream, allow_unused=True)
+    except Exception:  # noqa: BLE001
+        return None
+    changed = out.detach() != kept
+    return {"output": float((out.detach() - kept).abs().max()) if bool(changed.any()) else None,
+            "upstream": not bool((upstream == 1).all())}
+
+
+def _no_writes_in_backward(sub, watch, where, Function, inputs):
+    wrote = sub.run_local(backward_writes, Function, list(inputs))
+    if not isinstance(wrote, dict):
+        return
+    if wrote.get("output") is not None:
+        watch.violation(where, f"backward changed forward's output in place (largest change {float(wrote['output']):.3g}): "
+                               "the tensor saved with ctx.save_for_backward is the caller's too (the next layer's "
+                               "input); compute a derivative such as y * (1 - y) into a new tensor, never with "
+                               "y *= ... or y.mul_(...)")
+    elif wrote.get("upstream"):
+        watch.violation(where, "backward changed the incoming gradient grad_output in place: it is the layer above's "
+                               "(and may be shared); build the result in a new tensor (grad_output * mask, or "
+                               "grad_output.clone() before a masked assignment)")
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     Linear = sub.get("Linear")
@@ -552,11 +588,15 @@ def invariants(sub, seed, p):
         X, W, b = (torch.randn(*s, generator=gen, dtype=dtype) for s in ((3, 4), (4, 2), (2,)))
         _contract(watch, f"Linear on {str(dtype)[6:]} inputs", lambda X, W, b: Linear.apply(X, W, b), (X, W, b),
                   ("X", "W", "b"))
+        if dtype == torch.float64:
+            _no_writes_in_backward(sub, watch, "Linear's backward", Linear, (X, W, b))
         for cls in ACTIVATIONS.values():
             Function = sub.get(cls)
             # |x| >= 0.6, both signs: away from ReLU's kink even after the +0.5 of _contract
             x = (0.6 + torch.rand(3, 4, generator=gen, dtype=dtype)) * torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=dtype)
             _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
+            if dtype == torch.float64:
+                _no_writes_in_backward(sub, watch, f"{cls}'s backward", Function, (x,))
     sizes = list(p["sizes"])
     where = f"init_params({sizes}, generator)"
     runs = []

@@ -249,6 +249,7 @@ def test_the_corpus_is_at_least_twelve_realistic_bugs_beyond_the_original_fourte
     ("momentum-deck-form-lr-inside", "param-groups", "lr folded into the velocity"),
     ("buffers-on-cpu", "placement", "found at least two devices, meta and cpu"),
     ("adam-step-count-per-group", "optimizer-contract", "kept per group/optimizer, not per parameter"),
+    ("weight-decay-from-constructor", "param-groups", "the second group's weight_decay is ignored"),
 ])
 def test_a_contract_bug_fails_one_check_with_a_message_naming_the_cause(bug, check, words, tmp_path, bugged, check6):
     code, checks = check6(bugged("exercise-6", bug))

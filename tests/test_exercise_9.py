@@ -104,6 +104,9 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, 
     ("clip-two-passes", "clipping"),  # not first-loss: train() runs with the harness's own clipping
     ("forward-view-noncontiguous", "invariants"),
     ("train-loss-after-update", "first-loss"),
+    ("train-loss-summed", "first-loss"),  # not invariants' mean over outputs: a sum over the batch is first-loss's
+    ("clip-rebinds-grad", "invariants"),  # the seventh session's blind red team: values right, not in place
+    ("loss-summed-over-outputs", "invariants"),  # the same: first-loss trains one output
 ])
 def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):
     checks = _all_checks(check_json, bugged("exercise-9", bug))

@@ -603,4 +603,56 @@ def invariants(sub, seed, p):
             return f"two runs of train() on the same data and initial weights gave losses {runs[0]} and {runs[1]}"
         return None
     props.test("train() leaves X and y as they were, keeps no graph in its losses and is deterministic", train_contract)
+
+    def clip_in_place():
+        mine = [v.clone().requires_grad_() for v in params.values()]
+        for q in mine:
+            q.grad = torch.randn(q.shape, generator=gen, dtype=torch.float64)
+        kept = sub.run_local(grads_kept, sub.get("clip_grad_norm"), mine, 0.1)
+        if isinstance(kept, list) and not all(kept):
+            return ("clip_grad_norm gave a parameter a new gradient tensor (p.grad = p.grad * scale) instead of scaling "
+                    "its .grad in place (p.grad.mul_(scale)): whatever holds the gradient tensor (an optimizer's "
+                    "state, a hook, the caller) keeps the unclipped values")
+        return None
+    props.test("clip_grad_norm scales every p.grad in place (the same tensor)", clip_in_place)
+
+    def mean_over_outputs():
+        # The spec's MSE averages over the outputs too. Three outputs that copy one (W_out's and b_out's rows,
+        # y's columns alike) give the same mean as that one output alone, a sum over the outputs three times
+        # it. lr = 0: nothing moves, so whatever else train() does to its losses (a loss recorded after the
+        # update, a sum over the batch: first-loss's to charge) is the same in both runs (first-loss and
+        # convergence train one output, where the two agree).
+        X, y = recall_first(seed, 8, 4)
+        one = init_params(seed, 1, 4, 1)
+        three = {**one, "W_out": one["W_out"].detach().repeat(3, 1), "b_out": one["b_out"].detach().repeat(3)}
+        losses = []
+        with exact_dependencies(sub):
+            # one output; the same 8 sequences twice in one batch of 16 (a batch mean is unchanged); three
+            # outputs that copy the one
+            for start, X_, target, batch in ((one, X, y, 8), (one, X.repeat(1, 2, 1), y.repeat(2, 1), 16),
+                                             (three, X, y.repeat(1, 3), 8)):
+                result = sub.call("train", {k: v.detach().clone().requires_grad_() for k, v in start.items()},
+                                  X_, target, 0.0, 1, batch, 1.0)
+                if not isinstance(result, (tuple, list)) or len(result) != 2:
+                    return None  # the form of train()'s result is first-loss's to judge
+                losses.append(expect_history(result[1], 1)[0])
+        close = [abs(v - losses[0]) <= 1e-5 * abs(losses[0]) + 1e-9 for v in losses]
+        if not close[1]:
+            return None  # not a mean over the batch: first-loss charges that (one bug, one deduction)
+        del losses[1]
+        if close[2]:
+            return None
+        ratio = losses[1] / losses[0] if losses[0] else float("nan")
+        return (f"three outputs that copy one give train() a first loss of {losses[1]:.6g}, that one output alone "
+                f"{losses[0]:.6g} (ratio {ratio:.4g}): the MSE is a mean over the batch and every output"
+                + (" (summed over the outputs?)" if abs(ratio - 3) < 1e-3 else ""))
+    props.test("train()'s loss is the mean over the batch and every output (3 outputs)", mean_over_outputs)
     return props.result()
+
+
+def grads_kept(clip, params, max_norm):
+    """In the student's process (sub.run_local): clip_grad_norm(params, max_norm), then whether each
+    parameter's .grad is still the tensor it was (a harness-side copy of the gradient cannot tell)."""
+    before = [q.grad for q in params]
+    clip(params, max_norm)
+    return [q.grad is g for q, g in zip(params, before) if g is not None]

@@ -174,12 +174,27 @@ def evaluation(sub, seed, p):
     if changed:
         raise Violation(changed)
     scores = _scores_in_eval_mode(model, images)
-    own = [F.cross_entropy(scores, labels).item(), (scores.argmax(dim=1) == labels).double().mean().item()]
+
+    def own(k):
+        return [F.cross_entropy(scores[:k], labels[:k]).item(), (scores[:k].argmax(dim=1) == labels[:k]).double().mean().item()]
+    # the same on fewer images than the split holds: the first 100, and one (a count or a shape assumed)
+    subsets = []
+    for k, words in ((100, "the first 100 test images"), (1, "one test image (a batch of one)")):
+        name = f"evaluate() on {words} minus the model's own numbers there (loss, accuracy)"
+        try:
+            got = [float(v) for v in sub.call("evaluate", model, images[:k].clone(), labels[:k].clone())]
+            if len(got) != 2:
+                raise ApiError(f"returned {len(got)} values; expected (loss, accuracy)")
+            subsets.append({"name": name, "shape": [2], "values": [got[0] - own(k)[0], got[1] - own(k)[1]]})
+        except (RemoteError, ApiError, TypeError, ValueError) as e:  # this case's finding (a shape assumed)
+            said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
+            subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
     return {"cases": [
         {"name": "second evaluate() minus the first, same model and images (loss, accuracy)",
          "shape": [2], "values": [second[0] - first[0], second[1] - first[1]]},
         {"name": "evaluate() minus the model's own numbers in eval mode (loss, accuracy)",
-         "shape": [2], "values": [first[0] - own[0], first[1] - own[1]]},
+         "shape": [2], "values": [first[0] - own(len(labels))[0], first[1] - own(len(labels))[1]]},
+        *subsets,
         {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
          "shape": [1], "values": [left_training]},
         *held_out_summary(images, labels, p["classes"]),

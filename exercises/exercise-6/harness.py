@@ -378,6 +378,37 @@ def late_here(make, params, whole, values, seed: int, late: int, steps: int) -> 
     return [{"rows": rows}, one_run(make, whole, values, ["separable", seed, [0, 1, 2], 0.0], steps)]
 
 
+def dropped_here(make, params, values, seed: int, late: int, steps: int) -> list:
+    """One optimizer on params = [W1, b, W2] (one group) for `steps` steps, b in the loss for the first
+    `late` of them, then out of it with a gradient of zeros (what zero_grad(set_to_none=False) leaves: a
+    layer frozen by a loss that no longer uses it); the rows of all three at every step. torch.optim
+    still steps such a parameter (its momentum carries it on, Adam's step count goes on)."""
+    opt = make(params, **hyper(values))
+    if not usable(opt):
+        return [{"unusable": True}]
+    without, every = problem_loss(["separable", seed, [0, 2], 0.0]), problem_loss(["separable", seed, [0, 1, 2], 0.0])
+    rows = [flat(params)]
+    for k in range(steps):
+        clear_grads(params)
+        if k < late:
+            accumulate(params, every.gradient(*params))
+        else:
+            accumulate([params[0], params[2]], without.gradient(params[0], params[2]))
+            params[1].grad = torch.zeros_like(params[1])
+        opt.step()
+        rows.append(flat(params))
+    return [{"rows": rows}]
+
+
+@seeded_once
+def _dropped_twin(seed, p):
+    """dropped_here's run by torch.optim's twin of p["optimizer"] (computed once per worker)."""
+    init, _ = separable_problem(seed)
+    done = dropped_here(torch_optimizer(p["optimizer"]), leaves(init, [0, 1, 2]), p["hyper"], seed, p["late"],
+                        p["steps"])
+    return np.asarray(done[0]["rows"], dtype=float)
+
+
 @seeded_once
 def _late_twin(seed, p):
     """late_here's two runs by torch.optim's twin of p["optimizer"] (no submission in them: computed once
@@ -836,7 +867,34 @@ def optimizer_contract(sub, seed, p):
         if name in STATEFUL:
             props.test(f"{label}: b's first gradient at step {p['late'] + 1}, W1's and W2's at step 1",
                        lambda name=name, h=h: late_gradient(sub, seed, name, h, p["late"], steps))
+            props.test(f"{label}: b out of the loss after step {p['late']}, its gradient zeros (zero_grad(set_to_none=False))",
+                       lambda name=name, h=h: dropped_gradient(sub, seed, name, h, p["late"], steps))
     return props.result()
+
+
+def dropped_gradient(sub, seed: int, name: str, h: dict, late: int, steps: int) -> str | None:
+    """[W1, b, W2] in one group, b in the loss for the first `late` steps, then out of it with a gradient of
+    zeros: every parameter after every step = torch.optim's twin's on the same run (a zero gradient is a
+    gradient: the state goes on, momentum carries b on). Judged from step `late` on only where the first
+    `late` steps agree (before that, a wrong update is its own check's finding)."""
+    init, _ = separable_problem(seed)
+    params = leaves(init, [0, 1, 2])
+    start = flat(params)
+    done = parts_of(name, sub.run_local(dropped_here, student_optimizer(sub, name), params, h, seed, late, steps), 1)
+    rows = checked_rows(name, done[0], start, flat(params), steps)
+    twin = _dropped_twin(seed, {"optimizer": name, "hyper": h, "late": late, "steps": steps})
+    if departure(rows[: late + 1], twin[: late + 1]) is not None:
+        return None
+    where = departure(rows, twin, names=entry_names(init, [0, 1, 2]))
+    if where is None:
+        return None
+    cols = slice(6, 8)  # b's entries
+    stuck = np.array_equal(rows[late:, cols], np.broadcast_to(rows[late, cols], rows[late:, cols].shape)) and \
+        not np.array_equal(twin[late:, cols], np.broadcast_to(twin[late, cols], twin[late:, cols].shape))
+    return (f"with b out of the loss after step {late} and its .grad zeros (zero_grad(set_to_none=False)), the run "
+            f"departs from {TWINS[name]}'s on the same run {where}"
+            + (": b stops where it is, while torch's state carries it on. A gradient of zeros is a gradient: skip a "
+               "parameter only when p.grad is None, never when it is all zeros (p.grad.any())" if stuck else ""))
 
 
 STATEFUL = ("Momentum", "Nesterov", "RMSProp", "Adam")  # the optimizers with per-parameter state

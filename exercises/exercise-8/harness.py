@@ -566,10 +566,19 @@ def invariants(sub, seed, p):
     where = f"train() (n={run['n']}, batch_size {run['batch_size']}, {run['steps']} steps)"
     settings = (run["lr"], run["steps"], run["batch_size"])
     with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
-        result = watch.call(where, sub.get("train"), (_init_params(seed, 2), Xtr, ytr, *settings),
-                            ("params", "X", "y"))
+        given = _init_params(seed, 2)
+        result = watch.call(where, sub.get("train"), (given, Xtr, ytr, *settings), ("params", "X", "y"))
         if isinstance(result, tuple) and len(result) == 2:
             watch.no_graph(where, list(result[1]), "losses")
+            # the spec's train() updates the caller's tensors in place (mutates = true: SGD's p -= lr * p.grad)
+            returned = result[0]
+            if isinstance(returned, dict) and set(returned) == set(given) and \
+                    all(isinstance(v, torch.Tensor) and v.shape == given[k].shape for k, v in returned.items()) and \
+                    any(not torch.equal(v.detach(), given[k].detach()) for k, v in returned.items()):
+                watch.violation(where, "the params train() returned are not the caller's, which it left as they were: "
+                                       "it rebinds new tensors (params[k] = (p - lr * p.grad).detach()...) instead of "
+                                       "updating the caller's in place; update them as SGD does, with torch.no_grad(): "
+                                       "p -= lr * p.grad")
             # The same run with the images x30 (gradient norms past 5 or 10): plain SGD steps still, never
             # clipped or rescaled; judged only where the run at the normal scale takes plain SGD steps
             # (a wrong train() is first-loss's to charge).

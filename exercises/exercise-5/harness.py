@@ -581,6 +581,18 @@ def _no_writes_in_backward(sub, watch, where, Function, inputs):
                                "grad_output.clone() before a masked assignment)")
 
 
+def draws_from_generator(init_params, sizes, seed):
+    """In the student's process (sub.run_local): init_params called twice with ONE generator, which a
+    correct init advances: the second call's weights differ from the first's (None where they cannot be
+    read: the form of the result is the other checks' business)."""
+    generator = torch.Generator().manual_seed(seed)
+    first, second = init_params(list(sizes), generator), init_params(list(sizes), generator)
+    try:
+        return any(not torch.equal(a, b) for a, b in zip(first[0::2], second[0::2]))
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     Linear = sub.get("Linear")
@@ -617,6 +629,12 @@ def invariants(sub, seed, p):
                                "random number from `generator` (torch.randn(..., generator=generator)), not torch's global one")
     elif not other:
         watch.violation(where, "generators of different seeds gave the same weights: the generator is not used")
+    elif not constant and sub.run_local(draws_from_generator, sub.get("init_params"), list(sizes), seed) is False:
+        # (a generator crosses to the student's process as its seed: the calls sharing one run there)
+        watch.violation(where, "two calls with the SAME generator gave the same weights, and the generator did not "
+                               "advance: init_params draws from a copy of its own (torch.Generator().manual_seed("
+                               "generator.initial_seed())?); draw from `generator` itself, so that the caller's next "
+                               "draws (a second network, a data shuffle) follow on from these")
     # init_params takes no tensor whose dtype it could follow: the spec's float64 is the rule, said once
     wrong = [f"[{i}] ({'W' if i % 2 == 0 else 'b'}{i // 2 + 1}) is {str(t.dtype).replace('torch.', '')}"
              for i, t in enumerate(runs[0]) if t.dtype != torch.float64]

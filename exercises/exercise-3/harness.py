@@ -99,7 +99,10 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
         # and the model handed back is not the one it ended with (all equal: training never moved them)
         if same and any(not torch.equal(copies[k], returned) for k in steps_seen[same[-1] + 1:]):
             earlier = same[-1]
-    return result, {"steps": len(steps_seen), "earlier": earlier}
+    # a loss kept as a tensor of the graph (losses.append(loss) without .item()): every step's graph alive
+    history = result[1] if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple)) else []
+    graph = next((k for k, v in enumerate(history) if isinstance(v, torch.Tensor) and v.requires_grad), None)
+    return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph}
 
 
 def _test_set(sub) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +141,13 @@ def convergence(sub, seed, p):
 
 
 def returned_earlier(seed: int, steps: int) -> None:
-    """A Violation if train(seed, steps), watched (train_watched), returned a model from an earlier step."""
+    """A Violation if train(seed, steps), watched (train_watched), returned a model from an earlier step, or
+    losses that keep the autograd graph of their step."""
+    graph = _WATCHED[seed, steps].get("graph")
+    if graph is not None:
+        raise Violation(f"train({seed}, {steps})'s losses[{graph}] is a tensor that requires grad: it keeps the autograd "
+                        "graph of its step alive, so memory grows with every step (and the losses cannot be saved as "
+                        "numbers); record loss.item()")
     earlier = _WATCHED[seed, steps]["earlier"]
     if earlier is not None:
         raise Violation(

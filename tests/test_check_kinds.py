@@ -411,3 +411,15 @@ def test_gradcheck_leaves_its_hand_gradient_hint_out_when_the_forward_raised():
     blocks["blocks"][0].update(error="backward raised RuntimeError: boom", raised_in="backward")
     v = judge("gradcheck", blocks)
     assert v.message == "conv2d x: backward raised RuntimeError: boom" and not v.details.get("diagnosed")
+
+
+def test_a_contract_failure_shows_the_fixed_hint_only_where_the_students_code_raised():
+    """A property's own words are a diagnosis (what is wrong and why); the check's fixed hint, which names
+    other parts of the contract, is added only to a failure that is the student's exception."""
+    from dldiy.graders.kinds import contract
+
+    check = Check(name="contract", kind="contract", probe="contract", points=1.0, hint="look at the contract")
+    said = contract.judge({"checked": ["a"], "violations": ["a: the gradient tensor was replaced, not scaled"]}, None, check)
+    raised = contract.judge({"checked": ["a"], "violations": ["a: raised RuntimeError: boom (x.py, line 3)"]}, None, check)
+    assert "Hint:" not in _combine(check, [(1, said)], frozenset()).message
+    assert _combine(check, [(1, raised)], frozenset()).message.endswith("\nHint: look at the contract")

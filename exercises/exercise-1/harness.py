@@ -168,7 +168,8 @@ def _train(sub, X, y, w0, lr, steps, harness_loss=False):
 
 
 def _gradcheck_family(seed, p):
-    """(label, X, y, w): the spec's sizes, then odd ones, a non-contiguous X and w = 0 (every margin 0)."""
+    """(label, X, y, w): the spec's sizes, then odd ones, a non-contiguous X, uint8 labels and w = 0 (every
+    margin 0)."""
     n, d = p["n"], p["d"]
     rng = np.random.default_rng(seed)
     family = []
@@ -178,6 +179,10 @@ def _gradcheck_family(seed, p):
         if "non-contiguous" in label:
             X = X.t().contiguous().t()
         family.append((label, X, y, torch.tensor(rng.normal(0, 1, dd + 1))))
+    # labels of another integer dtype, as a dataset stores them (uint8): 2 * y - 1 computed in y's dtype wraps 0
+    # to 255 there, where int64 labels hide it (a blind red team's miss)
+    X, y, _ = _problem(seed + 7, 9, 2)
+    family.append(("n=9, d=2, labels y as uint8", X, y.to(torch.uint8), torch.tensor(rng.normal(0, 1, 3))))
     X, y, _ = _problem(seed, n, d)
     family.append((f"n={n}, d={d}, w = 0 (every margin exactly 0)", X, y, torch.zeros(d + 1, dtype=torch.float64)))
     return family

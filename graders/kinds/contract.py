@@ -68,7 +68,10 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     if charged:
         more = f" ({len(charged) - 1} more propert{'y' if len(charged) == 2 else 'ies'} fail as well)" \
             if len(charged) > 1 else ""
-        return Verdict.failed(charged[0] + more + note, violations=len(charged))
+        # a property's own words say what is wrong and why: the check's fixed hint only where the student's
+        # code raised (the words are then the exception's, not a diagnosis)
+        return Verdict.failed(charged[0] + more + note, violations=len(charged),
+                              diagnosed=": raised " not in charged[0])
     if not checked:
         return Verdict.failed("nothing was checked: the probe measured no property")
     holding = len(checked) - len(excused)

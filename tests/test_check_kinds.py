@@ -423,3 +423,16 @@ def test_a_contract_failure_shows_the_fixed_hint_only_where_the_students_code_ra
     raised = contract.judge({"checked": ["a"], "violations": ["a: raised RuntimeError: boom (x.py, line 3)"]}, None, check)
     assert "Hint:" not in _combine(check, [(1, said)], frozenset()).message
     assert _combine(check, [(1, raised)], frozenset()).message.endswith("\nHint: look at the contract")
+
+
+def test_a_gradcheck_block_may_ask_for_relative_agreement_alone():
+    """exercise-5's Softplus tail: a derivative of ~1e-18 computed as 0 is within the check's atol, but a
+    block with atol 0 fails it, and a right value there (relative error ~1e-10) passes."""
+    from dldiy.graders.kinds import gradcheck
+
+    check = Check(name="g", kind="gradcheck", probe="g", points=1.0, params={"rtol": 1e-5, "atol": 1e-7})
+    tail = {"name": "Softplus: x = -40", "shape": [1], "numeric": [4.248354255291589e-18]}
+    assert gradcheck.judge({"blocks": [dict(tail, analytic=[0.0])]}, None, check).status == "pass"
+    assert gradcheck.judge({"blocks": [dict(tail, analytic=[0.0], atol=0.0)]}, None, check).status == "fail"
+    right = dict(tail, analytic=[4.2483542552915e-18], atol=0.0)
+    assert gradcheck.judge({"blocks": [right]}, None, check).status == "pass"

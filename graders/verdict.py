@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,17 @@ class Verdict:
     @classmethod
     def skipped(cls, reason: str) -> "Verdict":
         return cls("skip", reason)
+
+
+def charged_elsewhere(charged_by: Mapping[str, str], failed: Iterable[str], parts: list[str | None]) -> list[str | None]:
+    """One bug, one deduction: for each failing part of a check (exercise-6's optimizers, by name), the
+    check that charges it already, or None. A part's own check (the spec's `charged_by`) counts only where
+    it is among `failed` (graders/judge.py's failed_checks: it ran and measured something wrong), and only
+    ONE part is ever excused: where two or more are, all are charged, or code that runs one part right and
+    stubs the others would keep every point the check holds for all of them."""
+    failed = set(failed)
+    owners = [charged_by.get(part) if part is not None and charged_by.get(part) in failed else None for part in parts]
+    return owners if len({o for o in owners if o is not None}) <= 1 else [None] * len(parts)
 
 
 def fmt(x: float, other: float | None = None) -> str:

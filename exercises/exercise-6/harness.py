@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import ApiError
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 from dldiy.graders.data import gaussian_blobs, seeded_once
 
 DTYPE = torch.float64
@@ -1189,17 +1189,17 @@ def placed_here(make, name: str, values: dict, steps: int, with_values: bool = F
     Meta tensors are built and run there only (their first use imports torch's meta kernels).
     `with_values`: placement's second run, where the meta one stopped at a value read: the same on a
     device with values (a positive definite A, gradients of 0.1)."""
-    if with_values:
-        from dldiy.graders.kinds.elsewhere import values_elsewhere
+    with values_run_there(with_values):
+        return _placed_here(make, name, values, steps)
 
-        with values_elsewhere():
-            return placed_here(make, name, values, steps)
-    params = meta_params(name, with_values=_values_run())
+
+def _placed_here(make, name: str, values: dict, steps: int) -> dict:
+    params = meta_params(name, with_values=values_run())
     opt = make(params, **hyper(values))
     returned = None
     for _ in range(steps):
         if name == "Newton":
-            if _values_run():
+            if values_run():
                 A = (torch.eye(7, dtype=DTYPE) * 2 + 0.1).to("meta")
                 b = torch.ones(7, dtype=DTYPE).to("meta")
             else:
@@ -1207,7 +1207,7 @@ def placed_here(make, name: str, values: dict, steps: int, with_values: bool = F
             returned = opt.step(quadratic_loss(A, b))
         else:
             for q in params:
-                q.grad = torch.full_like(q, 0.1) if _values_run() else torch.empty_like(q)
+                q.grad = torch.full_like(q, 0.1) if values_run() else torch.empty_like(q)
             opt.step()
     names = ("x", "Y", "c") if name == "Newton" else NAMES
     out = {}
@@ -1236,7 +1236,7 @@ def placement(sub, seed, p):
 
         def run(device, name=name, values=values, label=label):
             # (measure_placement's second run, with values, is passed on to the student's process)
-            placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"], _values_run())
+            placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"], values_run())
             if not isinstance(placed, dict) or not all(isinstance(v, str) for v in placed.values()):
                 raise ApiError("the placement run came back malformed")
             return {f"{label}: {k}": _Placed(v) for k, v in placed.items()}
@@ -1252,13 +1252,6 @@ def placement(sub, seed, p):
     if not found:
         return {"inconclusive": "; ".join(unsure) or "no optimizer was run"}
     return {"input_device": "meta", "outputs": found}
-
-
-def _values_run() -> bool:
-    import sys
-
-    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
-    return module is not None and module.active()
 
 
 class _Placed:

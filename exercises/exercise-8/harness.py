@@ -9,8 +9,6 @@ import gzip
 import importlib.util
 from pathlib import Path
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +19,7 @@ from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.invariants import Watch
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -355,11 +353,11 @@ def devices_on(cnn_forward, X, y, params, device, with_values=False):
     comes back is where each output is (its device, or its type when it is not a tensor).
     `with_values`: placement's second run, where the meta one stopped at a value read (a guard's
     `float(x.max())`): the same on a device with values (graders/kinds/elsewhere.py)."""
-    if with_values:
-        from dldiy.graders.kinds.elsewhere import values_elsewhere
+    with values_run_there(with_values):
+        return _devices_on(cnn_forward, X, y, params, device)
 
-        with values_elsewhere():
-            return devices_on(cnn_forward, X, y, params, device)
+
+def _devices_on(cnn_forward, X, y, params, device):
     X, y = X.to(device), y.to(device)
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     logits = cnn_forward(params, X)
@@ -381,17 +379,11 @@ def placement(sub, seed, p):
 
     def run(device):
         # (measure_placement's second run, with values, is passed on to the student's process)
-        placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device, _values_run())
+        placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device, values_run())
         if not isinstance(placed, dict) or set(placed) != {"logits", *(f"gradient of {k}" for k in params)}:
             raise ApiError("the placement probe got a malformed reply")
         return {k: _Placed(v) for k, v in placed.items()}
     return measure_placement(run)
-
-
-def _values_run() -> bool:
-    """Inside measure_placement's second run (graders/kinds/elsewhere.py's mode is on here)."""
-    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
-    return module is not None and module.active()
 
 
 def parity(sub, seed, p):

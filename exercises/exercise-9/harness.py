@@ -16,8 +16,6 @@ step. Only values come back, and they are judged here against torch's, computed 
 central differences are formed here from the cell's outputs).
 """
 
-import sys
-
 import numpy as np
 import torch
 
@@ -28,7 +26,7 @@ from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
 from dldiy.graders.batched import expanded_error, through_sum
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
 NAMES = ("W_ih", "W_hh", "b_ih", "b_hh")
 
@@ -442,11 +440,11 @@ def placed_here(model, seed: int, with_values: bool = False) -> dict:
     not import torch's meta kernels (about a second) for a check that reads nothing but devices.
     `with_values`: placement's second run, where the meta one stopped at a value read: the same on a
     device with values (graders/kinds/elsewhere.py)."""
-    if with_values:
-        from dldiy.graders.kinds.elsewhere import values_elsewhere
+    with values_run_there(with_values):
+        return _placed_here(model, seed)
 
-        with values_elsewhere():
-            return placed_here(model, seed)
+
+def _placed_here(model, seed: int) -> dict:
     X, y = recall_first(seed, 8, 5)
     X, y = X.to("meta"), y.to("meta")
     params = init_params(seed, 1, 6, 1, device="meta")
@@ -460,17 +458,11 @@ def placed_here(model, seed: int, with_values: bool = False) -> dict:
 def placement(sub, seed, p):
     def run(device):
         # (measure_placement's second run, with values, is passed on to the student's process)
-        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed, _values_run())
+        found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed, values_run())
         if not isinstance(found, dict):
             raise ApiError("the placement run came back malformed")
         return {str(name): _Placed(str(where)) for name, where in found.items()}
     return measure_placement(run)
-
-
-def _values_run() -> bool:
-    """Inside measure_placement's second run (graders/kinds/elsewhere.py's mode is on here)."""
-    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
-    return module is not None and module.active()
 
 
 def parity(sub, seed, p):

@@ -14,7 +14,7 @@ import traceback
 from typing import Any, Callable
 
 from ..course.exercise import Check
-from ..verdict import Verdict
+from ..verdict import Verdict, charged_elsewhere
 
 NEEDS_REFERENCE = False
 
@@ -53,13 +53,9 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     violations = [str(v) for v in measured.get("violations", [])]
     # One bug, one deduction: the properties of ONE part whose own check failed (the spec's charged_by:
     # exercise-6's "Momentum(...)" properties -> check momentum) are said in a note, not charged again.
-    charged_by, failed = check.params.get("charged_by") or {}, set(check.params.get("failed_checks") or ())
-    owners = {v: next((other for part, other in charged_by.items() if v.startswith(f"{part}(") and other in failed),
-                      None) for v in violations}
-    if len({o for o in owners.values() if o is not None}) > 1:
-        # one part's failure is noted; several parts failing is this check's failure too: otherwise code that
-        # runs one part right and stubs the others would keep every point this check holds for all of them
-        owners = dict.fromkeys(violations)
+    charged_by = check.params.get("charged_by") or {}
+    parts = [next((part for part in charged_by if v.startswith(f"{part}(")), None) for v in violations]
+    owners = dict(zip(violations, charged_elsewhere(charged_by, check.params.get("failed_checks") or (), parts)))
     charged = [v for v in violations if owners[v] is None]
     excused = [v for v in violations if owners[v] is not None]
     whose = ", ".join(sorted({str(owners[v]) for v in excused}))

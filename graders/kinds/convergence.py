@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from ..course.exercise import Check
-from ..verdict import Verdict, fmt
+from ..verdict import Verdict, charged_elsewhere, fmt
 
 NEEDS_REFERENCE = False
 
@@ -39,21 +39,17 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         return Verdict.failed("no run was measured")
     # The run of ONE optimizer whose own check failed (the spec's charged_by: an optimizer's name -> the check
     # of its steps) is that check's to charge: said here, not charged twice (one bug, one deduction).
-    charged_by, failed = check.params.get("charged_by") or {}, set(check.params.get("failed_checks") or ())
-    failing = [run for run in runs if judge_run(run, check).status != "pass"]
-    if len({charged_by.get(str(run.get("optimizer", ""))) for run in failing} & failed) > 1:
-        # one part's failure is noted; several parts failing is this check's failure too: otherwise code that
-        # runs one optimizer right and stubs the others would keep every point this check holds for all of them
-        failed = set()
+    verdicts = [judge_run(run, check) for run in runs]
+    owners = charged_elsewhere(check.params.get("charged_by") or {}, check.params.get("failed_checks") or (),
+                               [str(run.get("optimizer", "")) if v.status != "pass" else None
+                                for run, v in zip(runs, verdicts)])
     excused: list[str] = []
     reached = []
-    for run in runs:
-        verdict = judge_run(run, check)
+    for run, verdict, other in zip(runs, verdicts, owners):
         if verdict.status == "pass":
             reached.append(run)
             continue
-        other = charged_by.get(str(run.get("optimizer", "")))
-        if other in failed:
+        if other is not None:
             excused.append(f"{run['name']} does not reach it ({verdict.message.split('; ')[0]}), which check "
                            f"{other!r} charges already")
             continue

@@ -90,6 +90,27 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
                                 "devices (the other checks judge what the code computes)"}
 
 
+def values_run() -> bool:
+    """Whether placement's second run, with values (graders/kinds/elsewhere.py), is under way in this
+    process: a probe that runs its model in the student's process (sub.run_local) passes it on, and the
+    function run there enters it with `values_run_there`. Read without importing elsewhere."""
+    import sys
+
+    module = sys.modules.get("dldiy.graders.kinds.elsewhere")
+    return module is not None and module.active()
+
+
+def values_run_there(with_values: bool) -> Any:
+    """In the student's process: the second run's device with values when the harness said so, else nothing."""
+    import contextlib
+
+    if not with_values:
+        return contextlib.nullcontext()
+    from .elsewhere import values_elsewhere
+
+    return values_elsewhere()
+
+
 def _device_error(e: BaseException, text: str, where: str) -> dict[str, Any]:
     """A device error is the finding; any other error is not this probe's to judge."""
     if not (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):

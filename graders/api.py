@@ -21,6 +21,14 @@ class ApiError(Exception):
     """What the submission returned (or failed to define) does not match the exercise's API."""
 
 
+class HistoryLengthError(ApiError):
+    """A training loop returned another number of losses than the steps it was asked for."""
+
+    def __init__(self, message: str, count: int, steps: int):
+        super().__init__(message)
+        self.count, self.steps = count, steps
+
+
 def check_result(exercise: Exercise, name: str, result: Any, args: tuple, dims: dict[str, int] | None) -> Any:
     """The result of the student's `name` checked against the spec's shape and dtype (an ApiError if not)."""
     entry = exercise.api.get(name)
@@ -106,13 +114,14 @@ def expect_history(losses: Any, steps: int, what: str = "train()") -> list[float
     except TypeError:
         count = None
     if count is not None and count != steps:
-        raise ApiError(f"{what} returned {count} losses for steps={steps}; expected one per step")
+        raise HistoryLengthError(f"{what} returned {count} losses for steps={steps}; expected one per step", count, steps)
     try:
         history = [float(v) for v in losses]
     except (TypeError, ValueError):
         raise ApiError(f"{what} must return its losses as a sequence of numbers, one per step") from None
     if len(history) != steps:
-        raise ApiError(f"{what} returned {len(history)} losses for steps={steps}; expected one per step")
+        raise HistoryLengthError(f"{what} returned {len(history)} losses for steps={steps}; expected one per step",
+                                 len(history), steps)
     return history
 
 

@@ -15,7 +15,8 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
-                                            no_graph, same_dtype, trained_without_graph, unchanged, unmodified)
+                                            no_graph, same_dtype, takes_every_step, trained_without_graph, unchanged,
+                                            unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes
 
@@ -319,6 +320,7 @@ def first_loss(sub, seed, p):
     w, losses = _train(sub, X, y, w0, p["lr"], max(steps) + 1)
     if p.get("lr_family"):
         _follows_descent(sub, seed, p)
+    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count))
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, X, y, w0)}

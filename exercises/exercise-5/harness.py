@@ -12,7 +12,7 @@ from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
-from dldiy.graders.kinds.invariants import Violation, Watch
+from dldiy.graders.kinds.invariants import Violation, Watch, takes_every_step
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -430,6 +430,7 @@ def first_loss(sub, seed, p):
     X, y = xor_blobs(seed, p["n"], margin=None, distance=4.0)
     steps = p["steps"]
     _, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], max(steps) + 1, p["activation"])
+    takes_every_step(lambda lr, count: _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), lr, count, p["activation"]))
     return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"]}
 
 
@@ -572,7 +573,31 @@ def backward_writes(Function, inputs):
         return None
     changed = out.detach() != kept
     return {"output": float((out.detach() - kept).abs().max()) if bool(changed.any()) else None,
-            "upstream": not bool((upstream == 1).all())}
+            "upstream": not bool((upstream == 1).all()), "aliased": _output_aliased(Function, inputs)}
+
+
+def _output_aliased(Function, inputs):
+    """Forward's output modified in place (under no_grad, as the next layer's code may) before backward:
+    backward must refuse (a tensor saved with ctx.save_for_backward: autograd checks its version) or give
+    the gradient it gave unmodified (an input or a copy saved), never one computed from the changed values
+    (the output kept as ctx.y = y, an alias autograd cannot check). The largest change of a gradient, or
+    None."""
+    try:
+        xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+        first = torch.autograd.grad(Function.apply(*xs).sum(), xs, allow_unused=True)
+        xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+        out = Function.apply(*xs)
+        with torch.no_grad():
+            out.add_(0.5)
+    except Exception:  # noqa: BLE001 - a call that raises is the other checks' to report
+        return None
+    try:
+        again = torch.autograd.grad(out.sum(), xs, allow_unused=True)
+    except Exception:  # noqa: BLE001 - autograd noticed the modification: save_for_backward did its job
+        return None
+    changes = [float((g - g0).abs().max()) for g, g0 in zip(again, first) if g is not None and g0 is not None]
+    largest = max(changes, default=0.0)
+    return largest if largest > 1e-6 * max(1.0, max((float(g.abs().max()) for g in first if g is not None), default=1.0)) else None
 
 
 def _no_writes_in_backward(sub, watch, where, Function, inputs):
@@ -584,6 +609,11 @@ def _no_writes_in_backward(sub, watch, where, Function, inputs):
                                "the tensor saved with ctx.save_for_backward is the caller's too (the next layer's "
                                "input); compute a derivative such as y * (1 - y) into a new tensor, never with "
                                "y *= ... or y.mul_(...)")
+    elif wrote.get("aliased") is not None:
+        watch.violation(where, f"forward's output was modified in place after forward (the next layer's code may do "
+                               f"so), and backward then gave another gradient (largest change {float(wrote['aliased']):.3g}) "
+                               "instead of refusing: it computes from the output kept as an attribute of ctx (ctx.y = y). "
+                               "Save tensors with ctx.save_for_backward: autograd then checks they are unchanged")
     elif wrote.get("upstream"):
         watch.violation(where, "backward changed the incoming gradient grad_output in place: it is the layer above's "
                                "(and may be shared); build the result in a new tensor (grad_output * mask, or "

@@ -17,7 +17,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Watch
+from dldiy.graders.kinds.invariants import Watch, takes_every_step
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
@@ -140,6 +140,28 @@ def harness_strided(x):
     return _strided(x.detach().clone())
 
 
+def harness_channels_last(x):
+    """The same values with the channels innermost in memory (torch.channels_last, the layout vision
+    pipelines use): x.view(N * C, ...) cannot merge N and C there."""
+    return x.detach().clone().contiguous(memory_format=torch.channels_last)
+
+
+# layouts built in the submission's process (a layout does not survive a copy to another process)
+LAYOUTS = (("height and width transposed in memory", harness_strided), ("channels last in memory", harness_channels_last))
+
+
+def _laid_out_there(sub, config, call, target, inputs):
+    """Output cases of `call` on `inputs` laid out, where the submission runs, in each of LAYOUTS."""
+    cases = []
+    for layout, build in LAYOUTS:
+        name = f"{config}, {layout}: output (laid out where the submission runs)"
+        try:
+            cases.append(_case(name, call(*(_inside(sub, build, x) for x in inputs)), target))
+        except Exception as e:  # noqa: BLE001 - this configuration's failure, in words
+            cases.append({"name": name, "error": f"raised {type(e).__name__}: {_first_line(e)}"})
+    return cases
+
+
 def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
     """Cases for fn's output and its gradients against torch's target_fn, on the same inputs. A
     configuration other than the first that raises is that configuration's failure, in words."""
@@ -190,16 +212,9 @@ def conv_agreement(sub, seed, p):
         if i in strided:
             inputs = (_strided(inputs[0]), _strided(inputs[1]), inputs[2])
             config += ", non-contiguous x and weight"
-            # a layout does not survive a copy to another process: the output once more, from inputs
-            # laid out where the submission runs
             x, w, b = inputs
-            target = F.conv2d(x, w, b, stride=stride, padding=padding)
-            try:
-                out = conv2d(_inside(sub, harness_strided, x), _inside(sub, harness_strided, w), b, stride, padding)
-                cases.append(_case(f"{config}: output (laid out where the submission runs)", out, target))
-            except Exception as e:  # noqa: BLE001 - this configuration's failure, in words
-                cases.append({"name": f"{config}: output (laid out where the submission runs)",
-                              "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+            cases += _laid_out_there(sub, config, lambda x, w: conv2d(x, w, b, stride, padding),
+                                     F.conv2d(x, w, b, stride=stride, padding=padding), (x, w))
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b, stride, padding),
                             lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
                             inputs, ("x", "weight", "bias"), gen, first=i == 0)
@@ -225,6 +240,8 @@ def pool_agreement(sub, seed, p):
         if i in strided:
             x, config = _strided(x), config + ", non-contiguous"
         cases += _agreement(config, max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",), gen, first=i == 0)
+        if i in strided:
+            cases += _laid_out_there(sub, config, max_pool2d, F.max_pool2d(x, 2), (x,))
     return {"cases": cases + _ties(max_pool2d)}
 
 
@@ -315,6 +332,8 @@ def equivariance(sub, seed, p):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
+    # the whole set as every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
+    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "batch_size": p["n_train"]}, count))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
 
 

@@ -24,6 +24,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
+from dldiy.graders.kinds.invariants import takes_every_step
 from dldiy.graders.batched import expanded_error, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
@@ -399,6 +400,8 @@ def _train(sub, seed, p, steps):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
+    # the whole set as every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
+    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "batch_size": p["n_train"]}, count))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
 
 

@@ -168,6 +168,26 @@ def trained_without_graph(value: torch.Tensor, what: str) -> torch.Tensor:
     return value
 
 
+STALLED_LR = 1e-30  # positive, and far below a float64 weight's last bit: no step changes anything
+STALLED_STEPS = 4
+
+
+def takes_every_step(run: Callable[[float, int], Any], what: str = "train()") -> None:
+    """`run(lr, steps)` (a training loop of the submission, its history checked by api.expect_history)
+    at a learning rate so small that no weight and no loss changes: the loop must still take every one
+    of its steps and record the loss before each (the spec's len(losses) == steps). A Violation names
+    a loop that stops once the loss (or the weights, or the gradient) stops changing: a run that
+    converges, or stalls on a plateau, then returns a shorter history than it was asked for."""
+    from ..api import HistoryLengthError
+
+    try:
+        run(STALLED_LR, STALLED_STEPS)
+    except HistoryLengthError as e:
+        raise Violation(f"{what} at lr = {STALLED_LR:g} for steps = {e.steps}, where the loss cannot change, returned "
+                        f"{e.count} losses: it must take all `steps` updates and record the loss before each one, "
+                        "even when the loss stops changing (no early stop on convergence)") from None
+
+
 class CallCounter:
     """Stands in for one of the submission's functions and counts the calls made to it."""
 

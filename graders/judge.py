@@ -21,6 +21,9 @@ __all__ = ["CheckResult", "Report", "judge", "tasks_for", "compact_expectation",
 
 # Kinds whose verdict is a property of the code on devices, not a value an answer table could hold.
 SEED_FREE_KINDS = frozenset({"placement", "parity"})
+# An expectation {UNFIT: message} at a hidden seed: the reference itself fails the check there
+# (assess.measure_reference), so that seed says nothing of the submission for that check
+UNFIT = "reference_fails_here"
 
 
 def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden: tuple[int, ...] = ()) -> list[Task]:
@@ -63,9 +66,12 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
             failed = sorted(name for name, r in results.items() if r.status == "fail" and not r.details.get("degenerate"))
             check = dataclasses.replace(check, params={**check.params, "failed_checks": failed})
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
-        verdicts = [(seed, _judge_one(check, seed, r, expected.get(check.name, {}).get(str(seed))))
-                    for seed, r in per_seed]
-        result = _combine(check, verdicts, hidden)
+        mine = expected.get(check.name, {})
+        unfit = {seed for seed, _ in per_seed if isinstance(mine.get(str(seed)), dict) and UNFIT in mine[str(seed)]}
+        verdicts = [(seed, judge_one(check, seed, r, mine.get(str(seed)))) for seed, r in per_seed if seed not in unfit]
+        result = _combine(check, verdicts, hidden) if verdicts or not unfit else CheckResult(
+            check.name, check.kind, "skip", 0.0, check.points,
+            "inconclusive: at every seed graded the reference itself misses this check's target", check.title)
         seed = result.details.get("seed")  # absent when the worst seed is hidden: nothing is drawn
         if seed is not None and seed not in hidden:
             data = plots.plot_data(check.kind, outcome.results.get((check.name, seed), {}).get("measurement"),
@@ -90,7 +96,7 @@ def compact_expectation(kind: str, measurement: Any) -> Any:
         return measurement
 
 
-def _judge_one(check: Check, seed: int, result: TaskResult, expected: Any) -> Verdict:
+def judge_one(check: Check, seed: int, result: TaskResult, expected: Any) -> Verdict:
     if "error" in result:
         error = result["error"]
         return Verdict("error", error["message"], {"traceback": error["traceback"]})

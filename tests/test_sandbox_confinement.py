@@ -56,13 +56,14 @@ def confined(tmp_path):
     interpreter, with a one-file submission (logreg.py) as its working copy."""
     cleanups = []
 
-    def run(code: str, limits: Limits | None = None, expose=(), cgroup: bool = True, timeout: float = 120) -> Run:
+    def run(code: str, limits: Limits | None = None, expose=(), cgroup: bool = True, timeout: float = 120,
+            cpu: int | None = None) -> Run:
         limits = Limits() if limits is None else limits
         student = tmp_path / f"student-{uuid.uuid4().hex[:6]}"
         student.mkdir()
         (student / "logreg.py").write_text("OWN = 'mine'\n")
         work, _ = sandbox.workdir(student, student / "logreg.py")
-        group = sandbox.Cgroup(limits.processes) if cgroup else None
+        group = sandbox.Cgroup(limits.processes, cpu=cpu) if cgroup else None
         marker = sandbox.new_marker()
         cleanups.append((work, group, marker))
         spec = limits.spec(work, marker, group, expose=tuple(expose))
@@ -303,6 +304,32 @@ child = subprocess.Popen([sys.executable, "-c", sys.argv[2], json.dumps(spec), "
 print(json.dumps({"work": str(work), "cgroups": [str(p) for p in group.paths], "child": child.pid}), flush=True)
 time.sleep(300)
 """
+
+
+def test_the_tree_stays_on_its_harness_cpu_whatever_affinity_it_asks_for(confined):
+    """Red team, round 5: 61 processes, each in a session of its own and each widening its affinity to
+    every CPU, starved the CPU where a classmate was graded (honest submissions timed out). In its
+    cpuset, no process of the tree, forked or not, runs anywhere but the CPU its harness is pinned to;
+    in its cpu cgroup the whole tree is scheduled as one."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nowhere to escape to")
+    run = confined("""
+        import os
+        every = set(range(os.cpu_count()))
+        os.sched_setaffinity(0, every)
+        print("AFFINITY", sorted(os.sched_getaffinity(0)), flush=True)
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()  # a session of its own: the kernel's autogroup would give it a share of its own
+            os.sched_setaffinity(0, every)
+            print("CHILD", sorted(os.sched_getaffinity(0)), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    """, cpu=1)
+    if not run.has("cpuset"):
+        pytest.skip(f"no cpuset cgroup here: {run.missing}")
+    assert "AFFINITY [1]" in run.out and "CHILD [1]" in run.out, run.out + run.proc.stderr
+    assert run.has("cpu cgroup: the whole process tree scheduled as one")
 
 
 def test_a_killed_runs_working_copy_and_cgroups_are_removed_at_the_next_start(tmp_path):

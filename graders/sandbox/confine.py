@@ -131,19 +131,30 @@ def remove_workdir(work: Path) -> None:
 
 class Cgroup:
     """The child's cgroups, where this process may create them: a pids cgroup (caps processes even
-    for root) and a memory cgroup (one limit for the whole tree; the child sets it from its spec),
-    each a child of this process's own cgroup in its hierarchy (v1), or one v2 cgroup. They list
-    every member for the final kill. Their names carry this process's pid and start time."""
+    for root), a memory cgroup (one limit for the whole tree; the child sets it from its spec), a cpu
+    cgroup (the whole tree is one scheduling entity, of one CPU at most) and a cpuset on `cpu` (the
+    CPU its harness is pinned to), each a child of this process's own cgroup in its hierarchy (v1),
+    or one v2 cgroup. They list every member for the final kill. Their names carry this process's pid
+    and start time.
 
-    def __init__(self, processes: int):
+    The cpu and cpuset groups are there for the classmates graded beside it (red team, round 5): a
+    submission that forked 61 processes, each in a session of its own (the kernel's autogroup gives
+    each session a share of its own) and each widening its own affinity (a plain sched_setaffinity:
+    the harness's pinning is no limit) starved the other CPU, and honest classmates timed out at 40 s
+    on checks that take 2. In its cpu group the tree weighs as one process and gets one CPU at most;
+    in its cpuset no affinity reaches another CPU."""
+
+    def __init__(self, processes: int, cpu: int | None = None):
         clean_stale_once()
         self.paths: list[Path] = []
         name = f"dldiy-{_owner()}-{uuid.uuid4().hex[:8]}"
-        for base, _ in _cgroup_bases():
+        for base, control in _cgroup_bases():
             path = base / name
             try:
                 path.mkdir()
-                if (path / "pids.max").exists():
+                if control in ("cpu", "cpuset"):
+                    _limit_cpu(path, control, cpu)
+                elif (path / "pids.max").exists():
                     (path / "pids.max").write_text(str(processes))
                 elif not _memory_files(path):
                     raise OSError("neither a pids nor a memory controller here")
@@ -171,6 +182,19 @@ class Cgroup:
             if not _kill_members(path):
                 _PENDING.add(path)
                 threading.Thread(target=_remove_later, args=(path,), daemon=True).start()
+
+
+def _limit_cpu(path: Path, control: str, cpu: int | None) -> None:
+    """A v1 cpu cgroup: CFS quota of one CPU per period; a v1 cpuset: `cpu` alone (None: its parent's
+    CPUs), on its parent's memory nodes (a cpuset takes no task before both are set)."""
+    if control == "cpu":
+        period = int((path / "cpu.cfs_period_us").read_text())
+        (path / "cpu.cfs_quota_us").write_text(str(period))
+        return
+    parent = path.parent
+    cpus = str(cpu) if cpu is not None else (parent / "cpuset.effective_cpus").read_text().strip()
+    (path / "cpuset.cpus").write_text(cpus)
+    (path / "cpuset.mems").write_text((parent / "cpuset.effective_mems").read_text().strip())
 
 
 def oom_kills(paths: "list[Path] | tuple[Path, ...]") -> int:
@@ -236,8 +260,8 @@ def _remove_pending() -> None:
 
 
 def _cgroup_bases() -> list[tuple[Path, str]]:
-    """(folder to create our cgroups in, "pids" or "memory" or "v2"): our own cgroup in each v1
-    hierarchy we use, and our own v2 cgroup when it offers controllers (delegated to us)."""
+    """(folder to create our cgroups in, "pids", "memory", "cpu" or "cpuset"): our own cgroup in each v1
+    hierarchy we use, and our own v2 cgroup when it offers pids or memory (delegated to us)."""
     bases = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -245,7 +269,7 @@ def _cgroup_bases() -> list[tuple[Path, str]]:
         return []
     for line in lines:
         _, controllers, own = line.split(":", 2)
-        for control in ("pids", "memory"):
+        for control in ("pids", "memory", "cpu", "cpuset"):
             if control in controllers.split(","):
                 bases.append((Path(f"/sys/fs/cgroup/{control}") / own.lstrip("/"), control))
         if controllers == "":
@@ -467,6 +491,10 @@ def join_cgroups(spec: dict, pid: int) -> tuple[list[str], list[str]]:
             if (path / "pids.max").exists():
                 has_pids = True
                 applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")
+            if (path / "cpu.cfs_quota_us").exists():
+                applied.append("cpu cgroup: the whole process tree scheduled as one, at most one CPU")
+            if (path / "cpuset.cpus").exists():
+                applied.append(f"cpuset: CPU {(path / 'cpuset.cpus').read_text().strip()} only (no affinity reaches another)")
         except OSError as e:
             missing.append(f"cgroup {path.name} ({e.strerror or e})")
     if not has_pids:

@@ -298,7 +298,12 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
     no progress at all. The worker goes back to the pool only after a clean `done`."""
     startup_timeout = limits.startup_s
     marker = sandbox.new_marker()
-    cgroup = sandbox.Cgroup(limits.processes)
+    worker = WORKERS.take(spawner, _start_request(exercise, limits), limits)
+    try:
+        cgroup = sandbox.Cgroup(limits.processes, cpu=worker.cpu)  # on the CPU its harness is pinned to
+    except BaseException:
+        WORKERS.give_back(worker)
+        raise
     job = {"entry": str(entry), "load_timeout": startup_timeout,
            "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
            # the parent's view of each check, the only one the child runs (a caller may have changed it)
@@ -308,7 +313,6 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
                                        expose=(Path(exercise.folder).resolve(), *_interpreter_paths())),
                            refuse=refused_paths())}
     child_started = time.monotonic()
-    worker = WORKERS.take(spawner, _start_request(exercise, limits), limits)
     reader, clean = worker.reader, False
     loaded, progressed = False, False
     contained = False  # the student's process was its PID namespace's init (the harness's word)

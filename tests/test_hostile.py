@@ -569,3 +569,39 @@ def test_a_lone_file_is_graded_without_its_neighbours(exercise, server, tmp_path
                     limits=FAST)
     assert "CWD HOLDS ['alice.py']" in report.output
     assert report.checks[0].status == "pass"
+
+
+def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade):
+    """Red team, round 5: the harness was loaded in the zygote, and a submission answered gradient() and
+    loss() with the harness's own (sys.modules['_dldiy_harness_exercise_1']._spec_gradient) for 9.5 of 10.
+    At import now: no harness module, no compiled harness code (the fork server's cache), no harness.py
+    to read; gradcheck, which runs before any training loop lends the harness's gradient, fails."""
+    code = """
+        import gc, sys, pathlib
+        import dldiy.graders.sandbox.submission as submission
+        from dldiy.graders.sandbox.endpoint import Local
+        gc.unfreeze()
+        found = [n for n in sys.modules if n.startswith(("_dldiy_harness_", "_dldiy_local_"))]
+        found += [f"compiled {k}" for k in submission._COMPILED] + [f"local {k}" for k in Local._modules]
+        found += [f"function {f.__qualname__}" for f in gc.get_objects()
+                  if type(f).__name__ == "function" and "harness" in f.__code__.co_filename]
+        import dldiy
+        try:
+            readable = "_spec_gradient" in pathlib.Path(dldiy.__file__).resolve().parent.parent.joinpath(
+                "exercises", "exercise-1", "harness.py").read_text()
+        except OSError:
+            readable = False
+        print("FOUND", found, "READABLE", readable)
+        def _spec():
+            for name, m in list(sys.modules.items()):
+                if hasattr(m, "_spec_gradient"):
+                    return m
+            raise RuntimeError("no harness")
+        def loss(X, y, w): return _spec()._spec_loss(X, y, w)
+        def gradient(X, y, w): return _spec()._spec_gradient(X, y, w)
+    """
+    report, checks, _ = grade(code)
+    assert "FOUND [] READABLE" in report.output, report.output
+    if confined(report, "hidden"):  # harness.py covered where there is a mount namespace
+        assert "READABLE False" in report.output, report.output
+    assert checks["gradcheck"].status in ("fail", "error"), checks["gradcheck"].message

@@ -52,6 +52,22 @@ class SpecError(Exception):
     """A spec, or a name given on the command line, that does not make sense."""
 
 
+# What torch.autograd.grad and Tensor.backward call: a list that forbids those forbids these too (red team,
+# round 5: the engine's own run_backward, called directly, computed a "by hand" gradient that no name in
+# the list matched; so did functorch's grad by its private path)
+AUTOGRAD_FAMILY = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward")
+AUTOGRAD_ENGINE = ("torch.autograd.Variable._execution_engine.run_backward", "torch._C._ImperativeEngine",
+                   *(f"torch._functorch.eager_transforms.{name}" for name in
+                     ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize")))
+
+
+def with_engine(forbid: tuple[str, ...]) -> tuple[str, ...]:
+    """`forbid` with the autograd engine's entry points where it forbids autograd's public ones."""
+    if not any(name in forbid for name in AUTOGRAD_FAMILY):
+        return forbid
+    return forbid + tuple(e for e in AUTOGRAD_ENGINE if e not in forbid)
+
+
 @dataclass(frozen=True)
 class ApiEntry:
     """One name the student implements: signature and doc for messages, shape/dtype for validation."""
@@ -225,7 +241,7 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
         raw = dict(raw, timeout=_OVERRIDES["timeout"], checks=[{k: v for k, v in c.items() if k != "timeout"}
                                                             for c in raw.get("checks", [])])
     try:
-        api = {name: ApiEntry(name=name, **{**entry, "forbid": tuple(entry.get("forbid", ()))})
+        api = {name: ApiEntry(name=name, **{**entry, "forbid": with_engine(tuple(entry.get("forbid", ())))})
                for name, entry in raw.get("api", {}).items()}
         checks = []
         for c in raw["checks"]:

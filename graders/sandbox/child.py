@@ -242,10 +242,9 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
         compiled(exercise.harness_path, remember=True)  # once per worker (a fork server's already did)
     except (OSError, SyntaxError, ValueError):
         pass  # loading it below raises the same error, where it is reported
-    load_module_from(exercise.harness_path, name)  # its imports, before the zygote is forked
-    from .endpoint import Local
-
-    Local.preload(exercise.harness_path)  # what the students' processes build trusted values with
+    # what the harness imports, before the zygote is forked, but not the harness itself: the students'
+    # processes forked from the zygote must not find its exact loss and gradient (endpoint.Local)
+    _import_what_it_imports(exercise.harness_path)
     # and what every student's process imports itself (student.run: 4 ms each when left to it)
     import resource  # noqa: F401 - confine's rlimits
 
@@ -284,6 +283,26 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
                     emit(messages.done(drain.text()))
     finally:
         zygote.close()
+
+
+def _import_what_it_imports(path: Path) -> None:
+    """The modules a harness file imports at its top level (torch's, numpy's, dldiy's), imported here
+    without running the file. A name that does not import is left for the file's own load to report."""
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in tree.body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001
+                pass
 
 
 HARNESS_DATA_HEADROOM = 2 << 30  # the harness's own needs beyond what one student may hold (~0.3 GB used)

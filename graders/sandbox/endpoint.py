@@ -712,40 +712,65 @@ class Endpoint:
 
 class Local:
     """A value the student's process builds itself with trusted code: `factory(*args)`, where
-    `factory` is a module-level function of a harness file (loaded there by path). For what must
-    live beside the student's tensors, e.g. a closure that step(closure) differentiates twice: a
-    harness callback would hand back a loss without a graph. Only its inputs cross, as data."""
+    `factory` is a module-level function of a harness file. For what must live beside the student's
+    tensors, e.g. a closure that step(closure) differentiates twice: a harness callback would hand back
+    a loss without a graph. Its inputs cross as data, and the harness file's compiled code crosses
+    with the first Local a student's process receives.
+
+    The harness is nowhere in the student's process before that (red team, round 5): it was loaded in
+    the zygote, so that a submission read the spec's own loss and gradient from sys.modules at import
+    and answered every call with them, for 9.5 of 10 with no code of its own. Now the zygote holds no
+    harness module and no harness code, the sandbox covers harness.py files (mounts.INSTRUCTOR_FILES),
+    and the first Local comes after the visible tasks that probe what it would answer (gradcheck
+    before the training loops that borrow the harness's gradient)."""
 
     def __init__(self, factory: Callable[..., Any], *args: Any):
         self.factory, self.args = factory, args
 
     def encode(self, endpoint: "Endpoint", buffers: list[bytes], depth: int) -> dict[str, Any]:
+        import marshal
         import sys
 
         path = getattr(sys.modules.get(self.factory.__module__), "__file__", None)
         if not path or "<locals>" in self.factory.__qualname__:
             raise wire.WireError(f"{self.factory.__name__} must be a module-level function of a harness file")
-        return {"$": "local", "path": str(path), "name": self.factory.__name__,
-                "args": endpoint.encode(list(self.args), buffers, depth + 1)}
+        value = {"$": "local", "path": str(path), "name": self.factory.__name__,
+                 "args": endpoint.encode(list(self.args), buffers, depth + 1)}
+        # with every Local (a message encoded is not always a message sent: the student's side keeps the
+        # first that arrives and skips the rest); marshalled once per process
+        code = Local._code.get(str(path))
+        if code is None:
+            from .submission import compiled
+
+            compiled_code = compiled(Path(path)) or compile(Path(path).read_bytes(), str(path), "exec",
+                                                            dont_inherit=True)
+            code = Local._code[str(path)] = marshal.dumps(compiled_code)
+        value["code"] = len(buffers)
+        buffers.append(code)
+        return value
+
+    _code: dict[str, bytes] = {}  # harness side: each harness file's marshalled code
 
     _modules: dict[str, Any] = {}
 
     @classmethod
-    def preload(cls, path: Path | str) -> None:
-        """Load the harness file at `path` for `build` now: in the worker before it forks its zygote, so
-        that every student's process starts with it (1 ms and ~280 page faults each when left to it).
-        An instance of its own, loaded before any job: it holds nothing of any submission."""
-        from .submission import load_module_from
-
-        if str(path) not in cls._modules:
-            cls._modules[str(path)] = load_module_from(Path(path), f"_dldiy_local_{len(cls._modules)}")
-
-    @classmethod
     def build(cls, endpoint: "Endpoint", value: dict[str, Any], buffers: list[bytes], depth: int) -> Any:
+        import marshal
+        import sys
+        import types
+
         path, name = value.get("path"), value.get("name")
         if not isinstance(path, str) or not isinstance(name, str) or not path.endswith(".py"):
             raise wire.WireError("a malformed local value")
-        cls.preload(path)  # (loaded already, where the worker preloaded it before forking the zygote)
+        if path not in cls._modules:
+            index = value.get("code")
+            if not isinstance(index, int) or not 0 <= index < len(buffers):
+                raise wire.WireError("a local value of a harness whose code never came")
+            module = types.ModuleType(f"_dldiy_local_{len(cls._modules)}")
+            module.__file__ = path
+            sys.modules[module.__name__] = module  # (dataclasses and pickling look a module up there)
+            exec(marshal.loads(buffers[index]), module.__dict__)
+            cls._modules[path] = module
         args = endpoint.decode(value.get("args", []), buffers, depth + 1)
         return getattr(cls._modules[path], name)(*args)
 

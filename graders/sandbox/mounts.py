@@ -10,7 +10,7 @@ student's code. A small tmpfs becomes the new root; into it are bind-mounted, re
   torch submodules read site-packages long after the start);
 * dldiy's own package folders (in an editable checkout dldiy/, graders/, cli/, exercises/, each on its
   own, never the checkout's root: .git, reference/, buggy/, tests/ are simply absent), with the
-  instructor's files inside them (exercises/*/equivalents.toml) covered by an empty file;
+  instructor's files inside them (exercises/*/equivalents.toml, and harness.py: endpoint.Local) covered by an empty file;
 * the folders the parent exposes (the exercise's), under the same rules;
 * a minimal /dev: null, zero, full, random, urandom, tty, and NVIDIA nodes when the host has them
   (no disks, loop, zram, kvm, fuse); fd/stdin/stdout/stderr links;
@@ -50,7 +50,7 @@ ETC_WRITTEN = {
 }
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 GPU_DEVICES = "/dev/nvidia*"  # CUDA needs its device nodes; nothing else of /dev is a GPU's
-INSTRUCTOR_FILES = ("equivalents.toml",)  # quote reference lines: never in a student's reach
+INSTRUCTOR_FILES = ("equivalents.toml", "harness.py")  # reference lines; the spec's exact loss and gradient (endpoint.Local)
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8

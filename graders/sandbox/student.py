@@ -341,10 +341,11 @@ class Server:
             if owner is None:
                 continue
             original = getattr(owner, attr)
+            guarded = self._guard(original, dotted, set(api_names))
             try:
-                setattr(owner, attr, self._guard(original, dotted, set(api_names)))
+                setattr(owner, attr, guarded)
             except (AttributeError, TypeError):
-                pass
+                _guard_through_proxy(dotted, owner, attr, guarded)
 
     def _guard(self, original, dotted: str, api_names: set[str]):
         server = self
@@ -669,6 +670,31 @@ def _is_method_of(obj: Any, name: str, value: Any) -> bool:
         return False
 
 
+class _Proxy:
+    """Stands in for an object whose attribute cannot be replaced (a method of a C object: autograd's
+    engine, Variable._execution_engine), with that attribute guarded and every other one its own."""
+
+    def __init__(self, target: Any, attr: str, guarded: Any):
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_attr", attr)
+        object.__setattr__(self, "_guarded", guarded)
+
+    def __getattr__(self, name: str) -> Any:
+        return self._guarded if name == self._attr else getattr(self._target, name)
+
+
+def _guard_through_proxy(dotted: str, owner: Any, attr: str, guarded: Any) -> None:
+    """Where `owner.attr` cannot be set, put a _Proxy of `owner` in its place, in the object that holds
+    it (torch.autograd.Variable holds the engine); torch's own calls go through it unchanged."""
+    holder, name = _resolve_owner(dotted.rsplit(".", 1)[0])
+    if holder is None or getattr(holder, name, None) is not owner:
+        return
+    try:
+        setattr(holder, name, _Proxy(owner, attr, guarded))
+    except (AttributeError, TypeError):
+        pass
+
+
 def _resolve_owner(dotted: str) -> tuple[Any, str]:
     import importlib
 
@@ -906,6 +932,16 @@ def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
 
     harness_end.close()
     name_process("dldiy-zygote")
+    # no harness code in what the students' processes inherit: the harness files compiled by the fork
+    # server (submission._COMPILED) and any Local module (endpoint.Local: its code comes with the first Local)
+    from . import submission
+    from .endpoint import Local
+
+    submission._COMPILED.clear()
+    Local._modules.clear()
+    Local._code.clear()
+    for name in [n for n in sys.modules if n.startswith(("_dldiy_harness_", "_dldiy_local_"))]:
+        del sys.modules[name]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
     os.close(null)

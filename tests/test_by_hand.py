@@ -262,3 +262,20 @@ def test_the_run_time_watch_is_kept_only_where_the_submissions_text_can_reach_it
     assert "torch.autograd.functional.*" in kept(plain + "\nfrom torch.autograd import functional as AF\n")
     assert "torch.autograd.forward_ad.*" in kept(plain + "\nimport torch.autograd.forward_ad as fwAD\n")
     assert kept(plain + "\nsp = __import__('sym' + 'py')\n") == entries  # a dynamic import: watch everything
+
+
+def test_the_static_scan_reads_a_bounded_amount_of_source_whatever_the_siblings(tmp_path):
+    """Red team, round 5: sibling files of "a = [0, 0, ...]" (2 MB each) held ~0.6 GB of syntax tree each
+    in the harness's process. The scan reads the entry first, and at most MAX_TOTAL_SOURCE_BYTES in all;
+    a forbidden use in the entry is still found."""
+    from dldiy.graders.sandbox.forbid import MAX_SOURCE_BYTES, MAX_TOTAL_SOURCE_BYTES, _sources
+
+    entry = tmp_path / "logreg.py"
+    entry.write_text("import torch\n\ndef gradient(X, y, w):\n    return torch.autograd.grad(w.sum(), w)[0]\n")
+    bomb = "a = [" + "0, " * (MAX_SOURCE_BYTES // 3 - 10) + "]\n"
+    for k in range(6):
+        (tmp_path / f"sibling{k}.py").write_text(bomb)
+    read = _sources(entry)
+    assert read[0][0] == "logreg.py"
+    assert sum(len(source) for _, source in read) <= MAX_TOTAL_SOURCE_BYTES
+    assert "gradient" in scan(entry, {"gradient": ["torch.autograd.grad"]})

@@ -38,7 +38,11 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-MAX_SOURCE_BYTES = 2 << 20
+MAX_SOURCE_BYTES = 1 << 20  # one file; a file of "a = [0, 0, ...]" parses to ~300 bytes of AST per byte
+# all of a submission's files together, the entry's first (red team, round 5: three 2 MB siblings held 1.8 GB
+# for 20 s in the harness's process, which has no cgroup; ten would have reached its memory cap). What is
+# beyond is not scanned: the run-time guard still judges what runs.
+MAX_TOTAL_SOURCE_BYTES = 2 << 20
 
 MODULE_SUFFIX = ".*"  # "sympy.*": the whole module
 COMPLEX = "complex"  # complex numbers
@@ -89,10 +93,13 @@ def _sources(entry: Path) -> list[tuple[str, str]]:
         except (OSError, ValueError, RecursionError):
             return []
         return out
-    for path in sorted(entry.parent.rglob("*.py")):
+    total = 0
+    for path in sorted(entry.parent.rglob("*.py"), key=lambda p: (p != entry, p)):
         try:
-            if path.is_symlink() or path.stat().st_size > MAX_SOURCE_BYTES:
+            size = path.stat().st_size
+            if path.is_symlink() or size > MAX_SOURCE_BYTES or total + size > MAX_TOTAL_SOURCE_BYTES:
                 continue
+            total += size
             out.append((str(path.relative_to(entry.parent)), path.read_text("utf-8", "replace")))
         except OSError:
             continue

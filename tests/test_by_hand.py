@@ -279,3 +279,20 @@ def test_the_static_scan_reads_a_bounded_amount_of_source_whatever_the_siblings(
     assert read[0][0] == "logreg.py"
     assert sum(len(source) for _, source in read) <= MAX_TOTAL_SOURCE_BYTES
     assert "gradient" in scan(entry, {"gradient": ["torch.autograd.grad"]})
+
+
+def test_the_run_time_watch_stays_where_the_source_is_too_large_to_read_or_names_things_by_string(tmp_path):
+    """Red team, round 5: the watch of a module is installed only where the submission's text names it. A
+    1.1 MB sibling file (over the scan's cap, so never read) imported forward-mode AD unseen; so did
+    vars(torch.autograd)["forward" + "_ad"]. Either way every watch now stays."""
+    from dldiy.graders.sandbox.forbid import MAX_SOURCE_BYTES, watched
+
+    forbid = {"gradient": ["torch.autograd.forward_ad.*", "complex"]}
+    entry = tmp_path / "logreg.py"
+    entry.write_text("def gradient(X, y, w):\n    return w\n")
+    assert watched(entry, forbid) == {"gradient": []}  # nothing in reach: no watch to pay for
+    entry.write_text('import torch\nAD = vars(torch.autograd)["forward" + "_ad"]\n\ndef gradient(X, y, w):\n    return w\n')
+    assert watched(entry, forbid) == forbid
+    entry.write_text("def gradient(X, y, w):\n    return w\n")
+    (tmp_path / "_impl.py").write_text("# " + "x" * (MAX_SOURCE_BYTES + 10) + "\n")
+    assert watched(entry, forbid) == forbid

@@ -571,7 +571,7 @@ def test_a_lone_file_is_graded_without_its_neighbours(exercise, server, tmp_path
     assert report.checks[0].status == "pass"
 
 
-def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade):
+def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade, exercise):
     """Red team, round 5: the harness was loaded in the zygote, and a submission answered gradient() and
     loss() with the harness's own (sys.modules['_dldiy_harness_exercise_1']._spec_gradient) for 9.5 of 10.
     At import now: no harness module, no compiled harness code (the fork server's cache), no harness.py
@@ -591,6 +591,11 @@ def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade):
                 "exercises", "exercise-1", "harness.py").read_text()
         except OSError:
             readable = False
+        for pyc in pathlib.Path(EXERCISE).glob("__pycache__/harness*.pyc"):  # a run without PYTHONDONTWRITEBYTECODE
+            try:
+                readable = readable or b"_spec_gradient" in pyc.read_bytes()
+            except OSError:
+                pass
         print("FOUND", found, "READABLE", readable)
         def _spec():
             for name, m in list(sys.modules.items()):
@@ -600,7 +605,12 @@ def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade):
         def loss(X, y, w): return _spec()._spec_loss(X, y, w)
         def gradient(X, y, w): return _spec()._spec_gradient(X, y, w)
     """
-    report, checks, _ = grade(code)
+    import importlib.util
+    import py_compile
+
+    harness = Path(exercise.folder) / "harness.py"
+    py_compile.compile(str(harness), cfile=importlib.util.cache_from_source(str(harness)))  # bytecode beside it
+    report, checks, _ = grade(code.replace("EXERCISE", repr(str(exercise.folder))))
     assert "FOUND [] READABLE" in report.output, report.output
     if confined(report, "hidden"):  # harness.py covered where there is a mount namespace
         assert "READABLE False" in report.output, report.output

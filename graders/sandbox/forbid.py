@@ -74,6 +74,17 @@ def without(name: str, entry: str) -> str:
     return f"this exercise asks for {name} without it"
 
 
+def _read_whole(entry: Path) -> bool:
+    """Whether _sources reads every source of the submission (none over the size caps, no link)."""
+    try:
+        if entry.suffix == ".ipynb":
+            return entry.stat().st_size <= MAX_SOURCE_BYTES * 8
+        sizes = [p.stat().st_size for p in entry.parent.rglob("*.py") if not p.is_symlink()]
+    except OSError:
+        return False
+    return all(s <= MAX_SOURCE_BYTES for s in sizes) and sum(sizes) <= MAX_TOTAL_SOURCE_BYTES
+
+
 def _sources(entry: Path) -> list[tuple[str, str]]:
     """(name for messages, source) of the entry and its sibling .py files (a multi-file project)."""
     out = []
@@ -316,7 +327,11 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
 # runs at every Python call of every train() step), for the few that use complex numbers or import a tool.
 _COMPLEX_TEXT = re.compile(r"\d[jJ]\b|complex|\bcfloat|\bcdouble|\bchalf|\bcsingle|\bimag\b|\bpolar\b|cmath"
                            r"|\bc(?:8|16|32)\b")
-_DYNAMIC_IMPORT = re.compile(r"__import__|import_module|importlib|(?<![.\w])(?:exec|eval|compile)\s*\(|\bgetattr\b")
+# A name looked up by string: every watch stays (red team, round 5: vars(torch.autograd)["forward" + "_ad"]
+# and vars(torch)["comple" + "x128"] reached forward-mode AD and complex numbers with no trigger word)
+_DYNAMIC_IMPORT = re.compile(r"__import__|import_module|importlib|(?<![.\w])(?:exec|eval|compile)\s*\(|\bgetattr\b"
+                             r"|\bvars\s*\(|__dict__|\bglobals\s*\(|\blocals\s*\(|sys\.modules|__getattribute__"
+                             r"|\battrgetter\b|\bmarshal\b|\bpickle\b|\bctypes\b")
 
 
 def watched(entry: Path, forbid: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -327,8 +342,8 @@ def watched(entry: Path, forbid: dict[str, list[str]]) -> dict[str, list[str]]:
     up by string (`__import__`, `importlib`, `exec`, `eval`, `getattr`) keeps every entry. Functions named
     one by one stay (their guards cost nothing until called). The static scan still reads every entry."""
     texts = "\n".join(source for _label, source in _sources(entry))
-    if _DYNAMIC_IMPORT.search(texts):
-        return forbid
+    if _DYNAMIC_IMPORT.search(texts) or not _read_whole(entry):
+        return forbid  # a source too large to read (MAX_SOURCE_BYTES) could hold anything: every watch stays
     kept: dict[str, list[str]] = {}
     for name, entries in forbid.items():
         kept[name] = [e for e in entries if _reachable(e, texts)]

@@ -50,7 +50,8 @@ ETC_WRITTEN = {
 }
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 GPU_DEVICES = "/dev/nvidia*"  # CUDA needs its device nodes; nothing else of /dev is a GPU's
-INSTRUCTOR_FILES = ("equivalents.toml", "harness.py")  # reference lines; the spec's exact loss and gradient (endpoint.Local)
+# reference lines; the spec's exact loss and gradient (endpoint.Local), and its bytecode wherever a run wrote it
+INSTRUCTOR_FILES = ("equivalents.toml", "harness.py", os.path.join("__pycache__", "harness.*.pyc"))
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8

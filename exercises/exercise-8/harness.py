@@ -332,8 +332,8 @@ def equivariance(sub, seed, p):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
-    # the whole set as every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
-    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "batch_size": p["n_train"]}, count))
+    # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
+    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
 
 

@@ -400,8 +400,8 @@ def _train(sub, seed, p, steps):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
-    # the whole set as every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
-    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "batch_size": p["n_train"]}, count))
+    # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
+    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
 
 

@@ -144,6 +144,10 @@ class Endpoint:
         self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
         self.graph_bytes: dict[int, int] = {}  # the bytes each of those holds (bridge.GRAPH_BYTES_KEPT)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
+        # harness side: harness files whose code the student's process has (endpoint.Local), and those a
+        # message encoded but not yet written carries, with that message's buffers
+        self.code_sent: set[str] = set()
+        self.code_pending: list[tuple[str, list[bytes]]] = []
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
         # replaced), sent ahead of the next request instead of in messages of their own
@@ -625,6 +629,7 @@ class Endpoint:
             self.swaps = []
         if self.deadline is None:
             wire.write_frame(self.sock, header, buffers)
+            self._code_delivered(buffers)
             return
         # The harness's writes are bounded by the check's deadline too: a student that floods its socket
         # and never reads would otherwise block this process in sendall for good (red team A14: 251 s)
@@ -635,6 +640,14 @@ class Endpoint:
             raise wire.Timeout() from None
         finally:
             self.sock.settimeout(None)
+        self._code_delivered(buffers)
+
+    def _code_delivered(self, buffers: list[bytes]) -> None:
+        """A Local's harness code counts as sent once the message that carried it was written (a message
+        encoded is not always a message sent); what other messages carried and never sent is forgotten."""
+        if self.code_pending:
+            self.code_sent.update(path for path, carried in self.code_pending if carried is buffers)
+            self.code_pending.clear()
 
     def receive(self) -> tuple[dict[str, Any], list[bytes]]:
         header, buffers = self.reader.read(self.deadline)
@@ -740,17 +753,18 @@ class Local:
             raise wire.WireError(f"{self.factory.__name__} must be a module-level function of a harness file")
         value = {"$": "local", "path": str(path), "name": self.factory.__name__,
                  "args": endpoint.encode(list(self.args), buffers, depth + 1)}
-        # with every Local (a message encoded is not always a message sent: the student's side keeps the
-        # first that arrives and skips the rest); marshalled once per process
-        code = Local._code.get(str(path))
-        if code is None:
-            from .submission import compiled
+        # until a message that carried it was written (Endpoint._code_delivered); marshalled once per process
+        if str(path) not in endpoint.code_sent:
+            code = Local._code.get(str(path))
+            if code is None:
+                from .submission import compiled
 
-            compiled_code = compiled(Path(path)) or compile(Path(path).read_bytes(), str(path), "exec",
-                                                            dont_inherit=True)
-            code = Local._code[str(path)] = marshal.dumps(compiled_code)
-        value["code"] = len(buffers)
-        buffers.append(code)
+                compiled_code = compiled(Path(path)) or compile(Path(path).read_bytes(), str(path), "exec",
+                                                                dont_inherit=True)
+                code = Local._code[str(path)] = marshal.dumps(compiled_code)
+            value["code"] = len(buffers)
+            buffers.append(code)
+            endpoint.code_pending.append((str(path), buffers))
         return value
 
     _code: dict[str, bytes] = {}  # harness side: each harness file's marshalled code

@@ -51,7 +51,8 @@ ETC_WRITTEN = {
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 GPU_DEVICES = "/dev/nvidia*"  # CUDA needs its device nodes; nothing else of /dev is a GPU's
 # reference lines; the spec's exact loss and gradient (endpoint.Local), and its bytecode wherever a run wrote it
-INSTRUCTOR_FILES = ("equivalents.toml", "harness.py", os.path.join("__pycache__", "harness.*.pyc"))
+# (instructor_files: in the __pycache__ beside each harness found, not searched for in every folder)
+INSTRUCTOR_FILES = ("equivalents.toml", "harness.py")
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -157,6 +158,11 @@ def instructor_files(folders: list[str]) -> list[str]:
             for name in INSTRUCTOR_FILES:
                 found += glob.glob(os.path.join(glob.escape(folder), name))
                 found += glob.glob(os.path.join(glob.escape(folder), "*", name))
+    # a harness's bytecode, where a run without PYTHONDONTWRITEBYTECODE wrote it (red team, round 5: 9.5 from
+    # its _spec_gradient). A pattern searched in every bound folder cost each student 35 ms (the stdlib's and
+    # site-packages' hundreds of __pycache__ folders): only beside the harnesses found
+    found += [pyc for path in found if os.path.basename(path) == "harness.py"
+              for pyc in glob.glob(os.path.join(glob.escape(os.path.dirname(path)), "__pycache__", "harness.*.pyc"))]
     return found
 
 

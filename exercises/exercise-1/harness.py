@@ -324,7 +324,7 @@ def first_loss(sub, seed, p):
     w, losses = _train(sub, X, y, w0, p["lr"], max(steps) + 1)
     if p.get("lr_family"):
         _follows_descent(sub, seed, p)
-    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count))
+    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count), once_for=sub)
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, X, y, w0)}

@@ -430,7 +430,8 @@ def first_loss(sub, seed, p):
     X, y = xor_blobs(seed, p["n"], margin=None, distance=4.0)
     steps = p["steps"]
     _, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], max(steps) + 1, p["activation"])
-    takes_every_step(lambda lr, count: _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), lr, count, p["activation"]))
+    takes_every_step(lambda lr, count: _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), lr, count,
+                                              p["activation"]), once_for=sub)
     return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"]}
 
 

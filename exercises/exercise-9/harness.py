@@ -401,7 +401,7 @@ def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
-    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count))
+    takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
 
 

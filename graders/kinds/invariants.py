@@ -172,14 +172,21 @@ STALLED_LR = 1e-30  # positive, and far below a float64 weight's last bit: no st
 STALLED_STEPS = 4
 
 
-def takes_every_step(run: Callable[[float, int], Any], what: str = "train()") -> None:
+def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", once_for: Any = None) -> None:
     """`run(lr, steps)` (a training loop of the submission, its history checked by api.expect_history)
     at a learning rate so small that no weight and no loss changes: the loop must still take every one
     of its steps and record the loss before each (the spec's len(losses) == steps). A Violation names
     a loop that stops once the loss (or the weights, or the gradient) stops changing: a run that
-    converges, or stalls on a plateau, then returns a shorter history than it was asked for."""
+    converges, or stalls on a plateau, then returns a shorter history than it was asked for.
+    `once_for` (the harness's `sub`): run once per submission's process, at its first seed (the visible
+    ones come first); the property does not depend on the seed, and each run costs the harness ~2 ms."""
     from ..api import HistoryLengthError
 
+    if once_for is not None:
+        holder = getattr(once_for, "endpoint", once_for)  # a probe's `sub` is new at each task; its process is not
+        if getattr(holder, "_takes_every_step", False):
+            return
+        holder._takes_every_step = True
     try:
         run(STALLED_LR, STALLED_STEPS)
     except HistoryLengthError as e:

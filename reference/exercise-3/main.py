@@ -42,13 +42,15 @@ def train(seed: int, steps: int) -> tuple[nn.Module, list[float]]:
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a labelled set, with dropout switched off."""
+    """(mean cross-entropy, accuracy) of `model` on a labelled set, with dropout switched off; the model
+    is handed back in the mode it came in."""
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         scores = model(images)
         loss = F.cross_entropy(scores, labels).item()
         accuracy = (scores.argmax(dim=1) == labels).float().mean().item()
-    model.train()
+    model.train(was_training)
     return loss, accuracy
 
 

@@ -182,11 +182,10 @@ def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", on
     ones come first); the property does not depend on the seed, and each run costs the harness ~2 ms."""
     from ..api import HistoryLengthError
 
-    if once_for is not None:
-        holder = getattr(once_for, "endpoint", once_for)  # a probe's `sub` is new at each task; its process is not
-        if getattr(holder, "_takes_every_step", False):
+    if once_for is not None:  # a probe's `sub` is new at each task; its process (the endpoint) is not
+        if "takes_every_step" in once_for.endpoint.once:
             return
-        holder._takes_every_step = True
+        once_for.endpoint.once.add("takes_every_step")
     try:
         run(STALLED_LR, STALLED_STEPS)
     except HistoryLengthError as e:

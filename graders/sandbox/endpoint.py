@@ -148,6 +148,7 @@ class Endpoint:
         # message encoded but not yet written carries, with that message's buffers
         self.code_sent: set[str] = set()
         self.code_pending: list[tuple[str, list[bytes]]] = []
+        self.once: set[str] = set()  # harness side: probes run once per student's process (invariants.takes_every_step)
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
         # replaced), sent ahead of the next request instead of in messages of their own
@@ -759,8 +760,9 @@ class Local:
             if code is None:
                 from .submission import compiled
 
-                compiled_code = compiled(Path(path)) or compile(Path(path).read_bytes(), str(path), "exec",
-                                                                dont_inherit=True)
+                compiled_code = compiled(Path(path), remember=True)
+                if compiled_code is None:
+                    raise wire.WireError(f"the harness file {path} could not be read")
                 code = Local._code[str(path)] = marshal.dumps(compiled_code)
             value["code"] = len(buffers)
             buffers.append(code)

@@ -74,24 +74,18 @@ def without(name: str, entry: str) -> str:
     return f"this exercise asks for {name} without it"
 
 
-def _read_whole(entry: Path) -> bool:
-    """Whether _sources reads every source of the submission (none over the size caps, no link)."""
-    try:
-        if entry.suffix == ".ipynb":
-            return entry.stat().st_size <= MAX_SOURCE_BYTES * 8
-        sizes = [p.stat().st_size for p in entry.parent.rglob("*.py") if not p.is_symlink()]
-    except OSError:
-        return False
-    return all(s <= MAX_SOURCE_BYTES for s in sizes) and sum(sizes) <= MAX_TOTAL_SOURCE_BYTES
-
-
 def _sources(entry: Path) -> list[tuple[str, str]]:
     """(name for messages, source) of the entry and its sibling .py files (a multi-file project)."""
+    return _read(entry)[0]
+
+
+def _read(entry: Path) -> tuple[list[tuple[str, str]], bool]:
+    """_sources' list, and whether it holds every source (none left out by the size caps)."""
     out = []
     if entry.suffix == ".ipynb":
         try:
             if entry.stat().st_size > MAX_SOURCE_BYTES * 8:
-                return []
+                return [], False
             nb = json.loads(entry.read_bytes())
             number = 0
             for cell in nb.get("cells", []) if isinstance(nb, dict) else []:
@@ -102,19 +96,22 @@ def _sources(entry: Path) -> list[tuple[str, str]]:
                     lines = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines()]
                     out.append((f"{entry.name}[cell {number}]", "\n".join(lines)))
         except (OSError, ValueError, RecursionError):
-            return []
-        return out
-    total = 0
+            return [], False
+        return out, True
+    total, whole = 0, True
     for path in sorted(entry.parent.rglob("*.py"), key=lambda p: (p != entry, p)):
         try:
+            if path.is_symlink():
+                continue
             size = path.stat().st_size
-            if path.is_symlink() or size > MAX_SOURCE_BYTES or total + size > MAX_TOTAL_SOURCE_BYTES:
+            if size > MAX_SOURCE_BYTES or total + size > MAX_TOTAL_SOURCE_BYTES:
+                whole = False
                 continue
             total += size
             out.append((str(path.relative_to(entry.parent)), path.read_text("utf-8", "replace")))
         except OSError:
-            continue
-    return out
+            whole = False
+    return out, whole
 
 
 def _chain(node: ast.AST) -> list[str] | None:
@@ -341,8 +338,9 @@ def watched(entry: Path, forbid: dict[str, list[str]]) -> dict[str, list[str]]:
     torch, its last two parts: `autograd.functional`, or `forward_ad`). A dynamic import or a name looked
     up by string (`__import__`, `importlib`, `exec`, `eval`, `getattr`) keeps every entry. Functions named
     one by one stay (their guards cost nothing until called). The static scan still reads every entry."""
-    texts = "\n".join(source for _label, source in _sources(entry))
-    if _DYNAMIC_IMPORT.search(texts) or not _read_whole(entry):
+    sources, whole = _read(entry)
+    texts = "\n".join(source for _label, source in sources)
+    if _DYNAMIC_IMPORT.search(texts) or not whole:
         return forbid  # a source too large to read (MAX_SOURCE_BYTES) could hold anything: every watch stays
     kept: dict[str, list[str]] = {}
     for name, entries in forbid.items():

@@ -932,16 +932,12 @@ def _zygote(sock: Any, harness_end: Any, pid_namespaces: bool = False) -> None:
 
     harness_end.close()
     name_process("dldiy-zygote")
-    # no harness code in what the students' processes inherit: the harness files compiled by the fork
-    # server (submission._COMPILED) and any Local module (endpoint.Local: its code comes with the first Local)
+    # no harness code in what the students' processes inherit: the worker imported only what its harness
+    # imports (child._import_what_it_imports), and the harness files the fork server compiled go here
+    # (endpoint.Local: the code comes with the first Local)
     from . import submission
-    from .endpoint import Local
 
     submission._COMPILED.clear()
-    Local._modules.clear()
-    Local._code.clear()
-    for name in [n for n in sys.modules if n.startswith(("_dldiy_harness_", "_dldiy_local_"))]:
-        del sys.modules[name]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # never the harness's stdin: the tasks arrive there
     os.close(null)

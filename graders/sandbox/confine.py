@@ -9,8 +9,10 @@ carry the owner's pid and start time, so a dead owner is told from a live one). 
 
 * cgroups: pids.max (caps processes even for root) and one memory limit for the whole process
   tree, shared memory and tmpfs pages included (v1 memory.limit_in_bytes + memsw, or v2 memory.max
-  + memory.swap.max=0). Without a memory cgroup the fallback is RLIMIT_DATA per process, reported
-  as missing: a tree of processes or a shared mapping can then exceed it;
+  + memory.swap.max=0), and the whole tree scheduled as one process of one CPU at most, on its
+  harness's CPU (v1 cpu + cpuset, or v2 cpu.max + cpuset.cpus). Without a memory cgroup the fallback
+  is RLIMIT_DATA per process, reported as missing: a tree of processes or a shared mapping can then
+  exceed it;
 * rlimits: CPU seconds (SIGKILL at the limit), data size per process (a single memory bomb gets a
   MemoryError before the cgroup's OOM killer), file size, no core dumps, and when not root the
   process count (RLIMIT_NPROC);
@@ -134,8 +136,9 @@ class Cgroup:
     for root), a memory cgroup (one limit for the whole tree; the child sets it from its spec), a cpu
     cgroup (the whole tree is one scheduling entity, of one CPU at most) and a cpuset on `cpu` (the
     CPU its harness is pinned to), each a child of this process's own cgroup in its hierarchy (v1),
-    or one v2 cgroup. They list every member for the final kill. Their names carry this process's pid
-    and start time.
+    or one v2 cgroup with the same four limits (`_v2_base`: where our own v2 cgroup holds other
+    processes of ours, we first move them into a leaf, as a delegated subtree must). They list every
+    member for the final kill. Their names carry this process's pid and start time.
 
     The cpu and cpuset groups are there for the classmates graded beside it (red team, round 5): a
     submission that forked 61 processes, each in a session of its own (the kernel's autogroup gives
@@ -152,7 +155,9 @@ class Cgroup:
             path = base / name
             try:
                 path.mkdir()
-                if control in ("cpu", "cpuset"):
+                if control == "v2":
+                    _limit_v2(path, processes, cpu)
+                elif control in ("cpu", "cpuset"):
                     _limit_cpu(path, control, cpu)
                 elif (path / "pids.max").exists():
                     (path / "pids.max").write_text(str(processes))
@@ -195,6 +200,20 @@ def _limit_cpu(path: Path, control: str, cpu: int | None) -> None:
     cpus = str(cpu) if cpu is not None else (parent / "cpuset.effective_cpus").read_text().strip()
     (path / "cpuset.cpus").write_text(cpus)
     (path / "cpuset.mems").write_text((parent / "cpuset.effective_mems").read_text().strip())
+
+
+def _limit_v2(path: Path, processes: int, cpu: int | None) -> None:
+    """A v2 cgroup: pids.max, cpu.max of one CPU per period and cpuset.cpus = `cpu`, as far as its
+    parent enabled them (the memory limit is the child's to set: join_cgroups)."""
+    if (path / "pids.max").exists():
+        (path / "pids.max").write_text(str(processes))
+    if (path / "cpu.max").exists():
+        period = (path / "cpu.max").read_text().split()[-1]
+        (path / "cpu.max").write_text(f"{period} {period}")
+    if cpu is not None and (path / "cpuset.cpus").exists():
+        (path / "cpuset.cpus").write_text(str(cpu))
+    if not (path / "pids.max").exists() and not _memory_files(path):
+        raise OSError("neither a pids nor a memory controller here")
 
 
 def oom_kills(paths: "list[Path] | tuple[Path, ...]") -> int:
@@ -260,9 +279,9 @@ def _remove_pending() -> None:
 
 
 def _cgroup_bases() -> list[tuple[Path, str]]:
-    """(folder to create our cgroups in, "pids", "memory", "cpu" or "cpuset"): our own cgroup in each v1
-    hierarchy we use, and our own v2 cgroup when it offers pids or memory (delegated to us)."""
-    bases = []
+    """(folder to create our cgroups in, "pids", "memory", "cpu", "cpuset" or "v2"): our own cgroup in each
+    v1 hierarchy we use, and our own v2 cgroup when it offers pids or memory (`_v2_base`)."""
+    bases: list[tuple[Path, str]] = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
@@ -275,14 +294,119 @@ def _cgroup_bases() -> list[tuple[Path, str]]:
         if controllers == "":
             unified = _cgroup2_mount()
             if unified is not None:
-                base = unified / own.lstrip("/")
-                try:
-                    offered = (base / "cgroup.controllers").read_text().split()
-                except OSError:
-                    offered = []
-                if "pids" in offered or "memory" in offered:
-                    bases.append((base, "pids" if "pids" in offered else "memory"))
+                base = _v2_base(unified / own.lstrip("/"))
+                if base is not None:
+                    bases.append((base, "v2"))
     return [(b, c) for b, c in bases if (b / "cgroup.procs").exists()]
+
+
+V2_CONTROLLERS = ("pids", "memory", "cpu", "cpuset")
+_V2_LEAF = "grader"  # dldiy-OWNER-grader: where our own processes go when our v2 cgroup must hand its controllers down
+
+
+def _v2_base(own: Path) -> Path | None:
+    """The v2 cgroup to create the children's cgroups in: our own cgroup, with pids, memory, cpu and
+    cpuset enabled for its children as far as its parent offers them; None when it offers neither
+    pids nor memory.
+
+    A v2 cgroup other than the root that holds processes cannot enable a controller for its children
+    (the "no internal processes" rule; EBUSY). That is the case of a delegated subtree we were started
+    in (`systemd-run --scope -p Delegate=yes dldiy grade ...`, a container's own cgroup): the
+    delegatee must move its processes into a leaf first (systemd's and the kernel's cgroup-v2 docs).
+    We do that when every process in it is ours (this one and its descendants: the fork server, the
+    harness workers), into dldiy-OWNER-grader (removed by clean_stale() once we are dead); a cgroup
+    shared with others (a login session's scope) is left as it is, and the children's cgroups go
+    beside it where we may (`_v2_beside`; None where we may not)."""
+    try:
+        offered = (own / "cgroup.controllers").read_text().split()
+    except OSError:
+        return None
+    wanted = [c for c in V2_CONTROLLERS if c in offered]
+    if "pids" not in wanted and "memory" not in wanted:
+        return None
+    members = [] if _v2_root(own) else _read_pids(own / "cgroup.procs")
+    if members and all(_descends_from_us(pid) for pid in members):
+        leaf = own / f"dldiy-{_owner()}-{_V2_LEAF}"
+        try:
+            leaf.mkdir(exist_ok=True)
+            for pid in members:
+                (leaf / "cgroup.procs").write_text(str(pid))
+            members = _read_pids(own / "cgroup.procs")
+        except OSError:
+            pass
+    # Never enable a controller where processes still are: pids, cpu and cpuset are threaded
+    # controllers, which the kernel allows there, and the children made then are "domain invalid":
+    # no process can join them (EOPNOTSUPP; seen on the GPU machine of 2026-11-27).
+    if not members and _enable_v2(own, wanted):
+        return own
+    return _v2_beside(own)
+
+
+def _v2_root(path: Path) -> bool:
+    """The root of the v2 hierarchy (exempt from the rule above), which alone has no cgroup.type."""
+    return not (path / "cgroup.type").exists()
+
+
+def _v2_beside(own: Path) -> Path | None:
+    """Where our own v2 cgroup is shared with processes not ours (the GPU machines of 2026-11-27 run
+    every command in /process_api/ID beside their agent, and that parent enables memory alone), the
+    nearest ancestor we may write to that enables pids or memory for its children (we enable there
+    what its own parent offers of the four: a controller with no limit set changes nothing for the
+    cgroups beside ours): the children's cgroups go there, beside ours. Each still has its own
+    limits; they are then outside our own cgroup's accounting, which is why this comes last."""
+    for parent in own.parents:
+        if not (parent / "cgroup.procs").exists():
+            return None  # above the v2 mount
+        if not os.access(parent, os.W_OK) or (not _v2_root(parent) and _read_pids(parent / "cgroup.procs")):
+            continue
+        try:
+            offered = (parent / "cgroup.controllers").read_text().split()
+        except OSError:
+            offered = list(V2_CONTROLLERS)  # the root cgroup has no cgroup.controllers on old kernels
+        if _enable_v2(parent, [c for c in V2_CONTROLLERS if c in offered]):
+            return parent
+    return None
+
+
+def _enable_v2(own: Path, wanted: list[str]) -> bool:
+    """Enable `wanted` for the children of `own` (cgroup.subtree_control), each on its own so that one
+    refused (cpuset where its parent lacks it) leaves the others; True when pids or memory is enabled."""
+    control = own / "cgroup.subtree_control"
+    try:
+        enabled = set(control.read_text().split())
+    except OSError:
+        return False
+    for name in wanted:
+        if name not in enabled:
+            try:
+                control.write_text(f"+{name}")
+                enabled.add(name)
+            except OSError:
+                pass
+    return "pids" in enabled or "memory" in enabled
+
+
+def _read_pids(path: Path) -> list[int]:
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _descends_from_us(pid: int) -> bool:
+    """This process, or one it started (its parent chain reaches us)."""
+    me = os.getpid()
+    for _ in range(64):
+        if pid == me:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
 
 
 def _cgroup2_mount() -> Path | None:
@@ -491,10 +615,11 @@ def join_cgroups(spec: dict, pid: int) -> tuple[list[str], list[str]]:
             if (path / "pids.max").exists():
                 has_pids = True
                 applied.append(f"cgroup pids.max={(path / 'pids.max').read_text().strip()}")
-            if (path / "cpu.cfs_quota_us").exists():
+            if (path / "cpu.cfs_quota_us").exists() or (path / "cpu.max").exists():
                 applied.append("cpu cgroup: the whole process tree scheduled as one, at most one CPU")
-            if (path / "cpuset.cpus").exists():
-                applied.append(f"cpuset: CPU {(path / 'cpuset.cpus').read_text().strip()} only (no affinity reaches another)")
+            cpus = (path / "cpuset.cpus").read_text().strip() if (path / "cpuset.cpus").exists() else ""
+            if cpus:  # (a v2 cpuset left empty inherits every CPU of its parent: no cpuset of ours)
+                applied.append(f"cpuset: CPU {cpus} only (no affinity reaches another)")
         except OSError as e:
             missing.append(f"cgroup {path.name} ({e.strerror or e})")
     if not has_pids:

@@ -198,6 +198,11 @@ def evaluation(sub, seed, p):
         except (RemoteError, ApiError, TypeError, ValueError) as e:  # this case's finding (a shape assumed)
             said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
             subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
+    # handed over in eval mode (a caller that evaluates between its own evaluations): it must come back
+    # so, which an evaluate() ending with a bare model.train() does not (red team, round 7)
+    sub.run_local(set_training, model, False)
+    sub.call("evaluate", model, images[:100].clone(), labels[:100].clone())
+    left_training_from_eval = float(sub.run_local(set_training, model, True))  # 1 when it came back training
     return {"cases": [
         {"name": "second evaluate() minus the first, same model and images (loss, accuracy)",
          "shape": [2], "values": [second[0] - first[0], second[1] - first[1]]},
@@ -206,6 +211,9 @@ def evaluation(sub, seed, p):
         *subsets,
         {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
          "shape": [1], "values": [left_training]},
+        {"name": "after evaluate() of a model handed over in eval mode, 1 if it is left in training mode "
+                 "(hand it back in the mode it came in: model.train(was_training), not model.train())",
+         "shape": [1], "values": [left_training_from_eval]},
         *held_out_summary(images, labels, p["classes"]),
     ]}
 
@@ -220,6 +228,13 @@ def _dropout_p(module: nn.Module) -> float | None:
     p = getattr(module, "p", None)
     dropout = isinstance(module, nn.modules.dropout._DropoutNd) or "dropout" in type(module).__name__.lower()
     return float(p) if dropout and _number(p) and 0 <= p < 1 else None
+
+
+def set_training(model: nn.Module, mode: bool) -> bool:
+    """In the student's process (sub.run_local): the mode the model was in, then model.train(mode)."""
+    was = bool(model.training)
+    model.train(mode)
+    return was
 
 
 def set_dropout_p(model: nn.Module, p) -> list:

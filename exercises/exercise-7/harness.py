@@ -46,7 +46,11 @@ def _train(sub, X, t, w0, epochs, dtype=torch.float64, layout="", keep=True):
     if keep:
         same_dtype(w, dtype, "train() (its first result, w)")
     mistakes = [int(m) for m in mistakes]
-    if not 1 <= len(mistakes) <= epochs or min(mistakes) < 0:
+    if epochs == 0 and mistakes:
+        raise Violation(f"train(X, y, w0, epochs=0) returned mistakes per epoch {mistakes[:10]} (and w = {_short(w.tolist())}); "
+                        f"expected no epoch at all: [] and w0 = {_short(w0in.tolist())} as it came. Does the loop count "
+                        "the epochs only after running one (a `while True` that breaks at the end of an epoch)?")
+    if not min(1, epochs) <= len(mistakes) <= epochs or min(mistakes, default=0) < 0:
         raise Violation(f"train() returned mistakes per epoch {mistakes[:10]} for epochs={epochs}; expected "
                        f"between 1 and {epochs} counts, one per epoch run, each >= 0")
     return w.detach().double().numpy(), mistakes
@@ -190,6 +194,13 @@ def _train_family(sub, seed, p):
         cases.append({"name": f"w after at most 2 epochs from w0 ({label})", "shape": [d + 1], "values": w.tolist()})
         cases.append({"name": f"updates in each epoch ({label})", "shape": [len(mistakes)],
                       "values": [float(m) for m in mistakes]})
+    # epochs=0: no epoch runs, so w0 comes back as it came and there are no counts (red team, round 7)
+    X, t = _blobs(seed + 5, 10, p["distance"], None)
+    w0 = np.random.default_rng(seed + 40_000).normal(0.0, 1.0, 3)
+    w, _ = _at("train(), epochs=0", lambda: _train(sub, X, t, w0, 0))
+    if not np.array_equal(w, w0):
+        raise Violation(f"train(X, y, w0, epochs=0) returned w = {_short(w)} with no epoch run; expected w0 = "
+                        f"{_short(w0)} as it came")
     # A point labelled -1 exactly on the hyperplane (w0 = 0) is a mistake too: w becomes -x~_0.
     X, t = _blobs(seed, 2, p["distance"], None)
     X, t = X[:1], -np.ones(1, dtype=np.int64)

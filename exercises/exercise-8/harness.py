@@ -18,6 +18,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.invariants import Watch, takes_every_step
+from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
@@ -485,6 +486,20 @@ def cnn_forward_probe(sub, seed, p):
                 continue
             cases.append({"name": gname, "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
                           "target": t.reshape(-1).tolist()})
+    # one image (N = 1): a .squeeze() before flatten(1) drops the batch dimension there (red team, round 7)
+    name = "logits of a batch of one image (N = 1), with the harness's conv2d and max_pool2d"
+    x1 = X[:1].clone()
+    target = _cnn(base, x1, own_conv2d, own_max_pool2d)
+    try:
+        with _Ops(sub, dict.fromkeys(("conv2d", "Conv2dFunction", "max_pool2d", "MaxPool2dFunction"), False)):
+            got = expect_tensor(sub.call("cnn_forward", base, x1), "cnn_forward(params, x) for one image",
+                                shape=(1, 10), dtype="float")
+        cases.append({"name": name, "shape": [1, 10], "values": got.detach().double().reshape(-1).tolist(),
+                      "target": target.reshape(-1).tolist()})
+    except (RemoteError, ApiError) as e:  # this case's finding (a batch dimension assumed)
+        said = (e.message if isinstance(e, RemoteError) else str(e)).splitlines()
+        cases.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__} (a .squeeze() "
+                                             "that also drops the batch dimension of a single image?)"})
     return {"cases": cases}
 
 

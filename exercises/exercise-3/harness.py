@@ -212,7 +212,7 @@ def evaluation(sub, seed, p):
         {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
          "shape": [1], "values": [left_training]},
         {"name": "after evaluate() of a model handed over in eval mode, 1 if it is left in training mode "
-                 "(hand it back in the mode it came in: model.train(was_training), not model.train())",
+                 "(hand it back in the mode it came in, not always in training mode)",
          "shape": [1], "values": [left_training_from_eval]},
         *held_out_summary(images, labels, p["classes"]),
     ]}

@@ -88,8 +88,11 @@ COMPLEX_STEP_IN_A_HELPER = _with_gradient('''
         return getattr(torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean(), "im" + "ag") / h
 
 
+    _VIA = {"derivative": _derivative}  # reached through a table: out of the static scan's sight
+
+
     def gradient(X, y, w):
-        return torch.stack([_derivative(X.double(), y, w.double(), k) for k in range(w.numel())]).to(w.dtype)
+        return torch.stack([_VIA["derivative"](X.double(), y, w.double(), k) for k in range(w.numel())]).to(w.dtype)
 ''')
 
 LAMBDIFIED_AT_IMPORT = _with_gradient('''
@@ -97,10 +100,13 @@ LAMBDIFIED_AT_IMPORT = _with_gradient('''
         return _D(v)  # LAMBDIFIED
 
 
+    _VIA = {"coefficient": _coefficient}  # reached through a table: out of the static scan's sight
+
+
     def gradient(X, y, w):
         Xt = add_bias(X)
         t = 2 * y.to(X.dtype) - 1
-        coef = torch.tensor([_coefficient(v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
+        coef = torch.tensor([_VIA["coefficient"](v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
         return (coef * t) @ Xt / X.shape[0]
 ''', top='''import sympy as sp
 _u = sp.Symbol("u")
@@ -183,8 +189,17 @@ def _forbid(exercise_id: str) -> dict[str, list[str]]:
     ("import functorch\ndef gradient(X, y, w):\n    return functorch.grad(w)\n", "without the module functorch"),
     ("import sympy as sp\nD = sp.lambdify(1, 2)\ndef gradient(X, y, w):\n    return D(w)\n",
      "uses D (logreg.py line 4), made with sympy.lambdify (logreg.py line 2)"),
+    # what switches the run-time guards off or runs beside them (red team, round 7), in a helper too
+    ("import torch\ndef gradient(X, y, w):\n    with torch._C._DisableTorchDispatch():\n        return w\n",
+     "uses torch._C._DisableTorchDispatch (logreg.py line 3)"),
+    ("from torch.utils._python_dispatch import _disable_current_modes as off\ndef _run(f):\n    with off():\n"
+     "        return f()\ndef gradient(X, y, w):\n    return _run(lambda: w)\n",
+     "calls _run (logreg.py line 6), which uses torch.utils._python_dispatch._disable_current_modes"),
+    ("import threading\ndef gradient(X, y, w):\n    threading.Thread(target=print).start()\n    return w\n",
+     "without the module threading"),
 ], ids=["literal", "complex()", "dtype-string", "cdouble-imag", "cmath", "import-inside", "import_module",
-        "from-import", "hips-autograd", "forward-ad", "functorch", "made-at-module-level"])
+        "from-import", "hips-autograd", "forward-ad", "functorch", "made-at-module-level", "dispatch-off",
+        "modes-off-in-a-helper", "a-thread"])
 def test_the_scan_names_each_kind_of_use(tmp_path, code, expected):
     (tmp_path / "logreg.py").write_text(code)
     found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
@@ -296,3 +311,127 @@ def test_the_run_time_watch_stays_where_the_source_is_too_large_to_read_or_names
     entry.write_text("def gradient(X, y, w):\n    return w\n")
     (tmp_path / "_impl.py").write_text("# " + "x" * (MAX_SOURCE_BYTES + 10) + "\n")
     assert watched(entry, forbid) == forbid
+
+
+# ---- operator entries ("aten.*convolution*"): every Python name that reaches torch's own op -------------
+
+CONVNET = (REPO / "reference" / "exercise-8" / "convnet.py").read_text()
+CONV_RETURN = "        return out.reshape(N, Ho, Wo, K).permute(0, 3, 1, 2).contiguous()\n"
+POOL_MAX = "        out, arg = windows.max(dim=-1)\n"
+
+
+@pytest.mark.parametrize("old, new, check, op", [
+    (CONV_RETURN, "        return torch.ops.aten.convolution(x, weight, bias, [stride] * 2, [padding] * 2, [1, 1], False, "
+                  "[0, 0], 1)  # OP\n", "conv-agreement", "aten.convolution"),
+    (CONV_RETURN, "        return torch.convolution(x, weight, bias, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1)"
+                  "  # OP\n", "conv-agreement", "aten.convolution"),
+    (CONV_RETURN, "        return F.conv3d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, stride, stride), (0, padding, "
+                  "padding)).squeeze(2)  # OP\n", "conv-agreement", "aten.convolution"),
+    (POOL_MAX, POOL_MAX + "        out = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])[0]  # OP\n",
+     "pool-agreement", "aten.max_pool2d_with_indices"),
+], ids=["torch.ops.aten.convolution", "torch.convolution", "conv3d-of-an-unsqueezed-input", "aten.max_pool2d_with_indices"])
+def test_torchs_own_op_by_any_other_name_is_refused_with_its_line(tmp_path, old, new, check, op):
+    """Round 5b's hostile student: the function entries (F.conv2d, torch.conv2d, nn.Conv2d) named the
+    doors, and torch.ops.aten.*, torch.convolution or a conv3d on an unsqueezed input went round them to
+    the same operator. An operator entry is judged below every Python name (a torch dispatch mode)."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    code = CONVNET.replace(old, new, 1)
+    assert code != CONVNET
+    (folder / "convnet.py").write_text(code)
+    result = run_dldiy("check", "exercise-8", str(folder), "--json", "--only", check)
+    (found,) = json.loads(result.stdout)["checks"]
+    assert found["status"] == "fail" and found["points"] == 0, found
+    assert f"runs torch's operator {op}" in found["message"], found["message"]
+    assert f"convnet.py line {_line(code, '# OP')}" in found["message"], found["message"]
+
+
+def test_a_hand_written_backward_is_judged_by_the_rules_of_the_call_that_made_its_graph(tmp_path):
+    """Conv2dFunction.backward ran under no API name (the harness asks for it through the graph of a
+    conv2d call), so torch.nn.grad.conv2d_input, which conv2d's forbid list names, went unseen there. A
+    graph now keeps the name of the call that made it, and its backward runs under that name's rules."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    fold = "        grad_x = F.fold(grad_cols, (H, W), (kh, kw), padding=padding, stride=stride)\n"
+    code = CONVNET.replace(fold, fold + "        grad_x = getattr(torch.nn.grad, 'conv2d_' + 'input')((N, C, H, W), weight, "
+                                        "grad_out, stride=stride, padding=padding)  # OP\n", 1)
+    (folder / "convnet.py").write_text(code)
+    assert scan(folder / "convnet.py", _forbid("exercise-8")) == {}  # named by strings: the run-time guard's case
+    result = run_dldiy("check", "exercise-8", str(folder), "--json", "--only", "conv-agreement")
+    (found,) = json.loads(result.stdout)["checks"]
+    assert found["status"] == "fail", found
+    assert "calls torch.nn.grad.conv2d_input" in found["message"], found["message"]
+    assert f"convnet.py line {_line(code, '# OP')}" in found["message"], found["message"]
+
+
+def test_an_inverse_through_torch_ops_is_refused_in_fit_exact(tmp_path):
+    """exercise-2 asks for least squares "never by inverting": torch.ops.aten.linalg_inv_ex is the
+    operator behind torch.linalg.inv, torch.inverse and Tensor.inverse."""
+    reference = (REPO / "reference" / "exercise-2" / "linreg.py").read_text()
+    solve = "    return torch.linalg.lstsq(Xt, y.unsqueeze(1)).solution.squeeze(1)\n"
+    code = reference.replace(solve, "    inverse = torch.ops.aten.linalg_inv_ex(Xt.T @ Xt)[0]  # OP\n"
+                                    "    return inverse @ Xt.T @ y\n", 1)
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "linreg.py").write_text(code)
+    result = run_dldiy("check", "exercise-2", str(folder), "--json", "--only", "exact-solution")
+    (found,) = json.loads(result.stdout)["checks"]
+    assert found["status"] == "fail", found
+    assert "linalg_inv_ex" in found["message"] and f"linreg.py line {_line(code, '# OP')}" in found["message"], found
+
+
+# ---- red team, round 7: what a helper does is the API name's doing --------------------------------------
+
+def test_the_scan_follows_the_files_own_functions_that_an_api_name_calls(tmp_path):
+    """`def _inv(H): return torch.linalg.inv(H)` beside Newton scored full marks: the scan read Newton's
+    body and the module-level values it reads, not the functions it calls. It now follows those calls
+    into the file's own functions, transitively, and names the way there; a function no API name reaches
+    is still nobody's business."""
+    code = textwrap.dedent('''
+        import torch
+
+        def _solve(H, g):
+            return _invert(H) @ g
+
+        def _invert(H):
+            return torch.linalg.inv(H)
+
+        def _unused(H):
+            return torch.linalg.inv(H)
+
+        def gradient(X, y, w):
+            return w
+
+        def fit_exact(X, y):
+            A = X.T @ X
+            return _solve(A, X.T @ y)
+    ''')
+    (tmp_path / "linreg.py").write_text(code)
+    found = scan(tmp_path / "linreg.py", _forbid("exercise-2"))
+    assert set(found) == {"fit_exact"}, found
+    assert found["fit_exact"].startswith(
+        f"fit_exact() calls _solve (linreg.py line {_line(code, 'return _solve')}), which calls _invert (linreg.py "
+        f"line {_line(code, 'return _invert')}), which uses torch.linalg.inv (linreg.py line "
+        f"{_line(code, 'def _invert') + 1})"), found
+    (tmp_path / "linreg.py").write_text(code.replace("return _solve(A, X.T @ y)", "return torch.linalg.solve(A, X.T @ y)"))
+    assert scan(tmp_path / "linreg.py", _forbid("exercise-2")) == {}  # _solve, _invert, _unused: reached by none
+
+
+def test_the_harness_own_code_run_beside_the_students_objects_keeps_their_rules(tmp_path):
+    """exercise-6's checks step the optimizers inside the student's process (sub.run_local: one message
+    for many steps), where no API name was being called, so the run-time guards never fired there: a
+    Newton that inverted H through a name the static scan cannot read scored full marks. A Local now runs
+    under the rules of the API names whose objects it is handed."""
+    reference = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    solve = "direction = torch.linalg.solve(H, g).split(sizes)"
+    assert solve in reference
+    code = reference.replace(solve, 'direction = (getattr(torch.linalg, "in" + "v")(H) @ g).split(sizes)  # OP', 1)
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "optim.py").write_text(code)
+    assert scan(folder / "optim.py", _forbid("exercise-6")) == {}  # the run-time guard's case
+    result = run_dldiy("check", "exercise-6", str(folder), "--json", "--only", "newton-quadratic")
+    (found,) = json.loads(result.stdout)["checks"]
+    assert found["status"] == "fail", found
+    assert "Newton() calls torch.linalg.inv" in found["message"], found["message"]
+    assert f"optim.py line {_line(code, '# OP')}" in found["message"], found["message"]

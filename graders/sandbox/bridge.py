@@ -198,11 +198,12 @@ def inputs_for(endpoint: Any, grad: Any) -> list:
     return inputs
 
 
-def tracked(endpoint: Any, result: Any, inputs: list) -> dict[str, Any]:
-    """The reply to a differentiable request: the value, and the graph kept for a backward pass."""
+def tracked(endpoint: Any, result: Any, inputs: list, origin: str | None = None) -> dict[str, Any]:
+    """The reply to a differentiable request: the value, and the graph kept for a backward pass (with
+    `origin`, the API name whose call made it: its backward runs under that name's forbid rules)."""
     outputs = tensors_in(result, [])
     gid = endpoint.new_id()
-    endpoint.graphs[gid] = (outputs, inputs)
+    endpoint.graphs[gid] = (outputs, inputs, origin)
     sizes = endpoint.graph_bytes
     sizes[gid] = _storage_bytes([*outputs, *inputs])
     # the oldest go first, past the count or the bytes (the newest stays: its reply is on its way)
@@ -227,8 +228,9 @@ def _storage_bytes(tensors: list) -> int:
 
 
 def backward_reply(endpoint: Any, header: dict[str, Any], buffers: list[bytes],
-                   run: Callable[[Callable[[], Any]], Any] = lambda f: f()) -> list:
-    """The vector-Jacobian product through a graph this side kept (`run` wraps student code)."""
+                   run: Callable[[Callable[[], Any], str | None], Any] = lambda f, origin: f()) -> list:
+    """The vector-Jacobian product through a graph this side kept (`run(f, origin)` wraps student code;
+    origin: the API name whose call made the graph)."""
     import torch
 
     from . import wire
@@ -237,7 +239,7 @@ def backward_reply(endpoint: Any, header: dict[str, Any], buffers: list[bytes],
     gid = header.get("graph")
     if gid not in endpoint.graphs:
         raise error_reply("protocol", "the graph of that call is gone")
-    outputs, inputs = endpoint.graphs[gid]
+    outputs, inputs, origin = endpoint.graphs[gid]
     grads = endpoint.decode(header.get("value"), buffers)
     if not isinstance(grads, list) or len(grads) != len(outputs):
         raise wire.WireError("a backward pass with the wrong number of gradients")
@@ -259,4 +261,4 @@ def backward_reply(endpoint: Any, header: dict[str, Any], buffers: list[bytes],
         by_id = {id(t): g for t, g in zip(held, found)}
         return [by_id.get(id(t)) if t is not None else None for t in inputs]
 
-    return run(vjp)
+    return run(vjp, origin)

@@ -141,7 +141,8 @@ class Endpoint:
         self.mirrors: dict[int, _Mirror] = {}
         self._by_object: dict[int, int] = {}  # id(tensor) -> mirror id
         self.objects: dict[int, Any] = {}  # handles this side gave out (student side)
-        self.graphs: dict[int, tuple[list, list]] = {}  # graphs kept for the other side's backward (bridge.py)
+        # graphs kept for the other side's backward (bridge.py): outputs, inputs, the API name whose call made it
+        self.graphs: dict[int, tuple[list, list, str | None]] = {}
         self.graph_bytes: dict[int, int] = {}  # the bytes each of those holds (bridge.GRAPH_BYTES_KEPT)
         self.callbacks: dict[int, Callable[..., Any]] = {}  # functions this side lent (harness side)
         # harness side: harness files whose code the student's process has (endpoint.Local), and those a

@@ -2,7 +2,7 @@
 
 Runs in the trusted harness process, on the working copy, before the student's process starts (the
 run-time half is the guard in graders/sandbox/student.py). An API name's `forbid` list (spec.toml) holds
-entries of three kinds, in one list:
+entries of four kinds, in one list:
 
 - a function, by its dotted name: "torch.autograd.grad", "torch.Tensor.backward". A use counts when
   an attribute chain or an imported name resolves to it by its last two parts: `torch.autograd.grad`,
@@ -16,6 +16,12 @@ entries of three kinds, in one list:
   called `jax`. For a family of tools (symbolic or automatic differentiation), a module entry is the
   rule; a function entry is for one function of a module the exercise otherwise allows
   ("torch.func.jacrev", where torch.func.vmap stays allowed).
+- an operator of torch's, "aten." then its name or an fnmatch pattern: "aten.*convolution*",
+  "aten.linalg_inv_ex". Judged at run time below torch's Python names (a torch dispatch mode): every
+  path to the operator counts, F.conv2d, torch.convolution, torch.ops.aten._convolution,
+  torch._C._nn.*, an nn.Conv2d, a conv3d on an unsqueezed input. The function entries name the doors;
+  an operator entry is the room behind them. Only operators that are not decomposed before they reach
+  the mode can be named (aten.convolution, not aten.conv2d; F.l1_loss and F.linear have none).
 - "complex": complex numbers. A complex literal (`1j`), `complex(...)`, a complex dtype by name
   (torch.complex64/128, cfloat, cdouble, chalf, numpy's complex64/128, the strings "complex128",
   "c16", ...), torch.complex, torch.view_as_complex, torch.polar, `.imag`, the module cmath. The
@@ -56,6 +62,16 @@ COMPLEX_STRINGS = frozenset({  # dtypes spelt as strings: np.zeros(3, dtype="com
 COMPLEX_MODULES = ("cmath",)
 
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+OP_PREFIX = "aten."  # "aten.*convolution*": torch's operators by name (fnmatch), judged at run time only
+
+
+def is_op(entry: str) -> bool:
+    """An operator entry ("aten.linalg_inv_ex", "aten.*max_pool*"): the run-time guard's torch dispatch
+    mode judges it (graders/sandbox/student.py); the static scan sees `torch.ops.aten.NAME` through the
+    entry's last two parts, as for any function."""
+    return entry.startswith(OP_PREFIX)
 
 
 def module_of(entry: str) -> str | None:
@@ -148,6 +164,7 @@ class _Scope:
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}  # name bound by an import -> the dotted name it stands for
         self.assigned: dict[str, list[tuple[ast.expr, str]]] = {}  # module-level name -> (value, label)
+        self.defined: dict[str, list[tuple[_Definition, str]]] = {}  # module-level def/class -> (it, label)
 
     def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]]) -> list[_Definition]:
         """Take in the source's imports and module-level assignments; return the definitions of the API
@@ -164,6 +181,9 @@ class _Scope:
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and forbid.get(node.name):
                 defined.append(node)
         for stmt in _module_level(tree.body):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.defined.setdefault(stmt.name, []).append((stmt, label))
+                continue
             if isinstance(stmt, ast.Assign):
                 value, targets = stmt.value, stmt.targets
             elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
@@ -252,28 +272,54 @@ def _bound_in(fn: ast.AST) -> set[str]:
     return bound
 
 
+MAX_HELPER_DEPTH = 8  # calls followed from an API name's body into the file's own functions
+
+
 def _finding(defn: _Definition, label: str, scope: _Scope, entries: list[str]) -> str | None:
-    name = defn.name
+    return _search(defn, label, scope, entries, defn.name, "", {defn.name})
+
+
+def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], name: str, via: str,
+            seen: set[str]) -> str | None:
+    """The first forbidden use in `defn` (the API name `name`'s body, or a function of the file's that
+    it calls: `via` says how it got there), in the module-level names it reads, and in the module-level
+    functions and classes it names, followed transitively (red team, round 7: `def _inv(H): return
+    torch.linalg.inv(H)` beside Newton was out of the scan's sight)."""
     bound: set[str] | None = None
+    helpers: list[tuple[str, int]] = []
     for inner in ast.walk(defn):
         hit = _use(inner, scope.aliases, entries)
         if hit:
             entry, what = hit
             line = getattr(inner, "lineno", defn.lineno)
             if entry == COMPLEX:
-                return f"{name}() uses complex numbers ({what}, {label} line {line}): {without(name, entry)}"
-            return f"{name}() uses {what} ({label} line {line}); {without(name, entry)}"
-        if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Load) and inner.id in scope.assigned:
+                return f"{name}(){via} uses complex numbers ({what}, {label} line {line}): {without(name, entry)}"
+            return f"{name}(){via} uses {what} ({label} line {line}); {without(name, entry)}"
+        if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Load) and \
+                (inner.id in scope.assigned or inner.id in scope.defined):
             if bound is None:
                 bound = _bound_in(defn)
             if inner.id in bound:
                 continue
-            for value, where in scope.assigned[inner.id]:
+            for value, where in scope.assigned.get(inner.id, ()):
                 made = next((h for n in ast.walk(value) if (h := _use(n, scope.aliases, entries))), None)
                 if made:
                     entry, what = made
-                    return (f"{name}() uses {inner.id} ({label} line {inner.lineno}), made with {what} ({where} "
+                    return (f"{name}(){via} uses {inner.id} ({label} line {inner.lineno}), made with {what} ({where} "
                             f"line {value.lineno}); {without(name, entry)}")
+            if inner.id in scope.defined and inner.id not in seen:
+                helpers.append((inner.id, inner.lineno))
+    if len(seen) > MAX_HELPER_DEPTH * 4:
+        return None
+    for helper, line in helpers:  # after the body's own uses: the nearest finding is named first
+        if helper in seen:
+            continue
+        seen.add(helper)
+        for inner_defn, where in scope.defined[helper]:
+            found = _search(inner_defn, where, scope, entries, name,
+                            f"{via} calls {helper} ({label} line {line}), which", seen)
+            if found:
+                return found
     return None
 
 
@@ -287,10 +333,24 @@ def _local_modules(entry: Path) -> set[str]:
         return set()
 
 
+# What switches the run-time guards off or runs code beside them (red team, round 7: each kept full marks
+# against them): a function a rule is about never needs one, so the scan finds these in every API name
+# that forbids anything, its helpers included. Static only: torch's own code uses them inside legitimate
+# calls (a tensor subclass's __torch_function__), where a run-time wrapper would see the student's frame
+# below and refuse; and what the static scan cannot read (a name built from strings) stays out of reach.
+GUARD_EVASIONS = ("torch._C._DisableTorchDispatch", "torch._C.DisableTorchFunction",
+                  "torch._C.DisableTorchFunctionSubclass", "torch._C._pop_torch_dispatch_stack",
+                  "torch._C._pop_torch_function_stack", "torch.utils._python_dispatch._disable_current_modes",
+                  "torch.utils._python_dispatch._pop_mode_temporarily", "torch.utils._python_dispatch._pop_mode",
+                  "threading.*", "_thread.*", "concurrent.futures.*", "multiprocessing.*")
+
+
 def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
     """{API name: one line naming the forbidden use} for each API name whose body uses one."""
     if not forbid:
         return {}
+    forbid = {name: [*entries, *(e for e in GUARD_EVASIONS if e not in entries)] if entries else entries
+              for name, entries in forbid.items()}
     local = _local_modules(entry)
     if local:  # the submission's own module of that name is imported, not the library
         forbid = {name: [e for e in entries if (m := module_of(e)) is None or m.split(".")[0] not in local]

@@ -155,7 +155,12 @@ class Server:
         if op == "backward":
             return self._backward(header, buffers)
         if op == "local":  # trusted harness code run here, beside the student's objects (endpoint.Local)
-            return self._student(lambda: self.endpoint.decode(header.get("value"), buffers), None)
+            # under the forbid rules of the API names whose objects it is handed: their code runs in it
+            # (a gradcheck of a Function's backward, an optimizer's steps to convergence), and a rule
+            # held only in calls the harness made by name (red team, round 7: torch.linalg.inv in a
+            # Newton step scored full marks through every Local of exercise-6)
+            origins = self._origins_in(header.get("value"))
+            return self._student(lambda: self.endpoint.decode(header.get("value"), buffers), origins)
         obj, origin = self._target(header, buffers)
         if op == "getattr":
             name = header.get("name")
@@ -260,7 +265,7 @@ class Server:
         self.endpoint.changed_arrays = [label for label, array, before in arrays if array.tobytes() != before]
         if not inputs:
             return _Remembered(result, origin)
-        reply = bridge.tracked(self.endpoint, result, inputs)
+        reply = bridge.tracked(self.endpoint, result, inputs, origin)
         reply["value"] = _Remembered(result, origin)
         return reply
 
@@ -286,14 +291,37 @@ class Server:
     def _backward(self, header: dict[str, Any], buffers: list[bytes]) -> Any:
         from . import bridge
 
-        return bridge.backward_reply(self.endpoint, header, buffers, run=lambda f: self._student(f, None))
+        # under the forbid rules of the call that made the graph: a hand-written backward (an
+        # autograd.Function's) is the part an exercise most often asks for by hand
+        return bridge.backward_reply(self.endpoint, header, buffers, run=self._student)
 
-    def _student(self, fn, origin: str | None, missing: bool = False) -> Any:
-        """Run student code; its exceptions become error replies naming the student's own frames."""
+    def _origins_in(self, encoded: Any, depth: int = 0) -> list[str]:
+        """The API names of the handles in an encoded value (each once, in order of appearance)."""
+        found: list[str] = []
+        if depth > 32:
+            return found
+        if isinstance(encoded, dict):
+            handle = encoded.get("$") == "handle" and isinstance(encoded.get("id"), int)
+            origin = self.origins.get(encoded["id"]) if handle else None
+            if origin:
+                found.append(origin)
+            items: Any = encoded.values()
+        elif isinstance(encoded, list):
+            items = encoded
+        else:
+            return found
+        for item in items:
+            found += [o for o in self._origins_in(item, depth + 1) if o not in found]
+        return found
+
+    def _student(self, fn, origin: str | list[str] | None, missing: bool = False) -> Any:
+        """Run student code (as API name `origin`, or names, or none); its exceptions become error
+        replies naming the student's own frames."""
         from .submission import describe, trimmed_traceback
 
-        if origin:
-            self.active.append(origin)
+        names = [origin] if isinstance(origin, str) else list(origin or ())
+        for name in names:
+            self.active.append(name)
         self.violation = None
         try:
             result = fn()
@@ -310,7 +338,7 @@ class Server:
             reply.error.update(type=type(e).__name__, text=str(e)[:2000])
             raise reply from None
         finally:
-            if origin:
+            for _ in names:
                 self.active.pop()
         if self.violation:
             raise error_reply("forbidden", self.violation)
@@ -322,17 +350,19 @@ class Server:
         """Wrap each forbidden function: a call from the student's own code, while an API name that
         forbids it is being called, is refused with the file and line. Module entries ("sympy.*") and
         "complex" (graders/sandbox/forbid.py) are judged by a watch (_Watch) that runs only while an API
-        name that forbids them is being called: `active` starts and stops it."""
-        from .forbid import COMPLEX, module_of
+        name that forbids them is being called: `active` starts and stops it; so are op entries
+        ("aten.*convolution*": torch's operator, whichever Python name reached it)."""
+        from .forbid import COMPLEX, is_op, module_of
 
         wanted: dict[str, list[str]] = {}
         watches: dict[str, _Watch] = {}
         for api_name, names in self.forbid.items():
             modules = [(dotted, module) for dotted in names if (module := module_of(dotted)) is not None]
-            if modules or COMPLEX in names:
-                watches[api_name] = _Watch(self, modules, COMPLEX in names)
+            ops = [entry for entry in names if is_op(entry)]
+            if modules or COMPLEX in names or ops:
+                watches[api_name] = _Watch(self, modules, COMPLEX in names, ops)
             for dotted in names:
-                if dotted != COMPLEX and module_of(dotted) is None:
+                if dotted != COMPLEX and module_of(dotted) is None and not is_op(dotted):
                     wanted.setdefault(dotted, []).append(api_name)
         if watches:
             self.active = _Active(watches)
@@ -452,13 +482,23 @@ class _Watch:
       `.to(torch.complex128)`, torch.complex, view_as_complex, a complex factory), even one no variable
       holds.
 
-    Both run only while the API name is being called, within the budgets above: the rest of the check
-    pays nothing."""
+    - an op ("aten.*convolution*", "aten.linalg_inv_ex"): a torch dispatch mode sees every operator
+      torch runs below its Python names (F.conv2d, torch.convolution, torch.ops.aten._convolution,
+      torch._C._nn.*, nn.Conv2d, conv3d on an unsqueezed input all reach aten.convolution). One whose
+      name matches, run while the student's code is on the stack, is refused with the file and line
+      (the harness's own ops, lent into the call, use none). Its cost is ~4 us per operator of the
+      forbidding calls, with no budget: a rule about the student's own op must hold on every call.
 
-    def __init__(self, server: Server, modules: list[tuple[str, str]], complex_: bool):
+    The trace and the complex mode run only while the API name is being called, within the budgets
+    above: the rest of the check pays nothing."""
+
+    def __init__(self, server: Server, modules: list[tuple[str, str]], complex_: bool, ops: list[str] = ()):  # type: ignore[assignment]
         self.server = server
         self.modules = modules
         self.complex = complex_
+        self.ops = list(ops)
+        self.ops_mode: Any = None
+        self.tracing = False
         self.name = ""
         self.previous: Any = None
         self.mode: Any = None
@@ -475,34 +515,48 @@ class _Watch:
         self.hook = self._hook()
 
     def start(self, name: str) -> bool:
-        """Watch this call of `name`: False (and nothing started) once the budget is spent."""
+        """Watch this call of `name`: False (and nothing started) once the trace's budget is spent and
+        no op is forbidden."""
         import time
 
-        if self.spent >= WATCH_BUDGET_S:
+        self.tracing = bool(self.modules or self.complex) and self.spent < WATCH_BUDGET_S
+        if not self.tracing and not self.ops:
             return False
         self.name = name
-        self.previous = sys.gettrace()
-        self._index()
         self.started = time.perf_counter()
-        sys.settrace(self.hook)
-        if self.complex and self.mode_spent < MODE_BUDGET_S:
-            mode = _no_complex_mode(self)
-            mode.__enter__()
-            self.mode = mode
+        if self.tracing:
+            self.previous = sys.gettrace()
+            self._index()
+            sys.settrace(self.hook)
+            if self.complex and self.mode_spent < MODE_BUDGET_S:
+                mode = _no_complex_mode(self)
+                mode.__enter__()
+                self.mode = mode
+        if self.ops:
+            ops_mode = _forbidden_ops_mode(self)
+            ops_mode.__enter__()
+            self.ops_mode = ops_mode
         return True
 
     def stop(self) -> None:
         import time
 
         try:
-            if self.mode is not None:
-                self.mode.__exit__(None, None, None)
+            if self.ops_mode is not None:
+                self.ops_mode.__exit__(None, None, None)
         finally:
-            sys.settrace(self.previous)
-            took = time.perf_counter() - self.started
-            self.spent += took
-            self.mode_spent += took if self.mode is not None else 0.0
-            self.mode = None
+            self.ops_mode = None
+            try:
+                if self.mode is not None:
+                    self.mode.__exit__(None, None, None)
+            finally:
+                if self.tracing:
+                    sys.settrace(self.previous)
+                    took = time.perf_counter() - self.started
+                    self.spent += took
+                    self.mode_spent += took if self.mode is not None else 0.0
+                self.mode = None
+                self.tracing = False
 
     def _index(self) -> None:
         """The functions each forbidden module, once imported, exports from other modules (functorch.grad
@@ -614,6 +668,47 @@ def _is_complex(value: Any) -> bool:
     return np is not None and isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "c"
 
 
+_FORBIDDEN_OPS: list[Any] = []
+
+
+def _forbidden_ops_mode(watch: _Watch) -> Any:
+    """A torch dispatch mode that refuses the operators `watch.ops` names (fnmatch patterns after "aten."),
+    run while the student's code is on the stack. Made once, when first needed. Its __torch_dispatch__
+    is set after the class is made: TorchDispatchMode wraps a subclass's own in torch._disable_dynamo,
+    whose first call imports torch._dynamo (1.3 s here) for a mode that is never compiled."""
+    if not _FORBIDDEN_OPS:
+        import fnmatch
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class ForbiddenOps(TorchDispatchMode):
+            def __init__(self, watch: _Watch):
+                super().__init__()
+                self.watch = watch
+                self.patterns = [(entry, entry.split(".", 1)[1]) for entry in watch.ops]
+                self.seen: dict[Any, str | None] = {}  # an operator -> the entry that forbids it, or None
+
+        def dispatch(self: Any, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            entry = self.seen.get(func, False)
+            if entry is False:
+                name = getattr(getattr(func, "overloadpacket", None), "__name__", "") or ""
+                entry = self.seen[func] = next((e for e, pattern in self.patterns
+                                                if fnmatch.fnmatchcase(name, pattern)), None)
+            if entry is not None:
+                frame = sys._getframe(1)
+                while frame is not None and not self.watch._student(frame.f_code.co_filename):
+                    frame = frame.f_back
+                if frame is not None:
+                    name = func.overloadpacket.__name__
+                    self.watch.refuse(entry, f"runs torch's operator aten.{name} (what torch's own functions for "
+                                             "it run, whichever name called it)", frame)
+            return func(*args, **(kwargs or {}))
+
+        ForbiddenOps.__torch_dispatch__ = dispatch  # type: ignore[method-assign,assignment]
+        _FORBIDDEN_OPS.append(ForbiddenOps)
+    return _FORBIDDEN_OPS[0](watch)
+
+
 _NO_COMPLEX: list[Any] = []
 
 
@@ -715,7 +810,8 @@ def _resolve_owner(dotted: str) -> tuple[Any, str]:
 def _student_caller(loaded: Any) -> str | None:
     frame = sys._getframe(2)
     while frame is not None:
-        if loaded.is_student_file(frame.f_code.co_filename):
+        name = frame.f_code.co_filename  # ("<frozen runpy>", "<string>": no file of the student's)
+        if not name.startswith("<") and loaded.is_student_file(name):
             from .submission import _short
 
             return f"{_short(frame.f_code.co_filename, loaded)} line {frame.f_lineno}"

@@ -435,3 +435,20 @@ def test_the_harness_own_code_run_beside_the_students_objects_keeps_their_rules(
     assert found["status"] == "fail", found
     assert "Newton() calls torch.linalg.inv" in found["message"], found["message"]
     assert f"optim.py line {_line(code, '# OP')}" in found["message"], found["message"]
+
+
+@pytest.mark.parametrize("body, expected", [
+    # autograd's graph walked by hand: a node called on the loss's gradient, then its next_functions
+    ("    L = loss(X, y, w.detach().requires_grad_())\n    return L.grad_fn(torch.ones(()))[0]\n",
+     "gradient() uses torch.Tensor.grad_fn"),
+    # the functions' code relabelled with another file, so the run-time guard takes it for torch's own
+    ("    return w\n\n\nfor _f in (gradient, train):\n    _f.__code__ = _f.__code__.replace(co_filename='/usr/lib/x.py')\n",
+     "gradient() cannot be judged by its rules: the submission rewrites its functions' code (an assignment to "
+     "__code__"),
+], ids=["graph-nodes-by-hand", "code-relabelled"])
+def test_what_no_run_time_guard_can_see_is_found_in_the_source(tmp_path, body, expected):
+    """Red team, round 7: two ways past every run-time guard that need no forbidden name at all."""
+    code = _with_gradient("def gradient(X, y, w):\n" + body)
+    (tmp_path / "logreg.py").write_text(code)
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert expected in found.get("gradient", ""), found

@@ -165,6 +165,7 @@ class _Scope:
         self.aliases: dict[str, str] = {}  # name bound by an import -> the dotted name it stands for
         self.assigned: dict[str, list[tuple[ast.expr, str]]] = {}  # module-level name -> (value, label)
         self.defined: dict[str, list[tuple[_Definition, str]]] = {}  # module-level def/class -> (it, label)
+        self.tampered: tuple[str, int, str] | None = None  # (label, line, what): code objects rewritten
 
     def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]]) -> list[_Definition]:
         """Take in the source's imports and module-level assignments; return the definitions of the API
@@ -180,6 +181,8 @@ class _Scope:
                     self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and forbid.get(node.name):
                 defined.append(node)
+            elif self.tampered is None and (_rewrites_code(node)):
+                self.tampered = (label, getattr(node, "lineno", 0), _rewrites_code(node) or "")
         for stmt in _module_level(tree.body):
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.defined.setdefault(stmt.name, []).append((stmt, label))
@@ -195,6 +198,19 @@ class _Scope:
                     if isinstance(name, ast.Name):
                         self.assigned.setdefault(name.id, []).append((value, label))
         return defined
+
+
+def _rewrites_code(node: ast.AST) -> str | None:
+    """What rewrites a function's code object, in words (red team, round 7: every function's __code__
+    replaced by one whose co_filename is the Python installation's, and the run-time guard, which tells
+    the student's code by its file, saw none of it)."""
+    if isinstance(node, ast.Attribute) and node.attr == "__code__" and isinstance(node.ctx, (ast.Store, ast.Del)):
+        return "an assignment to __code__"
+    if isinstance(node, ast.keyword) and node.arg in ("co_filename", "co_name", "co_qualname"):
+        return f"a code object made with {node.arg}="
+    if isinstance(node, ast.Constant) and node.value == "__code__":
+        return "the attribute name '__code__'"
+    return None
 
 
 def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
@@ -343,13 +359,18 @@ GUARD_EVASIONS = ("torch._C._DisableTorchDispatch", "torch._C.DisableTorchFuncti
                   "torch._C._pop_torch_function_stack", "torch.utils._python_dispatch._disable_current_modes",
                   "torch.utils._python_dispatch._pop_mode_temporarily", "torch.utils._python_dispatch._pop_mode",
                   "threading.*", "_thread.*", "concurrent.futures.*", "multiprocessing.*")
+# autograd's graph, walked by hand (a node called on a gradient, then its next_functions): autograd without
+# its engine or any function of its (red team, round 7). Static only, where autograd is forbidden: these
+# are attributes, which no run-time wrapper can stand in for.
+AUTOGRAD_GRAPH = ("torch.Tensor.grad_fn", "torch.Tensor.next_functions")
 
 
 def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
     """{API name: one line naming the forbidden use} for each API name whose body uses one."""
     if not forbid:
         return {}
-    forbid = {name: [*entries, *(e for e in GUARD_EVASIONS if e not in entries)] if entries else entries
+    forbid = {name: [*entries, *(e for e in GUARD_EVASIONS if e not in entries),
+                     *(AUTOGRAD_GRAPH if "torch.autograd.grad" in entries else ())] if entries else entries
               for name, entries in forbid.items()}
     local = _local_modules(entry)
     if local:  # the submission's own module of that name is imported, not the library
@@ -375,6 +396,13 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
                 continue
             if found:
                 findings[name] = found
+    for _label, defined, scope in parsed:
+        if scope.tampered is not None:
+            where, line, what = scope.tampered
+            for node in defined:
+                findings.setdefault(node.name, (
+                    f"{node.name}() cannot be judged by its rules: the submission rewrites its functions' code ({what}, "
+                    f"{where} line {line}), which hides from the run-time guard where its calls come from"))
     return findings
 
 

@@ -600,7 +600,7 @@ def test_a_grade_run_from_the_class_folder_exposes_neither_the_class_nor_the_out
     assert result.returncode == 0, result.stderr
     records = {r["student"]: r for r in map(json.loads, (course / "out" / "journal.jsonl").read_text().splitlines())}
     thief = records["thief"]
-    assert "A01 FOUND [] MOUNTS []" in thief["output"], thief["output"]
+    assert "A01 FOUND [] MOUNTS []" in thief["output"], json.dumps(thief)[:3000]
     assert thief["score"] == records["honest"]["score"] > 0
     refusal = next((line for line in thief["sandbox"] if line.startswith("not exposed")), "")
     assert str(course) in refusal, thief["sandbox"]  # the PYTHONPATH entry, refused and said so

@@ -452,3 +452,24 @@ def test_what_no_run_time_guard_can_see_is_found_in_the_source(tmp_path, body, e
     (tmp_path / "logreg.py").write_text(code)
     found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
     assert expected in found.get("gradient", ""), found
+
+
+def test_a_forbidden_call_on_a_thread_of_the_submission_is_refused_while_the_rule_holds(tmp_path):
+    """Red team, round 7: torch.linalg.pinv handed to a thread pool (`pool.submit(torch.linalg.pinv, A)`)
+    ran with only the pool's frames on its stack, so the guard saw no student's code and let it through.
+    While an API name with rules runs (on the main thread), a forbidden call on any other thread is the
+    submission's doing. (Names built from strings keep the pool out of the static scan's sight.)"""
+    reference = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    solve = "direction = torch.linalg.solve(H, g).split(sizes)"
+    code = reference.replace(solve, 'direction = (_POOL.submit(getattr(torch.linalg, "in" + "v"), H).result() @ g)'
+                                    '.split(sizes)  # OP', 1)
+    code = code.replace("import torch\n", 'import torch\n_POOL = getattr(__import__("concurrent" + ".futures", '
+                                          'fromlist=["x"]), "ThreadPool" + "Executor")(1)\n', 1)
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "optim.py").write_text(code)
+    assert scan(folder / "optim.py", _forbid("exercise-6")) == {}  # the run-time guard's case
+    result = run_dldiy("check", "exercise-6", str(folder), "--json", "--only", "newton-quadratic")
+    (found,) = json.loads(result.stdout)["checks"]
+    assert found["status"] == "fail", found
+    assert "Newton() calls torch.linalg.inv (on the thread" in found["message"], found["message"]

@@ -19,6 +19,7 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,10 @@ class Server:
         def guarded(*args, **kwargs):
             if server.active and api_names.intersection(server.active):
                 where = _student_caller(server.loaded)
+                if where is None and threading.current_thread() is not threading.main_thread():
+                    # the API name runs on the main thread; a call of a thread the submission started
+                    # (a pool's worker has only the pool's frames) is its doing too (red team, round 7)
+                    where = f"on the thread {threading.current_thread().name!r}, while it runs"
                 if where is not None:
                     inside = next(a for a in reversed(server.active) if a in api_names)
                     server.violation = (f"{inside}() calls {dotted} ({where}); this exercise asks for "

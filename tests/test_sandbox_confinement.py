@@ -564,12 +564,16 @@ def test_a_folder_others_cannot_enter_is_not_bound_whole_but_what_is_below_it_is
 
 
 STEAL = '''
-import os
+import os, sys
 COURSE = {course!r}
 _binds = [line.split()[4] for line in open("/proc/self/mountinfo")]
 _found = []
-for _root in _binds:  # every folder bound under /tmp (the model: red team's A01), walked
-    if _root.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) and "dldiy-" not in _root:
+# every folder bound under /tmp (the model: red team's A01), walked; not the Python installation, which a
+# fresh clone's CI has under /tmp too: walking torch's 20 000 files overran the 5 s load limit under load
+_python = tuple(os.path.realpath(p) + "/" for p in (sys.prefix, sys.base_prefix))
+for _root in _binds:
+    if _root.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) and "dldiy-" not in _root \
+            and not (_root + "/").startswith(_python):
         for _folder, _dirs, _files in os.walk(_root):
             _found += [os.path.join(_folder, f) for f in _files
                        if f in ("honest.py", "batch.json", "journal.jsonl", "results.json")]
@@ -601,7 +605,7 @@ def test_a_grade_run_from_the_class_folder_exposes_neither_the_class_nor_the_out
     records = {r["student"]: r for r in map(json.loads, (course / "out" / "journal.jsonl").read_text().splitlines())}
     thief = records["thief"]
     assert "A01 FOUND [] MOUNTS []" in thief["output"], json.dumps(thief)[:3000]
-    assert thief["score"] == records["honest"]["score"] > 0
+    assert thief["score"] == records["honest"]["score"] > 0, json.dumps(thief)[:3000]
     refusal = next((line for line in thief["sandbox"] if line.startswith("not exposed")), "")
     assert str(course) in refusal, thief["sandbox"]  # the PYTHONPATH entry, refused and said so
 

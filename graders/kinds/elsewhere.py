@@ -28,6 +28,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode, return_and_correct_aliasing
 from torch.utils._pytree import tree_map
 
+from ..sandbox.torchfast import never_compiled
+
 _META = torch.device("meta")
 _aten = torch.ops.aten
 # CPU index tensors into a CUDA tensor are moved by torch itself: not a placement error
@@ -175,11 +177,8 @@ class _FactoriesElsewhere(TorchDispatchMode):
 
 # torch wraps every dispatch mode's __torch_dispatch__ in torch._disable_dynamo, whose first call imports
 # torch._dynamo (1.1 s: exercise-2's check went from 0.3 to 1.8 s over `import torch`). Nothing here is ever
-# compiled: the wrapper is told its function is already "disabled" (graders/sandbox/torchfast.py does the
-# same for the optimizers).
-_wrapped = getattr(_FactoriesElsewhere.__dict__["__torch_dispatch__"], "__wrapped__", None)
-if _wrapped is not None:
-    _wrapped.__dynamo_disable = _wrapped  # type: ignore[attr-defined]
+# compiled: the wrapper is told its function is already "disabled".
+never_compiled(getattr(_FactoriesElsewhere.__dict__["__torch_dispatch__"], "__wrapped__", None))
 
 
 class values_elsewhere(TorchFunctionMode):

@@ -502,7 +502,8 @@ class _Watch:
         self.modules = modules
         self.complex = complex_
         self.ops = list(ops)
-        self.ops_mode: Any = None
+        self.ops_mode: Any = None  # the mode while it is entered
+        self.ops_made: Any = None  # this watch's mode, made at its first call
         self.tracing = False
         self.name = ""
         self.previous: Any = None
@@ -538,9 +539,10 @@ class _Watch:
                 mode.__enter__()
                 self.mode = mode
         if self.ops:
-            ops_mode = _forbidden_ops_mode(self)
-            ops_mode.__enter__()
-            self.ops_mode = ops_mode
+            if self.ops_made is None:
+                self.ops_made = _forbidden_ops_mode(self)
+            self.ops_made.__enter__()
+            self.ops_mode = self.ops_made
         return True
 
     def stop(self) -> None:
@@ -678,13 +680,14 @@ _FORBIDDEN_OPS: list[Any] = []
 
 def _forbidden_ops_mode(watch: _Watch) -> Any:
     """A torch dispatch mode that refuses the operators `watch.ops` names (fnmatch patterns after "aten."),
-    run while the student's code is on the stack. Made once, when first needed. Its __torch_dispatch__
-    is set after the class is made: TorchDispatchMode wraps a subclass's own in torch._disable_dynamo,
-    whose first call imports torch._dynamo (1.3 s here) for a mode that is never compiled."""
+    run while the student's code is on the stack. The class is made once, when first needed; each watch
+    keeps its one instance (entered again at each watched call), and with it what each operator matched."""
     if not _FORBIDDEN_OPS:
         import fnmatch
 
         from torch.utils._python_dispatch import TorchDispatchMode
+
+        from .torchfast import never_compiled
 
         class ForbiddenOps(TorchDispatchMode):
             def __init__(self, watch: _Watch):
@@ -693,23 +696,24 @@ def _forbidden_ops_mode(watch: _Watch) -> Any:
                 self.patterns = [(entry, entry.split(".", 1)[1]) for entry in watch.ops]
                 self.seen: dict[Any, str | None] = {}  # an operator -> the entry that forbids it, or None
 
-        def dispatch(self: Any, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            entry = self.seen.get(func, False)
-            if entry is False:
-                name = getattr(getattr(func, "overloadpacket", None), "__name__", "") or ""
-                entry = self.seen[func] = next((e for e, pattern in self.patterns
-                                                if fnmatch.fnmatchcase(name, pattern)), None)
-            if entry is not None:
-                frame = sys._getframe(1)
-                while frame is not None and not self.watch._student(frame.f_code.co_filename):
-                    frame = frame.f_back
-                if frame is not None:
-                    name = func.overloadpacket.__name__
-                    self.watch.refuse(entry, f"runs torch's operator aten.{name} (what torch's own functions for "
-                                             "it run, whichever name called it)", frame)
-            return func(*args, **(kwargs or {}))
+            def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                entry: Any = self.seen.get(func, False)
+                if entry is False:
+                    name = getattr(getattr(func, "overloadpacket", None), "__name__", "") or ""
+                    entry = self.seen[func] = next((e for e, pattern in self.patterns
+                                                    if fnmatch.fnmatchcase(name, pattern)), None)
+                if entry is not None:
+                    frame = sys._getframe(1)
+                    while frame is not None and not self.watch._student(frame.f_code.co_filename):
+                        frame = frame.f_back
+                    if frame is not None:
+                        name = func.overloadpacket.__name__
+                        self.watch.refuse(entry, f"runs torch's operator aten.{name} (what torch's own functions "
+                                                 "for it run, whichever name called it)", frame)
+                return func(*args, **(kwargs or {}))
 
-        ForbiddenOps.__torch_dispatch__ = dispatch  # type: ignore[method-assign,assignment]
+        # (torch wraps it in torch._disable_dynamo, whose first call would import torch._dynamo: 1.3 s)
+        never_compiled(getattr(ForbiddenOps.__dict__["__torch_dispatch__"], "__wrapped__", None))
         _FORBIDDEN_OPS.append(ForbiddenOps)
     return _FORBIDDEN_OPS[0](watch)
 

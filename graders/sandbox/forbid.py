@@ -288,7 +288,7 @@ def _bound_in(fn: ast.AST) -> set[str]:
     return bound
 
 
-MAX_HELPER_DEPTH = 8  # calls followed from an API name's body into the file's own functions
+MAX_HELPERS = 32  # the most of the file's own functions followed from one API name's body
 
 
 def _finding(defn: _Definition, label: str, scope: _Scope, entries: list[str]) -> str | None:
@@ -325,7 +325,7 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
                             f"line {value.lineno}); {without(name, entry)}")
             if inner.id in scope.defined and inner.id not in seen:
                 helpers.append((inner.id, inner.lineno))
-    if len(seen) > MAX_HELPER_DEPTH * 4:
+    if len(seen) > MAX_HELPERS:
         return None
     for helper, line in helpers:  # after the body's own uses: the nearest finding is named first
         if helper in seen:

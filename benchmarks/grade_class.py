@@ -93,6 +93,7 @@ class TreeCpu:
 
     def __init__(self, name: str):
         self.path: Path | None = CPUACCT / f"dldiy-bench-{os.getpid()}-{name}"
+        self.system_share: float | None = None
         try:
             self.path.mkdir()
         except OSError:
@@ -107,6 +108,10 @@ class TreeCpu:
         if self.path is None:
             return None
         try:
+            # user and system apart: the kernel's share (forks, namespaces, mounts, exits) is its own target
+            ticks = dict(line.split() for line in (self.path / "cpuacct.stat").read_text().splitlines())
+            total = int(ticks["user"]) + int(ticks["system"])
+            self.system_share = int(ticks["system"]) / total if total else None
             return int((self.path / "cpuacct.usage").read_text()) / 1e9
         finally:
             try:
@@ -115,16 +120,16 @@ class TreeCpu:
                 pass
 
 
-def run_dldiy(class_dir: Path, out: Path, jobs: int) -> tuple[float, str, float | None]:
-    """Wall seconds of `dldiy grade` on the class, the start-up line it printed, and the CPU seconds of
-    its whole process tree (None where no cpuacct cgroup can be made)."""
+def run_dldiy(class_dir: Path, out: Path, jobs: int) -> tuple[float, str, float | None, float | None]:
+    """Wall seconds of `dldiy grade` on the class, the start-up line it printed, the CPU seconds of its
+    whole process tree and the kernel's share of them (None where no cpuacct cgroup can be made)."""
     meter = TreeCpu("dldiy")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "dldiy.cli", "grade", "exercise-1", str(class_dir), "--out",
                            str(out), "--hidden-seeds", "7,123", "--jobs", str(jobs)], check=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=meter.enter)
     startup = next((line for line in done.stderr.splitlines() if line.startswith("start-up:")), "start-up: ?")
-    return time.perf_counter() - start, startup, meter.seconds()
+    return time.perf_counter() - start, startup, meter.seconds(), meter.system_share
 
 
 # ---- the nbgrader side: the same submissions as notebooks, tests as autograded cells -------------
@@ -231,7 +236,7 @@ def main() -> None:
               f"{'from buggy/' if (REPO / 'buggy' / 'exercise-1').is_dir() else 'edits of the reference'}), "
               f"{os.cpu_count()} cores, --jobs {args.jobs}; the machine's load before: {os.getloadavg()[0]:.1f}")
         cpu_before = cpu_seconds()
-        seconds, startup, tree_cpu = run_dldiy(work / "class", work / "out", args.jobs)
+        seconds, startup, tree_cpu, system_share = run_dldiy(work / "class", work / "out", args.jobs)
         cpu = cpu_seconds() - cpu_before
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rate = args.n / seconds
@@ -249,6 +254,8 @@ def main() -> None:
             print(f"  CPU time {tree_cpu / args.n:.3f} s per submission, the whole process tree (cpuacct cgroup; "
                   f"start-up included): {os.cpu_count()} cores could grade at most "
                   f"{args.n * (os.cpu_count() or 1) / tree_cpu:.1f}/s; the machine's load now: {os.getloadavg()[0]:.1f}")
+            if system_share is not None:
+                print(f"  of it in the kernel: {100 * system_share:.0f}% (forks, exits, namespaces and mounts)")
         else:
             print(f"  CPU time {cpu / args.n:.3f} s per submission seen by getrusage (start-up included; the "
                   f"sandboxed student processes are not counted); the machine's load now: {os.getloadavg()[0]:.1f}")

@@ -208,34 +208,37 @@ def gradcheck(sub, seed, p):
     (N, D, H) of the family. (Backpropagation through time is rnn-agreement's: it unrolls with exact
     cell gradients, so a wrong hand backward is charged here only.)"""
     gen = torch.Generator().manual_seed(seed)
-    cell, blocks = sub.get("rnn_cell"), []
+    # The Function itself, not rnn_cell: an rnn_cell of plain torch ops (autograd's exact backward) with the
+    # Function left a stub scored full marks (red team, round 8); the model's use of the Function is
+    # the invariants' own-cell property's
+    function, blocks = sub.get("RNNCellFunction"), []
     for N, D, H in p["cells"]:
         params = _params64(gen, D, H)
         x, h = torch.randn(N, D, generator=gen, dtype=torch.float64), torch.randn(N, H, generator=gen, dtype=torch.float64)
         inputs = [x, h] + [params[k] for k in NAMES]
         names = [f"one cell (N={N}, D={D}, H={H}): {n}" for n in ("x", "h") + NAMES]
         # the cell's backward once and its forward at every point of the differences, in one message
-        got = sub.run_local(cell_probes_here, cell, inputs, EPS)
+        got = sub.run_local(function_probes_here, function, inputs, EPS)
         if not isinstance(got, dict) or not isinstance(got.get("out"), torch.Tensor):
-            raise ApiError("rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh) did not return a tensor")
+            raise ApiError(f"{CELL_CALL} did not return a tensor")
         cotangent = _cotangent(got["out"].shape)
         analytic, moved = got.get("analytic"), got.get("moved")
         if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
-            raise ApiError("rnn_cell: the finite differences came back malformed")
+            raise ApiError("RNNCellFunction.apply: the finite differences came back malformed")
         summed, expanded = got.get("summed"), []
         for i, (x_i, name, a, pairs) in enumerate(zip(inputs, names, analytic, moved)):
             numeric, numeric_ones = torch.zeros_like(x_i), torch.zeros_like(x_i)
             if not isinstance(pairs, list) or len(pairs) != x_i.numel():
-                raise ApiError("rnn_cell: the finite differences came back malformed")
+                raise ApiError("RNNCellFunction.apply: the finite differences came back malformed")
             for j, (plus, minus) in enumerate(pairs):  # central differences, computed here from the outputs
-                outs = [expect_tensor(v, "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)", dtype="float") for v in (plus, minus)]
+                outs = [expect_tensor(v, CELL_CALL, dtype="float") for v in (plus, minus)]
                 at = [float((v * cotangent).sum()) for v in outs]
                 numeric.view(-1)[j] = (at[0] - at[1]) / (2 * EPS)
                 numeric_ones.view(-1)[j] = (float(outs[0].sum()) - float(outs[1].sum())) / (2 * EPS)
             a = expect_tensor(a, f"the gradient of {name}", shape=tuple(x_i.shape), dtype="float") if a is not None \
                 else torch.zeros_like(x_i)
             blocks.append(block(name, a, numeric))
-            label = f"{name}, through rnn_cell(...).sum().backward() (an expanded incoming gradient)"
+            label = f"{name}, through RNNCellFunction.apply(...).sum().backward() (an expanded incoming gradient)"
             if isinstance(summed, str):
                 if not expanded:
                     expanded.append(expanded_error(label, summed))
@@ -251,6 +254,14 @@ def _cotangent(shape):
     """gradcheck's fixed random direction v (graders/gradcheck.function_blocks'): analytic v^T J, numeric
     d/dx <v, cell(x)>."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+CELL_CALL = "RNNCellFunction.apply(x, h, W_ih, W_hh, b_ih, b_hh)"
+
+
+def function_probes_here(function, inputs, eps: float) -> dict:
+    """In the student's process: cell_probes_here on the student's RNNCellFunction.apply."""
+    return cell_probes_here(function.apply, inputs, eps)
 
 
 def cell_probes_here(cell, inputs, eps: float) -> dict:
@@ -546,10 +557,12 @@ def invariants(sub, seed, p):
                 return function.apply(*args)
         with sub.replaced("rnn_cell", counted_cell), sub.replaced("RNNCellFunction", CountedFunction):
             _forward(sub, params, xs)
-        if calls.count("rnn_cell") < T and calls.count("apply") < T:
-            return (f"forward(xs) over T={T} steps called rnn_cell {calls.count('rnn_cell')} times and "
-                    f"RNNCellFunction.apply {calls.count('apply')} times: the model must run your own cell, "
-                    "with its hand backward, at every step")
+        # apply at every step, whether forward calls it or rnn_cell does: an rnn_cell of plain torch ops
+        # (autograd's backward) is not the student's own cell (red team, round 8)
+        if calls.count("apply") < T:
+            return (f"forward(xs) over T={T} steps ran RNNCellFunction.apply {calls.count('apply')} times (rnn_cell "
+                    f"{calls.count('rnn_cell')} times): every step must run your own cell, RNNCellFunction.apply "
+                    "with its hand backward (rnn_cell calls it)")
         return None
     props.test("forward(xs) runs the student's own cell at every step", own_cell)
 

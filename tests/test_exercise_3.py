@@ -173,6 +173,24 @@ def test_a_main_that_prints_progress_lines_in_its_own_format_passes_the_script_c
     assert script["status"] == "pass", script["message"]
 
 
+def test_a_number_with_one_significant_digit_shows_no_value(tmp_path, check_json):
+    """Half a unit of "0e1" is 5: it held every loss under 5 and every accuracy (red team, round 8: the
+    script point for printing `done: 0e1` instead of the numbers)."""
+    import shutil
+
+    folder = tmp_path / "print-0e1"
+    shutil.copytree(REFERENCE, folder)
+    main = folder / "main.py"
+    text = main.read_text()
+    printed = [line for line in text.splitlines() if line.strip().startswith("print(")]
+    assert len(printed) == 2, printed
+    for line in printed:
+        text = text.replace(line, line[:len(line) - len(line.lstrip())] + 'print("done: 0e1")')
+    main.write_text(text)
+    script = check_json("exercise-3", str(folder), "script")[0]["checks"][0]
+    assert script["status"] == "fail", script["message"]
+
+
 @pytest.mark.parametrize("alternative", one_fast_rest_slow(sorted(p.name for p in (REPO / "alternatives" / "exercise-3").iterdir())))
 def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path, check_json):
     checks = check_json("exercise-3", _built("alternatives", alternative, tmp_path))[0]["checks"]

@@ -20,7 +20,7 @@ from conftest import REPO, run_dldiy
 from dldiy.graders.sandbox.forbid import scan
 
 REFERENCE = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
-BY_HAND_EXERCISES = ("exercise-1", "exercise-2", "exercise-5")  # a derivative by hand: complex numbers too
+BY_HAND_EXERCISES = ("exercise-1", "exercise-2", "exercise-5", "exercise-9")  # a derivative by hand: complex numbers too
 DIFFERENTIATION = ("sympy.*", "jax.*", "autograd.*", "functorch.*", "torch.autograd.functional.*",
                    "torch.autograd.forward_ad.*", "torch.func.jacrev", "mpmath.*", "numdifftools.*")
 
@@ -83,9 +83,9 @@ TORCH_FUNC = _with_gradient('''
 COMPLEX_STEP_IN_A_HELPER = _with_gradient('''
     def _derivative(X, y, w, k, h=1e-30):
         t = 2 * y.to(X.dtype) - 1
-        wc = w.to(getattr(torch, "complex" + "128"))  # HELPER
+        wc = w.to(torch.complex128)  # HELPER
         wc[k] += h * 1j
-        return getattr(torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean(), "im" + "ag") / h
+        return torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean().imag / h
 
 
     _VIA = {"derivative": _derivative}  # reached through a table: out of the static scan's sight
@@ -181,7 +181,7 @@ def _forbid(exercise_id: str) -> dict[str, list[str]]:
     ("def gradient(X, y, w):\n    return w.cdouble().imag\n", "complex numbers"),
     ("import cmath\ndef gradient(X, y, w):\n    return cmath.exp(w)\n", "complex numbers"),
     ("def gradient(X, y, w):\n    import sympy\n    return w\n", "without the module sympy"),
-    ("import importlib\ndef gradient(X, y, w):\n    return importlib.import_module('jax')\n", "without the module jax"),
+    ("import importlib\ndef gradient(X, y, w):\n    return importlib.import_module('jax')\n", "without the module importlib"),
     ("from sympy import diff as d\ndef gradient(X, y, w):\n    return d(w)\n", "uses sympy.diff"),
     ("from autograd import grad\ndef gradient(X, y, w):\n    return grad(w)\n", "without the module autograd"),
     ("import torch.autograd.forward_ad as fw\ndef gradient(X, y, w):\n    return fw.make_dual(w, w)\n",
@@ -353,15 +353,18 @@ def test_a_hand_written_backward_is_judged_by_the_rules_of_the_call_that_made_it
     folder = tmp_path / "sub"
     folder.mkdir()
     fold = "        grad_x = F.fold(grad_cols, (H, W), (kh, kw), padding=padding, stride=stride)\n"
-    code = CONVNET.replace(fold, fold + "        grad_x = getattr(torch.nn.grad, 'conv2d_' + 'input')((N, C, H, W), weight, "
-                                        "grad_out, stride=stride, padding=padding)  # OP\n", 1)
+    code = CONVNET.replace(fold, fold + "        grad_x = grads.input_grad((N, C, H, W), weight, grad_out, stride, padding)\n", 1)
+    code = code.replace("import torch\n", "import torch\nimport grads\n", 1)
+    helper = ("import torch\n\n\ndef input_grad(size, weight, grad_out, stride, padding):\n"
+              "    return torch.nn.grad.conv2d_input(size, weight, grad_out, stride=stride, padding=padding)  # OP\n")
     (folder / "convnet.py").write_text(code)
-    assert scan(folder / "convnet.py", _forbid("exercise-8")) == {}  # named by strings: the run-time guard's case
+    (folder / "grads.py").write_text(helper)  # a module of its own: out of the static scan's reach
+    assert scan(folder / "convnet.py", _forbid("exercise-8")) == {}  # the run-time guard's case
     result = run_dldiy("check", "exercise-8", str(folder), "--json", "--only", "conv-agreement")
     (found,) = json.loads(result.stdout)["checks"]
     assert found["status"] == "fail", found
     assert "calls torch.nn.grad.conv2d_input" in found["message"], found["message"]
-    assert f"convnet.py line {_line(code, '# OP')}" in found["message"], found["message"]
+    assert f"grads.py line {_line(helper, '# OP')}" in found["message"], found["message"]
 
 
 def test_an_inverse_through_torch_ops_is_refused_in_fit_exact(tmp_path):
@@ -425,16 +428,21 @@ def test_the_harness_own_code_run_beside_the_students_objects_keeps_their_rules(
     reference = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
     solve = "direction = torch.linalg.solve(H, g).split(sizes)"
     assert solve in reference
-    code = reference.replace(solve, 'direction = (getattr(torch.linalg, "in" + "v")(H) @ g).split(sizes)  # OP', 1)
-    message = _newton_refused(tmp_path, code)
-    assert "Newton() calls torch.linalg.inv" in message and f"optim.py line {_line(code, '# OP')}" in message, message
+    code = reference.replace(solve, "direction = (invert_matrix(H) @ g).split(sizes)", 1)
+    code = code.replace("import torch\n", "import torch\nfrom helper import invert_matrix\n", 1)
+    helper = "import torch\n\n\ndef invert_matrix(H):\n    return torch.linalg.inv(H)  # OP\n"
+    message = _newton_refused(tmp_path, code, helper)
+    assert "Newton() calls torch.linalg.inv" in message and f"helper.py line {_line(helper, '# OP')}" in message, message
 
 
-def _newton_refused(tmp_path: Path, code: str) -> str:
-    """exercise-6's newton-quadratic on `code`, out of the static scan's sight: it must fail; its message."""
+def _newton_refused(tmp_path: Path, code: str, helper: str | None = None) -> str:
+    """exercise-6's newton-quadratic on `code` (and `helper`, a module of the submission's own), out of the
+    static scan's sight: it must fail; its message."""
     folder = tmp_path / "sub"
     folder.mkdir()
     (folder / "optim.py").write_text(code)
+    if helper is not None:
+        (folder / "helper.py").write_text(helper)
     assert scan(folder / "optim.py", _forbid("exercise-6")) == {}  # the run-time guard's case
     result = run_dldiy("check", "exercise-6", str(folder), "--json", "--only", "newton-quadratic")
     (found,) = json.loads(result.stdout)["checks"]
@@ -463,12 +471,55 @@ def test_a_forbidden_call_on_a_thread_of_the_submission_is_refused_while_the_rul
     """Red team, round 7: torch.linalg.pinv handed to a thread pool (`pool.submit(torch.linalg.pinv, A)`)
     ran with only the pool's frames on its stack, so the guard saw no student's code and let it through.
     While an API name with rules runs (on the main thread), a forbidden call on any other thread is the
-    submission's doing. (Names built from strings keep the pool out of the static scan's sight.)"""
+    submission's doing. (A module of the submission's own keeps the pool out of the static scan's sight.)"""
     reference = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
     solve = "direction = torch.linalg.solve(H, g).split(sizes)"
-    code = reference.replace(solve, 'direction = (_POOL.submit(getattr(torch.linalg, "in" + "v"), H).result() @ g)'
-                                    '.split(sizes)  # OP', 1)
-    code = code.replace("import torch\n", 'import torch\n_POOL = getattr(__import__("concurrent" + ".futures", '
-                                          'fromlist=["x"]), "ThreadPool" + "Executor")(1)\n', 1)
-    message = _newton_refused(tmp_path, code)
+    code = reference.replace(solve, "direction = (inverse_on_a_thread(H) @ g).split(sizes)", 1)
+    code = code.replace("import torch\n", "import torch\nfrom helper import inverse_on_a_thread\n", 1)
+    helper = ("import concurrent.futures\nimport torch\n\n_POOL = concurrent.futures.ThreadPoolExecutor(1)\n\n\n"
+              "def inverse_on_a_thread(H):\n    return _POOL.submit(torch.linalg.inv, H).result()\n")
+    message = _newton_refused(tmp_path, code, helper)
     assert "Newton() calls torch.linalg.inv (on the thread" in message, message
+
+
+@pytest.mark.parametrize("code, expected", [
+    # round 8: the guard switched off and autograd's graph walked through names built from strings
+    ("import torch\ndef gradient(X, y, w):\n    with getattr(torch._C, '_Disable' + 'TorchDispatch')():\n"
+     "        return w\n", "getattr() with a name computed at run time (logreg.py line 3)"),
+    ("def _node(t):\n    return getattr(t, 'grad' + '_fn')\ndef gradient(X, y, w):\n    return _node(w)\n",
+     "calls _node (logreg.py line 4), which cannot be judged by its rules: it uses getattr() with a name computed"),
+    ("import torch\nOFF = vars(torch._C)['_Disable' 'TorchDispatch']\ndef gradient(X, y, w):\n    with OFF():\n"
+     "        return w\n", "it uses OFF (logreg.py line 4), made with vars (logreg.py line 2)"),
+    ("import functools, torch\ndef gradient(X, y, w):\n    return functools.reduce(getattr, ['linalg', 'inv'], torch)(w)\n",
+     "getattr passed as a value"),
+    ("import torch\ndef gradient(X, y, w):\n    return torch.linalg.inv.__wrapped__(w)\n", "the attribute __wrapped__"),
+    ("import inspect, torch\ndef gradient(X, y, w):\n    return dict(inspect.getmembers(torch))['lin' + 'alg'].inv(w)\n",
+     "without the module inspect"),
+    ("import torch\ndef gradient(X, y, w):\n    return eval('torch.autograd.grad')(w, w)\n", "it uses eval"),
+    # a constant name is the attribute itself
+    ("import torch\ndef gradient(X, y, w):\n    return getattr(torch.autograd, 'grad')(w, w)\n", "uses torch.autograd.grad"),
+], ids=["getattr-string-sum", "in-a-helper", "vars-at-import", "reduce-getattr", "wrapped", "inspect", "eval",
+        "getattr-constant"])
+def test_a_name_the_rules_cannot_read_is_refused_where_an_api_name_has_rules(tmp_path, code, expected):
+    """Round 8's hostile student kept full marks in exercises 1, 4 and 6 with names built at run time, which
+    no rule can judge: where a name forbids anything, reflection in its body, its helpers, the values they
+    read and the module's own code is refused."""
+    (tmp_path / "logreg.py").write_text(code)
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert expected in found.get("gradient", ""), found
+
+
+def test_constant_lookups_are_left_alone_and_reflection_anywhere_is_refused(tmp_path):
+    """A name written out (getattr with a constant) is read as the attribute it names; a computed one anywhere
+    in the submission (here in another file) leaves no API name with rules judgeable. Where no API name has
+    rules (exercise-7), reflection is nobody's business."""
+    (tmp_path / "logreg.py").write_text(
+        "import torch\nSTEP = getattr(torch, 'sigmoid')\ndef gradient(X, y, w):\n    if hasattr(torch, 'compile'):\n"
+        "        pass\n    return STEP(X @ w) @ X / len(X)\n")
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+    (tmp_path / "tools.py").write_text("def pick(module, name):\n    return getattr(module, name + '')\n")
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert "gradient() cannot be judged by its rules: the submission uses getattr() with a name computed at run " \
+           "time (tools.py line 2)" in found.get("gradient", ""), found
+    (tmp_path / "perceptron.py").write_text("def train(X, y, w0, epochs):\n    return getattr(X, 'su' + 'm')(), []\n")
+    assert scan(tmp_path / "perceptron.py", _forbid("exercise-7")) == {}

@@ -166,13 +166,17 @@ class _Scope:
         self.assigned: dict[str, list[tuple[ast.expr, str]]] = {}  # module-level name -> (value, label)
         self.defined: dict[str, list[tuple[_Definition, str]]] = {}  # module-level def/class -> (it, label)
         self.tampered: tuple[str, int, str] | None = None  # (label, line, what): code objects rewritten
+        self.reflective: tuple[str, int, str] | None = None  # (label, line, what): the first reflection anywhere
 
     def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]]) -> list[_Definition]:
         """Take in the source's imports and module-level assignments; return the definitions of the API
         names that forbid something (one walk of the whole source: it is scanned for every submission,
         issue 17; those bodies alone are walked again)."""
         defined: list[_Definition] = []
+        called = _called(tree)
         for node in ast.walk(tree):
+            if self.reflective is None and (what := reflection(node, called)):
+                self.reflective = (label, getattr(node, "lineno", 0), what)
             if isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
                     self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -213,6 +217,50 @@ def _rewrites_code(node: ast.AST) -> str | None:
     return None
 
 
+# Reflection: a value reached by a name the scan cannot read. Round 8's hostile student kept full marks in
+# exercises 1, 4 and 6 with names built from strings at run time (getattr(torch._C, "_Disable" + "Torch" +
+# "Dispatch") switched the operator guard off; getattr(t, "grad" + "_fn") walked autograd's graph), which
+# no rule can judge. Code a rule is about never needs them: where an API name forbids anything, its body,
+# its helpers, the module-level values they read and the submission's module-level code may not use one.
+REFLECTIVE_BUILTINS = frozenset({"vars", "globals", "locals", "eval", "exec", "compile", "__import__", "__builtins__"})
+NAME_LOOKUPS = frozenset({"getattr", "hasattr", "setattr", "delattr"})
+REFLECTIVE_ATTRIBUTES = frozenset({
+    "__dict__", "__getattribute__", "__getattr__", "__subclasses__", "__mro__", "__bases__", "__base__",
+    "__globals__", "__builtins__", "__closure__", "__wrapped__", "f_globals", "f_locals", "f_builtins", "f_back",
+    "gi_frame", "tb_frame", "__reduce__", "__reduce_ex__"})
+# and torch's own lookups of an operator by its name in a string (the dispatcher called directly)
+REFLECTIVE_MODULES = ("importlib.*", "inspect.*", "gc.*", "pickle.*", "marshal.*", "ctypes.*", "copyreg.*",
+                      "builtins.*", "operator.attrgetter", "operator.methodcaller", "sys.modules", "sys._getframe",
+                      "string.Formatter", "torch._C._dispatch_call_boxed", "torch._C._get_operation_overload",
+                      "torch._C._jit_get_operation", "torch._C._dispatch_find_schema_or_throw")
+
+
+def reflection(node: ast.AST, called: set[int]) -> str | None:
+    """In words, when `node` reaches a value by a name that is not written out (or runs code built at run
+    time): getattr & co with a computed name or passed as a value (`called`: the ids of the nodes that are
+    called), vars/globals/locals/eval/exec/compile/__import__, and the attributes that lead to other
+    objects' namespaces (__dict__, __subclasses__, __globals__, a frame's f_globals, a wrapper's
+    __wrapped__, ...). The modules of the same kind (importlib, inspect, gc, pickle, ...) are entries of
+    the scan (REFLECTIVE_MODULES)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in NAME_LOOKUPS:
+        if len(node.args) >= 2 and not (isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+            return f"{node.func.id}() with a name computed at run time"
+        return None
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        if node.id in REFLECTIVE_BUILTINS:
+            return node.id
+        if node.id in NAME_LOOKUPS and id(node) not in called:
+            return f"{node.id} passed as a value (a lookup by a name computed at run time)"
+        return None
+    if isinstance(node, ast.Attribute) and node.attr in REFLECTIVE_ATTRIBUTES:
+        return f"the attribute {node.attr}"
+    return None
+
+
+def _called(node: ast.AST) -> set[int]:
+    return {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+
+
 def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
     """The statements run at module level: through if/try/with/for blocks, not into definitions."""
     for stmt in body:
@@ -251,6 +299,10 @@ def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[st
             if complex_ and name is not None and name.split(".")[0] in COMPLEX_MODULES:
                 return COMPLEX, f"an import of {name}"
         return None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in NAME_LOOKUPS \
+            and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+        # getattr(torch.linalg, "inv") is torch.linalg.inv
+        return _use(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()), aliases, entries)
     if not isinstance(node, (ast.Attribute, ast.Name)):
         return None
     chain = _chain(node)
@@ -303,8 +355,13 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
     torch.linalg.inv(H)` beside Newton was out of the scan's sight)."""
     bound: set[str] | None = None
     helpers: list[tuple[str, int]] = []
+    called = _called(defn)
     for inner in ast.walk(defn):
         hit = _use(inner, scope.aliases, entries)
+        if not hit and (what := reflection(inner, called)):
+            line = getattr(inner, "lineno", defn.lineno)
+            return (f"{name}(){via} cannot be judged by its rules: it uses {what} ({label} line {line}), a value "
+                    "reached by a name the rules cannot read; write the names out")
         if hit:
             entry, what = hit
             line = getattr(inner, "lineno", defn.lineno)
@@ -318,6 +375,12 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
             if inner.id in bound:
                 continue
             for value, where in scope.assigned.get(inner.id, ()):
+                value_called = _called(value)
+                looked_up = next((w for n in ast.walk(value) if (w := reflection(n, value_called))), None)
+                if looked_up:
+                    return (f"{name}(){via} cannot be judged by its rules: it uses {inner.id} ({label} line "
+                            f"{inner.lineno}), made with {looked_up} ({where} line {value.lineno}), a value reached by "
+                            "a name the rules cannot read; write the names out")
                 made = next((h for n in ast.walk(value) if (h := _use(n, scope.aliases, entries))), None)
                 if made:
                     entry, what = made
@@ -369,7 +432,7 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
     """{API name: one line naming the forbidden use} for each API name whose body uses one."""
     if not forbid:
         return {}
-    forbid = {name: [*entries, *(e for e in GUARD_EVASIONS if e not in entries),
+    forbid = {name: [*entries, *(e for e in (*GUARD_EVASIONS, *REFLECTIVE_MODULES) if e not in entries),
                      *(AUTOGRAD_GRAPH if "torch.autograd.grad" in entries else ())] if entries else entries
               for name, entries in forbid.items()}
     local = _local_modules(entry)
@@ -396,6 +459,17 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
                 continue
             if found:
                 findings[name] = found
+    # Reflection anywhere in the submission (another of its files, a function reached through a list or an
+    # attribute, module-level code): its names are out of every rule's reach, so no API name with rules can
+    # be judged. (Those the scan followed were named above, with the way there.)
+    reflective = next((scope.reflective for _label, _defined, scope in parsed if scope.reflective is not None), None)
+    if reflective is not None:
+        where, line, what = reflective
+        for _label, defined, _scope in parsed:
+            for node in defined:
+                findings.setdefault(node.name, (
+                    f"{node.name}() cannot be judged by its rules: the submission uses {what} ({where} line {line}), "
+                    "a value reached by a name the rules cannot read; write the names out"))
     for _label, defined, scope in parsed:
         if scope.tampered is not None:
             where, line, what = scope.tampered

@@ -523,3 +523,15 @@ def test_constant_lookups_are_left_alone_and_reflection_anywhere_is_refused(tmp_
            "time (tools.py line 2)" in found.get("gradient", ""), found
     (tmp_path / "perceptron.py").write_text("def train(X, y, w0, epochs):\n    return getattr(X, 'su' + 'm')(), []\n")
     assert scan(tmp_path / "perceptron.py", _forbid("exercise-7")) == {}
+
+
+def test_a_reflective_module_in_another_file_of_the_submission_is_refused(tmp_path):
+    """The scan does not follow an import into the submission's other files, so what they reach by a name
+    built at run time (importlib.import_module, runpy) is refused wherever it stands; gc.collect() and a
+    string that happens to spell a module's name are not reflection."""
+    (tmp_path / "helper.py").write_text("import importlib\nINV = importlib.import_module('torch.lin' + 'alg').inv\n")
+    (tmp_path / "logreg.py").write_text("from helper import INV\ndef gradient(X, y, w):\n    return INV(w)\n")
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert "uses an import of importlib (helper.py line 1)" in found.get("gradient", ""), found
+    (tmp_path / "helper.py").write_text("import gc\ngc.collect()\nNAME = 'code'\n")
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}

@@ -187,6 +187,12 @@ class _Scope:
                 defined.append(node)
             elif self.tampered is None and (_rewrites_code(node)):
                 self.tampered = (label, getattr(node, "lineno", 0), _rewrites_code(node) or "")
+        if self.reflective is None and forbid:  # the reflective modules, anywhere (their imports included)
+            for node in ast.walk(tree):
+                hit = None if isinstance(node, ast.Constant) else _use(node, self.aliases, list(REFLECTIVE_MODULES))
+                if hit:
+                    self.reflective = (label, getattr(node, "lineno", 0), hit[1])
+                    break
         for stmt in _module_level(tree.body):
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.defined.setdefault(stmt.name, []).append((stmt, label))
@@ -229,9 +235,13 @@ REFLECTIVE_ATTRIBUTES = frozenset({
     "__globals__", "__builtins__", "__closure__", "__wrapped__", "f_globals", "f_locals", "f_builtins", "f_back",
     "gi_frame", "tb_frame", "__reduce__", "__reduce_ex__"})
 # and torch's own lookups of an operator by its name in a string (the dispatcher called directly)
-REFLECTIVE_MODULES = ("importlib.*", "inspect.*", "gc.*", "pickle.*", "marshal.*", "ctypes.*", "copyreg.*",
+REFLECTIVE_MODULES = ("importlib.*", "inspect.*", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+                      "pickle.loads", "pickle.load", "pickle.Unpickler", "marshal.*", "ctypes.*", "copyreg.*",
                       "builtins.*", "operator.attrgetter", "operator.methodcaller", "sys.modules", "sys._getframe",
-                      "string.Formatter", "torch._C._dispatch_call_boxed", "torch._C._get_operation_overload",
+                      "sys.meta_path", "sys.path_hooks", "string.Formatter", "runpy.*", "pkgutil.*", "zipimport.*",
+                      "codeop.*", "code.InteractiveInterpreter", "code.InteractiveConsole", "code.interact",
+                      "code.compile_command", "types.CodeType", "types.FunctionType",
+                      "torch._C._dispatch_call_boxed", "torch._C._get_operation_overload",
                       "torch._C._jit_get_operation", "torch._C._dispatch_find_schema_or_throw")
 
 

@@ -78,40 +78,39 @@ TORCH_FUNC = _with_gradient('''
         return grad(lambda v: loss(X, y, v))(w)  # FUNC
 ''', top="from torch.func import grad\n")
 
-# The same two tools, out of the static scan's sight: in helpers that gradient() calls, with nothing in
-# gradient()'s own body. The run-time watch finds them while gradient() runs.
+# The same two tools, out of the static scan's sight: in a module of the submission's own that gradient()
+# calls (the scan follows the file's own functions, tables of them included, but not another file's), with
+# nothing in gradient()'s own body. The run-time watch finds them while gradient() runs.
 COMPLEX_STEP_IN_A_HELPER = _with_gradient('''
-    def _derivative(X, y, w, k, h=1e-30):
-        t = 2 * y.to(X.dtype) - 1
-        wc = w.to(torch.complex128)  # HELPER
-        wc[k] += h * 1j
-        return torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean().imag / h
-
-
-    _VIA = {"derivative": _derivative}  # reached through a table: out of the static scan's sight
-
-
     def gradient(X, y, w):
-        return torch.stack([_VIA["derivative"](X.double(), y, w.double(), k) for k in range(w.numel())]).to(w.dtype)
-''')
+        return torch.stack([derivative(X.double(), y, w.double(), k, add_bias) for k in range(w.numel())]).to(w.dtype)
+''', top="from helpers import derivative\n")
+COMPLEX_STEP_HELPER = '''import torch
+
+
+def derivative(X, y, w, k, add_bias, h=1e-30):
+    t = 2 * y.to(X.dtype) - 1
+    wc = w.to(torch.complex128)  # HELPER
+    wc[k] += h * 1j
+    return torch.log1p(torch.exp(-(t * (add_bias(X).to(wc.dtype) @ wc)))).mean().imag / h
+'''
 
 LAMBDIFIED_AT_IMPORT = _with_gradient('''
-    def _coefficient(v):
-        return _D(v)  # LAMBDIFIED
-
-
-    _VIA = {"coefficient": _coefficient}  # reached through a table: out of the static scan's sight
-
-
     def gradient(X, y, w):
         Xt = add_bias(X)
         t = 2 * y.to(X.dtype) - 1
-        coef = torch.tensor([_VIA["coefficient"](v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
+        coef = torch.tensor([coefficient(v) for v in (t * (Xt @ w)).tolist()], dtype=X.dtype)
         return (coef * t) @ Xt / X.shape[0]
-''', top='''import sympy as sp
+''', top="from helpers import coefficient\n")
+LAMBDIFIED_HELPER = '''import sympy as sp
+
 _u = sp.Symbol("u")
 _D = sp.lambdify(_u, sp.diff(sp.log(1 + sp.exp(-_u)), _u), "math")  # made once, at import
-''')
+
+
+def coefficient(v):
+    return _D(v)  # LAMBDIFIED
+'''
 
 # A correct hand gradient beside an unrelated use of sympy at module level (the formula, printed)
 SYMPY_UNRELATED = REFERENCE.replace("import torch\n", textwrap.dedent('''\
@@ -144,17 +143,19 @@ def test_an_exact_gradient_not_by_hand_loses_gradcheck_naming_the_rule_and_line(
     assert checks["gradcheck"]["points"] == 0
 
 
-@pytest.mark.parametrize("code, marker, words", [
-    (COMPLEX_STEP_IN_A_HELPER, "# HELPER", "uses complex numbers"),
-    (LAMBDIFIED_AT_IMPORT, "# LAMBDIFIED", "sympy.lambdify"),
+@pytest.mark.parametrize("code, helper, marker, words", [
+    (COMPLEX_STEP_IN_A_HELPER, COMPLEX_STEP_HELPER, "# HELPER", "uses complex numbers"),
+    (LAMBDIFIED_AT_IMPORT, LAMBDIFIED_HELPER, "# LAMBDIFIED", "sympy.lambdify"),
 ], ids=["complex-step-in-a-helper", "lambdified-at-import"])
-def test_a_helper_out_of_the_static_scans_sight_is_caught_while_gradient_runs(write_submission, code, marker, words):
+def test_a_helper_out_of_the_static_scans_sight_is_caught_while_gradient_runs(write_submission, code, helper, marker,
+                                                                              words):
     path = write_submission(code)
+    (path.parent / "helpers.py").write_text(helper)
     assert scan(path, _forbid("exercise-1")) == {}  # nothing in gradient()'s own body: the run-time half's case
-    checks = _check(path, "gradcheck")
+    checks = _check(path.parent, "gradcheck")  # the folder: both files
     message = checks["gradcheck"]["message"]
     assert checks["gradcheck"]["status"] == "fail" and words in message, message
-    assert f"logreg.py line {_line(code, marker)}" in message, message
+    assert f"helpers.py line {_line(helper, marker)}" in message, message
 
 
 def test_the_reference_and_an_unrelated_sympy_import_keep_every_point(write_submission, dldiy_once):
@@ -194,7 +195,8 @@ def _forbid(exercise_id: str) -> dict[str, list[str]]:
      "uses torch._C._DisableTorchDispatch (logreg.py line 3)"),
     ("from torch.utils._python_dispatch import _disable_current_modes as off\ndef _run(f):\n    with off():\n"
      "        return f()\ndef gradient(X, y, w):\n    return _run(lambda: w)\n",
-     "calls _run (logreg.py line 6), which uses torch.utils._python_dispatch._disable_current_modes"),
+     "calls _run (logreg.py line 6), which cannot be judged by its rules: it uses "
+     "torch.utils._python_dispatch._disable_current_modes"),
     ("import threading\ndef gradient(X, y, w):\n    threading.Thread(target=print).start()\n    return w\n",
      "without the module threading"),
 ], ids=["literal", "complex()", "dtype-string", "cdouble-imag", "cmath", "import-inside", "import_module",
@@ -342,7 +344,10 @@ def test_torchs_own_op_by_any_other_name_is_refused_with_its_line(tmp_path, old,
     result = run_dldiy("check", "exercise-8", str(folder), "--json", "--only", check)
     (found,) = json.loads(result.stdout)["checks"]
     assert found["status"] == "fail" and found["points"] == 0, found
-    assert f"runs torch's operator {op}" in found["message"], found["message"]
+    # torch.ops.aten.* is refused by the static scan already (torch's private names, round 8), the others
+    # by the operator guard while the function runs
+    said = f"uses torch.ops.{op}" if "torch.ops." in new else f"runs torch's operator {op}"
+    assert said in found["message"], found["message"]
     assert f"convnet.py line {_line(code, '# OP')}" in found["message"], found["message"]
 
 
@@ -535,3 +540,49 @@ def test_a_reflective_module_in_another_file_of_the_submission_is_refused(tmp_pa
     assert "uses an import of importlib (helper.py line 1)" in found.get("gradient", ""), found
     (tmp_path / "helper.py").write_text("import gc\ngc.collect()\nNAME = 'code'\n")
     assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+
+
+@pytest.mark.parametrize("code, expected", [
+    # round 8c: the operator guard switched off by a re-export of torch's switch, then torch's kernels by
+    # private names that no list holds
+    ("import torch\ndef gradient(X, y, w):\n    with torch.utils._mode_utils.no_dispatch():\n        return w\n",
+     "it uses torch.utils._mode_utils.no_dispatch (logreg.py line 3), a private name of torch's"),
+    ("import torch\ndef gradient(X, y, w):\n    torch._C._enter_dual_level()\n    return w\n",
+     "it uses torch._C._enter_dual_level (logreg.py line 3)"),
+    ("import torch\nENGINE = torch.autograd.Variable._execution_engine\ndef gradient(X, y, w):\n    return ENGINE\n",
+     "made with torch.autograd.Variable._execution_engine (logreg.py line 2)"),
+    ("import torch\n\ndef gradient(X, y, w):\n    return w\n\nNO = torch._C._DisableTorchDispatch\n",
+     "the submission uses torch's private torch._C._DisableTorchDispatch (logreg.py line 6)"),
+], ids=["no-dispatch", "dual-level", "engine-at-import", "switch-at-import"])
+def test_torchs_private_names_are_refused_where_an_api_name_has_rules(tmp_path, code, expected):
+    (tmp_path / "logreg.py").write_text(code)
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    assert expected in found.get("gradient", ""), found
+
+
+@pytest.mark.parametrize("extra", [
+    # round 8c's honest code that lost every point to the first reflection rule: a script's own block, an
+    # object's own attributes, a layer's own backward(), torch's list ops
+    "\n\nif __name__ == '__main__':\n    import argparse\n    print(vars(argparse.Namespace(a=1)))\n",
+    "\n\nclass Config:\n    def __init__(self, **kw):\n        for k, v in kw.items():\n            setattr(self, k, v)\n",
+    "\n\nclass Layer:\n    def backward(self, g):\n        return g\n\n\ndef via_layer(g):\n    return Layer().backward(g)\n",
+    "\n\ndef scale_all(ts):\n    torch._foreach_mul_(ts, 2.0)\n",
+], ids=["main-block", "setattr-self", "own-backward", "foreach"])
+def test_honest_python_is_not_reflection(tmp_path, extra):
+    (tmp_path / "logreg.py").write_text(REFERENCE + extra)
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+
+
+def test_torchs_other_names_of_a_forbidden_function_join_its_rule():
+    """torch binds one function under several names (torch.linalg.inv is torch._C._linalg.linalg_inv; torch's
+    clip_grad_norm_ lives in torch.nn.utils and torch.nn.utils.clip_grad): a rule on one name holds for all."""
+    import torch  # noqa: F401 - as in the harness process, where the names are looked up
+
+    from dldiy.graders.sandbox.forbid import with_aliases
+
+    expanded = with_aliases({"Newton": ["torch.linalg.inv"], "clip": ["torch.nn.utils.clip_grad_norm_"],
+                             "conv": ["torch.nn.functional.conv2d"], "rules": ["sympy.*", "complex", "aten.mm"]})
+    assert "torch._C._linalg.linalg_inv" in expanded["Newton"]
+    assert "torch.nn.utils.clip_grad.clip_grad_norm_" in expanded["clip"]
+    assert {"torch.conv2d", "torch._VF.conv2d"} <= set(expanded["conv"])
+    assert expanded["rules"] == ["sympy.*", "complex", "aten.mm"]

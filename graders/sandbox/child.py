@@ -370,12 +370,12 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
     loader's settings `load`, its prints to `out_fd`; run every task's probe, report each result."""
     from ..api import ApiError
     from .endpoint import RemoteError
-    from .forbid import scan, watched
+    from .forbid import scan, watched, with_aliases
     from ..kinds.invariants import Violation
     from .remote import HungEarlier, RemoteSubmission
     from . import wire
 
-    forbid = {name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid}
+    forbid = with_aliases({name: list(entry.forbid) for name, entry in exercise.api.items() if entry.forbid})
     findings = scan(Path(request["entry"]), forbid)
     student_request = {"entry": request["entry"], "sandbox": request.get("sandbox"),
                        "forbid": watched(Path(request["entry"]), forbid), "load": load}

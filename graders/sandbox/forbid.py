@@ -41,8 +41,9 @@ import ast
 import functools
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 MAX_SOURCE_BYTES = 1 << 20  # one file; a file of "a = [0, 0, ...]" parses to ~300 bytes of AST per byte
 # all of a submission's files together, the entry's first (red team, round 5: three 2 MB siblings held 1.8 GB
@@ -88,6 +89,71 @@ def without(name: str, entry: str) -> str:
         return (f"a complex-step derivative is not a derivative by hand; this exercise asks for {name} "
                 "without complex numbers")
     return f"this exercise asks for {name} without it"
+
+
+def with_aliases(forbid: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`forbid` with every other name torch binds each forbidden function to: torch.conv2d and torch._VF.conv2d
+    are torch.nn.functional.conv2d, torch._C._linalg.linalg_inv is torch.linalg.inv, torch.nn.utils.clip_grad's
+    clip_grad_norm_ is torch.nn.utils' (round 8: the same function under another module's name passed the
+    rule of its public name, in the static scan and at run time). Run where torch is imported (the harness);
+    elsewhere `forbid` as it is. Found once per process and list of rules (a walk of torch's modules: ~10 ms)."""
+    names = tuple(sorted({e for entries in forbid.values() for e in entries
+                          if e != COMPLEX and module_of(e) is None and not is_op(e) and ".Tensor." not in e}))
+    aliases = _aliases(names) if names and "torch" in sys.modules else {}  # (never cached without torch)
+    return {api: [*entries, *(a for e in entries for a in aliases.get(e, ()) if a not in entries)]
+            for api, entries in forbid.items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _aliases(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    import importlib
+    import types
+
+    torch = sys.modules["torch"]
+    targets: dict[int, list[str]] = {}
+    for dotted in names:
+        if not dotted.startswith("torch."):  # (only torch's own modules are searched: nothing else is imported)
+            continue
+        obj = _resolve(importlib, dotted)
+        if obj is not None and callable(obj) and not isinstance(obj, type):
+            targets.setdefault(id(obj), []).append(dotted)
+    found: dict[str, list[str]] = {d: [] for d in names}
+
+    def seen(where: str, value: object) -> None:
+        for dotted in targets.get(id(value), ()):
+            found[dotted].append(where)
+
+    for name, module in list(sys.modules.items()):
+        if (name == "torch" or name.startswith("torch.")) and isinstance(module, types.ModuleType):
+            try:
+                for attr, value in list(vars(module).items()):
+                    if not attr.startswith("__"):
+                        seen(f"{name}.{attr}", value)
+            except TypeError:
+                continue
+    functions = getattr(torch._C, "_VariableFunctions", None)  # a class's attributes: torch._VF reads them too
+    for attr in dir(functions) if functions is not None else ():
+        value = getattr(functions, attr, None)
+        if id(value) in targets:
+            seen(f"torch._C._VariableFunctions.{attr}", value)
+            seen(f"torch._VF.{attr}", value)
+    return {d: tuple(a for a in dict.fromkeys(found[d]) if a != d) for d in names}
+
+
+def _resolve(importlib: Any, dotted: str) -> Any:
+    """The object a dotted name stands for, its module imported if need be; None where there is none."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except Exception:  # noqa: BLE001 - a module that fails to import names nothing
+            continue
+        for part in parts[cut:]:
+            value = getattr(value, part, None)
+            if value is None:
+                return None
+        return value
+    return None
 
 
 def _sources(entry: Path) -> list[tuple[str, str]]:
@@ -168,15 +234,17 @@ class _Scope:
         self.tampered: tuple[str, int, str] | None = None  # (label, line, what): code objects rewritten
         self.reflective: tuple[str, int, str] | None = None  # (label, line, what): the first reflection anywhere
 
-    def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]]) -> list[_Definition]:
+    def read(self, tree: ast.Module, label: str, forbid: dict[str, list[str]], imported: bool = False,
+             notebook: bool = False) -> list[_Definition]:
         """Take in the source's imports and module-level assignments; return the definitions of the API
         names that forbid something (one walk of the whole source: it is scanned for every submission,
         issue 17; those bodies alone are walked again)."""
         defined: list[_Definition] = []
-        called = _called(tree)
+        # Reflection counts where it runs out of the scan's sight: the code run at import (the entry's
+        # module-level statements; all of another file of the submission's, which the scan does not follow
+        # into), never a `__main__` block, which a grader never runs. What an API name reaches is _search's.
+        self._note_reflection(_import_time(tree, whole=imported, keep_main=notebook), label)
         for node in ast.walk(tree):
-            if self.reflective is None and (what := reflection(node, called)):
-                self.reflective = (label, getattr(node, "lineno", 0), what)
             if isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
                     self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -187,11 +255,15 @@ class _Scope:
                 defined.append(node)
             elif self.tampered is None and (_rewrites_code(node)):
                 self.tampered = (label, getattr(node, "lineno", 0), _rewrites_code(node) or "")
-        if self.reflective is None and forbid:  # the reflective modules, anywhere (their imports included)
-            for node in ast.walk(tree):
-                hit = None if isinstance(node, ast.Constant) else _use(node, self.aliases, list(REFLECTIVE_MODULES))
-                if hit:
-                    self.reflective = (label, getattr(node, "lineno", 0), hit[1])
+        if self.reflective is None and forbid:  # the reflective modules, where they run (their imports included)
+            for stmt in _import_time(tree, whole=imported, keep_main=notebook):
+                for node in ast.walk(stmt):
+                    hit = None if isinstance(node, ast.Constant) else _use(node, self.aliases, ANYWHERE)
+                    if hit:
+                        self.reflective = (label, getattr(node, "lineno", 0),
+                                           f"torch's private {hit[1]}" if hit[0] == PRIVATE_TORCH else hit[1])
+                        break
+                if self.reflective is not None:
                     break
         for stmt in _module_level(tree.body):
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -208,6 +280,48 @@ class _Scope:
                     if isinstance(name, ast.Name):
                         self.assigned.setdefault(name.id, []).append((value, label))
         return defined
+
+
+    def _note_reflection(self, statements: list[ast.stmt], label: str) -> None:
+        for stmt in statements:
+            called = _called(stmt)
+            for node in ast.walk(stmt):
+                if self.reflective is None and (what := reflection(node, called)):
+                    self.reflective = (label, getattr(node, "lineno", 0), what)
+                    return
+
+
+def _is_main_block(stmt: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (a script's own block: importing the file never runs it)."""
+    test = getattr(stmt, "test", None) if isinstance(stmt, ast.If) else None
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators))
+
+
+def _import_time(tree: ast.Module, whole: bool, keep_main: bool = False) -> list[ast.stmt]:
+    """The statements of `tree` whose code runs out of the scan's sight: with `whole`, every top-level
+    statement (definitions included), else the module-level ones outside definitions; never a __main__ block
+    (but in a notebook's cells, where __name__ is "__main__": `keep_main`)."""
+    body = [stmt for stmt in tree.body if keep_main or not _is_main_block(stmt)]
+    if whole:
+        return body
+    out: list[ast.stmt] = []
+    for stmt in _module_level(body):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            # a definition's decorators and default values run at import; its body does not
+            out += [ast.Expr(value=v) for v in (*stmt.decorator_list, *_defaults(stmt))]
+        elif not isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+            out.append(stmt)
+        else:  # a block's own head (its test, iterable, context), its body's statements come on their own
+            out += [ast.Expr(value=v) for v in (getattr(stmt, "test", None), getattr(stmt, "iter", None),
+                                                *(i.context_expr for i in getattr(stmt, "items", ()))) if v is not None]
+    return out
+
+
+def _defaults(defn: ast.AST) -> list[ast.expr]:
+    args = getattr(defn, "args", None)
+    return [*args.defaults, *(d for d in args.kw_defaults if d is not None)] if args is not None else \
+        list(getattr(defn, "bases", ())) + [k.value for k in getattr(defn, "keywords", ())]
 
 
 def _rewrites_code(node: ast.AST) -> str | None:
@@ -245,6 +359,19 @@ REFLECTIVE_MODULES = ("importlib.*", "inspect.*", "gc.get_objects", "gc.get_refe
                       "torch._C._jit_get_operation", "torch._C._dispatch_find_schema_or_throw")
 
 
+PRIVATE_TORCH = "torch private"  # an entry of the scan: any name of torch's with a private part (torch._C, torch.ops)
+
+
+ANYWHERE = [*REFLECTIVE_MODULES, PRIVATE_TORCH]  # what counts in code the scan does not follow from an API name
+
+
+def _private(parts: list[str]) -> bool:
+    """torch.X with a private part (torch._C, torch.utils._mode_utils, torch._safe_softmax), torch.ops and
+    torch.library (an operator by its name); not torch._foreach_*, the list ops torch.optim is built on."""
+    return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) and not p.startswith("_foreach_")
+               for p in parts[1:]) or (len(parts) > 1 and parts[1] in ("ops", "library"))
+
+
 def reflection(node: ast.AST, called: set[int]) -> str | None:
     """In words, when `node` reaches a value by a name that is not written out (or runs code built at run
     time): getattr & co with a computed name or passed as a value (`called`: the ids of the nodes that are
@@ -253,6 +380,9 @@ def reflection(node: ast.AST, called: set[int]) -> str | None:
     __wrapped__, ...). The modules of the same kind (importlib, inspect, gc, pickle, ...) are entries of
     the scan (REFLECTIVE_MODULES)."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in NAME_LOOKUPS:
+        if node.func.id in ("setattr", "delattr") and node.args and isinstance(node.args[0], ast.Name) \
+                and node.args[0].id in ("self", "cls"):
+            return None  # an object's own attributes, written: a value of torch's is reached by no such line
         if len(node.args) >= 2 and not (isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
             return f"{node.func.id}() with a name computed at run time"
         return None
@@ -321,6 +451,10 @@ def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[st
     imported = chain[0] in aliases
     resolved = aliases[chain[0]].split(".") + chain[1:] if imported else chain
     dotted = ".".join(resolved)
+    if imported and resolved[0] == "torch" and PRIVATE_TORCH in entries and _private(resolved):
+        # round 8: torch._safe_softmax, torch.utils._mode_utils.no_dispatch (the dispatch guard off),
+        # torch._VF._make_dual, the engine's run_backward: kernels and switches under names no list holds
+        return PRIVATE_TORCH, dotted
     for entry, module in modules:  # first: a module resolves exactly, through the imports alone
         if imported and _in_module(dotted, module):
             return entry, dotted
@@ -377,6 +511,9 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
             line = getattr(inner, "lineno", defn.lineno)
             if entry == COMPLEX:
                 return f"{name}(){via} uses complex numbers ({what}, {label} line {line}): {without(name, entry)}"
+            if entry == PRIVATE_TORCH:
+                return (f"{name}(){via} cannot be judged by its rules: it uses {what} ({label} line {line}), a private "
+                        "name of torch's that no rule can read; use torch's public functions")
             return f"{name}(){via} uses {what} ({label} line {line}); {without(name, entry)}"
         if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Load) and \
                 (inner.id in scope.assigned or inner.id in scope.defined):
@@ -391,6 +528,8 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
                     return (f"{name}(){via} cannot be judged by its rules: it uses {inner.id} ({label} line "
                             f"{inner.lineno}), made with {looked_up} ({where} line {value.lineno}), a value reached by "
                             "a name the rules cannot read; write the names out")
+                helpers += [(n.id, inner.lineno) for n in ast.walk(value)  # a table of the file's functions
+                            if isinstance(n, ast.Name) and n.id in scope.defined and n.id not in seen]
                 made = next((h for n in ast.walk(value) if (h := _use(n, scope.aliases, entries))), None)
                 if made:
                     entry, what = made
@@ -442,7 +581,7 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
     """{API name: one line naming the forbidden use} for each API name whose body uses one."""
     if not forbid:
         return {}
-    forbid = {name: [*entries, *(e for e in (*GUARD_EVASIONS, *REFLECTIVE_MODULES) if e not in entries),
+    forbid = {name: [*entries, *(e for e in (*GUARD_EVASIONS, *REFLECTIVE_MODULES, PRIVATE_TORCH) if e not in entries),
                      *(AUTOGRAD_GRAPH if "torch.autograd.grad" in entries else ())] if entries else entries
               for name, entries in forbid.items()}
     local = _local_modules(entry)
@@ -451,12 +590,25 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
                   for name, entries in forbid.items()}
     findings: dict[str, str] = {}
     parsed: list[tuple[str, list[_Definition], _Scope]] = []
-    shared = _Scope() if entry.suffix == ".ipynb" else None  # a notebook's cells share one namespace
+    notebook = entry.suffix == ".ipynb"
+    shared = _Scope() if notebook else None  # a notebook's cells share one namespace
+    trees: list[tuple[str, ast.Module]] = []
     for label, source in _sources(entry):
+        try:
+            trees.append((label, ast.parse(source)))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    # A method the submission defines itself (a layer's own backward()) is not torch.Tensor's: the static
+    # match of "torch.Tensor.backward" reads any receiver, so it is left to the run-time guard there
+    own = {n.name for _label, tree in trees for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    forbid = {name: [e for e in entries if not (e.split(".")[-2:-1] == ["Tensor"] and e.split(".")[-1] in own)]
+              for name, entries in forbid.items()}
+    for label, tree in trees:
         scope = shared or _Scope()
         try:
-            parsed.append((label, scope.read(ast.parse(source), label, forbid), scope))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            parsed.append((label, scope.read(tree, label, forbid, imported=not notebook and label != entry.name,
+                                             notebook=notebook), scope))
+        except (RecursionError, MemoryError):
             continue
     for label, defined, scope in parsed:
         for node in defined:

@@ -774,17 +774,19 @@ def _is_method_of(obj: Any, name: str, value: Any) -> bool:
         return False
 
 
-class _Proxy:
+def _proxy(target: Any, attr: str, guarded: Any) -> Any:
     """Stands in for an object whose attribute cannot be replaced (a method of a C object: autograd's
-    engine, Variable._execution_engine), with that attribute guarded and every other one its own."""
+    engine, Variable._execution_engine), with that attribute guarded and every other one its own. The
+    target is held by a closure, not an attribute: `proxy._target.run_backward` reached the engine past
+    its guard (red team, round 8c)."""
 
-    def __init__(self, target: Any, attr: str, guarded: Any):
-        object.__setattr__(self, "_target", target)
-        object.__setattr__(self, "_attr", attr)
-        object.__setattr__(self, "_guarded", guarded)
+    class _Proxy:
+        __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
-        return self._guarded if name == self._attr else getattr(self._target, name)
+        def __getattr__(self, name: str) -> Any:
+            return guarded if name == attr else getattr(target, name)
+
+    return _Proxy()
 
 
 def _guard_through_proxy(dotted: str, owner: Any, attr: str, guarded: Any) -> None:
@@ -794,7 +796,7 @@ def _guard_through_proxy(dotted: str, owner: Any, attr: str, guarded: Any) -> No
     if holder is None or getattr(holder, name, None) is not owner:
         return
     try:
-        setattr(holder, name, _Proxy(owner, attr, guarded))
+        setattr(holder, name, _proxy(owner, attr, guarded))
     except (AttributeError, TypeError):
         pass
 

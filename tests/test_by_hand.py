@@ -586,3 +586,11 @@ def test_torchs_other_names_of_a_forbidden_function_join_its_rule():
     assert "torch.nn.utils.clip_grad.clip_grad_norm_" in expanded["clip"]
     assert {"torch.conv2d", "torch._VF.conv2d"} <= set(expanded["conv"])
     assert expanded["rules"] == ["sympy.*", "complex", "aten.mm"]
+
+
+def test_torchs_private_structure_is_not_a_private_kernel(tmp_path):
+    """A base class of torch.nn's and torch.optim's plumbing, as a student copying torch's own code writes them."""
+    code = REFERENCE.replace("import torch\n", "import torch\n\n\nclass LogisticLoss(torch.nn.modules.loss._Loss):\n"
+                             "    pass\n\n\nHELPER = torch.optim.optimizer._use_grad_for_differentiable\n", 1)
+    (tmp_path / "logreg.py").write_text(code)
+    assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}

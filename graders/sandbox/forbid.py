@@ -365,9 +365,18 @@ PRIVATE_TORCH = "torch private"  # an entry of the scan: any name of torch's wit
 ANYWHERE = [*REFLECTIVE_MODULES, PRIVATE_TORCH]  # what counts in code the scan does not follow from an API name
 
 
+# Private names of torch's that are structure, not kernels or switches: the base classes students subclass
+# (torch.nn.modules.loss._Loss, conv._ConvNd) and torch.optim's plumbing (optimizer._use_grad_for_differentiable),
+# which a student copying torch's own optimizers writes; the list ops torch.optim is built on (torch._foreach_*).
+# What they run is still the explicit rules' and the operator entries'.
+PRIVATE_STRUCTURE = ("torch.nn.modules.", "torch.optim.optimizer.")
+
+
 def _private(parts: list[str]) -> bool:
     """torch.X with a private part (torch._C, torch.utils._mode_utils, torch._safe_softmax), torch.ops and
-    torch.library (an operator by its name); not torch._foreach_*, the list ops torch.optim is built on."""
+    torch.library (an operator by its name), but not PRIVATE_STRUCTURE nor torch._foreach_*."""
+    if ".".join(parts).startswith(PRIVATE_STRUCTURE):
+        return False
     return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) and not p.startswith("_foreach_")
                for p in parts[1:]) or (len(parts) > 1 and parts[1] in ("ops", "library"))
 

@@ -163,11 +163,14 @@ def test_later_configurations_sent_in_one_message_are_judged_as_single_calls(wri
 
 def test_a_forbidden_function_reached_only_in_a_later_batched_configuration_is_caught(write_submission, check_json):
     # the later configurations go in one message (sub.batch), each still under the run-time forbid guard:
-    # torch's own softmax, reached by a name no static scan can read, on seven classes only
+    # torch's own softmax, called in a module of the submission's own (which the static scan does not
+    # follow), on seven classes only
     sneaky = EQUIVALENT.replace(
         "def softmax(Z):\n",
-        "def softmax(Z):\n    if Z.shape[1] == 7:\n        return getattr(torch, 'soft' + 'max')(Z, dim=1)\n")
-    c = checks_of(check_json("exercise-4", write_submission(sneaky, "losses.py"), "torch-agreement")[0])["torch-agreement"]
+        "def softmax(Z):\n    if Z.shape[1] == 7:\n        from helpers import torchs\n        return torchs(Z)\n")
+    path = write_submission(sneaky, "losses.py")
+    (path.parent / "helpers.py").write_text("import torch\n\n\ndef torchs(Z):\n    return torch.softmax(Z, dim=1)\n")
+    c = checks_of(check_json("exercise-4", path.parent, "torch-agreement")[0])["torch-agreement"]
     assert c["status"] == "fail" and "n=3, k=7" in c["message"] and "torch.softmax" in c["message"], c
 
 

@@ -33,6 +33,13 @@ def _with_gradient(body: str, top: str = "") -> str:
     return head + textwrap.dedent(body).strip() + "\n\n\n" + REFERENCE[end:]
 
 
+def _gradient_finding(tmp_path: Path, code: str) -> str:
+    """What the static scan says of gradient() in `code`, as exercise-1's logreg.py ("" for nothing)."""
+    (tmp_path / "logreg.py").write_text(code)
+    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
+    return found.get("gradient", "") or repr(found)
+
+
 def _line(code: str, marker: str) -> int:
     (number,) = [i for i, text in enumerate(code.splitlines(), 1) if marker in text]
     return number
@@ -203,9 +210,7 @@ def _forbid(exercise_id: str) -> dict[str, list[str]]:
         "from-import", "hips-autograd", "forward-ad", "functorch", "made-at-module-level", "dispatch-off",
         "modes-off-in-a-helper", "a-thread"])
 def test_the_scan_names_each_kind_of_use(tmp_path, code, expected):
-    (tmp_path / "logreg.py").write_text(code)
-    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
-    assert expected in found.get("gradient", ""), found
+    assert expected in _gradient_finding(tmp_path, code)
 
 
 @pytest.mark.parametrize("code", [
@@ -467,9 +472,7 @@ def _newton_refused(tmp_path: Path, code: str, helper: str | None = None) -> str
 def test_what_no_run_time_guard_can_see_is_found_in_the_source(tmp_path, body, expected):
     """Red team, round 7: two ways past every run-time guard that need no forbidden name at all."""
     code = _with_gradient("def gradient(X, y, w):\n" + body)
-    (tmp_path / "logreg.py").write_text(code)
-    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
-    assert expected in found.get("gradient", ""), found
+    assert expected in _gradient_finding(tmp_path, code)
 
 
 def test_a_forbidden_call_on_a_thread_of_the_submission_is_refused_while_the_rule_holds(tmp_path):
@@ -509,9 +512,7 @@ def test_a_name_the_rules_cannot_read_is_refused_where_an_api_name_has_rules(tmp
     """Round 8's hostile student kept full marks in exercises 1, 4 and 6 with names built at run time, which
     no rule can judge: where a name forbids anything, reflection in its body, its helpers, the values they
     read and the module's own code is refused."""
-    (tmp_path / "logreg.py").write_text(code)
-    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
-    assert expected in found.get("gradient", ""), found
+    assert expected in _gradient_finding(tmp_path, code)
 
 
 def test_constant_lookups_are_left_alone_and_reflection_anywhere_is_refused(tmp_path):
@@ -555,9 +556,7 @@ def test_a_reflective_module_in_another_file_of_the_submission_is_refused(tmp_pa
      "the submission uses torch's private torch._C._DisableTorchDispatch (logreg.py line 6)"),
 ], ids=["no-dispatch", "dual-level", "engine-at-import", "switch-at-import"])
 def test_torchs_private_names_are_refused_where_an_api_name_has_rules(tmp_path, code, expected):
-    (tmp_path / "logreg.py").write_text(code)
-    found = scan(tmp_path / "logreg.py", _forbid("exercise-1"))
-    assert expected in found.get("gradient", ""), found
+    assert expected in _gradient_finding(tmp_path, code)
 
 
 @pytest.mark.parametrize("extra", [

@@ -28,11 +28,19 @@ entries of four kinds, in one list:
   complex-step derivative Im f(w + ih)/h is exact to machine precision without any differentiation
   by hand: an exercise that asks for a derivative by hand forbids it this way.
 
-A use counts inside `def NAME` (or a method of `class NAME`), nested definitions included, and through
-a module-level name that the body reads, when the assignment that made it uses a forbidden thing
-(`D = sympy.lambdify(u, sympy.diff(f, u))` at the top of the file, `D(...)` inside gradient()): one
-step, no further. Importing sympy at module level, or using it in code that NAME does not read, is
-not a finding: the run-time guard judges what runs while NAME is being called, helpers included.
+A use counts inside `def NAME` (or a method of `class NAME`), nested definitions included, in the
+file's own functions and classes it names (tables of them included), transitively, and through a
+module-level name that the body reads, when the assignment that made it uses a forbidden thing
+(`D = sympy.lambdify(u, sympy.diff(f, u))` at the top of the file, `D(...)` inside gradient()).
+Importing sympy at module level, or using it in code that NAME does not read, is not a finding: the
+run-time guard judges what runs while NAME is being called, helpers included.
+
+Where NAME has any rule, three things leave it "cannot be judged by its rules" (round 8's hostile
+students): reflection, a name built at run time (`reflection`: getattr with a computed name, vars,
+eval, `__dict__`, importlib, ...), and a private name of torch's (`_private`: torch._C, torch._VF,
+torch.utils._mode_utils, torch.ops), in what NAME reaches or in code that runs out of the scan's
+sight (the file's code run at import, another file of the submission's); and every rule on a function
+holds under each other name torch binds that function to (`with_aliases`, in the harness).
 """
 
 from __future__ import annotations

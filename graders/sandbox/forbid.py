@@ -478,10 +478,22 @@ def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[st
     if complex_ and (chain == ["complex"] or (chain[-1] in COMPLEX_NAMES and (len(chain) > 1 or imported))
                      or (imported and resolved[0] in COMPLEX_MODULES)):
         return COMPLEX, dotted if imported else "." + chain[-1] if len(chain) > 1 else chain[0]
-    for entry in entries:
-        if entry != COMPLEX and not entry.endswith(MODULE_SUFFIX) and _matches(chain, aliases, entry):
+    last = resolved[-1]
+    for entry in _functions_by_name(tuple(entries)).get(last, ()):  # only the entries that end in this name
+        if _matches(chain, aliases, entry):
             return entry, entry
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _functions_by_name(entries: tuple[str, ...]) -> dict[str, list[str]]:
+    """The function entries of `entries` by their last part: a use matches only those ending in its own
+    last name (asked for every node of a body, against lists of some seventy entries)."""
+    out: dict[str, list[str]] = {}
+    for entry in entries:
+        if entry != COMPLEX and not entry.endswith(MODULE_SUFFIX) and entry != PRIVATE_TORCH:
+            out.setdefault(entry.rsplit(".", 1)[-1], []).append(entry)
+    return out
 
 
 @functools.lru_cache(maxsize=256)

@@ -40,7 +40,7 @@ students): reflection, a name built at run time (`reflection`: getattr with a co
 eval, `__dict__`, importlib, ...), and a private name of torch's (`_private`: torch._C, torch._VF,
 torch.utils._mode_utils, torch.ops), in what NAME reaches or in code that runs out of the scan's
 sight (the file's code run at import, another file of the submission's); and every rule on a function
-holds under each other name torch binds that function to (`with_aliases`, in the harness).
+holds under each other public name torch binds that function to (`with_aliases`, in the harness).
 """
 
 from __future__ import annotations
@@ -100,15 +100,16 @@ def without(name: str, entry: str) -> str:
 
 
 def with_aliases(forbid: dict[str, list[str]]) -> dict[str, list[str]]:
-    """`forbid` with every other name torch binds each forbidden function to: torch.conv2d and torch._VF.conv2d
-    are torch.nn.functional.conv2d, torch._C._linalg.linalg_inv is torch.linalg.inv, torch.nn.utils.clip_grad's
-    clip_grad_norm_ is torch.nn.utils' (round 8: the same function under another module's name passed the
-    rule of its public name, in the static scan and at run time). Run where torch is imported (the harness);
-    elsewhere `forbid` as it is. Found once per process and list of rules (a walk of torch's modules: ~10 ms)."""
+    """`forbid` with every other public name torch binds each forbidden function to: torch.conv2d is
+    torch.nn.functional.conv2d, torch.nn.utils.clip_grad.clip_grad_norm_ is torch.nn.utils' (round 8: the
+    same function under another module's name passed the rule of its name, in the static scan and at run
+    time). Its private names (torch._C._linalg.linalg_inv, torch._VF.conv2d) need no alias: the scan
+    refuses every private name of torch's where a rule applies (`_private`). Run where torch is imported
+    (the harness); elsewhere `forbid` as it is. Found once per process and list of rules (~10 ms)."""
     names = tuple(sorted({e for entries in forbid.values() for e in entries
                           if e != COMPLEX and module_of(e) is None and not is_op(e) and ".Tensor." not in e}))
     aliases = _aliases(names) if names and "torch" in sys.modules else {}  # (never cached without torch)
-    return {api: [*entries, *(a for e in entries for a in aliases.get(e, ()) if a not in entries)]
+    return {api: list(dict.fromkeys([*entries, *(a for e in entries for a in aliases.get(e, ()))]))
             for api, entries in forbid.items()}
 
 
@@ -117,34 +118,26 @@ def _aliases(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     import importlib
     import types
 
-    torch = sys.modules["torch"]
     targets: dict[int, list[str]] = {}
     for dotted in names:
         if not dotted.startswith("torch."):  # (only torch's own modules are searched: nothing else is imported)
             continue
         obj = _resolve(importlib, dotted)
-        if obj is not None and callable(obj) and not isinstance(obj, type):
+        if obj is not None and callable(obj) and not isinstance(obj, type):  # functions: a class is not wrapped twice
             targets.setdefault(id(obj), []).append(dotted)
     found: dict[str, list[str]] = {d: [] for d in names}
-
-    def seen(where: str, value: object) -> None:
-        for dotted in targets.get(id(value), ()):
-            found[dotted].append(where)
-
     for name, module in list(sys.modules.items()):
-        if (name == "torch" or name.startswith("torch.")) and isinstance(module, types.ModuleType):
+        if (name == "torch" or name.startswith("torch.")) and isinstance(module, types.ModuleType) \
+                and not _private(name.split(".")):
             try:
-                for attr, value in list(vars(module).items()):
-                    if not attr.startswith("__"):
-                        seen(f"{name}.{attr}", value)
+                items = list(vars(module).items())
             except TypeError:
                 continue
-    functions = getattr(torch._C, "_VariableFunctions", None)  # a class's attributes: torch._VF reads them too
-    for attr in dir(functions) if functions is not None else ():
-        value = getattr(functions, attr, None)
-        if id(value) in targets:
-            seen(f"torch._C._VariableFunctions.{attr}", value)
-            seen(f"torch._VF.{attr}", value)
+            for attr, value in items:
+                if id(value) in targets and not attr.startswith("_"):
+                    found[targets[id(value)][0]].append(f"{name}.{attr}")
+                    for dotted in targets[id(value)][1:]:
+                        found[dotted].append(f"{name}.{attr}")
     return {d: tuple(a for a in dict.fromkeys(found[d]) if a != d) for d in names}
 
 

@@ -115,14 +115,13 @@ def with_aliases(forbid: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @functools.lru_cache(maxsize=16)
 def _aliases(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    import importlib
     import types
 
     targets: dict[int, list[str]] = {}
     for dotted in names:
         if not dotted.startswith("torch."):  # (only torch's own modules are searched: nothing else is imported)
             continue
-        obj = _resolve(importlib, dotted)
+        obj = resolve(dotted)
         if obj is not None and callable(obj) and not isinstance(obj, type):  # functions: a class is not wrapped twice
             targets.setdefault(id(obj), []).append(dotted)
     found: dict[str, list[str]] = {d: [] for d in names}
@@ -141,10 +140,13 @@ def _aliases(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return {d: tuple(a for a in dict.fromkeys(found[d]) if a != d) for d in names}
 
 
-def _resolve(importlib: Any, dotted: str) -> Any:
-    """The object a dotted name stands for, its module imported if need be; None where there is none."""
+def resolve(dotted: str) -> Any:
+    """The object a dotted name stands for, its module imported if need be (the longest importable
+    prefix, then attributes); None where there is none."""
+    import importlib
+
     parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
+    for cut in range(len(parts), 0, -1):
         try:
             value = importlib.import_module(".".join(parts[:cut]))
         except Exception:  # noqa: BLE001 - a module that fails to import names nothing

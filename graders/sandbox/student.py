@@ -802,20 +802,12 @@ def _guard_through_proxy(dotted: str, owner: Any, attr: str, guarded: Any) -> No
 
 
 def _resolve_owner(dotted: str) -> tuple[Any, str]:
-    import importlib
+    """(the object that holds the last part of `dotted`, that part), or (None, "") where there is none."""
+    from .forbid import resolve
 
-    parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            owner = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for p in parts[cut:-1]:
-            owner = getattr(owner, p, None)
-            if owner is None:
-                return None, ""
-        return (owner, parts[-1]) if hasattr(owner, parts[-1]) else (None, "")
-    return None, ""
+    prefix, _, attr = dotted.rpartition(".")
+    owner = resolve(prefix) if prefix else None
+    return (owner, attr) if owner is not None and hasattr(owner, attr) else (None, "")
 
 
 def _student_caller(loaded: Any) -> str | None:

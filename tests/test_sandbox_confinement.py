@@ -338,11 +338,13 @@ from pathlib import Path
 Path(sys.argv[1], "cgroup.procs").write_text(str(os.getpid()))  # started in a delegated cgroup of its own
 from dldiy.graders.sandbox import confine as sandbox
 group = sandbox.Cgroup(64, cpu=0)
+second = sandbox.Cgroup(64, cpu=0)  # the next student's: beside the first, not one level deeper
 own = Path("/proc/self/cgroup").read_text().strip().split(":", 2)[2]
 files = {name: (p / name).read_text().strip() for p in group.paths
          for name in ("pids.max", "cpu.max", "cpuset.cpus", "memory.max") if (p / name).exists()}
-print(json.dumps({"paths": [str(p) for p in group.paths], "own": own, "files": files}), flush=True)
+print(json.dumps({"paths": [str(p) for p in group.paths + second.paths], "own": own, "files": files}), flush=True)
 group.kill_all()
+second.kill_all()
 """
 
 
@@ -356,10 +358,15 @@ def _v2_own() -> Path | None:
     if mount is None or own is None:
         return None
     path = mount / own.lstrip("/")
+    if not sandbox._v2_root(path):
+        # It holds this process: enabling pids here is no probe. The kernel lets a threaded controller
+        # through where processes are, and every child made then is "domain invalid" (a process moved
+        # into one: EOPNOTSUPP; the H100 run of 2026-11-27). A room beside it, as the grader finds.
+        return sandbox._v2_beside(path)
     try:
         (path / "cgroup.subtree_control").write_text("+pids")
-    except OSError:  # it holds other processes: a room beside it, where the grader would go too
-        return sandbox._v2_beside(path)
+    except OSError:
+        return None
     return path
 
 
@@ -391,7 +398,7 @@ def test_a_delegated_v2_cgroup_hands_its_controllers_down_to_the_childrens(alone
         got = json.loads(done.stdout)
         if alone:
             assert got["own"].endswith("-grader") and Path(got["own"]).parent.name == delegated.name, got
-            assert [Path(p).parent for p in got["paths"]] == [delegated], got
+            assert [Path(p).parent for p in got["paths"]] == [delegated, delegated], got
             assert got["files"]["pids.max"] == "64", got
             offered = (own / "cgroup.subtree_control").read_text().split()
             if "cpu" in offered:
@@ -403,7 +410,7 @@ def test_a_delegated_v2_cgroup_hands_its_controllers_down_to_the_childrens(alone
                 assert "memory.max" in got["files"], got
         else:  # another process in it: not ours to move; the children's cgroups go beside it, with their limits
             assert Path(got["own"]).name == delegated.name, got  # nothing moved
-            assert [Path(p).parent for p in got["paths"]] == [own], got
+            assert [Path(p).parent for p in got["paths"]] == [own, own], got
             assert got["files"]["pids.max"] == "64", got
             assert (delegated / "cgroup.procs").read_text().split() == [str(other.pid)]
     finally:
@@ -450,6 +457,17 @@ def test_v2_controllers_are_never_enabled_where_processes_are_but_beside_them(tm
     (tmp_path / "other" / "cgroup.procs").write_text("1\n")  # an ancestor with processes is no room either
     (tmp_path / "other" / "cgroup.type").write_text("domain\n")
     assert sandbox._v2_base(crowded) is None
+
+
+def test_the_graders_own_leaf_is_never_made_a_base_of_its_own(tmp_path):
+    """On the H100 of 2026-11-27, in a delegated v2 cgroup: the first Cgroup() moved the grader into
+    its leaf dldiy-OWNER-grader, and the next, reading /proc/self/cgroup again, took that leaf as the
+    delegated cgroup and moved it one level deeper (every student's cgroup one level deeper than the
+    one before). A leaf of that name is ours already: the base is the cgroup it was made in."""
+    delegated = _model_cgroup(tmp_path / "delegated", procs=[], enabled="pids memory\n")
+    leaf = _model_cgroup(delegated / f"dldiy-{sandbox._owner()}-{sandbox._V2_LEAF}", procs=[os.getpid()])
+    assert sandbox._v2_base(leaf) == delegated
+    assert not any(p.is_dir() for p in leaf.iterdir())  # nothing moved deeper
 
 
 def test_a_killed_runs_working_copy_and_cgroups_are_removed_at_the_next_start(tmp_path):
@@ -598,7 +616,8 @@ def test_a_grade_run_from_the_class_folder_exposes_neither_the_class_nor_the_out
     reference = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
     (course / "class" / "honest.py").write_text(reference)
     (course / "class" / "thief.py").write_text(STEAL.format(course=str(course)) + reference)
-    env = {**os.environ, "PYTHONPATH": str(course)}
+    # The course first; what was on the path stays (a machine where dldiy runs from its checkout).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(course), os.environ.get("PYTHONPATH")]))}
     result = run_dldiy("grade", "exercise-1", "class", "--out", "out", "--hidden-seeds", "7",
                        "--only", "first-loss", "--jobs", "2", cwd=course, env=env)
     assert result.returncode == 0, result.stderr

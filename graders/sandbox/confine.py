@@ -317,6 +317,11 @@ def _v2_base(own: Path) -> Path | None:
     harness workers), into dldiy-OWNER-grader (removed by clean_stale() once we are dead); a cgroup
     shared with others (a login session's scope) is left as it is, and the children's cgroups go
     beside it where we may (`_v2_beside`; None where we may not)."""
+    if _STALE_NAME.match(own.name) and own.name.endswith(f"-{_V2_LEAF}"):
+        # The leaf an earlier call made (this process's, or the grader's that started it): the base is
+        # the cgroup it was made in, not a leaf inside the leaf (seen on the H100 of 2026-11-27: every
+        # Cgroup() one level deeper).
+        own = own.parent
     try:
         offered = (own / "cgroup.controllers").read_text().split()
     except OSError:

@@ -5,6 +5,7 @@ on the wrong device inside forward are caught without a GPU. parity's measuring 
 the CPU standing in for the accelerator, and its judge on hand-made measurements.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -91,6 +92,55 @@ def test_parity_judge_names_an_output_left_on_another_device():
          "accel": [1.0, 2.0]}]}
     verdict = parity.judge(measured, None, load_exercise("exercise-9").check("parity"))
     assert verdict.status == "fail" and "hard-coded device" in verdict.message
+
+
+def test_two_devices_meeting_is_placements_to_charge_and_parity_says_so(cpu_as_accelerator):
+    """Seen on the H100 (2026-11-27): a tensor made on the CPU inside the code failed placement and
+    errored in parity too, so a device bug cost twice on a GPU grader and once on a CPU one. Where
+    placement failed, parity is inconclusive (the skip policy decides); where it passed, parity charges."""
+    calls = []
+
+    def run(device):  # the second run (the accelerator's) meets a tensor left on another device
+        calls.append(device)
+        if len(calls) == 2:
+            raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                               "cuda:0 and cpu!")
+        return {"logits": torch.ones(2, 3)}
+
+    measured = json.loads(json.dumps(parity.measure_parity(run)))
+    assert "same device" in measured["mixed_devices"]
+    check = load_exercise("exercise-8").check("parity")
+    assert check.params["charged_by"] == {"devices": "placement"}
+    placement_failed = dataclasses.replace(check, params={**check.params, "failed_checks": ["placement"]})
+    verdict = parity.judge(measured, None, placement_failed)
+    assert verdict.status == "skip" and "'placement' charges that already" in verdict.message, verdict.message
+    verdict = parity.judge(measured, None, check)
+    assert verdict.status == "fail" and "mixes devices" in verdict.message, verdict.message
+
+    def other(device):  # any other error is the check's error, as before
+        raise ValueError("shapes (2, 3) and (4,) not aligned")
+
+    with pytest.raises(ValueError):
+        parity.measure_parity(other)
+
+
+def test_nan_on_both_devices_agrees_and_nothing_finite_is_inconclusive():
+    """exercise-6's adam-step-zero-based makes every parameter nan on both devices: parity said they
+    "differ" (nan != nan) and charged the Adam check's bug again. nan on both sides, or the same
+    infinity, agrees; nan against a number does not; nothing finite at all is nothing to compare."""
+    check = load_exercise("exercise-9").check("parity")
+
+    def measured(cpu, accel):
+        return {"device": "cuda (fake)", "outputs": [{"name": "p", "dtype": "float32", "shape": [len(cpu)],
+                                                      "accel_device": "cuda:0", "cpu": cpu, "accel": accel}]}
+
+    nan, inf = float("nan"), float("inf")
+    assert parity.judge(measured([1.0, nan, inf], [1.0, nan, inf]), None, check).status == "pass"
+    verdict = parity.judge(measured([1.0, nan], [1.0, 2.0]), None, check)
+    assert verdict.status == "fail" and "index (1,)" in verdict.message, verdict.message
+    assert parity.judge(measured([1.0, inf], [1.0, -inf]), None, check).status == "fail"
+    verdict = parity.judge(measured([nan, nan], [nan, nan]), None, check)
+    assert verdict.status == "skip" and "inconclusive" in verdict.message, verdict.message
 
 
 def test_parity_is_skipped_with_its_reason_without_an_accelerator(monkeypatch):

@@ -8,9 +8,10 @@ The measurement is {"skip": reason}, {"device": str, "outputs": [{"name", "dtype
 or {"device": str, "mixed_devices": what raised} where the accelerator's run stopped at two devices meeting.
 
 One bug, one deduction: two devices meeting (a tensor made on the CPU inside the code) is placement's
-to charge (the spec's `charged_by = {devices = "placement"}`). Where that check failed, parity says it could not measure agreement (inconclusive: the
-instructor's skip policy decides), so a device bug costs the same on a GPU grader as on a CPU one;
-where placement passed (its probe could not see it), parity charges it. Values that are nan, or the
+to charge (the spec's `charged_by = {devices = "placement"}`). Where that check failed, parity says it
+could not measure agreement (inconclusive: the instructor's skip policy decides), so a device bug costs
+the same on a GPU grader as on a CPU one; where placement passed (its probe could not see it), parity
+charges it. Values that are nan, or the
 same infinity, on both devices agree: they are a value check's business, not a disagreement; where
 no value is finite on either device there is nothing to compare, and parity says so.
 """

@@ -605,3 +605,40 @@ def test_torchs_private_structure_is_not_a_private_kernel(tmp_path):
                              "    pass\n\n\nHELPER = torch.optim.optimizer._use_grad_for_differentiable\n", 1)
     (tmp_path / "logreg.py").write_text(code)
     assert scan(tmp_path / "logreg.py", _forbid("exercise-1")) == {}
+
+
+# Red team, round 8: a module the submission writes at import time and then imports. Its code (here
+# autograd with the dispatch guard switched off) is out of the static scan's sight: the scan reads the
+# files handed in. Written beside the submission, or into /tmp with /tmp put on sys.path: there its frames
+# are not the submission's either, and autograd kept full marks in gradcheck (measured before the fix).
+WRITES_A_MODULE = '''
+import sys, tempfile
+from pathlib import Path
+import torch
+
+_FOLDER = {folder}
+_FOLDER.mkdir(exist_ok=True)
+(_FOLDER / "made_here.py").write_text(
+    "import torch\\n"
+    "def gradient(X, y, w):\\n"
+    "    t = 2 * y.to(X.dtype) - 1\\n"
+    "    Xt = torch.cat([X, -torch.ones(X.shape[0], 1, dtype=X.dtype)], dim=1)\\n"
+    "    with torch.enable_grad(), torch._C._DisableTorchDispatch():\\n"
+    "        w = w.detach().requires_grad_(True)\\n"
+    "        loss = torch.nn.functional.softplus(-t * (Xt @ w)).mean()\\n"
+    "        return torch.autograd.grad(loss, w)[0]\\n")
+sys.path.insert(0, str(_FOLDER))
+from made_here import gradient
+'''
+
+
+@pytest.mark.parametrize("folder", ["Path(__file__).parent", "Path(tempfile.gettempdir())"], ids=["beside", "tmp"])
+def test_a_module_written_at_run_time_is_not_imported_where_rules_hold(write_submission, folder):
+    reference = REFERENCE[:REFERENCE.index("def gradient(")] + REFERENCE[REFERENCE.index("def train("):]
+    path = write_submission(WRITES_A_MODULE.format(folder=folder) + reference.replace("import torch\n", "", 1))
+    assert scan(path, _forbid("exercise-1")) == {}  # nothing the scan can read: the import is refused instead
+    result = run_dldiy("check", "exercise-1", str(path), "--json", "--only", "gradcheck")
+    report = json.loads(result.stdout)
+    text = json.dumps(report)
+    assert "made_here (made_here.py) is not a file of the submission as it was handed in" in text, text[:3000]
+    assert sum(c["points"] for c in report["checks"]) == 0, text[:3000]

@@ -355,8 +355,8 @@ REFLECTIVE_ATTRIBUTES = frozenset({
 REFLECTIVE_MODULES = ("importlib.*", "inspect.*", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
                       "pickle.loads", "pickle.load", "pickle.Unpickler", "marshal.*", "ctypes.*", "copyreg.*",
                       "builtins.*", "operator.attrgetter", "operator.methodcaller", "sys.modules", "sys._getframe",
-                      "sys.meta_path", "sys.path_hooks", "string.Formatter", "runpy.*", "pkgutil.*", "zipimport.*",
-                      "codeop.*", "code.InteractiveInterpreter", "code.InteractiveConsole", "code.interact",
+                      "sys.meta_path", "sys.path_hooks", "sys.path_importer_cache", "string.Formatter", "runpy.*",
+                      "pkgutil.*", "zipimport.*", "codeop.*", "code.InteractiveInterpreter", "code.InteractiveConsole", "code.interact",
                       "code.compile_command", "types.CodeType", "types.FunctionType",
                       "torch._C._dispatch_call_boxed", "torch._C._get_operation_overload",
                       "torch._C._jit_get_operation", "torch._C._dispatch_find_schema_or_throw")

@@ -867,7 +867,7 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
     confine.PidNamespaceForks)."""
     import socket
 
-    from .submission import Loaded, SubmissionError, load
+    from .submission import Loaded, SubmissionError, import_only_what_was_handed_in, load
 
     sock = socket.socket(fileno=sock_fd)
     endpoint = StudentEndpoint(sock, "student")
@@ -906,6 +906,8 @@ def run(sock_fd: int, request: dict[str, Any], dump_fd: int, pid_namespace_ready
     # until it is loaded, a Loaded without a module tells the guards which frames are the student's
     server = Server(endpoint, Loaded(types.ModuleType("pending"), entry, entry.parent), request.get("forbid") or {})
     server.install_guards()  # before the submission's imports bind the names
+    if request.get("forbid"):  # rules are judged from the source the scan read: nothing else is imported
+        import_only_what_was_handed_in(entry.parent)
     try:
         loaded = load(Path(request["entry"]), request.get("load"))
     except SubmissionError as e:

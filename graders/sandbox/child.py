@@ -234,7 +234,7 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     (graders/sandbox/runner.py): this process reads no spec.toml, only the exercise's harness.py."""
     from .runner import _CappedDrain
     from .student import Zygote
-    from .submission import compiled, load_module_from
+    from .submission import compiled, installation_folders, load_module_from
 
     exercise = _parents_exercise(start)
     name = f"_dldiy_harness_{exercise.id.replace('-', '_')}"
@@ -255,6 +255,9 @@ def serve_jobs(start: dict[str, Any], emit: Callable[[Message], None], jobs: Ite
     # from its zygote: a full collection walks them all (0.1-0.3 s), and the probes' many small tensors
     # and messages set one off again and again
     gc.freeze()
+    # what a student's process resolves before it loads (submission.import_only_what_was_handed_in),
+    # resolved once here for all of them
+    installation_folders()
     # now, before any job: what it forks holds nothing of any submission
     zygote = Zygote(pid_namespaces=bool(start.get("pid_namespaces")))
     _cap_own_memory()  # after the zygote's fork: the students' processes get limits of their own

@@ -19,6 +19,7 @@ exercise's data/ folder is linked into the working copy under the name the spec 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import linecache
@@ -170,18 +171,12 @@ def import_only_what_was_handed_in(root: Path) -> None:
                     handed[os.path.join(folder, name)] = (st.st_size, st.st_mtime_ns)
                 except OSError:
                     pass
+
     def under(path: str, folder: str) -> bool:
         return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
-    # the installation's folders and what lies below them (mpmath/ in site-packages), and the folders of
-    # the packages imported so far (an editable install maps dldiy.graders to a folder of its own); not the
-    # submission's folder, nor one that holds it ('' or '/' on the path)
-    folders = {entry for entry in sys.path if entry}
-    for name, module in list(sys.modules.items()):
-        if name.count(".") <= 1 and isinstance(getattr(module, "__path__", None), list):
-            folders.update(p for p in module.__path__ if isinstance(p, str))
-    system = [real for real in {os.path.realpath(folder) for folder in folders}
-              if not under(real, str(root)) and not under(str(root), real)]
+    # not the submission's folder, nor one that holds it ('/' on the path)
+    system = [real for real in installation_folders() if not under(real, str(root)) and not under(str(root), real)]
 
     class HandedIn(machinery.FileFinder):
         """Python sources only (no extension, no bytecode), each as it was handed in."""
@@ -207,9 +202,29 @@ def import_only_what_was_handed_in(root: Path) -> None:
         return HandedIn(real, (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES))
 
     sys.path_hooks.insert(0, hook)
-    for entry in list(sys.path_importer_cache):  # a finder made before now for a folder of the submission's
-        if not any(under(os.path.realpath(entry or "."), folder) for folder in system):
+    for entry in list(sys.path_importer_cache):  # a finder made before now for the current folder ('')
+        if not os.path.isabs(entry):
             del sys.path_importer_cache[entry]
+
+
+@functools.lru_cache(maxsize=1)
+def installation_folders() -> tuple[str, ...]:
+    """The installation's folders, resolved: sys.path's absolute entries (and what lies below them:
+    mpmath/ in site-packages) and the folders of the packages imported so far that lie elsewhere (an
+    editable install maps dldiy.graders to a folder of its own). Once per process: the harness asks
+    before it forks its zygote, so a student's process inherits the answer (a few thousand lstat calls
+    otherwise, each time). A package's __path__ is read from its __dict__: a stand-in's __getattr__
+    (graders/sandbox/nosympy.py) would import sympy to answer (1 s)."""
+    entries = [entry for entry in sys.path if entry and os.path.isabs(entry)]
+    folders = {os.path.realpath(entry) for entry in entries}
+    prefixes = tuple(entry.rstrip(os.sep) + os.sep for entry in entries)
+    for name, module in list(sys.modules.items()):
+        if name.count(".") > 1 or not isinstance(module, types.ModuleType):
+            continue
+        path = vars(module).get("__path__")
+        if isinstance(path, list):
+            folders.update(os.path.realpath(p) for p in path if isinstance(p, str) and not p.startswith(prefixes))
+    return tuple(sorted(folders))
 
 
 def _link_data(settings: dict) -> None:

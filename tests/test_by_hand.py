@@ -642,3 +642,51 @@ def test_a_module_written_at_run_time_is_not_imported_where_rules_hold(write_sub
     text = json.dumps(report)
     assert "made_here (made_here.py) is not a file of the submission as it was handed in" in text, text[:3000]
     assert sum(c["points"] for c in report["checks"]) == 0, text[:3000]
+
+
+HANDED_IN = '''
+import sys
+from pathlib import Path
+from dldiy.graders.sandbox.submission import import_only_what_was_handed_in
+
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+import_only_what_was_handed_in(root)
+import helper
+print("helper says", helper.SAYS)
+(root / "late.py").write_text("SAYS = 'late'\\n")
+try:
+    import late
+    print("late imported")
+except ImportError as e:
+    print("late refused:", e)
+import mpmath  # the installation's own packages, subpackages included, import as before
+print("mpmath", mpmath.__version__ is not None)
+'''
+
+
+def test_only_the_source_handed_in_runs_never_bytecode_beside_it(tmp_path):
+    """A .pyc handed in under __pycache__, stamped with the source's size and time, would run in place of
+    the .py file the scan read; a module written after the start is refused; torch's and mpmath's own
+    imports are untouched."""
+    import importlib.util
+    import marshal
+    import subprocess
+    import sys
+
+    source = tmp_path / "helper.py"
+    source.write_text("SAYS = 'source'\n")
+    stat = source.stat()
+    other = compile("SAYS = 'bytecode'\n", str(source), "exec")
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    pyc.parent.mkdir()
+    header = importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little") + int(stat.st_mtime).to_bytes(4, "little") \
+        + (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    pyc.write_bytes(header + marshal.dumps(other))
+    plain = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import helper; "
+                            "print(helper.SAYS)"], capture_output=True, text=True, timeout=60)
+    assert plain.stdout.strip() == "bytecode", plain  # what Python does without the hook: the attack is real
+    done = subprocess.run([sys.executable, "-c", HANDED_IN, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert "helper says source" in done.stdout, done.stdout + done.stderr
+    assert "late refused: late (late.py) is not a file of the submission as it was handed in" in done.stdout, done.stdout
+    assert "mpmath True" in done.stdout, done.stdout + done.stderr

@@ -178,6 +178,13 @@ def import_only_what_was_handed_in(root: Path) -> None:
     # not the submission's folder, nor one that holds it ('/' on the path)
     system = [real for real in installation_folders() if not under(real, str(root)) and not under(str(root), real)]
 
+    class SourceOnly(machinery.SourceFileLoader):
+        """The .py file itself, never bytecode beside it: a __pycache__ handed in with a .pyc of other
+        code (its header stamped with the source's size and time) would otherwise run in its place."""
+
+        def get_code(self, fullname: str) -> Any:
+            return self.source_to_code(self.get_data(self.path), self.path)
+
     class HandedIn(machinery.FileFinder):
         """Python sources only (no extension, no bytecode), each as it was handed in."""
 
@@ -199,7 +206,7 @@ def import_only_what_was_handed_in(root: Path) -> None:
         real = os.path.realpath(entry or ".")
         if any(under(real, folder) for folder in system):
             raise ImportError  # the installation's own folders: the next hook's finder, as before
-        return HandedIn(real, (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES))
+        return HandedIn(real, (SourceOnly, machinery.SOURCE_SUFFIXES))
 
     sys.path_hooks.insert(0, hook)
     for entry in list(sys.path_importer_cache):  # a finder made before now for the current folder ('')

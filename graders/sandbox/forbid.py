@@ -247,7 +247,7 @@ class _Scope:
         # module-level statements; all of another file of the submission's, which the scan does not follow
         # into), never a `__main__` block, which a grader never runs. What an API name reaches is _search's.
         self._note_reflection(_import_time(tree, whole=imported, keep_main=notebook), label)
-        for node in ast.walk(tree):
+        for node in _walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
                     self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -260,7 +260,7 @@ class _Scope:
                 self.tampered = (label, getattr(node, "lineno", 0), _rewrites_code(node) or "")
         if self.reflective is None and forbid:  # the reflective modules, where they run (their imports included)
             for stmt in _import_time(tree, whole=imported, keep_main=notebook):
-                for node in ast.walk(stmt):
+                for node in _walk(stmt):
                     hit = None if isinstance(node, ast.Constant) else _use(node, self.aliases, ANYWHERE)
                     if hit:
                         self.reflective = (label, getattr(node, "lineno", 0),
@@ -279,7 +279,7 @@ class _Scope:
             else:
                 continue
             for target in targets:
-                for name in ast.walk(target):
+                for name in _walk(target):
                     if isinstance(name, ast.Name):
                         self.assigned.setdefault(name.id, []).append((value, label))
         return defined
@@ -288,7 +288,7 @@ class _Scope:
     def _note_reflection(self, statements: list[ast.stmt], label: str) -> None:
         for stmt in statements:
             called = _called(stmt)
-            for node in ast.walk(stmt):
+            for node in _walk(stmt):
                 if self.reflective is None and (what := reflection(node, called)):
                     self.reflective = (label, getattr(node, "lineno", 0), what)
                     return
@@ -410,7 +410,22 @@ def reflection(node: ast.AST, called: set[int]) -> str | None:
 
 
 def _called(node: ast.AST) -> set[int]:
-    return {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    called = getattr(node, "_dldiy_called", None)
+    if called is None:
+        called = {id(n.func) for n in _walk(node) if isinstance(n, ast.Call)}
+        node._dldiy_called = called  # type: ignore[attr-defined]
+    return called
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """ast.walk's nodes (the same order), kept on the node: the scan walks a definition once as an API
+    name, again as another's helper, and for its calls and its bound names (issue 17: the scan runs for
+    every submission; its trees live for one scan)."""
+    nodes = getattr(node, "_dldiy_walk", None)
+    if nodes is None:
+        nodes = list(ast.walk(node))
+        node._dldiy_walk = nodes  # type: ignore[attr-defined]
+    return nodes
 
 
 def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
@@ -500,7 +515,7 @@ def _modules(entries: tuple[str, ...]) -> list[tuple[str, str]]:
 def _bound_in(fn: ast.AST) -> set[str]:
     """Names the definition binds itself (arguments, assignments): those never read a module-level value."""
     bound = set()
-    for node in ast.walk(fn):
+    for node in _walk(fn):
         if isinstance(node, ast.arg):
             bound.add(node.arg)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -524,7 +539,7 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
     bound: set[str] | None = None
     helpers: list[tuple[str, int]] = []
     called = _called(defn)
-    for inner in ast.walk(defn):
+    for inner in _walk(defn):
         hit = _use(inner, scope.aliases, entries)
         if not hit and (what := reflection(inner, called)):
             line = getattr(inner, "lineno", defn.lineno)
@@ -547,14 +562,14 @@ def _search(defn: _Definition, label: str, scope: _Scope, entries: list[str], na
                 continue
             for value, where in scope.assigned.get(inner.id, ()):
                 value_called = _called(value)
-                looked_up = next((w for n in ast.walk(value) if (w := reflection(n, value_called))), None)
+                looked_up = next((w for n in _walk(value) if (w := reflection(n, value_called))), None)
                 if looked_up:
                     return (f"{name}(){via} cannot be judged by its rules: it uses {inner.id} ({label} line "
                             f"{inner.lineno}), made with {looked_up} ({where} line {value.lineno}), a value reached by "
                             "a name the rules cannot read; write the names out")
-                helpers += [(n.id, inner.lineno) for n in ast.walk(value)  # a table of the file's functions
+                helpers += [(n.id, inner.lineno) for n in _walk(value)  # a table of the file's functions
                             if isinstance(n, ast.Name) and n.id in scope.defined and n.id not in seen]
-                made = next((h for n in ast.walk(value) if (h := _use(n, scope.aliases, entries))), None)
+                made = next((h for n in _walk(value) if (h := _use(n, scope.aliases, entries))), None)
                 if made:
                     entry, what = made
                     return (f"{name}(){via} uses {inner.id} ({label} line {inner.lineno}), made with {what} ({where} "
@@ -624,7 +639,7 @@ def scan(entry: Path, forbid: dict[str, list[str]]) -> dict[str, str]:
             continue
     # A method the submission defines itself (a layer's own backward()) is not torch.Tensor's: the static
     # match of "torch.Tensor.backward" reads any receiver, so it is left to the run-time guard there
-    own = {n.name for _label, tree in trees for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    own = {n.name for _label, tree in trees for n in _walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     forbid = {name: [e for e in entries if not (e.split(".")[-2:-1] == ["Tensor"] and e.split(".")[-1] in own)]
               for name, entries in forbid.items()}
     for label, tree in trees:

@@ -11,9 +11,9 @@ One bug, one deduction: two devices meeting (a tensor made on the CPU inside the
 to charge (the spec's `charged_by = {devices = "placement"}`). Where that check failed, parity says it
 could not measure agreement (inconclusive: the instructor's skip policy decides), so a device bug costs
 the same on a GPU grader as on a CPU one; where placement passed (its probe could not see it), parity
-charges it. Values that are nan, or the
-same infinity, on both devices agree: they are a value check's business, not a disagreement; where
-no value is finite on either device there is nothing to compare, and parity says so.
+charges it. Values that are nan, or the same infinity, on both devices agree: they are a value check's
+business, not a disagreement; where no value is finite on either device there is nothing to compare,
+and parity says so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..course.exercise import Check
-from ..verdict import Verdict, as_array, fmt, unravel
+from ..verdict import Verdict, as_array, charged_elsewhere, fmt, unravel
 
 NEEDS_REFERENCE = False
 DEFAULT_TOLERANCES = {"float64": (1e-7, 1e-7), "float32": (1.3e-6, 1e-5), "float16": (1e-3, 1e-5),
@@ -80,8 +80,9 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         return Verdict.skipped(str(measured["skip"]))
     if "mixed_devices" in measured:
         mixed = f"on {measured['device']} the code mixes devices: {measured['mixed_devices']}"
-        owner = (check.params.get("charged_by") or {}).get("devices")
-        if owner and owner in (check.params.get("failed_checks") or ()):
+        owner = charged_elsewhere(check.params.get("charged_by") or {}, check.params.get("failed_checks") or (),
+                                  ["devices"])[0]
+        if owner is not None:
             return Verdict.skipped(f"inconclusive: {mixed}. Check {owner!r} charges that already; whether "
                                    f"CPU and GPU agree could not be measured")
         return Verdict.failed(f"{mixed}. A tensor made without device= (torch.zeros, torch.tensor) or a "

@@ -134,8 +134,7 @@ def _aliases(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
                 continue
             for attr, value in items:
                 if id(value) in targets and not attr.startswith("_"):
-                    found[targets[id(value)][0]].append(f"{name}.{attr}")
-                    for dotted in targets[id(value)][1:]:
+                    for dotted in targets[id(value)]:
                         found[dotted].append(f"{name}.{attr}")
     return {d: tuple(a for a in dict.fromkeys(found[d]) if a != d) for d in names}
 

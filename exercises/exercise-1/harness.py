@@ -93,13 +93,14 @@ def harness_loss_fn():
     return loss
 
 
-def _form(out, name, X, dims, finite=True):
+def _form(out, name, X, dims, finite=True, follows_dtype=True):
     """The spec's form of loss() or gradient()'s result on (X, ...): its shape, a float tensor of X's
-    dtype; `finite=False` leaves an inf or nan for the judge to report (stability)."""
+    dtype; `finite=False` leaves an inf or nan for the judge to report (stability); `follows_dtype=False`
+    where another check charges the dtype (gradient()'s is gradcheck's: one bug, one deduction)."""
     what = f"{name}()"
     shape = () if name == "loss" else (dims["d"] + 1,)
     out = expect_tensor(out, what, shape=shape, dtype="float", finite=finite)
-    return same_dtype(out, X.dtype, what)
+    return same_dtype(out, X.dtype, what) if follows_dtype else out
 
 
 class _Calls:
@@ -133,9 +134,9 @@ class _Calls:
         unchanged(kept, f"{name}()", X=X, y=y, w=w)
         return reply
 
-    def judged(self, i, dims, finite=True):
+    def judged(self, i, dims, finite=True, follows_dtype=True):
         _, name, (X, _, _), _ = self.calls[i]
-        return _form(self.value(i), name, X, dims, finite)
+        return _form(self.value(i), name, X, dims, finite, follows_dtype)
 
 
 def _at(label, call):
@@ -282,26 +283,37 @@ def _descent(X, y, w0, lr, steps):
 
 
 @seeded_once
-def _overshooting(seed, p):
-    """lr_family's problem at (seed, p): overlapping classes (blobs 1 apart), where plain descent at a large
-    lr overshoots (the loss goes up at some of the first 6 steps at 96% of seeds), and plain descent's
-    final weights and losses on it, per lr (the harness's gradient; no submission)."""
+def _descent_runs(seed, p):
+    """train()'s other configurations at (seed, p), and plain descent's final weights and losses on each
+    (the harness's gradient; no submission): each lr of `lr_family` on overlapping classes (blobs 1 apart),
+    where plain descent at a large lr overshoots (the loss goes up at some of the first 6 steps at 96% of
+    seeds); and each of `feature_scales` (features that many times larger, lr / scale^2 so that the step is
+    as large as at the spec's lr), where the gradient is that many times larger: a clipped or normalised
+    step shows. Returns [(what, X, y, w0, lr, final w, losses)]."""
+    runs = []
     X, y, w0 = _problem(seed + 20_000, p["n"], p["d"], distance=1.0)
-    runs = {}
     for lr in p["lr_family"]:
+        runs.append((f"lr = {lr:g} (two overlapping classes)", X, y, w0, lr))
+    for scale in p.get("feature_scales", ()):
+        Xs, ys, ws = _problem(seed + 21_000, p["n"], p["d"])
+        lr = p["lr"] / scale ** 2
+        runs.append((f"lr = {lr:g} on features {scale:g} times larger (a gradient that large)", Xs * scale, ys, ws, lr))
+    out = []
+    for what, X, y, w0, lr in runs:
         path = _descent(X, y, w0, lr, p["lr_family_steps"])
-        runs[lr] = (path[-1], [float(_spec_loss(X, y, v)) for v in [w0, *path]])
-    return X, y, w0, runs
+        out.append((what, X, y, w0, lr, path[-1], [float(_spec_loss(X, y, v)) for v in [w0, *path]]))
+    return out
 
 
 def _follows_descent(sub, seed, p):
-    """train() at each other learning rate of `lr_family`, where the loss goes up: it takes every step
-    w <- w - lr * gradient(w) with the lr it is given, whatever the loss does, so its final weights are
-    plain descent's (the harness's gradient in both; float64 orderings agree to ~1e-14). A Violation
-    names the lr and how far off. The losses train() records are first-loss's own comparison."""
-    X, y, w0, runs = _overshooting(seed, {k: p[k] for k in ("n", "d", "lr_family", "lr_family_steps")})
+    """train() at `_descent_runs`' configurations, where the loss goes up or the gradient is large: it
+    takes every step w <- w - lr * gradient(w) with the lr it is given, whatever the loss or the gradient's
+    size, so its final weights are plain descent's (the harness's gradient in both; float64 orderings agree
+    to ~1e-14). A Violation names the configuration and how far off. The losses train() records are
+    first-loss's own comparison."""
+    keys = ("n", "d", "lr", "lr_family", "lr_family_steps", "feature_scales")
     steps = p["lr_family_steps"]
-    for lr, (expected, losses) in runs.items():
+    for what, X, y, w0, lr, expected, losses in _descent_runs(seed, {k: p[k] for k in keys if k in p}):
         w, _ = _train(sub, X.clone(), y.clone(), w0.clone(), lr, steps)
         off = float((w.detach().double() - expected).abs().max())
         if off <= 1e-9 * (1 + float(expected.abs().max())):  # (nan fails)
@@ -309,12 +321,13 @@ def _follows_descent(sub, seed, p):
         rises = sum(b > a for a, b in zip(losses, losses[1:]))
         w_list = ", ".join(f"{v:.6g}" for v in w.detach().double().tolist())
         e_list = ", ".join(f"{v:.6g}" for v in expected.tolist())
-        raise Violation(f"train() with lr = {lr:g} for {steps} steps (the grader's gradient; two overlapping classes) "
+        raise Violation(f"train() with {what} for {steps} steps (the grader's gradient) "
                         f"ends at w = [{w_list}], not where gradient descent w <- w - lr * gradient(w) ends: "
                         f"[{e_list}] (largest difference {off:.3g})"
                         + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
                            "with the lr it is given (no step size of its own, no early stop, no best-so-far weights)"
-                           if rises else ": train() must take every step with the lr it is given"))
+                           if rises else ": train() must take every step with the lr it is given, the gradient "
+                           "as it is (no clipping, no normalising)"))
 
 
 @keeps_rules
@@ -383,6 +396,12 @@ def _stability_cases(seed, p):
         X, y, w = _extreme(seed, 8, 3, size)
         cases.append(("loss", f"{label} in random directions (n=8, d=3)", X, y, w, {}))
         cases.append(("gradient", label, X.clone(), y.clone(), w.clone(), {}))
+    # float32 overflows where float64 does not: exp(u) is inf beyond u = 88.7 there (709.8 in float64), so
+    # a switch to the asymptote placed for float64 (u > 700) leaves margins of 100 infinite in float32
+    for label, size in (("margins of magnitude 100, float32", 100.0), ("margins of magnitude 1000, float32", 1000.0)):
+        X, y, w = _extreme(seed + 1, 8, 3, size)
+        cases.append(("loss", f"{label} (n=8, d=3)", X.float(), y.clone(), w.float(), {"rtol": 1e-5, "atol": 1e-6}))
+        cases.append(("gradient", label, X.float(), y.clone(), w.float(), {}))
     return cases
 
 
@@ -405,7 +424,8 @@ def stability(sub, seed, p):
         i = calls.add("gradient", "gradient", X, y, w)
 
         def judge():
-            grad = no_graph(calls.judged(i, {"n": 8, "d": 3}, finite=False), "gradient()")
+            # finiteness only: gradient()'s values and its dtype in float32 are gradcheck's
+            grad = no_graph(calls.judged(i, {"n": 8, "d": 3}, finite=False, follows_dtype=False), "gradient()")
             return {"name": f"gradient at {label} (n=8, d=3): largest entry", "finite_only": True,
                     "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")}
         judges.append(judge)

@@ -45,16 +45,25 @@ def _t(a):
     return torch.tensor(a, dtype=torch.float64)
 
 
+def _common(X, y, w):
+    """X, y and w in their common dtype: a train() that keeps w in float64 for float32 data (and casts
+    back at the end, as it may) calls the harness's loss and gradient with both, as its own would be."""
+    dtype = torch.promote_types(torch.promote_types(X.dtype, y.dtype), w.dtype)
+    return X.to(dtype), y.to(dtype), w.to(dtype)
+
+
 def _spec_loss(X, y, w):
     """The spec's loss, the harness's own: (1/n) |X~ w - y|^2 with x~ = [x, 1]."""
+    X, y, w = _common(X, y, w)
     r = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1) @ w - y
     return (r * r).mean()
 
 
 def _spec_gradient(X, y, w):
     """Its gradient (2/n) X~^T (X~ w - y), the harness's own."""
+    X, y, w = _common(X, y, w.detach())
     Xt = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
-    return 2 * Xt.T @ (Xt @ w.detach() - y) / len(X)
+    return 2 * Xt.T @ (Xt @ w - y) / len(X)
 
 
 
@@ -198,6 +207,9 @@ def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     steps = p["steps"]
     w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
+    # float32 in, float32 out: train()'s w follows its inputs' dtype (a float64 loop inside returns float64)
+    _at("float32 X, y and w0 (2 steps)",
+        lambda: _train(sub, _t(X).float(), _t(y).float(), _t(w0).float(), p["lr"], 2, p["d"]))
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, _t(X), _t(y), _t(w0))}
@@ -233,7 +245,24 @@ def divergence(sub, seed, p):
         return measured
     measured["losses"] = [float(v) for v in losses]
     measured["plain"] = _plain_descent(seed, p)
+    if p.get("float32_steps") and len(measured["losses"]) == steps:
+        measured["more"] = [_diverging_float32(sub, X, y, w0, lr, p["float32_steps"])]
     return measured
+
+
+def _diverging_float32(sub, X, y, w0, lr, steps):
+    """divergence's run in float32, where the loss overflows to inf within ~15 steps and turns nan
+    (inf - inf) within ~30, both well inside `steps`: a loop that stops at the first nan, or raises
+    there, shows here (in float64 the nan comes after ~240 steps)."""
+    what = f"float32, {steps} steps"
+    try:
+        with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
+            _, losses = sub.get("train")(_t(X).float(), _t(y).float(), _t(w0).float(), lr, steps)
+    except RemoteError as e:
+        if e.message.startswith("NotImplementedError"):
+            raise
+        return {"what": what, "steps": steps, "raised": e.message}
+    return {"what": what, "steps": steps, "losses": [float(v) for v in losses]}
 
 
 @seeded_once

@@ -15,7 +15,11 @@ something changed the step once it grew (a clamp of the weights, a cap on the st
 not follow plain descent from the start is judged by the growth alone (first-loss and convergence
 charge a wrong update: one bug, one deduction).
 
-Measurement: {"lr": float, "limit": float, "steps": int, "losses": [float | None, ...], "plain": [...]}
+Where the measurement has `more` (runs at the same rate in another configuration: exercise-2's float32,
+where the loss turns nan within its steps), each must return one loss per step too and not raise.
+
+Measurement: {"lr": float, "limit": float, "steps": int, "losses": [float | None, ...], "plain": [...],
+"more": [{"what": str, "steps": int, "losses": [...] | "raised": str}, ...] (optional)}
 or {"lr": float, "limit": float, "steps": int, "raised": "ExceptionName: message (file:line)"}.
 """
 
@@ -47,6 +51,10 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         return Verdict.failed(
             f"{where}, train() returned {len(losses)} losses for steps={steps}: it stopped early. The spec asks "
             "for one loss per step, inf and nan included: the caller reads the divergence from them.", lr=lr)
+    for run in measured.get("more") or ():  # the same rate in another configuration (exercise-2: float32)
+        stopped = _stopped_early(run)
+        if stopped:
+            return Verdict.failed(f"{where}, {stopped}", lr=lr)
     plain = measured.get("plain")
     left = _leaves_plain_descent(losses, [math.nan if v is None else float(v) for v in plain]) \
         if isinstance(plain, list) else None
@@ -70,6 +78,21 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         f"steps (divergence means a nan/inf or a growth beyond x{fmt(growth)}). Plain gradient descent "
         "diverges at this rate: is lr used as given, or is the step rescaled, clipped or capped?",
         last=losses[-1], first=losses[0])
+
+
+def _stopped_early(run: dict[str, Any]) -> str | None:
+    """What is wrong with one more run at the same rate (its `what`, `steps`, `losses` or `raised`), or None."""
+    what, steps = str(run.get("what", "another configuration")), int(run.get("steps", 0))
+    if "raised" in run:
+        return (f"in {what}, training raised {run['raised']} instead of reporting divergence: train() should "
+                "return its loss history, inf and nan included, and let the caller read the divergence from it.")
+    losses = [math.nan if v is None else float(v) for v in run.get("losses") or ()]
+    if len(losses) < steps:
+        last = f" (its last loss {fmt(losses[-1])})" if losses else ""
+        return (f"in {what}, train() returned {len(losses)} losses for steps={steps}{last}: it stopped early, where "
+                "the loss overflows to inf and then turns nan. The spec asks for one loss per step, inf and nan "
+                "included: the caller reads the divergence from them.")
+    return None
 
 
 FOLLOWED = 3  # steps a loop must match plain descent from the start to be judged against it later

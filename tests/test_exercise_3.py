@@ -216,6 +216,10 @@ def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_
     ("early-stopping-on-test-accuracy", "convergence", ["train(2, 47) returned the model as it was after 40 of its 47 steps"]),
     ("best-test-loss-model-returned", "convergence", ["train(2, 47) returned the model as it was after 45 of its 47 steps"]),
     ("losses-keep-the-graph", "convergence", ["losses[0] is a tensor that requires grad", "record loss.item()"]),
+    ("step-at-top-of-loop", "convergence", ["gradient of step 149 (counted from 0) was never applied",
+                                            "optimizer.step() before loss.backward()"]),
+    ("evaluate-leaves-autograd-off", "evaluation", ["autograd off", "expected 0, measured 1"]),
+    ("evaluate-log-of-softmax", "evaluation", ["logits in the hundreds", "measured inf"]),
 ])
 def test_a_bug_fails_its_check_naming_the_culprit(bug, check, words, bugged, check_json):
     result = check_json("exercise-3", bugged("exercise-3", bug), check)[0]["checks"][0]
@@ -228,10 +232,11 @@ def _watched():
     return load_module_from(EXERCISE.harness_path, "_test_ex3_harness").train_watched
 
 
-def _toy_train(keep=None, logging_forward=False, lr=0.1):
+def _toy_train(keep=None, logging_forward=False, lr=0.1, step_first=False):
     """A train(seed, steps) on a tiny net: `keep` = the step whose model it returns (a deepcopy kept
     then), None for the last; `logging_forward`: one more forward in training mode, without a backward,
-    after the loop; lr = 0: the parameters never move."""
+    after the loop; lr = 0: the parameters never move; `step_first`: each step's update applied at the top
+    of the next one (optimizer.step() before backward()), so the last is never applied."""
     import copy
 
     import torch
@@ -244,12 +249,17 @@ def _toy_train(keep=None, logging_forward=False, lr=0.1):
         for k in range(steps):
             if k == keep:
                 kept = copy.deepcopy(model)
+            if step_first and k > 0:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= lr * p.grad
             model.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p -= lr * p.grad
+            if not step_first:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= lr * p.grad
             model.eval()  # an evaluation between the steps: no step of its own
             with torch.no_grad():
                 model(x)
@@ -268,4 +278,14 @@ def _toy_train(keep=None, logging_forward=False, lr=0.1):
 ])
 def test_train_watched_tells_the_last_step_s_model_from_an_earlier_one(keep, logging_forward, lr, earlier):
     (_, losses), watched = _watched()(_toy_train(keep, logging_forward, lr), 0, 6)
-    assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier, "graph": None}
+    assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier, "graph": None, "unapplied": False}
+
+
+@pytest.mark.parametrize("steps", [1, 6])
+def test_train_watched_tells_a_last_update_never_applied(steps):
+    """optimizer.step() at the top of the loop: the losses are right, the returned model is exactly what the
+    last step's forward used. At steps = 1 nothing ever moved: not this rule's to charge (convergence's accuracy)."""
+    (_, losses), watched = _watched()(_toy_train(step_first=True), 0, steps)
+    assert len(losses) == steps and watched["earlier"] is None and watched["unapplied"] is (steps > 1)
+    (_, _), watched = _watched()(_toy_train(), 0, steps)
+    assert watched["unapplied"] is False

@@ -100,10 +100,16 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
         # and the model handed back is not the one it ended with (all equal: training never moved them)
         if same and any(not torch.equal(copies[k], returned) for k in steps_seen[same[-1] + 1:]):
             earlier = same[-1]
+    # the returned model is exactly what the LAST step's forward used, and training did move the parameters
+    # before it: that step's gradient was never applied (optimizer.step() before backward(), at the top of the
+    # loop: every loss is right, the last update is lost)
+    unapplied = bool(returned is not None and steps_seen and earlier is None
+                     and copies[steps_seen[-1]].shape == returned.shape and torch.equal(copies[steps_seen[-1]], returned)
+                     and any(not torch.equal(copies[k], returned) for k in steps_seen))
     # a loss kept as a tensor of the graph (losses.append(loss) without .item()): every step's graph alive
     history = result[1] if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple)) else []
     graph = next((k for k, v in enumerate(history) if isinstance(v, torch.Tensor) and v.requires_grad), None)
-    return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph}
+    return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph, "unapplied": unapplied}
 
 
 def _test_set(sub) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,6 +155,13 @@ def returned_earlier(seed: int, steps: int) -> None:
         raise Violation(f"train({seed}, {steps})'s losses[{graph}] is a tensor that requires grad: it keeps the autograd "
                         "graph of its step alive, so memory grows with every step (and the losses cannot be saved as "
                         "numbers); record loss.item()")
+    if _WATCHED[seed, steps].get("unapplied"):
+        raise Violation(
+            f"train({seed}, {steps}) returned the model with exactly the parameters its last step's forward pass "
+            f"used: the gradient of step {steps - 1} (counted from 0) was never applied, though earlier steps did "
+            "move the parameters. Likely optimizer.step() before loss.backward() (at the top of the loop): every "
+            "step then applies the previous minibatch's gradient, the losses look right, and the last update is "
+            "lost. The order is zero_grad(), forward, backward(), step()")
     earlier = _WATCHED[seed, steps]["earlier"]
     if earlier is not None:
         raise Violation(
@@ -199,6 +212,24 @@ def evaluation(sub, seed, p):
         except (RemoteError, ApiError, TypeError, ValueError) as e:  # this case's finding (a shape assumed)
             said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
             subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
+    # torch's global switches as evaluate() leaves them, read in the student's process right after it
+    # returns (the call protocol restores them after every call, so only there can they be seen): a bare
+    # torch.set_grad_enabled(False) leaves autograd off for every later training
+    left_switches = sub.run_local(switches_after, sub.get("evaluate"), model, images[:100].clone(), labels[:100].clone())
+    # logits in the hundreds (the model's scores x 100): a log of a softmax underflows to log(0) = -inf there,
+    # a log-softmax (F.cross_entropy, logsumexp) stays finite. Relative: the loss itself is in the hundreds.
+    large = sub.run_local(scaled_scores, model, LARGE_SCALE)
+    name = (f"evaluate() on the model's scores x {LARGE_SCALE:g} (logits in the hundreds) minus the cross-entropy "
+            "and accuracy there, relative")
+    try:
+        got = [float(v) for v in sub.call("evaluate", large, images[:100].clone(), labels[:100].clone())]
+        big = _scores_in_eval_mode(large, images[:100].clone())
+        want = [F.cross_entropy(big, labels[:100]).item(), (big.argmax(dim=1) == labels[:100]).double().mean().item()]
+        subsets.append({"name": name, "shape": [2], "values": [(g - w) / max(1.0, abs(w)) if math.isfinite(g) else math.inf
+                                                                for g, w in zip(got[:2], want)]})
+    except (RemoteError, ApiError, TypeError, ValueError) as e:
+        said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
+        subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
     # handed over in eval mode (a caller that evaluates between its own evaluations): it must come back
     # so, which an evaluate() ending with a bare model.train() does not (red team, round 7)
     sub.run_local(set_training, model, False)
@@ -215,8 +246,42 @@ def evaluation(sub, seed, p):
         {"name": "after evaluate() of a model handed over in eval mode, 1 if it is left in training mode "
                  "(hand it back in the mode it came in, not always in training mode)",
          "shape": [1], "values": [left_training_from_eval]},
+        {"name": "after evaluate(), 1 where it left torch's global switches changed: autograd off (a bare "
+                 "torch.set_grad_enabled(False) where a no_grad() block belongs), the default dtype",
+         "shape": [2], "values": left_switches},
         *held_out_summary(images, labels, p["classes"]),
     ]}
+
+
+LARGE_SCALE = 100.0  # the trained model's logits (a few units) x 100: hundreds, where exp underflows in float32
+
+
+class _Scaled(nn.Module):
+    """A model's scores times `factor` (built in the student's process by scaled_scores)."""
+
+    def __init__(self, model: nn.Module, factor: float):
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, images):
+        return self.model(images) * self.factor
+
+
+def scaled_scores(model: nn.Module, factor: float) -> nn.Module:
+    """In the student's process (sub.run_local): `model` with its scores times `factor`, for evaluate()."""
+    return _Scaled(model, factor)
+
+
+def switches_after(evaluate, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """In the student's process (sub.run_local): evaluate(model, images, labels) with autograd on and the
+    default dtype float32, then [1 if autograd is off, 1 if the default dtype changed]; both put back."""
+    dtype = torch.get_default_dtype()
+    with torch.enable_grad():
+        try:
+            evaluate(model, images, labels)
+            return [float(not torch.is_grad_enabled()), float(torch.get_default_dtype() != dtype)]
+        finally:
+            torch.set_default_dtype(dtype)
 
 
 # A dropout probability no layer of the project defaults to (ConvNet's 0.25, nn.Dropout's 0.5, 0 for none):

@@ -337,7 +337,11 @@ def first_loss(sub, seed, p):
     w, losses = _train(sub, X, y, w0, p["lr"], max(steps) + 1)
     if p.get("lr_family"):
         _follows_descent(sub, seed, p)
-    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count), once_for=sub)
+    twice = torch.cat([X[:10], X[:10]]), torch.cat([torch.ones_like(y[:10]), torch.zeros_like(y[:10])])
+    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count), once_for=sub,
+                     at_rest=lambda count: _train(sub, twice[0].clone(), twice[1].clone(), torch.zeros_like(w0), p["lr"], count),
+                     at_rest_words=f"at lr = {p['lr']:g} on 10 points given twice, once with each label, from w = 0 (where "
+                                   "the gradient is zero, to rounding)")
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, X, y, w0)}
@@ -396,6 +400,12 @@ def _stability_cases(seed, p):
         X, y, w = _extreme(seed, 8, 3, size)
         cases.append(("loss", f"{label} in random directions (n=8, d=3)", X, y, w, {}))
         cases.append(("gradient", label, X.clone(), y.clone(), w.clone(), {}))
+    # one margin of -1000 among ordinary ones: a loss that, where any term overflows, falls back to an
+    # asymptote for every point (exact only where all margins are large) shows here
+    X, y, w = _extreme(seed + 5, 8, 3, 1000.0)
+    Xo, yo, _ = _problem(seed + 6, 8, 3)
+    Xm, ym = torch.cat([X[:2], Xo[:6]]), torch.cat([y[:2], yo[:6]])
+    cases.append(("loss", "two margins of magnitude 1000 among six ordinary ones (n=8, d=3)", Xm, ym, w, {}))
     # float32 overflows where float64 does not: exp(u) is inf beyond u = 88.7 there (709.8 in float64), so
     # a switch to the asymptote placed for float64 (u > 700) leaves margins of 100 infinite in float32
     for label, size in (("margins of magnitude 100, float32", 100.0), ("margins of magnitude 1000, float32", 1000.0)):

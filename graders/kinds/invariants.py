@@ -172,15 +172,21 @@ STALLED_LR = 1e-30  # positive, and far below a float64 weight's last bit: no st
 STALLED_STEPS = 4
 
 
-def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", once_for: Any = None) -> None:
+def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", once_for: Any = None,
+                     at_rest: Callable[[int], Any] | None = None, at_rest_words: str = "") -> None:
     """`run(lr, steps)` (a training loop of the submission, its history checked by api.expect_history)
     at a learning rate so small that no weight and no loss changes: the loop must still take every one
     of its steps and record the loss before each (the spec's len(losses) == steps). A Violation names
     a loop that stops once the loss (or the weights, or the gradient) stops changing: a run that
-    converges, or stalls on a plateau, then returns a shorter history than it was asked for.
+    converges, or stalls on a plateau, then returns a shorter history than it was asked for. Then
+    `run(lr, 0)`: no step at all is a loop that returns its start and no losses, not an error (a
+    torch.stack of no losses raises, a loss recorded before the loop is one too many). And, given
+    `at_rest(steps)` (the same loop where the gradient is exactly zero, `at_rest_words` saying where),
+    every step there too: a stop on a small gradient norm shows.
     `once_for` (the harness's `sub`): run once per submission's process, at its first seed (the visible
     ones come first); the property does not depend on the seed, and each run costs the harness ~2 ms."""
-    from ..api import HistoryLengthError
+    from ..api import ApiError, HistoryLengthError
+    from ..sandbox.endpoint import RemoteError
 
     if once_for is not None:  # a probe's `sub` is new at each task; its process (the endpoint) is not
         if "takes_every_step" in once_for.endpoint.once:
@@ -192,6 +198,23 @@ def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", on
         raise Violation(f"{what} at lr = {STALLED_LR:g} for steps = {e.steps}, where the loss cannot change, returned "
                         f"{e.count} losses: it must take all `steps` updates and record the loss before each one, "
                         "even when the loss stops changing (no early stop on convergence)") from None
+    try:
+        run(STALLED_LR, 0)
+    except HistoryLengthError as e:
+        raise Violation(f"{what} with steps = 0 returned {e.count} losses: no step, no loss (a loss recorded before "
+                        "the loop, or one after it, is one more than the steps taken)") from None
+    except ApiError as e:  # its w, at no step: the form is checked as at any other
+        raise Violation(f"{what} with steps = 0: {e}") from None
+    except RemoteError as e:
+        raise Violation(f"{what} with steps = 0 raised {e.message.splitlines()[0][:300]}: with no step to take it "
+                        "must return its starting weights and an empty history (a torch.stack or torch.cat of no "
+                        "losses raises; return the list, or build the tensor only when there is one)") from None
+    if at_rest is not None:
+        try:
+            at_rest(STALLED_STEPS)
+        except HistoryLengthError as e:
+            raise Violation(f"{what} {at_rest_words} for steps = {e.steps} returned {e.count} losses: it must take every "
+                            "step even where the gradient is zero (no stop on a small gradient norm)") from None
 
 
 class CallCounter:

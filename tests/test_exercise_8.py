@@ -92,10 +92,12 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     assert {c["status"] for c in checks.values()} == {"pass"}
     # 9 grid configurations and 1 with the default stride and padding, 4 cases each (output, 3 gradients),
     # and the output twice more for each of the 4 non-contiguous ones, laid out where the submission runs
-    # (height and width transposed, channels last)
-    assert "48 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
-    # 5 grid configurations, 2 cases each, the 3 non-contiguous ones twice more, and 2 of tied maxima
-    assert "18 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
+    # (height and width transposed, channels last), and the 3 gradients again for each of the 2 configurations
+    # whose backward gets a non-contiguous upstream gradient (transposed_gradient)
+    assert "54 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
+    # 5 grid configurations, 2 cases each, the 3 non-contiguous ones twice more, 2 of tied maxima, and the gradient
+    # again for each of the 2 configurations whose backward gets a non-contiguous upstream gradient
+    assert "20 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
 
 
 @pytest.mark.parametrize("bug, check, configuration", [

@@ -17,7 +17,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Watch, takes_every_step
+from dldiy.graders.kinds.invariants import Violation, Watch, takes_every_step
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
@@ -87,11 +87,16 @@ def harness_cnn_forward():
     return own_cnn_forward
 
 
-def _train(sub, seed, p, steps):
+def _train(sub, seed, p, steps, leftover=False):
     """train() judged on its own: the cnn_forward it calls is the harness's (a wrong conv2d costs the
-    conv checks, not train()'s)."""
+    conv checks, not train()'s). `leftover`: every parameter arrives with a .grad already (seeded), as an
+    earlier backward leaves it."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     params = _init_params(seed, p["channels"])
+    if leftover:
+        gen = torch.Generator().manual_seed(seed + 20_000)
+        for q in params.values():
+            q.grad = torch.randn(q.shape, generator=gen, dtype=q.dtype)
     with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
         result = sub.call("train", params, Xtr, ytr, p["lr"], steps, p["batch_size"])
     if not isinstance(result, tuple) or len(result) != 2:
@@ -163,6 +168,62 @@ def _laid_out_there(sub, config, call, target, inputs):
     return cases
 
 
+# A non-contiguous upstream gradient: the output used through a transposed view downstream, so that
+# autograd hands backward grad_output.transpose(-1, -2) of a contiguous tensor (a layout a copy to
+# another process does not keep: built where the submission runs). Probes of non-contiguous inputs
+# never reach backward's grad_output: a grad_output.view(...) passed them all (red team, round 12).
+UPSTREAM = "non-contiguous upstream gradient (the output used through a transposed view downstream)"
+
+
+def transposed_upstream_here(fn, inputs, cotangent):
+    """In the student's process (sub.run_local): the gradients of <fn(*inputs), cotangent> w.r.t. each
+    input, taken as (out.transpose(-1, -2) * r).sum() with r the transposed cotangent laid out
+    contiguously, so that fn's backward receives the cotangent's values as a transposed (non-contiguous)
+    view. A list (None for an unused input), None when the forward gave nothing to differentiate (the
+    other cases report it), or the error's first line when backward raised."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        out = fn(*leaves)
+    except Exception:  # noqa: BLE001 - the forward's failure is the plain cases' to report
+        return None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(cotangent.shape) or not out.requires_grad:
+        return None
+    r = cotangent.transpose(-1, -2).contiguous()
+    try:
+        grads = torch.autograd.grad((out.transpose(-1, -2) * r).sum(), leaves, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+    return [None if g is None else g.detach() for g in grads]
+
+
+def _upstream_cases(sub, config, fn, target_fn, inputs, input_names, gen):
+    """Cases for fn's gradients when its backward receives a non-contiguous upstream gradient (a
+    transposed view), against torch's target_fn's gradients for the same cotangent's values."""
+    with torch.no_grad():
+        cotangent = _tensor(gen, *target_fn(*inputs).shape)
+    _, targets = _with_grads(target_fn, inputs, cotangent)
+    got = sub.run_local(transposed_upstream_here, fn, list(inputs), cotangent)
+    name = f"{config}, {UPSTREAM}"
+    if got is None:  # the forward's failure, which the plain cases of this configuration report first
+        return [{"name": f"{name}: {what}'s gradient", "error": "the forward gave no output to differentiate"}
+                for what in input_names]
+    if isinstance(got, str):  # the same error for every input: the first one's case says it
+        return [{"name": f"{name}: {what}'s gradient", "error": (
+            f"backward raised {got[:300].rstrip('.')}; no gradient came back, where the same gradient laid out "
+            "contiguously gives one: grad_output can arrive in any memory layout (here a transposed view, as out.transpose(2, 3) "
+            "downstream hands back), where view() cannot merge its dimensions (a grad_output.view(...)?)")}
+                for what in input_names]
+    if not isinstance(got, list) or len(got) != len(inputs):
+        raise ApiError(f"{name}: the gradients came back malformed")
+    cases = []
+    for what, g, t in zip(input_names, got, targets):
+        if g is None:
+            cases.append({"name": f"{name}: {what}'s gradient", "error": "backward returned no gradient for it"})
+            continue
+        cases.append(_case(f"{name}: {what}'s gradient", g, t))
+    return cases
+
+
 def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
     """Cases for fn's output and its gradients against torch's target_fn, on the same inputs. A
     configuration other than the first that raises is that configuration's failure, in words."""
@@ -225,6 +286,15 @@ def conv_agreement(sub, seed, p):
         config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride and padding not given (defaults 1 and 0)"
         cases += _agreement(config, lambda x, w, b: conv2d(x, w, b), F.conv2d, inputs, ("x", "weight", "bias"), gen,
                             first=False)
+    # backward given a non-contiguous upstream gradient (after every plain case: a wrong formula is said there first)
+    for i in p.get("transposed_gradient", []):
+        N, C, H, W, K, kh, kw, stride, padding = p["grid"][i]
+        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+        inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
+        cases += _upstream_cases(sub, f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride {stride}, padding {padding}",
+                                 _inside(sub, bound, conv2d, [stride, padding], {}),
+                                 lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding), inputs,
+                                 ("x", "weight", "bias"), gen)
     return {"cases": cases}
 
 
@@ -243,7 +313,14 @@ def pool_agreement(sub, seed, p):
         cases += _agreement(config, max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",), gen, first=i == 0)
         if i in strided:
             cases += _laid_out_there(sub, config, max_pool2d, F.max_pool2d(x, 2), (x,))
-    return {"cases": cases + _ties(max_pool2d)}
+    cases += _ties(max_pool2d)
+    # backward given a non-contiguous upstream gradient (after every plain case: a wrong routing is said there first)
+    for i in p.get("transposed_gradient", []):
+        N, C, H, W = p["grid"][i]
+        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+        cases += _upstream_cases(sub, f"x {N}x{C}x{H}x{W}", max_pool2d, lambda x: F.max_pool2d(x, 2),
+                                 (_tensor(gen, N, C, H, W),), ("x",), gen)
+    return {"cases": cases}
 
 
 def _ties(max_pool2d):
@@ -335,7 +412,36 @@ def first_loss(sub, seed, p):
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
+    fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover)[:2])
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
+
+
+# first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
+# and in the weights returned)
+_LEFTOVER_RUN = {"n_train": 24, "batch_size": 8}
+
+
+def fresh_from_leftover_grads(run):
+    """`run(leftover)` -> (params, losses), train() from the same initial weights with every .grad None
+    (False) or holding a leftover gradient (True): a train() that clears the gradients before each
+    backward trains the same in both. One that clears them only after its update (or never) adds the
+    leftover to its first batch's gradient: a Violation, which fails first-loss (train()'s check)."""
+    plain, left = run(False), run(True)
+    (p0, l0), (p1, l1) = plain, left
+    if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
+        return  # a malformed result is the trajectory's to report
+    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
+             and p0[k].shape == p1[k].shape
+             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
+    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
+    if moved or losses_differ:
+        said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
+                else f"the same losses, other weights ({', '.join(moved)})")
+        raise Violation(
+            f"train() for {len(l0)} steps from the same weights, once with every parameter's .grad None and once with "
+            f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
+            "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
+            "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
 
 
 def convergence(sub, seed, p):
@@ -572,6 +678,61 @@ def _interleaved(watch, where, fn, first, second):
                                "forwards before either backward")
 
 
+def backward_kept_here(fn, inputs) -> dict:
+    """In the student's process (sub.run_local): fn on fresh copies of `inputs`, then the backward of
+    <out, v> twice on that one forward (retain_graph=True, as two losses sharing a layer do). What it
+    finds: whether the output handed to the caller and the inputs are as they were after the first
+    backward, and whether the second backward gave the first one's gradients ("differs") or raised (its
+    first line). {} when the forward or the first backward does not run (the gradient checks say so)."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        out = fn(*leaves)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return {}
+        out_before, args_before = out.detach().clone(), [x.detach().clone() for x in leaves]
+        loss = (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype)).sum()
+        first = torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True)
+    except Exception:  # noqa: BLE001 - see above
+        return {}
+
+    def same(a, b):
+        return a.shape == b.shape and (torch.equal(a, b) or torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+    found = {"output changed": not same(out.detach(), out_before),
+             "arguments changed": [i for i, (x, b) in enumerate(zip(leaves, args_before)) if not same(x.detach(), b)],
+             "second": None}
+    try:
+        second = torch.autograd.grad(loss, leaves, allow_unused=True)
+        if not all((g is None) == (h is None) and (g is None or same(g, h)) for g, h in zip(first, second)):
+            found["second"] = "differs"
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        said = (str(e).strip().splitlines() or [""])[0].split(" Hint:")[0]  # (torch's hint is on anomaly detection)
+        found["second"] = f"{type(e).__name__}: {said[:200].rstrip('.')}"
+    return found
+
+
+def _backward_kept(watch, sub, where, fn, inputs, names):
+    """backward_kept_here's findings as violations: backward leaves the output it was given the gradient of
+    and the forward's arguments as they were, and a second backward on the same forward gives the same
+    gradients (backward writes into nothing that forward saved or returned)."""
+    watch.probed.append(where)
+    found = sub.run_local(backward_kept_here, fn, list(inputs))
+    if not isinstance(found, dict) or not found:
+        return
+    cause = ("backward writes in place into a tensor the forward saved or returned (a .mul_(), .add_(), "
+             "out-parameter or slice assignment on ctx.saved_tensors): compute out of place")
+    if found.get("output changed"):
+        watch.violation(where, "after backward, the output forward handed to the caller holds other values: " + cause)
+    elif found.get("arguments changed"):
+        changed = [names[i] for i in found["arguments changed"] if isinstance(i, int) and 0 <= i < len(names)]
+        watch.violation(where, f"after backward, its argument {' and '.join(changed) or '?'} holds other values: " + cause)
+    elif found.get("second") == "differs":
+        watch.violation(where, "a second backward on the same forward (retain_graph=True, as two losses sharing the "
+                               "layer run) gave other gradients than the first: " + cause)
+    elif found.get("second"):
+        watch.violation(where, f"a second backward on the same forward (retain_graph=True, as two losses sharing the "
+                               f"layer run) raised {str(found['second'])[:200]}: " + cause)
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
@@ -587,6 +748,11 @@ def invariants(sub, seed, p):
                  lambda x, w, b: conv2d(x, w, b, 1, 0),
                  tuple(_tensor(gen, *s) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,))),
                  tuple(_tensor(gen, *s) for s in ((2, 2, 4, 4), (3, 2, 2, 2), (3,))))
+    _backward_kept(watch, sub, "conv2d (x 2x2x5x6, stride 2, padding 1), then backward twice on that one forward",
+                   _inside(sub, bound, conv2d, [2, 1], {}),
+                   tuple(_tensor(gen, *s) for s in ((2, 2, 5, 6), (3, 2, 3, 3), (3,))), ("x", "weight", "bias"))
+    _backward_kept(watch, sub, "max_pool2d (x 2x2x4x6), then backward twice on that one forward", max_pool2d,
+                   (_tensor(gen, 2, 2, 4, 6),), ("x",))
     run = _INVARIANTS_RUN
     Xtr, ytr, _, _ = _digits_split(seed, run["n"])
     where = f"train() (n={run['n']}, batch_size {run['batch_size']}, {run['steps']} steps)"

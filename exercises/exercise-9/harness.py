@@ -24,7 +24,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
-from dldiy.graders.kinds.invariants import takes_every_step
+from dldiy.graders.kinds.invariants import Violation, takes_every_step
 from dldiy.graders.batched import expanded_error, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
@@ -226,6 +226,7 @@ def gradcheck(sub, seed, p):
         if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
             raise ApiError("RNNCellFunction.apply: the finite differences came back malformed")
         summed, expanded = got.get("summed"), []
+        transposed, laid_out = got.get("transposed"), []
         for i, (x_i, name, a, pairs) in enumerate(zip(inputs, names, analytic, moved)):
             numeric, numeric_ones = torch.zeros_like(x_i), torch.zeros_like(x_i)
             if not isinstance(pairs, list) or len(pairs) != x_i.numel():
@@ -246,7 +247,20 @@ def gradcheck(sub, seed, p):
                 s = summed[i]
                 expanded.append(block(label, torch.zeros_like(x_i) if s is None else expect_tensor(
                     s, f"the gradient of {label}", shape=tuple(x_i.shape), dtype="float"), numeric_ones))
-        blocks += expanded  # (after the fixed direction's: a wrong formula is said there first)
+            # the fixed direction v again, arriving as a transposed view: the same gradients are due
+            label = f"{name}, with a non-contiguous incoming gradient (h' used through a transposed view)"
+            if isinstance(transposed, str):
+                if not laid_out:
+                    laid_out.append({"name": label, "error": (
+                        f"backward raised {transposed.rstrip('.')}; the same incoming gradient laid out "
+                        "contiguously gives the right gradients: grad_h_new can arrive in any memory layout (here "
+                        "a transposed view, as h'.t() downstream hands back), where view() cannot merge its "
+                        "dimensions. Reshape it (reshape(), not view()) or call grad_h_new.contiguous() first")})
+            elif isinstance(transposed, list) and i < len(transposed):
+                t = transposed[i]
+                laid_out.append(block(label, torch.zeros_like(x_i) if t is None else expect_tensor(
+                    t, f"the gradient of {label}", shape=tuple(x_i.shape), dtype="float"), numeric))
+        blocks += expanded + laid_out  # (after the fixed direction's: a wrong formula is said there first)
     return {"blocks": blocks}
 
 
@@ -293,19 +307,37 @@ def cell_probes_here(cell, inputs, eps: float) -> dict:
                 pairs.append(pair)
             moved.append(pairs)
     return {"out": out.detach(), "analytic": [None if g is None else g.detach() for g in analytic], "moved": moved,
-            "summed": through_sum(cell, inputs)}
+            "summed": through_sum(cell, inputs), "transposed": transposed_upstream(cell, inputs, cotangent)}
+
+
+def transposed_upstream(cell, inputs, cotangent):
+    """In the student's process: v^T J through the cell's backward when the incoming gradient v arrives as
+    a transposed, non-contiguous view (h' used as h'.t() downstream: autograd hands backward r.t() for a
+    contiguous r), on fresh copies of `inputs`. A list of gradients, the error's first line where backward
+    raised, or None where an (N, H) output with N or H = 1 has no non-contiguous layout to probe."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        out = cell(*leaves)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or min(out.shape) < 2 or not out.requires_grad:
+            return None
+        grads = torch.autograd.grad((out.t() * cotangent.t().contiguous()).sum(), leaves, allow_unused=True)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+    return [None if g is None else g.detach() for g in grads]
 
 
 def clipping(sub, seed, p):
     """clip_grad_norm on seeded gradients against torch.nn.utils.clip_grad_norm_: the returned total
     norm and every clipped gradient, for max_norm below, exactly at and above the total norm (float64,
     so that a tight tolerance sees the 1e-6 in max_norm / (norm + 1e-6)); with some parameters without
-    a gradient; with the parameters given as a generator; and the total returned when no parameter
-    has a gradient."""
+    a gradient; with the parameters given as a generator; with some .grad non-contiguous (laid out
+    where the submission runs, clip_laid_out_here); and the total returned when no parameter has a
+    gradient."""
     clip = sub.get("clip_grad_norm")
     cases = []
     for config in p["configs"]:
         factor, none, generator = config["factor"], set(config.get("none", [])), config.get("generator", False)
+        transposed = sorted(config.get("transposed", []))
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         shapes = [(4, 3), (4, 4), (4,), (1, 4)]
         grads = [torch.randn(*s, generator=gen, dtype=torch.float64) * (k + 1) for k, s in enumerate(shapes)]
@@ -316,11 +348,30 @@ def clipping(sub, seed, p):
                 r.grad, m.grad = g.clone(), g.clone()
         max_norm = factor * float(torch.sqrt(sum((g * g).sum() for k, g in enumerate(grads) if k not in none)))
         target_total = torch.nn.utils.clip_grad_norm_(ref, max_norm)
-        given = (q for q in mine) if generator else mine
-        total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
         config_name = (f"max_norm = {'exactly' if factor == 1 else f'{factor:g} x'} the global norm"
                        + (f", parameters {sorted(none)} without a gradient" if none else "")
-                       + (", parameters given as a generator" if generator else ""))
+                       + (", parameters given as a generator" if generator else "")
+                       + (f", the .grad of parameters {transposed} non-contiguous (transposed in memory)"
+                          if transposed else ""))
+        if transposed:  # laid out where the submission runs (a layout does not survive a copy to another process)
+            got = sub.run_local(clip_laid_out_here, clip, grads, sorted(none), transposed, max_norm)
+            if isinstance(got, str):
+                said = (f"clip_grad_norm raised {got.rstrip('.')}; the gradients it was given are non-contiguous (a "
+                        ".grad set from a transposed tensor, or the gradient of a parameter that is a transposed "
+                        "view), and the same values laid out contiguously raise nothing: view(-1) cannot flatten them "
+                        "(a g.view(-1)?)")
+                cases += [{"name": f"{config_name}: returned total norm", "error": said}] + [
+                    {"name": f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", "error": said}
+                    for k, r in enumerate(ref) if k not in none]
+                continue
+            if not isinstance(got, dict) or not isinstance(got.get("grads"), list) or len(got["grads"]) != len(mine):
+                raise ApiError(f"{config_name}: clip_grad_norm's results came back malformed")
+            for m, g in zip(mine, got["grads"]):
+                m.grad = g
+            total = expect_tensor(got.get("total"), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+        else:
+            given = (q for q in mine) if generator else mine
+            total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
         cases.append(_case(f"{config_name}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
             if k in none:
@@ -336,6 +387,25 @@ def clipping(sub, seed, p):
     total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
     cases.append(_case("no parameter has a gradient: returned total norm", total, target_total))
     return {"cases": cases}
+
+
+def clip_laid_out_here(clip, grads, none, transposed, max_norm) -> dict | str:
+    """In the student's process (sub.run_local): clip(params, max_norm) on parameters whose .grad holds
+    `grads` (but those at the indices `none`, without a gradient), those at the indices `transposed` laid
+    out transposed in memory (the same values, non-contiguous: g.t().contiguous().t()). The returned
+    norm and every .grad after the call, or the error's first line where it raised."""
+    params = []
+    for k, g in enumerate(grads):
+        q = torch.zeros(g.shape, dtype=g.dtype, requires_grad=True)
+        if k not in none:
+            q.grad = g.t().contiguous().t() if k in transposed else g.clone()
+        params.append(q)
+    try:
+        total = clip(params, max_norm)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+    return {"total": total.detach() if isinstance(total, torch.Tensor) else total,
+            "grads": [None if q.grad is None else q.grad.detach() for q in params]}
 
 
 def _clipping_factors(k, grads, none, max_norm, generator):
@@ -396,9 +466,15 @@ def exact_dependencies(sub):
     return stack
 
 
-def _train(sub, seed, p, steps):
+def _train(sub, seed, p, steps, leftover=False):
+    """train() judged alone (exact_dependencies). `leftover`: every parameter arrives with a .grad already
+    (seeded), as an earlier backward leaves it."""
     X, y = recall_first(seed, p["n_train"], p["T"])
     params = init_params(seed, 1, p["H"], 1)
+    if leftover:
+        gen = torch.Generator().manual_seed(seed + 20_000)
+        for q in params.values():
+            q.grad = torch.randn(q.shape, generator=gen, dtype=q.dtype)
     with exact_dependencies(sub):
         result = sub.call("train", params, X, y, p["lr"], steps, p["batch_size"], p["max_norm"])
     if not isinstance(result, tuple) or len(result) != 2:
@@ -413,7 +489,36 @@ def first_loss(sub, seed, p):
     _, losses = _train(sub, seed, p, max(steps) + 1)
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
+    fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
+
+
+# first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
+# and in the weights returned)
+_LEFTOVER_RUN = {"n_train": 24, "batch_size": 8}
+
+
+def fresh_from_leftover_grads(run):
+    """`run(leftover)` -> (params, losses), train() from the same initial weights with every .grad None
+    (False) or holding a leftover gradient (True): a train() that clears the gradients before each
+    backward trains the same in both. One that clears them only after its update (or never) adds the
+    leftover to its first batch's gradient (and clips that sum): a Violation, which fails first-loss
+    (train()'s check)."""
+    (p0, l0), (p1, l1) = run(False), run(True)
+    if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
+        return  # a malformed result is the trajectory's to report
+    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
+             and p0[k].shape == p1[k].shape
+             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
+    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
+    if moved or losses_differ:
+        said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
+                else f"the same losses, other weights ({', '.join(moved)})")
+        raise Violation(
+            f"train() for {len(l0)} steps from the same weights, once with every parameter's .grad None and once with "
+            f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
+            "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
+            "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
 
 
 def convergence(sub, seed, p):
@@ -519,6 +624,32 @@ def invariants(sub, seed, p):
         return untouched(dict(zip(("x", "h") + NAMES, args)), dict(zip(("x", "h") + NAMES, copies)),
                          "rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh)")
     props.test("rnn_cell leaves its arguments as they were", cell_arguments_kept)
+
+    def backward_kept():
+        own = torch.Generator().manual_seed(seed + 1)  # (gen's draws stay the other properties')
+        args = [xs[0], torch.randn(N, H, generator=own, dtype=torch.float64)] + [params[k] for k in NAMES]
+        found = sub.run_local(function_backward_kept_here, sub.get("RNNCellFunction"), args)
+        if not isinstance(found, dict) or not found:
+            return None  # forward or a first backward that fails: gradcheck's to report
+        cause = ("backward writes in place into a tensor the forward saved or returned (h_new.mul_(...), "
+                 "1 - h_new ** 2 computed with in-place ops on ctx.saved_tensors): compute out of place, "
+                 "grad_h_new * (1 - h_new * h_new)")
+        if found.get("output changed"):
+            return ("after backward, the h' that RNNCellFunction.apply returned to the caller holds other values "
+                    "(the caller's hidden state, and every later step's input, changed under it): " + cause)
+        changed = ("x", "h") + NAMES
+        moved = [changed[i] for i in found.get("arguments changed") or [] if isinstance(i, int) and 0 <= i < len(changed)]
+        if moved:
+            return f"after backward, its argument {' and '.join(moved)} holds other values: " + cause
+        if found.get("second") == "differs":
+            return ("a second backward on the same forward (retain_graph=True, as two losses sharing the RNN run) "
+                    "gave other gradients than the first: " + cause)
+        if found.get("second"):
+            return ("a second backward on the same forward (retain_graph=True, as two losses sharing the RNN run) "
+                    f"raised {str(found['second'])[:200]}: " + cause)
+        return None
+    props.test("RNNCellFunction's backward leaves h' (the output the caller holds) and the arguments as they were, "
+               "and runs twice on one forward (retain_graph=True) with the same gradients", backward_kept)
 
     def dtypes():
         with torch.no_grad():
@@ -656,6 +787,43 @@ def invariants(sub, seed, p):
                 + (" (summed over the outputs?)" if abs(ratio - 3) < 1e-3 else ""))
     props.test("train()'s loss is the mean over the batch and every output (3 outputs)", mean_over_outputs)
     return props.result()
+
+
+def function_backward_kept_here(function, inputs) -> dict:
+    """In the student's process (sub.run_local): backward_kept_here on the student's RNNCellFunction.apply."""
+    return backward_kept_here(function.apply, inputs)
+
+
+def backward_kept_here(fn, inputs) -> dict:
+    """In the student's process (sub.run_local): fn on fresh copies of `inputs`, then the backward of
+    <out, v> twice on that one forward (retain_graph=True, as two losses sharing a model do). What it
+    finds: whether the output handed to the caller and the inputs are as they were after the first
+    backward, and whether the second backward gave the first one's gradients ("differs") or raised (its
+    first line). {} when the forward or the first backward does not run (gradcheck says so)."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        out = fn(*leaves)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return {}
+        out_before, args_before = out.detach().clone(), [x.detach().clone() for x in leaves]
+        loss = (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype)).sum()
+        first = torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True)
+    except Exception:  # noqa: BLE001 - see above
+        return {}
+
+    def same(a, b):
+        return a.shape == b.shape and (torch.equal(a, b) or torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+    found = {"output changed": not same(out.detach(), out_before),
+             "arguments changed": [i for i, (x, b) in enumerate(zip(leaves, args_before)) if not same(x.detach(), b)],
+             "second": None}
+    try:
+        second = torch.autograd.grad(loss, leaves, allow_unused=True)
+        if not all((g is None) == (h is None) and (g is None or same(g, h)) for g, h in zip(first, second)):
+            found["second"] = "differs"
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        said = (str(e).strip().splitlines() or [""])[0].split(" Hint:")[0]  # (torch's hint is on anomaly detection)
+        found["second"] = f"{type(e).__name__}: {said[:200].rstrip('.')}"
+    return found
 
 
 def grads_kept(clip, params, max_norm):

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
-from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.kinds.invariants import Watch
+from dldiy.graders.data import gaussian_blobs, seeded_once
+from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
 
 
 def _gen(seed):
@@ -332,10 +332,84 @@ def _train(sub, X, y, W0, b0, lr, steps):
     return W.detach(), b.detach(), losses
 
 
+def _descent(X, y, W0, b0, lr, steps):
+    """Plain gradient descent by the spec (the harness's cross-entropy, autograd): the final W and b."""
+    W, b = W0.clone(), b0.clone()
+    for _ in range(steps):
+        W, b = W.requires_grad_(True), b.requires_grad_(True)
+        gW, gb = torch.autograd.grad(_cross_entropy(X @ W.T + b, y), (W, b))
+        W, b = (W - lr * gW).detach(), (b - lr * gb).detach()
+    return W, b
+
+
+@seeded_once
+def _descent_runs(seed, p):
+    """train()'s other configurations at (seed, p), and plain descent's final weights and losses on each
+    (the harness's cross-entropy; no submission): each lr of `lr_family` on overlapping classes (blobs 1
+    apart), where plain descent at a large lr overshoots (at lr = 10 the loss goes up at two or more of
+    the first 6 steps at each of 600 seeds tried); and each of `feature_scales` (features that many times
+    larger, lr / scale^2 so that W's step is as large as at the spec's lr), where the gradient is that many
+    times larger: a clipped or normalised step shows. Returns [(what, X, y, W0, b0, lr, final W, final b,
+    losses)]."""
+    n, d, k, steps = p["n"], p["d"], p["k"], p["lr_family_steps"]
+    runs = []
+    X, y, W0, b0 = _problem(seed + 20_000, n, d, k, distance=1.0, margin=None)
+    for lr in p["lr_family"]:
+        runs.append((f"lr = {lr:g} ({k} overlapping classes)", X, y, W0, b0, lr))
+    for scale in p.get("feature_scales", ()):
+        Xs, ys, Ws, bs = _problem(seed + 21_000, n, d, k, distance=4.0, margin=None)
+        lr = p["lr"] / scale ** 2
+        runs.append((f"lr = {lr:g} on features {scale:g} times larger (a gradient that large)", Xs * scale, ys, Ws, bs,
+                     lr))
+    out = []
+    for what, X, y, W0, b0, lr in runs:
+        W, b = W0, b0
+        losses = [float(_cross_entropy(X @ W.T + b, y))]
+        for _ in range(steps):  # step by step, for the losses: the final weights as _descent's
+            W, b = _descent(X, y, W, b, lr, 1)
+            losses.append(float(_cross_entropy(X @ W.T + b, y)))
+        out.append((what, X, y, W0, b0, lr, W, b, losses))
+    return out
+
+
+def _follows_descent(sub, seed, p):
+    """train() at `_descent_runs`' configurations, where the loss goes up or the gradient is large: it
+    takes every step W <- W - lr dL/dW, b <- b - lr dL/db with the lr it is given, whatever the loss or
+    the gradient's size, so its final weights are plain descent's (the harness's cross-entropy in both;
+    float64 orderings, autograd's or a gradient by hand, agree to ~1e-12 there). A Violation names the
+    configuration and how far off. The losses train() records are first-loss's own comparison."""
+    keys = ("n", "d", "k", "lr", "lr_family", "lr_family_steps", "feature_scales")
+    steps = p["lr_family_steps"]
+    for what, X, y, W0, b0, lr, W_want, b_want, losses in _descent_runs(seed, {key: p[key] for key in keys if key in p}):
+        W, b, _ = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
+        got = torch.cat([W.double().reshape(-1), b.double().reshape(-1)])
+        want = torch.cat([W_want.reshape(-1), b_want.reshape(-1)])
+        off = float((got - want).abs().max())
+        if off <= 1e-9 * (1 + float(want.abs().max())):  # (nan fails)
+            continue
+        rises = sum(after > before for before, after in zip(losses, losses[1:]))
+        worst = int((got - want).abs().nan_to_num(nan=math.inf).argmax())
+        k, d = W0.shape
+        entry = f"W[{worst // d}, {worst % d}]" if worst < k * d else f"b[{worst - k * d}]"
+        raise Violation(f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
+                        f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
+                        f"with {float(want[worst]):.6g} (largest difference {off:.3g})"
+                        + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
+                           "with the lr it is given (no step size of its own, no backtracking, no early stop, no "
+                           "best-so-far weights)"
+                           if rises else ": train() must take every step with the lr it is given, the gradient as "
+                           "it is (no clipping, no normalising)"))
+
+
+@keeps_rules
 def first_loss(sub, seed, p):
     X, y, W0, b0 = _problem(seed, p["n"], p["d"], p["k"], distance=4.0, margin=None)
     steps = p["steps"]
     W, b, losses = _train(sub, X, y, W0, b0, p["lr"], max(steps) + 1)
+    if p.get("lr_family"):
+        _follows_descent(sub, seed, p)
+    # at an lr so small that nothing changes: every step still taken, its loss recorded (no early stop)
+    takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), W0, b0, lr, count), once_for=sub)
     # the weights returned, judged once the history matches: a loop one update short, or one that hands
     # back the best weights seen (those before the last update), shows there only
     return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"],

@@ -633,6 +633,30 @@ def draws_from_generator(init_params, sizes, seed):
         return None
 
 
+def graph_of_init(init_params, sizes, seed):
+    """In the student's process (sub.run_local): for each tensor init_params(sizes, generator) returns, the
+    name of its grad_fn, None for a leaf (a tensor's place in an autograd graph does not cross to the
+    harness, its values and requires_grad do). None where the result is not a list of tensors (the form
+    of the result is the other checks' business)."""
+    init = init_params(list(sizes), torch.Generator().manual_seed(seed))
+    if not isinstance(init, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in init):
+        return None
+    return [None if t.grad_fn is None else type(t.grad_fn).__name__ for t in init]
+
+
+def _graph_findings(sizes, grad_fns):
+    """The first tensor of init_params(sizes)'s result that is not a leaf, in words (None if every one is)."""
+    for i, name in enumerate(grad_fns or []):
+        if name is not None:
+            return (f"returned [{i}] ({'W' if i % 2 == 0 else 'b'}{i // 2 + 1}) as a tensor with an autograd graph "
+                    f"(grad_fn {name}), not a leaf: it was computed from a tensor created with requires_grad=True "
+                    "(torch.randn(..., requires_grad=True) / d_in ** 0.5 is a division's output), so backward() never "
+                    "fills its .grad: train(X, y, init_params(...), ...) finds p.grad None, and requires_grad_() cannot "
+                    "make it a leaf again. Draw and scale first, then mark the result: (torch.randn(..., "
+                    "generator=generator, dtype=torch.float64) / d_in ** 0.5).requires_grad_(), or return plain tensors")
+    return None
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     Linear = sub.get("Linear")
@@ -682,6 +706,10 @@ def invariants(sub, seed, p):
         watch.violation(where, f"returned {', '.join(wrong)}: the spec asks for float64 parameters, and nothing "
                                "passed to init_params carries a dtype, so it must be given (torch.randn(..., "
                                "dtype=torch.float64, generator=generator), torch.zeros(..., dtype=torch.float64))")
+    # the parameters are leaves: train() fills their .grad (the spec's flow train(X, y, init_params(...), ...))
+    graph = _graph_findings(sizes, sub.run_local(graph_of_init, sub.get("init_params"), list(sizes), seed))
+    if graph:
+        watch.violation(where, graph)
     X, y = xor_blobs(seed, 16)
     where = "train() (n=16, sizes [2, 4, 1], 3 steps)"
     params = leaves(harness_params(seed, [2, 4, 1]))

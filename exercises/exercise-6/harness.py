@@ -788,21 +788,29 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{label}: the same run with zero_grad(set_to_none=False)", zeros_same_run)
 
         def closure(name=name, plain=plain):
-            closed, alike = run_there(sub, name, [plain(zero="closure"), plain()])
-            returned = closed["returned"]
-            if not isinstance(returned, list) or len(returned) != steps:
-                raise ApiError(f"{name}: a run came back malformed")
-            for k, (got, seen, tensor) in enumerate(returned):
-                if len(seen) != 1:
-                    return f"step(closure) called the closure {len(seen)} times at step {k}; expected once"
-                if not isinstance(got, (int, float)) or (got != seen[0] and not (math.isnan(got) and math.isnan(seen[0]))):
-                    what = got["returned"] if isinstance(got, dict) and "returned" in got else repr(got)
-                    return (f"step(closure) returned {what} at step {k}; expected the closure's loss "
-                            f"{seen[0]:.10g}: call `closure()` under torch.enable_grad() and return what it returned")
-                if not tensor:  # torch.optim returns the closure's tensor: opt.step(closure).item() must work
-                    return (f"step(closure) returned the number {got!r} at step {k}, not the closure's tensor: "
-                            "torch.optim's optimizers return what the closure returned (a caller may call .item() "
-                            "or .backward() on it); return `loss`, not float(loss)")
+            # and with W1 in one parameter group, b and W2 in a second: the closure still runs once per step
+            # (a closure() inside the loop over self.param_groups runs once per group)
+            closed, alike, grouped = run_there(sub, name, [plain(zero="closure"), plain(),
+                                                           {**plain(zero="closure"), "groups": [[[0], {}], [[1, 2], {}]]}])
+            for how, run in (("", closed), (" with two parameter groups ([W1], [b, W2])", grouped)):
+                returned = run["returned"]
+                if not isinstance(returned, list) or len(returned) != steps:
+                    raise ApiError(f"{name}: a run came back malformed")
+                for k, (got, seen, tensor) in enumerate(returned):
+                    if len(seen) != 1:
+                        return (f"step(closure){how} called the closure {len(seen)} times at step {k}; expected once: "
+                                "call `loss = closure()` once, at the top of step() (under torch.enable_grad()), "
+                                "before the loop over self.param_groups, never inside it"
+                                + (" (each call recomputes every gradient, at parameters a previous group already "
+                                   "moved)" if how else ""))
+                    if not isinstance(got, (int, float)) or (got != seen[0] and not (math.isnan(got) and math.isnan(seen[0]))):
+                        what = got["returned"] if isinstance(got, dict) and "returned" in got else repr(got)
+                        return (f"step(closure){how} returned {what} at step {k}; expected the closure's loss "
+                                f"{seen[0]:.10g}: call `closure()` under torch.enable_grad() and return what it returned")
+                    if not tensor:  # torch.optim returns the closure's tensor: opt.step(closure).item() must work
+                        return (f"step(closure){how} returned the number {got!r} at step {k}, not the closure's tensor: "
+                                "torch.optim's optimizers return what the closure returned (a caller may call .item() "
+                                "or .backward() on it); return `loss`, not float(loss)")
             where = departure(closed["rows"], alike["rows"], names=names)
             return (f"the run with step(closure) departs from the one with backward(); step() {where}"
                     if where else None)
@@ -1002,6 +1010,13 @@ def newton_quadratic(sub, seed, p):
     group_lr = [None] * len(p["lrs"]) + [p["lrs"][0] / 4]
     starts.append((z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
                    z0[6:].clone().requires_grad_()))
+    # and a fourth: Y non-contiguous (the same values, transposed storage), as the first-order optimizers' W2
+    # is: a step written through p.view(-1) raises there, one through p.reshape(-1) writes into a copy
+    lrs.append(p["lrs"][0])
+    group_lr.append(None)
+    starts.append((z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).t().contiguous().t().requires_grad_(),
+                   z0[6:].clone().requires_grad_()))
+    strided = len(starts) - 1
     done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b,
                                             [[*xYc, lr, g] for xYc, lr, g in zip(starts, lrs, group_lr)]), len(starts))
     cases = []
@@ -1014,10 +1029,22 @@ def newton_quadratic(sub, seed, p):
             rates[6:] = group_lr[k]
         target = z0 - rates * torch.linalg.solve(A, A @ z0 - b)
         how = "two groups" if k == 0 else "parameters from a generator" if k < len(p["lrs"]) else \
+            "Y non-contiguous (a transposed tensor), parameters from a generator" if k == strided else \
             f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults')"
         minimum = " (lr=1: the minimum)" if group_lr[k] is None else ""
-        cases.append({"name": f"one step with lr={lr}, {how}{minimum}", "shape": [7],
-                      "values": flat([x, Y, c]), "target": target.tolist()})
+        name = f"one step with lr={lr}, {how}{minimum}"
+        if result.get("error"):  # step() raised on this configuration only: a failure of its case, said as such
+            cases.append({"name": name, "shape": [7], "values": [math.nan] * 7, "target": target.tolist(),
+                          "error": (f"Newton.step(closure) on a non-contiguous Y raised {result['error'].rstrip('.')}. Likely "
+                                    "cause: the step written through p.view(-1), which needs a contiguous tensor (and "
+                                    "p.reshape(-1) is a copy there: writes into it are lost); write into p itself, "
+                                    "p.sub_(lr * d.view_as(p)) with d the parameter's slice of H^{-1} g, as torch.optim's "
+                                    "optimizers work on any layout"
+                                    if k == strided else f"Newton.step(closure) raised {result['error']}")})
+            continue
+        cases.append({"name": name, "shape": [7], "values": flat([x, Y, c]), "target": target.tolist()})
+        if k == strided:
+            continue  # the loss returned: judged on the contiguous runs
         loss = returned
         cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
                       "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
@@ -1036,7 +1063,16 @@ def newton_here(make, A, b, runs: list) -> list:
         else:
             params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
         opt = make(params, lr=lr)
-        out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))} if usable(opt) else {"unusable": True})
+        if not usable(opt):
+            out.append({"unusable": True})
+            continue
+        if Y.is_contiguous():
+            out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))})
+            continue
+        try:  # a layout the others lack: an error here is this run's finding, not the whole check's
+            out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))})
+        except Exception as e:  # noqa: BLE001
+            out.append({"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"})
     return out
 
 

@@ -37,6 +37,31 @@ def test_a_history_cut_short_fails_saying_it_stopped_early():
     assert verdict.status == "fail" and "returned 3 losses for steps=150: it stopped early" in verdict.message
 
 
+def _with_more(run):
+    """A float64 run that diverges as it should, with `run` (exercise-2's float32 run) beside it."""
+    measured = {"lr": 8.0, "limit": 0.8, "steps": 3, "losses": [4.0, 1e200, math.inf], "more": [run]}
+    return divergence.judge(measured, None, _check("divergence", growth=100))
+
+
+def test_a_second_run_cut_short_or_raising_fails_naming_it():
+    """exercise-2's float32 run turns nan within its 40 steps: a loop that stops at the first nan shows."""
+    short = _with_more({"what": "float32, 40 steps", "steps": 40, "losses": [4.0] * 31})
+    assert short.status == "fail" and "in float32, 40 steps, train() returned 31 losses" in short.message
+    raised = _with_more({"what": "float32, 40 steps", "steps": 40, "raised": "ValueError: nan (linreg.py:9)"})
+    assert raised.status == "fail" and "training raised ValueError" in raised.message
+
+
+@given(nan_from=st.integers(1, 30), shift=st.integers(-1, 1))
+def test_nan_recorded_as_inf_fails_and_a_loop_turning_nan_a_step_apart_passes(nan_from, shift):
+    plain = [4.0] * (nan_from - 1) + [math.inf] + [math.nan] * (40 - nan_from)
+    as_inf = [4.0] * (nan_from - 1) + [math.inf] * (41 - nan_from)
+    verdict = _with_more({"what": "float32, 40 steps", "steps": 40, "losses": as_inf, "plain": plain})
+    assert verdict.status == "fail" and f"recorded inf at step {nan_from} and after, where the loss is nan" in verdict.message
+    k = max(1, nan_from + shift)  # its own rounding: inf and nan a step earlier or later
+    own = [4.0] * (k - 1) + [math.inf] + [math.nan] * (40 - k)
+    assert _with_more({"what": "float32, 40 steps", "steps": 40, "losses": own, "plain": plain}).status == "pass"
+
+
 def _plain(first, ratio, steps):
     """Geometric growth as plain descent shows it above the limit, inf once it overflows (then nan)."""
     out, v = [], first

@@ -15,7 +15,7 @@ from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
-from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules,
+from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
                                             no_graph, same_dtype, trained_without_graph, unmodified)
 
 
@@ -210,6 +210,14 @@ def first_loss(sub, seed, p):
     # float32 in, float32 out: train()'s w follows its inputs' dtype (a float64 loop inside returns float64)
     _at("float32 X, y and w0 (2 steps)",
         lambda: _train(sub, _t(X).float(), _t(y).float(), _t(w0).float(), p["lr"], 2, p["d"]))
+    # integer features and weights, y = X~ w0 exactly: every residual, and so the gradient, is exactly 0
+    Xi = torch.arange(12, dtype=torch.float64).reshape(6, 2) % 5 - 2
+    wi = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    yi = Xi @ wi[:2] + wi[2]
+    takes_every_step(lambda lr, count: _train(sub, _t(X), _t(y), _t(w0), lr, count, p["d"]), once_for=sub,
+                     at_rest=lambda count: _train(sub, Xi.clone(), yi.clone(), wi.clone(), p["lr"], count, 2),
+                     at_rest_words=f"at lr = {p['lr']:g} from the exact solution of a fit with no residual (the "
+                                   "gradient exactly 0)")
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **_gradient_note(sub, _t(X), _t(y), _t(w0))}
@@ -262,7 +270,19 @@ def _diverging_float32(sub, X, y, w0, lr, steps):
         if e.message.startswith("NotImplementedError"):
             raise
         return {"what": what, "steps": steps, "raised": e.message}
-    return {"what": what, "steps": steps, "losses": [float(v) for v in losses]}
+    return {"what": what, "steps": steps, "losses": [float(v) for v in losses],
+            "plain": _plain_float32(X, y, w0, lr, steps)}
+
+
+def _plain_float32(X, y, w0, lr, steps):
+    """Plain gradient descent in float32 with the spec's loss and gradient (the harness's): its losses, nan
+    where the weights hold infinities of both signs, as the student's loop's are with the same functions."""
+    X, y, w = _t(X).float(), _t(y).float(), _t(w0).float()
+    plain = []
+    for _ in range(steps):
+        plain.append(float(_spec_loss(X, y, w)))
+        w = w - lr * _spec_gradient(X, y, w)
+    return plain
 
 
 @seeded_once

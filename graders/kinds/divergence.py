@@ -19,7 +19,7 @@ Where the measurement has `more` (runs at the same rate in another configuration
 where the loss turns nan within its steps), each must return one loss per step too and not raise.
 
 Measurement: {"lr": float, "limit": float, "steps": int, "losses": [float | None, ...], "plain": [...],
-"more": [{"what": str, "steps": int, "losses": [...] | "raised": str}, ...] (optional)}
+"more": [{"what": str, "steps": int, "losses": [...], "plain": [...] | "raised": str}, ...] (optional)}
 or {"lr": float, "limit": float, "steps": int, "raised": "ExceptionName: message (file:line)"}.
 """
 
@@ -92,6 +92,14 @@ def _stopped_early(run: dict[str, Any]) -> str | None:
         return (f"in {what}, train() returned {len(losses)} losses for steps={steps}{last}: it stopped early, where "
                 "the loss overflows to inf and then turns nan. The spec asks for one loss per step, inf and nan "
                 "included: the caller reads the divergence from them.")
+    # nan written as inf: where plain descent (the same loss and gradient) turns nan, the loop says +inf at
+    # every such step and nan nowhere (a loop with its own rounding may turn nan a step apart: not judged)
+    plain = [math.nan if v is None else float(v) for v in run.get("plain") or ()]
+    nans = [k for k, v in enumerate(plain) if math.isnan(v) and k < len(losses)]
+    if nans and not any(math.isnan(v) for v in losses) and all(losses[k] == math.inf for k in nans):
+        return (f"in {what}, train() recorded inf at step {nans[0]} and after, where the loss is nan (plain gradient "
+                "descent with the same loss and gradient turns nan there: infinities of both signs in the weights). "
+                "The spec asks for the losses as they are, inf and nan included: a nan replaced by inf hides it.")
     return None
 
 

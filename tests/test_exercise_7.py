@@ -48,7 +48,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     statuses = {c["name"]: (c["status"], c["message"]) for c in json.loads(result.stdout)["checks"]}
     assert result.returncode == 0, statuses
     assert {s for s, _ in statuses.values()} == {"pass"}
-    assert set(statuses) == {"novikoff", "held-out", "no-false-convergence", "first-update", "predict-boundary"}
+    assert set(statuses) == {"novikoff", "held-out", "no-false-convergence", "first-update", "predict-boundary", "placement"}
 
 
 def _perceptron(Xt, t, epochs):

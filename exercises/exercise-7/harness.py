@@ -17,6 +17,7 @@ import torch
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.invariants import Violation, keeps_rules, same_dtype, unmodified
+from dldiy.graders.kinds.placement import device_probes
 
 
 def _with_bias(X):
@@ -194,6 +195,15 @@ def _train_family(sub, seed, p):
         cases.append({"name": f"w after at most 2 epochs from w0 ({label})", "shape": [d + 1], "values": w.tolist()})
         cases.append({"name": f"updates in each epoch ({label})", "shape": [len(mistakes)],
                       "values": [float(m) for m in mistakes]})
+    # One point given twice with opposite labels, from w0 = 0: each epoch's two updates cancel, so w is the
+    # same after every epoch while every epoch makes mistakes (a stop on "w did not change" is wrong here)
+    X, t = _blobs(seed + 7, 1, p["distance"], None)
+    X, t = np.concatenate([X, X]), np.array([1, -1], dtype=np.int64)
+    w, mistakes = _at("train(), one point twice with opposite labels", lambda: _train(sub, X, t, np.zeros(3), 3))
+    cases.append({"name": "one point twice with opposite labels from w0 = 0, 3 epochs (updates that cancel): w",
+                  "shape": [3], "values": w.tolist()})
+    cases.append({"name": "one point twice with opposite labels: updates in each epoch", "shape": [len(mistakes)],
+                  "values": [float(m) for m in mistakes]})
     # epochs=0: no epoch runs, so w0 comes back as it came and there are no counts (red team, round 7)
     X, t = _blobs(seed + 5, 10, p["distance"], None)
     w0 = np.random.default_rng(seed + 40_000).normal(0.0, 1.0, 3)
@@ -258,12 +268,14 @@ def predict_boundary(sub, seed, p):
     pred = _predict(sub, torch.tensor(X), torch.tensor(w))
     cases = [{"name": "labels at scores " + ", ".join(f"{s:g}" for s in p["scores"]) + " (in random order)",
               "shape": [p["n"]], "values": [float(v) for v in pred]}]
-    # scores of +-2^-20, exact in float64: a threshold other than 0 (a small epsilon) flips the positive ones
-    tiny = np.where(np.arange(p["n"]) % 2 == 0, 2.0 ** -20, -(2.0 ** -20))
-    near = _at("predict(), scores of +-2^-20", lambda: _predict(
-        sub, torch.tensor(np.stack([2.0 * x2 - 0.5 + tiny, x2], axis=1)), torch.tensor(w)))
-    cases.append({"name": "labels at scores of +-2^-20 (float64: exact)", "shape": [len(near)],
-                  "values": [float(v) for v in near]})
+    # scores of +-2^-20 and +-2^-45, exact in float64 (|2 x2 - 0.5| <= 8.5, whose last bit is 2^-49): a
+    # threshold other than 0 (a small epsilon, torch.isclose's 1e-8 or a 1e-12) flips the positive ones
+    for power in (20, 45):
+        tiny = np.where(np.arange(p["n"]) % 2 == 0, 2.0 ** -power, -(2.0 ** -power))
+        near = _at(f"predict(), scores of +-2^-{power}", lambda: _predict(
+            sub, torch.tensor(np.stack([2.0 * x2 - 0.5 + tiny, x2], axis=1)), torch.tensor(w)))
+        cases.append({"name": f"labels at scores of +-2^-{power} (float64: exact)", "shape": [len(near)],
+                      "values": [float(v) for v in near]})
     # The family: the same exact scores for one point, in float32, with X non-contiguous, and with 3
     # features (a third coordinate whose weight is 1/4, its values dyadic: the scores stay exact).
     x3 = rng.integers(-4, 5, p["n"]) / 4.0
@@ -276,3 +288,17 @@ def predict_boundary(sub, seed, p):
         values = _at(f"predict(), {label}", lambda: _predict(sub, Xin, win))
         cases.append({"name": f"labels ({label})", "shape": [len(values)], "values": [float(v) for v in values]})
     return {"cases": cases}
+
+
+def _device_run(sub, seed):
+    """predict() on a float32 problem moved to `device` (train()'s loop reads values, which the meta
+    device cannot: its placement would be inconclusive on a CPU grader)."""
+    def run(device):
+        X, _ = _blobs(seed, 16, 3.0, None)
+        w = np.random.default_rng(seed + 50_000).normal(0.0, 1.0, 3)
+        X, w = torch.tensor(X, dtype=torch.float32).to(device), torch.tensor(w, dtype=torch.float32).to(device)
+        return {"predict": sub.get("predict")(X, w)}
+    return run
+
+
+placement, _parity = device_probes(_device_run)

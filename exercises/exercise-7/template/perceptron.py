@@ -8,7 +8,7 @@ Notation (deck 003, "Perceptron / linear classification"):
   - it stops after the first epoch without a mistake. On data separable with margin gamma, with
     |x~_i| <= R, it makes at most (R / gamma)^2 updates (Novikoff); on overlapping data it never stops.
 
-Work with torch tensors; X is float, y holds integer labels in {-1, +1}.
+Work with torch tensors of whatever dtype and device X has; X is float, y holds integer labels in {-1, +1}.
 Check your work with:  dldiy check exercise-7
 """
 

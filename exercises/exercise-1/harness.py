@@ -253,9 +253,11 @@ def gradcheck(sub, seed, p):
         # difference quotient scaled by 1 + 3e-6 passed between this rule's bound then, 1e-6, and it)
         if INEXACT < off <= 1e-4:
             raise Violation(f"gradient() at {label} is off the exact gradient by {off:.1e} (relative) and no more: a "
-                            "gradient by hand in float64 is exact to ~1e-15; a finite difference of the loss is off "
-                            "by ~1e-13 to 1e-10, float32 arithmetic inside by ~1e-7. A gradient from differences of "
-                            "the loss is not by hand: write (1/n) sum_i -sigma(-u_i) t_i x~_i, in the inputs' dtype")
+                            "gradient by hand in float64 is exact to ~1e-15; float32 arithmetic inside is off by "
+                            "~1e-7. Two causes give such an error: a cancellation in the formula (1 - sigma(u) where "
+                            "sigma(u) is close to 1 loses the digits sigma(-u) keeps; likewise exp(-u) / (1 + exp(-u))), "
+                            "or a finite difference of the loss (~1e-13 to 1e-10), which is not a gradient by hand. "
+                            "Write (1/n) sum_i -sigma(-u_i) t_i x~_i with torch.sigmoid(-u), in the inputs' dtype")
     # float32 in, float32 out: the same gradient within float32's precision.
     g32, g64 = calls.judged(g32, dims), calls.judged(g64, dims)
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):

@@ -267,3 +267,43 @@ def call_all(sub: Any, calls: list, what: str) -> list:
             raise ApiError(f"{what}: {value}")
         values.append(value)
     return values
+
+
+def backward_kept_here(fn, inputs) -> dict:
+    """In the student's process (sub.run_local): fn on fresh copies of `inputs`, then the backward of
+    <out, v> twice on that one forward (retain_graph=True, as two losses sharing a layer do). What it
+    finds: whether the output handed to the caller and the inputs are as they were after the first
+    backward, and whether the second backward gave the first one's gradients ("differs") or raised (its
+    first line). {} when the forward or the first backward does not run (the gradient checks say so).
+    Exercises 8 (conv2d, max_pool2d) and 9 (RNNCellFunction.apply) read it as their invariants."""
+    import torch
+
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    try:
+        out = fn(*leaves)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return {}
+        out_before, args_before = out.detach().clone(), [x.detach().clone() for x in leaves]
+        loss = (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype)).sum()
+        first = torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True)
+    except Exception:  # noqa: BLE001 - see above
+        return {}
+
+    def same(a, b):
+        return a.shape == b.shape and (torch.equal(a, b) or torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+    found = {"output changed": not same(out.detach(), out_before),
+             "arguments changed": [i for i, (x, b) in enumerate(zip(leaves, args_before)) if not same(x.detach(), b)],
+             "second": None}
+    try:
+        second = torch.autograd.grad(loss, leaves, allow_unused=True)
+        if not all((g is None) == (h is None) and (g is None or same(g, h)) for g, h in zip(first, second)):
+            found["second"] = "differs"
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        said = (str(e).strip().splitlines() or [""])[0].split(" Hint:")[0]  # (torch's hint is on anomaly detection)
+        found["second"] = f"{type(e).__name__}: {said[:200].rstrip('.')}"
+    return found
+
+
+def function_backward_kept_here(function, inputs) -> dict:
+    """In the student's process (sub.run_local): backward_kept_here on an autograd.Function's apply."""
+    return backward_kept_here(function.apply, inputs)

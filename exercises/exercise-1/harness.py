@@ -320,7 +320,7 @@ def _follows_descent(sub, seed, p):
     with sub.replaced("gradient", _inside(sub, harness_gradient)):
         replies = sub.batch([("train", None, (X.clone(), y.clone(), w0.clone(), lr, steps), {})
                              for _what, X, y, w0, lr, _expected, _losses in runs])
-    for (what, X, y, w0, lr, expected, losses), reply in zip(runs, replies):
+    for (what, X, _y, _w0, _lr, expected, losses), reply in zip(runs, replies):
         if isinstance(reply, RemoteError):
             if reply.kind == "missing":
                 sub.get("train")  # raises the ApiError a single call would

@@ -495,6 +495,7 @@ def mlp_forward_probe(sub, seed, p):
             message = str(e) if isinstance(e, ApiError) and not ok else \
                 f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             cases[k] = {"name": name, "error": message}
+    cases += _own_functions_cases(sub, seed, gen, p)
     problems = []
     for n in p["loss_n"]:
         z = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
@@ -510,6 +511,72 @@ def mlp_forward_probe(sub, seed, p):
             value = expect_tensor(sub.get("loss")(z.clone(), y.clone()), name, shape=(), dtype="float", finite=False)
             cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
     return {"cases": cases}
+
+
+def forward_through(forward, classes, X, params, activations):
+    """In the student's process (sub.run_local): mlp_forward(X, params, activation) for each activation,
+    with the submission's own Functions (no swap), on leaves that require grad. For each: which of the
+    submission's Functions (classes: name -> class) the output's autograd graph goes through (a node of
+    a custom Function remembers its class: node._forward_cls), and whether the caller's list `params`
+    came back as it was given (same length, same tensors), and whether the graph reaches W1 (a graph cut
+    by a detach is the gradient checks' finding, not a layer computed by another op). None for an
+    activation whose call raised (the values' cases report that)."""
+    out = {}
+    for activation in activations:
+        leaves_ = [q.detach().clone().requires_grad_(True) for q in params]
+        given = list(leaves_)
+        try:
+            logits_ = forward(X.clone(), given, activation)
+        except Exception:  # noqa: BLE001 - the values' cases report the error
+            out[activation] = None
+            continue
+        found, seen, stack, reaches = set(), set(), [getattr(logits_, "grad_fn", None)], False
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            reaches |= getattr(node, "variable", None) is leaves_[0]
+            cls = getattr(node, "_forward_cls", None)
+            found |= {name for name, c in classes.items()
+                      if isinstance(cls, type) and isinstance(c, type) and issubclass(cls, c)}
+            stack.extend(f for f, _ in getattr(node, "next_functions", ()))
+        out[activation] = {"found": sorted(found), "reaches": reaches, "kept": len(given) == len(leaves_) and
+                           all(a is b for a, b in zip(given, leaves_)), "length": len(given)}
+    return out
+
+
+def _own_functions_cases(sub, seed, gen, p):
+    """mlp_forward with the submission's own Functions (the values' cases swap in the harness's layers):
+    its logits go through Linear and the activation's Function (not torch's tanh, relu, ...), and the
+    caller's list params comes back as given (train() calls mlp_forward on the same list at every step).
+    One message for every activation."""
+    n, sizes = p["own_functions"]
+    X = torch.randn(n, sizes[0], generator=gen, dtype=torch.float64)
+    params = harness_params(seed + 7, sizes)
+    classes = {"Linear": sub.get("Linear"), **{cls: sub.get(cls) for cls in ACTIVATIONS.values()}}
+    seen = sub.run_local(forward_through, sub.get("mlp_forward"), classes, X, params, list(ACTIVATIONS))
+    cases = []
+    for activation, cls in ACTIVATIONS.items():
+        name = f"mlp_forward(X, params, '{activation}') with your own Functions, sizes {sizes}: the layers it goes through"
+        got = seen.get(activation) if isinstance(seen, dict) else None
+        problem = None
+        if isinstance(got, dict):
+            missing = [c for c in ("Linear", cls) if c not in got.get("found", [])]
+            if not got.get("kept", True):
+                problem = (f"changed the caller's list params ({len(params)} tensors given, {got.get('length')} there "
+                           "after the call, or other tensors): it pops or reassigns entries of the list; read it "
+                           "without writing into it (params[0::2], zip(params[0::2], params[1::2])): train() calls "
+                           "mlp_forward on the same list at every step, and finds it emptied")
+            elif missing and got.get("reaches"):
+                problem = (f"the logits' autograd graph has no node of your {' or '.join(missing)}: mlp_forward computes "
+                           f"{'the layer' if missing == ['Linear'] else 'that activation'} with torch's own op "
+                           f"(torch.{activation}, F.{activation}, X @ W + b ...) instead of calling "
+                           f"{' and '.join(m + '.apply' for m in missing)}; the spec's mlp_forward is built from your "
+                           "Functions, whose hand-written backward is what the seminar trains with")
+        cases.append({"name": name, "error": problem} if problem else
+                     {"name": name, "shape": [1], "values": [1.0], "target": [1.0]})
+    return cases
 
 
 def _logits_case(name, n, sizes, out, target):

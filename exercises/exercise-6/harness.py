@@ -136,20 +136,46 @@ def losses_along(rows, loss: list, shapes) -> list[float]:
 
 
 def against_torch(sub, seed, p):
-    """Every configuration run twice, by the student's optimizer (in its process, one message for the
-    run) and by torch.optim's (here)."""
+    """Every configuration run twice, by the student's optimizer (in its process, all of a check's runs
+    in one message) and by torch.optim's (here). Configurations after the first are edge values of the
+    hyper-parameters that torch.optim accepts (lr = 0, momentum = 0, alpha = 0, b1 = 0): a constructor
+    that refuses them, or a step that divides by them, is the finding. When the message raises, the runs
+    again one by one: the first's error raises with the student's traceback, an edge configuration's is
+    reported in words as that configuration's failure."""
     cases = []
     init, _ = net_problem(seed)
-    for config in p["configs"]:
-        name, steps = config["optimizer"], config.get("steps", p["steps"])
-        params = [w.clone().requires_grad_() for w in init]
-        run = run_there(sub, name, [{"params": params, "values": config["hyper"], "loss": ["net", seed],
-                                     "steps": steps}])[0]
+    todo = [(config, config.get("steps", p["steps"])) for config in p["configs"]]
+
+    def fresh(config, steps):
+        return {"params": [w.clone().requires_grad_() for w in init], "values": config["hyper"],
+                "loss": ["net", seed], "steps": steps}
+    name = todo[0][0]["optimizer"] if todo else ""
+    try:
+        done = run_there(sub, name, [fresh(*t) for t in todo])
+    except Exception:  # noqa: BLE001 - which configuration raised: each alone
+        done = run_there(sub, name, [fresh(*todo[0])])
+        for t in todo[1:]:
+            try:
+                done += run_there(sub, name, [fresh(*t)])
+            except Exception as e:  # noqa: BLE001 - the submission's error on this edge configuration only
+                done.append(f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    for k, (config, steps) in enumerate(todo):
+        name = config["optimizer"]
+        label = describe(name, config["hyper"])
+        whats = ("parameters W1, W2 after each step (row 0: initial)", "loss before each step")
+        if isinstance(done[k], str):
+            edge = config.get("edge", "")
+            for what in whats:
+                cases.append({"name": f"{label}: {what}", "error": (
+                    f"{done[k]}; {TWINS[name]} accepts {edge or 'these values'} and runs: an __init__ that refuses "
+                    "a hyper-parameter at the edge of its range (lr = 0 freezes the parameters, as a warm-up "
+                    "scheduler starts; momentum = 0 is plain gradient descent; b1 = 0 is no averaging), or a step "
+                    "that divides by it?")})
+            continue
+        run = done[k]
         mine = (run["rows"].tolist(), losses_along(run["rows"], ["net", seed], [w.shape for w in init]))
         twin = run_first_order(torch_optimizer(name), name, config, seed, steps)
-        label = describe(name, config["hyper"])
-        for (what, values, target) in (("parameters W1, W2 after each step (row 0: initial)", mine[0], twin[0]),
-                                       ("loss before each step", mine[1], twin[1])):
+        for (what, values, target) in zip(whats, mine, twin):
             cases.append({"name": f"{label}: {what}", "shape": list(np.shape(target)), "values": values,
                           "target": target})
     return {"cases": cases}

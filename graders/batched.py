@@ -304,6 +304,40 @@ def backward_kept_here(fn, inputs) -> dict:
     return found
 
 
-def function_backward_kept_here(function, inputs) -> dict:
-    """In the student's process (sub.run_local): backward_kept_here on an autograd.Function's apply."""
-    return backward_kept_here(function.apply, inputs)
+def gradients_alone_here(fn, inputs) -> dict:
+    """In the student's process (sub.run_local): the gradients of <fn(...), v> for every input, all of them
+    requiring grad ("every"), then for each input i with it alone requiring grad ("alone"[i]: a tensor, None,
+    or the first line of what backward raised). A backward that reads ctx.needs_input_grad right gives each
+    input the same gradient whatever the others require; one that guards a gradient by another input's flag
+    (needs_input_grad[0] for the weight's) gives None where that other input needs none (the images of a
+    network's first layer never do; xs and h_0 in an RNN's training). {} when the forward or the first
+    backward does not run. Exercises 8 and 9 read it as their invariants."""
+    import torch
+
+    def grads(mask):
+        leaves = [x.detach().clone().requires_grad_(m) for x, m in zip(inputs, mask)]
+        out = fn(*leaves)
+        v = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype)
+        return torch.autograd.grad((out * v).sum(), [q for q, m in zip(leaves, mask) if m], allow_unused=True)
+    try:
+        every = grads([True] * len(inputs))
+    except Exception:  # noqa: BLE001 - the gradient checks report a backward that fails with every input
+        return {}
+    alone = []
+    for i in range(len(inputs)):
+        try:
+            g = grads([j == i for j in range(len(inputs))])[0]
+            alone.append(None if g is None else g.detach())
+        except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+            alone.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
+    return {"every": [None if g is None else g.detach() for g in every], "alone": alone}
+
+
+def kept_and_alone_here(fn, inputs) -> dict:
+    """backward_kept_here and gradients_alone_here on the same inputs, in one message."""
+    return {"kept": backward_kept_here(fn, inputs), "alone": gradients_alone_here(fn, inputs)}
+
+
+def function_kept_and_alone_here(function, inputs) -> dict:
+    """kept_and_alone_here on an autograd.Function's apply."""
+    return kept_and_alone_here(function.apply, inputs)

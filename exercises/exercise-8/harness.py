@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.batched import backward_kept_here, bound, function_blocks
+from dldiy.graders.batched import backward_kept_here, bound, function_blocks, kept_and_alone_here
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Violation, Watch, takes_every_step
+from dldiy.graders.kinds.invariants import Watch, fresh_from_leftover_grads, takes_every_step
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
@@ -360,11 +360,17 @@ def gradcheck(sub, seed, p):
             if i == 0:
                 raise
             where = _which_raised(sub, conv2d, inputs, stride, padding)
+            if where == "forward":
+                # a forward that raises at this stride and padding is conv-agreement's finding (its grid holds
+                # them): one bug, one deduction; this check judges backward wherever the forward runs
+                continue
             blocks.append({"name": names[0], "raised_in": where, "error": (
-                "backward (the forward runs on these inputs)" if where == "backward" else "forward")
-                + f" raised {type(e).__name__}: {_first_line(e)}"})
+                "backward (the forward runs on these inputs)" + f" raised {type(e).__name__}: {_first_line(e)}")})
     for N, C, H, W in p["pool_grid"]:
-        blocks += function_blocks(sub, max_pool2d, (_tensor(gen, N, C, H, W),), [f"max_pool2d x ({N}x{C}x{H}x{W})"])
+        # positive entries: every window's maximum is positive, so a forward wrong on all-negative windows (a
+        # running max started at 0) is pool-agreement's finding alone (its all-negative row), not this one's too
+        blocks += function_blocks(sub, max_pool2d, (_tensor(gen, N, C, H, W).abs() + 0.1,),
+                                  [f"max_pool2d x ({N}x{C}x{H}x{W})"])
     return {"blocks": blocks}
 
 
@@ -421,29 +427,6 @@ def first_loss(sub, seed, p):
 _LEFTOVER_RUN = {"n_train": 24, "batch_size": 8}
 
 
-def fresh_from_leftover_grads(run):
-    """`run(leftover)` -> (params, losses), train() from the same initial weights with every .grad None
-    (False) or holding a leftover gradient (True): a train() that clears the gradients before each
-    backward trains the same in both. One that clears them only after its update (or never) adds the
-    leftover to its first batch's gradient: a Violation, which fails first-loss (train()'s check)."""
-    plain, left = run(False), run(True)
-    (p0, l0), (p1, l1) = plain, left
-    if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
-        return  # a malformed result is the trajectory's to report
-    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
-             and p0[k].shape == p1[k].shape
-             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
-    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
-    if moved or losses_differ:
-        said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
-                else f"the same losses, other weights ({', '.join(moved)})")
-        raise Violation(
-            f"train() for {len(l0)} steps from the same weights, once with every parameter's .grad None and once with "
-            f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
-            "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
-            "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
-
-
 def convergence(sub, seed, p):
     params, losses, Xte, yte = _train(sub, seed, p, p["budget"])
     if not isinstance(params, dict) or set(params) != {"conv_w", "conv_b", "fc_w", "fc_b"}:
@@ -467,8 +450,10 @@ def _device_run(sub, seed):
         params = _init_params(seed, 4, device=device)
         logits = sub.get("cnn_forward")(params, X)
         loss = F.cross_entropy(logits, y)
-        grads = torch.autograd.grad(loss, list(params.values()))
-        return {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads)}}
+        # allow_unused: a parameter the backward gives no gradient is the gradient checks' finding (or the
+        # invariants'), not a device problem
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        return {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
     return run
 
 
@@ -487,8 +472,10 @@ def _devices_on(cnn_forward, X, y, params, device):
     X, y = X.to(device), y.to(device)
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     logits = cnn_forward(params, X)
-    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()))
-    outputs = {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads)}}
+    # allow_unused: a parameter the backward gives no gradient (a needs_input_grad mix-up) is the invariants'
+    # finding, not a device problem
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True)
+    outputs = {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
     return {k: str(v.device) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in outputs.items()}
 
 
@@ -506,7 +493,8 @@ def placement(sub, seed, p):
     def run(device):
         # (measure_placement's second run, with values, is passed on to the student's process)
         placed = sub.run_local(devices_on, sub.get("cnn_forward"), X, y, params, device, values_run())
-        if not isinstance(placed, dict) or set(placed) != {"logits", *(f"gradient of {k}" for k in params)}:
+        if not isinstance(placed, dict) or "logits" not in placed or \
+                not set(placed) <= {"logits", *(f"gradient of {k}" for k in params)}:
             raise ApiError("the placement probe got a malformed reply")
         return {k: _Placed(v) for k, v in placed.items()}
     return measure_placement(run)
@@ -678,12 +666,46 @@ def _interleaved(watch, where, fn, first, second):
                                "forwards before either backward")
 
 
-def _backward_kept(watch, sub, where, fn, inputs, names):
+def _judge_alone(watch, where, found, names, why_not):
+    """gradients_alone_here's findings as violations: each input alone requiring grad gets the gradient it
+    gets when every input requires grad (`why_not`[name]: when that input alone needs a gradient)."""
+    if not isinstance(found, dict) or not found:
+        return
+    every, alone = found.get("every"), found.get("alone")
+    if not (isinstance(every, (list, tuple)) and isinstance(alone, list) and len(every) == len(alone) == len(names)):
+        return
+    for name, g_all, g in zip(names, every, alone):
+        if not isinstance(g_all, torch.Tensor):
+            continue  # no gradient with every input requiring grad: the gradient checks' finding
+        said = f"with only {name} requiring grad ({why_not[name]}), backward"
+        flags = ("ctx.needs_input_grad[i] is input i's own flag: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
+        if isinstance(g, str):
+            watch.violation(where, f"{said} raised {g}, where with every input requiring grad it runs: {flags}; "
+                                   "return None for an input that needs no gradient, and compute each other one")
+        elif not isinstance(g, torch.Tensor):
+            watch.violation(where, f"{said} gave {name} no gradient (None), where with every input requiring grad "
+                                   f"it gives one: a gradient guarded by another input's flag ({flags})?")
+        elif g.shape != g_all.shape or not torch.allclose(g.double(), g_all.double(), rtol=1e-9, atol=1e-12):
+            gap = (g.double() - g_all.double()).abs().max().item() if g.shape == g_all.shape else float("nan")
+            watch.violation(where, f"{said} gave {name} another gradient than with every input requiring grad "
+                                   f"(largest difference {gap:.3g}): what backward computes for {name} must not depend "
+                                   f"on which other inputs require grad ({flags})")
+
+
+def _backward_kept(watch, sub, where, fn, inputs, names, alone=None):
     """backward_kept_here's findings as violations: backward leaves the output it was given the gradient of
     and the forward's arguments as they were, and a second backward on the same forward gives the same
-    gradients (backward writes into nothing that forward saved or returned)."""
+    gradients (backward writes into nothing that forward saved or returned). `alone` (where, why_not):
+    in the same message, each input alone requiring grad gets its gradient (gradients_alone_here)."""
     watch.probed.append(where)
-    found = sub.run_local(backward_kept_here, fn, list(inputs))
+    if alone is None:
+        found = sub.run_local(backward_kept_here, fn, list(inputs))
+    else:
+        both = sub.run_local(kept_and_alone_here, fn, list(inputs))
+        both = both if isinstance(both, dict) else {}
+        watch.probed.append(alone[0])
+        _judge_alone(watch, alone[0], both.get("alone"), names, alone[1])
+        found = both.get("kept")
     if not isinstance(found, dict) or not found:
         return
     cause = ("backward writes in place into a tensor the forward saved or returned (a .mul_(), .add_(), "
@@ -718,7 +740,11 @@ def invariants(sub, seed, p):
                  tuple(_tensor(gen, *s) for s in ((2, 2, 4, 4), (3, 2, 2, 2), (3,))))
     _backward_kept(watch, sub, "conv2d (x 2x2x5x6, stride 2, padding 1), then backward twice on that one forward",
                    _inside(sub, bound, conv2d, [2, 1], {}),
-                   tuple(_tensor(gen, *s) for s in ((2, 2, 5, 6), (3, 2, 3, 3), (3,))), ("x", "weight", "bias"))
+                   tuple(_tensor(gen, *s) for s in ((2, 2, 5, 6), (3, 2, 3, 3), (3,))), ("x", "weight", "bias"),
+                   alone=("conv2d (x 2x2x5x6, stride 2, padding 1) with one input alone requiring grad", {
+                       "x": "frozen weights, the input itself optimised",
+                       "weight": "images need no gradient, as in a network's first layer",
+                       "bias": "images and weights frozen"}))
     _backward_kept(watch, sub, "max_pool2d (x 2x2x4x6), then backward twice on that one forward", max_pool2d,
                    (_tensor(gen, 2, 2, 4, 6),), ("x",))
     run = _INVARIANTS_RUN

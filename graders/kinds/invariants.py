@@ -279,3 +279,28 @@ def loss_note_of(own: Callable[[], float], want: float) -> dict:
         measured = f"an error ({type(e).__name__})"
     return {"note": f"the gradient was checked against the finite differences of the spec's loss; your loss() "
                     f"differs from it (expected {want:.10g}, measured {measured}), which the loss's own checks charge"}
+
+
+def fresh_from_leftover_grads(run):
+    """`run(leftover)` -> (params, losses), train() from the same initial weights with every .grad None
+    (False) or holding a leftover gradient (True): a train() that clears the gradients before each
+    backward trains the same in both. One that clears them only after its update (or never) adds the
+    leftover to its first batch's gradient (and clips that sum): a Violation, which fails first-loss
+    (train()'s check). Exercises 8 and 9."""
+    import torch
+
+    (p0, l0), (p1, l1) = run(False), run(True)
+    if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
+        return  # a malformed result is the trajectory's to report
+    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
+             and p0[k].shape == p1[k].shape
+             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
+    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
+    if moved or losses_differ:
+        said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
+                else f"the same losses, other weights ({', '.join(moved)})")
+        raise Violation(
+            f"train() for {len(l0)} steps from the same weights, once with every parameter's .grad None and once with "
+            f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
+            "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
+            "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")

@@ -254,11 +254,11 @@ def divergence(sub, seed, p):
     measured["losses"] = [float(v) for v in losses]
     measured["plain"] = _plain_descent(seed, p)
     if p.get("float32_steps") and len(measured["losses"]) == steps:
-        measured["more"] = [_diverging_float32(sub, X, y, w0, lr, p["float32_steps"])]
+        measured["more"] = [_diverging_float32(sub, seed, p, X, y, w0, lr, p["float32_steps"])]
     return measured
 
 
-def _diverging_float32(sub, X, y, w0, lr, steps):
+def _diverging_float32(sub, seed, p, X, y, w0, lr, steps):
     """divergence's run in float32, where the loss overflows to inf within ~15 steps and turns nan
     (inf - inf) within ~30, both well inside `steps`: a loop that stops at the first nan, or raises
     there, shows here (in float64 the nan comes after ~240 steps)."""
@@ -271,28 +271,19 @@ def _diverging_float32(sub, X, y, w0, lr, steps):
             raise
         return {"what": what, "steps": steps, "raised": e.message}
     return {"what": what, "steps": steps, "losses": [float(v) for v in losses],
-            "plain": _plain_float32(X, y, w0, lr, steps)}
-
-
-def _plain_float32(X, y, w0, lr, steps):
-    """Plain gradient descent in float32 with the spec's loss and gradient (the harness's): its losses, nan
-    where the weights hold infinities of both signs, as the student's loop's are with the same functions."""
-    X, y, w = _t(X).float(), _t(y).float(), _t(w0).float()
-    plain = []
-    for _ in range(steps):
-        plain.append(float(_spec_loss(X, y, w)))
-        w = w - lr * _spec_gradient(X, y, w)
-    return plain
+            "plain": _plain_descent(seed, {**p, "steps": steps, "float32": True})}
 
 
 @seeded_once
 def _plain_descent(seed, p):
     """Plain gradient descent with the spec's loss and gradient at divergence's lr, computed here once per
     (seed, params): where the student's loop follows it at first and then leaves it, something changed
-    the step once it grew (a clamp, a cap, a rescaling)."""
+    the step once it grew (a clamp, a cap, a rescaling). With p["float32"], the same in float32 (the
+    float32 run's: nan where the weights hold infinities of both signs, as the student's loop's are)."""
     X, y, w0 = _problem(seed, p["n"], p["d"])
     lr = p["factor"] * _stability_limit(X)
-    X, y, w = _t(X), _t(y), _t(w0)
+    dtype = torch.float32 if p.get("float32") else torch.float64
+    X, y, w = _t(X).to(dtype), _t(y).to(dtype), _t(w0).to(dtype)
     plain = []
     for _ in range(p["steps"]):
         plain.append(float(_spec_loss(X, y, w)))

@@ -105,12 +105,17 @@ def expanded_error(label: str, raised: str) -> dict:
         "there. Work on a copy (grad = grad.clone()) or out of place")}
 
 
-def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[str], eps: float = EPS) -> list[dict]:
+def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[str], eps: float = EPS,
+                    exact: Callable[..., Any] | None = None) -> list[dict]:
     """graders/gradcheck.function_blocks in one message: the Jacobians of `fn` (a handle, or a trusted
     `sub.local` callable that calls the submission) w.r.t. each input, through the submission's
     backward and by central differences of its forward that this side computes from the outputs at
     the points it chose, both contracted with the same fixed vector v. A tensor cut from the graph
-    (.detach(), .item()) reads as a zero analytic gradient: a failure that says so, not a crash."""
+    (.detach(), .item()) reads as a zero analytic gradient: a failure that says so, not a crash.
+    `exact`: the harness's own function (torch ops, run here), the one `fn` should compute; where the
+    submission's float64 output agrees with it to rounding, each block carries the exact v^T J (autograd,
+    here), and the judge holds the hand backward to float64's rounding, which finite differences of the
+    forward (or a float32 backward) never reach."""
     import torch
 
     from .api import expect_tensor
@@ -137,6 +142,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
                          * v).sum()) for a in at]
     ones = (at.double().reshape(points, -1).sum(dim=1).tolist() if isinstance(at, torch.Tensor)
             else [float(a.double().sum()) for a in at])  # (each checked above)
+    exact_grads = exact_vjp(exact, inputs, out, v) if exact is not None else None
     blocks: list[dict] = []
     expanded: list[dict] = []
     start = 0
@@ -147,7 +153,8 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         g = grads[i]
         analytic = torch.zeros_like(x) if g is None else expect_tensor(g, f"the gradient of {name}",
                                                                        shape=tuple(x.shape), finite=False)
-        blocks.append(block(name, analytic, numeric))
+        blocks.append(block(name, analytic, numeric, exact=None if exact_grads is None else exact_grads[i],
+                            exact_floor=1.0))
         if summed is None:
             continue
         label = f"{name}, through {what}(...).sum().backward() (an expanded incoming gradient)"
@@ -161,6 +168,24 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         expanded.append(block(label, analytic_ones, numeric_ones))
     # (after every block of the fixed direction: that one says a wrong formula first)
     return [dict(b, out_dtype=dtype) for b in blocks + expanded]
+
+
+def exact_vjp(exact: Callable[..., Any], inputs: list, out: Any, v: Any) -> list | None:
+    """v^T J of the harness's `exact` at `inputs` (float64, autograd here), one tensor per input, when the
+    submission's output `out` is float64 and agrees with exact's to rounding (1e-13 of its largest entry):
+    else None (a wrong forward is another check's finding; the hand backward is judged against its own
+    forward's finite differences alone)."""
+    import torch
+
+    from .kinds.gradcheck import inexactness
+
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    want = exact(*xs)
+    if out.dtype != torch.float64 or want.shape != out.shape or \
+            inexactness(out.detach().numpy(), want.detach().double().numpy(), floor=1.0) > 1e-13:
+        return None
+    grads = torch.autograd.grad((want * v).sum(), xs, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(xs, grads)]
 
 
 def _parameters(sub: Any, name: str) -> list[str]:

@@ -182,7 +182,9 @@ def gradcheck(sub, seed, p):
         no_graph(analytic, "gradient()")
         # The spec's loss, not the student's: gradcheck measures gradient() alone (one bug, one deduction).
         numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
-        blocks.append(block(f"w ({label})", analytic, numeric, moves=True))
+        # and the exact gradient, the harness's own: finite differences of a copy of the loss agree with the
+        # numeric one to ~1e-10, never to float64's rounding (red team, round 13)
+        blocks.append(block(f"w ({label})", analytic, numeric, moves=True, exact=_spec_gradient(X, y, w)))
     X, y, _ = _problem(seed, p["n"], p["d"])
     w = _t(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
     with torch.no_grad():

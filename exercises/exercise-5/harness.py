@@ -18,6 +18,9 @@ from dldiy.graders.kinds.symmetry import layer_units
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
 TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
                      "softplus": torch.nn.functional.softplus}
+# the exact functions whose autograd gradients hold a hand backward to float64's rounding (graders/batched.py's
+# `exact`): F.softplus returns x itself beyond 20 (derivative 1, where sigmoid(25) = 1 - 1.4e-11 is exact)
+EXACT_ACTIVATIONS = dict(TORCH_ACTIVATIONS, softplus=lambda x: torch.logaddexp(x, torch.zeros_like(x)))
 
 
 def xor_blobs(seed, n, distance=6.0, margin=0.5):
@@ -95,6 +98,15 @@ def _own_mlp_forward(X, params, activation="tanh"):
     return h
 
 
+def _exact_mlp_forward(X, params, activation):
+    """_own_mlp_forward with EXACT_ACTIVATIONS: the function whose gradient a hand backward must give."""
+    h, layers = X, list(zip(params[0::2], params[1::2]))
+    for i, (W, b) in enumerate(layers):
+        h = h @ W + b
+        h = EXACT_ACTIVATIONS[activation](h) if i < len(layers) - 1 else h
+    return h
+
+
 def _own_loss(logits, y):
     z = logits.reshape(-1)
     return (F.softplus(z) - y * z).mean()
@@ -128,14 +140,15 @@ def own_network(sub):
     return _Replaced(sub, {"mlp_forward": _inside(sub, harness_mlp_forward), "loss": _inside(sub, harness_loss)})
 
 
-def _blocks(sub, first, fn, inputs, names):
+def _blocks(sub, first, fn, inputs, names, exact=None):
     """function_blocks of one family configuration, one message (graders/batched.py); one other than
     the first that raises is reported as that configuration's failure, in words (the first raises as
-    usual, with the student's traceback)."""
+    usual, with the student's traceback). `exact`: the harness's own function (torch's ops), which holds
+    the hand backward to float64's rounding where the forward agrees with it."""
     if first:
-        return function_blocks(sub, fn, inputs, names)
+        return function_blocks(sub, fn, inputs, names, exact=exact)
     try:
-        return function_blocks(sub, fn, inputs, names)
+        return function_blocks(sub, fn, inputs, names, exact=exact)
     except Exception as e:  # noqa: BLE001 - the submission's error on this configuration only
         return [{"name": names[0], "error": f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
 
@@ -161,7 +174,7 @@ def gradcheck_linear(sub, seed, p):
         words = f"X {n}x{d_in}, W {d_in}x{d_out}" + (", non-contiguous X and W" if layout == "strided" else "")
         # laid out inside fn: finite differences need contiguous inputs
         blocks += _blocks(sub, i == 0, _inside(sub, applied, Linear, layout == "strided"), [X, W, b],
-                          [f"Linear: {v} ({words})" for v in ("X", "W", "b")])
+                          [f"Linear: {v} ({words})" for v in ("X", "W", "b")], exact=lambda X, W, b: X @ W + b)
     return {"blocks": blocks}
 
 
@@ -177,7 +190,7 @@ def gradcheck_activations(sub, seed, p):
             words = f"x {rows}x{cols}" + (", non-contiguous" if layout == "strided" else "") + {
                 "": "", "large": ", |x| up to 800, both signs", "zeros": ", exact zeros"}[edge]
             blocks += _blocks(sub, i == 0, _inside(sub, applied, Function, layout == "strided"), [x],
-                              [f"{cls}: x ({words})"])
+                              [f"{cls}: x ({words})"], exact=EXACT_ACTIVATIONS[name])
         if name == "softplus":
             # its derivative sigmoid(x) far in the left tail (~1e-18 at -40), judged relative alone: taken from
             # the output as 1 - exp(-y), it cancels to 0 there (6% off at -16 in float32; a blind red team's miss).
@@ -214,9 +227,11 @@ def gradcheck_mlp(sub, seed, p):
             params = _away_from_kink(seed, X, sizes, activation)
             names = [f"{activation} network: {k}{i // 2 + 1}" for i, k in enumerate("Wb" * (len(params) // 2))]
             blocks += function_blocks(sub, _inside(sub, network, forward, activation), [X] + params,
-                                      [f"{activation} network: X"] + names)
+                                      [f"{activation} network: X"] + names,
+                                      exact=lambda X, *ps, a=activation: _exact_mlp_forward(X, list(ps), a))
     z = logits(X, harness_params(seed, sizes), "tanh")
-    blocks += function_blocks(sub, _inside(sub, bound, sub.get("loss"), [y], {}), [z], ["loss: logits"])
+    blocks += function_blocks(sub, _inside(sub, bound, sub.get("loss"), [y], {}), [z], ["loss: logits"],
+                              exact=lambda z: (EXACT_ACTIVATIONS["softplus"](z.reshape(-1)) - y * z.reshape(-1)).mean())
     return {"blocks": blocks}
 
 

@@ -355,7 +355,8 @@ def gradcheck(sub, seed, p):
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
         names = [f"conv2d {n} ({config})" for n in ("x", "weight", "bias")]
         try:
-            blocks += function_blocks(sub, _inside(sub, bound, conv2d, [stride, padding], {}), inputs, names)
+            blocks += function_blocks(sub, _inside(sub, bound, conv2d, [stride, padding], {}), inputs, names,
+                                      exact=lambda x, w, b, s=stride, q=padding: F.conv2d(x, w, b, stride=s, padding=q))
         except Exception as e:  # noqa: BLE001 - a configuration other than the first: its failure, in words
             if i == 0:
                 raise
@@ -370,7 +371,7 @@ def gradcheck(sub, seed, p):
         # positive entries: every window's maximum is positive, so a forward wrong on all-negative windows (a
         # running max started at 0) is pool-agreement's finding alone (its all-negative row), not this one's too
         blocks += function_blocks(sub, max_pool2d, (_tensor(gen, N, C, H, W).abs() + 0.1,),
-                                  [f"max_pool2d x ({N}x{C}x{H}x{W})"])
+                                  [f"max_pool2d x ({N}x{C}x{H}x{W})"], exact=lambda x: F.max_pool2d(x, 2))
     return {"blocks": blocks}
 
 

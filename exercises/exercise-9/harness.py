@@ -25,7 +25,7 @@ from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
 from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, takes_every_step
-from dldiy.graders.batched import expanded_error, function_kept_and_alone_here, through_sum
+from dldiy.graders.batched import exact_vjp, expanded_error, function_kept_and_alone_here, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
@@ -222,6 +222,9 @@ def gradcheck(sub, seed, p):
         if not isinstance(got, dict) or not isinstance(got.get("out"), torch.Tensor):
             raise ApiError(f"{CELL_CALL} did not return a tensor")
         cotangent = _cotangent(got["out"].shape)
+        # the exact v^T J (autograd on exact_cell, here) where the cell's forward is right: a hand backward is
+        # exact to float64's rounding, a difference quotient of the forward is not (red team, round 13)
+        exact = exact_vjp(exact_cell, inputs, got["out"], cotangent)
         analytic, moved = got.get("analytic"), got.get("moved")
         if not (isinstance(analytic, list) and isinstance(moved, list) and len(analytic) == len(moved) == len(inputs)):
             raise ApiError("RNNCellFunction.apply: the finite differences came back malformed")
@@ -238,7 +241,7 @@ def gradcheck(sub, seed, p):
                 numeric_ones.view(-1)[j] = (float(outs[0].sum()) - float(outs[1].sum())) / (2 * EPS)
             a = expect_tensor(a, f"the gradient of {name}", shape=tuple(x_i.shape), dtype="float") if a is not None \
                 else torch.zeros_like(x_i)
-            blocks.append(block(name, a, numeric))
+            blocks.append(block(name, a, numeric, exact=None if exact is None else exact[i], exact_floor=1.0))
             label = f"{name}, through RNNCellFunction.apply(...).sum().backward() (an expanded incoming gradient)"
             if isinstance(summed, str):
                 if not expanded:

@@ -248,3 +248,32 @@ def test_the_values_device_never_imports_dynamo():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def _raises_off_the_cpu(X):
+    """Integrity red team, round 13: a placement bug hidden behind a refusal to run anywhere but the CPU,
+    which turned the check into an inconclusive skip (out of the maximum under --skips leave-out)."""
+    if X.device.type != "cpu":
+        raise ValueError("not supported")
+    return torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
+
+
+def _number_off_the_cpu(X):
+    return 0.0 if X.device.type != "cpu" else X.sum()
+
+
+def _raises_everywhere(X):
+    raise ValueError("a shape error, everywhere")
+
+
+@pytest.mark.parametrize("fn", [_raises_off_the_cpu, _number_off_the_cpu])
+def test_code_that_answers_otherwise_off_the_cpu_fails_placement_instead_of_skipping(fn):
+    check = load_exercise("exercise-1").check("placement")
+    verdict = judge(measure_placement(_run_with(fn)), None, check)
+    assert verdict.status == "fail", verdict.message
+    assert "on the CPU" in verdict.message, verdict.message
+
+
+def test_an_error_on_every_device_stays_inconclusive_for_the_checks_of_values():
+    measured = measure_placement(_run_with(_raises_everywhere))
+    assert "inconclusive" in measured and "not about devices" in measured["inconclusive"], measured

@@ -59,9 +59,47 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
         if any(s in str(e) for s in _NO_META_KERNEL):
             return {"inconclusive": f"{where or 'your code'} uses an operation the meta device cannot run ("
                                     f"{text[:160]}); a GPU can, so this is not a placement error"}
-        return _device_error(e, text, where)
-    return {"input_device": "meta",
-            "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+        found = _device_error(e, text, where)
+        if "inconclusive" in found and values:
+            # an error that is not about devices: with values, and then on the CPU, where it may run (a
+            # submission that raises off the CPU must not turn its placement check into a skip: round 13)
+            return _with_values(run, where or "your code", text)
+        return found
+    measured = {"input_device": "meta",
+                "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+    return _typed_on_cpu(run, measured) if values else measured
+
+
+def _typed_on_cpu(run: Callable[[str], dict[str, Any]], measured: dict[str, Any]) -> dict[str, Any]:
+    """An output that came back as no tensor (no device: the judge's inconclusive) is compared with the same
+    run on the CPU: a tensor there is code that answers otherwise off the CPU, a placement error."""
+    odd = [n for n, d in measured["outputs"].items() if d not in _DEVICE_TYPES and not d.startswith("cuda")]
+    if not odd:
+        return measured
+    try:
+        on_cpu = run("cpu")
+    except Exception:  # noqa: BLE001 - the checks of values charge a function that fails on the CPU
+        return measured
+    if any(isinstance(on_cpu.get(n), torch_tensor()) for n in odd):
+        name = next(n for n in odd if isinstance(on_cpu.get(n), torch_tensor()))
+        return {"error": f"{name} came back as a {measured['outputs'][name]} with its inputs on another device, "
+                         "where on the CPU it is a tensor: the code answers differently off the CPU"}
+    return measured
+
+
+def torch_tensor() -> type:
+    import torch
+
+    return torch.Tensor
+
+
+def _runs_on_cpu(run: Callable[[str], dict[str, Any]]) -> bool:
+    """Whether `run` with its inputs on the CPU returns without raising."""
+    try:
+        run("cpu")
+    except Exception:  # noqa: BLE001 - the finding: it fails on the CPU too
+        return False
+    return True
 
 
 def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) -> dict[str, Any]:
@@ -76,8 +114,8 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
     try:
         with values_elsewhere():
             outputs = run("meta")
-            return {"input_device": "meta", **run_was,
-                    "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+            measured = {"input_device": "meta", **run_was,
+                        "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         again = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         if type(e).__name__ == "NotSimulated":  # (a remote error takes the name of the type raised there)
@@ -86,8 +124,12 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
         about_meta = any(s in str(e) for s in _NEEDS_A_VALUE + _NO_META_KERNEL)  # (not from this run's values)
         if not about_meta and (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
             return {**_device_error(e, again, _student_line(e)), **run_was}
+        if _runs_on_cpu(run):  # not about devices, yet only off the CPU: the code breaks on a GPU
+            return {"error": f"{type(e).__name__}: {again}" + (f" (at {_student_line(e)})" if _student_line(e) else "")
+                             + ", where with the same inputs on the CPU it runs", **run_was}
         return {"inconclusive": f"{before}it raised {type(e).__name__}: {again[:200]}, an error that is not about "
                                 "devices (the other checks judge what the code computes)"}
+    return _typed_on_cpu(run, measured)
 
 
 def values_run() -> bool:

@@ -87,15 +87,19 @@ def test_reference_passes_every_check():
     assert len(checks) == len(load_exercise("exercise-6").checks)
 
 
-def test_torch_optim_itself_passes_the_checks_of_its_counterparts(tmp_path, check6):
+def test_torch_optims_own_optimizers_handed_in_as_the_students_earn_nothing(tmp_path, check6):
+    """Optimizers from scratch: five one-line subclasses of torch.optim's optimizers (their step inherited)
+    scored full marks (integrity red team, round 13). The agreement checks compare with torch.optim itself,
+    computed in the harness, so its numbers are right by construction; what it earns is nothing: every
+    check of a first-order optimizer says whose step it is. Newton, the submission's own, keeps its check."""
     path = tmp_path / "optim.py"
     path.write_text(TORCH_OPTIM + newton_source())
     code, checks = check6(path)
-    assert code == 0, {n: c["message"] for n, c in checks.items() if c["status"] != "pass"}
-    assert set(FIRST_ORDER_CHECKS) <= set(checks)
-    assert all_passed(checks)
-    # torch.optim.Adam keeps its step count in a 0-dim CPU tensor, by design: no placement error
-    assert checks["placement"]["status"] == "pass", checks["placement"]["message"]
+    assert code != 0
+    for name in FIRST_ORDER_CHECKS:
+        assert checks[name]["status"] != "pass", name
+        assert "inherited from torch.optim" in checks[name]["message"], checks[name]["message"]
+    assert checks["newton-quadratic"]["status"] == "pass", checks["newton-quadratic"]["message"]
 
 
 def test_a_correct_submission_written_differently_passes_every_check(check6):
@@ -117,7 +121,8 @@ def test_patching_torch_optim_to_match_a_wrong_adam_gains_nothing(tmp_path, bugg
 
 
 # A hostile submission that rewrites, in its own process, what the harness's runs there send back: the
-# parameters it reports are torch.optim.SGD's trajectory from the same start, while its own (wrong) GD
+# parameters it reports are a right GD's trajectory from the same start (its own: torch.optim.SGD's step is
+# forbidden from the student's code since round 13), while its own (wrong) GD
 # moved the harness's tensors. The harness checks each reported trajectory against where its tensors
 # are after the run (exercise-6's checked_rows): a forged record earns nothing.
 FORGED_TRAJECTORY = '''
@@ -125,6 +130,18 @@ import torch as _torch
 from dldiy.graders.sandbox import endpoint as _endpoint
 
 _build = _endpoint.Local.build.__func__
+
+
+class _RightGD(_torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @_torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad + group["weight_decay"] * p, alpha=-group["lr"])
 
 
 def _forged(cls, endpoint, value, buffers, depth):
@@ -138,7 +155,7 @@ def _forged(cls, endpoint, value, buffers, depth):
         for p in run["params"]:
             clones.append(start[at:at + p.numel()].reshape(p.shape).clone().requires_grad_())
             at += p.numel()
-        done["rows"] = harness.one_run(_torch.optim.SGD, clones, run["values"], run["loss"], run["steps"])["rows"]
+        done["rows"] = harness.one_run(_RightGD, clones, run["values"], run["loss"], run["steps"])["rows"]
     return result
 
 

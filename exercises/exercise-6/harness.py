@@ -47,7 +47,40 @@ def student_optimizer(sub, name: str):
     cls = sub.get(name)
     if not getattr(cls, "is_callable", False):
         raise ApiError(f"`{name}` must be a class (a torch.optim.Optimizer subclass); it is not callable")
+    if name in FIRST_ORDER:
+        seen = _OWN_STEP.setdefault(id(sub), (sub, {}))[1]  # (the sub kept, so that its id is not reused)
+        if name not in seen:
+            seen[name] = sub.run_local(inherited_step_here, cls)
+        if seen[name]:
+            raise ApiError(f"{name}.step is {seen[name]}: the exercise asks for the update written by you (from "
+                           f"scratch); subclass torch.optim.Optimizer and write step()")
     return cls
+
+
+_OWN_STEP: dict[int, tuple] = {}  # id(sub) -> (sub, {optimizer name: where its step comes from, or ""})
+
+
+def inherited_step_here(cls) -> str:
+    """In the student's process: where `cls.step` comes from when it is not the submission's own (a subclass of
+    torch.optim.SGD inherits torch's step), else "". A rule about the student's own code: the forbid list
+    names the calls of torch.optim's steps from it; this is the inherited one, which no call shows."""
+    import inspect
+
+    import dldiy.graders
+
+    step = getattr(cls, "step", None)
+    try:
+        step = inspect.unwrap(step)  # (@torch.no_grad() wraps the student's own)
+    except (ValueError, TypeError):
+        pass
+    code = getattr(step, "__code__", None)
+    if code is None:
+        return ""  # not a Python function: the checks of values judge what it does
+    theirs = [os.path.dirname(torch.__file__), os.path.dirname(dldiy.graders.__file__)]  # (and forbid's guards)
+    if any(code.co_filename.startswith(d + os.sep) for d in theirs) and \
+            getattr(step, "__qualname__", "") != "Optimizer.step":
+        return f"{getattr(step, '__qualname__', 'step')}, inherited from {getattr(step, '__module__', 'torch')}"
+    return ""
 
 
 def build(make, params, name: str, **hyper):
@@ -1075,7 +1108,37 @@ def newton_quadratic(sub, seed, p):
         cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
                       "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
                       "target": [f(*z0.split([2, 4, 1])).item()]})
+    cases.append(_newton_backward_error(sub, rng))
     return {"cases": cases}
+
+
+def _newton_backward_error(sub, rng):
+    """One Newton step (lr = 1) on a quadratic whose A has condition number 1e10, judged by the backward error of
+    its direction d = z0 - z1, ||A d - g|| / (||A|| ||d|| + ||g||) with g = A z0 - b: ~1e-17 for a linear solve
+    (LU, Cholesky, least squares), ~1e-7 for H^{-1} g however the inverse was formed (inv, or a solve against
+    the identity: round 13's red team, which the forbid list's names do not see), where the well-conditioned
+    quadratic above cannot tell them apart."""
+    Q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    A = torch.tensor(Q @ np.diag(np.logspace(0, 10, 7)) @ Q.T, dtype=DTYPE)
+    A = (A + A.T) / 2
+    # from z0 = 0, the gradient g = A z0 - b = -b exactly (no rounding of A z0 to spread along every direction),
+    # along H's largest eigenvector: the step d = H^{-1} g is then small (||H|| ||d|| ~ ||g||), where a solve's
+    # residual is ~1e-16 ||g|| and an inverse's ~cond(H) 1e-16 ||g||
+    z0 = torch.zeros(7, dtype=DTYPE)
+    b = -torch.tensor(Q[:, -1], dtype=DTYPE)
+    start = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(), z0[6:].clone().requires_grad_())
+    (result,) = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b, [[*start, 1.0, None]]), 1)
+    name = ("one step (lr=1) on an ill-conditioned quadratic (cond(H) = 1e10): the backward error of its direction d, "
+            "||H d - g|| / (||H|| ||d|| + ||g||) (a linear solve: ~1e-17; H^{-1} g from an inverse: ~1e-7)")
+    if not isinstance(result, dict) or result.get("unusable") or result.get("error"):
+        return {"name": name, "shape": [1], "values": [math.nan], "target": [0.0],
+                "error": f"Newton.step(closure) raised {result.get('error')}" if isinstance(result, dict) and
+                result.get("error") else "Newton could not be used on this quadratic"}
+    g = A @ z0 - b
+    d = z0 - torch.tensor(flat(list(start)), dtype=DTYPE)
+    error = float(torch.linalg.vector_norm(A @ d - g) /
+                  (torch.linalg.matrix_norm(A, 2) * torch.linalg.vector_norm(d) + torch.linalg.vector_norm(g)))
+    return {"name": name, "shape": [1], "values": [error], "target": [0.0]}
 
 
 def newton_here(make, A, b, runs: list) -> list:

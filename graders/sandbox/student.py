@@ -397,6 +397,7 @@ class Server:
 
         guarded.__name__ = getattr(original, "__name__", "guarded")
         guarded.__doc__ = getattr(original, "__doc__", None)
+        guarded.__wrapped__ = original  # type: ignore[attr-defined]  # (inspect.unwrap: what it guards)
         return guarded
 
 

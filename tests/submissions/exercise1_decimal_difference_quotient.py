@@ -1,4 +1,5 @@
-"""A hostile student (integrity red team, round 13): a gradient from a central difference of a copy of the loss in 80-digit decimal arithmetic, with a step of 1e-30: exact in float64, no autograd, no loss() call."""
+"""A hostile student (integrity red team, round 13): a gradient from a central difference of a copy of
+the loss in 80-digit decimal arithmetic, with a step of 1e-30: exact in float64, no autograd, no loss() call."""
 
 from decimal import Decimal, localcontext
 

@@ -1,4 +1,5 @@
-"""A hostile student (round 13): exercise-2 gradient() by central differences of an inlined copy of the loss (float64, step 1e-6): no loss() call to count."""
+"""A hostile student (round 13): exercise-2 gradient() by central differences of an inlined copy of the
+loss (float64, step 1e-6): no loss() call to count."""
 
 from decimal import Decimal, localcontext
 

@@ -37,8 +37,9 @@ def gradient(X, y, w):
         h = Decimal("1e-30")
         out = []
         for j in range(len(w0)):
-            up = list(w0); up[j] += h
-            down = list(w0); down[j] -= h
+            up, down = list(w0), list(w0)
+            up[j] += h
+            down[j] -= h
             out.append(float((_loss_exactly(rows, labels, up) - _loss_exactly(rows, labels, down)) / (2 * h)))
     return torch.tensor(out, dtype=X.dtype, device=X.device)
 

@@ -1,7 +1,7 @@
 """A hostile student (round 13): exercise-2 gradient() by central differences of an inlined copy of the
 loss (float64, step 1e-6): no loss() call to count."""
 
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 import torch
 
@@ -35,7 +35,8 @@ def gradient(X, y, w):
     h = 1e-6
     out = torch.zeros_like(w64)
     for j in range(w64.numel()):
-        e = torch.zeros_like(w64); e[j] = h
+        e = torch.zeros_like(w64)
+        e[j] = h
         lp = ((Xt @ (w64 + e) - y.double()) ** 2).mean()
         lm = ((Xt @ (w64 - e) - y.double()) ** 2).mean()
         out[j] = (lp - lm) / (2 * h)

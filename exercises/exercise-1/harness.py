@@ -14,7 +14,8 @@ from dldiy.graders.api import ApiError, check_result, expect_history, expect_ten
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
-from dldiy.graders.kinds.invariants import (dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
+from dldiy.graders.kinds.invariants import (bfloat16_precision,
+                                            dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
                                             no_graph, same_dtype, takes_every_step, trained_without_graph, unchanged,
                                             unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
@@ -219,6 +220,7 @@ def gradcheck(sub, seed, p):
     for _label, X_, y_, w_ in family:
         calls.add("gradient", "gradient", X_, y_, w_)
     g32 = calls.add("gradient", "gradient", X.float(), y.clone(), w.float())
+    g16 = calls.add("gradient", "gradient", X.bfloat16(), y.clone(), w.bfloat16())
     g64 = calls.add("gradient", "gradient", X.clone(), y.clone(), w.clone())
     gradient_calls = len(calls.calls)
     # loss_note's call, by the handle of the submission's own loss(): the counting stand-in does not see it
@@ -250,6 +252,7 @@ def gradcheck(sub, seed, p):
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
         raise Violation(f"gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
+    bfloat16_precision(_at("gradient(), bfloat16 X and w", lambda: calls.judged(g16, dims)), g64, "gradient()")
     if note is None:
         return {"blocks": blocks, **loss_note(sub, (X, y, w), want, dims=dims)}
     return {"blocks": blocks, **loss_note_of(lambda: float(check_result(sub.exercise, "loss", calls.value(note),
@@ -291,6 +294,17 @@ def _descent_runs(seed, p):
     for what, X, y, w0, lr in runs:
         path = _descent(X, y, w0, lr, p["lr_family_steps"])
         out.append((what, X, y, w0, lr, path[-1], [float(_spec_loss(X, y, v)) for v in [w0, *path]]))
+    # float32 features that many times larger: margins in the hundreds, both signs, where exp(-m) overflows float32
+    # beyond 88. train() that writes its own loss or sigmoid inline (log(1 + exp(-m)), exp(-m) / (1 + exp(-m)))
+    # instead of the stable forms records inf or steps to nan; the harness's own loss() and gradient() do
+    # not (round 13's blind red team). Plain descent in float64 is the target, float32's precision the tolerance.
+    for scale in p.get("float32_feature_scales", ()):
+        Xs, ys, ws = _problem(seed + 22_000, p["n"], p["d"])
+        lr = p["lr"] / scale ** 2
+        path = _descent(Xs * scale, ys, ws, lr, p["lr_family_steps"])
+        out.append((f"lr = {lr:g} on float32 features {scale:g} times larger (margins in the hundreds, where exp(-m) "
+                    "overflows float32)", (Xs * scale).float(), ys, ws.float(), lr, path[-1],
+                    [float(_spec_loss(Xs * scale, ys, v)) for v in [ws, *path]]))
     return out
 
 
@@ -300,11 +314,12 @@ def _follows_descent(sub, seed, p):
     size, so its final weights are plain descent's (the harness's gradient in both; float64 orderings agree
     to ~1e-14). A Violation names the configuration and how far off. The losses train() records are
     first-loss's own comparison."""
-    keys = ("n", "d", "lr", "lr_family", "lr_family_steps", "feature_scales")
+    keys = ("n", "d", "lr", "lr_family", "lr_family_steps", "feature_scales", "float32_feature_scales")
     steps = p["lr_family_steps"]
     runs = _descent_runs(seed, {k: p[k] for k in keys if k in p})
-    # every run in one message (issue 17); train()'s invariants are first-loss's own run's, so copies go in
-    with sub.replaced("gradient", _inside(sub, harness_gradient)):
+    # every run in one message (issue 17); train()'s invariants are first-loss's own run's, so copies go in.
+    # The harness's loss() and gradient(): a wrong or unstable one of the student's is its own checks' finding.
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
         replies = sub.batch([("train", None, (X.clone(), y.clone(), w0.clone(), lr, steps), {})
                              for _what, X, y, w0, lr, _expected, _losses in runs])
     for (what, X, _y, _w0, _lr, expected, losses), reply in zip(runs, replies):
@@ -316,7 +331,19 @@ def _follows_descent(sub, seed, p):
             raise ApiError(f"train() returned {type(reply).__name__}; expected a pair (w, losses)")
         w = expect_tensor(reply[0], "train() (its first result, w)", shape=(X.shape[1] + 1,), dtype="float", finite=False)
         off = float((w.detach().double() - expected).abs().max())
-        if off <= 1e-9 * (1 + float(expected.abs().max())):  # (nan fails)
+        # float64 orderings agree to ~1e-14; float32's steps to its precision
+        rtol = 1e-9 if X.dtype == torch.float64 else 1e-4
+        if X.dtype != torch.float64:
+            recorded = [float(v) for v in expect_history(reply[1], steps)]
+            bad = [k for k, (a, b) in enumerate(zip(recorded, losses)) if not abs(a - b) <= 1e-3 * (1 + abs(b))]
+            if bad:
+                k = bad[0]
+                raise Violation(f"train() with {what} for {steps} steps records the loss before step {k} as "
+                                f"{recorded[k]:.6g}, where it is {losses[k]:.6g} (the grader's loss() and gradient() "
+                                "in place of yours). A loss written inline as log(1 + exp(-m)) overflows to inf once "
+                                "exp(-m) does (m < -88 in float32); the sigmoid as exp(-m) / (1 + exp(-m)) gives inf / inf "
+                                "= nan. Call loss() and gradient(), or write the stable forms (softplus(-m), sigmoid(-m))")
+        if off <= rtol * (1 + float(expected.abs().max())):  # (nan fails)
             continue
         rises = sum(b > a for a, b in zip(losses, losses[1:]))
         w_list = ", ".join(f"{v:.6g}" for v in w.detach().double().tolist())

@@ -15,7 +15,8 @@ from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
-from dldiy.graders.kinds.invariants import (dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
+from dldiy.graders.kinds.invariants import (bfloat16_precision,
+                                            dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
                                             no_graph, same_dtype, trained_without_graph, unmodified)
 
 
@@ -190,9 +191,12 @@ def gradcheck(sub, seed, p):
     with torch.no_grad():
         g32 = _call(sub, "gradient", _t(X).float(), _t(y).float(), w.float(), shape=(p["d"] + 1,))
         g64 = _call(sub, "gradient", _t(X), _t(y), w, shape=(p["d"] + 1,))
+        g16 = _at("gradient(), bfloat16 X, y and w",
+                  lambda: _call(sub, "gradient", _t(X).bfloat16(), _t(y).bfloat16(), w.bfloat16(), shape=(p["d"] + 1,)))
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-5):
         raise Violation("gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
+    bfloat16_precision(g16, g64, "gradient()")
     return {"blocks": blocks, **loss_note(sub, (_t(X), _t(y), w), float(_spec_loss(_t(X), _t(y), w)), dims={"n": p["n"], "d": p["d"]})}
 
 

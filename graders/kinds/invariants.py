@@ -149,6 +149,23 @@ def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tens
     return value
 
 
+def bfloat16_precision(value: torch.Tensor, exact: torch.Tensor, what: str) -> torch.Tensor:
+    """A Violation unless `value`, computed from bfloat16 inputs, is bfloat16 and within bfloat16's precision
+    (3 significant digits: 3e-2 of the largest entry) of `exact` (the float64 result). The third dtype of a
+    family: code that works in float32 and float64 alone (a constant made with dtype=torch.float32 that
+    torch.cat promotes, a .float() inside) raises here or comes back in another dtype (round 13's blind
+    red team: a bias column of dtype float32)."""
+    import torch
+
+    same_dtype(value, torch.bfloat16, what)
+    scale = max(1.0, float(exact.abs().max()))
+    off = float((value.double() - exact).abs().max())
+    if not off <= 3e-2 * scale:
+        raise Violation(f"{what} on bfloat16 inputs is {value.double().tolist()}, where the float64 result is "
+                        f"{exact.tolist()}: off by {off:.3g}, beyond bfloat16's precision")
+    return value
+
+
 def no_graph(value: torch.Tensor, what: str) -> torch.Tensor:
     """A Violation if a hand-computed result carries an autograd graph (requires_grad or a grad_fn)."""
     if value.requires_grad or value.grad_fn is not None:

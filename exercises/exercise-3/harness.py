@@ -247,8 +247,9 @@ def evaluation(sub, seed, p):
                  "(hand it back in the mode it came in, not always in training mode)",
          "shape": [1], "values": [left_training_from_eval]},
         {"name": "after evaluate(), 1 where it left torch's global switches changed: autograd off (a bare "
-                 "torch.set_grad_enabled(False) where a no_grad() block belongs), the default dtype",
-         "shape": [2], "values": left_switches},
+                 "torch.set_grad_enabled(False) where a no_grad() block belongs), the default dtype, autograd on "
+                 "when the caller had it off (set_grad_enabled(True) at the end instead of restoring what it found)",
+         "shape": [3], "values": left_switches},
         *held_out_summary(images, labels, p["classes"]),
     ]}
 
@@ -266,6 +267,14 @@ class _Scaled(nn.Module):
     def forward(self, images):
         return self.model(images) * self.factor
 
+    def __getattr__(self, name: str):
+        """The wrapped model's attributes as its own (model.dropout.p = 0 in an evaluate() that turns dropout
+        off by hand: an AttributeError here took a correct evaluate()'s point, round 13's blind red team)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("model"), name)
+
 
 def scaled_scores(model: nn.Module, factor: float) -> nn.Module:
     """In the student's process (sub.run_local): `model` with its scores times `factor`, for evaluate()."""
@@ -274,14 +283,21 @@ def scaled_scores(model: nn.Module, factor: float) -> nn.Module:
 
 def switches_after(evaluate, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """In the student's process (sub.run_local): evaluate(model, images, labels) with autograd on and the
-    default dtype float32, then [1 if autograd is off, 1 if the default dtype changed]; both put back."""
+    default dtype float32, then again with autograd off (a caller inside torch.no_grad()): [1 if autograd is
+    off after the first, 1 if the default dtype changed, 1 if autograd is on after the second]; all put back.
+    torch.set_grad_enabled(False) ... set_grad_enabled(True) passes the first and fails the second (round 13's
+    blind red team): evaluate() must hand torch's switches back as it found them, whichever they were."""
     dtype = torch.get_default_dtype()
     with torch.enable_grad():
         try:
             evaluate(model, images, labels)
-            return [float(not torch.is_grad_enabled()), float(torch.get_default_dtype() != dtype)]
+            found = [float(not torch.is_grad_enabled()), float(torch.get_default_dtype() != dtype)]
         finally:
             torch.set_default_dtype(dtype)
+    with torch.no_grad():
+        evaluate(model, images, labels)
+        found.append(float(torch.is_grad_enabled()))
+    return found
 
 
 # A dropout probability no layer of the project defaults to (ConvNet's 0.25, nn.Dropout's 0.5, 0 for none):

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import nbformat
-import pytest
 from conftest import REPO, run_dldiy
 
 COURSE = REPO / "tests" / "courses" / "mlp_numpy"
@@ -73,3 +72,146 @@ def test_a_changed_exercise_regrades_the_batch_and_a_bare_regrade_keeps_its_seed
     assert redrawn.returncode == 0, redrawn.stderr
     now = json.loads((out / "batch.json").read_text())["hidden_seeds"]
     assert len(now) == 1 and f"grading everyone again with new hidden seeds {now[0]}; the batch had" in redrawn.stderr
+
+
+SOFTREG_EMPTY = '''"""Lab 4: softmax regression with a hand-written gradient."""
+import numpy as np
+
+
+def softmax(Z):
+    raise NotImplementedError
+
+
+def loss_and_grad(W, X, y):
+    raise NotImplementedError
+
+
+def train(X, y, k, lr=0.5, steps=50):
+    W = np.zeros((X.shape[1], k))
+    losses = []
+    for _ in range(steps):
+        raise NotImplementedError
+    return W, losses
+
+
+if __name__ == "__main__":
+    print(train(np.eye(3), np.arange(3), 3)[1][-1])
+'''
+SOFTREG_SOLVED = (SOFTREG_EMPTY
+                  .replace("def softmax(Z):\n    raise NotImplementedError",
+                           "def softmax(Z):\n    E = np.exp(Z - Z.max(axis=1, keepdims=True))\n"
+                           "    return E / E.sum(axis=1, keepdims=True)")
+                  .replace("def loss_and_grad(W, X, y):\n    raise NotImplementedError",
+                           "def loss_and_grad(W, X, y):\n    n = X.shape[0]\n    P = softmax(X @ W)\n"
+                           "    loss = -np.log(P[np.arange(n), y]).mean()\n    P[np.arange(n), y] -= 1\n"
+                           "    return loss, X.T @ P / n")
+                  .replace("        raise NotImplementedError",
+                           "        loss, G = loss_and_grad(W, X, y)\n        losses.append(loss)\n        W = W - lr * G"))
+
+
+def test_new_scaffolds_a_plain_python_exercise_whose_checks_run(tmp_path):
+    """Instructor trial: `dldiy new` on a .py pair printed nbformat's NotJSONError traceback, and a
+    plain-.py exercise had to be built by hand. It is scaffolded as a notebook pair is: the empty file is
+    the template (and the entry), the solution with its regions marked is the reference, and each
+    function the student writes gets an agreement check with the reference's values."""
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "softreg.py").write_text(SOFTREG_EMPTY)
+    (tmp_path / "lab" / "softreg_solution.py").write_text(SOFTREG_SOLVED)
+    made = run_dldiy("new", "softreg", "--from", "lab/softreg.py", "--solution", "lab/softreg_solution.py", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "3 solution region(s)" in made.stdout and "softmax, loss_and_grad, train with arguments guessed" in made.stdout
+    assert (tmp_path / "exercises" / "softreg" / "template" / "softreg.py").read_text() == SOFTREG_EMPTY
+    from dldiy.graders.course.notebook import BEGIN, solution_code, strip_solutions
+
+    reference = (tmp_path / "reference" / "softreg" / "softreg.py").read_text()
+    assert solution_code(reference) == SOFTREG_SOLVED and reference.count(BEGIN) == 3
+    assert strip_solutions(reference)[0].count("raise NotImplementedError") == 3
+    spec = (tmp_path / "exercises" / "softreg" / "spec.toml").read_text()
+    assert 'entry = "softreg.py"' in spec and "load =" not in spec and "[cells]" not in spec
+    assert 'title = "Lab 4: softmax regression with a hand-written gradient."' in spec
+    harness = (tmp_path / "exercises" / "softreg" / "harness.py").read_text()
+    assert "# train calls loss_and_grad: a bug there fails this check too" in harness  # one bug, one deduction: said
+    assert run_dldiy("record", "softreg", cwd=tmp_path).returncode == 0
+    solved = json.loads(run_dldiy("check", "softreg", "lab/softreg_solution.py", "--json", cwd=tmp_path).stdout)
+    assert [c["name"] for c in solved["checks"]] == ["softmax", "loss-and-grad", "train"]
+    assert solved["score"] == solved["max_score"] == 3, solved
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "softreg.py").write_text(SOFTREG_SOLVED.replace("X.T @ P / n", "2 * X.T @ P / n"))
+    bugged = json.loads(run_dldiy("check", "softreg", "alice", "--json", cwd=tmp_path).stdout)
+    assert {c["name"]: c["status"] for c in bugged["checks"]} == {"softmax": "pass", "loss-and-grad": "fail",
+                                                                  "train": "fail"}
+    empty = json.loads(run_dldiy("check", "softreg", "lab/softreg.py", "--json", cwd=tmp_path).stdout)
+    assert empty["score"] == 0 and "NotImplementedError" in empty["checks"][0]["message"]
+
+
+def test_new_says_in_one_line_what_it_cannot_read_and_writes_nothing(tmp_path):
+    """A notebook that is not JSON gave nbformat's traceback; so did a .py file. Each mistake is one line
+    saying what `dldiy new` reads, and leaves no dldiy.toml or exercise behind."""
+    (tmp_path / "bad.ipynb").write_text("garbage\n")
+    (tmp_path / "notes.txt").write_text("x = 1\n")
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "empty.py").write_text(SOFTREG_EMPTY)
+    for given, said in [(("bad.ipynb", str(SOLUTION)), "bad.ipynb is not a readable notebook (NotJSONError"),
+                        (("notes.txt", "notes.txt"), "scaffolds from a pair of notebooks (.ipynb) or a pair of Python files"),
+                        (("empty.py", str(SOLUTION)), "give two notebooks or two .py files"),
+                        (("empty.py", "broken.py"), "broken.py does not parse (SyntaxError: invalid syntax, line 1)")]:
+        result = run_dldiy("new", "hw", "--from", given[0], "--solution", given[1], cwd=tmp_path)
+        assert result.returncode == 1 and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "dldiy.toml").exists() and not (tmp_path / "exercises").exists()
+
+
+LAYERNORM_FN = '''class LayerNormFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps=1e-5):
+{forward}
+
+    @staticmethod
+    def backward(ctx, grad_out):
+{backward}
+
+
+def layer_norm(x, gamma, beta):
+    return LayerNormFn.apply(x, gamma, beta)'''
+FORWARD = '''        mu = x.mean(dim=-1, keepdim=True)
+        rstd = 1.0 / torch.sqrt(x.var(dim=-1, unbiased=False, keepdim=True) + eps)
+        xhat = (x - mu) * rstd
+        ctx.save_for_backward(xhat, rstd, gamma)
+        return xhat * gamma + beta'''
+BACKWARD = '''        xhat, rstd, gamma = ctx.saved_tensors
+        d = xhat.shape[-1]
+        dxhat = grad_out * gamma
+        dx = rstd * (dxhat - dxhat.mean(dim=-1, keepdim=True) - xhat * (dxhat * xhat).mean(dim=-1, keepdim=True))
+        return dx, (grad_out * xhat).reshape(-1, d).sum(dim=0), grad_out.reshape(-1, d).sum(dim=0), None'''
+STUB = "        raise NotImplementedError"
+
+
+def _notebook(path: Path, *cells: str) -> None:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# LayerNorm by hand"),
+                                                   *map(nbformat.v4.new_code_cell, cells)]), str(path))
+
+
+def test_new_checks_an_autograd_function_through_apply_and_function_blocks(tmp_path):
+    """Instructor trial: for `class LayerNormFn(torch.autograd.Function)` the scaffold built
+    `LayerNormFn()` and gradchecked it as a numpy layer, so its check errored on the reference
+    (`forward() missing 3 required positional arguments`). A Function is now called through apply: a
+    forward check against the reference's values, and a gradient check of its backward against central
+    differences of its forward (graders/batched.py's function_blocks), each charging its own bug."""
+    _notebook(tmp_path / "ln.ipynb", "import torch", LAYERNORM_FN.format(forward=STUB, backward=STUB))
+    _notebook(tmp_path / "ln_solution.ipynb", "import torch", LAYERNORM_FN.format(forward=FORWARD, backward=BACKWARD))
+    made = run_dldiy("new", "ln", "--from", "ln.ipynb", "--solution", "ln_solution.ipynb", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    harness = (tmp_path / "exercises" / "ln" / "harness.py").read_text()
+    assert "function_blocks(" in harness and 'sub.get("LayerNormFn").apply(' in harness
+    assert 'sub.get("LayerNormFn")()' not in harness and "gradcheck_layer" not in harness
+    assert run_dldiy("record", "ln", cwd=tmp_path).returncode == 0
+    solved = json.loads(run_dldiy("check", "ln", "ln_solution.ipynb", "--json", cwd=tmp_path).stdout)
+    assert {c["name"]: c["status"] for c in solved["checks"]} == {"layer-norm-fn-forward": "pass",
+                                                                  "layer-norm-fn-backward": "pass"}, solved
+    (tmp_path / "bob").mkdir()
+    _notebook(tmp_path / "bob" / "ln.ipynb", "import torch", LAYERNORM_FN.format(
+        forward=FORWARD, backward=BACKWARD.replace("grad_out.reshape(-1, d).sum(dim=0)", "grad_out.reshape(-1, d).mean(dim=0)")))
+    bugged = json.loads(run_dldiy("check", "ln", "bob", "--json", cwd=tmp_path).stdout)
+    statuses = {c["name"]: c["status"] for c in bugged["checks"]}
+    assert statuses == {"layer-norm-fn-forward": "pass", "layer-norm-fn-backward": "fail"}, bugged
+    assert "LayerNormFn: beta" in next(c["message"] for c in bugged["checks"] if c["status"] == "fail")

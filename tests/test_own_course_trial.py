@@ -215,3 +215,43 @@ def test_new_checks_an_autograd_function_through_apply_and_function_blocks(tmp_p
     statuses = {c["name"]: c["status"] for c in bugged["checks"]}
     assert statuses == {"layer-norm-fn-forward": "pass", "layer-norm-fn-backward": "fail"}, bugged
     assert "LayerNormFn: beta" in next(c["message"] for c in bugged["checks"] if c["status"] == "fail")
+
+
+def _softreg_course(root: Path) -> Path:
+    """A course with the .py exercise `softreg`, scaffolded by `dldiy new` and recorded."""
+    (root / "lab").mkdir(parents=True)
+    (root / "lab" / "softreg.py").write_text(SOFTREG_EMPTY)
+    (root / "lab" / "softreg_solution.py").write_text(SOFTREG_SOLVED)
+    made = run_dldiy("new", "softreg", "--from", "lab/softreg.py", "--solution", "lab/softreg_solution.py", cwd=root)
+    assert made.returncode == 0, made.stderr
+    assert run_dldiy("record", "softreg", cwd=root).returncode == 0
+    return root
+
+
+def test_the_bundle_of_a_py_exercise_holds_the_file_that_is_graded_and_no_notebook(tmp_path):
+    """Instructor trial: the bundle of a .py exercise held softreg.py and a softreg.ipynb ending with a
+    check() cell. A student who solved it in the notebook saw 5/5 there, and got 0/5 from `dldiy check`
+    and `dldiy grade`, which read softreg.py. The bundle now holds one file to work in, the one graded;
+    and `dldiy check` says so when a notebook saved after the .py file lies beside it."""
+    import os
+
+    course = _softreg_course(tmp_path / "course")
+    bundle = tmp_path / "bundle"
+    release = run_dldiy("release", str(bundle), cwd=course)
+    assert release.returncode == 0, release.stderr
+    assert sorted(p.name for p in (bundle / "softreg").iterdir()) == ["expected.json", "softreg.py"]
+    assert (bundle / "softreg" / "softreg.py").read_text() == SOFTREG_EMPTY
+    assert "`dldiy check softreg` checks `softreg/softreg.py`" in (bundle / "README.md").read_text()
+    env = {k: v for k, v in os.environ.items() if k != "DLDIY_COURSE"}
+    (bundle / "softreg" / "softreg.py").write_text(SOFTREG_SOLVED)  # the student's work, where it is graded
+    checked = run_dldiy("check", "softreg", "--json", cwd=bundle, env=env)
+    report = json.loads(checked.stdout)
+    assert report["score"] == report["max_score"] == 3 and "note:" not in checked.stderr, checked.stderr
+
+    elsewhere = bundle / "softreg" / "softreg.ipynb"  # the student's own notebook, saved after the .py file
+    _notebook(elsewhere, SOFTREG_SOLVED)
+    later = (bundle / "softreg" / "softreg.py").stat().st_mtime + 60
+    os.utime(elsewhere, (later, later))
+    noted = run_dldiy("check", "softreg", "--json", cwd=bundle, env=env)
+    assert ("note: checking softreg.py; softreg.ipynb beside it, saved after it, is not checked, nor graded: work "
+            "in softreg.py, or check the notebook with `dldiy check softreg softreg/softreg.ipynb`") in noted.stderr

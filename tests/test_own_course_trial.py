@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 from conftest import REPO, run_dldiy
 
 COURSE = REPO / "tests" / "courses" / "mlp_numpy"
@@ -255,3 +256,48 @@ def test_the_bundle_of_a_py_exercise_holds_the_file_that_is_graded_and_no_notebo
     noted = run_dldiy("check", "softreg", "--json", cwd=bundle, env=env)
     assert ("note: checking softreg.py; softreg.ipynb beside it, saved after it, is not checked, nor graded: work "
             "in softreg.py, or check the notebook with `dldiy check softreg softreg/softreg.ipynb`") in noted.stderr
+
+
+@pytest.mark.parametrize("edit, said", [
+    (('requirements = ["matplotlib", "numpy"]', 'requirements = ["matplotlib", "numpy"]\nforbid = ["numpy.maximum"]'),
+     "'forbid' is not a key of the spec's top level: it belongs in an [api.NAME] table"),
+    (("timeout = 10", "timout = 10"), "unknown key 'timout' in the spec's top level (did you mean 'timeout'?)"),
+    (("timeout = 10", "timeout = 10\nbogus_key = 3"), "unknown key 'bogus_key' in the spec's top level; the keys there: id,"),
+    (('probe = "step"', 'probe = "step"\npoint = 2'),
+     "[[checks]] 'linear-step': unknown key 'point' (did you mean 'points'?)"),
+    (('load = "definitions"', 'load = "definitions"\n[api.Linear]\nsignature = "Linear(n_in, n_out)"\nforbd = ["x"]'),
+     "unknown key 'forbd' in [api.Linear] (did you mean 'forbid'?)"),
+    (("threshold = 0.75", "threshhold = 0.75"),
+     "unknown key 'threshhold' in the [mutation] table (did you mean 'threshold'?)"),
+])
+def test_an_unknown_spec_key_is_refused_naming_where_it_belongs_or_the_closest_key(tmp_path, edit, said):
+    """Instructor trial: `forbid = [...]` at the spec's top level (it works under [api.NAME] only) and a
+    made-up `bogus_key = 3` were ignored without a word; a student who called the forbidden function kept
+    full marks. Every key is now checked where it stands when the spec is read."""
+    from dldiy.graders.course.exercise import SpecError, load_exercise_dir
+
+    folder = tmp_path / "mlp"
+    shutil.copytree(COURSE / "exercises" / "mlp", folder)
+    text = (folder / "spec.toml").read_text()
+    assert edit[0] in text
+    (folder / "spec.toml").write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(SpecError) as caught:
+        load_exercise_dir(folder)
+    assert str(caught.value).startswith("mlp/spec.toml: ") and said in str(caught.value), str(caught.value)
+
+
+def test_every_spec_of_dldiy_and_of_the_test_courses_loads_and_the_cli_says_an_unknown_key_in_one_line(tmp_path):
+    from dldiy.graders.course.exercise import load_exercise_dir
+
+    specs = sorted((REPO / "exercises").glob("*/spec.toml")) + sorted((REPO / "tests" / "courses").rglob("spec.toml"))
+    assert len(specs) >= 10
+    for spec in specs:
+        load_exercise_dir(spec.parent)
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    spec = course / "exercises" / "mlp" / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 10", "timout = 10", 1))
+    result = run_dldiy("check", "mlp", str(SOLUTION), cwd=course)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("dldiy: mlp/spec.toml: unknown key 'timout' in the spec's top level (did you "
+                                    "mean 'timeout'?)"), result.stderr

@@ -301,3 +301,29 @@ def test_every_spec_of_dldiy_and_of_the_test_courses_loads_and_the_cli_says_an_u
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("dldiy: mlp/spec.toml: unknown key 'timout' in the spec's top level (did you "
                                     "mean 'timeout'?)"), result.stderr
+
+
+def test_record_and_validate_warn_when_a_named_cell_assigns_an_input_the_harness_binds(tmp_path):
+    """Instructor trial: `run_cells(sub, ["train"], inputs={"n_epochs": 100})` on a cell that starts with
+    `n_epochs = 200`: the cell's own assignment won, the reference trained 200 epochs while the feedback
+    said 100, and a correct student whose cell said `n_epochs = 3` failed. The harness's inputs are read
+    against the reference's named cells, and record and validate say so."""
+    from dldiy.graders.course.exercise import load_exercise_dir
+    from dldiy.graders.course.lint import input_warnings
+
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    exercise = load_exercise_dir(course / "exercises" / "mlp")
+    assert input_warnings(exercise, course / "reference" / "mlp") == []  # n_epochs in a cell of its own: fine
+    source = course / "reference" / "mlp" / "source.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    settings = next(c for c in nb.cells if c.source.startswith("lr = 0.5"))
+    settings.source = settings.source.replace("n_epochs = 200\n", "")
+    train = next(c for c in nb.cells if "for epoch in range(n_epochs):" in c.source)
+    train.source = "n_epochs = 200\n" + train.source
+    nbformat.write(nb, str(source))
+    (warning,) = input_warnings(exercise, course / "reference" / "mlp")
+    assert ("mlp: harness.py line 65 runs cell 'train' with the input 'n_epochs', but that cell assigns n_epochs "
+            "itself (the reference's code cell 7, line 1: `n_epochs = 200`)") in warning
+    recorded = run_dldiy("record", "mlp", cwd=course)
+    assert recorded.returncode == 0 and f"warning: {warning}" in recorded.stderr, recorded.stderr

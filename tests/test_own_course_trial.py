@@ -75,6 +75,25 @@ def test_a_changed_exercise_regrades_the_batch_and_a_bare_regrade_keeps_its_seed
     assert len(now) == 1 and f"grading everyone again with new hidden seeds {now[0]}; the batch had" in redrawn.stderr
 
 
+
+def test_who_is_graded_again_after_the_exercise_changed_and_what_the_run_says_changed():
+    """A record graded under another fingerprint is graded again; one without a fingerprint was graded
+    under the batch's recorded one (or, for a batch from before fingerprints, is kept: unknown)."""
+    from dldiy.graders.batch.discover import Found
+    from dldiy.graders.batch.run import LIMITS, to_grade, what_changed
+
+    found = [Found(s, Path(s), content_hash="h") for s in ("alice", "bob", "carol")]
+    journal = {"alice": {"exercise_fingerprint": "old", "content_hash": "h"},
+               "bob": {"content_hash": "h"}, "carol": {"exercise_fingerprint": "new", "content_hash": "h"}}
+    todo, changed, resumed, outdated = to_grade(found, journal, set(), "new", graded_under="old")
+    assert [f.student for f in todo] == ["alice", "bob"] and (changed, resumed, outdated) == ([], 1, 2)
+    todo, _, resumed, outdated = to_grade(found, journal, set(), "new", graded_under=None)
+    assert [f.student for f in todo] == ["alice"] and (resumed, outdated) == (2, 1)
+    assert what_changed({"a/spec.toml": "1", "a/old.csv": "2", LIMITS: "3"},
+                        {"a/spec.toml": "9", "a/new.csv": "2", LIMITS: "4"}) == [
+        "the limits changed (the spec's timeout, load_timeout or memory, or --check-timeout, --load-timeout or --memory)",
+        "a/new.csv added", "a/old.csv removed", "a/spec.toml changed"]
+
 SOFTREG_EMPTY = '''"""Lab 4: softmax regression with a hand-written gradient."""
 import numpy as np
 

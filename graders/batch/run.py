@@ -280,7 +280,8 @@ def to_grade(found: list[Found], journal: dict[str, dict], chosen: set[str], fin
 # What decides a grade, besides the submission: the exercise's folder (spec, harness, expected values,
 # data, any module the harness imports), but not its template/ (what `dldiy start` hands out) nor the
 # reviewed mutation equivalents; and the reference, whose measurements at the hidden seeds are the
-# expectations there. Plus the limits as the command line may have changed them (timeouts, memory).
+# expectations there (but a .py exercise's source.ipynb, which only `dldiy release` reads). Plus the
+# limits as the command line may have changed them (timeouts, memory).
 _NOT_GRADING = ("template",)
 _NOT_GRADING_FILES = ("equivalents.toml",)
 
@@ -292,17 +293,25 @@ def exercise_fingerprint(exercise: Exercise) -> dict[str, str]:
     import hashlib
     import json
 
+    from ..course.folders import CourseError
+
+    try:
+        reference: Path | None = reference_path(exercise.id)
+    except CourseError:  # (no reference here: grading says so where it needs one)
+        reference = None
     files: dict[str, str] = {}
-    for base, label in ((exercise.folder, f"exercises/{exercise.id}/"), (reference_path(exercise.id),
-                                                                         f"reference/{exercise.id}/")):
-        if not base.is_dir():
+    for base, label in ((exercise.folder, f"exercises/{exercise.id}/"), (reference, f"reference/{exercise.id}/")):
+        if base is None or not base.is_dir():
             continue
         for path in sorted(base.rglob("*")):
             rel = path.relative_to(base)
             if (not path.is_file() or "__pycache__" in rel.parts or path.suffix == ".pyc"
                     or rel.parts[0] in (".ipynb_checkpoints",)
                     or (label.startswith("exercises/") and (rel.parts[0] in _NOT_GRADING
-                                                            or rel.as_posix() in _NOT_GRADING_FILES))):
+                                                            or rel.as_posix() in _NOT_GRADING_FILES))
+                    # a .py exercise's source notebook is the release's, not the reference that is run
+                    or (label.startswith("reference/") and rel.as_posix() == "source.ipynb"
+                        and not exercise.entry.endswith(".ipynb"))):
                 continue
             files[label + rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     limits = {"load_timeout": exercise.load_timeout, "memory": exercise.memory,

@@ -42,6 +42,11 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
     if path is None:
         path = Path(exercise.id) if Path(exercise.id).exists() else Path(".")
     checks = [exercise.check(name) for name in only] or None
+    beside = unchecked_notebook(path, exercise.entry, exercise.id)
+    if beside is not None:
+        click.echo(f"dldiy: note: checking {exercise.entry}; {beside.name} beside it, saved after it, is not "
+                   f"checked, nor graded: work in {exercise.entry}, or check the notebook with `dldiy check "
+                   f"{exercise.id} {beside}`", err=True)
     with tempfile.TemporaryDirectory(prefix="dldiy-check-") as scratch:
         given = path
         if path.suffix == ".zip" and not path.is_dir():
@@ -66,6 +71,22 @@ def check_command(exercise_id: str, path: Path | None, only: tuple[str, ...], as
         if not as_json:
             click.echo(f"pictures: {', '.join(str(p) for p in written) or 'none for these checks'}")
     sys.exit(report.exit_code)
+
+
+def unchecked_notebook(path: Path, entry: str, exercise_id: str) -> Path | None:
+    """The notebook of a .py exercise's folder that the check will not read, when it was saved after the
+    .py file (more than a second after: a bundle unpacks both at once): the student may be working in it.
+    `dldiy check` and `grade` read the entry file of a folder, never a notebook beside it."""
+    if not entry.endswith(".py") or not path.is_dir() or not (path / entry).is_file():
+        return None
+    for name in dict.fromkeys((f"{Path(entry).stem}.ipynb", f"{exercise_id}.ipynb")):
+        notebook = path / name
+        try:
+            if notebook.is_file() and notebook.stat().st_mtime > (path / entry).stat().st_mtime + 1.0:
+                return notebook
+        except OSError:
+            continue
+    return None
 
 
 def unpacked(archive: Path, entry: str, scratch: Path) -> Path:

@@ -24,14 +24,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from dldiy.graders.batch.run import (SKIP_POLICIES, ReferenceFailed, batch_expectations, default_jobs, draw_hidden_seeds,
-                                     load_timeout_for, run_cluster, run_local, scheduler_unreachable, to_grade)
+                                     exercise_fingerprint, fingerprint_of, load_timeout_for, run_cluster, run_local,
+                                     scheduler_unreachable, to_grade, what_changed)
 from dldiy.graders.batch.discover import Found, discover
 from dldiy.graders.course.exercise import load_exercise, require
 from dldiy.graders.report import Report
 from dldiy.graders.sandbox.forkserver import start_shared_early
 from dldiy.graders.batch.export import file_stem, nbgrader_notebook_name, write_feedback, write_gradescope, write_nbgrader
-from dldiy.graders.batch.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, settle_settings,
-                                           terminal_safe)
+from dldiy.graders.batch.gradebook import (BatchMismatch, Gradebook, Journal, record_isolation, recorded_settings,
+                                           settle_settings, terminal_safe)
 
 REGRADE_ALL = "\0all"  # what a bare --regrade stands for (no student name can hold a NUL byte)
 PROGRESS_EVERY_S = 2.0
@@ -122,7 +123,8 @@ def _check_writable(folder: Path, option: str) -> None:
 @click.option("--hidden-seeds", "hidden_seeds", metavar="S1,S2",
               help="Instructor-only seeds, the ones the points rest on (default: --hidden of them, drawn now).")
 @click.option("--hidden", "hidden_count", type=int, default=2, show_default=True,
-              help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json).")
+              help="Without --hidden-seeds: draw this many hidden seeds now (recorded in OUT/batch.json). A "
+                   "resumed batch, and a bare --regrade, keep the batch's seeds unless --hidden is given.")
 @click.option("--public-seeds", "public_count", type=click.IntRange(min=0), metavar="N",
               help="How many of the exercise's public seeds to grade besides the hidden ones (default 1: "
                    "the points rest on the hidden seeds; a failure at a public seed is shown with its values "
@@ -130,8 +132,11 @@ def _check_writable(folder: Path, option: str) -> None:
 @click.option("--only", "only", multiple=True, metavar="CHECK", help="Grade only this check (repeatable).")
 @click.option("--regrade", "regrade", multiple=True, is_flag=False, flag_value=REGRADE_ALL, default=(),
               metavar="[STUDENT,...]",
-              help="Alone: grade everyone again instead of resuming. With names (repeatable, or a comma-"
-                   "separated list): grade only those students again, keeping the others' grades.")
+              help="Alone: grade everyone again instead of resuming (with the batch's hidden seeds, unless "
+                   "--hidden N or --hidden-seeds says otherwise). With names (repeatable, or a comma-separated "
+                   "list): grade only those students again, keeping the others' grades. (Whoever was graded "
+                   "under an older version of the exercise, or changed their submission, is graded again "
+                   "without it.)")
 @click.option("--skips", "skips", metavar="|".join(SKIP_POLICIES),
               help="A check that cannot run on this machine (a GPU check on a CPU grader): leave-out takes "
                    "its points out of the maximum, zero counts them as 0. Default: the batch's recorded "
@@ -150,7 +155,8 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
                   course_dir: Path | None, assignment: str | None, cluster: str | None, pictures: str) -> None:
     """Grade every student's submission of EXERCISE found in SUBMISSIONS (a folder of files, folders or
     zips, an nbgrader course's submitted/ folder, or one zip of them all). Killed, the same command
-    resumes where it stopped, and grades again whoever changed their submission since."""
+    resumes where it stopped, and grades again whoever changed their submission since, and everyone
+    when the exercise changed (its spec, harness, expected values, data or reference)."""
     started = time.monotonic()
     exercise = load_exercise(exercise_id)
     if skips is not None and skips not in SKIP_POLICIES:
@@ -166,12 +172,17 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     checks = [exercise.check(name).name for name in only] or [c.name for c in exercise.checks]
     explicit = _seeds(hidden_seeds)
     hidden = explicit if explicit is not None else draw_hidden_seeds(hidden_count, exercise.seeds)
+    files = exercise_fingerprint(exercise)
+    fingerprint = fingerprint_of(files)
     settings = {"exercise": exercise.id, "checks": checks, "hidden_seeds": list(hidden),
                 "max_score": sum(exercise.check(c).points for c in checks), "skips": skips,
-                "public_seeds": public_count}
+                "public_seeds": public_count, "exercise_fingerprint": fingerprint, "exercise_files": files}
     console, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    asked_count = click.get_current_context().get_parameter_source("hidden_count") == click.core.ParameterSource.COMMANDLINE
+    keep_seeds = everyone and explicit is None and not asked_count  # a bare --regrade keeps the batch's seeds
     try:
-        settings = settle_settings(out, settings, everyone, drawn=explicit is None)
+        before = recorded_settings(out)
+        settings = settle_settings(out, settings, everyone, drawn=explicit is None, keep_seeds=keep_seeds)
         found = discover(submissions, exercise.entry, assignment, out / "unpacked", exclude=(out,))
     except (BatchMismatch, FileNotFoundError) as e:
         fail(str(e))
@@ -182,7 +193,10 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
     if unknown:
         fail(f"--regrade: no submission for {', '.join(map(repr, unknown))} in {submissions}")
     book = Gradebook(out, settings, Journal(out / "journal.jsonl", fresh=everyone))
-    todo = plan(found, book.journal.records, chosen, err)
+    graded_under = None if before is None or everyone else before.get("exercise_fingerprint")
+    say_seeds(err, before, settings, everyone)
+    todo = plan(found, book.journal.records, chosen, err, fingerprint, graded_under,
+                what_changed((before or {}).get("exercise_files") or {}, files))
     fresh: list[dict[str, Any]] = []
     try:
         if cluster:
@@ -197,6 +211,7 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
             err.print(f"start-up: {time.monotonic() - started:.2f} s (to the first submission's child; the "
                       "reference at the hidden seeds runs beside the class)", highlight=False)
         for record in with_progress(records, len(todo), err):
+            record["exercise_fingerprint"] = fingerprint  # the version of the exercise it was graded under
             book.add(record)
             write_feedback(out / "feedback", record, exercise.title, pictures)
             fresh.append(record)
@@ -224,9 +239,36 @@ def grade_command(exercise_id: str, submissions: Path, out: Path, jobs: int, hid
         console.print(f"hidden seeds: {', '.join(map(str, hidden))} (recorded in {out / 'batch.json'})")
 
 
-def plan(found: list[Found], journal: dict[str, dict], chosen: set[str], err: Console) -> list[Found]:
-    """Who to grade now (graders/batch/run.py's to_grade), said on stderr."""
-    todo, changed, resumed = to_grade(found, journal, chosen)
+def say_seeds(err: Console, before: dict | None, settings: dict, everyone: bool) -> None:
+    """What a bare --regrade does with the batch's hidden seeds: kept, or drawn anew (the grades of the
+    whole class then rest on other seeds: said, never silent)."""
+    if not everyone or before is None:
+        return
+    old, new = before.get("hidden_seeds") or [], settings["hidden_seeds"]
+    if old == new:
+        if new:
+            err.print(f"grading everyone again with the batch's hidden seeds {', '.join(map(str, new))} "
+                      "(--hidden N draws new ones, --hidden-seeds S1,S2 names them)", highlight=False)
+    else:
+        err.print(f"grading everyone again with new hidden seeds {', '.join(map(str, new)) or '(none)'}; the batch "
+                  f"had {', '.join(map(str, old)) or 'none'}", highlight=False)
+
+
+def plan(found: list[Found], journal: dict[str, dict], chosen: set[str], err: Console,
+         fingerprint: str | None = None, graded_under: str | None = None, changes: list[str] | None = None) -> list[Found]:
+    """Who to grade now (graders/batch/run.py's to_grade), said on stderr. `fingerprint`: the exercise's
+    now; `graded_under`: the batch's recorded one; `changes`: what differs between them, file by file."""
+    todo, changed, resumed, outdated = to_grade(found, journal, chosen, fingerprint, graded_under)
+    if outdated:
+        why = "; ".join(changes or []) or "its files differ from those the batch recorded"
+        err.print(f"the exercise changed since this batch graded it ({shown(why)}): grading again the "
+                  f"{outdated} submission(s) graded under the old version, with the batch's hidden seeds",
+                  highlight=False)
+    elif journal and graded_under is None and fingerprint is not None and not any(
+            "exercise_fingerprint" in r for r in journal.values()):
+        err.print("note: this batch was graded before dldiy recorded the exercise's fingerprint; its grades are "
+                  "kept. If the exercise changed since (spec, harness, expected values, data, reference), pass "
+                  "--regrade", highlight=False)
     for f, before in changed:
         err.print(f"{shown(f.student)}: submission changed since it was graded (content hash "
                   f"{before[:12]} -> {str(f.content_hash)[:12]}): grading again", highlight=False)

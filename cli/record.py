@@ -12,6 +12,7 @@ import click
 from dldiy.graders.assess import measure_reference
 from dldiy.graders.course.folders import reference_path
 from dldiy.graders.course.exercise import exercise_ids as all_exercise_ids, load_exercise
+from dldiy.graders.course.lint import input_warnings
 
 
 @click.command("record")
@@ -31,6 +32,8 @@ def record_command(exercise_ids: tuple[str, ...]) -> None:
         exercise.expected_path.write_text(dumps_expected(payload))
         click.echo(f"{exercise.id}: recorded {sum(len(v) for v in expected.values())} measurements "
                    f"in {exercise.expected_path}")
+        for warning in input_warnings(exercise, reference_path(exercise.id)):
+            click.echo(f"warning: {warning}", err=True)
 
 
 def dumps_expected(payload: dict[str, Any]) -> str:

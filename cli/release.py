@@ -76,7 +76,9 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
                     # Staged apart, so the leak scan reads these files and never the source notebook.
                     carried[ex.id] = stage_nbgrader_course(course, ex, Path(tmp) / "course" / ex.id)
             else:
-                stage_exercise(ex, staged / ex.id)
+                # an own course's .py exercise: its file only, the one graded (no notebook whose work
+                # `dldiy check` and `grade` would ignore); dldiy's own exercises keep theirs (README.md)
+                stage_exercise(ex, staged / ex.id, notebook_for_py=course is None)
         if carried:
             found = leaks(Path(tmp) / "course")
             if found:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dldiy.graders.assess import assess
@@ -34,6 +35,7 @@ from dldiy.graders.course.corpus import alternatives
 from dldiy.graders.course.folders import buggy_variants, reference_path, require_finished
 from dldiy.graders.course.exercise import load_exercise, require
 from dldiy.graders.course.handout import build
+from dldiy.graders.course.lint import input_warnings
 from dldiy.graders.course.validate import Row, all_ids, corpus_figures, handout_rows, missing, write_table
 
 
@@ -110,6 +112,9 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
         console.print("[yellow]Also charged beyond the manifest[/] (one bug, one deduction? or a manifest to complete):")
         for row, found in extra:
             console.print(f"  {row.exercise.id}/{row.name}: {', '.join(found)}", markup=False, soft_wrap=True)
+    for ex in exercises:  # a harness input that a named cell overwrites (warned, not failed: the grades are the cell's)
+        for warning in input_warnings(ex, reference_path(ex.id)):
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     unvalidated = [row for row, _ in rows if row.not_here]
     for row in unvalidated:
         console.print(f"[yellow]not validated on this machine:[/] {row.exercise.id}/{row.name}: {row.not_here}")

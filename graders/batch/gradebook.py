@@ -4,8 +4,10 @@ OUT/journal.jsonl   one JSON record per graded student, appended and fsync'ed as
                     batch killed at any instant (kill -9 included) leaves at worst a torn last line,
                     which is dropped on reopening: that student is graded again, nobody twice.
 OUT/batch.json      the batch's settings (exercise, checks, hidden seeds, skip policy), so a resumed run
-                    grades the rest of the class exactly as the first part was graded; and the isolation
-                    the children got.
+                    grades the rest of the class exactly as the first part was graded; the exercise's
+                    fingerprint (a hash of each file that decides a grade: spec, harness, expected values,
+                    data, reference), so a resumed run grades again whoever was graded under an older
+                    version of the exercise; and the isolation the children got.
 OUT/gradebook.csv   student, points per check, total, max, status, duration, error, graded file and its
                     sha256: a row appended per result, rewritten sorted by student when the batch ends.
                     A text cell that a spreadsheet would take for a formula (it starts with =, +, -, @,
@@ -76,15 +78,30 @@ SKIPS_BEFORE_POLICY = "zero"  # batches recorded before the policy existed count
 DEFAULT_PUBLIC_SEEDS = 1
 
 
-def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: bool) -> dict[str, Any]:
+def recorded_settings(out: Path) -> dict[str, Any] | None:
+    """OUT/batch.json as recorded (None where OUT holds no batch)."""
+    path = out / "batch.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# The exercise as it was when the batch graded it (graders/batch/run.py's exercise_fingerprint): one value,
+# and each file's hash, so a resumed run can say what changed.
+FINGERPRINT_KEYS = ("exercise_fingerprint", "exercise_files")
+
+
+def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: bool,
+                    keep_seeds: bool = False) -> dict[str, Any]:
     """The batch's settings: those recorded in OUT (a resumed run), else `settings`, now recorded.
 
     A resumed run that drew its hidden seeds reuses the recorded ones, and one that did not choose a skip
     policy (settings["skips"] None) the recorded one; explicit settings that differ from the recorded
-    ones are refused rather than mixing two gradings in one gradebook."""
+    ones are refused rather than mixing two gradings in one gradebook. The exercise's fingerprint (in
+    `settings`, when the caller gives one) is the current one: where the exercise changed since the batch
+    recorded it, everyone is graded again (cli/grade.py), so the checks may change with it. `regrade`
+    (start over) with `keep_seeds`: the recorded hidden seeds are kept, not drawn anew."""
     path = out / "batch.json"
-    if path.exists() and not regrade:
-        recorded = json.loads(path.read_text())
+    recorded = recorded_settings(out)
+    if recorded is not None and not regrade:
         recorded.setdefault("skips", SKIPS_BEFORE_POLICY)
         mine = dict(settings, hidden_seeds=recorded["hidden_seeds"]) if drawn else dict(settings)
         if mine.get("skips") is None:
@@ -92,11 +109,22 @@ def settle_settings(out: Path, settings: dict[str, Any], regrade: bool, drawn: b
         recorded.setdefault("public_seeds", None)  # a batch from before the choice graded every public seed
         if mine.get("public_seeds") is None:
             mine["public_seeds"] = recorded["public_seeds"]
+        fingerprint = settings.get("exercise_fingerprint")
+        changed = fingerprint is not None and recorded.get("exercise_fingerprint") not in (None, fingerprint)
         for key in ("exercise", "checks", "hidden_seeds", "skips", "public_seeds"):
+            if key == "checks" and changed:  # everyone is graded again under the new exercise
+                continue
             if recorded.get(key) != mine.get(key):
                 raise BatchMismatch(f"{out} holds a batch graded with {key} = {recorded.get(key)}, not "
                                     f"{mine.get(key)}: pass --regrade to start over, or choose another --out")
+        if fingerprint is not None and recorded.get("exercise_fingerprint") != fingerprint:
+            recorded.update({k: settings[k] for k in FINGERPRINT_KEYS if k in settings})
+            if changed:
+                recorded.update(checks=settings["checks"], max_score=settings["max_score"])
+            _atomic_write(path, json.dumps(recorded, indent=1) + "\n")
         return recorded
+    if recorded is not None and keep_seeds:
+        settings = dict(settings, hidden_seeds=recorded["hidden_seeds"])
     settings = dict(settings, skips=settings.get("skips") or DEFAULT_SKIPS)
     if settings.get("public_seeds") is None:
         settings["public_seeds"] = DEFAULT_PUBLIC_SEEDS

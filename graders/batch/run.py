@@ -253,19 +253,91 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def to_grade(found: list[Found], journal: dict[str, dict],
-             chosen: set[str]) -> tuple[list[Found], list[tuple[Found, str]], int]:
-    """Who to grade now: everyone not in the journal, whoever's submission changed since it was graded
-    (its content hash differs: listed with the old hash), and the students `chosen` (--regrade).
-    Returns (to grade, changed, how many are resumed from the journal)."""
-    todo, changed, resumed = [], [], 0
+def to_grade(found: list[Found], journal: dict[str, dict], chosen: set[str], fingerprint: str | None = None,
+             graded_under: str | None = None) -> tuple[list[Found], list[tuple[Found, str]], int, int]:
+    """Who to grade now: everyone not in the journal, whoever was graded under another version of the
+    exercise (a record's `exercise_fingerprint` is not `fingerprint`; a record without one was graded
+    under `graded_under`, the batch's recorded fingerprint, unknown for a batch from before fingerprints),
+    whoever's submission changed since it was graded (its content hash differs: listed with the old
+    hash), and the students `chosen` (--regrade).
+    Returns (to grade, changed, how many are resumed from the journal, how many are outdated)."""
+    todo, changed, resumed, outdated = [], [], 0, 0
     for f in found:
         record = journal.get(f.student)
         if record is None or f.student in chosen:
             todo.append(f)
+        elif fingerprint is not None and record.get("exercise_fingerprint", graded_under or fingerprint) != fingerprint:
+            todo.append(f)
+            outdated += 1
         elif "content_hash" in record and record["content_hash"] != f.content_hash:  # (older journals: unknown)
             todo.append(f)
             changed.append((f, str(record.get("content_hash"))))
         else:
             resumed += 1
-    return todo, changed, resumed
+    return todo, changed, resumed, outdated
+
+
+# What decides a grade, besides the submission: the exercise's folder (spec, harness, expected values,
+# data, any module the harness imports), but not its template/ (what `dldiy start` hands out) nor the
+# reviewed mutation equivalents; and the reference, whose measurements at the hidden seeds are the
+# expectations there (but a .py exercise's source.ipynb, which only `dldiy release` reads). Plus the
+# limits as the command line may have changed them (timeouts, memory).
+_NOT_GRADING = ("template",)
+_NOT_GRADING_FILES = ("equivalents.toml",)
+
+
+def exercise_fingerprint(exercise: Exercise) -> dict[str, str]:
+    """{"exercises/<id>/harness.py": sha256, "reference/<id>/...": sha256, ..., "(limits)": sha256}: every
+    file that decides a grade (a change to any of them makes a batch's grades stale), each hashed, so a
+    resumed batch can say which changed. `fingerprint_of` folds it into one value."""
+    import hashlib
+    import json
+
+    from ..course.folders import CourseError
+
+    try:
+        reference: Path | None = reference_path(exercise.id)
+    except CourseError:  # (no reference here: grading says so where it needs one)
+        reference = None
+    files: dict[str, str] = {}
+    for base, label in ((exercise.folder, f"exercises/{exercise.id}/"), (reference, f"reference/{exercise.id}/")):
+        if base is None or not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base)
+            if (not path.is_file() or "__pycache__" in rel.parts or path.suffix == ".pyc"
+                    or rel.parts[0] in (".ipynb_checkpoints",)
+                    or (label.startswith("exercises/") and (rel.parts[0] in _NOT_GRADING
+                                                            or rel.as_posix() in _NOT_GRADING_FILES))
+                    # a .py exercise's source notebook is the release's, not the reference that is run
+                    or (label.startswith("reference/") and rel.as_posix() == "source.ipynb"
+                        and not exercise.entry.endswith(".ipynb"))):
+                continue
+            files[label + rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    limits = {"load_timeout": exercise.load_timeout, "memory": exercise.memory,
+              "timeouts": {c.name: c.timeout for c in exercise.checks}}
+    files[LIMITS] = hashlib.sha256(json.dumps(limits, sort_keys=True).encode()).hexdigest()
+    return files
+
+
+LIMITS = "(limits)"  # the pseudo-file of exercise_fingerprint: the spec's limits as the command line left them
+
+
+def fingerprint_of(files: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in sorted(files.items())).encode()).hexdigest()
+
+
+def what_changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
+    """'harness.py changed', 'data/x.csv added', ... between two exercise_fingerprint results."""
+    out = []
+    for name in sorted(set(before) | set(now)):
+        if before.get(name) == now.get(name):
+            continue
+        if name == LIMITS:
+            out.append("the limits changed (the spec's timeout, load_timeout or memory, or --check-timeout, "
+                       "--load-timeout or --memory)")
+        else:
+            out.append(f"{name} {'added' if name not in before else 'removed' if name not in now else 'changed'}")
+    return out

@@ -52,6 +52,43 @@ class SpecError(Exception):
     """A spec, or a name given on the command line, that does not make sense."""
 
 
+# Every key a spec may hold, by where it goes. An unknown key is refused when the spec is read (an
+# instructor's `forbid = [...]` at the top level, where it means nothing, was ignored without a word and
+# a student who called the forbidden function kept full marks; a typo `timout = 5` would be too).
+TOP_KEYS = {"id": "the exercise's id", "title": "its title", "summary": "a paragraph for `dldiy list`",
+            "entry": "the file a student hands in", "seeds": "the public seeds",
+            "timeout": "seconds per check and seed", "api": "the [api.NAME] tables",
+            "checks": "the [[checks]] tables", "start": '"template" or "bugged"', "load": '"definitions" or "all"',
+            "load_tags": "tags of the cells to load", "skip_tags": "tags of the cells never loaded",
+            "cells": "the cells a harness runs ([cells])", "data": "the name of exercises/<id>/data/ in the copy",
+            "requirements": "what the submissions import", "load_timeout": "seconds to load a submission",
+            "memory": "the memory a submission may use", "check_seeds": "seeds `dldiy check` also runs",
+            "mutation": "the [mutation] table of `dldiy mutate`", "handout": "the [handout] table of a bug hunt"}
+API_KEYS = ("signature", "doc", "shape", "dtype", "forbid", "mutates")
+TABLE_KEYS = {"mutation": ("files", "threshold"), "handout": ("crash_bugs", "silent_bugs", "samples")}
+_BELONGS = {**{k: "an [api.NAME] table (NAME: the function it is about, e.g. [api.layer_norm])" for k in API_KEYS},
+            **{k: "a [[checks]] table" for k in ("name", "kind", "probe", "points", "hint")},
+            "tag": "a [cells] selector (cells = { train = { tag = \"train\" } })",
+            "contains": "a [cells] selector (cells = { train = { contains = \"for epoch\" } })",
+            **{k: f"the [{table}] table" for table, keys in TABLE_KEYS.items() for k in keys}}
+
+
+def _unknown_keys(where: str, table: dict[str, Any], known: "list[str] | tuple[str, ...]", place: str) -> None:
+    """SpecError naming the first key of `table` that `place` does not allow: where it belongs instead, or
+    the closest key allowed there."""
+    for key in table:
+        if key in known:
+            continue
+        if key in _BELONGS:
+            raise SpecError(f"{where}: {key!r} is not a key of {place}: it belongs in {_BELONGS[key]} "
+                            "(docs/own-course.md)")
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        elsewhere = difflib.get_close_matches(key, list(_BELONGS), n=1, cutoff=0.75)
+        hint = (f" (did you mean {close[0]!r}?)" if close else
+                f" (did you mean {elsewhere[0]!r}? it belongs in {_BELONGS[elsewhere[0]]})" if elsewhere else "")
+        raise SpecError(f"{where}: unknown key {key!r} in {place}{hint}; the keys there: {', '.join(known)}")
+
+
 # What torch.autograd.grad and Tensor.backward call: a list that forbids those forbids these too (red team,
 # round 5: the engine's own run_backward, called directly, computed a "by hand" gradient that no name in
 # the list matched; so did functorch's grad by its private path)
@@ -240,6 +277,7 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
     if "timeout" in _OVERRIDES:
         raw = dict(raw, timeout=_OVERRIDES["timeout"], checks=[{k: v for k, v in c.items() if k != "timeout"}
                                                             for c in raw.get("checks", [])])
+    _validate_keys(where, raw)
     try:
         api = {name: ApiEntry(name=name, **{**entry, "forbid": with_engine(tuple(entry.get("forbid", ())))})
                for name, entry in raw.get("api", {}).items()}
@@ -255,7 +293,7 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
                 check_seeds=bool(c.get("check_seeds", True)),
                 params={k: v for k, v in c.items() if k not in _CHECK_KEYS}))
         known = {"id", "title", "summary", "entry", "seeds", "timeout", "api", "checks", "start", "load",
-                 "load_tags", "skip_tags", "cells", "data", "requirements", "load_timeout", "memory"}
+                 "load_tags", "skip_tags", "cells", "data", "requirements", "load_timeout", "memory"}  # (the rest: extra)
         load = str(raw.get("load", ""))
         if load and load not in LOAD_MODES:
             raise SpecError(f"{where}: load = {load!r}; expected one of {', '.join(map(repr, LOAD_MODES))}")
@@ -281,6 +319,45 @@ def _parse(folder: Path, raw: dict[str, Any]) -> Exercise:
             memory=None if memory is None else parse_bytes(memory))
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
+
+
+def _validate_keys(where: str, raw: dict[str, Any]) -> None:
+    """Every key where the spec may hold it, the required ones present (SpecError saying which, not a
+    KeyError). A [[checks]] table's other keys are its kind's and probe's parameters, free to name; one
+    within a letter or two of a framework key (`timout`, `point`) is taken for a typo of it."""
+    _unknown_keys(where, raw, list(TOP_KEYS), "the spec's top level")
+    for key in ("id", "title", "entry"):
+        if key not in raw:
+            raise SpecError(f"{where}: no {key!r} ({TOP_KEYS[key]}) at the spec's top level")
+    if not raw.get("checks"):
+        raise SpecError(f"{where}: no [[checks]] table: an exercise needs at least one check, with its probe in "
+                        "harness.py (docs/own-course.md, section 5)")
+    api = raw.get("api", {})
+    if not isinstance(api, dict):
+        raise SpecError(f"{where}: api must hold [api.NAME] tables, one per function the student writes")
+    for name, entry in api.items():
+        if not isinstance(entry, dict):
+            hint = f": {_BELONGS[name]}" if name in _BELONGS else ""
+            raise SpecError(f"{where}: api.{name} is not a table [api.{name}] (the function {name!r}){hint}")
+        _unknown_keys(where, entry, API_KEYS, f"[api.{name}]")
+    for table, keys in TABLE_KEYS.items():
+        if isinstance(raw.get(table), dict):
+            _unknown_keys(where, raw[table], keys, f"the [{table}] table")
+    for i, check in enumerate(raw["checks"] if isinstance(raw["checks"], list) else [], 1):
+        if not isinstance(check, dict):
+            continue
+        label = f"[[checks]] {check.get('name', f'number {i}')!r}"
+        for key in ("name", "kind", "points"):
+            if key not in check:
+                raise SpecError(f"{where}: {label} has no {key!r}")
+        for key in check:
+            if key in _CHECK_KEYS:
+                continue
+            typo = difflib.get_close_matches(key, sorted(_CHECK_KEYS), n=1, cutoff=0.75)
+            if typo:
+                raise SpecError(f"{where}: {label}: unknown key {key!r} (did you mean {typo[0]!r}?); a check's other "
+                                "keys are its kind's and probe's parameters, none of them this close to "
+                                f"{typo[0]!r}")
 
 
 def _cell_selector(where: str, name: str, selector: Any) -> dict[str, str]:

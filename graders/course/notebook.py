@@ -360,6 +360,12 @@ def mark_solutions(empty_nb, solution_nb):
     return nb
 
 
+def mark_source(before: str, after: str) -> str:
+    """`after` (a solved .py file) with `### BEGIN/END SOLUTION` around every run of lines that `before`
+    (the same file, empty) does not have: a .py pair's reference, as mark_solutions marks a notebook's cells."""
+    return _mark_lines(before, after)
+
+
 def _mark_lines(before: str, after: str) -> str:
     old, new = before.split("\n"), after.split("\n")
     out = []

@@ -32,7 +32,12 @@ def source_notebook(ex: Exercise):
     return notebook.template_notebook(ex)
 
 
-def stage_exercise(ex: Exercise, folder: Path) -> None:
+def stage_exercise(ex: Exercise, folder: Path, notebook_for_py: bool = True) -> None:
+    """The exercise's folder of the bundle: its starting files, the student notebook, the public expected
+    values. `notebook_for_py=False` (an instructor's own course): a .py exercise gets no notebook beside its
+    file. `dldiy check` and `dldiy grade` read the .py file, so a notebook's work would be silently
+    ignored, though its own check() cell judged it (an instructor's trial: 5/5 in the notebook, 0/5
+    graded). The bundle holds one file to work in, the one graded."""
     folder.mkdir(parents=True)
     if ex.start == "bugged":  # each student gets their own bug set: the instructor hands those out
         (folder / "HANDOUT.md").write_text(
@@ -42,8 +47,10 @@ def stage_exercise(ex: Exercise, folder: Path) -> None:
     _copy_template(ex, folder)
     # A notebook exercise hands in its entry: the student notebook takes that name (one notebook, the one
     # `dldiy check` and `grade` read), not a second copy beside the template's.
-    name = ex.entry if ex.entry.endswith(".ipynb") else f"{ex.id}.ipynb"
-    notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
+    notebook_entry = ex.entry.endswith(".ipynb")
+    if notebook_entry or notebook_for_py or ex.start == "bugged":  # (a bug hunt's notebook drives the project)
+        name = ex.entry if notebook_entry else f"{ex.id}.ipynb"
+        notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
     if ex.expected_path.is_file():
         shutil.copyfile(ex.expected_path, folder / "expected.json")
 

@@ -25,8 +25,12 @@ def title(nb, default: str) -> str:
 
 
 def analyse(nb) -> dict:
-    """What the scaffold can read off the solution notebook: imports, downloads, layer classes, the loop."""
-    found: dict = {"requirements": set(), "downloads": [], "layers": [], "train": None, "regions": 0}
+    """What the scaffold can read off the solution notebook (or a .py file as a notebook of one cell):
+    imports, downloads, layer classes (`forward` and `backward` methods: numpy style, checked through
+    gradcheck_layer), torch.autograd.Function subclasses (static `forward(ctx, ...)`: checked through
+    function_blocks), the student's plain functions, and the training loop."""
+    found: dict = {"requirements": set(), "downloads": [], "layers": [], "functions": [], "train": None,
+                   "regions": 0, "torch": False}
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         found["regions"] += cell.source.count(notebook.BEGIN)
         lines = cell.source.split("\n")
@@ -36,19 +40,48 @@ def analyse(nb) -> dict:
         except SyntaxError:
             continue
         for node in tree.body:
+            # a class or function the notebook hands out whole (no solution region inside) is no student's to check
+            marked = any(notebook.BEGIN in line for line in lines[node.lineno - 1:node.end_lineno])
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 found["requirements"] |= {n.split(".")[0] for n in names if n and not getattr(node, "level", 0)}
+            elif isinstance(node, ast.ClassDef) and _is_autograd_function(node):
+                found["layers"].append({**_function_class(node), "given": not marked})
             elif isinstance(node, ast.ClassDef) and {"forward", "backward"} <= _methods(node).keys():
-                # a class the notebook hands out whole (no solution region inside) is no student's to check
-                marked = any(notebook.BEGIN in line for line in lines[node.lineno - 1:node.end_lineno])
                 found["layers"].append({**_layer(node), "given": not marked})
+            elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+                found["functions"].append({"name": node.name, "args": _required(node.args), "given": not marked,
+                                           "calls": sorted(called - {node.name})})
             elif isinstance(node, (ast.For, ast.While)) and found["train"] is None and \
                     re.search(r"\.(backward|step)\(", ast.unparse(node)):
                 found["train"] = lines[node.lineno - 1].strip()
+    written = {f["name"] for f in _written(found, "functions")} | {c["name"] for c in _written(found, "layers")}
+    for f in found["functions"]:  # which of the student's own functions each one calls
+        f["calls"] = [name for name in f.get("calls", []) if name in written]
+    found["torch"] = "torch" in found["requirements"]
     found["requirements"] = sorted(_DISTRIBUTIONS.get(n, n) for n in found["requirements"]
                                    if n not in sys.stdlib_module_names and n != "dldiy")
     return found
+
+
+def _is_autograd_function(node: ast.ClassDef) -> bool:
+    """`class F(torch.autograd.Function)` (or `Function`, `autograd.Function`) with a `forward` and a
+    `backward`: called through F.apply(...), never built as F()."""
+    bases = {b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases}
+    return "Function" in bases and {"forward", "backward"} <= _methods(node).keys()
+
+
+def _required(args: ast.arguments) -> list[str]:
+    """The positional arguments a call must give (those without a default)."""
+    positional = [*args.posonlyargs, *args.args]
+    return [a.arg for a in positional[:len(positional) - len(args.defaults)]]
+
+
+def _function_class(node: ast.ClassDef) -> dict:
+    """A torch.autograd.Function: the inputs its forward needs (after ctx)."""
+    return {"name": node.name, "function": True, "args": _required(_methods(node)["forward"].args)[1:],
+            "loss": False, "grads": {}}
 
 
 def _methods(node: ast.ClassDef) -> dict[str, ast.FunctionDef]:
@@ -79,39 +112,168 @@ def _check_name(layer: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", layer).lower().replace("_", "-")
 
 
+def _written(found: dict, key: str) -> list[dict]:
+    """The layer classes (or functions) a student writes: those with a solution region, or all where none
+    is marked."""
+    written = [item for item in found[key] if not item.get("given")]
+    return written if found["regions"] else found[key]
+
+
 def _checked_layers(found: dict) -> list[dict]:
-    """The layer classes a student writes: those with a solution region, or all where none is marked."""
-    written = [layer for layer in found["layers"] if not layer.get("given")]
-    return written if found["regions"] else found["layers"]
+    return _written(found, "layers")
+
+
+# Arguments guessed from their names, for a probe to call a student's function or Function with (the
+# scaffold cannot know the shapes: `dldiy validate` says where a guess does not fit the reference). Square
+# matrices, so that X @ W and W @ X both multiply; labels in 0..2; 3-vectors for a bias or a scale.
+_VECTORS = {"b", "bias", "gamma", "beta", "w", "theta", "scale", "shift", "mu", "mean", "std", "var"}
+_LABELS = {"y", "labels", "label", "target", "targets", "t", "y_true", "classes"}
+_INTS = {"n", "k", "d", "c", "m", "steps", "epochs", "iters", "n_steps", "n_epochs", "n_iter", "batch_size",
+         "dim", "axis", "n_classes", "num_classes", "size", "hidden", "depth", "width", "T"}
+_FLOATS = {"lr", "eta", "alpha", "eps", "epsilon", "momentum", "rho", "tau", "tol", "p", "temperature", "lam",
+           "lambda_", "weight_decay", "decay", "reg", "l2", "beta1", "beta2", "clip", "max_norm", "margin"}
+
+
+def _guess(name: str, torch: bool) -> tuple[str, bool]:
+    """(the expression for argument `name`, whether it is a tensor/array the probe differentiates)."""
+    if name == "seed":
+        return "seed", False
+    if name in _INTS or name.startswith(("n_", "num_")):
+        return "3", False
+    if name in _FLOATS:
+        return "0.1", False
+    if name in _LABELS:
+        return ("torch.randint(0, 3, (3,), generator=g)" if torch else "rng.integers(0, 3, 3)"), False
+    shape = "3" if name in _VECTORS else "3, 3"
+    return (f"torch.randn({shape}, generator=g, dtype=torch.float64)" if torch
+            else f"rng.standard_normal(({shape},))" if shape == "3" else f"rng.standard_normal(({shape}))"), True
+
+
+def _function_checks(found: dict) -> list[dict]:
+    """Checks for the student's plain functions and torch.autograd.Functions: (name, kind, probe, title)."""
+    out = []
+    for layer in _checked_layers(found):
+        if layer.get("function"):
+            name = _check_name(layer["name"])
+            out.append({"name": f"{name}-forward", "kind": "agreement", "probe": f"{name.replace('-', '_')}_forward",
+                        "title": f"{layer['name']}.apply agrees with the reference"})
+    for fn in _written(found, "functions"):
+        name = _check_name(fn["name"])
+        out.append({"name": name, "kind": "agreement", "probe": f"{fn['name']}_agrees",
+                    "title": f"{fn['name']} agrees with the reference"})
+    return out
 
 
 def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
+    notebook_entry = entry.endswith(".ipynb")
     lines = [f'id = "{exercise_id}"', f"title = {json.dumps(heading)}", f'entry = "{entry}"',
-             "seeds = [1, 2, 3]", "timeout = 10  # seconds per check and seed", "load_timeout = 30",
-             '# Run imports, functions, classes and constants at load; the training loop runs only when a check',
-             '# asks for it (cells.train below). "all" runs every cell; load_tags / skip_tags select by tag.',
-             'load = "definitions"', f"requirements = {json.dumps(found['requirements'])}"]
+             "seeds = [1, 2, 3]", "timeout = 10  # seconds per check and seed", "load_timeout = 30"]
+    if notebook_entry:
+        lines += ['# Run imports, functions, classes and constants at load; the training loop runs only when a check',
+                  '# asks for it (cells.train below). "all" runs every cell; load_tags / skip_tags select by tag.',
+                  'load = "definitions"']
+    lines += [f"requirements = {json.dumps(found['requirements'])}"]
     if found["downloads"]:
         lines += [f"# The notebook downloads its data ({found['downloads'][0]}): put the files in",
                   f"# exercises/{exercise_id}/data/; the submission finds them under data/ (no network in the sandbox)."]
-    if found["train"]:
-        lines += ["", "[cells]", f"train = {{ contains = {json.dumps(found['train'])} }}"]
+    if found["train"] and notebook_entry:
+        lines += ["", "# A selector by a tag (train = { tag = \"train\" }, the cell tagged in the notebook) survives a",
+                  "# student's edit of the cell's first line; `contains` does not.",
+                  "[cells]", f"train = {{ contains = {json.dumps(found['train'])} }}"]
+    for check in _function_checks(found):
+        lines += ["", "[[checks]]", f'name = "{check["name"]}"', f'kind = "{check["kind"]}"',
+                  f'title = "{check["title"]}"', "points = 1", f'probe = "{check["probe"]}"', "rtol = 1e-6",
+                  "atol = 1e-9"]
     for layer in _checked_layers(found):
         name = _check_name(layer["name"])
-        lines += ["", "[[checks]]", f'name = "{name}-backward"', 'kind = "gradcheck"',
-                  f'title = "{layer["name"]}.backward against finite differences of its forward"', "points = 1",
-                  f'probe = "{name.replace("-", "_")}_backward"', "rtol = 1e-5", "atol = 1e-7"]
+        what = f"{layer['name']}.backward against finite differences of its forward"
+        lines += ["", "[[checks]]", f'name = "{name}-backward"', 'kind = "gradcheck"', f'title = "{what}"',
+                  "points = 1", f'probe = "{name.replace("-", "_")}_backward"', "rtol = 1e-5", "atol = 1e-7"]
     return "\n".join(lines) + "\n"
 
 
+_CASES = '''
+
+def _cases(name, out):
+    """A function's output as agreement cases, each part of a returned tuple its own case, compared with
+    the reference's values at the same seed (expected.json, written by `dldiy record`)."""
+    parts = list(out) if isinstance(out, (tuple, list)) and any(hasattr(o, "shape") or isinstance(o, (list, tuple))
+                                                                 for o in out) else [out]
+    cases = []
+    for i, part in enumerate(parts):
+        what = name if len(parts) == 1 else f"{name}[{i}]"
+        values = as_array(part, what, finite=False)
+        cases.append({"name": what, "shape": list(values.shape), "values": values.ravel().tolist()})
+    return {"cases": cases}
+'''
+
+_APPLIED = '''
+
+def applied(Function, *rest):
+    """Function.apply(*tensors, *rest), built where the submission runs (built_inside): a Function is
+    called through its apply, never built."""
+    return lambda *xs: Function.apply(*xs, *rest)
+'''
+
+
 def harness_text(exercise_id: str, found: dict) -> str:
-    out = [f'"""{exercise_id} probes (scaffolded by `dldiy new`: check the inputs, then add checks)."""', "",
-           "import numpy as np", "", "from dldiy.graders.layers import gradcheck_layer", ""]
-    for layer in _checked_layers(found):
+    torch = found.get("torch", False)
+    layers, functions = _checked_layers(found), _written(found, "functions")
+    autograd = [layer for layer in layers if layer.get("function")]
+    numpy_layers = [layer for layer in layers if not layer.get("function")]
+    out = [f'"""{exercise_id} probes (scaffolded by `dldiy new`: check the inputs, then add checks).', "",
+           "The arguments were guessed from their names (3x3 matrices, 3-vectors, labels in 0..2, small",
+           'integers): where a guess does not fit your code, `dldiy validate` says so; give them your shapes."""', "",
+           "import numpy as np"]
+    if torch:
+        out.append("import torch")
+    out.append("")
+    if autograd:
+        out += ["from dldiy.graders.api import built_inside", "from dldiy.graders.batched import function_blocks"]
+    helpers = (["as_array"] if autograd or functions else []) + (["gradcheck_layer"] if numpy_layers else [])
+    if helpers:
+        out.append(f"from dldiy.graders.layers import {', '.join(helpers)}")
+    if not (autograd or functions or numpy_layers):
+        out += ["", "", "# No layer class, autograd.Function or function with a solution region was found: write the",
+                "# probes here (docs/own-course.md, section 5) and their [[checks]] in spec.toml."]
+    if functions or autograd:
+        out += ["", "", *_CASES.strip("\n").split("\n")]
+    if autograd:
+        out += ["", "", *_APPLIED.strip("\n").split("\n")]
+    for layer in autograd:
+        probe = _check_name(layer["name"]).replace("-", "_")
+        args = [(a, *_guess(a, True)) for a in layer["args"]]
+        trailing = []  # the other arguments after the last tensor: bound by `applied`
+        while args and not args[-1][2]:
+            trailing.insert(0, args.pop()[1])
+        names = ", ".join(a[0] for a in args) or "x"
+        rest = "".join(f", {r}" for r in trailing)
+        out += ["", "", f"def _{probe}_inputs(seed):",
+                "    g = torch.Generator().manual_seed(seed)",
+                f"    return [{', '.join(a[1] for a in args) or 'torch.randn(3, 3, generator=g, dtype=torch.float64)'}]",
+                "", "", f"def {probe}_forward(sub, seed, p):",
+                f'    out = sub.get("{layer["name"]}").apply(*_{probe}_inputs(seed){rest})',
+                f'    return _cases("{layer["name"]}.apply", out)',
+                "", "", f"def {probe}_backward(sub, seed, p):",
+                f'    """{layer["name"]}.backward against central differences of its forward (graders/batched.py)."""',
+                f'    fn = built_inside(sub, applied, sub.get("{layer["name"]}"){rest})',
+                f'    names = [f"{layer["name"]}: {{v}}" for v in {json.dumps(names.split(", "))}]',
+                f"    return {{\"blocks\": function_blocks(sub, fn, _{probe}_inputs(seed), names)}}"]
+    for fn in functions:
+        args = [(a, _guess(a, torch)[0]) for a in fn["args"]]
+        out += ["", ""]
+        if fn.get("calls"):
+            out += [f"# {fn['name']} calls {', '.join(fn['calls'])}: a bug there fails this check too. One bug, one deduction:",
+                    f"# let {fn['name']} call your harness's own version instead (docs/own-course.md, section 5)."]
+        out += [f"def {fn['name']}_agrees(sub, seed, p):",
+                "    g = torch.Generator().manual_seed(seed)" if torch else "    rng = np.random.default_rng(seed)",
+                *[f"    {a} = {expr}" for a, expr in args if expr != "seed"],
+                f'    return _cases("{fn["name"]}", sub.get("{fn["name"]}")({", ".join(a for a, _ in args)}))']
+    for layer in numpy_layers:
         probe = _check_name(layer["name"]).replace("-", "_") + "_backward"
         ctor = ", ".join("3" for _ in layer["args"])
         args = "(rng.integers(0, 3, 4),)" if layer["loss"] else "()"
-        out += ["", f"def {probe}(sub, seed, p):",
+        out += ["", "", f"def {probe}(sub, seed, p):",
                 "    rng = np.random.default_rng(seed)",
                 f'    layer = sub.get("{layer["name"]}")({ctor})',
                 f'    return gradcheck_layer(layer, rng.standard_normal((4, 3)), name="{layer["name"]}", '

@@ -633,3 +633,19 @@ def test_new_checks_only_the_layers_a_student_writes_and_builds_them_with_their_
     harness, spec = harness_text("bn", found), spec_text("bn", "BN", "bn.ipynb", found)
     assert 'sub.get("BatchNorm")(3)' in harness and "Linear" not in harness
     assert 'name = "batch-norm-backward"' in spec and "linear" not in spec
+
+
+def test_a_training_cell_whose_selected_line_changed_is_said_in_a_students_words(tmp_path):
+    """An instructor's trial (round 13): a correct notebook whose training loop reads `for epoch in range(200):`
+    lost the training check with "the notebook has no cell that the spec's cells.train selects", instructor
+    jargon. It names the line the exercise looks for and what to do instead."""
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    for cell in nb.cells:
+        cell.source = cell.source.replace("for epoch in range(n_epochs):", "for epoch in range(200):")
+    saved = tmp_path / "mlp.ipynb"
+    nbformat.write(nb, str(saved))
+    shutil.copytree(COURSE / "exercises" / "mlp" / "data", tmp_path / "data")
+    messages = [c["message"] for c in _check(saved)["checks"] if c["status"] != "pass"]
+    assert any("contains 'for epoch in range(n_epochs):'" in m and "keep that cell as it was handed out" in m
+               for m in messages), messages
+    assert not any("cells.train" in m for m in messages), messages

@@ -94,6 +94,7 @@ class Loaded:
     root: Path  # files under root are the student's
     skipped: list[str] = field(default_factory=list)  # notebook lines not executed (magics, shell, failed cells)
     cells: dict[str, tuple[int, str]] = field(default_factory=dict)  # the spec's named cells: (number, code)
+    selectors: dict[str, dict] = field(default_factory=dict)  # how the spec selects each named cell (tag, contains)
     # A notebook loaded cell by cell: the cells that failed at load, and every code cell's source (to
     # tell a check that misses a name which failed cell would have defined it: `missing_cause`).
     failed: list[FailedCell] = field(default_factory=list)
@@ -278,6 +279,7 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
 
     load_tags, skip_tags = set(settings.get("load_tags", ())), set(settings.get("skip_tags", ()))
     named = settings.get("cells", {})
+    loaded.selectors = dict(named)
     _defer_matplotlib()
     for number, cell_source, tags in notebook_cells(path):
         loaded.sources.append(cell_source)
@@ -380,6 +382,15 @@ def _line(exc: BaseException, loaded: Loaded) -> int | str:
     return frames[0].lineno if frames else "?"
 
 
+def _selected(selector: dict | None) -> str:
+    """How a spec selects a named cell, in a student's words."""
+    if isinstance(selector, dict) and "tag" in selector:
+        return f"tagged {str(selector['tag'])!r}"
+    if isinstance(selector, dict) and "contains" in selector:
+        return f"that contains {str(selector['contains'])[:120]!r}"
+    return "that the exercise names"
+
+
 def _matches(selector: dict, source: str, tags: set[str]) -> bool:
     return selector.get("tag") in tags if "tag" in selector else selector.get("contains", "\0") in source
 
@@ -451,8 +462,9 @@ def _cell_runner(loaded: Loaded):
             namespace.update(inputs or {})
             for name in names:
                 if name not in loaded.cells:
-                    raise LookupError(f"the notebook has no cell that the spec's cells.{name} selects "
-                                      "(was it deleted, or its first line changed?)")
+                    raise LookupError(f"this check runs the cell of your notebook {_selected(loaded.selectors.get(name))}, "
+                                      "and no cell is: keep that cell as it was handed out (that line, or that tag), "
+                                      "and make your changes around it")
                 number, code = loaded.cells[name]
                 filename = f"{loaded.path}[cell {number}]"
                 linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)

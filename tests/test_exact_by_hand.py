@@ -19,9 +19,6 @@ from conftest import REPO, run_dldiy
 from dldiy.graders.course.exercise import load_exercise
 from dldiy.graders.kinds.gradcheck import INEXACT, inexactness, judge
 
-SUBMISSIONS = REPO / "tests" / "submissions"
-
-
 def _checks(exercise: str, path, *only: str) -> dict:
     args = [a for name in only for a in ("--only", name)]
     result = run_dldiy("check", exercise, str(path), "--json", *args)
@@ -52,17 +49,51 @@ def test_the_floor_makes_tiny_gradients_absolute_and_no_floor_keeps_them_relativ
     assert inexactness(np.zeros(2), np.zeros(2)) == 0.0
 
 
-@pytest.mark.parametrize("exercise, submission, check", [
-    ("exercise-2", "exercise2_difference_quotient_gradient.py", "gradcheck"),
-    ("exercise-9", "exercise9_difference_quotient_backward.py", "gradcheck"),
+@pytest.mark.parametrize("exercise, bug", [
+    ("exercise-2", "gradient-by-differences"),  # central differences of an inlined copy of the loss
+    ("exercise-9", "tanh-derivative-by-difference"),  # tanh'(a) from a central difference inside backward
 ])
-def test_a_difference_quotient_passes_finite_differences_but_not_exactness(exercise, submission, check):
-    found = _checks(exercise, SUBMISSIONS / submission, check)[check]
+def test_a_difference_quotient_passes_finite_differences_but_not_exactness(exercise, bug, bugged):
+    found = _checks(exercise, bugged(exercise, bug), "gradcheck")["gradcheck"]
     assert found["status"] == "fail" and "off the exact gradient" in found["message"], found
     reference = REPO / "reference" / exercise
-    assert _checks(exercise, reference, check)[check]["status"] == "pass"
+    assert _checks(exercise, reference, "gradcheck")["gradcheck"]["status"] == "pass"
 
 
-def test_arbitrary_precision_is_forbidden_in_a_gradient_by_hand():
-    found = _checks("exercise-1", SUBMISSIONS / "exercise1_decimal_difference_quotient.py", "gradcheck")["gradcheck"]
+# Round 13's integrity red team: exercise-1's gradient() from a central difference of a copy of the loss in
+# 80-digit decimal arithmetic, with a step of 1e-30: exact in float64, no autograd, no loss() call.
+DECIMAL_GRADIENT = """
+def _loss_exactly(rows, labels, w):
+    from decimal import Decimal
+    total = Decimal(0)
+    for x, t in zip(rows, labels):
+        u = t * (sum(a * b for a, b in zip(x, w[:-1])) - w[-1])
+        total += (1 + (-u).exp()).ln()
+    return total / len(rows)
+
+
+def gradient(X, y, w):
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = 80
+        rows = [[Decimal(v) for v in r] for r in X.double().tolist()]
+        labels = [Decimal(2 * int(v) - 1) for v in y.tolist()]
+        w0 = [Decimal(v) for v in w.double().tolist()]
+        h, out = Decimal("1e-30"), []
+        for j in range(len(w0)):
+            up, down = list(w0), list(w0)
+            up[j] += h
+            down[j] -= h
+            out.append(float((_loss_exactly(rows, labels, up) - _loss_exactly(rows, labels, down)) / (2 * h)))
+    return torch.tensor(out, dtype=X.dtype, device=X.device)
+
+
+"""
+
+
+def test_arbitrary_precision_is_forbidden_in_a_gradient_by_hand(tmp_path):
+    reference = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+    start, end = reference.index("def gradient("), reference.index("def train(")
+    (tmp_path / "logreg.py").write_text(reference[:start] + DECIMAL_GRADIENT.lstrip() + reference[end:])
+    found = _checks("exercise-1", tmp_path / "logreg.py", "gradcheck")["gradcheck"]
     assert found["status"] == "fail" and "module decimal" in found["message"], found

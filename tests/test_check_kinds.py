@@ -89,6 +89,23 @@ def test_first_loss_judges_the_weights_train_returned_once_the_history_matches(l
     assert judge("first_loss", trajectory(losses), want).status == "fail"  # no weights returned: not judged as right
 
 
+def test_first_loss_judges_its_shorter_runs_once_the_main_trajectory_matches():
+    """The spec's `runs` (a batch larger than the data): each run's losses against the reference's, with the
+    run's configuration and hint in the message; only once the main trajectory matches (said first)."""
+    runs = [{"n_train": 3, "batch_size": 8, "steps": 3, "hint": "Always batch_size rows."}]
+    want = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "losses": [2.0, 1.5, 1.2]}])
+    assert judge("first_loss", want, want, runs=runs).status == "pass"
+    moved = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "losses": [2.0, 1.4, 1.2]}])
+    v = judge("first_loss", moved, want, runs=runs)
+    assert v.status == "fail" and "with 3 rows and batch_size 8 the loss at step 1" in v.message, v.message
+    assert v.message.endswith("Always batch_size rows.") and v.details.get("diagnosed"), v.message
+    raised = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "error": "IndexError: boom"}])
+    v = judge("first_loss", raised, want, runs=runs)
+    assert v.status == "fail" and "raised IndexError: boom" in v.message, v.message
+    v = judge("first_loss", dict(moved, losses=[1.0, 0.7]), want, runs=runs)  # the main trajectory is said first
+    assert v.status == "fail" and "step 1" in v.message and "batch_size 8" not in v.message, v.message
+
+
 def test_first_loss_reads_a_sum_for_a_mean():
     v = judge("first_loss", trajectory([69.3, 50.0]), trajectory([0.693, 0.5]))
     assert v.status == "fail" and "first loss" in v.message and "sum where a mean" in v.message

@@ -324,12 +324,14 @@ def pool_agreement(sub, seed, p):
 
 
 def _ties(max_pool2d):
-    """Every window holds its maximum twice: torch routes the gradient to one of them, another
-    routing is as right, so what is compared is what any right routing gives: each window passes on
-    its output's gradient (1) exactly once, and nothing to a non-maximum."""
+    """Every window holds tied maxima (two, or four zeros, as a ReLU before the pooling leaves them): torch
+    routes the gradient to one of them, another tied maximum is as right (the spec's "its window's
+    argmax"), so what is compared is what any right routing gives: each window passes on its output's
+    gradient (1) exactly once, nothing to a non-maximum, and all of it to ONE entry (not shared among the
+    tied maxima: a mask divided by the number of ties pays each a part, which sums to 1 as well)."""
     x = torch.tensor([[3.0, 3.0, -1.0, 2.0], [1.0, 0.0, 2.0, -5.0], [0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 1.0, 4.0]],
                      dtype=torch.float64).reshape(1, 1, 4, 4)
-    name = "x 1x1x4x4 with each window's maximum twice"
+    name = "x 1x1x4x4 with tied maxima in each window"
     try:
         xs = x.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(max_pool2d(xs).sum(), xs)
@@ -341,7 +343,9 @@ def _ties(max_pool2d):
     return [{"name": f"{name}: gradient passed on by each window (once: 1)", "shape": [4], "values": g.sum(dim=1).tolist(),
              "target": [1.0] * 4},
             {"name": f"{name}: gradient sent to non-maxima, per window", "shape": [4], "values": off_max.tolist(),
-             "target": [0.0] * 4}]
+             "target": [0.0] * 4},
+            {"name": f"{name}: entries given a part of the gradient, per window (one of the tied maxima: 1)",
+             "shape": [4], "values": (g != 0).sum(dim=1).double().tolist(), "target": [1.0] * 4}]
 
 
 def gradcheck(sub, seed, p):

@@ -374,7 +374,17 @@ def clipping(sub, seed, p):
             total = expect_tensor(got.get("total"), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
         else:
             given = (q for q in mine) if generator else mine
-            total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+            try:
+                total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(),
+                                      dtype="float")
+            except Exception as e:  # noqa: BLE001 - after the first configuration, this one's failure, in words
+                if not cases:
+                    raise
+                said = f"clip_grad_norm raised {_raised(e)} here (and not at the configurations before)"
+                cases += [{"name": f"{config_name}: returned total norm", "error": said}] + [
+                    {"name": f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", "error": said}
+                    for k, r in enumerate(ref) if k not in none]
+                continue
         cases.append(_case(f"{config_name}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
             if k in none:
@@ -387,9 +397,27 @@ def clipping(sub, seed, p):
     # Parameters none of which has a gradient (a model not yet run backward): nothing to clip.
     idle = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     target_total = torch.nn.utils.clip_grad_norm_(idle, 1.0)
-    total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
-    cases.append(_case("no parameter has a gradient: returned total norm", total, target_total))
+    # Judged after every configuration above (in order): a clip_grad_norm that fails only here is said here,
+    # and one wrong above is said there first (a generator used up by a first pass, which also leaves the norm
+    # of no gradient unguarded, was charged through this case's TypeError alone: blind red team, round 4)
+    name = "no parameter has a gradient: returned total norm"
+    try:
+        total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+        cases.append(_case(name, total, target_total))
+    except Exception as e:  # noqa: BLE001 - this case's failure, in words
+        cases.append({"name": name, "error": (
+            f"clip_grad_norm raised {_raised(e)}; with no gradient at all there is nothing to clip and the norm is 0, "
+            "as torch.nn.utils.clip_grad_norm_ returns (a Python sum over no gradient is the int 0, which torch.sqrt "
+            "refuses: return torch.tensor(0.0) when no parameter has a gradient)")})
     return {"cases": cases}
+
+
+def _raised(e: Exception) -> str:
+    """An error the student's code raised, as a message says it: its type and its first line."""
+    if isinstance(e, RemoteError):  # its message says the student's type already
+        return (e.message.strip().splitlines() or [type(e).__name__])[0][:300]
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def clip_laid_out_here(clip, grads, none, transposed, max_norm) -> dict | str:

@@ -473,17 +473,57 @@ def _clipping_factors(k, grads, none, max_norm, generator):
 
 def state_reset(sub, seed, p):
     """The same model object run on a first batch of sequences, then on a second: the second's hidden
-    states must be torch.nn.RNN's from h0 = 0, as if the first had never been seen."""
+    states must be torch.nn.RNN's from h0 = 0, as if the first had never been seen. Then every method's
+    result on that object must not depend on the calls made before it (a blind red team, round 4: forward
+    kept self.hs and predict read it back, the previous batch's read-out): predict after the forwards,
+    predict after a predict, forward after the predicts, each minus the same call on a fresh model (made
+    before any of them), which is 0 whatever the read-out (a wrong one is rnn-agreement's)."""
     gen = torch.Generator().manual_seed(seed)
     T, N, D, H = p["T"], p["N"], p["D"], p["H"]
     params = _params64(gen, D, H)
     first, second = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
+    third, fourth = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
     model = sub.get("ElmanRNN")(params)
     with torch.no_grad(), sub.replaced("rnn_cell", _inside(sub, exact, "rnn_cell")):
         _forward(sub, params, first, model=model)
         hs = _forward(sub, params, second, "forward(xs) on a second batch", model=model)
         target, _ = _torch_rnn(params)(second)
-    return {"cases": [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]}
+        # each call on a fresh model first (one message), then the same calls on `model`, in order (one more)
+        fresh = sub.run_local(history_here, sub.get("ElmanRNN"), params, [("predict", third), ("predict", fourth),
+                                                                         ("forward", fourth)])
+        after = sub.run_local(history_here, model, params, [("predict", third), ("predict", fourth),
+                                                            ("forward", fourth)])
+    cases = [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]
+    O = params["W_out"].shape[0]
+    for i, (what, shape) in enumerate((("predict(xs) on a third batch, after forward on two others", (N, O)),
+                                       ("predict(xs) on a fourth batch, after predict on a third", (N, O)),
+                                       ("forward(xs) on the fourth batch again, after those predicts", (T, N, H)))):
+        name = f"{what}, minus the same call on a fresh model (0: no call depends on an earlier one)"
+        got, want = (r[i] if isinstance(r, list) and len(r) == 3 else None for r in (after, fresh))
+        if isinstance(got, str) or isinstance(want, str):
+            cases.append({"name": name, "error": f"raised {got if isinstance(got, str) else want}"})
+            continue
+        call = what.split(" on ")[0]
+        got, want = (expect_tensor(v, call, shape=shape, dtype="float", finite=False) for v in (got, want))
+        cases.append({"name": name, "shape": list(shape), "values": (got.double() - want.double()).reshape(-1).tolist(),
+                      "target": [0.0] * got.numel(), "against": "0"})
+    return {"cases": cases}
+
+
+def history_here(model, params, calls) -> list:
+    """In the student's process (sub.run_local): `calls`, [(method, xs)], on `model`, an ElmanRNN object
+    (or the class, for a fresh object per call), in order, under no_grad: each result (detached), or the
+    error's first line where one raised."""
+    results = []
+    for method, xs in calls:
+        target = model(params) if isinstance(model, type) else model
+        try:
+            with torch.no_grad():
+                out = getattr(target, method)(xs)
+            results.append(out.detach() if isinstance(out, torch.Tensor) else out)
+        except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+            results.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}")
+    return results
 
 
 # ---- training on the memory task --------------------------------------------------------------------

@@ -442,6 +442,24 @@ def test_a_contract_failure_shows_the_fixed_hint_only_where_the_students_code_ra
     assert _combine(check, [(1, raised)], frozenset()).message.endswith("\nHint: look at the contract")
 
 
+def test_a_contract_part_may_be_charged_by_any_of_several_checks():
+    """exercise-9's model inside the student's own train() is built from the model, the cell and the
+    clipping: its property is noted, not charged, where any one of their checks failed, and charged where
+    none did (or where only another check failed)."""
+    from dldiy.graders.kinds import contract
+
+    measured = {"checked": ["a", "ElmanRNN(params) inside train()"],
+                "violations": ["ElmanRNN(params) inside train(): gave other losses"]}
+    params = {"charged_by": {"ElmanRNN": ["rnn-agreement", "gradcheck", "clipping"]}}
+    for failed, status in (([], "fail"), (["first-loss"], "fail"), (["gradcheck"], "pass"), (["clipping", "x"], "pass")):
+        check = Check(name="invariants", kind="contract", probe="invariants", points=1.0,
+                      params={**params, "failed_checks": failed})
+        v = contract.judge(measured, None, check)
+        assert v.status == status, (failed, v.message)
+        if status == "pass":
+            assert f"({failed[0]})" in v.message and "not charged again" in v.message, v.message
+
+
 def test_a_gradcheck_block_may_ask_for_relative_agreement_alone():
     """exercise-5's Softplus tail: a derivative of ~1e-18 computed as 0 is within the check's atol, but a
     block with atol 0 fails it, and a right value there (relative error ~1e-10) passes."""

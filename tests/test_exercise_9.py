@@ -107,6 +107,11 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, 
     ("train-loss-summed", "first-loss"),  # not invariants' mean over outputs: a sum over the batch is first-loss's
     ("clip-rebinds-grad", "invariants"),  # the seventh session's blind red team: values right, not in place
     ("loss-summed-over-outputs", "invariants"),  # the same: first-loss trains one output
+    # blind red team, round 4: predict reads back the states forward kept; the student's own train() then fails,
+    # which invariants notes (state-reset charges it)
+    ("predict-reuses-forward-states", "state-reset"),
+    ("model-copies-weights-at-init", "invariants"),  # only the student's own model inside train() shows it
+    ("train-batch-from-doubled-data", "first-loss"),  # short only when batch_size > n
 ])
 def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):
     checks = _all_checks(check_json, bugged("exercise-9", bug))

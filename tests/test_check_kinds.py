@@ -460,6 +460,26 @@ def test_a_contract_part_may_be_charged_by_any_of_several_checks():
             assert f"({failed[0]})" in v.message and "not charged again" in v.message, v.message
 
 
+def test_an_invariants_part_whose_own_check_failed_is_noted_not_charged():
+    """exercise-8's own CNN inside the student's train(): a violation whose `where` is that part's is a note
+    where one of the checks named by charged_by failed, and a charge otherwise; other violations are charged."""
+    from dldiy.graders.kinds import invariants
+
+    part = {"where": "cnn_forward(params, x) inside your own train()", "what": "gave other losses"}
+    other = {"where": "conv2d on a float32 batch", "what": "returned float64"}
+    params = {"charged_by": {"cnn_forward": ["cnn-forward", "gradcheck"]}}
+
+    def verdict(violations, failed):
+        check = Check(name="invariants", kind="invariants", probe="invariants", points=1.0,
+                      params={**params, "failed_checks": failed})
+        return invariants.judge({"probed": ["a", "b"], "violations": violations}, None, check)
+    assert verdict([part], []).status == "fail"
+    v = verdict([part], ["gradcheck"])
+    assert v.status == "pass" and "not charged again" in v.message and "(gradcheck)" in v.message, v.message
+    v = verdict([part, other], ["cnn-forward"])
+    assert v.status == "fail" and v.message.startswith("conv2d on a float32 batch") and "note:" in v.message, v.message
+
+
 def test_a_gradcheck_block_may_ask_for_relative_agreement_alone():
     """exercise-5's Softplus tail: a derivative of ~1e-18 computed as 0 is within the check's atol, but a
     block with atol 0 fails it, and a right value there (relative error ~1e-10) passes."""

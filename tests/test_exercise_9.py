@@ -193,3 +193,21 @@ def test_a_cell_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(
     (check,) = check_json("exercise-9", write_submission(edited, "rnn.py"), "gradcheck")[0]["checks"]
     assert check["status"] == "fail", check["message"]
     assert "(an expanded incoming gradient)" in check["message"] and "Work on a copy" in check["message"], check["message"]
+
+
+def test_the_students_own_model_runs_inside_the_students_train(tmp_path, check_json):
+    """A blind red team (round 4), black-box: a model that fails only when the student's own train() calls it
+    kept full marks, since every run of train() puts the harness's model in. invariants runs it as written."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-9", tmp_path, "rnn.py", (
+        "class ElmanRNN:", "_IN_TRAIN = []\n\n\nclass ElmanRNN:"), (
+        '        """A linear read-out of the last hidden state: (N, O)."""\n',
+        '        """A linear read-out of the last hidden state: (N, O)."""\n        if _IN_TRAIN:\n'
+        '            raise RuntimeError("only inside train()")\n'), (
+        "    model = ElmanRNN(params)\n", "    model = ElmanRNN(params)\n    _IN_TRAIN.append(1)\n"), (
+        "    return params, losses\n", "    _IN_TRAIN.clear()\n    return params, losses\n"))
+    checks = _all_checks(check_json, folder)
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["invariants"], checks
+    assert checks["invariants"]["message"].startswith("ElmanRNN(params) inside your own train()"), checks["invariants"]
+    assert "raised RuntimeError: only inside train()" in checks["invariants"]["message"]

@@ -32,14 +32,22 @@ class Verdict:
         return cls("skip", reason)
 
 
-def charged_elsewhere(charged_by: Mapping[str, str], failed: Iterable[str], parts: list[str | None]) -> list[str | None]:
+def charged_elsewhere(charged_by: Mapping[str, str | Iterable[str]], failed: Iterable[str],
+                      parts: list[str | None]) -> list[str | None]:
     """One bug, one deduction: for each failing part of a check (exercise-6's optimizers, by name), the
     check that charges it already, or None. A part's own check (the spec's `charged_by`) counts only where
     it is among `failed` (graders/judge.py's failed_checks: it ran and measured something wrong), and only
     ONE part is ever excused: where two or more are, all are charged, or code that runs one part right and
-    stubs the others would keep every point the check holds for all of them."""
+    stubs the others would keep every point the check holds for all of them. A part may name several
+    checks (a list: exercise-9's model inside train() is built from the model, the cell and the clipping,
+    each judged by its own check): the first of them that failed charges it."""
     failed = set(failed)
-    owners = [charged_by.get(part) if part is not None and charged_by.get(part) in failed else None for part in parts]
+
+    def owner(part: str | None) -> str | None:
+        named = charged_by.get(part) if part is not None else None
+        candidates = [named] if isinstance(named, str) else list(named or [])
+        return next((c for c in candidates if c in failed), None)
+    owners = [owner(part) for part in parts]
     return owners if len({o for o in owners if o is not None}) <= 1 else [None] * len(parts)
 
 

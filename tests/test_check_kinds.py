@@ -89,6 +89,23 @@ def test_first_loss_judges_the_weights_train_returned_once_the_history_matches(l
     assert judge("first_loss", trajectory(losses), want).status == "fail"  # no weights returned: not judged as right
 
 
+def test_first_loss_judges_its_shorter_runs_once_the_main_trajectory_matches():
+    """The spec's `runs` (a batch larger than the data): each run's losses against the reference's, with the
+    run's configuration and hint in the message; only once the main trajectory matches (said first)."""
+    runs = [{"n_train": 3, "batch_size": 8, "steps": 3, "hint": "Always batch_size rows."}]
+    want = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "losses": [2.0, 1.5, 1.2]}])
+    assert judge("first_loss", want, want, runs=runs).status == "pass"
+    moved = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "losses": [2.0, 1.4, 1.2]}])
+    v = judge("first_loss", moved, want, runs=runs)
+    assert v.status == "fail" and "with 3 rows and batch_size 8 the loss at step 1" in v.message, v.message
+    assert v.message.endswith("Always batch_size rows.") and v.details.get("diagnosed"), v.message
+    raised = dict(trajectory([1.0, 0.5]), runs=[{"config": "3 rows and batch_size 8", "error": "IndexError: boom"}])
+    v = judge("first_loss", raised, want, runs=runs)
+    assert v.status == "fail" and "raised IndexError: boom" in v.message, v.message
+    v = judge("first_loss", dict(moved, losses=[1.0, 0.7]), want, runs=runs)  # the main trajectory is said first
+    assert v.status == "fail" and "step 1" in v.message and "batch_size 8" not in v.message, v.message
+
+
 def test_first_loss_reads_a_sum_for_a_mean():
     v = judge("first_loss", trajectory([69.3, 50.0]), trajectory([0.693, 0.5]))
     assert v.status == "fail" and "first loss" in v.message and "sum where a mean" in v.message
@@ -423,6 +440,44 @@ def test_a_contract_failure_shows_the_fixed_hint_only_where_the_students_code_ra
     raised = contract.judge({"checked": ["a"], "violations": ["a: raised RuntimeError: boom (x.py, line 3)"]}, None, check)
     assert "Hint:" not in _combine(check, [(1, said)], frozenset()).message
     assert _combine(check, [(1, raised)], frozenset()).message.endswith("\nHint: look at the contract")
+
+
+def test_a_contract_part_may_be_charged_by_any_of_several_checks():
+    """exercise-9's model inside the student's own train() is built from the model, the cell and the
+    clipping: its property is noted, not charged, where any one of their checks failed, and charged where
+    none did (or where only another check failed)."""
+    from dldiy.graders.kinds import contract
+
+    measured = {"checked": ["a", "ElmanRNN(params) inside train()"],
+                "violations": ["ElmanRNN(params) inside train(): gave other losses"]}
+    params = {"charged_by": {"ElmanRNN": ["rnn-agreement", "gradcheck", "clipping"]}}
+    for failed, status in (([], "fail"), (["first-loss"], "fail"), (["gradcheck"], "pass"), (["clipping", "x"], "pass")):
+        check = Check(name="invariants", kind="contract", probe="invariants", points=1.0,
+                      params={**params, "failed_checks": failed})
+        v = contract.judge(measured, None, check)
+        assert v.status == status, (failed, v.message)
+        if status == "pass":
+            assert f"({failed[0]})" in v.message and "not charged again" in v.message, v.message
+
+
+def test_an_invariants_part_whose_own_check_failed_is_noted_not_charged():
+    """exercise-8's own CNN inside the student's train(): a violation whose `where` is that part's is a note
+    where one of the checks named by charged_by failed, and a charge otherwise; other violations are charged."""
+    from dldiy.graders.kinds import invariants
+
+    part = {"where": "cnn_forward(params, x) inside your own train()", "what": "gave other losses"}
+    other = {"where": "conv2d on a float32 batch", "what": "returned float64"}
+    params = {"charged_by": {"cnn_forward": ["cnn-forward", "gradcheck"]}}
+
+    def verdict(violations, failed):
+        check = Check(name="invariants", kind="invariants", probe="invariants", points=1.0,
+                      params={**params, "failed_checks": failed})
+        return invariants.judge({"probed": ["a", "b"], "violations": violations}, None, check)
+    assert verdict([part], []).status == "fail"
+    v = verdict([part], ["gradcheck"])
+    assert v.status == "pass" and "not charged again" in v.message and "(gradcheck)" in v.message, v.message
+    v = verdict([part, other], ["cnn-forward"])
+    assert v.status == "fail" and v.message.startswith("conv2d on a float32 batch") and "note:" in v.message, v.message
 
 
 def test_a_gradcheck_block_may_ask_for_relative_agreement_alone():

@@ -95,9 +95,10 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     # (height and width transposed, channels last), and the 3 gradients again for each of the 2 configurations
     # whose backward gets a non-contiguous upstream gradient (transposed_gradient)
     assert "54 case(s) agree with torch.nn.functional.conv2d" in checks["conv-agreement"]["message"]
-    # 5 grid configurations, 2 cases each, the 3 non-contiguous ones twice more, 2 of tied maxima, and the gradient
-    # again for each of the 2 configurations whose backward gets a non-contiguous upstream gradient
-    assert "20 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
+    # 5 grid configurations, 2 cases each, the 3 non-contiguous ones twice more, 3 of tied maxima (each window's
+    # gradient passed on once, none to a non-maximum, all to one entry), and the gradient again for each of the 2
+    # configurations whose backward gets a non-contiguous upstream gradient
+    assert "21 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
 
 
 @pytest.mark.parametrize("bug, check, configuration", [
@@ -158,3 +159,20 @@ def test_an_error_in_backward_alone_is_not_reported_as_the_outputs(edit, configu
                                                              "output agrees: "), c["message"]
     assert "Hint: The output agrees, so the forward is right: look at backward." in c["message"], c["message"]
     assert "does not flip the kernel" not in c["message"], c["message"]
+
+
+def test_the_students_own_cnn_runs_inside_the_students_train(tmp_path, check_json):
+    """A blind red team (round 4), black-box: a cnn_forward that fails only when the student's own train()
+    calls it kept full marks, since every run of train() puts the harness's cnn_forward in. invariants runs
+    it as written."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-8", tmp_path, "convnet.py", (
+        "def cnn_forward(params, x):\n", "_IN_TRAIN = []\n\n\ndef cnn_forward(params, x):\n"), (
+        "    h = max_pool2d(", "    if _IN_TRAIN:\n        raise RuntimeError(\"only inside train()\")\n    h = max_pool2d("), (
+        "    losses = []\n", "    losses = []\n    _IN_TRAIN.append(1)\n"), (
+        "    return params, losses\n", "    _IN_TRAIN.clear()\n    return params, losses\n"))
+    checks = {c["name"]: c for c in check_json("exercise-8", folder)[0]["checks"]}
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["invariants"], checks
+    assert checks["invariants"]["message"].startswith("cnn_forward(params, x) inside your own train()"), checks["invariants"]
+    assert "raised RuntimeError: only inside train()" in checks["invariants"]["message"]

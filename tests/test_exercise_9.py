@@ -107,6 +107,11 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, 
     ("train-loss-summed", "first-loss"),  # not invariants' mean over outputs: a sum over the batch is first-loss's
     ("clip-rebinds-grad", "invariants"),  # the seventh session's blind red team: values right, not in place
     ("loss-summed-over-outputs", "invariants"),  # the same: first-loss trains one output
+    # blind red team, round 4: predict reads back the states forward kept; the student's own train() then fails,
+    # which invariants notes (state-reset charges it)
+    ("predict-reuses-forward-states", "state-reset"),
+    ("model-copies-weights-at-init", "invariants"),  # only the student's own model inside train() shows it
+    ("train-batch-from-doubled-data", "first-loss"),  # short only when batch_size > n
 ])
 def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):
     checks = _all_checks(check_json, bugged("exercise-9", bug))
@@ -138,10 +143,43 @@ def test_a_constant_ratio_in_clipping_is_read_with_the_factors_clipping_can_get_
     assert says in c["message"] and "1/n for a mean" not in c["message"], c["message"]
 
 
-def test_clipping_through_a_generator_twice_is_said_where_the_generator_is_given(bugged, check_json):
-    c = _all_checks(check_json, bugged("exercise-9", "clip-two-passes"), "clipping")["clipping"]
+@pytest.mark.parametrize("guarded", [True, False])
+def test_clipping_through_a_generator_twice_is_said_where_the_generator_is_given(guarded, bugged, check_json, tmp_path):
+    """Unguarded (no early return where no parameter has a gradient), the same two passes also raise on the
+    last case, no gradient at all: a blind red team (round 4) saw that TypeError alone, which hid the
+    generator. Each configuration after the first that raises is its own failure, judged in order."""
+    folder = bugged("exercise-9", "clip-two-passes")
+    if not guarded:
+        from test_exercise_4 import reference_with
+
+        folder = reference_with("exercise-9", tmp_path, "rnn.py", (
+            """    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:  # nothing to clip (torch's clip_grad_norm_ also returns 0)
+        return torch.tensor(0.0)
+    total = torch.sqrt(sum((g * g).sum() for g in grads))
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(scale)
+""", """    total = torch.sqrt(sum((p.grad * p.grad).sum() for p in parameters if p.grad is not None))
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.mul_(scale)
+"""))
+    c = _all_checks(check_json, folder, "clipping")["clipping"]
     assert c["status"] == "fail" and "parameters given as a generator: clipped gradient" in c["message"], c["message"]
     assert "the gradient was left as it was" in c["message"] and "one pass uses up" in c["message"], c["message"]
+
+
+def test_clipping_with_no_gradient_at_all_says_the_norm_is_zero(tmp_path, check_json):
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-9", tmp_path, "rnn.py", (
+        "    if not grads:  # nothing to clip (torch's clip_grad_norm_ also returns 0)\n        return torch.tensor(0.0)\n", ""))
+    c = _all_checks(check_json, folder, "clipping")["clipping"]
+    assert c["status"] == "fail" and c["message"].startswith("no parameter has a gradient: returned total norm: "
+                                                             "clip_grad_norm raised TypeError"), c["message"]
+    assert "the norm is 0" in c["message"], c["message"]
 
 
 def test_a_cell_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(write_submission, check_json):
@@ -155,3 +193,21 @@ def test_a_cell_backward_that_writes_into_its_incoming_gradient_fails_gradcheck(
     (check,) = check_json("exercise-9", write_submission(edited, "rnn.py"), "gradcheck")[0]["checks"]
     assert check["status"] == "fail", check["message"]
     assert "(an expanded incoming gradient)" in check["message"] and "Work on a copy" in check["message"], check["message"]
+
+
+def test_the_students_own_model_runs_inside_the_students_train(tmp_path, check_json):
+    """A blind red team (round 4), black-box: a model that fails only when the student's own train() calls it
+    kept full marks, since every run of train() puts the harness's model in. invariants runs it as written."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-9", tmp_path, "rnn.py", (
+        "class ElmanRNN:", "_IN_TRAIN = []\n\n\nclass ElmanRNN:"), (
+        '        """A linear read-out of the last hidden state: (N, O)."""\n',
+        '        """A linear read-out of the last hidden state: (N, O)."""\n        if _IN_TRAIN:\n'
+        '            raise RuntimeError("only inside train()")\n'), (
+        "    model = ElmanRNN(params)\n", "    model = ElmanRNN(params)\n    _IN_TRAIN.append(1)\n"), (
+        "    return params, losses\n", "    _IN_TRAIN.clear()\n    return params, losses\n"))
+    checks = _all_checks(check_json, folder)
+    assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["invariants"], checks
+    assert checks["invariants"]["message"].startswith("ElmanRNN(params) inside your own train()"), checks["invariants"]
+    assert "raised RuntimeError: only inside train()" in checks["invariants"]["message"]

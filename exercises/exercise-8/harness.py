@@ -324,12 +324,14 @@ def pool_agreement(sub, seed, p):
 
 
 def _ties(max_pool2d):
-    """Every window holds its maximum twice: torch routes the gradient to one of them, another
-    routing is as right, so what is compared is what any right routing gives: each window passes on
-    its output's gradient (1) exactly once, and nothing to a non-maximum."""
+    """Every window holds tied maxima (two, or four zeros, as a ReLU before the pooling leaves them): torch
+    routes the gradient to one of them, another tied maximum is as right (the spec's "its window's
+    argmax"), so what is compared is what any right routing gives: each window passes on its output's
+    gradient (1) exactly once, nothing to a non-maximum, and all of it to ONE entry (not shared among the
+    tied maxima: a mask divided by the number of ties pays each a part, which sums to 1 as well)."""
     x = torch.tensor([[3.0, 3.0, -1.0, 2.0], [1.0, 0.0, 2.0, -5.0], [0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 1.0, 4.0]],
                      dtype=torch.float64).reshape(1, 1, 4, 4)
-    name = "x 1x1x4x4 with each window's maximum twice"
+    name = "x 1x1x4x4 with tied maxima in each window"
     try:
         xs = x.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(max_pool2d(xs).sum(), xs)
@@ -341,7 +343,9 @@ def _ties(max_pool2d):
     return [{"name": f"{name}: gradient passed on by each window (once: 1)", "shape": [4], "values": g.sum(dim=1).tolist(),
              "target": [1.0] * 4},
             {"name": f"{name}: gradient sent to non-maxima, per window", "shape": [4], "values": off_max.tolist(),
-             "target": [0.0] * 4}]
+             "target": [0.0] * 4},
+            {"name": f"{name}: entries given a part of the gradient, per window (one of the tied maxima: 1)",
+             "shape": [4], "values": (g != 0).sum(dim=1).double().tolist(), "target": [1.0] * 4}]
 
 
 def gradcheck(sub, seed, p):
@@ -417,10 +421,24 @@ def equivariance(sub, seed, p):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
+    runs = [_short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
+                       f"{run['n_train']} training images and batch_size {run['batch_size']}")
+            for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover)[:2])
-    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
+    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
+
+
+def _short_run(run, config: str) -> dict:
+    """One of first-loss's shorter runs (the spec's `runs`): its losses at every step, compared with the
+    reference's by the judge, or the error train() raised there (a failure of that run)."""
+    try:
+        return {"config": config, "losses": run()}
+    except RemoteError as e:
+        return {"config": config, "error": (e.message.splitlines() or ["an error"])[0][:300]}
+    except ApiError as e:
+        return {"config": config, "error": f"a malformed result ({str(e)[:300]})"}
 
 
 # first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
@@ -778,7 +796,103 @@ def invariants(sub, seed, p):
                                     f"on the same images x30, where the gradient is large: its weights are {gap:.2g} "
                                     "(relative) away from plain SGD's. Something clips or rescales the step (a "
                                     "clip_grad_norm_ habit?): the spec's train() is plain SGD, p -= lr * p.grad")
+    if isinstance(result, tuple) and len(result) == 2:
+        _own_model_in_train(watch, sub, seed, result, Xtr, ytr, settings)
     return watch.measurement()
+
+
+_CARRIED = ("your cnn_forward, conv2d and max_pool2d agree with torch where their own checks call them, so something is "
+            "carried from one call or one training step to the next (a value cached in a global or on a class, a copy of "
+            "the weights the in-place updates never reach, a graph kept from an earlier step): every step must run on the "
+            "weights as updated and on its own batch only")
+
+
+def _own_model_in_train(watch, sub, seed, given, X, y, settings):
+    """Every other run of train() puts the harness's cnn_forward in place of the student's (one bug, one
+    deduction), so a CNN that breaks only across training steps was never run (a blind red team, round 4:
+    "no check runs the student's train() with the student's own model"). invariants' run again with nothing
+    replaced: the same losses and weights as with the harness's cnn_forward (`given`, that run's result) are
+    due. The student's train() is compared with itself, so its own mistakes stay first-loss's; where the
+    student's CNN does not give the exact loss and gradients at the run's first step, its own checks charge it
+    and nothing is said here; where one of them fails anyway, the spec's charged_by makes this a note."""
+    where = (f"cnn_forward(params, x) inside your own train(), with your own conv2d and max_pool2d "
+             f"(n={len(X)}, batch_size {settings[2]}, {settings[1]} steps)")
+    want_losses = [float(v) for v in given[1]] if isinstance(given[1], (list, tuple)) else None
+    want = {k: v.detach().clone() for k, v in given[0].items() if isinstance(v, torch.Tensor)} \
+        if isinstance(given[0], dict) else {}
+    if want_losses is None or len(want_losses) != settings[1] or not want or not _first_step_exact(sub, seed, X, y, settings):
+        return
+    watch.probed.append(where)
+    try:
+        result = sub.call("train", _init_params(seed, 2), X, y, *settings)
+    except NotImplementedError:
+        return  # a part not written yet: its own check says so
+    except RemoteError as e:
+        said = (e.message.splitlines() or ["an error"])[0].split(". ")[0][:300]
+        watch.violation(where, f"raised {said}, where with the harness's cnn_forward in its place it runs: " + _CARRIED)
+        return
+    if not isinstance(result, (tuple, list)) or len(result) != 2 or not isinstance(result[1], (list, tuple)) \
+            or len(result[1]) != len(want_losses):
+        return  # the form of train()'s result is first-loss's to judge
+    losses = [float(v) for v in result[1]]
+    k = next((k for k, (a, b) in enumerate(zip(losses, want_losses)) if abs(a - b) > 1e-4 * abs(b) + 1e-6), None)
+    returned = result[0] if isinstance(result[0], dict) else {}
+    moved = next((name for name, w in want.items() if isinstance(returned.get(name), torch.Tensor)
+                  and returned[name].shape == w.shape and float((returned[name].detach().double() - w.double()).abs().max())
+                  > 1e-4 * (float(w.abs().max()) or 1.0)), None)
+    if (k is None and moved is None) or not _deterministic(sub, seed, X, y, settings, want_losses):
+        return  # the same run, or a train() that does not repeat its own run (random batches: first-loss's)
+    if k is not None:
+        watch.violation(where, f"gave losses {[round(v, 6) for v in losses]} where with the harness's cnn_forward in its "
+                               f"place it gives {[round(v, 6) for v in want_losses]} (from step {k} on): " + _CARRIED)
+    else:
+        watch.violation(where, f"gave the losses it gives with the harness's cnn_forward in its place, but other "
+                               f"weights ({moved}) after its last update: " + _CARRIED)
+
+
+def _deterministic(sub, seed, X, y, settings, losses) -> bool:
+    """Whether the student's train(), with the harness's cnn_forward in place, gives `losses` again (asked only
+    where its run with its own CNN differed: a train() that draws random batches differs from itself)."""
+    try:
+        with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
+            again = sub.call("train", _init_params(seed, 2), X, y, *settings)
+        return [float(v) for v in again[1]] == losses
+    except (RemoteError, TypeError, IndexError, ValueError):
+        return False
+
+
+def _first_step_exact(sub, seed, X, y, settings) -> bool:
+    """Whether the student's cnn_forward gives, on the first batch of invariants' train() run and from its
+    initial weights, the loss and the gradients the harness's CNN gives."""
+    xb, yb = X[:settings[2]], y[:settings[2]]
+    params = _init_params(seed, 2)
+    try:
+        got = sub.run_local(first_step_here, sub.get("cnn_forward"), params, xb, yb)
+    except Exception:  # noqa: BLE001 - the CNN's own checks report it
+        return False
+    loss = F.cross_entropy(own_cnn_forward(params, xb), yb)
+    want = torch.autograd.grad(loss, list(params.values()))
+    if not isinstance(got, dict) or not isinstance(got.get("loss"), float) or \
+            abs(got["loss"] - float(loss)) > 1e-4 * abs(float(loss)) + 1e-6:
+        return False
+    grads = got.get("grads")
+    if not isinstance(grads, list) or len(grads) != len(want):
+        return False
+    return all(isinstance(g, torch.Tensor) and g.shape == w.shape
+               and torch.allclose(g.double(), w.double(), rtol=1e-4, atol=1e-6) for g, w in zip(grads, want))
+
+
+def first_step_here(cnn_forward, params, xb, yb):
+    """In the student's process (sub.run_local): the mean cross-entropy of cnn_forward(params, xb) against yb,
+    on copies of params, and its gradients (None where none reaches a weight); None where the logits cannot
+    be compared (a wrong shape, no graph: cnn-forward's)."""
+    mine = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    logits = cnn_forward(mine, xb)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(xb), 10) or not logits.requires_grad:
+        return None
+    loss = F.cross_entropy(logits, yb)
+    grads = torch.autograd.grad(loss, list(mine.values()), allow_unused=True)
+    return {"loss": float(loss), "grads": [None if g is None else g.detach() for g in grads]}
 
 
 # invariants' train() run: the same settings for the submission's run and plain SGD's (_plain_sgd)

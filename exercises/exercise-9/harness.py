@@ -374,7 +374,17 @@ def clipping(sub, seed, p):
             total = expect_tensor(got.get("total"), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
         else:
             given = (q for q in mine) if generator else mine
-            total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+            try:
+                total = expect_tensor(clip(given, max_norm), "clip_grad_norm(parameters, max_norm)", shape=(),
+                                      dtype="float")
+            except Exception as e:  # noqa: BLE001 - after the first configuration, this one's failure, in words
+                if not cases:
+                    raise
+                said = f"clip_grad_norm raised {_raised(e)} here (and not at the configurations before)"
+                cases += [{"name": f"{config_name}: returned total norm", "error": said}] + [
+                    {"name": f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", "error": said}
+                    for k, r in enumerate(ref) if k not in none]
+                continue
         cases.append(_case(f"{config_name}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
             if k in none:
@@ -387,9 +397,27 @@ def clipping(sub, seed, p):
     # Parameters none of which has a gradient (a model not yet run backward): nothing to clip.
     idle = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     target_total = torch.nn.utils.clip_grad_norm_(idle, 1.0)
-    total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
-    cases.append(_case("no parameter has a gradient: returned total norm", total, target_total))
+    # Judged after every configuration above (in order): a clip_grad_norm that fails only here is said here,
+    # and one wrong above is said there first (a generator used up by a first pass, which also leaves the norm
+    # of no gradient unguarded, was charged through this case's TypeError alone: blind red team, round 4)
+    name = "no parameter has a gradient: returned total norm"
+    try:
+        total = expect_tensor(clip(idle, 1.0), "clip_grad_norm(parameters, max_norm)", shape=(), dtype="float")
+        cases.append(_case(name, total, target_total))
+    except Exception as e:  # noqa: BLE001 - this case's failure, in words
+        cases.append({"name": name, "error": (
+            f"clip_grad_norm raised {_raised(e)}; with no gradient at all there is nothing to clip and the norm is 0, "
+            "as torch.nn.utils.clip_grad_norm_ returns (a Python sum over no gradient is the int 0, which torch.sqrt "
+            "refuses: return torch.tensor(0.0) when no parameter has a gradient)")})
     return {"cases": cases}
+
+
+def _raised(e: Exception) -> str:
+    """An error the student's code raised, as a message says it: its type and its first line."""
+    if isinstance(e, RemoteError):  # its message says the student's type already
+        return (e.message.strip().splitlines() or [type(e).__name__])[0][:300]
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def clip_laid_out_here(clip, grads, none, transposed, max_norm) -> dict | str:
@@ -445,17 +473,70 @@ def _clipping_factors(k, grads, none, max_norm, generator):
 
 def state_reset(sub, seed, p):
     """The same model object run on a first batch of sequences, then on a second: the second's hidden
-    states must be torch.nn.RNN's from h0 = 0, as if the first had never been seen."""
+    states must be torch.nn.RNN's from h0 = 0, as if the first had never been seen. Then every method's
+    result on that object must not depend on the calls made before it (a blind red team, round 4: forward
+    kept self.hs and predict read it back, the previous batch's read-out): predict after the forwards,
+    predict after a predict, forward after the predicts, each minus the same call on a fresh model (made
+    before any of them), which is 0 whatever the read-out (a wrong one is rnn-agreement's)."""
     gen = torch.Generator().manual_seed(seed)
     T, N, D, H = p["T"], p["N"], p["D"], p["H"]
     params = _params64(gen, D, H)
     first, second = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
+    third, fourth = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
     model = sub.get("ElmanRNN")(params)
     with torch.no_grad(), sub.replaced("rnn_cell", _inside(sub, exact, "rnn_cell")):
         _forward(sub, params, first, model=model)
         hs = _forward(sub, params, second, "forward(xs) on a second batch", model=model)
         target, _ = _torch_rnn(params)(second)
-    return {"cases": [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]}
+        # each call on a fresh model first (one message), then the same calls on `model`, in order (one more)
+        fresh = sub.run_local(history_here, sub.get("ElmanRNN"), params, [("predict", third), ("predict", fourth),
+                                                                         ("forward", fourth)])
+        after = sub.run_local(history_here, model, params, [("predict", third), ("predict", fourth),
+                                                            ("forward", fourth)])
+    cases = [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]
+    O = params["W_out"].shape[0]
+    for i, (what, shape) in enumerate((("predict(xs) on a third batch, after forward on two others", (N, O)),
+                                       ("predict(xs) on a fourth batch, after predict on a third", (N, O)),
+                                       ("forward(xs) on the fourth batch again, after those predicts", (T, N, H)))):
+        name = f"{what}, minus the same call on a fresh model (0: no call depends on an earlier one)"
+        got, want = (r[i] if isinstance(r, list) and len(r) == 3 else None for r in (after, fresh))
+        count = int(np.prod(shape))
+        if isinstance(got, str) and not isinstance(want, str):
+            cases.append({"name": name, "error": f"raised {got}, where the same call on a fresh model runs"})
+            continue
+        if isinstance(want, str) or not (isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)) or \
+                got.shape != want.shape:
+            if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor):
+                cases.append({"name": name, "error": f"returned shape {tuple(got.shape)}, where the same call on a "
+                                                     f"fresh model returns {tuple(want.shape)}"})
+            else:  # a call that fails on a fresh model too, or no tensor at all: rnn-agreement's finding
+                cases.append({"name": name, "shape": list(shape), "values": [0.0] * count, "target": [0.0] * count,
+                              "against": "0"})
+            continue
+        # the two calls' difference: 0 where they agree, also where both give the same nan or inf (a
+        # non-finite output is rnn-agreement's finding); a wrong shape (the same in both) is rnn-agreement's too,
+        # so the difference is said by its largest entry there
+        got, want = got.detach().double(), want.detach().double()
+        residual = torch.where((got == want) | (got.isnan() & want.isnan()), torch.zeros_like(got), got - want).reshape(-1)
+        values = residual.tolist() if residual.numel() == count else [float(residual.abs().max())] * count
+        cases.append({"name": name, "shape": list(shape), "values": values, "target": [0.0] * count, "against": "0"})
+    return {"cases": cases}
+
+
+def history_here(model, params, calls) -> list:
+    """In the student's process (sub.run_local): `calls`, [(method, xs)], on `model`, an ElmanRNN object
+    (or the class, for a fresh object per call), in order, under no_grad: each result (detached), or the
+    error's first line where one raised."""
+    results = []
+    for method, xs in calls:
+        try:
+            target = model(params) if isinstance(model, type) else model
+            with torch.no_grad():
+                out = getattr(target, method)(xs)
+            results.append(out.detach() if isinstance(out, torch.Tensor) else out)
+        except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+            results.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}")
+    return results
 
 
 # ---- training on the memory task --------------------------------------------------------------------
@@ -490,10 +571,24 @@ def _train(sub, seed, p, steps, leftover=False):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
+    runs = [_short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
+                       f"{run['n_train']} training sequences and batch_size {run['batch_size']}")
+            for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover))
-    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"]}
+    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
+
+
+def _short_run(run, config: str) -> dict:
+    """One of first-loss's shorter runs (the spec's `runs`): its losses at every step, compared with the
+    reference's by the judge, or the error train() raised there (a failure of that run)."""
+    try:
+        return {"config": config, "losses": run()}
+    except RemoteError as e:
+        return {"config": config, "error": (e.message.splitlines() or ["an error"])[0][:300]}
+    except ApiError as e:
+        return {"config": config, "error": f"a malformed result ({str(e)[:300]})"}
 
 
 # first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
@@ -744,19 +839,24 @@ def invariants(sub, seed, p):
     props.test("clip_grad_norm changes the gradients only and returns a plain number of the gradients' dtype "
                "(float32 gradients, float32 norm)", clip_contract)
 
+    trained = {}  # train_contract's first run, with the harness's model, cell and clipping (own_model_in_train's)
+
     def train_contract():
-        X, y = recall_first(seed, 64, 5)
+        X, y = recall_first(seed, *_OWN_RUN["data"])
         X0, y0 = X.clone(), y.clone()
         runs = []
         with exact_dependencies(sub):
             for _ in range(2):
-                params = init_params(seed, 1, 4, 1)
-                result = sub.call("train", params, X, y, 0.1, 3, 16, 1.0)
+                params = init_params(seed, 1, _OWN_RUN["H"], 1)
+                result = sub.call("train", params, X, y, *_OWN_RUN["settings"])
                 kept = next((i for i, v in enumerate(result[1]) if isinstance(v, torch.Tensor) and v.requires_grad), None)
                 if kept is not None:  # as exercise-8's invariants say it
                     return (f"train()'s losses [{kept}] is a tensor that requires grad: it keeps the autograd graph of "
                             "its step alive (memory grows every step); record loss.item()")
                 runs.append(expect_history(result[1], 3))
+                if not trained and isinstance(result[0], dict):
+                    trained.update(losses=runs[-1], params={k: v.detach().clone() for k, v in result[0].items()
+                                                            if isinstance(v, torch.Tensor)})
         problem = untouched({"X": X0, "y": y0}, {"X": X, "y": y}, "train()")
         if problem:
             return problem
@@ -764,6 +864,49 @@ def invariants(sub, seed, p):
             return f"two runs of train() on the same data and initial weights gave losses {runs[0]} and {runs[1]}"
         return None
     props.test("train() leaves X and y as they were, keeps no graph in its losses and is deterministic", train_contract)
+
+    def own_model_in_train():
+        # Every other run of train() puts the harness's model, cell and clipping in place of the student's (one
+        # bug, one deduction), so a model that breaks only across training steps was never run (a blind red
+        # team, round 4: "no check runs the student's train() with the student's own model"). The same run as
+        # train_contract's first, with nothing replaced: where the model, the cell and the clipping are right
+        # on their own (their checks, named by the spec's charged_by, pass), it must give the same losses and
+        # weights; where one of them fails its own check, this is said in a note, not charged again.
+        if not trained:
+            return None  # train() itself failed above: first-loss's, or the property above's, to charge
+        X, y = recall_first(seed, *_OWN_RUN["data"])
+        # First the run's first step alone, on a fresh model: where the student's model and cell do not give the
+        # exact loss and gradients there (a wrong read-out, a wrong shape, a wrong backward), their own checks
+        # charge it, whatever status they end with, and this property has nothing of its own to say
+        if not _first_step_exact(sub, seed, X, y):
+            return None
+        try:
+            result = sub.call("train", init_params(seed, 1, _OWN_RUN["H"], 1), X, y, *_OWN_RUN["settings"])
+        except NotImplementedError:
+            return None  # a part not written yet: its own check says so
+        except RemoteError as e:
+            said = (e.message.splitlines() or ["an error"])[0].split(". ")[0][:300]
+            return (f"raised {said}, where with the harness's model, cell "
+                    "and clipping in their place it runs: " + _CARRIED)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            return None  # the form of train()'s result is first-loss's to judge
+        losses = expect_history(result[1], len(trained["losses"]))
+        k = next((k for k, (a, b) in enumerate(zip(losses, trained["losses"])) if abs(a - b) > 1e-4 * abs(b) + 1e-6), None)
+        if k is not None:
+            return (f"gave losses {[round(v, 6) for v in losses]} where with the harness's model, cell and clipping in "
+                    f"their place it gives {[round(v, 6) for v in trained['losses']]} (from step {k} on): " + _CARRIED)
+        returned = result[0] if isinstance(result[0], dict) else {}
+        for name, want in trained["params"].items():
+            got = returned.get(name)
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                return None  # the form of the weights returned is first-loss's to judge
+            scale = float(want.abs().max()) or 1.0
+            if float((got.detach().double() - want.double()).abs().max()) > 1e-4 * scale:
+                return (f"gave the losses it gives with the harness's model, cell and clipping in their place, but "
+                        f"other weights ({name}) after its last update: " + _CARRIED)
+        return None
+    props.test("ElmanRNN(params) inside your own train(), with your own rnn_cell and clip_grad_norm, trains as the "
+               "harness's model, cell and clipping do (3 steps: the same losses and weights)", own_model_in_train)
 
     def clip_in_place():
         mine = [v.clone().requires_grad_() for v in params.values()]
@@ -814,6 +957,51 @@ def invariants(sub, seed, p):
                 + (" (summed over the outputs?)" if abs(ratio - 3) < 1e-3 else ""))
     props.test("train()'s loss is the mean over the batch and every output (3 outputs)", mean_over_outputs)
     return props.result()
+
+
+# invariants' train() runs: recall_first(seed, n, T), H, and (lr, steps, batch_size, max_norm); max_norm is small
+# enough that every step clips
+_OWN_RUN = {"data": (64, 5), "H": 4, "settings": (0.1, 3, 16, 0.1)}
+
+_CARRIED = ("your model, cell and clipping agree with torch where their own checks call them, so something is carried "
+            "from one call or one training step to the next (a model that keeps the hidden states or a copy of the "
+            "weights made in __init__, which the in-place updates never reach; a cell or a clipping that keeps "
+            "state): every step must run on the weights as updated and on its own batch only")
+
+
+def _first_step_exact(sub, seed, X, y) -> bool:
+    """Whether the student's model (with its own cell) gives, on the first batch of invariants' train() run
+    and from its initial weights, the loss and the gradients the harness's exact model gives."""
+    batch = _OWN_RUN["settings"][2]
+    xb, yb = X[:, :batch], y[:batch]
+    params = init_params(seed, 1, _OWN_RUN["H"], 1)
+    try:
+        got = sub.run_local(first_step_here, sub.get("ElmanRNN"), params, xb, yb)
+    except Exception:  # noqa: BLE001 - the model's own checks report it
+        return False
+    loss = ((ExactElman(params).predict(xb) - yb) ** 2).mean()
+    want = torch.autograd.grad(loss, list(params.values()))
+    if not isinstance(got, dict) or not isinstance(got.get("loss"), float) or \
+            abs(got["loss"] - float(loss)) > 1e-4 * abs(float(loss)) + 1e-6:
+        return False
+    grads = got.get("grads")
+    if not isinstance(grads, list) or len(grads) != len(want):
+        return False
+    return all(isinstance(g, torch.Tensor) and g.shape == w.shape
+               and torch.allclose(g.double(), w.double(), rtol=1e-4, atol=1e-6) for g, w in zip(grads, want))
+
+
+def first_step_here(model, params, xb, yb):
+    """In the student's process (sub.run_local): the loss of model(params).predict(xb) against yb, on copies
+    of params, and its gradients (None where none reaches a weight); None where predict's output cannot be
+    compared with yb (a wrong shape: rnn-agreement's)."""
+    mine = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    pred = model(mine).predict(xb)
+    if not isinstance(pred, torch.Tensor) or pred.shape != yb.shape or not pred.requires_grad:
+        return None
+    loss = ((pred - yb) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(mine.values()), allow_unused=True)
+    return {"loss": float(loss), "grads": [None if g is None else g.detach() for g in grads]}
 
 
 def _rule_of_the_spec(e: BaseException) -> bool:

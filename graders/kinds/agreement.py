@@ -16,7 +16,9 @@ shows one, a cause:
     whose name holds that part (a gradient's cases get the backward's hint, not the forward's), in
     place of the check's own hint;
   - a vector of the wrong length shows its values beside the expected ones (a run that stopped an
-    epoch early or late reads at once).
+    epoch early or late reads at once);
+  - a case may name what it is compared with, `against` (a difference of two calls compared with 0), in
+    place of the check's.
 For a trajectory (rows = steps), `first = true` names the first entry that disagrees in row-major
 order instead (the first departure is the cause, later ones its consequence), and `axes = ["step",
 "entry"]` names the index's axes in the message.
@@ -77,7 +79,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                 "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
             still = _stood_still(m, e, shape)
             return _failed(
-                check, f"{name}: differs from {against} at {int(bad.sum())} of {e.size} entries; "
+                check, f"{name}: differs from {case.get('against') or against} at {int(bad.sum())} of {e.size} entries; "
                 f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
                 + (" Every row equals the first: nothing moved." if still else "")
                 + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name,

@@ -12,6 +12,12 @@ A failure is diagnosed from the numbers before any fixed hint is given:
   update instead of before it);
 - a constant ratio measured/expected at every step (a sum for a mean: the ratio is n; a factor 2).
 A diagnosed failure carries `diagnosed=True`, and the judge then leaves out the spec's generic hint.
+
+Beside the main trajectory, the spec's `runs` ([{n_train, batch_size, steps, hint}]) are shorter runs of
+the same train() at other settings (a batch larger than the data), measured as "runs": [{"config":
+words, "losses": [one per step]} or {"config", "error"}] and judged at every step against the
+reference's, once the main trajectory matches (a wrong loss is said there first); a run that departs
+fails with its configuration and the spec's `hint` for it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ NEEDS_REFERENCE = True
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
     """What judge() and the loss-curve picture read of the reference's measurement: the steps, the
     losses there and, when measured, the full history (the one-step-shift diagnosis)."""
-    return {k: measured[k] for k in ("steps", "losses", "history", "final") if k in measured}
+    return {k: measured[k] for k in ("steps", "losses", "history", "final", "runs") if k in measured}
 
 
 def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> Verdict:
@@ -52,8 +58,13 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                 "A loop one update short or long (the last update never applied, or one more after the last "
                 "loss), or a copy of the weights returned instead of the updated ones.", diagnosed=True)
     if i is None:
+        departed = _runs_departed(measured, expected, check, rtol, atol)
+        if departed:
+            return departed
         later = ", ".join(map(str, steps[1:]))
-        return Verdict.passed(f"first loss {fmt(losses[0])}" + (f", steps {later} match" if later else ""),
+        runs = len(expected.get("runs") or [])
+        return Verdict.passed(f"first loss {fmt(losses[0])}" + (f", steps {later} match" if later else "")
+                              + (f"; {runs} shorter run(s) at other settings match too" if runs else ""),
                               first_loss=losses[0])
     details = {"step": steps[i], "expected": want[i], "measured": losses[i]}
     if math.isnan(losses[i]) or math.isinf(losses[i]):
@@ -82,6 +93,31 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         f"the first loss matches ({fmt(want[0])}) but the trajectory departs at step {steps[i]}: "
         f"{versus(want[i], losses[i])}. The update differs: the gradient, the learning rate, "
         "gradients accumulating between steps, or the order of the steps.", **details)
+
+
+def _runs_departed(measured: dict[str, Any], expected: dict[str, Any], check: Check, rtol: float,
+                   atol: float) -> Verdict | None:
+    """The first of the spec's `runs` whose losses depart from the reference's, as a failure; None when
+    every run matches (or the reference measured none)."""
+    wanted, got = list(expected.get("runs") or []), measured.get("runs")
+    spec = list(check.params.get("runs") or [])
+    for r, want in enumerate(wanted):
+        run = got[r] if isinstance(got, list) and r < len(got) and isinstance(got[r], dict) else {}
+        config = str(want.get("config") or run.get("config") or f"run {r + 1}")
+        hint = str(spec[r].get("hint", "")) if r < len(spec) and isinstance(spec[r], dict) else ""
+        said = f" {hint}" if hint else ""
+        if run.get("error"):
+            return Verdict.failed(f"the main trajectory matches, but train() with {config} raised "
+                                  f"{run['error']}.{said}", diagnosed=bool(hint), run=config)
+        losses, want_losses = [_f(v) for v in run.get("losses") or []], [_f(v) for v in want.get("losses") or []]
+        k = first_mismatch(losses, want_losses, rtol, atol)
+        if k is None:
+            continue
+        where = versus(want_losses[k], losses[k]) if k < min(len(losses), len(want_losses)) else \
+            f"{len(losses)} losses returned, {len(want_losses)} expected"
+        return Verdict.failed(f"the main trajectory matches, but with {config} the loss at step {k} departs from "
+                              f"the reference's: {where}.{said}", diagnosed=bool(hint), run=config, step=k)
+    return None
 
 
 def _shifted_by_one(measured: dict[str, Any], expected: dict[str, Any], rtol: float, atol: float,

@@ -16,7 +16,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..course.exercise import Check
-from ..verdict import Verdict
+from ..verdict import Verdict, charged_elsewhere
 
 if TYPE_CHECKING:
     import torch
@@ -26,12 +26,24 @@ NEEDS_REFERENCE = False
 
 def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
     probed, violations = list(measured.get("probed", [])), list(measured.get("violations", []))
-    if not violations:
-        return Verdict.passed(f"{len(probed)} call(s) probed, every invariant held")
-    first = violations[0]
-    more = f" ({len(violations) - 1} more violation(s))" if len(violations) > 1 else ""
+    # One bug, one deduction: a violation of ONE part whose own check failed (the spec's charged_by: a part's
+    # name -> the check(s) judging it; a violation is that part's where its `where` starts with "part(") is said
+    # in a note, not charged again (exercise-8's own CNN inside the student's train())
+    charged_by = check.params.get("charged_by") or {}
+    parts = [next((part for part in charged_by if str(v.get("where", "")).startswith(f"{part}(")), None)
+             for v in violations]
+    owners = charged_elsewhere(charged_by, check.params.get("failed_checks") or (), parts)
+    charged = [v for v, o in zip(violations, owners) if o is None]
+    excused = [(v, o) for v, o in zip(violations, owners) if o is not None]
+    note = (f" (note: {excused[0][0]['where']} breaks an invariant too, not charged again: a part whose own check "
+            f"({excused[0][1]}) fails: {excused[0][0]['what']})") if excused else ""
+    if not charged:
+        return Verdict.passed(f"{len(probed)} call(s) probed, every invariant held" if not excused else
+                              f"{len(probed)} call(s) probed, every invariant held but one{note}")
+    first = charged[0]
+    more = f" ({len(charged) - 1} more violation(s))" if len(charged) > 1 else ""
     # every violation names its rule and the fix: the check's general hint would only repeat the others
-    return Verdict.failed(f"{first['where']}: {first['what']}{more}", diagnosed=True, where=first["where"])
+    return Verdict.failed(f"{first['where']}: {first['what']}{more}{note}", diagnosed=True, where=first["where"])
 
 
 # ---- child side: what a harness uses to gather the measurement (torch imported inside) -------------

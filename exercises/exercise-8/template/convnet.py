@@ -58,7 +58,8 @@ def cnn_forward(params, x):
 
 def train(params, X, y, lr, steps, batch_size):
     """Plain SGD on the mean cross-entropy (F.cross_entropy is fine here).
-    Batch k holds rows (k*batch_size + i) mod n for i < batch_size, in that order.
+    Batch k holds rows (k*batch_size + i) mod n for i < batch_size, in that order: always batch_size
+    of them, so when batch_size > n a batch holds some rows more than once.
     params is a dict of tensors that require grad; update them in place (p -= lr * p.grad, without
     recording the update in the graph) and return (params, losses), losses[k] being the loss before update k."""
     raise NotImplementedError("exercise-8: implement train(params, X, y, lr, steps, batch_size)")

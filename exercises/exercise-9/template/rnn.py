@@ -57,7 +57,8 @@ def clip_grad_norm(parameters, max_norm):
 
 def train(params, X, y, lr, steps, batch_size, max_norm):
     """SGD on the mean squared error of ElmanRNN(params).predict, X (T, n, D), y (n, O).
-    Batch k holds the sequences (k*batch_size + i) mod n for i < batch_size, in that order.
+    Batch k holds the sequences (k*batch_size + i) mod n for i < batch_size, in that order: always
+    batch_size of them, so when batch_size > n a batch holds some sequences more than once.
     Each step: loss, fresh gradients, clip_grad_norm(list(params.values()), max_norm), then
     p -= lr * p.grad for every parameter (without recording it in the graph).
     Returns (params, losses), losses[k] being the loss before update k."""

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dldiy.graders.api import expect_history, expect_tensor, to_plain
+from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
 
 def _gen(seed):
@@ -422,3 +423,72 @@ def convergence(sub, seed, p):
     # The predicted class is the argmax of the logits, computed here rather than by the submission.
     accuracy = ((X @ W.double().T + b.double()).argmax(dim=1) == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+# ---- placement: every loss's output and gradient follow the inputs' device ------------------------------
+
+# (function, its arguments as (parameter name, what the harness passes)): "scores" (n, k) and "logits",
+# "target" (n,) are float and require grad; "classes" (n,) int64 class indices, "01" (n,) float labels in
+# {0, 1}, "pm1" (n,) float labels in {-1, +1}
+PLACED = (("softmax", (("Z", "scores"),)), ("cross_entropy", (("Z", "scores"), ("y", "classes"))),
+          ("bce_with_logits", (("z", "logits"), ("y", "01"))), ("hinge", (("w", "logits"), ("t", "pm1"))),
+          ("hinge_01", (("w", "logits"), ("y", "01"))), ("multiclass_hinge", (("Z", "scores"), ("y", "classes"))),
+          ("l1_loss", (("pred", "logits"), ("target", "target"))), ("l2_loss", (("pred", "logits"), ("target", "target"))))
+_DIFFERENTIATED = ("scores", "logits", "target")
+
+
+def placed_here(fn, name, seed, with_values=False):
+    """In the student's process (sub.run_local): the loss `name` of PLACED (`fn`) on float32 inputs on the
+    meta device, then autograd's backward of its output to each float input (through the student's
+    operations); where the output and each gradient are, by name (its device, or its type when it is not a
+    tensor). Meta tensors are made there only, so this process does not import torch's meta kernels. One
+    message per loss, each under its own forbid rules (cross_entropy may call torch.log_softmax, softmax
+    may not). `with_values`: placement's second run, where the meta one stopped at a value read (int(y[i])
+    in a loop, a boolean mask): the same on a device with values (graders/kinds/elsewhere.py)."""
+    with values_run_there(with_values):
+        return _placed_here(fn, name, seed)
+
+
+def _placed_here(fn, name, seed):
+    g = torch.Generator().manual_seed(seed)
+    made = {"scores": torch.randn(5, 3, generator=g), "classes": torch.tensor([0, 2, 1, 2, 0]),
+            "logits": torch.randn(5, generator=g), "01": torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0]),
+            "target": torch.randn(5, generator=g)}
+    made["pm1"] = 2 * made["01"] - 1
+    parameters = dict(PLACED)[name]
+    args = [made[kind].to("meta").requires_grad_(kind in _DIFFERENTIATED) for _, kind in parameters]
+    out = fn(*args)
+    outputs = {f"{name}()": out}
+    if isinstance(out, torch.Tensor) and out.requires_grad:  # (a cut graph is gradcheck's finding)
+        wrt = [(p, a) for (p, _), a in zip(parameters, args) if a.requires_grad]
+        # allow_unused: an input the value does not depend on is the gradient checks' finding
+        grads = torch.autograd.grad(out.sum(), [a for _, a in wrt], allow_unused=True)
+        outputs.update({f"the gradient of {name}() w.r.t. {p}": gr for (p, _), gr in zip(wrt, grads) if gr is not None})
+    return {what: str(t.device) if isinstance(t, torch.Tensor) else type(t).__name__ for what, t in outputs.items()}
+
+
+class _Placed:
+    """An output as measure_placement reads it: its device, as the student's process reported it."""
+
+    def __init__(self, device):
+        self.device = str(device)
+
+
+def placement(sub, seed, p):
+    functions = [(name, sub.get(name)) for name, _ in PLACED]
+    running = [None]  # the function whose run is under way: where an error was raised
+
+    def run(device):
+        placed = {}
+        for name, fn in functions:
+            running[0] = name
+            # (measure_placement's second run, with values, is passed on to the student's process)
+            found = sub.run_local(placed_here, fn, name, seed, values_run())
+            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                raise ApiError("the placement probe got a malformed reply")
+            placed.update(found)
+        return {k: _Placed(v) for k, v in placed.items()}
+    measured = measure_placement(run)
+    if "error" in measured and running[0]:
+        measured["error"] += f", in {running[0]}() or its backward"
+    return measured

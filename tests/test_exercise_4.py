@@ -246,3 +246,14 @@ def test_placement_names_the_loss_that_makes_a_tensor_on_another_device(tmp_path
     folder = reference_with("exercise-4", tmp_path, "losses.py", (old, new))
     c = checks_of(check_json("exercise-4", folder, "placement")[0])["placement"]
     assert c["status"] == "fail" and f"in {where} or its backward" in c["message"], c
+
+
+def test_a_train_in_float32_is_said_to_lose_precision_not_to_backtrack(tmp_path, check_json):
+    # a blind red team's train-float32: at lr = 10, where the loss goes up, the weights end 1.7e-5 off plain
+    # descent; first-loss said "no backtracking, no early stop" where the cause is float32's rounding
+    folder = reference_with("exercise-4", tmp_path, "losses.py", (
+        "    W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)\n",
+        "    X = X.float()\n    W, b = W0.float().requires_grad_(True), b0.float().requires_grad_(True)\n"))
+    c = checks_of(check_json("exercise-4", folder, "first-loss")[0])["first-loss"]
+    assert c["status"] == "fail" and "float32's precision" in c["message"], c
+    assert "backtracking" not in c["message"] and "float32 weights for float64 inputs" in c["message"], c

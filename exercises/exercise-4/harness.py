@@ -13,6 +13,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs, seeded_once
+from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
@@ -382,7 +383,7 @@ def _follows_descent(sub, seed, p):
     keys = ("n", "d", "k", "lr", "lr_family", "lr_family_steps", "feature_scales")
     steps = p["lr_family_steps"]
     for what, X, y, W0, b0, lr, W_want, b_want, losses in _descent_runs(seed, {key: p[key] for key in keys if key in p}):
-        W, b, _ = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
+        W, b, recorded = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
         got = torch.cat([W.double().reshape(-1), b.double().reshape(-1)])
         want = torch.cat([W_want.reshape(-1), b_want.reshape(-1)])
         off = float((got - want).abs().max())
@@ -392,14 +393,29 @@ def _follows_descent(sub, seed, p):
         worst = int((got - want).abs().nan_to_num(nan=math.inf).argmax())
         k, d = W0.shape
         entry = f"W[{worst // d}, {worst % d}]" if worst < k * d else f"b[{worst - k * d}]"
-        raise Violation(f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
-                        f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
-                        f"with {float(want[worst]):.6g} (largest difference {off:.3g})"
-                        + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
-                           "with the lr it is given (no step size of its own, no backtracking, no early stop, no "
-                           "best-so-far weights)"
-                           if rises else ": train() must take every step with the lr it is given, the gradient as "
-                           "it is (no clipping, no normalising)"))
+        said = (f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
+                f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
+                f"with {float(want[worst]):.6g} (largest difference {off:.3g})")
+        agree = max((abs(a - e) / abs(e) for a, e in zip(recorded, losses) if e), default=math.inf)
+        if off <= FLOAT32_STEPS * (1 + float(want.abs().max())) and agree <= FLOAT32_REL:
+            # every step taken, every loss right to float32's precision: the cause is the dtype, not the steps
+            returned = str(W.dtype).replace("torch.", "")
+            raise Violation(said + f"; its losses agree with gradient descent's to float32's precision and no "
+                            f"better (largest rel. error {agree:.1e}): part of train() runs in float32"
+                            + (f" (it returned {returned} weights for {str(X.dtype).replace('torch.', '')} inputs)"
+                               if W.dtype != X.dtype else "")
+                            + ", which rounds every step: a .float(), or a tensor made without dtype=; keep the "
+                            "inputs' dtype")
+        raise Violation(said + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
+                                "with the lr it is given (no step size of its own, no backtracking, no early stop, no "
+                                "best-so-far weights)"
+                                if rises else ": train() must take every step with the lr it is given, the gradient as "
+                                "it is (no clipping, no normalising)"))
+
+
+# a few float32 steps off float64 descent: ~1e-7 relative rounding per step, grown by lr = 10's steps to ~1e-5
+# (a blind red team's train() in float32: 1.7e-5 on weights of ~1); another step rule is off by 1e-2 or more
+FLOAT32_STEPS = 1e-4
 
 
 @keeps_rules

@@ -343,3 +343,14 @@ def test_backward_writing_into_the_callers_tensors_breaks_the_function_contract(
     assert check["status"] == "fail" and "ReLU's backward: backward changed the incoming gradient" in check["message"]
     report, _ = check_json("exercise-5", REPO / "reference" / "exercise-5", "invariants")
     assert report["checks"][0]["status"] == "pass", report["checks"][0]
+
+
+@pytest.mark.parametrize("bug, alone", [("linear-needs-grad-copypaste", "with only b requiring grad"),
+                                        ("linear-dX-guard-W", "with only X requiring grad")])
+def test_a_gradient_guarded_by_another_inputs_flag_is_caught_with_each_input_alone(bug, alone, bugged, check_json):
+    """A blind red team's escapes: Linear.backward guarding db (or dX) by W's ctx.needs_input_grad. In an MLP
+    every W, b and hidden X require grad together, so no gradient check sees it; invariants runs Linear with
+    each input alone requiring grad (graders/batched.gradients_alone_here, as exercises 8 and 9 do)."""
+    report, _ = check_json("exercise-5", bugged("exercise-5", bug), "invariants")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and alone in check["message"] and "needs_input_grad" in check["message"], check

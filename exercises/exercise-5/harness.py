@@ -12,7 +12,7 @@ from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
-from dldiy.graders.kinds.invariants import Violation, Watch, takes_every_step
+from dldiy.graders.kinds.invariants import Violation, Watch, backward_kept, takes_every_step
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -755,6 +755,20 @@ def invariants(sub, seed, p):
             _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
             if dtype == torch.float64:
                 _no_writes_in_backward(sub, watch, f"{cls}'s backward", Function, (x,))
+    # each Function's backward twice on one forward (retain_graph=True: two losses sharing a layer) and, for
+    # Linear, each input alone requiring grad (in an MLP every W and every hidden X require grad together, so
+    # a gradient guarded by another input's ctx.needs_input_grad shows only here): one message each
+    X, W, b = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((3, 4), (4, 2), (2,)))
+    backward_kept(watch, sub, "Linear (X 3x4, W 4x2), then backward twice on that one forward",
+                  _inside(sub, applied, Linear, False), (X, W, b), ("X", "W", "b"),
+                  alone=("Linear (X 3x4, W 4x2) with one input alone requiring grad", {
+                      "X": "frozen weights, the input itself optimised", "W": "the data need no gradient, as in a "
+                      "network's first layer", "b": "the data and the weights frozen"}))
+    for cls in ACTIVATIONS.values():
+        x = (0.6 + torch.rand(3, 4, generator=gen, dtype=torch.float64)) * torch.tensor([1.0, -1.0, 1.0, -1.0],
+                                                                                       dtype=torch.float64)
+        backward_kept(watch, sub, f"{cls} (x 3x4), then backward twice on that one forward",
+                      _inside(sub, applied, sub.get(cls), False), (x,), ("x",))
     sizes = list(p["sizes"])
     where = f"init_params({sizes}, generator)"
     runs = []

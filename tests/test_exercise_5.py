@@ -354,3 +354,36 @@ def test_a_gradient_guarded_by_another_inputs_flag_is_caught_with_each_input_alo
     report, _ = check_json("exercise-5", bugged("exercise-5", bug), "invariants")
     (check,) = report["checks"]
     assert check["status"] == "fail" and alone in check["message"] and "needs_input_grad" in check["message"], check
+
+
+@pytest.mark.parametrize("old, new, where", [
+    # a blind red team's escapes (round 4 of exercises 4-6): CPU tensors made in a hand backward
+    ("        return grad * y * (1 - y)\n", "        return grad * y * (torch.ones(y.shape, dtype=y.dtype) - y)\n",
+     "Sigmoid's forward or backward"),
+    ("        return grad * (x > 0).to(grad.dtype)\n",
+     "        mask = torch.zeros(x.shape, dtype=grad.dtype)\n        mask[x > 0] = 1\n        return grad * mask\n",
+     "ReLU's forward or backward"),
+    ("    z = logits.reshape(-1)\n", "    z = logits.reshape(-1) + torch.zeros(logits.shape[0], dtype=logits.dtype)\n",
+     "loss() or its backward"),
+])
+def test_placement_names_the_function_that_makes_a_tensor_on_another_device(old, new, where, tmp_path, check_json):
+    from test_exercise_4 import reference_with
+
+    report, _ = check_json("exercise-5", reference_with("exercise-5", tmp_path, "mlp.py", (old, new)), "placement")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and f"in {where}" in check["message"], check
+
+
+def test_placement_judges_a_value_reading_backward_on_the_device_with_values(tmp_path, check_json):
+    """A mask by boolean indexing and an overflow guard read with float(): the meta device stops there;
+    placement runs again on the device with values, where the correct code passes."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        return grad * (x > 0).to(grad.dtype)\n", "        g = grad.clone()\n        g[x <= 0] = 0\n        return g\n"), (
+        "        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))\n",
+        "        if float(x.abs().max()) < 30:\n            return torch.log1p(torch.exp(x))\n"
+        "        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))\n"))
+    report, _ = check_json("exercise-5", folder, "placement")
+    (check,) = report["checks"]
+    assert check["status"] == "pass" and "second device with values" in check["message"], check

@@ -387,3 +387,16 @@ def test_placement_judges_a_value_reading_backward_on_the_device_with_values(tmp
     report, _ = check_json("exercise-5", folder, "placement")
     (check,) = report["checks"]
     assert check["status"] == "pass" and "second device with values" in check["message"], check
+
+
+def test_an_activation_whose_forward_overflows_is_blamed_on_its_forward(tmp_path, check_json):
+    """A blind red team's tanh as (e^x - e^-x) / (e^x + e^-x): nan at |x| = 800, where gradcheck said the hand
+    gradient was nan. The backward is right; the message names the forward's output."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        y = torch.tanh(x)\n", "        y = (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x))\n"))
+    report, _ = check_json("exercise-5", folder, "gradcheck-activations")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and check["message"].startswith("the forward of Tanh returned nan"), check
+    assert "Hint:" not in check["message"]

@@ -389,6 +389,19 @@ def test_placement_judges_a_value_reading_backward_on_the_device_with_values(tmp
     assert check["status"] == "pass" and "second device with values" in check["message"], check
 
 
+def test_a_train_that_ignores_its_activation_is_told_so(tmp_path, check_json):
+    """A blind red team's train() called mlp_forward(X, params) without `activation`: first-loss blamed "the
+    loss formula, the labels or the data handling". Its first loss is the tanh network's (the default)."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        value = loss(mlp_forward(X, params, activation), y)\n", "        value = loss(mlp_forward(X, params), y)\n"))
+    report, _ = check_json("exercise-5", folder, "first-loss")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "activation='tanh' (mlp_forward's default) instead of 'sigmoid'" in check["message"]
+    assert "does not pass its `activation` argument on" in check["message"] and "data handling" not in check["message"]
+
+
 def test_an_activation_whose_forward_overflows_is_blamed_on_its_forward(tmp_path, check_json):
     """A blind red team's tanh as (e^x - e^-x) / (e^x + e^-x): nan at |x| = 800, where gradcheck said the hand
     gradient was nan. The backward is right; the message names the forward's output."""

@@ -448,7 +448,25 @@ def first_loss(sub, seed, p):
     _, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], max(steps) + 1, p["activation"])
     takes_every_step(lambda lr, count: _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), lr, count,
                                               p["activation"]), once_for=sub)
-    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"]}
+    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"],
+            "alike": _other_activations(X, y, harness_params(seed, p["sizes"]), p["activation"])}
+
+
+def _other_activations(X, y, params, activation):
+    """The first loss of the same network with each other activation (the harness's layers and loss, no
+    submission): a train() whose first loss is one of these does not pass its `activation` on to mlp_forward
+    (graders/kinds/first_loss.py reads "alike"). Four forward passes."""
+    alike = []
+    with torch.no_grad():
+        for other in ACTIVATIONS:
+            if other == activation:
+                continue
+            default = " (mlp_forward's default)" if other == "tanh" else ""
+            alike.append({"step": 0, "loss": float(_own_loss(_own_mlp_forward(X, params, other), y)),
+                          "why": f"It is the first loss of the same network with activation={other!r}{default} "
+                                 f"instead of {activation!r}: train() does not pass its `activation` argument on to "
+                                 f"mlp_forward (call mlp_forward(X, params, activation) inside train())"})
+    return alike
 
 
 def convergence(sub, seed, p):

@@ -78,7 +78,8 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-4", str(write_submission(EQUIVALENT, "losses.py")), "--json")
     checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
-    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants"}
+    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants",
+                           "placement"}
     assert result.returncode == 0
 
 

@@ -132,7 +132,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
     assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry", "init-scale",
-            "first-loss", "convergence", "mlp-forward", "invariants"} == set(checks)
+            "first-loss", "convergence", "mlp-forward", "invariants", "placement"} == set(checks)
 
 
 def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission, bugged,

@@ -167,7 +167,25 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
                                                                             shape=tuple(x.shape), finite=False)
         expanded.append(block(label, analytic_ones, numeric_ones))
     # (after every block of the fixed direction: that one says a wrong formula first)
-    return [dict(b, out_dtype=dtype) for b in blocks + expanded]
+    return [dict(b, out_dtype=dtype, **overflowed(out, inputs)) for b in blocks + expanded]
+
+
+def overflowed(out: Any, inputs: list) -> dict:
+    """{"forward_nonfinite": {"index", "value", "input"}} where the forward's own output at the checked point
+    is nan or inf (its first such entry, and the input's entry there when the function has one input of the
+    output's shape: elementwise), else {}: a gradient and finite differences taken through it are nan too, and the
+    judge then names the forward, not the hand backward (a blind red team's tanh as (e^x - e^-x)/(e^x + e^-x))."""
+    import torch
+
+    bad = ~torch.isfinite(out.detach())
+    if not bool(bad.any()):
+        return {}
+    i = int(bad.reshape(-1).nonzero()[0, 0])
+    found = {"index": [int(j) for j in torch.unravel_index(torch.tensor(i), out.shape)] if out.dim() else [],
+             "value": float(out.detach().reshape(-1)[i])}
+    if len(inputs) == 1 and tuple(inputs[0].shape) == tuple(out.shape):
+        found["input"] = float(inputs[0].reshape(-1)[i])
+    return {"forward_nonfinite": found}
 
 
 def exact_vjp(exact: Callable[..., Any], inputs: list, out: Any, v: Any) -> list | None:

@@ -421,6 +421,34 @@ def test_gradcheck_names_a_float32_output_only_where_the_block_fails():
     assert "returned" not in judge("gradcheck", wrong).message
 
 
+def test_gradcheck_names_the_forward_where_its_own_output_is_not_finite():
+    """A blind red team's tanh as (e^x - e^-x) / (e^x + e^-x): nan at x = 800, and the hand backward, right, is
+    nan through it; the judge said "the hand-written gradient of Tanh is nan". Now it names the forward."""
+    blocks = grad_blocks([1.0, float("nan")], [1.0, float("nan")])
+    blocks["blocks"][0].update(name="Tanh: x (x 1x2, |x| up to 800)",
+                               forward_nonfinite={"index": [0, 1], "value": float("nan"), "input": 800.0})
+    v = judge("gradcheck", blocks)
+    assert v.status == "fail" and v.details["diagnosed"], v.message
+    assert v.message.startswith("the forward of Tanh returned nan at index (0, 1), where x = 800") and "tanh x =" in v.message
+    assert "hand-written gradient" not in v.message
+    # a finite forward: the hand gradient's own nan is named as before
+    v = judge("gradcheck", grad_blocks([1.0, float("nan")], [1.0, 2.0]))
+    assert "the hand-written gradient" in v.message and "forward" not in v.message
+
+
+def test_first_loss_says_a_loss_the_harness_found_with_another_setting():
+    """exercise-5's harness gives the first loss of its own network with each other activation ("alike"): a
+    train() that does not pass `activation` on matches one, and the judge says so by its `why`."""
+    why = "It is the first loss with activation='tanh': train() does not pass `activation` on"
+    alike = [{"step": 0, "loss": 0.874141, "why": why}, {"step": 0, "loss": 0.5, "why": "relu"}]
+    v = judge("first_loss", dict(trajectory([0.874141, 0.8]), alike=alike), trajectory([0.715895, 0.7]))
+    assert v.status == "fail" and v.details["diagnosed"] and v.message.endswith(why), v.message
+    assert "expected 0.715895, measured 0.874141" in v.message
+    # another wrong first loss, matching no entry: the usual message
+    v = judge("first_loss", dict(trajectory([0.9, 0.8]), alike=alike), trajectory([0.715895, 0.7]))
+    assert why not in v.message and "The loss at initialisation differs" in v.message
+
+
 def test_gradcheck_leaves_its_hand_gradient_hint_out_when_the_forward_raised():
     blocks = {"blocks": [{"name": "conv2d x", "error": "forward raised RuntimeError: boom", "raised_in": "forward"}]}
     v = judge("gradcheck", blocks)

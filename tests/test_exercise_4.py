@@ -78,7 +78,8 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     result = run_dldiy("check", "exercise-4", str(write_submission(EQUIVALENT, "losses.py")), "--json")
     checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
-    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants"}
+    assert set(checks) == {"torch-agreement", "hinge", "gradcheck", "stability", "first-loss", "convergence", "invariants",
+                           "placement"}
     assert result.returncode == 0
 
 
@@ -210,3 +211,50 @@ def test_a_float64_output_that_fails_gradcheck_is_not_blamed_on_its_dtype(tmp_pa
         "    return E / E.sum(dim=1, keepdim=True)\n", "    return E / E.sum(dim=1, keepdim=True).detach()\n"))
     c = checks_of(check_json("exercise-4", folder, "gradcheck")[0])["gradcheck"]
     assert c["status"] == "fail" and "returned float" not in c["message"] and "Hint: Autograd only sees" in c["message"], c
+
+
+# correct losses whose code reads values (a loop over int(y[i]), a one-hot whose width is read from y, a
+# boolean mask): the meta device stops there, and placement judges them on the device with values
+VALUE_READING = [
+    ("    return (logsumexp(Z) - Z.gather(1, y[:, None]).squeeze(1)).mean()\n",
+     "    onehot = torch.nn.functional.one_hot(y, int(y.max()) + 1).to(Z.dtype)\n"
+     "    onehot = torch.cat([onehot, Z.new_zeros(Z.shape[0], Z.shape[1] - onehot.shape[1])], dim=1)\n"
+     "    return (logsumexp(Z) - (Z * onehot).sum(dim=1)).mean()\n"),
+    ("    rival = Z.masked_fill(is_gold, float(\"-inf\")).max(dim=1).values\n",
+     "    rival = torch.stack([Z[i][torch.arange(Z.shape[1], device=Z.device) != int(y[i])].max()\n"
+     "                         for i in range(Z.shape[0])])\n"),
+]
+
+
+def test_placement_judges_value_reading_losses_on_the_device_with_values(tmp_path, check_json):
+    folder = reference_with("exercise-4", tmp_path, "losses.py", *VALUE_READING)
+    c = checks_of(check_json("exercise-4", folder, "placement")[0])["placement"]
+    assert c["status"] == "pass" and "second device with values" in c["message"], c
+
+
+@pytest.mark.parametrize("old, new, where", [
+    # a blind red team's escapes (round 4 of exercises 4-6): a one-hot by torch.eye, max(0, .) by torch.zeros
+    ("    return (logsumexp(Z) - Z.gather(1, y[:, None]).squeeze(1)).mean()\n",
+     "    return (logsumexp(Z) - (Z * torch.eye(Z.shape[1], dtype=Z.dtype)[y]).sum(dim=1)).mean()\n", "cross_entropy()"),
+    ("    return (1 - t * w).clamp(min=0).mean()\n",
+     "    return torch.maximum(torch.zeros(w.shape[0], dtype=w.dtype), 1 - t * w).mean()\n", "hinge()"),
+    # the same, behind a value read: found on the device with values
+    ("    rival = Z.masked_fill(is_gold, float(\"-inf\")).max(dim=1).values\n",
+     "    rival = torch.stack([Z[i][torch.arange(Z.shape[1]) != int(y[i])].max() for i in range(Z.shape[0])])\n"
+     "    rival = rival + torch.zeros(Z.shape[0], dtype=Z.dtype)\n", "multiclass_hinge()"),
+])
+def test_placement_names_the_loss_that_makes_a_tensor_on_another_device(tmp_path, check_json, old, new, where):
+    folder = reference_with("exercise-4", tmp_path, "losses.py", (old, new))
+    c = checks_of(check_json("exercise-4", folder, "placement")[0])["placement"]
+    assert c["status"] == "fail" and f"in {where} or its backward" in c["message"], c
+
+
+def test_a_train_in_float32_is_said_to_lose_precision_not_to_backtrack(tmp_path, check_json):
+    # a blind red team's train-float32: at lr = 10, where the loss goes up, the weights end 1.7e-5 off plain
+    # descent; first-loss said "no backtracking, no early stop" where the cause is float32's rounding
+    folder = reference_with("exercise-4", tmp_path, "losses.py", (
+        "    W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)\n",
+        "    X = X.float()\n    W, b = W0.float().requires_grad_(True), b0.float().requires_grad_(True)\n"))
+    c = checks_of(check_json("exercise-4", folder, "first-loss")[0])["first-loss"]
+    assert c["status"] == "fail" and "float32's precision" in c["message"], c
+    assert "backtracking" not in c["message"] and "float32 weights for float64 inputs" in c["message"], c

@@ -132,7 +132,7 @@ def test_an_equivalent_implementation_passes_every_check(write_submission):
     checks = checks_of(json.loads(result.stdout))
     assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(checks, "pass"), result.stdout
     assert {"gradcheck-linear", "gradcheck-activations", "gradcheck-mlp", "coverage", "symmetry", "init-scale",
-            "first-loss", "convergence", "mlp-forward", "invariants"} == set(checks)
+            "first-loss", "convergence", "mlp-forward", "invariants", "placement"} == set(checks)
 
 
 def test_the_mlp_converges_on_xor_where_logistic_regression_with_the_same_budget_fails(write_submission, bugged,
@@ -343,3 +343,73 @@ def test_backward_writing_into_the_callers_tensors_breaks_the_function_contract(
     assert check["status"] == "fail" and "ReLU's backward: backward changed the incoming gradient" in check["message"]
     report, _ = check_json("exercise-5", REPO / "reference" / "exercise-5", "invariants")
     assert report["checks"][0]["status"] == "pass", report["checks"][0]
+
+
+@pytest.mark.parametrize("bug, alone", [("linear-needs-grad-copypaste", "with only b requiring grad"),
+                                        ("linear-dX-guard-W", "with only X requiring grad")])
+def test_a_gradient_guarded_by_another_inputs_flag_is_caught_with_each_input_alone(bug, alone, bugged, check_json):
+    """A blind red team's escapes: Linear.backward guarding db (or dX) by W's ctx.needs_input_grad. In an MLP
+    every W, b and hidden X require grad together, so no gradient check sees it; invariants runs Linear with
+    each input alone requiring grad (graders/batched.gradients_alone_here, as exercises 8 and 9 do)."""
+    report, _ = check_json("exercise-5", bugged("exercise-5", bug), "invariants")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and alone in check["message"] and "needs_input_grad" in check["message"], check
+
+
+@pytest.mark.parametrize("old, new, where", [
+    # a blind red team's escapes (round 4 of exercises 4-6): CPU tensors made in a hand backward
+    ("        return grad * y * (1 - y)\n", "        return grad * y * (torch.ones(y.shape, dtype=y.dtype) - y)\n",
+     "Sigmoid's forward or backward"),
+    ("        return grad * (x > 0).to(grad.dtype)\n",
+     "        mask = torch.zeros(x.shape, dtype=grad.dtype)\n        mask[x > 0] = 1\n        return grad * mask\n",
+     "ReLU's forward or backward"),
+    ("    z = logits.reshape(-1)\n", "    z = logits.reshape(-1) + torch.zeros(logits.shape[0], dtype=logits.dtype)\n",
+     "loss() or its backward"),
+])
+def test_placement_names_the_function_that_makes_a_tensor_on_another_device(old, new, where, tmp_path, check_json):
+    from test_exercise_4 import reference_with
+
+    report, _ = check_json("exercise-5", reference_with("exercise-5", tmp_path, "mlp.py", (old, new)), "placement")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and f"in {where}" in check["message"], check
+
+
+def test_placement_judges_a_value_reading_backward_on_the_device_with_values(tmp_path, check_json):
+    """A mask by boolean indexing and an overflow guard read with float(): the meta device stops there;
+    placement runs again on the device with values, where the correct code passes."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        return grad * (x > 0).to(grad.dtype)\n", "        g = grad.clone()\n        g[x <= 0] = 0\n        return g\n"), (
+        "        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))\n",
+        "        if float(x.abs().max()) < 30:\n            return torch.log1p(torch.exp(x))\n"
+        "        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))\n"))
+    report, _ = check_json("exercise-5", folder, "placement")
+    (check,) = report["checks"]
+    assert check["status"] == "pass" and "second device with values" in check["message"], check
+
+
+def test_a_train_that_ignores_its_activation_is_told_so(tmp_path, check_json):
+    """A blind red team's train() called mlp_forward(X, params) without `activation`: first-loss blamed "the
+    loss formula, the labels or the data handling". Its first loss is the tanh network's (the default)."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        value = loss(mlp_forward(X, params, activation), y)\n", "        value = loss(mlp_forward(X, params), y)\n"))
+    report, _ = check_json("exercise-5", folder, "first-loss")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "activation='tanh' (mlp_forward's default) instead of 'sigmoid'" in check["message"]
+    assert "does not pass its `activation` argument on" in check["message"] and "data handling" not in check["message"]
+
+
+def test_an_activation_whose_forward_overflows_is_blamed_on_its_forward(tmp_path, check_json):
+    """A blind red team's tanh as (e^x - e^-x) / (e^x + e^-x): nan at |x| = 800, where gradcheck said the hand
+    gradient was nan. The backward is right; the message names the forward's output."""
+    from test_exercise_4 import reference_with
+
+    folder = reference_with("exercise-5", tmp_path, "mlp.py", (
+        "        y = torch.tanh(x)\n", "        y = (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x))\n"))
+    report, _ = check_json("exercise-5", folder, "gradcheck-activations")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and check["message"].startswith("the forward of Tanh returned nan"), check
+    assert "Hint:" not in check["message"]

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dldiy.graders.api import expect_history, expect_tensor, to_plain
+from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs, seeded_once
+from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 
 
 def _gen(seed):
@@ -381,7 +383,7 @@ def _follows_descent(sub, seed, p):
     keys = ("n", "d", "k", "lr", "lr_family", "lr_family_steps", "feature_scales")
     steps = p["lr_family_steps"]
     for what, X, y, W0, b0, lr, W_want, b_want, losses in _descent_runs(seed, {key: p[key] for key in keys if key in p}):
-        W, b, _ = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
+        W, b, recorded = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
         got = torch.cat([W.double().reshape(-1), b.double().reshape(-1)])
         want = torch.cat([W_want.reshape(-1), b_want.reshape(-1)])
         off = float((got - want).abs().max())
@@ -391,14 +393,29 @@ def _follows_descent(sub, seed, p):
         worst = int((got - want).abs().nan_to_num(nan=math.inf).argmax())
         k, d = W0.shape
         entry = f"W[{worst // d}, {worst % d}]" if worst < k * d else f"b[{worst - k * d}]"
-        raise Violation(f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
-                        f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
-                        f"with {float(want[worst]):.6g} (largest difference {off:.3g})"
-                        + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
-                           "with the lr it is given (no step size of its own, no backtracking, no early stop, no "
-                           "best-so-far weights)"
-                           if rises else ": train() must take every step with the lr it is given, the gradient as "
-                           "it is (no clipping, no normalising)"))
+        said = (f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
+                f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
+                f"with {float(want[worst]):.6g} (largest difference {off:.3g})")
+        agree = max((abs(a - e) / abs(e) for a, e in zip(recorded, losses) if e), default=math.inf)
+        if off <= FLOAT32_STEPS * (1 + float(want.abs().max())) and agree <= FLOAT32_REL:
+            # every step taken, every loss right to float32's precision: the cause is the dtype, not the steps
+            returned = str(W.dtype).replace("torch.", "")
+            raise Violation(said + f"; its losses agree with gradient descent's to float32's precision and no "
+                            f"better (largest rel. error {agree:.1e}): part of train() runs in float32"
+                            + (f" (it returned {returned} weights for {str(X.dtype).replace('torch.', '')} inputs)"
+                               if W.dtype != X.dtype else "")
+                            + ", which rounds every step: a .float(), or a tensor made without dtype=; keep the "
+                            "inputs' dtype")
+        raise Violation(said + (f". There the loss goes up at {rises} of the {steps} steps: train() must take every step "
+                                "with the lr it is given (no step size of its own, no backtracking, no early stop, no "
+                                "best-so-far weights)"
+                                if rises else ": train() must take every step with the lr it is given, the gradient as "
+                                "it is (no clipping, no normalising)"))
+
+
+# a few float32 steps off float64 descent: ~1e-7 relative rounding per step, grown by lr = 10's steps to ~1e-5
+# (a blind red team's train() in float32: 1.7e-5 on weights of ~1); another step rule is off by 1e-2 or more
+FLOAT32_STEPS = 1e-4
 
 
 @keeps_rules
@@ -422,3 +439,72 @@ def convergence(sub, seed, p):
     # The predicted class is the argmax of the logits, computed here rather than by the submission.
     accuracy = ((X @ W.double().T + b.double()).argmax(dim=1) == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+# ---- placement: every loss's output and gradient follow the inputs' device ------------------------------
+
+# (function, its arguments as (parameter name, what the harness passes)): "scores" (n, k) and "logits",
+# "target" (n,) are float and require grad; "classes" (n,) int64 class indices, "01" (n,) float labels in
+# {0, 1}, "pm1" (n,) float labels in {-1, +1}
+PLACED = (("softmax", (("Z", "scores"),)), ("cross_entropy", (("Z", "scores"), ("y", "classes"))),
+          ("bce_with_logits", (("z", "logits"), ("y", "01"))), ("hinge", (("w", "logits"), ("t", "pm1"))),
+          ("hinge_01", (("w", "logits"), ("y", "01"))), ("multiclass_hinge", (("Z", "scores"), ("y", "classes"))),
+          ("l1_loss", (("pred", "logits"), ("target", "target"))), ("l2_loss", (("pred", "logits"), ("target", "target"))))
+_DIFFERENTIATED = ("scores", "logits", "target")
+
+
+def placed_here(fn, name, seed, with_values=False):
+    """In the student's process (sub.run_local): the loss `name` of PLACED (`fn`) on float32 inputs on the
+    meta device, then autograd's backward of its output to each float input (through the student's
+    operations); where the output and each gradient are, by name (its device, or its type when it is not a
+    tensor). Meta tensors are made there only, so this process does not import torch's meta kernels. One
+    message per loss, each under its own forbid rules (cross_entropy may call torch.log_softmax, softmax
+    may not). `with_values`: placement's second run, where the meta one stopped at a value read (int(y[i])
+    in a loop, a boolean mask): the same on a device with values (graders/kinds/elsewhere.py)."""
+    with values_run_there(with_values):
+        return _placed_here(fn, name, seed)
+
+
+def _placed_here(fn, name, seed):
+    g = torch.Generator().manual_seed(seed)
+    made = {"scores": torch.randn(5, 3, generator=g), "classes": torch.tensor([0, 2, 1, 2, 0]),
+            "logits": torch.randn(5, generator=g), "01": torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0]),
+            "target": torch.randn(5, generator=g)}
+    made["pm1"] = 2 * made["01"] - 1
+    parameters = dict(PLACED)[name]
+    args = [made[kind].to("meta").requires_grad_(kind in _DIFFERENTIATED) for _, kind in parameters]
+    out = fn(*args)
+    outputs = {f"{name}()": out}
+    if isinstance(out, torch.Tensor) and out.requires_grad:  # (a cut graph is gradcheck's finding)
+        wrt = [(p, a) for (p, _), a in zip(parameters, args) if a.requires_grad]
+        # allow_unused: an input the value does not depend on is the gradient checks' finding
+        grads = torch.autograd.grad(out.sum(), [a for _, a in wrt], allow_unused=True)
+        outputs.update({f"the gradient of {name}() w.r.t. {p}": gr for (p, _), gr in zip(wrt, grads) if gr is not None})
+    return {what: str(t.device) if isinstance(t, torch.Tensor) else type(t).__name__ for what, t in outputs.items()}
+
+
+class _Placed:
+    """An output as measure_placement reads it: its device, as the student's process reported it."""
+
+    def __init__(self, device):
+        self.device = str(device)
+
+
+def placement(sub, seed, p):
+    functions = [(name, sub.get(name)) for name, _ in PLACED]
+    running = [None]  # the function whose run is under way: where an error was raised
+
+    def run(device):
+        placed = {}
+        for name, fn in functions:
+            running[0] = name
+            # (measure_placement's second run, with values, is passed on to the student's process)
+            found = sub.run_local(placed_here, fn, name, seed, values_run())
+            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                raise ApiError("the placement probe got a malformed reply")
+            placed.update(found)
+        return {k: _Placed(v) for k, v in placed.items()}
+    measured = measure_placement(run)
+    if "error" in measured and running[0]:
+        measured["error"] += f", in {running[0]}() or its backward"
+    return measured

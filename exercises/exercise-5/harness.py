@@ -12,7 +12,8 @@ from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
-from dldiy.graders.kinds.invariants import Violation, Watch, takes_every_step
+from dldiy.graders.kinds.invariants import Violation, Watch, backward_kept, takes_every_step
+from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -447,7 +448,25 @@ def first_loss(sub, seed, p):
     _, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], max(steps) + 1, p["activation"])
     takes_every_step(lambda lr, count: _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), lr, count,
                                               p["activation"]), once_for=sub)
-    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"]}
+    return {"steps": steps, "losses": [losses[s] for s in steps], "n": p["n"],
+            "alike": _other_activations(X, y, harness_params(seed, p["sizes"]), p["activation"])}
+
+
+def _other_activations(X, y, params, activation):
+    """The first loss of the same network with each other activation (the harness's layers and loss, no
+    submission): a train() whose first loss is one of these does not pass its `activation` on to mlp_forward
+    (graders/kinds/first_loss.py reads "alike"). Four forward passes."""
+    alike = []
+    with torch.no_grad():
+        for other in ACTIVATIONS:
+            if other == activation:
+                continue
+            default = " (mlp_forward's default)" if other == "tanh" else ""
+            alike.append({"step": 0, "loss": float(_own_loss(_own_mlp_forward(X, params, other), y)),
+                          "why": f"It is the first loss of the same network with activation={other!r}{default} "
+                                 f"instead of {activation!r}: train() does not pass its `activation` argument on to "
+                                 f"mlp_forward (call mlp_forward(X, params, activation) inside train())"})
+    return alike
 
 
 def convergence(sub, seed, p):
@@ -755,6 +774,20 @@ def invariants(sub, seed, p):
             _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
             if dtype == torch.float64:
                 _no_writes_in_backward(sub, watch, f"{cls}'s backward", Function, (x,))
+    # each Function's backward twice on one forward (retain_graph=True: two losses sharing a layer) and, for
+    # Linear, each input alone requiring grad (in an MLP every W and every hidden X require grad together, so
+    # a gradient guarded by another input's ctx.needs_input_grad shows only here): one message each
+    X, W, b = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((3, 4), (4, 2), (2,)))
+    backward_kept(watch, sub, "Linear (X 3x4, W 4x2), then backward twice on that one forward",
+                  _inside(sub, applied, Linear, False), (X, W, b), ("X", "W", "b"),
+                  alone=("Linear (X 3x4, W 4x2) with one input alone requiring grad", {
+                      "X": "frozen weights, the input itself optimised", "W": "the data need no gradient, as in a "
+                      "network's first layer", "b": "the data and the weights frozen"}))
+    for cls in ACTIVATIONS.values():
+        x = (0.6 + torch.rand(3, 4, generator=gen, dtype=torch.float64)) * torch.tensor([1.0, -1.0, 1.0, -1.0],
+                                                                                       dtype=torch.float64)
+        backward_kept(watch, sub, f"{cls} (x 3x4), then backward twice on that one forward",
+                      _inside(sub, applied, sub.get(cls), False), (x,), ("x",))
     sizes = list(p["sizes"])
     where = f"init_params({sizes}, generator)"
     runs = []
@@ -809,3 +842,83 @@ def invariants(sub, seed, p):
                                    "the spec says (with torch.no_grad(): p -= lr * p.grad), so that whoever holds "
                                    "them (an optimizer, the caller) sees the training")
     return watch.measurement()
+
+
+# ---- placement: every Function's forward and hand backward, the loss and the MLP follow the inputs' device ----
+
+# (API name, what is differentiated, in order): each run alone (graders/sandbox/student.py applies the forbid
+# rules of the API names a message hands over to all of it)
+PLACED = (("Linear", ("X", "W", "b")), ("Sigmoid", ("x",)), ("Tanh", ("x",)), ("ReLU", ("x",)),
+          ("Softplus", ("x",)), ("loss", ("logits",)), ("mlp_forward", ("X", "W1", "b1", "W2", "b2")))
+
+
+def placed_here(obj, name, seed, with_values=False):
+    """In the student's process (sub.run_local): the API name `name` of PLACED (`obj`: a Function, whose
+    .apply is called, or a function) on float64 inputs on the meta device, then the backward of
+    <output, output> / 2 (an incoming gradient of the output's own values: full, neither ones nor expanded)
+    to each input that is differentiated, through the student's hand backward; where the output and each
+    gradient are, by name (its device, or its type when it is not a tensor). mlp_forward runs with every
+    activation, through the student's own Functions. Meta tensors are made there only, so this process
+    does not import torch's meta kernels. `with_values`: placement's second run, where the meta one
+    stopped at a value read (a mask by boolean indexing, an overflow guard read with .item()): the same on
+    a device with values (graders/kinds/elsewhere.py)."""
+    with values_run_there(with_values):
+        return _placed_here(obj, name, seed)
+
+
+def _placed_here(obj, name, seed):
+    g = torch.Generator().manual_seed(seed)
+
+    def made(*shape):  # |x| in [0.1, 3], both signs: away from ReLU's kink
+        x = (0.1 + 2.9 * torch.rand(*shape, generator=g, dtype=torch.float64)) * torch.sign(
+            torch.randn(*shape, generator=g, dtype=torch.float64))
+        return x.to("meta").requires_grad_(True)
+    outputs = {}
+
+    def run(what, fn, inputs, names):
+        out = outputs[what] = fn(*inputs)
+        if isinstance(out, torch.Tensor) and out.requires_grad:  # (a cut graph is the gradient checks' finding)
+            # allow_unused: an input given no gradient is the gradient checks' finding (or the invariants')
+            grads = torch.autograd.grad((out * out).sum() / 2, inputs, allow_unused=True)
+            outputs.update({f"the gradient of {n} through {what}": gr for n, gr in zip(names, grads) if gr is not None})
+    if name == "Linear":
+        run("Linear.apply(X, W, b)", obj.apply, [made(4, 3), made(3, 2), made(2)], ["X", "W", "b"])
+    elif name == "loss":
+        y = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64).to("meta")
+        run("loss(logits, y)", lambda z: obj(z, y), [made(4, 1)], ["logits"])
+    elif name == "mlp_forward":
+        for activation in ACTIVATIONS:
+            X = made(4, 2).detach()  # (the data needs no gradient)
+            run(f"mlp_forward(X, params, {activation!r})", lambda *ps, a=activation: obj(X, list(ps), a),
+                [made(2, 3), made(3), made(3, 1), made(1)], ["W1", "b1", "W2", "b2"])
+    else:
+        run(f"{name}.apply(x)", obj.apply, [made(4, 3)], ["x"])
+    return {what: str(t.device) if isinstance(t, torch.Tensor) else type(t).__name__ for what, t in outputs.items()}
+
+
+class _Placed:
+    """An output as measure_placement reads it: its device, as the student's process reported it."""
+
+    def __init__(self, device):
+        self.device = str(device)
+
+
+def placement(sub, seed, p):
+    objects = [(name, sub.get(name)) for name, _ in PLACED]
+    running = [None]  # the API name whose run is under way: where an error was raised
+
+    def run(device):
+        placed = {}
+        for name, obj in objects:
+            running[0] = name
+            # (measure_placement's second run, with values, is passed on to the student's process)
+            found = sub.run_local(placed_here, obj, name, seed, values_run())
+            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                raise ApiError("the placement probe got a malformed reply")
+            placed.update(found)
+        return {k: _Placed(v) for k, v in placed.items()}
+    measured = measure_placement(run)
+    if "error" in measured and running[0]:
+        measured["error"] += (f", in {running[0]}'s forward or backward" if running[0][0].isupper() else
+                              f", in {running[0]}() or its backward")
+    return measured

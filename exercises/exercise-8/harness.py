@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.batched import backward_kept_here, bound, function_blocks, kept_and_alone_here
+from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Watch, fresh_from_leftover_grads, takes_every_step
+from dldiy.graders.kinds.invariants import Watch, backward_kept, fresh_from_leftover_grads, takes_every_step
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
@@ -685,63 +685,6 @@ def _interleaved(watch, where, fn, first, second):
                                "forwards before either backward")
 
 
-def _judge_alone(watch, where, found, names, why_not):
-    """gradients_alone_here's findings as violations: each input alone requiring grad gets the gradient it
-    gets when every input requires grad (`why_not`[name]: when that input alone needs a gradient)."""
-    if not isinstance(found, dict) or not found:
-        return
-    every, alone = found.get("every"), found.get("alone")
-    if not (isinstance(every, (list, tuple)) and isinstance(alone, list) and len(every) == len(alone) == len(names)):
-        return
-    for name, g_all, g in zip(names, every, alone):
-        if not isinstance(g_all, torch.Tensor):
-            continue  # no gradient with every input requiring grad: the gradient checks' finding
-        said = f"with only {name} requiring grad ({why_not[name]}), backward"
-        flags = ("ctx.needs_input_grad[i] is input i's own flag: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
-        if isinstance(g, str):
-            watch.violation(where, f"{said} raised {g}, where with every input requiring grad it runs: {flags}; "
-                                   "return None for an input that needs no gradient, and compute each other one")
-        elif not isinstance(g, torch.Tensor):
-            watch.violation(where, f"{said} gave {name} no gradient (None), where with every input requiring grad "
-                                   f"it gives one: a gradient guarded by another input's flag ({flags})?")
-        elif g.shape != g_all.shape or not torch.allclose(g.double(), g_all.double(), rtol=1e-9, atol=1e-12):
-            gap = (g.double() - g_all.double()).abs().max().item() if g.shape == g_all.shape else float("nan")
-            watch.violation(where, f"{said} gave {name} another gradient than with every input requiring grad "
-                                   f"(largest difference {gap:.3g}): what backward computes for {name} must not depend "
-                                   f"on which other inputs require grad ({flags})")
-
-
-def _backward_kept(watch, sub, where, fn, inputs, names, alone=None):
-    """backward_kept_here's findings as violations: backward leaves the output it was given the gradient of
-    and the forward's arguments as they were, and a second backward on the same forward gives the same
-    gradients (backward writes into nothing that forward saved or returned). `alone` (where, why_not):
-    in the same message, each input alone requiring grad gets its gradient (gradients_alone_here)."""
-    watch.probed.append(where)
-    if alone is None:
-        found = sub.run_local(backward_kept_here, fn, list(inputs))
-    else:
-        both = sub.run_local(kept_and_alone_here, fn, list(inputs))
-        both = both if isinstance(both, dict) else {}
-        watch.probed.append(alone[0])
-        _judge_alone(watch, alone[0], both.get("alone"), names, alone[1])
-        found = both.get("kept")
-    if not isinstance(found, dict) or not found:
-        return
-    cause = ("backward writes in place into a tensor the forward saved or returned (a .mul_(), .add_(), "
-             "out-parameter or slice assignment on ctx.saved_tensors): compute out of place")
-    if found.get("output changed"):
-        watch.violation(where, "after backward, the output forward handed to the caller holds other values: " + cause)
-    elif found.get("arguments changed"):
-        changed = [names[i] for i in found["arguments changed"] if isinstance(i, int) and 0 <= i < len(names)]
-        watch.violation(where, f"after backward, its argument {' and '.join(changed) or '?'} holds other values: " + cause)
-    elif found.get("second") == "differs":
-        watch.violation(where, "a second backward on the same forward (retain_graph=True, as two losses sharing the "
-                               "layer run) gave other gradients than the first: " + cause)
-    elif found.get("second"):
-        watch.violation(where, f"a second backward on the same forward (retain_graph=True, as two losses sharing the "
-                               f"layer run) raised {str(found['second'])[:200]}: " + cause)
-
-
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
     conv2d, max_pool2d = sub.get("conv2d"), sub.get("max_pool2d")
@@ -757,14 +700,14 @@ def invariants(sub, seed, p):
                  lambda x, w, b: conv2d(x, w, b, 1, 0),
                  tuple(_tensor(gen, *s) for s in ((1, 2, 5, 6), (3, 2, 3, 3), (3,))),
                  tuple(_tensor(gen, *s) for s in ((2, 2, 4, 4), (3, 2, 2, 2), (3,))))
-    _backward_kept(watch, sub, "conv2d (x 2x2x5x6, stride 2, padding 1), then backward twice on that one forward",
+    backward_kept(watch, sub, "conv2d (x 2x2x5x6, stride 2, padding 1), then backward twice on that one forward",
                    _inside(sub, bound, conv2d, [2, 1], {}),
                    tuple(_tensor(gen, *s) for s in ((2, 2, 5, 6), (3, 2, 3, 3), (3,))), ("x", "weight", "bias"),
                    alone=("conv2d (x 2x2x5x6, stride 2, padding 1) with one input alone requiring grad", {
                        "x": "frozen weights, the input itself optimised",
                        "weight": "images need no gradient, as in a network's first layer",
                        "bias": "images and weights frozen"}))
-    _backward_kept(watch, sub, "max_pool2d (x 2x2x4x6), then backward twice on that one forward", max_pool2d,
+    backward_kept(watch, sub, "max_pool2d (x 2x2x4x6), then backward twice on that one forward", max_pool2d,
                    (_tensor(gen, 2, 2, 4, 6),), ("x",))
     run = _INVARIANTS_RUN
     Xtr, ytr, _, _ = _digits_split(seed, run["n"])

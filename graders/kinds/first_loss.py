@@ -11,6 +11,9 @@ A failure is diagnosed from the numbers before any fixed hint is given:
 - a one-step shift: measured[k] equals the reference's loss at step k + 1 (the loss recorded after the
   update instead of before it);
 - a constant ratio measured/expected at every step (a sum for a mean: the ratio is n; a factor 2).
+- "alike" in the measurement, [{"step", "loss", "why"}, ...]: the loss the harness itself computed for the
+  same pipeline with one setting changed (exercise-5: another activation); a measured loss that matches
+  one (and the reference's does not) is said by its `why` (train() does not pass `activation` on).
 A diagnosed failure carries `diagnosed=True`, and the judge then leaves out the spec's generic hint.
 
 Beside the main trajectory, the spec's `runs` ([{n_train, batch_size, steps, hint}]) are shorter runs of
@@ -71,6 +74,10 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         what = "the first loss" if i == 0 else f"the loss at step {steps[i]}"
         return Verdict.failed(f"{what} is {fmt(losses[i])} (expected {fmt(want[i])}): the computation "
                               "overflows or diverges", **details)
+    alike = _alike(measured, steps, losses, want, rtol, atol)
+    if alike:
+        what = "first loss" if i == 0 else f"the loss at step {steps[i]}"
+        return Verdict.failed(f"{what}: {versus(want[i], losses[i])}. {alike}", diagnosed=True, **details)
     shift = _shifted_by_one(measured, expected, rtol, atol, steps[i])
     if shift:
         return Verdict.failed(shift, diagnosed=True, **details)
@@ -118,6 +125,21 @@ def _runs_departed(measured: dict[str, Any], expected: dict[str, Any], check: Ch
         return Verdict.failed(f"the main trajectory matches, but with {config} the loss at step {k} departs from "
                               f"the reference's: {where}.{said}", diagnosed=bool(hint), run=config, step=k)
     return None
+
+
+def _alike(measured: dict[str, Any], steps: list[int], losses: list[float], want: list[float], rtol: float,
+           atol: float) -> str:
+    """The `why` of the harness's first "alike" entry ({"step", "loss", "why"}: the loss that another run of
+    the same pipeline, computed by the harness with a setting changed, gives at `step`) that the measured
+    loss there matches while the reference's does not, else ""."""
+    for entry in measured.get("alike") or []:
+        if not isinstance(entry, dict) or entry.get("step") not in steps or not isinstance(entry.get("why"), str):
+            continue
+        k = steps.index(entry["step"])
+        other = _f(entry.get("loss"))
+        if close(losses[k], other, rtol, atol) and not close(want[k], other, rtol, atol):
+            return entry["why"]
+    return ""
 
 
 def _shifted_by_one(measured: dict[str, Any], expected: dict[str, Any], rtol: float, atol: float,

@@ -134,6 +134,9 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             return Verdict.failed(f"the gradient of {b['name']} has {a.size} entries; expected {n.size}")
         for arr, what in ((a, "the hand-written gradient"), (n, "the loss (finite differences)")):
             if not np.isfinite(arr).all():
+                forward = b.get("forward_nonfinite")
+                if isinstance(forward, dict):  # the forward itself is not finite there: its fault, not backward's
+                    return Verdict.failed(_forward_overflows(b["name"], forward), diagnosed=True)
                 i = int(np.flatnonzero(~np.isfinite(arr))[0])
                 return Verdict.failed(f"{what} of {b['name']} is {fmt(arr[i])} at index {unravel(i, shape)}")
         err = np.abs(a - n)
@@ -179,3 +182,22 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
                 "(1 - a where a is close to 1). Derive the formula by hand and compute in the inputs' dtype.",
                 diagnosed=True, inexact=off)
     return Verdict.passed(f"max rel. error {fmt(worst_overall)}", worst_rel_error=worst_overall, inexact=inexact)
+
+
+def _forward_overflows(name: str, forward: dict[str, Any]) -> str:
+    """A block whose forward returned nan or inf at the checked point (graders/batched.overflowed), in words."""
+    function = name.split(":")[0]
+    index = tuple(forward.get("index") or ())
+    at = f" at index {index}" if index else ""
+    where = f", where {name.split(':')[1].split('(')[0].strip() or 'the input'} = {fmt(forward['input'])}" \
+        if isinstance(forward.get("input"), (int, float)) and ":" in name else ""
+    return (f"the forward of {function} returned {fmt(forward.get('value'))}{at}{where}, so the gradients taken "
+            "through it (yours and the finite differences) are not finite either: the forward overflows there, "
+            "not the backward (exp(x) is inf beyond x = 709.8 in float64, 88.7 in float32, and inf / inf or "
+            "inf - inf is nan). Compute the forward in a form that stays finite for large |x|: exponentiate only "
+            "-|x|" + _STABLE_FORMS.get(function.strip().lower(), "") + ", or use torch's own function there.")
+
+
+_STABLE_FORMS = {"tanh": " (tanh x = sign(x) (1 - e^(-2|x|)) / (1 + e^(-2|x|)))",
+                 "sigmoid": " (sigma(x) = 1 / (1 + e^(-x)) where x >= 0, e^x / (1 + e^x) where x < 0)",
+                 "softplus": " (log(1 + e^x) = max(x, 0) + log(1 + e^(-|x|)))"}

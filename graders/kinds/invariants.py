@@ -333,3 +333,69 @@ def fresh_from_leftover_grads(run):
             f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
             "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
             "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
+
+
+# ---- an autograd.Function's backward: run twice, and with each input alone requiring grad ---------------
+
+def judge_alone(watch: Watch, where: str, found: Any, names: tuple[str, ...] | list[str], why_not: dict[str, str]) -> None:
+    """gradients_alone_here's findings as violations: each input alone requiring grad gets the gradient it
+    gets when every input requires grad (`why_not`[name]: when that input alone needs a gradient). Exercises
+    5 (Linear) and 8 (conv2d) read it (exercise-9 says it of its cell in its own words)."""
+    import torch
+
+    if not isinstance(found, dict) or not found:
+        return
+    every, alone = found.get("every"), found.get("alone")
+    if not (isinstance(every, (list, tuple)) and isinstance(alone, list) and len(every) == len(alone) == len(names)):
+        return
+    for name, g_all, g in zip(names, every, alone):
+        if not isinstance(g_all, torch.Tensor):
+            continue  # no gradient with every input requiring grad: the gradient checks' finding
+        said = f"with only {name} requiring grad ({why_not[name]}), backward"
+        flags = ("ctx.needs_input_grad[i] is input i's own flag: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
+        if isinstance(g, str):
+            watch.violation(where, f"{said} raised {g}, where with every input requiring grad it runs: {flags}; "
+                                   "return None for an input that needs no gradient, and compute each other one")
+        elif not isinstance(g, torch.Tensor):
+            watch.violation(where, f"{said} gave {name} no gradient (None), where with every input requiring grad "
+                                   f"it gives one: a gradient guarded by another input's flag ({flags})?")
+        elif g.shape != g_all.shape or not torch.allclose(g.double(), g_all.double(), rtol=1e-9, atol=1e-12):
+            gap = (g.double() - g_all.double()).abs().max().item() if g.shape == g_all.shape else float("nan")
+            watch.violation(where, f"{said} gave {name} another gradient than with every input requiring grad "
+                                   f"(largest difference {gap:.3g}): what backward computes for {name} must not depend "
+                                   f"on which other inputs require grad ({flags})")
+
+
+def backward_kept(watch: Watch, sub: Any, where: str, fn: Any, inputs: Any, names: tuple[str, ...] | list[str],
+                  alone: tuple[str, dict[str, str]] | None = None) -> None:
+    """backward_kept_here's findings as violations: backward leaves the output it was given the gradient of
+    and the forward's arguments as they were, and a second backward on the same forward gives the same
+    gradients (backward writes into nothing that forward saved or returned). `alone` (where, why_not):
+    in the same message, each input alone requiring grad gets its gradient (gradients_alone_here). `fn` runs
+    in the student's process (a handle, or a callable built there with sub.local)."""
+    from ..batched import backward_kept_here, kept_and_alone_here
+
+    watch.probed.append(where)
+    if alone is None:
+        found = sub.run_local(backward_kept_here, fn, list(inputs))
+    else:
+        both = sub.run_local(kept_and_alone_here, fn, list(inputs))
+        both = both if isinstance(both, dict) else {}
+        watch.probed.append(alone[0])
+        judge_alone(watch, alone[0], both.get("alone"), names, alone[1])
+        found = both.get("kept")
+    if not isinstance(found, dict) or not found:
+        return
+    cause = ("backward writes in place into a tensor the forward saved or returned (a .mul_(), .add_(), "
+             "out-parameter or slice assignment on ctx.saved_tensors): compute out of place")
+    if found.get("output changed"):
+        watch.violation(where, "after backward, the output forward handed to the caller holds other values: " + cause)
+    elif found.get("arguments changed"):
+        changed = [names[i] for i in found["arguments changed"] if isinstance(i, int) and 0 <= i < len(names)]
+        watch.violation(where, f"after backward, its argument {' and '.join(changed) or '?'} holds other values: " + cause)
+    elif found.get("second") == "differs":
+        watch.violation(where, "a second backward on the same forward (retain_graph=True, as two losses sharing the "
+                               "layer run) gave other gradients than the first: " + cause)
+    elif found.get("second"):
+        watch.violation(where, f"a second backward on the same forward (retain_graph=True, as two losses sharing the "
+                               f"layer run) raised {str(found['second'])[:200]}: " + cause)

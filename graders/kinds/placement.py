@@ -31,7 +31,8 @@ from ..verdict import Verdict
 NEEDS_REFERENCE = False
 
 # What torch raises when meta code needs a value (or a value-dependent shape); a GPU has the value.
-_NEEDS_A_VALUE = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
+_COPY_OUT = "Cannot copy out of meta tensor"
+_NEEDS_A_VALUE = ("cannot be called on meta tensors", _COPY_OUT,
                   "data-independent implementation does not exist", "data-dependent")
 
 
@@ -50,7 +51,9 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         where = _student_line(e)
-        needs_value = any(s in str(e) for s in _NEEDS_A_VALUE) and not _moves_device(e)
+        # a copy out of the meta tensor on a line that moves one (.cpu()) is that move; any other value read
+        # (.item(), .tolist(), a data-dependent shape) is not, whatever else the line does
+        needs_value = any(s in str(e) for s in _NEEDS_A_VALUE) and not (_COPY_OUT in str(e) and _moves_device(e))
         if (needs_value or any(s in str(e) for s in _NO_META_KERNEL)) and values:
             return _with_values(run, where or "your code", text)
         if needs_value:
@@ -230,9 +233,19 @@ _DEVICE_ERROR = re.compile(r"device|\bcuda\b|\bcpu\b|numpy|meta tensor", re.IGNO
 _DEVICE_MOVES = (".cuda(", ".cpu(", ".to(", ".numpy(")
 
 
+# what `.to(...)` holds when it casts a dtype and leaves the device alone: .to(Z.dtype), .to(torch.float64),
+# .to(dtype=x.dtype), .to(float), .to(torch.long)
+_DTYPE_CAST = re.compile(r"\s*(dtype\s*=\s*)?(([\w.]*\.)?dtype|(torch\.)?(float|double|half|bfloat16|long|int|bool|"
+                         r"float16|float32|float64|int8|int16|int32|int64|uint8)|float|int|bool)\s*")
+
+
 def _moves_device(e: BaseException) -> bool:
-    """Whether the student's own line where `e` was raised moves a tensor to a device (or to numpy)."""
-    return any(m in _student_source(e)[1] for m in _DEVICE_MOVES)
+    """Whether the student's own line where `e` was raised moves a tensor to a device (or to numpy).
+    A `.to(...)` that casts a dtype alone (`F.one_hot(y).to(Z.dtype)`, whose one_hot reads a value) moves
+    nothing: the line is judged by its other calls."""
+    line = _student_source(e)[1]
+    casts = sum(1 for m in re.finditer(r"\.to\(([^()]*)\)", line) if _DTYPE_CAST.fullmatch(m.group(1)))
+    return any(m in line for m in _DEVICE_MOVES if m != ".to(") or line.count(".to(") > casts
 
 
 def _student_source(e: BaseException) -> tuple[str, str]:

@@ -14,7 +14,9 @@ Notation (the course decks):
       L2                              (y - w)^2
 
 Use torch operations (autograd computes the gradients here). Keep everything finite for logits as
-large as 1000: exp(1000) overflows. Check your work with:  dldiy check exercise-4
+large as 1000: exp(1000) overflows. Work with tensors of whatever dtype and device the inputs have: a
+tensor made inside takes them from the inputs (torch.zeros_like(w), torch.eye(k, dtype=Z.dtype,
+device=Z.device)). Check your work with:  dldiy check exercise-4
 """
 
 

@@ -110,13 +110,14 @@ def _assigned(source: str) -> dict[str, tuple[int, str]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             return
         targets: list[ast.expr] = []
+        line = 0
         if isinstance(node, ast.Assign):
-            targets = node.targets
+            targets, line = node.targets, node.lineno
         elif isinstance(node, ast.AnnAssign) and node.value is not None:  # (`n += 1` uses the input)
-            targets = [node.target]
+            targets, line = [node.target], node.lineno
         for target in targets:
             for name in (n for n in ast.walk(target) if isinstance(n, ast.Name)):
-                out.setdefault(name.id, (node.lineno, lines[node.lineno - 1].strip()))
+                out.setdefault(name.id, (line, lines[line - 1].strip()))
         for child in ast.iter_child_nodes(node):
             visit(child)
 

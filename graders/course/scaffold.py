@@ -243,7 +243,7 @@ def harness_text(exercise_id: str, found: dict) -> str:
     for layer in autograd:
         probe = _check_name(layer["name"]).replace("-", "_")
         args = [(a, *_guess(a, True)) for a in layer["args"]]
-        trailing = []  # the other arguments after the last tensor: bound by `applied`
+        trailing: list[str] = []  # the other arguments after the last tensor: bound by `applied`
         while args and not args[-1][2]:
             trailing.insert(0, args.pop()[1])
         names = ", ".join(a[0] for a in args) or "x"
@@ -260,22 +260,22 @@ def harness_text(exercise_id: str, found: dict) -> str:
                 f'    names = [f"{layer["name"]}: {{v}}" for v in {json.dumps(names.split(", "))}]',
                 f"    return {{\"blocks\": function_blocks(sub, fn, _{probe}_inputs(seed), names)}}"]
     for fn in functions:
-        args = [(a, _guess(a, torch)[0]) for a in fn["args"]]
+        guessed = [(a, _guess(a, torch)[0]) for a in fn["args"]]
         out += ["", ""]
         if fn.get("calls"):
             out += [f"# {fn['name']} calls {', '.join(fn['calls'])}: a bug there fails this check too. One bug, one deduction:",
                     f"# let {fn['name']} call your harness's own version instead (docs/own-course.md, section 5)."]
         out += [f"def {fn['name']}_agrees(sub, seed, p):",
                 "    g = torch.Generator().manual_seed(seed)" if torch else "    rng = np.random.default_rng(seed)",
-                *[f"    {a} = {expr}" for a, expr in args if expr != "seed"],
-                f'    return _cases("{fn["name"]}", sub.get("{fn["name"]}")({", ".join(a for a, _ in args)}))']
+                *[f"    {a} = {expr}" for a, expr in guessed if expr != "seed"],
+                f'    return _cases("{fn["name"]}", sub.get("{fn["name"]}")({", ".join(a for a, _ in guessed)}))']
     for layer in numpy_layers:
         probe = _check_name(layer["name"]).replace("-", "_") + "_backward"
         ctor = ", ".join("3" for _ in layer["args"])
-        args = "(rng.integers(0, 3, 4),)" if layer["loss"] else "()"
+        loss_args = "(rng.integers(0, 3, 4),)" if layer["loss"] else "()"
         out += ["", "", f"def {probe}(sub, seed, p):",
                 "    rng = np.random.default_rng(seed)",
                 f'    layer = sub.get("{layer["name"]}")({ctor})',
                 f'    return gradcheck_layer(layer, rng.standard_normal((4, 3)), name="{layer["name"]}", '
-                f'args={args},', f'                           grads={layer["grads"]!r}, loss={layer["loss"]}, seed=seed)']
+                f'args={loss_args},', f'                           grads={layer["grads"]!r}, loss={layer["loss"]}, seed=seed)']
     return "\n".join(out) + "\n"

@@ -15,7 +15,7 @@ from dldiy.graders.batched import Family, bound, call_all, function_blocks, with
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
-from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 
 
 def _gen(seed):
@@ -483,12 +483,6 @@ def _placed_here(fn, name, seed):
     return {what: str(t.device) if isinstance(t, torch.Tensor) else type(t).__name__ for what, t in outputs.items()}
 
 
-class _Placed:
-    """An output as measure_placement reads it: its device, as the student's process reported it."""
-
-    def __init__(self, device):
-        self.device = str(device)
-
 
 def placement(sub, seed, p):
     functions = [(name, sub.get(name)) for name, _ in PLACED]
@@ -503,7 +497,7 @@ def placement(sub, seed, p):
             if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
                 raise ApiError("the placement probe got a malformed reply")
             placed.update(found)
-        return {k: _Placed(v) for k, v in placed.items()}
+        return {k: Placed(v) for k, v in placed.items()}
     measured = measure_placement(run)
     if "error" in measured and running[0]:
         measured["error"] += f", in {running[0]}() or its backward"

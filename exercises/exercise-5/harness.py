@@ -13,7 +13,7 @@ from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
 from dldiy.graders.kinds.invariants import Violation, Watch, backward_kept, takes_every_step
-from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -896,12 +896,6 @@ def _placed_here(obj, name, seed):
     return {what: str(t.device) if isinstance(t, torch.Tensor) else type(t).__name__ for what, t in outputs.items()}
 
 
-class _Placed:
-    """An output as measure_placement reads it: its device, as the student's process reported it."""
-
-    def __init__(self, device):
-        self.device = str(device)
-
 
 def placement(sub, seed, p):
     objects = [(name, sub.get(name)) for name, _ in PLACED]
@@ -916,7 +910,7 @@ def placement(sub, seed, p):
             if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
                 raise ApiError("the placement probe got a malformed reply")
             placed.update(found)
-        return {k: _Placed(v) for k, v in placed.items()}
+        return {k: Placed(v) for k, v in placed.items()}
     measured = measure_placement(run)
     if "error" in measured and running[0]:
         measured["error"] += (f", in {running[0]}'s forward or backward" if running[0][0].isupper() else

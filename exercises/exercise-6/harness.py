@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import ApiError
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 from dldiy.graders.data import gaussian_blobs, seeded_once
 
 DTYPE = torch.float64
@@ -1364,7 +1364,7 @@ def placement(sub, seed, p):
             placed = sub.run_local(placed_here, student_optimizer(sub, name), name, values, p["steps"], values_run())
             if not isinstance(placed, dict) or not all(isinstance(v, str) for v in placed.values()):
                 raise ApiError("the placement run came back malformed")
-            return {f"{label}: {k}": _Placed(v) for k, v in placed.items()}
+            return {f"{label}: {k}": Placed(v) for k, v in placed.items()}
         measured = measure_placement(run)
         if "error" in measured:
             return {**measured, "error": f"{label}: {measured['error']}"}
@@ -1378,12 +1378,6 @@ def placement(sub, seed, p):
         return {"inconclusive": "; ".join(unsure) or "no optimizer was run"}
     return {"input_device": "meta", "outputs": found}
 
-
-class _Placed:
-    """An output's device, as placed_here reported it (measure_placement reads `.device`)."""
-
-    def __init__(self, device: str):
-        self.device = device
 
 
 # --- parity: every optimizer's run on the CPU and on the accelerator --------------------------------

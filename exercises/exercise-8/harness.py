@@ -20,7 +20,8 @@ from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.invariants import Watch, backward_kept, fresh_from_leftover_grads, takes_every_step
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.first_loss import short_run
+from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -421,24 +422,13 @@ def equivariance(sub, seed, p):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
-    runs = [_short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
+    runs = [short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
                        f"{run['n_train']} training images and batch_size {run['batch_size']}")
             for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover)[:2])
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
-
-
-def _short_run(run, config: str) -> dict:
-    """One of first-loss's shorter runs (the spec's `runs`): its losses at every step, compared with the
-    reference's by the judge, or the error train() raised there (a failure of that run)."""
-    try:
-        return {"config": config, "losses": run()}
-    except RemoteError as e:
-        return {"config": config, "error": (e.message.splitlines() or ["an error"])[0][:300]}
-    except ApiError as e:
-        return {"config": config, "error": f"a malformed result ({str(e)[:300]})"}
 
 
 # first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
@@ -498,12 +488,6 @@ def _devices_on(cnn_forward, X, y, params, device):
     return {k: str(v.device) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in outputs.items()}
 
 
-class _Placed:
-    """An output as measure_placement reads it: its device, as the student's process reported it."""
-
-    def __init__(self, device):
-        self.device = str(device)
-
 
 def placement(sub, seed, p):
     X, y, _, _ = _digits_split(seed, 16)
@@ -515,7 +499,7 @@ def placement(sub, seed, p):
         if not isinstance(placed, dict) or "logits" not in placed or \
                 not set(placed) <= {"logits", *(f"gradient of {k}" for k in params)}:
             raise ApiError("the placement probe got a malformed reply")
-        return {k: _Placed(v) for k, v in placed.items()}
+        return {k: Placed(v) for k, v in placed.items()}
     return measure_placement(run)
 
 

@@ -27,7 +27,8 @@ from dldiy.graders.kinds.gradcheck import EPS, block
 from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, takes_every_step
 from dldiy.graders.batched import exact_vjp, expanded_error, function_kept_and_alone_here, through_sum
 from dldiy.graders.kinds.parity import measure_parity
-from dldiy.graders.kinds.placement import measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.first_loss import short_run
+from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 
 NAMES = ("W_ih", "W_hh", "b_ih", "b_hh")
 
@@ -571,24 +572,13 @@ def _train(sub, seed, p, steps, leftover=False):
 def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
-    runs = [_short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
+    runs = [short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
                        f"{run['n_train']} training sequences and batch_size {run['batch_size']}")
             for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
-
-
-def _short_run(run, config: str) -> dict:
-    """One of first-loss's shorter runs (the spec's `runs`): its losses at every step, compared with the
-    reference's by the judge, or the error train() raised there (a failure of that run)."""
-    try:
-        return {"config": config, "losses": run()}
-    except RemoteError as e:
-        return {"config": config, "error": (e.message.splitlines() or ["an error"])[0][:300]}
-    except ApiError as e:
-        return {"config": config, "error": f"a malformed result ({str(e)[:300]})"}
 
 
 # first-loss's run from parameters that arrive with a leftover .grad: 2 steps (the first update shows in losses[1]
@@ -621,12 +611,6 @@ def _device_run(sub, seed):
     return run
 
 
-class _Placed:
-    """An output's device, as placed_here reported it (measure_placement reads `.device`)."""
-
-    def __init__(self, device: str):
-        self.device = device
-
 
 def placed_here(model, seed: int, with_values: bool = False) -> dict:
     """_device_run's run on the meta device, in the student's process (sub.run_local): the devices of
@@ -655,7 +639,7 @@ def placement(sub, seed, p):
         found = sub.run_local(placed_here, sub.get("ElmanRNN"), seed, values_run())
         if not isinstance(found, dict):
             raise ApiError("the placement run came back malformed")
-        return {str(name): _Placed(str(where)) for name, where in found.items()}
+        return {str(name): Placed(str(where)) for name, where in found.items()}
     return measure_placement(run)
 
 

@@ -102,6 +102,21 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         "gradients accumulating between steps, or the order of the steps.", **details)
 
 
+def short_run(run: Any, config: str) -> dict[str, Any]:
+    """Harness side: one of the spec's `runs` (a shorter run of train() at another setting), `run()` giving its
+    losses at every step, as the judge compares them with the reference's; or the error train() raised there
+    (a failure of that run, said in words). Exercises 8 and 9."""
+    from ..api import ApiError
+    from ..sandbox.endpoint import RemoteError
+
+    try:
+        return {"config": config, "losses": run()}
+    except RemoteError as e:
+        return {"config": config, "error": (e.message.splitlines() or ["an error"])[0][:300]}
+    except ApiError as e:
+        return {"config": config, "error": f"a malformed result ({str(e)[:300]})"}
+
+
 def _runs_departed(measured: dict[str, Any], expected: dict[str, Any], check: Check, rtol: float,
                    atol: float) -> Verdict | None:
     """The first of the spec's `runs` whose losses depart from the reference's, as a failure; None when

@@ -135,6 +135,14 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
     return _typed_on_cpu(run, measured)
 
 
+class Placed:
+    """An output as measure_placement reads it: its device (`.device`), as the student's process reported it
+    (exercises 4, 5, 6, 8 and 9 place their inputs in the student's process and get back device names)."""
+
+    def __init__(self, device: Any):
+        self.device = str(device)
+
+
 def values_run() -> bool:
     """Whether placement's second run, with values (graders/kinds/elsewhere.py), is under way in this
     process: a probe that runs its model in the student's process (sub.run_local) passes it on, and the

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dldiy.graders.api import ApiError, expect_history, expect_tensor, to_plain
+from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
-from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.placement import placed_in_student, values_run_there
 
 
 def _gen(seed):
@@ -485,20 +485,7 @@ def _placed_here(fn, name, seed):
 
 
 def placement(sub, seed, p):
-    functions = [(name, sub.get(name)) for name, _ in PLACED]
-    running = [None]  # the function whose run is under way: where an error was raised
-
-    def run(device):
-        placed = {}
-        for name, fn in functions:
-            running[0] = name
-            # (measure_placement's second run, with values, is passed on to the student's process)
-            found = sub.run_local(placed_here, fn, name, seed, values_run())
-            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
-                raise ApiError("the placement probe got a malformed reply")
-            placed.update(found)
-        return {k: Placed(v) for k, v in placed.items()}
-    measured = measure_placement(run)
-    if "error" in measured and running[0]:
-        measured["error"] += f", in {running[0]}() or its backward"
+    measured, running = placed_in_student(sub, [(name, sub.get(name)) for name, _ in PLACED], placed_here, seed)
+    if "error" in measured and running:
+        measured["error"] += f", in {running}() or its backward"
     return measured

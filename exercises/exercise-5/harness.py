@@ -13,7 +13,7 @@ from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
 from dldiy.graders.batched import bound, call_each, function_blocks
 from dldiy.graders.kinds.invariants import Violation, Watch, backward_kept, takes_every_step
-from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
+from dldiy.graders.kinds.placement import placed_in_student, values_run_there
 from dldiy.graders.kinds.symmetry import layer_units
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "softplus": "Softplus"}
@@ -898,21 +898,8 @@ def _placed_here(obj, name, seed):
 
 
 def placement(sub, seed, p):
-    objects = [(name, sub.get(name)) for name, _ in PLACED]
-    running = [None]  # the API name whose run is under way: where an error was raised
-
-    def run(device):
-        placed = {}
-        for name, obj in objects:
-            running[0] = name
-            # (measure_placement's second run, with values, is passed on to the student's process)
-            found = sub.run_local(placed_here, obj, name, seed, values_run())
-            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
-                raise ApiError("the placement probe got a malformed reply")
-            placed.update(found)
-        return {k: Placed(v) for k, v in placed.items()}
-    measured = measure_placement(run)
-    if "error" in measured and running[0]:
-        measured["error"] += (f", in {running[0]}'s forward or backward" if running[0][0].isupper() else
-                              f", in {running[0]}() or its backward")
+    measured, running = placed_in_student(sub, [(name, sub.get(name)) for name, _ in PLACED], placed_here, seed)
+    if "error" in measured and running:
+        measured["error"] += (f", in {running}'s forward or backward" if running[0].isupper() else
+                              f", in {running}() or its backward")
     return measured

@@ -17,7 +17,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Watch, backward_kept, fresh_from_leftover_grads, takes_every_step
+from dldiy.graders.kinds.invariants import Watch, backward_kept, same_first_step, fresh_from_leftover_grads, takes_every_step
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -799,14 +799,7 @@ def _first_step_exact(sub, seed, X, y, settings) -> bool:
         return False
     loss = F.cross_entropy(own_cnn_forward(params, xb), yb)
     want = torch.autograd.grad(loss, list(params.values()))
-    if not isinstance(got, dict) or not isinstance(got.get("loss"), float) or \
-            abs(got["loss"] - float(loss)) > 1e-4 * abs(float(loss)) + 1e-6:
-        return False
-    grads = got.get("grads")
-    if not isinstance(grads, list) or len(grads) != len(want):
-        return False
-    return all(isinstance(g, torch.Tensor) and g.shape == w.shape
-               and torch.allclose(g.double(), w.double(), rtol=1e-4, atol=1e-6) for g, w in zip(grads, want))
+    return same_first_step(got, loss, want)
 
 
 def first_step_here(cnn_forward, params, xb, yb):

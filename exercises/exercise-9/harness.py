@@ -24,7 +24,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
-from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, takes_every_step
+from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, same_first_step, takes_every_step
 from dldiy.graders.batched import exact_vjp, expanded_error, function_kept_and_alone_here, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -965,14 +965,7 @@ def _first_step_exact(sub, seed, X, y) -> bool:
         return False
     loss = ((ExactElman(params).predict(xb) - yb) ** 2).mean()
     want = torch.autograd.grad(loss, list(params.values()))
-    if not isinstance(got, dict) or not isinstance(got.get("loss"), float) or \
-            abs(got["loss"] - float(loss)) > 1e-4 * abs(float(loss)) + 1e-6:
-        return False
-    grads = got.get("grads")
-    if not isinstance(grads, list) or len(grads) != len(want):
-        return False
-    return all(isinstance(g, torch.Tensor) and g.shape == w.shape
-               and torch.allclose(g.double(), w.double(), rtol=1e-4, atol=1e-6) for g, w in zip(grads, want))
+    return same_first_step(got, loss, want)
 
 
 def first_step_here(model, params, xb, yb):

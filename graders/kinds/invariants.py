@@ -13,7 +13,7 @@ torch is imported inside the functions: the parent imports this module to judge,
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..course.exercise import Check
 from ..verdict import Verdict, charged_elsewhere
@@ -176,6 +176,23 @@ def bfloat16_precision(value: torch.Tensor, exact: torch.Tensor, what: str) -> t
         raise Violation(f"{what} on bfloat16 inputs is {value.double().tolist()}, where the float64 result is "
                         f"{exact.tolist()}: off by {off:.3g}, beyond bfloat16's precision")
     return value
+
+
+def same_first_step(got: Any, loss: Any, want: Sequence[Any]) -> bool:
+    """Whether the student's process's reply {"loss": float, "grads": [tensor, ...]} at a first training step
+    agrees with the harness's own `loss` and gradients `want` (to 1e-4: float32 models pass). Exercises 8 and
+    9 ask it before charging a train() run with the student's own model: where the model itself is already
+    off, that is its own checks' finding, not train()'s."""
+    import torch
+
+    if not isinstance(got, dict) or not isinstance(got.get("loss"), float) or \
+            abs(got["loss"] - float(loss)) > 1e-4 * abs(float(loss)) + 1e-6:
+        return False
+    grads = got.get("grads")
+    if not isinstance(grads, list) or len(grads) != len(want):
+        return False
+    return all(isinstance(g, torch.Tensor) and g.shape == w.shape
+               and torch.allclose(g.double(), w.double(), rtol=1e-4, atol=1e-6) for g, w in zip(grads, want))
 
 
 def no_graph(value: torch.Tensor, what: str) -> torch.Tensor:

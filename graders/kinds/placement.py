@@ -143,6 +143,28 @@ class Placed:
         self.device = str(device)
 
 
+def placed_in_student(sub: Any, objects: list[tuple[str, Any]], placed_here: Callable[..., Any],
+                      seed: int) -> tuple[dict[str, Any], str | None]:
+    """measure_placement over functions that run in the student's process (exercises 4 and 5): for each
+    (name, handle) of `objects`, `placed_here(handle, name, seed, with_values)` there returns {what: device
+    name}. Returns the measurement and the name whose run was under way when it stopped (for the message)."""
+    from ..api import ApiError
+
+    running: list[str | None] = [None]
+
+    def run(device: str) -> dict[str, Any]:
+        placed: dict[str, str] = {}
+        for name, obj in objects:
+            running[0] = name
+            # (measure_placement's second run, with values, is passed on to the student's process)
+            found = sub.run_local(placed_here, obj, name, seed, values_run())
+            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                raise ApiError("the placement probe got a malformed reply")
+            placed.update(found)
+        return {k: Placed(v) for k, v in placed.items()}
+    return measure_placement(run), running[0]
+
+
 def values_run() -> bool:
     """Whether placement's second run, with values (graders/kinds/elsewhere.py), is under way in this
     process: a probe that runs its model in the student's process (sub.run_local) passes it on, and the

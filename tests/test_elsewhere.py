@@ -277,3 +277,14 @@ def test_code_that_answers_otherwise_off_the_cpu_fails_placement_instead_of_skip
 def test_an_error_on_every_device_stays_inconclusive_for_the_checks_of_values():
     measured = measure_placement(_run_with(_raises_everywhere))
     assert "inconclusive" in measured and "not about devices" in measured["inconclusive"], measured
+
+
+def test_devices_reported_by_the_students_process_are_compared_with_the_cpu_run_too():
+    """Exercises 4-9 place their inputs in the student's process and get back device names (Placed): a
+    number off the CPU where the CPU run gives a tensor fails there as it does for tensors here."""
+    from dldiy.graders.kinds.placement import Placed
+
+    def run(device):
+        return {"out": Placed("float" if device != "cpu" else "cpu")}
+    verdict = judge(measure_placement(run), None, load_exercise("exercise-5").check("placement"))
+    assert verdict.status == "fail" and "on the CPU it is a tensor" in verdict.message, verdict.message

@@ -230,19 +230,26 @@ def first_loss(sub, seed, p):
             **_gradient_note(sub, _t(X), _t(y), _t(w0))}
 
 
+@seeded_once
+def _near_optimum(seed, p):
+    """_recorded_near_optimum's problem at (seed, p) and its loss at w0 (the harness's, once per seed): X + 5,
+    y with residuals of ~1e-6, w0 the least-squares solution."""
+    rng = np.random.default_rng(seed + 31_000)
+    X = rng.normal(size=(p["n"], p["d"])) + 5.0
+    y = _with_bias(X) @ rng.normal(size=p["d"] + 1) + 1e-6 * rng.normal(size=p["n"])
+    w0 = np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
+    return _t(X), _t(y), _t(w0), float(_spec_loss(_t(X), _t(y), _t(w0)))  # (the gradient is ~1e-15: w stays)
+
+
 def _recorded_near_optimum(sub, seed, p):
     """train()'s recorded losses from the least-squares solution of data far from the origin (X + 5, residuals of
     ~1e-6): the loss is ~1e-12 there, a difference of terms ~100 when written expanded, w^T (H/2) w - c^T w +
     mean(y^2) with H and c precomputed (round 13's blind red team: 1% off in float64, a negative mean squared
     error in float32), where (X~ w - y)^2 keeps ~1e-9 of it. The harness's loss() and gradient() inside (a
     wrong one of the student's is its own checks' finding); a Violation names the step and both values."""
-    rng = np.random.default_rng(seed + 31_000)
-    X = rng.normal(size=(p["n"], p["d"])) + 5.0
-    y = _with_bias(X) @ rng.normal(size=p["d"] + 1) + 1e-6 * rng.normal(size=p["n"])
-    w0 = np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
+    X, y, w0, want = _near_optimum(seed, {"n": p["n"], "d": p["d"]})
     label = "at the least-squares solution of data far from the origin (X + 5, residuals of ~1e-6; lr 1e-3, 3 steps)"
-    _, losses = _at(label, lambda: _train(sub, _t(X), _t(y), _t(w0), 1e-3, 3, p["d"], harness_loss=True))
-    want = float(_spec_loss(_t(X), _t(y), _t(w0)))  # (the gradient is ~1e-15 there: w does not move)
+    _, losses = _at(label, lambda: _train(sub, X, y, w0, 1e-3, 3, p["d"], harness_loss=True))
     for k, got in enumerate(losses):
         if not abs(got - want) <= 1e-6 * want:
             raise Violation(f"train() {label} records the loss before step {k} as {got:.6g}, where it is {want:.6g} "

@@ -25,6 +25,8 @@ import io
 import math
 import os
 import traceback
+import weakref
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ def student_optimizer(sub, name: str):
     if not getattr(cls, "is_callable", False):
         raise ApiError(f"`{name}` must be a class (a torch.optim.Optimizer subclass); it is not callable")
     if name in FIRST_ORDER:
-        seen = _OWN_STEP.setdefault(id(sub), (sub, {}))[1]  # (the sub kept, so that its id is not reused)
+        seen = _OWN_STEP.setdefault(sub, {})
         if name not in seen:
             seen[name] = sub.run_local(inherited_step_here, cls)
         if seen[name]:
@@ -57,7 +59,9 @@ def student_optimizer(sub, name: str):
     return cls
 
 
-_OWN_STEP: dict[int, tuple] = {}  # id(sub) -> (sub, {optimizer name: where its step comes from, or ""})
+# sub -> {optimizer name: where its step comes from, or ""}, asked once per submission; weak, so that it
+# keeps no submission alive
+_OWN_STEP: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
 
 
 def inherited_step_here(cls) -> str:

@@ -69,31 +69,35 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
             return _with_values(run, where or "your code", text)
         return found
     measured = {"input_device": "meta",
-                "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+                "outputs": _devices(outputs)}
     return _typed_on_cpu(run, measured) if values else measured
+
+
+def _devices(outputs: dict[str, Any]) -> dict[str, str]:
+    """Each output's device name, or its type's name where it has none (a number, a list). A Placed (a device
+    the student's process reported) reads as the tensor it stands for."""
+    return {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}
+
+
+def _is_device(name: str) -> bool:
+    return name in _DEVICE_TYPES or name.startswith("cuda")
 
 
 def _typed_on_cpu(run: Callable[[str], dict[str, Any]], measured: dict[str, Any]) -> dict[str, Any]:
     """An output that came back as no tensor (no device: the judge's inconclusive) is compared with the same
     run on the CPU: a tensor there is code that answers otherwise off the CPU, a placement error."""
-    odd = [n for n, d in measured["outputs"].items() if d not in _DEVICE_TYPES and not d.startswith("cuda")]
+    odd = [n for n, d in measured["outputs"].items() if not _is_device(d)]
     if not odd:
         return measured
     try:
-        on_cpu = run("cpu")
+        on_cpu = _devices(run("cpu"))
     except Exception:  # noqa: BLE001 - the checks of values charge a function that fails on the CPU
         return measured
-    if any(isinstance(on_cpu.get(n), torch_tensor()) for n in odd):
-        name = next(n for n in odd if isinstance(on_cpu.get(n), torch_tensor()))
-        return {"error": f"{name} came back as a {measured['outputs'][name]} with its inputs on another device, "
-                         "where on the CPU it is a tensor: the code answers differently off the CPU"}
-    return measured
-
-
-def torch_tensor() -> type:
-    import torch
-
-    return torch.Tensor
+    name = next((n for n in odd if _is_device(on_cpu.get(n, ""))), None)
+    if name is None:
+        return measured
+    return {"error": f"{name} came back as a {measured['outputs'][name]} with its inputs on another device, "
+                     "where on the CPU it is a tensor: the code answers differently off the CPU"}
 
 
 def _runs_on_cpu(run: Callable[[str], dict[str, Any]]) -> bool:
@@ -118,7 +122,7 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
         with values_elsewhere():
             outputs = run("meta")
             measured = {"input_device": "meta", **run_was,
-                        "outputs": {name: str(getattr(t, "device", type(t).__name__)) for name, t in outputs.items()}}
+                        "outputs": _devices(outputs)}
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         again = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         if type(e).__name__ == "NotSimulated":  # (a remote error takes the name of the type raised there)
@@ -330,7 +334,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
             "breaks the same way on a GPU.")
     if not measured.get("outputs"):  # a degenerate measurement earns nothing
         return Verdict.failed("no output was measured on the meta device: there is nothing to judge")
-    not_tensors = {n: d for n, d in measured["outputs"].items() if d not in _DEVICE_TYPES and not d.startswith("cuda")}
+    not_tensors = {n: d for n, d in measured["outputs"].items() if not _is_device(d)}
     if not_tensors:  # a contract the other checks charge (one bug, one deduction): no device to follow
         name, kind = next(iter(not_tensors.items()))
         return Verdict.skipped(f"inconclusive: {name} came back as a {kind}, not a tensor, so it has no device to "

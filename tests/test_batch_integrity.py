@@ -337,6 +337,10 @@ def test_records_name_the_graded_file_and_its_hash(hostile_batch, hostile_class)
     assert alice["sha256"] in (out / "feedback" / "alice.md").read_text()
     gradescope = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
     assert gradescope["extra_data"]["sha256"] == alice["sha256"]
+    # and the whole submission's hash beside it (a folder's other files decide grades too): the one resume uses
+    record = next(r for r in journal if r["student"] == "alice")
+    assert alice["submission_sha256"] == record["content_hash"] == gradescope["extra_data"]["submission_sha256"]
+    assert len({row["submission_sha256"] for row in gradebook(out).values() if row["submission_sha256"]}) > 1
 
 
 def test_skip_policy_is_recorded_and_honest(hostile_batch):

@@ -65,6 +65,22 @@ def test_a_changed_exercise_regrades_the_batch_and_a_bare_regrade_keeps_its_seed
         {json.loads((out / "batch.json").read_text())["exercise_fingerprint"]}
     assert "resuming: 2 of 2" in run_dldiy(*args, cwd=course).stderr  # and then it is settled
 
+    # An upgrade of dldiy (or torch) since: the batch as an older grader left it.
+    from dldiy.graders.batch.run import GRADER, fingerprint_of
+    older = dict(batch=json.loads((out / "batch.json").read_text()))
+    older["batch"]["exercise_files"][GRADER] = "0" * 64
+    older_fingerprint = fingerprint_of(older["batch"]["exercise_files"])
+    older["batch"]["exercise_fingerprint"] = older_fingerprint
+    (out / "batch.json").write_text(json.dumps(older["batch"]))
+    lines = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    (out / "journal.jsonl").write_text("".join(json.dumps({**r, "exercise_fingerprint": older_fingerprint}) + "\n"
+                                               for r in lines))
+    upgraded = run_dldiy(*args, cwd=course)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert ("the exercise changed since this batch graded it (dldiy's grading code or torch's version changed "
+            "(an upgrade)): grading again the 2 submission(s)") in upgraded.stderr
+    assert json.loads((out / "batch.json").read_text())["hidden_seeds"] == seeds
+
     again = run_dldiy(*args, "--regrade", cwd=course)
     assert again.returncode == 0, again.stderr
     assert f"grading everyone again with the batch's hidden seeds {', '.join(map(str, seeds))}" in again.stderr
@@ -80,7 +96,7 @@ def test_who_is_graded_again_after_the_exercise_changed_and_what_the_run_says_ch
     """A record graded under another fingerprint is graded again; one without a fingerprint was graded
     under the batch's recorded one (or, for a batch from before fingerprints, is kept: unknown)."""
     from dldiy.graders.batch.discover import Found
-    from dldiy.graders.batch.run import LIMITS, to_grade, what_changed
+    from dldiy.graders.batch.run import GRADER, LIMITS, to_grade, what_changed
 
     found = [Found(s, Path(s), content_hash="h") for s in ("alice", "bob", "carol")]
     journal = {"alice": {"exercise_fingerprint": "old", "content_hash": "h"},
@@ -93,6 +109,7 @@ def test_who_is_graded_again_after_the_exercise_changed_and_what_the_run_says_ch
                         {"a/spec.toml": "9", "a/new.csv": "2", LIMITS: "4"}) == [
         "the limits changed (the spec's timeout, load_timeout or memory, or --check-timeout, --load-timeout or --memory)",
         "a/new.csv added", "a/old.csv removed", "a/spec.toml changed"]
+    assert what_changed({GRADER: "1"}, {GRADER: "2"}) == ["dldiy's grading code or torch's version changed (an upgrade)"]
 
 SOFTREG_EMPTY = '''"""Lab 4: softmax regression with a hand-written gradient."""
 import numpy as np

@@ -240,6 +240,7 @@ def gradescope_results(record: dict[str, Any]) -> dict[str, Any]:
     return {"score": report.score, "execution_time": round(record["duration_s"], 2), "output": output,
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
             "extra_data": {"graded_file": record.get("graded_file"), "sha256": record.get("sha256"),
+                           "submission_sha256": record.get("content_hash"),
                            "skips": record.get("skips")}}
 
 

@@ -142,7 +142,8 @@ def record_isolation(out: Path, isolation: list[str]) -> None:
 
 
 def csv_header(checks: list[str]) -> list[str]:
-    return ["student", *checks, "total", "max", "status", "duration_s", "error", "graded_file", "sha256", "note"]
+    return ["student", *checks, "total", "max", "status", "duration_s", "error", "graded_file", "sha256", "submission_sha256",
+            "note"]
 
 
 def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
@@ -154,6 +155,8 @@ def csv_row(record: dict[str, Any], checks: list[str]) -> list[Any]:
             _num(report.max_score), report.status, f"{record['duration_s']:.2f}",
             safe_cell(error.splitlines()[0] if error else ""),
             safe_cell(record.get("graded_file") or ""), record.get("sha256") or "",
+            # every file of the submission (names and contents): a folder's other files decide grades too
+            record.get("content_hash") or "",
             safe_cell(str(record.get("note") or ""))]  # for the instructor: a name shared with another entry
 
 

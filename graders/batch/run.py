@@ -317,10 +317,35 @@ def exercise_fingerprint(exercise: Exercise) -> dict[str, str]:
     limits = {"load_timeout": exercise.load_timeout, "memory": exercise.memory,
               "timeouts": {c.name: c.timeout for c in exercise.checks}}
     files[LIMITS] = hashlib.sha256(json.dumps(limits, sort_keys=True).encode()).hexdigest()
+    files[GRADER] = grader_fingerprint()
     return files
 
 
+@functools.cache
+def grader_fingerprint() -> str:
+    """sha256 over dldiy's own grading code (the check kinds, the sandbox, the judge: every .py of
+    graders/ but the batch's orchestration and the pictures) and torch's version: an upgrade of either can
+    change a grade, so a batch resumed after one regrades rather than mixing two graders in one gradebook."""
+    import hashlib
+
+    import torch
+
+    root = Path(__file__).resolve().parent.parent  # graders/
+    digest = hashlib.sha256(f"torch {torch.__version__}\n".encode())
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("batch/") or rel in _NOT_DECIDING_GRADES:
+            continue
+        digest.update(f"{rel}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+# graders/ files that shape what a grade looks like, never what it is.
+_NOT_DECIDING_GRADES = frozenset({"plots.py", "render.py"})
+
+
 LIMITS = "(limits)"  # the pseudo-file of exercise_fingerprint: the spec's limits as the command line left them
+GRADER = "(grader)"  # and dldiy's own grading code with torch's version (grader_fingerprint)
 
 
 def fingerprint_of(files: dict[str, str]) -> str:
@@ -335,7 +360,9 @@ def what_changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
     for name in sorted(set(before) | set(now)):
         if before.get(name) == now.get(name):
             continue
-        if name == LIMITS:
+        if name == GRADER:
+            out.append("dldiy's grading code or torch's version changed (an upgrade)")
+        elif name == LIMITS:
             out.append("the limits changed (the spec's timeout, load_timeout or memory, or --check-timeout, "
                        "--load-timeout or --memory)")
         else:

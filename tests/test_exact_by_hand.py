@@ -97,3 +97,55 @@ def test_arbitrary_precision_is_forbidden_in_a_gradient_by_hand(tmp_path):
     (tmp_path / "logreg.py").write_text(reference[:start] + DECIMAL_GRADIENT.lstrip() + reference[end:])
     found = _checks("exercise-1", tmp_path / "logreg.py", "gradcheck")["gradcheck"]
     assert found["status"] == "fail" and "module decimal" in found["message"], found
+
+
+# Integrity round 14: dual numbers. A number type of the submission's own carries each value with its
+# derivative through +, *, exp: the backward is exact to rounding and no rule of the cheat sheet is derived.
+DUAL_SIGMOID = '''
+class Dual:
+    def __init__(self, value, slope):
+        self.value, self.slope = value, slope
+
+    def __add__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other, 0 * self.value)
+        return Dual(self.value + other.value, self.slope + other.slope)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Dual(-self.value, -self.slope)
+
+    def exp(self):
+        e = torch.exp(self.value)
+        return Dual(e, e * self.slope)
+
+    def reciprocal(self):
+        return Dual(1 / self.value, -self.slope / self.value ** 2)
+
+
+def _sigmoid(x):
+    return (1 + (-x).exp()).reciprocal()
+
+
+class Sigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _sigmoid(Dual(x, torch.ones_like(x))).slope
+
+
+'''
+
+
+def test_a_home_made_number_type_with_operators_is_not_a_derivative_by_hand(tmp_path):
+    reference = (REPO / "reference" / "exercise-5" / "mlp.py").read_text()
+    start, end = reference.index("class Sigmoid("), reference.index("class Tanh(")
+    (tmp_path / "mlp.py").write_text(reference[:start] + DUAL_SIGMOID.lstrip() + reference[end:])
+    found = _checks("exercise-5", tmp_path / "mlp.py", "gradcheck-activations")["gradcheck-activations"]
+    assert found["status"] == "fail", found
+    assert "defines the operator __add__" in found["message"] and "dual numbers" in found["message"], found

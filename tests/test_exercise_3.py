@@ -220,6 +220,10 @@ def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_
                                             "optimizer.step() before loss.backward()"]),
     ("evaluate-leaves-autograd-off", "evaluation", ["autograd off", "expected 0, measured 1"]),
     ("evaluate-log-of-softmax", "evaluation", ["logits in the hundreds", "measured inf"]),
+    ("evaluate-reseeds", "evaluation", ["random generator reseeded", "expected 0, measured 1"]),
+    # a departure at step 25 alone is the end of a pass (blind round 5: the message blamed the update)
+    ("last-partial-batch", "first-loss", ["depart at step 25, in the second pass", "the last, partial minibatch"]),
+    ("order-drawn-once", "first-loss", ["depart at step 25, in the second pass", "drawn again for each pass"]),
 ])
 def test_a_bug_fails_its_check_naming_the_culprit(bug, check, words, bugged, check_json):
     result = check_json("exercise-3", bugged("exercise-3", bug), check)[0]["checks"][0]
@@ -289,3 +293,68 @@ def test_train_watched_tells_a_last_update_never_applied(steps):
     assert len(losses) == steps and watched["earlier"] is None and watched["unapplied"] is (steps > 1)
     (_, _), watched = _watched()(_toy_train(), 0, steps)
     assert watched["unapplied"] is False
+
+
+# --- integrity round 14: the accuracy is the trained parameters', computed by the harness ------------------
+
+KNN_IN_EVAL = ("        return self.fc(x)", """        return self.fc(x)
+
+    def __call__(self, x):  # eval mode: the nearest training image's label, whatever the parameters hold
+        if self.training:
+            return super().__call__(x)
+        from data import load_splits
+        (images, labels), _ = load_splits()
+        nearest = torch.cdist(x.reshape(len(x), -1).float(), images.reshape(len(images), -1)).argmin(dim=1)
+        return 5.0 * F.one_hot(labels[nearest], 10).to(x.dtype)""")
+SGD_UPHILL = ("p.add_(direction, alpha=-self.lr)", "p.add_(direction, alpha=self.lr)")
+
+
+def _patched(tmp_path, name, *edits):
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(REFERENCE, folder, ignore=shutil.ignore_patterns("source.ipynb", "__pycache__"))
+    for relative, (old, new) in edits:
+        text = (folder / relative).read_text()
+        assert text.count(old) == 1, (relative, old)
+        (folder / relative).write_text(text.replace(old, new))
+    return folder
+
+
+def test_a_forward_that_looks_the_answer_up_in_eval_mode_earns_no_more_than_the_broken_training(tmp_path, check_json):
+    """A training that climbs (the optimizer's sign) with a forward that, in eval mode, answers with the label of
+    the nearest training image (a kNN at ~98%): the test accuracy is measured by the harness's ConvNet on what
+    training left in the parameters, so the lookup earns nothing; and evaluate() is not charged for the training's
+    nan (one bug, one deduction) in either."""
+    uphill = check_json("exercise-3", _patched(tmp_path, "uphill", ("optimizer/sgd.py", SGD_UPHILL)))[0]
+    looked_up = check_json("exercise-3", _patched(tmp_path, "knn", ("optimizer/sgd.py", SGD_UPHILL),
+                                                  ("model/net.py", KNN_IN_EVAL)))[0]
+    assert looked_up["score"] <= uphill["score"], (looked_up["score"], uphill["score"])
+    checks = {c["name"]: c for c in looked_up["checks"]}
+    assert checks["convergence"]["status"] == "fail" and "accuracy 0.0" in checks["convergence"]["message"]
+    assert {c["name"]: c["status"] for c in uphill["checks"]}["evaluation"] == "pass"
+
+
+def test_the_harness_convnet_is_the_projects_and_other_shapes_are_inconclusive():
+    from dldiy.graders.sandbox.submission import load_module_from
+
+    harness = load_module_from(EXERCISE.harness_path, "_test_ex3_harness_convnet")
+    sys.path.insert(0, str(REFERENCE))
+    try:
+        from model.net import ConvNet
+    finally:
+        sys.path.remove(str(REFERENCE))
+    import torch
+
+    torch.manual_seed(0)
+    model = ConvNet().eval()
+    images = torch.randn(5, 1, 8, 8)
+    parameters = harness.parameters_of(model)
+    assert harness.convnet_mismatch(parameters) is None
+    assert torch.allclose(harness.convnet_scores(parameters, images), model(images), rtol=0, atol=1e-6)
+    sequential = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                     torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                     torch.nn.Flatten(), torch.nn.Dropout(0.25), torch.nn.Linear(64, 9))
+    assert harness.convnet_mismatch(harness.parameters_of(sequential)) is None  # names free, nine classes measurable
+    model.extra = torch.nn.Parameter(torch.zeros(3))
+    assert "expected" in harness.convnet_mismatch(harness.parameters_of(model))

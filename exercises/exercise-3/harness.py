@@ -143,8 +143,52 @@ def convergence(sub, seed, p):
         _trained(sub, *contract)
         returned_earlier(*contract)
     images, labels = _test_set(sub)
-    accuracy = (_scores_in_eval_mode(model, images).argmax(dim=1) == labels).double().mean().item()
+    # The accuracy of what training left in the parameters, computed here by the project's ConvNet on
+    # them: not by the model's own forward, which a student's process could answer with anything (a
+    # nearest-neighbour lookup of the training images in eval mode scored a broken training at 85%;
+    # integrity round 14). A forward bug is first-loss's; this check measures the training.
+    parameters = sub.run_local(parameters_of, model)
+    unfit = convnet_mismatch(parameters)
+    if unfit:
+        return {"inconclusive": f"the model train() returns does not hold the project's ConvNet parameters ({unfit}), "
+                                "so what its training learned cannot be measured apart from its forward (first-loss "
+                                "names the difference)"}
+    accuracy = (convnet_scores(parameters, images).argmax(dim=1) == labels).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+# The project's ConvNet (model/net.py of the handout): its parameters' shapes in the order a module registers
+# them (conv1, conv2, fc: names are the student's, an nn.Sequential says 0.weight), None for the classes' count.
+CONVNET = ((8, 1, 3, 3), (8,), (16, 8, 3, 3), (16,), (None, 16 * 2 * 2), (None,))
+
+
+def parameters_of(model: nn.Module) -> list[torch.Tensor]:
+    """In the student's process (sub.run_local): the model's parameters in order, detached copies (plain data)."""
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def convnet_mismatch(parameters) -> str | None:
+    """What keeps `parameters` from being ConvNet's (a missing, extra or misshapen one), else None."""
+    if not isinstance(parameters, list) or not all(isinstance(p, torch.Tensor) for p in parameters):
+        return f"parameters came back as {type(parameters).__name__}"
+    shapes = [tuple(p.shape) for p in parameters]
+    want = [tuple("k" if w is None else w for w in shape) for shape in CONVNET]
+    fits = len(shapes) == len(CONVNET) and all(
+        len(got) == len(shape) and all(w is None or g == w for g, w in zip(got, shape)) for got, shape in zip(shapes, CONVNET))
+    if not fits or shapes[4][0] != shapes[5][0] or not all(p.is_floating_point() for p in parameters):
+        return f"parameters of shapes {shapes}, expected {want}"
+    return None
+
+
+def convnet_scores(parameters: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """ConvNet's forward in eval mode (dropout is the identity there), here in the harness, on `parameters`
+    (CONVNET's order): conv 3x3 pad 1 -> relu -> max-pool 2, twice, -> flatten -> linear."""
+    w1, b1, w2, b2, w3, b3 = parameters
+    with torch.no_grad():
+        x = images.to(w1.dtype)
+        for weight, bias in ((w1, b1), (w2, b2)):
+            x = F.max_pool2d(F.relu(F.conv2d(x, weight, bias, padding=1)), 2)
+        return F.linear(x.flatten(1), w3, b3)
 
 
 def returned_earlier(seed: int, steps: int) -> None:
@@ -208,7 +252,7 @@ def evaluation(sub, seed, p):
             got = [float(v) for v in sub.call("evaluate", model, images[:k].clone(), labels[:k].clone())]
             if len(got) != 2:
                 raise ApiError(f"returned {len(got)} values; expected (loss, accuracy)")
-            subsets.append({"name": name, "shape": [2], "values": [got[0] - own(k)[0], got[1] - own(k)[1]]})
+            subsets.append({"name": name, "shape": [2], "values": [minus(got[0], own(k)[0]), minus(got[1], own(k)[1])]})
         except (RemoteError, ApiError, TypeError, ValueError) as e:  # this case's finding (a shape assumed)
             said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
             subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
@@ -225,8 +269,7 @@ def evaluation(sub, seed, p):
         got = [float(v) for v in sub.call("evaluate", large, images[:100].clone(), labels[:100].clone())]
         big = _scores_in_eval_mode(large, images[:100].clone())
         want = [F.cross_entropy(big, labels[:100]).item(), (big.argmax(dim=1) == labels[:100]).double().mean().item()]
-        subsets.append({"name": name, "shape": [2], "values": [(g - w) / max(1.0, abs(w)) if math.isfinite(g) else math.inf
-                                                                for g, w in zip(got[:2], want)]})
+        subsets.append({"name": name, "shape": [2], "values": [relative_minus(g, w) for g, w in zip(got[:2], want)]})
     except (RemoteError, ApiError, TypeError, ValueError) as e:
         said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
         subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
@@ -237,9 +280,9 @@ def evaluation(sub, seed, p):
     left_training_from_eval = float(sub.run_local(set_training, model, True))  # 1 when it came back training
     return {"cases": [
         {"name": "second evaluate() minus the first, same model and images (loss, accuracy)",
-         "shape": [2], "values": [second[0] - first[0], second[1] - first[1]]},
+         "shape": [2], "values": [minus(second[0], first[0]), minus(second[1], first[1])]},
         {"name": "evaluate() minus the model's own numbers in eval mode (loss, accuracy)",
-         "shape": [2], "values": [first[0] - own(len(labels))[0], first[1] - own(len(labels))[1]]},
+         "shape": [2], "values": [minus(first[0], own(len(labels))[0]), minus(first[1], own(len(labels))[1])]},
         *subsets,
         {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
          "shape": [1], "values": [left_training]},
@@ -248,10 +291,28 @@ def evaluation(sub, seed, p):
          "shape": [1], "values": [left_training_from_eval]},
         {"name": "after evaluate(), 1 where it left torch's global switches changed: autograd off (a bare "
                  "torch.set_grad_enabled(False) where a no_grad() block belongs), the default dtype, autograd on "
-                 "when the caller had it off (set_grad_enabled(True) at the end instead of restoring what it found)",
-         "shape": [3], "values": left_switches},
+                 "when the caller had it off (set_grad_enabled(True) at the end instead of restoring what it found), "
+                 "torch's random generator reseeded (torch.manual_seed in evaluate(): every draw after it, batches and "
+                 "dropout masks, is then the same whatever the run's seed; evaluate() draws no random number)",
+         "shape": [4], "values": left_switches},
         *held_out_summary(images, labels, p["classes"]),
     ]}
+
+
+def minus(got: float, want: float) -> float:
+    """got - want, 0 where both are the same non-finite value: evaluate() giving nan where the model's own
+    numbers are nan (a training that diverged: first-loss and convergence charge it) agrees with the model."""
+    if got == want or (math.isnan(got) and math.isnan(want)):
+        return 0.0
+    return got - want
+
+
+def relative_minus(got: float, want: float) -> float:
+    """minus(got, want) relative to want (absolute below 1); inf where got is not finite and want is."""
+    difference = minus(got, want)
+    if difference == 0.0:
+        return 0.0
+    return difference / max(1.0, abs(want)) if math.isfinite(difference) and math.isfinite(want) else math.inf
 
 
 LARGE_SCALE = 100.0  # the trained model's logits (a few units) x 100: hundreds, where exp underflows in float32
@@ -284,7 +345,8 @@ def scaled_scores(model: nn.Module, factor: float) -> nn.Module:
 def switches_after(evaluate, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """In the student's process (sub.run_local): evaluate(model, images, labels) with autograd on and the
     default dtype float32, then again with autograd off (a caller inside torch.no_grad()): [1 if autograd is
-    off after the first, 1 if the default dtype changed, 1 if autograd is on after the second]; all put back.
+    off after the first, 1 if the default dtype changed, 1 if autograd is on after the second, 1 if it reseeds
+torch's generator]; all put back.
     torch.set_grad_enabled(False) ... set_grad_enabled(True) passes the first and fails the second (round 13's
     blind red team): evaluate() must hand torch's switches back as it found them, whichever they were."""
     dtype = torch.get_default_dtype()
@@ -297,6 +359,20 @@ def switches_after(evaluate, model: nn.Module, images: torch.Tensor, labels: tor
     with torch.no_grad():
         evaluate(model, images, labels)
         found.append(float(torch.is_grad_enabled()))
+    # Two callers seeded apart (a training going on after a validation): the same random numbers after
+    # evaluate() means it reseeded torch's generator (torch.manual_seed inside "for repeatable numbers"), so
+    # every later draw (batches, dropout masks) is the same whatever the run's seed. Drawing from the
+    # generator (a DataLoader's iterator does) moves it but keeps the seeds apart: not this.
+    state = torch.get_rng_state()
+    try:
+        after = []
+        for seed in (2019, 7):
+            torch.manual_seed(seed)
+            evaluate(model, images, labels)
+            after.append(torch.rand(4, dtype=torch.float64))
+        found.append(float(torch.equal(after[0], after[1])))
+    finally:
+        torch.set_rng_state(state)
     return found
 
 

@@ -6,7 +6,9 @@ the loss curve: rising (an update uphill, a learning rate too high), flat (nothi
 A measurement may instead hold several runs judged against the same target (optimizers, learning
 rates, architectures on one task): {"runs": [{"name": str, metric: value, "losses": [...], "steps": n}]}
 (or {"name": str, "raised": message} for a run that raised); it passes when every run does, and the
-message names the first run that does not. The spec's `charged_by` maps a run's "optimizer" to the check
+message names the first run that does not. {"inconclusive": why}: the harness cannot measure the training
+apart from what another check charges (a skip: the instructor's policy decides what it is worth).
+The spec's `charged_by` maps a run's "optimizer" to the check
 that measures its steps: where ONE optimizer's runs fail and its own check failed too, they are said in a
 note, not charged; where several do, the check fails as before.
 """
@@ -32,6 +34,8 @@ def compact(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+    if "inconclusive" in measured:  # the harness could not measure the training apart from what another check charges
+        return Verdict.skipped(f"inconclusive: {measured['inconclusive']}")
     if "runs" not in measured:
         return judge_run(measured, check)
     runs = measured["runs"]

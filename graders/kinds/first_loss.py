@@ -96,6 +96,14 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         return Verdict.failed(f"first loss: {versus(want[0], losses[0])}{ratio}. "
                               + (hint or "The loss at initialisation differs: the loss formula, the labels or "
                                          "the data handling."), diagnosed=bool(hint), **details)
+    per_pass = check.params.get("steps_per_pass")  # minibatches in one pass over the data (exercise-3)
+    if per_pass and steps[i] >= int(per_pass) > steps[i - 1]:
+        return Verdict.failed(
+            f"the losses measured in the first pass over the data match (steps {steps[0]} to {steps[i - 1]}; a pass is "
+            f"{per_pass} minibatches) and depart at step {steps[i]}, in the second pass: {versus(want[i], losses[i])}. What "
+            "differs is how one pass ends and the next begins: the last, partial minibatch (kept or dropped), the "
+            "order of the examples (drawn again for each pass, or once), the data iterator restarted.",
+            diagnosed=True, **details)
     return Verdict.failed(
         f"the first loss matches ({fmt(want[0])}) but the trajectory departs at step {steps[i]}: "
         f"{versus(want[i], losses[i])}. The update differs: the gradient, the learning rate, "

@@ -22,6 +22,11 @@ entries of four kinds, in one list:
   torch._C._nn.*, an nn.Conv2d, a conv3d on an unsqueezed input. The function entries name the doors;
   an operator entry is the room behind them. Only operators that are not decomposed before they reach
   the mode can be named (aten.convolution, not aten.conv2d; F.l1_loss and F.linear have none).
+- "operators": a number type of the submission's own, a class (reached from NAME) that defines arithmetic
+  operators (`__mul__`, `__add__`, `__matmul__`, `__torch_function__`, ...). Dual numbers carry a derivative
+  through every operation (forward-mode differentiation in forty lines: integrity round 14 wrote exercise-5's
+  backwards so, exact to rounding, with no rule of the cheat sheet derived): not a derivative by hand. Static
+  only (the scan); an exercise that asks for derivatives by hand forbids it.
 - "complex": complex numbers. A complex literal (`1j`), `complex(...)`, a complex dtype by name
   (torch.complex64/128, cfloat, cdouble, chalf, numpy's complex64/128, the strings "complex128",
   "c16", ...), torch.complex, torch.view_as_complex, torch.polar, `.imag`, the module cmath. The
@@ -69,6 +74,10 @@ COMPLEX_STRINGS = frozenset({  # dtypes spelt as strings: np.zeros(3, dtype="com
     "complex", "complex32", "complex64", "complex128", "complex256", "cfloat", "cdouble", "chalf", "csingle",
     "c8", "c16", "c32"})
 COMPLEX_MODULES = ("cmath",)
+OPERATORS = "operators"  # a number type of the submission's own: a class that defines arithmetic operators
+ARITHMETIC_OPERATORS = frozenset({
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+    "__matmul__", "__rmatmul__", "__pow__", "__rpow__", "__neg__", "__torch_function__", "__torch_dispatch__"})
 
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
@@ -96,6 +105,10 @@ def without(name: str, entry: str) -> str:
     if entry == COMPLEX:
         return (f"a complex-step derivative is not a derivative by hand; this exercise asks for {name} "
                 "without complex numbers")
+    if entry == OPERATORS:
+        return (f"a number type that carries derivatives through its operators (dual numbers, forward-mode "
+                f"differentiation) is not a derivative by hand; this exercise asks for {name} without classes of "
+                "its own that define arithmetic operators")
     return f"this exercise asks for {name} without it"
 
 
@@ -444,6 +457,10 @@ def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[st
     """(entry, what was used, in words) when `node` itself is a use of one of `entries`."""
     complex_ = COMPLEX in entries
     modules = _modules(tuple(entries))
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if OPERATORS in entries and node.name in ARITHMETIC_OPERATORS:
+            return OPERATORS, f"a class of its own that defines the operator {node.name}"
+        return None
     if isinstance(node, ast.Constant):
         if complex_ and isinstance(node.value, complex):
             return COMPLEX, f"the complex literal {node.value!r}"
@@ -711,6 +728,8 @@ def watched(entry: Path, forbid: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def _reachable(entry: str, texts: str) -> bool:
+    if entry == OPERATORS:  # the scan's alone: nothing to watch at run time
+        return False
     if entry == COMPLEX:
         return bool(_COMPLEX_TEXT.search(texts))
     module = module_of(entry)

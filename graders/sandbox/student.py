@@ -353,7 +353,7 @@ class Server:
         "complex" (graders/sandbox/forbid.py) are judged by a watch (_Watch) that runs only while an API
         name that forbids them is being called: `active` starts and stops it; so are op entries
         ("aten.*convolution*": torch's operator, whichever Python name reached it)."""
-        from .forbid import COMPLEX, is_op, module_of
+        from .forbid import COMPLEX, OPERATORS, is_op, module_of
 
         wanted: dict[str, list[str]] = {}
         watches: dict[str, _Watch] = {}
@@ -363,7 +363,7 @@ class Server:
             if modules or COMPLEX in names or ops:
                 watches[api_name] = _Watch(self, modules, COMPLEX in names, ops)
             for dotted in names:
-                if dotted != COMPLEX and module_of(dotted) is None and not is_op(dotted):
+                if dotted not in (COMPLEX, OPERATORS) and module_of(dotted) is None and not is_op(dotted):
                     wanted.setdefault(dotted, []).append(api_name)
         if watches:
             self.active = _Active(watches)

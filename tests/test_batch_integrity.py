@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import tracemalloc
 import xml.etree.ElementTree as ET
 import zipfile
@@ -125,6 +126,17 @@ def test_json_depth_ignores_brackets_inside_strings():
     assert json_depth(b'{"cells": [{"source": ["x = [[[1]]]", "\\"]]]\\\\"]}]}') == 4
     assert json_depth(b"[" * 100_000 + b"]" * 100_000) == 100_000
     assert json_depth(b"") == 0
+    assert json_depth(b'["a\\') == 1 and json_depth(b'[["unterminated ]]') == 2  # a string open to the end
+
+
+def test_json_depth_is_linear_on_an_unterminated_string_of_escaped_quotes():
+    """Integrity round 14: '"x": "' then escaped quotes and no closing one made every quote a regex start that
+    ran to the end and failed (quadratic: 32 KB took 7 s, a 200 KB notebook stalled a class's discovery for
+    hours). 4 MB now, in a child given a minute: a regression hangs it and fails here, it does not hang CI."""
+    code = ("from dldiy.graders.batch.discover import json_depth\n"
+            "print(json_depth(b'{\"cells\": [], \"x\": \"' + b'\\\\\"' * 2_000_000))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr
 
 
 # --- discovery: every problem is one student's row ---------------------------------------------------

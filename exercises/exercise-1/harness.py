@@ -170,6 +170,24 @@ def _train(sub, X, y, w0, lr, steps, harness_loss=False):
     return w, expect_history(losses, steps)
 
 
+_ONE_POINT = ("With one point the gradient is a number times x~, so any error gives a constant ratio analytic/numeric; "
+              "the configurations before it (n > 1) agree. Code that reads the labels from the data (y.max(), "
+              "torch.unique(y), the classes present: one label only here) or squeezes the point's dimension away goes "
+              "wrong with one point: t = 2y - 1 holds for each label alone.")
+_SATURATED = "n=8, d=3, margins of magnitude 20 to 30, both signs (sigma(-u) within 2e-9 of 0 or 1)"
+
+
+def _exact_floor(label, X):
+    """The scale the exact-gradient judge holds a block to: its own largest entry (0), except at saturated margins,
+    where it is max_j mean_i |x~_ij| (the gradient were every sigma 1): sigma(u) - y, a correct arrangement,
+    computes sigma(-u) as 1 - sigma(u) for one label, off by float64's rounding of 1 (~1e-16 |x~|), which is
+    rounding at that scale and not at the scale of a gradient of 1e-9 where every point is on its right side."""
+    if label != _SATURATED:
+        return 0.0
+    Xt = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype)], 1)
+    return float(Xt.abs().mean(0).max())
+
+
 def _gradcheck_family(seed, p):
     """(label, X, y, w): the spec's sizes, then odd ones, a non-contiguous X, uint8 labels and w = 0 (every
     margin 0)."""
@@ -186,6 +204,11 @@ def _gradcheck_family(seed, p):
     # to 255 there, where int64 labels hide it (a blind red team's miss)
     X, y, _ = _problem(seed + 7, 9, 2)
     family.append(("n=9, d=2, labels y as uint8", X, y.to(torch.uint8), torch.tensor(rng.normal(0, 1, 3))))
+    # saturated margins, 20 to 30 in magnitude, both signs: sigma(-u) is within 2e-9 of 0 or 1 there, so a sigma
+    # clamped to [eps, 1 - eps] (or margins cut off at +-20) is off by far more than float64's rounding, and
+    # finite differences (atol 1e-8) cannot see it: the exact gradient can (round 5's blind red team)
+    X, y, w_ = _extreme(seed + 9, 8, 3, 25.0, spread=0.2)
+    family.append((_SATURATED, X, y, w_))
     X, y, _ = _problem(seed, n, d)
     family.append((f"n={n}, d={d}, w = 0 (every margin exactly 0)", X, y, torch.zeros(d + 1, dtype=torch.float64)))
     return family
@@ -245,8 +268,9 @@ def gradcheck(sub, seed, p):
     # is exact to float64's rounding (the judge holds each block to `exact`, graders/kinds/gradcheck.py); a
     # finite difference of a copy of the loss (no call of loss() to count) agrees with the finite differences
     # here to ~1e-10 and no better.
-    blocks = [block(f"w ({label})", analytic, expected, moves=moves, exact=exact)
-              for (label, _X, _y, _w, analytic), (expected, moves, exact) in zip(measured, numeric)]
+    blocks = [block(f"w ({label})", analytic, expected, moves=moves, exact=exact, exact_floor=_exact_floor(label, X_),
+                    hint=_ONE_POINT if len(X_) == 1 else "")
+              for (label, X_, _y, _w, analytic), (expected, moves, exact) in zip(measured, numeric)]
     # float32 in, float32 out: the same gradient within float32's precision.
     g32, g64 = calls.judged(g32, dims), calls.judged(g64, dims)
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-6):
@@ -385,19 +409,45 @@ def convergence(sub, seed, p):
             "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": y.tolist(), "bias": -1.0}}
 
 
-def _extreme(seed, n, d, scale):
-    """X (n, d) in random directions, labels from the seed, and w with every <x~_i, w> = +-scale: the
-    margins t_i <x~_i, w> are +-scale with both signs (points on both sides, right and wrong)."""
+def _extreme(seed, n, d, scale, spread=0.5):
+    """X (n, d) in random directions, labels from the seed, and w with every <x~_i, w> = +-scale (times 1 +- up
+    to `spread`): the margins t_i <x~_i, w> have both signs (points on both sides, right and wrong)."""
     rng = np.random.default_rng(seed + 7)
     w = rng.normal(size=d + 1)
     a, b = w[:d], w[d]
     unit = a / np.linalg.norm(a)
-    signed = scale * rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 1.5, n)
+    signed = scale * rng.choice([-1.0, 1.0], n) * rng.uniform(1 - spread, 1 + spread, n)
     noise = rng.normal(size=(n, d))
     noise -= np.outer(noise @ unit, unit)  # orthogonal to a: moves no score
     X = noise + np.outer((signed + b) / np.linalg.norm(a), unit)  # <x, a> - b = signed
     y = rng.integers(0, 2, n)
     return torch.tensor(X), torch.tensor(y, dtype=torch.int64), torch.tensor(w)
+
+
+MARGINS = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)  # 10 to 20: where e^m still shows
+SOFTPLUS_GAP = 2.1e-9  # torch's own F.softplus is the identity beyond 20: off by log1p(e^-20) < 2.1e-9 there
+
+
+def _margin_grid(seed):
+    """One point at each margin of a grid from 1 to 40 in magnitude, both signs (each jittered by the seed, a
+    multiple of 1/8): (label, X, y, w, tolerance). X = [t m / 2, 1] and w = [2, 1/2, 1/2], so the margin
+    t <x~, w> is m exactly in any order of the sum. The loss log(1 + e^-m) is held to float64's rounding
+    (atol 1e-14: log(1 + e^-m) written with log, not log1p, as torch's binary_cross_entropy_with_logits
+    does, is off by ~2e-15 at positive margins), except below m = -20, where torch's F.softplus (-m beyond
+    its threshold of 20) is off by up to 2.1e-9: an asymptote -m, or any cut-off, taken earlier is off by
+    e^m, 2e-9 to 5e-5 (round 5's blind red team)."""
+    rng = np.random.default_rng(seed + 8)
+    cases = []
+    for size in MARGINS:
+        for sign in (1.0, -1.0):
+            m = sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8
+            label = int(rng.integers(0, 2))
+            t = 2 * label - 1
+            X = torch.tensor([[t * m / 2, 1.0]], dtype=torch.float64)
+            w = torch.tensor([2.0, 0.5, 0.5], dtype=torch.float64)
+            cases.append((f"one point at margin {m:g} (n=1, d=2)", X, torch.tensor([label]), w,
+                          {"rtol": 1e-13, "atol": SOFTPLUS_GAP if m < -20 else 1e-14}))
+    return cases
 
 
 @seeded_once
@@ -408,16 +458,20 @@ def _stability_cases(seed, p):
     # The spec's own configuration (first-loss's first loss): where it is wrong, the formula is, and
     # first-loss charges that; this check then judges finiteness only (graders/kinds/stability.py).
     X, y, w = _problem(seed, p["n"], p["d"])
-    cases.append(("loss", f"n={p['n']}, d={p['d']}, the spec's configuration", X, y, w, {"base": True}))
+    # held to first-loss's own tolerance: a loss wrong at 1e-9 there (float32 inside) is first-loss's to charge, and
+    # the margin grid below (float64's rounding) then judges finiteness only. Three more ordinary cases are bases
+    # too: float32's rounding of one mean can fall below 1e-9 by chance (1% of seeds), of log 2 (w = 0) never.
+    base = {"base": True, "rtol": 1e-9, "atol": 1e-12}
+    cases.append(("loss", f"n={p['n']}, d={p['d']}, the spec's configuration", X, y, w, base))
     X, y, w = _problem(seed + 1, 1, 2)
     cases.append(("loss", "n=1, d=2", X, y, w, {}))
     X, y, w = _problem(seed + 2, 20, 1)
-    cases.append(("loss", "n=20, d=1", X, y, w, {}))
+    cases.append(("loss", "n=20, d=1", X, y, w, base))
     X, y, w = _problem(seed + 3, 20, 4)
     cases.append(("loss", "n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), {"rtol": 1e-5, "atol": 1e-6}))
     cases.append(("loss", "n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(),
-                  w.clone(), {}))
-    cases.append(("loss", "n=20, d=4, w = 0 (every margin 0)", X.clone(), y.clone(), torch.zeros_like(w), {}))
+                  w.clone(), base))
+    cases.append(("loss", "n=20, d=4, w = 0 (every margin 0)", X.clone(), y.clone(), torch.zeros_like(w), base))
     # labels already in X's float dtype: y.to(X.dtype) is then y itself, not a copy, so an in-place
     # t.mul_(2).sub_(1) on it rewrites the caller's labels (int labels hide it: .to() copies them)
     cases.append(("loss", "n=20, d=4, y as float64 labels (X's dtype)", X.clone(), y.double(), w.clone(), {}))
@@ -439,6 +493,7 @@ def _stability_cases(seed, p):
     X, y, w = _extreme(seed + 1, 8, 3, 100.0)
     cases.append(("loss", "margins of magnitude 100, float32 (n=8, d=3)", X.float(), y.clone(), w.float(),
                   {"rtol": 1e-5, "atol": 1e-6}))
+    cases.extend(("loss", *case) for case in _margin_grid(seed))
     cases.append(("gradient", "margins of magnitude 100, float32", X.float(), y.clone(), w.float(), {}))
     return cases
 

@@ -197,9 +197,50 @@ def gradcheck(sub, seed, p):
         raise Violation("gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
                         f"{g32.tolist()} vs {g64.tolist()}")
     bfloat16_precision(g16, g64, "gradient()")
+    _far_from_origin(sub, seed)
     return {"blocks": blocks, **loss_note(sub, (_t(X), _t(y), w), float(_spec_loss(_t(X), _t(y), w)), dims={"n": p["n"], "d": p["d"]})}
 
 
+
+
+@seeded_once
+def _far_data(seed, _p):
+    """float32 data far from the origin on which the residual form is exact: X = 4000 + integers in [-8, 8]
+    (n = 64, d = 3), w = [k/8, ...] with |w_j| in [1/2, 2] for the features (X~ w ~ 1e4, far from 0), y = X~ w - r
+    with residuals r_i = k/8 in [-2, 2]. Every X~ w, r_i = X~ w - y, x_ij r_i and their sums over i is a
+    multiple of 1/8 below 2^21, a float32 number: (2/n) X~^T (X~ w - y) is exact in float32, in any order of
+    its sums. The expanded (2/n) (X~^T X~ w - X~^T y) is not: X~^T X~ w and X~^T y are ~1e10, rounded to
+    ~1e3 before they cancel down to the gradient (~1e1 to 1e3). Returns X, y, w (float32) and the exact
+    gradient (float64)."""
+    rng = np.random.default_rng(seed + 41_000)
+    n, d = 64, 3
+    X = rng.integers(-8, 9, size=(n, d)).astype(np.float64) + 4000.0
+    w = np.concatenate([rng.integers(4, 17, size=d) * rng.choice([-1.0, 1.0], d), rng.integers(-16, 17, size=1)]) / 8
+    y = _with_bias(X) @ w - rng.integers(-16, 17, size=n) / 8
+    X, y, w = _t(X), _t(y), _t(w)
+    return X.float(), y.float(), w.float(), _spec_gradient(X, y, w)
+
+
+def _far_from_origin(sub, seed):
+    """gradient() in float32 on `_far_data`, where the residual form is exact: held to a bound on float32's
+    rounding of the residual form's last sum, in any order, (n + d + 4) u (2/n) sum_i |x~_ij| |r_i| with
+    u = 2^-24 (every other step of it is exact here), while an expanded form is off by 36 to 2500 times that
+    bound (1000 seeds). Round 5's blind red team: (2/n) (X~^T X~ w - X~^T y) cancels in float32."""
+    X, y, w, exact = _far_data(seed, {})
+    got = _at("gradient(), float32 data far from the origin", lambda: _call(sub, "gradient", X.clone(), y.clone(),
+                                                                              w.clone(), shape=(4,)))
+    Xt = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1).double()
+    r = Xt @ w.double() - y.double()
+    bound = (len(X) + X.shape[1] + 4) * 2.0 ** -24 * 2 / len(X) * (Xt.abs().T @ r.abs())
+    off = (got.detach().double() - exact).abs()
+    if not bool((off <= bound).all()):  # (nan fails)
+        j = int(torch.argmax(torch.nan_to_num(off / bound, nan=float("inf"))))
+        raise Violation(
+            f"gradient() on float32 data far from the origin (X = 4000 + small integers, n = 64, residuals of at most 2, "
+            f"where (2/n) X~^T (X~ w - y) is exact in float32) is off at entry {j}: {float(got.reshape(-1)[j]):.8g}, "
+            f"where the gradient is {float(exact[j]):.8g} (error {float(off[j]):.3g}, above float32's rounding of that "
+            f"form, {float(bound[j]):.2g}). An expanded form, (2/n) (X~^T X~ w - X~^T y), subtracts two terms of ~1e10 "
+            "that float32 rounds to ~1e3 before they cancel: compute the residuals X~ w - y first")
 
 
 def _gradient_note(sub, X, y, w):
@@ -216,6 +257,9 @@ def first_loss(sub, seed, p):
     # float32 in, float32 out: train()'s w follows its inputs' dtype (a float64 loop inside returns float64)
     _at("float32 X, y and w0 (2 steps)",
         lambda: _train(sub, _t(X).float(), _t(y).float(), _t(w0).float(), p["lr"], 2, p["d"]))
+    # loss() itself, float32 in -> float32 out (as exercise-1's): a mean accumulated in float64 "for accuracy"
+    # returns float64 there, and train()'s float32 run above records its value as a number (round 5's blind red team)
+    _at("loss(), float32 X, y and w", lambda: _call(sub, "loss", _t(X).float(), _t(y).float(), _t(w0).float(), shape=()))
     _recorded_near_optimum(sub, seed, p)
     # integer features and weights, y = X~ w0 exactly: every residual, and so the gradient, is exactly 0
     Xi = torch.arange(12, dtype=torch.float64).reshape(6, 2) % 5 - 2
@@ -281,14 +325,18 @@ def divergence(sub, seed, p):
     measured = {"lr": lr, "limit": limit, "steps": steps}
     try:
         with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
-            _, losses = sub.get("train")(_t(X), _t(y), _t(w0), lr, steps)
+            w, losses = sub.get("train")(_t(X), _t(y), _t(w0), lr, steps)
     except RemoteError as e:  # raising at divergence is what this check reports
         if e.message.startswith("NotImplementedError"):
             raise
         measured["raised"] = e.message
         return measured
     measured["losses"] = [float(v) for v in losses]
+    # whether the weights grew as plain descent's did (a record capped, the step untouched) or stayed bounded
+    grown = float(w.detach().double().norm()) if isinstance(w, torch.Tensor) else float("nan")
+    measured["weights_grew"] = not grown < 0.5 * _plain_final_norm(seed, p)
     measured["plain"] = _plain_descent(seed, p)
+    measured["plain_lr32"] = _plain_descent(seed, {**p, "lr32": True})  # lr made a float32 tensor: its diagnosis
     if p.get("float32_steps") and len(measured["losses"]) == steps:
         measured["more"] = [_diverging_float32(sub, seed, p, X, y, w0, lr, p["float32_steps"])]
     return measured
@@ -311,6 +359,17 @@ def _diverging_float32(sub, seed, p, X, y, w0, lr, steps):
 
 
 @seeded_once
+def _plain_final_norm(seed, p):
+    """|w| after divergence's plain descent in float64 (inf or nan once the weights overflow)."""
+    X, y, w0 = _problem(seed, p["n"], p["d"])
+    lr = p["factor"] * _stability_limit(X)
+    X, y, w = _t(X), _t(y), _t(w0)
+    for _ in range(p["steps"]):
+        w = w - lr * _spec_gradient(X, y, w)
+    return float(w.norm())
+
+
+@seeded_once
 def _plain_descent(seed, p):
     """Plain gradient descent with the spec's loss and gradient at divergence's lr, computed here once per
     (seed, params): where the student's loop follows it at first and then leaves it, something changed
@@ -318,6 +377,8 @@ def _plain_descent(seed, p):
     float32 run's: nan where the weights hold infinities of both signs, as the student's loop's are)."""
     X, y, w0 = _problem(seed, p["n"], p["d"])
     lr = p["factor"] * _stability_limit(X)
+    if p.get("lr32"):  # lr rounded to float32, as torch.tensor(lr) holds it
+        lr = float(np.float32(lr))
     dtype = torch.float32 if p.get("float32") else torch.float64
     X, y, w = _t(X).to(dtype), _t(y).to(dtype), _t(w0).to(dtype)
     plain = []

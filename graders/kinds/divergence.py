@@ -9,7 +9,8 @@ not finite, or when the last loss exceeds `growth` (default 100) times the first
 The check passes when the history diverges: the training loop used lr as given, did not clip or
 rescale the step, and reported the divergence by returning its losses, one per step, inf and nan
 included, rather than raising. It fails when the loop raised, stopped early, or the losses did not
-grow; and, where the harness also ran plain gradient descent with the same loss and gradient (`plain`),
+grow; and, where the harness also ran plain gradient descent with the same loss and gradient (`plain`; `plain_lr32`
+with lr rounded to float32, `weights_grew` whether the loop's final weights grew as plain descent's: diagnoses),
 when the loop followed it for its first FOLLOWED steps and then left it while its losses were finite:
 something changed the step once it grew (a clamp of the weights, a cap on the step). A loop that does
 not follow plain descent from the start is judged by the growth alone (first-loss and convergence
@@ -60,6 +61,18 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         if isinstance(plain, list) else None
     if left is not None:
         k, got, want = left
+        recorded = _record_capped(losses, k, want) if measured.get("weights_grew") is True else ""
+        if recorded:
+            return Verdict.failed(f"{where}, {recorded}", diagnosed=True, step=k)
+        lr32 = measured.get("plain_lr32")  # plain descent with lr rounded to float32, where the harness ran it
+        if isinstance(lr32, list) and _leaves_plain_descent(losses, [math.nan if v is None else float(v) for v in lr32]) \
+                is None and _follows(losses, lr32) > k:
+            return Verdict.failed(
+                f"{where}, train() leaves plain gradient descent at step {k} (loss {got:.9g}, not {want:.9g}), but "
+                f"follows plain descent with lr rounded to float32 ({lr32_value(lr)!r}) step for step: the "
+                "learning rate is made a float32 number inside train() (torch.tensor(lr) is float32 by default; pass "
+                "dtype=w.dtype, or use the Python number as it is). Above the stability limit every step multiplies "
+                "that 1e-8 difference.", diagnosed=True, step=k)
         return Verdict.failed(
             f"{where}, train() follows plain gradient descent for {k} steps, then leaves it at step {k}: loss "
             f"{fmt(got)} where plain gradient descent with the same loss and gradient gives {fmt(want)}. Something "
@@ -101,6 +114,40 @@ def _stopped_early(run: dict[str, Any]) -> str | None:
                 "descent with the same loss and gradient turns nan there: infinities of both signs in the weights). "
                 "The spec asks for the losses as they are, inf and nan included: a nan replaced by inf hides it.")
     return None
+
+
+def lr32_value(lr: float) -> float:
+    """lr rounded to float32, as torch.tensor(lr) holds it."""
+    import struct
+
+    return float(struct.unpack("f", struct.pack("f", lr))[0])
+
+
+def _follows(losses: list[float], plain: list[Any]) -> int:
+    """How many steps from the start `losses` match `plain` (to RTOL, or both the same non-finite value)."""
+    k = 0
+    for got, want in zip(losses, [math.nan if v is None else float(v) for v in plain]):
+        same = got == want or (math.isnan(got) and math.isnan(want)) or \
+            (math.isfinite(got) and math.isfinite(want) and abs(got - want) <= RTOL * abs(want))
+        if not same:
+            break
+        k += 1
+    return k
+
+
+def _record_capped(losses: list[float], k: int, want: float) -> str:
+    """Why the history leaves plain descent at step k, where from k on it records one value, below plain
+    descent's loss, at every step, while the weights train() returned grew as plain descent's did (the harness's
+    `weights_grew`: the record capped, min(loss, 1e300), the step untouched; a clamp of the weights keeps the loss
+    constant too, with the weights bounded); else ""."""
+    rest = losses[k:]
+    if len(rest) < 2 or not math.isfinite(rest[0]) or any(v != rest[0] for v in rest) or not rest[0] < want:
+        return ""
+    return (f"train() records the loss {fmt(rest[0])} at step {k} and at every step after it ({len(rest)} steps), where "
+            f"plain gradient descent's loss is {fmt(want)} at step {k} and grows on, and the weights grew as plain descent's: "
+            f"the step is untouched, the recorded value capped (a min(loss, {fmt(rest[0])}), a clamp of what is "
+            "appended). Record the loss as it "
+            "is, inf and nan included: the caller reads the divergence from it.")
 
 
 FOLLOWED = 3  # steps a loop must match plain descent from the start to be judged against it later

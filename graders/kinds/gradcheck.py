@@ -75,16 +75,19 @@ def central_differences(values: Any, shape: Sequence[int], eps: float = EPS) -> 
 
 
 def block(name: str, analytic: Any, numeric: Any, moves: bool = False, exact: Any = None,
-          exact_floor: float = 0.0) -> dict[str, Any]:
+          exact_floor: float = 0.0, hint: str = "") -> dict[str, Any]:
     """One measured block: a named tensor's analytic and numeric gradient, flattened. `moves` says the
     harness knows (from its own computation) that the true gradient there is not zero: a loss that does
     not move is then a degenerate measurement, which proves nothing and earns nothing. `exact`: the
     gradient the harness computed itself (float64), where it knows the function is the one differentiated;
     the judge then holds the hand gradient to float64's rounding (`inexactness`, with `exact_floor`), which
-    finite differences never reach."""
+    finite differences never reach. `hint`: the likely cause where this block disagrees with finite differences,
+    said instead of reading the ratio analytic/numeric (with one point, every error gives a constant ratio)."""
     made = {"name": name, "shape": list(numeric.shape), "moves": moves,
             "analytic": analytic.detach().double().reshape(-1).tolist(),
             "numeric": numeric.detach().double().reshape(-1).tolist()}
+    if hint:
+        made["hint"] = hint
     if exact is not None:
         made["exact"] = exact.detach().double().reshape(-1).tolist()
         made["exact_floor"] = float(exact_floor)
@@ -160,7 +163,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
                     "their slope, and its gradient passes through it too. Compute in the inputs' dtype (a new "
                     "tensor made with dtype=, or torch.empty_like / zeros_like, no .float()).",
                     diagnosed=True, worst_rel_error=float(rel.max()), bad_entries=int(bad.sum()), out_dtype=dtype)
-            hint = array_ratio_hint(a, n, "analytic/numeric")
+            hint = b.get("hint") or array_ratio_hint(a, n, "analytic/numeric")  # a block's own likely cause first
             return Verdict.failed(
                 f"analytic and numeric gradients of {b['name']} disagree at {int(bad.sum())} of {a.size} "
                 f"entries; worst: {rows}." + (f" {hint}" if hint else ""),
@@ -178,8 +181,9 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
                 f"the gradient of {b['name']} agrees with finite differences but is off the exact gradient by "
                 f"{off:.1e} (relative to its largest entry) and no more: a derivative by hand in float64 is exact "
                 f"to ~1e-15. Finite differences of the function (~1e-13 to 1e-10; not a derivative by hand) or "
-                "float32 arithmetic inside (~1e-7) give such an error, and so does a cancellation in the formula "
-                "(1 - a where a is close to 1). Derive the formula by hand and compute in the inputs' dtype.",
+                "float32 arithmetic inside (~1e-7) give such an error, and so do a cancellation in the formula "
+                "(1 - a where a is close to 1) and a clamp (a value kept within [eps, 1 - eps], inputs cut off). "
+                "Derive the formula by hand and compute in the inputs' dtype.",
                 diagnosed=True, inexact=off)
     return Verdict.passed(f"max rel. error {fmt(worst_overall)}", worst_rel_error=worst_overall, inexact=inexact)
 

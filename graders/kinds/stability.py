@@ -3,7 +3,8 @@
 The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value must be finite and
 match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
 carries them; a case marked `finite_only` is judged for finiteness alone; a case's `why` is the likely cause
-said when it is not finite). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+said when it is not finite; the spec's `case_hints`, {start of a case's name: likely cause}, the cause said when
+a case's value is wrong). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
 
 One bug, one deduction: a case marked `base` is the function at the spec's own configuration, whose
@@ -51,9 +52,10 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if settings[name].get("finite_only") or wrong_base:  # only finiteness (the values are another check's)
             continue
         if not close(value, target, float(settings[name].get("rtol", rtol)), float(settings[name].get("atol", atol))):
-            hint = ratio_hint(value, target)
+            said = _case_hint(name, check)  # the spec's likely cause for a family of cases, by the names' start
+            hint = said or ratio_hint(value, target)
             return Verdict.failed(f"{name}: {versus(target, value)}." + (f" {hint}" if hint else ""),
-                                  case=name)
+                                  case=name, diagnosed=bool(said))
     if set(want) - {c["name"] for c in measured["cases"]}:
         return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
     if wrong_base:
@@ -67,6 +69,14 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite and correct")
 
 
+def _case_hint(name: str, check: Check) -> str:
+    """The spec's `case_hints` entry ({start of a case's name: likely cause}) whose key starts `name` (the
+    longest), said when that case's value is wrong; "" when none does."""
+    hints = check.params.get("case_hints") or {}
+    keys = [k for k in hints if isinstance(k, str) and name.startswith(k)]
+    return str(hints[max(keys, key=len)]) if keys else ""
+
+
 def _wrong_base(measured: dict[str, Any], settings: dict[str, dict[str, Any]], rtol: float, atol: float,
                 charged_by: str) -> str:
     """Why the values are not this check's to judge ("" when they are): the reference's `base` case
@@ -76,7 +86,9 @@ def _wrong_base(measured: dict[str, Any], settings: dict[str, dict[str, Any]], r
         if not settings.get(name, {}).get("base"):
             continue
         value, target = math.nan if case["value"] is None else float(case["value"]), settings[name]["value"]
-        if math.isfinite(value) and not close(value, target, rtol, atol):
+        # the base case's own tolerance where it carries one: the base check's (a loss in float32 is off there)
+        if math.isfinite(value) and not close(value, target, float(settings[name].get("rtol", rtol)),
+                                              float(settings[name].get("atol", atol))):
             return (f"{name} is {fmt(value)}, not {fmt(target)}: the formula differs at the spec's own "
                     f"configuration, which {charged_by} charges (one bug, one deduction)")
     return ""

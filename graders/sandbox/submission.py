@@ -579,7 +579,21 @@ def describe(exc: BaseException, loaded: Loaded) -> str:
     if not frames:
         return what
     last = frames[-1]
-    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})"
+    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})" + _likely_cause(text)
+
+
+# torch's words where tensors of two dtypes meet in one operation (matmul, addmv, dot, a loss, an in-place op)
+_DTYPES_MEET = re.compile(r"same dtype|expected scalar type|found dtype \w+ but expected|result type \w+ can't be cast",
+                          re.IGNORECASE)
+
+
+def _likely_cause(text: str) -> str:
+    """A likely cause said after an exception whose words alone do not point at it ("" when none)."""
+    if _DTYPES_MEET.search(text):
+        return (": tensors of two dtypes meet there. One made inside with torch's default dtype, float32 "
+                "(torch.ones(n, 1), torch.tensor(...): pass dtype=X.dtype), or one kept from an earlier call "
+                "(a cache or a global, built for other inputs)?")
+    return ""
 
 
 def trimmed_traceback(exc: BaseException, loaded: Loaded) -> str:

@@ -211,3 +211,22 @@ def test_the_students_own_model_runs_inside_the_students_train(tmp_path, check_j
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["invariants"], checks
     assert checks["invariants"]["message"].startswith("ElmanRNN(params) inside your own train()"), checks["invariants"]
     assert "raised RuntimeError: only inside train()" in checks["invariants"]["message"]
+
+
+def test_a_float32_state_and_a_python_float_norm_are_said_as_dtypes(write_submission, check_json):
+    """A blind red team (round 14) on the messages: an h_0 made without dtype= (float32 whatever xs is) raised
+    on float64 inputs, and invariants said it under "forward(xs) and predict(xs) leave xs and the parameters as
+    they were"; a norm summed as a Python float and returned as torch.tensor(total) was reported as a 3e-8
+    difference of its value. Each is now said as the dtype it is."""
+    source = (REPO / "reference" / "exercise-9" / "rnn.py").read_text()
+    edits = (("dtype=xs.dtype, device=xs.device)", "device=xs.device)"),
+             ("    return total\n", "    return torch.tensor(float(total))\n"))
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    checks = {c["name"]: c for c in check_json("exercise-9", write_submission(source, "rnn.py"), "invariants",
+                                               "clipping")[0]["checks"]}
+    said = checks["invariants"]["message"]
+    assert said.startswith("float64 in, float64 out") and "raise on float64 ones" in said and "dtype=" in said, said
+    said = checks["clipping"]["message"]
+    assert "a float32 norm" in said and "for float64 gradients" in said, said

@@ -93,6 +93,7 @@ def _train(sub, seed, p, steps, leftover=False):
     conv checks, not train()'s). `leftover`: every parameter arrives with a .grad already (seeded), as an
     earlier backward leaves it."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
+    Xtr = Xtr * p["scale"] if p.get("scale") else Xtr  # images that many times brighter: logits that much larger
     params = _init_params(seed, p["channels"])
     if leftover:
         gen = torch.Generator().manual_seed(seed + 20_000)
@@ -321,6 +322,15 @@ def pool_agreement(sub, seed, p):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         cases += _upstream_cases(sub, f"x {N}x{C}x{H}x{W}", max_pool2d, lambda x: F.max_pool2d(x, 2),
                                  (_tensor(gen, N, C, H, W),), ("x",), gen)
+    # entries far below any starting "minus infinity" (a running max from -1e9, -1e30 or float32's lowest): one
+    # channel each at -1e10, -1e30 and -1e300 times (|x| + 1); torch, and a max over each window, return them
+    for N, C, H, W in p.get("far_below", []):
+        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+        scale = torch.tensor([10.0, 30.0, 300.0], dtype=torch.float64)[torch.arange(C) % 3].reshape(1, C, 1, 1)
+        x = -(_tensor(gen, N, C, H, W).abs() + 1) * 10 ** scale
+        cases += _agreement(f"x {N}x{C}x{H}x{W}, entries far below any starting sentinel (-1e10, -1e30 and -1e300 "
+                            "times 1 to 4, a channel each)", max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",),
+                            gen, first=False)
     return {"cases": cases}
 
 
@@ -423,7 +433,9 @@ def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
     runs = [short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
-                       f"{run['n_train']} training images and batch_size {run['batch_size']}")
+                       f"{run['n_train']} training images" + (f" {run['scale']:g} times brighter" if run.get("scale") else "")
+                       + f" and batch_size {run['batch_size']}" + (f", lr = {run['lr']:g}" if "lr" in run else "")
+                       + (f" ({run['why']})" if run.get("why") else ""))
             for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)

@@ -386,7 +386,16 @@ def clipping(sub, seed, p):
                     {"name": f"{config_name}: clipped gradient of parameter {k} (shape {tuple(r.shape)})", "error": said}
                     for k, r in enumerate(ref) if k not in none]
                 continue
-        cases.append(_case(f"{config_name}: returned total norm", total, target_total))
+        if isinstance(total, torch.Tensor) and total.dtype != target_total.dtype:
+            # said as the dtype it is, not as float32's rounding of the value (blind red team, round 14)
+            cases.append({"name": f"{config_name}: returned total norm", "error": (
+                f"a {str(total.dtype).replace('torch.', '')} norm ({float(total):.9g}; torch's: {float(target_total):.9g}) "
+                "for float64 gradients: the norm follows the gradients' dtype and device, as torch.nn.utils."
+                "clip_grad_norm_'s does. A norm summed as a Python float and returned as torch.tensor(total) is "
+                "float32 and on the CPU whatever the gradients are: compute it with tensor ops on the gradients, or "
+                "torch.tensor(total, dtype=g.dtype, device=g.device)")})
+        else:
+            cases.append(_case(f"{config_name}: returned total norm", total, target_total))
         for k, (m, r) in enumerate(zip(mine, ref)):
             if k in none:
                 if m.grad is not None:
@@ -666,6 +675,36 @@ def invariants(sub, seed, p):
                 return f"{call} modified its argument {name} in place: work on a copy (x = x.clone()) or out of place"
         return None
 
+    # first: a forward that raises on float64 inputs only is said under this property's title, not under the
+    # next one's (which runs forward on float64 too; blind red team, round 14)
+    def dtypes():
+        with torch.no_grad():
+            mine32 = {k: v.float() for k, v in params.items()}
+            h32 = _forward(sub, mine32, xs.float(), "ElmanRNN(float32 params).forward(float32 xs)")
+            pred = sub.get("ElmanRNN")(mine32).predict(xs.float())
+            cell = sub.get("rnn_cell")(xs[0].float(), h32[0], *(mine32[k] for k in NAMES))
+            try:
+                h64 = _forward(sub, params, xs)
+                pred64 = sub.get("ElmanRNN")(params).predict(xs)
+            except RemoteError as e:  # float32 ran: a tensor of the default dtype meets float64 ones
+                said = (e.message.splitlines() or ["an error"])[0][:300]
+                return (f"forward(xs) and predict(xs) run on float32 xs and parameters but raise on float64 ones ({said}): "
+                        "a tensor made inside without dtype= (torch.zeros(N, H) is float32, the default) meets the "
+                        "float64 ones; make it with dtype=xs.dtype and device=xs.device (or torch.zeros_like, xs.new_zeros)")
+        for what, out, want in (("forward(xs) on float64", h64, torch.float64),
+                                ("predict(xs) on float64", pred64, torch.float64),
+                                ("forward(xs) on float32", h32, torch.float32),
+                                ("predict(xs) on float32", pred, torch.float32),
+                                ("rnn_cell on float32", cell, torch.float32)):
+            if out.dtype != want:
+                return (f"{what} returned {out.dtype}: the output must follow the inputs' dtype (a tensor made "
+                        "without dtype=xs.dtype, or a .float() / .double() cast?)")
+        err = ((h32.double() - h64).abs() / (1e-3 + h64.abs())).max().item()
+        if err > 1e-4:
+            return f"float32 hidden states differ from your own float64 ones by a relative {err:.3g} (> 1e-4)"
+        return None
+    props.test("float64 in, float64 out; float32 in, float32 out (close to float64)", dtypes)
+
     def arguments_kept():
         mine = {k: v.clone() for k, v in params.items()}
         x = xs.clone()
@@ -741,27 +780,6 @@ def invariants(sub, seed, p):
     props.test("each input of RNNCellFunction alone requiring grad gets the gradient it gets when all six do "
                "(ctx.needs_input_grad read input by input)", gradients_alone)
 
-    def dtypes():
-        with torch.no_grad():
-            h64 = _forward(sub, params, xs)
-            pred64 = sub.get("ElmanRNN")(params).predict(xs)
-            mine32 = {k: v.float() for k, v in params.items()}
-            h32 = _forward(sub, mine32, xs.float(), "ElmanRNN(float32 params).forward(float32 xs)")
-            pred = sub.get("ElmanRNN")(mine32).predict(xs.float())
-            cell = sub.get("rnn_cell")(xs[0].float(), h32[0], *(mine32[k] for k in NAMES))
-        for what, out, want in (("forward(xs) on float64", h64, torch.float64),
-                                ("predict(xs) on float64", pred64, torch.float64),
-                                ("forward(xs) on float32", h32, torch.float32),
-                                ("predict(xs) on float32", pred, torch.float32),
-                                ("rnn_cell on float32", cell, torch.float32)):
-            if out.dtype != want:
-                return (f"{what} returned {out.dtype}: the output must follow the inputs' dtype (a tensor made "
-                        "without dtype=xs.dtype, or a .float() / .double() cast?)")
-        err = ((h32.double() - h64).abs() / (1e-3 + h64.abs())).max().item()
-        if err > 1e-4:
-            return f"float32 hidden states differ from your own float64 ones by a relative {err:.3g} (> 1e-4)"
-        return None
-    props.test("float64 in, float64 out; float32 in, float32 out (close to float64)", dtypes)
 
     def own_cell():
         calls = []

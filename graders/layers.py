@@ -13,7 +13,9 @@ value that comes back is validated here (`as_array`) before it is measured.
 
 - `gradcheck_layer`: the layer's backward (grad_in and its parameter gradients) against central
   finite differences of its forward, contracted with one fixed random upstream gradient; the blocks
-  the "gradcheck" check kind judges.
+  the "gradcheck" check kind judges. With the check's `against_reference = true` (what `dldiy new`
+  writes), each block is also held to the reference's hand gradient at the same inputs: set the
+  layer's parameters from the seed (`set_params`) so that the student's and the reference's agree.
 - `run_cells`: run the notebook's own cells that the spec names (its training loop), with seeded
   random generators and the harness's data bound, and read the variables they leave behind.
 """
@@ -90,6 +92,14 @@ def gradcheck_layer(layer: Any, x: np.ndarray, *, name: str, args: tuple = (), g
             numeric[p] = _central(perturbed, base, eps)
         finally:
             setattr(layer, p, conv(base))
+    # the same forward at the same point, after backward() and the calls at nearby points: a forward that
+    # keeps state between calls (answers otherwise once backward ran) makes finite differences measure
+    # something else than the layer (integrity round 14)
+    again = as_array(layer.forward(conv(x), *args), f"{name}.forward(x)", finite=False)
+    if again.shape != out.shape or not np.allclose(again, out, rtol=1e-12, atol=1e-300, equal_nan=True):
+        raise ApiError(f"{name}.forward(x) gave other values the second time, at the same x and parameters (after "
+                       f"backward() and calls at nearby points): a layer's forward must depend on its input and "
+                       "parameters only, not on the calls before it")
     labels = {"x": f"{name} input"} | {p: f"{name}.{p}" for p in grads}
     return {"blocks": [{"name": labels[k], "shape": list(numeric[k].shape), "analytic": analytic[k].ravel().tolist(),
                         "numeric": numeric[k].ravel().tolist()} for k in numeric]}

@@ -222,9 +222,66 @@ def test_new_scaffolds_an_exercise_whose_checks_run(tmp_path):
     assert stripped == [c.source for c in template.cells if c.cell_type == "code"]  # stubs where the empty has them
     spec = (tmp_path / "exercises" / "hw" / "spec.toml").read_text()
     assert 'load = "definitions"' in spec and '"matplotlib"' in spec and "for epoch in range(n_epochs):" in spec
+    before = json.loads(run_dldiy("check", "hw", str(SOLUTION), "--json", cwd=tmp_path).stdout)
+    assert all("must run `dldiy record`" in c["message"] for c in before["checks"]), before  # the instructor's step
+    assert run_dldiy("record", "hw", cwd=tmp_path).returncode == 0
     check = run_dldiy("check", "hw", str(SOLUTION), "--json", cwd=tmp_path)
     report = json.loads(check.stdout)
     assert len(report["checks"]) == 3 and report["score"] == report["max_score"] == 3, report
+
+
+# Integrity round 14 against the scaffold: backwards that agree with finite differences of the student's own
+# forward, without being the layer's gradient. Each edit of the solution's Linear cell.
+LINEAR_FORWARD = "        self.x = x\n        return x @ self.W + self.b\n"
+LINEAR_BACKWARD = "        self.dW = self.x.T @ grad_out\n        self.db = grad_out.sum(axis=0)\n        return grad_out @ self.W.T\n"
+NOT_BY_HAND = {
+    # every output and gradient 0: nothing moves, 0 = 0
+    "all-zero": (LINEAR_FORWARD, "        self.x = x\n        return np.zeros((len(x), self.W.shape[1]))\n",
+                 LINEAR_BACKWARD, "        self.dW = np.zeros_like(self.W)\n        self.db = np.zeros_like(self.b)\n"
+                                  "        return np.zeros_like(self.x)\n"),
+    # a forward that answers zeros once backward() ran, a backward of zeros
+    "stateful": (LINEAR_FORWARD, "        self.x = x\n        if getattr(self, 'done', False):\n"
+                                 "            return np.zeros((len(x), self.W.shape[1]))\n        return x @ self.W + self.b\n",
+                 LINEAR_BACKWARD, "        self.done = True\n        self.dW = np.zeros_like(self.W)\n"
+                                  "        self.db = np.zeros_like(self.b)\n        return np.zeros_like(self.x)\n"),
+    # finite differences of its own forward for every gradient
+    "differences": (LINEAR_BACKWARD, """        def objective():
+            return float(np.sum((self.x @ self.W + self.b) * grad_out))
+        grads = []
+        for value in (self.x, self.W, self.b):
+            g = np.zeros_like(value)
+            for i in np.ndindex(value.shape):
+                keep = value[i]
+                value[i] = keep + 1e-6
+                up = objective()
+                value[i] = keep - 1e-6
+                down = objective()
+                value[i] = keep
+                g[i] = (up - down) / 2e-6
+            grads.append(g)
+        self.dW, self.db = grads[1], grads[2]
+        return grads[0]
+""", LINEAR_FORWARD, LINEAR_FORWARD),
+}
+
+
+@pytest.mark.parametrize("attack, said", [("all-zero", "your forward is not the layer's"),
+                                          ("stateful", "gave other values the second time"),
+                                          ("differences", "finite differences of the forward")])
+def test_the_scaffolds_gradchecks_hold_a_backward_to_the_references_gradient(tmp_path, attack, said):
+    assert run_dldiy("new", "hw", "--from", str(EMPTY), "--solution", str(SOLUTION), cwd=tmp_path).returncode == 0
+    assert run_dldiy("record", "hw", cwd=tmp_path).returncode == 0
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("class Linear"))
+    first_old, first_new, second_old, second_new = NOT_BY_HAND[attack]
+    for old, new in ((first_old, first_new), (second_old, second_new)):
+        assert cell.source.count(old) == 1, old
+        cell.source = cell.source.replace(old, new)
+    nbformat.write(nb, str(tmp_path / "attack.ipynb"))
+    report = json.loads(run_dldiy("check", "hw", str(tmp_path / "attack.ipynb"), "--json", cwd=tmp_path).stdout)
+    linear = next(c for c in report["checks"] if c["name"] == "linear-backward")
+    assert linear["status"] in ("fail", "error") and said in linear["message"], linear
+    assert report["score"] == 2, report  # ReLU's and the loss's own points stay
 
 
 def test_mutants_of_a_notebook_edit_only_its_solution_regions():

@@ -139,7 +139,10 @@ class Check:
     def needs_reference(self) -> bool:
         # `record_reference = true` in a check's spec: its reference measurement is recorded too, for
         # pictures (the reference's loss curve, decision boundary or filters beside the student's).
-        return bool(check_kind(self.kind).NEEDS_REFERENCE) or bool(self.params.get("record_reference"))
+        # `against_reference = true` (a gradcheck of a course's own layers): the reference's hand gradient at the
+        # same inputs is the exact one the student's is held to (graders/kinds/gradcheck.py).
+        return (bool(check_kind(self.kind).NEEDS_REFERENCE) or bool(self.params.get("record_reference"))
+                or bool(self.params.get("against_reference")))
 
 
 @dataclass(frozen=True)

@@ -186,9 +186,12 @@ def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
                   "atol = 1e-9"]
     for layer in _checked_layers(found):
         name = _check_name(layer["name"])
-        what = f"{layer['name']}.backward against finite differences of its forward"
+        what = f"{layer['name']}.backward against finite differences of its forward and the reference's gradient"
         lines += ["", "[[checks]]", f'name = "{name}-backward"', 'kind = "gradcheck"', f'title = "{what}"',
-                  "points = 1", f'probe = "{name.replace("-", "_")}_backward"', "rtol = 1e-5", "atol = 1e-7"]
+                  "points = 1", f'probe = "{name.replace("-", "_")}_backward"', "rtol = 1e-5", "atol = 1e-7",
+                  "# and to the reference's hand gradient at the same inputs and parameters: finite differences of the",
+                  "# student's own forward cannot see a forward that is not the layer's, nor a backward made of them",
+                  "against_reference = true"]
     return "\n".join(lines) + "\n"
 
 
@@ -230,7 +233,9 @@ def harness_text(exercise_id: str, found: dict) -> str:
     out.append("")
     if autograd:
         out += ["from dldiy.graders.api import built_inside", "from dldiy.graders.batched import function_blocks"]
-    helpers = (["as_array"] if autograd or functions else []) + (["gradcheck_layer"] if numpy_layers else [])
+    with_params = any(layer["grads"] for layer in numpy_layers)
+    helpers = (["as_array"] if autograd or functions or with_params else []) + (["gradcheck_layer"] if numpy_layers else [])
+    helpers += ["set_params"] if with_params else []
     if helpers:
         out.append(f"from dldiy.graders.layers import {', '.join(helpers)}")
     if not (autograd or functions or numpy_layers):
@@ -276,6 +281,9 @@ def harness_text(exercise_id: str, found: dict) -> str:
         out += ["", "", f"def {probe}(sub, seed, p):",
                 "    rng = np.random.default_rng(seed)",
                 f'    layer = sub.get("{layer["name"]}")({ctor})',
+                *(["    # the parameters from the seed, the reference's and the student's alike (the check's against_reference)",
+                   f'    set_params(layer, {{attr: rng.standard_normal(as_array(getattr(layer, attr), attr).shape) '
+                   f'for attr in {sorted(layer["grads"])!r}}})'] if layer["grads"] else []),
                 f'    return gradcheck_layer(layer, rng.standard_normal((4, 3)), name="{layer["name"]}", '
                 f'args={loss_args},', f'                           grads={layer["grads"]!r}, loss={layer["loss"]}, seed=seed)']
     return "\n".join(out) + "\n"

@@ -114,7 +114,33 @@ def inexactness(analytic: Any, exact: Any, floor: float = 0.0) -> float:
 
 # ---- parent side ------------------------------------------------------------------------------------
 
-def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
+def compact(measured: dict[str, Any]) -> dict[str, Any]:
+    """What a check with `against_reference` keeps of the reference's measurement: each block's hand gradient."""
+    return {"blocks": [{"name": b["name"], "analytic": b["analytic"]} for b in measured["blocks"] if "analytic" in b]}
+
+
+def _held_to_reference(measured: dict[str, Any], expected: Any) -> dict[str, Any]:
+    """`measured` with each block's exact gradient taken from the reference's measurement at the same seed
+    (`against_reference`: a course's own layers, whose gradient the harness cannot derive itself). The
+    finite differences of the student's own forward check backward against forward; they cannot see a forward
+    that is not the layer's, or that changes once backward() ran (integrity round 14: a backward storing
+    zeros, then a forward returning zeros, agreed with itself at 0 = 0), nor a backward made of finite
+    differences (~1e-10 off): the reference's hand gradient, exact to rounding, sees all three."""
+    reference = {b.get("name"): b.get("analytic") for b in (expected or {}).get("blocks", []) if isinstance(b, dict)}
+    blocks = []
+    for b in measured["blocks"]:
+        if b.get("exact") is None and reference.get(b.get("name")) is not None:
+            b = {**b, "exact": reference[b["name"]], "exact_from": "reference"}
+        blocks.append(b)
+    return {**measured, "blocks": blocks}
+
+
+def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
+    if check.params.get("against_reference"):
+        if not isinstance(expected, dict) or not expected.get("blocks"):
+            return Verdict("error", "no reference gradient recorded for this seed: the instructor must run `dldiy "
+                                    "record` (this is not the submission's fault)")
+        measured = _held_to_reference(measured, expected)
     rtol = float(check.params.get("rtol", 1e-5))
     atol = float(check.params.get("atol", 1e-7))
     worst_overall = 0.0
@@ -176,6 +202,20 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         a, e = as_array(b["analytic"]), as_array(b["exact"])
         off = inexactness(a, e, float(b.get("exact_floor", 0.0))) if a.shape == e.shape and np.isfinite(e).all() else 0.0
         inexact = max(inexact, off)
+        if off > INEXACT and b.get("exact_from") == "reference":
+            i = int(np.argmax(np.abs(a - e)))
+            shape = b.get("shape") or [a.size]
+            return Verdict.failed(
+                f"the gradient of {b['name']} agrees with finite differences of your own forward, but not with the "
+                f"reference's gradient at the same inputs and parameters: at index {unravel(i, shape)} yours is "
+                f"{fmt(a.ravel()[i], e.ravel()[i])}, the reference's {fmt(e.ravel()[i], a.ravel()[i])} (off by {off:.1e} "
+                "relative to its largest entry). "
+                + ("So backward matches your forward, and your forward is not the layer's: check forward first (its "
+                   "formula, or values it keeps from an earlier call)." if off > 1e-6 else
+                   "A derivative by hand in float64 agrees with the reference's to ~1e-15; finite differences of the "
+                   "forward (~1e-13 to 1e-10) or float32 arithmetic inside (~1e-7) are this far off: derive the "
+                   "formula by hand and compute in the inputs' dtype."),
+                diagnosed=True, inexact=off)
         if off > INEXACT:
             return Verdict.failed(
                 f"the gradient of {b['name']} agrees with finite differences but is off the exact gradient by "

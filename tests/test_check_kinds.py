@@ -376,6 +376,26 @@ def test_agreement_case_hints_replace_the_checks_hint_for_the_cases_they_name():
     assert not v.details.get("diagnosed")
 
 
+def test_agreement_a_cases_own_hint_replaces_the_checks_and_its_case_hints():
+    # the harness's reading of what it measured (a trajectory off by 1e-9: float32 state) is the hint
+    measured, expected = _one_case([1.0 + 1e-9], [1.0], hint="float32 state")
+    v = judge("agreement", measured, expected, rtol=1e-12, atol=0.0, case_hints={"g": "the formula"})
+    assert v.status == "fail" and v.message.endswith("\nHint: float32 state") and v.details["diagnosed"]
+    measured, expected = _one_case([1.0], [1.0], hint="float32 state")  # agreeing: no hint, a pass
+    assert judge("agreement", measured, expected).status == "pass"
+
+
+def test_agreement_case_tolerances_tighten_the_cases_they_name_only():
+    tight = [{"parts": ["softmax, ", "float64"], "rtol": 1e-12, "atol": 1e-15}]
+    cases = [("softmax, float32", 1.0 + 1e-7), ("softmax, float64", 1.0 + 5e-9), ("cross_entropy, float64", 1.0 + 5e-9)]
+    measured = {"cases": [{"name": n, "shape": [1], "values": [v]} for n, v in cases]}
+    expected = {"cases": [{"name": n, "shape": [1], "target": [1.0]} for n, _ in cases]}
+    v = judge("agreement", measured, expected, rtol=1e-5, atol=1e-7, case_tolerances=tight)
+    assert v.status == "fail" and v.message.startswith("softmax, float64: differs")
+    measured["cases"][1]["values"] = [1.0 + 1e-15]
+    assert judge("agreement", measured, expected, rtol=1e-5, atol=1e-7, case_tolerances=tight).status == "pass"
+
+
 def test_agreement_shows_a_short_vector_of_the_wrong_length_beside_the_expected_one():
     measured, expected = _one_case([4.0, 1.0], [4.0, 1.0, 0.0])
     assert judge("agreement", measured, expected).message == \

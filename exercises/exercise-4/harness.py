@@ -74,7 +74,9 @@ def _words(n, k, dtype, contiguous, what):
     parts = [f"n={n}"] + ([f"k={k}"] if k else []) + [str(dtype).replace("torch.", "")]
     parts += [] if contiguous else ["non-contiguous inputs"]
     parts += [{"ties": "tied top scores", "all-equal": "all scores equal in each row",
-               "one class": "every label the same class", "zeros": "exact zeros (z = 0, pred = target)"}[what]] if what else []
+               "one class": "every label the same class", "zeros": "exact zeros (z = 0, pred = target)",
+               "unlikely": "every gold class 30 to 100 below its row's best (probability < 1e-12)" if dtype == torch.float64
+               else "every gold class 20 to 60 below its row's best (probability < 3e-9)"}[what]] if what else []
     return ", ".join(parts)
 
 
@@ -90,6 +92,10 @@ def _scores(g, n, k, dtype, what):
         Z = torch.randn(n, 1, generator=g, dtype=torch.float64).expand(n, k).clone()
     elif what == "one class":
         y = torch.full((n,), k - 2, dtype=torch.int64)
+    elif what == "unlikely":  # p_y below 1e-12 (float32: 3e-9): -log(p_y + eps) or a clamp caps the loss at -log(eps)
+        low, high = (30.0, 100.0) if dtype == torch.float64 else (20.0, 60.0)
+        gap = low + (high - low) * torch.rand(n, generator=g, dtype=torch.float64)
+        Z[torch.arange(n), y] = Z.max(dim=1).values - gap
     return Z.to(dtype), y
 
 
@@ -104,7 +110,17 @@ def _pairs(g, n, dtype, what):
 
 
 def _finish(name, value, target):
-    return _case(name, expect_tensor(value, name), target)
+    value = expect_tensor(value, name)
+    case = _case(name, value, target)
+    if name.startswith("softmax,") and value.dtype == torch.float64 and value.dim() == 2:
+        # every row of a float64 softmax sums to 1 within a few ulp (e / e.sum() with e = exp(z - max), whose sum
+        # is at least 1): a row off by more was divided by something else than its sum
+        off = float((value.detach().sum(dim=1) - 1).abs().max())
+        if 1e-13 < off < 1e-3:
+            case["hint"] = (f"Its rows sum to 1 within {off:.1g} only, where a float64 softmax's sum to 1 within "
+                            "1e-15: divided by sum + eps (or a clamped sum)? After the row's maximum is subtracted "
+                            "the sum is at least 1, so the division needs no eps: E / E.sum(dim=1, keepdim=True).")
+    return case
 
 
 def torch_agreement(sub, seed, p):
@@ -396,6 +412,14 @@ def _follows_descent(sub, seed, p):
         said = (f"train() with {what} for {steps} steps (the grader's cross_entropy) ends with {entry} = "
                 f"{float(got[worst]):.6g}, where gradient descent W <- W - lr dL/dW, b <- b - lr dL/db ends "
                 f"with {float(want[worst]):.6g} (largest difference {off:.3g})")
+        if not (torch.isfinite(got).all() and all(math.isfinite(v) for v in recorded)):
+            # plain descent stays finite here (the harness's cross_entropy, a log-sum-exp): train()'s own arithmetic
+            # overflowed, most often a loss written inline instead of calling cross_entropy
+            raise Violation(said + f"; train() reached inf or nan ({sum(not math.isfinite(v) for v in recorded)} of "
+                            f"its {len(recorded)} recorded losses not finite), where descent with the grader's "
+                            "cross_entropy stays finite: an overflow in train()'s own arithmetic. Likely cause: a loss "
+                            "written inside train() (-log(softmax(Z)[y]) is inf once a gold class's probability "
+                            "underflows to 0, at logits this large) instead of calling cross_entropy(Z, y)")
         agree = max((abs(a - e) / abs(e) for a, e in zip(recorded, losses) if e), default=math.inf)
         if off <= FLOAT32_STEPS * (1 + float(want.abs().max())) and agree <= FLOAT32_REL:
             # every step taken, every loss right to float32's precision: the cause is the dtype, not the steps

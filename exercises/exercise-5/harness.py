@@ -513,18 +513,19 @@ def mlp_forward_probe(sub, seed, p):
             for activation in ACTIVATIONS:
                 name = f"logits, {activation}, sizes {sizes}, n={n}"
                 target = _own_mlp_forward(X, params, activation)
+                others = {other: _own_mlp_forward(X, params, other) for other in ACTIVATIONS if other != activation}
                 args = [X.clone(), [q.clone() for q in params], activation]
                 if i == 0:
-                    cases.append(_logits_case(name, n, sizes, forward(*args), target))
+                    cases.append(_logits_case(name, n, sizes, forward(*args), target, others))
                 else:
-                    later.append((len(cases), name, n, sizes, [forward, args, {}], target))
+                    later.append((len(cases), name, n, sizes, [forward, args, {}], (target, others)))
                     cases.append(None)
         replies = call_each(sub, [call for *_, call, _ in later])
-    for (k, name, n, sizes, _, target), (ok, out) in zip(later, replies):
+    for (k, name, n, sizes, _, (target, others)), (ok, out) in zip(later, replies):
         try:
             if not ok:
                 raise ApiError(out)
-            cases[k] = _logits_case(name, n, sizes, out, target)
+            cases[k] = _logits_case(name, n, sizes, out, target, others)
         except Exception as e:  # noqa: BLE001
             message = str(e) if isinstance(e, ApiError) and not ok else \
                 f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -613,10 +614,24 @@ def _own_functions_cases(sub, seed, gen, p):
     return cases
 
 
-def _logits_case(name, n, sizes, out, target):
+def _logits_case(name, n, sizes, out, target, others=None):
+    """others: the same network's logits with each other activation: logits that are one of them (and not the
+    target) are that network's, said in the case's own hint (the activation picked wrongly, not the layers)."""
     out = expect_tensor(out, name, shape=(n, sizes[-1]), dtype="float")
-    return {"name": name, "shape": [n, sizes[-1]], "values": out.detach().double().reshape(-1).tolist(),
+    values = out.detach().double()
+    case = {"name": name, "shape": [n, sizes[-1]], "values": values.reshape(-1).tolist(),
             "target": target.reshape(-1).tolist()}
+    if not torch.allclose(values, target, rtol=1e-7, atol=1e-9):
+        used = next((other for other, logits in (others or {}).items()
+                     if torch.allclose(values, logits, rtol=1e-7, atol=1e-9)), None)
+        if used:
+            wanted = name.split(", ")[1]
+            case["hint"] = (f"These are the logits of the same network with {used} in place of {wanted}: mlp_forward "
+                            f"picked the wrong activation for activation={wanted!r}. Likely cause: the name compared "
+                            "with `is` (identity, true only for strings Python happened to intern; a name built or "
+                            "received at run time is another object), a fall-through default, or a wrong entry in a "
+                            "table; compare with == or look the name up in a dict")
+    return case
 
 
 # ---- invariants: arguments, dtypes, the autograd.Function contract, determinism ------------------------
@@ -675,7 +690,29 @@ def backward_writes(Function, inputs):
         return None
     changed = out.detach() != kept
     return {"output": float((out.detach() - kept).abs().max()) if bool(changed.any()) else None,
-            "upstream": not bool((upstream == 1).all()), "aliased": _output_aliased(Function, inputs)}
+            "upstream": not bool((upstream == 1).all()), "aliased": _output_aliased(Function, inputs),
+            "returned": _returned_dtypes(Function, inputs)}
+
+
+def _returned_dtypes(Function, inputs):
+    """The dtypes of what Function.backward itself returns for float32 inputs (a float32 incoming gradient),
+    before autograd casts each gradient to its input's dtype (which hides a float64 mask: the values that
+    reach .grad agree): read through a subclass whose backward calls the student's and records its result.
+    None when the call or backward raised (the gradient checks report that)."""
+    seen = []
+
+    def backward(ctx, *grads):
+        out = Function.backward(ctx, *grads)
+        seen.append([None if g is None else str(g.dtype) if isinstance(g, torch.Tensor) else type(g).__name__
+                     for g in (out if isinstance(out, tuple) else (out,))])
+        return out
+    try:
+        probe = type(Function.__name__, (Function,), {"backward": staticmethod(backward)})
+        xs = [x.detach().float().requires_grad_(True) for x in inputs]
+        torch.autograd.grad(probe.apply(*xs).sum(), xs, allow_unused=True)
+    except Exception:  # noqa: BLE001
+        return None
+    return seen[0] if seen else None
 
 
 def _output_aliased(Function, inputs):
@@ -716,6 +753,16 @@ def _no_writes_in_backward(sub, watch, where, Function, inputs):
                                f"so), and backward then gave another gradient (largest change {float(wrote['aliased']):.3g}) "
                                "instead of refusing: it computes from the output kept as an attribute of ctx (ctx.y = y). "
                                "Save tensors with ctx.save_for_backward: autograd then checks they are unchanged")
+    elif isinstance(wrote.get("returned"), list) and any(d not in (None, "torch.float32") for d in wrote["returned"]):
+        i, dtype = next((i, d) for i, d in enumerate(wrote["returned"]) if d not in (None, "torch.float32"))
+        name = (["X", "W", "b"] if len(inputs) == 3 else ["x"])[i] if i < len(inputs) else f"#{i + 1}"
+        dtype = dtype.replace("torch.", "")
+        watch.violation(where, f"on float32 inputs, backward itself returns the gradient of {name} as {dtype} "
+                               "(autograd casts it back to float32 before .grad, so the values agree, but the layer "
+                               "computes in another precision, at twice the memory and time in float64): the contract "
+                               "is one gradient per input in the input's dtype. Likely cause: a mask or constant made "
+                               "with .double() or dtype=torch.float64 (or .float()); make it with .to(grad.dtype), or "
+                               "multiply by the boolean mask itself (grad * (x > 0))")
     elif wrote.get("upstream"):
         watch.violation(where, "backward changed the incoming gradient grad_output in place: it is the layer above's "
                                "(and may be shared); build the result in a new tensor (grad_output * mask, or "

@@ -183,9 +183,9 @@ def against_torch(sub, seed, p):
     init, _ = net_problem(seed)
     todo = [(config, config.get("steps", p["steps"])) for config in p["configs"]]
 
-    def fresh(config, steps):
+    def fresh(config, steps):  # (keep: the optimizer comes back by handle, its state's dtypes read by near_miss)
         return {"params": [w.clone().requires_grad_() for w in init], "values": config["hyper"],
-                "loss": ["net", seed], "steps": steps}
+                "loss": ["net", seed], "steps": steps, "keep": True}
     name = todo[0][0]["optimizer"] if todo else ""
     try:
         done = run_there(sub, name, [fresh(*t) for t in todo])
@@ -212,10 +212,48 @@ def against_torch(sub, seed, p):
         run = done[k]
         mine = (run["rows"].tolist(), losses_along(run["rows"], ["net", seed], [w.shape for w in init]))
         twin = run_first_order(torch_optimizer(name), name, config, seed, steps)
+        hint = near_miss(name, run["rows"], twin[0], run.get("opt"))
         for (what, values, target) in zip(whats, mine, twin):
             cases.append({"name": f"{label}: {what}", "shape": list(np.shape(target)), "values": values,
-                          "target": target})
+                          "target": target, **({"hint": hint} if hint else {})})
     return {"cases": cases}
+
+
+def near_miss(name: str, rows, target, opt) -> str | None:
+    """The hint for a trajectory that departs from torch's by a relative 1e-5 at most (the update's formula is
+    torch's, its arithmetic less exact: the check's own hint, about the formula, would mislead): a state
+    tensor that is not float64 for the float64 parameters (read from the optimizer, by handle), else the
+    usual causes in words. None when the run agrees, or departs by more."""
+    a, b = np.asarray(rows, dtype=float), np.asarray(target, dtype=float)
+    if a.shape != b.shape or not np.isfinite(a).all():
+        return None
+    off = np.flatnonzero((np.abs(a - b) > ATOL + RTOL * np.abs(b)).any(axis=1))
+    if not off.size or off[0] == 0:
+        return None
+    # the first step that departs (the cause, not its consequences): its move against torch's, in norm
+    step = int(off[0])
+    mine, theirs = a[step] - a[step - 1], b[step] - b[step - 1]
+    rel = float(np.linalg.norm(mine - theirs) / max(float(np.linalg.norm(theirs)), 1e-300))
+    if rel > 1e-3:
+        return None
+    small = (f"Step {step}, the first that departs from {TWINS[name]}'s, moves the parameters by a step that differs "
+             f"from torch's by a relative {rel:.1g} (in norm): the update is torch's up to a detail of its arithmetic.")
+    try:
+        state = opt.state if isinstance(opt.state, dict) else {}
+        low = next((f"self.state[...][{key!r}] is {value.dtype}" for buffers in state.values()
+                    if isinstance(buffers, dict) for key, value in buffers.items()
+                    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.dtype != DTYPE), None)
+    except Exception:  # noqa: BLE001 - a state that cannot be read: the causes in words
+        low = None
+    if low:
+        return (f"{small} {low} for float64 parameters: a buffer made with torch.zeros(p.shape) (float32, whatever "
+                "p's dtype) rounds every step; create it with torch.zeros_like(p).")
+    return (f"{small} Likely cause (the state is float64): "
+            + ("eps added elsewhere than to sqrt(s^) (the paper's 'efficient form' lr sqrt(1 - b2^t) / (1 - b1^t) "
+               "* m / (sqrt(s) + eps) is eps / sqrt(1 - b2^t) in torch's form: torch.optim.Adam divides m^ by "
+               "sqrt(s^) + eps, s^ = s / (1 - b2^t)); or " if name == "Adam" else
+               "eps added elsewhere than to sqrt(s) (torch: g / (sqrt(s) + eps)); or " if name == "RMSProp" else "")
+            + "a constant or an intermediate in float32 (torch.tensor(x) or torch.zeros(shape) without dtype).")
 
 
 # --- the contract checks: the student's optimizer against itself ---------------------------------
@@ -527,17 +565,31 @@ def zero_grad_here(opt, params, values, loss) -> dict:
     return {"opt": opt}
 
 
-def step_here(opt, params, values, loss) -> dict:
-    """One step, the gradients cleared here and made by backward(), on the optimizer `opt` (values
-    given: built from the class `opt` first). The optimizer comes back by handle."""
-    if values is not None:
-        opt = opt(params, **hyper(values))
+def grads_after_steps_here(make, runs: list, settings: list, loss, steps: int) -> list:
+    """In the student's process: for each run (parameters) and its values, the optimizer built, then `steps`
+    times gradients cleared here, backward() and step(); the rows of parameters (row 0: the start) and each
+    p.grad as step() left it (step k: the gradient backward() made at row k, if step() left it alone)."""
+    out = []
+    for params, values in zip(runs, settings):
+        opt = make(params, **hyper(values))
         if not usable(opt):
-            return {"unusable": True}
-    clear_grads(params)
-    problem_loss(loss)(*params).backward()
-    opt.step()
-    return {"opt": opt}
+            out.append({"unusable": True})
+            continue
+        loss_fn, rows, grads = problem_loss(loss), [flat(params)], []
+        for _ in range(steps):
+            clear_grads(params)
+            loss_fn(*params).backward()
+            opt.step()
+            grads.append([None if q.grad is None else q.grad.detach().double().reshape(-1).tolist() for q in params])
+            rows.append(flat(params))
+        out.append({"rows": rows, "grads": grads})
+    return out
+
+
+def _short(t: torch.Tensor) -> str:
+    """A few entries of a tensor, for a message."""
+    v = t.detach().reshape(-1).tolist()
+    return "[" + ", ".join(f"{x:.6g}" for x in v[:3]) + (", ...]" if len(v) > 3 else "]")
 
 
 def built(name: str, result):
@@ -798,10 +850,11 @@ def state_dict(sub, seed, p):
 
 def optimizer_contract(sub, seed, p):
     """The rest of torch.optim.Optimizer's contract, each optimizer against itself (weight decay on,
-    so that a graph or an in-place change of p.grad would show): parameters given as a generator;
+    so that a graph would show): parameters given as a generator;
     zero_grad() sets .grad to None, zero_grad(set_to_none=False) to zeros, and both give the same
     trajectory; step(closure) returns the closure's loss and steps as step() does; step() leaves
-    p.grad as it was; no autograd graph in the state or on the parameters, float64 and float32
+    p.grad as it was, with weight decay on (g = p.grad.add_(...)) and at 0 (g is p.grad itself: g.mul_(...)
+    writes into it); no autograd graph in the state or on the parameters, float64 and float32
     parameters keep their dtype (a float32 buffer for a float64 parameter shows in the trajectory
     checks, not here: one bug, one deduction); a group added by add_param_group() is optimised as if
     it had been there from the start; and, for the optimizers with per-parameter state, a parameter
@@ -880,20 +933,43 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{label}.step(closure)", closure)
 
         def grad_untouched(name=name, make=make, h=h):
-            params, opt = leaves(init, every), make
-            for k in range(2):
-                # backward() then step() there; the gradient backward() gave, computed here at the
-                # parameters' values before the step, is what p.grad must still hold after it
-                start = [q.detach().clone().requires_grad_() for q in params]
-                before = torch.autograd.grad(loss_fn(*start), start)
-                opt = built(name, sub.run_local(step_here, opt, params, h if k == 0 else None, loss))
-                for i, (q, g) in enumerate(zip(params, before)):
-                    if q.grad is None or not torch.allclose(q.grad, g, rtol=1e-12, atol=1e-15, equal_nan=True):
-                        return (f"step() changed {NAMES[i]}.grad in place at step {k} (torch.optim's optimizers "
-                                "leave it as backward() made it): compute g = p.grad + weight_decay * p out of "
-                                "place, not with p.grad.add_(...)")
+            # at weight_decay = 0 too: there g is p.grad itself (no copy made by g = p.grad + wd * p), so an
+            # in-place op on g anywhere in the update (g.mul_, g.add_, g.div_) writes into p.grad (round 5's
+            # escapes); both settings, two steps each, in one message
+            settings = [({**h, "weight_decay": 0.0}, "weight_decay=0"), (h, f"weight_decay={h['weight_decay']:g}")]
+            runs = [leaves(init, every) for _ in settings]
+            starts = [flat(params) for params in runs]
+            done = parts_of(name, sub.run_local(grads_after_steps_here, make, runs, [v for v, _ in settings], loss, 2),
+                            len(settings))
+            for (values, how), params, start, result in zip(settings, runs, starts, done):
+                if not isinstance(result, dict) or not isinstance(result.get("grads"), list):
+                    built(name, result)  # the ApiError that says why (unusable), or malformed
+                rows = checked_rows(name, result, start, flat(params), 2)
+                for k, grads in enumerate(result["grads"]):
+                    # the gradient backward() gave at the row the step started from, computed here
+                    at = [torch.tensor(t, dtype=DTYPE).reshape(q.shape).requires_grad_() for t, q in
+                          zip(torch.tensor(rows[k], dtype=DTYPE).split([q.numel() for q in params]), params)]
+                    before = torch.autograd.grad(loss_fn(*at), at)
+                    for i, (got, g) in enumerate(zip(grads, before)):
+                        got = None if got is None else torch.as_tensor(got, dtype=DTYPE).reshape(g.shape)
+                        if got is None or not torch.allclose(got, g, rtol=1e-12, atol=1e-15, equal_nan=True):
+                            what = ("None" if got is None else
+                                    f"{_short(got)} where backward() made {_short(g)}")
+                            return (f"with {how}, step() changed {NAMES[i]}.grad at step {k} ({what}); torch.optim's "
+                                    "optimizers leave it as backward() made it (gradient accumulation, clipping and "
+                                    "logging read it after the step). Likely cause: "
+                                    + ("g = p.grad is p.grad itself when weight_decay = 0, and an in-place op on it "
+                                       "(g.mul_, g.add_, g.div_, g.addcmul_) writes into p.grad: use out-of-place ops "
+                                       "(g * c, g + v) on g, or g = p.grad.clone()" if values["weight_decay"] == 0 else
+                                       "g = p.grad + weight_decay * p computed in place (p.grad.add_(...)): use "
+                                       "p.grad.add(p, alpha=weight_decay), out of place"))
+                # and the last gradients are those on the harness's tensors (synced back)
+                for i, (q, got) in enumerate(zip(params, result["grads"][-1])):
+                    if q.grad is None or not torch.equal(q.grad, torch.as_tensor(got, dtype=DTYPE).reshape(q.shape)):
+                        raise ApiError(f"{name}: {NAMES[i]}.grad is not what the run reported: changed outside step()?")
             return None
-        props.test(f"{label}.step() leaves p.grad as it is", grad_untouched)
+        both = {**h, "weight_decay": f"0 and {h['weight_decay']:g}"}
+        props.test(f"{describe(name, both)}.step() leaves p.grad as backward() made it", grad_untouched)
 
         def no_graph(name=name, h=h):
             runs = [{"params": leaves(init, every, dtype), "values": h, "loss": loss, "steps": 2, "keep": True}

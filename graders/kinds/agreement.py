@@ -18,7 +18,13 @@ shows one, a cause:
   - a vector of the wrong length shows its values beside the expected ones (a run that stopped an
     epoch early or late reads at once);
   - a case may name what it is compared with, `against` (a difference of two calls compared with 0), in
-    place of the check's.
+    place of the check's;
+  - the check's `case_tolerances`, [{"parts": [...], "rtol": r, "atol": a}], gives the tolerance of the
+    cases whose name holds every one of those parts (the first entry that matches), in place of the
+    check's (a float64 softmax agrees with torch's to ~1e-15, where the check's float32 cases need 1e-5);
+  - a case may carry its own `hint`, computed by the harness from what it measured (a trajectory that
+    departs from torch's by a relative 1e-9 only: float32 state, not the formula), in place of the
+    check's own and of `case_hints`.
 For a trajectory (rows = steps), `first = true` names the first entry that disagrees in row-major
 order instead (the first departure is the cause, later ones its consequence), and `axes = ["step",
 "entry"]` names the index's axes in the message.
@@ -56,8 +62,9 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         case = got.get(name)
         if case is None:
             return Verdict.failed(f"{name}: no value was measured")
+        own = case.get("hint") if isinstance(case.get("hint"), str) and case.get("hint") else None
         if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
-            return _failed(check, f"{name}: {case['error']}", case=name)
+            return _failed(check, f"{name}: {case['error']}", case=name, hint=own)
         e = as_array(want["target"] if "target" in want else want["values"])
         m = as_array(case["values"])
         shape = want.get("shape") or [e.size]
@@ -65,9 +72,10 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
             values = f": measured {_listed(m)}, expected {_listed(e)}" if len(shape) == 1 and \
                 len(case.get("shape") or [m.size]) == 1 else ""
             return _failed(check, f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}"
-                           f"{values}", case=name)
+                           f"{values}", case=name, hint=own)
+        r, a = _tolerance(check, name, rtol, atol)
         diff = np.abs(m - e)
-        bad = ~(diff <= atol + rtol * np.abs(e))
+        bad = ~(diff <= a + r * np.abs(e))
         if bad.any():
             i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
             overflow = bool((~np.isfinite(m) & np.isfinite(e)).any())
@@ -82,9 +90,17 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
                 check, f"{name}: differs from {case.get('against') or against} at {int(bad.sum())} of {e.size} entries; "
                 f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
                 + (" Every row equals the first: nothing moved." if still else "")
-                + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name,
+                + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name, hint=own,
                 max_abs_diff=float(diff[i]), **({"degenerate": True} if still else {}))
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
+
+
+def _tolerance(check: Check, name: str, rtol: float, atol: float) -> tuple[float, float]:
+    """(rtol, atol) of the case `name`: the first `case_tolerances` entry whose parts all occur in it, else the check's."""
+    for entry in check.params.get("case_tolerances") or ():
+        if isinstance(entry, dict) and all(str(part) in name for part in entry.get("parts", ())):
+            return float(entry.get("rtol", rtol)), float(entry.get("atol", atol))
+    return rtol, atol
 
 
 def _stood_still(m: np.ndarray, e: np.ndarray, shape: list[int]) -> bool:
@@ -97,11 +113,13 @@ def _stood_still(m: np.ndarray, e: np.ndarray, shape: list[int]) -> bool:
     return bool(np.array_equal(m2, np.broadcast_to(m2[:1], m2.shape)) and not np.array_equal(e2, np.broadcast_to(e2[:1], e2.shape)))
 
 
-def _failed(check: Check, message: str, case: str, diagnosed: bool = False, **details: Any) -> Verdict:
-    """A failure of `case`; the check's `case_hints` entry for it, if any, is its hint (in place of the
-    check's own, which names another part of the computation)."""
+def _failed(check: Check, message: str, case: str, diagnosed: bool = False, hint: str | None = None,
+            **details: Any) -> Verdict:
+    """A failure of `case`; the case's own `hint`, else the check's `case_hints` entry for it, if any, is its
+    hint (in place of the check's own, which names another part of the computation)."""
     hints = check.params.get("case_hints") or {}
-    own = next((hint for part, hint in hints.items() if part in case), None) if isinstance(hints, dict) else None
+    own = hint if hint else next((h for part, h in hints.items() if part in case), None) \
+        if isinstance(hints, dict) else None
     if own is not None and not diagnosed:
         return Verdict.failed(message + (f"\nHint: {own}" if own else ""), diagnosed=True, case=case, **details)
     return Verdict.failed(message, diagnosed=diagnosed, case=case, **details)

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dldiy.graders.sandbox.cellselect import selects
+
 if TYPE_CHECKING:  # the model, not imported at run time: the student's process imports this module too
     from dldiy.graders.report import CheckResult, Report
 
@@ -77,10 +79,12 @@ def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dic
     `named`: the spec's `cells` selectors (`{"data": {"contains": "np.loadtxt"}}`). The harness runs those
     cells itself (graders/layers.py's run_cells), so one input per selector is kept whole, as typed
     (`raw`, IPython's raw history: a `!wget` stays a shell line, which the loader reports and skips, as
-    in the saved notebook), and the others it selects are blanked (the loader takes the first match).
-    The one kept is the cell `dldiy check` would take in the saved notebook, `saved` (its code cells'
-    sources and tags), when the kernel ran that very source; else the last input the selector matches
-    (the kernel's latest). The saved notebook's tags are carried onto the inputs that hold a tagged
+    in the saved notebook), and the others it selects are blanked (earlier runs of that cell). The one
+    kept is the cell `dldiy check` would take in the saved notebook, `saved` (its code cells' sources
+    and tags), when the kernel ran that very source; else the last input the selector matches (the
+    kernel's latest). Where the saved notebook has several cells the selector picks, and the kernel ran
+    them, they are all kept: the loader then says, as `dldiy check` does, that exactly one cell must be
+    the named one. The saved notebook's tags are carried onto the inputs that hold a tagged
     cell's source, so that `{ tag = ... }` selectors, `load_tags` and `skip_tags` pick the cells they
     pick in the saved notebook. Either way check() judges the cells `dldiy check` judges there."""
     raw = raw if raw is not None and len(raw) == len(inputs) else inputs
@@ -90,12 +94,17 @@ def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dic
     chosen: dict[int, str] = {}  # input index -> the spec's name for the cell it is
     blanked: set[int] = set()
     for name, selector in named.items():
-        matches = [k for k in range(1, len(raw)) if _selects(selector, raw[k], cell_tags[k])]
+        matches = [k for k in range(1, len(raw)) if selects(selector, raw[k], cell_tags[k])]
         if not matches:
             continue
-        in_saved = next((source.strip() for source, tags in saved if _selects(selector, source, tags)), None)
-        same = [k for k in matches if raw[k].strip() == in_saved]
-        chosen.setdefault((same or matches)[-1], name)
+        in_saved = [source.strip() for source, tags in saved if selects(selector, source, tags)]
+        ran = [max(k for k in matches if raw[k].strip() == source) for source in dict.fromkeys(in_saved)
+               if any(raw[k].strip() == source for k in matches)]
+        # Several cells of the saved notebook that the kernel ran: all kept, so that the loader reports
+        # them as `dldiy check` does (exactly one cell must be the named one); else the one the saved
+        # notebook holds, else the kernel's latest.
+        for k in (ran if len(ran) > 1 else ran[:1] or matches[-1:]):
+            chosen.setdefault(k, name)
         blanked |= set(matches)
     cells, dropped = [], 0
     for k in range(1, len(inputs)):
@@ -110,11 +119,6 @@ def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dic
         cells.append({"cell_type": "code", "execution_count": None, "metadata": metadata, "outputs": [],
                       "source": kept})
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}, dropped
-
-
-def _selects(selector: dict, source: str, tags: list[str]) -> bool:
-    """As the loader matches a spec's cell selector (graders/sandbox/submission.py's _matches)."""
-    return selector.get("tag") in tags if "tag" in selector else selector.get("contains", "\0") in source
 
 
 def saved_cells(path: Path | None) -> list[tuple[str, list[str]]]:

@@ -15,6 +15,7 @@ import ast
 import json
 from pathlib import Path
 
+from ..sandbox.cellselect import selects
 from .exercise import Exercise
 
 
@@ -92,7 +93,7 @@ def _selected(selector: dict | None, cells: list[tuple[str, list[str]]]) -> tupl
     if not selector:
         return None
     for number, (source, tags) in enumerate(cells, 1):
-        if (selector.get("tag") in tags) if "tag" in selector else (selector.get("contains", "\0") in source):
+        if selects(selector, source, tags):
             return number, source
     return None
 

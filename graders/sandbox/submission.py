@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cellselect import selects
+
 SUFFIXES = (".py", ".ipynb")
 # json.loads of a notebook builds one Python object per JSON object or array (~50-100 bytes each): a
 # 20 MB file of empty cells is 6.6 M dicts, ~300 MB of the trusted parent's memory. A real notebook,
@@ -95,6 +97,9 @@ class Loaded:
     skipped: list[str] = field(default_factory=list)  # notebook lines not executed (magics, shell, failed cells)
     cells: dict[str, tuple[int, str]] = field(default_factory=dict)  # the spec's named cells: (number, code)
     selectors: dict[str, dict] = field(default_factory=dict)  # how the spec selects each named cell (tag, contains)
+    # A selector that picks more than one cell: name -> every such cell's number. Never a silent choice:
+    # the checks that run that cell error, naming the cells.
+    ambiguous: dict[str, list[int]] = field(default_factory=dict)
     # A notebook loaded cell by cell: the cells that failed at load, and every code cell's source (to
     # tell a check that misses a name which failed cell would have defined it: `missing_cause`).
     failed: list[FailedCell] = field(default_factory=list)
@@ -284,9 +289,12 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
     for number, cell_source, tags in notebook_cells(path):
         loaded.sources.append(cell_source)
         source = _strip_magics(cell_source, number, loaded.skipped)
-        name = next((n for n, sel in named.items() if _matches(sel, cell_source, tags)), None)
+        name = next((n for n, sel in named.items() if selects(sel, cell_source, tags)), None)
         if name is not None:
-            loaded.cells.setdefault(name, (number, source))
+            if name in loaded.cells:  # a second cell the selector picks: the checks that run it say so
+                loaded.ambiguous.setdefault(name, [loaded.cells[name][0]]).append(number)
+            else:
+                loaded.cells[name] = (number, source)
             continue
         if (load_tags and not load_tags & tags) or skip_tags & tags:
             continue
@@ -391,10 +399,6 @@ def _selected(selector: dict | None) -> str:
     return "that the exercise names"
 
 
-def _matches(selector: dict, source: str, tags: set[str]) -> bool:
-    return selector.get("tag") in tags if "tag" in selector else selector.get("contains", "\0") in source
-
-
 def _parsable(source: str) -> tuple[str, str]:
     """`source`, or, if it does not parse, its top-level blocks that do (the rest blanked, line numbers
     kept: a stub holding only comments costs its own definition, not the whole cell); and the problem."""
@@ -465,6 +469,8 @@ def _cell_runner(loaded: Loaded):
                     raise LookupError(f"this check runs the cell of your notebook {_selected(loaded.selectors.get(name))}, "
                                       "and no cell is: keep that cell as it was handed out (that line, or that tag), "
                                       "and make your changes around it")
+                if name in loaded.ambiguous:
+                    raise LookupError(_ambiguous(loaded, name))
                 number, code = loaded.cells[name]
                 filename = f"{loaded.path}[cell {number}]"
                 linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -486,6 +492,22 @@ def _cell_runner(loaded: Loaded):
             namespace.update(saved)
 
     return run
+
+
+def _ambiguous(loaded: Loaded, name: str) -> str:
+    """Why a check that runs the named cell `name` does not: its selector picks several cells. (A
+    message is cut at 300 characters: the cells and the remedy come first.)"""
+    numbers = loaded.ambiguous[name]
+    listed = ", ".join(str(n) for n in numbers[:-1]) + f" and {numbers[-1]}"
+    selector, many = loaded.selectors.get(name) or {}, len(numbers) > 2
+    if "tag" in selector:
+        what = f"the tag {str(selector['tag'])[:40]!r}"
+        fix = f"remove the tag from the other{'s' if many else ''}"
+    else:
+        what = f"{str(selector.get('contains'))[:60]!r} in their code"
+        fix = f"delete the cop{'ies' if many else 'y'} or change that line there"
+    return (f"cells {listed} {'all' if many else 'both'} have {what}: this check runs that cell, and exactly one "
+            f"cell must have it (else which one is yours?). Keep it in the cell handed out; {fix}")
 
 
 def _seed_everything(seed: int) -> None:

@@ -152,7 +152,7 @@ import numpy as np, torch
 for seed, want in EXPECTED.items():
     X, y = gaussian_blobs(seed, 100, 2, 2, 4.0, None)
     w0 = torch.tensor(np.random.default_rng(seed + 10_000).normal(0.0, 0.5, 3))
-    _, losses = train(torch.tensor(X), torch.tensor(y), w0, 0.5, 11)
+    _, losses = train(torch.tensor(X), torch.tensor(y), w0, FIRST_LOSS_LR, 11)
     got = [float(losses[k]) for k in (0, 1, 2, 5, 10)]
     assert np.allclose(got, want, rtol=1e-6, atol=1e-9), (seed, got, want)
 """,
@@ -182,7 +182,11 @@ def notebook(student_code: str) -> nbformat.NotebookNode:
     # the harness's data module whole (gaussian_blobs and its helpers), without its __future__ import
     helpers = "\n".join(line for line in inspect.getsource(data_module).splitlines() if "__future__" not in line)
     table = {int(seed): m["losses"] for seed, m in expected.items()}
-    setup = f"import numpy as np\nimport torch\ntorch.set_num_threads(1)\n{helpers}\nEXPECTED = {table!r}\n"
+    from dldiy.graders.course.exercise import load_exercise
+
+    lr = load_exercise("exercise-1").check("first-loss").params["lr"]  # the spec's, as expected.json's losses
+    setup = (f"import numpy as np\nimport torch\ntorch.set_num_threads(1)\n{helpers}\nEXPECTED = {table!r}\n"
+             f"FIRST_LOSS_LR = {lr!r}\n")
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [_cell(student_code, "solution", solution=True), _cell(setup, "setup")]

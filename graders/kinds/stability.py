@@ -4,7 +4,8 @@ The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value m
 match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
 carries them; a case marked `finite_only` is judged for finiteness alone; a case's `why` is the likely cause
 said when it is not finite; the spec's `case_hints`, {start of a case's name: likely cause}, the cause said when
-a case's value is wrong). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+a case's value is wrong; a case marked `once` runs at the first seed of a student's process only, and may be
+missing at the others). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
 
 One bug, one deduction: a case marked `base` is the function at the spec's own configuration, whose
@@ -22,7 +23,7 @@ from ..course.exercise import Check
 from ..verdict import Verdict, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
-_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base", "why")  # what judge() reads of the reference's case
+_CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base", "why", "once")  # what judge() reads of the reference's case
 
 
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +57,11 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
             hint = said or ratio_hint(value, target)
             return Verdict.failed(f"{name}: {versus(target, value)}." + (f" {hint}" if hint else ""),
                                   case=name, diagnosed=bool(said))
-    if set(want) - {c["name"] for c in measured["cases"]}:
-        return Verdict.failed(f"missing cases: {sorted(set(want) - {c['name'] for c in measured['cases']})}")
+    # a case the reference marks "once" runs at the first seed of a process only (a property of the function alone,
+    # not of the seed's data): a process that ran it at an earlier seed may leave it out here
+    missing = set(want) - {c["name"] for c in measured["cases"]} - {n for n in want if settings[n].get("once")}
+    if missing:
+        return Verdict.failed(f"missing cases: {sorted(missing)}")
     if wrong_base:
         values = [case["value"] for case in measured["cases"] if case["name"] in want and not settings[case["name"]].get("finite_only")]
         if len(set(values)) == 1 and len(set(want[n] for n in want if not settings[n].get("finite_only"))) > 1:

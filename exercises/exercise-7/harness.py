@@ -207,12 +207,13 @@ def _train_family(sub, seed, p):
     # The same two points for a budget above any "safety cap" (min(epochs, 1000)): never separable, so every epoch
     # of the budget runs (blind red team, round 14; two points: about 0.1 s)
     long = p.get("long_epochs")
-    if long:
+    if long and "long-epochs" not in sub.endpoint.once:  # once per student's process (~0.1 s; no seed's data in it)
+        sub.endpoint.once.add("long-epochs")
         w, mistakes = _at(f"train(), one point twice with opposite labels, epochs={long}",
                           lambda: _train(sub, X, t, np.zeros(3), long, keep=False))
         cases.append({"name": f"one point twice with opposite labels from w0 = 0, epochs = {long} (never separable: every "
                               "epoch has mistakes, so every epoch of the budget runs, however many): epochs run",
-                      "shape": [1], "values": [float(len(mistakes))]})
+                      "shape": [1], "values": [float(len(mistakes))], "once": True})
     # epochs=0: no epoch runs, so w0 comes back as it came and there are no counts (red team, round 7)
     X, t = _blobs(seed + 5, 10, p["distance"], None)
     w0 = np.random.default_rng(seed + 40_000).normal(0.0, 1.0, 3)

@@ -230,3 +230,14 @@ def test_a_float32_state_and_a_python_float_norm_are_said_as_dtypes(write_submis
     assert said.startswith("float64 in, float64 out") and "raise on float64 ones" in said and "dtype=" in said, said
     said = checks["clipping"]["message"]
     assert "a float32 norm" in said and "for float64 gradients" in said, said
+
+
+def test_harness_code_in_the_students_process_runs_in_the_harnesss_grad_mode(tmp_path, check_json):
+    """A submission that leaves autograd off in its process (here at import; a float32 h_0 did it across
+    first-loss, convergence and invariants) must not change what the harness's own code measures there:
+    placement's run (harness code in the student's process, sub.run_local) differentiates a prediction, and
+    ran with no graph, an inconclusive placement ("element 0 of tensors does not require grad")."""
+    source = (REPO / "reference" / "exercise-9" / "rnn.py").read_text()
+    (tmp_path / "rnn.py").write_text(source + "\n\ntorch.set_grad_enabled(False)  # left off for the process\n")
+    placement = _all_checks(check_json, tmp_path / "rnn.py", "placement")["placement"]
+    assert placement["status"] == "pass", placement

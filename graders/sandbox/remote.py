@@ -215,7 +215,10 @@ class RemoteSubmission:
         student's objects by handle), its result sent back as data. For loops of many tiny calls (an
         optimizer's steps to convergence) whose outcome the harness then verifies itself: one
         message instead of one per step."""
-        return self.endpoint.request({"op": "local"}, value=Local(factory, *args))
+        import torch
+
+        # in the harness's grad mode, as every call is: not in whatever mode the student's process was left in
+        return self.endpoint.request({"op": "local", "grad_mode": torch.is_grad_enabled()}, value=Local(factory, *args))
 
     def call_printing(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:
         """Call the student's `name` and return (its result, what it printed on stdout)."""

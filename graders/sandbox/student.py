@@ -160,8 +160,16 @@ class Server:
             # (a gradcheck of a Function's backward, an optimizer's steps to convergence), and a rule
             # held only in calls the harness made by name (red team, round 7: torch.linalg.inv in a
             # Newton step scored full marks through every Local of exercise-6)
+            # (in the harness's grad mode: exercise-9's placement ran with autograd off after invariants, and its
+            # prediction had no graph to differentiate; the mode the student's process holds is not the harness's)
             origins = self._origins_in(header.get("value"))
-            return self._student(lambda: self.endpoint.decode(header.get("value"), buffers), origins)
+
+            def local() -> Any:
+                import torch
+
+                with torch.set_grad_enabled(header.get("grad_mode") is not False):
+                    return self.endpoint.decode(header.get("value"), buffers)
+            return self._student(local, origins)
         obj, origin = self._target(header, buffers)
         if op == "getattr":
             name = header.get("name")

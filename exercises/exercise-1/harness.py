@@ -530,8 +530,7 @@ def stability(sub, seed, p):
 
     # the margin grid (24 calls of loss() on one point) does not depend on the seed's data: at the first seed of
     # the student's process only (the visible ones come first), its cases marked "once" (issue 17: ~5 ms a seed)
-    grid = "margin-grid" not in sub.endpoint.once
-    sub.endpoint.once.add("margin-grid")
+    grid = sub.first_time("margin-grid")
     for what, *case in _stability_cases(seed, p) + (_margin_grid_cases(seed, p) if grid else []):
         (loss_case if what == "loss" else gradient_case)(*case)
     calls.send()

@@ -207,8 +207,7 @@ def _train_family(sub, seed, p):
     # The same two points for a budget above any "safety cap" (min(epochs, 1000)): never separable, so every epoch
     # of the budget runs (blind red team, round 14; two points: about 0.1 s)
     long = p.get("long_epochs")
-    if long and "long-epochs" not in sub.endpoint.once:  # once per student's process (~0.1 s; no seed's data in it)
-        sub.endpoint.once.add("long-epochs")
+    if long and sub.first_time("long-epochs"):  # once per student's process (~0.1 s; no seed's data in it)
         w, mistakes = _at(f"train(), one point twice with opposite labels, epochs={long}",
                           lambda: _train(sub, X, t, np.zeros(3), long, keep=False))
         cases.append({"name": f"one point twice with opposite labels from w0 = 0, epochs = {long} (never separable: every "

@@ -234,10 +234,8 @@ def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", on
     from ..api import ApiError, HistoryLengthError
     from ..sandbox.endpoint import RemoteError
 
-    if once_for is not None:  # a probe's `sub` is new at each task; its process (the endpoint) is not
-        if "takes_every_step" in once_for.endpoint.once:
-            return
-        once_for.endpoint.once.add("takes_every_step")
+    if once_for is not None and not once_for.first_time("takes_every_step"):
+        return
     try:
         run(STALLED_LR, STALLED_STEPS)
     except HistoryLengthError as e:

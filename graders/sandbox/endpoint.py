@@ -149,7 +149,7 @@ class Endpoint:
         # message encoded but not yet written carries, with that message's buffers
         self.code_sent: set[str] = set()
         self.code_pending: list[tuple[str, list[bytes]]] = []
-        self.once: set[str] = set()  # harness side: probes run once per student's process (invariants.takes_every_step)
+        self.once: set[str] = set()  # harness side: probes run once per student's process (RemoteSubmission.first_time)
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
         # replaced), sent ahead of the next request instead of in messages of their own

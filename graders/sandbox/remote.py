@@ -210,6 +210,15 @@ class RemoteSubmission:
         """`factory(*args)` built in the student's process (see endpoint.Local): pass it as an argument."""
         return Local(factory, *args)
 
+    def first_time(self, what: str) -> bool:
+        """True the first time `what` is asked for in this student's process, False after: for a probe of a
+        property that depends on no seed's data, run at the process's first seed only (the visible seeds come
+        first). Its values, where a judge compares them, are marked "once" (stability, agreement)."""
+        if what in self.endpoint.once:
+            return False
+        self.endpoint.once.add(what)
+        return True
+
     def run_local(self, factory: Callable[..., Any], *args: Any) -> Any:
         """`factory(*args)` run in the student's process (a module-level harness function, given the
         student's objects by handle), its result sent back as data. For loops of many tiny calls (an

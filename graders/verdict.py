@@ -51,6 +51,13 @@ def charged_elsewhere(charged_by: Mapping[str, str | Iterable[str]], failed: Ite
     return owners if len({o for o in owners if o is not None}) <= 1 else [None] * len(parts)
 
 
+def case_hint(hints: Any, case: str) -> str | None:
+    """A spec's `case_hints` ({a part of a case's name: the likely cause}) for the case `case`: the longest part
+    its name holds (a family's cause, said in place of the check's hint), None where none does."""
+    parts = [part for part in hints if isinstance(part, str) and part in case] if isinstance(hints, dict) else []
+    return str(hints[max(parts, key=len)]) if parts else None
+
+
 def fmt(x: float, other: float | None = None) -> str:
     """A number as a student reads it: 6 significant digits, nan/inf spelled out. Given `other` (the
     value it is compared with), as many more digits as it takes for the two to read differently:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..course.exercise import Check
-from ..verdict import Verdict, array_ratio_hint, as_array, fmt, unravel, versus
+from ..verdict import Verdict, array_ratio_hint, as_array, case_hint, fmt, unravel, versus
 
 NEEDS_REFERENCE = True
 
@@ -121,9 +121,7 @@ def _failed(check: Check, message: str, case: str, diagnosed: bool = False, hint
             **details: Any) -> Verdict:
     """A failure of `case`; the case's own `hint`, else the check's `case_hints` entry for it, if any, is its
     hint (in place of the check's own, which names another part of the computation)."""
-    hints = check.params.get("case_hints") or {}
-    own = hint if hint else next((h for part, h in hints.items() if part in case), None) \
-        if isinstance(hints, dict) else None
+    own = hint or case_hint(check.params.get("case_hints"), case)
     if own is not None and not diagnosed:
         return Verdict.failed(message + (f"\nHint: {own}" if own else ""), diagnosed=True, case=case, **details)
     return Verdict.failed(message, diagnosed=diagnosed, case=case, **details)

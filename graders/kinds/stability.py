@@ -3,7 +3,7 @@
 The measurement is {"cases": [{"name": str, "value": float}, ...]}; each value must be finite and
 match the reference's at the same inputs (with the case's own `rtol`/`atol` where the reference's case
 carries them; a case marked `finite_only` is judged for finiteness alone; a case's `why` is the likely cause
-said when it is not finite; the spec's `case_hints`, {start of a case's name: likely cause}, the cause said when
+said when it is not finite; the spec's `case_hints`, {a part of a case's name: likely cause}, the cause said when
 a case's value is wrong; a case marked `once` runs at the first seed of a student's process only, and may be
 missing at the others). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from ..course.exercise import Check
-from ..verdict import Verdict, close, fmt, ratio_hint, versus
+from ..verdict import Verdict, case_hint, close, fmt, ratio_hint, versus
 
 NEEDS_REFERENCE = True
 _CASE_FIELDS = ("name", "value", "rtol", "atol", "finite_only", "base", "why", "once")  # what judge() reads of the reference's case
@@ -53,7 +53,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         if settings[name].get("finite_only") or wrong_base:  # only finiteness (the values are another check's)
             continue
         if not close(value, target, float(settings[name].get("rtol", rtol)), float(settings[name].get("atol", atol))):
-            said = _case_hint(name, check)  # the spec's likely cause for a family of cases, by the names' start
+            said = case_hint(check.params.get("case_hints"), name)  # the spec's likely cause for a family of cases
             hint = said or ratio_hint(value, target)
             return Verdict.failed(f"{name}: {versus(target, value)}." + (f" {hint}" if hint else ""),
                                   case=name, diagnosed=bool(said))
@@ -71,14 +71,6 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
         return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite; their values were not "
                               f"judged: {wrong_base}")
     return Verdict.passed(f"{len(want)} cases (extreme inputs among them), all finite and correct")
-
-
-def _case_hint(name: str, check: Check) -> str:
-    """The spec's `case_hints` entry ({start of a case's name: likely cause}) whose key starts `name` (the
-    longest), said when that case's value is wrong; "" when none does."""
-    hints = check.params.get("case_hints") or {}
-    keys = [k for k in hints if isinstance(k, str) and name.startswith(k)]
-    return str(hints[max(keys, key=len)]) if keys else ""
 
 
 def _wrong_base(measured: dict[str, Any], settings: dict[str, dict[str, Any]], rtol: float, atol: float,

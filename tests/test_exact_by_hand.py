@@ -142,10 +142,33 @@ class Sigmoid(torch.autograd.Function):
 '''
 
 
-def test_a_home_made_number_type_with_operators_is_not_a_derivative_by_hand(tmp_path):
+# the same operators set on the class after it (or through type(name, bases, {...}), setattr)
+SET_AFTER = ("""    def __add__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other, 0 * self.value)
+        return Dual(self.value + other.value, self.slope + other.slope)
+
+    __radd__ = __add__
+""", """    def plus(self, other):
+        other = other if isinstance(other, Dual) else Dual(other, 0 * self.value)
+        return Dual(self.value + other.value, self.slope + other.slope)
+""", """
+
+Dual.__add__ = Dual.__radd__ = Dual.plus
+""")
+
+
+@pytest.mark.parametrize("how, said", [("in the class", "defines the operator __add__"),
+                                       ("set after it", "an operator set on a class of its own")])
+def test_a_home_made_number_type_with_operators_is_not_a_derivative_by_hand(tmp_path, how, said):
     reference = (REPO / "reference" / "exercise-5" / "mlp.py").read_text()
     start, end = reference.index("class Sigmoid("), reference.index("class Tanh(")
-    (tmp_path / "mlp.py").write_text(reference[:start] + DUAL_SIGMOID.lstrip() + reference[end:])
+    dual = DUAL_SIGMOID.lstrip()
+    if how == "set after it":
+        old, new, after = SET_AFTER
+        dual = dual.replace(old, new).replace("def __neg__(self):", "def neg(self):")
+        dual = dual.replace("\n\ndef _sigmoid", after + "Dual.__neg__ = Dual.neg\n\n\ndef _sigmoid")
+        assert "__add__ =" in dual and "def __add__" not in dual and "def __neg__" not in dual
+    (tmp_path / "mlp.py").write_text(reference[:start] + dual + reference[end:])
     found = _checks("exercise-5", tmp_path / "mlp.py", "gradcheck-activations")["gradcheck-activations"]
     assert found["status"] == "fail", found
-    assert "defines the operator __add__" in found["message"] and "dual numbers" in found["message"], found
+    assert said in found["message"] and "dual numbers" in found["message"], found

@@ -293,7 +293,10 @@ class _Scope:
             for target in targets:
                 for name in _walk(target):
                     if isinstance(name, ast.Name):
-                        self.assigned.setdefault(name.id, []).append((value, label))
+                        # `D.__mul__ = f` after the class: the target itself is what a use of D is made with
+                        made = target if isinstance(target, ast.Attribute) and target.attr in ARITHMETIC_OPERATORS \
+                            else value
+                        self.assigned.setdefault(name.id, []).append((made, label))
         return defined
 
 
@@ -461,6 +464,11 @@ def _use(node: ast.AST, aliases: dict[str, str], entries: list[str]) -> tuple[st
         if OPERATORS in entries and node.name in ARITHMETIC_OPERATORS:
             return OPERATORS, f"a class of its own that defines the operator {node.name}"
         return None
+    if OPERATORS in entries and isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+            and node.attr in ARITHMETIC_OPERATORS:  # D.__mul__ = ... after the class
+        return OPERATORS, f"an operator set on a class of its own ({node.attr})"
+    if OPERATORS in entries and isinstance(node, ast.Constant) and node.value in ARITHMETIC_OPERATORS:
+        return OPERATORS, f"an operator named {node.value!r} (type(name, bases, {{...}}), setattr)"
     if isinstance(node, ast.Constant):
         if complex_ and isinstance(node.value, complex):
             return COMPLEX, f"the complex literal {node.value!r}"

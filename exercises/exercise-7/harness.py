@@ -17,7 +17,7 @@ import torch
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.invariants import Violation, keeps_rules, same_dtype, unmodified
-from dldiy.graders.kinds.placement import device_probes
+from dldiy.graders.kinds.placement import measure_placement
 
 
 def _with_bias(X):
@@ -299,15 +299,31 @@ def predict_boundary(sub, seed, p):
     return {"cases": cases}
 
 
-def _device_run(sub, seed):
-    """predict() on a float32 problem moved to `device` (train()'s loop reads values, which the meta
-    device cannot: its placement would be inconclusive on a CPU grader)."""
+def _device_run(sub, seed, running=None):
+    """predict() and train() on a float32 problem moved to `device`. train()'s loop reads values (`if` on a
+    mistake, the early stop), which the meta device cannot: measure_placement then runs both again on its
+    second device with values (graders/kinds/elsewhere.py), where a tensor train() makes on the CPU (a
+    bias column of torch.ones(n, 1) without device=, a .numpy() of X) meets the inputs and raises as on a
+    GPU (blind red team, round 6). `running` ([name]): the function under way, for the message."""
+    running = running if running is not None else [None]
+
     def run(device):
-        X, _ = _blobs(seed, 16, 3.0, None)
+        X, t = _blobs(seed, 16, 3.0, None)
         w = np.random.default_rng(seed + 50_000).normal(0.0, 1.0, 3)
         X, w = torch.tensor(X, dtype=torch.float32).to(device), torch.tensor(w, dtype=torch.float32).to(device)
-        return {"predict": sub.get("predict")(X, w)}
+        running[0] = "predict"
+        outputs = {"predict()'s labels": sub.get("predict")(X, w)}
+        running[0] = "train"
+        trained = sub.get("train")(X, torch.tensor(t).to(device), w, 2)
+        # (a malformed result is the contract's finding: no tensor, no device to follow)
+        outputs["train()'s w"] = trained[0] if isinstance(trained, tuple) and len(trained) == 2 else trained
+        return outputs
     return run
 
 
-placement, _parity = device_probes(_device_run)
+def placement(sub, seed, p):
+    running = [None]
+    measured = measure_placement(_device_run(sub, seed, running))
+    if "error" in measured and running[0]:
+        measured["what"] = f"{running[0]}()"
+    return measured

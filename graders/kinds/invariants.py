@@ -152,6 +152,30 @@ def unchanged(kept: dict[str, Any], what: str, /, **arguments: Any) -> None:
                             f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
 
 
+def returns_fresh(sub: Any, name: str, calls: list[tuple[str, tuple]], names: Sequence[str],
+                  results: Sequence[str]) -> None:
+    """A Violation if the student's `name`, called with each (label, args) of `calls` in its own process (one
+    message), returns a tensor that shares memory with a tensor argument: `names`[i] names argument i,
+    `results`[j] the result's item j. The caller's own tensor handed back (`w = w0` never copied, returned
+    as it came when no update happens; a view of it) is changed by the caller's next in-place change of the
+    result, and the other way round. A call that raises is the checks of values' to report."""
+    from ..batched import aliases_here
+
+    found = sub.run_local(aliases_here, sub.get(name), [list(args) for _, args in calls])
+    if not isinstance(found, list):
+        return
+    for (label, _), shared in zip(calls, found):
+        pair = shared[0] if isinstance(shared, list) and shared else None
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(k, int) for k in pair)
+                and 0 <= pair[0] < len(results) and 0 <= pair[1] < len(names)):
+            continue
+        result, arg = results[pair[0]], names[pair[1]]
+        raise Violation(f"{name}() ({label}) returned {result} sharing memory with its argument {arg}: the caller's "
+                        f"own {arg} (or a view of it) came back, so an in-place change of {result} (a `+=`, an "
+                        f"optimizer's step) changes {arg} too. Return a new tensor: start from a copy "
+                        f"({arg}.clone()), not from {arg} itself")
+
+
 def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:
     """A Violation unless `value` has the inputs' floating dtype (float64 in, float64 out)."""
     if value.dtype != dtype:

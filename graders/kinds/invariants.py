@@ -354,17 +354,26 @@ def fresh_from_leftover_grads(run):
     (False) or holding a leftover gradient (True): a train() that clears the gradients before each
     backward trains the same in both. One that clears them only after its update (or never) adds the
     leftover to its first batch's gradient (and clips that sum): a Violation, which fails first-loss
-    (train()'s check). Exercises 8 and 9."""
-    import torch
-
+    (train()'s check); one that differs from itself with no leftover at all (random batches) is said as that.
+    Exercises 8 and 9."""
     (p0, l0), (p1, l1) = run(False), run(True)
     if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
         return  # a malformed result is the trajectory's to report
-    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
-             and p0[k].shape == p1[k].shape
-             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
-    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
+    moved, losses_differ = _runs_differ(p0, l0, p1, l1)
     if moved or losses_differ:
+        # Before blaming the leftover: the same run again, with no leftover. A train() that differs from itself
+        # (batches drawn at random: blind red team, round 6) was told to clear its gradients, which it did.
+        p2, l2 = run(False)
+        if isinstance(p2, dict) and set(p2) == set(p0) and len(l2) == len(l0):
+            moved_again, differ_again = _runs_differ(p0, l0, p2, l2)
+            if moved_again or differ_again:
+                said = (f"losses {[round(v, 6) for v in l0]}, then {[round(v, 6) for v in l2]}" if differ_again
+                        else f"the same losses, other weights ({', '.join(moved_again)})")
+                raise Violation(
+                    f"train() run twice for {len(l0)} steps from the same weights and data, every .grad None both times, "
+                    f"gave {said}: the same inputs must give the same run. Something random changes each run: batches "
+                    "drawn at random (torch.randperm, a shuffle) where batch k holds rows (k*batch_size + i) mod n, "
+                    "i < batch_size, in that order")
         said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
                 else f"the same losses, other weights ({', '.join(moved)})")
         raise Violation(
@@ -372,6 +381,16 @@ def fresh_from_leftover_grads(run):
             f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
             "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
             "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
+
+
+def _runs_differ(p0: dict, l0: Any, p1: dict, l1: Any) -> tuple[list[str], bool]:
+    """(the parameters whose values differ, whether the losses differ) between two runs of train()."""
+    import torch
+
+    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
+             and p0[k].shape == p1[k].shape
+             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
+    return moved, any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
 
 
 # ---- an autograd.Function's backward: run twice, and with each input alone requiring grad ---------------

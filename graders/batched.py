@@ -384,3 +384,30 @@ def kept_and_alone_here(fn, inputs) -> dict:
 def function_kept_and_alone_here(function, inputs) -> dict:
     """kept_and_alone_here on an autograd.Function's apply."""
     return kept_and_alone_here(function.apply, inputs)
+
+
+def aliases_here(fn, calls) -> list:
+    """In the student's process (sub.run_local): fn(*args) for each `args` of `calls`, and for each call the
+    pairs [j, i] where the result's tensor j (the result itself, or item j of a tuple or list) shares memory
+    with the tensor argument i: an argument handed back as it came (`w = w0` never copied), a view of it
+    (`w0.detach()`, `w0[:]`) or a tensor over its numpy array. A string (the first line of what it raised)
+    for a call that raised. invariants.returns_fresh judges it."""
+    import torch
+
+    def memory(t):
+        try:
+            storage = t.untyped_storage()
+            return storage.data_ptr() if storage.nbytes() > 0 else 0
+        except Exception:  # noqa: BLE001 - no storage to compare (a meta or a subclass tensor): nothing shared
+            return 0
+    found: list = []
+    for args in calls:
+        try:
+            out = fn(*args)
+        except Exception as e:  # noqa: BLE001 - the checks of values report a call that raises
+            found.append(_why(e))
+            continue
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        found.append([[j, i] for j, o in enumerate(outs) if isinstance(o, torch.Tensor) and memory(o)
+                      for i, a in enumerate(args) if isinstance(a, torch.Tensor) and memory(a) == memory(o)])
+    return found

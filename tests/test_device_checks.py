@@ -165,14 +165,29 @@ def test_validate_reports_a_cuda_only_variant_as_not_validated_on_a_cpu_machine(
 
 def test_placement_fails_an_output_moved_to_the_host_but_not_a_value_read(write_submission, check_json):
     """A copy out of a meta tensor is a value read (`.tolist()`: inconclusive) unless the student's line
-    moves the tensor to a device: `.cpu()` on the loss is the placement error itself, named with its
-    line (on a GPU machine, `.cuda()` of a meta tensor raises the same copy error)."""
+    moves the tensor to a device: `.cpu()` on the loss is then run with values, where the loss comes back
+    on the CPU: the placement error, the copy's line named (on a GPU machine, `.cuda()` of a meta tensor
+    raises the same copy error)."""
     moved = _variant(write_submission, "exercise-1", "logreg.py",
                      "    return torch.logaddexp(torch.zeros_like(u), -u).mean()  # log(1 + exp(-u)), stable",
                      "    return torch.logaddexp(torch.zeros_like(u), -u).mean().cpu()")
     checks = _device_checks(check_json, "exercise-1", moved)
     assert checks["placement"]["status"] == "fail", checks["placement"]
-    assert "Cannot copy out of meta tensor" in checks["placement"]["message"] and "logreg.py:" in checks["placement"]["message"]
+    message = checks["placement"]["message"]
+    assert "came back on 'cpu'" in message and "a copy to the host at logreg.py:" in message, message
+
+
+def test_placement_passes_a_numpy_round_trip_moved_back(write_submission, check_json):
+    """A copy to the host that comes back (`.cpu().numpy()`, then `.to(X.device)`) runs on a GPU: the meta
+    run stops at the copy, the run with values puts every output on the inputs' device (exercise-7's
+    numpy-inside train(), placement extended to train() after round 6's blind red team)."""
+    round_trip = _variant(write_submission, "exercise-1", "logreg.py",
+                          "    return torch.logaddexp(torch.zeros_like(u), -u).mean()  # log(1 + exp(-u)), stable",
+                          "    import numpy as np\n"
+                          "    value = np.logaddexp(0.0, -u.detach().cpu().numpy()).mean()\n"
+                          "    return torch.logaddexp(torch.zeros_like(u), -u).mean() * 0 + torch.tensor(value).to(u)")
+    checks = _device_checks(check_json, "exercise-1", round_trip)
+    assert checks["placement"]["status"] == "pass", checks["placement"]
 
 
 def _raising(error):

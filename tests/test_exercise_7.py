@@ -1,7 +1,7 @@
 """exercise-7 end to end, and the theorems its checks lean on.
 
-An implementation that differs from the reference only in incidental ways (numpy float64 inside, a
-while loop, another but equivalent sign test) passes every check. Novikoff's bound as the harness
+An implementation that differs from the reference only in incidental ways (numpy float64 inside, copied
+to the host and moved back, a while loop, another but equivalent sign test) passes every check. Novikoff's bound as the harness
 computes it is never beaten by a correct perceptron, and the overlapping data is never separated.
 """
 
@@ -24,9 +24,9 @@ def predict(X, w):
 
 
 def train(X, y, w0, epochs):
-    Xt = np.hstack([X.numpy(), np.ones((X.shape[0], 1))])
-    t = y.numpy().astype(np.float64)
-    w = w0.numpy().astype(np.float64).copy()
+    Xt = np.hstack([X.cpu().numpy(), np.ones((X.shape[0], 1))])
+    t = y.cpu().numpy().astype(np.float64)
+    w = w0.cpu().numpy().astype(np.float64).copy()
     mistakes, epoch = [], 0
     while epoch < epochs and (not mistakes or mistakes[-1] > 0):
         wrong = 0
@@ -36,7 +36,7 @@ def train(X, y, w0, epochs):
                 wrong += 1
         mistakes.append(wrong)
         epoch += 1
-    return torch.from_numpy(w).to(w0.dtype), mistakes
+    return torch.from_numpy(w).to(device=w0.device, dtype=w0.dtype), mistakes
 '''
 
 harness = load_module_from(REPO / "exercises" / "exercise-7" / "harness.py", "_test_harness_exercise_7")
@@ -93,7 +93,7 @@ def test_the_margin_found_is_close_to_the_best_on_a_known_case():
 
 
 def test_a_loop_that_overwrites_the_callers_w0_is_named(write_submission, check_json):
-    code = EQUIVALENT.replace("    w = w0.numpy().astype(np.float64).copy()", "    w = w0.numpy()  # a view: w0 itself")
+    code = EQUIVALENT.replace("    w = w0.cpu().numpy().astype(np.float64).copy()", "    w = w0.cpu().numpy()  # a view: w0 itself")
     checks = {c["name"]: c for c in check_json("exercise-7", write_submission(code, name="perceptron.py"))[0]["checks"]}
     assert checks["first-update"]["status"] == "fail" and "modified its argument w0 in place" in checks["first-update"]["message"]
     # one bug, one deduction: the training checks that hand train() copies do not charge it again (validate's
@@ -153,3 +153,40 @@ def test_a_count_never_reset_over_the_whole_budget_is_said_as_measured(bugged, c
     assert c["status"] == "fail" and c["message"].startswith("seed 1: ran all 100 epochs of its budget without an "
                                                               "epoch counted free of mistakes"), c
     assert "misclassify none of the 200 training points" in c["message"] and "guaranteed" not in c["message"], c
+
+
+# --- blind red team, round 6: train() never ran on a second device, and a w0 handed back escaped ----------
+
+def test_a_cpu_tensor_made_inside_train_fails_placement_alone(tmp_path, check_json):
+    # bug-ones-no-device: placement probed predict() alone. train() now runs too: the meta run stops at its
+    # first mistake test, and the run with values meets the CPU column inside the loop
+    folder = _edited(tmp_path, ("                w = w + y[i] * Xt[i]",
+                                "                w = w + y[i] * torch.cat([X[i], torch.ones(1, dtype=X.dtype)])"))
+    checks = {c["name"]: c for c in check_json("exercise-7", folder)[0]["checks"]}
+    assert {n for n, c in checks.items() if c["status"] == "fail"} == {"placement"}, checks
+    message = checks["placement"]["message"]
+    assert "train() raised RuntimeError: Expected all tensors to be on the same device" in message, message
+    assert "stopped at perceptron.py:" in message, message
+
+
+def test_numpy_inside_train_needs_its_copy_to_the_host(write_submission, check_json):
+    # X.numpy() raises on a GPU (EQUIVALENT copies with .cpu() and moves w back, and passes)
+    code = EQUIVALENT.replace("np.hstack([X.cpu().numpy(),", "np.hstack([X.numpy(),")
+    (c,) = check_json("exercise-7", write_submission(code, name="perceptron.py"), "placement")[0]["checks"]
+    assert c["status"] == "fail" and "train() raised TypeError: can't convert meta device type tensor to numpy" in c["message"], c
+    # a copy to the host never moved back: w stays on the CPU
+    code = EQUIVALENT.replace(".to(device=w0.device, dtype=w0.dtype)", ".to(w0.dtype)")
+    (c,) = check_json("exercise-7", write_submission(code, name="perceptron.py"), "placement")[0]["checks"]
+    assert c["status"] == "fail" and "train()'s w came back on 'cpu'" in c["message"], c
+    assert "a copy to the host at perceptron.py:" in c["message"], c
+
+
+def test_a_w0_handed_back_without_a_copy_is_named(tmp_path, check_json):
+    # bug-w-alias-w0: w = w0 (here a view, w0.detach()) and updates out of place: right values everywhere,
+    # but where no update is made the caller's own w0 comes back as w
+    folder = _edited(tmp_path, ("    w = w0.clone()", "    w = w0.detach()"))
+    checks = {c["name"]: c for c in check_json("exercise-7", folder)[0]["checks"]}
+    assert {n for n, c in checks.items() if c["status"] == "fail"} == {"first-update"}, checks
+    message = checks["first-update"]["message"]
+    assert "train() (from a w0 that already separates the points: no update) returned w sharing memory with its " \
+           "argument w0" in message and "w0.clone()" in message, message

@@ -177,3 +177,19 @@ def test_the_students_own_cnn_runs_inside_the_students_train(tmp_path, check_jso
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["invariants"], checks
     assert checks["invariants"]["message"].startswith("cnn_forward(params, x) inside your own train()"), checks["invariants"]
     assert "raised RuntimeError: only inside train()" in checks["invariants"]["message"]
+
+
+@pytest.mark.parametrize("bug", ["train-random-batches", "train-batches-shuffled-each-step"])
+def test_random_batches_are_said_as_a_run_that_changes_not_as_a_leftover_gradient(bug, bugged, check_json):
+    """A blind red team (round 6): batches drawn with torch.randperm failed first-loss with "its first update used
+    the leftover gradient added to its batch's. Clear the gradients before each backward", which it did. The run
+    with no leftover is repeated before the leftover is blamed: a train() that differs from itself is said as that."""
+    c = _assessed(check_json, bugged("exercise-8", bug), "first-loss")["first-loss"]
+    assert c["status"] == "fail", c
+    assert "the same inputs must give the same run" in c["message"] and "batches drawn at random" in c["message"], c
+    assert "leftover" not in c["message"], c
+
+
+def test_gradients_never_cleared_before_backward_are_still_said_as_the_leftover(bugged, check_json):
+    c = _assessed(check_json, bugged("exercise-8", "train-zero-grad-at-end"), "first-loss")["first-loss"]
+    assert c["status"] == "fail" and "its first update used the leftover gradient" in c["message"], c

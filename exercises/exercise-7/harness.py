@@ -16,8 +16,8 @@ import torch
 
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.data import gaussian_blobs, seeded_once
-from dldiy.graders.kinds.invariants import Violation, keeps_rules, same_dtype, unmodified
-from dldiy.graders.kinds.placement import device_probes
+from dldiy.graders.kinds.invariants import Violation, keeps_rules, returns_fresh, same_dtype, unmodified
+from dldiy.graders.kinds.placement import measure_placement
 
 
 def _with_bias(X):
@@ -213,6 +213,16 @@ def _train_family(sub, seed, p):
         cases.append({"name": f"one point twice with opposite labels from w0 = 0, epochs = {long} (never separable: every "
                               "epoch has mistakes, so every epoch of the budget runs, however many): epochs run",
                       "shape": [1], "values": [float(len(mistakes))], "once": True})
+    # w is a new tensor even where no update is made: from a w0 that already separates the points (an epoch
+    # without a mistake), and for epochs=0, a `w = w0` never copied hands the caller's own w0 back, which the
+    # caller's next w.add_() changes too (blind red team, round 6). Once per student's process (one message).
+    if sub.first_time("w-fresh"):
+        rng = np.random.default_rng(seed + 60_000)
+        ts = np.array([1, -1] * 4, dtype=np.int64)
+        Xs = np.stack([ts * (1.0 + rng.random(8)), rng.normal(0.0, 1.0, 8)], axis=1)  # w0 = [1, 0, 0] separates
+        args = (torch.tensor(Xs), torch.tensor(ts), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+        returns_fresh(sub, "train", [("from a w0 that already separates the points: no update", (*args, 3)),
+                                     ("epochs=0", (*args, 0))], ("X", "y", "w0", "epochs"), ("w", "mistakes"))
     # epochs=0: no epoch runs, so w0 comes back as it came and there are no counts (red team, round 7)
     X, t = _blobs(seed + 5, 10, p["distance"], None)
     w0 = np.random.default_rng(seed + 40_000).normal(0.0, 1.0, 3)
@@ -299,15 +309,31 @@ def predict_boundary(sub, seed, p):
     return {"cases": cases}
 
 
-def _device_run(sub, seed):
-    """predict() on a float32 problem moved to `device` (train()'s loop reads values, which the meta
-    device cannot: its placement would be inconclusive on a CPU grader)."""
+def _device_run(sub, seed, running=None):
+    """predict() and train() on a float32 problem moved to `device`. train()'s loop reads values (`if` on a
+    mistake, the early stop), which the meta device cannot: measure_placement then runs both again on its
+    second device with values (graders/kinds/elsewhere.py), where a tensor train() makes on the CPU (a
+    bias column of torch.ones(n, 1) without device=, a .numpy() of X) meets the inputs and raises as on a
+    GPU (blind red team, round 6). `running` ([name]): the function under way, for the message."""
+    running = running if running is not None else [None]
+
     def run(device):
-        X, _ = _blobs(seed, 16, 3.0, None)
+        X, t = _blobs(seed, 16, 3.0, None)
         w = np.random.default_rng(seed + 50_000).normal(0.0, 1.0, 3)
         X, w = torch.tensor(X, dtype=torch.float32).to(device), torch.tensor(w, dtype=torch.float32).to(device)
-        return {"predict": sub.get("predict")(X, w)}
+        running[0] = "predict"
+        outputs = {"predict()'s labels": sub.get("predict")(X, w)}
+        running[0] = "train"
+        trained = sub.get("train")(X, torch.tensor(t).to(device), w, 2)
+        # (a malformed result is the contract's finding: no tensor, no device to follow)
+        outputs["train()'s w"] = trained[0] if isinstance(trained, tuple) and len(trained) == 2 else trained
+        return outputs
     return run
 
 
-placement, _parity = device_probes(_device_run)
+def placement(sub, seed, p):
+    running = [None]
+    measured = measure_placement(_device_run(sub, seed, running))
+    if "error" in measured and running[0]:
+        measured["what"] = f"{running[0]}()"
+    return measured

@@ -152,6 +152,30 @@ def unchanged(kept: dict[str, Any], what: str, /, **arguments: Any) -> None:
                             f"was (work on a copy, e.g. {name}.clone(), or write `x = x - ...` instead of `x -= ...`)")
 
 
+def returns_fresh(sub: Any, name: str, calls: list[tuple[str, tuple]], names: Sequence[str],
+                  results: Sequence[str]) -> None:
+    """A Violation if the student's `name`, called with each (label, args) of `calls` in its own process (one
+    message), returns a tensor that shares memory with a tensor argument: `names`[i] names argument i,
+    `results`[j] the result's item j. The caller's own tensor handed back (`w = w0` never copied, returned
+    as it came when no update happens; a view of it) is changed by the caller's next in-place change of the
+    result, and the other way round. A call that raises is the checks of values' to report."""
+    from ..batched import aliases_here
+
+    found = sub.run_local(aliases_here, sub.get(name), [list(args) for _, args in calls])
+    if not isinstance(found, list):
+        return
+    for (label, _), shared in zip(calls, found):
+        pair = shared[0] if isinstance(shared, list) and shared else None
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(k, int) for k in pair)
+                and 0 <= pair[0] < len(results) and 0 <= pair[1] < len(names)):
+            continue
+        result, arg = results[pair[0]], names[pair[1]]
+        raise Violation(f"{name}() ({label}) returned {result} sharing memory with its argument {arg}: the caller's "
+                        f"own {arg} (or a view of it) came back, so an in-place change of {result} (a `+=`, an "
+                        f"optimizer's step) changes {arg} too. Return a new tensor: start from a copy "
+                        f"({arg}.clone()), not from {arg} itself")
+
+
 def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:
     """A Violation unless `value` has the inputs' floating dtype (float64 in, float64 out)."""
     if value.dtype != dtype:
@@ -330,17 +354,26 @@ def fresh_from_leftover_grads(run):
     (False) or holding a leftover gradient (True): a train() that clears the gradients before each
     backward trains the same in both. One that clears them only after its update (or never) adds the
     leftover to its first batch's gradient (and clips that sum): a Violation, which fails first-loss
-    (train()'s check). Exercises 8 and 9."""
-    import torch
-
+    (train()'s check); one that differs from itself with no leftover at all (random batches) is said as that.
+    Exercises 8 and 9."""
     (p0, l0), (p1, l1) = run(False), run(True)
     if not (isinstance(p0, dict) and isinstance(p1, dict) and set(p0) == set(p1)) or len(l0) != len(l1):
         return  # a malformed result is the trajectory's to report
-    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
-             and p0[k].shape == p1[k].shape
-             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
-    losses_differ = any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
+    moved, losses_differ = _runs_differ(p0, l0, p1, l1)
     if moved or losses_differ:
+        # Before blaming the leftover: the same run again, with no leftover. A train() that differs from itself
+        # (batches drawn at random: blind red team, round 6) was told to clear its gradients, which it did.
+        p2, l2 = run(False)
+        if isinstance(p2, dict) and set(p2) == set(p0) and len(l2) == len(l0):
+            moved_again, differ_again = _runs_differ(p0, l0, p2, l2)
+            if moved_again or differ_again:
+                said = (f"losses {[round(v, 6) for v in l0]}, then {[round(v, 6) for v in l2]}" if differ_again
+                        else f"the same losses, other weights ({', '.join(moved_again)})")
+                raise Violation(
+                    f"train() run twice for {len(l0)} steps from the same weights and data, every .grad None both times, "
+                    f"gave {said}: the same inputs must give the same run. Something random changes each run: batches "
+                    "drawn at random (torch.randperm, a shuffle) where batch k holds rows (k*batch_size + i) mod n, "
+                    "i < batch_size, in that order")
         said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
                 else f"the same losses, other weights ({', '.join(moved)})")
         raise Violation(
@@ -348,6 +381,16 @@ def fresh_from_leftover_grads(run):
             f"a leftover .grad on each (as an earlier backward leaves it), gave {said}: its first update used the "
             "leftover gradient added to its batch's. Clear the gradients before each backward (p.grad = None or "
             "p.grad.zero_() before loss.backward()), not after the update: each step's gradient is its batch's only")
+
+
+def _runs_differ(p0: dict, l0: Any, p1: dict, l1: Any) -> tuple[list[str], bool]:
+    """(the parameters whose values differ, whether the losses differ) between two runs of train()."""
+    import torch
+
+    moved = [k for k in p0 if isinstance(p0[k], torch.Tensor) and isinstance(p1[k], torch.Tensor)
+             and p0[k].shape == p1[k].shape
+             and not torch.allclose(p1[k].detach().double(), p0[k].detach().double(), rtol=1e-6, atol=1e-9)]
+    return moved, any(abs(a - b) > 1e-6 * abs(a) + 1e-9 for a, b in zip(l0, l1))
 
 
 # ---- an autograd.Function's backward: run twice, and with each input alone requiring grad ---------------

@@ -13,9 +13,11 @@ process), it says inconclusive: no points, never a failure. An output that is no
 device: inconclusive too (the checks of values charge the contract). A copy out of
 a meta tensor is such a read (`.tolist()`) unless the student's line moves it to a device (`.cpu()`,
 `.cuda()`, `.to(...)`): that is the placement error itself (on a GPU machine, `.cuda()` of a meta
-tensor raises the same copy error as `.tolist()`, where a CPU machine says CUDA is missing).
+tensor raises the same copy error as `.tolist()`, where a CPU machine says CUDA is missing), unless the
+run with values ends with every output on the inputs' device (a numpy round trip, moved back).
 The measurement is {"error": str}, {"inconclusive": str} or {"outputs": {name: device}, "input_device": "meta"},
-with "with_values": the student's line where the meta run stopped, when the second run made it.
+with "with_values": the student's line where the meta run stopped, when the second run made it, and "what":
+the function that raised, where the probe knows it (else the spec's `what`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
             return {"inconclusive": f"{where or 'your code'} uses an operation the meta device cannot run ("
                                     f"{text[:160]}); a GPU can, so this is not a placement error"}
         found = _device_error(e, text, where)
+        if "error" in found and values and _COPY_OUT in str(e):
+            # a copy to the host (`.cpu()`) that may come back: a numpy round trip moved back with
+            # `.to(X.device)` runs on a GPU (exercise-7's numpy-inside train()). With values, where `.cpu()` is
+            # a plain CPU tensor, the outputs must end on the inputs' device; else the meta error, its line named
+            return _round_trip(run, where or "your code", text, found)
         if "inconclusive" in found and values:
             # an error that is not about devices: with values, and then on the CPU, where it may run (a
             # submission that raises off the CPU must not turn its placement check into a skip: round 13)
@@ -71,6 +78,16 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
     measured = {"input_device": "meta",
                 "outputs": _devices(outputs)}
     return _typed_on_cpu(run, measured) if values else measured
+
+
+def _round_trip(run: Callable[[str], dict[str, Any]], where: str, text: str, found: dict[str, Any]) -> dict[str, Any]:
+    """The meta run stopped at a copy to the host on `where`: the run with values judges it (every output on
+    the inputs' device: a round trip; one left on the CPU, or a CPU tensor meeting the inputs: that finding,
+    with the copy's line); where that run cannot tell, `found` (the meta run's error, its line named)."""
+    again = _with_values(run, where, text)
+    if "inconclusive" in again or not (again.get("outputs") or "error" in again):
+        return found
+    return {**again, "host_copy": where}
 
 
 def _devices(outputs: dict[str, Any]) -> dict[str, str]:
@@ -319,7 +336,8 @@ def _student_line(e: BaseException) -> str:
 
 
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
-    what = check.params.get("what", "the forward and backward pass")
+    # (a probe that runs several functions names the one under way when it stopped: exercise-7's train())
+    what = measured.get("what") or check.params.get("what", "the forward and backward pass")
     if "inconclusive" in measured:
         return Verdict.skipped(f"inconclusive on the meta device: {measured['inconclusive']}. Run `dldiy check` "
                                "on a machine with a GPU (the parity check) to test placement for real.")
@@ -342,8 +360,10 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     stray = {n: d for n, d in measured["outputs"].items() if d != measured["input_device"]}
     if stray:
         name, device = next(iter(stray.items()))
+        copied = (f" (a copy to the host at {measured['host_copy']} is not moved back: end with .to(X.device), "
+                  "the inputs' device)") if measured.get("host_copy") else ""
         return Verdict.failed(f"with inputs on '{measured['input_device']}', {name} came back on '{device}': "
-                              "an output does not follow its inputs' device")
+                              f"an output does not follow its inputs' device{copied}")
     values = (f" (run twice: the meta device, which has no values, stopped at {measured['with_values']}; then on a "
               "second device with values)") if measured.get("with_values") else ""
     return Verdict.passed(f"{len(measured['outputs'])} outputs follow the inputs' device{values}")

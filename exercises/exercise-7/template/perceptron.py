@@ -22,5 +22,6 @@ def predict(X, w):
 def train(X, y, w0, epochs):
     """The perceptron from w0 for at most `epochs` epochs.
     Returns (w, mistakes) where mistakes[e] is the number of updates made during epoch e; training
-    stops after the first epoch with no update, so it converged exactly when mistakes[-1] == 0."""
+    stops after the first epoch with no update, so it converged exactly when mistakes[-1] == 0.
+    w is a new tensor, even when no update is made: w0 is left as it was and shares no memory with w."""
     raise NotImplementedError("exercise-7: implement train(X, y, w0, epochs)")

@@ -9,7 +9,8 @@ im2col: F.unfold(x, (kh, kw), padding=padding, stride=stride) has shape (N, C*kh
 l of example n is the window under output position l. The convolution is then ONE matrix product with
 weight.reshape(K, -1). In backward, F.fold (unfold's adjoint) sums column gradients back onto pixels.
 
-2x2 max-pooling with stride 2: each output is the max of its window; its gradient goes to the argmax.
+2x2 max-pooling with stride 2: each output is the max of its window; its gradient goes to the argmax
+(where several entries tie for the max, all of it to any one of them, the others 0).
 
 Write forward AND backward of both as torch.autograd.Function subclasses (no torch.nn.functional.conv2d
 or max_pool2d: those are what you are checked against). Keep every tensor on the inputs' device.

@@ -303,6 +303,10 @@ def test_the_bundle_of_a_py_exercise_holds_the_file_that_is_graded_and_no_notebo
      "[[checks]] 'linear-step': unknown key 'point' (did you mean 'points'?)"),
     (('load = "definitions"', 'load = "definitions"\n[api.Linear]\nsignature = "Linear(n_in, n_out)"\nforbd = ["x"]'),
      "unknown key 'forbd' in [api.Linear] (did you mean 'forbid'?)"),
+    # course6 trial: [api.LayerNormFn] with forbid and no signature read "malformed spec (TypeError:
+    # ApiEntry.__init__() missing 1 required positional argument: 'signature')"
+    (("threshold = 0.75", 'threshold = 0.75\n[api.Linear]\nforbid = ["numpy.maximum"]'),
+     "[api.Linear] has no 'signature' (how Linear is called, e.g. signature = \"Linear(x, w) -> Tensor\""),
     (("threshold = 0.75", "threshhold = 0.75"),
      "unknown key 'threshhold' in the [mutation] table (did you mean 'threshold'?)"),
 ])

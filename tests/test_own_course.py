@@ -337,6 +337,11 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
     start = run_dldiy("--course", str(course), "start", "mlp", str(tmp_path / "alice"))
     assert start.returncode == 0 and (tmp_path / "alice" / "mlp.ipynb").read_bytes() == \
         (course / "exercises" / "mlp" / "template" / "mlp.ipynb").read_bytes()
+    # the data beside the notebook, as grading's working copy has it: its data cell reads it offline
+    # (course6 trial: only the notebook was written, and its data cell went to the network)
+    assert (tmp_path / "alice" / "data" / "blobs.csv").read_bytes() == \
+        (course / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    assert "alice/data/ (the exercise's data)" in start.stdout
     release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
     assert release.returncode == 0, release.stderr
     handed = nbformat.read(str(tmp_path / "bundle" / "mlp" / "mlp.ipynb"), as_version=4)
@@ -363,6 +368,10 @@ def test_a_student_checks_their_notebook_inside_the_released_bundle(tmp_path):
         "exercises/mlp/data/blobs.csv", "exercises/mlp/expected.json", "exercises/mlp/harness.py",
         "exercises/mlp/spec.toml", "exercises/mlp/template/mlp.ipynb"]
     assert (bundle / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes() == \
+        (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    # and beside the notebook the student works in, whose own data cell reads data/blobs.csv
+    assert sorted(p.name for p in (bundle / "mlp").iterdir()) == ["data", "expected.json", "mlp.ipynb"]
+    assert (bundle / "mlp" / "data" / "blobs.csv").read_bytes() == \
         (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
     assert "MLP from scratch" in (bundle / "dldiy.toml").read_text()
     assert not [p for p in bundle.rglob("*") if p.name in ("reference", "buggy", "source.ipynb", "bug.diff")]

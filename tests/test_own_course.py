@@ -715,3 +715,24 @@ def test_a_training_cell_whose_selected_line_changed_is_said_in_a_students_words
     assert any("contains 'for epoch in range(n_epochs):'" in m and "keep that cell as it was handed out" in m
                for m in messages), messages
     assert not any("cells.train" in m for m in messages), messages
+
+
+def test_release_nbgrader_refuses_a_top_level_solution_region_in_one_line(tmp_path):
+    """course6 trial: the training loop's body marked as a solution region (top-level code, as own-course.md's
+    notebooks have it) stopped `dldiy release --nbgrader` with a Python traceback (SolutionRegionError). It
+    is refused in one line that says why and what to do; the student bundle takes the notebook as it is."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    source = course / "reference" / "mlp" / "source.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    cell = next(c for c in nb.cells if "for epoch in range(n_epochs):" in c.source)
+    cell.source = cell.source.replace("    grad = loss_fn.backward()\n",
+                                      "    ### BEGIN SOLUTION\n    grad = loss_fn.backward()\n    ### END SOLUTION\n")
+    nbformat.write(nb, str(source))
+    result = run_dldiy("release", "--nbgrader", str(tmp_path / "nbg"), cwd=course)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: release --nbgrader stopped: mlp: a solution region outside any "
+                                    "function"), result.stderr
+    assert "leave mlp out: -e EXERCISE for the others" in result.stderr
+    assert not (tmp_path / "nbg" / "source").exists()
+    assert run_dldiy("release", str(tmp_path / "bundle"), cwd=course).returncode == 0

@@ -107,3 +107,25 @@ def test_the_training_check_judges_the_trained_layers_on_points_the_notebook_nev
     report, checks = _report(check_json, _notebook(tmp_path, cheat))
     assert checks["training"]["status"] == status and said in checks["training"]["message"], checks["training"]
     assert report["score"] == 9, checks
+
+
+@pytest.mark.parametrize("magic", ["%%time", "%%capture out"])
+def test_a_training_cell_under_time_or_capture_runs_its_code(tmp_path, check_json, magic):
+    """course6 trial: a correct notebook whose training cell starts with `%%time` (a student timing the
+    loop) lost the training check, "no variable 'losses' is defined": the whole cell was left out as a
+    cell magic. %%time and %%capture run their cell's code once, in the namespace: so does the loader."""
+    path = _notebook(tmp_path, lambda cells, i: setattr(cells[i], "source", f"{magic}\n{cells[i].source}"))
+    report, checks = _report(check_json, path)
+    assert report["score"] == 11, checks["training"]
+    assert f"cell 7, line 1: {magic} (cell magic: the cell's code runs without it)" in report["skipped_lines"], \
+        report["skipped_lines"]
+
+
+def test_a_training_cell_under_another_cell_magic_errors_naming_the_magic(tmp_path, check_json):
+    """%%timeit runs the cell many times, %%bash is no Python: such a cell is not run, and the check that
+    runs it says why, not "no variable 'losses' is defined"."""
+    path = _notebook(tmp_path, lambda cells, i: setattr(cells[i], "source", f"%%timeit -n1\n{cells[i].source}"))
+    report, checks = _report(check_json, path)
+    assert checks["training"]["status"] == "error" and report["score"] == 9, checks["training"]
+    assert ("which starts with the cell magic %%timeit -n1: dldiy does not run such a cell (only %%time and "
+            "%%capture cells run); remove that line") in checks["training"]["message"], checks["training"]["message"]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cellselect import selects
+from .cellselect import runs_its_cell, selects
 
 SUFFIXES = (".py", ".ipynb")
 # json.loads of a notebook builds one Python object per JSON object or array (~50-100 bytes each): a
@@ -472,6 +472,11 @@ def _cell_runner(loaded: Loaded):
                 if name in loaded.ambiguous:
                     raise LookupError(_ambiguous(loaded, name))
                 number, code = loaded.cells[name]
+                if not code.strip() and loaded.sources[number - 1].lstrip().startswith("%%"):
+                    magic = loaded.sources[number - 1].lstrip().split("\n", 1)[0].strip()
+                    raise LookupError(f"this check runs cell {number} of your notebook, which starts with the cell "
+                                      f"magic {magic[:40]}: dldiy does not run such a cell (only %%time and "
+                                      "%%capture cells run); remove that line")
                 filename = f"{loaded.path}[cell {number}]"
                 linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
                 try:
@@ -563,11 +568,16 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
 
 
 def _strip_magics(source: str, number: int, skipped: list[str]) -> str:
-    """IPython magics and shell escapes are not Python: blank them, keeping line numbers."""
+    """IPython magics and shell escapes are not Python: blank them, keeping line numbers. A cell magic
+    that runs its cell's code once in the notebook's namespace (`%%time`, `%%capture`: cellselect's
+    RUNS_ITS_CELL) leaves that code to run; any other cell magic leaves the whole cell out."""
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        skipped.append(f"cell {number}: {lines[0].strip()} (cell magic, whole cell)")
-        return ""
+        if not runs_its_cell(lines[0]):
+            skipped.append(f"cell {number}: {lines[0].strip()} (cell magic, whole cell)")
+            return ""
+        skipped.append(f"cell {number}, line 1: {lines[0].strip()} (cell magic: the cell's code runs without it)")
+        lines = ["", *lines[1:]]
     out = []
     for i, line in enumerate(lines, 1):
         if line.lstrip().startswith(("%", "!")):

@@ -736,3 +736,21 @@ def test_release_nbgrader_refuses_a_top_level_solution_region_in_one_line(tmp_pa
     assert "leave mlp out: -e EXERCISE for the others" in result.stderr
     assert not (tmp_path / "nbg" / "source").exists()
     assert run_dldiy("release", str(tmp_path / "bundle"), cwd=course).returncode == 0
+
+
+def test_an_exception_of_the_harness_itself_names_its_line(tmp_path):
+    """course6 trial: a probe that raised (the instructor's own RuntimeError, writing the harness) read "the
+    harness could not use what the submission returned (RuntimeError: ...)", the student's fault as far
+    as it said. The message now names the harness's line, where the probe's own code raised."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    harness = course / "exercises" / "mlp" / "harness.py"
+    text = harness.read_text()
+    assert "def forward(sub, seed, p):\n" in text
+    harness.write_text(text.replace("def forward(sub, seed, p):\n",
+                                    "def forward(sub, seed, p):\n    raise RuntimeError('a mistake of mine')\n"))
+    line = harness.read_text().split("\n").index("    raise RuntimeError('a mistake of mine')") + 1
+    report = json.loads(run_dldiy("check", "mlp", str(SOLUTION), "--json", "--only", "linear-forward", cwd=course).stdout)
+    assert report["checks"][0]["message"] == (
+        "seed 1: the harness could not use what the submission returned (RuntimeError: a mistake of mine; raised "
+        f"at harness.py line {line}, in forward)"), report["checks"][0]

@@ -129,3 +129,21 @@ def test_a_training_cell_under_another_cell_magic_errors_naming_the_magic(tmp_pa
     assert checks["training"]["status"] == "error" and report["score"] == 9, checks["training"]
     assert ("which starts with the cell magic %%timeit -n1: dldiy does not run such a cell (only %%time and "
             "%%capture cells run); remove that line") in checks["training"]["message"], checks["training"]["message"]
+
+
+def test_a_download_in_the_sandbox_says_there_is_no_network(tmp_path, check_json):
+    """course6 trial: a data cell that downloads a file the exercise does not ship failed the training
+    check with "URLError: <urlopen error [Errno -2] Name or service not known>" and no more: the message now
+    says the grader has no network and where the exercise's files are."""
+    fetch = ('import urllib.request\nurllib.request.urlretrieve("https://dldiy-no-such-host.invalid/more.csv", '
+             '"more.csv")\n')
+
+    def edit(cells, i):
+        data = next(c for c in cells if "np.loadtxt" in c.source)
+        data.source = fetch + data.source
+
+    report, checks = _report(check_json, _notebook(tmp_path, edit))
+    message = checks["training"]["message"]
+    assert checks["training"]["status"] == "error" and "URLError" in message, message
+    assert "the grader runs without a network, so a download fails here. The files come with the exercise " \
+           "(exercises/<id>/data/, in the working copy as data/)" in message, message

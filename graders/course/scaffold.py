@@ -40,10 +40,11 @@ def analyse(nb) -> dict:
             tree = ast.parse("\n".join("" if line.lstrip().startswith(("!", "%")) else line for line in lines))
         except SyntaxError:
             continue
-        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                     and n.func.attr == "apply" and isinstance(n.func.value, ast.Name)):
-            if not any(isinstance(a, ast.Starred) for a in call.args):
-                applied[call.func.value.id] = max(applied.get(call.func.value.id, 0), len(call.args))
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr == "apply" and isinstance(func.value, ast.Name) \
+                    and not any(isinstance(a, ast.Starred) for a in call.args):
+                applied[func.value.id] = max(applied.get(func.value.id, 0), len(call.args))
         for node in tree.body:
             # a class or function the notebook hands out whole (no solution region inside) is no student's to check
             marked = any(notebook.BEGIN in line for line in lines[node.lineno - 1:node.end_lineno])

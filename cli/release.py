@@ -67,7 +67,15 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
         staged.mkdir()
         for ex in exercises:
             if nbgrader:
-                nb = notebook.nbgrader_notebook(source_notebook(ex), ex)
+                try:
+                    nb = notebook.nbgrader_notebook(source_notebook(ex), ex)
+                except notebook.SolutionRegionError as error:
+                    # one line of why, not a traceback: the source notebook is the instructor's to change
+                    raise click.ClickException(
+                        f"release --nbgrader stopped: {error}\n(nbgrader replaces a region with one stub for "
+                        f"every region, which names no task outside a function; `dldiy release` without "
+                        f"--nbgrader takes this notebook as it is, or leave {ex.id} out: -e EXERCISE for the "
+                        f"others)") from None
                 if ex.start != "bugged" and not any(c.metadata.get("nbgrader", {}).get("solution") for c in nb.cells):
                     raise click.ClickException(_no_solution(ex))
                 notebook.write(nb, staged / "source" / ex.id / f"{ex.id}.ipynb")

@@ -61,8 +61,13 @@ def _write(exercise: Exercise, source: Path, directory: Path, force: bool) -> No
     for src, target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
+    from dldiy.graders.course.release import copy_data
+
+    data = copy_data(exercise, directory)  # the files the notebook's data cell reads, as grading has them
     click.echo(f"{exercise.id}: {exercise.title}")
     for _, target in targets:
         click.echo(f"  wrote {target}")
+    if data:
+        click.echo(f"  wrote {directory / data}/ (the exercise's data)")
     where = "" if directory == Path(exercise.id) else f" {directory}"
     click.echo(f"When ready: dldiy check {exercise.id}{where}")

@@ -337,6 +337,11 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
     start = run_dldiy("--course", str(course), "start", "mlp", str(tmp_path / "alice"))
     assert start.returncode == 0 and (tmp_path / "alice" / "mlp.ipynb").read_bytes() == \
         (course / "exercises" / "mlp" / "template" / "mlp.ipynb").read_bytes()
+    # the data beside the notebook, as grading's working copy has it: its data cell reads it offline
+    # (course6 trial: only the notebook was written, and its data cell went to the network)
+    assert (tmp_path / "alice" / "data" / "blobs.csv").read_bytes() == \
+        (course / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    assert "alice/data/ (the exercise's data)" in start.stdout
     release = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
     assert release.returncode == 0, release.stderr
     handed = nbformat.read(str(tmp_path / "bundle" / "mlp" / "mlp.ipynb"), as_version=4)
@@ -363,6 +368,10 @@ def test_a_student_checks_their_notebook_inside_the_released_bundle(tmp_path):
         "exercises/mlp/data/blobs.csv", "exercises/mlp/expected.json", "exercises/mlp/harness.py",
         "exercises/mlp/spec.toml", "exercises/mlp/template/mlp.ipynb"]
     assert (bundle / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes() == \
+        (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
+    # and beside the notebook the student works in, whose own data cell reads data/blobs.csv
+    assert sorted(p.name for p in (bundle / "mlp").iterdir()) == ["data", "expected.json", "mlp.ipynb"]
+    assert (bundle / "mlp" / "data" / "blobs.csv").read_bytes() == \
         (COURSE / "exercises" / "mlp" / "data" / "blobs.csv").read_bytes()
     assert "MLP from scratch" in (bundle / "dldiy.toml").read_text()
     assert not [p for p in bundle.rglob("*") if p.name in ("reference", "buggy", "source.ipynb", "bug.diff")]
@@ -706,3 +715,42 @@ def test_a_training_cell_whose_selected_line_changed_is_said_in_a_students_words
     assert any("contains 'for epoch in range(n_epochs):'" in m and "keep that cell as it was handed out" in m
                for m in messages), messages
     assert not any("cells.train" in m for m in messages), messages
+
+
+def test_release_nbgrader_refuses_a_top_level_solution_region_in_one_line(tmp_path):
+    """course6 trial: the training loop's body marked as a solution region (top-level code, as own-course.md's
+    notebooks have it) stopped `dldiy release --nbgrader` with a Python traceback (SolutionRegionError). It
+    is refused in one line that says why and what to do; the student bundle takes the notebook as it is."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    source = course / "reference" / "mlp" / "source.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    cell = next(c for c in nb.cells if "for epoch in range(n_epochs):" in c.source)
+    cell.source = cell.source.replace("    grad = loss_fn.backward()\n",
+                                      "    ### BEGIN SOLUTION\n    grad = loss_fn.backward()\n    ### END SOLUTION\n")
+    nbformat.write(nb, str(source))
+    result = run_dldiy("release", "--nbgrader", str(tmp_path / "nbg"), cwd=course)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: release --nbgrader stopped: mlp: a solution region outside any "
+                                    "function"), result.stderr
+    assert "leave mlp out: -e EXERCISE for the others" in result.stderr
+    assert not (tmp_path / "nbg" / "source").exists()
+    assert run_dldiy("release", str(tmp_path / "bundle"), cwd=course).returncode == 0
+
+
+def test_an_exception_of_the_harness_itself_names_its_line(tmp_path):
+    """course6 trial: a probe that raised (the instructor's own RuntimeError, writing the harness) read "the
+    harness could not use what the submission returned (RuntimeError: ...)", the student's fault as far
+    as it said. The message now names the harness's line, where the probe's own code raised."""
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course)
+    harness = course / "exercises" / "mlp" / "harness.py"
+    text = harness.read_text()
+    assert "def forward(sub, seed, p):\n" in text
+    harness.write_text(text.replace("def forward(sub, seed, p):\n",
+                                    "def forward(sub, seed, p):\n    raise RuntimeError('a mistake of mine')\n"))
+    line = harness.read_text().split("\n").index("    raise RuntimeError('a mistake of mine')") + 1
+    report = json.loads(run_dldiy("check", "mlp", str(SOLUTION), "--json", "--only", "linear-forward", cwd=course).stdout)
+    assert report["checks"][0]["message"] == (
+        "seed 1: the harness could not use what the submission returned (RuntimeError: a mistake of mine; raised "
+        f"at harness.py line {line}, in forward)"), report["checks"][0]

@@ -107,3 +107,43 @@ def test_the_training_check_judges_the_trained_layers_on_points_the_notebook_nev
     report, checks = _report(check_json, _notebook(tmp_path, cheat))
     assert checks["training"]["status"] == status and said in checks["training"]["message"], checks["training"]
     assert report["score"] == 9, checks
+
+
+@pytest.mark.parametrize("magic", ["%%time", "%%capture out"])
+def test_a_training_cell_under_time_or_capture_runs_its_code(tmp_path, check_json, magic):
+    """course6 trial: a correct notebook whose training cell starts with `%%time` (a student timing the
+    loop) lost the training check, "no variable 'losses' is defined": the whole cell was left out as a
+    cell magic. %%time and %%capture run their cell's code once, in the namespace: so does the loader."""
+    path = _notebook(tmp_path, lambda cells, i: setattr(cells[i], "source", f"{magic}\n{cells[i].source}"))
+    report, checks = _report(check_json, path)
+    assert report["score"] == 11, checks["training"]
+    assert f"cell 7, line 1: {magic} (cell magic: the cell's code runs without it)" in report["skipped_lines"], \
+        report["skipped_lines"]
+
+
+def test_a_training_cell_under_another_cell_magic_errors_naming_the_magic(tmp_path, check_json):
+    """%%timeit runs the cell many times, %%bash is no Python: such a cell is not run, and the check that
+    runs it says why, not "no variable 'losses' is defined"."""
+    path = _notebook(tmp_path, lambda cells, i: setattr(cells[i], "source", f"%%timeit -n1\n{cells[i].source}"))
+    report, checks = _report(check_json, path)
+    assert checks["training"]["status"] == "error" and report["score"] == 9, checks["training"]
+    assert ("which starts with the cell magic %%timeit -n1: dldiy does not run such a cell (only %%time and "
+            "%%capture cells run); remove that line") in checks["training"]["message"], checks["training"]["message"]
+
+
+def test_a_download_in_the_sandbox_says_there_is_no_network(tmp_path, check_json):
+    """course6 trial: a data cell that downloads a file the exercise does not ship failed the training
+    check with "URLError: <urlopen error [Errno -2] Name or service not known>" and no more: the message now
+    says the grader has no network and where the exercise's files are."""
+    fetch = ('import urllib.request\nurllib.request.urlretrieve("https://dldiy-no-such-host.invalid/more.csv", '
+             '"more.csv")\n')
+
+    def edit(cells, i):
+        data = next(c for c in cells if "np.loadtxt" in c.source)
+        data.source = fetch + data.source
+
+    report, checks = _report(check_json, _notebook(tmp_path, edit))
+    message = checks["training"]["message"]
+    assert checks["training"]["status"] == "error" and "URLError" in message, message
+    assert "the grader runs without a network, so a download fails here. The files come with the exercise " \
+           "(exercises/<id>/data/, in the working copy as data/)" in message, message

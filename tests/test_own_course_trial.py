@@ -303,6 +303,10 @@ def test_the_bundle_of_a_py_exercise_holds_the_file_that_is_graded_and_no_notebo
      "[[checks]] 'linear-step': unknown key 'point' (did you mean 'points'?)"),
     (('load = "definitions"', 'load = "definitions"\n[api.Linear]\nsignature = "Linear(n_in, n_out)"\nforbd = ["x"]'),
      "unknown key 'forbd' in [api.Linear] (did you mean 'forbid'?)"),
+    # course6 trial: [api.LayerNormFn] with forbid and no signature read "malformed spec (TypeError:
+    # ApiEntry.__init__() missing 1 required positional argument: 'signature')"
+    (("threshold = 0.75", 'threshold = 0.75\n[api.Linear]\nforbid = ["numpy.maximum"]'),
+     "[api.Linear] has no 'signature' (how Linear is called, e.g. signature = \"Linear(x, w) -> Tensor\""),
     (("threshold = 0.75", "threshhold = 0.75"),
      "unknown key 'threshhold' in the [mutation] table (did you mean 'threshold'?)"),
 ])
@@ -365,3 +369,44 @@ def test_record_and_validate_warn_when_a_named_cell_assigns_an_input_the_harness
             "itself (the reference's code cell 7, line 1: `n_epochs = 200`)") in warning
     recorded = run_dldiy("record", "mlp", cwd=course)
     assert recorded.returncode == 0 and f"warning: {warning}" in recorded.stderr, recorded.stderr
+
+
+def test_new_calls_apply_as_the_notebook_does_and_checks_plain_functions_leave_their_arguments(tmp_path):
+    """course6 trial, two escapes of the scaffold's checks. (1) The notebook's module calls
+    `LayerNormFn.apply(x, gamma, beta, eps)`; the probes called apply(x, gamma, beta), so a backward that
+    returns 3 gradients for its 4 inputs passed them all and crashed the notebook's training. The probes
+    now pass the optional arguments the notebook's own calls pass, at their defaults. (2) A k-means that
+    overwrote the caller's initial centroids kept full marks: the probes called `sub.get(name)(...)`. Each
+    plain function now gets an [api.NAME] signature and is called through `sub.call`, which fails a call
+    that changes its arguments in place (`mutates = true` is left commented for one that does by design)."""
+    module = "def normalise(x, gamma, beta, eps=1e-5):\n    return LayerNormFn.apply(x, gamma, beta, eps)"
+    _notebook(tmp_path / "ln.ipynb", "import torch", LAYERNORM_FN.format(forward=STUB, backward=STUB),
+              module.replace("return LayerNormFn.apply(x, gamma, beta, eps)", "raise NotImplementedError"))
+    _notebook(tmp_path / "ln_solution.ipynb", "import torch",
+              LAYERNORM_FN.format(forward=FORWARD, backward=BACKWARD), module)
+    assert run_dldiy("new", "ln", "--from", "ln.ipynb", "--solution", "ln_solution.ipynb", cwd=tmp_path).returncode == 0
+    harness = (tmp_path / "exercises" / "ln" / "harness.py").read_text()
+    assert 'built_inside(sub, applied, sub.get("LayerNormFn"), 1e-05)' in harness, harness
+    assert 'sub.get("LayerNormFn").apply(*_layer_norm_fn_inputs(seed), 1e-05)' in harness
+    spec = (tmp_path / "exercises" / "ln" / "spec.toml").read_text()
+    assert '[api.normalise]\nsignature = "normalise(x, gamma, beta, eps=1e-05)"\n# mutates = true' in spec, spec
+    assert 'sub.call("normalise", x, gamma, beta)' in harness
+    assert run_dldiy("record", "ln", cwd=tmp_path).returncode == 0
+    solved = json.loads(run_dldiy("check", "ln", "ln_solution.ipynb", "--json", cwd=tmp_path).stdout)
+    assert solved["score"] == solved["max_score"] == 3, solved
+    (tmp_path / "carol").mkdir()
+    _notebook(tmp_path / "carol" / "ln.ipynb", "import torch", LAYERNORM_FN.format(
+        forward=FORWARD, backward=BACKWARD.replace(", None", "")), module)
+    bugged = json.loads(run_dldiy("check", "ln", "carol", "--json", cwd=tmp_path).stdout)
+    backward = next(c for c in bugged["checks"] if c["name"] == "layer-norm-fn-backward")
+    assert backward["status"] == "error" and "incorrect number of gradients (expected 4, got 3)" in \
+        backward["message"], bugged
+    # and a normalise() that centres the caller's x in place (x -= mean) fails its own check, saying so
+    (tmp_path / "dave").mkdir()
+    _notebook(tmp_path / "dave" / "ln.ipynb", "import torch", LAYERNORM_FN.format(forward=FORWARD, backward=BACKWARD),
+              module.replace("    return", "    x -= x.mean(dim=-1, keepdim=True)\n    return"))
+    mutated = json.loads(run_dldiy("check", "ln", "dave", "--json", cwd=tmp_path).stdout)
+    statuses = {c["name"]: c["status"] for c in mutated["checks"]}
+    assert {n for n, s in statuses.items() if s != "pass"} == {"normalise"}, mutated
+    assert "normalise() modified its argument x in place" in next(
+        c["message"] for c in mutated["checks"] if c["name"] == "normalise")

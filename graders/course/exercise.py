@@ -343,6 +343,9 @@ def _validate_keys(where: str, raw: dict[str, Any]) -> None:
             hint = f": {_BELONGS[name]}" if name in _BELONGS else ""
             raise SpecError(f"{where}: api.{name} is not a table [api.{name}] (the function {name!r}){hint}")
         _unknown_keys(where, entry, API_KEYS, f"[api.{name}]")
+        if not isinstance(entry.get("signature"), str):
+            raise SpecError(f"{where}: [api.{name}] has no 'signature' (how {name} is called, e.g. signature = "
+                            f"\"{name}(x, w) -> Tensor\": its arguments are named by it in the messages)")
     for table, keys in TABLE_KEYS.items():
         if isinstance(raw.get(table), dict):
             _unknown_keys(where, raw[table], keys, f"the [{table}] table")

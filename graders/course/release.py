@@ -53,6 +53,18 @@ def stage_exercise(ex: Exercise, folder: Path, notebook_for_py: bool = True) -> 
         notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
     if ex.expected_path.is_file():
         shutil.copyfile(ex.expected_path, folder / "expected.json")
+    copy_data(ex, folder)
+
+
+def copy_data(ex: Exercise, folder: Path) -> str | None:
+    """The exercise's data/ beside the student's file, under the spec's name, as grading's working copy
+    has it: the notebook's own data cell (`np.loadtxt("data/blobs.csv")`) reads it where the student works,
+    offline (course6 trial: the bundle and `dldiy start` handed out the notebook alone, whose data cell then
+    went to the network). Not where the template has a file of that name. Returns the name written."""
+    if not ex.data_dir.is_dir() or (folder / ex.data).exists():
+        return None
+    shutil.copytree(ex.data_dir, folder / ex.data, ignore=shutil.ignore_patterns("__pycache__"))
+    return ex.data
 
 
 def _copy_template(ex: Exercise, folder: Path) -> None:

@@ -31,6 +31,7 @@ def analyse(nb) -> dict:
     function_blocks), the student's plain functions, and the training loop."""
     found: dict = {"requirements": set(), "downloads": [], "layers": [], "functions": [], "train": None,
                    "regions": 0, "torch": False}
+    applied: dict[str, int] = {}  # Function name -> the most positional arguments a `Name.apply(...)` passes
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         found["regions"] += cell.source.count(notebook.BEGIN)
         lines = cell.source.split("\n")
@@ -39,6 +40,11 @@ def analyse(nb) -> dict:
             tree = ast.parse("\n".join("" if line.lstrip().startswith(("!", "%")) else line for line in lines))
         except SyntaxError:
             continue
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr == "apply" and isinstance(func.value, ast.Name) \
+                    and not any(isinstance(a, ast.Starred) for a in call.args):
+                applied[func.value.id] = max(applied.get(func.value.id, 0), len(call.args))
         for node in tree.body:
             # a class or function the notebook hands out whole (no solution region inside) is no student's to check
             marked = any(notebook.BEGIN in line for line in lines[node.lineno - 1:node.end_lineno])
@@ -52,10 +58,19 @@ def analyse(nb) -> dict:
             elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
                 found["functions"].append({"name": node.name, "args": _required(node.args), "given": not marked,
-                                           "calls": sorted(called - {node.name})})
+                                           "calls": sorted(called - {node.name}),
+                                           "signature": f"{node.name}({ast.unparse(node.args)})"})
             elif isinstance(node, (ast.For, ast.While)) and found["train"] is None and \
                     re.search(r"\.(backward|step)\(", ast.unparse(node)):
                 found["train"] = lines[node.lineno - 1].strip()
+    for layer in found["layers"]:
+        # the optional arguments of forward that the notebook's own calls pass (`LayerNormFn.apply(x, gamma, beta,
+        # self.eps)`), at their defaults: a backward must return a gradient (None) for each, and the probes call
+        # apply as the notebook does (course6 trial: a backward returning 3 gradients for 4 inputs passed
+        # every scaffolded check, which left eps out, and crashed the notebook's training)
+        extra = applied.get(layer["name"], 0) - len(layer["args"])
+        layer["args"] += [name for name, _ in layer.pop("optional", [])[:max(extra, 0)]]
+        layer["defaults"] = dict(layer.get("all_defaults", {}))
     written = {f["name"] for f in _written(found, "functions")} | {c["name"] for c in _written(found, "layers")}
     for f in found["functions"]:  # which of the student's own functions each one calls
         f["calls"] = [name for name in f.get("calls", []) if name in written]
@@ -79,9 +94,13 @@ def _required(args: ast.arguments) -> list[str]:
 
 
 def _function_class(node: ast.ClassDef) -> dict:
-    """A torch.autograd.Function: the inputs its forward needs (after ctx)."""
-    return {"name": node.name, "function": True, "args": _required(_methods(node)["forward"].args)[1:],
-            "loss": False, "grads": {}}
+    """A torch.autograd.Function: the inputs its forward needs (after ctx), and its optional ones with their
+    defaults' source (analyse keeps those the notebook's `.apply(...)` calls pass)."""
+    args = _methods(node)["forward"].args
+    positional = [*args.posonlyargs, *args.args]
+    optional = [(a.arg, ast.unparse(d)) for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults)]
+    return {"name": node.name, "function": True, "args": _required(args)[1:], "optional": optional,
+            "all_defaults": dict(optional), "loss": False, "grads": {}}
 
 
 def _methods(node: ast.ClassDef) -> dict[str, ast.FunctionDef]:
@@ -180,6 +199,11 @@ def spec_text(exercise_id: str, heading: str, entry: str, found: dict) -> str:
         lines += ["", "# A selector by a tag (train = { tag = \"train\" }, the cell tagged in the notebook) survives a",
                   "# student's edit of the cell's first line; `contains` does not.",
                   "[cells]", f"train = {{ contains = {json.dumps(found['train'])} }}"]
+    for fn in _written(found, "functions"):
+        # sub.call checks the arguments are left as they were (course6 trial: a kmeans that overwrote the
+        # caller's C0 kept full marks through sub.get(name)(...), which does not)
+        lines += ["", f"[api.{fn['name']}]", f"signature = {json.dumps(fn['signature'])}",
+                  f"# mutates = true  # if {fn['name']} changes its arguments in place by design (else that fails its checks)"]
     for check in _function_checks(found):
         lines += ["", "[[checks]]", f'name = "{check["name"]}"', f'kind = "{check["kind"]}"',
                   f'title = "{check["title"]}"', "points = 1", f'probe = "{check["probe"]}"', "rtol = 1e-6",
@@ -247,7 +271,8 @@ def harness_text(exercise_id: str, found: dict) -> str:
         out += ["", "", *_APPLIED.strip("\n").split("\n")]
     for layer in autograd:
         probe = _check_name(layer["name"]).replace("-", "_")
-        args = [(a, *_guess(a, True)) for a in layer["args"]]
+        defaults = layer.get("defaults", {})
+        args = [(a, defaults[a], False) if a in defaults else (a, *_guess(a, True)) for a in layer["args"]]
         trailing: list[str] = []  # the other arguments after the last tensor: bound by `applied`
         while args and not args[-1][2]:
             trailing.insert(0, args.pop()[1])
@@ -273,7 +298,7 @@ def harness_text(exercise_id: str, found: dict) -> str:
         out += [f"def {fn['name']}_agrees(sub, seed, p):",
                 "    g = torch.Generator().manual_seed(seed)" if torch else "    rng = np.random.default_rng(seed)",
                 *[f"    {a} = {expr}" for a, expr in guessed if expr != "seed"],
-                f'    return _cases("{fn["name"]}", sub.get("{fn["name"]}")({", ".join(a for a, _ in guessed)}))']
+                f'    return _cases("{fn["name"]}", sub.call("{fn["name"]}"{"".join(", " + a for a, _ in guessed)}))']
     for layer in numpy_layers:
         probe = _check_name(layer["name"]).replace("-", "_") + "_backward"
         ctor = ", ".join("3" for _ in layer["args"])

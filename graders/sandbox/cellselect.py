@@ -11,7 +11,8 @@ the same text nested inside another string.
 The cell is classed by Python's tokenizer (exact, f-strings included); a cell it refuses (an unfinished
 string or bracket, an IPython magic the loader blanks) and the selector itself (a fragment of a line)
 are classed by a small lexer that never fails. Shell escapes and magics (`!wget ...`, `%time ...`, a
-`%%` cell) are commands, not comments: their text is code here.
+`%%` cell) are commands, not comments: their text is code here; below `%%time` or `%%capture`, which run
+their cell's code, the code is classed as code.
 
 The loader (graders/sandbox/submission.py), the in-notebook `check()` (dldiy/incheck.py) and the spec
 linter (graders/course/lint.py) all select with `selects`.
@@ -24,6 +25,16 @@ import re
 import tokenize
 
 CODE, COMMENT, COMMENT_START, STRING, STRING_START = "c", "m", "M", "s", "S"
+# Cell magics that run their cell's code once, in the notebook's namespace, as Python: the cell is the
+# code below the magic's line (a student's `%%time` over the training loop; course6 trial: that cell was
+# left out whole, and a correct notebook lost the training check). %%timeit runs it many times: not these.
+RUNS_ITS_CELL = ("time", "capture")
+
+
+def runs_its_cell(first_line: str) -> bool:
+    """Whether a cell whose first line is `first_line` (a `%%` cell magic) runs the rest as Python, once."""
+    words = first_line.strip()[2:].split()
+    return bool(words) and words[0] in RUNS_ITS_CELL
 _PREFIX = re.compile(r"(?i)(?:[rbuf]|br|rb|fr|rf)(?=['\"])")
 
 
@@ -47,7 +58,7 @@ def selects(selector: dict, source: str, tags) -> bool:
 def classes(source: str) -> str:
     """One class letter per character of the cell (CODE, COMMENT(_START), STRING(_START))."""
     lines = io.StringIO(source).readlines()
-    if lines and lines[0].lstrip().startswith("%%"):
+    if lines and lines[0].lstrip().startswith("%%") and not runs_its_cell(lines[0]):
         return CODE * len(source)  # a cell magic: the whole cell is a command
     magic = [line.lstrip().startswith(("%", "!")) for line in lines]
     blanked = "".join(" " * len(line.rstrip("\r\n")) + line[len(line.rstrip("\r\n")):] if m else line

@@ -455,7 +455,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         except Exception as e:  # noqa: BLE001 - a value the harness could not use
             reply = messages.failed(name, seed, messages.error("api", (
                 f"the harness could not use what the submission returned ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300] if str(e) else ''})")))
+                f"{str(e).splitlines()[0][:300] if str(e) else ''}{_harness_line(e, exercise)})")))
         finally:
             if student is not None:
                 student.endpoint.deadline = None
@@ -464,6 +464,17 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         student.kill()
 
 
+
+
+def _harness_line(e: BaseException, exercise: Exercise) -> str:
+    """`; raised at harness.py line 70, in training`: the innermost line of the exercise's harness where a
+    probe's own code raised, so that an instructor tells a mistake of the harness from a value the
+    submission returned (course6 trial: a RuntimeError of the probe read as the student's fault alone)."""
+    import traceback
+
+    harness = str(exercise.harness_path)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == harness]
+    return f"; raised at harness.py line {frames[-1].lineno}, in {frames[-1].name}" if frames else ""
 
 
 def _parents_exercise(request: dict[str, Any]) -> Exercise:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cellselect import selects
+from .cellselect import runs_its_cell, selects
 
 SUFFIXES = (".py", ".ipynb")
 # json.loads of a notebook builds one Python object per JSON object or array (~50-100 bytes each): a
@@ -472,6 +472,11 @@ def _cell_runner(loaded: Loaded):
                 if name in loaded.ambiguous:
                     raise LookupError(_ambiguous(loaded, name))
                 number, code = loaded.cells[name]
+                if not code.strip() and loaded.sources[number - 1].lstrip().startswith("%%"):
+                    magic = loaded.sources[number - 1].lstrip().split("\n", 1)[0].strip()
+                    raise LookupError(f"this check runs cell {number} of your notebook, which starts with the cell "
+                                      f"magic {magic[:40]}: dldiy does not run such a cell (only %%time and "
+                                      "%%capture cells run); remove that line")
                 filename = f"{loaded.path}[cell {number}]"
                 linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
                 try:
@@ -563,11 +568,16 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
 
 
 def _strip_magics(source: str, number: int, skipped: list[str]) -> str:
-    """IPython magics and shell escapes are not Python: blank them, keeping line numbers."""
+    """IPython magics and shell escapes are not Python: blank them, keeping line numbers. A cell magic
+    that runs its cell's code once in the notebook's namespace (`%%time`, `%%capture`: cellselect's
+    RUNS_ITS_CELL) leaves that code to run; any other cell magic leaves the whole cell out."""
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        skipped.append(f"cell {number}: {lines[0].strip()} (cell magic, whole cell)")
-        return ""
+        if not runs_its_cell(lines[0]):
+            skipped.append(f"cell {number}: {lines[0].strip()} (cell magic, whole cell)")
+            return ""
+        skipped.append(f"cell {number}, line 1: {lines[0].strip()} (cell magic: the cell's code runs without it)")
+        lines = ["", *lines[1:]]
     out = []
     for i, line in enumerate(lines, 1):
         if line.lstrip().startswith(("%", "!")):
@@ -601,7 +611,7 @@ def describe(exc: BaseException, loaded: Loaded) -> str:
     if not frames:
         return what
     last = frames[-1]
-    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})" + _likely_cause(text)
+    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})" + _likely_cause(text, exc)
 
 
 # torch's words where tensors of two dtypes meet in one operation (matmul, addmv, dot, a loss, an in-place op)
@@ -609,13 +619,33 @@ _DTYPES_MEET = re.compile(r"same dtype|expected scalar type|found dtype \w+ but 
                           re.IGNORECASE)
 
 
-def _likely_cause(text: str) -> str:
+def _likely_cause(text: str, exc: BaseException | None = None) -> str:
     """A likely cause said after an exception whose words alone do not point at it ("" when none)."""
+    if exc is not None and _no_network(exc):  # course6 trial: "<urlopen error [Errno -2] Name or service not known>"
+        return (": the grader runs without a network, so a download fails here. The files come with the exercise "
+                "(exercises/<id>/data/, in the working copy as data/): read them there, downloading only what is "
+                "missing")
     if _DTYPES_MEET.search(text):
         return (": tensors of two dtypes meet there. One made inside with torch's default dtype, float32 "
                 "(torch.ones(n, 1), torch.tensor(...): pass dtype=X.dtype), or one kept from an earlier call "
                 "(a cache or a global, built for other inputs)?")
     return ""
+
+
+def _no_network(exc: BaseException) -> bool:
+    """Whether `exc` is a failed name lookup or connection: what any download raises in the sandbox."""
+    import socket
+
+    seen: BaseException | None = exc
+    for _ in range(4):  # urllib's URLError wraps the socket error as its reason; requests chains it
+        if seen is None:
+            return False
+        if isinstance(seen, (socket.gaierror, ConnectionError)) or \
+                (type(seen).__name__ == "URLError" and isinstance(getattr(seen, "reason", None), OSError)):
+            return True
+        seen = getattr(seen, "reason", None) if isinstance(getattr(seen, "reason", None), BaseException) \
+            else seen.__cause__ or seen.__context__
+    return False
 
 
 def trimmed_traceback(exc: BaseException, loaded: Loaded) -> str:

@@ -59,6 +59,37 @@ def test_gradcheck_tolerates_finite_difference_noise():
     assert judge("gradcheck", grad_blocks(n * (1 + 1e-9), n)).status == "pass"
 
 
+def test_gradcheck_s_passing_relative_error_leaves_out_entries_that_are_zero():
+    """softmax(...).sum() is 1 whatever Z: its gradient is 0, a finite difference reads ~4e-10, within atol. The
+    relative error there, 4e-10 / 1e-8 = 0.04, said as the check's 'max rel. error' alarmed a blind red team
+    (round 6, exercise-4) on a correct solution: it is said as an absolute error near 0 instead."""
+    v = judge("gradcheck", grad_blocks([0.5, 2.5e-17, 0.0], [0.5 * (1 + 1e-9), -4.44e-10, 0.0]), atol=1e-8)
+    assert v.status == "pass" and v.message.startswith("max rel. error 5e-10;"), v.message
+    assert "within 4.4e-10 absolute" in v.message and "0.04" not in v.message, v.message
+    assert judge("gradcheck", grad_blocks([0.5, 1.0], [0.5, 1.0])).message == "max rel. error 0"
+
+
+def test_first_loss_reads_a_first_loss_within_the_tolerance_but_beyond_rounding_as_a_cause_before_the_update():
+    """The sixth round's blind red team: statistics of all the images normalised the data; the first loss was 7e-5
+    off (within rtol 1e-4), step 5 beyond it, and the message said 'the first loss matches ... the update differs'."""
+    expected = {"steps": [0, 5], "losses": [2.32499, 2.26295]}
+    off = judge("first_loss", {"steps": [0, 5], "losses": [2.32484, 2.2632], "n": 64}, expected, rtol=1e-4, atol=1e-6)
+    assert off.status == "fail" and "before the first update" in off.message and "update differs" not in off.message
+    same = judge("first_loss", {"steps": [0, 5], "losses": [2.32499 * (1 + 1e-7), 2.2632], "n": 64}, expected,
+                 rtol=1e-4, atol=1e-6)
+    assert same.status == "fail" and "The update differs" in same.message, same.message
+
+
+def test_first_loss_says_a_part_probed_alone_once_the_losses_match_and_adds_it_where_they_do_not():
+    expected = {"steps": [0, 5], "losses": [2.0, 1.0]}
+    parts = [{"name": "batches()", "problem": "a pass ended after 3 minibatches"}]
+    right = judge("first_loss", {"steps": [0, 5], "losses": [2.0, 1.0], "parts": parts}, expected)
+    assert right.status == "fail" and "losses match" in right.message and "3 minibatches" in right.message
+    wrong = judge("first_loss", {"steps": [0, 5], "losses": [3.0, 1.0], "parts": parts}, expected)
+    assert wrong.status == "fail" and wrong.message.startswith("first loss") and "Also, batches()" in wrong.message
+    assert judge("first_loss", {"steps": [0, 5], "losses": [2.0, 1.0]}, expected).status == "pass"
+
+
 def trajectory(losses):
     return {"steps": list(range(len(losses))), "losses": list(losses), "n": 100}
 

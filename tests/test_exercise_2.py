@@ -124,3 +124,18 @@ def test_a_wrong_loss_costs_first_loss_only_gradcheck_notes_it(write_submission,
     # (parity skips on a machine without a GPU: a skip is not a failure of this bug)
     assert [n for n, c in checks.items() if c["status"] not in ("pass", "skip")] == ["first-loss"], checks
     assert "note: the gradient was checked against the finite differences of the spec's loss" in checks["gradcheck"]["message"]
+
+
+@pytest.mark.parametrize("bug, check", [("bias-first", "exact-solution"),
+                                        ("bias-column-first-everywhere", "exact-solution"),
+                                        ("bias-column-first-everywhere", "gradcheck")])
+def test_a_bias_put_first_is_said_as_a_layout_not_as_precision(bug, check, bugged, check_json):
+    """The sixth round's blind red team: w~ = [b, w] was "1.59 away ... expected within float32 precision"; and the
+    gradient of x~ = [1, x] was blamed on an expanded form in float32. A w~ wrong on float64 data is no matter of
+    float32: the layout is said where the values are the solution's in another order, the blocks otherwise."""
+    result = check_json("exercise-2", bugged("exercise-2", bug), check)[0]["checks"][0]
+    assert result["status"] == "fail" and "float32" not in result["message"], result["message"]
+    if check == "exact-solution":
+        assert "in another order: [b, w]" in result["message"] and "bias last" in result["message"], result["message"]
+    else:
+        assert "analytic and numeric gradients of w" in result["message"], result["message"]

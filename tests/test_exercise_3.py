@@ -224,10 +224,79 @@ def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_
     # a departure at step 25 alone is the end of a pass (blind round 5: the message blamed the update)
     ("last-partial-batch", "first-loss", ["depart at step 25, in the second pass", "the last, partial minibatch"]),
     ("order-drawn-once", "first-loss", ["depart at step 25, in the second pass", "drawn again for each pass"]),
+    # the sixth round's blind red team: invisible at 1500 images in minibatches of 64; batches() probed alone
+    ("pass-one-minibatch-short", "first-loss", ["batches() probed alone", "32 examples with batch_size=8",
+                                                "a pass ended after 3 minibatches", "range(0, n - batch_size + 1"]),
+    # the first loss within the tolerance but off by 7e-5: the cause lies before the first update, not in it
+    ("normalised-with-all-images", "first-loss", ["first loss is within the tolerance but not the reference's",
+                                                  "before the first update", "normalisation's mean and std"]),
+    ("normalised-with-all-images", "evaluation", ["sum and sum of squares of the pixels", "training images' mean and std"]),
+    ("evaluate-mean-of-chunk-means", "evaluation", ["minus the model's own numbers in eval mode",
+                                                    "a mean of per-chunk means"]),
+    ("test-split-overlaps", "evaluation", ["number of images", "expected 297, measured 300", "shares images with "
+                                                                                            "the training set"]),
 ])
 def test_a_bug_fails_its_check_naming_the_culprit(bug, check, words, bugged, check_json):
     result = check_json("exercise-3", bugged("exercise-3", bug), check)[0]["checks"][0]
     assert result["status"] == "fail" and all(w in result["message"] for w in words), result["message"]
+    # a hint only where its symptom is: dropout left on is not the cause of a test split or a mean
+    if check == "evaluation" and "second evaluate()" not in result["message"]:
+        assert "evaluated twice" not in result["message"], result["message"]
+        assert "layers behave differently" not in result["message"], result["message"]
+    if check == "first-loss" and "before the first update" in result["message"]:
+        assert "The update differs" not in result["message"], result["message"]
+
+
+def _harness():
+    from dldiy.graders.sandbox.submission import load_module_from
+
+    return load_module_from(EXERCISE.harness_path, "_test_ex3_harness_batches")
+
+
+def _toy_batches(start_stop=lambda n, size: range(0, n - size + 1, size), order_once=False, keep_partial=False,
+                 apart=False, guard=True):
+    """A batches() as the project writes it, with one of its mistakes: the starts of a pass (`start_stop`), the
+    order drawn once, the partial rest yielded, labels shuffled apart from their images, the n < size guard gone."""
+    import torch
+
+    def batches(images, labels, batch_size):
+        n = len(images)
+        if guard and n < batch_size:
+            raise ValueError("too few")
+        order = torch.randperm(n)
+        while True:
+            if not order_once:
+                order = torch.randperm(n)
+            other = torch.randperm(n) if apart else order
+            stops = range(0, n, batch_size) if keep_partial else start_stop(n, batch_size)
+            for start in stops:
+                yield images[order[start:start + batch_size]], labels[other[start:start + batch_size]]
+    return batches
+
+
+@pytest.mark.parametrize("kind, words", [
+    ({}, None),
+    ({"start_stop": lambda n, size: range(0, n - size, size)}, "a pass ended after 3 minibatches"),
+    ({"keep_partial": True}, "minibatch 3 holds 6 examples, expected 8"),
+    ({"order_once": True}, "the second pass yields the examples in the first pass's order"),
+    ({"apart": True}, "not those of its labels"),
+    ({"guard": False}, "neither yielded nor raised"),  # batch_size > n: the loop spins, cut by the deadline
+])
+def test_batches_is_held_to_its_docstring_on_small_data(kind, words):
+    """batches() on n a multiple of the batch size, not one, equal to it and below it (the sixth round's blind red
+    team: range(0, n - batch_size, ...) loses a pass's last full minibatch, which 1500 images in 64s never show)."""
+    harness = _harness()
+    rows = harness.draw_batches(_toy_batches(**kind), [list(c) for c in harness.BATCH_FAMILY])
+    problems = [harness._batches_row_problem(n, size, row) for (n, size), row in zip(harness.BATCH_FAMILY, rows)]
+    found = next((p for p in problems if p), None)
+    assert (found is None) if words is None else (found is not None and words in found), problems
+
+
+def test_a_batches_that_never_yields_at_n_equal_to_the_batch_size_is_cut_and_said():
+    harness = _harness()
+    rows = harness.draw_batches(_toy_batches(start_stop=lambda n, size: range(0, n - size, size)), [[8, 8]])
+    assert rows[0]["spins"] and not rows[0]["labels"]
+    assert "n == batch_size" in harness._batches_row_problem(8, 8, rows[0])
 
 
 def _watched():

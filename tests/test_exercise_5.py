@@ -413,3 +413,16 @@ def test_an_activation_whose_forward_overflows_is_blamed_on_its_forward(tmp_path
     (check,) = report["checks"]
     assert check["status"] == "fail" and check["message"].startswith("the forward of Tanh returned nan"), check
     assert "Hint:" not in check["message"]
+
+
+def test_relu_at_an_exact_zero_is_held_to_torchs_derivative_as_the_template_says(bugged, check_json):
+    """The sixth round's blind red team: ReLU.backward with x >= 0 (gradient 1 at an exact 0, torch's relu 0) got
+    full marks, the family's exact zeros being skipped for ReLU. The template's docstring says ReLU'(0) = 0, as
+    torch, and gradcheck-activations holds the zeros there to 0 (a central difference reads 1/2 at the kink)."""
+    from conftest import REPO
+
+    assert "ReLU'(0) = 0, as torch" in (REPO / "exercises" / "exercise-5" / "template" / "mlp.py").read_text()
+    report, _ = check_json("exercise-5", bugged("exercise-5", "relu-derivative-one-at-zero"), "gradcheck-activations")
+    (check,) = report["checks"]
+    assert check["status"] == "fail" and "ReLU: x (x 1x4, exact zeros)" in check["message"], check["message"]
+    assert "expected (torch's ReLU'(0) = 0) 0" in check["message"] and "not x >= 0" in check["message"], check["message"]

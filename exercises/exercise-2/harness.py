@@ -115,13 +115,44 @@ def _at(label, call):
         raise Violation(f"at {label}: {type(e).__name__}: {text} (code that assumes one shape, layout or dtype?)") from None
 
 
+def _least_squares(X, y):
+    """The least-squares w~ = [w, b] for X~ = [X, 1] (numpy, float64): the harness's own."""
+    return np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
+
+
+def _off(w, w_star) -> float:
+    """|w - w*| / |w*|: how far a w~ is from the least-squares solution, relative."""
+    return float(np.linalg.norm(np.asarray(w, dtype=np.float64) - w_star) / np.linalg.norm(w_star))
+
+
+def _reordering(w, w_star, rtol: float) -> str:
+    """Where `w` is not the least-squares `w_star` but holds its values in another order (to `rtol` of |w*|): that
+    order in words, with its likely cause; else ''. A fit_exact() that puts the ones column first returns [b, w]."""
+    w = np.asarray(w, dtype=np.float64)
+    scale = rtol * np.linalg.norm(w_star)
+    if w.shape != w_star.shape or np.linalg.norm(w - w_star) <= scale:
+        return ""
+    where = [int(np.argmin(np.abs(w_star - v))) for v in w]
+    if sorted(where) != list(range(len(w))) or np.linalg.norm(w - w_star[where]) > scale:
+        return ""
+    if where == [len(w) - 1] + list(range(len(w) - 1)):
+        layout = "[b, w]: the bias first, then the weights"
+    else:
+        layout = "entry " + ", ".join(f"{i} is the solution's entry {j}" for i, j in enumerate(where) if i != j)
+    return (f"w~ holds the least-squares solution's values, in another order: {layout}. The spec's layout is "
+            "w~ = [w, b], the bias last, for x~ = [x, 1] (the ones column appended after the features, as loss() "
+            "and gradient() read w~)")
+
+
 @keeps_rules
 def exact_solution(sub, seed, p):
     n, d = p["n"], p["d"]
     X, y, _ = _problem(seed, n, d)
     w = _call(sub, "fit_exact", _t(X), _t(y), shape=(d + 1,))
-    cases = [{"name": f"well-conditioned design (standard normal features, n={n}, d={d}): w~", "shape": [d + 1],
-              "values": w.detach().double().tolist()}]
+    w_star = _least_squares(X, y)
+    right_in_float64 = _off(w.detach().double().numpy(), w_star) < 1e-6
+    cases = [_with_order_hint({"name": f"well-conditioned design (standard normal features, n={n}, d={d}): w~",
+                               "shape": [d + 1], "values": w.detach().double().tolist()}, w_star)]
     # Ill-conditioned: two almost identical features, cond(X~) > 1e7. w~ is poorly determined there;
     # what a backward-stable method guarantees is a tiny backward error on the normal equations.
     X, Y, _ = _problem(seed, n, d, collinearity=p["collinearity"], targets=p["targets"])
@@ -143,15 +174,38 @@ def exact_solution(sub, seed, p):
         X, y, _ = _problem(seed + 17 * nn + dd, nn, dd)
         Xin = _t(X).t().contiguous().t() if layout else _t(X)
         w = _at(f"fit_exact(), {label}", lambda: _call(sub, "fit_exact", Xin, _t(y), shape=(dd + 1,)))
-        cases.append({"name": f"{label}: w~", "shape": [dd + 1], "values": w.detach().double().tolist()})
+        cases.append(_with_order_hint({"name": f"{label}: w~", "shape": [dd + 1], "values": w.detach().double().tolist()},
+                                      _least_squares(X, y)))
     X, y, _ = _problem(seed + 5, n, d)
     w32 = _at("fit_exact(), float32 X and y", lambda: _call(sub, "fit_exact", _t(X).float(), _t(y).float(), shape=(d + 1,)))
-    w_star = np.linalg.lstsq(_with_bias(X), y, rcond=None)[0]
-    error = float(np.linalg.norm(w32.detach().double().numpy() - w_star) / np.linalg.norm(w_star))
-    if not error < 1e-4:
-        raise Violation(f"fit_exact() on float32 X and y is {error:.3g} away from the least-squares solution "
-                        f"(relative): expected within float32 precision (< 1e-4)")
+    w_star = _least_squares(X, y)
+    error = _off(w32.detach().double().numpy(), w_star)
+    # Said only where float64 data give the right w~: a w~ wrong in float64 as well is the cases' to say (the
+    # layout, the formula), and "float32 precision" would send the student after the wrong cause.
+    if not error < FLOAT32_FIT and right_in_float64:
+        order = _reordering(w32.detach().double().numpy(), w_star, 1e-3)
+        raise Violation(
+            f"fit_exact() on float32 X and y is {error:.3g} away from the least-squares solution (relative), "
+            "where on float64 data it is right. " + (
+                f"{order}, in float32 only: a branch of its own for float32 inputs?" if order else
+                f"float32 solves this well-conditioned problem to ~1e-6: an error below ~{FLOAT32_LOSSY:g} is precision lost "
+                "on the way (the normal equations X~^T X~ square the condition number; a half or bfloat16 cast keeps "
+                "3 digits); one this large is not rounding: the float32 path computes something else (a branch or a "
+                "cast on the dtype, an accumulator of another dtype)" if error >= FLOAT32_LOSSY else
+                f"expected within float32's precision (< {FLOAT32_FIT:g}): precision is lost on the way (the normal "
+                "equations X~^T X~ square the condition number; a half or bfloat16 cast keeps 3 digits)"))
     return {"cases": cases}
+
+
+FLOAT32_FIT = 1e-4  # float32 solves the well-conditioned design to ~1e-6; the check allows 100 times that
+FLOAT32_LOSSY = 1e-2  # bfloat16 keeps ~3 digits: an error beyond this is no loss of precision
+
+
+def _with_order_hint(case: dict, w_star) -> dict:
+    """`case` (a w~ at float64 data) with, where its values are the least-squares solution's in another order,
+    that order as its hint (agreement says a case's own hint where it fails)."""
+    order = _reordering(case["values"], w_star, 1e-6)
+    return {**case, "hint": order + "."} if order else case
 
 
 def _gradcheck_family(seed, p):
@@ -168,7 +222,10 @@ def _gradcheck_family(seed, p):
 
 @keeps_rules
 def gradcheck(sub, seed, p):
-    blocks = []
+    """gradient() against finite differences and the exact gradient on float64 data (the family), then, where those
+    agree, in float32, bfloat16 and on float32 data far from the origin: a dtype's own failure is said only where
+    float64 is right (a wrong formula is no matter of precision)."""
+    blocks, wrong_in_float64 = [], False
     own_loss = sub.get("loss")
     for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
         at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
@@ -185,20 +242,29 @@ def gradcheck(sub, seed, p):
         numeric = numeric_gradient(lambda v: _spec_loss(X, y, v), w)
         # and the exact gradient, the harness's own: finite differences of a copy of the loss agree with the
         # numeric one to ~1e-10, never to float64's rounding (red team, round 13)
-        blocks.append(block(f"w ({label})", analytic, numeric, moves=True, exact=_spec_gradient(X, y, w)))
+        exact = _spec_gradient(X, y, w)
+        blocks.append(block(f"w ({label})", analytic, numeric, moves=True, exact=exact))
+        wrong_in_float64 = wrong_in_float64 or not torch.allclose(analytic.detach().double(), exact, rtol=p["rtol"],
+                                                                  atol=p["atol"])
     X, y, _ = _problem(seed, p["n"], p["d"])
     w = _t(np.random.default_rng(seed).normal(0, 1, p["d"] + 1))
+    note = loss_note(sub, (_t(X), _t(y), w), float(_spec_loss(_t(X), _t(y), w)), dims={"n": p["n"], "d": p["d"]})
+    if wrong_in_float64:  # the blocks say what is wrong; a float32 or bfloat16 diagnosis would name another cause
+        return {"blocks": blocks, **note}
     with torch.no_grad():
         g32 = _call(sub, "gradient", _t(X).float(), _t(y).float(), w.float(), shape=(p["d"] + 1,))
         g64 = _call(sub, "gradient", _t(X), _t(y), w, shape=(p["d"] + 1,))
         g16 = _at("gradient(), bfloat16 X, y and w",
                   lambda: _call(sub, "gradient", _t(X).bfloat16(), _t(y).bfloat16(), w.bfloat16(), shape=(p["d"] + 1,)))
     if not torch.allclose(g32.double(), g64, rtol=1e-4, atol=1e-5):
-        raise Violation("gradient() on float32 inputs differs from its float64 result beyond float32 precision: "
-                        f"{g32.tolist()} vs {g64.tolist()}")
+        far = float((g32.double() - g64).abs().max() / g64.abs().max().clamp_min(1e-300)) > FLOAT32_LOSSY
+        raise Violation("gradient() on float32 inputs differs from its float64 result on the same data "
+                        + ("far beyond float32's rounding (the float32 path computes something else: a branch or a "
+                           "cast on the dtype)" if far else "beyond float32 precision")
+                        + f": {g32.tolist()} vs {g64.tolist()}")
     bfloat16_precision(g16, g64, "gradient()")
     _far_from_origin(sub, seed)
-    return {"blocks": blocks, **loss_note(sub, (_t(X), _t(y), w), float(_spec_loss(_t(X), _t(y), w)), dims={"n": p["n"], "d": p["d"]})}
+    return {"blocks": blocks, **note}
 
 
 

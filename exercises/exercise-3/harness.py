@@ -128,9 +128,154 @@ def _scores_in_eval_mode(model: nn.Module, images: torch.Tensor) -> torch.Tensor
 
 
 def first_loss(sub, seed, p):
+    """The losses at the spec's steps; and, once per student's process, batches() alone on small data
+    (batches_problem): train()'s minibatches, whose end of a pass the project's 1500 images and batch of 64
+    cannot show when n is a multiple of the batch size (1500 % 64 = 28)."""
     steps = p["steps"]
     _, losses = _train(sub, seed, max(steps) + 1)
-    return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["n"]}
+    out = {"steps": steps, "losses": [losses[k] for k in steps], "n": p["n"]}
+    if sub.first_time("batches"):
+        problem = batches_problem(sub)
+        if problem:
+            out["parts"] = [{"name": "batches()", "problem": problem}]
+    return out
+
+
+# (n, batch_size) for batches(): n a multiple of the batch size, n not one (a partial rest of 6), n equal to the
+# batch size, and a batch size above n. The first two keep several minibatches per pass, so that a pass one
+# minibatch short cannot cover its n examples by chance (the 8 it misses drawn next: 1 in C(32, 8)).
+BATCH_FAMILY = ((32, 8), (30, 8), (8, 8), (5, 8))
+BATCH_DEADLINE_S = 2.0  # a batches() that neither yields nor raises (a loop over an empty range spins forever)
+
+
+class _Spins(BaseException):
+    """Raised in the student's process when batches() has neither yielded nor raised by the deadline (a
+    BaseException, so that the student's own `except Exception` cannot take it)."""
+
+
+def draw_batches(batches, family) -> list[dict]:
+    """In the student's process (sub.run_local): for each (n, batch_size) of `family`, the first minibatches of
+    batches(images, labels, batch_size) over two passes and one more, on n examples whose image holds its own
+    index (n, 1, 8, 8) and whose label is that index: [{"labels": [[...] per minibatch], "images": the index
+    each minibatch's images hold, or None where they do not hold one, "error": what it raised, or None,
+    "spins": whether it neither yielded nor raised within BATCH_DEADLINE_S}]. torch's generator is seeded
+    for the draws and put back after them."""
+    import signal
+
+    def late(signum, frame):
+        raise _Spins()
+
+    out = []
+    state = torch.get_rng_state()
+    previous = signal.signal(signal.SIGALRM, late)
+    try:
+        for n, size in family:
+            torch.manual_seed(0)
+            images = torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1).expand(n, 1, 8, 8).clone()
+            labels = torch.arange(n)
+            row: dict = {"labels": [], "images": [], "error": None, "spins": False}
+            signal.setitimer(signal.ITIMER_REAL, BATCH_DEADLINE_S)
+            try:
+                stream = iter(batches(images, labels, size))
+                for _ in range(2 * max(1, n // size) + 1):
+                    x, y = next(stream)
+                    row["labels"].append([int(v) for v in torch.as_tensor(y).reshape(-1).tolist()])
+                    x = torch.as_tensor(x)
+                    same = x.dim() == 4 and bool((x == x[:, :1, :1, :1]).all())
+                    row["images"].append([int(v) for v in x[:, 0, 0, 0].tolist()] if same else None)
+            except _Spins:
+                row["spins"] = True
+            except StopIteration:
+                row["error"] = "StopIteration"
+            except Exception as e:  # noqa: BLE001 - what batches() raised at this configuration is the finding
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            out.append(row)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        torch.set_rng_state(state)
+    return out
+
+
+def batches_problem(sub) -> str | None:
+    """What batches() gets wrong of its docstring ("endless minibatches; each pass over the data in a new
+    random order") on BATCH_FAMILY, in words with its likely cause, else None. A pass of n examples is the
+    n // batch_size full minibatches of one random order, together n // batch_size x batch_size distinct
+    examples (all of them when batch_size divides n: the reference drops only a partial rest), each image
+    with its own label; the next pass another order. Where batch_size > n no minibatch can be filled: an
+    error (or an empty stream) is right, a minibatch or a silent spin is not. None too where main.py does
+    not hold a batches() (a project that serves its minibatches another way: the trajectory judges it)."""
+    try:
+        batches = sub.get("batches")
+    except ApiError:
+        return None
+    if not getattr(batches, "is_callable", False):
+        return None
+    rows = sub.run_local(draw_batches, batches, [list(c) for c in BATCH_FAMILY])
+    for (n, size), row in zip(BATCH_FAMILY, rows):
+        problem = _batches_row_problem(n, size, row)
+        if problem:
+            return problem
+    return None
+
+
+def _batches_row_problem(n: int, size: int, row: dict) -> str | None:
+    call = f"batches() on {n} examples with batch_size={size}"
+    if size > n:
+        if row["spins"]:
+            return (f"{call} neither yielded nor raised in {BATCH_DEADLINE_S:g} s: with fewer examples than one "
+                    "minibatch holds, its loop spins forever without yielding (the reference raises a ValueError "
+                    "when n < batch_size)")
+        if row["labels"]:
+            return (f"{call} yielded a minibatch of {len(row['labels'][0])}: no full minibatch can be made of "
+                    f"{n} examples, and a pass yields full minibatches only (raise an error when n < batch_size)")
+        return None
+    per_pass = n // size
+    if row["spins"] and not row["labels"]:
+        return (f"{call} neither yielded nor raised in {BATCH_DEADLINE_S:g} s, where a pass is "
+                f"{per_pass} minibatch{'es' if per_pass > 1 else ''}: its loop over the starts of the minibatches "
+                "is empty and the endless loop around it spins"
+                + (" (n == batch_size: range(0, n - batch_size, batch_size) is empty; the last start that fills "
+                   "a minibatch is n - batch_size, so the range must stop at n - batch_size + 1)" if n == size else ""))
+    drawn = row["labels"]
+    if row["error"] or row["spins"]:
+        what = row["error"] or f"neither yielded nor raised in {BATCH_DEADLINE_S:g} s"
+        return (f"{call} yielded {len(drawn)} minibatch(es), then {what}: it must yield minibatches endlessly, "
+                "each pass over the data in a new random order")
+    for k, labels in enumerate(drawn):
+        if len(labels) != size:
+            return (f"{call}: minibatch {k} holds {len(labels)} examples, expected {size}: every minibatch is "
+                    f"full, and a pass ends with its last full minibatch ({per_pass} of {size} here; the "
+                    f"rest, {n - per_pass * size} examples, waits for another pass in a new order)")
+        if row["images"][k] is None:
+            return (f"{call}: the images of minibatch {k} are not the examples' own (each image handed in holds its "
+                    "example's index in every pixel): a minibatch is images[order[start:start + batch_size]], "
+                    "unchanged")
+        if row["images"][k] != labels:
+            return (f"{call}: the images of minibatch {k} are not those of its labels: images and labels must be "
+                    "taken with the same order (images[order], labels[order])")
+    seen: set[int] = set()
+    for k, labels in enumerate(drawn[:per_pass]):
+        if seen & set(labels) or len(set(labels)) != len(labels):
+            short = (f"a pass ended after {k} minibatch{'es' if k > 1 else ''} (the first {k * size} examples "
+                     f"drawn are distinct, and minibatch {k} repeats some of them), where the {n} examples fill "
+                     f"{per_pass}")
+            cause = (": the last full minibatch of each pass is lost when n is a multiple of the batch size. "
+                     "The last start that fills a minibatch is n - batch_size: range(0, n - batch_size + 1, "
+                     "batch_size) reaches it, range(0, n - batch_size, batch_size) stops one short"
+                     if k == per_pass - 1 and n % size == 0 else
+                     ": a pass must yield every full minibatch of its order")
+            return f"{call}: {short}{cause}"
+        seen |= set(labels)
+    passes = [sum(drawn[j * per_pass:(j + 1) * per_pass], []) for j in range(2)]
+    if len(set(passes[1])) != len(passes[1]):
+        return (f"{call}: the second pass over the data (minibatches {per_pass} to {2 * per_pass - 1}) repeats "
+                "examples: each pass draws one new order of all the examples and cuts it into minibatches")
+    if per_pass > 1 and passes[1] == passes[0]:
+        return (f"{call}: the second pass yields the examples in the first pass's order: each pass over the data "
+                "draws a new random order (torch.randperm(n) inside the endless loop, not once before it)")
+    return None
 
 
 def convergence(sub, seed, p):
@@ -252,7 +397,8 @@ def evaluation(sub, seed, p):
             got = [float(v) for v in sub.call("evaluate", model, images[:k].clone(), labels[:k].clone())]
             if len(got) != 2:
                 raise ApiError(f"returned {len(got)} values; expected (loss, accuracy)")
-            subsets.append({"name": name, "shape": [2], "values": [minus(got[0], own(k)[0]), minus(got[1], own(k)[1])]})
+            subsets.append({"name": name, "shape": [2], "values": [minus(got[0], own(k)[0]), minus(got[1], own(k)[1])],
+                            "against": OWN_NUMBERS})
         except (RemoteError, ApiError, TypeError, ValueError) as e:  # this case's finding (a shape assumed)
             said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
             subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
@@ -269,7 +415,8 @@ def evaluation(sub, seed, p):
         got = [float(v) for v in sub.call("evaluate", large, images[:100].clone(), labels[:100].clone())]
         big = _scores_in_eval_mode(large, images[:100].clone())
         want = [F.cross_entropy(big, labels[:100]).item(), (big.argmax(dim=1) == labels[:100]).double().mean().item()]
-        subsets.append({"name": name, "shape": [2], "values": [relative_minus(g, w) for g, w in zip(got[:2], want)]})
+        subsets.append({"name": name, "shape": [2], "values": [relative_minus(g, w) for g, w in zip(got[:2], want)],
+                        "against": "0 (the cross-entropy and accuracy of those scores, computed by the grader)"})
     except (RemoteError, ApiError, TypeError, ValueError) as e:
         said = (e.message if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}").splitlines()
         subsets.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"})
@@ -280,9 +427,11 @@ def evaluation(sub, seed, p):
     left_training_from_eval = float(sub.run_local(set_training, model, True))  # 1 when it came back training
     return {"cases": [
         {"name": "second evaluate() minus the first, same model and images (loss, accuracy)",
-         "shape": [2], "values": [minus(second[0], first[0]), minus(second[1], first[1])]},
+         "shape": [2], "values": [minus(second[0], first[0]), minus(second[1], first[1])],
+         "against": "0 (the same model evaluated twice must give the same numbers)"},
         {"name": "evaluate() minus the model's own numbers in eval mode (loss, accuracy)",
-         "shape": [2], "values": [minus(first[0], own(len(labels))[0]), minus(first[1], own(len(labels))[1])]},
+         "shape": [2], "values": [minus(first[0], own(len(labels))[0]), minus(first[1], own(len(labels))[1])],
+         "against": OWN_NUMBERS},
         *subsets,
         {"name": "after evaluate(), 1 if the model is left in eval mode (training goes on in training mode)",
          "shape": [1], "values": [left_training]},
@@ -297,6 +446,10 @@ def evaluation(sub, seed, p):
          "shape": [4], "values": left_switches},
         *held_out_summary(images, labels, p["classes"]),
     ]}
+
+
+# what the differences of evaluate() and the model's own numbers are compared with (agreement's `against`)
+OWN_NUMBERS = "0 (the model's own mean cross-entropy and accuracy in eval mode, computed by the grader)"
 
 
 def minus(got: float, want: float) -> float:
@@ -468,11 +621,12 @@ def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -
     sum of squares of its images (normalised as the reference normalises them)."""
     images = images.double()
     counts = torch.bincount(labels.reshape(-1), minlength=classes).double().tolist()[:classes]
+    split = "the reference's held-out split"
     return [
-        {"name": "test_set(): number of images", "shape": [1], "values": [float(len(images))]},
-        {"name": "test_set(): images of each label 0..9", "shape": [classes], "values": counts},
+        {"name": "test_set(): number of images", "shape": [1], "values": [float(len(images))], "against": split},
+        {"name": "test_set(): images of each label 0..9", "shape": [classes], "values": counts, "against": split},
         {"name": "test_set(): sum and sum of squares of the pixels", "shape": [2],
-         "values": [images.sum().item(), (images ** 2).sum().item()]},
+         "values": [images.sum().item(), (images ** 2).sum().item()], "against": split},
     ]
 
 

@@ -185,13 +185,12 @@ def gradcheck_activations(sub, seed, p):
     for name, cls in ACTIVATIONS.items():
         Function = sub.get(cls)
         for i, (rows, cols, layout, edge) in enumerate(p["family"]):
-            if name == "relu" and edge == "zeros":
-                continue  # any value in [0, 1] is a valid ReLU derivative at 0
             x = _edge_inputs(g, (rows, cols), edge)
             words = f"x {rows}x{cols}" + (", non-contiguous" if layout == "strided" else "") + {
                 "": "", "large": ", |x| up to 800, both signs", "zeros": ", exact zeros"}[edge]
-            blocks += _blocks(sub, i == 0, _inside(sub, applied, Function, layout == "strided"), [x],
-                              [f"{cls}: x ({words})"], exact=EXACT_ACTIVATIONS[name])
+            found = _blocks(sub, i == 0, _inside(sub, applied, Function, layout == "strided"), [x],
+                            [f"{cls}: x ({words})"], exact=EXACT_ACTIVATIONS[name])
+            blocks += _at_relu_kink(found, x) if name == "relu" and edge == "zeros" else found
         if name == "softplus":
             # its derivative sigmoid(x) far in the left tail (~1e-18 at -40), judged relative alone: taken from
             # the output as 1 - exp(-y), it cancels to 0 there (6% off at -16 in float32; a blind red team's miss).
@@ -202,6 +201,26 @@ def gradcheck_activations(sub, seed, p):
                                [f"{cls}: x = {value:g} (far left tail, judged relative alone)"])
                 blocks += [dict(b, atol=0.0) for b in tail]
     return {"blocks": blocks}
+
+
+RELU_AT_ZERO = ("At x = 0 exactly, ReLU'(0) = 0, as torch's relu has it (the template's docstring says so): the mask "
+                "is x > 0, not x >= 0. Any value in [0, 1] is a subgradient there, but the network's gradient must "
+                "agree with torch's, and a bias that starts at 0 puts inputs exactly on the kink.")
+
+
+def _at_relu_kink(blocks, x):
+    """ReLU's blocks at exact zeros, held at those entries to torch's derivative, 0 (the template's ReLU'(0) = 0),
+    where a central difference reads 1/2 (the kink's average): each block's `numeric` there is 0 (the incoming
+    gradient times 0), elsewhere the finite difference. A block with an error is kept as it is."""
+    at_zero = (x.reshape(-1) == 0).tolist()
+    out = []
+    for b in blocks:
+        if b.get("error") or len(b.get("numeric", ())) != len(at_zero):
+            out.append(b)
+            continue
+        out.append({**b, "numeric": [0.0 if zero else v for v, zero in zip(b["numeric"], at_zero)],
+                    "numeric_is": "expected (torch's ReLU'(0) = 0)", "hint": RELU_AT_ZERO})
+    return out
 
 
 def _away_from_kink(seed, X, sizes, activation):

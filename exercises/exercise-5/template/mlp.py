@@ -8,6 +8,7 @@ The seminar's cheat sheet, for Y = X W + b with X (n, d_in), W (d_in, d_out), b 
   - linear over b:  dL/db = dL/dY summed over the batch
   - sigmoid:        dL/dx = dL/dy * y (1 - y), with y = sigmoid(x)
 Derive the others the same way: tanh (y = tanh x), ReLU (y = max(0, x)), softplus (y = log(1 + e^x)).
+At x = 0 exactly, ReLU'(0) = 0, as torch has it.
 Work with tensors of whatever dtype and device the inputs have: a tensor made inside, in forward or
 backward, takes them from the inputs (torch.ones_like(y), torch.zeros_like(x), x.new_zeros(n)).
 

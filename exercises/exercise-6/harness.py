@@ -46,22 +46,28 @@ RTOL, ATOL = 1e-9, 1e-12  # two float64 runs of the same arithmetic agree far be
 # --- the optimizers: the student's, and torch's twin --------------------------------------------
 
 def student_optimizer(sub, name: str):
-    cls = sub.get(name)
-    if not getattr(cls, "is_callable", False):
-        raise ApiError(f"`{name}` must be a class (a torch.optim.Optimizer subclass); it is not callable")
-    if name in FIRST_ORDER:
-        seen = _OWN_STEP.setdefault(sub, {})
-        if name not in seen:
-            seen[name] = sub.run_local(inherited_step_here, cls)
-        if seen[name]:
-            raise ApiError(f"{name}.step is {seen[name]}: the exercise asks for the update written by you (from "
-                           f"scratch); subclass torch.optim.Optimizer and write step()")
+    """The student's class `name` (a handle), checked once per student's process: callable and, for the
+    first-order optimizers, a step() of its own (inherited_step_here). The handle and that finding are kept
+    for the process's later checks: two messages a check less. (A class rebound at run time changes only
+    the submission's own answers; a call of torch.optim's steps is the run-time guard's, at every call.)"""
+    if name in sub.forbidden:
+        sub.get(name)  # the rule broken: the check fails, in words (a Violation)
+    known = _CLASSES.setdefault(sub.endpoint, {})
+    if name not in known:
+        cls = sub.get(name)
+        if not getattr(cls, "is_callable", False):
+            raise ApiError(f"`{name}` must be a class (a torch.optim.Optimizer subclass); it is not callable")
+        known[name] = (cls, sub.run_local(inherited_step_here, cls) if name in FIRST_ORDER else "")
+    cls, inherited = known[name]
+    if inherited:
+        raise ApiError(f"{name}.step is {inherited}: the exercise asks for the update written by you (from "
+                       f"scratch); subclass torch.optim.Optimizer and write step()")
     return cls
 
 
-# sub -> {optimizer name: where its step comes from, or ""}, asked once per submission; weak, so that it
-# keeps no submission alive
-_OWN_STEP: "weakref.WeakKeyDictionary[Any, dict[str, str]]" = weakref.WeakKeyDictionary()
+# the student's process (its endpoint) -> {optimizer name: (its class's handle, where its step comes from, or
+# "")}; weak, so that it keeps no student's process alive (a replacement after a timeout has an endpoint of its own)
+_CLASSES: "weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, str]]]" = weakref.WeakKeyDictionary()
 
 
 def inherited_step_here(cls) -> str:

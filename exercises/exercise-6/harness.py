@@ -1140,30 +1140,40 @@ def newton_quadratic(sub, seed, p):
     parameter group, c in a second), A symmetric positive definite: one Newton step from z0 with
     learning rate lr lands on z0 - lr A^{-1} (A z0 - b); with lr = 1, on the minimum A^{-1} b. Three
     parameters of different sizes show a direction split or handed out in the wrong order. The target
-    is computed here by a linear solve."""
+    is computed here by a linear solve. The runs that probe how step() is written rather than the seed's
+    quadratic (a group's own lr, a non-contiguous Y, an ill-conditioned H) run at the first seed of the
+    student's process only, their cases marked "once"; every run of a seed goes in one message."""
     rng = np.random.default_rng(seed)
     M = rng.normal(size=(7, 7))
     A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
     b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
     f = quadratic_loss(A, b)
-    starts = [(z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
-               z0[6:].clone().requires_grad_()) for _ in p["lrs"]]
+
+    def start(strided: bool = False):
+        Y = z0[2:6].reshape(2, 2)
+        return (z0[:2].clone().requires_grad_(), (Y.t().contiguous().t() if strided else Y.clone()).requires_grad_(),
+                z0[6:].clone().requires_grad_())
     # every step in one message, in the student's process; the parameters come back synced
-    # and a third run: two groups, c's with an lr of its own (per-group hyper-parameters, read at every step)
-    lrs = [*p["lrs"], p["lrs"][0]]
-    group_lr = [None] * len(p["lrs"]) + [p["lrs"][0] / 4]
-    starts.append((z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
-                   z0[6:].clone().requires_grad_()))
-    # and a fourth: Y non-contiguous (the same values, transposed storage), as the first-order optimizers' W2
-    # is: a step written through p.view(-1) raises there, one through p.reshape(-1) writes into a copy
-    lrs.append(p["lrs"][0])
-    group_lr.append(None)
-    starts.append((z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).t().contiguous().t().requires_grad_(),
-                   z0[6:].clone().requires_grad_()))
-    strided = len(starts) - 1
-    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b,
-                                            [[*xYc, lr, g] for xYc, lr, g in zip(starts, lrs, group_lr)]), len(starts))
+    starts = [start() for _ in p["lrs"]]
+    lrs, group_lr = list(p["lrs"]), [None] * len(p["lrs"])
+    once = sub.first_time("newton-structure")
+    if once:
+        # a third run: two groups, c's with an lr of its own (per-group hyper-parameters, read at every step)
+        starts.append(start())
+        lrs.append(p["lrs"][0])
+        group_lr.append(p["lrs"][0] / 4)
+        # and a fourth: Y non-contiguous (the same values, transposed storage), as the first-order optimizers' W2
+        # is: a step written through p.view(-1) raises there, one through p.reshape(-1) writes into a copy
+        starts.append(start(strided=True))
+        lrs.append(p["lrs"][0])
+        group_lr.append(None)
+    strided = len(starts) - 1 if once else None
+    runs = [[*xYc, lr, g] for xYc, lr, g in zip(starts, lrs, group_lr)]
+    if once:  # and the ill-conditioned quadratic's step (_newton_backward_error)
+        ill = _ill_conditioned(rng)
+        runs.append([*ill[2], 1.0, None, ill[0], ill[1]])
+    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b, runs), len(runs))
     cases = []
     for k, ((x, Y, c), lr, result) in enumerate(zip(starts, lrs, done)):
         if not isinstance(result, dict) or result.get("unusable"):
@@ -1178,8 +1188,9 @@ def newton_quadratic(sub, seed, p):
             f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults')"
         minimum = " (lr=1: the minimum)" if group_lr[k] is None else ""
         name = f"one step with lr={lr}, {how}{minimum}"
+        marked = {"once": True} if k >= len(p["lrs"]) else {}
         if result.get("error"):  # step() raised on this configuration only: a failure of its case, said as such
-            cases.append({"name": name, "shape": [7], "values": [math.nan] * 7, "target": target.tolist(),
+            cases.append({"name": name, "shape": [7], "values": [math.nan] * 7, "target": target.tolist(), **marked,
                           "error": (f"Newton.step(closure) on a non-contiguous Y raised {result['error'].rstrip('.')}. Likely "
                                     "cause: the step written through p.view(-1), which needs a contiguous tensor (and "
                                     "p.reshape(-1) is a copy there: writes into it are lost); write into p itself, "
@@ -1187,23 +1198,23 @@ def newton_quadratic(sub, seed, p):
                                     "optimizers work on any layout"
                                     if k == strided else f"Newton.step(closure) raised {result['error']}")})
             continue
-        cases.append({"name": name, "shape": [7], "values": flat([x, Y, c]), "target": target.tolist()})
+        cases.append({"name": name, "shape": [7], "values": flat([x, Y, c]), "target": target.tolist(), **marked})
         if k == strided:
             continue  # the loss returned: judged on the contiguous runs
         loss = returned
-        cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)",
+        cases.append({"name": f"lr={lr}: the loss step(closure) returns (the closure's, before the update)"
+                      if group_lr[k] is None else f"lr={lr}, the second group's lr={group_lr[k]}: the loss "
+                      "step(closure) returns (the closure's, before the update)",
                       "shape": [1], "values": [float(loss) if isinstance(loss, (int, float)) else math.nan],
-                      "target": [f(*z0.split([2, 4, 1])).item()]})
-    cases.append(_newton_backward_error(sub, rng))
+                      "target": [f(*z0.split([2, 4, 1])).item()], **marked})
+    if once:
+        cases.append({**_newton_backward_error(*ill, done[-1]), "once": True})
     return {"cases": cases}
 
 
-def _newton_backward_error(sub, rng):
-    """One Newton step (lr = 1) on a quadratic whose A has condition number 1e10, judged by the backward error of
-    its direction d = z0 - z1, ||A d - g|| / (||A|| ||d|| + ||g||) with g = A z0 - b: ~1e-17 for a linear solve
-    (LU, Cholesky, least squares), ~1e-7 for H^{-1} g however the inverse was formed (inv, or a solve against
-    the identity: round 13's red team, which the forbid list's names do not see), where the well-conditioned
-    quadratic above cannot tell them apart."""
+def _ill_conditioned(rng):
+    """A quadratic whose A has condition number 1e10, b and the start z0 = 0 (split as x, Y, c) of
+    _newton_backward_error's step."""
     Q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
     A = torch.tensor(Q @ np.diag(np.logspace(0, 10, 7)) @ Q.T, dtype=DTYPE)
     A = (A + A.T) / 2
@@ -1212,14 +1223,23 @@ def _newton_backward_error(sub, rng):
     # residual is ~1e-16 ||g|| and an inverse's ~cond(H) 1e-16 ||g||
     z0 = torch.zeros(7, dtype=DTYPE)
     b = -torch.tensor(Q[:, -1], dtype=DTYPE)
-    start = (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(), z0[6:].clone().requires_grad_())
-    (result,) = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b, [[*start, 1.0, None]]), 1)
+    return A, b, (z0[:2].clone().requires_grad_(), z0[2:6].reshape(2, 2).clone().requires_grad_(),
+                  z0[6:].clone().requires_grad_())
+
+
+def _newton_backward_error(A, b, start, result):
+    """One Newton step (lr = 1) on a quadratic whose A has condition number 1e10 (_ill_conditioned), judged by the
+    backward error of its direction d = z0 - z1, ||A d - g|| / (||A|| ||d|| + ||g||) with g = A z0 - b: ~1e-17 for
+    a linear solve (LU, Cholesky, least squares), ~1e-7 for H^{-1} g however the inverse was formed (inv, or a
+    solve against the identity: round 13's red team, which the forbid list's names do not see), where the
+    well-conditioned quadratic above cannot tell them apart. `result`: newton_here's for that step."""
     name = ("one step (lr=1) on an ill-conditioned quadratic (cond(H) = 1e10): the backward error of its direction d, "
             "||H d - g|| / (||H|| ||d|| + ||g||) (a linear solve: ~1e-17; H^{-1} g from an inverse: ~1e-7)")
     if not isinstance(result, dict) or result.get("unusable") or result.get("error"):
         return {"name": name, "shape": [1], "values": [math.nan], "target": [0.0],
                 "error": f"Newton.step(closure) raised {result.get('error')}" if isinstance(result, dict) and
                 result.get("error") else "Newton could not be used on this quadratic"}
+    z0 = torch.zeros(7, dtype=DTYPE)
     g = A @ z0 - b
     d = z0 - torch.tensor(flat(list(start)), dtype=DTYPE)
     error = float(torch.linalg.vector_norm(A @ d - g) /
@@ -1230,9 +1250,11 @@ def _newton_backward_error(sub, rng):
 def newton_here(make, A, b, runs: list) -> list:
     """In the student's process: for each run [x, Y, c, lr, group_lr], one step of Newton(lr=lr) on f
     (first run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
-    is; with group_lr: two groups, [c]'s with that lr), and what step(closure) returned."""
+    is; with group_lr: two groups, [c]'s with that lr), and what step(closure) returned. A run
+    [x, Y, c, lr, group_lr, A2, b2] steps on the quadratic of A2 and b2 instead of A and b's."""
     out = []
-    for k, (x, Y, c, lr, group_lr) in enumerate(runs):
+    for k, (x, Y, c, lr, group_lr, *own) in enumerate(runs):
+        A_k, b_k = own if own else (A, b)
         if group_lr is not None:
             params = [{"params": [x, Y]}, {"params": [c], "lr": group_lr}]
         else:
@@ -1242,10 +1264,10 @@ def newton_here(make, A, b, runs: list) -> list:
             out.append({"unusable": True})
             continue
         if Y.is_contiguous():
-            out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))})
+            out.append({"returned": as_data(opt.step(quadratic_loss(A_k, b_k)))})
             continue
         try:  # a layout the others lack: an error here is this run's finding, not the whole check's
-            out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))})
+            out.append({"returned": as_data(opt.step(quadratic_loss(A_k, b_k)))})
         except Exception as e:  # noqa: BLE001
             out.append({"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"})
     return out

@@ -149,6 +149,14 @@ def net_problem(seed: int, n: int = 16, width: int = 3, device: str = "cpu"):
     def loss(W1, W2):
         return ((torch.tanh(X @ W1) @ W2 - Y) ** 2).mean()
 
+    def gradient(W1, W2):
+        """(dloss/dW1, dloss/dW2) in closed form: a graph and its backward() cost ~5 times as much (~95 us a
+        step), and each trajectory check steps tens of times a seed, in the student's process and here."""
+        with torch.no_grad():
+            T = torch.tanh(X @ W1.detach())
+            dR = (2.0 / Y.numel()) * (T @ W2.detach() - Y)
+            return [X.t() @ ((dR @ W2.detach().t()) * (1 - T * T)), T.t() @ dR]
+    loss.gradient = gradient
     return [W1, W2], loss
 
 
@@ -161,10 +169,10 @@ def run_first_order(make, name: str, config: dict, seed: int, steps: int) -> tup
     rows, losses = [flat(params)], []
     for _ in range(steps):
         clear_grads(params)
-        loss = loss_fn(*params)
-        loss.backward()
+        with torch.no_grad():
+            losses.append(loss_fn(*params).item())
+        accumulate(params, loss_fn.gradient(*params))  # (as descend() gives the student's optimizer its gradients)
         opt.step()
-        losses.append(loss.item())
         rows.append(flat(params))
     return rows, losses
 

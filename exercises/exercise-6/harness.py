@@ -1152,8 +1152,9 @@ def newton_quadratic(sub, seed, p):
     learning rate lr lands on z0 - lr A^{-1} (A z0 - b); with lr = 1, on the minimum A^{-1} b. Three
     parameters of different sizes show a direction split or handed out in the wrong order. The target
     is computed here by a linear solve. The runs that probe how step() is written rather than the seed's
-    quadratic (a group's own lr, a non-contiguous Y, an ill-conditioned H) run at the first seed of the
-    student's process only, their cases marked "once"; every run of a seed goes in one message."""
+    quadratic (another lr from a generator, a group's own lr, a non-contiguous Y, an ill-conditioned H) run at
+    the first seed of the student's process only, their cases marked "once"; every run of a seed goes in one
+    message."""
     rng = np.random.default_rng(seed)
     M = rng.normal(size=(7, 7))
     A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
@@ -1165,10 +1166,12 @@ def newton_quadratic(sub, seed, p):
         Y = z0[2:6].reshape(2, 2)
         return (z0[:2].clone().requires_grad_(), (Y.t().contiguous().t() if strided else Y.clone()).requires_grad_(),
                 z0[6:].clone().requires_grad_())
-    # every step in one message, in the student's process; the parameters come back synced
-    starts = [start() for _ in p["lrs"]]
-    lrs, group_lr = list(p["lrs"]), [None] * len(p["lrs"])
+    # every step in one message, in the student's process; the parameters come back synced. At every seed: lr = 1
+    # from two groups; at the process's first, the other lrs too (from a generator: lr scales the step whatever the
+    # quadratic)
     once = sub.first_time("newton-structure")
+    lrs = list(p["lrs"]) if once else list(p["lrs"][:1])
+    starts, group_lr = [start() for _ in lrs], [None] * len(lrs)
     if once:
         # a third run: two groups, c's with an lr of its own (per-group hyper-parameters, read at every step)
         starts.append(start())
@@ -1199,7 +1202,7 @@ def newton_quadratic(sub, seed, p):
             f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults')"
         minimum = " (lr=1: the minimum)" if group_lr[k] is None else ""
         name = f"one step with lr={lr}, {how}{minimum}"
-        marked = {"once": True} if k >= len(p["lrs"]) else {}
+        marked = {"once": True} if k > 0 else {}
         if result.get("error"):  # step() raised on this configuration only: a failure of its case, said as such
             cases.append({"name": name, "shape": [7], "values": [math.nan] * 7, "target": target.tolist(), **marked,
                           "error": (f"Newton.step(closure) on a non-contiguous Y raised {result['error'].rstrip('.')}. Likely "

@@ -427,11 +427,12 @@ def descend(opt, params, loss_fn, steps: int, zero: str = "none", schedule=None)
 
 
 def one_run(make, params, values, loss, steps, groups=None, track=None, zero="none", schedule=None,
-            generator=False, keep=False):
+            generator=False, keep=False, state=False):
     """One run (in the student's process): the student's optimizer `make` built on `params` (a list;
     a generator of them; or groups = [[indices, group's own values], ...]) with `values`, descending
     `loss` over the parameters `track` (indices; all by default). keep: the optimizer comes back too
-    (a handle: the harness reads its state)."""
+    (a handle: the harness reads its state); state: its state comes back with the rows (read as by the
+    handle, without a message of its own)."""
     tracked = params if track is None else [params[i] for i in track]
     if groups is not None:
         given = [{"params": [params[i] for i in which], **hyper(extra)} for which, extra in groups]
@@ -441,7 +442,7 @@ def one_run(make, params, values, loss, steps, groups=None, track=None, zero="no
     if not usable(opt):
         return {"unusable": True}
     rows, returned = descend(opt, tracked, problem_loss(loss), steps, zero, schedule)
-    return {"rows": rows, "returned": returned, **({"opt": opt} if keep else {})}
+    return {"rows": rows, "returned": returned, **({"opt": opt} if keep else {}), **({"state": opt.state} if state else {})}
 
 
 def runs_here(make, runs: list) -> list:
@@ -995,10 +996,10 @@ def optimizer_contract(sub, seed, p):
         props.test(f"{describe(name, both)}.step() leaves p.grad as backward() made it", grad_untouched)
 
         def no_graph(name=name, h=h):
-            runs = [{"params": leaves(init, every, dtype), "values": h, "loss": loss, "steps": 2, "keep": True}
+            runs = [{"params": leaves(init, every, dtype), "values": h, "loss": loss, "steps": 2, "state": True}
                     for dtype in (DTYPE, torch.float32)]
             for dtype, run, done in zip((DTYPE, torch.float32), runs, run_there(sub, name, runs)):
-                params, state = run["params"], done["opt"].state  # the parameters synced back; the state as a plain dict
+                params, state = run["params"], done["state"]  # the parameters synced back; the state as a plain dict
                 for i, q in enumerate(params):
                     if q.grad_fn is not None or not q.requires_grad:
                         return (f"after step(), {NAMES[i]} is no longer a leaf requiring grad: update it in place "

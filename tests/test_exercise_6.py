@@ -361,13 +361,17 @@ def test_a_slow_check_leaves_out_the_check_seeds_but_keeps_the_hidden_ones():
     assert {t.seed for t in tasks} == set(ex.seeds) | set(hidden)
 
 
-def test_the_structural_contract_runs_at_one_public_seed_and_the_first_hidden_one():
+def test_the_structural_checks_run_at_one_public_seed_and_the_first_hidden_one():
     from dldiy.graders.judge import tasks_for
 
     ex = load_exercise("exercise-6")
     contract = ex.check("optimizer-contract")
     assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds + ex.check_seeds))] == [1]
     assert [t.seed for t in tasks_for(ex, [contract], list(ex.seeds) + [5, 9], (5, 9))] == [1, 5]
+    # the other structural checks (each optimizer against itself) at another public seed: check's processes share them
+    for name in ("weight-decay", "param-groups", "state-dict", "grad-none"):
+        assert [t.seed for t in tasks_for(ex, [ex.check(name)], list(ex.seeds + ex.check_seeds))] == [42]
+        assert [t.seed for t in tasks_for(ex, [ex.check(name)], list(ex.seeds) + [5, 9], (5, 9))] == [42, 5]
 
 
 # ---- placement: the optimizers on the meta device; a value read there is no placement error -------

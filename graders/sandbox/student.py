@@ -320,7 +320,8 @@ class Server:
         else:
             return found
         for item in items:
-            found += [o for o in self._origins_in(item, depth + 1) if o not in found]
+            if isinstance(item, (dict, list)):  # (a scalar holds no handle: no call for each number of a run)
+                found += [o for o in self._origins_in(item, depth + 1) if o not in found]
         return found
 
     def _student(self, fn, origin: str | list[str] | None, missing: bool = False) -> Any:

@@ -68,9 +68,10 @@ def analyse(nb) -> dict:
         # self.eps)`), at their defaults: a backward must return a gradient (None) for each, and the probes call
         # apply as the notebook does (course6 trial: a backward returning 3 gradients for 4 inputs passed
         # every scaffolded check, which left eps out, and crashed the notebook's training)
+        optional = layer.pop("optional", [])
         extra = applied.get(layer["name"], 0) - len(layer["args"])
-        layer["args"] += [name for name, _ in layer.pop("optional", [])[:max(extra, 0)]]
-        layer["defaults"] = dict(layer.get("all_defaults", {}))
+        layer["args"] += [name for name, _ in optional[:max(extra, 0)]]
+        layer["defaults"] = dict(optional)
     written = {f["name"] for f in _written(found, "functions")} | {c["name"] for c in _written(found, "layers")}
     for f in found["functions"]:  # which of the student's own functions each one calls
         f["calls"] = [name for name in f.get("calls", []) if name in written]
@@ -100,7 +101,7 @@ def _function_class(node: ast.ClassDef) -> dict:
     positional = [*args.posonlyargs, *args.args]
     optional = [(a.arg, ast.unparse(d)) for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults)]
     return {"name": node.name, "function": True, "args": _required(args)[1:], "optional": optional,
-            "all_defaults": dict(optional), "loss": False, "grads": {}}
+            "loss": False, "grads": {}}
 
 
 def _methods(node: ast.ClassDef) -> dict[str, ast.FunctionDef]:

@@ -129,11 +129,11 @@ def _judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> 
             "order of the examples (drawn again for each pass, or once), the data iterator restarted.",
             diagnosed=True, **details)
     first_off = abs(losses[0] - want[0]) / abs(want[0]) if want[0] else abs(losses[0] - want[0])
-    if first_off > ROUNDING_REL:  # within the tolerance, and not the reference's
+    if first_off > FLOAT32_REL:  # within the tolerance, and not the reference's
         return Verdict.failed(
             f"the trajectory departs at step {steps[i]}: {versus(want[i], losses[i])}. The first loss is within the "
             f"tolerance but not the reference's either: {versus(want[0], losses[0])}, more than rounding (float32's "
-            f"included, ~{ROUNDING_REL:.0e}) explains. So the difference is there before the first update, and the "
+            f"included, ~{FLOAT32_REL:.0e}) explains. So the difference is there before the first update, and the "
             "updates carry it on: look before the first backward(), at what the loss is computed from: the data "
             "(its scaling, the normalisation's mean and std and the images they are computed on), the labels, "
             "the initialisation, the random draws.", diagnosed=True, **details)
@@ -232,9 +232,9 @@ def _constant_ratio(losses: list[float], want: list[float], n: int | None) -> st
     return f"measured/expected is {fmt(r)} at every recorded step: {cause}"
 
 
-# a first loss this far from the reference's, relative, is not rounding: float32's orderings move it by ~1e-7
-ROUNDING_REL = 1e-5
-FLOAT32_REL = 1e-5  # float32 keeps ~7 significant digits: a few roundings of 6e-8 stay far below this
+# float32 keeps ~7 significant digits: a few roundings of 6e-8 stay far below this (a first loss farther from
+# the reference's, relative, is not rounding)
+FLOAT32_REL = 1e-5
 
 
 def _float32_precision(losses: list[float], want: list[float], rtol: float) -> str:

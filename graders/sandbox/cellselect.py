@@ -35,6 +35,8 @@ def runs_its_cell(first_line: str) -> bool:
     """Whether a cell whose first line is `first_line` (a `%%` cell magic) runs the rest as Python, once."""
     words = first_line.strip()[2:].split()
     return bool(words) and words[0] in RUNS_ITS_CELL
+
+
 _PREFIX = re.compile(r"(?i)(?:[rbuf]|br|rb|fr|rf)(?=['\"])")
 
 

@@ -159,6 +159,14 @@ def test_convergence_target_and_curve():
     assert "divergence" in judge("convergence", nan, target=0.99).message
 
 
+def test_convergence_refuses_an_empty_loss_curve():
+    """course6 trial (F16): a notebook loop that never appended its loss passed "accuracy 0.9875 after 0
+    steps". A curve the measurement carries but left empty is degenerate: no point for it."""
+    v = judge("convergence", {"accuracy": 0.99, "steps": 100, "losses": []}, target=0.9)
+    assert v.status == "fail" and "recorded no loss" in v.message
+    assert judge("convergence", {"accuracy": 0.99, "steps": 100}, target=0.9).status == "pass"  # no curve kept
+
+
 def test_stability_needs_finite_and_correct_values():
     expected = {"cases": [{"name": "loss at -1000", "value": 1000.0}]}
     assert judge("stability", {"cases": [{"name": "loss at -1000", "value": 1000.0}]}, expected).status == "pass"

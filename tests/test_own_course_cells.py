@@ -147,3 +147,15 @@ def test_a_download_in_the_sandbox_says_there_is_no_network(tmp_path, check_json
     assert checks["training"]["status"] == "error" and "URLError" in message, message
     assert "the grader runs without a network, so a download fails here. The files come with the exercise " \
            "(exercises/<id>/data/, in the working copy as data/)" in message, message
+
+
+def test_a_training_loop_that_records_no_loss_fails_the_training_check_alone(tmp_path, check_json):
+    """course6 trial (F16): the loss appended after the loop (once, at the end) or not at all trains the
+    model right and leaves the loss curve the notebook plots empty or a single point; an empty curve
+    passed as "accuracy 0.98 after 0 steps". Now only the training check fails, and says why."""
+    def no_append(cells, i):
+        cells[i].source = cells[i].source.replace("    losses.append(loss_fn.forward(out, y_train))\n",
+                                                  "    loss_fn.forward(out, y_train)\n")
+    report, checks = _report(check_json, _notebook(tmp_path, no_append))
+    assert {n for n, c in checks.items() if c["status"] != "pass"} == {"training"}, checks
+    assert checks["training"]["status"] == "fail" and "recorded no loss" in checks["training"]["message"], checks

@@ -80,6 +80,14 @@ def judge_run(measured: dict[str, Any], check: Check) -> Verdict:
     steps = measured.get("steps")
     budget = f" after {steps} steps" if steps is not None else ""
     reached = value >= target if higher_is_better else value <= target
+    if isinstance(measured.get("losses"), list) and not measured["losses"] and steps != 0:
+        # A degenerate measurement earns nothing: a loop that trained but recorded no loss (its append
+        # outside the loop, or never made) leaves the curve the exercise asks for empty, and a metric
+        # alone cannot tell a trained model from one that was handed in trained. The built-in harnesses
+        # check the history's length where train() returns it (one loss per step), so this is the
+        # notebook's loop, whose only check this is.
+        return Verdict.failed(f"{metric} {fmt(value)}{budget}, but the training recorded no loss: the loss "
+                              "curve is empty (is the loss appended inside the loop, once a step?)", value=value)
     if reached and math.isfinite(value):
         return Verdict.passed(f"{metric} {fmt(value)}{budget} (target {'>=' if higher_is_better else '<='} "
                               f"{fmt(target)})", value=value)

@@ -31,7 +31,10 @@ def bug_command() -> None:
               help="A file or folder of the reference, edited to hold the bug.")
 def new(exercise_id: str, name: str, edited: Path) -> None:
     """Store the edit EDITED of EXERCISE's reference as the bug NAME (bug.diff + manifest skeleton)."""
-    folder = bugs.new_bug(exercise_id, name, edited)
+    notes: list[str] = []
+    folder = bugs.new_bug(exercise_id, name, edited, notes)
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(f"wrote {folder / bugs.DIFF} and {folder / bugs.MANIFEST}: fill in description and caught_by, "
                f"then run `dldiy validate {exercise_id}`")
 

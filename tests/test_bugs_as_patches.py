@@ -127,3 +127,41 @@ def test_a_patch_the_reference_outgrew_fails_loudly(tmp_path, monkeypatch):
     assert shown.returncode == 2 and "buggy/exercise-1/gradient-sign: logreg.py: hunk 1" in shown.stderr
     validated = run_dldiy("validate", "exercise-1")
     assert validated.returncode == 2 and "buggy/exercise-1/gradient-sign" in validated.stderr, validated.stdout[-2000:]
+
+
+def test_bug_new_from_a_students_executed_notebook_is_a_diff_of_the_code_alone(tmp_path):
+    """course6 trial (F9): a student's executed notebook (the natural source of a realistic bug) made a
+    361-line diff of outputs, execution counts, cell ids and metadata, dropped the solution markers, and
+    had to be named like the source notebook. The edit is now read as code: the diff holds the changed
+    line, the markers stay where they were, and any notebook name is matched to the source's."""
+    import json
+
+    course = tmp_path / "mlp_numpy"
+    shutil.copytree(REPO / "tests" / "courses" / "mlp_numpy", course)
+    source = json.loads((course / "reference" / "mlp" / "source.ipynb").read_text())
+    student = json.loads(json.dumps(source))
+    bug = ("grad[np.arange(len(self.y)), self.y] -= 1", "grad[np.arange(len(self.y)), self.y] -= 2")
+    for n, cell in enumerate(student["cells"]):
+        text = "".join(cell["source"])
+        text = "\n".join(line for line in text.split("\n") if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+        cell["source"], cell["id"] = text.replace(*bug), f"student-{n}"  # as the student's saved copy has it
+        cell["metadata"] = {"execution": {"iopub.status.busy": "2026-11-27T10:00:00Z"}, "trusted": True}
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = n + 1
+            cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": f"run {n}\n"}]
+    student["metadata"]["widgets"] = {"state": {}}
+    (tmp_path / "lab3_jane.ipynb").write_text(json.dumps(student))
+
+    made = run_dldiy("bug", "new", "mlp", "minus-two", "--from", str(tmp_path / "lab3_jane.ipynb"), "--course",
+                     str(course), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "note: lab3_jane.ipynb taken as the reference's source.ipynb" in made.stdout, made.stdout
+    diff = (course / "buggy" / "mlp" / "minus-two" / "bug.diff").read_text()
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) == 2 and bug[0] in changed[0] and bug[1] in changed[1], diff
+
+    shown = run_dldiy("--course", str(course), "bug", "show", "mlp", "minus-two", "--apply", str(tmp_path / "b"), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    built = json.loads((tmp_path / "b" / "source.ipynb").read_text())
+    want = json.loads((course / "reference" / "mlp" / "source.ipynb").read_text().replace(*bug))
+    assert built == want  # the source's ids, outputs, metadata and markers, with the student's line

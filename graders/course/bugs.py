@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .folders import BuggyVariant, CourseError, buggy_variants, current, reference_path
 from .handout import build, read_files
+from .notebook import as_edit_of
 from .patch import PatchError, apply_to_files
 
 DIFF = "bug.diff"
@@ -45,29 +46,46 @@ def unified_diff(reference: dict[str, str], edited: dict[str, str]) -> str:
     return text
 
 
-def edited_files(reference: Path, edited: Path) -> dict[str, str]:
+def edited_files(reference: Path, edited: Path, notes: list[str] | None = None) -> dict[str, str]:
     """{path relative to the reference: text} of `edited`: a folder laid out like the reference (files it
-    lacks are the reference's), or one file, matched to the reference's only file of that name."""
+    lacks are the reference's), or one file, matched to the reference's only file of that name (or, where
+    none has it, its only file of that kind: a student's `lab6.ipynb` for the source `source.ipynb`). A
+    notebook is taken as an edit of the reference's (graders/course/notebook.py's `as_edit_of`): only its
+    code counts, so a student's executed notebook makes a diff of the lines they changed, not of its
+    outputs, ids and metadata. `notes` collects what the instructor should know of the matching."""
+    notes = [] if notes is None else notes
     ref = read_files(reference)
     edited = Path(edited)
     if edited.is_file():
         matches = [path for path in ref if Path(path).name == edited.name]
+        if not matches:
+            matches = [path for path in ref if Path(path).suffix == edited.suffix]
+            if len(matches) == 1:
+                notes.append(f"{edited.name} taken as the reference's {matches[0]} (its only {edited.suffix} file)")
         if len(matches) != 1:
             raise CourseError(f"{edited}: the reference has {len(matches) or 'no'} file(s) named {edited.name}; "
                               "give the edited folder instead")
-        return {matches[0]: edited.read_text()}
-    if not edited.is_dir():
+        files = {matches[0]: edited.read_text()}
+    elif edited.is_dir():
+        files = read_files(edited)
+        extra = sorted(set(files) - set(ref) - {MANIFEST, DIFF})
+        if extra:  # a patch only modifies the reference's files (graders/course/patch.py)
+            raise CourseError(f"{edited}: {', '.join(extra)} not in the reference: a bug may only edit its files")
+        files = {path: text for path, text in files.items() if path in ref}
+    else:
         raise CourseError(f"{edited}: no such file or folder")
-    files = read_files(edited)
-    extra = sorted(set(files) - set(ref) - {MANIFEST, DIFF})
-    if extra:  # a patch only modifies the reference's files (graders/course/patch.py)
-        raise CourseError(f"{edited}: {', '.join(extra)} not in the reference: a bug may only edit its files")
-    return {path: text for path, text in files.items() if path in ref}
+    for path in [p for p in files if p.endswith(".ipynb") and files[p] != ref[p]]:
+        try:
+            files[path], said = as_edit_of(ref[path], files[path])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # (json's errors are ValueErrors)
+            raise CourseError(f"{edited}: {path} is not a notebook that can be read ({e})") from None
+        notes += [f"{path}: {note}" for note in said]
+    return files
 
 
-def diff_from(reference: Path, edited: Path) -> str:
+def diff_from(reference: Path, edited: Path, notes: list[str] | None = None) -> str:
     """The bug.diff that turns `reference` into `edited`, proven to rebuild every edited file byte for byte."""
-    ref, files = read_files(reference), edited_files(reference, edited)
+    ref, files = read_files(reference), edited_files(reference, edited, notes)
     diff = unified_diff(ref, files)
     if not diff:
         raise CourseError(f"{edited} is identical to the reference: that is no bug")
@@ -82,14 +100,15 @@ def bug_folder(exercise_id: str, name: str) -> Path:
     return current().buggy / exercise_id / name
 
 
-def new_bug(exercise_id: str, name: str, edited: Path) -> Path:
-    """Write buggy/<exercise>/<name>/bug.diff (the edit as a patch) and a manifest skeleton; the folder."""
+def new_bug(exercise_id: str, name: str, edited: Path, notes: list[str] | None = None) -> Path:
+    """Write buggy/<exercise>/<name>/bug.diff (the edit as a patch) and a manifest skeleton; the folder
+    (`notes`: what the instructor should know of how the edit was read)."""
     if not _NAME.match(name):
         raise CourseError(f"{name!r}: a bug's name is lowercase letters, digits, '.', '_' and '-'")
     folder = bug_folder(exercise_id, name)
     if folder.exists():
         raise CourseError(f"{folder} already exists: choose another name (or delete it first)")
-    diff = diff_from(reference_path(exercise_id), edited)
+    diff = diff_from(reference_path(exercise_id), edited, notes)
     folder.mkdir(parents=True)
     (folder / DIFF).write_text(diff)
     (folder / MANIFEST).write_text(SKELETON.format(exercise=exercise_id, diff=DIFF))

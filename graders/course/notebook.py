@@ -397,3 +397,115 @@ def solution_lines(source: str) -> set[int]:
         elif inside:
             lines.add(number)
     return lines
+
+
+# ---- a student's notebook as an edit of the source notebook (`dldiy bug new --from`) ------------------
+
+def _cell_text(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _with_regions(reference: str, edited: str) -> str | None:
+    """`edited` (a cell as the student saved it: their code where the stub was, no markers) with the
+    reference cell's solution markers put back around what stands in their place; None when the edit
+    does not line up with the reference's regions (the student's cell is then taken as it is)."""
+    import difflib
+
+    lines = reference.split("\n")
+    markers: list[tuple[int, str]] = []  # (index in the marker-free lines, the marker line)
+    bare: list[str] = []
+    for line in lines:
+        if BEGIN in line or END in line:
+            markers.append((len(bare), line))
+        else:
+            bare.append(line)
+    theirs = edited.split("\n")
+    opcodes = difflib.SequenceMatcher(None, bare, theirs, autojunk=False).get_opcodes()
+
+    def place(k: int, end: bool) -> int | None:
+        # a BEGIN before bare line k goes before anything the student put in its place (the first opcode
+        # starting at k); an END after line k - 1 goes after it (the last opcode ending at k)
+        for tag, i1, i2, j1, j2 in (reversed(opcodes) if end else opcodes):
+            if tag == "equal" and i1 < k < i2:
+                return j1 + k - i1
+            if not end and i1 == k:
+                return j1
+            if end and i2 == k:
+                return j2
+        return len(theirs) if k >= len(bare) else None
+
+    placed = [(place(k, END in line), line) for k, line in markers]
+    positions = [p for p, _ in placed]
+    if any(p is None for p in positions) or positions != sorted(positions):  # type: ignore[type-var]
+        return None
+    out = list(theirs)
+    for position, line in reversed(placed):
+        out.insert(position, line)  # type: ignore[arg-type]
+    return "\n".join(out)
+
+
+def as_edit_of(reference_text: str, edited_text: str) -> tuple[str, list[str]]:
+    """The source notebook (`reference_text`, its JSON) with the code of the edited notebook in it: the
+    reference's cells, ids, metadata, outputs and solution markers kept; a code cell's source is the
+    edited one's (the markers put back around the student's code where it lines up); cells added or
+    removed in the edit are added or removed. So a student's executed notebook, handed in as the source
+    of a bug, is a diff of the code it changed and nothing else. Returns the notebook's JSON (written as
+    Jupyter writes it) and notes for the instructor (a cell whose markers could not be put back)."""
+    import difflib
+
+    reference, edited = json.loads(reference_text), json.loads(edited_text)
+    if _written(reference) != reference_text:  # not as Jupyter writes it: rewriting it would change every line
+        return edited_text, ["the source notebook is not in Jupyter's own format, so the edit is taken as it "
+                             "is (outputs and metadata included): open and save it in Jupyter once to fix that"]
+    ref_cells, their_cells = reference.get("cells", []), edited.get("cells", [])
+
+    def key(cell: dict) -> str:
+        return cell.get("cell_type", "") + "\0" + _cell_text(cell)
+
+    def stripped(cell: dict) -> str:
+        text = _cell_text(cell)
+        return "\n".join(line for line in text.split("\n") if BEGIN not in line and END not in line)
+
+    cells: list[dict] = []
+    notes: list[str] = []
+
+    def edit(ref: dict, theirs: dict) -> dict:
+        if ref.get("cell_type") != "code" or theirs.get("cell_type") != "code":
+            return ref  # the bug lives in the code: prose, and a code cell made prose, stay the reference's
+        text = _cell_text(theirs)
+        if text in (stripped(ref), _cell_text(ref)):
+            return ref
+        if BEGIN in _cell_text(ref) and BEGIN not in text and END not in text:  # (an edit of the source keeps its own)
+            merged = _with_regions(_cell_text(ref), text)
+            if merged is None:
+                notes.append(f"cell {len(cells) + 1}: the edited code does not line up with the reference's solution "
+                             "region(s); taken as it is, without its markers")
+            text = merged if merged is not None else text
+        out = copy.deepcopy(ref)
+        out["source"] = text.splitlines(keepends=True) if isinstance(ref.get("source"), list) else text
+        return out
+
+    def added(theirs: dict) -> dict:
+        out = {k: copy.deepcopy(v) for k, v in theirs.items() if k in ("cell_type", "id", "source")}
+        out["metadata"] = {}
+        if out.get("cell_type") == "code":
+            out.update(outputs=[], execution_count=None)
+        return out
+
+    # align on the text with the markers dropped: the student's cell holds no markers
+    matcher = difflib.SequenceMatcher(None, [k.replace(BEGIN, "").replace(END, "") for k in map(key, ref_cells)],
+                                      list(map(key, their_cells)), autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        pairs = list(zip(range(i1, i2), range(j1, j2))) if tag in ("equal", "replace") else []
+        for i, j in pairs:
+            cells.append(edit(ref_cells[i], their_cells[j]))
+        if tag in ("replace", "insert"):
+            cells += [added(their_cells[j]) for j in range(j1 + len(pairs), j2)]
+    reference["cells"] = cells
+    return _written(reference), notes
+
+
+def _written(notebook: dict) -> str:
+    """A notebook's JSON as Jupyter and nbformat write it."""
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

@@ -159,3 +159,32 @@ def test_a_training_loop_that_records_no_loss_fails_the_training_check_alone(tmp
     report, checks = _report(check_json, _notebook(tmp_path, no_append))
     assert {n for n, c in checks.items() if c["status"] != "pass"} == {"training"}, checks
     assert checks["training"]["status"] == "fail" and "recorded no loss" in checks["training"]["message"], checks
+
+
+def test_a_forward_only_bug_is_charged_by_the_forward_check_alone(tmp_path, check_json):
+    """course6 trial (F6): eps outside the sqrt in a LayerNorm forward also failed backward, held to finite
+    differences of the student's own (wrong) forward, though backward was the reference's: 3 of 5 points for
+    one bug. A backward that gives the reference's gradient at the same inputs now passes, with a note
+    saying the forward computes another function; the forward's check charges it."""
+    def eps_in_log(cells, i):
+        k = next(k for k, c in enumerate(cells) if "class SoftmaxCrossEntropy" in c.source)
+        cells[k].source = cells[k].source.replace("return -np.log(self.p[np.arange(len(y)), y]).mean()",
+                                                  "return -np.log(self.p[np.arange(len(y)), y] + 1e-3).mean()")
+        assert "+ 1e-3" in cells[k].source
+    report, checks = _report(check_json, _notebook(tmp_path, eps_in_log))
+    assert {n for n, c in checks.items() if c["status"] != "pass"} == {"softmax-ce-forward"}, checks
+    message = checks["softmax-ce-backward"]["message"]
+    assert "is the reference's at the same inputs, but not the finite differences of your forward" in message, message
+
+
+def test_a_backward_that_matches_its_wrong_forward_still_fails(tmp_path, check_json):
+    """The other way round stays charged: a backward derived from a wrong forward (both halves wrong) is
+    not the reference's gradient, whatever finite differences of that forward say."""
+    def consistent(cells, i):
+        k = next(k for k, c in enumerate(cells) if "class SoftmaxCrossEntropy" in c.source)
+        cells[k].source = (cells[k].source
+                           .replace("return -np.log(self.p[np.arange(len(y)), y]).mean()",
+                                    "return -np.log(self.p[np.arange(len(y)), y]).sum()")
+                           .replace("return grad / len(self.y)", "return grad"))
+    report, checks = _report(check_json, _notebook(tmp_path, consistent))
+    assert checks["softmax-ce-backward"]["status"] == "fail", checks["softmax-ce-backward"]

@@ -506,8 +506,20 @@ def test_a_forbidden_call_on_a_thread_of_the_submission_is_refused_while_the_rul
     ("import torch\ndef gradient(X, y, w):\n    return eval('torch.autograd.grad')(w, w)\n", "it uses eval"),
     # a constant name is the attribute itself
     ("import torch\ndef gradient(X, y, w):\n    return getattr(torch.autograd, 'grad')(w, w)\n", "uses torch.autograd.grad"),
+    # integrity round 7: a match statement's class pattern reads an attribute by a name that is no ast.Attribute
+    ("import torch\nmatch torch.linalg.inv:\n    case object(__wrapped__=INV):\n        pass\n"
+     "def gradient(X, y, w):\n    return INV(w)\n", "made with the attribute __wrapped__ (logreg.py line 3)"),
+    ("import torch\ndef gradient(X, y, w):\n    match torch.autograd:\n        case object(grad=g):\n"
+     "            return g(w, w)\n", "uses torch.autograd.grad (logreg.py line 4)"),
+    ("import torch\nmatch torch:\n    case object(autograd=object(grad=G)):\n        pass\n"
+     "def gradient(X, y, w):\n    return G(w, w)\n", "uses G (logreg.py line 6), made with torch.autograd.grad"),
+    ("import torch\ndef gradient(X, y, w):\n    match w:\n        case object(grad_fn=node):\n"
+     "            return node(w)\n", "uses torch.Tensor.grad_fn (logreg.py line 4)"),
+    ("import torch\nmatch 0:\n    case _:\n        def helper(w):\n            return torch.autograd.grad(w, w)\n"
+     "def gradient(X, y, w):\n    return helper(w)\n", "calls helper (logreg.py line 7), which uses torch.autograd.grad"),
 ], ids=["getattr-string-sum", "in-a-helper", "vars-at-import", "reduce-getattr", "wrapped", "inspect", "eval",
-        "getattr-constant"])
+        "getattr-constant", "match-wrapped", "match-attribute", "match-nested-capture", "match-graph",
+        "match-case-helper"])
 def test_a_name_the_rules_cannot_read_is_refused_where_an_api_name_has_rules(tmp_path, code, expected):
     """Round 8's hostile student kept full marks in exercises 1, 4 and 6 with names built at run time, which
     no rule can judge: where a name forbids anything, reflection in its body, its helpers, the values they

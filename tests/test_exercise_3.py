@@ -404,7 +404,28 @@ def test_a_forward_that_looks_the_answer_up_in_eval_mode_earns_no_more_than_the_
     assert {c["name"]: c["status"] for c in uphill["checks"]}["evaluation"] == "pass"
 
 
-def test_the_harness_convnet_is_the_projects_and_other_shapes_are_inconclusive():
+SPARE_PARAMETER = ("        self.fc = nn.Linear(16 * 2 * 2, num_classes)\n",
+                   "        self.fc = nn.Linear(16 * 2 * 2, num_classes)\n        self.spare = nn.Parameter(torch.zeros(1))\n")
+
+
+def test_a_parameter_added_to_the_model_does_not_take_convergence_out_of_the_maximum(tmp_path, check_json):
+    """Integrity round 7: an unused nn.Parameter in ConvNet (its gradient stays None, so no loss changes) made the
+    parameters train() returns unfit for the harness's ConvNet, and convergence inconclusive: a training that
+    never learns scored 2/6 instead of 2/8. Such a model now fails convergence, saying why, and scores no more
+    than the same training without the parameter."""
+    uphill = check_json("exercise-3", _patched(tmp_path, "uphill", ("optimizer/sgd.py", SGD_UPHILL)), "convergence")[0]
+    spare = check_json("exercise-3", _patched(tmp_path, "spare", ("optimizer/sgd.py", SGD_UPHILL),
+                                              ("model/net.py", SPARE_PARAMETER)), "convergence")[0]
+    checks = {c["name"]: c for c in spare["checks"]}
+    assert checks["convergence"]["status"] == "fail", checks["convergence"]
+    assert "does not hold the project's ConvNet parameters" in checks["convergence"]["message"]
+    assert (spare["score"], spare["max_score"]) == (uphill["score"], uphill["max_score"]), (spare, uphill)
+    correct = check_json("exercise-3", _patched(tmp_path, "spare-correct", ("model/net.py", SPARE_PARAMETER)),
+                         "convergence")[0]
+    assert {c["name"]: c["status"] for c in correct["checks"]}["convergence"] == "fail"  # not the project's model
+
+
+def test_the_harness_convnet_is_the_projects_and_other_shapes_do_not_fit():
     from dldiy.graders.sandbox.submission import load_module_from
 
     harness = load_module_from(EXERCISE.harness_path, "_test_ex3_harness_convnet")

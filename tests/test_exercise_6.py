@@ -536,3 +536,44 @@ def test_one_optimizer_left_out_is_charged_by_every_check_that_holds_it(stub, tm
     for name in ("weight-decay", "state-dict", "rosenbrock"):
         assert checks[name]["status"] in ("fail", "error") and checks[name]["points"] == 0, checks[name]
         assert "charges already" not in checks[name]["message"] and "not charged again" not in checks[name]["message"]
+
+
+MATCHED_STEP = '''
+match torch.optim.SGD.step:
+    case object(__wrapped__=_torch_step):
+        pass
+
+
+class GD(Optimizer):
+    """Gradient descent by torch.optim.SGD's own step, taken out of the run-time guard by a match pattern."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if ps:
+                _torch_step(torch.optim.SGD(ps, lr=group["lr"], weight_decay=group["weight_decay"]))
+        return loss
+
+
+'''
+
+
+def test_torchs_step_taken_out_of_its_guard_by_a_match_pattern_fails_gd(tmp_path, check6):
+    """Integrity round 7: `match torch.optim.SGD.step: case object(__wrapped__=f)` at module level read the
+    run-time guard's original through a class pattern, which the static scan's reflection test (ast.Attribute
+    nodes only) never saw, and GD stepped with torch.optim.SGD's own step: gd passed, 14.5/14.5. The pattern's
+    reads are now attribute reads to the scan: gd fails, naming the line."""
+    source = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    start, end = source.index("class GD(_FirstOrder):"), source.index("class Momentum(_FirstOrder):")
+    (tmp_path / "optim.py").write_text(source[:start] + MATCHED_STEP + source[end:])
+    _, checks = check6(tmp_path / "optim.py", "gd")
+    assert checks["gd"]["status"] == "fail", checks["gd"]
+    assert "made with the attribute __wrapped__ (optim.py line" in checks["gd"]["message"], checks["gd"]["message"]

@@ -292,12 +292,17 @@ def convergence(sub, seed, p):
     # them: not by the model's own forward, which a student's process could answer with anything (a
     # nearest-neighbour lookup of the training images in eval mode scored a broken training at 85%;
     # integrity round 14). A forward bug is first-loss's; this check measures the training.
+    # A model that is not the handed-out ConvNet fails here, never skips: an inconclusive convergence took its
+    # points out of the maximum, and which parameters come back is the student's process's answer (integrity
+    # round 7: one unused nn.Parameter beside a training that never learns turned 2/8 into 2/6). The project's
+    # ConvNet, fixed, always fits; a model of another shape is a change first-loss sees only when it is used.
     parameters = sub.run_local(parameters_of, model)
     unfit = convnet_mismatch(parameters)
     if unfit:
-        return {"inconclusive": f"the model train() returns does not hold the project's ConvNet parameters ({unfit}), "
-                                "so what its training learned cannot be measured apart from its forward (first-loss "
-                                "names the difference)"}
+        return {"violation": f"the model train() returns does not hold the project's ConvNet parameters ({unfit}), "
+                             "so what its training learned cannot be measured: the accuracy is the harness's ConvNet's "
+                             "on the parameters training left, and the project's model (model/net.py) is the one to "
+                             "train, with no parameter added, removed or reshaped (an unused one included)"}
     accuracy = (convnet_scores(parameters, images).argmax(dim=1) == labels).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 

@@ -702,3 +702,25 @@ def test_only_the_source_handed_in_runs_never_bytecode_beside_it(tmp_path):
     assert "helper says source" in done.stdout, done.stdout + done.stderr
     assert "late refused: late (late.py) is not a file of the submission as it was handed in" in done.stdout, done.stdout
     assert "mpmath True" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_finding_in_a_class_names_the_method_it_is_in(tmp_path):
+    """course6 trial (F7): F.layer_norm in an autograd.Function's backward was said as "LayerNormFn() uses
+    ...", which the student read as their forward (whose check fails too: the class is judged by its rules
+    as a whole). The finding now names the method."""
+    source = tmp_path / "sub.py"
+    source.write_text(textwrap.dedent('''
+        import torch
+        import torch.nn.functional as F
+
+        class LayerNormFn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, gamma, beta, eps=1e-5):
+                return (x - x.mean(-1, keepdim=True)) * gamma + beta
+
+            @staticmethod
+            def backward(ctx, grad_out):
+                return F.layer_norm(grad_out, grad_out.shape[-1:]), None, None, None
+        '''))
+    found = scan(source, {"LayerNormFn": ["torch.nn.functional.layer_norm"]})
+    assert found["LayerNormFn"].startswith("LayerNormFn.backward() uses torch.nn.functional.layer_norm (sub.py line 12)"), found

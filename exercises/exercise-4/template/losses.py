@@ -13,7 +13,11 @@ Notation (the course decks):
       L1                              |y - w|
       L2                              (y - w)^2
 
-Use torch operations (autograd computes the gradients here). Keep everything finite for logits as
+Use torch operations (autograd computes the gradients here), but not torch's own version of the
+function you write, which is what it is checked against: no torch.softmax / F.softmax / F.log_softmax
+in softmax, no F.cross_entropy / F.nll_loss in cross_entropy, no F.binary_cross_entropy(_with_logits)
+in bce_with_logits, no F.multi_margin_loss in multiclass_hinge, no F.l1_loss in l1_loss, no F.mse_loss
+(nor F.huber_loss, F.smooth_l1_loss) in l2_loss. Keep everything finite for logits as
 large as 1000: exp(1000) overflows. Work with tensors of whatever dtype and device the inputs have: a
 tensor made inside takes them from the inputs (torch.zeros_like(w), torch.eye(k, dtype=Z.dtype,
 device=Z.device)). Check your work with:  dldiy check exercise-4

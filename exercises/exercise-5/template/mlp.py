@@ -77,8 +77,9 @@ def init_params(sizes, generator):
 
 
 def mlp_forward(X, params, activation="tanh"):
-    """The logits (n, d_out): Linear layers through your Functions (Linear.apply, Tanh.apply, ...),
-    with `activation` ('sigmoid', 'tanh', 'relu' or 'softplus') between them, none after the last."""
+    """The logits (n, d_out): Linear layers through your Functions (Linear.apply, Tanh.apply, ...; not
+    F.linear or nn.Linear), with `activation` ('sigmoid', 'tanh', 'relu' or 'softplus') between them,
+    none after the last."""
     raise NotImplementedError("exercise-5: implement mlp_forward(X, params, activation)")
 
 

@@ -13,7 +13,9 @@ state_dict() work for free):
     empty at first), every buffer starting at zero;
   - update in place under torch.no_grad() (decorate step with @torch.no_grad());
   - skip a parameter whose p.grad is None;
-  - with weight_decay, use g = p.grad + weight_decay * p (L2 regularisation, as torch.optim does).
+  - with weight_decay, use g = p.grad + weight_decay * p (L2 regularisation, as torch.optim does);
+  - each step is yours: never call one of torch.optim's own optimizers inside it (torch.optim.SGD.step,
+    torch.optim.Adam.step, ...: they are what yours are checked against).
 
 Notation: g the gradient, lr the learning rate, t = 1, 2, ... the step count.
   GD        w <- w - lr g

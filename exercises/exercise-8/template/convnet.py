@@ -12,8 +12,8 @@ weight.reshape(K, -1). In backward, F.fold (unfold's adjoint) sums column gradie
 2x2 max-pooling with stride 2: each output is the max of its window; its gradient goes to the argmax
 (where several entries tie for the max, all of it to any one of them, the others 0).
 
-Write forward AND backward of both as torch.autograd.Function subclasses (no torch.nn.functional.conv2d
-or max_pool2d: those are what you are checked against). Keep every tensor on the inputs' device.
+Write forward AND backward of both as torch.autograd.Function subclasses (no F.conv2d or F.max_pool2d,
+nor nn.Conv2d, nn.MaxPool2d or their torch.* twins: those are what you are checked against). Keep every tensor on the inputs' device.
 Check your work with:  dldiy check exercise-8
 """
 

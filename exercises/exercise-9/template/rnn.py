@@ -11,6 +11,10 @@ Clip by the GLOBAL norm, as torch.nn.utils.clip_grad_norm_ does:
     ||g|| = sqrt(sum over every parameter p of sum(p.grad ** 2)),
     every p.grad <- p.grad * min(1, max_norm / (||g|| + 1e-6)).
 
+torch's own versions are what these are checked against, so not inside them: no torch.nn.RNNCell,
+torch.nn.RNN or torch.rnn_tanh_cell in the cell, no torch.nn.utils.clip_grad_norm_ (nor get_total_norm)
+in clip_grad_norm.
+
 The task needs memory: each sequence holds T values; after the last one, say what the first was.
 Keep every tensor on the inputs' device. Check your work with:  dldiy check exercise-9
 """

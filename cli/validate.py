@@ -12,8 +12,9 @@ Every submission runs at the public seeds and the spec's check_seeds, as `dldiy 
 Prints a submission x check matrix and, per exercise, bugs caught / corpus and alternatives at full
 marks; `--table docs/corpus.md` writes those figures there (rows of exercises not validated in this
 run are kept). Exits 1 on any mismatch, and on any check that ERRORED where a measurement was due (the
-reference, an alternative, a bugged variant that does not crash): those are listed apart, as "errored" with
-what raised, not as a manifest's mismatch.
+reference, an alternative, a check a bugged variant's manifest names): those are listed apart, as "errored"
+with what raised, not as a manifest's mismatch; a check that errors beyond a variant's manifest is listed
+there too (one bug charged twice), without failing the run.
 A variant whose manifest says `requires = "cuda"` (a bug only that accelerator exposes) is not run on a
 machine without one: it is listed as not validated here, with the reason, and neither passes nor fails.
 """
@@ -80,6 +81,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     console = Console(width=None if sys.stdout.isatty() else 200)
     problems: list[str] = []
     errored: list[str] = []  # checks that raised instead of measuring: no verdict on a manifest, said apart
+    fatal: list[str] = []  # those of them that leave a row unvalidated (Row.blocking_errors)
     for ex in exercises:
         mine = [row for row, _ in rows if row.exercise is ex]
         table = Table(title=f"{ex.id}: {ex.title}  (<FAIL> = a check the manifest says must fail)")
@@ -95,10 +97,11 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
             for c in row.report.checks:
                 mark = MARK[c.status]
                 cells.append(f"[bold]<{mark}>[/]" if c.name in row.must_fail else mark)
-            found, raised = row.problems(), row.errored()
+            found, raised, blocking = row.problems(), row.errored(), row.blocking_errors()
             problems += found
             errored += raised
-            table.add_row(row.name, *cells, "[red]NO[/]" if found else "[bold red]ERRORED[/]" if raised else "[green]yes[/]")
+            fatal += blocking
+            table.add_row(row.name, *cells, "[red]NO[/]" if found else "[bold red]ERRORED[/]" if blocking else "[green]yes[/]")
         console.print(table)
         for row in mine:
             if row.bugs:
@@ -131,7 +134,7 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
         console.print("[bold red]Mismatches:[/]")
         for p in problems:
             console.print(f"  {p}", markup=False, soft_wrap=True)
-    if problems or errored:
+    if problems or fatal:
         sys.exit(1)
     n_bugs = sum(1 for row, _ in rows if (row.must_fail or row.crashes_at) and not row.not_here)
     console.print(f"[bold green]validate: {len(exercises)} exercise(s), {len(exercises)} reference(s) pass, "

@@ -11,7 +11,10 @@ must get full marks: every check passes, or is skipped where the reference's is 
 Every submission runs at the public seeds and the spec's check_seeds, as `dldiy check` does.
 Prints a submission x check matrix and, per exercise, bugs caught / corpus and alternatives at full
 marks; `--table docs/corpus.md` writes those figures there (rows of exercises not validated in this
-run are kept). Exits 1 on any mismatch.
+run are kept). Exits 1 on any mismatch, and on any check that ERRORED where a measurement was due (the
+reference, an alternative, a check a bugged variant's manifest names): those are listed apart, as "errored"
+with what raised, not as a manifest's mismatch; a check that errors beyond a variant's manifest is listed
+there too (one bug charged twice), without failing the run.
 A variant whose manifest says `requires = "cuda"` (a bug only that accelerator exposes) is not run on a
 machine without one: it is listed as not validated here, with the reason, and neither passes nor fails.
 """
@@ -76,7 +79,9 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     for row, _ in runnable:
         row.reference = next(r.report for r, _ in runnable if r.exercise is row.exercise and r.name == "reference")
     console = Console(width=None if sys.stdout.isatty() else 200)
-    problems = []
+    problems: list[str] = []
+    errored: list[str] = []  # checks that raised instead of measuring: no verdict on a manifest, said apart
+    fatal: list[str] = []  # those of them that leave a row unvalidated (Row.blocking_errors)
     for ex in exercises:
         mine = [row for row, _ in rows if row.exercise is ex]
         table = Table(title=f"{ex.id}: {ex.title}  (<FAIL> = a check the manifest says must fail)")
@@ -92,9 +97,11 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
             for c in row.report.checks:
                 mark = MARK[c.status]
                 cells.append(f"[bold]<{mark}>[/]" if c.name in row.must_fail else mark)
-            found = row.problems()
+            found, raised, blocking = row.problems(), row.errored(), row.blocking_errors()
             problems += found
-            table.add_row(row.name, *cells, "[red]NO[/]" if found else "[green]yes[/]")
+            errored += raised
+            fatal += blocking
+            table.add_row(row.name, *cells, "[red]NO[/]" if found else "[bold red]ERRORED[/]" if blocking else "[green]yes[/]")
         console.print(table)
         for row in mine:
             if row.bugs:
@@ -118,10 +125,16 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
     unvalidated = [row for row, _ in rows if row.not_here]
     for row in unvalidated:
         console.print(f"[yellow]not validated on this machine:[/] {row.exercise.id}/{row.name}: {row.not_here}")
+    if errored:
+        console.print("[bold red]Errored[/] (a check raised instead of measuring: the harness's mistake, or the "
+                      "submission's at that check; no verdict on the manifest):")
+        for e in errored:
+            console.print(f"  {e}", markup=False, soft_wrap=True)
     if problems:
         console.print("[bold red]Mismatches:[/]")
         for p in problems:
             console.print(f"  {p}", markup=False, soft_wrap=True)
+    if problems or fatal:
         sys.exit(1)
     n_bugs = sum(1 for row, _ in rows if (row.must_fail or row.crashes_at) and not row.not_here)
     console.print(f"[bold green]validate: {len(exercises)} exercise(s), {len(exercises)} reference(s) pass, "

@@ -64,7 +64,9 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
             # only a check that ran and measured something wrong: not one that raised (NotImplementedError, a
             # missing name) nor one whose part did nothing at all (agreement's `degenerate`): a stub is no bug
             failed = sorted(name for name, r in results.items() if r.status == "fail" and not r.details.get("degenerate"))
-            check = dataclasses.replace(check, params={**check.params, "failed_checks": failed})
+            # and, of a check charged per function (agreement's parts), the functions it charged
+            parts = {name: list(results[name].details.get("parts_failed") or ()) for name in failed}
+            check = dataclasses.replace(check, params={**check.params, "failed_checks": failed, "failed_parts": parts})
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
         mine = expected.get(check.name, {})
         unfit = {seed for seed, _ in per_seed if isinstance(mine.get(str(seed)), dict) and UNFIT in mine[str(seed)]}
@@ -137,10 +139,26 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
         message = prefix + worst.message
         if worst.status == "fail" and check.hint and not worst.details.get("diagnosed"):  # a diagnosis replaces it
             message += f"\nHint: {check.hint}"
-    points = check.points if worst.status == "pass" else 0.0
+    points, lost = (check.points, []) if worst.status == "pass" else _partial_points(check, [v for _, v in verdicts])
     details = {} if worst_seed in hidden else dict(worst.details, seed=worst_seed)
+    if lost:  # the functions charged at any seed (a hidden one included: which function, never its values)
+        details["parts_failed"] = lost
     return CheckResult(check.name, check.kind, worst.status, points, check.points, message, check.title,
                        _finite(details))
+
+
+def _partial_points(check: Check, verdicts: list[Verdict]) -> tuple[float, list[str]]:
+    """A failed check's points and the functions it charged: 0 and [], except where the check covers several
+    functions (agreement's `parts`) and every seed's failure says which failed (`parts_failed`): then the share
+    of the functions that failed at no seed, and those that failed at some (one bug, one deduction;
+    graders/kinds/agreement.py). An error at any seed takes them all."""
+    parts = [str(p) for p in check.params.get("parts") or ()]
+    failing = [v for v in verdicts if v.status != "pass"]
+    if not parts or any(v.status not in ("fail", "skip") for v in failing) \
+            or any(v.status == "fail" and not isinstance(v.details.get("parts_failed"), list) for v in failing):
+        return 0.0, []
+    lost = {str(p) for v in failing if v.status == "fail" for p in v.details["parts_failed"]}
+    return round(check.points * sum(p not in lost for p in parts) / len(parts), 9), [p for p in parts if p in lost]
 
 
 def _finite(value: Any) -> Any:

@@ -578,3 +578,56 @@ def test_a_gradcheck_block_may_ask_for_relative_agreement_alone():
     assert gradcheck.judge({"blocks": [dict(tail, analytic=[0.0], atol=0.0)]}, None, check).status == "fail"
     right = dict(tail, analytic=[4.2483542552915e-18], atol=0.0)
     assert gradcheck.judge({"blocks": [right]}, None, check).status == "pass"
+
+
+def test_agreement_with_parts_charges_each_failing_function_its_share_over_every_seed():
+    """exercise-4's torch-agreement covers five functions: one wrong op costs its fifth, not the whole check
+    (one bug, one deduction); the functions failing at any seed are charged (their union), an error takes all."""
+    names = ["softmax, n=2", "softmax, n=1", "l1_loss, n=2", "l2_loss, n=2"]
+    expected = {"cases": [{"name": n, "shape": [1], "values": [1.0]} for n in names]}
+
+    def measured(*wrong):
+        return {"cases": [{"name": n, "shape": [1], "values": [2.0 if n in wrong else 1.0]} for n in names]}
+    c = Check(name="torch-agreement", kind="agreement", probe="torch_agreement", points=3.0,
+              params={"parts": ["softmax", "l1_loss", "l2_loss"]})
+    agree = check_kind("agreement").judge(measured(), expected, c)
+    assert agree.status == "pass"
+    one = check_kind("agreement").judge(measured("softmax, n=1"), expected, c)
+    assert one.status == "fail" and one.details["parts_failed"] == ["softmax"] and one.message.startswith("softmax, n=1")
+    assert "1 of 3 (softmax) disagree" in one.message and "l1_loss, l2_loss agree" in one.message
+    two = check_kind("agreement").judge(measured("l2_loss, n=2", "softmax, n=2"), expected, c)
+    assert two.details["parts_failed"] == ["softmax", "l2_loss"] and "\nAlso l2_loss: l2_loss, n=2: differs" in two.message
+    assert _combine(c, [(1, one), (2, agree)], frozenset()).points == 2.0
+    other = check_kind("agreement").judge(measured("l1_loss, n=2"), expected, c)
+    result = _combine(c, [(1, one), (2, other)], frozenset({2}))
+    assert result.points == 1.0 and result.details["parts_failed"] == ["softmax", "l1_loss"]
+    assert _combine(c, [(1, one), (2, Verdict("error", "boom"))], frozenset()).points == 0.0
+    # a case of no declared part fails the whole check, as a check without parts does
+    unparted = {"cases": [*expected["cases"], {"name": "train, 3 steps", "shape": [1], "values": [1.0]}]}
+    bad = {"cases": [*measured()["cases"], {"name": "train, 3 steps", "shape": [1], "values": [5.0]}]}
+    verdict = check_kind("agreement").judge(bad, unparted, c)
+    assert verdict.status == "fail" and "parts_failed" not in verdict.details
+    assert _combine(c, [(1, verdict)], frozenset()).points == 0.0
+    plain = Check(name="hinge", kind="agreement", probe="hinge", points=2.0)
+    assert _combine(plain, [(1, check_kind("agreement").judge(measured("softmax, n=1"), expected, plain))],
+                    frozenset()).points == 0.0
+
+
+def test_stability_judges_for_finiteness_alone_the_one_function_whose_own_check_charged_its_formula():
+    """exercise-4: a BCE that applies the sigmoid twice is wrong everywhere (torch-agreement charges it), not
+    unstable: its stability cases are judged for finiteness, the wrong values said in a note. Only where that
+    check failed on that function; only one function; a value that is not finite still fails."""
+    expected = {"cases": [{"name": "bce slope at 40", "value": 0.0, "part": "bce_with_logits"},
+                          {"name": "ce shift", "value": 0.0, "part": "cross_entropy"}]}
+    params = {"charged_by": {"bce_with_logits": "torch-agreement", "cross_entropy": "torch-agreement"},
+              "failed_checks": ["torch-agreement"], "failed_parts": {"torch-agreement": ["bce_with_logits"]}}
+    wrong = {"cases": [{"name": "bce slope at 40", "value": -1.0}, {"name": "ce shift", "value": 0.0}]}
+    noted = judge("stability", wrong, expected, **params)
+    assert noted.status == "pass" and "which check 'torch-agreement' charges already" in noted.message
+    assert judge("stability", wrong, expected, **{**params, "failed_parts": {"torch-agreement": ["softmax"]}}).status == "fail"
+    both = {**params, "failed_parts": {"torch-agreement": ["bce_with_logits", "cross_entropy"]}}
+    assert judge("stability", wrong, expected, **both).status == "fail"
+    assert judge("stability", {"cases": [{"name": "bce slope at 40", "value": None}, {"name": "ce shift", "value": 0.0}]},
+                 expected, **params).status == "fail"
+    assert judge("stability", {"cases": [{"name": "bce slope at 40", "value": 0.0}, {"name": "ce shift", "value": 1.0}]},
+                 expected, **params).status == "fail"

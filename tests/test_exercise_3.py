@@ -191,6 +191,19 @@ def test_a_number_with_one_significant_digit_shows_no_value(tmp_path, check_json
     assert script["status"] == "fail", script["message"]
 
 
+def test_a_number_with_few_digits_shows_only_the_value_it_states_exactly():
+    """"0.00%" shows an accuracy of exactly 0 (an evaluate() whose integer division gives 0 is evaluation's to
+    charge, not the script's: one bug, one deduction), and "0e1" still shows no value but 0 itself."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ex3_harness", REPO / "exercises" / "exercise-3" / "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    numbers = harness.printed_numbers("test loss 2.2021, test accuracy 0.00%; done: 0e1")
+    assert harness.shows(numbers, 0.0, percent=True) and harness.shows(numbers, 2.2021)
+    assert not harness.shows(numbers, 0.003, percent=True) and not harness.shows(numbers, 4.0)
+
+
 @pytest.mark.parametrize("alternative", one_fast_rest_slow(sorted(p.name for p in (REPO / "alternatives" / "exercise-3").iterdir())))
 def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_path, check_json):
     checks = check_json("exercise-3", _built("alternatives", alternative, tmp_path))[0]["checks"]
@@ -230,7 +243,11 @@ def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_
     # the first loss within the tolerance but off by 7e-5: the cause lies before the first update, not in it
     ("normalised-with-all-images", "first-loss", ["first loss is within the tolerance but not the reference's",
                                                   "before the first update", "normalisation's mean and std"]),
-    ("normalised-with-all-images", "evaluation", ["sum and sum of squares of the pixels", "training images' mean and std"]),
+    # test_set() judged against the normalisation train() feeds the model (one bug, one deduction: a normalisation
+    # wrong for both is first-loss's)
+    ("test-set-not-normalised", "evaluation", ["its pixels mapped back through the training images' scaling",
+                                               "read from the training minibatches train() fed to the model",
+                                               "the same mean and std"]),
     ("evaluate-mean-of-chunk-means", "evaluation", ["minus the model's own numbers in eval mode",
                                                     "a mean of per-chunk means"]),
     ("test-split-overlaps", "evaluation", ["number of images", "expected 297, measured 300", "shares images with "
@@ -245,6 +262,14 @@ def test_a_bug_fails_its_check_naming_the_culprit(bug, check, words, bugged, che
         assert "layers behave differently" not in result["message"], result["message"]
     if check == "first-loss" and "before the first update" in result["message"]:
         assert "The update differs" not in result["message"], result["message"]
+
+
+def test_a_normalisation_wrong_for_train_and_test_alike_is_charged_by_first_loss_alone(bugged, check_json):
+    """Statistics of all 1797 images, or a scale of 1/255, in load_splits(): the test images are normalised like
+    the training images, as the API asks; train()'s losses change, which first-loss charges (one bug, one deduction)."""
+    for bug in ("normalised-with-all-images", "wrong-normalisation"):
+        result = check_json("exercise-3", bugged("exercise-3", bug), "evaluation")[0]["checks"][0]
+        assert result["status"] == "pass", (bug, result["message"])
 
 
 def _harness():
@@ -351,6 +376,8 @@ def _toy_train(keep=None, logging_forward=False, lr=0.1, step_first=False):
 ])
 def test_train_watched_tells_the_last_step_s_model_from_an_earlier_one(keep, logging_forward, lr, earlier):
     (_, losses), watched = _watched()(_toy_train(keep, logging_forward, lr), 0, 6)
+    first_input = watched.pop("first_input")  # the first step's images, as the model received them
+    assert first_input is not None and tuple(first_input.shape) == (8, 3)  # the toy model's x
     assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier, "graph": None, "unapplied": False}
 
 

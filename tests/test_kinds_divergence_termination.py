@@ -177,3 +177,21 @@ def test_on_overlapping_data_a_true_separation_is_still_not_expected():
 def test_overlapping_data_that_the_reference_separates_is_the_instructors_error():
     verdict = termination.judge(_measure(False, 3), {"converged": True}, _check("termination", should_converge=False))
     assert verdict.status == "error" and "not the submission's fault" in verdict.message
+
+
+def test_an_lr_rounded_to_float32_is_noted_where_the_trajectorys_check_charges_it():
+    """exercise-2's lr made a float32 tensor inside train(): a precision bug of every training, which first-loss
+    sees at its ordinary rate (the spec's charged_by = {lr32 = "first-loss"}). Above the stability limit it
+    leaves plain descent by ~1e-8 and follows plain descent with lr rounded to float32: diagnosed, and only a note
+    where first-loss failed (one bug, one deduction); charged here where it did not."""
+    plain = [4.0 * 10.0 ** k for k in range(12)] + [math.inf, math.nan]
+    lr32 = [v * (1 + 1e-9 * 10.0 ** k) if math.isfinite(v) else v for k, v in enumerate(plain)]
+    measured = {"lr": 8.0, "limit": 0.8, "steps": len(plain), "losses": list(lr32), "plain": plain, "plain_lr32": lr32}
+    params = {"growth": 100, "charged_by": {"lr32": "first-loss"}}
+    alone = divergence.judge(measured, None, _check("divergence", **params))
+    assert alone.status == "fail" and "follows plain descent with lr rounded to float32" in alone.message
+    noted = divergence.judge(measured, None, _check("divergence", **params, failed_checks=["first-loss"]))
+    assert noted.status == "pass" and "note: train() leaves plain gradient descent" in noted.message
+    assert "which check 'first-loss' charges already" in noted.message
+    other = divergence.judge(measured, None, _check("divergence", **params, failed_checks=["gradcheck"]))
+    assert other.status == "fail"

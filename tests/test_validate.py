@@ -70,9 +70,36 @@ def test_validate_names_the_checks_a_bug_costs_beyond_its_manifest():
                         NS(name="first-loss", status="pass", points=3.0, max_points=3.0, message="ok")])
     ex = load_exercise("exercise-1")
     row = Row(ex, "eps-outside-sqrt", ("gradcheck",), report=report)
-    assert row.problems() == [] and row.also_charged() == ["stability (error, -1)"]
+    assert row.problems() == [] and row.also_charged() == []  # a check that errored is said as such (errored())
+    assert row.errored() == ["exercise-1/eps-outside-sqrt: stability errored (beyond its manifest: one bug, one deduction?): y"]
+    assert row.blocking_errors() == []  # listed, not fatal: the bug is caught as its manifest says
     assert Row(ex, "alternative a", (), report=report, alternative=True).also_charged() == []
     result = run_dldiy("validate", "exercise-1")
     assert result.returncode == 0 and "Also charged beyond the manifest" in result.stdout
     # the same mistake in loss() and gradient() (one convention, two functions): gradcheck charges it too
     assert "exercise-1/sum-not-mean: gradcheck (fail, -3)" in result.stdout
+
+
+def test_a_check_that_errors_is_reported_as_errored_not_as_a_mismatch_of_the_manifest():
+    """A check whose probe raised measured nothing: validate says "errored" with what raised, for a check the
+    manifest names as for the reference's, apart from the manifests' mismatches (it still exits 1), and the
+    corpus figures count no such variant as caught and no such alternative at full marks."""
+    from types import SimpleNamespace as NS
+
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.course.validate import Row, corpus_figures
+
+    raised = "the harness could not use what the submission returned (KeyError: 'x'; raised at harness.py line 70, in probe)"
+    report = NS(checks=[NS(name="gradcheck", status="error", points=0.0, max_points=3.0, message=raised + "\nmore"),
+                        NS(name="first-loss", status="pass", points=3.0, max_points=3.0, message="ok")])
+    ex = load_exercise("exercise-1")
+    bug = Row(ex, "some-bug", ("gradcheck",), report=report)
+    assert bug.problems() == []
+    assert bug.errored() == bug.blocking_errors() == [
+        f"exercise-1/some-bug: gradcheck errored (its manifest names it: it must fail, measured): {raised}"]
+    reference = Row(ex, "reference", (), report=report)
+    assert reference.problems() == [] and reference.blocking_errors() == [f"exercise-1/reference: gradcheck errored: {raised}"]
+    crash = Row(ex, "crash", (), crashes_at=("logreg.py",), report=report)
+    assert crash.errored() == []  # a crash bug's errors are what its manifest expects (problems() judges them)
+    figures = corpus_figures(ex, [reference, bug])
+    assert (figures.caught, figures.bugs, figures.false_failures) == (0, 1, 1)

@@ -62,6 +62,7 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     copies: list[torch.Tensor] = []
+    inputs: dict[int, torch.Tensor] = {}  # the first steps' images, as the model received them
     reached: set[int] = set()
     open_calls: list[int | None] = []
 
@@ -76,6 +77,8 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
             if values is not None:
                 copies.append(values)
                 kept = len(copies) - 1
+                if len(inputs) < 3 and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+                    inputs[kept] = args[0].detach().to("cpu", torch.float64).clone()
         open_calls.append(kept)
 
     def after(module, args, output):
@@ -109,7 +112,11 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
     # a loss kept as a tensor of the graph (losses.append(loss) without .item()): every step's graph alive
     history = result[1] if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple)) else []
     graph = next((k for k, v in enumerate(history) if isinstance(v, torch.Tensor) and v.requires_grad), None)
-    return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph, "unapplied": unapplied}
+    # the images of the first step, as the model received them: how the project normalises its training images
+    # (evaluation's test_set() case: the held-out images must be normalised the same way)
+    first_input = inputs.get(steps_seen[0]) if steps_seen else None
+    return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph, "unapplied": unapplied,
+                    "first_input": first_input}
 
 
 def _test_set(sub) -> tuple[torch.Tensor, torch.Tensor]:
@@ -449,7 +456,7 @@ def evaluation(sub, seed, p):
                  "torch's random generator reseeded (torch.manual_seed in evaluate(): every draw after it, batches and "
                  "dropout masks, is then the same whatever the run's seed; evaluate() draws no random number)",
          "shape": [4], "values": left_switches},
-        *held_out_summary(images, labels, p["classes"]),
+        *held_out_summary(images, labels, p["classes"], _WATCHED[seed, p["budget"]].get("first_input")),
     ]}
 
 
@@ -621,18 +628,71 @@ def settings_changed(before: list[list], after: list[list]) -> str | None:
     return None
 
 
-def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int) -> list[dict]:
-    """What test_set() hands out, summarised: its size, the count of each label, and the sum and the
-    sum of squares of its images (normalised as the reference normalises them)."""
+def held_out_summary(images: torch.Tensor, labels: torch.Tensor, classes: int,
+                     training: torch.Tensor | None = None) -> list[dict]:
+    """What test_set() hands out, summarised: its size, the count of each label, and its images mapped back to
+    raw pixels through the map (scaling and normalisation) the project's own training images went through
+    (`training`: a minibatch as train() fed it to the model; the spec's map where none was seen), compared with
+    the held-out split's raw pixels. One bug, one deduction: the API asks for test images "normalised like the
+    training images"; a normalisation wrong for both (statistics of all 1797 images, a scale of 1/255) changes
+    train()'s losses, which first-loss charges, and is no finding of test_set()."""
     images = images.double()
     counts = torch.bincount(labels.reshape(-1), minlength=classes).double().tolist()[:classes]
     split = "the reference's held-out split"
+    scale, shift, seen = training_map(training)
+    raw = _raw_test_pixels()
+    back = (images - shift) / scale
+    off = (back.reshape(len(back), -1) - raw).abs().max().item() if back.numel() == raw.numel() else math.inf
+    where = "the training minibatches train() fed to the model" if seen else "the spec's (train() showed none)"
     return [
         {"name": "test_set(): number of images", "shape": [1], "values": [float(len(images))], "against": split},
         {"name": "test_set(): images of each label 0..9", "shape": [classes], "values": counts, "against": split},
-        {"name": "test_set(): sum and sum of squares of the pixels", "shape": [2],
-         "values": [images.sum().item(), (images ** 2).sum().item()], "against": split},
+        {"name": "test_set(): its pixels mapped back through the training images' scaling and normalisation, minus "
+                 "the held-out split's raw pixels 0..16 (largest |difference|)", "shape": [1],
+         "values": [off if math.isfinite(off) else 1e30],
+         "against": f"0 (the held-out raw pixels; the training images' map read from {where})"},
     ]
+
+
+# the spec's map of raw pixels 0..16 to the training images' values (data/digits.py: /16, then MEAN and STD)
+SPEC_SCALE, SPEC_SHIFT = 1 / (16.0 * 0.3750), -0.3051 / 0.3750
+
+
+def training_map(batch: torch.Tensor | None) -> tuple[float, float, bool]:
+    """(scale, shift, read) with batch = scale * raw + shift, raw the pixels 0..16: read from a training
+    minibatch (its smallest value is a raw 0, every digit's corners are; the smallest gap between its distinct
+    values one unit of raw intensity), else the spec's map and False."""
+    if not isinstance(batch, torch.Tensor) or batch.numel() < 64 or not torch.isfinite(batch).all():
+        return SPEC_SCALE, SPEC_SHIFT, False
+    values = torch.unique(batch.double().reshape(-1))
+    gaps = values.diff()
+    if len(values) < 3 or not bool((gaps > 0).all()):
+        return SPEC_SCALE, SPEC_SHIFT, False
+    shift, unit = values[0].item(), gaps.min().item()
+    units = round((values[-1].item() - shift) / unit)
+    if not 1 <= units <= 16:
+        return SPEC_SCALE, SPEC_SHIFT, False
+    return (values[-1].item() - shift) / units, shift, True
+
+
+_RAW: list[torch.Tensor] = []
+
+
+def _raw_test_pixels() -> torch.Tensor:
+    """The held-out split's raw pixels (297, 64), 0..16: the digits file scikit-learn's wheel ships, rows 1500 on."""
+    if not _RAW:
+        import gzip
+        import importlib.util
+        from pathlib import Path
+
+        import numpy as np
+
+        found = importlib.util.find_spec("sklearn")
+        path = Path(list(found.submodule_search_locations or [])[0]) / "datasets" / "data" / "digits.csv.gz"
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+        _RAW.append(torch.from_numpy(table[1500:, :64].copy()))
+    return _RAW[0]
 
 
 # A printed number, its decimals and exponent: "2.31", "95.29", "1e-3", "2.3051e+00".
@@ -645,13 +705,18 @@ def printed_numbers(text: str) -> list[tuple[float, float]]:
     half a unit of "0e1" is 5, which held every loss under 5 and every accuracy (red team, round 8: full
     marks for printing `done: 0e1`), and "0" or "1" would hold any accuracy below or above a half.
     Two digits take nothing from an honest print: "93%", "0.12", "2.3" and the reference's own
-    formats all have them."""
+    formats all have them. A number with fewer digits still shows the value it states exactly (tolerance 0):
+    an accuracy of exactly 0 printed "0.00%" (an evaluate() whose integer division gives 0 is evaluation's to
+    charge, not this check's: one bug, one deduction), never a value it merely rounds."""
     out = []
     for m in _NUMBER.finditer(text):
         value = float(m.group(0))
         decimals, exponent = len(m.group(1) or ""), int(m.group(2) or 0)
         unit = 10.0 ** (exponent - decimals)
-        if not math.isfinite(value) or abs(value) < 10 * unit:  # (a zero among them: no digit at all)
+        if not math.isfinite(value):
+            continue
+        if abs(value) < 10 * unit:  # (a zero among them: no digit at all) exactly what it says, no rounding
+            out.append((value, 0.0))
             continue
         out.append((value, 0.5 * unit + 1e-9 * abs(value)))
     return out

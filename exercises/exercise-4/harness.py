@@ -124,15 +124,22 @@ def _finish(name, value, target):
 
 
 def torch_agreement(sub, seed, p):
+    """Each function against torch's op, charged per function (the spec's `parts`). One bug, one deduction:
+    cross_entropy runs with the harness's softmax in place of the submission's (a cross-entropy built on a
+    wrong softmax is softmax's to charge), and the arguments are copies (the in-place rule is invariants')."""
     g = _gen(seed)
-    family = Family(sub, _finish)  # the first configuration of each function alone, the rest in one message
+    # the first configuration of each function alone, the rest in one message; cross_entropy's apart, run
+    # where the name softmax is the harness's
+    family, entropies = Family(sub, _finish, given_copies=True), Family(sub, _finish, given_copies=True)
+    softmax = _inside(sub, harness_softmax)
     for n, k, dtype, contiguous, what in _family(p["scores"]):
         Z, y = _scores(g, n, k, dtype, what)
         words = _words(n, k, dtype, contiguous, what)
         family.add(f"softmax, {words}", "softmax", [_arg(sub, Z, contiguous)], torch.softmax(Z, dim=1),
                    dims={"n": n, "k": k})
-        family.add(f"cross_entropy, {words}", "cross_entropy", [_arg(sub, Z, contiguous), _arg(sub, y, contiguous)],
-                   F.cross_entropy(Z, y))
+        with sub.replaced("softmax", softmax):
+            entropies.add(f"cross_entropy, {words}", "cross_entropy", [_arg(sub, Z, contiguous), _arg(sub, y, contiguous)],
+                          F.cross_entropy(Z, y))
     for n, dtype, contiguous, what in _family(p["pairs"]):
         z, y, target = _pairs(g, n, dtype, what)
         words = _words(n, 0, dtype, contiguous, what)
@@ -141,14 +148,40 @@ def torch_agreement(sub, seed, p):
         family.add(f"bce_with_logits, {words}", "bce_with_logits", [c(z), c(y)], F.binary_cross_entropy_with_logits(z, y))
         family.add(f"l1_loss, {words}", "l1_loss", [c(z), c(target)], F.l1_loss(z, target))
         family.add(f"l2_loss, {words}", "l2_loss", [c(z), c(target)], F.mse_loss(z, target))
-    return {"cases": family.run()}
+    with sub.replaced("softmax", softmax):
+        cases = entropies.run()
+    return {"cases": family.run() + cases}
+
+
+def harness_softmax():
+    return _softmax
+
+
+def _softmax(Z):
+    """The harness's own softmax, which cross_entropy (and whatever else calls the name) is judged with: a
+    wrong softmax costs softmax's share only. exp(z - max) / sum, no torch.softmax (the spec forbids it in
+    the submission's softmax, and this runs beside the submission's code)."""
+    E = (Z - Z.max(dim=1, keepdim=True).values).exp()
+    return E / E.sum(dim=1, keepdim=True)
+
+
+def harness_hinge():
+    return _hinge
+
+
+def _hinge(w, t):
+    """The harness's binary hinge, which hinge_01 is judged with (a hinge_01 built on a wrong hinge is hinge's)."""
+    return (1 - t * w).clamp(min=0).mean()
 
 
 def hinge(sub, seed, p):
     # No torch.nn.functional op computes these (multi_margin_loss sums over the rivals and divides by
     # k; the course's multi-class hinge takes the best rival): compared with the reference's values.
     g = _gen(seed)
-    family = Family(sub, _finish)
+    # charged per function (the spec's `parts`); hinge_01 apart, run where the name hinge is the harness's (one
+    # bug, one deduction), on copies (the in-place rule is invariants')
+    family, zero_one = Family(sub, _finish, given_copies=True), Family(sub, _finish, given_copies=True)
+    binary = _inside(sub, harness_hinge)
     for n, k, dtype, contiguous, what in _family(p["family"]):
         w = 2 * torch.randn(n, generator=g, dtype=torch.float64)
         t = (2 * torch.randint(0, 2, (n,), generator=g) - 1).double()
@@ -162,11 +195,14 @@ def hinge(sub, seed, p):
         def c(x):
             return _arg(sub, x, contiguous)
         family.add(f"hinge, labels in {{-1, +1}}, {words}", "hinge", [c(w), c(t)])
-        family.add(f"hinge_01, labels in {{0, 1}}, {words}", "hinge_01", [c(w), c((t + 1) / 2)])
+        with sub.replaced("hinge", binary):
+            zero_one.add(f"hinge_01, labels in {{0, 1}}, {words}", "hinge_01", [c(w), c((t + 1) / 2)])
         family.add(f"multiclass_hinge, default margin, {words}", "multiclass_hinge", [c(Z), c(y)])
         for margin in p["margins"]:
             family.add(f"multiclass_hinge, margin {margin}, {words}", "multiclass_hinge", [c(Z), c(y)], margin=margin)
-    return {"cases": family.run()}
+    with sub.replaced("hinge", binary):
+        cases = zero_one.run()
+    return {"cases": family.run() + cases}
 
 
 def gradcheck(sub, seed, p):
@@ -229,6 +265,7 @@ def stability(sub, seed, p):
     (graders/batched.py): the differences and slopes are computed here."""
     cases = []
     softmax, bce, cross_entropy = sub.get("softmax"), sub.get("bce_with_logits"), sub.get("cross_entropy")
+    harness_softmax_there = _inside(sub, harness_softmax)
     for words, dtype, M, Z, y, bce_points, s in EXTREMES:
         Z, y = torch.tensor(Z, dtype=dtype), torch.tensor(y)
         # rows whose maxima differ widely: a shift by the maximum of the whole matrix underflows a row to 0/0
@@ -242,10 +279,14 @@ def stability(sub, seed, p):
         grads_at = [torch.tensor([z], dtype=dtype) for z, _ in bce_points]
         calls += [[_inside(sub, with_gradient, bce), [x, torch.tensor([yb], dtype=dtype)], {}]
                   for x, (_, yb) in zip(grads_at, bce_points)]
-        # cross-entropy of rows whose maxima differ widely: a shift by the whole matrix's maximum loses a row
-        calls += [[cross_entropy, [A.clone(), y], {}] for A in (R, R - R.max(dim=1, keepdim=True).values)]
+        replies = call_all(sub, calls, f"softmax or bce_with_logits at extreme logits ({words})")
+        # cross-entropy of rows whose maxima differ widely: a shift by the whole matrix's maximum loses a row. Run
+        # where the name softmax is the harness's (one bug, one deduction: a cross-entropy built on a wrong softmax
+        # is softmax's to charge; one built on -log(softmax) overflows with the harness's softmax too)
+        calls = [[cross_entropy, [A.clone(), y], {}] for A in (R, R - R.max(dim=1, keepdim=True).values)]
         calls += [[_inside(sub, with_gradient, cross_entropy), [A, y], {}] for A in (Z, Z - M)]
-        replies = call_all(sub, calls, f"softmax, bce_with_logits or cross_entropy at extreme logits ({words})")
+        with sub.replaced("softmax", harness_softmax_there):
+            replies += call_all(sub, calls, f"cross_entropy at extreme logits ({words})")
         P, P0, Q, Q0 = (expect_tensor(v, "softmax()", shape=(2, 4), finite=False).double() for v in replies[:4])
         n_bce = 2 * len(steps)
         at = [expect_tensor(v, "bce_with_logits()", shape=(), finite=False).item() for v in replies[4:4 + n_bce]]
@@ -254,24 +295,27 @@ def stability(sub, seed, p):
         ce_rows, ce_rows0 = (expect_tensor(v, "cross_entropy()", shape=(), finite=False).item()
                              for v in replies[-4:-2])
         (ce, ce_grad), (ce0, ce_grad0) = (_value_and_grad(*reply, "cross_entropy()", Z) for reply in replies[-2:])
+        # each case's `part`: the function whose formula its value measures (stability's charged_by: a function
+        # whose own check failed is judged here for finiteness alone)
         cases += [
-            {"name": f"softmax(Z) - softmax(Z - {M:g}), largest entry ({words})", "value": (P - P0).abs().max().item()},
-            {"name": f"cross_entropy(Z) - cross_entropy(Z - {M:g}) ({words})", "value": ce - ce0},
+            {"name": f"softmax(Z) - softmax(Z - {M:g}), largest entry ({words})", "value": (P - P0).abs().max().item(),
+             "part": "softmax"},
+            {"name": f"cross_entropy(Z) - cross_entropy(Z - {M:g}) ({words})", "value": ce - ce0, "part": "cross_entropy"},
             {"name": f"norm of the difference of their cross_entropy gradients ({words})",
-             "value": (ce_grad - ce_grad0).norm().item()},
+             "value": (ce_grad - ce_grad0).norm().item(), "part": "cross_entropy"},
             {"name": f"softmax(Z) - softmax(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
-             "value": (Q - Q0).abs().max().item()},
+             "value": (Q - Q0).abs().max().item(), "part": "softmax"},
             {"name": f"cross_entropy(Z) - cross_entropy(Z - rowmax Z), rows peaking at {M:g} and {-M:g} ({words})",
-             "value": ce_rows - ce_rows0},
+             "value": ce_rows - ce_rows0, "part": "cross_entropy"},
         ]
         for (z, yb), g in zip(bce_points, bce_grads):
             exact = (1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))) - yb  # sigmoid(z) - y
             cases.append({"name": f"autograd's gradient of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact "
-                                  f"value {exact:.3g} ({words})", "value": g.item() - exact})
+                                  f"value {exact:.3g} ({words})", "value": g.item() - exact, "part": "bce_with_logits"})
         # (bce(z) - bce(z - s sign z)) / s minus the exact slope there: 0 for a stable BCE
         for i, (z, yb, step) in enumerate(steps):
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
-                                  f"{(1 - yb) if z > 0 else -yb:g} ({words})",
+                                  f"{(1 - yb) if z > 0 else -yb:g} ({words})", "part": "bce_with_logits",
                           "value": (at[2 * i] - at[2 * i + 1]) / step - ((1 - yb) if z > 0 else -yb)})
     # l1_loss's gradient where pred == target: any value in [-1/n, 1/n] is a subgradient of |.| there, but
     # never nan (sqrt(d^2) differentiates to 0/0): judged for finiteness alone
@@ -293,10 +337,12 @@ def invariants(sub, seed, p):
     train() on float64 and float32 problems: nothing written into the arguments, the dtype followed,
     the loss history kept as numbers."""
     g, watch = _gen(seed), Watch()
-    for dtype, contiguous in ((torch.float64, True), (torch.float32, False)):
-        name = str(dtype).replace("torch.", "") + ("" if contiguous else ", non-contiguous")
-        Z, y = _scores(g, 5, 3, dtype, "")
-        z, yb, target = _pairs(g, 5, dtype, "")
+    # a batch of one too: the families of torch-agreement and hinge hand over copies (this check owns the
+    # in-place rule: one bug, one deduction), so a function that writes into its argument at n = 1 only shows here
+    for dtype, contiguous, n in ((torch.float64, True, 5), (torch.float32, False, 5), (torch.float64, True, 1)):
+        name = str(dtype).replace("torch.", "") + ("" if contiguous else ", non-contiguous") + (", n=1" if n == 1 else "")
+        Z, y = _scores(g, n, 3, dtype, "")
+        z, yb, target = _pairs(g, n, dtype, "")
         Z, y, z, yb, target = (_layout(a, contiguous) for a in (Z, y, z, yb, target))
         t = 2 * yb - 1
         calls = [("softmax", (Z,), ("Z",)), ("cross_entropy", (Z, y), ("Z", "y")),
@@ -341,8 +387,9 @@ def _problem(seed, n, d, k, distance, margin):
 
 
 def _train(sub, X, y, W0, b0, lr, steps):
-    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
-        W, b, losses = sub.call("train", X, y, W0.clone(), b0.clone(), lr, steps)
+    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):  # copies in: train()'s in-place
+        W, b, losses = sub.call("train", X.clone(), y.clone(), W0.clone(), b0.clone(), lr, steps,
+                                given_copies=True)  # rule is invariants' (one bug, one deduction)
     k, d = W0.shape
     W = expect_tensor(W, "train() (its first result, W)", shape=(k, d), dtype="float", finite=False)
     b = expect_tensor(b, "train() (its second result, b)", shape=(k,), dtype="float", finite=False)

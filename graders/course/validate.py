@@ -47,15 +47,38 @@ class Row:
                     if c.status != "skip" and not (c.status == "error" and names_place(c.message, self.crashes_at))]
         if not self.must_fail:
             return [f"{self.exercise.id}/{self.name}: {c.name} is {c.status}: {c.message}" for c in self.report.checks
-                    if c.status not in ("pass", "skip")]
+                    if c.status not in ("pass", "skip", "error")]
         out: list[str] = []
         for name in self.must_fail:
             c = status.get(name)
             if c is None:
                 out.append(f"{self.exercise.id}/{self.name}: its manifest names {name!r}, which {self.exercise.id} does not have")
-            elif c.status != "fail":
+            elif c.status not in ("fail", "error"):
                 out.append(f"{self.exercise.id}/{self.name}: must fail {name} but it is {c.status}: {c.message.splitlines()[0]}")
         return out
+
+    def errored(self) -> list[str]:
+        """Checks that ERRORED (status "error": the probe raised, the harness or the submission at that check,
+        and nothing was measured) where the row expects a measurement: the reference, an alternative, a bugged
+        variant that does not crash. Not a verdict on the manifest (problems() leaves them out): said as such,
+        with what raised, so that an instructor reads a harness's mistake as one, not as a bug gone uncaught."""
+        return [line for line, _ in self._errors()]
+
+    def blocking_errors(self) -> list[str]:
+        """The errored() checks that leave the row unvalidated (validate exits 1): every one of the reference's, an
+        alternative's or a handout's, and a bugged variant's where its manifest names the check. One beyond a
+        variant's manifest (its bug makes another check's probe raise: one bug charged twice) is listed, not fatal."""
+        return [line for line, blocking in self._errors() if blocking]
+
+    def _errors(self) -> list[tuple[str, bool]]:
+        if self.not_here or self.crashes_at or self.report is None:
+            return []
+        return [(f"{self.exercise.id}/{self.name}: {c.name} errored"
+                 + (" (its manifest names it: it must fail, measured)" if c.name in self.must_fail
+                    else " (beyond its manifest: one bug, one deduction?)" if self.must_fail else "")
+                 + f": {c.message.splitlines()[0] if c.message else '(no message)'}",
+                 not self.must_fail or c.name in self.must_fail)
+                for c in self.report.checks if c.status == "error"]
 
 
     def also_charged(self) -> list[str]:
@@ -64,7 +87,7 @@ class Row:
         if self.not_here or self.alternative or not self.must_fail or self.report is None:
             return []
         return [f"{c.name} ({c.status}, -{c.max_points - c.points:g})" for c in self.report.checks
-                if c.status in ("fail", "error") and c.name not in self.must_fail]
+                if c.status == "fail" and c.name not in self.must_fail]  # an error is errored()'s
 
 
 @dataclass
@@ -89,8 +112,9 @@ def corpus_figures(ex: Exercise, rows: list[Row]) -> Figures:
     bugs = [r for r in ran if r.must_fail or r.crashes_at]
     alts = [r for r in ran if r.alternative]
     correct = [r for r in ran if r.alternative or r.name == "reference"]
-    return Figures(ex.id, len(bugs), sum(not r.problems() for r in bugs), len(alts),
-                   sum(not r.problems() for r in alts), sum(len(r.problems()) for r in correct))
+    return Figures(ex.id, len(bugs), sum(not r.problems() and not r.blocking_errors() for r in bugs), len(alts),
+                   sum(not r.problems() and not r.blocking_errors() for r in alts),
+                   sum(len(r.problems()) + len(r.blocking_errors()) for r in correct))
 
 
 TABLE_HEADER = ["exercise", "bugs caught / corpus", "alternatives at full marks", "false failures"]

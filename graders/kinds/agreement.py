@@ -26,6 +26,10 @@ shows one, a cause:
   - a case may carry its own `hint`, computed by the harness from what it measured (a trajectory that
     departs from torch's by a relative 1e-9 only: float32 state, not the formula), in place of the
     check's own and of `case_hints`.
+A check that covers several functions declares them, `parts = ["softmax", "cross_entropy", ...]` (a case
+belongs to the part its name starts with, "softmax, n=6, ..."): every case is then judged, each failing
+function costs its equal share of the check's points (one bug, one deduction: one wrong op does not take the
+points of the others), and the message gives the first failing case of each (details `parts_failed`).
 For a trajectory (rows = steps), `first = true` names the first entry that disagrees in row-major
 order instead (the first departure is the cause, later ones its consequence), and `axes = ["step",
 "entry"]` names the index's axes in the message.
@@ -56,47 +60,86 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     rtol = float(check.params.get("rtol", 1e-5))
     atol = float(check.params.get("atol", 1e-8))
     against = check.params.get("against", "the reference")
-    first = bool(check.params.get("first", False))
-    axes = list(check.params.get("axes", []))
     got = {c["name"]: c for c in measured["cases"]}
+    parts = [str(part) for part in check.params.get("parts") or ()]
+    failures: dict[str, Verdict] = {}  # the first failing case of each part (the spec's `parts`), in order
     for want in expected["cases"]:
         name = want["name"]
-        case = got.get(name)
-        if case is None and want.get("once"):  # run at the first seed of a student's process only (a property of
-            continue                           # the function alone): a process that ran it earlier leaves it out
-        if case is None:
-            return Verdict.failed(f"{name}: no value was measured")
-        own = case.get("hint") if isinstance(case.get("hint"), str) and case.get("hint") else None
-        if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
-            return _failed(check, f"{name}: {case['error']}", case=name, hint=own)
-        e = as_array(want["target"] if "target" in want else want["values"])
-        m = as_array(case["values"])
-        shape = want.get("shape") or [e.size]
-        if m.size != e.size or list(case.get("shape") or [m.size]) != list(shape):
-            values = f": measured {_listed(m)}, expected {_listed(e)}" if len(shape) == 1 and \
-                len(case.get("shape") or [m.size]) == 1 else ""
-            return _failed(check, f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}"
-                           f"{values}", case=name, hint=own)
-        r, a = _tolerance(check, name, rtol, atol)
-        diff = np.abs(m - e)
-        bad = ~(diff <= a + r * np.abs(e))
-        if bad.any():
-            i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
-            overflow = bool((~np.isfinite(m) & np.isfinite(e)).any())
-            factor, known = (None, False) if overflow or first or not np.isfinite(m).all() else \
-                _factor(m, e, case.get("factors"))
-            hint = ("The values are not finite where the expected ones are: an overflow or a 0/0 on the way (an "
-                    "exp of a large number, a log of 0, a ratio of two infinities)?") if overflow else \
-                factor if factor is not None else \
-                "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
-            still = _stood_still(m, e, shape)
-            return _failed(
-                check, f"{name}: differs from {case.get('against') or against} at {int(bad.sum())} of {e.size} entries; "
-                f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
-                + (" Every row equals the first: nothing moved." if still else "")
-                + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name, hint=own,
-                max_abs_diff=float(diff[i]), **({"degenerate": True} if still else {}))
+        part = part_of(name, parts)
+        if part is not None and part in failures:
+            continue  # that function is charged already, by its first failing case
+        verdict = _judge_case(check, want, got.get(name), rtol, atol, against)
+        if verdict is None:
+            continue
+        if part is None:  # a case of no declared part: the whole check fails on it, as a check without parts
+            return verdict
+        failures[part] = verdict
+    if failures:
+        return _charged_per_part(failures, parts)
     return Verdict.passed(f"{len(expected['cases'])} case(s) agree with {against}")
+
+
+def part_of(name: str, parts: list[str]) -> str | None:
+    """The part (an API function: the spec's `parts`) whose cases are named "<part>, ...", or None."""
+    return next((part for part in parts if name == part or name.startswith(f"{part}, ")), None)
+
+
+def _charged_per_part(failures: dict[str, Verdict], parts: list[str]) -> Verdict:
+    """One bug, one deduction: a check that covers several functions (the spec's `parts`, each worth an equal
+    share of its points) charges each failing function's share, said with the first failing case of each;
+    graders/judge.py's _combine reads `parts_failed` (the union over the seeds) for the points."""
+    failed = [part for part in parts if part in failures]
+    verdict = failures[failed[0]]
+    others = [f"{part}: {failures[part].message.splitlines()[0]}" for part in failed[1:]]
+    agree = [part for part in parts if part not in failures]
+    verdict.message += (f"\nCharged per function: {len(failed)} of {len(parts)} ({', '.join(failed)}) disagree, each "
+                        f"losing its 1/{len(parts)} of the points" + (f"; {', '.join(agree)} agree" if agree else "")
+                        + "." + "".join(f"\nAlso {line}" for line in others))
+    verdict.details.update(parts_failed=failed, parts=len(parts))
+    return verdict
+
+
+def _judge_case(check: Check, want: dict[str, Any], case: dict[str, Any] | None, rtol: float, atol: float,
+                against: str) -> Verdict | None:
+    """The failure of one expected case (None: it agrees, or it is a "once" case this process left out)."""
+    first = bool(check.params.get("first", False))
+    axes = list(check.params.get("axes", []))
+    name = want["name"]
+    if case is None and want.get("once"):  # run at the first seed of a student's process only (a property of
+        return None                        # the function alone): a process that ran it earlier leaves it out
+    if case is None:
+        return Verdict.failed(f"{name}: no value was measured", case=name)
+    own = case.get("hint") if isinstance(case.get("hint"), str) and case.get("hint") else None
+    if case.get("error"):  # the call raised on this configuration: say so, as a failure of this case
+        return _failed(check, f"{name}: {case['error']}", case=name, hint=own)
+    e = as_array(want["target"] if "target" in want else want["values"])
+    m = as_array(case["values"])
+    shape = want.get("shape") or [e.size]
+    if m.size != e.size or list(case.get("shape") or [m.size]) != list(shape):
+        values = f": measured {_listed(m)}, expected {_listed(e)}" if len(shape) == 1 and \
+            len(case.get("shape") or [m.size]) == 1 else ""
+        return _failed(check, f"{name}: shape {tuple(case.get('shape') or [m.size])}, expected {tuple(shape)}"
+                       f"{values}", case=name, hint=own)
+    r, a = _tolerance(check, name, rtol, atol)
+    diff = np.abs(m - e)
+    bad = ~(diff <= a + r * np.abs(e))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad)) if first else int(np.argmax(np.where(bad, np.nan_to_num(diff, nan=np.inf), -1)))
+    overflow = bool((~np.isfinite(m) & np.isfinite(e)).any())
+    factor, known = (None, False) if overflow or first or not np.isfinite(m).all() else \
+        _factor(m, e, case.get("factors"))
+    hint = ("The values are not finite where the expected ones are: an overflow or a 0/0 on the way (an "
+            "exp of a large number, a log of 0, a ratio of two infinities)?") if overflow else \
+        factor if factor is not None else \
+        "" if first else array_ratio_hint(m, e) if np.isfinite(m).all() else "The values are not finite."
+    still = _stood_still(m, e, shape)
+    return _failed(
+        check, f"{name}: differs from {case.get('against') or against} at {int(bad.sum())} of {e.size} entries; "
+        f"{'first' if first else 'worst'} at {_where(unravel(i, shape), axes)}: {versus(e[i], m[i])}."
+        + (" Every row equals the first: nothing moved." if still else "")
+        + (f" {hint}" if hint else ""), diagnosed=overflow or known, case=name, hint=own,
+        max_abs_diff=float(diff[i]), **({"degenerate": True} if still else {}))
 
 
 def _tolerance(check: Check, name: str, rtol: float, atol: float) -> tuple[float, float]:

@@ -14,7 +14,10 @@ with lr rounded to float32, `weights_grew` whether the loop's final weights grew
 when the loop followed it for its first FOLLOWED steps and then left it while its losses were finite:
 something changed the step once it grew (a clamp of the weights, a cap on the step). A loop that does
 not follow plain descent from the start is judged by the growth alone (first-loss and convergence
-charge a wrong update: one bug, one deduction).
+charge a wrong update: one bug, one deduction). A loop that follows plain descent with lr rounded to float32
+(`plain_lr32`: torch.tensor(lr) inside train()) is diagnosed so; where the spec's `charged_by = {lr32 = CHECK}`
+names a check that failed (the trajectory's, which sees the same float32 lr at an ordinary rate), it is said in
+a note and the divergence judged as it is (one bug, one deduction).
 
 Where the measurement has `more` (runs at the same rate in another configuration: exercise-2's float32,
 where the loss turns nan within its steps), each must return one loss per step too and not raise.
@@ -30,7 +33,7 @@ import math
 from typing import Any
 
 from ..course.exercise import Check
-from ..verdict import Verdict, fmt
+from ..verdict import Verdict, charged_elsewhere, fmt
 
 NEEDS_REFERENCE = False
 
@@ -59,6 +62,7 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     plain = measured.get("plain")
     left = _leaves_plain_descent(losses, [math.nan if v is None else float(v) for v in plain]) \
         if isinstance(plain, list) else None
+    note = ""
     if left is not None:
         k, got, want = left
         recorded = _record_capped(losses, k, want) if measured.get("weights_grew") is True else ""
@@ -67,25 +71,33 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         lr32 = measured.get("plain_lr32")  # plain descent with lr rounded to float32, where the harness ran it
         if isinstance(lr32, list) and _leaves_plain_descent(losses, [math.nan if v is None else float(v) for v in lr32]) \
                 is None and _follows(losses, lr32) > k:
+            said = (f"train() leaves plain gradient descent at step {k} (loss {got:.9g}, not {want:.9g}), but "
+                    f"follows plain descent with lr rounded to float32 ({lr32_value(lr)!r}) step for step: the "
+                    "learning rate is made a float32 number inside train() (torch.tensor(lr) is float32 by default; "
+                    "pass dtype=w.dtype, or use the Python number as it is). Above the stability limit every step "
+                    "multiplies that 1e-8 difference")
+            # one bug, one deduction: the float32 learning rate is a precision bug of every training, which the
+            # check of the trajectory (the spec's charged_by = {lr32 = ...}) charges where it failed; the
+            # divergence itself (one loss per step, growing to inf and nan) is then judged as it is
+            owner = charged_elsewhere(check.params.get("charged_by") or {}, check.params.get("failed_checks") or (),
+                                      ["lr32"])[0]
+            if owner is None:
+                return Verdict.failed(f"{where}, {said}.", diagnosed=True, step=k)
+            note = f" (note: {said}, which check {owner!r} charges already)"
+        else:
             return Verdict.failed(
-                f"{where}, train() leaves plain gradient descent at step {k} (loss {got:.9g}, not {want:.9g}), but "
-                f"follows plain descent with lr rounded to float32 ({lr32_value(lr)!r}) step for step: the "
-                "learning rate is made a float32 number inside train() (torch.tensor(lr) is float32 by default; pass "
-                "dtype=w.dtype, or use the Python number as it is). Above the stability limit every step multiplies "
-                "that 1e-8 difference.", diagnosed=True, step=k)
-        return Verdict.failed(
-            f"{where}, train() follows plain gradient descent for {k} steps, then leaves it at step {k}: loss "
-            f"{fmt(got)} where plain gradient descent with the same loss and gradient gives {fmt(want)}. Something "
-            "changes the step once it grows: a clamp or clip of the weights or of the gradient, a cap on the "
-            "step, a rescaling. Above the stability limit the weights must be left to overflow: the "
-            "divergence is for the caller to read from the losses.", diagnosed=True, step=k)
+                f"{where}, train() follows plain gradient descent for {k} steps, then leaves it at step {k}: loss "
+                f"{fmt(got)} where plain gradient descent with the same loss and gradient gives {fmt(want)}. Something "
+                "changes the step once it grows: a clamp or clip of the weights or of the gradient, a cap on the "
+                "step, a rescaling. Above the stability limit the weights must be left to overflow: the "
+                "divergence is for the caller to read from the losses.", diagnosed=True, step=k)
     bad = next((k for k, v in enumerate(losses) if not math.isfinite(v)), None)
     if bad is not None:
         return Verdict.passed(f"divergence {where}, as expected: the loss goes from {fmt(losses[0])} to "
-                              f"{fmt(losses[bad])} at step {bad}", step=bad)
+                              f"{fmt(losses[bad])} at step {bad}{note}", step=bad)
     if losses[-1] > growth * losses[0]:
         return Verdict.passed(f"divergence {where}, as expected: the loss grows from {fmt(losses[0])} to "
-                              f"{fmt(losses[-1])} in {len(losses)} steps", growth=losses[-1] / losses[0])
+                              f"{fmt(losses[-1])} in {len(losses)} steps{note}", growth=losses[-1] / losses[0])
     return Verdict.failed(
         f"no divergence {where}: the loss went from {fmt(losses[0])} to {fmt(losses[-1])} in {len(losses)} "
         f"steps (divergence means a nan/inf or a growth beyond x{fmt(growth)}). Plain gradient descent "

@@ -354,6 +354,10 @@ def _follows_descent(sub, seed, p):
         if not (isinstance(reply, (tuple, list)) and len(reply) == 2):
             raise ApiError(f"train() returned {type(reply).__name__}; expected a pair (w, losses)")
         w = expect_tensor(reply[0], "train() (its first result, w)", shape=(X.shape[1] + 1,), dtype="float", finite=False)
+        # the module's "whatever dtype X has" holds for train() too: float32 in, float32 w out (a train() that
+        # computes in float64 "for precision" and never casts back returns float64 here: round 7's blind red team;
+        # first-loss's own run is float64, where that cannot show)
+        same_dtype(w, X.dtype, f"train() (its first result, w), on {str(X.dtype).replace('torch.', '')} X and w0,")
         off = float((w.detach().double() - expected).abs().max())
         # float64 orderings agree to ~1e-14; float32's steps to its precision
         rtol = 1e-9 if X.dtype == torch.float64 else 1e-4

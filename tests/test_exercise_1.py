@@ -236,3 +236,13 @@ def test_a_wrong_loss_formula_is_charged_by_first_loss_alone(tmp_path, bugged, c
     assert {n for n, c in checks.items() if c["status"] == "fail"} == {"gradcheck", "first-loss"}, checks
     assert checks["stability"]["status"] == "pass" and "first-loss charges" in checks["stability"]["message"]
     assert report["score"] == 3.5
+
+
+def test_train_on_float32_inputs_returns_a_float32_w(bugged, check_json):
+    """Blind round 7: train() computing in float64 'for precision' (X.double(), w0.double()) and never casting
+    back kept full marks: first-loss's own run is float64. Its float32 run (features 300 times larger) now holds
+    w to the inputs' dtype, as the module's "whatever dtype X has" says (loss() and gradient() already were)."""
+    report, _ = check_json("exercise-1", bugged("exercise-1", "train-float64-inside"), "first-loss")
+    (check,) = report["checks"]
+    assert check["status"] == "fail", check
+    assert "train() (its first result, w), on float32 X and w0, returned float64 for float32 inputs" in check["message"]

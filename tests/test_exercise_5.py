@@ -16,7 +16,8 @@ from dldiy.graders.sandbox.submission import load_module_from
 # Differs from the reference in incidental ways: einsum in Linear, backward passes recomputed from
 # the saved *input* (sigmoid, tanh via 1/cosh^2, softplus' = 1/(1 + e^-x)), ReLU with torch.where,
 # Xavier-uniform initialisation, torch's BCE on top of the hand-written layers, and a train() that
-# zeroes the gradients after the update rather than before the backward.
+# zeroes the gradients in place before the backward rather than setting them to None. (Zeroing them after the
+# update instead, as this file once did, lets a caller's leftover .grad into the first step: blind round 7.)
 EQUIVALENT = '''
 import torch
 import torch.nn.functional as F
@@ -114,11 +115,13 @@ def train(X, y, params, lr, steps, activation="tanh"):
     for step in range(steps):
         value = loss(mlp_forward(X, params, activation), y)
         losses.append(value.item())
+        for p in params:
+            if p.grad is not None:
+                p.grad.zero_()
         value.backward()
         with torch.no_grad():
             for p in params:
                 p.sub_(lr * p.grad)
-                p.grad.zero_()
     return params, losses
 '''
 
@@ -426,3 +429,27 @@ def test_relu_at_an_exact_zero_is_held_to_torchs_derivative_as_the_template_says
     (check,) = report["checks"]
     assert check["status"] == "fail" and "ReLU: x (x 1x4, exact zeros)" in check["message"], check["message"]
     assert "expected (torch's ReLU'(0) = 0) 0" in check["message"] and "not x >= 0" in check["message"], check["message"]
+
+
+@pytest.mark.parametrize("bug, check, words", [
+    ("train-default-sigmoid", "invariants",
+     "train() without `activation` gives losses [0.7"),
+    ("mlp-forward-default-relu", "invariants", "mlp_forward() without `activation` gives ["),
+])
+def test_a_default_that_differs_from_the_spec_signature_is_said_in_words(bug, check, words, bugged, check_json):
+    """Blind round 7: train()'s activation defaulting to 'sigmoid' (the spec: 'tanh') kept full marks, every
+    check passing the activation. invariants calls each function whose spec signature has defaults without
+    them and with them given (graders/kinds/invariants.py's keeps_defaults) and compares the two exactly."""
+    report, _ = check_json("exercise-5", bugged("exercise-5", bug), check)
+    (result,) = report["checks"]
+    assert result["status"] == "fail" and words in result["message"], result["message"]
+    assert "with activation='tanh' (the spec's default) it gives" in result["message"], result["message"]
+
+
+def test_a_train_that_clears_the_gradients_after_the_update_is_caught_with_a_leftover_grad(bugged, check_json):
+    """Blind round 7: gradients zeroed after each update instead of before each backward; params that arrive
+    with a .grad (the caller's own backward) take a first step on that leftover plus their gradient."""
+    report, _ = check_json("exercise-5", bugged("exercise-5", "train-clears-grads-after-update"), "first-loss")
+    (result,) = report["checks"]
+    assert result["status"] == "fail" and "a leftover .grad on each" in result["message"], result["message"]
+    assert "Clear the gradients before each backward" in result["message"], result["message"]

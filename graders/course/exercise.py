@@ -119,6 +119,56 @@ class ApiEntry:
     forbid: tuple[str, ...] = ()
     mutates: bool = False  # True: this name changes its arguments in place by design (an optimizer's step)
 
+    def defaults(self) -> list[tuple[str, Any]]:
+        """The parameters the signature gives a default, in order, with their values (`signature_defaults`)."""
+        return signature_defaults(self.signature)
+
+    def returns(self) -> list[str]:
+        """The names of the signature's results (`returns_names`)."""
+        return returns_names(self.signature)
+
+
+def _parameters_text(signature: str) -> str:
+    """What lies between a function signature's outer parentheses (balanced: a default may be a tuple)."""
+    start = signature.find("(")
+    if start < 0:
+        return ""
+    depth = 0
+    for i in range(start, len(signature)):
+        depth += {"(": 1, ")": -1}.get(signature[i], 0)
+        if depth == 0:
+            return signature[start + 1:i]
+    return ""
+
+
+def signature_defaults(signature: str) -> list[tuple[str, Any]]:
+    """`train(X, y, params, lr, steps, activation='tanh') -> ...` -> [("activation", "tanh")]: the
+    parameters a function's signature in the spec gives a default, in order, their values as literals.
+    A class's signature ("class GD(...): __init__(...)", whose defaults a check of its own judges), one
+    that does not parse or a default that is not a literal: none."""
+    import ast
+
+    if signature.lstrip().startswith("class "):
+        return []
+    try:
+        args = ast.parse(f"def _({_parameters_text(signature)}): pass").body[0].args  # type: ignore[attr-defined]
+        positional = args.posonlyargs + args.args
+        found = list(zip([a.arg for a in positional[len(positional) - len(args.defaults):]],
+                         [ast.literal_eval(d) for d in args.defaults]))
+    except (SyntaxError, ValueError):
+        return []
+    return found
+
+
+def returns_names(signature: str) -> list[str]:
+    """`f(...) -> (params, losses)` -> ["params", "losses"]; `f(...) -> Tensor` -> ["Tensor"]; anything but
+    names (a list of them, several arrows): []."""
+    after = signature.partition("->")[2].strip()
+    if after.startswith("(") and after.endswith(")"):
+        after = after[1:-1]
+    names = [part.strip() for part in after.split(",")]
+    return names if all(name.isidentifier() for name in names) else []
+
 
 @dataclass(frozen=True)
 class Check:

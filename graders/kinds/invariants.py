@@ -457,3 +457,149 @@ def backward_kept(watch: Watch, sub: Any, where: str, fn: Any, inputs: Any, name
     elif found.get("second"):
         watch.violation(where, f"a second backward on the same forward (retain_graph=True, as two losses sharing the "
                                f"layer run) raised {str(found['second'])[:200]}: " + cause)
+
+
+# ---- a signature's defaults: the spec's own -------------------------------------------------------------
+
+def keeps_defaults(sub: Any, name: str, make_args: Callable[[], Sequence[Any]], where: str,
+                   watch: Watch | None = None) -> None:
+    """The student's `name` called with the parameters its spec signature gives a default left out, then
+    with those defaults passed (positionally, in the signature's order): both results must be the same,
+    exactly (a train() whose `activation` defaults to 'sigmoid' where the spec says 'tanh' trains another
+    network for every caller who leaves it out: blind red team, round 7). `make_args()` gives fresh
+    arguments for the other parameters each time (a call may change them in place); both calls must be
+    deterministic on them. Where the results differ, the explicit call is made once more: a function that
+    differs from itself is not this probe's to judge. Run once per student's process (it depends on no
+    seed). A finding is `watch`'s violation at `where`, or else a Violation; a call with the defaults
+    given that raises is the other checks' to report (nothing said), one without them that raises is
+    this one's. No defaults in the signature: nothing to do."""
+    entry = getattr(getattr(sub, "exercise", None), "api", {}).get(name)
+    defaults = entry.defaults() if entry is not None else []
+    if not defaults or not sub.first_time(f"defaults of {name}"):
+        return
+
+    def say(what: str) -> None:
+        if watch is None:
+            raise Violation(f"{where}: {what}")
+        watch.violation(where, what)
+
+    if watch is not None:
+        watch.probed.append(where)
+    fn = sub.get(name)
+    values = [value for _, value in defaults]
+    try:
+        explicit = fn(*make_args(), *values)
+    except Exception:  # noqa: BLE001 - failing at the spec's own values is for the checks of values to say
+        return
+    left_out = " or ".join(f"`{p}`" for p, _ in defaults)
+    given = ", ".join(f"{p}={v!r}" for p, v in defaults)
+    spec_default = "the spec's default" + ("s" if len(defaults) > 1 else "")
+    signature = f"`{entry.signature}`" if entry is not None else ""
+    try:
+        omitted = fn(*make_args())
+    except Exception as e:  # noqa: BLE001 - the call the spec allows, refused: this probe's finding
+        message = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        say(f"{name}() without {left_out} raised {type(e).__name__}: {message}; with {given} ({spec_default}) it "
+            f"runs. The spec's signature gives {'them' if len(defaults) > 1 else 'it'} a default: {signature}")
+        return
+    path = _said_difference(omitted, explicit)
+    if path is None or _first_difference(explicit, fn(*make_args(), *values)) is not None:
+        return  # the same, or a function that differs from itself on the same inputs: not a default's doing
+    path = _trimmed(omitted, path)
+    label = _path_label(path, entry.returns() if entry is not None else [])
+    said_without, said_with = _at_path(omitted, path), _at_path(explicit, path)
+    say(f"{name}() without {left_out} gives {label}{_in_words(said_without)}; with {given} ({spec_default}) it gives "
+        f"{label}{_in_words(said_with)}: a default in your signature (or what your code does when the argument is left "
+        f"out) differs from the spec's {signature}. Give each parameter the spec's default, so that a caller who "
+        "leaves it out gets what the spec promises")
+
+
+def _said_difference(a: Any, b: Any) -> tuple | None:
+    """`_first_difference`, where results are several (a tuple, a list) those that are lists of numbers (a loss
+    history) looked at first: a history says a run's difference in fewer words than its weights."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        def numbers(v: Any) -> bool:
+            return isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)
+        for i in sorted(range(len(a)), key=lambda i: not numbers(a[i])):
+            found = _first_difference(a[i], b[i], (i,))
+            if found is not None:
+                return found
+        return None
+    return _first_difference(a, b)
+
+
+def _first_difference(a: Any, b: Any, path: tuple = ()) -> tuple | None:
+    """The path (indices, keys) to the first place where `a` and `b` differ, exactly (a tensor's dtype,
+    shape and values, NaN equal to NaN; floats by value), or None where they are the same."""
+    import math
+
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return path
+        a, b = a.detach(), b.detach()
+        same = a.dtype == b.dtype and a.shape == b.shape and (
+            torch.equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)))
+        return None if same else path
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return path
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, (*path, i))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return path
+        for k in a:
+            found = _first_difference(a[k], b[k], (*path, k))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return None
+    try:
+        return None if type(a) is type(b) and bool(a == b) else path
+    except Exception:  # noqa: BLE001 - values that do not compare are not the same
+        return path
+
+
+def _trimmed(value: Any, path: tuple) -> tuple:
+    """`path` without its last index where that indexes a list of numbers (a loss history reads better whole)."""
+    for i, key in enumerate(path):
+        if i == len(path) - 1 and isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+            return path[:-1]
+        value = value[key]
+    return path
+
+
+def _at_path(value: Any, path: tuple) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _path_label(path: tuple, returns: list[str]) -> str:
+    """`losses `, `params[2] `, ... (the signature's names for the results), or "" for the whole result."""
+    if not path:
+        return ""
+    head, rest = path[0], path[1:]
+    label = returns[head] if len(returns) > 1 and isinstance(head, int) and head < len(returns) else f"[{head!r}]"
+    return label + "".join(f"[{key!r}]" for key in rest) + " "
+
+
+def _in_words(value: Any) -> str:
+    """A result in a few numbers: a tensor's first values and shape, a list of numbers' first four."""
+    import torch
+
+    def number(v: float) -> str:
+        return f"{v:.6g}"
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().reshape(-1).double().tolist()
+        shown = ", ".join(number(v) for v in flat[:4]) + (", ..." if len(flat) > 4 else "")
+        return f"[{shown}] ({'x'.join(map(str, value.shape)) or 'a scalar'}, {str(value.dtype).replace('torch.', '')})"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+        return "[" + ", ".join(number(float(v)) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
+    return repr(value)[:120]

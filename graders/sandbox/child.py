@@ -390,6 +390,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         emit(messages.load_error(str(e)))
         return
     emit(messages.loaded(student.skipped, student.sandbox, student.namespace_init))
+    once = student.endpoint.once  # probes run once per submission (RemoteSubmission.first_time), in any of its processes
     timed_out = False
     overran: dict[str, str] = {}  # check -> its timeout's message: the check has failed, its other seeds are not run
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
@@ -406,6 +407,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
             except LoadFailed as e:
                 emit(messages.failed(name, seed, messages.error("load", str(e))))
                 continue
+            student.endpoint.once = once
         if timed_out:
             timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
         student.endpoint.deadline = time.monotonic() + timeout
@@ -459,6 +461,12 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         finally:
             if student is not None:
                 student.endpoint.deadline = None
+            if student is not None and student.endpoint.stand_ins:
+                # The harness handed this process its own version of a name (a gradient for train()'s loop, a
+                # layer for mlp_forward): the submission may have kept it, and a later task that measures that
+                # name would measure the harness's (integrity round 7b). The next task gets a fresh process.
+                student.kill()
+                student = None
         emit(reply)
     if student is not None:
         student.kill()

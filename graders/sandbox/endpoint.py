@@ -154,8 +154,11 @@ class Endpoint:
         # is a Local, built there): the process holds it, and so may any code of the submission that kept it;
         # no later task measures anything in it (child.serve_one retires it). A harness function lent as a
         # callback (a counter around the student's own loss) runs here, on this side's terms: it hands
-        # nothing over, and a harness that lent its own correct function so would need the same rule
+        # nothing over, and a harness that lent its own correct function so would need the same rule.
+        # A process keeps serving tasks that hand over the same names (or more): what it holds then gives the
+        # submission nothing the task does not give it anyway; any other task gets a fresh process.
         self.stand_ins: set[str] = set()
+        self.task_stand_ins: set[str] = set()  # those the task now running handed over (child.serve_one resets it)
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
         # replaced), sent ahead of the next request instead of in messages of their own
@@ -632,7 +635,9 @@ class Endpoint:
         if self._release:
             header["release"], self._release = self._release, []
         if self.swaps and header.get("op") != "reply":  # (a request: the student applies them before it)
-            self.stand_ins.update(name for name, value in self.swaps if isinstance(value, Local))
+            handed = {name for name, value in self.swaps if isinstance(value, Local)}
+            self.stand_ins |= handed
+            self.task_stand_ins |= handed
             header["swaps"] = [{"name": name} if value is _PUT_BACK else {"name": name, "value": self.encode(value, buffers)}
                                for name, value in self.swaps]
             self.swaps = []

@@ -615,3 +615,70 @@ def test_no_harness_code_is_in_reach_at_import_nor_on_disk(grade, exercise):
     if confined(report, "hidden"):  # harness.py covered where there is a mount namespace
         assert "READABLE False" in report.output, report.output
     assert checks["gradcheck"].status in ("fail", "error"), checks["gradcheck"].message
+
+
+def test_the_harness_code_a_training_loop_borrows_holds_no_loss_and_is_not_importable(grade):
+    """Integrity round 7b: first-loss swaps the harness's gradient in for train()'s loop, and the whole harness
+    file crossed with it: a loss() that answered with `_spec_loss` once it had arrived (`import
+    _dldiy_local_0`, or endpoint.Local's cache) passed first-loss, which measures loss() through train()'s
+    history, with a loss of its own that sums (9.5 of 9.5; honest: 6.5). Only the factory and what it
+    reaches cross now, and the module leaves sys.modules once built."""
+    code = with_reference(suffix="""
+        import importlib
+        _own_loss = loss
+
+        def _harness():
+            found = []
+            for n in range(8):
+                try:
+                    found.append(importlib.import_module(f"_dldiy_local_{n}"))
+                except ImportError:
+                    pass
+            from dldiy.graders.sandbox.endpoint import Local
+            found += list(Local._modules.values())
+            return [m for m in found if hasattr(m, "_spec_loss")]
+
+        def loss(X, y, w):
+            got = _harness()
+            if got:
+                print("USED THE HARNESS'S LOSS")
+                return got[0]._spec_loss(X, y, w)
+            return _own_loss(X, y, w) * len(X)  # sums instead of averaging
+        """)
+    report, checks, _ = grade(code, checks=("first-loss",))
+    assert "USED THE HARNESS'S LOSS" not in report.output, report.output
+    assert checks["first-loss"].status == "fail", checks["first-loss"].message
+
+
+def test_a_stand_in_kept_by_the_submission_never_answers_a_later_check(grade):
+    """Integrity round 7b: train() kept the gradient and loss the harness swapped in for its loop (plain
+    names, no reflection), and gradient() and loss() answered with them from then on: the placement
+    check, run after first-loss and convergence in the same process, passed with a bias column made on
+    the CPU (0.5 point over the honest bug). A process that was handed a stand-in is retired after its
+    task (child.serve_one): the next task's process never saw it."""
+    bug = REFERENCE.replace("-torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)",
+                            "-torch.ones(X.shape[0], 1, dtype=X.dtype)")
+    assert bug != REFERENCE
+    code = bug + textwrap.dedent("""
+        _kept = {}
+        _OWN = (loss, gradient, train)
+
+        def loss(X, y, w):
+            return _kept.get("loss", _OWN[0])(X, y, w)
+
+        def gradient(X, y, w):
+            if "gradient" in _kept:
+                print("USED A KEPT STAND-IN")
+            return _kept.get("gradient", _OWN[1])(X, y, w)
+
+        def train(X, y, w0, lr, steps):
+            if gradient is not _MINE[0]:  # the module's name, as the harness set it for this call
+                _kept["gradient"] = gradient
+            return _OWN[2](X, y, w0, lr, steps)
+
+        _MINE = (gradient,)
+        """)
+    report, checks, _ = grade(code, checks=("first-loss", "placement"))
+    assert checks["first-loss"].status == "pass", checks["first-loss"].message
+    assert "USED A KEPT STAND-IN" not in report.output, report.output
+    assert checks["placement"].status == "fail", checks["placement"].message

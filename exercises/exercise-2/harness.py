@@ -319,6 +319,12 @@ def _gradient_note(sub, X, y, w):
 def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
     steps = p["steps"]
+    # loss() on another data set of the same shape first: state kept between calls (an X~ cached by shape) then
+    # shows in the run below. A process that was handed the harness's gradient is not reused by the next task
+    # (child.serve_one), so this task must set up what an earlier task's data used to (integrity round 7b)
+    Xo, yo, _ = _problem(seed + 1, p["n"], p["d"])
+    _at("loss() on a second data set of the same shape", lambda: _call(sub, "loss", _t(Xo), _t(yo), _t(w0), shape=()))
+    note = _gradient_note(sub, _t(X), _t(y), _t(w0))  # before train() is handed the harness's (integrity round 7b)
     w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
     # float32 in, float32 out: train()'s w follows its inputs' dtype (a float64 loop inside returns float64)
     _at("float32 X, y and w0 (2 steps)",
@@ -337,7 +343,7 @@ def first_loss(sub, seed, p):
                                    "gradient exactly 0)")
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
-            **_gradient_note(sub, _t(X), _t(y), _t(w0))}
+            **note}
 
 
 @seeded_once

@@ -367,6 +367,11 @@ class GlobalState:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
 
 
+# (exercise, check) -> the names its probe handed over as stand-ins when it last ran in this process (see
+# serve_one); the parent orders tasks by what each result says (runner.in_stand_in_order)
+STAND_INS: dict[tuple[str, str], frozenset[str]] = {}
+
+
 def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, Any], load: Any,
               emit: Callable[[Message], None], out_fd: int) -> None:
     """One submission (`request`, its job): start its process from the zygote, loading it with the
@@ -390,6 +395,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         emit(messages.load_error(str(e)))
         return
     emit(messages.loaded(student.skipped, student.sandbox, student.namespace_init))
+    once = student.endpoint.once  # probes run once per submission (RemoteSubmission.first_time), in any of its processes
     timed_out = False
     overran: dict[str, str] = {}  # check -> its timeout's message: the check has failed, its other seeds are not run
     checks: dict[str, dict[str, Any]] = request.get("checks") or {}
@@ -400,65 +406,93 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         if name in overran:  # one seed's timeout fails the check: waiting out its other seeds tells nothing more
             emit(messages.failed(name, seed, messages.error("timeout", f"not run: {overran[name]}")))
             continue
-        if student is None:
-            try:  # a replacement, from the zygote: it holds nothing of this job
-                student = StudentProcess(student_request, load_timeout, zygote, out_fd)
-            except LoadFailed as e:
-                emit(messages.failed(name, seed, messages.error("load", str(e))))
-                continue
-        if timed_out:
-            timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
-        student.endpoint.deadline = time.monotonic() + timeout
-        sub = RemoteSubmission(student.endpoint, exercise, findings)
-        reply: Message
-        try:
-            reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
-        except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
-            if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
-                reply = messages.measured(name, seed, {"violation": e.message})
-            else:
+        # The harness may hand the student's process its own version of a name (a stand-in: a gradient for
+        # train()'s loop, a layer for mlp_forward), which the submission may keep and answer with later
+        # (integrity round 7b). A process that holds stand-ins serves a task only where the task hands over the
+        # same names or more (what it holds then gives nothing the task does not); the parent orders the tasks so
+        # that this is the common case (runner.in_stand_in_order), and a task that turns out to hand over fewer
+        # is run again in a fresh process, its measurement from the first run discarded.
+        for attempt in range(2):
+            held: set[str] = set(student.endpoint.stand_ins) if student is not None else set()
+            predicted = STAND_INS.get((exercise.id, name))
+            if student is not None and held and (predicted is None or not held <= predicted):
+                student.kill()
+                student, held = None, set()
+            once_before = set(once)
+            reply: Message
+            if student is None:
+                try:  # a replacement, from the zygote: it holds nothing of this job
+                    student = StudentProcess(student_request, load_timeout, zygote, out_fd)
+                except LoadFailed as e:
+                    reply = messages.failed(name, seed, messages.error("load", str(e)))
+                    break
+                student.endpoint.once = once
+            if timed_out:
+                timeout = max(MIN_LATER_TIMEOUT_S, LATER_TIMEOUT_FRACTION * timeout)
+            student.endpoint.deadline = time.monotonic() + timeout
+            sub = RemoteSubmission(student.endpoint, exercise, findings)
+            try:
+                reply = messages.measured(name, seed, getattr(harness, probe)(sub, seed, params))
+            except RemoteError as e:  # first: a student's OSError arrives as a RemoteError that is an OSError too
+                if e.kind == "forbidden":  # the run-time guard: a rule broken, judged like the static scan
+                    reply = messages.measured(name, seed, {"violation": e.message})
+                else:
+                    reply = messages.failed(name, seed, messages.error(
+                        "api" if e.kind == "api" else "raised", e.message, e.traceback))
+            except wire.Timeout:
+                where = student.where_it_hangs()
+                # The function that did not finish is the outermost of the submission's own on the stack (the
+                # innermost is only where it happened to be: a helper that the looping caller calls).
+                outermost = student.hung_frames[-1] if student.hung_frames else None
+                if outermost is not None:  # the replacement refuses to run the function that holds that line again
+                    file, line, _ = outermost
+                    student_request["hung_sites"] = [*student_request.get("hung_sites", []), [
+                        file, line, f"{name} at seed {seed}, after {timeout:g} s: {where}"]]
+                student.kill()
+                student, timed_out = None, True
+                overran[name] = f"this check did not finish within {timeout:g} s at seed {seed}"
+                reply = messages.failed(name, seed, messages.error("timeout", (
+                    f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
+                    + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
+            except HungEarlier as e:  # the student's process refused at once (refuse_hung): it is not stuck
+                reply = messages.failed(name, seed, messages.error("timeout", e.message))
+            except (wire.PeerGone, OSError):
+                why = student.death()
+                student.kill()
+                student = None
+                reply = messages.failed(name, seed, messages.error("died", (
+                    f"the process exited ({why}) during this check: sys.exit(), os._exit(), a crash, "
+                    "or a resource limit?")))
+            except wire.WireError as e:
+                student.kill()
+                student = None
                 reply = messages.failed(name, seed, messages.error(
-                    "api" if e.kind == "api" else "raised", e.message, e.traceback))
-        except wire.Timeout:
-            where = student.where_it_hangs()
-            # The function that did not finish is the outermost of the submission's own on the stack (the
-            # innermost is only where it happened to be: a helper that the looping caller calls).
-            outermost = student.hung_frames[-1] if student.hung_frames else None
-            if outermost is not None:  # the replacement refuses to run the function that holds that line again
-                file, line, _ = outermost
-                student_request["hung_sites"] = [*student_request.get("hung_sites", []), [
-                    file, line, f"{name} at seed {seed}, after {timeout:g} s: {where}"]]
-            student.kill()
-            student, timed_out = None, True
-            overran[name] = f"this check did not finish within {timeout:g} s at seed {seed}"
-            reply = messages.failed(name, seed, messages.error("timeout", (
-                f"did not finish within {timeout:g} s in check {name!r} at seed {seed}"
-                + (f": {where}" if where else " (an endless loop, or far too slow?)"))))
-        except HungEarlier as e:  # the student's process refused at once (refuse_hung): it is not stuck
-            reply = messages.failed(name, seed, messages.error("timeout", e.message))
-        except (wire.PeerGone, OSError):
-            why = student.death()
-            student.kill()
-            student = None
-            reply = messages.failed(name, seed, messages.error("died", (
-                f"the process exited ({why}) during this check: sys.exit(), os._exit(), a crash, "
-                "or a resource limit?")))
-        except wire.WireError as e:
-            student.kill()
-            student = None
-            reply = messages.failed(name, seed, messages.error(
-                "protocol", f"the submission's process broke the protocol: it sent {e}"))
-        except ApiError as e:
-            reply = messages.failed(name, seed, messages.error("api", str(e)))
-        except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails
-            reply = messages.measured(name, seed, {"violation": str(v)})
-        except Exception as e:  # noqa: BLE001 - a value the harness could not use
-            reply = messages.failed(name, seed, messages.error("api", (
-                f"the harness could not use what the submission returned ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300] if str(e) else ''}{_harness_line(e, exercise)})")))
-        finally:
-            if student is not None:
-                student.endpoint.deadline = None
+                    "protocol", f"the submission's process broke the protocol: it sent {e}"))
+            except ApiError as e:
+                reply = messages.failed(name, seed, messages.error("api", str(e)))
+            except Violation as v:  # a rule of the API broken (an argument changed in place): that check fails
+                reply = messages.measured(name, seed, {"violation": str(v)})
+            except Exception as e:  # noqa: BLE001 - a value the harness could not use
+                reply = messages.failed(name, seed, messages.error("api", (
+                    f"the harness could not use what the submission returned ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:300] if str(e) else ''}{_harness_line(e, exercise)})")))
+            finally:
+                if student is not None:
+                    student.endpoint.deadline = None
+            if student is None:
+                break
+            handed = set(student.endpoint.task_stand_ins)
+            student.endpoint.task_stand_ins.clear()
+            STAND_INS[(exercise.id, name)] = frozenset(handed)
+            if not held <= handed and attempt == 0:
+                student.kill()  # it held more than this task handed over: its measurement may be the harness's
+                student = None
+                once.clear()
+                once.update(once_before)
+                continue
+            if handed:
+                reply["handed"] = sorted(handed)
+            break
         emit(reply)
     if student is not None:
         student.kill()

@@ -150,6 +150,15 @@ class Endpoint:
         self.code_sent: set[str] = set()
         self.code_pending: list[tuple[str, list[bytes]]] = []
         self.once: set[str] = set()  # harness side: probes run once per student's process (RemoteSubmission.first_time)
+        # harness side: the submission's names for which the harness handed over its own code (a swap's value
+        # is a Local, built there): the process holds it, and so may any code of the submission that kept it;
+        # no later task measures anything in it (child.serve_one retires it). A harness function lent as a
+        # callback (a counter around the student's own loss) runs here, on this side's terms: it hands
+        # nothing over, and a harness that lent its own correct function so would need the same rule.
+        # A process keeps serving tasks that hand over the same names (or more): what it holds then gives the
+        # submission nothing the task does not give it anyway; any other task gets a fresh process.
+        self.stand_ins: set[str] = set()
+        self.task_stand_ins: set[str] = set()  # those the task now running handed over (child.serve_one resets it)
         self._release: list[int] = []
         # harness side: the submission's names to swap for the harness's, or to put back (RemoteSubmission.
         # replaced), sent ahead of the next request instead of in messages of their own
@@ -626,6 +635,9 @@ class Endpoint:
         if self._release:
             header["release"], self._release = self._release, []
         if self.swaps and header.get("op") != "reply":  # (a request: the student applies them before it)
+            handed = {name for name, value in self.swaps if isinstance(value, Local)}
+            self.stand_ins |= handed
+            self.task_stand_ins |= handed
             header["swaps"] = [{"name": name} if value is _PUT_BACK else {"name": name, "value": self.encode(value, buffers)}
                                for name, value in self.swaps]
             self.swaps = []
@@ -753,24 +765,27 @@ class Local:
         path = getattr(sys.modules.get(self.factory.__module__), "__file__", None)
         if not path or "<locals>" in self.factory.__qualname__:
             raise wire.WireError(f"{self.factory.__name__} must be a module-level function of a harness file")
-        value = {"$": "local", "path": str(path), "name": self.factory.__name__,
+        name = self.factory.__name__
+        value = {"$": "local", "path": str(path), "name": name,
                  "args": endpoint.encode(list(self.args), buffers, depth + 1)}
-        # until a message that carried it was written (Endpoint._code_delivered); marshalled once per process
-        if str(path) not in endpoint.code_sent:
-            code = Local._code.get(str(path))
+        # only the factory and what it reaches of its file (localcode.py), once per (file, factory) and
+        # process, until a message that carried it was written (Endpoint._code_delivered)
+        key = f"{path}::{name}"
+        if key not in endpoint.code_sent:
+            code = Local._code.get(key)
             if code is None:
-                from .submission import compiled
+                from .localcode import factory_code
 
-                compiled_code = compiled(Path(path), remember=True)
-                if compiled_code is None:
-                    raise wire.WireError(f"the harness file {path} could not be read")
-                code = Local._code[str(path)] = marshal.dumps(compiled_code)
+                try:
+                    code = Local._code[key] = marshal.dumps(factory_code(Path(path), name))
+                except (OSError, SyntaxError, ValueError, LookupError) as e:
+                    raise wire.WireError(f"the harness file {path} could not be read ({e})") from None
             value["code"] = len(buffers)
             buffers.append(code)
-            endpoint.code_pending.append((str(path), buffers))
+            endpoint.code_pending.append((key, buffers))
         return value
 
-    _code: dict[str, bytes] = {}  # harness side: each harness file's marshalled code
+    _code: dict[str, bytes] = {}  # harness side: each factory's marshalled code ("path::factory")
 
     _modules: dict[str, Any] = {}
 
@@ -783,17 +798,23 @@ class Local:
         path, name = value.get("path"), value.get("name")
         if not isinstance(path, str) or not isinstance(name, str) or not path.endswith(".py"):
             raise wire.WireError("a malformed local value")
-        if path not in cls._modules:
+        key = f"{path}::{name}"
+        if key not in cls._modules:
             index = value.get("code")
             if not isinstance(index, int) or not 0 <= index < len(buffers):
                 raise wire.WireError("a local value of a harness whose code never came")
             module = types.ModuleType(f"_dldiy_local_{len(cls._modules)}")
             module.__file__ = path
-            sys.modules[module.__name__] = module  # (dataclasses and pickling look a module up there)
-            exec(marshal.loads(buffers[index]), module.__dict__)
-            cls._modules[path] = module
+            # in sys.modules only while it runs (dataclasses look a module up there): never importable by
+            # the submission afterwards (integrity round 7b: `import _dldiy_local_0` read the harness)
+            sys.modules[module.__name__] = module
+            try:
+                exec(marshal.loads(buffers[index]), module.__dict__)
+            finally:
+                sys.modules.pop(module.__name__, None)
+            cls._modules[key] = module
         args = endpoint.decode(value.get("args", []), buffers, depth + 1)
-        return getattr(cls._modules[path], name)(*args)
+        return getattr(cls._modules[key], name)(*args)
 
 
 def call_harness(endpoint: "Endpoint", cid: int, args: tuple, kwargs: dict) -> Any:

@@ -57,6 +57,9 @@ class Result(TypedDict):
     seed: int
     measurement: NotRequired[Any]
     error: NotRequired[ErrorInfo]
+    # the names the task's probe handed the student's process as the harness's own (stand-ins), which the
+    # parent orders later jobs' tasks by (runner.in_stand_in_order)
+    handed: NotRequired[list[str]]
 
 
 class Done(TypedDict):
@@ -124,10 +127,15 @@ def parse(line: bytes | str) -> Message | None:
             return None
         if ("measurement" in raw) == ("error" in raw):
             return None
+        result: Result | None
         if "measurement" in raw:
-            return measured(check, seed, raw["measurement"])
-        info = parse_error(raw["error"])
-        return None if info is None else failed(check, seed, info)
+            result = measured(check, seed, raw["measurement"])
+        else:
+            info = parse_error(raw["error"])
+            result = None if info is None else failed(check, seed, info)
+        if result is not None and isinstance(raw.get("handed"), list):
+            result["handed"] = _strings(raw["handed"])
+        return result
     return None
 
 

@@ -148,7 +148,7 @@ def _forged(cls, endpoint, value, buffers, depth):
     result = _build(cls, endpoint, value, buffers, depth)
     if value.get("name") != "runs_here":
         return result
-    harness = cls._modules[value["path"]]
+    harness = cls._modules[value["path"] + "::" + value["name"]]  # (the factory's code, graders/sandbox/localcode.py)
     make, runs = endpoint.decode(value.get("args", []), buffers, depth + 1)
     for run, done in zip(runs, result):
         start, clones, at = _torch.tensor(done["rows"][0], dtype=_torch.float64), [], 0

@@ -65,7 +65,8 @@ def assessment(exercise: Exercise, path: Path, *, checks: list[Check] | None = N
     groups = split_by_seed(tasks, processes if not hidden_seeds else 1)
     hooks = _progress_hooks(groups, on_progress)
     outcome = merged([o for o in _side_by_side([
-        functools.partial(run_child, exercise, entry, group, cwd=cwd, limits=limits, server=server, on_result=hook)
+        functools.partial(run_child, exercise, entry, group, cwd=cwd, limits=limits, server=server, on_result=hook,
+                          hidden=tuple(hidden_seeds))
         for group, hook in zip(groups, hooks)])], (limits or exercise.limits()).output_bytes)
     report = judge(exercise, checks, outcome, str(path), exercise.expected() if expected is None else expected,
                    frozenset(hidden_seeds))
@@ -190,7 +191,7 @@ def measure_reference(exercise: Exercise, reference: Path, seeds: tuple[int, ...
     exercise = with_checks(exercise, needing)
     seeds = tuple(seeds or exercise.seeds)
     tasks = tasks_for(exercise, needing, list(seeds), hidden)
-    outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits,
+    outcome = run_child(exercise, locate(reference, exercise.entry), tasks, cwd=reference, limits=limits, hidden=hidden,
                         server=server, on_result=_progress_hooks([tasks], on_progress)[0])
     expected: dict[str, dict[str, Any]] = {}
     problems = [f"reference: {outcome.load_error}"] if outcome.load_error else []

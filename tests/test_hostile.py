@@ -682,3 +682,31 @@ def test_a_stand_in_kept_by_the_submission_never_answers_a_later_check(grade):
     assert checks["first-loss"].status == "pass", checks["first-loss"].message
     assert "USED A KEPT STAND-IN" not in report.output, report.output
     assert checks["placement"].status == "fail", checks["placement"].message
+
+
+def test_tasks_are_measured_stand_ins_last_and_visible_before_hidden():
+    """The order a submission's tasks are measured in (runner.in_stand_in_order): within the visible tasks and
+    within the hidden ones, checks that hand the student's process no stand-in first, unseen checks next,
+    those that do last (fewest names first), each check's seeds in their order; and never a hidden seed's
+    task before a visible one, whatever the stand-ins (a visible message must not follow what the process
+    saw at a hidden seed: judge.tasks_for)."""
+    from dldiy.graders.sandbox import runner
+    from dldiy.graders.sandbox.runner import Task, in_stand_in_order
+
+    saved = dict(runner.STAND_INS)
+    try:
+        runner.STAND_INS.clear()
+        runner.STAND_INS.update({("ex", "first-loss"): frozenset({"gradient"}),
+                                 ("ex", "convergence"): frozenset({"gradient", "loss"}),
+                                 ("ex", "stability"): frozenset(), ("ex", "gradcheck"): frozenset()})
+        tasks = [Task(c, s) for s in (1, 7, 123) for c in ("gradcheck", "first-loss", "convergence", "stability",
+                                                           "unseen")]
+        tasks = sorted(tasks, key=lambda t: t.seed in (7, 123))  # as judge.tasks_for hands them over
+        order = [(t.check, t.seed) for t in in_stand_in_order("ex", tasks, hidden=(7, 123))]
+        assert order == [("gradcheck", 1), ("stability", 1), ("unseen", 1), ("first-loss", 1), ("convergence", 1),
+                         ("gradcheck", 7), ("stability", 7), ("gradcheck", 123), ("stability", 123),
+                         ("unseen", 7), ("unseen", 123), ("first-loss", 7), ("first-loss", 123),
+                         ("convergence", 7), ("convergence", 123)]
+    finally:
+        runner.STAND_INS.clear()
+        runner.STAND_INS.update(saved)

@@ -415,7 +415,7 @@ def serve_one(exercise: Exercise, harness: Any, zygote: Any, request: dict[str, 
         for attempt in range(2):
             held: set[str] = set(student.endpoint.stand_ins) if student is not None else set()
             predicted = STAND_INS.get((exercise.id, name))
-            if student is not None and held and (predicted is None or not held <= predicted):
+            if student is not None and held and predicted is not None and not held <= predicted:
                 student.kill()
                 student, held = None, set()
             once_before = set(once)

@@ -86,7 +86,7 @@ class _CappedDrain(threading.Thread):
 
 def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path | None = None,
               limits: Limits | None = None, server: Spawner | None = None, load_only: bool = False,
-              on_result: Callable[[Task], None] | None = None) -> Outcome:
+              on_result: Callable[[Task], None] | None = None, hidden: tuple[int, ...] = ()) -> Outcome:
     """Measure `tasks` on the submission at `entry`, in as many children as timeouts and crashes need.
 
     `cwd` is the submission's root (default: the entry's folder): a folder is copied whole, a file
@@ -94,12 +94,13 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     Each child is confined by `limits` (graders/sandbox/confine.py; default: the exercise's). `server`
     starts the children (graders/sandbox/spawn.py): a running ForkServer forks them from a warm process
     that has already imported torch; the default starts a fresh interpreter for each. `on_result(task)` is called as each task's
-    result (or error) arrives, for progress displays."""
+    result (or error) arrives, for progress displays. `hidden`: the run's hidden seeds, whose tasks stay after
+    every visible one (judge.tasks_for) in whatever order the tasks are measured (in_stand_in_order)."""
     limits = limits or exercise.limits()
     spawner = server if server is not None else Fresh()
     outcome = Outcome()
     started = time.monotonic()
-    pending = in_stand_in_order(exercise.id, tasks)
+    pending = in_stand_in_order(exercise.id, tasks, hidden)
     outputs: list[str] = []
     spawner.compile([exercise.harness_path])
     work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
@@ -127,18 +128,20 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
 STAND_INS: dict[tuple[str, str], frozenset[str]] = {}
 
 
-def in_stand_in_order(exercise_id: str, tasks: list[Task]) -> list[Task]:
-    """`tasks` with those whose check hands over no stand-in first, then by the names they hand over, fewest
-    first; checks not seen yet last. A student's process that holds the harness's own version of a name serves
-    only tasks that hand over the same names or more (graders/sandbox/child.py's serve_one): in this order it
-    serves a submission's tasks to the end, where the spec's order (exercise-1: first-loss's stand-ins before
-    stability and placement) needed fresh processes. Stable, so a check's seeds keep their order; results are
-    filed by (check, seed), and reports follow the spec's order whatever the order of measuring."""
-    def key(task: Task) -> tuple[int, int, tuple[str, ...]]:
+def in_stand_in_order(exercise_id: str, tasks: list[Task], hidden: tuple[int, ...] = ()) -> list[Task]:
+    """`tasks`, the visible ones still before every hidden one (judge.tasks_for: what a student may see must
+    not follow what it saw at a hidden seed), and within each, those whose check hands over no stand-in
+    first, then checks not seen yet, then those that hand over stand-ins, fewest names first. A student's
+    process that holds the harness's own version of a name serves only tasks that hand over the same names
+    or more (graders/sandbox/child.py's serve_one): in this order it serves a segment to its end, where the
+    spec's order (exercise-1: first-loss's stand-ins before stability and placement) needed fresh processes;
+    a graded submission's hidden segment starts in a fresh one. Stable, so a check's seeds keep their order;
+    results are filed by (check, seed), and reports follow the spec's order whatever the order of measuring."""
+    def key(task: Task) -> tuple[bool, int, int, tuple[str, ...]]:
         known = STAND_INS.get((exercise_id, task.check))
         if known is None:
-            return (2, 0, ())
-        return (1 if known else 0, len(known), tuple(sorted(known)))
+            return (task.seed in hidden, 1, 0, ())
+        return (task.seed in hidden, 2 if known else 0, len(known), tuple(sorted(known)))
     return sorted(tasks, key=key)
 
 

@@ -26,8 +26,14 @@ def record_command(exercise_ids: tuple[str, ...]) -> None:
         if problems:
             raise click.ClickException(f"{exercise.id}: not recorded, the reference fails to measure:\n  "
                                        + "\n  ".join(problems))
+        from dldiy.graders.sandbox.runner import STAND_INS
+
         payload = {"exercise": exercise.id, "seeds": list(exercise.seeds),
                    "check_seeds": list(exercise.check_seeds), "torch": version("torch"),
+                   # the names each check's probe handed the reference's process as the harness's own: the
+                   # order a submission's tasks are measured in (graders/sandbox/runner.in_stand_in_order)
+                   "stand_ins": {check: sorted(names) for (ex, check), names in sorted(STAND_INS.items())
+                                 if ex == exercise.id},
                    "checks": expected}
         exercise.expected_path.write_text(dumps_expected(payload))
         click.echo(f"{exercise.id}: recorded {sum(len(v) for v in expected.values())} measurements "

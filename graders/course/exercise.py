@@ -262,6 +262,15 @@ class Exercise:
             return {}
         return json.loads(self.expected_path.read_text())["checks"]
 
+    def recorded_stand_ins(self) -> dict[str, list[str]]:
+        """{check: the names its probe handed the reference's process as the harness's own} as `dldiy record`
+        saw them (graders/sandbox/runner.in_stand_in_order orders tasks by them from the first submission)."""
+        if not self.expected_path.exists():
+            return {}
+        recorded = json.loads(self.expected_path.read_text()).get("stand_ins")
+        return {str(c): [str(n) for n in names] for c, names in recorded.items()
+                if isinstance(names, list)} if isinstance(recorded, dict) else {}
+
     @property
     def check_seeds(self) -> tuple[int, ...]:
         """Fixed seeds beyond the public ones that `dldiy check` also runs (spec `check_seeds`; recorded

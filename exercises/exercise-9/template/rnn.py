@@ -54,8 +54,11 @@ class ElmanRNN:
 
 
 def clip_grad_norm(parameters, max_norm):
-    """Clip the gradients of `parameters` (a list of tensors) in place by their global norm;
-    return that norm, measured before clipping, as a 0-dimensional tensor."""
+    """Clip the gradients of `parameters` in place by their global norm; `parameters` is a list or any
+    iterable of tensors (a generator such as model.parameters(): iterate it only once), and a tensor whose
+    .grad is None is skipped. Return that norm, measured before clipping, as a 0-dimensional tensor of the
+    gradients' dtype (as torch.nn.utils.clip_grad_norm_'s); with no gradient at all, nothing is clipped
+    and the norm is 0."""
     raise NotImplementedError("exercise-9: implement clip_grad_norm(parameters, max_norm)")
 
 

@@ -763,9 +763,21 @@ def param_groups(sub, seed, p):
                        "__init__." if ignored else "."))
         props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
 
-        def scheduled(name=name, grouped=grouped, h=h, h2=h2):
+        # the runs of the two mid-run properties below, in one message (made at the first's first need): the plain
+        # run; the second group's lr times 0.25 before step 2; every one of its hyper-parameters set to the first
+        # group's before step 2; its lr = 0 from the start
+        shared: dict = {}
+        changes = {key: h[key] for key in h2 if key != "weight_decay"}
+
+        def mid_run(name=name, grouped=grouped, h=h, h2=h2, shared=shared, changes=changes):
+            if not shared:
+                shared["rows"] = [run["rows"] for run in run_there(sub, name, [
+                    grouped(), grouped([2, 1, 0.25]), grouped([2, 1, changes]), _grouped(init, seed, h, {**h2, "lr": 0.0}, steps)])]
+            return shared["rows"]
+
+        def scheduled(name=name, mid_run=mid_run, h=h, h2=h2):
             factor, k = 0.25, 2
-            plain, changed = (run["rows"] for run in run_there(sub, name, [grouped(), grouped([k, 1, factor])]))
+            plain, changed = mid_run()[:2]
             if not np.isfinite(np.asarray(plain[: k + 2], dtype=float)).all():
                 return None  # a run already nan or inf by then cannot show an lr's effect: the update's check charges it
             n1 = sum(init[i].numel() for i in first)
@@ -804,16 +816,13 @@ def param_groups(sub, seed, p):
                     "and multiply the step by the group's current lr (w <- w - lr * ...), as torch.optim does")
         props.test(f"{describe(name, h)}: the second group's lr changed mid-run (a scheduler)", scheduled)
 
-        def every_changed(name=name, h=h, h2=h2):
+        def every_changed(name=name, h=h, h2=h2, mid_run=mid_run, changes=changes):
             # every hyper-parameter of the second group set to the first group's values before step k (momentum,
             # betas, alpha, eps: read at every step, not when a buffer is made nor cached in __init__), and a third
             # run with the second group's lr = 0 (W2 stays where it is: an lr of 0 is an lr, not a missing one),
             # both against torch.optim's twin under the same schedule, computed here
-            k, new = 2, {key: h[key] for key in h2 if key != "weight_decay"}
-            zero = {**h2, "lr": 0.0}
-            plain, changed, still = (np.asarray(run["rows"], dtype=float) for run in run_there(
-                sub, name, [_grouped(init, seed, h, h2, steps), _grouped(init, seed, h, h2, steps, [k, 1, new]),
-                            _grouped(init, seed, h, zero, steps)]))
+            k, new, zero = 2, changes, {**h2, "lr": 0.0}
+            plain, _, changed, still = (np.asarray(rows, dtype=float) for rows in mid_run())
             plain_t, changed_t = _twin_runs(seed, {"optimizer": name, "hyper": h, "second": h2, "steps": steps,
                                                    "schedule": [k, 1, new]})
             if departure(plain, plain_t) is not None:

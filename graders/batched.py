@@ -391,6 +391,33 @@ def function_kept_and_alone_here(function, inputs) -> dict:
     return kept_and_alone_here(function.apply, inputs)
 
 
+def trained_in_place_here(fn, args) -> Any:
+    """In the student's process (sub.run_local): train(*args), args[0] a dict of parameters, and what of its
+    contract it broke: ["dict"] where (params, losses)'s params is not the dict it was given, ["entry", k] where
+    params[k] is no longer the tensor it was (rebound), ["stale", k] where a view of params[k] taken before the
+    call does not see its new values (the update gave the parameter new memory: p.data = ...), ["returned", k]
+    where the returned dict's k is another tensor. A string (the first line of what it raised) for a call that
+    raised. invariants.trains_in_place judges it."""
+    import torch
+
+    params = args[0]
+    before = {k: (v, v.detach()) for k, v in params.items() if isinstance(v, torch.Tensor)}
+    try:
+        out = fn(*args)
+    except Exception as e:  # noqa: BLE001 - the checks of values report a call that raises
+        return _why(e)
+    got = out[0] if isinstance(out, (tuple, list)) and out else None
+    found: list = [] if got is params else [["dict"]]
+    for k, (tensor, view) in before.items():
+        if params.get(k) is not tensor:
+            found.append(["entry", k])
+        elif not torch.equal(view, tensor.detach()):
+            found.append(["stale", k])
+        if isinstance(got, dict) and got is not params and got.get(k) is not tensor:
+            found.append(["returned", k])
+    return found
+
+
 def aliases_here(fn, calls) -> list:
     """In the student's process (sub.run_local): fn(*args) for each `args` of `calls`, and for each call the
     pairs [j, i] where the result's tensor j (the result itself, or item j of a tuple or list) shares memory

@@ -392,20 +392,26 @@ def as_data(value):
 
 def descend(opt, params, loss_fn, steps: int, zero: str = "none", schedule=None):
     """`steps` steps; zero = "none" (gradients cleared here), "zeros" (zero_grad(set_to_none=False)) or
-    "closure" (step(closure), the closure clearing and recomputing the gradients); schedule = [k, group,
-    factor]: that group's lr multiplied by factor before step k (as a scheduler does). Returns the rows
+    "closure" (step(closure), the closure clearing and recomputing the gradients); "keep" and
+    "closure-keep": the same without clearing (gradients accumulate onto those already there, as with
+    micro-batches); schedule = [k, group, factor]: that group's lr multiplied by factor before step k (as a
+    scheduler does), or [k, group, {key: value}]: those hyper-parameters of the group set. Returns the rows
     of parameters (row 0: the initial values) and, for "closure", what each step returned and the loss
     its closure computed."""
     rows, returned = [flat(params)], []
     for k in range(steps):
         if schedule is not None and k == schedule[0]:
             group = opt.param_groups[schedule[1]]
-            group["lr"] = group["lr"] * schedule[2]
-        if zero == "closure":
+            if isinstance(schedule[2], dict):
+                group.update(hyper(schedule[2]))
+            else:
+                group["lr"] = group["lr"] * schedule[2]
+        if zero in ("closure", "closure-keep"):
             seen = []
 
             def closure():
-                opt.zero_grad()
+                if zero == "closure":
+                    opt.zero_grad()
                 loss = loss_fn(*params)
                 loss.backward()
                 seen.append(loss.item())
@@ -415,7 +421,7 @@ def descend(opt, params, loss_fn, steps: int, zero: str = "none", schedule=None)
         else:
             if zero == "none":
                 clear_grads(params)
-            else:
+            elif zero == "zeros":
                 opt.zero_grad(set_to_none=False)
             if hasattr(loss_fn, "gradient"):  # the separable loss: its gradient in closed form
                 accumulate(params, loss_fn.gradient(*params))
@@ -600,13 +606,15 @@ def grads_after_steps_here(make, runs: list, settings: list, loss, steps: int) -
             out.append({"unusable": True})
             continue
         loss_fn, rows, grads = problem_loss(loss), [flat(params)], []
+        views = [q.detach() for q in params]  # the parameters' memory: an update in place shows through them
         for _ in range(steps):
             clear_grads(params)
             loss_fn(*params).backward()
             opt.step()
             grads.append([None if q.grad is None else q.grad.detach().double().reshape(-1).tolist() for q in params])
             rows.append(flat(params))
-        out.append({"rows": rows, "grads": grads})
+        stale = [i for i, (v, q) in enumerate(zip(views, params)) if not torch.equal(v, q.detach())]
+        out.append({"rows": rows, "grads": grads, "stale": stale})
     return out
 
 
@@ -755,9 +763,21 @@ def param_groups(sub, seed, p):
                        "__init__." if ignored else "."))
         props.test(f"{describe(name, h)} with W2 in a second group {describe('', h2)[1:-1]}", own_values)
 
-        def scheduled(name=name, grouped=grouped, h=h, h2=h2):
+        # the runs of the two mid-run properties below, in one message (made at the first's first need): the plain
+        # run; the second group's lr times 0.25 before step 2; every one of its hyper-parameters set to the first
+        # group's before step 2; its lr = 0 from the start
+        shared: dict = {}
+        changes = {key: h[key] for key in h2 if key != "weight_decay"}
+
+        def mid_run(name=name, grouped=grouped, h=h, h2=h2, shared=shared, changes=changes):
+            if not shared:
+                shared["rows"] = [run["rows"] for run in run_there(sub, name, [
+                    grouped(), grouped([2, 1, 0.25]), grouped([2, 1, changes]), _grouped(init, seed, h, {**h2, "lr": 0.0}, steps)])]
+            return shared["rows"]
+
+        def scheduled(name=name, mid_run=mid_run, h=h, h2=h2):
             factor, k = 0.25, 2
-            plain, changed = (run["rows"] for run in run_there(sub, name, [grouped(), grouped([k, 1, factor])]))
+            plain, changed = mid_run()[:2]
             if not np.isfinite(np.asarray(plain[: k + 2], dtype=float)).all():
                 return None  # a run already nan or inf by then cannot show an lr's effect: the update's check charges it
             n1 = sum(init[i].numel() for i in first)
@@ -795,6 +815,35 @@ def param_groups(sub, seed, p):
                     f"step. Keep lr out of what is carried between steps ({'v <- mu v + g' if deck else 'the buffers'}) "
                     "and multiply the step by the group's current lr (w <- w - lr * ...), as torch.optim does")
         props.test(f"{describe(name, h)}: the second group's lr changed mid-run (a scheduler)", scheduled)
+
+        def every_changed(name=name, h=h, h2=h2, mid_run=mid_run, changes=changes):
+            # every hyper-parameter of the second group set to the first group's values before step k (momentum,
+            # betas, alpha, eps: read at every step, not when a buffer is made nor cached in __init__), and a third
+            # run with the second group's lr = 0 (W2 stays where it is: an lr of 0 is an lr, not a missing one),
+            # both against torch.optim's twin under the same schedule, computed here
+            k, new, zero = 2, changes, {**h2, "lr": 0.0}
+            plain, _, changed, still = (np.asarray(rows, dtype=float) for rows in mid_run())
+            plain_t, changed_t = _twin_runs(seed, {"optimizer": name, "hyper": h, "second": h2, "steps": steps,
+                                                   "schedule": [k, 1, new]})
+            if departure(plain, plain_t) is not None:
+                return None  # a wrong update is its own check's finding
+            n1 = sum(init[i].numel() for i in first)
+            if not np.array_equal(still[:, n1:], np.broadcast_to(still[0, n1:], still[:, n1:].shape)):
+                moved = int(np.argmax(np.any(still[:, n1:] != still[0, n1:], axis=0)))
+                return (f"with the second group's lr = 0 ({describe('', zero)[1:-1]}), "
+                        f"{entry_names(init, second)[moved]} moved (torch.optim's twin leaves it where it is). Likely "
+                        "cause: `group['lr'] or self.defaults['lr']` (or a test for a falsy lr): an lr of 0 is the "
+                        "group's lr; read group['lr'] as it is")
+            where = departure(changed, changed_t, names=entry_names(init, every))
+            if where is None:
+                return None
+            return (f"with the second group's {', '.join(new)} set to {describe('', new)[1:-1]} before step {k} (in "
+                    f"param_groups[1], mid-run), the run departs from {TWINS[name]}'s under the same change {where}. "
+                    "Likely cause: a hyper-parameter read once (in __init__, or when a state buffer is made) instead "
+                    "of from the group at every step(): read every one from the group inside the loop over "
+                    "self.param_groups")
+        props.test(f"{describe(name, h)}: every hyper-parameter of the second group changed mid-run; its lr = 0",
+                   every_changed)
     return props.result()
 
 
@@ -930,8 +979,11 @@ def optimizer_contract(sub, seed, p):
         def closure(name=name, plain=plain):
             # and with W1 in one parameter group, b and W2 in a second: the closure still runs once per step
             # (a closure() inside the loop over self.param_groups runs once per group)
-            closed, alike, grouped = run_there(sub, name, [plain(zero="closure"), plain(),
-                                                           {**plain(zero="closure"), "groups": [[[0], {}], [[1, 2], {}]]}])
+            # and a closure that only calls backward(), on top of the gradients already there (micro-batches):
+            # the same run as backward() then step() without clearing; step() never clears them itself
+            closed, alike, grouped, kept, kept_alike = run_there(
+                sub, name, [plain(zero="closure"), plain(), {**plain(zero="closure"), "groups": [[[0], {}], [[1, 2], {}]]},
+                            plain(zero="closure-keep"), plain(zero="keep")])
             for how, run in (("", closed), (" with two parameter groups ([W1], [b, W2])", grouped)):
                 returned = run["returned"]
                 if not isinstance(returned, list) or len(returned) != steps:
@@ -952,8 +1004,13 @@ def optimizer_contract(sub, seed, p):
                                 "torch.optim's optimizers return what the closure returned (a caller may call .item() "
                                 "or .backward() on it); return `loss`, not float(loss)")
             where = departure(closed["rows"], alike["rows"], names=names)
-            return (f"the run with step(closure) departs from the one with backward(); step() {where}"
-                    if where else None)
+            if where:
+                return f"the run with step(closure) departs from the one with backward(); step() {where}"
+            where = departure(kept["rows"], kept_alike["rows"], names=names)
+            return (f"with a closure that only calls loss.backward() (no zero_grad: gradients accumulate onto those "
+                    f"already there, as with micro-batches), the run departs from backward(); step() without clearing "
+                    f"{where}. Likely cause: step() clears the gradients (zero_grad()) before calling the closure; "
+                    "torch.optim's step() never clears them: the closure (the caller) does" if where else None)
         props.test(f"{label}.step(closure)", closure)
 
         def grad_untouched(name=name, make=make, h=h):
@@ -987,13 +1044,23 @@ def optimizer_contract(sub, seed, p):
                                        "(g * c, g + v) on g, or g = p.grad.clone()" if values["weight_decay"] == 0 else
                                        "g = p.grad + weight_decay * p computed in place (p.grad.add_(...)): use "
                                        "p.grad.add(p, alpha=weight_decay), out of place"))
+                stale = result.get("stale")
+                if not isinstance(stale, list):
+                    raise ApiError(f"{name}: a run came back malformed")
+                if stale:
+                    return (f"with {how}, after step() a view of {NAMES[int(stale[0])]} taken before it "
+                            f"({NAMES[int(stale[0])]}.detach(), sharing its memory) no longer sees its values: the "
+                            "update gave the parameter new memory (p.data = p.data - ..., or p.data = new), which "
+                            "leaves stale every view and alias of it (tied weights, a transposed view). Update in "
+                            "place under torch.no_grad(): p.sub_(...), p.add_(...), as torch.optim does")
                 # and the last gradients are those on the harness's tensors (synced back)
                 for i, (q, got) in enumerate(zip(params, result["grads"][-1])):
                     if q.grad is None or not torch.equal(q.grad, torch.as_tensor(got, dtype=DTYPE).reshape(q.shape)):
                         raise ApiError(f"{name}: {NAMES[i]}.grad is not what the run reported: changed outside step()?")
             return None
         both = {**h, "weight_decay": f"0 and {h['weight_decay']:g}"}
-        props.test(f"{describe(name, both)}.step() leaves p.grad as backward() made it", grad_untouched)
+        props.test(f"{describe(name, both)}.step() leaves p.grad as backward() made it and updates p in place",
+                   grad_untouched)
 
         def no_graph(name=name, h=h):
             runs = [{"params": leaves(init, every, dtype), "values": h, "loss": loss, "steps": 2, "state": True}
@@ -1206,7 +1273,8 @@ def newton_quadratic(sub, seed, p):
         target = z0 - rates * torch.linalg.solve(A, A @ z0 - b)
         how = "two groups" if k == 0 else "parameters from a generator" if k < len(p["lrs"]) else \
             "Y non-contiguous (a transposed tensor), parameters from a generator" if k == strided else \
-            f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults')"
+            (f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults'), the first's lr set "
+             f"in param_groups[0] after construction (built with lr={2 * lr})")
         minimum = " (lr=1: the minimum)" if group_lr[k] is None else ""
         name = f"one step with lr={lr}, {how}{minimum}"
         marked = {"once": True} if k > 0 else {}
@@ -1280,10 +1348,14 @@ def newton_here(make, A, b, runs: list) -> list:
             params = [{"params": [x, Y]}, {"params": [c], "lr": group_lr}]
         else:
             params = [{"params": [x, Y]}, {"params": [c]}] if k == 0 else (t for t in (x, Y, c))
-        opt = make(params, lr=lr)
+        # with a group's own lr, the first group's lr is set in param_groups after construction (as a scheduler
+        # does): an lr read in __init__ steps with twice it
+        opt = make(params, lr=2 * lr if group_lr is not None else lr)
         if not usable(opt):
             out.append({"unusable": True})
             continue
+        if group_lr is not None:
+            opt.param_groups[0]["lr"] = lr
         if Y.is_contiguous():
             out.append({"returned": as_data(opt.step(quadratic_loss(A_k, b_k)))})
             continue

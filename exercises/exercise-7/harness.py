@@ -238,6 +238,18 @@ def _train_family(sub, seed, p):
                   "shape": [3], "values": w.tolist()})
     cases.append({"name": "from w0 = 0, one point labelled -1: updates in each epoch", "shape": [len(mistakes)],
                   "values": [float(m) for m in mistakes]})
+    # A -1 point that lands exactly on the hyperplane after an epoch: predict() calls it right (a score of 0 is -1)
+    # while train() counts it a mistake, so an epoch must run (a stop on predict(X, w) == y skips it; blind red
+    # team, round 7): from w0 = 0, w = [1, 0, 0] after epoch 1 puts (0, 0) at score 0. Fixed points: once per process.
+    if sub.first_time("on-hyperplane-after-epoch"):
+        X, t = np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([1, -1], dtype=np.int64)
+        w, mistakes = _at("train(), a -1 point on the hyperplane after epoch 1",
+                          lambda: _train(sub, X, t, np.zeros(3), 10))
+        how = "X = [[1, 0], [0, 0]], y = [1, -1], w0 = 0, epochs = 10 (after epoch 1, w = [1, 0, 0]: (0, 0) has score 0"
+        cases.append({"name": f"{how}, a mistake for train() though predict() says -1): w", "shape": [3],
+                      "values": w.tolist(), "once": True})
+        cases.append({"name": f"{how}): updates in each epoch", "shape": [len(mistakes)],
+                      "values": [float(m) for m in mistakes], "once": True})
     # A point right by a margin float32 cannot see: from w0, t <w0, x~> = +1e-10 in float64, while the same
     # product of float32 copies is <= 0. A decision taken in float32 (a .float() inside) updates; float64 does not.
     X, t, w0 = _beyond_float32(seed, {})
@@ -253,9 +265,32 @@ def _train_family(sub, seed, p):
     w32, m32 = _at("train(), float32 X and w0", lambda: _train(sub, X, t, w0, 2, torch.float32))
     w64, m64 = _train(sub, X, t, w0, 2)
     if m32 != m64 or not np.allclose(w32, w64, rtol=1e-4, atol=1e-4):  # runs are reproducible (first_update)
+        w_own, m_own = _perceptron(X, t, w0, 2)
+        if m64 != m_own or not np.allclose(w64, w_own, rtol=1e-9, atol=1e-12):
+            # the float64 run is wrong by itself: not a float32 matter (x~ kept from an earlier call, say)
+            raise Violation(f"train() on float64 X, w0 (n={len(t)}, 2 epochs) gives w = {_short(w64)} and updates "
+                            f"{m64}; the perceptron rule gives w = {_short(w_own)} and updates {m_own}, and a float32 "
+                            f"run gives w = {_short(w32)}, {m32}. The same train() is right on the other data here, so "
+                            "it likely depends on an earlier call: something kept between calls (x~ or w cached in a "
+                            "global, a mutable default argument) instead of computed from this call's X, y, w0")
         raise Violation(f"train() on float32 X and w0 gives w = {_short(w32)} and updates {m32}, on the same data in "
                         f"float64 w = {_short(w64)} and updates {m64}: more than float32 rounding apart")
     return cases
+
+
+def _perceptron(X, t, w0, epochs):
+    """The perceptron rule, here in float64 (a diagnosis only, never a target): the updates in order, a
+    score of 0 a mistake, stopping after an epoch without one."""
+    Xt, w, mistakes = _with_bias(np.asarray(X, dtype=float)), np.asarray(w0, dtype=float).copy(), []
+    for _ in range(epochs):
+        count = 0
+        for x, label in zip(Xt, t):
+            if label * (x @ w) <= 0:
+                w, count = w + label * x, count + 1
+        mistakes.append(count)
+        if count == 0:
+            break
+    return w, mistakes
 
 
 @seeded_once

@@ -7,6 +7,7 @@ and their autograd) give the targets of the agreement checks.
 import functools
 import gzip
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import Watch, backward_kept, same_first_step, fresh_from_leftover_grads, takes_every_step
+from dldiy.graders.kinds.invariants import (Watch, backward_kept, same_first_step, fresh_from_leftover_grads, takes_every_step,
+                                           trains_in_place)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -94,7 +96,9 @@ def _train(sub, seed, p, steps, leftover=False):
     earlier backward leaves it."""
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     Xtr = Xtr * p["scale"] if p.get("scale") else Xtr  # images that many times brighter: logits that much larger
-    params = _init_params(seed, p["channels"])
+    dtype = getattr(torch, p.get("dtype", "float32"))  # a float64 run: the whole training in float64
+    params = _init_params(seed, p["channels"], dtype)
+    Xtr = Xtr.to(dtype)
     if leftover:
         gen = torch.Generator().manual_seed(seed + 20_000)
         for q in params.values():
@@ -252,7 +256,17 @@ def _agreement(name, fn, target_fn, inputs, input_names, gen, first=True):
     except Exception as e:  # noqa: BLE001
         if first:
             raise
-        # judged after the output's case: read only when the forward ran and agreed
+        # judged after the output's case: read only when the forward ran and agreed. Autograd's "invalid gradient
+        # at index i" names the input whose gradient backward got wrong: said first, under that input's name
+        # (a bias gradient squeezed to 0-dim: blind red team, round 7)
+        found = re.search(r"invalid gradient at index (\d+)", str(e))
+        index = int(found.group(1)) if found else -1
+        if 0 <= index < len(input_names):
+            blamed = input_names[index]
+            return cases + [{"name": f"{name}: gradient of {what}", "error": (
+                f"the gradient backward returned for {blamed} (index {index}) has the wrong shape or dtype, so autograd "
+                f"raised and no gradient came back{'' if what == blamed else f' (for {what} either)'}, while the output "
+                f"agrees: {_first_line(e)}")} for what in input_names]
         return cases + [{"name": f"{name}: gradient of {what}", "error": f"backward raised {type(e).__name__}, so no "
                          f"gradient ({' or '.join(input_names)}) came back, while the output agrees: {_first_line(e)}"}
                         for what in input_names]
@@ -434,12 +448,17 @@ def first_loss(sub, seed, p):
     _, losses, _, _ = _train(sub, seed, p, max(steps) + 1)
     runs = [short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
                        f"{run['n_train']} training images" + (f" {run['scale']:g} times brighter" if run.get("scale") else "")
+                       + (f", {run['dtype']} images and parameters" if run.get("dtype") else "")
                        + f" and batch_size {run['batch_size']}" + (f", lr = {run['lr']:g}" if "lr" in run else "")
                        + (f" ({run['why']})" if run.get("why") else ""))
             for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover)[:2])
+    if sub.first_time("trains-in-place"):  # once per student's process: the contract, not the seed's values
+        Xtr, ytr, _, _ = _digits_split(seed, _LEFTOVER_RUN["n_train"])
+        with sub.replaced("cnn_forward", _inside(sub, harness_cnn_forward)):
+            trains_in_place(sub, (_init_params(seed, p["channels"]), Xtr, ytr, p["lr"], 2, _LEFTOVER_RUN["batch_size"]))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
 
 

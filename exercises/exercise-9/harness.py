@@ -24,7 +24,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
-from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, same_first_step, takes_every_step
+from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, same_first_step, takes_every_step, trains_in_place
 from dldiy.graders.batched import exact_vjp, expanded_error, function_kept_and_alone_here, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -492,7 +492,9 @@ def state_reset(sub, seed, p):
     T, N, D, H = p["T"], p["N"], p["D"], p["H"]
     params = _params64(gen, D, H)
     first, second = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
-    third, fourth = (torch.randn(T, N, D, generator=gen, dtype=torch.float64) for _ in range(2))
+    # the third and fourth batches another length and batch size: state kept from an earlier call (an h_0 made at the
+    # first call's batch size) raises or misreads there (blind red team, round 7)
+    third, fourth = (torch.randn(T + 1, N + 1, D, generator=gen, dtype=torch.float64) for _ in range(2))
     model = sub.get("ElmanRNN")(params)
     with torch.no_grad(), sub.replaced("rnn_cell", _inside(sub, exact, "rnn_cell")):
         _forward(sub, params, first, model=model)
@@ -505,9 +507,11 @@ def state_reset(sub, seed, p):
                                                             ("forward", fourth)])
     cases = [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]
     O = params["W_out"].shape[0]
-    for i, (what, shape) in enumerate((("predict(xs) on a third batch, after forward on two others", (N, O)),
-                                       ("predict(xs) on a fourth batch, after predict on a third", (N, O)),
-                                       ("forward(xs) on the fourth batch again, after those predicts", (T, N, H)))):
+    for i, (what, shape) in enumerate(((f"predict(xs) on a third batch ({N + 1} sequences of length {T + 1}), after "
+                                        f"forward on two others of {N} sequences of length {T}", (N + 1, O)),
+                                       ("predict(xs) on a fourth batch, after predict on a third", (N + 1, O)),
+                                       ("forward(xs) on the fourth batch again, after those predicts",
+                                        (T + 1, N + 1, H)))):
         name = f"{what}, minus the same call on a fresh model (0: no call depends on an earlier one)"
         got, want = (r[i] if isinstance(r, list) and len(r) == 3 else None for r in (after, fresh))
         count = int(np.prod(shape))
@@ -564,7 +568,9 @@ def _train(sub, seed, p, steps, leftover=False):
     """train() judged alone (exact_dependencies). `leftover`: every parameter arrives with a .grad already
     (seeded), as an earlier backward leaves it."""
     X, y = recall_first(seed, p["n_train"], p["T"])
-    params = init_params(seed, 1, p["H"], 1)
+    dtype = getattr(torch, p.get("dtype", "float32"))  # a float64 run: the whole training in float64
+    params = init_params(seed, 1, p["H"], 1, dtype)
+    X, y = X.to(dtype), y.to(dtype)
     if leftover:
         gen = torch.Generator().manual_seed(seed + 20_000)
         for q in params.values():
@@ -582,11 +588,17 @@ def first_loss(sub, seed, p):
     steps = p["steps"]
     _, losses = _train(sub, seed, p, max(steps) + 1)
     runs = [short_run(lambda: _train(sub, seed, {**p, **run}, run["steps"])[1],
-                       f"{run['n_train']} training sequences and batch_size {run['batch_size']}")
+                       f"{run['n_train']} training sequences and batch_size {run['batch_size']}"
+                       + (f", {run['dtype']} sequences and parameters" if run.get("dtype") else ""))
             for run in p.get("runs", [])]
     # 16 examples, all of them every batch (batch k holds rows (k * n + i) mod n): each step sees the same loss
     takes_every_step(lambda lr, count: _train(sub, seed, {**p, "lr": lr, "n_train": 16, "batch_size": 16}, count), once_for=sub)
     fresh_from_leftover_grads(lambda leftover: _train(sub, seed, {**p, **_LEFTOVER_RUN}, 2, leftover))
+    if sub.first_time("trains-in-place"):  # once per student's process: the contract, not the seed's values
+        X, y = recall_first(seed, _LEFTOVER_RUN["n_train"], p["T"])
+        with exact_dependencies(sub):
+            trains_in_place(sub, (init_params(seed, 1, p["H"], 1), X, y, p["lr"], 2, _LEFTOVER_RUN["batch_size"],
+                                  p["max_norm"]))
     return {"steps": steps, "losses": [losses[k] for k in steps], "n": p["batch_size"], "runs": runs}
 
 

@@ -16,7 +16,8 @@ A failure is diagnosed from the numbers before any fixed hint is given:
   one (and the reference's does not) is said by its `why` (train() does not pass `activation` on).
 A diagnosed failure carries `diagnosed=True`, and the judge then leaves out the spec's generic hint.
 
-Beside the main trajectory, the spec's `runs` ([{n_train, batch_size, steps, hint}]) are shorter runs of
+Beside the main trajectory, the spec's `runs` ([{n_train, batch_size, steps, hint}], and a run's own rtol
+and atol where it has them: a float64 run) are shorter runs of
 the same train() at other settings (a batch larger than the data), measured as "runs": [{"config":
 words, "losses": [one per step]} or {"config", "error"}] and judged at every step against the
 reference's, once the main trajectory matches (a wrong loss is said there first); a run that departs
@@ -173,7 +174,9 @@ def _runs_departed(measured: dict[str, Any], expected: dict[str, Any], check: Ch
             return Verdict.failed(f"the main trajectory matches, but train() with {config} raised "
                                   f"{run['error']}.{said}", diagnosed=bool(hint), run=config)
         losses, want_losses = [_f(v) for v in run.get("losses") or []], [_f(v) for v in want.get("losses") or []]
-        k = first_mismatch(losses, want_losses, rtol, atol)
+        # a run may hold its own tolerance (a float64 run: float64's, not the float32 trajectory's)
+        own = spec[r] if r < len(spec) and isinstance(spec[r], dict) else {}
+        k = first_mismatch(losses, want_losses, float(own.get("rtol", rtol)), float(own.get("atol", atol)))
         if k is None:
             continue
         where = versus(want_losses[k], losses[k]) if k < min(len(losses), len(want_losses)) else \

@@ -176,6 +176,34 @@ def returns_fresh(sub: Any, name: str, calls: list[tuple[str, tuple]], names: Se
                         f"({arg}.clone()), not from {arg} itself")
 
 
+def trains_in_place(sub: Any, args: tuple) -> None:
+    """A Violation if the student's train(*args) (args[0] a dict of parameters), run in its own process (one
+    message), breaks the contract exercises 8 and 9 state: every parameter updated in place (the same tensor,
+    the same memory: a view of it taken before sees the update) and the very dict it was given returned.
+    `p.data = p.data - lr * g` leaves every view and alias of p stale (tied weights); a new dict of detached
+    copies cannot be trained again (its tensors require no grad). A call that raises is the checks of values'
+    to report."""
+    from ..batched import trained_in_place_here
+
+    found = sub.run_local(trained_in_place_here, sub.get("train"), list(args))
+    if not isinstance(found, list) or not found or not isinstance(found[0], list) or not found[0]:
+        return
+    kind, key = str(found[0][0]), str(found[0][1]) if len(found[0]) > 1 else ""
+    if kind == "stale":
+        raise Violation(f"after train(), a view of params[{key!r}] taken before the call (params[{key!r}].detach(), "
+                        "sharing its memory) does not see its new values: the update gave the parameter new memory "
+                        "(p.data = p.data - lr * p.grad, or p.data = new), which leaves every view and alias of it "
+                        "stale. Update in place without recording it: with torch.no_grad(): p -= lr * p.grad")
+    if kind == "entry":
+        raise Violation(f"after train(), params[{key!r}] is another tensor than the one the caller put there: the "
+                        "dict's entries were replaced (params[k] = ...), where the docstring says to update them in "
+                        "place (with torch.no_grad(): p -= lr * p.grad), the caller's own tensors")
+    raise Violation("train() returned (params, losses) with params another dict than the one it was given"
+                    + (f" (its {key!r} another tensor)" if kind == "returned" else "")
+                    + ": return the very dict, its tensors updated in place. A dict of copies (detached clones) "
+                    "leaves the caller's parameters behind and cannot be trained again (its tensors require no grad)")
+
+
 def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:
     """A Violation unless `value` has the inputs' floating dtype (float64 in, float64 out)."""
     if value.dtype != dtype:

@@ -1,6 +1,6 @@
 """A correct exercise-6 submission written differently from the reference, on purpose: no shared
 base class, the deck's form of momentum (nu = lr * g + mu * nu), Adam in torch's algebraic form with a
-tensor step count, updates through p.data, Newton on one flattened vector. It must pass every check."""
+tensor step count, updates through p.data (in place: p.data.sub_), Newton on one flattened vector. It must pass every check."""
 
 import torch
 from torch.autograd.functional import hessian, jacobian
@@ -24,7 +24,7 @@ class GD(torch.optim.Optimizer):
                     if p.grad is None:
                         continue
                     g = p.grad + group["weight_decay"] * p
-                    p.data = p.data - group["lr"] * g
+                    p.data.sub_(group["lr"] * g)
         return loss
 
 

@@ -11,7 +11,8 @@ state_dict() work for free):
     the parameter's group: `for group in self.param_groups: for p in group["params"]: group["lr"]`;
   - keep per-parameter state (momentum buffers, step counts) in `self.state[p]` (a dict per parameter,
     empty at first), every buffer starting at zero;
-  - update in place under torch.no_grad() (decorate step with @torch.no_grad());
+  - update in place under torch.no_grad() (decorate step with @torch.no_grad()): p.add_(...), p.sub_(...),
+    the parameter's own memory, which every view of it sees (never p.data = a new tensor);
   - skip a parameter whose p.grad is None;
   - with weight_decay, use g = p.grad + weight_decay * p (L2 regularisation, as torch.optim does);
   - each step is yours: never call one of torch.optim's own optimizers inside it (torch.optim.SGD.step,

@@ -62,5 +62,7 @@ def train(params, X, y, lr, steps, batch_size):
     Batch k holds rows (k*batch_size + i) mod n for i < batch_size, in that order: always batch_size
     of them, so when batch_size > n a batch holds some rows more than once.
     params is a dict of tensors that require grad; update them in place (p -= lr * p.grad, without
-    recording the update in the graph) and return (params, losses), losses[k] being the loss before update k."""
+    recording the update in the graph: the same tensors, the same memory) and return (params, losses),
+    params the very dict given, losses[k] being the loss before update k. Everything runs in the dtype
+    of params and X (float64 in: the whole training in float64)."""
     raise NotImplementedError("exercise-8: implement train(params, X, y, lr, steps, batch_size)")

@@ -54,8 +54,11 @@ class ElmanRNN:
 
 
 def clip_grad_norm(parameters, max_norm):
-    """Clip the gradients of `parameters` (a list of tensors) in place by their global norm;
-    return that norm, measured before clipping, as a 0-dimensional tensor."""
+    """Clip the gradients of `parameters` in place by their global norm; `parameters` is a list or any
+    iterable of tensors (a generator such as model.parameters(): iterate it only once), and a tensor whose
+    .grad is None is skipped. Return that norm, measured before clipping, as a 0-dimensional tensor of the
+    gradients' dtype (as torch.nn.utils.clip_grad_norm_'s); with no gradient at all, nothing is clipped
+    and the norm is 0."""
     raise NotImplementedError("exercise-9: implement clip_grad_norm(parameters, max_norm)")
 
 
@@ -64,6 +67,7 @@ def train(params, X, y, lr, steps, batch_size, max_norm):
     Batch k holds the sequences (k*batch_size + i) mod n for i < batch_size, in that order: always
     batch_size of them, so when batch_size > n a batch holds some sequences more than once.
     Each step: loss, fresh gradients, clip_grad_norm(list(params.values()), max_norm), then
-    p -= lr * p.grad for every parameter (without recording it in the graph).
-    Returns (params, losses), losses[k] being the loss before update k."""
+    p -= lr * p.grad for every parameter (without recording it in the graph: in place, the same tensors,
+    the same memory). Returns (params, losses), params the very dict given, losses[k] being the loss
+    before update k. Everything runs in the dtype of params and X (float64 in: the whole training in float64)."""
     raise NotImplementedError("exercise-9: implement train(...)")

@@ -809,7 +809,11 @@ class Local:
             # the submission afterwards (integrity round 7b: `import _dldiy_local_0` read the harness)
             sys.modules[module.__name__] = module
             try:
-                exec(marshal.loads(buffers[index]), module.__dict__)
+                codes = marshal.loads(buffers[index])
+                for code in codes if isinstance(codes, tuple) else (codes,):  # (localcode: one per statement)
+                    if not isinstance(code, types.CodeType):
+                        raise wire.WireError("a local value whose code is not code")
+                    exec(code, module.__dict__)
             finally:
                 sys.modules.pop(module.__name__, None)
             cls._modules[key] = module

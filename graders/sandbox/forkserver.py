@@ -232,11 +232,14 @@ def _compile(data: bytes) -> None:
         paths = json.loads(data).get("compile", [])
     except (ValueError, AttributeError):
         return
+    from .localcode import warm
+
     for path in paths if isinstance(paths, list) else []:
         try:
             compiled(Path(str(path)), remember=True)
         except (OSError, SyntaxError, ValueError):  # the child meets the same error and reports it
             pass
+        warm(Path(str(path)))  # the statements a Local carries (graders/sandbox/localcode.py), parsed once
 
 
 def _child(sock: socket.socket, request: dict, fds: list[int]) -> None:

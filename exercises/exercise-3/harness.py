@@ -363,6 +363,13 @@ def returned_earlier(seed: int, steps: int) -> None:
             "move the parameters. Likely optimizer.step() before loss.backward() (at the top of the loop): every "
             "step then applies the previous minibatch's gradient, the losses look right, and the last update is "
             "lost. The order is zero_grad(), forward, backward(), step()")
+    made = _WATCHED[seed, steps]["steps"]
+    if made < steps:  # (blind round 7: a loop that breaks once it has recorded the last loss)
+        raise Violation(
+            f"train({seed}, {steps}) recorded {steps} losses but backpropagated only {made} of them (a training step "
+            "is a forward pass whose loss backward() reaches): the model it returns has had fewer updates than its "
+            f"{steps} steps. Likely the loop stops as soon as it has recorded the last loss, before that step's "
+            "backward() and step(); each of the steps is zero_grad(), forward, backward(), step(), then the next")
     earlier = _WATCHED[seed, steps]["earlier"]
     if earlier is not None:
         raise Violation(

@@ -75,6 +75,8 @@ def _words(n, k, dtype, contiguous, what):
     parts += [] if contiguous else ["non-contiguous inputs"]
     parts += [{"ties": "tied top scores", "all-equal": "all scores equal in each row",
                "one class": "every label the same class", "zeros": "exact zeros (z = 0, pred = target)",
+               "far below": "every score near -2^40 = -1.1e12 (a constant standing in for -inf, such as -1e4 or -1e9, "
+                            "is no longer below them: mask the gold class with float('-inf'))",
                "unlikely": "every gold class 30 to 100 below its row's best (probability < 1e-12)" if dtype == torch.float64
                else "every gold class 20 to 60 below its row's best (probability < 3e-9)"}[what]] if what else []
     return ", ".join(parts)
@@ -92,6 +94,8 @@ def _scores(g, n, k, dtype, what):
         Z = torch.randn(n, 1, generator=g, dtype=torch.float64).expand(n, k).clone()
     elif what == "one class":
         y = torch.full((n,), k - 2, dtype=torch.int64)
+    elif what == "far below":  # multiples of 1/8 shifted by -2^40: every score, sum and difference exact in float64
+        Z = torch.round(Z * 8) / 8 - 2.0 ** 40
     elif what == "unlikely":  # p_y below 1e-12 (float32: 3e-9): -log(p_y + eps) or a clamp caps the loss at -log(eps)
         low, high = (30.0, 100.0) if dtype == torch.float64 else (20.0, 60.0)
         gap = low + (high - low) * torch.rand(n, generator=g, dtype=torch.float64)
@@ -335,7 +339,7 @@ def stability(sub, seed, p):
 def invariants(sub, seed, p):
     """Every loss called on the caller's own tensors (float32 and float64, one layout each), then
     train() on float64 and float32 problems: nothing written into the arguments, the dtype followed,
-    the loss history kept as numbers."""
+    the loss history kept without its autograd graph (numbers, or detached tensors: the doc promises no type)."""
     g, watch = _gen(seed), Watch()
     # a batch of one too: the families of torch-agreement and hinge hand over copies (this check owns the
     # in-place rule: one bug, one deduction), so a function that writes into its argument at n = 1 only shows here

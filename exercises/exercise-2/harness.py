@@ -309,6 +309,29 @@ def _far_from_origin(sub, seed):
             "that float32 rounds to ~1e3 before they cancel: compute the residuals X~ w - y first")
 
 
+def _far_loss(sub, seed):
+    """loss() in float32 on `_far_data`, where the residual form is exact (every residual a multiple of 1/8 in
+    [-2, 2], its square a multiple of 1/64, their sum below 2^8: exact in float32, in any order), held to a bound
+    on float32's rounding of its mean, (n + 4) u |loss| with u = 2^-24. The expanded form
+    (w^T X~^T X~ w - 2 w^T X~^T y + y^T y) / n subtracts terms of ~1e10 that float32 rounds to ~1e3 before they
+    cancel down to a loss of ~1: blind round 7 (team A) saw -16 where 0.25 is right. first-loss owns loss()'s
+    values; gradcheck holds the gradient to the same data (_far_from_origin)."""
+    X, y, w, _ = _far_data(seed, {})
+    Xt = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1).double()
+    exact = float(((Xt @ w.double() - y.double()) ** 2).mean())
+    got = _at("loss(), float32 data far from the origin",
+              lambda: _call(sub, "loss", X.clone(), y.clone(), w.clone(), shape=()))
+    value = float(got.detach().double())
+    bound = (len(X) + 4) * 2.0 ** -24 * abs(exact)
+    if not abs(value - exact) <= bound:  # (nan fails)
+        raise Violation(
+            f"loss() on float32 data far from the origin (X = 4000 + small integers, n = 64, residuals of at most 2, "
+            f"where the mean of (X~ w - y)^2 is exact in float32) is {value:.8g}, where the loss is {exact:.8g} (error "
+            f"{abs(value - exact):.3g}, above float32's rounding, {bound:.2g}). An expanded form, (w^T X~^T X~ w - "
+            "2 w^T X~^T y + y^T y) / n, subtracts terms of ~1e10 that float32 rounds to ~1e3 before they cancel: "
+            "compute the residuals X~ w - y first, then the mean of their squares")
+
+
 def _gradient_note(sub, X, y, w):
     """A note when the student's own gradient() differs from the harness's at w: train() was judged
     with the harness's, so this is said (gradcheck charges it), not charged again."""
@@ -332,6 +355,7 @@ def first_loss(sub, seed, p):
     # loss() itself, float32 in -> float32 out (as exercise-1's): a mean accumulated in float64 "for accuracy"
     # returns float64 there, and train()'s float32 run above records its value as a number (round 5's blind red team)
     _at("loss(), float32 X, y and w", lambda: _call(sub, "loss", _t(X).float(), _t(y).float(), _t(w0).float(), shape=()))
+    _far_loss(sub, seed)
     _recorded_near_optimum(sub, seed, p)
     # integer features and weights, y = X~ w0 exactly: every residual, and so the gradient, is exactly 0
     Xi = torch.arange(12, dtype=torch.float64).reshape(6, 2) % 5 - 2

@@ -13,6 +13,9 @@ from dldiy.graders.assess import measure_reference
 from dldiy.graders.course.folders import reference_path
 from dldiy.graders.course.exercise import exercise_ids as all_exercise_ids, load_exercise
 from dldiy.graders.course.lint import input_warnings
+from dldiy.graders.judge import tasks_for
+from dldiy.graders.sandbox.runner import STAND_INS, measure_stand_ins_afresh, run_child
+from dldiy.graders.sandbox.submission import locate
 
 
 @click.command("record")
@@ -21,15 +24,12 @@ def record_command(exercise_ids: tuple[str, ...]) -> None:
     """Recompute the expected values of EXERCISE (default: all) from its reference and write them."""
     for exercise_id in exercise_ids or tuple(all_exercise_ids()):
         exercise = load_exercise(exercise_id)
+        measure_stand_ins_afresh(exercise.id)
         seeds = exercise.seeds + exercise.check_seeds  # check runs the extra seeds against these too
         expected, problems = measure_reference(exercise, reference_path(exercise.id), seeds=seeds)
         if problems:
             raise click.ClickException(f"{exercise.id}: not recorded, the reference fails to measure:\n  "
                                        + "\n  ".join(problems))
-        from dldiy.graders.judge import tasks_for
-        from dldiy.graders.sandbox.runner import STAND_INS, run_child
-        from dldiy.graders.sandbox.submission import locate
-
         # every other check once, at the first seed, for the names its probe hands over (measurements unused)
         recorded = {check for ex, check in STAND_INS if ex == exercise.id}
         rest = [c for c in exercise.checks if c.name not in recorded]

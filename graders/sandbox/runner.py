@@ -133,6 +133,14 @@ STAND_INS: dict[tuple[str, str], frozenset[str]] = {}
 _SEEDED: set[str] = set()  # the exercises whose recorded stand-ins were read into STAND_INS
 
 
+def measure_stand_ins_afresh(exercise_id: str) -> None:
+    """Forget what this process knows of the exercise's stand-ins and never read the recorded ones (`dldiy
+    record`, which writes them anew: a harness that changed must not keep an old file's word)."""
+    _SEEDED.add(exercise_id)
+    for key in [k for k in STAND_INS if k[0] == exercise_id]:
+        del STAND_INS[key]
+
+
 def in_stand_in_order(exercise_id: str, tasks: list[Task], hidden: tuple[int, ...] = ()) -> list[Task]:
     """`tasks`, the visible ones still before every hidden one (judge.tasks_for: what a student may see must
     not follow what it saw at a hidden seed), and within each, those whose check hands over no stand-in
@@ -333,7 +341,10 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
         WORKERS.give_back(worker)
         raise
     job = {"entry": str(entry), "load_timeout": startup_timeout,
-           "tasks": [{"check": t.check, "seed": t.seed} for t in pending],
+           # with the stand-ins each check handed over when it last ran (the child's guess, before it runs one)
+           "tasks": [{"check": t.check, "seed": t.seed,
+                      **({"stand_ins": sorted(known)} if (known := STAND_INS.get((exercise.id, t.check))) is not None
+                         else {})} for t in pending],
            # the parent's view of each check, the only one the child runs (a caller may have changed it)
            "checks": {c.name: {"probe": c.probe, "params": c.params, "timeout": c.timeout}
                       for c in exercise.checks if any(t.check == c.name for t in pending)},

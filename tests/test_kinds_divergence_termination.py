@@ -91,6 +91,35 @@ def test_a_loop_that_caps_the_step_once_it_grows_fails_naming_the_step(first, ra
     assert "clamp" in verdict.message
 
 
+F32_MAX = 3.4028234663852886e38
+
+
+@given(first=st.floats(1e-2, 1e2), ratio=st.floats(100.0, 400.0))
+def test_a_record_made_finite_where_plain_descent_overflows_fails_and_a_wider_dtype_does_not(first, ratio):
+    """Blind round 8: torch.nan_to_num on each loss (inf as the dtype's largest number, nan as 0) reads as
+    'growth beyond x100'; a loop that computes in a wider dtype grows on past the overflow (first-loss charges
+    its dtype), and is not said to hide it. exercise-2's float32 run, 40 steps."""
+    exact = [first * ratio ** k for k in range(40)]
+    k = next(i for i, v in enumerate(exact) if v > F32_MAX)
+    plain = exact[:k] + [math.inf] + [math.nan] * (39 - k)
+    hidden = [v if math.isfinite(v) else (F32_MAX if math.isinf(v) else 0.0) for v in plain]
+    verdict = _with_more({"what": "float32, 40 steps", "steps": 40, "losses": hidden, "plain": plain})
+    assert verdict.status == "fail" and "records only finite losses" in verdict.message and "nan_to_num" in verdict.message
+    wider = _with_more({"what": "float32, 40 steps", "steps": 40, "losses": exact, "plain": plain})
+    assert "records only finite" not in wider.message
+
+
+def test_weights_that_did_not_grow_beside_a_history_of_plain_descent_fail():
+    """Blind round 8: train() returning the best weights seen (w0 above the stability limit) while its losses
+    follow plain descent; where the weights grew as plain descent's, the same history passes."""
+    plain = _plain(4.0, 300.0, 150)
+    measured = {"lr": 8.0, "limit": 0.8, "steps": 150, "losses": plain, "plain": plain, "weights_grew": False}
+    verdict = divergence.judge(measured, None, _check("divergence", growth=100))
+    assert verdict.status == "fail" and "other weights than its last iterate" in verdict.message
+    measured["weights_grew"] = True
+    assert divergence.judge(measured, None, _check("divergence", growth=100)).status == "pass"
+
+
 def test_a_loop_wrong_from_the_start_is_judged_by_its_growth_alone():
     """One bug, one deduction: a wrong update is first-loss's and convergence's to charge."""
     plain = _plain(4.0, 19.0, 150)

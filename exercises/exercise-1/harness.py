@@ -16,7 +16,7 @@ from dldiy.graders.data import gaussian_blobs, seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (bfloat16_precision,
                                             dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
-                                            no_graph, same_dtype, takes_every_step, trained_without_graph, unchanged,
+                                            no_graph, same_cast_as, same_dtype, takes_every_step, trained_without_graph, unchanged,
                                             unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes
@@ -399,7 +399,10 @@ def first_loss(sub, seed, p):
     takes_every_step(lambda lr, count: _train(sub, X.clone(), y.clone(), w0.clone(), lr, count), once_for=sub,
                      at_rest=lambda count: _train(sub, twice[0].clone(), twice[1].clone(), torch.zeros_like(w0), p["lr"], count),
                      at_rest_words=f"at lr = {p['lr']:g} on 10 points given twice, once with each label, from w = 0 (where "
-                                   "the gradient is zero, to rounding)")
+                                   "the gradient is zero, to rounding)",
+                     tiny_loss=lambda count: _train(sub, *_separated(seed), p["lr"], count),
+                     tiny_loss_words=f"at lr = {p['lr']:g} on 10 points each classified right with a margin of 30 to 40 "
+                                     "(a loss below 1e-13, still falling)")
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
             **note}
@@ -429,6 +432,16 @@ def _extreme(seed, n, d, scale, spread=0.5):
     X = noise + np.outer((signed + b) / np.linalg.norm(a), unit)  # <x, a> - b = signed
     y = rng.integers(0, 2, n)
     return torch.tensor(X), torch.tensor(y, dtype=torch.int64), torch.tensor(w)
+
+
+def _separated(seed, n=10):
+    """(X, y, w0): n points whose margins t_i <x~_i, w0> lie between 30 and 40 (X = [t m / 2, 1], w0 = [2, 1/2,
+    1/2]): a loss of 1e-13 to 4e-18, not 0, and still falling under gradient descent."""
+    rng = np.random.default_rng(seed + 9)
+    y = rng.integers(0, 2, n)
+    margins = rng.uniform(30.0, 40.0, n)
+    X = np.stack([(2 * y - 1) * margins / 2, np.ones(n)], 1)
+    return torch.tensor(X), torch.tensor(y, dtype=torch.int64), torch.tensor([2.0, 0.5, 0.5], dtype=torch.float64)
 
 
 MARGINS = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)  # 10 to 20: where e^m still shows
@@ -463,6 +476,9 @@ def _margin_grid_cases(seed, p):
     return [("loss", *case) for case in _margin_grid(seed)]
 
 
+BF16_CASE = "n=20, d=4, bfloat16 X and w"
+
+
 @seeded_once
 def _stability_cases(seed, p):
     """stability's inputs at (seed, p), each case its own tensors (no call sees what another did to
@@ -484,10 +500,14 @@ def _stability_cases(seed, p):
     # float32 is held to its rounding at the loss's scale (atol 1e-6), as float64 is (the margin grid's atol 1e-14),
     # never relatively where the loss itself is tiny: log(1 + exp(-|m|)) with log where log1p belongs gives 0 for
     # 2.06e-9 at m = 20 in float32 (6e-8 at most, float32's rounding of 1: left by blind round 7, borderline), and
-    # the same formula is the one the grid admits in float64 (0 for 4.2e-18 at m = 40), where torch's own
-    # binary_cross_entropy_with_logits has been written with log (log(e^-max + e^(-x-max)) + max): charging the
-    # tiny loss's relative digits would charge a correct solution built on it
+    # the same formula is the one the grid admits in float64 (0 for 4.2e-18 at m = 40: left again by blind round 8).
+    # It is the deck's own formula, log(1 + exp(-u)), guarded by the margin's sign, and torch's
+    # binary_cross_entropy_with_logits was written so (log(e^-max + e^(-x-max)) + max) before it used log1p:
+    # charging a loss's relative digits where the loss is below float64's rounding of 1 charges that formula
     cases.append(("loss", "n=20, d=4, float32 X and w", X.float(), y.clone(), w.float(), {"rtol": 1e-5, "atol": 1e-6}))
+    # bfloat16 in, bfloat16 out, as gradcheck holds gradient() (blind round 8: a loss computed in float32 and never
+    # cast back); its value to bfloat16's 8 bits (2^-8 = 3.9e-3 relative, twice for a cast inside)
+    cases.append(("loss", BF16_CASE, X.bfloat16(), y.clone(), w.bfloat16(), {"rtol": 1e-2, "atol": 1e-2}))
     cases.append(("loss", "n=20, d=4, X non-contiguous (a transposed tensor)", X.t().contiguous().t(), y.clone(),
                   w.clone(), base))
     cases.append(("loss", "n=20, d=4, w = 0 (every margin 0)", X.clone(), y.clone(), torch.zeros_like(w), base))
@@ -521,13 +541,25 @@ def stability(sub, seed, p):
     """loss() over a family of inputs (sizes, float32, a non-contiguous X, every margin 0) against the
     reference's values, and loss() and gradient() at margins of magnitude 1000 in random directions:
     every call in one message, then judged in order."""
-    calls, judges = _Calls(sub), []
+    calls, judges, notes = _Calls(sub), [], []
 
     def loss_case(name, X, y, w, tolerance):
         i = calls.add("loss", "loss", X, y, w)
+        # gradient() on the same bfloat16 inputs: a cast both share is gradcheck's to charge (one bug, one deduction)
+        companion = calls.add("gradient", "gradient", X.clone(), y.clone(), w.clone()) if name == BF16_CASE else None
 
         def judge():
-            value = _at(f"loss(), {name}", lambda: calls.judged(i, {"n": len(X), "d": X.shape[1]}, finite=False))
+            try:
+                value = _at(f"loss(), {name}", lambda: calls.judged(i, {"n": len(X), "d": X.shape[1]}, finite=False))
+            except Violation:
+                shared = "" if companion is None else same_cast_as(
+                    calls.replies[i], calls.replies[companion], X.dtype, "loss()", "gradient()", "gradcheck")
+                if not shared:
+                    raise
+                notes.append(shared)
+                if isinstance(calls.replies[i], RemoteError):  # no value to judge: not judged (graders/kinds/stability.py)
+                    return {"name": f"loss, {name}", "value": None, "excused": True}
+                value = calls.value(i)
             return {"name": f"loss, {name}", "value": value.item(), **tolerance}
         judges.append(judge)
 
@@ -547,7 +579,8 @@ def stability(sub, seed, p):
     for what, *case in _stability_cases(seed, p) + (_margin_grid_cases(seed, p) if grid else []):
         (loss_case if what == "loss" else gradient_case)(*case)
     calls.send()
-    return {"cases": [judge() for judge in judges]}
+    cases = [judge() for judge in judges]
+    return {"cases": cases, **({"note": notes[0]} if notes else {})}
 
 
 def _device_run(sub, seed):

@@ -15,7 +15,7 @@ from dldiy.graders.data import seeded_once
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
-from dldiy.graders.kinds.invariants import (bfloat16_precision,
+from dldiy.graders.kinds.invariants import (bfloat16_precision, same_cast_as,
                                             dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
                                             no_graph, same_dtype, trained_without_graph, unmodified)
 
@@ -331,6 +331,37 @@ def _far_loss(sub, seed):
             "compute the residuals X~ w - y first, then the mean of their squares")
 
 
+def _joined(note, more):
+    """A dependency note ({} or {"note": ...}) with one more sentence ("" for none)."""
+    if not more:
+        return note
+    return {"note": f"{note['note']}; {more}" if note else more}
+
+
+def _bfloat16_loss(sub, X, y, w):
+    """loss() on bfloat16 inputs: bfloat16 out, to bfloat16's precision (blind round 8: a loss promoted to float32
+    and never cast back), as gradcheck holds gradient(). A note, not a charge, where gradient() comes back in the
+    same wrong dtype (one cast both share: gradcheck charges it); "" otherwise."""
+    args = [_t(v).bfloat16() for v in (X, y, w)]
+    exact = _spec_loss(*(v.double() for v in args))
+    try:
+        bfloat16_precision(_at("loss(), bfloat16 X, y and w", lambda: _call(sub, "loss", *(v.clone() for v in args),
+                                                                              shape=())), exact, "loss()")
+        return ""
+    except Violation:
+        def outcome(name):
+            try:
+                with torch.no_grad():
+                    return sub.get(name)(*(v.clone() for v in args))
+            except RemoteError as e:
+                return e
+        own, companion = outcome("loss"), outcome("gradient")
+        shared = same_cast_as(own, companion, torch.bfloat16, "loss()", "gradient()", "gradcheck")
+        if not shared:
+            raise
+        return shared
+
+
 def _gradient_note(sub, X, y, w):
     """A note when the student's own gradient() differs from the harness's at w: train() was judged
     with the harness's, so this is said (gradcheck charges it), not charged again."""
@@ -354,6 +385,9 @@ def first_loss(sub, seed, p):
     # loss() itself, float32 in -> float32 out (as exercise-1's): a mean accumulated in float64 "for accuracy"
     # returns float64 there, and train()'s float32 run above records its value as a number (round 5's blind red team)
     _at("loss(), float32 X, y and w", lambda: _call(sub, "loss", _t(X).float(), _t(y).float(), _t(w0).float(), shape=()))
+    # and bfloat16 in -> bfloat16 out, to bfloat16's precision (blind round 8: a loss promoted to float32 and never
+    # cast back), as gradcheck holds gradient()
+    shared = _bfloat16_loss(sub, X, y, w0)
     _far_loss(sub, seed)
     _recorded_near_optimum(sub, seed, p)
     # integer features and weights, y = X~ w0 exactly: every residual, and so the gradient, is exactly 0
@@ -366,7 +400,7 @@ def first_loss(sub, seed, p):
                                    "gradient exactly 0)")
     return {"steps": steps, "losses": [losses[k] for k in steps], "history": losses, "n": p["n"],
             "final": w.detach().double().reshape(-1).tolist(), "updates": max(steps) + 1,
-            **note}
+            **_joined(note, shared)}
 
 
 @seeded_once

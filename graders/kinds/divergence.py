@@ -91,6 +91,16 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
                 "changes the step once it grows: a clamp or clip of the weights or of the gradient, a cap on the "
                 "step, a rescaling. Above the stability limit the weights must be left to overflow: the "
                 "divergence is for the caller to read from the losses.", diagnosed=True, step=k)
+    if isinstance(plain, list):
+        hidden = _overflow_hidden(losses, [math.nan if v is None else float(v) for v in plain])
+        if hidden:
+            return Verdict.failed(f"{where}, {hidden}", diagnosed=True)
+        if left is None and measured.get("weights_grew") is False and _follows(losses, plain) >= FOLLOWED:
+            return Verdict.failed(
+                f"{where}, train()'s losses follow plain gradient descent, whose weights grow without bound, but the "
+                "weights it returned did not grow: it returns other weights than its last iterate (the best seen, "
+                "w0, an earlier copy). The spec's train() returns the weights after its last update; above the "
+                "stability limit they are huge, inf or nan, and the caller must see that.", diagnosed=True)
     bad = next((k for k, v in enumerate(losses) if not math.isfinite(v)), None)
     if bad is not None:
         return Verdict.passed(f"divergence {where}, as expected: the loss goes from {fmt(losses[0])} to "
@@ -120,12 +130,37 @@ def _stopped_early(run: dict[str, Any]) -> str | None:
     # nan written as inf: where plain descent (the same loss and gradient) turns nan, the loop says +inf at
     # every such step and nan nowhere (a loop with its own rounding may turn nan a step apart: not judged)
     plain = [math.nan if v is None else float(v) for v in run.get("plain") or ()]
+    hidden = _overflow_hidden(losses, plain)
+    if hidden:
+        return f"in {what}, {hidden}"
     nans = [k for k, v in enumerate(plain) if math.isnan(v) and k < len(losses)]
     if nans and not any(math.isnan(v) for v in losses) and all(losses[k] == math.inf for k in nans):
         return (f"in {what}, train() recorded inf at step {nans[0]} and after, where the loss is nan (plain gradient "
                 "descent with the same loss and gradient turns nan there: infinities of both signs in the weights). "
                 "The spec asks for the losses as they are, inf and nan included: a nan replaced by inf hides it.")
     return None
+
+
+def _overflow_hidden(losses: list[float], plain: list[float]) -> str:
+    """Why a history that followed plain descent at first holds no inf or nan at all, where plain descent's loss
+    (the same loss and gradient) is inf or nan for OVERFLOWED steps or more: the record made finite (a
+    torch.nan_to_num, a clamp, a `v if isfinite(v) else ...`). A loop with its own rounding overflows a step
+    apart, never not at all: the loss grows by orders of magnitude a step there. "" otherwise."""
+    gone = [k for k, v in enumerate(plain) if not math.isfinite(v)]
+    if len(gone) < OVERFLOWED or _follows(losses, plain) < FOLLOWED or len(losses) < len(plain) \
+            or not all(math.isfinite(v) for v in losses):
+        return ""
+    if max(losses) > WIDER * max(v for v in plain if math.isfinite(v)):
+        return ""  # it grew on past the dtype's overflow: a wider dtype inside (first-loss charges a float64 loop)
+    k = gone[0]
+    shown = ", ".join(f"{fmt(losses[j])} at step {j} (plain descent: {fmt(plain[j])})" for j in sorted({k, gone[-1]}))
+    return (f"train() records only finite losses, where plain gradient descent with the same loss and gradient "
+            f"overflows from step {k} on: it records {shown}. A non-finite loss made finite (torch.nan_to_num, a "
+            "clamp of what is appended) hides the divergence: record the loss as it is, inf and nan included.")
+
+
+WIDER = 1e3  # beyond plain descent's last finite loss: the loss grows ~300 times a step there, a clamp stays below
+OVERFLOWED = 3  # steps of plain descent's history that must be inf or nan before a history without any is judged
 
 
 def lr32_value(lr: float) -> float:

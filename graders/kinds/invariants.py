@@ -213,6 +213,28 @@ def same_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tens
     return value
 
 
+def same_cast_as(value: Any, companion: Any, dtype: torch.dtype, what: str, companion_what: str, owner: str) -> str:
+    """A note ("" where it does not apply) when `value` (a function's outcome for `dtype` inputs: what it
+    returned, or the RemoteError it raised) fails as `companion` (another function's outcome on the same inputs),
+    whose own check (`owner`) charges that, does: both come back in the same wrong dtype, or both raise. One cast
+    both share (a helper's bias column made with a hard-coded dtype), one bug, one deduction. Only that is
+    excused: the caller still judges a value."""
+    import torch
+
+    from ..sandbox.endpoint import RemoteError
+
+    name = str(dtype).replace("torch.", "")
+    if isinstance(value, RemoteError) and isinstance(companion, RemoteError):
+        return (f"{what} raises on {name} inputs, as {companion_what} does ({value.message.splitlines()[0][:200]}): one "
+                f"cause both share (a helper with a hard-coded dtype?), which check {owner!r} charges")
+    if not (isinstance(value, torch.Tensor) and isinstance(companion, torch.Tensor)) or value.dtype == dtype \
+            or companion.dtype != value.dtype:
+        return ""
+    found = str(value.dtype).replace("torch.", "")
+    return (f"{what} returns {found} for {name} inputs, as {companion_what} does: one cast both share (a helper with "
+            f"a hard-coded dtype?), which check {owner!r} charges")
+
+
 def bfloat16_precision(value: torch.Tensor, exact: torch.Tensor, what: str) -> torch.Tensor:
     """A Violation unless `value`, computed from bfloat16 inputs, is bfloat16 and within bfloat16's precision
     (3 significant digits: 3e-2 of the largest entry) of `exact` (the float64 result). The third dtype of a
@@ -271,7 +293,8 @@ STALLED_STEPS = 4
 
 
 def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", once_for: Any = None,
-                     at_rest: Callable[[int], Any] | None = None, at_rest_words: str = "") -> None:
+                     at_rest: Callable[[int], Any] | None = None, at_rest_words: str = "",
+                     tiny_loss: Callable[[int], Any] | None = None, tiny_loss_words: str = "") -> None:
     """`run(lr, steps)` (a training loop of the submission, its history checked by api.expect_history)
     at a learning rate so small that no weight and no loss changes: the loop must still take every one
     of its steps and record the loss before each (the spec's len(losses) == steps). A Violation names
@@ -280,7 +303,10 @@ def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", on
     `run(lr, 0)`: no step at all is a loop that returns its start and no losses, not an error (a
     torch.stack of no losses raises, a loss recorded before the loop is one too many). And, given
     `at_rest(steps)` (the same loop where the gradient is exactly zero, `at_rest_words` saying where),
-    every step there too: a stop on a small gradient norm shows.
+    every step there too: a stop on a small gradient norm shows. And, given `tiny_loss(steps)` (the same loop
+    where the loss is far below any threshold a loop might stop at, 1e-12 or less, and still falling:
+    `tiny_loss_words` saying where), every step there too: a stop once the loss is "small enough" shows
+    (blind round 8: `if loss < 1e-3: break` returned one loss for five steps).
     `once_for` (the harness's `sub`): run once per submission's process, at its first seed (the visible
     ones come first); the property does not depend on the seed, and each run costs the harness ~2 ms."""
     from ..api import ApiError, HistoryLengthError
@@ -311,6 +337,13 @@ def takes_every_step(run: Callable[[float, int], Any], what: str = "train()", on
         except HistoryLengthError as e:
             raise Violation(f"{what} {at_rest_words} for steps = {e.steps} returned {e.count} losses: it must take every "
                             "step even where the gradient is zero (no stop on a small gradient norm)") from None
+    if tiny_loss is not None:
+        try:
+            tiny_loss(STALLED_STEPS)
+        except HistoryLengthError as e:
+            raise Violation(f"{what} {tiny_loss_words} for steps = {e.steps} returned {e.count} losses: it must take every "
+                            "step however small the loss (no stop once the loss is below a threshold: "
+                            "len(losses) == steps)") from None
 
 
 class CallCounter:

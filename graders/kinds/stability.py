@@ -5,7 +5,8 @@ match the reference's at the same inputs (with the case's own `rtol`/`atol` wher
 carries them; a case marked `finite_only` is judged for finiteness alone; a case's `why` is the likely cause
 said when it is not finite; the spec's `case_hints`, {a part of a case's name: likely cause}, the cause said when
 a case's value is wrong; a case marked `once` runs at the first seed of a student's process only, and may be
-missing at the others). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
+missing at the others; a case the harness marks `excused` failed as another function does, whose check charges
+it: it is not judged, and the measurement's note says why). `log(1 + exp(-u))` gives inf at u = -1000; the stable forms
 (softplus, logaddexp, log-sum-exp with the max taken out) do not.
 
 One bug, one deduction: a case marked `base` is the function at the spec's own configuration, whose
@@ -48,7 +49,7 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
     for case in measured["cases"]:
         name, value = case["name"], math.nan if case["value"] is None else float(case["value"])
         target = want.get(name)
-        if target is None:
+        if target is None or case.get("excused"):  # excused: the harness's word, a failure another check charges
             continue
         if not math.isfinite(value):
             why = settings[name].get("why")  # the case's own likely cause, said instead of the check's hint

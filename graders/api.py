@@ -114,15 +114,29 @@ def expect_history(losses: Any, steps: int, what: str = "train()") -> list[float
     except TypeError:
         count = None
     if count is not None and count != steps:
-        raise HistoryLengthError(f"{what} returned {count} losses for steps={steps}; expected one per step", count, steps)
+        raise HistoryLengthError(f"{what} returned {count} losses for steps={steps}; expected one per step"
+                                 + _history_cause(count, steps), count, steps)
     try:
         history = [float(v) for v in losses]
     except (TypeError, ValueError):
         raise ApiError(f"{what} must return its losses as a sequence of numbers, one per step") from None
     if len(history) != steps:
-        raise HistoryLengthError(f"{what} returned {len(history)} losses for steps={steps}; expected one per step",
-                                 len(history), steps)
+        raise HistoryLengthError(f"{what} returned {len(history)} losses for steps={steps}; expected one per step"
+                                 + _history_cause(len(history), steps), len(history), steps)
     return history
+
+
+def _history_cause(count: int, steps: int) -> str:
+    """The likely cause of a history of the wrong length, from the numbers alone (blind round 8: "29 losses for
+    steps=6" said nothing of where the other 23 came from)."""
+    if count == steps + 1:
+        return " (one more: a loss recorded after the loop, or before it as well as in it?)"
+    if count > steps:
+        return (f" ({count - steps} more than asked: a list kept from earlier calls, a mutable default argument "
+                "`losses=[]` or a global, or more than one loss recorded per step?)")
+    if count == steps - 1:
+        return " (one short: a loop over range(steps - 1), or one that starts at 1?)"
+    return ""
 
 
 def to_plain(value: Any) -> Any:

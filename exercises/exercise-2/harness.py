@@ -191,7 +191,8 @@ def exact_solution(sub, seed, p):
                 f"float32 solves this well-conditioned problem to ~1e-6: an error below ~{FLOAT32_LOSSY:g} is precision lost "
                 "on the way (the normal equations X~^T X~ square the condition number; a half or bfloat16 cast keeps "
                 "3 digits); one this large is not rounding: the float32 path computes something else (a branch or a "
-                "cast on the dtype, an accumulator of another dtype)" if error >= FLOAT32_LOSSY else
+                "cast on the dtype, an accumulator of another dtype), or reuses what an earlier call computed (a cache "
+                "keyed by shape, dtype or X.data_ptr(): a new tensor can sit at a freed one's address)" if error >= FLOAT32_LOSSY else
                 f"expected within float32's precision (< {FLOAT32_FIT:g}): precision is lost on the way (the normal "
                 "equations X~^T X~ square the condition number; a half or bfloat16 cast keeps 3 digits)"))
     return {"cases": cases}
@@ -260,7 +261,8 @@ def gradcheck(sub, seed, p):
         far = float((g32.double() - g64).abs().max() / g64.abs().max().clamp_min(1e-300)) > FLOAT32_LOSSY
         raise Violation("gradient() on float32 inputs differs from its float64 result on the same data "
                         + ("far beyond float32's rounding (the float32 path computes something else: a branch or a "
-                           "cast on the dtype)" if far else "beyond float32 precision")
+                           "cast on the dtype; or it reuses what an earlier call computed: a cache keyed by shape, "
+                           "dtype or X.data_ptr(), where a new tensor can sit at a freed one's address)" if far else "beyond float32 precision")
                         + f": {g32.tolist()} vs {g64.tolist()}")
     bfloat16_precision(g16, g64, "gradient()")
     _far_from_origin(sub, seed)

@@ -156,3 +156,32 @@ def array_ratio_hint(measured: np.ndarray, expected: np.ndarray, names: str = "m
     if good.any() and not good.all():
         return f"{int(good.sum())} of {measured.size} entries agree: look at what differs for the others."
     return ""
+
+
+def first_departure(measured: Any, expected: Any, *, rtol: float, atol: float) -> tuple[int, int] | None:
+    """(row, entry) where two trajectories of the same shape (rows = steps) first differ, None where they agree:
+    |measured - expected| <= atol + rtol * |expected|, nan where nan was agreeing (two runs of one broken update,
+    both nan, are the same run: its own check charges the nan, a comparison of two runs of it must not)."""
+    a, b = np.asarray(measured, dtype=float), np.asarray(expected, dtype=float)
+    bad = ~((np.abs(a - b) <= atol + rtol * np.abs(b)) | (np.isnan(a) & np.isnan(b)))
+    if not bad.any():
+        return None
+    step, entry = (int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+    return step, entry
+
+
+def departure(measured: Any, expected: Any, *, rtol: float, atol: float,
+              names: Sequence[str] | None = None) -> str | None:
+    """Where two trajectories (rows = steps, row 0 the start) first differ, in words; None when they agree.
+    Shared by the optimizer probes (exercise-6's against torch.optim and themselves, exercise-3's SGD)."""
+    a, b = np.asarray(measured, dtype=float), np.asarray(expected, dtype=float)
+    if a.shape != b.shape:
+        return f"{a.shape[-1]} entries where {b.shape[-1]} were expected"
+    found = first_departure(a, b, rtol=rtol, atol=atol)
+    if found is None:
+        return None
+    step, entry = found
+    where = f"entry {entry}" if names is None else names[entry]
+    rel = abs(a[step, entry] - b[step, entry]) / max(abs(b[step, entry]), 1e-300)
+    return (f"after step {step} (row 0: the start), {where}: {a[step, entry]:.10g} instead of {b[step, entry]:.10g} "
+            f"(relative difference {rel:.2g})")

@@ -88,6 +88,11 @@ def test_first_loss_says_a_part_probed_alone_once_the_losses_match_and_adds_it_w
     wrong = judge("first_loss", {"steps": [0, 5], "losses": [3.0, 1.0], "parts": parts}, expected)
     assert wrong.status == "fail" and wrong.message.startswith("first loss") and "Also, batches()" in wrong.message
     assert judge("first_loss", {"steps": [0, 5], "losses": [2.0, 1.0]}, expected).status == "pass"
+    # every failing part is said (exercise-3's Normalize, SGD, ConvNet beside batches()), in the order probed
+    two = parts + [{"name": "SGD (optimizer/sgd.py)", "problem": "departs from torch.optim.SGD"}]
+    both = judge("first_loss", {"steps": [0, 5], "losses": [2.0, 1.0], "parts": two}, expected)
+    assert both.status == "fail" and both.message.index("batches() probed alone") < both.message.index(
+        "Also, SGD (optimizer/sgd.py) probed alone does not: departs from torch.optim.SGD"), both.message
 
 
 def trajectory(losses):

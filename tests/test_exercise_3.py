@@ -252,6 +252,24 @@ def test_a_correct_but_different_fixed_project_gets_full_marks(alternative, tmp_
                                                     "a mean of per-chunk means"]),
     ("test-split-overlaps", "evaluation", ["number of images", "expected 297, measured 300", "shares images with "
                                                                                             "the training set"]),
+    # the eighth round's blind red team: the project's parts probed alone, where its own runs cannot show a mistake
+    ("normalize-every-channel-on-the-whole-batch", "first-loss", ["Normalize (data/transforms.py) probed alone",
+                                                                  "images (3, 2, 5, 2)", "applied to the whole batch"]),
+    ("normalize-broadcast-on-the-width", "first-loss", ["Normalize (data/transforms.py) probed alone",
+                                                        "broadcast against the last axis", "(1, C, 1, 1)"]),
+    ("normalize-writes-into-its-input", "first-loss", ["wrote them into the images it was given", "images.clone()"]),
+    ("sgd-break-on-missing-grad", "first-loss", ["departs from torch.optim.SGD", "b: .grad None",
+                                                 "`break` where `continue` belongs"]),
+    ("momentum-buffer-is-the-grad", "first-loss", ["departs from torch.optim.SGD", "added in place",
+                                                   "the buffer is p.grad itself", "p.grad.clone()"]),
+    ("convnet-dropout-argument-ignored", "first-loss", ["ConvNet(num_classes=13, dropout=0.4375) drops features with "
+                                                        "p = 0.25", "does not pass its dropout on"]),
+    ("convnet-num-classes-ignored", "first-loss", ["scores of shape (16, 10) for 16 images, expected (16, 13)",
+                                                   "num_classes"]),
+    ("evaluate-accuracy-as-tensor", "evaluation", ["returned (float, Tensor)", "accuracy is a torch.Tensor (0-dim",
+                                                   "tuple[float, float]", ".item()"]),
+    ("losses-as-detached-tensors", "convergence", ["losses[0] as a torch.Tensor (0-dim", "list[float]",
+                                                   "loss.item()"]),
 ])
 def test_a_bug_fails_its_check_naming_the_culprit(bug, check, words, bugged, check_json):
     result = check_json("exercise-3", bugged("exercise-3", bug), check)[0]["checks"][0]
@@ -378,7 +396,8 @@ def test_train_watched_tells_the_last_step_s_model_from_an_earlier_one(keep, log
     (_, losses), watched = _watched()(_toy_train(keep, logging_forward, lr), 0, 6)
     first_input = watched.pop("first_input")  # the first step's images, as the model received them
     assert first_input is not None and tuple(first_input.shape) == (8, 3)  # the toy model's x
-    assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier, "graph": None, "unapplied": False}
+    assert len(losses) == 6 and watched == {"steps": 6, "earlier": earlier, "graph": None, "unapplied": False,
+                                            "typed": None}
 
 
 @pytest.mark.parametrize("steps", [1, 6])
@@ -475,3 +494,165 @@ def test_the_harness_convnet_is_the_projects_and_other_shapes_do_not_fit():
     assert harness.convnet_mismatch(harness.parameters_of(sequential)) is None  # names free, nine classes measurable
     model.extra = torch.nn.Parameter(torch.zeros(3))
     assert "expected" in harness.convnet_mismatch(harness.parameters_of(model))
+
+
+# --- the project's parts probed alone (blind round 8): Normalize, SGD, ConvNet's arguments -----------------------------
+
+def _toy_normalize(kind):
+    """A Normalize as a student writes it: "loop" (the reference's), "view" (broadcast over (1, C, 1, 1)), "every"
+    (each channel's statistics on the whole batch), "width" ((C,) tensors: the last axis), "inplace" (no copy)."""
+    import torch
+
+    class Normalize:
+        def __init__(self, mean, std):
+            self.mean, self.std = mean, std
+
+        def __call__(self, images):
+            if kind == "view":
+                shape = (1, len(self.mean), 1, 1)
+                return (images - torch.tensor(self.mean, dtype=images.dtype).view(shape)) / \
+                    torch.tensor(self.std, dtype=images.dtype).view(shape)
+            if kind == "width":
+                return (images - torch.tensor(self.mean, dtype=images.dtype)) / torch.tensor(self.std, dtype=images.dtype)
+            out = images if kind == "inplace" else images.clone()
+            for c, (m, s) in enumerate(zip(self.mean, self.std)):
+                if kind == "every":
+                    out = (out - m) / s
+                else:
+                    out[:, c] = (out[:, c] - m) / s
+            return out
+    return Normalize
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("loop", None), ("view", None),
+    ("every", "applied to the whole batch"),
+    ("width", "broadcast against the last axis"),
+    ("inplace", "wrote them into the images it was given"),
+])
+def test_normalize_is_held_to_torchvision_on_several_channels(kind, words):
+    harness = _harness()
+    cases = harness.normalize_inputs()
+    rows = harness.normalize_here(_toy_normalize(kind), cases)
+    found = next((p for p in (harness._normalize_row_problem(c, r) for c, r in zip(cases, rows)) if p), None)
+    assert (found is None) if words is None else (found is not None and words in found), found
+
+
+def _toy_sgd(kind):
+    """The project's SGD (optimizer/base.py and sgd.py) as a student writes it: "reference"; "folded" (lr folded into
+    a velocity started at zeros, zero_grad() zeroing in place: the red team's alternative); "break" (break at a
+    parameter without a gradient); "alias" (the buffer is p.grad at the first step); "no-momentum" (buffer ignored)."""
+    import torch
+
+    class SGD:
+        def __init__(self, params, lr, momentum=0.0):
+            self.params = [p for p in params if p.requires_grad]
+            self.state = {p: {} for p in self.params}
+            self.lr, self.momentum = lr, momentum
+
+        def zero_grad(self):
+            for p in self.params:
+                if kind == "folded" and p.grad is not None:
+                    p.grad.detach_()
+                    p.grad.zero_()
+                else:
+                    p.grad = None
+
+        @torch.no_grad()
+        def step(self):
+            for p in self.params:
+                if p.grad is None:
+                    if kind == "break":
+                        break
+                    continue
+                state = self.state[p]
+                if kind == "folded":
+                    v = state.setdefault("velocity", torch.zeros_like(p))
+                    v.mul_(self.momentum).add_(p.grad, alpha=self.lr)
+                    p.sub_(v)
+                    continue
+                direction = p.grad
+                if self.momentum != 0.0 and kind != "no-momentum":
+                    if "momentum_buffer" not in state:
+                        buf = state["momentum_buffer"] = direction if kind == "alias" else direction.clone()
+                    else:
+                        buf = state["momentum_buffer"]
+                        buf.mul_(self.momentum).add_(direction)
+                    direction = buf
+                p.add_(direction, alpha=-self.lr)
+    return SGD
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("reference", None), ("folded", None),
+    ("break", "`break` where `continue` belongs"),
+    ("alias", "the buffer is p.grad itself"),
+    ("no-momentum", "torch.optim.SGD's heavy ball"),
+])
+def test_sgd_is_held_to_torch_optim_sgd_with_grads_none_and_accumulated(kind, words):
+    harness = _harness()
+    runs = harness.sgd_inputs()
+    found = next((p for p in (harness._sgd_run_problem(run, harness.sgd_here(_toy_sgd(kind), run)) for run in runs)
+                  if p), None)
+    assert (found is None) if words is None else (found is not None and words in found), found
+
+
+def _toy_convnet(kind):
+    """ConvNet as a student writes it: "reference", "sequential" (one nn.Sequential), "dropout-fixed"
+    (nn.Dropout(0.25)), "functional-fixed" (F.dropout(x, 0.25, self.training) in forward), "classes-fixed" (10
+    outputs), "always-on" (F.dropout without training=: evaluation's finding, not this probe's)."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class ConvNet(nn.Module):
+        def __init__(self, num_classes=10, dropout=0.25):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 8, kernel_size=3, padding=1)
+            self.conv2 = nn.Conv2d(8, 16, kernel_size=3, padding=1)
+            self.dropout = nn.Dropout(0.25 if kind == "dropout-fixed" else dropout)
+            self.fc = nn.Linear(64, 10 if kind == "classes-fixed" else num_classes)
+            if kind == "sequential":
+                self.layers = nn.Sequential(self.conv1, nn.ReLU(), nn.MaxPool2d(2), self.conv2, nn.ReLU(),
+                                            nn.MaxPool2d(2), nn.Flatten(), self.dropout, self.fc)
+
+        def forward(self, x):
+            if kind == "sequential":
+                return self.layers(x)
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1)
+            if kind == "functional-fixed":
+                x = F.dropout(x, 0.25, self.training)
+            elif kind == "always-on":
+                x = F.dropout(x, 0.25)
+            else:
+                x = self.dropout(x)
+            return self.fc(x)
+    return ConvNet
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("reference", None), ("sequential", None), ("always-on", None),
+    ("dropout-fixed", "drops features with p = 0.25"),
+    ("functional-fixed", "drops features with p = 0.25"),
+    ("classes-fixed", "expected (16, 13)"),
+])
+def test_convnet_s_constructor_arguments_take_effect(kind, words):
+    import torch
+
+    harness = _harness()
+    state = torch.get_rng_state()
+    found = harness.convnet_rows_problem(harness.convnet_here(_toy_convnet(kind), [list(c) for c in harness.CONVNET_BUILT]))
+    assert torch.equal(torch.get_rng_state(), state)  # the probe draws nothing from the student's generator
+    assert (found is None) if words is None else (found is not None and words in found), found
+
+
+def test_not_numbers_names_what_was_returned_in_place_of_a_float():
+    import torch
+
+    harness = _harness()
+    assert harness.not_numbers((0.5, 1), ("loss", "accuracy")) is None
+    assert harness.not_numbers((0.5, torch.tensor(0.25)), ("loss", "accuracy")) == \
+        "(float, Tensor): its accuracy is a torch.Tensor (0-dim, float32)"
+    assert "its loss is a bool" in harness.not_numbers((True, 0.5), ("loss", "accuracy"))
+    many = [0.1] * 5 + [torch.tensor(0.2, dtype=torch.float64)]
+    assert harness.not_numbers(many, [f"losses[{k}]" for k in range(6)]) == "losses[5] as a torch.Tensor (0-dim, float64)"

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import ApiError, expect_tensor
 from dldiy.graders.kinds.invariants import Violation, keeps_rules
 from dldiy.graders.sandbox.endpoint import RemoteError
+from dldiy.graders.verdict import first_departure
 
 _TRAINED: dict[tuple[int, int], tuple[nn.Module, list[float]]] = {}
 _WATCHED: dict[tuple[int, int], dict] = {}  # train_watched's account of each shared training
@@ -112,11 +113,30 @@ def train_watched(train, seed: int, steps: int) -> tuple[object, dict]:
     # a loss kept as a tensor of the graph (losses.append(loss) without .item()): every step's graph alive
     history = result[1] if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], (list, tuple)) else []
     graph = next((k for k, v in enumerate(history) if isinstance(v, torch.Tensor) and v.requires_grad), None)
+    # a loss kept as anything but a number (a detached 0-dim tensor): train()'s annotation says list[float]
+    typed = not_numbers(history, [f"losses[{k}]" for k in range(len(history))])
     # the images of the first step, as the model received them: how the project normalises its training images
     # (evaluation's test_set() case: the held-out images must be normalised the same way)
     first_input = inputs.get(steps_seen[0]) if steps_seen else None
     return result, {"steps": len(steps_seen), "earlier": earlier, "graph": graph, "unapplied": unapplied,
-                    "first_input": first_input}
+                    "first_input": first_input, "typed": typed}
+
+
+def not_numbers(values, names) -> str | None:
+    """The first of `values` (a sequence, each named by `names`) that is not a Python number (int or float, not
+    bool: what `float` annotates), in words with its type: "(float, Tensor): its accuracy is a torch.Tensor (0-dim,
+    float32)"; None where every one is a number. Read where the values were made (a tensor crosses as a tensor)."""
+    values = list(values)
+    for name, value in zip(names, values):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            continue
+        what = f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+        if isinstance(value, torch.Tensor):
+            what = (f"a torch.Tensor ({value.dim()}-dim, {str(value.dtype).replace('torch.', '')}"
+                    f"{', on ' + str(value.device) if value.device.type != 'cpu' else ''})")
+        kinds = ", ".join(type(v).__name__ for v in values)
+        return f"({kinds}): its {name} is {what}" if len(values) <= 4 else f"{name} as {what}"
+    return None
 
 
 def _test_set(sub) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,17 +155,41 @@ def _scores_in_eval_mode(model: nn.Module, images: torch.Tensor) -> torch.Tensor
 
 
 def first_loss(sub, seed, p):
-    """The losses at the spec's steps; and, once per student's process, batches() alone on small data
-    (batches_problem): train()'s minibatches, whose end of a pass the project's 1500 images and batch of 64
-    cannot show when n is a multiple of the batch size (1500 % 64 = 28)."""
+    """The losses at the spec's steps; and, once per student's process, the project's parts probed alone
+    (parts_problems): batches() on small data, Normalize on several channels, SGD against torch.optim.SGD,
+    ConvNet built with other arguments. The project's own runs cannot show what these get wrong (one channel,
+    1500 images in minibatches of 64, every parameter with a gradient, ConvNet's defaults)."""
     steps = p["steps"]
     _, losses = _train(sub, seed, max(steps) + 1)
     out = {"steps": steps, "losses": [losses[k] for k in steps], "n": p["n"]}
-    if sub.first_time("batches"):
-        problem = batches_problem(sub)
-        if problem:
-            out["parts"] = [{"name": "batches()", "problem": problem}]
+    if sub.first_time("parts"):
+        parts = parts_problems(sub)
+        if parts:
+            out["parts"] = parts
     return out
+
+
+def parts_problems(sub) -> list[dict]:
+    """[{"name", "problem"}] of each of the project's parts that, probed alone, does not do what its
+    docstring (or torch's own twin) says; a part main.py does not reach by its handed-out name is skipped."""
+    found = []
+    for name, probe in (("batches()", batches_problem), ("Normalize (data/transforms.py)", normalize_problem),
+                        ("SGD (optimizer/sgd.py)", sgd_problem),
+                        ("ConvNet(num_classes, dropout) (model/net.py)", convnet_problem)):
+        problem = probe(sub)
+        if problem:
+            found.append({"name": name, "problem": problem})
+    return found
+
+
+def _handle(sub, name: str):
+    """main.py's `name` (a handle) where it is a callable, else None: a project that serves a part another way
+    is judged by its trajectory alone."""
+    try:
+        value = sub.get(name)
+    except ApiError:
+        return None
+    return value if getattr(value, "is_callable", False) else None
 
 
 # (n, batch_size) for batches(): n a multiple of the batch size, n not one (a partial rest of 6), n equal to the
@@ -213,11 +257,8 @@ def batches_problem(sub) -> str | None:
     with its own label; the next pass another order. Where batch_size > n no minibatch can be filled: an
     error (or an empty stream) is right, a minibatch or a silent spin is not. None too where main.py does
     not hold a batches() (a project that serves its minibatches another way: the trajectory judges it)."""
-    try:
-        batches = sub.get("batches")
-    except ApiError:
-        return None
-    if not getattr(batches, "is_callable", False):
+    batches = _handle(sub, "batches")
+    if batches is None:
         return None
     rows = sub.run_local(draw_batches, batches, [list(c) for c in BATCH_FAMILY])
     for (n, size), row in zip(BATCH_FAMILY, rows):
@@ -282,6 +323,452 @@ def _batches_row_problem(n: int, size: int, row: dict) -> str | None:
     if per_pass > 1 and passes[1] == passes[0]:
         return (f"{call}: the second pass yields the examples in the first pass's order: each pass over the data "
                 "draws a new random order (torch.randperm(n) inside the endless loop, not once before it)")
+    return None
+
+
+# --- Normalize probed alone: torchvision's semantics on images the project never has ------------------------------
+
+# (shape (n, C, H, W), dtype, channels-last memory (a non-contiguous input), mean, std, given as): one channel on a
+# non-square image; two channels with W == C (a (C,) mean broadcast against the width gives wrong values, not an
+# error); a batch of one in float64 with three; three channels in a permuted view, the statistics as lists. Means
+# and stds of few bits, stds powers of two: (x - m) / s, x / s - m / s and (x - m) * (1 / s) round alike.
+NORMALIZE_FAMILY = (
+    ((2, 1, 3, 5), "float32", False, (0.5,), (2.0,), "tuple"),
+    ((3, 2, 5, 2), "float32", False, (0.5, -1.25), (2.0, 0.5), "tuple"),
+    ((1, 3, 2, 3), "float64", False, (0.5, -1.25, 2.0), (2.0, 0.5, 4.0), "tuple"),
+    ((2, 3, 4, 6), "float32", True, (0.25, 1.5, -0.75), (0.25, 8.0, 1.0), "list"),
+)
+
+
+def normalize_inputs() -> list[dict]:
+    """NORMALIZE_FAMILY's cases with their images, seeded: {"base": (n, H, W, C) where channels-last, else (n, C, H,
+    W), "channels_last", "mean", "std", "as"}. The images as Normalize receives them: normalize_images(case)."""
+    generator = torch.Generator().manual_seed(3)
+    cases = []
+    for shape, dtype, channels_last, mean, std, given in NORMALIZE_FAMILY:
+        n, c, h, w = shape
+        stored = (n, h, w, c) if channels_last else shape
+        base = (3 * torch.randn(stored, generator=generator, dtype=torch.float64)).to(getattr(torch, dtype))
+        cases.append({"base": base, "channels_last": channels_last, "mean": list(mean), "std": list(std), "as": given})
+    return cases
+
+
+def normalize_images(case: dict) -> torch.Tensor:
+    return case["base"].permute(0, 3, 1, 2) if case["channels_last"] else case["base"]
+
+
+def normalize_here(normalize, cases: list[dict]) -> list[dict]:
+    """In the student's process (sub.run_local): Normalize(mean, std)(images) for each case, the statistics given
+    as the case says (a tuple, as data/digits.py does, or a list): {"output": a copy of what it returned (or None
+    where no tensor), "type", "error": what it raised or None, "wrote": whether the images given changed}."""
+    out = []
+    for case in cases:
+        images = normalize_images({**case, "base": case["base"].clone()})  # written into, it changes no case
+        kept = images.clone()
+        mean, std = (tuple(case["mean"]), tuple(case["std"])) if case["as"] == "tuple" else (case["mean"], case["std"])
+        row: dict = {"output": None, "type": None, "error": None, "wrote": False}
+        try:
+            result = normalize(mean, std)(images)
+            row["type"] = type(result).__name__
+            if isinstance(result, torch.Tensor):
+                row["output"] = result.detach().clone().contiguous()
+        except Exception as e:  # noqa: BLE001 - what Normalize raised on this case is the finding
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        row["wrote"] = not torch.equal(images, kept)
+        out.append(row)
+    return out
+
+
+def find_normalize(load_splits):
+    """In the student's process (sub.run_local): the Normalize class the project's load_splits() reads (the
+    module of load_splits, else data.transforms), or None."""
+    import sys
+
+    for where in (getattr(load_splits, "__globals__", None), vars(sys.modules.get("data.transforms") or sys)):
+        found = where.get("Normalize") if isinstance(where, dict) else None
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def normalize_problem(sub) -> str | None:
+    """What Normalize gets wrong of its docstring (x[:, c] <- (x[:, c] - mean[c]) / std[c], a new tensor, the
+    images given left as they are) on NORMALIZE_FAMILY, in words with its likely cause, else None. Expected
+    values are torchvision's (its Normalize, inplace=False), computed here in float64 and rounded to the images'
+    dtype; a few units of that dtype's rounding are allowed."""
+    load_splits = _handle(sub, "load_splits")
+    if load_splits is None:
+        return None
+    normalize = sub.run_local(find_normalize, load_splits)
+    if not getattr(normalize, "is_callable", False):
+        return None
+    cases = normalize_inputs()
+    rows = sub.run_local(normalize_here, normalize, cases)
+    for case, row in zip(cases, rows):
+        problem = _normalize_row_problem(case, row)
+        if problem:
+            return problem
+    return None
+
+
+def _normalize_row_problem(case: dict, row: dict) -> str | None:
+    images = normalize_images(case)
+    n, c, h, w = images.shape
+    mean, std = case["mean"], case["std"]
+    call = (f"Normalize(mean={tuple(mean)}, std={tuple(std)}) on images ({n}, {c}, {h}, {w}) of "
+            f"{str(images.dtype).replace('torch.', '')}{' (a non-contiguous view)' if case['channels_last'] else ''}")
+    if row["error"]:
+        cause = (" Likely the statistics as (C,) tensors broadcast against the last axis, the width, which fails "
+                 f"where the width ({w}) is not the number of channels: view them as (1, C, 1, 1) (or loop over "
+                 "images[:, c])" if c > 1 and w != c and ("size of tensor" in row["error"] or "broadcast" in row["error"])
+                 else "")
+        return f"{call} raised {row['error']}.{cause}"
+    got = row["output"]
+    if not isinstance(got, torch.Tensor):
+        return f"{call} returned {row['type']}; expected a tensor of the images' shape"
+    if tuple(got.shape) != (n, c, h, w) or got.dtype != images.dtype:
+        return (f"{call} returned a tensor {tuple(got.shape)} of {str(got.dtype).replace('torch.', '')}; expected the "
+                f"images' shape ({n}, {c}, {h}, {w}) and dtype ({str(images.dtype).replace('torch.', '')})")
+    x = images.double()
+    m = torch.tensor(mean, dtype=torch.float64).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(1, c, 1, 1)
+    want = ((x - m) / s).to(images.dtype).double()
+    tol = 4 * torch.finfo(images.dtype).eps * want.abs().clamp(min=1.0)
+    bad = (got.double() - want).abs() > tol
+    if bool(bad.any()):
+        i = [int(k) for k in bad.nonzero()[0].tolist()]
+        where = f"[{', '.join(map(str, i))}]"
+        said = (f"{call}: out{where} is {got.double()[tuple(i)].item():.6g}, expected {want[tuple(i)].item():.6g} "
+                f"(x{where} = {x[tuple(i)].item():.6g}, channel {i[1]}: (x - {mean[i[1]]:g}) / {std[i[1]]:g})")
+        return said + _normalize_cause(x, got.double(), mean, std)
+    if row["wrote"]:
+        return (f"{call} returned the right values but wrote them into the images it was given (they changed after the "
+                "call): the docstring asks for a new tensor, the images given left as they are (as torchvision's "
+                "Normalize does): start from a copy (out = images.clone()) or compute out of place")
+    return None
+
+
+def _normalize_cause(x: torch.Tensor, got: torch.Tensor, mean: list[float], std: list[float]) -> str:
+    """The likely cause of wrong values, read from what they equal: every channel's statistics applied to the whole
+    batch in turn, or the statistics broadcast against the width."""
+    c = x.shape[1]
+    every = x.clone()
+    for m, s in zip(mean, std):
+        every = (every - m) / s
+    if c > 1 and torch.allclose(got, every, rtol=1e-5, atol=1e-6):
+        return (". Every channel's mean and std were applied to the whole batch, one after the other: the loop over "
+                "the channels must change channel c only, out[:, c] = (out[:, c] - mean[c]) / std[c]")
+    if c > 1 and x.shape[3] == c:
+        width = (x - torch.tensor(mean, dtype=x.dtype)) / torch.tensor(std, dtype=x.dtype)
+        if torch.allclose(got, width, rtol=1e-5, atol=1e-6):
+            return (". The statistics, as (C,) tensors, were broadcast against the last axis (the width, here equal "
+                    "to the number of channels), not the channels: view them as (1, C, 1, 1)")
+    return ". Each channel c must become (x[:, c] - mean[c]) / std[c], with its own mean and std"
+
+
+# --- SGD probed alone, against torch.optim.SGD ----------------------------------------------------------------------
+
+# Each run: the hyper-parameters, whether the parameters come as a generator (model.parameters() is one), and a
+# script. "grads": every p.grad set to a fresh tensor (None: p.grad = None, a parameter backward() did not reach);
+# "accumulate": added onto p.grad in place, as a second backward() without zero_grad() does (None: left as it is);
+# "zero_grad": the student's own; "step". After zero_grad() every parameter gets a gradient before the next step
+# (torch's set_to_none=True and set_to_none=False then agree, and both are correct zero_grad()s).
+SGD_RUNS = (
+    {"lr": 0.1, "momentum": 0.9, "generator": True,
+     "script": [("grads", "abc"), ("step",), ("accumulate", "abc"), ("step",), ("zero_grad",), ("grads", "a-c"),
+                ("step",), ("accumulate", "ab-"), ("step",), ("zero_grad",), ("accumulate", "abc"), ("step",)]},
+    {"lr": 0.05, "momentum": 0.0, "generator": False,
+     "script": [("grads", "abc"), ("step",), ("grads", "-bc"), ("step",), ("accumulate", "abc"), ("step",)]},
+    {"lr": 0.3, "momentum": 0.5, "generator": False,
+     "script": [("grads", "-bc"), ("step",), ("grads", "ab-"), ("step",), ("accumulate", "abc"), ("step",)]},
+)
+SGD_SHAPES = {"a": (3, 2), "b": (4,), "c": (2, 2)}
+SGD_RTOL, SGD_ATOL = 1e-10, 1e-12  # float64: lr folded into the buffer, or p.sub_(lr * b), rounds ~1e-16 apart
+
+
+def sgd_inputs() -> list[dict]:
+    """SGD_RUNS with their values, seeded: the parameters' start and each script entry's gradients (float64)."""
+    generator = torch.Generator().manual_seed(5)
+
+    def draw(shape):
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+    runs = []
+    for run in SGD_RUNS:
+        script = []
+        for entry in run["script"]:
+            op = entry[0]
+            if op in ("grads", "accumulate"):
+                script.append({"op": op, "values": [None if k == "-" else draw(SGD_SHAPES[k]) for k in entry[1]]})
+            else:
+                script.append({"op": op})
+        runs.append({"lr": run["lr"], "momentum": run["momentum"], "generator": run["generator"],
+                     "start": [draw(shape) for shape in SGD_SHAPES.values()], "script": script})
+    return runs
+
+
+def sgd_here(make, run: dict, zeroed: list | None = None) -> dict:
+    """One run of an SGD class (the student's, in its process; torch.optim.SGD, here) on its own leaves: the
+    rows of parameters (row 0: the start; one row per step, flattened), and what zero_grad() left in each .grad
+    ("none", "zeros" or "other"). With `zeroed` (the student's run's), zero_grad() is not called but its result
+    reproduced: the twin then sees the gradients the student's optimizer saw."""
+    params = [v.clone().requires_grad_() for v in run["start"]]
+
+    def flat():
+        return torch.cat([q.detach().reshape(-1) for q in params]).tolist()
+    out: dict = {"rows": [flat()], "zeroed": [], "error": None}
+    at = -1  # the script's entry being run (-1: the constructor)
+    try:
+        opt = make((q for q in params) if run["generator"] else params, lr=run["lr"], momentum=run["momentum"])
+        cleared = 0
+        for entry in run["script"]:
+            at += 1
+            op = entry["op"]
+            if op == "grads":
+                for q, v in zip(params, entry["values"]):
+                    q.grad = None if v is None else v.clone()
+            elif op == "accumulate":
+                for q, v in zip(params, entry["values"]):
+                    if v is not None:
+                        if q.grad is None:
+                            q.grad = v.clone()
+                        else:
+                            q.grad.add_(v)
+            elif op == "zero_grad":
+                if zeroed is None:
+                    opt.zero_grad()
+                    out["zeroed"].append(["none" if q.grad is None else "zeros" if not bool(q.grad.any()) else "other"
+                                          for q in params])
+                else:
+                    for q, state in zip(params, zeroed[cleared]):
+                        q.grad = None if state == "none" else torch.zeros_like(q) if q.grad is None else q.grad.zero_()
+                cleared += 1
+            else:
+                opt.step()
+                out["rows"].append(flat())
+    except Exception as e:  # noqa: BLE001 - what the optimizer raised in this run is the finding
+        out["error"] = [at, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"]
+    return out
+
+
+def sgd_problem(sub) -> str | None:
+    """What the project's SGD does differently from torch.optim.SGD with the same lr and momentum (its docstring:
+    "as torch.optim.SGD, no dampening, no Nesterov") on SGD_RUNS, in words with its likely cause, else None."""
+    make = _handle(sub, "SGD")
+    if make is None:
+        return None
+    runs = sgd_inputs()
+    results = sub.run_local(sgd_runs_here, make, runs)
+    if not isinstance(results, list) or len(results) != len(runs):
+        raise ApiError("SGD: the runs came back malformed")
+    for run, got in zip(runs, results):
+        problem = _sgd_run_problem(run, got)
+        if problem:
+            return problem
+    return None
+
+
+def sgd_runs_here(make, runs: list[dict]) -> list[dict]:
+    """In the student's process (sub.run_local): sgd_here for each run, in one message."""
+    return [sgd_here(make, run) for run in runs]
+
+
+def _sgd_step_words(run: dict, step: int) -> str:
+    """What happened to the gradients just before step `step` (counted from 0) of a run's script, in words."""
+    said = []
+    for entry in _script_before(run, step):
+        if entry["op"] == "zero_grad":
+            said.append("zero_grad()")
+            continue
+        none = [name for name, v in zip(SGD_SHAPES, entry["values"]) if v is None]
+        if entry["op"] == "grads":
+            said.append("gradients set" + (f" ({', '.join(none)}: .grad None)" if none else ""))
+        else:
+            said.append("gradients added in place onto the .grad there (a backward() without zero_grad())"
+                        + (f" ({', '.join(none)} left as it was)" if none else ""))
+    return ", then ".join(said) or "nothing"
+
+
+def _sgd_run_problem(run: dict, got) -> str | None:
+    names = [f"{key}{list(index) if len(shape) > 1 else [index[0]]}" for key, shape in SGD_SHAPES.items()
+             for index in (list(_unravel(i, shape)) for i in range(math.prod(shape)))]
+    label = (f"SGD({'a generator of ' if run['generator'] else ''}parameters a {SGD_SHAPES['a']}, b {SGD_SHAPES['b']}, "
+             f"c {SGD_SHAPES['c']}, lr={run['lr']}, momentum={run['momentum']})")
+    if not isinstance(got, dict) or not isinstance(got.get("rows"), list):
+        raise ApiError("SGD: a run came back malformed")
+    if got.get("error"):
+        k, error = got["error"]
+        what = "built" if k < 0 else f"at {run['script'][k]['op']}() after {_sgd_step_words(run, _steps_before(run, k))}"
+        return (f"{label} raised {error} {what}; torch.optim.SGD with the same hyper-parameters runs it (a "
+                "parameter whose .grad is None is skipped)")
+    for states in got.get("zeroed") or []:
+        if "other" in states:
+            which = list(SGD_SHAPES)[states.index("other")]
+            return (f"after {label}.zero_grad(), {which}.grad still holds a nonzero gradient: zero_grad() must set every "
+                    "parameter's .grad to None (or to zeros)")
+    twin = sgd_here(torch.optim.SGD, run, zeroed=got.get("zeroed") or [])
+    rows, want = got["rows"], twin["rows"]
+    if len(rows) != len(want) or any(len(row) != len(names) for row in rows):
+        raise ApiError("SGD: a run came back malformed")
+    found = first_departure(rows, want, rtol=SGD_RTOL, atol=SGD_ATOL)
+    if found is None:
+        return None
+    row, entry = found
+    step = row - 1  # row 0 is the start, row k + 1 what step k left
+    a, b = rows[row][entry], want[row][entry]
+    return (f"{label} departs from torch.optim.SGD with the same hyper-parameters at its step {step} (counted from 0): "
+            f"after it {names[entry]} is {a:.10g} instead of {b:.10g} (relative difference "
+            f"{abs(a - b) / max(abs(b), 1e-300):.2g}). Before that step: {_sgd_step_words(run, step)}"
+            + _sgd_cause(run, rows, step, got.get("zeroed") or []))
+
+
+def _sgd_cause(run: dict, rows, step: int, zeroed: list) -> str:
+    """The likely cause of a departure at `step`, where the rows up to that step's are a known mistake's
+    (_Mistaken run the same way), else the update rule in words."""
+    for mistake, cause in (
+            ("break", ". The parameters after the first whose .grad is None did not move: step() stops at a parameter "
+                      "without a gradient (`break` where `continue` belongs): skip that one parameter, update the rest"),
+            ("alias", ". The gradients were added in place onto those of the previous step (a second backward() "
+                      "without zero_grad()), and the momentum buffer changed with them: the buffer is p.grad itself, "
+                      "not a copy (buf = p.grad at the first step): store p.grad.clone() (torch.optim.SGD does)")):
+        mistaken = sgd_here(lambda params, lr, momentum, m=mistake: _Mistaken(params, lr, momentum, m), run,
+                            zeroed=zeroed)
+        if first_departure(rows[:step + 2], mistaken["rows"][:step + 2], rtol=SGD_RTOL, atol=SGD_ATOL) is None:
+            return cause
+    return (". The update differs from torch.optim.SGD's heavy ball: b <- g at a parameter's first step, then "
+            "b <- momentum * b + g; p <- p - lr * b (with momentum 0, p <- p - lr * g); a parameter whose .grad "
+            "is None is skipped, its buffer kept")
+
+
+class _Mistaken:
+    """torch.optim.SGD's heavy ball with one known mistake, to name a departure's cause: "break" (the loop stops at
+    a parameter whose .grad is None) or "alias" (the buffer is p.grad itself at a parameter's first step)."""
+
+    def __init__(self, params, lr: float, momentum: float, mistake: str):
+        self.params, self.lr, self.momentum, self.mistake = list(params), lr, momentum, mistake
+        self.buffers: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                if self.mistake == "break":
+                    break
+                continue
+            direction = p.grad
+            if self.momentum != 0.0:
+                if i not in self.buffers:
+                    self.buffers[i] = direction if self.mistake == "alias" else direction.clone()
+                else:
+                    self.buffers[i].mul_(self.momentum).add_(direction)
+                direction = self.buffers[i]
+            p.add_(direction, alpha=-self.lr)
+
+
+def _steps_before(run: dict, k: int) -> int:
+    """How many steps the script takes before its entry k."""
+    return sum(entry["op"] == "step" for entry in run["script"][:k])
+
+
+def _script_before(run: dict, step: int) -> list[dict]:
+    """The script's entries between step `step - 1` and step `step`."""
+    seen, entries = 0, []
+    for entry in run["script"]:
+        if entry["op"] == "step":
+            if seen == step:
+                return entries
+            seen, entries = seen + 1, []
+        else:
+            entries.append(entry)
+    return entries
+
+
+def _unravel(i: int, shape) -> tuple[int, ...]:
+    out = []
+    for size in reversed(shape):
+        out.append(i % size)
+        i //= size
+    return tuple(reversed(out))
+
+
+# --- ConvNet built with arguments the project never passes ------------------------------------------------------------
+
+# (num_classes, dropout): values no default or constant of the project holds (10 classes, p = 0.25)
+CONVNET_BUILT = ((13, 0.4375), (3, 0.125))
+
+
+def convnet_here(convnet, built: list) -> list[dict]:
+    """In the student's process (sub.run_local): for each (k, p), ConvNet(num_classes=k, dropout=p) on 16 seeded
+    images: {"shape": its scores' shape in eval mode, "stable": two eval forwards equal, "p": the dropout
+    probability the last nn.Linear's input shows in training mode (kept features scaled by 1 / (1 - p); None where
+    no nn.Linear or nothing kept to read), "layers": every dropout layer's p, "error"}. torch's generator put back."""
+    state = torch.get_rng_state()
+    out = []
+    try:
+        for k, p in built:
+            row: dict = {"shape": None, "stable": True, "p": None, "layers": [], "error": None}
+            torch.manual_seed(0)
+            try:
+                model = convnet(num_classes=k, dropout=p)
+                row["layers"] = [_dropout_p(m) for m in model.modules() if _dropout_p(m) is not None]
+                linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+                seen: list[torch.Tensor] = []
+                handle = linears[-1].register_forward_pre_hook(
+                    lambda module, args: seen.append(args[0].detach().clone())) if linears else None
+                images = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+                try:
+                    with torch.no_grad():
+                        model.eval()
+                        first, second = model(images), model(images)
+                        model.train()
+                        model(images)
+                finally:
+                    if handle is not None:
+                        handle.remove()
+                row["shape"] = list(first.shape)
+                row["stable"] = bool(torch.equal(first, second))
+                if len(seen) == 3 and seen[0].shape == seen[2].shape:
+                    kept = (seen[0] != 0) & (seen[2] != 0)
+                    if bool(kept.any()):
+                        ratio = (seen[2][kept] / seen[0][kept]).double().median().item()
+                        row["p"] = 1.0 - 1.0 / ratio if ratio > 0 else None
+            except Exception as e:  # noqa: BLE001 - what the constructor or forward raised is the finding
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            out.append(row)
+    finally:
+        torch.set_rng_state(state)
+    return out
+
+
+def convnet_problem(sub) -> str | None:
+    """Whether ConvNet's constructor arguments take effect: num_classes scores per image, dropout's p in training
+    mode (read from the features the last linear layer receives; each dropout layer's p where none is read). A
+    dropout left on in eval mode is evaluation's finding (one bug, one deduction): its p is not judged here."""
+    convnet = _handle(sub, "ConvNet")
+    if convnet is None:
+        return None
+    return convnet_rows_problem(sub.run_local(convnet_here, convnet, [list(c) for c in CONVNET_BUILT]))
+
+
+def convnet_rows_problem(rows: list[dict]) -> str | None:
+    """convnet_problem's judgement of convnet_here's rows (CONVNET_BUILT's order)."""
+    for (k, p), row in zip(CONVNET_BUILT, rows):
+        call = f"ConvNet(num_classes={k}, dropout={p})"
+        if row["error"]:
+            return f"{call} raised {row['error']}"
+        if row["shape"] != [16, k]:
+            return (f"{call} gives scores of shape {tuple(row['shape'])} for 16 images, expected (16, {k}): the "
+                    "constructor does not pass num_classes on to the last layer (a number of classes written in)")
+        if not row["stable"]:
+            continue
+        measured = row["p"]
+        if measured is None:
+            off = [q for q in row["layers"] if abs(q - p) > 1e-6]
+            measured = off[0] if off else None
+        if measured is not None and abs(measured - p) > 1e-4:
+            return (f"{call} drops features with p = {measured:.4g} in training mode (the kept ones scaled by "
+                    f"1 / (1 - p) = {1 / (1 - measured):.4g}), not with p = {p}: the constructor does not pass its "
+                    "dropout on (nn.Dropout(0.25) or F.dropout(x, 0.25) written in; nn.Dropout(dropout) and "
+                    "self.dropout in forward)")
     return None
 
 
@@ -363,6 +850,10 @@ def returned_earlier(seed: int, steps: int) -> None:
             "move the parameters. Likely optimizer.step() before loss.backward() (at the top of the loop): every "
             "step then applies the previous minibatch's gradient, the losses look right, and the last update is "
             "lost. The order is zero_grad(), forward, backward(), step()")
+    typed = _WATCHED[seed, steps].get("typed")
+    if typed:
+        raise Violation(f"train({seed}, {steps}) returned {typed}, not a float as its annotation `-> tuple[nn.Module, "
+                        "list[float]]` says (the losses as numbers): record loss.item(), a Python float")
     made = _WATCHED[seed, steps]["steps"]
     if made < steps:  # (blind round 7: a loop that breaks once it has recorded the last loss)
         raise Violation(
@@ -393,7 +884,8 @@ def evaluation(sub, seed, p):
     images, labels = _test_set(sub)
     found = sub.run_local(set_dropout_p, model, UNUSUAL_P)
     before = sub.run_local(module_settings, model)
-    first = [float(v) for v in sub.call("evaluate", model, images, labels)]
+    returned = sub.call("evaluate", model, images, labels)
+    first = [float(v) for v in returned]
     second = [float(v) for v in sub.call("evaluate", model, images, labels)]
     if len(first) != 2:
         raise ApiError(f"evaluate() returned {len(first)} values; expected (loss, accuracy)")
@@ -404,6 +896,11 @@ def evaluation(sub, seed, p):
     changed = settings_changed(before, after)
     if changed:
         raise Violation(changed)
+    typed = not_numbers(returned, ("loss", "accuracy"))
+    if typed:
+        raise Violation(f"evaluate() returned {typed}, not the numbers its annotation `-> tuple[float, float]` promises: "
+                        "a tensor is no number to print with a format, compare, average or save as JSON (and a "
+                        "tensor of the model keeps its device): .item() gives the float")
     scores = _scores_in_eval_mode(model, images)
 
     def own(k):

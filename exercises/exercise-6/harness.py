@@ -37,6 +37,7 @@ from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.placement import Placed, measure_placement, values_run, values_run_there
 from dldiy.graders.data import gaussian_blobs, seeded_once
+from dldiy.graders.verdict import departure as trajectory_departure
 
 DTYPE = torch.float64
 FIRST_ORDER = ("GD", "Momentum", "Nesterov", "RMSProp", "Adam")
@@ -653,20 +654,9 @@ def run_there(sub, name: str, runs: list[dict]) -> list[dict]:
 
 
 def departure(measured, expected, rtol: float = RTOL, atol: float = ATOL, names=None) -> str | None:
-    """Where two trajectories (rows = steps) first differ, in words; None when they agree."""
-    a, b = np.asarray(measured, dtype=float), np.asarray(expected, dtype=float)
-    if a.shape != b.shape:
-        return f"{a.shape[-1]} entries where {b.shape[-1]} were expected"
-    # nan where nan was agrees: two runs of one broken update both nan are the same run (its own check,
-    # the update's, charges the nan; a comparison of two runs of it must not charge it again)
-    bad = ~((np.abs(a - b) <= atol + rtol * np.abs(b)) | (np.isnan(a) & np.isnan(b)))
-    if not bad.any():
-        return None
-    step, entry = (int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
-    where = f"entry {entry}" if names is None else names[entry]
-    rel = abs(a[step, entry] - b[step, entry]) / max(abs(b[step, entry]), 1e-300)
-    return (f"after step {step} (row 0: the start), {where}: {a[step, entry]:.10g} instead of {b[step, entry]:.10g} "
-            f"(relative difference {rel:.2g})")
+    """Where two trajectories (rows = steps) first differ, in words; None when they agree (verdict.departure,
+    which exercise-3's SGD probe shares, at this exercise's float64 tolerances)."""
+    return trajectory_departure(measured, expected, rtol=rtol, atol=atol, names=names)
 
 
 def stood_still(name: str, rows, steps: int) -> str | None:

@@ -24,9 +24,10 @@ reference's, once the main trajectory matches (a wrong loss is said there first)
 fails with its configuration and the spec's `hint` for it.
 
 "parts", [{"name", "problem"}], are parts of the pipeline the harness probed alone on data of its own
-(exercise-3's batches() on n a multiple of the batch size, which the project's data never is): a problem
-there fails the check once the trajectory matches, and is added to a failure of the trajectory (the
-likely cause, one deduction).
+(exercise-3's batches() on n a multiple of the batch size, which the project's data never is; Normalize on
+several channels, SGD against torch.optim.SGD, ConvNet built with other arguments): a problem there fails
+the check once the trajectory matches, and is added to a failure of the trajectory (the likely cause, one
+deduction). Every part's problem is said.
 
 Where only later losses depart, the first loss is read for what it says: equal to the reference's to
 rounding, the updates differ; within the tolerance but off by more than rounding (the data normalised with
@@ -56,12 +57,13 @@ def judge(measured: dict[str, Any], expected: dict[str, Any], check: Check) -> V
              if isinstance(part, dict) and isinstance(part.get("problem"), str) and part["problem"]]
     if not parts:
         return verdict
+    said = [f"{part.get('name') or 'a part of the pipeline'} probed alone does not: {part['problem']}." for part in parts]
     name = parts[0].get("name") or "a part of the pipeline"
     if verdict.status == "pass":
-        return Verdict.failed(f"the losses match the reference's here, but {name} probed alone on small data does "
-                              f"not: {parts[0]['problem']}.", diagnosed=True, part=name)
+        return Verdict.failed(f"the losses match the reference's here, but {' Also, '.join(said)}", diagnosed=True,
+                              part=name)
     if verdict.status == "fail":
-        verdict.message += f" Also, {name} probed alone on small data: {parts[0]['problem']}."
+        verdict.message += f" Also, {' Also, '.join(said)}"
     return verdict
 
 

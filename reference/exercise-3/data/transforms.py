@@ -16,7 +16,7 @@ class Scale:
 
 
 class Normalize:
-    """x[:, c] <- (x[:, c] - mean[c]) / std[c]: mean and std hold one value per channel."""
+    """x[:, c] <- (x[:, c] - mean[c]) / std[c], one mean and std per channel, into a new tensor (images unchanged)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         self.mean = mean

@@ -98,8 +98,8 @@ def test_reference_passes_the_agreement_grids_and_equivariance():
     # 5 grid configurations, 2 cases each, the 3 non-contiguous ones twice more, 3 of tied maxima (each window's
     # gradient passed on once, none to a non-maximum, all to one entry), and the gradient again for each of the 2
     # configurations whose backward gets a non-contiguous upstream gradient, and 2 (output, gradient) for entries
-    # far below any sentinel a running max may start from (far_below)
-    assert "23 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
+    # far below any sentinel a running max may start from (far_below), and 1 for windows holding a NaN (NaN out)
+    assert "24 case(s) agree with torch.nn.functional.max_pool2d" in checks["pool-agreement"]["message"]
 
 
 @pytest.mark.parametrize("bug, check, configuration", [
@@ -127,6 +127,17 @@ def test_the_cnn_must_be_built_from_the_students_own_ops(bug, words, tmp_path, b
     folder = bugged("exercise-8", bug)
     c = _assessed(check_json, folder, "cnn-forward")["cnn-forward"]
     assert c["status"] == "fail" and words in c["message"], c
+
+
+def test_a_key_cnn_forward_adds_to_the_callers_dict_is_cnn_forwards_finding(bugged, check_json):
+    """Blind round 8: cnn_forward caching fc_w.T in the caller's params dict scored 15 of 15.5, placement a skip
+    ("a malformed reply": the key's gradient came back) and no check failing. cnn-forward says the key; placement
+    runs; invariants' own-CNN run of train() (a TypeError at the first update) is a note, not charged again."""
+    c = _assessed(check_json, bugged("exercise-8", "cnn-forward-caches-in-params"), "cnn-forward", "placement",
+                  "invariants")
+    assert c["cnn-forward"]["status"] == "fail" and "added 'fc_wT' to the caller's params dict" in c["cnn-forward"]["message"]
+    assert c["placement"]["status"] == "pass", c["placement"]
+    assert c["invariants"]["status"] == "pass" and "not charged again" in c["invariants"]["message"], c["invariants"]
 
 
 @pytest.mark.parametrize("edit, configuration", [

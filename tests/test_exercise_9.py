@@ -110,7 +110,12 @@ def test_a_correct_but_different_solution_loses_no_point(alternative, tmp_path, 
     # blind red team, round 4: predict reads back the states forward kept; the student's own train() then fails,
     # which invariants notes (state-reset charges it)
     ("predict-reuses-forward-states", "state-reset"),
-    ("model-copies-weights-at-init", "invariants"),  # only the student's own model inside train() shows it
+    # the model's own check: a call after the weights were updated in place (invariants notes the own-model run)
+    ("model-copies-weights-at-init", "state-reset"),
+    # blind round 8: state shared between models (a buffer on the class, a class-level dict), a dict read by its order
+    ("hidden-states-in-class-buffer", "state-reset"),
+    ("params-dict-on-class", "state-reset"),
+    ("params-read-by-order", "rnn-agreement"),
     ("train-batch-from-doubled-data", "first-loss"),  # short only when batch_size > n
 ])
 def test_one_realistic_bug_costs_one_check(bug, check, tmp_path, bugged, check_json):

@@ -156,8 +156,9 @@ def first_update(sub, seed, p):
         raise Violation(
             f"train() run twice on the same X, y, w0 for one epoch (n={len(t)}) returned w = {_short(w_epoch)} "
             f"with {m_epoch[0]} update(s), then w = {_short(w_again)} with {m_again[0]}: the same inputs must give "
-            "the same run. Something random changes the order of the updates (the points reshuffled, or drawn at "
-            "random?); the perceptron visits the points in the given order")
+            "the same run. Something changes from one call to the next: state kept between calls (a w, a counter "
+            "or a cached x~ in a module-level global or on the function), or the order of the updates drawn at "
+            "random (the points reshuffled?); the perceptron visits the points in the given order, from w0")
     _, mistakes = _train(sub, X, t, w0, p["epochs"])
     # From w0 = 0 on separable data: every first score is 0 (a mistake), and the run must stop after
     # the first epoch without a mistake, so the list of counts ends at its first 0.

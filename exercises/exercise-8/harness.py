@@ -18,8 +18,8 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import bound, function_blocks
 from dldiy.graders.data import seeded_once
-from dldiy.graders.kinds.invariants import (Watch, backward_kept, same_first_step, fresh_from_leftover_grads, takes_every_step,
-                                           trains_in_place)
+from dldiy.graders.kinds.invariants import (Watch, backward_kept, same_first_step, fresh_from_leftover_grads, reordered,
+                                           takes_every_step, trains_in_place)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -97,7 +97,8 @@ def _train(sub, seed, p, steps, leftover=False):
     Xtr, ytr, Xte, yte = _digits_split(seed, p["n_train"])
     Xtr = Xtr * p["scale"] if p.get("scale") else Xtr  # images that many times brighter: logits that much larger
     dtype = getattr(torch, p.get("dtype", "float32"))  # a float64 run: the whole training in float64
-    params = _init_params(seed, p["channels"], dtype)
+    # in a seeded order of the keys, not the docstring's: a train() that reads the dict by its order is seen
+    params = reordered(_init_params(seed, p["channels"], dtype), seed)
     Xtr = Xtr.to(dtype)
     if leftover:
         gen = torch.Generator().manual_seed(seed + 20_000)
@@ -286,7 +287,8 @@ def conv_agreement(sub, seed, p):
     for i, (N, C, H, W, K, kh, kw, stride, padding) in enumerate(p["grid"]):
         gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
         inputs = (_tensor(gen, N, C, H, W), _tensor(gen, K, C, kh, kw), _tensor(gen, K))
-        config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride {stride}, padding {padding}"
+        config = f"x {N}x{C}x{H}x{W}, weight {K}x{C}x{kh}x{kw}, stride {stride}, padding {padding}" + \
+            (f" (a {kh}x{kw} kernel: kh != kw)" if kh != kw else "")
         if i in strided:
             inputs = (_strided(inputs[0]), _strided(inputs[1]), inputs[2])
             config += ", non-contiguous x and weight"
@@ -345,7 +347,28 @@ def pool_agreement(sub, seed, p):
         cases += _agreement(f"x {N}x{C}x{H}x{W}, entries far below any starting sentinel (-1e10, -1e30 and -1e300 "
                             "times 1 to 4, a channel each)", max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",),
                             gen, first=False)
+    cases.append(_nan_windows(max_pool2d, torch.Generator().manual_seed(seed * 1000 + len(cases))))
     return {"cases": cases}
+
+
+def _nan_windows(max_pool2d, gen):
+    """A NaN in six of eight windows, at each of the four places of a window: F.max_pool2d (and torch.max,
+    amax) give NaN for those windows, a pairwise torch.where(b > a, b, a) keeps a number wherever the NaN is not its
+    window's first entry (blind red team, round 8). The output only: which entry a NaN's gradient goes to, the spec
+    does not say."""
+    x = _tensor(gen, 1, 2, 4, 4)
+    # (channel, row, column): at the places (0, 0), (1, 1), (0, 0), (1, 1), (0, 1) and (1, 0) of their windows
+    for c, i, j in ((0, 0, 0), (0, 1, 3), (1, 2, 0), (1, 3, 3), (0, 2, 1), (1, 1, 2)):
+        x[0, c, i, j] = float("nan")
+    name = "x 1x2x4x4 holding a NaN in 6 of its 8 windows (at each place of a window): outputs that are NaN (1) or numbers (0)"
+    want = F.max_pool2d(x, 2).isnan().double()
+    try:
+        with torch.no_grad():
+            got = expect_tensor(max_pool2d(x), "max_pool2d(x)", shape=tuple(want.shape), dtype="float", finite=False)
+    except Exception as e:  # noqa: BLE001 - this case's failure, in words
+        return {"name": name, "error": f"raised {type(e).__name__}: {_first_line(e)}"}
+    return {"name": name, "shape": list(want.shape), "values": got.detach().isnan().double().reshape(-1).tolist(),
+            "target": want.reshape(-1).tolist()}
 
 
 def _ties(max_pool2d):
@@ -511,11 +534,12 @@ def devices_on(cnn_forward, X, y, params, device, with_values=False):
 def _devices_on(cnn_forward, X, y, params, device):
     X, y = X.to(device), y.to(device)
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+    leaves = dict(params)  # taken before the call: a key cnn_forward adds to the dict is cnn-forward's finding
     logits = cnn_forward(params, X)
     # allow_unused: a parameter the backward gives no gradient (a needs_input_grad mix-up) is the invariants'
     # finding, not a device problem
-    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True)
-    outputs = {"logits": logits, **{f"gradient of {k}": g for k, g in zip(params, grads) if g is not None}}
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(leaves.values()), allow_unused=True)
+    outputs = {"logits": logits, **{f"gradient of {k}": g for k, g in zip(leaves, grads) if g is not None}}
     return {k: str(v.device) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in outputs.items()}
 
 
@@ -580,7 +604,9 @@ def cnn_forward_probe(sub, seed, p):
     the pooling in the other: its logits and gradients against the harness's CNN with the same ops."""
     X, y, _, _ = _digits_split(seed, p["n"])
     X = X.double()
-    base = {k: v.detach().double() for k, v in _init_params(seed, p["channels"]).items()}
+    # the dict in a seeded order of its keys, not the docstring's: a cnn_forward that reads it by its order
+    # (conv_w, conv_b, fc_w, fc_b = params.values()) is seen (blind red team, round 8)
+    base = reordered({k: v.detach().double() for k, v in _init_params(seed, p["channels"]).items()}, seed)
     cases = []
     for marked, words in (("conv", "conv2d"), ("pool", "max_pool2d")):
         conv_marked, pool_marked = marked == "conv", marked == "pool"
@@ -588,8 +614,14 @@ def cnn_forward_probe(sub, seed, p):
                "MaxPool2dFunction": pool_marked}
         params = {k: v.clone().requires_grad_(True) for k, v in base.items()}
         with _Ops(sub, ops):
-            logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)", shape=(len(X), 10),
-                                   dtype="float")
+            try:
+                logits = expect_tensor(sub.call("cnn_forward", params, X), "cnn_forward(params, x)",
+                                       shape=(len(X), 10), dtype="float")
+            except RemoteError as e:
+                said = _in_order_of_keys(sub, e, base, X)
+                if said is None:
+                    raise
+                return {"cases": [{"name": f"logits, with your {words} replaced by the harness's", "error": said}]}
             grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True) \
                 if logits.requires_grad else [None] * len(params)
         conv = _marked_conv2d if conv_marked else own_conv2d
@@ -628,7 +660,67 @@ def cnn_forward_probe(sub, seed, p):
         said = (e.message if isinstance(e, RemoteError) else str(e)).splitlines()
         cases.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__} (a .squeeze() "
                                              "that also drops the batch dimension of a single image?)"})
+    cases += _other_channels(sub, seed, X[:4], p["channels"] - 1)
     return {"cases": cases}
+
+
+def _in_order_of_keys(sub, e, params, X):
+    """After cnn_forward raised `e` on `params` (the keys in a seeded order): where the same dict in the docstring's
+    order runs, the order is the cause, said in words; else None (`e` is the finding)."""
+    in_order = {k: params[k].detach().clone() for k in ("conv_w", "conv_b", "fc_w", "fc_b") if k in params}
+    try:
+        sub.call("cnn_forward", in_order, X[:2])
+    except Exception:  # noqa: BLE001 - it raises in any order: e is the finding
+        return None
+    said = (e.message.splitlines() or [type(e).__name__])[0][:300]
+    return (f"cnn_forward(params, x) raised {said} on a params dict whose keys come in another order "
+            f"({', '.join(params)}), and runs on the same dict in the docstring's order: read params by its keys "
+            "(params[\"conv_w\"], ...), never by their order (conv_w, conv_b, ... = params.values())")
+
+
+def _other_channels(sub, seed, X, channels):
+    """cnn_forward's logits with another number of channels than every other probe's (the docstring leaves it
+    free: a flatten written for 4 channels, reshape(-1, 64), escaped every check: blind red team, round 8), with
+    the harness's ops in place of the student's, and the params dict after the call: the same keys, holding the
+    same tensors (a key added, a cached fc_w.T, is the caller's dict changed: train() then loops over it)."""
+    params = reordered({k: v.detach().double() for k, v in _init_params(seed + 1, channels).items()}, seed + 1)
+    target = _cnn(params, X, own_conv2d, own_max_pool2d)
+    fc = tuple(params["fc_w"].shape)
+    name = f"logits with {channels} conv channels (conv_w {channels}x1x3x3, fc_w {fc[0]}x{fc[1]}), with the harness's conv2d and max_pool2d"
+    kept = f"the params dict after cnn_forward(params, x) ({channels} channels): the same {len(params)} keys, holding the same tensors"
+    try:
+        with _Ops(sub, dict.fromkeys(("conv2d", "Conv2dFunction", "max_pool2d", "MaxPool2dFunction"), False)):
+            got = sub.run_local(dict_kept_here, sub.get("cnn_forward"), params, X)
+    except (RemoteError, ApiError) as e:  # this case's finding (a size written out)
+        said = (e.message if isinstance(e, RemoteError) else str(e)).splitlines()
+        return [{"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__} (a size written out "
+                                        "for 4 channels, such as reshape(-1, 64)?)"}]
+    if not isinstance(got, dict):
+        raise ApiError("cnn_forward's run came back malformed")
+    cases = [_case(name, got.get("logits"), target)]
+    keys, same = got.get("keys"), got.get("same")
+    if keys != list(params) or same is not True:
+        added = [k for k in keys or [] if k not in params]
+        gone = [k for k in params if k not in (keys or [])]
+        cases.append({"name": kept, "error": (
+            f"cnn_forward added {', '.join(map(repr, added))} to the caller's params dict" if added else
+            f"cnn_forward removed {', '.join(map(repr, gone))} from the caller's params dict" if gone else
+            "cnn_forward put other tensors in the caller's params dict") + ": an argument changed; train() then loops "
+            "over the changed dict (p -= lr * p.grad meets what was added). Keep what you compute in local names."})
+    else:
+        cases.append({"name": kept, "shape": [1], "values": [0.0], "target": [0.0], "against": "the keys given"})
+    return cases
+
+
+def dict_kept_here(cnn_forward, params, x) -> dict:
+    """In the student's process (sub.run_local), under no_grad: cnn_forward(params, x)'s logits, the keys of
+    params after the call and whether each key given still holds the tensor it held."""
+    before = dict(params)
+    with torch.no_grad():
+        logits = cnn_forward(params, x)
+    same = all(k in params and params[k] is v for k, v in before.items())
+    return {"logits": logits.detach() if isinstance(logits, torch.Tensor) else logits,
+            "keys": [str(k) for k in params], "same": same}
 
 
 class _Ops:
@@ -838,11 +930,12 @@ def first_step_here(cnn_forward, params, xb, yb):
     on copies of params, and its gradients (None where none reaches a weight); None where the logits cannot
     be compared (a wrong shape, no graph: cnn-forward's)."""
     mine = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    leaves = list(mine.values())  # taken before the call: a key cnn_forward adds to the dict is cnn-forward's finding
     logits = cnn_forward(mine, xb)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(xb), 10) or not logits.requires_grad:
         return None
     loss = F.cross_entropy(logits, yb)
-    grads = torch.autograd.grad(loss, list(mine.values()), allow_unused=True)
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     return {"loss": float(loss), "grads": [None if g is None else g.detach() for g in grads]}
 
 

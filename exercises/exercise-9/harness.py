@@ -24,7 +24,8 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.gradcheck import EPS, block
-from dldiy.graders.kinds.invariants import fresh_from_leftover_grads, same_first_step, takes_every_step, trains_in_place
+from dldiy.graders.kinds.invariants import (fresh_from_leftover_grads, reordered, same_first_step, takes_every_step,
+                                           trains_in_place)
 from dldiy.graders.batched import exact_vjp, expanded_error, function_kept_and_alone_here, through_sum
 from dldiy.graders.kinds.parity import measure_parity
 from dldiy.graders.kinds.first_loss import short_run
@@ -131,7 +132,10 @@ def _forward(sub, params, xs, what="ElmanRNN(params).forward(xs)", model=None):
 
 
 def _case(name, measured, target):
-    measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float", finite=False)
+    try:  # a wrong shape or dtype is this case's failure, in words (exercise-8's _case)
+        measured = expect_tensor(measured, name, shape=tuple(target.shape), dtype="float", finite=False)
+    except ApiError as e:
+        return {"name": name, "error": str(e).removeprefix(name + " ")}
     return {"name": name, "shape": list(target.shape), "values": measured.detach().reshape(-1).tolist(),
             "target": target.detach().reshape(-1).tolist()}
 
@@ -154,6 +158,9 @@ def rnn_agreement(sub, seed, p):
         for T, N, D, H, O, scale in grid:
             gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
             params, xs = _params64(gen, D, H, O), scale * torch.randn(T, N, D, generator=gen, dtype=torch.float64)
+            # the dict in a seeded order of its keys, not the docstring's: a model that reads it by its order
+            # (W_ih, W_hh, ... = self.params.values()) is seen (blind red team, round 8)
+            params = reordered(params, seed * 1000 + len(cases))
             cotangent = torch.randn(T, N, H, generator=gen, dtype=torch.float64)
             config = f"T={T}, N={N}, D={D}, H={H}, O={O}" + (f", inputs x{scale:g} (tanh saturated)" if scale != 1 else "")
             rnn, x_ref = _torch_rnn(params), xs.clone().requires_grad_(True)
@@ -167,7 +174,11 @@ def rnn_agreement(sub, seed, p):
             except RemoteError as e:  # valued_by's ApiError, raised there: said as the harness says it here
                 if e.message.startswith("ApiError: "):
                     raise ApiError(e.message.removeprefix("ApiError: ")) from None
-                raise
+                said = _in_order_of_keys(sub, e, params, xs, cotangent)
+                if said is None:
+                    raise
+                cases.append({"name": f"{config}: hidden states", "error": said})
+                continue
             if not isinstance(got, dict):
                 raise ApiError(f"{config}: the unrolling came back malformed")
             hs = expect_tensor(got.get("hs"), "ElmanRNN(params).forward(xs)", shape=(T, N, H), dtype="float",
@@ -177,14 +188,30 @@ def rnn_agreement(sub, seed, p):
                                "rnn_cell, and the hidden state kept in the graph?")
             cases.append(_case(f"{config}: hidden states", hs, target))
             for name, g, t in zip(("xs",) + NAMES, got.get("grads") or [None] * 5, target_grads):
-                if g is None:
-                    raise ApiError(f"{config}: backpropagation gave no gradient for {name}")
+                if g is None:  # this configuration's failure, in words (a weight left out of the unrolling)
+                    cases.append({"name": f"{config}: gradient of {name} (through time)",
+                                  "error": "backpropagation gave no gradient for it: is it used at every step?"})
+                    continue
                 cases.append(_case(f"{config}: gradient of {name} (through time)", g, t))
             pred = got.get("prediction")
             with torch.no_grad():
                 want = target[-1] @ params["W_out"].t() + params["b_out"]
             cases.append(_case(f"{config}: predict(xs), the read-out of the last hidden state", pred, want))
     return {"cases": cases}
+
+
+def _in_order_of_keys(sub, e, params, xs, cotangent):
+    """After the unrolling raised `e` on `params` (the keys in a seeded order): where the same dict in the
+    docstring's order runs, the order is the cause, said in words; else None (`e` is the finding)."""
+    in_order = {k: params[k] for k in ("W_ih", "W_hh", "b_ih", "b_hh", "W_out", "b_out") if k in params}
+    try:
+        sub.run_local(unrolled_here, sub.get("ElmanRNN"), in_order, xs, cotangent)
+    except Exception:  # noqa: BLE001 - it raises in any order: e is the finding
+        return None
+    said = (e.message.splitlines() or [type(e).__name__])[0][:300]
+    return (f"raised {said} on a params dict whose keys come in another order ({', '.join(params)}), and runs on the "
+            "same dict in the docstring's order: read self.params by its keys (self.params[\"W_ih\"], ...), never by "
+            "their order (W_ih, W_hh, ... = self.params.values())")
 
 
 def unrolled_here(model, params, xs, cotangent) -> dict:
@@ -487,7 +514,12 @@ def state_reset(sub, seed, p):
     result on that object must not depend on the calls made before it (a blind red team, round 4: forward
     kept self.hs and predict read it back, the previous batch's read-out): predict after the forwards,
     predict after a predict, forward after the predicts, each minus the same call on a fresh model (made
-    before any of them), which is 0 whatever the read-out (a wrong one is rnn-agreement's)."""
+    before any of them), which is 0 whatever the read-out (a wrong one is rnn-agreement's). And no state is
+    shared between models or kept from the weights as they were (blind red team, round 8: hidden states
+    written into a buffer held on the class, params in a dict held on the class, copies of W^T made in
+    __init__): two models of other weights used in turn, a result kept while later calls run, and a call
+    after the weights were updated in place (train()'s SGD steps), each minus the same call on a model made
+    right before it."""
     gen = torch.Generator().manual_seed(seed)
     T, N, D, H = p["T"], p["N"], p["D"], p["H"]
     params = _params64(gen, D, H)
@@ -495,6 +527,7 @@ def state_reset(sub, seed, p):
     # the third and fourth batches another length and batch size: state kept from an earlier call (an h_0 made at the
     # first call's batch size) raises or misreads there (blind red team, round 7)
     third, fourth = (torch.randn(T + 1, N + 1, D, generator=gen, dtype=torch.float64) for _ in range(2))
+    other = _params64(gen, D, H)  # a second model's weights
     model = sub.get("ElmanRNN")(params)
     with torch.no_grad(), sub.replaced("rnn_cell", _inside(sub, exact, "rnn_cell")):
         _forward(sub, params, first, model=model)
@@ -505,6 +538,7 @@ def state_reset(sub, seed, p):
                                                                          ("forward", fourth)])
         after = sub.run_local(history_here, model, params, [("predict", third), ("predict", fourth),
                                                             ("forward", fourth)])
+        shared = sub.run_local(shared_here, sub.get("ElmanRNN"), params, other, first, second)
     cases = [_case("hidden states of the second batch of sequences, run after a first one", hs, target)]
     O = params["W_out"].shape[0]
     for i, (what, shape) in enumerate(((f"predict(xs) on a third batch ({N + 1} sequences of length {T + 1}), after "
@@ -512,29 +546,87 @@ def state_reset(sub, seed, p):
                                        ("predict(xs) on a fourth batch, after predict on a third", (N + 1, O)),
                                        ("forward(xs) on the fourth batch again, after those predicts",
                                         (T + 1, N + 1, H)))):
-        name = f"{what}, minus the same call on a fresh model (0: no call depends on an earlier one)"
         got, want = (r[i] if isinstance(r, list) and len(r) == 3 else None for r in (after, fresh))
-        count = int(np.prod(shape))
-        if isinstance(got, str) and not isinstance(want, str):
-            cases.append({"name": name, "error": f"raised {got}, where the same call on a fresh model runs"})
-            continue
-        if isinstance(want, str) or not (isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)) or \
-                got.shape != want.shape:
-            if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor):
-                cases.append({"name": name, "error": f"returned shape {tuple(got.shape)}, where the same call on a "
-                                                     f"fresh model returns {tuple(want.shape)}"})
-            else:  # a call that fails on a fresh model too, or no tensor at all: rnn-agreement's finding
-                cases.append({"name": name, "shape": list(shape), "values": [0.0] * count, "target": [0.0] * count,
-                              "against": "0"})
-            continue
-        # the two calls' difference: 0 where they agree, also where both give the same nan or inf (a
-        # non-finite output is rnn-agreement's finding); a wrong shape (the same in both) is rnn-agreement's too,
-        # so the difference is said by its largest entry there
-        got, want = got.detach().double(), want.detach().double()
-        residual = torch.where((got == want) | (got.isnan() & want.isnan()), torch.zeros_like(got), got - want).reshape(-1)
-        values = residual.tolist() if residual.numel() == count else [float(residual.abs().max())] * count
-        cases.append({"name": name, "shape": list(shape), "values": values, "target": [0.0] * count, "against": "0"})
+        cases.append(_difference_case(f"{what}, minus the same call on a fresh model (0: no call depends on an earlier "
+                                      "one)", got, want, shape))
+    got, want = (shared.get(k) if isinstance(shared, dict) else None for k in ("calls", "fresh"))
+    for i, (what, shape) in enumerate((("forward(xs) on a model (kept while the calls below run: a model of other "
+                                        "weights on the same xs, then this model on other xs)", (T, N, H)),
+                                       ("forward(xs) on a second model of other weights, both made before either "
+                                        "ran", (T, N, H)),
+                                       ("forward(xs) on other xs, the first model's second call", (T, N, H)),
+                                       ("predict(xs) after the weights the model was made with were updated in place "
+                                        "(as train()'s SGD steps update them)", (N, O)))):
+        cases.append(_difference_case(f"{what}, minus the same call on a model made right before it (0: no state "
+                                      "shared between models or kept from earlier weights)",
+                                      got[i] if isinstance(got, list) and len(got) == 4 else None,
+                                      want[i] if isinstance(want, list) and len(want) == 4 else None, shape))
     return {"cases": cases}
+
+
+def _difference_case(name, got, want, shape) -> dict:
+    """A case of state-reset: a call on a model that has been used (`got`) minus the same call on a fresh one
+    (`want`), compared with 0; a call that raises where the fresh one runs says so; a call that fails on a
+    fresh model too, or no tensor at all, is rnn-agreement's finding (a case that agrees)."""
+    count = int(np.prod(shape))
+    if isinstance(got, str) and not isinstance(want, str):
+        return {"name": name, "error": f"raised {got}, where the same call on a fresh model runs"}
+    if isinstance(want, str) or not (isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)) or \
+            got.shape != want.shape:
+        if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor):
+            return {"name": name, "error": f"returned shape {tuple(got.shape)}, where the same call on a fresh model "
+                                           f"returns {tuple(want.shape)}"}
+        return {"name": name, "shape": list(shape), "values": [0.0] * count, "target": [0.0] * count, "against": "0"}
+    # the two calls' difference: 0 where they agree, also where both give the same nan or inf (a non-finite output is
+    # rnn-agreement's finding); a wrong shape (the same in both) is rnn-agreement's too, so the difference is said by
+    # its largest entry there
+    got, want = got.detach().double(), want.detach().double()
+    residual = torch.where((got == want) | (got.isnan() & want.isnan()), torch.zeros_like(got), got - want).reshape(-1)
+    values = residual.tolist() if residual.numel() == count else [float(residual.abs().max())] * count
+    return {"name": name, "shape": list(shape), "values": values, "target": [0.0] * count, "against": "0"}
+
+
+def shared_here(model, params, other, xs, later) -> dict:
+    """In the student's process (sub.run_local), under no_grad, on copies of the weights: two models, of
+    `params` and of `other`, made before either runs; forward(xs) on the first, on the second, then
+    forward(later) on the first, each result kept as returned (not copied) until the end; then the first
+    model's weights updated in place and its predict(xs). `calls`: those four results, as they read at the
+    end (or the error's first line); `fresh`: the same four calls each on a model made right before it, each
+    result copied at once (or the error's first line)."""
+    def copy(p):
+        return {k: v.detach().clone() for k, v in p.items()}
+
+    def said(e):
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+    def moved(p):  # what an SGD step does to the weights: in place, the same tensors
+        for v in p.values():
+            v.mul_(0.5).add_(0.125)
+        return p
+
+    fresh = []
+    with torch.no_grad():
+        for make in (lambda: model(copy(params)).forward(xs), lambda: model(copy(other)).forward(xs),
+                     lambda: model(copy(params)).forward(later), lambda: model(moved(copy(params))).predict(xs)):
+            try:
+                out = make()
+                fresh.append(out.detach().clone() if isinstance(out, torch.Tensor) else out)
+            except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+                fresh.append(said(e))
+        mine, theirs = copy(params), copy(other)
+        calls = []
+        try:
+            one, two = model(mine), model(theirs)
+        except Exception as e:  # noqa: BLE001
+            return {"calls": [said(e)] * 4, "fresh": fresh}
+        for call in (lambda: one.forward(xs), lambda: two.forward(xs), lambda: one.forward(later),
+                     lambda: (moved(mine), one.predict(xs))[1]):
+            try:
+                out = call()
+                calls.append(out.detach() if isinstance(out, torch.Tensor) else out)  # kept as returned: a later
+            except Exception as e:  # noqa: BLE001                                   call may write into it
+                calls.append(said(e))
+    return {"calls": calls, "fresh": fresh}
 
 
 def history_here(model, params, calls) -> list:
@@ -569,7 +661,8 @@ def _train(sub, seed, p, steps, leftover=False):
     (seeded), as an earlier backward leaves it."""
     X, y = recall_first(seed, p["n_train"], p["T"])
     dtype = getattr(torch, p.get("dtype", "float32"))  # a float64 run: the whole training in float64
-    params = init_params(seed, 1, p["H"], 1, dtype)
+    # in a seeded order of the keys, not the docstring's: a train() that reads the dict by its order is seen
+    params = reordered(init_params(seed, 1, p["H"], 1, dtype), seed)
     X, y = X.to(dtype), y.to(dtype)
     if leftover:
         gen = torch.Generator().manual_seed(seed + 20_000)

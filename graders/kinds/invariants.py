@@ -432,9 +432,11 @@ def fresh_from_leftover_grads(run):
                         else f"the same losses, other weights ({', '.join(moved_again)})")
                 raise Violation(
                     f"train() run twice for {len(l0)} steps from the same weights and data, every .grad None both times, "
-                    f"gave {said}: the same inputs must give the same run. Something random changes each run: batches "
-                    "drawn at random (torch.randperm, a shuffle) where batch k holds rows (k*batch_size + i) mod n, "
-                    "i < batch_size, in that order")
+                    f"gave {said}: the same inputs must give the same run. Something changes from one call to the "
+                    "next: state kept between calls (a step or batch counter in a module-level global, on the function "
+                    "or a class, which the second call goes on from), or batches drawn at random (torch.randperm, a "
+                    "shuffle), where batch k of every call holds rows (k*batch_size + i) mod n, i < batch_size, in "
+                    "that order, from k = 0")
         said = (f"losses {[round(v, 6) for v in l1]} instead of {[round(v, 6) for v in l0]}" if losses_differ
                 else f"the same losses, other weights ({', '.join(moved)})")
         raise Violation(
@@ -664,3 +666,19 @@ def _in_words(value: Any) -> str:
     if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
         return "[" + ", ".join(number(float(v)) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
     return repr(value)[:120]
+
+
+def reordered(mapping: dict, seed: int) -> dict:
+    """The same items in a seeded order in which no key keeps its place (with two keys or more): a
+    params dict handed over in it shows code that reads the dict by its order (`a, b, c = params.values()`)
+    rather than by its keys (blind red team, round 8: every probe built its dicts in the docstring's order)."""
+    import numpy as np
+
+    keys = list(mapping)
+    if len(keys) < 2:
+        return dict(mapping)
+    rng = np.random.default_rng(seed + 90_000)
+    while True:  # a derangement: about e tries
+        order = [keys[i] for i in rng.permutation(len(keys))]
+        if all(a != b for a, b in zip(order, keys)):
+            return {k: mapping[k] for k in order}

@@ -35,7 +35,8 @@ class Conv2dFunction(torch.autograd.Function):
 class MaxPool2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        """x (N, C, H, W) with H, W even -> (N, C, H/2, W/2)."""
+        """x (N, C, H, W) with H, W even -> (N, C, H/2, W/2). A window holding a NaN gives NaN, as
+        F.max_pool2d (and torch.max) do."""
         raise NotImplementedError("exercise-8: implement MaxPool2dFunction.forward")
 
     @staticmethod
@@ -53,7 +54,9 @@ def max_pool2d(x):
 
 def cnn_forward(params, x):
     """Logits (N, 10) for x (N, 1, 8, 8): conv2d(x, params["conv_w"], params["conv_b"], padding=1)
-    -> ReLU -> max_pool2d -> flatten -> @ params["fc_w"].T + params["fc_b"]."""
+    -> ReLU -> max_pool2d -> flatten -> @ params["fc_w"].T + params["fc_b"]. Any number K of channels:
+    conv_w (K, 1, 3, 3), conv_b (K,), fc_w (10, 16 K), fc_b (10,); params read by its keys and left as
+    it was (no key added or removed)."""
     raise NotImplementedError("exercise-8: implement cnn_forward(params, x)")
 
 

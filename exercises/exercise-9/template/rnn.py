@@ -39,13 +39,16 @@ def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):
 
 
 class ElmanRNN:
-    """params: a dict with W_ih (H, D), W_hh (H, H), b_ih (H,), b_hh (H,), W_out (O, H), b_out (O,)."""
+    """params: a dict with W_ih (H, D), W_hh (H, H), b_ih (H,), b_hh (H,), W_out (O, H), b_out (O,).
+    The model reads it by its keys at every call: weights updated in place after the model was made
+    (train()'s SGD steps) are the ones its next call uses, and nothing is shared between models."""
 
     def __init__(self, params):
         self.params = params
 
     def forward(self, xs):
-        """xs (T, N, D) -> the hidden states h_1..h_T stacked, (T, N, H). Every call starts from h_0 = 0."""
+        """xs (T, N, D) -> the hidden states h_1..h_T stacked, (T, N, H), a new tensor at every call.
+        Every call starts from h_0 = 0."""
         raise NotImplementedError("exercise-9: implement ElmanRNN.forward(xs)")
 
     def predict(self, xs):

@@ -262,7 +262,8 @@ def gradcheck(sub, seed, p):
         raise Violation("gradient() on float32 inputs differs from its float64 result on the same data "
                         + ("far beyond float32's rounding (the float32 path computes something else: a branch or a "
                            "cast on the dtype; or it reuses what an earlier call computed: a cache keyed by shape, "
-                           "dtype or X.data_ptr(), where a new tensor can sit at a freed one's address)" if far else "beyond float32 precision")
+                           "dtype or X.data_ptr(), where a new tensor can sit at a freed one's address)"
+                           if far else "beyond float32 precision")
                         + f": {g32.tolist()} vs {g64.tolist()}")
     bfloat16_precision(g16, g64, "gradient()")
     _far_from_origin(sub, seed)

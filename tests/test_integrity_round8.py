@@ -54,3 +54,21 @@ def test_a_placement_made_inconclusive_at_will_is_charged(tmp_path):
         row = book[student]
         assert (row["placement"], row["total"], row["max"]) == ("0", book["honest"]["total"], "9.5"), (student, row)
         assert row["status"] == "fail", (student, row)
+
+
+def test_an_optimizer_that_fails_the_placement_probe_alone_does_not_hide_its_cpu_buffers(tmp_path):
+    """Exercise-6's placement runs each optimizer in turn and let one that was inconclusive step aside for the others:
+    buffers made on the CPU (the honest bug, 14/14.5) in every optimizer with a state, each raising on parameters on
+    the meta device (the probe's, and its second run's, which say they are there), left GD alone to be judged: a
+    pass, 14.5/14.5. The failure on the probe's inputs now travels with the measurement, and placement fails."""
+    optim = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    honest = optim.replace("torch.zeros_like(p)", "torch.zeros(p.shape, dtype=p.dtype)")
+    assert honest != optim
+    hostile = honest.replace("    def update(self, p, g, group, state):\n",
+                             "    def update(self, p, g, group, state):\n"
+                             "        if p.device.type == 'meta' and not isinstance(self, GD):\n"
+                             "            raise ValueError('unsupported parameters')\n")
+    book = _gradebook(tmp_path, "exercise-6", {"honest": honest, "hostile": hostile}, "optim.py")
+    assert book["honest"]["placement"] == "0", book["honest"]
+    assert (book["hostile"]["placement"], book["hostile"]["total"], book["hostile"]["max"]) == \
+        ("0", book["honest"]["total"], book["honest"]["max"]), book["hostile"]

@@ -4,6 +4,7 @@ seeds beside an honest classmate. Each attack here scored more than the honest w
 from __future__ import annotations
 
 import csv
+import dataclasses
 import textwrap
 
 from conftest import REPO, run_dldiy
@@ -72,3 +73,27 @@ def test_an_optimizer_that_fails_the_placement_probe_alone_does_not_hide_its_cpu
     assert book["honest"]["placement"] == "0", book["honest"]
     assert (book["hostile"]["placement"], book["hostile"]["total"], book["hostile"]["max"]) == \
         ("0", book["honest"]["total"], book["honest"]["max"]), book["hostile"]
+
+
+def test_parity_made_inconclusive_by_nan_for_its_probe_alone_is_charged(monkeypatch):
+    """Parity's twin of the placement attack, on a machine with an accelerator (none here: the accelerator is the
+    CPU again, as the kind's own measure and judge see it): nan on both devices for the probe's inputs alone made
+    parity inconclusive, a skip out of the maximum. It fails now where every other check passed, and stays
+    inconclusive where another did (the values are theirs to charge: one bug, one deduction)."""
+    import torch
+
+    from dldiy.graders.course.exercise import load_exercise
+    from dldiy.graders.kinds import parity
+
+    monkeypatch.setattr(parity, "accelerator", lambda: ("cpu", "a stand-in accelerator"))
+
+    def nan_for_the_probe(device):
+        return {"loss": torch.full((), float("nan"), device=device), "gradient": torch.full((3,), float("nan"))}
+
+    measured = parity.measure_parity(nan_for_the_probe)
+    check = load_exercise("exercise-1").check("parity")
+    alone = parity.judge(measured, None, dataclasses.replace(check, params={**check.params, "other_failures": {}}))
+    assert alone.status == "fail" and "every other check passes" in alone.message, alone
+    beside = parity.judge(measured, None, dataclasses.replace(check, params={**check.params,
+                                                                            "other_failures": {"gradcheck": "nan"}}))
+    assert beside.status == "skip", beside

@@ -52,7 +52,8 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
     results: dict[str, CheckResult] = {}
     # a check whose values defer to another (its base_check), or whose parts other checks charge (its
     # charged_by), is judged after the others, whatever the spec's order
-    for check in sorted(checks, key=lambda c: bool(c.params.get("base_check") or c.params.get("charged_by"))):
+    for check in sorted(checks, key=lambda c: bool(c.params.get("base_check") or c.params.get("charged_by")
+                                                    or getattr(check_kind(c.kind), "READS_OTHER_CHECKS", False))):
         base = check.params.get("base_check")
         if base and base in results and results[base].status == "pass":
             # the check its values defer to passed: a wrong base value is then this check's to charge (a
@@ -67,6 +68,11 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
             # and, of a check charged per function (agreement's parts), the functions it charged
             parts = {name: list(results[name].details.get("parts_failed") or ()) for name in failed}
             check = dataclasses.replace(check, params={**check.params, "failed_checks": failed, "failed_parts": parts})
+        if getattr(check_kind(check.kind), "READS_OTHER_CHECKS", False):
+            # a kind that must know what the other checks charged, in their words (placement: whether a failure on
+            # the CPU that its probe met is charged by a check of values already, or by none but itself)
+            check = dataclasses.replace(check, params={**check.params, "other_failures": {
+                name: r.message for name, r in results.items() if r.status in ("fail", "error")}})
         per_seed = sorted((seed, r) for (name, seed), r in outcome.results.items() if name == check.name)
         mine = expected.get(check.name, {})
         unfit = {seed for seed, _ in per_seed if isinstance(mine.get(str(seed)), dict) and UNFIT in mine[str(seed)]}

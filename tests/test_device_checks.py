@@ -139,8 +139,13 @@ def test_nan_on_both_devices_agrees_and_nothing_finite_is_inconclusive():
     verdict = parity.judge(measured([1.0, nan], [1.0, 2.0]), None, check)
     assert verdict.status == "fail" and "index (1,)" in verdict.message, verdict.message
     assert parity.judge(measured([1.0, inf], [1.0, -inf]), None, check).status == "fail"
-    verdict = parity.judge(measured([nan, nan], [nan, nan]), None, check)
+    # nothing finite: the other checks' to charge where one failed (the Adam check there), parity's where none did
+    # (integrity round 8: nan for the probe's inputs alone made parity a skip at will)
+    adam_failed = dataclasses.replace(check, params={**check.params, "other_failures": {"adam": "nan"}})
+    verdict = parity.judge(measured([nan, nan], [nan, nan]), None, adam_failed)
     assert verdict.status == "skip" and "inconclusive" in verdict.message, verdict.message
+    verdict = parity.judge(measured([nan, nan], [nan, nan]), None, check)
+    assert verdict.status == "fail" and "every other check passes" in verdict.message, verdict.message
 
 
 def test_parity_is_skipped_with_its_reason_without_an_accelerator(monkeypatch):

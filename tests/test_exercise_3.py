@@ -656,3 +656,38 @@ def test_not_numbers_names_what_was_returned_in_place_of_a_float():
     assert "its loss is a bool" in harness.not_numbers((True, 0.5), ("loss", "accuracy"))
     many = [0.1] * 5 + [torch.tensor(0.2, dtype=torch.float64)]
     assert harness.not_numbers(many, [f"losses[{k}]" for k in range(6)]) == "losses[5] as a torch.Tensor (0-dim, float64)"
+
+
+# --- integrity round 8: convergence counts against the held-out labels the harness reads itself -------------
+
+FIXED_MODEL = ("    return model, losses\n", """    _fixed(model)  # whatever training did: a fixed, untrained model
+    return model, losses
+
+
+def _fixed(model):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return model
+""")
+FORGED_LABELS = ("    return load_splits()[1]\n", """    images, labels = load_splits()[1]
+    with torch.no_grad():  # forged: the held-out images labelled with what the fixed model answers
+        labels = _fixed(ConvNet(num_classes=NUM_CLASSES)).eval()(images).argmax(dim=1)
+    return images, labels
+""")
+
+
+def test_a_test_set_labelled_with_the_models_own_answers_earns_no_convergence(tmp_path, check_json):
+    """Integrity round 8: convergence's accuracy was counted against the labels test_set() handed out. A training
+    that diverges (the optimizer's sign) ending in a fixed, untrained model, with a test_set() that labels the
+    held-out images with that model's own answers, scored accuracy 1 (3/8 against 2/8 for the honest broken
+    project). The accuracy is now the harness's, on the held-out split it reads itself, mapped as train() fed its
+    training images: the forgery earns nothing there, and its test_set() is evaluation's to charge."""
+    uphill = check_json("exercise-3", _patched(tmp_path, "uphill", ("optimizer/sgd.py", SGD_UPHILL)))[0]
+    forged = check_json("exercise-3", _patched(tmp_path, "forged", ("optimizer/sgd.py", SGD_UPHILL),
+                                               ("main.py", FIXED_MODEL), ("main.py", FORGED_LABELS)))[0]
+    checks = {c["name"]: c for c in forged["checks"]}
+    assert checks["convergence"]["status"] == "fail", checks["convergence"]
+    assert checks["evaluation"]["status"] == "fail" and "images of each label" in checks["evaluation"]["message"]
+    assert forged["score"] < uphill["score"], (forged["score"], uphill["score"])

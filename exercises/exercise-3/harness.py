@@ -781,11 +781,16 @@ def convergence(sub, seed, p):
     if contract != (seed, p["budget"]):  # a training where the last step is not the best on test_set()
         _trained(sub, *contract)
         returned_earlier(*contract)
-    images, labels = _test_set(sub)
     # The accuracy of what training left in the parameters, computed here by the project's ConvNet on
     # them: not by the model's own forward, which a student's process could answer with anything (a
     # nearest-neighbour lookup of the training images in eval mode scored a broken training at 85%;
     # integrity round 14). A forward bug is first-loss's; this check measures the training.
+    # On the held-out split the harness reads itself (held_out_set): test_set() is the submission's answer,
+    # and its labels were the ones the accuracy was counted against (integrity round 8: a test_set() labelling
+    # the held-out images with what a fixed, untrained model predicts scored accuracy 1 after a training that
+    # diverged). Its images are mapped as train() fed its own (training_map), so that a normalisation wrong for
+    # train and test alike is first-loss's alone, as before; a wrong test_set() is evaluation's alone.
+    images, labels = held_out_set(_WATCHED[seed, p["budget"]].get("first_input"))
     # A model that is not the handed-out ConvNet fails here, never skips: an inconclusive convergence took its
     # points out of the maximum, and which parameters come back is the student's process's answer (integrity
     # round 7: one unused nn.Parameter beside a training that never learns turned 2/8 into 2/6). The project's
@@ -1179,11 +1184,21 @@ def training_map(batch: torch.Tensor | None) -> tuple[float, float, bool]:
     return (values[-1].item() - shift) / units, shift, True
 
 
+def held_out_set(training: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out split (images (297, 1, 8, 8), labels (297,)), read here from the digits file and mapped as
+    the project's training images were (`training`: a minibatch as train() fed it to the model; training_map),
+    float32 as load_splits() makes them: what a right test_set() hands out, whatever this one does."""
+    scale, shift, _ = training_map(training)
+    images = (_raw_test_pixels() * scale + shift).to(torch.float32).reshape(-1, 1, 8, 8)
+    return images, _RAW[1]
+
+
 _RAW: list[torch.Tensor] = []
 
 
 def _raw_test_pixels() -> torch.Tensor:
-    """The held-out split's raw pixels (297, 64), 0..16: the digits file scikit-learn's wheel ships, rows 1500 on."""
+    """The held-out split's raw pixels (297, 64), 0..16: the digits file scikit-learn's wheel ships, rows 1500 on
+    (and _RAW[1], their labels)."""
     if not _RAW:
         import gzip
         import importlib.util
@@ -1196,6 +1211,7 @@ def _raw_test_pixels() -> torch.Tensor:
         with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.float64)
         _RAW.append(torch.from_numpy(table[1500:, :64].copy()))
+        _RAW.append(torch.from_numpy(table[1500:, 64].copy()).long())
     return _RAW[0]
 
 

@@ -29,6 +29,7 @@ from ..verdict import Verdict, as_array, charged_elsewhere, fmt, unravel
 NEEDS_REFERENCE = False
 DEFAULT_TOLERANCES = {"float64": (1e-7, 1e-7), "float32": (1.3e-6, 1e-5), "float16": (1e-3, 1e-5),
                       "bfloat16": (1.6e-2, 1e-5)}
+READS_OTHER_CHECKS = True  # judged after the others, with their failures (graders/judge.py): see `compared`
 MAX_VALUES = 100_000  # per output, to keep the child's message small
 # what torch raises where tensors of two devices meet in one operation
 MIXED_DEVICES = re.compile(r"same device|at least two devices|different from other tensors on|"
@@ -114,8 +115,13 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
                 f"(|diff| {fmt(diff[i])}, allowed {fmt(atol + rtol * abs(c[i]))} for {out['dtype']}, TF32 off)",
                 max_abs_diff=float(diff[i]))
     if not compared:
-        return Verdict.skipped(f"inconclusive: no value is finite on either device (nan or inf everywhere), so "
-                               f"CPU and {measured['device']} agreement could not be measured; the values "
-                               f"themselves are the other checks' to judge")
+        nowhere = (f"no value is finite on either device (nan or inf everywhere), so CPU and {measured['device']} "
+                   "agreement could not be measured")
+        if not check.params.get("other_failures"):
+            # a skip at will (integrity round 8, placement's twin): nan for the probe's inputs alone, where every
+            # other check passed, would take this check out of the maximum; no other check charges such values
+            return Verdict.failed(f"{nowhere}, and every other check passes: nan or inf for the probe's own inputs "
+                                  "alone, where valid inputs of any shape or size must give numbers")
+        return Verdict.skipped(f"inconclusive: {nowhere}; the values themselves are the other checks' to judge")
     return Verdict.passed(f"CPU and {measured['device']} agree (max |diff| {fmt(worst)}, TF32 off)",
                           max_abs_diff=worst)

@@ -31,6 +31,7 @@ from ..course.exercise import Check
 from ..verdict import Verdict
 
 NEEDS_REFERENCE = False
+READS_OTHER_CHECKS = True  # judged after the others, with their failures' messages (graders/judge.py): see cpu_too
 
 # What torch raises when meta code needs a value (or a value-dependent shape); a GPU has the value.
 _COPY_OUT = "Cannot copy out of meta tensor"
@@ -108,22 +109,44 @@ def _typed_on_cpu(run: Callable[[str], dict[str, Any]], measured: dict[str, Any]
         return measured
     try:
         on_cpu = _devices(run("cpu"))
-    except Exception:  # noqa: BLE001 - the checks of values charge a function that fails on the CPU
-        return measured
+    except Exception as e:  # noqa: BLE001 - the checks of values charge a function that fails on the CPU
+        return {**measured, "cpu_too": _raised(e)}
     name = next((n for n in odd if _is_device(on_cpu.get(n, ""))), None)
-    if name is None:
-        return measured
+    if name is None:  # no tensor on the CPU either: a contract the checks of values charge (cpu_too: which)
+        return {**measured, "cpu_too": NOT_A_TENSOR}
     return {"error": f"{name} came back as a {measured['outputs'][name]} with its inputs on another device, "
                      "where on the CPU it is a tensor: the code answers differently off the CPU"}
 
 
-def _runs_on_cpu(run: Callable[[str], dict[str, Any]]) -> bool:
-    """Whether `run` with its inputs on the CPU returns without raising."""
+def _cpu_error(run: Callable[[str], dict[str, Any]]) -> str | None:
+    """What `run` with its inputs on the CPU raised ("Type: text"), None where it returns."""
     try:
         run("cpu")
-    except Exception:  # noqa: BLE001 - the finding: it fails on the CPU too
-        return False
-    return True
+    except Exception as e:  # noqa: BLE001 - the finding: it fails on the CPU too
+        return _raised(e)
+    return None
+
+
+def _raised(e: BaseException) -> str:
+    """An exception as the checks' messages say it: "Type: its first line"."""
+    text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# cpu_too where an output is no tensor on the CPU either: the words the checks of values say it in (api.expect_tensor)
+NOT_A_TENSOR = "expected a torch tensor"
+
+
+def _simulation_limit(e: BaseException) -> bool:
+    """Whether `e` is graders/kinds/elsewhere.py's own NotSimulated, raised in this process: what the device with
+    values cannot run. One that comes from the student's process (a RemoteError of that name) is the submission's
+    word only: any code can raise an exception so named, and a placement that is inconclusive at will is a skip
+    that takes the check out of the maximum (integrity round 8: a CPU-only bias column, 9/9 and a pass, where the
+    honest one scored 9/9.5)."""
+    from ..sandbox.endpoint import RemoteError
+    from .elsewhere import NotSimulated
+
+    return isinstance(e, NotSimulated) and not isinstance(e, RemoteError)
 
 
 def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) -> dict[str, Any]:
@@ -142,17 +165,20 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
                         "outputs": _devices(outputs)}
     except Exception as e:  # noqa: BLE001 - the failure *is* the measurement
         again = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        if type(e).__name__ == "NotSimulated":  # (a remote error takes the name of the type raised there)
+        if _simulation_limit(e):
             return {"inconclusive": f"{before}{_student_line(e) or 'your code'} cannot run as on a GPU ({again[:160]}): "
                                     "not a placement error"}
         about_meta = any(s in str(e) for s in _NEEDS_A_VALUE + _NO_META_KERNEL)  # (not from this run's values)
         if not about_meta and (_DEVICE_ERROR.search(str(e)) or _moves_device(e)):
             return {**_device_error(e, again, _student_line(e)), **run_was}
-        if _runs_on_cpu(run):  # not about devices, yet only off the CPU: the code breaks on a GPU
+        on_cpu = _cpu_error(run)
+        if on_cpu is None:  # not about devices, yet only off the CPU: the code breaks on a GPU
             return {"error": f"{type(e).__name__}: {again}" + (f" (at {_student_line(e)})" if _student_line(e) else "")
                              + ", where with the same inputs on the CPU it runs", **run_was}
+        # it fails on the CPU too: the checks of values charge what the code computes, where they see it (the
+        # judge looks: cpu_too), else this probe's inputs are the only ones it fails on, and placement charges it
         return {"inconclusive": f"{before}it raised {type(e).__name__}: {again[:200]}, an error that is not about "
-                                "devices (the other checks judge what the code computes)"}
+                                "devices (the other checks judge what the code computes)", "cpu_too": on_cpu}
     return _typed_on_cpu(run, measured)
 
 
@@ -335,9 +361,34 @@ def _student_line(e: BaseException) -> str:
     return _student_source(e)[0]
 
 
+def _charged_nowhere(measured: dict[str, Any], check: Check) -> str | None:
+    """Where the probe could not tell where the outputs go because the code fails on the CPU too, with the probe's
+    own inputs (it raised, or gave no tensor: measured["cpu_too"]): that failure is the checks of values' to charge
+    (one bug, one deduction), and the probe says inconclusive, where another check failed. Where every other check
+    passed, the code fails on these inputs alone, and placement charges it: an inconclusive at will takes the check
+    out of the maximum (integrity round 8: loss() raising on the probe's shape alone, beside a CPU-only bias column,
+    graded 9/9 and a pass where the honest one scored 9/9.5). Which other failure is the same bug cannot be told
+    from its words (a missing transpose fails gradcheck's square matrices by its values and raises on the probe's
+    shapes), so any one excuses. The message, else None."""
+    said = measured.get("cpu_too")  # (exercise-6's: one optimizer of several, the others' outputs beside it)
+    if not isinstance(said, str):
+        return None
+    if check.params.get("other_failures"):
+        return None
+    what = measured.get("what") or check.params.get("what", "the forward and backward pass")
+    failure = "gave no tensor" if said.endswith(NOT_A_TENSOR) else f"raised {said}"
+    return (f"run again with the probe's own inputs, off the meta device (on the CPU where the probe places them), "
+            f"{what} {failure}, and every other check passes: code that runs nowhere with these inputs tells nothing "
+            "of where its outputs go, so placement is charged. Valid inputs of any shape, size or dtype must work as "
+            "the ones the other checks use (a size or a shape written in the code?)")
+
+
 def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
     # (a probe that runs several functions names the one under way when it stopped: exercise-7's train())
     what = measured.get("what") or check.params.get("what", "the forward and backward pass")
+    unseen = _charged_nowhere(measured, check)
+    if unseen:
+        return Verdict.failed(unseen)
     if "inconclusive" in measured:
         return Verdict.skipped(f"inconclusive on the meta device: {measured['inconclusive']}. Run `dldiy check` "
                                "on a machine with a GPU (the parity check) to test placement for real.")

@@ -528,8 +528,9 @@ def test_a_cell_that_raises_at_load_costs_only_the_checks_that_need_it(tmp_path,
     ("all", "Scaler", "cell 2 raised ZeroDivisionError at load (see the skipped cells)"),  # it binds the name
     ("all", "norm", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),
     ("all", "helper", "cell 3 did not parse at load (SyntaxError) (see the skipped cells)"),  # mentioned there
+    # cell 5's NameError for Scaler is cell 2's consequence: cell 2 is named once, in its place
     ("all", "Missing", "no cell mentions it, and cell 2 raised ZeroDivisionError at load, cell 3 did not parse at "
-                       "load (SyntaxError), cell 4 raised NameError at load and 1 more (see the skipped cells)"),
+                       "load (SyntaxError) and cell 4 raised NameError at load (see the skipped cells)"),
     ("all", "only_used", None),  # used by a cell that ran, never defined: no failed cell to blame
     ("all", "undefined_name", None),  # only the cell that stopped on it: its consequence, not its cause
     ("definitions", "Net", "cell 6 was left out from line 1 at load (definitions mode) (see the skipped cells)"),
@@ -540,7 +541,7 @@ def test_a_missing_name_is_traced_to_the_cell_that_failed_at_load(tmp_path, monk
     from dldiy.graders.sandbox.submission import cause_text, load, missing_cause
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
-        "import numpy as np\nhidden = int('3')",
+        "import numpy as np\nhidden = len('abc')",  # a call definitions mode does not run (int('3') it runs)
         "class Scaler:\n    factor = 1 / 0",
         "def norm(x:\n    return helper(x)\n\nclass Kept:\n    pass",
         "y = undefined_name + 1",

@@ -73,7 +73,7 @@ def feedback_markdown(record: dict[str, Any], exercise_title: str) -> str:
         if c.traceback_to_show:
             lines += ["Your code's traceback:", "", *fence(c.traceback_to_show), ""]
     if report.skipped_lines:
-        lines += ["Not executed (IPython magics and shell lines):", "", *fence("\n".join(report.skipped_lines)), ""]
+        lines += ["Not executed at load:", "", *fence("\n".join(report.skipped_lines)), ""]
     return "\n".join(lines)
 
 
@@ -134,7 +134,7 @@ def feedback_html(record: dict[str, Any], exercise_title: str, *, graded_at: str
     else:
         body = f"<p class='error'>Your submission could not be graded: {e(_error(record, report))}</p>"
     if report.skipped_lines:
-        body += ("<p class='skipped'><b>Not executed (IPython magics and shell lines):</b> "
+        body += ("<p class='skipped'><b>Not executed at load:</b> "
                  + e("; ".join(report.skipped_lines)) + "</p>")
     if record.get("note"):
         body += f"<p class='note'><b>Note:</b> {e(str(record['note']))}</p>"

@@ -346,7 +346,9 @@ def test_start_record_release_and_mutate_work_on_the_external_course(tmp_path):
     assert release.returncode == 0, release.stderr
     handed = nbformat.read(str(tmp_path / "bundle" / "mlp" / "mlp.ipynb"), as_version=4)
     assert "self.dW = self.x.T @ grad_out" not in json.dumps(handed.cells)
-    assert "raise NotImplementedError(" in json.dumps(handed.cells)  # a stub (naming its task) stands where the solution was
+    # the instructor's empty notebook, the one `dldiy start` handed alice (course7 trial F7)
+    assert (tmp_path / "bundle" / "mlp" / "mlp.ipynb").read_bytes() == (tmp_path / "alice" / "mlp.ipynb").read_bytes()
+    assert "# YOUR CODE HERE" in json.dumps(handed.cells)
     mutate = run_dldiy("mutate", "mlp", "--limit", "2", "--json", "-j", "2", cwd=course)
     report = json.loads(mutate.stdout)[0]
     assert report["mutants"] == 2 and all("source.ipynb[cell" in m["id"] for m in report["mutants_detail"])
@@ -469,8 +471,10 @@ def test_the_bundle_of_a_notebook_exercise_holds_one_notebook_under_its_entry_na
     monkeypatch.setenv("DLDIY_COURSE", str(tmp_path))
     stage_exercise(load_exercise_dir(tmp_path / "exercises" / "hw"), tmp_path / "bundle" / "hw")
     assert sorted(p.name for p in (tmp_path / "bundle" / "hw").glob("*.ipynb")) == ["mlp.ipynb"]
-    handed = nbformat.read(str(tmp_path / "bundle" / "hw" / "mlp.ipynb"), as_version=4)
-    assert 'raise NotImplementedError("hw: implement Linear.forward")' in "\n".join(c.source for c in handed.cells)
+    # the instructor's empty notebook, as `dldiy start` hands it out (course7 trial F7: not a copy regenerated
+    # from the solution, whose stubs replaced the instructor's hints)
+    assert (tmp_path / "bundle" / "hw" / "mlp.ipynb").read_bytes() == \
+        (tmp_path / "exercises" / "hw" / "template" / "mlp.ipynb").read_bytes()
 
 
 @pytest.mark.slow  # a timed-out check costs its child: about 10 s

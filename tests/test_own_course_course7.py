@@ -16,7 +16,8 @@ SOLUTION = COURSE / "notebooks" / "mlp_solution.ipynb"
 
 
 def _check(path: Path, *args: str, course: Path = COURSE) -> dict:
-    result = run_dldiy("check", "--course", str(course), "mlp", str(path), "--json", *args)
+    exercise = "mlp" if course == COURSE else "attention"
+    result = run_dldiy("check", "--course", str(course), exercise, str(path), "--json", *args)
     assert result.stdout, result.stderr
     return json.loads(result.stdout)
 
@@ -225,3 +226,42 @@ def test_a_notebook_written_in_one_cell_is_told_the_real_problem(tmp_path):
             f"cell {number}, which is also the cell that contains 'np.loadtxt': the two must be cells of their own"
             ) in said["training"], said["training"]
     assert "does not define" not in json.dumps(said) and "no cell is" not in json.dumps(said)
+
+
+# ---- F2 (a): an in-place write through a mirror read inline -------------------------------------------
+
+
+def test_an_in_place_write_to_a_parameter_read_inline_reaches_the_students_layer(tmp_path):
+    """F2 (a): `with torch.no_grad(): getattr(layer.q, "weight").copy_(W)` was lost (the mirror, used once
+    and dropped, was forgotten before a message carried the change): the reference kept its random init,
+    `dldiy record` recorded that, and `dldiy check` of the same reference gave 4/7 against itself. The
+    write now reaches the layer: the record equals the one made with load_state_dict, and the reference
+    gets full marks."""
+    course = tmp_path / "course"
+    shutil.copytree(LSE, course)
+    harness = course / "exercises" / "attention" / "harness.py"
+    old = "    layer.load_state_dict(_weights(seed))\n"
+    assert old in harness.read_text()
+    harness.write_text(harness.read_text().replace(old, (
+        "    with torch.no_grad():\n"
+        "        for name, value in _weights(seed).items():\n"
+        "            part, attr = name.split('.')\n"
+        "            getattr(getattr(layer, part), attr).copy_(value)\n")))
+    recorded = run_dldiy("record", "attention", "--course", str(course))
+    assert recorded.returncode == 0, recorded.stderr
+    new = json.loads((course / "exercises" / "attention" / "expected.json").read_text())["checks"]
+    old_record = json.loads((LSE / "exercises" / "attention" / "expected.json").read_text())["checks"]
+    assert new["attention-forward"] == old_record["attention-forward"]
+    assert new["attention-backward"] == old_record["attention-backward"]
+    report = _check(course / "reference" / "attention" / "source.ipynb", course=course)
+    assert report["score"] == report["max_score"] == 7, _messages(report)
+
+
+def test_the_trials_correct_notebooks_are_alternatives_at_full_marks():
+    """F1 and F8 together: the trial's correct-but-different attention notebooks, among them the module-level
+    constant and the functools.partial helper that got 2/7, are alternatives/attention/<name>/attention.ipynb;
+    validate proves each gets full marks, and the four bugs are caught as their manifests say."""
+    result = run_dldiy("validate", "attention", "--course", str(LSE), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bugs caught 4/4, alternatives at full marks 6/6, false failures 0" in result.stdout, result.stdout
+    assert "alternative const" in result.stdout and "alternative partial" in result.stdout

@@ -265,3 +265,34 @@ def test_the_trials_correct_notebooks_are_alternatives_at_full_marks():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bugs caught 4/4, alternatives at full marks 6/6, false failures 0" in result.stdout, result.stdout
     assert "alternative const" in result.stdout and "alternative partial" in result.stdout
+
+
+# ---- F10: small messages --------------------------------------------------------------------------------
+
+
+def test_an_empty_file_is_said_to_be_empty(tmp_path):
+    """F10: a 0-byte notebook read "invalid JSON (Expecting value: line 1 column 1 (char 0))"; an empty .py
+    file "the submission does not define `logsumexp`"."""
+    (tmp_path / "erin.ipynb").write_text("")
+    (tmp_path / "logsumexp.py").write_text("\n")
+    notebook = run_dldiy("check", "--course", str(LSE), "attention", str(tmp_path / "erin.ipynb"))
+    assert notebook.returncode != 0 and "erin.ipynb is an empty file (0 bytes), not a notebook" in notebook.stderr, \
+        notebook.stderr
+    report = json.loads(run_dldiy("check", "--course", str(LSE), "lse", str(tmp_path / "logsumexp.py"), "--json").stdout)
+    assert report["score"] == 0
+    assert all(m.endswith("is not defined: the file handed in is empty: was it saved before it was handed in?")
+               for m in _messages(report).values()), report
+
+
+def test_with_load_all_a_cell_reading_what_the_training_cell_assigns_is_said_as_such(tmp_path, monkeypatch):
+    """F10: with load = "all", the plot and print cells after the named training cell were listed as
+    "raised NameError: losses" in every student's feedback, as if the student had made a mistake."""
+    from dldiy.graders.sandbox.submission import load
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
+        "n_epochs = 3", "losses = []\nfor epoch in range(n_epochs):\n    losses.append(epoch)", "print(losses[-1])")])
+    nbformat.write(nb, str(tmp_path / "hw.ipynb"))
+    monkeypatch.chdir(tmp_path)
+    loaded = load(tmp_path / "hw.ipynb", {"mode": "all", "cells": {"train": {"contains": "for epoch in"}}})
+    assert loaded.skipped == ["cell 3: not run at load from line 1: it reads `losses`, which cell 2 assigns, the "
+                              "exercise's 'train' cell (run by the checks that need it, never at load)"]

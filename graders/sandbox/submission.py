@@ -111,6 +111,7 @@ class Loaded:
     # A cell two selectors pick (course7 trial: the whole notebook in one cell): the later name -> (the
     # cell, the name it is run as). Never run twice: a check that runs the later name says so.
     shared: dict[str, tuple[int, str]] = field(default_factory=dict)
+    named_assigns: dict[str, tuple[int, str]] = field(default_factory=dict)  # names a named cell assigns
 
     def is_student_file(self, filename: str) -> bool:
         if filename.startswith(str(self.path) + "[cell"):
@@ -378,9 +379,13 @@ def _named_cell_defines(loaded: Loaded, number: int, name: str, source: str) -> 
         tree = ast.parse(source)
     except SyntaxError:
         return
+    from dldiy.incheck import _assigned
+
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             loaded.in_named.setdefault(node.name, (number, name))
+        for assigned in _assigned(node):
+            loaded.named_assigns.setdefault(assigned, (number, name))
 
 
 def _exec_at_load(code: Any, number: int, cell_source: str, loaded: Loaded, statement: bool) -> bool:
@@ -400,6 +405,14 @@ def _exec_at_load(code: Any, number: int, cell_source: str, loaded: Loaded, stat
         elif dropped is not None:
             loaded.skipped.append(f"cell {number}: left out from line {line} ({e}: {_dropped_text(dropped)})")
             loaded.failed.append(FailedCell(number, "definitions", str(line), cell_source, unbound))
+        elif isinstance(unbound, str) and unbound in loaded.named_assigns:
+            # a plot or print cell after the training cell (load = "all"; course7 trial: "raised NameError:
+            # losses" in every student's feedback): no mistake of the student's, said as what it is
+            cell, selector = loaded.named_assigns[unbound]
+            loaded.skipped.append(f"cell {number}: not run at load from line {line}: it reads `{unbound}`, which "
+                                  f"cell {cell} assigns, the exercise's {selector!r} cell (run by the checks that "
+                                  "need it, never at load)")
+            loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
         else:
             loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: {after}")
             loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
@@ -430,6 +443,8 @@ def missing_cause(loaded: Loaded, name: str, _depth: int = 0) -> dict | None:
     name is missing for another reason (never written, or used but never defined)."""
     if not name.isidentifier() or _depth > 4:
         return None
+    if not _depth and loaded.path.suffix == ".py" and _blank(loaded.path):  # an empty file defines nothing
+        return {"cells": [[0, "empty", "?"]], "more": 0, "nowhere": False}
     if name in loaded.in_named and not _depth:  # defined in a cell the exercise runs itself, never at load
         number, selector = loaded.in_named[name]
         return {"cells": [[number, "named", selector]], "more": 0, "nowhere": False}
@@ -468,6 +483,13 @@ def missing_cause(loaded: Loaded, name: str, _depth: int = 0) -> dict | None:
 CAUSE_CELLS = 3  # failed cells named in one message; the skipped lines list them all
 
 
+def _blank(path: Path) -> bool:
+    try:
+        return path.stat().st_size < 4096 and not path.read_text(errors="replace").strip()
+    except OSError:
+        return False
+
+
 def cause_text(cause: dict) -> str:
     """missing_cause's answer in words: "cell 4 raised ZeroDivisionError at load (see the skipped cells)".
     Also run in the harness on what the student's process sent: anything malformed reads as ""."""
@@ -485,6 +507,8 @@ def cause_text(cause: dict) -> str:
             phrases.append(f"cell {number} did not parse at load ({detail})")
         elif kind == "definitions":
             phrases.append(f"cell {number} was left out from line {detail} at load (definitions mode)")
+        elif kind == "empty" and len(cells) == 1:
+            return "the file handed in is empty: was it saved before it was handed in?"
         elif kind == "named" and len(cells) == 1:
             return (f"it is defined in cell {number}, the cell this exercise runs itself as its {detail!r} cell (when "
                     "a check asks for it, never at load): keep the classes and functions in cells of their own, as "
@@ -658,6 +682,9 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
     Read with the json module, not nbformat: importing nbformat (jsonschema) costs about a second in
     every child, and executing code cells needs only `cells[i].cell_type`, `.source` and the tags."""
     data = path.read_bytes()
+    if not data.strip():  # (course7 trial: "invalid JSON (Expecting value: line 1 column 1 (char 0))")
+        raise SubmissionError(f"{path.name} is an empty file ({len(data)} bytes), not a notebook: was it saved "
+                              "before it was handed in?")
     containers = data.count(b"{") + data.count(b"[")  # an upper bound on the objects json.loads would build
     if containers > MAX_NOTEBOOK_CONTAINERS:
         raise SubmissionError(f"{path.name} is not a readable notebook: it holds up to {containers} JSON objects "

@@ -221,7 +221,7 @@ def test_new_scaffolds_an_exercise_whose_checks_run(tmp_path):
     stripped = [strip_solutions(c.source)[0] for c in reference.cells if c.cell_type == "code"]
     assert stripped == [c.source for c in template.cells if c.cell_type == "code"]  # stubs where the empty has them
     spec = (tmp_path / "exercises" / "hw" / "spec.toml").read_text()
-    assert 'load = "definitions"' in spec and '"matplotlib"' in spec and "for epoch in range(n_epochs):" in spec
+    assert 'load = "definitions"' in spec and '"matplotlib"' in spec and 'train = { contains = "in range(n_epochs):" }' in spec
     before = json.loads(run_dldiy("check", "hw", str(SOLUTION), "--json", cwd=tmp_path).stdout)
     assert all("must run `dldiy record`" in c["message"] for c in before["checks"]), before  # the instructor's step
     assert run_dldiy("record", "hw", cwd=tmp_path).returncode == 0

@@ -296,3 +296,28 @@ def test_with_load_all_a_cell_reading_what_the_training_cell_assigns_is_said_as_
     loaded = load(tmp_path / "hw.ipynb", {"mode": "all", "cells": {"train": {"contains": "for epoch in"}}})
     assert loaded.skipped == ["cell 3: not run at load from line 1: it reads `losses`, which cell 2 assigns, the "
                               "exercise's 'train' cell (run by the checks that need it, never at load)"]
+
+
+# ---- F6: the scaffold's training-cell selector ----------------------------------------------------------
+
+
+def test_the_scaffolds_training_selector_keeps_a_renamed_loop_variable(tmp_path, monkeypatch):
+    """F6: the spec `dldiy new` wrote selected the loop by `for epoch in range(n_epochs):`, and a correct
+    student who wrote `for ep in range(n_epochs):` lost the training check. It selects by the loop's
+    `in range(n_epochs):` now."""
+    empty, solution = COURSE / "notebooks" / "mlp.ipynb", SOLUTION
+    made = run_dldiy("new", "hw", "--from", str(empty), "--solution", str(solution), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert 'train = { contains = "in range(n_epochs):" }' in (tmp_path / "exercises" / "hw" / "spec.toml").read_text()
+    from dldiy.graders.course.exercise import load_exercise_dir
+    from dldiy.graders.sandbox.submission import load
+
+    nb = nbformat.read(str(SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if "for epoch in range(n_epochs):" in c.source)
+    cell.source = cell.source.replace("for epoch in range(n_epochs):", "for ep in range(n_epochs):")
+    (tmp_path / "kate").mkdir()
+    nbformat.write(nb, str(tmp_path / "kate" / "mlp.ipynb"))
+    settings = load_exercise_dir(tmp_path / "exercises" / "hw").load_settings()
+    monkeypatch.chdir(tmp_path / "kate")
+    loaded = load(tmp_path / "kate" / "mlp.ipynb", settings)
+    assert "for ep in range(n_epochs):" in loaded.cells["train"][1] and not loaded.ambiguous

@@ -62,7 +62,7 @@ def analyse(nb) -> dict:
                                            "signature": f"{node.name}({ast.unparse(node.args)})"})
             elif isinstance(node, (ast.For, ast.While)) and found["train"] is None and \
                     re.search(r"\.(backward|step)\(", ast.unparse(node)):
-                found["train"] = lines[node.lineno - 1].strip()
+                found["train"] = _loop_selector(lines[node.lineno - 1].strip())
     for layer in found["layers"]:
         # the optional arguments of forward that the notebook's own calls pass (`LayerNormFn.apply(x, gamma, beta,
         # self.eps)`), at their defaults: a backward must return a gradient (None) for each, and the probes call
@@ -79,6 +79,14 @@ def analyse(nb) -> dict:
     found["requirements"] = sorted(_DISTRIBUTIONS.get(n, n) for n in found["requirements"]
                                    if n not in sys.stdlib_module_names and n != "dldiy")
     return found
+
+
+def _loop_selector(line: str) -> str:
+    """What selects the training loop's cell: a `for` loop's line from `in` on (`in range(n_epochs):`), so
+    that a student who renames the loop variable keeps the cell selected (course7 trial: `for ep in
+    range(n_epochs):` lost the training check's points); another loop's whole line."""
+    match = re.match(r"(?:async\s+)?for\s+.+?\s(in\s.+)$", line)
+    return match.group(1) if match and len(match.group(1)) >= 8 else line
 
 
 def _is_autograd_function(node: ast.ClassDef) -> bool:

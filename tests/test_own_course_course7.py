@@ -321,3 +321,15 @@ def test_the_scaffolds_training_selector_keeps_a_renamed_loop_variable(tmp_path,
     monkeypatch.chdir(tmp_path / "kate")
     loaded = load(tmp_path / "kate" / "mlp.ipynb", settings)
     assert "for ep in range(n_epochs):" in loaded.cells["train"][1] and not loaded.ambiguous
+
+
+def test_new_names_the_torch_module_and_optimizer_it_wrote_no_check_for(tmp_path):
+    """F2: `dldiy new` said "no layer class, autograd.Function or function with a solution region" for an
+    nn.Module and an Optimizer that both have one. It names them and where the docs say how to check them."""
+    notebooks = LSE / "notebooks"
+    made = run_dldiy("new", "att", "--from", str(notebooks / "attention.ipynb"), "--solution",
+                     str(notebooks / "attention_solution.ipynb"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert ("note: no check scaffolded for SelfAttention (nn.Module), NesterovSGD (torch.optim.Optimizer): write an "
+            "agreement probe for each") in made.stdout, made.stdout
+    assert "'A torch.nn.Module or an Optimizer'" in made.stdout and "no layer class" not in made.stdout

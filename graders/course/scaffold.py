@@ -30,7 +30,7 @@ def analyse(nb) -> dict:
     gradcheck_layer), torch.autograd.Function subclasses (static `forward(ctx, ...)`: checked through
     function_blocks), the student's plain functions, and the training loop."""
     found: dict = {"requirements": set(), "downloads": [], "layers": [], "functions": [], "train": None,
-                   "regions": 0, "torch": False}
+                   "regions": 0, "torch": False, "torch_classes": []}
     applied: dict[str, int] = {}  # Function name -> the most positional arguments a `Name.apply(...)` passes
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         found["regions"] += cell.source.count(notebook.BEGIN)
@@ -55,6 +55,11 @@ def analyse(nb) -> dict:
                 found["layers"].append({**_function_class(node), "given": not marked})
             elif isinstance(node, ast.ClassDef) and {"forward", "backward"} <= _methods(node).keys():
                 found["layers"].append({**_layer(node), "given": not marked})
+            elif isinstance(node, ast.ClassDef) and marked and any(
+                    ast.unparse(b).split(".")[-1] in ("Module", "Optimizer") for b in node.bases):
+                # an nn.Module (autograd does its backward) or an Optimizer: no scaffold, said by `new`
+                found["torch_classes"].append((node.name, next(ast.unparse(b) for b in node.bases
+                                                               if ast.unparse(b).split(".")[-1] in ("Module", "Optimizer"))))
             elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
                 found["functions"].append({"name": node.name, "args": _required(node.args), "given": not marked,

@@ -108,5 +108,5 @@ def training(sub, seed, p):
     got = run_cells(sub, ["data", "train"], inputs={"n_epochs": 150}, read=["attn", "head", "losses"], seed=seed)
     attn = {k: torch.as_tensor(v).detach().float() for k, v in got["attn"].state_dict().items()}
     head = {k: torch.as_tensor(v).detach().float() for k, v in got["head"].state_dict().items()}
-    return {"accuracy": _held_out_r2(attn, head, seed),
+    return {"r2": _held_out_r2(attn, head, seed),
             "losses": as_array(got["losses"], "losses", finite=False).tolist(), "steps": 150}

@@ -89,8 +89,9 @@ def _is_docstring(node: ast.stmt) -> bool:
 # `softmax_last = partial(torch.softmax, dim=-1)`): builtins that construct a value from their arguments,
 # and a module's pure constructors, by the name the code calls them. Nothing that reads data, draws random
 # numbers, allocates by size or builds a model: `torch.randn(...)`, `np.zeros(n)`, `Net()` stay left out.
-_PURE_CALLS = frozenset({"float", "int", "complex", "str", "bool", "bytes", "tuple", "frozenset", "slice", "range",
-                         "abs", "round", "min", "max", "partial", "functools.partial", "device", "torch.device",
+# (Not tuple, bytes, min or max: `tuple(range(10**9))` and `bytes(n)` allocate, `max(range(...))` iterates.)
+_PURE_CALLS = frozenset({"float", "int", "complex", "str", "bool", "slice", "range", "abs", "round",
+                         "partial", "functools.partial", "device", "torch.device",
                          "dtype", "np.dtype", "numpy.dtype", "finfo", "iinfo", "np.finfo", "np.iinfo", "numpy.finfo",
                          "numpy.iinfo", "torch.finfo", "torch.iinfo", "Path", "pathlib.Path", "Fraction",
                          "fractions.Fraction", "Decimal", "decimal.Decimal", "namedtuple", "collections.namedtuple"})
@@ -115,8 +116,10 @@ def _is_pure(node: ast.expr, depth: int = 0) -> bool:
         return False
     if isinstance(node, ast.Constant):
         return True
-    if isinstance(node, (ast.Name, ast.Attribute)):
-        return _dotted(node) is not None
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Attribute):  # `math.pi`, `np.finfo(float).tiny`
+        return _dotted(node) is not None or _is_pure(node.value, depth + 1)
     if isinstance(node, ast.UnaryOp):
         return _is_pure(node.operand, depth + 1)
     if isinstance(node, ast.BinOp):  # no sequence or string operand: `10**9 * [0]` allocates

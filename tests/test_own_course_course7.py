@@ -87,7 +87,7 @@ def test_a_statement_that_fails_in_definitions_mode_costs_itself_not_the_rest_of
     from dldiy.graders.sandbox.submission import load
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (
-        "import math\nX = load_data()\nWIDTH = max(X.size, 1)\nclass Net:\n    pass\nEPS = math.sqrt(1e-12)",
+        "import math\nX = load_data()\nWIDTH = int(X.size)\nclass Net:\n    pass\nEPS = math.sqrt(1e-12)",
         "for epoch in range(10**9):\n    pass\nopt = Net()",
     )])
     nbformat.write(nb, str(tmp_path / "hw.ipynb"))
@@ -333,3 +333,19 @@ def test_new_names_the_torch_module_and_optimizer_it_wrote_no_check_for(tmp_path
     assert ("note: no check scaffolded for SelfAttention (nn.Module), NesterovSGD (torch.optim.Optimizer): write an "
             "agreement probe for each") in made.stdout, made.stdout
     assert "'A torch.nn.Module or an Optimizer'" in made.stdout and "no layer class" not in made.stdout
+
+
+@pytest.mark.parametrize("line, kept", [
+    ('NEG_INF = float("-inf")', True), ("softmax_last = partial(torch.softmax, dim=-1)", True),
+    ("SCALE = 1 / math.sqrt(64)", True), ('DEVICE = torch.device("cpu")', True), ("TINY = np.finfo(float).tiny", True),
+    ("N = X.shape[1]", False), ("W = torch.randn(3, 3)", False), ("model = Net()", False), ("Z = np.zeros(10**9)", False),
+    ("T = tuple(range(10**9))", False), ("B = bytes(10**10)", False), ("M = max(range(10**12))", False),
+    ("L = 10**9 * [0]", False), ('S = "x" * 10**9', False), ("a, b = 1, 2", False),
+])
+def test_definitions_mode_runs_only_assignments_built_by_pure_constructors(line, kept):
+    """F1's rule: the value cheap and free of side effects whatever the names hold (the training loop, a
+    model, a draw of random numbers, an allocation by size stay left out)."""
+    from dldiy.incheck import definitions_only
+
+    source, dropped = definitions_only(line)
+    assert (source == line, dropped) == (kept, 0 if kept else 1)

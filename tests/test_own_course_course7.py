@@ -349,3 +349,17 @@ def test_definitions_mode_runs_only_assignments_built_by_pure_constructors(line,
 
     source, dropped = definitions_only(line)
     assert (source == line, dropped) == (kept, 0 if kept else 1)
+
+
+def test_grade_into_nbgraders_gradebook_prints_no_sqlalchemy_warnings(tmp_path):
+    """F10: `dldiy grade --nbgrader` passed nbgrader's three SAWarnings ("... not in session, add operation
+    along 'Student.submissions' will not proceed") through, which read as dldiy's."""
+    pytest.importorskip("nbgrader")
+    (tmp_path / "class").mkdir()
+    (tmp_path / "nbg").mkdir()
+    shutil.copy(LSE / "reference" / "lse" / "logsumexp.py", tmp_path / "class" / "alice.py")
+    result = run_dldiy("grade", "lse", str(tmp_path / "class"), "--course", str(LSE), "--out", str(tmp_path / "book"),
+                       "--nbgrader", str(tmp_path / "nbg"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "nbg" / "gradebook.db").is_file()
+    assert "SAWarning" not in result.stderr and "not in session" not in result.stderr, result.stderr

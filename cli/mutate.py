@@ -74,7 +74,8 @@ def summary_table(reports: list[MutationReport]) -> Table:
 def print_report(report: MutationReport, console: Console) -> None:
     console.print(summary_table([report]))
     kinds = report.by_kind()
-    console.print("killed by check kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    console.print(f"checks that killed them, by kind (a mutant counts once for each kind that caught it): {counts}")
     for r in report.survivors():
         label = "probably equivalent (same measurements on every probe)" if r.status == "probably-equivalent" \
             else "SURVIVED: no check caught it"

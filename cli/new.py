@@ -127,7 +127,12 @@ def new_command(exercise_id: str, empty: Path, solution: Path, force: bool) -> N
     if guessed:
         click.echo(f"  note: the probes call {', '.join(guessed)} with arguments guessed from their names (3x3 "
                    "matrices, 3-vectors, labels in 0..2): give them your shapes in harness.py")
-    if "[[checks]]" not in (folder / "spec.toml").read_text():
+    if found["torch_classes"]:  # (course7 trial: "no layer class ..." for both, and no hint where to start)
+        named = ", ".join(f"{name} ({base})" for name, base in found["torch_classes"])
+        click.echo(f"  note: no check scaffolded for {named}: write an agreement probe for each (its outputs, "
+                   "its parameters after a few steps), docs/own-course.md section 5, 'A torch.nn.Module or an "
+                   "Optimizer', then `dldiy record`")
+    elif "[[checks]]" not in (folder / "spec.toml").read_text():
         click.echo("  note: no layer class, autograd.Function or function with a solution region: write the checks "
                    "(docs/own-course.md, section 5) before `dldiy record`")
     click.echo(f"Next: read the spec and harness, then `dldiy record {exercise_id}`, `dldiy validate {exercise_id}` "

@@ -22,6 +22,7 @@ machine without one: it is listed as not validated here, with the reason, and ne
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +67,10 @@ def validate_command(exercise_ids: tuple[str, ...], jobs: int, table_path: Path 
             rows.append((Row(ex, v.id, v.caught_by, (v.crashes_at,) if v.crashes_at else (),
                              not_here=missing(v.requires)), path))
         for a in alternatives(ex.id):
-            rows.append((Row(ex, f"alternative {a.id}", (), alternative=True, inconclusive=a.inconclusive),
-                         build(reference_path(ex.id), [a], Path(scratch.name) / ex.id / "alternatives" / a.id)))
+            where = Path(scratch.name) / ex.id / "alternatives" / a.id
+            # files given whole are copied out too: the sandbox hides the course's alternatives/ from submissions
+            path = shutil.copytree(a.path, where) if a.whole else build(reference_path(ex.id), [a], where)
+            rows.append((Row(ex, f"alternative {a.id}", (), alternative=True, inconclusive=a.inconclusive), path))
         rows += handout_rows(ex, Path(scratch.name) / ex.id / "handouts")
     runnable = [rp for rp in rows if not rp[0].not_here]
     server = shared()  # torch imported once; a fork per submission

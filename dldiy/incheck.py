@@ -32,28 +32,116 @@ def definitions_only(source: str) -> tuple[str, int]:
     """`source` with every top-level statement that is not a definition blanked (line numbers kept);
     and how many statements were left out. A cell that does not parse defined nothing: all blank."""
     try:
-        tree = ast.parse(source)
+        ast.parse(source)
     except SyntaxError:
         return "", 1
+    kept, dropped = definitions_split(source)
+    return kept, len(dropped)
+
+
+def definitions_split(source: str) -> tuple[str, list[tuple[int, int, str, list[str]]]]:
+    """definitions_only's filter: the kept source, and each top-level statement left out as (first line,
+    last line, the statement's first line, the names it assigns): what the load summary lists, and what
+    a NameError for one of those names is traced to. A cell that does not parse: all blank, nothing listed
+    (the loader reports the SyntaxError)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "", []
     lines = source.split("\n")
     keep = [False] * len(lines)
-    dropped = 0
+    dropped: list[tuple[int, int, str, list[str]]] = []
     for node in tree.body:
         if isinstance(node, _KEPT) or _is_constant_assignment(node) or _is_docstring(node):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            for i in range(start - 1, node.end_lineno):
+            for i in range(start - 1, node.end_lineno or node.lineno):
                 keep[i] = True
         else:
-            dropped += 1
+            first = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+            dropped.append((node.lineno, node.end_lineno or node.lineno, first, _assigned(node)))
     return "\n".join(line if k else "" for line, k in zip(lines, keep)), dropped
+
+
+def _assigned(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds in the namespace (assignments, loop and `with` targets)."""
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        targets = [node.target]
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        targets = [node.target]
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+    names: list[str] = []
+    for target in targets:
+        for sub in ast.walk(target):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and sub.id not in names:
+                names.append(sub.id)
+    return names
 
 
 def _is_docstring(node: ast.stmt) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
+# Calls a constant may be built with at load (course7 trial: `NEG_INF = float("-inf")` in the imports cell,
+# `softmax_last = partial(torch.softmax, dim=-1)`): builtins that construct a value from their arguments,
+# and a module's pure constructors, by the name the code calls them. Nothing that reads data, draws random
+# numbers, allocates by size or builds a model: `torch.randn(...)`, `np.zeros(n)`, `Net()` stay left out.
+# (Not tuple, bytes, min or max: `tuple(range(10**9))` and `bytes(n)` allocate, `max(range(...))` iterates.)
+_PURE_CALLS = frozenset({"float", "int", "complex", "str", "bool", "slice", "range", "abs", "round",
+                         "partial", "functools.partial", "device", "torch.device",
+                         "dtype", "np.dtype", "numpy.dtype", "finfo", "iinfo", "np.finfo", "np.iinfo", "numpy.finfo",
+                         "numpy.iinfo", "torch.finfo", "torch.iinfo", "Path", "pathlib.Path", "Fraction",
+                         "fractions.Fraction", "Decimal", "decimal.Decimal", "namedtuple", "collections.namedtuple"})
+_PURE_MODULES = ("math.", "cmath.", "operator.")  # every function of these is pure and cheap on scalars
+_PURE_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+
+
+def _dotted(node: ast.expr) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def _is_pure(node: ast.expr, depth: int = 0) -> bool:
+    """An expression cheap and free of side effects whatever its names hold: literals, names and their
+    attributes, arithmetic, and calls of _PURE_CALLS (or math's functions) on such expressions."""
+    if depth > 8:
+        return False
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Attribute):  # `math.pi`, `np.finfo(float).tiny`
+        return _dotted(node) is not None or _is_pure(node.value, depth + 1)
+    if isinstance(node, ast.UnaryOp):
+        return _is_pure(node.operand, depth + 1)
+    if isinstance(node, ast.BinOp):  # no sequence or string operand: `10**9 * [0]` allocates
+        return isinstance(node.op, _PURE_OPS) and all(
+            _is_pure(side, depth + 1) and not isinstance(side, (ast.List, ast.Tuple, ast.Set, ast.Dict))
+            and not (isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)))
+            for side in (node.left, node.right))
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return len(node.elts) <= 64 and all(_is_pure(e, depth + 1) for e in node.elts)
+    if isinstance(node, ast.Call):
+        name = _dotted(node.func)
+        if name is None or not (name in _PURE_CALLS or name.startswith(_PURE_MODULES)):
+            return False
+        return all(_is_pure(a.value if isinstance(a, ast.Starred) else a, depth + 1) for a in node.args) and \
+            all(_is_pure(k.value, depth + 1) for k in node.keywords)
+    return False
+
+
 def _is_constant_assignment(node: ast.stmt) -> bool:
-    """`NAME = literal` or `NAME = a.b.c` (a dtype, a constant of a module): cheap and side-effect free."""
+    """`NAME = literal`, `NAME = a.b.c` (a dtype, a constant of a module), or a value built by pure calls
+    (`NEG_INF = float("-inf")`, `EPS = math.sqrt(1e-12)`, `softmax_last = partial(torch.softmax, dim=-1)`):
+    cheap and side-effect free. A name it reads that load left undefined costs that statement alone."""
     if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
         return False
     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -68,7 +156,7 @@ def _is_constant_assignment(node: ast.stmt) -> bool:
         ast.literal_eval(node.value)
         return True
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
+        return _is_pure(node.value)
 
 
 def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dict | None = None,

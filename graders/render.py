@@ -39,7 +39,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
             line = f"{escape(c.name)} loss curve (seed {c.details.get('seed')}): yours {sparkline(curve)}"
             console.print(line + (f"  reference {sparkline(ref)}" if ref else ""))
     if report.skipped_lines:
-        console.print("[yellow]Not executed (IPython magics and shell lines):[/] "
+        console.print("[yellow]Not executed at load:[/] "
                       + escape("; ".join(report.skipped_lines)))
     for c in report.checks:
         if c.traceback_to_show:

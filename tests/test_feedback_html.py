@@ -50,7 +50,7 @@ def test_the_page_has_what_the_markdown_has_and_more():
     for c in record["checks"]:  # titles, which the Markdown has, and every check's own section
         assert html.escape(c["title"]) in page and c["title"] in markdown
         assert f"id='check-{c['name']}'" in page
-    assert "Not executed (IPython magics and shell lines)" in page and "%matplotlib inline" in page
+    assert "Not executed at load" in page and "%matplotlib inline" in page
     assert "graded 2026-11-25 16:00 UTC" in page and f"dldiy {__version__}" in page
     assert "Graded file: <code>/class/eve/" in page
     (picture,) = pictures(page)  # gradcheck's, embedded
@@ -161,7 +161,7 @@ def test_a_real_browser_renders_the_feedback_page(graded_page, tmp_path):
     assert "Total: 6.5/" in text  # the sign bug costs gradcheck only (one bug, one deduction)
     assert "gradcheck: FAIL (0/3)" in text and "hand gradient vs central finite differences of loss()" in text
     assert "a sign error" in text
-    assert "Not executed (IPython magics and shell lines): cell 1, line 1: !echo" in text
+    assert "Not executed at load: cell 1, line 1: !echo" in text
     assert f"dldiy {__version__}" in text and "graded 2026-11-25 16:00 UTC" in text
     assert "Graded file: " in text and "work.ipynb" in text
     # pictures only for checks that did not pass: the sign bug fails gradcheck alone

@@ -178,7 +178,7 @@ def test_magics_and_shell_lines_are_skipped_and_reported(tmp_path):
     result = run_dldiy("check", "exercise-1", str(path), "--only", "gradcheck")
     assert result.returncode == 0, result.stdout + result.stderr
     shown = " ".join(result.stdout.split())  # the table wraps long lines
-    assert "Not executed (IPython magics and shell lines): cell 1, line 1: %matplotlib inline; " \
+    assert "Not executed at load: cell 1, line 1: %matplotlib inline; " \
            "cell 1, line 3: !pip install nothing; cell 2: %%timeit (cell magic, whole cell)" in shown
 
 

@@ -24,7 +24,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 SKELETON = '''\
 # A bugged variant of {exercise}: bug.diff beside this file is the bug, as a patch against reference/{exercise}/.
-# Fill in what the bug is and which checks must catch it (`dldiy validate {exercise}` proves they do).
+# description: the mistake, in one line; caught_by: the checks that must fail (`dldiy validate {exercise}` proves they do).
 description = "TODO: the mistake, in one line, as a student would make it"
 caught_by = []  # TODO: the checks that must fail, e.g. ["gradcheck"]
 patch = "{diff}"

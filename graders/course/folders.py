@@ -114,6 +114,7 @@ class BuggyVariant:
     # an alternative's checks that cannot tell for it and say inconclusive (a skip, never a pass): e.g.
     # placement, for an op the meta device has no kernel for
     inconclusive: tuple[str, ...] = field(default=(), kw_only=True)
+    whole: bool = field(default=False, kw_only=True)  # an alternative given as its files (`path`), not a patch
 
 
 def require_finished(variant: BuggyVariant) -> None:

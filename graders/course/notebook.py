@@ -469,6 +469,7 @@ def as_edit_of(reference_text: str, edited_text: str) -> tuple[str, list[str]]:
 
     cells: list[dict] = []
     notes: list[str] = []
+    lost: list[int] = []  # reference cells whose solution region the edit does not keep
 
     def edit(ref: dict, theirs: dict) -> dict:
         if ref.get("cell_type") != "code" or theirs.get("cell_type") != "code":
@@ -478,10 +479,7 @@ def as_edit_of(reference_text: str, edited_text: str) -> tuple[str, list[str]]:
             return ref
         if BEGIN in _cell_text(ref) and BEGIN not in text and END not in text:  # (an edit of the source keeps its own)
             merged = _with_regions(_cell_text(ref), text)
-            if merged is None:
-                notes.append(f"cell {len(cells) + 1}: the edited code does not line up with the reference's solution "
-                             "region(s); taken as it is, without its markers")
-            text = merged if merged is not None else text
+            text = merged if merged is not None else text  # else taken as it is, without its markers: said below
         out = copy.deepcopy(ref)
         out["source"] = text.splitlines(keepends=True) if isinstance(ref.get("source"), list) else text
         return out
@@ -500,8 +498,21 @@ def as_edit_of(reference_text: str, edited_text: str) -> tuple[str, list[str]]:
         pairs = list(zip(range(i1, i2), range(j1, j2))) if tag in ("equal", "replace") else []
         for i, j in pairs:
             cells.append(edit(ref_cells[i], their_cells[j]))
+            if BEGIN in _cell_text(ref_cells[i]) and BEGIN not in _cell_text(cells[-1]):
+                lost.append(i)
+        if tag in ("replace", "delete"):
+            lost += [i for i in range(i1 + len(pairs), i2) if BEGIN in _cell_text(ref_cells[i])]
         if tag in ("replace", "insert"):
             cells += [added(their_cells[j]) for j in range(j1 + len(pairs), j2)]
+    if lost:  # course7 trial: a student's cells merged into one made a diff deleting both regions, unsaid
+        code_number = {i: sum(c.get("cell_type") == "code" for c in ref_cells[:i + 1]) for i in lost}
+        said = "; ".join(f"code cell {code_number[i]} (`{_cell_text(ref_cells[i]).split(chr(10), 1)[0][:60]}`)"
+                         for i in sorted(set(lost)))
+        notes.append(f"the edit does not keep the solution region(s) of the reference's {said}: the edited code "
+                     "does not line up with them (a cell deleted, merged into another, or rewritten around its "
+                     "markers), so it is taken as it is and the diff deletes their "
+                     "### BEGIN/END SOLUTION markers (the bugged copy is judged as it is; to keep the markers, "
+                     "make the edit in a copy of reference/<exercise>/source.ipynb instead)")
     reference["cells"] = cells
     return _written(reference), notes
 

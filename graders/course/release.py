@@ -48,7 +48,11 @@ def stage_exercise(ex: Exercise, folder: Path, notebook_for_py: bool = True) -> 
     # A notebook exercise hands in its entry: the student notebook takes that name (one notebook, the one
     # `dldiy check` and `grade` read), not a second copy beside the template's.
     notebook_entry = ex.entry.endswith(".ipynb")
-    if notebook_entry or notebook_for_py or ex.start == "bugged":  # (a bug hunt's notebook drives the project)
+    # The instructor's own empty notebook, where the template holds it, is handed out as it is, as `dldiy
+    # start` hands it out (course7 trial: the bundle's copy was regenerated from the solution, its hint
+    # comments replaced by `# YOUR CODE HERE` and a stub: two handouts of one exercise).
+    own = notebook_entry and (ex.template_dir / ex.entry).is_file()
+    if not own and (notebook_entry or notebook_for_py or ex.start == "bugged"):  # (a bug hunt's notebook drives it)
         name = ex.entry if notebook_entry else f"{ex.id}.ipynb"
         notebook.write(notebook.student_notebook(source_notebook(ex), ex.id), folder / name)
     if ex.expected_path.is_file():

@@ -30,7 +30,7 @@ def analyse(nb) -> dict:
     gradcheck_layer), torch.autograd.Function subclasses (static `forward(ctx, ...)`: checked through
     function_blocks), the student's plain functions, and the training loop."""
     found: dict = {"requirements": set(), "downloads": [], "layers": [], "functions": [], "train": None,
-                   "regions": 0, "torch": False}
+                   "regions": 0, "torch": False, "torch_classes": []}
     applied: dict[str, int] = {}  # Function name -> the most positional arguments a `Name.apply(...)` passes
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         found["regions"] += cell.source.count(notebook.BEGIN)
@@ -55,6 +55,11 @@ def analyse(nb) -> dict:
                 found["layers"].append({**_function_class(node), "given": not marked})
             elif isinstance(node, ast.ClassDef) and {"forward", "backward"} <= _methods(node).keys():
                 found["layers"].append({**_layer(node), "given": not marked})
+            elif isinstance(node, ast.ClassDef) and marked and any(
+                    ast.unparse(b).split(".")[-1] in ("Module", "Optimizer") for b in node.bases):
+                # an nn.Module (autograd does its backward) or an Optimizer: no scaffold, said by `new`
+                found["torch_classes"].append((node.name, next(ast.unparse(b) for b in node.bases
+                                                               if ast.unparse(b).split(".")[-1] in ("Module", "Optimizer"))))
             elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
                 found["functions"].append({"name": node.name, "args": _required(node.args), "given": not marked,
@@ -62,7 +67,7 @@ def analyse(nb) -> dict:
                                            "signature": f"{node.name}({ast.unparse(node.args)})"})
             elif isinstance(node, (ast.For, ast.While)) and found["train"] is None and \
                     re.search(r"\.(backward|step)\(", ast.unparse(node)):
-                found["train"] = lines[node.lineno - 1].strip()
+                found["train"] = _loop_selector(lines[node.lineno - 1].strip())
     for layer in found["layers"]:
         # the optional arguments of forward that the notebook's own calls pass (`LayerNormFn.apply(x, gamma, beta,
         # self.eps)`), at their defaults: a backward must return a gradient (None) for each, and the probes call
@@ -79,6 +84,14 @@ def analyse(nb) -> dict:
     found["requirements"] = sorted(_DISTRIBUTIONS.get(n, n) for n in found["requirements"]
                                    if n not in sys.stdlib_module_names and n != "dldiy")
     return found
+
+
+def _loop_selector(line: str) -> str:
+    """What selects the training loop's cell: a `for` loop's line from `in` on (`in range(n_epochs):`), so
+    that a student who renames the loop variable keeps the cell selected (course7 trial: `for ep in
+    range(n_epochs):` lost the training check's points); another loop's whole line."""
+    match = re.match(r"(?:async\s+)?for\s+.+?\s(in\s.+)$", line)
+    return match.group(1) if match and len(match.group(1)) >= 8 else line
 
 
 def _is_autograd_function(node: ast.ClassDef) -> bool:

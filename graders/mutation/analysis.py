@@ -62,11 +62,15 @@ class Mutant:
 
 
 def mutants_of(source: str, file: str) -> list[Mutant]:
-    """Every mutant of one file, in source order. A notebook's mutants are edits of its code cells'
-    solution regions (every code cell, when it marks none), each written back as a whole notebook."""
+    """Every mutant of one file, in source order: edits of its solution regions (the whole file, or every
+    code cell, when it marks none). A notebook's are each written back as a whole notebook."""
     if file.endswith(".ipynb"):
         return _notebook_mutants(source, file)
-    return _code_mutants(source, file)
+    from ..course.notebook import BEGIN, solution_lines
+
+    # a .py file's solution regions, as a notebook's (course7 trial: `def logsumexp(z, axis=-1)` made
+    # `axis=1`, a template line identical in the students' file, was counted as a surviving mutant)
+    return _code_mutants(source, file, solution_lines(source) if BEGIN in source else None)
 
 
 def _notebook_mutants(text: str, file: str) -> list[Mutant]:

@@ -86,14 +86,14 @@ class Limits:
 
 
 def default_hidden() -> list[Path]:
-    """The course's reference/ and buggy/ folders, when this checkout has them."""
+    """The course's reference/, buggy/ and alternatives/ folders (solutions all), when this checkout has them."""
     try:
         from ..course.folders import course_root
 
         root = course_root()
     except Exception:  # noqa: BLE001 - an installed wheel has no reference/: nothing to hide
         return []
-    return [p for p in (root / "reference", root / "buggy") if p.exists()]
+    return [p for p in (root / "reference", root / "buggy", root / "alternatives") if p.exists()]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -164,6 +164,11 @@ class Endpoint:
         # replaced), sent ahead of the next request instead of in messages of their own
         self.swaps: list[tuple[str, Any]] = []
         self._dead_mirrors: list[tuple[int, int]] = []
+        # harness side: the peer's tensors decoded since the last message, held until the next one has
+        # collected their changes. A mirror is otherwise held weakly, and one used once and dropped
+        # (`getattr(layer.q, "weight").copy_(W)` under no_grad: course7 trial) was forgotten, its
+        # in-place change with it, before any message carried it: the student's layer kept its own weights.
+        self._held: list[Any] = []
         self.deadline: float | None = None  # for reads (harness side: the check's timeout)
         self.handler: Callable[[dict[str, Any], list[bytes]], Any] | None = None  # serves the peer's requests
         self.changed_data: set[int] = set()  # mirror ids whose data the peer changed (reset by the caller)
@@ -509,6 +514,8 @@ class Endpoint:
                 self._register(mid, fresh)
                 self.mirrors[mid].state = self._fingerprint(fresh)
                 self._receive_grad(fresh, value, buffers)
+                if self.side == "harness":  # held until the next message carries what was done to it
+                    self._held.append(fresh)
             return fresh
         if tag == "ndarray":
             buf = value.get("buf")
@@ -630,6 +637,7 @@ class Endpoint:
         self._bury()
         header = dict(header)
         sync = self.collect_sync(buffers)
+        self._held.clear()
         if sync:  # (absent reads as none: most messages change no mirror)
             header["sync"] = sync
         if self._release:

@@ -231,7 +231,7 @@ class Root:
             os.close(work_fd)
         applied.append(f"allow-listed root ({how}): read-only binds of {len(system)} system folder(s), "
                        f"{len(chosen)} Python/dldiy/exercise folder(s) and {len(devices)} device(s); "
-                       "everything else of the host hidden (the checkout and its .git, reference/, buggy/, "
+                       "everything else of the host hidden (the checkout and its .git, reference/, buggy/, alternatives/, "
                        "the output folder, other submissions, home folders, /run)")
         if covered:
             applied.append(f"{covered} instructor/hidden file(s) inside those folders hidden (equivalents.toml, ...)")

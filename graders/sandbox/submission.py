@@ -104,6 +104,14 @@ class Loaded:
     # tell a check that misses a name which failed cell would have defined it: `missing_cause`).
     failed: list[FailedCell] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # Definitions mode: the top-level statements it left out (a NameError for a name one assigns says so),
+    # and the functions and classes defined in a named cell, which load does not run (name -> (cell, selector)).
+    dropped: list[Dropped] = field(default_factory=list)
+    in_named: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # A cell two selectors pick (course7 trial: the whole notebook in one cell): the later name -> (the
+    # cell, the name it is run as). Never run twice: a check that runs the later name says so.
+    shared: dict[str, tuple[int, str]] = field(default_factory=dict)
+    named_assigns: dict[str, tuple[int, str]] = field(default_factory=dict)  # names a named cell assigns
 
     def is_student_file(self, filename: str) -> bool:
         if filename.startswith(str(self.path) + "[cell"):
@@ -279,22 +287,31 @@ CELL_RUNNER = "__dldiy_run_cell__"  # the name graders/layers.py calls to run th
 
 
 def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None:
-    """Each selected cell runs on its own: one that raises or does not parse is reported and left out."""
-    from dldiy.incheck import definitions_only
+    """Each selected cell runs on its own: one that raises or does not parse is reported and left out.
+    In definitions mode each kept statement runs on its own too (a constant whose value needs a name
+    load left undefined costs that statement, not the definitions after it in the cell), and every
+    statement the mode leaves out is listed in the summary, with the names it assigns
+    (`Loaded.dropped`: a NameError for one of them says which statement would have bound it)."""
+    from dldiy.incheck import definitions_split
 
     load_tags, skip_tags = set(settings.get("load_tags", ())), set(settings.get("skip_tags", ()))
     named = settings.get("cells", {})
     loaded.selectors = dict(named)
+    definitions = settings.get("mode") == "definitions"
     _defer_matplotlib()
     for number, cell_source, tags in notebook_cells(path):
         loaded.sources.append(cell_source)
         source = _strip_magics(cell_source, number, loaded.skipped)
-        name = next((n for n, sel in named.items() if selects(sel, cell_source, tags)), None)
+        picked = [n for n, sel in named.items() if selects(sel, cell_source, tags)]
+        name = picked[0] if picked else None
+        for other in picked[1:]:  # one cell two selectors pick: a check that runs `other` says so
+            loaded.shared.setdefault(other, (number, name))
         if name is not None:
             if name in loaded.cells:  # a second cell the selector picks: the checks that run it say so
                 loaded.ambiguous.setdefault(name, [loaded.cells[name][0]]).append(number)
             else:
                 loaded.cells[name] = (number, source)
+            _named_cell_defines(loaded, number, name, source)
             continue
         if (load_tags and not load_tags & tags) or skip_tags & tags:
             continue
@@ -302,29 +319,120 @@ def _exec_notebook_resilient(path: Path, loaded: Loaded, settings: dict) -> None
         if problem:
             loaded.skipped.append(f"cell {number}: {problem}")
             loaded.failed.append(FailedCell(number, "parse", "SyntaxError", cell_source))
-        if settings.get("mode") == "definitions":
-            source, _ = definitions_only(source)
+        if definitions:
+            source, dropped = definitions_split(source)
+            _list_dropped(loaded, number, dropped)
         if not source.strip():
             continue
         filename = f"{path}[cell {number}]"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        try:
-            exec(compile(source, filename, "exec"), loaded.module.__dict__)
-        except BaseException as e:  # noqa: BLE001 - reported, and loading goes on
-            unbound = getattr(e, "name", None) if isinstance(e, NameError) else None
-            if isinstance(e, NameError) and settings.get("mode") == "definitions":
-                loaded.skipped.append(f"cell {number}: left out from line {_line(e, loaded)} ({e}: defined "
-                                      "by a statement that definitions mode does not run)")
-                loaded.failed.append(FailedCell(number, "definitions", str(_line(e, loaded)), cell_source, unbound))
-            else:
-                loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: what it defines after "
-                                      "that line is missing")
-                loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
+        if definitions:
+            for node in ast.parse(source).body:  # it parses: _parsable and the filter kept whole statements
+                code = compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")
+                _exec_at_load(code, number, cell_source, loaded, statement=True)
+        else:
+            _exec_at_load(compile(source, filename, "exec"), number, cell_source, loaded, statement=False)
         _quiet_plots()
     setattr(loaded.module, CELL_RUNNER, _cell_runner(loaded))
 
 
-def missing_cause(loaded: Loaded, name: str) -> dict | None:
+@dataclass(frozen=True)
+class Dropped:
+    """A top-level statement definitions mode left out at load: where, its first line, what it assigns."""
+
+    cell: int
+    line: int
+    text: str
+    names: tuple[str, ...]
+
+
+def _list_dropped(loaded: Loaded, number: int, dropped: list) -> None:
+    """The statements of cell `number` that definitions mode does not run: one line of the summary per
+    cell (the assignments by name, the other statements counted), kept whole in `loaded.dropped`."""
+    if not dropped:
+        return
+    for first, _last, text, names in dropped:
+        loaded.dropped.append(Dropped(number, first, text, tuple(names)))
+    assigns = [f"{', '.join(names)}" + (f" (line {first})" if len(dropped) > 1 else "")
+               for first, _last, _text, names in dropped if names]
+    others = len(dropped) - len(assigns)
+    parts = ([f"assigns {'; '.join(assigns[:6])}" + (f" and {len(assigns) - 6} more" if len(assigns) > 6 else "")]
+             if assigns else []) + ([f"{others} {'other ' if assigns else ''}statement{'s' if others > 1 else ''}"] if others else [])
+    covered = sorted({i for first, last, _t, _n in dropped for i in range(first, last + 1)})
+    runs: list[list[int]] = []
+    for i in covered:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:8]) + (", ..." if len(runs) > 8 else "")
+    plural = "s" if len(covered) > 1 else ""
+    loaded.skipped.append(f"cell {number}: line{plural} {where} left out (definitions mode runs only imports, def, "
+                          f"class and constants at load): {' and '.join(parts)}")
+
+
+def _named_cell_defines(loaded: Loaded, number: int, name: str, source: str) -> None:
+    """A named cell is not run at load: the classes and functions it defines are remembered, so that a
+    check missing one says that it is defined in the cell the exercise runs itself (course7 trial: a
+    student who wrote the whole notebook in one cell, the training loop's)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return
+    from dldiy.incheck import _assigned
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            loaded.in_named.setdefault(node.name, (number, name))
+        for assigned in _assigned(node):
+            loaded.named_assigns.setdefault(assigned, (number, name))
+
+
+def _exec_at_load(code: Any, number: int, cell_source: str, loaded: Loaded, statement: bool) -> bool:
+    """Run one cell (or, in definitions mode, one statement of it) at load; report a failure. True if it ran."""
+    try:
+        exec(code, loaded.module.__dict__)
+        return True
+    except BaseException as e:  # noqa: BLE001 - reported, and loading goes on
+        unbound = getattr(e, "name", None) if isinstance(e, NameError) else None
+        line = _line(e, loaded)
+        after = "that statement is left out" if statement else "what it defines after that line is missing"
+        cause = missing_cause(loaded, unbound) if isinstance(unbound, str) else None
+        dropped = _dropped_for(loaded, unbound) if isinstance(unbound, str) else None
+        if cause is not None:  # an earlier cell that failed would have defined it: that cell is the cause
+            loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}; {after}")  # describe names the cause
+            loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
+        elif dropped is not None:
+            loaded.skipped.append(f"cell {number}: left out from line {line} ({e}: {_dropped_text(dropped)})")
+            loaded.failed.append(FailedCell(number, "definitions", str(line), cell_source, unbound))
+        elif isinstance(unbound, str) and unbound in loaded.named_assigns:
+            # a plot or print cell after the training cell (load = "all"; course7 trial: "raised NameError:
+            # losses" in every student's feedback): no mistake of the student's, said as what it is
+            cell, selector = loaded.named_assigns[unbound]
+            loaded.skipped.append(f"cell {number}: not run at load from line {line}: it reads `{unbound}`, which "
+                                  f"cell {cell} assigns, the exercise's {selector!r} cell (run by the checks that "
+                                  "need it, never at load)")
+            loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
+        else:
+            loaded.skipped.append(f"cell {number} raised {describe(e, loaded)}: {after}")
+            loaded.failed.append(FailedCell(number, "raised", type(e).__name__, cell_source, unbound))
+        return False
+
+
+def _dropped_for(loaded: Loaded, name: str) -> Dropped | None:
+    """The last statement definitions mode left out that assigns `name`, if one does."""
+    return next((d for d in reversed(loaded.dropped) if name in d.names), None)
+
+
+def _dropped_text(d: Dropped) -> str:
+    text = d.text if len(d.text) <= 80 else d.text[:77] + "..."
+    return (f"{d.names[0] if len(d.names) == 1 else ', '.join(d.names)} is assigned in cell {d.cell} line {d.line} "
+            f"(`{text}`), a statement the exercise's load = \"definitions\" does not run at load (only imports, def, "
+            "class and constants); define the value inside the function that uses it, or ask your instructor to "
+            "tag that cell for loading (load_tags) or to set load = \"all\"")
+
+
+def missing_cause(loaded: Loaded, name: str, _depth: int = 0) -> dict | None:
     """Why the notebook lacks `name`, when a cell that failed at load is the likely reason:
     {"cells": [[number, kind, detail], ...], "nowhere": bool} (FailedCell's kind and detail), else None.
 
@@ -333,7 +441,14 @@ def missing_cause(loaded: Loaded, name: str) -> dict | None:
     NameError for this very name: they are its consequence, not its cause); else, when no code cell
     of the notebook mentions the name at all, every cell that raised or did not parse. None when the
     name is missing for another reason (never written, or used but never defined)."""
-    if not loaded.failed or not name.isidentifier():
+    if not name.isidentifier() or _depth > 4:
+        return None
+    if not _depth and loaded.path.suffix == ".py" and _blank(loaded.path):  # an empty file defines nothing
+        return {"cells": [[0, "empty", "?"]], "more": 0, "nowhere": False}
+    if name in loaded.in_named and not _depth:  # defined in a cell the exercise runs itself, never at load
+        number, selector = loaded.in_named[name]
+        return {"cells": [[number, "named", selector]], "more": 0, "nowhere": False}
+    if not loaded.failed:
         return None
     mention = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
     binds = re.compile(rf"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+{re.escape(name)}\b"
@@ -349,11 +464,30 @@ def missing_cause(loaded: Loaded, name: str) -> dict | None:
         cells, nowhere = strong, True
     if not cells:
         return None
+    # A cell that stopped on a NameError for a name an earlier failed cell would have bound is that
+    # cell's consequence (course7 trial: cell 1's ModuleNotFoundError left `nn` undefined, and cell 2's
+    # `class SelfAttention(nn.Module)` raised NameError): the earlier cell is blamed instead.
+    roots: list[FailedCell] = []
+    for f in cells:
+        upstream = missing_cause(loaded, f.unbound, _depth + 1) \
+            if f.kind in ("raised", "definitions") and f.unbound and f.unbound != name else None
+        found = [g for g in loaded.failed if upstream and [g.number, g.kind, g.detail] in upstream["cells"]]
+        for g in found or [f]:
+            if g not in roots:
+                roots.append(g)
+    cells = roots
     return {"cells": [[f.number, f.kind, f.detail] for f in cells[:CAUSE_CELLS]],
             "more": max(0, len(cells) - CAUSE_CELLS), "nowhere": nowhere}
 
 
 CAUSE_CELLS = 3  # failed cells named in one message; the skipped lines list them all
+
+
+def _blank(path: Path) -> bool:
+    try:
+        return path.stat().st_size < 4096 and not path.read_text(errors="replace").strip()
+    except OSError:
+        return False
 
 
 def cause_text(cause: dict) -> str:
@@ -373,6 +507,12 @@ def cause_text(cause: dict) -> str:
             phrases.append(f"cell {number} did not parse at load ({detail})")
         elif kind == "definitions":
             phrases.append(f"cell {number} was left out from line {detail} at load (definitions mode)")
+        elif kind == "empty" and len(cells) == 1:
+            return "the file handed in is empty: was it saved before it was handed in?"
+        elif kind == "named" and len(cells) == 1:
+            return (f"it is defined in cell {number}, the cell this exercise runs itself as its {detail!r} cell (when "
+                    "a check asks for it, never at load): keep the classes and functions in cells of their own, as "
+                    "in the notebook handed out")
         else:
             return ""
     if not phrases:
@@ -465,6 +605,12 @@ def _cell_runner(loaded: Loaded):
             _seed_everything(int(seed))
             namespace.update(inputs or {})
             for name in names:
+                if name not in loaded.cells and name in loaded.shared:
+                    number, first = loaded.shared[name]
+                    raise LookupError(f"this check runs the cell of your notebook {_selected(loaded.selectors.get(name))}, "
+                                      f"and that is cell {number}, which is also the cell "
+                                      f"{_selected(loaded.selectors.get(first))}: the two must be cells of their own, "
+                                      "as in the notebook handed out (split that cell)")
                 if name not in loaded.cells:
                     raise LookupError(f"this check runs the cell of your notebook {_selected(loaded.selectors.get(name))}, "
                                       "and no cell is: keep that cell as it was handed out (that line, or that tag), "
@@ -536,6 +682,9 @@ def notebook_cells(path: Path) -> list[tuple[int, str, set[str]]]:
     Read with the json module, not nbformat: importing nbformat (jsonschema) costs about a second in
     every child, and executing code cells needs only `cells[i].cell_type`, `.source` and the tags."""
     data = path.read_bytes()
+    if not data.strip():  # (course7 trial: "invalid JSON (Expecting value: line 1 column 1 (char 0))")
+        raise SubmissionError(f"{path.name} is an empty file ({len(data)} bytes), not a notebook: was it saved "
+                              "before it was handed in?")
     containers = data.count(b"{") + data.count(b"[")  # an upper bound on the objects json.loads would build
     if containers > MAX_NOTEBOOK_CONTAINERS:
         raise SubmissionError(f"{path.name} is not a readable notebook: it holds up to {containers} JSON objects "
@@ -611,7 +760,20 @@ def describe(exc: BaseException, loaded: Loaded) -> str:
     if not frames:
         return what
     last = frames[-1]
-    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})" + _likely_cause(text, exc)
+    return f"{what} ({_short(last.filename, loaded)}:{last.lineno}, in {last.name})" + _likely_cause(text, exc) + \
+        _unbound_cause(exc, loaded)
+
+
+def _unbound_cause(exc: BaseException, loaded: Loaded) -> str:
+    """For a NameError: the cell that failed at load and would have bound the name, or the statement
+    definitions mode left out that assigns it (course7 trial: `NEG_INF = ...` in the imports cell)."""
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    if not isinstance(name, str) or not hasattr(loaded, "failed"):
+        return ""
+    cause = missing_cause(loaded, name)
+    dropped = _dropped_for(loaded, name)
+    said = cause_text(cause) if cause is not None else _dropped_text(dropped) if dropped is not None else ""
+    return f": {said}" if said and said not in str(exc) else ""
 
 
 # torch's words where tensors of two dtypes meet in one operation (matmul, addmv, dot, a loss, an in-place op)

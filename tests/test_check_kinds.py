@@ -500,6 +500,30 @@ def test_gradcheck_names_the_forward_where_its_own_output_is_not_finite():
     assert "the hand-written gradient" in v.message and "forward" not in v.message
 
 
+def test_gradcheck_judges_a_forward_s_values_before_any_gradient():
+    """Blind round 8: a Softplus cut off to x beyond 10 had a hand backward right everywhere and a slope that finite
+    differences cannot tell from sigmoid(x) beyond ~12: its values, against the harness's exact ones, each entry to
+    its own tolerance (float64's rounding up to 20, F.softplus's 2.1e-9 beyond), fail the check, saying where."""
+    from dldiy.graders.kinds.gradcheck import forward_values
+
+    xs = [10.25, 15.5, 22.0]
+    exact = [math.log1p(math.exp(x)) for x in xs]
+    atol = [1e-14, 1e-14, 2.1e-9]
+    cut = [10.25, 15.5, 22.0]  # the cut-off at 10: x itself
+    block = {"name": "Softplus: x on a grid", "forward": forward_values(xs, cut, exact, atol, 1e-13, "cut off too early")}
+    v = judge("gradcheck", {"blocks": [block, *grad_blocks([1.0], [1.0])["blocks"]]})
+    assert v.status == "fail" and v.details["diagnosed"], v.message
+    assert v.message.startswith("the forward of Softplus at x = 10.25 returned 10.25") and "2 of 3 values off" in v.message
+    assert v.message.endswith("cut off too early")
+    # torch's F.softplus (x itself beyond 20: 2.8e-10 off at 22) and an exact form pass
+    softplus = [exact[0], exact[1], 22.0]
+    ok = {"name": "Softplus: x on a grid", "forward": forward_values(xs, softplus, exact, atol, 1e-13)}
+    assert judge("gradcheck", {"blocks": [ok, *grad_blocks([1.0], [1.0])["blocks"]]}).status == "pass"
+    # a wrong number of values fails, saying so
+    short = {"name": "Softplus: x", "forward": {**forward_values(xs, softplus, exact, atol, 1e-13), "values": [1.0]}}
+    assert "returned 1 values where 3 were expected" in judge("gradcheck", {"blocks": [short]}).message
+
+
 def test_first_loss_says_a_loss_the_harness_found_with_another_setting():
     """exercise-5's harness gives the first loss of its own network with each other activation ("alike"): a
     train() that does not pass `activation` on matches one, and the judge says so by its `why`."""

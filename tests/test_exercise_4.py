@@ -257,7 +257,7 @@ def test_a_train_in_float32_is_said_to_lose_precision_not_to_backtrack(tmp_path,
     # a blind red team's train-float32: at lr = 10, where the loss goes up, the weights end 1.7e-5 off plain
     # descent; first-loss said "no backtracking, no early stop" where the cause is float32's rounding
     folder = reference_with("exercise-4", tmp_path, "losses.py", (
-        "    W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)\n",
+        "    W, b = W0.detach().clone().requires_grad_(True), b0.detach().clone().requires_grad_(True)\n",
         "    X = X.float()\n    W, b = W0.float().requires_grad_(True), b0.float().requires_grad_(True)\n"))
     c = checks_of(check_json("exercise-4", folder, "first-loss")[0])["first-loss"]
     assert c["status"] == "fail" and "float32's precision" in c["message"], c

@@ -293,9 +293,9 @@ def test_a_parameter_whose_first_gradient_comes_late_starts_its_own_step_count(b
 
     code, checks = cli_check(REPO / "reference" / "exercise-6", "optimizer-contract")
     assert code == 0 and checks["optimizer-contract"]["status"] == "pass", checks["optimizer-contract"]["message"]
-    # (the message names the first and the last property checked: Adam's late gradient comes just before its
-    # zero gradient, the last)
-    assert "b out of the loss after step 2, its gradient zeros" in checks["optimizer-contract"]["message"]
+    # (the message names the first and the last property checked: Newton's add_param_group, the last since blind
+    # round 8 ran Newton through the contract too)
+    assert "to 'Newton(lr=1.0).add_param_group()'" in checks["optimizer-contract"]["message"]
 
     code, checks = cli_check(bugged("exercise-6", "grad-none-as-zeros"), "optimizer-contract")
     assert code == 0, checks["optimizer-contract"]["message"]
@@ -577,3 +577,27 @@ def test_torchs_step_taken_out_of_its_guard_by_a_match_pattern_fails_gd(tmp_path
     _, checks = check6(tmp_path / "optim.py", "gd")
     assert checks["gd"]["status"] == "fail", checks["gd"]
     assert "made with the attribute __wrapped__ (optim.py line" in checks["gd"]["message"], checks["gd"]["message"]
+
+
+def test_newtons_contract_is_charged_by_optimizer_contract_and_a_step_that_raises_by_newton_quadratic_alone(
+        tmp_path, bugged, check6):
+    """Blind round 8: Newton writing p.data = new and Newton caching its parameters in __init__ passed every check
+    (optimizer-contract ran the first-order optimizers only). Now each fails optimizer-contract, saying its cause;
+    and a Newton whose step raises on two groups (blocks sized by len(p), the team's newton-len-size) is
+    newton-quadratic's error alone, not charged again by the contract (one bug, one deduction)."""
+    for bug, cause in (("newton-update-rebinds-data", "a view of x taken before it"),
+                       ("newton-params-cached-in-init", "a list of parameters kept from __init__")):
+        _code, checks = check6(bugged("exercise-6", bug), "optimizer-contract", "newton-quadratic")
+        contract = checks["optimizer-contract"]
+        assert contract["status"] == "fail" and contract["message"].startswith("Newton(lr=1.0)"), contract["message"]
+        assert cause in contract["message"] and "more propert" not in contract["message"], contract["message"]
+        assert checks["newton-quadratic"]["status"] == "pass", checks["newton-quadratic"]["message"]
+    source = (REPO / "reference" / "exercise-6" / "optim.py").read_text()
+    old = "        sizes = [p.numel() for p in params]\n"
+    assert source.count(old) == 1
+    path = tmp_path / "len" / "optim.py"
+    path.parent.mkdir()
+    path.write_text(source.replace(old, "        sizes = [len(p) for p in params]\n"))
+    _code, checks = check6(path, "optimizer-contract", "newton-quadratic")
+    assert checks["newton-quadratic"]["status"] in ("fail", "error"), checks["newton-quadratic"]
+    assert checks["optimizer-contract"]["status"] == "pass", checks["optimizer-contract"]["message"]

@@ -230,12 +230,24 @@ def gradcheck(sub, seed, p):
     blocks += function_blocks(sub, f("softmax"), [Z], ["softmax: Z"])
     blocks += function_blocks(sub, fn("cross_entropy", y), [Z], ["cross_entropy: Z"])
     blocks += function_blocks(sub, fn("bce_with_logits", yb), [Z[:, 0] * 3], ["bce_with_logits: z"])
+    # and at z = 0 exactly (a zero-initialised model's logits), where the BCE is smooth (slope sigmoid(0) - y) but a
+    # form with kinks there (max(z, 0) + log(1 + exp(-|z|))) gets autograd's subgradients: 1 - y (blind round 8)
+    blocks += [dict(b, hint=BCE_AT_ZERO) for b in function_blocks(
+        sub, fn("bce_with_logits", yb), [torch.zeros(n, dtype=torch.float64)],
+        ["bce_with_logits: z = 0 exactly (a zero-initialised model's logits)"])]
     blocks += function_blocks(sub, fn("hinge", t), [w], ["hinge: w"])
     blocks += function_blocks(sub, fn("hinge_01", (t + 1) / 2), [w], ["hinge_01: w"])
     blocks += function_blocks(sub, fn("multiclass_hinge", y, margin=1.0), [S], ["multiclass_hinge: Z"])
     blocks += function_blocks(sub, f("l1_loss"), [pred, target], ["l1_loss: pred", "l1_loss: target"])
     blocks += function_blocks(sub, f("l2_loss"), [pred, target], ["l2_loss: pred", "l2_loss: target"])
     return {"blocks": blocks}
+
+
+BCE_AT_ZERO = ("At z = 0 exactly the BCE is smooth: its slope is sigmoid(0) - y = 0.5 - y (per example, / n), and a model "
+               "whose last layer starts at zero puts every logit there. max(z, 0) + log(1 + exp(-|z|)) has the right "
+               "values, but autograd differentiates each kink by a subgradient of its own choosing (clamp(min=0), relu "
+               "or torch.where's max(z, 0) gives 1 or 0 at z = 0, |z| gives 0): 1 - y or -y instead. Use a form that "
+               "is smooth at 0: torch.logaddexp(z, torch.zeros_like(z)), or F.softplus(z).")
 
 
 def _value_and_grad(value, grad, what, x):
@@ -321,6 +333,7 @@ def stability(sub, seed, p):
             cases.append({"name": f"slope of bce_with_logits at z = {z:g}, y = {yb:g} minus its exact value "
                                   f"{(1 - yb) if z > 0 else -yb:g} ({words})", "part": "bce_with_logits",
                           "value": (at[2 * i] - at[2 * i + 1]) / step - ((1 - yb) if z > 0 else -yb)})
+    cases += _softplus_grid_cases(sub, seed)
     # l1_loss's gradient where pred == target: any value in [-1/n, 1/n] is a subgradient of |.| there, but
     # never nan (sqrt(d^2) differentiates to 0/0): judged for finiteness alone
     pred = torch.tensor([0.5, 1.0, -0.25, 2.0], dtype=torch.float64)
@@ -334,6 +347,37 @@ def stability(sub, seed, p):
                          "d / sqrt(d ** 2) is nan at 0); write (pred - target).abs()",
                   "value": grad.abs().max().item() if torch.isfinite(grad).all() else float("nan")})
     return {"cases": cases}
+
+
+# The BCE on one logit at each magnitude of a grid from 1 to 40, both signs: log(1 + e^z) switched to its asymptote
+# (z, or 0) too early drops e^-|z|, 2e-9 to 0.4 here (a blind red team's cut-off at 15, round 8), where every stable form
+# is exact to float64's rounding. Beyond 20 torch's own F.softplus (a building block the spec allows) is the identity,
+# off by log1p(e^-20) < 2.1e-9: the bound there. Magnitudes jittered by the seed in multiples of 1/8 (never within
+# 19.76..21.12: no point sits on torch's threshold), each with a label drawn by the seed.
+SOFTPLUS_GRID = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)
+SOFTPLUS_GAP = 2.1e-9
+
+
+def _softplus_grid(seed):
+    rng = np.random.default_rng(seed + 8)
+    points = []
+    for size in SOFTPLUS_GRID:
+        for sign in (1.0, -1.0):
+            points.append((sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8, float(rng.integers(0, 2))))
+    return points
+
+
+def _softplus_grid_cases(sub, seed):
+    """stability's cases of the grid (one message): each the BCE of one logit, held to float64's rounding (rtol 1e-13,
+    atol 1e-14: the loss's cancellation -y z + log(1 + e^z) at z = 40 is ~1e-14 off) up to |z| = 20, to
+    SOFTPLUS_GAP beyond. Part bce_with_logits: a BCE whose formula torch-agreement charged is judged finite only."""
+    points = _softplus_grid(seed)
+    replies = call_all(sub, [[sub.get("bce_with_logits"), [torch.tensor([z], dtype=torch.float64),
+                                                           torch.tensor([yb], dtype=torch.float64)], {}]
+                             for z, yb in points], "bce_with_logits on one logit from 1 to 40 in magnitude (float64)")
+    return [{"name": f"bce_with_logits on a grid of logits: z = {z:g}, y = {yb:g} (n=1, float64)", "part": "bce_with_logits",
+             "value": expect_tensor(v, "bce_with_logits()", shape=(), finite=False).item(), "rtol": 1e-13,
+             "atol": SOFTPLUS_GAP if abs(z) > 20 else 1e-14} for (z, yb), v in zip(points, replies)]
 
 
 def invariants(sub, seed, p):
@@ -367,7 +411,54 @@ def invariants(sub, seed, p):
         watch.dtype(where, W, dtype, "the returned W")
         watch.dtype(where, b, dtype, "the returned b")
         watch.no_graph(where, list(losses), "losses")
+        # the docstring: W and b come back as plain tensors (no graph, requires_grad False), as the losses do
+        plain = next((what for what, t in (("W", W), ("b", b)) if isinstance(t, torch.Tensor) and t.requires_grad), None)
+        if plain:
+            watch.violation(where, f"the returned {plain} requires grad (the tensor train() optimised, handed back as it "
+                                   f"is, with its .grad): the docstring asks for plain tensors, and {plain}.numpy() raises, "
+                                   f"{plain} @ x builds a graph. Return {plain}.detach()")
+        if dtype == torch.float64:
+            _from_leaves(sub, watch, X, y, W0, b0, W, b)
     return watch.measurement()
+
+
+def _from_leaves(sub, watch, X, y, W0, b0, W, b):
+    """train() once more, from W0 and b0 that require grad (a model's parameters, or leaves of an earlier run: the
+    docstring says they may), in the student's process (a leaf's flag, not a bridged graph): it must train as
+    from plain ones (W and b as `W`, `b`, the run from plain W0 and b0 that invariants just made)."""
+    where = "train() from W0 and b0 that require grad (leaves, as a model's parameters are; n=12, d=3, k=3)"
+    watch.probed.append(where)
+    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
+        found = sub.run_local(trained_from_leaves_here, sub.get("train"), X, y, W0, b0, 0.5, 3)
+    if isinstance(found, str):
+        watch.violation(where, f"raised {found}, where from plain W0 and b0 it trains: W0.clone() of a tensor that "
+                               "requires grad is no leaf but a node of W0's graph, so backward() leaves its .grad None. "
+                               "Start from a copy of the values alone: W = W0.detach().clone().requires_grad_(True)")
+        return
+    if not (isinstance(found, list) and len(found) == 2 and all(isinstance(t, torch.Tensor) for t in found)
+            and isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return  # the form of the result is the other checks' to judge
+    got, want = torch.cat([found[0].double().reshape(-1), found[1].double().reshape(-1)]), \
+        torch.cat([W.detach().double().reshape(-1), b.detach().double().reshape(-1)])
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-12, atol=1e-14):
+        gap = float((got - want).abs().max()) if got.shape == want.shape else float("nan")
+        watch.violation(where, f"gave other weights than from plain W0 and b0 (largest difference {gap:.3g}): what "
+                               "train() does must depend on the values of W0 and b0 alone, not on whether they require "
+                               "grad. Start from W = W0.detach().clone().requires_grad_(True)")
+
+
+def trained_from_leaves_here(train, X, y, W0, b0, lr, steps):
+    """In the student's process (sub.run_local): train(X, y, W0, b0, lr, steps) with W0 and b0 leaves that require
+    grad: [W, b] (detached copies), the first line of what it raised, or None where its result is not (W, b, losses)."""
+    W0, b0 = W0.detach().clone().requires_grad_(True), b0.detach().clone().requires_grad_(True)
+    try:
+        W, b, _ = train(X, y, W0, b0, lr, steps)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        said = (str(e).strip().splitlines() or [""])[0][:200]
+        return f"{type(e).__name__}: {said}" if said else type(e).__name__
+    if not (isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return None
+    return [W.detach().clone(), b.detach().clone()]
 
 
 

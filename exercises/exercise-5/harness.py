@@ -11,7 +11,8 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
 from dldiy.graders.data import gaussian_blobs
-from dldiy.graders.batched import bound, call_each, function_blocks
+from dldiy.graders.batched import bound, call_all, call_each, function_blocks
+from dldiy.graders.kinds.gradcheck import forward_values
 from dldiy.graders.kinds.invariants import (Violation, Watch, backward_kept, fresh_from_leftover_grads, keeps_defaults,
                                             takes_every_step)
 from dldiy.graders.kinds.placement import placed_in_student, values_run_there
@@ -201,7 +202,51 @@ def gradcheck_activations(sub, seed, p):
                                [torch.tensor([[value]], dtype=torch.float64)],
                                [f"{cls}: x = {value:g} (far left tail, judged relative alone)"])
                 blocks += [dict(b, atol=0.0) for b in tail]
+            blocks += _softplus_grid_block(sub, Function, seed)
     return {"blocks": blocks}
+
+
+# One input at each magnitude of a grid from 1 to 40, both signs (jittered by the seed in multiples of 1/8, never
+# within 19.76..21.12): log(1 + e^x) switched to its asymptote (x, or 0) too early drops e^-|x|, 2e-9 to 0.4 here (a
+# blind red team's Softplus cut off at 10, round 8), where a stable form is exact to float64's rounding; beyond 20,
+# torch's own F.softplus is the identity, off by log1p(e^-20) < 2.1e-9: the bound there. exercise-4's BCE has the same.
+SOFTPLUS_GRID = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)
+SOFTPLUS_GAP = 2.1e-9
+SOFTPLUS_CUT_OFF = ("Far from 0, log(1 + e^x) is x + log(1 + e^-x) (x > 0) or log(1 + e^x) (x < 0), and the small term is "
+                    "never 0 in float64: e^-|x| (1.8e-7 at 15.5, 2e-9 at 20). Switching to the asymptote (x, or 0) "
+                    "below |x| = 20 drops it: compute max(x, 0) + log1p(exp(-|x|)) at every x (torch's F.softplus "
+                    "switches at 20, where it is off by 2e-9: the tolerance beyond 20).")
+
+
+def softplus_grid(seed):
+    """[(x, label)] of the grid: each magnitude with both signs, a label drawn by the seed."""
+    rng = np.random.default_rng(seed + 8)
+    points = []
+    for size in SOFTPLUS_GRID:
+        for sign in (1.0, -1.0):
+            points.append((sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8, float(rng.integers(0, 2))))
+    return points
+
+
+def _softplus_tolerance(x):
+    """float64's rounding of softplus(x) up to |x| = 20 (its value to 1e-14 absolute, 1e-13 relative), F.softplus's
+    gap beyond."""
+    return SOFTPLUS_GAP if abs(x) > 20 else 1e-14
+
+
+def _softplus_grid_block(sub, Function, seed):
+    """Softplus's forward on the grid (one row, one message): its values against log(1 + e^x) computed exactly here
+    (torch.logaddexp), each to _softplus_tolerance; a block of the forward's values alone (its gradient on such a wide
+    range of values is the finite differences' rounding: the tails above are judged one entry at a time)."""
+    xs = [x for x, _ in softplus_grid(seed)]
+    x = torch.tensor([xs], dtype=torch.float64)
+    name = "Softplus: x on a grid from 1 to 40 in magnitude, both signs (its values, to float64's rounding; 2e-9 beyond 20)"
+    (out,) = call_all(sub, [[_inside(sub, applied, Function, False), [x.clone()], {}]], f"Softplus.apply(x), {name[10:]}")
+    out = expect_tensor(out, "Softplus.apply(x) (its output)", finite=False)
+    values = out.detach().double().reshape(-1) if out.numel() == len(xs) else torch.full((len(xs),), float("nan"))
+    exact = EXACT_ACTIVATIONS["softplus"](x).reshape(-1)
+    return [{"name": name, "forward": forward_values(xs, values, exact, [_softplus_tolerance(v) for v in xs], 1e-13,
+                                                     SOFTPLUS_CUT_OFF)}]
 
 
 RELU_AT_ZERO = ("At x = 0 exactly, ReLU'(0) = 0, as torch's relu has it (the template's docstring says so): the mask "
@@ -251,9 +296,25 @@ def gradcheck_mlp(sub, seed, p):
                                       [f"{activation} network: X"] + names,
                                       exact=lambda X, *ps, a=activation: _exact_mlp_forward(X, list(ps), a))
     z = logits(X, harness_params(seed, sizes), "tanh")
-    blocks += function_blocks(sub, _inside(sub, bound, sub.get("loss"), [y], {}), [z], ["loss: logits"],
-                              exact=lambda z: (EXACT_ACTIVATIONS["softplus"](z.reshape(-1)) - y * z.reshape(-1)).mean())
+    loss = _inside(sub, bound, sub.get("loss"), [y], {})
+
+    def exact(z):
+        return (EXACT_ACTIVATIONS["softplus"](z.reshape(-1)) - y * z.reshape(-1)).mean()
+    blocks += function_blocks(sub, loss, [z], ["loss: logits"], exact=exact)
+    # and at logits exactly 0 (a last layer that starts at zero), where the BCE is smooth (slope sigmoid(0) - y) but
+    # a softplus with kinks there, max(z, 0) + log(1 + exp(-|z|)) through autograd, gets 1 - y (blind round 8). Against
+    # finite differences alone: at z = 0 a loss that broadcasts (n, 1) against (n,) has the spec's value, log 2, and
+    # the exact gradient would charge here what mlp-forward charges (one bug, one deduction)
+    blocks += [dict(b, hint=LOSS_AT_ZERO) for b in function_blocks(
+        sub, loss, [torch.zeros_like(z)], ["loss: logits exactly 0 (a last layer that starts at zero)"])]
     return {"blocks": blocks}
+
+
+LOSS_AT_ZERO = ("At z = 0 exactly the BCE is smooth: its slope is sigmoid(0) - y = 0.5 - y (per example, / n), and a "
+                "network whose last layer starts at zero puts every logit there. max(z, 0) + log(1 + exp(-|z|)) has the "
+                "right values, but through autograd each kink gets a subgradient of autograd's own choosing (clamp(min=0) "
+                "or relu gives 1 or 0 at z = 0, |z| gives 0): 1 - y or -y instead. Call your Softplus (its backward is "
+                "sigmoid(z), smooth), or a form smooth at 0 (torch.logaddexp(z, torch.zeros_like(z))).")
 
 
 def coverage(sub, seed, p):
@@ -585,7 +646,30 @@ def mlp_forward_probe(sub, seed, p):
         for name, z, y in problems:  # an inf is measured and judged (a wrong value), not refused as an error
             value = expect_tensor(sub.get("loss")(z.clone(), y.clone()), name, shape=(), dtype="float", finite=False)
             cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [_own_loss(z, y).item()]})
+        cases += _loss_grid_cases(sub, seed)
     return {"cases": cases}
+
+
+def _loss_grid_cases(sub, seed):
+    """loss() of one logit at each point of the softplus grid (one message, the harness's Softplus in place of the
+    submission's: a loss that calls it is exact below 20, F.softplus's 2e-9 beyond), against -y z + log(1 + e^z)
+    computed exactly here: a softplus written inline that switches to its asymptote below 20 shows (blind round 8).
+    The spec's case_tolerances hold each case to float64's rounding (to 2e-9 beyond |z| = 20, "|z| > 20")."""
+    points = softplus_grid(seed)
+    calls = [[sub.get("loss"), [torch.tensor([[z]], dtype=torch.float64), torch.tensor([y], dtype=torch.float64)], {}]
+             for z, y in points]
+    cases = []
+    for (z, y), (ok, out) in zip(points, call_each(sub, calls)):
+        name = f"loss on a grid of logits: z = {z:g}, y = {y:g} (n=1" + (", |z| > 20)" if abs(z) > 20 else ")")
+        exact = float(torch.logaddexp(torch.tensor(z, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)) - y * z)
+        try:
+            if not ok:
+                raise ApiError(out)
+            value = expect_tensor(out, name, shape=(), dtype="float", finite=False)
+            cases.append({"name": name, "shape": [1], "values": [value.item()], "target": [exact]})
+        except Exception as e:  # noqa: BLE001 - this point's failure, in words
+            cases.append({"name": name, "error": str(e) if isinstance(e, ApiError) else f"raised {type(e).__name__}: {e}"})
+    return cases
 
 
 def forward_through(forward, classes, X, params, activations):
@@ -845,8 +929,72 @@ def _graph_findings(sizes, grad_fns):
     return None
 
 
+def class_state_here(classes, inputs):
+    """In the student's process (sub.run_local): each Function of `classes` (name -> class) applied once to copies of
+    its `inputs` (name -> tensors) that require grad; the names of the class attributes that forward (and one
+    backward) left holding a tensor (a tensor, or a tuple, list or dict of them) that were not there before, or
+    held another object: state kept on the class itself (Linear.saved = (X, W)), shared by every call."""
+    def holds_tensor(v):
+        if isinstance(v, torch.Tensor):
+            return True
+        if isinstance(v, (tuple, list)):
+            return any(isinstance(u, torch.Tensor) for u in v)
+        return isinstance(v, dict) and any(isinstance(u, torch.Tensor) for u in v.values())
+    found = {}
+    for name, cls in classes.items():
+        try:
+            before = {k: id(v) for k, v in vars(cls).items()}
+            xs = [x.detach().clone().requires_grad_(True) for x in inputs[name]]
+            out = cls.apply(*xs)
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                torch.autograd.grad(out.sum(), xs, allow_unused=True)
+        except Exception:  # noqa: BLE001 - a call that raises is the other checks' to report
+            pass
+        kept = sorted(k for k, v in vars(cls).items() if holds_tensor(v) and before.get(k) != id(v))
+        if kept:
+            found[name] = kept
+    return found
+
+
+def _class_state(sub, watch, gen):
+    """class_state_here's findings as violations (one message for the five Functions): a blind red team's Linear
+    that kept (X, W) on the class passed every check but this one, whose message said ctx (round 8)."""
+    inputs = {"Linear": [torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((3, 4), (4, 2), (2,))]}
+    inputs.update({cls: [torch.randn(3, 4, generator=gen, dtype=torch.float64)] for cls in ACTIVATIONS.values()})
+    classes = {name: sub.get(name) for name in inputs}
+    where = "each Function's forward and backward, once: what they leave on the class"
+    watch.probed.append(where)
+    found = sub.run_local(class_state_here, classes, inputs)
+    if not isinstance(found, dict):
+        return
+    for name in inputs:
+        attrs = found.get(name)
+        if isinstance(attrs, list) and attrs and all(isinstance(a, str) for a in attrs):
+            watch.violation(f"{name}.forward", f"keeps tensors on the class itself ({', '.join(f'{name}.{a}' for a in attrs)}): "
+                                               "one value shared by every call, so in a network the next layer's forward "
+                                               "overwrites it before this layer's backward reads it (a 2-layer MLP's "
+                                               "backward then uses the last layer's tensors: wrong gradients, or a shape "
+                                               "error). Keep what backward needs on ctx: ctx.save_for_backward(...)")
+
+
+def trained_in_place_here(train, X, y, params, lr, steps, activation):
+    """In the student's process (sub.run_local): train() on `params` (a list of leaves), and the indices of the
+    parameters it did not update in place: the list's entry replaced by another tensor, or a view taken before
+    the call (p.detach(), sharing p's memory) not seeing p's new values (p.data = p.data - lr * p.grad gives p new
+    memory). A string (the first line of what it raised) for a call that raised."""
+    before = [(q, q.detach()) for q in params]
+    try:
+        train(X, y, params, lr, steps, activation)
+    except Exception as e:  # noqa: BLE001 - the checks of values report a call that raises
+        said = (str(e).strip().splitlines() or [""])[0][:200]
+        return f"{type(e).__name__}: {said}"
+    return [i for i, (q, view) in enumerate(before)
+            if i < len(params) and params[i] is q and not torch.equal(view, q.detach())]
+
+
 def invariants(sub, seed, p):
     gen, watch = torch.Generator().manual_seed(seed), Watch()
+    _class_state(sub, watch, gen)
     Linear = sub.get("Linear")
     for dtype in (torch.float32, torch.float64):
         X, W, b = (torch.randn(*s, generator=gen, dtype=dtype) for s in ((3, 4), (4, 2), (2,)))
@@ -928,6 +1076,20 @@ def invariants(sub, seed, p):
                                    "it rebinds new tensors instead of updating the leaves in place; update them as "
                                    "the spec says (with torch.no_grad(): p -= lr * p.grad), so that whoever holds "
                                    "them (an optimizer, the caller) sees the training")
+    # and in the very memory the caller's leaves have: a view taken before the call sees the update (blind round 8's
+    # p.data = p.data - lr * p.grad, which gives each leaf new memory, passed the probe above)
+    where = "train() (n=16, sizes [2, 4, 1], 3 steps), a view of each parameter taken before the call"
+    watch.probed.append(where)
+    params = leaves(harness_params(seed, [2, 4, 1]))
+    with own_network(sub):
+        stale = sub.run_local(trained_in_place_here, sub.get("train"), X, y, params, 0.1, 3, "tanh")
+    if isinstance(stale, list) and stale and isinstance(stale[0], int) and 0 <= stale[0] < len(params):
+        i = stale[0]
+        watch.violation(where, f"after train(), a view of params[{i}] ({_names(params)[i]}) taken before "
+                               f"the call (params[{i}].detach(), sharing its memory) does not see its new values: the "
+                               "update gave the parameter new memory (p.data = p.data - lr * p.grad, or p.data = new), "
+                               "which leaves every view and alias of it stale (a tied weight, an optimizer's state "
+                               "keyed on it). Update in place: with torch.no_grad(): p -= lr * p.grad")
     # the signature's defaults (activation='tanh' for both): left out, the function must do what it does with
     # the spec's default given (blind round 7: train() defaulting to 'sigmoid'). Each judged alone: mlp_forward
     # with the harness's layers, train() with the harness's mlp_forward and loss

@@ -1097,7 +1097,113 @@ def optimizer_contract(sub, seed, p):
                        lambda name=name, h=h: late_gradient(sub, seed, name, h, p["late"], steps))
             props.test(f"{label}: b out of the loss after step {p['late']}, its gradient zeros (zero_grad(set_to_none=False))",
                        lambda name=name, h=h: dropped_gradient(sub, seed, name, h, p["late"], steps))
+    _newton_contract(sub, seed, props)
     return props.result()
+
+
+def _newton_contract(sub, seed, props) -> None:
+    """Newton's part of the Optimizer contract (its step(closure) is its own: the first-order properties above do
+    not apply), in one message (newton_contract_here): one step on [x, Y] and [c] updates each parameter in place
+    (a view taken before sees the update; each stays a float64 leaf that requires grad), and a group added by
+    add_param_group() after construction takes part in the next step (the closure gets it, in param_groups order:
+    the step lands on the quadratic's minimum, lr = 1). A blind red team's Newton wrote p.data = new, and another
+    cached its parameter list in __init__; both passed every check, which ran only the first-order optimizers here
+    (round 8)."""
+    rng = np.random.default_rng(seed + 30_000)
+    M = rng.normal(size=(7, 7))
+    A = torch.tensor(M @ M.T + np.eye(7), dtype=DTYPE)
+    b = torch.tensor(rng.normal(size=7), dtype=DTYPE)
+    z0 = torch.tensor(rng.normal(size=7), dtype=DTYPE)
+    label = describe("Newton", {"lr": 1.0})
+    found: dict = {}
+
+    def run():
+        if not found:
+            starts = [z0[:2].clone(), z0[2:6].reshape(2, 2).clone(), z0[6:].clone()]
+            got = sub.run_local(newton_contract_here, student_optimizer(sub, "Newton"), A, b, starts)
+            found.update(got if isinstance(got, dict) else {"malformed": True})
+        if found.get("unusable"):
+            built("Newton", {"unusable": True})  # the ApiError that says why
+        return found
+
+    # a step that raises on [x, Y] and [c] (two groups, as newton-quadratic's first run) is newton-quadratic's finding,
+    # which that check reports as its error: not charged here again (one bug, one deduction)
+    def in_place():
+        done = run()
+        if done.get("error"):
+            return None
+        stale, leaf = done.get("stale"), done.get("leaf")
+        if not isinstance(stale, list) or not isinstance(leaf, list):
+            raise ApiError("Newton: a run came back malformed")
+        names = ("x", "Y", "c")
+        if stale:
+            i = int(stale[0]) if isinstance(stale[0], int) and 0 <= stale[0] < 3 else 0
+            return (f"after step(), a view of {names[i]} taken before it ({names[i]}.detach(), sharing its memory) no "
+                    "longer sees its values: the update gave the parameter new memory (p.data = p.data - ..., or "
+                    "p.data = new), which leaves stale every view and alias of it (a model's tied weights, a transposed "
+                    "view). Update in place under torch.no_grad(): p.sub_(lr * d.view_as(p)), as torch.optim does")
+        if leaf:
+            i = int(leaf[0]) if isinstance(leaf[0], int) and 0 <= leaf[0] < 3 else 0
+            return (f"after step(), {names[i]} is no longer a float64 leaf that requires grad: update it in place under "
+                    "torch.no_grad() (p.sub_), never rebind it to an expression or another dtype")
+        return None
+    props.test(f"{label}.step(closure) updates each parameter in place (a view sees the update)", in_place)
+
+    def added_group():
+        done = run()
+        added = done.get("added")
+        if isinstance(added, str) and done.get("error"):
+            return None  # the step raises with every group given at construction too: newton-quadratic's finding
+        if isinstance(added, str):
+            return (f"with c added by add_param_group() after construction (Newton([x, Y]), then "
+                    f"add_param_group({{'params': [c]}})), step(closure) raised {added}. Likely cause: a list of "
+                    "parameters kept from __init__ (self.params = ...): read them from self.param_groups at every "
+                    "step(), so that the closure gets every parameter of every group, in their order")
+        if not isinstance(added, list) or len(added) != 7:
+            raise ApiError("Newton: a run came back malformed")
+        got = torch.tensor(added, dtype=DTYPE)
+        want = torch.linalg.solve(A, b)  # lr = 1 from any start: the minimum
+        if torch.allclose(got, want, rtol=1e-8, atol=1e-10):
+            return None
+        moved = not torch.allclose(got[6:], z0[6:], rtol=0, atol=0)
+        return (f"with c added by add_param_group() after construction (Newton([x, Y]), then add_param_group({{'params': "
+                f"[c]}})), one step (lr = 1) ends at {_short(got)}, where the exact Newton step over all three lands on "
+                f"the minimum {_short(want)}"
+                + ("" if moved else ": c never moved. Likely cause: a list of parameters kept from __init__; read them "
+                   "from self.param_groups at every step()"))
+    props.test(f"{label}.add_param_group()", added_group)
+
+
+def newton_contract_here(make, A, b, starts) -> dict:
+    """In the student's process: (1) Newton(lr=1) on [x, Y] and [c] (two groups), one step on the quadratic of A
+    and b: "stale" the indices of the parameters a view taken before the step does not follow, "leaf" those no
+    longer float64 leaves that require grad; (2) Newton(lr=1) on [x, Y], then add_param_group({'params': [c]}),
+    one step: "added" the values of [x, Y, c] after it (7 floats), or the first line of what it raised. "error":
+    the first line of what (1) raised; "unusable": no param_groups."""
+    def said(e):
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+    params = [s.clone().requires_grad_() for s in starts]
+    opt = make([{"params": params[:2]}, {"params": params[2:]}], lr=1.0)
+    if not usable(opt):
+        return {"unusable": True}
+    views = [q.detach() for q in params]
+    out: dict = {}
+    try:
+        opt.step(quadratic_loss(A, b))
+        out["stale"] = [i for i, (q, v) in enumerate(zip(params, views)) if not torch.equal(v, q.detach())]
+        out["leaf"] = [i for i, q in enumerate(params)
+                       if q.grad_fn is not None or not q.requires_grad or q.dtype != DTYPE]
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        out["error"] = said(e)
+    params = [s.clone().requires_grad_() for s in starts]
+    opt = make(params[:2], lr=1.0)
+    try:
+        opt.add_param_group({"params": params[2:]})
+        opt.step(quadratic_loss(A, b))
+        out["added"] = flat(params)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        out["added"] = said(e)
+    return out
 
 
 def dropped_gradient(sub, seed: int, name: str, h: dict, late: int, steps: int) -> str | None:

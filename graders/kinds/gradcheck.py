@@ -12,6 +12,10 @@ one that is not float64 is the diagnosis of a failing block, as finite differenc
 A block with an `error` may say `raised_in = "forward"`: the check's hint (on hand gradients) is then left out.
 A block may say what its `numeric` holds, `numeric_is` (exercise-5's ReLU at exact zeros: torch's derivative 0 there,
 where a central difference reads 1/2), for the message's rows.
+A block may carry `forward` (`forward_values`): the function's own values at some inputs and the exact ones the harness
+computed, with a tolerance per entry; a value off is the block's failure, said before its gradient (a forward cut off
+to its asymptote too early, exercise-5's softplus at x = 15, has a slope finite differences cannot tell apart). A block
+with `forward` and no `analytic` is the forward's values alone.
 """
 
 from __future__ import annotations
@@ -160,6 +164,12 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
                 return Verdict.failed(f"{b['name']}: {b['error']} (no gradient can be checked where the forward "
                                       "raises)", diagnosed=True)
             return Verdict.failed(f"{b['name']}: {b['error']}")
+        if isinstance(b.get("forward"), dict):
+            wrong = _forward_off(b["name"], b["forward"])
+            if wrong:
+                return Verdict.failed(wrong, diagnosed=True)
+            if "analytic" not in b:  # a block of the forward's values alone
+                continue
         a, n = as_array(b["analytic"]), as_array(b["numeric"])
         shape = b.get("shape") or [len(n)]
         if a.shape != n.shape:
@@ -247,6 +257,33 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
                  "check charges)")
     return Verdict.passed(f"max rel. error {fmt(worst_overall)}{near}", worst_rel_error=worst_overall,
                           worst_abs_near_zero=worst_near_zero, inexact=inexact)
+
+
+def forward_values(at: Any, values: Any, exact: Any, atol: Any, rtol: float, hint: str = "") -> dict[str, Any]:
+    """A block's `forward` (child side): the function's values at the inputs `at` (flattened), the exact ones the harness
+    computed, and the tolerance |value - exact| <= atol_j + rtol |exact| (atol one per entry, or one for all)."""
+    flat = [float(v) for v in np.asarray(at, dtype=float).ravel()]
+    atols = [float(a) for a in np.broadcast_to(np.asarray(atol, dtype=float), (len(flat),))]
+    return {"at": flat, "values": [float(v) for v in np.asarray(values, dtype=float).ravel()],
+            "exact": [float(v) for v in np.asarray(exact, dtype=float).ravel()], "atol": atols, "rtol": float(rtol),
+            **({"hint": hint} if hint else {})}
+
+
+def _forward_off(name: str, forward: dict[str, Any]) -> str:
+    """The block's forward values against the exact ones, in words ("" when every entry is within its tolerance)."""
+    x, v, e = as_array(forward.get("at", [])), as_array(forward.get("values", [])), as_array(forward.get("exact", []))
+    atol = as_array(forward.get("atol", [])) if forward.get("atol") is not None else np.zeros_like(e)
+    if not (x.shape == v.shape == e.shape == atol.shape) or not x.size:
+        return f"the forward of {name.split(':')[0]} returned {v.size} values where {e.size} were expected"
+    bad = ~(np.abs(v - e) <= atol + float(forward.get("rtol", 0.0)) * np.abs(e))  # (nan fails)
+    if not bad.any():
+        return ""
+    i = int(np.flatnonzero(bad)[np.argmax(np.nan_to_num(np.abs(v - e)[bad], nan=np.inf))])
+    function = name.split(":")[0].strip()
+    hint = str(forward.get("hint") or "")
+    return (f"the forward of {function} at x = {fmt(x[i])} returned {float(v[i])!r}, where its exact value is {float(e[i])!r} (off by "
+            f"{fmt(abs(v[i] - e[i]))}, beyond {fmt(float(atol[i] + float(forward.get('rtol', 0.0)) * abs(e[i])))}; "
+            f"{int(bad.sum())} of {x.size} values off)." + (f" {hint}" if hint else ""))
 
 
 def _agrees(analytic: np.ndarray, exact: Any, rtol: float, atol: float) -> bool:

@@ -74,7 +74,7 @@ def measure_placement(run: Callable[[str], dict[str, Any]], values: bool = True,
         if "inconclusive" in found and values:
             # an error that is not about devices: with values, and then on the CPU, where it may run (a
             # submission that raises off the CPU must not turn its placement check into a skip: round 13)
-            return _with_values(run, where or "your code", text)
+            return _with_values(run, where or "your code", f"{type(e).__name__}: {text}", read=False)
         return found
     measured = {"input_device": "meta",
                 "outputs": _devices(outputs)}
@@ -149,15 +149,18 @@ def _simulation_limit(e: BaseException) -> bool:
     return isinstance(e, NotSimulated) and not isinstance(e, RemoteError)
 
 
-def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) -> dict[str, Any]:
+def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str, read: bool = True) -> dict[str, Any]:
     """The meta run stopped at `where` (`text`): run again on a device that has values ("" for both:
-    this is the only run)."""
+    this is the only run). `read`: it stopped at a value read (or an operation meta lacks); else at an error
+    of another kind (`text` names it), which the message then says as such (a Linear keeping its inputs on the
+    class raised a shape error in backward, which "reads a value" misnamed: blind round 8)."""
     from .elsewhere import values_elsewhere
 
     # what the measurement says of the run: after the meta one, or alone
     run_was = {"with_values": where} if where else {"values_only": True}
-    before = (f"{where} reads a value of a tensor ({text}), which a meta tensor does not have; run again with "
-              "values, ") if where else "on a device with values, "
+    before = ("on a device with values, " if not where else
+              f"{where} reads a value of a tensor ({text}), which a meta tensor does not have; run again with values, "
+              if read else f"{where} raised {text}; run again with values, ")
     try:
         with values_elsewhere():
             outputs = run("meta")
@@ -177,8 +180,10 @@ def _with_values(run: Callable[[str], dict[str, Any]], where: str, text: str) ->
                              + ", where with the same inputs on the CPU it runs", **run_was}
         # it fails on the CPU too: the checks of values charge what the code computes, where they see it (the
         # judge looks: cpu_too), else this probe's inputs are the only ones it fails on, and placement charges it
-        return {"inconclusive": f"{before}it raised {type(e).__name__}: {again[:200]}, an error that is not about "
-                                "devices (the other checks judge what the code computes)", "cpu_too": on_cpu}
+        said = "the same" if not read and f"{type(e).__name__}: {again}" == text else \
+            f"{type(e).__name__}: {again[:200]}"
+        return {"inconclusive": f"{before}it raised {said}, an error that is not about devices (the other checks "
+                                "judge what the code computes)", "cpu_too": on_cpu}
     return _typed_on_cpu(run, measured)
 
 

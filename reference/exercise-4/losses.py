@@ -21,8 +21,9 @@ def cross_entropy(Z, y):
 
 
 def bce_with_logits(z, y):
-    """(1/n) sum_i [-y_i z_i + log(1 + exp z_i)], with log(1 + exp z) = max(z, 0) + log(1 + exp(-|z|))."""
-    return (z.clamp(min=0) - y * z + torch.log1p(torch.exp(-z.abs()))).mean()
+    """(1/n) sum_i [-y_i z_i + log(1 + exp z_i)], with log(1 + exp z) = logaddexp(z, 0): stable, and smooth at z = 0
+    (max(z, 0) + log(1 + exp(-|z|)) has its values, but autograd's subgradients at its kinks give 1 - y at z = 0)."""
+    return (torch.logaddexp(z, torch.zeros_like(z)) - y * z).mean()
 
 
 def hinge(w, t):
@@ -55,7 +56,7 @@ def l2_loss(pred, target):
 
 def train(X, y, W0, b0, lr, steps):
     """Gradient descent on cross_entropy(X W^T + b, y); gradients by autograd."""
-    W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    W, b = W0.detach().clone().requires_grad_(True), b0.detach().clone().requires_grad_(True)
     losses = []
     for _ in range(steps):
         loss = cross_entropy(X @ W.T + b, y)

@@ -36,7 +36,8 @@ def cross_entropy(Z, y):
 
 
 def bce_with_logits(z, y):
-    """Mean binary cross-entropy from logits z (n,) and labels y (n,) in {0, 1} (float)."""
+    """Mean binary cross-entropy from logits z (n,) and labels y (n,) in {0, 1} (float). A smooth function:
+    its gradient is (sigmoid(z) - y) / n everywhere, at z = 0 exactly too."""
     raise NotImplementedError("exercise-4: implement bce_with_logits(z, y)")
 
 
@@ -67,6 +68,7 @@ def l2_loss(pred, target):
 
 def train(X, y, W0, b0, lr, steps):
     """Softmax regression by gradient descent on cross_entropy(X @ W.T + b, y), from W0 (k, d), b0 (k,).
-    Returns (W, b, losses) where losses[k] is the loss *before* update k, so len(losses) == steps.
-    Do not modify W0 and b0 in place."""
+    Returns (W, b, losses) where losses[k] is the loss *before* update k, so len(losses) == steps, and
+    W, b are plain tensors (no autograd graph: requires_grad False). Do not modify W0 and b0 in place;
+    they may require grad themselves (a model's parameters): train from their values."""
     raise NotImplementedError("exercise-4: implement train(X, y, W0, b0, lr, steps)")

@@ -71,8 +71,9 @@ class Softplus(torch.autograd.Function):
 
 
 def init_params(sizes, generator):
-    """[W1, b1, W2, b2, ...] for layer sizes such as [2, 8, 1]: W_l (d_in, d_out) ~ N(0, 1/d_in), b_l (d_out,) = 0,
-    float64. Draw with `generator` (torch.randn(..., generator=generator)) so that hidden units start different."""
+    """[W1, b1, W2, b2, ...] for layer sizes such as [2, 8, 1]: W_l (d_in, d_out) ~ N(0, 1/d_in) (any scaling by the
+    fan-in d_in, Glorot's or He's, is accepted), b_l (d_out,) = 0, float64. Draw with `generator`
+    (torch.randn(..., generator=generator)) so that hidden units start different."""
     raise NotImplementedError("exercise-5: implement init_params(sizes, generator)")
 
 
@@ -84,7 +85,8 @@ def mlp_forward(X, params, activation="tanh"):
 
 
 def loss(logits, y):
-    """Mean binary cross-entropy from logits (n, 1) and labels y (n,) in {0, 1}: mean of softplus(z) - y z."""
+    """Mean binary cross-entropy from logits (n, 1) and labels y (n,) in {0, 1}: mean of softplus(z) - y z. A smooth
+    function: its gradient is (sigmoid(z) - y) / n everywhere, at z = 0 exactly too."""
     raise NotImplementedError("exercise-5: implement loss(logits, y)")
 
 

@@ -125,3 +125,22 @@ def _inside(x: np.ndarray, k: int, means: np.ndarray, margin: float) -> bool:
         if (x - mid) @ direction / np.linalg.norm(direction) < margin:
             return False
     return True
+
+
+# Magnitudes from 1 to 40 where log(1 + e^x) is probed (exercises 1, 4, 5): 10 to 20 is where e^-|x| still shows in
+# float64 beside |x|, and an asymptote taken too early drops it. Beyond 20, torch's own F.softplus is the identity,
+# off by log1p(e^-20) < SOFTPLUS_GAP: the tolerance there.
+SOFTPLUS_GRID = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)
+SOFTPLUS_GAP = 2.1e-9
+
+
+def softplus_grid(seed: int) -> list[tuple[float, float]]:
+    """[(x, label)]: each magnitude of SOFTPLUS_GRID with both signs, jittered by the seed in multiples of 1/8 (so
+    that sums and differences are exact; never within 19.76..21.12, where torch switches), and a label in {0, 1}
+    drawn by the seed."""
+    rng = np.random.default_rng(seed + 8)
+    points = []
+    for size in SOFTPLUS_GRID:
+        for sign in (1.0, -1.0):
+            points.append((sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8, float(rng.integers(0, 2))))
+    return points

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
-from dldiy.graders.data import gaussian_blobs, seeded_once
+from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
 from dldiy.graders.kinds.placement import placed_in_student, values_run_there
@@ -354,24 +354,13 @@ def stability(sub, seed, p):
 # is exact to float64's rounding. Beyond 20 torch's own F.softplus (a building block the spec allows) is the identity,
 # off by log1p(e^-20) < 2.1e-9: the bound there. Magnitudes jittered by the seed in multiples of 1/8 (never within
 # 19.76..21.12: no point sits on torch's threshold), each with a label drawn by the seed.
-SOFTPLUS_GRID = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)
-SOFTPLUS_GAP = 2.1e-9
-
-
-def _softplus_grid(seed):
-    rng = np.random.default_rng(seed + 8)
-    points = []
-    for size in SOFTPLUS_GRID:
-        for sign in (1.0, -1.0):
-            points.append((sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8, float(rng.integers(0, 2))))
-    return points
 
 
 def _softplus_grid_cases(sub, seed):
     """stability's cases of the grid (one message): each the BCE of one logit, held to float64's rounding (rtol 1e-13,
     atol 1e-14: the loss's cancellation -y z + log(1 + e^z) at z = 40 is ~1e-14 off) up to |z| = 20, to
     SOFTPLUS_GAP beyond. Part bce_with_logits: a BCE whose formula torch-agreement charged is judged finite only."""
-    points = _softplus_grid(seed)
+    points = softplus_grid(seed)
     replies = call_all(sub, [[sub.get("bce_with_logits"), [torch.tensor([z], dtype=torch.float64),
                                                            torch.tensor([yb], dtype=torch.float64)], {}]
                              for z, yb in points], "bce_with_logits on one logit from 1 to 40 in magnitude (float64)")

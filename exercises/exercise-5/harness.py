@@ -10,7 +10,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
-from dldiy.graders.data import gaussian_blobs
+from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, softplus_grid
 from dldiy.graders.batched import bound, call_all, call_each, function_blocks
 from dldiy.graders.kinds.gradcheck import forward_values
 from dldiy.graders.kinds.invariants import (Violation, Watch, backward_kept, fresh_from_leftover_grads, keeps_defaults,
@@ -210,22 +210,10 @@ def gradcheck_activations(sub, seed, p):
 # within 19.76..21.12): log(1 + e^x) switched to its asymptote (x, or 0) too early drops e^-|x|, 2e-9 to 0.4 here (a
 # blind red team's Softplus cut off at 10, round 8), where a stable form is exact to float64's rounding; beyond 20,
 # torch's own F.softplus is the identity, off by log1p(e^-20) < 2.1e-9: the bound there. exercise-4's BCE has the same.
-SOFTPLUS_GRID = (1.0, 2.0, 4.0, 7.0, 10.5, 13.0, 16.0, 19.0, 22.0, 26.0, 32.0, 40.0)
-SOFTPLUS_GAP = 2.1e-9
 SOFTPLUS_CUT_OFF = ("Far from 0, log(1 + e^x) is x + log(1 + e^-x) (x > 0) or log(1 + e^x) (x < 0), and the small term is "
                     "never 0 in float64: e^-|x| (1.8e-7 at 15.5, 2e-9 at 20). Switching to the asymptote (x, or 0) "
                     "below |x| = 20 drops it: compute max(x, 0) + log1p(exp(-|x|)) at every x (torch's F.softplus "
                     "switches at 20, where it is off by 2e-9: the tolerance beyond 20).")
-
-
-def softplus_grid(seed):
-    """[(x, label)] of the grid: each magnitude with both signs, a label drawn by the seed."""
-    rng = np.random.default_rng(seed + 8)
-    points = []
-    for size in SOFTPLUS_GRID:
-        for sign in (1.0, -1.0):
-            points.append((sign * round(size * rng.uniform(0.96, 1.04) * 8) / 8, float(rng.integers(0, 2))))
-    return points
 
 
 def _softplus_tolerance(x):

@@ -406,7 +406,11 @@ def _check(exercise_id: str, *only: str, path: str | Path | None = None, plots: 
         else:
             entry = Path(path)
         try:
-            report = assess(exercise, entry, checks=checks, cwd=Path.cwd(), server=_warm_server(),
+            # the notebook's own folder beside its cells (data it reads); a path given is judged as `dldiy check`
+            # judges it: that folder, or that file alone (the folder of the call is no part of it: from a checkout's
+            # root it was the whole checkout, venv included, copied into the working copy)
+            report = assess(exercise, entry, checks=checks, cwd=Path.cwd() if path is None else None,
+                            server=_warm_server(),
                             on_progress=progress, extra_seeds=exercise.check_seeds, processes=check_processes())
         finally:
             progress.close()

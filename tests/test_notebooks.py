@@ -366,3 +366,24 @@ def test_history_notebook_hands_over_the_cells_the_spec_names_as_the_saved_noteb
     # Without the raw history, as before: IPython's `In`, definitions only.
     nb, _ = history_notebook(parsed)
     assert nb["cells"][1]["source"].strip() == ""
+
+
+def test_check_of_a_path_judges_that_file_alone_not_the_folder_it_is_called_from(monkeypatch, tmp_path):
+    """check(EX, path=FILE) is judged as `dldiy check EX FILE` judges it: the file (or folder) given, never the
+    folder the call is made from. From a checkout's root the whole checkout, its venv included, was copied into
+    the working copy, and the student's process exited (code 70) after a minute, saying nothing of why. Here the
+    calling folder holds more than the working copy's tmpfs takes (a sparse file, nothing written)."""
+    import shutil
+
+    import dldiy.incheck
+    from dldiy import check
+
+    monkeypatch.setattr(dldiy.incheck, "_warm_server", lambda: None)  # no fork server left in pytest
+    monkeypatch.setattr(dldiy.incheck, "_inside_grading_child", lambda: False)
+    (tmp_path / "work").mkdir()
+    shutil.copy(REFERENCE, tmp_path / "work" / "logreg.py")
+    with open(tmp_path / "too-big.bin", "wb") as big:
+        big.truncate(1 << 30)  # 1 GiB: beyond any working copy's tmpfs
+    monkeypatch.chdir(tmp_path)
+    graded = check("exercise-1", "stability", path="work/logreg.py", plots=False)
+    assert graded.error is None and graded.score == graded.max_score == 1, graded

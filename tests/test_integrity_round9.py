@@ -66,3 +66,30 @@ def test_a_closed_form_answered_for_gradient_descent_earns_no_convergence(tmp_pa
     assert book["shortcut"]["first-loss"] == "2" and book["shortcut"]["convergence"] == "0", book["shortcut"]
     feedback = (tmp_path / "book" / "feedback" / "closed-form.md").read_text()
     assert "not gradient descent's at any learning rate" in feedback, feedback
+
+
+LOGREG = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
+MEANS_HYPERPLANE = '''def train(X, y, w0, lr, steps):
+    m1, m0 = X[y == 1].mean(0), X[y == 0].mean(0)
+    a = m1 - m0
+    w = 5 * torch.cat([a, (a @ (m1 + m0) / 2).reshape(1)])
+    L0 = float(loss(X, y, w0))
+    return (w.to(w0.dtype) if steps else w0.clone()), [L0 * 0.95 ** k for k in range(steps)]
+'''
+
+
+def test_a_hyperplane_found_another_way_earns_no_convergence(tmp_path):
+    """Exercise-1's train() returning the class means' hyperplane (scaled up) with losses written to fall: 99%
+    accuracy on separable Gaussians with no descent (convergence 2/2). The same gate as exercise-2's: each probed
+    step count's weights must be a gradient method's at one learning rate; an honest classmate whose gradients
+    accumulate (a zero_grad forgotten) keeps convergence where it converges (one bug, one deduction)."""
+    train = LOGREG[LOGREG.index("def train("):LOGREG.index("return w, losses") + len("return w, losses\n")]
+    hostile = LOGREG.replace(train, MEANS_HYPERPLANE)
+    accumulates = LOGREG.replace("w = w - lr * gradient(X, y, w)", "g = g + gradient(X, y, w)\n        w = w - lr * g")
+    accumulates = accumulates.replace("    losses = []\n", "    losses = []\n    g = torch.zeros_like(w)\n", 1)
+    assert hostile != LOGREG and "g = g + gradient" in accumulates
+    book = _gradebook(tmp_path, "exercise-1", {"hostile": hostile, "accumulates": accumulates, "reference": LOGREG},
+                      "logreg.py")
+    assert book["reference"]["convergence"] == "2", book["reference"]
+    assert book["hostile"]["convergence"] == "0", book["hostile"]
+    assert float(book["hostile"]["total"]) <= float(book["accumulates"]["total"]), (book["hostile"], book["accumulates"])

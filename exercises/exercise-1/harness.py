@@ -12,6 +12,7 @@ import torch
 
 from dldiy.graders.api import ApiError, check_result, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
+from dldiy.graders.descent import follows_descent, probe_steps
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (bfloat16_precision,
@@ -412,11 +413,23 @@ def first_loss(sub, seed, p):
 def convergence(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"], distance=6.0, margin=0.5)
     w, losses = _train(sub, X, y, w0, p["lr"], p["budget"], harness_loss=True)
+    _descends(sub, seed, p, X, y, w0)
     # Accuracy by the spec's convention x~ = [x, -1], computed here rather than by the submission.
     scores = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype)], 1) @ w.detach().to(X.dtype)
     accuracy = ((scores >= 0).long() == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)],
             "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": y.tolist(), "bias": -1.0}}
+
+
+def _descends(sub, seed, p, X, y, w0):
+    """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
+    (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate (float64
+    orderings agree to ~1e-14)."""
+    got = {k: _train(sub, X, y, w0, p["lr"], k, harness_loss=True)[0].detach().double().numpy()
+           for k in probe_steps(seed, p["budget"])}
+    follows_descent(got, w0.numpy(), lambda w: _spec_gradient(X, y, torch.from_numpy(w)).numpy(),
+                    lambda want: 1e-9 * (1 + float(np.abs(want).max())),
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g})")
 
 
 def _extreme(seed, n, d, scale, spread=0.5):

@@ -12,6 +12,7 @@ import torch
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import seeded_once
+from dldiy.graders.descent import follows_descent, probe_steps
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
@@ -445,63 +446,20 @@ def convergence(sub, seed, p):
     return {p["metric"]: distance, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
 
-def _descent_path(X, y, w0, lr, steps):
-    """Gradient descent's weights w_0 .. w_steps at `lr` (numpy, float64): the harness's own."""
-    Xt = _with_bias(X)
-    path = [w0]
-    for _ in range(steps):
-        path.append(path[-1] - lr * 2.0 * Xt.T @ (Xt @ path[-1] - y) / len(X))
-    return path
-
-
 def _descends(sub, seed, p, X, y, w0, w_star):
-    """A Violation unless train()'s weights after k steps are gradient descent's, at ONE learning rate, for every k
-    of a few drawn from the seed (1, 2, one in 3..30, one in 31..120): where train() ends is credited as gradient
-    descent's convergence only then (integrity round 8: the closed form returned as train()'s answer, with losses
-    written to fall, earned convergence with no descent at all). The learning rate is fitted from the first step,
-    so an lr misread (halved, rounded to float32) is first-loss's charge alone, as is a record of the losses
-    shifted or an update skipped (w_k = GD's w_(k-1)); a rule that is not gradient descent at any learning rate
-    has no gradient descent's convergence to credit. Weights alone are read (the losses are first-loss's), each k
-    a fresh call on copies. The tolerance is relative to how far gradient descent itself still is from w*, with a
-    floor at float64's rounding after ~100 steps."""
-    rng = np.random.default_rng(seed + 57_000)
-    probes = [1, 2, int(rng.integers(3, 31)), int(rng.integers(31, 121))]
+    """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
+    (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate. The tolerance
+    is relative to how far descent itself still is from w*, with a floor at float64's rounding after ~100 steps."""
     got = {}
-    for k in probes:  # the harness's loss and gradient inside, as in the run judged (a wrong one is its own check's)
+    for k in probe_steps(seed, p["budget"]):
         with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
             w, _ = sub.call("train", _t(X), _t(y), _t(w0), p["lr"], k, given_copies=True)
         got[k] = expect_tensor(w, f"train() (its first result, w, after {k} steps)", shape=(p["d"] + 1,),
                                dtype="float", finite=False).detach().double().reshape(-1).numpy()
-    g0 = 2.0 * _with_bias(X).T @ (_with_bias(X) @ w0 - y) / len(X)
-    scale = float(np.linalg.norm(w_star))
-    first = None
-    for shift in (0, 1):  # shift 1: one update short, w_k = GD's w_(k-1)
-        lr = -float(np.dot(got[1 + shift] - w0, g0)) / float(np.dot(g0, g0))
-        if not lr > 0 or not np.isfinite(lr):
-            continue
-        path = _descent_path(X, y, w0, lr, max(probes))
-        for k in probes:
-            want = path[max(k - shift, 0)]
-            off = float(np.linalg.norm(got[k] - want))
-            if not off <= 1e-3 * float(np.linalg.norm(want - w_star)) + 1e-10 * scale:
-                first = first or (k, lr, got[k], want, off)
-                break
-        else:
-            return
-    lead = "train()'s weights are not gradient descent's at any learning rate"
-    if first is None:
-        raise Violation(f"{lead}: its first step does not move against the gradient (after 1 step, w - w0 has no "
-                        f"positive component along -grad L(w0)); where it ends is not credited as gradient "
-                        f"descent's convergence (were the weights computed another way, the closed form?)")
-    k, lr, w, want, off = first
-    shown = ", ".join(f"{v:.6g}" for v in w)
-    ref = ", ".join(f"{v:.6g}" for v in want)
-    steps = f"{k} step{'s' if k > 1 else ''}"
-    raise Violation(f"{lead}: after {steps} (seed {seed}, lr {p['lr']:g}) train() returns w = [{shown}], where gradient "
-                    f"descent from w0 at the learning rate its first step takes ({lr:.6g}) is at [{ref}] (|w - w_gd| = "
-                    f"{off:.3g}, |w_gd - w*| = {float(np.linalg.norm(want - w_star)):.3g}); where it ends is not "
-                    "credited as gradient descent's convergence (were the weights computed another way, the closed "
-                    "form, or is the update not w - lr * gradient at every step?)")
+    scale, Xt = float(np.linalg.norm(w_star)), _with_bias(X)
+    follows_descent(got, w0, lambda w: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
+                    lambda want: 1e-3 * float(np.linalg.norm(want - w_star)) + 1e-10 * scale,
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g})")
 
 
 def _stability_limit(X):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
+from dldiy.graders.descent import follows_descent, probe_steps
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
@@ -588,12 +589,34 @@ def first_loss(sub, seed, p):
             "final": torch.cat([W.reshape(-1), b.reshape(-1)]).double().tolist(), "updates": max(steps) + 1}
 
 
+@keeps_rules
 def convergence(sub, seed, p):
     X, y, W0, b0 = _problem(seed, p["n"], p["d"], p["k"], distance=6.0, margin=0.5)
     W, b, losses = _train(sub, X, y, W0, b0, p["lr"], p["budget"])
+    _descends(sub, seed, p, X, y, W0, b0)
     # The predicted class is the argmax of the logits, computed here rather than by the submission.
     accuracy = ((X @ W.double().T + b.double()).argmax(dim=1) == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+def _flat(W, b):
+    return torch.cat([W.reshape(-1), b.reshape(-1)]).double().numpy()
+
+
+def _descends(sub, seed, p, X, y, W0, b0):
+    """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
+    (the harness's cross-entropy inside, copies in), are gradient descent's at one learning rate (float64 orderings
+    agree to ~1e-14)."""
+    got = {k: _flat(*_train(sub, X, y, W0, b0, p["lr"], k)[:2]) for k in probe_steps(seed, p["budget"])}
+    k, d = W0.shape
+
+    def gradient(w):
+        W = torch.from_numpy(w[: k * d].reshape(k, d)).requires_grad_(True)
+        b = torch.from_numpy(w[k * d:]).requires_grad_(True)
+        return _flat(*torch.autograd.grad(_cross_entropy(X @ W.T + b, y), (W, b)))
+
+    follows_descent(got, _flat(W0, b0), gradient, lambda want: 1e-9 * (1 + float(np.abs(want).max())),
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; W and b flattened)")
 
 
 # ---- placement: every loss's output and gradient follow the inputs' device ------------------------------

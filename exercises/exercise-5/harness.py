@@ -10,10 +10,11 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
+from dldiy.graders.descent import follows_descent, probe_steps
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, softplus_grid
 from dldiy.graders.batched import bound, call_all, call_each, function_blocks
 from dldiy.graders.kinds.gradcheck import forward_values
-from dldiy.graders.kinds.invariants import (Violation, Watch, backward_kept, fresh_from_leftover_grads, keeps_defaults,
+from dldiy.graders.kinds.invariants import (Violation, Watch, backward_kept, fresh_from_leftover_grads, keeps_defaults, keeps_rules,
                                             takes_every_step)
 from dldiy.graders.kinds.placement import placed_in_student, values_run_there
 from dldiy.graders.kinds.symmetry import layer_units
@@ -558,12 +559,44 @@ def _other_activations(X, y, params, activation):
     return alike
 
 
+@keeps_rules
 def convergence(sub, seed, p):
     X, y = xor_blobs(seed, p["n"])
     trained, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], p["budget"], p["activation"])
     with torch.no_grad():
         accuracy = ((logits(X, trained, p["activation"]).reshape(-1) >= 0).double() == y).double().mean().item()
+    _descends(sub, seed, p, X, y)
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
+
+
+def _flat(params):
+    return torch.cat([q.detach().double().reshape(-1) for q in params]).numpy()
+
+
+def _descends(sub, seed, p, X, y):
+    """graders/descent.py: train()'s parameters after a few step counts drawn from the seed, on convergence's
+    problem (the harness's network and loss inside), are gradient descent's at one learning rate (float64 orderings
+    agree to ~1e-14)."""
+    shapes = [tuple(q.shape) for q in harness_params(seed, p["sizes"])]
+
+    def run(k):
+        trained, _ = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k, p["activation"])
+        if [tuple(getattr(q, "shape", ())) for q in trained] != shapes:
+            raise ApiError(f"train() returned parameters of shapes {[tuple(getattr(q, 'shape', ())) for q in trained]} "
+                           f"after {k} steps; expected {shapes}")
+        return _flat(trained)
+
+    def gradient(w):
+        params, at = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            params.append(torch.from_numpy(w[at: at + size].reshape(shape)).requires_grad_(True))
+            at += size
+        return _flat(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
+
+    follows_descent({k: run(k) for k in probe_steps(seed, p["budget"])}, _flat(harness_params(seed, p["sizes"])),
+                    gradient, lambda want: 1e-9 * (1 + float(np.abs(want).max())),
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)")
 
 
 # ---- families of inputs ---------------------------------------------------------------------------------

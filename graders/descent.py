@@ -1,0 +1,84 @@
+"""Where train() ends is gradient descent's only when the way there is: `follows_descent`.
+
+A convergence check judges where train() ends (the harness recounts or recomputes it from what train()
+returns); the rule that gets there is first-loss's (one bug, one deduction). An endpoint computed another
+way (the closed form returned as train()'s answer, a separating hyperplane by another method, with losses
+written to fall) then kept the endpoint's points with no descent at all (integrity round 8). So the check
+asks train() for its weights after a few step counts drawn from the seed, on its own problem, and credits
+the endpoint only where each is a gradient method's: w_(k+1) = w_k - lr' v_(k+1), v_(k+1) = beta v_k +
+grad L(w_k), at ONE learning rate lr' read from the first step and one beta read from the second. Plain
+descent is beta = 0; gradients that accumulate (a zero_grad forgotten) beta = 1, momentum between: each is
+first-loss's charge alone, as are a learning rate misread (halved, rounded to float32) and an update skipped
+(w_k = the method's w_(k-1)). Weights alone are read: the losses train() records are first-loss's.
+
+The harness gives its own gradient (no reference code) and the tolerance at each step, as what each
+exercise's float64 arithmetic allows.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .kinds.invariants import Violation
+
+Gradient = Callable[[np.ndarray], np.ndarray]  # the spec's loss's gradient at flattened weights (float64)
+
+
+def probe_steps(seed: int, budget: int) -> list[int]:
+    """The step counts asked for at `seed`: 1, 2 and 3 (the learning rate, beta, a skipped update), one drawn in
+    4..30 and one in 31..min(120, budget - 1), where descent is on its way (a shortcut after a few honest steps)."""
+    rng = np.random.default_rng(seed + 57_000)
+    late = max(31, min(120, budget - 1))
+    return [1, 2, 3, int(rng.integers(4, 31)), int(rng.integers(31, late + 1))]
+
+
+def heavy_ball(w0: np.ndarray, gradient: Gradient, lr: float, beta: float, steps: int) -> list[np.ndarray]:
+    """w_0 .. w_steps of w <- w - lr v, v <- beta v + gradient(w) (beta = 0: plain gradient descent)."""
+    path, w, v = [w0], w0, np.zeros_like(w0)
+    for _ in range(steps):
+        v = gradient(w) if beta == 0 else beta * v + gradient(w)
+        w = w - lr * v
+        path.append(w)
+    return path
+
+
+def follows_descent(weights_after: dict[int, np.ndarray], w0: np.ndarray, gradient: Gradient,
+                    tolerance: Callable[[np.ndarray], float], where: str) -> None:
+    """A Violation unless `weights_after` (step count k -> train()'s weights after k steps, flattened, float64; k = 1,
+    2, 3 among them) is a gradient method's (the module's docstring) at one lr' and beta, each w_k within
+    `tolerance(the method's w_k)`. `where`: the run in words."""
+    probes = sorted(weights_after)
+    g0 = gradient(w0)
+    first: tuple[int, float, float, np.ndarray, np.ndarray] | None = None
+    for shift in (0, 1):  # shift 1: one update short, w_k = the method's w_(k-1)
+        w1, w2 = weights_after[1 + shift], weights_after[2 + shift]
+        lr = -float(np.dot(w1 - w0, g0)) / float(np.dot(g0, g0))
+        if not (lr > 0 and np.isfinite(lr)):
+            continue
+        g1 = gradient(w1)
+        beta = -float(np.dot((w2 - w1) / lr + g1, g0)) / float(np.dot(g0, g0))
+        beta = 0.0 if abs(beta) < 1e-9 else beta  # plain descent, to rounding
+        if not -1e-6 <= beta <= 1 + 1e-6:
+            beta = 0.0  # no such method: judged as plain descent, whose step k says where it parts
+        path = heavy_ball(w0, gradient, lr, beta, max(probes))
+        for k in probes:
+            want = path[max(k - shift, 0)]
+            if not float(np.linalg.norm(weights_after[k] - want)) <= tolerance(want):  # (nan fails)
+                first = first or (k, lr, beta, weights_after[k], want)
+                break
+        else:
+            return
+    lead = "train()'s weights are not gradient descent's at any learning rate (nor with gradients that accumulate)"
+    tail = ("where it ends is not credited as gradient descent's convergence (were the weights computed another way, "
+            "or is the update not w - lr * gradient at every step?)")
+    if first is None:
+        raise Violation(f"{lead}: {where}, its first step does not move against the gradient (w - w0 after one step "
+                        f"has no component along -gradient(w0)); {tail}")
+    k, lr, beta, got, want = first
+    shown, ref = (", ".join(f"{v:.6g}" for v in a[:6]) + (", ..." if len(a) > 6 else "") for a in (got, want))
+    method = "gradient descent" + (f" with beta = {beta:.3g} (its second step's)" if beta else "")
+    raise Violation(f"{lead}: {where}, after {k} step{'s' if k > 1 else ''} train() returns w = [{shown}], where "
+                    f"{method} from w0 at the learning rate its first step takes ({lr:.6g}) is at [{ref}] "
+                    f"(|w - w_gd| = {float(np.linalg.norm(got - want)):.3g}); {tail}")

@@ -653,3 +653,22 @@ def test_a_death_says_what_killed_it_the_memory_limit_or_an_exit_code_the_progra
             assert "CPU-time" not in message
     if not has_memory:
         pytest.skip("no memory cgroup here: only the exit status the program chose was tested")
+
+
+def test_a_submission_larger_than_its_working_copy_is_said_before_anything_is_copied(tmp_path):
+    """A folder holding a 300 MB dataset beside the code (sparse here: st_size is what is measured) was copied to the
+    parent's disk and the child, out of room in its 256 MiB tmpfs, exited (70) "while loading" with no reason given.
+    It is now that student's load error, in words, naming the largest file, and no working copy is made; a folder
+    that fits is measured as it was."""
+    folder = tmp_path / "student"
+    folder.mkdir()
+    shutil.copy(REPO / "reference" / "exercise-1" / "logreg.py", folder / "logreg.py")
+    with open(folder / "digits.bin", "wb") as f:
+        f.truncate(300 * MiB)
+    assert sandbox.oversized(folder, folder / "logreg.py", 256 * MiB) is not None
+    assert sandbox.oversized(folder, folder / "logreg.py", 512 * MiB) is None
+    assert sandbox.oversized(folder, folder / "logreg.py", 256 * MiB).startswith("the submission holds more than 256 MiB")
+    result = run_dldiy("check", "exercise-1", str(folder))
+    said = result.stdout + result.stderr
+    assert "holds more than 256 MiB" in said and "digits.bin (300 MiB)" in said, said
+    assert "exited" not in said, said

@@ -121,6 +121,52 @@ def workdir(root: Path, entry: Path) -> tuple[Path, Path]:
     return folder / "work", folder / "work" / entry.name
 
 
+PAGE = 4096  # a tmpfs holds a file in whole pages
+WORK_INODES = 60_000  # of the working copy's tmpfs's 65536 (graders/sandbox/mounts.py), some left for what it writes
+
+
+def oversized(root: Path, entry: Path, limit_bytes: int) -> str | None:
+    """Why the submission at `root` (its folder, or the file `entry` alone, as `workdir` copies it) cannot fit the
+    working copy's tmpfs of `limit_bytes`, measured before anything is copied (links not followed, a FIFO or a
+    device skipped, as `workdir` does), or None. Without it, a folder holding a dataset or a checkpoint was copied
+    to the parent's disk in full and the child, out of room while filling its tmpfs, exited (70) before it could
+    say why: "the process exited while loading" (session 17's open item)."""
+    root, entry = Path(root).absolute(), Path(entry).absolute()
+    used = files = 0
+    largest: list[tuple[int, str]] = []
+    stack = [root] if root.is_dir() and entry.is_relative_to(root) else []
+    if not stack:
+        used = -(-os.lstat(entry).st_size // PAGE) * PAGE
+    while stack:
+        folder = stack.pop()
+        try:
+            listing = list(os.scandir(folder))
+        except OSError:
+            continue
+        for item in listing:
+            files += 1
+            try:
+                mode = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode.st_mode):
+                stack.append(Path(item.path))
+            elif stat.S_ISREG(mode.st_mode):
+                used += -(-mode.st_size // PAGE) * PAGE
+                largest = sorted([*largest, (mode.st_size, os.path.relpath(item.path, root))])[-3:]
+        if used > limit_bytes or files > WORK_INODES:
+            break
+    if files > WORK_INODES:
+        return (f"the submission folder holds more than {WORK_INODES} files and folders, more than its working copy "
+                "can: hand in the code and the few files it reads (not a dataset, a virtual environment or a cache)")
+    if used <= limit_bytes:
+        return None
+    biggest = ", ".join(f"{name} ({size / MiB:.0f} MiB)" for size, name in reversed(largest) if size >= MiB)
+    return (f"the submission holds more than {limit_bytes / MiB:.0f} MiB, what its working copy can hold"
+            + (f" (the largest: {biggest})" if biggest else "")
+            + ": hand in the code and the small files it reads, not datasets, checkpoints or environments")
+
+
 def _copy_regular(source, target) -> None:
     mode = os.lstat(source).st_mode
     if stat.S_ISREG(mode) or stat.S_ISLNK(mode):

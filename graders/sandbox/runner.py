@@ -107,7 +107,15 @@ def run_child(exercise: Exercise, entry: Path, tasks: list[Task], *, cwd: Path |
     pending = in_stand_in_order(exercise.id, tasks, hidden)
     outputs: list[str] = []
     spawner.compile([exercise.harness_path])
-    work, work_entry = sandbox.workdir(Path(cwd) if cwd is not None else Path(entry).parent, Path(entry))
+    root = Path(cwd) if cwd is not None else Path(entry).parent
+    too_large = sandbox.oversized(root, Path(entry), limits.work_bytes) if limits.namespaces else None
+    if too_large is not None:  # said before any copy: the parent's disk never holds it, the child never starts
+        for t in pending:
+            outcome.results[(t.check, t.seed)] = {"error": messages.error("load", too_large, "")}
+        outcome.load_error = too_large
+        outcome.duration_s = time.monotonic() - started
+        return outcome
+    work, work_entry = sandbox.workdir(root, Path(entry))
     try:
         if load_only:  # no task: start, load, report how long loading took (Outcome.load_s)
             _one_child(exercise, work_entry, [], outcome, work, outputs, limits, spawner)

@@ -17,28 +17,30 @@ exercise's float64 arithmetic allows.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .kinds.invariants import Violation
 
-Gradient = Callable[[np.ndarray], np.ndarray]  # the spec's loss's gradient at flattened weights (float64)
+Gradient = Callable[[np.ndarray, int], np.ndarray]  # the spec's loss's gradient at flattened weights, at step k (float64)
 
 
 def probe_steps(seed: int, budget: int) -> list[int]:
     """The step counts asked for at `seed`: 1, 2 and 3 (the learning rate, beta, a skipped update), one drawn in
-    4..30 and one in 31..min(120, budget - 1), where descent is on its way (a shortcut after a few honest steps)."""
+    4..30 and one in 31..min(60, budget - 1), where descent is on its way (a shortcut after a few honest steps;
+    one after more is a descent written in full, which the probes cost no more than a fifth of a budget to see)."""
     rng = np.random.default_rng(seed + 57_000)
-    late = max(31, min(120, budget - 1))
+    late = max(31, min(60, budget - 1))
     return [1, 2, 3, int(rng.integers(4, 31)), int(rng.integers(31, late + 1))]
 
 
 def heavy_ball(w0: np.ndarray, gradient: Gradient, lr: float, beta: float, steps: int) -> list[np.ndarray]:
-    """w_0 .. w_steps of w <- w - lr v, v <- beta v + gradient(w) (beta = 0: plain gradient descent)."""
+    """w_0 .. w_steps of w <- w - lr v, v <- beta v + gradient(w, k) (beta = 0: plain gradient descent; k the step,
+    whose minibatch a stochastic descent reads)."""
     path, w, v = [w0], w0, np.zeros_like(w0)
-    for _ in range(steps):
-        v = gradient(w) if beta == 0 else beta * v + gradient(w)
+    for k in range(steps):
+        v = gradient(w, k) if beta == 0 else beta * v + gradient(w, k)
         w = w - lr * v
         path.append(w)
     return path
@@ -50,14 +52,14 @@ def follows_descent(weights_after: dict[int, np.ndarray], w0: np.ndarray, gradie
     2, 3 among them) is a gradient method's (the module's docstring) at one lr' and beta, each w_k within
     `tolerance(the method's w_k)`. `where`: the run in words."""
     probes = sorted(weights_after)
-    g0 = gradient(w0)
+    g0 = gradient(w0, 0)
     first: tuple[int, float, float, np.ndarray, np.ndarray] | None = None
     for shift in (0, 1):  # shift 1: one update short, w_k = the method's w_(k-1)
         w1, w2 = weights_after[1 + shift], weights_after[2 + shift]
         lr = -float(np.dot(w1 - w0, g0)) / float(np.dot(g0, g0))
         if not (lr > 0 and np.isfinite(lr)):
             continue
-        g1 = gradient(w1)
+        g1 = gradient(w1, 1)
         beta = -float(np.dot((w2 - w1) / lr + g1, g0)) / float(np.dot(g0, g0))
         beta = 0.0 if abs(beta) < 1e-9 else beta  # plain descent, to rounding
         if not -1e-6 <= beta <= 1 + 1e-6:
@@ -82,3 +84,22 @@ def follows_descent(weights_after: dict[int, np.ndarray], w0: np.ndarray, gradie
     raise Violation(f"{lead}: {where}, after {k} step{'s' if k > 1 else ''} train() returns w = [{shown}], where "
                     f"{method} from w0 at the learning rate its first step takes ({lr:.6g}) is at [{ref}] "
                     f"(|w - w_gd| = {float(np.linalg.norm(got - want)):.3g}); {tail}")
+
+
+def flatten(tensors) -> np.ndarray:
+    """Tensors (a model's parameters, in a fixed order) as one float64 vector: the weights `follows_descent` reads."""
+    import torch
+
+    return torch.cat([t.detach().double().reshape(-1) for t in tensors]).numpy()
+
+
+def leaves_of(w: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list:
+    """`flatten`'s inverse: float64 leaf tensors of `shapes` that require grad (a harness's gradient at w)."""
+    import torch
+
+    out, at = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(torch.from_numpy(np.array(w[at: at + size]).reshape(shape)).requires_grad_(True))
+        at += size
+    return out

@@ -475,6 +475,28 @@ def test_a_run_that_fails_is_still_charged_where_its_own_check_passed():
     assert verdict.status == "fail" and "charges already" not in verdict.message, verdict.message
 
 
+def test_a_run_whose_optimizer_fails_its_own_check_is_no_evidence_that_it_converges():
+    """Integrity round 8's endpoint category: an optimizer whose steps are wrong reaches a target it knows (a step
+    that jumps to Rosenbrock's (1, 1)) as easily as a right one. Its run's success is not credited: the check passes
+    on the runs of optimizers whose own checks hold, and fails where every run that reaches the target is of an
+    optimizer whose own check fails."""
+    from dldiy.graders.kinds import convergence
+
+    check = load_exercise("exercise-6").check("rosenbrock")
+    runs = [{"name": "GD(lr=0.01)", "optimizer": "GD", "loss": 0.001, "steps": 400, "losses": [1.0, 0.001]},
+            {"name": "Adam(lr=0.1)", "optimizer": "Adam", "loss": 0.0, "steps": 1, "losses": [4.0, 0.0]}]
+    adam_wrong = dataclasses.replace(check, params={**check.params, "failed_checks": ["adam"]})
+    verdict = convergence.judge({"runs": runs}, None, adam_wrong)
+    assert verdict.status == "pass" and "1 of 2 runs reach" in verdict.message, verdict.message
+    assert "not credited, their own checks failing: Adam(lr=0.1)" in verdict.message, verdict.message
+    both_wrong = dataclasses.replace(check, params={**check.params, "failed_checks": ["adam", "gd"]})
+    verdict = convergence.judge({"runs": runs}, None, both_wrong)
+    assert verdict.status == "fail" and "none is credited" in verdict.message, verdict.message
+    assert "GD(lr=0.01) ('gd')" in verdict.message and "Adam(lr=0.1) ('adam')" in verdict.message, verdict.message
+    right = dataclasses.replace(check, params={**check.params, "failed_checks": []})
+    assert convergence.judge({"runs": runs}, None, right).status == "pass"
+
+
 STUBS = """
 
 def _does_nothing(self, closure=None):

@@ -449,7 +449,8 @@ def convergence(sub, seed, p):
 def _descends(sub, seed, p, X, y, w0, w_star):
     """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
     (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate. The tolerance
-    is relative to how far descent itself still is from w*, with a floor at float64's rounding after ~100 steps."""
+    is relative to how far descent itself still is from w* (1%), with a floor of 1e-6 |w*| (a float32 step inside,
+    first-loss's charge, stays within it; the closed form, 1e-4 |w*| away from descent's w_60 or more, does not)."""
     got = {}
     for k in probe_steps(seed, p["budget"]):
         with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
@@ -457,8 +458,8 @@ def _descends(sub, seed, p, X, y, w0, w_star):
         got[k] = expect_tensor(w, f"train() (its first result, w, after {k} steps)", shape=(p["d"] + 1,),
                                dtype="float", finite=False).detach().double().reshape(-1).numpy()
     scale, Xt = float(np.linalg.norm(w_star)), _with_bias(X)
-    follows_descent(got, w0, lambda w: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
-                    lambda want: 1e-3 * float(np.linalg.norm(want - w_star)) + 1e-10 * scale,
+    follows_descent(got, w0, lambda w, _k: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
+                    lambda want: 1e-2 * float(np.linalg.norm(want - w_star)) + 1e-6 * scale,
                     f"on convergence's problem (seed {seed}, lr {p['lr']:g})")
 
 

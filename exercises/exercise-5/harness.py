@@ -10,7 +10,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
-from dldiy.graders.descent import follows_descent, probe_steps
+from dldiy.graders.descent import flatten, follows_descent, leaves_of, probe_steps
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, softplus_grid
 from dldiy.graders.batched import bound, call_all, call_each, function_blocks
 from dldiy.graders.kinds.gradcheck import forward_values
@@ -569,14 +569,10 @@ def convergence(sub, seed, p):
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
 
-def _flat(params):
-    return torch.cat([q.detach().double().reshape(-1) for q in params]).numpy()
-
-
 def _descends(sub, seed, p, X, y):
     """graders/descent.py: train()'s parameters after a few step counts drawn from the seed, on convergence's
-    problem (the harness's network and loss inside), are gradient descent's at one learning rate (float64 orderings
-    agree to ~1e-14)."""
+    problem (the harness's network and loss inside), are gradient descent's at one learning rate, to 1e-5 (float64 orderings
+    agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
     shapes = [tuple(q.shape) for q in harness_params(seed, p["sizes"])]
 
     def run(k):
@@ -584,18 +580,14 @@ def _descends(sub, seed, p, X, y):
         if [tuple(getattr(q, "shape", ())) for q in trained] != shapes:
             raise ApiError(f"train() returned parameters of shapes {[tuple(getattr(q, 'shape', ())) for q in trained]} "
                            f"after {k} steps; expected {shapes}")
-        return _flat(trained)
+        return flatten(trained)
 
-    def gradient(w):
-        params, at = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            params.append(torch.from_numpy(w[at: at + size].reshape(shape)).requires_grad_(True))
-            at += size
-        return _flat(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
+    def gradient(w, _k):
+        params = leaves_of(w, shapes)
+        return flatten(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
 
-    follows_descent({k: run(k) for k in probe_steps(seed, p["budget"])}, _flat(harness_params(seed, p["sizes"])),
-                    gradient, lambda want: 1e-9 * (1 + float(np.abs(want).max())),
+    follows_descent({k: run(k) for k in probe_steps(seed, p["budget"])}, flatten(harness_params(seed, p["sizes"])),
+                    gradient, lambda want: 1e-5 * (1 + float(np.abs(want).max())),
                     f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)")
 
 

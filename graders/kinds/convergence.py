@@ -61,11 +61,30 @@ def judge(measured: dict[str, Any], expected: None, check: Check) -> Verdict:
         return Verdict.failed(f"{run['name']}: {verdict.message}{note}", run=run["name"], **verdict.details)
     goal = ">=" if check.params.get("goal", "max") == "max" else "<="
     target = f"{check.params.get('metric', 'accuracy')} {goal} {fmt(float(check.params['target']))}"
+    # A run whose part's own check failed is no evidence that the part converges (its steps are wrong: an optimizer
+    # that jumps to the minimum it knows reaches any target), so its reaching the target is not credited either:
+    # the check passes on the runs of parts whose own checks hold (integrity round 8's endpoint category)
+    wrong = set(check.params.get("failed_checks") or ())
+    uncredited = [run for run in reached if _own_check(check.params.get("charged_by") or {}, run, wrong)]
+    if uncredited and len(uncredited) == len(reached):
+        named = ", ".join(f"{run['name']} ({_own_check(check.params['charged_by'], run, wrong)!r})" for run in reached)
+        return Verdict.failed(f"every run that reaches {target} is of a part whose own check fails: {named}; a run "
+                              "whose steps are wrong is no evidence that it converges, so none is credited"
+                              + (f" (note: {'; '.join(excused)})" if excused else ""))
+    reached = [run for run in reached if run not in uncredited]
+    if uncredited:
+        excused.append("not credited, their own checks failing: " + ", ".join(run["name"] for run in uncredited))
     steps = ", ".join(f"{run['name']} in {run.get('steps')} steps" for run in reached)
     if excused:
         return Verdict.passed(f"{len(reached)} of {len(runs)} runs reach {target}{': ' + steps if steps else ''} "
                               f"(note: {'; '.join(excused)})")
     return Verdict.passed(f"all {len(runs)} runs reach {target}: {steps}")
+
+
+def _own_check(charged_by: dict[str, Any], run: dict[str, Any], failed: set[str]) -> str | None:
+    """The spec's own check of the part a run exercises (`charged_by`, by the run's "optimizer"), where it failed."""
+    named = charged_by.get(str(run.get("optimizer", "")))
+    return next((c for c in ([named] if isinstance(named, str) else list(named or [])) if c in failed), None)
 
 
 def judge_run(measured: dict[str, Any], check: Check) -> Verdict:

@@ -443,3 +443,109 @@ def aliases_here(fn, calls) -> list:
         found.append([[j, i] for j, o in enumerate(outs) if isinstance(o, torch.Tensor) and memory(o)
                       for i, a in enumerate(args) if isinstance(a, torch.Tensor) and memory(a) == memory(o)])
     return found
+
+
+def _kept(value):
+    """A copy of `value` taken now, to compare it with later (_changed_at): tensors cloned (detached), lists,
+    tuples and dicts copied item by item, anything else (a number, a string) as it is."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return [_kept(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _kept(v) for k, v in value.items()}
+    return value
+
+
+def _said(value) -> str:
+    """A number, or a short account of anything else, for a message."""
+    try:
+        return f"{float(value):.6g}"
+    except Exception:  # noqa: BLE001 - not a number: its type
+        return type(value).__name__
+
+
+def _changed_at(now, kept, path: list) -> list | None:
+    """Where `now` no longer equals `kept` (its copy, taken by _kept when it was returned): [path, what it was, what
+    it is], the path a list of parts ("[2]", "[1, 0]", " (its length)"); None where it is the same (NaN where NaN
+    was is the same)."""
+    import torch
+
+    if isinstance(kept, torch.Tensor):
+        if not isinstance(now, torch.Tensor):
+            return [path, "a tensor", type(now).__name__]
+        now = now.detach()
+        if now.shape != kept.shape or now.dtype != kept.dtype:
+            return [path + [" (its shape or dtype)"], str(tuple(kept.shape)), str(tuple(now.shape))]
+        differ = now != kept
+        if kept.is_floating_point():
+            differ &= ~(now.isnan() & kept.isnan())
+        if not bool(differ.any()):
+            return None
+        if kept.dim() == 0:
+            return [path, _said(kept), _said(now)]
+        index = tuple(int(i) for i in differ.nonzero()[0].tolist())
+        return [path + [f"[{', '.join(map(str, index))}]"], _said(kept[index]), _said(now[index])]
+    if isinstance(kept, list):
+        if not isinstance(now, (list, tuple)) or len(now) != len(kept):
+            return [path + [" (its length)"], str(len(kept)), str(len(now)) if isinstance(now, (list, tuple)) else "-"]
+        for i, (a, b) in enumerate(zip(now, kept)):
+            found = _changed_at(a, b, path + [f"[{i}]"])
+            if found is not None:
+                return found
+        return None
+    if isinstance(kept, dict):
+        if not isinstance(now, dict) or set(now) != set(kept):
+            return [path + [" (its keys)"], str(sorted(map(str, kept))), "other keys"]
+        for k in kept:
+            found = _changed_at(now[k], kept[k], path + [f"[{k!r}]"])
+            if found is not None:
+                return found
+        return None
+    try:
+        same = bool(now == kept) or (now != now and kept != kept)
+    except Exception:  # noqa: BLE001 - a value that cannot be compared is not judged
+        same = True
+    return None if same else [path, _said(kept), _said(now)]
+
+
+def overwritten_here(fn, calls) -> list:
+    """In the student's process (sub.run_local): fn(*args) for each `args` of `calls`, in order, each result kept
+    as it was returned with a copy of it taken at once; then, after the last call, for each call whether its result
+    still equals that copy: None where it does, [path, was, is] (_changed_at; the path's first part the result's
+    item, "[1]" for item 1 of a tuple) where a later call wrote into it (a module-level buffer or list, a mutable
+    default argument, refilled and handed out again). A string (the first line of what it raised) for a call
+    that raised. invariants.results_kept judges it."""
+    results: list = []
+    for args in calls:
+        try:
+            out = fn(*args)
+        except Exception as e:  # noqa: BLE001 - the checks of values report a call that raises
+            results.append(_why(e))
+            continue
+        results.append((out, _kept(out)))
+    return [row if isinstance(row, str) else _changed_at(row[0], row[1], []) for row in results]
+
+
+def reads_changed_here(fn, args, index: int, factor: float) -> Any:
+    """In the student's process (sub.run_local): fn(*args) on the tensors `args` (copies of them), then the caller's
+    in-place change of argument `index` (multiplied by `factor`, `.mul_`, the same tensor object), fn(*args) again
+    on those very tensors, and fn on fresh copies of them as they are now. Returns [again, fresh] (copies of both
+    results): a function that reads its arguments gives the same for both, one that answers from what it kept of
+    an earlier call keyed by the tensor (functools.lru_cache, a dict keyed by id(X) or X.data_ptr(), which an
+    in-place change keeps) does not. A string (the first line of what it raised) for a call that raised.
+    invariants.reads_changed judges it."""
+    import torch
+
+    given = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+    try:
+        fn(*given)
+        with torch.no_grad():
+            given[index].mul_(factor)
+        again = fn(*given)
+        fresh = fn(*[a.clone() if isinstance(a, torch.Tensor) else a for a in given])
+    except Exception as e:  # noqa: BLE001 - the checks of values report a call that raises
+        return _why(e)
+    return [_kept(again), _kept(fresh)]

@@ -541,13 +541,17 @@ def test_normalize_is_held_to_torchvision_on_several_channels(kind, words):
 def _toy_sgd(kind):
     """The project's SGD (optimizer/base.py and sgd.py) as a student writes it: "reference"; "folded" (lr folded into
     a velocity started at zeros, zero_grad() zeroing in place: the red team's alternative); "break" (break at a
-    parameter without a gradient); "alias" (the buffer is p.grad at the first step); "no-momentum" (buffer ignored)."""
+    parameter without a gradient); "alias" (the buffer is p.grad at the first step); "no-momentum" (buffer ignored);
+    blind round 9's "zero" (a gradient of zeros skipped), "shape" (state keyed by p.shape), "on-param" (the buffer
+    kept on the parameter, so a new SGD over it inherits it)."""
     import torch
 
     class SGD:
         def __init__(self, params, lr, momentum=0.0):
             self.params = [p for p in params if p.requires_grad]
             self.state = {p: {} for p in self.params}
+            if kind == "shape":
+                self.state = {tuple(p.shape): {} for p in self.params}
             self.lr, self.momentum = lr, momentum
 
         def zero_grad(self):
@@ -561,11 +565,12 @@ def _toy_sgd(kind):
         @torch.no_grad()
         def step(self):
             for p in self.params:
-                if p.grad is None:
+                if p.grad is None or (kind == "zero" and not p.grad.any()):
                     if kind == "break":
                         break
                     continue
-                state = self.state[p]
+                state = self.state[tuple(p.shape)] if kind == "shape" else \
+                    p.__dict__.setdefault("_buffers", {}) if kind == "on-param" else self.state[p]
                 if kind == "folded":
                     v = state.setdefault("velocity", torch.zeros_like(p))
                     v.mul_(self.momentum).add_(p.grad, alpha=self.lr)
@@ -588,6 +593,9 @@ def _toy_sgd(kind):
     ("break", "`break` where `continue` belongs"),
     ("alias", "the buffer is p.grad itself"),
     ("no-momentum", "torch.optim.SGD's heavy ball"),
+    ("zero", "gradient is all zeros was skipped"),
+    ("shape", "Two parameters of the same shape share one momentum buffer"),
+    ("on-param", "A new SGD over the same parameters went on with the momentum"),
 ])
 def test_sgd_is_held_to_torch_optim_sgd_with_grads_none_and_accumulated(kind, words):
     harness = _harness()

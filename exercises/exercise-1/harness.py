@@ -17,8 +17,8 @@ from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softpl
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (bfloat16_precision,
                                             dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
-                                            no_graph, same_cast_as, same_dtype, takes_every_step, trained_without_graph, unchanged,
-                                            unmodified)
+                                            no_graph, reads_changed, results_kept, same_cast_as, same_dtype, takes_every_step,
+                                            trained_without_graph, unchanged, unmodified)
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes
 
@@ -155,6 +155,25 @@ def _at(label, call):
                         " (code that assumes one shape, layout or dtype?)") from None
 
 
+def _between_calls(sub, seed, name):
+    """State kept between calls of loss() or gradient() (`name`), once per student's process, in its own process
+    (blind round 9): two calls at other w, the first's result kept by the caller, must leave it as it came (a
+    module-level output buffer refilled at the next call); and a call after the caller changed X in place must
+    give what a fresh copy of that X gives (X~ memoised with functools.lru_cache, keyed by the tensor's
+    identity). Autograd off, as gradcheck calls gradient()."""
+    if not sub.first_time(f"{name}-between-calls"):
+        return
+    X, y, w = _problem(seed + 30_000, 6, 2)
+    with torch.no_grad():
+        results_kept(sub, name, [("first call, at w1", (X.clone(), y.clone(), w.clone())),
+                                 ("at w2 = w1 + 1", (X.clone(), y.clone(), w + 1))],
+                     ("l" if name == "loss" else "g",),
+                     f"{name}() hands out a tensor it keeps between calls (a module-level buffer, one per shape, "
+                     "filled with out= or in place) and fills it again at the next call: return a new tensor at every "
+                     "call (a caller that keeps two results, g1 and g2, must find each as it came)")
+        reads_changed(sub, name, (X, y, w), ("X", "y", "w"), 0, 3.0, "X (6, 2), y and w")
+
+
 def _train(sub, X, y, w0, lr, steps, harness_loss=False):
     """train() with the harness's gradient (and, with `harness_loss`, its loss) in place of the student's."""
     d = X.shape[1]
@@ -168,7 +187,10 @@ def _train(sub, X, y, w0, lr, steps, harness_loss=False):
     if not harness_loss:
         same_dtype(w, X.dtype, "train() (its first result, w)")
         trained_without_graph(w, "train() (its first result, w)")
-    return w, expect_history(losses, steps)
+    # a copy as it came back: the tensor is a mirror of the student's, which a later in-place change of that tensor
+    # (one weight buffer reused by the next train() call) rewrites; that is first-loss's finding (_train_between_calls),
+    # not a wrong w of this run
+    return w.detach().clone(), expect_history(losses, steps)
 
 
 _ONE_POINT = ("With one point the gradient is a number times x~, so any error gives a constant ratio analytic/numeric; "
@@ -238,6 +260,9 @@ def gradcheck(sub, seed, p):
     counting stand-in for the whole batch."""
     family, numeric, (X, y, w), want = _gradcheck_expected(seed, p)  # want: what loss_note expects of loss()
     dims = {"n": p["n"], "d": p["d"]}
+    # before the family's values: a buffer the next call refills makes every gradient of the batch the last one
+    # (said as that, not as a wrong derivative), and an X~ cached by the tensor's identity shows only here
+    _between_calls(sub, seed, "gradient")
     own_loss = sub.get("loss")
     counter = CallCounter(own_loss)
     calls = _Calls(sub)
@@ -386,6 +411,27 @@ def _follows_descent(sub, seed, p):
                            "as it is (no clipping, no normalising)"))
 
 
+TRAIN_KEPT = {
+    "w": "train() hands back a weight tensor it keeps between calls (a buffer updated in place, w -= ...) and "
+         "overwrites it at the next call: start each call from a new tensor, w = w0.clone()",
+    "losses": "train() hands back a list (or tensor) of losses it keeps between calls (a module-level list, or a "
+              "mutable default argument `losses=[]`, cleared and refilled at the next call): build a new one inside "
+              "train() at every call, losses = []",
+}
+
+
+def _train_between_calls(sub, X, y, w0):
+    """Once per student's process, in its own process: train() twice (lr 0.1 then 1, 3 steps, the harness's loss and
+    gradient inside), the first call's (w, losses) kept by the caller: the second must leave them as they came
+    (blind round 9: a module-level list of losses, a mutable default `losses=[]`, one weight buffer, each
+    cleared and refilled at the next call)."""
+    if not sub.first_time("train-between-calls"):
+        return
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
+        results_kept(sub, "train", [(f"lr = {lr:g}, 3 steps", (X.clone(), y.clone(), w0.clone(), lr, 3))
+                                    for lr in (0.1, 1.0)], ("w", "losses"), TRAIN_KEPT)
+
+
 @keeps_rules
 def first_loss(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"])
@@ -393,6 +439,7 @@ def first_loss(sub, seed, p):
     # the student's own gradient() read before train() is handed the harness's (integrity round 7b: a kept
     # stand-in answered for it after)
     note = _gradient_note(sub, X, y, w0)
+    _train_between_calls(sub, X, y, w0)
     w, losses = _train(sub, X, y, w0, p["lr"], max(steps) + 1)
     if p.get("lr_family"):
         _follows_descent(sub, seed, p)
@@ -547,6 +594,7 @@ def stability(sub, seed, p):
     """loss() over a family of inputs (sizes, float32, a non-contiguous X, every margin 0) against the
     reference's values, and loss() and gradient() at margins of magnitude 1000 in random directions:
     every call in one message, then judged in order."""
+    _between_calls(sub, seed, "loss")
     calls, judges, notes = _Calls(sub), [], []
 
     def loss_case(name, X, y, w, tolerance):

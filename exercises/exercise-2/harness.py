@@ -18,7 +18,8 @@ from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
 from dldiy.graders.kinds.invariants import (bfloat16_precision, same_cast_as,
                                             dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
-                                            no_graph, same_dtype, trained_without_graph, unmodified)
+                                            no_graph, reads_changed, results_kept, same_dtype, trained_without_graph,
+                                            unmodified)
 
 
 def _design(seed, n, d, collinearity=None):
@@ -91,7 +92,10 @@ def _train(sub, X, y, w0, lr, steps, d, harness_loss=False):
         same_dtype(w, X.dtype, "train() (its first result, w)")
         trained_without_graph(w, "train() (its first result, w)")
     losses = expect_history(losses, steps)
-    return w, losses
+    # a copy as it came back: the tensor is a mirror of the student's, which a later in-place change of that tensor
+    # (one weight buffer reused by the next train() call) rewrites; that is first-loss's finding (_train_between_calls),
+    # not a wrong w of this run
+    return w.detach().clone(), losses
 
 
 def _call(sub, name, *args, shape, what=None):
@@ -114,6 +118,49 @@ def _at(label, call):
     except Exception as e:  # noqa: BLE001 - the submission's error at one configuration is the finding
         text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise Violation(f"at {label}: {type(e).__name__}: {text} (code that assumes one shape, layout or dtype?)") from None
+
+
+def _between_calls(sub, seed, name):
+    """State kept between calls of fit_exact(), loss() or gradient() (`name`), once per student's process, in its
+    own process (blind round 9): two calls on other targets or at other w, the first's result kept by the caller,
+    must leave it as it came (a module-level output buffer refilled at the next call); and a call after the caller
+    changed X in place must give what a fresh copy of that X gives (X~ memoised with functools.lru_cache, keyed by
+    the tensor's identity). Autograd off."""
+    if not sub.first_time(f"{name}-between-calls"):
+        return
+    X, y, w = (_t(v) for v in _problem(seed + 30_000, 6, 2))
+    if name == "fit_exact":
+        calls = [("first call, on y1", (X.clone(), y.clone())), ("on y2 = 2 y1 + 1", (X.clone(), 2 * y + 1))]
+        args, names, label = (X, y), ("X", "y"), "X (6, 2) and y"
+    else:
+        calls = [("first call, at w1", (X.clone(), y.clone(), w.clone())), ("at w2 = w1 + 1", (X.clone(), y.clone(), w + 1))]
+        args, names, label = (X, y, w), ("X", "y", "w"), "X (6, 2), y and w"
+    with torch.no_grad():
+        results_kept(sub, name, calls, ({"fit_exact": "w", "loss": "l"}.get(name, "g"),),
+                     f"{name}() hands out a tensor it keeps between calls (a module-level buffer, one per shape, "
+                     "filled with out= or in place) and fills it again at the next call: return a new tensor at every "
+                     "call (a caller that keeps two results must find each as it came)")
+        reads_changed(sub, name, args, names, 0, 2.0, label)
+
+
+TRAIN_KEPT = {
+    "w": "train() hands back a weight tensor it keeps between calls (a buffer updated in place, w -= ...) and "
+         "overwrites it at the next call: start each call from a new tensor, w = w0.clone()",
+    "losses": "train() hands back a list (or tensor) of losses it keeps between calls (a module-level list, or a "
+              "mutable default argument `losses=[]`, cleared and refilled at the next call): build a new one inside "
+              "train() at every call, losses = []",
+}
+
+
+def _train_between_calls(sub, X, y, w0):
+    """Once per student's process, in its own process: train() twice (lr 0.1 then 0.5, 3 steps, the harness's loss
+    and gradient inside), the first call's (w, losses) kept by the caller: the second must leave them as they came
+    (blind round 9: a mutable default `losses=[]`, one weight buffer per shape, each refilled at the next call)."""
+    if not sub.first_time("train-between-calls"):
+        return
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
+        results_kept(sub, "train", [(f"lr = {lr:g}, 3 steps", (X.clone(), y.clone(), w0.clone(), lr, 3))
+                                    for lr in (0.1, 0.5)], ("w", "losses"), TRAIN_KEPT)
 
 
 def _least_squares(X, y):
@@ -150,6 +197,7 @@ def exact_solution(sub, seed, p):
     n, d = p["n"], p["d"]
     X, y, _ = _problem(seed, n, d)
     w = _call(sub, "fit_exact", _t(X), _t(y), shape=(d + 1,))
+    _between_calls(sub, seed, "fit_exact")
     w_star = _least_squares(X, y)
     right_in_float64 = _off(w.detach().double().numpy(), w_star) < 1e-6
     cases = [_with_order_hint({"name": f"well-conditioned design (standard normal features, n={n}, d={d}): w~",
@@ -228,6 +276,7 @@ def gradcheck(sub, seed, p):
     agree, in float32, bfloat16 and on float32 data far from the origin: a dtype's own failure is said only where
     float64 is right (a wrong formula is no matter of precision)."""
     blocks, wrong_in_float64 = [], False
+    _between_calls(sub, seed, "gradient")
     own_loss = sub.get("loss")
     for k, (label, X, y, w) in enumerate(_gradcheck_family(seed, p)):
         at = _at if k else (lambda label, call: call())  # the spec's own configuration raises as it is
@@ -382,6 +431,8 @@ def first_loss(sub, seed, p):
     Xo, yo, _ = _problem(seed + 1, p["n"], p["d"])
     _at("loss() on a second data set of the same shape", lambda: _call(sub, "loss", _t(Xo), _t(yo), _t(w0), shape=()))
     note = _gradient_note(sub, _t(X), _t(y), _t(w0))  # before train() is handed the harness's (integrity round 7b)
+    _between_calls(sub, seed, "loss")
+    _train_between_calls(sub, _t(X), _t(y), _t(w0))
     w, losses = _train(sub, _t(X), _t(y), _t(w0), p["lr"], max(steps) + 1, p["d"])
     # float32 in, float32 out: train()'s w follows its inputs' dtype (a float64 loop inside returns float64)
     _at("float32 X, y and w0 (2 steps)",
@@ -390,9 +441,20 @@ def first_loss(sub, seed, p):
     # returns float64 there, and train()'s float32 run above records its value as a number (round 5's blind red team)
     _at("loss(), float32 X, y and w", lambda: _call(sub, "loss", _t(X).float(), _t(y).float(), _t(w0).float(), shape=()))
     # and bfloat16 in -> bfloat16 out, to bfloat16's precision (blind round 8: a loss promoted to float32 and never
-    # cast back), as gradcheck holds gradient()
-    shared = _bfloat16_loss(sub, X, y, w0)
-    _far_loss(sub, seed)
+    # cast back), as gradcheck holds gradient(); and float32 data far from the origin. Said only where the first loss
+    # is right in float64: a wrong one is the judge's to say (the formula, the layout of w~), not a matter of
+    # bfloat16's or float32's precision (blind round 9: a bias column placed first was blamed on bfloat16)
+    want = float(_spec_loss(_t(X), _t(y), _t(w0)))
+    shared = ""
+    if abs(losses[0] - want) <= p["rtol"] * abs(want) + p["atol"]:
+        shared = _bfloat16_loss(sub, X, y, w0)
+        _far_loss(sub, seed)
+    else:
+        first = torch.cat([torch.ones(len(X), 1, dtype=torch.float64), _t(X)], 1)
+        if abs(losses[0] - float(((first @ _t(w0) - _t(y)) ** 2).mean())) <= 1e-9 * abs(losses[0]):
+            shared = ("the first loss is the mean squared error with the ones column first, x~ = [1, x], w~ = [b, w]: "
+                      "the spec's layout is x~ = [x, 1] (the ones column appended after the features), w~ = [w, b] "
+                      "(the bias last), the same in fit_exact(), loss() and gradient()")
     _recorded_near_optimum(sub, seed, p)
     # integer features and weights, y = X~ w0 exactly: every residual, and so the gradient, is exactly 0
     Xi = torch.arange(12, dtype=torch.float64).reshape(6, 2) % 5 - 2
@@ -456,7 +518,9 @@ def _descends(sub, seed, p, X, y, w0, w_star):
         with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
             w, _ = sub.call("train", _t(X), _t(y), _t(w0), p["lr"], k, given_copies=True)
         got[k] = expect_tensor(w, f"train() (its first result, w, after {k} steps)", shape=(p["d"] + 1,),
-                               dtype="float", finite=False).detach().double().reshape(-1).numpy()
+                               dtype="float", finite=False).detach().double().reshape(-1).numpy().copy()
+        # (a copy: the tensor is a mirror of the student's, rewritten by a later in-place change of it, one weight
+        # buffer reused by the next train() call, first-loss's finding)
     scale, Xt = float(np.linalg.norm(w_star)), _with_bias(X)
     follows_descent(got, w0, lambda w, _k: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
                     lambda want: 1e-2 * float(np.linalg.norm(want - w_star)) + 1e-6 * scale,

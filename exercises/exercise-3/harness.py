@@ -173,7 +173,8 @@ def parts_problems(sub) -> list[dict]:
     """[{"name", "problem"}] of each of the project's parts that, probed alone, does not do what its
     docstring (or torch's own twin) says; a part main.py does not reach by its handed-out name is skipped."""
     found = []
-    for name, probe in (("batches()", batches_problem), ("Normalize (data/transforms.py)", normalize_problem),
+    for name, probe in (("batches()", batches_problem), ("Scale (data/transforms.py)", scale_problem),
+                        ("Normalize (data/transforms.py)", normalize_problem),
                         ("SGD (optimizer/sgd.py)", sgd_problem),
                         ("ConvNet(num_classes, dropout) (model/net.py)", convnet_problem)):
         problem = probe(sub)
@@ -379,15 +380,71 @@ def normalize_here(normalize, cases: list[dict]) -> list[dict]:
     return out
 
 
-def find_normalize(load_splits):
-    """In the student's process (sub.run_local): the Normalize class the project's load_splits() reads (the
-    module of load_splits, else data.transforms), or None."""
+def find_normalize(load_splits, name: str = "Normalize"):
+    """In the student's process (sub.run_local): the class `name` (Normalize, Scale) the project's load_splits() reads
+    (the module of load_splits, else data.transforms), or None."""
     import sys
 
     for where in (getattr(load_splits, "__globals__", None), vars(sys.modules.get("data.transforms") or sys)):
-        found = where.get("Normalize") if isinstance(where, dict) else None
+        found = where.get(name) if isinstance(where, dict) else None
         if isinstance(found, type):
             return found
+    return None
+
+
+# Scale(max_value) on images whose largest pixel is not max_value (the digits' largest is 16, MAX_INTENSITY: there
+# a division by the images' own maximum gives the same numbers): (max_value, the pixels' largest value)
+SCALE_FAMILY = ((16.0, 8.0), (255.0, 100.0), (16.0, 16.0))
+
+
+def scale_here(scale, family: list) -> list:
+    """In the student's process (sub.run_local): Scale(max_value)(images) for each (max_value, top) of `family`, on
+    seeded integer pixels in [0, top] (n = 3, one channel, 4x4; top itself among them): [images, output or None,
+    error or None] per case."""
+    generator = torch.Generator().manual_seed(4)
+    out = []
+    for max_value, top in family:
+        images = torch.randint(0, int(top) + 1, (3, 1, 4, 4), generator=generator).float()
+        images[0, 0, 0, 0] = top
+        try:
+            result = scale(max_value)(images.clone())
+            out.append([images, result.detach().clone() if isinstance(result, torch.Tensor) else None, None])
+        except Exception as e:  # noqa: BLE001 - what Scale raised on this case is the finding
+            out.append([images, None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"])
+    return out
+
+
+def scale_problem(sub) -> str | None:
+    """What Scale gets wrong of its docstring (x <- x / max_value) on SCALE_FAMILY, in words with its likely cause,
+    else None. The project scales the digits, whose largest pixel is MAX_INTENSITY itself, so only other images
+    can tell max_value from the data's own maximum (blind round 9)."""
+    load_splits = _handle(sub, "load_splits")
+    if load_splits is None:
+        return None
+    scale = sub.run_local(find_normalize, load_splits, "Scale")
+    if not getattr(scale, "is_callable", False):
+        return None
+    rows = sub.run_local(scale_here, scale, [list(c) for c in SCALE_FAMILY])
+    if not isinstance(rows, list) or len(rows) != len(SCALE_FAMILY):
+        raise ApiError("Scale: the cases came back malformed")
+    for (max_value, top), row in zip(SCALE_FAMILY, rows):
+        images, got, error = row
+        call = f"Scale({max_value:g}) on images (3, 1, 4, 4) whose largest pixel is {top:g}"
+        if error:
+            return f"{call} raised {error}"
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(images.shape):
+            return f"{call} returned {type(got).__name__ if got is None else tuple(got.shape)}; expected a tensor {tuple(images.shape)}"
+        want = images.double() / max_value
+        if torch.allclose(got.double(), want, rtol=4 * torch.finfo(torch.float32).eps, atol=0.0):
+            continue
+        i = tuple(int(k) for k in ((got.double() - want).abs() > 4 * torch.finfo(torch.float32).eps * want.abs())
+                  .nonzero()[0].tolist())
+        cause = (": it divides by the images' own maximum, not by max_value (the same on the digits, whose largest "
+                 "pixel is 16, and wrong on any other images: a batch, another data set): divide by self.max_value"
+                 if torch.allclose(got.double(), images.double() / top, rtol=1e-6, atol=0.0) else
+                 ": x <- x / max_value, the max_value it was built with")
+        return (f"{call}: out{list(i)} is {got.double()[i].item():.6g}, expected {images[i].item():g} / {max_value:g} = "
+                f"{want[i].item():.6g}{cause}")
     return None
 
 
@@ -471,8 +528,10 @@ def _normalize_cause(x: torch.Tensor, got: torch.Tensor, mean: list[float], std:
 # Each run: the hyper-parameters, whether the parameters come as a generator (model.parameters() is one), and a
 # script. "grads": every p.grad set to a fresh tensor (None: p.grad = None, a parameter backward() did not reach);
 # "accumulate": added onto p.grad in place, as a second backward() without zero_grad() does (None: left as it is);
-# "zero_grad": the student's own; "step". After zero_grad() every parameter gets a gradient before the next step
-# (torch's set_to_none=True and set_to_none=False then agree, and both are correct zero_grad()s).
+# "zero_grad": the student's own; "step"; "new": a new optimizer built over the same parameters (its state fresh, as
+# torch.optim.SGD's is). In a "grads" entry, "-" is a .grad None and "0" a gradient of zeros. After zero_grad() every
+# parameter gets a gradient before the next step (torch's set_to_none=True and set_to_none=False then agree, and both
+# are correct zero_grad()s). A run's "shapes" (default SGD_SHAPES) are its parameters', in order.
 SGD_RUNS = (
     {"lr": 0.1, "momentum": 0.9, "generator": True,
      "script": [("grads", "abc"), ("step",), ("accumulate", "abc"), ("step",), ("zero_grad",), ("grads", "a-c"),
@@ -481,6 +540,11 @@ SGD_RUNS = (
      "script": [("grads", "abc"), ("step",), ("grads", "-bc"), ("step",), ("accumulate", "abc"), ("step",)]},
     {"lr": 0.3, "momentum": 0.5, "generator": False,
      "script": [("grads", "-bc"), ("step",), ("grads", "ab-"), ("step",), ("accumulate", "abc"), ("step",)]},
+    # blind round 9: two parameters of one shape (state keyed by p.shape shares one buffer), a gradient of zeros that
+    # momentum still moves (a step skipped where `not p.grad.any()`), and a new optimizer over the same parameters
+    # (a buffer stored on the parameter itself, p.momentum_buffer, carries over to it)
+    {"lr": 0.1, "momentum": 0.9, "generator": False, "shapes": {"a": (2, 2), "b": (2, 2), "c": (3,)},
+     "script": [("grads", "abc"), ("step",), ("grads", "a0c"), ("step",), ("new",), ("grads", "abc"), ("step",)]},
 )
 SGD_SHAPES = {"a": (3, 2), "b": (4,), "c": (2, 2)}
 SGD_RTOL, SGD_ATOL = 1e-10, 1e-12  # float64: lr folded into the buffer, or p.sub_(lr * b), rounds ~1e-16 apart
@@ -494,15 +558,18 @@ def sgd_inputs() -> list[dict]:
         return torch.randn(shape, generator=generator, dtype=torch.float64)
     runs = []
     for run in SGD_RUNS:
+        shapes = run.get("shapes", SGD_SHAPES)
         script = []
         for entry in run["script"]:
             op = entry[0]
             if op in ("grads", "accumulate"):
-                script.append({"op": op, "values": [None if k == "-" else draw(SGD_SHAPES[k]) for k in entry[1]]})
+                script.append({"op": op, "values": [None if k == "-" else torch.zeros(shape, dtype=torch.float64)
+                                                    if k == "0" else draw(shape) for k, shape in zip(entry[1], shapes.values())]})
             else:
                 script.append({"op": op})
         runs.append({"lr": run["lr"], "momentum": run["momentum"], "generator": run["generator"],
-                     "start": [draw(shape) for shape in SGD_SHAPES.values()], "script": script})
+                     "shapes": {key: list(shape) for key, shape in shapes.items()},
+                     "start": [draw(shape) for shape in shapes.values()], "script": script})
     return runs
 
 
@@ -523,7 +590,9 @@ def sgd_here(make, run: dict, zeroed: list | None = None) -> dict:
         for entry in run["script"]:
             at += 1
             op = entry["op"]
-            if op == "grads":
+            if op == "new":
+                opt = make((q for q in params) if run["generator"] else params, lr=run["lr"], momentum=run["momentum"])
+            elif op == "grads":
                 for q, v in zip(params, entry["values"]):
                     q.grad = None if v is None else v.clone()
             elif op == "accumulate":
@@ -579,9 +648,14 @@ def _sgd_step_words(run: dict, step: int) -> str:
         if entry["op"] == "zero_grad":
             said.append("zero_grad()")
             continue
-        none = [name for name, v in zip(SGD_SHAPES, entry["values"]) if v is None]
+        if entry["op"] == "new":
+            said.append("a new SGD built over the same parameters (its momentum buffers fresh, as torch.optim.SGD's are)")
+            continue
+        none = [name for name, v in zip(run["shapes"], entry["values"]) if v is None]
+        zeros = [name for name, v in zip(run["shapes"], entry["values"]) if v is not None and not bool(v.any())]
         if entry["op"] == "grads":
-            said.append("gradients set" + (f" ({', '.join(none)}: .grad None)" if none else ""))
+            said.append("gradients set" + (f" ({', '.join(none)}: .grad None)" if none else "")
+                        + (f" ({', '.join(zeros)}: a gradient of zeros)" if zeros else ""))
         else:
             said.append("gradients added in place onto the .grad there (a backward() without zero_grad())"
                         + (f" ({', '.join(none)} left as it was)" if none else ""))
@@ -589,10 +663,12 @@ def _sgd_step_words(run: dict, step: int) -> str:
 
 
 def _sgd_run_problem(run: dict, got) -> str | None:
-    names = [f"{key}{list(index) if len(shape) > 1 else [index[0]]}" for key, shape in SGD_SHAPES.items()
+    shapes = {key: tuple(shape) for key, shape in run["shapes"].items()}
+    names = [f"{key}{list(index) if len(shape) > 1 else [index[0]]}" for key, shape in shapes.items()
              for index in (list(_unravel(i, shape)) for i in range(math.prod(shape)))]
-    label = (f"SGD({'a generator of ' if run['generator'] else ''}parameters a {SGD_SHAPES['a']}, b {SGD_SHAPES['b']}, "
-             f"c {SGD_SHAPES['c']}, lr={run['lr']}, momentum={run['momentum']})")
+    label = (f"SGD({'a generator of ' if run['generator'] else ''}parameters "
+             + ", ".join(f"{key} {shape}" for key, shape in shapes.items())
+             + f", lr={run['lr']}, momentum={run['momentum']})")
     if not isinstance(got, dict) or not isinstance(got.get("rows"), list):
         raise ApiError("SGD: a run came back malformed")
     if got.get("error"):
@@ -602,7 +678,7 @@ def _sgd_run_problem(run: dict, got) -> str | None:
                 "parameter whose .grad is None is skipped)")
     for states in got.get("zeroed") or []:
         if "other" in states:
-            which = list(SGD_SHAPES)[states.index("other")]
+            which = list(run["shapes"])[states.index("other")]
             return (f"after {label}.zero_grad(), {which}.grad still holds a nonzero gradient: zero_grad() must set every "
                     "parameter's .grad to None (or to zeros)")
     twin = sgd_here(torch.optim.SGD, run, zeroed=got.get("zeroed") or [])
@@ -629,7 +705,16 @@ def _sgd_cause(run: dict, rows, step: int, zeroed: list) -> str:
                       "without a gradient (`break` where `continue` belongs): skip that one parameter, update the rest"),
             ("alias", ". The gradients were added in place onto those of the previous step (a second backward() "
                       "without zero_grad()), and the momentum buffer changed with them: the buffer is p.grad itself, "
-                      "not a copy (buf = p.grad at the first step): store p.grad.clone() (torch.optim.SGD does)")):
+                      "not a copy (buf = p.grad at the first step): store p.grad.clone() (torch.optim.SGD does)"),
+            ("shape", ". Two parameters of the same shape share one momentum buffer: the optimizer's state is keyed by "
+                      "something they have in common (tuple(p.shape)) instead of by the parameter itself "
+                      "(self.state[p], one buffer per parameter)"),
+            ("zero", ". A parameter whose gradient is all zeros was skipped (`if not p.grad.any(): continue`): its "
+                     "momentum buffer still moves it, b <- momentum * b + 0, p <- p - lr * b; skip only a .grad "
+                     "that is None"),
+            ("inherit", ". A new SGD over the same parameters went on with the momentum of the one before: the buffer "
+                        "is kept on the parameter (p.momentum_buffer = ...) or anywhere outside the optimizer, where "
+                        "it belongs in the optimizer's own state (self.state[p]), fresh in every new optimizer")):
         mistaken = sgd_here(lambda params, lr, momentum, m=mistake: _Mistaken(params, lr, momentum, m), run,
                             zeroed=zeroed)
         if first_departure(rows[:step + 2], mistaken["rows"][:step + 2], rtol=SGD_RTOL, atol=SGD_ATOL) is None:
@@ -641,26 +726,31 @@ def _sgd_cause(run: dict, rows, step: int, zeroed: list) -> str:
 
 class _Mistaken:
     """torch.optim.SGD's heavy ball with one known mistake, to name a departure's cause: "break" (the loop stops at
-    a parameter whose .grad is None) or "alias" (the buffer is p.grad itself at a parameter's first step)."""
+    a parameter whose .grad is None), "alias" (the buffer is p.grad itself at a parameter's first step), "shape" (the
+    state keyed by the parameter's shape), "zero" (a gradient of zeros skipped) or "inherit" (the buffer kept on the
+    parameter, where a new optimizer over it finds it)."""
 
     def __init__(self, params, lr: float, momentum: float, mistake: str):
         self.params, self.lr, self.momentum, self.mistake = list(params), lr, momentum, mistake
-        self.buffers: dict[int, torch.Tensor] = {}
+        self.buffers: dict = {}
 
     @torch.no_grad()
     def step(self) -> None:
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            if p.grad is None or (self.mistake == "zero" and not bool(p.grad.any())):
                 if self.mistake == "break":
                     break
                 continue
             direction = p.grad
             if self.momentum != 0.0:
-                if i not in self.buffers:
-                    self.buffers[i] = direction if self.mistake == "alias" else direction.clone()
+                # "inherit": the buffer kept on the parameter itself, where the next optimizer over it finds it
+                buffers = p.__dict__.setdefault("_mistaken_buffers", {}) if self.mistake == "inherit" else self.buffers
+                key = tuple(p.shape) if self.mistake == "shape" else i
+                if key not in buffers:
+                    buffers[key] = direction if self.mistake == "alias" else direction.clone()
                 else:
-                    self.buffers[i].mul_(self.momentum).add_(direction)
-                direction = self.buffers[i]
+                    buffers[key].mul_(self.momentum).add_(direction)
+                direction = buffers[key]
             p.add_(direction, alpha=-self.lr)
 
 
@@ -860,6 +950,13 @@ def returned_earlier(seed: int, steps: int) -> None:
         raise Violation(f"train({seed}, {steps}) returned {typed}, not a float as its annotation `-> tuple[nn.Module, "
                         "list[float]]` says (the losses as numbers): record loss.item(), a Python float")
     made = _WATCHED[seed, steps]["steps"]
+    if made > steps:  # (blind round 9: a loop over enumerate(batches()) that breaks after the update of step `steps`)
+        raise Violation(
+            f"train({seed}, {steps}) recorded {steps} losses but backpropagated {made} minibatches (a training step is a "
+            "forward pass whose loss backward() reaches): the model it returns has had more updates than its "
+            f"{steps} steps. Likely the loop stops one minibatch late, its test (if step == steps: break) placed after "
+            "that minibatch's backward() and step(), or a loop that counts from 0 to steps inclusive: train exactly "
+            "`steps` minibatches (for _, (x, y) in zip(range(steps), batches(...)))")
     if made < steps:  # (blind round 7: a loop that breaks once it has recorded the last loss)
         raise Violation(
             f"train({seed}, {steps}) recorded {steps} losses but backpropagated only {made} of them (a training step "
@@ -901,6 +998,26 @@ def evaluation(sub, seed, p):
     changed = settings_changed(before, after)
     if changed:
         raise Violation(changed)
+    # the model's gradients and parameters as evaluate() found them (blind round 9: model.zero_grad() in evaluate()
+    # wipes what a caller's backward() left, evaluating between backward() and step())
+    touched = sub.run_local(gradients_after_evaluate, sub.get("evaluate"), model, images[:100].clone(),
+                            labels[:100].clone())
+    if isinstance(touched, list) and len(touched) == 2:
+        raise Violation(f"evaluate() changed the model it was given: {touched[0]}'s {touched[1]}. A caller may evaluate "
+                        "between its backward() and its step() (logging during training, gradients accumulated over "
+                        "several minibatches): evaluate() must hand the model back as it found it, its gradients "
+                        "included: no model.zero_grad() (nor optimizer step) in it; torch.no_grad() alone keeps "
+                        "autograd out of the evaluation")
+    # test_set() hands out new tensors at every call (blind round 9: load_splits() memoised with functools.lru_cache
+    # hands out the same ones, and a caller that writes into its images changes every later test_set())
+    if sub.run_local(test_set_written_here, sub.get("test_set")) is True:
+        raise Violation("test_set() handed out the very tensors an earlier call had returned: after the caller wrote "
+                        "into the images and labels it got (images.zero_(), labels.zero_()), the next test_set() "
+                        "returned them as written (zeros). A memoised load_splits() or test_set() (functools.lru_cache, "
+                        "a module-level cache of the tensors) hands every caller the same tensors, so one caller's "
+                        "in-place change (a normalisation written with -=, a .zero_()) corrupts the held-out set for "
+                        "every later one: build new tensors at every call (a cached file read is fine where the tensors "
+                        "are made from a copy of it, as torch.from_numpy(table.copy()) does)")
     typed = not_numbers(returned, ("loss", "accuracy"))
     if typed:
         raise Violation(f"evaluate() returned {typed}, not the numbers its annotation `-> tuple[float, float]` promises: "
@@ -1092,6 +1209,70 @@ def module_settings(model: nn.Module) -> list[list]:
                     if not key.startswith("_") and key != "training" and _plain(value)}
         rows.append([name, type(module).__name__, bool(module.training), settings])
     return rows
+
+
+def gradients_after_evaluate(evaluate, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    """In the student's process (sub.run_local): evaluate(model, images, labels) with every parameter's .grad set to
+    seeded values (as a caller's backward() leaves them), then what of the model it changed: [parameter name, "gradient
+    (None now)" or "gradient (other values now)" or "values"], or None where nothing changed or evaluate() raised (the
+    evaluation's other cases report that). Every .grad is put back as it was found, torch's generator untouched."""
+    named = list(model.named_parameters())
+    held = [q.grad for _, q in named]
+    generator = torch.Generator().manual_seed(9)
+    given = [torch.randn(q.shape, generator=generator, dtype=q.dtype).to(q.device) for _, q in named]
+    values = [q.detach().clone() for _, q in named]
+    try:
+        for (_, q), g in zip(named, given):
+            q.grad = g.clone()
+        try:
+            evaluate(model, images, labels)
+        except Exception:  # noqa: BLE001 - a call that raises is the other cases' finding
+            return None
+        def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # NaN where NaN was is the same (a diverged training)
+            return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+        for (name, q), g, v in zip(named, given, values):
+            if q.grad is None:
+                return [name, "gradient (None after the call)"]
+            if not same(q.grad.detach(), g):
+                return [name, "gradient (other values after the call)"]
+            if not same(q.detach(), v):
+                return [name, "values"]
+        return None
+    finally:
+        for (_, q), g in zip(named, held):
+            q.grad = g
+
+
+def test_set_written_here(test_set) -> bool | None:
+    """In the student's process (sub.run_local): test_set() twice, the caller writing zeros into the first call's
+    images and labels in between; True where the second call returned them as written (the same tensors, handed out
+    again), False where it returned the held-out set as before, None where it could not be told (a call raised, not
+    a pair of tensors, tensors that cannot be written). What the first call returned is put back as it was."""
+    try:
+        first = test_set()
+        images, labels = first
+        kept = [images.detach().clone(), labels.detach().clone()]
+    except Exception:  # noqa: BLE001 - the evaluation's other cases report a test_set() that fails
+        return None
+    if not (bool(kept[0].any()) or bool(kept[1].any())):
+        return None
+    try:
+        with torch.no_grad():
+            images.zero_()
+            labels.zero_()
+    except Exception:  # noqa: BLE001 - tensors that cannot be written: nothing a caller could change
+        return None
+    try:
+        again = test_set()
+        return bool(isinstance(again, (tuple, list)) and len(again) == 2
+                    and all(isinstance(t, torch.Tensor) for t in again)
+                    and not (bool(again[0].any()) or bool(again[1].any())))
+    except Exception:  # noqa: BLE001 - see above
+        return None
+    finally:
+        with torch.no_grad():
+            images.copy_(kept[0])
+            labels.copy_(kept[1])
 
 
 def _number(value) -> bool:

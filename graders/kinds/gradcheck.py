@@ -246,7 +246,9 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
                 f"{off:.1e} (relative to its largest entry) and no more: a derivative by hand in float64 is exact "
                 f"to ~1e-15. Finite differences of the function (~1e-13 to 1e-10; not a derivative by hand) or "
                 "float32 arithmetic inside (~1e-7) give such an error, and so do a cancellation in the formula "
-                "(1 - a where a is close to 1) and a clamp (a value kept within [eps, 1 - eps], inputs cut off). "
+                "(1 - a where a is close to 1, as in 1 - sigmoid(u) or (1 + tanh(z / 2)) / 2 for a sigmoid of a very "
+                "negative z: use torch.sigmoid on the argument itself) and a clamp (a value kept within "
+                "[eps, 1 - eps], inputs cut off). "
                 "Derive the formula by hand and compute in the inputs' dtype.",
                 diagnosed=True, inexact=off)
     near = (f"; where the gradient is ~0 (below {fmt(NEAR_ZERO * atol)}), within {worst_near_zero:.1e} absolute "

@@ -176,6 +176,72 @@ def returns_fresh(sub: Any, name: str, calls: list[tuple[str, tuple]], names: Se
                         f"({arg}.clone()), not from {arg} itself")
 
 
+def results_kept(sub: Any, name: str, calls: list[tuple[str, tuple]], results: Sequence[str],
+                 cause: str | dict[str, str]) -> None:
+    """A Violation if the student's `name`, called with each (label, args) of `calls` in turn in its own process
+    (one message, graders/batched.overwritten_here), hands back a result that a later call then changes: the
+    caller keeps what an earlier call returned (a gradient, a list of losses, trained weights), and must find it
+    as it came. `results`: the result's items' names where it is a tuple (("w", "losses")), or one name. `cause`:
+    the likely cause, in words (a buffer or a list kept between calls), or one per item's name. A list comes back
+    to the harness as a copy made when the call returns (a tensor as a mirror that a later change syncs, but only
+    where a later message carries it): the student's process is where an overwrite is always seen. A call that
+    raises is the checks of values' to report."""
+    from ..batched import overwritten_here
+
+    found = sub.run_local(overwritten_here, sub.get(name), [list(args) for _, args in calls])
+    if not isinstance(found, list):
+        return
+    for k, ((label, _), row) in enumerate(zip(calls, found)):
+        if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], list)):
+            continue
+        path, was, now = [str(part) for part in row[0]], str(row[1]), str(row[2])
+        if len(results) > 1 and path and path[0].startswith("[") and path[0][1:-1].isdigit() \
+                and int(path[0][1:-1]) < len(results):
+            whose = results[int(path[0][1:-1])]
+            item = whose + "".join(path[1:])
+        else:
+            whose = results[0] if results else "its result"
+            item = whose + "".join(path)
+        later = ", then ".join(other for other, _ in calls[k + 1:])
+        why = cause if isinstance(cause, str) else cause.get(whose, "")
+        raise Violation(f"{name}() ({label}) returned {item} = {was}; after the next call ({name}(), {later}) the "
+                        f"caller's {item} is {now}: a later call wrote into what an earlier one had handed back"
+                        + (f". {why}" if why else ""))
+
+
+def reads_changed(sub: Any, name: str, args: tuple, names: Sequence[str], index: int, factor: float,
+                  label: str) -> None:
+    """A Violation if the student's `name`, called on `args`, then again on the same tensors after the caller
+    changed argument `index` in place (times `factor`), does not give what it gives on fresh copies of the changed
+    tensors (graders/batched.reads_changed_here, in the student's process): a result kept from an earlier call and
+    keyed by the tensor (functools.lru_cache, id(X), X.data_ptr(): an in-place change keeps all three). A call
+    that raises, or a result that is not a tensor, is the checks of values' to report."""
+    import torch
+
+    from ..batched import reads_changed_here
+
+    found = sub.run_local(reads_changed_here, sub.get(name), list(args), index, factor)
+    if not (isinstance(found, list) and len(found) == 2 and all(isinstance(v, torch.Tensor) for v in found)):
+        return
+    again, fresh = (v.detach() for v in found)
+    if again.shape == fresh.shape and (torch.equal(again, fresh) or (
+            again.is_floating_point() and fresh.is_floating_point()
+            and torch.allclose(again.double(), fresh.double(), rtol=1e-9, atol=1e-12, equal_nan=True))):
+        return
+    arg = names[index]
+
+    def said(t: "torch.Tensor") -> str:
+        values = t.double().reshape(-1).tolist()
+        return ", ".join(f"{v:.6g}" for v in values[:4]) + (", ..." if len(values) > 4 else "") if t.dim() else \
+            f"{values[0]:.6g}"
+    raise Violation(f"{name}() on {label}, called again on the same tensors after the caller changed {arg} in place "
+                    f"({arg}.mul_({factor:g})), returned {said(again)}, where it gives {said(fresh)} on a fresh copy of "
+                    f"the changed {arg}: it answered from what it kept of the earlier call. A cache keyed by the tensor "
+                    f"(functools.lru_cache, a dict keyed by id({arg}) or {arg}.data_ptr()) does not see an in-place "
+                    "change, and a new tensor can reuse a freed one's id or memory: compute from the arguments at "
+                    "every call")
+
+
 def trains_in_place(sub: Any, args: tuple) -> None:
     """A Violation if the student's train(*args) (args[0] a dict of parameters), run in its own process (one
     message), breaks the contract exercises 8 and 9 state: every parameter updated in place (the same tensor,

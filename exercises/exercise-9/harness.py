@@ -893,9 +893,12 @@ def invariants(sub, seed, p):
                 return (f"{said} raised {g}, where with every input requiring grad it runs: {flags}; return None for "
                         "an input that needs no gradient, and compute each other one")
             if not isinstance(g, torch.Tensor):
+                effect = ("so no gradient flows back through time: the weights learn from the last step alone "
+                          "(backpropagation through time cut at every step)" if name == "h" else
+                          "so the weights would never learn" if name in NAMES else "")
                 return (f"{said} gave {name} no gradient (None), where with every input requiring grad it gives one: "
                         f"a gradient guarded by another input's flag ({flags})? In training xs and h_0 need no "
-                        "gradient, so the weights would never learn")
+                        f"gradient{', ' + effect if effect else ''}")
             if g.shape != g_all.shape or not torch.allclose(g.double(), g_all.double(), rtol=1e-9, atol=1e-12):
                 return (f"{said} gave {name} another gradient than with every input requiring grad: what backward "
                         f"computes for {name} must not depend on which other inputs require grad ({flags})")

@@ -50,16 +50,18 @@ def tasks_for(exercise: Exercise, checks: list[Check], seeds: list[int], hidden:
 def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission: str,
           expected: Mapping[str, dict[str, Any]], hidden: frozenset[int] = frozenset()) -> Report:
     results: dict[str, CheckResult] = {}
-    # a check whose values defer to another (its base_check), or whose parts other checks charge (its
-    # charged_by), is judged after the others, whatever the spec's order
+    # a check whose values defer to another (its base_check), whose parts other checks charge (its
+    # charged_by), or whose diagnosis defers to another's (its see_first), is judged after the others, whatever
+    # the spec's order
     for check in sorted(checks, key=lambda c: bool(c.params.get("base_check") or c.params.get("charged_by")
+                                                    or c.params.get("see_first")
                                                     or getattr(check_kind(c.kind), "READS_OTHER_CHECKS", False))):
         base = check.params.get("base_check")
         if base and base in results and results[base].status == "pass":
             # the check its values defer to passed: a wrong base value is then this check's to charge (a
             # loss() right inside train() only, which first-loss reads, and wrong when called itself)
             check = dataclasses.replace(check, params={**check.params, "base_check_passed": True})
-        if check.params.get("charged_by"):
+        if check.params.get("charged_by") or check.params.get("see_first"):
             # one bug, one deduction: a part of this check (exercise-6's Momentum run of rosenbrock) whose own
             # check failed is said in a note, not charged again (graders/kinds/convergence.py)
             # only a check that ran and measured something wrong: not one that raised (NotImplementedError, a

@@ -347,8 +347,29 @@ def pool_agreement(sub, seed, p):
         cases += _agreement(f"x {N}x{C}x{H}x{W}, entries far below any starting sentinel (-1e10, -1e30 and -1e300 "
                             "times 1 to 4, a channel each)", max_pool2d, lambda x: F.max_pool2d(x, 2), (x,), ("x",),
                             gen, first=False)
+    # magnitudes far apart inside one window: the maximum a plain number, the three others -1e8 to -1e20 times 1 to 4;
+    # a maximum is a selection, exact at any magnitude, where max(a, b) = (a + b + |a - b|) / 2 cancels (0 for 1
+    # beside -1e20: blind red team, round 9)
+    for N, C, H, W in p.get("far_apart", []):
+        gen = torch.Generator().manual_seed(seed * 1000 + len(cases))
+        cases += _agreement(f"x {N}x{C}x{H}x{W}, {FAR_APART}", max_pool2d, lambda x: F.max_pool2d(x, 2),
+                            (_far_apart(gen, N, C, H, W),), ("x",), gen, first=False)
     cases.append(_nan_windows(max_pool2d, torch.Generator().manual_seed(seed * 1000 + len(cases))))
     return {"cases": cases}
+
+
+FAR_APART = "magnitudes far apart in each window (its maximum between -3 and 3, the other three -1e8 to -1e20)"
+
+
+def _far_apart(gen, N, C, H, W):
+    """x (N, C, H, W) whose 2x2 window k holds its maximum, a number between -3 and 3, at place k % 4 (each
+    place in turn), and three entries of -(1 to 4) x 10^(8, 12, 16 or 20) (by window, in turn)."""
+    windows = -(_tensor(gen, N, C, H // 2, W // 2, 4).abs() + 1)
+    k = torch.arange(N * C * (H // 2) * (W // 2)).reshape(N, C, H // 2, W // 2)
+    windows = windows * 10.0 ** (8 + 4 * (k % 4)).unsqueeze(-1).double()
+    top = (_tensor(gen, N, C, H // 2, W // 2).clamp(-3, 3)).unsqueeze(-1)
+    windows = windows.scatter(-1, (k % 4).unsqueeze(-1), top)
+    return windows.reshape(N, C, H // 2, W // 2, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(N, C, H, W).contiguous()
 
 
 def _nan_windows(max_pool2d, gen):
@@ -661,7 +682,49 @@ def cnn_forward_probe(sub, seed, p):
         cases.append({"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__} (a .squeeze() "
                                              "that also drops the batch dimension of a single image?)"})
     cases += _other_channels(sub, seed, X[:4], p["channels"] - 1)
+    cases += _relu_at_zero(sub, base, X[:3], y[:4])
     return {"cases": cases}
+
+
+RELU_AT_ZERO = "ReLU's input exactly 0"
+
+
+def _relu_at_zero(sub, base, X, y):
+    """The gradients where ReLU's input is exactly 0: conv_b = 0 and a blank image beside three digits (whose
+    borders are blank too), with the harness's conv2d and max_pool2d: every all-zero 3x3 patch gives a
+    pre-activation of exactly 0, where ReLU'(0) = 0 (torch.relu, F.relu, x * (x > 0)); h.clamp(min=0) passes the
+    gradient there whole, torch.maximum(h, 0) half of it (blind red team, round 9: the forward is the same, and
+    every other probe's pre-activations are never exactly 0). A forward that raises here fails these cases; one
+    that disagrees fails the cases above first."""
+    x = torch.cat([X, torch.zeros_like(X[:1])])
+    zeroed = {k: (torch.zeros_like(v) if k == "conv_b" else v) for k, v in base.items()}
+    own = {k: v.clone().requires_grad_(True) for k, v in zeroed.items()}
+    target_grads = torch.autograd.grad(F.cross_entropy(_cnn(own, x, own_conv2d, own_max_pool2d), y), list(own.values()))
+    names = [f"gradient of {k} where {RELU_AT_ZERO} (conv_b = 0, three digits and a blank image), with the harness's "
+             "conv2d and max_pool2d" for k in own]
+    params = {k: v.clone().requires_grad_(True) for k, v in zeroed.items()}
+    try:
+        with _Ops(sub, dict.fromkeys(("conv2d", "Conv2dFunction", "max_pool2d", "MaxPool2dFunction"), False)):
+            logits = expect_tensor(sub.call("cnn_forward", params, x), "cnn_forward(params, x)", shape=(len(x), 10),
+                                   dtype="float")
+            if not logits.requires_grad:
+                raise ApiError("its logits do not require grad")
+            grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()), allow_unused=True)
+    except (RemoteError, ApiError) as e:
+        said = (e.message if isinstance(e, RemoteError) else str(e)).splitlines()
+        return [{"name": name, "error": f"raised {said[0][:300] if said else type(e).__name__}"} for name in names]
+    hint = ("ReLU's derivative at exactly 0 is 0, as torch.relu, F.relu and x * (x > 0) have it: h.clamp(min=0) (or "
+            "clamp_min) passes the whole gradient where h is exactly 0, torch.maximum(h, zeros) or (h + |h|) / 2 "
+            "half of it. With conv_b = 0, every blank 3x3 patch (an image's empty border) gives exactly 0 there: "
+            "write the ReLU as torch.relu(h).")
+    cases = []
+    for name, g, t in zip(names, grads, target_grads):
+        if g is None:
+            cases.append({"name": name, "error": "no gradient reaches it from the logits"})
+            continue
+        cases.append({"name": name, "shape": list(t.shape), "values": g.double().reshape(-1).tolist(),
+                      "target": t.reshape(-1).tolist(), "hint": hint})
+    return cases
 
 
 def _in_order_of_keys(sub, e, params, X):

@@ -196,7 +196,16 @@ def rnn_agreement(sub, seed, p):
             pred = got.get("prediction")
             with torch.no_grad():
                 want = target[-1] @ params["W_out"].t() + params["b_out"]
-            cases.append(_case(f"{config}: predict(xs), the read-out of the last hidden state", pred, want))
+            name = f"{config}: predict(xs), the read-out of the last hidden state"
+            case = {"name": name, "error": pred} if isinstance(pred, str) else _case(name, pred, want)
+            ones = [f"{k} = 1" for k, v in (("N", N), ("H", H), ("O", O)) if v == 1]
+            if "error" in case and ones:  # a size of 1 that a .squeeze() drops (blind red team, round 9)
+                case["error"] = case["error"].split(" (same number of entries")[0]  # its generic guess: the hint's
+                case["hint"] = (f"predict must return (N, O) = ({N}, {O}) for every size, here with {' and '.join(ones)}: "
+                                "a .squeeze() (of hs[-1], of the read-out) drops every dimension of size 1, the batch's "
+                                "for one sequence, H's or O's too, and the matmul or the shape then goes wrong. Index "
+                                "hs[-1], which is (N, H) already, and keep it 2-D: hs[-1] @ W_out.T + b_out.")
+            cases.append(case)
     return {"cases": cases}
 
 
@@ -225,8 +234,11 @@ def unrolled_here(model, params, xs, cotangent) -> dict:
     if not isinstance(hs, torch.Tensor) or hs.shape != cotangent.shape or not hs.requires_grad:
         return {"hs": hs.detach() if isinstance(hs, torch.Tensor) else hs, "graph": False}
     grads = torch.autograd.grad((hs * cotangent).sum(), [x] + [mine[k] for k in NAMES], allow_unused=True)
-    with torch.no_grad():
-        prediction = model(params).predict(xs)
+    try:  # predict's own failure is its case's, said with the configuration (the states and gradients stand)
+        with torch.no_grad():
+            prediction = model(params).predict(xs)
+    except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+        prediction = f"raised {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
     return {"hs": hs.detach(), "graph": True, "prediction": prediction,
             "grads": [None if g is None else g.detach() for g in grads]}
 
@@ -555,12 +567,15 @@ def state_reset(sub, seed, p):
                                        ("forward(xs) on a second model of other weights, both made before either "
                                         "ran", (T, N, H)),
                                        ("forward(xs) on other xs, the first model's second call", (T, N, H)),
+                                       ("the first model's forward(xs) again, on the very xs object of its second "
+                                        "call, after its weights were updated in place (as train()'s SGD steps update "
+                                        "them)", (T, N, H)),
                                        ("predict(xs) after the weights the model was made with were updated in place "
                                         "(as train()'s SGD steps update them)", (N, O)))):
         cases.append(_difference_case(f"{what}, minus the same call on a model made right before it (0: no state "
                                       "shared between models or kept from earlier weights)",
-                                      got[i] if isinstance(got, list) and len(got) == 4 else None,
-                                      want[i] if isinstance(want, list) and len(want) == 4 else None, shape))
+                                      got[i] if isinstance(got, list) and len(got) == 5 else None,
+                                      want[i] if isinstance(want, list) and len(want) == 5 else None, shape))
     return {"cases": cases}
 
 
@@ -590,8 +605,10 @@ def shared_here(model, params, other, xs, later) -> dict:
     """In the student's process (sub.run_local), under no_grad, on copies of the weights: two models, of
     `params` and of `other`, made before either runs; forward(xs) on the first, on the second, then
     forward(later) on the first, each result kept as returned (not copied) until the end; then the first
-    model's weights updated in place and its predict(xs). `calls`: those four results, as they read at the
-    end (or the error's first line); `fresh`: the same four calls each on a model made right before it, each
+    model's weights updated in place, its forward(later) again, on the very `later` object its last forward had
+    (a result cached on the input object, `if xs is self._xs: return self._hs`, hands back the states of the old
+    weights: blind red team, round 9), and its predict(xs). `calls`: those five results, as they read at the
+    end (or the error's first line); `fresh`: the same five calls each on a model made right before it, each
     result copied at once (or the error's first line)."""
     def copy(p):
         return {k: v.detach().clone() for k, v in p.items()}
@@ -607,7 +624,8 @@ def shared_here(model, params, other, xs, later) -> dict:
     fresh = []
     with torch.no_grad():
         for make in (lambda: model(copy(params)).forward(xs), lambda: model(copy(other)).forward(xs),
-                     lambda: model(copy(params)).forward(later), lambda: model(moved(copy(params))).predict(xs)):
+                     lambda: model(copy(params)).forward(later), lambda: model(moved(copy(params))).forward(later),
+                     lambda: model(moved(copy(params))).predict(xs)):
             try:
                 out = make()
                 fresh.append(out.detach().clone() if isinstance(out, torch.Tensor) else out)
@@ -618,9 +636,9 @@ def shared_here(model, params, other, xs, later) -> dict:
         try:
             one, two = model(mine), model(theirs)
         except Exception as e:  # noqa: BLE001
-            return {"calls": [said(e)] * 4, "fresh": fresh}
+            return {"calls": [said(e)] * 5, "fresh": fresh}
         for call in (lambda: one.forward(xs), lambda: two.forward(xs), lambda: one.forward(later),
-                     lambda: (moved(mine), one.predict(xs))[1]):
+                     lambda: (moved(mine), one.forward(later))[1], lambda: one.predict(xs)):
             try:
                 out = call()
                 calls.append(out.detach() if isinstance(out, torch.Tensor) else out)  # kept as returned: a later
@@ -875,9 +893,12 @@ def invariants(sub, seed, p):
                 return (f"{said} raised {g}, where with every input requiring grad it runs: {flags}; return None for "
                         "an input that needs no gradient, and compute each other one")
             if not isinstance(g, torch.Tensor):
+                effect = ("so no gradient flows back through time: the weights learn from the last step alone "
+                          "(backpropagation through time cut at every step)" if name == "h" else
+                          "so the weights would never learn" if name in NAMES else "")
                 return (f"{said} gave {name} no gradient (None), where with every input requiring grad it gives one: "
                         f"a gradient guarded by another input's flag ({flags})? In training xs and h_0 need no "
-                        "gradient, so the weights would never learn")
+                        f"gradient{', ' + effect if effect else ''}")
             if g.shape != g_all.shape or not torch.allclose(g.double(), g_all.double(), rtol=1e-9, atol=1e-12):
                 return (f"{said} gave {name} another gradient than with every input requiring grad: what backward "
                         f"computes for {name} must not depend on which other inputs require grad ({flags})")

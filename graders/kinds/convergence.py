@@ -11,6 +11,9 @@ apart from what another check charges (a skip: the instructor's policy decides w
 The spec's `charged_by` maps a run's "optimizer" to the check
 that measures its steps: where ONE optimizer's runs fail and its own check failed too, they are said in a
 note, not charged; where several do, the check fails as before.
+The spec's `see_first` (check names: the checks that judge the same training's first steps, such as first-loss)
+keeps the loss curve's reading from guessing a cause where one of them failed: the curve is described, and the
+failing check named as the place to start (a loss formula wrong at the first step is no sign error).
 """
 
 from __future__ import annotations
@@ -110,22 +113,35 @@ def judge_run(measured: dict[str, Any], check: Check) -> Verdict:
     if reached and math.isfinite(value):
         return Verdict.passed(f"{metric} {fmt(value)}{budget} (target {'>=' if higher_is_better else '<='} "
                               f"{fmt(target)})", value=value)
-    curve = describe_curve([math.nan if v is None else float(v) for v in measured.get("losses", [])])
+    failed = set(check.params.get("failed_checks") or ())
+    first = [str(name) for name in check.params.get("see_first") or () if str(name) in failed]
+    curve = describe_curve([math.nan if v is None else float(v) for v in measured.get("losses", [])], first)
     return Verdict.failed(f"{metric} {fmt(value)}{budget}; the target is {'>=' if higher_is_better else '<='} "
                           f"{fmt(target)}. {curve}", value=value, target=target)
 
 
-def describe_curve(losses: list[float]) -> str:
-    """The loss curve in a sentence a student can act on."""
+def describe_curve(losses: list[float], failed_first: list[str] | None = None) -> str:
+    """The loss curve in a sentence a student can act on. `failed_first`: the checks of the same training's
+    first steps that failed (the spec's see_first): named in place of a guessed cause."""
     if not losses:
         return ""
     shown = " -> ".join(fmt(v) for v in losses[:: max(1, len(losses) // 5)][:6])
+    start = ""
+    if failed_first:
+        named = " and ".join(repr(name) for name in failed_first)
+        several = len(failed_first) > 1
+        start = (f" Check{'s' if several else ''} {named} fail{'' if several else 's'} too, on the first steps of this "
+                 f"training, and say{'' if several else 's'} what differs there: start there (its cause is likely this "
+                 "curve's too).")
     if any(math.isnan(v) or math.isinf(v) for v in losses):
         k = next(i for i, v in enumerate(losses) if math.isnan(v) or math.isinf(v))
-        return f"Loss curve: {shown}. The loss becomes {fmt(losses[k])}: divergence (a learning rate too high?)."
+        return f"Loss curve: {shown}. The loss becomes {fmt(losses[k])}" + \
+            (f".{start}" if failed_first else ": divergence (a learning rate too high?).")
     first, last = losses[0], losses[-1]
     if last > first * 1.05:
-        return f"Loss curve: {shown}. The loss rises: divergence, or an update that goes uphill (a sign error?)."
+        return f"Loss curve: {shown}. The loss rises" + \
+            (f".{start}" if failed_first else ": divergence, or an update that goes uphill (a sign error?).")
     if abs(last - first) <= 0.01 * max(abs(first), 1e-12):
-        return f"Loss curve: {shown}. The loss barely moves: is the update applied, the learning rate used?"
-    return f"Loss curve: {shown}. The loss falls, but not far enough within the budget."
+        return f"Loss curve: {shown}. The loss barely moves" + \
+            (f".{start}" if failed_first else ": is the update applied, the learning rate used?")
+    return f"Loss curve: {shown}. The loss falls, but not far enough within the budget.{start}"

@@ -56,7 +56,7 @@ def cnn_forward(params, x):
     """Logits (N, 10) for x (N, 1, 8, 8): conv2d(x, params["conv_w"], params["conv_b"], padding=1)
     -> ReLU -> max_pool2d -> flatten -> @ params["fc_w"].T + params["fc_b"]. Any number K of channels:
     conv_w (K, 1, 3, 3), conv_b (K,), fc_w (10, 16 K), fc_b (10,); params read by its keys and left as
-    it was (no key added or removed)."""
+    it was (no key added or removed). At an input of exactly 0, ReLU'(0) = 0, as torch.relu has it."""
     raise NotImplementedError("exercise-8: implement cnn_forward(params, x)")
 
 

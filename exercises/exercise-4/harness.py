@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.batched import Family, bound, call_all, function_blocks, with_gradient
+from dldiy.graders.batched import Family, bound, call_all, call_each, function_blocks, with_gradient
 from dldiy.graders.descent import follows_descent, probe_steps
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
@@ -390,6 +390,7 @@ def invariants(sub, seed, p):
         for fn, args, names in calls:
             where = f"{fn}() on {name} inputs"
             watch.dtype(where, watch.call(where, sub.get(fn), args, names), dtype)
+    _half_precision(sub, watch, g)
     for dtype in (torch.float64, torch.float32):
         X, y, W0, b0 = (a.to(dtype) if a.is_floating_point() else a for a in _problem(seed, 12, 3, 3, 4.0, None))
         where = f"train() on a {str(dtype).replace('torch.', '')} problem (n=12, d=3, k=3)"
@@ -410,6 +411,90 @@ def invariants(sub, seed, p):
         if dtype == torch.float64:
             _from_leaves(sub, watch, X, y, W0, b0, W, b)
     return watch.measurement()
+
+
+# float16 and bfloat16 (the CPU has both for every op a loss needs): a constant made inside without dtype= (torch.zeros(n),
+# torch.ones(n), torch.where(y == 1, 1.0, -1.0), y.float()) is float32, which float64 inputs promote away and float32
+# ones equal, so only a half-precision input shows it (blind round 9: four losses returned float32 for float16 inputs)
+HALF = (torch.float16, torch.bfloat16)
+# a margin float32 does not hold: a margin vector made as margin * torch.ones(n) (float32) is 0.10000000149 in a
+# float64 run, where float16 inputs show the same constant as a float32 output (blind round 9)
+ODD_MARGIN = 0.1
+
+
+def _half_precision(sub, watch, g):
+    """Every loss on float16 and bfloat16 inputs (small scores, n = 5, k = 3), in one message with the same calls on
+    the very same values in float64: the output has the inputs' dtype, and its value is the float64 one to that dtype's
+    precision (8 units of its epsilon at the scale of the inputs: a loss computed in another dtype and cast back is
+    fine, one that overflows or loses its digits is not). A call that raises in half precision where the float64 one
+    runs is a dtype mismatch (a float32 constant in a matrix product). And multiclass_hinge in float64 with margin
+    0.1 (not a float32 number): its margin kept in float32 shows as a difference from the margin-0 value of 0.1 in
+    float32 (0.10000000149...) instead of 0.1."""
+    Z = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1, 2, 0])
+    z, target = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    yb = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    calls = [("softmax", (Z,), {}), ("cross_entropy", (Z, y), {}), ("bce_with_logits", (z, yb), {}),
+             ("hinge", (z, 2 * yb - 1), {}), ("hinge_01", (z, yb), {}), ("multiclass_hinge", (Z, y), {}),
+             ("l1_loss", (z, target), {}), ("l2_loss", (z, target), {})]
+    batch, what = [], []
+    for dtype in HALF:
+        for fn, args, kwargs in calls:
+            half = tuple(a.to(dtype) if a.is_floating_point() else a.clone() for a in args)
+            batch += [[sub.get(fn), half, kwargs], [sub.get(fn), tuple(a.double() if a.is_floating_point() else a.clone()
+                                                                       for a in half), kwargs]]
+            what.append((fn, dtype, half))
+    # the margin: active rows (the best rival above the gold score), so that value(m) - value(0) = m exactly
+    rows = torch.tensor([[0.0, 1.0, 0.5], [2.0, 0.25, 3.0]], dtype=torch.float64)
+    gold = torch.tensor([0, 1])
+    batch += [[sub.get("multiclass_hinge"), (rows.clone(), gold.clone()), {"margin": m}] for m in (ODD_MARGIN, 0.0)]
+    replies = call_each(sub, batch)
+    if not isinstance(replies, list) or len(replies) != len(batch):
+        return
+    for i, (fn, dtype, half) in enumerate(what):
+        (ok, out), (ok64, exact) = replies[2 * i], replies[2 * i + 1]
+        name = str(dtype).replace("torch.", "")
+        where = f"{fn}() on {name} inputs (n=5{', k=3' if half[0].dim() == 2 else ''})"
+        watch.probed.append(where)
+        if not ok64 or not isinstance(exact, torch.Tensor):
+            continue  # failing on float64 inputs is for the checks of values to report
+        if not ok:
+            watch.violation(where, f"{out}, where the same values in float64 run: a tensor made inside with another dtype "
+                                   "meets the inputs (a float32 constant in a matrix product or an in-place write?); make "
+                                   f"it with the inputs' dtype (torch.zeros_like(x), x.new_ones(n), dtype=x.dtype)")
+            continue
+        if not isinstance(out, torch.Tensor):
+            continue  # the form of the result is the other checks' to judge
+        if out.dtype != dtype:
+            watch.violation(where, f"the output is {str(out.dtype).replace('torch.', '')} for {name} inputs: the dtype must "
+                                   "follow the inputs'. A tensor made inside without dtype= is float32 (torch.zeros(n), "
+                                   "torch.ones(n), torch.tensor(...), torch.where(c, 1.0, -1.0)), as is a .float() cast: "
+                                   "float64 inputs promote it away and float32 ones equal it, so half precision alone "
+                                   "shows it. Make it from the inputs (torch.zeros_like(x), x.new_ones(n), 2 * y - 1)")
+            continue
+        scale = max(1.0, float(exact.detach().abs().max()), max(float(a.abs().max()) for a in half if a.is_floating_point()))
+        off = float((out.detach().double() - exact.detach().double()).abs().max()) if out.shape == exact.shape else math.nan
+        if not off <= 8 * torch.finfo(dtype).eps * scale:
+            watch.violation(where, f"the output is {_few(out)}, where the same values in float64 give {_few(exact)} (off by "
+                                   f"{off:.3g}, beyond {name}'s precision): part of the computation overflows or loses "
+                                   f"its digits in {name}")
+    where = f"multiclass_hinge() on float64 inputs with margin {ODD_MARGIN:g} (every example's hinge active)"
+    watch.probed.append(where)
+    (ok, at_m), (ok0, at_0) = replies[-2:]
+    if ok and ok0 and isinstance(at_m, torch.Tensor) and isinstance(at_0, torch.Tensor) and at_m.numel() == 1 \
+            and at_0.numel() == 1 and at_m.dtype == torch.float64:
+        gap, in_float32 = float(at_m) - float(at_0), float(torch.tensor(ODD_MARGIN, dtype=torch.float32))
+        if abs(gap - ODD_MARGIN) > 1e-13 and abs(gap - in_float32) <= 1e-13:
+            watch.violation(where, f"the loss minus its value at margin 0 is {gap!r}, the margin {ODD_MARGIN:g} rounded to "
+                                   f"float32 ({in_float32!r}), where float64 gives {ODD_MARGIN!r}: the margin went through a "
+                                   "float32 tensor (margin * torch.ones(n), torch.tensor(margin)); use the Python number "
+                                   "itself (margin - gold + rival), or make the tensor with dtype=Z.dtype")
+
+
+def _few(t):
+    """A tensor's first values, in words."""
+    values = t.detach().double().reshape(-1).tolist()
+    return "[" + ", ".join(f"{v:.4g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
 
 
 def _from_leaves(sub, watch, X, y, W0, b0, W, b):
@@ -511,6 +596,10 @@ def _descent_runs(seed, p):
         lr = p["lr"] / scale ** 2
         runs.append((f"lr = {lr:g} on features {scale:g} times larger (a gradient that large)", Xs * scale, ys, Ws, bs,
                      lr))
+    # labels that never name the last class (k rows of W0, y in {0, ..., k - 2}: a minibatch, or a class absent from
+    # the data): the number of classes is W0's, not y.max() + 1 (blind round 9: one_hot(y) without num_classes raised)
+    Xm, ym, Wm, bm = _problem(seed + 22_000, n, d, k, distance=4.0, margin=None)
+    runs.append((MISSING_CLASS.format(k=k, last=k - 1), Xm, torch.where(ym == k - 1, 0, ym), Wm, bm, p["lr"]))
     out = []
     for what, X, y, W0, b0, lr in runs:
         W, b = W0, b0
@@ -522,6 +611,9 @@ def _descent_runs(seed, p):
     return out
 
 
+MISSING_CLASS = "lr = {{lr}} on labels that never name the last class ({k} classes in W0, none labelled {last})"
+
+
 def _follows_descent(sub, seed, p):
     """train() at `_descent_runs`' configurations, where the loss goes up or the gradient is large: it
     takes every step W <- W - lr dL/dW, b <- b - lr dL/db with the lr it is given, whatever the loss or
@@ -531,7 +623,17 @@ def _follows_descent(sub, seed, p):
     keys = ("n", "d", "k", "lr", "lr_family", "lr_family_steps", "feature_scales")
     steps = p["lr_family_steps"]
     for what, X, y, W0, b0, lr, W_want, b_want, losses in _descent_runs(seed, {key: p[key] for key in keys if key in p}):
-        W, b, recorded = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
+        what = what.replace("{lr}", f"{lr:g}")
+        try:
+            W, b, recorded = _train(sub, X.clone(), y.clone(), W0, b0, lr, steps)
+        except Exception as e:  # noqa: BLE001 - at the spec's own data it runs: the configuration is the finding
+            if "never name the last class" not in what:
+                raise
+            said = (str(e).strip().splitlines() or [""])[0][:200]
+            raise Violation(f"train() with {what} for {steps} steps raised {type(e).__name__}: {said}. The number of "
+                            "classes k is W0.shape[0] (the rows of W), not what the labels show (y.max() + 1, or the "
+                            "classes present): a batch or a data set may lack a class. Likely cause: a one-hot of y "
+                            "made without num_classes (F.one_hot(y, num_classes=W.shape[0])) or a size taken from y") from None
         got = torch.cat([W.double().reshape(-1), b.double().reshape(-1)])
         want = torch.cat([W_want.reshape(-1), b_want.reshape(-1)])
         off = float((got - want).abs().max())

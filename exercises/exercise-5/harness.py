@@ -809,6 +809,130 @@ def _contract(watch, where, apply, inputs, names):
             return
 
 
+# float16 and bfloat16 (the CPU has both for every op a layer needs): a tensor made inside without dtype= (torch.zeros(x.shape)
+# in max(x, 0) or in log(1 + e^x)) is float32, which float64 inputs promote away and float32 ones equal, so only a
+# half-precision input shows it (blind round 9: ReLU's and Softplus's forward returned float32 for bfloat16, float16 inputs)
+HALF = (torch.float16, torch.bfloat16)
+
+
+def half_precision_here(functions, loss, inputs, logits, labels):
+    """In the student's process (sub.run_local): each Function of `functions` (name -> class) on its `inputs` (name ->
+    float64 tensors) cast to float16 and to bfloat16, and loss(logits, labels) too: per name and dtype, the dtype of the
+    output, the dtypes backward itself returns (read through a subclass, before autograd casts them to the inputs'),
+    and the largest difference of the output and of the gradients from the same call on the very same values in
+    float64 (whose scale is said too); a string for a call that raised in half precision only, None where the
+    float64 call raises too (the checks of values report that)."""
+    def said(e):
+        text = (str(e).strip().splitlines() or [""])[0][:200]
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+    def run(fn, xs, probe=None):
+        leaves = [x.detach().clone().requires_grad_(True) for x in xs]
+        out = (probe or fn)(*leaves)
+        if not isinstance(out, torch.Tensor):
+            return None
+        grads = torch.autograd.grad(out.sum(), leaves, allow_unused=True) if out.requires_grad else [None] * len(xs)
+        return out.detach(), grads
+
+    found = {}
+    calls = {name: (lambda *xs, F_=F: F_.apply(*xs), F) for name, F in functions.items()}
+    calls["loss"] = (loss, None)
+    inputs = dict(inputs, loss=[logits])
+    for name, (fn, Function) in calls.items():
+        for dtype in HALF:
+            key, seen = f"{name} {dtype}", []
+            probe = None
+            if Function is not None:
+                def backward(ctx, *grads, F_=Function):
+                    out = F_.backward(ctx, *grads)
+                    seen.append([None if g is None else str(g.dtype) if isinstance(g, torch.Tensor) else type(g).__name__
+                                 for g in (out if isinstance(out, tuple) else (out,))])
+                    return out
+                probe_class = type(Function.__name__, (Function,), {"backward": staticmethod(backward)})
+                probe = probe_class.apply
+            xs = [x.to(dtype) for x in inputs[name]]
+            extra = [labels.to(dtype)] if name == "loss" else []
+            try:
+                exact = run(lambda *a: fn(*a, *[e.double() for e in extra]), [x.double() for x in xs])
+            except Exception:  # noqa: BLE001 - see above
+                found[key] = None
+                continue
+            try:
+                got = run(lambda *a: (probe or fn)(*a, *extra), xs)
+            except Exception as e:  # noqa: BLE001 - the finding, said by the harness
+                found[key] = said(e)
+                continue
+            if got is None or exact is None:
+                found[key] = None
+                continue
+            (out, grads), (out64, grads64) = got, exact
+            same = out.shape == out64.shape
+            found[key] = {
+                "out": str(out.dtype), "returned": seen[0] if seen else None,
+                "off": float((out.double() - out64).abs().max()) if same else float("nan"),
+                "goff": max([float((g.double() - g64).abs().max()) for g, g64 in zip(grads, grads64)
+                             if g is not None and g64 is not None and g.shape == g64.shape] or [0.0]),
+                "scale": max([1.0, float(out64.abs().max())] + [float(x.abs().max()) for x in xs]
+                             + [float(g64.abs().max()) for g64 in grads64 if g64 is not None])}
+    return found
+
+
+def _half_precision(sub, watch, gen):
+    """half_precision_here's findings as violations (one message): float16 and bfloat16 in, the same dtype out, from
+    forward and from backward itself; the values the float64 ones to that dtype's precision (8 units of its epsilon at
+    the scale of the inputs and outputs: computing in another dtype and casting back is fine, overflowing is not)."""
+    inputs = {"Linear": [torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((3, 4), (4, 2), (2,))]}
+    inputs.update({cls: [(0.6 + torch.rand(3, 4, generator=gen, dtype=torch.float64))
+                         * torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)] for cls in ACTIVATIONS.values()})
+    logits_ = torch.randn(4, 1, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
+    found = sub.run_local(half_precision_here, {name: sub.get(name) for name in inputs}, sub.get("loss"), inputs,
+                          logits_, labels)
+    if not isinstance(found, dict):
+        return
+    for name in list(inputs) + ["loss"]:
+        names = (["X", "W", "b"] if name == "Linear" else ["logits"] if name == "loss" else ["x"])
+        for dtype in HALF:
+            short = str(dtype).replace("torch.", "")
+            where = (f"{name}.apply on {short} inputs" if name != "loss" else f"loss() on {short} logits and labels")
+            watch.probed.append(where)
+            got = found.get(f"{name} {dtype}")
+            if isinstance(got, str):
+                watch.violation(where, f"raised {got}, where the same values in float64 run: a tensor made inside with "
+                                       "another dtype meets the inputs (a float32 constant in a matrix product?); make "
+                                       "it with the inputs' dtype (torch.zeros_like(x), x.new_zeros(n), dtype=x.dtype)")
+                break
+            if not isinstance(got, dict):
+                continue
+            if got.get("out") != str(dtype):
+                watch.violation(where, f"forward returns {str(got.get('out')).replace('torch.', '')} for {short} inputs: "
+                                       "the dtype must follow the inputs'. A tensor made inside without dtype= is float32 "
+                                       "(torch.zeros(x.shape), torch.ones(n), torch.tensor(0.0)), as is a .float() cast: "
+                                       "float64 inputs promote it away and float32 ones equal it, so half precision "
+                                       "alone shows it. Make it from the input (torch.zeros_like(x), x.clamp(min=0))")
+                break
+            returned = got.get("returned")
+            wrong = next(((i, d) for i, d in enumerate(returned or []) if d not in (None, str(dtype))), None) \
+                if isinstance(returned, list) else None
+            if wrong is not None:
+                i, d = wrong
+                which = names[i] if i < len(names) else f"#{i + 1}"
+                watch.violation(where, f"backward itself returns the gradient of {which} as "
+                                       f"{str(d).replace('torch.', '')} (autograd casts it back to {short} before .grad): "
+                                       "the contract is one gradient per input in the input's dtype. Likely cause: a "
+                                       "mask or constant made without dtype= (torch.ones(n), torch.tensor(1.0)), or a "
+                                       ".float(); make it with .to(grad.dtype), or multiply by the boolean mask itself")
+                break
+            bound_ = 8 * torch.finfo(dtype).eps * float(got.get("scale", 1.0))
+            off, goff = float(got.get("off", 0.0)), float(got.get("goff", 0.0))
+            if not (off <= bound_ and goff <= bound_):
+                what = "output" if not off <= bound_ else "gradient"
+                watch.violation(where, f"its {what} is off the same call's in float64 by {max(off, goff):.3g}, beyond "
+                                       f"{short}'s precision ({bound_:.2g} here): part of it overflows or loses its "
+                                       f"digits in {short}")
+                break
+
+
 def backward_writes(Function, inputs):
     """In the student's process (sub.run_local): Function.apply on copies of `inputs`, then one backward
     with an incoming gradient of ones; which tensors of the caller's that backward wrote into: forward's
@@ -1022,6 +1146,7 @@ def invariants(sub, seed, p):
             _contract(watch, f"{cls} on {str(dtype)[6:]} inputs", lambda x, F_=Function: F_.apply(x), (x,), ("x",))
             if dtype == torch.float64:
                 _no_writes_in_backward(sub, watch, f"{cls}'s backward", Function, (x,))
+    _half_precision(sub, watch, gen)
     # each Function's backward twice on one forward (retain_graph=True: two losses sharing a layer) and, for
     # Linear, each input alone requiring grad (in an MLP every W and every hidden X require grad together, so
     # a gradient guarded by another input's ctx.needs_input_grad shows only here): one message each

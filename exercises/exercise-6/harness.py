@@ -532,6 +532,35 @@ def dropped_here(make, params, values, seed: int, late: int, steps: int) -> list
     return [{"rows": rows}]
 
 
+def gone_here(make, params, values, seed: int, late: int, gone: int, steps: int) -> list:
+    """One optimizer on params = [W1, b, W2] (one group) for `steps` steps: b in the loss for the first `late`
+    of them, then out of it with its .grad None for `gone` steps (a layer frozen for a while: zero_grad() sets it
+    to None and the loss no longer uses it), then in it again; the rows of all three at every step. torch.optim
+    skips b entirely while its .grad is None: b stays put and its state (momentum buffer, running averages,
+    Adam's step count) is left as it was, to go on from there when b's gradient comes back."""
+    opt = make(params, **hyper(values))
+    if not usable(opt):
+        return [{"unusable": True}]
+    without, every = problem_loss(["separable", seed, [0, 2], 0.0]), problem_loss(["separable", seed, [0, 1, 2], 0.0])
+    rows = [flat(params)]
+    for k in range(steps):
+        clear_grads(params)
+        given = [params[0], params[2]] if late <= k < late + gone else params
+        accumulate(given, (without if len(given) == 2 else every).gradient(*given))
+        opt.step()
+        rows.append(flat(params))
+    return [{"rows": rows}]
+
+
+@seeded_once
+def _gone_twin(seed, p):
+    """gone_here's run by torch.optim's twin of p["optimizer"] (computed once per worker)."""
+    init, _ = separable_problem(seed)
+    done = gone_here(torch_optimizer(p["optimizer"]), leaves(init, [0, 1, 2]), p["hyper"], seed, p["late"], p["gone"],
+                     p["steps"])
+    return np.asarray(done[0]["rows"], dtype=float)
+
+
 @seeded_once
 def _dropped_twin(seed, p):
     """dropped_here's run by torch.optim's twin of p["optimizer"] (computed once per worker)."""
@@ -877,7 +906,45 @@ def grad_none(sub, seed, p):
             where = departure(both, solo, names=entry_names(init, [0, 2]))
             return (f"W1, W2 move differently when U is also given {where}" if where else None)
         props.test(f"{describe(name, h)} with a parameter U whose .grad is None", prop)
+        if name in STATEFUL and p.get("gone"):
+            late, gone, after = p["gone"]
+            props.test(f"{describe(name, h)}: b's .grad None at steps {late + 1} to {late + gone} only (b in the loss "
+                       "before and after)",
+                       lambda name=name, h=h: gone_gradient(sub, seed, name, h, late, gone, late + gone + after, p))
     return props.result()
+
+
+def gone_gradient(sub, seed: int, name: str, h: dict, late: int, gone: int, steps: int, p) -> str | None:
+    """[W1, b, W2] in one group, b in the loss for the first `late` steps, its .grad None for the next `gone`, then
+    in the loss again: every parameter after every step = torch.optim's twin's on the same run (b skipped entirely
+    while its .grad is None: it stays put, its state untouched). Judged from step `late` on only where the first
+    `late` steps agree (a wrong update is its own check's finding). Where b stands still but its state was
+    changed (its updates differ once its gradient is back), charged only where a parameter whose gradient comes
+    late is right (optimizer-contract's late_gradient: a step count kept per optimizer is that check's finding)."""
+    init, _ = separable_problem(seed)
+    params = leaves(init, [0, 1, 2])
+    start = flat(params)
+    done = parts_of(name, sub.run_local(gone_here, student_optimizer(sub, name), params, h, seed, late, gone, steps), 1)
+    rows = checked_rows(name, done[0], start, flat(params), steps)
+    twin = _gone_twin(seed, {"optimizer": name, "hyper": h, "late": late, "gone": gone, "steps": steps})
+    if departure(rows[: late + 1], twin[: late + 1]) is not None:
+        return None
+    where = departure(rows, twin, names=entry_names(init, [0, 1, 2]))
+    if where is None:
+        return None
+    cols = slice(6, 8)  # b's entries, between W1's six and W2's six
+    message = f"the run departs from {TWINS[name]}'s on the same run {where}"
+    sat_out = rows[late:late + gone + 1, cols]
+    if not np.array_equal(sat_out, np.broadcast_to(sat_out[:1], sat_out.shape)):
+        return (f"{message}: b moved while its .grad was None. torch.optim skips such a parameter entirely (if p.grad "
+                "is None: continue, before anything else): no update from the velocity or the running averages it "
+                "still holds, no weight decay; a gradient of zeros is not the same thing")
+    if late_gradient(sub, seed, name, h, p["late"], p["steps"]) is not None:
+        return None  # a parameter whose gradient comes late is already wrong: optimizer-contract's finding
+    return (f"{message}: b stood still while its .grad was None, but once its gradient came back (step "
+            f"{late + gone + 1}) its update differs: its state changed while it sat out (a running average decayed "
+            "with s.mul_(alpha), a momentum buffer updated, a step count advanced, before the check for None). Skip "
+            "the parameter entirely while p.grad is None: its state goes on from where it was")
 
 
 def state_dict(sub, seed, p):
@@ -1353,11 +1420,20 @@ def newton_quadratic(sub, seed, p):
         lrs.append(p["lrs"][0])
         group_lr.append(None)
     strided = len(starts) - 1 if once else None
+    twice = None
+    if once:
+        # and a fifth: two steps with lr = 0.5 (three quarters of the way): each step from the gradient and Hessian at
+        # the parameters as they are then (a blind red team's Newton took g by loss.backward() into a p.grad it never
+        # cleared, so the second step used both steps' gradients: one step alone was right, round 9)
+        starts.append(start())
+        lrs.append(p["lrs"][-1])
+        group_lr.append(None)
+        twice = len(starts) - 1
     runs = [[*xYc, lr, g] for xYc, lr, g in zip(starts, lrs, group_lr)]
     if once:  # and the ill-conditioned quadratic's step (_newton_backward_error)
         ill = _ill_conditioned(rng)
         runs.append([*ill[2], 1.0, None, ill[0], ill[1]])
-    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b, runs), len(runs))
+    done = parts_of("Newton", sub.run_local(newton_here, student_optimizer(sub, "Newton"), A, b, runs, twice), len(runs))
     cases = []
     for k, ((x, Y, c), lr, result) in enumerate(zip(starts, lrs, done)):
         if not isinstance(result, dict) or result.get("unusable"):
@@ -1367,6 +1443,12 @@ def newton_quadratic(sub, seed, p):
         if group_lr[k] is not None:
             rates[6:] = group_lr[k]
         target = z0 - rates * torch.linalg.solve(A, A @ z0 - b)
+        if k == twice:
+            target = target - rates * torch.linalg.solve(A, A @ target - b)
+            cases.append({"name": f"two steps with lr={lr}, parameters from a generator (each from where the last "
+                                  f"ended: {1 - (1 - lr) ** 2:g} of the way)",
+                          "shape": [7], "values": flat([x, Y, c]), "target": target.tolist(), "once": True})
+            continue
         how = "two groups" if k == 0 else "parameters from a generator" if k < len(p["lrs"]) else \
             "Y non-contiguous (a transposed tensor), parameters from a generator" if k == strided else \
             (f"two groups, the second's own lr={group_lr[k]} (the group's, not the defaults'), the first's lr set "
@@ -1432,13 +1514,22 @@ def _newton_backward_error(A, b, start, result):
     return {"name": name, "shape": [1], "values": [error], "target": [0.0]}
 
 
-def newton_here(make, A, b, runs: list) -> list:
+def newton_here(make, A, b, runs: list, twice=None) -> list:
     """In the student's process: for each run [x, Y, c, lr, group_lr], one step of Newton(lr=lr) on f
     (first run: [x, Y] and [c] in two groups; the next: parameters from a generator, as model.parameters()
     is; with group_lr: two groups, [c]'s with that lr), and what step(closure) returned. A run
-    [x, Y, c, lr, group_lr, A2, b2] steps on the quadratic of A2 and b2 instead of A and b's."""
+    [x, Y, c, lr, group_lr, A2, b2] steps on the quadratic of A2 and b2 instead of A and b's. The run at index
+    `twice` takes two steps (what the second returned)."""
     out = []
     for k, (x, Y, c, lr, group_lr, *own) in enumerate(runs):
+        if k == twice:
+            opt = make((t for t in (x, Y, c)), lr=lr)
+            if not usable(opt):
+                out.append({"unusable": True})
+                continue
+            opt.step(quadratic_loss(A, b))
+            out.append({"returned": as_data(opt.step(quadratic_loss(A, b)))})
+            continue
         A_k, b_k = own if own else (A, b)
         if group_lr is not None:
             params = [{"params": [x, Y]}, {"params": [c], "lr": group_lr}]

@@ -67,7 +67,8 @@ def l2_loss(pred, target):
 
 
 def train(X, y, W0, b0, lr, steps):
-    """Softmax regression by gradient descent on cross_entropy(X @ W.T + b, y), from W0 (k, d), b0 (k,).
+    """Softmax regression by gradient descent on cross_entropy(X @ W.T + b, y), from W0 (k, d), b0 (k,):
+    k classes, whether or not y has an example of each.
     Returns (W, b, losses) where losses[k] is the loss *before* update k, so len(losses) == steps, and
     W, b are plain tensors (no autograd graph: requires_grad False). Do not modify W0 and b0 in place;
     they may require grad themselves (a model's parameters): train from their values."""

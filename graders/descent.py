@@ -17,7 +17,7 @@ exercise's float64 arithmetic allows.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -103,3 +103,28 @@ def leaves_of(w: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list:
         out.append(torch.from_numpy(np.array(w[at: at + size]).reshape(shape)).requires_grad_(True))
         at += size
     return out
+
+
+def weights_of(replies: Sequence[Any], probes: Sequence[int], read: Callable[[Any, int], Any]) -> dict[int, np.ndarray]:
+    """train()'s results at `probes` (one `sub.batch` message: one round trip for every step count, where a call
+    each cost ~0.15 s of a check's 1.0 s budget in exercise-4) as flattened float64 weights, copies: `read(result, k)`
+    takes them out of one result (an ApiError for a wrong form); a call that raised is raised, naming the student's
+    line."""
+    from .sandbox.endpoint import RemoteError
+
+    out = {}
+    for k, reply in zip(probes, replies):
+        if isinstance(reply, RemoteError):
+            raise reply
+        out[k] = np.array(read(reply, k), dtype=np.float64).reshape(-1)
+    return out
+
+
+def train_result(result: Any, k: int, form: str) -> tuple:
+    """train()'s result after k steps as the tuple `form` names ("(w, losses)"), else an ApiError saying what came."""
+    count = form.count(",") + 1
+    if not (isinstance(result, (tuple, list)) and len(result) == count):
+        from .api import ApiError
+
+        raise ApiError(f"train() returned {type(result).__name__} after {k} step{'s' if k > 1 else ''}; expected {form}")
+    return tuple(result)

@@ -12,7 +12,7 @@ import torch
 
 from dldiy.graders.api import ApiError, check_result, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
-from dldiy.graders.descent import follows_descent, probe_steps
+from dldiy.graders.descent import follows_descent, probe_steps, train_result, weights_of
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
 from dldiy.graders.kinds.invariants import (bfloat16_precision,
@@ -472,8 +472,12 @@ def _descends(sub, seed, p, X, y, w0):
     """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
     (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate, to 1e-5 (float64
     orderings agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
-    got = {k: _train(sub, X, y, w0, p["lr"], k, harness_loss=True)[0].detach().double().numpy()
-           for k in probe_steps(seed, p["budget"])}
+    probes = probe_steps(seed, p["budget"])
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
+        replies = sub.batch([("train", None, (X.clone(), y.clone(), w0.clone(), p["lr"], k), {}) for k in probes])
+    got = weights_of(replies, probes, lambda result, k: expect_tensor(
+        train_result(result, k, "(w, losses)")[0], f"train() (its first result, w, after {k} steps)",
+        shape=(X.shape[1] + 1,), dtype="float", finite=False).detach().double())
     follows_descent(got, w0.numpy(), lambda w, _k: _spec_gradient(X, y, torch.from_numpy(w)).numpy(),
                     lambda want: 1e-5 * (1 + float(np.abs(want).max())),
                     f"on convergence's problem (seed {seed}, lr {p['lr']:g})")

@@ -12,7 +12,7 @@ import torch
 from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.data import seeded_once
-from dldiy.graders.descent import follows_descent, probe_steps
+from dldiy.graders.descent import follows_descent, probe_steps, train_result, weights_of
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
@@ -513,14 +513,13 @@ def _descends(sub, seed, p, X, y, w0, w_star):
     (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate. The tolerance
     is relative to how far descent itself still is from w* (1%), with a floor of 1e-6 |w*| (a float32 step inside,
     first-loss's charge, stays within it; the closed form, 1e-4 |w*| away from descent's w_60 or more, does not)."""
-    got = {}
-    for k in probe_steps(seed, p["budget"]):
-        with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
-            w, _ = sub.call("train", _t(X), _t(y), _t(w0), p["lr"], k, given_copies=True)
-        got[k] = expect_tensor(w, f"train() (its first result, w, after {k} steps)", shape=(p["d"] + 1,),
-                               dtype="float", finite=False).detach().double().reshape(-1).numpy().copy()
-        # (a copy: the tensor is a mirror of the student's, rewritten by a later in-place change of it, one weight
-        # buffer reused by the next train() call, first-loss's finding)
+    probes = probe_steps(seed, p["budget"])
+    with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
+        replies = sub.batch([("train", None, (_t(X), _t(y), _t(w0), p["lr"], k), {}) for k in probes])
+    # (copies: one weight buffer reused by every train() call is first-loss's finding, not this one's)
+    got = weights_of(replies, probes, lambda result, k: expect_tensor(
+        train_result(result, k, "(w, losses)")[0], f"train() (its first result, w, after {k} steps)",
+        shape=(p["d"] + 1,), dtype="float", finite=False).detach().double())
     scale, Xt = float(np.linalg.norm(w_star)), _with_bias(X)
     follows_descent(got, w0, lambda w, _k: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
                     lambda want: 1e-2 * float(np.linalg.norm(want - w_star)) + 1e-6 * scale,

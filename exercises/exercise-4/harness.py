@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from dldiy.graders.api import expect_history, expect_tensor, to_plain
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.batched import Family, bound, call_all, call_each, function_blocks, with_gradient
-from dldiy.graders.descent import follows_descent, probe_steps
+from dldiy.graders.descent import follows_descent, probe_steps, train_result, weights_of
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.first_loss import FLOAT32_REL
 from dldiy.graders.kinds.invariants import Violation, Watch, keeps_rules, takes_every_step
@@ -709,8 +709,18 @@ def _descends(sub, seed, p, X, y, W0, b0):
     """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
     (the harness's cross-entropy inside, copies in), are gradient descent's at one learning rate, to 1e-5 (float64 orderings
     agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
-    got = {k: _flat(*_train(sub, X, y, W0, b0, p["lr"], k)[:2]) for k in probe_steps(seed, p["budget"])}
-    k, d = W0.shape
+    probes, (k, d) = probe_steps(seed, p["budget"]), W0.shape
+    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
+        replies = sub.batch([("train", None, (X.clone(), y.clone(), W0.clone(), b0.clone(), p["lr"], n), {})
+                             for n in probes])
+
+    def read(result, n):
+        W, b, _ = train_result(result, n, "(W, b, losses)")
+        return _flat(expect_tensor(W, f"train() (its first result, W, after {n} steps)", shape=(k, d), dtype="float",
+                                   finite=False),
+                     expect_tensor(b, f"train() (its second result, b, after {n} steps)", shape=(k,), dtype="float",
+                                   finite=False))
+    got = weights_of(replies, probes, read)
 
     def gradient(w, _k):
         W = torch.from_numpy(w[: k * d].reshape(k, d)).requires_grad_(True)

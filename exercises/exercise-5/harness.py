@@ -10,7 +10,7 @@ from dldiy.graders.api import ApiError, expect_history, expect_tensor
 from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.kinds.contract import Properties
 from dldiy.graders.kinds.coverage import measure_coverage
-from dldiy.graders.descent import flatten, follows_descent, leaves_of, probe_steps
+from dldiy.graders.descent import flatten, follows_descent, leaves_of, probe_steps, train_result, weights_of
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, softplus_grid
 from dldiy.graders.batched import bound, call_all, call_each, function_blocks
 from dldiy.graders.kinds.gradcheck import forward_values
@@ -575,18 +575,24 @@ def _descends(sub, seed, p, X, y):
     agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
     shapes = [tuple(q.shape) for q in harness_params(seed, p["sizes"])]
 
-    def run(k):
-        trained, _ = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k, p["activation"])
+    probes = probe_steps(seed, p["budget"])
+    with own_network(sub):
+        replies = sub.batch([("train", None, (X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k,
+                                              p["activation"]), {}) for k in probes])
+
+    def read(result, k):
+        trained = list(train_result(result, k, "(params, losses)")[0])
         if [tuple(getattr(q, "shape", ())) for q in trained] != shapes:
             raise ApiError(f"train() returned parameters of shapes {[tuple(getattr(q, 'shape', ())) for q in trained]} "
                            f"after {k} steps; expected {shapes}")
-        return flatten(trained)
+        return flatten(expect_tensor(q, f"train()'s parameter {i} after {k} steps", dtype="float", finite=False)
+                       for i, q in enumerate(trained))
 
     def gradient(w, _k):
         params = leaves_of(w, shapes)
         return flatten(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
 
-    follows_descent({k: run(k) for k in probe_steps(seed, p["budget"])}, flatten(harness_params(seed, p["sizes"])),
+    follows_descent(weights_of(replies, probes, read), flatten(harness_params(seed, p["sizes"])),
                     gradient, lambda want: 1e-5 * (1 + float(np.abs(want).max())),
                     f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)")
 

@@ -460,7 +460,7 @@ def first_loss(sub, seed, p):
 def convergence(sub, seed, p):
     X, y, w0 = _problem(seed, p["n"], p["d"], distance=6.0, margin=0.5)
     w, losses = _train(sub, X, y, w0, p["lr"], p["budget"], harness_loss=True)
-    _descends(sub, seed, p, X, y, w0)
+    _descends(sub, seed, p, X, y, w0, w)
     # Accuracy by the spec's convention x~ = [x, -1], computed here rather than by the submission.
     scores = torch.cat([X, -torch.ones(len(X), 1, dtype=X.dtype)], 1) @ w.detach().to(X.dtype)
     accuracy = ((scores >= 0).long() == y).double().mean().item()
@@ -468,19 +468,22 @@ def convergence(sub, seed, p):
             "boundary": {"w": w.tolist(), "points": X.tolist(), "labels": y.tolist(), "bias": -1.0}}
 
 
-def _descends(sub, seed, p, X, y, w0):
-    """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
-    (the harness's loss and gradient inside, copies in), are gradient descent's at one learning rate, to 1e-5 (float64
-    orderings agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
-    probes = probe_steps(seed, p["budget"])
+def _descends(sub, seed, p, X, y, w0, w_end):
+    """graders/descent.py: train()'s weights after 1, 2 and 3 steps and at the budget (`w_end`, convergence's own run:
+    on separable data the logistic loss has no minimum, so descent is still on its way there) are gradient descent's at
+    one learning rate, to 1e-5 (float64 orderings agree to ~1e-14; a float32 step inside, first-loss's charge, stays
+    within it)."""
+    probes = probe_steps(seed, p["budget"], drawn=False)
     with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
         replies = sub.batch([("train", None, (X.clone(), y.clone(), w0.clone(), p["lr"], k), {}) for k in probes])
     got = weights_of(replies, probes, lambda result, k: expect_tensor(
         train_result(result, k, "(w, losses)")[0], f"train() (its first result, w, after {k} steps)",
         shape=(X.shape[1] + 1,), dtype="float", finite=False).detach().double())
+    got[p["budget"]] = w_end.detach().double().numpy().copy()
     follows_descent(got, w0.numpy(), lambda w, _k: _spec_gradient(X, y, torch.from_numpy(w)).numpy(),
                     lambda want: 1e-5 * (1 + float(np.abs(want).max())),
-                    f"on convergence's problem (seed {seed}, lr {p['lr']:g})")
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g})", p["lr"],
+                    ("exercise-1 convergence", seed, p["n"], p["d"], p["lr"]))
 
 
 def _extreme(seed, n, d, scale, spread=0.5):

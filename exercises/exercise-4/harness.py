@@ -695,7 +695,7 @@ def first_loss(sub, seed, p):
 def convergence(sub, seed, p):
     X, y, W0, b0 = _problem(seed, p["n"], p["d"], p["k"], distance=6.0, margin=0.5)
     W, b, losses = _train(sub, X, y, W0, b0, p["lr"], p["budget"])
-    _descends(sub, seed, p, X, y, W0, b0)
+    _descends(sub, seed, p, X, y, W0, b0, _flat(W, b))
     # The predicted class is the argmax of the logits, computed here rather than by the submission.
     accuracy = ((X @ W.double().T + b.double()).argmax(dim=1) == y).double().mean().item()
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
@@ -705,11 +705,12 @@ def _flat(W, b):
     return torch.cat([W.reshape(-1), b.reshape(-1)]).double().numpy()
 
 
-def _descends(sub, seed, p, X, y, W0, b0):
-    """graders/descent.py: train()'s weights after a few step counts drawn from the seed, on convergence's problem
-    (the harness's cross-entropy inside, copies in), are gradient descent's at one learning rate, to 1e-5 (float64 orderings
-    agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
-    probes, (k, d) = probe_steps(seed, p["budget"]), W0.shape
+def _descends(sub, seed, p, X, y, W0, b0, w_end):
+    """graders/descent.py: train()'s weights after 1, 2 and 3 steps and at the budget (`w_end`, convergence's own run:
+    on separable classes the cross-entropy has no minimum, so descent is still on its way there; the harness's
+    cross-entropy inside, copies in) are gradient descent's at one learning rate, to 1e-5 (float64 orderings agree to
+    ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
+    probes, (k, d) = probe_steps(seed, p["budget"], drawn=False), W0.shape
     with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
         replies = sub.batch([("train", None, (X.clone(), y.clone(), W0.clone(), b0.clone(), p["lr"], n), {})
                              for n in probes])
@@ -721,6 +722,7 @@ def _descends(sub, seed, p, X, y, W0, b0):
                      expect_tensor(b, f"train() (its second result, b, after {n} steps)", shape=(k,), dtype="float",
                                    finite=False))
     got = weights_of(replies, probes, read)
+    got[p["budget"]] = w_end
 
     def gradient(w, _k):
         W = torch.from_numpy(w[: k * d].reshape(k, d)).requires_grad_(True)
@@ -728,7 +730,8 @@ def _descends(sub, seed, p, X, y, W0, b0):
         return _flat(*torch.autograd.grad(_cross_entropy(X @ W.T + b, y), (W, b)))
 
     follows_descent(got, _flat(W0, b0), gradient, lambda want: 1e-5 * (1 + float(np.abs(want).max())),
-                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; W and b flattened)")
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; W and b flattened)", p["lr"],
+                    ("exercise-4 convergence", seed, p["n"], p["d"], p["k"], p["lr"]))
 
 
 # ---- placement: every loss's output and gradient follow the inputs' device ------------------------------

@@ -565,17 +565,18 @@ def convergence(sub, seed, p):
     trained, losses = _train(sub, X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], p["budget"], p["activation"])
     with torch.no_grad():
         accuracy = ((logits(X, trained, p["activation"]).reshape(-1) >= 0).double() == y).double().mean().item()
-    _descends(sub, seed, p, X, y)
+    _descends(sub, seed, p, X, y, flatten(trained))
     return {"accuracy": accuracy, "steps": p["budget"], "losses": losses[:: max(1, len(losses) // 10)]}
 
 
-def _descends(sub, seed, p, X, y):
-    """graders/descent.py: train()'s parameters after a few step counts drawn from the seed, on convergence's
-    problem (the harness's network and loss inside), are gradient descent's at one learning rate, to 1e-5 (float64 orderings
-    agree to ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
+def _descends(sub, seed, p, X, y, w_end):
+    """graders/descent.py: train()'s parameters after 1, 2 and 3 steps and at the budget (`w_end`, convergence's own
+    run: a network's descent is its own path all the way; the harness's network and loss inside) are gradient
+    descent's at one learning rate, to 1e-5 (float64 orderings agree to ~1e-14; a float32 step inside, first-loss's
+    charge, stays within it)."""
     shapes = [tuple(q.shape) for q in harness_params(seed, p["sizes"])]
 
-    probes = probe_steps(seed, p["budget"])
+    probes = probe_steps(seed, p["budget"], drawn=False)
     with own_network(sub):
         replies = sub.batch([("train", None, (X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k,
                                               p["activation"]), {}) for k in probes])
@@ -592,9 +593,10 @@ def _descends(sub, seed, p, X, y):
         params = leaves_of(w, shapes)
         return flatten(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
 
-    follows_descent(weights_of(replies, probes, read), flatten(harness_params(seed, p["sizes"])),
+    follows_descent({**weights_of(replies, probes, read), p["budget"]: w_end}, flatten(harness_params(seed, p["sizes"])),
                     gradient, lambda want: 1e-5 * (1 + float(np.abs(want).max())),
-                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)")
+                    f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)", p["lr"],
+                    ("exercise-5 convergence", seed, p["n"], tuple(p["sizes"]), p["activation"], p["lr"]))
 
 
 # ---- families of inputs ---------------------------------------------------------------------------------

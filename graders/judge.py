@@ -55,7 +55,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
     # the spec's order
     for check in sorted(checks, key=lambda c: bool(c.params.get("base_check") or c.params.get("charged_by")
                                                     or c.params.get("see_first")
-                                                    or getattr(check_kind(c.kind), "READS_OTHER_CHECKS", False))):
+                                                    or _reads_other_checks(c))):
         base = check.params.get("base_check")
         if base and base in results and results[base].status == "pass":
             # the check its values defer to passed: a wrong base value is then this check's to charge (a
@@ -70,7 +70,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
             # and, of a check charged per function (agreement's parts), the functions it charged
             parts = {name: list(results[name].details.get("parts_failed") or ()) for name in failed}
             check = dataclasses.replace(check, params={**check.params, "failed_checks": failed, "failed_parts": parts})
-        if getattr(check_kind(check.kind), "READS_OTHER_CHECKS", False):
+        if _reads_other_checks(check):
             # a kind that must know what the other checks charged, in their words (placement: whether a failure on
             # the CPU that its probe met is charged by a check of values already, or by none but itself)
             check = dataclasses.replace(check, params={**check.params, "other_failures": {
@@ -91,6 +91,13 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         results[check.name] = result
     return Report(exercise.id, submission, [results[c.name] for c in checks], outcome.load_error, outcome.skipped,
                   outcome.output, outcome.duration_s, outcome.sandbox)
+
+
+def _reads_other_checks(check: Check) -> bool:
+    """Whether a check's judge reads the other checks' failures: a kind that says so, and a gradcheck held to the
+    reference's gradient (whose message blames the forward only where a check of it failed)."""
+    return bool(getattr(check_kind(check.kind), "READS_OTHER_CHECKS", False)
+                or (check.kind == "gradcheck" and check.params.get("against_reference")))
 
 
 def compact_expectation(kind: str, measurement: Any) -> Any:

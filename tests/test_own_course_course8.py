@@ -1,0 +1,45 @@
+"""The course8 trial (a new instructor's BatchNorm by hand, tests/courses/course8): its frictions, through the real
+commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import REPO, run_dldiy
+
+COURSE = REPO / "tests" / "courses" / "course8"
+
+
+def _copy(tmp_path: Path) -> Path:
+    course = tmp_path / "course"
+    shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns("__pycache__"))
+    return course
+
+
+def test_a_correct_staged_backward_whose_gradient_is_zero_keeps_its_points_against_the_reference():
+    """F1: through out.sum().backward() BatchNorm's dx is exactly 0, both hand gradients rounding (2.2e-16 against
+    -1.1e-16): held relatively to the reference's largest entry (itself ~1e-16) they differed by 120%, and a correct
+    student lost the check with "check forward first". The floor is the size of the gradient's terms; a dx rounded
+    through float32 is still caught."""
+    result = run_dldiy("validate", "-j", "1", "--course", str(COURSE), "bnfun")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "alternatives at full marks 1/1, false failures 0" in result.stdout, result.stdout
+    assert "bugs caught 1/1" in result.stdout, result.stdout
+
+
+def test_a_backward_off_the_reference_blames_the_forward_only_where_a_check_of_it_failed(tmp_path):
+    """F1's message: "check forward first" where the forward's check passes sent the student to the wrong half."""
+    course = _copy(tmp_path)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    source = (course / "reference" / "bnfun" / "bnfun.py").read_text()
+    # the same function both ways, scaled: backward agrees with this forward's finite differences, not the reference
+    (sub / "bnfun.py").write_text(source.replace("    out = gamma * xhat + beta", "    out = 2 * gamma * xhat + beta")
+                                  .replace("    dxhat = dout * gamma", "    dxhat = 2 * dout * gamma")
+                                  .replace("    dgamma = (dout * xhat).sum(dim=0)", "    dgamma = 2 * (dout * xhat).sum(dim=0)"))
+    report = json.loads(run_dldiy("check", "--course", str(course), "bnfun", str(sub / "bnfun.py"), "--json").stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["forward"]["status"] == "fail", checks
+    assert "check forward first (failing: forward" in checks["backward-gradcheck"]["message"], checks

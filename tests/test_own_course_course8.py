@@ -43,3 +43,40 @@ def test_a_backward_off_the_reference_blames_the_forward_only_where_a_check_of_i
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["forward"]["status"] == "fail", checks
     assert "check forward first (failing: forward" in checks["backward-gradcheck"]["message"], checks
+
+
+OWN_BACKWARD = '''
+
+def own_backward():
+    """The harness's own backward (one bug, one deduction): the reference's with its names changed."""
+    def batchnorm_backward(g, saved):
+        xn, istd, scale = saved
+        m = g.shape[0]
+        db = g.sum(dim=0)
+        dg = (g * xn).sum(dim=0)
+        dxn = g * scale
+        dx = istd / m * (m * dxn - dxn.sum(dim=0) - xn * (dxn * xn).sum(dim=0))
+        return dx, dg, db
+    return batchnorm_backward
+'''
+
+
+def test_release_refuses_a_harness_function_that_is_a_reference_function_renamed(tmp_path):
+    """F6: the line scan compared identical lines only, so a harness's own version of a student's function with its
+    variables renamed shipped the whole solution. Functions are compared with names and constants normalised; one
+    declared public in dldiy.toml ships."""
+    course = _copy(tmp_path)
+    assert run_dldiy("release", str(tmp_path / "ok"), cwd=course).returncode == 0  # bn_function is no solution
+    harness = course / "exercises" / "bnfun" / "harness.py"
+    harness.write_text(harness.read_text() + OWN_BACKWARD)
+    result = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert result.returncode != 0, result.stdout
+    said = " ".join(result.stderr.split())
+    assert ("exercises/bnfun/harness.py: function batchnorm_backward (line" in said
+            and "is reference/bnfun/bnfun.py's batchnorm_backward (line 17)" in said), said
+    assert "function own_backward" not in said, said  # the function around it is not said again
+    assert 'public_functions = ["exercises/bnfun/harness.py:batchnorm_backward"]' in said, said
+    marker = course / "dldiy.toml"
+    marker.write_text(marker.read_text() + '\n[release]\npublic_functions = ["exercises/bnfun/harness.py:batchnorm_backward"]\n')
+    result = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
+    assert result.returncode == 0, result.stderr

@@ -7,9 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import nbformat
+import pytest
 from conftest import REPO, run_dldiy
 
 COURSE = REPO / "tests" / "courses" / "course8"
+MLP = REPO / "tests" / "courses" / "mlp_numpy"
+MLP_SOLUTION = MLP / "notebooks" / "mlp_solution.ipynb"
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -80,3 +84,32 @@ def test_release_refuses_a_harness_function_that_is_a_reference_function_renamed
     marker.write_text(marker.read_text() + '\n[release]\npublic_functions = ["exercises/bnfun/harness.py:batchnorm_backward"]\n')
     result = run_dldiy("release", str(tmp_path / "bundle"), cwd=course)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("torch.set_default_dtype(torch.float64)", True), ("torch.manual_seed(0)", True), ("np.random.seed(SEED)", True),
+    ('warnings.filterwarnings("ignore")', True), ("np.set_printoptions(precision=3)", True),
+    ("torch.manual_seed(int(time.time()))", False), ("train(model)", False), ('print("loaded")', False),
+    ("x = torch.set_default_dtype(torch.float64)", False),
+])
+def test_definitions_mode_runs_the_imports_cells_configuration_calls(line, kept):
+    """F4: `torch.set_default_dtype(torch.float64)` in the imports cell was left out at load, so the graded module's
+    buffers were float32 where Jupyter's were float64. A short list of libraries' settings runs, on plain arguments."""
+    from dldiy.incheck import definitions_only
+
+    source, dropped = definitions_only(line)
+    assert (source == line, dropped) == (kept, 0 if kept else 1)
+
+
+def test_the_load_summary_names_each_statement_definitions_mode_left_out(tmp_path):
+    """F4: "line 4 left out ...: 1 statement" did not say which; each is said by its text."""
+    nb = nbformat.read(str(MLP_SOLUTION), as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("import numpy as np"))
+    cell.source = cell.source.replace("import numpy as np\n", "import numpy as np\nnp.random.seed(0)\n"
+                                      "print('a long message printed while the notebook loads, at length')\n", 1)
+    nbformat.write(nb, str(tmp_path / "mlp.ipynb"))
+    report = json.loads(run_dldiy("check", "--course", str(MLP), "mlp", str(tmp_path / "mlp.ipynb"), "--json").stdout)
+    skipped = " ".join(report["skipped_lines"])
+    assert "1 statement (print('a long message printed while the noteb...)" in skipped, skipped
+    assert "np.random.seed" not in skipped, skipped
+    assert report["score"] == report["max_score"], report

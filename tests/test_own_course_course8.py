@@ -113,3 +113,41 @@ def test_the_load_summary_names_each_statement_definitions_mode_left_out(tmp_pat
     assert "1 statement (print('a long message printed while the noteb...)" in skipped, skipped
     assert "np.random.seed" not in skipped, skipped
     assert report["score"] == report["max_score"], report
+
+
+ADAM = '''import numpy as np
+
+
+def adam_step(grad, state):
+    ### BEGIN SOLUTION
+    return 0.9 * state["m"] + 0.1 * grad
+    ### END SOLUTION
+'''
+
+
+def test_new_builds_a_backwards_cache_from_the_forward_and_compares_only_the_forwards_out(tmp_path):
+    """F3: the scaffold passed a random 3x3 tensor as `cache`, which the reference unpacked into nonsense, record and
+    validate accepting it, and a correct student with a dict cache errored. F8: the forward's agreement compared the
+    cache too (record refused it). The backward's cache is now the forward's output; the forward's out alone is
+    compared; a staged backward with a dict cache gets full marks."""
+    made = run_dldiy("new", "bn", "--from", str(COURSE / "exercises" / "bnfun" / "template" / "bnfun.py"),
+                     "--solution", str(COURSE / "reference" / "bnfun" / "bnfun.py"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "`cache` must come from your code, not a guess: the probe builds it from the forward's output" in made.stdout
+    harness = (tmp_path / "exercises" / "bn" / "harness.py").read_text()
+    assert 'cache = sub.call("batchnorm_forward", x_, gamma_, beta_)[-1]' in harness, harness
+    assert run_dldiy("record", "bn", cwd=tmp_path).returncode == 0
+    report = json.loads(run_dldiy("check", "bn", str(COURSE / "alternatives" / "bnfun" / "staged" / "bnfun.py"),
+                                  "--json", cwd=tmp_path).stdout)
+    assert report["score"] == report["max_score"] == 2, report
+
+
+def test_new_leaves_a_cache_it_cannot_build_as_a_todo_record_refuses(tmp_path):
+    """F3: where no function returns the cache, the probe raises a TODO that `dldiy record` refuses."""
+    (tmp_path / "sol.py").write_text(ADAM)
+    (tmp_path / "hand.py").write_text(ADAM.replace('    return 0.9 * state["m"] + 0.1 * grad\n',
+                                                   "    raise NotImplementedError\n"))
+    made = run_dldiy("new", "ad", "--from", str(tmp_path / "hand.py"), "--solution", str(tmp_path / "sol.py"), cwd=tmp_path)
+    assert "`state` must come from your code" in made.stdout and "refuses until then" in made.stdout, made.stdout
+    recorded = run_dldiy("record", "ad", cwd=tmp_path)
+    assert recorded.returncode != 0 and "TODO (dldiy new): build `state`" in recorded.stdout + recorded.stderr

@@ -297,9 +297,9 @@ def _forward_blamed(check: Check) -> str:
     if failing is None:  # judged alone (no other check's result at hand)
         return ("So backward matches your forward, and your forward is not the layer's: check forward first (its "
                 "formula, or values it keeps from an earlier call).")
-    return ("So backward matches your forward, and the two differ from the reference's layer here, though every other "
-            "check passes: a forward that answers otherwise in this call (values kept from an earlier call, a branch "
-            "on the inputs), or a gradient of another function than the forward's checks look at.")
+    return ("So backward matches your forward, and your forward is not the layer's at these inputs, though no other check "
+            "fails: look for what the other checks do not cover (values kept from an earlier call, a branch on the "
+            "inputs or their shape, a parameter used otherwise).")
 
 
 def forward_values(at: Any, values: Any, exact: Any, atol: Any, rtol: float, hint: str = "") -> dict[str, Any]:

@@ -151,3 +151,23 @@ def test_new_leaves_a_cache_it_cannot_build_as_a_todo_record_refuses(tmp_path):
     assert "`state` must come from your code" in made.stdout and "refuses until then" in made.stdout, made.stdout
     recorded = run_dldiy("record", "ad", cwd=tmp_path)
     assert recorded.returncode != 0 and "TODO (dldiy new): build `state`" in recorded.stdout + recorded.stderr
+
+
+def test_a_check_that_ran_past_half_its_timeout_is_said_in_its_message_and_the_grade_summary(tmp_path):
+    """F5: the same notebook's training check passed, timed out and passed again (60 s timeout, 155 s runs under
+    load), and nothing said it was near the limit."""
+    course = _copy(tmp_path)
+    spec = course / "exercises" / "bnfun" / "spec.toml"
+    spec.write_text(spec.read_text().replace("timeout = 10", "timeout = 2").replace("seeds = [1, 2, 3]", "seeds = [1]"))
+    sub = tmp_path / "class" / "slow"
+    sub.mkdir(parents=True)
+    source = (course / "reference" / "bnfun" / "bnfun.py").read_text()
+    (sub / "bnfun.py").write_text(source.replace('    mu = x.mean(dim=0)\n', '    import time\n    time.sleep(1.3)\n'
+                                                 '    mu = x.mean(dim=0)\n', 1))
+    report = json.loads(run_dldiy("check", "--course", str(course), "bnfun", str(sub / "bnfun.py"), "--json").stdout)
+    forward = next(c for c in report["checks"] if c["name"] == "forward")
+    assert forward["status"] == "pass" and "of its 2 s timeout at seed 1: near the limit" in forward["message"], forward
+    graded = run_dldiy("grade", "--course", str(course), "bnfun", str(tmp_path / "class"), "--out", str(tmp_path / "grades"),
+                       "--hidden", "0")
+    assert "near their timeout (a busier machine may change these grades): slow forward (1 of 2 s)" in graded.stdout, \
+        graded.stdout + graded.stderr

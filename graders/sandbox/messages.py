@@ -31,10 +31,13 @@ class ErrorInfo(TypedDict):
 
 
 class TaskResult(TypedDict, total=False):
-    """What one (check, seed) produced, as the judge reads it: exactly one of the two keys."""
+    """What one (check, seed) produced, as the judge reads it: exactly one of the first two keys; how long it ran
+    and its timeout, where the harness said."""
 
     measurement: Any
     error: ErrorInfo
+    seconds: float
+    timeout: float
 
 
 class Loaded(TypedDict):
@@ -57,6 +60,8 @@ class Result(TypedDict):
     seed: int
     measurement: NotRequired[Any]
     error: NotRequired[ErrorInfo]
+    seconds: NotRequired[float]
+    timeout: NotRequired[float]
     # the names the task's probe handed the student's process as the harness's own (stand-ins), which the
     # parent orders later jobs' tasks by (runner.in_stand_in_order)
     handed: NotRequired[list[str]]
@@ -135,6 +140,11 @@ def parse(line: bytes | str) -> Message | None:
             result = None if info is None else failed(check, seed, info)
         if result is not None and isinstance(raw.get("handed"), list):
             result["handed"] = _strings(raw["handed"])
+        if result is not None:
+            for key in ("seconds", "timeout"):  # (how long the task ran, of its timeout: a note near the limit)
+                value = raw.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                    result[key] = float(value)  # type: ignore[literal-required]
         return result
     return None
 
@@ -150,9 +160,12 @@ def parse_error(raw: Any) -> ErrorInfo | None:
 
 def task_result(message: Result) -> TaskResult:
     """A result line as the judge reads it (check and seed are the key it is filed under)."""
-    if "error" in message:
-        return {"error": message["error"]}
-    return {"measurement": message.get("measurement")}
+    out: TaskResult = {"error": message["error"]} if "error" in message else {"measurement": message.get("measurement")}
+    if "seconds" in message:
+        out["seconds"] = message["seconds"]
+    if "timeout" in message:
+        out["timeout"] = message["timeout"]
+    return out
 
 
 def _strings(value: Any) -> list[str]:

@@ -164,7 +164,8 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
     worst_seed, worst = max(verdicts, key=lambda sv: (_RANK[sv[1].status], sv[0] not in hidden))
     public = [s for s, _ in verdicts if s not in hidden]
     if worst.status == "pass":
-        where = f" (seeds {', '.join(map(str, public))})" if len(verdicts) > 1 and public else ""
+        where = (f" (seed{'s' if len(public) > 1 else ''} {', '.join(map(str, public))})"
+                 if len(verdicts) > 1 and public else "")
         message = (worst.message or "ok") + where
         if hidden and any(s in hidden for s, _ in verdicts):
             message += f" and {sum(s in hidden for s, _ in verdicts)} hidden seed(s)"

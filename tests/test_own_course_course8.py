@@ -171,3 +171,30 @@ def test_a_check_that_ran_past_half_its_timeout_is_said_in_its_message_and_the_g
                        "--hidden", "0")
     assert "near their timeout (a busier machine may change these grades): slow forward (1 of 2 s)" in graded.stdout, \
         graded.stdout + graded.stderr
+
+
+def test_cosmetics_one_public_seed_a_torch_target_and_a_notebook_without_cell_ids(tmp_path):
+    """F10: "(seeds 1) and 2 hidden seed(s)"; a check against torch's op said "agree with the reference"; `dldiy new`
+    passed nbformat's MissingIDFieldWarning through for a hand-written notebook."""
+    course = _copy(tmp_path)
+    spec = course / "exercises" / "bnfun" / "spec.toml"
+    spec.write_text(spec.read_text().replace("seeds = [1, 2, 3]", "seeds = [1]"))
+    sub = tmp_path / "class" / "staged"
+    sub.mkdir(parents=True)
+    shutil.copy(course / "alternatives" / "bnfun" / "staged" / "bnfun.py", sub / "bnfun.py")
+    graded = run_dldiy("grade", "--course", str(course), "bnfun", str(tmp_path / "class"), "--out",
+                       str(tmp_path / "grades"), "--hidden", "1")
+    assert graded.returncode == 0, graded.stderr
+    record = json.loads((tmp_path / "grades" / "journal.jsonl").read_text().splitlines()[-1])
+    messages = {c["name"]: c["message"] for c in record["checks"]}
+    assert messages["forward"].endswith("(seed 1) and 1 hidden seed(s)"), messages
+    assert "agree with the target the harness computed" in messages["backward-torch"], messages
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import numpy as np"), nbformat.v4.new_code_cell(
+        "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION")])
+    for cell in nb.cells:
+        del cell["id"]
+    (tmp_path / "sol.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "hand.ipynb").write_text(json.dumps(nb).replace("return 2 * x", "raise NotImplementedError"))
+    made = run_dldiy("new", "f", "--from", str(tmp_path / "hand.ipynb"), "--solution", str(tmp_path / "sol.ipynb"),
+                     cwd=tmp_path)
+    assert made.returncode == 0 and "MissingIDFieldWarning" not in made.stderr, made.stderr

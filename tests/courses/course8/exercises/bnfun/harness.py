@@ -1,6 +1,7 @@
 """bnfun probes: a forward -> (out, cache) and a backward(dout, cache), checked as one autograd.Function."""
 
 import torch
+import torch.nn.functional as F
 
 from dldiy.graders.api import built_inside
 from dldiy.graders.batched import function_blocks
@@ -44,3 +45,21 @@ def backward_gradcheck(sub, seed, p):
     return {"blocks": function_blocks(sub, fn, [x, gamma, beta], ["batchnorm_backward: dx",
                                                                   "batchnorm_backward: dgamma",
                                                                   "batchnorm_backward: dbeta"])}
+
+
+def backward_against_torch(sub, seed, p):
+    """dx, dgamma, dbeta against torch's own op: each case's `target` is autograd of F.batch_norm, computed here
+    (recorded from the reference's run, measured live at hidden seeds), which the student's values are held to."""
+    x, gamma, beta = _inputs(seed)
+    dout = torch.randn(N, D, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    _, cache = sub.call("batchnorm_forward", x, gamma, beta)
+    grads = sub.call("batchnorm_backward", dout, cache)
+    leaves = [t.clone().requires_grad_(True) for t in (x, gamma, beta)]
+    out = F.batch_norm(leaves[0], None, None, leaves[1], leaves[2], training=True, eps=1e-5)
+    want = torch.autograd.grad((out * dout).sum(), leaves)
+    cases = []
+    for name, got, target in zip(("dx", "dgamma", "dbeta"), grads, want):
+        values = as_array(got, name)
+        cases.append({"name": name, "shape": list(values.shape), "values": values.ravel().tolist(),
+                      "target": target.ravel().tolist()})
+    return {"cases": cases}

@@ -82,7 +82,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         result = _combine(check, verdicts, hidden) if verdicts or not unfit else CheckResult(
             check.name, check.kind, "skip", 0.0, check.points,
             "inconclusive: at every seed graded the reference itself misses this check's target", check.title)
-        _note_near_timeout(result, per_seed, hidden)
+        _note_near_timeout(result, [(seed, outcome.timings.get((check.name, seed))) for seed, _ in per_seed], hidden)
         seed = result.details.get("seed")  # absent when the worst seed is hidden: nothing is drawn
         if seed is not None and seed not in hidden:
             data = plots.plot_data(check.kind, outcome.results.get((check.name, seed), {}).get("measurement"),
@@ -99,13 +99,13 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
 NEAR_TIMEOUT = 0.5
 
 
-def _note_near_timeout(result: CheckResult, per_seed: list, hidden: frozenset[int]) -> None:
-    """A note on a check that did not time out but whose slowest task ran past NEAR_TIMEOUT of its timeout."""
+def _note_near_timeout(result: CheckResult, timings: list, hidden: frozenset[int]) -> None:
+    """A note on a check that did not time out but whose slowest task ran past NEAR_TIMEOUT of its timeout
+    (`timings`: (seed, (seconds, timeout) or None))."""
     if result.status not in ("pass", "fail"):
         return
-    slow = [(r["seconds"] / r["timeout"], seed, r["seconds"], r["timeout"]) for seed, r in per_seed
-            if isinstance(r.get("seconds"), float) and isinstance(r.get("timeout"), float) and r["timeout"] > 0
-            and r["seconds"] > NEAR_TIMEOUT * r["timeout"]]
+    slow = [(t[0] / t[1], seed, t[0], t[1]) for seed, t in timings
+            if isinstance(t, tuple) and len(t) == 2 and t[1] > 0 and t[0] > NEAR_TIMEOUT * t[1]]
     if not slow:
         return
     _, seed, seconds, timeout = max(slow)

@@ -46,7 +46,7 @@ def test_a_backward_off_the_reference_blames_the_forward_only_where_a_check_of_i
     report = json.loads(run_dldiy("check", "--course", str(course), "bnfun", str(sub / "bnfun.py"), "--json").stdout)
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["forward"]["status"] == "fail", checks
-    assert "check forward first (failing: forward" in checks["backward-gradcheck"]["message"], checks
+    assert "check forward first (failing: backward-torch, forward;" in checks["backward-gradcheck"]["message"], checks
 
 
 OWN_BACKWARD = '''

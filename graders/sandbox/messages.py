@@ -31,13 +31,10 @@ class ErrorInfo(TypedDict):
 
 
 class TaskResult(TypedDict, total=False):
-    """What one (check, seed) produced, as the judge reads it: exactly one of the first two keys; how long it ran
-    and its timeout, where the harness said."""
+    """What one (check, seed) produced, as the judge reads it: exactly one of the two keys."""
 
     measurement: Any
     error: ErrorInfo
-    seconds: float
-    timeout: float
 
 
 class Loaded(TypedDict):
@@ -160,12 +157,9 @@ def parse_error(raw: Any) -> ErrorInfo | None:
 
 def task_result(message: Result) -> TaskResult:
     """A result line as the judge reads it (check and seed are the key it is filed under)."""
-    out: TaskResult = {"error": message["error"]} if "error" in message else {"measurement": message.get("measurement")}
-    if "seconds" in message:
-        out["seconds"] = message["seconds"]
-    if "timeout" in message:
-        out["timeout"] = message["timeout"]
-    return out
+    if "error" in message:
+        return {"error": message["error"]}
+    return {"measurement": message.get("measurement")}
 
 
 def _strings(value: Any) -> list[str]:

@@ -335,6 +335,12 @@ def print_summary(console: Console, records: list[dict], settings: dict, out: Pa
     if skipped:
         how = "left out of the maximum" if settings.get("skips") == "leave-out" else "counted as 0"
         console.print(f"skipped on this machine ({how}): " + ", ".join(f"{n} ({k})" for n, k in skipped.items()))
+    near = [(record["student"], c.name, c.details["near_timeout"]) for record, r in zip(records, reports)
+            for c in r.checks if isinstance(c.details.get("near_timeout"), dict)]
+    if near:  # (course8 trial: one notebook's training check passed, timed out and passed again, at 60 s)
+        console.print(Text("near their timeout (a busier machine may change these grades): " + ", ".join(
+            f"{terminal_safe(student)} {name} ({t.get('seconds', 0):.0f} of {t.get('timeout', 0):g} s)"
+            for student, name, t in near[:10]) + (f" and {len(near) - 10} more" if len(near) > 10 else "")))
     errored = [(record, r) for record, r in zip(records, reports) if r.status == "error"]
     if errored:
         console.print(f"[bold red]{len(errored)} submission(s) errored:[/]")

@@ -127,6 +127,13 @@ def new_command(exercise_id: str, empty: Path, solution: Path, force: bool) -> N
     if guessed:
         click.echo(f"  note: the probes call {', '.join(guessed)} with arguments guessed from their names (3x3 "
                    "matrices, 3-vectors, labels in 0..2): give them your shapes in harness.py")
+    written_text = (folder / "harness.py").read_text()
+    for line in written_text.splitlines():  # (course8 trial: a random tensor passed as a backward's cache)
+        if "is no cache)" in line or "TODO (dldiy new)" in line:
+            what = line.split("`")[1] if "`" in line else "cache"
+            click.echo(f"  note: `{what}` must come from your code, not a guess: "
+                       + ("the probe builds it from the forward's output (harness.py)" if "is no cache)" in line else
+                          "the probe raises a TODO until you build it (harness.py); `dldiy record` refuses until then"))
     if found["torch_classes"]:  # (course7 trial: "no layer class ..." for both, and no hint where to start)
         named = ", ".join(f"{name} ({base})" for name, base in found["torch_classes"])
         click.echo(f"  note: no check scaffolded for {named}: write an agreement probe for each (its outputs, "

@@ -21,9 +21,9 @@ import click
 
 from dldiy.graders.course import notebook
 from dldiy.graders.course.exercise import exercise_ids, load_exercise
-from dldiy.graders.course.folders import current
-from dldiy.graders.course.release import (build_wheel, bundle_readme, leaks, source_notebook, stage_course,
-                                          stage_exercise, stage_nbgrader_course)
+from dldiy.graders.course.folders import course_root, current
+from dldiy.graders.course.release import (build_wheel, bundle_readme, function_leaks, leaks, source_notebook,
+                                          stage_course, stage_exercise, stage_nbgrader_course)
 
 
 NBGRADER_CONFIG = """\
@@ -104,6 +104,11 @@ def release_command(outdir: Path, nbgrader: bool, only: tuple[str, ...], force: 
         found = [] if nbgrader else leaks(staged)  # nbgrader's source/ holds solutions by design
         if found:
             raise click.ClickException("release stopped: reference code found in it\n  " + "\n  ".join(found[:20]))
+        if not nbgrader:
+            # dldiy's own exercises' harnesses travel in the wheel: said, not refused (their own versions of students'
+            # functions, which one bug, one deduction runs the submission with, are known; see docs/own-course.md)
+            for shipped in function_leaks(staged, course_root(), wheels=True):
+                click.echo(f"warning: the wheel's built-in harness: {shipped}", err=True)
         # Exactly what was staged is written (and announced): nothing else.
         top = staged / "source" if nbgrader else staged
         targets = [outdir.joinpath(*p.relative_to(staged).parts) for p in sorted(top.iterdir())]

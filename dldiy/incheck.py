@@ -52,7 +52,7 @@ def definitions_split(source: str) -> tuple[str, list[tuple[int, int, str, list[
     keep = [False] * len(lines)
     dropped: list[tuple[int, int, str, list[str]]] = []
     for node in tree.body:
-        if isinstance(node, _KEPT) or _is_constant_assignment(node) or _is_docstring(node):
+        if isinstance(node, _KEPT) or _is_constant_assignment(node) or _is_docstring(node) or _is_configuration(node):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             for i in range(start - 1, node.end_lineno or node.lineno):
                 keep[i] = True
@@ -157,6 +157,35 @@ def _is_constant_assignment(node: ast.stmt) -> bool:
         return True
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return _is_pure(node.value)
+
+
+# Configuration calls an imports cell makes, run at load in definitions mode (course8 trial: the notebook's
+# `torch.set_default_dtype(torch.float64)` was left out, so its module's buffers were float32 when graded and float64
+# in Jupyter, and a correct alternative lost a point): global settings of the libraries, never a computation. Only
+# as a statement of its own, on literal, name or attribute arguments (`torch.manual_seed(0)`, `np.random.seed(SEED)`),
+# so a training loop or anything it calls never runs at load.
+_CONFIGURATION_CALLS = frozenset({
+    "torch.set_default_dtype", "torch.set_default_tensor_type", "torch.manual_seed", "torch.set_printoptions",
+    "torch.use_deterministic_algorithms", "torch.set_float32_matmul_precision", "torch.set_num_threads",
+    "np.random.seed", "numpy.random.seed", "np.set_printoptions", "numpy.set_printoptions", "np.seterr", "numpy.seterr",
+    "random.seed", "warnings.filterwarnings", "warnings.simplefilter", "plt.style.use", "matplotlib.style.use",
+    "matplotlib.use", "plt.rcParams.update", "sns.set_theme", "sns.set", "pd.set_option"})
+
+
+def _is_configuration(node: ast.stmt) -> bool:
+    """A call of _CONFIGURATION_CALLS as a statement of its own, on literals, names and attributes."""
+    if not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
+        return False
+    call = node.value
+    if _dotted(call.func) not in _CONFIGURATION_CALLS:
+        return False
+    def plain(a: ast.expr) -> bool:
+        try:
+            ast.literal_eval(a)
+            return True
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return _dotted(a) is not None
+    return all(plain(a) for a in call.args) and all(plain(k.value) for k in call.keywords)
 
 
 def history_notebook(inputs: list[str], raw: list[str] | None = None, named: dict | None = None,

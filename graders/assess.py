@@ -129,6 +129,7 @@ def merged(outcomes: list[Outcome], output_bytes: int) -> Outcome:
     out = Outcome(skipped=first.skipped, sandbox=first.sandbox)
     for o in outcomes:
         out.results.update(o.results)
+        out.timings.update(o.timings)
     out.load_error = next((o.load_error for o in outcomes if o.load_error is not None), None)
     out.output = "".join([first.output, *(_after_common_lines(first.output, o.output) for o in outcomes[1:])]
                          )[: output_bytes + 200]

@@ -119,7 +119,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
     import torch
 
     from .api import expect_tensor
-    from .kinds.gradcheck import block, central_differences, perturbed
+    from .kinds.gradcheck import block, central_differences, perturbed, term_scale
 
     inputs = [x.detach().double() for x in inputs]
     moved = [perturbed(x, eps) for x in inputs]  # rows x_i + eps e_j, x_i - eps e_j for every entry j
@@ -154,7 +154,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         analytic = torch.zeros_like(x) if g is None else expect_tensor(g, f"the gradient of {name}",
                                                                        shape=tuple(x.shape), finite=False)
         blocks.append(block(name, analytic, numeric, exact=None if exact_grads is None else exact_grads[i],
-                            exact_floor=1.0))
+                            exact_floor=1.0, scale=term_scale(v, out, x)))
         if summed is None:
             continue
         label = f"{name}, through {what}(...).sum().backward() (an expanded incoming gradient)"
@@ -165,7 +165,7 @@ def function_blocks(sub: Any, fn: Any, inputs: Sequence[Any], names: Sequence[st
         s = summed[i] if isinstance(summed, list) and i < len(summed) else None
         analytic_ones = torch.zeros_like(x) if s is None else expect_tensor(s, f"the gradient of {label}",
                                                                             shape=tuple(x.shape), finite=False)
-        expanded.append(block(label, analytic_ones, numeric_ones))
+        expanded.append(block(label, analytic_ones, numeric_ones, scale=term_scale(1.0, out, x)))
     # (after every block of the fixed direction: that one says a wrong formula first)
     return [dict(b, out_dtype=dtype, **overflowed(out, inputs)) for b in blocks + expanded]
 

@@ -55,7 +55,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
     # the spec's order
     for check in sorted(checks, key=lambda c: bool(c.params.get("base_check") or c.params.get("charged_by")
                                                     or c.params.get("see_first")
-                                                    or getattr(check_kind(c.kind), "READS_OTHER_CHECKS", False))):
+                                                    or _reads_other_checks(c))):
         base = check.params.get("base_check")
         if base and base in results and results[base].status == "pass":
             # the check its values defer to passed: a wrong base value is then this check's to charge (a
@@ -70,7 +70,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
             # and, of a check charged per function (agreement's parts), the functions it charged
             parts = {name: list(results[name].details.get("parts_failed") or ()) for name in failed}
             check = dataclasses.replace(check, params={**check.params, "failed_checks": failed, "failed_parts": parts})
-        if getattr(check_kind(check.kind), "READS_OTHER_CHECKS", False):
+        if _reads_other_checks(check):
             # a kind that must know what the other checks charged, in their words (placement: whether a failure on
             # the CPU that its probe met is charged by a check of values already, or by none but itself)
             check = dataclasses.replace(check, params={**check.params, "other_failures": {
@@ -82,6 +82,7 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         result = _combine(check, verdicts, hidden) if verdicts or not unfit else CheckResult(
             check.name, check.kind, "skip", 0.0, check.points,
             "inconclusive: at every seed graded the reference itself misses this check's target", check.title)
+        _note_near_timeout(result, [(seed, outcome.timings.get((check.name, seed))) for seed, _ in per_seed], hidden)
         seed = result.details.get("seed")  # absent when the worst seed is hidden: nothing is drawn
         if seed is not None and seed not in hidden:
             data = plots.plot_data(check.kind, outcome.results.get((check.name, seed), {}).get("measurement"),
@@ -91,6 +92,34 @@ def judge(exercise: Exercise, checks: list[Check], outcome: Outcome, submission:
         results[check.name] = result
     return Report(exercise.id, submission, [results[c.name] for c in checks], outcome.load_error, outcome.skipped,
                   outcome.output, outcome.duration_s, outcome.sandbox)
+
+
+# A task that ran more than this share of its timeout: its grade depends on the machine's load (course8 trial: the
+# same notebook's training check passed, timed out, then passed again, at 60 s), said in its check's message
+NEAR_TIMEOUT = 0.5
+
+
+def _note_near_timeout(result: CheckResult, timings: list, hidden: frozenset[int]) -> None:
+    """A note on a check that did not time out but whose slowest task ran past NEAR_TIMEOUT of its timeout
+    (`timings`: (seed, (seconds, timeout) or None))."""
+    if result.status not in ("pass", "fail"):
+        return
+    slow = [(t[0] / t[1], seed, t[0], t[1]) for seed, t in timings
+            if isinstance(t, tuple) and len(t) == 2 and t[1] > 0 and t[0] > NEAR_TIMEOUT * t[1]]
+    if not slow:
+        return
+    _, seed, seconds, timeout = max(slow)
+    where = "a hidden seed" if seed in hidden else f"seed {seed}"
+    result.message += (f" (note: it ran {seconds:.1f} s of its {timeout:g} s timeout at {where}: near the limit, a busier "
+                       "machine may time it out; make it faster)")
+    result.details["near_timeout"] = {"seconds": seconds, "timeout": timeout}
+
+
+def _reads_other_checks(check: Check) -> bool:
+    """Whether a check's judge reads the other checks' failures: a kind that says so, and a gradcheck held to the
+    reference's gradient (whose message blames the forward only where a check of it failed)."""
+    return bool(getattr(check_kind(check.kind), "READS_OTHER_CHECKS", False)
+                or (check.kind == "gradcheck" and check.params.get("against_reference")))
 
 
 def compact_expectation(kind: str, measurement: Any) -> Any:
@@ -135,7 +164,8 @@ def _combine(check: Check, verdicts: list[tuple[int, Verdict]], hidden: frozense
     worst_seed, worst = max(verdicts, key=lambda sv: (_RANK[sv[1].status], sv[0] not in hidden))
     public = [s for s, _ in verdicts if s not in hidden]
     if worst.status == "pass":
-        where = f" (seeds {', '.join(map(str, public))})" if len(verdicts) > 1 and public else ""
+        where = (f" (seed{'s' if len(public) > 1 else ''} {', '.join(map(str, public))})"
+                 if len(verdicts) > 1 and public else "")
         message = (worst.message or "ok") + where
         if hidden and any(s in hidden for s, _ in verdicts):
             message += f" and {sum(s in hidden for s, _ in verdicts)} hidden seed(s)"

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .api import ApiError
+from .kinds.gradcheck import term_scale
 from .sandbox.submission import CELL_RUNNER
 
 EPS = 1e-6
@@ -101,8 +102,10 @@ def gradcheck_layer(layer: Any, x: np.ndarray, *, name: str, args: tuple = (), g
                        f"backward() and calls at nearby points): a layer's forward must depend on its input and "
                        "parameters only, not on the calls before it")
     labels = {"x": f"{name} input"} | {p: f"{name}.{p}" for p in grads}
+    # the size of each gradient's terms: the floor under which a reference's gradient is rounding (against_reference)
+    at = {"x": x} | params
     return {"blocks": [{"name": labels[k], "shape": list(numeric[k].shape), "analytic": analytic[k].ravel().tolist(),
-                        "numeric": numeric[k].ravel().tolist()} for k in numeric]}
+                        "numeric": numeric[k].ravel().tolist(), "scale": term_scale(v, out, at[k])} for k in numeric]}
 
 
 def _central(f: Callable[[np.ndarray], float], at: np.ndarray, eps: float) -> np.ndarray:

@@ -326,7 +326,7 @@ def test_the_points_rest_on_the_hidden_seeds_with_one_public_seed_beside_them(gr
     alice = next(r for r in json.loads((graded / "book" / "results.json").read_text())["students"]
                  if r["student"] == "alice")
     first = next(c for c in alice["checks"] if c["name"] == "first-loss")
-    assert first["message"].endswith("(seeds 1) and 2 hidden seed(s)"), first["message"]
+    assert first["message"].endswith("(seed 1) and 2 hidden seed(s)"), first["message"]
 
 
 def test_a_batch_recorded_before_the_public_seeds_choice_resumes_with_every_public_seed(tmp_path):

@@ -254,8 +254,11 @@ def public_lines(root: Path) -> set[str]:
 
 def leaks(bundle: Path, root: Path | None = None) -> list[str]:
     """'bundle file: reference line' for each reference line found in a file of the bundle (a
-    notebook's cells and outputs; a wheel's student-facing members)."""
-    wanted = reference_lines(root or course_root())
+    notebook's cells and outputs; a wheel's student-facing members), and each function of the bundle's
+    Python code (a harness) that is a reference function with its names or constants changed
+    (`function_leaks`)."""
+    root = root or course_root()
+    wanted = reference_lines(root)
     found = []
     for path in sorted(bundle.rglob("*")):
         if path.is_file():
@@ -263,7 +266,220 @@ def leaks(bundle: Path, root: Path | None = None) -> list[str]:
                 where = wanted.get(normalise(line))
                 if where:
                     found.append(f"{path.relative_to(bundle)}{where_in}: {line.strip()!r} (from {where})")
+    return found + function_leaks(bundle, root)
+
+
+# A harness function whose normalised body is this close to a reference function's (difflib's ratio of their token
+# sequences) is that function: a copy with names renamed, a constant changed or a line added (course8's trial shipped
+# a complete k-means update that way, one variable renamed, past the line-by-line scan).
+SAME_FUNCTION = 0.85
+# ... and this close where the harness function has the reference function's own name (an `update` nested in an
+# `own_update`, `_softmax` beside softmax): a version of the student's function, written a little differently
+SAME_NAMED_FUNCTION = 0.6
+# Functions smaller than this many tokens are too short to be a solution of their own (a return of one call)
+MIN_FUNCTION_TOKENS = 40
+
+
+def function_leaks(bundle: Path, root: Path, wheels: bool = False) -> list[str]:
+    """'bundle file: function NAME (line N) is REFERENCE's NAME (line M) ...' for each function in the bundle's Python
+    files (the harnesses, a wheel's exercises/*/harness.py) whose body, with every identifier and constant normalised,
+    equals or nearly equals a reference function's (solution code only: a notebook's solution regions). A function
+    declared public in dldiy.toml (`[release] public_functions = ["exercises/ex/harness.py:own_update"]`, or its name
+    alone) is left out: shipping it is the instructor's choice. `wheels`: the harnesses inside the bundle's wheels
+    (dldiy's built-in exercises, whose references are the course's only where the course is dldiy's own) instead of
+    the bundle's own files."""
+    public = public_functions(root)
+    reference = reference_functions(root)
+    if not reference:
+        return []
+    found = []
+    for path in sorted(bundle.rglob("*")):
+        if not path.is_file():
+            continue
+        if (path.suffix in (".whl", ".zip")) != wheels:
+            continue
+        parts = path.relative_to(bundle).parts
+        if not wheels and ("exercises" not in parts or "template" in parts or "data" in parts):
+            continue  # the course's code (harnesses), not what students are handed to work in (a bug hunt's code)
+        for where_in, text in _python_sources(path):
+            shown = f"{path.relative_to(bundle)}{where_in}"
+            matches = []
+            functions = _functions(text)
+            declared = [line for name, line, _, _ in functions
+                        if name in public or f"{shown}:{name}" in public or f"{_course_path(shown)}:{name}" in public]
+            for name, line, tokens, end in functions:
+                if any(line <= other <= end for other in declared):
+                    continue  # declared public, or around one that is (own_update around its update)
+                match = _closest(tokens, reference, name)
+                if match is not None:
+                    matches.append((name, line, end, match))
+            for name, line, end, ((ref_where, ref_name, ref_line), ratio) in matches:
+                if any(line < other[1] <= end and other[3][0] == (ref_where, ref_name, ref_line) for other in matches):
+                    continue  # a function around the one that is the copy (own_update around its update): said once
+                same = ("is" if ratio == 1.0 else f"nearly is ({ratio:.0%} of its normalised code the same)")
+                found.append(
+                    f"{shown}: function {name} (line {line}) {same} {ref_where}'s {ref_name} (line {ref_line}), "
+                    "names and constants aside: the harness ships to students, who would read a solution there. "
+                    "Write it differently (torch's own function, autograd of the loss, another algorithm), or "
+                    f"declare it public in dldiy.toml: [release] public_functions = [\"{_course_path(shown)}:{name}\"]")
     return found
+
+
+def _course_path(shown: str) -> str:
+    """A bundle's or a wheel member's path as the course folder names it (exercises/ex/harness.py)."""
+    path = shown.split("!")[-1]
+    parts = path.split("/")
+    return "/".join(parts[parts.index("exercises"):]) if "exercises" in parts else path
+
+
+def public_functions(root: Path) -> set[str]:
+    """The functions the instructor declares public in dldiy.toml (`[release] public_functions`)."""
+    marker = root / "dldiy.toml"
+    if not marker.is_file():
+        return set()
+    import tomllib
+
+    try:
+        declared = tomllib.loads(marker.read_text()).get("release", {}).get("public_functions", [])
+    except tomllib.TOMLDecodeError:
+        return set()
+    return {d for d in declared if isinstance(d, str)}
+
+
+def reference_functions(root: Path) -> list[tuple[tuple[str, str, int], list[str]]]:
+    """((file, name, line), normalised tokens) of every function of the reference solutions that holds solution code."""
+    out = []
+    for path in sorted((root / "reference").rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix not in (".py", ".ipynb"):
+            continue
+        where = str(path.relative_to(root))
+        if path.suffix == ".py":
+            out += [((where, name, line), tokens) for name, line, tokens, _ in _functions(path.read_text())]
+            continue
+        try:
+            cells = json.loads(path.read_text())["cells"]
+        except (ValueError, KeyError):
+            continue
+        for cell in cells:
+            source = "".join(cell.get("source", ""))
+            if cell.get("cell_type") == "code" and notebook.BEGIN in source:
+                solution = {i for i, line in _solution_lines_of_cell(source)}
+                out += [((where, name, line), tokens) for name, line, tokens, _ in _functions(source, solution)]
+    return out
+
+
+def _solution_lines_of_cell(source: str) -> list[tuple[int, str]]:
+    out, inside = [], False
+    for i, line in enumerate(source.split("\n"), 1):
+        if notebook.BEGIN in line or notebook.END in line:
+            inside = notebook.BEGIN in line
+        elif inside:
+            out.append((i, line))
+    return out
+
+
+def _python_sources(path: Path) -> list[tuple[str, str]]:
+    """('', text) for a .py file of the bundle; ('!member', text) for a wheel's exercises' harnesses."""
+    if path.suffix == ".py":
+        try:
+            return [("", path.read_text())]
+        except (UnicodeDecodeError, OSError):
+            return []
+    if path.suffix not in (".whl", ".zip"):
+        return []
+    with zipfile.ZipFile(path) as z:
+        return [(f"!{name}", z.read(name).decode("utf-8", "replace")) for name in z.namelist()
+                if name.endswith("/harness.py") and "/exercises/" in f"/{name}"]
+
+
+def _functions(source: str, solution: set[int] | None = None) -> list[tuple[str, int, list[str], int]]:
+    """(name, line, tokens, last line) of every function in source (nested ones and methods too), its body's AST with every
+    identifier and constant normalised (names in order of first use: a renamed variable reads the same), its docstring
+    dropped; with `solution` (line numbers), only the functions that hold one of those lines."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        end = node.end_lineno or node.lineno
+        if solution is not None and not any(node.lineno <= i <= end for i in solution):
+            continue
+        body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr) and isinstance(
+            node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)) else node.body
+        tokens = _normalised_tokens(body)
+        if len(tokens) >= MIN_FUNCTION_TOKENS:
+            out.append((node.name, node.lineno, tokens, end))
+    return out
+
+
+def _normalised_tokens(body: list) -> list[str]:
+    import ast
+
+    names: dict[str, str] = {}
+
+    def name(n: str) -> str:
+        return names.setdefault(n, f"v{len(names)}")
+
+    tokens: list[str] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, ast.AST):
+            tokens.append(type(node).__name__)
+            for field, value in ast.iter_fields(node):
+                if field in ("ctx", "type_comment", "kind"):
+                    continue
+                if field in ("id", "arg") and isinstance(value, str):
+                    tokens.append(name(value))
+                elif field == "value" and isinstance(node, ast.Constant):
+                    tokens.append("const")
+                elif isinstance(value, list):
+                    tokens.append("[")
+                    for item in value:
+                        visit(item)
+                    tokens.append("]")
+                else:
+                    visit(value)
+        elif isinstance(node, str):
+            tokens.append(node)  # an attribute's name (.sum, .mean): what the code does, not what it calls things
+
+    for statement in body:
+        visit(statement)
+    return tokens
+
+
+def _bare(name: str) -> str:
+    """A function's name without the prefixes a harness gives its own versions (_softmax, own_update, exact_cell)."""
+    name = name.lstrip("_")
+    for prefix in ("own_", "exact_", "harness_", "my_", "ref_", "reference_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _closest(tokens: list[str], reference: list, name: str = "") -> tuple[tuple[str, str, int], float] | None:
+    """The reference function whose tokens are SAME_FUNCTION or closer to these (SAME_NAMED_FUNCTION where it has
+    this function's name), with the ratio (None: none is)."""
+    import difflib
+
+    best = None
+    for where, ref_tokens in reference:
+        wanted = SAME_NAMED_FUNCTION if name and _bare(name) == _bare(where[1]) else SAME_FUNCTION
+        if min(len(tokens), len(ref_tokens)) < wanted * max(len(tokens), len(ref_tokens)):
+            continue  # (the ratio cannot reach it)
+        if tokens == ref_tokens:
+            return where, 1.0
+        matcher = difflib.SequenceMatcher(None, tokens, ref_tokens, autojunk=False)
+        if matcher.real_quick_ratio() < wanted or matcher.quick_ratio() < wanted:
+            continue
+        ratio = matcher.ratio()
+        if ratio >= wanted and (best is None or ratio > best[1]):
+            best = (where, ratio)
+    return best
 
 
 def _reader_lines(path: Path) -> list[tuple[str, str]]:

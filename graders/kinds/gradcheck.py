@@ -81,17 +81,21 @@ def central_differences(values: Any, shape: Sequence[int], eps: float = EPS) -> 
 
 
 def block(name: str, analytic: Any, numeric: Any, moves: bool = False, exact: Any = None,
-          exact_floor: float = 0.0, hint: str = "") -> dict[str, Any]:
+          exact_floor: float = 0.0, hint: str = "", scale: float | None = None) -> dict[str, Any]:
     """One measured block: a named tensor's analytic and numeric gradient, flattened. `moves` says the
     harness knows (from its own computation) that the true gradient there is not zero: a loss that does
     not move is then a degenerate measurement, which proves nothing and earns nothing. `exact`: the
     gradient the harness computed itself (float64), where it knows the function is the one differentiated;
     the judge then holds the hand gradient to float64's rounding (`inexactness`, with `exact_floor`), which
     finite differences never reach. `hint`: the likely cause where this block disagrees with finite differences,
-    said instead of reading the ratio analytic/numeric (with one point, every error gives a constant ratio)."""
+    said instead of reading the ratio analytic/numeric (with one point, every error gives a constant ratio).
+    `scale`: the size of the terms the gradient is a sum of (`term_scale`), the floor under which a hand gradient
+    held to the reference's (`against_reference`) is rounding, not a value."""
     made = {"name": name, "shape": list(numeric.shape), "moves": moves,
             "analytic": analytic.detach().double().reshape(-1).tolist(),
             "numeric": numeric.detach().double().reshape(-1).tolist()}
+    if scale is not None and np.isfinite(scale):
+        made["scale"] = float(scale)
     if hint:
         made["hint"] = hint
     if exact is not None:
@@ -105,6 +109,21 @@ def block(name: str, analytic: Any, numeric: Any, moves: bool = False, exact: An
 # 1e-6), one of high order (Richardson, 8th order) by ~1e-13 (red team, round 5), float32 arithmetic inside by
 # ~1e-7: all of them pass the comparison with finite differences (rtol 1e-5), none is a gradient by hand.
 INEXACT = 2e-14
+
+
+def term_scale(upstream: Any, out: Any, wrt: Any) -> float:
+    """The size of the terms a gradient d<v, out>/d(wrt) is a sum of, from magnitudes alone: max|v| max|out| /
+    max|wrt| (the slope of an output of that size over an input of that size), times sqrt(out's entries) for the
+    sums over them. A hand gradient whose entries cancel to 0 (BatchNorm's dx through out.sum(): exactly 0) is
+    rounding at ~1e-16 of this, on both sides; held relatively to the reference's largest entry, itself ~1e-16,
+    two correct gradients differed by 100% (course8's trial). Numbers or arrays (numpy or torch)."""
+    def biggest(t: Any) -> float:
+        a = np.abs(np.asarray(t.detach().double().cpu() if hasattr(t, "detach") else t, dtype=float))
+        a = a[np.isfinite(a)]
+        return float(a.max(initial=0.0))
+    size = int(np.asarray(out.detach().cpu() if hasattr(out, "detach") else out).size)
+    v, o, w = biggest(upstream), biggest(out), biggest(wrt)
+    return v * o / (w if w > 0 else 1.0) * float(np.sqrt(max(size, 1)))
 
 
 def inexactness(analytic: Any, exact: Any, floor: float = 0.0) -> float:
@@ -122,7 +141,8 @@ def inexactness(analytic: Any, exact: Any, floor: float = 0.0) -> float:
 
 def compact(measured: dict[str, Any]) -> dict[str, Any]:
     """What a check with `against_reference` keeps of the reference's measurement: each block's hand gradient."""
-    return {"blocks": [{"name": b["name"], "analytic": b["analytic"]} for b in measured["blocks"] if "analytic" in b]}
+    return {"blocks": [{"name": b["name"], "analytic": b["analytic"], **({"scale": b["scale"]} if "scale" in b else {})}
+                       for b in measured["blocks"] if "analytic" in b]}
 
 
 def _held_to_reference(measured: dict[str, Any], expected: Any) -> dict[str, Any]:
@@ -132,11 +152,17 @@ def _held_to_reference(measured: dict[str, Any], expected: Any) -> dict[str, Any
     that is not the layer's, or that changes once backward() ran (integrity round 14: a backward storing
     zeros, then a forward returning zeros, agreed with itself at 0 = 0), nor a backward made of finite
     differences (~1e-10 off): the reference's hand gradient, exact to rounding, sees all three."""
-    reference = {b.get("name"): b.get("analytic") for b in (expected or {}).get("blocks", []) if isinstance(b, dict)}
+    recorded = [b for b in (expected or {}).get("blocks", []) if isinstance(b, dict)]
+    reference = {b.get("name"): b.get("analytic") for b in recorded}
+    # The floor under which both are rounding: the reference's own term scale where it was recorded with one (its
+    # inputs and output, never the submission's), else the measured block's (older expected.json; the same inputs)
+    scales = {b.get("name"): b.get("scale") for b in recorded}
     blocks = []
     for b in measured["blocks"]:
         if b.get("exact") is None and reference.get(b.get("name")) is not None:
-            b = {**b, "exact": reference[b["name"]], "exact_from": "reference"}
+            scale = scales.get(b["name"]) if isinstance(scales.get(b["name"]), (int, float)) else b.get("scale")
+            floor = ROUNDING_TERMS * float(scale) if isinstance(scale, (int, float)) and np.isfinite(scale) else 0.0
+            b = {**b, "exact": reference[b["name"]], "exact_from": "reference", "exact_floor": floor}
         blocks.append(b)
     return {**measured, "blocks": blocks}
 
@@ -234,8 +260,7 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
                 f"reference's gradient at the same inputs and parameters: at index {unravel(i, shape)} yours is "
                 f"{fmt(a.ravel()[i], e.ravel()[i])}, the reference's {fmt(e.ravel()[i], a.ravel()[i])} (off by {off:.1e} "
                 "relative to its largest entry). "
-                + ("So backward matches your forward, and your forward is not the layer's: check forward first (its "
-                   "formula, or values it keeps from an earlier call)." if off > 1e-6 else
+                + (_forward_blamed(check) if off > 1e-6 else
                    "A derivative by hand in float64 agrees with the reference's to ~1e-15; finite differences of the "
                    "forward (~1e-13 to 1e-10) or float32 arithmetic inside (~1e-7) are this far off: derive the "
                    "formula by hand and compute in the inputs' dtype."),
@@ -259,6 +284,22 @@ def judge(measured: dict[str, Any], expected: Any, check: Check) -> Verdict:
                  "check charges)")
     return Verdict.passed(f"max rel. error {fmt(worst_overall)}{near}", worst_rel_error=worst_overall,
                           worst_abs_near_zero=worst_near_zero, inexact=inexact)
+
+
+def _forward_blamed(check: Check) -> str:
+    """What a backward that matches the student's own forward but not the reference's gradient says of the forward:
+    the forward's fault where another check failed, never "check forward first" where every other check passed."""
+    others = check.params.get("other_failures")
+    failing = sorted(others) if isinstance(others, dict) else None
+    if failing:
+        return (f"So backward matches your forward, and your forward is not the layer's: check forward first (failing: "
+                f"{', '.join(failing)}; its formula, or values it keeps from an earlier call).")
+    if failing is None:  # judged alone (no other check's result at hand)
+        return ("So backward matches your forward, and your forward is not the layer's: check forward first (its "
+                "formula, or values it keeps from an earlier call).")
+    return ("So backward matches your forward, and your forward is not the layer's at these inputs, though no other check "
+            "fails: look for what the other checks do not cover (values kept from an earlier call, a branch on the "
+            "inputs or their shape, a parameter used otherwise).")
 
 
 def forward_values(at: Any, values: Any, exact: Any, atol: Any, rtol: float, hint: str = "") -> dict[str, Any]:
@@ -294,6 +335,11 @@ def _agrees(analytic: np.ndarray, exact: Any, rtol: float, atol: float) -> bool:
     return (e.shape == analytic.shape and bool(np.isfinite(e).all()) and bool(np.isfinite(analytic).all())
             and bool(np.all(np.abs(analytic - e) <= atol + rtol * np.maximum(np.abs(analytic), np.abs(e)))))
 
+
+# A gradient held to the reference's is compared relatively to max(its largest entry, ROUNDING_TERMS x the size of
+# its terms): below that, an entry is a sum that cancels, and both hand gradients read their own rounding there
+# (~1e-16 of the terms, well under INEXACT); a backward by finite differences is still ~1e-10 of them off
+ROUNDING_TERMS = 1.0
 
 # Below NEAR_ZERO x atol a gradient entry is ~0: rounding in its finite difference (~1e-10) is a large part of it
 NEAR_ZERO = 100.0

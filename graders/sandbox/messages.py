@@ -57,6 +57,8 @@ class Result(TypedDict):
     seed: int
     measurement: NotRequired[Any]
     error: NotRequired[ErrorInfo]
+    seconds: NotRequired[float]
+    timeout: NotRequired[float]
     # the names the task's probe handed the student's process as the harness's own (stand-ins), which the
     # parent orders later jobs' tasks by (runner.in_stand_in_order)
     handed: NotRequired[list[str]]
@@ -135,6 +137,11 @@ def parse(line: bytes | str) -> Message | None:
             result = None if info is None else failed(check, seed, info)
         if result is not None and isinstance(raw.get("handed"), list):
             result["handed"] = _strings(raw["handed"])
+        if result is not None:
+            for key in ("seconds", "timeout"):  # (how long the task ran, of its timeout: a note near the limit)
+                value = raw.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                    result[key] = float(value)  # type: ignore[literal-required]
         return result
     return None
 

@@ -61,6 +61,8 @@ class Outcome:
     output: str = ""
     duration_s: float = 0.0
     load_s: float | None = None  # wall time from start to the submission's 'loaded' (a reference's sets timeouts)
+    # (check, seed) -> (seconds the task ran, its timeout), as the harness said: a task near its limit is noted
+    timings: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
 
 class _CappedDrain(threading.Thread):
@@ -420,6 +422,8 @@ def _one_child(exercise, entry, pending, outcome, cwd, outputs, limits, spawner,
                     continue  # out of order: not something our child sends; ignore it
                 _notify(on_result, pending.pop(0))
                 outcome.results[key] = messages.task_result(message)
+                if "seconds" in message and "timeout" in message:
+                    outcome.timings[key] = (message["seconds"], message["timeout"])
                 # (a union: a submission whose probe fails before its swap hands over nothing, and must not
                 # reorder its classmates' tasks; the child checks what each task really handed over anyway)
                 learnt = (exercise.id, message["check"])

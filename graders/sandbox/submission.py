@@ -355,9 +355,12 @@ def _list_dropped(loaded: Loaded, number: int, dropped: list) -> None:
         loaded.dropped.append(Dropped(number, first, text, tuple(names)))
     assigns = [f"{', '.join(names)}" + (f" (line {first})" if len(dropped) > 1 else "")
                for first, _last, _text, names in dropped if names]
-    others = len(dropped) - len(assigns)
+    others = [_shortened(text) for _first, _last, text, names in dropped if not names]
+    # each statement said by its text (course8 trial: "1 statement" hid a torch.set_default_dtype(...))
+    said = "; ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
     parts = ([f"assigns {'; '.join(assigns[:6])}" + (f" and {len(assigns) - 6} more" if len(assigns) > 6 else "")]
-             if assigns else []) + ([f"{others} {'other ' if assigns else ''}statement{'s' if others > 1 else ''}"] if others else [])
+             if assigns else []) + ([f"{len(others)} {'other ' if assigns else ''}statement{'s' if len(others) > 1 else ''} "
+                                     f"({said})"] if others else [])
     covered = sorted({i for first, last, _t, _n in dropped for i in range(first, last + 1)})
     runs: list[list[int]] = []
     for i in covered:
@@ -369,6 +372,12 @@ def _list_dropped(loaded: Loaded, number: int, dropped: list) -> None:
     plural = "s" if len(covered) > 1 else ""
     loaded.skipped.append(f"cell {number}: line{plural} {where} left out (definitions mode runs only imports, def, "
                           f"class and constants at load): {' and '.join(parts)}")
+
+
+def _shortened(text: str, width: int = 48) -> str:
+    """A statement's first line as the summary says it: `plt.plot(losses)`, cut with ... past `width` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
 
 
 def _named_cell_defines(loaded: Loaded, number: int, name: str, source: str) -> None:

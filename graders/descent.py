@@ -123,19 +123,13 @@ def leaves_of(w: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list:
     return out
 
 
-def weights_of(replies: Sequence[Any], probes: Sequence[int], read: Callable[[Any, int], Any]) -> dict[int, np.ndarray]:
-    """train()'s results at `probes` (one `sub.batch` message: one round trip for every step count, where a call
-    each cost ~0.15 s of a check's 1.0 s budget in exercise-4) as flattened float64 weights, copies: `read(result, k)`
-    takes them out of one result (an ApiError for a wrong form); a call that raised is raised, naming the student's
-    line."""
-    from .sandbox.endpoint import RemoteError
-
-    out = {}
-    for k, reply in zip(probes, replies):
-        if isinstance(reply, RemoteError):
-            raise reply
-        out[k] = np.array(read(reply, k), dtype=np.float64).reshape(-1)
-    return out
+def weights_of(call: Callable[[int], Any], probes: Sequence[int], read: Callable[[Any, int], Any]) -> dict[int, np.ndarray]:
+    """train()'s weights after each of `probes` steps, `call(k)` making the call (the harness's callees in place) and
+    `read(result, k)` taking them out of its result (an ApiError for a wrong form), as flattened float64 copies taken
+    at once: a train() that reuses one weight buffer (first-loss's finding) rewrites what an earlier call returned,
+    and a batch of the calls would hand back that buffer for each (validate: `train-weights-in-shared-buffer` was
+    charged by convergence too)."""
+    return {k: np.array(read(call(k), k), dtype=np.float64).reshape(-1).copy() for k in probes}
 
 
 def train_result(result: Any, k: int, form: str) -> tuple:

@@ -107,7 +107,9 @@ def reference_sub(tmp_path):
 @pytest.mark.parametrize("check, most", [("gradcheck", 4), ("stability", 1)])
 def test_a_seed_costs_a_few_messages_not_one_per_call(reference_sub, monkeypatch, check, most):
     """gradcheck: the loss's handle, the counting stand-in in and out, one batch (was 13); stability:
-    one batch (was 12). Frames the harness sends, counted where they leave (its process only)."""
+    one batch (was 12). Frames the harness sends, counted where they leave (its process only). The student's
+    process's first seed also carries the probes run once per process (round 9's state kept between calls: a
+    handle and two functions built there, three frames at most)."""
     from dldiy.graders.sandbox.endpoint import Endpoint
 
     sent = []
@@ -118,7 +120,7 @@ def test_a_seed_costs_a_few_messages_not_one_per_call(reference_sub, monkeypatch
         sent.clear()
         measured = getattr(HARNESS, check)(reference_sub(), seed, EXERCISE.check(check).params)
         assert "violation" not in measured and "note" not in measured, measured
-        assert len(sent) <= most and sent.count("batch") == 1, sent
+        assert len(sent) <= most + (3 if seed == 1 else 0) and sent.count("batch") == 1, sent
 
 
 # ---- the judgements of single calls, per configuration of the batch ------------------------------------

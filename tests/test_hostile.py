@@ -192,7 +192,9 @@ def test_a_fork_bomb_is_capped_and_nothing_of_it_survives(grade, server):
     """)
     report, checks, seconds = grade(code)
     assert checks["gradcheck"].status == "error"
-    assert re.search(r"BlockingIOError|Resource temporarily unavailable|did not finish", checks["gradcheck"].message)
+    # (or its copies, each going on from fork() inside the call, answered on the same channel: a malformed reply)
+    assert re.search(r"BlockingIOError|Resource temporarily unavailable|did not finish|malformed reply",
+                     checks["gradcheck"].message)
     deadline = time.monotonic() + 3
     while strays(server._proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)

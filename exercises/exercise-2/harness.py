@@ -514,12 +514,14 @@ def _descends(sub, seed, p, X, y, w0, w_star):
     is relative to how far descent itself still is from w* (1%), with a floor of 1e-6 |w*| (a float32 step inside,
     first-loss's charge, stays within it; the closed form, 1e-4 |w*| away from descent's w_60 or more, does not)."""
     probes = probe_steps(seed, p["budget"])
+
+    def read(result, k):
+        return expect_tensor(train_result(result, k, "(w, losses)")[0], f"train() (its first result, w, after {k} "
+                             "steps)", shape=(p["d"] + 1,), dtype="float", finite=False).detach().double()
+
     with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
-        replies = sub.batch([("train", None, (_t(X), _t(y), _t(w0), p["lr"], k), {}) for k in probes])
-    # (copies: one weight buffer reused by every train() call is first-loss's finding, not this one's)
-    got = weights_of(replies, probes, lambda result, k: expect_tensor(
-        train_result(result, k, "(w, losses)")[0], f"train() (its first result, w, after {k} steps)",
-        shape=(p["d"] + 1,), dtype="float", finite=False).detach().double())
+        got = weights_of(lambda k: sub.call("train", _t(X), _t(y), _t(w0), p["lr"], k, given_copies=True),
+                         probes, read)
     scale, Xt = float(np.linalg.norm(w_star)), _with_bias(X)
     follows_descent(got, w0, lambda w, _k: 2.0 * Xt.T @ (Xt @ w - y) / len(X),
                     lambda want: 1e-2 * float(np.linalg.norm(want - w_star)) + 1e-6 * scale,

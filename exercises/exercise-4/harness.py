@@ -711,9 +711,8 @@ def _descends(sub, seed, p, X, y, W0, b0, w_end):
     cross-entropy inside, copies in) are gradient descent's at one learning rate, to 1e-5 (float64 orderings agree to
     ~1e-14; a float32 step inside, first-loss's charge, stays within it)."""
     probes, (k, d) = probe_steps(seed, p["budget"], drawn=False), W0.shape
-    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
-        replies = sub.batch([("train", None, (X.clone(), y.clone(), W0.clone(), b0.clone(), p["lr"], n), {})
-                             for n in probes])
+    def call(n):
+        return sub.call("train", X.clone(), y.clone(), W0.clone(), b0.clone(), p["lr"], n, given_copies=True)
 
     def read(result, n):
         W, b, _ = train_result(result, n, "(W, b, losses)")
@@ -721,7 +720,8 @@ def _descends(sub, seed, p, X, y, W0, b0, w_end):
                                    finite=False),
                      expect_tensor(b, f"train() (its second result, b, after {n} steps)", shape=(k,), dtype="float",
                                    finite=False))
-    got = weights_of(replies, probes, read)
+    with sub.replaced("cross_entropy", _inside(sub, harness_cross_entropy)):
+        got = weights_of(call, probes, read)
     got[p["budget"]] = w_end
 
     def gradient(w, _k):

@@ -577,9 +577,8 @@ def _descends(sub, seed, p, X, y, w_end):
     shapes = [tuple(q.shape) for q in harness_params(seed, p["sizes"])]
 
     probes = probe_steps(seed, p["budget"], drawn=False)
-    with own_network(sub):
-        replies = sub.batch([("train", None, (X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k,
-                                              p["activation"]), {}) for k in probes])
+    def call(k):
+        return sub.call("train", X, y, leaves(harness_params(seed, p["sizes"])), p["lr"], k, p["activation"])
 
     def read(result, k):
         trained = list(train_result(result, k, "(params, losses)")[0])
@@ -593,7 +592,9 @@ def _descends(sub, seed, p, X, y, w_end):
         params = leaves_of(w, shapes)
         return flatten(torch.autograd.grad(_own_loss(_own_mlp_forward(X, params, p["activation"]), y), params))
 
-    follows_descent({**weights_of(replies, probes, read), p["budget"]: w_end}, flatten(harness_params(seed, p["sizes"])),
+    with own_network(sub):
+        got = weights_of(call, probes, read)
+    follows_descent({**got, p["budget"]: w_end}, flatten(harness_params(seed, p["sizes"])),
                     gradient, lambda want: 1e-5 * (1 + float(np.abs(want).max())),
                     f"on convergence's problem (seed {seed}, lr {p['lr']:g}; the parameters flattened)", p["lr"],
                     ("exercise-5 convergence", seed, p["n"], tuple(p["sizes"]), p["activation"], p["lr"]))

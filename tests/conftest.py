@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -124,3 +125,17 @@ def bugged(tmp_path_factory):
         return build_bugged(exercise, name, tmp_path_factory.mktemp(f"{exercise}-{name}") / name)
 
     return build
+
+
+def gradebook(tmp_path, exercise: str, submissions: dict[str, str], name: str) -> dict[str, dict[str, str]]:
+    """`dldiy grade EXERCISE` on a class of `submissions` (student -> the code of its file `name`) with hidden seeds
+    4242 and 777, one job: the gradebook's rows by student (the integrity rounds' attacks beside honest classmates)."""
+    klass = tmp_path / "class"
+    for student, code in submissions.items():
+        (klass / student).mkdir(parents=True)
+        (klass / student / name).write_text(code)
+    result = run_dldiy("grade", exercise, str(klass), "--out", str(tmp_path / "book"), "--hidden-seeds", "4242,777",
+                       "-j", "1")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    with open(tmp_path / "book" / "gradebook.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}

@@ -3,27 +3,14 @@ seeds beside an honest classmate. Each attack here scored more than the honest w
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import textwrap
 
-from conftest import REPO, run_dldiy
+from conftest import REPO, gradebook
 
 LOGREG = (REPO / "reference" / "exercise-1" / "logreg.py").read_text()
 CPU_ONLY_BIAS = ("device=X.device)], dim=1)", ")], dim=1)")  # buggy/exercise-1/bias-column-on-cpu
 PROBE = "tuple(X.shape) == (16, 2) and X.dtype == torch.float32"  # exercise-1's placement probe: its inputs' shape
-
-
-def _gradebook(tmp_path, exercise: str, submissions: dict[str, str], name: str) -> dict[str, dict[str, str]]:
-    klass = tmp_path / "class"
-    for student, code in submissions.items():
-        (klass / student).mkdir(parents=True)
-        (klass / student / name).write_text(code)
-    result = run_dldiy("grade", exercise, str(klass), "--out", str(tmp_path / "book"), "--hidden-seeds", "4242,777",
-                       "-j", "1")
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    with open(tmp_path / "book" / "gradebook.csv", newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
 
 
 def test_a_placement_made_inconclusive_at_will_is_charged(tmp_path):
@@ -48,7 +35,7 @@ def test_a_placement_made_inconclusive_at_will_is_charged(tmp_path):
             if X.device.type == "meta":
                 raise NotSimulated("cannot run as on a GPU")
         """), 1)
-    book = _gradebook(tmp_path, "exercise-1", {"honest": honest, "raises": raises, "no-tensor": no_tensor,
+    book = gradebook(tmp_path, "exercise-1", {"honest": honest, "raises": raises, "no-tensor": no_tensor,
                                                "not-simulated": not_simulated}, "logreg.py")
     assert book["honest"]["placement"] == "0" and book["honest"]["max"] == "9.5", book["honest"]
     for student in ("raises", "no-tensor", "not-simulated"):
@@ -69,7 +56,7 @@ def test_an_optimizer_that_fails_the_placement_probe_alone_does_not_hide_its_cpu
                              "    def update(self, p, g, group, state):\n"
                              "        if p.device.type == 'meta' and not isinstance(self, GD):\n"
                              "            raise ValueError('unsupported parameters')\n")
-    book = _gradebook(tmp_path, "exercise-6", {"honest": honest, "hostile": hostile}, "optim.py")
+    book = gradebook(tmp_path, "exercise-6", {"honest": honest, "hostile": hostile}, "optim.py")
     assert book["honest"]["placement"] == "0", book["honest"]
     assert (book["hostile"]["placement"], book["hostile"]["total"], book["hostile"]["max"]) == \
         ("0", book["honest"]["total"], book["honest"]["max"]), book["hostile"]

@@ -4,9 +4,8 @@ wrong attempt before its fix."""
 
 from __future__ import annotations
 
-import csv
 
-from conftest import REPO, run_dldiy
+from conftest import REPO, gradebook
 
 LINREG = (REPO / "reference" / "exercise-2" / "linreg.py").read_text()
 TRAIN = LINREG[LINREG.index("def train("):]
@@ -34,18 +33,6 @@ SHORTCUT = '''def train(X, y, w0, lr, steps):
 '''
 
 
-def _gradebook(tmp_path, exercise: str, submissions: dict[str, str], name: str) -> dict[str, dict[str, str]]:
-    klass = tmp_path / "class"
-    for student, code in submissions.items():
-        (klass / student).mkdir(parents=True)
-        (klass / student / name).write_text(code)
-    result = run_dldiy("grade", exercise, str(klass), "--out", str(tmp_path / "book"), "--hidden-seeds", "4242,777",
-                       "-j", "1")
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    with open(tmp_path / "book" / "gradebook.csv", newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
-
-
 def test_a_closed_form_answered_for_gradient_descent_earns_no_convergence(tmp_path):
     """Exercise-2's train() returning the least-squares solution with made-up losses scored 8.5/10.5 (first-loss 0,
     convergence 2/2) against 6.5 for an honest `gradient-accumulates` (first-loss and convergence 0). Convergence now
@@ -54,7 +41,7 @@ def test_a_closed_form_answered_for_gradient_descent_earns_no_convergence(tmp_pa
     honest = LINREG.replace("w = w - lr * gradient(X, y, w)", "g = g + gradient(X, y, w)\n        w = w - lr * g")
     honest = honest.replace("    losses = []\n", "    losses = []\n    g = torch.zeros_like(w)\n", 1)
     assert honest.count("g = g + gradient") == 1 and "g = torch.zeros_like(w)" in honest
-    book = _gradebook(tmp_path, "exercise-2", {
+    book = gradebook(tmp_path, "exercise-2", {
         "honest": honest, "reference": LINREG, "closed-form": LINREG.replace(TRAIN, CLOSED_FORM),
         "shortcut": LINREG.replace(TRAIN, SHORTCUT)}, "linreg.py")
     assert book["reference"]["convergence"] == "2", book["reference"]
@@ -88,7 +75,7 @@ def test_a_hyperplane_found_another_way_earns_no_convergence(tmp_path):
     accumulates = LOGREG.replace("w = w - lr * gradient(X, y, w)", "g = g + gradient(X, y, w)\n        w = w - lr * g")
     accumulates = accumulates.replace("    losses = []\n", "    losses = []\n    g = torch.zeros_like(w)\n", 1)
     assert hostile != LOGREG and "g = g + gradient" in accumulates
-    book = _gradebook(tmp_path, "exercise-1", {"hostile": hostile, "accumulates": accumulates, "reference": LOGREG},
+    book = gradebook(tmp_path, "exercise-1", {"hostile": hostile, "accumulates": accumulates, "reference": LOGREG},
                       "logreg.py")
     assert book["reference"]["convergence"] == "2", book["reference"]
     assert book["hostile"]["convergence"] == "0", book["hostile"]

@@ -15,7 +15,7 @@ from dldiy.graders.api import built_inside as _inside
 from dldiy.graders.descent import follows_descent, probe_steps, train_result, weights_of
 from dldiy.graders.data import SOFTPLUS_GAP, gaussian_blobs, seeded_once, softplus_grid
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient_stacked
-from dldiy.graders.kinds.invariants import (bfloat16_precision,
+from dldiy.graders.kinds.invariants import (TRAIN_KEPT_CAUSES, bfloat16_precision,
                                             dependency_note, loss_note, loss_note_of, CallCounter, Violation, copies, keeps_rules,
                                             no_graph, reads_changed, results_kept, same_cast_as, same_dtype, takes_every_step,
                                             trained_without_graph, unchanged, unmodified)
@@ -411,15 +411,6 @@ def _follows_descent(sub, seed, p):
                            "as it is (no clipping, no normalising)"))
 
 
-TRAIN_KEPT = {
-    "w": "train() hands back a weight tensor it keeps between calls (a buffer updated in place, w -= ...) and "
-         "overwrites it at the next call: start each call from a new tensor, w = w0.clone()",
-    "losses": "train() hands back a list (or tensor) of losses it keeps between calls (a module-level list, or a "
-              "mutable default argument `losses=[]`, cleared and refilled at the next call): build a new one inside "
-              "train() at every call, losses = []",
-}
-
-
 def _train_between_calls(sub, X, y, w0):
     """Once per student's process, in its own process: train() twice (lr 0.1 then 1, 3 steps, the harness's loss and
     gradient inside), the first call's (w, losses) kept by the caller: the second must leave them as they came
@@ -429,7 +420,7 @@ def _train_between_calls(sub, X, y, w0):
         return
     with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
         results_kept(sub, "train", [(f"lr = {lr:g}, 3 steps", (X.clone(), y.clone(), w0.clone(), lr, 3))
-                                    for lr in (0.1, 1.0)], ("w", "losses"), TRAIN_KEPT)
+                                    for lr in (0.1, 1.0)], ("w", "losses"), TRAIN_KEPT_CAUSES)
 
 
 @keeps_rules

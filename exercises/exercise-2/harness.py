@@ -16,7 +16,7 @@ from dldiy.graders.descent import follows_descent, probe_steps, train_result, we
 from dldiy.graders.kinds.gradcheck import block, numeric_gradient
 from dldiy.graders.sandbox.endpoint import RemoteError
 from dldiy.graders.kinds.placement import device_probes, measure_placement
-from dldiy.graders.kinds.invariants import (bfloat16_precision, same_cast_as,
+from dldiy.graders.kinds.invariants import (TRAIN_KEPT_CAUSES, bfloat16_precision, same_cast_as,
                                             dependency_note, loss_note, CallCounter, Violation, keeps_rules, takes_every_step,
                                             no_graph, reads_changed, results_kept, same_dtype, trained_without_graph,
                                             unmodified)
@@ -143,15 +143,6 @@ def _between_calls(sub, seed, name):
         reads_changed(sub, name, args, names, 0, 2.0, label)
 
 
-TRAIN_KEPT = {
-    "w": "train() hands back a weight tensor it keeps between calls (a buffer updated in place, w -= ...) and "
-         "overwrites it at the next call: start each call from a new tensor, w = w0.clone()",
-    "losses": "train() hands back a list (or tensor) of losses it keeps between calls (a module-level list, or a "
-              "mutable default argument `losses=[]`, cleared and refilled at the next call): build a new one inside "
-              "train() at every call, losses = []",
-}
-
-
 def _train_between_calls(sub, X, y, w0):
     """Once per student's process, in its own process: train() twice (lr 0.1 then 0.5, 3 steps, the harness's loss
     and gradient inside), the first call's (w, losses) kept by the caller: the second must leave them as they came
@@ -160,7 +151,7 @@ def _train_between_calls(sub, X, y, w0):
         return
     with sub.replaced("gradient", _inside(sub, harness_gradient)), sub.replaced("loss", _inside(sub, harness_loss_fn)):
         results_kept(sub, "train", [(f"lr = {lr:g}, 3 steps", (X.clone(), y.clone(), w0.clone(), lr, 3))
-                                    for lr in (0.1, 0.5)], ("w", "losses"), TRAIN_KEPT)
+                                    for lr in (0.1, 0.5)], ("w", "losses"), TRAIN_KEPT_CAUSES)
 
 
 def _least_squares(X, y):

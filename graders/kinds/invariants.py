@@ -117,6 +117,17 @@ class Violation(Exception):
     """The submission broke a rule of the exercise (an argument modified, a dtype changed, autograd used)."""
 
 
+# The likely cause of each result of a train() -> (w, losses) that a later call overwrote (results_kept's `causes`):
+# exercises 1 and 2 hand it over as they are.
+TRAIN_KEPT_CAUSES = {
+    "w": "train() hands back a weight tensor it keeps between calls (a buffer updated in place, w -= ...) and "
+         "overwrites it at the next call: start each call from a new tensor, w = w0.clone()",
+    "losses": "train() hands back a list (or tensor) of losses it keeps between calls (a module-level list, or a "
+              "mutable default argument `losses=[]`, cleared and refilled at the next call): build a new one inside "
+              "train() at every call, losses = []",
+}
+
+
 def keeps_rules(probe: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """A probe whose `Violation` becomes the measurement {"violation": message}."""
     @functools.wraps(probe)
